@@ -1,0 +1,63 @@
+# Rewind: `make run` serves the console, `make test` runs the whole suite.
+# Both set up what they need on a fresh machine (system packages too, when root).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export FLASK_APP := wsgi
+
+# Debian packages each target needs, as "command:package" pairs.
+RUN_SYSTEM := git:git gpg:gnupg
+TEST_SYSTEM := $(RUN_SYSTEM) initdb:postgresql chromium:chromium
+
+.PHONY: run test lint format system-run system-test clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: requirements.txt $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.run-installed
+
+# Install missing Debian packages; initdb is looked for where Debian puts it, off PATH.
+define install_system
+	@missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  if ! command -v $$cmd >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/$$cmd >/dev/null 2>&1; then \
+	    missing="$$missing $$pkg"; fi; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing system packages:$$missing (install them as root: apt-get install$$missing)"; exit 1; fi; \
+	fi
+endef
+
+system-run:
+	$(call install_system,$(RUN_SYSTEM))
+
+system-test:
+	$(call install_system,$(TEST_SYSTEM))
+
+run: system-run $(VENV)/.run-installed
+	$(BIN)/flask db upgrade
+	$(BIN)/flask rewind init-admin
+	$(BIN)/gunicorn -c gunicorn.conf.py
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: system-test $(VENV)/.dev-installed lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

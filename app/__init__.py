@@ -1,0 +1,208 @@
+"""Rewind: a console for rolling back a Flask + PostgreSQL application.
+
+create_app() reads and checks the settings, wires the extensions and
+blueprints, and refuses to start if a view forgot to declare its role.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from flask import Flask, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, logout_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import csrf, db, login_manager, migrate, sock
+from app.settings import Settings, load_settings
+
+# The areas in the navigation; an entry shows once its area has a page.
+NAV = (
+    ("Dashboard", "dashboard.index"),
+    ("Deployments", "deployments.index"),
+    ("Migrations", "schema.index"),
+    ("Backups", "backups.index"),
+    ("Flags", "flags.index"),
+    ("Config", "envconfig.index"),
+    ("Jobs", "jobs.index"),
+    ("Audit", "audit.index"),
+    ("Incidents", "incidents.index"),
+)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """WAL lets pages read while a job writes; foreign keys are off in SQLite unless asked."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask(
+        __name__,
+        template_folder="../templates",
+        static_folder="../static",
+        instance_path=str(settings.instance_dir),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
+        REWIND_SETTINGS=settings,
+        REWIND_AUDIT_KEY=settings.audit_key,
+        SESSION_COOKIE_NAME="rewind_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        # Tokens live as long as the session; idle expiry ends both.
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_repo_path("migrations")))
+    csrf.init_app(app)
+    sock.init_app(app)
+    _init_login(app)
+
+    from app.audit.views import bp as audit_bp
+    from app.auth.views import bp as auth_bp
+    from app.dashboard.views import bp as dashboard_bp
+
+    for bp in (dashboard_bp, auth_bp, audit_bp):
+        app.register_blueprint(bp)
+
+    from app.cli import rewind
+
+    app.cli.add_command(rewind)
+    _init_request_hooks(app, settings)
+    _init_error_pages(app)
+
+    from app.auth.guards import ensure_every_view_is_guarded
+
+    ensure_every_view_is_guarded(app)
+    return app
+
+
+def _repo_path(name: str):
+    from app.settings import REPO_ROOT
+
+    return REPO_ROOT / name
+
+
+def _engine_options(settings: Settings) -> dict:
+    if settings.is_postgres:
+        return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+
+
+def _init_login(app: Flask) -> None:
+    from app.auth.models import User
+
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        return user if user is not None and not user.disabled else None
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+        if request.headers.get("HX-Request"):
+            return "", 401, {"HX-Redirect": target}
+        flash(login_manager.login_message, "info")
+        return redirect(target)
+
+
+def _init_request_hooks(app: Flask, settings: Settings) -> None:
+    idle_seconds = settings.idle_minutes * 60
+
+    @app.before_request
+    def expire_idle_sessions():
+        if not current_user.is_authenticated:
+            return None
+        now = int(time.time())
+        seen = session.get("seen", now)
+        if now - seen > idle_seconds:
+            from app.audit.store import record_and_commit
+
+            record_and_commit("auth.expired", details={"idle_minutes": settings.idle_minutes})
+            logout_user()
+            session.clear()
+            flash(f"You were signed out after {settings.idle_minutes} minutes without activity.", "info")
+            target = url_for("auth.login")
+            if request.headers.get("HX-Request"):
+                return "", 401, {"HX-Redirect": target}
+            return redirect(target)
+        session["seen"] = now
+        return None
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if current_user.is_authenticated:
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    from app.auth.roles import Role
+
+    app.jinja_env.globals["Role"] = Role
+    app.jinja_env.filters["timefmt"] = lambda epoch: time.strftime("%H:%M:%S", time.gmtime(epoch))
+
+    @app.context_processor
+    def navigation():
+        items = [(label, ep) for label, ep in NAV if ep in app.view_functions]
+        return {"nav_items": items}
+
+
+def _init_error_pages(app: Flask) -> None:
+    def page(code: int, title: str, message: str):
+        return render_template("errors/error.html", code=code, title=title, message=message), code
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(exc: CSRFError):
+        from app.audit.store import record_and_commit
+        from app.statuses import Outcome
+
+        db.session.rollback()
+        record_and_commit(
+            "auth.csrf_refused",
+            outcome=Outcome.DENIED,
+            details={"method": request.method, "path": request.path, "reason": exc.description},
+        )
+        return page(
+            400,
+            "Security token missing or wrong",
+            f"Nothing was changed. {exc.description} Reload the page and try again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        titles = {403: "Not allowed", 404: "Not found", 400: "Bad request", 405: "Method not allowed"}
+        return page(exc.code or 500, titles.get(exc.code, exc.name), exc.description or "")
+
+    @app.errorhandler(Exception)
+    def server_error(exc: Exception):
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        return page(500, "Rewind hit an error", "The error was logged. Nothing further was changed.")

@@ -1,0 +1,52 @@
+"""The append-only audit table and the one-row lock that serialises its chain head."""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+
+from app.audit import chain
+from app.extensions import db
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        db.Index("ix_audit_event_action_id", "action", "id"),
+        db.Index("ix_audit_event_actor_id", "actor_name", "id"),
+        db.Index("ix_audit_event_target_id", "target", "id"),
+        db.Index("ix_audit_event_outcome_id", "outcome", "id"),
+        db.Index("ix_audit_event_ts", "ts"),
+    )
+
+    # Ids are handed out under the head lock, one after another, so a gap means a removed row.
+    id = db.Column(db.Integer, primary_key=True, autoincrement=False)
+    ts = db.Column(db.DateTime, nullable=False)
+    actor_id = db.Column(db.Integer, nullable=True)
+    actor_name = db.Column(db.String(64), nullable=False)
+    action = db.Column(db.String(64), nullable=False)
+    target = db.Column(db.String(128), nullable=True)
+    details = db.Column(db.Text, nullable=False, default="{}")
+    outcome = db.Column(db.String(16), nullable=False)
+    address = db.Column(db.String(64), nullable=True)
+    user_agent = db.Column(db.String(256), nullable=True)
+    prev_hash = db.Column(db.String(64), nullable=False)
+    hash = db.Column(db.String(64), nullable=False)
+
+    def chain_values(self) -> tuple:
+        return tuple(getattr(self, name) for name in chain.FIELDS)
+
+
+class AuditHead(db.Model):
+    """Row 1 is locked by every writer (UPDATE first), which orders writers on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "audit_head"
+
+    id = db.Column(db.Integer, primary_key=True, autoincrement=False)
+    last_id = db.Column(db.Integer, nullable=False, default=0)
+    last_hash = db.Column(db.String(64), nullable=False, default=chain.GENESIS)
+
+
+@event.listens_for(AuditEvent, "before_update")
+@event.listens_for(AuditEvent, "before_delete")
+def _refuse_rewrite(mapper, connection, target) -> None:
+    raise RuntimeError(f"audit rows are append-only; refused to rewrite row {target.id}")

@@ -1,0 +1,127 @@
+"""The audit log pages: browse, filter, export, and the chain's status."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+
+from flask import Blueprint, Response, abort, render_template, request, stream_with_context
+from sqlalchemy import select
+
+from app.audit import chain, store
+from app.audit.filters import AuditFilter, FilterError
+from app.audit.models import AuditEvent
+from app.auth.guards import requires
+from app.auth.roles import Role
+from app.pagination import iter_keyset, keyset_page, parse_cursor
+from app.statuses import Outcome
+
+bp = Blueprint("audit", __name__, url_prefix="/audit")
+
+PAGE_SIZE = 50
+EXPORT_COLUMNS = (*chain.FIELDS, "hash")
+
+
+def _filter_or_400() -> AuditFilter:
+    try:
+        return AuditFilter.from_args(request.args)
+    except FilterError as exc:
+        abort(400, description=f"Bad filter {exc}")
+
+
+@bp.get("")
+@requires(Role.VIEWER)
+def index():
+    filters = _filter_or_400()
+    try:
+        before = parse_cursor(request.args.get("before"))
+    except ValueError as exc:
+        abort(400, description=str(exc))
+    page = keyset_page(filters.apply(select(AuditEvent)), AuditEvent.id, before=before, limit=PAGE_SIZE)
+    return render_template("audit/index.html", page=page, filters=filters, outcomes=list(Outcome), before=before)
+
+
+class _VerdictCache:
+    """Verifying a million rows takes seconds: share one result for a short while."""
+
+    ttl = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: tuple[float, chain.Verdict] | None = None
+
+    def get(self, fresh: bool) -> tuple[float, chain.Verdict]:
+        with self._lock:
+            if fresh or self._value is None or time.time() - self._value[0] > self.ttl:
+                self._value = (time.time(), store.verify())
+            return self._value
+
+
+_verdicts = _VerdictCache()
+
+
+@bp.get("/chain")
+@requires(Role.VIEWER)
+def chain_status():
+    checked_at, verdict = _verdicts.get(fresh=request.args.get("fresh") == "1")
+    return render_template("audit/_chain_status.html", verdict=verdict, checked_at=checked_at)
+
+
+def _csv_safe(value):
+    """Spreadsheets run cells that start like a formula; actor names come from strangers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _export_rows(filters: AuditFilter):
+    stmt = filters.apply(select(AuditEvent))
+    for event in iter_keyset(stmt, AuditEvent.id):
+        row = {name: getattr(event, name) for name in EXPORT_COLUMNS}
+        row["ts"] = chain.format_ts(event.ts)
+        row["details"] = json.loads(event.details)
+        yield row
+
+
+@bp.get("/export.jsonl")
+@requires(Role.VIEWER)
+def export_jsonl():
+    filters = _filter_or_400()
+
+    def lines():
+        for row in _export_rows(filters):
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+
+    return Response(
+        stream_with_context(lines()),
+        mimetype="application/x-ndjson",
+        headers={"Content-Disposition": "attachment; filename=rewind-audit.jsonl"},
+    )
+
+
+@bp.get("/export.csv")
+@requires(Role.VIEWER)
+def export_csv():
+    filters = _filter_or_400()
+
+    def lines():
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS)
+        writer.writeheader()
+        for row in _export_rows(filters):
+            row["details"] = json.dumps(row["details"], ensure_ascii=False, sort_keys=True)
+            writer.writerow({k: _csv_safe(v) for k, v in row.items()})
+            if buffer.tell() > 64_000:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(
+        stream_with_context(lines()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=rewind-audit.csv"},
+    )

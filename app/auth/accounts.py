@@ -1,0 +1,143 @@
+"""Account changes shared by the admin pages and `flask rewind users`.
+
+Each change and its audit row commit together; each refusal raises
+AccountError with a message an admin can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+
+from sqlalchemy import func, select
+
+from app.audit.store import Actor, record
+from app.auth.models import User
+from app.auth.roles import Role
+from app.extensions import db
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MIN_PASSWORD = 12
+
+
+class AccountError(Exception):
+    """A refused account change; `status` is the HTTP status a page should answer with."""
+
+    status = 400
+
+
+class StaleForm(AccountError):
+    status = 409
+
+    def __init__(self, user: User) -> None:
+        super().__init__(
+            f"{user.name} was changed by someone else after this page was loaded; "
+            "nothing was saved. Reload the page and try again."
+        )
+
+
+class UnknownUser(AccountError):
+    status = 404
+
+    def __init__(self, ref: str | int) -> None:
+        super().__init__(f"there is no user {ref!r}")
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+def find_user(ref: str | int) -> User:
+    user = db.session.get(User, ref) if isinstance(ref, int) else db.session.scalar(select(User).filter_by(name=ref))
+    if user is None:
+        raise UnknownUser(ref)
+    return user
+
+
+def _check_version(user: User, expected_version: int | None) -> None:
+    if expected_version is not None and user.version != expected_version:
+        raise StaleForm(user)
+
+
+def _active_admins() -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(User).where(User.role_value == int(Role.ADMIN), User.disabled.is_(False))
+    )
+
+
+def _keep_an_admin(user: User) -> None:
+    if user.role == Role.ADMIN and not user.disabled and _active_admins() <= 1:
+        raise AccountError(f"{user.name} is the last active admin; make another admin first")
+
+
+def create_user(name: str, role: Role, actor: Actor, password: str | None = None) -> tuple[User, str]:
+    """Add an account; returns it with its password (generated when none is given) to show once."""
+    name = name.strip()
+    if not NAME_PATTERN.match(name):
+        raise AccountError("a user name is 1-64 letters, digits, '.', '_' or '-'")
+    if db.session.scalar(select(User.id).filter_by(name=name)) is not None:
+        raise AccountError(f"a user named {name!r} already exists")
+    password = password or generate_password()
+    check_password_rules(password)
+    user = User(name=name, role=role)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.flush()
+    record("user.create", actor=actor, details={"user": name, "user_id": user.id, "role": role.label})
+    db.session.commit()
+    return user, password
+
+
+def set_role(user: User, role: Role, actor: Actor, expected_version: int | None = None) -> None:
+    _check_version(user, expected_version)
+    if role == user.role:
+        raise AccountError(f"{user.name} already has the {role.label} role")
+    if role < Role.ADMIN:
+        _keep_an_admin(user)
+    before = user.role
+    user.role = role
+    user.version += 1
+    record("user.set_role", actor=actor, details={"user": user.name, "from": before.label, "to": role.label})
+    db.session.commit()
+
+
+def set_password(user: User, actor: Actor, password: str | None = None, expected_version: int | None = None) -> str:
+    _check_version(user, expected_version)
+    password = password or generate_password()
+    check_password_rules(password)
+    user.set_password(password)
+    user.version += 1
+    record("user.set_password", actor=actor, details={"user": user.name})
+    db.session.commit()
+    return password
+
+
+def set_disabled(user: User, disabled: bool, actor: Actor, expected_version: int | None = None) -> None:
+    _check_version(user, expected_version)
+    if user.disabled == disabled:
+        raise AccountError(f"{user.name} is already {'disabled' if disabled else 'enabled'}")
+    if disabled:
+        if actor.id == user.id:
+            raise AccountError("you cannot disable your own account")
+        _keep_an_admin(user)
+    user.disabled = disabled
+    user.version += 1
+    record("user.disable" if disabled else "user.enable", actor=actor, details={"user": user.name})
+    db.session.commit()
+
+
+def ensure_initial_admin(password_file) -> str | None:
+    """Create `admin` when there are no users; returns the password, also saved 0600 to password_file."""
+    if db.session.scalar(select(func.count()).select_from(User)):
+        return None
+    _, password = create_user("admin", Role.ADMIN, Actor.system())
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return password

@@ -1,0 +1,100 @@
+"""`flask rewind users …` and `flask rewind init-admin`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+
+from app.audit.store import Actor
+from app.auth import accounts
+from app.auth.roles import Role
+
+CLI_ACTOR = Actor(None, "system")
+
+
+def _role(ctx, param, value: str) -> Role:
+    try:
+        return Role.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _password_from(stdin: bool) -> str | None:
+    return sys.stdin.readline().rstrip("\n") if stdin else None
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc))
+
+
+@click.group()
+def users() -> None:
+    """Manage Rewind accounts."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--role", default="viewer", callback=_role, help="viewer, operator or admin")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def create(name: str, role: Role, password_stdin: bool) -> None:
+    """Add a user; prints the generated password unless one is read from stdin."""
+    try:
+        user, password = accounts.create_user(name, role, CLI_ACTOR, _password_from(password_stdin))
+    except accounts.AccountError as exc:
+        _fail(exc)
+    click.echo(f"created {user.name} ({role.label})")
+    if not password_stdin:
+        click.echo(f"password: {password}")
+
+
+@users.command("set-role")
+@click.argument("name")
+@click.argument("role", callback=_role)
+def set_role(name: str, role: Role) -> None:
+    """Change a user's role."""
+    try:
+        accounts.set_role(accounts.find_user(name), role, CLI_ACTOR)
+    except accounts.AccountError as exc:
+        _fail(exc)
+    click.echo(f"{name} is now {role.label}")
+
+
+@users.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def set_password(name: str, password_stdin: bool) -> None:
+    """Set a new password; prints the generated one unless one is read from stdin."""
+    try:
+        password = accounts.set_password(accounts.find_user(name), CLI_ACTOR, _password_from(password_stdin))
+    except accounts.AccountError as exc:
+        _fail(exc)
+    click.echo(f"password changed for {name}")
+    if not password_stdin:
+        click.echo(f"password: {password}")
+
+
+@users.command("disable")
+@click.argument("name")
+def disable(name: str) -> None:
+    """Disable a user: they are signed out and cannot sign in."""
+    try:
+        accounts.set_disabled(accounts.find_user(name), True, CLI_ACTOR)
+    except accounts.AccountError as exc:
+        _fail(exc)
+    click.echo(f"{name} is disabled")
+
+
+@click.command("init-admin")
+def init_admin() -> None:
+    """Create the first admin when there are no users, and print its password once."""
+    path = current_app.config["REWIND_SETTINGS"].instance_dir / "initial-admin-password"
+    password = accounts.ensure_initial_admin(path)
+    if password is None:
+        click.echo("users exist already; no initial admin created")
+        return
+    click.echo("Created the first admin account.")
+    click.echo("  user:     admin")
+    click.echo(f"  password: {password}")
+    click.echo(f"  (also saved, readable only by you, in {path})")

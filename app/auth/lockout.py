@@ -1,0 +1,42 @@
+"""Sign-in lock-out: five failures in fifteen minutes, per user name or per address."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from app.auth.models import LoginAttempt
+from app.clock import utcnow
+from app.extensions import db
+
+WINDOW = timedelta(minutes=15)
+LIMIT = 5
+
+
+def _locked_until(condition, since: datetime) -> datetime | None:
+    failures = db.session.scalars(
+        select(LoginAttempt.at)
+        .where(condition, LoginAttempt.at > since, LoginAttempt.succeeded.is_(False))
+        .order_by(LoginAttempt.at.desc())
+        .limit(LIMIT)
+    ).all()
+    if len(failures) < LIMIT:
+        return None
+    return failures[-1] + WINDOW  # when the oldest of the last LIMIT failures leaves the window
+
+
+def locked_until(username: str, address: str) -> datetime | None:
+    """When sign-in opens again for this name or address, or None when it is open now."""
+    since = utcnow() - WINDOW
+    last_success = db.session.scalar(
+        select(func.max(LoginAttempt.at)).where(LoginAttempt.username == username, LoginAttempt.succeeded.is_(True))
+    )
+    by_name = _locked_until(LoginAttempt.username == username, max(since, last_success or since))
+    by_address = _locked_until(LoginAttempt.address == address, since)
+    candidates = [t for t in (by_name, by_address) if t and t > utcnow()]
+    return max(candidates) if candidates else None
+
+
+def note_attempt(username: str, address: str, succeeded: bool) -> None:
+    db.session.add(LoginAttempt(username=username[:64], address=address[:64], succeeded=succeeded))

@@ -1,0 +1,189 @@
+"""Sign-in, sign-out and the admin's user pages."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+from sqlalchemy import select
+
+from app.audit.store import Actor, client_address, record, record_and_commit
+from app.auth import accounts, lockout
+from app.auth.guards import public, requires
+from app.auth.models import User
+from app.auth.roles import Role
+from app.clock import utcnow
+from app.extensions import db
+from app.statuses import Outcome
+
+bp = Blueprint("auth", __name__)
+
+WRONG_CREDENTIALS = "Wrong user name or password."
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths; anything else would make the login form an open redirect."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("dashboard.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login():
+    if request.method == "GET":
+        if current_user.is_authenticated:
+            return redirect(_safe_next(request.args.get("next")))
+        return render_template("auth/login.html", next=request.args.get("next", ""))
+
+    name = request.form.get("name", "").strip()[:64]
+    password = request.form.get("password", "")
+    address = client_address() or "unknown"
+    next_url = request.form.get("next", "")
+
+    until = lockout.locked_until(name, address)
+    if until:
+        minutes = max(1, round((until - utcnow()).total_seconds() / 60))
+        record_and_commit(
+            "auth.lockout", outcome=Outcome.DENIED, actor=Actor(None, name or "?"), details={"user": name}
+        )
+        flash(
+            f"Too many failed sign-ins for this account or address. Try again in about {minutes} minute(s).",
+            "error",
+        )
+        return render_template("auth/login.html", next=next_url, name=name), 429
+
+    user = db.session.scalar(select(User).filter_by(name=name)) if name else None
+    if user is None or not user.check_password(password) or user.disabled:
+        reason = "unknown user" if user is None else ("disabled" if user.disabled else "wrong password")
+        lockout.note_attempt(name, address, succeeded=False)
+        record("auth.login", outcome=Outcome.FAILED, actor=Actor(None, name or "?"), details={"reason": reason})
+        db.session.commit()
+        if lockout.locked_until(name, address):
+            record_and_commit(
+                "auth.lockout", outcome=Outcome.DENIED, actor=Actor(None, name or "?"), details={"user": name}
+            )
+        message = (
+            "This account is disabled."
+            if user is not None and user.disabled and user.check_password(password)
+            else WRONG_CREDENTIALS
+        )
+        flash(message, "error")
+        return render_template("auth/login.html", next=next_url, name=name), 401
+
+    session.clear()
+    login_user(user)
+    session["seen"] = int(utcnow().timestamp())
+    lockout.note_attempt(name, address, succeeded=True)
+    record("auth.login", actor=Actor.of(user))
+    db.session.commit()
+    return redirect(_safe_next(next_url))
+
+
+@bp.post("/logout")
+@requires(Role.VIEWER)
+def logout():
+    record_and_commit("auth.logout")
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+# --- users (admin) ---------------------------------------------------------
+
+
+def _users_page(status: int = 200, issued: tuple[str, str] | None = None):
+    users = db.session.scalars(select(User).order_by(User.name)).all()
+    return render_template("auth/users.html", users=users, roles=list(Role), issued=issued), status
+
+
+def _form_version() -> int | None:
+    raw = request.form.get("version", "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _account_action(user_id: int, change) -> tuple:
+    """Run one account change from a form; errors re-render the page with the reason."""
+    try:
+        user = accounts.find_user(user_id)
+        result = change(user, Actor.of(current_user))
+    except accounts.AccountError as exc:
+        db.session.rollback()
+        record_and_commit(
+            "user.change",
+            outcome=Outcome.DENIED,
+            details={"user_id": user_id, "path": request.path, "reason": str(exc)},
+        )
+        flash(str(exc), "error")
+        return _users_page(exc.status)
+    return result
+
+
+@bp.get("/users")
+@requires(Role.ADMIN)
+def users():
+    return _users_page()
+
+
+@bp.post("/users")
+@requires(Role.ADMIN)
+def create_user():
+    try:
+        role = Role.parse(request.form.get("role", ""))
+        user, password = accounts.create_user(request.form.get("name", ""), role, Actor.of(current_user))
+    except (accounts.AccountError, ValueError) as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return _users_page(400)
+    flash(f"Created {user.name} ({role.label}).", "success")
+    return _users_page(201, issued=(user.name, password))
+
+
+@bp.post("/users/<int:user_id>/role")
+@requires(Role.ADMIN)
+def set_role(user_id: int):
+    try:
+        role = Role.parse(request.form.get("role", ""))
+    except ValueError as exc:
+        flash(str(exc), "error")
+        return _users_page(400)
+
+    def change(user, actor):
+        accounts.set_role(user, role, actor, _form_version())
+        flash(f"{user.name} is now {role.label}.", "success")
+        return redirect(url_for("auth.users"))
+
+    return _account_action(user_id, change)
+
+
+@bp.post("/users/<int:user_id>/disable")
+@requires(Role.ADMIN)
+def disable_user(user_id: int):
+    def change(user, actor):
+        accounts.set_disabled(user, True, actor, _form_version())
+        flash(f"{user.name} is disabled and signed out.", "success")
+        return redirect(url_for("auth.users"))
+
+    return _account_action(user_id, change)
+
+
+@bp.post("/users/<int:user_id>/enable")
+@requires(Role.ADMIN)
+def enable_user(user_id: int):
+    def change(user, actor):
+        accounts.set_disabled(user, False, actor, _form_version())
+        flash(f"{user.name} is enabled.", "success")
+        return redirect(url_for("auth.users"))
+
+    return _account_action(user_id, change)
+
+
+@bp.post("/users/<int:user_id>/password")
+@requires(Role.ADMIN)
+def reset_password(user_id: int):
+    def change(user, actor):
+        password = accounts.set_password(user, actor, expected_version=_form_version())
+        flash(f"New password set for {user.name}.", "success")
+        return _users_page(200, issued=(user.name, password))
+
+    return _account_action(user_id, change)

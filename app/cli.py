@@ -1,0 +1,16 @@
+"""`flask rewind …`: the command-line face of each area, gathered under one group."""
+
+import click
+
+from app.audit.cli import audit
+from app.auth.cli import init_admin, users
+
+
+@click.group("rewind")
+def rewind() -> None:
+    """Rewind's own commands."""
+
+
+rewind.add_command(users)
+rewind.add_command(init_admin)
+rewind.add_command(audit)

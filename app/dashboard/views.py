@@ -1,0 +1,46 @@
+"""The landing page and Rewind's own health endpoint."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, render_template
+from sqlalchemy import select, text
+
+from app.audit.models import AuditEvent
+from app.auth.guards import public, requires
+from app.auth.roles import Role
+from app.extensions import db
+
+bp = Blueprint("dashboard", __name__)
+
+
+def ops_database_status() -> tuple[bool, str]:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return True, "reachable"
+    except Exception as exc:  # noqa: BLE001 - any failure here means "unreachable", reported as such
+        db.session.rollback()
+        return False, f"unreachable: {type(exc).__name__}"
+
+
+@bp.get("/")
+@requires(Role.VIEWER)
+def index():
+    ok, db_status = ops_database_status()
+    recent = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(10)).all()
+    settings = current_app.config["REWIND_SETTINGS"]
+    return render_template(
+        "dashboard/index.html",
+        db_ok=ok,
+        db_status=db_status,
+        recent=recent,
+        config_path=settings.config_path,
+        config_exists=settings.config_path.exists(),
+    )
+
+
+@bp.get("/healthz")
+@public
+def healthz():
+    ok, db_status = ops_database_status()
+    body = {"status": "ok" if ok else "degraded", "ops_database": db_status}
+    return jsonify(body), 200 if ok else 503

@@ -1,0 +1,127 @@
+"""Rewind's settings: environment variables read once, validated early.
+
+A bad value stops start-up with one line that names the setting and says what
+is wrong, so an operator fixing a broken deploy at 3 a.m. knows where to look.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; carries its name so the message can lead with it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_dir: Path
+    database_url: str
+    secret_key: str
+    audit_key: bytes
+    config_path: Path
+    secure_cookies: bool = False
+    idle_minutes: int = 30
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+def _read_or_create_secret(path: Path, nbytes: int) -> str:
+    """Keep a generated secret in a 0600 file so restarts reuse it."""
+    if path.exists():
+        value = path.read_text().strip()
+        if value:
+            return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def normalise_database_url(url: str, name: str = "REWIND_DATABASE_URL") -> str:
+    """Accept the URL forms people paste and pin PostgreSQL to the psycopg 3 driver."""
+    if url.startswith("sqlite:///"):
+        return url
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise SettingsError(
+        name,
+        f"unsupported database URL scheme {scheme!r}; use sqlite:///path/to/file.db "
+        "or postgresql://user:password@host:port/dbname",
+    )
+
+
+def _flag(env: dict, name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(name, f"expected 1 or 0, got {raw!r}")
+
+
+def _positive_int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise SettingsError(name, f"must be at least 1, got {value}")
+    return value
+
+
+def load_settings(env: dict | None = None) -> Settings:
+    """Build Settings from environment variables (or a given mapping, for tests)."""
+    env = dict(os.environ if env is None else env)
+    instance_dir = Path(env.get("REWIND_INSTANCE_DIR") or REPO_ROOT / "instance").resolve()
+    try:
+        instance_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError("REWIND_INSTANCE_DIR", f"cannot create {instance_dir}: {exc.strerror}") from None
+
+    database_url = normalise_database_url(env.get("REWIND_DATABASE_URL") or f"sqlite:///{instance_dir / 'rewind.db'}")
+
+    secret_key = env.get("REWIND_SECRET_KEY", "").strip()
+    if secret_key and len(secret_key) < 16:
+        raise SettingsError("REWIND_SECRET_KEY", "too short; use at least 16 random characters")
+    if not secret_key:
+        secret_key = _read_or_create_secret(instance_dir / "secret-key", 32)
+
+    audit_raw = env.get("REWIND_AUDIT_KEY", "").strip()
+    if audit_raw and len(audit_raw) < 32:
+        raise SettingsError("REWIND_AUDIT_KEY", "too short; use at least 32 random characters")
+    if not audit_raw:
+        audit_raw = _read_or_create_secret(instance_dir / "audit-key", 32)
+
+    config_path = Path(env.get("REWIND_CONFIG") or instance_dir / "rewind.toml")
+    if config_path.exists() and not config_path.is_file():
+        raise SettingsError("REWIND_CONFIG", f"{config_path} is not a file")
+
+    return Settings(
+        instance_dir=instance_dir,
+        database_url=database_url,
+        secret_key=secret_key,
+        audit_key=audit_raw.encode(),
+        config_path=config_path,
+        secure_cookies=_flag(env, "REWIND_SECURE_COOKIES"),
+        idle_minutes=_positive_int(env, "REWIND_IDLE_MINUTES", 30),
+    )
