@@ -1,0 +1,185 @@
+"""record() and verify() on real ops databases, and every kind of tampering."""
+
+import hashlib
+import threading
+
+import pytest
+from sqlalchemy import text
+
+from app.audit import chain, store
+from app.audit.models import AuditEvent
+from app.extensions import db
+from app.statuses import Outcome
+from tests.conftest import both_databases
+
+
+def fill(app, n: int) -> None:
+    with app.app_context():
+        for i in range(n):
+            store.record("test.event", details={"i": i}, target="staging")
+        db.session.commit()
+
+
+def run_verify(app, saved=None) -> chain.Verdict:
+    with app.app_context():
+        return store.verify(saved)
+
+
+def sql(app, statement: str, **params) -> None:
+    with app.app_context():
+        db.session.execute(text(statement), params)
+        db.session.commit()
+
+
+@both_databases
+def test_fresh_chain_is_intact_and_contiguous(app):
+    fill(app, 5)
+    verdict = run_verify(app)
+    assert verdict.intact and verdict.checked == 5
+    with app.app_context():
+        ids = [e.id for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
+        assert ids == [1, 2, 3, 4, 5]
+        assert store.head() == verdict.head
+
+
+@both_databases
+def test_update_is_detected_at_that_row(app):
+    fill(app, 6)
+    sql(app, "UPDATE audit_event SET outcome = 'failed' WHERE id = 4")
+    problem = run_verify(app).problem
+    assert (problem.row_id, problem.kind) == (4, "changed")
+
+
+@both_databases
+def test_delete_is_detected_at_that_row(app):
+    fill(app, 6)
+    sql(app, "DELETE FROM audit_event WHERE id = 3")
+    problem = run_verify(app).problem
+    assert (problem.row_id, problem.kind) == (3, "removed")
+    assert "row 3 removed" in problem.message
+
+
+@both_databases
+def test_inserted_row_is_detected(app):
+    """Shift rows 4.. up by one and slip a forged row 4 in, linked to row 3 but hashed without the key."""
+    fill(app, 6)
+    with app.app_context():
+        for row_id in range(6, 3, -1):
+            db.session.execute(text("UPDATE audit_event SET id = id + 1 WHERE id = :i"), {"i": row_id})
+        prev = db.session.execute(text("SELECT hash FROM audit_event WHERE id = 3")).scalar()
+        forged = (4, "2026-11-25T12:00:00.000000Z", None, "mallory", "user.create", None, "{}", "ok", None, None, prev)
+        digest = hashlib.sha256(chain.encode(forged)).hexdigest()
+        db.session.execute(
+            text(
+                "INSERT INTO audit_event (id, ts, actor_name, action, details, outcome, prev_hash, hash) "
+                "VALUES (4, :ts, 'mallory', 'user.create', '{}', 'ok', :prev, :hash)"
+            ),
+            {"ts": "2026-11-25 12:00:00", "prev": prev, "hash": digest},
+        )
+        db.session.commit()
+    problem = run_verify(app).problem
+    assert (problem.row_id, problem.kind) == (4, "changed")
+
+
+@both_databases
+def test_chain_rebuilt_without_the_key_is_detected(app):
+    """Someone with database access rewrites row 2 and recomputes every hash after it with a key of their own."""
+    fill(app, 5)
+    with app.app_context():
+        db.session.execute(text("UPDATE audit_event SET actor_name = 'nobody' WHERE id = 2"))
+        rows = db.session.execute(select_all()).all()
+        prev = rows[0][-1]
+        for row in rows[1:]:
+            values = (*row[: len(chain.FIELDS) - 1], prev)
+            digest = chain.row_hash(b"attacker-key-attacker-key-123456", values)
+            db.session.execute(
+                text("UPDATE audit_event SET prev_hash = :p, hash = :h WHERE id = :i"),
+                {"p": prev, "h": digest, "i": row[0]},
+            )
+            prev = digest
+        db.session.commit()
+    problem = run_verify(app).problem
+    assert (problem.row_id, problem.kind) == (2, "changed")
+
+
+def select_all():
+    table = AuditEvent.__table__
+    from sqlalchemy import select
+
+    return select(*[table.c[n] for n in (*chain.FIELDS, "hash")]).order_by(table.c.id)
+
+
+@both_databases
+def test_cut_tail_is_detected_only_against_a_saved_head(app):
+    fill(app, 6)
+    with app.app_context():
+        saved = store.head()
+    sql(app, "DELETE FROM audit_event WHERE id > 4")
+    assert run_verify(app).intact, "without an anchor a cut tail looks like a shorter log"
+    problem = run_verify(app, saved).problem
+    assert (problem.row_id, problem.kind) == (6, "tail_cut")
+    assert "ends at row 4" in problem.message
+
+
+@both_databases
+def test_saved_head_still_matches_after_growth(app):
+    fill(app, 3)
+    with app.app_context():
+        saved = store.head()
+    fill(app, 3)
+    verdict = run_verify(app, saved)
+    assert verdict.intact and verdict.checked == 6
+
+
+@both_databases
+def test_orm_refuses_to_rewrite_audit_rows(app):
+    fill(app, 1)
+    with app.app_context():
+        event = db.session.get(AuditEvent, 1)
+        event.outcome = "failed"
+        with pytest.raises(RuntimeError, match="append-only"):
+            db.session.commit()
+        db.session.rollback()
+        db.session.delete(db.session.get(AuditEvent, 1))
+        with pytest.raises(RuntimeError, match="append-only"):
+            db.session.commit()
+
+
+@both_databases
+def test_audit_row_commits_with_its_change_or_not_at_all(app):
+    with app.app_context():
+        store.record("test.rolled_back")
+        db.session.rollback()
+        store.record("test.kept", outcome=Outcome.FAILED)
+        db.session.commit()
+        events = db.session.query(AuditEvent).all()
+        assert [(e.id, e.action, e.outcome) for e in events] == [(1, "test.kept", "failed")]
+    assert run_verify(app).intact
+
+
+@both_databases
+def test_concurrent_writers_never_fork_the_chain(app):
+    threads, per_thread = 8, 200
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def writer(n: int) -> None:
+        try:
+            with app.app_context():
+                start.wait()
+                for i in range(per_thread):
+                    store.record("test.concurrent", details={"thread": n, "i": i})
+                    db.session.commit()
+                db.session.remove()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors, errors
+    verdict = run_verify(app)
+    assert verdict.intact, verdict.problem
+    assert verdict.checked == threads * per_thread == 1600

@@ -1,0 +1,248 @@
+"""Sign-in, lock-out, CSRF, idle expiry and the admin's user pages, through the real app."""
+
+import time
+
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.auth.models import User
+from app.auth.roles import Role
+from app.extensions import db
+from tests.conftest import both_databases
+from tests.support.apps import add_user, csrf_token, login, post
+
+
+def events(app, action: str | None = None) -> list[AuditEvent]:
+    with app.app_context():
+        stmt = select(AuditEvent).order_by(AuditEvent.id)
+        if action:
+            stmt = stmt.where(AuditEvent.action == action)
+        rows = db.session.scalars(stmt).all()
+        db.session.expunge_all()
+        return rows
+
+
+@both_databases
+def test_login_and_logout_are_audited(app, client, users):
+    response = login(client, "operator")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert "operator" in client.get("/").get_data(as_text=True)
+    assert post(client, "/logout").status_code == 302
+    assert client.get("/").status_code == 302, "signed out: the dashboard sends to the login page"
+    actions = [(e.action, e.actor_name, e.outcome) for e in events(app) if e.action.startswith("auth.")]
+    assert actions == [("auth.login", "operator", "ok"), ("auth.logout", "operator", "ok")]
+
+
+def test_wrong_password_is_refused_and_audited(app, client, users):
+    response = login(client, "viewer", "not-the-password")
+    assert response.status_code == 401
+    assert "Wrong user name or password" in response.get_data(as_text=True)
+    (event,) = events(app, "auth.login")
+    assert (event.actor_name, event.outcome, event.details) == ("viewer", "failed", '{"reason":"wrong password"}')
+
+
+def test_unknown_user_gets_the_same_answer(client, users):
+    response = login(client, "nobody", "whatever-password")
+    assert response.status_code == 401
+    assert "Wrong user name or password" in response.get_data(as_text=True)
+
+
+def test_lockout_after_five_failures_for_a_name(app, client, users):
+    for _ in range(5):
+        assert login(client, "admin", "wrong-password").status_code == 401
+    response = login(client, "admin")  # the right password, but too late
+    assert response.status_code == 429
+    assert "Too many failed sign-ins" in response.get_data(as_text=True)
+    lockouts = events(app, "auth.lockout")
+    assert len(lockouts) == 2 and {e.outcome for e in lockouts} == {"denied"}
+    # another account from another address is unaffected
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "10.9.9.9"
+    assert login(other, "viewer").status_code == 302
+
+
+def test_lockout_by_address_across_names(app, users):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "192.0.2.7"
+    for name in ("a1", "a2", "a3", "a4", "a5"):
+        login(client, name, "wrong-password")
+    assert login(client, "viewer").status_code == 429
+
+
+def test_lockout_ends_when_the_window_passes(app, client, users):
+    from datetime import timedelta
+
+    from app.auth.models import LoginAttempt
+
+    for _ in range(5):
+        login(client, "viewer", "wrong-password")
+    assert login(client, "viewer").status_code == 429
+    with app.app_context():
+        for attempt in db.session.scalars(select(LoginAttempt)):
+            attempt.at -= timedelta(minutes=16)
+        db.session.commit()
+    assert login(client, "viewer").status_code == 302
+
+
+def test_missing_csrf_token_is_refused_with_a_clear_page(app, as_role):
+    client = as_role(Role.ADMIN)
+    response = client.post("/users", data={"name": "eve", "role": "admin"})
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert "Security token missing or wrong" in body and "Nothing was changed" in body
+    with app.app_context():
+        assert db.session.scalar(select(User).filter_by(name="eve")) is None
+    (event,) = events(app, "auth.csrf_refused")
+    assert event.outcome == "denied" and event.actor_name == "admin"
+
+
+def test_wrong_csrf_token_in_htmx_header_is_refused(as_role):
+    client = as_role(Role.ADMIN)
+    response = client.post("/users", data={"name": "eve", "role": "viewer"}, headers={"X-CSRFToken": "forged"})
+    assert response.status_code == 400
+
+
+def test_csrf_token_in_htmx_header_is_accepted(app, as_role):
+    client = as_role(Role.ADMIN)
+    token = csrf_token(client)
+    response = client.post("/users", data={"name": "hx", "role": "viewer"}, headers={"X-CSRFToken": token})
+    assert response.status_code == 201
+
+
+def test_disabled_user_cannot_sign_in_and_is_signed_out(app, users, as_role):
+    victim = as_role(Role.OPERATOR)
+    admin = as_role(Role.ADMIN)
+    with app.app_context():
+        version = db.session.get(User, users[Role.OPERATOR]).version
+    assert post(admin, f"/users/{users[Role.OPERATOR]}/disable", {"version": version}).status_code == 302
+    assert victim.get("/").status_code == 302, "the open session ends at the next request"
+    response = login(app.test_client(), "operator")
+    assert response.status_code == 401
+    assert "This account is disabled" in response.get_data(as_text=True)
+
+
+def test_idle_session_expires(app, as_role):
+    client = as_role(Role.VIEWER)
+    assert client.get("/").status_code == 200
+    with client.session_transaction() as session:
+        session["seen"] = int(time.time()) - 31 * 60
+    response = client.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert client.get("/").status_code == 302
+    (event,) = events(app, "auth.expired")
+    assert event.actor_name == "viewer"
+
+
+def test_htmx_request_after_expiry_gets_hx_redirect(app, as_role):
+    client = as_role(Role.VIEWER)
+    with client.session_transaction() as session:
+        session["seen"] = int(time.time()) - 31 * 60
+    response = client.get("/audit/chain", headers={"HX-Request": "true"})
+    assert response.status_code == 401 and response.headers["HX-Redirect"] == "/login"
+
+
+def test_next_parameter_cannot_leave_the_site(client, users):
+    token = csrf_token(client)
+    data = {"name": "viewer", "password": "correct-horse-battery", "csrf_token": token}
+    response = client.post("/login", data={**data, "next": "//evil.example/x"})
+    assert response.headers["Location"] == "/"
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
+    response = client.post("/login", data={**data, "csrf_token": csrf_token(client), "next": "/audit?actor=x"})
+    assert response.headers["Location"] == "/audit?actor=x"
+
+
+def test_session_cookie_flags(client, users):
+    response = login(client, "viewer")
+    cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("rewind_session="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_secure_cookie_setting(tmp_path, sqlite_template):
+    from tests.support.apps import build_app
+
+    app = build_app(tmp_path / "i", sqlite_template.new_url(tmp_path), REWIND_SECURE_COOKIES="1")
+    add_user(app, "viewer", Role.VIEWER)
+    client = app.test_client()
+    response = login(client, "viewer")
+    cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("rewind_session="))
+    assert "Secure" in cookie
+
+
+# --- user administration -------------------------------------------------------
+
+
+def user_row(app, name: str) -> User:
+    with app.app_context():
+        user = db.session.scalar(select(User).filter_by(name=name))
+        db.session.expunge(user)
+        return user
+
+
+def test_admin_creates_a_user_and_sees_the_password_once(app, as_role):
+    client = as_role(Role.ADMIN)
+    response = post(client, "/users", {"name": "dana", "role": "operator"})
+    assert response.status_code == 201
+    body = response.get_data(as_text=True)
+    assert "Password for dana" in body
+    password = body.split('id="issued-password">')[1].split("<")[0]
+    assert login(app.test_client(), "dana", password).status_code == 302
+    assert user_row(app, "dana").role == Role.OPERATOR
+    assert "Password for dana" not in client.get("/users").get_data(as_text=True)
+    (event,) = [e for e in events(app, "user.create") if '"user":"dana"' in e.details]
+    assert event.actor_name == "admin" and '"role":"operator"' in event.details
+
+
+def test_duplicate_and_malformed_names_are_refused(app, as_role):
+    client = as_role(Role.ADMIN)
+    assert "already exists" in post(client, "/users", {"name": "viewer", "role": "viewer"}).get_data(as_text=True)
+    response = post(client, "/users", {"name": "bad name!", "role": "viewer"})
+    assert response.status_code == 400 and "1-64 letters" in response.get_data(as_text=True)
+    response = post(client, "/users", {"name": "ok", "role": "superuser"})
+    assert response.status_code == 400 and "unknown role" in response.get_data(as_text=True)
+
+
+def test_change_role_with_current_version(app, users, as_role):
+    client = as_role(Role.ADMIN)
+    viewer = user_row(app, "viewer")
+    response = post(client, f"/users/{viewer.id}/role", {"role": "operator", "version": viewer.version})
+    assert response.status_code == 302
+    assert user_row(app, "viewer").role == Role.OPERATOR
+
+
+def test_stale_form_is_refused_and_changes_nothing(app, users, as_role):
+    client = as_role(Role.ADMIN)
+    viewer = user_row(app, "viewer")
+    stale = viewer.version
+    assert post(client, f"/users/{viewer.id}/role", {"role": "operator", "version": stale}).status_code == 302
+    response = post(client, f"/users/{viewer.id}/disable", {"version": stale})
+    assert response.status_code == 409
+    assert "changed by someone else" in response.get_data(as_text=True)
+    assert not user_row(app, "viewer").disabled
+    refused = [e for e in events(app, "user.change") if e.outcome == "denied"]
+    assert len(refused) == 1
+
+
+def test_unknown_user_id_is_404(as_role):
+    client = as_role(Role.ADMIN)
+    response = post(client, "/users/9999/disable", {"version": 1})
+    assert response.status_code == 404
+    assert "there is no user 9999" in response.get_data(as_text=True)
+
+
+def test_last_admin_cannot_be_demoted_or_disabled(app, users, as_role):
+    client = as_role(Role.ADMIN)
+    admin = user_row(app, "admin")
+    response = post(client, f"/users/{admin.id}/role", {"role": "viewer", "version": admin.version})
+    assert response.status_code == 400 and "last active admin" in response.get_data(as_text=True)
+    response = post(client, f"/users/{admin.id}/disable", {"version": admin.version})
+    assert response.status_code == 400 and "cannot disable your own account" in response.get_data(as_text=True)
+    assert user_row(app, "admin").role == Role.ADMIN
+
+
+def test_reset_password_issues_a_new_one(app, users, as_role):
+    client = as_role(Role.ADMIN)
+    viewer = user_row(app, "viewer")
+    body = post(client, f"/users/{viewer.id}/password", {"version": viewer.version}).get_data(as_text=True)
+    password = body.split('id="issued-password">')[1].split("<")[0]
+    assert login(app.test_client(), "viewer").status_code == 401
+    assert login(app.test_client(), "viewer", password).status_code == 302

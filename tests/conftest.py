@@ -1,0 +1,77 @@
+"""Shared fixtures: real ops databases (SQLite files and a PostgreSQL server this session starts)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from app.auth.roles import Role
+from tests.support.apps import PostgresTemplate, SqliteTemplate, add_user, build_app, login
+from tests.support.postgres import PostgresUnavailable, TempPostgres
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    try:
+        server = TempPostgres().start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server, tmp_path_factory):
+    return PostgresTemplate(pg_server, tmp_path_factory.mktemp("pg-template"))
+
+
+@pytest.fixture
+def app(request, tmp_path, sqlite_template):
+    """A migrated app on SQLite; tests parametrised with `ops_db` may ask for PostgreSQL."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "postgresql":
+        url = request.getfixturevalue("pg_template").new_url(tmp_path)
+    else:
+        url = sqlite_template.new_url(tmp_path)
+    application = build_app(tmp_path / "instance", url)
+    yield application
+    with application.app_context():
+        from app.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()
+
+
+both_databases = pytest.mark.parametrize("app", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def users(app):
+    """One account per role, all with the same password."""
+    return {role: add_user(app, role.label, role) for role in Role}
+
+
+@pytest.fixture
+def as_role(app, users):
+    """A signed-in test client for a role name."""
+
+    def signed_in(role: Role):
+        c = app.test_client()
+        response = login(c, role.label)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return c
+
+    return signed_in

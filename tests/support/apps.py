@@ -1,0 +1,85 @@
+"""Building Rewind apps on fresh ops databases, quickly.
+
+Migrations run once per database kind into a template; each test then gets a
+copy (a file copy on SQLite, CREATE DATABASE … TEMPLATE on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+from pathlib import Path
+
+from flask import Flask
+from flask_migrate import upgrade
+
+from app import create_app
+from app.audit.store import Actor
+from app.auth import accounts
+from app.auth.roles import Role
+from app.settings import load_settings
+
+_counter = itertools.count(1)
+
+
+def build_app(instance_dir: Path, database_url: str | None = None, **env: str) -> Flask:
+    values = {"REWIND_INSTANCE_DIR": str(instance_dir), **env}
+    if database_url:
+        values["REWIND_DATABASE_URL"] = database_url
+    return create_app(load_settings(values))
+
+
+def migrate(app: Flask) -> None:
+    """Apply Rewind's migrations, then close every connection (copying needs a quiet database)."""
+    from app.extensions import db
+
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+class SqliteTemplate:
+    def __init__(self, root: Path) -> None:
+        self.path = root / "template.db"
+        migrate(build_app(root / "template-instance", f"sqlite:///{self.path}"))
+
+    def new_url(self, where: Path) -> str:
+        target = where / "rewind.db"
+        shutil.copyfile(self.path, target)
+        return f"sqlite:///{target}"
+
+
+class PostgresTemplate:
+    def __init__(self, server, root: Path) -> None:
+        self.server = server
+        url = server.create_database("rewind_template")
+        migrate(build_app(root / "pg-template-instance", url))
+
+    def new_url(self, where: Path) -> str:
+        return self.server.create_database(f"rewind_{next(_counter)}", template="rewind_template")
+
+
+def add_user(app: Flask, name: str, role: Role, password: str = "correct-horse-battery") -> int:
+    with app.app_context():
+        user, _ = accounts.create_user(name, role, Actor.system(), password)
+        return user.id
+
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+def csrf_token(client) -> str:
+    page = client.get("/login", follow_redirects=True).get_data(as_text=True)
+    match = CSRF_META.search(page)
+    assert match, "no CSRF meta tag on the page"
+    return match.group(1)
+
+
+def login(client, name: str, password: str = "correct-horse-battery"):
+    return client.post("/login", data={"name": name, "password": password, "csrf_token": csrf_token(client)})
+
+
+def post(client, url: str, data: dict | None = None, **kwargs):
+    """POST like a browser form does: with the session's CSRF token."""
+    return client.post(url, data={**(data or {}), "csrf_token": csrf_token(client)}, **kwargs)
