@@ -1,12 +1,13 @@
 """`flask rewind …`: the command-line face of each area, gathered under one group."""
 
 import click
+from flask.cli import AppGroup
 
 from app.audit.cli import audit
 from app.auth.cli import init_admin, users
 
 
-@click.group("rewind")
+@click.group("rewind", cls=AppGroup)
 def rewind() -> None:
     """Rewind's own commands."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 
 import click
+from flask.cli import AppGroup
 
 from app.audit import store
 from app.audit.chain import Head
 
 
-@click.group()
+@click.group(cls=AppGroup)
 def audit() -> None:
     """Check the tamper-evident audit log."""
 

@@ -6,6 +6,7 @@ import sys
 
 import click
 from flask import current_app
+from flask.cli import AppGroup, with_appcontext
 
 from app.audit.store import Actor
 from app.auth import accounts
@@ -29,7 +30,7 @@ def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
 
 
-@click.group()
+@click.group(cls=AppGroup)
 def users() -> None:
     """Manage Rewind accounts."""
 
@@ -87,6 +88,7 @@ def disable(name: str) -> None:
 
 
 @click.command("init-admin")
+@with_appcontext
 def init_admin() -> None:
     """Create the first admin when there are no users, and print its password once."""
     path = current_app.config["REWIND_SETTINGS"].instance_dir / "initial-admin-password"

@@ -40,7 +40,7 @@ def test_details_encoding_is_canonical():
 
 @pytest.mark.parametrize("text", ["", "12", "x:" + "a" * 64, "3:" + "g" * 64, "3:abc"])
 def test_head_parse_rejects_malformed(text):
-    with pytest.raises(ValueError, match="ID:HASH|hex"):
+    with pytest.raises(ValueError, match=r"ID:HASH|hex"):
         chain.Head.parse(text)
 
 

@@ -1,0 +1,75 @@
+"""Rewind served for real: migrations, the initial admin and gunicorn, as `make run` does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support.postgres import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class RewindServer:
+    def __init__(self, instance_dir: Path, database_url: str | None = None, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.instance_dir = instance_dir
+        self.env = {
+            **os.environ,
+            "FLASK_APP": "wsgi",
+            "REWIND_INSTANCE_DIR": str(instance_dir),
+            "REWIND_BIND": f"127.0.0.1:{self.port}",
+            **env,
+        }
+        if database_url:
+            self.env["REWIND_DATABASE_URL"] = database_url
+        self.process: subprocess.Popen | None = None
+        self.log = instance_dir / "server.log"
+
+    def flask(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "flask", *args], cwd=REPO, env=self.env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, f"flask {' '.join(args)} failed: {result.stderr}"
+        return result.stdout
+
+    def start(self) -> RewindServer:
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+        self.flask("db", "upgrade")
+        self.flask("rewind", "init-admin")
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"Rewind did not start; log:\n{self.log.read_text()}")
+
+    @property
+    def admin_password(self) -> str:
+        return (self.instance_dir / "initial-admin-password").read_text().strip()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

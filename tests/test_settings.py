@@ -1,0 +1,51 @@
+"""Settings: defaults, generated secrets, and one clear line for each bad value."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import SettingsError, load_settings
+
+
+def test_defaults_generate_private_secrets(tmp_path):
+    settings = load_settings({"REWIND_INSTANCE_DIR": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path / 'rewind.db'}"
+    assert settings.config_path == tmp_path / "rewind.toml"
+    for name in ("secret-key", "audit-key"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
+    again = load_settings({"REWIND_INSTANCE_DIR": str(tmp_path)})
+    assert (again.secret_key, again.audit_key) == (settings.secret_key, settings.audit_key)
+
+
+def test_postgres_urls_use_psycopg3(tmp_path):
+    settings = load_settings({"REWIND_INSTANCE_DIR": str(tmp_path), "REWIND_DATABASE_URL": "postgres://u@h/db"})
+    assert settings.database_url == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize(
+    "name, value, problem",
+    [
+        ("REWIND_DATABASE_URL", "mysql://x/y", "unsupported database URL scheme 'mysql'"),
+        ("REWIND_IDLE_MINUTES", "soon", "expected a whole number"),
+        ("REWIND_IDLE_MINUTES", "0", "must be at least 1"),
+        ("REWIND_SECURE_COOKIES", "maybe", "expected 1 or 0"),
+        ("REWIND_SECRET_KEY", "short", "too short"),
+        ("REWIND_AUDIT_KEY", "short", "too short"),
+    ],
+)
+def test_bad_values_name_the_setting(tmp_path, name, value, problem):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"REWIND_INSTANCE_DIR": str(tmp_path), name: value})
+    assert str(caught.value).startswith(f"{name}: ") and problem in str(caught.value)
+
+
+def test_start_up_stops_with_one_line(tmp_path):
+    env = {**os.environ, "REWIND_INSTANCE_DIR": str(tmp_path), "REWIND_IDLE_MINUTES": "ten"}
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "rewind: cannot start: REWIND_IDLE_MINUTES: expected a whole number, got 'ten'"
+    ]
