@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import csrf, db, login_manager, migrate, sock
-from app.settings import Settings, load_settings
+from app.settings import Settings, SettingsError, load_settings
 
 # The areas in the navigation; an entry shows once its area has a page.
 NAV = (
@@ -76,9 +76,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.audit.views import bp as audit_bp
     from app.auth.views import bp as auth_bp
     from app.dashboard.views import bp as dashboard_bp
+    from app.jobs.views import bp as jobs_bp
 
-    for bp in (dashboard_bp, auth_bp, audit_bp):
+    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp):
         app.register_blueprint(bp)
+    _init_jobs(app, settings)
 
     from app.cli import rewind
 
@@ -90,6 +92,37 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     ensure_every_view_is_guarded(app)
     return app
+
+
+RUNBOOK_MODULES = ("app.jobs.selfcheck",)
+
+
+def _init_jobs(app: Flask, settings: Settings) -> None:
+    import threading
+
+    from app.jobs.bus import InProcessBus, PostgresBus
+    from app.jobs.runbook import load_modules
+
+    try:
+        load_modules([*RUNBOOK_MODULES, *settings.runbook_modules])
+    except ImportError as exc:
+        raise SettingsError("REWIND_RUNBOOKS", f"cannot import {exc.name!r}: {exc}") from None
+    app.extensions["rewind.bus"] = PostgresBus(settings.database_url) if settings.is_postgres else InProcessBus()
+    app.extensions["rewind.fanout_lock"] = threading.Lock()
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
+    # The ops database password must never reach a job log.
+    from sqlalchemy.engine import make_url
+
+    password = make_url(settings.database_url).password
+    app.config["REWIND_REDACT"] = [password] if password else []
+
+
+def start_runner(app: Flask):
+    """Start this process's job runner (gunicorn's post_worker_init and `flask rewind worker` call it)."""
+    from app.jobs.runner import Runner
+
+    settings = app.config["REWIND_SETTINGS"]
+    return Runner(app, workers=settings.job_threads).start()
 
 
 def _repo_path(name: str):

@@ -5,6 +5,7 @@ from flask.cli import AppGroup
 
 from app.audit.cli import audit
 from app.auth.cli import init_admin, users
+from app.jobs.cli import worker
 
 
 @click.group("rewind", cls=AppGroup)
@@ -15,3 +16,4 @@ def rewind() -> None:
 rewind.add_command(users)
 rewind.add_command(init_admin)
 rewind.add_command(audit)
+rewind.add_command(worker)

@@ -32,6 +32,9 @@ class Settings:
     config_path: Path
     secure_cookies: bool = False
     idle_minutes: int = 30
+    runbook_modules: tuple[str, ...] = ()
+    job_threads: int = 4
+    run_jobs_in_web: bool = True
 
     @property
     def is_postgres(self) -> bool:
@@ -116,6 +119,16 @@ def load_settings(env: dict | None = None) -> Settings:
     if config_path.exists() and not config_path.is_file():
         raise SettingsError("REWIND_CONFIG", f"{config_path} is not a file")
 
+    workers = _positive_int(env, "REWIND_WORKERS", 1)
+    if workers > 1 and not database_url.startswith("postgresql"):
+        raise SettingsError(
+            "REWIND_WORKERS", f"{workers} workers need a PostgreSQL ops database; with SQLite run one worker"
+        )
+    modules = tuple(m.strip() for m in env.get("REWIND_RUNBOOKS", "").split(",") if m.strip())
+    for module in modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise SettingsError("REWIND_RUNBOOKS", f"{module!r} is not a Python module name")
+
     return Settings(
         instance_dir=instance_dir,
         database_url=database_url,
@@ -124,4 +137,7 @@ def load_settings(env: dict | None = None) -> Settings:
         config_path=config_path,
         secure_cookies=_flag(env, "REWIND_SECURE_COOKIES"),
         idle_minutes=_positive_int(env, "REWIND_IDLE_MINUTES", 30),
+        runbook_modules=modules,
+        job_threads=_positive_int(env, "REWIND_JOB_THREADS", 4),
+        run_jobs_in_web=not _flag(env, "REWIND_EXTERNAL_WORKERS"),
     )

@@ -16,3 +16,54 @@ OUTCOME_LABELS = {
     Outcome.DENIED: "Denied",
     Outcome.FAILED: "Failed",
 }
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_JOB_STATES
+
+    @property
+    def tone(self) -> str:
+        """The colour family a page shows this state in (always next to its word)."""
+        return JOB_STATE_TONES[self]
+
+
+FINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED})
+ACTIVE_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+JOB_STATE_TONES = {
+    JobState.QUEUED: "neutral",
+    JobState.RUNNING: "info",
+    JobState.SUCCEEDED: "ok",
+    JobState.FAILED: "bad",
+    JobState.CANCELLED: "warn",
+    JobState.INTERRUPTED: "bad",
+}
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def tone(self) -> str:
+        return {"pending": "neutral", "running": "info", "succeeded": "ok", "failed": "bad"}.get(self, "warn")
+
+
+class Verification(StrEnum):
+    """What a job's final check of its target said."""
+
+    NONE = "none"
+    PASSED = "passed"
+    FAILED = "failed"

@@ -31,6 +31,13 @@ ROUTES = {
     "audit.chain_status": ("GET", Role.VIEWER),
     "audit.export_csv": ("GET", Role.VIEWER),
     "audit.export_jsonl": ("GET", Role.VIEWER),
+    "jobs.index": ("GET", Role.VIEWER),
+    "jobs.rows": ("GET", Role.VIEWER),
+    "jobs.new": ("GET", Role.OPERATOR),
+    "jobs.start": ("POST", Role.OPERATOR),
+    "jobs.show": ("GET", Role.VIEWER),
+    "jobs.cancel": ("POST", Role.OPERATOR),
+    "jobs.websocket": ("WS", Role.VIEWER),  # handshakes are covered in tests/jobs/test_websocket.py
 }
 
 CALLERS = [None, Role.VIEWER, Role.OPERATOR, Role.ADMIN]
@@ -57,18 +64,32 @@ def test_a_view_without_a_role_stops_start_up():
         ensure_every_view_is_guarded(bare)
 
 
-def url_for_rule(app, endpoint: str, victim_id: int) -> str:
+QUERY = {"jobs.new": "?runbook=selfcheck"}
+
+
+def url_for_rule(app, endpoint: str, victim_id: int, job_id: int) -> str:
     rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
-    return re.sub(r"<(?:int:)?user_id>", str(victim_id), rule.rule)
+    url = re.sub(r"<(?:int:)?user_id>", str(victim_id), rule.rule)
+    return re.sub(r"<(?:int:)?job_id>", str(job_id), url) + QUERY.get(endpoint, "")
+
+
+def queued_job(app, starter_id: int) -> int:
+    """A job started by the operator, for the job routes."""
+    from app.audit.store import Actor
+    from app.jobs import runbook, service
+
+    with app.app_context():
+        return service.enqueue(runbook.get("selfcheck"), None, {}, Actor(starter_id, "operator")).id
 
 
 @pytest.mark.parametrize("caller", CALLERS, ids=lambda r: r.label if r else "anonymous")
-@pytest.mark.parametrize("endpoint", sorted(ROUTES))
+@pytest.mark.parametrize("endpoint", sorted(e for e, (method, _) in ROUTES.items() if method != "WS"))
 def test_route_access(app, users, as_role, endpoint, caller):
     from tests.support.apps import add_user
 
     method, needed = ROUTES[endpoint]
     victim = add_user(app, "victim", Role.VIEWER)
+    job_id = queued_job(app, users[Role.OPERATOR])
     if endpoint == "auth.enable_user":
         with app.app_context():
             from app.auth.models import User
@@ -76,11 +97,12 @@ def test_route_access(app, users, as_role, endpoint, caller):
             db.session.get(User, victim).disabled = True
             db.session.commit()
     client = as_role(caller) if caller else app.test_client()
-    url = url_for_rule(app, endpoint, victim)
+    url = url_for_rule(app, endpoint, victim, job_id)
     if method == "GET":
         response = client.get(url)
     else:
         data = {"csrf_token": csrf_token(client), "version": "", "name": "newcomer", "role": "operator"}
+        data["runbook"] = "selfcheck"
         response = client.post(url, data=data)
 
     if needed == PUBLIC:
@@ -94,4 +116,4 @@ def test_route_access(app, users, as_role, endpoint, caller):
             denied = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.denied")).all()
         assert [(e.actor_name, e.outcome) for e in denied] == [(caller.label, "denied")]
     else:
-        assert response.status_code in (200, 201, 302), response.get_data(as_text=True)[:500]
+        assert response.status_code in (200, 201, 302, 303), response.get_data(as_text=True)[:500]

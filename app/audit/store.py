@@ -6,7 +6,7 @@ audit row commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from flask import current_app, has_request_context, request
@@ -44,6 +44,15 @@ def _current_actor() -> Actor:
 def client_address() -> str | None:
     """The peer address as the WSGI server saw it (front proxies are expected to set REMOTE_ADDR)."""
     return request.remote_addr if has_request_context() else None
+
+
+def serialise() -> None:
+    """Take the chain-head lock now (held until commit), so a check-then-write cannot race.
+
+    Enqueueing a job uses it: the busy-target check and the insert happen under
+    the same lock every audited writer takes, in every process.
+    """
+    db.session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id))
 
 
 def record(
@@ -111,5 +120,16 @@ def _stream_rows(batch: int = 5000) -> Iterator[tuple]:
             after = rows[-1][0]
 
 
-def verify(saved_head: chain.Head | None = None) -> chain.Verdict:
-    return chain.verify_rows(_key(), _stream_rows(), saved_head)
+def verify(saved_head: chain.Head | None = None, observe: Callable[[int], None] | None = None) -> chain.Verdict:
+    """Check the whole chain; observe(n) is told every 5,000 rows (for progress and cancel)."""
+    rows = _stream_rows()
+    if observe is not None:
+        rows = _observed(rows, observe)
+    return chain.verify_rows(_key(), rows, saved_head)
+
+
+def _observed(rows: Iterator[tuple], observe: Callable[[int], None]) -> Iterator[tuple]:
+    for count, row in enumerate(rows, start=1):
+        if count % 5000 == 0:
+            observe(count)
+        yield row

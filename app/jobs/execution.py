@@ -1,0 +1,107 @@
+"""Running one claimed job from its first step to its final state."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+
+from app.audit.store import Actor, record
+from app.clock import utcnow
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs.context import JobCancelled, JobContext
+from app.jobs.events import EventWriter
+from app.jobs.models import Job
+from app.jobs.redact import Redactor
+from app.statuses import JobState, Outcome, StepState, Verification
+
+log = logging.getLogger(__name__)
+
+
+def execute(job_id: int) -> JobState:
+    job = db.session.get(Job, job_id)
+    bus = current_app.extensions["rewind.bus"]
+    writer = EventWriter(job.id, bus)
+    redactor = Redactor(current_app.config.get("REWIND_REDACT", []))
+    actor = Actor(job.actor_id, job.actor_name)
+    ctx = JobContext(job, writer, redactor)
+    try:
+        book = runbooks.get(job.runbook)
+    except runbooks.UnknownRunbook as exc:
+        return _finish(job, writer, ctx, actor, JobState.FAILED, f"{exc}; it may have been removed since queueing")
+
+    record("job.start", actor=actor, target=job.target, details={"job_id": job.id, "runbook": job.runbook})
+    writer.emit("job", {"state": JobState.RUNNING.value, "steps": [s.title for s in book.steps]})
+
+    for index, step in enumerate(book.steps):
+        ctx.step = index
+        job.current_step = step.title
+        try:
+            ctx.check_cancelled()
+            writer.emit("step", {"state": StepState.RUNNING.value}, index)
+            step.run(ctx)
+            writer.flush()
+            writer.emit("step", {"state": StepState.SUCCEEDED.value}, index)
+        except JobCancelled as exc:
+            writer.emit("step", {"state": StepState.CANCELLED.value}, index)
+            message = f"Cancelled by {exc.by} during “{step.title}”."
+            return _finish(job, writer, ctx, actor, JobState.CANCELLED, message)
+        except runbooks.StepFailed as exc:
+            writer.emit("step", {"state": StepState.FAILED.value, "error": redactor(str(exc))}, index)
+            return _finish(job, writer, ctx, actor, JobState.FAILED, f"“{step.title}” failed: {redactor(str(exc))}")
+        except Exception as exc:
+            log.exception("job %s step %s crashed", job.id, step.name)
+            db.session.rollback()
+            error = redactor(f"{type(exc).__name__}: {exc}")
+            writer.emit("step", {"state": StepState.FAILED.value, "error": error}, index)
+            return _finish(job, writer, ctx, actor, JobState.FAILED, f"“{step.title}” hit an internal error: {error}")
+    return _finish(job, writer, ctx, actor, JobState.SUCCEEDED, ctx.result or "All steps succeeded.")
+
+
+def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state: JobState, message: str) -> JobState:
+    writer.flush()
+    job.state = state.value
+    job.finished_at = utcnow()
+    job.result = ctx.result if state == JobState.SUCCEEDED and ctx.result else message
+    if ctx.verification is not None:
+        passed, detail = ctx.verification
+        job.verification = (Verification.PASSED if passed else Verification.FAILED).value
+        job.verification_detail = detail
+    outcome = {JobState.SUCCEEDED: Outcome.OK, JobState.CANCELLED: Outcome.OK}.get(state, Outcome.FAILED)
+    details = {"job_id": job.id, "runbook": job.runbook, "result": job.result}
+    if state == JobState.CANCELLED:
+        details["cancelled_by"] = job.cancel_requested_by
+        details["step"] = job.current_step
+    record(f"job.{state.value}", actor=actor, outcome=outcome, target=job.target, details=details)
+    writer.emit(
+        "job",
+        {
+            "state": state.value,
+            "result": job.result,
+            "verification": job.verification,
+            "verification_detail": job.verification_detail or "",
+        },
+    )
+    return state
+
+
+def mark_interrupted(job: Job) -> None:
+    """A job whose process died: say so plainly and never re-run it by itself."""
+    job.state = JobState.INTERRUPTED.value
+    job.finished_at = utcnow()
+    where = f" during “{job.current_step}”" if job.current_step else " before its first step"
+    job.result = (
+        f"Rewind stopped while this job was running{where}. It was not re-run: "
+        "check the target's state, then start the job again if it is still needed."
+    )
+    record(
+        "job.interrupted",
+        actor=Actor.system(),
+        outcome=Outcome.FAILED,
+        target=job.target,
+        details={"job_id": job.id, "runbook": job.runbook, "step": job.current_step, "worker": job.worker},
+    )
+    EventWriter(job.id, current_app.extensions["rewind.bus"]).emit(
+        "job", {"state": JobState.INTERRUPTED.value, "result": job.result}
+    )

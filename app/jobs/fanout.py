@@ -1,0 +1,234 @@
+"""Live job progress to many websocket watchers, from one thread per process.
+
+Each new event is read once, rendered to HTML once and framed once; the same
+bytes then go to every watcher of that job with a non-blocking send. A
+watcher that cannot keep up gets its backlog sent in one write when its
+socket drains, and is dropped (its browser reconnects and gets a fresh
+snapshot) if the backlog grows past a limit. Handler threads only wait for
+their socket to close, so a watcher that leaves frees its thread at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+from app.extensions import db
+from app.jobs.events import JobView, events_after
+from app.jobs.models import JobEvent
+
+log = logging.getLogger(__name__)
+
+MAX_BACKLOG = 4 * 1024 * 1024
+RETRY_S = 0.05
+
+
+def text_frame(payload: str) -> bytes:
+    """One unmasked, uncompressed WebSocket text frame (server to client)."""
+    data = payload.encode()
+    size = len(data)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + data
+
+
+@dataclass(eq=False)
+class Watcher:
+    job_id: int
+    sock: socket.socket
+    last_seq: int = 0
+    backlog: bytearray = field(default_factory=bytearray)
+    done: threading.Event = field(default_factory=threading.Event)
+    closed: bool = False
+
+
+@dataclass(eq=False)
+class _JobFeed:
+    view: JobView
+    watchers: set[Watcher] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Broadcaster:
+    def __init__(
+        self,
+        app: Flask,
+        render_event: Callable[[JobView, JobEvent], str],
+        render_snapshot: Callable[[JobView], str],
+    ) -> None:
+        self.app = app
+        self.render_event = render_event
+        self.render_snapshot = render_snapshot
+        self._feeds: dict[int, _JobFeed] = {}
+        self._lock = threading.Lock()  # guards _feeds and _blocked
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._blocked: set[Watcher] = set()
+
+    # --- called from handler threads ---------------------------------------------------
+
+    def attach(self, job_id: int, sock: socket.socket, load_view: Callable[[], JobView]) -> Watcher:
+        """Send the job's state so far, then keep the watcher in step with every later event."""
+        self._ensure_thread()
+        watcher = Watcher(job_id, sock)
+        with self._lock:
+            feed = self._feeds.get(job_id)
+        if feed is None:
+            fresh = _JobFeed(load_view())  # read outside the lock; the first one in wins
+            with self._lock:
+                feed = self._feeds.setdefault(job_id, fresh)
+        with feed.lock:
+            watcher.last_seq = feed.view.last_seq
+            feed.watchers.add(watcher)
+            self._send(watcher, text_frame(self.render_snapshot(feed.view)))
+            if feed.view.state.is_final:
+                watcher.done.set()
+        self.notify(job_id, None)  # pick up anything committed while the view was being read
+        return watcher
+
+    def drain(self, watcher: Watcher, timeout: float) -> None:
+        """Give a finished job's last events time to leave before the socket is closed."""
+        deadline = time.monotonic() + timeout
+        while watcher.backlog and not watcher.closed and time.monotonic() < deadline:
+            time.sleep(RETRY_S)
+
+    def detach(self, watcher: Watcher) -> None:
+        with self._lock:
+            feed = self._feeds.get(watcher.job_id)
+        if feed is not None:
+            with feed.lock:  # no send may be half-way through when the handler closes the socket
+                watcher.closed = True
+        with self._lock:
+            watcher.closed = True
+            self._blocked.discard(watcher)
+            feed = self._feeds.get(watcher.job_id)
+            if feed is not None:
+                feed.watchers.discard(watcher)
+                if not feed.watchers:
+                    del self._feeds[watcher.job_id]
+
+    def watching(self) -> int:
+        with self._lock:
+            return sum(len(f.watchers) for f in self._feeds.values())
+
+    # --- called from the bus -------------------------------------------------------------
+
+    def notify(self, job_id: int | None, seq: int | None) -> None:
+        self._queue.put(job_id)
+
+    # --- the broadcasting thread -----------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="rewind-fanout", daemon=True)
+                self._thread.start()
+
+    def _next_jobs(self) -> set[int | None]:
+        jobs: set[int | None] = set()
+        try:
+            jobs.add(self._queue.get(timeout=RETRY_S if self._blocked else None))
+        except queue.Empty:
+            return jobs
+        while True:  # coalesce everything already waiting into one pass
+            try:
+                jobs.add(self._queue.get_nowait())
+            except queue.Empty:
+                return jobs
+
+    def _loop(self) -> None:
+        with self.app.app_context():
+            while True:
+                jobs = self._next_jobs()
+                try:
+                    if None in jobs:  # the bus may have missed notices: re-read every watched job
+                        with self._lock:
+                            jobs = set(self._feeds)
+                    for job_id in jobs:
+                        self._broadcast(job_id)
+                    self._retry_blocked()
+                except Exception:
+                    log.exception("fan-out pass failed; continuing")
+                finally:
+                    db.session.remove()
+
+    def _broadcast(self, job_id: int) -> None:
+        with self._lock:
+            feed = self._feeds.get(job_id)
+        if feed is None:
+            return
+        with feed.lock:
+            new_events = events_after(job_id, feed.view.last_seq)
+            db.session.commit()
+            if not new_events:
+                return
+            rendered: list[tuple[int, str]] = []
+            for event in new_events:
+                feed.view.apply(event)
+                rendered.append((event.seq, self.render_event(feed.view, event)))
+            final = feed.view.state.is_final
+            shared = text_frame("".join(html for _, html in rendered))
+            last = rendered[-1][0]
+            for watcher in list(feed.watchers):
+                if watcher.last_seq >= last:
+                    continue
+                if watcher.last_seq < rendered[0][0]:
+                    frame = shared
+                else:
+                    frame = text_frame("".join(html for seq, html in rendered if seq > watcher.last_seq))
+                watcher.last_seq = last
+                self._send(watcher, frame)
+                if final:
+                    watcher.done.set()
+
+    def _send(self, watcher: Watcher, frame: bytes) -> None:
+        """Write without blocking; keep what the socket would not take, in order."""
+        if watcher.closed:
+            return
+        watcher.backlog += frame
+        try:
+            sent = watcher.sock.send(watcher.backlog, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._drop(watcher)
+            return
+        del watcher.backlog[:sent]
+        with self._lock:
+            if not watcher.backlog:
+                self._blocked.discard(watcher)
+                return
+            if len(watcher.backlog) <= MAX_BACKLOG:
+                self._blocked.add(watcher)
+                return
+        log.warning("dropping a watcher of job %s: %d bytes behind", watcher.job_id, len(watcher.backlog))
+        self._drop(watcher)
+
+    def _retry_blocked(self) -> None:
+        with self._lock:
+            blocked = list(self._blocked)
+        for watcher in blocked:
+            feed = self._feeds.get(watcher.job_id)
+            if feed is not None:
+                with feed.lock:
+                    self._send(watcher, b"")
+
+    def _drop(self, watcher: Watcher) -> None:
+        watcher.closed = True
+        with self._lock:
+            self._blocked.discard(watcher)
+        with contextlib.suppress(OSError):
+            watcher.sock.shutdown(socket.SHUT_RDWR)  # wakes the handler thread, which detaches

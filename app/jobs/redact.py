@@ -1,0 +1,37 @@
+"""Keeping secrets out of job logs: passwords in URLs, and any literal a job registers."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]+)@")
+KEY_VALUE = re.compile(
+    r"(?i)\b(?P<key>password|passwd|passphrase|secret|token|pgpassword)(?P<sep>\s*[=:]\s*)(?P<value>\S+)"
+)
+MASK = "•••"
+
+
+class Redactor:
+    """Thread-safe: subprocess readers call it from their own threads."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._secrets: list[str] = []
+        for secret in secrets or ():
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        if secret and len(secret) >= 4:
+            with self._lock:
+                if secret not in self._secrets:
+                    self._secrets.append(secret)
+                    self._secrets.sort(key=len, reverse=True)  # longest first, so overlaps mask fully
+
+    def __call__(self, text: str) -> str:
+        with self._lock:
+            secrets = list(self._secrets)
+        for secret in secrets:
+            text = text.replace(secret, MASK)
+        text = URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+        return KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}{MASK}", text)

@@ -1,0 +1,139 @@
+"""The runbook API: what a rollback procedure declares, and how its input is checked.
+
+A runbook is plain Python: a name, the role it needs, whether it changes its
+target, typed parameters, and ordered steps. Each step is a function taking a
+JobContext. Parameters are checked before a job is queued, against what
+exists, so a job never starts on input that cannot work.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from app.auth.roles import Role
+
+if TYPE_CHECKING:
+    from app.jobs.context import JobContext
+
+
+class ParamError(ValueError):
+    """A parameter that cannot be used; carries the field so a form can point at it."""
+
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(f"{param}: {problem}")
+        self.param = param
+        self.problem = problem
+
+
+class UnknownRunbook(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"there is no runbook {name!r}")
+        self.name = name
+
+
+class StepFailed(Exception):
+    """An expected failure, with a message written for the person watching the job."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    label: str
+    kind: type = str
+    required: bool = True
+    default: Any = None
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    help: str = ""
+    # Checks the value against what exists (a commit in the history, a backup in the catalog).
+    check: Callable[[Any, str | None], Any] | None = None
+
+    def parse(self, raw: str | None, target: str | None) -> Any:
+        raw = (raw or "").strip()
+        if not raw:
+            if self.required and self.default is None:
+                raise ParamError(self.name, "is required")
+            return self.default
+        value: Any = raw
+        if self.kind is int:
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ParamError(self.name, f"expected a whole number, got {raw!r}") from None
+        elif self.kind is float:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ParamError(self.name, f"expected a number, got {raw!r}") from None
+        elif self.kind is bool:
+            value = raw.lower() in ("1", "true", "yes", "on")
+        if self.choices and value not in self.choices:
+            raise ParamError(self.name, f"choose one of {', '.join(self.choices)}, got {raw!r}")
+        if self.pattern and not re.fullmatch(self.pattern, raw):
+            raise ParamError(self.name, f"{raw!r} is not a valid {self.label.lower()}")
+        if self.check:
+            value = self.check(value, target)
+        return value
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    run: Callable[[JobContext], None]
+
+
+@dataclass(frozen=True)
+class Runbook:
+    name: str
+    title: str
+    role: Role
+    mutates: bool
+    steps: tuple[Step, ...]
+    params: tuple[Param, ...] = ()
+    description: str = ""
+    needs_target: bool = True
+    # Runs once with the parsed params before queueing: cross-field checks.
+    check: Callable[[dict, str | None], None] | None = None
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    def parse_params(self, raw: Mapping[str, str], target: str | None) -> dict:
+        known = {p.name for p in self.params}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ParamError(unknown[0], f"is not a parameter of {self.name}")
+        values = {p.name: p.parse(raw.get(p.name), target) for p in self.params}
+        if self.check:
+            self.check(values, target)
+        return values
+
+
+_registry: dict[str, Runbook] = {}
+
+
+def register(runbook: Runbook) -> Runbook:
+    if runbook.name in _registry and _registry[runbook.name] is not runbook:
+        raise ValueError(f"two runbooks are named {runbook.name!r}")
+    _registry[runbook.name] = runbook
+    return runbook
+
+
+def get(name: str) -> Runbook:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UnknownRunbook(name) from None
+
+
+def all_runbooks() -> list[Runbook]:
+    return sorted(_registry.values(), key=lambda r: r.title)
+
+
+def load_modules(names: list[str]) -> None:
+    """Import modules that register runbooks (Rewind's own areas, and any named in REWIND_RUNBOOKS)."""
+    for name in names:
+        importlib.import_module(name)

@@ -1,0 +1,100 @@
+"""Queueing and cancelling jobs: the only doors into the job table from views and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.audit.store import Actor, record, record_and_commit, serialise
+from app.clock import utcnow
+from app.extensions import db
+from app.jobs.events import EventWriter
+from app.jobs.models import Job
+from app.jobs.runbook import Runbook
+from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
+
+
+class JobRefused(Exception):
+    status = 409
+
+
+class BusyTarget(JobRefused):
+    def __init__(self, target: str, running: Job) -> None:
+        super().__init__(
+            f"{target} is busy: job #{running.id} ({running.runbook}, started by {running.actor_name}) "
+            f"is {running.state}. Wait for it to finish or cancel it first."
+        )
+        self.target = target
+        self.running = running
+
+
+class NotCancellable(JobRefused):
+    pass
+
+
+def busy_job(target: str) -> Job | None:
+    return db.session.scalar(
+        select(Job)
+        .where(Job.target == target, Job.mutates.is_(True), Job.state.in_([s.value for s in ACTIVE_JOB_STATES]))
+        .order_by(Job.id)
+        .limit(1)
+    )
+
+
+def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor) -> Job:
+    """Queue a job; it and its `job.queued` audit row commit together. Params are already checked."""
+    serialise()  # from here to commit, no other enqueue can slip past the busy check
+    if runbook.mutates and target:
+        running = busy_job(target)
+        if running is not None:
+            db.session.rollback()
+            record_and_commit(
+                "job.queued",
+                outcome=Outcome.DENIED,
+                actor=actor,
+                target=target,
+                details={"runbook": runbook.name, "reason": "target busy", "busy_job": running.id},
+            )
+            raise BusyTarget(target, running)
+    job = Job(
+        runbook=runbook.name,
+        target=target,
+        params_json=json.dumps(params, sort_keys=True, default=str),
+        mutates=runbook.mutates,
+        actor_id=actor.id,
+        actor_name=actor.name,
+        state=JobState.QUEUED.value,
+    )
+    db.session.add(job)
+    db.session.flush()
+    record(
+        "job.queued", actor=actor, target=target, details={"job_id": job.id, "runbook": runbook.name, "params": params}
+    )
+    db.session.commit()
+    runner = current_app.extensions.get("rewind.runner")
+    if runner is not None:
+        runner.wake()
+    return job
+
+
+def cancel(job: Job, actor: Actor) -> None:
+    """Cancel a queued job at once; ask a running one to stop (its runner ends it as cancelled)."""
+    state = job.job_state
+    if state.is_final:
+        raise NotCancellable(f"job #{job.id} has already ended ({state}); there is nothing to cancel")
+    if state == JobState.QUEUED:
+        job.state = JobState.CANCELLED.value
+        job.finished_at = utcnow()
+        job.result = f"Cancelled by {actor.name} before it started."
+        record("job.cancelled", actor=actor, target=job.target, details={"job_id": job.id, "before_start": True})
+        EventWriter(job.id, current_app.extensions["rewind.bus"]).emit(
+            "job", {"state": JobState.CANCELLED.value, "result": job.result}
+        )
+        return
+    if job.cancel_requested_by:
+        raise NotCancellable(f"job #{job.id} is already being cancelled (asked by {job.cancel_requested_by})")
+    job.cancel_requested_by = actor.name
+    record("job.cancel_requested", actor=actor, target=job.target, details={"job_id": job.id})
+    db.session.commit()

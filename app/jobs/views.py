@@ -1,0 +1,230 @@
+"""Job pages: the list, starting a runbook, one job's live page, cancel, and its websocket."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from simple_websocket import ConnectionClosed
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.audit.store import Actor, record_and_commit
+from app.auth.guards import refuse, requires
+from app.auth.roles import Role
+from app.extensions import db, sock
+from app.jobs import runbook as runbooks
+from app.jobs import service
+from app.jobs.events import load_view
+from app.jobs.fanout import Broadcaster
+from app.jobs.models import Job
+from app.jobs.render import render_event, render_snapshot
+from app.pagination import keyset_page, parse_cursor
+from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
+from app.targets.registry import UnknownTarget, check_target, target_names
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+PAGE_SIZE = 50
+WS_IDLE_CHECK_S = 5
+
+
+def _job_or_404(job_id: int) -> Job:
+    job = db.session.get(Job, job_id)
+    if job is None:
+        abort(404, description=f"There is no job #{job_id}.")
+    return job
+
+
+def _runbook_or_404(name: str) -> runbooks.Runbook:
+    try:
+        return runbooks.get(name)
+    except runbooks.UnknownRunbook as exc:
+        abort(404, description=f"{str(exc).capitalize()}.")
+
+
+def _list_filters() -> dict[str, str]:
+    filters = {k: request.args.get(k, "").strip() for k in ("target", "runbook", "state")}
+    if filters["state"] and filters["state"] not in set(JobState):
+        abort(400, description=f"state: choose one of {', '.join(JobState)}, got {filters['state']!r}")
+    return {k: v for k, v in filters.items() if v}
+
+
+def _jobs_page():
+    filters = _list_filters()
+    try:
+        before = parse_cursor(request.args.get("before"))
+    except ValueError as exc:
+        abort(400, description=str(exc))
+    stmt = select(Job)
+    for key, value in filters.items():
+        stmt = stmt.where(getattr(Job, key) == value)
+    return filters, before, keyset_page(stmt, Job.id, before=before, limit=PAGE_SIZE)
+
+
+@bp.get("")
+@requires(Role.VIEWER)
+def index():
+    filters, before, page = _jobs_page()
+    return render_template(
+        "jobs/index.html",
+        page=page,
+        filters=filters,
+        before=before,
+        states=list(JobState),
+        runbooks=runbooks.all_runbooks(),
+        active=any(JobState(j.state) in ACTIVE_JOB_STATES for j in page.items),
+    )
+
+
+@bp.get("/rows")
+@requires(Role.VIEWER)
+def rows():
+    """The list's rows alone: the page polls this while any job on it is active."""
+    filters, before, page = _jobs_page()
+    return render_template("jobs/_rows.html", page=page, filters=filters, before=before)
+
+
+@bp.get("/new")
+@requires(Role.OPERATOR)
+def new():
+    book = _runbook_or_404(request.args.get("runbook", ""))
+    return render_template("jobs/new.html", book=book, targets=target_names(), values={}, errors={})
+
+
+@bp.post("")
+@requires(Role.OPERATOR)
+def start():
+    book = _runbook_or_404(request.form.get("runbook", ""))
+    if not current_user.can(book.role):
+        refuse(f"needs the {book.role.label} role to run {book.name}")
+    target = request.form.get("target", "").strip() or None
+    raw = {p.name: request.form.get(p.name, "") for p in book.params}
+    try:
+        if book.needs_target:
+            if target is None:
+                raise runbooks.ParamError("target", "is required")
+            check_target(target)
+        else:
+            target = None
+        params = book.parse_params(raw, target)
+        job = service.enqueue(book, target, params, Actor.of(current_user))
+    except UnknownTarget as exc:
+        abort(404, description=f"{str(exc).capitalize()}.")
+    except (runbooks.ParamError, service.JobRefused) as exc:
+        status = 409 if isinstance(exc, service.JobRefused) else 400
+        if isinstance(exc, runbooks.ParamError):
+            db.session.rollback()
+            record_and_commit(
+                "job.queued",
+                outcome=Outcome.DENIED,
+                target=target,
+                details={"runbook": book.name, "reason": str(exc)},
+            )
+        flash(str(exc), "error")
+        values = {"target": target or "", **raw}
+        return render_template("jobs/new.html", book=book, targets=target_names(), values=values, errors={}), status
+    url = url_for("jobs.show", job_id=job.id)
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url)
+
+
+@bp.get("/<int:job_id>")
+@requires(Role.VIEWER)
+def show(job_id: int):
+    job = _job_or_404(job_id)
+    view = load_view(job)
+    audit = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action.startswith("job.")).order_by(AuditEvent.id.desc()).limit(200)
+    ).all()
+    audit = [e for e in audit if f'"job_id":{job.id},' in e.details or e.details.endswith(f'"job_id":{job.id}}}')]
+    try:
+        book = runbooks.get(job.runbook)
+    except runbooks.UnknownRunbook:
+        book = None
+    can_cancel = not job.job_state.is_final and (current_user.id == job.actor_id or current_user.can(Role.ADMIN))
+    return render_template("jobs/show.html", job=job, view=view, book=book, audit=audit, can_cancel=can_cancel)
+
+
+@bp.post("/<int:job_id>/cancel")
+@requires(Role.OPERATOR)
+def cancel(job_id: int):
+    job = _job_or_404(job_id)
+    if current_user.id != job.actor_id and not current_user.can(Role.ADMIN):
+        refuse("may be cancelled only by the person who started it or an admin", target=job.target)
+    try:
+        service.cancel(job, Actor.of(current_user))
+    except service.NotCancellable as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("jobs.show", job_id=job.id)), 303
+    flash(f"Cancelling job #{job.id}.", "info")
+    return redirect(url_for("jobs.show", job_id=job.id)), 303
+
+
+def _same_origin() -> bool:
+    """Browsers send Origin on websocket handshakes; a foreign one is a hijacking attempt."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    parts = urlsplit(origin)
+    return parts.netloc == request.host and parts.scheme in ("http", "https")
+
+
+def broadcaster() -> Broadcaster:
+    app = current_app._get_current_object()
+    fanout = app.extensions.get("rewind.fanout")
+    if fanout is None:
+        with app.extensions["rewind.fanout_lock"]:
+            fanout = app.extensions.get("rewind.fanout")
+            if fanout is None:
+                fanout = Broadcaster(app, render_event, render_snapshot)
+                app.extensions["rewind.bus"].subscribe(fanout.notify)
+                app.extensions["rewind.fanout"] = fanout
+    return fanout
+
+
+def _stream(ws, job_id: int) -> None:
+    """Snapshot, then live events, until the job ends or the browser leaves."""
+    fanout = broadcaster()
+    watcher = fanout.attach(job_id, ws.sock, lambda: load_view(db.session.get(Job, job_id)))
+    db.session.remove()  # hand the connection back: this handler may wait for hours
+    try:
+        while not watcher.done.is_set() and not watcher.closed:
+            ws.receive(timeout=WS_IDLE_CHECK_S)  # raises ConnectionClosed when the browser leaves
+        fanout.drain(watcher, timeout=5.0)
+    except ConnectionClosed:
+        pass
+    finally:
+        fanout.detach(watcher)
+
+
+class _CaptureRoute:
+    """Receives flask-sock's handshake view instead of registering it, so guards can run first."""
+
+    view = None
+
+    def route(self, rule: str, **options):
+        def keep(view):
+            self.view = view
+            return view
+
+        return keep
+
+
+_capture = _CaptureRoute()
+sock.route("/<int:job_id>/ws", bp=_capture)(_stream)
+
+
+@requires(Role.VIEWER)
+def websocket(job_id: int):
+    """Checks run before the handshake, so a refusal is a plain HTTP 403/404."""
+    if not _same_origin():
+        refuse("comes from another site (websocket Origin does not match this host)")
+    _job_or_404(job_id)
+    return _capture.view(job_id=job_id)
+
+
+bp.add_url_rule("/<int:job_id>/ws", "websocket", websocket, websocket=True)

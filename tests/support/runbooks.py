@@ -1,0 +1,98 @@
+"""Runbooks for exercising the job engine; loaded with REWIND_RUNBOOKS=tests.support.runbooks."""
+
+from __future__ import annotations
+
+import sys
+
+from app.auth.roles import Role
+from app.jobs.context import JobContext
+from app.jobs.runbook import Param, Runbook, Step, StepFailed, register
+
+
+def count(ctx: JobContext) -> None:
+    lines = ctx.params["lines"]
+    for i in range(1, lines + 1):
+        ctx.log(f"line {i}")
+        ctx.progress(i / lines, f"{i}/{lines}")
+        if ctx.params["delay"]:
+            ctx.sleep(ctx.params["delay"])
+
+
+def finish(ctx: JobContext) -> None:
+    ctx.verified(True, "counted every line")
+    ctx.set_result(f"counted {ctx.params['lines']} lines")
+
+
+def sleep(ctx: JobContext) -> None:
+    ctx.log("about to sleep")
+    ctx.progress(0.1, "sleeping")
+    ctx.run([sys.executable, "-c", f"import time; print('child up', flush=True); time.sleep({ctx.params['seconds']})"])
+
+
+def secret(ctx: JobContext) -> None:
+    ctx.add_secret("open-sesame-42")
+    ctx.log("connecting to postgresql://app:hunter2-pw@db.internal:5432/app")
+    ctx.run([sys.executable, "-c", "print('gpg passphrase open-sesame-42 accepted'); print('PGPASSWORD=s3cr3t-env')"])
+
+
+def fail(ctx: JobContext) -> None:
+    ctx.run([sys.executable, "-c", "import sys; print('about to fail', file=sys.stderr); sys.exit(3)"])
+
+
+def crash(ctx: JobContext) -> None:
+    raise StepFailed("the target said no")
+
+
+register(
+    Runbook(
+        name="test.count",
+        title="Count lines",
+        role=Role.OPERATOR,
+        mutates=False,
+        needs_target=False,
+        params=(
+            Param("lines", "Lines", kind=int, default=20, required=False),
+            Param("delay", "Delay", kind=float, default=0.0, required=False),
+        ),
+        steps=(Step("count", "Count", count), Step("finish", "Finish", finish)),
+    )
+)
+register(
+    Runbook(
+        name="test.sleep",
+        title="Sleep on a target",
+        role=Role.OPERATOR,
+        mutates=True,
+        params=(Param("seconds", "Seconds", kind=int, default=30, required=False),),
+        steps=(Step("sleep", "Sleep", sleep),),
+    )
+)
+register(
+    Runbook(
+        name="test.secret",
+        title="Print secrets",
+        role=Role.OPERATOR,
+        mutates=False,
+        needs_target=False,
+        steps=(Step("secret", "Say secrets", secret),),
+    )
+)
+register(
+    Runbook(
+        name="test.fail",
+        title="Fail",
+        role=Role.OPERATOR,
+        mutates=False,
+        needs_target=False,
+        steps=(Step("fail", "Exit 3", fail), Step("never", "Never reached", crash)),
+    )
+)
+register(
+    Runbook(
+        name="test.admin",
+        title="Admins only",
+        role=Role.ADMIN,
+        mutates=True,
+        steps=(Step("crash", "Refuse", crash),),
+    )
+)
