@@ -31,3 +31,6 @@ def post_worker_init(worker):
         from app import start_runner
 
         start_runner(app)
+
+# Rewind does not use gunicorn's control socket; leaving it on makes two instances on one host collide.
+control_socket_disable = True

@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from app.auth.roles import Role
 from tests.support.apps import PostgresTemplate, SqliteTemplate, add_user, build_app, login
 from tests.support.postgres import PostgresUnavailable, TempPostgres
+
+
+TARGETS = "[targets.staging]\n[targets.production]\n"
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll until predicate() is truthy; returns its value or fails the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"gave up after {timeout} s waiting for {getattr(predicate, '__name__', 'a condition')}")
+
+
+@pytest.fixture
+def runner(app):
+    """This app's in-process job runner, as gunicorn would start it."""
+    from app import start_runner
+
+    running = start_runner(app)
+    yield running
+    running.stop(wait=True)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +66,10 @@ def app(request, tmp_path, sqlite_template):
         url = request.getfixturevalue("pg_template").new_url(tmp_path)
     else:
         url = sqlite_template.new_url(tmp_path)
-    application = build_app(tmp_path / "instance", url)
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "rewind.toml").write_text(TARGETS)
+    application = build_app(instance, url, REWIND_RUNBOOKS="tests.support.runbooks")
     yield application
     with application.app_context():
         from app.extensions import db
