@@ -156,6 +156,8 @@ def _init_login(app: Flask) -> None:
         target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
         if request.headers.get("HX-Request"):
             return "", 401, {"HX-Redirect": target}
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return "Sign in first.", 401
         flash(login_manager.login_message, "info")
         return redirect(target)
 

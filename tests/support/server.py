@@ -61,6 +61,25 @@ class RewindServer:
         self.stop()
         raise RuntimeError(f"Rewind did not start; log:\n{self.log.read_text()}")
 
+    def worker_pid(self) -> int:
+        """The gunicorn worker (the master's only child)."""
+        children = open(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read().split()
+        assert len(children) == 1, f"expected one worker, found {children}"
+        return int(children[0])
+
+    def threads(self) -> int:
+        status = open(f"/proc/{self.worker_pid()}/status").read()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+    def kill(self) -> None:
+        """SIGKILL the master and its worker, as a crash or an OOM kill would."""
+        import signal
+
+        worker = self.worker_pid()
+        os.kill(self.process.pid, signal.SIGKILL)
+        os.kill(worker, signal.SIGKILL)
+        self.process.wait()
+
     @property
     def admin_password(self) -> str:
         return (self.instance_dir / "initial-admin-password").read_text().strip()

@@ -1,0 +1,183 @@
+"""Queueing, running, cancelling and interrupting jobs with the in-process runner."""
+
+import os
+import re
+
+from sqlalchemy import select
+
+from app.audit import store
+from app.audit.models import AuditEvent
+from app.audit.store import Actor
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs import service
+from app.jobs.events import load_view
+from app.jobs.models import Job
+from tests.conftest import both_databases, wait_for
+
+OPERATOR = Actor(None, "opal")
+
+
+def enqueue(app, name, target=None, **params):
+    with app.app_context():
+        book = runbooks.get(name)
+        parsed = book.parse_params({k: str(v) for k, v in params.items()}, target)
+        return service.enqueue(book, target, parsed, OPERATOR).id
+
+
+def job_state(app, job_id):
+    with app.app_context():
+        job = db.session.get(Job, job_id)
+        return job.state
+
+
+def finished(app, job_id):
+    def done():
+        return job_state(app, job_id) in ("succeeded", "failed", "cancelled", "interrupted")
+
+    wait_for(done, timeout=30)
+    with app.app_context():
+        job = db.session.get(Job, job_id)
+        view = load_view(job)
+        db.session.expunge(job)
+        return job, view
+
+
+def audit_actions(app, job_id):
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action.startswith("job."))).all()
+        return [(e.action, e.outcome) for e in rows if f'"job_id":{job_id}' in e.details]
+
+
+@both_databases
+def test_job_runs_every_step_and_is_audited(app, runner):
+    job_id = enqueue(app, "test.count", lines=7)
+    job, view = finished(app, job_id)
+    assert job.state == "succeeded" and job.result == "counted 7 lines"
+    assert job.verification == "passed"
+    assert [line for _, _, line in view.lines] == [f"line {i}" for i in range(1, 8)]
+    assert [s.state for s in view.steps] == ["succeeded", "succeeded"]
+    assert view.fraction == 1.0
+    assert audit_actions(app, job_id) == [("job.queued", "ok"), ("job.start", "ok"), ("job.succeeded", "ok")]
+    with app.app_context():
+        assert store.verify().intact
+
+
+def test_events_are_numbered_without_gaps(app, runner):
+    job_id = enqueue(app, "test.count", lines=30)
+    finished(app, job_id)
+    with app.app_context():
+        from app.jobs.models import JobEvent
+
+        seqs = db.session.scalars(select(JobEvent.seq).filter_by(job_id=job_id).order_by(JobEvent.seq)).all()
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_failed_command_fails_the_job_with_its_step_named(app, runner):
+    job_id = enqueue(app, "test.fail")
+    job, view = finished(app, job_id)
+    assert job.state == "failed"
+    assert "“Exit 3” failed" in job.result and "exited with status 3" in job.result
+    assert [s.state for s in view.steps] == ["failed", "pending"]
+    assert ("err", "about to fail") in [(stream, line) for _, stream, line in view.lines]
+    assert audit_actions(app, job_id)[-1] == ("job.failed", "failed")
+
+
+def test_secrets_never_reach_the_log(app, runner):
+    job_id = enqueue(app, "test.secret")
+    job, view = finished(app, job_id)
+    text = "\n".join(line for _, _, line in view.lines)
+    assert job.state == "succeeded"
+    for secret in ("hunter2-pw", "open-sesame-42", "s3cr3t-env"):
+        assert secret not in text
+    assert "postgresql://app:•••@db.internal" in text
+
+
+def test_busy_target_is_refused_naming_the_running_job(app, runner):
+    first = enqueue(app, "test.sleep", target="staging", seconds=30)
+    wait_for(lambda: job_state(app, first) == "running")
+    try:
+        enqueue(app, "test.sleep", target="staging", seconds=1)
+    except service.BusyTarget as exc:
+        assert f"job #{first}" in str(exc) and "staging is busy" in str(exc)
+    else:
+        raise AssertionError("a second job on a busy target was queued")
+    other = enqueue(app, "test.sleep", target="production", seconds=0)  # another target is free
+    read_only = enqueue(app, "test.count", lines=1)  # read-only runbooks run beside it
+    assert finished(app, other)[0].state == "succeeded"
+    assert finished(app, read_only)[0].state == "succeeded"
+    with app.app_context():
+        denied = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "job.queued", AuditEvent.outcome == "denied")
+        ).all()
+        assert len(denied) == 1 and f'"busy_job":{first}' in denied[0].details
+        service.cancel(db.session.get(Job, first), OPERATOR)
+    assert finished(app, first)[0].state == "cancelled"
+
+
+def test_cancel_mid_step_terminates_the_child(app, runner):
+    job_id = enqueue(app, "test.sleep", target="staging", seconds=60)
+
+    def child_pid():
+        with app.app_context():
+            job = db.session.get(Job, job_id)
+            return any(line == "child up" for _, _, line in load_view(job).lines)
+
+    wait_for(child_pid)
+    children = _children_running_sleep()
+    assert children, "the step's child process should be running"
+    with app.app_context():
+        service.cancel(db.session.get(Job, job_id), Actor(None, "carol"))
+    job, view = finished(app, job_id)
+    assert job.state == "cancelled"
+    assert job.result == "Cancelled by carol during “Sleep”."
+    assert view.steps[0].state == "cancelled"
+    wait_for(lambda: not (set(children) & set(_children_running_sleep())), timeout=10)
+    actions = audit_actions(app, job_id)
+    assert ("job.cancel_requested", "ok") in actions and actions[-1] == ("job.cancelled", "ok")
+
+
+def _children_running_sleep() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if "time.sleep(60)" in cmdline and "child up" in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def test_cancelling_a_queued_job_ends_it_at_once(app):
+    job_id = enqueue(app, "test.count", lines=1)  # no runner: it stays queued
+    with app.app_context():
+        service.cancel(db.session.get(Job, job_id), OPERATOR)
+        job = db.session.get(Job, job_id)
+        assert job.state == "cancelled" and "before it started" in job.result
+        try:
+            service.cancel(job, OPERATOR)
+        except service.NotCancellable as exc:
+            assert re.search(r"already ended \(cancelled\)", str(exc))
+        else:
+            raise AssertionError("cancelling twice should be refused")
+
+
+def test_running_job_found_at_start_is_interrupted_not_rerun(app):
+    job_id = enqueue(app, "test.count", lines=1)
+    with app.app_context():
+        job = db.session.get(Job, job_id)
+        job.state, job.current_step, job.worker = "running", "Count", "gone:1"
+        db.session.commit()
+    from app import start_runner
+
+    runner = start_runner(app)
+    try:
+        job, view = finished(app, job_id)
+    finally:
+        runner.stop()
+    assert job.state == "interrupted"
+    assert "during “Count”" in job.result and "not re-run" in job.result
+    assert view.lines == [], "an interrupted job is never run again by itself"
+    assert audit_actions(app, job_id)[-1] == ("job.interrupted", "failed")

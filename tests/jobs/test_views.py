@@ -1,0 +1,102 @@
+"""Job pages through the app: starting, refusing bad input, the list, the job page, cancel."""
+
+import pytest
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.auth.roles import Role
+from app.extensions import db
+from app.jobs.models import Job
+from tests.conftest import wait_for
+from tests.support.apps import post
+
+
+def test_start_redirects_to_the_job_page(app, as_role, runner):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/jobs", {"runbook": "test.count", "lines": "3"})
+    assert response.status_code == 302
+    url = response.headers["Location"]
+    wait_for(lambda: "succeeded" in client.get(url).get_data(as_text=True))
+    page = client.get(url).get_data(as_text=True)
+    assert "line 3" in page and "counted 3 lines" in page
+    assert "ws-connect" not in page, "a finished job's page needs no socket"
+
+
+def test_htmx_start_answers_with_hx_redirect(app, as_role):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/jobs", {"runbook": "test.count"}, headers={"HX-Request": "true"})
+    assert response.status_code == 204 and response.headers["HX-Redirect"].startswith("/jobs/")
+
+
+def test_running_job_page_holds_a_socket(app, as_role):
+    client = as_role(Role.OPERATOR)
+    url = post(client, "/jobs", {"runbook": "test.count"}).headers["Location"]
+    page = client.get(url).get_data(as_text=True)
+    assert f'ws-connect="{url}/ws"' in page and "Cancel job" in page
+
+
+@pytest.mark.parametrize(
+    "form, status, message",
+    [
+        ({"runbook": "nope"}, 404, "There is no runbook &#39;nope&#39;"),
+        ({"runbook": "test.sleep", "target": "mars"}, 404, "There is no target &#39;mars&#39;"),
+        ({"runbook": "test.sleep"}, 400, "target: is required"),
+        ({"runbook": "test.count", "lines": "lots"}, 400, "lines: expected a whole number"),
+    ],
+)
+def test_bad_start_requests_are_refused_clearly(app, as_role, form, status, message):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/jobs", form)
+    assert response.status_code == status
+    assert message in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(Job)) is None
+
+
+def test_runbook_role_is_enforced(app, as_role):
+    response = post(as_role(Role.OPERATOR), "/jobs", {"runbook": "test.admin", "target": "staging"})
+    assert response.status_code == 403
+    with app.app_context():
+        denied = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "auth.denied"))
+        assert "to run test.admin" in denied.details
+
+
+def test_busy_target_answer_is_409_with_the_running_job(app, as_role):
+    client = as_role(Role.OPERATOR)
+    first = post(client, "/jobs", {"runbook": "test.sleep", "target": "staging"}).headers["Location"]
+    response = post(client, "/jobs", {"runbook": "test.sleep", "target": "staging"})
+    assert response.status_code == 409
+    assert f"job #{first.rsplit('/', 1)[1]}" in response.get_data(as_text=True)
+
+
+def test_unknown_job_is_404(as_role):
+    response = as_role(Role.VIEWER).get("/jobs/999")
+    assert response.status_code == 404 and "There is no job #999" in response.get_data(as_text=True)
+
+
+def test_only_the_starter_or_an_admin_may_cancel(app, users, as_role):
+    starter = as_role(Role.OPERATOR)
+    url = post(starter, "/jobs", {"runbook": "test.count"}).headers["Location"]
+    from tests.support.apps import add_user
+
+    add_user(app, "otherop", Role.OPERATOR)
+    from tests.support.apps import login
+
+    other = app.test_client()
+    login(other, "otherop")
+    assert post(other, url + "/cancel").status_code == 403
+    assert post(as_role(Role.ADMIN), url + "/cancel").status_code == 303
+    again = post(starter, url + "/cancel", follow_redirects=True)
+    assert "already ended (cancelled)" in again.get_data(as_text=True)
+
+
+def test_list_filters_and_live_rows(app, as_role):
+    client = as_role(Role.OPERATOR)
+    post(client, "/jobs", {"runbook": "test.count"})
+    post(client, "/jobs", {"runbook": "test.sleep", "target": "production"})
+    page = client.get("/jobs?target=production").get_data(as_text=True)
+    assert "<td>test.sleep</td>" in page and "<td>test.count</td>" not in page
+    assert 'hx-trigger="every 2s"' in page, "active jobs make the list refresh itself"
+    assert client.get("/jobs?state=sideways").status_code == 400
+    rows = client.get("/jobs/rows?runbook=test.count").get_data(as_text=True)
+    assert "<td>test.count</td>" in rows and "<td>test.sleep</td>" not in rows and "<html" not in rows

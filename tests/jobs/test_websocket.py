@@ -1,0 +1,132 @@
+"""The live stream against a real gunicorn server and real websocket clients."""
+
+import re
+import socket
+import time
+
+import pytest
+import websocket
+
+from tests.conftest import wait_for
+from tests.support.http import Session
+
+EVENT = re.compile(r'data-seq="(\d+)"')
+LINE = re.compile(r'<div class="line line-\w+" data-seq="(\d+)"[^>]*>([^<]*)</div>')
+FINAL = re.compile(r'id="job-state"[^>]*data-state="(succeeded|failed|cancelled|interrupted)"')
+
+
+def start_job(session: Session, **form) -> int:
+    status, headers, body = session.post("/jobs", form)
+    assert status == 302, body[:500]
+    return int(headers["Location"].rsplit("/", 1)[1])
+
+
+class Reader:
+    """Assembles what a browser would show: the last snapshot, then appended lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.live_seqs: list[int] = []
+        self.snapshots = 0
+        self.final = None
+
+    def take(self, message: str) -> None:
+        if 'id="log" class="log"' in message:  # a snapshot replaces the whole log
+            self.snapshots += 1
+            self.lines = [text for _, text in LINE.findall(message)]
+            self.snapshot_seq = max(int(s) for s in EVENT.findall(message))
+        else:
+            for seq in sorted({int(s) for s in EVENT.findall(message)}):
+                self.live_seqs.append(seq)
+            self.lines += [text for _, text in LINE.findall(message)]
+        if match := FINAL.search(message):
+            self.final = match.group(1)
+
+
+def read_until(ws, reader: Reader, *, lines: int | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and reader.final is None:
+        if lines is not None and len(reader.lines) >= lines:
+            return
+        message = ws.recv()
+        if not message:
+            return
+        reader.take(message)
+
+
+def test_every_line_arrives_once_in_order_across_a_reconnect(live, admin):
+    job_id = start_job(admin, runbook="test.count", lines="300", delay="0.01")
+    reader = Reader()
+    ws = admin.websocket(f"/jobs/{job_id}/ws")
+    read_until(ws, reader, lines=80)
+    assert reader.snapshots == 1
+    first_seqs = list(reader.live_seqs)
+    assert first_seqs == sorted(set(first_seqs)), "events arrive in order, each once"
+    ws.sock.shutdown(socket.SHUT_RDWR)  # the network drops: no close frame
+    ws.sock.close()
+
+    ws = admin.websocket(f"/jobs/{job_id}/ws")
+    read_until(ws, reader)
+    assert reader.final == "succeeded"
+    assert reader.snapshots == 2
+    assert reader.lines == [f"line {i}" for i in range(1, 301)]
+    after = [s for s in reader.live_seqs if s > reader.snapshot_seq]
+    assert after == list(range(reader.snapshot_seq + 1, reader.snapshot_seq + 1 + len(after)))
+    assert ws.recv() == "", "the server closes the socket once the job has ended"
+
+
+def test_finished_job_sends_its_state_and_closes(live, admin):
+    job_id = start_job(admin, runbook="test.count", lines="3")
+    wait_for(lambda: "succeeded" in admin.get(f"/jobs/{job_id}")[2])
+    ws = admin.websocket(f"/jobs/{job_id}/ws")
+    reader = Reader()
+    reader.take(ws.recv())
+    assert reader.final == "succeeded" and reader.lines == ["line 1", "line 2", "line 3"]
+    assert ws.recv() == ""
+
+
+def test_anonymous_and_cross_site_handshakes_are_refused(live, admin):
+    job_id = start_job(admin, runbook="test.count", lines="3")
+    anonymous = Session(live.url)
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        anonymous.websocket(f"/jobs/{job_id}/ws")
+    assert refused.value.status_code == 401
+    with pytest.raises(websocket.WebSocketBadStatusException) as foreign:
+        admin.websocket(f"/jobs/{job_id}/ws", origin="http://evil.example")
+    assert foreign.value.status_code == 403
+    with pytest.raises(websocket.WebSocketBadStatusException) as missing:
+        admin.websocket(f"/jobs/{job_id}/ws", origin="")
+    assert missing.value.status_code == 403
+    with pytest.raises(websocket.WebSocketBadStatusException) as unknown:
+        admin.websocket("/jobs/999/ws")
+    assert unknown.value.status_code == 404
+    assert "auth.denied" in admin.get("/audit?action=auth.denied")[2]
+
+
+def test_watchers_that_leave_free_their_threads(live, admin):
+    """Each watcher holds a handler thread and a reader thread; both must end when it leaves.
+
+    gunicorn's gthread pool keeps an idle handler thread for reuse, so the first
+    round grows the pool once; every later round must come back to that level.
+    """
+    job_id = start_job(admin, runbook="test.sleep", target="staging", seconds="120")
+    started = live.threads()
+    levels = []
+    for _ in range(5):
+        sockets = []
+        for _ in range(200):
+            ws = admin.websocket(f"/jobs/{job_id}/ws")
+            assert 'id="job-state"' in ws.recv()
+            sockets.append(ws)
+        peak = live.threads()
+        assert peak >= started + 200
+        for i, ws in enumerate(sockets):
+            if i % 2:
+                ws.close()  # a polite goodbye
+            else:
+                ws.sock.shutdown(socket.SHUT_RDWR)  # a vanished browser
+                ws.sock.close()
+        levels.append(wait_for(lambda peak=peak: (n := live.threads()) <= peak - 200 and n, timeout=10))
+    assert levels[0] <= started + 200 + 5, "one idle pool thread per peak watcher, plus the fan-out thread"
+    assert levels == [levels[0]] * 5, f"threads leaked between rounds: {levels}"
+    admin.post(f"/jobs/{job_id}/cancel")
