@@ -11,7 +11,6 @@ from app.auth.roles import Role
 from tests.support.apps import PostgresTemplate, SqliteTemplate, add_user, build_app, login
 from tests.support.postgres import PostgresUnavailable, TempPostgres
 
-
 TARGETS = "[targets.staging]\n[targets.production]\n"
 
 
