@@ -45,7 +45,7 @@ def test_timeout_stops_the_child_and_its_children(tmp_path):
         f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(60)"
     )
     started = time.monotonic()
-    with pytest.raises(CommandTimedOut, match="did not finish within 0.5 s"):
+    with pytest.raises(CommandTimedOut, match=r"did not finish within 0\.5 s"):
         run_command([sys.executable, "-c", script], on_line=lambda *a: None, timeout=0.5)
     assert time.monotonic() - started < 10
     grandchild = int(pidfile.read_text())

@@ -2,6 +2,7 @@
 
 import os
 import re
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -142,7 +143,7 @@ def _children_running_sleep() -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                cmdline = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
             if "time.sleep(60)" in cmdline and "child up" in cmdline:

@@ -47,7 +47,7 @@ class Session:
 
     def login(self, name: str, password: str) -> None:
         self.get("/login")
-        status, head, _ = self.post("/login", {"name": name, "password": password})
+        status, _, _ = self.post("/login", {"name": name, "password": password})
         assert status == 302, f"login as {name} failed with {status}"
         self.get("/")
 

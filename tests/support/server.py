@@ -63,12 +63,12 @@ class RewindServer:
 
     def worker_pid(self) -> int:
         """The gunicorn worker (the master's only child)."""
-        children = open(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read().split()
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
         assert len(children) == 1, f"expected one worker, found {children}"
         return int(children[0])
 
     def threads(self) -> int:
-        status = open(f"/proc/{self.worker_pid()}/status").read()
+        status = Path(f"/proc/{self.worker_pid()}/status").read_text()
         return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
 
     def kill(self) -> None:

@@ -1,0 +1,34 @@
+"""Watching a job in a real browser: progress and log arrive over the websocket, no reload."""
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.e2e.test_foundation import sign_in
+from tests.jobs.conftest import start_server
+
+
+def test_start_a_runbook_and_watch_it_finish(tmp_path, page):
+    server = start_server(tmp_path / "instance")
+    try:
+        sign_in(page, server.url, "admin", server.admin_password)
+        page.get_by_role("navigation", name="Areas").get_by_role("link", name="Jobs").click()
+        page.get_by_role("link", name="Count lines").click()
+        page.get_by_label("Lines").fill("60")
+        page.get_by_label("Delay").fill("0.05")
+        page.get_by_role("button", name="Start Count lines").click()
+        expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+        page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+
+        expect(page.locator("#job-state")).to_have_attribute("data-state", "running")
+        expect(page.locator("#log .line").first).to_have_text("line 1")
+        expect(page.locator("#job-progress")).to_have_attribute("data-percent", "100", timeout=20_000)
+        expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded")
+        expect(page.locator("#log .line")).to_have_count(60)
+        expect(page.locator("#log .line").last).to_have_text("line 60")
+        expect(page.locator("#step-1")).to_contain_text("succeeded")
+        expect(page.locator("#job-state")).to_contain_text("counted 60 lines")
+        expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+        assert page.evaluate("window.__sameDocument") is True
+    finally:
+        server.stop()
