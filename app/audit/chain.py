@@ -10,7 +10,6 @@ only database access cannot rebuild it.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import Iterable
@@ -35,8 +34,11 @@ FIELDS = (
 )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # one encoder: verify runs it per row
+
+
 def format_ts(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return ts.isoformat(timespec="microseconds") + "Z"
 
 
 def canonical_details(details: dict | None) -> str:
@@ -48,11 +50,11 @@ def encode(values: tuple) -> bytes:
     """Canonical bytes of one row: a compact JSON array in FIELDS order."""
     row = list(values)
     row[1] = format_ts(row[1]) if isinstance(row[1], datetime) else row[1]
-    return json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(row).encode()
 
 
 def row_hash(key: bytes, values: tuple) -> str:
-    return hmac.new(key, encode(values), hashlib.sha256).hexdigest()
+    return hmac.digest(key, encode(values), "sha256").hex()
 
 
 @dataclass(frozen=True)

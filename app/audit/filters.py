@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, or_
+from sqlalchemy import Select, or_, select
 
 from app.audit.models import AuditEvent
+from app.extensions import db
 from app.statuses import Outcome
 
 
@@ -53,14 +54,7 @@ class AuditFilter:
         if self.actor:
             stmt = stmt.where(AuditEvent.actor_name == self.actor)
         if self.action:
-            # A prefix matches whole dotted segments: "auth" finds auth.login, not authz.x.
-            prefix = self.action.rstrip(".")
-            stmt = stmt.where(
-                or_(
-                    AuditEvent.action == prefix,
-                    (AuditEvent.action >= prefix + ".") & (AuditEvent.action < prefix + "/"),
-                )
-            )
+            stmt = stmt.where(_action_matches(self.action.rstrip(".")))
         if self.target:
             stmt = stmt.where(AuditEvent.target == self.target)
         if self.outcome:
@@ -70,3 +64,23 @@ class AuditFilter:
         if until := _parse_time("until", self.until):
             stmt = stmt.where(AuditEvent.ts < until)
         return stmt
+
+
+def _action_matches(prefix: str):
+    """A prefix matches whole dotted segments: "auth" finds auth and auth.login, not authz.check.
+
+    The query shape is chosen for the planner. With no action below the prefix,
+    plain equality walks the (action, id) index already newest-first. Otherwise
+    PostgreSQL's planner picks well from an OR of ranges; SQLite's, without
+    statistics, would collect and sort every match, so there the test is put
+    in a form no index serves and SQLite walks ids newest-first, stopping
+    after one page.
+    """
+    exact = AuditEvent.action == prefix
+    below = (AuditEvent.action >= prefix + ".") & (AuditEvent.action < prefix + "/")
+    if db.session.scalar(select(AuditEvent.id).where(below).limit(1)) is None:
+        return exact
+    if db.engine.dialect.name == "postgresql":
+        return or_(exact, below)
+    dotted = AuditEvent.action.op("||")(".")
+    return (dotted >= prefix + ".") & (dotted < prefix + "/")

@@ -68,9 +68,12 @@ def test_action_prefix_matches_whole_segments(app, users, as_role):
         for action in ("auth.login", "authz.check", "auth", "user.create"):
             store.record(action)
         db.session.commit()
-    page = as_role(Role.VIEWER).get("/audit?action=auth").get_data(as_text=True)
+    client = as_role(Role.VIEWER)
+    page = client.get("/audit?action=auth").get_data(as_text=True)
     assert "<code>authz.check</code>" not in page
     assert "<code>auth</code>" in page and "<code>auth.login</code>" in page
+    exact = client.get("/audit?action=user.create").get_data(as_text=True)
+    assert "<code>user.create</code>" in exact and "<code>auth.login</code>" not in exact
 
 
 @pytest.mark.parametrize(
