@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.audit.store import Actor, record, record_and_commit, serialise
 from app.clock import utcnow
@@ -81,18 +81,27 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor) ->
 
 def cancel(job: Job, actor: Actor) -> None:
     """Cancel a queued job at once; ask a running one to stop (its runner ends it as cancelled)."""
+    serialise()
+    db.session.refresh(job)
     state = job.job_state
     if state.is_final:
         raise NotCancellable(f"job #{job.id} has already ended ({state}); there is nothing to cancel")
     if state == JobState.QUEUED:
-        job.state = JobState.CANCELLED.value
-        job.finished_at = utcnow()
-        job.result = f"Cancelled by {actor.name} before it started."
-        record("job.cancelled", actor=actor, target=job.target, details={"job_id": job.id, "before_start": True})
-        EventWriter(job.id, current_app.extensions["rewind.bus"]).emit(
-            "job", {"state": JobState.CANCELLED.value, "result": job.result}
+        result = f"Cancelled by {actor.name} before it started."
+        # Conditional, because a runner may claim the job at this very moment.
+        claimed = db.session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.state == JobState.QUEUED.value)
+            .values(state=JobState.CANCELLED.value, finished_at=utcnow(), result=result)
         )
-        return
+        if claimed.rowcount == 1:
+            record("job.cancelled", actor=actor, target=job.target, details={"job_id": job.id, "before_start": True})
+            EventWriter(job.id, current_app.extensions["rewind.bus"]).emit(
+                "job", {"state": JobState.CANCELLED.value, "result": result}
+            )
+            db.session.refresh(job)
+            return
+        db.session.refresh(job)
     if job.cancel_requested_by:
         raise NotCancellable(f"job #{job.id} is already being cancelled (asked by {job.cancel_requested_by})")
     job.cancel_requested_by = actor.name
