@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select
+from werkzeug.exceptions import BadRequest
 
 from app.extensions import db
 
@@ -22,11 +23,11 @@ class Page:
 
 
 def parse_cursor(raw: str | None) -> int | None:
-    """A cursor from a query string; raises ValueError with a message fit for the page."""
+    """The `before` cursor from a query string; a malformed one is a 400 with the reason."""
     if raw in (None, ""):
         return None
     if not raw.isdigit():
-        raise ValueError(f"the page cursor must be a row number, got {raw!r}")
+        raise BadRequest(f"the page cursor must be a row number, got {raw!r}")
     return int(raw)
 
 

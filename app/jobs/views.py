@@ -53,10 +53,7 @@ def _list_filters() -> dict[str, str]:
 
 def _jobs_page():
     filters = _list_filters()
-    try:
-        before = parse_cursor(request.args.get("before"))
-    except ValueError as exc:
-        abort(400, description=str(exc))
+    before = parse_cursor(request.args.get("before"))
     stmt = select(Job)
     for key, value in filters.items():
         stmt = stmt.where(getattr(Job, key) == value)
