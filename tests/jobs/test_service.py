@@ -1,6 +1,5 @@
 """Queueing, running, cancelling and interrupting jobs with the in-process runner."""
 
-import os
 import re
 from pathlib import Path
 
@@ -121,34 +120,29 @@ def test_cancel_mid_step_terminates_the_child(app, runner):
 
     def child_pid():
         with app.app_context():
-            job = db.session.get(Job, job_id)
-            return any(line == "child up" for _, _, line in load_view(job).lines)
+            lines = [line for _, _, line in load_view(db.session.get(Job, job_id)).lines]
+        return next((int(line.split()[-1]) for line in lines if line.startswith("child up")), None)
 
-    wait_for(child_pid)
-    children = _children_running_sleep()
-    assert children, "the step's child process should be running"
+    pid = wait_for(child_pid)
+    assert _alive(pid), "the step's child process should be running"
     with app.app_context():
         service.cancel(db.session.get(Job, job_id), Actor(None, "carol"))
     job, view = finished(app, job_id)
     assert job.state == "cancelled"
     assert job.result == "Cancelled by carol during “Sleep”."
     assert view.steps[0].state == "cancelled"
-    wait_for(lambda: not (set(children) & set(_children_running_sleep())), timeout=10)
+    wait_for(lambda: not _alive(pid), timeout=10)
     actions = audit_actions(app, job_id)
     assert ("job.cancel_requested", "ok") in actions and actions[-1] == ("job.cancelled", "ok")
 
 
-def _children_running_sleep() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "time.sleep(60)" in cmdline and "child up" in cmdline:
-                pids.append(int(entry))
-    return pids
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_cancelling_a_queued_job_ends_it_at_once(app):

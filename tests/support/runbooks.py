@@ -26,7 +26,8 @@ def finish(ctx: JobContext) -> None:
 def sleep(ctx: JobContext) -> None:
     ctx.log("about to sleep")
     ctx.progress(0.1, "sleeping")
-    ctx.run([sys.executable, "-c", f"import time; print('child up', flush=True); time.sleep({ctx.params['seconds']})"])
+    script = f"import os, time; print('child up', os.getpid(), flush=True); time.sleep({ctx.params['seconds']})"
+    ctx.run([sys.executable, "-c", script])
 
 
 def secret(ctx: JobContext) -> None:
