@@ -8,6 +8,20 @@
   document.addEventListener("htmx:configRequest", function (event) {
     event.detail.headers["X-CSRFToken"] = csrfToken();
   });
+  // Keep a job's log pinned to its newest line while the reader is at the bottom.
+  var pinned = true;
+  document.addEventListener("scroll", function (event) {
+    var log = event.target;
+    if (log.id === "log") {
+      pinned = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    }
+  }, true);
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    var log = document.getElementById("log");
+    if (log && pinned) {
+      log.scrollTop = log.scrollHeight;
+    }
+  });
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var question = form.getAttribute("data-confirm");
