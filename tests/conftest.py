@@ -11,7 +11,16 @@ from app.auth.roles import Role
 from tests.support.apps import PostgresTemplate, SqliteTemplate, add_user, build_app, login
 from tests.support.postgres import PostgresUnavailable, TempPostgres
 
-TARGETS = "[targets.staging]\n[targets.production]\n"
+TARGETS = """\
+[targets.staging.repo]
+path = "repos/staging"
+
+[targets.production]
+protected = true
+
+[targets.production.repo]
+path = "repos/production"
+"""
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):

@@ -1,15 +1,19 @@
-"""Which targets exist: the names declared in the targets file.
+"""Which targets exist: the targets file, read once and re-read when it changes.
 
-Only the names are read here; every request that names a target is checked
-against them before anything else happens.
+Every request that names a target is checked against it before anything
+else happens.
 """
 
 from __future__ import annotations
 
-import tomllib
+import threading
 from pathlib import Path
 
 from flask import current_app
+
+from app.targets.config import TargetConfig, TargetsFileError, load_targets
+
+__all__ = ["TargetsFileError", "UnknownTarget", "check_target", "get_target", "target_names", "targets"]
 
 
 class UnknownTarget(LookupError):
@@ -19,37 +23,35 @@ class UnknownTarget(LookupError):
         self.name = name
 
 
-class TargetsFileError(ValueError):
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
+_lock = threading.Lock()
+_cache: dict[Path, tuple[float, dict[str, TargetConfig]]] = {}
 
 
-_cache: dict[Path, tuple[float, list[str]]] = {}
-
-
-def target_names(path: Path | None = None) -> list[str]:
+def targets(path: Path | None = None) -> dict[str, TargetConfig]:
     path = path or current_app.config["REWIND_SETTINGS"].config_path
     if not path.exists():
-        return []
+        return {}
     mtime = path.stat().st_mtime
-    cached = _cache.get(path)
-    if cached and cached[0] == mtime:
-        return cached[1]
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetsFileError(path, f"not valid TOML: {exc}") from None
-    targets = data.get("targets", {})
-    if not isinstance(targets, dict):
-        raise TargetsFileError(path, "[targets] must be a table of tables, e.g. [targets.staging]")
-    names = sorted(targets)
-    _cache[path] = (mtime, names)
-    return names
+    with _lock:
+        cached = _cache.get(path)
+        if cached and cached[0] == mtime:
+            return cached[1]
+    loaded = load_targets(path)
+    with _lock:
+        _cache[path] = (mtime, loaded)
+    return loaded
+
+
+def target_names() -> list[str]:
+    return sorted(targets())
+
+
+def get_target(name: str) -> TargetConfig:
+    known = targets()
+    if name not in known:
+        raise UnknownTarget(name, sorted(known))
+    return known[name]
 
 
 def check_target(name: str) -> str:
-    known = target_names()
-    if name not in known:
-        raise UnknownTarget(name, known)
-    return name
+    return get_target(name).name

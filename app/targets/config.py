@@ -1,0 +1,333 @@
+"""The targets file: one TOML table per managed environment, checked key by key.
+
+Reading is strict on purpose: an unknown key is a typo until proven
+otherwise, and every error names the file, the target and the key, so a
+broken file is fixed in one pass rather than discovered mid-incident. Any
+string may be written `env:NAME` to read it from the environment at start-up,
+so the file itself can be committed without secrets.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+class TargetsFileError(ValueError):
+    """One problem in the targets file, located as precisely as possible."""
+
+    def __init__(self, path: Path, problem: str, target: str | None = None, key: str | None = None) -> None:
+        where = str(path)
+        if target:
+            where += f": target {target!r}"
+        if key:
+            where += f": key {key!r}"
+        super().__init__(f"{where}: {problem}")
+        self.path, self.target, self.key, self.problem = path, target, key, problem
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    path: Path
+    branch: str = "main"
+    remote: str | None = None
+    force_push: bool = False
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """Either argv commands (systemd, supervisor…) or a command Rewind starts and supervises itself."""
+
+    start: tuple[str, ...] | None = None
+    stop: tuple[str, ...] | None = None
+    restart: tuple[str, ...] | None = None
+    command: tuple[str, ...] | None = None
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def managed(self) -> bool:
+        return self.command is not None
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    url: str
+    status: int = 200
+    json: dict[str, Any] | None = None
+    timeout: float = 30.0
+    smoke: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str
+    migrations: Path | None = None
+    flask: tuple[str, ...] | None = None
+    flask_app: str | None = None
+    key_tables: tuple[str, ...] = ()
+    flags_table: str | None = None
+
+
+@dataclass(frozen=True)
+class BackupsConfig:
+    dir: Path
+    gpg_home: Path | None = None
+    recipients: tuple[str, ...] = ()
+    passphrase: str | None = None
+
+
+@dataclass(frozen=True)
+class BlueGreenConfig:
+    slots: dict[str, str]  # slot name -> health URL of that slot
+    switch: tuple[str, ...] | None = None  # argv; the slot name is appended
+    link: Path | None = None  # or: an atomic symlink swap of link -> slot_dirs[slot]
+    slot_dirs: dict[str, Path] = field(default_factory=dict)
+    keep_previous_minutes: int = 60
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    repo: RepoConfig
+    process: ProcessConfig | None = None
+    health: HealthConfig | None = None
+    database: DatabaseConfig | None = None
+    backups: BackupsConfig | None = None
+    env_file: Path | None = None
+    bluegreen: BlueGreenConfig | None = None
+    protected: bool = False
+    auto_rollback: bool = False
+    secrets: tuple[str, ...] = ()  # values read through env:, masked in every job log
+
+
+class _Table:
+    """Reads one TOML table, remembering which keys were used so leftovers can be reported."""
+
+    def __init__(self, data: Any, path: Path, target: str, prefix: str, env: dict[str, str]) -> None:
+        if not isinstance(data, dict):
+            raise TargetsFileError(path, "must be a table", target, prefix or None)
+        self.data, self.path, self.target, self.prefix, self.env = data, path, target, prefix, env
+        self.used: set[str] = set()
+        self.secrets: list[str] = []
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, problem: str) -> TargetsFileError:
+        return TargetsFileError(self.path, problem, self.target, self.key(name))
+
+    def _resolve(self, name: str, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("env:"):
+            var = value[4:]
+            if var not in self.env:
+                raise self.fail(name, f"environment variable {var} is not set")
+            self.secrets.append(self.env[var])
+            return self.env[var]
+        return value
+
+    def get(self, name: str, kind: type | tuple, default: Any = None, required: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise self.fail(name, "is required")
+            return default
+        value = self._resolve(name, self.data[name])
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(name, f"expected {expected}, got {type(value).__name__} {value!r}")
+        return value
+
+    def text(self, name: str, required: bool = False, default: str | None = None) -> str | None:
+        value = self.get(name, str, default, required)
+        if required and not value:
+            raise self.fail(name, "must not be empty")
+        return value
+
+    def path_(self, name: str, required: bool = False, must_exist: bool = False) -> Path | None:
+        value = self.text(name, required)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = (self.path.parent / path).resolve()
+        if must_exist and not path.exists():
+            raise self.fail(name, f"{path} does not exist")
+        return path
+
+    def argv(self, name: str, required: bool = False) -> tuple[str, ...] | None:
+        if isinstance(self.data.get(name), str) and not self.data[name].startswith("env:"):
+            raise self.fail(
+                name, 'expected a list of arguments like ["systemctl", "restart", "app"], never a shell line'
+            )
+        value = self.get(name, list, None, required)
+        if value is None:
+            return None
+        value = [self._resolve(name, item) for item in value]
+        if not value or not all(isinstance(item, str) and item for item in value):
+            raise self.fail(
+                name, 'expected a list of arguments like ["systemctl", "restart", "app"], never a shell line'
+            )
+        return tuple(value)
+
+    def words(self, name: str) -> tuple[str, ...]:
+        value = self.get(name, list, [])
+        if not all(isinstance(item, str) and item for item in value):
+            raise self.fail(name, "expected a list of names")
+        return tuple(value)
+
+    def table(self, name: str) -> _Table | None:
+        self.used.add(name)
+        if name not in self.data:
+            return None
+        sub = _Table(self.data[name], self.path, self.target, self.key(name), self.env)
+        sub.secrets = self.secrets  # one list per target
+        return sub
+
+    def done(self) -> None:
+        for name in self.data:
+            if name not in self.used:
+                close = difflib.get_close_matches(name, sorted(self.used), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise self.fail(name, f"unknown key{hint}")
+
+
+def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfig:
+    if not set(name) <= NAME_CHARS or not name[:1].isalnum():
+        raise TargetsFileError(path, "a target name uses lower-case letters, digits, '-' and '_'", name)
+    top = _Table(raw, path, name, "", env)
+
+    repo_t = top.table("repo")
+    if repo_t is None:
+        raise top.fail("repo", "is required: [targets.NAME.repo] with path and branch")
+    repo = RepoConfig(
+        path=repo_t.path_("path", required=True),
+        branch=repo_t.text("branch", default="main"),
+        remote=repo_t.text("remote"),
+        force_push=repo_t.get("force_push", bool, False),
+    )
+    repo_t.done()
+
+    process = None
+    if proc_t := top.table("process"):
+        env_table = proc_t.get("env", dict, {})
+        process = ProcessConfig(
+            start=proc_t.argv("start"),
+            stop=proc_t.argv("stop"),
+            restart=proc_t.argv("restart"),
+            command=proc_t.argv("command"),
+            cwd=proc_t.path_("cwd"),
+            env={str(k): str(proc_t._resolve("env", v)) for k, v in env_table.items()},
+        )
+        if process.command and (process.start or process.stop or process.restart):
+            raise proc_t.fail("command", "use either command (managed by Rewind) or start/stop/restart, not both")
+        if not process.command and not (process.restart or (process.start and process.stop)):
+            raise proc_t.fail("restart", "give restart, or start and stop, or command for a managed process")
+        proc_t.done()
+
+    health = None
+    if health_t := top.table("health"):
+        url = health_t.text("url", required=True)
+        if not url.startswith(("http://", "https://")):
+            raise health_t.fail("url", f"expected an http:// or https:// URL, got {url!r}")
+        status = health_t.get("status", int, 200)
+        if not 100 <= status <= 599:
+            raise health_t.fail("status", f"expected an HTTP status, got {status}")
+        timeout = health_t.get("timeout", float, 30.0)
+        if timeout <= 0:
+            raise health_t.fail("timeout", "must be more than 0 seconds")
+        health = HealthConfig(url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"))
+        health_t.done()
+
+    database = None
+    if db_t := top.table("database"):
+        url = db_t.text("url", required=True)
+        if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise db_t.fail("url", "expected postgresql://user:password@host:port/db or sqlite:///path")
+        flask_app = db_t.text("flask_app")
+        database = DatabaseConfig(
+            url=url,
+            migrations=db_t.path_("migrations"),
+            flask=db_t.argv("flask"),
+            flask_app=flask_app,
+            key_tables=db_t.words("key_tables"),
+            flags_table=db_t.text("flags_table"),
+        )
+        db_t.done()
+
+    backups = None
+    if bk_t := top.table("backups"):
+        backups = BackupsConfig(
+            dir=bk_t.path_("dir", required=True),
+            gpg_home=bk_t.path_("gpg_home"),
+            recipients=bk_t.words("recipients"),
+            passphrase=bk_t.text("passphrase"),
+        )
+        bk_t.done()
+
+    bluegreen = None
+    if bg_t := top.table("bluegreen"):
+        slots = bg_t.get("slots", dict, required=True)
+        if len(slots) != 2 or not all(isinstance(v, str) and v.startswith("http") for v in slots.values()):
+            raise bg_t.fail(
+                "slots", 'expected two slots with their health URLs, e.g. {blue = "http://…", green = "http://…"}'
+            )
+        dirs = {str(k): Path(str(v)) for k, v in bg_t.get("slot_dirs", dict, {}).items()}
+        bluegreen = BlueGreenConfig(
+            slots={str(k): v for k, v in slots.items()},
+            switch=bg_t.argv("switch"),
+            link=bg_t.path_("link"),
+            slot_dirs=dirs,
+            keep_previous_minutes=bg_t.get("keep_previous_minutes", int, 60),
+        )
+        if not bluegreen.switch and not bluegreen.link:
+            raise bg_t.fail("switch", "give switch (a command) or link (a symlink swapped between slot_dirs)")
+        if bluegreen.link and set(dirs) != set(bluegreen.slots):
+            raise bg_t.fail("slot_dirs", f"name a directory for each slot: {', '.join(bluegreen.slots)}")
+        bg_t.done()
+
+    config = TargetConfig(
+        name=name,
+        repo=repo,
+        process=process,
+        health=health,
+        database=database,
+        backups=backups,
+        env_file=top.path_("env_file"),
+        bluegreen=bluegreen,
+        protected=top.get("protected", bool, False),
+        auto_rollback=top.get("auto_rollback", bool, False),
+        secrets=tuple(s for s in top.secrets if s),
+    )
+    top.done()
+    return config
+
+
+def parse_targets(text: str, path: Path, env: dict[str, str] | None = None) -> dict[str, TargetConfig]:
+    """Every target in the file, or the first problem found."""
+    env = dict(os.environ if env is None else env)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetsFileError(path, f"not valid TOML: {exc}") from None
+    extra = sorted(set(data) - {"targets"})
+    if extra:
+        raise TargetsFileError(path, f"unknown top-level key {extra[0]!r}; targets go under [targets.NAME]")
+    targets = data.get("targets", {})
+    if not isinstance(targets, dict):
+        raise TargetsFileError(path, "[targets] must hold one table per target, e.g. [targets.staging]")
+    return {name: _target(name, raw, path, env) for name, raw in sorted(targets.items())}
+
+
+def load_targets(path: Path, env: dict[str, str] | None = None) -> dict[str, TargetConfig]:
+    if not path.exists():
+        return {}
+    return parse_targets(path.read_text(), path, env)

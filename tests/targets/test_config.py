@@ -1,0 +1,107 @@
+"""The targets file: the documented example parses; every mistake names file, target and key."""
+
+from pathlib import Path
+
+import pytest
+
+from app.settings import SettingsError
+from app.targets.config import TargetsFileError, parse_targets
+from tests.support.apps import build_app
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "targets.example.toml"
+ENV = {"PRODUCTION_DATABASE_URL": "postgresql://app:pg-pass-123@db/app", "BACKUP_PASSPHRASE": "gpg-pass-456"}
+
+
+def parse(text: str, env=None):
+    return parse_targets(text, Path("/etc/rewind/targets.toml"), ENV if env is None else env)
+
+
+def test_documented_example_parses_with_every_key():
+    targets = parse_targets(EXAMPLE.read_text(), EXAMPLE, ENV)
+    assert sorted(targets) == ["production", "staging"]
+    prod = targets["production"]
+    assert prod.protected and not prod.auto_rollback
+    assert (prod.repo.path, prod.repo.branch, prod.repo.remote) == (Path("/srv/app"), "main", "origin")
+    assert prod.process.restart == ("sudo", "systemctl", "restart", "app") and not prod.process.managed
+    assert prod.health.json == {"status": "healthy"} and prod.health.timeout == 30.0
+    assert prod.database.url == ENV["PRODUCTION_DATABASE_URL"]
+    assert prod.database.key_tables == ("users", "sessions", "segments")
+    assert prod.backups.passphrase == "gpg-pass-456"
+    assert set(prod.bluegreen.slots) == {"blue", "green"}
+    assert set(prod.secrets) == {"postgresql://app:pg-pass-123@db/app", "gpg-pass-456"}
+    assert targets["staging"].auto_rollback and targets["staging"].health.status == 200
+
+
+def test_managed_process_and_relative_paths():
+    text = """
+[targets.demo.repo]
+path = "apps/demo"
+[targets.demo.process]
+command = ["python", "-m", "flask", "run"]
+cwd = "apps/demo"
+"""
+    demo = parse(text)["demo"]
+    assert demo.process.managed and demo.repo.path == Path("/etc/rewind/apps/demo")
+
+
+@pytest.mark.parametrize(
+    "text, target, key, problem",
+    [
+        ("[targets.a]\nprotected = true\n", "a", "repo", "is required"),
+        ('[targets.a.repo]\npath = "/x"\nbrnch = "main"\n', "a", "repo.brnch", "did you mean 'branch'"),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\nrestart = "systemctl restart app"\n',
+            "a",
+            "process.restart",
+            "never a shell line",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\nstart = ["x"]\n',
+            "a",
+            "process.restart",
+            "give restart, or start and stop",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "ftp://x"\n',
+            "a",
+            "health.url",
+            "http:// or https://",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\nstatus = "ok"\n',
+            "a",
+            "health.status",
+            "expected int",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.database]\nurl = "env:NOPE"\n',
+            "a",
+            "database.url",
+            "environment variable NOPE is not set",
+        ),
+        ('[targets.a]\nauto_rollback = "yes"\n[targets.a.repo]\npath = "/x"\n', "a", "auto_rollback", "expected bool"),
+        ('[targets."Bad!".repo]\npath = "/x"\n', "Bad!", None, "lower-case letters"),
+    ],
+)
+def test_errors_name_file_target_and_key(text, target, key, problem):
+    with pytest.raises(TargetsFileError) as caught:
+        parse(text)
+    error = caught.value
+    assert (error.target, error.key) == (target, key)
+    assert str(error).startswith(f"/etc/rewind/targets.toml: target {target!r}")
+    assert problem in str(error)
+
+
+def test_file_level_errors():
+    with pytest.raises(TargetsFileError, match="not valid TOML"):
+        parse("[targets.a\n")
+    with pytest.raises(TargetsFileError, match="unknown top-level key 'target'"):
+        parse('[target.a.repo]\npath = "/x"\n')
+
+
+def test_a_bad_targets_file_stops_start_up_with_one_line(tmp_path):
+    (tmp_path / "rewind.toml").write_text('[targets.a.repo]\npath = "/x"\nbrnch = "main"\n')
+    with pytest.raises(SettingsError) as caught:
+        build_app(tmp_path)
+    assert str(caught.value).startswith("REWIND_CONFIG: ")
+    assert "target 'a': key 'repo.brnch': unknown key" in str(caught.value)
