@@ -1,0 +1,647 @@
+"""The git adapter of a target: read its history, revert, reset, merge and push its branch.
+
+Plain Python, no Flask. Every call is `git -C <repo> …` as an argv list (never
+a shell) with a fixed environment, so a user's locale, pager, editor or
+terminal can neither change what we parse nor make git wait for a prompt.
+Every id that comes from a request is checked against the repository before it
+reaches a mutating command, and every mutating method leaves the branch and the
+working tree exactly as it found them when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.jobs.process import CommandTimedOut, run_command
+
+COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")
+DIFF_LIMIT = 200_000  # bytes of diff show() returns, so one huge commit cannot swamp a page
+DEFAULT_TIMEOUT_S = 120.0
+
+OnLine = Callable[[str, str], None]
+
+# Config that would change the output we parse or make git stop and ask.
+_CONFIG = (
+    "-c",
+    "color.ui=never",
+    "-c",
+    "log.showSignature=false",
+    "-c",
+    "core.quotePath=false",
+)
+# Variables passed through from Rewind's own environment: where git and ssh
+# live, the operator's global git config (safe.directory, credentials), ssh
+# agent and proxies for push. Anything else (GIT_DIR, GIT_INDEX_FILE, LANG, …)
+# is dropped so it cannot point git somewhere else.
+_PASS_THROUGH = (
+    "PATH",
+    "HOME",
+    "SSH_AUTH_SOCK",
+    "GIT_SSH_COMMAND",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+)
+
+
+class GitError(Exception):
+    """A git command failed, or a request cannot be carried out; the message says what to do."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: Sequence[str] = (),
+        returncode: int | None = None,
+        stderr: str = "",
+        stdout: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+
+
+class UnknownCommit(GitError):
+    """A user-given id does not name a commit Rewind may act on."""
+
+    def __init__(self, ref: str, message: str) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
+class RevertConflict(GitError):
+    """Reverting clashes with later changes; nothing was changed."""
+
+    def __init__(self, commits: Sequence[str], files: Sequence[str], message: str, at: str | None = None) -> None:
+        super().__init__(message)
+        self.commits = list(commits)
+        self.files = list(files)
+        self.at = at  # the commit whose revert conflicted, when git says
+
+
+class MergeConflict(GitError):
+    """Merging clashes with the branch; nothing was changed."""
+
+    def __init__(self, ref: str, files: Sequence[str], message: str) -> None:
+        super().__init__(message)
+        self.ref = ref
+        self.files = list(files)
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    short: str
+    author: str
+    email: str
+    time: datetime  # author time, aware UTC
+    subject: str
+    parents: tuple[str, ...]
+
+    @property
+    def is_merge(self) -> bool:
+        return len(self.parents) > 1
+
+
+@dataclass(frozen=True)
+class CommitDetail:
+    commit: Commit
+    message: str
+    diff: str  # unified diff against the first parent
+    truncated: bool  # diff was cut at DIFF_LIMIT bytes
+
+
+@dataclass(frozen=True)
+class _Output:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# %x1f between fields, subject last so nothing in it can shift a field; -z ends each record with NUL.
+_LOG_FORMAT = "--format=%H%x1f%h%x1f%an%x1f%ae%x1f%at%x1f%P%x1f%s"
+
+
+def _parse_commit(record: str) -> Commit:
+    sha, short, author, email, at, parents, subject = record.strip("\n").split("\x1f", 6)
+    return Commit(
+        sha=sha,
+        short=short,
+        author=author,
+        email=email,
+        time=datetime.fromtimestamp(int(at), UTC),
+        subject=subject,
+        parents=tuple(parents.split()),
+    )
+
+
+def _tail(text: str, lines: int = 4) -> str:
+    """The last meaningful lines of git's stderr, without its hints, for a message."""
+    kept = [line for line in text.strip().splitlines() if line.strip() and not line.startswith("hint:")]
+    return " / ".join(kept[-lines:])
+
+
+class GitRepo:
+    """One target's working copy, and the one branch Rewind manages in it."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        branch: str,
+        remote: str | None = None,
+        *,
+        author_name: str = "Rewind",
+        author_email: str = "rewind@localhost",
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        # Names from the targets file end up as git arguments: refuse anything git could read as an option.
+        if not branch or branch.startswith("-") or any(c.isspace() for c in branch):
+            raise ValueError(f"bad branch name {branch!r} — check repo.branch in the targets file")
+        if remote is not None and (not remote or remote.startswith("-")):
+            raise ValueError(f"bad remote {remote!r} — check repo.remote in the targets file")
+        self.path = Path(path)
+        self.branch = branch
+        self.remote = remote
+        self.timeout = timeout
+        env = {name: os.environ[name] for name in _PASS_THROUGH if name in os.environ}
+        env.setdefault("PATH", os.defpath)
+        env.update(
+            LC_ALL="C",
+            LANG="C",
+            GIT_TERMINAL_PROMPT="0",
+            GIT_PAGER="cat",
+            PAGER="cat",
+            GIT_EDITOR="true",
+            GIT_MERGE_AUTOEDIT="no",
+            GIT_OPTIONAL_LOCKS="0",
+            GIT_AUTHOR_NAME=author_name,
+            GIT_AUTHOR_EMAIL=author_email,
+            GIT_COMMITTER_NAME=author_name,
+            GIT_COMMITTER_EMAIL=author_email,
+        )
+        self._env = env
+
+    def __repr__(self) -> str:
+        return f"GitRepo({str(self.path)!r}, branch={self.branch!r}, remote={self.remote!r})"
+
+    @property
+    def _ref(self) -> str:
+        # Always the full ref name: never ambiguous with a tag or a file, never an option.
+        return f"refs/heads/{self.branch}"
+
+    # --- running git -------------------------------------------------------------
+
+    def _argv(self, args: Sequence[str]) -> list[str]:
+        return ["git", "-C", str(self.path), *_CONFIG, *args]
+
+    def _run(
+        self,
+        *args: str,
+        ok: tuple[int, ...] = (0,),
+        on_line: OnLine | None = None,
+    ) -> _Output:
+        """Run git; raise GitError unless its exit status is in `ok`."""
+        argv = self._argv(args)
+        try:
+            if on_line is None:
+                proc = subprocess.run(
+                    argv,
+                    capture_output=True,
+                    stdin=subprocess.DEVNULL,
+                    env=self._env,
+                    timeout=self.timeout,
+                    start_new_session=True,  # no controlling terminal: ssh cannot prompt either
+                    check=False,
+                )
+                out = _Output(
+                    proc.returncode,
+                    proc.stdout.decode("utf-8", errors="replace"),
+                    proc.stderr.decode("utf-8", errors="replace"),
+                )
+            else:
+                out = self._stream(argv, args, on_line)
+        except FileNotFoundError:
+            raise GitError("git is not installed or not on PATH", argv=argv) from None
+        except (subprocess.TimeoutExpired, CommandTimedOut):
+            raise GitError(
+                f"git {args[0]} did not finish within {self.timeout:g} s and was stopped", argv=argv
+            ) from None
+        if out.returncode not in ok:
+            raise self._error(argv, args, out)
+        return out
+
+    def _stream(self, argv: list[str], args: Sequence[str], on_line: OnLine) -> _Output:
+        """Run with each output line passed to on_line as it comes, and kept for the caller."""
+        lines: dict[str, list[str]] = {"out": [], "err": []}
+
+        def collect(stream: str, text: str) -> None:
+            lines[stream].append(text)
+            on_line(stream, text)
+
+        on_line("cmd", "$ " + shlex.join(["git", *args]))
+        result = run_command(argv, on_line=collect, env=self._env, timeout=self.timeout)
+        return _Output(result.returncode, "\n".join(lines["out"]), "\n".join(lines["err"]))
+
+    def _error(self, argv: Sequence[str], args: Sequence[str], out: _Output) -> GitError:
+        err = out.stderr
+        if "cannot change to" in err or not self.path.is_dir():
+            message = f"repository folder does not exist: {self.path} — check repo.path in the targets file"
+        elif "not a git repository" in err:
+            message = f"not a git repository: {self.path} — check repo.path in the targets file"
+        elif "dubious ownership" in err:
+            message = (
+                f"git refuses {self.path}: it belongs to another user — run "
+                f"`git config --global --add safe.directory {self.path}` as the user Rewind runs as"
+            )
+        elif "would be overwritten" in err:
+            files = [line.strip() for line in err.splitlines() if line.startswith("\t")]
+            message = (
+                f"git {args[0]} would overwrite files in {self.path} that git does not track: "
+                f"{', '.join(files) or _tail(err)} — move them out of the way first"
+            )
+        else:
+            detail = _tail(err) or _tail(out.stdout) or "no message"
+            message = f"git {args[0]} failed (exit {out.returncode}): {detail}"
+        return GitError(message, argv=argv, returncode=out.returncode, stderr=err, stdout=out.stdout)
+
+    # --- reading -----------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise GitError with the fix if the path, branch or remote in the targets file is wrong."""
+        if not self.path.is_dir():
+            raise GitError(f"repository folder does not exist: {self.path} — check repo.path in the targets file")
+        inside = self._run("rev-parse", "--is-inside-work-tree").stdout.strip()
+        if inside != "true":
+            raise GitError(
+                f"{self.path} is a bare repository; Rewind needs a working copy — check repo.path in the targets file"
+            )
+        self.head()
+        if self.remote is not None and self._run("remote", "get-url", self.remote, ok=(0, 2)).returncode:
+            remotes = ", ".join(self._run("remote").stdout.split()) or "none"
+            raise GitError(
+                f"remote {self.remote!r} is not configured in {self.path} (remotes: {remotes}) — "
+                "check repo.remote in the targets file"
+            )
+
+    def head(self) -> str:
+        """Full sha of the branch tip."""
+        out = self._run("rev-parse", "--verify", "--quiet", f"{self._ref}^{{commit}}", ok=(0, 1))
+        if out.returncode:
+            branches = ", ".join(self.branches()) or "none yet"
+            raise GitError(
+                f"branch {self.branch!r} does not exist in {self.path} (branches: {branches}) — "
+                "check repo.branch in the targets file"
+            )
+        return out.stdout.strip()
+
+    def current_branch(self) -> str | None:
+        """The branch checked out in the working copy; None when HEAD is detached."""
+        out = self._run("symbolic-ref", "--quiet", "HEAD", ok=(0, 1))
+        ref = out.stdout.strip()
+        return ref.removeprefix("refs/heads/") if out.returncode == 0 and ref.startswith("refs/heads/") else None
+
+    def branches(self) -> list[str]:
+        """Local branch names."""
+        out = self._run("for-each-ref", "--format=%(refname)", "refs/heads")
+        return [line.removeprefix("refs/heads/") for line in out.stdout.splitlines() if line]
+
+    def history(self, limit: int = 50, before: str | None = None) -> list[Commit]:
+        """Newest first along the branch's first parents; `before` (a commit id) pages to older ones.
+
+        First-parent order is a straight line, so a page boundary is one commit
+        and paging never repeats or skips one; a merge shows as one entry.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if before is None:
+            start, skip = self._ref, "--skip=0"
+        else:
+            start, skip = self.resolve(before), "--skip=1"
+        out = self._run("log", "-z", "--first-parent", f"--max-count={limit}", skip, _LOG_FORMAT, start, "--")
+        return [_parse_commit(record) for record in out.stdout.split("\0") if record.strip()]
+
+    def commit(self, sha: str) -> Commit:
+        """One commit's summary; `sha` must already be checked (resolve() or a full sha from history)."""
+        if not COMMIT_ID.match(sha):
+            raise UnknownCommit(sha, f"{sha!r} is not a commit id (ids are 7 to 40 hex characters)")
+        out = self._run("log", "-z", "--no-walk", _LOG_FORMAT, sha, "--")
+        return _parse_commit(out.stdout.split("\0")[0])
+
+    def _verify_commit(self, ref: str) -> str:
+        """Full sha of the commit a syntactically valid id names anywhere in the repository."""
+        out = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", ok=(0, 1, 128))
+        if out.returncode:
+            if "ambiguous" in out.stderr:
+                raise UnknownCommit(ref, f"commit id {ref!r} is ambiguous in this repository — give more characters")
+            raise UnknownCommit(ref, f"there is no commit {ref!r} in this repository")
+        sha = out.stdout.strip()
+        if not sha.startswith(ref):  # git preferred a tag or branch with that name over the id
+            raise UnknownCommit(ref, f"{ref!r} names a tag or branch, not a commit — give the commit id")
+        return sha
+
+    @staticmethod
+    def _check_id(ref: str) -> str:
+        ref = ref.strip().lower() if isinstance(ref, str) else ""
+        if not COMMIT_ID.match(ref):
+            raise UnknownCommit(ref, f"{ref!r} is not a commit id (ids are 7 to 40 hex characters)")
+        return ref
+
+    def resolve(self, ref: str) -> str:
+        """Full sha of a user-given commit id, which must be in the history of the branch."""
+        ref = self._check_id(ref)
+        sha = self._verify_commit(ref)
+        if self._run("merge-base", "--is-ancestor", sha, self._ref, ok=(0, 1)).returncode:
+            raise UnknownCommit(ref, f"commit {ref!r} is not in the history of {self.branch}")
+        return sha
+
+    def resolve_ref_for_deploy(self, ref: str) -> str:
+        """Full sha of what may be deployed: a local branch name, or any commit id in the repository."""
+        ref = ref.strip() if isinstance(ref, str) else ""
+        names = self.branches()
+        if ref in names:
+            return self._run("rev-parse", "--verify", f"refs/heads/{ref}^{{commit}}").stdout.strip()
+        if COMMIT_ID.match(ref.lower()):
+            return self._verify_commit(ref.lower())
+        raise UnknownCommit(
+            ref,
+            f"{ref!r} is neither a local branch nor a commit id (branches: {', '.join(names) or 'none'})",
+        )
+
+    def show(self, sha: str, limit: int = DIFF_LIMIT) -> CommitDetail:
+        """A commit with its full message and diff (against its first parent), the diff capped at `limit` bytes."""
+        sha = self._verify_commit(self._check_id(sha))
+        commit = self.commit(sha)
+        message = self._run("log", "--no-walk", "--format=%B", sha, "--").stdout.rstrip("\n")
+        raw, truncated = self._read_capped(
+            ["show", "--format=", "--patch", "--no-ext-diff", "-M", "--diff-merges=first-parent", sha, "--"], limit
+        )
+        return CommitDetail(commit, message, raw.decode("utf-8", errors="replace"), truncated)
+
+    def _read_capped(self, args: Sequence[str], limit: int) -> tuple[bytes, bool]:
+        """Stdout of git up to `limit` bytes, stopping git past that so a huge diff costs no memory."""
+        argv = self._argv(args)
+        with (
+            tempfile.TemporaryFile() as err,
+            subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=self._env,
+                start_new_session=True,
+            ) as proc,
+        ):
+            data = proc.stdout.read(limit + 1)
+            truncated = len(data) > limit
+            if truncated:
+                proc.kill()
+            proc.stdout.close()
+            returncode = proc.wait(timeout=self.timeout)
+            if not truncated and returncode:
+                err.seek(0)
+                stderr = err.read().decode("utf-8", errors="replace")
+                raise self._error(argv, args, _Output(returncode, "", stderr))
+        if truncated:
+            cut = data.rfind(b"\n", 0, limit)
+            data = data[: cut + 1] if cut >= 0 else data[:limit]
+        return data, truncated
+
+    def dirty_files(self) -> list[str]:
+        """Tracked files with uncommitted changes (staged or not); untracked files do not count."""
+        out = self._run("status", "--porcelain", "-z", "--untracked-files=no")
+        entries = out.stdout.split("\0")
+        files, i = [], 0
+        while i < len(entries):
+            entry = entries[i]
+            if entry:
+                files.append(entry[3:])
+                if entry[0] in "RC":  # a rename carries its old name as the next entry
+                    i += 1
+            i += 1
+        return files
+
+    def is_clean(self) -> bool:
+        """No uncommitted changes to tracked files."""
+        return not self.dirty_files()
+
+    # --- changing ----------------------------------------------------------------
+
+    def _worktree_head(self) -> str:
+        return self._run("rev-parse", "--verify", "HEAD").stdout.strip()
+
+    def _ready_to_change(self, action: str) -> str:
+        """Refuse before touching anything unless the branch is checked out and clean; returns its head."""
+        current = self.current_branch()
+        if current != self.branch:
+            where = f"branch {current!r}" if current else "a detached HEAD"
+            raise GitError(
+                f"cannot {action}: {self.path} has {where} checked out, not {self.branch!r} — "
+                f"check out {self.branch} there, or fix repo.branch in the targets file"
+            )
+        dirty = self.dirty_files()
+        if dirty:
+            shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
+            raise GitError(
+                f"cannot {action}: {self.path} has uncommitted changes to {shown} — "
+                "commit or discard them first, so nothing is lost"
+            )
+        return self.head()
+
+    def _unmerged(self) -> list[str]:
+        out = self._run("diff", "--name-only", "--diff-filter=U", "-z", ok=(0, 1))
+        return [name for name in out.stdout.split("\0") if name]
+
+    def _put_back(self, start: str, operation: str) -> None:
+        """After a failed revert/merge: abort it, and reset to `start` only if aborting did not get back there."""
+        self._run(operation, "--abort", ok=(0, 1, 128))
+        if self._worktree_head() == start and self.is_clean():
+            return
+        if operation == "revert":
+            self._run("revert", "--quit", ok=(0, 1, 128))
+        self._run("reset", "--hard", "--quiet", start)
+        if self._worktree_head() != start or not self.is_clean():
+            raise GitError(
+                f"could not put {self.branch} back at {start[:12]} after a failed {operation} — "
+                f"run `git -C {self.path} status` and restore it by hand"
+            )
+
+    def _state_commit(self, name: str) -> str | None:
+        out = self._run("rev-parse", "--verify", "--quiet", name, ok=(0, 1))
+        return out.stdout.strip() or None
+
+    def _sequencer_next(self) -> str | None:
+        """The commit a stopped revert sequence is on, from its todo list."""
+        todo = self._run("rev-parse", "--git-path", "sequencer/todo").stdout.strip()
+        path = Path(todo) if os.path.isabs(todo) else self.path / todo
+        try:
+            first = path.read_text().split(maxsplit=2)
+        except OSError:
+            return None
+        return first[1] if len(first) > 1 else None
+
+    def revert(self, shas: Sequence[str], on_line: OnLine | None = None) -> str:
+        """Revert commits of the branch, in the order given (newest first), one revert commit each.
+
+        All or nothing: on a conflict the branch and working tree are put back
+        as they were and RevertConflict names the files. A merge commit is
+        reverted against its first parent (the branch as it was before the
+        merge). Returns the new head.
+        """
+        if isinstance(shas, str) or not shas:
+            raise GitError("nothing to revert: give at least one commit")
+        start = self._ready_to_change("revert")
+        full = list(dict.fromkeys(self.resolve(sha) for sha in shas))
+        args = ["revert", "--no-edit"]
+        if any(self.commit(sha).is_merge for sha in full):
+            args += ["-m", "1"]  # git (2.21+) accepts it for the plain commits among them too
+        try:
+            self._run(*args, *full, on_line=on_line)
+        except GitError as exc:
+            files = self._unmerged()
+            at = self._state_commit("REVERT_HEAD") or self._sequencer_next()
+            self._put_back(start, "revert")
+            shorts = ", ".join(sha[:7] for sha in full)
+            kept = f"nothing was changed ({self.branch} is still at {start[:7]})"
+            if files:
+                which = f"reverting {at[:7]}" if at else f"reverting {shorts}"
+                raise RevertConflict(
+                    full,
+                    files,
+                    f"{which} conflicts with later changes in {', '.join(files)}; {kept} — "
+                    "revert the newer commits that touch those files too, or fix it by hand",
+                    at=at,
+                ) from None
+            if "nothing to commit" in exc.stdout + exc.stderr:
+                which = f"{at[:7]}" if at else f"one of {shorts}"
+                raise GitError(
+                    f"reverting {which} changes nothing — it is already undone on {self.branch}; {kept}",
+                    argv=exc.argv,
+                    returncode=exc.returncode,
+                    stderr=exc.stderr,
+                ) from None
+            raise GitError(
+                f"{exc.message}; {kept}", argv=exc.argv, returncode=exc.returncode, stderr=exc.stderr
+            ) from None
+        return self.head()
+
+    def tag_safety(
+        self,
+        *,
+        when: datetime | None = None,
+        prefix: str = "rewind/pre-reset",
+        message: str | None = None,
+    ) -> str:
+        """Tag the branch tip as `<prefix>/<YYYYmmddTHHMMSSZ>` (suffix -2, -3… if taken) so a reset loses nothing.
+
+        `when` may be naive (read as UTC, like app.clock.utcnow()) or aware.
+        The tag is annotated, so it records who made it and why.
+        """
+        if not prefix or prefix.startswith("-") or prefix.endswith("/"):
+            raise ValueError(f"bad tag prefix {prefix!r}")
+        when = when or datetime.now(UTC)
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        sha = self.head()
+        base = f"{prefix}/{when:%Y%m%dT%H%M%SZ}"
+        text = message or f"Rewind safety tag: {self.branch} was at {sha} before a reset"
+        for n in range(1, 1000):
+            name = base if n == 1 else f"{base}-{n}"
+            if self._state_commit(f"refs/tags/{name}"):
+                continue
+            out = self._run("tag", "--annotate", f"--message={text}", name, sha, ok=(0, 128))
+            if out.returncode == 0:
+                return name
+            if "already exists" not in out.stderr:
+                raise self._error(self._argv(["tag", name, sha]), ["tag"], out)
+        raise GitError(f"too many safety tags named {base}-N; delete some old ones")
+
+    def reset_hard(self, sha: str, on_line: OnLine | None = None) -> str:
+        """Move the branch (and working tree) back to a commit of its history. Tag first: see tag_safety()."""
+        start = self._ready_to_change("reset")
+        target = self.resolve(sha)
+        # reset --hard silently overwrites untracked (or ignored) files in its way: refuse instead.
+        added = self._run("diff", "--name-only", "-z", "--no-renames", "--diff-filter=A", start, target, "--")
+        in_the_way = [name for name in added.stdout.split("\0") if name and os.path.lexists(self.path / name)]
+        if in_the_way:
+            raise GitError(
+                f"cannot reset: {', '.join(in_the_way)} in {self.path} would be overwritten, and git does not "
+                "track them — move them out of the way first"
+            )
+        self._run("reset", "--hard", target, on_line=on_line)
+        return self.head()
+
+    def merge(self, ref_sha: str, on_line: OnLine | None = None) -> str:
+        """Bring a commit into the branch: fast-forward when possible, else a merge commit. Returns the new head.
+
+        On a conflict the merge is aborted, the branch put back, and
+        MergeConflict names the files.
+        """
+        start = self._ready_to_change("merge")
+        sha = self._verify_commit(self._check_id(ref_sha))
+        if self._run("merge-base", "--is-ancestor", sha, start, ok=(0, 1)).returncode == 0:
+            return start  # already contained: nothing to do
+        fast_forward = self._run("merge-base", "--is-ancestor", start, sha, ok=(0, 1)).returncode == 0
+        args = ["merge", "--ff-only", sha] if fast_forward else ["merge", "--no-ff", "--no-edit", sha]
+        try:
+            self._run(*args, on_line=on_line)
+        except GitError as exc:
+            files = self._unmerged()
+            self._put_back(start, "merge")
+            kept = f"nothing was changed ({self.branch} is still at {start[:7]})"
+            if files:
+                raise MergeConflict(
+                    sha,
+                    files,
+                    f"merging {sha[:7]} into {self.branch} conflicts in {', '.join(files)}; {kept} — "
+                    "resolve it in the repository, or deploy a commit that already contains both",
+                ) from None
+            raise GitError(
+                f"{exc.message}; {kept}", argv=exc.argv, returncode=exc.returncode, stderr=exc.stderr
+            ) from None
+        return self.head()
+
+    def push(self, force: bool = False, on_line: OnLine | None = None) -> None:
+        """Push the branch to the remote, if the target has one.
+
+        force uses --force-with-lease: it overwrites the remote branch only if
+        it is still where this repository last saw it, so nobody's push is lost.
+        """
+        if self.remote is None:
+            return
+        args = ["push"]
+        if force:
+            args.append(f"--force-with-lease={self._ref}")
+        args += [self.remote, f"{self._ref}:{self._ref}"]
+        try:
+            self._run(*args, on_line=on_line)
+        except GitError as exc:
+            if "stale info" in exc.stderr:
+                raise GitError(
+                    f"the remote {self.remote!r} has a {self.branch} Rewind has not seen — someone pushed since; "
+                    f"fetch and look before forcing again",
+                    argv=exc.argv,
+                    returncode=exc.returncode,
+                    stderr=exc.stderr,
+                ) from None
+            if "non-fast-forward" in exc.stderr or "fetch first" in exc.stderr:
+                raise GitError(
+                    f"the remote {self.remote!r} has commits on {self.branch} that this repository lacks — "
+                    "a plain push would lose them; push with force only if that is intended",
+                    argv=exc.argv,
+                    returncode=exc.returncode,
+                    stderr=exc.stderr,
+                ) from None
+            raise

@@ -1,0 +1,367 @@
+"""The git adapter against real repositories in temporary folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from app.targets.git import GitError, GitRepo, MergeConflict, RevertConflict, UnknownCommit
+
+GIT_ENV = {
+    "PATH": os.environ.get("PATH", os.defpath),
+    "HOME": "/nonexistent",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "LC_ALL": "C",
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=GIT_ENV, check=True)
+    return out.stdout.strip()
+
+
+def commit(repo: Path, message: str, **files: str) -> str:
+    """Write files (name=content) and commit them; returns the sha."""
+    for name, content in files.items():
+        (repo / name).write_text(content)
+    git(repo, "add", "--", *files)
+    git(repo, "commit", "--quiet", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def status(repo: Path) -> str:
+    return git(repo, "status", "--porcelain")
+
+
+@pytest.fixture
+def work(tmp_path) -> Path:
+    repo = tmp_path / "app"
+    subprocess.run(["git", "init", "--quiet", "-b", "main", str(repo)], check=True, env=GIT_ENV)
+    return repo
+
+
+@pytest.fixture
+def lines(work) -> dict[str, str]:
+    """main: c1 creates f=a, c2 f=b, c3 f=c, c4 adds g — shas by name."""
+    return {
+        "c1": commit(work, "one", f="a\n"),
+        "c2": commit(work, "two", f="b\n"),
+        "c3": commit(work, "three", f="c\n"),
+        "c4": commit(work, "four", g="g\n"),
+    }
+
+
+def repo_of(work: Path, remote: str | None = None) -> GitRepo:
+    return GitRepo(work, "main", remote)
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def test_history_is_newest_first_and_pages_by_keyset(work, lines):
+    repo = repo_of(work)
+    everything = repo.history()
+    assert [c.sha for c in everything] == [lines["c4"], lines["c3"], lines["c2"], lines["c1"]]
+    newest = everything[0]
+    assert (newest.subject, newest.author, newest.email) == ("four", "Ada", "ada@example.com")
+    assert newest.parents == (lines["c3"],)
+    assert newest.short == lines["c4"][: len(newest.short)]
+    assert newest.time.tzinfo is UTC
+    assert abs((datetime.now(UTC) - newest.time).total_seconds()) < 600
+    assert everything[-1].parents == ()
+
+    first = repo.history(limit=3)
+    second = repo.history(limit=3, before=first[-1].sha)
+    assert [c.sha for c in first + second] == [c.sha for c in everything]
+    assert repo.history(limit=3, before=second[-1].short) == []
+    with pytest.raises(UnknownCommit):
+        repo.history(before="--all")
+
+
+def test_resolve_accepts_short_and_full_ids_on_the_branch(work, lines):
+    repo = repo_of(work)
+    assert repo.resolve(lines["c2"]) == lines["c2"]
+    assert repo.resolve(lines["c2"][:7]) == lines["c2"]
+    assert repo.resolve(f"  {lines['c2'][:10].upper()} ") == lines["c2"]
+    assert repo.head() == lines["c4"]
+    assert repo.current_branch() == "main"
+
+
+@pytest.mark.parametrize("bad", ["--help", "-abcdef1", "HEAD", "main", "abc12", "xyz1234", "", "a" * 41, "abc1234~1"])
+def test_resolve_rejects_what_is_not_a_commit_id(work, lines, bad):
+    with pytest.raises(UnknownCommit, match="7 to 40 hex characters"):
+        repo_of(work).resolve(bad)
+
+
+def test_resolve_rejects_unknown_ids_and_commits_off_the_branch(work, lines):
+    git(work, "checkout", "--quiet", "-b", "side", lines["c1"])
+    elsewhere = commit(work, "elsewhere", h="h\n")
+    git(work, "checkout", "--quiet", "main")
+    repo = repo_of(work)
+    with pytest.raises(UnknownCommit, match="no commit 'deadbeef'"):
+        repo.resolve("deadbeef")
+    with pytest.raises(UnknownCommit, match=f"commit '{elsewhere[:8]}' is not in the history of main") as caught:
+        repo.resolve(elsewhere[:8])
+    assert caught.value.ref == elsewhere[:8]
+    # A tag named like an id must not stand in for the commit id itself.
+    git(work, "tag", "abcdef12", lines["c1"])
+    with pytest.raises(UnknownCommit, match="names a tag or branch"):
+        repo.resolve("abcdef12")
+
+
+def test_resolve_ref_for_deploy_takes_a_branch_or_any_commit(work, lines):
+    git(work, "branch", "feature", lines["c2"])
+    git(work, "checkout", "--quiet", "-b", "side", lines["c1"])
+    elsewhere = commit(work, "elsewhere", h="h\n")
+    git(work, "checkout", "--quiet", "main")
+    repo = repo_of(work)
+    assert repo.resolve_ref_for_deploy("feature") == lines["c2"]
+    assert repo.resolve_ref_for_deploy(elsewhere[:7]) == elsewhere
+    for bad in ("nosuch", "--help", "refs/heads/main", "deadbeef"):
+        with pytest.raises(UnknownCommit):
+            repo.resolve_ref_for_deploy(bad)
+
+
+def test_show_returns_message_and_diff_capped(work, lines):
+    sha = commit(work, "five\n\nWhy: because.", f="c\nmore\n")
+    detail = repo_of(work).show(sha[:9])
+    assert detail.commit.sha == sha
+    assert detail.message == "five\n\nWhy: because."
+    assert "diff --git a/f b/f" in detail.diff
+    assert "+more" in detail.diff
+    assert not detail.truncated
+    big = commit(work, "big", big="".join(f"line {i}\n" for i in range(5000)))
+    capped = repo_of(work).show(big, limit=1000)
+    assert capped.truncated
+    assert len(capped.diff) <= 1000
+    assert capped.diff.endswith("\n")
+    with pytest.raises(UnknownCommit):
+        repo_of(work).show("--stat")
+
+
+# --- revert --------------------------------------------------------------------------------
+
+
+def test_revert_one_commit(work, lines):
+    repo = repo_of(work)
+    new = repo.revert([lines["c4"]])
+    assert new == git(work, "rev-parse", "HEAD") != lines["c4"]
+    assert not (work / "g").exists()
+    assert repo.history(limit=1)[0].subject == 'Revert "four"'
+    assert git(work, "log", "-1", "--format=%an <%ae>") == "Rewind <rewind@localhost>"
+    assert status(work) == ""
+
+
+def test_revert_two_commits_newest_first(work, lines):
+    repo = repo_of(work)
+    seen: list[tuple[str, str]] = []
+    repo.revert([lines["c4"][:7], lines["c3"]], on_line=lambda stream, text: seen.append((stream, text)))
+    assert (work / "f").read_text() == "b\n"
+    assert not (work / "g").exists()
+    assert [c.subject for c in repo.history(limit=2)] == ['Revert "three"', 'Revert "four"']
+    assert seen[0][0] == "cmd"
+    assert seen[0][1].startswith("$ git revert --no-edit ")
+
+
+def test_revert_conflict_changes_nothing(work, lines):
+    repo = repo_of(work)
+    (work / "untracked.txt").write_text("keep me\n")
+    for shas in ([lines["c2"]], [lines["c4"], lines["c2"]]):  # alone, and after a revert that succeeds
+        with pytest.raises(RevertConflict, match=r"conflicts with later changes in f\b") as caught:
+            repo.revert(shas)
+        assert caught.value.files == ["f"]
+        assert caught.value.at == lines["c2"]
+        assert git(work, "rev-parse", "HEAD") == lines["c4"]
+        assert (work / "f").read_text() == "c\n"
+        assert (work / "g").read_text() == "g\n"
+        assert status(work) == "?? untracked.txt"
+        assert not (work / ".git" / "REVERT_HEAD").exists()
+        assert not (work / ".git" / "sequencer").exists()
+
+
+def test_revert_of_an_already_reverted_commit_changes_nothing(work, lines):
+    repo = repo_of(work)
+    repo.revert([lines["c4"]])
+    head = repo.head()
+    with pytest.raises(GitError, match="already undone"):
+        repo.revert([lines["c4"]])
+    assert repo.head() == head
+    assert status(work) == ""
+
+
+def test_revert_refuses_a_dirty_tree_before_touching_anything(work, lines):
+    (work / "f").write_text("work in progress\n")
+    with pytest.raises(GitError, match=r"uncommitted changes to f\b"):
+        repo_of(work).revert([lines["c4"]])
+    assert git(work, "rev-parse", "HEAD") == lines["c4"]
+    assert (work / "f").read_text() == "work in progress\n"
+    assert (work / "g").exists()
+
+
+def test_revert_refuses_when_another_branch_is_checked_out(work, lines):
+    git(work, "checkout", "--quiet", "-b", "other")
+    with pytest.raises(GitError, match="has branch 'other' checked out, not 'main'"):
+        repo_of(work).revert([lines["c4"]])
+    assert git(work, "rev-parse", "main") == lines["c4"]
+
+
+def test_revert_a_merge_commit_against_its_first_parent(work, lines):
+    git(work, "checkout", "--quiet", "-b", "feature")
+    commit(work, "feature", h="h\n")
+    git(work, "checkout", "--quiet", "main")
+    commit(work, "main moves", i="i\n")
+    repo = repo_of(work)
+    merged = repo.merge(repo.resolve_ref_for_deploy("feature"))
+    assert (work / "h").exists()
+    repo.revert([merged])
+    assert not (work / "h").exists()
+    assert (work / "i").exists()
+
+
+# --- reset, tag ----------------------------------------------------------------------------
+
+
+def test_tag_safety_then_reset_hard_keeps_the_old_head_reachable(work, lines):
+    repo = repo_of(work)
+    when = datetime(2024, 5, 6, 7, 8, 9)  # naive: UTC, as app.clock.utcnow() gives
+    tag = repo.tag_safety(when=when)
+    assert tag == "rewind/pre-reset/20240506T070809Z"
+    assert git(work, "rev-parse", f"{tag}^{{commit}}") == lines["c4"]
+    again = repo.tag_safety(when=datetime(2024, 5, 6, 9, 8, 9, tzinfo=UTC).astimezone())
+    assert again == "rewind/pre-reset/20240506T090809Z"
+    assert repo.tag_safety(when=when) == "rewind/pre-reset/20240506T070809Z-2"
+
+    assert repo.reset_hard(lines["c2"][:7]) == lines["c2"]
+    assert git(work, "rev-parse", "main") == lines["c2"]
+    assert (work / "f").read_text() == "b\n"
+    assert not (work / "g").exists()
+    assert status(work) == ""
+    git(work, "merge-base", "--is-ancestor", lines["c4"], tag)  # raises if unreachable
+    # The old head is no longer on the branch, so a reset forward by id is refused.
+    with pytest.raises(UnknownCommit, match="not in the history of main"):
+        repo.reset_hard(lines["c4"])
+
+
+def test_reset_hard_refuses_a_dirty_tree(work, lines):
+    (work / "g").write_text("unsaved\n")
+    with pytest.raises(GitError, match="uncommitted changes"):
+        repo_of(work).reset_hard(lines["c1"])
+    assert (work / "g").read_text() == "unsaved\n"
+
+
+def test_changes_never_overwrite_untracked_files(work, lines):
+    git(work, "rm", "--quiet", "g")
+    git(work, "commit", "--quiet", "-m", "remove g")
+    (work / "g").write_text("only copy\n")
+    repo = repo_of(work)
+    head = repo.head()
+    with pytest.raises(GitError, match=r"cannot reset: g .* move them out of the way"):
+        repo.reset_hard(lines["c4"])
+    with pytest.raises(GitError, match=r"would overwrite files .* git does not track: g — move them"):
+        repo.revert([head])
+    assert repo.head() == head
+    assert (work / "g").read_text() == "only copy\n"
+
+
+# --- merge ---------------------------------------------------------------------------------
+
+
+def test_merge_fast_forwards_a_feature_branch(work, lines):
+    git(work, "checkout", "--quiet", "-b", "feature")
+    tip = commit(work, "feature work", h="h\n")
+    git(work, "checkout", "--quiet", "main")
+    repo = repo_of(work)
+    assert repo.merge(repo.resolve_ref_for_deploy("feature")) == tip
+    assert (work / "h").read_text() == "h\n"
+    assert repo.merge(lines["c2"]) == tip  # already contained: nothing to do
+
+
+def test_merge_makes_a_merge_commit_when_diverged(work, lines):
+    git(work, "checkout", "--quiet", "-b", "feature")
+    tip = commit(work, "feature work", h="h\n")
+    git(work, "checkout", "--quiet", "main")
+    ours = commit(work, "main work", i="i\n")
+    repo = repo_of(work)
+    new = repo.merge(tip)
+    assert repo.commit(new).parents == (ours, tip)
+    assert (work / "h").exists()
+    assert (work / "i").exists()
+    assert status(work) == ""
+
+
+def test_merge_conflict_changes_nothing(work, lines):
+    git(work, "checkout", "--quiet", "-b", "feature")
+    tip = commit(work, "feature edit", f="feature\n")
+    git(work, "checkout", "--quiet", "main")
+    ours = commit(work, "main edit", f="main\n")
+    with pytest.raises(MergeConflict, match=r"conflicts in f\b") as caught:
+        repo_of(work).merge(tip)
+    assert caught.value.files == ["f"]
+    assert git(work, "rev-parse", "HEAD") == ours
+    assert (work / "f").read_text() == "main\n"
+    assert status(work) == ""
+
+
+# --- push ----------------------------------------------------------------------------------
+
+
+def test_push_updates_a_bare_remote_and_force_pushes_after_reset(tmp_path, work, lines):
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True, env=GIT_ENV)
+    git(work, "remote", "add", "origin", str(bare))
+    repo = repo_of(work, remote="origin")
+    repo.check()
+    repo.push()
+    assert git(bare, "rev-parse", "main") == lines["c4"]
+
+    repo.reset_hard(lines["c2"])
+    with pytest.raises(GitError, match="commits on main that this repository lacks"):
+        repo.push()
+    assert git(bare, "rev-parse", "main") == lines["c4"]
+    seen: list[tuple[str, str]] = []
+    repo.push(force=True, on_line=lambda stream, text: seen.append((stream, text)))
+    assert git(bare, "rev-parse", "main") == lines["c2"]
+    assert seen[0] == ("cmd", "$ git push --force-with-lease=refs/heads/main origin refs/heads/main:refs/heads/main")
+
+    # Someone else pushes: a forced push must not overwrite what Rewind has not seen.
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "--quiet", str(bare), str(other)], check=True, env=GIT_ENV)
+    theirs = commit(other, "theirs", j="j\n")
+    git(other, "push", "--quiet", "origin", "main")
+    repo.reset_hard(lines["c1"])
+    with pytest.raises(GitError, match="someone pushed since"):
+        repo.push(force=True)
+    assert git(bare, "rev-parse", "main") == theirs
+
+
+def test_push_without_remote_is_a_no_op(work, lines):
+    repo_of(work).push(force=True)
+
+
+# --- errors that say what to fix ----------------------------------------------------------
+
+
+def test_errors_name_the_fix(tmp_path, work, lines):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(GitError, match=f"not a git repository: {plain} — check repo.path"):
+        GitRepo(plain, "main").head()
+    with pytest.raises(GitError, match="repository folder does not exist"):
+        GitRepo(tmp_path / "missing", "main").check()
+    with pytest.raises(GitError, match=r"branch 'prod' does not exist .*\(branches: main\) — check repo.branch"):
+        GitRepo(work, "prod").check()
+    with pytest.raises(GitError, match="remote 'origin' is not configured"):
+        GitRepo(work, "main", "origin").check()
+    with pytest.raises(ValueError, match="bad branch name"):
+        GitRepo(work, "--force")
+    with pytest.raises(ValueError, match="bad remote"):
+        GitRepo(work, "main", "--upload-pack=evil")
+    repo_of(work).check()
