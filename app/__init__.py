@@ -156,7 +156,12 @@ def _init_login(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(user_id: str):
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        return user if user is not None and not user.disabled else None
+        if user is None or user.disabled:
+            return None
+        # Any change to the account (password reset, role, disable) ends the sessions opened before it.
+        if session.get("account_version") != user.version:
+            return None
+        return user
 
     @login_manager.unauthorized_handler
     def unauthorized():
@@ -178,6 +183,7 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
             return None
         now = int(time.time())
         seen = session.get("seen", now)
+        background = bool(request.headers.get("X-Rewind-Background"))  # a page polling by itself
         if now - seen > idle_seconds:
             from app.audit.store import record_and_commit
 
@@ -189,7 +195,8 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
             if request.headers.get("HX-Request"):
                 return "", 401, {"HX-Redirect": target}
             return redirect(target)
-        session["seen"] = now
+        if not background:
+            session["seen"] = now
         return None
 
     @app.after_request

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
@@ -21,9 +23,21 @@ WRONG_CREDENTIALS = "Wrong user name or password."
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths; anything else would make the login form an open redirect."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Only same-site paths; anything else would make the login form an open redirect.
+
+    Browsers and Werkzeug drop tabs and newlines from URLs, so "/\t/evil" would
+    become "//evil": any whitespace or control character refuses the target.
+    """
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in target)
+    ):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("dashboard.index")
 
 
@@ -73,6 +87,7 @@ def login():
     session.clear()
     login_user(user)
     session["seen"] = int(utcnow().timestamp())
+    session["account_version"] = user.version
     lockout.note_attempt(name, address, succeeded=True)
     record("auth.login", actor=Actor.of(user))
     db.session.commit()

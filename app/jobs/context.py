@@ -95,7 +95,7 @@ class JobContext:
         check: bool = True,
     ) -> CommandResult:
         """Run argv (never a shell), streaming its output into this step's log."""
-        self.log("$ " + " ".join(shlex.quote(str(a)) for a in argv), "cmd")
+        self.log("$ " + " ".join(shlex.quote(self.redact(str(a))) for a in argv), "cmd")
         try:
             result = run_command(
                 argv,

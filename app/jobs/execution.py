@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from flask import current_app
+from sqlalchemy import update
 
-from app.audit.store import Actor, record
+from app.audit.store import Actor, record, serialise
 from app.clock import utcnow
 from app.extensions import db
 from app.jobs import runbook as runbooks
@@ -61,6 +62,7 @@ def execute(job_id: int) -> JobState:
 
 def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state: JobState, message: str) -> JobState:
     writer.flush()
+    serialise()  # the audit head first, then the job row: the order cancel() takes them in
     job.state = state.value
     job.finished_at = utcnow()
     job.result = ctx.result if state == JobState.SUCCEEDED and ctx.result else message
@@ -86,15 +88,27 @@ def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state:
     return state
 
 
-def mark_interrupted(job: Job) -> None:
-    """A job whose process died: say so plainly and never re-run it by itself."""
-    job.state = JobState.INTERRUPTED.value
-    job.finished_at = utcnow()
+def mark_interrupted(job: Job) -> bool:
+    """A job whose process died: say so plainly and never re-run it by itself.
+
+    Conditional on the job still running, so a job that finished a moment
+    ago keeps its real outcome. Returns whether the job was marked.
+    """
+    serialise()
     where = f" during “{job.current_step}”" if job.current_step else " before its first step"
-    job.result = (
+    result = (
         f"Rewind stopped while this job was running{where}. It was not re-run: "
         "check the target's state, then start the job again if it is still needed."
     )
+    changed = db.session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state == JobState.RUNNING.value)
+        .values(state=JobState.INTERRUPTED.value, finished_at=utcnow(), result=result)
+    )
+    if changed.rowcount != 1:
+        db.session.rollback()
+        return False
+    db.session.refresh(job)
     record(
         "job.interrupted",
         actor=Actor.system(),
@@ -104,4 +118,31 @@ def mark_interrupted(job: Job) -> None:
     )
     EventWriter(job.id, current_app.extensions["rewind.bus"]).emit(
         "job", {"state": JobState.INTERRUPTED.value, "result": job.result}
+    )
+    return True
+
+
+def fail_unfinished(job_id: int, error: str) -> None:
+    """Last resort when a job could not even be finished: never leave it running with its target locked."""
+    db.session.rollback()
+    serialise()
+    result = f"Rewind could not finish this job: {error}"
+    changed = db.session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING.value)
+        .values(state=JobState.FAILED.value, finished_at=utcnow(), result=result)
+    )
+    if changed.rowcount != 1:
+        db.session.rollback()
+        return
+    job = db.session.get(Job, job_id)
+    record(
+        "job.failed",
+        actor=Actor(job.actor_id, job.actor_name),
+        outcome=Outcome.FAILED,
+        target=job.target,
+        details={"job_id": job_id, "runbook": job.runbook, "result": result},
+    )
+    EventWriter(job_id, current_app.extensions["rewind.bus"]).emit(
+        "job", {"state": JobState.FAILED.value, "result": result}
     )

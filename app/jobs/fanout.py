@@ -53,6 +53,8 @@ class Watcher:
     backlog: bytearray = field(default_factory=bytearray)
     done: threading.Event = field(default_factory=threading.Event)
     closed: bool = False
+    allowance: int = 0  # the snapshot may exceed MAX_BACKLOG by its own size
+    feed: _JobFeed | None = None
 
 
 @dataclass(eq=False)
@@ -60,6 +62,7 @@ class _JobFeed:
     view: JobView
     watchers: set[Watcher] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    dead: bool = False  # removed from the broadcaster; a watcher arriving late must find the new one
 
 
 class Broadcaster:
@@ -84,18 +87,25 @@ class Broadcaster:
         """Send the job's state so far, then keep the watcher in step with every later event."""
         self._ensure_thread()
         watcher = Watcher(job_id, sock)
-        with self._lock:
-            feed = self._feeds.get(job_id)
-        if feed is None:
-            fresh = _JobFeed(load_view())  # read outside the lock; the first one in wins
+        while True:
             with self._lock:
-                feed = self._feeds.setdefault(job_id, fresh)
-        with feed.lock:
-            watcher.last_seq = feed.view.last_seq
-            feed.watchers.add(watcher)
-            self._send(watcher, text_frame(self.render_snapshot(feed.view)))
-            if feed.view.state.is_final:
-                watcher.done.set()
+                feed = self._feeds.get(job_id)
+            if feed is None:
+                fresh = _JobFeed(load_view())  # read outside the lock; the first one in wins
+                with self._lock:
+                    feed = self._feeds.setdefault(job_id, fresh)
+            with feed.lock:
+                if feed.dead:  # its last watcher left between the lookup and here
+                    continue
+                watcher.feed = feed
+                watcher.last_seq = feed.view.last_seq
+                feed.watchers.add(watcher)
+                snapshot = text_frame(self.render_snapshot(feed.view))
+                watcher.allowance = len(snapshot)
+                self._send(watcher, snapshot)
+                if feed.view.state.is_final:
+                    watcher.done.set()
+                break
         self.notify(job_id, None)  # pick up anything committed while the view was being read
         return watcher
 
@@ -106,19 +116,17 @@ class Broadcaster:
             time.sleep(RETRY_S)
 
     def detach(self, watcher: Watcher) -> None:
-        with self._lock:
-            feed = self._feeds.get(watcher.job_id)
-        if feed is not None:
-            with feed.lock:  # no send may be half-way through when the handler closes the socket
-                watcher.closed = True
-        with self._lock:
+        feed = watcher.feed
+        if feed is None:
+            return
+        with feed.lock:  # no send may be half-way through when the handler closes the socket
             watcher.closed = True
-            self._blocked.discard(watcher)
-            feed = self._feeds.get(watcher.job_id)
-            if feed is not None:
-                feed.watchers.discard(watcher)
-                if not feed.watchers:
+            feed.watchers.discard(watcher)
+            with self._lock:
+                self._blocked.discard(watcher)
+                if not feed.watchers and self._feeds.get(watcher.job_id) is feed:
                     del self._feeds[watcher.job_id]
+                    feed.dead = True
 
     def watching(self) -> int:
         with self._lock:
@@ -171,14 +179,16 @@ class Broadcaster:
         if feed is None:
             return
         with feed.lock:
-            new_events = events_after(job_id, feed.view.last_seq)
-            db.session.commit()
-            if not new_events:
+            if feed.dead:
                 return
+            new_events = events_after(job_id, feed.view.last_seq)
             rendered: list[tuple[int, str]] = []
             for event in new_events:
                 feed.view.apply(event)
                 rendered.append((event.seq, self.render_event(feed.view, event)))
+            db.session.commit()  # after rendering: a commit expires the rows, and reading them again costs a query each
+            if not rendered:
+                return
             final = feed.view.state.is_final
             shared = text_frame("".join(html for _, html in rendered))
             last = rendered[-1][0]
@@ -211,7 +221,7 @@ class Broadcaster:
             if not watcher.backlog:
                 self._blocked.discard(watcher)
                 return
-            if len(watcher.backlog) <= MAX_BACKLOG:
+            if len(watcher.backlog) <= MAX_BACKLOG + watcher.allowance:
                 self._blocked.add(watcher)
                 return
         log.warning("dropping a watcher of job %s: %d bytes behind", watcher.job_id, len(watcher.backlog))
@@ -221,9 +231,8 @@ class Broadcaster:
         with self._lock:
             blocked = list(self._blocked)
         for watcher in blocked:
-            feed = self._feeds.get(watcher.job_id)
-            if feed is not None:
-                with feed.lock:
+            if watcher.feed is not None:
+                with watcher.feed.lock:
                     self._send(watcher, b"")
 
     def _drop(self, watcher: Watcher) -> None:

@@ -5,25 +5,30 @@ post_worker_init hook) and in each `flask rewind worker` process. On
 PostgreSQL, jobs are claimed with FOR UPDATE SKIP LOCKED, and a running job
 holds two session advisory locks on its own connection: one for the job (so
 a starting runner can tell a live job from an orphan) and one for its target
-(so two processes never change one target at once). Both vanish with the
-process, which is what makes "interrupted" detectable.
+(so two processes never change one target at once). On SQLite the same two
+locks are flock()ed files under the instance folder. Either kind vanishes
+with the process, which is what makes "interrupted" detectable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
+import re
 import socket
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import select, text, update
 
 from app.clock import utcnow
 from app.extensions import db
-from app.jobs.execution import execute, mark_interrupted
+from app.jobs.execution import execute, fail_unfinished, mark_interrupted
 from app.jobs.models import Job
 from app.statuses import JobState
 
@@ -38,16 +43,41 @@ def target_key(target: str) -> int:
     return zlib.crc32(target.encode()) - 2**31  # advisory keys are signed 32-bit
 
 
+class FileLocks:
+    """Process-held locks as flock()ed files: released by the kernel when the holder dies."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def try_lock(self, name: str) -> int | None:
+        path = self.root / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def release(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 class Runner:
     def __init__(self, app: Flask, workers: int = 4, poll_s: float = 1.0) -> None:
         self.app = app
         self.workers = workers
         self.poll_s = poll_s
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
-        self.postgres = app.config["REWIND_SETTINGS"].is_postgres
+        settings = app.config["REWIND_SETTINGS"]
+        self.postgres = settings.is_postgres
+        self.files = None if self.postgres else FileLocks(settings.instance_dir / "locks")
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rewind-job")
         self._busy = 0
-        self._local_targets: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -76,25 +106,35 @@ class Runner:
     # --- interrupted jobs --------------------------------------------------------------
 
     def sweep_interrupted(self) -> int:
-        """Mark running jobs whose process is gone as interrupted; returns how many."""
+        """Mark running jobs whose process is gone as interrupted; returns how many.
+
+        A job is judged gone only if its lock can be taken, and is marked
+        while that lock is held, so a live job is never touched.
+        """
         running = db.session.scalars(select(Job).where(Job.state == JobState.RUNNING.value)).all()
         swept = 0
         for job in running:
-            if self.postgres and not self._orphaned_on_postgres(job.id):
-                continue
-            log.warning("job %s was running when its process stopped; marking it interrupted", job.id)
-            mark_interrupted(job)
-            swept += 1
+            held = self._lock_job(job.id)
+            if held is None:
+                continue  # its runner is alive
+            try:
+                if mark_interrupted(job):
+                    log.warning("job %s was running when its process stopped; marked interrupted", job.id)
+                    swept += 1
+            finally:
+                self._release(held)
         db.session.remove()
         return swept
 
-    def _orphaned_on_postgres(self, job_id: int) -> bool:
-        with db.engine.connect() as conn:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:ns, :id)"), {"ns": JOB_LOCKS, "id": job_id}).scalar()
-            if got:
-                conn.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": JOB_LOCKS, "id": job_id})
-            conn.commit()
-        return bool(got)
+    def _lock_job(self, job_id: int):
+        if self.postgres:
+            conn = db.engine.connect()
+            if self._try_lock(conn, JOB_LOCKS, job_id):
+                return ("pg", conn)
+            self._release(("pg", conn))
+            return None
+        fd = self.files.try_lock(f"job-{job_id}")
+        return None if fd is None else ("files", [fd])
 
     # --- claiming ----------------------------------------------------------------------
 
@@ -119,10 +159,10 @@ class Runner:
         claimed = self._claim_postgres() if self.postgres else self._claim_local()
         if claimed is None:
             return False
-        job_id, target, conn = claimed
+        job_id, held = claimed
         with self._lock:
             self._busy += 1
-        self._pool.submit(self._run, job_id, target, conn)
+        self._pool.submit(self._run, job_id, held)
         return True
 
     def _claim_local(self):
@@ -132,19 +172,24 @@ class Runner:
             .order_by(Job.id)
             .limit(CLAIM_BATCH)
         ).all()
+        db.session.commit()
         for job_id, target, mutates in candidates:
-            locks_target = bool(mutates and target)
-            with self._lock:
-                if locks_target and target in self._local_targets:
+            fds = []
+            job_fd = self.files.try_lock(f"job-{job_id}")
+            if job_fd is None:
+                continue
+            fds.append(job_fd)
+            if mutates and target:
+                target_fd = self.files.try_lock(f"target-{target}")
+                if target_fd is None:
+                    self._release(("files", fds))
                     continue
-                if locks_target:
-                    self._local_targets.add(target)
+                fds.append(target_fd)
             if self._mark_running(job_id):
                 db.session.commit()
-                return job_id, target if locks_target else None, None
-            with self._lock:
-                self._local_targets.discard(target)
-        db.session.commit()
+                return job_id, ("files", fds)
+            db.session.rollback()
+            self._release(("files", fds))
         return None
 
     def _claim_postgres(self):
@@ -169,12 +214,12 @@ class Runner:
                     .values(state=JobState.RUNNING.value, worker=self.identity, started_at=utcnow())
                 )
                 conn.commit()
-                return job_id, None, conn
+                return job_id, ("pg", conn)
             conn.commit()
         except Exception:
-            self._release(conn)
+            self._release(("pg", conn))
             raise
-        self._release(conn)
+        self._release(("pg", conn))
         return None
 
     def _mark_running(self, job_id: int) -> bool:
@@ -193,29 +238,41 @@ class Runner:
     def _unlock(conn, ns: int, key: int) -> None:
         conn.execute(text("SELECT pg_advisory_unlock(:ns, :k)"), {"ns": ns, "k": key})
 
-    @staticmethod
-    def _release(conn) -> None:
-        """Pooled connections outlive the job: drop its session locks before handing it back."""
+    def _release(self, held) -> None:
+        """Give back a job's locks. A pooled connection outlives the job, so its session locks must go."""
+        kind, handle = held
+        if kind == "files":
+            for fd in handle:
+                FileLocks.release(fd)
+            return
         try:
-            conn.execute(text("SELECT pg_advisory_unlock_all()"))
-            conn.commit()
+            handle.rollback()  # an aborted transaction would refuse the unlock
+            handle.execute(text("SELECT pg_advisory_unlock_all()"))
+            handle.commit()
+        except Exception:
+            log.exception("could not release advisory locks; discarding the connection")
+            handle.invalidate()  # closing the server session drops its locks
         finally:
-            conn.close()
+            handle.close()
 
     # --- running -----------------------------------------------------------------------
 
-    def _run(self, job_id: int, local_target: str | None, conn) -> None:
+    def _run(self, job_id: int, held) -> None:
         with self.app.app_context():
             try:
-                execute(job_id)
-            except Exception:
-                log.exception("job %s could not be finished", job_id)
+                try:
+                    execute(job_id)
+                except Exception as exc:
+                    log.exception("job %s could not be finished", job_id)
+                    try:
+                        fail_unfinished(job_id, f"{type(exc).__name__}: {exc}")
+                    except Exception:
+                        log.exception("job %s could not be marked failed either", job_id)
             finally:
-                db.session.remove()
-                if conn is not None:
-                    self._release(conn)
-                with self._lock:
-                    self._busy -= 1
-                    if local_target:
-                        self._local_targets.discard(local_target)
-                self._wake.set()
+                try:
+                    db.session.remove()
+                    self._release(held)
+                finally:
+                    with self._lock:
+                        self._busy -= 1
+                    self._wake.set()

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app.audit.models import AuditEvent
 from app.audit.store import Actor, record_and_commit
@@ -133,10 +133,17 @@ def start():
 def show(job_id: int):
     job = _job_or_404(job_id)
     view = load_view(job)
+    # details are canonical JSON (sorted keys, no spaces), so the job id appears exactly like this
+    mentions = or_(
+        AuditEvent.details.contains(f'"job_id":{job.id},', autoescape=True),
+        AuditEvent.details.contains(f'"job_id":{job.id}}}', autoescape=True),
+    )
     audit = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action.startswith("job.")).order_by(AuditEvent.id.desc()).limit(200)
+        select(AuditEvent)
+        .where(AuditEvent.action >= "job.", AuditEvent.action < "job/", mentions)
+        .order_by(AuditEvent.id)
+        .limit(100)
     ).all()
-    audit = [e for e in audit if f'"job_id":{job.id},' in e.details or e.details.endswith(f'"job_id":{job.id}}}')]
     try:
         book = runbooks.get(job.runbook)
     except runbooks.UnknownRunbook:

@@ -151,6 +151,35 @@ def test_next_parameter_cannot_leave_the_site(client, users):
     assert response.headers["Location"] == "/audit?actor=x"
 
 
+def test_next_with_hidden_characters_is_refused(client, users):
+    token = csrf_token(client)
+    for target in ("/\t/evil.example", "/\n/evil.example", "/\\evil.example"):
+        data = {"name": "viewer", "password": "correct-horse-battery", "csrf_token": token, "next": target}
+        assert client.post("/login", data=data).headers["Location"] == "/"
+        client.post("/logout", data={"csrf_token": csrf_token(client)})
+        token = csrf_token(client)
+
+
+def test_password_reset_ends_sessions_opened_before(app, users, as_role):
+    victim = as_role(Role.VIEWER)
+    assert victim.get("/").status_code == 200
+    admin = as_role(Role.ADMIN)
+    viewer = user_row(app, "viewer")
+    assert post(admin, f"/users/{viewer.id}/password", {"version": viewer.version}).status_code == 200
+    assert victim.get("/").status_code == 302, "the old session no longer works"
+
+
+def test_background_polling_does_not_keep_a_session_alive(app, as_role):
+    client = as_role(Role.VIEWER)
+    with client.session_transaction() as session:
+        session["seen"] = int(time.time()) - 29 * 60
+    headers = {"HX-Request": "true", "X-Rewind-Background": "1"}
+    assert client.get("/jobs/rows", headers=headers).status_code == 200
+    with client.session_transaction() as session:
+        assert session["seen"] < int(time.time()) - 28 * 60
+    assert client.get("/").status_code == 200  # a person's request still counts
+
+
 def test_session_cookie_flags(client, users):
     response = login(client, "viewer")
     cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("rewind_session="))

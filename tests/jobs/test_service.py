@@ -88,7 +88,7 @@ def test_secrets_never_reach_the_log(app, runner):
     job, view = finished(app, job_id)
     text = "\n".join(line for _, _, line in view.lines)
     assert job.state == "succeeded"
-    for secret in ("hunter2-pw", "open-sesame-42", "s3cr3t-env"):
+    for secret in ("hunter2-pw", "open-sesame-42", "s3cr3t-env", "s3cr", "et-pw"):
         assert secret not in text
     assert "postgresql://app:•••@db.internal" in text
 
@@ -176,3 +176,19 @@ def test_running_job_found_at_start_is_interrupted_not_rerun(app):
     assert "during “Count”" in job.result and "not re-run" in job.result
     assert view.lines == [], "an interrupted job is never run again by itself"
     assert audit_actions(app, job_id)[-1] == ("job.interrupted", "failed")
+
+
+def test_a_job_that_cannot_be_finished_is_failed_not_left_running(app):
+    from app.jobs.execution import fail_unfinished, mark_interrupted
+
+    job_id = enqueue(app, "test.sleep", target="staging", seconds=1)
+    with app.app_context():
+        job = db.session.get(Job, job_id)
+        job.state = "running"
+        db.session.commit()
+        fail_unfinished(job_id, "OperationalError: the database went away")
+        job = db.session.get(Job, job_id)
+        assert job.state == "failed" and "database went away" in job.result
+        assert not mark_interrupted(job), "a finished job keeps its real outcome"
+        assert service.busy_job("staging") is None, "the target is free again"
+    assert audit_actions(app, job_id)[-1] == ("job.failed", "failed")

@@ -32,8 +32,10 @@ def sleep(ctx: JobContext) -> None:
 
 def secret(ctx: JobContext) -> None:
     ctx.add_secret("open-sesame-42")
+    ctx.add_secret("s3cr'et-pw")
     ctx.log("connecting to postgresql://app:hunter2-pw@db.internal:5432/app")
     ctx.run([sys.executable, "-c", "print('gpg passphrase open-sesame-42 accepted'); print('PGPASSWORD=s3cr3t-env')"])
+    ctx.run([sys.executable, "-c", "import sys; print(len(sys.argv))", "--password", "s3cr'et-pw"])
 
 
 def fail(ctx: JobContext) -> None:

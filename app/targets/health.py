@@ -1,0 +1,270 @@
+"""Whether a target answers: its health URL, and an optional smoke-test command.
+
+A rollback is only done when the application serves again, so every runbook
+that restarts something ends by waiting for this check. urllib only (no new
+dependency), no Flask. Redirects are followed only on the same host, and the
+environment's HTTP proxy is ignored: the check must reach the target itself.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shlex
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from app.jobs.process import CommandCancelled, CommandTimedOut, run_command
+
+MAX_BODY = 1024 * 1024
+MIN_REQUEST_TIMEOUT_S = 0.1
+CANCEL_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request's outcome; reason says in words what was seen (and what was expected)."""
+
+    ok: bool
+    status: int | None
+    elapsed_ms: float
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{'healthy' if self.ok else 'not healthy'}: {self.reason} ({self.elapsed_ms:.0f} ms)"
+
+
+class SmokeTestError(RuntimeError):
+    """The smoke-test command could not run to an exit status (missing, or too slow)."""
+
+    def __init__(self, argv: Sequence[str], problem: str, fix: str) -> None:
+        self.argv = tuple(str(a) for a in argv)
+        super().__init__(f"smoke test `{shlex.join(self.argv)}` {problem}\nfix: {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the same host, never down from https to http.
+
+    A refused redirect surfaces as its 3xx status, so the probe reports it.
+    """
+
+    def __init__(self, follow: bool) -> None:
+        self.follow = follow
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        old, new = urlsplit(req.full_url), urlsplit(urljoin(req.full_url, newurl))
+        same_host = (new.hostname or "").lower() == (old.hostname or "").lower()
+        allowed_scheme = new.scheme == old.scheme or (old.scheme, new.scheme) == ("http", "https")
+        if not (self.follow and same_host and allowed_scheme):
+            return None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"health URL must be http:// or https:// with a host, e.g. http://127.0.0.1:8000/health; got {url!r}"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the health URL must hold no user or password: a health endpoint should answer without them")
+    try:
+        parts.port  # noqa: B018 - parses the port, raising on a bad one
+    except ValueError:
+        raise ValueError(f"health URL {url!r} has an invalid port") from None
+    return url
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    """Equality that keeps JSON's true apart from 1."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return type(actual) is type(expected) and actual == expected
+    return actual == expected
+
+
+def _json_mismatch(actual: Any, expected: Mapping[str, Any], path: str = "") -> str | None:
+    """Why actual does not contain expected (every key present with an equal value, nested dicts too), or None."""
+    if not isinstance(actual, dict):
+        kind = "an array" if isinstance(actual, list) else repr(actual)[:40]
+        return f"JSON {('field ' + path) if path else 'body'} is {kind}, expected an object"
+    for key, want in expected.items():
+        name = f"{path}.{key}" if path else str(key)
+        if key not in actual:
+            return f"JSON field {name} is missing, expected {want!r}"
+        got = actual[key]
+        if isinstance(want, Mapping):
+            if why := _json_mismatch(got, want, name):
+                return why
+        elif not _same(got, want):
+            return f"JSON field {name} is {got!r}, expected {want!r}"
+    return None
+
+
+def _describe_error(exc: BaseException, timeout: float, host: str) -> str:
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve host {host}"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted: {reason.verify_message}"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS error: {reason.reason or reason}"
+    if isinstance(reason, http.client.RemoteDisconnected):
+        return "connection closed without an answer"
+    if isinstance(reason, ConnectionResetError):
+        return "connection reset"
+    if isinstance(reason, http.client.HTTPException):
+        return f"not an HTTP answer ({type(reason).__name__})"
+    return str(reason) or type(reason).__name__
+
+
+class HealthCheck:
+    """Asks a target's health URL whether it serves: a status code, and optionally JSON fields."""
+
+    def __init__(
+        self,
+        url: str,
+        expect_status: int = 200,
+        expect_json: dict[str, Any] | None = None,
+        timeout_s: float = 30,
+        interval_s: float = 0.5,
+        request_timeout_s: float = 2,
+    ) -> None:
+        self.url = _check_url(url)
+        self.expect_status = int(expect_status)
+        if expect_json is not None and not isinstance(expect_json, Mapping):
+            raise ValueError(
+                f"expect_json must be an object of fields to match, e.g. {{'status': 'ok'}}; got {expect_json!r}"
+            )
+        self.expect_json = dict(expect_json) if expect_json is not None else None
+        for name, value in (("timeout_s", timeout_s), ("interval_s", interval_s)):
+            if value < 0:
+                raise ValueError(f"{name} must be zero or more seconds, not {value!r}")
+        if request_timeout_s <= 0:
+            raise ValueError(f"request_timeout_s must be a positive number of seconds, not {request_timeout_s!r}")
+        self.timeout_s = float(timeout_s)
+        self.interval_s = float(interval_s)
+        self.request_timeout_s = float(request_timeout_s)
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), _SameHostRedirects(follow=not 300 <= self.expect_status < 400)
+        )
+
+    def probe(self, request_timeout_s: float | None = None) -> Probe:
+        """One request; never raises for what the target does (refusal, timeout, bad body)."""
+        timeout = request_timeout_s if request_timeout_s is not None else self.request_timeout_s
+        headers = {"User-Agent": "Rewind-health-check", "Accept": "application/json, */*"}
+        request = urllib.request.Request(self.url, headers=headers, method="GET")  # noqa: S310 - http(s) only, checked
+        started = time.monotonic()
+
+        def done(ok: bool, status: int | None, reason: str) -> Probe:
+            return Probe(ok, status, round((time.monotonic() - started) * 1000, 1), reason)
+
+        try:
+            with self._opener.open(request, timeout=timeout) as response:
+                status, body = response.status, response.read(MAX_BODY + 1)
+                location = None
+        except urllib.error.HTTPError as exc:
+            status, location = exc.code, exc.headers.get("Location") if exc.headers else None
+            try:
+                body = exc.read(MAX_BODY + 1)
+            except (OSError, http.client.HTTPException):
+                body = b""
+            finally:
+                exc.close()
+        except (OSError, http.client.HTTPException) as exc:
+            return done(False, None, _describe_error(exc, timeout, urlsplit(self.url).hostname or ""))
+
+        if status != self.expect_status:
+            reason = f"status {status}, expected {self.expect_status}"
+            if location and 300 <= status < 400:
+                reason += f" (redirect to {location} not followed: only same-host redirects are)"
+            return done(False, status, reason)
+        if self.expect_json is None:
+            return done(True, status, f"status {status}")
+        if len(body) > MAX_BODY:
+            return done(
+                False, status, f"status {status}, but the body is over {MAX_BODY // 1024} KiB; not read as JSON"
+            )
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return done(False, status, f"status {status}, but the body is not JSON")
+        if why := _json_mismatch(document, self.expect_json):
+            return done(False, status, why)
+        return done(True, status, f"status {status}, JSON matches")
+
+    def wait_healthy(
+        self,
+        should_cancel: Callable[[], bool] = lambda: False,
+        on_probe: Callable[[Probe], None] | None = None,
+    ) -> Probe:
+        """Probe every interval_s until healthy or timeout_s has passed; returns the last probe.
+
+        The caller decides what an unhealthy result means. No request runs past
+        the deadline. Raises CommandCancelled as soon as should_cancel() is true,
+        like run_command, so a job stops the same way for both.
+        """
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            if should_cancel():
+                raise CommandCancelled()
+            left = deadline - time.monotonic()
+            probe = self.probe(max(MIN_REQUEST_TIMEOUT_S, min(self.request_timeout_s, left)))
+            if on_probe is not None:
+                on_probe(probe)
+            if probe.ok or time.monotonic() >= deadline:
+                return probe
+            pause_until = min(deadline, time.monotonic() + self.interval_s)
+            while (left := pause_until - time.monotonic()) > 0:
+                if should_cancel():
+                    raise CommandCancelled()
+                time.sleep(min(left, CANCEL_POLL_S))
+
+
+def run_smoke(
+    argv: Sequence[str],
+    timeout: float,
+    on_line: Callable[[str, str], None],
+    should_cancel: Callable[[], bool] = lambda: False,
+    *,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Run the target's smoke-test command (argv, no shell), streaming its lines; returns its exit status.
+
+    The caller decides what a non-zero status means. SmokeTestError when it
+    cannot run or overruns timeout; CommandCancelled on cancel.
+    """
+    if isinstance(argv, str | bytes) or not argv:
+        raise ValueError(f"the smoke-test command must be a non-empty list of arguments, not {argv!r}")
+    on_line("cmd", "$ " + shlex.join(str(a) for a in argv))
+    try:
+        return run_command(
+            argv, on_line=on_line, should_cancel=should_cancel, timeout=timeout, cwd=cwd, env=env
+        ).returncode
+    except CommandTimedOut:
+        raise SmokeTestError(
+            argv,
+            f"did not finish within {timeout:g} s and was stopped",
+            "make the smoke test faster, or raise its timeout in the targets file",
+        ) from None
+    except OSError as exc:
+        raise SmokeTestError(
+            argv,
+            f"cannot run: {exc.strerror or exc}: {exc.filename if exc.filename is not None else argv[0]}",
+            "check the command path and its working directory in the targets file",
+        ) from None

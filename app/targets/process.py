@@ -1,0 +1,583 @@
+"""Starting, stopping and restarting a target application's process.
+
+Two ways to do it, behind one small protocol so a runbook never cares which:
+
+- CommandControl runs the commands the targets file names (systemctl,
+  supervisorctl, docker compose …): the service manager owns the process.
+- ManagedProcess is for hosts without one: Rewind starts the application
+  itself, detached in its own session, and keeps a pid file so any Rewind
+  process (web worker, `flask rewind worker`, a restarted Rewind) can find it.
+
+Plain Python, no Flask. Commands are argv lists, never a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from app.jobs.process import CommandTimedOut, run_command
+
+LineCallback = Callable[[str, str], None]
+"""on_line(stream, text): stream is "cmd" (what runs), "out" or "err"."""
+
+TAIL_LINES = 20
+KILL_WAIT_S = 5.0
+POLL_S = 0.05
+
+
+class ProcessError(RuntimeError):
+    """A start, stop or restart did not happen; carries what ran, what it printed and what to try."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        action: str,
+        argv: Sequence[str] | None = None,
+        returncode: int | None = None,
+        output_tail: Sequence[str] = (),
+        pid: int | None = None,
+        fix: str = "",
+    ) -> None:
+        self.message = message
+        self.action = action
+        self.argv = tuple(argv) if argv is not None else None
+        self.returncode = returncode
+        self.output_tail = tuple(output_tail)
+        self.pid = pid
+        self.fix = fix
+        text = message
+        if self.output_tail:
+            text += "\nlast output:\n  " + "\n  ".join(self.output_tail)
+        if fix:
+            text += f"\nfix: {fix}"
+        super().__init__(text)
+
+
+class NotConfigured(ProcessError):
+    """The targets file names no command for this action."""
+
+
+class AlreadyRunning(ProcessError):
+    """start() found the application already running; starting a second copy would fight over its port."""
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """What is known about the application's process right now.
+
+    running is None when it cannot be known (a command-controlled target
+    without a status command): the health check is then the only witness.
+    """
+
+    running: bool | None
+    pid: int | None = None
+    started_at: datetime | None = None
+    note: str = ""
+    stale_pid_file: bool = False
+
+
+@runtime_checkable
+class ProcessControl(Protocol):
+    """What runbooks use, whichever way the target's process is controlled."""
+
+    def start(self, on_line: LineCallback | None = None) -> None: ...
+
+    def stop(self, on_line: LineCallback | None = None) -> None: ...
+
+    def restart(self, on_line: LineCallback | None = None) -> None: ...
+
+    def status(self) -> ProcessStatus: ...
+
+
+def _argv(value: Sequence[str] | None, name: str) -> tuple[str, ...] | None:
+    """Validate a configured command: a non-empty list of arguments, never one shell string."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not value or not all(isinstance(a, str | os.PathLike) for a in value):
+        raise ValueError(
+            f"the {name} command must be a non-empty list of arguments, e.g. ['systemctl', 'restart', 'myapp'],"
+            f" not {value!r}"
+        )
+    return tuple(str(a) for a in value)
+
+
+def _quiet(stream: str, text: str) -> None:
+    pass
+
+
+# --- commands run by a service manager ------------------------------------------------------------
+
+
+class CommandControl:
+    """Controls the application through configured commands (systemctl, supervisorctl …).
+
+    restart falls back to stop then start when no restart command is given.
+    env, when given, is the commands' whole environment (as with subprocess);
+    None inherits Rewind's.
+    """
+
+    def __init__(
+        self,
+        start: Sequence[str] | None,
+        stop: Sequence[str] | None,
+        restart: Sequence[str] | None,
+        cwd: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        status: Sequence[str] | None = None,
+    ) -> None:
+        self.start_argv = _argv(start, "start")
+        self.stop_argv = _argv(stop, "stop")
+        self.restart_argv = _argv(restart, "restart")
+        self.status_argv = _argv(status, "status")
+        self.cwd = str(cwd) if cwd is not None else None
+        self.env = dict(env) if env is not None else None
+        if timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self.timeout = float(timeout)
+
+    def start(self, on_line: LineCallback | None = None) -> None:
+        """Run the start command; ProcessError if it fails."""
+        self._run("start", self._need("start", self.start_argv), _quiet if on_line is None else on_line)
+
+    def stop(self, on_line: LineCallback | None = None) -> None:
+        """Run the stop command; ProcessError if it fails."""
+        self._run("stop", self._need("stop", self.stop_argv), _quiet if on_line is None else on_line)
+
+    def restart(self, on_line: LineCallback | None = None) -> None:
+        """Run the restart command, or stop then start when none is configured."""
+        say = _quiet if on_line is None else on_line
+        if self.restart_argv is not None:
+            self._run("restart", self.restart_argv, say)
+            return
+        if self.start_argv is None or self.stop_argv is None:
+            raise NotConfigured(
+                "cannot restart: no restart command, and no stop and start commands to fall back on",
+                action="restart",
+                fix="give the target's process a restart command, or both stop and start commands",
+            )
+        self._run("stop", self.stop_argv, say)
+        self._run("start", self.start_argv, say)
+
+    def status(self) -> ProcessStatus:
+        """Run the status command (exit 0 means running); unknown when none is configured. Never raises."""
+        if self.status_argv is None:
+            return ProcessStatus(None, note="no status command is configured; the health check tells whether it serves")
+        tail: deque[str] = deque(maxlen=1)
+        try:
+            result = run_command(
+                self.status_argv,
+                on_line=lambda _stream, text: tail.append(text) if text.strip() else None,
+                timeout=self.timeout,
+                cwd=self.cwd,
+                env=self.env,
+            )
+        except CommandTimedOut:
+            return ProcessStatus(None, note=f"status command did not answer within {self.timeout:g} s")
+        except OSError as exc:
+            return ProcessStatus(None, note=f"status command could not run: {exc}")
+        last = tail[0] if tail else ""
+        return ProcessStatus(result.ok, note=last or f"status command exited with {result.returncode}")
+
+    def _need(self, action: str, argv: tuple[str, ...] | None) -> tuple[str, ...]:
+        if argv is None:
+            raise NotConfigured(
+                f"cannot {action}: no {action} command is configured for this target",
+                action=action,
+                fix=f"add a {action} command (an argv list) to the target's process settings",
+            )
+        return argv
+
+    def _run(self, action: str, argv: tuple[str, ...], say: LineCallback) -> None:
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+        def relay(stream: str, text: str) -> None:
+            tail.append(text)
+            say(stream, text)
+
+        shown = shlex.join(argv)
+        say("cmd", "$ " + shown)
+        try:
+            result = run_command(argv, on_line=relay, timeout=self.timeout, cwd=self.cwd, env=self.env)
+        except CommandTimedOut:
+            raise ProcessError(
+                f"{action}: `{shown}` did not finish within {self.timeout:g} s and was stopped",
+                action=action,
+                argv=argv,
+                output_tail=tail,
+                fix="look at the service manager's own log for why it hangs, or raise the target's process timeout",
+            ) from None
+        except OSError as exc:
+            missing = exc.filename if exc.filename is not None else argv[0]
+            raise ProcessError(
+                f"{action}: cannot run `{shown}`: {exc.strerror or exc}: {missing}",
+                action=action,
+                argv=argv,
+                fix="check the command path and working directory in the targets file; both must exist on this host",
+            ) from None
+        if not result.ok:
+            raise ProcessError(
+                f"{action}: `{shown}` exited with status {result.returncode}",
+                action=action,
+                argv=argv,
+                returncode=result.returncode,
+                output_tail=tail,
+                fix="run the same command by hand as Rewind's user to see why (systemctl may need polkit or sudo"
+                " rules for that user; check the unit or program name)",
+            )
+
+
+# --- a process Rewind starts and supervises itself ------------------------------------------------
+
+# Runs as a throwaway intermediate process: it starts the application in a new session
+# and exits at once, so the application is re-parented to init and is never Rewind's
+# child (no zombie in Rewind, nothing tied to Rewind's lifetime or process group).
+_LAUNCHER = """
+import json, os, subprocess, sys
+spec = json.load(sys.stdin)
+try:
+    log = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    child = subprocess.Popen(spec["argv"], cwd=spec["cwd"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                             start_new_session=True, close_fds=True)
+except OSError as exc:
+    sys.stdout.write(json.dumps({"error": exc.strerror or str(exc),
+                                 "filename": None if exc.filename is None else str(exc.filename)}))
+    sys.stdout.flush()
+    os._exit(1)
+sys.stdout.write(json.dumps({"pid": child.pid}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat from the state on (the command name may hold spaces and parentheses)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2 :].decode().split()
+
+
+def _alive(pid: int) -> bool:
+    """A zombie has exited: it only waits for its parent to collect its status."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X", "x")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")] if raw else []
+
+
+def _started_at(pid: int) -> datetime | None:
+    """The process's start time, from its start tick and the boot time."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    try:
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
+    except (OSError, StopIteration, ValueError):
+        return None
+    return datetime.fromtimestamp(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), UTC)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live process is left in the group (children the leader left behind)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and fields[2] == str(pgid) and fields[0] not in ("Z", "X", "x"):
+                return True
+    return False
+
+
+def _is_this_command(cmdline: list[str], command: Sequence[str]) -> bool:
+    """Whether a process's command line is our command, so a reused pid is never taken for the application.
+
+    Compares the program's base name and the next two arguments. The program may
+    appear after an interpreter (a `#!` script runs as `python /path/gunicorn …`),
+    and a process that retitled itself (setproctitle: "gunicorn: master [app]")
+    keeps only its program name.
+    """
+    if not cmdline:
+        return False
+    program = os.path.basename(command[0])
+    rest = list(command[1:3])
+    for i, arg in enumerate(cmdline[:3]):
+        if os.path.basename(arg) == program and cmdline[i + 1 : i + 1 + len(rest)] == rest:
+            return True
+    if len(cmdline) == 1 and " " in cmdline[0]:
+        return cmdline[0].split()[0].rstrip(":") == program
+    return False
+
+
+class ManagedProcess:
+    """Rewind starts and supervises the application itself, tracked by a pid file.
+
+    The application runs detached in its own session, so it outlives the Rewind
+    process that started it, and a stop signals its whole process group (workers
+    included). env, when given, is its whole environment (keep Rewind's own
+    secrets out of it); None inherits Rewind's.
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        cwd: Path,
+        pid_file: Path,
+        log_file: Path,
+        env: dict[str, str] | None = None,
+        stop_timeout: float = 10,
+    ) -> None:
+        argv = _argv(command, "application")
+        if argv is None:
+            raise ValueError("the application command must be a list of arguments, e.g. ['gunicorn', 'app:app']")
+        self.command = argv
+        self.cwd = Path(cwd)
+        self.pid_file = Path(pid_file)
+        self.log_file = Path(log_file)
+        self.env = dict(env) if env is not None else None
+        if stop_timeout < 0:
+            raise ValueError(f"stop_timeout must be zero or more seconds, not {stop_timeout!r}")
+        self.stop_timeout = float(stop_timeout)
+
+    # --- the protocol ---------------------------------------------------------------------------
+
+    def start(self, on_line: LineCallback | None = None) -> None:
+        """Start the application unless this very command already runs from the pid file."""
+        with self._locked():
+            self._start(_quiet if on_line is None else on_line)
+
+    def stop(self, on_line: LineCallback | None = None) -> None:
+        """SIGTERM to the process group, SIGKILL after stop_timeout; removes the pid file."""
+        with self._locked():
+            self._stop(_quiet if on_line is None else on_line)
+
+    def restart(self, on_line: LineCallback | None = None) -> None:
+        """Stop (if running) then start, holding the lock throughout so no other start slips between."""
+        say = _quiet if on_line is None else on_line
+        with self._locked():
+            self._stop(say)
+            self._start(say)
+
+    def status(self) -> ProcessStatus:
+        """Read the pid file and /proc; never changes anything."""
+        pid, note = self._inspect()
+        if pid is not None:
+            started = _started_at(pid) or self._pid_file_mtime()
+            return ProcessStatus(True, pid, started)
+        return ProcessStatus(False, note=note or "not running (no pid file)", stale_pid_file=bool(note))
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def _start(self, say: LineCallback) -> None:
+        pid, note = self._inspect()
+        if pid is not None:
+            raise AlreadyRunning(
+                f"start: the application already runs as pid {pid} (pid file {self.pid_file})",
+                action="start",
+                argv=self.command,
+                pid=pid,
+                fix="restart it instead, or stop it first",
+            )
+        if note:
+            self.pid_file.unlink(missing_ok=True)
+            say("out", f"{note}; removed the stale pid file")
+        if not self.cwd.is_dir():
+            raise ProcessError(
+                f"start: the working directory {self.cwd} does not exist",
+                action="start",
+                argv=self.command,
+                fix="check the target's directory in the targets file",
+            )
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        shown = shlex.join(self.command)
+        self._log_mark(f"Rewind starts: {shown}")
+        say("cmd", "$ " + shown)
+        pid = self._launch()
+        try:
+            self._write_pid_file(pid)
+        except OSError as exc:
+            self._signal(pid, pid, signal.SIGKILL)  # an application nobody can find again must not keep running
+            raise ProcessError(
+                f"start: could not write the pid file {self.pid_file}: {exc}; stopped pid {pid} again",
+                action="start",
+                argv=self.command,
+                pid=pid,
+                fix="make the pid file's directory writable by Rewind's user",
+            ) from None
+        say("out", f"started pid {pid}; its output goes to {self.log_file}")
+
+    def _stop(self, say: LineCallback) -> None:
+        pid, note = self._inspect()
+        if pid is None:
+            if note:
+                self.pid_file.unlink(missing_ok=True)
+                say("out", f"{note}; removed the stale pid file")
+            else:
+                say("out", "not running (no pid file)")
+            return
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            pgid = None
+        group = pgid if pgid == pid else None  # only a group it leads: never signal someone else's group
+        started = time.monotonic()
+        self._signal(pid, group, signal.SIGTERM)
+        say("out", f"sent SIGTERM to {'process group' if group else 'pid'} {pid}")
+        how = "SIGTERM"
+        if not self._wait_gone(pid, group, self.stop_timeout):
+            say("out", f"still running after {self.stop_timeout:g} s; sent SIGKILL")
+            self._signal(pid, group, signal.SIGKILL)
+            how = "SIGKILL"
+            if not self._wait_gone(pid, group, KILL_WAIT_S):
+                raise ProcessError(
+                    f"stop: pid {pid} survived SIGKILL for {KILL_WAIT_S:g} s",
+                    action="stop",
+                    argv=self.command,
+                    pid=pid,
+                    fix=f"it is likely stuck in the kernel (see `ps -o pid,stat,wchan -p {pid}`); the pid file is kept",
+                )
+        self.pid_file.unlink(missing_ok=True)
+        self._log_mark(f"Rewind stopped pid {pid} ({how})")
+        say("out", f"stopped pid {pid} after {time.monotonic() - started:.1f} s ({how})")
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One start/stop at a time across threads and Rewind processes (flock on a file beside the pid file)."""
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.pid_file.with_name(self.pid_file.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _inspect(self) -> tuple[int | None, str]:
+        """(pid, "") when the pid file names a live copy of our command; (None, why stale) or (None, "")."""
+        try:
+            text = self.pid_file.read_text().strip()
+        except FileNotFoundError:
+            return None, ""
+        if not text.isdigit() or int(text) <= 0:
+            return None, f"pid file {self.pid_file} holds {text[:20]!r}, not a pid"
+        pid = int(text)
+        if not _alive(pid):
+            return None, f"pid file names pid {pid}, which is no longer running"
+        if not _is_this_command(_cmdline(pid), self.command):
+            return None, f"pid file names pid {pid}, which is now another program (pid reused)"
+        return pid, ""
+
+    def _launch(self) -> int:
+        spec = json.dumps({"argv": list(self.command), "cwd": str(self.cwd), "log": str(self.log_file)})
+        try:
+            done = subprocess.run(
+                [sys.executable, "-I", "-S", "-c", _LAUNCHER],
+                input=spec.encode(),
+                capture_output=True,
+                env=self.env,
+                timeout=30,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise ProcessError(
+                "start: the launcher did not answer within 30 s",
+                action="start",
+                argv=self.command,
+                fix="the host may be out of processes or memory; check `dmesg`",
+            ) from None
+        try:
+            answer = json.loads(done.stdout)
+        except ValueError:
+            answer = {"error": done.stderr.decode(errors="replace").strip() or f"launcher exited {done.returncode}"}
+        if "pid" not in answer:
+            where = f": {answer['filename']}" if answer.get("filename") else ""
+            raise ProcessError(
+                f"start: cannot run `{shlex.join(self.command)}`: {answer['error']}{where}",
+                action="start",
+                argv=self.command,
+                fix="check the command (an absolute path, or on the PATH of its environment) and its working directory",
+            )
+        return int(answer["pid"])
+
+    def _write_pid_file(self, pid: int) -> None:
+        """Write-then-rename, so a reader never sees a half-written pid file."""
+        fd, tmp = tempfile.mkstemp(dir=self.pid_file.parent, prefix=f".{self.pid_file.name}.")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{pid}\n")
+                fh.flush()
+                os.fchmod(fh.fileno(), 0o644)
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.pid_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _signal(self, pid: int, group: int | None, sig: signal.Signals) -> None:
+        try:
+            if group is not None:
+                os.killpg(group, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise ProcessError(
+                f"cannot send {sig.name} to pid {pid}: permission denied",
+                action="stop",
+                argv=self.command,
+                pid=pid,
+                fix="Rewind must run as the application's user (or root) to stop it",
+            ) from None
+
+    @staticmethod
+    def _wait_gone(pid: int, group: int | None, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not _alive(pid) and (group is None or not _group_alive(group)):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)
+
+    def _pid_file_mtime(self) -> datetime | None:
+        try:
+            return datetime.fromtimestamp(self.pid_file.stat().st_mtime, UTC)
+        except OSError:
+            return None
+
+    def _log_mark(self, text: str) -> None:
+        """A line in the application's log, so whoever reads it sees where Rewind acted."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with contextlib.suppress(OSError):
+            fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, f"--- {stamp} {text}".replace("\n", "\\n").encode() + b"\n")
+            finally:
+                os.close(fd)

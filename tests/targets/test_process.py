@@ -1,0 +1,394 @@
+"""Controlling a target's process: configured commands, and a process Rewind supervises itself (real processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from app.targets.process import (
+    AlreadyRunning,
+    CommandControl,
+    ManagedProcess,
+    NotConfigured,
+    ProcessControl,
+    ProcessError,
+    _is_this_command,
+)
+from tests.conftest import wait_for
+
+PY = sys.executable
+REPO = Path(__file__).resolve().parents[2]
+
+
+def py(code: str, *args: str) -> list[str]:
+    return [PY, "-c", textwrap.dedent(code), *args]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Lines(list):
+    def __call__(self, stream: str, text: str) -> None:
+        self.append((stream, text))
+
+    def text(self) -> str:
+        return "\n".join(text for _stream, text in self)
+
+
+# --- CommandControl ---------------------------------------------------------------------------------
+
+
+def recorder(path: Path, word: str, exit_code: int = 0) -> list[str]:
+    """A command that appends `word` to a file, prints it, and exits with exit_code."""
+    return py(
+        """
+        import sys
+        with open(sys.argv[1], "a") as fh:
+            fh.write(sys.argv[2] + "\\n")
+        print(sys.argv[2] + " done")
+        sys.exit(int(sys.argv[3]))
+        """,
+        str(path),
+        word,
+        str(exit_code),
+    )
+
+
+def test_command_control_runs_the_command_and_streams_its_output(tmp_path):
+    record = tmp_path / "record"
+    control = CommandControl(start=recorder(record, "start"), stop=None, restart=None, cwd=tmp_path)
+    lines = Lines()
+    control.start(on_line=lines)
+    assert record.read_text() == "start\n"
+    assert lines[0][0] == "cmd" and lines[0][1].startswith("$ ")
+    assert ("out", "start done") in lines
+
+
+def test_command_failure_carries_exit_status_output_and_a_fix(tmp_path):
+    failing = py("import sys; print('starting'); print('unit myapp.service not found', file=sys.stderr); sys.exit(5)")
+    control = CommandControl(start=failing, stop=None, restart=None)
+    with pytest.raises(ProcessError) as caught:
+        control.start()
+    error = caught.value
+    assert error.returncode == 5 and error.action == "start" and error.argv == tuple(failing)
+    assert error.output_tail == ("starting", "unit myapp.service not found")
+    assert "exited with status 5" in str(error) and "unit myapp.service not found" in str(error)
+    assert "fix:" in str(error)
+
+
+def test_restart_without_a_restart_command_is_stop_then_start(tmp_path):
+    record = tmp_path / "record"
+    control = CommandControl(start=recorder(record, "start"), stop=recorder(record, "stop"), restart=None)
+    lines = Lines()
+    control.restart(on_line=lines)
+    assert record.read_text() == "stop\nstart\n"
+    assert [text for stream, text in lines if stream == "out"] == ["stop done", "start done"]
+
+
+def test_restart_stops_at_a_failed_stop(tmp_path):
+    record = tmp_path / "record"
+    control = CommandControl(start=recorder(record, "start"), stop=recorder(record, "stop", 1), restart=None)
+    with pytest.raises(ProcessError, match="exited with status 1") as caught:
+        control.restart()
+    assert caught.value.action == "stop"
+    assert record.read_text() == "stop\n"
+
+
+def test_restart_command_is_used_when_given(tmp_path):
+    record = tmp_path / "record"
+    control = CommandControl(
+        start=recorder(record, "start"), stop=recorder(record, "stop"), restart=recorder(record, "restart")
+    )
+    control.restart()
+    assert record.read_text() == "restart\n"
+
+
+def test_missing_commands_say_what_to_configure():
+    control = CommandControl(start=py("pass"), stop=None, restart=None)
+    with pytest.raises(NotConfigured, match="no stop command"):
+        control.stop()
+    with pytest.raises(NotConfigured, match="cannot restart") as caught:
+        control.restart()
+    assert "fix:" in str(caught.value)
+
+
+def test_a_hung_command_is_stopped_at_the_timeout():
+    hangs = py("import time; print('waiting', flush=True); time.sleep(30)")
+    control = CommandControl(start=hangs, stop=None, restart=None, timeout=0.5)
+    with pytest.raises(ProcessError, match=r"did not finish within 0\.5 s") as caught:
+        control.start()
+    assert caught.value.output_tail == ("waiting",)
+
+
+def test_a_missing_program_is_reported(tmp_path):
+    control = CommandControl(start=[str(tmp_path / "no-such-systemctl"), "start", "x"], stop=None, restart=None)
+    with pytest.raises(ProcessError, match="cannot run") as caught:
+        control.start()
+    assert "no-such-systemctl" in str(caught.value)
+
+
+def test_status_command_exit_status_tells_running():
+    running = CommandControl(None, None, None, status=py("print('active')"))
+    stopped = CommandControl(None, None, None, status=py("import sys; print('inactive'); sys.exit(3)"))
+    unknown = CommandControl(None, None, None)
+    assert running.status().running is True and running.status().note == "active"
+    assert stopped.status().running is False and stopped.status().note == "inactive"
+    assert unknown.status().running is None and "health check" in unknown.status().note
+
+
+def test_a_shell_string_is_refused():
+    with pytest.raises(ValueError, match="list of arguments"):
+        CommandControl(start="systemctl restart myapp", stop=None, restart=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="list of arguments"):
+        ManagedProcess("gunicorn app:app", Path("."), Path("p"), Path("l"))  # type: ignore[arg-type]
+
+
+def test_both_modes_speak_the_same_protocol(tmp_path):
+    assert isinstance(CommandControl(None, None, None), ProcessControl)
+    assert isinstance(ManagedProcess(["x"], tmp_path, tmp_path / "p", tmp_path / "l"), ProcessControl)
+
+
+# --- ManagedProcess ---------------------------------------------------------------------------------
+
+APP = """
+import signal, sys, time
+if "--ignore-term" in sys.argv:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("app ready", flush=True)
+time.sleep(60)
+"""
+
+
+def logged_line(process: ManagedProcess, prefix: str) -> str | None:
+    return next((ln for ln in process.log_file.read_text().splitlines() if ln.startswith(prefix)), None)
+
+
+@pytest.fixture
+def managed(tmp_path):
+    """Builds ManagedProcess objects over tmp_path, and kills whatever they left running."""
+    made: list[ManagedProcess] = []
+
+    def make(*args: str, command: list[str] | None = None, stop_timeout: float = 5) -> ManagedProcess:
+        process = ManagedProcess(
+            command or py(APP, *args),
+            cwd=tmp_path,
+            pid_file=tmp_path / "run" / "app.pid",
+            log_file=tmp_path / "log" / "app.log",
+            stop_timeout=stop_timeout,
+        )
+        made.append(process)
+        return process
+
+    yield make
+    for process in made:
+        pid = process.status().pid
+        if pid:
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_start_writes_the_pid_file_and_the_log(managed, tmp_path):
+    process = managed()
+    lines = Lines()
+    process.start(on_line=lines)
+    pid = int(process.pid_file.read_text())
+    assert stat.S_IMODE(process.pid_file.stat().st_mode) == 0o644
+    status = process.status()
+    assert status.running and status.pid == pid and status.started_at is not None and not status.stale_pid_file
+    assert os.getsid(pid) == pid, "detached in its own session"
+    wait_for(lambda: "app ready" in process.log_file.read_text().splitlines(), timeout=5)
+    assert "Rewind starts:" in process.log_file.read_text()
+    assert f"started pid {pid}" in lines.text()
+    assert [name for name in os.listdir(process.pid_file.parent) if not name.startswith("app.pid")] == []
+
+
+def test_second_start_is_refused(managed):
+    process = managed()
+    process.start()
+    pid = process.status().pid
+    with pytest.raises(AlreadyRunning, match=f"already runs as pid {pid}") as caught:
+        managed().start()
+    assert caught.value.pid == pid
+    assert process.status().pid == pid
+
+
+WITH_WORKER = """
+import subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print("worker", worker.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_stop_terminates_the_process_group(managed):
+    process = managed(command=py(WITH_WORKER))
+    process.start()
+    pid = process.status().pid
+    worker = int(wait_for(lambda: logged_line(process, "worker "), timeout=5).split()[1])
+    lines = Lines()
+    process.stop(on_line=lines)
+    assert not alive(pid) and not alive(worker)
+    assert not process.pid_file.exists()
+    assert "sent SIGTERM to process group" in lines.text() and "SIGKILL" not in lines.text()
+    status = process.status()
+    assert status.running is False and not status.stale_pid_file
+    assert f"Rewind stopped pid {pid} (SIGTERM)" in process.log_file.read_text()
+
+
+def test_stop_kills_a_process_that_ignores_sigterm(managed):
+    process = managed("--ignore-term", stop_timeout=0.3)
+    process.start()
+    pid = process.status().pid
+    wait_for(lambda: "app ready" in process.log_file.read_text().splitlines(), timeout=5)  # its handler is in place
+    lines = Lines()
+    process.stop(on_line=lines)
+    assert not alive(pid)
+    assert "still running after 0.3 s; sent SIGKILL" in lines.text()
+    assert not process.pid_file.exists()
+
+
+def test_stop_when_not_running_is_a_no_op(managed):
+    lines = Lines()
+    managed().stop(on_line=lines)
+    assert lines == [("out", "not running (no pid file)")]
+
+
+def test_stale_pid_file_of_a_dead_process(managed):
+    gone = subprocess.Popen([PY, "-c", "pass"])
+    gone.wait()
+    process = managed()
+    process.pid_file.parent.mkdir(parents=True)
+    process.pid_file.write_text(f"{gone.pid}\n")
+    status = process.status()
+    assert status.running is False and status.stale_pid_file
+    assert f"pid {gone.pid}, which is no longer running" in status.note
+    lines = Lines()
+    process.start(on_line=lines)
+    assert "removed the stale pid file" in lines.text()
+    assert process.status().running and process.status().pid != gone.pid
+
+
+def test_a_reused_pid_is_not_taken_for_the_application(managed):
+    process = managed()
+    process.pid_file.parent.mkdir(parents=True)
+    process.pid_file.write_text(f"{os.getpid()}\n")  # alive, but it is this test run, not the application
+    status = process.status()
+    assert status.running is False and status.stale_pid_file and "another program" in status.note
+    process.stop()  # must not signal the test run
+    assert not process.pid_file.exists()
+
+
+def test_a_garbled_pid_file_is_stale(managed):
+    process = managed()
+    process.pid_file.parent.mkdir(parents=True)
+    process.pid_file.write_text("not-a-pid")
+    assert process.status().stale_pid_file
+    process.start()
+    assert process.status().running
+
+
+def test_restart_gives_a_new_pid(managed):
+    process = managed()
+    process.start()
+    first = process.status().pid
+    process.restart()
+    second = process.status().pid
+    assert second != first and not alive(first) and alive(second)
+
+
+def test_restart_starts_what_was_not_running(managed):
+    process = managed()
+    process.restart()
+    assert process.status().running
+
+
+def test_a_missing_program_is_reported_and_leaves_no_pid_file(managed, tmp_path):
+    process = managed(command=[str(tmp_path / "no-such-gunicorn"), "app:app"])
+    with pytest.raises(ProcessError, match="cannot run") as caught:
+        process.start()
+    assert "no-such-gunicorn" in str(caught.value) and "fix:" in str(caught.value)
+    assert not process.pid_file.exists()
+
+
+STARTER = """
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from app.targets.process import ManagedProcess
+spec = json.loads(sys.argv[2])
+keep_r, keep_w = os.pipe()  # a descriptor the application must not inherit
+os.set_inheritable(keep_r, True)
+os.set_inheritable(keep_w, True)
+process = ManagedProcess(spec["command"], spec["cwd"], spec["pid_file"], spec["log_file"])
+process.start()
+print(process.status().pid, flush=True)
+if spec["linger"]:
+    time.sleep(60)
+"""
+
+
+def start_from_another_process(tmp_path: Path, linger: bool) -> tuple[subprocess.Popen, int, ManagedProcess]:
+    spec = {
+        "command": py(APP),
+        "cwd": str(tmp_path),
+        "pid_file": str(tmp_path / "app.pid"),
+        "log_file": str(tmp_path / "app.log"),
+        "linger": linger,
+    }
+    starter = subprocess.Popen(
+        [PY, "-c", STARTER, str(REPO), json.dumps(spec)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    pid = int(starter.stdout.readline())
+    return starter, pid, ManagedProcess(spec["command"], tmp_path, tmp_path / "app.pid", tmp_path / "app.log")
+
+
+def test_the_application_outlives_the_process_that_started_it(tmp_path):
+    starter, pid, process = start_from_another_process(tmp_path, linger=False)
+    try:
+        assert starter.wait(timeout=10) == 0
+        wait_for(lambda: "app ready" in process.log_file.read_text().splitlines(), timeout=5)
+        assert alive(pid) and process.status().pid == pid
+        targets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert targets == {"/dev/null", str(process.log_file)}, "inherits none of its starter's descriptors"
+        process.stop()  # another Rewind process can stop it from the pid file
+        assert not alive(pid)
+    finally:
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_the_application_survives_its_starter_being_killed_with_its_group(tmp_path):
+    starter, pid, process = start_from_another_process(tmp_path, linger=True)
+    try:
+        os.killpg(starter.pid, signal.SIGKILL)  # as when Rewind's own service is stopped hard
+        starter.wait(timeout=5)
+        assert alive(pid) and process.status().running
+    finally:
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "command", "expected"),
+    [
+        (["gunicorn", "app:app", "-b", ":8000"], ["gunicorn", "app:app", "-b", ":8000"], True),
+        (["/srv/.venv/bin/python", "/srv/.venv/bin/gunicorn", "app:app"], ["/srv/.venv/bin/gunicorn", "app:app"], True),
+        (["gunicorn: master [app:app]"], ["gunicorn", "app:app"], True),
+        (["gunicorn", "other:app"], ["gunicorn", "app:app"], False),
+        (["/usr/sbin/sshd", "-D"], ["gunicorn", "app:app"], False),
+        ([], ["gunicorn"], False),
+    ],
+)
+def test_recognising_the_command_in_a_process_command_line(cmdline, command, expected):
+    assert _is_this_command(cmdline, command) is expected
