@@ -76,9 +76,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.audit.views import bp as audit_bp
     from app.auth.views import bp as auth_bp
     from app.dashboard.views import bp as dashboard_bp
+    from app.deployments.views import bp as deployments_bp
     from app.jobs.views import bp as jobs_bp
 
-    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp):
+    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, deployments_bp):
         app.register_blueprint(bp)
     _init_jobs(app, settings)
 
@@ -94,7 +95,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-RUNBOOK_MODULES = ("app.jobs.selfcheck",)
+RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks")
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:

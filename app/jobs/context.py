@@ -34,6 +34,8 @@ class JobContext:
         self.step: int | None = None
         self.result: str | None = None
         self.verification: tuple[bool, str] | None = None
+        self.runbook_title = job.runbook
+        self.state: dict = {}  # what one step leaves for a later one (e.g. the commit a deploy started from)
         self._cancel_checked = 0.0
         self._cancelled_by: str | None = None
 

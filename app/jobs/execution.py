@@ -32,6 +32,7 @@ def execute(job_id: int) -> JobState:
     except runbooks.UnknownRunbook as exc:
         return _finish(job, writer, ctx, actor, JobState.FAILED, f"{exc}; it may have been removed since queueing")
 
+    ctx.runbook_title = book.title
     record("job.start", actor=actor, target=job.target, details={"job_id": job.id, "runbook": job.runbook})
     writer.emit("job", {"state": JobState.RUNNING.value, "steps": [s.title for s in book.steps]})
 

@@ -50,6 +50,8 @@ class ProcessConfig:
     command: tuple[str, ...] | None = None
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    pid_file: Path | None = None  # managed mode; default under Rewind's instance folder
+    log_file: Path | None = None
 
     @property
     def managed(self) -> bool:
@@ -226,7 +228,11 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             command=proc_t.argv("command"),
             cwd=proc_t.path_("cwd"),
             env={str(k): str(proc_t._resolve("env", v)) for k, v in env_table.items()},
+            pid_file=proc_t.path_("pid_file"),
+            log_file=proc_t.path_("log_file"),
         )
+        if (process.pid_file or process.log_file) and not process.command:
+            raise proc_t.fail("pid_file", "pid_file and log_file belong to a managed process (command)")
         if process.command and (process.start or process.stop or process.restart):
             raise proc_t.fail("command", "use either command (managed by Rewind) or start/stop/restart, not both")
         if not process.command and not (process.restart or (process.start and process.stop)):

@@ -13,7 +13,7 @@ from flask import current_app
 
 from app.targets.config import TargetConfig, TargetsFileError, load_targets
 
-__all__ = ["TargetsFileError", "UnknownTarget", "check_target", "get_target", "target_names", "targets"]
+__all__ = ["TargetsFileError", "UnknownTarget", "check_target", "get_target", "target", "target_names", "targets"]
 
 
 class UnknownTarget(LookupError):
@@ -55,3 +55,10 @@ def get_target(name: str) -> TargetConfig:
 
 def check_target(name: str) -> str:
     return get_target(name).name
+
+
+def target(name: str):
+    """The Target with its adapters; raises UnknownTarget."""
+    from app.targets.target import Target
+
+    return Target(get_target(name), current_app.config["REWIND_SETTINGS"].instance_dir)

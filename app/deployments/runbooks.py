@@ -1,0 +1,260 @@
+"""Code rollback runbooks: revert, reset, deploy, restart, stop, start, verify.
+
+Every runbook that changes a target records a checkpoint first and ends by
+verifying the target; a commit that passes is marked known-good.
+"""
+
+from __future__ import annotations
+
+from app.auth.roles import Role
+from app.deployments import steps
+from app.jobs.context import JobContext
+from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.targets import registry
+from app.targets.git import GitError
+from app.targets.process import ProcessError
+
+
+def _repo(target: str | None):
+    try:
+        return registry.target(target).git()
+    except GitError as exc:
+        raise ParamError("target", str(exc)) from None
+
+
+def _commit(param: str):
+    def check(value: str, target: str | None) -> str:
+        try:
+            return _repo(target).resolve(value)
+        except GitError as exc:
+            raise ParamError(param, exc.message) from None
+
+    return check
+
+
+def _commits(value: str, target: str | None) -> list[str]:
+    ids = [part for part in value.replace(",", " ").split() if part]
+    if not ids:
+        raise ParamError("commits", "name at least one commit")
+    repo = _repo(target)
+    resolved = []
+    for ref in ids:
+        try:
+            resolved.append(repo.resolve(ref))
+        except GitError as exc:
+            raise ParamError("commits", exc.message) from None
+    # Newest first, so each revert applies on top of the ones after it.
+    return sorted(set(resolved), key=lambda sha: repo.commit(sha).time, reverse=True)
+
+
+def _deploy_ref(value: str, target: str | None) -> str:
+    try:
+        return _repo(target).resolve_ref_for_deploy(value)
+    except GitError as exc:
+        raise ParamError("ref", exc.message) from None
+
+
+def _confirm_protected(params: dict, target: str | None) -> None:
+    config = registry.get_target(target)
+    if config.protected and params.get("confirm") != target:
+        raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm the reset")
+
+
+# --- step functions -----------------------------------------------------------------
+
+
+def revert_commits(ctx: JobContext) -> None:
+    shas = ctx.params["commits"]
+    ctx.log(f"reverting {len(shas)} commit(s), newest first: {', '.join(s[:12] for s in shas)}")
+    try:
+        head = steps.git_of(ctx).revert(shas, on_line=steps.say(ctx))
+    except GitError as exc:
+        raise StepFailed(ctx.redact(exc.message)) from None
+    ctx.set_result(f"Reverted {len(shas)} commit(s); {ctx.target} now runs {head[:12]}.")
+    ctx.progress(1.0, head[:12])
+
+
+def tag_old_head(ctx: JobContext) -> None:
+    tag = steps.git_of(ctx).tag_safety()
+    ctx.state["safety_tag"] = tag
+    ctx.log(f"the old head is kept as tag {tag}")
+    ctx.progress(1.0, tag)
+
+
+def reset_branch(ctx: JobContext) -> None:
+    sha = ctx.params["commit"]
+    try:
+        head = steps.git_of(ctx).reset_hard(sha, on_line=steps.say(ctx))
+    except GitError as exc:
+        raise StepFailed(ctx.redact(exc.message)) from None
+    ctx.set_result(f"Reset {ctx.target} to {head[:12]}; the old head is tag {ctx.state.get('safety_tag')}.")
+    ctx.progress(1.0, head[:12])
+
+
+def merge_ref(ctx: JobContext) -> None:
+    sha = ctx.params["ref"]
+    try:
+        head = steps.git_of(ctx).merge(sha, on_line=steps.say(ctx))
+    except GitError as exc:
+        raise StepFailed(ctx.redact(exc.message)) from None
+    ctx.state["deployed"] = head
+    ctx.set_result(f"Deployed {sha[:12]}; {ctx.target} now runs {head[:12]}.")
+    ctx.progress(1.0, head[:12])
+
+
+def verify_or_roll_back(ctx: JobContext) -> None:
+    """After a deploy: verify, and when that fails on an auto_rollback target, put the old commit back."""
+    passed, detail = steps.check_health(ctx)
+    if passed:
+        steps.verify_passed(ctx, detail)
+        return
+    target = steps.target_of(ctx)
+    start = ctx.state["start_commit"]
+    if not target.config.auto_rollback:
+        ctx.verified(False, detail)
+        raise StepFailed(f"{detail}. auto_rollback is off for {ctx.target}: roll back by hand (revert or reset).")
+    ctx.log(f"verification failed ({detail}); rolling back to {start[:12]} as auto_rollback says")
+    repo = steps.git_of(ctx)
+    try:
+        tag = repo.tag_safety(prefix="rewind/failed-deploy")
+        repo.reset_hard(start, on_line=steps.say(ctx))
+        ctx.log(f"the failed deploy is kept as tag {tag}")
+        control = target.process()
+        if control is not None:
+            control.restart(on_line=steps.say(ctx))
+    except (GitError, ProcessError) as exc:
+        ctx.verified(False, detail)
+        raise StepFailed(f"{detail}; the automatic rollback failed too: {ctx.redact(str(exc))}") from None
+    again, detail_again = steps.check_health(ctx)
+    ctx.verified(again, detail_again)
+    if again:
+        raise StepFailed(
+            f"Deploy failed verification ({detail}). Rolled back automatically to {start[:12]}, "
+            f"which is healthy again; the failed deploy is kept as tag {tag}."
+        )
+    raise StepFailed(f"Deploy failed verification ({detail}) and so did the rollback to {start[:12]}: {detail_again}")
+
+
+def stop_app(ctx: JobContext) -> None:
+    control = steps.target_of(ctx).process()
+    if control is None:
+        raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process]")
+    try:
+        control.stop(on_line=steps.say(ctx))
+    except ProcessError as exc:
+        raise StepFailed(ctx.redact(str(exc))) from None
+    ctx.set_result(f"{ctx.target} is stopped.")
+
+
+def start_app(ctx: JobContext) -> None:
+    control = steps.target_of(ctx).process()
+    if control is None:
+        raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process]")
+    try:
+        control.start(on_line=steps.say(ctx))
+    except ProcessError as exc:
+        raise StepFailed(ctx.redact(str(exc))) from None
+
+
+def push(ctx: JobContext) -> None:
+    steps.push(ctx)
+
+
+def force_push(ctx: JobContext) -> None:
+    steps.push(ctx, force=True)
+
+
+CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
+RESTART = Step("restart", "Restart the application", steps.restart)
+VERIFY = Step("verify", "Verify health", steps.verify)
+
+register(
+    Runbook(
+        name="revert",
+        title="Revert commits",
+        description="git revert the chosen commits (newest first), restart and verify; push if a remote is set.",
+        role=Role.OPERATOR,
+        mutates=True,
+        params=(Param("commits", "Commits", check=_commits, help="one or more commit ids, 7-40 hex characters"),),
+        steps=(CHECKPOINT, Step("revert", "Revert", revert_commits), RESTART, VERIFY, Step("push", "Push", push)),
+    )
+)
+register(
+    Runbook(
+        name="reset",
+        title="Reset to a commit",
+        description="Tag the current head, git reset --hard to the commit, restart and verify.",
+        role=Role.ADMIN,
+        mutates=True,
+        params=(
+            Param("commit", "Commit", check=_commit("commit")),
+            Param("confirm", "Type the target name to confirm", required=False, default=""),
+        ),
+        check=_confirm_protected,
+        steps=(
+            CHECKPOINT,
+            Step("tag", "Tag the current head", tag_old_head),
+            Step("reset", "Reset", reset_branch),
+            RESTART,
+            VERIFY,
+            Step("push", "Force-push (if enabled)", force_push),
+        ),
+    )
+)
+register(
+    Runbook(
+        name="deploy",
+        title="Deploy a branch or commit",
+        description="Merge into the deployed branch, restart and verify; on failure roll back if auto_rollback is on.",
+        role=Role.OPERATOR,
+        mutates=True,
+        params=(Param("ref", "Branch or commit", check=_deploy_ref),),
+        steps=(
+            CHECKPOINT,
+            Step("merge", "Merge", merge_ref),
+            RESTART,
+            Step("verify", "Verify health", verify_or_roll_back),
+            Step("push", "Push", push),
+        ),
+    )
+)
+register(
+    Runbook(
+        name="restart",
+        title="Restart",
+        description="Restart the application and verify it.",
+        role=Role.OPERATOR,
+        mutates=True,
+        steps=(RESTART, VERIFY),
+    )
+)
+register(
+    Runbook(
+        name="stop",
+        title="Stop",
+        description="Stop the application.",
+        role=Role.OPERATOR,
+        mutates=True,
+        steps=(Step("stop", "Stop the application", stop_app),),
+    )
+)
+register(
+    Runbook(
+        name="start",
+        title="Start",
+        description="Start the application and verify it.",
+        role=Role.OPERATOR,
+        mutates=True,
+        steps=(Step("start", "Start the application", start_app), VERIFY),
+    )
+)
+register(
+    Runbook(
+        name="verify",
+        title="Verify",
+        description="Check health (and the smoke test) without changing anything.",
+        role=Role.OPERATOR,
+        mutates=False,
+        steps=(VERIFY,),
+    )
+)

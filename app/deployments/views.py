@@ -1,0 +1,79 @@
+"""Deployment history per target: commits, what is deployed, known-good marks, checkpoints, diffs."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+
+from app.auth.guards import requires
+from app.auth.roles import Role
+from app.deployments import checkpoints
+from app.jobs import service
+from app.targets import registry
+from app.targets.git import COMMIT_ID, GitError
+
+bp = Blueprint("deployments", __name__)
+
+HISTORY = 30
+
+
+def _target_or_404(name: str):
+    try:
+        return registry.target(name)
+    except registry.UnknownTarget as exc:
+        abort(404, description=f"{str(exc).capitalize()}.")
+
+
+@bp.get("/deployments")
+@requires(Role.VIEWER)
+def index():
+    names = registry.target_names()
+    return render_template("deployments/index.html", names=names)
+
+
+@bp.get("/targets/<name>/deployments")
+@requires(Role.VIEWER)
+def history(name: str):
+    target = _target_or_404(name)
+    before = request.args.get("before") or None
+    if before is not None and not COMMIT_ID.match(before):
+        abort(400, description="before: expected a commit id of 7-40 hex characters")
+    problem, commits, head = None, [], None
+    try:
+        repo = target.git()
+        head = repo.head()
+        commits = repo.history(limit=HISTORY + 1, before=before)
+    except GitError as exc:
+        problem = exc.message
+    more = len(commits) > HISTORY
+    commits = commits[:HISTORY]
+    return render_template(
+        "deployments/history.html",
+        target=target,
+        commits=commits,
+        head=head,
+        problem=problem,
+        known_good=checkpoints.known_good(name),
+        checkpoints=checkpoints.recent_checkpoints(name),
+        next_before=commits[-1].sha if more else None,
+        busy=service.busy_job(name),
+    )
+
+
+@bp.get("/targets/<name>/commits/<sha>")
+@requires(Role.VIEWER)
+def commit(name: str, sha: str):
+    target = _target_or_404(name)
+    try:
+        repo = target.git()
+        full = repo.resolve(sha)
+        detail = repo.show(full)
+        head = repo.head()
+    except GitError as exc:
+        abort(404, description=exc.message)
+    return render_template(
+        "deployments/commit.html",
+        target=target,
+        detail=detail,
+        head=head,
+        known_good=checkpoints.known_good(name),
+    )

@@ -1,0 +1,171 @@
+"""Code rollback runbooks on a real git repository and a real managed process."""
+
+import json
+import urllib.request
+
+import pytest
+from sqlalchemy import select
+
+from app.audit.store import Actor
+from app.deployments.models import Checkpoint, KnownGood
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs import service
+from app.jobs.events import load_view
+from app.jobs.models import Job
+from app.jobs.runbook import ParamError
+from tests.conftest import wait_for
+from tests.deployments.conftest import write_targets
+from tests.support.targets import commit, git
+
+ADMIN = Actor(None, "ada")
+
+
+def run(app, name, target="staging", **params):
+    with app.app_context():
+        book = runbooks.get(name)
+        parsed = book.parse_params({k: str(v) for k, v in params.items()}, target)
+        job_id = service.enqueue(book, target, parsed, ADMIN).id
+
+    def done():
+        with app.app_context():
+            return db.session.get(Job, job_id).state in ("succeeded", "failed", "cancelled")
+
+    wait_for(done, timeout=60)
+    with app.app_context():
+        job = db.session.get(Job, job_id)
+        view = load_view(job)
+        db.session.expunge(job)
+        return job, view
+
+
+def health(target) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(target.url, timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def log_text(view) -> str:
+    return "\n".join(line for _, _, line in view.lines)
+
+
+def test_revert_restarts_verifies_and_marks_known_good(app, runner, code_target):
+    before = code_target.head()
+    job, view = run(app, "revert", commits=code_target.commits[2][:8])  # "Greet in French"
+    assert job.state == "succeeded", job.result
+    assert job.verification == "passed"
+    assert health(code_target) == (200, {"status": "healthy", "greeting": "hello"})
+    assert git(code_target.repo, "log", "-1", "--format=%s").startswith('Revert "Greet in French"')
+    with app.app_context():
+        (checkpoint,) = db.session.scalars(select(Checkpoint)).all()
+        assert (checkpoint.target, checkpoint.commit, checkpoint.job_id) == ("staging", before, job.id)
+        marked = db.session.scalars(select(KnownGood.commit)).all()
+        assert marked == [code_target.head()]
+    assert [s.state for s in view.steps] == ["succeeded"] * 5
+    assert "no remote configured" in log_text(view)
+
+
+def test_revert_conflict_fails_cleanly_naming_the_file(app, runner, code_target):
+    before = code_target.head()
+    job, view = run(app, "revert", commits=code_target.commits[1])  # CHANGES.md was edited after it
+    assert job.state == "failed"
+    assert "CHANGES.md" in job.result
+    assert code_target.head() == before
+    assert git(code_target.repo, "status", "--porcelain") == ""
+    assert view.steps[1].state == "failed" and view.steps[2].state == "pending"
+
+
+def test_reset_tags_the_old_head_first(app, runner, code_target):
+    before = code_target.head()
+    job, _ = run(app, "reset", commit=code_target.commits[0])
+    assert job.state == "succeeded", job.result
+    assert code_target.head() == code_target.commits[0]
+    tags = git(code_target.repo, "tag", "--list", "rewind/pre-reset/*").split()
+    assert len(tags) == 1 and git(code_target.repo, "rev-list", "-n1", tags[0]) == before
+    assert tags[0] in job.result
+    assert health(code_target)[1]["greeting"] == "hello"
+
+
+def test_reset_on_a_protected_target_needs_the_typed_name(app, code_target):
+    write_targets(app, code_target, protected=True)
+    with app.app_context():
+        book = runbooks.get("reset")
+        with pytest.raises(ParamError, match="type its name, staging, to confirm"):
+            book.parse_params({"commit": code_target.commits[0], "confirm": "stagin"}, "staging")
+        assert book.parse_params({"commit": code_target.commits[0], "confirm": "staging"}, "staging")
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"commits": "zzzzzzz"}, "7 to 40 hex characters"),
+        ({"commits": "1234567"}, "no commit .1234567. in this repository"),
+        ({"commits": "--help"}, "7 to 40 hex characters"),
+    ],
+)
+def test_bad_commit_ids_are_refused_before_queueing(app, code_target, params, message):
+    with app.app_context(), pytest.raises(ParamError, match=message):
+        runbooks.get("revert").parse_params(params, "staging")
+
+
+def test_commit_on_another_branch_is_not_revertable(app, code_target):
+    bad = git(code_target.repo, "rev-parse", "feature/bad")
+    with app.app_context(), pytest.raises(ParamError, match="not in the history"):
+        runbooks.get("revert").parse_params({"commits": bad}, "staging")
+
+
+def test_bad_deploy_without_auto_rollback_fails_then_revert_heals(app, runner, code_target):
+    job, view = run(app, "deploy", ref="feature/bad")
+    assert job.state == "failed" and job.verification == "failed"
+    assert "did not become healthy" in job.result and "auto_rollback is off" in job.result
+    assert health(code_target)[0] == 500
+    bad = code_target.head()
+    job, _ = run(app, "revert", commits=bad)
+    assert job.state == "succeeded", job.result
+    assert health(code_target)[0] == 200
+
+
+def test_bad_deploy_with_auto_rollback_puts_the_old_commit_back(app, runner, code_target):
+    write_targets(app, code_target, auto_rollback=True)
+    start = code_target.head()
+    job, view = run(app, "deploy", ref="feature/bad")
+    assert job.state == "failed"
+    assert "Rolled back automatically" in job.result and "healthy again" in job.result
+    assert job.verification == "passed", "the final check is of the rolled-back target"
+    assert code_target.head() == start
+    assert git(code_target.repo, "tag", "--list", "rewind/failed-deploy/*")
+    assert health(code_target)[0] == 200
+
+
+def test_good_deploy_fast_forwards(app, runner, code_target):
+    git(code_target.repo, "checkout", "-q", "-b", "feature/good")
+    new = commit(code_target.repo, "Add a README", **{"README.md": "hello\n"})
+    git(code_target.repo, "checkout", "-q", "main")
+    job, _ = run(app, "deploy", ref="feature/good")
+    assert job.state == "succeeded", job.result
+    assert code_target.head() == new
+
+
+def test_failed_health_check_fails_the_job_with_a_clear_message(app, runner, code_target):
+    with app.app_context():
+        from app.targets import registry
+
+        registry.target("staging").process().stop()
+    job, view = run(app, "verify")
+    assert job.state == "failed" and job.verification == "failed"
+    assert "did not become healthy within 5 s" in job.result
+    assert "connection refused" in log_text(view).lower()
+
+
+def test_restart_gives_a_new_process(app, runner, code_target):
+    with app.app_context():
+        from app.targets import registry
+
+        before = registry.target("staging").process().status().pid
+    job, _ = run(app, "restart")
+    assert job.state == "succeeded", job.result
+    with app.app_context():
+        after = registry.target("staging").process().status().pid
+    assert after and after != before
