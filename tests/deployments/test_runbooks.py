@@ -117,7 +117,7 @@ def test_commit_on_another_branch_is_not_revertable(app, code_target):
 
 
 def test_bad_deploy_without_auto_rollback_fails_then_revert_heals(app, runner, code_target):
-    job, view = run(app, "deploy", ref="feature/bad")
+    job, _ = run(app, "deploy", ref="feature/bad")
     assert job.state == "failed" and job.verification == "failed"
     assert "did not become healthy" in job.result and "auto_rollback is off" in job.result
     assert health(code_target)[0] == 500
@@ -130,7 +130,7 @@ def test_bad_deploy_without_auto_rollback_fails_then_revert_heals(app, runner, c
 def test_bad_deploy_with_auto_rollback_puts_the_old_commit_back(app, runner, code_target):
     write_targets(app, code_target, auto_rollback=True)
     start = code_target.head()
-    job, view = run(app, "deploy", ref="feature/bad")
+    job, _ = run(app, "deploy", ref="feature/bad")
     assert job.state == "failed"
     assert "Rolled back automatically" in job.result and "healthy again" in job.result
     assert job.verification == "passed", "the final check is of the rolled-back target"
