@@ -8,7 +8,7 @@ import time
 import pytest
 
 from app.auth.roles import Role
-from tests.support.apps import PostgresTemplate, SqliteTemplate, add_user, build_app, login
+from tests.support.apps import PostgresTemplate, SqliteTemplate, add_role_users, build_app, login
 from tests.support.postgres import PostgresUnavailable, TempPostgres
 
 TARGETS = """\
@@ -62,6 +62,12 @@ def sqlite_template(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sqlite_users_template(tmp_path_factory):
+    """The same, with the three role accounts already made (password hashing is slow on purpose)."""
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite-users-template"), seed=add_role_users)
+
+
+@pytest.fixture(scope="session")
 def pg_template(pg_server, tmp_path_factory):
     return PostgresTemplate(pg_server, tmp_path_factory.mktemp("pg-template"))
 
@@ -72,6 +78,8 @@ def app(request, tmp_path, sqlite_template):
     kind = getattr(request, "param", "sqlite")
     if kind == "postgresql":
         url = request.getfixturevalue("pg_template").new_url(tmp_path)
+    elif "users" in request.fixturenames:
+        url = request.getfixturevalue("sqlite_users_template").new_url(tmp_path)
     else:
         url = sqlite_template.new_url(tmp_path)
     instance = tmp_path / "instance"
@@ -96,8 +104,17 @@ def client(app):
 
 @pytest.fixture
 def users(app):
-    """One account per role, all with the same password."""
-    return {role: add_user(app, role.label, role) for role in Role}
+    """One account per role, named after it, all with the same password."""
+    with app.app_context():
+        from sqlalchemy import select
+
+        from app.auth.models import User
+        from app.extensions import db
+
+        existing = {u.name: u.id for u in db.session.scalars(select(User))}
+    if all(role.label in existing for role in Role):
+        return {role: existing[role.label] for role in Role}
+    return add_role_users(app)
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ from sqlalchemy import select, text
 from app.audit.models import AuditEvent
 from app.auth.guards import public, requires
 from app.auth.roles import Role
+from app.dashboard.cards import build_cards
 from app.extensions import db
+from app.targets.monitor import monitor
 
 bp = Blueprint("dashboard", __name__)
 
@@ -28,14 +30,24 @@ def index():
     ok, db_status = ops_database_status()
     recent = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(10)).all()
     settings = current_app.config["REWIND_SETTINGS"]
+    health = monitor(current_app._get_current_object())
     return render_template(
         "dashboard/index.html",
+        cards=build_cards(health.reading),
         db_ok=ok,
         db_status=db_status,
         recent=recent,
         config_path=settings.config_path,
         config_exists=settings.config_path.exists(),
     )
+
+
+@bp.get("/dashboard/cards")
+@requires(Role.VIEWER)
+def cards():
+    """The target cards alone: the dashboard refreshes them by itself."""
+    health = monitor(current_app._get_current_object())
+    return render_template("dashboard/_cards.html", cards=build_cards(health.reading))
 
 
 @bp.get("/healthz")

@@ -23,8 +23,12 @@ from app.settings import load_settings
 _counter = itertools.count(1)
 
 
+# Every test app shares these, so a template database's audit rows verify in any copy of it.
+TEST_KEYS = {"REWIND_AUDIT_KEY": "test-audit-key-" + "a" * 32, "REWIND_SECRET_KEY": "test-secret-key-" + "s" * 32}
+
+
 def build_app(instance_dir: Path, database_url: str | None = None, **env: str) -> Flask:
-    values = {"REWIND_INSTANCE_DIR": str(instance_dir), **env}
+    values = {"REWIND_INSTANCE_DIR": str(instance_dir), **TEST_KEYS, **env}
     if database_url:
         values["REWIND_DATABASE_URL"] = database_url
     return create_app(load_settings(values))
@@ -40,9 +44,17 @@ def migrate(app: Flask) -> None:
 
 
 class SqliteTemplate:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, seed=None) -> None:
+        """Migrate once; seed(app), when given, adds rows every copy starts with."""
         self.path = root / "template.db"
-        migrate(build_app(root / "template-instance", f"sqlite:///{self.path}"))
+        app = build_app(root / "template-instance", f"sqlite:///{self.path}")
+        migrate(app)
+        if seed is not None:
+            seed(app)
+            from app.extensions import db
+
+            with app.app_context():
+                db.engine.dispose()
 
     def new_url(self, where: Path) -> str:
         target = where / "rewind.db"
@@ -58,6 +70,11 @@ class PostgresTemplate:
 
     def new_url(self, where: Path) -> str:
         return self.server.create_database(f"rewind_{next(_counter)}", template="rewind_template")
+
+
+def add_role_users(app: Flask) -> dict[Role, int]:
+    """One account per role, named after it, all with the same password."""
+    return {role: add_user(app, role.label, role) for role in Role}
 
 
 def add_user(app: Flask, name: str, role: Role, password: str = "correct-horse-battery") -> int:

@@ -1,0 +1,51 @@
+"""One card per target: what runs, whether it is healthy, what was good, what is happening."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.deployments import checkpoints
+from app.jobs import service
+from app.jobs.models import Job
+from app.targets import registry
+from app.targets.git import GitError
+from app.targets.monitor import Reading
+
+
+@dataclass(frozen=True)
+class TargetCard:
+    name: str
+    protected: bool
+    head: str | None
+    subject: str | None
+    problem: str | None  # why the repository could not be read
+    health: Reading | None
+    known_good: str | None
+    busy: Job | None
+
+
+def build_cards(health_of) -> list[TargetCard]:
+    cards = []
+    for name in registry.target_names():
+        target = registry.target(name)
+        head = subject = problem = None
+        try:
+            repo = target.git()
+            head = repo.head()
+            subject = repo.commit(head).subject
+        except GitError as exc:
+            problem = exc.message
+        good = checkpoints.last_known_good(name)
+        cards.append(
+            TargetCard(
+                name=name,
+                protected=target.config.protected,
+                head=head,
+                subject=subject,
+                problem=problem,
+                health=health_of(name),
+                known_good=good.commit if good else None,
+                busy=service.busy_job(name),
+            )
+        )
+    return cards

@@ -1,0 +1,48 @@
+"""`flask rewind demo`: build (or start again) the demo sandbox and point the targets file at it."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from app.demo import targetsfile
+from app.demo.build import DemoError, build_demo, stop_demo
+
+
+@click.command("demo")
+@click.option("--reset", is_flag=True, help="Stop the demo apps and rebuild both targets from scratch.")
+@click.option("--no-start", is_flag=True, help="Build, but leave the demo apps stopped.")
+@click.option("--stop", "stop_only", is_flag=True, help="Stop the demo apps, and do nothing else.")
+@click.option(
+    "--skip-if-configured",
+    is_flag=True,
+    help="Do nothing (and succeed) when the targets file is your own rather than the demo's.",
+)
+@with_appcontext
+def demo(reset: bool, no_start: bool, stop_only: bool, skip_if_configured: bool) -> None:
+    """Two demo targets, staging and production, to try rollbacks on.
+
+    Each is a small Flask app in its own git repository (with a bad branch for
+    drills), a SQLite database built by its Alembic migrations, a GnuPG key for
+    its backups, and a process Rewind supervises. Running it again only starts
+    the demo apps that are not running.
+    """
+    settings = current_app.config["REWIND_SETTINGS"]
+    root = settings.instance_dir / "demo"
+    path = settings.config_path
+    if stop_only:
+        stopped = stop_demo(root, on_line=click.echo)
+        click.echo(f"stopped: {', '.join(stopped)}" if stopped else "no demo app was running")
+        return
+    if skip_if_configured and path.exists() and not targetsfile.written_by_demo(path):
+        click.echo(f"{path} is your own targets file; the demo is not built")
+        return
+    try:
+        targets = build_demo(root, path, reset=reset, start=not no_start, on_line=click.echo)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("")
+    for t in targets.values():
+        click.echo(f"  {t.name:<11} {t.base_url}   repo {t.app_dir}")
+    click.echo(f"Targets file: {path}")

@@ -1,0 +1,73 @@
+"""Background health checks: every target probed every 30 s, the last answer kept for the dashboard."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import Flask
+
+from app.targets import registry
+from app.targets.health import Probe
+
+log = logging.getLogger(__name__)
+
+INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True)
+class Reading:
+    probe: Probe | None  # None: the target has no health check configured
+    checked_at: float
+
+
+class HealthMonitor:
+    def __init__(self, app: Flask, interval_s: float = INTERVAL_S) -> None:
+        self.app = app
+        self.interval_s = interval_s
+        self._readings: dict[str, Reading] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> HealthMonitor:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="rewind-health", daemon=True)
+                self._thread.start()
+        return self
+
+    def reading(self, target: str) -> Reading | None:
+        with self._lock:
+            return self._readings.get(target)
+
+    def check_now(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        with self.app.app_context():
+            while True:
+                try:
+                    self.probe_all()
+                except Exception:
+                    log.exception("health monitor pass failed")
+                self._wake.wait(self.interval_s)
+                self._wake.clear()
+
+    def probe_all(self) -> None:
+        for name in registry.target_names():
+            check = registry.target(name).health()
+            probe = check.probe(request_timeout_s=3) if check else None
+            with self._lock:
+                self._readings[name] = Reading(probe, time.time())
+
+
+def monitor(app: Flask) -> HealthMonitor:
+    """This process's monitor, started on first use."""
+    existing = app.extensions.get("rewind.health")
+    if existing is None:
+        with app.extensions["rewind.fanout_lock"]:
+            existing = app.extensions.setdefault("rewind.health", HealthMonitor(app))
+    return existing.start()
