@@ -1,0 +1,81 @@
+"""Deployment pages and dashboard cards, on a real repository and process."""
+
+from app.auth.roles import Role
+from tests.conftest import wait_for
+from tests.support.apps import post
+
+
+def test_history_marks_the_deployed_commit_and_offers_actions(app, users, as_role, code_target):
+    page = as_role(Role.ADMIN).get("/targets/staging/deployments").get_data(as_text=True)
+    head = code_target.commits[-1][:12]
+    assert f"Deployed: <code>{head}</code>" in page
+    for subject in ("Serve a health endpoint", "Greet in French", "Note 1.1 in the changelog"):
+        assert subject in page
+    assert "Break health on purpose" not in page, "only the deployed branch is listed"
+    assert page.count(">Revert</button>") == 4 and page.count("Reset to here") == 3
+
+
+def test_viewers_see_history_without_buttons(app, users, as_role, code_target):
+    page = as_role(Role.VIEWER).get("/targets/staging/deployments").get_data(as_text=True)
+    assert "Greet in French" in page and ">Revert</button>" not in page and "Reset to here" not in page
+
+
+def test_commit_page_shows_the_diff(app, users, as_role, code_target):
+    client = as_role(Role.VIEWER)
+    page = client.get(f"/targets/staging/commits/{code_target.commits[2][:10]}").get_data(as_text=True)
+    assert "Greet in French" in page and "+GREETING = &#34;bonjour&#34;" in page
+    missing = client.get("/targets/staging/commits/1234567")
+    assert missing.status_code == 404 and "no commit" in missing.get_data(as_text=True)
+    bad = client.get("/targets/staging/commits/not-hex")
+    assert bad.status_code == 404 and "7 to 40 hex characters" in bad.get_data(as_text=True)
+
+
+def test_unknown_target_is_404(as_role, users):
+    response = as_role(Role.VIEWER).get("/targets/mars/deployments")
+    assert response.status_code == 404 and "There is no target &#39;mars&#39;" in response.get_data(as_text=True)
+
+
+def test_unreachable_repository_is_shown_not_crashed(as_role, users):
+    client = as_role(Role.VIEWER)  # the default test targets point at repositories that do not exist
+    page = client.get("/targets/staging/deployments")
+    assert page.status_code == 200 and "Repository unreachable" in page.get_data(as_text=True)
+    dashboard = client.get("/").get_data(as_text=True)
+    assert 'id="target-staging"' in dashboard and "unreachable" in dashboard
+
+
+def test_dashboard_card_shows_health_and_known_good(app, users, as_role, runner, code_target):
+    client = as_role(Role.OPERATOR)
+    from app.targets.monitor import monitor
+
+    with app.app_context():
+        monitor(app).probe_all()
+    cards = client.get("/dashboard/cards").get_data(as_text=True)
+    assert "healthy</span>" in cards and "none recorded yet" in cards
+    url = post(client, "/jobs", {"runbook": "verify", "target": "staging"}).headers["Location"]
+    wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
+    cards = client.get("/dashboard/cards").get_data(as_text=True)
+    assert (
+        f'Last known good: <code>{code_target.commits[-1][:12]}</code> <span class="badge badge-ok">deployed' in cards
+    )
+
+
+def test_revert_button_starts_a_job(app, users, as_role, runner, code_target):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": code_target.commits[2]})
+    assert response.status_code == 302
+    url = response.headers["Location"]
+    wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
+    bad = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": "abc"})
+    assert bad.status_code == 400 and "7 to 40 hex characters" in bad.get_data(as_text=True)
+
+
+def test_reset_of_protected_target_without_the_typed_name_is_refused(app, users, as_role, code_target):
+    from tests.deployments.conftest import write_targets
+
+    write_targets(app, code_target, protected=True)
+    client = as_role(Role.ADMIN)
+    form = {"runbook": "reset", "target": "staging", "commit": code_target.commits[0]}
+    response = post(client, "/jobs", form)
+    assert response.status_code == 400 and "type its name, staging, to confirm" in response.get_data(as_text=True)
+    operator = post(as_role(Role.OPERATOR), "/jobs", {**form, "confirm": "staging"})
+    assert operator.status_code == 403, "resets are for admins"
