@@ -7,7 +7,7 @@ verifying the target; a commit that passes is marked known-good.
 from __future__ import annotations
 
 from app.auth.roles import Role
-from app.deployments import steps
+from app.deployments import bluegreen, steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
 from app.targets import registry
@@ -246,6 +246,22 @@ register(
         role=Role.OPERATOR,
         mutates=True,
         steps=(Step("start", "Start the application", start_app), VERIFY),
+    )
+)
+register(
+    Runbook(
+        name="bluegreen",
+        title="Switch blue/green traffic",
+        description="Check the idle slot, switch traffic to it, verify; the previous slot is left untouched.",
+        role=Role.OPERATOR,
+        mutates=True,
+        params=(Param("slot", "Slot to switch to", check=bluegreen.check_slot),),
+        steps=(
+            CHECKPOINT,
+            Step("idle", "Check the idle slot", bluegreen.check_idle_slot),
+            Step("switch", "Switch traffic", bluegreen.switch_traffic),
+            Step("verify", "Verify health", bluegreen.verify_switch),
+        ),
     )
 )
 register(

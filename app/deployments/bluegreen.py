@@ -1,0 +1,83 @@
+"""Blue/green traffic switch: check the idle slot, switch atomically, verify, leave the old slot alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from app.deployments import steps
+from app.jobs.context import JobContext
+from app.jobs.runbook import ParamError, StepFailed
+from app.targets import registry
+from app.targets.config import BlueGreenConfig
+from app.targets.health import HealthCheck
+
+
+def _config(target: str | None) -> BlueGreenConfig:
+    config = registry.get_target(target).bluegreen
+    if config is None:
+        raise ParamError("target", f"{target} has no [targets.{target}.bluegreen] section")
+    return config
+
+
+def _state_file(target: str) -> Path:
+    return registry.target(target).state_dir / "active-slot"
+
+
+def active_slot(target: str) -> str | None:
+    """The live slot: where the link points, or what Rewind last switched to."""
+    config = _config(target)
+    if config.link is not None and config.link.is_symlink():
+        live = Path(os.readlink(config.link))
+        for slot, directory in config.slot_dirs.items():
+            if live == directory or live.resolve() == directory.resolve():
+                return slot
+    state = _state_file(target)
+    return state.read_text().strip() if state.exists() else None
+
+
+def check_slot(value: str, target: str | None) -> str:
+    config = _config(target)
+    if value not in config.slots:
+        raise ParamError("slot", f"choose one of {', '.join(config.slots)}, got {value!r}")
+    if value == active_slot(target):
+        raise ParamError("slot", f"{value} already serves {target}'s traffic")
+    return value
+
+
+def check_idle_slot(ctx: JobContext) -> None:
+    slot = ctx.params["slot"]
+    url = _config(ctx.target).slots[slot]
+    probe = HealthCheck(url, timeout_s=10).probe()
+    ctx.log(f"{slot}: {probe}")
+    if not probe.ok:
+        raise StepFailed(f"the idle slot {slot} is unhealthy ({probe.reason}); traffic was not switched")
+    ctx.state["previous_slot"] = active_slot(ctx.target)
+    ctx.progress(1.0, f"{slot} healthy")
+
+
+def switch_traffic(ctx: JobContext) -> None:
+    slot = ctx.params["slot"]
+    config = _config(ctx.target)
+    if config.switch:
+        ctx.run([*config.switch, slot], timeout=120)
+    else:
+        # A new link beside the old one, renamed over it: readers see the old slot or the new, never neither.
+        temp = config.link.with_name(config.link.name + ".rewind-new")
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(config.slot_dirs[slot])
+        os.replace(temp, config.link)
+        ctx.log(f"{config.link} -> {config.slot_dirs[slot]}")
+    state = _state_file(ctx.target)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(slot + "\n")
+    previous = ctx.state.get("previous_slot") or "the previous slot"
+    ctx.set_result(
+        f"Traffic on {ctx.target} now goes to {slot}; {previous} is left untouched for at least "
+        f"{config.keep_previous_minutes} minutes so the switch can be undone."
+    )
+    ctx.progress(1.0, slot)
+
+
+def verify_switch(ctx: JobContext) -> None:
+    steps.verify(ctx)

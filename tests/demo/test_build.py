@@ -1,0 +1,278 @@
+"""The demo sandbox, built for real: git repositories, Alembic migrations, GnuPG keys, running apps.
+
+One demo is built for the module and the tests run in file order: the later
+ones (a drill on the bad branch, a second build, a reset, a stop) change it.
+Every demo app is stopped at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from app.demo import DemoError, build_demo, load_demo, stop_demo
+from app.demo.appsource import BAD_BRANCH, HEAD_REVISION
+from app.demo.cli import demo as demo_command
+from app.demo.targetsfile import HEADER
+from app.targets.config import load_targets
+from app.targets.health import HealthCheck
+from tests.support.apps import build_app
+
+NAMES = ("staging", "production")
+
+
+def git(repo: Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    argv = ["git", "-C", str(repo), "-c", "user.name=Test", "-c", "user.email=test@demo.invalid", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=30)
+    assert done.returncode in ok, done.stderr
+    return done
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+def processes_under(root: Path) -> list[str]:
+    """Live processes whose working directory or command line lies under root."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (cwd.startswith(str(root)) or str(root) in cmdline):
+            found.append(f"{entry}: {cmdline}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    base = tmp_path_factory.mktemp("demo")
+    root, targets_file = base / "instance" / "demo", base / "instance" / "rewind.toml"
+    lines: list[str] = []
+    try:
+        demo = build_demo(root, targets_file, on_line=lines.append)
+        yield {"root": root, "targets_file": targets_file, "demo": demo, "lines": lines}
+    finally:
+        stop_demo(root)
+
+
+def test_both_apps_answer_healthy_on_their_own_ports(built):
+    demo = built["demo"]
+    assert list(demo) == list(NAMES)
+    assert demo["staging"].port != demo["production"].port
+    for t in demo.values():
+        assert t.process().status().running
+        probe = t.health(timeout_s=0).probe()
+        assert probe.ok, probe
+        status, stats = get_json(f"{t.base_url}/stats")
+        assert status == 200
+        assert stats["users"] == 12 and stats["segments"] > 0 and stats["feature_flags"] == 4
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(t.base_url + "/", timeout=5) as page:
+            assert f"Environment: {t.name}" in page.read().decode()
+    assert any("healthy" in line for line in built["lines"])
+
+
+def test_each_repository_has_a_history_and_an_unmerged_bad_branch(built):
+    for t in built["demo"].values():
+        repo = t.app_dir
+        assert int(git(repo, "rev-list", "--count", "main").stdout) >= 6
+        subjects = git(repo, "log", "--format=%s", "main").stdout.splitlines()
+        assert {"Add users and sessions", "Add segments API", "Add feature flags table"} <= set(subjects)
+        assert set(git(repo, "log", "--format=%an <%ae>", "main").stdout.splitlines()) == {
+            "Demo Developer <dev@demo.invalid>"
+        }
+        assert git(repo, "symbolic-ref", "--short", "HEAD").stdout.strip() == "main"
+        assert git(repo, "rev-list", "--count", f"main..{BAD_BRANCH}").stdout.strip() == "1"
+        assert git(repo, "merge-base", "--is-ancestor", BAD_BRANCH, "main", ok=(1,)).returncode == 1
+        assert git(repo, "status", "--porcelain").stdout == ""  # .env and __pycache__ are ignored
+        assert git(repo, "check-ignore", ".env").returncode == 0
+        assert "migrations/env.py" in git(repo, "ls-files").stdout.splitlines()
+        env = t.env_file.read_text()
+        assert f"PORT={t.port}\n" in env and f"DATABASE_URL={t.database_url}\n" in env and "FEATURE_X=on" in env
+
+
+def test_databases_are_built_by_the_apps_own_migrations(built):
+    for t in built["demo"].values():
+        with sqlite3.connect(t.db_path) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            assert {"users", "sessions", "segments", "feature_flags", "alembic_version"} <= tables
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD_REVISION,)]
+            assert conn.execute("SELECT count(*) FROM users").fetchone() == (12,)
+            assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] > 0
+            assert conn.execute("SELECT count(*) FROM segments").fetchone()[0] > 0
+            flags = dict(conn.execute("SELECT name, enabled FROM feature_flags"))
+        conn.close()
+        assert flags["new_checkout"] == 1 and flags["beta_search"] == 0
+    # `flask db …` works in the app's environment, as the targets file tells Rewind to run it.
+    t = built["demo"]["staging"]
+    env = {"PATH": os.environ["PATH"], **t.process_env()}
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"],
+        cwd=t.app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{HEAD_REVISION} (head)" in done.stdout
+
+
+def test_each_gnupg_home_holds_a_key_without_passphrase(built):
+    for t in built["demo"].values():
+        assert t.gpg_home.stat().st_mode & 0o777 == 0o700
+        argv = ["gpg", "--batch", "--homedir", str(t.gpg_home), "--with-colons", "--list-secret-keys", t.recipient]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+        subprocess.run(["gpgconf", "--homedir", str(t.gpg_home), "--kill", "all"], capture_output=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert t.recipient in done.stdout
+        assert any(line.startswith("ssb:") for line in done.stdout.splitlines())  # an encryption subkey
+        assert t.backups_dir.is_dir()
+
+
+def test_the_targets_file_declares_both_targets(built):
+    path = built["targets_file"]
+    assert path.read_text().splitlines()[0].startswith(HEADER)
+    configs = load_targets(path, env={})
+    assert sorted(configs) == sorted(NAMES)
+    assert configs["production"].protected and not configs["staging"].protected
+    for name, t in built["demo"].items():
+        c = configs[name]
+        assert c.auto_rollback
+        assert c.repo.path == t.app_dir and c.repo.branch == "main"
+        assert c.process.managed and list(c.process.command) == t.command()
+        assert c.process.cwd == t.app_dir and c.process.env == t.process_env()
+        assert c.process.pid_file == t.pid_file and c.process.log_file == t.log_file
+        assert c.health.url == t.health_url and c.health.json == {"status": "healthy"} and c.health.timeout == 15
+        assert c.database.url == t.database_url and c.database.migrations == t.migrations_dir
+        assert c.database.flask_app == "wsgi" and c.database.flags_table == "feature_flags"
+        assert c.database.key_tables == ("users", "sessions", "segments")
+        assert c.backups.dir == t.backups_dir and c.backups.gpg_home == t.gpg_home
+        assert c.backups.recipients == (t.recipient,)
+        assert c.env_file == t.env_file
+
+
+def test_merging_the_bad_branch_breaks_health(built):
+    t = built["demo"]["staging"]
+    good = git(t.app_dir, "rev-parse", "main").stdout.strip()
+    process = t.process()
+    try:
+        git(t.app_dir, "merge", "--ff-only", BAD_BRANCH)
+        process.restart()
+        broken = HealthCheck(t.health_url, expect_status=500, expect_json={"status": "unhealthy"}, timeout_s=20)
+        assert broken.wait_healthy().ok
+        status, body = get_json(t.health_url)
+        assert status == 500 and "signed_up_at" in body["error"]
+        assert not t.health(timeout_s=0).probe().ok
+    finally:
+        git(t.app_dir, "reset", "--hard", good)
+        process.stop()
+    assert not process.status().running
+
+
+def test_building_again_starts_what_is_stopped_and_rewrites_nothing(built):
+    root, targets_file, before = built["root"], built["targets_file"], built["demo"]
+    text = targets_file.read_text()
+    heads = {name: git(t.app_dir, "rev-parse", "main").stdout.strip() for name, t in before.items()}
+    env_files = {name: t.env_file.read_text() for name, t in before.items()}
+    lines: list[str] = []
+    again = build_demo(root, targets_file, on_line=lines.append)
+    assert {n: t.port for n, t in again.items()} == {n: t.port for n, t in before.items()}
+    assert targets_file.read_text() == text
+    assert {name: git(t.app_dir, "rev-parse", "main").stdout.strip() for name, t in again.items()} == heads
+    assert {name: t.env_file.read_text() for name, t in again.items()} == env_files
+    assert any(line.startswith("production: already running") for line in lines), lines
+    assert any(line.startswith("staging: started") for line in lines), lines
+    for t in again.values():
+        assert t.health(timeout_s=0).probe().ok
+    assert load_demo(root) == again
+
+
+def test_the_demo_never_replaces_a_targets_file_it_did_not_write(tmp_path):
+    targets_file = tmp_path / "rewind.toml"
+    mine = '[targets.app.repo]\npath = "/srv/app"\n'
+    targets_file.write_text(mine)
+    with pytest.raises(DemoError, match="was not written by `flask rewind demo`"):
+        build_demo(tmp_path / "demo", targets_file)
+    assert targets_file.read_text() == mine
+    assert not (tmp_path / "demo").exists()
+
+
+def test_the_cli_command(tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "rewind.toml").write_text('[targets.app.repo]\npath = "/srv/app"\n')
+    app = build_app(instance)
+    runner = app.test_cli_runner()
+
+    refused = runner.invoke(demo_command, [])
+    assert refused.exit_code == 1
+    assert "was not written by `flask rewind demo`" in refused.output
+    skipped = runner.invoke(demo_command, ["--skip-if-configured"])
+    assert skipped.exit_code == 0 and "your own targets file" in skipped.output
+
+    (instance / "rewind.toml").unlink()
+    try:
+        built = runner.invoke(demo_command, ["--no-start"])
+        assert built.exit_code == 0, built.output
+        assert sorted(load_targets(instance / "rewind.toml", env={})) == sorted(NAMES)
+        demo = load_demo(instance / "demo")
+        assert demo is not None and not any(t.process().status().running for t in demo.values())
+        stopped = runner.invoke(demo_command, ["--stop"])
+        assert stopped.exit_code == 0 and "no demo app was running" in stopped.output
+    finally:
+        stop_demo(instance / "demo")
+
+
+def test_reset_rebuilds_from_scratch(built):
+    root, targets_file, before = built["root"], built["targets_file"], built["demo"]
+    pids = [t.process().status().pid for t in before.values()]
+    staging = before["staging"]
+    with sqlite3.connect(staging.db_path) as conn:
+        conn.execute("DELETE FROM sessions")
+        conn.execute("DELETE FROM users")
+    conn.close()
+    (staging.app_dir / "scratch.txt").write_text("left over")
+
+    after = build_demo(root, targets_file, reset=True, on_line=lambda line: None)
+    assert all(pid is not None and not Path(f"/proc/{pid}").exists() for pid in pids)
+    assert not (after["staging"].app_dir / "scratch.txt").exists()
+    with sqlite3.connect(after["staging"].db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (12,)
+    conn.close()
+    configs = load_targets(targets_file, env={})
+    for name, t in after.items():
+        assert t.health(timeout_s=0).probe().ok
+        assert configs[name].health.url == t.health_url
+    built["demo"] = after
+
+
+def test_stop_demo_leaves_nothing_running(built):
+    root = built["root"]
+    assert sorted(stop_demo(root)) == sorted(NAMES)
+    for t in built["demo"].values():
+        assert not t.pid_file.exists()
+        assert not t.health(timeout_s=0).probe().ok
+    assert processes_under(root) == []
+    assert stop_demo(root) == []

@@ -1,0 +1,77 @@
+"""Blue/green switch with a symlink swap between two real slot servers."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.jobs import runbook as runbooks
+from app.jobs.runbook import ParamError
+from tests.deployments.test_runbooks import run
+from tests.support.postgres import free_port
+from tests.support.targets import SERVER
+
+
+@pytest.fixture
+def slots(app, tmp_path, code_target):
+    servers, urls, dirs = {}, {}, {}
+    for slot in ("blue", "green"):
+        directory = tmp_path / slot
+        directory.mkdir()
+        (directory / "server.py").write_text(SERVER.format(status="healthy", greeting=slot))
+        port = free_port()
+        servers[slot] = subprocess.Popen([sys.executable, str(directory / "server.py"), str(port)])
+        urls[slot], dirs[slot] = f"http://127.0.0.1:{port}/health", directory
+    link = tmp_path / "current"
+    link.symlink_to(dirs["blue"])
+    path = app.config["REWIND_SETTINGS"].config_path
+    path.write_text(
+        code_target.toml()
+        + f"""
+[targets.staging.bluegreen]
+slots = {{ blue = "{urls["blue"]}", green = "{urls["green"]}" }}
+link = "{link}"
+slot_dirs = {{ blue = "{dirs["blue"]}", green = "{dirs["green"]}" }}
+keep_previous_minutes = 90
+"""
+    )
+    from app.targets import registry
+
+    registry._cache.clear()
+    for url in urls.values():
+        from app.targets.health import HealthCheck
+        from tests.conftest import wait_for
+
+        wait_for(lambda url=url: HealthCheck(url).probe().ok)
+    yield servers, link, dirs
+    for server in servers.values():
+        server.kill()
+        server.wait()
+
+
+def test_switch_to_a_healthy_idle_slot(app, runner, slots):
+    _, link, dirs = slots
+    job, _ = run(app, "bluegreen", slot="green")
+    assert job.state == "succeeded", job.result
+    assert Path(os.readlink(link)) == dirs["green"]
+    assert "blue is left untouched for at least 90 minutes" in job.result
+    with app.app_context(), pytest.raises(ParamError, match="green already serves staging"):
+        runbooks.get("bluegreen").parse_params({"slot": "green"}, "staging")
+
+
+def test_unhealthy_idle_slot_is_refused_and_nothing_switches(app, runner, slots):
+    servers, link, dirs = slots
+    servers["green"].kill()
+    servers["green"].wait()
+    job, view = run(app, "bluegreen", slot="green")
+    assert job.state == "failed"
+    assert "the idle slot green is unhealthy" in job.result
+    assert Path(os.readlink(link)) == dirs["blue"]
+    assert [s.state for s in view.steps][1:] == ["failed", "pending", "pending"]
+
+
+def test_unknown_slot_is_refused(app, slots):
+    with app.app_context(), pytest.raises(ParamError, match="choose one of blue, green"):
+        runbooks.get("bluegreen").parse_params({"slot": "purple"}, "staging")
