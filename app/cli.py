@@ -6,6 +6,7 @@ from flask.cli import AppGroup
 from app.audit.cli import audit
 from app.auth.cli import init_admin, users
 from app.jobs.cli import worker
+from app.targets.cli import targets
 
 
 @click.group("rewind", cls=AppGroup)
@@ -17,3 +18,4 @@ rewind.add_command(users)
 rewind.add_command(init_admin)
 rewind.add_command(audit)
 rewind.add_command(worker)
+rewind.add_command(targets)

@@ -124,7 +124,7 @@ def upgrade(directory, sql, tag, revision):
     command.upgrade(alembic_config(directory), revision, sql=sql, tag=tag)
 
 
-@db_cli.command()
+@db_cli.command(context_settings={"ignore_unknown_options": True})  # so `downgrade -1` reads -1 as a revision
 @directory_option
 @click.option("--sql", is_flag=True, help="print the SQL instead of running it")
 @click.option("--tag", default=None, help="a tag for custom env.py scripts")

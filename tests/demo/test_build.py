@@ -1,8 +1,8 @@
 """The demo sandbox, built for real: git repositories, Alembic migrations, GnuPG keys, running apps.
 
-One demo is built for the module and the tests run in file order: the later
-ones (a drill on the bad branch, a second build, a reset, a stop) change it.
-Every demo app is stopped at the end, whatever happened.
+One demo is built for the module; each test leaves it serving as it found it,
+except the last, which stops it. Every demo app is stopped at the end, whatever
+happened.
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ def test_building_again_starts_what_is_stopped_and_rewrites_nothing(built):
     text = targets_file.read_text()
     heads = {name: git(t.app_dir, "rev-parse", "main").stdout.strip() for name, t in before.items()}
     env_files = {name: t.env_file.read_text() for name, t in before.items()}
+    before["staging"].process().stop()
     lines: list[str] = []
     again = build_demo(root, targets_file, on_line=lines.append)
     assert {n: t.port for n, t in again.items()} == {n: t.port for n, t in before.items()}

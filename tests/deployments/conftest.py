@@ -11,8 +11,8 @@ def code_target(app, tmp_path):
     target = make_code_target(tmp_path / "targets")
     write_targets(app, target)
     with app.app_context():
-        control = registry.target(target.name).process()
-        control.start()
+        registry.target(target.name).process().start()
+        assert registry.target(target.name).health().wait_healthy().ok, "the test app did not come up"
     yield target
     with app.app_context():
         registry.target(target.name).process().stop()
