@@ -46,6 +46,7 @@ system-test:
 run: system-run $(VENV)/.run-installed
 	$(BIN)/flask db upgrade
 	$(BIN)/flask rewind init-admin
+	$(BIN)/flask rewind demo --skip-if-configured
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
 lint: $(VENV)/.dev-installed

@@ -1,8 +1,8 @@
 """The demo sandbox, built for real: git repositories, Alembic migrations, GnuPG keys, running apps.
 
-One demo is built for the module; each test leaves it serving as it found it,
-except the last, which stops it. Every demo app is stopped at the end, whatever
-happened.
+One demo is built for the module. The drill test leaves staging stopped (a
+build without reset then starts it again) and the last test stops both; the
+others leave it serving. Every demo app is stopped at the end, whatever happened.
 """
 
 from __future__ import annotations
