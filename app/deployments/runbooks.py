@@ -110,9 +110,11 @@ def verify_or_roll_back(ctx: JobContext) -> None:
         return
     target = steps.target_of(ctx)
     start = ctx.state["start_commit"]
-    if not target.config.auto_rollback:
+    choice = ctx.params.get("auto_rollback") or "default"
+    roll_back = target.config.auto_rollback if choice == "default" else choice == "on"
+    if not roll_back:
         ctx.verified(False, detail)
-        raise StepFailed(f"{detail}. auto_rollback is off for {ctx.target}: roll back by hand (revert or reset).")
+        raise StepFailed(f"{detail}. Automatic rollback is off for this deploy: roll back by hand (revert or reset).")
     ctx.log(f"verification failed ({detail}); rolling back to {start[:12]} as auto_rollback says")
     repo = steps.git_of(ctx)
     try:
@@ -208,7 +210,17 @@ register(
         description="Merge into the deployed branch, restart and verify; on failure roll back if auto_rollback is on.",
         role=Role.OPERATOR,
         mutates=True,
-        params=(Param("ref", "Branch or commit", check=_deploy_ref),),
+        params=(
+            Param("ref", "Branch or commit", check=_deploy_ref),
+            Param(
+                "auto_rollback",
+                "If verification fails",
+                choices=("default", "on", "off"),
+                default="default",
+                required=False,
+                help="default follows the target's auto_rollback; on puts the old commit back; off leaves it to you",
+            ),
+        ),
         steps=(
             CHECKPOINT,
             Step("merge", "Merge", merge_ref),

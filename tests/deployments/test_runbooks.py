@@ -119,7 +119,7 @@ def test_commit_on_another_branch_is_not_revertable(app, code_target):
 def test_bad_deploy_without_auto_rollback_fails_then_revert_heals(app, runner, code_target):
     job, _ = run(app, "deploy", ref="feature/bad")
     assert job.state == "failed" and job.verification == "failed"
-    assert "did not become healthy" in job.result and "auto_rollback is off" in job.result
+    assert "did not become healthy" in job.result and "Automatic rollback is off" in job.result
     assert health(code_target)[0] == 500
     bad = code_target.head()
     job, _ = run(app, "revert", commits=bad)
@@ -137,6 +137,13 @@ def test_bad_deploy_with_auto_rollback_puts_the_old_commit_back(app, runner, cod
     assert code_target.head() == start
     assert git(code_target.repo, "tag", "--list", "rewind/failed-deploy/*")
     assert health(code_target)[0] == 200
+
+
+def test_deploy_can_turn_automatic_rollback_off_for_itself(app, runner, code_target):
+    write_targets(app, code_target, auto_rollback=True)
+    job, _ = run(app, "deploy", ref="feature/bad", auto_rollback="off")
+    assert job.state == "failed" and "Automatic rollback is off" in job.result
+    assert health(code_target)[0] == 500
 
 
 def test_good_deploy_fast_forwards(app, runner, code_target):
