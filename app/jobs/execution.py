@@ -86,6 +86,9 @@ def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state:
             "verification_detail": job.verification_detail or "",
         },
     )
+    health = current_app.extensions.get("rewind.health")
+    if health is not None and job.target:
+        health.check_now()  # the dashboard should show what the job left behind, not wait 30 s
     return state
 
 
