@@ -178,10 +178,13 @@ class Broadcaster:
             feed = self._feeds.get(job_id)
         if feed is None:
             return
+        # Read before taking the feed's lock: a handshake waiting for that lock may hold a pooled
+        # connection, and this thread must never wait for a connection while holding it.
+        # Only this thread advances the view, so last_seq cannot move meanwhile.
+        new_events = events_after(job_id, feed.view.last_seq)
         with feed.lock:
             if feed.dead:
                 return
-            new_events = events_after(job_id, feed.view.last_seq)
             rendered: list[tuple[int, str]] = []
             for event in new_events:
                 feed.view.apply(event)

@@ -190,11 +190,18 @@ def broadcaster() -> Broadcaster:
     return fanout
 
 
+def _load_view_and_release(job_id: int):
+    try:
+        return load_view(db.session.get(Job, job_id))
+    finally:
+        db.session.remove()
+
+
 def _stream(ws, job_id: int) -> None:
     """Snapshot, then live events, until the job ends or the browser leaves."""
     fanout = broadcaster()
-    watcher = fanout.attach(job_id, ws.sock, lambda: load_view(db.session.get(Job, job_id)))
-    db.session.remove()  # hand the connection back: this handler may wait for hours
+    db.session.remove()  # no pooled connection may be held while waiting for the feed (see fanout._broadcast)
+    watcher = fanout.attach(job_id, ws.sock, lambda: _load_view_and_release(job_id))
     try:
         while not watcher.done.is_set() and not watcher.closed:
             ws.receive(timeout=WS_IDLE_CHECK_S)  # raises ConnectionClosed when the browser leaves
