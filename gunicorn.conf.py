@@ -32,5 +32,6 @@ def post_worker_init(worker):
 
         start_runner(app)
 
+
 # Rewind does not use gunicorn's control socket; leaving it on makes two instances on one host collide.
 control_socket_disable = True

@@ -66,10 +66,8 @@ def _confirm_protected(params: dict, target: str | None) -> None:
 def revert_commits(ctx: JobContext) -> None:
     shas = ctx.params["commits"]
     ctx.log(f"reverting {len(shas)} commit(s), newest first: {', '.join(s[:12] for s in shas)}")
-    try:
+    with steps.adapter_errors(ctx):
         head = steps.git_of(ctx).revert(shas, on_line=steps.say(ctx))
-    except GitError as exc:
-        raise StepFailed(ctx.redact(exc.message)) from None
     ctx.set_result(f"Reverted {len(shas)} commit(s); {ctx.target} now runs {head[:12]}.")
     ctx.progress(1.0, head[:12])
 
@@ -83,20 +81,16 @@ def tag_old_head(ctx: JobContext) -> None:
 
 def reset_branch(ctx: JobContext) -> None:
     sha = ctx.params["commit"]
-    try:
+    with steps.adapter_errors(ctx):
         head = steps.git_of(ctx).reset_hard(sha, on_line=steps.say(ctx))
-    except GitError as exc:
-        raise StepFailed(ctx.redact(exc.message)) from None
     ctx.set_result(f"Reset {ctx.target} to {head[:12]}; the old head is tag {ctx.state.get('safety_tag')}.")
     ctx.progress(1.0, head[:12])
 
 
 def merge_ref(ctx: JobContext) -> None:
     sha = ctx.params["ref"]
-    try:
+    with steps.adapter_errors(ctx):
         head = steps.git_of(ctx).merge(sha, on_line=steps.say(ctx))
-    except GitError as exc:
-        raise StepFailed(ctx.redact(exc.message)) from None
     ctx.state["deployed"] = head
     ctx.set_result(f"Deployed {sha[:12]}; {ctx.target} now runs {head[:12]}.")
     ctx.progress(1.0, head[:12])
@@ -138,24 +132,16 @@ def verify_or_roll_back(ctx: JobContext) -> None:
 
 
 def stop_app(ctx: JobContext) -> None:
-    control = steps.target_of(ctx).process()
-    if control is None:
-        raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process]")
-    try:
+    control = steps.control_of(ctx)
+    with steps.adapter_errors(ctx):
         control.stop(on_line=steps.say(ctx))
-    except ProcessError as exc:
-        raise StepFailed(ctx.redact(str(exc))) from None
     ctx.set_result(f"{ctx.target} is stopped.")
 
 
 def start_app(ctx: JobContext) -> None:
-    control = steps.target_of(ctx).process()
-    if control is None:
-        raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process]")
-    try:
+    control = steps.control_of(ctx)
+    with steps.adapter_errors(ctx):
         control.start(on_line=steps.say(ctx))
-    except ProcessError as exc:
-        raise StepFailed(ctx.redact(str(exc))) from None
 
 
 def push(ctx: JobContext) -> None:

@@ -6,6 +6,9 @@ error becomes a StepFailed whose message says what to do next.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from app.deployments import checkpoints
 from app.jobs.context import JobCancelled, JobContext
 from app.jobs.process import CommandCancelled
@@ -13,7 +16,7 @@ from app.jobs.runbook import StepFailed
 from app.targets import registry
 from app.targets.git import GitError, GitRepo
 from app.targets.health import SmokeTestError, run_smoke
-from app.targets.process import ProcessError
+from app.targets.process import ProcessControl, ProcessError
 
 
 def target_of(ctx: JobContext):
@@ -25,13 +28,27 @@ def say(ctx: JobContext):
     return lambda stream, text: ctx.log(text, stream)
 
 
-def git_of(ctx: JobContext) -> GitRepo:
+@contextmanager
+def adapter_errors(ctx: JobContext) -> Iterator[None]:
+    """An adapter's error becomes the step's failure, in its own words, secrets masked."""
     try:
+        yield
+    except (GitError, ProcessError) as exc:
+        raise StepFailed(ctx.redact(getattr(exc, "message", None) or str(exc))) from None
+
+
+def git_of(ctx: JobContext) -> GitRepo:
+    with adapter_errors(ctx):
         repo = target_of(ctx).git()
         repo.check()
-    except GitError as exc:
-        raise StepFailed(ctx.redact(str(exc))) from None
     return repo
+
+
+def control_of(ctx: JobContext) -> ProcessControl:
+    control = target_of(ctx).process()
+    if control is None:
+        raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process] to the targets file")
+    return control
 
 
 def checkpoint(ctx: JobContext) -> None:
@@ -45,14 +62,10 @@ def checkpoint(ctx: JobContext) -> None:
 
 
 def restart(ctx: JobContext) -> None:
-    control = target_of(ctx).process()
-    if control is None:
-        raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process] to the targets file")
+    control = control_of(ctx)
     ctx.check_cancelled()
-    try:
+    with adapter_errors(ctx):
         control.restart(on_line=say(ctx))
-    except ProcessError as exc:
-        raise StepFailed(ctx.redact(str(exc))) from None
     ctx.progress(1.0, "restarted")
 
 
@@ -120,7 +133,5 @@ def push(ctx: JobContext, force: bool = False) -> None:
     if force and not target.config.repo.force_push:
         ctx.log("force push is not enabled for this target (repo.force_push): the remote was left as it was")
         return
-    try:
+    with adapter_errors(ctx):
         git_of(ctx).push(force=force, on_line=say(ctx))
-    except GitError as exc:
-        raise StepFailed(ctx.redact(str(exc))) from None
