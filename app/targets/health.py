@@ -26,6 +26,7 @@ from app.jobs.process import CommandCancelled, CommandTimedOut, run_command
 MAX_BODY = 1024 * 1024
 MIN_REQUEST_TIMEOUT_S = 0.1
 CANCEL_POLL_S = 0.05
+FIRST_PAUSE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -212,13 +213,16 @@ class HealthCheck:
         should_cancel: Callable[[], bool] = lambda: False,
         on_probe: Callable[[Probe], None] | None = None,
     ) -> Probe:
-        """Probe every interval_s until healthy or timeout_s has passed; returns the last probe.
+        """Probe until healthy or timeout_s has passed; returns the last probe.
 
-        The caller decides what an unhealthy result means. No request runs past
-        the deadline. Raises CommandCancelled as soon as should_cancel() is true,
-        like run_command, so a job stops the same way for both.
+        Pauses start at 0.1 s and double up to interval_s: an app that comes
+        back quickly is seen quickly, one that takes long is not hammered. The
+        caller decides what an unhealthy result means. No request runs past
+        the deadline. Raises CommandCancelled as soon as should_cancel() is
+        true, like run_command, so a job stops the same way for both.
         """
         deadline = time.monotonic() + self.timeout_s
+        pause = min(FIRST_PAUSE_S, self.interval_s)
         while True:
             if should_cancel():
                 raise CommandCancelled()
@@ -228,7 +232,8 @@ class HealthCheck:
                 on_probe(probe)
             if probe.ok or time.monotonic() >= deadline:
                 return probe
-            pause_until = min(deadline, time.monotonic() + self.interval_s)
+            pause_until = min(deadline, time.monotonic() + pause)
+            pause = min(pause * 2, self.interval_s)
             while (left := pause_until - time.monotonic()) > 0:
                 if should_cancel():
                     raise CommandCancelled()
