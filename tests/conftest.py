@@ -87,6 +87,7 @@ def app(request, tmp_path, sqlite_template):
     (instance / "rewind.toml").write_text(TARGETS)
     application = build_app(instance, url, REWIND_RUNBOOKS="tests.support.runbooks")
     yield application
+    application.extensions["rewind.bus"].close()
     with application.app_context():
         from app.extensions import db
 

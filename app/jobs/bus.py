@@ -13,10 +13,13 @@ import threading
 from collections.abc import Callable
 
 import psycopg
+from sqlalchemy import text
 
 from app.jobs.events import NOTIFY_CHANNEL, pg_notify
 
 log = logging.getLogger(__name__)
+
+QUEUED_CHANNEL = "rewind_jobs_queued"
 
 # callback(job_id, seq); (None, None) means "notices may have been missed: re-read what you watch"
 Callback = Callable[[int | None, int | None], None]
@@ -25,11 +28,29 @@ Callback = Callable[[int | None, int | None], None]
 class InProcessBus:
     def __init__(self) -> None:
         self._callbacks: list[Callback] = []
+        self._queued_callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
     def subscribe(self, callback: Callback) -> None:
         with self._lock:
             self._callbacks.append(callback)
+
+    def on_queued(self, callback: Callable[[], None]) -> None:
+        """Runners listen here so a queued job starts at once, not at their next poll."""
+        with self._lock:
+            self._queued_callbacks.append(callback)
+
+    def _deliver_queued(self) -> None:
+        with self._lock:
+            callbacks = list(self._queued_callbacks)
+        for callback in callbacks:
+            callback()
+
+    def job_queued_in_transaction(self, session) -> None:
+        """Nothing to do in-process: queued() runs after the commit."""
+
+    def queued(self) -> None:
+        self._deliver_queued()
 
     def _deliver(self, job_id: int | None, seq: int | None) -> None:
         with self._lock:
@@ -60,8 +81,21 @@ class PostgresBus(InProcessBus):
     def published(self, job_id: int, seq: int) -> None:
         """The LISTEN thread delivers, in this process as in every other."""
 
+    def job_queued_in_transaction(self, session) -> None:
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": QUEUED_CHANNEL})
+
+    def queued(self) -> None:
+        """The LISTEN thread delivers, so a worker in another process hears it too."""
+
     def subscribe(self, callback: Callback) -> None:
         super().subscribe(callback)
+        self._start_listening()
+
+    def on_queued(self, callback: Callable[[], None]) -> None:
+        super().on_queued(callback)
+        self._start_listening()
+
+    def _start_listening(self) -> None:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._listen, name="rewind-listen", daemon=True)
@@ -72,9 +106,14 @@ class PostgresBus(InProcessBus):
             try:
                 with psycopg.connect(self._dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {QUEUED_CHANNEL}")
                     self._deliver(None, None)  # anything sent while we were not listening is re-read
+                    self._deliver_queued()
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=1.0):
+                            if notice.channel == QUEUED_CHANNEL:
+                                self._deliver_queued()
+                                continue
                             job, _, seq = notice.payload.partition(":")
                             self._deliver(int(job), int(seq))
             except psycopg.Error as exc:

@@ -89,6 +89,7 @@ class Runner:
         with self.app.app_context():
             self.sweep_interrupted()
         self.app.extensions["rewind.runner"] = self
+        self.app.extensions["rewind.bus"].on_queued(self.wake)
         self._thread = threading.Thread(target=self._loop, name="rewind-dispatch", daemon=True)
         self._thread.start()
         return self

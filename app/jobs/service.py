@@ -72,10 +72,10 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor) ->
     record(
         "job.queued", actor=actor, target=target, details={"job_id": job.id, "runbook": runbook.name, "params": params}
     )
+    bus = current_app.extensions["rewind.bus"]
+    bus.job_queued_in_transaction(db.session)
     db.session.commit()
-    runner = current_app.extensions.get("rewind.runner")
-    if runner is not None:
-        runner.wake()
+    bus.queued()  # wakes the runners: this process's directly, other processes' through NOTIFY
     return job
 
 

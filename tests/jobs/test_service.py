@@ -192,3 +192,20 @@ def test_a_job_that_cannot_be_finished_is_failed_not_left_running(app):
         assert not mark_interrupted(job), "a finished job keeps its real outcome"
         assert service.busy_job("staging") is None, "the target is free again"
     assert audit_actions(app, job_id)[-1] == ("job.failed", "failed")
+
+
+@both_databases
+def test_a_queued_job_wakes_the_runner_instead_of_waiting_for_its_poll(app):
+    """On PostgreSQL the wake-up is a NOTIFY, so it reaches runners in other processes too."""
+    from app.jobs.runner import Runner
+
+    runner = Runner(app, workers=1, poll_s=120).start()
+    try:
+        import time
+
+        time.sleep(1.0)  # the first poll pass (and, on PostgreSQL, LISTEN) is behind us
+        job_id = enqueue(app, "test.count", lines=2)
+        job, _ = finished(app, job_id)
+        assert job.state == "succeeded"
+    finally:
+        runner.stop()
