@@ -35,6 +35,7 @@ from app.demo import appsource, targetsfile
 from app.demo.sample import insert_sample_rows
 from app.targets.health import HealthCheck, Probe
 from app.targets.process import ManagedProcess, ProcessError
+from app.targets.target import inherited_env
 
 TARGET_NAMES = ("staging", "production")
 MARKER = "demo.json"
@@ -43,7 +44,6 @@ AUTHOR_NAME = "Demo Developer"
 AUTHOR_EMAIL = "dev@demo.invalid"
 HEALTH_WAIT_S = 20.0
 COMMAND_TIMEOUT_S = 60.0
-INHERITED_ENV = ("PATH", "HOME", "LANG")
 
 OnLine = Callable[[str], None]
 
@@ -138,7 +138,7 @@ class DemoTarget:
         return {"DATABASE_URL": self.database_url, "PORT": str(self.port), "FLASK_SKIP_DOTENV": "1"}
 
     def process(self) -> ManagedProcess:
-        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ} | self.process_env()
+        env = inherited_env() | self.process_env()
         return ManagedProcess(self.command(), self.app_dir, self.pid_file, self.log_file, env=env)
 
     def health(self, timeout_s: float = HEALTH_WAIT_S) -> HealthCheck:
@@ -378,7 +378,7 @@ def _write_env_file(t: DemoTarget) -> None:
 
 
 def _app_env(t: DemoTarget) -> dict[str, str]:
-    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    env = inherited_env()
     env.setdefault("PATH", os.defpath)
     return env | t.process_env()
 

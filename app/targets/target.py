@@ -20,6 +20,10 @@ from app.targets.process import CommandControl, ManagedProcess, ProcessControl
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 
 
+def inherited_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+
+
 @dataclass(frozen=True)
 class Target:
     config: TargetConfig
@@ -42,7 +46,7 @@ class Target:
         if proc is None:
             return None
         if proc.managed:
-            env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ} | proc.env
+            env = inherited_env() | proc.env
             return ManagedProcess(
                 command=list(proc.command),
                 cwd=proc.cwd or self.config.repo.path,
