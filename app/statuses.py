@@ -11,13 +11,6 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
-OUTCOME_LABELS = {
-    Outcome.OK: "OK",
-    Outcome.DENIED: "Denied",
-    Outcome.FAILED: "Failed",
-}
-
-
 class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"

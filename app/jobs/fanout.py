@@ -128,10 +128,6 @@ class Broadcaster:
                     del self._feeds[watcher.job_id]
                     feed.dead = True
 
-    def watching(self) -> int:
-        with self._lock:
-            return sum(len(f.watchers) for f in self._feeds.values())
-
     # --- called from the bus -------------------------------------------------------------
 
     def notify(self, job_id: int | None, seq: int | None) -> None:
