@@ -11,6 +11,7 @@ from flask import Flask
 
 from app.targets import registry
 from app.targets.health import Probe
+from app.targets.reach import database_reachable
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ INTERVAL_S = 30.0
 class Reading:
     probe: Probe | None  # None: the target has no health check configured
     checked_at: float
+    database: tuple[bool, str] | None = None  # (reachable, detail); None: no database configured
 
 
 class HealthMonitor:
@@ -58,10 +60,13 @@ class HealthMonitor:
 
     def probe_all(self) -> None:
         for name in registry.target_names():
-            check = registry.target(name).health()
+            target = registry.target(name)
+            check = target.health()
             probe = check.probe(request_timeout_s=3) if check else None
+            database = target.config.database
+            reached = database_reachable(database.url) if database else None
             with self._lock:
-                self._readings[name] = Reading(probe, time.time())
+                self._readings[name] = Reading(probe, time.time(), reached)
 
 
 def monitor(app: Flask) -> HealthMonitor:

@@ -23,7 +23,7 @@ def reach(target: Target) -> list[tuple[str, bool, str]]:
         probe = check.probe(request_timeout_s=3)
         results.append(("health", probe.ok, str(probe)))
     if (database := target.config.database) is not None:
-        results.append(("database", *_database(database.url)))
+        results.append(("database", *database_reachable(database.url)))
     if (control := target.process()) is not None:
         status = control.status()
         running = {True: "running", False: "not running", None: "state unknown"}[status.running]
@@ -31,7 +31,8 @@ def reach(target: Target) -> list[tuple[str, bool, str]]:
     return results
 
 
-def _database(url: str) -> tuple[bool, str]:
+def database_reachable(url: str) -> tuple[bool, str]:
+    """Connect and run SELECT 1 (read-only for SQLite); never raises."""
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if not path.exists():

@@ -79,3 +79,18 @@ def test_reset_of_protected_target_without_the_typed_name_is_refused(app, users,
     assert response.status_code == 400 and "type its name, staging, to confirm" in response.get_data(as_text=True)
     operator = post(as_role(Role.OPERATOR), "/jobs", {**form, "confirm": "staging"})
     assert operator.status_code == 403, "resets are for admins"
+
+
+def test_dashboard_card_reports_an_unreachable_database(app, users, as_role, code_target, tmp_path):
+    from app.targets import registry
+    from app.targets.monitor import monitor
+
+    path = app.config["REWIND_SETTINGS"].config_path
+    missing = tmp_path / "nowhere" / "app.db"
+    path.write_text(code_target.toml() + f'\n[targets.staging.database]\nurl = "sqlite:///{missing}"\n')
+    registry._cache.clear()
+    with app.app_context():
+        monitor(app).probe_all()
+    cards = as_role(Role.VIEWER).get("/dashboard/cards").get_data(as_text=True)
+    assert 'Database: <span class="badge badge-bad">unreachable</span>' in cards
+    assert f"{missing} does not exist" in cards
