@@ -111,10 +111,9 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
     from app.targets.registry import TargetsFileError, targets
 
     try:
-        configured = targets(settings.config_path)
+        targets(settings.config_path)  # read now so a broken file stops start-up
     except TargetsFileError as exc:
         raise SettingsError("REWIND_CONFIG", str(exc)) from None
-    app.config["REWIND_REDACT_TARGETS"] = [s for t in configured.values() for s in t.secrets]
     app.extensions["rewind.bus"] = PostgresBus(settings.database_url) if settings.is_postgres else InProcessBus()
     app.extensions["rewind.fanout_lock"] = threading.Lock()
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
@@ -122,7 +121,7 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
     from sqlalchemy.engine import make_url
 
     password = make_url(settings.database_url).password
-    app.config["REWIND_REDACT"] = ([password] if password else []) + app.config["REWIND_REDACT_TARGETS"]
+    app.config["REWIND_REDACT"] = [password] if password else []
 
 
 def start_runner(app: Flask):

@@ -30,9 +30,8 @@ def build_cards(health_of) -> list[TargetCard]:
         target = registry.target(name)
         head = subject = problem = None
         try:
-            repo = target.git()
-            head = repo.head()
-            subject = repo.commit(head).subject
+            latest = target.git().history(limit=1)[0]
+            head, subject = latest.sha, latest.subject
         except GitError as exc:
             problem = exc.message
         good = checkpoints.last_known_good(name)

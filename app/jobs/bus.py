@@ -15,11 +15,10 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy import text
 
-from app.jobs.events import NOTIFY_CHANNEL, pg_notify
-
 log = logging.getLogger(__name__)
 
-QUEUED_CHANNEL = "rewind_jobs_queued"
+EVENTS_CHANNEL = "rewind_events"  # payload "job_id:seq"
+QUEUED_CHANNEL = "rewind_jobs_queued"  # no payload: runners re-read the queue
 
 # callback(job_id, seq); (None, None) means "notices may have been missed: re-read what you watch"
 Callback = Callable[[int | None, int | None], None]
@@ -76,7 +75,9 @@ class PostgresBus(InProcessBus):
         self._stop = threading.Event()
 
     def notify_in_transaction(self, session, job_id: int, seq: int) -> None:
-        pg_notify(session, job_id, seq)
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": EVENTS_CHANNEL, "payload": f"{job_id}:{seq}"}
+        )
 
     def published(self, job_id: int, seq: int) -> None:
         """The LISTEN thread delivers, in this process as in every other."""
@@ -105,7 +106,7 @@ class PostgresBus(InProcessBus):
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     conn.execute(f"LISTEN {QUEUED_CHANNEL}")
                     self._deliver(None, None)  # anything sent while we were not listening is re-read
                     self._deliver_queued()

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from app.clock import utcnow
 from app.extensions import db
@@ -161,13 +161,4 @@ def events_after(job_id: int, after: int) -> list[JobEvent]:
         db.session.scalars(
             select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq)
         )
-    )
-
-
-NOTIFY_CHANNEL = "rewind_events"
-
-
-def pg_notify(session, job_id: int, seq: int) -> None:
-    session.execute(
-        text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": f"{job_id}:{seq}"}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from flask import current_app
@@ -16,6 +17,7 @@ from app.jobs.events import EventWriter
 from app.jobs.models import Job
 from app.jobs.redact import Redactor
 from app.statuses import JobState, Outcome, StepState, Verification
+from app.targets import registry
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,11 @@ def execute(job_id: int) -> JobState:
     bus = current_app.extensions["rewind.bus"]
     writer = EventWriter(job.id, bus)
     redactor = Redactor(current_app.config.get("REWIND_REDACT", []))
+    if job.target:
+        # The targets file as it is now: its env: values are the secrets this job may print.
+        with contextlib.suppress(registry.UnknownTarget):
+            for secret in registry.get_target(job.target).secrets:
+                redactor.add(secret)
     actor = Actor(job.actor_id, job.actor_name)
     ctx = JobContext(job, writer, redactor)
     try:

@@ -22,6 +22,8 @@ class Redactor:
             self.add(secret)
 
     def add(self, secret: str | None) -> None:
+        if secret and (found := URL_PASSWORD.search(secret)):
+            self.add(found["password"])  # a URL's password may be printed on its own
         if secret and len(secret) >= 4:
             with self._lock:
                 if secret not in self._secrets:

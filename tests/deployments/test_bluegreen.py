@@ -9,6 +9,9 @@ import pytest
 
 from app.jobs import runbook as runbooks
 from app.jobs.runbook import ParamError
+from app.targets import registry
+from app.targets.health import HealthCheck
+from tests.conftest import wait_for
 from tests.deployments.test_runbooks import run
 from tests.support.postgres import free_port
 from tests.support.targets import SERVER
@@ -37,13 +40,8 @@ slot_dirs = {{ blue = "{dirs["blue"]}", green = "{dirs["green"]}" }}
 keep_previous_minutes = 90
 """
     )
-    from app.targets import registry
-
     registry._cache.clear()
     for url in urls.values():
-        from app.targets.health import HealthCheck
-        from tests.conftest import wait_for
-
         wait_for(lambda url=url: HealthCheck(url).probe().ok)
     yield servers, link, dirs
     for server in servers.values():

@@ -176,3 +176,17 @@ def test_restart_gives_a_new_process(app, runner, code_target):
     with app.app_context():
         after = registry.target("staging").process().status().pid
     assert after and after != before
+
+
+def test_a_targets_env_secrets_are_masked_in_its_job_logs(app, runner, code_target, monkeypatch):
+    """Secrets come from the targets file as it is when the job runs, not as it was at start-up."""
+    monkeypatch.setenv("STAGING_DB_URL", "postgresql://app:staging-db-pw-77@db/app")
+    path = app.config["REWIND_SETTINGS"].config_path
+    path.write_text(code_target.toml() + '\n[targets.staging.database]\nurl = "env:STAGING_DB_URL"\n')
+    from app.targets import registry
+
+    registry._cache.clear()
+    job, view = run(app, "test.echo", text="the password is staging-db-pw-77")
+    assert job.state == "succeeded"
+    assert "staging-db-pw-77" not in log_text(view)
+    assert "echo: the password is •••" in log_text(view)

@@ -38,6 +38,10 @@ def secret(ctx: JobContext) -> None:
     ctx.run([sys.executable, "-c", "import sys; print(len(sys.argv))", "--password", "s3cr'et-pw"])
 
 
+def echo(ctx: JobContext) -> None:
+    ctx.log(f"echo: {ctx.params['text']}")
+
+
 def fail(ctx: JobContext) -> None:
     ctx.run([sys.executable, "-c", "import sys; print('about to fail', file=sys.stderr); sys.exit(3)"])
 
@@ -97,5 +101,15 @@ register(
         role=Role.ADMIN,
         mutates=True,
         steps=(Step("crash", "Refuse", crash),),
+    )
+)
+register(
+    Runbook(
+        name="test.echo",
+        title="Echo on a target",
+        role=Role.OPERATOR,
+        mutates=False,
+        params=(Param("text", "Text"),),
+        steps=(Step("echo", "Echo", echo),),
     )
 )
