@@ -28,9 +28,9 @@ def post_worker_init(worker):
     """Each web worker runs jobs itself unless separate `flask rewind worker` processes do."""
     app = worker.wsgi
     if app.config["REWIND_SETTINGS"].run_jobs_in_web:
-        from app import start_runner
+        from app.jobs.engine import engine
 
-        start_runner(app)
+        engine(app).start_runner()
 
 
 # Rewind does not use gunicorn's control socket; leaving it on makes two instances on one host collide.

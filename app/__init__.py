@@ -99,37 +99,25 @@ RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks")
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:
-    import threading
-
-    from app.jobs.bus import InProcessBus, PostgresBus
+    from app.jobs.engine import Engine
     from app.jobs.runbook import load_modules
+    from app.targets.registry import Targets, TargetsFileError
 
     try:
         load_modules([*RUNBOOK_MODULES, *settings.runbook_modules])
     except ImportError as exc:
         raise SettingsError("REWIND_RUNBOOKS", f"cannot import {exc.name!r}: {exc}") from None
-    from app.targets.registry import TargetsFileError, targets
-
     try:
-        targets(settings.config_path)  # read now so a broken file stops start-up
+        targets = Targets(settings.config_path, settings.instance_dir).load()  # a broken file stops start-up
     except TargetsFileError as exc:
         raise SettingsError("REWIND_CONFIG", str(exc)) from None
-    app.extensions["rewind.bus"] = PostgresBus(settings.database_url) if settings.is_postgres else InProcessBus()
-    app.extensions["rewind.fanout_lock"] = threading.Lock()
+    app.extensions["rewind"] = Engine(app, settings, targets)
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
     # The ops database password must never reach a job log.
     from sqlalchemy.engine import make_url
 
     password = make_url(settings.database_url).password
     app.config["REWIND_REDACT"] = [password] if password else []
-
-
-def start_runner(app: Flask):
-    """Start this process's job runner (gunicorn's post_worker_init and `flask rewind worker` call it)."""
-    from app.jobs.runner import Runner
-
-    settings = app.config["REWIND_SETTINGS"]
-    return Runner(app, workers=settings.job_threads).start()
 
 
 def _repo_path(name: str):

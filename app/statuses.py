@@ -15,9 +15,15 @@ class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
+    WARNING = "warning"  # the change was made and verified; a follow-up step (e.g. the push) failed
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+
+    @property
+    def label(self) -> str:
+        """The words a page shows."""
+        return "succeeded with warnings" if self is JobState.WARNING else self.value
 
     @property
     def is_final(self) -> bool:
@@ -29,12 +35,15 @@ class JobState(StrEnum):
         return JOB_STATE_TONES[self]
 
 
-FINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED})
+FINAL_JOB_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.WARNING, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED}
+)
 ACTIVE_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
 JOB_STATE_TONES = {
     JobState.QUEUED: "neutral",
     JobState.RUNNING: "info",
     JobState.SUCCEEDED: "ok",
+    JobState.WARNING: "warn",
     JobState.FAILED: "bad",
     JobState.CANCELLED: "warn",
     JobState.INTERRUPTED: "bad",
@@ -48,10 +57,17 @@ class StepState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    NOT_RUN = "not_run"  # the job ended before this step's turn
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
 
     @property
     def tone(self) -> str:
-        return {"pending": "neutral", "running": "info", "succeeded": "ok", "failed": "bad"}.get(self, "warn")
+        return {"pending": "neutral", "not_run": "neutral", "running": "info", "succeeded": "ok", "failed": "bad"}.get(
+            self, "warn"
+        )
 
 
 class Verification(StrEnum):

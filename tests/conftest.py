@@ -37,9 +37,9 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 @pytest.fixture
 def runner(app):
     """This app's in-process job runner, as gunicorn would start it."""
-    from app import start_runner
+    from app.jobs.engine import engine
 
-    running = start_runner(app)
+    running = engine(app).start_runner()
     yield running
     running.stop(wait=True)
 
@@ -87,7 +87,7 @@ def app(request, tmp_path, sqlite_template):
     (instance / "rewind.toml").write_text(TARGETS)
     application = build_app(instance, url, REWIND_RUNBOOKS="tests.support.runbooks")
     yield application
-    application.extensions["rewind.bus"].close()
+    application.extensions["rewind"].bus.close()
     with application.app_context():
         from app.extensions import db
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.deployments import checkpoints
+from app.checkpoints import store
 from app.jobs import service
 from app.jobs.models import Job
 from app.targets import registry
@@ -26,15 +26,17 @@ class TargetCard:
 
 def build_cards(health_of) -> list[TargetCard]:
     cards = []
-    for name in registry.target_names():
-        target = registry.target(name)
-        head = subject = problem = None
+    targets = registry.current()
+    for name in targets.names():
+        target = targets.open(name)
+        head = subject = problem = good = None
         try:
-            latest = target.git().history(limit=1)[0]
+            repo = target.git()
+            latest = repo.history(limit=1)[0]
             head, subject = latest.sha, latest.subject
+            good = store.last_known_good(name, repo.contains)
         except GitError as exc:
             problem = exc.message
-        good = checkpoints.last_known_good(name)
         cards.append(
             TargetCard(
                 name=name,

@@ -10,7 +10,7 @@ from app.auth.guards import public, requires
 from app.auth.roles import Role
 from app.dashboard.cards import build_cards
 from app.extensions import db
-from app.targets.monitor import monitor
+from app.jobs.engine import engine
 
 bp = Blueprint("dashboard", __name__)
 
@@ -30,7 +30,7 @@ def index():
     ok, db_status = ops_database_status()
     recent = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(10)).all()
     settings = current_app.config["REWIND_SETTINGS"]
-    health = monitor(current_app._get_current_object())
+    health = engine().health
     return render_template(
         "dashboard/index.html",
         cards=build_cards(health.reading),
@@ -46,7 +46,7 @@ def index():
 @requires(Role.VIEWER)
 def cards():
     """The target cards alone: the dashboard refreshes them by itself."""
-    health = monitor(current_app._get_current_object())
+    health = engine().health
     return render_template("dashboard/_cards.html", cards=build_cards(health.reading))
 
 

@@ -33,9 +33,9 @@ from pathlib import Path
 
 from app.demo import appsource, targetsfile
 from app.demo.sample import insert_sample_rows
+from app.targets.environment import inherited_env
 from app.targets.health import HealthCheck, Probe
 from app.targets.process import ManagedProcess, ProcessError
-from app.targets.target import inherited_env
 
 TARGET_NAMES = ("staging", "production")
 MARKER = "demo.json"

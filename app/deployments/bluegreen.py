@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from app.deployments import steps
+from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import ParamError, StepFailed
 from app.targets import registry
@@ -14,14 +14,14 @@ from app.targets.health import HealthCheck
 
 
 def _config(target: str | None) -> BlueGreenConfig:
-    config = registry.get_target(target).bluegreen
+    config = registry.current().config(target).bluegreen
     if config is None:
         raise ParamError("target", f"{target} has no [targets.{target}.bluegreen] section")
     return config
 
 
 def _state_file(target: str) -> Path:
-    return registry.target(target).state_dir / "active-slot"
+    return registry.current().open(target).state_dir / "active-slot"
 
 
 def active_slot(target: str) -> str | None:
@@ -60,7 +60,7 @@ def switch_traffic(ctx: JobContext) -> None:
     slot = ctx.params["slot"]
     config = _config(ctx.target)
     if config.switch:
-        ctx.run([*config.switch, slot], timeout=120)
+        ctx.run([*config.switch, slot], timeout=120, env=steps.target_of(ctx).command_env())
     else:
         # A new link beside the old one, renamed over it: readers see the old slot or the new, never neither.
         temp = config.link.with_name(config.link.name + ".rewind-new")
@@ -71,6 +71,7 @@ def switch_traffic(ctx: JobContext) -> None:
     state = _state_file(ctx.target)
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(slot + "\n")
+    ctx.did(f"switched {ctx.target}'s traffic to {slot}")
     previous = ctx.state.get("previous_slot") or "the previous slot"
     ctx.set_result(
         f"Traffic on {ctx.target} now goes to {slot}; {previous} is left untouched for at least "

@@ -7,17 +7,20 @@ verifying the target; a commit that passes is marked known-good.
 from __future__ import annotations
 
 from app.auth.roles import Role
-from app.deployments import bluegreen, steps
+from app.deployments import bluegreen, captures
+from app.deployments import steps as code
+from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
 from app.targets import registry
 from app.targets.git import GitError
-from app.targets.process import ProcessError
+
+assert captures.CODE  # registered on import: every checkpoint records the deployed commit
 
 
 def _repo(target: str | None):
     try:
-        return registry.target(target).git()
+        return registry.current().open(target).git()
     except GitError as exc:
         raise ParamError("target", str(exc)) from None
 
@@ -43,8 +46,12 @@ def _commits(value: str, target: str | None) -> list[str]:
             resolved.append(repo.resolve(ref))
         except GitError as exc:
             raise ParamError("commits", exc.message) from None
-    # Newest first, so each revert applies on top of the ones after it.
-    return sorted(set(resolved), key=lambda sha: repo.commit(sha).time, reverse=True)
+    # Newest first by place on the branch (never by date: a rebase leaves dates out of order),
+    # so each revert applies on top of the ones after it.
+    try:
+        return repo.newest_first(list(dict.fromkeys(resolved)))
+    except GitError as exc:
+        raise ParamError("commits", exc.message) from None
 
 
 def _deploy_ref(value: str, target: str | None) -> str:
@@ -55,7 +62,7 @@ def _deploy_ref(value: str, target: str | None) -> str:
 
 
 def _confirm_protected(params: dict, target: str | None) -> None:
-    config = registry.get_target(target)
+    config = registry.current().config(target)
     if config.protected and params.get("confirm") != target:
         raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm the reset")
 
@@ -67,13 +74,15 @@ def revert_commits(ctx: JobContext) -> None:
     shas = ctx.params["commits"]
     ctx.log(f"reverting {len(shas)} commit(s), newest first: {', '.join(s[:12] for s in shas)}")
     with steps.adapter_errors(ctx):
-        head = steps.git_of(ctx).revert(shas, on_line=steps.say(ctx))
+        head = code.git_of(ctx).revert(shas, sink=ctx)
+    ctx.did(f"reverted {len(shas)} commit(s) on {ctx.target}")
     ctx.set_result(f"Reverted {len(shas)} commit(s); {ctx.target} now runs {head[:12]}.")
     ctx.progress(1.0, head[:12])
 
 
 def tag_old_head(ctx: JobContext) -> None:
-    tag = steps.git_of(ctx).tag_safety()
+    with steps.adapter_errors(ctx):
+        tag = code.git_of(ctx).tag_safety()
     ctx.state["safety_tag"] = tag
     ctx.log(f"the old head is kept as tag {tag}")
     ctx.progress(1.0, tag)
@@ -82,7 +91,8 @@ def tag_old_head(ctx: JobContext) -> None:
 def reset_branch(ctx: JobContext) -> None:
     sha = ctx.params["commit"]
     with steps.adapter_errors(ctx):
-        head = steps.git_of(ctx).reset_hard(sha, on_line=steps.say(ctx))
+        head = code.git_of(ctx).reset_hard(sha, sink=ctx)
+    ctx.did(f"reset {ctx.target} to {head[:12]}")
     ctx.set_result(f"Reset {ctx.target} to {head[:12]}; the old head is tag {ctx.state.get('safety_tag')}.")
     ctx.progress(1.0, head[:12])
 
@@ -90,8 +100,9 @@ def reset_branch(ctx: JobContext) -> None:
 def merge_ref(ctx: JobContext) -> None:
     sha = ctx.params["ref"]
     with steps.adapter_errors(ctx):
-        head = steps.git_of(ctx).merge(sha, on_line=steps.say(ctx))
+        head = code.git_of(ctx).merge(sha, sink=ctx)
     ctx.state["deployed"] = head
+    ctx.did(f"deployed {sha[:12]} to {ctx.target}")
     ctx.set_result(f"Deployed {sha[:12]}; {ctx.target} now runs {head[:12]}.")
     ctx.progress(1.0, head[:12])
 
@@ -103,24 +114,25 @@ def verify_or_roll_back(ctx: JobContext) -> None:
         steps.verify_passed(ctx, detail)
         return
     target = steps.target_of(ctx)
-    start = ctx.state["start_commit"]
+    start = code.start_commit(ctx)
     choice = ctx.params.get("auto_rollback") or "default"
     roll_back = target.config.auto_rollback if choice == "default" else choice == "on"
     if not roll_back:
         ctx.verified(False, detail)
         raise StepFailed(f"{detail}. Automatic rollback is off for this deploy: roll back by hand (revert or reset).")
     ctx.log(f"verification failed ({detail}); rolling back to {start[:12]} as auto_rollback says")
-    repo = steps.git_of(ctx)
+    repo = code.git_of(ctx)
     try:
-        tag = repo.tag_safety(prefix="rewind/failed-deploy")
-        repo.reset_hard(start, on_line=steps.say(ctx))
-        ctx.log(f"the failed deploy is kept as tag {tag}")
-        control = target.process()
-        if control is not None:
-            control.restart(on_line=steps.say(ctx))
-    except (GitError, ProcessError) as exc:
+        with steps.adapter_errors(ctx):
+            tag = repo.tag_safety(prefix="rewind/failed-deploy")
+            repo.reset_hard(start, sink=ctx)
+            ctx.log(f"the failed deploy is kept as tag {tag}")
+            control = target.process()
+            if control is not None:
+                control.restart(ctx)
+    except StepFailed as exc:
         ctx.verified(False, detail)
-        raise StepFailed(f"{detail}; the automatic rollback failed too: {ctx.redact(str(exc))}") from None
+        raise StepFailed(f"{detail}; the automatic rollback failed too: {exc}") from None
     again, detail_again = steps.check_health(ctx)
     ctx.verified(again, detail_again)
     if again:
@@ -134,27 +146,28 @@ def verify_or_roll_back(ctx: JobContext) -> None:
 def stop_app(ctx: JobContext) -> None:
     control = steps.control_of(ctx)
     with steps.adapter_errors(ctx):
-        control.stop(on_line=steps.say(ctx))
+        control.stop(ctx)
     ctx.set_result(f"{ctx.target} is stopped.")
 
 
 def start_app(ctx: JobContext) -> None:
     control = steps.control_of(ctx)
     with steps.adapter_errors(ctx):
-        control.start(on_line=steps.say(ctx))
+        control.start(ctx)
 
 
 def push(ctx: JobContext) -> None:
-    steps.push(ctx)
+    code.push(ctx)
 
 
 def force_push(ctx: JobContext) -> None:
-    steps.push(ctx, force=True)
+    code.push(ctx, force=True)
 
 
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
 RESTART = Step("restart", "Restart the application", steps.restart)
 VERIFY = Step("verify", "Verify health", steps.verify)
+PUSH = Step("push", "Push", push, follow_up=True)
 
 register(
     Runbook(
@@ -164,7 +177,7 @@ register(
         role=Role.OPERATOR,
         mutates=True,
         params=(Param("commits", "Commits", check=_commits, help="one or more commit ids, 7-40 hex characters"),),
-        steps=(CHECKPOINT, Step("revert", "Revert", revert_commits), RESTART, VERIFY, Step("push", "Push", push)),
+        steps=(CHECKPOINT, Step("revert", "Revert", revert_commits), RESTART, VERIFY, PUSH),
     )
 )
 register(
@@ -185,7 +198,7 @@ register(
             Step("reset", "Reset", reset_branch),
             RESTART,
             VERIFY,
-            Step("push", "Force-push (if enabled)", force_push),
+            Step("push", "Force-push (if enabled)", force_push, follow_up=True),
         ),
     )
 )
@@ -212,7 +225,7 @@ register(
             Step("merge", "Merge", merge_ref),
             RESTART,
             Step("verify", "Verify health", verify_or_roll_back),
-            Step("push", "Push", push),
+            PUSH,
         ),
     )
 )

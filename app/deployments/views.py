@@ -6,7 +6,7 @@ from flask import Blueprint, abort, render_template, request
 
 from app.auth.guards import requires
 from app.auth.roles import Role
-from app.deployments import checkpoints
+from app.checkpoints import store
 from app.jobs import service
 from app.targets import registry
 from app.targets.git import COMMIT_ID, GitError
@@ -18,7 +18,7 @@ HISTORY = 30
 
 def _target_or_404(name: str):
     try:
-        return registry.target(name)
+        return registry.current().open(name)
     except registry.UnknownTarget as exc:
         abort(404, description=f"{str(exc).capitalize()}.")
 
@@ -26,7 +26,7 @@ def _target_or_404(name: str):
 @bp.get("/deployments")
 @requires(Role.VIEWER)
 def index():
-    names = registry.target_names()
+    names = registry.current().names()
     return render_template("deployments/index.html", names=names)
 
 
@@ -52,8 +52,8 @@ def history(name: str):
         commits=commits,
         head=head,
         problem=problem,
-        known_good=checkpoints.known_good(name),
-        checkpoints=checkpoints.recent_checkpoints(name),
+        known_good=store.known_good(name),
+        checkpoints=store.recent(name),
         next_before=commits[-1].sha if more else None,
         busy=service.busy_job(name),
     )
@@ -75,5 +75,5 @@ def commit(name: str, sha: str):
         target=target,
         detail=detail,
         head=head,
-        known_good=checkpoints.known_good(name),
+        known_good=store.known_good(name),
     )

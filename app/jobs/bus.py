@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "rewind_events"  # payload "job_id:seq"
 QUEUED_CHANNEL = "rewind_jobs_queued"  # no payload: runners re-read the queue
+FINISHED_CHANNEL = "rewind_jobs_finished"  # payload "job_id": dashboards re-check that job's target
 
 # callback(job_id, seq); (None, None) means "notices may have been missed: re-read what you watch"
 Callback = Callable[[int | None, int | None], None]
@@ -28,6 +29,7 @@ class InProcessBus:
     def __init__(self) -> None:
         self._callbacks: list[Callback] = []
         self._queued_callbacks: list[Callable[[], None]] = []
+        self._finished_callbacks: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
 
     def subscribe(self, callback: Callback) -> None:
@@ -44,6 +46,23 @@ class InProcessBus:
             callbacks = list(self._queued_callbacks)
         for callback in callbacks:
             callback()
+
+    def on_finished(self, callback: Callable[[int], None]) -> None:
+        """Health monitors listen here, so a job run by any process refreshes every dashboard."""
+        with self._lock:
+            self._finished_callbacks.append(callback)
+
+    def _deliver_finished(self, job_id: int) -> None:
+        with self._lock:
+            callbacks = list(self._finished_callbacks)
+        for callback in callbacks:
+            callback(job_id)
+
+    def job_finished_in_transaction(self, session, job_id: int) -> None:
+        """Nothing to do in-process: finished() runs after the commit."""
+
+    def finished(self, job_id: int) -> None:
+        self._deliver_finished(job_id)
 
     def job_queued_in_transaction(self, session) -> None:
         """Nothing to do in-process: queued() runs after the commit."""
@@ -88,6 +107,18 @@ class PostgresBus(InProcessBus):
     def queued(self) -> None:
         """The LISTEN thread delivers, so a worker in another process hears it too."""
 
+    def job_finished_in_transaction(self, session, job_id: int) -> None:
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": FINISHED_CHANNEL, "payload": str(job_id)}
+        )
+
+    def finished(self, job_id: int) -> None:
+        """The LISTEN thread delivers."""
+
+    def on_finished(self, callback: Callable[[int], None]) -> None:
+        super().on_finished(callback)
+        self._start_listening()
+
     def subscribe(self, callback: Callback) -> None:
         super().subscribe(callback)
         self._start_listening()
@@ -108,12 +139,16 @@ class PostgresBus(InProcessBus):
                 with psycopg.connect(self._dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     conn.execute(f"LISTEN {QUEUED_CHANNEL}")
+                    conn.execute(f"LISTEN {FINISHED_CHANNEL}")
                     self._deliver(None, None)  # anything sent while we were not listening is re-read
                     self._deliver_queued()
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=1.0):
                             if notice.channel == QUEUED_CHANNEL:
                                 self._deliver_queued()
+                                continue
+                            if notice.channel == FINISHED_CHANNEL:
+                                self._deliver_finished(int(notice.payload))
                                 continue
                             job, _, seq = notice.payload.partition(":")
                             self._deliver(int(job), int(seq))

@@ -14,7 +14,7 @@ from flask.cli import with_appcontext
 @with_appcontext
 def worker() -> None:
     """Claim and run queued jobs until stopped (SIGTERM or Ctrl-C)."""
-    from app import start_runner
+    from app.jobs.engine import engine
 
     app = current_app._get_current_object()
     settings = app.config["REWIND_SETTINGS"]
@@ -23,7 +23,7 @@ def worker() -> None:
             "separate workers need a PostgreSQL ops database (REWIND_DATABASE_URL); "
             "with SQLite, jobs run inside the web process"
         )
-    runner = start_runner(app)
+    runner = engine(app).start_runner()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,8 +1,14 @@
-"""What a runbook step sees: progress, log lines, commands, cancellation."""
+"""What a runbook step sees: progress, log lines, commands, cancellation.
+
+A JobContext is also the sink every adapter command writes to: reader
+threads only buffer lines (`line`), and the job's own thread writes them as
+events (`tick`), so no line is lost to a thread that cannot reach the
+database.
+"""
 
 from __future__ import annotations
 
-import shlex
+import threading
 import time
 from collections.abc import Sequence
 
@@ -11,9 +17,11 @@ from sqlalchemy import select
 from app.extensions import db
 from app.jobs.events import EventWriter
 from app.jobs.models import Job
-from app.jobs.process import CommandCancelled, CommandResult, CommandTimedOut, run_command
 from app.jobs.redact import Redactor
-from app.jobs.runbook import StepFailed
+from app.jobs.runbook import StepFailed, StepSkipped
+from app.targets import registry
+from app.targets.command import CommandCancelled, CommandResult, CommandTimedOut, run_command, shown
+from app.targets.environment import inherited_env
 
 CANCEL_CHECK_S = 0.25
 
@@ -25,28 +33,44 @@ class JobCancelled(Exception):
 
 
 class JobContext:
-    def __init__(self, job: Job, writer: EventWriter, redactor: Redactor) -> None:
+    def __init__(self, job: Job, writer: EventWriter, redactor: Redactor, runbook_title: str) -> None:
         self.job_id = job.id
         self.target = job.target
         self.params = job.params
         self.writer = writer
         self.redact = redactor
+        self.runbook_title = runbook_title
         self.step: int | None = None
         self.result: str | None = None
         self.verification: tuple[bool, str] | None = None
-        self.runbook_title = job.runbook
+        self.warnings: list[str] = []
+        self.changed: list[str] = []  # what this job did to its target so far, in words
         self.state: dict = {}  # what one step leaves for a later one (e.g. the commit a deploy started from)
+        self._thread = threading.get_ident()
         self._cancel_checked = 0.0
         self._cancelled_by: str | None = None
+
+    # --- the sink ------------------------------------------------------------------
+
+    def line(self, stream: str, text: str) -> None:
+        """One output line from any thread: buffered only, written by the job's thread."""
+        self.writer.add_line(self.step, stream, self.redact(text))
+
+    def tick(self) -> None:
+        if threading.get_ident() == self._thread and self.writer.flush_due():
+            self.writer.flush()
+
+    def cancelled(self) -> bool:
+        return self.cancel_requested() is not None
 
     # --- reporting -----------------------------------------------------------------
 
     def progress(self, fraction: float, message: str = "") -> None:
         self.writer.emit("progress", {"fraction": round(fraction, 4), "message": self.redact(message)}, self.step)
 
-    def log(self, line: str, stream: str = "out") -> None:
-        self.writer.add_line(self.step, stream, self.redact(line))
-        self._tick()
+    def log(self, text: str, stream: str = "out") -> None:
+        self.line(stream, text)
+        self.tick()
 
     def add_secret(self, value: str | None) -> None:
         """Mask this value wherever it would appear in the log from now on."""
@@ -55,18 +79,25 @@ class JobContext:
     def set_result(self, summary: str) -> None:
         self.result = self.redact(summary)
 
+    def did(self, change: str) -> None:
+        """Note a change made to the target, so a later failure can say what already happened."""
+        self.changed.append(self.redact(change))
+
     def verified(self, passed: bool, detail: str) -> None:
         self.verification = (passed, self.redact(detail))
 
-    def _tick(self) -> None:
-        if self.writer.flush_due():
-            self.writer.flush()
+    def skip(self, reason: str) -> None:
+        """End this step as skipped (nothing to do), not as succeeded."""
+        raise StepSkipped(self.redact(reason))
 
     # --- cancellation --------------------------------------------------------------
 
     def cancel_requested(self) -> str | None:
+        """Who asked to cancel, if anyone. Reads the database only from the job's thread, at most every 0.25 s."""
+        if self._cancelled_by is not None or threading.get_ident() != self._thread:
+            return self._cancelled_by
         now = time.monotonic()
-        if self._cancelled_by is None and now - self._cancel_checked >= CANCEL_CHECK_S:
+        if now - self._cancel_checked >= CANCEL_CHECK_S:
             self._cancel_checked = now
             self._cancelled_by = db.session.scalar(select(Job.cancel_requested_by).where(Job.id == self.job_id))
             db.session.commit()  # end the read so the next check sees new commits
@@ -81,7 +112,7 @@ class JobContext:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             self.check_cancelled()
-            self._tick()
+            self.tick()
             time.sleep(min(left, 0.05))
 
     # --- commands ------------------------------------------------------------------
@@ -96,19 +127,16 @@ class JobContext:
         stdin: bytes | None = None,
         check: bool = True,
     ) -> CommandResult:
-        """Run argv (never a shell), streaming its output into this step's log."""
-        self.log("$ " + " ".join(shlex.quote(self.redact(str(a))) for a in argv), "cmd")
+        """Run argv (never a shell), streaming its output into this step's log.
+
+        The environment is the target's (Target.command_env()), or the shared
+        allow-list for a job without a target — never Rewind's own.
+        """
+        if env is None:
+            env = registry.current().open(self.target).command_env() if self.target else inherited_env()
+        self.log("$ " + shown([self.redact(str(a)) for a in argv]), "cmd")
         try:
-            result = run_command(
-                argv,
-                on_line=lambda stream, line: self.writer.add_line(self.step, stream, self.redact(line)),
-                should_cancel=lambda: self.cancel_requested() is not None,
-                on_tick=self._tick,
-                timeout=timeout,
-                cwd=cwd,
-                env=env,
-                stdin=stdin,
-            )
+            result = run_command(argv, self, timeout=timeout, cwd=cwd, env=env, stdin=stdin)
         except CommandCancelled:
             raise JobCancelled(self._cancelled_by or "someone") from None
         except CommandTimedOut as exc:

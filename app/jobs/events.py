@@ -110,8 +110,8 @@ class JobView:
 
     @property
     def fraction(self) -> float:
-        if self.state == JobState.SUCCEEDED:
-            return 1.0
+        if self.state.is_final:
+            return 1.0  # an ended job's bar shows the end, whatever the steps reached
         if not self.steps:
             return 0.0
         done = sum(1.0 if s.state in (StepState.SUCCEEDED, StepState.SKIPPED) else s.fraction for s in self.steps)
@@ -128,10 +128,15 @@ class JobView:
             self.result = payload.get("result", self.result)
             self.verification = payload.get("verification", self.verification)
             self.verification_detail = payload.get("verification_detail", self.verification_detail)
+            if self.state.is_final:
+                for step in self.steps:
+                    if step.state == StepState.PENDING:
+                        step.state = StepState.NOT_RUN
         elif event.kind == "step" and event.step is not None and event.step < len(self.steps):
             step = self.steps[event.step]
             step.state = StepState(payload["state"])
             step.error = payload.get("error", step.error)
+            step.message = payload.get("note", step.message)
             if step.state == StepState.RUNNING:
                 step.started = event.ts
             elif step.state != StepState.PENDING:

@@ -13,6 +13,7 @@ from app.clock import utcnow
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs.context import JobCancelled, JobContext
+from app.jobs.engine import engine
 from app.jobs.events import EventWriter
 from app.jobs.models import Job
 from app.jobs.redact import Redactor
@@ -24,22 +25,22 @@ log = logging.getLogger(__name__)
 
 def execute(job_id: int) -> JobState:
     job = db.session.get(Job, job_id)
-    bus = current_app.extensions["rewind.bus"]
+    bus = engine().bus
     writer = EventWriter(job.id, bus)
     redactor = Redactor(current_app.config.get("REWIND_REDACT", []))
     if job.target:
         # The targets file as it is now: its env: values are the secrets this job may print.
         with contextlib.suppress(registry.UnknownTarget):
-            for secret in registry.get_target(job.target).secrets:
+            for secret in registry.current().config(job.target).secrets:
                 redactor.add(secret)
     actor = Actor(job.actor_id, job.actor_name)
-    ctx = JobContext(job, writer, redactor)
     try:
         book = runbooks.get(job.runbook)
     except runbooks.UnknownRunbook as exc:
+        ctx = JobContext(job, writer, redactor, job.runbook)
         return _finish(job, writer, ctx, actor, JobState.FAILED, f"{exc}; it may have been removed since queueing")
 
-    ctx.runbook_title = book.title
+    ctx = JobContext(job, writer, redactor, book.title)
     record("job.start", actor=actor, target=job.target, details={"job_id": job.id, "runbook": job.runbook})
     writer.emit("job", {"state": JobState.RUNNING.value, "steps": [s.title for s in book.steps]})
 
@@ -52,20 +53,39 @@ def execute(job_id: int) -> JobState:
             step.run(ctx)
             writer.flush()
             writer.emit("step", {"state": StepState.SUCCEEDED.value}, index)
+        except runbooks.StepSkipped as exc:
+            ctx.log(f"skipped: {exc}")
+            writer.emit("step", {"state": StepState.SKIPPED.value, "note": redactor(str(exc))}, index)
         except JobCancelled as exc:
             writer.emit("step", {"state": StepState.CANCELLED.value}, index)
             message = f"Cancelled by {exc.by} during “{step.title}”."
-            return _finish(job, writer, ctx, actor, JobState.CANCELLED, message)
+            return _finish(job, writer, ctx, actor, JobState.CANCELLED, _after_changes(ctx, message))
         except runbooks.StepFailed as exc:
-            writer.emit("step", {"state": StepState.FAILED.value, "error": redactor(str(exc))}, index)
-            return _finish(job, writer, ctx, actor, JobState.FAILED, f"“{step.title}” failed: {redactor(str(exc))}")
+            error = redactor(str(exc))
+            writer.emit("step", {"state": StepState.FAILED.value, "error": error}, index)
+            if step.follow_up:
+                ctx.warnings.append(f"“{step.title}” failed: {error}")
+                continue
+            message = f"“{step.title}” failed: {error}"
+            return _finish(job, writer, ctx, actor, JobState.FAILED, _after_changes(ctx, message))
         except Exception as exc:
             log.exception("job %s step %s crashed", job.id, step.name)
             db.session.rollback()
             error = redactor(f"{type(exc).__name__}: {exc}")
             writer.emit("step", {"state": StepState.FAILED.value, "error": error}, index)
-            return _finish(job, writer, ctx, actor, JobState.FAILED, f"“{step.title}” hit an internal error: {error}")
-    return _finish(job, writer, ctx, actor, JobState.SUCCEEDED, ctx.result or "All steps succeeded.")
+            message = f"“{step.title}” hit an internal error: {error}"
+            return _finish(job, writer, ctx, actor, JobState.FAILED, _after_changes(ctx, message))
+    done = ctx.result or "All steps succeeded."
+    if ctx.warnings:
+        return _finish(job, writer, ctx, actor, JobState.WARNING, f"{done} But: {' '.join(ctx.warnings)}")
+    return _finish(job, writer, ctx, actor, JobState.SUCCEEDED, done)
+
+
+def _after_changes(ctx: JobContext, message: str) -> str:
+    """A failure after the target was changed must say what was already done, not read as "nothing happened"."""
+    if not ctx.changed:
+        return message
+    return f"{message} Already done before that: {'; '.join(ctx.changed)}."
 
 
 def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state: JobState, message: str) -> JobState:
@@ -73,17 +93,21 @@ def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state:
     serialise()  # the audit head first, then the job row: the order cancel() takes them in
     job.state = state.value
     job.finished_at = utcnow()
-    job.result = ctx.result if state == JobState.SUCCEEDED and ctx.result else message
+    job.result = message
     if ctx.verification is not None:
         passed, detail = ctx.verification
         job.verification = (Verification.PASSED if passed else Verification.FAILED).value
         job.verification_detail = detail
-    outcome = {JobState.SUCCEEDED: Outcome.OK, JobState.CANCELLED: Outcome.OK}.get(state, Outcome.FAILED)
+    outcome = {JobState.SUCCEEDED: Outcome.OK, JobState.WARNING: Outcome.OK, JobState.CANCELLED: Outcome.OK}.get(
+        state, Outcome.FAILED
+    )
     details = {"job_id": job.id, "runbook": job.runbook, "result": job.result}
     if state == JobState.CANCELLED:
         details["cancelled_by"] = job.cancel_requested_by
         details["step"] = job.current_step
     record(f"job.{state.value}", actor=actor, outcome=outcome, target=job.target, details=details)
+    bus = engine().bus
+    bus.job_finished_in_transaction(db.session, job.id)
     writer.emit(
         "job",
         {
@@ -93,9 +117,7 @@ def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state:
             "verification_detail": job.verification_detail or "",
         },
     )
-    health = current_app.extensions.get("rewind.health")
-    if health is not None and job.target:
-        health.check_now()  # the dashboard should show what the job left behind, not wait 30 s
+    bus.finished(job.id)  # the dashboard should show what the job left behind, not wait 30 s
     return state
 
 
@@ -127,9 +149,7 @@ def mark_interrupted(job: Job) -> bool:
         target=job.target,
         details={"job_id": job.id, "runbook": job.runbook, "step": job.current_step, "worker": job.worker},
     )
-    EventWriter(job.id, current_app.extensions["rewind.bus"]).emit(
-        "job", {"state": JobState.INTERRUPTED.value, "result": job.result}
-    )
+    EventWriter(job.id, engine().bus).emit("job", {"state": JobState.INTERRUPTED.value, "result": job.result})
     return True
 
 
@@ -154,6 +174,4 @@ def fail_unfinished(job_id: int, error: str) -> None:
         target=job.target,
         details={"job_id": job_id, "runbook": job.runbook, "result": result},
     )
-    EventWriter(job_id, current_app.extensions["rewind.bus"]).emit(
-        "job", {"state": JobState.FAILED.value, "result": result}
-    )
+    EventWriter(job_id, engine().bus).emit("job", {"state": JobState.FAILED.value, "result": result})

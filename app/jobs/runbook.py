@@ -39,6 +39,10 @@ class StepFailed(Exception):
     """An expected failure, with a message written for the person watching the job."""
 
 
+class StepSkipped(Exception):
+    """The step had nothing to do (no remote to push to, no smoke test); the reason is shown."""
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -85,6 +89,9 @@ class Step:
     name: str
     title: str
     run: Callable[[JobContext], None]
+    # A follow-up (a push after a verified rollback): its failure does not undo what the steps
+    # before it achieved, so the job ends "succeeded with warnings" and says both.
+    follow_up: bool = False
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,7 @@ class Runner:
     def start(self) -> Runner:
         with self.app.app_context():
             self.sweep_interrupted()
-        self.app.extensions["rewind.runner"] = self
-        self.app.extensions["rewind.bus"].on_queued(self.wake)
+        self.app.extensions["rewind"].bus.on_queued(self.wake)
         self._thread = threading.Thread(target=self._loop, name="rewind-dispatch", daemon=True)
         self._thread.start()
         return self
@@ -100,6 +99,10 @@ class Runner:
         if self._thread:
             self._thread.join(timeout=5)
         self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._stop.is_set()
 
     def wake(self) -> None:
         self._wake.set()

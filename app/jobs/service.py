@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from flask import current_app
 from sqlalchemy import select, update
 
 from app.audit.store import Actor, record, record_and_commit, serialise
 from app.clock import utcnow
 from app.extensions import db
+from app.jobs.engine import engine
 from app.jobs.events import EventWriter
 from app.jobs.models import Job
 from app.jobs.runbook import Runbook
@@ -17,7 +17,7 @@ from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
 
 
 class JobRefused(Exception):
-    status = 409
+    """A job cannot be queued or cancelled now (a conflict with the state of things, answered 409)."""
 
 
 class BusyTarget(JobRefused):
@@ -72,7 +72,7 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor) ->
     record(
         "job.queued", actor=actor, target=target, details={"job_id": job.id, "runbook": runbook.name, "params": params}
     )
-    bus = current_app.extensions["rewind.bus"]
+    bus = engine().bus
     bus.job_queued_in_transaction(db.session)
     db.session.commit()
     bus.queued()  # wakes the runners: this process's directly, other processes' through NOTIFY
@@ -96,9 +96,7 @@ def cancel(job: Job, actor: Actor) -> None:
         )
         if claimed.rowcount == 1:
             record("job.cancelled", actor=actor, target=job.target, details={"job_id": job.id, "before_start": True})
-            EventWriter(job.id, current_app.extensions["rewind.bus"]).emit(
-                "job", {"state": JobState.CANCELLED.value, "result": result}
-            )
+            EventWriter(job.id, engine().bus).emit("job", {"state": JobState.CANCELLED.value, "result": result})
             db.session.refresh(job)
             return
         db.session.refresh(job)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
 from sqlalchemy import or_, select
@@ -16,13 +16,14 @@ from app.auth.roles import Role
 from app.extensions import db, sock
 from app.jobs import runbook as runbooks
 from app.jobs import service
+from app.jobs.engine import engine
 from app.jobs.events import load_view
 from app.jobs.fanout import Broadcaster
 from app.jobs.models import Job
-from app.jobs.render import render_event, render_snapshot
 from app.pagination import keyset_page, parse_cursor
 from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
-from app.targets.registry import UnknownTarget, check_target, target_names
+from app.targets import registry
+from app.targets.registry import UnknownTarget
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -87,7 +88,7 @@ def rows():
 @requires(Role.OPERATOR)
 def new():
     book = _runbook_or_404(request.args.get("runbook", ""))
-    return render_template("jobs/new.html", book=book, targets=target_names(), values={}, errors={})
+    return render_template("jobs/new.html", book=book, targets=registry.current().names(), values={}, errors={})
 
 
 @bp.post("")
@@ -102,7 +103,7 @@ def start():
         if book.needs_target:
             if target is None:
                 raise runbooks.ParamError("target", "is required")
-            check_target(target)
+            registry.current().config(target)
         else:
             target = None
         params = book.parse_params(raw, target)
@@ -121,7 +122,9 @@ def start():
             )
         flash(str(exc), "error")
         values = {"target": target or "", **raw}
-        return render_template("jobs/new.html", book=book, targets=target_names(), values=values, errors={}), status
+        return render_template(
+            "jobs/new.html", book=book, targets=registry.current().names(), values=values, errors={}
+        ), status
     url = url_for("jobs.show", job_id=job.id)
     if request.headers.get("HX-Request"):
         return "", 204, {"HX-Redirect": url}
@@ -178,16 +181,7 @@ def _same_origin() -> bool:
 
 
 def broadcaster() -> Broadcaster:
-    app = current_app._get_current_object()
-    fanout = app.extensions.get("rewind.fanout")
-    if fanout is None:
-        with app.extensions["rewind.fanout_lock"]:
-            fanout = app.extensions.get("rewind.fanout")
-            if fanout is None:
-                fanout = Broadcaster(app, render_event, render_snapshot)
-                app.extensions["rewind.bus"].subscribe(fanout.notify)
-                app.extensions["rewind.fanout"] = fanout
-    return fanout
+    return engine().fanout
 
 
 def _load_view_and_release(job_id: int):

@@ -19,15 +19,18 @@ def targets() -> None:
 @targets.command("check")
 def check() -> None:
     """Validate the targets file (start-up already did) and try to reach each target's parts."""
-    names = registry.target_names()
+    targets = registry.current()
+    if targets.problem:
+        click.echo(f"the targets file is broken: {targets.problem}", err=True)
+    names = targets.names()
     if not names:
         click.echo("no targets configured")
         return
     failures = 0
     for name in names:
-        for part, ok, detail in reach(registry.target(name)):
+        for part, ok, detail in reach(targets.open(name)):
             failures += not ok
             click.echo(f"{name}: {part}: {'ok' if ok else 'UNREACHABLE'} — {detail}")
-    if failures:
+    if failures or targets.problem:
         click.echo(f"{failures} part(s) unreachable", err=True)
         sys.exit(1)

@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import subprocess
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.jobs.process import CommandTimedOut, run_command
+from app.targets.command import CommandTimedOut, Sink, read_capped, run_command, shown
+from app.targets.environment import inherited_env
+from app.targets.errors import TargetError
 
 COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")
 DIFF_LIMIT = 200_000  # bytes of diff show() returns, so one huge commit cannot swamp a page
 DEFAULT_TIMEOUT_S = 120.0
-
-OnLine = Callable[[str, str], None]
 
 # Config that would change the output we parse or make git stop and ask.
 _CONFIG = (
@@ -37,25 +34,9 @@ _CONFIG = (
     "-c",
     "core.quotePath=false",
 )
-# Variables passed through from Rewind's own environment: where git and ssh
-# live, the operator's global git config (safe.directory, credentials), ssh
-# agent and proxies for push. Anything else (GIT_DIR, GIT_INDEX_FILE, LANG, …)
-# is dropped so it cannot point git somewhere else.
-_PASS_THROUGH = (
-    "PATH",
-    "HOME",
-    "SSH_AUTH_SOCK",
-    "GIT_SSH_COMMAND",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-)
 
 
-class GitError(Exception):
+class GitError(TargetError):
     """A git command failed, or a request cannot be carried out; the message says what to do."""
 
     def __init__(
@@ -68,7 +49,6 @@ class GitError(Exception):
         stdout: str = "",
     ) -> None:
         super().__init__(message)
-        self.message = message
         self.argv = tuple(argv)
         self.returncode = returncode
         self.stderr = stderr
@@ -167,6 +147,7 @@ class GitRepo:
         author_name: str = "Rewind",
         author_email: str = "rewind@localhost",
         timeout: float = DEFAULT_TIMEOUT_S,
+        env: dict[str, str] | None = None,
     ) -> None:
         # Names from the targets file end up as git arguments: refuse anything git could read as an option.
         if not branch or branch.startswith("-") or any(c.isspace() for c in branch):
@@ -177,7 +158,10 @@ class GitRepo:
         self.branch = branch
         self.remote = remote
         self.timeout = timeout
-        env = {name: os.environ[name] for name in _PASS_THROUGH if name in os.environ}
+        # The target's own environment (or the shared allow-list), with what makes git's output fixed
+        # and its prompts impossible: GIT_DIR, GIT_INDEX_FILE and friends never get through.
+        env = dict(env) if env is not None else inherited_env()
+        env = {k: v for k, v in env.items() if not k.startswith("GIT_") or k == "GIT_SSH_COMMAND"}
         env.setdefault("PATH", os.defpath)
         env.update(
             LC_ALL="C",
@@ -212,49 +196,24 @@ class GitRepo:
         self,
         *args: str,
         ok: tuple[int, ...] = (0,),
-        on_line: OnLine | None = None,
+        sink: Sink | None = None,
     ) -> _Output:
-        """Run git; raise GitError unless its exit status is in `ok`."""
+        """Run git; raise GitError unless its exit status is in `ok`. With a sink, its lines stream there."""
         argv = self._argv(args)
         try:
-            if on_line is None:
-                proc = subprocess.run(
-                    argv,
-                    capture_output=True,
-                    stdin=subprocess.DEVNULL,
-                    env=self._env,
-                    timeout=self.timeout,
-                    start_new_session=True,  # no controlling terminal: ssh cannot prompt either
-                    check=False,
-                )
-                out = _Output(
-                    proc.returncode,
-                    proc.stdout.decode("utf-8", errors="replace"),
-                    proc.stderr.decode("utf-8", errors="replace"),
-                )
-            else:
-                out = self._stream(argv, args, on_line)
+            if sink is not None:
+                sink.line("cmd", "$ " + shown(["git", *args]))
+            result = run_command(argv, sink, env=self._env, timeout=self.timeout, capture=True)
+            out = _Output(result.returncode, result.stdout, result.stderr)
         except FileNotFoundError:
             raise GitError("git is not installed or not on PATH", argv=argv) from None
-        except (subprocess.TimeoutExpired, CommandTimedOut):
+        except CommandTimedOut:
             raise GitError(
                 f"git {args[0]} did not finish within {self.timeout:g} s and was stopped", argv=argv
             ) from None
         if out.returncode not in ok:
             raise self._error(argv, args, out)
         return out
-
-    def _stream(self, argv: list[str], args: Sequence[str], on_line: OnLine) -> _Output:
-        """Run with each output line passed to on_line as it comes, and kept for the caller."""
-        lines: dict[str, list[str]] = {"out": [], "err": []}
-
-        def collect(stream: str, text: str) -> None:
-            lines[stream].append(text)
-            on_line(stream, text)
-
-        on_line("cmd", "$ " + shlex.join(["git", *args]))
-        result = run_command(argv, on_line=collect, env=self._env, timeout=self.timeout)
-        return _Output(result.returncode, "\n".join(lines["out"]), "\n".join(lines["err"]))
 
     def _error(self, argv: Sequence[str], args: Sequence[str], out: _Output) -> GitError:
         err = out.stderr
@@ -368,6 +327,21 @@ class GitRepo:
             raise UnknownCommit(ref, f"commit {ref!r} is not in the history of {self.branch}")
         return sha
 
+    def contains(self, sha: str) -> bool:
+        """Whether the branch has this commit in its history (False for an unknown one)."""
+        if not COMMIT_ID.match(sha or ""):
+            return False
+        return self._run("merge-base", "--is-ancestor", sha, self._ref, ok=(0, 1, 128)).returncode == 0
+
+    def newest_first(self, shas: Sequence[str]) -> list[str]:
+        """Commits of the branch ordered by their place on it, newest first — never by date.
+
+        A rebased history can carry author dates out of order; what matters
+        for reverting is how many commits came after each one on the branch.
+        """
+        after = {sha: int(self._run("rev-list", "--count", f"{sha}..{self._ref}").stdout.strip()) for sha in shas}
+        return sorted(after, key=after.__getitem__)
+
     def resolve_ref_for_deploy(self, ref: str) -> str:
         """Full sha of what may be deployed: a local branch name, or any commit id in the repository."""
         ref = ref.strip() if isinstance(ref, str) else ""
@@ -394,27 +368,9 @@ class GitRepo:
     def _read_capped(self, args: Sequence[str], limit: int) -> tuple[bytes, bool]:
         """Stdout of git up to `limit` bytes, stopping git past that so a huge diff costs no memory."""
         argv = self._argv(args)
-        with (
-            tempfile.TemporaryFile() as err,
-            subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-                env=self._env,
-                start_new_session=True,
-            ) as proc,
-        ):
-            data = proc.stdout.read(limit + 1)
-            truncated = len(data) > limit
-            if truncated:
-                proc.kill()
-            proc.stdout.close()
-            returncode = proc.wait(timeout=self.timeout)
-            if not truncated and returncode:
-                err.seek(0)
-                stderr = err.read().decode("utf-8", errors="replace")
-                raise self._error(argv, args, _Output(returncode, "", stderr))
+        data, truncated, returncode, stderr = read_capped(argv, limit, env=self._env, timeout=self.timeout)
+        if not truncated and returncode:
+            raise self._error(argv, args, _Output(returncode, "", stderr))
         if truncated:
             cut = data.rfind(b"\n", 0, limit)
             data = data[: cut + 1] if cut >= 0 else data[:limit]
@@ -493,7 +449,7 @@ class GitRepo:
             return None
         return first[1] if len(first) > 1 else None
 
-    def revert(self, shas: Sequence[str], on_line: OnLine | None = None) -> str:
+    def revert(self, shas: Sequence[str], sink: Sink | None = None) -> str:
         """Revert commits of the branch, in the order given (newest first), one revert commit each.
 
         All or nothing: on a conflict the branch and working tree are put back
@@ -509,7 +465,7 @@ class GitRepo:
         if any(self.commit(sha).is_merge for sha in full):
             args += ["-m", "1"]  # git (2.21+) accepts it for the plain commits among them too
         try:
-            self._run(*args, *full, on_line=on_line)
+            self._run(*args, *full, sink=sink)
         except GitError as exc:
             files = self._unmerged()
             at = self._state_commit("REVERT_HEAD") or self._sequencer_next()
@@ -568,7 +524,7 @@ class GitRepo:
                 raise self._error(self._argv(["tag", name, sha]), ["tag"], out)
         raise GitError(f"too many safety tags named {base}-N; delete some old ones")
 
-    def reset_hard(self, sha: str, on_line: OnLine | None = None) -> str:
+    def reset_hard(self, sha: str, sink: Sink | None = None) -> str:
         """Move the branch (and working tree) back to a commit of its history. Tag first: see tag_safety()."""
         start = self._ready_to_change("reset")
         target = self.resolve(sha)
@@ -580,10 +536,10 @@ class GitRepo:
                 f"cannot reset: {', '.join(in_the_way)} in {self.path} would be overwritten, and git does not "
                 "track them — move them out of the way first"
             )
-        self._run("reset", "--hard", target, on_line=on_line)
+        self._run("reset", "--hard", target, sink=sink)
         return self.head()
 
-    def merge(self, ref_sha: str, on_line: OnLine | None = None) -> str:
+    def merge(self, ref_sha: str, sink: Sink | None = None) -> str:
         """Bring a commit into the branch: fast-forward when possible, else a merge commit. Returns the new head.
 
         On a conflict the merge is aborted, the branch put back, and
@@ -596,7 +552,7 @@ class GitRepo:
         fast_forward = self._run("merge-base", "--is-ancestor", start, sha, ok=(0, 1)).returncode == 0
         args = ["merge", "--ff-only", sha] if fast_forward else ["merge", "--no-ff", "--no-edit", sha]
         try:
-            self._run(*args, on_line=on_line)
+            self._run(*args, sink=sink)
         except GitError as exc:
             files = self._unmerged()
             self._put_back(start, "merge")
@@ -613,7 +569,7 @@ class GitRepo:
             ) from None
         return self.head()
 
-    def push(self, force: bool = False, on_line: OnLine | None = None) -> None:
+    def push(self, force: bool = False, sink: Sink | None = None) -> None:
         """Push the branch to the remote, if the target has one.
 
         force uses --force-with-lease: it overwrites the remote branch only if
@@ -626,7 +582,7 @@ class GitRepo:
             args.append(f"--force-with-lease={self._ref}")
         args += [self.remote, f"{self._ref}:{self._ref}"]
         try:
-            self._run(*args, on_line=on_line)
+            self._run(*args, sink=sink)
         except GitError as exc:
             if "stale info" in exc.stderr:
                 raise GitError(

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from app.jobs.process import CommandCancelled, CommandTimedOut, run_command
+from app.targets.command import CommandCancelled, CommandTimedOut, Sink, run_command, shown
+from app.targets.errors import TargetError
 
 MAX_BODY = 1024 * 1024
 MIN_REQUEST_TIMEOUT_S = 0.1
@@ -42,14 +43,13 @@ class Probe:
         return f"{'healthy' if self.ok else 'not healthy'}: {self.reason} ({self.elapsed_ms:.0f} ms)"
 
 
-class SmokeTestError(RuntimeError):
+class SmokeTestError(TargetError):
     """The smoke-test command could not run to an exit status (missing, or too slow)."""
 
     def __init__(self, argv: Sequence[str], problem: str, fix: str) -> None:
         self.argv = tuple(str(a) for a in argv)
-        super().__init__(f"smoke test `{shlex.join(self.argv)}` {problem}\nfix: {fix}")
+        super().__init__(f"smoke test `{shlex.join(self.argv)}` {problem}", fix=fix)
         self.problem = problem
-        self.fix = fix
 
 
 class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
@@ -243,8 +243,7 @@ class HealthCheck:
 def run_smoke(
     argv: Sequence[str],
     timeout: float,
-    on_line: Callable[[str, str], None],
-    should_cancel: Callable[[], bool] = lambda: False,
+    sink: Sink | None = None,
     *,
     cwd: str | None = None,
     env: dict[str, str] | None = None,
@@ -252,15 +251,14 @@ def run_smoke(
     """Run the target's smoke-test command (argv, no shell), streaming its lines; returns its exit status.
 
     The caller decides what a non-zero status means. SmokeTestError when it
-    cannot run or overruns timeout; CommandCancelled on cancel.
+    cannot run or overruns timeout; CommandCancelled when the sink cancels.
     """
     if isinstance(argv, str | bytes) or not argv:
         raise ValueError(f"the smoke-test command must be a non-empty list of arguments, not {argv!r}")
-    on_line("cmd", "$ " + shlex.join(str(a) for a in argv))
+    if sink is not None:
+        sink.line("cmd", "$ " + shown(argv))
     try:
-        return run_command(
-            argv, on_line=on_line, should_cancel=should_cancel, timeout=timeout, cwd=cwd, env=env
-        ).returncode
+        return run_command(argv, sink, timeout=timeout, cwd=cwd, env=env).returncode
     except CommandTimedOut:
         raise SmokeTestError(
             argv,

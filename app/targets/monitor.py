@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from app.targets import registry
 from app.targets.health import Probe
 from app.targets.reach import database_reachable
+from app.targets.registry import Targets
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,9 @@ class Reading:
 
 
 class HealthMonitor:
-    def __init__(self, app: Flask, interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, app: Flask, targets: Targets, interval_s: float = INTERVAL_S) -> None:
         self.app = app
+        self.targets = targets
         self.interval_s = interval_s
         self._readings: dict[str, Reading] = {}
         self._lock = threading.Lock()
@@ -59,20 +60,11 @@ class HealthMonitor:
                 self._wake.clear()
 
     def probe_all(self) -> None:
-        for name in registry.target_names():
-            target = registry.target(name)
+        for name in self.targets.names():
+            target = self.targets.open(name)
             check = target.health()
             probe = check.probe(request_timeout_s=3) if check else None
             database = target.config.database
             reached = database_reachable(database.url) if database else None
             with self._lock:
                 self._readings[name] = Reading(probe, time.time(), reached)
-
-
-def monitor(app: Flask) -> HealthMonitor:
-    """This process's monitor, started on first use."""
-    existing = app.extensions.get("rewind.health")
-    if existing is None:
-        with app.extensions["rewind.fanout_lock"]:
-            existing = app.extensions.setdefault("rewind.health", HealthMonitor(app))
-    return existing.start()

@@ -19,28 +19,24 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from app.jobs.process import CommandTimedOut, run_command
-
-LineCallback = Callable[[str, str], None]
-"""on_line(stream, text): stream is "cmd" (what runs), "out" or "err"."""
+from app.targets.command import CommandTimedOut, NullSink, Sink, Tee, run_command
+from app.targets.errors import TargetError
 
 TAIL_LINES = 20
 KILL_WAIT_S = 5.0
 POLL_S = 0.05
 
 
-class ProcessError(RuntimeError):
+class ProcessError(TargetError):
     """A start, stop or restart did not happen; carries what ran, what it printed and what to try."""
 
     def __init__(
@@ -54,19 +50,21 @@ class ProcessError(RuntimeError):
         pid: int | None = None,
         fix: str = "",
     ) -> None:
-        self.message = message
         self.action = action
         self.argv = tuple(argv) if argv is not None else None
         self.returncode = returncode
         self.output_tail = tuple(output_tail)
         self.pid = pid
         self.fix = fix
-        text = message
+        super().__init__(message, fix=fix)
+
+    def __str__(self) -> str:
+        text = self.message
         if self.output_tail:
             text += "\nlast output:\n  " + "\n  ".join(self.output_tail)
-        if fix:
-            text += f"\nfix: {fix}"
-        super().__init__(text)
+        if self.fix:
+            text += f"\nfix: {self.fix}"
+        return text
 
 
 class NotConfigured(ProcessError):
@@ -96,11 +94,11 @@ class ProcessStatus:
 class ProcessControl(Protocol):
     """What runbooks use, whichever way the target's process is controlled."""
 
-    def start(self, on_line: LineCallback | None = None) -> None: ...
+    def start(self, sink: Sink | None = None) -> None: ...
 
-    def stop(self, on_line: LineCallback | None = None) -> None: ...
+    def stop(self, sink: Sink | None = None) -> None: ...
 
-    def restart(self, on_line: LineCallback | None = None) -> None: ...
+    def restart(self, sink: Sink | None = None) -> None: ...
 
     def status(self) -> ProcessStatus: ...
 
@@ -117,10 +115,6 @@ def _argv(value: Sequence[str] | None, name: str) -> tuple[str, ...] | None:
     return tuple(str(a) for a in value)
 
 
-def _quiet(stream: str, text: str) -> None:
-    pass
-
-
 # --- commands run by a service manager ------------------------------------------------------------
 
 
@@ -128,8 +122,7 @@ class CommandControl:
     """Controls the application through configured commands (systemctl, supervisorctl …).
 
     restart falls back to stop then start when no restart command is given.
-    env, when given, is the commands' whole environment (as with subprocess);
-    None inherits Rewind's.
+    env is the commands' whole environment: the target's (Target.command_env()).
     """
 
     def __init__(
@@ -152,19 +145,19 @@ class CommandControl:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.timeout = float(timeout)
 
-    def start(self, on_line: LineCallback | None = None) -> None:
+    def start(self, sink: Sink | None = None) -> None:
         """Run the start command; ProcessError if it fails."""
-        self._run("start", self._need("start", self.start_argv), _quiet if on_line is None else on_line)
+        self._run("start", self._need("start", self.start_argv), (NullSink() if sink is None else sink))
 
-    def stop(self, on_line: LineCallback | None = None) -> None:
+    def stop(self, sink: Sink | None = None) -> None:
         """Run the stop command; ProcessError if it fails."""
-        self._run("stop", self._need("stop", self.stop_argv), _quiet if on_line is None else on_line)
+        self._run("stop", self._need("stop", self.stop_argv), (NullSink() if sink is None else sink))
 
-    def restart(self, on_line: LineCallback | None = None) -> None:
+    def restart(self, sink: Sink | None = None) -> None:
         """Run the restart command, or stop then start when none is configured."""
-        say = _quiet if on_line is None else on_line
+        sink = NullSink() if sink is None else sink
         if self.restart_argv is not None:
-            self._run("restart", self.restart_argv, say)
+            self._run("restart", self.restart_argv, sink)
             return
         if self.start_argv is None or self.stop_argv is None:
             raise NotConfigured(
@@ -172,27 +165,21 @@ class CommandControl:
                 action="restart",
                 fix="give the target's process a restart command, or both stop and start commands",
             )
-        self._run("stop", self.stop_argv, say)
-        self._run("start", self.start_argv, say)
+        self._run("stop", self.stop_argv, sink)
+        self._run("start", self.start_argv, sink)
 
     def status(self) -> ProcessStatus:
         """Run the status command (exit 0 means running); unknown when none is configured. Never raises."""
         if self.status_argv is None:
             return ProcessStatus(None, note="no status command is configured; the health check tells whether it serves")
-        tail: deque[str] = deque(maxlen=1)
         try:
-            result = run_command(
-                self.status_argv,
-                on_line=lambda _stream, text: tail.append(text) if text.strip() else None,
-                timeout=self.timeout,
-                cwd=self.cwd,
-                env=self.env,
-            )
+            result = run_command(self.status_argv, timeout=self.timeout, cwd=self.cwd, env=self.env, capture=True)
         except CommandTimedOut:
             return ProcessStatus(None, note=f"status command did not answer within {self.timeout:g} s")
         except OSError as exc:
             return ProcessStatus(None, note=f"status command could not run: {exc}")
-        last = tail[0] if tail else ""
+        lines = [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line.strip()]
+        last = lines[-1] if lines else ""
         return ProcessStatus(result.ok, note=last or f"status command exited with {result.returncode}")
 
     def _need(self, action: str, argv: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -204,23 +191,19 @@ class CommandControl:
             )
         return argv
 
-    def _run(self, action: str, argv: tuple[str, ...], say: LineCallback) -> None:
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-
-        def relay(stream: str, text: str) -> None:
-            tail.append(text)
-            say(stream, text)
-
+    def _run(self, action: str, argv: tuple[str, ...], sink: Sink) -> None:
+        """Run one configured command, streamed and cancellable through the sink."""
+        tee = Tee(sink, keep=TAIL_LINES)
         shown = shlex.join(argv)
-        say("cmd", "$ " + shown)
+        sink.line("cmd", "$ " + shown)
         try:
-            result = run_command(argv, on_line=relay, timeout=self.timeout, cwd=self.cwd, env=self.env)
+            result = run_command(argv, tee, timeout=self.timeout, cwd=self.cwd, env=self.env)
         except CommandTimedOut:
             raise ProcessError(
                 f"{action}: `{shown}` did not finish within {self.timeout:g} s and was stopped",
                 action=action,
                 argv=argv,
-                output_tail=tail,
+                output_tail=tee.tail(),
                 fix="look at the service manager's own log for why it hangs, or raise the target's process timeout",
             ) from None
         except OSError as exc:
@@ -237,7 +220,7 @@ class CommandControl:
                 action=action,
                 argv=argv,
                 returncode=result.returncode,
-                output_tail=tail,
+                output_tail=tee.tail(),
                 fix="run the same command by hand as Rewind's user to see why (systemctl may need polkit or sudo"
                 " rules for that user; check the unit or program name)",
             )
@@ -365,22 +348,22 @@ class ManagedProcess:
 
     # --- the protocol ---------------------------------------------------------------------------
 
-    def start(self, on_line: LineCallback | None = None) -> None:
+    def start(self, sink: Sink | None = None) -> None:
         """Start the application unless this very command already runs from the pid file."""
         with self._locked():
-            self._start(_quiet if on_line is None else on_line)
+            self._start(NullSink() if sink is None else sink)
 
-    def stop(self, on_line: LineCallback | None = None) -> None:
+    def stop(self, sink: Sink | None = None) -> None:
         """SIGTERM to the process group, SIGKILL after stop_timeout; removes the pid file."""
         with self._locked():
-            self._stop(_quiet if on_line is None else on_line)
+            self._stop(NullSink() if sink is None else sink)
 
-    def restart(self, on_line: LineCallback | None = None) -> None:
+    def restart(self, sink: Sink | None = None) -> None:
         """Stop (if running) then start, holding the lock throughout so no other start slips between."""
-        say = _quiet if on_line is None else on_line
+        sink = NullSink() if sink is None else sink
         with self._locked():
-            self._stop(say)
-            self._start(say)
+            self._stop(sink)
+            self._start(sink)
 
     def status(self) -> ProcessStatus:
         """Read the pid file and /proc; never changes anything."""
@@ -392,7 +375,7 @@ class ManagedProcess:
 
     # --- steps ----------------------------------------------------------------------------------
 
-    def _start(self, say: LineCallback) -> None:
+    def _start(self, sink: Sink) -> None:
         pid, note = self._inspect()
         if pid is not None:
             raise AlreadyRunning(
@@ -404,7 +387,7 @@ class ManagedProcess:
             )
         if note:
             self.pid_file.unlink(missing_ok=True)
-            say("out", f"{note}; removed the stale pid file")
+            sink.line("out", f"{note}; removed the stale pid file")
         if not self.cwd.is_dir():
             raise ProcessError(
                 f"start: the working directory {self.cwd} does not exist",
@@ -416,7 +399,7 @@ class ManagedProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         shown = shlex.join(self.command)
         self._log_mark(f"Rewind starts: {shown}")
-        say("cmd", "$ " + shown)
+        sink.line("cmd", "$ " + shown)
         pid = self._launch()
         try:
             self._write_pid_file(pid)
@@ -429,16 +412,16 @@ class ManagedProcess:
                 pid=pid,
                 fix="make the pid file's directory writable by Rewind's user",
             ) from None
-        say("out", f"started pid {pid}; its output goes to {self.log_file}")
+        sink.line("out", f"started pid {pid}; its output goes to {self.log_file}")
 
-    def _stop(self, say: LineCallback) -> None:
+    def _stop(self, sink: Sink) -> None:
         pid, note = self._inspect()
         if pid is None:
             if note:
                 self.pid_file.unlink(missing_ok=True)
-                say("out", f"{note}; removed the stale pid file")
+                sink.line("out", f"{note}; removed the stale pid file")
             else:
-                say("out", "not running (no pid file)")
+                sink.line("out", "not running (no pid file)")
             return
         try:
             pgid = os.getpgid(pid)
@@ -447,10 +430,10 @@ class ManagedProcess:
         group = pgid if pgid == pid else None  # only a group it leads: never signal someone else's group
         started = time.monotonic()
         self._signal(pid, group, signal.SIGTERM)
-        say("out", f"sent SIGTERM to {'process group' if group else 'pid'} {pid}")
+        sink.line("out", f"sent SIGTERM to {'process group' if group else 'pid'} {pid}")
         how = "SIGTERM"
         if not self._wait_gone(pid, group, self.stop_timeout):
-            say("out", f"still running after {self.stop_timeout:g} s; sent SIGKILL")
+            sink.line("out", f"still running after {self.stop_timeout:g} s; sent SIGKILL")
             self._signal(pid, group, signal.SIGKILL)
             how = "SIGKILL"
             if not self._wait_gone(pid, group, KILL_WAIT_S):
@@ -463,7 +446,7 @@ class ManagedProcess:
                 )
         self.pid_file.unlink(missing_ok=True)
         self._log_mark(f"Rewind stopped pid {pid} ({how})")
-        say("out", f"stopped pid {pid} after {time.monotonic() - started:.1f} s ({how})")
+        sink.line("out", f"stopped pid {pid} after {time.monotonic() - started:.1f} s ({how})")
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -496,15 +479,14 @@ class ManagedProcess:
     def _launch(self) -> int:
         spec = json.dumps({"argv": list(self.command), "cwd": str(self.cwd), "log": str(self.log_file)})
         try:
-            done = subprocess.run(
+            done = run_command(
                 [sys.executable, "-I", "-S", "-c", _LAUNCHER],
-                input=spec.encode(),
-                capture_output=True,
+                stdin=spec.encode(),
                 env=self.env,
                 timeout=30,
-                check=False,
+                capture=True,
             )
-        except subprocess.TimeoutExpired:
+        except CommandTimedOut:
             raise ProcessError(
                 "start: the launcher did not answer within 30 s",
                 action="start",
@@ -514,7 +496,7 @@ class ManagedProcess:
         try:
             answer = json.loads(done.stdout)
         except ValueError:
-            answer = {"error": done.stderr.decode(errors="replace").strip() or f"launcher exited {done.returncode}"}
+            answer = {"error": done.stderr.strip() or f"launcher exited {done.returncode}"}
         if "pid" not in answer:
             where = f": {answer['filename']}" if answer.get("filename") else ""
             raise ProcessError(

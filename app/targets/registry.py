@@ -1,7 +1,10 @@
-"""Which targets exist: the targets file, read once and re-read when it changes.
+"""Which targets exist: one Targets object over the targets file, re-read when the file changes.
 
-Every request that names a target is checked against it before anything
-else happens.
+Every request that names a target goes through `Targets.config()` or
+`Targets.open()` first, so an unknown name is refused before anything else
+happens. A file broken while Rewind runs does not take the console down:
+the last good configuration stays in force, and `problem` says what is
+wrong with the file on disk.
 """
 
 from __future__ import annotations
@@ -9,11 +12,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from flask import current_app
-
 from app.targets.config import TargetConfig, TargetsFileError, load_targets
+from app.targets.target import Target
 
-__all__ = ["TargetsFileError", "UnknownTarget", "check_target", "get_target", "target", "target_names", "targets"]
+__all__ = ["Targets", "TargetsFileError", "UnknownTarget", "current"]
 
 
 class UnknownTarget(LookupError):
@@ -21,44 +23,69 @@ class UnknownTarget(LookupError):
         choices = ", ".join(known) if known else "none are configured"
         super().__init__(f"there is no target {name!r} (known targets: {choices})")
         self.name = name
+        self.known = known
 
 
-_lock = threading.Lock()
-_cache: dict[Path, tuple[float, dict[str, TargetConfig]]] = {}
+class Targets:
+    """The targets file as Rewind last read it successfully."""
+
+    def __init__(self, path: Path, instance_dir: Path) -> None:
+        self.path = path
+        self.instance_dir = instance_dir
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None  # (mtime ns, size, inode) of the file last read
+        self._loaded: dict[str, TargetConfig] = {}
+        self.problem: str | None = None  # why the file on disk could not be used, if it cannot
+
+    def load(self) -> Targets:
+        """Read the file now; TargetsFileError if it is broken (start-up uses this to refuse a bad file)."""
+        self._seen = self._stat()
+        self._loaded = load_targets(self.path) if self._seen is not None else {}
+        self.problem = None
+        return self
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        """Enough to see a change even within one timestamp tick: a rewrite by rename changes the inode."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _current(self) -> dict[str, TargetConfig]:
+        seen = self._stat()
+        with self._lock:
+            if seen == self._seen:
+                return self._loaded
+            try:
+                self._loaded = load_targets(self.path) if seen is not None else {}
+                self.problem = None
+            except TargetsFileError as exc:
+                self.problem = f"{exc} — Rewind keeps using the last good version until the file is fixed"
+            self._seen = seen
+            return self._loaded
+
+    def names(self) -> list[str]:
+        return sorted(self._current())
+
+    def all(self) -> list[TargetConfig]:
+        known = self._current()
+        return [known[name] for name in sorted(known)]
+
+    def config(self, name: str) -> TargetConfig:
+        """The target's configuration; UnknownTarget (naming the known ones) otherwise."""
+        known = self._current()
+        if name not in known:
+            raise UnknownTarget(name, sorted(known))
+        return known[name]
+
+    def open(self, name: str) -> Target:
+        """The target with its adapters; UnknownTarget otherwise."""
+        return Target(self.config(name), self.instance_dir)
 
 
-def targets(path: Path | None = None) -> dict[str, TargetConfig]:
-    path = path or current_app.config["REWIND_SETTINGS"].config_path
-    if not path.exists():
-        return {}
-    mtime = path.stat().st_mtime
-    with _lock:
-        cached = _cache.get(path)
-        if cached and cached[0] == mtime:
-            return cached[1]
-    loaded = load_targets(path)
-    with _lock:
-        _cache[path] = (mtime, loaded)
-    return loaded
+def current() -> Targets:
+    """This Rewind process's targets (made once at start-up by create_app)."""
+    from flask import current_app
 
-
-def target_names() -> list[str]:
-    return sorted(targets())
-
-
-def get_target(name: str) -> TargetConfig:
-    known = targets()
-    if name not in known:
-        raise UnknownTarget(name, sorted(known))
-    return known[name]
-
-
-def check_target(name: str) -> str:
-    return get_target(name).name
-
-
-def target(name: str):
-    """The Target with its adapters; raises UnknownTarget."""
-    from app.targets.target import Target
-
-    return Target(get_target(name), current_app.config["REWIND_SETTINGS"].instance_dir)
+    return current_app.extensions["rewind"].targets

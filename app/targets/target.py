@@ -7,21 +7,14 @@ own instance folder.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.targets.config import TargetConfig
+from app.targets.environment import inherited_env
 from app.targets.git import GitRepo
 from app.targets.health import HealthCheck
 from app.targets.process import CommandControl, ManagedProcess, ProcessControl
-
-# What a managed application inherits from Rewind's environment: enough to run, none of Rewind's secrets.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
-
-
-def inherited_env() -> dict[str, str]:
-    return {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
 
 
 @dataclass(frozen=True)
@@ -37,24 +30,36 @@ class Target:
     def state_dir(self) -> Path:
         return self.instance_dir / "targets" / self.name
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values read through env: in the targets file: masked in every job log."""
+        return self.config.secrets
+
+    def command_env(self) -> dict[str, str]:
+        """The whole environment of every command this target runs: the shared allow-list plus its own env.
+
+        Never Rewind's own environment, so REWIND_SECRET_KEY and the like cannot reach a child process.
+        """
+        own = self.config.process.env if self.config.process else {}
+        return inherited_env() | dict(own)
+
     def git(self) -> GitRepo:
         repo = self.config.repo
-        return GitRepo(repo.path, repo.branch, repo.remote)
+        return GitRepo(repo.path, repo.branch, repo.remote, env=self.command_env())
 
     def process(self) -> ProcessControl | None:
         proc = self.config.process
         if proc is None:
             return None
         if proc.managed:
-            env = inherited_env() | proc.env
             return ManagedProcess(
                 command=list(proc.command),
                 cwd=proc.cwd or self.config.repo.path,
                 pid_file=proc.pid_file or self.state_dir / "app.pid",
                 log_file=proc.log_file or self.state_dir / "app.log",
-                env=env,
+                env=self.command_env(),
             )
-        return CommandControl(proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=None)
+        return CommandControl(proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=self.command_env())
 
     def health(self, timeout_s: float | None = None) -> HealthCheck | None:
         health = self.config.health

@@ -3,7 +3,7 @@
 import pytest
 
 from app.targets import registry
-from tests.support.targets import make_code_target
+from tests.support.targets import make_code_target, write_targets_file
 
 
 @pytest.fixture
@@ -11,14 +11,12 @@ def code_target(app, tmp_path):
     target = make_code_target(tmp_path / "targets")
     write_targets(app, target)
     with app.app_context():
-        registry.target(target.name).process().start()
-        assert registry.target(target.name).health().wait_healthy().ok, "the test app did not come up"
+        registry.current().open(target.name).process().start()
+        assert registry.current().open(target.name).health().wait_healthy().ok, "the test app did not come up"
     yield target
     with app.app_context():
-        registry.target(target.name).process().stop()
+        registry.current().open(target.name).process().stop()
 
 
 def write_targets(app, target, **options) -> None:
-    path = app.config["REWIND_SETTINGS"].config_path
-    path.write_text(target.toml(**options))
-    registry._cache.clear()  # the file may be rewritten within the same second
+    write_targets_file(app, target.toml(**options))

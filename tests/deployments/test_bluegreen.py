@@ -9,12 +9,11 @@ import pytest
 
 from app.jobs import runbook as runbooks
 from app.jobs.runbook import ParamError
-from app.targets import registry
 from app.targets.health import HealthCheck
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import run
 from tests.support.postgres import free_port
-from tests.support.targets import SERVER
+from tests.support.targets import SERVER, write_targets_file
 
 
 @pytest.fixture
@@ -29,8 +28,8 @@ def slots(app, tmp_path, code_target):
         urls[slot], dirs[slot] = f"http://127.0.0.1:{port}/health", directory
     link = tmp_path / "current"
     link.symlink_to(dirs["blue"])
-    path = app.config["REWIND_SETTINGS"].config_path
-    path.write_text(
+    write_targets_file(
+        app,
         code_target.toml()
         + f"""
 [targets.staging.bluegreen]
@@ -38,9 +37,8 @@ slots = {{ blue = "{urls["blue"]}", green = "{urls["green"]}" }}
 link = "{link}"
 slot_dirs = {{ blue = "{dirs["blue"]}", green = "{dirs["green"]}" }}
 keep_previous_minutes = 90
-"""
+""",
     )
-    registry._cache.clear()
     for url in urls.values():
         wait_for(lambda url=url: HealthCheck(url).probe().ok)
     yield servers, link, dirs
@@ -67,7 +65,7 @@ def test_unhealthy_idle_slot_is_refused_and_nothing_switches(app, runner, slots)
     assert job.state == "failed"
     assert "the idle slot green is unhealthy" in job.result
     assert Path(os.readlink(link)) == dirs["blue"]
-    assert [s.state for s in view.steps][1:] == ["failed", "pending", "pending"]
+    assert [s.state for s in view.steps][1:] == ["failed", "not_run", "not_run"]
 
 
 def test_unknown_slot_is_refused(app, slots):

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from app.audit.store import Actor
-from app.deployments.models import Checkpoint, KnownGood
+from app.checkpoints.models import Checkpoint, KnownGood
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
@@ -16,7 +16,7 @@ from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from tests.conftest import wait_for
 from tests.deployments.conftest import write_targets
-from tests.support.targets import commit, git
+from tests.support.targets import commit, git, write_targets_file
 
 ADMIN = Actor(None, "ada")
 
@@ -29,7 +29,7 @@ def run(app, name, target="staging", **params):
 
     def done():
         with app.app_context():
-            return db.session.get(Job, job_id).state in ("succeeded", "failed", "cancelled")
+            return db.session.get(Job, job_id).job_state.is_final
 
     wait_for(done, timeout=60)
     with app.app_context():
@@ -63,8 +63,8 @@ def test_revert_restarts_verifies_and_marks_known_good(app, runner, code_target)
         assert (checkpoint.target, checkpoint.commit, checkpoint.job_id) == ("staging", before, job.id)
         marked = db.session.scalars(select(KnownGood.commit)).all()
         assert marked == [code_target.head()]
-    assert [s.state for s in view.steps] == ["succeeded"] * 5
-    assert "no remote configured" in log_text(view)
+    assert [s.state for s in view.steps] == ["succeeded"] * 4 + ["skipped"]  # no remote: nothing to push
+    assert view.steps[4].message == "no remote is configured (repo.remote): nothing to push"
 
 
 def test_revert_conflict_fails_cleanly_naming_the_file(app, runner, code_target):
@@ -74,7 +74,7 @@ def test_revert_conflict_fails_cleanly_naming_the_file(app, runner, code_target)
     assert "CHANGES.md" in job.result
     assert code_target.head() == before
     assert git(code_target.repo, "status", "--porcelain") == ""
-    assert view.steps[1].state == "failed" and view.steps[2].state == "pending"
+    assert view.steps[1].state == "failed" and view.steps[2].state == "not_run"
 
 
 def test_reset_tags_the_old_head_first(app, runner, code_target):
@@ -159,7 +159,7 @@ def test_failed_health_check_fails_the_job_with_a_clear_message(app, runner, cod
     with app.app_context():
         from app.targets import registry
 
-        registry.target("staging").process().stop()
+        registry.current().open("staging").process().stop()
     job, view = run(app, "verify")
     assert job.state == "failed" and job.verification == "failed"
     assert "did not become healthy within 5 s" in job.result
@@ -170,22 +170,19 @@ def test_restart_gives_a_new_process(app, runner, code_target):
     with app.app_context():
         from app.targets import registry
 
-        before = registry.target("staging").process().status().pid
+        before = registry.current().open("staging").process().status().pid
     job, _ = run(app, "restart")
     assert job.state == "succeeded", job.result
     with app.app_context():
-        after = registry.target("staging").process().status().pid
+        after = registry.current().open("staging").process().status().pid
     assert after and after != before
 
 
 def test_a_targets_env_secrets_are_masked_in_its_job_logs(app, runner, code_target, monkeypatch):
     """Secrets come from the targets file as it is when the job runs, not as it was at start-up."""
     monkeypatch.setenv("STAGING_DB_URL", "postgresql://app:staging-db-pw-77@db/app")
-    path = app.config["REWIND_SETTINGS"].config_path
-    path.write_text(code_target.toml() + '\n[targets.staging.database]\nurl = "env:STAGING_DB_URL"\n')
-    from app.targets import registry
+    write_targets_file(app, code_target.toml() + '\n[targets.staging.database]\nurl = "env:STAGING_DB_URL"\n')
 
-    registry._cache.clear()
     job, view = run(app, "test.echo", text="the password is staging-db-pw-77")
     assert job.state == "succeeded"
     assert "staging-db-pw-77" not in log_text(view)

@@ -3,6 +3,7 @@
 from app.auth.roles import Role
 from tests.conftest import wait_for
 from tests.support.apps import post
+from tests.support.targets import write_targets_file
 
 
 def test_history_marks_the_deployed_commit_and_offers_actions(app, users, as_role, code_target):
@@ -45,10 +46,10 @@ def test_unreachable_repository_is_shown_not_crashed(as_role, users):
 
 def test_dashboard_card_shows_health_and_known_good(app, users, as_role, runner, code_target):
     client = as_role(Role.OPERATOR)
-    from app.targets.monitor import monitor
+    from app.jobs.engine import engine
 
     with app.app_context():
-        monitor(app).probe_all()
+        engine(app).health.probe_all()
     cards = client.get("/dashboard/cards").get_data(as_text=True)
     assert "healthy</span>" in cards and "none recorded yet" in cards
     url = post(client, "/jobs", {"runbook": "verify", "target": "staging"}).headers["Location"]
@@ -82,15 +83,12 @@ def test_reset_of_protected_target_without_the_typed_name_is_refused(app, users,
 
 
 def test_dashboard_card_reports_an_unreachable_database(app, users, as_role, code_target, tmp_path):
-    from app.targets import registry
-    from app.targets.monitor import monitor
+    from app.jobs.engine import engine
 
-    path = app.config["REWIND_SETTINGS"].config_path
     missing = tmp_path / "nowhere" / "app.db"
-    path.write_text(code_target.toml() + f'\n[targets.staging.database]\nurl = "sqlite:///{missing}"\n')
-    registry._cache.clear()
+    write_targets_file(app, code_target.toml() + f'\n[targets.staging.database]\nurl = "sqlite:///{missing}"\n')
     with app.app_context():
-        monitor(app).probe_all()
+        engine(app).health.probe_all()
     cards = as_role(Role.VIEWER).get("/dashboard/cards").get_data(as_text=True)
     assert 'Database: <span class="badge badge-bad">unreachable</span>' in cards
     assert f"{missing} does not exist" in cards

@@ -13,6 +13,7 @@ from app.jobs import runbook as runbooks
 from app.jobs import service
 from app.jobs.events import load_view
 from app.jobs.models import Job
+from app.statuses import JobState
 from tests.conftest import both_databases, wait_for
 
 OPERATOR = Actor(None, "opal")
@@ -33,7 +34,7 @@ def job_state(app, job_id):
 
 def finished(app, job_id):
     def done():
-        return job_state(app, job_id) in ("succeeded", "failed", "cancelled", "interrupted")
+        return JobState(job_state(app, job_id)).is_final
 
     wait_for(done, timeout=30)
     with app.app_context():
@@ -78,7 +79,7 @@ def test_failed_command_fails_the_job_with_its_step_named(app, runner):
     job, view = finished(app, job_id)
     assert job.state == "failed"
     assert "“Exit 3” failed" in job.result and "exited with status 3" in job.result
-    assert [s.state for s in view.steps] == ["failed", "pending"]
+    assert [s.state for s in view.steps] == ["failed", "not_run"]
     assert ("err", "about to fail") in [(stream, line) for _, stream, line in view.lines]
     assert audit_actions(app, job_id)[-1] == ("job.failed", "failed")
 
@@ -165,9 +166,9 @@ def test_running_job_found_at_start_is_interrupted_not_rerun(app):
         job = db.session.get(Job, job_id)
         job.state, job.current_step, job.worker = "running", "Count", "gone:1"
         db.session.commit()
-    from app import start_runner
+    from app.jobs.engine import engine
 
-    runner = start_runner(app)
+    runner = engine(app).start_runner()
     try:
         job, view = finished(app, job_id)
     finally:

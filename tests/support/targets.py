@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -105,3 +106,11 @@ def make_code_target(root: Path, name: str = "staging") -> CodeTarget:
     commit(repo, "Break health on purpose", **{"server.py": SERVER.format(status="broken", greeting="bonjour")})
     git(repo, "checkout", "-q", "main")
     return CodeTarget(name, repo, free_port(), commits)
+
+
+def write_targets_file(app, text: str) -> None:
+    """Replace the app's targets file as an editor does (write then rename), so Rewind sees the change at once."""
+    path = app.config["REWIND_SETTINGS"].config_path
+    temp = path.with_name(path.name + ".new")
+    temp.write_text(text)
+    os.replace(temp, path)

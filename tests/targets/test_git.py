@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.targets.git import GitError, GitRepo, MergeConflict, RevertConflict, UnknownCommit
+from tests.support.sinks import Lines
 
 GIT_ENV = {
     "PATH": os.environ.get("PATH", os.defpath),
@@ -162,8 +163,8 @@ def test_revert_one_commit(work, lines):
 
 def test_revert_two_commits_newest_first(work, lines):
     repo = repo_of(work)
-    seen: list[tuple[str, str]] = []
-    repo.revert([lines["c4"][:7], lines["c3"]], on_line=lambda stream, text: seen.append((stream, text)))
+    seen = Lines()
+    repo.revert([lines["c4"][:7], lines["c3"]], sink=seen)
     assert (work / "f").read_text() == "b\n"
     assert not (work / "g").exists()
     assert [c.subject for c in repo.history(limit=2)] == ['Revert "three"', 'Revert "four"']
@@ -326,8 +327,8 @@ def test_push_updates_a_bare_remote_and_force_pushes_after_reset(tmp_path, work,
     with pytest.raises(GitError, match="commits on main that this repository lacks"):
         repo.push()
     assert git(bare, "rev-parse", "main") == lines["c4"]
-    seen: list[tuple[str, str]] = []
-    repo.push(force=True, on_line=lambda stream, text: seen.append((stream, text)))
+    seen = Lines()
+    repo.push(force=True, sink=seen)
     assert git(bare, "rev-parse", "main") == lines["c2"]
     assert seen[0] == ("cmd", "$ git push --force-with-lease=refs/heads/main origin refs/heads/main:refs/heads/main")
 

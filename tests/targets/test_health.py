@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from app.jobs.process import CommandCancelled
+from app.targets.command import CommandCancelled
 from app.targets.health import HealthCheck, Probe, SmokeTestError, run_smoke
+from tests.support.sinks import Lines
 
 PY = sys.executable
 
@@ -225,22 +226,22 @@ def test_cancel_stops_the_wait(idle_server):
 
 
 def test_smoke_command_streams_lines_and_returns_its_status():
-    lines: list[tuple[str, str]] = []
-    code = run_smoke([PY, "-c", "import sys; print('GET / 200'); sys.exit(2)"], 10, lambda s, t: lines.append((s, t)))
+    lines = Lines()
+    code = run_smoke([PY, "-c", "import sys; print('GET / 200'); sys.exit(2)"], 10, lines)
     assert code == 2
     assert lines[0][0] == "cmd" and ("out", "GET / 200") in lines
 
 
 def test_smoke_command_timeout_and_missing_program(tmp_path):
     with pytest.raises(SmokeTestError, match=r"did not finish within 0\.3 s"):
-        run_smoke([PY, "-c", "import time; time.sleep(30)"], 0.3, lambda s, t: None)
+        run_smoke([PY, "-c", "import time; time.sleep(30)"], 0.3)
     with pytest.raises(SmokeTestError, match="cannot run") as caught:
-        run_smoke([str(tmp_path / "no-such-smoke")], 5, lambda s, t: None)
-    assert "fix:" in str(caught.value)
+        run_smoke([str(tmp_path / "no-such-smoke")], 5)
+    assert "check the command path" in caught.value.fix
 
 
 def test_smoke_command_cancel():
-    started = time.monotonic()
+    lines = Lines(cancel_when=lambda seen: ("out", "up") in seen)
     with pytest.raises(CommandCancelled):
-        run_smoke([PY, "-c", "import time; time.sleep(30)"], 30, lambda s, t: None, should_cancel=lambda: True)
-    assert time.monotonic() - started < 5
+        run_smoke([PY, "-c", "import time; print('up', flush=True); time.sleep(30)"], 30, lines)
+    assert lines.of("out") == ["up"]

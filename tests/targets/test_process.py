@@ -23,6 +23,7 @@ from app.targets.process import (
     _is_this_command,
 )
 from tests.conftest import wait_for
+from tests.support.sinks import Lines
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[2]
@@ -38,14 +39,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-class Lines(list):
-    def __call__(self, stream: str, text: str) -> None:
-        self.append((stream, text))
-
-    def text(self) -> str:
-        return "\n".join(text for _stream, text in self)
 
 
 # --- CommandControl ---------------------------------------------------------------------------------
@@ -71,7 +64,7 @@ def test_command_control_runs_the_command_and_streams_its_output(tmp_path):
     record = tmp_path / "record"
     control = CommandControl(start=recorder(record, "start"), stop=None, restart=None, cwd=tmp_path)
     lines = Lines()
-    control.start(on_line=lines)
+    control.start(lines)
     assert record.read_text() == "start\n"
     assert lines[0][0] == "cmd" and lines[0][1].startswith("$ ")
     assert ("out", "start done") in lines
@@ -94,7 +87,7 @@ def test_restart_without_a_restart_command_is_stop_then_start(tmp_path):
     record = tmp_path / "record"
     control = CommandControl(start=recorder(record, "start"), stop=recorder(record, "stop"), restart=None)
     lines = Lines()
-    control.restart(on_line=lines)
+    control.restart(lines)
     assert record.read_text() == "stop\nstart\n"
     assert [text for stream, text in lines if stream == "out"] == ["stop done", "start done"]
 
@@ -203,7 +196,7 @@ def managed(tmp_path):
 def test_start_writes_the_pid_file_and_the_log(managed, tmp_path):
     process = managed()
     lines = Lines()
-    process.start(on_line=lines)
+    process.start(lines)
     pid = int(process.pid_file.read_text())
     assert stat.S_IMODE(process.pid_file.stat().st_mode) == 0o644
     status = process.status()
@@ -239,7 +232,7 @@ def test_stop_terminates_the_process_group(managed):
     pid = process.status().pid
     worker = int(wait_for(lambda: logged_line(process, "worker "), timeout=5).split()[1])
     lines = Lines()
-    process.stop(on_line=lines)
+    process.stop(lines)
     assert not alive(pid) and not alive(worker)
     assert not process.pid_file.exists()
     assert "sent SIGTERM to process group" in lines.text() and "SIGKILL" not in lines.text()
@@ -254,7 +247,7 @@ def test_stop_kills_a_process_that_ignores_sigterm(managed):
     pid = process.status().pid
     wait_for(lambda: "app ready" in process.log_file.read_text().splitlines(), timeout=5)  # its handler is in place
     lines = Lines()
-    process.stop(on_line=lines)
+    process.stop(lines)
     assert not alive(pid)
     assert "still running after 0.3 s; sent SIGKILL" in lines.text()
     assert not process.pid_file.exists()
@@ -262,7 +255,7 @@ def test_stop_kills_a_process_that_ignores_sigterm(managed):
 
 def test_stop_when_not_running_is_a_no_op(managed):
     lines = Lines()
-    managed().stop(on_line=lines)
+    managed().stop(lines)
     assert lines == [("out", "not running (no pid file)")]
 
 
@@ -276,7 +269,7 @@ def test_stale_pid_file_of_a_dead_process(managed):
     assert status.running is False and status.stale_pid_file
     assert f"pid {gone.pid}, which is no longer running" in status.note
     lines = Lines()
-    process.start(on_line=lines)
+    process.start(lines)
     assert "removed the stale pid file" in lines.text()
     assert process.status().running and process.status().pid != gone.pid
 

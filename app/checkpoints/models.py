@@ -1,4 +1,4 @@
-"""What Rewind remembers about a target's code: checkpoints and known-good commits."""
+"""What Rewind remembers about a target's past states: checkpoints and known-good commits."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from app.extensions import db
 class Checkpoint(db.Model):
     """A target as it was just before Rewind changed it, so the whole can be put back as one unit.
 
-    Fields other areas fill (migration revision, newest verified backup, env
-    version, flag states) stay empty until those areas record them; an empty
-    field means "not known", never "none".
+    `captures` holds one entry per area that registered a capture (code:
+    the commit; schema: the revision; flags: their states …). An area whose
+    capture failed has {"error": "…"}; an area missing from the dict was not
+    known when the checkpoint was taken — never read either as "none".
     """
 
     __tablename__ = "checkpoint"
@@ -24,19 +25,16 @@ class Checkpoint(db.Model):
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     job_id = db.Column(db.Integer, db.ForeignKey("job.id"), nullable=True)
     reason = db.Column(db.String(128), nullable=False)
-    commit = db.Column(db.String(40), nullable=True)
-    migration_revision = db.Column(db.String(64), nullable=True)
-    backup = db.Column(db.String(255), nullable=True)
-    env_version = db.Column(db.String(64), nullable=True)
-    flags_json = db.Column("flags", db.Text, nullable=True)
+    commit = db.Column(db.String(40), nullable=True)  # the code capture, kept as a column for listing
+    captures_json = db.Column("captures", db.Text, nullable=False, default="{}")
 
     @property
-    def flags(self) -> dict | None:
-        return json.loads(self.flags_json) if self.flags_json else None
+    def captures(self) -> dict:
+        return json.loads(self.captures_json or "{}")
 
 
 class KnownGood(db.Model):
-    """A commit that passed verification on a target after a deploy or rollback."""
+    """A commit that passed verification on a target; marked_at moves to the newest verification."""
 
     __tablename__ = "known_good"
     __table_args__ = (db.UniqueConstraint("target", "commit", name="uq_known_good_target_commit"),)

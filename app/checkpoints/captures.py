@@ -1,0 +1,59 @@
+"""The capture registry: each area says what it contributes to a checkpoint.
+
+An area registers a Capture once, at import; `take_all` asks every one of
+them. A capture that cannot read its part (a database down, a flags table
+missing) is recorded as an error for that part and never stops the others:
+a checkpoint with a gap is still worth more than none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.targets.errors import TargetError
+from app.targets.target import Target
+
+
+@dataclass(frozen=True)
+class Capture:
+    name: str  # the key in Checkpoint.captures: "code", "schema", "flags" …
+    title: str
+    take: Callable[[Target], Any]  # a JSON-able value; None when the target has no such part
+    describe: Callable[[Any], str] = str  # a few words for pages and job logs
+
+
+_captures: dict[str, Capture] = {}
+
+
+def register(capture: Capture) -> Capture:
+    if capture.name in _captures and _captures[capture.name] is not capture:
+        raise ValueError(f"two checkpoint captures are named {capture.name!r}")
+    _captures[capture.name] = capture
+    return capture
+
+
+def registered() -> list[Capture]:
+    return list(_captures.values())
+
+
+def take_all(target: Target) -> dict[str, Any]:
+    """Every registered area's part of the target now; an unreadable part becomes {"error": why}."""
+    taken: dict[str, Any] = {}
+    for capture in _captures.values():
+        try:
+            value = capture.take(target)
+        except TargetError as exc:
+            taken[capture.name] = {"error": exc.message}
+            continue
+        if value is not None:
+            taken[capture.name] = value
+    return taken
+
+
+def describe(name: str, value: Any) -> str:
+    if isinstance(value, dict) and set(value) == {"error"}:
+        return f"not captured: {value['error']}"
+    capture = _captures.get(name)
+    return capture.describe(value) if capture else str(value)

@@ -1,0 +1,73 @@
+"""The services one Rewind process runs, made once at start-up and reached as objects.
+
+The bus carries events and "job queued"/"job finished" notices (through
+PostgreSQL LISTEN/NOTIFY when the ops database is PostgreSQL, so a job run
+by a `flask rewind worker` process refreshes the dashboard of every web
+process); the broadcaster fans job events out to websockets; the runner
+claims and runs jobs; the health monitor probes targets in the background.
+The last three start on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+
+from app.jobs.bus import InProcessBus, PostgresBus
+from app.settings import Settings
+from app.targets.registry import Targets
+
+if TYPE_CHECKING:
+    from app.jobs.fanout import Broadcaster
+    from app.jobs.runner import Runner
+    from app.targets.monitor import HealthMonitor
+
+
+class Engine:
+    def __init__(self, app: Flask, settings: Settings, targets: Targets) -> None:
+        self.app = app
+        self.settings = settings
+        self.targets = targets
+        self.bus: InProcessBus = PostgresBus(settings.database_url) if settings.is_postgres else InProcessBus()
+        self.runner: Runner | None = None
+        self._fanout: Broadcaster | None = None
+        self._health: HealthMonitor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def fanout(self) -> Broadcaster:
+        """The job-event broadcaster of this process (its thread starts with the first watcher)."""
+        with self._lock:
+            if self._fanout is None:
+                from app.jobs.fanout import Broadcaster
+                from app.jobs.render import render_event, render_snapshot
+
+                self._fanout = Broadcaster(self.app, render_event, render_snapshot)
+                self.bus.subscribe(self._fanout.notify)
+            return self._fanout
+
+    @property
+    def health(self) -> HealthMonitor:
+        """The background health monitor; it re-checks at once whenever any process finishes a job."""
+        with self._lock:
+            if self._health is None:
+                from app.targets.monitor import HealthMonitor
+
+                self._health = HealthMonitor(self.app, self.targets)
+                self.bus.on_finished(lambda job_id: self._health.check_now())
+            return self._health.start()
+
+    def start_runner(self, workers: int | None = None) -> Runner:
+        """Start this process's job runner (gunicorn's post_worker_init and `flask rewind worker` call it)."""
+        from app.jobs.runner import Runner
+
+        with self._lock:
+            if self.runner is None or not self.runner.running:
+                self.runner = Runner(self.app, workers=workers or self.settings.job_threads).start()
+            return self.runner
+
+
+def engine(app: Flask | None = None) -> Engine:
+    return (app or current_app).extensions["rewind"]

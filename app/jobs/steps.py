@@ -1,0 +1,126 @@
+"""Steps every area's runbooks share: the target, adapter errors, checkpoint, restart, verify.
+
+Plain functions of a JobContext. Adapters do the work with the context as
+their sink, and every adapter error (all share TargetError as root) becomes
+a StepFailed whose message says what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from app.checkpoints import captures, store
+from app.jobs.context import JobCancelled, JobContext
+from app.jobs.runbook import StepFailed
+from app.targets import registry
+from app.targets.command import CommandCancelled
+from app.targets.errors import TargetError
+from app.targets.health import run_smoke
+from app.targets.process import ProcessControl
+from app.targets.target import Target
+
+SMOKE_TIMEOUT_S = 300
+
+
+def target_of(ctx: JobContext) -> Target:
+    return registry.current().open(ctx.target)
+
+
+def message_of(exc: TargetError) -> str:
+    """An adapter error in words for the job page: what happened, then what to try."""
+    text = str(exc)
+    if exc.fix and exc.fix not in text:
+        text += f" — {exc.fix}"
+    return text
+
+
+@contextmanager
+def adapter_errors(ctx: JobContext) -> Iterator[None]:
+    """An adapter's error becomes the step's failure, in its own words, secrets masked; a cancel stays a cancel."""
+    try:
+        yield
+    except CommandCancelled:
+        raise JobCancelled(ctx.cancel_requested() or "someone") from None
+    except TargetError as exc:
+        raise StepFailed(ctx.redact(message_of(exc))) from None
+
+
+def control_of(ctx: JobContext) -> ProcessControl:
+    control = target_of(ctx).process()
+    if control is None:
+        raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process] to the targets file")
+    return control
+
+
+def checkpoint(ctx: JobContext) -> None:
+    """Record what the target is before anything changes (every area's part), so it can be put back as one unit."""
+    target = target_of(ctx)
+    taken = captures.take_all(target)
+    row = store.record(ctx.target, ctx.job_id, ctx.runbook_title, taken)
+    ctx.state["checkpoint"] = taken
+    ctx.log(f"checkpoint #{row.id} of {ctx.target}:")
+    for name, value in taken.items():
+        ctx.log(f"  {name}: {captures.describe(name, value)}")
+    ctx.progress(1.0, f"checkpoint #{row.id}")
+
+
+def restart(ctx: JobContext) -> None:
+    control = control_of(ctx)
+    ctx.check_cancelled()
+    with adapter_errors(ctx):
+        control.restart(ctx)
+    ctx.did(f"restarted {ctx.target}")
+    ctx.progress(1.0, "restarted")
+
+
+def verify(ctx: JobContext) -> None:
+    """Healthy within the timeout, then the smoke command; the result is the job's verification."""
+    passed, detail = check_health(ctx)
+    if not passed:
+        ctx.verified(False, detail)
+        raise StepFailed(detail)
+    verify_passed(ctx, detail)
+
+
+def verify_passed(ctx: JobContext, detail: str) -> None:
+    """Record the verification, and the deployed commit as known good."""
+    ctx.verified(True, detail)
+    with adapter_errors(ctx):
+        head = target_of(ctx).git().head()
+    store.mark_known_good(ctx.target, head, ctx.job_id)
+    ctx.log(f"{head[:12]} marked known-good on {ctx.target}")
+
+
+def check_health(ctx: JobContext) -> tuple[bool, str]:
+    target = target_of(ctx)
+    health = target.health()
+    if health is None:
+        return False, f"{ctx.target} has no health check: add [targets.{ctx.target}.health] to verify it"
+    attempts = 0
+
+    def on_probe(probe) -> None:
+        nonlocal attempts
+        attempts += 1
+        ctx.log(f"probe {attempts}: {probe}")
+        ctx.progress(min(0.9, attempts / 20), probe.reason)
+
+    with adapter_errors(ctx):
+        probe = health.wait_healthy(should_cancel=ctx.cancelled, on_probe=on_probe)
+    if not probe.ok:
+        return False, f"{ctx.target} did not become healthy within {health.timeout_s:g} s: {probe.reason}"
+    detail = f"healthy: {probe.reason}"
+    smoke = target.config.health.smoke
+    if smoke:
+        try:
+            with adapter_errors(ctx):
+                code = run_smoke(
+                    list(smoke), SMOKE_TIMEOUT_S, ctx, cwd=str(target.config.repo.path), env=target.command_env()
+                )
+        except StepFailed as exc:
+            return False, str(exc)
+        if code != 0:
+            return False, f"the smoke test exited with status {code}"
+        detail += "; smoke test passed"
+    ctx.progress(1.0, "healthy")
+    return True, detail

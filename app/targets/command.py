@@ -1,0 +1,479 @@
+"""The one way Rewind runs a program: argv only, its own process group, lines to a sink.
+
+Never a shell: every argument is its own list item, so nothing from a request
+can become shell syntax. Each command (or each pipeline, as a whole) gets its
+own process group, so a cancel or a timeout stops whatever it started too.
+
+Output goes to a *sink*. Reader threads only call `sink.line()`, which must
+merely buffer; the calling thread alone calls `sink.tick()` (where a job
+writes its events) and `sink.cancelled()`. That split is what keeps a chatty
+command's lines from vanishing when they arrive on a thread that cannot
+write to the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO, Protocol, runtime_checkable
+
+TERMINATE_GRACE_S = 3.0
+POLL_S = 0.1
+TAIL_LINES = 20
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where a command's output goes. `line` may be called from any thread; the rest from the caller's."""
+
+    def line(self, stream: str, text: str) -> None: ...
+
+    def tick(self) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+
+class NullSink:
+    """Discards everything and never cancels: for commands whose output nobody watches."""
+
+    def line(self, stream: str, text: str) -> None:
+        pass
+
+    def tick(self) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+
+class Tee:
+    """Passes lines on to another sink and keeps the last few of each stream, for error messages."""
+
+    def __init__(self, sink: Sink | None, keep: int = TAIL_LINES) -> None:
+        self.sink = NullSink() if sink is None else sink
+        self.tails: dict[str, deque[str]] = {"out": deque(maxlen=keep), "err": deque(maxlen=keep)}
+        self._lock = threading.Lock()
+
+    def line(self, stream: str, text: str) -> None:
+        with self._lock:
+            self.tails.setdefault(stream, deque(maxlen=TAIL_LINES)).append(text)
+        self.sink.line(stream, text)
+
+    def tick(self) -> None:
+        self.sink.tick()
+
+    def cancelled(self) -> bool:
+        return self.sink.cancelled()
+
+    def tail(self, *streams: str) -> list[str]:
+        with self._lock:
+            return [t for s in streams or ("out", "err") for t in self.tails.get(s, ())]
+
+
+class CommandCancelled(Exception):
+    """The sink asked to stop; the command's whole process group was stopped."""
+
+
+class CommandTimedOut(Exception):
+    def __init__(self, argv: Sequence[str], timeout: float) -> None:
+        super().__init__(f"{argv[0]} did not finish within {timeout:g} s and was stopped")
+        self.argv = tuple(argv)
+        self.timeout = timeout
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    duration_s: float
+    stdout: str = ""  # only with capture=True
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _checked(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, str | bytes) or not argv:
+        raise TypeError("argv must be a non-empty list of arguments, never a shell string")
+    return tuple(str(a) for a in argv)
+
+
+def shown(argv: Sequence[str]) -> str:
+    """How a command line is written in a log: quoted so it could be pasted into a shell."""
+    return shlex.join(str(a) for a in argv)
+
+
+def _pump(stream: IO[bytes], name: str, sink: Sink) -> None:
+    with contextlib.suppress(ValueError, OSError):  # closed under us when the command is stopped
+        for raw in iter(stream.readline, b""):
+            sink.line(name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+    stream.close()
+
+
+def stop_group(pgid: int, procs: Sequence[subprocess.Popen] = ()) -> None:
+    """SIGTERM to the group, then SIGKILL if anything lingers."""
+    for sig, wait in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if all(p.poll() is not None for p in procs) and not _group_alive(pgid):
+                return
+            time.sleep(0.02)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_command(
+    argv: Sequence[str],
+    sink: Sink | None = None,
+    *,
+    timeout: float | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+    capture: bool = False,
+) -> CommandResult:
+    """Run argv to completion, streaming its lines to the sink (or capturing them with capture=True).
+
+    Raises CommandCancelled, CommandTimedOut, or OSError when the program cannot start.
+    """
+    argv = _checked(argv)
+    if capture and sink is None:
+        return _run_captured(argv, timeout=timeout, cwd=cwd, env=env, stdin=stdin)
+    sink = NullSink() if sink is None else sink
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
+    collected: dict[str, list[str]] = {"out": [], "err": []}
+    target: Sink = _Collector(sink, collected) if capture else sink
+    readers = [
+        threading.Thread(target=_pump, args=(proc.stdout, "out", target), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, "err", target), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    if stdin is not None:
+        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+    _started(sink, proc.pid)
+    try:
+        _wait(proc, sink, argv, timeout, started)
+    finally:
+        if proc.poll() is None:  # an error in a sink must not leave the child running
+            stop_group(proc.pid, [proc])
+        for reader in readers:
+            reader.join(timeout=5)
+        sink.tick()
+        _ended(sink, proc.pid)
+    return CommandResult(
+        argv, proc.returncode, time.monotonic() - started, "\n".join(collected["out"]), "\n".join(collected["err"])
+    )
+
+
+def _run_captured(argv, *, timeout, cwd, env, stdin) -> CommandResult:
+    """The quiet path for short reads (git log, status …): no threads, output kept in memory."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            argv,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            start_new_session=True,  # no controlling terminal: nothing can stop and prompt
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandTimedOut(argv, timeout or 0) from None
+    return CommandResult(
+        argv,
+        proc.returncode,
+        time.monotonic() - started,
+        proc.stdout.decode("utf-8", errors="replace"),
+        proc.stderr.decode("utf-8", errors="replace"),
+    )
+
+
+class _Collector:
+    def __init__(self, sink: Sink, into: dict[str, list[str]]) -> None:
+        self.sink, self.into = sink, into
+
+    def line(self, stream: str, text: str) -> None:
+        self.into[stream].append(text)
+        self.sink.line(stream, text)
+
+    def tick(self) -> None:
+        self.sink.tick()
+
+    def cancelled(self) -> bool:
+        return self.sink.cancelled()
+
+
+def _wait(proc: subprocess.Popen, sink: Sink, argv, timeout: float | None, started: float) -> None:
+    while True:
+        try:
+            proc.wait(timeout=POLL_S)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        sink.tick()
+        if sink.cancelled():
+            stop_group(proc.pid, [proc])
+            raise CommandCancelled()
+        if timeout is not None and time.monotonic() - started > timeout:
+            stop_group(proc.pid, [proc])
+            raise CommandTimedOut(argv, timeout)
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+
+
+def _started(sink: Sink, pgid: int) -> None:
+    """Tell a sink that wants it which process group runs now (so a crash can stop it later)."""
+    hook = getattr(sink, "group_started", None)
+    if hook is not None:
+        hook(pgid)
+
+
+def _ended(sink: Sink, pgid: int) -> None:
+    hook = getattr(sink, "group_ended", None)
+    if hook is not None:
+        hook(pgid)
+
+
+# --- pipelines ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One program of a pipeline; stderr lines reach the sink as stream `err:<name>`."""
+
+    argv: tuple[str, ...]
+    name: str = ""
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    pass_fds: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, argv: Sequence[str], name: str = "", **kwargs) -> Stage:
+        argv = _checked(argv)
+        return cls(argv, name or os.path.basename(argv[0]), **kwargs)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    argv: tuple[str, ...]
+    returncode: int
+    stderr_tail: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def victim(self) -> bool:
+        """Failed only because a neighbour did: stopped by a signal, or its pipe broke under it."""
+        if self.returncode in (-signal.SIGPIPE, -signal.SIGTERM, -signal.SIGKILL):
+            return True
+        return any("broken pipe" in line.lower() for line in self.stderr_tail)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    stages: tuple[StageResult, ...]
+    duration_s: float
+    exit_order: tuple[int, ...] = ()  # stage indexes in the order they were seen to exit
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.stages)
+
+    @property
+    def failed(self) -> StageResult | None:
+        """The stage to blame: the first to fail on its own account, not one its neighbour took down."""
+        order = list(self.exit_order) + [i for i in range(len(self.stages)) if i not in self.exit_order]
+        bad = [self.stages[i] for i in order if not self.stages[i].ok]
+        own = [s for s in bad if not s.victim]
+        return (own or bad or [None])[0]
+
+
+@dataclass
+class _StageSink:
+    sink: Sink
+    name: str
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+
+    def line(self, stream: str, text: str) -> None:
+        self.tail.append(text)
+        self.sink.line(f"err:{self.name}", text)
+
+    def tick(self) -> None:  # pragma: no cover - readers never tick
+        pass
+
+    def cancelled(self) -> bool:  # pragma: no cover
+        return False
+
+
+def run_pipeline(
+    stages: Sequence[Stage],
+    sink: Sink | None = None,
+    *,
+    stdin: IO[bytes] | int | None = None,
+    stdout: IO[bytes] | int | None = None,
+    timeout: float | None = None,
+) -> PipelineResult:
+    """Run `A | B | C` through OS pipes, all in one process group.
+
+    stdin feeds the first stage (a file object or descriptor; default nothing);
+    the last stage's stdout goes to `stdout` (a file object or descriptor), or
+    line by line to the sink as stream "out" when none is given. A stage that
+    fails stops the whole group, so a broken `pg_dump | gpg` never leaves one
+    half running. Raises CommandCancelled, CommandTimedOut, or OSError.
+    """
+    if not stages:
+        raise ValueError("a pipeline needs at least one stage")
+    sink = NullSink() if sink is None else sink
+    started = time.monotonic()
+    procs: list[subprocess.Popen] = []
+    stage_sinks = [_StageSink(sink, s.name) for s in stages]
+    readers: list[threading.Thread] = []
+    pgid: int | None = None
+    prev_out: IO[bytes] | int | None = stdin if stdin is not None else subprocess.DEVNULL
+    try:
+        for i, stage in enumerate(stages):
+            last = i == len(stages) - 1
+            out = (stdout if stdout is not None else subprocess.PIPE) if last else subprocess.PIPE
+            proc = subprocess.Popen(
+                stage.argv,
+                stdin=prev_out,
+                stdout=out,
+                stderr=subprocess.PIPE,
+                cwd=stage.cwd,
+                env=stage.env,
+                pass_fds=stage.pass_fds,
+                process_group=0 if pgid is None else pgid,
+            )
+            if pgid is None:
+                pgid = proc.pid
+            if i > 0 and procs[-1].stdout is not None:
+                procs[-1].stdout.close()  # only the next stage holds the read end now: SIGPIPE works
+            procs.append(proc)
+            reader = threading.Thread(target=_pump, args=(proc.stderr, "err", stage_sinks[i]), daemon=True)
+            reader.start()
+            readers.append(reader)
+            prev_out = proc.stdout
+        if stdout is None and procs[-1].stdout is not None:
+            reader = threading.Thread(target=_pump, args=(procs[-1].stdout, "out", sink), daemon=True)
+            reader.start()
+            readers.append(reader)
+        _started(sink, pgid)
+        exit_order = _wait_pipeline(procs, pgid, sink, stages[0].argv, timeout, started)
+    except BaseException:
+        if pgid is not None:
+            stop_group(pgid, procs)
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=5)
+        sink.tick()
+        if pgid is not None:
+            _ended(sink, pgid)
+    results = tuple(
+        StageResult(stage.name, stage.argv, proc.returncode, tuple(stage_sinks[i].tail))
+        for i, (stage, proc) in enumerate(zip(stages, procs, strict=True))
+    )
+    return PipelineResult(results, time.monotonic() - started, tuple(exit_order))
+
+
+def _wait_pipeline(procs, pgid: int, sink: Sink, argv, timeout: float | None, started: float) -> list[int]:
+    order: list[int] = []
+    while True:
+        codes = [p.poll() for p in procs]
+        order += [i for i, c in enumerate(codes) if c is not None and i not in order]
+        if all(c is not None for c in codes):
+            return order
+        if any(c not in (None, 0) for c in codes):
+            stop_group(pgid, procs)  # one stage failed: the rest would only wait on a dead pipe
+            for p in procs:
+                p.wait()
+            return order + [i for i in range(len(procs)) if i not in order]
+        with contextlib.suppress(subprocess.TimeoutExpired, StopIteration):
+            next(p for p in procs if p.poll() is None).wait(timeout=POLL_S)
+        sink.tick()
+        if sink.cancelled():
+            stop_group(pgid, procs)
+            raise CommandCancelled()
+        if timeout is not None and time.monotonic() - started > timeout:
+            stop_group(pgid, procs)
+            raise CommandTimedOut(argv, timeout)
+
+
+def read_capped(
+    argv: Sequence[str],
+    limit: int,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+) -> tuple[bytes, bool, int | None, str]:
+    """Stdout up to `limit` bytes, stopping the program past that so a huge output costs no memory.
+
+    Returns (data, truncated, returncode or None when stopped, stderr text).
+    """
+    import tempfile
+
+    argv = _checked(argv)
+    with (
+        tempfile.TemporaryFile() as err,
+        subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True
+        ) as proc,
+    ):
+        data = proc.stdout.read(limit + 1)
+        truncated = len(data) > limit
+        if truncated:
+            stop_group(proc.pid, [proc])
+        proc.stdout.close()
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_group(proc.pid, [proc])
+            raise CommandTimedOut(argv, timeout or 0) from None
+        err.seek(0)
+        stderr = err.read().decode("utf-8", errors="replace")
+    return data, truncated, None if truncated else returncode, stderr

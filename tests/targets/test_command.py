@@ -1,0 +1,141 @@
+"""The one command primitive: argv only, lines to a sink, timeout, cancel, pipelines."""
+
+import os
+import sys
+import threading
+
+import pytest
+
+from app.targets.command import (
+    CommandCancelled,
+    CommandTimedOut,
+    Stage,
+    run_command,
+    run_pipeline,
+)
+from tests.conftest import wait_for
+from tests.support.sinks import Lines
+
+PY = sys.executable
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_command_streams_stdout_and_stderr_lines():
+    lines = Lines()
+    script = "import sys; print('one'); print('two', file=sys.stderr); print('three')"
+    result = run_command([PY, "-c", script], lines)
+    assert result.ok and result.returncode == 0
+    assert lines.of("out") == ["one", "three"]
+    assert lines.of("err") == ["two"]
+
+
+def test_reader_threads_only_buffer_and_the_caller_ticks():
+    """Lines arrive on reader threads; tick() (where a job writes events) runs on the calling thread only."""
+    caller = threading.get_ident()
+    line_threads, tick_threads = set(), set()
+
+    class Watching(Lines):
+        def line(self, stream, text):
+            line_threads.add(threading.get_ident())
+            super().line(stream, text)
+
+        def tick(self):
+            tick_threads.add(threading.get_ident())
+
+    sink = Watching()
+    run_command([PY, "-c", "print('\\n'.join(str(i) for i in range(2000)))"], sink)
+    assert len(sink.of("out")) == 2000  # a chatty command loses nothing
+    assert tick_threads == {caller}
+    assert caller not in line_threads
+
+
+def test_command_reports_exit_status_and_captures():
+    result = run_command([PY, "-c", "import sys; print('x'); raise SystemExit(4)"], capture=True)
+    assert result.returncode == 4 and not result.ok
+    assert result.stdout.strip() == "x"
+
+
+def test_shell_strings_are_refused():
+    with pytest.raises(TypeError, match="never a shell string"):
+        run_command("rm -rf /tmp/x")
+
+
+def test_timeout_stops_the_child_and_its_children(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid)); print('ready', flush=True); time.sleep(60)"
+    )
+    with pytest.raises(CommandTimedOut, match=r"did not finish within 0\.5 s"):
+        run_command([PY, "-c", script], Lines(), timeout=0.5)
+    grandchild = int(pidfile.read_text())
+    wait_for(lambda: gone(grandchild), timeout=10)
+
+
+def test_cancel_stops_the_whole_group_and_reports_it():
+    sink = Lines(cancel_when=lambda seen: ("out", "up") in seen)
+    with pytest.raises(CommandCancelled):
+        run_command([PY, "-c", "import time; print('up', flush=True); time.sleep(60)"], sink)
+    assert sink.of("out") == ["up"]
+    assert len(sink.groups) == 1
+    wait_for(lambda: gone(sink.groups[0]), timeout=10)
+
+
+def test_the_environment_is_exactly_what_is_given():
+    result = run_command([PY, "-c", "import os; print(sorted(os.environ))"], env={"ONLY": "1"}, capture=True)
+    assert "ONLY" in result.stdout
+    assert "PATH" not in result.stdout
+
+
+# --- pipelines ------------------------------------------------------------------------------
+
+
+def test_pipeline_streams_through_os_pipes(tmp_path):
+    out = tmp_path / "out.txt"
+    produce = Stage.of([PY, "-c", "print('\\n'.join(str(i) for i in range(10000)))"], "produce")
+    upper = Stage.of([PY, "-c", "import sys; [sys.stdout.write(l.replace('9', 'nine')) for l in sys.stdin]"], "change")
+    with out.open("wb") as fh:
+        result = run_pipeline([produce, upper], Lines(), stdout=fh)
+    assert result.ok
+    assert [s.name for s in result.stages] == ["produce", "change"]
+    text = out.read_text().splitlines()
+    assert len(text) == 10000 and text[9] == "nine"
+
+
+def test_pipeline_reports_each_stage_and_blames_the_one_that_failed(tmp_path):
+    sink = Lines()
+    produce = Stage.of([PY, "-c", "import sys, time\nfor i in range(10**6): print(i)"], "produce")
+    fail = Stage.of(
+        [PY, "-c", "import sys; sys.stdin.readline(); print('bad key', file=sys.stderr); sys.exit(2)"], "gpg"
+    )
+    with open(os.devnull, "wb") as devnull:
+        result = run_pipeline([produce, fail], sink, stdout=devnull)
+    assert not result.ok
+    assert result.failed.name == "gpg" and result.failed.returncode == 2
+    assert result.failed.stderr_tail == ("bad key",)
+    assert ("err:gpg", "bad key") in sink
+    assert result.stages[0].returncode != 0  # the producer was stopped, not left writing into a dead pipe
+
+
+def test_pipeline_last_stage_output_goes_to_the_sink_when_no_file_is_given():
+    sink = Lines()
+    result = run_pipeline([Stage.of([PY, "-c", "print('a'); print('b')"]), Stage.of(["cat"])], sink)
+    assert result.ok and sink.of("out") == ["a", "b"]
+
+
+def test_pipeline_cancel_stops_every_stage():
+    sink = Lines(cancel_when=lambda seen: ("err:first", "up") in seen)
+    first = Stage.of([PY, "-c", "import sys, time; print('up', file=sys.stderr, flush=True); time.sleep(60)"], "first")
+    second = Stage.of([PY, "-c", "import sys, time; sys.stdin.read(); time.sleep(60)"], "second")
+    with pytest.raises(CommandCancelled):
+        run_pipeline([first, second], sink)
+    pgid = sink.groups[0]
+    wait_for(lambda: gone(pgid), timeout=10)
