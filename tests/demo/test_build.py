@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from app.demo import DemoError, build_demo, load_demo, stop_demo
-from app.demo.appsource import BAD_BRANCH, HEAD_REVISION
 from app.demo.cli import demo as demo_command
+from app.demo.history import BAD_BRANCH, HEAD_REVISION
 from app.demo.targetsfile import HEADER
 from app.targets.config import load_targets
 from app.targets.health import HealthCheck
