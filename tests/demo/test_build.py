@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 from app.demo import DemoError, build_demo, load_demo, stop_demo
 from app.demo.cli import demo as demo_command
-from app.demo.history import BAD_BRANCH, HEAD_REVISION
+from app.demo.history import BAD_BRANCH, HEAD_REVISION, SAMPLEAPP
 from app.demo.targetsfile import HEADER
 from app.targets.config import load_targets
 from app.targets.health import HealthCheck
@@ -109,6 +110,20 @@ def test_each_repository_has_a_history_and_an_unmerged_bad_branch(built):
         assert "migrations/env.py" in git(repo, "ls-files").stdout.splitlines()
         env = t.env_file.read_text()
         assert f"PORT={t.port}\n" in env and f"DATABASE_URL={t.database_url}\n" in env and "FEATURE_X=on" in env
+
+
+def test_main_holds_the_files_of_the_sampleapp_folder(built):
+    t = built["demo"]["production"]
+    listed = git(t.app_dir, "ls-files").stdout.splitlines()
+    on_disk = [p.relative_to(SAMPLEAPP) for p in SAMPLEAPP.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert sorted(listed) == sorted(str(p) for p in on_disk)
+    unstamped = re.compile(r"^Create Date: .*$", re.M)
+    for path in listed:
+        committed, expected = git(t.app_dir, "show", f"main:{path}").stdout, (SAMPLEAPP / path).read_text()
+        if path.startswith("migrations/versions/"):
+            assert unstamped.search(committed).group() != unstamped.search(expected).group()  # the commit's date
+            committed, expected = unstamped.sub("", committed), unstamped.sub("", expected)
+        assert committed == expected, path
 
 
 def test_databases_are_built_by_the_apps_own_migrations(built):
