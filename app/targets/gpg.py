@@ -209,7 +209,8 @@ class GpgHome:
 
     def decrypt(self, source: BinaryIO | bytes, target: BinaryIO) -> int:
         """Decrypt source (read to its end) with a secret key of the home into target; bytes written."""
-        return self._stream("decrypt", source, target)
+        # loopback without a passphrase: a key that has one fails at once instead of waiting for a pinentry.
+        return self._stream("decrypt", source, target, extra_args=["--pinentry-mode", "loopback"])
 
     def _stream(self, action: str, source: BinaryIO | bytes, target: BinaryIO, **options: object) -> int:
         gpg = self._gpg()
@@ -230,10 +231,12 @@ class GpgHome:
         if failure is not None:
             raise GpgError(f"could not write the {action}ed stream: {failure}", home=self.home)
         if not result.ok:
-            hint = {
-                "encrypt": "check the recipients' keys in the home",
-                "decrypt": f"the data must be OpenPGP encrypted to a secret key in {self.home}",
-            }[action]
+            if "passphrase" in (result.status or ""):
+                hint = f"the secret key in {self.home} has a passphrase; Rewind decrypts with keys that have none"
+            elif action == "decrypt":
+                hint = f"the data must be OpenPGP encrypted to a secret key in {self.home}"
+            else:
+                hint = "check the recipients' keys in the home"
             raise GpgError(f"gpg could not {action} ({result.status or 'no status'}); {hint}", detail=result.stderr)
         return written
 

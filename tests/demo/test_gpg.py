@@ -11,6 +11,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import gnupg
 import pytest
 
 from app.targets.gpg import LONGEST_SOCKET, SOCKET_PATH_MAX, GpgError, GpgHome
@@ -142,6 +143,23 @@ def test_decrypting_what_is_not_for_this_home_fails_clearly(home, short_dir):
         home.decrypt(sealed.getvalue(), io.BytesIO())
     with pytest.raises(GpgError, match=r"(?s)could not decrypt.*no valid OpenPGP data"):
         home.decrypt(b"plain text, not OpenPGP", io.BytesIO())
+
+
+def test_a_secret_key_with_a_passphrase_fails_at_once_and_says_why(short_dir):
+    folder, homes = short_dir
+    made = GpgHome.create(folder / "pp")
+    homes.append(made)
+    (made.home / "gpg-agent.conf").write_text("s2k-count 65536\n")  # protect the key without seconds of calibration
+    spec = (
+        "Key-Type: eddsa\nKey-Curve: ed25519\nSubkey-Type: ecdh\nSubkey-Curve: cv25519\n"
+        "Name-Real: Guarded\nName-Email: guarded@demo.invalid\nExpire-Date: 0\nPassphrase: sesame\n%commit\n"
+    )
+    assert gnupg.GPG(gnupghome=str(made.home)).gen_key(spec).fingerprint
+    sealed = io.BytesIO()
+    made.encrypt(b"guarded rows", sealed, ["guarded@demo.invalid"])
+    made.stop_agent()  # no passphrase cached from the key's creation
+    with pytest.raises(GpgError, match="has a passphrase"):
+        made.decrypt(sealed.getvalue(), io.BytesIO())
 
 
 def test_a_target_that_cannot_be_written_is_an_error(home):
