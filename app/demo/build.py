@@ -27,6 +27,7 @@ from app.demo.database import build_database
 from app.demo.keys import generate_key
 from app.demo.repository import build_repository, write_env_file
 from app.demo.target import TARGET_NAMES, DemoError, DemoTarget, OnLine
+from app.targets.gpg import GpgError, GpgHome
 
 __all__ = ["DemoError", "DemoTarget", "build_demo", "load_demo", "stop_demo"]
 
@@ -49,6 +50,7 @@ def build_demo(
         targetsfile.check_replaceable(targets_file)
     except targetsfile.NotTheDemosFile as exc:
         raise DemoError(str(exc)) from None
+    _check_gpg_homes(root)
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root):
         existing = None if reset else marker.load(root)
@@ -100,6 +102,15 @@ def _build_target(t: DemoTarget, say: OnLine) -> None:
     build_database(t, say)
     generate_key(t, say)
     say(f"{t.name}: ready in {t.dir} (port {t.port})")
+
+
+def _check_gpg_homes(root: Path) -> None:
+    """Refuse a root whose GnuPG homes gpg-agent could not use, before anything is built or removed."""
+    for name in TARGET_NAMES:
+        try:
+            GpgHome(root / name / "gnupg").check_socket_path()
+        except GpgError as exc:
+            raise DemoError(f"the demo cannot be built in {root}: {exc}") from None
 
 
 def _free_port(taken: set[int]) -> int:

@@ -24,6 +24,7 @@ from app.demo.cli import demo as demo_command
 from app.demo.history import BAD_BRANCH, HEAD_REVISION, SAMPLEAPP
 from app.demo.targetsfile import HEADER
 from app.targets.config import load_targets
+from app.targets.gpg import GpgHome
 from app.targets.health import HealthCheck
 from tests.support.apps import build_app
 
@@ -233,6 +234,17 @@ def test_the_demo_never_replaces_a_targets_file_it_did_not_write(tmp_path):
         build_demo(tmp_path / "demo", targets_file)
     assert targets_file.read_text() == mine
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_root_too_long_for_gpg_agent_is_refused_before_anything_is_built(tmp_path):
+    root, targets_file = tmp_path / ("d" * 100) / "demo", tmp_path / "rewind.toml"
+    home = GpgHome(root / "staging" / "gnupg")
+    if home.socket_dir() != home.home:  # /run/user/<uid> exists: the agent's sockets go there, any root works
+        home.check_socket_path()
+        return
+    with pytest.raises(DemoError, match=r"cannot be built in .*too long a path"):
+        build_demo(root, targets_file)
+    assert not root.exists() and not targets_file.exists()
 
 
 def test_the_cli_command(tmp_path):
