@@ -54,8 +54,8 @@ from urllib.parse import urlsplit
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from app.demo.appsource import BAD_BRANCH  # noqa: E402
 from app.demo.build import DemoTarget, build_demo, stop_demo  # noqa: E402
+from app.demo.history import BAD_BRANCH  # noqa: E402
 from tests.support.http import Session  # noqa: E402
 from tests.support.server import RewindServer  # noqa: E402
 

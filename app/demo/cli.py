@@ -7,7 +7,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from app.demo import targetsfile
-from app.demo.build import DemoError, build_demo, stop_demo
+from app.demo.build import build_demo, stop_demo
+from app.demo.target import DemoError
 
 
 @click.command("demo")

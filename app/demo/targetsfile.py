@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.demo.build import DemoTarget
+    from app.demo.target import DemoTarget
 
 HEADER = "# written by flask rewind demo"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -19,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from app.demo import DemoError, build_demo, load_demo, stop_demo
-from app.demo.appsource import BAD_BRANCH, HEAD_REVISION
 from app.demo.cli import demo as demo_command
+from app.demo.history import BAD_BRANCH, HEAD_REVISION, SAMPLEAPP
 from app.demo.targetsfile import HEADER
 from app.targets.config import load_targets
+from app.targets.gpg import GpgHome
 from app.targets.health import HealthCheck
 from tests.support.apps import build_app
 
@@ -109,6 +111,20 @@ def test_each_repository_has_a_history_and_an_unmerged_bad_branch(built):
         assert "migrations/env.py" in git(repo, "ls-files").stdout.splitlines()
         env = t.env_file.read_text()
         assert f"PORT={t.port}\n" in env and f"DATABASE_URL={t.database_url}\n" in env and "FEATURE_X=on" in env
+
+
+def test_main_holds_the_files_of_the_sampleapp_folder(built):
+    t = built["demo"]["production"]
+    listed = git(t.app_dir, "ls-files").stdout.splitlines()
+    on_disk = [p.relative_to(SAMPLEAPP) for p in SAMPLEAPP.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert sorted(listed) == sorted(str(p) for p in on_disk)
+    unstamped = re.compile(r"^Create Date: .*$", re.M)
+    for path in listed:
+        committed, expected = git(t.app_dir, "show", f"main:{path}").stdout, (SAMPLEAPP / path).read_text()
+        if path.startswith("migrations/versions/"):
+            assert unstamped.search(committed).group() != unstamped.search(expected).group()  # the commit's date
+            committed, expected = unstamped.sub("", committed), unstamped.sub("", expected)
+        assert committed == expected, path
 
 
 def test_databases_are_built_by_the_apps_own_migrations(built):
@@ -218,6 +234,17 @@ def test_the_demo_never_replaces_a_targets_file_it_did_not_write(tmp_path):
         build_demo(tmp_path / "demo", targets_file)
     assert targets_file.read_text() == mine
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_root_too_long_for_gpg_agent_is_refused_before_anything_is_built(tmp_path):
+    root, targets_file = tmp_path / ("d" * 100) / "demo", tmp_path / "rewind.toml"
+    home = GpgHome(root / "staging" / "gnupg")
+    if home.socket_dir() != home.home:  # /run/user/<uid> exists: the agent's sockets go there, any root works
+        home.check_socket_path()
+        return
+    with pytest.raises(DemoError, match=r"cannot be built in .*too long a path"):
+        build_demo(root, targets_file)
+    assert not root.exists() and not targets_file.exists()
 
 
 def test_the_cli_command(tmp_path):

@@ -1,0 +1,29 @@
+"""The database: one SQLAlchemy engine per app, a fresh connection per request."""
+
+import sqlite3
+from urllib.parse import quote
+
+from flask import Flask, current_app
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        # Open the existing file only: a missing database is an error, never a new empty one.
+        return create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, check_same_thread=False),
+            poolclass=NullPool,
+        )
+    return create_engine(url, poolclass=NullPool)
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["demo_engine"] = make_engine(app.config["DATABASE_URL"])
+
+
+def engine() -> Engine:
+    return current_app.extensions["demo_engine"]

@@ -1,0 +1,282 @@
+"""A GnuPG home: its keys, and encryption to its recipients as a stream.
+
+Built on python-gnupg, which runs gpg with argv lists (never a shell). Data
+flows through file objects (a file, a pipe, a socket) chunk by chunk, never
+whole in memory; `encrypt_argv()` and `decrypt_argv()` give the same
+operations as a stage of a command pipeline (`pg_dump | gpg`), so a backup
+never has plaintext on disk.
+
+gpg-agent keeps its sockets in the home unless `/run/user/<uid>` exists, and a
+socket path is limited to a little over 100 bytes: such a home must have a short
+path. `check_socket_path()` says so plainly, before gpg fails with "No agent running".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import socket
+import stat
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import gnupg
+
+from app.targets.errors import TargetError
+
+# gpg-agent makes all its sockets at start-up; the browser one has the longest name.
+LONGEST_SOCKET = "S.gpg-agent.browser"
+# The longest socket path GnuPG 2.2 accepts (sun_path holds 108 bytes); measured, not guessed.
+SOCKET_PATH_MAX = 106
+ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
+STOP_WAIT_S = 5.0
+EMAIL = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+
+
+class GpgError(TargetError):
+    """A GnuPG operation failed or cannot be done; the message says what to do."""
+
+    def __init__(self, message: str, *, home: Path | None = None, detail: str = "") -> None:
+        said = [line for line in detail.splitlines() if line.strip() and not line.startswith("[GNUPG:]")]
+        tail = "\n  ".join(said[-6:])
+        super().__init__(f"{message}:\n  {tail}" if tail else message)
+        self.home = home
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class GpgKey:
+    fingerprint: str
+    uids: tuple[str, ...]
+    can_encrypt: bool
+    secret: bool
+    expires: datetime | None
+
+    @property
+    def emails(self) -> tuple[str, ...]:
+        return tuple(m.group(1) for uid in self.uids for m in EMAIL.finditer(uid))
+
+
+def _zbase32(data: bytes) -> str:
+    number, bits = int.from_bytes(data, "big"), len(data) * 8
+    return "".join(ZBASE32[(number >> (bits - 5 * (i + 1))) & 31] for i in range(bits // 5))
+
+
+def _user_run_dir() -> Path | None:
+    """/run/user/<uid> as GnuPG accepts it for sockets (ours, private), or None."""
+    for base in ("/run", "/var/run"):
+        folder = Path(base, "user", str(os.getuid()))
+        try:
+            info = folder.stat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077:
+            return folder
+    return None
+
+
+class GpgHome:
+    """One GnuPG home directory, used by one target (its backups' keys)."""
+
+    def __init__(self, home: Path | str, *, env: Mapping[str, str] | None = None) -> None:
+        """env: gpg's whole environment (a target's command env); by default only PATH."""
+        self.home = Path(home).absolute()
+        self.env = dict(env) if env is not None else {"PATH": os.environ.get("PATH", os.defpath)}
+
+    @classmethod
+    def create(cls, home: Path | str, *, env: Mapping[str, str] | None = None) -> GpgHome:
+        """Make the home (mode 700, as gpg insists) if it is not there, after checking its path can work."""
+        made = cls(home, env=env)
+        made.check_socket_path()
+        made.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        made.home.chmod(0o700)
+        return made
+
+    # --- the agent's sockets -----------------------------------------------------------------------
+
+    def socket_dir(self) -> Path:
+        """Where gpg-agent puts its sockets for this home: GnuPG's own rule."""
+        run = _user_run_dir()
+        if run is None:
+            return self.home
+        if self.home == Path.home() / ".gnupg":
+            return run / "gnupg"
+        digest = hashlib.sha1(os.fsencode(str(self.home)), usedforsecurity=False).digest()[:15]
+        return run / "gnupg" / f"d.{_zbase32(digest)}"
+
+    def check_socket_path(self) -> None:
+        """GpgError when gpg-agent could not make its sockets for this home (the path is too long)."""
+        longest = self.socket_dir() / LONGEST_SOCKET
+        if len(os.fsencode(str(longest))) > SOCKET_PATH_MAX:
+            room = SOCKET_PATH_MAX - len(LONGEST_SOCKET) - 1
+            raise GpgError(
+                f"the GnuPG home {self.home} is too long a path ({len(os.fsencode(str(self.home)))} bytes) for "
+                f"gpg-agent, whose sockets live in it: use a home of at most {room} bytes (a shorter instance "
+                "folder or gpg_home), or run where /run/user/<uid> exists so the sockets go there",
+                home=self.home,
+            )
+
+    def stop_agent(self, wait_s: float = STOP_WAIT_S) -> bool:
+        """Ask this home's gpg-agent to exit and wait until its socket is gone; False when none was running."""
+        stopped = False
+        for folder in dict.fromkeys((self.socket_dir(), self.home)):
+            path = folder / "S.gpg-agent"
+            if _kill_agent(path):
+                stopped = True
+                deadline = time.monotonic() + wait_s
+                while path.exists() and time.monotonic() < deadline:  # the agent removes it as it exits
+                    time.sleep(0.05)
+        return stopped
+
+    # --- keys --------------------------------------------------------------------------------------
+
+    def _gpg(self) -> gnupg.GPG:
+        if not self.home.is_dir():
+            raise GpgError(
+                f"there is no GnuPG home at {self.home}: create it (mode 700) or correct gpg_home", home=self.home
+            )
+        self.check_socket_path()
+        try:
+            return gnupg.GPG(gnupghome=str(self.home), env=self.env)
+        except OSError:
+            raise GpgError("gpg is not installed (on Debian: apt-get install gnupg)", home=self.home) from None
+        except ValueError as exc:
+            raise GpgError(f"gpg cannot use the home {self.home}", home=self.home, detail=str(exc)) from None
+
+    def generate_key(self, name: str, email: str) -> GpgKey:
+        """A new key without passphrase that never expires: ed25519 to sign, cv25519 to encrypt (fast to make)."""
+        for what, value in (("name", name), ("email", email)):
+            if not value.strip() or any(c in value for c in "\r\n<>"):
+                raise GpgError(f"a key's {what} must be one line without < or >, got {value!r}", home=self.home)
+        spec = (
+            "Key-Type: eddsa\nKey-Curve: ed25519\nKey-Usage: sign\n"
+            "Subkey-Type: ecdh\nSubkey-Curve: cv25519\nSubkey-Usage: encrypt\n"
+            f"Name-Real: {name}\nName-Email: {email}\nExpire-Date: 0\n%no-protection\n%commit\n"
+        )
+        result = self._gpg().gen_key(spec)
+        if not result.fingerprint:
+            raise GpgError(
+                f"gpg could not generate a key for {email} in {self.home}", home=self.home, detail=result.stderr
+            )
+        return next(key for key in self.keys(secret=True) if key.fingerprint == result.fingerprint)
+
+    def keys(self, *, secret: bool = False) -> list[GpgKey]:
+        """The public keys of the home (its secret keys with secret=True)."""
+        found = []
+        for entry in self._gpg().list_keys(secret=secret):
+            expires = entry.get("expires")
+            found.append(
+                GpgKey(
+                    fingerprint=entry["fingerprint"],
+                    uids=tuple(entry.get("uids") or ()),
+                    can_encrypt="E" in (entry.get("cap") or ""),
+                    secret=secret,
+                    expires=datetime.fromtimestamp(int(expires), UTC) if expires else None,
+                )
+            )
+        return found
+
+    def recipients(self) -> list[str]:
+        """The email addresses data can be encrypted to here."""
+        return [email for key in self.keys() if key.can_encrypt for email in key.emails]
+
+    def check_recipients(self, recipients: Sequence[str]) -> None:
+        """GpgError naming every recipient without a key fit to encrypt to in this home."""
+        if isinstance(recipients, str) or not recipients:
+            raise GpgError("name at least one recipient (a list of email addresses or fingerprints)", home=self.home)
+        usable = [key for key in self.keys() if key.can_encrypt]
+        missing = [r for r in recipients if not any(_names(key, r) for key in usable)]
+        if missing:
+            known = ", ".join(self.recipients()) or "none"
+            raise GpgError(
+                f"no key to encrypt to {', '.join(missing)} in {self.home} (it has: {known}): import the "
+                f"recipient's public key with `gpg --homedir {self.home} --import KEYFILE`, or correct the recipients",
+                home=self.home,
+            )
+
+    # --- encryption, streamed ----------------------------------------------------------------------
+
+    def encrypt(self, source: BinaryIO | bytes, target: BinaryIO, recipients: Sequence[str]) -> int:
+        """Encrypt source (read to its end) to the recipients, writing binary OpenPGP to target; bytes written."""
+        self.check_recipients(recipients)
+        # The home is the target's own: a key in it is there because the operator put it there.
+        return self._stream("encrypt", source, target, recipients=list(recipients), armor=False, always_trust=True)
+
+    def decrypt(self, source: BinaryIO | bytes, target: BinaryIO) -> int:
+        """Decrypt source (read to its end) with a secret key of the home into target; bytes written."""
+        # loopback without a passphrase: a key that has one fails at once instead of waiting for a pinentry.
+        return self._stream("decrypt", source, target, extra_args=["--pinentry-mode", "loopback"])
+
+    def _stream(self, action: str, source: BinaryIO | bytes, target: BinaryIO, **options: object) -> int:
+        gpg = self._gpg()
+        written = 0
+
+        def on_data(chunk: bytes) -> bool:
+            nonlocal written
+            if chunk:
+                target.write(chunk)
+                written += len(chunk)
+            return False  # streamed on, never kept in memory
+
+        gpg.on_data = on_data
+        stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+        run = gpg.encrypt_file if action == "encrypt" else gpg.decrypt_file
+        result = run(stream, **options)
+        failure = getattr(result, "on_data_failure", None)
+        if failure is not None:
+            raise GpgError(f"could not write the {action}ed stream: {failure}", home=self.home)
+        if not result.ok:
+            if "passphrase" in (result.status or ""):
+                hint = f"the secret key in {self.home} has a passphrase; Rewind decrypts with keys that have none"
+            elif action == "decrypt":
+                hint = f"the data must be OpenPGP encrypted to a secret key in {self.home}"
+            else:
+                hint = "check the recipients' keys in the home"
+            raise GpgError(f"gpg could not {action} ({result.status or 'no status'}); {hint}", detail=result.stderr)
+        return written
+
+    def encrypt_argv(self, recipients: Sequence[str]) -> list[str]:
+        """gpg encrypting stdin to stdout, for a pipeline stage; run it with env=self.env."""
+        self.check_recipients(recipients)
+        argv = [*self._base_argv(), "--trust-model", "always", "--encrypt"]
+        for recipient in recipients:
+            argv += ["--recipient", recipient]
+        return argv
+
+    def decrypt_argv(self) -> list[str]:
+        """gpg decrypting stdin to stdout, for a pipeline stage; run it with env=self.env."""
+        return [*self._base_argv(), "--pinentry-mode", "loopback", "--decrypt"]
+
+    def _base_argv(self) -> list[str]:
+        self.check_socket_path()
+        return ["gpg", "--batch", "--no-tty", "--quiet", "--homedir", str(self.home)]
+
+
+def _names(key: GpgKey, recipient: str) -> bool:
+    wanted = recipient.strip().lower().removeprefix("0x")
+    if "@" in wanted:
+        return wanted in (email.lower() for email in key.emails)
+    return len(wanted) >= 16 and key.fingerprint.lower().endswith(wanted)
+
+
+def _kill_agent(path: Path) -> bool:
+    """Send KILLAGENT on the agent's socket (the Assuan protocol, as `gpgconf --kill` does); False if none."""
+    if not path.is_socket():
+        return False
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(STOP_WAIT_S)
+        sock.connect(os.fsencode(str(path)))
+        with sock.makefile("rwb") as channel:
+            if not channel.readline().startswith(b"OK"):
+                return False
+            channel.write(b"KILLAGENT\n")
+            channel.flush()
+            return channel.readline().startswith(b"OK")
+    return False
