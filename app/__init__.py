@@ -78,8 +78,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.dashboard.views import bp as dashboard_bp
     from app.deployments.views import bp as deployments_bp
     from app.jobs.views import bp as jobs_bp
+    from app.targetpage.views import bp as targetpage_bp
 
-    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, deployments_bp):
+    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, targetpage_bp, deployments_bp):
         app.register_blueprint(bp)
     _init_jobs(app, settings)
 
@@ -205,6 +206,10 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
 
     app.jinja_env.globals["Role"] = Role
     app.jinja_env.filters["timefmt"] = lambda epoch: time.strftime("%H:%M:%S", time.gmtime(epoch))
+
+    from app.targetpage.tabs import all_tabs
+
+    app.jinja_env.globals["target_tabs"] = lambda: [t for t in all_tabs() if t.endpoint in app.view_functions]
 
     @app.context_processor
     def navigation():

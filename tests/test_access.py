@@ -41,6 +41,7 @@ ROUTES = {
     "dashboard.cards": ("GET", Role.VIEWER),
     "deployments.index": ("GET", Role.VIEWER),
     "deployments.history": ("GET", Role.VIEWER),
+    "targetpage.overview": ("GET", Role.VIEWER),
     "deployments.commit": ("GET", Role.VIEWER),  # handshakes are covered in tests/jobs/test_websocket.py
 }
 

@@ -25,28 +25,28 @@ class TargetCard:
 
 
 def build_cards(health_of) -> list[TargetCard]:
-    cards = []
     targets = registry.current()
-    for name in targets.names():
-        target = targets.open(name)
-        head = subject = problem = good = None
-        try:
-            repo = target.git()
-            latest = repo.history(limit=1)[0]
-            head, subject = latest.sha, latest.subject
-            good = store.last_known_good(name, repo.contains)
-        except GitError as exc:
-            problem = exc.message
-        cards.append(
-            TargetCard(
-                name=name,
-                protected=target.config.protected,
-                head=head,
-                subject=subject,
-                problem=problem,
-                health=health_of(name),
-                known_good=good.commit if good else None,
-                busy=service.busy_job(name),
-            )
-        )
-    return cards
+    return [build_card(targets.open(name), health_of) for name in targets.names()]
+
+
+def build_card(target, health_of) -> TargetCard:
+    """What one target is now: its code, health, last known good and running job."""
+    name = target.name
+    head = subject = problem = good = None
+    try:
+        repo = target.git()
+        latest = repo.history(limit=1)[0]
+        head, subject = latest.sha, latest.subject
+        good = store.last_known_good(name, repo.contains)
+    except GitError as exc:
+        problem = exc.message
+    return TargetCard(
+        name=name,
+        protected=target.config.protected,
+        head=head,
+        subject=subject,
+        problem=problem,
+        health=health_of(name),
+        known_good=good.commit if good else None,
+        busy=service.busy_job(name),
+    )

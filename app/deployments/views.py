@@ -8,19 +8,16 @@ from app.auth.guards import requires
 from app.auth.roles import Role
 from app.checkpoints import store
 from app.jobs import service
+from app.targetpage.tabs import Tab
+from app.targetpage.tabs import register as register_tab
+from app.targetpage.views import target_or_404
 from app.targets import registry
 from app.targets.git import COMMIT_ID, GitError
 
 bp = Blueprint("deployments", __name__)
+register_tab(Tab("deployments", "Deployments", "deployments.history", order=20))
 
 HISTORY = 30
-
-
-def _target_or_404(name: str):
-    try:
-        return registry.current().open(name)
-    except registry.UnknownTarget as exc:
-        abort(404, description=f"{str(exc).capitalize()}.")
 
 
 @bp.get("/deployments")
@@ -33,7 +30,7 @@ def index():
 @bp.get("/targets/<name>/deployments")
 @requires(Role.VIEWER)
 def history(name: str):
-    target = _target_or_404(name)
+    target = target_or_404(name)
     before = request.args.get("before") or None
     if before is not None and not COMMIT_ID.match(before):
         abort(400, description="before: expected a commit id of 7-40 hex characters")
@@ -62,7 +59,7 @@ def history(name: str):
 @bp.get("/targets/<name>/commits/<sha>")
 @requires(Role.VIEWER)
 def commit(name: str, sha: str):
-    target = _target_or_404(name)
+    target = target_or_404(name)
     try:
         repo = target.git()
         full = repo.resolve(sha)

@@ -92,3 +92,13 @@ def test_dashboard_card_reports_an_unreachable_database(app, users, as_role, cod
     cards = as_role(Role.VIEWER).get("/dashboard/cards").get_data(as_text=True)
     assert 'Database: <span class="badge badge-bad">unreachable</span>' in cards
     assert f"{missing} does not exist" in cards
+
+
+def test_the_target_page_shows_the_target_and_its_tabs(app, users, as_role, code_target):
+    page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+    assert f"<code>{code_target.commits[-1][:12]}</code>" in page
+    assert 'href="/targets/staging/deployments"' in page
+    assert 'aria-current="page">Overview' in page
+    missing = as_role(Role.VIEWER).get("/targets/nowhere")
+    assert missing.status_code == 404
+    assert "known targets: staging" in missing.get_data(as_text=True)
