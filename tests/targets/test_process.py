@@ -20,7 +20,6 @@ from app.targets.process import (
     NotConfigured,
     ProcessControl,
     ProcessError,
-    _is_this_command,
 )
 from tests.conftest import wait_for
 
@@ -30,6 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def py(code: str, *args: str) -> list[str]:
     return [PY, "-c", textwrap.dedent(code), *args]
+
+
+def start_ticks(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
 
 
 def alive(pid: int) -> bool:
@@ -204,7 +207,9 @@ def test_start_writes_the_pid_file_and_the_log(managed, tmp_path):
     process = managed()
     lines = Lines()
     process.start(on_line=lines)
-    pid = int(process.pid_file.read_text())
+    first, second = process.pid_file.read_text().splitlines()
+    pid = int(first)
+    assert second.split()[0] == f"start={start_ticks(pid)}", "the start time that names this process for good"
     assert stat.S_IMODE(process.pid_file.stat().st_mode) == 0o644
     status = process.status()
     assert status.running and status.pid == pid and status.started_at is not None and not status.stale_pid_file
@@ -281,14 +286,48 @@ def test_stale_pid_file_of_a_dead_process(managed):
     assert process.status().running and process.status().pid != gone.pid
 
 
-def test_a_reused_pid_is_not_taken_for_the_application(managed):
+def test_a_pid_reused_by_a_process_started_later_is_stale(managed):
+    process = managed()
+    process.start()
+    recorded = process.pid_file.read_text().splitlines()
+    process.stop()
+    later = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        # The pid file as the application left it, but its pid now belongs to a process started after it.
+        process.pid_file.write_text(f"{later.pid}\n{recorded[1]}\n")
+        assert start_ticks(later.pid) != int(recorded[1].split()[0].removeprefix("start="))
+        status = process.status()
+        assert status.running is False and status.stale_pid_file and "started later (pid reused)" in status.note
+        process.stop()  # must not signal the later process
+        assert alive(later.pid) and not process.pid_file.exists()
+        process.pid_file.write_text(f"{later.pid}\n{recorded[1]}\n")
+        lines = Lines()
+        process.start(on_line=lines)
+        assert "removed the stale pid file" in lines.text()
+        assert process.status().pid not in (None, later.pid) and alive(later.pid)
+    finally:
+        later.kill()
+        later.wait()
+
+
+def test_a_pid_file_without_a_start_time_names_only_a_session_leader(managed):
+    """Pid files written before start times were recorded: the application leads its own session."""
     process = managed()
     process.pid_file.parent.mkdir(parents=True)
-    process.pid_file.write_text(f"{os.getpid()}\n")  # alive, but it is this test run, not the application
-    status = process.status()
-    assert status.running is False and status.stale_pid_file and "another program" in status.note
-    process.stop()  # must not signal the test run
-    assert not process.pid_file.exists()
+    leader = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    follower = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])  # in the test run's session
+    try:
+        process.pid_file.write_text(f"{leader.pid}\n")
+        assert process.status().running and process.status().pid == leader.pid
+        process.pid_file.write_text(f"{follower.pid}\n")
+        status = process.status()
+        assert status.running is False and status.stale_pid_file and "pid reused" in status.note
+        process.stop()  # must not signal it
+        assert alive(follower.pid) and not process.pid_file.exists()
+    finally:
+        for child in (leader, follower):
+            child.kill()
+            child.wait()
 
 
 def test_a_garbled_pid_file_is_stale(managed):
@@ -378,21 +417,6 @@ def test_the_application_survives_its_starter_being_killed_with_its_group(tmp_pa
     finally:
         if alive(pid):
             os.killpg(pid, signal.SIGKILL)
-
-
-@pytest.mark.parametrize(
-    ("cmdline", "command", "expected"),
-    [
-        (["gunicorn", "app:app", "-b", ":8000"], ["gunicorn", "app:app", "-b", ":8000"], True),
-        (["/srv/.venv/bin/python", "/srv/.venv/bin/gunicorn", "app:app"], ["/srv/.venv/bin/gunicorn", "app:app"], True),
-        (["gunicorn: master [app:app]"], ["gunicorn", "app:app"], True),
-        (["gunicorn", "other:app"], ["gunicorn", "app:app"], False),
-        (["/usr/sbin/sshd", "-D"], ["gunicorn", "app:app"], False),
-        ([], ["gunicorn"], False),
-    ],
-)
-def test_recognising_the_command_in_a_process_command_line(cmdline, command, expected):
-    assert _is_this_command(cmdline, command) is expected
 
 
 def test_a_missing_working_directory_is_reported(tmp_path):
