@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -424,3 +426,120 @@ def test_a_missing_working_directory_is_reported(tmp_path):
     with pytest.raises(ProcessError, match=r"working directory .* does not exist"):
         process.start()
     assert not process.pid_file.exists()
+
+
+# --- start scripts that exec, groups left behind, watching, the log ---------------------------------
+
+SERVER = """
+import http.server, sys
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        status = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+        body = b'{"status": "ok"}' if status == 200 else b"Traceback: ModuleNotFoundError: No module named 'redis'"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Answer)
+print("serving on", sys.argv[1], flush=True)
+server.serve_forever()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def exec_script(tmp_path: Path, *app_args: str) -> list[str]:
+    """A start script as many apps have: some work first, then `exec` the server, which takes over its pid."""
+    (tmp_path / "server.py").write_text(SERVER)
+    script = tmp_path / "start.sh"
+    script.write_text(f'#!/bin/sh\necho "migrations applied"\nexec {shlex.quote(PY)} {tmp_path / "server.py"} "$@"\n')
+    script.chmod(0o755)
+    return [str(script), *app_args]
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_an_exec_style_start_script_is_still_the_application_after_the_exec(managed, tmp_path):
+    port = free_port()
+    process = managed(command=exec_script(tmp_path, str(port)))
+    process.start()
+    pid = process.status().pid
+    wait_for(lambda: logged_line(process, "serving on"), timeout=10)
+    assert "server.py" in cmdline(pid) and "start.sh" not in cmdline(pid), "the script has exec'd the server"
+    status = process.status()
+    assert status.running and status.pid == pid and process.pid_file.exists()
+    assert port in process.watch().listening_ports()
+
+    with pytest.raises(AlreadyRunning, match=f"already runs as pid {pid}"):
+        process.start()  # never a second copy beside the first
+    assert alive(pid) and process.status().pid == pid
+
+    process.restart()
+    second = process.status().pid
+    assert second != pid and not alive(pid)
+    wait_for(lambda: process.log_file.read_text().count("serving on") == 2, timeout=10)
+    assert "Address already in use" not in process.log_file.read_text()
+    assert process.watch().exited() is None and port in process.watch().listening_ports()
+
+    process.stop()
+    assert not alive(second) and not process.pid_file.exists()
+
+
+LEAVES_A_WORKER = """
+import subprocess, sys
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print("worker", worker.pid, flush=True)
+"""
+
+
+def test_what_an_exited_leader_left_running_blocks_a_start_and_is_stopped_with_its_group(managed):
+    process = managed(command=py(LEAVES_A_WORKER))
+    process.start()
+    leader = int(process.pid_file.read_text().splitlines()[0])
+    worker = int(wait_for(lambda: logged_line(process, "worker "), timeout=5).split()[1])
+    wait_for(lambda: not alive(leader), timeout=10)
+    status = process.status()
+    assert status.running is False and f"pid {leader} exited, but processes it started still run" in status.note
+    with pytest.raises(AlreadyRunning, match="fight them for the port"):
+        process.start()
+    assert alive(worker)
+    lines = Lines()
+    process.stop(on_line=lines)
+    assert not alive(worker) and not process.pid_file.exists()
+    assert f"sent SIGTERM to process group {leader}" in lines.text()
+
+
+def test_a_watch_sees_its_process_exit_and_a_restart_as_another_process(managed):
+    process = managed()
+    process.start()
+    watch = process.watch()
+    assert watch.exited() is None and watch.pid == process.status().pid
+    process.restart()
+    assert watch.exited() == f"the application (pid {watch.pid}) exited"
+    assert process.watch().exited() is None
+    process.stop()
+    assert "not running" in process.watch().exited()
+
+
+def test_log_tail_gives_the_last_lines(managed):
+    process = managed()
+    process.log_file.parent.mkdir(parents=True)
+    process.log_file.write_text("".join(f"line {n}\n" for n in range(1, 2001)))
+    assert process.log_tail(40) == [f"line {n}" for n in range(1961, 2001)]
+    assert process.log_tail(0) == []
+    assert managed().log_tail() == process.log_tail()
+    process.log_file.unlink()
+    assert process.log_tail() == []
+
+
+def test_command_control_has_nothing_to_watch_and_no_log():
+    control = CommandControl(None, None, None)
+    assert control.watch() is None and control.log_tail() == []
