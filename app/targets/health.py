@@ -321,7 +321,8 @@ class HealthCheck:
                 )
                 return Verdict(False, reason, probe, probes, True)
             if time.monotonic() >= deadline:
-                return Verdict(False, f"not healthy within {self.timeout_s:g} s: {probe.reason}", probe, probes)
+                reason = f"no healthy answer within {self.timeout_s:g} s; last: {probe.reason}"
+                return Verdict(False, reason, probe, probes)
             pause_until = min(deadline, time.monotonic() + pause)
             pause = min(pause * 2, self.interval_s)
             while (left := pause_until - time.monotonic()) > 0:

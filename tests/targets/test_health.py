@@ -205,7 +205,7 @@ def test_wait_healthy_gives_up_at_the_timeout(idle_server):
     seen: list[Probe] = []
     result = HealthCheck(idle_server.url(), timeout_s=0.5, interval_s=0.1).wait_healthy(on_probe=seen.append)
     assert not result.ok and not result.early and result.probes == len(seen) >= 2
-    assert result.reason == "not healthy within 0.5 s: connection refused"
+    assert result.reason == "no healthy answer within 0.5 s; last: connection refused"
     assert all(p.refused for p in seen), "refusals with no process to watch never end the wait early"
 
 

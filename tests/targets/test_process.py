@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -24,6 +22,8 @@ from app.targets.process import (
     ProcessError,
 )
 from tests.conftest import wait_for
+from tests.support.postgres import free_port
+from tests.support.processes import cmdline, exec_script
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[2]
@@ -429,42 +429,6 @@ def test_a_missing_working_directory_is_reported(tmp_path):
 
 
 # --- start scripts that exec, groups left behind, watching, the log ---------------------------------
-
-SERVER = """
-import http.server, sys
-class Answer(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        status = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-        body = b'{"status": "ok"}' if status == 200 else b"Traceback: ModuleNotFoundError: No module named 'redis'"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Answer)
-print("serving on", sys.argv[1], flush=True)
-server.serve_forever()
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def exec_script(tmp_path: Path, *app_args: str) -> list[str]:
-    """A start script as many apps have: some work first, then `exec` the server, which takes over its pid."""
-    (tmp_path / "server.py").write_text(SERVER)
-    script = tmp_path / "start.sh"
-    script.write_text(f'#!/bin/sh\necho "migrations applied"\nexec {shlex.quote(PY)} {tmp_path / "server.py"} "$@"\n')
-    script.chmod(0o755)
-    return [str(script), *app_args]
-
-
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def test_an_exec_style_start_script_is_still_the_application_after_the_exec(managed, tmp_path):
