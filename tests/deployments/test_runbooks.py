@@ -162,8 +162,27 @@ def test_failed_health_check_fails_the_job_with_a_clear_message(app, runner, cod
         registry.target("staging").process().stop()
     job, view = run(app, "verify")
     assert job.state == "failed" and job.verification == "failed"
-    assert "did not become healthy within 5 s" in job.result
+    assert "did not become healthy: the application is not running" in job.result, "at once, not after 5 s"
     assert "connection refused" in log_text(view).lower()
+
+
+def test_a_failed_verification_quotes_the_answer_and_the_apps_log_masked(app, runner, code_target, monkeypatch):
+    monkeypatch.setenv("STAGING_DB_URL", "postgresql://app:staging-db-pw-77@db/app")
+    path = app.config["REWIND_SETTINGS"].config_path
+    path.write_text(code_target.toml() + '\n[targets.staging.database]\nurl = "env:STAGING_DB_URL"\n')
+    from app.targets import registry
+
+    registry._cache.clear()
+    log_file = code_target.repo.parent / "run" / "app.log"
+    with log_file.open("a") as log:
+        log.write("connecting to postgresql://app:staging-db-pw-77@db/app\n")
+    job, view = run(app, "deploy", ref="feature/bad")
+    assert job.state == "failed" and job.verification == "failed"
+    assert "answered 500 to 3 probes in a row" in job.result
+    assert 'last answer: status 500: {"status": "broken"' in job.result
+    assert "lines of its log:" in job.result and "\n  connecting to •••\n" in job.result
+    assert "staging-db-pw-77" not in job.result and "staging-db-pw-77" not in log_text(view)
+    assert "  connecting to •••" in log_text(view).splitlines(), "the job log quotes it too"
 
 
 def test_restart_gives_a_new_process(app, runner, code_target):
