@@ -296,7 +296,7 @@ class HealthCheck:
             probes += 1
             gone = process.exited() if process is not None else None
             ports = process.listening_ports() if process is not None and gone is None else frozenset()
-            elsewhere = bool(ports) and (port not in ports if local else probe.refused)
+            elsewhere = bool(ports) and (probe.refused or (local and port not in ports))
             if process is not None and probe.ok and (gone or elsewhere or not ports):
                 why = _not_its_answer(process, port, ports, gone)
                 probe = replace(probe, ok=False, reason=f"{probe.reason}, but {why}")
@@ -314,7 +314,10 @@ class HealthCheck:
                 return Verdict(False, reason, probe, probes, True)
             if misdirected >= self.failure_threshold:
                 listens = ", ".join(str(p) for p in sorted(ports))
-                where = f"not on the health URL's port {port}" if local else f"yet {self.url} refuses connections"
+                if local and port not in ports:
+                    where = f"not on the health URL's port {port}"
+                else:
+                    where = f"yet {self.url} refuses connections (is it bound to another address?)"
                 reason = (
                     f"pid {process.pid} listens on port {listens}, {where} ({misdirected} probes in a row;"
                     f" last: {probe.reason}): check the health URL's port, or the address the app binds"

@@ -156,3 +156,15 @@ def test_a_stopped_process_fails_verification_at_once(start, tmp_path):
     verdict = check(free_port()).wait_healthy(process=process.watch())
     assert not verdict.ok and verdict.early and verdict.probes == 1
     assert verdict.reason.startswith("the application is not running")
+
+
+def test_refusals_on_the_port_it_holds_but_another_address_fail_fast(start, tmp_path):
+    """The app binds 127.0.0.1 only; the health URL asks 127.0.0.2 (another loopback address) on the same port."""
+    port = free_port()
+    process = start(exec_script(tmp_path, str(port)))
+    served(process)
+    seen: list[Probe] = []
+    health = HealthCheck(f"http://127.0.0.2:{port}/health", timeout_s=LONG, interval_s=0.1, failure_threshold=3)
+    verdict = health.wait_healthy(process=process.watch(), on_probe=seen.append)
+    assert not verdict.ok and verdict.early and verdict.probes == 3 and all(p.refused for p in seen)
+    assert "refuses connections (is it bound to another address?)" in verdict.reason
