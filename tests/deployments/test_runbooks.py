@@ -1,6 +1,8 @@
 """Code rollback runbooks on a real git repository and a real managed process."""
 
 import json
+import shlex
+import sys
 import urllib.request
 
 import pytest
@@ -16,6 +18,7 @@ from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from tests.conftest import wait_for
 from tests.deployments.conftest import write_targets
+from tests.support.processes import cmdline, running
 from tests.support.targets import commit, git
 
 ADMIN = Actor(None, "ada")
@@ -209,3 +212,35 @@ def test_a_targets_env_secrets_are_masked_in_its_job_logs(app, runner, code_targ
     assert job.state == "succeeded"
     assert "staging-db-pw-77" not in log_text(view)
     assert "echo: the password is •••" in log_text(view)
+
+
+def test_an_exec_style_start_script_is_restarted_and_verified_not_doubled(app, runner, code_target):
+    """A start script that migrates, then `exec`s the server: after the exec it is still the application."""
+    from app.targets import registry
+
+    script = code_target.repo.parent / "start.sh"
+    script.write_text(f'#!/bin/sh\necho "migrations applied"\nexec {shlex.quote(sys.executable)} server.py "$@"\n')
+    script.chmod(0o755)
+    with app.app_context():
+        registry.target("staging").process().stop()
+    old_command = f'command = ["{sys.executable}", "server.py", "{code_target.port}"]'
+    toml = code_target.toml()
+    assert old_command in toml
+    app.config["REWIND_SETTINGS"].config_path.write_text(
+        toml.replace(old_command, f'command = ["{script}", "{code_target.port}"]')
+    )
+    registry._cache.clear()
+    job, _ = run(app, "start")
+    assert job.state == "succeeded" and job.verification == "passed", job.result
+    with app.app_context():
+        process = registry.target("staging").process()
+    first = process.status().pid
+    wait_for(lambda: "server.py" in cmdline(first), timeout=20)  # the script has exec'd the server
+
+    job, _ = run(app, "restart")
+    assert job.state == "succeeded" and job.verification == "passed", job.result
+    second = process.status().pid
+    assert second != first and not running(first), "the old copy was stopped, not forgotten"
+    log = (code_target.repo.parent / "run" / "app.log").read_text()
+    assert log.count("migrations applied") == 2 and "Address already in use" not in log
+    assert health(code_target)[0] == 200
