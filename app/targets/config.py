@@ -47,6 +47,7 @@ class ProcessConfig:
     start: tuple[str, ...] | None = None
     stop: tuple[str, ...] | None = None
     restart: tuple[str, ...] | None = None
+    status: tuple[str, ...] | None = None  # exit status 0 means running; with start/stop/restart only
     command: tuple[str, ...] | None = None
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -65,6 +66,7 @@ class HealthConfig:
     json: dict[str, Any] | None = None
     timeout: float = 30.0
     smoke: tuple[str, ...] | None = None
+    failure_threshold: int = 3  # 5xx answers in a row that fail a verification before its timeout
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,7 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             start=proc_t.argv("start"),
             stop=proc_t.argv("stop"),
             restart=proc_t.argv("restart"),
+            status=proc_t.argv("status"),
             command=proc_t.argv("command"),
             cwd=proc_t.path_("cwd"),
             env={str(k): str(proc_t._resolve("env", v)) for k, v in env_table.items()},
@@ -235,6 +238,10 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             raise proc_t.fail("pid_file", "pid_file and log_file belong to a managed process (command)")
         if process.command and (process.start or process.stop or process.restart):
             raise proc_t.fail("command", "use either command (managed by Rewind) or start/stop/restart, not both")
+        if process.command and process.status:
+            raise proc_t.fail(
+                "status", "belongs to start/stop/restart commands; Rewind knows a managed process from its pid file"
+            )
         if not process.command and not (process.restart or (process.start and process.stop)):
             raise proc_t.fail("restart", "give restart, or start and stop, or command for a managed process")
         proc_t.done()
@@ -250,7 +257,10 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         timeout = health_t.get("timeout", float, 30.0)
         if timeout <= 0:
             raise health_t.fail("timeout", "must be more than 0 seconds")
-        health = HealthConfig(url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"))
+        threshold = health_t.get("failure_threshold", int, 3)
+        if threshold < 1:
+            raise health_t.fail("failure_threshold", f"expected a count of probes, 1 or more, got {threshold}")
+        health = HealthConfig(url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"), threshold)
         health_t.done()
 
     database = None
