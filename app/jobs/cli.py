@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 
 import click
@@ -136,7 +137,7 @@ def _confirm(book: runbooks.Runbook, target: str | None, raw: dict[str, str], ye
         return
     if yes:
         raw["confirm"] = target
-    elif click.get_text_stream("stdin").isatty():
+    elif sys.stdin.isatty():
         raw["confirm"] = click.prompt(
             f"{target} is protected and {book.name} is destructive. Type {target} to go on",
             default="",
