@@ -167,24 +167,24 @@ def _run_here(job_id: int) -> threading.Thread | None:
     return thread
 
 
-def _cancel_on_interrupt(job_id: int, user: User) -> None:
+def _cancel_on_interrupt(job_id: int, actor: Actor) -> None:
     click.echo(f"\ncancelling job #{job_id} (Ctrl-C again to stop waiting; the job is then interrupted)", err=True)
     job = db.session.get(Job, job_id)
     try:
-        service.cancel(job, Actor.of(user), via=VIA)
+        service.cancel(job, actor, via=VIA)
     except service.NotCancellable as exc:
         db.session.rollback()
         click.echo(f"rewind: {exc}", err=True)
 
 
-def _wait(job_id: int, echo, here: threading.Thread | None, user: User) -> JobState:
+def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> JobState:
     try:
         return follow(job_id, echo)
     except KeyboardInterrupt:
         if here is None:
             click.echo(f"\nstopped following; job #{job_id} goes on: flask rewind jobs show {job_id}", err=True)
             click.get_current_context().exit(130)
-        _cancel_on_interrupt(job_id, user)
+        _cancel_on_interrupt(job_id, actor)
         return follow(job_id, echo)
 
 
@@ -203,6 +203,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     --follow), 3 failed, 4 cancelled, 5 interrupted, 6 refused, 7 target busy.
     """
     user = _user(as_user)
+    actor = Actor.of(user)  # the user row is not read again once the job runs
     book = _runbook(runbook)
     if not user.can(Role.OPERATOR):
         _deny(user, f"needs the {Role.OPERATOR.label} role")
@@ -218,27 +219,27 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
         record_and_commit(
             "job.queued",
             outcome=Outcome.DENIED,
-            actor=Actor.of(user),
+            actor=actor,
             target=target_name,
             details={"runbook": book.name, "reason": str(exc), "via": VIA},
         )
         names = ", ".join(p.name for p in book.params) or "none"
         raise Refused(f"{exc} ({book.name} takes: {names})") from None
     try:
-        job = service.enqueue(book, target_name, parsed, Actor.of(user), via=VIA)
+        job = service.enqueue(book, target_name, parsed, actor, via=VIA)
     except service.BusyTarget as exc:
         raise Refused(str(exc), ExitStatus.BUSY) from None
     except service.JobRefused as exc:
         raise Refused(str(exc)) from None
     job_id = job.id
-    click.echo(f"queued job #{job_id}: {book.name} on {target_name or 'Rewind'} as {user.name}")
+    click.echo(f"queued job #{job_id}: {book.name} on {target_name or 'Rewind'} as {actor.name}")
     here = _run_here(job_id)
     if here is None and not follow_job:
         click.echo(f"a runner will start it; follow it with: flask rewind jobs show {job_id}")
         return
     if here is not None:
         click.echo("no runner is up: running it in this process")
-    state = _wait(job_id, click.echo if follow_job else lambda line: None, here, user)
+    state = _wait(job_id, click.echo if follow_job else lambda line: None, here, actor)
     if here is not None:
         here.join()
     if not follow_job:

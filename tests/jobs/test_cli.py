@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 
@@ -208,11 +209,16 @@ def test_an_unprotected_target_asks_nothing(app, code_target):
     assert code_target.head() == code_target.commits[0]
 
 
-def flask_on_a_terminal(app, *args: str, answer: str) -> tuple[int, str]:
-    """The real `flask rewind …` on a pseudo-terminal: answer the prompt, read to the end."""
+def flask_env(app) -> dict[str, str]:
+    """What the real `flask rewind …` needs to open this test app's instance and ops database."""
     settings = app.config["REWIND_SETTINGS"]
     env = {**os.environ, **TEST_KEYS, "FLASK_APP": "wsgi", "REWIND_RUNBOOKS": "tests.support.runbooks"}
-    env |= {"REWIND_INSTANCE_DIR": str(settings.instance_dir), "REWIND_DATABASE_URL": settings.database_url}
+    return env | {"REWIND_INSTANCE_DIR": str(settings.instance_dir), "REWIND_DATABASE_URL": settings.database_url}
+
+
+def flask_on_a_terminal(app, *args: str, answer: str) -> tuple[int, str]:
+    """The real `flask rewind …` on a pseudo-terminal: answer the prompt, read to the end."""
+    env = flask_env(app)
     main, child = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "flask", "rewind", *args], cwd=REPO, env=env, stdin=child, stdout=child, stderr=child
@@ -250,6 +256,31 @@ def test_on_a_terminal_a_protected_reset_asks_for_the_target_name(app, code_targ
         assert code_target.head() == code_target.commits[0] and "succeeded" in output
     else:
         assert "type its name, staging, to confirm" in output and jobs(app) == []
+
+
+def test_ctrl_c_cancels_a_job_the_cli_runs_itself(app, users):
+    args = ["run", "staging", "test.sleep", "seconds=60", "--as", "operator", "--follow"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "rewind", *args],
+        cwd=REPO,
+        env=flask_env(app),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen = []
+    while not any("child up" in line for line in seen):
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, f"no output for 60 s: {seen}"
+        line = process.stdout.readline()
+        assert line, f"the command ended early: {seen}"
+        seen.append(line)
+    process.send_signal(signal.SIGINT)
+    rest = process.stdout.read()
+    assert process.wait(timeout=60) == ExitStatus.CANCELLED, [*seen, rest]
+    assert "job #1 cancelled: Cancelled by operator" in rest
+    assert jobs(app)[0].state == "cancelled"
+    ((_, _, details),) = audit_rows(app, "job.cancel_requested")
+    assert details["via"] == "cli"
 
 
 # --- another runner ---------------------------------------------------------------------------
