@@ -237,8 +237,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     if here is None and not follow_job:
         click.echo(f"a runner will start it; follow it with: flask rewind jobs show {job_id}")
         return
-    if here is not None:
-        click.echo("no runner is up: running it in this process")
+    click.echo("no runner is up: running it in this process" if here else "a runner will start it")
     state = _wait(job_id, click.echo if follow_job else lambda line: None, here, actor)
     if here is not None:
         here.join()

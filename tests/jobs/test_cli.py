@@ -15,6 +15,7 @@ from sqlalchemy import select as sql_select
 
 from app.audit.models import AuditEvent
 from app.audit.store import Actor
+from app.auth import accounts
 from app.auth.roles import Role
 from app.extensions import db
 from app.jobs import runbook as runbooks
@@ -159,6 +160,15 @@ def test_a_bad_commit_on_a_real_target_is_refused_and_audited(app, code_target):
     assert name == "operator" and details["via"] == "cli" and "1234567" in details["reason"]
 
 
+def test_a_disabled_account_may_not_run_jobs(app, users):
+    with app.app_context():
+        accounts.set_disabled(accounts.find_user("operator"), True, Actor.system())
+    result = rewind(app, "run", "staging", "test.echo", "text=x", "--as", "operator")
+    refused(result, ExitStatus.REFUSED, "operator (operator) may not", "disabled account", "enable it again")
+    assert jobs(app) == []
+    assert [d["reason"] for _, _, d in audit_rows(app, "auth.denied")] == ["comes from a disabled account"]
+
+
 def test_role_refusals_are_audited_as_the_user(app, users):
     refused(rewind(app, "run", "staging", "test.admin", "--as", "operator"), ExitStatus.REFUSED)
     ((name, actor_id, details),) = audit_rows(app, "auth.denied")
@@ -291,7 +301,7 @@ def test_with_a_runner_up_the_cli_follows_and_never_runs_the_job_itself(app, use
     assert runners_alive(app)
     result = rewind(app, "run", "staging", "test.echo", "text=once", "--as", "operator", "--follow")
     assert result.exit_code == ExitStatus.SUCCEEDED, result.output
-    assert "running it in this process" not in result.stdout
+    assert "a runner will start it" in result.stdout and "running it in this process" not in result.stdout
     assert result.stdout.count("    | echo: once") == 1
     (job,) = jobs(app)
     assert job.worker == runner.identity
@@ -384,6 +394,20 @@ def test_jobs_cancel_checks_the_role_and_is_audited_via_cli(app, users):
     )
 
     refused(rewind(app, "jobs", "cancel", str(job_id), "--as", "operator"), ExitStatus.REFUSED, "already ended")
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["999", "--as", "admin"], ["there is no job #999"]),
+        (["1", "--as", "nobody"], ["there is no user 'nobody'"]),
+    ],
+)
+def test_jobs_cancel_refuses_unknown_names(app, users, args, needles):
+    job_id = queue(app, "test.sleep", "staging", Actor(users[Role.ADMIN], "admin"))
+    assert job_id == 1
+    refused(rewind(app, "jobs", "cancel", *args), ExitStatus.REFUSED, *needles)
+    assert jobs(app)[0].state == "queued"
 
 
 def test_only_the_starter_or_an_admin_may_cancel(app, users):
