@@ -20,6 +20,7 @@ from app.statuses import JobState, StepState, Verification
 POLL_S = 0.5  # another process's events carry no in-process notice on SQLite: re-read this often
 
 Echo = Callable[[str], None]
+MARKS = {"out": "|", "err": "!"}  # "cmd" lines already start with "$ "
 
 
 class EventPrinter:
@@ -38,7 +39,7 @@ class EventPrinter:
         payload = event.payload
         if event.kind == "log":
             for stream, line in payload["lines"]:
-                self.echo(f"    {'!' if stream == 'err' else '|'} {line}")
+                self.echo(f"    {line}" if stream == "cmd" else f"    {MARKS.get(stream, '|')} {line}")
         elif event.kind == "step" and event.step is not None and event.step < len(self.view.steps):
             step = self.view.steps[event.step]
             if step.state == StepState.RUNNING:

@@ -117,6 +117,9 @@ def test_without_follow_and_no_runner_it_still_runs_the_job_and_exits_with_its_o
     (job,) = jobs(app)
     assert result.stdout.splitlines()[-1] == f"job #{job.id} failed: {job.result}"
     assert "about to fail" not in result.stdout  # lines only with --follow
+    shown = rewind(app, "jobs", "show", str(job.id)).stdout
+    command = shown.index(f"    $ {sys.executable} -c ")
+    assert command < shown.index("    ! about to fail") < shown.index("[1/2] Exit 3: failed")
 
 
 def test_the_audit_rows_carry_the_user_and_via_cli(app, users):
