@@ -73,6 +73,7 @@ class ExitStatus(IntEnum):
     INTERRUPTED = 5
     REFUSED = 6  # nothing queued or changed: unknown name, bad parameter, role, missing confirmation
     BUSY = 7  # nothing queued: the target is running another job; try again when it ends
+    DETACHED = 130  # Ctrl-C stopped following a job a runner runs; the job goes on
 
     @classmethod
     def of(cls, state: JobState) -> "ExitStatus":

@@ -183,7 +183,7 @@ def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> Job
     except KeyboardInterrupt:
         if here is None:
             click.echo(f"\nstopped following; job #{job_id} goes on: flask rewind jobs show {job_id}", err=True)
-            click.get_current_context().exit(130)
+            click.get_current_context().exit(int(ExitStatus.DETACHED))
         _cancel_on_interrupt(job_id, actor)
         return follow(job_id, echo)
 
@@ -200,7 +200,8 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     """Queue RUNBOOK on TARGET (- for runbooks that need none), as the web form does.
 
     Exit status: 0 succeeded (or queued for a running runner, without
-    --follow), 3 failed, 4 cancelled, 5 interrupted, 6 refused, 7 target busy.
+    --follow), 3 failed, 4 cancelled, 5 interrupted, 6 refused, 7 target busy,
+    130 stopped following (Ctrl-C) a job a runner goes on with.
     """
     user = _user(as_user)
     actor = Actor.of(user)  # the user row is not read again once the job runs
