@@ -108,6 +108,11 @@ class Runbook:
     check: Callable[[dict, str | None], None] | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
 
+    @property
+    def asks_confirmation(self) -> bool:
+        """Destructive: on a protected target the person types the target's name into `confirm`."""
+        return any(p.name == "confirm" for p in self.params)
+
     def parse_params(self, raw: Mapping[str, str], target: str | None) -> dict:
         known = {p.name for p in self.params}
         unknown = sorted(set(raw) - known)
