@@ -89,12 +89,14 @@ class ExitStatus(IntEnum):
     INTERRUPTED = 5
     REFUSED = 6  # nothing queued or changed: unknown name, bad parameter, role, missing confirmation
     BUSY = 7  # nothing queued: the target is running another job; try again when it ends
+    WARNING = 8  # the change was made and verified, but a follow-up step (e.g. the push) failed
     DETACHED = 130  # Ctrl-C stopped following a job a runner runs; the job goes on
 
     @classmethod
     def of(cls, state: JobState) -> "ExitStatus":
         return {
             JobState.SUCCEEDED: cls.SUCCEEDED,
+            JobState.WARNING: cls.WARNING,
             JobState.FAILED: cls.FAILED,
             JobState.CANCELLED: cls.CANCELLED,
             JobState.INTERRUPTED: cls.INTERRUPTED,
