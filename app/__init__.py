@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import timedelta
 
-from flask import Flask, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, logout_user
+from flask import Flask, flash, g, redirect, render_template, request, session, url_for
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -155,12 +156,25 @@ def _init_login(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):
+        """Only a live server-side session signs anyone in; the cookie alone never does."""
+        from flask import g
+
+        from app.auth import sessions
+
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
         if user is None or user.disabled:
             return None
-        # Any change to the account (password reset, role, disable) ends the sessions opened before it.
-        if session.get("account_version") != user.version:
+        settings = app.config["REWIND_SETTINGS"]
+        verdict = sessions.check(
+            session.get("sid"),
+            user.id,
+            idle=timedelta(minutes=settings.idle_minutes),
+            lifetime=timedelta(hours=settings.session_hours),
+        )
+        if verdict.row is None:
+            g.session_refused = (verdict.refused, user)
             return None
+        g.server_session = verdict.row
         return user
 
     @login_manager.unauthorized_handler
@@ -175,29 +189,34 @@ def _init_login(app: Flask) -> None:
 
 
 def _init_request_hooks(app: Flask, settings: Settings) -> None:
-    idle_seconds = settings.idle_minutes * 60
-
     @app.before_request
-    def expire_idle_sessions():
-        if not current_user.is_authenticated:
-            return None
-        now = int(time.time())
-        seen = session.get("seen", now)
-        background = bool(request.headers.get("X-Rewind-Background"))  # a page polling by itself
-        if now - seen > idle_seconds:
-            from app.audit.store import record_and_commit
+    def end_expired_sessions():
+        """A session the server ended for idleness or age says so once, then sends to the login page."""
+        if current_user.is_authenticated:
+            if not request.headers.get("X-Rewind-Background"):  # a page polling by itself is not a person
+                from app.auth import sessions
 
-            record_and_commit("auth.expired", details={"idle_minutes": settings.idle_minutes})
-            logout_user()
-            session.clear()
+                sessions.touch(g.server_session)
+            return None
+        refused = g.pop("session_refused", None)
+        if refused is None:
+            return None
+        reason, user = refused
+        session.clear()
+        if reason not in ("idle", "lifetime"):
+            return None  # signed out, revoked or forged: the guards send to the login page as for anyone
+        from app.audit.store import Actor, record_and_commit
+
+        limit = {"idle_minutes": settings.idle_minutes} if reason == "idle" else {"hours": settings.session_hours}
+        record_and_commit("auth.expired", actor=Actor.of(user), details={"reason": reason, **limit})
+        if reason == "idle":
             flash(f"You were signed out after {settings.idle_minutes} minutes without activity.", "info")
-            target = url_for("auth.login")
-            if request.headers.get("HX-Request"):
-                return "", 401, {"HX-Redirect": target}
-            return redirect(target)
-        if not background:
-            session["seen"] = now
-        return None
+        else:
+            flash(f"You were signed out: a session lasts at most {settings.session_hours} hours.", "info")
+        target = url_for("auth.login")
+        if request.headers.get("HX-Request"):
+            return "", 401, {"HX-Redirect": target}
+        return redirect(target)
 
     @app.after_request
     def security_headers(response):
@@ -211,6 +230,8 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if current_user.is_authenticated:
             response.headers.setdefault("Cache-Control", "no-store")
+        if settings.secure_cookies:  # served over HTTPS: browsers should never try plain HTTP again
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response
 
     from app.auth.roles import Role
