@@ -118,11 +118,15 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
     app.extensions["rewind.bus"] = PostgresBus(settings.database_url) if settings.is_postgres else InProcessBus()
     app.extensions["rewind.fanout_lock"] = threading.Lock()
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
-    # The ops database password must never reach a job log.
+    app.config["REWIND_REDACT"] = own_secrets(settings)
+
+
+def own_secrets(settings: Settings) -> list[str]:
+    """Rewind's own keys and ops database password: no job log may show them, however a command got them."""
     from sqlalchemy.engine import make_url
 
-    password = make_url(settings.database_url).password
-    app.config["REWIND_REDACT"] = [password] if password else []
+    values = [settings.secret_key, settings.audit_key.decode(), make_url(settings.database_url).password]
+    return [v for v in values if v]
 
 
 def start_runner(app: Flask):

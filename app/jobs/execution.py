@@ -27,10 +27,10 @@ def execute(job_id: int) -> JobState:
     bus = current_app.extensions["rewind.bus"]
     writer = EventWriter(job.id, bus)
     redactor = Redactor(current_app.config.get("REWIND_REDACT", []))
-    if job.target:
-        # The targets file as it is now: its env: values are the secrets this job may print.
-        with contextlib.suppress(registry.UnknownTarget):
-            for secret in registry.get_target(job.target).secrets:
+    # The targets file as it is now: every env: value of every target, since a command may reach any of them.
+    with contextlib.suppress(registry.TargetsFileError):
+        for config in registry.targets().values():
+            for secret in config.secrets:
                 redactor.add(secret)
     actor = Actor(job.actor_id, job.actor_name)
     ctx = JobContext(job, writer, redactor)
