@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -202,6 +203,29 @@ class _Table:
                 raise self.fail(name, f"unknown key{hint}")
 
 
+def _http_url(table: _Table, key: str, url: str) -> str:
+    """A health URL the checker can use as it is: http(s), a host, a valid port, and no credentials.
+
+    A password in the URL would be sent in clear to whatever answers and shown wherever the URL is,
+    so it is refused here, at load, and never echoed.
+    """
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        shown = f"{parts.scheme}://…@{parts.hostname or ''}"
+        raise table.fail(
+            key,
+            f"a health URL must hold no user or password ({shown}); "
+            "give the application an unauthenticated health endpoint",
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise table.fail(key, f"expected an http:// or https:// URL with a host, got {url!r}")
+    try:
+        parts.port  # noqa: B018 - parses the port, raising on a bad one
+    except ValueError:
+        raise table.fail(key, f"{url!r} has an invalid port") from None
+    return url
+
+
 def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfig:
     if not set(name) <= NAME_CHARS or not name[:1].isalnum():
         raise TargetsFileError(path, "a target name uses lower-case letters, digits, '-' and '_'", name)
@@ -241,9 +265,7 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
 
     health = None
     if health_t := top.table("health"):
-        url = health_t.text("url", required=True)
-        if not url.startswith(("http://", "https://")):
-            raise health_t.fail("url", f"expected an http:// or https:// URL, got {url!r}")
+        url = _http_url(health_t, "url", health_t.text("url", required=True))
         status = health_t.get("status", int, 200)
         if not 100 <= status <= 599:
             raise health_t.fail("status", f"expected an HTTP status, got {status}")
@@ -286,6 +308,8 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             raise bg_t.fail(
                 "slots", 'expected two slots with their health URLs, e.g. {blue = "http://…", green = "http://…"}'
             )
+        for url in slots.values():
+            _http_url(bg_t, "slots", url)
         dirs = {str(k): Path(str(v)) for k, v in bg_t.get("slot_dirs", dict, {}).items()}
         bluegreen = BlueGreenConfig(
             slots={str(k): v for k, v in slots.items()},
