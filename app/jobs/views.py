@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
 from sqlalchemy import or_, select
@@ -20,6 +20,7 @@ from app.jobs.events import load_view
 from app.jobs.fanout import Broadcaster
 from app.jobs.models import Job
 from app.jobs.render import render_event, render_snapshot
+from app.jobs.socketcap import CLOSE_CODE, SocketCap
 from app.pagination import keyset_page, parse_cursor
 from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
 from app.targets.registry import UnknownTarget, check_target, target_names
@@ -229,13 +230,43 @@ _capture = _CaptureRoute()
 sock.route("/<int:job_id>/ws", bp=_capture)(_stream)
 
 
+def _refuse_socket(ws, job_id: int, reason: str) -> None:
+    ws.close(CLOSE_CODE, reason)
+
+
+_capture_refusal = _CaptureRoute()
+sock.route("/<int:job_id>/ws", bp=_capture_refusal)(_refuse_socket)
+
+
+def socket_cap() -> SocketCap:
+    app = current_app._get_current_object()
+    cap = app.extensions.get("rewind.socket_cap")
+    if cap is None:
+        settings = app.config["REWIND_SETTINGS"]
+        total = settings.threads - settings.thread_reserve
+        with app.extensions["rewind.fanout_lock"]:
+            cap = app.extensions.setdefault(
+                "rewind.socket_cap", SocketCap(settings.ws_per_session, settings.ws_per_user, total)
+            )
+    return cap
+
+
 @requires(Role.VIEWER)
 def websocket(job_id: int):
-    """Checks run before the handshake, so a refusal is a plain HTTP 403/404."""
+    """Checks run before the handshake, so a refusal is a plain HTTP 403/404; over the cap, a close with the reason."""
     if not _same_origin():
         refuse("comes from another site (websocket Origin does not match this host)")
     _job_or_404(job_id)
-    return _capture.view(job_id=job_id)
+    holder, name = (g.server_session.id, current_user.id), current_user.name
+    db.session.remove()  # a watcher holds no pooled connection while it waits
+    cap = socket_cap()
+    if reason := cap.acquire(*holder):
+        current_app.logger.warning("job websocket refused for %s: %s", name, reason)
+        return _capture_refusal.view(job_id=job_id, reason=reason)
+    try:
+        return _capture.view(job_id=job_id)
+    finally:
+        cap.release(*holder)
 
 
 bp.add_url_rule("/<int:job_id>/ws", "websocket", websocket, websocket=True)
