@@ -28,6 +28,7 @@ from app.targets.registry import UnknownTarget, check_target, target_names
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 PAGE_SIZE = 50
+FORM_FIELDS = {"runbook", "target", "csrf_token"}  # the start form's own fields, not runbook parameters
 WS_IDLE_CHECK_S = 5
 
 
@@ -98,7 +99,8 @@ def start():
     if not current_user.can(book.role):
         refuse(f"needs the {book.role.label} role to run {book.name}")
     target = request.form.get("target", "").strip() or None
-    raw = {p.name: request.form.get(p.name, "") for p in book.params}
+    # Every field the form sent, so a parameter the runbook does not have is refused rather than dropped.
+    raw = {key: request.form.get(key, "") for key in request.form if key not in FORM_FIELDS}
     try:
         if book.needs_target:
             if target is None:
