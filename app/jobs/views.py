@@ -111,6 +111,10 @@ def start():
         params = book.parse_params(raw, target)
         job = service.enqueue(book, target, params, Actor.of(current_user))
     except UnknownTarget as exc:
+        db.session.rollback()
+        record_and_commit(
+            "job.queued", outcome=Outcome.DENIED, details={"runbook": book.name, "reason": "unknown target"}
+        )
         abort(404, description=f"{str(exc).capitalize()}.")
     except (runbooks.ParamError, service.JobRefused) as exc:
         status = 409 if isinstance(exc, service.JobRefused) else 400
