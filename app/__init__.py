@@ -117,6 +117,9 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
         raise SettingsError("REWIND_CONFIG", str(exc)) from None
     app.extensions["rewind.bus"] = PostgresBus(settings.database_url) if settings.is_postgres else InProcessBus()
     app.extensions["rewind.fanout_lock"] = threading.Lock()
+    from app.audit.throttle import RefusalThrottle
+
+    app.extensions["rewind.refusals"] = RefusalThrottle()
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
     app.config["REWIND_REDACT"] = own_secrets(settings)
 
@@ -259,16 +262,33 @@ def _init_error_pages(app: Flask) -> None:
         from app.statuses import Outcome
 
         db.session.rollback()
-        record_and_commit(
-            "auth.csrf_refused",
-            outcome=Outcome.DENIED,
-            details={"method": request.method, "path": request.path, "reason": exc.description},
-        )
+        details = {"method": request.method, "path": request.path, "reason": exc.description}
+        if current_user.is_authenticated:
+            record_and_commit("auth.csrf_refused", outcome=Outcome.DENIED, details=details)
+        else:
+            record_anonymous_refusal("auth.csrf_refused", details)
         return page(
             400,
             "Security token missing or wrong",
             f"Nothing was changed. {exc.description} Reload the page and try again.",
         )
+
+    def record_anonymous_refusal(action: str, details: dict) -> None:
+        """Audited, but rate-limited per address: a flood of anonymous requests cannot flood the log."""
+        from app.audit.store import client_address, record
+        from app.statuses import Outcome
+
+        address = client_address() or "unknown"
+        alone, due = app.extensions["rewind.refusals"].note(address, action)
+        for summary in due:
+            record(
+                summary.action,
+                outcome=Outcome.DENIED,
+                details={"address": summary.address, "count": summary.count, "summary": summary.text},
+            )
+        if alone:
+            record(action, outcome=Outcome.DENIED, details=details)
+        db.session.commit()
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

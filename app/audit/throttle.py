@@ -1,0 +1,67 @@
+"""Refusals of anonymous requests: still audited, but one row per address per minute, then a count.
+
+Without this, anyone who can reach the login page could write audit rows as
+fast as they can send requests. The first refusal from an address in a
+window is recorded as it is; the rest are counted and recorded as one row
+("refused 50 times from 127.0.0.9 in 60 s") when the window has passed and
+the next refusal (from any address) arrives.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+WINDOW_S = 60
+MAX_ADDRESSES = 1000  # beyond this, new addresses share one counter: the table cannot be flooded either
+OTHERS = "other addresses"
+
+
+@dataclass
+class _Window:
+    started: float
+    count: int
+    action: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    address: str
+    action: str
+    count: int
+
+    @property
+    def text(self) -> str:
+        return f"refused {self.count} times from {self.address} in {WINDOW_S} s"
+
+
+class RefusalThrottle:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, _Window] = {}
+
+    def note(self, address: str, action: str) -> tuple[bool, list[Summary]]:
+        """Count one refusal: returns whether to record it on its own, and the summaries now due."""
+        now = self.clock()
+        with self._lock:
+            due = self._close_expired(now)
+            if address not in self._windows and len(self._windows) >= MAX_ADDRESSES:
+                address = OTHERS
+            window = self._windows.get(address)
+            if window is None:
+                self._windows[address] = _Window(now, 1, action)
+                return True, due
+            window.count += 1
+            return False, due
+
+    def _close_expired(self, now: float) -> list[Summary]:
+        due = []
+        for address, window in list(self._windows.items()):
+            if now - window.started >= WINDOW_S:
+                del self._windows[address]
+                if window.count > 1:
+                    due.append(Summary(address, window.action, window.count))
+        return due
