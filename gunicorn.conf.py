@@ -9,6 +9,7 @@ deprecated upstream and gunicorn 26 removed its eventlet worker.
 """
 
 import os
+import sys
 
 bind = os.environ.get("REWIND_BIND", "127.0.0.1:5000")
 worker_class = "gthread"
@@ -22,6 +23,18 @@ keepalive = 5
 accesslog = "-" if os.environ.get("REWIND_ACCESS_LOG", "1") == "1" else None
 errorlog = "-"
 wsgi_app = "wsgi:app"
+
+
+def on_starting(server):
+    """A bad setting or targets file stops gunicorn here, with one line, before it binds or forks a worker."""
+    from app import preflight
+    from app.settings import SettingsError
+
+    try:
+        preflight()
+    except SettingsError as exc:
+        print(f"rewind: cannot start: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def post_worker_init(worker):

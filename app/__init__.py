@@ -132,6 +132,18 @@ def own_secrets(settings: Settings) -> list[str]:
     return [v for v in values if v]
 
 
+def preflight() -> Settings:
+    """The checks create_app stops on, without building an app: gunicorn's master runs them before it binds."""
+    from app.targets.config import TargetsFileError, load_targets
+
+    settings = load_settings()
+    try:
+        load_targets(settings.config_path)
+    except TargetsFileError as exc:
+        raise SettingsError("REWIND_CONFIG", str(exc)) from None
+    return settings
+
+
 def start_runner(app: Flask):
     """Start this process's job runner (gunicorn's post_worker_init and `flask rewind worker` call it)."""
     from app.jobs.runner import Runner
@@ -249,7 +261,13 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     @app.context_processor
     def navigation():
         items = [(label, ep) for label, ep in NAV if ep in app.view_functions]
-        return {"nav_items": items}
+        return {"nav_items": items, "targets_problem": _targets_problem}
+
+    def _targets_problem() -> str | None:
+        """Signed-in pages say when the targets file on disk is broken (and that the last good one is in use)."""
+        from app.targets.registry import file_problem
+
+        return file_problem() if current_user.is_authenticated else None
 
 
 def _init_error_pages(app: Flask) -> None:

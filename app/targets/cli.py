@@ -19,6 +19,10 @@ def targets() -> None:
 @targets.command("check")
 def check() -> None:
     """Validate the targets file (start-up already did) and try to reach each target's parts."""
+    problem = registry.file_problem()
+    if problem:
+        click.echo(f"the targets file on disk is broken (Rewind keeps using the last good one): {problem}", err=True)
+        sys.exit(1)
     names = registry.target_names()
     if not names:
         click.echo("no targets configured")

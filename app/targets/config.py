@@ -360,4 +360,15 @@ def parse_targets(text: str, path: Path, env: dict[str, str] | None = None) -> d
 def load_targets(path: Path, env: dict[str, str] | None = None) -> dict[str, TargetConfig]:
     if not path.exists():
         return {}
-    return parse_targets(path.read_text(), path, env)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TargetsFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TargetsFileError(
+            path, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
+    return parse_targets(text, path, env)

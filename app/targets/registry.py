@@ -13,7 +13,16 @@ from flask import current_app
 
 from app.targets.config import TargetConfig, TargetsFileError, load_targets
 
-__all__ = ["TargetsFileError", "UnknownTarget", "check_target", "get_target", "target", "target_names", "targets"]
+__all__ = [
+    "TargetsFileError",
+    "UnknownTarget",
+    "check_target",
+    "file_problem",
+    "get_target",
+    "target",
+    "target_names",
+    "targets",
+]
 
 
 class UnknownTarget(LookupError):
@@ -24,10 +33,18 @@ class UnknownTarget(LookupError):
 
 
 _lock = threading.Lock()
-_cache: dict[Path, tuple[float, dict[str, TargetConfig]]] = {}
+# path -> (mtime of the file as last read, the last good targets, the problem with the file on disk or None)
+_cache: dict[Path, tuple[float, dict[str, TargetConfig], str | None]] = {}
 
 
 def targets(path: Path | None = None) -> dict[str, TargetConfig]:
+    """The targets as the file says, re-read when it changes.
+
+    A file broken while Rewind runs does not take the pages down: the last
+    good configuration stays in use and file_problem() says what is wrong.
+    At start-up (nothing good read yet) the error is raised, so a broken file
+    stops Rewind.
+    """
     path = path or current_app.config["REWIND_SETTINGS"].config_path
     if not path.exists():
         return {}
@@ -36,10 +53,26 @@ def targets(path: Path | None = None) -> dict[str, TargetConfig]:
         cached = _cache.get(path)
         if cached and cached[0] == mtime:
             return cached[1]
-    loaded = load_targets(path)
+    try:
+        loaded = load_targets(path)
+    except TargetsFileError as exc:
+        if cached is None:
+            raise
+        with _lock:
+            _cache[path] = (mtime, cached[1], str(exc))
+        return cached[1]
     with _lock:
-        _cache[path] = (mtime, loaded)
+        _cache[path] = (mtime, loaded, None)
     return loaded
+
+
+def file_problem(path: Path | None = None) -> str | None:
+    """Why the targets file on disk cannot be used (the last good one is in use), or None."""
+    path = path or current_app.config["REWIND_SETTINGS"].config_path
+    targets(path)
+    with _lock:
+        cached = _cache.get(path)
+    return cached[2] if cached else None
 
 
 def target_names() -> list[str]:

@@ -14,7 +14,7 @@ def test_one_failing_check_does_not_stop_the_others(app, users, as_role):
         # a check the loader would refuse today, as an older Rewind accepted it: it raises when used
         broken = dataclasses.replace(loaded["production"], health=HealthConfig("http://ops:pw@127.0.0.1:9/health"))
         path = app.config["REWIND_SETTINGS"].config_path
-        registry._cache[path] = (path.stat().st_mtime, {**loaded, "production": broken})
+        registry._cache[path] = (path.stat().st_mtime, {**loaded, "production": broken}, None)
         health = monitor(app)
         health.probe_all()
         assert health.reading("staging") is not None and health.reading("staging").failed is None
