@@ -71,6 +71,10 @@ def execute(job_id: int) -> JobState:
 def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state: JobState, message: str) -> JobState:
     writer.flush()
     serialise()  # the audit head first, then the job row: the order cancel() takes them in
+    db.session.refresh(job)
+    if job.job_state.is_final:  # a stopping Rewind marked it interrupted meanwhile: that stands
+        db.session.commit()
+        return job.job_state
     job.state = state.value
     job.finished_at = utcnow()
     job.result = ctx.result if state == JobState.SUCCEEDED and ctx.result else message
@@ -99,22 +103,24 @@ def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state:
     return state
 
 
-def mark_interrupted(job: Job) -> bool:
-    """A job whose process died: say so plainly and never re-run it by itself.
+def mark_interrupted(job: Job, stopped: str | None = None) -> bool:
+    """A job whose process died (or, with `stopped`, is stopping): say so plainly and never re-run it by itself.
 
     Conditional on the job still running, so a job that finished a moment
-    ago keeps its real outcome. Returns whether the job was marked.
+    ago keeps its real outcome. Returns whether the job was marked. A stopping
+    process also asks the job's thread to stop its command, as a cancel does.
     """
     serialise()
     where = f" during “{job.current_step}”" if job.current_step else " before its first step"
-    result = (
-        f"Rewind stopped while this job was running{where}. It was not re-run: "
-        "check the target's state, then start the job again if it is still needed."
+    first = (
+        f"Rewind was stopped{where}: {stopped}." if stopped else f"Rewind stopped while this job was running{where}."
     )
+    result = f"{first} It was not re-run: check the target's state, then start the job again if it is still needed."
+    values = {"state": JobState.INTERRUPTED.value, "finished_at": utcnow(), "result": result}
+    if stopped:
+        values["cancel_requested_by"] = "Rewind (stopping)"
     changed = db.session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.state == JobState.RUNNING.value)
-        .values(state=JobState.INTERRUPTED.value, finished_at=utcnow(), result=result)
+        update(Job).where(Job.id == job.id, Job.state == JobState.RUNNING.value).values(**values)
     )
     if changed.rowcount != 1:
         db.session.rollback()
