@@ -284,29 +284,14 @@ def _init_error_pages(app: Flask) -> None:
         if current_user.is_authenticated:
             record_and_commit("auth.csrf_refused", outcome=Outcome.DENIED, details=details)
         else:
-            record_anonymous_refusal("auth.csrf_refused", details)
+            from app.audit.throttle import record_throttled
+
+            record_throttled("auth.csrf_refused", details)
         return page(
             400,
             "Security token missing or wrong",
             f"Nothing was changed. {exc.description} Reload the page and try again.",
         )
-
-    def record_anonymous_refusal(action: str, details: dict) -> None:
-        """Audited, but rate-limited per address: a flood of anonymous requests cannot flood the log."""
-        from app.audit.store import client_address, record
-        from app.statuses import Outcome
-
-        address = client_address() or "unknown"
-        alone, due = app.extensions["rewind.refusals"].note(address, action)
-        for summary in due:
-            record(
-                summary.action,
-                outcome=Outcome.DENIED,
-                details={"address": summary.address, "count": summary.count, "summary": summary.text},
-            )
-        if alone:
-            record(action, outcome=Outcome.DENIED, details=details)
-        db.session.commit()
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

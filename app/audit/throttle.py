@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from flask import current_app
+
 WINDOW_S = 60
 MAX_ADDRESSES = 1000  # beyond this, new addresses share one counter: the table cannot be flooded either
 OTHERS = "other addresses"
@@ -65,3 +67,23 @@ class RefusalThrottle:
                 if window.count > 1:
                     due.append(Summary(address, window.action, window.count))
         return due
+
+
+def record_throttled(action: str, details: dict, actor=None) -> None:
+    """Audit an anonymous refusal, rate-limited per address (see the module's docstring); commits."""
+    from app.audit.store import Actor, client_address, record
+    from app.extensions import db
+    from app.statuses import Outcome
+
+    address = client_address() or "unknown"
+    alone, due = current_app.extensions["rewind.refusals"].note(address, action)
+    for summary in due:
+        record(
+            summary.action,
+            outcome=Outcome.DENIED,
+            actor=Actor(None, "anonymous"),
+            details={"address": summary.address, "count": summary.count, "summary": summary.text},
+        )
+    if alone:
+        record(action, outcome=Outcome.DENIED, details=details, actor=actor)
+    db.session.commit()

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from app.auth.models import ServerSession
 from app.clock import utcnow
@@ -20,6 +20,8 @@ from app.extensions import db
 
 # Refreshing last_seen at most this often keeps a busy page from writing a row per request.
 TOUCH_EVERY = timedelta(seconds=30)
+# Rows unused this long are dropped at the next sign-in (longer than any session can live).
+KEEP_ENDED = timedelta(days=30)
 
 
 class EndReason:
@@ -44,6 +46,7 @@ def _digest(token: str) -> str:
 def open_session(user_id: int) -> str:
     """Add a live row for a fresh sign-in; returns the token for the cookie. The caller commits."""
     token = secrets.token_urlsafe(32)
+    db.session.execute(delete(ServerSession).where(ServerSession.last_seen_at < utcnow() - KEEP_ENDED))
     db.session.add(ServerSession(token_hash=_digest(token), user_id=user_id))
     return token
 

@@ -9,6 +9,7 @@ from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
 from app.audit.store import Actor, client_address, record, record_and_commit
+from app.audit.throttle import record_throttled
 from app.auth import accounts, lockout, sessions
 from app.auth.guards import public, requires
 from app.auth.models import User
@@ -57,9 +58,8 @@ def login():
     until = lockout.locked_until(name, address)
     if until:
         minutes = max(1, round((until - utcnow()).total_seconds() / 60))
-        record_and_commit(
-            "auth.lockout", outcome=Outcome.DENIED, actor=Actor(None, name or "?"), details={"user": name}
-        )
+        # a locked-out caller can send requests as fast as it likes: audited, but not one row each
+        record_throttled("auth.lockout", {"user": name}, actor=Actor(None, name or "?"))
         flash(
             f"Too many failed sign-ins for this account or address. Try again in about {minutes} minute(s).",
             "error",

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from app.audit.models import AuditEvent
 from app.audit.store import verify
 from app.extensions import db
+from tests.support.apps import login
 
 
 class Clock:
@@ -53,3 +54,15 @@ def test_signed_in_refusals_are_each_audited(app, users, as_role):
     for _ in range(3):
         assert client.post("/users", data={"name": "eve", "role": "admin"}).status_code == 400
     assert len(refusals(app)) == 3
+
+
+def test_sign_ins_while_locked_out_are_counted_not_each_audited(app, users):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.4"
+    for _ in range(5):
+        assert login(client, "viewer", "wrong-password").status_code == 401
+    for _ in range(20):
+        assert login(client, "viewer").status_code == 429
+    with app.app_context():
+        lockouts = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.lockout")).all()
+    assert len(lockouts) == 2, "the lock itself, then the first refused try of the minute"

@@ -121,3 +121,13 @@ def test_hsts_only_with_secure_cookies(tmp_path, sqlite_template, client):
     secure = build_app(tmp_path / "s", sqlite_template.new_url(tmp_path), REWIND_SECURE_COOKIES="1")
     header = secure.test_client().get("/login").headers["Strict-Transport-Security"]
     assert header.startswith("max-age=") and int(header.split("=")[1].split(";")[0]) >= 15552000
+
+
+def test_long_unused_session_rows_are_dropped_at_the_next_sign_in(app, users, as_role):
+    as_role(Role.VIEWER)
+    with app.app_context():
+        for row in db.session.scalars(select(ServerSession)):
+            row.last_seen_at -= timedelta(days=31)
+        db.session.commit()
+    as_role(Role.OPERATOR)
+    assert [r.user_id for r in rows(app)] == [users[Role.OPERATOR]]
