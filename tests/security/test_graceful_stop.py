@@ -69,3 +69,32 @@ def test_sigterm_to_gunicorn_marks_an_unfinished_job_interrupted(tmp_path):
     with sqlite3.connect(tmp_path / "instance" / "rewind.db") as conn:
         state, result = conn.execute("SELECT state, result FROM job WHERE id = ?", (job_id,)).fetchone()
     assert state == "interrupted" and result.startswith("Rewind was stopped")
+
+
+def test_sigterm_to_a_worker_lets_a_short_job_finish_and_interrupts_a_long_one(tmp_path, pg_server):
+    from tests.jobs.conftest import SERVER_ENV, start_server
+    from tests.jobs.test_processes import state_of, worker
+    from tests.jobs.test_websocket import start_job
+    from tests.support.http import Session
+
+    url = pg_server.create_database("graceful")
+    web = start_server(tmp_path / "web", url, REWIND_EXTERNAL_WORKERS="1")
+    # two job threads: a third job waits in the queue while both run
+    process = worker({**web.env, **SERVER_ENV, "REWIND_GRACEFUL_TIMEOUT": "3", "REWIND_JOB_THREADS": "2"})
+    try:
+        session = Session(web.url)
+        session.login("admin", web.admin_password)
+        long = start_job(session, runbook="test.sleep", target="staging", seconds="600")
+        short = start_job(session, runbook="test.count", lines="40", delay="0.05")
+        wait_for(lambda: state_of(session, long) == state_of(session, short) == "running", timeout=30)
+        queued = start_job(session, runbook="test.count", lines="1")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert state_of(session, short) == "succeeded"
+        assert state_of(session, long) == "interrupted"
+        assert "Rewind was stopped during “Sleep”" in session.get(f"/jobs/{long}")[2]
+        assert state_of(session, queued) == "queued", "a slot came free, but a stopping worker claims nothing new"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        web.stop()
