@@ -209,6 +209,12 @@ def _init_login(app: Flask) -> None:
 
 def _init_request_hooks(app: Flask, settings: Settings) -> None:
     @app.before_request
+    def write_refusal_counts():
+        from app.audit.throttle import write_due_counts
+
+        write_due_counts()
+
+    @app.before_request
     def end_expired_sessions():
         """A session the server ended for idleness or age says so once, then sends to the login page."""
         if current_user.is_authenticated:

@@ -3,8 +3,8 @@
 Without this, anyone who can reach the login page could write audit rows as
 fast as they can send requests. The first refusal from an address in a
 window is recorded as it is; the rest are counted and recorded as one row
-("refused 50 times from 127.0.0.9 in 60 s") when the window has passed and
-the next refusal (from any address) arrives.
+("refused 50 times from 127.0.0.9 in 60 s") when the window has passed, by
+the next request that finds it due.
 """
 
 from __future__ import annotations
@@ -59,6 +59,13 @@ class RefusalThrottle:
             window.count += 1
             return False, due
 
+    def due(self) -> list[Summary]:
+        """The counts whose window has passed (cheap when nothing is counted): any request may write them."""
+        if not self._windows:
+            return []
+        with self._lock:
+            return self._close_expired(self.clock())
+
     def _close_expired(self, now: float) -> list[Summary]:
         due = []
         for address, window in list(self._windows.items()):
@@ -71,12 +78,32 @@ class RefusalThrottle:
 
 def record_throttled(action: str, details: dict, actor=None) -> None:
     """Audit an anonymous refusal, rate-limited per address (see the module's docstring); commits."""
-    from app.audit.store import Actor, client_address, record
+    from app.audit.store import client_address, record
     from app.extensions import db
     from app.statuses import Outcome
 
     address = client_address() or "unknown"
     alone, due = current_app.extensions["rewind.refusals"].note(address, action)
+    _record_counts(due)
+    if alone:
+        record(action, outcome=Outcome.DENIED, details=details, actor=actor)
+    db.session.commit()
+
+
+def write_due_counts() -> None:
+    """Write the counts of windows that have passed, so a flood that stopped is still recorded."""
+    from app.extensions import db
+
+    due = current_app.extensions["rewind.refusals"].due()
+    if due:
+        _record_counts(due)
+        db.session.commit()
+
+
+def _record_counts(due: list[Summary]) -> None:
+    from app.audit.store import Actor, record
+    from app.statuses import Outcome
+
     for summary in due:
         record(
             summary.action,
@@ -84,6 +111,3 @@ def record_throttled(action: str, details: dict, actor=None) -> None:
             actor=Actor(None, "anonymous"),
             details={"address": summary.address, "count": summary.count, "summary": summary.text},
         )
-    if alone:
-        record(action, outcome=Outcome.DENIED, details=details, actor=actor)
-    db.session.commit()

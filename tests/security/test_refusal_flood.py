@@ -66,3 +66,17 @@ def test_sign_ins_while_locked_out_are_counted_not_each_audited(app, users):
     with app.app_context():
         lockouts = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.lockout")).all()
     assert len(lockouts) == 2, "the lock itself, then the first refused try of the minute"
+
+
+def test_a_flood_that_stops_is_still_counted_by_the_next_request(app):
+    clock = Clock()
+    app.extensions["rewind.refusals"].clock = clock
+    flood = app.test_client()
+    flood.environ_base["REMOTE_ADDR"] = "127.0.0.9"
+    for _ in range(7):
+        flood.post("/login", data={"name": "admin"})
+    assert len(refusals(app)) == 1
+    clock.now += 61
+    assert app.test_client().get("/healthz").status_code == 200  # a load balancer's probe, say
+    summary = refusals(app)[-1]
+    assert summary["summary"] == "refused 7 times from 127.0.0.9 in 60 s"
