@@ -66,8 +66,12 @@ def worker() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     click.echo(f"rewind worker {runner.identity}: running up to {runner.workers} jobs at once")
     stop.wait()
-    click.echo("stopping: running jobs are left to finish their current command")
-    runner.stop(wait=True)
+    grace = settings.graceful_timeout_s
+    click.echo(f"stopping: claiming no more jobs; running jobs have {grace} s to finish")
+    interrupted = runner.drain(grace)
+    if interrupted:
+        click.echo(f"marked interrupted (Rewind was stopped): {', '.join(f'#{i}' for i in interrupted)}")
+    runner.stop(wait=False)
 
 
 # --- who, what, where --------------------------------------------------------------------

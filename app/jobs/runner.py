@@ -112,7 +112,9 @@ class Runner:
         self.files = None if self.postgres else FileLocks(settings.instance_dir / "locks")
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rewind-job")
         self._busy = 0
+        self._running: set[int] = set()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -151,6 +153,34 @@ class Runner:
     @property
     def running(self) -> bool:
         return self._thread is not None and not self._stop.is_set()
+
+    def drain(self, timeout_s: float, settle_s: float = 10.0) -> list[int]:
+        """Graceful stop: claim nothing more, let running jobs finish within timeout_s, then interrupt the rest.
+
+        The rest are marked interrupted ("Rewind was stopped") and asked to stop
+        their commands, as a cancel would; returns their ids. Waits up to
+        settle_s more for their threads to let go.
+        """
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        with self._idle:
+            self._idle.wait_for(lambda: not self._running, timeout=timeout_s)
+            left = sorted(self._running)
+        interrupted = []
+        with self.app.app_context():
+            for job_id in left:
+                job = db.session.get(Job, job_id)
+                reason = f"its jobs did not finish within the graceful timeout of {timeout_s:g} s"
+                if job is not None and mark_interrupted(job, stopped=reason):
+                    log.warning("job %s did not finish before Rewind stopped; marked interrupted", job_id)
+                    interrupted.append(job_id)
+            db.session.commit()
+            db.session.remove()
+        with self._idle:
+            self._idle.wait_for(lambda: not self._running, timeout=settle_s)
+        return interrupted
 
     def wake(self) -> None:
         self._wake.set()
@@ -214,6 +244,7 @@ class Runner:
         job_id, held = claimed
         with self._lock:
             self._busy += 1
+            self._running.add(job_id)
         self._pool.submit(self._run, job_id, held)
         return True
 
@@ -342,6 +373,8 @@ class Runner:
                     db.session.remove()
                     self._release(held)
                 finally:
-                    with self._lock:
+                    with self._idle:
                         self._busy -= 1
+                        self._running.discard(job_id)
+                        self._idle.notify_all()
                     self._wake.set()

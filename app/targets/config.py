@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -204,6 +205,29 @@ class _Table:
                 raise self.fail(name, f"unknown key{hint}")
 
 
+def _http_url(table: _Table, key: str, url: str) -> str:
+    """A health URL the checker can use as it is: http(s), a host, a valid port, and no credentials.
+
+    A password in the URL would be sent in clear to whatever answers and shown wherever the URL is,
+    so it is refused here, at load, and never echoed.
+    """
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        shown = f"{parts.scheme}://…@{parts.hostname or ''}"
+        raise table.fail(
+            key,
+            f"a health URL must hold no user or password ({shown}); "
+            "give the application an unauthenticated health endpoint",
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise table.fail(key, f"expected an http:// or https:// URL with a host, got {url!r}")
+    try:
+        parts.port  # noqa: B018 - parses the port, raising on a bad one
+    except ValueError:
+        raise table.fail(key, f"{url!r} has an invalid port") from None
+    return url
+
+
 def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfig:
     if not set(name) <= NAME_CHARS or not name[:1].isalnum():
         raise TargetsFileError(path, "a target name uses lower-case letters, digits, '-' and '_'", name)
@@ -248,9 +272,7 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
 
     health = None
     if health_t := top.table("health"):
-        url = health_t.text("url", required=True)
-        if not url.startswith(("http://", "https://")):
-            raise health_t.fail("url", f"expected an http:// or https:// URL, got {url!r}")
+        url = _http_url(health_t, "url", health_t.text("url", required=True))
         status = health_t.get("status", int, 200)
         if not 100 <= status <= 599:
             raise health_t.fail("status", f"expected an HTTP status, got {status}")
@@ -296,6 +318,8 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             raise bg_t.fail(
                 "slots", 'expected two slots with their health URLs, e.g. {blue = "http://…", green = "http://…"}'
             )
+        for url in slots.values():
+            _http_url(bg_t, "slots", url)
         dirs = {str(k): Path(str(v)) for k, v in bg_t.get("slot_dirs", dict, {}).items()}
         bluegreen = BlueGreenConfig(
             slots={str(k): v for k, v in slots.items()},
@@ -346,4 +370,15 @@ def parse_targets(text: str, path: Path, env: dict[str, str] | None = None) -> d
 def load_targets(path: Path, env: dict[str, str] | None = None) -> dict[str, TargetConfig]:
     if not path.exists():
         return {}
-    return parse_targets(path.read_text(), path, env)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TargetsFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TargetsFileError(
+            path, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
+    return parse_targets(text, path, env)

@@ -22,6 +22,19 @@
       log.scrollTop = log.scrollHeight;
     }
   });
+  // A live job page refused by the websocket caps (close code 1008) says why instead of staying silent.
+  document.addEventListener("htmx:wsClose", function (event) {
+    var closed = event.detail && event.detail.event;
+    if (!closed || closed.code !== 1008 || document.getElementById("live-refused")) {
+      return;
+    }
+    var note = document.createElement("p");
+    note.id = "live-refused";
+    note.className = "flash flash-error";
+    note.textContent = "Live updates are off: " + (closed.reason || "too many live job pages are open") + ".";
+    var main = document.getElementById("main");
+    main.insertBefore(note, main.firstChild);
+  });
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var question = form.getAttribute("data-confirm");

@@ -71,6 +71,25 @@ cwd = "apps/demo"
             "http:// or https://",
         ),
         (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://ops:pw-in-url@x/health"\n',
+            "a",
+            "health.url",
+            "must hold no user or password (http://…@x)",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x:99999/health"\n',
+            "a",
+            "health.url",
+            "invalid port",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.bluegreen]\nswitch = ["s"]\n'
+            'slots = {blue = "http://u:pw-in-url@b/h", green = "http://g/h"}\n',
+            "a",
+            "bluegreen.slots",
+            "must hold no user or password",
+        ),
+        (
             '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\nstatus = "ok"\n',
             "a",
             "health.status",
@@ -120,6 +139,7 @@ def test_errors_name_file_target_and_key(text, target, key, problem):
     with pytest.raises(TargetsFileError) as caught:
         parse(text)
     error = caught.value
+    assert "pw-in-url" not in str(error), "a password in a URL is never echoed"
     assert (error.target, error.key) == (target, key)
     assert str(error).startswith(f"/etc/rewind/targets.toml: target {target!r}")
     assert problem in str(error)
