@@ -18,6 +18,7 @@ from app.jobs.models import Job
 from app.jobs.redact import Redactor
 from app.statuses import JobState, Outcome, StepState, Verification
 from app.targets import registry
+from app.targets.command import stop_orphaned_group
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +147,20 @@ def mark_interrupted(job: Job, stopped: str | None = None) -> bool:
         db.session.rollback()
         return False
     db.session.refresh(job)
-    record(
-        "job.interrupted",
-        actor=Actor.system(),
-        outcome=Outcome.FAILED,
-        target=job.target,
-        details={"job_id": job.id, "runbook": job.runbook, "step": job.current_step, "worker": job.worker},
-    )
-    EventWriter(job.id, engine().bus).emit("job", {"state": JobState.INTERRUPTED.value, "result": job.result})
+    details = {"job_id": job.id, "runbook": job.runbook, "step": job.current_step, "worker": job.worker}
+    writer = EventWriter(job.id, engine().bus)
+    if not stopped and job.command_group:
+        # The dead process's command may live on in its own group: stop that very group, and say so.
+        pgid = job.command_group
+        if stop_orphaned_group(pgid, job.command_started):
+            line = f"stopped the command (process group {pgid}) that the stopped Rewind process left running"
+        else:
+            line = f"the command it was running (process group {pgid}) had already ended"
+        details["orphaned_group"] = pgid
+        writer.emit("log", {"lines": [["err", line]]})
+        job.command_group = job.command_started = None
+    record("job.interrupted", actor=Actor.system(), outcome=Outcome.FAILED, target=job.target, details=details)
+    writer.emit("job", {"state": JobState.INTERRUPTED.value, "result": job.result})
     return True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from app.auth.roles import Role
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
+from app.jobs.events import load_view
 from app.jobs.models import Job
 from app.jobs.runner import Runner, runners_alive
 from app.statuses import ExitStatus
@@ -417,3 +419,51 @@ def test_only_the_starter_or_an_admin_may_cancel(app, users):
     result = rewind(app, "jobs", "cancel", str(job_id), "--as", "operator")
     refused(result, ExitStatus.REFUSED, "only its starter (admin) or an admin may cancel", "--as admin")
     assert jobs(app)[0].state == "queued"
+
+
+def test_a_command_left_running_by_a_killed_process_is_stopped_when_its_job_is_marked_interrupted(app, users):
+    """kill -9 of the process running a job: its command lives on in its own group until a runner sweeps it."""
+    args = ["run", "staging", "test.sleep", "seconds=120", "--as", "operator", "--follow"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "rewind", *args],
+        cwd=REPO,
+        env=flask_env(app),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = None
+    while child is None:
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "no output for 60 s"
+        line = process.stdout.readline()
+        assert line, "the command ended early"
+        if found := re.search(r"child up (\d+)$", line.strip()):
+            child = int(found[1])
+    with app.app_context():
+        wait_for(lambda: db.session.get(Job, 1).command_group == child and db.session.commit() is None, timeout=30)
+    process.kill()  # as the OOM killer would: no clean-up runs
+    process.wait(timeout=30)
+    os.kill(child, 0)  # the orphan still runs: nothing stopped it yet
+    from app.jobs.engine import engine
+
+    runner = engine(app).start_runner()  # a runner starting up sweeps jobs whose process died
+    try:
+        wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)
+        with app.app_context():
+            job = db.session.get(Job, 1)
+            assert job.state == "interrupted"
+            assert job.command_group is None
+            lines = [text for _, _, text in load_view(job).lines]
+        assert f"stopped the command (process group {child}) that the stopped Rewind process left running" in lines
+        ((_, _, details),) = audit_rows(app, "job.interrupted")
+        assert details["orphaned_group"] == child
+    finally:
+        runner.stop(wait=True)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
