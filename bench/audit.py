@@ -56,7 +56,7 @@ from app.audit import chain  # noqa: E402
 from app.audit.models import AuditEvent, AuditHead  # noqa: E402
 from app.auth.roles import Role  # noqa: E402
 from app.extensions import db  # noqa: E402
-from tests.support.apps import add_user, build_app, login, migrate  # noqa: E402
+from tests.support.apps import TEST_KEYS, add_user, build_app, login, migrate  # noqa: E402
 from tests.support.postgres import TempPostgres  # noqa: E402
 
 VERIFY_TARGET_S = 20.0
@@ -231,7 +231,14 @@ def fill(app: Flask, rows: int) -> chain.Head:
 def time_verify(instance_dir: Path, url: str, head: chain.Head) -> float:
     """Wall time of `flask rewind audit verify --head ID:HASH`; it must exit 0 and have checked every row."""
     flask_cli = Path(sys.executable).parent / "flask"
-    env = {**os.environ, "FLASK_APP": "wsgi", "REWIND_INSTANCE_DIR": str(instance_dir), "REWIND_DATABASE_URL": url}
+    # The same keys as build_app(): the chain was filled with them, so the command must check with them too.
+    env = {
+        **os.environ,
+        **TEST_KEYS,
+        "FLASK_APP": "wsgi",
+        "REWIND_INSTANCE_DIR": str(instance_dir),
+        "REWIND_DATABASE_URL": url,
+    }
     command = [str(flask_cli), "rewind", "audit", "verify", "--head", str(head)]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
