@@ -110,15 +110,43 @@ def select_all():
 
 
 @both_databases
-def test_cut_tail_is_detected_only_against_a_saved_head(app):
+def test_cut_tail_is_seen_without_a_saved_head(app):
+    """The audit_head row still names the removed last row: every verify compares the chain's end with it."""
+    fill(app, 6)
+    sql(app, "DELETE FROM audit_event WHERE id > 4")
+    problem = run_verify(app).problem
+    assert (problem.row_id, problem.kind) == (6, "tail_cut")
+    assert "audit_head" in problem.message and "ends at row 4" in problem.message
+    with app.app_context():
+        recent = store.check_recent()
+    assert (recent.problem.row_id, recent.problem.kind) == (6, "tail_cut")
+
+
+@both_databases
+def test_cut_tail_is_seen_by_the_incremental_check_after_a_mark(app):
+    fill(app, 6)
+    with app.app_context():
+        assert store.check_recent().intact  # seals a mark at row 6
+    sql(app, "DELETE FROM audit_event WHERE id > 4")
+    with app.app_context():
+        problem = store.check_recent().problem
+    assert (problem.row_id, problem.kind) == (6, "tail_cut")
+    assert "ends at row 4" in problem.message
+
+
+@both_databases
+def test_cut_tail_with_the_head_row_rolled_back_needs_a_saved_head(app):
+    """Someone who also moves audit_head back leaves a shorter log that only an outside anchor can tell."""
     fill(app, 6)
     with app.app_context():
         saved = store.head()
+        four = db.session.execute(text("SELECT hash FROM audit_event WHERE id = 4")).scalar()
     sql(app, "DELETE FROM audit_event WHERE id > 4")
-    assert run_verify(app).intact, "without an anchor a cut tail looks like a shorter log"
+    sql(app, "UPDATE audit_head SET last_id = 4, last_hash = :h", h=four)
+    assert run_verify(app).intact
     problem = run_verify(app, saved).problem
     assert (problem.row_id, problem.kind) == (6, "tail_cut")
-    assert "ends at row 4" in problem.message
+    assert "the saved head is row 6" in problem.message
 
 
 @both_databases
