@@ -7,6 +7,7 @@ audit row commit together or not at all.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,6 +58,35 @@ def serialise() -> None:
     db.session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id))
 
 
+# An audit row says what happened; it is not where big inputs are kept (views refuse them first).
+MAX_DETAILS_CHARS = 8192
+MAX_DETAIL_VALUE_CHARS = 512
+
+
+def shrink_details(details: dict, size: int) -> dict:
+    """Details too big for a row: long strings cut to a prefix with their length, so the row still says what."""
+
+    def cut(value):
+        if isinstance(value, str) and len(value) > MAX_DETAIL_VALUE_CHARS:
+            return f"{value[:MAX_DETAIL_VALUE_CHARS]}… [{len(value)} characters, cut]"
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [cut(v) for v in value]
+        return value
+
+    smaller = cut(details)
+    if len(chain.canonical_details(smaller)) <= MAX_DETAILS_CHARS:
+        return {**smaller, "details_cut": True}
+    return {"details_cut": True, "size": size, "keys": sorted(str(k)[:64] for k in details)[:50]}
+
+
+def job_of(details: dict | None) -> int | None:
+    """The job a row is about, for the indexed job_id column."""
+    job_id = (details or {}).get("job_id")
+    return job_id if isinstance(job_id, int) and not isinstance(job_id, bool) else None
+
+
 def record(
     action: str,
     *,
@@ -67,6 +97,9 @@ def record(
 ) -> AuditEvent:
     """Append one event to the chain inside the current transaction; the caller commits."""
     actor = actor or _current_actor()
+    text = chain.canonical_details(details)
+    if len(text) > MAX_DETAILS_CHARS:
+        text = chain.canonical_details(shrink_details(details, len(text)))
     session = db.session
     # Taking the head row's write lock first keeps concurrent writers from forking the chain.
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id + 1))
@@ -76,19 +109,40 @@ def record(
         id=new_id,
         ts=utcnow(),
         actor_id=actor.id,
-        actor_name=actor.name,
+        actor_name=actor.name[:64],
         action=action,
-        target=target,
-        details=chain.canonical_details(details),
+        target=target[:128] if target else target,
+        details=text,
         outcome=str(Outcome(outcome)),
         address=client_address(),
         user_agent=user_agent or None,
         prev_hash=prev_hash,
     )
+    event.job_id = job_of(details)
     event.hash = chain.row_hash(_key(), event.chain_values())
     session.add(event)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=event.hash))
     return event
+
+
+def job_rows(job_id: int, limit: int = 100) -> list[AuditEvent]:
+    """A job's audit rows, oldest first, found by the indexed job_id column.
+
+    job_id sits outside the hash, so each row is also checked against its hashed details: a column
+    edited in the database cannot move another job's rows onto this job's page.
+    """
+    rows = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.job_id == job_id).order_by(AuditEvent.id).limit(limit)
+    ).all()
+    return [row for row in rows if job_of(_details(row)) == job_id]
+
+
+def _details(row: AuditEvent) -> dict:
+    try:
+        value = json.loads(row.details)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def record_and_commit(action: str, **kwargs) -> AuditEvent:
@@ -262,12 +316,13 @@ def save_mark(head: chain.Head) -> None:
             conn.execute(table.insert().values(id=1, row_id=head.id, row_hash=head.hash, sealed_at=at, seal=seal))
 
 
-def check_recent(limit: int = CHECK_LIMIT) -> chain.Verdict:
+def check_recent(limit: int | None = None) -> chain.Verdict:
     """Check only the rows after the sealed mark (at most `limit`), and that the chain reaches the recorded head.
 
     For web pages: a full walk of a big log takes seconds, so a page never does one. A mark that is not
     sealed with the audit key is refused (someone changed the ops database), and nothing is trusted.
     """
+    limit = limit or CHECK_LIMIT
     mark = read_mark()
     if mark is not None and not mark.genuine:
         problem = chain.ChainBreak(

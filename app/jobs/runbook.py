@@ -39,6 +39,14 @@ class StepFailed(Exception):
     """An expected failure, with a message written for the person watching the job."""
 
 
+# No parameter needs more (commits, revisions, file names, reasons); a bigger one is refused, never echoed.
+MAX_PARAM_CHARS = 4096
+
+
+def too_long(raw: str | None) -> bool:
+    return raw is not None and len(raw) > MAX_PARAM_CHARS
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -53,6 +61,8 @@ class Param:
     check: Callable[[Any, str | None], Any] | None = None
 
     def parse(self, raw: str | None, target: str | None) -> Any:
+        if too_long(raw):
+            raise ParamError(self.name, f"is too long: {len(raw):,} characters, at most {MAX_PARAM_CHARS:,}")
         raw = (raw or "").strip()
         if not raw:
             if self.required and self.default is None:
