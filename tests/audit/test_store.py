@@ -211,3 +211,44 @@ def test_concurrent_writers_never_fork_the_chain(app):
     verdict = run_verify(app)
     assert verdict.intact, verdict.problem
     assert verdict.checked == threads * per_thread == 1600
+
+
+@both_databases
+def test_incremental_check_finds_tampering_in_new_rows(app):
+    fill(app, 4)
+    with app.app_context():
+        first = store.check_recent()
+        assert first.intact and first.checked == 4 and store.read_mark().head.id == 4
+    fill(app, 3)
+    sql(app, "UPDATE audit_event SET target = 'production' WHERE id = 6")
+    with app.app_context():
+        verdict = store.check_recent()
+        assert (verdict.problem.row_id, verdict.problem.kind) == (6, "changed")
+        assert store.read_mark().head.id == 4, "a broken walk does not move the mark"
+
+
+@both_databases
+def test_incremental_check_refuses_a_forged_mark(app):
+    """Someone with database access moves the mark to the end, to hide a change; the seal gives it away."""
+    fill(app, 5)
+    with app.app_context():
+        end = store.head()
+        store.save_mark(chain.Head(2, db.session.execute(text("SELECT hash FROM audit_event WHERE id = 2")).scalar()))
+    sql(app, "UPDATE audit_event SET outcome = 'failed' WHERE id = 4")
+    sql(app, "UPDATE audit_mark SET row_id = :i, row_hash = :h WHERE id = 1", i=end.id, h=end.hash)
+    with app.app_context():
+        mark = store.read_mark()
+        assert mark is not None and not mark.genuine
+        verdict = store.check_recent()
+    assert verdict.problem.kind == "forged_mark" and "not sealed with the audit key" in verdict.problem.message
+
+
+@both_databases
+def test_full_verify_seals_the_mark_and_the_next_check_starts_there(app):
+    fill(app, 5)
+    assert run_verify(app).intact
+    fill(app, 2)
+    with app.app_context():
+        assert store.read_mark().head.id == 5 and store.read_mark().genuine
+        verdict = store.check_recent()
+    assert verdict.intact and (verdict.since, verdict.checked, verdict.head.id) == (5, 2, 7)
