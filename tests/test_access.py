@@ -36,6 +36,7 @@ ROUTES = {
     "jobs.new": ("GET", Role.OPERATOR),
     "jobs.start": ("POST", Role.OPERATOR),
     "jobs.show": ("GET", Role.VIEWER),
+    "jobs.audit_panel": ("GET", Role.VIEWER),
     "jobs.cancel": ("POST", Role.OPERATOR),
     "jobs.websocket": ("WS", Role.VIEWER),
     "dashboard.cards": ("GET", Role.VIEWER),
