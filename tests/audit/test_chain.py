@@ -87,3 +87,11 @@ def test_a_mark_seal_depends_on_the_key_and_every_field():
     assert seal != chain.seal_mark(b"y" * 32, chain.Head(5, "ab" * 32), at)
     assert seal != chain.seal_mark(KEY, chain.Head(6, "ab" * 32), at)
     assert seal != chain.seal_mark(KEY, chain.Head(5, "ab" * 32), at + timedelta(seconds=1))
+
+
+@pytest.mark.parametrize("key", [b"k" * 32, b"short", b"x" * 64, b"long-" * 40])
+def test_walk_hashes_exactly_like_hmac_for_any_key_length(key):
+    """The walk's own HMAC (precomputed pad states) must agree with hmac.digest, which record() uses."""
+    rows = build(3, key)
+    assert chain.verify_rows(key, rows).intact
+    assert not chain.verify_rows(key + b"!", rows).intact
