@@ -252,3 +252,21 @@ def test_full_verify_seals_the_mark_and_the_next_check_starts_there(app):
         assert store.read_mark().head.id == 5 and store.read_mark().genuine
         verdict = store.check_recent()
     assert verdict.intact and (verdict.since, verdict.checked, verdict.head.id) == (5, 2, 7)
+
+
+@both_databases
+def test_the_database_builds_the_exact_canonical_encoding(app):
+    """The fast path: each row's bytes built in SQL equal chain.encode's, so no row needs the slow re-encode."""
+    awkward = ['quote " and back\\slash', "tab\t new\nline \x01 \x1f \x7f", "zoë 🙂 \u2028", "", '{"json": [1]}']
+    with app.app_context():
+        for i, value in enumerate(awkward):
+            store.record(
+                f"test.{i}",
+                actor=store.Actor(i or None, value or "x"),
+                target=value or None,
+                details={"v": value, "n": i, "f": 1.5, "none": None, "list": [value]},
+            )
+        db.session.commit()
+        built = {row[0]: row[3] for batch in store._Proofs(0, None) for row in batch}
+        reference = {row[0]: chain.encode(tuple(row[: len(chain.FIELDS)])) for row in db.session.execute(select_all())}
+    assert built == reference
