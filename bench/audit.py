@@ -38,6 +38,7 @@ import math
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -244,12 +245,17 @@ def time_verify(instance_dir: Path, url: str, head: chain.Head) -> float:
         "REWIND_DATABASE_URL": url,
     }
     command = [str(flask_cli), "rewind", "audit", "verify", "--head", str(head)]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if result.returncode != 0 or f"{head.id} rows" not in result.stdout:
         raise SystemExit(f"audit verify failed (exit {result.returncode}): {result.stdout}{result.stderr}")
     log(f"  {result.stdout.strip()}")
+    # CPU next to wall time: on a shared machine the gap is time spent waiting for a core.
+    log(f"  verify used {cpu:.1f} s of CPU in {elapsed:.1f} s; load average {os.getloadavg()[0]:.1f}")
     return elapsed
 
 

@@ -174,10 +174,11 @@ CHECK_LIMIT = 100_000
 
 # The row's canonical encoding built by the database (chain.encode is the reference; a mismatch is
 # re-encoded in Python before a row is called changed, so these only have to be right almost always).
+# SQLite keeps ts as 'YYYY-MM-DD HH:MM:SS.ffffff'; the hash has 'YYYY-MM-DDTHH:MM:SS.ffffffZ'. Any other
+# character where the space belongs becomes '?', which never matches, so only the exact stored form passes.
 _SQLITE_PROOFS = (
-    "SELECT id, prev_hash, hash, CAST(json_array(id, CASE WHEN ts GLOB "
-    "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]' "
-    "THEN substr(ts, 1, 10) || 'T' || substr(ts, 12) || 'Z' ELSE ts END, "
+    "SELECT id, prev_hash, hash, CAST(json_array(id, "
+    "substr(ts, 1, 10) || CASE substr(ts, 11, 1) WHEN ' ' THEN 'T' ELSE '?' END || substr(ts, 12) || 'Z', "
     "actor_id, actor_name, action, target, details, outcome, address, user_agent, prev_hash) AS BLOB) "
     "FROM audit_event WHERE id > ? ORDER BY id LIMIT ?"
 )
