@@ -279,7 +279,7 @@ def verify(saved_head: chain.Head | None = None, observe: Callable[[int], None] 
         anchors.append(chain.Anchor(recorded, RECORDED_HEAD))
     verdict = _walk(None, anchors, None, observe)
     if verdict.intact and verdict.head:
-        save_mark(verdict.head)
+        save_mark(verdict.head, replace=True)
     return verdict
 
 
@@ -302,16 +302,19 @@ def read_mark() -> Mark | None:
     return Mark(head, row.sealed_at, genuine)
 
 
-def save_mark(head: chain.Head) -> None:
-    """Move the mark forward to a row just found intact, in a transaction of its own (never backwards)."""
+def save_mark(head: chain.Head, *, replace: bool = False) -> None:
+    """Move the mark forward to a row just found intact, in a transaction of its own.
+
+    An incremental check never moves it backwards; a full walk (replace=True) writes it whatever was there,
+    so it also clears a forged mark.
+    """
     at = utcnow()
     seal = chain.seal_mark(_key(), head, at)
     table = AuditMark.__table__
+    where = [table.c.id == 1] if replace else [table.c.id == 1, table.c.row_id <= head.id]
     with db.engine.begin() as conn:
         moved = conn.execute(
-            table.update()
-            .where(table.c.id == 1, table.c.row_id <= head.id)
-            .values(row_id=head.id, row_hash=head.hash, sealed_at=at, seal=seal)
+            table.update().where(*where).values(row_id=head.id, row_hash=head.hash, sealed_at=at, seal=seal)
         )
         if moved.rowcount == 0 and conn.execute(select(table.c.id).where(table.c.id == 1)).first() is None:
             conn.execute(table.insert().values(id=1, row_id=head.id, row_hash=head.hash, sealed_at=at, seal=seal))

@@ -241,6 +241,20 @@ def test_incremental_check_refuses_a_forged_mark(app):
         assert mark is not None and not mark.genuine
         verdict = store.check_recent()
     assert verdict.problem.kind == "forged_mark" and "not sealed with the audit key" in verdict.problem.message
+    assert not run_verify(app).intact, "the full walk finds the change the forged mark hid"
+
+
+@both_databases
+def test_a_full_walk_replaces_a_forged_mark_even_one_past_the_end(app):
+    fill(app, 3)
+    sql(app, "UPDATE audit_mark SET row_id = 1000000, row_hash = :h WHERE id = 1", h="f" * 64)
+    with app.app_context():
+        assert store.check_recent().problem.kind == "forged_mark"
+    assert run_verify(app).intact
+    with app.app_context():
+        mark = store.read_mark()
+        assert mark.genuine and mark.head.id == 3
+        assert store.check_recent().intact
 
 
 @both_databases
