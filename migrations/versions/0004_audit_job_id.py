@@ -21,21 +21,23 @@ def upgrade():
         batch_op.add_column(sa.Column('job_id', sa.Integer(), nullable=True))
         batch_op.create_index('ix_audit_event_job_id', ['job_id', 'id'], unique=False)
 
-    # Rows written before the column: their details name the job (canonical JSON, so a plain number).
-    audit = sa.table('audit_event', sa.column('id'), sa.column('action'), sa.column('details'), sa.column('job_id'))
+    # Rows written before the column: the job id from their details (top-level key, a whole number).
+    audit = sa.table('audit_event', sa.column('id'), sa.column('details'), sa.column('job_id'))
     conn = op.get_bind()
-    rows = conn.execute(
-        sa.select(audit.c.id, audit.c.details).where(audit.c.details.like('%"job_id":%'))
-    ).all()
+    rows = conn.execute(sa.select(audit.c.id, audit.c.details).where(audit.c.details.like('%"job_id":%')))
     import json
 
+    fills = []
     for row_id, details in rows:
         try:
             job_id = json.loads(details).get('job_id')
-        except ValueError:
+        except (ValueError, AttributeError):
             continue
         if isinstance(job_id, int) and not isinstance(job_id, bool):
-            conn.execute(audit.update().where(audit.c.id == row_id).values(job_id=job_id))
+            fills.append({'row': row_id, 'job': job_id})
+    update = audit.update().where(audit.c.id == sa.bindparam('row')).values(job_id=sa.bindparam('job'))
+    for start in range(0, len(fills), 10000):
+        conn.execute(update, fills[start:start + 10000])
 
     op.create_table('audit_mark',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
