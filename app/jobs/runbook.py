@@ -43,6 +43,14 @@ class StepSkipped(Exception):
     """The step had nothing to do (no remote to push to, no smoke test); the reason is shown."""
 
 
+# No parameter needs more (commits, revisions, file names, reasons); a bigger one is refused, never echoed.
+MAX_PARAM_CHARS = 4096
+
+
+def too_long(raw: str | None) -> bool:
+    return raw is not None and len(raw) > MAX_PARAM_CHARS
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -57,6 +65,8 @@ class Param:
     check: Callable[[Any, str | None], Any] | None = None
 
     def parse(self, raw: str | None, target: str | None) -> Any:
+        if too_long(raw):
+            raise ParamError(self.name, f"is too long: {len(raw):,} characters, at most {MAX_PARAM_CHARS:,}")
         raw = (raw or "").strip()
         if not raw:
             if self.required and self.default is None:

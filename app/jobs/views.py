@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
-from app.audit.models import AuditEvent
+from app.audit import store as audit_store
 from app.audit.store import Actor, record_and_commit
 from app.auth.guards import refuse, requires
 from app.auth.roles import Role
@@ -30,6 +30,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 PAGE_SIZE = 50
 FORM_FIELDS = {"runbook", "target", "csrf_token"}  # the start form's own fields, not runbook parameters
+MAX_TARGET_CHARS = 128  # the audit row's target column
 WS_IDLE_CHECK_S = 5
 
 
@@ -103,6 +104,9 @@ def start():
     # Every field the form sent, so a parameter the runbook does not have is refused rather than dropped.
     raw = {key: request.form.get(key, "") for key in request.form if key not in FORM_FIELDS}
     try:
+        if target is not None and len(target) > MAX_TARGET_CHARS:
+            target = None
+            raise runbooks.ParamError("target", f"is too long: a target name has at most {MAX_TARGET_CHARS} characters")
         if book.needs_target:
             if target is None:
                 raise runbooks.ParamError("target", "is required")
@@ -128,10 +132,10 @@ def start():
                 details={"runbook": book.name, "reason": str(exc)},
             )
         flash(str(exc), "error")
-        values = {"target": target or "", **raw}
-        return render_template(
-            "jobs/new.html", book=book, targets=registry.current().names(), values=values, errors={}
-        ), status
+        # An oversized value is not sent back: the form shows the field empty with the error.
+        values = {"target": target or "", **{k: "" if runbooks.too_long(v) else v for k, v in raw.items()}}
+        names = registry.current().names()
+        return render_template("jobs/new.html", book=book, targets=names, values=values, errors={}), status
     url = url_for("jobs.show", job_id=job.id)
     if request.headers.get("HX-Request"):
         return "", 204, {"HX-Redirect": url}
@@ -143,23 +147,21 @@ def start():
 def show(job_id: int):
     job = _job_or_404(job_id)
     view = load_view(job)
-    # details are canonical JSON (sorted keys, no spaces), so the job id appears exactly like this
-    mentions = or_(
-        AuditEvent.details.contains(f'"job_id":{job.id},', autoescape=True),
-        AuditEvent.details.contains(f'"job_id":{job.id}}}', autoescape=True),
-    )
-    audit = db.session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.action >= "job.", AuditEvent.action < "job/", mentions)
-        .order_by(AuditEvent.id)
-        .limit(100)
-    ).all()
+    audit = audit_store.job_rows(job.id)
     try:
         book = runbooks.get(job.runbook)
     except runbooks.UnknownRunbook:
         book = None
     can_cancel = not job.job_state.is_final and (current_user.id == job.actor_id or current_user.can(Role.ADMIN))
     return render_template("jobs/show.html", job=job, view=view, book=book, audit=audit, can_cancel=can_cancel)
+
+
+@bp.get("/<int:job_id>/audit")
+@requires(Role.VIEWER)
+def audit_panel(job_id: int):
+    """The job page's audit panel alone: the page fetches it again when the job's final event arrives."""
+    job = _job_or_404(job_id)
+    return render_template("jobs/_audit.html", job=job, audit=audit_store.job_rows(job.id))
 
 
 @bp.post("/<int:job_id>/cancel")

@@ -1,7 +1,7 @@
 """server-side sessions
 
 Revision ID: 0005_sessions
-Revises: 0003_deployments
+Revises: 0004_audit_job_id
 Create Date: 2026-11-25 19:20:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0005_sessions'
-down_revision = '0003_deployments'
+down_revision = '0004_audit_job_id'
 branch_labels = None
 depends_on = None
 
