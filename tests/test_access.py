@@ -42,6 +42,15 @@ ROUTES = {
     "deployments.index": ("GET", Role.VIEWER),
     "deployments.history": ("GET", Role.VIEWER),
     "targetpage.overview": ("GET", Role.VIEWER),
+    "flags.index": ("GET", Role.VIEWER),
+    "flags.tab": ("GET", Role.VIEWER),
+    "flags.flag_history": ("GET", Role.VIEWER),
+    "flags.toggle": ("POST", Role.OPERATOR),
+    "flags.kill": ("POST", Role.OPERATOR),
+    "flags.restore_plan": ("GET", Role.OPERATOR),
+    "flags.restore_apply": ("POST", Role.OPERATOR),
+    "flags.create": ("POST", Role.ADMIN),
+    "flags.delete": ("POST", Role.ADMIN),
     "deployments.commit": ("GET", Role.VIEWER),  # handshakes are covered in tests/jobs/test_websocket.py
 }
 
@@ -76,7 +85,7 @@ def url_for_rule(app, endpoint: str, victim_id: int, job_id: int) -> str:
     rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
     url = re.sub(r"<(?:int:)?user_id>", str(victim_id), rule.rule)
     url = re.sub(r"<(?:int:)?job_id>", str(job_id), url)
-    url = url.replace("<name>", "staging").replace("<sha>", "abcdef1")
+    url = url.replace("<name>", "staging").replace("<sha>", "abcdef1").replace("<flag>", "some_flag")
     return url + QUERY.get(endpoint, "")
 
 

@@ -92,3 +92,24 @@ def changed_outside(flag: Flag, last: FlagEvent | None) -> bool:
     if change.get("new") is not None and change["new"] != flag.enabled:
         return True
     return bool(flag.updated_at and last.written_at and flag.updated_at > last.written_at)
+
+
+def last_change(target: str, name: str) -> FlagEvent | None:
+    """The newest Rewind change of one flag, found without reading the whole history."""
+    needle = '"flag":' + json.dumps(name, ensure_ascii=False)
+    query = (
+        select(AuditEvent)
+        .where(
+            AuditEvent.target == target,
+            AuditEvent.action.startswith(PREFIX),
+            AuditEvent.outcome == Outcome.OK,
+            AuditEvent.details.contains(needle, autoescape=True),
+        )
+        .order_by(AuditEvent.id.desc())
+        .limit(50)
+    )
+    for row in db.session.scalars(query):
+        event = _event(row)
+        if event.change_of(name):
+            return event
+    return None
