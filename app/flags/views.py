@@ -51,6 +51,14 @@ def _back(name: str, message: str, category: str, status: int = 303):
     return redirect(url_for("flags.tab", name=name, q=request.form.get("q") or None), status)
 
 
+def _recheck_health(target) -> None:
+    """A flag can make or break the application: probe its health now rather than at the next round."""
+    if target.config.health is not None:
+        from app.jobs.engine import engine
+
+        engine().health.check_now()
+
+
 def _problem(exc: TargetError) -> str:
     return f"{exc.message}. {exc.fix}".strip().rstrip(".") + "." if exc.fix else exc.message
 
@@ -130,6 +138,7 @@ def toggle(name: str, flag: str):
             return render_template("flags/_message.html", message=_problem(exc)), _status(exc)
         return _row(target, current, message=_problem(exc), status=_status(exc))
     done = f"{flag} is now {store.word(change.new)}."
+    _recheck_health(target)
     if not _htmx():
         return _back(name, done, "success")
     return _row(target, store.table_of(target).get(flag), message=done, category="success")
@@ -146,6 +155,7 @@ def kill(name: str):
     except TargetError as exc:
         return _back(name, _problem(exc), "error")
     turned = [c.name for c in changes if c.changed]
+    _recheck_health(target)
     return _back(
         name,
         f"Kill switch: {len(turned)} flag(s) turned off ({', '.join(turned) or 'all were already off'}).",
@@ -204,6 +214,7 @@ def restore_apply(name: str):
         )
     except TargetError as exc:
         return _back(name, _problem(exc), "error")
+    _recheck_health(target)
     return _back(name, f"Flags restored as of {plan.source}: {len(changes)} change(s) written.", "success")
 
 
