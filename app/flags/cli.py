@@ -71,7 +71,7 @@ def set_flag(target: str, name: str, state: str, as_user: str, reason: str) -> N
         raise click.ClickException(f"{as_user} may not change flags: it needs the operator role")
     try:
         enabled = store.parse_state(state, "state")
-        change = store.toggle(the_target, name, enabled, seen=None, actor=actor, reason=reason, via="cli")
+        change, _ = store.toggle(the_target, name, enabled, seen=None, actor=actor, reason=reason, via="cli")
     except TargetError as exc:
         raise _fail(exc) from None
     if change.changed:

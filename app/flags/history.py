@@ -42,7 +42,7 @@ class FlagEvent:
         return next((c for c in self.changes if c.get("flag") == name), None)
 
 
-def _event(row: AuditEvent) -> FlagEvent:
+def event_of(row: AuditEvent) -> FlagEvent:
     details = json.loads(row.details or "{}")
     written = details.get("written_at")
     return FlagEvent(
@@ -66,7 +66,7 @@ def events(target: str, *, after: datetime | None = None) -> list[FlagEvent]:
     )
     if after is not None:
         query = query.where(AuditEvent.ts > after)
-    return [_event(row) for row in db.session.scalars(query) if json.loads(row.details or "{}").get("changes")]
+    return [event_of(row) for row in db.session.scalars(query) if json.loads(row.details or "{}").get("changes")]
 
 
 def last_changes(target: str) -> dict[str, FlagEvent]:
@@ -109,7 +109,7 @@ def last_change(target: str, name: str) -> FlagEvent | None:
         .limit(50)
     )
     for row in db.session.scalars(query):
-        event = _event(row)
+        event = event_of(row)
         if event.change_of(name):
             return event
     return None

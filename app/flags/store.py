@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from app.audit.store import Actor, record_and_commit
+from app.audit.store import Actor, record, record_and_commit
+from app.extensions import db
+from app.flags import history
 from app.statuses import Outcome
 from app.targets.errors import TargetError
 from app.targets.flags import (
@@ -98,8 +100,11 @@ def toggle(
     actor: Actor,
     reason: str = "",
     via: str = "web",
-) -> Change:
-    """Set one flag; `seen` is the state the person saw (None from the shell's `set`, which says the goal)."""
+) -> tuple[Change, history.FlagEvent]:
+    """Set one flag; `seen` is the state the person saw (None from the shell's `set`, which says the goal).
+
+    Returns the change (with the row as written) and its audit row.
+    """
     details = {"flag": name, "new": enabled, "seen": seen, "reason": reason, "via": via}
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
@@ -107,7 +112,7 @@ def toggle(
     except TargetError as exc:
         _refused("flags.toggle", target, actor, exc, details)
         raise
-    record_and_commit(
+    event = record(
         "flags.toggle",
         target=target.name,
         actor=actor,
@@ -118,7 +123,10 @@ def toggle(
             "written_at": _stamp(stamp) if change.changed else None,
         },
     )
-    return change
+    db.session.flush()
+    done = history.event_of(event)  # read before the commit expires the row
+    db.session.commit()
+    return change, done
 
 
 def kill(

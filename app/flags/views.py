@@ -103,8 +103,8 @@ def tab(name: str):
     )
 
 
-def _row(target, flag: Flag, *, message: str | None = None, category: str = "error", status: int = 200):
-    last = history.last_change(target.name, flag.name)
+def _row(target, flag: Flag, *, message: str | None = None, category: str = "error", status: int = 200, last=None):
+    last = last or history.last_change(target.name, flag.name)
     html = render_template(
         "flags/_row.html",
         target=target,
@@ -124,7 +124,7 @@ def toggle(name: str, flag: str):
     target = target_or_404(name)
     try:
         seen = store.parse_state(request.form.get("seen"), "seen")
-        change = store.toggle(
+        change, event = store.toggle(
             target, flag, not seen, seen=seen, actor=_actor(), reason=request.form.get("reason", ""), via="web"
         )
     except TargetError as exc:
@@ -141,7 +141,8 @@ def toggle(name: str, flag: str):
     _recheck_health(target)
     if not _htmx():
         return _back(name, done, "success")
-    return _row(target, store.table_of(target).get(flag), message=done, category="success")
+    last = event if change.changed else None
+    return _row(target, change.after, message=done, category="success", last=last)
 
 
 @bp.post("/targets/<name>/flags/kill")

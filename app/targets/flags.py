@@ -10,9 +10,11 @@ either changes everything asked or nothing.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,6 +104,7 @@ class Change:
     name: str
     old: bool | None
     new: bool | None
+    after: Flag | None = field(default=None, compare=False)  # the row as the write left it, when known
 
     @property
     def changed(self) -> bool:
@@ -146,8 +149,67 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+class _IdleConnections:
+    """A few idle PostgreSQL connections per database, so a toggle does not start a new server backend each time.
+
+    A connection waits at most IDLE_S seconds (so none lingers to block a database rename during a restore; a
+    restore can also call `close(url)` first), and is checked with a ping before it is used again.
+    """
+
+    SIZE = 8
+    IDLE_S = 10.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[tuple[float, Any]]] = {}
+
+    def take(self, url: str) -> Any | None:
+        while True:
+            with self._lock:
+                stack = self._idle.get(url)
+                if not stack:
+                    return None
+                since, conn = stack.pop()
+            if time.monotonic() - since < self.IDLE_S:
+                try:
+                    conn.execute("SELECT 1")
+                    return conn
+                except psycopg.Error:
+                    pass
+            conn.close()
+
+    def give(self, url: str, conn: Any) -> None:
+        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.close()
+            return
+        with self._lock:
+            stack = self._idle.setdefault(url, [])
+            now = time.monotonic()
+            expired = [c for since, c in stack if now - since >= self.IDLE_S]
+            stack[:] = [(since, c) for since, c in stack if now - since < self.IDLE_S]
+            keep = len(stack) < self.SIZE
+            if keep:
+                stack.append((now, conn))
+        for old in expired:
+            old.close()
+        if not keep:
+            conn.close()
+
+    def close(self, url: str | None = None) -> None:
+        """Close the idle connections to one database (or all): before renaming or dropping it."""
+        with self._lock:
+            urls = [url] if url is not None else list(self._idle)
+            closing = [conn for u in urls for _, conn in self._idle.pop(u, [])]
+        for conn in closing:
+            conn.close()
+
+
+_idle = _IdleConnections()
+close_idle_connections = _idle.close
+
+
 class FlagTable:
-    """One application's flags table; every call opens its own short connection."""
+    """One application's flags table; every call takes a short-lived connection of its own."""
 
     def __init__(self, url: str, table: str, columns: FlagColumns | None = None) -> None:
         self.url, self.table, self.columns = url, table, columns or FlagColumns()
@@ -157,21 +219,33 @@ class FlagTable:
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
+        """A connection for one call; PostgreSQL ones go back to a small idle set, SQLite ones are closed."""
+        conn = _idle.take(self.url) if not self.sqlite else None
         try:
-            if self.sqlite:
+            if conn is not None:
+                pass
+            elif self.sqlite:
                 conn = sqlite3.connect(self.url[len("sqlite:///") :], timeout=LOCK_TIMEOUT_S, isolation_level=None)
             else:
-                conn = psycopg.connect(self.url, connect_timeout=LOCK_TIMEOUT_S, autocommit=True)
-                conn.execute("SET TIME ZONE 'UTC'")
-                conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
+                conn = psycopg.connect(
+                    self.url,
+                    connect_timeout=LOCK_TIMEOUT_S,
+                    autocommit=True,
+                    options=f"-c TimeZone=UTC -c lock_timeout={LOCK_TIMEOUT_S * 1000}",
+                )
         except (sqlite3.Error, psycopg.Error) as exc:
             raise FlagTableError(
                 f"cannot open the flags database: {_first_line(exc)}", fix="check database.url and that it is up"
             ) from None
         try:
             yield conn
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        if self.sqlite:
+            conn.close()
+        else:
+            _idle.give(self.url, conn)
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -308,9 +382,11 @@ class FlagTable:
                 raise UnknownFlag(name, self.table)
             if seen is not None and current.enabled != seen:
                 raise StaleFlag(current, seen)
+            after = current
             if current.enabled != enabled:
                 self._update(conn, name, enabled, stamp)
-        return Change(name, current.enabled, enabled), stamp
+                after = replace(current, enabled=enabled, updated_at=stamp)
+        return Change(name, current.enabled, enabled, after), stamp
 
     def kill(self, names: Iterable[str] | None = None, *, tag: str | None = None) -> tuple[list[Change], datetime]:
         """Turn off every named flag (or every flag with `tag`) in one transaction: all of them or none.
