@@ -112,6 +112,22 @@ def _first_record(target: str, events: list[history.FlagEvent]) -> datetime | No
     return min(firsts) if firsts else None
 
 
+def ensure_baseline(target: str, flags: list[Flag]) -> None:
+    """Record the flags as Rewind first sees them (a checkpoint), so "as of" has a start to go back to.
+
+    Until then Rewind has no record of the table; afterwards every change it makes is audited, and a later
+    checkpoint or audit row takes over. Cheap when a record exists: one indexed query.
+    """
+    rows = db.session.scalars(
+        select(Checkpoint).where(Checkpoint.target == target).order_by(Checkpoint.id).limit(50)
+    ).all()
+    if any(_checkpoint_states(cp) is not None for cp in rows):
+        return
+    from app.checkpoints import store as checkpoints
+
+    checkpoints.record(target, None, "flags first seen", {"flags": {"states": {f.name: f.enabled for f in flags}}})
+
+
 def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | None = None, job: int | None = None):
     """The diff between the flags now and then; nothing is written."""
     name = target.name

@@ -80,6 +80,8 @@ def tab(name: str):
         flags = store.table_of(target).list()
     except TargetError as exc:
         problem = _problem(exc)
+    else:
+        restore.ensure_baseline(name, flags)
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
     last = history.last_changes(name) if flags else {}
     checkpoints = [

@@ -215,3 +215,30 @@ def test_identifiers_are_quoted(flagdb):
     with pytest.raises(FlagTableError):
         table.list()
     assert len(flagdb.states()) == 3
+
+
+def test_kill_switch_racing_a_delete_changes_nothing(flagdb):
+    """Another connection deletes one of the chosen flags while the kill switch waits for it: all or none."""
+    other = flagdb.connect()
+    other.execute("BEGIN IMMEDIATE" if flagdb.kind == "sqlite" else "BEGIN")
+    other.execute("DELETE FROM feature_flags WHERE name = 'search_beta'")
+    outcome: list[object] = []
+
+    def kill():
+        try:
+            outcome.append(flagdb.table().kill(["checkout_v2", "search_beta"]))
+        except FlagError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=kill)
+    worker.start()
+    try:
+        if flagdb.kind == "postgresql":
+            wait_for(lambda: _waiting_on_lock(flagdb))
+        other.execute("COMMIT")
+    finally:
+        worker.join(timeout=30)
+        other.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], VanishedFlags)
+    assert outcome[0].names == ["search_beta"]
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False}

@@ -12,6 +12,7 @@ from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
+from tests.conftest import both_databases
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
 
@@ -64,6 +65,7 @@ def test_search_narrows_the_list(flag_app, as_role):
     assert "1 of 3 flag(s)" in page
 
 
+@both_databases  # Rewind's own ops database, too
 def test_htmx_toggle_swaps_the_row_and_audits_old_new_reason(flag_app, flagdb, as_role):
     client = as_role(Role.OPERATOR)
     response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "try it"}, headers=HTMX)
@@ -291,3 +293,20 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     post(client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint), "seen": seen_of(page)})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "outsider": True, "search_beta": True}
     assert "job #999 did not run on web" in plan_page(client, "job=999")
+
+
+def test_the_first_look_at_the_flags_is_a_record_to_restore_to(flag_app, flagdb, as_role):
+    from app.checkpoints.models import Checkpoint
+
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")
+    client.get("/targets/web/flags")
+    with flag_app.app_context():
+        [baseline] = db.session.scalars(select(Checkpoint).filter_by(target="web")).all()
+        assert baseline.reason == "flags first seen"
+        assert baseline.captures["flags"]["states"] == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "drill"})
+    page = plan_page(client, f"as_of={moment}")
+    post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), "reason": "drill over"})
+    assert flagdb.states()["dark_mode"] is False
