@@ -113,3 +113,14 @@ def last_change(target: str, name: str) -> FlagEvent | None:
         if event.change_of(name):
             return event
     return None
+
+
+def first_change_at(target: str) -> datetime | None:
+    """When Rewind first changed (or created, or deleted) one of the target's flags."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.target == target, AuditEvent.action.startswith(PREFIX), AuditEvent.outcome == Outcome.OK)
+        .order_by(AuditEvent.id)
+        .limit(50)
+    )
+    return next((row.ts for row in db.session.scalars(query) if json.loads(row.details or "{}").get("changes")), None)

@@ -105,8 +105,8 @@ def _base(target: str, moment: datetime) -> tuple[Checkpoint, dict[str, bool]] |
     return None
 
 
-def _first_record(target: str, events: list[history.FlagEvent]) -> datetime | None:
-    firsts = [events[0].ts] if events else []
+def _first_record(target: str) -> datetime | None:
+    firsts = [ts] if (ts := history.first_change_at(target)) else []
     rows = db.session.scalars(select(Checkpoint).where(Checkpoint.target == target).order_by(Checkpoint.id).limit(50))
     firsts += [cp.created_at for cp in rows if _checkpoint_states(cp) is not None][:1]
     return min(firsts) if firsts else None
@@ -131,7 +131,6 @@ def ensure_baseline(target: str, flags: list[Flag]) -> None:
 def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | None = None, job: int | None = None):
     """The diff between the flags now and then; nothing is written."""
     name = target.name
-    events = history.events(name)
     base: tuple[Checkpoint, dict[str, bool]] | None = None
     if checkpoint is not None:
         cp = db.session.scalars(select(Checkpoint).filter_by(id=checkpoint, target=name)).first()
@@ -158,7 +157,7 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
     else:
         raise BadFlagInput("as of: choose a time, a checkpoint or a job")
     if base is None:
-        first = _first_record(name, events)
+        first = _first_record(name)
         if first is None or moment < first:
             raise RestoreTooEarly(name, moment, first)
         base = _base(name, moment)
@@ -166,6 +165,7 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
     then: dict[str, bool | None] = dict(base[1]) if base else {}
     descriptions: dict[str, str] = {}
     since = base[0].created_at if base else None
+    events = history.events(name, after=since)  # a checkpoint already holds everything before it
     for event in events:
         if event.ts > moment:
             break
