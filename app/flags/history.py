@@ -84,8 +84,23 @@ def of_flag(target: str, name: str) -> list[tuple[FlagEvent, dict]]:
     return list(reversed(found))
 
 
-def changed_outside(flag: Flag, last: FlagEvent | None) -> bool:
-    """True when the row moved after Rewind's newest change of it (its stamp is newer, or its state differs)."""
+@dataclass(frozen=True)
+class Seen:
+    """The flags as a checkpoint recorded them: a reference for flags Rewind has not changed since."""
+
+    at: datetime
+    states: dict[str, bool]
+
+
+def changed_outside(flag: Flag, last: FlagEvent | None, seen: Seen | None = None) -> bool:
+    """True when the row moved after Rewind last knew it: its stamp is newer, or its state differs.
+
+    What Rewind last knew is its newest change of the flag, or the newest checkpoint if that is newer.
+    """
+    if seen is not None and (last is None or seen.at > last.ts):
+        if flag.name in seen.states and seen.states[flag.name] != flag.enabled:
+            return True
+        return bool(flag.updated_at and flag.updated_at > seen.at)
     if last is None:
         return False
     change = last.change_of(flag.name) or {}

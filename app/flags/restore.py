@@ -112,6 +112,14 @@ def _first_record(target: str) -> datetime | None:
     return min(firsts) if firsts else None
 
 
+def newest_seen(checkpoints: list[Checkpoint]) -> history.Seen | None:
+    """The newest of these checkpoints (newest first) as a reference for "changed outside Rewind"."""
+    for cp in checkpoints:
+        if (states := _checkpoint_states(cp)) is not None:
+            return history.Seen(cp.created_at, states)
+    return None
+
+
 def ensure_baseline(target: str, flags: list[Flag]) -> None:
     """Record the flags as Rewind first sees them (a checkpoint), so "as of" has a start to go back to.
 

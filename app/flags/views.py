@@ -63,6 +63,12 @@ def _problem(exc: TargetError) -> str:
     return f"{exc.message}. {exc.fix}".strip().rstrip(".") + "." if exc.fix else exc.message
 
 
+def _flag_checkpoints(name: str, limit: int = 20) -> list[Checkpoint]:
+    """The target's recent checkpoints that hold flag states, newest first."""
+    rows = db.session.scalars(select(Checkpoint).filter_by(target=name).order_by(Checkpoint.id.desc()).limit(limit))
+    return [cp for cp in rows if "states" in (cp.captures.get("flags") or {})]
+
+
 @bp.get("/flags")
 @requires(Role.VIEWER)
 def index():
@@ -84,11 +90,8 @@ def tab(name: str):
         restore.ensure_baseline(name, flags)
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
     last = history.last_changes(name) if flags else {}
-    checkpoints = [
-        cp
-        for cp in db.session.scalars(select(Checkpoint).filter_by(target=name).order_by(Checkpoint.id.desc()).limit(20))
-        if "states" in (cp.captures.get("flags") or {})
-    ]
+    checkpoints = _flag_checkpoints(name)
+    seen = restore.newest_seen(checkpoints)
     return render_template(
         "flags/tab.html",
         target=target,
@@ -97,7 +100,7 @@ def tab(name: str):
         matching=len(matching),
         query=query,
         last=last,
-        outside={f.name for f in matching[:SHOWN] if history.changed_outside(f, last.get(f.name))},
+        outside={f.name for f in matching[:SHOWN] if history.changed_outside(f, last.get(f.name), seen)},
         problem=problem,
         tags=sorted({f.tag for f in flags if f.tag}),
         tag_column=target.flags() and target.flags().columns.tag,
@@ -107,12 +110,13 @@ def tab(name: str):
 
 def _row(target, flag: Flag, *, message: str | None = None, category: str = "error", status: int = 200, last=None):
     last = last or history.last_change(target.name, flag.name)
+    seen = restore.newest_seen(_flag_checkpoints(target.name, limit=5))
     html = render_template(
         "flags/_row.html",
         target=target,
         flag=flag,
         last=last,
-        outside=history.changed_outside(flag, last),
+        outside=history.changed_outside(flag, last, seen),
         message=message,
         category=category,
         focus=True,

@@ -310,3 +310,14 @@ def test_the_first_look_at_the_flags_is_a_record_to_restore_to(flag_app, flagdb,
     page = plan_page(client, f"as_of={moment}")
     post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), "reason": "drill over"})
     assert flagdb.states()["dark_mode"] is False
+
+
+def test_a_flag_rewind_never_changed_shows_changed_outside_after_the_baseline(flag_app, flagdb, as_role):
+    client = as_role(Role.VIEWER)
+    assert "changed outside Rewind" not in client.get("/targets/web/flags").get_data(as_text=True)  # the baseline
+    flagdb.outside_change("search_beta", True, utcnow() + timedelta(seconds=5))  # a newer stamp
+    flagdb.execute("UPDATE feature_flags SET enabled = %s WHERE name = 'dark_mode'", (True,))  # no stamp at all
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert page.count("changed outside Rewind") == 2
+    row = page[page.index('id="flag-checkout_v2"') :]
+    assert "changed outside Rewind" not in row[: row.index("</tr>")]
