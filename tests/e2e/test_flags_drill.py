@@ -30,6 +30,8 @@ def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, pag
     health_becomes(page, "healthy")
 
     page.get_by_role("navigation", name="production areas").get_by_role("link", name="Flags").click()
+    page.get_by_label("Search flags").fill("payments")  # narrows as one types, no reload
+    expect(page.locator("#flag-rows tr")).to_have_count(1)
     row = page.locator("#flag-payments_v2")
     expect(row.locator(".flag-state")).to_have_text("off")
     before = datetime.now(UTC).replace(tzinfo=None).isoformat()
