@@ -321,3 +321,21 @@ def test_a_flag_rewind_never_changed_shows_changed_outside_after_the_baseline(fl
     assert page.count("changed outside Rewind") == 2
     row = page[page.index('id="flag-checkout_v2"') :]
     assert "changed outside Rewind" not in row[: row.index("</tr>")]
+
+
+def test_restore_before_a_job(flag_app, flagdb, as_role):
+    from app.jobs.models import Job
+
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})  # on, before the job
+    with flag_app.app_context():
+        job = Job(runbook="deploy", target="web", mutates=True, actor_name="operator")
+        db.session.add(job)
+        db.session.commit()
+        job_id = job.id
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"})  # off, during the job
+    post(client, "/targets/web/flags/search_beta/toggle", {"seen": "on"})
+    page = plan_page(client, f"job={job_id}")
+    assert f"as of before job #{job_id}" in page and "2 flag(s) change" in page
+    post(client, "/targets/web/flags/restore", {"job": str(job_id), "seen": seen_of(page)})
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": True}
