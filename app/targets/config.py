@@ -71,6 +71,17 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class FlagColumns:
+    """Column names of the application's flags table; `tag` is optional (it enables "kill everything tagged X")."""
+
+    name: str = "name"
+    enabled: str = "enabled"
+    description: str = "description"
+    updated_at: str = "updated_at"
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
 class DatabaseConfig:
     url: str
     migrations: Path | None = None
@@ -78,6 +89,7 @@ class DatabaseConfig:
     flask_app: str | None = None
     key_tables: tuple[str, ...] = ()
     flags_table: str | None = None
+    flags_columns: FlagColumns = field(default_factory=FlagColumns)
 
 
 @dataclass(frozen=True)
@@ -291,13 +303,29 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
             raise db_t.fail("url", "expected postgresql://user:password@host:port/db or sqlite:///path")
         flask_app = db_t.text("flask_app")
+        flags_table = db_t.text("flags_table")
+        flags_columns = FlagColumns()
+        if cols_t := db_t.table("flags_columns"):
+            if not flags_table:
+                raise db_t.fail("flags_columns", "names the columns of flags_table: set flags_table too")
+            flags_columns = FlagColumns(
+                **{
+                    key: cols_t.text(key, default=getattr(flags_columns, key))
+                    for key in ("name", "enabled", "description", "updated_at", "tag")
+                }
+            )
+            for key in ("name", "enabled", "description", "updated_at"):
+                if not getattr(flags_columns, key):
+                    raise cols_t.fail(key, "must not be empty")
+            cols_t.done()
         database = DatabaseConfig(
             url=url,
             migrations=db_t.path_("migrations"),
             flask=db_t.argv("flask"),
             flask_app=flask_app,
             key_tables=db_t.words("key_tables"),
-            flags_table=db_t.text("flags_table"),
+            flags_table=flags_table,
+            flags_columns=flags_columns,
         )
         db_t.done()
 

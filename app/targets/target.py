@@ -12,6 +12,7 @@ from pathlib import Path
 
 from app.targets.config import TargetConfig
 from app.targets.environment import inherited_env
+from app.targets.flags import FlagTable
 from app.targets.git import GitRepo
 from app.targets.health import HealthCheck
 from app.targets.process import CommandControl, ManagedProcess, ProcessControl
@@ -74,3 +75,10 @@ class Target:
             timeout_s=timeout_s if timeout_s is not None else health.timeout,
             failure_threshold=health.failure_threshold,
         )
+
+    def flags(self) -> FlagTable | None:
+        """The application's flags table, when the targets file names one."""
+        database = self.config.database
+        if database is None or not database.flags_table:
+            return None
+        return FlagTable(database.url, database.flags_table, database.flags_columns)
