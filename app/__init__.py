@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks")
+RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks", "app.backups.runbooks")
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:

@@ -75,6 +75,7 @@ class DatabaseConfig:
     flask_app: str | None = None
     key_tables: tuple[str, ...] = ()
     flags_table: str | None = None
+    pg_bin: Path | None = None  # the folder of pg_dump/pg_restore/psql; default: the newest fitting install
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class BackupsConfig:
     gpg_home: Path | None = None
     recipients: tuple[str, ...] = ()
     passphrase: str | None = None
+    rpo_minutes: int | None = None  # the newest verified backup may be at most this old
+    reserve_mb: int = 64  # free space kept beyond a scratch copy's size when restoring
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,7 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             flask_app=flask_app,
             key_tables=db_t.words("key_tables"),
             flags_table=db_t.text("flags_table"),
+            pg_bin=db_t.path_("pg_bin"),
         )
         db_t.done()
 
@@ -276,7 +280,13 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             gpg_home=bk_t.path_("gpg_home"),
             recipients=bk_t.words("recipients"),
             passphrase=bk_t.text("passphrase"),
+            rpo_minutes=bk_t.get("rpo_minutes", int),
+            reserve_mb=bk_t.get("reserve_mb", int, 64),
         )
+        if backups.rpo_minutes is not None and backups.rpo_minutes <= 0:
+            raise bk_t.fail("rpo_minutes", "must be a number of minutes above 0")
+        if backups.reserve_mb < 0:
+            raise bk_t.fail("reserve_mb", "must be 0 or more")
         bk_t.done()
 
     bluegreen = None
