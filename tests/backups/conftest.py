@@ -55,7 +55,9 @@ class DataTarget:
         return self.code.name
 
     def toml(self, *, protected: bool = False, reserve_mb: int = 1, extra: str = "") -> str:
-        return self.code.toml(protected=protected) + f"""
+        return (
+            self.code.toml(protected=protected)
+            + f"""
 [targets.{self.name}.database]
 url = "{self.url}"
 key_tables = {KEY_TABLES!r}
@@ -67,6 +69,7 @@ recipients = ["{RECIPIENT}"]
 reserve_mb = {reserve_mb}
 {extra}
 """.replace("'", '"')
+        )
 
     # --- the data, read and written as the application would -------------------------------
 
@@ -80,7 +83,7 @@ reserve_mb = {reserve_mb}
 
     def rows(self, table: str, url: str | None = None) -> list[tuple]:
         url = url or self.url
-        query = f'SELECT * FROM "{table}" ORDER BY id'
+        query = f'SELECT * FROM "{table}" ORDER BY id'  # noqa: S608 - the test's own table names
         if self.engine == "sqlite":
             conn = sqlite3.connect(url.removeprefix("sqlite:///"))
             try:

@@ -210,7 +210,7 @@ def test_not_enough_disk_space_is_refused_before_the_scratch(app, runner, data_t
     before = data_target.snapshot()
     free = shutil.disk_usage(data_target.backup_dir).free // (1024 * 1024)
     write_targets_file(app, data_target.toml(reserve_mb=free * 1000))
-    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    job, _ = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "failed"
     assert "not enough disk space" in job.result, job.result
     assert data_target.snapshot() == before
