@@ -5,6 +5,7 @@ from flask.cli import AppGroup
 
 from app.audit.cli import audit
 from app.auth.cli import init_admin, users
+from app.backups.cli import backups
 from app.demo.cli import demo
 from app.jobs.cli import worker
 from app.targets.cli import targets
@@ -21,3 +22,4 @@ rewind.add_command(audit)
 rewind.add_command(worker)
 rewind.add_command(targets)
 rewind.add_command(demo)
+rewind.add_command(backups)

@@ -42,6 +42,8 @@ ROUTES = {
     "deployments.index": ("GET", Role.VIEWER),
     "deployments.history": ("GET", Role.VIEWER),
     "targetpage.overview": ("GET", Role.VIEWER),
+    "backups.index": ("GET", Role.VIEWER),
+    "backups.catalog": ("GET", Role.VIEWER),
     "deployments.commit": ("GET", Role.VIEWER),  # handshakes are covered in tests/jobs/test_websocket.py
 }
 
