@@ -1,0 +1,149 @@
+"""The catalog, the OpenPGP envelope check and the database adapter's pieces, on real files, gpg and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from app.backups.catalog import Catalog, CatalogError, manifest_path
+from app.targets import openpgp
+from app.targets.dbadmin import DatabaseError, PgUrl, Postgres
+from app.targets.environment import inherited_env
+from tests.backups.conftest import RECIPIENT
+
+
+def encrypted(home, data: bytes, recipient: str = RECIPIENT) -> bytes:
+    out = io.BytesIO()
+    home.encrypt(data, out, [recipient])
+    return out.getvalue()
+
+
+def test_foreign_backups_are_listed_with_what_their_name_says(tmp_path):
+    (tmp_path / "backup_20240102_030405.sql.gpg").write_bytes(b"x" * 10)
+    (tmp_path / "backup_20240101_000000.sql.gpg").write_bytes(b"y")
+    (tmp_path / "notes.txt").write_text("not a backup")
+    (tmp_path / ".staging_x.dump.gpg.partial").write_bytes(b"half")
+    found = Catalog(tmp_path).backups()
+    assert [b.id for b in found] == ["backup_20240102_030405.sql.gpg", "backup_20240101_000000.sql.gpg"]
+    newest = found[0]
+    assert newest.foreign and newest.format == "plain" and newest.size == 10
+    assert newest.time.isoformat() == "2024-01-02T03:04:05+00:00"
+    assert newest.state == "unverified" and newest.sha256 is None
+
+
+def test_a_manifest_beside_the_file_is_read_and_verification_recorded(tmp_path):
+    path = tmp_path / "staging_20240101_000000.dump.gpg"
+    path.write_bytes(b"data")
+    manifest_path(path).write_text(
+        json.dumps({"file": path.name, "time": "2024-01-01T00:00:00+00:00", "format": "custom", "made_by": "rewind"})
+    )
+    catalog = Catalog(tmp_path)
+    backup = catalog.get(path.name)
+    assert not backup.foreign and backup.format == "custom"
+    catalog.record_verification(backup, how="quick", ok=True, detail="fine", job_id=7)
+    again = catalog.get(path.name)
+    assert again.state == "verified" and again.verified["job_id"] == 7
+    assert catalog.newest_verified().id == path.name
+    catalog.record_verification(again, how="quick", ok=False, detail="bad", job_id=8)
+    assert catalog.get(path.name).state == "failed" and catalog.newest_verified() is None
+
+
+def test_ids_outside_the_folder_are_refused(tmp_path):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    outside = tmp_path / "secret.dump.gpg"
+    outside.write_bytes(b"x")
+    os.symlink(outside, folder / "link.dump.gpg")
+    (folder / "sub.gpg").mkdir()
+    catalog = Catalog(folder)
+    for bad in ("../secret.dump.gpg", str(outside), "link.dump.gpg", "sub.gpg", "missing.gpg", ".x.gpg", "", "a/b.gpg"):
+        with pytest.raises(CatalogError):
+            catalog.get(bad)
+    assert [b.id for b in catalog.backups()] == []  # neither the link nor the folder is listed
+
+
+def test_envelope_names_the_recipients_key_and_refuses_cleartext(tmp_path, gpg_homes):
+    ours, theirs = gpg_homes
+    path = tmp_path / "b.gpg"
+    path.write_bytes(encrypted(ours, b"hello"))
+    envelope = openpgp.read_envelope(path)
+    ids = openpgp.encryption_key_ids(ours.home, [RECIPIENT], ours.env)[RECIPIENT]
+    assert set(envelope.key_ids) & ids
+    path.write_bytes(encrypted(theirs, b"hello", "stranger@example.invalid"))
+    assert not set(openpgp.read_envelope(path).key_ids) & ids
+    for cleartext in (b"-- PostgreSQL database dump\n", b"PGDMP\x01\x0e", b"SQLite format 3\x00"):
+        path.write_bytes(cleartext)
+        with pytest.raises(openpgp.NotEncrypted):
+            openpgp.read_envelope(path)
+    path.write_bytes(b"")
+    with pytest.raises(openpgp.NotEncrypted, match="empty"):
+        openpgp.read_envelope(path)
+
+
+def test_the_password_goes_to_the_environment_never_to_argv():
+    url = PgUrl.parse("postgresql://app:s3cr%40t@db.internal:6543/shop?sslmode=require")
+    argv = url.tool_args()
+    assert "s3cr@t" not in " ".join(argv)
+    assert argv == ["--host", "db.internal", "--port", "6543", "--username", "app", "--dbname", "shop"]
+    env = url.tool_env({"PATH": "/usr/bin"})
+    assert env["PGPASSWORD"] == "s3cr@t" and env["PGSSLMODE"] == "require" and env["PATH"] == "/usr/bin"
+
+
+def test_pg_tools_must_be_at_least_the_servers_version(pg_server, tmp_path):
+    old = tmp_path / "old-bin"
+    old.mkdir()
+    tool = old / "pg_dump"
+    tool.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    tool.chmod(0o755)
+    db = Postgres(pg_server.url(), inherited_env(), pg_bin=old)
+    major, _ = db.server_version()
+    with pytest.raises(DatabaseError) as caught:
+        db.tool("pg_dump")
+    assert f"pg_dump {major} or newer is needed" in caught.value.message
+    assert "9 (" in caught.value.message and f"postgresql-client-{major}" in caught.value.fix
+    fitting = Postgres(pg_server.url(), inherited_env()).tool("pg_dump")
+    assert f"/postgresql/{major}/" in fitting or fitting.endswith("pg_dump")
+
+
+def test_database_admin_quotes_names_and_renames_busy_databases(pg_server):
+    name = f"odd_{uuid.uuid4().hex[:6]}"
+    url = pg_server.create_database(name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "user" (id int)')
+        conn.execute('INSERT INTO "user" VALUES (1), (2)')
+    db = Postgres(url, inherited_env())
+    assert db.counts(["user", "missing"]) == {"user": 2, "missing": None}
+    assert db.revision() is None
+    holder = psycopg.connect(url)  # a session the rename must end
+    try:
+        db.rename(name, name + "_moved")
+        assert db.exists(name + "_moved") and not db.exists(name)
+        with pytest.raises(psycopg.OperationalError):  # its session was ended for the rename
+            holder.execute("SELECT 1")
+    finally:
+        holder.close()
+    db.drop(name + "_moved")
+    assert not db.exists(name + "_moved")
+    with pytest.raises(DatabaseError, match="longer than"):
+        db.create("x" * 64)
+
+
+def test_sqlite_adapter_counts_and_copies(tmp_path):
+    import sqlite3
+
+    from app.targets.dbadmin import Sqlite
+
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute('CREATE TABLE "user" (id int)')
+        conn.execute('INSERT INTO "user" VALUES (1)')
+    db = Sqlite(f"sqlite:///{path}")
+    db.copy_to(tmp_path / "b.db")
+    assert db.counts(["user", "nope"], Path(tmp_path / "b.db")) == {"user": 1, "nope": None}
+    assert db.integrity(tmp_path / "b.db") == "ok"
