@@ -134,3 +134,44 @@ def data_target(request, app, tmp_path, gpg_homes):
     yield target
     with app.app_context():
         registry.current().open(target.name).process().stop()
+
+
+DB_SERVER = """\
+import http.server, json, sqlite3, sys
+
+URL = "{url}"
+
+
+def broken():
+    \"\"\"The app refuses to serve a database holding the table broken_marker.\"\"\"
+    try:
+        if URL.startswith("sqlite:///"):
+            conn = sqlite3.connect(URL[len("sqlite:///"):])
+            try:
+                found = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'broken_marker'")
+                return bool(found.fetchone()[0])
+            finally:
+                conn.close()
+        import psycopg
+        with psycopg.connect(URL, connect_timeout=2) as conn:
+            return conn.execute("SELECT to_regclass('broken_marker') IS NOT NULL").fetchone()[0]
+    except Exception:
+        return True
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        status = "broken" if broken() else "healthy"
+        body = json.dumps({{"status": status}}).encode()
+        self.send_response(200 if status == "healthy" else 500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""

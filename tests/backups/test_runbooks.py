@@ -9,16 +9,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from app.audit.store import Actor
 from app.backups.catalog import manifest_path, sha256_of
+from app.checkpoints.models import Checkpoint
+from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
 from app.jobs.runbook import ParamError
 from app.targets import registry
-from tests.backups.conftest import RECIPIENT
+from tests.backups.conftest import DB_SERVER, RECIPIENT
 from tests.deployments.test_runbooks import health, log_text, run
-from tests.support.targets import write_targets_file
+from tests.support.targets import commit, write_targets_file
 
 
 def backup_now(app, target) -> str:
@@ -36,7 +39,8 @@ def app_pid(app, target) -> int | None:
 
 def copies(target) -> list[str]:
     if target.engine == "sqlite":
-        return [f for f in target.files() if "_restore_" in f or "pre_restore" in f or "undone" in f]
+        live = Path(target.url.removeprefix("sqlite:///")).name
+        return [f for f in target.files() if f.startswith(live + ".")]
     return [d for d in target.databases() if d.startswith(target.url.rsplit("/", 1)[1] + "_")]
 
 
@@ -86,6 +90,9 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     assert "_pre_restore_" in pre or ".pre_restore_" in pre
     assert data_target.snapshot(copy_url(data_target, pre)) == changed  # the replaced database is kept whole
     assert pre in job.result
+    with app.app_context():
+        checkpoint = db.session.scalars(select(Checkpoint).where(Checkpoint.job_id == job.id)).one()
+        assert checkpoint.captures["backup"]["file"] == name  # the newest verified backup, in every checkpoint
 
     job, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
     assert job.state == "succeeded", (job.result, log_text(view))
@@ -227,3 +234,24 @@ def test_protected_target_needs_its_name_typed(app, data_target):
             book.parse_params({"backup": "backup_20200101_000000.sql.gpg"}, data_target.name)
         assert caught.value.param == "confirm"
         book.parse_params({"backup": "backup_20200101_000000.sql.gpg", "confirm": data_target.name}, data_target.name)
+
+
+def test_unhealthy_after_the_swap_swaps_back(app, runner, data_target):
+    """The restored copy makes the app fail its health check: the previous database goes back, the app serves."""
+    data_target.execute("CREATE TABLE broken_marker (id integer)")
+    name = backup_now(app, data_target)
+    data_target.execute("DROP TABLE broken_marker")
+    commit(data_target.code.repo, "Serve from the database", **{"server.py": DB_SERVER.format(url=data_target.url)})
+    with app.app_context():
+        target = registry.current().open(data_target.name)
+        target.process().restart()
+        assert target.health().wait_healthy().ok
+    before = data_target.snapshot()
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert job.verification == "failed"
+    assert "Swapped back" in job.result and "healthy again" in job.result, job.result
+    assert data_target.snapshot() == before
+    assert health(data_target.code) == (200, {"status": "healthy"})
+    (kept,) = copies(data_target)
+    assert re.search(r"[._]restore_\d{14}$", kept) and kept in job.result
