@@ -24,7 +24,7 @@ from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
 STAMP = "%Y%m%d%H%M%S"
-KINDS = ("restore", "pre_restore", "undone", "failed_restore")
+KINDS = ("restore", "pre_restore", "undone", "test")  # test: a restore test's scratch, dropped at its end
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
@@ -260,6 +260,29 @@ def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
         newer=db.rows_newer_than(tables, backup.time),
         integrity=db.integrity(path),
     )
+
+
+def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
+    """Restore into a scratch copy, count the key tables, read the revision, drop the copy: does it really restore?"""
+    check_matches(setup, backup)
+    check_space(setup, backup)
+    scratch = copy_name(setup, "test", stamp())
+    restore_scratch(setup, backup, scratch, sink)
+    try:
+        db = setup.database
+        where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
+        counts = db.counts(setup.key_tables, where)
+        revision = db.revision(where)
+        integrity = None if isinstance(db, Postgres) else db.integrity(where)
+    finally:
+        drop_copy(setup, scratch)
+    missing = [t for t, n in counts.items() if n is None]
+    if missing:
+        raise RestoreFailed(f"{backup.id} restores without the key table(s) {', '.join(missing)}")
+    if integrity not in (None, "ok"):
+        raise RestoreFailed(f"{backup.id} restores to a file failing SQLite's integrity check: {integrity}")
+    rows = ", ".join(f"{t} {n}" for t, n in counts.items()) or "no key tables configured"
+    return f"restores ({rows}; revision {revision or 'none'}); the test copy was dropped"
 
 
 # --- the swap ------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, render_template
 
 from app.auth.guards import requires
@@ -62,5 +64,6 @@ def catalog(name: str):
         copies_problem=copies_problem,
         fresh=fresh,
         ago=ago,
+        parse_time=datetime.fromisoformat,
         busy=service.busy_job(name),
     )

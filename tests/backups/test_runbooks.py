@@ -255,3 +255,31 @@ def test_unhealthy_after_the_swap_swaps_back(app, runner, data_target):
     assert health(data_target.code) == (200, {"status": "healthy"})
     (kept,) = copies(data_target)
     assert re.search(r"[._]restore_\d{14}$", kept) and kept in job.result
+
+
+def test_restore_test_restores_counts_and_drops_its_copy(app, runner, data_target):
+    name = backup_now(app, data_target)
+    before = data_target.snapshot()
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    assert job.state == "succeeded", log_text(view)
+    assert "user 20, orders 20; revision ab12cd34ef56" in job.verification_detail
+    manifest = json.loads(manifest_path(data_target.backup_dir / name).read_text())
+    assert manifest["restore_tested"]["ok"] is True and manifest["verified"]["how"] == "restore-test"
+    assert copies(data_target) == []
+    assert data_target.snapshot() == before
+
+
+def test_a_backup_of_another_database_or_a_newer_server_is_refused(app, runner, data_target):
+    good = data_target.backup_dir / backup_now(app, data_target)
+    manifest = json.loads(manifest_path(good).read_text())
+    before = data_target.snapshot()
+    cases = {"another database": ({"database": "someone_else"}, "is a backup of database someone_else")}
+    if data_target.engine == "postgresql":
+        cases["newer server"] = ({"server_major": 99, "server_version": "99.1"}, "newer than the server's")
+    for i, (case, (change, words)) in enumerate(cases.items()):
+        copy = good.with_name(good.name.replace(".dump", f"-x{i}.dump").replace(".sqlite", f"-x{i}.sqlite"))
+        shutil.copy(good, copy)
+        manifest_path(copy).write_text(json.dumps(manifest | change | {"file": copy.name}))
+        job, _ = run(app, "restore_backup", data_target.name, backup=copy.name)
+        assert job.state == "failed" and words in job.result, (case, job.result)
+        assert data_target.snapshot() == before and copies(data_target) == [], case

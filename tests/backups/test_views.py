@@ -35,7 +35,7 @@ def shop(app, tmp_path, gpg_homes):
     gpg_homes[0].encrypt((data / "shop.db").read_bytes(), out, [RECIPIENT])
     (folder / OLD).write_bytes(out.getvalue())
     catalog = Catalog(folder)
-    catalog.record_verification(catalog.get(OLD), how="quick", ok=True, detail="decrypts", job_id=None)
+    catalog.record_verification(catalog.get(OLD), how="restore-test", ok=True, detail="restores", job_id=None)
 
     def write(protected: bool = False) -> None:
         write_targets_file(
@@ -66,6 +66,7 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop):
     assert 'class="badge badge-ok">verified' in page
     assert "older than the RPO" in page and "badge-bad" in page  # the newest verified backup is years old
     assert "shop.db.pre_restore_20240101000000" in page
+    assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
     assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
     overview = as_role(Role.VIEWER).get("/backups").get_data(as_text=True)
     assert "/targets/shop/backups" in overview and "late" in overview
