@@ -96,7 +96,7 @@ def sha256_of(path: Path) -> str:
 
 
 def now_utc() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return datetime.now(UTC)
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""`flask rewind backups list TARGET`: the catalog from a shell, for when the browser is not at hand."""
+"""`flask rewind backups list TARGET` and `backups due`: the catalog from a shell, and the schedule from cron."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from app.audit.store import Actor
+from app.backups.catalog import now_utc
+from app.backups.schedule import is_due
 from app.backups.setup import catalog_of
 from app.backups.status import ago, freshness
+from app.jobs import runbook as runbooks
+from app.jobs import service
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
@@ -40,3 +45,24 @@ def list_backups(target: str) -> None:
     if fresh.rpo is not None:
         line += f"; RPO {config.backups.rpo_minutes} min: {'LATE' if fresh.late else 'ok'}"
     click.echo(line)
+
+
+@backups.command("due")
+@click.option("--dry-run", is_flag=True, help="only say which targets are due")
+def due(dry_run: bool) -> None:
+    """Queue a backup, as the system actor, for each target whose backups.interval_minutes has passed."""
+    now = now_utc()
+    for config in registry.current().all():
+        ready, why = is_due(config, now)
+        if not ready:
+            click.echo(f"{config.name}: not due — {why}")
+            continue
+        if dry_run:
+            click.echo(f"{config.name}: due — {why}")
+            continue
+        try:
+            job = service.enqueue(runbooks.get("backup"), config.name, {}, Actor.system())
+        except service.BusyTarget as exc:
+            click.echo(f"{config.name}: due, not queued — {exc}")
+            continue
+        click.echo(f"{config.name}: queued backup job #{job.id} — {why}")

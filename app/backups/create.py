@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.backups.catalog import Backup, now_utc, sha256_of, sync_dir
@@ -52,7 +53,7 @@ def create_backup(setup: BackupSetup, sink: Sink, *, job_id: int | None = None) 
     encrypt = setup.home.encrypt_argv(setup.recipients)  # GpgError now if a recipient has no key
     folder = setup.catalog.folder
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    started = now_utc()
+    started = datetime.now(UTC)  # to the microsecond: two backups in one second still sort
     stamp = started.strftime("%Y%m%d_%H%M%S")
     if isinstance(db, Postgres):
         major, version = db.server_version()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.auth.roles import Role
-from app.backups import captures
+from app.backups import captures, retention
 from app.backups.catalog import now_utc
 from app.backups.create import create_backup
 from app.backups.restore import (
@@ -112,6 +112,22 @@ def verify_backup(ctx: JobContext) -> None:
     ctx.verified(True, f"{backup.id}: {detail}")
     ctx.set_result(f"{backup.id} verified: {detail}.")
     ctx.progress(1.0, "verified")
+
+
+def prune(ctx: JobContext) -> None:
+    """Retention after a verified backup: the last N, one a day for D days, never the newest verified."""
+    setup = setup_for(ctx)
+    config = steps.target_of(ctx).config.backups
+    if config.keep_last is None:
+        ctx.skip("no retention configured (backups.keep_last): every backup is kept")
+    with steps.adapter_errors(ctx):
+        doomed = retention.plan(setup.catalog.backups(), config.keep_last, config.keep_daily_days, now_utc())
+        for backup in doomed:
+            retention.delete(setup.catalog, backup)
+            ctx.log(f"deleted {backup.id} ({backup.time.isoformat()}), past retention")
+    if not doomed:
+        ctx.skip("nothing is past retention")
+    ctx.progress(1.0, f"deleted {len(doomed)}")
 
 
 # --- restore -------------------------------------------------------------------------------
@@ -296,7 +312,11 @@ register(
         description="pg_dump -Fc (or SQLite's backup API) encrypted with gpg into the backup folder, then verified.",
         role=Role.OPERATOR,
         mutates=True,
-        steps=(Step("create", "Make the encrypted backup", make_backup), Step("verify", "Verify it", verify_backup)),
+        steps=(
+            Step("create", "Make the encrypted backup", make_backup),
+            Step("verify", "Verify it", verify_backup),
+            Step("prune", "Apply retention", prune, follow_up=True),
+        ),
     )
 )
 register(

@@ -86,6 +86,9 @@ class BackupsConfig:
     passphrase: str | None = None
     rpo_minutes: int | None = None  # the newest verified backup may be at most this old
     reserve_mb: int = 64  # free space kept beyond a scratch copy's size when restoring
+    interval_minutes: int | None = None  # a scheduled backup is due this long after the newest one
+    keep_last: int | None = None  # retention: the newest N backups Rewind made …
+    keep_daily_days: int = 0  # … and the newest of each day for this many days
 
 
 @dataclass(frozen=True)
@@ -282,7 +285,15 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             passphrase=bk_t.text("passphrase"),
             rpo_minutes=bk_t.get("rpo_minutes", int),
             reserve_mb=bk_t.get("reserve_mb", int, 64),
+            interval_minutes=bk_t.get("interval_minutes", int),
+            keep_last=bk_t.get("keep_last", int),
+            keep_daily_days=bk_t.get("keep_daily_days", int, 0),
         )
+        for key in ("interval_minutes", "keep_last"):
+            if getattr(backups, key) is not None and getattr(backups, key) < 1:
+                raise bk_t.fail(key, "must be 1 or more")
+        if backups.keep_daily_days < 0:
+            raise bk_t.fail("keep_daily_days", "must be 0 or more")
         if backups.rpo_minutes is not None and backups.rpo_minutes <= 0:
             raise bk_t.fail("rpo_minutes", "must be a number of minutes above 0")
         if backups.reserve_mb < 0:

@@ -147,3 +147,37 @@ def test_sqlite_adapter_counts_and_copies(tmp_path):
     db.copy_to(tmp_path / "b.db")
     assert db.counts(["user", "nope"], Path(tmp_path / "b.db")) == {"user": 1, "nope": None}
     assert db.integrity(tmp_path / "b.db") == "ok"
+
+
+def _own(folder: Path, stamp: str, *, verified: bool | None) -> str:
+    name = f"shop_{stamp.replace('-', '').replace(':', '').replace('T', '_')[:15]}.dump.gpg"
+    (folder / name).write_bytes(b"x")
+    manifest = {"file": name, "time": f"{stamp}+00:00", "format": "custom", "made_by": "rewind"}
+    if verified is not None:
+        manifest["verified"] = {"ok": verified, "how": "quick", "at": f"{stamp}+00:00"}
+    manifest_path(folder / name).write_text(json.dumps(manifest))
+    return name
+
+
+def test_retention_keeps_the_last_the_dailies_and_always_the_newest_verified(tmp_path):
+    from datetime import UTC, datetime
+
+    from app.backups import retention
+
+    newest = _own(tmp_path, "2024-03-10T12:00:00", verified=False)
+    verified = _own(tmp_path, "2024-03-10T06:00:00", verified=True)
+    same_day = _own(tmp_path, "2024-03-10T01:00:00", verified=True)
+    yesterday = _own(tmp_path, "2024-03-09T23:00:00", verified=True)
+    yesterday_early = _own(tmp_path, "2024-03-09T01:00:00", verified=True)
+    old = _own(tmp_path, "2024-01-01T00:00:00", verified=True)
+    (tmp_path / "backup_20200101_000000.sql.gpg").write_bytes(b"theirs")
+    catalog = Catalog(tmp_path)
+    now = datetime(2024, 3, 10, 13, tzinfo=UTC)
+    doomed = [b.id for b in retention.plan(catalog.backups(), 1, 2, now)]
+    assert doomed == [old, yesterday_early, same_day]  # oldest first; never the foreign file
+    assert newest not in doomed and verified not in doomed and yesterday not in doomed
+    assert retention.plan(catalog.backups(), None, 0, now) == []  # no retention configured: keep all
+    for b in retention.plan(catalog.backups(), 1, 0, now):
+        retention.delete(catalog, b)
+    assert sorted(b.id for b in catalog.backups()) == sorted([newest, verified, "backup_20200101_000000.sql.gpg"])
+    assert not manifest_path(tmp_path / old).exists()

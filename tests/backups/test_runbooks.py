@@ -17,9 +17,11 @@ from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
+from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from app.targets import registry
 from tests.backups.conftest import DB_SERVER, RECIPIENT
+from tests.conftest import wait_for
 from tests.deployments.test_runbooks import health, log_text, run
 from tests.support.targets import commit, write_targets_file
 
@@ -283,3 +285,29 @@ def test_a_backup_of_another_database_or_a_newer_server_is_refused(app, runner, 
         job, _ = run(app, "restore_backup", data_target.name, backup=copy.name)
         assert job.state == "failed" and words in job.result, (case, job.result)
         assert data_target.snapshot() == before and copies(data_target) == [], case
+
+
+def test_scheduled_backups_are_queued_as_the_system_and_retention_follows(app, runner, data_target):
+    write_targets_file(app, data_target.toml(extra="interval_minutes = 60\nkeep_last = 1"))
+    cli = app.test_cli_runner()
+    first = cli.invoke(args=["rewind", "backups", "due"])
+    assert first.exit_code == 0, first.output
+    match = re.search(r"staging: queued backup job #(\d+) — no backup made by Rewind yet", first.output)
+    assert match, first.output
+
+    def finished():
+        with app.app_context():
+            return db.session.get(Job, int(match.group(1))).job_state.is_final
+
+    wait_for(finished, timeout=60)
+    with app.app_context():
+        job = db.session.get(Job, int(match.group(1)))
+        assert (job.state, job.actor_name) == ("succeeded", "system")
+    (made,) = [p.name for p in data_target.backup_dir.glob("*.gpg")]
+    again = cli.invoke(args=["rewind", "backups", "due"])
+    assert "staging: not due — the newest backup is 0 min old" in again.output
+
+    job, view = run(app, "backup", data_target.name)  # a second backup: keep_last = 1 prunes the first
+    assert job.state == "succeeded", log_text(view)
+    (left,) = [p.name for p in data_target.backup_dir.glob("*.gpg")]
+    assert left != made and f"deleted {made}" in log_text(view)
