@@ -311,3 +311,23 @@ def test_scheduled_backups_are_queued_as_the_system_and_retention_follows(app, r
     assert job.state == "succeeded", log_text(view)
     (left,) = [p.name for p in data_target.backup_dir.glob("*.gpg")]
     assert left != made and f"deleted {made}" in log_text(view)
+
+
+def test_a_backup_larger_than_a_pipe_verifies_and_restores(app, runner, data_target):
+    """Every reader must read to the end: one that stops early leaves gpg writing into a closed pipe."""
+    if data_target.engine == "postgresql":
+        data_target.execute(
+            'INSERT INTO "user" SELECT i, md5(i::text) || md5((i * 3)::text), now() FROM generate_series(1000, 40999) i'
+        )
+    else:
+        data_target.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 40999) "
+            'INSERT INTO "user" SELECT i, hex(randomblob(32)), "2020-01-01" FROM n'
+        )
+    before = data_target.snapshot()
+    name = backup_now(app, data_target)
+    assert (data_target.backup_dir / name).stat().st_size > 1024 * 1024
+    data_target.execute('DELETE FROM "user" WHERE id > 2000')
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert data_target.snapshot() == before
