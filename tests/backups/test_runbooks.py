@@ -116,7 +116,8 @@ def _bad_files(target, good: Path, stranger) -> dict[str, tuple[str, str]]:
         path = folder / f"{target.name}_2001010100000{len(made)}.{suffix}.gpg"
         path.write_bytes(content)
         changed = dict(manifest, file=path.name)
-        changed.pop("verified", None)
+        if not keep_sum:
+            changed.pop("verified", None)  # changed after it was verified (tampered) keeps its old verdict
         if not keep_sum:
             changed["sha256"] = sha256_of(path)
         manifest_path(path).write_text(json.dumps(changed))
