@@ -10,7 +10,8 @@ as a managed process, `tests.support.targets.make_code_target`), and Rewind
 itself (SQLite ops database, its own job runner in this process). Measured:
 
 * backup_ratio: the `create` step of Rewind's `backup` job over a raw
-  `pg_dump -Fc | gpg -e` into a file (the job's `verify` step, a full
+  `pg_dump -Fc | gpg -e` into a file (the raw figures are the best of two
+  runs, the first of which also warms the caches) (the job's `verify` step, a full
   decrypt-and-list pass, is printed separately);
 * restore_ratio: Rewind's whole `restore_backup` job (check with a full
   decrypt, checkpoint, scratch restore, compare, stop, swap, start and
@@ -62,6 +63,7 @@ RECIPIENT = "bench@example.invalid"
 DBNAME = "shop"
 JOB_LIMIT_S = 4 * 3600
 FILL_BATCH_ROWS = 50_000
+RAW_RUNS = 2
 
 
 def log(message: str) -> None:
@@ -185,12 +187,17 @@ reserve_mb = 1
 
         # 1. backup: raw, then Rewind's job
         raw_file = root / "raw.dump.gpg"
-        with raw_file.open("wb") as out:
-            raw_backup = timed(
-                [[str(server.bin / "pg_dump"), "-Fc", *conn_args, DBNAME], [*gpg, "-e", "-r", RECIPIENT]],
-                env,
-                stdout=out,
-            )
+        raw_times = []
+        for _ in range(RAW_RUNS):  # the best of a few: the first one also warms the caches
+            with raw_file.open("wb") as out:
+                raw_times.append(
+                    timed(
+                        [[str(server.bin / "pg_dump"), "-Fc", *conn_args, DBNAME], [*gpg, "-e", "-r", RECIPIENT]],
+                        env,
+                        stdout=out,
+                    )
+                )
+        raw_backup = min(raw_times)
         log(f"raw pg_dump -Fc | gpg -e: {raw_backup:.2f} s ({raw_file.stat().st_size / 2**20:.0f} MB)")
         _, view = run_job(app, "backup")
         create_s = view.steps[0].duration_s
@@ -198,13 +205,22 @@ reserve_mb = 1
         backup_id = next(p.name for p in backups.glob("*.gpg"))
 
         # 2. restore: raw into an empty database, then Rewind's job
-        server.create_database("raw_restore")
-        with raw_file.open("rb") as source:
-            raw_restore = timed(
-                [[*gpg, "-d"], [str(server.bin / "pg_restore"), "--no-owner", *conn_args, "-d", "raw_restore"]],
-                env,
-                stdin=source,
-            )
+        raw_times = []
+        for n in range(RAW_RUNS):
+            server.create_database(f"raw_restore_{n}")
+            with raw_file.open("rb") as source:
+                raw_times.append(
+                    timed(
+                        [
+                            [*gpg, "-d"],
+                            [str(server.bin / "pg_restore"), "--no-owner", *conn_args, "-d", f"raw_restore_{n}"],
+                        ],
+                        env,
+                        stdin=source,
+                    )
+                )
+            timed([[str(server.bin / "dropdb"), *conn_args, f"raw_restore_{n}"]], env)
+        raw_restore = min(raw_times)
         log(f"raw gpg -d | pg_restore: {raw_restore:.2f} s")
         _, view = run_job(app, "restore_backup", backup=backup_id)
         restore_s = span(view, 0, len(view.steps) - 1)
