@@ -181,3 +181,26 @@ def test_retention_keeps_the_last_the_dailies_and_always_the_newest_verified(tmp
         retention.delete(catalog, b)
     assert sorted(b.id for b in catalog.backups()) == sorted([newest, verified, "backup_20200101_000000.sql.gpg"])
     assert not manifest_path(tmp_path / old).exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [("rpo_minutes = 0", "rpo_minutes"), ("keep_last = 0", "keep_last"), ("reserve_mb = -1", "reserve_mb")],
+)
+def test_backup_keys_are_checked(line, key):
+    from app.targets.config import TargetsFileError, parse_targets
+
+    text = f'[targets.a.repo]\npath = "/srv/a"\n[targets.a.backups]\ndir = "/srv/b"\n{line}\n'
+    with pytest.raises(TargetsFileError) as caught:
+        parse_targets(text, Path("/etc/rewind/targets.toml"), {})
+    assert caught.value.key == f"backups.{key}"
+
+
+def test_documented_backup_keys_parse():
+    from app.targets.config import parse_targets
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "targets.example.toml"
+    env = {"PRODUCTION_DATABASE_URL": "postgresql://app:x@db/app", "BACKUP_PASSPHRASE": "y"}
+    backups = parse_targets(example.read_text(), example, env)["production"].backups
+    found = (backups.rpo_minutes, backups.interval_minutes, backups.keep_last, backups.keep_daily_days)
+    assert found == (60, 60, 24, 14)
