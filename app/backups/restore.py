@@ -146,7 +146,7 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     db = setup.database
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
-        db.create(scratch)
+        db.create(scratch)  # fails if the name is taken: never drop a database this call did not make
         try:
             env = db.url.tool_env(setup.target.command_env())
             if backup.format == "custom":
@@ -182,6 +182,9 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     path = db.path.with_name(scratch)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise RestoreFailed(f"{path} is already there", fix="wait a second and try again") from None
+    try:  # from here on the file is ours alone: a failure removes it
         with os.fdopen(fd, "wb") as out, backup.path.open("rb") as source:
             result = run_pipeline([decrypt], sink, stdin=source, stdout=out, timeout=RESTORE_TIMEOUT_S)
             if not result.ok:
