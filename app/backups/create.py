@@ -71,6 +71,9 @@ def create_backup(setup: BackupSetup, sink: Sink, *, job_id: int | None = None) 
     temp = final.with_name(f".{final.name}.partial")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise BackupFailed(f"{temp} is being written by another backup", fix="wait for it to finish") from None
+    try:  # from here on the temporary file is ours alone: a failure removes it
         with os.fdopen(fd, "wb") as out:
             if isinstance(db, Postgres):
                 _dump_postgres(db, encrypt, setup, sink, out)
