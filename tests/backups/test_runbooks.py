@@ -332,3 +332,18 @@ def test_a_backup_larger_than_a_pipe_verifies_and_restores(app, runner, data_tar
     job, view = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "succeeded", (job.result, log_text(view))
     assert data_target.snapshot() == before
+
+
+def test_a_restored_copy_missing_a_key_table_is_dropped_before_the_stop(app, runner, data_target):
+    data_target.execute("ALTER TABLE orders RENAME TO orders_old")
+    name = backup_now(app, data_target)
+    data_target.execute("ALTER TABLE orders_old RENAME TO orders")
+    before = data_target.snapshot()
+    pid = app_pid(app, data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed"
+    assert "the restored copy lacks key table(s) orders" in job.result
+    assert [s.state for s in view.steps[3:]] == ["failed", "not_run", "not_run", "not_run"]
+    assert "dropped the scratch copy" in log_text(view)
+    assert data_target.snapshot() == before and copies(data_target) == []
+    assert app_pid(app, data_target) == pid
