@@ -5,6 +5,7 @@ from flask.cli import AppGroup
 
 from app.audit.cli import audit
 from app.auth.cli import init_admin, users
+from app.backups.cli import backups
 from app.demo.cli import demo
 from app.flags.cli import flags
 from app.jobs.cli import jobs, run, worker
@@ -25,3 +26,4 @@ rewind.add_command(jobs)
 rewind.add_command(targets)
 rewind.add_command(demo)
 rewind.add_command(flags)
+rewind.add_command(backups)

@@ -90,6 +90,7 @@ class DatabaseConfig:
     key_tables: tuple[str, ...] = ()
     flags_table: str | None = None
     flags_columns: FlagColumns = field(default_factory=FlagColumns)
+    pg_bin: Path | None = None  # the folder of pg_dump/pg_restore/psql; default: the newest fitting install
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,11 @@ class BackupsConfig:
     gpg_home: Path | None = None
     recipients: tuple[str, ...] = ()
     passphrase: str | None = None
+    rpo_minutes: int | None = None  # the newest verified backup may be at most this old
+    reserve_mb: int = 64  # free space kept beyond a scratch copy's size when restoring
+    interval_minutes: int | None = None  # a scheduled backup is due this long after the newest one
+    keep_last: int | None = None  # retention: the newest N backups Rewind made …
+    keep_daily_days: int = 0  # … and the newest of each day for this many days
 
 
 @dataclass(frozen=True)
@@ -326,6 +332,7 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             key_tables=db_t.words("key_tables"),
             flags_table=flags_table,
             flags_columns=flags_columns,
+            pg_bin=db_t.path_("pg_bin"),
         )
         db_t.done()
 
@@ -336,7 +343,21 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             gpg_home=bk_t.path_("gpg_home"),
             recipients=bk_t.words("recipients"),
             passphrase=bk_t.text("passphrase"),
+            rpo_minutes=bk_t.get("rpo_minutes", int),
+            reserve_mb=bk_t.get("reserve_mb", int, 64),
+            interval_minutes=bk_t.get("interval_minutes", int),
+            keep_last=bk_t.get("keep_last", int),
+            keep_daily_days=bk_t.get("keep_daily_days", int, 0),
         )
+        for key in ("interval_minutes", "keep_last"):
+            if getattr(backups, key) is not None and getattr(backups, key) < 1:
+                raise bk_t.fail(key, "must be 1 or more")
+        if backups.keep_daily_days < 0:
+            raise bk_t.fail("keep_daily_days", "must be 0 or more")
+        if backups.rpo_minutes is not None and backups.rpo_minutes <= 0:
+            raise bk_t.fail("rpo_minutes", "must be a number of minutes above 0")
+        if backups.reserve_mb < 0:
+            raise bk_t.fail("reserve_mb", "must be 0 or more")
         bk_t.done()
 
     bluegreen = None
