@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks")
+RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks", "app.envconfig.runbooks")
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:
