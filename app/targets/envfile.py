@@ -336,7 +336,14 @@ class EnvFile:
                 fix=f"let the user Rewind runs as write {real} and its folder; nothing was changed",
                 path=self.path,
             )
-        fd, temp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".rewind", dir=folder)
+        try:
+            fd, temp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".rewind", dir=folder)
+        except OSError as exc:
+            raise EnvFileError(
+                f"Rewind may not write the env file {self.path}: {exc.strerror or exc} in its folder {folder}",
+                fix=f"let the user Rewind runs as write {real} and its folder; nothing was changed",
+                path=self.path,
+            ) from None
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(content)
