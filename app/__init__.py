@@ -78,10 +78,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.auth.views import bp as auth_bp
     from app.dashboard.views import bp as dashboard_bp
     from app.deployments.views import bp as deployments_bp
+    from app.envconfig.views import bp as envconfig_bp
     from app.jobs.views import bp as jobs_bp
     from app.targetpage.views import bp as targetpage_bp
 
-    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, targetpage_bp, deployments_bp):
+    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, targetpage_bp, deployments_bp, envconfig_bp):
         app.register_blueprint(bp)
     _init_jobs(app, settings)
 

@@ -8,6 +8,7 @@ sealed file reach the ops database.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,10 @@ class UnknownVersion(TargetError):
             fix=f"pick one from `flask rewind config versions {target}` or the Config tab",
         )
         self.target, self.version = target, version
+
+
+# One recorder at a time in this process, so the monitor and a snapshot never both record the same change.
+_recording = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,13 @@ def record(
     job_id: int | None = None,
 ) -> EnvVersion:
     """Seal the file's content and keep it as the target's newest version (committed)."""
+    with _recording:
+        return _record(target, state, source, reason=reason, actor=actor, job_id=job_id)
+
+
+def _record(
+    target: Target, state: EnvFileState, source: EnvSource, *, reason: str, actor: str | None, job_id: int | None
+) -> EnvVersion:
     contents = read_contents(target.instance_dir, state.content)
     previous = newest(target.name)
     row = EnvVersion(
@@ -149,7 +161,15 @@ def ensure_current(
 
     A difference Rewind did not make is an outside change unless `source` says otherwise (a snapshot).
     """
+    with _recording:
+        return _ensure_current(target, source=source, actor=actor, job_id=job_id)
+
+
+def _ensure_current(
+    target: Target, *, source: EnvSource | None, actor: str | None, job_id: int | None
+) -> tuple[EnvVersion, bool]:
     state = current_state(target)
+    db.session.commit()  # end any older snapshot of the table: another thread may have just recorded
     previous = newest(target.name)
     if previous is not None and previous.file_digest == keys.file_digest(target.instance_dir, state.content):
         return previous, False
