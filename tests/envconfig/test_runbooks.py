@@ -169,3 +169,35 @@ def test_edit_one_key_never_shows_the_value(app, runner, running_env_target):
     assert answer(target)["greeting"] == "a brand new greeting"
     assert 'GREETING="a brand new greeting"' in target.env_path.read_text()
     assert "a brand new greeting" not in log_text(view) + job.result + job.params_json
+
+
+def test_a_protected_target_refuses_a_job_started_by_a_non_admin_whatever_the_door(app, runner, env_target, users):
+    from app.audit.store import Actor
+    from app.auth.roles import Role
+    from app.extensions import db
+    from app.jobs import service
+    from app.jobs.models import Job
+    from tests.conftest import wait_for
+
+    write_targets_file(app, env_target.toml(protected=True))
+    first = record_now(app)
+    env_target.env_path.write_text(GOOD.replace("safe", "fast"))
+    with app.app_context():
+        book = runbooks.get("config_restore")
+        params = book.parse_params(
+            {"version": str(first), "expect": shown_digest(app), "confirm": "staging"}, "staging"
+        )
+        job_id = service.enqueue(book, "staging", params, Actor(users[Role.OPERATOR], "operator")).id
+    wait_for(lambda: _final(app, job_id), timeout=60)
+    with app.app_context():
+        job = db.session.get(Job, job_id)
+        assert job.state == "failed" and "only an admin may change its env file" in job.result
+    assert env_target.env_path.read_text() == GOOD.replace("safe", "fast")
+
+
+def _final(app, job_id):
+    from app.extensions import db
+    from app.jobs.models import Job
+
+    with app.app_context():
+        return db.session.get(Job, job_id).job_state.is_final
