@@ -57,10 +57,12 @@ def unseal(instance_dir: Path, sealed: bytes) -> bytes:
 def _hmac_key(instance_dir: Path) -> bytes:
     path = Path(instance_dir) / "envconfig-key"
     with _lock:
-        if path.exists() and (value := path.read_text().strip()):
-            return bytes.fromhex(value)
+        try:
+            # O_EXCL: of two processes starting at once, one makes the key and the other reads it
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return bytes.fromhex(path.read_text().strip())
         value = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(value + "\n")
         return bytes.fromhex(value)

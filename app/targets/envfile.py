@@ -350,9 +350,22 @@ class EnvFile:
                 out.flush()
                 os.fchmod(out.fileno(), stat.S_IMODE(info.st_mode))
                 if (info.st_uid, info.st_gid) != (os.geteuid(), os.getegid()):
-                    os.fchown(out.fileno(), info.st_uid, info.st_gid)
+                    try:
+                        os.fchown(out.fileno(), info.st_uid, info.st_gid)
+                    except PermissionError:
+                        raise EnvFileError(
+                            f"Rewind cannot keep the owner of the env file {self.path} "
+                            f"({owner_name(info.st_uid)}) when it rewrites it",
+                            fix="run Rewind as that user (or root), or give the file to Rewind's user; "
+                            "nothing was changed",
+                            path=self.path,
+                        ) from None
                 os.fsync(out.fileno())
             os.replace(temp, real)
+        except EnvFileError:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp)

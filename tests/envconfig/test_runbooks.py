@@ -46,10 +46,14 @@ def test_restore_puts_a_version_back_restarts_and_verifies(app, runner, running_
     good = record_now(app)
     target.env_path.write_text(GOOD.replace("hello there", "bonjour"))
     target.env_path.chmod(0o604)
+    if os.geteuid() == 0:
+        os.chown(target.env_path, 65534, 65534)  # another owner, as an env file often has
+    owner = target.env_path.stat().st_uid, target.env_path.stat().st_gid
     job, view = run(app, "config_restore", version=good, expect=shown_digest(app))
     assert job.state == "succeeded", job.result
     assert target.env_path.read_text() == GOOD
     assert target.env_path.stat().st_mode & 0o777 == 0o604, "the mode is kept"
+    assert (target.env_path.stat().st_uid, target.env_path.stat().st_gid) == owner, "the owner is kept"
     assert answer(target)["greeting"] == "hello there", "the app was restarted with the restored file"
     with app.app_context():
         sources = [(v.source, v.job_id) for v in store.versions("staging")]
@@ -201,3 +205,17 @@ def _final(app, job_id):
 
     with app.app_context():
         return db.session.get(Job, job_id).job_state.is_final
+
+
+def test_two_restores_at_once_are_refused_by_the_target_lock(app, env_target):
+    from app.audit.store import Actor
+    from app.jobs import service
+
+    first = record_now(app)
+    env_target.env_path.write_text(GOOD.replace("safe", "fast"))
+    with app.app_context():
+        book = runbooks.get("config_restore")
+        params = book.parse_params({"version": str(first), "expect": shown_digest(app)}, "staging")
+        queued = service.enqueue(book, "staging", params, Actor(None, "first-admin"))
+        with pytest.raises(service.BusyTarget, match=f"job #{queued.id}"):
+            service.enqueue(book, "staging", params, Actor(None, "second-admin"))
