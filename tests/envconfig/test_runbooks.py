@@ -8,10 +8,12 @@ import json
 import os
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from app.envconfig import keys, store
+from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs.runbook import ParamError
 from app.statuses import EnvSource
@@ -82,6 +84,13 @@ def test_a_restore_the_app_refuses_is_undone_automatically(app, runner, running_
         assert [v.source for v in newest] == [EnvSource.REWIND, EnvSource.REWIND]
         assert newest[0].reason.startswith("automatic undo")
         assert newest[0].changes["changed"] == ["MODE"]
+        db.session.remove()
+        db.engine.dispose()
+    ops = Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"))
+    for path in [ops, *ops.parent.glob(ops.name + "-*"), *Path(app.instance_path).rglob("*")]:
+        if path.is_file() and not path.is_socket():
+            data = path.read_bytes()
+            assert b"reckless" not in data and b"tok-first-7f3a9c" not in data, path
 
 
 def test_a_version_that_does_not_parse_is_refused_before_anything_changes(app, runner, env_target):
