@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 from flask.cli import AppGroup
 
@@ -65,4 +63,6 @@ def diff_(target: str, a: str, b: str) -> None:
         click.echo("  no key differs")
     for row in result.changed:
         click.echo(f"  {row.change:8} {row.key} = •••")
-    sys.exit(0)
+    for side in (result.before, result.after):
+        if side.ref == diff.NOW:
+            click.echo(f"the file now has digest {side.file_digest}: a restore from this diff passes expect=<that>")

@@ -13,6 +13,7 @@ from app.extensions import db
 from app.statuses import EnvSource
 from app.targets import registry
 from app.targets.monitor import HealthMonitor
+from tests.conftest import both_databases
 from tests.envconfig.conftest import GOOD
 
 SECRET = "tok-first-7f3a9c"
@@ -93,3 +94,14 @@ def test_an_unknown_version_is_refused_by_name(app, env_target):
 
 def registry_of(app):
     return app.extensions["rewind"].targets
+
+
+@both_databases
+def test_versions_round_trip_on_either_ops_database(app, env_target):
+    with app.app_context():
+        target = open_target()
+        version, _ = store.ensure_current(target)
+        db.session.expire_all()
+        again = store.get("staging", version.id)
+        assert store.content_of(target, again) == GOOD.encode()
+        assert store.versions("staging")[0].id == version.id
