@@ -65,10 +65,12 @@ def env_file_of(target: Target) -> EnvFile:
 def read_contents(instance_dir: Path, content: bytes) -> Contents:
     """Digests and values of a file's content; a file that does not parse keeps its problem, not its values."""
     try:
-        values = parse(decode(content)).check()
-        problem = None
+        parsed = parse(decode(content))
     except EnvFileError as exc:
         values, problem = {}, exc.message
+    else:
+        values = parsed.values() if parsed.ok else {}
+        problem = "; ".join(str(p) for p in parsed.problems[:3]) or None
     digests = {key: keys.value_digest(instance_dir, key, value) for key, value in values.items()}
     return Contents(content, values, digests, keys.file_digest(instance_dir, content), problem)
 

@@ -163,3 +163,17 @@ def test_cli_lists_versions_and_diffs_with_values_masked(app, env_target):
     assert SECRET not in shown.output and NEWER not in shown.output
     unknown = runner.invoke(args=["rewind", "config", "diff", "staging", "4242", "now"])
     assert unknown.exit_code != 0 and "no env file version '4242'" in unknown.output
+
+
+def test_an_unparsable_file_is_shown_with_its_line_and_reason(app, as_role, env_target):
+    two_versions(app, env_target)
+    env_target.env_path.write_text("MODE=safe\nGREETING='never closed\n")
+    page = as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)
+    assert "The file on disk does not parse: line 2: the single quote opened on this line is never closed" in page
+    assert "Edit one setting" not in page, "no edit of a file that cannot be read as the app reads it"
+
+
+def test_an_unknown_version_in_the_diff_is_a_404_naming_it(app, as_role, env_target):
+    two_versions(app, env_target)
+    answer = as_role(Role.VIEWER).get("/targets/staging/config?a=4242&b=now")
+    assert answer.status_code == 404 and "staging has no env file version" in answer.get_data(as_text=True)
