@@ -98,3 +98,19 @@ def test_the_registry_rereads_envfile_values_when_the_env_file_changes(env_file,
     env_file.write_text("DATABASE_URL='broken\n")
     assert targets.config("a").database.url.endswith("/restored"), "the last good configuration stays"
     assert "does not parse" in targets.problem
+
+
+def test_an_envfile_value_is_masked_in_job_logs(app, runner, tmp_path):
+    from tests.deployments.test_runbooks import log_text, run
+    from tests.support.targets import write_targets_file
+
+    env = tmp_path / "app.env"
+    env.write_text('API_KEY="envfile-only-9d2f"\n')
+    write_targets_file(
+        app,
+        f'[targets.staging]\nenv_file = "{env}"\n[targets.staging.repo]\npath = "{tmp_path}"\n'
+        '[targets.staging.process]\nrestart = ["true"]\nenv = { API_KEY = "envfile:API_KEY" }\n',
+    )
+    job, view = run(app, "test.echo", text="the key is envfile-only-9d2f")
+    assert job.state == "succeeded"
+    assert "the key is •••" in log_text(view) and "envfile-only-9d2f" not in log_text(view)
