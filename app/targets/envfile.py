@@ -33,6 +33,7 @@ SINGLE_ESCAPES = {"\\": "\\", "'": "'"}
 KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@+,=%-]*\Z")
 MAX_BYTES = 1024 * 1024
+EXPORT = re.compile(r"export[^\S\r\n]+")
 
 
 class EnvFileError(TargetError):
@@ -183,7 +184,7 @@ def _entry(reader: _Reader) -> Binding | None:
     """One entry from a line's first non-blank character; None for a comment line."""
     start = reader.pos
     line = reader.line_at(start)
-    if re.compile(r"export[^\S\r\n]+").match(reader.text, reader.pos):
+    if EXPORT.match(reader.text, reader.pos):
         reader.pos += 6
         reader.skip_space()
     if reader.peek() == "#":
@@ -257,7 +258,7 @@ def set_key(text: str, key: str, value: str) -> str:
     found = [b for b in parsed.bindings if b.key == key]
     if found:
         last = found[-1]
-        prefix = "export " if text[last.start : last.end].startswith("export") else ""
+        prefix = "export " if EXPORT.match(text, last.start) else ""
         return text[: last.start] + prefix + line + text[last.end :]
     newline = "\r\n" if "\r\n" in text else "\n"
     if text and not text.endswith(("\n", "\r")):

@@ -110,3 +110,4 @@ def test_set_key_appends_a_new_key_and_refuses_bad_names_and_bad_files():
     with pytest.raises(EnvFileError, match="line 1"):
         set_key("A='open\n", "B", "x")
     assert format_value("simple-1.2") == "simple-1.2"
+    assert set_key("exportX=1\n", "exportX", "2") == "exportX=2\n"
