@@ -4,7 +4,9 @@ Reading is strict on purpose: an unknown key is a typo until proven
 otherwise, and every error names the file, the target and the key, so a
 broken file is fixed in one pass rather than discovered mid-incident. Any
 string may be written `env:NAME` to read it from the environment at start-up,
-so the file itself can be committed without secrets.
+so the file itself can be committed without secrets, and `envfile:NAME` to
+read it from the target's own env file, so the application and Rewind read
+one value (a database URL written once, in the `.env`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from app.targets.envfile import EnvFileError, read_values
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -54,6 +58,7 @@ class ProcessConfig:
     env: dict[str, str] = field(default_factory=dict)
     pid_file: Path | None = None  # managed mode; default under Rewind's instance folder
     log_file: Path | None = None
+    env_file: bool = False  # the target's env file is part of every command's environment
 
     @property
     def managed(self) -> bool:
@@ -127,7 +132,8 @@ class TargetConfig:
     bluegreen: BlueGreenConfig | None = None
     protected: bool = False
     auto_rollback: bool = False
-    secrets: tuple[str, ...] = ()  # values read through env:, masked in every job log
+    secrets: tuple[str, ...] = ()  # values read through env: and envfile:, masked in every job log
+    reads_env_file: bool = False  # envfile: values: the file's changes reload the configuration
 
 
 class _Table:
@@ -139,6 +145,8 @@ class _Table:
         self.data, self.path, self.target, self.prefix, self.env = data, path, target, prefix, env
         self.used: set[str] = set()
         self.secrets: list[str] = []
+        # shared by every table of one target: its env file, once known, and its values once read
+        self.env_file: dict[str, Any] = {"path": None, "values": None, "read": False}
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -153,7 +161,27 @@ class _Table:
                 raise self.fail(name, f"environment variable {var} is not set")
             self.secrets.append(self.env[var])
             return self.env[var]
+        if isinstance(value, str) and value.startswith("envfile:"):
+            return self._from_env_file(name, value[8:])
         return value
+
+    def _from_env_file(self, name: str, var: str) -> str:
+        shared = self.env_file
+        if shared["path"] is None:
+            raise self.fail(name, f"envfile:{var} reads the target's env file: set env_file first")
+        if shared["values"] is None:
+            try:
+                shared["values"] = read_values(shared["path"])
+            except EnvFileError as exc:
+                raise self.fail(name, f"envfile:{var} cannot be read: {exc.message}") from None
+            shared["read"] = True
+        if var not in shared["values"]:
+            raise self.fail(name, f"{var} is not set in the env file {shared['path']}")
+        found = shared["values"][var]
+        if found is None:
+            raise self.fail(name, f"{var} is named without a value in the env file {shared['path']}")
+        self.secrets.append(found)
+        return found
 
     def get(self, name: str, kind: type | tuple, default: Any = None, required: bool = False) -> Any:
         self.used.add(name)
@@ -213,6 +241,7 @@ class _Table:
             return None
         sub = _Table(self.data[name], self.path, self.target, self.key(name), self.env)
         sub.secrets = self.secrets  # one list per target
+        sub.env_file = self.env_file
         return sub
 
     def done(self) -> None:
@@ -250,6 +279,8 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
     if not set(name) <= NAME_CHARS or not name[:1].isalnum():
         raise TargetsFileError(path, "a target name uses lower-case letters, digits, '-' and '_'", name)
     top = _Table(raw, path, name, "", env)
+    env_file = top.path_("env_file")  # first: envfile: values anywhere else read it
+    top.env_file["path"] = env_file
 
     repo_t = top.table("repo")
     if repo_t is None:
@@ -275,7 +306,10 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             env={str(k): str(proc_t._resolve("env", v)) for k, v in env_table.items()},
             pid_file=proc_t.path_("pid_file"),
             log_file=proc_t.path_("log_file"),
+            env_file=proc_t.get("env_file", bool, False),
         )
+        if process.env_file and env_file is None:
+            raise proc_t.fail("env_file", f"takes the target's env file: set env_file in [targets.{name}]")
         if (process.pid_file or process.log_file) and not process.command:
             raise proc_t.fail("pid_file", "pid_file and log_file belong to a managed process (command)")
         if process.command and (process.start or process.stop or process.restart):
@@ -390,11 +424,12 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         health=health,
         database=database,
         backups=backups,
-        env_file=top.path_("env_file"),
+        env_file=env_file,
         bluegreen=bluegreen,
         protected=top.get("protected", bool, False),
         auto_rollback=top.get("auto_rollback", bool, False),
         secrets=tuple(s for s in top.secrets if s),
+        reads_env_file=top.env_file["read"],
     )
     top.done()
     return config
