@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.demo import marker, processes, targetsfile
+from app.demo import marker, postgres, processes, targetsfile
+from app.demo.backups import take_first_backups
 from app.demo.database import build_database
 from app.demo.keys import generate_key
 from app.demo.repository import build_repository, write_env_file
@@ -59,34 +60,46 @@ def build_demo(
                 _write_targets_file(targets_file, existing)
                 say(f"wrote {targets_file} (it was missing)")
             if start:
+                postgres.start(root, existing, say)
                 processes.start(existing, fresh=False, say=say)
             return existing
 
         processes.stop_all(root, say)
-        for name in TARGET_NAMES:
+        postgres.stop(root, say)
+        for name in (*TARGET_NAMES, postgres.FOLDER):
             _remove(root / name)
         marker.remove(root)
-        demo = _plan(root)
         started_at = datetime.now(UTC)
-        with ThreadPoolExecutor(max_workers=len(demo)) as pool:
-            for done in [pool.submit(_build_target, t, say) for t in demo.values()]:
-                done.result()
-        _write_targets_file(targets_file, demo)
+        demo = _plan(root, postgres.create_cluster(root, say))
+        try:
+            postgres.create_databases(root, demo)
+            with ThreadPoolExecutor(max_workers=len(demo)) as pool:
+                for done in [pool.submit(_build_target, t, say) for t in demo.values()]:
+                    done.result()
+            _write_targets_file(targets_file, demo)
+            take_first_backups(demo, targets_file, say)
+        except BaseException:
+            postgres.stop(root, say)  # a half-built demo leaves no server behind
+            raise
         marker.save(root, demo)
         say(f"built the demo in {(datetime.now(UTC) - started_at).total_seconds():.1f} s; targets in {targets_file}")
         if start:
             processes.start(demo, fresh=True, say=say)
+        else:
+            postgres.stop(root, say)
         return demo
 
 
 def stop_demo(root: Path, on_line: OnLine | None = None) -> list[str]:
-    """Stop the demo apps (and the GnuPG agents of their homes); returns the names of the apps that were running."""
+    """Stop the demo apps (and the GnuPG agents of their homes), then its PostgreSQL cluster; the apps that ran."""
     root = Path(root).resolve()
     say = _serialised(on_line or (lambda text: None))
     if not root.is_dir():
         return []
     with _locked(root):
-        return processes.stop_all(root, say)
+        stopped = processes.stop_all(root, say)
+        postgres.stop(root, say)
+        return stopped
 
 
 def load_demo(root: Path) -> dict[str, DemoTarget] | None:
@@ -123,13 +136,13 @@ def _free_port(taken: set[int]) -> int:
     raise DemoError("could not find a free loopback port for the demo apps")
 
 
-def _plan(root: Path) -> dict[str, DemoTarget]:
-    ports: set[int] = set()
+def _plan(root: Path, pg_port: int = 0) -> dict[str, DemoTarget]:
+    ports: set[int] = {pg_port}
     demo = {}
     for name in TARGET_NAMES:
         port = _free_port(ports)
         ports.add(port)
-        demo[name] = DemoTarget(name, root / name, port, sys.executable)
+        demo[name] = DemoTarget(name, root / name, port, sys.executable, pg_port)
     return demo
 
 

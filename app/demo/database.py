@@ -1,4 +1,4 @@
-"""The demo app's SQLite database: built by the app's own Alembic migrations, then filled with sample rows."""
+"""The demo app's database (SQLite file or PostgreSQL database): built by its own Alembic migrations, then filled."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def build_database(t: DemoTarget, say: OnLine) -> None:
         what=f"{t.name}: alembic upgrade head",
     )
     applied = sum("Running upgrade" in line for line in output.splitlines())
-    counts = insert_sample_rows(t.db_path, seed=f"{t.name}:{t.port}")
+    counts = insert_sample_rows(t.database_url if t.pg_port else t.db_path, seed=f"{t.name}:{t.port}")
     rows = ", ".join(f"{n} {table}" for table, n in counts.items())
-    say(f"{t.name}: database {t.db_path} migrated to head ({applied} revisions) with {rows}")
+    where = f"PostgreSQL database {t.name} on 127.0.0.1:{t.pg_port}" if t.pg_port else str(t.db_path)
+    say(f"{t.name}: database {where} migrated to head ({applied} revisions) with {rows}")

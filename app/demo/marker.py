@@ -20,7 +20,7 @@ def save(root: Path, demo: dict[str, DemoTarget]) -> None:
     data = {
         "format": MARKER_FORMAT,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "targets": {t.name: {"port": t.port, "python": t.python} for t in demo.values()},
+        "targets": {t.name: {"port": t.port, "python": t.python, "pg_port": t.pg_port} for t in demo.values()},
     }
     tmp = root / f".{MARKER}.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -43,10 +43,13 @@ def load(root: Path) -> dict[str, DemoTarget] | None:
             port, python = entry["port"], entry["python"]
             if not (isinstance(port, int) and 0 < port < 65536 and isinstance(python, str) and python):
                 return None
-            demo[name] = DemoTarget(name, root / name, port, python)
+            pg_port = entry.get("pg_port", 0)
+            if not (isinstance(pg_port, int) and 0 <= pg_port < 65536):
+                return None
+            demo[name] = DemoTarget(name, root / name, port, python, pg_port)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not all((t.app_dir / ".git").is_dir() and t.db_path.is_file() for t in demo.values()):
+    if not all((t.app_dir / ".git").is_dir() and (t.pg_port or t.db_path.is_file()) for t in demo.values()):
         return None
     return demo
 
@@ -60,4 +63,5 @@ def on_disk(root: Path, name: str) -> DemoTarget:
     if isinstance(recorded, dict):
         with contextlib.suppress(TypeError, ValueError, KeyError):
             target = replace(target, port=int(recorded["port"]), python=str(recorded["python"]))
+            target = replace(target, pg_port=int(recorded.get("pg_port", 0)))
     return target

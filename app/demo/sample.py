@@ -1,11 +1,13 @@
-"""Sample rows for a demo app's database, inserted after its migrations ran to head."""
+"""Sample rows for a demo app's database (SQLite or PostgreSQL), inserted after its migrations ran to head."""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.pool import NullPool
 
 USERS = (
     ("Ada Lovelace", "ada@example.com"),
@@ -41,39 +43,101 @@ FLAGS = (
 
 SESSIONS_PER_USER = (3, 1, 2, 0, 1, 2, 1, 0, 2, 1, 1, 2)  # 16 sessions
 
+# Who signed up between the demo's older and newest backup: what restoring the older one rolls back.
+NEWER_USERS = (
+    ("Nova Reyes", "nova@example.com"),
+    ("Idris Okafor", "idris@example.com"),
+    ("Mira Lindqvist", "mira@example.com"),
+)
 
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+def _url(database: Path | str) -> str:
+    """A URL for SQLAlchemy: a path is a SQLite file; postgresql:// is driven by psycopg 3."""
+    if isinstance(database, Path):
+        return f"sqlite:///{database}"
+    if database.startswith("postgresql://"):
+        return "postgresql+psycopg://" + database[len("postgresql://") :]
+    return database
 
 
-def insert_sample_rows(db_path: Path, seed: str, now: datetime | None = None) -> dict[str, int]:
-    """Fill users, sessions, segments and feature_flags; returns the row count of each."""
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
-    with sqlite3.connect(db_path) as conn:
-        conn.executemany(
-            "INSERT INTO users (id, email, name, created_at) VALUES (?, ?, ?, ?)",
-            [
-                (i, email, name, _stamp(now - timedelta(days=60 - 5 * i, hours=i)))
-                for i, (name, email) in enumerate(USERS, 1)
-            ],
+def _naive(moment: datetime) -> datetime:
+    """The columns are `timestamp without time zone`, holding UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _connected(database: Path | str):
+    return create_engine(_url(database), poolclass=NullPool)
+
+
+def _add_users(conn: Connection, users, times: list[datetime]) -> dict[str, int]:
+    """Insert users (ids from the database, so its sequence stays right); their ids by email."""
+    conn.execute(
+        text("INSERT INTO users (email, name, created_at) VALUES (:email, :name, :at)"),
+        [{"email": email, "name": name, "at": at} for (name, email), at in zip(users, times, strict=True)],
+    )
+    emails = [email for _, email in users]
+    rows = conn.execute(text("SELECT id, email FROM users")).all()
+    return {email: id_ for id_, email in rows if email in emails}
+
+
+def _add_sessions(conn: Connection, seed: str, user_id: int, count: int, now: datetime) -> int:
+    rows = []
+    for n in range(count):
+        started = now - timedelta(days=n * 3, hours=user_id)
+        token = hashlib.sha256(f"{seed}:{user_id}:{n}".encode()).hexdigest()[:40]
+        rows.append({"user_id": user_id, "token": token, "at": started, "expires": started + timedelta(days=30)})
+    if rows:
+        conn.execute(
+            text(
+                "INSERT INTO sessions (user_id, token, created_at, expires_at) VALUES (:user_id, :token, :at, :expires)"
+            ),
+            rows,
         )
-        sessions = []
-        for user_id, count in enumerate(SESSIONS_PER_USER, 1):
-            for n in range(count):
-                started = now - timedelta(days=n * 3, hours=user_id)
-                token = hashlib.sha256(f"{seed}:{user_id}:{n}".encode()).hexdigest()[:40]
-                sessions.append((user_id, token, _stamp(started), _stamp(started + timedelta(days=30))))
-        conn.executemany("INSERT INTO sessions (user_id, token, created_at, expires_at) VALUES (?, ?, ?, ?)", sessions)
-        conn.executemany(
-            "INSERT INTO segments (name, description, rule, created_at) VALUES (?, ?, ?, ?)",
-            [
-                (name, text, rule, _stamp(now - timedelta(days=20 - 2 * i)))
-                for i, (name, text, rule) in enumerate(SEGMENTS)
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO feature_flags (name, enabled, description, updated_at) VALUES (?, ?, ?, ?)",
-            [(name, int(on), text, _stamp(now - timedelta(days=3))) for name, on, text in FLAGS],
-        )
-    conn.close()
-    return {"users": len(USERS), "sessions": len(sessions), "segments": len(SEGMENTS), "feature_flags": len(FLAGS)}
+    return len(rows)
+
+
+def insert_sample_rows(database: Path | str, seed: str, now: datetime | None = None) -> dict[str, int]:
+    """Fill users, sessions, segments and feature_flags (a SQLite path or a database URL); each row count."""
+    now = _naive(now or datetime.now(UTC))
+    engine = _connected(database)
+    try:
+        with engine.begin() as conn:
+            times = [now - timedelta(days=60 - 5 * i, hours=i) for i in range(1, len(USERS) + 1)]
+            ids = _add_users(conn, USERS, times)
+            sessions = sum(
+                _add_sessions(conn, seed, ids[email], count, now)
+                for (_, email), count in zip(USERS, SESSIONS_PER_USER, strict=True)
+            )
+            conn.execute(
+                text("INSERT INTO segments (name, description, rule, created_at) VALUES (:name, :text, :rule, :at)"),
+                [
+                    {"name": name, "text": about, "rule": rule, "at": now - timedelta(days=20 - 2 * i)}
+                    for i, (name, about, rule) in enumerate(SEGMENTS)
+                ],
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO feature_flags (name, enabled, description, updated_at) "
+                    "VALUES (:name, :enabled, :text, :at)"
+                ),
+                [
+                    {"name": name, "enabled": on, "text": about, "at": now - timedelta(days=3)}
+                    for name, on, about in FLAGS
+                ],
+            )
+    finally:
+        engine.dispose()
+    return {"users": len(USERS), "sessions": sessions, "segments": len(SEGMENTS), "feature_flags": len(FLAGS)}
+
+
+def add_newer_signups(database: Path | str, seed: str, now: datetime | None = None) -> dict[str, int]:
+    """Three more users, with a session each, signed up just now: the change between two demo backups."""
+    now = _naive(now or datetime.now(UTC))
+    engine = _connected(database)
+    try:
+        with engine.begin() as conn:
+            ids = _add_users(conn, NEWER_USERS, [now - timedelta(minutes=3 - i) for i in range(len(NEWER_USERS))])
+            sessions = sum(_add_sessions(conn, f"{seed}:newer", ids[email], 1, now) for _, email in NEWER_USERS)
+    finally:
+        engine.dispose()
+    return {"users": len(NEWER_USERS), "sessions": sessions}

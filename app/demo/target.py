@@ -3,7 +3,8 @@
 Each target is a folder under the demo root (Rewind passes `<instance>/demo`):
 
     <root>/<name>/app/       git repository of the demo app (branch main, a bad branch for drills), .env
-    <root>/<name>/data/      app.db, built by the app's own Alembic migrations, with sample rows
+    <root>/<name>/data/      app.db, built by the app's own Alembic migrations, with sample rows (SQLite only)
+    <root>/postgres/         the demo's PostgreSQL cluster, when the server is installed: database <name>
     <root>/<name>/gnupg/     GnuPG home with a key (no passphrase) for the target's backups
     <root>/<name>/backups/   where its encrypted backups go
     <root>/<name>/run/       pid file and log of the app, which runs as a Rewind-managed process
@@ -24,6 +25,7 @@ from app.targets.process import ManagedProcess
 
 TARGET_NAMES = ("staging", "production")
 HEALTH_WAIT_S = 20.0
+PG_USER = "rewind_demo"
 
 OnLine = Callable[[str], None]
 
@@ -38,6 +40,7 @@ class DemoTarget:
     dir: Path
     port: int
     python: str = sys.executable
+    pg_port: int = 0  # the demo's PostgreSQL cluster (app/demo/postgres.py); 0: a SQLite file
 
     @property
     def protected(self) -> bool:
@@ -61,6 +64,8 @@ class DemoTarget:
 
     @property
     def database_url(self) -> str:
+        if self.pg_port:
+            return f"postgresql://{PG_USER}@127.0.0.1:{self.pg_port}/{self.name}"
         return f"sqlite:///{self.db_path}"
 
     @property

@@ -31,14 +31,22 @@ def database_url() -> str:
     raise RuntimeError("set DATABASE_URL (e.g. sqlite:////srv/app/data/app.db) or add it to the app's .env file")
 
 
+def sqlalchemy_url(url: str) -> str:
+    """postgresql://… driven by psycopg 3 (SQLAlchemy's default PostgreSQL driver is psycopg2)."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
 def run_migrations_offline() -> None:
-    context.configure(url=database_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    context.configure(url=sqlalchemy_url(database_url()), literal_binds=True, dialect_opts={"paramstyle": "named"})
     with context.begin_transaction():
         context.run_migrations()
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(database_url(), poolclass=pool.NullPool)
+    engine = create_engine(sqlalchemy_url(database_url()), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             context.configure(connection=connection, render_as_batch=True)

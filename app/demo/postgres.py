@@ -1,0 +1,84 @@
+"""The demo's PostgreSQL cluster: under `<root>/postgres`, loopback only, started and stopped with the demo.
+
+One cluster holds a database per demo target (named after it). Where the
+server programs are missing, or the cluster cannot be made, the demo falls
+back to SQLite files and says so in one line.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from app.demo.target import PG_USER, DemoError, DemoTarget, OnLine
+from app.targets.pgcluster import Cluster, PostgresUnavailable, free_port
+
+FOLDER = "postgres"
+
+
+def cluster(root, port: int) -> Cluster:
+    return Cluster(root / FOLDER, port, user=PG_USER, socket_dir=None)
+
+
+def create_cluster(root, say: OnLine) -> int:
+    """initdb and start a new cluster on a free loopback port; its port, or 0 (SQLite) with a notice."""
+    try:
+        pg = cluster(root, free_port())
+        pg.init()
+        pg.start()
+    except PostgresUnavailable as exc:
+        say(f"note: the demo runs on SQLite files, not PostgreSQL: {exc}")
+        return 0
+    say(f"PostgreSQL {pg.bin.parent.name} cluster in {pg.root}, on 127.0.0.1:{pg.port} (loopback only)")
+    return pg.port
+
+
+def create_databases(root, demo: dict[str, DemoTarget]) -> None:
+    ports = {t.pg_port for t in demo.values() if t.pg_port}
+    for port in ports:
+        with psycopg.connect(cluster(root, port).url(), autocommit=True, connect_timeout=10) as conn:
+            for t in demo.values():
+                if t.pg_port == port:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(t.name)))
+
+
+def _port_of(demo: dict[str, DemoTarget]) -> int:
+    return next((t.pg_port for t in demo.values() if t.pg_port), 0)
+
+
+def start(root, demo: dict[str, DemoTarget], say: OnLine) -> None:
+    """Start the cluster of an existing demo if it is not running (the apps need it before they start)."""
+    port = _port_of(demo)
+    if not port:
+        return
+    pg = cluster(root, port)
+    if not pg.initialised():
+        raise DemoError(
+            f"the demo's PostgreSQL cluster is missing from {pg.data}: rebuild with `flask rewind demo --reset`"
+        )
+    if pg.running():
+        say(f"PostgreSQL: already running on 127.0.0.1:{port}")
+        return
+    try:
+        pg.start()
+    except PostgresUnavailable as exc:
+        raise DemoError(
+            f"the demo's PostgreSQL cluster did not start: {exc}; if port {port} is taken, rebuild on new ports "
+            "with `flask rewind demo --reset`"
+        ) from None
+    say(f"PostgreSQL: started on 127.0.0.1:{port}")
+
+
+def stop(root, say: OnLine) -> bool:
+    """Stop the cluster under root if it runs (pg_ctl needs no port for that); whether it was running."""
+    if not (root / FOLDER / "data").is_dir():
+        return False
+    pg = cluster(root, 0)
+    if not pg.running():
+        return False
+    try:
+        pg.stop()
+    except PostgresUnavailable as exc:
+        raise DemoError(f"could not stop the demo's PostgreSQL cluster: {exc}") from None
+    say(f"PostgreSQL: stopped the demo cluster in {pg.root}")
+    return True
