@@ -34,15 +34,22 @@ __all__ = ["DemoError", "DemoTarget", "build_demo", "load_demo", "stop_demo"]
 
 
 def build_demo(
-    root: Path, targets_file: Path, *, reset: bool = False, start: bool = True, on_line: OnLine = print
+    root: Path,
+    targets_file: Path,
+    *,
+    reset: bool = False,
+    start: bool = True,
+    on_line: OnLine = print,
+    use_postgres: bool = True,
 ) -> dict[str, DemoTarget]:
     """Build the demo targets under root and declare them in targets_file; start their apps unless start=False.
 
     Idempotent: when a finished demo is there and reset is False, nothing is
     rewritten (the targets file only if it went missing) and only the apps that
     are not running are started. reset stops the demo apps and rebuilds from
-    scratch, on new ports. Refuses (DemoError) to replace a targets file the
-    demo did not write.
+    scratch, on new ports. The databases live in a PostgreSQL cluster under root
+    (SQLite files when use_postgres is False or the server is not installed).
+    Refuses (DemoError) to replace a targets file the demo did not write.
     """
     root = Path(root).resolve()
     targets_file = Path(targets_file).absolute()
@@ -70,7 +77,7 @@ def build_demo(
             _remove(root / name)
         marker.remove(root)
         started_at = datetime.now(UTC)
-        demo = _plan(root, postgres.create_cluster(root, say))
+        demo = _plan(root, postgres.create_cluster(root, say) if use_postgres else 0)
         try:
             postgres.create_databases(root, demo)
             with ThreadPoolExecutor(max_workers=len(demo)) as pool:

@@ -14,20 +14,22 @@ from app.demo.target import DemoError
 @click.command("demo")
 @click.option("--reset", is_flag=True, help="Stop the demo apps and rebuild both targets from scratch.")
 @click.option("--no-start", is_flag=True, help="Build, but leave the demo apps stopped.")
-@click.option("--stop", "stop_only", is_flag=True, help="Stop the demo apps, and do nothing else.")
+@click.option("--stop", "stop_only", is_flag=True, help="Stop the demo apps and its PostgreSQL, and do nothing else.")
+@click.option("--sqlite", is_flag=True, help="Build on SQLite files even when the PostgreSQL server is installed.")
 @click.option(
     "--skip-if-configured",
     is_flag=True,
     help="Do nothing (and succeed) when the targets file is your own rather than the demo's.",
 )
 @with_appcontext
-def demo(reset: bool, no_start: bool, stop_only: bool, skip_if_configured: bool) -> None:
+def demo(reset: bool, no_start: bool, stop_only: bool, sqlite: bool, skip_if_configured: bool) -> None:
     """Two demo targets, staging and production, to try rollbacks on.
 
     Each is a small Flask app in its own git repository (with a bad branch for
-    drills), a SQLite database built by its Alembic migrations, a GnuPG key for
-    its backups, and a process Rewind supervises. Running it again only starts
-    the demo apps that are not running.
+    drills), a database built by its Alembic migrations in a PostgreSQL cluster
+    the demo runs under the instance folder (SQLite files where the server is not
+    installed), a GnuPG key and two backups, and a process Rewind supervises.
+    Running it again only starts what is not running.
     """
     settings = current_app.config["REWIND_SETTINGS"]
     root = settings.instance_dir / "demo"
@@ -40,7 +42,7 @@ def demo(reset: bool, no_start: bool, stop_only: bool, skip_if_configured: bool)
         click.echo(f"{path} is your own targets file; the demo is not built")
         return
     try:
-        targets = build_demo(root, path, reset=reset, start=not no_start, on_line=click.echo)
+        targets = build_demo(root, path, reset=reset, start=not no_start, on_line=click.echo, use_postgres=not sqlite)
     except DemoError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("")

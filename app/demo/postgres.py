@@ -7,6 +7,10 @@ back to SQLite files and says so in one line.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+from pathlib import Path
+
 import psycopg
 from psycopg import sql
 
@@ -16,24 +20,27 @@ from app.targets.pgcluster import Cluster, PostgresUnavailable, free_port
 FOLDER = "postgres"
 
 
-def cluster(root, port: int) -> Cluster:
-    return Cluster(root / FOLDER, port, user=PG_USER, socket_dir=None)
+def cluster(root: Path, port: int, bin_dir: Path | None = None) -> Cluster:
+    return Cluster(root / FOLDER, port, user=PG_USER, socket_dir=None, bin_dir=bin_dir)
 
 
-def create_cluster(root, say: OnLine) -> int:
+def create_cluster(root: Path, say: OnLine, bin_dir: Path | None = None) -> int:
     """initdb and start a new cluster on a free loopback port; its port, or 0 (SQLite) with a notice."""
     try:
-        pg = cluster(root, free_port())
+        pg = cluster(root, free_port(), bin_dir)
         pg.init()
         pg.start()
     except PostgresUnavailable as exc:
+        with contextlib.suppress(PostgresUnavailable):
+            cluster(root, 0, bin_dir).stop("immediate")
+        shutil.rmtree(root / FOLDER, ignore_errors=True)
         say(f"note: the demo runs on SQLite files, not PostgreSQL: {exc}")
         return 0
     say(f"PostgreSQL {pg.bin.parent.name} cluster in {pg.root}, on 127.0.0.1:{pg.port} (loopback only)")
     return pg.port
 
 
-def create_databases(root, demo: dict[str, DemoTarget]) -> None:
+def create_databases(root: Path, demo: dict[str, DemoTarget]) -> None:
     ports = {t.pg_port for t in demo.values() if t.pg_port}
     for port in ports:
         with psycopg.connect(cluster(root, port).url(), autocommit=True, connect_timeout=10) as conn:
@@ -46,7 +53,7 @@ def _port_of(demo: dict[str, DemoTarget]) -> int:
     return next((t.pg_port for t in demo.values() if t.pg_port), 0)
 
 
-def start(root, demo: dict[str, DemoTarget], say: OnLine) -> None:
+def start(root: Path, demo: dict[str, DemoTarget], say: OnLine) -> None:
     """Start the cluster of an existing demo if it is not running (the apps need it before they start)."""
     port = _port_of(demo)
     if not port:
@@ -69,7 +76,7 @@ def start(root, demo: dict[str, DemoTarget], say: OnLine) -> None:
     say(f"PostgreSQL: started on 127.0.0.1:{port}")
 
 
-def stop(root, say: OnLine) -> bool:
+def stop(root: Path, say: OnLine) -> bool:
     """Stop the cluster under root if it runs (pg_ctl needs no port for that); whether it was running."""
     if not (root / FOLDER / "data").is_dir():
         return False

@@ -114,17 +114,18 @@ class Cluster:
         return result.stdout
 
     def prepare(self) -> None:
-        """Make the folder, owned by the server user when root; PostgresUnavailable if it cannot reach it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700 if not self.as_server_user else 0o750)
+        """Make the folder, owned by the server user when root; PostgresUnavailable if that user cannot reach it."""
         if self.as_server_user:
-            shutil.chown(self.root, SERVER_USER, SERVER_USER)
-            blocked = [p for p in self.root.parents if not _others_may_enter(p)]
+            blocked = [p for p in self.root.parents if p.exists() and not _others_may_enter(p)]
             if blocked:
                 raise PostgresUnavailable(
                     f"the {SERVER_USER} OS user cannot reach {self.root}: {blocked[0]} is closed to other users",
                     fix=f"chmod o+x {blocked[0]}, or put the instance folder elsewhere",
                 )
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o750 if self.as_server_user else 0o700)
+        if self.as_server_user:
+            shutil.chown(self.root, SERVER_USER, SERVER_USER)
 
     def init(self) -> None:
         """initdb, the superuser named `user`, trusted on loopback only (no socket unless socket_dir)."""

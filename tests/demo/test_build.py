@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
-from app.demo import DemoError, build_demo, load_demo, stop_demo
+from app.backups.catalog import Catalog
+from app.demo import DemoError, build_demo, load_demo, postgres, stop_demo
 from app.demo.cli import demo as demo_command
 from app.demo.history import BAD_BRANCH, HEAD_REVISION, SAMPLEAPP
 from app.demo.targetsfile import HEADER
@@ -37,6 +41,18 @@ def git(repo: Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.Comple
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=30)
     assert done.returncode in ok, done.stderr
     return done
+
+
+def query(t, statement: str) -> list[tuple]:
+    """Rows from the target's database, SQLite file or PostgreSQL, as its app reads it."""
+    url = t.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement))
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
 
 
 def get_json(url: str) -> tuple[int, dict]:
@@ -67,8 +83,10 @@ def processes_under(root: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    base = tmp_path_factory.mktemp("demo")
+def built():
+    # Under /tmp, open to other users: as root the demo's PostgreSQL runs as `postgres`, which must reach it.
+    base = Path(tempfile.mkdtemp(prefix="rw-demo-"))
+    base.chmod(0o711)
     root, targets_file = base / "instance" / "demo", base / "instance" / "rewind.toml"
     lines: list[str] = []
     try:
@@ -76,6 +94,7 @@ def built(tmp_path_factory):
         yield {"root": root, "targets_file": targets_file, "demo": demo, "lines": lines}
     finally:
         stop_demo(root)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_both_apps_answer_healthy_on_their_own_ports(built):
@@ -88,7 +107,7 @@ def test_both_apps_answer_healthy_on_their_own_ports(built):
         assert probe.ok, probe
         status, stats = get_json(f"{t.base_url}/stats")
         assert status == 200
-        assert stats["users"] == 12 and stats["segments"] > 0 and stats["feature_flags"] == 5
+        assert stats["users"] == 15 and stats["segments"] > 0 and stats["feature_flags"] == 5
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(t.base_url + "/", timeout=5) as page:
             assert f"Environment: {t.name}" in page.read().decode()
     assert any("healthy" in line for line in built["lines"])
@@ -127,18 +146,21 @@ def test_main_holds_the_files_of_the_sampleapp_folder(built):
         assert committed == expected, path
 
 
-def test_databases_are_built_by_the_apps_own_migrations(built):
+def test_databases_are_built_by_the_apps_own_migrations_in_the_demos_postgresql(built):
+    ports = {t.pg_port for t in built["demo"].values()}
+    assert len(ports) == 1 and 0 not in ports  # one cluster for both targets (the test machine has the server)
+    assert any(line.startswith("PostgreSQL ") and "loopback only" in line for line in built["lines"])
     for t in built["demo"].values():
-        with sqlite3.connect(t.db_path) as conn:
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            assert {"users", "sessions", "segments", "feature_flags", "alembic_version"} <= tables
-            assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD_REVISION,)]
-            assert conn.execute("SELECT count(*) FROM users").fetchone() == (12,)
-            assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] > 0
-            assert conn.execute("SELECT count(*) FROM segments").fetchone()[0] > 0
-            flags = dict(conn.execute("SELECT name, enabled FROM feature_flags"))
-        conn.close()
-        assert flags["new_checkout"] == 1 and flags["beta_search"] == 0
+        assert t.database_url == f"postgresql://rewind_demo@127.0.0.1:{t.pg_port}/{t.name}"
+        assert not t.db_path.exists()
+        tables = {row[0] for row in query(t, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"users", "sessions", "segments", "feature_flags", "alembic_version"} <= tables
+        assert query(t, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+        assert query(t, "SELECT count(*) FROM users") == [(15,)]  # 12, and 3 sign-ups between the backups
+        assert query(t, "SELECT count(*) FROM sessions")[0][0] > 0
+        assert query(t, "SELECT count(*) FROM segments")[0][0] > 0
+        flags = dict(query(t, "SELECT name, enabled FROM feature_flags"))
+        assert flags["new_checkout"] is True and flags["beta_search"] is False
     # `flask db …` works in the app's environment, as the targets file tells Rewind to run it.
     t = built["demo"]["staging"]
     env = {"PATH": os.environ["PATH"], **t.process_env()}
@@ -153,6 +175,32 @@ def test_databases_are_built_by_the_apps_own_migrations(built):
     )
     assert done.returncode == 0, done.stderr
     assert f"{HEAD_REVISION} (head)" in done.stdout
+
+
+def test_each_target_starts_with_two_verified_backups_around_new_signups(built):
+    for t in built["demo"].values():
+        backups = sorted(Catalog(t.backups_dir).backups(), key=lambda b: b.time)
+        assert len(backups) == 2
+        older, newest = backups
+        for backup in backups:
+            assert backup.manifest["made_by"] == "rewind" and backup.manifest["engine"] == "postgresql"
+            assert backup.manifest["recipients"] == [t.recipient]
+            assert backup.state == "verified" and backup.verified["ok"] and backup.verified["how"] == "quick"
+            assert backup.path.read_bytes()[:1] != b"P"  # OpenPGP, not a plain custom-format dump ("PGDMP")
+        assert older.manifest["counts"]["users"] == 12 and newest.manifest["counts"]["users"] == 15
+        assert older.manifest["counts"]["sessions"] < newest.manifest["counts"]["sessions"]
+        assert older.time < newest.time
+        assert any(line.startswith(f"{t.name}: backups {older.id} and") for line in built["lines"])
+
+
+def test_without_the_server_programs_the_demo_falls_back_to_sqlite_with_a_notice(tmp_path):
+    lines: list[str] = []
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    assert postgres.create_cluster(tmp_path / "demo", lines.append, bin_dir=empty_bin) == 0
+    assert len(lines) == 1
+    assert lines[0].startswith("note: the demo runs on SQLite files, not PostgreSQL:")
+    assert not (tmp_path / "demo" / "postgres").exists()  # nothing half-made left behind
 
 
 def test_each_gnupg_home_holds_a_key_without_passphrase(built):
@@ -262,11 +310,17 @@ def test_the_cli_command(tmp_path):
 
     (instance / "rewind.toml").unlink()
     try:
-        built = runner.invoke(demo_command, ["--no-start"])
+        built = runner.invoke(demo_command, ["--no-start", "--sqlite"])
         assert built.exit_code == 0, built.output
         assert sorted(load_targets(instance / "rewind.toml", env={})) == sorted(NAMES)
         demo = load_demo(instance / "demo")
         assert demo is not None and not any(t.process().status().running for t in demo.values())
+        for t in demo.values():  # on SQLite: the files, and backups of them made the same way
+            assert t.pg_port == 0 and t.db_path.is_file()
+            assert query(t, "SELECT count(*) FROM users") == [(15,)]
+            backups = Catalog(t.backups_dir).backups()
+            assert len(backups) == 2 and all(b.manifest["engine"] == "sqlite" for b in backups)
+        assert not (instance / "demo" / "postgres").exists()
         stopped = runner.invoke(demo_command, ["--stop"])
         assert stopped.exit_code == 0 and "no demo app was running" in stopped.output
     finally:
@@ -285,18 +339,15 @@ def test_reset_rebuilds_from_scratch(built):
     root, targets_file, before = built["root"], built["targets_file"], built["demo"]
     pids = [t.process().status().pid for t in before.values()]
     staging = before["staging"]
-    with sqlite3.connect(staging.db_path) as conn:
-        conn.execute("DELETE FROM sessions")
-        conn.execute("DELETE FROM users")
-    conn.close()
+    query(staging, "DELETE FROM sessions")
+    query(staging, "DELETE FROM users")
     (staging.app_dir / "scratch.txt").write_text("left over")
 
     after = build_demo(root, targets_file, reset=True, on_line=lambda line: None)
     assert all(pid is not None and gone(pid) for pid in pids)
     assert not (after["staging"].app_dir / "scratch.txt").exists()
-    with sqlite3.connect(after["staging"].db_path) as conn:
-        assert conn.execute("SELECT count(*) FROM users").fetchone() == (12,)
-    conn.close()
+    assert query(after["staging"], "SELECT count(*) FROM users") == [(15,)]
+    assert after["staging"].pg_port and len(Catalog(after["staging"].backups_dir).backups()) == 2
     configs = load_targets(targets_file, env={})
     for name, t in after.items():
         assert t.health(timeout_s=0).probe().ok
@@ -310,5 +361,6 @@ def test_stop_demo_leaves_nothing_running(built):
     for t in built["demo"].values():
         assert not t.pid_file.exists()
         assert not t.health(timeout_s=0).probe().ok
-    assert processes_under(root) == []
+    assert not postgres.cluster(root, 0).running()
+    assert processes_under(root) == []  # the PostgreSQL server included
     assert stop_demo(root) == []
