@@ -8,6 +8,8 @@ export FLASK_APP := wsgi
 
 # Debian packages each target needs, as "command:package" pairs.
 RUN_SYSTEM := git:git gpg:gnupg
+# The demo sandbox runs on PostgreSQL when it can: installed as root, else the demo uses SQLite files.
+RUN_OPTIONAL := initdb:postgresql
 TEST_SYSTEM := $(RUN_SYSTEM) initdb:postgresql chromium:chromium
 
 .PHONY: run test lint format system-run system-test clean
@@ -25,6 +27,7 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt $(BIN)/activate
 	touch $@ $(VENV)/.run-installed
 
 # Install missing Debian packages; initdb is looked for where Debian puts it, off PATH.
+# A second argument "optional": missing packages are only reported when not root.
 define install_system
 	@missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  if ! command -v $$cmd >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/$$cmd >/dev/null 2>&1; then \
@@ -33,12 +36,14 @@ define install_system
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing system packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  elif [ "$(2)" = optional ]; then echo "not installed:$$missing (as root: apt-get install$$missing); the demo uses SQLite"; \
 	  else echo "missing system packages:$$missing (install them as root: apt-get install$$missing)"; exit 1; fi; \
 	fi
 endef
 
 system-run:
 	$(call install_system,$(RUN_SYSTEM))
+	$(call install_system,$(RUN_OPTIONAL),optional)
 
 system-test:
 	$(call install_system,$(TEST_SYSTEM))
