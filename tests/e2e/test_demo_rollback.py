@@ -17,6 +17,7 @@ from tests.support.server import RewindServer
 def demo_server():
     # A short path: gpg-agent's socket lives in the GnuPG home, and socket paths stop at 107 bytes.
     root = Path(tempfile.mkdtemp(prefix="rw-e2e-"))
+    root.chmod(0o711)  # as root the demo's PostgreSQL runs as `postgres`, which must reach its folder
     instance = root / "instance"
     instance.mkdir()
     build_demo(instance / "demo", instance / "rewind.toml", on_line=lambda *a: None)

@@ -1,0 +1,63 @@
+"""The data drill in a real browser, on the demo sandbox: rows deleted, the newest backup restored, then undone."""
+
+import json
+import re
+import urllib.request
+
+import psycopg
+from playwright.sync_api import expect
+
+from app.demo import load_demo
+from tests.e2e.test_demo_rollback import demo_server  # noqa: F401 the demo sandbox behind a real Rewind
+from tests.e2e.test_foundation import sign_in
+
+
+def stats(base_url: str) -> dict:
+    """The demo app's own row counts."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(base_url + "/stats", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_delete_rows_restore_the_newest_backup_see_them_back_then_undo(demo_server, page):  # noqa: F811
+    production = load_demo(demo_server.instance_dir / "demo")["production"]
+    assert production.database_url.startswith("postgresql://")  # the demo runs on its own PostgreSQL
+    before = stats(production.base_url)
+    assert before["sessions"] > 0
+    with psycopg.connect(production.database_url) as conn:
+        conn.execute("DELETE FROM sessions")  # the incident: every session gone
+    assert stats(production.base_url)["sessions"] == 0
+
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirmations a person would accept
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/production")
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Backups").click()
+    newest = page.locator("#backup-1")  # newest first: the demo made two, with sign-ups between them
+    expect(page.locator("table.grid tbody tr")).to_have_count(2)
+    expect(newest.get_by_text("verified", exact=True)).to_be_visible()
+    backup_id = newest.locator("code").first.inner_text()
+    newest.get_by_label("Type production to confirm").fill("production")
+    newest.get_by_role("button", name="Restore", exact=True).click()
+
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=60_000)
+    steps = page.locator(".step-row[id^=step-]")
+    expect(steps).to_have_count(7)  # check, checkpoint, scratch, compare, stop, swap, start
+    for n in range(7):
+        expect(steps.nth(n)).to_have_attribute("data-state", "succeeded")
+    log = page.locator("#log")
+    expect(log).to_contain_text(f"restoring {backup_id} into the scratch database")
+    counts = log.locator(".line", has_text=re.compile(r"^sessions\s"))
+    expect(counts).to_have_text(re.compile(rf"^sessions\s+0\s+{before['sessions']}\s"))  # live 0, restored N
+    expect(page.locator("#job-state")).to_contain_text("passed")
+    assert stats(production.base_url)["sessions"] == before["sessions"]  # the rows are back
+
+    page.goto(demo_server.url + "/targets/production/backups")
+    copy = page.locator("ul.activity li", has_text="pre-restore")
+    expect(copy).to_have_count(1)
+    copy.get_by_label("Type production to confirm").fill("production")
+    copy.get_by_role("button", name="Undo restore").click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=60_000)
+    expect(page.locator("#job-state")).to_contain_text("passed")
+    assert stats(production.base_url)["sessions"] == 0  # undone: the database as it was before the restore
