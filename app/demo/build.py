@@ -1,9 +1,10 @@
 """Builds the demo sandbox: two real targets, staging and production, to roll back without fear.
 
 Each target gets a git repository of the demo app (repository.py), a database
-built by its migrations (database.py), a GnuPG key for its backups (keys.py)
-and a running app (processes.py); the targets file declares both
-(targetsfile.py). `demo.json` in the root marks a finished build (marker.py):
+built by its migrations (database.py) in the demo's PostgreSQL cluster
+(postgres.py; SQLite files without the server), a GnuPG key (keys.py), two
+backups (backups.py) and a running app (processes.py); the targets file
+declares both (targetsfile.py). `demo.json` in the root marks a finished build (marker.py):
 while it is there, building again only starts the apps that are not running.
 Plain Python, no Flask.
 """

@@ -94,6 +94,10 @@ class Cluster:
         return (self.data / "PG_VERSION").is_file()
 
     def _run(self, *argv: str) -> str:
+        if not os.access(argv[0], os.X_OK):  # said before runuser would hide it behind its own error
+            raise PostgresUnavailable(
+                f"{Path(argv[0]).name} is not installed (no {argv[0]})", fix="apt-get install postgresql"
+            )
         cmd = [*argv]
         if self.as_server_user:
             cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
@@ -102,7 +106,7 @@ class Cluster:
         try:
             result = run_command(cmd, timeout=COMMAND_TIMEOUT_S, env=env, cwd=self.root, capture=True)
         except FileNotFoundError:
-            raise PostgresUnavailable(f"{cmd[0]} is not installed", fix="apt-get install postgresql") from None
+            raise PostgresUnavailable(f"{cmd[0]} is not installed", fix="apt-get install util-linux") from None
         except CommandTimedOut:
             raise PostgresUnavailable(f"{Path(argv[0]).name} did not finish in {COMMAND_TIMEOUT_S:g} s") from None
         said = (result.stderr.strip() or result.stdout.strip()).splitlines()
