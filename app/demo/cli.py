@@ -48,4 +48,5 @@ def demo(reset: bool, no_start: bool, stop_only: bool, sqlite: bool, skip_if_con
     click.echo("")
     for t in targets.values():
         click.echo(f"  {t.name:<11} {t.base_url}   repo {t.app_dir}")
+    click.echo(f"Databases: {'  '.join(t.database_url for t in targets.values())}")
     click.echo(f"Targets file: {path}")

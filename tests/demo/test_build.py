@@ -321,6 +321,7 @@ def test_the_cli_command(tmp_path):
             backups = Catalog(t.backups_dir).backups()
             assert len(backups) == 2 and all(b.manifest["engine"] == "sqlite" for b in backups)
         assert not (instance / "demo" / "postgres").exists()
+        assert f"Databases: {demo['staging'].database_url}" in built.output
         stopped = runner.invoke(demo_command, ["--stop"])
         assert stopped.exit_code == 0 and "no demo app was running" in stopped.output
     finally:
