@@ -1,7 +1,8 @@
-"""Code rollback runbooks: revert, reset, deploy, restart, stop, start, verify.
+"""Code rollback runbooks: revert, reset, deploy, fetch, restart, stop, start, verify.
 
 Every runbook that changes a target records a checkpoint first and ends by
-verifying the target; a commit that passes is marked known-good.
+verifying the target; a commit that passes is marked known-good. Every code
+change runs the target's release commands before the restart.
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ def verify_or_roll_back(ctx: JobContext) -> None:
             tag = repo.tag_safety(prefix="rewind/failed-deploy")
             repo.reset_hard(start, sink=ctx)
             ctx.log(f"the failed deploy is kept as tag {tag}")
+        # The old commit may need its own dependencies back: its release commands run before the restart.
+        try:
+            code.run_release_commands(ctx, target)
+        except code.ReleaseFailed as exc:
+            raise StepFailed(f"{exc}; {ctx.target} was not restarted") from None
+        with steps.adapter_errors(ctx):
             control = target.process()
             if control is not None:
                 control.restart(ctx)
@@ -165,6 +172,8 @@ def force_push(ctx: JobContext) -> None:
 
 
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
+FETCH = Step("fetch", "Fetch from the remote", code.fetch)
+RELEASE = Step("release", "Run the release commands", code.release)
 RESTART = Step("restart", "Restart the application", steps.restart)
 VERIFY = Step("verify", "Verify health", steps.verify)
 PUSH = Step("push", "Push", push, follow_up=True)
@@ -177,7 +186,7 @@ register(
         role=Role.OPERATOR,
         mutates=True,
         params=(Param("commits", "Commits", check=_commits, help="one or more commit ids, 7-40 hex characters"),),
-        steps=(CHECKPOINT, Step("revert", "Revert", revert_commits), RESTART, VERIFY, PUSH),
+        steps=(CHECKPOINT, Step("revert", "Revert", revert_commits), RELEASE, RESTART, VERIFY, PUSH),
     )
 )
 register(
@@ -196,6 +205,7 @@ register(
             CHECKPOINT,
             Step("tag", "Tag the current head", tag_old_head),
             Step("reset", "Reset", reset_branch),
+            RELEASE,
             RESTART,
             VERIFY,
             Step("push", "Force-push (if enabled)", force_push, follow_up=True),
@@ -221,12 +231,25 @@ register(
             ),
         ),
         steps=(
+            FETCH,
             CHECKPOINT,
             Step("merge", "Merge", merge_ref),
+            RELEASE,
             RESTART,
             Step("verify", "Verify health", verify_or_roll_back),
             PUSH,
         ),
+    )
+)
+register(
+    Runbook(
+        name="fetch",
+        title="Fetch from the remote",
+        description="git fetch the remote's branches, so a deploy can name origin/… or a commit pushed there; "
+        "the deployed branch does not move.",
+        role=Role.OPERATOR,
+        mutates=False,
+        steps=(FETCH,),
     )
 )
 register(

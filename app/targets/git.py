@@ -342,18 +342,29 @@ class GitRepo:
         after = {sha: int(self._run("rev-list", "--count", f"{sha}..{self._ref}").stdout.strip()) for sha in shas}
         return sorted(after, key=after.__getitem__)
 
+    def remote_branches(self) -> list[str]:
+        """The remote's branches as the last fetch saw them, as `origin/main`; none without a remote."""
+        if self.remote is None:
+            return []
+        prefix = f"refs/remotes/{self.remote}/"
+        out = self._run("for-each-ref", "--format=%(refname)", prefix)
+        names = [line.removeprefix("refs/remotes/") for line in out.stdout.splitlines() if line]
+        return [name for name in names if name != f"{self.remote}/HEAD"]
+
     def resolve_ref_for_deploy(self, ref: str) -> str:
-        """Full sha of what may be deployed: a local branch name, or any commit id in the repository."""
+        """Full sha of what may be deployed: a local branch, a fetched remote branch, or any commit id here."""
         ref = ref.strip() if isinstance(ref, str) else ""
         names = self.branches()
         if ref in names:
             return self._run("rev-parse", "--verify", f"refs/heads/{ref}^{{commit}}").stdout.strip()
+        remote_names = self.remote_branches()
+        if ref in remote_names:
+            return self._run("rev-parse", "--verify", f"refs/remotes/{ref}^{{commit}}").stdout.strip()
         if COMMIT_ID.match(ref.lower()):
             return self._verify_commit(ref.lower())
-        raise UnknownCommit(
-            ref,
-            f"{ref!r} is neither a local branch nor a commit id (branches: {', '.join(names) or 'none'})",
-        )
+        known = ", ".join([*names, *remote_names]) or "none"
+        hint = f"; fetch from {self.remote} first if it is new there" if self.remote else ""
+        raise UnknownCommit(ref, f"{ref!r} is neither a branch nor a commit id (branches: {known}){hint}")
 
     def show(self, sha: str, limit: int = DIFF_LIMIT) -> CommitDetail:
         """A commit with its full message and diff (against its first parent), the diff capped at `limit` bytes."""
@@ -538,6 +549,52 @@ class GitRepo:
             )
         self._run("reset", "--hard", target, sink=sink)
         return self.head()
+
+    def put_back(self, sha: str, sink: Sink | None = None) -> list[str]:
+        """Return the branch and working tree to `sha` after a change that must be undone (a failed release).
+
+        Unlike reset_hard, `sha` need not be in the branch's history (undoing a
+        reset goes forward again) and uncommitted changes to tracked files are
+        discarded: they are what the failed change left behind. Returns those files.
+        """
+        current = self.current_branch()
+        if current != self.branch:
+            where = f"branch {current!r}" if current else "a detached HEAD"
+            raise GitError(
+                f"cannot put {self.branch} back at {sha[:12]}: {self.path} has {where} checked out — "
+                f"check out {self.branch} there and reset it by hand"
+            )
+        target = self._verify_commit(self._check_id(sha))
+        discarded = self.dirty_files()
+        self._run("reset", "--hard", target, sink=sink)
+        if self.head() != target:
+            raise GitError(
+                f"could not put {self.branch} back at {target[:12]} — run `git -C {self.path} status` "
+                "and restore it by hand"
+            )
+        return discarded
+
+    def fetch(self, sink: Sink | None = None) -> list[str]:
+        """Fetch the remote's branches into `refs/remotes/<remote>/…`; the deployed branch never moves.
+
+        Returns the remote branches known afterwards (`origin/main` …). A failure
+        changes nothing Rewind deploys from and says how to fix it.
+        """
+        if self.remote is None:
+            raise GitError("this target has no remote to fetch from — set repo.remote in the targets file")
+        refspec = f"+refs/heads/*:refs/remotes/{self.remote}/*"
+        try:
+            self._run("fetch", "--prune", "--no-tags", "--no-recurse-submodules", self.remote, refspec, sink=sink)
+        except GitError as exc:
+            raise GitError(
+                f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; nothing was changed "
+                f"({self.branch} was not touched) — check the remote's URL (`git -C {self.path} remote -v`) "
+                "and that this host can reach it",
+                argv=exc.argv,
+                returncode=exc.returncode,
+                stderr=exc.stderr,
+            ) from None
+        return self.remote_branches()
 
     def merge(self, ref_sha: str, sink: Sink | None = None) -> str:
         """Bring a commit into the branch: fast-forward when possible, else a merge commit. Returns the new head.

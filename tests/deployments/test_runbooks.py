@@ -66,8 +66,10 @@ def test_revert_restarts_verifies_and_marks_known_good(app, runner, code_target)
         assert (checkpoint.target, checkpoint.commit, checkpoint.job_id) == ("staging", before, job.id)
         marked = db.session.scalars(select(KnownGood.commit)).all()
         assert marked == [code_target.head()]
-    assert [s.state for s in view.steps] == ["succeeded"] * 4 + ["skipped"]  # no remote: nothing to push
-    assert view.steps[4].message == "no remote is configured (repo.remote): nothing to push"
+    # No release commands and no remote: those steps are skipped, saying why.
+    assert [s.state for s in view.steps] == ["succeeded", "succeeded", "skipped", "succeeded", "succeeded", "skipped"]
+    assert view.steps[2].message == "no release commands are configured ([targets.staging.release])"
+    assert view.steps[5].message == "no remote is configured (repo.remote): nothing to push"
 
 
 def test_revert_conflict_fails_cleanly_naming_the_file(app, runner, code_target):
