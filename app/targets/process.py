@@ -561,14 +561,19 @@ class ManagedProcess:
         A master like gunicorn keeps its pid and its listening socket, starts new
         workers on the new code and retires the old ones gracefully: waiting for
         the old ones to be gone means verification only ever reaches new code.
-        False (the caller then stops and starts) when nothing runs or the
-        application exits on the signal instead of reloading.
+        False (the caller then stops and starts) when nothing runs, when it has
+        no workers (nothing would show the reload done), or when it exits on
+        the signal instead of reloading.
         """
         seen = self._inspect()
         if seen.pid is None:
             return False
         pid, sig = seen.pid, self.reload_signal
         old_workers = set(_group_members(pid)) - {pid} if _session_leader(pid) else set()
+        if not old_workers:
+            # Nothing would show when the reload is done, so it could not be verified: restart instead.
+            sink.line("out", f"pid {pid} has no worker processes for {sig.name} to replace; stopping and starting it")
+            return False
         self._log_mark(f"Rewind reloads pid {pid} ({sig.name})")
         self._signal(pid, None, sig)
         sink.line("out", f"sent {sig.name} to pid {pid} to reload it ({len(old_workers)} worker(s) to replace)")
