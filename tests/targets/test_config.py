@@ -31,6 +31,8 @@ def test_documented_example_parses_with_every_key():
     assert prod.database.key_tables == ("users", "sessions", "segments")
     assert prod.backups.passphrase == "gpg-pass-456"
     assert set(prod.bluegreen.slots) == {"blue", "green"}
+    assert prod.release.commands[0] == ("/srv/app/.venv/bin/pip", "install", "-r", "requirements.txt")
+    assert len(prod.release.commands) == 2 and prod.release.timeout == 600.0
     assert set(prod.secrets) == {"postgresql://app:pg-pass-123@db/app", "gpg-pass-456"}
     assert targets["staging"].auto_rollback and targets["staging"].health.status == 200
 
