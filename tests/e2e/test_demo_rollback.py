@@ -34,6 +34,7 @@ def test_deploy_bad_branch_see_it_unhealthy_revert_and_see_it_healthy(demo_serve
     expect(card.get_by_text("healthy", exact=True)).to_be_visible(timeout=15_000)
 
     card.get_by_role("link", name="production").click()
+    page.locator('a[href="/targets/production/deployments"]').first.click()
     page.get_by_label("Branch or commit").fill("feature/rollback-drill-bad-code")
     page.get_by_label("If verification fails").select_option("off")
     page.get_by_role("button", name="Deploy", exact=True).click()
@@ -45,13 +46,15 @@ def test_deploy_bad_branch_see_it_unhealthy_revert_and_see_it_healthy(demo_serve
     expect(card.get_by_text("unhealthy", exact=True)).to_be_visible(timeout=15_000)
 
     card.get_by_role("link", name="production").click()
+    page.locator('a[href="/targets/production/deployments"]').first.click()
     bad = page.locator("table.grid tbody tr").first
     expect(bad.get_by_text("deployed")).to_be_visible()
     bad.get_by_role("button", name="Revert").click()
     expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
     expect(page.locator("#job-progress")).to_have_attribute("data-percent", "100", timeout=30_000)
     expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded")
-    expect(page.locator("#step-2")).to_contain_text("succeeded")  # restart
+    expect(page.locator("#step-2")).to_contain_text("skipped")  # no release commands in the demo
+    expect(page.locator("#step-3")).to_contain_text("succeeded")  # restart: a graceful reload of gunicorn
     expect(page.locator("#job-state")).to_contain_text("passed")
 
     page.get_by_role("navigation", name="Areas").get_by_role("link", name="Dashboard").click()
