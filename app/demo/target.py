@@ -105,7 +105,8 @@ class DemoTarget:
     def command(self) -> list[str]:
         if self.name == "production":
             server = ["-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", "2"]
-            return [self.python, *server, "--graceful-timeout", "10", "wsgi:app"]
+            # No control socket: gunicorn's default one is shared by every gunicorn of the user (Rewind's too).
+            return [self.python, *server, "--graceful-timeout", "10", "--no-control-socket", "wsgi:app"]
         return [
             self.python,
             "-m",

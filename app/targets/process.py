@@ -597,6 +597,7 @@ class ManagedProcess:
                     fix="look at the application's log for a request that does not end, or remove "
                     "process.reload to restart by stop and start",
                 )
+            sink.tick()  # lets a job write out what it has logged while this waits
             time.sleep(POLL_S)
         sink.line("out", f"reloaded pid {pid} in {time.monotonic() - started:.1f} s: every old worker was replaced")
         return True
