@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from app.jobs import steps
-from app.jobs.context import JobContext
+from app.jobs.context import JobCancelled, JobContext
 from app.jobs.runbook import StepFailed
 from app.targets.command import CommandTimedOut, Tee, run_command
 from app.targets.git import GitRepo
@@ -91,8 +91,12 @@ def run_release_commands(ctx: JobContext, target: Target) -> int:
     return total
 
 
-def put_code_back(ctx: JobContext, start: str) -> str:
-    """Return the branch to `start` after a failed release; the failed head is kept as a tag. Says what it did."""
+def put_code_back(ctx: JobContext, start: str, *, cancelled: bool = False) -> str:
+    """Return the branch to `start` after a failed release; the failed head is kept as a tag. Says what it did.
+
+    After a cancel, git's output is not streamed through the job (whose sink
+    now reads as cancelled and would stop git at once).
+    """
     repo = git_of(ctx)
     with steps.adapter_errors(ctx):
         head = repo.head()
@@ -102,7 +106,7 @@ def put_code_back(ctx: JobContext, start: str) -> str:
                 prefix="rewind/failed-release",
                 message=f"Rewind safety tag: {repo.branch} was at {head} when its release commands failed",
             )
-        discarded = repo.put_back(start, sink=ctx)
+        discarded = repo.put_back(start, sink=None if cancelled else ctx)
     if discarded:
         ctx.log(f"discarded what the release commands changed in tracked files: {', '.join(discarded[:10])}")
     kept = f" (the failed code is kept as tag {tag})" if tag else ""
@@ -118,6 +122,10 @@ def release(ctx: JobContext) -> None:
     start = start_commit(ctx)
     try:
         count = run_release_commands(ctx, target)
+    except JobCancelled:
+        # Stopped half-way: the new code must not be left for the next restart to pick up.
+        ctx.log(f"cancelled during the release commands: {put_code_back(ctx, start, cancelled=True)}", "err")
+        raise
     except ReleaseFailed as exc:
         ctx.log(str(exc), "err")
         try:

@@ -169,3 +169,34 @@ def test_a_missing_release_program_names_the_key(app, runner, tmp_path, code_tar
     assert job.state == "failed"
     assert "could not run" in job.result and "release.commands" in job.result
     assert code_target.head() == before
+
+
+def test_a_cancel_during_the_release_commands_puts_the_code_back(app, runner, tmp_path, code_target):
+    from app.jobs import runbook as runbooks
+    from app.jobs import service
+    from app.jobs.models import Job
+    from tests.conftest import wait_for
+    from tests.deployments.test_runbooks import ADMIN
+
+    started = tmp_path / "release-started"
+    slow = [sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(60)"]
+    write_targets_file(app, with_release(code_target.toml(), slow))
+    before, pid = code_target.head(), pid_of(app)
+    with app.app_context():
+        book = runbooks.get("revert")
+        params = book.parse_params({"commits": code_target.commits[2][:8]}, "staging")
+        job_id = service.enqueue(book, "staging", params, ADMIN).id
+    wait_for(started.exists, timeout=30)
+    assert code_target.head() != before  # the revert is in, its release command runs
+    with app.app_context():
+        service.cancel(db.session.get(Job, job_id), ADMIN)
+
+    def ended():
+        with app.app_context():
+            job = db.session.get(Job, job_id)
+            return job if job.job_state.is_final else None
+
+    job = wait_for(ended, timeout=60)
+    assert job.state == "cancelled"
+    assert code_target.head() == before and git(code_target.repo, "status", "--porcelain") == ""
+    assert pid_of(app) == pid
