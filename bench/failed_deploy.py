@@ -16,7 +16,9 @@ ops database, signed in as the first admin). The target is the demo's
 3. **detect**: click → the health probe that decided the deploy failed (the
    last "probe N:" line before the job says it rolls back; a line's time is
    when the job wrote it to the ops database, at most about 0.1 s after);
-4. **rolled back**: click → the first healthy answer seen after that line;
+4. **rolled back**: click → the first healthy answer that came back after that
+   probe (by the time it came back: during a reload a request waits in the
+   socket's backlog);
    also counted: connections production refused during the whole run.
 
 Production's branch is back at its start commit after each run (the rollback's
@@ -81,24 +83,30 @@ PROBE = re.compile(r"probe \d+: ")
 
 
 class Watcher(threading.Thread):
-    """Asks a URL again and again from its own thread, noting (time, answer) for each; answer 'refused' or other."""
+    """Asks a URL again and again from its own thread, noting (asked, answered, answer) for each.
+
+    Both times matter: during a reload a request may wait a second in the
+    listening socket's backlog, and it answers for the moment it came back.
+    """
 
     def __init__(self, url: str, pause_s: float, timeout_s: float = 2.0) -> None:
         super().__init__(daemon=True)
         self.url, self.pause_s, self.timeout_s = url, pause_s, timeout_s
-        self.seen: list[tuple[float, str]] = []
+        self.seen: list[tuple[float, float, str]] = []
         self.slowest_s = 0.0
         self.halt = threading.Event()
 
     def run(self) -> None:
         while not self.halt.is_set():
             asked = time.time()
-            self.seen.append((asked, answer(self.url, self.timeout_s)))
-            self.slowest_s = max(self.slowest_s, time.time() - asked)
+            text = answer(self.url, self.timeout_s)
+            answered = time.time()
+            self.seen.append((asked, answered, text))
+            self.slowest_s = max(self.slowest_s, answered - asked)
             if self.pause_s:
                 time.sleep(max(0.0, self.pause_s - (time.time() - asked)))
 
-    def stop(self) -> list[tuple[float, str]]:
+    def stop(self) -> list[tuple[float, float, str]]:
         self.halt.set()
         self.join(timeout=30)
         return self.seen
@@ -163,12 +171,12 @@ def one_run(session: Session, target: DemoTarget, ops_db: Path, deadline: Deadli
     if not probes:
         raise BenchError(f"job #{job_id} has no probe logged before it said it detected the failure")
     detected = probes[-1]
-    healthy = next((when for when, text in seen if when >= detected and text == "healthy"), None)
+    healthy = next((answered for _, answered, text in seen if answered >= detected and text == "healthy"), None)
     if healthy is None:
         healthy = time.time()
         if health_answer(target.health_url) != "healthy":
             raise BenchError(f"{TARGET} is not healthy after job #{job_id}")
-    refused = sum(1 for _, text in seen if text == "refused")
+    refused = sum(1 for _, _, text in seen if text == "refused")
     run = Run(detected - clicked, healthy - clicked, refused, job)
     steps = ", ".join(f"{title.lower()} {end - start:.2f}" for title, start, end in job.steps)
     log(
@@ -212,8 +220,8 @@ def restart_windows(target: DemoTarget, reload_signal: str | None, count: int) -
                 raise BenchError(f"{TARGET} did not answer healthy within 60 s of a restart")
             time.sleep(POLL_S)
         seen = [entry for entry in watcher.stop() if entry[0] >= began]
-        refused = [when for when, text in seen if text == "refused"]
-        failed = sum(1 for _, text in seen if text not in ("healthy", "refused"))
+        refused = [asked for asked, _, text in seen if text == "refused"]
+        failed = sum(1 for _, _, text in seen if text not in ("healthy", "refused"))
         window = (max(refused) - min(refused)) if refused else 0.0
         results.append(Restart(window, len(refused), failed, len(seen), watcher.slowest_s))
     return results
