@@ -556,11 +556,12 @@ class ManagedProcess:
         sink.line("out", f"stopped pid {pid} after {time.monotonic() - started:.1f} s ({how})")
 
     def _reload(self, sink: Sink) -> bool:
-        """Signal the application to reload; True once every worker it had before has been replaced.
+        """Signal the application to reload; True once every worker it had before has been retired.
 
         A master like gunicorn keeps its pid and its listening socket, starts new
-        workers on the new code and retires the old ones gracefully: waiting for
-        the old ones to be gone means verification only ever reaches new code.
+        workers on the new code and retires the old ones gracefully: waiting until
+        no old one can accept a connection (it has closed its listening socket,
+        or exited) means verification only ever reaches new code.
         False (the caller then stops and starts) when nothing runs, when it has
         no workers (nothing would show the reload done), or when it exits on
         the signal instead of reloading.
@@ -574,6 +575,10 @@ class ManagedProcess:
             # Nothing would show when the reload is done, so it could not be verified: restart instead.
             sink.line("out", f"pid {pid} has no worker processes for {sig.name} to replace; stopping and starting it")
             return False
+        # A worker that closed its listening socket can take no new connection, even while its
+        # interpreter still winds down; one never seen listening (or unreadable) must exit.
+        listening = set(sockets.listening_inodes())
+        listeners = {w for w in old_workers if sockets.socket_inodes([w]) & listening}
         self._log_mark(f"Rewind reloads pid {pid} ({sig.name})")
         self._signal(pid, None, sig)
         sink.line("out", f"sent {sig.name} to pid {pid} to reload it ({len(old_workers)} worker(s) to replace)")
@@ -584,6 +589,9 @@ class ManagedProcess:
                 sink.line("out", f"pid {pid} exited after {sig.name} instead of reloading (see its log); starting")
                 return False
             left = old_workers & set(_group_members(pid))
+            if left & listeners:
+                listening = set(sockets.listening_inodes())
+                left = {w for w in left if w not in listeners or sockets.socket_inodes([w]) & listening}
             if not left:
                 break
             if time.monotonic() >= deadline:
@@ -599,7 +607,7 @@ class ManagedProcess:
                 )
             sink.tick()  # lets a job write out what it has logged while this waits
             time.sleep(POLL_S)
-        sink.line("out", f"reloaded pid {pid} in {time.monotonic() - started:.1f} s: every old worker was replaced")
+        sink.line("out", f"reloaded pid {pid} in {time.monotonic() - started:.1f} s: every old worker was retired")
         return True
 
     # --- helpers --------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def test_a_reload_keeps_answering_and_serves_the_new_code_when_it_returns(gunico
     watch = process.watch()
     assert watch.pid == master and watch.exited() is None and port in watch.listening_ports()
     assert any(f"sent SIGHUP to pid {master}" in text for _, text in lines)
-    assert any("every old worker was replaced" in text for _, text in lines)
+    assert any("every old worker was retired" in text for _, text in lines)
 
 
 def test_without_reload_a_restart_stops_and_starts_a_new_master(gunicorn_app):
