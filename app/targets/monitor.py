@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask
@@ -16,6 +17,16 @@ from app.targets.registry import Targets
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 30.0
+
+# Other checks that keep the monitor's rhythm (e.g. env files changed on disk): called with each target's
+# name after its probe, inside the monitor's app context; one failing never stops the pass.
+_pass_hooks: list[Callable[[str], None]] = []
+
+
+def on_each_pass(hook: Callable[[str], None]) -> Callable[[str], None]:
+    if hook not in _pass_hooks:
+        _pass_hooks.append(hook)
+    return hook
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,11 @@ class HealthMonitor:
                 reading = Reading(None, time.time(), failed=f"{type(exc).__name__}: {exc}")
             with self._lock:
                 self._readings[name] = reading
+            for hook in _pass_hooks:
+                try:
+                    hook(name)
+                except Exception:
+                    log.exception("%s on %s failed", getattr(hook, "__qualname__", "a monitor hook"), name)
 
     def _probe(self, name: str) -> Reading:
         target = self.targets.open(name)
