@@ -78,6 +78,7 @@ class DatabaseConfig:
     flask_app: str | None = None
     key_tables: tuple[str, ...] = ()
     flags_table: str | None = None
+    migrate_on_deploy: bool = False  # run `flask db upgrade` after a deploy's code change, before the restart
 
 
 @dataclass(frozen=True)
@@ -291,13 +292,18 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
             raise db_t.fail("url", "expected postgresql://user:password@host:port/db or sqlite:///path")
         flask_app = db_t.text("flask_app")
+        migrations = db_t.path_("migrations")
+        migrate_on_deploy = db_t.get("migrate_on_deploy", bool, migrations is not None)
+        if migrate_on_deploy and migrations is None:
+            raise db_t.fail("migrate_on_deploy", "needs database.migrations: the folder holding versions/")
         database = DatabaseConfig(
             url=url,
-            migrations=db_t.path_("migrations"),
+            migrations=migrations,
             flask=db_t.argv("flask"),
             flask_app=flask_app,
             key_tables=db_t.words("key_tables"),
             flags_table=db_t.text("flags_table"),
+            migrate_on_deploy=migrate_on_deploy,
         )
         db_t.done()
 
