@@ -79,9 +79,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.dashboard.views import bp as dashboard_bp
     from app.deployments.views import bp as deployments_bp
     from app.jobs.views import bp as jobs_bp
+    from app.schema.views import bp as schema_bp
     from app.targetpage.views import bp as targetpage_bp
 
-    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, targetpage_bp, deployments_bp):
+    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, targetpage_bp, deployments_bp, schema_bp):
         app.register_blueprint(bp)
     _init_jobs(app, settings)
 
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks")
+RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks", "app.schema.runbooks")
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:

@@ -7,6 +7,7 @@ from app.audit.cli import audit
 from app.auth.cli import init_admin, users
 from app.demo.cli import demo
 from app.jobs.cli import jobs, run, worker
+from app.schema.cli import schema
 from app.targets.cli import targets
 
 
@@ -23,3 +24,4 @@ rewind.add_command(run)
 rewind.add_command(jobs)
 rewind.add_command(targets)
 rewind.add_command(demo)
+rewind.add_command(schema)

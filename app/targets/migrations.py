@@ -97,25 +97,22 @@ def folder_in_repo(repo: GitRepo, folder: Path) -> str:
         ) from None
 
 
-def read_commit(repo: GitRepo, sha: str, folder: Path) -> RevisionGraph:
-    """The revision graph the commit `sha` holds in its copy of the migrations folder."""
-    inside = folder_in_repo(repo, folder)
-    try:
-        files = repo.files_at(sha, inside)
-    except GitError as exc:
-        raise MigrationsError(f"cannot read {inside} at {sha[:12]}: {exc.message}") from None
+def read_files(files: dict[str, str], where: str) -> RevisionGraph:
+    """The revision graph of revision files given as {file name: text}, e.g. as a commit holds them."""
     with tempfile.TemporaryDirectory(prefix="rewind-migrations-") as temp:
         root = Path(temp) / "migrations"
         (root / "versions").mkdir(parents=True)
         for name, text in files.items():
-            if name.startswith("versions/") and name.endswith(".py"):
-                path = root / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
+            (root / "versions" / Path(name).name).write_text(text)
         try:
             return read_folder(root)
         except MigrationsError as exc:
-            raise MigrationsError(exc.message.replace(str(root), f"{inside} at {sha[:12]}"), fix=exc.fix) from None
+            raise MigrationsError(exc.message.replace(str(root), where), fix=exc.fix) from None
+
+
+def read_commit(repo: GitRepo, sha: str, folder: Path) -> RevisionGraph:
+    """The revision graph the commit `sha` holds in its copy of the migrations folder."""
+    return read_files(files_at(repo, sha, folder), f"{folder_in_repo(repo, folder)} at {sha[:12]}")
 
 
 def files_at(repo: GitRepo, sha: str, folder: Path) -> dict[str, str]:
@@ -125,4 +122,14 @@ def files_at(repo: GitRepo, sha: str, folder: Path) -> dict[str, str]:
         files = repo.files_at(sha, inside)
     except GitError as exc:
         raise MigrationsError(f"cannot read {inside} at {sha[:12]}: {exc.message}") from None
-    return {Path(k).name: v for k, v in files.items() if k.startswith("versions/") and k.endswith(".py")}
+    return {k.removeprefix("versions/"): v for k, v in files.items() if _is_revision_file(k)}
+
+
+def _is_revision_file(name: str) -> bool:
+    return name.startswith("versions/") and name.count("/") == 1 and name.endswith(".py") and "__init__" not in name
+
+
+def folder_files(folder: Path) -> dict[str, str]:
+    """The revision files of a migrations folder on disk, as files_at() gives them for a commit."""
+    versions = Path(folder) / "versions"
+    return {p.name: p.read_text() for p in sorted(versions.glob("*.py")) if p.name != "__init__.py"}

@@ -228,7 +228,7 @@ class RevisionGraph:
         current = set(current)
         applied = self.applied(current)
         if to == "base":
-            removed = set(applied)
+            keep: set[str] = set()
         else:
             if to not in applied:
                 raise RevisionError(
@@ -236,11 +236,21 @@ class RevisionGraph:
                     fix="choose an applied revision",
                     choices=[r for r in self.newest_first() if r in applied],
                 )
-            removed = applied & self.descendants(to)
-        if not removed:
+            keep = applied - self.descendants(to)
+        order, rows = self.retreat(current, keep)
+        if not order:
             raise RevisionError(f"the database is already at {to}: there is nothing to downgrade")
-        order = [r for r in self.newest_first() if r in removed]
-        return order, self.version_rows(applied - removed)
+        return order, rows
+
+    def retreat(self, current: Iterable[str], keep: Iterable[str]) -> tuple[list[str], set[str]]:
+        """Going down until only `keep` (and what it needs) stays applied: downgrades newest first, rows after."""
+        applied = self.applied(current)
+        kept = set()
+        for rev in keep:
+            if rev in applied:
+                kept |= self.ancestors(rev)
+        removed = applied - kept
+        return [r for r in self.newest_first() if r in removed], self.version_rows(kept)
 
     def upgrade_plan(self, current: Iterable[str], to: str) -> tuple[list[str], set[str]]:
         """The revisions whose upgrade() runs (oldest first) and the alembic_version rows after it."""

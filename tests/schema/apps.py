@@ -168,7 +168,7 @@ REVISIONS = {
     ),
     "f6000006": (
         "a revision that fails",
-        "b2000002",
+        "d4000004",
         'op.execute("SELECT * FROM no_such_table")',
         "pass",
     ),
