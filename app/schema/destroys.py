@@ -42,11 +42,11 @@ class Loss:
             return f"{op.kind.replace('_', ' ')} {op.detail} on {where or '?'}"
         if op.kind in ("drop_table", "drop_column") or "type" in op.detail:
             if self.held is None:
-                text += ": not in the database now"
+                text += ", not in the database now"
             elif op.kind == "drop_table":
-                text += f": {self.held} row{'s' * (self.held != 1)}"
+                text += f", holding {self.held} row{'s' * (self.held != 1)}"
             else:
-                text += f": {self.held} non-null value{'s' * (self.held != 1)}"
+                text += f", holding {self.held} non-null value{'s' * (self.held != 1)}"
         return text
 
 
