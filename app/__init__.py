@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks", "app.schema.runbooks")
+RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks", "app.schema.runbooks", "app.schema.combined")
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:

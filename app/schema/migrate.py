@@ -8,6 +8,8 @@ the command decides, and a failure says plainly where the database is.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from app.targets import flask_db
 from app.targets.command import Sink, Tee
 from app.targets.errors import TargetError
@@ -27,12 +29,14 @@ def _rows(rows: set[str]) -> str:
     return ", ".join(sorted(rows)) or "no revision (alembic_version empty or missing)"
 
 
-def apply(target: Target, verb: str, revision: str, expected: set[str], sink: Sink | None) -> set[str]:
+def apply(
+    target: Target, verb: str, revision: str, expected: set[str], sink: Sink | None, *, directory: Path | None = None
+) -> set[str]:
     """`flask db VERB REVISION`, then alembic_version must equal `expected`; returns the rows read."""
     url = target.config.database.url
     before = current_revisions(url)
     tee = Tee(sink)
-    result = flask_db.run(target, verb, revision, tee)
+    result = flask_db.run(target, verb, revision, tee, directory=directory)
     rows = current_revisions(url)
     if rows == expected:
         if not result.ok and sink is not None:

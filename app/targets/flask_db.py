@@ -73,16 +73,26 @@ def environment(target: Target) -> dict[str, str]:
 
 
 def run(
-    target: Target, verb: str, revision: str, sink: Sink | None, *, timeout: float = MIGRATE_TIMEOUT_S
+    target: Target,
+    verb: str,
+    revision: str,
+    sink: Sink | None,
+    *,
+    directory: Path | None = None,
+    timeout: float = MIGRATE_TIMEOUT_S,
 ) -> CommandResult:
-    """Run `flask db VERB REVISION` in the application's repository; the result's status is only a hint."""
+    """Run `flask db VERB REVISION` in the application's repository; the result's status is only a hint.
+
+    `directory` replaces the migrations folder, e.g. with a commit's copy whose scripts the deployed code lacks.
+    """
     if verb not in ("upgrade", "downgrade"):
         raise ValueError(f"flask db {verb} is not run by Rewind")
     if not REVISION.match(revision):
         raise FlaskDbError(f"{revision!r} is not a revision Rewind passes to flask db")
     argv = [*flask_argv(target), "db", verb]
-    if target.config.database and target.config.database.migrations:
-        argv += ["--directory", str(target.config.database.migrations)]
+    folder = directory or (target.config.database.migrations if target.config.database else None)
+    if folder:
+        argv += ["--directory", str(folder)]
     argv += ["--", revision]
     if sink is not None:
         sink.line("cmd", "$ " + shown(argv))

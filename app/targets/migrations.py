@@ -125,6 +125,22 @@ def files_at(repo: GitRepo, sha: str, folder: Path) -> dict[str, str]:
     return {k.removeprefix("versions/"): v for k, v in files.items() if _is_revision_file(k)}
 
 
+def extract(repo: GitRepo, sha: str, folder: Path, into: Path) -> Path:
+    """Write the whole migrations folder (env.py, alembic.ini, versions/…) as commit `sha` holds it under `into`."""
+    inside = folder_in_repo(repo, folder)
+    try:
+        files = repo.files_at(sha, inside)
+    except GitError as exc:
+        raise MigrationsError(f"cannot read {inside} at {sha[:12]}: {exc.message}") from None
+    root = Path(into) / "migrations"
+    (root / "versions").mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
 def _is_revision_file(name: str) -> bool:
     return name.startswith("versions/") and name.count("/") == 1 and name.endswith(".py") and "__init__" not in name
 

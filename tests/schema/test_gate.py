@@ -48,7 +48,7 @@ def test_a_reset_behind_the_schema_is_refused_with_the_plan(app, shop_target):
         f"the database is at b2000002 (add user.token), which commit {shop_target.commits['the app'][:12]} "
         "does not have: the code would fall behind the schema. Plan: downgrade to a1000001 first "
         "(drops user.token, holding 2 non-null values), then reset. "
-        "An admin can override the gate with a typed reason."
+        "The runbook downgrade_then_reset does both. An admin can override the gate with a typed reason."
     )
     assert git(shop_target.repo, "rev-parse", "HEAD") == before
     assert parse(app, "reset", commit=shop_target.commits["tokens"])["commit"] == shop_target.commits["tokens"]
@@ -132,3 +132,21 @@ def test_verification_fails_when_the_schema_does_not_match_the_deployed_code(app
     assert "1 revision(s) the database lacks: e5000005 (add user.email)" in job.result
     assert shop_target.versions() == {"d4000004"}
     assert "migrate_on_deploy is off" in step(view, "Upgrade the schema").message
+
+
+@both_target_databases
+def test_downgrade_then_reset_puts_code_and_schema_back_together(app, runner, shop_target):
+    shop_target.execute("INSERT INTO \"user\" (name, token) VALUES ('ann', 'a'), ('bob', NULL), ('cy', 'c')")
+    the_app = shop_target.commits["the app"]
+    with pytest.raises(ParamError, match=r"destroys data \(drops user.token, holding 2 non-null values\)"):
+        parse(app, "downgrade_then_reset", commit=the_app)
+    with pytest.raises(ParamError, match="nothing to downgrade first, a plain reset will do"):
+        parse(app, "downgrade_then_reset", commit=shop_target.commits["tokens"])
+    job, view = run(app, "downgrade_then_reset", "shop", commit=the_app, backup_confirmed="yes")
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"a1000001"}
+    assert git(shop_target.repo, "rev-parse", "HEAD") == the_app
+    assert job.verification == "passed"
+    log = log_text(view)
+    assert "the migration scripts come from" in log and "NO BACKUP was taken by this runbook" in log
+    assert log.index("Running downgrade b2000002 -> a1000001") < log.index("HEAD is now at")
