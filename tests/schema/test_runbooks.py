@@ -114,3 +114,20 @@ def test_a_failed_upgrade_fails_the_job_and_says_where_the_database_is(app, runn
     assert "alembic_version says d4000004, not f6000006 as asked" in job.result
     assert "no_such_table" in job.result or "no_such_table" in log_text(view)
     assert shop_target.versions() == {"d4000004"}
+
+
+def test_a_bad_revision_posted_from_the_page_is_refused_and_nothing_is_queued(app, shop_target, as_role):
+    from app.jobs.models import Job
+    from tests.support.apps import csrf_token
+
+    client = as_role(runbooks.Role.OPERATOR)
+    form = {"runbook": "schema_upgrade", "target": "shop", "revision": "zz", "csrf_token": csrf_token(client)}
+    response = client.post("/jobs", data=form)
+    assert response.status_code == 400
+    assert "there is no revision" in response.get_data(as_text=True)
+    form["runbook"] = "schema_downgrade"
+    form["revision"] = "a1000001"
+    assert client.post("/jobs", data=form).status_code == 403  # downgrades are for admins
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == []
+    assert shop_target.versions() == {"b2000002"}
