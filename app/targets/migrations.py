@@ -40,6 +40,8 @@ def read_folder(folder: Path) -> RevisionGraph:
         )
     try:
         with _LOAD:
+            # The revision files as Alembic loads them, before its map is built: a missing parent or a
+            # cycle is then said by RevisionGraph in words, rather than as Alembic's KeyError mid-walk.
             scripts = list(ScriptDirectory(str(folder))._load_revisions())
     except CommandError as exc:
         raise MigrationsError(f"Alembic cannot read {folder}: {exc}") from None

@@ -52,7 +52,7 @@ class RevisionGraph:
     @classmethod
     def of(cls, revisions: Iterable[Revision]) -> RevisionGraph:
         graph = cls({r.id: r for r in revisions})
-        for rev in graph.revisions.values():
+        for rev in sorted(graph.revisions.values(), key=lambda r: r.id):
             for parent in (*rev.down, *rev.depends_on):
                 if parent not in graph.revisions:
                     raise GraphError(
