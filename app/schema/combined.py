@@ -2,9 +2,11 @@
 
 When a reset would leave the code behind the schema, the schema must go
 down first, while migration scripts that know the current revision still
-exist. The scripts come from the commit deployed when the job starts (read
-from git into a temporary folder, so what runs is what that commit holds),
-then the code is reset, restarted and verified — schema included.
+exist: those of the deployed commit, or, when a revert or reset already
+deleted the revision's file, of the newest commit that still has it. They
+are read from git into a temporary folder, so what runs is what that commit
+holds; then the code is reset (to the deployed commit itself, to realign a
+schema that is ahead of the code), restarted and verified — schema included.
 """
 
 from __future__ import annotations
@@ -66,9 +68,8 @@ def _check(params: dict, target: str | None) -> None:
 def plan(ctx: JobContext) -> None:
     with steps.adapter_errors(ctx):
         verdict = _verdict(ctx.target, ctx.params)
-        head = steps.target_of(ctx).git().head()
     to = next(iter(verdict.plan.rows_after), "base")
-    ctx.state.update(downgrade_to=to, rows_after=sorted(verdict.plan.rows_after), scripts_from=head)
+    ctx.state.update(downgrade_to=to, rows_after=sorted(verdict.plan.rows_after), scripts_from=verdict.scripts_from)
     ctx.log(f"{verdict.message}; plan: {verdict.fix}")
     for line in verdict.plan.lines():
         ctx.log(line)
@@ -82,7 +83,7 @@ def downgrade_with_scripts_of_the_deployed_commit(ctx: JobContext) -> None:
     to, sha = ctx.state["downgrade_to"], ctx.state["scripts_from"]
     with tempfile.TemporaryDirectory(prefix="rewind-scripts-") as temp, steps.adapter_errors(ctx):
         folder = extract(target.git(), sha, target.config.database.migrations, Path(temp))
-        ctx.log(f"the migration scripts come from {sha[:12]}, which has the database's revision")
+        ctx.log(f"the migration scripts come from commit {sha[:12]}, which has the database's revision")
         rows = apply(target, "downgrade", to, set(ctx.state["rows_after"]), ctx, directory=folder)
     ctx.did(f"downgraded {ctx.target}'s database to {', '.join(sorted(rows)) or 'base'}")
     ctx.progress(1.0, to)

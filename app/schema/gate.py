@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from app.schema.destroys import DowngradePlan, plan_downgrade
 from app.targets.errors import TargetError
 from app.targets.git import GitRepo
-from app.targets.migrations import files_at, folder_files, read_files, read_folder
+from app.targets.migrations import MigrationsError, files_at, folder_in_repo, read_files
 from app.targets.revision_graph import RevisionGraph
 from app.targets.schema_db import current_revisions
 from app.targets.target import Target
@@ -38,6 +38,7 @@ class GateVerdict:
     behind: list[str] = field(default_factory=list)  # database revisions the resulting code lacks
     ahead: list[str] = field(default_factory=list)  # revisions of the resulting code the database lacks
     plan: DowngradePlan | None = None
+    scripts_from: str | None = None  # the commit whose migration scripts can take the database down
     message: str = ""
     fix: str = ""
 
@@ -99,24 +100,54 @@ def check(target: Target, runbook: str, params: dict) -> GateVerdict | None:
         else:
             verdict.message = f"{what} knows the database's revision ({', '.join(sorted(current)) or 'none'})"
         return verdict
-    # The code would fall behind: plan the downgrade with the deployed code's scripts, which have the revision.
+    # The code would fall behind: plan the downgrade with scripts that know the current revision.
     behind = ", ".join(verdict.behind)
-    now = read_folder(database.migrations)
-    if now.unknown(current):
+    try:
+        sha, source, sources = scripts_for(target, current)
+    except TargetError as exc:
         verdict.message = (
             f"the database is at {behind}, which neither {what} nor the deployed code has: "
             f"the code is already behind the schema"
         )
-        verdict.fix = "deploy a commit that has this revision, then downgrade with its scripts"
+        verdict.fix = f"{exc.message} — deploy a commit that has this revision"
         return verdict
-    keep = now.applied(current) & set(after.revisions)
-    verdict.plan = plan_downgrade(database.url, now, current, "", folder_files(database.migrations), keep=keep)
+    keep = source.applied(current) & set(after.revisions)
+    verdict.plan = plan_downgrade(database.url, source, current, "", sources, keep=keep)
+    verdict.scripts_from = sha
     to = ", ".join(sorted(verdict.plan.rows_after)) or "base"
     verdict.message = (
-        f"the database is at {_named(now, behind)}, which {what} does not have: the code would fall behind the schema"
+        f"the database is at {_named(source, behind)}, which {what} does not have: "
+        f"the code would fall behind the schema"
     )
-    verdict.fix = f"downgrade to {to} first ({verdict.plan.summary()}), then {verb}"
+    deployed = target.git().head()
+    scripts = "" if sha == deployed else f" with the migration scripts of commit {sha[:12]}"
+    verdict.fix = f"downgrade to {to} first{scripts} ({verdict.plan.summary()}), then {verb}"
     return verdict
+
+
+def scripts_for(target: Target, current: set[str]) -> tuple[str, RevisionGraph, dict[str, str]]:
+    """The newest commit whose migration scripts know every current revision: the deployed one if it does.
+
+    After a revert or reset deleted a revision file, its scripts live on in an
+    older commit (or a safety tag); the downgrade must run with those.
+    """
+    repo = target.git()
+    folder = target.config.database.migrations
+    head = repo.head()
+    candidates = [head]
+    for rev in sorted(current):
+        candidates += [
+            sha for sha in repo.commits_mentioning(rev, folder_in_repo(repo, folder)) if sha not in candidates
+        ]
+    for sha in candidates:
+        files = files_at(repo, sha, folder)
+        try:
+            graph = read_files(files, f"commit {sha[:12]}")
+        except MigrationsError:
+            continue
+        if current and not graph.unknown(current):
+            return sha, graph, files
+    raise MigrationsError(f"no commit of the repository has migration scripts for {', '.join(sorted(current))}")
 
 
 def _named(graph: RevisionGraph, revs: str) -> str:

@@ -7,7 +7,7 @@ database's alembic_version table. Drift is said with what to do about it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.targets.errors import TargetError
 from app.targets.git import Commit, GitError
@@ -132,6 +132,21 @@ def drift_of(graph: RevisionGraph, current: set[str], added: dict[str, Commit] |
     return found
 
 
+def _realign(drift: Drift, target: Target) -> Drift:
+    """Code behind schema: the combined runbook, reset to the deployed commit itself, realigns them."""
+    try:
+        head = target.git().head()
+    except GitError:
+        return drift
+    return replace(
+        drift,
+        fix=drift.fix + " “Downgrade then reset” to the deployed commit does the latter with the scripts of "
+        "the newest commit that has the revision.",
+        runbook="downgrade_then_reset",
+        params={"commit": head},
+    )
+
+
 def _file_of(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
@@ -156,6 +171,8 @@ def read_state(target: Target, *, commits: bool = False) -> SchemaState:
         except (GitError, TargetError):
             added = {}
     state.drift = drift_of(state.graph, state.current, added)
+    if any(d.kind == CODE_BEHIND for d in state.drift):
+        state.drift = [_realign(d, target) if d.kind == CODE_BEHIND else d for d in state.drift]
     state.rows = _rows(state.graph, state.current, added)
     return state
 

@@ -391,6 +391,13 @@ class GitRepo:
             files[path[len(folder) + 1 :] if folder else path] = text
         return files
 
+    def commits_mentioning(self, text: str, folder: str, limit: int = 20) -> list[str]:
+        """Commits of any branch or tag that add or remove `text` under `folder`, newest first (git log -S)."""
+        if not text or text.startswith("-"):
+            return []
+        out = self._run("log", "--all", f"--max-count={limit}", "--format=%H", f"-S{text}", "--", folder)
+        return out.stdout.split()
+
     def added_by(self, folder: str) -> dict[str, Commit]:
         """For each file under `folder` on the branch, the commit that added it (the newest add, if re-added)."""
         out = self._run("log", "-z", "--diff-filter=A", "--name-only", _LOG_FORMAT, self._ref, "--", folder)

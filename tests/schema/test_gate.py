@@ -150,3 +150,22 @@ def test_downgrade_then_reset_puts_code_and_schema_back_together(app, runner, sh
     log = log_text(view)
     assert "the migration scripts come from" in log and "NO BACKUP was taken by this runbook" in log
     assert log.index("Running downgrade b2000002 -> a1000001") < log.index("HEAD is now at")
+
+
+def test_after_a_revert_deleted_an_applied_revision_the_scripts_come_from_the_commit_that_has_them(
+    app, runner, shop_target, as_role
+):
+    upgrade_to_heads(app)
+    git(shop_target.repo, "revert", "--no-edit", shop_target.commits["posts and index"])  # by hand, past the gate
+    reverted = git(shop_target.repo, "rev-parse", "HEAD")
+    page = as_role(runbooks.Role.ADMIN).get("/targets/shop/migrations").get_data(as_text=True)
+    assert "the code is behind the schema" in page
+    assert f'name="commit" value="{reverted}"' in page and "Downgrade to match the deployed code" in page
+    job, view = run(app, "downgrade_then_reset", "shop", commit=reverted)
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"b2000002"}
+    assert git(shop_target.repo, "rev-parse", "HEAD") == reverted
+    assert job.verification == "passed"
+    log = log_text(view)
+    assert f"with the migration scripts of commit {shop_target.commits['posts and index'][:12]}" in log
+    assert "Running downgrade d4000004" in log
