@@ -12,7 +12,7 @@ from app.deployments import steps as code
 from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
-from app.schema import runbooks as schema
+from app.schema import gate_steps as schema
 from app.targets import registry
 from app.targets.git import GitError
 
