@@ -13,6 +13,7 @@ from app.deployments import steps as code
 from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.schema import gate_steps as schema
 from app.targets import registry
 from app.targets.git import GitError
 
@@ -60,6 +61,14 @@ def _deploy_ref(value: str, target: str | None) -> str:
         return _repo(target).resolve_ref_for_deploy(value)
     except GitError as exc:
         raise ParamError("ref", exc.message) from None
+
+
+def _checks(*checks):
+    def check(params: dict, target: str | None) -> None:
+        for one in checks:
+            one(params, target)
+
+    return check
 
 
 def _confirm_protected(params: dict, target: str | None) -> None:
@@ -185,8 +194,21 @@ register(
         description="git revert the chosen commits (newest first), restart and verify; push if a remote is set.",
         role=Role.OPERATOR,
         mutates=True,
-        params=(Param("commits", "Commits", check=_commits, help="one or more commit ids, 7-40 hex characters"),),
-        steps=(CHECKPOINT, Step("revert", "Revert", revert_commits), RELEASE, RESTART, VERIFY, PUSH),
+        params=(
+            Param("commits", "Commits", check=_commits, help="one or more commit ids, 7-40 hex characters"),
+            schema.GATE_OVERRIDE,
+        ),
+        check=schema.gate_check("revert"),
+        steps=(
+            Step("gate", "Schema gate", schema.gate_step("revert")),
+            CHECKPOINT,
+            Step("revert", "Revert", revert_commits),
+            RELEASE,
+            schema.MIGRATE,
+            RESTART,
+            VERIFY,
+            PUSH,
+        ),
     )
 )
 register(
@@ -199,13 +221,16 @@ register(
         params=(
             Param("commit", "Commit", check=_commit("commit")),
             Param("confirm", "Type the target name to confirm", required=False, default=""),
+            schema.GATE_OVERRIDE,
         ),
-        check=_confirm_protected,
+        check=_checks(_confirm_protected, schema.gate_check("reset")),
         steps=(
+            Step("gate", "Schema gate", schema.gate_step("reset")),
             CHECKPOINT,
             Step("tag", "Tag the current head", tag_old_head),
             Step("reset", "Reset", reset_branch),
             RELEASE,
+            schema.MIGRATE,
             RESTART,
             VERIFY,
             Step("push", "Force-push (if enabled)", force_push, follow_up=True),
@@ -229,12 +254,16 @@ register(
                 required=False,
                 help="default follows the target's auto_rollback; on puts the old commit back; off leaves it to you",
             ),
+            schema.GATE_OVERRIDE,
         ),
+        check=schema.gate_check("deploy"),
         steps=(
             FETCH,
+            Step("gate", "Schema gate", schema.gate_step("deploy")),
             CHECKPOINT,
             Step("merge", "Merge", merge_ref),
             RELEASE,
+            schema.MIGRATE,
             RESTART,
             Step("verify", "Verify health", verify_or_roll_back),
             PUSH,

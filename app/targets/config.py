@@ -106,6 +106,7 @@ class DatabaseConfig:
     flags_table: str | None = None
     flags_columns: FlagColumns = field(default_factory=FlagColumns)
     pg_bin: Path | None = None  # the folder of pg_dump/pg_restore/psql; default: the newest fitting install
+    migrate_on_deploy: bool = False  # run `flask db upgrade` after a deploy's code change, before the restart
 
 
 @dataclass(frozen=True)
@@ -414,15 +415,20 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
                 if not getattr(flags_columns, key):
                     raise cols_t.fail(key, "must not be empty")
             cols_t.done()
+        migrations = db_t.path_("migrations")
+        migrate_on_deploy = db_t.get("migrate_on_deploy", bool, migrations is not None)
+        if migrate_on_deploy and migrations is None:
+            raise db_t.fail("migrate_on_deploy", "needs database.migrations: the folder holding versions/")
         database = DatabaseConfig(
             url=url,
-            migrations=db_t.path_("migrations"),
+            migrations=migrations,
             flask=db_t.argv("flask"),
             flask_app=flask_app,
             key_tables=db_t.words("key_tables"),
             flags_table=flags_table,
             flags_columns=flags_columns,
             pg_bin=db_t.path_("pg_bin"),
+            migrate_on_deploy=migrate_on_deploy,
         )
         db_t.done()
 

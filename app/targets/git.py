@@ -387,6 +387,47 @@ class GitRepo:
             data = data[: cut + 1] if cut >= 0 else data[:limit]
         return data, truncated
 
+    def files_at(self, sha: str, folder: str) -> dict[str, str]:
+        """The text of every file under `folder` (a path inside the repository) as of a commit.
+
+        Reads the commit, never the working tree, so a check about a commit
+        sees what that commit holds. Keys are paths relative to `folder`.
+        """
+        sha = self._verify_commit(self._check_id(sha))
+        folder = folder.strip("/")
+        out = self._run("ls-tree", "-r", "-z", "--full-tree", "--name-only", sha, "--", folder)
+        files = {}
+        for path in filter(None, out.stdout.split("\0")):
+            text = self._run("show", f"{sha}:{path}").stdout
+            files[path[len(folder) + 1 :] if folder else path] = text
+        return files
+
+    def commits_mentioning(self, text: str, folder: str, limit: int = 20) -> list[str]:
+        """Commits of any branch or tag that add or remove `text` under `folder`, newest first (git log -S)."""
+        if not text or text.startswith("-"):
+            return []
+        out = self._run("log", "--all", f"--max-count={limit}", "--format=%H", f"-S{text}", "--", folder)
+        return out.stdout.split()
+
+    def added_by(self, folder: str) -> dict[str, Commit]:
+        """For each file under `folder` on the branch, the commit that added it (the newest add, if re-added)."""
+        out = self._run("log", "-z", "--diff-filter=A", "--name-only", _LOG_FORMAT, self._ref, "--", folder)
+        found: dict[str, Commit] = {}
+        commit: Commit | None = None
+        for record in out.stdout.split("\0"):
+            record = record.strip("\n")
+            if not record:
+                continue
+            if "\x1f" in record:
+                head, _, first = record.partition("\n")
+                commit = _parse_commit(head)
+                record = first
+                if not record:
+                    continue
+            if commit is not None:
+                found.setdefault(record, commit)
+        return found
+
     def dirty_files(self) -> list[str]:
         """Tracked files with uncommitted changes (staged or not); untracked files do not count."""
         out = self._run("status", "--porcelain", "-z", "--untracked-files=no")
