@@ -61,7 +61,7 @@ def test_deploy_of_a_remote_branch_fetches_first_then_merges_it(app, runner, tmp
     assert run(app, "fetch")[0].state == "succeeded"
     job, view = run(app, "deploy", ref="origin/feature/notes")
     assert job.state == "succeeded", job.result
-    assert [s.title for s in view.steps][:3] == ["Fetch from the remote", "Record a checkpoint", "Merge"]
+    assert [s.title for s in view.steps][:4] == ["Fetch from the remote", "Schema gate", "Record a checkpoint", "Merge"]
     assert view.steps[0].state == "succeeded"
     assert code_target.head() == pushed and code_target.file("NOTES.md") == "notes from the remote\n"
     assert health(code_target)[0] == 200
@@ -143,7 +143,7 @@ def test_a_failing_release_command_puts_the_code_back_and_never_restarts(app, ru
     assert "release command 2 of 3" in job.result and "exited with status 3" in job.result
     assert "pip says no: resolver conflict" in job.result
     assert f"put back at {before[:12]}" in job.result and "Nothing was restarted" in job.result
-    assert [s.state for s in view.steps][2:] == ["failed", "not_run", "not_run", "not_run"]
+    assert [s.state for s in view.steps][3:] == ["failed", "not_run", "not_run", "not_run", "not_run"]
     assert out.read_text().splitlines()[0].startswith("one|")  # the first ran; the third never did
     assert len(out.read_text().splitlines()) == 1
     assert code_target.head() == before and git(code_target.repo, "status", "--porcelain") == ""
