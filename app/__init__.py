@@ -82,9 +82,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.envconfig.views import bp as envconfig_bp
     from app.flags.views import bp as flags_bp
     from app.jobs.views import bp as jobs_bp
+    from app.schema.views import bp as schema_bp
     from app.targetpage.views import bp as targetpage_bp
 
-    areas = (deployments_bp, flags_bp, backups_bp, envconfig_bp)
+    areas = (deployments_bp, schema_bp, flags_bp, backups_bp, envconfig_bp)
     for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, targetpage_bp, *areas):
         app.register_blueprint(bp)
     _init_jobs(app, settings)
@@ -106,6 +107,8 @@ RUNBOOK_MODULES = (
     "app.deployments.runbooks",
     "app.backups.runbooks",
     "app.envconfig.runbooks",
+    "app.schema.runbooks",
+    "app.schema.combined",
 )
 
 

@@ -10,6 +10,7 @@ from app.demo.cli import demo
 from app.envconfig.cli import config
 from app.flags.cli import flags
 from app.jobs.cli import jobs, run, worker
+from app.schema.cli import schema
 from app.targets.cli import targets
 
 
@@ -29,3 +30,4 @@ rewind.add_command(demo)
 rewind.add_command(flags)
 rewind.add_command(backups)
 rewind.add_command(config)
+rewind.add_command(schema)

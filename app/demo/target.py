@@ -8,6 +8,8 @@ Each target is a folder under the demo root (Rewind passes `<instance>/demo`):
     <root>/<name>/gnupg/     GnuPG home with a key (no passphrase) for the target's backups
     <root>/<name>/backups/   where its encrypted backups go
     <root>/<name>/run/       pid file and log of the app, which runs as a Rewind-managed process
+                             (staging on Flask's development server, production under gunicorn,
+                             restarted by a graceful reload)
 """
 
 from __future__ import annotations
@@ -100,7 +102,16 @@ class DemoTarget:
     def health_url(self) -> str:
         return f"{self.base_url}/health"
 
+    @property
+    def reload_signal(self) -> str | None:
+        """Production runs as real applications do, under gunicorn, and restarts by a graceful reload."""
+        return "SIGHUP" if self.name == "production" else None
+
     def command(self) -> list[str]:
+        if self.name == "production":
+            server = ["-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", "2"]
+            # No control socket: gunicorn's default one is shared by every gunicorn of the user (Rewind's too).
+            return [self.python, *server, "--graceful-timeout", "10", "--no-control-socket", "wsgi:app"]
         return [
             self.python,
             "-m",
@@ -127,7 +138,14 @@ class DemoTarget:
         return env | self.process_env()
 
     def process(self) -> ManagedProcess:
-        return ManagedProcess(self.command(), self.app_dir, self.pid_file, self.log_file, env=self.app_env())
+        return ManagedProcess(
+            self.command(),
+            self.app_dir,
+            self.pid_file,
+            self.log_file,
+            env=self.app_env(),
+            reload_signal=self.reload_signal,
+        )
 
     def health(self, timeout_s: float = HEALTH_WAIT_S) -> HealthCheck:
         return HealthCheck(self.health_url, expect_status=200, expect_json={"status": "healthy"}, timeout_s=timeout_s)

@@ -70,16 +70,16 @@ def render(targets: Iterable[DemoTarget]) -> str:
         prefix = f"targets.{t.name}"
         lines += _table(prefix, {"protected": t.protected, "auto_rollback": True, "env_file": t.env_file})
         lines += _table(f"{prefix}.repo", {"path": t.app_dir, "branch": "main"})
-        lines += _table(
-            f"{prefix}.process",
-            {
-                "command": t.command(),
-                "cwd": t.app_dir,
-                "env": t.process_env(),
-                "pid_file": t.pid_file,
-                "log_file": t.log_file,
-            },
-        )
+        process = {
+            "command": t.command(),
+            "cwd": t.app_dir,
+            "env": t.process_env(),
+            "pid_file": t.pid_file,
+            "log_file": t.log_file,
+        }
+        if t.reload_signal:
+            process["reload"] = t.reload_signal.removeprefix("SIG")
+        lines += _table(f"{prefix}.process", process)
         lines += _table(
             f"{prefix}.health", {"url": t.health_url, "status": 200, "json": {"status": "healthy"}, "timeout": 15}
         )

@@ -1,7 +1,8 @@
-"""Code rollback runbooks: revert, reset, deploy, restart, stop, start, verify.
+"""Code rollback runbooks: revert, reset, deploy, fetch, restart, stop, start, verify.
 
 Every runbook that changes a target records a checkpoint first and ends by
-verifying the target; a commit that passes is marked known-good.
+verifying the target; a commit that passes is marked known-good. Every code
+change runs the target's release commands before the restart.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from app.deployments import steps as code
 from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.schema import gate_steps as schema
 from app.targets import registry
 from app.targets.git import GitError
 
@@ -59,6 +61,14 @@ def _deploy_ref(value: str, target: str | None) -> str:
         return _repo(target).resolve_ref_for_deploy(value)
     except GitError as exc:
         raise ParamError("ref", exc.message) from None
+
+
+def _checks(*checks):
+    def check(params: dict, target: str | None) -> None:
+        for one in checks:
+            one(params, target)
+
+    return check
 
 
 def _confirm_protected(params: dict, target: str | None) -> None:
@@ -127,6 +137,12 @@ def verify_or_roll_back(ctx: JobContext) -> None:
             tag = repo.tag_safety(prefix="rewind/failed-deploy")
             repo.reset_hard(start, sink=ctx)
             ctx.log(f"the failed deploy is kept as tag {tag}")
+        # The old commit may need its own dependencies back: its release commands run before the restart.
+        try:
+            code.run_release_commands(ctx, target)
+        except code.ReleaseFailed as exc:
+            raise StepFailed(f"{exc}; {ctx.target} was not restarted") from None
+        with steps.adapter_errors(ctx):
             control = target.process()
             if control is not None:
                 control.restart(ctx)
@@ -165,6 +181,8 @@ def force_push(ctx: JobContext) -> None:
 
 
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
+FETCH = Step("fetch", "Fetch from the remote", code.fetch)
+RELEASE = Step("release", "Run the release commands", code.release)
 RESTART = Step("restart", "Restart the application", steps.restart)
 VERIFY = Step("verify", "Verify health", steps.verify)
 PUSH = Step("push", "Push", push, follow_up=True)
@@ -176,8 +194,21 @@ register(
         description="git revert the chosen commits (newest first), restart and verify; push if a remote is set.",
         role=Role.OPERATOR,
         mutates=True,
-        params=(Param("commits", "Commits", check=_commits, help="one or more commit ids, 7-40 hex characters"),),
-        steps=(CHECKPOINT, Step("revert", "Revert", revert_commits), RESTART, VERIFY, PUSH),
+        params=(
+            Param("commits", "Commits", check=_commits, help="one or more commit ids, 7-40 hex characters"),
+            schema.GATE_OVERRIDE,
+        ),
+        check=schema.gate_check("revert"),
+        steps=(
+            Step("gate", "Schema gate", schema.gate_step("revert")),
+            CHECKPOINT,
+            Step("revert", "Revert", revert_commits),
+            RELEASE,
+            schema.MIGRATE,
+            RESTART,
+            VERIFY,
+            PUSH,
+        ),
     )
 )
 register(
@@ -190,12 +221,16 @@ register(
         params=(
             Param("commit", "Commit", check=_commit("commit")),
             Param("confirm", "Type the target name to confirm", required=False, default=""),
+            schema.GATE_OVERRIDE,
         ),
-        check=_confirm_protected,
+        check=_checks(_confirm_protected, schema.gate_check("reset")),
         steps=(
+            Step("gate", "Schema gate", schema.gate_step("reset")),
             CHECKPOINT,
             Step("tag", "Tag the current head", tag_old_head),
             Step("reset", "Reset", reset_branch),
+            RELEASE,
+            schema.MIGRATE,
             RESTART,
             VERIFY,
             Step("push", "Force-push (if enabled)", force_push, follow_up=True),
@@ -219,14 +254,31 @@ register(
                 required=False,
                 help="default follows the target's auto_rollback; on puts the old commit back; off leaves it to you",
             ),
+            schema.GATE_OVERRIDE,
         ),
+        check=schema.gate_check("deploy"),
         steps=(
+            FETCH,
+            Step("gate", "Schema gate", schema.gate_step("deploy")),
             CHECKPOINT,
             Step("merge", "Merge", merge_ref),
+            RELEASE,
+            schema.MIGRATE,
             RESTART,
             Step("verify", "Verify health", verify_or_roll_back),
             PUSH,
         ),
+    )
+)
+register(
+    Runbook(
+        name="fetch",
+        title="Fetch from the remote",
+        description="git fetch the remote's branches, so a deploy can name origin/… or a commit pushed there; "
+        "the deployed branch does not move.",
+        role=Role.OPERATOR,
+        mutates=False,
+        steps=(FETCH,),
     )
 )
 register(

@@ -1,11 +1,15 @@
-"""Steps only the code runbooks need: the repository, and pushing what changed."""
+"""Steps only the code runbooks need: the repository, fetching, release commands, and pushing what changed."""
 
 from __future__ import annotations
 
+import shlex
+
 from app.jobs import steps
-from app.jobs.context import JobContext
+from app.jobs.context import JobCancelled, JobContext
 from app.jobs.runbook import StepFailed
+from app.targets.command import CommandTimedOut, Tee, run_command
 from app.targets.git import GitRepo
+from app.targets.target import Target
 
 
 def git_of(ctx: JobContext) -> GitRepo:
@@ -31,3 +35,106 @@ def push(ctx: JobContext, force: bool = False) -> None:
         ctx.skip("force push is not enabled for this target (repo.force_push): the remote was left as it was")
     with steps.adapter_errors(ctx):
         git_of(ctx).push(force=force, sink=ctx)
+
+
+def fetch(ctx: JobContext) -> None:
+    """Bring the remote's branches in; the deployed branch does not move, so a failure changes nothing."""
+    target = steps.target_of(ctx)
+    remote = target.config.repo.remote
+    if not remote:
+        ctx.skip("no remote is configured (repo.remote): nothing to fetch")
+    with steps.adapter_errors(ctx):
+        names = git_of(ctx).fetch(sink=ctx)
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    ctx.log(f"{remote} has {len(names)} branch(es): {shown or 'none'}")
+    ctx.set_result(f"Fetched from {remote}: {len(names)} branch(es); {target.config.repo.branch} was not changed.")
+    ctx.progress(1.0, f"fetched {remote}")
+
+
+class ReleaseFailed(Exception):
+    """One release command failed; the message names it and why."""
+
+
+def run_release_commands(ctx: JobContext, target: Target) -> int:
+    """Run the target's release commands in order, in its checkout and environment; the count run.
+
+    Output streams into the job. Raises ReleaseFailed at the first failure;
+    a cancel stays a cancel.
+    """
+    release = target.config.release
+    if release is None:
+        return 0
+    cwd = str(target.config.repo.path)
+    total = len(release.commands)
+    for n, argv in enumerate(release.commands, 1):
+        ctx.check_cancelled()
+        shown = shlex.join(argv)
+        which = f"release command {n} of {total} (`{shown}`)"
+        ctx.progress((n - 1) / total, shown)
+        ctx.line("cmd", "$ " + shown)
+        tee = Tee(ctx, keep=10)
+        try:
+            with steps.adapter_errors(ctx):
+                result = run_command(list(argv), tee, timeout=release.timeout, cwd=cwd, env=target.command_env())
+        except CommandTimedOut:
+            raise ReleaseFailed(f"{which} did not finish within {release.timeout:g} s and was stopped") from None
+        except OSError as exc:
+            raise ReleaseFailed(
+                f"{which} could not run: {exc.strerror or exc} — check release.commands in the targets file "
+                "(the program must exist on the PATH of the target's environment, or be an absolute path)"
+            ) from None
+        if not result.ok:
+            last = tee.tail("err") or tee.tail("out")
+            said = f"; it said: {last[-1]}" if last else ""
+            raise ReleaseFailed(f"{which} exited with status {result.returncode}{said}")
+    ctx.progress(1.0, f"{total} release command(s) done")
+    return total
+
+
+def put_code_back(ctx: JobContext, start: str, *, cancelled: bool = False) -> str:
+    """Return the branch to `start` after a failed release; the failed head is kept as a tag. Says what it did.
+
+    After a cancel, git's output is not streamed through the job (whose sink
+    now reads as cancelled and would stop git at once).
+    """
+    repo = git_of(ctx)
+    with steps.adapter_errors(ctx):
+        head = repo.head()
+        tag = None
+        if head != start:
+            tag = repo.tag_safety(
+                prefix="rewind/failed-release",
+                message=f"Rewind safety tag: {repo.branch} was at {head} when its release commands failed",
+            )
+        discarded = repo.put_back(start, sink=None if cancelled else ctx)
+    if discarded:
+        ctx.log(f"discarded what the release commands changed in tracked files: {', '.join(discarded[:10])}")
+    kept = f" (the failed code is kept as tag {tag})" if tag else ""
+    ctx.did(f"put the code back at {start[:12]}{kept}")
+    return f"the code was put back at {start[:12]}{kept}"
+
+
+def release(ctx: JobContext) -> None:
+    """After the code changed, before the restart: run the release commands, or put the code back."""
+    target = steps.target_of(ctx)
+    if target.config.release is None:
+        ctx.skip(f"no release commands are configured ([targets.{ctx.target}.release])")
+    start = start_commit(ctx)
+    try:
+        count = run_release_commands(ctx, target)
+    except JobCancelled:
+        # Stopped half-way: the new code must not be left for the next restart to pick up.
+        ctx.log(f"cancelled during the release commands: {put_code_back(ctx, start, cancelled=True)}", "err")
+        raise
+    except ReleaseFailed as exc:
+        ctx.log(str(exc), "err")
+        try:
+            put_back = put_code_back(ctx, start)
+        except StepFailed as again:
+            raise StepFailed(
+                f"{exc}; putting the code back at {start[:12]} failed too: {again}. {ctx.target} was not restarted"
+            ) from None
+        raise StepFailed(
+            f"{exc}. Nothing was restarted: {put_back}, and {ctx.target} still runs the process it ran before."
+        ) from None
+    ctx.log(f"{count} release command(s) passed")

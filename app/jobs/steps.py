@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from app.checkpoints import captures, store
 from app.jobs.context import JobCancelled, JobContext
 from app.jobs.runbook import StepFailed
+from app.schema.state import check_schema
 from app.targets import registry
 from app.targets.command import CommandCancelled
 from app.targets.errors import TargetError
@@ -92,7 +93,8 @@ def verify_passed(ctx: JobContext, detail: str) -> None:
     ctx.log(f"{head[:12]} marked known-good on {ctx.target}")
 
 
-def check_health(ctx: JobContext) -> tuple[bool, str]:
+def check_health(ctx: JobContext, *, schema: bool = True) -> tuple[bool, str]:
+    """Healthy, smoke test passed, and (with `schema`) the database at a head of the deployed code's migrations."""
     target = target_of(ctx)
     health = target.health()
     if health is None:
@@ -133,5 +135,12 @@ def check_health(ctx: JobContext) -> tuple[bool, str]:
         if code != 0:
             return False, f"the smoke test exited with status {code}"
         detail += "; smoke test passed"
+    if schema:
+        matches, words = check_schema(target)
+        if not matches:
+            ctx.log(f"schema: {words}", "err")
+            return False, ctx.redact(f"healthy, but the schema does not match the deployed code: {words}")
+        if words:
+            detail += f"; {words}"
     ctx.progress(1.0, "healthy")
     return True, detail

@@ -8,7 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from app.targets import registry
-from app.targets.reach import reach
+from app.targets.reach import PARTS, reach
 
 
 @click.group(cls=AppGroup)
@@ -18,7 +18,7 @@ def targets() -> None:
 
 @targets.command("check")
 def check() -> None:
-    """Validate the targets file (start-up already did) and try to reach each target's parts."""
+    """Validate the targets file (start-up already did), try to reach each target's parts, check its paths."""
     targets = registry.current()
     names = targets.names()
     if targets.problem:
@@ -31,7 +31,8 @@ def check() -> None:
     for name in names:
         for part, ok, detail in reach(targets.open(name)):
             failures += not ok
-            click.echo(f"{name}: {part}: {'ok' if ok else 'UNREACHABLE'} — {detail}")
+            bad = "UNREACHABLE" if part in PARTS else "WRONG"
+            click.echo(f"{name}: {part}: {'ok' if ok else bad} — {detail}")
     if failures or targets.problem:
-        click.echo(f"{failures} part(s) unreachable", err=True)
+        click.echo(f"{failures} problem(s): unreachable parts, or keys naming what does not exist", err=True)
         sys.exit(1)

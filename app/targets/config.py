@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import signal
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,11 +59,20 @@ class ProcessConfig:
     env: dict[str, str] = field(default_factory=dict)
     pid_file: Path | None = None  # managed mode; default under Rewind's instance folder
     log_file: Path | None = None
+    reload: str | None = None  # managed mode: signal name (e.g. "HUP") that makes a restart a graceful reload
     env_file: bool = False  # the target's env file is part of every command's environment
 
     @property
     def managed(self) -> bool:
         return self.command is not None
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """Commands run in the checkout after every code change and before the restart (pip install …)."""
+
+    commands: tuple[tuple[str, ...], ...] = ()
+    timeout: float = 600.0  # seconds each command may take
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,7 @@ class DatabaseConfig:
     flags_table: str | None = None
     flags_columns: FlagColumns = field(default_factory=FlagColumns)
     pg_bin: Path | None = None  # the folder of pg_dump/pg_restore/psql; default: the newest fitting install
+    migrate_on_deploy: bool = False  # run `flask db upgrade` after a deploy's code change, before the restart
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,7 @@ class TargetConfig:
     backups: BackupsConfig | None = None
     env_file: Path | None = None
     bluegreen: BlueGreenConfig | None = None
+    release: ReleaseConfig | None = None
     protected: bool = False
     auto_rollback: bool = False
     secrets: tuple[str, ...] = ()  # values read through env: and envfile:, masked in every job log
@@ -275,6 +287,46 @@ def _http_url(table: _Table, key: str, url: str) -> str:
     return url
 
 
+# Signals a reload may not use: they cannot be handled, or they stop rather than reload.
+_NOT_RELOAD = {"SIGKILL", "SIGSTOP", "SIGTERM", "SIGINT", "SIGQUIT"}
+
+
+def _signal_name(table: _Table, key: str) -> str | None:
+    """A signal given by name ("HUP" or "SIGHUP"), returned as its full name; a number or a stop signal is refused."""
+    value = table.text(key)
+    if value is None:
+        return None
+    name = value.strip().upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    valid = {s.name for s in signal.Signals if not s.name.startswith("SIG_")} - _NOT_RELOAD
+    if name not in valid:
+        raise table.fail(
+            key,
+            f'expected the name of the signal that makes the application reload, like "HUP" for gunicorn '
+            f"(one of {', '.join(sorted(n.removeprefix('SIG') for n in valid))}), got {value!r}",
+        )
+    return name
+
+
+def _argv_list(table: _Table, key: str) -> tuple[tuple[str, ...], ...]:
+    """A list of commands, each an argv list: [["pip", "install", "-r", "requirements.txt"], […]]."""
+    example = 'expected a list of commands, each a list of arguments, like [["pip", "install", "-r", "req.txt"]]'
+    value = table.get(key, list, required=True)
+    commands = []
+    for n, item in enumerate(value, 1):
+        if isinstance(item, str):
+            raise table.fail(key, f"command {n} is the string {item!r}; {example} — never a shell line")
+        if not isinstance(item, list) or not item:
+            raise table.fail(key, f"command {n} is not a non-empty list; {example}")
+        argv = [table._resolve(key, arg) for arg in item]
+        if not all(isinstance(arg, str) and arg for arg in argv):
+            raise table.fail(key, f"command {n} holds an argument that is not a non-empty string; {example}")
+        commands.append(tuple(argv))
+    if not commands:
+        raise table.fail(key, f"is empty; {example}, or leave out [release]")
+    return tuple(commands)
+
+
 def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfig:
     if not set(name) <= NAME_CHARS or not name[:1].isalnum():
         raise TargetsFileError(path, "a target name uses lower-case letters, digits, '-' and '_'", name)
@@ -306,8 +358,13 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             env={str(k): str(proc_t._resolve("env", v)) for k, v in env_table.items()},
             pid_file=proc_t.path_("pid_file"),
             log_file=proc_t.path_("log_file"),
+            reload=_signal_name(proc_t, "reload"),
             env_file=proc_t.get("env_file", bool, False),
         )
+        if process.reload and not process.command:
+            raise proc_t.fail(
+                "reload", "belongs to a managed process (command); a service manager reloads by its restart command"
+            )
         if process.env_file and env_file is None:
             raise proc_t.fail("env_file", f"takes the target's env file: set env_file in [targets.{name}]")
         if (process.pid_file or process.log_file) and not process.command:
@@ -358,15 +415,20 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
                 if not getattr(flags_columns, key):
                     raise cols_t.fail(key, "must not be empty")
             cols_t.done()
+        migrations = db_t.path_("migrations")
+        migrate_on_deploy = db_t.get("migrate_on_deploy", bool, migrations is not None)
+        if migrate_on_deploy and migrations is None:
+            raise db_t.fail("migrate_on_deploy", "needs database.migrations: the folder holding versions/")
         database = DatabaseConfig(
             url=url,
-            migrations=db_t.path_("migrations"),
+            migrations=migrations,
             flask=db_t.argv("flask"),
             flask_app=flask_app,
             key_tables=db_t.words("key_tables"),
             flags_table=flags_table,
             flags_columns=flags_columns,
             pg_bin=db_t.path_("pg_bin"),
+            migrate_on_deploy=migrate_on_deploy,
         )
         db_t.done()
 
@@ -393,6 +455,13 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         if backups.reserve_mb < 0:
             raise bk_t.fail("reserve_mb", "must be 0 or more")
         bk_t.done()
+
+    release = None
+    if rel_t := top.table("release"):
+        release = ReleaseConfig(_argv_list(rel_t, "commands"), rel_t.get("timeout", float, 600.0))
+        if release.timeout <= 0:
+            raise rel_t.fail("timeout", "must be more than 0 seconds")
+        rel_t.done()
 
     bluegreen = None
     if bg_t := top.table("bluegreen"):
@@ -426,6 +495,7 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         backups=backups,
         env_file=env_file,
         bluegreen=bluegreen,
+        release=release,
         protected=top.get("protected", bool, False),
         auto_rollback=top.get("auto_rollback", bool, False),
         secrets=tuple(s for s in top.secrets if s),

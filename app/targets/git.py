@@ -342,18 +342,29 @@ class GitRepo:
         after = {sha: int(self._run("rev-list", "--count", f"{sha}..{self._ref}").stdout.strip()) for sha in shas}
         return sorted(after, key=after.__getitem__)
 
+    def remote_branches(self) -> list[str]:
+        """The remote's branches as the last fetch saw them, as `origin/main`; none without a remote."""
+        if self.remote is None:
+            return []
+        prefix = f"refs/remotes/{self.remote}/"
+        out = self._run("for-each-ref", "--format=%(refname)", prefix)
+        names = [line.removeprefix("refs/remotes/") for line in out.stdout.splitlines() if line]
+        return [name for name in names if name != f"{self.remote}/HEAD"]
+
     def resolve_ref_for_deploy(self, ref: str) -> str:
-        """Full sha of what may be deployed: a local branch name, or any commit id in the repository."""
+        """Full sha of what may be deployed: a local branch, a fetched remote branch, or any commit id here."""
         ref = ref.strip() if isinstance(ref, str) else ""
         names = self.branches()
         if ref in names:
             return self._run("rev-parse", "--verify", f"refs/heads/{ref}^{{commit}}").stdout.strip()
+        remote_names = self.remote_branches()
+        if ref in remote_names:
+            return self._run("rev-parse", "--verify", f"refs/remotes/{ref}^{{commit}}").stdout.strip()
         if COMMIT_ID.match(ref.lower()):
             return self._verify_commit(ref.lower())
-        raise UnknownCommit(
-            ref,
-            f"{ref!r} is neither a local branch nor a commit id (branches: {', '.join(names) or 'none'})",
-        )
+        known = ", ".join([*names, *remote_names]) or "none"
+        hint = f"; fetch from {self.remote} first if it is new there" if self.remote else ""
+        raise UnknownCommit(ref, f"{ref!r} is neither a branch nor a commit id (branches: {known}){hint}")
 
     def show(self, sha: str, limit: int = DIFF_LIMIT) -> CommitDetail:
         """A commit with its full message and diff (against its first parent), the diff capped at `limit` bytes."""
@@ -375,6 +386,47 @@ class GitRepo:
             cut = data.rfind(b"\n", 0, limit)
             data = data[: cut + 1] if cut >= 0 else data[:limit]
         return data, truncated
+
+    def files_at(self, sha: str, folder: str) -> dict[str, str]:
+        """The text of every file under `folder` (a path inside the repository) as of a commit.
+
+        Reads the commit, never the working tree, so a check about a commit
+        sees what that commit holds. Keys are paths relative to `folder`.
+        """
+        sha = self._verify_commit(self._check_id(sha))
+        folder = folder.strip("/")
+        out = self._run("ls-tree", "-r", "-z", "--full-tree", "--name-only", sha, "--", folder)
+        files = {}
+        for path in filter(None, out.stdout.split("\0")):
+            text = self._run("show", f"{sha}:{path}").stdout
+            files[path[len(folder) + 1 :] if folder else path] = text
+        return files
+
+    def commits_mentioning(self, text: str, folder: str, limit: int = 20) -> list[str]:
+        """Commits of any branch or tag that add or remove `text` under `folder`, newest first (git log -S)."""
+        if not text or text.startswith("-"):
+            return []
+        out = self._run("log", "--all", f"--max-count={limit}", "--format=%H", f"-S{text}", "--", folder)
+        return out.stdout.split()
+
+    def added_by(self, folder: str) -> dict[str, Commit]:
+        """For each file under `folder` on the branch, the commit that added it (the newest add, if re-added)."""
+        out = self._run("log", "-z", "--diff-filter=A", "--name-only", _LOG_FORMAT, self._ref, "--", folder)
+        found: dict[str, Commit] = {}
+        commit: Commit | None = None
+        for record in out.stdout.split("\0"):
+            record = record.strip("\n")
+            if not record:
+                continue
+            if "\x1f" in record:
+                head, _, first = record.partition("\n")
+                commit = _parse_commit(head)
+                record = first
+                if not record:
+                    continue
+            if commit is not None:
+                found.setdefault(record, commit)
+        return found
 
     def dirty_files(self) -> list[str]:
         """Tracked files with uncommitted changes (staged or not); untracked files do not count."""
@@ -538,6 +590,52 @@ class GitRepo:
             )
         self._run("reset", "--hard", target, sink=sink)
         return self.head()
+
+    def put_back(self, sha: str, sink: Sink | None = None) -> list[str]:
+        """Return the branch and working tree to `sha` after a change that must be undone (a failed release).
+
+        Unlike reset_hard, `sha` need not be in the branch's history (undoing a
+        reset goes forward again) and uncommitted changes to tracked files are
+        discarded: they are what the failed change left behind. Returns those files.
+        """
+        current = self.current_branch()
+        if current != self.branch:
+            where = f"branch {current!r}" if current else "a detached HEAD"
+            raise GitError(
+                f"cannot put {self.branch} back at {sha[:12]}: {self.path} has {where} checked out — "
+                f"check out {self.branch} there and reset it by hand"
+            )
+        target = self._verify_commit(self._check_id(sha))
+        discarded = self.dirty_files()
+        self._run("reset", "--hard", target, sink=sink)
+        if self.head() != target:
+            raise GitError(
+                f"could not put {self.branch} back at {target[:12]} — run `git -C {self.path} status` "
+                "and restore it by hand"
+            )
+        return discarded
+
+    def fetch(self, sink: Sink | None = None) -> list[str]:
+        """Fetch the remote's branches into `refs/remotes/<remote>/…`; the deployed branch never moves.
+
+        Returns the remote branches known afterwards (`origin/main` …). A failure
+        changes nothing Rewind deploys from and says how to fix it.
+        """
+        if self.remote is None:
+            raise GitError("this target has no remote to fetch from — set repo.remote in the targets file")
+        refspec = f"+refs/heads/*:refs/remotes/{self.remote}/*"
+        try:
+            self._run("fetch", "--prune", "--no-tags", "--no-recurse-submodules", self.remote, refspec, sink=sink)
+        except GitError as exc:
+            raise GitError(
+                f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; nothing was changed "
+                f"({self.branch} was not touched) — check the remote's URL (`git -C {self.path} remote -v`) "
+                "and that this host can reach it",
+                argv=exc.argv,
+                returncode=exc.returncode,
+                stderr=exc.stderr,
+            ) from None
+        return self.remote_branches()
 
     def merge(self, ref_sha: str, sink: Sink | None = None) -> str:
         """Bring a commit into the branch: fast-forward when possible, else a merge commit. Returns the new head.

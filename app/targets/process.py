@@ -35,6 +35,7 @@ from app.targets.errors import TargetError
 TAIL_LINES = 20
 LOG_TAIL_LINES = 40
 KILL_WAIT_S = 5.0
+RELOAD_TIMEOUT_S = 60.0  # old workers finishing their requests after a reload signal
 POLL_S = 0.05
 
 
@@ -390,6 +391,8 @@ class ManagedProcess:
         log_file: Path,
         env: dict[str, str] | None = None,
         stop_timeout: float = 10,
+        reload_signal: str | None = None,
+        reload_timeout: float = RELOAD_TIMEOUT_S,
     ) -> None:
         argv = _argv(command, "application")
         if argv is None:
@@ -402,6 +405,8 @@ class ManagedProcess:
         if stop_timeout < 0:
             raise ValueError(f"stop_timeout must be zero or more seconds, not {stop_timeout!r}")
         self.stop_timeout = float(stop_timeout)
+        self.reload_signal = signal.Signals[reload_signal] if reload_signal else None
+        self.reload_timeout = float(reload_timeout)
 
     # --- the protocol ---------------------------------------------------------------------------
 
@@ -416,9 +421,15 @@ class ManagedProcess:
             self._stop(NullSink() if sink is None else sink)
 
     def restart(self, sink: Sink | None = None) -> None:
-        """Stop (if running) then start, holding the lock throughout so no other start slips between."""
+        """Stop (if running) then start, holding the lock throughout so no other start slips between.
+
+        With a reload signal, a running application is reloaded in place instead
+        (see _reload): its listening socket stays open, so no connection is refused.
+        """
         sink = NullSink() if sink is None else sink
         with self._locked():
+            if self.reload_signal is not None and self._reload(sink):
+                return
             self._stop(sink)
             self._start(sink)
 
@@ -543,6 +554,61 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         self._log_mark(f"Rewind stopped pid {pid} ({how})")
         sink.line("out", f"stopped pid {pid} after {time.monotonic() - started:.1f} s ({how})")
+
+    def _reload(self, sink: Sink) -> bool:
+        """Signal the application to reload; True once every worker it had before has been retired.
+
+        A master like gunicorn keeps its pid and its listening socket, starts new
+        workers on the new code and retires the old ones gracefully: waiting until
+        no old one can accept a connection (it has closed its listening socket,
+        or exited) means verification only ever reaches new code.
+        False (the caller then stops and starts) when nothing runs, when it has
+        no workers (nothing would show the reload done), or when it exits on
+        the signal instead of reloading.
+        """
+        seen = self._inspect()
+        if seen.pid is None:
+            return False
+        pid, sig = seen.pid, self.reload_signal
+        old_workers = set(_group_members(pid)) - {pid} if _session_leader(pid) else set()
+        if not old_workers:
+            # Nothing would show when the reload is done, so it could not be verified: restart instead.
+            sink.line("out", f"pid {pid} has no worker processes for {sig.name} to replace; stopping and starting it")
+            return False
+        # A worker that closed its listening socket can take no new connection, even while its
+        # interpreter still winds down; one never seen listening (or unreadable) must exit.
+        listening = set(sockets.listening_inodes())
+        listeners = {w for w in old_workers if sockets.socket_inodes([w]) & listening}
+        self._log_mark(f"Rewind reloads pid {pid} ({sig.name})")
+        self._signal(pid, None, sig)
+        sink.line("out", f"sent {sig.name} to pid {pid} to reload it ({len(old_workers)} worker(s) to replace)")
+        started = time.monotonic()
+        deadline = started + self.reload_timeout
+        while True:
+            if not _alive(pid) or _start_ticks(pid) != seen.start:
+                sink.line("out", f"pid {pid} exited after {sig.name} instead of reloading (see its log); starting")
+                return False
+            left = old_workers & set(_group_members(pid))
+            if left & listeners:
+                listening = set(sockets.listening_inodes())
+                left = {w for w in left if w not in listeners or sockets.socket_inodes([w]) & listening}
+            if not left:
+                break
+            if time.monotonic() >= deadline:
+                shown = ", ".join(str(p) for p in sorted(left))
+                raise ProcessError(
+                    f"restart: after {sig.name}, the old workers of pid {pid} ({shown}) still run after "
+                    f"{self.reload_timeout:g} s, so the new code may not be the one answering",
+                    action="restart",
+                    argv=self.command,
+                    pid=pid,
+                    fix="look at the application's log for a request that does not end, or remove "
+                    "process.reload to restart by stop and start",
+                )
+            sink.tick()  # lets a job write out what it has logged while this waits
+            time.sleep(POLL_S)
+        sink.line("out", f"reloaded pid {pid} in {time.monotonic() - started:.1f} s: every old worker was retired")
+        return True
 
     # --- helpers --------------------------------------------------------------------------------
 

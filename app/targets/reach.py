@@ -1,14 +1,19 @@
-"""Can each part of a target be reached? Used by `targets check`; never raises."""
+"""Can each part of a target be reached, and does every path it names exist? Used by `targets check`; never raises."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
 
 from app.targets.git import GitError
 from app.targets.target import Target
+
+PARTS = ("repo", "health", "database", "process")  # what is reached; the other results are keys of paths
 
 
 def reach(target: Target) -> list[tuple[str, bool, str]]:
@@ -28,7 +33,62 @@ def reach(target: Target) -> list[tuple[str, bool, str]]:
         status = control.status()
         running = {True: "running", False: "not running", None: "state unknown"}[status.running]
         results.append(("process", status.running is not False, f"{running} {status.note}".strip()))
+    results += paths(target)
     return results
+
+
+def paths(target: Target) -> list[tuple[str, bool, str]]:
+    """Each configured folder, file and program, named by its key in the targets file, so a typo is found at once."""
+    config = target.config
+    env = target.command_env()
+    repo = config.repo.path
+    results = []
+
+    def need(key: str, path: Path | None, folder: bool) -> None:
+        if path is None:
+            return
+        kind = "folder" if folder else "file"
+        if path.is_dir() if folder else path.is_file():
+            results.append((key, True, f"{kind} {path}"))
+        elif path.exists():
+            results.append((key, False, f"{path} is not a {kind} — check {key} in the targets file"))
+        else:
+            results.append((key, False, f"{path} does not exist — check {key} in the targets file"))
+
+    def program(key: str, argv: Sequence[str] | None, cwd: Path) -> None:
+        if argv:
+            ok, detail = program_found(argv[0], env, cwd)
+            results.append((key, ok, detail if ok else f"{detail} — check {key} in the targets file"))
+
+    if (database := config.database) is not None:
+        need("database.migrations", database.migrations, folder=True)
+        program("database.flask", database.flask, repo)
+    need("env_file", config.env_file, folder=False)
+    if (backups := config.backups) is not None:
+        need("backups.dir", backups.dir, folder=True)
+        need("backups.gpg_home", backups.gpg_home, folder=True)
+    if (process := config.process) is not None:
+        need("process.cwd", process.cwd, folder=True)
+        program("process.command", process.command, process.cwd or repo)
+    if (release := config.release) is not None:
+        for n, argv in enumerate(release.commands, 1):
+            program(f"release.commands[{n}]", argv, repo)
+    return results
+
+
+def program_found(name: str, env: dict[str, str], cwd: Path) -> tuple[bool, str]:
+    """Whether a command's program can run: a path (absolute or from cwd) or a name on the target's PATH."""
+    if "/" in name:
+        path = Path(name) if os.path.isabs(name) else cwd / name
+        if not path.is_file():
+            return False, f"program {path} does not exist"
+        if not os.access(path, os.X_OK):
+            return False, f"program {path} is not executable"
+        return True, f"program {path}"
+    found = shutil.which(name, path=env.get("PATH", os.defpath))
+    if found is None:
+        return False, f"program {name!r} is not on the target's PATH ({env.get('PATH', os.defpath)})"
+    return True, f"program {found}"
 
 
 def database_reachable(url: str) -> tuple[bool, str]:

@@ -66,6 +66,7 @@ class Target:
                 pid_file=proc.pid_file or self.state_dir / "app.pid",
                 log_file=proc.log_file or self.state_dir / "app.log",
                 env=self.command_env(),
+                reload_signal=proc.reload,
             )
         return CommandControl(
             proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=self.command_env(), status=proc.status

@@ -235,6 +235,8 @@ def test_the_targets_file_declares_both_targets(built):
         assert c.backups.dir == t.backups_dir and c.backups.gpg_home == t.gpg_home
         assert c.backups.recipients == (t.recipient,)
         assert c.env_file == t.env_file
+        assert c.process.reload == ("SIGHUP" if name == "production" else None)
+    assert "gunicorn" in configs["production"].process.command and "flask" in configs["staging"].process.command
 
 
 def test_merging_the_bad_branch_breaks_health(built):
@@ -253,6 +255,24 @@ def test_merging_the_bad_branch_breaks_health(built):
         git(t.app_dir, "reset", "--hard", good)
         process.stop()
     assert not process.status().running
+
+
+def test_production_runs_under_gunicorn_and_a_restart_reloads_it_in_place(built):
+    t = built["demo"]["production"]
+    good = git(t.app_dir, "rev-parse", "main").stdout.strip()
+    process = t.process()
+    master = process.status().pid
+    try:
+        git(t.app_dir, "merge", "--ff-only", BAD_BRANCH)
+        process.restart()
+        assert process.status().pid == master, "a reload keeps gunicorn's master"
+        status, body = get_json(t.health_url)  # the old workers are gone: the bad code answers at once
+        assert status == 500 and "signed_up_at" in body["error"]
+    finally:
+        git(t.app_dir, "reset", "--hard", good)
+        process.restart()
+    assert process.status().pid == master
+    assert t.health(timeout_s=0).probe().ok
 
 
 def test_building_again_starts_what_is_stopped_and_rewrites_nothing(built):

@@ -66,8 +66,11 @@ def test_revert_restarts_verifies_and_marks_known_good(app, runner, code_target)
         assert (checkpoint.target, checkpoint.commit, checkpoint.job_id) == ("staging", before, job.id)
         marked = db.session.scalars(select(KnownGood.commit)).all()
         assert marked == [code_target.head()]
-    assert [s.state for s in view.steps] == ["succeeded"] * 4 + ["skipped"]  # no remote: nothing to push
-    assert view.steps[4].message == "no remote is configured (repo.remote): nothing to push"
+    # No migrations (no gate, nothing to upgrade), no release commands, no remote: skipped, saying why.
+    states = ["skipped", "succeeded", "succeeded", "skipped", "skipped", "succeeded", "succeeded", "skipped"]
+    assert [s.state for s in view.steps] == states
+    assert view.steps[3].message == "no release commands are configured ([targets.staging.release])"
+    assert view.steps[7].message == "no remote is configured (repo.remote): nothing to push"
 
 
 def test_revert_conflict_fails_cleanly_naming_the_file(app, runner, code_target):
@@ -77,7 +80,7 @@ def test_revert_conflict_fails_cleanly_naming_the_file(app, runner, code_target)
     assert "CHANGES.md" in job.result
     assert code_target.head() == before
     assert git(code_target.repo, "status", "--porcelain") == ""
-    assert view.steps[1].state == "failed" and view.steps[2].state == "not_run"
+    assert view.steps[2].state == "failed" and view.steps[3].state == "not_run"
 
 
 def test_reset_tags_the_old_head_first(app, runner, code_target):

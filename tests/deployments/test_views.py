@@ -3,7 +3,7 @@
 from app.auth.roles import Role
 from tests.conftest import wait_for
 from tests.support.apps import post
-from tests.support.targets import write_targets_file
+from tests.support.targets import git, write_targets_file
 
 
 def test_history_marks_the_deployed_commit_and_offers_actions(app, users, as_role, code_target):
@@ -102,3 +102,18 @@ def test_the_target_page_shows_the_target_and_its_tabs(app, users, as_role, code
     missing = as_role(Role.VIEWER).get("/targets/nowhere")
     assert missing.status_code == 404
     assert "known targets: staging" in missing.get_data(as_text=True)
+
+
+def test_the_fetch_button_shows_only_for_a_target_with_a_remote(app, users, as_role, runner, code_target, tmp_path):
+    client = as_role(Role.OPERATOR)
+    assert "Fetch from origin" not in client.get("/targets/staging/deployments").get_data(as_text=True)
+    git(tmp_path, "clone", "-q", "--bare", str(code_target.repo), str(tmp_path / "remote.git"))
+    git(code_target.repo, "remote", "add", "origin", str(tmp_path / "remote.git"))
+    write_targets_file(app, code_target.toml().replace('branch = "main"', 'branch = "main"\nremote = "origin"', 1))
+    page = client.get("/targets/staging/deployments").get_data(as_text=True)
+    assert ">Fetch from origin</button>" in page and 'value="fetch"' in page
+    url = post(client, "/jobs", {"runbook": "fetch", "target": "staging"}).headers["Location"]
+    wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
+    assert git(code_target.repo, "rev-parse", "refs/remotes/origin/main") == code_target.head()
+    viewer = as_role(Role.VIEWER).get("/targets/staging/deployments").get_data(as_text=True)
+    assert "Fetch from origin" not in viewer

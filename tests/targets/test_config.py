@@ -33,6 +33,8 @@ def test_documented_example_parses_with_every_key():
     assert prod.database.flags_columns.enabled == "enabled" and prod.database.flags_columns.tag is None
     assert prod.backups.passphrase == "gpg-pass-456"
     assert set(prod.bluegreen.slots) == {"blue", "green"}
+    assert prod.release.commands[0] == ("/srv/app/.venv/bin/pip", "install", "-r", "requirements.txt")
+    assert len(prod.release.commands) == 2 and prod.release.timeout == 600.0
     assert set(prod.secrets) == {"postgresql://app:pg-pass-123@db/app", "gpg-pass-456"}
     assert targets["staging"].auto_rollback and targets["staging"].health.status == 200
 
@@ -155,6 +157,68 @@ cwd = "apps/demo"
             "must not be empty",
         ),
         ('[targets.a]\nauto_rollback = "yes"\n[targets.a.repo]\npath = "/x"\n', "a", "auto_rollback", "expected bool"),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\ncommand = ["gunicorn"]\nreload = "HUPP"\n',
+            "a",
+            "process.reload",
+            'like "HUP" for gunicorn',
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\ncommand = ["gunicorn"]\nreload = "KILL"\n',
+            "a",
+            "process.reload",
+            "expected the name of the signal that makes the application reload",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\ncommand = ["gunicorn"]\nreload = 1\n',
+            "a",
+            "process.reload",
+            "expected str",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\nrestart = ["x"]\nreload = "HUP"\n',
+            "a",
+            "process.reload",
+            "belongs to a managed process",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.release]\ncommands = ["pip install -r requirements.txt"]\n',
+            "a",
+            "release.commands",
+            "never a shell line",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.release]\ncommands = "pip install"\n',
+            "a",
+            "release.commands",
+            "expected list",
+        ),
+        ('[targets.a.repo]\npath = "/x"\n[targets.a.release]\ncommands = []\n', "a", "release.commands", "is empty"),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.release]\ncommands = [["pip"], []]\n',
+            "a",
+            "release.commands",
+            "command 2 is not a non-empty list",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.release]\ncommands = [["pip", 3]]\n',
+            "a",
+            "release.commands",
+            "command 1 holds an argument that is not a non-empty string",
+        ),
+        ('[targets.a.repo]\npath = "/x"\n[targets.a.release]\ntimeout = 5\n', "a", "release.commands", "is required"),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.release]\ncommands = [["true"]]\ntimeout = 0\n',
+            "a",
+            "release.timeout",
+            "more than 0 seconds",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.release]\ncommands = [["true"]]\ntimout = 5\n',
+            "a",
+            "release.timout",
+            "did you mean 'timeout'",
+        ),
         ('[targets."Bad!".repo]\npath = "/x"\n', "Bad!", None, "lower-case letters"),
     ],
 )
@@ -203,6 +267,32 @@ failure_threshold = 5
     assert target.health().failure_threshold == 5
     unknown = Target(parse(text.replace("status = ", "# status = "))["a"], tmp_path).process().status()
     assert unknown.running is None
+
+
+def test_release_commands_and_reload_signal(tmp_path):
+    from app.targets.target import Target
+
+    text = """
+[targets.a.repo]
+path = "/x"
+[targets.a.process]
+command = ["gunicorn", "wsgi:app"]
+reload = "hup"
+[targets.a.release]
+commands = [["pip", "install", "-r", "requirements.txt"], ["flask", "translate", "compile", "env:LANGS"]]
+timeout = 120
+"""
+    config = parse(text, {"LANGS": "fr"})["a"]
+    assert config.process.reload == "SIGHUP"
+    assert config.release.commands == (
+        ("pip", "install", "-r", "requirements.txt"),
+        ("flask", "translate", "compile", "fr"),
+    )
+    assert config.release.timeout == 120.0
+    assert Target(config, tmp_path).process().reload_signal.name == "SIGHUP"
+    plain = parse(text.replace('reload = "hup"', "").replace("timeout = 120", ""), {"LANGS": "fr"})["a"]
+    assert plain.process.reload is None and plain.release.timeout == 600.0
+    assert Target(plain, tmp_path).process().reload_signal is None
 
 
 def test_flags_columns_override_only_what_they_name():

@@ -343,6 +343,51 @@ def test_push_updates_a_bare_remote_and_force_pushes_after_reset(tmp_path, work,
     assert git(bare, "rev-parse", "main") == theirs
 
 
+def test_fetch_brings_remote_branches_that_a_deploy_may_name(tmp_path, work, lines):
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(bare)], check=True, env=GIT_ENV)
+    git(work, "remote", "add", "origin", str(bare))
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "--quiet", str(bare), str(other)], check=True, env=GIT_ENV)
+    git(other, "checkout", "--quiet", "-b", "feature/x")
+    theirs = commit(other, "theirs", j="j\n")
+    git(other, "push", "--quiet", "origin", "feature/x")
+    repo = repo_of(work, remote="origin")
+    with pytest.raises(UnknownCommit, match="fetch from origin first"):
+        repo.resolve_ref_for_deploy("origin/feature/x")
+    seen = Lines()
+    assert repo.fetch(sink=seen) == ["origin/feature/x", "origin/main"]
+    assert seen[0][1].startswith("$ git fetch --prune --no-tags --no-recurse-submodules origin '+refs/heads/*:")
+    assert repo.head() == lines["c4"] and status(work) == ""  # the deployed branch did not move
+    assert repo.resolve_ref_for_deploy("origin/feature/x") == theirs
+    assert repo.resolve_ref_for_deploy(theirs[:8]) == theirs
+
+    git(other, "push", "--quiet", "origin", "--delete", "feature/x")
+    assert repo.fetch() == ["origin/main"]  # pruned
+
+
+def test_a_failing_fetch_says_so_and_changes_nothing(tmp_path, work, lines):
+    git(work, "remote", "add", "origin", str(tmp_path / "gone.git"))
+    repo = repo_of(work, remote="origin")
+    with pytest.raises(
+        GitError, match=r"fetching from 'origin' failed: .*nothing was changed \(main was not touched\)"
+    ):
+        repo.fetch()
+    assert repo.head() == lines["c4"] and repo.remote_branches() == []
+    with pytest.raises(GitError, match="no remote to fetch from"):
+        repo_of(work).fetch()
+
+
+def test_put_back_goes_to_any_commit_and_discards_what_a_release_left(work, lines):
+    repo = repo_of(work)
+    repo.reset_hard(lines["c2"])
+    (work / "f").write_text("written by a release command\n")
+    assert repo.put_back(lines["c4"]) == ["f"]  # forward again: c4 is no longer in the branch's history
+    assert repo.head() == lines["c4"] and status(work) == "" and (work / "f").read_text() == "c\n"
+    with pytest.raises(UnknownCommit):
+        repo.put_back("not-a-sha")
+
+
 def test_push_without_remote_is_a_no_op(work, lines):
     repo_of(work).push(force=True)
 

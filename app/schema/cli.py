@@ -1,0 +1,38 @@
+"""`flask rewind schema status TARGET`: current revision(s), heads and drift; exits non-zero on drift."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from app.schema.state import read_state
+from app.targets import registry
+from app.targets.registry import UnknownTarget
+
+DRIFT_EXIT = 1
+UNREADABLE_EXIT = 2
+
+
+@click.group(cls=AppGroup)
+def schema() -> None:
+    """Migration state of the targets."""
+
+
+@schema.command("status")
+@click.argument("target")
+def status(target: str) -> None:
+    """Print the current revision(s), the code's heads and any drift with what to do."""
+    try:
+        state = read_state(registry.current().open(target))
+    except UnknownTarget as exc:
+        click.echo(f"{exc}", err=True)
+        sys.exit(UNREADABLE_EXIT)
+    click.echo(f"{target}:")
+    for line in state.lines():
+        click.echo(f"  {line}")
+    if not state.configured or state.problem:
+        sys.exit(UNREADABLE_EXIT)
+    if state.drift:
+        sys.exit(DRIFT_EXIT)

@@ -1,0 +1,157 @@
+"""The schema gate: before revert, reset or deploy changes the code, compare the revisions the resulting commit knows
+with the database's current revision.
+
+Code that would fall behind the schema (the resulting commit lacks a
+revision the database is at) is refused with the plan spelled out; code
+that would move ahead (a deploy adds revisions) is allowed, and the deploy
+upgrades after the code change. The resulting commit's migrations are read
+from git, never from the working tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.schema.destroys import DowngradePlan, plan_downgrade
+from app.targets.errors import TargetError
+from app.targets.git import GitRepo
+from app.targets.migrations import MigrationsError, files_at, folder_in_repo, read_files
+from app.targets.revision_graph import RevisionGraph
+from app.targets.schema_db import current_revisions
+from app.targets.target import Target
+
+VERBS = {"revert": "revert", "reset": "reset", "deploy": "deploy"}
+
+
+class GateRefused(TargetError):
+    """Changing the code this way would leave it behind the database's schema."""
+
+    def __init__(self, verdict: GateVerdict) -> None:
+        super().__init__(verdict.message, fix=verdict.fix)
+        self.verdict = verdict
+
+
+@dataclass
+class GateVerdict:
+    commit: str  # what the resulting code is, in words ("commit 1a2b3c4d5e6f")
+    current: set[str]
+    behind: list[str] = field(default_factory=list)  # database revisions the resulting code lacks
+    ahead: list[str] = field(default_factory=list)  # revisions of the resulting code the database lacks
+    plan: DowngradePlan | None = None
+    scripts_from: str | None = None  # the commit whose migration scripts can take the database down
+    message: str = ""
+    fix: str = ""
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.behind)
+
+
+def _files_after_revert(repo: GitRepo, shas: list[str], folder) -> dict[str, str]:
+    """The revision files the branch would hold once these commits are reverted (newest first)."""
+    files = files_at(repo, repo.head(), folder)
+    for sha in shas:
+        parents = repo.commit(sha).parents
+        after = files_at(repo, sha, folder)
+        before = files_at(repo, parents[0], folder) if parents else {}
+        for name in set(after) - set(before):
+            files.pop(name, None)
+        for name in set(before) - set(after):
+            files[name] = before[name]
+        for name in set(before) & set(after):
+            if before[name] != after[name]:
+                files[name] = before[name]
+    return files
+
+
+def resulting_files(target: Target, runbook: str, params: dict) -> tuple[str, dict[str, str]]:
+    """(the resulting code in words, its revision files) for a code runbook's parameters."""
+    repo = target.git()
+    folder = target.config.database.migrations
+    if runbook == "reset":
+        return f"commit {params['commit'][:12]}", files_at(repo, params["commit"], folder)
+    if runbook == "deploy":
+        # A merge holds both sides' revision files; a fast-forward holds the ref's.
+        files = files_at(repo, repo.head(), folder) | files_at(repo, params["ref"], folder)
+        return f"the deploy of {params['ref'][:12]}", files
+    if runbook == "revert":
+        shas = list(params["commits"])
+        return f"the revert of {', '.join(s[:12] for s in shas)}", _files_after_revert(repo, shas, folder)
+    raise ValueError(f"the schema gate does not know runbook {runbook!r}")
+
+
+def check(target: Target, runbook: str, params: dict) -> GateVerdict | None:
+    """The gate's verdict on a code change; None when the target has no migrations to compare."""
+    database = target.config.database
+    if database is None or database.migrations is None:
+        return None
+    what, files = resulting_files(target, runbook, params)
+    after = read_files(files, what)
+    current = current_revisions(database.url)
+    verdict = GateVerdict(commit=what, current=current)
+    verdict.behind = after.unknown(current)
+    verdict.ahead = [r for r in after.pending(current) if not verdict.behind]
+    verb = VERBS[runbook]
+    if not verdict.behind:
+        if verdict.ahead:
+            verdict.message = (
+                f"{what} adds {len(verdict.ahead)} revision(s) the database lacks: {', '.join(verdict.ahead)}"
+            )
+        else:
+            verdict.message = f"{what} knows the database's revision ({', '.join(sorted(current)) or 'none'})"
+        return verdict
+    # The code would fall behind: plan the downgrade with scripts that know the current revision.
+    behind = ", ".join(verdict.behind)
+    try:
+        sha, source, sources = scripts_for(target, current)
+    except TargetError as exc:
+        verdict.message = (
+            f"the database is at {behind}, which neither {what} nor the deployed code has: "
+            f"the code is already behind the schema"
+        )
+        verdict.fix = f"{exc.message} — deploy a commit that has this revision"
+        return verdict
+    keep = source.applied(current) & set(after.revisions)
+    verdict.plan = plan_downgrade(database.url, source, current, "", sources, keep=keep)
+    verdict.scripts_from = sha
+    to = ", ".join(sorted(verdict.plan.rows_after)) or "base"
+    verdict.message = (
+        f"the database is at {_named(source, behind)}, which {what} does not have: "
+        f"the code would fall behind the schema"
+    )
+    deployed = target.git().head()
+    scripts = "" if sha == deployed else f" with the migration scripts of commit {sha[:12]}"
+    verdict.fix = f"downgrade to {to} first{scripts} ({verdict.plan.summary()}), then {verb}"
+    return verdict
+
+
+def scripts_for(target: Target, current: set[str]) -> tuple[str, RevisionGraph, dict[str, str]]:
+    """The newest commit whose migration scripts know every current revision: the deployed one if it does.
+
+    After a revert or reset deleted a revision file, its scripts live on in an
+    older commit (or a safety tag); the downgrade must run with those.
+    """
+    repo = target.git()
+    folder = target.config.database.migrations
+    head = repo.head()
+    candidates = [head]
+    for rev in sorted(current):
+        candidates += [
+            sha for sha in repo.commits_mentioning(rev, folder_in_repo(repo, folder)) if sha not in candidates
+        ]
+    for sha in candidates:
+        files = files_at(repo, sha, folder)
+        try:
+            graph = read_files(files, f"commit {sha[:12]}")
+        except MigrationsError:
+            continue
+        if current and not graph.unknown(current):
+            return sha, graph, files
+    raise MigrationsError(f"no commit of the repository has migration scripts for {', '.join(sorted(current))}")
+
+
+def _named(graph: RevisionGraph, revs: str) -> str:
+    return ", ".join(
+        f"{r} ({graph.revisions[r].message})" if r in graph.revisions and graph.revisions[r].message else r
+        for r in revs.split(", ")
+    )

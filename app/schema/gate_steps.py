@@ -1,0 +1,173 @@
+"""The schema gate and the upgrade after a code change, as steps and checks of the code runbooks.
+
+Revert, reset and deploy use these: a check before queueing that refuses a
+change leaving the code behind the schema (with the plan), the same gate
+again when the job runs (an admin may override it with a typed reason,
+audited), and `flask db upgrade` after the code change and before the
+restart when the new code brings revisions.
+"""
+
+from __future__ import annotations
+
+from flask import has_request_context
+from sqlalchemy import select
+
+from app.audit.store import Actor, record_and_commit
+from app.auth.models import User
+from app.auth.roles import Role
+from app.extensions import db
+from app.jobs import steps
+from app.jobs.context import JobContext
+from app.jobs.models import Job
+from app.jobs.runbook import Param, ParamError, Step, StepFailed
+from app.schema import gate
+from app.schema.migrate import apply
+from app.targets import registry
+from app.targets.errors import TargetError
+from app.targets.migrations import read_folder
+from app.targets.schema_db import current_revisions
+from app.targets.target import Target
+
+GATE_OVERRIDE = Param(
+    "gate_override",
+    "Override the schema gate (admins: type the reason)",
+    required=False,
+    default="",
+    help="only when the code must move past the schema anyway; audited with the reason",
+)
+_MAIN_PARAM = {"revert": "commits", "reset": "commit", "deploy": "ref"}
+
+
+def _is_admin_request() -> bool | None:
+    """The signed-in person is an admin (True/False), or None outside a web request."""
+    if not has_request_context():
+        return None
+    from flask_login import current_user
+
+    return bool(current_user and current_user.is_authenticated and current_user.can(Role.ADMIN))
+
+
+def gate_check(runbook: str):
+    """A Runbook.check: refuse a code change that would leave the code behind the schema, with the plan."""
+
+    def check(params: dict, target: str | None) -> None:
+        reason = (params.get("gate_override") or "").strip()
+        if reason and _is_admin_request() is False:
+            raise ParamError("gate_override", "only an admin can override the schema gate")
+        if reason:
+            return
+        try:
+            verdict = gate.check(registry.current().open(target), runbook, params)
+        except TargetError as exc:
+            raise ParamError(
+                _MAIN_PARAM[runbook],
+                f"the schema gate cannot compare the code with the database: {exc.message}; "
+                "fix that, or an admin can override the gate with a typed reason",
+            ) from None
+        if verdict is not None and verdict.refused:
+            both = " The runbook downgrade_then_reset does both." if runbook == "reset" and verdict.plan else ""
+            raise ParamError(
+                _MAIN_PARAM[runbook],
+                f"{verdict.message}. Plan: {verdict.fix}.{both} An admin can override the gate with a typed reason.",
+            )
+
+    return check
+
+
+def _actor_is_admin(ctx: JobContext) -> tuple[Actor, bool]:
+    job = db.session.get(Job, ctx.job_id)
+    actor = Actor(job.actor_id, job.actor_name)
+    if job.actor_id is None:  # Rewind itself (a schedule, a test harness): no person to check
+        return actor, True
+    user = db.session.scalar(select(User).where(User.id == job.actor_id))
+    return actor, bool(user and user.can(Role.ADMIN))
+
+
+def gate_step(runbook: str):
+    """The gate again when the job runs (things may have moved since it was queued), before the code changes."""
+
+    def run(ctx: JobContext) -> None:
+        target = steps.target_of(ctx)
+        reason = (ctx.params.get("gate_override") or "").strip()
+        try:
+            verdict = gate.check(target, runbook, ctx.params)
+        except TargetError as exc:
+            if not reason:
+                raise StepFailed(f"the schema gate cannot compare the code with the database: {exc.message}") from None
+            verdict = None
+            ctx.log(f"the schema gate cannot compare: {exc.message}", "err")
+        if verdict is None and not reason:
+            ctx.skip(f"{ctx.target} has no migrations (database.migrations): nothing to compare")
+        if verdict is not None and not verdict.refused:
+            ctx.log(f"schema gate: {verdict.message}")
+            ctx.progress(1.0, "code and schema stay together")
+            return
+        if not reason:
+            raise StepFailed(f"{verdict.message}. Plan: {verdict.fix}.")
+        actor, admin = _actor_is_admin(ctx)
+        if not admin:
+            raise StepFailed(f"only an admin can override the schema gate; {actor.name} is not one")
+        refused = f"{verdict.message}; plan was: {verdict.fix}" if verdict is not None else "gate could not compare"
+        record_and_commit(
+            "schema.gate_override",
+            actor=actor,
+            target=ctx.target,
+            details={"job_id": ctx.job_id, "runbook": runbook, "reason": reason, "refused": refused},
+        )
+        ctx.log(f"SCHEMA GATE OVERRIDDEN by {actor.name}: {reason} (it said: {refused})", "err")
+        ctx.progress(1.0, "overridden")
+
+    return run
+
+
+def migrate_after_code_change(ctx: JobContext) -> None:
+    """After the code change, before the restart: upgrade to the new code's heads when migrate_on_deploy is on."""
+    target = steps.target_of(ctx)
+    database = target.config.database
+    if database is None or database.migrations is None:
+        ctx.skip("no migrations configured (database.migrations)")
+    if not database.migrate_on_deploy:
+        ctx.skip("database.migrate_on_deploy is off: the application migrates itself; verification checks the schema")
+    with steps.adapter_errors(ctx):
+        graph = read_folder(database.migrations)
+        current = current_revisions(database.url)
+    if graph.unknown(current):
+        ctx.skip(f"the database is at {', '.join(graph.unknown(current))}, which this code lacks: not upgrading")
+    if not graph.pending(current):
+        ctx.skip("the database already has every revision of this code")
+    _order, expected = graph.upgrade_plan(current, "heads")
+    ctx.log(f"upgrading to the new code's heads: {', '.join(graph.pending(current)[::-1])}")
+    try:
+        with steps.adapter_errors(ctx):
+            rows = apply(target, "upgrade", "heads", expected, ctx)
+    except StepFailed as exc:
+        raise StepFailed(f"{exc}{_put_code_back(ctx, target)}") from None
+    ctx.did(f"upgraded {ctx.target}'s database to {', '.join(sorted(rows))}")
+    ctx.progress(1.0, ", ".join(sorted(rows)))
+
+
+def _put_code_back(ctx: JobContext, target: Target) -> str:
+    """After a failed upgrade in a deploy: the old commit back as auto_rollback says; the app was never restarted."""
+    if "auto_rollback" not in ctx.params:
+        return ". The code is changed but the application was not restarted: roll the code back by hand."
+    choice = ctx.params.get("auto_rollback") or "default"
+    if not (target.config.auto_rollback if choice == "default" else choice == "on"):
+        return (
+            ". Automatic rollback is off: the new code is checked out but the application was not restarted — "
+            "reset to the previous commit by hand."
+        )
+    from app.deployments import steps as code
+
+    start = code.start_commit(ctx)
+    repo = code.git_of(ctx)
+    with steps.adapter_errors(ctx):
+        tag = repo.tag_safety(prefix="rewind/failed-deploy")
+        repo.reset_hard(start, sink=ctx)
+    ctx.did(f"put the code back to {start[:12]}")
+    return (
+        f". The code was put back to {start[:12]} (the failed deploy is kept as tag {tag}); "
+        "the application was never restarted, so it still runs the old code"
+    )
+
+
+MIGRATE = Step("migrate", "Upgrade the schema (migrate_on_deploy)", migrate_after_code_change)

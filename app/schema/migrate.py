@@ -1,0 +1,56 @@
+"""Run a migration and believe only alembic_version: the exit status and the words of `flask db` are hints.
+
+An alembic.ini whose logging hides errors makes `flask db` exit 1 with no
+message at all; a migration can also print an error and still leave the
+database where it was asked to be. Either way, what the table says after
+the command decides, and a failure says plainly where the database is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.targets import flask_db
+from app.targets.command import Sink, Tee
+from app.targets.errors import TargetError
+from app.targets.schema_db import current_revisions
+from app.targets.target import Target
+
+
+class MigrationFailed(TargetError):
+    """The database is not at the revision(s) asked for after `flask db`."""
+
+    def __init__(self, message: str, *, fix: str, rows: set[str]) -> None:
+        super().__init__(message, fix=fix)
+        self.rows = rows
+
+
+def _rows(rows: set[str]) -> str:
+    return ", ".join(sorted(rows)) or "no revision (alembic_version empty or missing)"
+
+
+def apply(
+    target: Target, verb: str, revision: str, expected: set[str], sink: Sink | None, *, directory: Path | None = None
+) -> set[str]:
+    """`flask db VERB REVISION`, then alembic_version must equal `expected`; returns the rows read."""
+    url = target.config.database.url
+    before = current_revisions(url)
+    tee = Tee(sink)
+    result = flask_db.run(target, verb, revision, tee, directory=directory)
+    rows = current_revisions(url)
+    if rows == expected:
+        if not result.ok and sink is not None:
+            sink.line("err", f"flask db {verb} exited with status {result.returncode}, but alembic_version is as asked")
+        return rows
+    said = tee.tail("err") or tee.tail("out")
+    words = (
+        f"it said: {said[-1]}" if said else "it printed nothing (the application's alembic.ini logging may hide errors)"
+    )
+    moved = "did not move" if rows == before else f"moved from {_rows(before)}"
+    raise MigrationFailed(
+        f"flask db {verb} {revision} exited with status {result.returncode} and {words}; "
+        f"alembic_version says {_rows(rows)}, not {_rows(expected)} as asked (it {moved})",
+        fix=f"run `flask db {verb} {revision}` by hand in the application's environment to see its error"
+        + ("; the database is part-way: check it before anything else" if rows not in (before, expected) else ""),
+        rows=rows,
+    )

@@ -1,0 +1,255 @@
+"""Schema runbooks (upgrade, downgrade) and the schema part of every checkpoint.
+
+Revisions are checked against the migrations folder and alembic_version
+before a job is queued: unknown, ambiguous, already applied or not applied
+revisions never reach `flask db`. After the command, alembic_version alone
+says whether it worked.
+"""
+
+from __future__ import annotations
+
+from app.auth.roles import Role
+from app.checkpoints.captures import Capture
+from app.checkpoints.captures import register as register_capture
+from app.extensions import db
+from app.jobs import steps
+from app.jobs.context import JobContext
+from app.jobs.models import Job
+from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.schema.destroys import DowngradePlan, plan_downgrade
+from app.schema.migrate import apply
+from app.schema.state import read_state
+from app.targets import registry
+from app.targets.errors import TargetError
+from app.targets.migrations import folder_files, read_folder
+from app.targets.revision_graph import RevisionError, RevisionGraph
+from app.targets.schema_db import current_revisions
+from app.targets.target import Target
+
+# --- the checkpoint's schema part ----------------------------------------------------
+
+
+def _take(target: Target) -> dict | None:
+    database = target.config.database
+    if database is None or database.migrations is None:
+        return None
+    return {"revisions": sorted(current_revisions(database.url))}
+
+
+SCHEMA = register_capture(
+    Capture("schema", "Schema", _take, lambda v: ", ".join(v["revisions"]) or "no revision applied")
+)
+
+
+# --- reading what a parameter is checked against ---------------------------------------
+
+
+def _migrations(target_name: str | None, param: str = "revision") -> tuple[Target, RevisionGraph, set[str]]:
+    target = registry.current().open(target_name)
+    database = target.config.database
+    if database is None or database.migrations is None:
+        raise ParamError(
+            "target", f"{target_name} has no migrations: set database.migrations in [targets.{target_name}.database]"
+        )
+    try:
+        return target, read_folder(database.migrations), current_revisions(database.url)
+    except TargetError as exc:
+        raise ParamError(param, exc.message) from None
+
+
+def _refuse(exc: RevisionError) -> ParamError:
+    text = exc.message
+    if exc.choices:
+        text += f"; choose one of: {', '.join(exc.choices)}"
+    elif exc.fix:
+        text += f" — {exc.fix}"
+    return ParamError("revision", text)
+
+
+def _code_behind(graph: RevisionGraph, current: set[str]) -> None:
+    if unknown := graph.unknown(current):
+        raise ParamError(
+            "revision",
+            f"the database is at {', '.join(unknown)}, which the deployed code does not have: "
+            "flask db cannot run until code and schema agree — deploy a commit that has it",
+        )
+
+
+def upgrade_revision(value: str, target: str | None) -> str:
+    """'heads', or the full id of a pending revision ('head' only when there is one head)."""
+    _t, graph, current = _migrations(target)
+    _code_behind(graph, current)
+    spec = (value or "heads").strip()
+    try:
+        if spec == "head":
+            if len(graph.heads) > 1:
+                raise RevisionError(
+                    f"head is ambiguous: the migrations have {len(graph.heads)} heads",
+                    choices=[*graph.heads, "heads"],
+                )
+            spec = graph.heads[0] if graph.heads else spec
+        rev = "heads" if spec == "heads" else graph.resolve(spec)
+        graph.upgrade_plan(current, rev)
+    except RevisionError as exc:
+        raise _refuse(exc) from None
+    return rev
+
+
+def downgrade_revision(value: str, target: str | None) -> str:
+    """The full id of an applied revision to go down to, or 'base'; '-1' is one step, refused when ambiguous."""
+    _t, graph, current = _migrations(target)
+    _code_behind(graph, current)
+    spec = (value or "").strip()
+    try:
+        rev = graph.one_step_down(current) if spec == "-1" else ("base" if spec == "base" else graph.resolve(spec))
+        graph.downgrade_plan(current, rev)
+    except RevisionError as exc:
+        raise _refuse(exc) from None
+    return rev
+
+
+def downgrade_plan(target: Target, to: str) -> tuple[RevisionGraph, DowngradePlan]:
+    database = target.config.database
+    graph = read_folder(database.migrations)
+    current = current_revisions(database.url)
+    return graph, plan_downgrade(database.url, graph, current, to, folder_files(database.migrations))
+
+
+def _check_downgrade(params: dict, target: str | None) -> None:
+    config = registry.current().config(target)
+    try:
+        _graph, plan = downgrade_plan(registry.current().open(target), params["revision"])
+    except TargetError as exc:
+        raise ParamError("revision", exc.message) from None
+    if plan.destroys_data and not params.get("backup_confirmed"):
+        raise ParamError(
+            "backup_confirmed",
+            f"this downgrade destroys data ({plan.summary()}) and takes no backup itself: "
+            "confirm that you have a backup of the database",
+        )
+    if config.protected and params.get("confirm") != target:
+        raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm the downgrade")
+
+
+# --- steps ---------------------------------------------------------------------------------
+
+
+def _log_state(ctx: JobContext, target: Target) -> None:
+    for line in read_state(target).lines():
+        ctx.log(line)
+
+
+def upgrade(ctx: JobContext) -> None:
+    target = steps.target_of(ctx)
+    revision = ctx.params["revision"]
+    with steps.adapter_errors(ctx):
+        graph = read_folder(target.config.database.migrations)
+        current = current_revisions(target.config.database.url)
+        try:
+            order, expected = graph.upgrade_plan(current, revision)
+        except RevisionError as exc:
+            raise StepFailed(f"the database changed since the job was queued: {exc.message}") from None
+        ctx.log(f"upgrading through {len(order)} revision(s), oldest first: {', '.join(order)}")
+        rows = apply(target, "upgrade", revision, expected, ctx)
+    ctx.did(f"upgraded {ctx.target}'s database to {', '.join(sorted(rows))}")
+    ctx.set_result(f"{ctx.target}'s database is at {', '.join(sorted(rows))}.")
+    ctx.progress(1.0, ", ".join(sorted(rows)))
+
+
+def show_losses(ctx: JobContext) -> None:
+    """Before the downgrade: every operation on the way down, and what the dropped tables and columns hold now."""
+    target = steps.target_of(ctx)
+    with steps.adapter_errors(ctx):
+        graph, plan = downgrade_plan(target, ctx.params["revision"])
+    for line in plan.lines(graph):
+        ctx.log(line)
+    ctx.state["destroys"] = plan.summary()
+    if plan.destroys_data:
+        who = db.session.get(Job, ctx.job_id).actor_name
+        ctx.log(
+            f"this downgrade destroys data ({plan.summary()}); NO BACKUP was taken by this runbook — "
+            f"{who} confirmed having one",
+            "err",
+        )
+    ctx.progress(1.0, plan.summary())
+
+
+def downgrade(ctx: JobContext) -> None:
+    target = steps.target_of(ctx)
+    to = ctx.params["revision"]
+    with steps.adapter_errors(ctx):
+        graph = read_folder(target.config.database.migrations)
+        current = current_revisions(target.config.database.url)
+        try:
+            order, expected = graph.downgrade_plan(current, to)
+        except RevisionError as exc:
+            raise StepFailed(f"the database changed since the job was queued: {exc.message}") from None
+        ctx.log(f"downgrading {len(order)} revision(s), newest first: {', '.join(order)}")
+        rows = apply(target, "downgrade", to, expected, ctx)
+    now = ", ".join(sorted(rows)) or "base (no revision)"
+    ctx.did(f"downgraded {ctx.target}'s database to {now}")
+    ctx.set_result(f"{ctx.target}'s database is at {now}.")
+    ctx.progress(1.0, now)
+
+
+def verify_app(ctx: JobContext) -> None:
+    """Health (and smoke test); then the schema against the code, said in words. Known good only when both match."""
+    passed, detail = steps.check_health(ctx, schema=False)
+    if not passed:
+        ctx.verified(False, detail)
+        raise StepFailed(detail)
+    target = steps.target_of(ctx)
+    state = read_state(target)
+    _log_state(ctx, target)
+    if state.matches:
+        steps.verify_passed(ctx, f"{detail}; code and schema match")
+        return
+    drift = " ".join(d.words for d in state.drift) or state.problem or ""
+    ctx.verified(True, f"{detail}; the schema does not match the deployed code yet: {drift}")
+    ctx.log("not marked known good: code and schema differ", "err")
+
+
+CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
+VERIFY = Step("verify", "Verify health and schema", verify_app)
+
+register(
+    Runbook(
+        name="schema_upgrade",
+        title="Upgrade the schema",
+        description="flask db upgrade to the heads or a chosen revision, then check alembic_version and health.",
+        role=Role.OPERATOR,
+        mutates=True,
+        params=(
+            Param(
+                "revision",
+                "Revision",
+                required=False,
+                default="heads",
+                check=upgrade_revision,
+                help="heads, head, or a pending revision id",
+            ),
+        ),
+        steps=(CHECKPOINT, Step("upgrade", "Upgrade", upgrade), VERIFY),
+    )
+)
+register(
+    Runbook(
+        name="schema_downgrade",
+        title="Downgrade the schema",
+        description="List what the downgrade destroys, flask db downgrade, then check alembic_version and health.",
+        role=Role.ADMIN,
+        mutates=True,
+        params=(
+            Param("revision", "Down to revision", check=downgrade_revision, help="-1, base, or an applied revision id"),
+            Param("backup_confirmed", "I have a backup of the database", kind=bool, required=False, default=False),
+            Param("confirm", "Type the target name to confirm", required=False, default=""),
+        ),
+        check=_check_downgrade,
+        steps=(
+            CHECKPOINT,
+            Step("losses", "What the downgrade destroys", show_losses),
+            Step("downgrade", "Downgrade", downgrade),
+            VERIFY,
+        ),
+    )
+)

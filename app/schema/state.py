@@ -1,0 +1,230 @@
+"""A target's migration state: the deployed code's revisions against the database's alembic_version, and drift in words.
+
+Read without importing the application: the graph from the migrations
+folder of the deployed working copy, the current revision(s) from the
+database's alembic_version table. Drift is said with what to do about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from app.targets.errors import TargetError
+from app.targets.git import Commit, GitError
+from app.targets.migrations import folder_in_repo, read_folder
+from app.targets.revision_graph import RevisionGraph
+from app.targets.schema_db import current_revisions
+from app.targets.target import Target
+
+CODE_BEHIND = "code_behind_schema"
+SCHEMA_BEHIND = "schema_behind_code"
+SEVERAL_HEADS = "several_heads"
+
+
+@dataclass(frozen=True)
+class Drift:
+    kind: str
+    words: str
+    fix: str
+    runbook: str | None = None  # the runbook that fixes it, when there is one
+    params: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.words} {self.fix}"
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    message: str
+    file: str
+    state: str  # applied | pending | unknown (in the database, not in the code)
+    current: bool
+    head: bool
+    down: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    merge: bool
+    branch_point: bool
+    added_by: Commit | None
+
+
+@dataclass
+class SchemaState:
+    target: str
+    configured: bool
+    graph: RevisionGraph | None = None
+    current: set[str] | None = None
+    problem: str | None = None
+    rows: list[Row] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+
+    @property
+    def heads(self) -> list[str]:
+        return self.graph.heads if self.graph else []
+
+    @property
+    def matches(self) -> bool:
+        return self.configured and self.problem is None and not self.drift
+
+    def lines(self) -> list[str]:
+        """The state as plain text: the CLI prints it, jobs log it."""
+        if not self.configured:
+            return [f"{self.target}: no migrations configured (database.migrations)"]
+        if self.problem:
+            return [f"{self.target}: cannot read the migration state: {self.problem}"]
+        current = ", ".join(sorted(self.current)) or "none (no revision applied)"
+        out = [f"current: {current}", f"heads:   {', '.join(self.heads) or 'none'}"]
+        if not self.drift:
+            out.append("code and schema match")
+        for drift in self.drift:
+            out.append(f"DRIFT: {drift.words}")
+            out.append(f"  what to do: {drift.fix}")
+        return out
+
+
+def describe_revision(graph: RevisionGraph | None, rev: str) -> str:
+    if graph is not None and rev in graph.revisions and graph.revisions[rev].message:
+        return f"{rev} ({graph.revisions[rev].message})"
+    return rev
+
+
+def drift_of(graph: RevisionGraph, current: set[str], added: dict[str, Commit] | None = None) -> list[Drift]:
+    """What is wrong between this code's revisions and the database's rows, each with its fix."""
+    found = []
+    unknown = graph.unknown(current)
+    if unknown:
+        origin = ""
+        if added:
+            commits = {c.short for name, c in added.items() for rev in unknown if _file_of(name).startswith(rev)}
+            if commits:
+                origin = f" (its file was added by commit {', '.join(sorted(commits))})"
+        found.append(
+            Drift(
+                CODE_BEHIND,
+                f"The database is at {', '.join(unknown)}, a revision the deployed code does not have{origin}: "
+                "the code is behind the schema, and `flask db upgrade` or `flask db current` will fail.",
+                "Deploy a commit that has this revision again, or downgrade the database first with the "
+                "migration scripts of the commit that has it, then change the code.",
+            )
+        )
+    pending = graph.pending(current)
+    if pending and not unknown:
+        found.append(
+            Drift(
+                SCHEMA_BEHIND,
+                f"The deployed code has {len(pending)} revision(s) the database lacks: "
+                f"{', '.join(describe_revision(graph, r) for r in pending)}: the schema is behind the code.",
+                "Upgrade the database to the code's head(s).",
+                runbook="schema_upgrade",
+                params={"revision": "heads"},
+            )
+        )
+    if len(graph.heads) > 1:
+        found.append(
+            Drift(
+                SEVERAL_HEADS,
+                f"The migrations have {len(graph.heads)} heads ({', '.join(graph.heads)}): "
+                "`flask db upgrade` without a revision refuses to choose.",
+                "Add a merge revision in the application (`flask db merge heads`) and deploy it, "
+                "or upgrade to each head by name.",
+            )
+        )
+    return found
+
+
+def _realign(drift: Drift, target: Target) -> Drift:
+    """Code behind schema: the combined runbook, reset to the deployed commit itself, realigns them."""
+    try:
+        head = target.git().head()
+    except GitError:
+        return drift
+    return replace(
+        drift,
+        fix=drift.fix + " “Downgrade then reset” to the deployed commit does the latter with the scripts of "
+        "the newest commit that has the revision.",
+        runbook="downgrade_then_reset",
+        params={"commit": head},
+    )
+
+
+def _file_of(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def read_state(target: Target, *, commits: bool = False) -> SchemaState:
+    """The migration state of a target now; every failure to read is kept as `problem`, never raised."""
+    database = target.config.database
+    state = SchemaState(target.name, configured=bool(database and database.migrations))
+    if not state.configured:
+        return state
+    try:
+        state.graph = read_folder(database.migrations)
+        state.current = current_revisions(database.url)
+    except TargetError as exc:
+        state.problem = exc.message
+        return state
+    added: dict[str, Commit] = {}
+    if commits:
+        try:
+            repo = target.git()
+            added = repo.added_by(folder_in_repo(repo, database.migrations) + "/versions")
+        except (GitError, TargetError):
+            added = {}
+    state.drift = drift_of(state.graph, state.current, added)
+    if any(d.kind == CODE_BEHIND for d in state.drift):
+        state.drift = [_realign(d, target) if d.kind == CODE_BEHIND else d for d in state.drift]
+    state.rows = _rows(state.graph, state.current, added)
+    return state
+
+
+def _rows(graph: RevisionGraph, current: set[str], added: dict[str, Commit]) -> list[Row]:
+    applied = graph.applied(current)
+    by_file = {_file_of(name): commit for name, commit in added.items()}
+    heads, branch_points = set(graph.heads), set(graph.branch_points())
+    rows = [
+        Row(
+            id=rev,
+            message="",
+            file="",
+            state="unknown",
+            current=True,
+            head=False,
+            down=(),
+            depends_on=(),
+            merge=False,
+            branch_point=False,
+            added_by=None,
+        )
+        for rev in graph.unknown(current)
+    ]
+    for rev in graph.newest_first():
+        r = graph.revisions[rev]
+        rows.append(
+            Row(
+                id=rev,
+                message=r.message,
+                file=r.file,
+                state="applied" if rev in applied else "pending",
+                current=rev in current,
+                head=rev in heads,
+                down=r.down,
+                depends_on=r.depends_on,
+                merge=r.is_merge,
+                branch_point=rev in branch_points,
+                added_by=by_file.get(r.file),
+            )
+        )
+    return rows
+
+
+def check_schema(target: Target) -> tuple[bool, str]:
+    """For verification: the database at a head of the deployed code's migrations, or the drift in words."""
+    state = read_state(target)
+    if not state.configured:
+        return True, ""
+    if state.problem:
+        return False, f"the migration state cannot be read: {state.problem}"
+    unknown, pending = state.graph.unknown(state.current), state.graph.pending(state.current)
+    if not unknown and not pending:
+        return True, f"schema at head {', '.join(sorted(state.current)) or '(no revisions)'}"
+    return False, " ".join(str(d) for d in state.drift if d.kind != SEVERAL_HEADS)

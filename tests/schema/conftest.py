@@ -1,0 +1,35 @@
+"""A Flask-Migrate application per test, on SQLite or on the session's PostgreSQL."""
+
+import pytest
+
+from tests.schema.apps import database_url, make_migrate_app
+
+both_target_databases = pytest.mark.parametrize("target_db", ["sqlite", "postgresql"])
+
+
+@pytest.fixture(params=["sqlite"])
+def target_db(request):
+    return request.param
+
+
+@pytest.fixture
+def shop(tmp_path, target_db, request):
+    return make_migrate_app(tmp_path / "shop", database_url(target_db, tmp_path, request))
+
+
+@pytest.fixture
+def shop_target(app, shop):
+    """The shop wired into the app's targets file, its database at b2000002 (tokens), its process running."""
+    from app.targets import flask_db, registry
+    from tests.support.targets import write_targets_file
+
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        target = registry.current().open(shop.name)
+        flask_db.run(target, "upgrade", "b2000002", None)
+        assert shop.versions() == {"b2000002"}
+        target.process().start()
+        assert target.health().wait_healthy().ok, "the shop did not come up"
+    yield shop
+    with app.app_context():
+        registry.current().open(shop.name).process().stop()

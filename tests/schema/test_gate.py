@@ -1,0 +1,171 @@
+"""The schema gate on revert, reset and deploy; migrate on deploy; verification that knows the schema."""
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs.runbook import ParamError
+from app.targets import flask_db, registry
+from tests.deployments.test_runbooks import log_text, run
+from tests.schema.conftest import both_target_databases
+from tests.support.targets import git, write_targets_file
+
+
+def parse(app, name, **params):
+    with app.app_context():
+        return runbooks.get(name).parse_params({k: str(v) for k, v in params.items()}, "shop")
+
+
+def step(view, title: str):
+    (found,) = [s for s in view.steps if s.title.startswith(title)]
+    return found
+
+
+def upgrade_to_heads(app) -> None:
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+
+
+def branch_with(shop, branch: str, message: str, *revs: str) -> str:
+    git(shop.repo, "checkout", "-q", "-b", branch)
+    sha = shop.add_revisions(message, *revs)
+    git(shop.repo, "checkout", "-q", "main")
+    return sha
+
+
+@both_target_databases
+def test_a_reset_behind_the_schema_is_refused_with_the_plan(app, shop_target):
+    shop_target.execute("INSERT INTO \"user\" (name, token) VALUES ('ann', 'a'), ('bob', NULL), ('cy', 'c')")
+    before = shop_target.commits["posts and index"]
+    with pytest.raises(ParamError) as caught:
+        parse(app, "reset", commit=shop_target.commits["the app"])
+    assert caught.value.param == "commit"
+    assert caught.value.problem == (
+        f"the database is at b2000002 (add user.token), which commit {shop_target.commits['the app'][:12]} "
+        "does not have: the code would fall behind the schema. Plan: downgrade to a1000001 first "
+        "(drops user.token, holding 2 non-null values), then reset. "
+        "The runbook downgrade_then_reset does both. An admin can override the gate with a typed reason."
+    )
+    assert git(shop_target.repo, "rev-parse", "HEAD") == before
+    assert parse(app, "reset", commit=shop_target.commits["tokens"])["commit"] == shop_target.commits["tokens"]
+
+
+def test_a_revert_that_would_remove_applied_revisions_is_refused(app, shop_target):
+    upgrade_to_heads(app)
+    with pytest.raises(ParamError) as caught:
+        parse(app, "revert", commits=shop_target.commits["posts and index"])
+    assert caught.value.param == "commits"
+    assert "the database is at d4000004 (merge post and index), which the revert of" in caught.value.problem
+    assert "Plan: downgrade to b2000002 first (destroys no data), then revert." in caught.value.problem
+
+
+def test_an_admin_override_is_audited_with_its_reason_and_verification_still_tells_the_truth(app, runner, shop_target):
+    job, view = run(app, "reset", "shop", commit=shop_target.commits["the app"], gate_override="incident 7: bad code")
+    assert git(shop_target.repo, "rev-parse", "HEAD") == shop_target.commits["the app"]
+    assert "SCHEMA GATE OVERRIDDEN by ada: incident 7: bad code" in log_text(view)
+    with app.app_context():
+        (event,) = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "schema.gate_override")).all()
+        details = json.loads(event.details)
+        assert details["reason"] == "incident 7: bad code"
+        assert "downgrade to a1000001 first" in details["refused"]
+    assert job.state == "failed"
+    assert job.verification == "failed"
+    assert "the schema does not match the deployed code" in job.result
+    assert "The database is at b2000002, a revision the deployed code does not have" in job.result
+
+
+def test_a_non_admin_cannot_override_the_gate(app, shop_target, as_role):
+    from tests.support.apps import csrf_token
+
+    client = as_role(runbooks.Role.OPERATOR)
+    response = client.post(
+        "/jobs",
+        data={
+            "runbook": "revert",
+            "target": "shop",
+            "commits": shop_target.commits["tokens"],
+            "gate_override": "trust me",
+            "csrf_token": csrf_token(client),
+        },
+    )
+    assert response.status_code == 400
+    assert "only an admin can override the schema gate" in response.get_data(as_text=True)
+
+
+@both_target_databases
+def test_a_deploy_that_adds_a_revision_upgrades_before_the_restart(app, runner, shop_target):
+    upgrade_to_heads(app)
+    branch_with(shop_target, "feature/email", "emails", "e5000005")
+    job, view = run(app, "deploy", "shop", ref="feature/email")
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"e5000005"}
+    assert step(view, "Upgrade the schema").index < step(view, "Restart").index
+    assert step(view, "Upgrade the schema").state == "succeeded"
+    assert "schema gate: the deploy of" in log_text(view)
+
+
+def test_a_failed_upgrade_in_a_deploy_puts_the_code_back(app, runner, shop_target):
+    upgrade_to_heads(app)
+    before = git(shop_target.repo, "rev-parse", "HEAD")
+    branch_with(shop_target, "feature/broken", "a broken migration", "f6000006")
+    job, view = run(app, "deploy", "shop", ref="feature/broken", auto_rollback="on")
+    assert job.state == "failed"
+    assert "alembic_version says d4000004, not f6000006 as asked" in job.result
+    assert f"The code was put back to {before[:12]}" in job.result
+    assert git(shop_target.repo, "rev-parse", "HEAD") == before
+    assert shop_target.versions() == {"d4000004"}
+    assert step(view, "Restart").state == "not_run"
+
+
+def test_verification_fails_when_the_schema_does_not_match_the_deployed_code(app, runner, shop_target):
+    write_targets_file(app, shop_target.toml(migrate_on_deploy=False))
+    upgrade_to_heads(app)
+    branch_with(shop_target, "feature/email", "emails", "e5000005")
+    job, view = run(app, "deploy", "shop", ref="feature/email", auto_rollback="off")
+    assert job.state == "failed"
+    assert job.verification == "failed"
+    assert "the schema does not match the deployed code" in job.result
+    assert "1 revision(s) the database lacks: e5000005 (add user.email)" in job.result
+    assert shop_target.versions() == {"d4000004"}
+    assert "migrate_on_deploy is off" in step(view, "Upgrade the schema").message
+
+
+@both_target_databases
+def test_downgrade_then_reset_puts_code_and_schema_back_together(app, runner, shop_target):
+    shop_target.execute("INSERT INTO \"user\" (name, token) VALUES ('ann', 'a'), ('bob', NULL), ('cy', 'c')")
+    the_app = shop_target.commits["the app"]
+    with pytest.raises(ParamError, match=r"destroys data \(drops user.token, holding 2 non-null values\)"):
+        parse(app, "downgrade_then_reset", commit=the_app)
+    with pytest.raises(ParamError, match="nothing to downgrade first, a plain reset will do"):
+        parse(app, "downgrade_then_reset", commit=shop_target.commits["tokens"])
+    job, view = run(app, "downgrade_then_reset", "shop", commit=the_app, backup_confirmed="yes")
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"a1000001"}
+    assert git(shop_target.repo, "rev-parse", "HEAD") == the_app
+    assert job.verification == "passed"
+    log = log_text(view)
+    assert "the migration scripts come from" in log and "NO BACKUP was taken by this runbook" in log
+    assert log.index("Running downgrade b2000002 -> a1000001") < log.index("HEAD is now at")
+
+
+def test_after_a_revert_deleted_an_applied_revision_the_scripts_come_from_the_commit_that_has_them(
+    app, runner, shop_target, as_role
+):
+    upgrade_to_heads(app)
+    git(shop_target.repo, "revert", "--no-edit", shop_target.commits["posts and index"])  # by hand, past the gate
+    reverted = git(shop_target.repo, "rev-parse", "HEAD")
+    page = as_role(runbooks.Role.ADMIN).get("/targets/shop/migrations").get_data(as_text=True)
+    assert "the code is behind the schema" in page
+    assert f'name="commit" value="{reverted}"' in page and "Downgrade to match the deployed code" in page
+    job, view = run(app, "downgrade_then_reset", "shop", commit=reverted)
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"b2000002"}
+    assert git(shop_target.repo, "rev-parse", "HEAD") == reverted
+    assert job.verification == "passed"
+    log = log_text(view)
+    assert f"with the migration scripts of commit {shop_target.commits['posts and index'][:12]}" in log
+    assert "Running downgrade d4000004" in log

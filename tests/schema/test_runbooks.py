@@ -1,0 +1,133 @@
+"""Upgrade and downgrade runbooks, what a downgrade destroys, and the silent `flask db` exit."""
+
+import pytest
+from sqlalchemy import select
+
+from app.checkpoints.models import Checkpoint, KnownGood
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs.runbook import ParamError
+from app.schema import migrate
+from app.targets import flask_db, registry
+from app.targets.schema_db import current_revisions
+from tests.deployments.test_runbooks import log_text, run
+from tests.schema.apps import make_migrate_app
+from tests.schema.conftest import both_target_databases
+from tests.support.sinks import Lines
+from tests.support.targets import write_targets_file
+
+
+def parse(app, name, **params):
+    with app.app_context():
+        return runbooks.get(name).parse_params({k: str(v) for k, v in params.items()}, "shop")
+
+
+@both_target_databases
+def test_upgrade_to_the_heads_checks_the_table_and_marks_known_good(app, runner, shop_target):
+    job, view = run(app, "schema_upgrade", "shop", revision="heads")
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"d4000004"}
+    assert job.verification == "passed"
+    assert "code and schema match" in log_text(view)
+    with app.app_context():
+        (checkpoint,) = db.session.scalars(select(Checkpoint)).all()
+        assert checkpoint.captures["schema"] == {"revisions": ["b2000002"]}
+        assert db.session.scalars(select(KnownGood.commit)).all() == [shop_target.commits["posts and index"]]
+
+
+def test_unknown_ambiguous_and_not_applied_revisions_are_refused_before_anything_runs(app, shop_target):
+    with pytest.raises(ParamError, match="no revision 'zz'"):
+        parse(app, "schema_upgrade", revision="zz")
+    with pytest.raises(ParamError, match=r"ambiguous.*choose one of: c3aaaaa3, c3bbbbb3"):
+        parse(app, "schema_upgrade", revision="c3")
+    with pytest.raises(ParamError, match="already applied"):
+        parse(app, "schema_upgrade", revision="a1000001")
+    with pytest.raises(ParamError, match="not applied"):
+        parse(app, "schema_downgrade", revision="c3aaaaa3")
+    assert parse(app, "schema_upgrade", revision="c3a")["revision"] == "c3aaaaa3"
+    assert shop_target.versions() == {"b2000002"}
+
+
+def test_downgrade_minus_one_on_a_merge_is_refused_with_the_choices(app, shop_target):
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+    with pytest.raises(ParamError) as caught:
+        parse(app, "schema_downgrade", revision="-1")
+    assert caught.value.problem == (
+        "downgrade -1 is ambiguous: d4000004 merges c3aaaaa3, c3bbbbb3; choose one of: c3aaaaa3, c3bbbbb3"
+    )
+
+
+@both_target_databases
+def test_a_downgrade_that_destroys_data_shows_the_counts_and_needs_a_backup(app, runner, shop_target, as_role):
+    shop_target.execute("INSERT INTO \"user\" (name, token) VALUES ('ann', 'a'), ('bob', NULL), ('cy', 'c')")
+    page = as_role(runbooks.Role.ADMIN).get("/targets/shop/migrations/downgrade?revision=-1")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "drops user.token, holding 2 non-null values" in text and "I have a backup" in text
+    with pytest.raises(ParamError, match=r"destroys data \(drops user.token, holding 2 non-null values\)"):
+        parse(app, "schema_downgrade", revision="-1")
+    job, view = run(app, "schema_downgrade", "shop", revision="-1", backup_confirmed="yes")
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"a1000001"}
+    log = log_text(view)
+    assert "DESTROYS drops user.token, holding 2 non-null values" in log, log
+    assert "NO BACKUP was taken by this runbook" in log
+    assert "schema is behind the code" in log  # the code still has b2000002 and on
+    assert job.verification == "passed"
+    with app.app_context():
+        assert db.session.scalars(select(KnownGood.commit)).all() == []  # code and schema differ
+
+
+def test_a_protected_target_needs_its_name_typed_for_a_downgrade(app, shop):
+    write_targets_file(app, shop.toml(protected=True))
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    with pytest.raises(ParamError, match="type its name, shop"):
+        parse(app, "schema_downgrade", revision="a1000001")
+    assert parse(app, "schema_downgrade", revision="a1000001", confirm="shop")["revision"] == "a1000001"
+
+
+def test_the_silent_exit_still_gives_a_clear_message(app, tmp_path):
+    shop = make_migrate_app(tmp_path / "quiet", f"sqlite:///{tmp_path / 'quiet.db'}", silent=True)
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        target = registry.current().open("shop")
+        flask_db.run(target, "upgrade", "b2000002", None)
+        assert migrate.apply(target, "upgrade", "c3aaaaa3", {"c3aaaaa3"}, None) == {"c3aaaaa3"}
+        shop.execute("UPDATE alembic_version SET version_num = 'ffff0000'")  # a revert deleted its file
+        sink = Lines()
+        with pytest.raises(migrate.MigrationFailed) as caught:
+            migrate.apply(target, "upgrade", "heads", {"d4000004"}, sink)
+    assert sink.of("out") == [] and sink.of("err") == []  # flask db said nothing at all
+    assert caught.value.message == (
+        "flask db upgrade heads exited with status 1 and it printed nothing (the application's alembic.ini "
+        "logging may hide errors); alembic_version says ffff0000, not d4000004 as asked (it did not move)"
+    )
+    assert current_revisions(shop.url) == {"ffff0000"}
+
+
+def test_a_failed_upgrade_fails_the_job_and_says_where_the_database_is(app, runner, shop_target):
+    shop_target.add_revisions("a broken migration", "f6000006")
+    job, view = run(app, "schema_upgrade", "shop", revision="f6000006")
+    assert job.state == "failed"
+    assert "alembic_version says d4000004, not f6000006 as asked" in job.result
+    assert "no_such_table" in job.result or "no_such_table" in log_text(view)
+    assert shop_target.versions() == {"d4000004"}
+
+
+def test_a_bad_revision_posted_from_the_page_is_refused_and_nothing_is_queued(app, shop_target, as_role):
+    from app.jobs.models import Job
+    from tests.support.apps import csrf_token
+
+    client = as_role(runbooks.Role.OPERATOR)
+    form = {"runbook": "schema_upgrade", "target": "shop", "revision": "zz", "csrf_token": csrf_token(client)}
+    response = client.post("/jobs", data=form)
+    assert response.status_code == 400
+    assert "there is no revision" in response.get_data(as_text=True)
+    form["runbook"] = "schema_downgrade"
+    form["revision"] = "a1000001"
+    assert client.post("/jobs", data=form).status_code == 403  # downgrades are for admins
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == []
+    assert shop_target.versions() == {"b2000002"}

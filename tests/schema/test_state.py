@@ -1,0 +1,98 @@
+"""Migration state and drift in words: the Migrations tab, the list page, `flask rewind schema status`."""
+
+from app.auth.roles import Role
+from app.schema.state import CODE_BEHIND, SCHEMA_BEHIND, SEVERAL_HEADS, read_state
+from app.targets import flask_db, registry
+from tests.schema.conftest import both_target_databases
+from tests.support.targets import write_targets_file
+
+
+def state_of(app):
+    with app.app_context():
+        return read_state(registry.current().open("shop"), commits=True)
+
+
+def status(app):
+    result = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "shop"])
+    return result.exit_code, result.output
+
+
+@both_target_databases
+def test_drift_both_ways_and_a_match(app, shop):
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+
+    state = state_of(app)  # the code has the branch and its merge; the database stops at tokens
+    assert [d.kind for d in state.drift] == [SCHEMA_BEHIND]
+    assert {r.id: r.state for r in state.rows} == {
+        "d4000004": "pending",
+        "c3bbbbb3": "pending",
+        "c3aaaaa3": "pending",
+        "b2000002": "applied",
+        "a1000001": "applied",
+    }
+    code, out = status(app)
+    assert code == 1
+    assert "current: b2000002" in out and "heads:   d4000004" in out
+    assert "the schema is behind the code" in out and "what to do: Upgrade the database" in out
+
+    shop.execute("UPDATE alembic_version SET version_num = 'ffff0000'")  # a revert deleted its file
+    state = state_of(app)
+    assert [d.kind for d in state.drift] == [CODE_BEHIND]
+    assert state.rows[0].id == "ffff0000" and state.rows[0].state == "unknown"
+    code, out = status(app)
+    assert code == 1 and "the code is behind the schema" in out
+
+    shop.execute("UPDATE alembic_version SET version_num = 'd4000004'")
+    assert state_of(app).drift == []
+    code, out = status(app)
+    assert code == 0 and "code and schema match" in out
+
+
+def test_several_heads_is_drift(app, shop):
+    shop.add_revisions("a second head", "e5000005", down="c3aaaaa3")
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+    state = state_of(app)
+    assert state.heads == ["d4000004", "e5000005"]
+    assert [d.kind for d in state.drift] == [SEVERAL_HEADS]
+    assert "flask db merge heads" in state.drift[0].fix
+
+
+def test_the_migrations_tab_shows_states_commits_and_drift(app, shop, as_role):
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    page = as_role(Role.VIEWER).get("/targets/shop/migrations")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'id="rev-c3aaaaa3" data-state="pending"' in text
+    assert 'id="rev-b2000002" data-state="applied"' in text
+    assert shop.commits["tokens"][:7] in text  # the commit that added b2000002's file
+    assert "the schema is behind the code" in text
+    assert "Review the downgrade" not in text  # viewers see no buttons
+    listing = as_role(Role.VIEWER).get("/migrations").get_data(as_text=True)
+    assert "drift" in listing and "b2000002" in listing
+
+
+def test_a_target_without_migrations_or_with_a_broken_folder_still_renders(app, shop, as_role):
+    page = as_role(Role.VIEWER).get("/targets/staging/migrations")
+    assert page.status_code == 200 and "no migrations configured" in page.get_data(as_text=True)
+    write_targets_file(app, shop.toml())
+    (shop.migrations / "versions" / "b2000002_x.py").unlink()
+    page = as_role(Role.VIEWER).get("/targets/shop/migrations")
+    assert page.status_code == 200
+    assert "names b2000002 as its parent, but no migration file has it" in page.get_data(as_text=True)
+    code, out = status(app)
+    assert code == 2 and "cannot read the migration state" in out
+
+
+def test_a_bad_revision_on_the_downgrade_confirmation_is_a_clear_400(app, shop, as_role):
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    page = as_role(Role.ADMIN).get("/targets/shop/migrations/downgrade?revision=c3")
+    assert page.status_code == 400
+    assert "ambiguous" in page.get_data(as_text=True)
