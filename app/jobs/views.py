@@ -14,8 +14,8 @@ from app.audit.store import Actor, record_and_commit
 from app.auth.guards import refuse, requires
 from app.auth.roles import Role
 from app.extensions import db, sock
+from app.jobs import formstate, service
 from app.jobs import runbook as runbooks
-from app.jobs import service
 from app.jobs.engine import engine
 from app.jobs.events import load_view
 from app.jobs.fanout import Broadcaster
@@ -88,7 +88,11 @@ def rows():
 @requires(Role.OPERATOR)
 def new():
     book = _runbook_or_404(request.args.get("runbook", ""))
-    return render_template("jobs/new.html", book=book, targets=registry.current().names(), values={}, errors={})
+    target = request.args.get("target", "")
+    form = formstate.form_for(book.name)
+    if form is formstate.EMPTY and target:
+        form = formstate.FormState(book.name, target, {"target": target})
+    return render_template("jobs/new.html", book=book, targets=registry.current().names(), form=form)
 
 
 @bp.post("")
@@ -112,7 +116,9 @@ def start():
         abort(404, description=f"{str(exc).capitalize()}.")
     except (runbooks.ParamError, service.JobRefused) as exc:
         status = 409 if isinstance(exc, service.JobRefused) else 400
+        errors = {}
         if isinstance(exc, runbooks.ParamError):
+            errors[exc.param] = exc.problem
             db.session.rollback()
             record_and_commit(
                 "job.queued",
@@ -122,8 +128,16 @@ def start():
             )
         flash(str(exc), "error")
         values = {"target": target or "", **raw}
+        back = formstate.came_from()
+        if back is not None:
+            # post/redirect/get: the page it came from shows the error beside the field, with what was typed
+            formstate.remember(book.name, target, values, errors)
+            return redirect(back, 303)
         return render_template(
-            "jobs/new.html", book=book, targets=registry.current().names(), values=values, errors={}
+            "jobs/new.html",
+            book=book,
+            targets=registry.current().names(),
+            form=formstate.FormState(book.name, target, values, errors),
         ), status
     url = url_for("jobs.show", job_id=job.id)
     if request.headers.get("HX-Request"):

@@ -6,8 +6,8 @@ from flask import Blueprint, abort, render_template
 
 from app.auth.guards import requires
 from app.auth.roles import Role
-from app.dashboard.cards import build_card
 from app.jobs.engine import engine
+from app.targetpage.overview import build_overview
 from app.targetpage.tabs import Tab, register
 from app.targets import registry
 
@@ -27,5 +27,5 @@ def target_or_404(name: str):
 @requires(Role.VIEWER)
 def overview(name: str):
     target = target_or_404(name)
-    card = build_card(target, engine().health.reading)
-    return render_template("targetpage/overview.html", target=target, card=card)
+    view = build_overview(target, engine().health.reading)
+    return render_template("targetpage/overview.html", target=target, card=view.card, view=view)

@@ -1,0 +1,169 @@
+"""The target page: its overview, its buttons, the overview extension point, refusals that return to it."""
+
+import re
+
+from sqlalchemy import select
+
+from app.auth.roles import Role
+from app.extensions import db
+from app.jobs.models import Job
+from app.targetpage import summaries
+from tests.conftest import wait_for
+from tests.deployments.test_runbooks import run
+from tests.support.apps import post
+
+
+def test_overview_shows_health_process_code_and_jobs(app, users, as_role, runner, code_target):
+    from app.jobs.engine import engine
+
+    with app.app_context():
+        engine(app).health.probe_all()
+    job, _ = run(app, "verify")
+    page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+    health = page[page.index('id="overview-health"') :]
+    assert health.index('badge-ok">healthy</span>') < health.index("</dd>")
+    process = page[page.index('id="overview-process"') :]
+    assert re.match(r'id="overview-process">\s*<span class="badge badge-ok">running</span> pid \d+', process)
+    head = code_target.commits[-1]
+    assert f"<code>{head[:12]}</code></a> Note 1.1 in the changelog on branch <code>main</code>" in page
+    assert f'id="overview-known-good"><a href="/targets/staging/commits/{head}"><code>{head[:12]}</code></a>' in page
+    last = page[page.index('id="overview-last-job"') :]
+    assert last.startswith(f'id="overview-last-job"><a href="/jobs/{job.id}">job #{job.id}</a> verify')
+    assert '<span class="badge badge-ok">succeeded</span>' in last[: last.index("</dd>")]
+    assert '<time datetime="' in last[: last.index("</dd>")]
+    running = page[page.index('id="overview-running"') :]
+    assert running.startswith('id="overview-running"><span class="hint">none</span>')
+    assert ">Start</button>" not in page, "viewers get no buttons"
+
+
+def test_an_unhealthy_target_says_why(app, users, as_role, code_target):
+    from app.jobs.engine import engine
+
+    with app.app_context():
+        registry_target = __import__("app.targets.registry", fromlist=["current"]).current().open("staging")
+        registry_target.process().stop()
+        engine(app).health.probe_all()
+    page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+    health = page[page.index('id="overview-health"') : page.index('id="overview-process"')]
+    assert 'badge-bad">unhealthy</span>' in health and "connection refused" in health.lower()
+    process = page[page.index('id="overview-process"') :]
+    assert re.match(r'id="overview-process">\s*<span class="badge badge-bad">not running</span>', process)
+
+
+def test_a_failed_last_job_is_shown_in_words_and_colour(app, users, as_role, runner, code_target):
+    job, _ = run(app, "revert", commits=code_target.commits[1])  # conflicts: fails, changes nothing
+    assert job.state == "failed"
+    page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+    last = page[page.index('id="overview-last-job"') :]
+    last = last[: last.index("</dd>")]
+    assert '<span class="badge badge-bad">failed</span>' in last and "CHANGES.md" in last
+
+
+def test_operators_get_start_stop_restart_verify_naming_the_target(app, users, as_role, code_target):
+    page = as_role(Role.OPERATOR).get("/targets/staging").get_data(as_text=True)
+    actions = page[page.index('id="target-actions"') :]
+    for runbook, label, question in [
+        ("start", "Start", 'data-confirm="Start staging?"'),
+        ("stop", "Stop", 'data-confirm="Stop staging? It stops serving'),
+        ("restart", "Restart", 'data-confirm="Restart staging?"'),
+    ]:
+        form = actions[: actions.index(f">{label}</button>")]
+        form = form[form.rindex("<form") :]
+        assert question in form and f'name="runbook" value="{runbook}"' in form
+        assert 'name="target" value="staging"' in form and 'name="next" value="/targets/staging"' in form
+    verify = actions[: actions.index(">Verify</button>")]
+    assert "data-confirm" not in verify[verify.rindex("<form") :], "a read-only check asks nothing"
+    assert "Start Stop" not in page
+
+
+def test_stop_button_stops_the_process(app, users, as_role, runner, code_target):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/jobs", {"runbook": "stop", "target": "staging", "next": "/targets/staging"})
+    assert response.status_code == 302
+    url = response.headers["Location"]
+    wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
+    page = client.get("/targets/staging").get_data(as_text=True)
+    assert re.search(r'id="overview-process">\s*<span class="badge badge-bad">not running</span>', page)
+
+
+def test_a_busy_refusal_returns_to_the_target_page(app, users, as_role, code_target):
+    client = as_role(Role.OPERATOR)
+    with app.app_context():
+        from app.audit.store import Actor
+        from app.jobs import runbook, service
+
+        busy = service.enqueue(runbook.get("restart"), "staging", {}, Actor(None, "ada")).id  # no runner: stays queued
+    response = post(client, "/jobs", {"runbook": "stop", "target": "staging", "next": "/targets/staging"})
+    assert response.status_code == 303 and response.headers["Location"] == "/targets/staging"
+    page = client.get("/targets/staging").get_data(as_text=True)
+    assert f"staging is busy: job #{busy}" in page
+    running = page[page.index('id="overview-running"') :]
+    assert running.startswith(f'id="overview-running"><a href="/jobs/{busy}">job #{busy}</a> restart')
+    again = client.get("/targets/staging").get_data(as_text=True)
+    assert "is busy" not in again, "a reload shows the page, not the refusal again"
+    with app.app_context():
+        assert db.session.scalars(select(Job.runbook)).all() == ["restart"]
+
+
+def test_refusals_never_redirect_off_site(app, users, as_role):
+    client = as_role(Role.OPERATOR)
+    for nxt in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"):
+        response = post(client, "/jobs", {"runbook": "test.count", "lines": "lots", "next": nxt})
+        assert response.status_code == 400, nxt
+        assert "lines: expected a whole number" in response.get_data(as_text=True)
+    foreign = post(
+        client, "/jobs", {"runbook": "test.count", "lines": "x"}, headers={"Referer": "https://evil.example/"}
+    )
+    assert foreign.status_code == 400
+
+
+def test_a_refused_parameter_is_shown_beside_its_field_keeping_what_was_typed(app, users, as_role):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/jobs", {"runbook": "test.count", "lines": "lots", "next": "/jobs/new?runbook=test.count"})
+    assert response.status_code == 303 and response.headers["Location"] == "/jobs/new?runbook=test.count"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    field = page[page.index('id="p-lines"') :]
+    assert field.startswith('id="p-lines" name="lines" value="lots"')
+    assert 'aria-invalid="true"' in field[: field.index(">")]
+    assert '<p class="field-error" id="p-lines-error">expected a whole number, got &#39;lots&#39;</p>' in field
+    assert "expected a whole number" not in client.get("/jobs/new?runbook=test.count").get_data(as_text=True)
+
+
+def test_the_referer_is_the_way_back_when_there_is_no_next_field(app, users, as_role):
+    client = as_role(Role.OPERATOR)
+    response = post(
+        client,
+        "/jobs",
+        {"runbook": "test.count", "lines": "-"},
+        headers={"Referer": "http://localhost/targets/staging"},
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/targets/staging"
+
+
+def test_the_generic_form_never_preselects_a_target(app, users, as_role):
+    page = as_role(Role.OPERATOR).get("/jobs/new?runbook=restart").get_data(as_text=True)
+    select_box = page[page.index('<select id="target"') : page.index("</select>")]
+    assert '<option value="" selected>Choose a target…</option>' in select_box
+    assert "production" in select_box and '"production" selected' not in select_box
+    assert "Start the job</button>" in page and "Start Restart" not in page
+    chosen = as_role(Role.OPERATOR).get("/jobs/new?runbook=restart&target=staging").get_data(as_text=True)
+    assert '<option value="staging" selected>' in chosen
+
+
+def test_area_summaries_add_lines_and_a_broken_one_stays_contained(app, users, as_role):
+    def flags_line(target):
+        return [("Flags", f"3 on {target.name}", "ok")]
+
+    def broken(target):
+        raise RuntimeError("flags table missing")
+
+    summaries.register_summary(flags_line)
+    summaries.register_summary(broken)
+    try:
+        page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+    finally:
+        summaries.unregister_summary(flags_line)
+        summaries.unregister_summary(broken)
+    assert '<dt>Flags</dt>\n    <dd><span class="badge badge-ok">3 on staging</span></dd>' in page
+    assert "could not be read: RuntimeError: flags table missing" in page
+    assert "3 on staging" not in as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
