@@ -42,6 +42,7 @@ ROUTES = {
     "deployments.index": ("GET", Role.VIEWER),
     "deployments.history": ("GET", Role.VIEWER),
     "targetpage.overview": ("GET", Role.VIEWER),
+    "targetpage.timeline": ("GET", Role.VIEWER),
     "deployments.commit": ("GET", Role.VIEWER),  # handshakes are covered in tests/jobs/test_websocket.py
 }
 
