@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from app.dashboard.cards import TargetCard, build_card
-from app.extensions import db
 from app.jobs.models import Job
-from app.statuses import ACTIVE_JOB_STATES, FINAL_JOB_STATES
 from app.targetpage.summaries import Summary, summaries
 from app.targets.errors import TargetError
 from app.targets.process import ProcessStatus
@@ -25,15 +21,6 @@ class Overview:
     lines: list[Summary]
 
 
-def newest_job(target: str, states) -> Job | None:
-    return db.session.scalar(
-        select(Job)
-        .where(Job.target == target, Job.state.in_([s.value for s in states]))
-        .order_by(Job.id.desc())
-        .limit(1)
-    )
-
-
 def build_overview(target, health_of) -> Overview:
     process = problem = None
     control = target.process()
@@ -42,11 +29,12 @@ def build_overview(target, health_of) -> Overview:
             process = control.status()
         except TargetError as exc:
             problem = str(exc)
+    card = build_card(target, health_of)
     return Overview(
-        card=build_card(target, health_of),
+        card=card,
         process=process,
         process_problem=problem,
-        running=newest_job(target.name, ACTIVE_JOB_STATES),
-        last_finished=newest_job(target.name, FINAL_JOB_STATES),
+        running=card.running,
+        last_finished=card.last_job,
         lines=summaries(target),
     )

@@ -167,3 +167,32 @@ def test_area_summaries_add_lines_and_a_broken_one_stays_contained(app, users, a
     assert '<dt>Flags</dt>\n    <dd><span class="badge badge-ok">3 on staging</span></dd>' in page
     assert "could not be read: RuntimeError: flags table missing" in page
     assert "3 on staging" not in as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+
+
+def test_dashboard_card_says_last_job_failed_and_links_to_it(app, users, as_role, runner, code_target):
+    client = as_role(Role.VIEWER)
+    cards = client.get("/dashboard/cards").get_data(as_text=True)
+    assert "last job" not in cards.lower() and 'href="/targets/staging"' in cards
+    failed, _ = run(app, "revert", commits=code_target.commits[1])  # conflicts
+    cards = client.get("/dashboard/cards").get_data(as_text=True)
+    card = cards[cards.index('id="target-staging"') :]
+    last = card[card.index('class="card-last-job"') :]
+    assert last.startswith('class="card-last-job"><span class="badge badge-bad">last job failed</span>')
+    assert f'<a href="/jobs/{failed.id}">job #{failed.id}</a> revert' in last
+    fixed, _ = run(app, "verify")
+    card = client.get("/dashboard/cards").get_data(as_text=True)
+    assert "last job failed" not in card
+    assert f'Last job: <span class="badge badge-ok">succeeded</span>\n      <a href="/jobs/{fixed.id}">' in card
+
+
+def test_dashboard_card_links_to_the_running_job(app, users, as_role, code_target):
+    with app.app_context():
+        from app.audit.store import Actor
+        from app.jobs import runbook, service
+
+        queued = service.enqueue(runbook.get("restart"), "staging", {}, Actor(None, "ada")).id  # no runner
+    cards = as_role(Role.VIEWER).get("/dashboard/cards").get_data(as_text=True)
+    assert (
+        f'<span class="badge badge-info">busy</span> <a href="/jobs/{queued}">job #{queued}</a> restart (queued)'
+        in cards
+    )
