@@ -14,7 +14,7 @@ from app.audit.store import Actor, record_and_commit
 from app.auth.guards import refuse, requires
 from app.auth.roles import Role
 from app.extensions import db, sock
-from app.jobs import formstate, service
+from app.jobs import followups, formstate, service
 from app.jobs import runbook as runbooks
 from app.jobs.engine import engine
 from app.jobs.events import load_view
@@ -166,7 +166,15 @@ def show(job_id: int):
     except runbooks.UnknownRunbook:
         book = None
     can_cancel = not job.job_state.is_final and (current_user.id == job.actor_id or current_user.can(Role.ADMIN))
-    return render_template("jobs/show.html", job=job, view=view, book=book, audit=audit, can_cancel=can_cancel)
+    return render_template(
+        "jobs/show.html",
+        job=job,
+        view=view,
+        book=book,
+        audit=audit,
+        can_cancel=can_cancel,
+        followup=followups.for_job(job),
+    )
 
 
 @bp.post("/<int:job_id>/cancel")

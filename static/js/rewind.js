@@ -16,10 +16,20 @@
       pinned = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
     }
   }, true);
+  var FINAL = ["succeeded", "warning", "failed", "cancelled", "interrupted"];
+  var refreshed = false;
   document.addEventListener("htmx:oobAfterSwap", function () {
     var log = document.getElementById("log");
     if (log && pinned) {
       log.scrollTop = log.scrollHeight;
+    }
+    // A job that ends while watched: fetch what the page shows after the end (when it finished, what to
+    // do next) into #job-after, without reloading the page.
+    var state = document.getElementById("job-state");
+    var after = document.getElementById("job-after");
+    if (after && state && !refreshed && FINAL.indexOf(state.getAttribute("data-state")) >= 0) {
+      refreshed = true;
+      window.htmx.ajax("GET", window.location.pathname, {target: "#job-after", select: "#job-after", swap: "outerHTML"});
     }
   });
   document.addEventListener("submit", function (event) {

@@ -13,6 +13,18 @@ from tests.deployments.test_runbooks import run
 from tests.support.apps import post
 
 
+def finished(app, url: str) -> str:
+    """Wait for the job a /jobs/<id> URL names to end; its final state."""
+    job_id = int(url.rsplit("/", 1)[1])
+
+    def ended():
+        with app.app_context():
+            job = db.session.get(Job, job_id)
+            return job.state if job.job_state.is_final else None
+
+    return wait_for(ended, timeout=60)
+
+
 def test_overview_shows_health_process_code_and_jobs(app, users, as_role, runner, code_target):
     from app.jobs.engine import engine
 
@@ -80,8 +92,7 @@ def test_stop_button_stops_the_process(app, users, as_role, runner, code_target)
     client = as_role(Role.OPERATOR)
     response = post(client, "/jobs", {"runbook": "stop", "target": "staging", "next": "/targets/staging"})
     assert response.status_code == 302
-    url = response.headers["Location"]
-    wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
+    assert finished(app, response.headers["Location"]) == "succeeded"
     page = client.get("/targets/staging").get_data(as_text=True)
     assert re.search(r'id="overview-process">\s*<span class="badge badge-bad">not running</span>', page)
 
@@ -196,3 +207,107 @@ def test_dashboard_card_links_to_the_running_job(app, users, as_role, code_targe
         f'<span class="badge badge-info">busy</span> <a href="/jobs/{queued}">job #{queued}</a> restart (queued)'
         in cards
     )
+
+
+def form_of(page: str, button: str) -> str:
+    """The <form> whose submit button reads `button`."""
+    end = page.index(f">{button}</button>")
+    return page[page.rindex("<form", 0, end) : end]
+
+
+def test_a_failed_deploy_offers_revert_and_reset_prefilled(app, users, as_role, runner, code_target):
+    from tests.support.targets import git
+
+    start = code_target.head()
+    bad = git(code_target.repo, "rev-parse", "feature/bad")
+    deploy, _ = run(app, "deploy", ref="feature/bad", auto_rollback="off")
+    assert deploy.state == "failed"
+    admin = as_role(Role.ADMIN)
+    page = admin.get(f"/jobs/{deploy.id}").get_data(as_text=True)
+    assert re.search(r'id="job-finished">Finished <time datetime="[^"]+Z"[^>]*>[^<]+</time>, after \d+\.\d s\.', page)
+    assert '<a href="/targets/staging">Back to staging</a>' in page
+    revert = form_of(page, "Revert this deploy")
+    assert 'name="runbook" value="revert"' in revert and f'name="commits" value="{bad}"' in revert
+    assert f'name="next" value="/jobs/{deploy.id}"' in revert
+    assert 'data-confirm="Revert this deploy on staging? 1 commit(s)' in revert
+    reset = form_of(page, f"Reset to {start[:12]} (before this deploy)")
+    assert f'name="commit" value="{start}"' in reset and 'name="confirm"' not in reset, "staging is not protected"
+    operator_page = as_role(Role.OPERATOR).get(f"/jobs/{deploy.id}").get_data(as_text=True)
+    assert "Revert this deploy</button>" in operator_page and "(before this deploy)</button>" not in operator_page
+
+    response = post(
+        admin, "/jobs", {"runbook": "revert", "target": "staging", "commits": bad, "next": f"/jobs/{deploy.id}"}
+    )
+    url = response.headers["Location"]
+    assert finished(app, url) == "succeeded"
+    after = admin.get(f"/jobs/{deploy.id}").get_data(as_text=True)
+    assert "Revert this deploy</button>" not in after, "nothing of the deploy is left to revert"
+    assert f"Job #{url.rsplit('/', 1)[1]} already reverted this deploy" in after
+
+
+def test_a_deploy_rolled_back_automatically_offers_no_revert(app, users, as_role, runner, code_target):
+    deploy, _ = run(app, "deploy", ref="feature/bad", auto_rollback="on")
+    assert deploy.state == "failed" and "Rolled back automatically" in deploy.result
+    page = as_role(Role.ADMIN).get(f"/jobs/{deploy.id}").get_data(as_text=True)
+    assert (
+        'id="next-steps"' in page
+        and "The deployed commits are no longer on the branch: the deploy was already undone" in page
+    )
+    assert "Revert this deploy</button>" not in page and "(before this deploy)</button>" not in page
+
+
+def test_other_jobs_offer_no_deploy_next_steps(app, users, as_role, runner, code_target):
+    job, _ = run(app, "verify")
+    page = as_role(Role.ADMIN).get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert 'id="job-finished"' in page and 'id="next-steps"' not in page
+
+
+def test_the_reset_of_a_protected_target_says_what_to_type_and_keeps_a_wrong_answer(
+    app, users, as_role, runner, code_target
+):
+    from tests.deployments.conftest import write_targets
+
+    deploy, _ = run(app, "deploy", ref="feature/bad", auto_rollback="off")
+    write_targets(app, code_target, protected=True)
+    admin = as_role(Role.ADMIN)
+    url = f"/jobs/{deploy.id}"
+    reset = form_of(
+        admin.get(url).get_data(as_text=True), f"Reset to {code_target.commits[-1][:12]} (before this deploy)"
+    )
+    assert f'<label for="confirm-reset-{deploy.id}">Type <kbd>staging</kbd> to confirm</label>' in reset
+    form = {
+        "runbook": "reset",
+        "target": "staging",
+        "commit": code_target.commits[-1],
+        "confirm": "stagin",
+        "next": url,
+    }
+    response = post(admin, "/jobs", form)
+    assert response.status_code == 303 and response.headers["Location"] == url
+    page = admin.get(url).get_data(as_text=True)
+    reset = form_of(page, f"Reset to {code_target.commits[-1][:12]} (before this deploy)")
+    assert 'name="confirm" value="stagin"' in reset and 'aria-invalid="true"' in reset
+    assert "staging is protected: type its name, staging, to confirm the reset</span>" in reset
+    with app.app_context():
+        assert db.session.scalars(select(Job.runbook)).all() == ["deploy"]
+
+
+def test_history_page_typed_confirmation_has_a_visible_label(app, users, as_role, code_target):
+    from tests.deployments.conftest import write_targets
+
+    write_targets(app, code_target, protected=True)
+    page = as_role(Role.ADMIN).get("/targets/staging/deployments").get_data(as_text=True)
+    short = code_target.commits[0][:7]
+    assert f'<label for="confirm-{short}">Type <kbd>staging</kbd> to confirm</label>' in page
+    assert 'class="sr-only" for="confirm-' not in page
+
+
+def test_a_refused_deploy_returns_to_the_deployments_tab_keeping_the_ref(app, users, as_role, code_target):
+    client = as_role(Role.OPERATOR)
+    form = {"runbook": "deploy", "target": "staging", "ref": "feature/nope", "auto_rollback": "off"}
+    response = post(client, "/jobs", {**form, "next": "/targets/staging/deployments"})
+    assert response.status_code == 303 and response.headers["Location"] == "/targets/staging/deployments"
+    page = client.get("/targets/staging/deployments").get_data(as_text=True)
+    assert 'id="deploy-ref" name="ref" required placeholder="feature/… or a commit id" value="feature/nope"' in page
+    assert '<span class="field-error" id="deploy-ref-error">&#39;feature/nope&#39; is neither a local branch' in page
+    assert '<option value="off" selected>' in page
