@@ -55,10 +55,21 @@ def _commits(value: str, target: str | None) -> list[str]:
 
 
 def _deploy_ref(value: str, target: str | None) -> str:
+    """The commit to deploy; one the branch already has is refused, so nothing restarts for nothing."""
+    repo = _repo(target)
     try:
-        return _repo(target).resolve_ref_for_deploy(value)
+        sha = repo.resolve_ref_for_deploy(value)
+        contained = repo.contains(sha)
     except GitError as exc:
         raise ParamError("ref", exc.message) from None
+    if contained:
+        named = "" if sha.startswith(value.strip().lower()) else f" (commit {sha[:12]})"
+        raise ParamError(
+            "ref",
+            f"{repo.branch} already contains {value.strip()}{named}: there is nothing to deploy. "
+            "To go back to it, use Reset; to run it again, use Restart",
+        )
+    return sha
 
 
 def _confirm_protected(params: dict, target: str | None) -> None:

@@ -311,3 +311,38 @@ def test_a_refused_deploy_returns_to_the_deployments_tab_keeping_the_ref(app, us
     assert 'id="deploy-ref" name="ref" required placeholder="feature/… or a commit id" value="feature/nope"' in page
     assert '<span class="field-error" id="deploy-ref-error">&#39;feature/nope&#39; is neither a local branch' in page
     assert '<option value="off" selected>' in page
+
+
+def test_deploying_what_the_branch_already_has_is_refused_before_anything_runs(app, users, as_role, code_target):
+    from app.jobs import runbook as runbooks
+    from app.jobs.runbook import ParamError
+    from tests.support.targets import git
+
+    git(code_target.repo, "branch", "feature/old", code_target.commits[1])
+    book = runbooks.get("deploy")
+    with app.app_context():
+        for ref, message in [
+            ("feature/old", f"main already contains feature/old (commit {code_target.commits[1][:12]})"),
+            ("main", "main already contains main"),
+            (code_target.commits[2][:10], f"main already contains {code_target.commits[2][:10]}: there is nothing"),
+        ]:
+            try:
+                book.parse_params({"ref": ref}, "staging")
+            except ParamError as exc:
+                assert exc.param == "ref" and message in exc.problem, exc.problem
+            else:
+                raise AssertionError(f"deploying {ref} was not refused")
+        assert book.parse_params({"ref": "feature/bad"}, "staging")["ref"] == git(
+            code_target.repo, "rev-parse", "feature/bad"
+        )
+    client = as_role(Role.OPERATOR)
+    response = post(
+        client,
+        "/jobs",
+        {"runbook": "deploy", "target": "staging", "ref": "feature/old", "next": "/targets/staging/deployments"},
+    )
+    assert response.status_code == 303
+    page = client.get("/targets/staging/deployments").get_data(as_text=True)
+    assert 'id="deploy-ref-error">main already contains feature/old' in page
+    with app.app_context():
+        assert db.session.scalar(select(Job)) is None, "nothing was queued"
