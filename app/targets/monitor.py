@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask
@@ -34,6 +35,8 @@ class HealthMonitor:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # Told (target, reading) after each probe, in the monitor's thread and app context.
+        self.listeners: list[Callable[[object, Reading], None]] = []
 
     def start(self) -> HealthMonitor:
         with self._lock:
@@ -66,5 +69,11 @@ class HealthMonitor:
             probe = check.probe(request_timeout_s=3) if check else None
             database = target.config.database
             reached = database_reachable(database.url) if database else None
+            reading = Reading(probe, time.time(), reached)
             with self._lock:
-                self._readings[name] = Reading(probe, time.time(), reached)
+                self._readings[name] = reading
+            for listener in self.listeners:
+                try:
+                    listener(target, reading)
+                except Exception:
+                    log.exception("health listener failed for %s", name)
