@@ -34,6 +34,7 @@ def test_deploy_bad_branch_see_it_unhealthy_revert_and_see_it_healthy(demo_serve
     expect(card.get_by_text("healthy", exact=True)).to_be_visible(timeout=15_000)
 
     card.get_by_role("link", name="production").click()
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Deployments").click()
     page.get_by_label("Branch or commit").fill("feature/rollback-drill-bad-code")
     page.get_by_label("If verification fails").select_option("off")
     page.get_by_role("button", name="Deploy", exact=True).click()
@@ -45,6 +46,7 @@ def test_deploy_bad_branch_see_it_unhealthy_revert_and_see_it_healthy(demo_serve
     expect(card.get_by_text("unhealthy", exact=True)).to_be_visible(timeout=15_000)
 
     card.get_by_role("link", name="production").click()
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Deployments").click()
     bad = page.locator("table.grid tbody tr").first
     expect(bad.get_by_text("deployed")).to_be_visible()
     bad.get_by_role("button", name="Revert").click()
