@@ -188,6 +188,10 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
             session["seen"] = now
         return None
 
+    from app.jobs.formstate import take_for_this_page
+
+    app.before_request(take_for_this_page)
+
     @app.after_request
     def security_headers(response):
         response.headers.setdefault(

@@ -32,18 +32,33 @@ class FormState:
 EMPTY = FormState()
 
 
+# Each typed value kept at most this long: the session travels with every request.
+VALUE_LIMIT = 500
+
+
 def remember(runbook: str, target: str | None, values: dict[str, str], errors: dict[str, str]) -> None:
-    session[SESSION_KEY] = {"runbook": runbook, "target": target, "values": values, "errors": errors}
+    kept = {k: str(v)[:VALUE_LIMIT] for k, v in values.items()}
+    session[SESSION_KEY] = {"runbook": runbook, "target": target, "values": kept, "errors": errors}
+
+
+def take_for_this_page() -> None:
+    """Called before every request: the next full page view takes the refusal, whether it shows it or not.
+
+    So a refusal never lingers to reappear beside a field on some later page;
+    background polls and htmx fragments leave it for the page.
+    """
+    if request.method != "GET" or request.headers.get("HX-Request") or request.headers.get("X-Rewind-Background"):
+        return
+    if request.endpoint == "static" or SESSION_KEY not in session:
+        return
+    raw = session.pop(SESSION_KEY) or {}
+    g.job_form_state = FormState(
+        raw.get("runbook"), raw.get("target"), dict(raw.get("values") or {}), dict(raw.get("errors") or {})
+    )
 
 
 def _recalled() -> FormState:
-    """The refusal stored by the previous request, taken out of the session once per request."""
-    if "job_form_state" not in g:
-        raw = session.pop(SESSION_KEY, None) or {}
-        g.job_form_state = FormState(
-            raw.get("runbook"), raw.get("target"), dict(raw.get("values") or {}), dict(raw.get("errors") or {})
-        )
-    return g.job_form_state
+    return g.get("job_form_state", EMPTY)
 
 
 def form_for(runbook: str | None = None, target: str | None = None, **match: str) -> FormState:

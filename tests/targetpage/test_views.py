@@ -8,6 +8,7 @@ from app.auth.roles import Role
 from app.extensions import db
 from app.jobs.models import Job
 from app.targetpage import summaries
+from app.targets import registry
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import run
 from tests.support.apps import post
@@ -52,8 +53,7 @@ def test_an_unhealthy_target_says_why(app, users, as_role, code_target):
     from app.jobs.engine import engine
 
     with app.app_context():
-        registry_target = __import__("app.targets.registry", fromlist=["current"]).current().open("staging")
-        registry_target.process().stop()
+        registry.current().open("staging").process().stop()
         engine(app).health.probe_all()
     page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
     health = page[page.index('id="overview-health"') : page.index('id="overview-process"')]
@@ -346,3 +346,13 @@ def test_deploying_what_the_branch_already_has_is_refused_before_anything_runs(a
     assert 'id="deploy-ref-error">main already contains feature/old' in page
     with app.app_context():
         assert db.session.scalar(select(Job)) is None, "nothing was queued"
+
+
+def test_a_refusal_is_shown_on_the_next_page_only(app, users, as_role, code_target):
+    client = as_role(Role.OPERATOR)
+    form = {"runbook": "deploy", "target": "staging", "ref": "feature/nope", "next": "/targets/staging"}
+    assert post(client, "/jobs", form).status_code == 303
+    client.get("/dashboard/cards", headers={"X-Rewind-Background": "1"})  # a poll does not take it
+    assert "feature/nope" in client.get("/targets/staging").get_data(as_text=True)  # the flash, at the top
+    later = client.get("/targets/staging/deployments").get_data(as_text=True)
+    assert "feature/nope" not in later and 'id="deploy-ref-error"' not in later
