@@ -8,6 +8,7 @@ from app.audit.store import Actor, record_and_commit
 from app.auth.roles import Role
 from app.statuses import Outcome
 from app.targetpage import timeline
+from tests.conftest import both_databases
 from tests.deployments.test_runbooks import run
 from tests.support.apps import post
 from tests.support.targets import git
@@ -59,6 +60,7 @@ def test_the_timeline_lists_deploy_failure_refusal_and_revert_newest_first(app, 
     assert "other" not in page, "another target's rows stay on its own timeline"
 
 
+@both_databases
 def test_filter_by_kind(app, as_role, history, flags_kind):
     client = as_role(Role.VIEWER)
     assert words_in(client.get("/targets/staging/timeline?kind=deploys").get_data(as_text=True)) == ["deploys"]
