@@ -9,6 +9,7 @@ deprecated upstream and gunicorn 26 removed its eventlet worker.
 """
 
 import os
+import sys
 
 bind = os.environ.get("REWIND_BIND", "127.0.0.1:5000")
 worker_class = "gthread"
@@ -17,21 +18,71 @@ threads = int(os.environ.get("REWIND_THREADS", "1000"))
 worker_connections = max(2 * threads, 1000)
 # Websocket handlers run for as long as a job; the timeout only guards a worker that stopped answering.
 timeout = 120
-graceful_timeout = 20
+
+
+def _graceful_s() -> int:
+    raw = os.environ.get("REWIND_GRACEFUL_TIMEOUT", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 20  # a bad value is reported by on_starting
+
+
+# Running jobs get REWIND_GRACEFUL_TIMEOUT to finish after SIGTERM; gunicorn waits a little longer, so that
+# the jobs still running can be marked interrupted before the master kills the worker.
+graceful_timeout = _graceful_s() + 10
 keepalive = 5
 accesslog = "-" if os.environ.get("REWIND_ACCESS_LOG", "1") == "1" else None
 errorlog = "-"
 wsgi_app = "wsgi:app"
 
 
+def on_starting(server):
+    """A bad setting or targets file stops gunicorn here, with one line, before it binds or forks a worker."""
+    from app import preflight
+    from app.settings import SettingsError
+
+    try:
+        preflight()
+    except SettingsError as exc:
+        print(f"rewind: cannot start: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def post_worker_init(worker):
     """Each web worker runs jobs itself unless separate `flask rewind worker` processes do."""
     app = worker.wsgi
     if app.config["REWIND_SETTINGS"].run_jobs_in_web:
+        import signal
+        import threading
+
         from app.jobs.engine import engine
 
-        engine(app).start_runner()
+        runner = engine(app).start_runner()
+        grace = app.config["REWIND_SETTINGS"].graceful_timeout_s
+        stopping = threading.Thread(target=runner.drain, args=(grace,), name="rewind-drain")
+        worker.rewind_drain = stopping
+        stop_serving = worker.handle_exit
+
+        def on_term(sig, frame):
+            """Stop claiming jobs at once, while gunicorn lets open requests finish."""
+            if not stopping.is_alive() and stopping.ident is None:
+                stopping.start()
+            stop_serving(sig, frame)
+
+        signal.signal(signal.SIGTERM, on_term)
+
+
+def worker_exit(server, worker):
+    """Do not leave before the job runner has finished its graceful stop (jobs done, or marked interrupted)."""
+    stopping = getattr(worker, "rewind_drain", None)
+    if stopping is not None and stopping.ident is not None:
+        stopping.join()
 
 
 # Rewind does not use gunicorn's control socket; leaving it on makes two instances on one host collide.
 control_socket_disable = True
+
+
+def worker_int(worker):
+    """Ctrl-C (SIGINT/SIGQUIT) stops at once: running jobs are marked interrupted rather than left running."""
+    runner = worker.wsgi.extensions.get("rewind.runner") if hasattr(worker, "wsgi") else None
+    if runner is not None:
+        runner.drain(0, settle_s=2)

@@ -9,4 +9,5 @@ try:
     app = create_app()
 except SettingsError as exc:
     print(f"rewind: cannot start: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+    # Under gunicorn, status 4 ("app failed to load") makes the master stop instead of respawning this worker forever.
+    raise SystemExit(4 if "gunicorn" in sys.modules else 2) from None

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import timedelta
 
-from flask import Flask, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, logout_user
+from flask import Flask, flash, g, redirect, render_template, request, session, url_for
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -113,12 +114,31 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
     except TargetsFileError as exc:
         raise SettingsError("REWIND_CONFIG", str(exc)) from None
     app.extensions["rewind"] = Engine(app, settings, targets)
+    from app.audit.throttle import RefusalThrottle
+
+    app.extensions["rewind.refusals"] = RefusalThrottle()
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
-    # The ops database password must never reach a job log.
+    app.config["REWIND_REDACT"] = own_secrets(settings)
+
+
+def own_secrets(settings: Settings) -> list[str]:
+    """Rewind's own keys and ops database password: no job log may show them, however a command got them."""
     from sqlalchemy.engine import make_url
 
-    password = make_url(settings.database_url).password
-    app.config["REWIND_REDACT"] = [password] if password else []
+    values = [settings.secret_key, settings.audit_key.decode(), make_url(settings.database_url).password]
+    return [v for v in values if v]
+
+
+def preflight() -> Settings:
+    """The checks create_app stops on, without building an app: gunicorn's master runs them before it binds."""
+    from app.targets.config import TargetsFileError, load_targets
+
+    settings = load_settings()
+    try:
+        load_targets(settings.config_path)
+    except TargetsFileError as exc:
+        raise SettingsError("REWIND_CONFIG", str(exc)) from None
+    return settings
 
 
 def _repo_path(name: str):
@@ -144,12 +164,25 @@ def _init_login(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):
+        """Only a live server-side session signs anyone in; the cookie alone never does."""
+        from flask import g
+
+        from app.auth import sessions
+
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
         if user is None or user.disabled:
             return None
-        # Any change to the account (password reset, role, disable) ends the sessions opened before it.
-        if session.get("account_version") != user.version:
+        settings = app.config["REWIND_SETTINGS"]
+        verdict = sessions.check(
+            session.get("sid"),
+            user.id,
+            idle=timedelta(minutes=settings.idle_minutes),
+            lifetime=timedelta(hours=settings.session_hours),
+        )
+        if verdict.row is None:
+            g.session_refused = (verdict.refused, user)
             return None
+        g.server_session = verdict.row
         return user
 
     @login_manager.unauthorized_handler
@@ -164,29 +197,40 @@ def _init_login(app: Flask) -> None:
 
 
 def _init_request_hooks(app: Flask, settings: Settings) -> None:
-    idle_seconds = settings.idle_minutes * 60
+    @app.before_request
+    def write_refusal_counts():
+        from app.audit.throttle import write_due_counts
+
+        write_due_counts()
 
     @app.before_request
-    def expire_idle_sessions():
-        if not current_user.is_authenticated:
-            return None
-        now = int(time.time())
-        seen = session.get("seen", now)
-        background = bool(request.headers.get("X-Rewind-Background"))  # a page polling by itself
-        if now - seen > idle_seconds:
-            from app.audit.store import record_and_commit
+    def end_expired_sessions():
+        """A session the server ended for idleness or age says so once, then sends to the login page."""
+        if current_user.is_authenticated:
+            if not request.headers.get("X-Rewind-Background"):  # a page polling by itself is not a person
+                from app.auth import sessions
 
-            record_and_commit("auth.expired", details={"idle_minutes": settings.idle_minutes})
-            logout_user()
-            session.clear()
+                sessions.touch(g.server_session)
+            return None
+        refused = g.pop("session_refused", None)
+        if refused is None:
+            return None
+        reason, user = refused
+        session.clear()
+        if reason not in ("idle", "lifetime"):
+            return None  # signed out, revoked or forged: the guards send to the login page as for anyone
+        from app.audit.store import Actor, record_and_commit
+
+        limit = {"idle_minutes": settings.idle_minutes} if reason == "idle" else {"hours": settings.session_hours}
+        record_and_commit("auth.expired", actor=Actor.of(user), details={"reason": reason, **limit})
+        if reason == "idle":
             flash(f"You were signed out after {settings.idle_minutes} minutes without activity.", "info")
-            target = url_for("auth.login")
-            if request.headers.get("HX-Request"):
-                return "", 401, {"HX-Redirect": target}
-            return redirect(target)
-        if not background:
-            session["seen"] = now
-        return None
+        else:
+            flash(f"You were signed out: a session lasts at most {settings.session_hours} hours.", "info")
+        target = url_for("auth.login")
+        if request.headers.get("HX-Request"):
+            return "", 401, {"HX-Redirect": target}
+        return redirect(target)
 
     from app.jobs.formstate import take_for_this_page
 
@@ -204,6 +248,8 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if current_user.is_authenticated:
             response.headers.setdefault("Cache-Control", "no-store")
+        if settings.secure_cookies:  # served over HTTPS: browsers should never try plain HTTP again
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response
 
     from app.auth.roles import Role
@@ -225,7 +271,13 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     @app.context_processor
     def navigation():
         items = [(label, ep) for label, ep in NAV if ep in app.view_functions]
-        return {"nav_items": items}
+        return {"nav_items": items, "targets_problem": _targets_problem}
+
+    def _targets_problem() -> str | None:
+        """Signed-in pages say when the targets file on disk is broken (and that the last good one is in use)."""
+        from app.targets import registry
+
+        return registry.current().problem if current_user.is_authenticated else None
 
 
 def _init_error_pages(app: Flask) -> None:
@@ -238,11 +290,13 @@ def _init_error_pages(app: Flask) -> None:
         from app.statuses import Outcome
 
         db.session.rollback()
-        record_and_commit(
-            "auth.csrf_refused",
-            outcome=Outcome.DENIED,
-            details={"method": request.method, "path": request.path, "reason": exc.description},
-        )
+        details = {"method": request.method, "path": request.path, "reason": exc.description}
+        if current_user.is_authenticated:
+            record_and_commit("auth.csrf_refused", outcome=Outcome.DENIED, details=details)
+        else:
+            from app.audit.throttle import record_throttled
+
+            record_throttled("auth.csrf_refused", details)
         return page(
             400,
             "Security token missing or wrong",

@@ -6,7 +6,7 @@ from flask.cli import AppGroup
 from app.audit.cli import audit
 from app.auth.cli import init_admin, users
 from app.demo.cli import demo
-from app.jobs.cli import worker
+from app.jobs.cli import jobs, run, worker
 from app.targets.cli import targets
 
 
@@ -19,5 +19,7 @@ rewind.add_command(users)
 rewind.add_command(init_admin)
 rewind.add_command(audit)
 rewind.add_command(worker)
+rewind.add_command(run)
+rewind.add_command(jobs)
 rewind.add_command(targets)
 rewind.add_command(demo)

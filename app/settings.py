@@ -35,6 +35,12 @@ class Settings:
     runbook_modules: tuple[str, ...] = ()
     job_threads: int = 4
     run_jobs_in_web: bool = True
+    session_hours: int = 12
+    ws_per_session: int = 8
+    ws_per_user: int = 32
+    threads: int = 1000
+    thread_reserve: int = 16
+    graceful_timeout_s: int = 20
 
     @property
     def is_postgres(self) -> bool:
@@ -129,6 +135,13 @@ def load_settings(env: dict | None = None) -> Settings:
         if not all(part.isidentifier() for part in module.split(".")):
             raise SettingsError("REWIND_RUNBOOKS", f"{module!r} is not a Python module name")
 
+    threads = _positive_int(env, "REWIND_THREADS", 1000)
+    reserve = _positive_int(env, "REWIND_THREAD_RESERVE", min(16, max(1, threads // 4)))
+    if reserve >= threads:
+        raise SettingsError(
+            "REWIND_THREAD_RESERVE", f"{reserve} reserved threads leave none of REWIND_THREADS={threads} for websockets"
+        )
+
     return Settings(
         instance_dir=instance_dir,
         database_url=database_url,
@@ -140,4 +153,10 @@ def load_settings(env: dict | None = None) -> Settings:
         runbook_modules=modules,
         job_threads=_positive_int(env, "REWIND_JOB_THREADS", 4),
         run_jobs_in_web=not _flag(env, "REWIND_EXTERNAL_WORKERS"),
+        session_hours=_positive_int(env, "REWIND_SESSION_HOURS", 12),
+        ws_per_session=_positive_int(env, "REWIND_WS_PER_SESSION", 8),
+        ws_per_user=_positive_int(env, "REWIND_WS_PER_USER", 32),
+        threads=threads,
+        thread_reserve=reserve,
+        graceful_timeout_s=_positive_int(env, "REWIND_GRACEFUL_TIMEOUT", 20),
     )

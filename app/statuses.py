@@ -1,6 +1,6 @@
 """Every status word Rewind stores, in one place, so pages and queries agree."""
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class Outcome(StrEnum):
@@ -76,3 +76,28 @@ class Verification(StrEnum):
     NONE = "none"
     PASSED = "passed"
     FAILED = "failed"
+
+
+class ExitStatus(IntEnum):
+    """What `flask rewind run` and `flask rewind jobs …` exit with, for scripts and CI (see the README)."""
+
+    SUCCEEDED = 0  # also: queued and handed to a running runner (without --follow)
+    ERROR = 1  # Rewind itself hit an error
+    USAGE = 2  # a missing or malformed option (click's own status)
+    FAILED = 3
+    CANCELLED = 4
+    INTERRUPTED = 5
+    REFUSED = 6  # nothing queued or changed: unknown name, bad parameter, role, missing confirmation
+    BUSY = 7  # nothing queued: the target is running another job; try again when it ends
+    WARNING = 8  # the change was made and verified, but a follow-up step (e.g. the push) failed
+    DETACHED = 130  # Ctrl-C stopped following a job a runner runs; the job goes on
+
+    @classmethod
+    def of(cls, state: JobState) -> "ExitStatus":
+        return {
+            JobState.SUCCEEDED: cls.SUCCEEDED,
+            JobState.WARNING: cls.WARNING,
+            JobState.FAILED: cls.FAILED,
+            JobState.CANCELLED: cls.CANCELLED,
+            JobState.INTERRUPTED: cls.INTERRUPTED,
+        }.get(state, cls.SUCCEEDED)

@@ -565,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
         REWIND_WORKERS="1",
         REWIND_THREADS=str(threads),
         REWIND_JOB_THREADS="1",
+        # every watcher is the admin in one session: lift the per-session and per-user caps for the bench
+        REWIND_WS_PER_SESSION=str(args.watchers),
+        REWIND_WS_PER_USER=str(args.watchers),
+        REWIND_THREAD_RESERVE=str(max(1, min(16, threads - args.watchers))),
     )
     worker: int | None = None
     try:

@@ -20,6 +20,12 @@ def test_defaults_generate_private_secrets(tmp_path):
     assert (again.secret_key, again.audit_key) == (settings.secret_key, settings.audit_key)
 
 
+def test_security_defaults(tmp_path):
+    settings = load_settings({"REWIND_INSTANCE_DIR": str(tmp_path)})
+    assert (settings.session_hours, settings.ws_per_session, settings.ws_per_user) == (12, 8, 32)
+    assert (settings.threads, settings.thread_reserve, settings.graceful_timeout_s) == (1000, 16, 20)
+
+
 def test_postgres_urls_use_psycopg3(tmp_path):
     settings = load_settings({"REWIND_INSTANCE_DIR": str(tmp_path), "REWIND_DATABASE_URL": "postgres://u@h/db"})
     assert settings.database_url == "postgresql+psycopg://u@h/db"
@@ -32,6 +38,12 @@ def test_postgres_urls_use_psycopg3(tmp_path):
         ("REWIND_IDLE_MINUTES", "soon", "expected a whole number"),
         ("REWIND_IDLE_MINUTES", "0", "must be at least 1"),
         ("REWIND_SECURE_COOKIES", "maybe", "expected 1 or 0"),
+        ("REWIND_SESSION_HOURS", "half a day", "expected a whole number"),
+        ("REWIND_SESSION_HOURS", "0", "must be at least 1"),
+        ("REWIND_WS_PER_SESSION", "-1", "must be at least 1"),
+        ("REWIND_WS_PER_USER", "many", "expected a whole number"),
+        ("REWIND_THREAD_RESERVE", "1000", "leave none of REWIND_THREADS=1000 for websockets"),
+        ("REWIND_GRACEFUL_TIMEOUT", "soon", "expected a whole number"),
         ("REWIND_SECRET_KEY", "short", "too short"),
         ("REWIND_AUDIT_KEY", "short", "too short"),
     ],

@@ -16,6 +16,7 @@ class AuditEvent(db.Model):
         db.Index("ix_audit_event_target_id", "target", "id"),
         db.Index("ix_audit_event_outcome_id", "outcome", "id"),
         db.Index("ix_audit_event_ts", "ts"),
+        db.Index("ix_audit_event_job_id", "job_id", "id"),
     )
 
     # Ids are handed out under the head lock, one after another, so a gap means a removed row.
@@ -31,6 +32,9 @@ class AuditEvent(db.Model):
     user_agent = db.Column(db.String(256), nullable=True)
     prev_hash = db.Column(db.String(64), nullable=False)
     hash = db.Column(db.String(64), nullable=False)
+    # The job a row is about, copied from its details by record(): the job page finds its rows by index.
+    # Outside the hash (details already carry it), so rows written before the column still verify.
+    job_id = db.Column(db.Integer, nullable=True)
 
     def chain_values(self) -> tuple:
         return tuple(getattr(self, name) for name in chain.FIELDS)
@@ -44,6 +48,22 @@ class AuditHead(db.Model):
     id = db.Column(db.Integer, primary_key=True, autoincrement=False)
     last_id = db.Column(db.Integer, nullable=False, default=0)
     last_hash = db.Column(db.String(64), nullable=False, default=chain.GENESIS)
+
+
+class AuditMark(db.Model):
+    """Row 1: the newest row a check found intact, sealed with the audit key, so the next check starts there.
+
+    Someone with only database access can delete or roll back the mark (the next check then walks more),
+    but cannot move it forward: the seal would not match.
+    """
+
+    __tablename__ = "audit_mark"
+
+    id = db.Column(db.Integer, primary_key=True, autoincrement=False)
+    row_id = db.Column(db.Integer, nullable=False, default=0)
+    row_hash = db.Column(db.String(64), nullable=False, default=chain.GENESIS)
+    sealed_at = db.Column(db.DateTime, nullable=True)
+    seal = db.Column(db.String(64), nullable=False, default="")
 
 
 @event.listens_for(AuditEvent, "before_update")

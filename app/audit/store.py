@@ -6,14 +6,17 @@ audit row commit together or not at all.
 
 from __future__ import annotations
 
+import hmac
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.audit import chain
-from app.audit.models import AuditEvent, AuditHead
+from app.audit.models import AuditEvent, AuditHead, AuditMark
 from app.clock import utcnow
 from app.extensions import db
 from app.statuses import Outcome
@@ -55,6 +58,35 @@ def serialise() -> None:
     db.session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id))
 
 
+# An audit row says what happened; it is not where big inputs are kept (views refuse them first).
+MAX_DETAILS_CHARS = 8192
+MAX_DETAIL_VALUE_CHARS = 512
+
+
+def shrink_details(details: dict, size: int) -> dict:
+    """Details too big for a row: long strings cut to a prefix with their length, so the row still says what."""
+
+    def cut(value):
+        if isinstance(value, str) and len(value) > MAX_DETAIL_VALUE_CHARS:
+            return f"{value[:MAX_DETAIL_VALUE_CHARS]}… [{len(value)} characters, cut]"
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [cut(v) for v in value]
+        return value
+
+    smaller = cut(details)
+    if len(chain.canonical_details(smaller)) <= MAX_DETAILS_CHARS:
+        return {**smaller, "details_cut": True}
+    return {"details_cut": True, "size": size, "keys": sorted(str(k)[:64] for k in details)[:50]}
+
+
+def job_of(details: dict | None) -> int | None:
+    """The job a row is about, for the indexed job_id column."""
+    job_id = (details or {}).get("job_id")
+    return job_id if isinstance(job_id, int) and not isinstance(job_id, bool) else None
+
+
 def record(
     action: str,
     *,
@@ -65,6 +97,9 @@ def record(
 ) -> AuditEvent:
     """Append one event to the chain inside the current transaction; the caller commits."""
     actor = actor or _current_actor()
+    text = chain.canonical_details(details)
+    if len(text) > MAX_DETAILS_CHARS:
+        text = chain.canonical_details(shrink_details(details, len(text)))
     session = db.session
     # Taking the head row's write lock first keeps concurrent writers from forking the chain.
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id + 1))
@@ -74,19 +109,40 @@ def record(
         id=new_id,
         ts=utcnow(),
         actor_id=actor.id,
-        actor_name=actor.name,
+        actor_name=actor.name[:64],
         action=action,
-        target=target,
-        details=chain.canonical_details(details),
+        target=target[:128] if target else target,
+        details=text,
         outcome=str(Outcome(outcome)),
         address=client_address(),
         user_agent=user_agent or None,
         prev_hash=prev_hash,
     )
+    event.job_id = job_of(details)
     event.hash = chain.row_hash(_key(), event.chain_values())
     session.add(event)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=event.hash))
     return event
+
+
+def job_rows(job_id: int, limit: int = 100) -> list[AuditEvent]:
+    """A job's audit rows, oldest first, found by the indexed job_id column.
+
+    job_id sits outside the hash, so each row is also checked against its hashed details: a column
+    edited in the database cannot move another job's rows onto this job's page.
+    """
+    rows = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.job_id == job_id).order_by(AuditEvent.id).limit(limit)
+    ).all()
+    return [row for row in rows if job_of(_details(row)) == job_id]
+
+
+def _details(row: AuditEvent) -> dict:
+    try:
+        value = json.loads(row.details)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def record_and_commit(action: str, **kwargs) -> AuditEvent:
@@ -105,31 +161,198 @@ def head() -> chain.Head | None:
     return chain.Head(row.id, row.hash) if row else None
 
 
-def _stream_rows(batch: int = 5000) -> Iterator[tuple]:
-    """All rows in id order, in keyset batches through Core (no ORM objects): verify reads a million rows."""
+def recorded_head() -> chain.Head | None:
+    """The end of the chain as the audit_head row records it (every writer moves it with its row)."""
+    row = db.session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).first()
+    return chain.Head(row.last_id, row.last_hash) if row and row.last_id else None
+
+
+RECORDED_HEAD = "the recorded head (audit_head)"
+BATCH = 10_000
+# How many new rows one incremental check reads (about half a second); the rest waits for the next call.
+CHECK_LIMIT = 100_000
+
+# The row's canonical encoding built by the database (chain.encode is the reference; a mismatch is
+# re-encoded in Python before a row is called changed, so these only have to be right almost always).
+# SQLite keeps ts as 'YYYY-MM-DD HH:MM:SS.ffffff'; the hash has 'YYYY-MM-DDTHH:MM:SS.ffffffZ'. Any other
+# character where the space belongs becomes '?', which never matches, so only the exact stored form passes.
+_SQLITE_PROOFS = (
+    "SELECT id, prev_hash, hash, CAST(json_array(id, "
+    "substr(ts, 1, 10) || CASE substr(ts, 11, 1) WHEN ' ' THEN 'T' ELSE '?' END || substr(ts, 12) || 'Z', "
+    "actor_id, actor_name, action, target, details, outcome, address, user_agent, prev_hash) AS BLOB) "
+    "FROM audit_event WHERE id > ? ORDER BY id LIMIT ?"
+)
+_SQLITE_MORE = "SELECT 1 FROM audit_event WHERE id > ? LIMIT 1"
+_PG_MORE = "SELECT 1 FROM audit_event WHERE id > %s LIMIT 1"
+
+
+def _pg_text(column: str) -> str:
+    return f"coalesce(to_json({column})::text, 'null')"
+
+
+_PG_PROOFS = (
+    "SELECT id, prev_hash, hash, convert_to('[' || id || ',\"' || "
+    "to_char(ts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || 'Z\",' || coalesce(actor_id::text, 'null') || ',' || "
+    + " || ',' || ".join(
+        _pg_text(c) for c in ("actor_name", "action", "target", "details", "outcome", "address", "user_agent")
+    )
+    + " || ',' || to_json(prev_hash)::text || ']', 'UTF8') "
+    "FROM audit_event WHERE id > %s ORDER BY id LIMIT %s"
+)
+
+
+class _Proofs:
+    """Batches of (id, prev_hash, hash, encoding) in id order after a row, through the driver's own cursor:
+    a million rows, so no ORM objects and no per-row type conversion."""
+
+    def __init__(self, after: int, limit: int | None) -> None:
+        self.after = after
+        self.limit = limit
+        self.exhausted = False
+        postgres = db.engine.dialect.name == "postgresql"
+        self.sql, self.more = (_PG_PROOFS, _PG_MORE) if postgres else (_SQLITE_PROOFS, _SQLITE_MORE)
+
+    def __iter__(self) -> Iterator[list[tuple]]:
+        conn = db.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            after, left = self.after, self.limit
+            while left is None or left > 0:
+                want = BATCH if left is None else min(BATCH, left)
+                cursor.execute(self.sql, (after, want))
+                rows = cursor.fetchall()
+                conn.commit()  # end the read at once: SQLite writers and PostgreSQL vacuum wait for none
+                if rows:
+                    yield rows
+                    after = rows[-1][0]
+                if len(rows) < want:
+                    self.exhausted = True
+                    return
+                if left is not None:
+                    left -= len(rows)
+            cursor.execute(self.more, (after,))
+            self.exhausted = cursor.fetchone() is None
+            conn.commit()
+        finally:
+            conn.close()
+
+
+def _reencode(row_id: int) -> bytes | None:
+    """The reference encoding of one row, read through its column types, as record() hashed it."""
     table = AuditEvent.__table__
-    columns = [table.c[name] for name in (*chain.FIELDS, "hash")]
-    after = 0
-    with db.engine.connect() as conn:
-        while True:
-            stmt = select(*columns).where(table.c.id > after).order_by(table.c.id).limit(batch)
-            rows = conn.execute(stmt).all()
-            if not rows:
-                return
-            yield from rows
-            after = rows[-1][0]
+    columns = [table.c[name] for name in chain.FIELDS]
+    try:
+        with db.engine.connect() as conn:
+            row = conn.execute(select(*columns).where(table.c.id == row_id)).first()
+        return chain.encode(tuple(row)) if row else None
+    except (ValueError, TypeError):  # a value no writer could have stored: the row was changed
+        return None
+
+
+def _walk(after: chain.Head | None, anchors: list[chain.Anchor], limit: int | None, observe) -> chain.Verdict:
+    proofs = _Proofs(after.id if after else 0, limit)
+    verdict = chain.judge(
+        _key(),
+        proofs,
+        after=after,
+        anchors=anchors,
+        reencode=_reencode,
+        observe=observe,
+        exhausted=lambda: proofs.exhausted,
+    )
+    if verdict.intact and not proofs.exhausted:
+        newest = db.session.scalar(select(func.max(AuditEvent.id))) or 0
+        end = verdict.head.id if verdict.head else 0
+        verdict = chain.Verdict(verdict.checked, verdict.head, None, since=verdict.since, pending=max(newest - end, 0))
+    return verdict
 
 
 def verify(saved_head: chain.Head | None = None, observe: Callable[[int], None] | None = None) -> chain.Verdict:
-    """Check the whole chain; observe(n) is told every 5,000 rows (for progress and cancel)."""
-    rows = _stream_rows()
-    if observe is not None:
-        rows = _observed(rows, observe)
-    return chain.verify_rows(_key(), rows, saved_head)
+    """Check the whole chain, and that it still reaches the recorded head (and a saved one).
+
+    observe(n) is told after every batch (for progress and cancel). An intact chain moves the sealed
+    mark to its end, so the web's incremental checks start from there.
+    """
+    anchors = [chain.Anchor(saved_head, "the saved head")] if saved_head else []
+    recorded = recorded_head()
+    if recorded:
+        anchors.append(chain.Anchor(recorded, RECORDED_HEAD))
+    verdict = _walk(None, anchors, None, observe)
+    if verdict.intact and verdict.head:
+        save_mark(verdict.head, replace=True)
+    return verdict
 
 
-def _observed(rows: Iterator[tuple], observe: Callable[[int], None]) -> Iterator[tuple]:
-    for count, row in enumerate(rows, start=1):
-        if count % 5000 == 0:
-            observe(count)
-        yield row
+@dataclass(frozen=True)
+class Mark:
+    head: chain.Head
+    sealed_at: datetime | None
+    genuine: bool
+
+
+def read_mark() -> Mark | None:
+    """The sealed "verified up to here" mark, or None when no check has finished yet."""
+    row = db.session.execute(select(AuditMark).where(AuditMark.id == 1)).scalar_one_or_none()
+    if row is None or not row.row_id:
+        return None
+    head = chain.Head(row.row_id, row.row_hash)
+    genuine = row.sealed_at is not None and hmac.compare_digest(
+        chain.seal_mark(_key(), head, row.sealed_at), row.seal or ""
+    )
+    return Mark(head, row.sealed_at, genuine)
+
+
+def save_mark(head: chain.Head, *, replace: bool = False) -> None:
+    """Move the mark forward to a row just found intact, in a transaction of its own.
+
+    An incremental check never moves it backwards; a full walk (replace=True) writes it whatever was there,
+    so it also clears a forged mark.
+    """
+    at = utcnow()
+    seal = chain.seal_mark(_key(), head, at)
+    table = AuditMark.__table__
+    where = [table.c.id == 1] if replace else [table.c.id == 1, table.c.row_id <= head.id]
+    with db.engine.begin() as conn:
+        moved = conn.execute(
+            table.update().where(*where).values(row_id=head.id, row_hash=head.hash, sealed_at=at, seal=seal)
+        )
+        if moved.rowcount == 0 and conn.execute(select(table.c.id).where(table.c.id == 1)).first() is None:
+            conn.execute(table.insert().values(id=1, row_id=head.id, row_hash=head.hash, sealed_at=at, seal=seal))
+
+
+def check_recent(limit: int | None = None) -> chain.Verdict:
+    """Check only the rows after the sealed mark (at most `limit`), and that the chain reaches the recorded head.
+
+    For web pages: a full walk of a big log takes seconds, so a page never does one. A mark that is not
+    sealed with the audit key is refused (someone changed the ops database), and nothing is trusted.
+    """
+    limit = limit or CHECK_LIMIT
+    mark = read_mark()
+    if mark is not None and not mark.genuine:
+        problem = chain.ChainBreak(
+            mark.head.id,
+            "forged_mark",
+            f"the verified-up-to mark (row {mark.head.id}) was not sealed with the audit key: "
+            "someone changed the ops database; run `flask rewind audit verify` for a full check",
+        )
+        return chain.Verdict(0, None, problem)
+    after = mark.head if mark else None
+    recorded = recorded_head()
+    anchors = [chain.Anchor(recorded, RECORDED_HEAD)] if recorded else []
+    if after is not None:
+        stored = db.session.scalar(select(AuditEvent.hash).where(AuditEvent.id == after.id))
+        if stored is None:
+            end = head()
+            problem = chain.ChainBreak(
+                after.id,
+                "tail_cut",
+                f"the tail was cut: row {after.id} was verified before but the log ends at "
+                f"{f'row {end.id}' if end else 'no rows'}",
+            )
+            return chain.Verdict(0, end, problem, since=after.id)
+        if stored != after.hash:
+            return chain.Verdict(0, None, chain.changed(after.id))
+    verdict = _walk(after, anchors, limit, None)
+    if verdict.intact and verdict.head and (after is None or verdict.head.id > after.id):
+        save_mark(verdict.head)
+    return verdict

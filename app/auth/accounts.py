@@ -11,8 +11,10 @@ import re
 import secrets
 
 from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.audit.store import Actor, record
+from app.auth import sessions
 from app.auth.models import User
 from app.auth.roles import Role
 from app.extensions import db
@@ -51,6 +53,19 @@ def generate_password() -> str:
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+_dummy_hash: list[str] = []
+
+
+def password_matches(user: User | None, password: str) -> bool:
+    """Check a sign-in password; an unknown name is hashed against a dummy so it answers as slowly as a known one."""
+    if user is not None:
+        return check_password_hash(user.password_hash, password)
+    if not _dummy_hash:
+        _dummy_hash.append(generate_password_hash(secrets.token_hex(16)))
+    check_password_hash(_dummy_hash[0], password)
+    return False
 
 
 def find_user(ref: str | int) -> User:
@@ -103,6 +118,7 @@ def set_role(user: User, role: Role, actor: Actor, expected_version: int | None 
     before = user.role
     user.role = role
     user.version += 1
+    sessions.end_all_for(user.id)
     record("user.set_role", actor=actor, details={"user": user.name, "from": before.label, "to": role.label})
     db.session.commit()
 
@@ -113,6 +129,7 @@ def set_password(user: User, actor: Actor, password: str | None = None, expected
     check_password_rules(password)
     user.set_password(password)
     user.version += 1
+    sessions.end_all_for(user.id)
     record("user.set_password", actor=actor, details={"user": user.name})
     db.session.commit()
     return password
@@ -128,6 +145,7 @@ def set_disabled(user: User, disabled: bool, actor: Actor, expected_version: int
         _keep_an_admin(user)
     user.disabled = disabled
     user.version += 1
+    sessions.end_all_for(user.id)
     record("user.disable" if disabled else "user.enable", actor=actor, details={"user": user.name})
     db.session.commit()
 

@@ -57,3 +57,24 @@ class LoginAttempt(db.Model):
 
     def __repr__(self) -> str:
         return f"<LoginAttempt {self.username} {self.address} {self.at:%H:%M:%S} {self.succeeded}>"
+
+
+class ServerSession(db.Model):
+    """One sign-in, held on the server: the cookie carries only its token, so ending the row ends the session.
+
+    Only a hash of the token is stored, so a copy of the ops database cannot be turned into a session.
+    """
+
+    __tablename__ = "auth_session"
+
+    id = db.Column(db.Integer, primary_key=True)
+    token_hash = db.Column(db.String(64), unique=True, nullable=False)
+    user_id = db.Column(db.Integer, db.ForeignKey("user_account.id"), nullable=False, index=True)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    last_seen_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    ended_at = db.Column(db.DateTime, nullable=True)
+    end_reason = db.Column(db.String(32), nullable=True)
+
+    def __repr__(self) -> str:
+        state = f"ended ({self.end_reason})" if self.ended_at else "live"
+        return f"<ServerSession {self.id} user={self.user_id} {state}>"

@@ -9,7 +9,8 @@ from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
 from app.audit.store import Actor, client_address, record, record_and_commit
-from app.auth import accounts, lockout
+from app.audit.throttle import record_throttled
+from app.auth import accounts, lockout, sessions
 from app.auth.guards import public, requires
 from app.auth.models import User
 from app.auth.roles import Role
@@ -57,9 +58,8 @@ def login():
     until = lockout.locked_until(name, address)
     if until:
         minutes = max(1, round((until - utcnow()).total_seconds() / 60))
-        record_and_commit(
-            "auth.lockout", outcome=Outcome.DENIED, actor=Actor(None, name or "?"), details={"user": name}
-        )
+        # a locked-out caller can send requests as fast as it likes: audited, but not one row each
+        record_throttled("auth.lockout", {"user": name}, actor=Actor(None, name or "?"))
         flash(
             f"Too many failed sign-ins for this account or address. Try again in about {minutes} minute(s).",
             "error",
@@ -67,7 +67,8 @@ def login():
         return render_template("auth/login.html", next=next_url, name=name), 429
 
     user = db.session.scalar(select(User).filter_by(name=name)) if name else None
-    if user is None or not user.check_password(password) or user.disabled:
+    matches = accounts.password_matches(user, password)
+    if user is None or not matches or user.disabled:
         reason = "unknown user" if user is None else ("disabled" if user.disabled else "wrong password")
         lockout.note_attempt(name, address, succeeded=False)
         record("auth.login", outcome=Outcome.FAILED, actor=Actor(None, name or "?"), details={"reason": reason})
@@ -76,18 +77,13 @@ def login():
             record_and_commit(
                 "auth.lockout", outcome=Outcome.DENIED, actor=Actor(None, name or "?"), details={"user": name}
             )
-        message = (
-            "This account is disabled."
-            if user is not None and user.disabled and user.check_password(password)
-            else WRONG_CREDENTIALS
-        )
+        message = "This account is disabled." if user is not None and user.disabled and matches else WRONG_CREDENTIALS
         flash(message, "error")
         return render_template("auth/login.html", next=next_url, name=name), 401
 
     session.clear()
     login_user(user)
-    session["seen"] = int(utcnow().timestamp())
-    session["account_version"] = user.version
+    session["sid"] = sessions.open_session(user.id)
     lockout.note_attempt(name, address, succeeded=True)
     record("auth.login", actor=Actor.of(user))
     db.session.commit()
@@ -97,6 +93,7 @@ def login():
 @bp.post("/logout")
 @requires(Role.VIEWER)
 def logout():
+    sessions.end(session.get("sid"), sessions.EndReason.LOGOUT)
     record_and_commit("auth.logout")
     logout_user()
     session.clear()

@@ -6,8 +6,8 @@ import socket
 from pathlib import Path
 
 from app.demo import keys, marker
-from app.demo.target import HEALTH_WAIT_S, TARGET_NAMES, DemoError, DemoTarget, OnLine
-from app.targets.health import Probe
+from app.demo.target import TARGET_NAMES, DemoError, DemoTarget, OnLine
+from app.targets.health import Verdict
 from app.targets.process import ProcessError
 
 
@@ -41,11 +41,11 @@ def start(demo: dict[str, DemoTarget], *, fresh: bool, say: OnLine) -> None:
         say(f"{t.name}: started on {t.base_url} (log {t.log_file})")
         waiting.append(t)
     for t in waiting:
-        probe: Probe = t.health().wait_healthy()
-        if probe.ok:
-            say(f"{t.name}: healthy ({probe.reason})")
+        verdict: Verdict = t.health().wait_healthy()
+        if verdict.ok:
+            say(f"{t.name}: healthy ({verdict.reason})")
             continue
-        message = f"{t.name}: {t.health_url} is not healthy after {HEALTH_WAIT_S:g} s: {probe.reason}"
+        message = f"{t.name}: {t.health_url} is not healthy: {verdict.reason}"
         if fresh:
             raise DemoError(f"{message}; the app's log ({t.log_file}) ends with:{_log_tail(t)}")
         say(

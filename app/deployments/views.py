@@ -7,6 +7,7 @@ from flask import Blueprint, abort, render_template, request
 from app.auth.guards import requires
 from app.auth.roles import Role
 from app.checkpoints import store
+from app.deployments import history as code_history
 from app.deployments.nextsteps import after_failed_deploy
 from app.jobs import followups, service
 from app.targetpage.tabs import Tab
@@ -18,8 +19,6 @@ from app.targets.git import COMMIT_ID, GitError
 bp = Blueprint("deployments", __name__)
 register_tab(Tab("deployments", "Deployments", "deployments.history", order=20))
 followups.register("deploy", after_failed_deploy, "deployments/_after_deploy.html")
-
-HISTORY = 30
 
 
 @bp.get("/deployments")
@@ -36,24 +35,16 @@ def history(name: str):
     before = request.args.get("before") or None
     if before is not None and not COMMIT_ID.match(before):
         abort(400, description="before: expected a commit id of 7-40 hex characters")
-    problem, commits, head = None, [], None
-    try:
-        repo = target.git()
-        head = repo.head()
-        commits = repo.history(limit=HISTORY + 1, before=before)
-    except GitError as exc:
-        problem = exc.message
-    more = len(commits) > HISTORY
-    commits = commits[:HISTORY]
+    page = code_history.history(target, before)
     return render_template(
         "deployments/history.html",
         target=target,
-        commits=commits,
-        head=head,
-        problem=problem,
-        known_good=store.known_good(name),
-        checkpoints=store.recent(name),
-        next_before=commits[-1].sha if more else None,
+        commits=page.commits,
+        head=page.head,
+        problem=page.problem,
+        known_good=page.known_good,
+        checkpoints=page.checkpoints,
+        next_before=page.next_before,
         busy=service.busy_job(name),
     )
 
@@ -63,16 +54,9 @@ def history(name: str):
 def commit(name: str, sha: str):
     target = target_or_404(name)
     try:
-        repo = target.git()
-        full = repo.resolve(sha)
-        detail = repo.show(full)
-        head = repo.head()
+        detail, head = code_history.commit_detail(target, sha)
     except GitError as exc:
         abort(404, description=exc.message)
     return render_template(
-        "deployments/commit.html",
-        target=target,
-        detail=detail,
-        head=head,
-        known_good=store.known_good(name),
+        "deployments/commit.html", target=target, detail=detail, head=head, known_good=store.known_good(name)
     )

@@ -36,6 +36,11 @@ class InProcessBus:
         with self._lock:
             self._callbacks.append(callback)
 
+    def unsubscribe(self, callback: Callback) -> None:
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
     def on_queued(self, callback: Callable[[], None]) -> None:
         """Runners listen here so a queued job starts at once, not at their next poll."""
         with self._lock:

@@ -1,13 +1,50 @@
-"""`flask rewind worker`: run jobs in a process of their own."""
+"""`flask rewind worker`, `flask rewind run` and `flask rewind jobs …`: jobs without a browser.
+
+`run` takes the web form's path: the user's role, the runbook's parameters
+checked against what exists, then `service.enqueue`, audited as that user
+with `via=cli`. When no runner is up, it claims and runs the job itself with
+the runner's own locks, so a job is never run twice.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import sys
 import threading
 
 import click
 from flask import current_app
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
+
+from app.audit.store import Actor, record_and_commit
+from app.auth import accounts
+from app.auth.models import User
+from app.auth.roles import Role
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs import service
+from app.jobs.follow import follow, replay
+from app.jobs.models import Job
+from app.jobs.runner import Runner, runners_alive
+from app.statuses import ExitStatus, JobState, Outcome
+from app.targets import registry
+
+VIA = "cli"
+NO_TARGET = "-"
+
+
+class Refused(click.ClickException):
+    """One line on stderr that says what to do; nothing was queued or changed."""
+
+    def __init__(self, message: str, exit_code: ExitStatus = ExitStatus.REFUSED) -> None:
+        super().__init__(message)
+        self.exit_code = int(exit_code)
+
+    def show(self, file=None) -> None:
+        click.echo(f"rewind: {self.format_message()}", err=True)
 
 
 @click.command("worker")
@@ -29,5 +66,288 @@ def worker() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     click.echo(f"rewind worker {runner.identity}: running up to {runner.workers} jobs at once")
     stop.wait()
-    click.echo("stopping: running jobs are left to finish their current command")
-    runner.stop(wait=True)
+    grace = settings.graceful_timeout_s
+    click.echo(f"stopping: claiming no more jobs; running jobs have {grace} s to finish")
+    interrupted = runner.drain(grace)
+    if interrupted:
+        click.echo(f"marked interrupted (Rewind was stopped): {', '.join(f'#{i}' for i in interrupted)}")
+    runner.stop(wait=False)
+
+
+# --- who, what, where --------------------------------------------------------------------
+
+
+def _user(name: str) -> User:
+    try:
+        user = accounts.find_user(name)
+    except accounts.UnknownUser:
+        raise Refused(f"there is no user {name!r}; see them with: flask rewind users list") from None
+    if user.disabled:
+        _deny(user, "comes from a disabled account", fix="an admin can enable it again")
+    return user
+
+
+def _deny(user: User, reason: str, *, target: str | None = None, fix: str = "run it --as a user who may") -> None:
+    """Audit the refusal as the web guards do, then stop with it."""
+    record_and_commit(
+        "auth.denied",
+        outcome=Outcome.DENIED,
+        actor=Actor.of(user),
+        target=target,
+        details={"via": VIA, "reason": reason, "role": user.role.label},
+    )
+    raise Refused(f"{user.name} ({user.role.label}) may not do this: it {reason}; {fix}")
+
+
+def _runbook(name: str) -> runbooks.Runbook:
+    try:
+        return runbooks.get(name)
+    except runbooks.UnknownRunbook as exc:
+        known = ", ".join(b.name for b in sorted(runbooks.all_runbooks(), key=lambda b: b.name))
+        raise Refused(f"{exc} (runbooks: {known})") from None
+
+
+def _target(book: runbooks.Runbook, name: str) -> str | None:
+    if not book.needs_target:
+        if name != NO_TARGET:
+            raise Refused(f"{book.name} runs on Rewind itself, not on a target: pass {NO_TARGET} as TARGET")
+        return None
+    if name == NO_TARGET:
+        raise Refused(f"{book.name} runs on a target: name one (flask rewind targets list)")
+    try:
+        return registry.current().config(name).name
+    except registry.UnknownTarget as exc:
+        raise Refused(str(exc)) from None
+
+
+def _raw_params(book: runbooks.Runbook, pairs: tuple[str, ...]) -> dict[str, str]:
+    raw: dict[str, str] = {}
+    names = ", ".join(p.name for p in book.params) or "none"
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise Refused(f"parameters are KEY=VALUE, got {pair!r} ({book.name} takes: {names})")
+        if key in raw:
+            raise Refused(f"{key} is given twice; give each parameter once")
+        raw[key] = value
+    return raw
+
+
+def _confirm(book: runbooks.Runbook, target: str | None, raw: dict[str, str], yes: bool) -> None:
+    """A destructive runbook on a protected target: the target's name typed, or --yes."""
+    if target is None or not book.asks_confirmation or raw.get("confirm"):
+        return
+    if not registry.current().config(target).protected:
+        return
+    if yes:
+        raw["confirm"] = target
+    elif sys.stdin.isatty():
+        raw["confirm"] = click.prompt(
+            f"{target} is protected and {book.name} is destructive. Type {target} to go on",
+            default="",
+            show_default=False,
+        )
+    else:
+        raise runbooks.ParamError(
+            "confirm", f"{target} is protected and there is no terminal to ask: pass --yes or confirm={target}"
+        )
+
+
+# --- running -------------------------------------------------------------------------
+
+
+def _run_here(job_id: int) -> threading.Thread | None:
+    """With no runner up, claim this one job and run it in this process; None if a runner has it."""
+    app = current_app._get_current_object()
+    if runners_alive(app):
+        return None
+    local = Runner(app, workers=1, identity=f"{socket.gethostname()}:{os.getpid()}/cli")
+    held = local.claim(job_id)
+    if held is None:
+        return None  # another runner claimed it first
+    thread = threading.Thread(target=local.run_claimed, args=(job_id, held), name=f"rewind-cli-job-{job_id}")
+    thread.daemon = True  # a second Ctrl-C may leave it: the next runner marks it interrupted
+    thread.start()
+    return thread
+
+
+def _cancel_on_interrupt(job_id: int, actor: Actor) -> None:
+    click.echo(f"\ncancelling job #{job_id} (Ctrl-C again to stop waiting; the job is then interrupted)", err=True)
+    job = db.session.get(Job, job_id)
+    try:
+        service.cancel(job, actor, via=VIA)
+    except service.NotCancellable as exc:
+        db.session.rollback()
+        click.echo(f"rewind: {exc}", err=True)
+
+
+def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> JobState:
+    try:
+        return follow(job_id, echo)
+    except KeyboardInterrupt:
+        if here is None:
+            click.echo(f"\nstopped following; job #{job_id} goes on: flask rewind jobs show {job_id}", err=True)
+            click.get_current_context().exit(int(ExitStatus.DETACHED))
+        _cancel_on_interrupt(job_id, actor)
+        return follow(job_id, echo)
+
+
+@click.command("run")
+@click.argument("target")
+@click.argument("runbook")
+@click.argument("params", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--as", "as_user", required=True, metavar="USER", help="who runs it (role-checked, audited)")
+@click.option("--follow", "follow_job", is_flag=True, help="print steps and log lines; exit with the job's outcome")
+@click.option("--yes", is_flag=True, help="confirm a destructive runbook on a protected target without asking")
+@with_appcontext
+def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow_job: bool, yes: bool) -> None:
+    """Queue RUNBOOK on TARGET (- for runbooks that need none), as the web form does.
+
+    Exit status: 0 succeeded (or queued for a running runner, without
+    --follow), 3 failed, 4 cancelled, 5 interrupted, 6 refused, 7 target busy,
+    130 stopped following (Ctrl-C) a job a runner goes on with.
+    """
+    user = _user(as_user)
+    actor = Actor.of(user)  # the user row is not read again once the job runs
+    book = _runbook(runbook)
+    if not user.can(Role.OPERATOR):
+        _deny(user, f"needs the {Role.OPERATOR.label} role")
+    if not user.can(book.role):
+        _deny(user, f"needs the {book.role.label} role to run {book.name}")
+    target_name = _target(book, target)
+    raw = _raw_params(book, params)
+    try:
+        _confirm(book, target_name, raw, yes)
+        parsed = book.parse_params(raw, target_name)
+    except runbooks.ParamError as exc:
+        db.session.rollback()
+        record_and_commit(
+            "job.queued",
+            outcome=Outcome.DENIED,
+            actor=actor,
+            target=target_name,
+            details={"runbook": book.name, "reason": str(exc), "via": VIA},
+        )
+        names = ", ".join(p.name for p in book.params) or "none"
+        raise Refused(f"{exc} ({book.name} takes: {names})") from None
+    try:
+        job = service.enqueue(book, target_name, parsed, actor, via=VIA)
+    except service.BusyTarget as exc:
+        raise Refused(str(exc), ExitStatus.BUSY) from None
+    except service.JobRefused as exc:
+        raise Refused(str(exc)) from None
+    job_id = job.id
+    click.echo(f"queued job #{job_id}: {book.name} on {target_name or 'Rewind'} as {actor.name}")
+    here = _run_here(job_id)
+    if here is None and not follow_job:
+        click.echo(f"a runner will start it; follow it with: flask rewind jobs show {job_id}")
+        return
+    click.echo("no runner is up: running it in this process" if here else "a runner will start it")
+    state = _wait(job_id, click.echo if follow_job else lambda line: None, here, actor)
+    if here is not None:
+        here.join()
+    if not follow_job:
+        ended = db.session.get(Job, job_id)
+        click.echo(f"job #{job_id} {state}: {ended.result}")
+    click.get_current_context().exit(int(ExitStatus.of(state)))
+
+
+# --- jobs list / show / cancel ----------------------------------------------------------
+
+
+@click.group("jobs", cls=AppGroup)
+def jobs() -> None:
+    """List, show and cancel jobs."""
+
+
+def _job(job_id: int) -> Job:
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise Refused(f"there is no job #{job_id}; see them with: flask rewind jobs list")
+    return job
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+@jobs.command("list")
+@click.option("--target", help="only this target's jobs")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), help="only jobs in this state")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000), help="newest first, this many")
+def list_jobs(target: str | None, state: str | None, limit: int) -> None:
+    """The newest jobs, one a line."""
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+    if target:
+        stmt = stmt.where(Job.target == target)
+    if state:
+        stmt = stmt.where(Job.state == state)
+    rows = db.session.scalars(stmt).all()
+    if not rows:
+        click.echo("no jobs")
+        return
+    click.echo(f"{'ID':>6}  {'STATE':<11}  {'RUNBOOK':<16}  {'TARGET':<14}  {'BY':<12}  {'QUEUED':<23}  RESULT")
+    for job in rows:
+        result = (job.result or "").splitlines()[0][:80] if job.result else ""
+        click.echo(
+            f"{job.id:>6}  {job.state:<11}  {job.runbook:<16}  {job.target or '-':<14}  "
+            f"{job.actor_name:<12}  {_when(job.created_at):<23}  {result}"
+        )
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+def show(job_id: int) -> None:
+    """One job: who, what, when, its steps and log lines, its result and verification."""
+    job = _job(job_id)
+    params = " ".join(f"{k}={v}" for k, v in job.params.items()) or "-"
+    click.echo(f"job #{job.id}: {job.runbook} on {job.target or 'Rewind'}")
+    click.echo(f"state:    {job.state}")
+    click.echo(f"by:       {job.actor_name}")
+    click.echo(f"params:   {params}")
+    click.echo(f"queued:   {_when(job.created_at)}")
+    if job.started_at:
+        click.echo(f"started:  {_when(job.started_at)} on {job.worker or '?'}")
+    if job.finished_at:
+        click.echo(f"finished: {_when(job.finished_at)} ({job.duration_s:.1f} s)")
+    if job.cancel_requested_by and not job.job_state.is_final:
+        click.echo(f"cancel asked by {job.cancel_requested_by}")
+    click.echo("")
+    view = replay(job.id, click.echo)
+    if view.steps:
+        click.echo("")
+        click.echo("steps:")
+        for step in view.steps:
+            click.echo(f"  {step.index + 1}. {step.title}: {step.state}" + (f" - {step.error}" if step.error else ""))
+    if job.result:
+        click.echo(f"result:   {job.result}")
+    if job.verification != "none":
+        detail = f" ({job.verification_detail})" if job.verification_detail else ""
+        click.echo(f"verification: {job.verification}{detail}")
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+@click.option("--as", "as_user", required=True, metavar="USER", help="who cancels: role-checked, audited")
+def cancel(job_id: int, as_user: str) -> None:
+    """Cancel a queued job, or ask a running one to stop (its starter or an admin)."""
+    user = _user(as_user)
+    job = _job(job_id)
+    if not user.can(Role.OPERATOR):
+        _deny(user, f"needs the {Role.OPERATOR.label} role", target=job.target)
+    if user.id != job.actor_id and not user.can(Role.ADMIN):
+        _deny(
+            user,
+            f"is job #{job.id}, which only its starter ({job.actor_name}) or an admin may cancel",
+            target=job.target,
+            fix=f"cancel it --as {job.actor_name} or an admin",
+        )
+    try:
+        service.cancel(job, Actor.of(user), via=VIA)
+    except service.NotCancellable as exc:
+        db.session.rollback()
+        raise Refused(str(exc)) from None
+    if job.job_state == JobState.CANCELLED:
+        click.echo(f"cancelled job #{job.id} before it started")
+    else:
+        click.echo(f"asked job #{job.id} to stop; it ends as cancelled after its current command")

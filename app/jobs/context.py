@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.jobs.events import EventWriter
@@ -20,7 +20,7 @@ from app.jobs.models import Job
 from app.jobs.redact import Redactor
 from app.jobs.runbook import StepFailed, StepSkipped
 from app.targets import registry
-from app.targets.command import CommandCancelled, CommandResult, CommandTimedOut, run_command, shown
+from app.targets.command import CommandCancelled, CommandResult, CommandTimedOut, run_command, shown, start_ticks
 from app.targets.environment import inherited_env
 
 CANCEL_CHECK_S = 0.25
@@ -62,6 +62,19 @@ class JobContext:
 
     def cancelled(self) -> bool:
         return self.cancel_requested() is not None
+
+    def group_started(self, pgid: int) -> None:
+        """Remember the command's process group on the job row, so a crash cannot leave it running unseen."""
+        self._record_group(pgid, start_ticks(pgid))
+
+    def group_ended(self, pgid: int) -> None:
+        self._record_group(None, None)
+
+    def _record_group(self, pgid: int | None, ticks: int | None) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        db.session.execute(update(Job).where(Job.id == self.job_id).values(command_group=pgid, command_started=ticks))
+        db.session.commit()
 
     # --- reporting -----------------------------------------------------------------
 

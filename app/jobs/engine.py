@@ -22,6 +22,7 @@ from app.targets.registry import Targets
 if TYPE_CHECKING:
     from app.jobs.fanout import Broadcaster
     from app.jobs.runner import Runner
+    from app.jobs.socketcap import SocketCap
     from app.targets.monitor import HealthMonitor
 
 
@@ -34,6 +35,7 @@ class Engine:
         self.runner: Runner | None = None
         self._fanout: Broadcaster | None = None
         self._health: HealthMonitor | None = None
+        self._socket_cap: SocketCap | None = None
         self._lock = threading.Lock()
 
     @property
@@ -61,6 +63,17 @@ class Engine:
                 self._health.listeners.append(mark_first_healthy)
                 self.bus.on_finished(lambda job_id: self._health.check_now())
             return self._health.start()
+
+    @property
+    def socket_cap(self) -> SocketCap:
+        """How many job websockets may be open, per session, per user and in all (a reserve stays for pages)."""
+        with self._lock:
+            if self._socket_cap is None:
+                from app.jobs.socketcap import SocketCap
+
+                s = self.settings
+                self._socket_cap = SocketCap(s.ws_per_session, s.ws_per_user, s.threads - s.thread_reserve)
+            return self._socket_cap
 
     def start_runner(self, workers: int | None = None) -> Runner:
         """Start this process's job runner (gunicorn's post_worker_init and `flask rewind worker` call it)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from flask import current_app
@@ -19,6 +18,7 @@ from app.jobs.models import Job
 from app.jobs.redact import Redactor
 from app.statuses import JobState, Outcome, StepState, Verification
 from app.targets import registry
+from app.targets.command import stop_orphaned_group
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,10 @@ def execute(job_id: int) -> JobState:
     bus = engine().bus
     writer = EventWriter(job.id, bus)
     redactor = Redactor(current_app.config.get("REWIND_REDACT", []))
-    if job.target:
-        # The targets file as it is now: its env: values are the secrets this job may print.
-        with contextlib.suppress(registry.UnknownTarget):
-            for secret in registry.current().config(job.target).secrets:
-                redactor.add(secret)
+    # The targets file as it is now: every env: value of every target, since a command may reach any of them.
+    for config in registry.current().all():
+        for secret in config.secrets:
+            redactor.add(secret)
     actor = Actor(job.actor_id, job.actor_name)
     try:
         book = runbooks.get(job.runbook)
@@ -91,6 +90,10 @@ def _after_changes(ctx: JobContext, message: str) -> str:
 def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state: JobState, message: str) -> JobState:
     writer.flush()
     serialise()  # the audit head first, then the job row: the order cancel() takes them in
+    db.session.refresh(job)
+    if job.job_state.is_final:  # a stopping Rewind marked it interrupted meanwhile: that stands
+        db.session.commit()
+        return job.job_state
     job.state = state.value
     job.finished_at = utcnow()
     job.result = message
@@ -121,35 +124,43 @@ def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state:
     return state
 
 
-def mark_interrupted(job: Job) -> bool:
-    """A job whose process died: say so plainly and never re-run it by itself.
+def mark_interrupted(job: Job, stopped: str | None = None) -> bool:
+    """A job whose process died (or, with `stopped`, is stopping): say so plainly and never re-run it by itself.
 
     Conditional on the job still running, so a job that finished a moment
-    ago keeps its real outcome. Returns whether the job was marked.
+    ago keeps its real outcome. Returns whether the job was marked. A stopping
+    process also asks the job's thread to stop its command, as a cancel does.
     """
     serialise()
     where = f" during “{job.current_step}”" if job.current_step else " before its first step"
-    result = (
-        f"Rewind stopped while this job was running{where}. It was not re-run: "
-        "check the target's state, then start the job again if it is still needed."
+    first = (
+        f"Rewind was stopped{where}: {stopped}." if stopped else f"Rewind stopped while this job was running{where}."
     )
+    result = f"{first} It was not re-run: check the target's state, then start the job again if it is still needed."
+    values = {"state": JobState.INTERRUPTED.value, "finished_at": utcnow(), "result": result}
+    if stopped:
+        values["cancel_requested_by"] = "Rewind (stopping)"
     changed = db.session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.state == JobState.RUNNING.value)
-        .values(state=JobState.INTERRUPTED.value, finished_at=utcnow(), result=result)
+        update(Job).where(Job.id == job.id, Job.state == JobState.RUNNING.value).values(**values)
     )
     if changed.rowcount != 1:
         db.session.rollback()
         return False
     db.session.refresh(job)
-    record(
-        "job.interrupted",
-        actor=Actor.system(),
-        outcome=Outcome.FAILED,
-        target=job.target,
-        details={"job_id": job.id, "runbook": job.runbook, "step": job.current_step, "worker": job.worker},
-    )
-    EventWriter(job.id, engine().bus).emit("job", {"state": JobState.INTERRUPTED.value, "result": job.result})
+    details = {"job_id": job.id, "runbook": job.runbook, "step": job.current_step, "worker": job.worker}
+    writer = EventWriter(job.id, engine().bus)
+    if not stopped and job.command_group:
+        # The dead process's command may live on in its own group: stop that very group, and say so.
+        pgid = job.command_group
+        if stop_orphaned_group(pgid, job.command_started):
+            line = f"stopped the command (process group {pgid}) that the stopped Rewind process left running"
+        else:
+            line = f"the command it was running (process group {pgid}) had already ended"
+        details["orphaned_group"] = pgid
+        writer.emit("log", {"lines": [["err", line]]})
+        job.command_group = job.command_started = None
+    record("job.interrupted", actor=Actor.system(), outcome=Outcome.FAILED, target=job.target, details=details)
+    writer.emit("job", {"state": JobState.INTERRUPTED.value, "result": job.result})
     return True
 
 

@@ -34,6 +34,10 @@ class Job(db.Model):
     verification_detail = db.Column(db.Text, nullable=True)
     cancel_requested_by = db.Column(db.String(64), nullable=True)
     worker = db.Column(db.String(128), nullable=True)
+    # The process group of the command running now, and its leader's start time: a runner that finds this
+    # job orphaned stops that very group, so a dead worker's command never runs on beside a new job.
+    command_group = db.Column(db.Integer, nullable=True)
+    command_started = db.Column(db.BigInteger, nullable=True)
 
     @property
     def params(self) -> dict:

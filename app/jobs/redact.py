@@ -8,7 +8,10 @@ import threading
 URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]+)@")
 KEY_VALUE = re.compile(
     r"(?i)\b(?P<key>password|passwd|passphrase|secret|token|pgpassword)(?P<sep>\s*[=:]\s*)(?P<value>\S+)"
+    r"(?:(?=(?P<rest>\s+[a-z]+\b)))?"
 )
+# After a colon, a lower-case word followed by more words is a sentence ("password: a health check…"), not a value.
+PROSE_WORD = re.compile(r"[a-z]+[.,;]?")
 MASK = "•••"
 
 
@@ -36,4 +39,10 @@ class Redactor:
         for secret in secrets:
             text = text.replace(secret, MASK)
         text = URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-        return KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}{MASK}", text)
+        return KEY_VALUE.sub(_mask_value, text)
+
+
+def _mask_value(m: re.Match) -> str:
+    if ":" in m["sep"] and m["rest"] and PROSE_WORD.fullmatch(m["value"]):
+        return m[0]
+    return f"{m['key']}{m['sep']}{MASK}"

@@ -43,6 +43,14 @@ class StepSkipped(Exception):
     """The step had nothing to do (no remote to push to, no smoke test); the reason is shown."""
 
 
+# No parameter needs more (commits, revisions, file names, reasons); a bigger one is refused, never echoed.
+MAX_PARAM_CHARS = 4096
+
+
+def too_long(raw: str | None) -> bool:
+    return raw is not None and len(raw) > MAX_PARAM_CHARS
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -57,6 +65,8 @@ class Param:
     check: Callable[[Any, str | None], Any] | None = None
 
     def parse(self, raw: str | None, target: str | None) -> Any:
+        if too_long(raw):
+            raise ParamError(self.name, f"is too long: {len(raw):,} characters, at most {MAX_PARAM_CHARS:,}")
         raw = (raw or "").strip()
         if not raw:
             if self.required and self.default is None:
@@ -107,6 +117,11 @@ class Runbook:
     # Runs once with the parsed params before queueing: cross-field checks.
     check: Callable[[dict, str | None], None] | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def asks_confirmation(self) -> bool:
+        """Destructive: on a protected target the person types the target's name into `confirm`."""
+        return any(p.name == "confirm" for p in self.params)
 
     def parse_params(self, raw: Mapping[str, str], target: str | None) -> dict:
         known = {p.name for p in self.params}

@@ -34,9 +34,12 @@ from app.statuses import JobState
 
 log = logging.getLogger(__name__)
 
-JOB_LOCKS = 0x52570001  # advisory lock namespaces ("RW" + 1, 2)
+JOB_LOCKS = 0x52570001  # advisory lock namespaces ("RW" + 1, 2, 3)
 TARGET_LOCKS = 0x52570002
+RUNNER_LOCKS = 0x52570003  # every running Runner holds (RUNNER_LOCKS, 0) shared: "someone will run jobs"
 CLAIM_BATCH = 20
+CLAIM_SQL = "SELECT id, target, mutates FROM job WHERE state = :queued ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+CLAIM_ONE_SQL = "SELECT id, target, mutates FROM job WHERE state = :queued AND id = :only FOR UPDATE SKIP LOCKED"
 
 
 def target_key(target: str) -> int:
@@ -50,14 +53,22 @@ class FileLocks:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
+    def _open(self, name: str) -> int:
+        return os.open(self.root / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+
     def try_lock(self, name: str) -> int | None:
-        path = self.root / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open(name)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return None
+        return fd
+
+    def hold_shared(self, name: str) -> int:
+        """A lock many may hold at once; waits out a probe's brief exclusive hold."""
+        fd = self._open(name)
+        fcntl.flock(fd, fcntl.LOCK_SH)
         return fd
 
     @staticmethod
@@ -67,27 +78,54 @@ class FileLocks:
         os.close(fd)
 
 
+def runners_alive(app: Flask) -> bool:
+    """Whether any started Runner (web process or `flask rewind worker`) is up to claim queued jobs.
+
+    Each one holds the runners lock shared for its whole life; if it can be
+    taken exclusively, nobody holds it. The kernel or the server drops it
+    when a process dies, so a crashed runner never counts.
+    """
+    settings = app.config["REWIND_SETTINGS"]
+    with app.app_context():
+        if settings.is_postgres:
+            with db.engine.connect() as conn:
+                free = Runner._try_lock(conn, RUNNER_LOCKS, 0)
+                if free:
+                    Runner._unlock(conn, RUNNER_LOCKS, 0)
+                conn.commit()
+            return not free
+    fd = FileLocks(settings.instance_dir / "locks").try_lock("runners")
+    if fd is None:
+        return True
+    FileLocks.release(fd)
+    return False
+
+
 class Runner:
-    def __init__(self, app: Flask, workers: int = 4, poll_s: float = 1.0) -> None:
+    def __init__(self, app: Flask, workers: int = 4, poll_s: float = 1.0, identity: str | None = None) -> None:
         self.app = app
         self.workers = workers
         self.poll_s = poll_s
-        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         settings = app.config["REWIND_SETTINGS"]
         self.postgres = settings.is_postgres
         self.files = None if self.postgres else FileLocks(settings.instance_dir / "locks")
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rewind-job")
         self._busy = 0
+        self._running: set[int] = set()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._presence = None
 
     # --- life cycle ------------------------------------------------------------------
 
     def start(self) -> Runner:
         with self.app.app_context():
             self.sweep_interrupted()
+            self._presence = self._announce()
         self.app.extensions["rewind"].bus.on_queued(self.wake)
         self._thread = threading.Thread(target=self._loop, name="rewind-dispatch", daemon=True)
         self._thread.start()
@@ -99,10 +137,50 @@ class Runner:
         if self._thread:
             self._thread.join(timeout=5)
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        if self._presence is not None:
+            self._release(self._presence)
+            self._presence = None
+
+    def _announce(self):
+        """Hold the runners lock shared, so `runners_alive()` elsewhere knows jobs will be claimed."""
+        if self.postgres:
+            conn = db.engine.connect()
+            conn.execute(text("SELECT pg_advisory_lock_shared(:ns, 0)"), {"ns": RUNNER_LOCKS})
+            conn.commit()
+            return ("pg", conn)
+        return ("files", [self.files.hold_shared("runners")])
 
     @property
     def running(self) -> bool:
         return self._thread is not None and not self._stop.is_set()
+
+    def drain(self, timeout_s: float, settle_s: float = 10.0) -> list[int]:
+        """Graceful stop: claim nothing more, let running jobs finish within timeout_s, then interrupt the rest.
+
+        The rest are marked interrupted ("Rewind was stopped") and asked to stop
+        their commands, as a cancel would; returns their ids. Waits up to
+        settle_s more for their threads to let go.
+        """
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        with self._idle:
+            self._idle.wait_for(lambda: not self._running, timeout=timeout_s)
+            left = sorted(self._running)
+        interrupted = []
+        with self.app.app_context():
+            for job_id in left:
+                job = db.session.get(Job, job_id)
+                reason = f"its jobs did not finish within the graceful timeout of {timeout_s:g} s"
+                if job is not None and mark_interrupted(job, stopped=reason):
+                    log.warning("job %s did not finish before Rewind stopped; marked interrupted", job_id)
+                    interrupted.append(job_id)
+            db.session.commit()
+            db.session.remove()
+        with self._idle:
+            self._idle.wait_for(lambda: not self._running, timeout=settle_s)
+        return interrupted
 
     def wake(self) -> None:
         self._wake.set()
@@ -166,16 +244,37 @@ class Runner:
         job_id, held = claimed
         with self._lock:
             self._busy += 1
+            self._running.add(job_id)
         self._pool.submit(self._run, job_id, held)
         return True
 
-    def _claim_local(self):
-        candidates = db.session.execute(
-            select(Job.id, Job.target, Job.mutates)
-            .where(Job.state == JobState.QUEUED.value)
-            .order_by(Job.id)
-            .limit(CLAIM_BATCH)
-        ).all()
+    def claim(self, job_id: int):
+        """Claim this one queued job with the same locks as any other claim; None if it is not to be had.
+
+        None means another runner holds it (or it is no longer queued), so
+        the caller follows the job instead of running it. Pass what this
+        returns to run_claimed().
+        """
+        with self.app.app_context():
+            try:
+                claimed = self._claim_postgres(only=job_id) if self.postgres else self._claim_local(only=job_id)
+            finally:
+                db.session.remove()
+        if claimed is None:
+            return None
+        with self._lock:
+            self._busy += 1
+        return claimed[1]
+
+    def run_claimed(self, job_id: int, held) -> None:
+        """Run a job claim() returned, in the calling thread, then give back its locks."""
+        self._run(job_id, held)
+
+    def _claim_local(self, only: int | None = None):
+        stmt = select(Job.id, Job.target, Job.mutates).where(Job.state == JobState.QUEUED.value)
+        if only is not None:
+            stmt = stmt.where(Job.id == only)
+        candidates = db.session.execute(stmt.order_by(Job.id).limit(CLAIM_BATCH)).all()
         db.session.commit()
         for job_id, target, mutates in candidates:
             fds = []
@@ -196,15 +295,12 @@ class Runner:
             self._release(("files", fds))
         return None
 
-    def _claim_postgres(self):
+    def _claim_postgres(self, only: int | None = None):
         conn = db.engine.connect()
         try:
             candidates = conn.execute(
-                text(
-                    "SELECT id, target, mutates FROM job WHERE state = :queued "
-                    "ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
-                ),
-                {"queued": JobState.QUEUED.value, "n": CLAIM_BATCH},
+                text(CLAIM_ONE_SQL if only is not None else CLAIM_SQL),
+                {"queued": JobState.QUEUED.value, "n": CLAIM_BATCH, "only": only},
             ).all()
             for job_id, target, mutates in candidates:
                 if not self._try_lock(conn, JOB_LOCKS, job_id):
@@ -277,6 +373,8 @@ class Runner:
                     db.session.remove()
                     self._release(held)
                 finally:
-                    with self._lock:
+                    with self._idle:
                         self._busy -= 1
+                        self._running.discard(job_id)
+                        self._idle.notify_all()
                     self._wake.set()

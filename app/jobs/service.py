@@ -43,8 +43,15 @@ def busy_job(target: str) -> Job | None:
     )
 
 
-def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor) -> Job:
-    """Queue a job; it and its `job.queued` audit row commit together. Params are already checked."""
+def _via(details: dict, via: str | None) -> dict:
+    return {**details, "via": via} if via else details
+
+
+def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor, *, via: str | None = None) -> Job:
+    """Queue a job; it and its `job.queued` audit row commit together. Params are already checked.
+
+    `via` names the door other than the web pages (e.g. "cli"); the audit rows carry it.
+    """
     serialise()  # from here to commit, no other enqueue can slip past the busy check
     if runbook.mutates and target:
         running = busy_job(target)
@@ -55,7 +62,7 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor) ->
                 outcome=Outcome.DENIED,
                 actor=actor,
                 target=target,
-                details={"runbook": runbook.name, "reason": "target busy", "busy_job": running.id},
+                details=_via({"runbook": runbook.name, "reason": "target busy", "busy_job": running.id}, via),
             )
             raise BusyTarget(target, running)
     job = Job(
@@ -69,9 +76,8 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor) ->
     )
     db.session.add(job)
     db.session.flush()
-    record(
-        "job.queued", actor=actor, target=target, details={"job_id": job.id, "runbook": runbook.name, "params": params}
-    )
+    details = _via({"job_id": job.id, "runbook": runbook.name, "params": params}, via)
+    record("job.queued", actor=actor, target=target, details=details)
     bus = engine().bus
     bus.job_queued_in_transaction(db.session)
     db.session.commit()
@@ -79,7 +85,7 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor) ->
     return job
 
 
-def cancel(job: Job, actor: Actor) -> None:
+def cancel(job: Job, actor: Actor, *, via: str | None = None) -> None:
     """Cancel a queued job at once; ask a running one to stop (its runner ends it as cancelled)."""
     serialise()
     db.session.refresh(job)
@@ -95,7 +101,8 @@ def cancel(job: Job, actor: Actor) -> None:
             .values(state=JobState.CANCELLED.value, finished_at=utcnow(), result=result)
         )
         if claimed.rowcount == 1:
-            record("job.cancelled", actor=actor, target=job.target, details={"job_id": job.id, "before_start": True})
+            details = _via({"job_id": job.id, "before_start": True}, via)
+            record("job.cancelled", actor=actor, target=job.target, details=details)
             EventWriter(job.id, engine().bus).emit("job", {"state": JobState.CANCELLED.value, "result": result})
             db.session.refresh(job)
             return
@@ -103,5 +110,5 @@ def cancel(job: Job, actor: Actor) -> None:
     if job.cancel_requested_by:
         raise NotCancellable(f"job #{job.id} is already being cancelled (asked by {job.cancel_requested_by})")
     job.cancel_requested_by = actor.name
-    record("job.cancel_requested", actor=actor, target=job.target, details={"job_id": job.id})
+    record("job.cancel_requested", actor=actor, target=job.target, details=_via({"job_id": job.id}, via))
     db.session.commit()

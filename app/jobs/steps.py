@@ -110,11 +110,22 @@ def check_health(ctx: JobContext) -> tuple[bool, str]:
         ctx.log(f"probe {attempts}: {probe}")
         ctx.progress(min(0.9, attempts / 20), probe.reason)
 
+    control = target.process()
     with adapter_errors(ctx):
-        probe = health.wait_healthy(should_cancel=ctx.cancelled, on_probe=on_probe)
-    if not probe.ok:
-        return False, f"{ctx.target} did not become healthy within {health.timeout_s:g} s: {probe.reason}"
-    detail = f"healthy: {probe.reason}"
+        verdict = health.wait_healthy(
+            should_cancel=ctx.cancelled, on_probe=on_probe, process=control.watch() if control is not None else None
+        )
+    if not verdict.ok:
+        # Say why, on the job page: the failing answer and the application's own last words.
+        detail = f"{ctx.target} did not become healthy: {verdict.reason}"
+        if verdict.probe is not None and verdict.probe.status is not None:
+            detail += f"\nlast answer: {verdict.answer}"
+        if tail := (control.log_tail() if control is not None else []):
+            detail += f"\nlast {len(tail)} lines of its log:\n" + "\n".join(f"  {line}" for line in tail)
+        for line in detail.splitlines()[1:]:
+            ctx.log(line, "err")
+        return False, ctx.redact(detail)
+    detail = f"healthy: {verdict.reason}"
     smoke = target.config.health.smoke
     if smoke:
         try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
-from app.audit.models import AuditEvent
+from app.audit import store as audit_store
 from app.audit.store import Actor, record_and_commit
 from app.auth.guards import refuse, requires
 from app.auth.roles import Role
@@ -20,6 +20,7 @@ from app.jobs.engine import engine
 from app.jobs.events import load_view
 from app.jobs.fanout import Broadcaster
 from app.jobs.models import Job
+from app.jobs.socketcap import CLOSE_CODE, SocketCap
 from app.pagination import keyset_page, parse_cursor
 from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
 from app.targets import registry
@@ -28,6 +29,8 @@ from app.targets.registry import UnknownTarget
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 PAGE_SIZE = 50
+FORM_FIELDS = {"runbook", "target", "csrf_token", "next"}  # the start form's own fields, not runbook parameters
+MAX_TARGET_CHARS = 128  # the audit row's target column
 WS_IDLE_CHECK_S = 5
 
 
@@ -102,8 +105,12 @@ def start():
     if not current_user.can(book.role):
         refuse(f"needs the {book.role.label} role to run {book.name}")
     target = request.form.get("target", "").strip() or None
-    raw = {p.name: request.form.get(p.name, "") for p in book.params}
+    # Every field the form sent, so a parameter the runbook does not have is refused rather than dropped.
+    raw = {key: request.form.get(key, "") for key in request.form if key not in FORM_FIELDS}
     try:
+        if target is not None and len(target) > MAX_TARGET_CHARS:
+            target = None
+            raise runbooks.ParamError("target", f"is too long: a target name has at most {MAX_TARGET_CHARS} characters")
         if book.needs_target:
             if target is None:
                 raise runbooks.ParamError("target", "is required")
@@ -113,6 +120,10 @@ def start():
         params = book.parse_params(raw, target)
         job = service.enqueue(book, target, params, Actor.of(current_user))
     except UnknownTarget as exc:
+        db.session.rollback()
+        record_and_commit(
+            "job.queued", outcome=Outcome.DENIED, details={"runbook": book.name, "reason": "unknown target"}
+        )
         abort(404, description=f"{str(exc).capitalize()}.")
     except (runbooks.ParamError, service.JobRefused) as exc:
         status = 409 if isinstance(exc, service.JobRefused) else 400
@@ -127,7 +138,8 @@ def start():
                 details={"runbook": book.name, "reason": str(exc)},
             )
         flash(str(exc), "error")
-        values = {"target": target or "", **raw}
+        # An oversized value is not sent back: the form shows the field empty with the error.
+        values = {"target": target or "", **{k: "" if runbooks.too_long(v) else v for k, v in raw.items()}}
         back = formstate.came_from()
         if back is not None:
             # post/redirect/get: the page it came from shows the error beside the field, with what was typed
@@ -150,17 +162,7 @@ def start():
 def show(job_id: int):
     job = _job_or_404(job_id)
     view = load_view(job)
-    # details are canonical JSON (sorted keys, no spaces), so the job id appears exactly like this
-    mentions = or_(
-        AuditEvent.details.contains(f'"job_id":{job.id},', autoescape=True),
-        AuditEvent.details.contains(f'"job_id":{job.id}}}', autoescape=True),
-    )
-    audit = db.session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.action >= "job.", AuditEvent.action < "job/", mentions)
-        .order_by(AuditEvent.id)
-        .limit(100)
-    ).all()
+    audit = audit_store.job_rows(job.id)
     try:
         book = runbooks.get(job.runbook)
     except runbooks.UnknownRunbook:
@@ -175,6 +177,14 @@ def show(job_id: int):
         can_cancel=can_cancel,
         followup=followups.for_job(job),
     )
+
+
+@bp.get("/<int:job_id>/audit")
+@requires(Role.VIEWER)
+def audit_panel(job_id: int):
+    """The job page's audit panel alone: the page fetches it again when the job's final event arrives."""
+    job = _job_or_404(job_id)
+    return render_template("jobs/_audit.html", job=job, audit=audit_store.job_rows(job.id))
 
 
 @bp.post("/<int:job_id>/cancel")
@@ -245,13 +255,34 @@ _capture = _CaptureRoute()
 sock.route("/<int:job_id>/ws", bp=_capture)(_stream)
 
 
+def _refuse_socket(ws, job_id: int, reason: str) -> None:
+    ws.close(CLOSE_CODE, reason)
+
+
+_capture_refusal = _CaptureRoute()
+sock.route("/<int:job_id>/ws", bp=_capture_refusal)(_refuse_socket)
+
+
+def socket_cap() -> SocketCap:
+    return engine().socket_cap
+
+
 @requires(Role.VIEWER)
 def websocket(job_id: int):
-    """Checks run before the handshake, so a refusal is a plain HTTP 403/404."""
+    """Checks run before the handshake, so a refusal is a plain HTTP 403/404; over the cap, a close with the reason."""
     if not _same_origin():
         refuse("comes from another site (websocket Origin does not match this host)")
     _job_or_404(job_id)
-    return _capture.view(job_id=job_id)
+    holder, name = (g.server_session.id, current_user.id), current_user.name
+    db.session.remove()  # a watcher holds no pooled connection while it waits
+    cap = socket_cap()
+    if reason := cap.acquire(*holder):
+        current_app.logger.warning("job websocket refused for %s: %s", name, reason)
+        return _capture_refusal.view(job_id=job_id, reason=reason)
+    try:
+        return _capture.view(job_id=job_id)
+    finally:
+        cap.release(*holder)
 
 
 bp.add_url_rule("/<int:job_id>/ws", "websocket", websocket, websocket=True)

@@ -20,9 +20,10 @@ def targets() -> None:
 def check() -> None:
     """Validate the targets file (start-up already did) and try to reach each target's parts."""
     targets = registry.current()
-    if targets.problem:
-        click.echo(f"the targets file is broken: {targets.problem}", err=True)
     names = targets.names()
+    if targets.problem:
+        click.echo(f"the targets file on disk is broken: {targets.problem}", err=True)
+        sys.exit(1)
     if not names:
         click.echo("no targets configured")
         return

@@ -73,6 +73,12 @@ class Tee:
     def cancelled(self) -> bool:
         return self.sink.cancelled()
 
+    def group_started(self, pgid: int) -> None:
+        _started(self.sink, pgid)
+
+    def group_ended(self, pgid: int) -> None:
+        _ended(self.sink, pgid)
+
     def tail(self, *streams: str) -> list[str]:
         with self._lock:
             return [t for s in streams or ("out", "err") for t in self.tails.get(s, ())]
@@ -237,6 +243,12 @@ class _Collector:
     def cancelled(self) -> bool:
         return self.sink.cancelled()
 
+    def group_started(self, pgid: int) -> None:
+        _started(self.sink, pgid)
+
+    def group_ended(self, pgid: int) -> None:
+        _ended(self.sink, pgid)
+
 
 def _wait(proc: subprocess.Popen, sink: Sink, argv, timeout: float | None, started: float) -> None:
     while True:
@@ -260,6 +272,28 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
         pipe.close()
     except (BrokenPipeError, ValueError, OSError):
         pass
+
+
+def start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, /proc/PID/stat field 22): with its pid, it names it for good."""
+    try:
+        raw = open(f"/proc/{pid}/stat", "rb").read()  # noqa: SIM115 - one read of a tiny file
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 and fields[0] not in (b"Z", b"X") else None
+
+
+def stop_orphaned_group(pgid: int, ticks: int | None) -> bool:
+    """Stop a command group a dead Rewind process left running; True if it was still there.
+
+    Only the very group that was recorded: its leader's pid must still carry
+    the recorded start time, so a reused pid is never signalled.
+    """
+    if ticks is None or start_ticks(pgid) != ticks:
+        return False
+    stop_group(pgid)
+    return True
 
 
 def _started(sink: Sink, pgid: int) -> None:

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -47,6 +48,7 @@ class ProcessConfig:
     start: tuple[str, ...] | None = None
     stop: tuple[str, ...] | None = None
     restart: tuple[str, ...] | None = None
+    status: tuple[str, ...] | None = None  # exit status 0 means running; with start/stop/restart only
     command: tuple[str, ...] | None = None
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -65,6 +67,7 @@ class HealthConfig:
     json: dict[str, Any] | None = None
     timeout: float = 30.0
     smoke: tuple[str, ...] | None = None
+    failure_threshold: int = 3  # 5xx answers in a row that fail a verification before its timeout
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,29 @@ class _Table:
                 raise self.fail(name, f"unknown key{hint}")
 
 
+def _http_url(table: _Table, key: str, url: str) -> str:
+    """A health URL the checker can use as it is: http(s), a host, a valid port, and no credentials.
+
+    A password in the URL would be sent in clear to whatever answers and shown wherever the URL is,
+    so it is refused here, at load, and never echoed.
+    """
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        shown = f"{parts.scheme}://…@{parts.hostname or ''}"
+        raise table.fail(
+            key,
+            f"a health URL must hold no user or password ({shown}); "
+            "give the application an unauthenticated health endpoint",
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise table.fail(key, f"expected an http:// or https:// URL with a host, got {url!r}")
+    try:
+        parts.port  # noqa: B018 - parses the port, raising on a bad one
+    except ValueError:
+        raise table.fail(key, f"{url!r} has an invalid port") from None
+    return url
+
+
 def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfig:
     if not set(name) <= NAME_CHARS or not name[:1].isalnum():
         raise TargetsFileError(path, "a target name uses lower-case letters, digits, '-' and '_'", name)
@@ -225,6 +251,7 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             start=proc_t.argv("start"),
             stop=proc_t.argv("stop"),
             restart=proc_t.argv("restart"),
+            status=proc_t.argv("status"),
             command=proc_t.argv("command"),
             cwd=proc_t.path_("cwd"),
             env={str(k): str(proc_t._resolve("env", v)) for k, v in env_table.items()},
@@ -235,22 +262,27 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             raise proc_t.fail("pid_file", "pid_file and log_file belong to a managed process (command)")
         if process.command and (process.start or process.stop or process.restart):
             raise proc_t.fail("command", "use either command (managed by Rewind) or start/stop/restart, not both")
+        if process.command and process.status:
+            raise proc_t.fail(
+                "status", "belongs to start/stop/restart commands; Rewind knows a managed process from its pid file"
+            )
         if not process.command and not (process.restart or (process.start and process.stop)):
             raise proc_t.fail("restart", "give restart, or start and stop, or command for a managed process")
         proc_t.done()
 
     health = None
     if health_t := top.table("health"):
-        url = health_t.text("url", required=True)
-        if not url.startswith(("http://", "https://")):
-            raise health_t.fail("url", f"expected an http:// or https:// URL, got {url!r}")
+        url = _http_url(health_t, "url", health_t.text("url", required=True))
         status = health_t.get("status", int, 200)
         if not 100 <= status <= 599:
             raise health_t.fail("status", f"expected an HTTP status, got {status}")
         timeout = health_t.get("timeout", float, 30.0)
         if timeout <= 0:
             raise health_t.fail("timeout", "must be more than 0 seconds")
-        health = HealthConfig(url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"))
+        threshold = health_t.get("failure_threshold", int, 3)
+        if threshold < 1:
+            raise health_t.fail("failure_threshold", f"expected a count of probes, 1 or more, got {threshold}")
+        health = HealthConfig(url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"), threshold)
         health_t.done()
 
     database = None
@@ -286,6 +318,8 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             raise bg_t.fail(
                 "slots", 'expected two slots with their health URLs, e.g. {blue = "http://…", green = "http://…"}'
             )
+        for url in slots.values():
+            _http_url(bg_t, "slots", url)
         dirs = {str(k): Path(str(v)) for k, v in bg_t.get("slot_dirs", dict, {}).items()}
         bluegreen = BlueGreenConfig(
             slots={str(k): v for k, v in slots.items()},
@@ -336,4 +370,15 @@ def parse_targets(text: str, path: Path, env: dict[str, str] | None = None) -> d
 def load_targets(path: Path, env: dict[str, str] | None = None) -> dict[str, TargetConfig]:
     if not path.exists():
         return {}
-    return parse_targets(path.read_text(), path, env)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TargetsFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TargetsFileError(
+            path, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
+    return parse_targets(text, path, env)

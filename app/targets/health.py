@@ -4,6 +4,11 @@ A rollback is only done when the application serves again, so every runbook
 that restarts something ends by waiting for this check. urllib only (no new
 dependency), no Flask. Redirects are followed only on the same host, and the
 environment's HTTP proxy is ignored: the check must reach the target itself.
+
+Waiting after a change fails fast rather than at the timeout when the answer
+is already known: the process just started has exited, it keeps answering
+5xx, or it listens on another port than the health URL's. An answer from a
+process other than the one just started is not health.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
+from app.targets import sockets
 from app.targets.command import CommandCancelled, CommandTimedOut, Sink, run_command, shown
 from app.targets.errors import TargetError
 
@@ -28,6 +34,8 @@ MAX_BODY = 1024 * 1024
 MIN_REQUEST_TIMEOUT_S = 0.1
 CANCEL_POLL_S = 0.05
 FIRST_PAUSE_S = 0.1
+BODY_EXCERPT = 400  # bytes of an answer kept to show why it failed
+FAILURE_THRESHOLD = 3
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,47 @@ class Probe:
     status: int | None
     elapsed_ms: float
     reason: str
+    body: str = ""  # the first BODY_EXCERPT bytes of the answer, for the person reading why it failed
 
     def __str__(self) -> str:
         return f"{'healthy' if self.ok else 'not healthy'}: {self.reason} ({self.elapsed_ms:.0f} ms)"
+
+    @property
+    def refused(self) -> bool:
+        return self.status is None and self.reason == "connection refused"
+
+    @property
+    def answer(self) -> str:
+        """What the target answered: its status and the start of its body, or why there was no answer."""
+        if self.status is None:
+            return self.reason
+        return f"status {self.status}: {self.body}" if self.body else f"status {self.status}, empty body"
+
+
+class Witness(Protocol):
+    """The process just started, as verification follows it (process.ProcessWatch is one)."""
+
+    pid: int | None
+
+    def exited(self) -> str | None: ...
+
+    def listening_ports(self) -> frozenset[int]: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a wait for health ended: healthy, or why not, after how many probes, and whether before the timeout."""
+
+    ok: bool
+    reason: str
+    probe: Probe | None
+    probes: int
+    early: bool = False  # given up before the timeout, because the answer was already known
+
+    @property
+    def answer(self) -> str:
+        """The last answer (status and start of body), to quote when verification failed."""
+        return self.probe.answer if self.probe is not None else ""
 
 
 class SmokeTestError(TargetError):
@@ -144,6 +190,7 @@ class HealthCheck:
         timeout_s: float = 30,
         interval_s: float = 0.5,
         request_timeout_s: float = 2,
+        failure_threshold: int = FAILURE_THRESHOLD,
     ) -> None:
         self.url = _check_url(url)
         self.expect_status = int(expect_status)
@@ -160,6 +207,9 @@ class HealthCheck:
         self.timeout_s = float(timeout_s)
         self.interval_s = float(interval_s)
         self.request_timeout_s = float(request_timeout_s)
+        if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
+            raise ValueError(f"failure_threshold must be a count of probes, 1 or more, not {failure_threshold!r}")
+        self.failure_threshold = failure_threshold
         self._opener = urllib.request.build_opener(
             urllib.request.ProxyHandler({}), _SameHostRedirects(follow=not 300 <= self.expect_status < 400)
         )
@@ -171,8 +221,11 @@ class HealthCheck:
         request = urllib.request.Request(self.url, headers=headers, method="GET")  # noqa: S310 - http(s) only, checked
         started = time.monotonic()
 
+        body = b""
+
         def done(ok: bool, status: int | None, reason: str) -> Probe:
-            return Probe(ok, status, round((time.monotonic() - started) * 1000, 1), reason)
+            excerpt = body[:BODY_EXCERPT].decode(errors="replace").strip()
+            return Probe(ok, status, round((time.monotonic() - started) * 1000, 1), reason, excerpt)
 
         try:
             with self._opener.open(request, timeout=timeout) as response:
@@ -212,32 +265,83 @@ class HealthCheck:
         self,
         should_cancel: Callable[[], bool] = lambda: False,
         on_probe: Callable[[Probe], None] | None = None,
-    ) -> Probe:
-        """Probe until healthy or timeout_s has passed; returns the last probe.
+        process: Witness | None = None,
+    ) -> Verdict:
+        """Probe until healthy, until the outcome is known, or until timeout_s has passed.
 
         Pauses start at 0.1 s and double up to interval_s: an app that comes
-        back quickly is seen quickly, one that takes long is not hammered. The
-        caller decides what an unhealthy result means. No request runs past
-        the deadline. Raises CommandCancelled as soon as should_cancel() is
-        true, like run_command, so a job stops the same way for both.
+        back quickly is seen quickly, one that takes long is not hammered. No
+        request runs past the deadline. Raises CommandCancelled as soon as
+        should_cancel() is true, like run_command, so a job stops the same way
+        for both.
+
+        Gives up early on failure_threshold answers of 5xx in a row. With the
+        process just started (process), also as soon as it exits, and on
+        failure_threshold probes in a row that it cannot have answered while
+        it listens on other ports; and a healthy answer counts only when it
+        can be its own (the health URL's port is one it listens on, or, for a
+        URL of another host, it listens at all).
         """
         deadline = time.monotonic() + self.timeout_s
         pause = min(FIRST_PAUSE_S, self.interval_s)
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        local = process is not None and sockets.is_local_host(parts.hostname or "")
+        probes = errors = misdirected = 0
         while True:
             if should_cancel():
                 raise CommandCancelled()
             left = deadline - time.monotonic()
             probe = self.probe(max(MIN_REQUEST_TIMEOUT_S, min(self.request_timeout_s, left)))
+            probes += 1
+            gone = process.exited() if process is not None else None
+            ports = process.listening_ports() if process is not None and gone is None else frozenset()
+            elsewhere = bool(ports) and (probe.refused or (local and port not in ports))
+            if process is not None and probe.ok and (gone or elsewhere or not ports):
+                why = _not_its_answer(process, port, ports, gone)
+                probe = replace(probe, ok=False, reason=f"{probe.reason}, but {why}")
             if on_probe is not None:
                 on_probe(probe)
-            if probe.ok or time.monotonic() >= deadline:
-                return probe
+            if gone:
+                reason = f"{gone} while it was being verified; last probe: {probe.reason}"
+                return Verdict(False, reason, probe, probes, True)
+            if probe.ok:
+                return Verdict(True, probe.reason, probe, probes)
+            errors = errors + 1 if probe.status is not None and probe.status >= 500 else 0
+            misdirected = misdirected + 1 if elsewhere else 0
+            if errors >= self.failure_threshold:
+                reason = f"answered {probe.status} to {errors} probes in a row ({probe.reason})"
+                return Verdict(False, reason, probe, probes, True)
+            if misdirected >= self.failure_threshold:
+                listens = ", ".join(str(p) for p in sorted(ports))
+                if local and port not in ports:
+                    where = f"not on the health URL's port {port}"
+                else:
+                    where = f"yet {self.url} refuses connections (is it bound to another address?)"
+                reason = (
+                    f"pid {process.pid} listens on port {listens}, {where} ({misdirected} probes in a row;"
+                    f" last: {probe.reason}): check the health URL's port, or the address the app binds"
+                )
+                return Verdict(False, reason, probe, probes, True)
+            if time.monotonic() >= deadline:
+                reason = f"no healthy answer within {self.timeout_s:g} s; last: {probe.reason}"
+                return Verdict(False, reason, probe, probes)
             pause_until = min(deadline, time.monotonic() + pause)
             pause = min(pause * 2, self.interval_s)
             while (left := pause_until - time.monotonic()) > 0:
                 if should_cancel():
                     raise CommandCancelled()
                 time.sleep(min(left, CANCEL_POLL_S))
+
+
+def _not_its_answer(process: Witness, port: int, ports: frozenset[int], gone: str | None) -> str:
+    """Why a good answer is not the started process's own."""
+    if gone:
+        return "another process answered: the one started is gone"
+    if ports:
+        listens = ", ".join(str(p) for p in sorted(ports))
+        return f"another process answered: pid {process.pid} listens on {listens}, not {port}"
+    return f"pid {process.pid} listens on no port yet, so another process answered"
 
 
 def run_smoke(

@@ -21,9 +21,10 @@ INTERVAL_S = 30.0
 
 @dataclass(frozen=True)
 class Reading:
-    probe: Probe | None  # None: the target has no health check configured
+    probe: Probe | None  # None: the target has no health check configured (or the check failed)
     checked_at: float
     database: tuple[bool, str] | None = None  # (reachable, detail); None: no database configured
+    failed: str | None = None  # the check itself could not run; the card says why
 
 
 class HealthMonitor:
@@ -63,17 +64,27 @@ class HealthMonitor:
                 self._wake.clear()
 
     def probe_all(self) -> None:
+        """One pass over every target; one target's broken check never stops the others'."""
         for name in self.targets.names():
-            target = self.targets.open(name)
-            check = target.health()
-            probe = check.probe(request_timeout_s=3) if check else None
-            database = target.config.database
-            reached = database_reachable(database.url) if database else None
-            reading = Reading(probe, time.time(), reached)
+            try:
+                target, reading = self._probe(name)
+            except Exception as exc:
+                log.exception("health check of %s failed", name)
+                target, reading = None, Reading(None, time.time(), failed=f"{type(exc).__name__}: {exc}")
             with self._lock:
                 self._readings[name] = reading
+            if target is None:
+                continue
             for listener in self.listeners:
                 try:
                     listener(target, reading)
                 except Exception:
                     log.exception("health listener failed for %s", name)
+
+    def _probe(self, name: str) -> tuple[object, Reading]:
+        target = self.targets.open(name)
+        check = target.health()
+        probe = check.probe(request_timeout_s=3) if check else None
+        database = target.config.database
+        reached = database_reachable(database.url) if database else None
+        return target, Reading(probe, time.time(), reached)

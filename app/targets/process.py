@@ -28,10 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from app.targets import sockets
 from app.targets.command import CommandTimedOut, NullSink, Sink, Tee, run_command
 from app.targets.errors import TargetError
 
 TAIL_LINES = 20
+LOG_TAIL_LINES = 40
 KILL_WAIT_S = 5.0
 POLL_S = 0.05
 
@@ -102,6 +104,10 @@ class ProcessControl(Protocol):
 
     def status(self) -> ProcessStatus: ...
 
+    def watch(self) -> ProcessWatch | None: ...
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]: ...
+
 
 def _argv(value: Sequence[str] | None, name: str) -> tuple[str, ...] | None:
     """Validate a configured command: a non-empty list of arguments, never one shell string."""
@@ -147,11 +153,11 @@ class CommandControl:
 
     def start(self, sink: Sink | None = None) -> None:
         """Run the start command; ProcessError if it fails."""
-        self._run("start", self._need("start", self.start_argv), (NullSink() if sink is None else sink))
+        self._run("start", self._need("start", self.start_argv), NullSink() if sink is None else sink)
 
     def stop(self, sink: Sink | None = None) -> None:
         """Run the stop command; ProcessError if it fails."""
-        self._run("stop", self._need("stop", self.stop_argv), (NullSink() if sink is None else sink))
+        self._run("stop", self._need("stop", self.stop_argv), NullSink() if sink is None else sink)
 
     def restart(self, sink: Sink | None = None) -> None:
         """Run the restart command, or stop then start when none is configured."""
@@ -181,6 +187,14 @@ class CommandControl:
         lines = [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line.strip()]
         last = lines[-1] if lines else ""
         return ProcessStatus(result.ok, note=last or f"status command exited with {result.returncode}")
+
+    def watch(self) -> None:
+        """None: the service manager owns the process, so Rewind cannot tell which one it is."""
+        return None
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        """Nothing: the service manager keeps the application's log (journalctl, supervisor's files)."""
+        return []
 
     def _need(self, action: str, argv: tuple[str, ...] | None) -> tuple[str, ...]:
         if argv is None:
@@ -231,6 +245,8 @@ class CommandControl:
 # Runs as a throwaway intermediate process: it starts the application in a new session
 # and exits at once, so the application is re-parented to init and is never Rewind's
 # child (no zombie in Rewind, nothing tied to Rewind's lifetime or process group).
+# It reads the child's start time before it exits: until then the child, even one
+# that died at once, is its unreaped zombie, so the pid cannot have been reused.
 _LAUNCHER = """
 import json, os, subprocess, sys
 spec = json.load(sys.stdin)
@@ -240,10 +256,13 @@ try:
                              start_new_session=True, close_fds=True)
 except OSError as exc:
     sys.stdout.write(json.dumps({"error": exc.strerror or str(exc),
-                                 "filename": None if exc.filename is None else str(exc.filename)}))
+                                 "filename": None if exc.filename is None else str(exc.filename)}) + "\\n")
     sys.stdout.flush()
     os._exit(1)
-sys.stdout.write(json.dumps({"pid": child.pid}))
+with open("/proc/%d/stat" % child.pid, "rb") as fh:
+    raw = fh.read()
+start = int(raw[raw.rfind(b")") + 2:].split()[19])
+sys.stdout.write(json.dumps({"pid": child.pid, "start": start}) + "\\n")
 sys.stdout.flush()
 os._exit(0)
 """
@@ -264,18 +283,23 @@ def _alive(pid: int) -> bool:
     return fields is not None and fields[0] not in ("Z", "X", "x")
 
 
-def _cmdline(pid: int) -> list[str]:
+def _start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot: with the pid, what names one process for good."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields is not None else None
+
+
+def _boot_id() -> str:
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")] if raw else []
+        return ""
 
 
 def _started_at(pid: int) -> datetime | None:
     """The process's start time, from its start tick and the boot time."""
-    fields = _stat_fields(pid)
-    if fields is None:
+    ticks = _start_ticks(pid)
+    if ticks is None:
         return None
     try:
         boot = next(
@@ -283,37 +307,63 @@ def _started_at(pid: int) -> datetime | None:
         )
     except (OSError, StopIteration, ValueError):
         return None
-    return datetime.fromtimestamp(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), UTC)
+    return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any live process is left in the group (children the leader left behind)."""
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of the group: the leader and whatever it started (workers, or what outlived the leader)."""
+    members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat_fields(int(entry))
             if fields is not None and fields[2] == str(pgid) and fields[0] not in ("Z", "X", "x"):
-                return True
-    return False
+                members.append(int(entry))
+    return members
 
 
-def _is_this_command(cmdline: list[str], command: Sequence[str]) -> bool:
-    """Whether a process's command line is our command, so a reused pid is never taken for the application.
-
-    Compares the program's base name and the next two arguments. The program may
-    appear after an interpreter (a `#!` script runs as `python /path/gunicorn …`),
-    and a process that retitled itself (setproctitle: "gunicorn: master [app]")
-    keeps only its program name.
-    """
-    if not cmdline:
+def _session_leader(pid: int) -> bool:
+    try:
+        return os.getsid(pid) == pid
+    except OSError:
         return False
-    program = os.path.basename(command[0])
-    rest = list(command[1:3])
-    for i, arg in enumerate(cmdline[:3]):
-        if os.path.basename(arg) == program and cmdline[i + 1 : i + 1 + len(rest)] == rest:
-            return True
-    if len(cmdline) == 1 and " " in cmdline[0]:
-        return cmdline[0].split()[0].rstrip(":") == program
-    return False
+
+
+@dataclass(frozen=True)
+class ProcessWatch:
+    """One started process, followed while it is verified: has it exited, which ports does it listen on?
+
+    Bound to the pid and start time seen when the watch began, so a restart by
+    someone else or a reused pid reads as "exited", never as the same process.
+    """
+
+    pid: int | None
+    start: int | None = None
+    note: str = ""  # why there is no process to watch
+
+    def exited(self) -> str | None:
+        """None while the process runs; otherwise what happened to it, in words."""
+        if self.pid is None:
+            return f"the application is not running: {self.note or 'no pid file'}"
+        if not _alive(self.pid) or _start_ticks(self.pid) != self.start:
+            return f"the application (pid {self.pid}) exited"
+        return None
+
+    def listening_ports(self) -> frozenset[int]:
+        """TCP ports that any process of its group listens on (a master's workers included)."""
+        if self.pid is None:
+            return frozenset()
+        return sockets.listening_ports(_group_members(self.pid))
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the pid file and /proc say: the live application, its orphaned group, or why the pid file is stale."""
+
+    pid: int | None = None  # the application, alive
+    start: int | None = None
+    note: str = ""  # the pid file is stale, and why
+    leftovers: tuple[int, ...] = ()  # its leader exited, but these processes of its group still run
+    group: int | None = None  # the group of those leftovers
 
 
 class ManagedProcess:
@@ -323,6 +373,13 @@ class ManagedProcess:
     process that started it, and a stop signals its whole process group (workers
     included). env, when given, is its whole environment (keep Rewind's own
     secrets out of it); None inherits Rewind's.
+
+    The pid file holds the pid on its first line, then `start=TICKS boot=ID`:
+    the process's start time (from /proc/PID/stat) and the boot it ran in. The
+    application is the process with that pid *and* that start time, whatever
+    its command line says by now: a start script that ends in `exec gunicorn …`
+    is still the application after the exec, and a pid the kernel gave to a
+    later process is not.
     """
 
     def __init__(
@@ -349,7 +406,7 @@ class ManagedProcess:
     # --- the protocol ---------------------------------------------------------------------------
 
     def start(self, sink: Sink | None = None) -> None:
-        """Start the application unless this very command already runs from the pid file."""
+        """Start the application unless it (or what is left of it) still runs."""
         with self._locked():
             self._start(NullSink() if sink is None else sink)
 
@@ -367,27 +424,61 @@ class ManagedProcess:
 
     def status(self) -> ProcessStatus:
         """Read the pid file and /proc; never changes anything."""
-        pid, note = self._inspect()
-        if pid is not None:
-            started = _started_at(pid) or self._pid_file_mtime()
-            return ProcessStatus(True, pid, started)
-        return ProcessStatus(False, note=note or "not running (no pid file)", stale_pid_file=bool(note))
+        seen = self._inspect()
+        if seen.pid is not None:
+            started = _started_at(seen.pid) or self._pid_file_mtime()
+            return ProcessStatus(True, seen.pid, started)
+        if seen.leftovers:
+            return ProcessStatus(False, note=seen.note)
+        return ProcessStatus(False, note=seen.note or "not running (no pid file)", stale_pid_file=bool(seen.note))
+
+    def watch(self) -> ProcessWatch:
+        """A watch on the application as it runs now (or on its absence), for verification."""
+        seen = self._inspect()
+        if seen.pid is None:
+            return ProcessWatch(None, note=seen.note or "no pid file")
+        return ProcessWatch(seen.pid, seen.start)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        """The last lines of the application's log, unmasked: the caller masks secrets before showing them."""
+        if lines <= 0:
+            return []
+        try:
+            with self.log_file.open("rb") as fh:
+                end = fh.seek(0, os.SEEK_END)
+                chunk, data = 8192, b""
+                while end > 0 and data.count(b"\n") <= lines:
+                    step = min(chunk, end)
+                    end -= step
+                    fh.seek(end)
+                    data = fh.read(step) + data
+        except OSError:
+            return []
+        return data.decode(errors="replace").splitlines()[-lines:]
 
     # --- steps ----------------------------------------------------------------------------------
 
     def _start(self, sink: Sink) -> None:
-        pid, note = self._inspect()
-        if pid is not None:
+        seen = self._inspect()
+        if seen.pid is not None:
             raise AlreadyRunning(
-                f"start: the application already runs as pid {pid} (pid file {self.pid_file})",
+                f"start: the application already runs as pid {seen.pid} (pid file {self.pid_file})",
                 action="start",
                 argv=self.command,
-                pid=pid,
+                pid=seen.pid,
                 fix="restart it instead, or stop it first",
             )
-        if note:
+        if seen.leftovers:
+            raise AlreadyRunning(
+                f"start: {seen.note}; a second copy would fight them for the port",
+                action="start",
+                argv=self.command,
+                pid=seen.group,
+                fix="restart or stop the target: that stops the whole process group",
+            )
+        if seen.note:
             self.pid_file.unlink(missing_ok=True)
-            sink.line("out", f"{note}; removed the stale pid file")
+            sink.line("out", f"{seen.note}; removed the stale pid file")
         if not self.cwd.is_dir():
             raise ProcessError(
                 f"start: the working directory {self.cwd} does not exist",
@@ -400,9 +491,9 @@ class ManagedProcess:
         shown = shlex.join(self.command)
         self._log_mark(f"Rewind starts: {shown}")
         sink.line("cmd", "$ " + shown)
-        pid = self._launch()
+        pid, start = self._launch()
         try:
-            self._write_pid_file(pid)
+            self._write_pid_file(pid, start)
         except OSError as exc:
             self._signal(pid, pid, signal.SIGKILL)  # an application nobody can find again must not keep running
             raise ProcessError(
@@ -415,19 +506,24 @@ class ManagedProcess:
         sink.line("out", f"started pid {pid}; its output goes to {self.log_file}")
 
     def _stop(self, sink: Sink) -> None:
-        pid, note = self._inspect()
-        if pid is None:
-            if note:
+        seen = self._inspect()
+        if seen.pid is None and not seen.leftovers:
+            if seen.note:
                 self.pid_file.unlink(missing_ok=True)
-                sink.line("out", f"{note}; removed the stale pid file")
+                sink.line("out", f"{seen.note}; removed the stale pid file")
             else:
                 sink.line("out", "not running (no pid file)")
             return
-        try:
-            pgid = os.getpgid(pid)
-        except ProcessLookupError:
-            pgid = None
-        group = pgid if pgid == pid else None  # only a group it leads: never signal someone else's group
+        if seen.pid is not None:
+            pid = seen.pid
+            try:
+                pgid = os.getpgid(pid)
+            except ProcessLookupError:
+                pgid = None
+            group = pgid if pgid == pid else None  # only a group it leads: never signal someone else's group
+        else:
+            pid = group = seen.group
+            sink.line("out", seen.note)
         started = time.monotonic()
         self._signal(pid, group, signal.SIGTERM)
         sink.line("out", f"sent SIGTERM to {'process group' if group else 'pid'} {pid}")
@@ -461,31 +557,44 @@ class ManagedProcess:
         finally:
             os.close(fd)
 
-    def _inspect(self) -> tuple[int | None, str]:
-        """(pid, "") when the pid file names a live copy of our command; (None, why stale) or (None, "")."""
+    def _inspect(self) -> _Seen:
+        """Which process the pid file names: identified by pid and start time, never by its command line."""
         try:
-            text = self.pid_file.read_text().strip()
+            lines = self.pid_file.read_text().splitlines()
         except FileNotFoundError:
-            return None, ""
-        if not text.isdigit() or int(text) <= 0:
-            return None, f"pid file {self.pid_file} holds {text[:20]!r}, not a pid"
-        pid = int(text)
-        if not _alive(pid):
-            return None, f"pid file names pid {pid}, which is no longer running"
-        if not _is_this_command(_cmdline(pid), self.command):
-            return None, f"pid file names pid {pid}, which is now another program (pid reused)"
-        return pid, ""
+            return _Seen()
+        first = lines[0].strip() if lines else ""
+        if not first.isdigit() or int(first) <= 0:
+            return _Seen(note=f"pid file {self.pid_file} holds {first[:20]!r}, not a pid")
+        pid = int(first)
+        marks = dict(word.split("=", 1) for word in " ".join(lines[1:2]).split() if "=" in word)
+        recorded = int(marks["start"]) if marks.get("start", "").isdigit() else None
+        same_boot = marks.get("boot", "") in ("", _boot_id())
+        if _alive(pid):
+            if recorded is None:
+                # Written before start times were recorded: the application leads its own session.
+                if _session_leader(pid):
+                    return _Seen(pid=pid, start=_start_ticks(pid))
+                return _Seen(note=f"pid file names pid {pid}, which is now another process (pid reused)")
+            if same_boot and _start_ticks(pid) == recorded:
+                return _Seen(pid=pid, start=recorded)
+            return _Seen(note=f"pid file names pid {pid}, which is now another process, started later (pid reused)")
+        # The kernel never hands out a pid that is still some group's id, so the group is the application's.
+        left = tuple(_group_members(pid)) if same_boot else ()
+        if left:
+            shown = ", ".join(str(p) for p in left[:5]) + (" …" if len(left) > 5 else "")
+            return _Seen(
+                note=f"the application's pid {pid} exited, but processes it started still run ({shown})",
+                leftovers=left,
+                group=pid,
+            )
+        return _Seen(note=f"pid file names pid {pid}, which is no longer running")
 
-    def _launch(self) -> int:
+    def _launch(self) -> tuple[int, int]:
         spec = json.dumps({"argv": list(self.command), "cwd": str(self.cwd), "log": str(self.log_file)})
         try:
-            done = run_command(
-                [sys.executable, "-I", "-S", "-c", _LAUNCHER],
-                stdin=spec.encode(),
-                env=self.env,
-                timeout=30,
-                capture=True,
-            )
+            launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER]
+            done = run_command(launcher, stdin=spec.encode(), env=self.env, timeout=30, capture=True)
         except CommandTimedOut:
             raise ProcessError(
                 "start: the launcher did not answer within 30 s",
@@ -494,25 +603,27 @@ class ManagedProcess:
                 fix="the host may be out of processes or memory; check `dmesg`",
             ) from None
         try:
-            answer = json.loads(done.stdout)
+            out = done.stdout.splitlines()
+            answer = json.loads(out[-1]) if out else {}
         except ValueError:
-            answer = {"error": done.stderr.strip() or f"launcher exited {done.returncode}"}
+            answer = {}
         if "pid" not in answer:
+            error = answer.get("error") or done.stderr.strip() or f"launcher exited {done.returncode}"
             where = f": {answer['filename']}" if answer.get("filename") else ""
             raise ProcessError(
-                f"start: cannot run `{shlex.join(self.command)}`: {answer['error']}{where}",
+                f"start: cannot run `{shlex.join(self.command)}`: {error}{where}",
                 action="start",
                 argv=self.command,
                 fix="check the command (an absolute path, or on the PATH of its environment) and its working directory",
             )
-        return int(answer["pid"])
+        return int(answer["pid"]), int(answer["start"])
 
-    def _write_pid_file(self, pid: int) -> None:
+    def _write_pid_file(self, pid: int, start: int) -> None:
         """Write-then-rename, so a reader never sees a half-written pid file."""
         fd, tmp = tempfile.mkstemp(dir=self.pid_file.parent, prefix=f".{self.pid_file.name}.")
         try:
             with os.fdopen(fd, "w") as fh:
-                fh.write(f"{pid}\n")
+                fh.write(f"{pid}\nstart={start} boot={_boot_id()}\n")
                 fh.flush()
                 os.fchmod(fh.fileno(), 0o644)
                 os.fsync(fh.fileno())
@@ -542,7 +653,7 @@ class ManagedProcess:
     def _wait_gone(pid: int, group: int | None, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
-            if not _alive(pid) and (group is None or not _group_alive(group)):
+            if not _alive(pid) and (group is None or not _group_members(group)):
                 return True
             if time.monotonic() >= deadline:
                 return False

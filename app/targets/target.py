@@ -59,7 +59,9 @@ class Target:
                 log_file=proc.log_file or self.state_dir / "app.log",
                 env=self.command_env(),
             )
-        return CommandControl(proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=self.command_env())
+        return CommandControl(
+            proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=self.command_env(), status=proc.status
+        )
 
     def health(self, timeout_s: float | None = None) -> HealthCheck | None:
         health = self.config.health
@@ -70,4 +72,5 @@ class Target:
             expect_status=health.status,
             expect_json=health.json,
             timeout_s=timeout_s if timeout_s is not None else health.timeout,
+            failure_threshold=health.failure_threshold,
         )

@@ -1,7 +1,7 @@
 """checkpoints hold one capture per area
 
 Revision ID: 0006_checkpoint_captures
-Revises: 0003_deployments
+Revises: 0005_sessions
 Create Date: 2026-11-25 19:50:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0006_checkpoint_captures'
-down_revision = '0003_deployments'
+down_revision = '0005_sessions'
 branch_labels = None
 depends_on = None
 

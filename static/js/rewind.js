@@ -16,21 +16,24 @@
       pinned = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
     }
   }, true);
-  var FINAL = ["succeeded", "warning", "failed", "cancelled", "interrupted"];
-  var refreshed = false;
   document.addEventListener("htmx:oobAfterSwap", function () {
     var log = document.getElementById("log");
     if (log && pinned) {
       log.scrollTop = log.scrollHeight;
     }
-    // A job that ends while watched: fetch what the page shows after the end (when it finished, what to
-    // do next) into #job-after, without reloading the page.
-    var state = document.getElementById("job-state");
-    var after = document.getElementById("job-after");
-    if (after && state && !refreshed && FINAL.indexOf(state.getAttribute("data-state")) >= 0) {
-      refreshed = true;
-      window.htmx.ajax("GET", window.location.pathname, {target: "#job-after", select: "#job-after", swap: "outerHTML"});
+  });
+  // A live job page refused by the websocket caps (close code 1008) says why instead of staying silent.
+  document.addEventListener("htmx:wsClose", function (event) {
+    var closed = event.detail && event.detail.event;
+    if (!closed || closed.code !== 1008 || document.getElementById("live-refused")) {
+      return;
     }
+    var note = document.createElement("p");
+    note.id = "live-refused";
+    note.className = "flash flash-error";
+    note.textContent = "Live updates are off: " + (closed.reason || "too many live job pages are open") + ".";
+    var main = document.getElementById("main");
+    main.insertBefore(note, main.firstChild);
   });
   document.addEventListener("submit", function (event) {
     var form = event.target;

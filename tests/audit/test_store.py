@@ -110,15 +110,43 @@ def select_all():
 
 
 @both_databases
-def test_cut_tail_is_detected_only_against_a_saved_head(app):
+def test_cut_tail_is_seen_without_a_saved_head(app):
+    """The audit_head row still names the removed last row: every verify compares the chain's end with it."""
+    fill(app, 6)
+    sql(app, "DELETE FROM audit_event WHERE id > 4")
+    problem = run_verify(app).problem
+    assert (problem.row_id, problem.kind) == (6, "tail_cut")
+    assert "audit_head" in problem.message and "ends at row 4" in problem.message
+    with app.app_context():
+        recent = store.check_recent()
+    assert (recent.problem.row_id, recent.problem.kind) == (6, "tail_cut")
+
+
+@both_databases
+def test_cut_tail_is_seen_by_the_incremental_check_after_a_mark(app):
+    fill(app, 6)
+    with app.app_context():
+        assert store.check_recent().intact  # seals a mark at row 6
+    sql(app, "DELETE FROM audit_event WHERE id > 4")
+    with app.app_context():
+        problem = store.check_recent().problem
+    assert (problem.row_id, problem.kind) == (6, "tail_cut")
+    assert "ends at row 4" in problem.message
+
+
+@both_databases
+def test_cut_tail_with_the_head_row_rolled_back_needs_a_saved_head(app):
+    """Someone who also moves audit_head back leaves a shorter log that only an outside anchor can tell."""
     fill(app, 6)
     with app.app_context():
         saved = store.head()
+        four = db.session.execute(text("SELECT hash FROM audit_event WHERE id = 4")).scalar()
     sql(app, "DELETE FROM audit_event WHERE id > 4")
-    assert run_verify(app).intact, "without an anchor a cut tail looks like a shorter log"
+    sql(app, "UPDATE audit_head SET last_id = 4, last_hash = :h", h=four)
+    assert run_verify(app).intact
     problem = run_verify(app, saved).problem
     assert (problem.row_id, problem.kind) == (6, "tail_cut")
-    assert "ends at row 4" in problem.message
+    assert "the saved head is row 6" in problem.message
 
 
 @both_databases
@@ -183,3 +211,95 @@ def test_concurrent_writers_never_fork_the_chain(app):
     verdict = run_verify(app)
     assert verdict.intact, verdict.problem
     assert verdict.checked == threads * per_thread == 1600
+
+
+@both_databases
+def test_incremental_check_finds_tampering_in_new_rows(app):
+    fill(app, 4)
+    with app.app_context():
+        first = store.check_recent()
+        assert first.intact and first.checked == 4 and store.read_mark().head.id == 4
+    fill(app, 3)
+    sql(app, "UPDATE audit_event SET target = 'production' WHERE id = 6")
+    with app.app_context():
+        verdict = store.check_recent()
+        assert (verdict.problem.row_id, verdict.problem.kind) == (6, "changed")
+        assert store.read_mark().head.id == 4, "a broken walk does not move the mark"
+
+
+@both_databases
+def test_incremental_check_refuses_a_forged_mark(app):
+    """Someone with database access moves the mark to the end, to hide a change; the seal gives it away."""
+    fill(app, 5)
+    with app.app_context():
+        end = store.head()
+        store.save_mark(chain.Head(2, db.session.execute(text("SELECT hash FROM audit_event WHERE id = 2")).scalar()))
+    sql(app, "UPDATE audit_event SET outcome = 'failed' WHERE id = 4")
+    sql(app, "UPDATE audit_mark SET row_id = :i, row_hash = :h WHERE id = 1", i=end.id, h=end.hash)
+    with app.app_context():
+        mark = store.read_mark()
+        assert mark is not None and not mark.genuine
+        verdict = store.check_recent()
+    assert verdict.problem.kind == "forged_mark" and "not sealed with the audit key" in verdict.problem.message
+    assert not run_verify(app).intact, "the full walk finds the change the forged mark hid"
+
+
+@both_databases
+def test_a_full_walk_replaces_a_forged_mark_even_one_past_the_end(app):
+    fill(app, 3)
+    sql(app, "UPDATE audit_mark SET row_id = 1000000, row_hash = :h WHERE id = 1", h="f" * 64)
+    with app.app_context():
+        assert store.check_recent().problem.kind == "forged_mark"
+    assert run_verify(app).intact
+    with app.app_context():
+        mark = store.read_mark()
+        assert mark.genuine and mark.head.id == 3
+        assert store.check_recent().intact
+
+
+@both_databases
+def test_full_verify_seals_the_mark_and_the_next_check_starts_there(app):
+    fill(app, 5)
+    assert run_verify(app).intact
+    fill(app, 2)
+    with app.app_context():
+        assert store.read_mark().head.id == 5 and store.read_mark().genuine
+        verdict = store.check_recent()
+    assert verdict.intact and (verdict.since, verdict.checked, verdict.head.id) == (5, 2, 7)
+
+
+@both_databases
+def test_the_database_builds_the_exact_canonical_encoding(app):
+    """The fast path: each row's bytes built in SQL equal chain.encode's, so no row needs the slow re-encode."""
+    awkward = ['quote " and back\\slash', "tab\t new\nline \x01 \x1f \x7f", "zoë 🙂 \u2028", "", '{"json": [1]}']
+    with app.app_context():
+        for i, value in enumerate(awkward):
+            store.record(
+                f"test.{i}",
+                actor=store.Actor(i or None, value or "x"),
+                target=value or None,
+                details={"v": value, "n": i, "f": 1.5, "none": None, "list": [value]},
+            )
+        db.session.commit()
+        built = {row[0]: row[3] for batch in store._Proofs(0, None) for row in batch}
+        reference = {row[0]: chain.encode(tuple(row[: len(chain.FIELDS)])) for row in db.session.execute(select_all())}
+    assert built == reference
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "substr(ts, 1, 10) || 'T' || substr(ts, 12)",  # the ISO separator instead of SQLite's space
+        "substr(ts, 1, 10) || 'X' || substr(ts, 12)",
+        "substr(ts, 1, 19)",  # microseconds dropped
+        "substr(ts, 1, 18) || '9' || substr(ts, 20)",  # a different second
+    ],
+)
+def test_fast_and_reference_walks_agree_on_a_rewritten_timestamp(app, edit):
+    """The SQL encoding only has to be right for the stored form; any other text falls back to the reference."""
+    fill(app, 4)
+    sql(app, f"UPDATE audit_event SET ts = {edit} WHERE id = 3")  # noqa: S608 - a fixed test expression
+    with app.app_context():
+        reference = chain.verify_rows(app.config["REWIND_AUDIT_KEY"], db.session.execute(select_all()).all())
+        fast = store.verify()
+    assert (fast.intact, fast.problem) == (reference.intact, reference.problem)

@@ -4,11 +4,12 @@ import csv
 import io
 import json
 import re
+from datetime import datetime
 
 import pytest
 from sqlalchemy import text
 
-from app.audit import store
+from app.audit import chain, store
 from app.audit.store import Actor
 from app.auth.roles import Role
 from app.extensions import db
@@ -119,12 +120,75 @@ def test_csv_export_defuses_formulas(app, users, as_role):
     assert "'=HYPERLINK(1)" in body
 
 
+def newest_id(app) -> int:
+    with app.app_context():
+        return db.session.execute(text("SELECT max(id) FROM audit_event")).scalar()
+
+
 @both_databases
-def test_chain_status_fragment_shows_a_break(app, users, as_role):
+def test_chain_status_fragment_shows_a_break_in_new_rows(app, users, as_role):
     client = as_role(Role.VIEWER)
-    assert "Chain intact" in client.get("/audit/chain?fresh=1").get_data(as_text=True)
+    assert "Chain intact" in client.get("/audit/chain").get_data(as_text=True)  # seals a mark at the end
+    seed(app, 3)
+    changed = newest_id(app) - 1
+    with app.app_context():
+        db.session.execute(text("UPDATE audit_event SET actor_name = 'ghost' WHERE id = :i"), {"i": changed})
+        db.session.commit()
+    fragment = client.get("/audit/chain").get_data(as_text=True)
+    assert "Chain broken" in fragment and f"row {changed} was changed" in fragment
+
+
+def test_chain_status_checks_only_rows_after_the_mark(app, users, as_role):
+    """A change below the sealed mark is the full walk's to find (the CLI, the self-check job), not the badge's."""
+    client = as_role(Role.VIEWER)
+    client.get("/audit/chain")
     with app.app_context():
         db.session.execute(text("UPDATE audit_event SET actor_name = 'ghost' WHERE id = 2"))
         db.session.commit()
-    fragment = client.get("/audit/chain?fresh=1").get_data(as_text=True)
-    assert "Chain broken" in fragment and "row 2 was changed" in fragment
+    seed(app, 2)
+    fragment = client.get("/audit/chain").get_data(as_text=True)
+    assert "Chain intact" in fragment and "2 new since the last check" in fragment
+    result = app.test_cli_runner().invoke(args=["rewind", "audit", "verify"])
+    assert result.exit_code == 1 and "row 2 was changed" in result.output
+
+
+def test_chain_status_refuses_a_forged_mark(app, users, as_role):
+    """Moving the mark past a tampered row needs the audit key: a mark sealed with any other key is refused."""
+    client = as_role(Role.VIEWER)
+    client.get("/audit/chain")
+    seed(app, 3)
+    end = newest_id(app)
+    with app.app_context():
+        db.session.execute(text("UPDATE audit_event SET actor_name = 'ghost' WHERE id = :i"), {"i": end - 1})
+        row_hash = db.session.execute(text("SELECT hash FROM audit_event WHERE id = :i"), {"i": end}).scalar()
+        at = datetime(2026, 11, 25, 12, 0, 0)
+        forged = chain.seal_mark(b"not-the-audit-key-not-the-audit-key", chain.Head(end, row_hash), at)
+        db.session.execute(
+            text("UPDATE audit_mark SET row_id = :i, row_hash = :h, sealed_at = :at, seal = :s WHERE id = 1"),
+            {"i": end, "h": row_hash, "at": at, "s": forged},
+        )
+        db.session.commit()
+    fragment = client.get("/audit/chain").get_data(as_text=True)
+    assert "Chain broken" in fragment and "not sealed with the audit key" in fragment
+
+
+def test_chain_status_catches_up_in_bounded_steps(app, users, as_role, monkeypatch):
+    """A log bigger than one check's budget is walked over several requests, each asking for the next."""
+    seed(app, 7)
+    monkeypatch.setattr(store, "CHECK_LIMIT", 4)
+    client = as_role(Role.VIEWER)
+    total = newest_id(app)
+    pages = []
+    for _ in range(10):
+        page = client.get("/audit/chain").get_data(as_text=True)
+        pages.append(page)
+        if "Chain intact" in page:
+            break
+    assert "still to check" in pages[0] and 'hx-trigger="load delay:1s"' in pages[0]
+    assert "Chain intact" in pages[-1] and f"{total} rows" in pages[-1]
+    assert len(pages) == -(-total // 4)
+
+
+def test_dashboard_shows_the_chain_badge_without_walking(app, users, as_role):
+    page = as_role(Role.VIEWER).get("/").get_data(as_text=True)
+    assert 'hx-get="/audit/chain"' in page

@@ -1,6 +1,8 @@
 """Code rollback runbooks on a real git repository and a real managed process."""
 
 import json
+import shlex
+import sys
 import urllib.request
 
 import pytest
@@ -16,6 +18,7 @@ from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from tests.conftest import wait_for
 from tests.deployments.conftest import write_targets
+from tests.support.processes import cmdline, running
 from tests.support.targets import commit, git, write_targets_file
 
 ADMIN = Actor(None, "ada")
@@ -162,8 +165,23 @@ def test_failed_health_check_fails_the_job_with_a_clear_message(app, runner, cod
         registry.current().open("staging").process().stop()
     job, view = run(app, "verify")
     assert job.state == "failed" and job.verification == "failed"
-    assert "did not become healthy within 5 s" in job.result
+    assert "did not become healthy: the application is not running" in job.result, "at once, not after 5 s"
     assert "connection refused" in log_text(view).lower()
+
+
+def test_a_failed_verification_quotes_the_answer_and_the_apps_log_masked(app, runner, code_target, monkeypatch):
+    monkeypatch.setenv("STAGING_DB_URL", "postgresql://app:staging-db-pw-77@db/app")
+    write_targets_file(app, code_target.toml() + '\n[targets.staging.database]\nurl = "env:STAGING_DB_URL"\n')
+    log_file = code_target.repo.parent / "run" / "app.log"
+    with log_file.open("a") as log:
+        log.write("connecting to postgresql://app:staging-db-pw-77@db/app\n")
+    job, view = run(app, "deploy", ref="feature/bad")
+    assert job.state == "failed" and job.verification == "failed"
+    assert "answered 500 to 3 probes in a row" in job.result
+    assert 'last answer: status 500: {"status": "broken"' in job.result
+    assert "lines of its log:" in job.result and "\n  connecting to •••\n" in job.result
+    assert "staging-db-pw-77" not in job.result and "staging-db-pw-77" not in log_text(view)
+    assert "  connecting to •••" in log_text(view).splitlines(), "the job log quotes it too"
 
 
 def test_restart_gives_a_new_process(app, runner, code_target):
@@ -187,3 +205,32 @@ def test_a_targets_env_secrets_are_masked_in_its_job_logs(app, runner, code_targ
     assert job.state == "succeeded"
     assert "staging-db-pw-77" not in log_text(view)
     assert "echo: the password is •••" in log_text(view)
+
+
+def test_an_exec_style_start_script_is_restarted_and_verified_not_doubled(app, runner, code_target):
+    """A start script that migrates, then `exec`s the server: after the exec it is still the application."""
+    from app.targets import registry
+
+    script = code_target.repo.parent / "start.sh"
+    script.write_text(f'#!/bin/sh\necho "migrations applied"\nexec {shlex.quote(sys.executable)} server.py "$@"\n')
+    script.chmod(0o755)
+    with app.app_context():
+        registry.current().open("staging").process().stop()
+    old_command = f'command = ["{sys.executable}", "server.py", "{code_target.port}"]'
+    toml = code_target.toml()
+    assert old_command in toml
+    write_targets_file(app, toml.replace(old_command, f'command = ["{script}", "{code_target.port}"]'))
+    job, _ = run(app, "start")
+    assert job.state == "succeeded" and job.verification == "passed", job.result
+    with app.app_context():
+        process = registry.current().open("staging").process()
+    first = process.status().pid
+    wait_for(lambda: "server.py" in cmdline(first), timeout=20)  # the script has exec'd the server
+
+    job, _ = run(app, "restart")
+    assert job.state == "succeeded" and job.verification == "passed", job.result
+    second = process.status().pid
+    assert second != first and not running(first), "the old copy was stopped, not forgotten"
+    log = (code_target.repo.parent / "run" / "app.log").read_text()
+    assert log.count("migrations applied") == 2 and "Address already in use" not in log
+    assert health(code_target)[0] == 200

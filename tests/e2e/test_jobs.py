@@ -29,6 +29,9 @@ def test_start_a_runbook_and_watch_it_finish(tmp_path, page):
         expect(page.locator("#step-1")).to_contain_text("succeeded")
         expect(page.locator("#job-state")).to_contain_text("counted 60 lines")
         expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+        # The audit panel is fetched again when the final event arrives: the job's end is there without a reload.
+        expect(page.locator("#job-audit")).to_contain_text("job.succeeded")
+        expect(page.locator("#job-audit code")).to_have_text(["job.queued", "job.start", "job.succeeded"])
         assert page.evaluate("window.__sameDocument") is True
     finally:
         server.stop()

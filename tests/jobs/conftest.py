@@ -6,7 +6,14 @@ from tests.conftest import TARGETS
 from tests.support.http import Session
 from tests.support.server import RewindServer
 
-SERVER_ENV = {"REWIND_RUNBOOKS": "tests.support.runbooks", "REWIND_ACCESS_LOG": "0", "REWIND_THREADS": "400"}
+SERVER_ENV = {
+    "REWIND_RUNBOOKS": "tests.support.runbooks",
+    "REWIND_ACCESS_LOG": "0",
+    "REWIND_THREADS": "400",
+    # these tests open hundreds of sockets from one session; tests/security checks the caps themselves
+    "REWIND_WS_PER_SESSION": "400",
+    "REWIND_WS_PER_USER": "400",
+}
 
 
 def start_server(instance, database_url=None, **env) -> RewindServer:

@@ -56,3 +56,17 @@ def test_bad_params_name_the_field(raw, message):
 def test_unknown_runbook():
     with pytest.raises(runbooks.UnknownRunbook, match="there is no runbook 'nope'"):
         runbooks.get("nope")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("password: a health check failed", "password: a health check failed"),
+        ("the token: expired again", "the token: expired again"),
+        ("password: hunter2 was used", "password: ••• was used"),
+        ("PASSWORD=abc def", "PASSWORD=••• def"),
+        ("token: xyz", "token: •••"),
+    ],
+)
+def test_redactor_masks_values_not_prose(text, expected):
+    assert Redactor()(text) == expected

@@ -1,5 +1,6 @@
 """The targets file: the documented example parses; every mistake names file, target and key."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ def test_documented_example_parses_with_every_key():
     assert prod.protected and not prod.auto_rollback
     assert (prod.repo.path, prod.repo.branch, prod.repo.remote) == (Path("/srv/app"), "main", "origin")
     assert prod.process.restart == ("sudo", "systemctl", "restart", "app") and not prod.process.managed
+    assert prod.process.status == ("systemctl", "is-active", "--quiet", "app")
     assert prod.health.json == {"status": "healthy"} and prod.health.timeout == 30.0
+    assert prod.health.failure_threshold == 3
     assert prod.database.url == ENV["PRODUCTION_DATABASE_URL"]
     assert prod.database.key_tables == ("users", "sessions", "segments")
     assert prod.backups.passphrase == "gpg-pass-456"
@@ -68,6 +71,25 @@ cwd = "apps/demo"
             "http:// or https://",
         ),
         (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://ops:pw-in-url@x/health"\n',
+            "a",
+            "health.url",
+            "must hold no user or password (http://…@x)",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x:99999/health"\n',
+            "a",
+            "health.url",
+            "invalid port",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.bluegreen]\nswitch = ["s"]\n'
+            'slots = {blue = "http://u:pw-in-url@b/h", green = "http://g/h"}\n',
+            "a",
+            "bluegreen.slots",
+            "must hold no user or password",
+        ),
+        (
             '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\nstatus = "ok"\n',
             "a",
             "health.status",
@@ -79,6 +101,36 @@ cwd = "apps/demo"
             "database.url",
             "environment variable NOPE is not set",
         ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\nrestart = ["x"]\nstatus = "systemctl is-active app"\n',
+            "a",
+            "process.status",
+            "never a shell line",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\ncommand = ["gunicorn"]\nstatus = ["true"]\n',
+            "a",
+            "process.status",
+            "Rewind knows a managed process from its pid file",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\nrestart = ["x"]\nstatsu = ["true"]\n',
+            "a",
+            "process.statsu",
+            "did you mean 'status'",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\nfailure_threshold = 0\n',
+            "a",
+            "health.failure_threshold",
+            "a count of probes, 1 or more",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\nfailure_threshold = 2.5\n',
+            "a",
+            "health.failure_threshold",
+            "expected int",
+        ),
         ('[targets.a]\nauto_rollback = "yes"\n[targets.a.repo]\npath = "/x"\n', "a", "auto_rollback", "expected bool"),
         ('[targets."Bad!".repo]\npath = "/x"\n', "Bad!", None, "lower-case letters"),
     ],
@@ -87,6 +139,7 @@ def test_errors_name_file_target_and_key(text, target, key, problem):
     with pytest.raises(TargetsFileError) as caught:
         parse(text)
     error = caught.value
+    assert "pw-in-url" not in str(error), "a password in a URL is never echoed"
     assert (error.target, error.key) == (target, key)
     assert str(error).startswith(f"/etc/rewind/targets.toml: target {target!r}")
     assert problem in str(error)
@@ -105,3 +158,25 @@ def test_a_bad_targets_file_stops_start_up_with_one_line(tmp_path):
         build_app(tmp_path)
     assert str(caught.value).startswith("REWIND_CONFIG: ")
     assert "target 'a': key 'repo.brnch': unknown key" in str(caught.value)
+
+
+def test_a_status_command_reaches_the_process_control(tmp_path):
+    """Without it a command-controlled target could only ever show "state unknown"."""
+    from app.targets.target import Target
+
+    text = f"""
+[targets.a.repo]
+path = "/x"
+[targets.a.process]
+restart = ["true"]
+status = ["{sys.executable}", "-c", "print('active (running)')"]
+[targets.a.health]
+url = "http://127.0.0.1:1/health"
+failure_threshold = 5
+"""
+    target = Target(parse(text)["a"], tmp_path)
+    status = target.process().status()
+    assert status.running is True and status.note == "active (running)"
+    assert target.health().failure_threshold == 5
+    unknown = Target(parse(text.replace("status = ", "# status = "))["a"], tmp_path).process().status()
+    assert unknown.running is None

@@ -20,9 +20,10 @@ from app.targets.process import (
     NotConfigured,
     ProcessControl,
     ProcessError,
-    _is_this_command,
 )
 from tests.conftest import wait_for
+from tests.support.postgres import free_port
+from tests.support.processes import cmdline, exec_script
 from tests.support.sinks import Lines
 
 PY = sys.executable
@@ -31,6 +32,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def py(code: str, *args: str) -> list[str]:
     return [PY, "-c", textwrap.dedent(code), *args]
+
+
+def start_ticks(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
 
 
 def alive(pid: int) -> bool:
@@ -197,7 +202,9 @@ def test_start_writes_the_pid_file_and_the_log(managed, tmp_path):
     process = managed()
     lines = Lines()
     process.start(lines)
-    pid = int(process.pid_file.read_text())
+    first, second = process.pid_file.read_text().splitlines()
+    pid = int(first)
+    assert second.split()[0] == f"start={start_ticks(pid)}", "the start time that names this process for good"
     assert stat.S_IMODE(process.pid_file.stat().st_mode) == 0o644
     status = process.status()
     assert status.running and status.pid == pid and status.started_at is not None and not status.stale_pid_file
@@ -274,14 +281,48 @@ def test_stale_pid_file_of_a_dead_process(managed):
     assert process.status().running and process.status().pid != gone.pid
 
 
-def test_a_reused_pid_is_not_taken_for_the_application(managed):
+def test_a_pid_reused_by_a_process_started_later_is_stale(managed):
+    process = managed()
+    process.start()
+    recorded = process.pid_file.read_text().splitlines()
+    process.stop()
+    later = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        # The pid file as the application left it, but its pid now belongs to a process started after it.
+        process.pid_file.write_text(f"{later.pid}\n{recorded[1]}\n")
+        assert start_ticks(later.pid) != int(recorded[1].split()[0].removeprefix("start="))
+        status = process.status()
+        assert status.running is False and status.stale_pid_file and "started later (pid reused)" in status.note
+        process.stop()  # must not signal the later process
+        assert alive(later.pid) and not process.pid_file.exists()
+        process.pid_file.write_text(f"{later.pid}\n{recorded[1]}\n")
+        lines = Lines()
+        process.start(lines)
+        assert "removed the stale pid file" in lines.text()
+        assert process.status().pid not in (None, later.pid) and alive(later.pid)
+    finally:
+        later.kill()
+        later.wait()
+
+
+def test_a_pid_file_without_a_start_time_names_only_a_session_leader(managed):
+    """Pid files written before start times were recorded: the application leads its own session."""
     process = managed()
     process.pid_file.parent.mkdir(parents=True)
-    process.pid_file.write_text(f"{os.getpid()}\n")  # alive, but it is this test run, not the application
-    status = process.status()
-    assert status.running is False and status.stale_pid_file and "another program" in status.note
-    process.stop()  # must not signal the test run
-    assert not process.pid_file.exists()
+    leader = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    follower = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])  # in the test run's session
+    try:
+        process.pid_file.write_text(f"{leader.pid}\n")
+        assert process.status().running and process.status().pid == leader.pid
+        process.pid_file.write_text(f"{follower.pid}\n")
+        status = process.status()
+        assert status.running is False and status.stale_pid_file and "pid reused" in status.note
+        process.stop()  # must not signal it
+        assert alive(follower.pid) and not process.pid_file.exists()
+    finally:
+        for child in (leader, follower):
+            child.kill()
+            child.wait()
 
 
 def test_a_garbled_pid_file_is_stale(managed):
@@ -373,23 +414,89 @@ def test_the_application_survives_its_starter_being_killed_with_its_group(tmp_pa
             os.killpg(pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize(
-    ("cmdline", "command", "expected"),
-    [
-        (["gunicorn", "app:app", "-b", ":8000"], ["gunicorn", "app:app", "-b", ":8000"], True),
-        (["/srv/.venv/bin/python", "/srv/.venv/bin/gunicorn", "app:app"], ["/srv/.venv/bin/gunicorn", "app:app"], True),
-        (["gunicorn: master [app:app]"], ["gunicorn", "app:app"], True),
-        (["gunicorn", "other:app"], ["gunicorn", "app:app"], False),
-        (["/usr/sbin/sshd", "-D"], ["gunicorn", "app:app"], False),
-        ([], ["gunicorn"], False),
-    ],
-)
-def test_recognising_the_command_in_a_process_command_line(cmdline, command, expected):
-    assert _is_this_command(cmdline, command) is expected
-
-
 def test_a_missing_working_directory_is_reported(tmp_path):
     process = ManagedProcess(py(APP), tmp_path / "gone", tmp_path / "app.pid", tmp_path / "app.log")
     with pytest.raises(ProcessError, match=r"working directory .* does not exist"):
         process.start()
     assert not process.pid_file.exists()
+
+
+# --- start scripts that exec, groups left behind, watching, the log ---------------------------------
+
+
+def test_an_exec_style_start_script_is_still_the_application_after_the_exec(managed, tmp_path):
+    port = free_port()
+    process = managed(command=exec_script(tmp_path, str(port)))
+    process.start()
+    pid = process.status().pid
+    wait_for(lambda: logged_line(process, "serving on"), timeout=10)
+    assert "server.py" in cmdline(pid) and "start.sh" not in cmdline(pid), "the script has exec'd the server"
+    status = process.status()
+    assert status.running and status.pid == pid and process.pid_file.exists()
+    assert port in process.watch().listening_ports()
+
+    with pytest.raises(AlreadyRunning, match=f"already runs as pid {pid}"):
+        process.start()  # never a second copy beside the first
+    assert alive(pid) and process.status().pid == pid
+
+    process.restart()
+    second = process.status().pid
+    assert second != pid and not alive(pid)
+    wait_for(lambda: process.log_file.read_text().count("serving on") == 2, timeout=10)
+    assert "Address already in use" not in process.log_file.read_text()
+    assert process.watch().exited() is None and port in process.watch().listening_ports()
+
+    process.stop()
+    assert not alive(second) and not process.pid_file.exists()
+
+
+LEAVES_A_WORKER = """
+import subprocess, sys
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print("worker", worker.pid, flush=True)
+"""
+
+
+def test_what_an_exited_leader_left_running_blocks_a_start_and_is_stopped_with_its_group(managed):
+    process = managed(command=py(LEAVES_A_WORKER))
+    process.start()
+    leader = int(process.pid_file.read_text().splitlines()[0])
+    worker = int(wait_for(lambda: logged_line(process, "worker "), timeout=5).split()[1])
+    wait_for(lambda: not alive(leader), timeout=10)
+    status = process.status()
+    assert status.running is False and f"pid {leader} exited, but processes it started still run" in status.note
+    with pytest.raises(AlreadyRunning, match="fight them for the port"):
+        process.start()
+    assert alive(worker)
+    lines = Lines()
+    process.stop(lines)
+    assert not alive(worker) and not process.pid_file.exists()
+    assert f"sent SIGTERM to process group {leader}" in lines.text()
+
+
+def test_a_watch_sees_its_process_exit_and_a_restart_as_another_process(managed):
+    process = managed()
+    process.start()
+    watch = process.watch()
+    assert watch.exited() is None and watch.pid == process.status().pid
+    process.restart()
+    assert watch.exited() == f"the application (pid {watch.pid}) exited"
+    assert process.watch().exited() is None
+    process.stop()
+    assert "not running" in process.watch().exited()
+
+
+def test_log_tail_gives_the_last_lines(managed):
+    process = managed()
+    process.log_file.parent.mkdir(parents=True)
+    process.log_file.write_text("".join(f"line {n}\n" for n in range(1, 2001)))
+    assert process.log_tail(40) == [f"line {n}" for n in range(1961, 2001)]
+    assert process.log_tail(0) == []
+    assert managed().log_tail() == process.log_tail()
+    process.log_file.unlink()
+    assert process.log_tail() == []
+
+
+def test_command_control_has_nothing_to_watch_and_no_log():
+    control = CommandControl(None, None, None)
+    assert control.watch() is None and control.log_tail() == []

@@ -1,0 +1,100 @@
+"""Server-side sessions: the signed cookie names a session row, and only a live row signs anyone in.
+
+A cookie signed with a leaked secret key, or copied before sign-out, is worth
+nothing without a live row: logout, idle expiry, the absolute lifetime and
+every account change (password, role, disable) end rows on the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+
+from app.auth.models import ServerSession
+from app.clock import utcnow
+from app.extensions import db
+
+# Refreshing last_seen at most this often keeps a busy page from writing a row per request.
+TOUCH_EVERY = timedelta(seconds=30)
+# Rows unused this long are dropped at the next sign-in (longer than any session can live).
+KEEP_ENDED = timedelta(days=30)
+
+
+class EndReason:
+    LOGOUT = "logout"
+    IDLE = "idle"
+    LIFETIME = "lifetime"
+    ACCOUNT_CHANGED = "account changed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A session token checked against the server: the live row, or why there is none."""
+
+    row: ServerSession | None
+    refused: str | None = None  # unknown, ended, idle, lifetime
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_session(user_id: int) -> str:
+    """Add a live row for a fresh sign-in; returns the token for the cookie. The caller commits."""
+    token = secrets.token_urlsafe(32)
+    db.session.execute(delete(ServerSession).where(ServerSession.last_seen_at < utcnow() - KEEP_ENDED))
+    db.session.add(ServerSession(token_hash=_digest(token), user_id=user_id))
+    return token
+
+
+def check(token: str | None, user_id: int, *, idle: timedelta, lifetime: timedelta) -> Verdict:
+    """Is this token a live session of this user? An idle or too-old one is ended here (and committed)."""
+    if not token:
+        return Verdict(None, "unknown")
+    row = db.session.scalar(select(ServerSession).where(ServerSession.token_hash == _digest(token)))
+    if row is None or row.user_id != user_id:
+        return Verdict(None, "unknown")
+    if row.ended_at is not None:
+        return Verdict(None, "ended")
+    now = utcnow()
+    for reason, expired in (
+        (EndReason.LIFETIME, now - row.created_at > lifetime),
+        (EndReason.IDLE, now - row.last_seen_at > idle),
+    ):
+        if expired:
+            _end(ServerSession.id == row.id, reason)
+            db.session.commit()
+            return Verdict(None, reason)
+    return Verdict(row)
+
+
+def touch(row: ServerSession) -> None:
+    """A person acted: push the idle deadline back (written at most every TOUCH_EVERY)."""
+    now = utcnow()
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        row.last_seen_at = now
+        db.session.commit()
+
+
+def end(token: str | None, reason: str) -> None:
+    """End one session (sign-out). The caller commits."""
+    if token:
+        _end(ServerSession.token_hash == _digest(token), reason)
+
+
+def end_all_for(user_id: int, reason: str = EndReason.ACCOUNT_CHANGED) -> int:
+    """End every live session of a user; returns how many. The caller commits."""
+    return _end(ServerSession.user_id == user_id, reason)
+
+
+def _end(condition, reason: str) -> int:
+    result = db.session.execute(
+        update(ServerSession)
+        .where(condition, ServerSession.ended_at.is_(None))
+        .values(ended_at=utcnow(), end_reason=reason)
+    )
+    return result.rowcount

@@ -1,0 +1,50 @@
+"""What the Deployments tab shows: the branch's commits, what is deployed, and what proved good."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.checkpoints import store
+from app.checkpoints.models import Checkpoint, KnownGood
+from app.targets.git import Commit, CommitDetail, GitError
+from app.targets.target import Target
+
+PAGE = 30
+
+
+@dataclass(frozen=True)
+class History:
+    head: str | None
+    commits: list[Commit]
+    next_before: str | None  # the cursor of the next (older) page
+    problem: str | None  # why the repository could not be read
+    known_good: dict[str, KnownGood] = field(default_factory=dict)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+
+
+def history(target: Target, before: str | None = None, page: int = PAGE) -> History:
+    """One page of the deployed branch, newest first, from `before` (a commit id) on."""
+    head, commits, problem = None, [], None
+    try:
+        repo = target.git()
+        head = repo.head()
+        commits = repo.history(limit=page + 1, before=before)
+    except GitError as exc:
+        problem = exc.message
+    more = len(commits) > page
+    commits = commits[:page]
+    return History(
+        head=head,
+        commits=commits,
+        next_before=commits[-1].sha if more else None,
+        problem=problem,
+        known_good=store.known_good(target.name),
+        checkpoints=store.recent(target.name),
+    )
+
+
+def commit_detail(target: Target, sha: str) -> tuple[CommitDetail, str]:
+    """A commit of the branch with its diff, and the deployed head; GitError for an unknown one."""
+    repo = target.git()
+    detail = repo.show(repo.resolve(sha))
+    return detail, repo.head()

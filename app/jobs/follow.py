@@ -1,0 +1,104 @@
+"""A job in a terminal: its persisted events as plain lines, replayed and then followed live.
+
+The same events the job page's websocket replays, so the terminal shows the
+same steps and lines, in the same order, whoever runs the job.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.jobs.engine import engine
+from app.jobs.events import JobView, events_after
+from app.jobs.models import Job, JobEvent
+from app.statuses import JobState, StepState, Verification
+
+POLL_S = 0.5  # another process's events carry no in-process notice on SQLite: re-read this often
+
+Echo = Callable[[str], None]
+MARKS = {"out": "|", "err": "!"}  # "cmd" lines already start with "$ "
+
+
+class EventPrinter:
+    """Turns a job's events into lines; keeps the folded view to know where the job stands."""
+
+    def __init__(self, job_id: int, echo: Echo) -> None:
+        self.view = JobView(job_id)
+        self.echo = echo
+
+    def _step_name(self, index: int) -> str:
+        title = self.view.steps[index].title if index < len(self.view.steps) else "?"
+        return f"[{index + 1}/{len(self.view.steps)}] {title}"
+
+    def show(self, event: JobEvent) -> None:
+        self.view.apply(event)
+        payload = event.payload
+        if event.kind == "log":
+            for stream, line in payload["lines"]:
+                self.echo(f"    {line}" if stream == "cmd" else f"    {MARKS.get(stream, '|')} {line}")
+        elif event.kind == "step" and event.step is not None and event.step < len(self.view.steps):
+            step = self.view.steps[event.step]
+            if step.state == StepState.RUNNING:
+                self.echo(f"{self._step_name(event.step)} ...")
+            else:
+                took = f" ({step.duration_s:.1f} s)" if step.duration_s is not None else ""
+                self.echo(f"{self._step_name(event.step)}: {step.state}{took}")
+                if step.error:
+                    self.echo(f"    error: {step.error}")
+        elif event.kind == "job":
+            state = JobState(payload["state"])
+            if state == JobState.RUNNING:
+                self.echo(f"job #{self.view.job_id} running: {len(self.view.steps)} step(s)")
+            elif state.is_final:
+                self.echo(f"job #{self.view.job_id} {state}: {self.view.result}")
+                if self.view.verification != Verification.NONE:
+                    detail = f" ({self.view.verification_detail})" if self.view.verification_detail else ""
+                    self.echo(f"verification: {self.view.verification}{detail}")
+
+
+def replay(job_id: int, echo: Echo) -> JobView:
+    """Print every stored event of the job once; returns the folded view."""
+    printer = EventPrinter(job_id, echo)
+    for event in events_after(job_id, 0):
+        printer.show(event)
+    return printer.view
+
+
+def follow(job_id: int, echo: Echo, poll_s: float = POLL_S) -> JobState:
+    """Print the job's events as they are stored, until it ends; returns its final state.
+
+    Woken by the event bus when the job runs in this process (or any process,
+    on PostgreSQL); otherwise it re-reads every poll_s.
+    """
+    bus = engine().bus
+    news = threading.Event()
+
+    def heard(job: int | None, seq: int | None) -> None:
+        if job is None or job == job_id:
+            news.set()
+
+    bus.subscribe(heard)
+    printer = EventPrinter(job_id, echo)
+    seen = 0
+    try:
+        while True:
+            # The row first: a final state is committed with its last event, so reading events
+            # after it sees them all.
+            state = JobState(db.session.scalar(select(Job.state).where(Job.id == job_id)))
+            for event in events_after(job_id, seen):
+                printer.show(event)
+                seen = event.seq
+            db.session.commit()  # end the read, so the next one sees new commits
+            if printer.view.state.is_final:
+                return printer.view.state
+            if state.is_final:
+                return state
+            news.wait(poll_s)
+            news.clear()
+    finally:
+        bus.unsubscribe(heard)
+        db.session.remove()

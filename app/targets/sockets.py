@@ -1,0 +1,80 @@
+"""Which local TCP ports listen, and which processes hold them, read from /proc.
+
+Verification uses this to tell an answer from the process Rewind just started
+apart from one given by some other process on the same port (an old copy
+nobody stopped). Linux only, like the rest of process supervision; reading
+never raises: what cannot be read is simply not seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+
+LISTEN = "0A"  # the TCP state code for LISTEN in /proc/net/tcp
+
+
+def listening_inodes() -> dict[int, int]:
+    """Socket inode -> port, for every TCP socket listening in this network namespace (IPv4 and IPv6)."""
+    found: dict[int, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == LISTEN:
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                with contextlib.suppress(ValueError):
+                    found[int(fields[9])] = port
+    return found
+
+
+def socket_inodes(pids: Iterable[int]) -> set[int]:
+    """Inodes of the sockets these processes hold open (processes of other users are not readable: not seen)."""
+    inodes: set[int] = set()
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                link = os.readlink(f"{fd_dir}/{name}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(int(link[8:-1]))
+    return inodes
+
+
+def listening_ports(pids: Iterable[int]) -> frozenset[int]:
+    """The TCP ports on which these processes listen."""
+    listening = listening_inodes()
+    return frozenset(listening[inode] for inode in socket_inodes(pids) if inode in listening)
+
+
+def is_local_host(host: str) -> bool:
+    """Whether every address the host name resolves to belongs to this machine (so its listeners are visible)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    if not infos:
+        return False
+    for family, _type, _proto, _name, address in infos:
+        ip = ipaddress.ip_address(address[0])
+        if ip.is_loopback:
+            continue
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((address[0], 0))  # only an address of this host can be bound
+        except OSError:
+            return False
+    return True

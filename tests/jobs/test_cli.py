@@ -1,0 +1,469 @@
+"""`flask rewind run` and `flask rewind jobs …` against real targets, with and without a runner up."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import select as sql_select
+
+from app.audit.models import AuditEvent
+from app.audit.store import Actor
+from app.auth import accounts
+from app.auth.roles import Role
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs import service
+from app.jobs.events import load_view
+from app.jobs.models import Job
+from app.jobs.runner import Runner, runners_alive
+from app.statuses import ExitStatus
+from app.targets import registry
+from tests.conftest import both_databases, wait_for
+from tests.deployments.conftest import write_targets
+from tests.support.apps import TEST_KEYS
+from tests.support.server import REPO
+from tests.support.targets import git, make_code_target
+
+
+@pytest.fixture
+def code_target(app, tmp_path, users):
+    target = make_code_target(tmp_path / "targets")
+    write_targets(app, target)
+    with app.app_context():
+        registry.current().open(target.name).process().start()
+        assert registry.current().open(target.name).health().wait_healthy().ok, "the test app did not come up"
+    yield target
+    with app.app_context():
+        registry.current().open(target.name).process().stop()
+
+
+def rewind(app, *args):
+    return app.test_cli_runner().invoke(args=["rewind", *args])
+
+
+def jobs(app) -> list[Job]:
+    with app.app_context():
+        rows = db.session.scalars(sql_select(Job).order_by(Job.id)).all()
+        db.session.expunge_all()
+        return rows
+
+
+def audit_rows(app, action: str) -> list[tuple[str, int | None, dict]]:
+    with app.app_context():
+        rows = db.session.scalars(sql_select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))
+        return [(r.actor_name, r.actor_id, json.loads(r.details or "{}")) for r in rows]
+
+
+def queue(app, name: str, target: str | None, actor: Actor, **params) -> int:
+    with app.app_context():
+        book = runbooks.get(name)
+        parsed = book.parse_params({k: str(v) for k, v in params.items()}, target)
+        return service.enqueue(book, target, parsed, actor).id
+
+
+def refused(result, status: ExitStatus, *needles: str) -> None:
+    assert result.exit_code == status, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rewind: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+def test_run_follow_prints_steps_and_lines_as_the_job_runs_here(app, code_target):
+    result = rewind(
+        app, "run", "staging", "revert", f"commits={code_target.commits[2][:8]}", "--as", "operator", "--follow"
+    )
+    assert result.exit_code == ExitStatus.SUCCEEDED, result.output
+    out = result.stdout
+    (job,) = jobs(app)
+    assert job.state == "succeeded" and job.worker.endswith("/cli")
+    assert f"queued job #{job.id}: revert on staging as operator" in out
+    assert "no runner is up: running it in this process" in out
+    order = [
+        "[1/5] Record a checkpoint ...",
+        "[2/5] Revert ...",
+        "[2/5] Revert: succeeded",
+    ]
+    order += ["[4/5] Verify health: succeeded", f"job #{job.id} succeeded: ", "verification: passed"]
+    positions = [out.index(part) for part in order]
+    assert positions == sorted(positions), out
+    assert git(code_target.repo, "log", "-1", "--format=%s").startswith('Revert "Greet in French"')
+
+
+def test_a_failing_job_exits_with_the_failed_status_and_shows_why(app, code_target):
+    before = code_target.head()
+    result = rewind(
+        app, "run", "staging", "revert", f"commits={code_target.commits[1]}", "--as", "operator", "--follow"
+    )
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    assert "[2/5] Revert: failed" in result.stdout and "CHANGES.md" in result.stdout
+    assert "[3/5]" not in result.stdout  # the steps after a failure never ran
+    assert jobs(app)[0].state == "failed"
+    assert code_target.head() == before
+
+
+def test_without_follow_and_no_runner_it_still_runs_the_job_and_exits_with_its_outcome(app, users):
+    result = rewind(app, "run", "-", "test.fail", "--as", "operator")
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    (job,) = jobs(app)
+    assert result.stdout.splitlines()[-1] == f"job #{job.id} failed: {job.result}"
+    assert "about to fail" not in result.stdout  # lines only with --follow
+    shown = rewind(app, "jobs", "show", str(job.id)).stdout
+    command = shown.index(f"    $ {sys.executable} -c ")
+    assert command < shown.index("    ! about to fail") < shown.index("[1/2] Exit 3: failed")
+
+
+def test_the_audit_rows_carry_the_user_and_via_cli(app, users):
+    result = rewind(app, "run", "staging", "test.echo", "text=hello", "--as", "operator", "--follow")
+    assert result.exit_code == 0, result.output
+    assert "    | echo: hello" in result.stdout
+    (job,) = jobs(app)
+    ((name, actor_id, details),) = audit_rows(app, "job.queued")
+    assert (name, actor_id) == ("operator", users[Role.OPERATOR])
+    assert details == {"job_id": job.id, "runbook": "test.echo", "params": {"text": "hello"}, "via": "cli"}
+    assert [(n, d["job_id"]) for n, _, d in audit_rows(app, "job.succeeded")] == [("operator", job.id)]
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["nowhere", "test.echo", "text=x", "--as", "operator"], ["there is no target 'nowhere'", "staging"]),
+        (["staging", "nothing", "--as", "operator"], ["there is no runbook 'nothing'", "test.echo"]),
+        (["staging", "test.echo", "text=x", "colour=red", "--as", "operator"], ["colour: is not a parameter", "text"]),
+        (["staging", "test.echo", "text", "--as", "operator"], ["parameters are KEY=VALUE, got 'text'"]),
+        (["staging", "test.echo", "--as", "operator"], ["text: is required"]),
+        (["staging", "test.echo", "text=a", "text=b", "--as", "operator"], ["text is given twice"]),
+        (["staging", "test.echo", "text=x", "--as", "nobody"], ["there is no user 'nobody'", "users list"]),
+        (["staging", "test.echo", "text=x", "--as", "viewer"], ["viewer (viewer) may not", "needs the operator role"]),
+        (["staging", "test.admin", "--as", "operator"], ["needs the admin role to run test.admin", "--as"]),
+        (["-", "test.echo", "text=x", "--as", "operator"], ["test.echo runs on a target"]),
+        (["staging", "test.count", "--as", "operator"], ["runs on Rewind itself", "pass - as TARGET"]),
+    ],
+)
+def test_bad_input_is_refused_before_queueing(app, users, args, needles):
+    refused(rewind(app, "run", *args), ExitStatus.REFUSED, *needles)
+    assert jobs(app) == []
+
+
+def test_a_bad_commit_on_a_real_target_is_refused_and_audited(app, code_target):
+    result = rewind(app, "run", "staging", "revert", "commits=1234567", "--as", "operator", "--follow")
+    refused(result, ExitStatus.REFUSED, "commits: there is no commit '1234567' in this repository")
+    assert jobs(app) == []
+    ((name, _, details),) = audit_rows(app, "job.queued")
+    assert name == "operator" and details["via"] == "cli" and "1234567" in details["reason"]
+
+
+def test_a_disabled_account_may_not_run_jobs(app, users):
+    with app.app_context():
+        accounts.set_disabled(accounts.find_user("operator"), True, Actor.system())
+    result = rewind(app, "run", "staging", "test.echo", "text=x", "--as", "operator")
+    refused(result, ExitStatus.REFUSED, "operator (operator) may not", "disabled account", "enable it again")
+    assert jobs(app) == []
+    assert [d["reason"] for _, _, d in audit_rows(app, "auth.denied")] == ["comes from a disabled account"]
+
+
+def test_role_refusals_are_audited_as_the_user(app, users):
+    refused(rewind(app, "run", "staging", "test.admin", "--as", "operator"), ExitStatus.REFUSED)
+    ((name, actor_id, details),) = audit_rows(app, "auth.denied")
+    assert (name, actor_id, details["via"], details["role"]) == ("operator", users[Role.OPERATOR], "cli", "operator")
+
+
+def test_a_busy_target_is_refused_with_its_own_status(app, users):
+    running = queue(app, "test.sleep", "staging", Actor(users[Role.ADMIN], "admin"))
+    result = rewind(app, "run", "staging", "test.sleep", "--as", "operator", "--follow")
+    refused(result, ExitStatus.BUSY, "staging is busy", f"job #{running}", "Wait for it to finish or cancel it")
+    assert [j.id for j in jobs(app)] == [running]
+    ((_, _, details),) = audit_rows(app, "job.queued")[1:]
+    assert details["reason"] == "target busy" and details["via"] == "cli"
+
+
+# --- protected targets ---------------------------------------------------------------------
+
+
+def test_reset_on_a_protected_target_without_a_terminal_needs_yes(app, code_target):
+    write_targets(app, code_target, protected=True)
+    before = code_target.head()
+    result = rewind(app, "run", "staging", "reset", f"commit={code_target.commits[0]}", "--as", "admin", "--follow")
+    refused(result, ExitStatus.REFUSED, "staging is protected", "pass --yes or confirm=staging")
+    assert jobs(app) == [] and code_target.head() == before
+
+
+def test_reset_on_a_protected_target_with_yes_runs(app, code_target):
+    write_targets(app, code_target, protected=True)
+    args = ["staging", "reset", f"commit={code_target.commits[0]}", "--as", "admin", "--follow", "--yes"]
+    result = rewind(app, "run", *args)
+    assert result.exit_code == ExitStatus.SUCCEEDED, result.output
+    assert code_target.head() == code_target.commits[0]
+    assert jobs(app)[0].params["confirm"] == "staging"
+
+
+def test_a_wrong_typed_confirmation_is_refused(app, code_target):
+    write_targets(app, code_target, protected=True)
+    result = rewind(
+        app, "run", "staging", "reset", f"commit={code_target.commits[0]}", "confirm=stagin", "--as", "admin"
+    )
+    refused(result, ExitStatus.REFUSED, "type its name, staging, to confirm")
+    assert jobs(app) == []
+
+
+def test_an_unprotected_target_asks_nothing(app, code_target):
+    result = rewind(app, "run", "staging", "reset", f"commit={code_target.commits[0]}", "--as", "admin")
+    assert result.exit_code == ExitStatus.SUCCEEDED, result.output
+    assert code_target.head() == code_target.commits[0]
+
+
+def flask_env(app) -> dict[str, str]:
+    """What the real `flask rewind …` needs to open this test app's instance and ops database."""
+    settings = app.config["REWIND_SETTINGS"]
+    env = {**os.environ, **TEST_KEYS, "FLASK_APP": "wsgi", "REWIND_RUNBOOKS": "tests.support.runbooks"}
+    return env | {"REWIND_INSTANCE_DIR": str(settings.instance_dir), "REWIND_DATABASE_URL": settings.database_url}
+
+
+def flask_on_a_terminal(app, *args: str, answer: str) -> tuple[int, str]:
+    """The real `flask rewind …` on a pseudo-terminal: answer the prompt, read to the end."""
+    env = flask_env(app)
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "rewind", *args], cwd=REPO, env=env, stdin=child, stdout=child, stderr=child
+    )
+    os.close(child)
+    seen, answered = b"", False
+    try:
+        while True:
+            ready, _, _ = select.select([main], [], [], 60)
+            assert ready, f"no output for 60 s: {seen.decode()}"
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the terminal closes when the command ends
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not answered and b"Type staging to go on" in seen:
+                os.write(main, answer.encode() + b"\n")
+                answered = True
+    finally:
+        os.close(main)
+    assert answered, seen.decode()
+    return process.wait(timeout=60), seen.decode()
+
+
+@pytest.mark.parametrize("answer, status", [("staging", ExitStatus.SUCCEEDED), ("production", ExitStatus.REFUSED)])
+def test_on_a_terminal_a_protected_reset_asks_for_the_target_name(app, code_target, answer, status):
+    write_targets(app, code_target, protected=True)
+    code, output = flask_on_a_terminal(
+        app, "run", "staging", "reset", f"commit={code_target.commits[0]}", "--as", "admin", "--follow", answer=answer
+    )
+    assert code == status, output
+    if status == ExitStatus.SUCCEEDED:
+        assert code_target.head() == code_target.commits[0] and "succeeded" in output
+    else:
+        assert "type its name, staging, to confirm" in output and jobs(app) == []
+
+
+def test_ctrl_c_cancels_a_job_the_cli_runs_itself(app, users):
+    args = ["run", "staging", "test.sleep", "seconds=60", "--as", "operator", "--follow"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "rewind", *args],
+        cwd=REPO,
+        env=flask_env(app),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen = []
+    while not any("child up" in line for line in seen):
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, f"no output for 60 s: {seen}"
+        line = process.stdout.readline()
+        assert line, f"the command ended early: {seen}"
+        seen.append(line)
+    process.send_signal(signal.SIGINT)
+    rest = process.stdout.read()
+    assert process.wait(timeout=60) == ExitStatus.CANCELLED, [*seen, rest]
+    assert "job #1 cancelled: Cancelled by operator" in rest
+    assert jobs(app)[0].state == "cancelled"
+    ((_, _, details),) = audit_rows(app, "job.cancel_requested")
+    assert details["via"] == "cli"
+
+
+# --- another runner ---------------------------------------------------------------------------
+
+
+@both_databases
+def test_with_a_runner_up_the_cli_follows_and_never_runs_the_job_itself(app, users, runner):
+    assert runners_alive(app)
+    result = rewind(app, "run", "staging", "test.echo", "text=once", "--as", "operator", "--follow")
+    assert result.exit_code == ExitStatus.SUCCEEDED, result.output
+    assert "a runner will start it" in result.stdout and "running it in this process" not in result.stdout
+    assert result.stdout.count("    | echo: once") == 1
+    (job,) = jobs(app)
+    assert job.worker == runner.identity
+    assert [d["job_id"] for _, _, d in audit_rows(app, "job.start")] == [job.id]  # started exactly once
+
+
+@both_databases
+def test_a_job_another_runner_holds_cannot_be_claimed_by_the_cli(app, users, runner):
+    job_id = queue(app, "test.sleep", "staging", Actor(users[Role.OPERATOR], "operator"), seconds=30)
+    wait_for(lambda: jobs(app)[0].state == "running")
+    assert Runner(app, workers=1, identity="cli-probe").claim(job_id) is None
+    result = rewind(app, "jobs", "cancel", str(job_id), "--as", "operator")
+    assert result.exit_code == 0 and f"asked job #{job_id} to stop" in result.stdout
+    wait_for(lambda: jobs(app)[0].state == "cancelled")
+    ((_, _, details),) = audit_rows(app, "job.cancel_requested")
+    assert details == {"job_id": job_id, "via": "cli"}
+
+
+def test_runners_alive_follows_the_runner_life(app):
+    assert not runners_alive(app)
+    from app.jobs.engine import engine
+
+    started = engine(app).start_runner()
+    try:
+        assert runners_alive(app)
+    finally:
+        started.stop(wait=True)
+    assert not runners_alive(app)
+
+
+def test_without_follow_a_running_runner_takes_the_job_and_the_cli_returns(app, users, runner):
+    result = rewind(app, "run", "-", "test.count", "lines=3", "--as", "operator")
+    assert result.exit_code == ExitStatus.SUCCEEDED, result.output
+    (job,) = jobs(app)
+    assert f"follow it with: flask rewind jobs show {job.id}" in result.stdout
+    wait_for(lambda: jobs(app)[0].state == "succeeded")
+    assert jobs(app)[0].worker == runner.identity
+
+
+# --- jobs list / show / cancel -------------------------------------------------------------------
+
+
+def test_jobs_list_filters_by_target_and_state(app, users):
+    assert rewind(app, "run", "staging", "test.echo", "text=a", "--as", "operator").exit_code == 0
+    assert rewind(app, "run", "production", "test.echo", "text=b", "--as", "operator").exit_code == 0
+    assert rewind(app, "run", "-", "test.fail", "--as", "operator").exit_code == ExitStatus.FAILED
+    first, second, third = (j.id for j in jobs(app))
+    listed = rewind(app, "jobs", "list").stdout.splitlines()
+    assert listed[0].split()[:4] == ["ID", "STATE", "RUNBOOK", "TARGET"]
+    assert [line.split()[0] for line in listed[1:]] == [str(third), str(second), str(first)]
+    by_target = rewind(app, "jobs", "list", "--target", "production").stdout.splitlines()[1:]
+    assert [line.split()[:4] for line in by_target] == [[str(second), "succeeded", "test.echo", "production"]]
+    failed = rewind(app, "jobs", "list", "--state", "failed").stdout.splitlines()[1:]
+    assert [line.split()[:3] for line in failed] == [[str(third), "failed", "test.fail"]]
+    assert rewind(app, "jobs", "list", "--state", "cancelled").stdout.strip() == "no jobs"
+    assert rewind(app, "jobs", "list", "--state", "lost").exit_code == ExitStatus.USAGE
+
+
+def test_jobs_show_gives_steps_result_verification_and_lines(app, users):
+    assert rewind(app, "run", "-", "test.count", "lines=3", "--as", "operator").exit_code == 0
+    (job,) = jobs(app)
+    out = rewind(app, "jobs", "show", str(job.id)).stdout
+    for part in (f"job #{job.id}: test.count on Rewind", "state:    succeeded", "by:       operator"):
+        assert part in out
+    for part in ("params:   delay=0.0 lines=3", "    | line 1", "    | line 3", "  1. Count: succeeded"):
+        assert part in out
+    assert "result:   counted 3 lines" in out and "verification: passed (counted every line)" in out
+    assert out.index("    | line 1") < out.index("    | line 3") < out.index("  2. Finish: succeeded")
+
+
+def test_jobs_show_of_an_unknown_job_says_how_to_find_one(app):
+    refused(rewind(app, "jobs", "show", "999"), ExitStatus.REFUSED, "there is no job #999", "jobs list")
+
+
+def test_jobs_cancel_checks_the_role_and_is_audited_via_cli(app, users):
+    job_id = queue(app, "test.sleep", "staging", Actor(users[Role.OPERATOR], "operator"))
+    refused(rewind(app, "jobs", "cancel", str(job_id), "--as", "viewer"), ExitStatus.REFUSED, "needs the operator role")
+    assert jobs(app)[0].state == "queued"
+    ((name, _, details),) = audit_rows(app, "auth.denied")
+    assert name == "viewer" and details["via"] == "cli"
+
+    result = rewind(app, "jobs", "cancel", str(job_id), "--as", "operator")
+    assert result.exit_code == 0 and f"cancelled job #{job_id} before it started" in result.stdout
+    assert jobs(app)[0].state == "cancelled"
+    ((name, actor_id, details),) = audit_rows(app, "job.cancelled")
+    assert (name, actor_id, details) == (
+        "operator",
+        users[Role.OPERATOR],
+        {"job_id": job_id, "before_start": True, "via": "cli"},
+    )
+
+    refused(rewind(app, "jobs", "cancel", str(job_id), "--as", "operator"), ExitStatus.REFUSED, "already ended")
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["999", "--as", "admin"], ["there is no job #999"]),
+        (["1", "--as", "nobody"], ["there is no user 'nobody'"]),
+    ],
+)
+def test_jobs_cancel_refuses_unknown_names(app, users, args, needles):
+    job_id = queue(app, "test.sleep", "staging", Actor(users[Role.ADMIN], "admin"))
+    assert job_id == 1
+    refused(rewind(app, "jobs", "cancel", *args), ExitStatus.REFUSED, *needles)
+    assert jobs(app)[0].state == "queued"
+
+
+def test_only_the_starter_or_an_admin_may_cancel(app, users):
+    job_id = queue(app, "test.sleep", "staging", Actor(users[Role.ADMIN], "admin"))
+    result = rewind(app, "jobs", "cancel", str(job_id), "--as", "operator")
+    refused(result, ExitStatus.REFUSED, "only its starter (admin) or an admin may cancel", "--as admin")
+    assert jobs(app)[0].state == "queued"
+
+
+def test_a_command_left_running_by_a_killed_process_is_stopped_when_its_job_is_marked_interrupted(app, users):
+    """kill -9 of the process running a job: its command lives on in its own group until a runner sweeps it."""
+    args = ["run", "staging", "test.sleep", "seconds=120", "--as", "operator", "--follow"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "rewind", *args],
+        cwd=REPO,
+        env=flask_env(app),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = None
+    while child is None:
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "no output for 60 s"
+        line = process.stdout.readline()
+        assert line, "the command ended early"
+        if found := re.search(r"child up (\d+)$", line.strip()):
+            child = int(found[1])
+    with app.app_context():
+        wait_for(lambda: db.session.get(Job, 1).command_group == child and db.session.commit() is None, timeout=30)
+    process.kill()  # as the OOM killer would: no clean-up runs
+    process.wait(timeout=30)
+    os.kill(child, 0)  # the orphan still runs: nothing stopped it yet
+    from app.jobs.engine import engine
+
+    runner = engine(app).start_runner()  # a runner starting up sweeps jobs whose process died
+    try:
+        wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)
+        with app.app_context():
+            job = db.session.get(Job, 1)
+            assert job.state == "interrupted"
+            assert job.command_group is None
+            lines = [text for _, _, text in load_view(job).lines]
+        assert f"stopped the command (process group {child}) that the stopped Rewind process left running" in lines
+        ((_, _, details),) = audit_rows(app, "job.interrupted")
+        assert details["orphaned_group"] == child
+    finally:
+        runner.stop(wait=True)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -1,0 +1,139 @@
+"""Every route, every role, every method, generated from the URL map: a new route is covered the day it lands.
+
+The role each view declares is the contract; this checks the app keeps it:
+anonymous callers go to the login page, lower roles get an audited 403, and
+only a short reviewed list of routes is open to everyone.
+"""
+
+import pytest
+from sqlalchemy import func, select
+
+from app.audit.models import AuditEvent
+from app.auth.roles import Role
+from app.extensions import db
+from tests.support.apps import add_user, csrf_token
+from tests.support.security import CALLERS, collect_routes, expectation
+
+ROUTES = collect_routes()
+
+# Reviewed: the only routes anyone may call without signing in.
+PUBLIC_ROUTES = {"GET auth.login", "POST auth.login", "GET dashboard.healthz"}
+# Routes whose success is to send the caller to the login page.
+ENDS_AT_LOGIN = {"auth.logout"}
+
+
+def test_only_reviewed_routes_are_public():
+    public = {r.id for r in ROUTES if r.role == "public"}
+    assert public == PUBLIC_ROUTES, "a public route must be reviewed and added to PUBLIC_ROUTES"
+
+
+def test_every_mutating_route_needs_a_role():
+    for route in ROUTES:
+        if route.method not in ("GET", "WS") and route.id not in PUBLIC_ROUTES:
+            assert isinstance(route.role, Role), route.id
+
+
+def test_the_matrix_sees_every_route(app):
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    assert endpoints == {r.endpoint for r in ROUTES}
+
+
+def test_a_view_without_a_role_stops_start_up():
+    from flask import Flask
+
+    from app.auth.guards import ensure_every_view_is_guarded
+
+    bare = Flask(__name__)
+    bare.add_url_rule("/oops", "oops", lambda: "hi")
+    with pytest.raises(RuntimeError, match="'oops' declares no role"):
+        ensure_every_view_is_guarded(bare)
+
+
+def sample_ids(app, users) -> dict[str, int]:
+    """A victim account and a job started by the operator, for the routes that name one."""
+    from app.audit.store import Actor
+    from app.jobs import runbook, service
+
+    victim = add_user(app, "victim", Role.VIEWER)
+    with app.app_context():
+        job = service.enqueue(runbook.get("selfcheck"), None, {}, Actor(users[Role.OPERATOR], "operator"))
+        return {"user_id": victim, "job_id": job.id}
+
+
+def denied_rows(app) -> list[tuple[str, str]]:
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.denied")).all()
+        return [(e.actor_name, e.outcome) for e in rows]
+
+
+@pytest.mark.parametrize("caller", CALLERS, ids=lambda r: r.label if r else "anonymous")
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.id)
+def test_route_access(app, users, as_role, route, caller):
+    ids = sample_ids(app, users)
+    if route.endpoint == "auth.enable_user":
+        with app.app_context():
+            from app.auth.models import User
+
+            db.session.get(User, ids["user_id"]).disabled = True
+            db.session.commit()
+    client = as_role(caller) if caller else app.test_client()
+    url = route.url(ids)
+    if route.method == "WS":
+        # a handshake from another site: refused before any upgrade, whoever asks
+        headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Origin": "http://evil.example"}
+        headers.update({"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"})
+        response = client.get(url, headers=headers)
+        assert response.status_code == (401 if caller is None else 403)
+        return
+    if route.method == "GET":
+        response = client.get(url)
+    else:
+        response = client.open(url, method=route.method, data={**route.form(), "csrf_token": csrf_token(client)})
+    expected = expectation(route, caller)
+    status, location = response.status_code, response.headers.get("Location", "")
+    if expected == "public":
+        assert status < 500 and status != 403
+    elif expected == "login":
+        assert status == 302 and "/login" in location
+    elif expected == "forbidden":
+        assert status == 403 and "You may not do this" in response.get_data(as_text=True)
+        assert denied_rows(app) == [(caller.label, "denied")]
+    else:
+        assert status not in (401, 403) and status < 500, response.get_data(as_text=True)[:300]
+        if route.endpoint not in ENDS_AT_LOGIN:
+            assert "/login" not in location
+        assert denied_rows(app) == []
+
+
+# --- CSRF ----------------------------------------------------------------------------------------
+
+MUTATING = [r for r in ROUTES if r.method not in ("GET", "WS")]
+
+
+def counts(app) -> dict[str, int]:
+    from app.auth.models import ServerSession, User
+    from app.jobs.models import Job
+
+    with app.app_context():
+        return {m.__name__: db.session.scalar(select(func.count()).select_from(m)) for m in (User, Job, ServerSession)}
+
+
+@pytest.mark.parametrize("token", ["missing", "forged", "another session's"])
+@pytest.mark.parametrize("route", MUTATING, ids=lambda r: r.id)
+def test_csrf_matrix(app, users, as_role, route, token):
+    """Every state-changing route refuses a request without this session's token, changes nothing, and audits it."""
+    ids = sample_ids(app, users)
+    client = as_role(Role.ADMIN) if route.id not in PUBLIC_ROUTES else app.test_client()
+    form = route.form()
+    if token == "forged":
+        form["csrf_token"] = "ImZvcmdlZCI.forged.token"
+    elif token == "another session's":
+        form["csrf_token"] = csrf_token(as_role(Role.ADMIN))
+    before = counts(app)
+    response = client.open(route.url(ids), method=route.method, data=form)
+    assert response.status_code == 400
+    assert "Security token missing or wrong" in response.get_data(as_text=True)
+    assert counts(app) == before
+    with app.app_context():
+        refused = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.csrf_refused")).all()
+        assert [e.outcome for e in refused] == ["denied"]

@@ -1,0 +1,100 @@
+"""A graceful stop lets running jobs finish, claims nothing new, and marks the rest interrupted, saying why."""
+
+import signal
+import sqlite3
+
+from app.audit.store import Actor
+from app.extensions import db
+from app.jobs import runbook, service
+from app.jobs.engine import engine
+from app.jobs.models import Job
+from tests.conftest import wait_for
+
+
+def enqueue(app, name, target=None, **params):
+    with app.app_context():
+        book = runbook.get(name)
+        parsed = book.parse_params({k: str(v) for k, v in params.items()}, target)
+        return service.enqueue(book, target, parsed, Actor(None, "opal")).id
+
+
+def job(app, job_id) -> Job:
+    with app.app_context():
+        row = db.session.get(Job, job_id)
+        db.session.expunge(row)
+        return row
+
+
+def test_running_jobs_finish_and_queued_ones_wait(app):
+    from app.jobs.runner import Runner
+
+    runner = Runner(app, workers=1).start()
+    running = enqueue(app, "test.count", lines=20, delay=0.02)
+    wait_for(lambda: job(app, running).state == "running")
+    queued = enqueue(app, "test.count", lines=1)
+    assert runner.drain(timeout_s=60) == []
+    assert job(app, running).state == "succeeded"
+    assert job(app, queued).state == "queued", "a stopping runner claims nothing new"
+    runner.stop()
+
+
+def test_jobs_still_running_at_the_timeout_are_interrupted_and_their_commands_stopped(app):
+    runner = engine(app).start_runner()
+    long = enqueue(app, "test.sleep", target="staging", seconds=600)
+    wait_for(lambda: job(app, long).state == "running")
+    assert runner.drain(timeout_s=0.5) == [long]
+    row = job(app, long)
+    assert row.state == "interrupted"
+    assert row.result.startswith("Rewind was stopped during “Sleep”: its jobs did not finish within")
+    assert not runner._running, "the job's thread stopped its command and let go"
+    assert job(app, long).state == "interrupted", "the job's own ending did not overwrite it"
+    runner.stop()
+
+
+def test_sigterm_to_gunicorn_marks_an_unfinished_job_interrupted(tmp_path):
+    from tests.jobs.conftest import start_server
+    from tests.jobs.test_websocket import start_job
+    from tests.support.http import Session
+
+    server = start_server(tmp_path / "instance", REWIND_GRACEFUL_TIMEOUT="1")
+    try:
+        admin = Session(server.url)
+        admin.login("admin", server.admin_password)
+        job_id = start_job(admin, runbook="test.sleep", target="staging", seconds="600")
+        wait_for(lambda: 'data-state="running"' in admin.get(f"/jobs/{job_id}")[2], timeout=30)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0
+    finally:
+        server.stop()
+    with sqlite3.connect(tmp_path / "instance" / "rewind.db") as conn:
+        state, result = conn.execute("SELECT state, result FROM job WHERE id = ?", (job_id,)).fetchone()
+    assert state == "interrupted" and result.startswith("Rewind was stopped")
+
+
+def test_sigterm_to_a_worker_lets_a_short_job_finish_and_interrupts_a_long_one(tmp_path, pg_server):
+    from tests.jobs.conftest import SERVER_ENV, start_server
+    from tests.jobs.test_processes import state_of, worker
+    from tests.jobs.test_websocket import start_job
+    from tests.support.http import Session
+
+    url = pg_server.create_database("graceful")
+    web = start_server(tmp_path / "web", url, REWIND_EXTERNAL_WORKERS="1")
+    # two job threads: a third job waits in the queue while both run
+    process = worker({**web.env, **SERVER_ENV, "REWIND_GRACEFUL_TIMEOUT": "3", "REWIND_JOB_THREADS": "2"})
+    try:
+        session = Session(web.url)
+        session.login("admin", web.admin_password)
+        long = start_job(session, runbook="test.sleep", target="staging", seconds="600")
+        short = start_job(session, runbook="test.count", lines="40", delay="0.05")
+        wait_for(lambda: state_of(session, long) == state_of(session, short) == "running", timeout=30)
+        queued = start_job(session, runbook="test.count", lines="1")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert state_of(session, short) == "succeeded"
+        assert state_of(session, long) == "interrupted"
+        assert "Rewind was stopped during “Sleep”" in session.get(f"/jobs/{long}")[2]
+        assert state_of(session, queued) == "queued", "a slot came free, but a stopping worker claims nothing new"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        web.stop()
