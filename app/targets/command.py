@@ -55,16 +55,17 @@ class NullSink:
 
 
 class Tee:
-    """Passes lines on to another sink and keeps the last few of each stream, for error messages."""
+    """Passes lines on to another sink and keeps the last `keep` of each stream (every line with None)."""
 
-    def __init__(self, sink: Sink | None, keep: int = TAIL_LINES) -> None:
+    def __init__(self, sink: Sink | None, keep: int | None = TAIL_LINES) -> None:
         self.sink = NullSink() if sink is None else sink
-        self.tails: dict[str, deque[str]] = {"out": deque(maxlen=keep), "err": deque(maxlen=keep)}
+        self.keep = keep
+        self.tails: dict[str, deque[str]] = {}
         self._lock = threading.Lock()
 
     def line(self, stream: str, text: str) -> None:
         with self._lock:
-            self.tails.setdefault(stream, deque(maxlen=TAIL_LINES)).append(text)
+            self.tails.setdefault(stream, deque(maxlen=self.keep)).append(text)
         self.sink.line(stream, text)
 
     def tick(self) -> None:
@@ -178,8 +179,7 @@ def run_command(
         env=env,
         start_new_session=True,
     )
-    collected: dict[str, list[str]] = {"out": [], "err": []}
-    target: Sink = _Collector(sink, collected) if capture else sink
+    target = Tee(sink, keep=None) if capture else sink
     readers = [
         threading.Thread(target=_pump, args=(proc.stdout, "out", target), daemon=True),
         threading.Thread(target=_pump, args=(proc.stderr, "err", target), daemon=True),
@@ -198,9 +198,9 @@ def run_command(
             reader.join(timeout=5)
         sink.tick()
         _ended(sink, proc.pid)
-    return CommandResult(
-        argv, proc.returncode, time.monotonic() - started, "\n".join(collected["out"]), "\n".join(collected["err"])
-    )
+    kept = target.tails if capture else {}
+    out, err = ("\n".join(kept.get(stream, ())) for stream in ("out", "err"))
+    return CommandResult(argv, proc.returncode, time.monotonic() - started, out, err)
 
 
 def _run_captured(argv, *, timeout, cwd, env, stdin) -> CommandResult:
@@ -227,27 +227,6 @@ def _run_captured(argv, *, timeout, cwd, env, stdin) -> CommandResult:
         proc.stdout.decode("utf-8", errors="replace"),
         proc.stderr.decode("utf-8", errors="replace"),
     )
-
-
-class _Collector:
-    def __init__(self, sink: Sink, into: dict[str, list[str]]) -> None:
-        self.sink, self.into = sink, into
-
-    def line(self, stream: str, text: str) -> None:
-        self.into[stream].append(text)
-        self.sink.line(stream, text)
-
-    def tick(self) -> None:
-        self.sink.tick()
-
-    def cancelled(self) -> bool:
-        return self.sink.cancelled()
-
-    def group_started(self, pgid: int) -> None:
-        _started(self.sink, pgid)
-
-    def group_ended(self, pgid: int) -> None:
-        _ended(self.sink, pgid)
 
 
 def _wait(proc: subprocess.Popen, sink: Sink, argv, timeout: float | None, started: float) -> None:

@@ -3,6 +3,7 @@
 import pytest
 
 from tests.conftest import TARGETS
+from tests.deployments.conftest import code_target  # noqa: F401 - the running code target, shared
 from tests.support.http import Session
 from tests.support.server import RewindServer
 

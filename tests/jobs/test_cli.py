@@ -10,6 +10,8 @@ import select
 import signal
 import subprocess
 import sys
+import threading
+from queue import Empty, Queue
 
 import pytest
 from sqlalchemy import select as sql_select
@@ -25,24 +27,17 @@ from app.jobs.events import load_view
 from app.jobs.models import Job
 from app.jobs.runner import Runner, runners_alive
 from app.statuses import ExitStatus
-from app.targets import registry
 from tests.conftest import both_databases, wait_for
 from tests.deployments.conftest import write_targets
 from tests.support.apps import TEST_KEYS
 from tests.support.server import REPO
-from tests.support.targets import git, make_code_target
+from tests.support.targets import git
 
 
 @pytest.fixture
-def code_target(app, tmp_path, users):
-    target = make_code_target(tmp_path / "targets")
-    write_targets(app, target)
-    with app.app_context():
-        registry.current().open(target.name).process().start()
-        assert registry.current().open(target.name).health().wait_healthy().ok, "the test app did not come up"
-    yield target
-    with app.app_context():
-        registry.current().open(target.name).process().stop()
+def code_target(users, code_target):
+    """The deployments area's running code target, with the role accounts the CLI acts as."""
+    return code_target
 
 
 def rewind(app, *args):
@@ -272,25 +267,43 @@ def test_on_a_terminal_a_protected_reset_asks_for_the_target_name(app, code_targ
         assert "type its name, staging, to confirm" in output and jobs(app) == []
 
 
-def test_ctrl_c_cancels_a_job_the_cli_runs_itself(app, users):
-    args = ["run", "staging", "test.sleep", "seconds=60", "--as", "operator", "--follow"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "rewind", *args],
-        cwd=REPO,
-        env=flask_env(app),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    seen = []
-    while not any("child up" in line for line in seen):
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        assert ready, f"no output for 60 s: {seen}"
-        line = process.stdout.readline()
-        assert line, f"the command ended early: {seen}"
+def sleeping_job_in_its_own_process(app, seconds: int) -> tuple[subprocess.Popen, Queue, int]:
+    """The real `flask rewind run … test.sleep --follow`, read until its command says it is up (and its pid).
+
+    Lines are read on a thread: select() on a buffered pipe misses lines already in the buffer.
+    """
+    args = ["run", "staging", "test.sleep", f"seconds={seconds}", "--as", "operator", "--follow"]
+    argv = [sys.executable, "-m", "flask", "rewind", *args]
+    process = subprocess.Popen(argv, cwd=REPO, env=flask_env(app), stdout=subprocess.PIPE, text=True)
+    lines: Queue = Queue()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)  # the end
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=60)
+        except Empty:
+            pytest.fail(f"no output for 60 s: {seen}")
+        assert line is not None, f"the command ended early: {seen}"
         seen.append(line)
+        if found := re.search(r"child up (\d+)$", line.strip()):
+            return process, lines, int(found[1])
+
+
+def rest_of(lines: Queue) -> str:
+    return "".join(iter(lambda: lines.get(timeout=60), None))
+
+
+def test_ctrl_c_cancels_a_job_the_cli_runs_itself(app, users):
+    process, lines, _ = sleeping_job_in_its_own_process(app, 60)
     process.send_signal(signal.SIGINT)
-    rest = process.stdout.read()
-    assert process.wait(timeout=60) == ExitStatus.CANCELLED, [*seen, rest]
+    rest = rest_of(lines)
+    assert process.wait(timeout=60) == ExitStatus.CANCELLED, rest
     assert "job #1 cancelled: Cancelled by operator" in rest
     assert jobs(app)[0].state == "cancelled"
     ((_, _, details),) = audit_rows(app, "job.cancel_requested")
@@ -423,22 +436,7 @@ def test_only_the_starter_or_an_admin_may_cancel(app, users):
 
 def test_a_command_left_running_by_a_killed_process_is_stopped_when_its_job_is_marked_interrupted(app, users):
     """kill -9 of the process running a job: its command lives on in its own group until a runner sweeps it."""
-    args = ["run", "staging", "test.sleep", "seconds=120", "--as", "operator", "--follow"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "rewind", *args],
-        cwd=REPO,
-        env=flask_env(app),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    child = None
-    while child is None:
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        assert ready, "no output for 60 s"
-        line = process.stdout.readline()
-        assert line, "the command ended early"
-        if found := re.search(r"child up (\d+)$", line.strip()):
-            child = int(found[1])
+    process, _, child = sleeping_job_in_its_own_process(app, 120)
     with app.app_context():
         wait_for(lambda: db.session.get(Job, 1).command_group == child and db.session.commit() is None, timeout=30)
     process.kill()  # as the OOM killer would: no clean-up runs
