@@ -58,8 +58,33 @@ def test_an_unhealthy_target_says_why(app, users, as_role, code_target):
     page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
     health = page[page.index('id="overview-health"') : page.index('id="overview-process"')]
     assert 'badge-bad">unhealthy</span>' in health and "connection refused" in health.lower()
+    assert 'id="overview-answer"' not in page, "no answer to quote"
     process = page[page.index('id="overview-process"') :]
     assert re.match(r'id="overview-process">\s*<span class="badge badge-bad">not running</span>', process)
+
+
+def test_an_unhealthy_answer_is_quoted_with_secrets_masked(app, users, as_role, code_target, monkeypatch):
+    from app.jobs.engine import engine
+    from tests.deployments.conftest import write_targets
+    from tests.support.targets import commit
+
+    monkeypatch.setenv("STAGING_TOKEN", "bonjour")  # the greeting the broken app answers with, as a secret
+    write_targets(app, code_target)
+    path = app.config["REWIND_SETTINGS"].config_path
+    secret_env = 'env = { TOKEN = "env:STAGING_TOKEN" }\n\n[targets.staging.health]'
+    path.write_text(path.read_text().replace("[targets.staging.health]", secret_env))
+    bad = code_target.file("server.py").replace('STATUS = "healthy"', 'STATUS = "broken"')
+    commit(code_target.repo, "Break it", **{"server.py": bad})
+    with app.app_context():
+        registry.current().open("staging").process().restart()
+        check = registry.current().open("staging").health()
+        wait_for(lambda: check.probe(request_timeout_s=2).status == 500, timeout=30)
+        engine(app).health.probe_all()
+    page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+    answer = page[page.index('id="overview-answer">') :]
+    answer = answer[: answer.index("</pre>")]
+    assert answer.startswith('id="overview-answer">status 500: {&#34;status&#34;: &#34;broken&#34;')
+    assert "bonjour" not in answer and "•••" in answer
 
 
 def test_a_failed_last_job_is_shown_in_words_and_colour(app, users, as_role, runner, code_target):
