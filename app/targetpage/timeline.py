@@ -139,10 +139,15 @@ def page(target: str, selected: Kind | None = None, *, before: int | None = None
 
 def _entries(events: list[AuditEvent]) -> list[Entry]:
     details = {e.id: _details(e) for e in events}
-    job_ids = {d.get("job_id") for e, d in ((e, details[e.id]) for e in events) if e.action == QUEUED}
+    job_ids = {_job_id(e, details[e.id]) for e in events if e.action == QUEUED}
     job_ids.discard(None)
     jobs = {j.id: j for j in db.session.scalars(select(Job).where(Job.id.in_(job_ids)))} if job_ids else {}
     return [_entry(e, details[e.id], jobs) for e in events]
+
+
+def _job_id(event: AuditEvent, details: dict) -> int | None:
+    """The indexed column; rows written before it existed carry the id only in their details."""
+    return event.job_id or details.get("job_id")
 
 
 def _details(event: AuditEvent) -> dict:
@@ -190,7 +195,7 @@ def _params_text(params: dict) -> str:
 def _entry(event: AuditEvent, details: dict, jobs: dict[int, Job]) -> Entry:
     kind_ = _kind_of(event, details)
     if event.action == QUEUED and event.outcome == Outcome.OK.value:
-        job = jobs.get(details.get("job_id"))
+        job = jobs.get(_job_id(event, details))
         title = _title_of(details.get("runbook", "?"))
         params = _params_text(details.get("params") or {})
         text = f"{title}{f' ({params})' if params else ''}"
