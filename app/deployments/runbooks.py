@@ -110,11 +110,13 @@ def reset_branch(ctx: JobContext) -> None:
 
 def merge_ref(ctx: JobContext) -> None:
     sha = ctx.params["ref"]
+    typed = ctx.params.get("ref_typed")
+    what = f"{typed} ({sha[:12]})" if typed else sha[:12]
     with steps.adapter_errors(ctx):
         head = code.git_of(ctx).merge(sha, sink=ctx)
     ctx.state["deployed"] = head
-    ctx.did(f"deployed {sha[:12]} to {ctx.target}")
-    ctx.set_result(f"Deployed {sha[:12]}; {ctx.target} now runs {head[:12]}.")
+    ctx.did(f"deployed {what} to {ctx.target}")
+    ctx.set_result(f"Deployed {what}; {ctx.target} now runs {head[:12]}.")
     ctx.progress(1.0, head[:12])
 
 
@@ -221,7 +223,7 @@ register(
         role=Role.OPERATOR,
         mutates=True,
         params=(
-            Param("ref", "Branch or commit", check=_deploy_ref),
+            Param("ref", "Branch or commit", check=_deploy_ref, keep_typed="ref_typed"),
             Param(
                 "auto_rollback",
                 "If verification fails",

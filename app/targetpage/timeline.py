@@ -184,6 +184,10 @@ def _params_text(params: dict) -> str:
     for key, value in params.items():
         if key == "confirm" or value in (None, "", "default"):
             continue
+        if f"{key}_typed" in params and isinstance(value, str):
+            value = f"{params[f'{key}_typed']} ({value[:12]})"  # what was typed, and what it resolved to
+        elif key.endswith("_typed"):
+            continue
         if isinstance(value, list):
             value = ", ".join(str(v)[:12] for v in value)
         elif isinstance(value, str) and len(value) == 40:

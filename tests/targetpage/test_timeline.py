@@ -51,7 +51,7 @@ def test_the_timeline_lists_deploy_failure_refusal_and_revert_newest_first(app, 
     ids = ids_in(page)
     assert ids == sorted(ids, reverse=True)
     rows = page.split('<tr id="event-')[1:]
-    assert f"job #{deploy.id}</a> Deploy a branch or commit (auto_rollback off; ref " in rows[5]
+    assert f"job #{deploy.id}</a> Deploy a branch or commit (auto_rollback off; ref feature/bad (" in rows[5]
     assert '<span class="badge badge-bad">failed</span>' in rows[5] and "Automatic rollback is off" in rows[5]
     assert "Revert commits refused: commits:" in rows[3] and "badge-warn" in rows[3]
     assert f"job #{revert.id}</a> Revert commits" in rows[2] and 'badge-ok">succeeded</span>' in rows[2]

@@ -247,6 +247,8 @@ def test_a_failed_deploy_offers_revert_and_reset_prefilled(app, users, as_role, 
     bad = git(code_target.repo, "rev-parse", "feature/bad")
     deploy, _ = run(app, "deploy", ref="feature/bad", auto_rollback="off")
     assert deploy.state == "failed"
+    assert deploy.params["ref"] == bad and deploy.params["ref_typed"] == "feature/bad", "what was typed is kept"
+    assert f"deployed feature/bad ({bad[:12]}) to staging" in deploy.result
     admin = as_role(Role.ADMIN)
     page = admin.get(f"/jobs/{deploy.id}").get_data(as_text=True)
     assert re.search(r'id="job-finished">Finished <time datetime="[^"]+Z"[^>]*>[^<]+</time>, after \d+\.\d s\.', page)
@@ -381,3 +383,12 @@ def test_a_refusal_is_shown_on_the_next_page_only(app, users, as_role, code_targ
     assert "feature/nope" in client.get("/targets/staging").get_data(as_text=True)  # the flash, at the top
     later = client.get("/targets/staging/deployments").get_data(as_text=True)
     assert "feature/nope" not in later and 'id="deploy-ref-error"' not in later
+
+
+def test_a_typed_ref_cannot_be_smuggled_in_as_a_parameter(app, users, as_role, code_target):
+    client = as_role(Role.OPERATOR)
+    form = {"runbook": "deploy", "target": "staging", "ref": "feature/bad", "ref_typed": "main"}
+    response = post(client, "/jobs", form)
+    assert response.status_code == 400 and "ref_typed: is not a parameter of deploy" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(Job)) is None
