@@ -76,12 +76,16 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from app.audit.views import bp as audit_bp
     from app.auth.views import bp as auth_bp
+    from app.backups.views import bp as backups_bp
     from app.dashboard.views import bp as dashboard_bp
     from app.deployments.views import bp as deployments_bp
+    from app.envconfig.views import bp as envconfig_bp
+    from app.flags.views import bp as flags_bp
     from app.jobs.views import bp as jobs_bp
     from app.targetpage.views import bp as targetpage_bp
 
-    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, targetpage_bp, deployments_bp):
+    areas = (deployments_bp, flags_bp, backups_bp, envconfig_bp)
+    for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, targetpage_bp, *areas):
         app.register_blueprint(bp)
     _init_jobs(app, settings)
 
@@ -97,7 +101,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-RUNBOOK_MODULES = ("app.jobs.selfcheck", "app.deployments.runbooks")
+RUNBOOK_MODULES = (
+    "app.jobs.selfcheck",
+    "app.deployments.runbooks",
+    "app.backups.runbooks",
+    "app.envconfig.runbooks",
+)
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:

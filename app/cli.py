@@ -5,7 +5,10 @@ from flask.cli import AppGroup
 
 from app.audit.cli import audit
 from app.auth.cli import init_admin, users
+from app.backups.cli import backups
 from app.demo.cli import demo
+from app.envconfig.cli import config
+from app.flags.cli import flags
 from app.jobs.cli import jobs, run, worker
 from app.targets.cli import targets
 
@@ -23,3 +26,6 @@ rewind.add_command(run)
 rewind.add_command(jobs)
 rewind.add_command(targets)
 rewind.add_command(demo)
+rewind.add_command(flags)
+rewind.add_command(backups)
+rewind.add_command(config)

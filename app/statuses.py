@@ -101,3 +101,16 @@ class ExitStatus(IntEnum):
             JobState.CANCELLED: cls.CANCELLED,
             JobState.INTERRUPTED: cls.INTERRUPTED,
         }.get(state, cls.SUCCEEDED)
+
+
+class EnvSource(StrEnum):
+    """How an env file version came to be recorded."""
+
+    FIRST = "first"  # the file as Rewind first saw it
+    REWIND = "rewind"  # Rewind wrote it (a restore, an edit, an automatic undo)
+    SNAPSHOT = "snapshot"  # someone asked for a snapshot of the file as it is
+    OUTSIDE = "outside"  # the file changed on disk without Rewind
+
+    @property
+    def label(self) -> str:
+        return {"first": "first seen", "outside": "changed outside Rewind"}.get(self.value, self.value)

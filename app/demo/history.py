@@ -7,7 +7,8 @@ with the file each one comes from; `Create Date:` lines of migrations are
 stamped with the commit's date when the history is written.
 
 The history ends on `main`; BAD_COMMIT sits on a branch of its own and breaks
-`/health` (it reads a column that does not exist), for rollback drills.
+`/health` (it reads a column that does not exist), for rollback drills. The
+flag `payments_v2` breaks `/health` too while it is on, for flag drills.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ HISTORY: tuple[Commit, ...] = (
             **variant("04-feature-flags", "demoapp/views.py"),
         },
     ),
-    Commit("Show segment counts on /stats", "", current("demoapp/views.py")),
+    Commit("Show segment counts on /stats", "", variant("05-segment-counts", "demoapp/views.py")),
     Commit(
         "Tidy config loading",
         "One Settings object; quotes, `export` and comments in .env are understood,\n"
@@ -93,6 +94,12 @@ HISTORY: tuple[Commit, ...] = (
         {**current("demoapp/config.py"), **variant("06-tidy-config", "demoapp/__init__.py")},
     ),
     Commit("Bump version to 1.4", "", current("demoapp/__init__.py", "README.md")),
+    Commit(
+        "Put the new payments provider behind a flag",
+        "payments_v2 routes payments through the new provider. Its client is not deployed yet,\n"
+        "so /health reports unhealthy while the flag is on: keep it off until it is.",
+        current("demoapp/views.py"),
+    ),
 )
 
 BAD_COMMIT = Commit(

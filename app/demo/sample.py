@@ -36,6 +36,7 @@ FLAGS = (
     ("beta_search", False, "Search backed by the new index"),
     ("dark_mode", True, "Dark colour scheme in the web app"),
     ("legacy_export", False, "The old CSV export, kept for one customer"),
+    ("payments_v2", False, "Payments through the new provider (not deployed yet: /health fails while on)"),
 )
 
 SESSIONS_PER_USER = (3, 1, 2, 0, 1, 2, 1, 0, 2, 1, 1, 2)  # 16 sessions

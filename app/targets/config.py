@@ -4,7 +4,9 @@ Reading is strict on purpose: an unknown key is a typo until proven
 otherwise, and every error names the file, the target and the key, so a
 broken file is fixed in one pass rather than discovered mid-incident. Any
 string may be written `env:NAME` to read it from the environment at start-up,
-so the file itself can be committed without secrets.
+so the file itself can be committed without secrets, and `envfile:NAME` to
+read it from the target's own env file, so the application and Rewind read
+one value (a database URL written once, in the `.env`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from app.targets.envfile import EnvFileError, read_values
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -54,6 +58,7 @@ class ProcessConfig:
     env: dict[str, str] = field(default_factory=dict)
     pid_file: Path | None = None  # managed mode; default under Rewind's instance folder
     log_file: Path | None = None
+    env_file: bool = False  # the target's env file is part of every command's environment
 
     @property
     def managed(self) -> bool:
@@ -71,6 +76,17 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class FlagColumns:
+    """Column names of the application's flags table; `tag` is optional (it enables "kill everything tagged X")."""
+
+    name: str = "name"
+    enabled: str = "enabled"
+    description: str = "description"
+    updated_at: str = "updated_at"
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
 class DatabaseConfig:
     url: str
     migrations: Path | None = None
@@ -78,6 +94,8 @@ class DatabaseConfig:
     flask_app: str | None = None
     key_tables: tuple[str, ...] = ()
     flags_table: str | None = None
+    flags_columns: FlagColumns = field(default_factory=FlagColumns)
+    pg_bin: Path | None = None  # the folder of pg_dump/pg_restore/psql; default: the newest fitting install
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,11 @@ class BackupsConfig:
     gpg_home: Path | None = None
     recipients: tuple[str, ...] = ()
     passphrase: str | None = None
+    rpo_minutes: int | None = None  # the newest verified backup may be at most this old
+    reserve_mb: int = 64  # free space kept beyond a scratch copy's size when restoring
+    interval_minutes: int | None = None  # a scheduled backup is due this long after the newest one
+    keep_last: int | None = None  # retention: the newest N backups Rewind made …
+    keep_daily_days: int = 0  # … and the newest of each day for this many days
 
 
 @dataclass(frozen=True)
@@ -109,7 +132,8 @@ class TargetConfig:
     bluegreen: BlueGreenConfig | None = None
     protected: bool = False
     auto_rollback: bool = False
-    secrets: tuple[str, ...] = ()  # values read through env:, masked in every job log
+    secrets: tuple[str, ...] = ()  # values read through env: and envfile:, masked in every job log
+    reads_env_file: bool = False  # envfile: values: the file's changes reload the configuration
 
 
 class _Table:
@@ -121,6 +145,8 @@ class _Table:
         self.data, self.path, self.target, self.prefix, self.env = data, path, target, prefix, env
         self.used: set[str] = set()
         self.secrets: list[str] = []
+        # shared by every table of one target: its env file, once known, and its values once read
+        self.env_file: dict[str, Any] = {"path": None, "values": None, "read": False}
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -135,7 +161,27 @@ class _Table:
                 raise self.fail(name, f"environment variable {var} is not set")
             self.secrets.append(self.env[var])
             return self.env[var]
+        if isinstance(value, str) and value.startswith("envfile:"):
+            return self._from_env_file(name, value[8:])
         return value
+
+    def _from_env_file(self, name: str, var: str) -> str:
+        shared = self.env_file
+        if shared["path"] is None:
+            raise self.fail(name, f"envfile:{var} reads the target's env file: set env_file first")
+        if shared["values"] is None:
+            try:
+                shared["values"] = read_values(shared["path"])
+            except EnvFileError as exc:
+                raise self.fail(name, f"envfile:{var} cannot be read: {exc.message}") from None
+            shared["read"] = True
+        if var not in shared["values"]:
+            raise self.fail(name, f"{var} is not set in the env file {shared['path']}")
+        found = shared["values"][var]
+        if found is None:
+            raise self.fail(name, f"{var} is named without a value in the env file {shared['path']}")
+        self.secrets.append(found)
+        return found
 
     def get(self, name: str, kind: type | tuple, default: Any = None, required: bool = False) -> Any:
         self.used.add(name)
@@ -195,6 +241,7 @@ class _Table:
             return None
         sub = _Table(self.data[name], self.path, self.target, self.key(name), self.env)
         sub.secrets = self.secrets  # one list per target
+        sub.env_file = self.env_file
         return sub
 
     def done(self) -> None:
@@ -232,6 +279,8 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
     if not set(name) <= NAME_CHARS or not name[:1].isalnum():
         raise TargetsFileError(path, "a target name uses lower-case letters, digits, '-' and '_'", name)
     top = _Table(raw, path, name, "", env)
+    env_file = top.path_("env_file")  # first: envfile: values anywhere else read it
+    top.env_file["path"] = env_file
 
     repo_t = top.table("repo")
     if repo_t is None:
@@ -257,7 +306,10 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             env={str(k): str(proc_t._resolve("env", v)) for k, v in env_table.items()},
             pid_file=proc_t.path_("pid_file"),
             log_file=proc_t.path_("log_file"),
+            env_file=proc_t.get("env_file", bool, False),
         )
+        if process.env_file and env_file is None:
+            raise proc_t.fail("env_file", f"takes the target's env file: set env_file in [targets.{name}]")
         if (process.pid_file or process.log_file) and not process.command:
             raise proc_t.fail("pid_file", "pid_file and log_file belong to a managed process (command)")
         if process.command and (process.start or process.stop or process.restart):
@@ -291,13 +343,30 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
             raise db_t.fail("url", "expected postgresql://user:password@host:port/db or sqlite:///path")
         flask_app = db_t.text("flask_app")
+        flags_table = db_t.text("flags_table")
+        flags_columns = FlagColumns()
+        if cols_t := db_t.table("flags_columns"):
+            if not flags_table:
+                raise db_t.fail("flags_columns", "names the columns of flags_table: set flags_table too")
+            flags_columns = FlagColumns(
+                **{
+                    key: cols_t.text(key, default=getattr(flags_columns, key))
+                    for key in ("name", "enabled", "description", "updated_at", "tag")
+                }
+            )
+            for key in ("name", "enabled", "description", "updated_at"):
+                if not getattr(flags_columns, key):
+                    raise cols_t.fail(key, "must not be empty")
+            cols_t.done()
         database = DatabaseConfig(
             url=url,
             migrations=db_t.path_("migrations"),
             flask=db_t.argv("flask"),
             flask_app=flask_app,
             key_tables=db_t.words("key_tables"),
-            flags_table=db_t.text("flags_table"),
+            flags_table=flags_table,
+            flags_columns=flags_columns,
+            pg_bin=db_t.path_("pg_bin"),
         )
         db_t.done()
 
@@ -308,7 +377,21 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             gpg_home=bk_t.path_("gpg_home"),
             recipients=bk_t.words("recipients"),
             passphrase=bk_t.text("passphrase"),
+            rpo_minutes=bk_t.get("rpo_minutes", int),
+            reserve_mb=bk_t.get("reserve_mb", int, 64),
+            interval_minutes=bk_t.get("interval_minutes", int),
+            keep_last=bk_t.get("keep_last", int),
+            keep_daily_days=bk_t.get("keep_daily_days", int, 0),
         )
+        for key in ("interval_minutes", "keep_last"):
+            if getattr(backups, key) is not None and getattr(backups, key) < 1:
+                raise bk_t.fail(key, "must be 1 or more")
+        if backups.keep_daily_days < 0:
+            raise bk_t.fail("keep_daily_days", "must be 0 or more")
+        if backups.rpo_minutes is not None and backups.rpo_minutes <= 0:
+            raise bk_t.fail("rpo_minutes", "must be a number of minutes above 0")
+        if backups.reserve_mb < 0:
+            raise bk_t.fail("reserve_mb", "must be 0 or more")
         bk_t.done()
 
     bluegreen = None
@@ -341,11 +424,12 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         health=health,
         database=database,
         backups=backups,
-        env_file=top.path_("env_file"),
+        env_file=env_file,
         bluegreen=bluegreen,
         protected=top.get("protected", bool, False),
         auto_rollback=top.get("auto_rollback", bool, False),
         secrets=tuple(s for s in top.secrets if s),
+        reads_env_file=top.env_file["read"],
     )
     top.done()
     return config

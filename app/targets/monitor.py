@@ -18,6 +18,16 @@ log = logging.getLogger(__name__)
 
 INTERVAL_S = 30.0
 
+# Other checks that keep the monitor's rhythm (e.g. env files changed on disk): called with each target's
+# name after its probe, inside the monitor's app context; one failing never stops the pass.
+_pass_hooks: list[Callable[[str], None]] = []
+
+
+def on_each_pass(hook: Callable[[str], None]) -> Callable[[str], None]:
+    if hook not in _pass_hooks:
+        _pass_hooks.append(hook)
+    return hook
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -73,6 +83,11 @@ class HealthMonitor:
                 target, reading = None, Reading(None, time.time(), failed=f"{type(exc).__name__}: {exc}")
             with self._lock:
                 self._readings[name] = reading
+            for hook in _pass_hooks:
+                try:
+                    hook(name)
+                except Exception:
+                    log.exception("%s on %s failed", getattr(hook, "__qualname__", "a monitor hook"), name)
             if target is None:
                 continue
             for listener in self.listeners:

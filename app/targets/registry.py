@@ -33,24 +33,28 @@ class Targets:
         self.path = path
         self.instance_dir = instance_dir
         self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None  # (mtime ns, size, inode) of the file last read
+        self._seen: tuple | None = None  # (mtime ns, size, inode) of the file last read, and of env files it read
         self._loaded: dict[str, TargetConfig] = {}
         self.problem: str | None = None  # why the file on disk could not be used, if it cannot
 
     def load(self) -> Targets:
         """Read the file now; TargetsFileError if it is broken (start-up uses this to refuse a bad file)."""
+        self._loaded = load_targets(self.path) if self.path.exists() else {}
         self._seen = self._stat()
-        self._loaded = load_targets(self.path) if self._seen is not None else {}
         self.problem = None
         return self
 
-    def _stat(self) -> tuple[int, int, int] | None:
-        """Enough to see a change even within one timestamp tick: a rewrite by rename changes the inode."""
+    def _stat(self) -> tuple | None:
+        """Enough to see a change even within one timestamp tick: a rewrite by rename changes the inode.
+
+        Env files that `envfile:` values were read from count too: a restored file reloads them.
+        """
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return None
-        return st.st_mtime_ns, st.st_size, st.st_ino
+        read = sorted(str(c.env_file) for c in self._loaded.values() if c.reads_env_file and c.env_file)
+        return st.st_mtime_ns, st.st_size, st.st_ino, *(_file_stat(Path(p)) for p in read)
 
     def _current(self) -> dict[str, TargetConfig]:
         seen = self._stat()
@@ -62,7 +66,7 @@ class Targets:
                 self.problem = None
             except TargetsFileError as exc:
                 self.problem = f"{exc} — Rewind keeps using the last good version until the file is fixed"
-            self._seen = seen
+            self._seen = self._stat()  # the env files the new configuration reads, too
             return self._loaded
 
     def names(self) -> list[str]:
@@ -82,6 +86,14 @@ class Targets:
     def open(self, name: str) -> Target:
         """The target with its adapters; UnknownTarget otherwise."""
         return Target(self.config(name), self.instance_dir)
+
+
+def _file_stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 def current() -> Targets:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.targets.config import TargetConfig
+from app.targets.envfile import read_values
 from app.targets.environment import inherited_env
+from app.targets.flags import FlagTable
 from app.targets.git import GitRepo
 from app.targets.health import HealthCheck
 from app.targets.process import CommandControl, ManagedProcess, ProcessControl
@@ -38,10 +40,16 @@ class Target:
     def command_env(self) -> dict[str, str]:
         """The whole environment of every command this target runs: the shared allow-list plus its own env.
 
-        Never Rewind's own environment, so REWIND_SECRET_KEY and the like cannot reach a child process.
+        Its own env is the env file's settings when `process.env_file` is on (read now, so a restored file
+        is what the next start sees), then `process.env`. Never Rewind's own environment, so
+        REWIND_SECRET_KEY and the like cannot reach a child process.
         """
-        own = self.config.process.env if self.config.process else {}
-        return inherited_env() | dict(own)
+        proc = self.config.process
+        from_file: dict[str, str] = {}
+        if proc is not None and proc.env_file and self.config.env_file is not None:
+            from_file = {k: v for k, v in read_values(self.config.env_file).items() if v is not None}
+        own = proc.env if proc else {}
+        return inherited_env() | from_file | dict(own)
 
     def git(self) -> GitRepo:
         repo = self.config.repo
@@ -74,3 +82,10 @@ class Target:
             timeout_s=timeout_s if timeout_s is not None else health.timeout,
             failure_threshold=health.failure_threshold,
         )
+
+    def flags(self) -> FlagTable | None:
+        """The application's flags table, when the targets file names one."""
+        database = self.config.database
+        if database is None or not database.flags_table:
+            return None
+        return FlagTable(database.url, database.flags_table, database.flags_columns)

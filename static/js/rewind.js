@@ -35,6 +35,22 @@
     var main = document.getElementById("main");
     main.insertBefore(note, main.firstChild);
   });
+  // Forms marked data-swap-errors show the refusal fragment (a stale toggle, a missing reason) in place.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var status = event.detail.xhr.status;
+    if (event.detail.elt.hasAttribute("data-swap-errors") && status >= 400 && status < 600 && status !== 401 && status !== 403) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+  // A swapped-in row gives keyboard focus back to its button.
+  document.addEventListener("htmx:afterSwap", function () {
+    var next = document.querySelector("[data-focus-after-swap]");
+    if (next) {
+      next.removeAttribute("data-focus-after-swap");
+      next.focus();
+    }
+  });
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var question = form.getAttribute("data-confirm");

@@ -88,7 +88,7 @@ def test_both_apps_answer_healthy_on_their_own_ports(built):
         assert probe.ok, probe
         status, stats = get_json(f"{t.base_url}/stats")
         assert status == 200
-        assert stats["users"] == 12 and stats["segments"] > 0 and stats["feature_flags"] == 4
+        assert stats["users"] == 12 and stats["segments"] > 0 and stats["feature_flags"] == 5
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(t.base_url + "/", timeout=5) as page:
             assert f"Environment: {t.name}" in page.read().decode()
     assert any("healthy" in line for line in built["lines"])

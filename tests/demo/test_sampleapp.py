@@ -91,7 +91,7 @@ def test_the_app_serves_its_routes(served, database):
 
     status, body = get(f"{served}/stats")
     assert status == 200
-    assert json.loads(body) == {"users": 12, "sessions": 16, "segments": 6, "feature_flags": 4, "flags_enabled": 2}
+    assert json.loads(body) == {"users": 12, "sessions": 16, "segments": 6, "feature_flags": 5, "flags_enabled": 2}
 
     status, body = get(f"{served}/api/segments")
     assert status == 200
@@ -106,6 +106,20 @@ def test_the_app_serves_its_routes(served, database):
         conn.execute("UPDATE feature_flags SET enabled = 0 WHERE name = 'new_checkout'")
     conn.close()
     assert "Checkout: classic." in get(f"{served}/")[1]
+
+
+def test_the_payments_flag_breaks_health_while_on(served, database):
+    def flip(on: bool) -> None:
+        with sqlite3.connect(database) as conn:
+            conn.execute("UPDATE feature_flags SET enabled = ? WHERE name = 'payments_v2'", (int(on),))
+        conn.close()
+
+    flip(True)
+    status, body = get(f"{served}/health")
+    assert status == 500 and "payments_v2 is on" in json.loads(body)["error"]
+    assert "payments_v2: on" in get(f"{served}/")[1]
+    flip(False)
+    assert get(f"{served}/health")[0] == 200
 
 
 def test_health_is_unhealthy_without_its_schema(monkeypatch, tmp_path):

@@ -29,6 +29,8 @@ def test_documented_example_parses_with_every_key():
     assert prod.health.failure_threshold == 3
     assert prod.database.url == ENV["PRODUCTION_DATABASE_URL"]
     assert prod.database.key_tables == ("users", "sessions", "segments")
+    assert prod.database.flags_table == "feature_flags"
+    assert prod.database.flags_columns.enabled == "enabled" and prod.database.flags_columns.tag is None
     assert prod.backups.passphrase == "gpg-pass-456"
     assert set(prod.bluegreen.slots) == {"blue", "green"}
     assert set(prod.secrets) == {"postgresql://app:pg-pass-123@db/app", "gpg-pass-456"}
@@ -131,6 +133,27 @@ cwd = "apps/demo"
             "health.failure_threshold",
             "expected int",
         ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.database]\nurl = "sqlite:///x"\n'
+            '[targets.a.database.flags_columns]\nname = "n"\n',
+            "a",
+            "database.flags_columns",
+            "set flags_table too",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.database]\nurl = "sqlite:///x"\nflags_table = "f"\n'
+            '[targets.a.database.flags_columns]\nenabld = "on"\n',
+            "a",
+            "database.flags_columns.enabld",
+            "did you mean 'enabled'?",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.database]\nurl = "sqlite:///x"\nflags_table = "f"\n'
+            '[targets.a.database.flags_columns]\nenabled = ""\n',
+            "a",
+            "database.flags_columns.enabled",
+            "must not be empty",
+        ),
         ('[targets.a]\nauto_rollback = "yes"\n[targets.a.repo]\npath = "/x"\n', "a", "auto_rollback", "expected bool"),
         ('[targets."Bad!".repo]\npath = "/x"\n', "Bad!", None, "lower-case letters"),
     ],
@@ -180,3 +203,18 @@ failure_threshold = 5
     assert target.health().failure_threshold == 5
     unknown = Target(parse(text.replace("status = ", "# status = "))["a"], tmp_path).process().status()
     assert unknown.running is None
+
+
+def test_flags_columns_override_only_what_they_name():
+    targets = parse(
+        '[targets.a.repo]\npath = "/x"\n[targets.a.database]\nurl = "sqlite:///x"\nflags_table = "toggles"\n'
+        '[targets.a.database.flags_columns]\nenabled = "is_on"\ntag = "team"\n'
+    )
+    columns = targets["a"].database.flags_columns
+    assert (columns.name, columns.enabled, columns.description, columns.updated_at, columns.tag) == (
+        "name",
+        "is_on",
+        "description",
+        "updated_at",
+        "team",
+    )

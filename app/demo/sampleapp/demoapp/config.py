@@ -13,6 +13,7 @@ from pathlib import Path
 
 ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
 KEYS = ("APP_ENV", "DATABASE_URL", "PORT", "SECRET_KEY", "FEATURE_X")
+SWITCH = {"on": True, "1": True, "true": True, "yes": True, "off": False, "0": False, "false": False, "no": False}
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,13 @@ def load(env_file: Path = ENV_FILE) -> Settings:
         port = int(values.get("PORT", "5000"))
     except ValueError:
         raise ValueError(f"PORT must be a number, got {values['PORT']!r}") from None
+    feature_x = values.get("FEATURE_X", "off").strip().lower()
+    if feature_x not in SWITCH:  # a typo here must stop start-up, not quietly turn the feature off
+        raise ValueError(f"FEATURE_X must be on or off, got {values['FEATURE_X']!r}")
     return Settings(
         database_url=values.get("DATABASE_URL", "sqlite:///app.db"),
         port=port,
         secret_key=values.get("SECRET_KEY", "dev"),
         app_env=values.get("APP_ENV", "development"),
-        feature_x=values.get("FEATURE_X", "off").lower() in ("on", "1", "true", "yes"),
+        feature_x=SWITCH[feature_x],
     )

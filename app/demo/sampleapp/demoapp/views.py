@@ -45,6 +45,9 @@ def health():
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         return jsonify(status="unhealthy", error=reason), 500
+    if flags.is_enabled("payments_v2"):
+        # The new provider's client is not deployed yet: turning the flag on too early breaks checkout.
+        return jsonify(status="unhealthy", error="payments_v2 is on, but the new payments provider is unreachable"), 500
     return jsonify(status="healthy", version=current_app.config["VERSION"], users=users)
 
 

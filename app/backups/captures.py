@@ -1,0 +1,25 @@
+"""The backups area's part of every checkpoint: the newest verified backup."""
+
+from __future__ import annotations
+
+from app.backups.setup import catalog_of
+from app.checkpoints.captures import Capture, register
+from app.targets.target import Target
+
+
+def _take(target: Target) -> dict | None:
+    if target.config.backups is None:
+        return None
+    newest = catalog_of(target).newest_verified()
+    if newest is None:
+        return {"file": None}
+    return {"file": newest.id, "time": newest.time.isoformat(), "sha256": newest.sha256}
+
+
+def _describe(value: dict) -> str:
+    if not value.get("file"):
+        return "no verified backup"
+    return f"{value['file']} ({value['time']})"
+
+
+BACKUP = register(Capture("backup", "Newest verified backup", _take, _describe))

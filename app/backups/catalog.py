@@ -1,0 +1,200 @@
+"""The backup catalog: the backup folder itself, with a manifest file beside each backup.
+
+The manifest (`<backup>.json`) says what the backup is: its size, time,
+source database and server version, format, recipients, SHA-256, how and
+when it was last verified, and which job made it. Keeping it beside the file
+(not in Rewind's database) means a folder copied to another host is still
+understood. Files Rewind did not make — the written procedure's
+`backup_YYYYMMDD_HHMMSS.sql.gpg` plain-SQL dumps — are listed too, with what
+their name tells; verifying one records a manifest for it.
+
+A backup id is a file name in the folder, checked here before any use: no
+path separators, no hidden files, nothing that resolves outside the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.targets.errors import TargetError
+
+MANIFEST_SUFFIX = ".json"
+BACKUP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.gpg")
+FOREIGN = re.compile(r"backup_(\d{8}_\d{6})\.(sql|dump|sqlite)\.gpg")
+OWN = re.compile(r".+_(\d{8}_\d{6})(?:-\d+)?\.(sql|dump|sqlite)\.gpg")
+FORMATS = {"sql": "plain", "dump": "custom", "sqlite": "sqlite"}
+CHUNK = 1024 * 1024
+
+
+class CatalogError(TargetError):
+    """A backup id that is not a backup of this target's folder, or a folder that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def foreign(self) -> bool:
+        return self.manifest.get("made_by") != "rewind"
+
+    @property
+    def size(self) -> int:
+        return int(self.manifest.get("size") or 0)
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromisoformat(self.manifest["time"])
+
+    @property
+    def format(self) -> str | None:
+        return self.manifest.get("format")
+
+    @property
+    def sha256(self) -> str | None:
+        return self.manifest.get("sha256")
+
+    @property
+    def verified(self) -> dict[str, Any] | None:
+        return self.manifest.get("verified")
+
+    @property
+    def state(self) -> str:
+        """verified, failed or unverified: the words a page shows beside its colour."""
+        found = self.verified
+        if not found:
+            return "unverified"
+        return "verified" if found.get("ok") else "failed"
+
+    @property
+    def restore_tested(self) -> dict[str, Any] | None:
+        return self.manifest.get("restore_tested")
+
+
+def manifest_path(backup: Path) -> Path:
+    return backup.with_name(backup.name + MANIFEST_SUFFIX)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write, fsync, rename: a crash leaves the old file or the new one, never half of one."""
+    temp = path.with_name(f".{path.name}.new")
+    with temp.open("w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    sync_dir(path.parent)
+
+
+def sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _foreign_manifest(path: Path, info: os.stat_result) -> dict[str, Any]:
+    match = FOREIGN.fullmatch(path.name) or OWN.fullmatch(path.name)
+    if match:
+        when = datetime.strptime(match.group(1), "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
+        fmt = FORMATS[match.group(2)]
+    else:
+        when = datetime.fromtimestamp(info.st_mtime, UTC).replace(microsecond=0)
+        fmt = None
+    return {"file": path.name, "size": info.st_size, "time": when.isoformat(), "format": fmt, "made_by": "foreign"}
+
+
+class Catalog:
+    """The backups of one target: the files of its backup folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def backups(self) -> list[Backup]:
+        """Every backup in the folder, newest first; a missing folder has none."""
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for entry in os.scandir(self.folder):
+            if BACKUP_ID.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                found.append(self._load(Path(entry.path)))
+        return sorted(found, key=lambda b: (b.time, b.id), reverse=True)
+
+    def get(self, backup_id: str) -> Backup:
+        """The backup of that id, checked to be a plain file inside the folder; CatalogError otherwise."""
+        if not isinstance(backup_id, str) or not BACKUP_ID.fullmatch(backup_id):
+            raise CatalogError(
+                f"{backup_id!r} is not a backup name: a backup is a file name of the backup folder ending in .gpg",
+                fix="choose a backup from the target's Backups tab",
+            )
+        path = self.folder / backup_id
+        try:
+            inside = path.resolve(strict=True).parent == self.folder.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise CatalogError(
+                f"there is no backup {backup_id} in {self.folder}", fix="choose a backup from the target's Backups tab"
+            ) from None
+        if path.is_symlink() or not inside or not path.is_file():
+            raise CatalogError(
+                f"{backup_id} is not a plain file inside {self.folder} (a link or something else); refused",
+                fix="copy the backup itself into the backup folder",
+            )
+        return self._load(path)
+
+    def _load(self, path: Path) -> Backup:
+        info = path.stat()
+        manifest_file = manifest_path(path)
+        manifest: dict[str, Any] | None = None
+        if manifest_file.is_file() and not manifest_file.is_symlink():
+            try:
+                manifest = json.loads(manifest_file.read_text())
+            except (OSError, ValueError):
+                manifest = None
+            if not isinstance(manifest, dict) or "time" not in manifest:
+                manifest = None
+        if manifest is None:
+            manifest = _foreign_manifest(path, info)
+        manifest["size"] = info.st_size  # what is on disk now, whatever was written
+        return Backup(path, manifest)
+
+    def newest_verified(self) -> Backup | None:
+        return next((b for b in self.backups() if b.state == "verified"), None)
+
+    def save(self, backup: Backup, **changes: Any) -> Backup:
+        manifest = dict(backup.manifest) | changes
+        manifest["file"] = backup.id
+        write_json_atomically(manifest_path(backup.path), manifest)
+        return Backup(backup.path, manifest)
+
+    def record_verification(self, backup: Backup, *, how: str, ok: bool, detail: str, job_id: int | None) -> Backup:
+        result = {"how": how, "ok": ok, "detail": detail, "at": now_utc().isoformat(), "job_id": job_id}
+        changes: dict[str, Any] = {"verified": result}
+        if how == "restore-test" and ok:
+            changes["restore_tested"] = result
+        return self.save(backup, **changes)

@@ -1,0 +1,68 @@
+"""`flask rewind backups list TARGET` and `backups due`: the catalog from a shell, and the schedule from cron."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from app.audit.store import Actor
+from app.backups.catalog import now_utc
+from app.backups.schedule import is_due
+from app.backups.setup import catalog_of
+from app.backups.status import ago, freshness
+from app.jobs import runbook as runbooks
+from app.jobs import service
+from app.targets import registry
+from app.targets.errors import TargetError
+from app.targets.registry import UnknownTarget
+
+
+@click.group(cls=AppGroup)
+def backups() -> None:
+    """Inspect a target's backups."""
+
+
+@backups.command("list")
+@click.argument("target")
+def list_backups(target: str) -> None:
+    """Every backup of TARGET, newest first, with its verified state; then the RPO line."""
+    try:
+        config = registry.current().config(target)
+        catalog = catalog_of(registry.current().open(target))
+        found = catalog.backups()
+    except (UnknownTarget, TargetError) as exc:
+        click.echo(getattr(exc, "message", str(exc)), err=True)
+        sys.exit(2)
+    if not found:
+        click.echo(f"no backups in {catalog.folder}")
+    for b in found:
+        made = "" if not b.foreign else "  (not made by Rewind)"
+        click.echo(f"{b.time:%Y-%m-%d %H:%M:%S}  {b.size:>12} B  {b.format or 'unknown':<7} {b.state:<10} {b.id}{made}")
+    fresh = freshness(catalog, config.backups.rpo_minutes)
+    line = f"newest verified: {fresh.newest_verified.id if fresh.newest_verified else 'none'} ({ago(fresh.age)} old)"
+    if fresh.rpo is not None:
+        line += f"; RPO {config.backups.rpo_minutes} min: {'LATE' if fresh.late else 'ok'}"
+    click.echo(line)
+
+
+@backups.command("due")
+@click.option("--dry-run", is_flag=True, help="only say which targets are due")
+def due(dry_run: bool) -> None:
+    """Queue a backup, as the system actor, for each target whose backups.interval_minutes has passed."""
+    now = now_utc()
+    for config in registry.current().all():
+        ready, why = is_due(config, now)
+        if not ready:
+            click.echo(f"{config.name}: not due — {why}")
+            continue
+        if dry_run:
+            click.echo(f"{config.name}: due — {why}")
+            continue
+        try:
+            job = service.enqueue(runbooks.get("backup"), config.name, {}, Actor.system())
+        except service.BusyTarget as exc:
+            click.echo(f"{config.name}: due, not queued — {exc}")
+            continue
+        click.echo(f"{config.name}: queued backup job #{job.id} — {why}")

@@ -1,0 +1,134 @@
+"""Making a backup: the database dumped straight into GnuPG, written whole or not at all.
+
+PostgreSQL: `pg_dump -Fc | gpg --encrypt` through OS pipes, so the plaintext
+dump never touches the disk. The encrypted stream goes to a hidden temporary
+name, is fsynced, hashed and only then renamed to its final name; a failure
+removes the temporary file, so the folder never holds half a backup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.backups.catalog import Backup, now_utc, sha256_of, sync_dir
+from app.backups.setup import BackupSetup
+from app.targets.command import Sink, Stage, run_pipeline
+from app.targets.dbadmin import Postgres, Sqlite
+from app.targets.errors import TargetError
+
+DUMP_TIMEOUT_S = 6 * 3600
+
+
+class BackupFailed(TargetError):
+    """The backup could not be made; nothing was left in the backup folder."""
+
+
+def _final_name(setup: BackupSetup, stamp: str, suffix: str) -> Path:
+    folder = setup.catalog.folder
+    base = f"{setup.target.name}_{stamp}"
+    path = folder / f"{base}.{suffix}.gpg"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{base}-{n}.{suffix}.gpg"
+    return path
+
+
+def _failure(result, what: str) -> BackupFailed:
+    stage = result.failed
+    said = "\n  ".join(stage.stderr_tail[-6:]) if stage else ""
+    return BackupFailed(
+        f"{what}: {stage.name if stage else '?'} exited with status {stage.returncode if stage else '?'}"
+        + (f":\n  {said}" if said else "")
+    )
+
+
+def create_backup(setup: BackupSetup, sink: Sink, *, job_id: int | None = None) -> Backup:
+    """A new encrypted backup in the catalog, with its manifest; BackupFailed (nothing left behind) otherwise."""
+    db = setup.database
+    encrypt = setup.home.encrypt_argv(setup.recipients)  # GpgError now if a recipient has no key
+    folder = setup.catalog.folder
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    started = datetime.now(UTC)  # to the microsecond: two backups in one second still sort
+    stamp = started.strftime("%Y%m%d_%H%M%S")
+    if isinstance(db, Postgres):
+        major, version = db.server_version()
+        facts = {"server_version": version, "server_major": major, "format": "custom", "engine": "postgresql"}
+        final = _final_name(setup, stamp, "dump")
+    else:
+        facts = {"server_version": None, "format": "sqlite", "engine": "sqlite"}
+        final = _final_name(setup, stamp, "sqlite")
+    facts |= {
+        "database": db.name,
+        "source_size": db.size(),
+        "revision": db.revision(),
+        "counts": db.counts(setup.key_tables),
+    }
+    temp = final.with_name(f".{final.name}.partial")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise BackupFailed(f"{temp} is being written by another backup", fix="wait for it to finish") from None
+    try:  # from here on the temporary file is ours alone: a failure removes it
+        with os.fdopen(fd, "wb") as out:
+            if isinstance(db, Postgres):
+                _dump_postgres(db, encrypt, setup, sink, out)
+            else:
+                _dump_sqlite(db, encrypt, setup, sink, out)
+            out.flush()
+            os.fsync(out.fileno())
+        digest = sha256_of(temp)
+        os.replace(temp, final)
+        sync_dir(folder)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    manifest = {
+        "file": final.name,
+        "time": started.isoformat(),
+        "finished": now_utc().isoformat(),
+        "target": setup.target.name,
+        "recipients": list(setup.recipients),
+        "sha256": digest,
+        "job_id": job_id,
+        "made_by": "rewind",
+        **facts,
+    }
+    return setup.catalog.save(Backup(final, manifest))
+
+
+def _dump_postgres(db: Postgres, encrypt: list[str], setup: BackupSetup, sink: Sink, out) -> None:
+    dump = [db.tool("pg_dump"), "--format=custom", "--no-password", *db.url.tool_args()]
+    result = run_pipeline(
+        [
+            Stage.of(dump, "pg_dump", env=db.url.tool_env(setup.target.command_env())),
+            Stage.of(encrypt, "gpg", env=setup.home.env),
+        ],
+        sink,
+        stdout=out,
+        timeout=DUMP_TIMEOUT_S,
+    )
+    if not result.ok:
+        raise _failure(result, f"the backup of {db.name} failed")
+
+
+def _dump_sqlite(db: Sqlite, encrypt: list[str], setup: BackupSetup, sink: Sink, out) -> None:
+    # What touches the disk: SQLite's online backup API needs a file to copy into, so the
+    # consistent copy is written to a private (mode 700) temporary folder, encrypted from
+    # there and deleted at once, success or not. Only the encrypted file stays.
+    private = Path(tempfile.mkdtemp(prefix="rewind-sqlite-"))
+    try:
+        copy = private / "copy.db"
+        db.copy_to(copy)
+        with copy.open("rb") as source:
+            result = run_pipeline(
+                [Stage.of(encrypt, "gpg", env=setup.home.env)], sink, stdin=source, stdout=out, timeout=DUMP_TIMEOUT_S
+            )
+        if not result.ok:
+            raise _failure(result, f"the encryption of {db.name} failed")
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

@@ -1,0 +1,318 @@
+"""A restore that cannot lose the live database: fill a scratch copy, compare, then swap by renaming.
+
+The live database is only ever renamed, never dropped or written: the
+backup is restored into a new scratch database (`<name>_restore_<time>`;
+for SQLite a new file beside the live one) while the application serves,
+and the swap renames live to `<name>_pre_restore_<time>` and scratch to
+`<name>`. The pre-restore copy is the safety copy: undo renames it back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from app.backups.catalog import Backup, now_utc, sync_dir
+from app.backups.setup import BackupSetup
+from app.targets.command import Sink, Stage, run_pipeline
+from app.targets.dbadmin import Postgres, Sqlite, check_identifier
+from app.targets.errors import TargetError
+
+RESTORE_TIMEOUT_S = 12 * 3600
+STAMP = "%Y%m%d%H%M%S"
+KINDS = ("restore", "pre_restore", "undone", "test")  # test: a restore test's scratch, dropped at its end
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class RestoreFailed(TargetError):
+    """The restore could not go on; the message says what was left where."""
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A database Rewind made beside the live one: a scratch, a pre-restore or an undone copy."""
+
+    name: str
+    kind: str
+    time: datetime
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def stamp() -> str:
+    return now_utc().strftime(STAMP)
+
+
+def copy_name(setup: BackupSetup, kind: str, when: str) -> str:
+    db = setup.database
+    if isinstance(db, Postgres):
+        return check_identifier(f"{db.name}_{kind}_{when}")
+    return f"{db.path.name}.{kind}_{when}"
+
+
+def _copy_pattern(setup: BackupSetup) -> re.Pattern[str]:
+    db = setup.database
+    sep = "_" if isinstance(db, Postgres) else "."
+    return re.compile(re.escape(db.name + sep) + r"(" + "|".join(KINDS) + r")_(\d{14})")
+
+
+def copies(setup: BackupSetup) -> list[Copy]:
+    """The scratch, pre-restore and undone copies of the target's database, newest first."""
+    pattern = _copy_pattern(setup)
+    db = setup.database
+    names = db.databases(pattern) if isinstance(db, Postgres) else _sqlite_names(db, pattern)
+    found = []
+    for name in names:
+        match = pattern.fullmatch(name)
+        when = datetime.strptime(match.group(2), STAMP).replace(tzinfo=now_utc().tzinfo)
+        found.append(Copy(name, match.group(1), when))
+    return sorted(found, key=lambda c: (c.time, c.name), reverse=True)
+
+
+def _sqlite_names(db: Sqlite, pattern: re.Pattern[str]) -> list[str]:
+    folder = db.path.parent
+    return [p.name for p in folder.iterdir() if pattern.fullmatch(p.name) and p.is_file()] if folder.is_dir() else []
+
+
+# --- before anything is made ---------------------------------------------------------------
+
+
+def check_matches(setup: BackupSetup, backup: Backup) -> None:
+    """RestoreFailed for a backup of another kind of database, another database or a newer server."""
+    db = setup.database
+    engine = backup.manifest.get("engine")
+    if engine and engine != setup.kind:
+        raise RestoreFailed(
+            f"{backup.id} is a {engine} backup and {setup.target.name}'s database is {setup.kind}",
+            fix="choose a backup of this target's database",
+        )
+    if backup.format is None or (setup.kind == "sqlite") != (backup.format == "sqlite"):
+        raise RestoreFailed(
+            f"{backup.id} is not a backup format Rewind can restore into {setup.kind} "
+            f"(format {backup.format or 'unknown'})",
+            fix="name a PostgreSQL dump *.dump.gpg (custom) or *.sql.gpg (plain SQL), or a SQLite *.sqlite.gpg",
+        )
+    source = backup.manifest.get("database")
+    if source and source != db.name and not backup.foreign:
+        raise RestoreFailed(
+            f"{backup.id} is a backup of database {source}, not of {db.name}",
+            fix="choose a backup of this target's database",
+        )
+    if isinstance(db, Postgres) and backup.manifest.get("server_major"):
+        major, version = db.server_version()
+        if int(backup.manifest["server_major"]) > major:
+            raise RestoreFailed(
+                f"{backup.id} was made from PostgreSQL {backup.manifest['server_version']}, newer than the "
+                f"server's {version}: it may use what this server does not have",
+                fix=f"restore it on a PostgreSQL {backup.manifest['server_major']} (or newer) server",
+            )
+
+
+def check_space(setup: BackupSetup, backup: Backup) -> str:
+    """RestoreFailed when the scratch copy would not fit beside the live database (with the reserve kept free)."""
+    db = setup.database
+    needed = int(backup.manifest.get("source_size") or 0) or db.size() or backup.size * 4
+    if isinstance(db, Postgres):
+        free = db.data_directory_free()
+        where = f"the data directory of {db.url.where()}"
+    else:
+        free = shutil.disk_usage(db.path.parent).free
+        where = str(db.path.parent)
+    if free is None:
+        return f"free space on {where} cannot be read from here: not checked (the copy needs about {_mb(needed)})"
+    if free < needed + setup.reserve_bytes:
+        raise RestoreFailed(
+            f"not enough disk space for the scratch copy: it needs about {_mb(needed)} plus the "
+            f"{_mb(setup.reserve_bytes)} reserve (backups.reserve_mb) on {where}, which has {_mb(free)} free",
+            fix="free disk space (e.g. run the cleanup of old restore copies) and try again",
+        )
+    return f"{_mb(free)} free on {where}; the copy needs about {_mb(needed)}"
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+# --- the scratch copy ----------------------------------------------------------------------
+
+
+def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink) -> None:
+    """Fill a new scratch database from the backup; a failure drops it again (it is ours alone)."""
+    db = setup.database
+    decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
+    if isinstance(db, Postgres):
+        db.create(scratch)  # fails if the name is taken: never drop a database this call did not make
+        try:
+            env = db.url.tool_env(setup.target.command_env())
+            if backup.format == "custom":
+                loader = [
+                    db.tool("pg_restore"),
+                    "--no-owner",
+                    "--exit-on-error",
+                    "--no-password",
+                    *db.url.tool_args(scratch),
+                ]
+                name = "pg_restore"
+            else:
+                loader = [
+                    db.tool("psql"),
+                    "--no-psqlrc",
+                    "--quiet",
+                    "--set",
+                    "ON_ERROR_STOP=1",
+                    "--no-password",
+                    *db.url.tool_args(scratch),
+                ]
+                name = "psql"
+            with backup.path.open("rb") as source:
+                result = run_pipeline(
+                    [decrypt, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
+                )
+            if not result.ok:
+                raise _failed(result, f"the restore into {scratch} failed")
+        except BaseException:
+            db.drop(scratch)
+            raise
+        return
+    path = db.path.with_name(scratch)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise RestoreFailed(f"{path} is already there", fix="wait a second and try again") from None
+    try:  # from here on the file is ours alone: a failure removes it
+        with os.fdopen(fd, "wb") as out, backup.path.open("rb") as source:
+            result = run_pipeline([decrypt], sink, stdin=source, stdout=out, timeout=RESTORE_TIMEOUT_S)
+            if not result.ok:
+                raise _failed(result, f"the restore into {path} failed")
+            out.flush()
+            os.fsync(out.fileno())
+        problem = db.integrity(path)
+        if problem != "ok":
+            raise RestoreFailed(f"the restored file {path} fails SQLite's integrity check: {problem}")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _failed(result, what: str) -> RestoreFailed:
+    stage = result.failed
+    said = "\n  ".join((stage.stderr_tail if stage else ())[-6:])
+    code = stage.returncode if stage else "?"
+    return RestoreFailed(
+        f"{what}: {stage.name if stage else '?'} exited with status {code}" + (f":\n  {said}" if said else ""),
+        fix="the live database was not touched",
+    )
+
+
+def drop_copy(setup: BackupSetup, name: str) -> None:
+    db = setup.database
+    if isinstance(db, Postgres):
+        db.drop(name)
+        return
+    for suffix in ("", *SQLITE_SIDE_FILES):
+        db.path.with_name(name + suffix).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    live: dict[str, int | None]
+    restored: dict[str, int | None]
+    live_revision: str | None
+    restored_revision: str | None
+    newer: dict[str, int]
+    integrity: str | None = None
+
+    def table(self) -> list[str]:
+        """Live and restored counts side by side, as the job log shows them."""
+        tables = list(self.live)
+        width = max([len(t) for t in tables] + [5])
+        lines = [f"{'table':<{width}}  {'live':>10}  {'restored':>10}  newer than the backup"]
+        for t in tables:
+            live = "missing" if self.live[t] is None else str(self.live[t])
+            restored = "missing" if self.restored[t] is None else str(self.restored[t])
+            newer = str(self.newer[t]) if t in self.newer else "unknown"
+            lines.append(f"{t:<{width}}  {live:>10}  {restored:>10}  {newer}")
+        lines.append(
+            f"{'revision':<{width}}  {self.live_revision or 'none':>10}  {self.restored_revision or 'none':>10}"
+        )
+        return lines
+
+
+def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
+    db = setup.database
+    tables = setup.key_tables
+    if isinstance(db, Postgres):
+        return Comparison(
+            live=db.counts(tables),
+            restored=db.counts(tables, scratch),
+            live_revision=db.revision(),
+            restored_revision=db.revision(scratch),
+            newer=db.rows_newer_than(tables, backup.time),
+        )
+    path = db.path.with_name(scratch)
+    return Comparison(
+        live=db.counts(tables),
+        restored=db.counts(tables, path),
+        live_revision=db.revision(),
+        restored_revision=db.revision(path),
+        newer=db.rows_newer_than(tables, backup.time),
+        integrity=db.integrity(path),
+    )
+
+
+def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
+    """Restore into a scratch copy, count the key tables, read the revision, drop the copy: does it really restore?"""
+    check_matches(setup, backup)
+    check_space(setup, backup)
+    scratch = copy_name(setup, "test", stamp())
+    restore_scratch(setup, backup, scratch, sink)
+    try:
+        db = setup.database
+        where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
+        counts = db.counts(setup.key_tables, where)
+        revision = db.revision(where)
+        integrity = None if isinstance(db, Postgres) else db.integrity(where)
+    finally:
+        drop_copy(setup, scratch)
+    missing = [t for t, n in counts.items() if n is None]
+    if missing:
+        raise RestoreFailed(f"{backup.id} restores without the key table(s) {', '.join(missing)}")
+    if integrity not in (None, "ok"):
+        raise RestoreFailed(f"{backup.id} restores to a file failing SQLite's integrity check: {integrity}")
+    rows = ", ".join(f"{t} {n}" for t, n in counts.items()) or "no key tables configured"
+    return f"restores ({rows}; revision {revision or 'none'}); the test copy was dropped"
+
+
+# --- the swap ------------------------------------------------------------------------------
+
+
+def swap_in(setup: BackupSetup, incoming: str, outgoing: str) -> None:
+    """Rename live to `outgoing` and `incoming` to live; if the second rename fails, the first is undone."""
+    db = setup.database
+    if isinstance(db, Postgres):
+        db.rename(db.name, outgoing)
+        try:
+            db.rename(incoming, db.name)
+        except TargetError:
+            db.rename(outgoing, db.name)
+            raise
+        return
+    live = db.path
+    old = live.with_name(outgoing)
+    new = live.with_name(incoming)
+    if not new.is_file():
+        raise RestoreFailed(f"{new} is not there to swap in", fix="the live database was not touched")
+    # Keep the old file under its new name first (a hard link), then replace atomically: there is
+    # never a moment without a database file at the live path.
+    os.link(live, old)
+    for suffix in SQLITE_SIDE_FILES:
+        side = Path(str(live) + suffix)
+        if side.exists():
+            os.replace(side, Path(str(old) + suffix))
+    os.replace(new, live)
+    sync_dir(live.parent)

@@ -1,0 +1,392 @@
+"""Data rollback runbooks: back up, verify, restore (scratch, compare, swap), undo, clean up.
+
+The restore keeps the application serving until the restored copy is
+proven: steps before `stop` never touch the live database or the running
+application, and the swap only renames, so the replaced database is kept as
+the safety copy that undo puts back.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app.auth.roles import Role
+from app.backups import captures, retention
+from app.backups.catalog import now_utc
+from app.backups.create import create_backup
+from app.backups.restore import (
+    check_matches,
+    check_space,
+    compare,
+    copies,
+    copy_name,
+    drop_copy,
+    restore_scratch,
+    restore_test,
+    stamp,
+    swap_in,
+)
+from app.backups.setup import BackupSetup, setup_of
+from app.backups.verify import check_checksum, check_envelope, quick_verify
+from app.jobs import steps
+from app.jobs.context import JobContext
+from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.targets import registry
+from app.targets.errors import TargetError
+
+assert captures.BACKUP  # registered on import: every checkpoint records the newest verified backup
+
+
+def setup_for(ctx: JobContext) -> BackupSetup:
+    with steps.adapter_errors(ctx):
+        return setup_of(steps.target_of(ctx))
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+
+def _setup_param(target: str | None, param: str) -> BackupSetup:
+    try:
+        return setup_of(registry.current().open(target))
+    except TargetError as exc:
+        raise ParamError(param, exc.message) from None
+
+
+def check_backup(value: str, target: str | None) -> str:
+    """The backup id, once found in the target's catalog (no paths, nothing outside the folder)."""
+    setup = _setup_param(target, "backup")
+    try:
+        return setup.catalog.get(value).id
+    except TargetError as exc:
+        raise ParamError("backup", exc.message) from None
+
+
+def check_pre_restore(value: str, target: str | None) -> str:
+    setup = _setup_param(target, "pre_restore")
+    kept = [c.name for c in copies(setup) if c.kind == "pre_restore"]
+    if value not in kept:
+        raise ParamError(
+            "pre_restore", f"{value!r} is not a pre-restore copy of {target} (there are: {', '.join(kept) or 'none'})"
+        )
+    return value
+
+
+def confirm_protected(params: dict, target: str | None) -> None:
+    config = registry.current().config(target)
+    if config.protected and params.get("confirm") != target:
+        raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm")
+
+
+# --- backup and verify ---------------------------------------------------------------------
+
+
+def make_backup(ctx: JobContext) -> None:
+    setup = setup_for(ctx)
+    ctx.log(f"backing up {setup.database.name} ({setup.kind}) to {', '.join(setup.recipients)}")
+    with steps.adapter_errors(ctx):
+        backup = create_backup(setup, ctx, job_id=ctx.job_id)
+    ctx.state["backup"] = backup.id
+    ctx.log(f"wrote {backup.path} ({backup.size} bytes, SHA-256 {backup.sha256})")
+    ctx.set_result(f"Backed up {ctx.target} to {backup.id}.")
+    ctx.progress(1.0, backup.id)
+
+
+def verify_backup(ctx: JobContext) -> None:
+    """The quick check (then a restore test when asked); the result is recorded in the manifest either way."""
+    setup = setup_for(ctx)
+    backup_id = ctx.state.get("backup") or ctx.params["backup"]
+    how = ctx.params.get("level") or "quick"
+    with steps.adapter_errors(ctx):
+        backup = setup.catalog.get(backup_id)
+        try:
+            detail = quick_verify(setup, backup, ctx)
+            if how == "restore-test":
+                ctx.progress(0.3, "restore test")
+                ctx.log(f"restore test: restoring {backup.id} into a scratch copy")
+                detail += "; " + restore_test(setup, backup, ctx)
+        except TargetError as exc:
+            setup.catalog.record_verification(backup, how=how, ok=False, detail=exc.message, job_id=ctx.job_id)
+            ctx.verified(False, exc.message)
+            raise
+    setup.catalog.record_verification(backup, how=how, ok=True, detail=detail, job_id=ctx.job_id)
+    ctx.verified(True, f"{backup.id}: {detail}")
+    ctx.set_result(f"{backup.id} verified: {detail}.")
+    ctx.progress(1.0, "verified")
+
+
+def prune(ctx: JobContext) -> None:
+    """Retention after a verified backup: the last N, one a day for D days, never the newest verified."""
+    setup = setup_for(ctx)
+    config = steps.target_of(ctx).config.backups
+    if config.keep_last is None:
+        ctx.skip("no retention configured (backups.keep_last): every backup is kept")
+    with steps.adapter_errors(ctx):
+        doomed = retention.plan(setup.catalog.backups(), config.keep_last, config.keep_daily_days, now_utc())
+        for backup in doomed:
+            retention.delete(setup.catalog, backup)
+            ctx.log(f"deleted {backup.id} ({backup.time.isoformat()}), past retention")
+    if not doomed:
+        ctx.skip("nothing is past retention")
+    ctx.progress(1.0, f"deleted {len(doomed)}")
+
+
+# --- restore -------------------------------------------------------------------------------
+
+
+def check_restore(ctx: JobContext) -> None:
+    """In the catalog, the right database, decrypts, checksum matches, room for the scratch copy."""
+    setup = setup_for(ctx)
+    with steps.adapter_errors(ctx):
+        backup = setup.catalog.get(ctx.params["backup"])
+        ctx.log(f"checking {backup.id} ({backup.size} bytes, made {backup.time.isoformat()})")
+        check_matches(setup, backup)
+        verified = backup.verified or {}
+        if backup.state == "verified" and backup.sha256:
+            # The same bytes (SHA-256) that decrypted and read to the end when verified: the scratch
+            # restore decrypts them once more anyway, so a second full pass here would only add time.
+            ctx.log(f"  ✓ {check_envelope(setup, backup)}")
+            ctx.log(f"  ✓ {check_checksum(backup)}: the file verified ({verified.get('how')}) at {verified.get('at')}")
+        else:
+            quick_verify(setup, backup, ctx)
+        ctx.log(check_space(setup, backup))
+    ctx.state["stamp"] = stamp()
+    ctx.progress(1.0, "backup checked")
+
+
+def fill_scratch(ctx: JobContext) -> None:
+    setup = setup_for(ctx)
+    with steps.adapter_errors(ctx):
+        backup = setup.catalog.get(ctx.params["backup"])
+        scratch = copy_name(setup, "restore", ctx.state["stamp"])
+        ctx.log(f"restoring {backup.id} into the scratch database {scratch}; {ctx.target} keeps serving")
+        restore_scratch(setup, backup, scratch, ctx)
+    ctx.state["scratch"] = scratch
+    ctx.log(f"{scratch} is filled")
+    ctx.progress(1.0, scratch)
+
+
+def inspect_scratch(ctx: JobContext) -> None:
+    """Live and restored side by side, and what the restore will roll back; a bad copy is dropped."""
+    setup = setup_for(ctx)
+    scratch = ctx.state["scratch"]
+    try:
+        with steps.adapter_errors(ctx):
+            backup = setup.catalog.get(ctx.params["backup"])
+            found = compare(setup, backup, scratch)
+        for line in found.table():
+            ctx.log(line)
+        lost = sum(found.newer.values())
+        if found.newer:
+            ctx.log(f"the restore rolls back {lost} row(s) written to the key tables after the backup")
+        problems = [t for t, n in found.restored.items() if n is None and found.live.get(t) is not None]
+        if problems:
+            raise StepFailed(f"the restored copy lacks key table(s) {', '.join(problems)}")
+        if found.integrity not in (None, "ok"):
+            raise StepFailed(f"the restored copy fails its integrity check: {found.integrity}")
+        if found.live_revision != found.restored_revision:
+            ctx.log(
+                f"note: the restored copy is at schema revision {found.restored_revision or 'none'}, "
+                f"live is at {found.live_revision or 'none'}"
+            )
+    except StepFailed:
+        _drop_quietly(ctx, setup, scratch)
+        raise
+    ctx.state["comparison"] = {"live": found.live, "restored": found.restored, "newer": found.newer}
+    ctx.progress(1.0, f"{len(found.live)} key table(s) compared")
+
+
+def _drop_quietly(ctx: JobContext, setup: BackupSetup, name: str) -> None:
+    try:
+        drop_copy(setup, name)
+        ctx.log(f"dropped the scratch copy {name}; the live database was not touched")
+    except TargetError as exc:
+        ctx.log(f"could not drop the scratch copy {name} ({exc.message}); the cleanup runbook can")
+
+
+def stop_app(ctx: JobContext) -> None:
+    control = steps.control_of(ctx)
+    try:
+        with steps.adapter_errors(ctx):
+            control.stop(ctx)
+    except StepFailed:
+        with steps.adapter_errors(ctx):
+            control.start(ctx)
+        if ctx.state.get("scratch"):
+            _drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"])
+        raise
+    ctx.did(f"stopped {ctx.target}")
+    ctx.log(f"{ctx.target} is stopped: downtime starts")
+    ctx.progress(1.0, "stopped")
+
+
+def swap_restore(ctx: JobContext) -> None:
+    setup = setup_for(ctx)
+    pre = copy_name(setup, "pre_restore", ctx.state["stamp"])
+    _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre)
+    ctx.log(f"the replaced database is kept as {pre}: rows written after the backup stay readable there")
+
+
+def swap_undo(ctx: JobContext) -> None:
+    setup = setup_for(ctx)
+    ctx.state["stamp"] = stamp()
+    undone = copy_name(setup, "undone", ctx.state["stamp"])
+    _swap(ctx, setup, incoming=ctx.params["pre_restore"], outgoing=undone)
+    ctx.log(f"the restored database is kept as {undone}")
+
+
+def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str) -> None:
+    live = setup.database.name
+    try:
+        with steps.adapter_errors(ctx):
+            swap_in(setup, incoming, outgoing)
+    except StepFailed as exc:
+        ctx.log(f"the swap failed; {live} is unchanged, {incoming} is still there; starting {ctx.target} again")
+        with steps.adapter_errors(ctx):
+            steps.control_of(ctx).start(ctx)
+        raise StepFailed(f"{exc} ({live} is unchanged and {ctx.target} was started again on it)") from None
+    ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing}
+    ctx.did(f"renamed {live} to {outgoing} and {incoming} to {live}")
+    ctx.progress(1.0, "swapped")
+
+
+def start_and_verify(ctx: JobContext) -> None:
+    """Start on the swapped-in database; if it is not healthy, swap back, start again, and say both."""
+    control = steps.control_of(ctx)
+    setup = setup_for(ctx)
+    swap = ctx.state["swap"]
+    live = setup.database.name
+    started = ""
+    try:
+        with steps.adapter_errors(ctx):
+            control.start(ctx)
+        passed, detail = steps.check_health(ctx)
+    except StepFailed as exc:
+        passed, detail, started = False, str(exc), "did not start"
+    if passed:
+        ctx.verified(True, detail)
+        ctx.log(f"{ctx.target} is healthy: downtime ends")
+        ctx.set_result(
+            f"{ctx.target} now runs on {swap['incoming']} (renamed to {live}); the replaced database is kept as "
+            f"{swap['outgoing']} — undo puts it back."
+        )
+        return
+    ctx.verified(False, detail)
+    ctx.log(f"verification failed ({started or detail}); swapping back")
+    try:
+        with steps.adapter_errors(ctx):
+            control.stop(ctx)
+            swap_in(setup, swap["outgoing"], swap["incoming"])
+            control.start(ctx)
+        again, detail_again = steps.check_health(ctx)
+    except StepFailed as exc:
+        raise StepFailed(
+            f"After the swap {ctx.target} failed verification ({detail}), and swapping back failed too: {exc}. "
+            f"The restored copy is {live} or {swap['incoming']}; the previous database is {swap['outgoing']} or {live}."
+        ) from None
+    outcome = "healthy again" if again else f"not healthy either ({detail_again})"
+    raise StepFailed(
+        f"After the swap {ctx.target} failed verification ({detail}). Swapped back: {live} is the previous "
+        f"database again and {ctx.target} is {outcome}; the restored copy is kept as {swap['incoming']}."
+    )
+
+
+# --- cleanup -------------------------------------------------------------------------------
+
+
+def clean_up(ctx: JobContext) -> None:
+    setup = setup_for(ctx)
+    hours = ctx.params["older_than_hours"]
+    cutoff = now_utc() - timedelta(hours=hours)
+    with steps.adapter_errors(ctx):
+        old = [c for c in copies(setup) if c.time < cutoff]
+        for copy in old:
+            drop_copy(setup, copy.name)
+            ctx.log(f"dropped {copy.name} ({copy.kind}, {copy.time.isoformat()})")
+            ctx.did(f"dropped {copy.name}")
+    if not old:
+        ctx.skip(f"no restore copies older than {hours} h")
+    ctx.set_result(f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h.")
+
+
+CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
+CONFIRM = Param("confirm", "Type the target name to confirm", required=False, default="")
+BACKUP = Param("backup", "Backup", check=check_backup, help="a file of the target's backup folder")
+
+register(
+    Runbook(
+        name="backup",
+        title="Back up now",
+        description="pg_dump -Fc (or SQLite's backup API) encrypted with gpg into the backup folder, then verified.",
+        role=Role.OPERATOR,
+        mutates=True,
+        steps=(
+            Step("create", "Make the encrypted backup", make_backup),
+            Step("verify", "Verify it", verify_backup),
+            Step("prune", "Apply retention", prune, follow_up=True),
+        ),
+    )
+)
+register(
+    Runbook(
+        name="verify_backup",
+        title="Verify a backup",
+        description="Encrypted to the recipients, checksum, decrypts and reads to its end; a restore test also "
+        "restores it into a scratch copy, counts the key tables and drops the copy. The live database is not touched.",
+        role=Role.OPERATOR,
+        mutates=False,
+        params=(
+            BACKUP,
+            Param("level", "Level", choices=("quick", "restore-test"), default="quick", required=False),
+        ),
+        steps=(Step("verify", "Verify the backup", verify_backup),),
+    )
+)
+register(
+    Runbook(
+        name="restore_backup",
+        title="Restore a backup",
+        description="Restore into a scratch database while the app serves, compare, then stop, swap by renaming, "
+        "start and verify; the replaced database is kept for undo.",
+        role=Role.ADMIN,
+        mutates=True,
+        params=(BACKUP, CONFIRM),
+        check=confirm_protected,
+        steps=(
+            Step("check", "Check the backup", check_restore),
+            CHECKPOINT,
+            Step("scratch", "Restore into a scratch database", fill_scratch),
+            Step("compare", "Compare live and restored", inspect_scratch),
+            Step("stop", "Stop the application", stop_app),
+            Step("swap", "Swap the databases", swap_restore),
+            Step("start", "Start and verify", start_and_verify),
+        ),
+    )
+)
+register(
+    Runbook(
+        name="undo_restore",
+        title="Undo a restore",
+        description="Put the pre-restore database back (the restored one is kept), start and verify.",
+        role=Role.ADMIN,
+        mutates=True,
+        params=(Param("pre_restore", "Pre-restore copy", check=check_pre_restore), CONFIRM),
+        check=confirm_protected,
+        steps=(
+            CHECKPOINT,
+            Step("stop", "Stop the application", stop_app),
+            Step("swap", "Swap the databases back", swap_undo),
+            Step("start", "Start and verify", start_and_verify),
+        ),
+    )
+)
+register(
+    Runbook(
+        name="cleanup_restores",
+        title="Clean up restore copies",
+        description="Drop scratch, pre-restore and undone copies older than the given age.",
+        role=Role.ADMIN,
+        mutates=True,
+        params=(Param("older_than_hours", "Older than (hours)", kind=int, required=False, default=24),),
+        steps=(Step("cleanup", "Drop old copies", clean_up),),
+    )
+)

@@ -1,0 +1,50 @@
+"""A target's backups at a glance: the newest verified backup's age against the RPO, the last restore test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.backups.catalog import Backup, Catalog, now_utc
+
+
+@dataclass(frozen=True)
+class Freshness:
+    newest_verified: Backup | None
+    rpo: timedelta | None
+    last_restore_tested: Backup | None
+    now: datetime
+
+    @property
+    def age(self) -> timedelta | None:
+        return None if self.newest_verified is None else self.now - self.newest_verified.time
+
+    @property
+    def late(self) -> bool:
+        """True when the RPO is set and no verified backup is recent enough."""
+        if self.rpo is None:
+            return False
+        return self.age is None or self.age > self.rpo
+
+
+def freshness(catalog: Catalog, rpo_minutes: int | None) -> Freshness:
+    backups = catalog.backups()
+    tested = [b for b in backups if b.restore_tested]
+    return Freshness(
+        newest_verified=next((b for b in backups if b.state == "verified"), None),
+        rpo=timedelta(minutes=rpo_minutes) if rpo_minutes else None,
+        last_restore_tested=max(tested, key=lambda b: b.restore_tested["at"]) if tested else None,
+        now=now_utc(),
+    )
+
+
+def ago(delta: timedelta | None) -> str:
+    """An age in the words a page shows: "4 min", "3 h", "2 d"."""
+    if delta is None:
+        return "never"
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400 * 2:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"

@@ -1,0 +1,105 @@
+"""Checking a backup before trusting it: what it is, that it is whole, that it decrypts and reads.
+
+The quick check, in order of cost: not empty; really OpenPGP-encrypted, to
+the expected recipients (read from the packet headers, so a cleartext file
+named .gpg is refused); the SHA-256 recorded when it was made; then a
+decrypting stream into a reader of the format (`pg_restore` for a
+custom dump, to /dev/null) that stops at the first broken byte. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+
+from app.backups.catalog import Backup, sha256_of
+from app.backups.setup import BackupSetup
+from app.targets import openpgp
+from app.targets.command import Sink, Stage, run_pipeline
+from app.targets.dbadmin import Postgres
+from app.targets.errors import TargetError
+
+READ_TIMEOUT_S = 6 * 3600
+
+
+class BadBackup(TargetError):
+    """The backup cannot be trusted or read; nothing was changed."""
+
+
+def check_envelope(setup: BackupSetup, backup: Backup) -> str:
+    """BadBackup unless the file is encrypted to every recipient it should be; says to whom it is."""
+    if backup.path.stat().st_size == 0:
+        raise BadBackup(f"{backup.id} is empty (0 bytes)", fix="make a new backup; this file holds nothing")
+    try:
+        envelope = openpgp.read_envelope(backup.path)
+    except openpgp.NotEncrypted as exc:
+        raise BadBackup(f"{backup.id}: {exc.message}", fix=exc.fix) from None
+    expected = list(backup.manifest.get("recipients") or setup.recipients)
+    known = openpgp.encryption_key_ids(setup.home.home, expected, setup.home.env)
+    present = set(envelope.key_ids)
+    missing = [r for r in expected if not known[r] & present]
+    if missing:
+        raise BadBackup(
+            f"{backup.id} is not encrypted to {', '.join(missing)} (it is for key id(s) "
+            f"{', '.join(envelope.key_ids) or 'none'})",
+            fix="restore only backups encrypted to this target's recipients, whose secret keys are in its GnuPG home",
+        )
+    return f"encrypted to {', '.join(expected)}"
+
+
+def check_checksum(backup: Backup) -> str:
+    if not backup.sha256:
+        return "no checksum recorded (a file Rewind did not make)"
+    found = sha256_of(backup.path)
+    if found != backup.sha256:
+        raise BadBackup(
+            f"{backup.id} does not match its recorded SHA-256 (recorded {backup.sha256[:16]}…, "
+            f"found {found[:16]}…): it was changed or damaged after it was made",
+            fix="do not restore it; choose another backup",
+        )
+    return "SHA-256 matches"
+
+
+def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
+    """Decrypt the whole file as a stream into a reader of its format; BadBackup at the first failure."""
+    decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
+    db = setup.database
+    with backup.path.open("rb") as source:
+        if backup.format == "custom" and isinstance(db, Postgres):
+            # Not --list: that reads only the table of contents and leaves gpg writing into a closed pipe.
+            # Restoring to /dev/null reads every data block, so the whole file is decrypted and checked.
+            lister = Stage.of(
+                [db.tool("pg_restore"), "--file", os.devnull], "pg_restore", env=setup.target.command_env()
+            )
+            result = run_pipeline([decrypt, lister], sink, stdin=source, timeout=READ_TIMEOUT_S)
+        else:
+            with open(os.devnull, "wb") as nowhere:
+                result = run_pipeline([decrypt], sink, stdin=source, stdout=nowhere, timeout=READ_TIMEOUT_S)
+    if not result.ok:
+        stage = result.failed
+        said = "; ".join(line.strip() for line in (stage.stderr_tail if stage else ())[-3:])
+        if stage is not None and stage.name == "gpg":
+            raise BadBackup(
+                f"{backup.id} does not decrypt: {said or f'gpg exited with status {stage.returncode}'}",
+                fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}",
+            )
+        raise BadBackup(
+            f"{backup.id} decrypts but is not a readable {backup.format} archive: {said}",
+            fix="the dump inside is damaged or truncated; choose another backup",
+        )
+    if backup.format == "custom":
+        return "decrypts; the archive reads to its end"
+    return "decrypts to its end"
+
+
+def quick_verify(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
+    """Every quick check, each logged; BadBackup at the first that fails."""
+    parts = []
+    for check in (
+        lambda: check_envelope(setup, backup),
+        lambda: check_checksum(backup),
+        lambda: check_readable(setup, backup, sink),
+    ):
+        parts.append(check())
+        sink.line("out", f"  ✓ {parts[-1]}")
+        sink.tick()
+    return "; ".join(parts)

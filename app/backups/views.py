@@ -1,0 +1,69 @@
+"""The Backups tab of a target: its catalog, the RPO line, and the buttons that start backup runbooks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, render_template
+
+from app.auth.guards import requires
+from app.auth.roles import Role
+from app.backups.catalog import Catalog
+from app.backups.restore import copies
+from app.backups.setup import catalog_of, setup_of
+from app.backups.status import ago, freshness
+from app.jobs import service
+from app.targetpage.tabs import Tab
+from app.targetpage.tabs import register as register_tab
+from app.targetpage.views import target_or_404
+from app.targets import registry
+from app.targets.errors import TargetError
+
+bp = Blueprint("backups", __name__)
+register_tab(Tab("backups", "Backups", "backups.catalog", order=30))
+
+
+@bp.get("/backups")
+@requires(Role.VIEWER)
+def index():
+    """Every target's newest verified backup against its RPO, linking to its Backups tab."""
+    rows = []
+    for config in registry.current().all():
+        if config.backups is None:
+            rows.append((config.name, None, "no backups configured"))
+            continue
+        try:
+            rows.append((config.name, freshness(Catalog(config.backups.dir), config.backups.rpo_minutes), None))
+        except OSError as exc:
+            rows.append((config.name, None, str(exc)))
+    return render_template("backups/index.html", rows=rows, ago=ago)
+
+
+@bp.get("/targets/<name>/backups")
+@requires(Role.VIEWER)
+def catalog(name: str):
+    target = target_or_404(name)
+    problem, backups, kept, fresh, copies_problem = None, [], [], None, None
+    try:
+        found = catalog_of(target)
+        backups = found.backups()
+        fresh = freshness(found, target.config.backups.rpo_minutes)
+    except (TargetError, OSError) as exc:
+        problem = getattr(exc, "message", str(exc))
+    if problem is None:
+        try:
+            kept = copies(setup_of(target))
+        except TargetError as exc:
+            copies_problem = exc.message
+    return render_template(
+        "backups/catalog.html",
+        target=target,
+        problem=problem,
+        backups=backups,
+        copies=kept,
+        copies_problem=copies_problem,
+        fresh=fresh,
+        ago=ago,
+        parse_time=datetime.fromisoformat,
+        busy=service.busy_job(name),
+    )

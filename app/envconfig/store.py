@@ -1,0 +1,191 @@
+"""Recording and reading env file versions; the only code that seals and unseals them.
+
+A version is recorded on every change Rewind makes, on demand, and when the
+file is seen to have changed on disk. Only metadata, keyed digests and the
+sealed file reach the ops database.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from app.envconfig import keys
+from app.envconfig.models import EnvVersion
+from app.extensions import db
+from app.statuses import EnvSource
+from app.targets.envfile import EnvFile, EnvFileError, EnvFileState, decode, parse
+from app.targets.errors import TargetError
+from app.targets.target import Target
+
+
+class NoEnvFile(TargetError):
+    def __init__(self, target: str) -> None:
+        super().__init__(
+            f"{target} has no env file",
+            fix=f'add env_file = "/path/to/.env" to [targets.{target}] in the targets file',
+        )
+        self.target = target
+
+
+class UnknownVersion(TargetError):
+    def __init__(self, target: str, version: object) -> None:
+        super().__init__(
+            f"{target} has no env file version {version!r}",
+            fix=f"pick one from `flask rewind config versions {target}` or the Config tab",
+        )
+        self.target, self.version = target, version
+
+
+# One recorder at a time in this process, so the monitor and a snapshot never both record the same change.
+_recording = threading.RLock()
+
+
+@dataclass(frozen=True)
+class Contents:
+    """A file's content with what a version records about it (digests, parse problem)."""
+
+    content: bytes
+    values: dict[str, str | None]
+    digests: dict[str, str]
+    file_digest: str
+    problem: str | None
+
+
+def env_file_of(target: Target) -> EnvFile:
+    if target.config.env_file is None:
+        raise NoEnvFile(target.name)
+    return EnvFile(target.config.env_file)
+
+
+def read_contents(instance_dir: Path, content: bytes) -> Contents:
+    """Digests and values of a file's content; a file that does not parse keeps its problem, not its values."""
+    try:
+        parsed = parse(decode(content))
+    except EnvFileError as exc:
+        values, problem = {}, exc.message
+    else:
+        values = parsed.values() if parsed.ok else {}
+        problem = "; ".join(str(p) for p in parsed.problems[:3]) or None
+    digests = {key: keys.value_digest(instance_dir, key, value) for key, value in values.items()}
+    return Contents(content, values, digests, keys.file_digest(instance_dir, content), problem)
+
+
+def versions(target: str, limit: int = 100) -> list[EnvVersion]:
+    stmt = select(EnvVersion).where(EnvVersion.target == target).order_by(EnvVersion.id.desc()).limit(limit)
+    return list(db.session.scalars(stmt))
+
+
+def newest(target: str) -> EnvVersion | None:
+    return db.session.scalar(
+        select(EnvVersion).where(EnvVersion.target == target).order_by(EnvVersion.id.desc()).limit(1)
+    )
+
+
+def get(target: str, version_id: object) -> EnvVersion:
+    """The version of this target with that id; UnknownVersion for anything else (another target's included)."""
+    try:
+        number = int(str(version_id).strip().lstrip("#"))
+    except ValueError:
+        raise UnknownVersion(target, version_id) from None
+    row = db.session.get(EnvVersion, number)
+    if row is None or row.target != target:
+        raise UnknownVersion(target, version_id)
+    return row
+
+
+def content_of(target: Target, version: EnvVersion) -> bytes:
+    """The version's file, decrypted with Rewind's key (in memory only)."""
+    return keys.unseal(target.instance_dir, version.sealed)
+
+
+def changes_between(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
+    """Which keys were added, removed and changed, from two digest maps: no value needed."""
+    return {
+        "added": sorted(set(after) - set(before)),
+        "removed": sorted(set(before) - set(after)),
+        "changed": sorted(k for k in set(before) & set(after) if before[k] != after[k]),
+    }
+
+
+def record(
+    target: Target,
+    state: EnvFileState,
+    source: EnvSource,
+    *,
+    reason: str = "",
+    actor: str | None = None,
+    job_id: int | None = None,
+) -> EnvVersion:
+    """Seal the file's content and keep it as the target's newest version (committed)."""
+    with _recording:
+        return _record(target, state, source, reason=reason, actor=actor, job_id=job_id)
+
+
+def _record(
+    target: Target, state: EnvFileState, source: EnvSource, *, reason: str, actor: str | None, job_id: int | None
+) -> EnvVersion:
+    contents = read_contents(target.instance_dir, state.content)
+    previous = newest(target.name)
+    row = EnvVersion(
+        target=target.name,
+        source=source.value,
+        reason=reason[:255],
+        actor_name=actor,
+        job_id=job_id,
+        path=str(target.config.env_file),
+        file_mtime=state.mtime,
+        file_owner=state.owner,
+        file_digest=contents.file_digest,
+        size=len(state.content),
+        parse_error=(contents.problem or None) and contents.problem[:512],
+        digests_json=json.dumps(contents.digests, sort_keys=True),
+        changes_json=json.dumps(changes_between(previous.digests if previous else {}, contents.digests)),
+        sealed=keys.seal(target.instance_dir, state.content),
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def current_state(target: Target) -> EnvFileState:
+    return env_file_of(target).read()
+
+
+def ensure_current(
+    target: Target, *, source: EnvSource | None = None, actor: str | None = None, job_id: int | None = None
+) -> tuple[EnvVersion, bool]:
+    """The version matching the file now, recording one if the file differs from the newest; (version, recorded).
+
+    A difference Rewind did not make is an outside change unless `source` says otherwise (a snapshot).
+    """
+    with _recording:
+        return _ensure_current(target, source=source, actor=actor, job_id=job_id)
+
+
+def _ensure_current(
+    target: Target, *, source: EnvSource | None, actor: str | None, job_id: int | None
+) -> tuple[EnvVersion, bool]:
+    state = current_state(target)
+    db.session.commit()  # end any older snapshot of the table: another thread may have just recorded
+    previous = newest(target.name)
+    if previous is not None and previous.file_digest == keys.file_digest(target.instance_dir, state.content):
+        return previous, False
+    if source is None:
+        source = EnvSource.OUTSIDE if previous is not None else EnvSource.FIRST
+    reason = {
+        EnvSource.OUTSIDE: f"the file changed on disk (modified {_when(state.mtime)} by owner {state.owner})",
+        EnvSource.FIRST: "the file as Rewind first saw it",
+        EnvSource.SNAPSHOT: "snapshot",
+    }.get(source, "")
+    return record(target, state, source, reason=reason, actor=actor, job_id=job_id), True
+
+
+def _when(mtime: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,0 +1,165 @@
+"""The Config tab: env file versions, masked diffs, reveal one value (admin, audited), snapshot, restore, edit."""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from markupsafe import Markup, escape
+
+from app.audit.store import Actor, record_and_commit
+from app.auth.guards import refuse, requires
+from app.auth.roles import Role
+from app.envconfig import diff, keys, runbooks, store
+from app.extensions import db
+from app.jobs import service
+from app.jobs.runbook import ParamError
+from app.statuses import EnvSource, Outcome
+from app.targetpage.tabs import Tab
+from app.targetpage.tabs import register as register_tab
+from app.targetpage.views import target_or_404
+from app.targets import registry
+from app.targets.errors import TargetError
+
+bp = Blueprint("envconfig", __name__)
+register_tab(Tab("config", "Config", "envconfig.tab", order=50))
+
+
+@bp.get("/config")
+@requires(Role.VIEWER)
+def index():
+    configs = registry.current().all()
+    return render_template("envconfig/index.html", configs=configs)
+
+
+def _default_sides(versions) -> tuple[str | None, str]:
+    """Without a choice: what changed last (the newest version against the one before, or against the file now)."""
+    if not versions:
+        return None, diff.NOW
+    return (str(versions[1].id) if len(versions) > 1 else str(versions[0].id)), diff.NOW
+
+
+@bp.get("/targets/<name>/config")
+@requires(Role.VIEWER)
+def tab(name: str):
+    target = target_or_404(name)
+    if target.config.env_file is None:
+        return render_template("envconfig/tab.html", target=target, missing=True)
+    versions = store.versions(name)
+    default_a, default_b = _default_sides(versions)
+    a = request.args.get("a") or default_a
+    b = request.args.get("b") or default_b
+    problem, result, now = None, None, None
+    try:
+        now = diff.side(target, diff.NOW)
+        if a is not None:
+            result = diff.between(target, a, b)
+    except TargetError as exc:
+        if isinstance(exc, store.UnknownVersion):
+            abort(404, description=exc.message)
+        problem = exc.message
+    return render_template(
+        "envconfig/tab.html",
+        target=target,
+        missing=False,
+        versions=versions,
+        result=result,
+        now=now,
+        problem=problem,
+        a=a,
+        b=b,
+        busy=service.busy_job(name),
+        may_change=_may_change(target),
+        EnvSource=EnvSource,
+    )
+
+
+def _may_change(target) -> bool:
+    """Operators restore; a protected target's env file is changed by admins only."""
+    return current_user.can(Role.ADMIN if target.config.protected else Role.OPERATOR)
+
+
+@bp.post("/targets/<name>/config/snapshot")
+@requires(Role.OPERATOR)
+def snapshot(name: str):
+    target = target_or_404(name)
+    try:
+        version, recorded = store.ensure_current(target, source=EnvSource.SNAPSHOT, actor=current_user.name)
+    except TargetError as exc:
+        db.session.rollback()
+        record_and_commit("envconfig.snapshot", outcome=Outcome.FAILED, target=name, details={"reason": exc.message})
+        flash(f"No snapshot: {exc.message}", "error")
+        return redirect(url_for("envconfig.tab", name=name)), 303
+    record_and_commit("envconfig.snapshot", target=name, details={"version": version.id, "recorded": recorded})
+    if recorded:
+        flash(f"Snapshot kept as version #{version.id}.", "info")
+    else:
+        flash(f"The env file is unchanged since version #{version.id}; nothing new to keep.", "info")
+    return redirect(url_for("envconfig.tab", name=name)), 303
+
+
+@bp.post("/targets/<name>/config/reveal")
+@requires(Role.ADMIN)
+def reveal(name: str):
+    target = target_or_404(name)
+    ref, key = request.form.get("side", "").strip(), request.form.get("key", "").strip()
+    details = {"side": ref, "key": key}
+    try:
+        value = diff.reveal(target, ref, key)
+    except (TargetError, KeyError) as exc:
+        db.session.rollback()
+        reason = exc.message if isinstance(exc, TargetError) else f"{ref} has no key {key!r}"
+        details["reason"] = reason
+        record_and_commit("envconfig.reveal", outcome=Outcome.FAILED, target=name, details=details)
+        abort(404, description=reason)
+    record_and_commit("envconfig.reveal", target=name, details=details)
+    shown = Markup("<em>named without a value</em>") if value is None else Markup("<code>{}</code>").format(value)
+    return Markup('<span class="revealed" data-key="{}">{}</span>').format(escape(key), shown)
+
+
+def _enqueue(name: str, runbook, raw: dict):
+    target = target_or_404(name)
+    if not _may_change(target):
+        refuse("needs the admin role to change the env file of a protected target", target=name)
+    try:
+        params = runbook.parse_params(raw, name)
+        job = service.enqueue(runbook, name, params, Actor.of(current_user))
+    except (ParamError, service.JobRefused) as exc:
+        if isinstance(exc, ParamError):
+            db.session.rollback()
+            shown = {k: v for k, v in raw.items() if k != "sealed"}
+            record_and_commit(
+                "job.queued",
+                outcome=Outcome.DENIED,
+                target=name,
+                details={"runbook": runbook.name, "reason": str(exc), "params": shown},
+            )
+        flash(str(exc), "error")
+        return redirect(url_for("envconfig.tab", name=name)), 303
+    return redirect(url_for("jobs.show", job_id=job.id)), 303
+
+
+@bp.post("/targets/<name>/config/restore")
+@requires(Role.OPERATOR)
+def restore(name: str):
+    raw = {k: request.form.get(k, "") for k in ("version", "expect", "confirm")}
+    return _enqueue(name, runbooks.RESTORE, raw)
+
+
+@bp.post("/targets/<name>/config/edit")
+@requires(Role.ADMIN)
+def edit(name: str):
+    target = target_or_404(name)
+    if target.config.env_file is None:
+        flash(f"Nothing was changed: {store.NoEnvFile(name).message}.", "error")
+        return redirect(url_for("envconfig.tab", name=name)), 303
+    value = request.form.get("value", "")
+    # The value travels to the job sealed to Rewind's key: never in clear in the job row or the audit log.
+    try:
+        sealed = base64.b64encode(keys.seal(target.instance_dir, value.encode("utf-8"))).decode()
+    except TargetError as exc:
+        flash(f"Nothing was changed: {exc.message}", "error")
+        return redirect(url_for("envconfig.tab", name=name)), 303
+    raw = {k: request.form.get(k, "") for k in ("key", "expect", "confirm")}
+    return _enqueue(name, runbooks.EDIT, {**raw, "sealed": sealed})

@@ -1,0 +1,80 @@
+"""`flask rewind flags list|set`: the flags of a target from the shell, with the same rules and audit as the page."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from app.audit.store import Actor, record_and_commit
+from app.auth.models import User
+from app.auth.roles import Role
+from app.extensions import db
+from app.flags import store
+from app.statuses import Outcome
+from app.targets import registry
+from app.targets.errors import TargetError
+
+
+@click.group("flags", cls=AppGroup)
+def flags() -> None:
+    """Feature flags in a target's own database."""
+
+
+def _target(name: str):
+    try:
+        return registry.current().open(name)
+    except registry.UnknownTarget as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _fail(exc: TargetError) -> click.ClickException:
+    return click.ClickException(f"{exc.message}" + (f" ({exc.fix})" if exc.fix else ""))
+
+
+@flags.command("list")
+@click.argument("target")
+def list_flags(target: str) -> None:
+    """Every flag of TARGET with its state and description."""
+    try:
+        rows = store.table_of(_target(target)).list()
+    except TargetError as exc:
+        raise _fail(exc) from None
+    width = max((len(f.name) for f in rows), default=4)
+    for flag in rows:
+        click.echo(f"{flag.name:<{width}}  {store.word(flag.enabled):<3}  {flag.description}".rstrip())
+    if not rows:
+        click.echo("no flags in the table")
+
+
+@flags.command("set")
+@click.argument("target")
+@click.argument("name")
+@click.argument("state", metavar="on|off")
+@click.option("--as", "as_user", required=True, help="The Rewind user doing this (needs the operator role).")
+@click.option("--reason", default="", help="Why; required on protected targets.")
+def set_flag(target: str, name: str, state: str, as_user: str, reason: str) -> None:
+    """Turn flag NAME of TARGET on or off, audited as USER (via=cli)."""
+    the_target = _target(target)
+    user = db.session.scalar(select(User).filter_by(name=as_user))
+    if user is None or user.disabled:
+        raise click.ClickException(f"there is no active Rewind user {as_user!r}")
+    actor = Actor.of(user)
+    if not user.can(Role.OPERATOR):
+        record_and_commit(
+            "flags.toggle",
+            outcome=Outcome.DENIED,
+            target=target,
+            actor=actor,
+            details={"flag": name, "reason": reason, "via": "cli", "error": "needs the operator role"},
+        )
+        raise click.ClickException(f"{as_user} may not change flags: it needs the operator role")
+    try:
+        enabled = store.parse_state(state, "state")
+        change, _ = store.toggle(the_target, name, enabled, seen=None, actor=actor, reason=reason, via="cli")
+    except TargetError as exc:
+        raise _fail(exc) from None
+    if change.changed:
+        click.echo(f"{target}: {name} {store.word(change.old)} -> {store.word(change.new)}")
+    else:
+        click.echo(f"{target}: {name} was already {store.word(change.new)}; nothing written")

@@ -1,0 +1,253 @@
+"""Restore as of: the whole flags table put back as it was at a moment, in one transaction.
+
+The states "then" come from Rewind's records: the newest checkpoint taken
+at or before the moment (each holds every flag's state), then the audited
+changes up to the moment. A flag those do not settle keeps the state it had
+before its first audited change after the moment, or, if Rewind never
+touched it since, its state now. Flags created since are left alone; flags
+deleted since are listed and recreated only when asked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from app.audit.store import Actor, record_and_commit
+from app.checkpoints.models import Checkpoint
+from app.clock import utcnow
+from app.extensions import db
+from app.flags import history
+from app.flags.store import BadFlagInput, _refused, clean_reason, table_of
+from app.targets.errors import TargetError
+from app.targets.flags import Change, Flag
+from app.targets.target import Target
+
+
+class RestoreTooEarly(TargetError):
+    def __init__(self, target: str, moment: datetime, first: datetime | None) -> None:
+        when = moment.strftime("%Y-%m-%d %H:%M:%S")
+        if first is None:
+            message = f"Rewind has no record of {target}'s flags yet, so it cannot tell how they were at {when}"
+            fix = "a checkpoint or a flag change through Rewind starts the record"
+        else:
+            message = f"{when} is before Rewind's first record of {target}'s flags ({first:%Y-%m-%d %H:%M:%S} UTC)"
+            fix = "choose a later moment"
+        super().__init__(message, fix=fix)
+
+
+class PlanChanged(TargetError):
+    def __init__(self) -> None:
+        super().__init__(
+            "the flags changed since the plan was shown, so nothing was written", fix="review the new plan and confirm"
+        )
+
+
+@dataclass
+class Plan:
+    target: str
+    as_of: datetime
+    source: str  # what the person chose: "2026-05-01 10:00", "checkpoint #4", "before job #12"
+    changes: list[Change]  # now -> then, only flags whose state differs
+    created_since: list[str]  # present now, absent then: left alone
+    deleted_since: list[Flag]  # absent now, present then: recreated only when asked
+    unchanged: int = 0
+    params: dict = field(default_factory=dict)  # how to ask for this plan again
+
+    @property
+    def expected(self) -> dict[str, bool]:
+        return {c.name: bool(c.old) for c in self.changes}
+
+
+_AGO = re.compile(r"^(\d+)\s*(m|min|mins|minutes?|h|hours?|d|days?)(\s+ago)?$")
+
+
+def parse_moment(text: str, now: datetime | None = None) -> datetime:
+    """A moment in UTC: 2026-05-01 10:00[:00], 2026-05-01T10:00 (a datetime-local field), or '5 minutes ago'."""
+    now = now or utcnow()
+    value = (text or "").strip().lower()
+    if match := _AGO.match(value):
+        amount, unit = int(match.group(1)), match.group(2)[0]
+        return now - timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+    try:
+        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadFlagInput(
+            f"as of: cannot read {text!r} as a time; write 2026-05-01 10:00 (UTC) or '15 minutes ago'"
+        ) from None
+    if moment.tzinfo:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if moment > now:
+        raise BadFlagInput(f"as of: {text} is in the future")
+    return moment
+
+
+def _checkpoint_states(cp: Checkpoint) -> dict[str, bool] | None:
+    part = cp.captures.get("flags")
+    if isinstance(part, dict) and isinstance(part.get("states"), dict):
+        return {str(k): bool(v) for k, v in part["states"].items()}
+    return None
+
+
+def _base(target: str, moment: datetime) -> tuple[Checkpoint, dict[str, bool]] | None:
+    rows = db.session.scalars(
+        select(Checkpoint)
+        .where(Checkpoint.target == target, Checkpoint.created_at <= moment)
+        .order_by(Checkpoint.id.desc())
+        .limit(50)
+    )
+    for cp in rows:
+        if (states := _checkpoint_states(cp)) is not None:
+            return cp, states
+    return None
+
+
+def _first_record(target: str) -> datetime | None:
+    firsts = [ts] if (ts := history.first_change_at(target)) else []
+    rows = db.session.scalars(select(Checkpoint).where(Checkpoint.target == target).order_by(Checkpoint.id).limit(50))
+    firsts += [cp.created_at for cp in rows if _checkpoint_states(cp) is not None][:1]
+    return min(firsts) if firsts else None
+
+
+def newest_seen(checkpoints: list[Checkpoint]) -> history.Seen | None:
+    """The newest of these checkpoints (newest first) as a reference for "changed outside Rewind"."""
+    for cp in checkpoints:
+        if (states := _checkpoint_states(cp)) is not None:
+            return history.Seen(cp.created_at, states)
+    return None
+
+
+def ensure_baseline(target: str, flags: list[Flag]) -> None:
+    """Record the flags as Rewind first sees them (a checkpoint), so "as of" has a start to go back to.
+
+    Until then Rewind has no record of the table; afterwards every change it makes is audited, and a later
+    checkpoint or audit row takes over. Cheap when a record exists: one indexed query.
+    """
+    rows = db.session.scalars(
+        select(Checkpoint).where(Checkpoint.target == target).order_by(Checkpoint.id).limit(50)
+    ).all()
+    if any(_checkpoint_states(cp) is not None for cp in rows):
+        return
+    from app.checkpoints import store as checkpoints
+
+    checkpoints.record(target, None, "flags first seen", {"flags": {"states": {f.name: f.enabled for f in flags}}})
+
+
+def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | None = None, job: int | None = None):
+    """The diff between the flags now and then; nothing is written."""
+    name = target.name
+    base: tuple[Checkpoint, dict[str, bool]] | None = None
+    if checkpoint is not None:
+        cp = db.session.scalars(select(Checkpoint).filter_by(id=checkpoint, target=name)).first()
+        states = _checkpoint_states(cp) if cp else None
+        if states is None:
+            raise BadFlagInput(f"checkpoint #{checkpoint} of {name} does not exist or holds no flag states")
+        base, moment, source = (cp, states), cp.created_at, f"checkpoint #{checkpoint}"
+        params = {"checkpoint": checkpoint}
+    elif job is not None:
+        from app.jobs.models import Job
+
+        row = db.session.scalars(select(Job).where(Job.id == job, Job.target == name)).first()
+        if row is None:
+            raise BadFlagInput(f"job #{job} did not run on {name}")
+        cp = db.session.scalars(select(Checkpoint).where(Checkpoint.job_id == job).order_by(Checkpoint.id)).first()
+        states = _checkpoint_states(cp) if cp else None
+        if states is not None:
+            base, moment = (cp, states), cp.created_at
+        else:
+            moment = row.created_at - timedelta(microseconds=1)
+        source, params = f"before job #{job}", {"job": job}
+    elif moment is not None:
+        source, params = f"{moment:%Y-%m-%d %H:%M:%S} UTC", {"as_of": moment.isoformat(timespec="microseconds")}
+    else:
+        raise BadFlagInput("as of: choose a time, a checkpoint or a job")
+    if base is None:
+        first = _first_record(name)
+        if first is None or moment < first:
+            raise RestoreTooEarly(name, moment, first)
+        base = _base(name, moment)
+
+    then: dict[str, bool | None] = dict(base[1]) if base else {}
+    descriptions: dict[str, str] = {}
+    since = base[0].created_at if base else None
+    events = history.events(name, after=since)  # a checkpoint already holds everything before it
+    for event in events:
+        if event.ts > moment:
+            break
+        if since is not None and event.ts <= since:
+            continue
+        for c in event.changes:
+            then[c["flag"]] = c.get("new")
+    for event in events:
+        if event.ts <= moment:
+            continue
+        for c in event.changes:
+            if c["flag"] not in then:  # its first change after the moment tells how it was then
+                then[c["flag"]] = c.get("old")
+            if c.get("new") is None:
+                descriptions[c["flag"]] = c.get("description") or ""
+
+    now = {flag.name: flag for flag in table_of(target).list()}
+    changes, created, deleted, unchanged = [], [], [], 0
+    for flag_name in sorted(set(now) | set(then)):
+        current = now.get(flag_name)
+        if flag_name not in then:
+            if base is not None and current is not None:
+                created.append(flag_name)  # a checkpoint lists every flag: one missing from it came later
+            else:
+                unchanged += 1
+            continue
+        wanted = then[flag_name]
+        if current is None:
+            if wanted is not None:
+                deleted.append(Flag(flag_name, wanted, descriptions.get(flag_name, "")))
+        elif wanted is None:
+            created.append(flag_name)
+        elif current.enabled != wanted:
+            changes.append(Change(flag_name, current.enabled, wanted))
+        else:
+            unchanged += 1
+    return Plan(name, moment, source, changes, created, deleted, unchanged, params)
+
+
+def apply(
+    target: Target, the_plan: Plan, *, seen: dict[str, bool], recreate: list[str], actor: Actor, reason: str
+) -> list[Change]:
+    """Write the plan in one transaction, provided it is still the plan the person confirmed (`seen`)."""
+    details = {
+        "as_of": the_plan.as_of.isoformat(timespec="seconds"),
+        "source": the_plan.source,
+        "reason": reason,
+        "recreate": sorted(recreate),
+    }
+    try:
+        reason = clean_reason(reason, required=target.config.protected, what=f"restoring {target.name}'s flags")
+        if seen != the_plan.expected:
+            raise PlanChanged()
+        deleted = {f.name: f for f in the_plan.deleted_since}
+        if unknown := sorted(set(recreate) - set(deleted)):
+            raise BadFlagInput(f"cannot recreate {', '.join(unknown)}: not deleted since {the_plan.source}")
+        changes, stamp = table_of(target).apply(
+            {c.name: bool(c.new) for c in the_plan.changes},
+            expected=the_plan.expected,
+            create=[deleted[n] for n in sorted(recreate)],
+        )
+    except TargetError as exc:
+        _refused("flags.restore", target, actor, exc, details)
+        raise
+    record_and_commit(
+        "flags.restore",
+        target=target.name,
+        actor=actor,
+        details={
+            **details,
+            "changes": [c.as_dict() for c in changes],
+            "created_since": the_plan.created_since,
+            "deleted_since": [f.name for f in the_plan.deleted_since],
+            "written_at": stamp.isoformat(timespec="microseconds"),
+        },
+    )
+    return changes

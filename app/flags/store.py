@@ -1,0 +1,234 @@
+"""Changing flags on a target, each change (and each refusal) audited with old and new values and the reason.
+
+A flag change is one short transaction in the application's database, so it
+is written at once rather than queued as a job; its audit row is committed
+right after, naming what was actually written. Views and the CLI both come
+through here, so both follow the same rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from app.audit.store import Actor, record, record_and_commit
+from app.extensions import db
+from app.flags import history
+from app.statuses import Outcome
+from app.targets.errors import TargetError
+from app.targets.flags import (
+    Change,
+    Flag,
+    FlagError,
+    FlagTable,
+    FlagTableError,
+    FlagValueError,
+    StaleFlag,
+    VanishedFlags,
+)
+from app.targets.target import Target
+
+NAME_MAX = 80
+REASON_MAX = 500
+
+
+class NoFlagsTable(TargetError):
+    def __init__(self, target: str) -> None:
+        super().__init__(
+            f"{target} has no flags table configured",
+            fix=f"set database.flags_table under [targets.{target}.database] in the targets file",
+        )
+
+
+class ReasonRequired(TargetError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} needs a reason", fix="say why in a few words; it goes to the audit log")
+
+
+class BadFlagInput(TargetError):
+    """A name or value from a form or the shell that cannot be right."""
+
+
+def table_of(target: Target) -> FlagTable:
+    table = target.flags()
+    if table is None:
+        raise NoFlagsTable(target.name)
+    return table
+
+
+def clean_reason(reason: str | None, *, required: bool, what: str) -> str:
+    reason = (reason or "").strip()
+    if required and not reason:
+        raise ReasonRequired(what)
+    if len(reason) > REASON_MAX:
+        raise BadFlagInput(f"the reason is {len(reason)} characters; keep it under {REASON_MAX}")
+    return reason
+
+
+def parse_state(value: str | None, what: str = "state") -> bool:
+    """'on'/'off' (and true/false, 1/0) from a form or the shell."""
+    text = (value or "").strip().lower()
+    if text in ("on", "true", "1", "yes"):
+        return True
+    if text in ("off", "false", "0", "no"):
+        return False
+    raise BadFlagInput(f"{what}: expected on or off, got {value!r}")
+
+
+def word(enabled: bool | None) -> str:
+    return "absent" if enabled is None else ("on" if enabled else "off")
+
+
+def _refused(action: str, target: Target, actor: Actor, exc: TargetError, details: dict) -> None:
+    outcome = Outcome.FAILED if isinstance(exc, FlagTableError | FlagValueError) else Outcome.DENIED
+    if isinstance(exc, StaleFlag):
+        details["current"] = exc.flag.enabled
+    details = {**details, "error": exc.message}
+    record_and_commit(action, outcome=outcome, target=target.name, actor=actor, details=details)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def toggle(
+    target: Target,
+    name: str,
+    enabled: bool,
+    *,
+    seen: bool | None,
+    actor: Actor,
+    reason: str = "",
+    via: str = "web",
+) -> tuple[Change, history.FlagEvent]:
+    """Set one flag; `seen` is the state the person saw (None from the shell's `set`, which says the goal).
+
+    Returns the change (with the row as written) and its audit row.
+    """
+    details = {"flag": name, "new": enabled, "seen": seen, "reason": reason, "via": via}
+    try:
+        reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
+        change, stamp = table_of(target).set(name, enabled, seen=seen)
+    except TargetError as exc:
+        _refused("flags.toggle", target, actor, exc, details)
+        raise
+    event = record(
+        "flags.toggle",
+        target=target.name,
+        actor=actor,
+        details={
+            **details,
+            "old": change.old,
+            "changes": [change.as_dict()] if change.changed else [],
+            "written_at": _stamp(stamp) if change.changed else None,
+        },
+    )
+    db.session.flush()
+    done = history.event_of(event)  # read before the commit expires the row
+    db.session.commit()
+    return change, done
+
+
+def kill(
+    target: Target,
+    *,
+    names: Iterable[str] | None = None,
+    tag: str | None = None,
+    actor: Actor,
+    reason: str,
+    via: str = "web",
+) -> list[Change]:
+    """Turn several flags off in one transaction with one reason: all of them, or none and the refusal audited."""
+    names = sorted(set(names)) if names is not None else None
+    details = {"flags": names, "tag": tag, "reason": reason, "via": via}
+    try:
+        reason = clean_reason(reason, required=True, what="the kill switch")
+        changes, stamp = table_of(target).kill(names, tag=tag)
+    except TargetError as exc:
+        if isinstance(exc, VanishedFlags):
+            details["vanished"] = exc.names
+        _refused("flags.kill", target, actor, exc, details)
+        raise
+    record_and_commit(
+        "flags.kill",
+        target=target.name,
+        actor=actor,
+        details={
+            **details,
+            "changes": [c.as_dict() for c in changes if c.changed],
+            "already_off": [c.name for c in changes if not c.changed],
+            "written_at": _stamp(stamp),
+        },
+    )
+    return changes
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise BadFlagInput("a flag needs a name")
+    if len(name) > NAME_MAX or not all(ch.isalnum() or ch in "_-.:" for ch in name):
+        raise BadFlagInput(
+            f"flag name {name!r}: use up to {NAME_MAX} letters, digits and _ - . : (no spaces)",
+        )
+    return name
+
+
+def create(target: Target, flag: Flag, *, actor: Actor, reason: str = "", via: str = "web") -> Flag:
+    details = {"flag": flag.name, "new": flag.enabled, "description": flag.description, "reason": reason, "via": via}
+    try:
+        check_name(flag.name)
+        stamp = table_of(target).create(flag)
+    except TargetError as exc:
+        _refused("flags.create", target, actor, exc, details)
+        raise
+    change = Change(flag.name, None, flag.enabled)
+    record_and_commit(
+        "flags.create",
+        target=target.name,
+        actor=actor,
+        details={**details, "old": None, "changes": [change.as_dict()], "written_at": _stamp(stamp)},
+    )
+    return flag
+
+
+def delete(target: Target, name: str, *, seen: bool | None, actor: Actor, reason: str = "", via: str = "web") -> Flag:
+    details = {"flag": name, "seen": seen, "reason": reason, "via": via}
+    try:
+        reason = clean_reason(reason, required=target.config.protected, what=f"deleting a flag on {target.name}")
+        gone = table_of(target).delete(name, seen=seen)
+    except TargetError as exc:
+        _refused("flags.delete", target, actor, exc, details)
+        raise
+    change = Change(name, gone.enabled, None)
+    record_and_commit(
+        "flags.delete",
+        target=target.name,
+        actor=actor,
+        details={
+            **details,
+            "old": gone.enabled,
+            "new": None,
+            "description": gone.description,
+            "tag": gone.tag,
+            "changes": [{**change.as_dict(), "description": gone.description, "tag": gone.tag}],
+        },
+    )
+    return gone
+
+
+__all__ = [
+    "BadFlagInput",
+    "FlagError",
+    "NoFlagsTable",
+    "ReasonRequired",
+    "check_name",
+    "clean_reason",
+    "create",
+    "delete",
+    "kill",
+    "parse_state",
+    "table_of",
+    "toggle",
+    "word",
+]

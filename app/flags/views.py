@@ -1,0 +1,272 @@
+"""The Flags tab: every flag of a target, toggled at once (htmx), killed together, restored as of a moment."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from app.audit.store import Actor
+from app.auth.guards import requires
+from app.auth.roles import Role
+from app.checkpoints.models import Checkpoint
+from app.extensions import db
+from app.flags import captures as _captures  # noqa: F401 registers the flags part of every checkpoint
+from app.flags import history, restore, store
+from app.targetpage.tabs import Tab
+from app.targetpage.tabs import register as register_tab
+from app.targetpage.views import target_or_404
+from app.targets import registry
+from app.targets.errors import TargetError
+from app.targets.flags import Flag, FlagTableError, StaleFlag, UnknownFlag, VanishedFlags
+
+bp = Blueprint("flags", __name__)
+register_tab(Tab("flags", "Flags", "flags.tab", order=40))
+
+SHOWN = 200  # rows on one page; a search narrows a bigger table
+
+
+def _status(exc: TargetError) -> int:
+    if isinstance(exc, StaleFlag | VanishedFlags | restore.PlanChanged):
+        return 409
+    if isinstance(exc, UnknownFlag):
+        return 404
+    if isinstance(exc, FlagTableError):
+        return 503
+    return 422
+
+
+def _htmx() -> bool:
+    return bool(request.headers.get("HX-Request"))
+
+
+def _actor() -> Actor:
+    return Actor.of(current_user)
+
+
+def _back(name: str, message: str, category: str, status: int = 303):
+    flash(message, category)
+    return redirect(url_for("flags.tab", name=name, q=request.form.get("q") or None), status)
+
+
+def _recheck_health(target) -> None:
+    """A flag can make or break the application: probe its health now rather than at the next round."""
+    if target.config.health is not None:
+        from app.jobs.engine import engine
+
+        engine().health.check_now()
+
+
+def _problem(exc: TargetError) -> str:
+    return f"{exc.message}. {exc.fix}".strip().rstrip(".") + "." if exc.fix else exc.message
+
+
+def _flag_checkpoints(name: str, limit: int = 20) -> list[Checkpoint]:
+    """The target's recent checkpoints that hold flag states, newest first."""
+    rows = db.session.scalars(select(Checkpoint).filter_by(target=name).order_by(Checkpoint.id.desc()).limit(limit))
+    return [cp for cp in rows if "states" in (cp.captures.get("flags") or {})]
+
+
+@bp.get("/flags")
+@requires(Role.VIEWER)
+def index():
+    targets = registry.current().all()
+    return render_template("flags/index.html", targets=targets)
+
+
+@bp.get("/targets/<name>/flags")
+@requires(Role.VIEWER)
+def tab(name: str):
+    target = target_or_404(name)
+    query = (request.args.get("q") or "").strip()
+    flags, problem = [], None
+    try:
+        flags = store.table_of(target).list()
+    except TargetError as exc:
+        problem = _problem(exc)
+    else:
+        restore.ensure_baseline(name, flags)
+    matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
+    last = history.last_changes(name) if flags else {}
+    checkpoints = _flag_checkpoints(name)
+    seen = restore.newest_seen(checkpoints)
+    return render_template(
+        "flags/tab.html",
+        target=target,
+        flags=matching[:SHOWN],
+        total=len(flags),
+        matching=len(matching),
+        query=query,
+        last=last,
+        outside={f.name for f in matching[:SHOWN] if history.changed_outside(f, last.get(f.name), seen)},
+        problem=problem,
+        tags=sorted({f.tag for f in flags if f.tag}),
+        tag_column=target.flags() and target.flags().columns.tag,
+        checkpoints=checkpoints,
+    )
+
+
+def _row(target, flag: Flag, *, message: str | None = None, category: str = "error", status: int = 200, last=None):
+    last = last or history.last_change(target.name, flag.name)
+    seen = restore.newest_seen(_flag_checkpoints(target.name, limit=5))
+    html = render_template(
+        "flags/_row.html",
+        target=target,
+        flag=flag,
+        last=last,
+        outside=history.changed_outside(flag, last, seen),
+        message=message,
+        category=category,
+        focus=True,
+    )
+    return html, status
+
+
+@bp.post("/targets/<name>/flags/<flag>/toggle")
+@requires(Role.OPERATOR)
+def toggle(name: str, flag: str):
+    target = target_or_404(name)
+    try:
+        seen = store.parse_state(request.form.get("seen"), "seen")
+        change, event = store.toggle(
+            target, flag, not seen, seen=seen, actor=_actor(), reason=request.form.get("reason", ""), via="web"
+        )
+    except TargetError as exc:
+        if not _htmx():
+            return _back(name, _problem(exc), "error")
+        if isinstance(exc, StaleFlag):
+            return _row(target, exc.flag, message=_problem(exc), status=409)
+        try:
+            current = store.table_of(target).get(flag)
+        except TargetError:
+            return render_template("flags/_message.html", message=_problem(exc)), _status(exc)
+        return _row(target, current, message=_problem(exc), status=_status(exc))
+    done = f"{flag} is now {store.word(change.new)}."
+    _recheck_health(target)
+    if not _htmx():
+        return _back(name, done, "success")
+    last = event if change.changed else None
+    return _row(target, change.after, message=done, category="success", last=last)
+
+
+@bp.post("/targets/<name>/flags/kill")
+@requires(Role.OPERATOR)
+def kill(name: str):
+    target = target_or_404(name)
+    tag = (request.form.get("tag") or "").strip() or None
+    names = None if tag else request.form.getlist("flag")
+    try:
+        changes = store.kill(target, names=names, tag=tag, actor=_actor(), reason=request.form.get("reason", ""))
+    except TargetError as exc:
+        return _back(name, _problem(exc), "error")
+    turned = [c.name for c in changes if c.changed]
+    _recheck_health(target)
+    return _back(
+        name,
+        f"Kill switch: {len(turned)} flag(s) turned off ({', '.join(turned) or 'all were already off'}).",
+        "success",
+    )
+
+
+def _plan_args(source) -> dict:
+    """as_of (a time), checkpoint or job, from the query string or the confirming form."""
+    out = {}
+    if source.get("checkpoint"):
+        out["checkpoint"] = _int(source["checkpoint"], "checkpoint")
+    elif source.get("job"):
+        out["job"] = _int(source["job"], "job")
+    else:
+        out["moment"] = restore.parse_moment(source.get("as_of", ""))
+    return out
+
+
+def _int(value: str, what: str) -> int:
+    text = value.strip().lstrip("#")
+    if not text.isdigit():
+        raise store.BadFlagInput(f"{what}: expected a number, got {value!r}")
+    return int(text)
+
+
+@bp.get("/targets/<name>/flags/restore")
+@requires(Role.OPERATOR)
+def restore_plan(name: str):
+    target = target_or_404(name)
+    try:
+        plan = restore.plan(target, **_plan_args(request.args))
+    except TargetError as exc:
+        flash(_problem(exc), "error")
+        return redirect(url_for("flags.tab", name=name), 303)
+    return render_template("flags/restore.html", target=target, plan=plan, seen=json.dumps(plan.expected))
+
+
+@bp.post("/targets/<name>/flags/restore")
+@requires(Role.OPERATOR)
+def restore_apply(name: str):
+    target = target_or_404(name)
+    try:
+        try:
+            seen = {str(k): bool(v) for k, v in json.loads(request.form.get("seen") or "").items()}
+        except (ValueError, AttributeError):
+            raise store.BadFlagInput("the confirmed plan is missing from the form; show the diff again") from None
+        plan = restore.plan(target, **_plan_args(request.form))
+        changes = restore.apply(
+            target,
+            plan,
+            seen=seen,
+            recreate=request.form.getlist("recreate"),
+            actor=_actor(),
+            reason=request.form.get("reason", ""),
+        )
+    except TargetError as exc:
+        return _back(name, _problem(exc), "error")
+    _recheck_health(target)
+    return _back(name, f"Flags restored as of {plan.source}: {len(changes)} change(s) written.", "success")
+
+
+@bp.post("/targets/<name>/flags/new")
+@requires(Role.ADMIN)
+def create(name: str):
+    target = target_or_404(name)
+    try:
+        flag = Flag(
+            name=store.check_name(request.form.get("flag", "")),
+            enabled=store.parse_state(request.form.get("enabled") or "off", "initial state"),
+            description=(request.form.get("description") or "").strip(),
+        )
+        store.create(target, flag, actor=_actor(), reason=request.form.get("reason", ""))
+    except TargetError as exc:
+        return _back(name, _problem(exc), "error")
+    return _back(name, f"Flag {flag.name} created ({store.word(flag.enabled)}).", "success")
+
+
+@bp.post("/targets/<name>/flags/<flag>/delete")
+@requires(Role.ADMIN)
+def delete(name: str, flag: str):
+    target = target_or_404(name)
+    try:
+        seen = store.parse_state(request.form.get("seen"), "seen")
+        store.delete(target, flag, seen=seen, actor=_actor(), reason=request.form.get("reason", ""))
+    except TargetError as exc:
+        return _back(name, _problem(exc), "error")
+    return _back(name, f"Flag {flag} deleted; a restore as of an earlier time can bring it back.", "success")
+
+
+@bp.get("/targets/<name>/flags/<flag>")
+@requires(Role.VIEWER)
+def flag_history(name: str, flag: str):
+    target = target_or_404(name)
+    current, problem = None, None
+    try:
+        current = store.table_of(target).get(flag)
+    except UnknownFlag:
+        current = None
+    except TargetError as exc:
+        problem = _problem(exc)
+    entries = history.of_flag(name, flag)
+    if current is None and not entries and problem is None:
+        abort(404, description=f"There is no flag {flag!r} on {name}, now or in Rewind's records.")
+    return render_template(
+        "flags/history.html", target=target, name=flag, flag=current, entries=entries, problem=problem
+    )

@@ -1,0 +1,430 @@
+"""A target database seen from outside the application: its server, its copies, its key tables.
+
+What backups and restores need of a database: the server's version and the
+client programs that fit it, creating, dropping and renaming whole databases
+(a restore fills a scratch database and swaps it in by renaming), row counts
+of the key tables, and the Alembic revision. PostgreSQL is reached with
+psycopg for SQL and with its own client programs for dumps and restores;
+those programs get the password through PGPASSWORD in their environment,
+never on their command line. SQLite is a file, read with the standard
+library. Every identifier is quoted: a table named `user` is not
+`current_user`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
+from psycopg import sql
+
+from app.targets.command import run_command
+from app.targets.errors import TargetError
+
+PG_INSTALLS = "/usr/lib/postgresql/*/bin"
+CONNECT_TIMEOUT_S = 10
+VERSION_TIMEOUT_S = 20
+MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; a swap must never act on a truncated one
+TIME_COLUMNS = ("created_at", "inserted_at", "updated_at")
+TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+class DatabaseError(TargetError):
+    """The target database cannot be read or changed as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PgUrl:
+    """The parts of a postgresql:// URL; the password is kept for the environment, never for argv."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None
+    dbname: str
+    sslmode: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> PgUrl:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise DatabaseError(f"not a PostgreSQL URL: {parts.scheme}://…", fix="write postgresql://user@host/db")
+        query = parse_qs(parts.query)
+        host = unquote(parts.hostname or "") or (query.get("host") or [""])[0] or "localhost"
+        dbname = unquote(parts.path.lstrip("/"))
+        if not dbname:
+            raise DatabaseError("the database URL names no database", fix="end it with /DBNAME")
+        return cls(
+            host=host,
+            port=parts.port or 5432,
+            user=unquote(parts.username or "") or os.environ.get("USER", "postgres"),
+            password=unquote(parts.password) if parts.password else None,
+            dbname=dbname,
+            sslmode=(query.get("sslmode") or [None])[0],
+        )
+
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def connect_kwargs(self, dbname: str | None = None) -> dict:
+        kwargs = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "dbname": dbname or self.dbname,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+        }
+        if self.password:
+            kwargs["password"] = self.password
+        if self.sslmode:
+            kwargs["sslmode"] = self.sslmode
+        return kwargs
+
+    def tool_args(self, dbname: str | None = None) -> list[str]:
+        """Connection options for pg_dump, pg_restore and psql: no password among them."""
+        return [
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--username",
+            self.user,
+            "--dbname",
+            dbname or self.dbname,
+        ]
+
+    def tool_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        env = dict(base) | {"PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT_S)}
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        if self.sslmode:
+            env["PGSSLMODE"] = self.sslmode
+        return env
+
+
+def _major(version_num: int) -> int:
+    return version_num // 10000 if version_num >= 100000 else version_num // 100
+
+
+def check_identifier(name: str) -> str:
+    if not name or len(name.encode()) > MAX_IDENTIFIER:
+        raise DatabaseError(
+            f"the database name {name!r} is longer than PostgreSQL's {MAX_IDENTIFIER} bytes",
+            fix="use a shorter database name for the target",
+        )
+    return name
+
+
+def _table_ident(table: str) -> sql.Composable:
+    parts = table.split(".", 1)
+    return sql.Identifier(*parts)
+
+
+class Postgres:
+    """One PostgreSQL target database and the server it lives on."""
+
+    def __init__(self, url: str, env: Mapping[str, str], pg_bin: Path | None = None) -> None:
+        self.url = PgUrl.parse(url)
+        self.env = dict(env)
+        self.pg_bin = pg_bin
+
+    @property
+    def name(self) -> str:
+        return self.url.dbname
+
+    def connect(self, dbname: str | None = None) -> psycopg.Connection:
+        try:
+            return psycopg.connect(**self.url.connect_kwargs(dbname), autocommit=True)
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot connect to database {dbname or self.name!r} on {self.url.where()}: {str(exc).strip()}",
+                fix="check database.url (host, port, user, password) and that the server is running",
+            ) from None
+
+    def _one(self, query, params=(), dbname: str | None = None):
+        with self.connect(dbname) as conn:
+            try:
+                row = conn.execute(query, params).fetchone()
+            except psycopg.Error as exc:
+                raise DatabaseError(f"{self.url.where()}: {str(exc).strip()}") from None
+        return row[0] if row else None
+
+    # --- the server and its programs ---------------------------------------------------------
+
+    def server_version(self) -> tuple[int, str]:
+        """(major, full text) of the server, e.g. (15, "15.8")."""
+        with self.connect() as conn:
+            num = int(conn.execute("SHOW server_version_num").fetchone()[0])
+            text = conn.execute("SHOW server_version").fetchone()[0]
+        return _major(num), str(text).split()[0]
+
+    def tool(self, program: str) -> str:
+        """The path of pg_dump/pg_restore/psql of at least the server's major version; DatabaseError says which."""
+        major, full = self.server_version()
+        found: list[tuple[int, str]] = []
+        for folder in self._tool_dirs():
+            path = os.path.join(folder, program)
+            if not os.access(path, os.X_OK):
+                continue
+            version = _tool_major(path, self.env)
+            if version is None:
+                continue
+            found.append((version, path))
+            if version >= major:
+                return path
+        seen = ", ".join(f"{v} ({p})" for v, p in found) or "none"
+        where = f"database.pg_bin = {self.pg_bin}" if self.pg_bin else f"{PG_INSTALLS} and PATH"
+        raise DatabaseError(
+            f"{program} {major} or newer is needed for the PostgreSQL {full} server at {self.url.where()}; "
+            f"found in {where}: {seen}",
+            fix=f"install postgresql-client-{major} (or newer), or point database.pg_bin at its bin folder",
+        )
+
+    def _tool_dirs(self) -> list[str]:
+        if self.pg_bin is not None:
+            return [str(self.pg_bin)]
+        installs = sorted(glob.glob(PG_INSTALLS), key=_install_major, reverse=True)
+        on_path = [os.path.dirname(p) for p in [shutil.which("pg_dump", path=self.env.get("PATH"))] if p]
+        return [*installs, *on_path]
+
+    # --- whole databases ---------------------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        return bool(self._one("SELECT 1 FROM pg_database WHERE datname = %s", (name,), dbname="postgres"))
+
+    def databases(self, like: re.Pattern[str]) -> list[str]:
+        with self.connect("postgres") as conn:
+            names = [r[0] for r in conn.execute("SELECT datname FROM pg_database ORDER BY datname")]
+        return [n for n in names if like.fullmatch(n)]
+
+    def size(self, name: str | None = None) -> int:
+        return int(self._one("SELECT pg_database_size(%s)", (name or self.name,), dbname="postgres") or 0)
+
+    def data_directory_free(self) -> int | None:
+        """Free bytes where the server keeps its data, when the server is on this host and says where; else None."""
+        if self.url.host not in ("localhost", "127.0.0.1", "::1") and not self.url.host.startswith("/"):
+            return None
+        try:
+            folder = self._one("SELECT current_setting('data_directory')", dbname="postgres")
+        except DatabaseError:
+            return None  # needs pg_read_all_settings; without it there is nothing to measure
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            return None
+
+    def create(self, name: str) -> None:
+        check_identifier(name)
+        self._ddl(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)), f"create {name}")
+
+    def drop(self, name: str) -> None:
+        check_identifier(name)
+        self.end_connections(name)
+        self._ddl(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)), f"drop {name}")
+
+    def rename(self, old: str, new: str, attempts: int = 5) -> None:
+        """Rename a database after ending its sessions (a rename needs it idle); DatabaseError if it stays busy."""
+        check_identifier(old)
+        check_identifier(new)
+        statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
+        for attempt in range(attempts):
+            self.end_connections(old)
+            try:
+                self._ddl(statement, f"rename {old} to {new}")
+                return
+            except DatabaseError as exc:
+                if "being accessed by other users" not in exc.message or attempt == attempts - 1:
+                    raise
+
+    def end_connections(self, name: str) -> int:
+        with self.connect("postgres") as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchall()
+        return len(rows)
+
+    def _ddl(self, statement: sql.Composable, what: str) -> None:
+        with self.connect("postgres") as conn:
+            try:
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                raise DatabaseError(
+                    f"could not {what} on {self.url.where()}: {str(exc).strip()}",
+                    fix="the database user needs the CREATEDB privilege and must own the target database",
+                ) from None
+
+    # --- what is inside ----------------------------------------------------------------------
+
+    def counts(self, tables: Sequence[str], dbname: str | None = None) -> dict[str, int | None]:
+        """Rows per table; None for a table that is not there."""
+        found: dict[str, int | None] = {}
+        with self.connect(dbname) as conn:
+            for table in tables:
+                try:
+                    query = sql.SQL("SELECT count(*) FROM {}").format(_table_ident(table))
+                    found[table] = int(conn.execute(query).fetchone()[0])
+                except psycopg.errors.UndefinedTable:
+                    found[table] = None
+        return found
+
+    def revision(self, dbname: str | None = None) -> str | None:
+        """The Alembic revision(s) recorded in the database, or None without alembic_version."""
+        with self.connect(dbname) as conn:
+            try:
+                rows = conn.execute("SELECT version_num FROM alembic_version ORDER BY 1").fetchall()
+            except psycopg.errors.UndefinedTable:
+                return None
+        return ",".join(r[0] for r in rows) or None
+
+    def rows_newer_than(self, tables: Sequence[str], when: datetime, dbname: str | None = None) -> dict[str, int]:
+        """Rows per key table stamped after `when` (by a created_at-like column), for the tables that have one."""
+        newer: dict[str, int] = {}
+        with self.connect(dbname) as conn:
+            for table in tables:
+                schema, _, name = table.rpartition(".")
+                columns = {
+                    r[0]: r[1]
+                    for r in conn.execute(
+                        "SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_name = %s AND table_schema = coalesce(nullif(%s, ''), current_schema())",
+                        (name, schema),
+                    )
+                }
+                column = next((c for c in TIME_COLUMNS if "timestamp" in columns.get(c, "")), None)
+                if column is None:
+                    continue
+                query = sql.SQL("SELECT count(*) FROM {} WHERE {} > %s").format(
+                    _table_ident(table), sql.Identifier(column)
+                )
+                stamp = when if "time zone" in columns[column] else when.replace(tzinfo=None)
+                newer[table] = int(conn.execute(query, (stamp,)).fetchone()[0])
+        return newer
+
+
+def _install_major(folder: str) -> int:
+    try:
+        return int(Path(folder).parent.name)
+    except ValueError:
+        return 0
+
+
+_versions: dict[str, int | None] = {}
+
+
+def _tool_major(path: str, env: Mapping[str, str]) -> int | None:
+    if path not in _versions:
+        try:
+            result = run_command([path, "--version"], timeout=VERSION_TIMEOUT_S, env=dict(env), capture=True)
+        except OSError:
+            return None
+        match = TOOL_VERSION.search(result.stdout)
+        _versions[path] = int(match.group(1)) if result.ok and match else None
+    return _versions[path]
+
+
+class Sqlite:
+    """One SQLite target database: a file."""
+
+    def __init__(self, url: str) -> None:
+        if not url.startswith("sqlite:///"):
+            raise DatabaseError(f"not a SQLite URL: {url}", fix="write sqlite:///path/to/file.db")
+        self.path = Path(url[len("sqlite:///") :])
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def connect(self, path: Path | None = None, *, readonly: bool = True) -> sqlite3.Connection:
+        path = path or self.path
+        if not path.exists():
+            raise DatabaseError(f"there is no SQLite database at {path}", fix="check database.url")
+        mode = "ro" if readonly else "rw"
+        try:
+            return sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=30)
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open {path}: {exc}") from None
+
+    def copy_to(self, dest: Path) -> None:
+        """A consistent copy while the application keeps writing: SQLite's online backup API."""
+        source = self.connect()
+        try:
+            copy = sqlite3.connect(dest)
+            try:
+                source.backup(copy)
+            finally:
+                copy.close()
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"could not copy {self.path}: {exc}") from None
+        finally:
+            source.close()
+
+    def size(self, path: Path | None = None) -> int:
+        return (path or self.path).stat().st_size
+
+    def integrity(self, path: Path | None = None) -> str:
+        conn = self.connect(path)
+        try:
+            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        finally:
+            conn.close()
+
+    def counts(self, tables: Sequence[str], path: Path | None = None) -> dict[str, int | None]:
+        found: dict[str, int | None] = {}
+        conn = self.connect(path)
+        try:
+            for table in tables:
+                quoted = '"' + table.replace('"', '""') + '"'
+                try:
+                    found[table] = int(conn.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0])  # noqa: S608
+                except sqlite3.OperationalError:
+                    found[table] = None
+        finally:
+            conn.close()
+        return found
+
+    def revision(self, path: Path | None = None) -> str | None:
+        conn = self.connect(path)
+        try:
+            rows = conn.execute("SELECT version_num FROM alembic_version ORDER BY 1").fetchall()
+        except sqlite3.OperationalError:
+            return None
+        finally:
+            conn.close()
+        return ",".join(r[0] for r in rows) or None
+
+    def rows_newer_than(self, tables: Sequence[str], when: datetime, path: Path | None = None) -> dict[str, int]:
+        newer: dict[str, int] = {}
+        conn = self.connect(path)
+        try:
+            for table in tables:
+                quoted = '"' + table.replace('"', '""') + '"'
+                try:
+                    columns = {r[1] for r in conn.execute(f"PRAGMA table_info({quoted})")}
+                except sqlite3.OperationalError:
+                    continue
+                column = next((c for c in TIME_COLUMNS if c in columns), None)
+                if column is None:
+                    continue
+                stamp = when.strftime("%Y-%m-%d %H:%M:%S")
+                newer[table] = int(
+                    conn.execute(f'SELECT count(*) FROM {quoted} WHERE "{column}" > ?', (stamp,)).fetchone()[0]  # noqa: S608
+                )
+        finally:
+            conn.close()
+        return newer
+
+
+def open_database(url: str, env: Mapping[str, str], pg_bin: Path | None = None) -> Postgres | Sqlite:
+    return Sqlite(url) if url.startswith("sqlite:///") else Postgres(url, env, pg_bin)

@@ -1,0 +1,492 @@
+"""The application's own feature-flags table, read and written in its own database (SQLite or PostgreSQL).
+
+Rewind never creates or alters this table: it checks the configured columns
+are there and says which one is missing otherwise. Every write is one short
+transaction that locks the rows first (PostgreSQL `SELECT … FOR UPDATE`,
+SQLite `BEGIN IMMEDIATE`), compares them with what the person saw, and
+either changes everything asked or nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from app.targets.config import FlagColumns
+from app.targets.errors import TargetError
+
+LOCK_TIMEOUT_S = 5  # a write waits this long for another writer's row lock, then gives up
+SQLITE_IN_LIMIT = 500  # more names than this: read the whole (already locked) table instead of an IN list
+
+
+class FlagError(TargetError):
+    """Root of the flags adapter's errors."""
+
+
+class FlagTableError(FlagError):
+    """The table is unreachable, missing, or not of the configured shape."""
+
+
+class UnknownFlag(FlagError):
+    def __init__(self, name: str, table: str) -> None:
+        super().__init__(f"there is no flag {name!r} in {table}", fix="check the name on the Flags page")
+        self.name = name
+
+
+class FlagExists(FlagError):
+    def __init__(self, name: str, table: str) -> None:
+        super().__init__(f"a flag named {name!r} already exists in {table}", fix="toggle it instead")
+        self.name = name
+
+
+class StaleFlag(FlagError):
+    """The flag changed between the moment a person saw it and the write: nothing was written."""
+
+    def __init__(self, flag: Flag, seen: bool) -> None:
+        now = "on" if flag.enabled else "off"
+        super().__init__(
+            f"{flag.name} is {now} now, not {'on' if seen else 'off'} as you saw it: someone or something changed "
+            "it meanwhile, so nothing was written",
+            fix="look at its current state and toggle again if it still needs changing",
+        )
+        self.flag, self.seen = flag, seen
+
+
+class ChangedMeanwhile(FlagError):
+    """Several flags differ from the states a plan was made against: nothing was written."""
+
+    def __init__(self, flags: list[Flag]) -> None:
+        listed = ", ".join(f"{f.name} (now {'on' if f.enabled else 'off'})" for f in flags[:10])
+        more = f" and {len(flags) - 10} more" if len(flags) > 10 else ""
+        super().__init__(
+            f"{len(flags)} flag(s) changed since the plan was shown: {listed}{more}; nothing was written",
+            fix="review the plan again",
+        )
+        self.flags = flags
+
+
+class VanishedFlags(FlagError):
+    """Flags named in a batch are no longer in the table: the batch wrote nothing."""
+
+    def __init__(self, names: Iterable[str], table: str) -> None:
+        self.names = sorted(names)
+        super().__init__(
+            f"no longer in {table}: {', '.join(self.names)}; nothing was changed",
+            fix="reload the flags and choose again",
+        )
+
+
+class FlagValueError(FlagError):
+    """The database refused a value (a column that cannot hold it, a constraint, a trigger)."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    enabled: bool
+    description: str = ""
+    updated_at: datetime | None = None  # naive UTC
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One flag before and after a write; None for a flag that did not exist on that side."""
+
+    name: str
+    old: bool | None
+    new: bool | None
+    after: Flag | None = field(default=None, compare=False)  # the row as the write left it, when known
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"flag": self.name, "old": self.old, "new": self.new}
+
+
+def quote(identifier: str) -> str:
+    """A quoted SQL identifier; a dotted name (schema.table) is quoted part by part."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))
+
+
+_TRUE = {"1", "t", "true", "on", "yes", "y"}
+_FALSE = {"0", "f", "false", "off", "no", "n", ""}
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise FlagValueError(f"flag {name!r} holds {value!r} in its enabled column, which is neither on nor off")
+
+
+def _as_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, str) and value:
+        try:
+            return _as_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def now() -> datetime:
+    """The updated_at Rewind writes: naive UTC, microseconds kept so a later outside change is told apart."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class _IdleConnections:
+    """A few idle PostgreSQL connections per database, so a toggle does not start a new server backend each time.
+
+    A connection waits at most IDLE_S seconds (so none lingers to block a database rename during a restore; a
+    restore can also call `close(url)` first), and is checked with a ping before it is used again.
+    """
+
+    SIZE = 8
+    IDLE_S = 10.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[tuple[float, Any]]] = {}
+
+    def take(self, url: str) -> Any | None:
+        while True:
+            with self._lock:
+                stack = self._idle.get(url)
+                if not stack:
+                    return None
+                since, conn = stack.pop()
+            if time.monotonic() - since < self.IDLE_S:
+                try:
+                    conn.execute("SELECT 1")
+                    return conn
+                except psycopg.Error:
+                    pass
+            conn.close()
+
+    def give(self, url: str, conn: Any) -> None:
+        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.close()
+            return
+        with self._lock:
+            stack = self._idle.setdefault(url, [])
+            now = time.monotonic()
+            expired = [c for since, c in stack if now - since >= self.IDLE_S]
+            stack[:] = [(since, c) for since, c in stack if now - since < self.IDLE_S]
+            keep = len(stack) < self.SIZE
+            if keep:
+                stack.append((now, conn))
+        for old in expired:
+            old.close()
+        if not keep:
+            conn.close()
+
+    def close(self, url: str | None = None) -> None:
+        """Close the idle connections to one database (or all): before renaming or dropping it."""
+        with self._lock:
+            urls = [url] if url is not None else list(self._idle)
+            closing = [conn for u in urls for _, conn in self._idle.pop(u, [])]
+        for conn in closing:
+            conn.close()
+
+
+_idle = _IdleConnections()
+close_idle_connections = _idle.close
+
+
+class FlagTable:
+    """One application's flags table; every call takes a short-lived connection of its own."""
+
+    def __init__(self, url: str, table: str, columns: FlagColumns | None = None) -> None:
+        self.url, self.table, self.columns = url, table, columns or FlagColumns()
+        self.sqlite = url.startswith("sqlite:///")
+
+    # -- connections ------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self) -> Iterator[Any]:
+        """A connection for one call; PostgreSQL ones go back to a small idle set, SQLite ones are closed."""
+        conn = _idle.take(self.url) if not self.sqlite else None
+        try:
+            if conn is not None:
+                pass
+            elif self.sqlite:
+                conn = sqlite3.connect(self.url[len("sqlite:///") :], timeout=LOCK_TIMEOUT_S, isolation_level=None)
+            else:
+                conn = psycopg.connect(
+                    self.url,
+                    connect_timeout=LOCK_TIMEOUT_S,
+                    autocommit=True,
+                    options=f"-c TimeZone=UTC -c lock_timeout={LOCK_TIMEOUT_S * 1000}",
+                )
+        except (sqlite3.Error, psycopg.Error) as exc:
+            raise FlagTableError(
+                f"cannot open the flags database: {_first_line(exc)}", fix="check database.url and that it is up"
+            ) from None
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        if self.sqlite:
+            conn.close()
+        else:
+            _idle.give(self.url, conn)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """One write transaction; any database error rolls it all back and becomes a FlagError."""
+        with self._connect() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
+                self._check_shape(conn)
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with suppress(sqlite3.Error, psycopg.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError | psycopg.IntegrityError | psycopg.DataError):
+                    raise FlagValueError(
+                        f"the database refused the change, so nothing was written: {_first_line(exc)}",
+                        fix="the flags table's constraints or triggers do not allow this value",
+                    ) from None
+                if isinstance(exc, sqlite3.Error | psycopg.Error):
+                    raise FlagTableError(
+                        f"writing {self.table} failed, so nothing was written: {_first_line(exc)}",
+                        fix="try again; if it keeps failing, check the flags table",
+                    ) from None
+                raise
+
+    def _sql(self, text: str) -> str:
+        return text.replace("%s", "?") if self.sqlite else text
+
+    def _select(self, where: str = "", lock: bool = False) -> str:
+        c = self.columns
+        cols = [c.name, c.enabled, c.description, c.updated_at] + ([c.tag] if c.tag else [])
+        sql = f"SELECT {', '.join(quote(x) for x in cols)} FROM {quote(self.table)}"  # noqa: S608 quoted identifiers
+        sql += f" {where}" if where else ""
+        return sql + (" FOR UPDATE" if lock and not self.sqlite else "")
+
+    def _row(self, row: tuple) -> Flag:
+        name = str(row[0])
+        return Flag(
+            name=name,
+            enabled=_as_bool(row[1], name),
+            description=row[2] or "",
+            updated_at=_as_time(row[3]),
+            tag=row[4] if self.columns.tag else None,
+        )
+
+    def _check_shape(self, conn: Any) -> None:
+        try:
+            cur = conn.execute(f"SELECT * FROM {quote(self.table)} LIMIT 0")  # noqa: S608 quoted identifier
+            present = {d[0] for d in cur.description or ()}
+        except (sqlite3.Error, psycopg.Error) as exc:
+            raise FlagTableError(
+                f"the flags table {self.table} cannot be read: {_first_line(exc)}",
+                fix="create it in the application's own migrations (Rewind never creates it), "
+                "or fix database.flags_table",
+            ) from None
+        c = self.columns
+        for role in ("name", "enabled", "description", "updated_at", "tag"):
+            column = getattr(c, role)
+            if column and column not in present:
+                raise FlagTableError(
+                    f"the flags table {self.table} has no column {column!r} (its {role} column); "
+                    f"it has: {', '.join(sorted(present))}",
+                    fix=f"set database.flags_columns.{role} to the right column name",
+                )
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """FlagTableError unless the table is reachable and has every configured column."""
+        with self._connect() as conn:
+            self._check_shape(conn)
+
+    def list(self) -> list[Flag]:
+        with self._connect() as conn:
+            self._check_shape(conn)
+            rows = conn.execute(self._select(f"ORDER BY {quote(self.columns.name)}")).fetchall()
+        return [self._row(row) for row in rows]
+
+    def get(self, name: str) -> Flag:
+        with self._connect() as conn:
+            self._check_shape(conn)
+            row = conn.execute(self._sql(self._select(f"WHERE {quote(self.columns.name)} = %s")), (name,)).fetchone()
+        if row is None:
+            raise UnknownFlag(name, self.table)
+        return self._row(row)
+
+    def states(self) -> dict[str, bool]:
+        return {flag.name: flag.enabled for flag in self.list()}
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    def _lock(self, conn: Any, names: Iterable[str] | None = None, tag: str | None = None) -> dict[str, Flag]:
+        """The rows asked for, locked until the transaction ends."""
+        c = self.columns
+        if tag is not None:
+            sql, args = self._select(f"WHERE {quote(c.tag)} = %s", lock=True), (tag,)
+        elif names is None:
+            sql, args = self._select(lock=True), ()
+        elif not self.sqlite:
+            sql, args = self._select(f"WHERE {quote(c.name)} = ANY(%s)", lock=True), (list(names),)
+        elif len(names := list(names)) <= SQLITE_IN_LIMIT:  # BEGIN IMMEDIATE already holds the whole database
+            sql, args = self._select(f"WHERE {quote(c.name)} IN ({', '.join(['%s'] * len(names))})"), tuple(names)
+        else:
+            sql, args = self._select(), ()
+        rows = conn.execute(self._sql(sql), args).fetchall()
+        found = {flag.name: flag for flag in map(self._row, rows)}
+        if names is not None:
+            wanted = set(names)
+            found = {name: flag for name, flag in found.items() if name in wanted}
+        return found
+
+    def _update(self, conn: Any, name: str, enabled: bool, stamp: datetime) -> None:
+        c = self.columns
+        sql = (
+            f"UPDATE {quote(self.table)} SET {quote(c.enabled)} = %s, {quote(c.updated_at)} = %s "  # noqa: S608
+            f"WHERE {quote(c.name)} = %s"
+        )
+        cur = conn.execute(self._sql(sql), (enabled, self._stamp(stamp), name))
+        if cur.rowcount != 1:
+            raise VanishedFlags([name], self.table)
+
+    def _stamp(self, stamp: datetime) -> Any:
+        return stamp.isoformat(sep=" ", timespec="microseconds") if self.sqlite else stamp
+
+    def set(self, name: str, enabled: bool, *, seen: bool | None = None) -> tuple[Change, datetime]:
+        """Set one flag; with `seen`, refuse (StaleFlag) unless it is still in the state the person saw.
+
+        Setting a flag to the state it already has writes nothing. Returns the change and the updated_at written.
+        """
+        stamp = now()
+        with self._transaction() as conn:
+            current = self._lock(conn, [name]).get(name)
+            if current is None:
+                raise UnknownFlag(name, self.table)
+            if seen is not None and current.enabled != seen:
+                raise StaleFlag(current, seen)
+            after = current
+            if current.enabled != enabled:
+                self._update(conn, name, enabled, stamp)
+                after = replace(current, enabled=enabled, updated_at=stamp)
+        return Change(name, current.enabled, enabled, after), stamp
+
+    def kill(self, names: Iterable[str] | None = None, *, tag: str | None = None) -> tuple[list[Change], datetime]:
+        """Turn off every named flag (or every flag with `tag`) in one transaction: all of them or none.
+
+        A named flag missing from the table raises VanishedFlags and nothing is changed.
+        """
+        if (names is None) == (tag is None):
+            raise FlagError("name the flags to turn off, or a tag")
+        if tag is not None and not self.columns.tag:
+            raise FlagError(
+                f"{self.table} has no tag column configured", fix="set database.flags_columns.tag to use tags"
+            )
+        wanted = None if names is None else sorted(set(names))
+        if wanted == [] or tag == "":
+            raise FlagError("no flags chosen: nothing to turn off")
+        stamp = now()
+        with self._transaction() as conn:
+            found = self._lock(conn, wanted, tag=tag)
+            if wanted is not None and (missing := set(wanted) - set(found)):
+                raise VanishedFlags(missing, self.table)
+            if tag is not None and not found:
+                raise FlagError(f"no flag in {self.table} is tagged {tag!r}: nothing to turn off")
+            changes = [Change(name, flag.enabled, False) for name, flag in sorted(found.items())]
+            for change in changes:
+                if change.changed:
+                    self._update(conn, change.name, False, stamp)
+        return changes, stamp
+
+    def apply(
+        self,
+        states: Mapping[str, bool],
+        *,
+        expected: Mapping[str, bool] | None = None,
+        create: Iterable[Flag] = (),
+    ) -> tuple[list[Change], datetime]:
+        """Put several flags in the given states, and (re)create some, in one transaction.
+
+        `expected` holds the states the plan was made against: any difference (or a flag gone) refuses the
+        whole write. Creating a flag that exists refuses it too.
+        """
+        create = list(create)
+        stamp = now()
+        names = set(states) | set(expected or {}) | {f.name for f in create}
+        with self._transaction() as conn:
+            found = self._lock(conn, sorted(names))
+            if missing := set(states) - set(found):
+                raise VanishedFlags(missing, self.table)
+            if expected is not None:
+                moved = [found[n] for n, on in sorted(expected.items()) if n not in found or found[n].enabled != on]
+                if gone := [n for n in expected if n not in found]:
+                    raise VanishedFlags(gone, self.table)
+                if moved:
+                    raise ChangedMeanwhile(moved)
+            for flag in create:
+                if flag.name in found:
+                    raise FlagExists(flag.name, self.table)
+            changes = [Change(n, found[n].enabled, on) for n, on in sorted(states.items())]
+            for change in changes:
+                if change.changed:
+                    self._update(conn, change.name, bool(change.new), stamp)
+            for flag in create:
+                self._insert(conn, flag, stamp)
+                changes.append(Change(flag.name, None, flag.enabled))
+        return [c for c in changes if c.changed], stamp
+
+    def _insert(self, conn: Any, flag: Flag, stamp: datetime) -> None:
+        c = self.columns
+        cols = [c.name, c.enabled, c.description, c.updated_at]
+        values: list[Any] = [flag.name, flag.enabled, flag.description, self._stamp(stamp)]
+        if c.tag and flag.tag is not None:
+            cols.append(c.tag)
+            values.append(flag.tag)
+        sql = (
+            f"INSERT INTO {quote(self.table)} ({', '.join(quote(x) for x in cols)}) "  # noqa: S608 quoted
+            f"VALUES ({', '.join(['%s'] * len(cols))})"
+        )
+        conn.execute(self._sql(sql), values)
+
+    def create(self, flag: Flag) -> datetime:
+        """Add a flag; FlagExists if the name is taken, FlagValueError if a column cannot hold a value."""
+        stamp = now()
+        with self._transaction() as conn:
+            if self._lock(conn, [flag.name]):
+                raise FlagExists(flag.name, self.table)
+            self._insert(conn, flag, stamp)
+        return stamp
+
+    def delete(self, name: str, *, seen: bool | None = None) -> Flag:
+        """Remove a flag (refused as stale if it is no longer in the state the person saw); returns it as it was."""
+        with self._transaction() as conn:
+            current = self._lock(conn, [name]).get(name)
+            if current is None:
+                raise UnknownFlag(name, self.table)
+            if seen is not None and current.enabled != seen:
+                raise StaleFlag(current, seen)
+            sql = f"DELETE FROM {quote(self.table)} WHERE {quote(self.columns.name)} = %s"  # noqa: S608 quoted
+            conn.execute(self._sql(sql), (name,))
+        return current
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,206 @@
+"""The catalog, the OpenPGP envelope check and the database adapter's pieces, on real files, gpg and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from app.backups.catalog import Catalog, CatalogError, manifest_path
+from app.targets import openpgp
+from app.targets.dbadmin import DatabaseError, PgUrl, Postgres
+from app.targets.environment import inherited_env
+from tests.backups.conftest import RECIPIENT
+
+
+def encrypted(home, data: bytes, recipient: str = RECIPIENT) -> bytes:
+    out = io.BytesIO()
+    home.encrypt(data, out, [recipient])
+    return out.getvalue()
+
+
+def test_foreign_backups_are_listed_with_what_their_name_says(tmp_path):
+    (tmp_path / "backup_20240102_030405.sql.gpg").write_bytes(b"x" * 10)
+    (tmp_path / "backup_20240101_000000.sql.gpg").write_bytes(b"y")
+    (tmp_path / "notes.txt").write_text("not a backup")
+    (tmp_path / ".staging_x.dump.gpg.partial").write_bytes(b"half")
+    found = Catalog(tmp_path).backups()
+    assert [b.id for b in found] == ["backup_20240102_030405.sql.gpg", "backup_20240101_000000.sql.gpg"]
+    newest = found[0]
+    assert newest.foreign and newest.format == "plain" and newest.size == 10
+    assert newest.time.isoformat() == "2024-01-02T03:04:05+00:00"
+    assert newest.state == "unverified" and newest.sha256 is None
+
+
+def test_a_manifest_beside_the_file_is_read_and_verification_recorded(tmp_path):
+    path = tmp_path / "staging_20240101_000000.dump.gpg"
+    path.write_bytes(b"data")
+    manifest_path(path).write_text(
+        json.dumps({"file": path.name, "time": "2024-01-01T00:00:00+00:00", "format": "custom", "made_by": "rewind"})
+    )
+    catalog = Catalog(tmp_path)
+    backup = catalog.get(path.name)
+    assert not backup.foreign and backup.format == "custom"
+    catalog.record_verification(backup, how="quick", ok=True, detail="fine", job_id=7)
+    again = catalog.get(path.name)
+    assert again.state == "verified" and again.verified["job_id"] == 7
+    assert catalog.newest_verified().id == path.name
+    catalog.record_verification(again, how="quick", ok=False, detail="bad", job_id=8)
+    assert catalog.get(path.name).state == "failed" and catalog.newest_verified() is None
+
+
+def test_ids_outside_the_folder_are_refused(tmp_path):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    outside = tmp_path / "secret.dump.gpg"
+    outside.write_bytes(b"x")
+    os.symlink(outside, folder / "link.dump.gpg")
+    (folder / "sub.gpg").mkdir()
+    catalog = Catalog(folder)
+    for bad in ("../secret.dump.gpg", str(outside), "link.dump.gpg", "sub.gpg", "missing.gpg", ".x.gpg", "", "a/b.gpg"):
+        with pytest.raises(CatalogError):
+            catalog.get(bad)
+    assert [b.id for b in catalog.backups()] == []  # neither the link nor the folder is listed
+
+
+def test_envelope_names_the_recipients_key_and_refuses_cleartext(tmp_path, gpg_homes):
+    ours, theirs = gpg_homes
+    path = tmp_path / "b.gpg"
+    path.write_bytes(encrypted(ours, b"hello"))
+    envelope = openpgp.read_envelope(path)
+    ids = openpgp.encryption_key_ids(ours.home, [RECIPIENT], ours.env)[RECIPIENT]
+    assert set(envelope.key_ids) & ids
+    path.write_bytes(encrypted(theirs, b"hello", "stranger@example.invalid"))
+    assert not set(openpgp.read_envelope(path).key_ids) & ids
+    for cleartext in (b"-- PostgreSQL database dump\n", b"PGDMP\x01\x0e", b"SQLite format 3\x00"):
+        path.write_bytes(cleartext)
+        with pytest.raises(openpgp.NotEncrypted):
+            openpgp.read_envelope(path)
+    path.write_bytes(b"")
+    with pytest.raises(openpgp.NotEncrypted, match="empty"):
+        openpgp.read_envelope(path)
+
+
+def test_the_password_goes_to_the_environment_never_to_argv():
+    url = PgUrl.parse("postgresql://app:s3cr%40t@db.internal:6543/shop?sslmode=require")
+    argv = url.tool_args()
+    assert "s3cr@t" not in " ".join(argv)
+    assert argv == ["--host", "db.internal", "--port", "6543", "--username", "app", "--dbname", "shop"]
+    env = url.tool_env({"PATH": "/usr/bin"})
+    assert env["PGPASSWORD"] == "s3cr@t" and env["PGSSLMODE"] == "require" and env["PATH"] == "/usr/bin"
+
+
+def test_pg_tools_must_be_at_least_the_servers_version(pg_server, tmp_path):
+    old = tmp_path / "old-bin"
+    old.mkdir()
+    tool = old / "pg_dump"
+    tool.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    tool.chmod(0o755)
+    db = Postgres(pg_server.url(), inherited_env(), pg_bin=old)
+    major, _ = db.server_version()
+    with pytest.raises(DatabaseError) as caught:
+        db.tool("pg_dump")
+    assert f"pg_dump {major} or newer is needed" in caught.value.message
+    assert "9 (" in caught.value.message and f"postgresql-client-{major}" in caught.value.fix
+    fitting = Postgres(pg_server.url(), inherited_env()).tool("pg_dump")
+    assert f"/postgresql/{major}/" in fitting or fitting.endswith("pg_dump")
+
+
+def test_database_admin_quotes_names_and_renames_busy_databases(pg_server):
+    name = f"odd_{uuid.uuid4().hex[:6]}"
+    url = pg_server.create_database(name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "user" (id int)')
+        conn.execute('INSERT INTO "user" VALUES (1), (2)')
+    db = Postgres(url, inherited_env())
+    assert db.counts(["user", "missing"]) == {"user": 2, "missing": None}
+    assert db.revision() is None
+    holder = psycopg.connect(url)  # a session the rename must end
+    try:
+        db.rename(name, name + "_moved")
+        assert db.exists(name + "_moved") and not db.exists(name)
+        with pytest.raises(psycopg.OperationalError):  # its session was ended for the rename
+            holder.execute("SELECT 1")
+    finally:
+        holder.close()
+    db.drop(name + "_moved")
+    assert not db.exists(name + "_moved")
+    with pytest.raises(DatabaseError, match="longer than"):
+        db.create("x" * 64)
+
+
+def test_sqlite_adapter_counts_and_copies(tmp_path):
+    import sqlite3
+
+    from app.targets.dbadmin import Sqlite
+
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute('CREATE TABLE "user" (id int)')
+        conn.execute('INSERT INTO "user" VALUES (1)')
+    db = Sqlite(f"sqlite:///{path}")
+    db.copy_to(tmp_path / "b.db")
+    assert db.counts(["user", "nope"], Path(tmp_path / "b.db")) == {"user": 1, "nope": None}
+    assert db.integrity(tmp_path / "b.db") == "ok"
+
+
+def _own(folder: Path, stamp: str, *, verified: bool | None) -> str:
+    name = f"shop_{stamp.replace('-', '').replace(':', '').replace('T', '_')[:15]}.dump.gpg"
+    (folder / name).write_bytes(b"x")
+    manifest = {"file": name, "time": f"{stamp}+00:00", "format": "custom", "made_by": "rewind"}
+    if verified is not None:
+        manifest["verified"] = {"ok": verified, "how": "quick", "at": f"{stamp}+00:00"}
+    manifest_path(folder / name).write_text(json.dumps(manifest))
+    return name
+
+
+def test_retention_keeps_the_last_the_dailies_and_always_the_newest_verified(tmp_path):
+    from datetime import UTC, datetime
+
+    from app.backups import retention
+
+    newest = _own(tmp_path, "2024-03-10T12:00:00", verified=False)
+    verified = _own(tmp_path, "2024-03-10T06:00:00", verified=True)
+    same_day = _own(tmp_path, "2024-03-10T01:00:00", verified=True)
+    yesterday = _own(tmp_path, "2024-03-09T23:00:00", verified=True)
+    yesterday_early = _own(tmp_path, "2024-03-09T01:00:00", verified=True)
+    old = _own(tmp_path, "2024-01-01T00:00:00", verified=True)
+    (tmp_path / "backup_20200101_000000.sql.gpg").write_bytes(b"theirs")
+    catalog = Catalog(tmp_path)
+    now = datetime(2024, 3, 10, 13, tzinfo=UTC)
+    doomed = [b.id for b in retention.plan(catalog.backups(), 1, 2, now)]
+    assert doomed == [old, yesterday_early, same_day]  # oldest first; never the foreign file
+    assert newest not in doomed and verified not in doomed and yesterday not in doomed
+    assert retention.plan(catalog.backups(), None, 0, now) == []  # no retention configured: keep all
+    for b in retention.plan(catalog.backups(), 1, 0, now):
+        retention.delete(catalog, b)
+    assert sorted(b.id for b in catalog.backups()) == sorted([newest, verified, "backup_20200101_000000.sql.gpg"])
+    assert not manifest_path(tmp_path / old).exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [("rpo_minutes = 0", "rpo_minutes"), ("keep_last = 0", "keep_last"), ("reserve_mb = -1", "reserve_mb")],
+)
+def test_backup_keys_are_checked(line, key):
+    from app.targets.config import TargetsFileError, parse_targets
+
+    text = f'[targets.a.repo]\npath = "/srv/a"\n[targets.a.backups]\ndir = "/srv/b"\n{line}\n'
+    with pytest.raises(TargetsFileError) as caught:
+        parse_targets(text, Path("/etc/rewind/targets.toml"), {})
+    assert caught.value.key == f"backups.{key}"
+
+
+def test_documented_backup_keys_parse():
+    from app.targets.config import parse_targets
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "targets.example.toml"
+    env = {"PRODUCTION_DATABASE_URL": "postgresql://app:x@db/app", "BACKUP_PASSPHRASE": "y"}
+    backups = parse_targets(example.read_text(), example, env)["production"].backups
+    found = (backups.rpo_minutes, backups.interval_minutes, backups.keep_last, backups.keep_daily_days)
+    assert found == (60, 60, 24, 14)

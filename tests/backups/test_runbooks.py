@@ -1,0 +1,349 @@
+"""Backup, verify, restore and undo on a real database, a real GnuPG home and a real running app."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.audit.store import Actor
+from app.backups.catalog import manifest_path, sha256_of
+from app.checkpoints.models import Checkpoint
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs import service
+from app.jobs.models import Job
+from app.jobs.runbook import ParamError
+from app.targets import registry
+from tests.backups.conftest import DB_SERVER, RECIPIENT
+from tests.conftest import wait_for
+from tests.deployments.test_runbooks import health, log_text, run
+from tests.support.targets import commit, write_targets_file
+
+
+def backup_now(app, target) -> str:
+    job, view = run(app, "backup", target.name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert job.verification == "passed"
+    (made,) = [p for p in target.backup_dir.iterdir() if p.name.endswith(".gpg")]
+    return made.name
+
+
+def app_pid(app, target) -> int | None:
+    with app.app_context():
+        return registry.current().open(target.name).process().status().pid
+
+
+def copies(target) -> list[str]:
+    if target.engine == "sqlite":
+        live = Path(target.url.removeprefix("sqlite:///")).name
+        return [f for f in target.files() if f.startswith(live + ".")]
+    return [d for d in target.databases() if d.startswith(target.url.rsplit("/", 1)[1] + "_")]
+
+
+def copy_url(target, name: str) -> str:
+    if target.engine == "sqlite":
+        return f"sqlite:///{Path(target.url.removeprefix('sqlite:///')).with_name(name)}"
+    return target.url.rsplit("/", 1)[0] + "/" + name
+
+
+def test_backup_is_encrypted_with_a_manifest_and_no_plaintext_left(app, runner, data_target):
+    name = backup_now(app, data_target)
+    path = data_target.backup_dir / name
+    manifest = json.loads(manifest_path(path).read_text())
+    assert manifest["sha256"] == sha256_of(path)
+    assert manifest["recipients"] == [RECIPIENT]
+    assert manifest["engine"] == data_target.engine
+    assert manifest["counts"] == {"user": 20, "orders": 20}
+    assert manifest["revision"] == "ab12cd34ef56"
+    assert manifest["verified"]["ok"] is True and manifest["verified"]["how"] == "quick"
+    assert path.read_bytes()[:1][0] & 0x80, "an OpenPGP packet, not cleartext"
+    assert b"user 1" not in path.read_bytes()
+    assert sorted(p.name for p in data_target.backup_dir.iterdir()) == sorted([name, name + ".json"])
+
+
+def test_restore_round_trip_then_undo(app, runner, data_target):
+    before = data_target.snapshot()
+    name = backup_now(app, data_target)
+    data_target.execute('DELETE FROM "user" WHERE id <= 5')
+    data_target.execute("UPDATE orders SET total = 0")
+    data_target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (100, "late", "2099-01-01 00:00:00+00"))
+    changed = data_target.snapshot()
+    pid = app_pid(app, data_target)
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    text = log_text(view)
+    assert job.state == "succeeded", (job.result, text)
+    assert job.verification == "passed"
+    assert data_target.snapshot() == before  # row for row
+    assert app_pid(app, data_target) != pid  # stopped and started around the swap
+    assert health(data_target.code)[0] == 200
+    assert [s.state for s in view.steps] == ["succeeded"] * 7
+    # live and restored side by side, and the row written after the backup
+    assert re.search(r"^user +16 +20 +1$", text, re.M), text
+    assert re.search(r"^orders +20 +20 +unknown$", text, re.M), text
+    assert "rolls back 1 row(s)" in text
+    (pre,) = copies(data_target)
+    assert "_pre_restore_" in pre or ".pre_restore_" in pre
+    assert data_target.snapshot(copy_url(data_target, pre)) == changed  # the replaced database is kept whole
+    assert pre in job.result
+    with app.app_context():
+        checkpoint = db.session.scalars(select(Checkpoint).where(Checkpoint.job_id == job.id)).one()
+        assert checkpoint.captures["backup"]["file"] == name  # the newest verified backup, in every checkpoint
+
+    job, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert data_target.snapshot() == changed
+    (undone,) = copies(data_target)
+    assert "undone" in undone
+    assert data_target.snapshot(copy_url(data_target, undone)) == before
+
+
+def _bad_files(target, good: Path, stranger) -> dict[str, tuple[str, str]]:
+    """Backups that must be refused, each with the words its refusal must say."""
+    folder = target.backup_dir
+    suffix = "dump" if target.engine == "postgresql" else "sqlite"
+    manifest = json.loads(manifest_path(good).read_text())
+    data = good.read_bytes()
+    made = {}
+
+    def own(label: str, content: bytes, *, keep_sum: bool = False) -> str:
+        path = folder / f"{target.name}_2001010100000{len(made)}.{suffix}.gpg"
+        path.write_bytes(content)
+        changed = dict(manifest, file=path.name)
+        if not keep_sum:
+            changed.pop("verified", None)  # changed after it was verified (tampered) keeps its old verdict
+        if not keep_sum:
+            changed["sha256"] = sha256_of(path)
+        manifest_path(path).write_text(json.dumps(changed))
+        return path.name
+
+    def foreign(content: bytes) -> str:
+        path = folder / f"backup_2000010{len(made)}_000000.{suffix}.gpg"
+        path.write_bytes(content)
+        return path.name
+
+    middle = len(data) // 2
+    flipped = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+    made["truncated"] = (own("truncated", data[:middle]), "does not decrypt")
+    made["corrupt"] = (own("corrupt", flipped), "does not decrypt")
+    made["tampered"] = (own("tampered", flipped, keep_sum=True), "does not match its recorded SHA-256")
+    made["wrong key"] = (foreign(stranger_encrypt(stranger, b"-- not for you\n")), "is not encrypted to")
+    made["empty"] = (foreign(b""), "is empty")
+    made["cleartext"] = (foreign(b"-- PostgreSQL database dump\nCREATE TABLE t (id int);\n"), "not OpenPGP-encrypted")
+    return made
+
+
+def stranger_encrypt(home, data: bytes) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    home.encrypt(data, out, ["stranger@example.invalid"])
+    return out.getvalue()
+
+
+def test_bad_backups_are_refused_and_change_nothing(app, runner, data_target, gpg_homes):
+    good = data_target.backup_dir / backup_now(app, data_target)
+    before = data_target.snapshot()
+    pid = app_pid(app, data_target)
+    for case, (name, words) in _bad_files(data_target, good, gpg_homes[1]).items():
+        job, view = run(app, "restore_backup", data_target.name, backup=name)
+        assert job.state == "failed", case
+        assert words in job.result, (case, job.result)
+        assert view.steps[0].state == "failed" and view.steps[1].state == "not_run", case
+        assert data_target.snapshot() == before, case
+        assert copies(data_target) == [], case
+        assert app_pid(app, data_target) == pid, case
+        verified, _ = run(app, "verify_backup", data_target.name, backup=name)
+        assert verified.state == "failed" and verified.verification == "failed", case
+    assert health(data_target.code)[0] == 200
+
+
+def test_a_failure_while_filling_the_scratch_leaves_live_and_app_untouched(app, runner, data_target, gpg_homes):
+    """A backup that decrypts but cannot be restored: the scratch is dropped, live and the app never touched."""
+    ours = gpg_homes[0]
+    suffix = "sql" if data_target.engine == "postgresql" else "sqlite"
+    import io
+
+    out = io.BytesIO()
+    ours.encrypt(b"CREATE TABLE broken (;\n" if suffix == "sql" else b"not a database at all" * 100, out, [RECIPIENT])
+    name = f"backup_20200101_000000.{suffix}.gpg"
+    (data_target.backup_dir).mkdir(exist_ok=True)
+    (data_target.backup_dir / name).write_bytes(out.getvalue())
+    before = data_target.snapshot()
+    pid = app_pid(app, data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    failed = next(s for s in view.steps if s.state == "failed")
+    assert failed.title in ("Restore into a scratch database", "Compare live and restored"), failed.title
+    assert [s.state for s in view.steps[4:]] == ["not_run"] * 3  # never stopped, never swapped
+    assert data_target.snapshot() == before
+    assert copies(data_target) == []
+    assert app_pid(app, data_target) == pid
+
+
+def test_names_outside_the_backup_folder_are_refused(app, data_target, tmp_path):
+    book = runbooks.get("restore_backup")
+    data_target.backup_dir.mkdir(exist_ok=True)
+    outside = tmp_path / "elsewhere.dump.gpg"
+    outside.write_bytes(b"\x85\x01")
+    os.symlink(outside, data_target.backup_dir / "link.dump.gpg")
+    with app.app_context():
+        for bad in ("../elsewhere.dump.gpg", str(outside), "link.dump.gpg", "missing.dump.gpg", ".hidden.gpg"):
+            with pytest.raises(ParamError) as caught:
+                book.parse_params({"backup": bad}, data_target.name)
+            assert caught.value.param == "backup", bad
+
+
+def test_restore_waits_for_no_one_while_another_job_runs(app, data_target):
+    """The target is busy: the restore is refused at once (BusyTarget), nothing queued."""
+    data_target.backup_dir.mkdir(exist_ok=True)
+    shutil.copy(__file__, data_target.backup_dir / "backup_20200101_000000.sql.gpg")
+    with app.app_context():
+        sleeper = runbooks.get("test.sleep")
+        busy = service.enqueue(sleeper, data_target.name, {"seconds": 1}, Actor(None, "ada"))
+        book = runbooks.get("restore_backup")
+        params = book.parse_params({"backup": "backup_20200101_000000.sql.gpg"}, data_target.name)
+        with pytest.raises(service.BusyTarget) as caught:
+            service.enqueue(book, data_target.name, params, Actor(None, "ada"))
+        assert f"job #{busy.id}" in str(caught.value)
+        service.cancel(busy, Actor(None, "ada"))
+
+
+def test_not_enough_disk_space_is_refused_before_the_scratch(app, runner, data_target):
+    name = backup_now(app, data_target)
+    before = data_target.snapshot()
+    free = shutil.disk_usage(data_target.backup_dir).free // (1024 * 1024)
+    write_targets_file(app, data_target.toml(reserve_mb=free * 1000))
+    job, _ = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed"
+    assert "not enough disk space" in job.result, job.result
+    assert data_target.snapshot() == before
+    assert copies(data_target) == []
+
+
+def test_protected_target_needs_its_name_typed(app, data_target):
+    write_targets_file(app, data_target.toml(protected=True))
+    data_target.backup_dir.mkdir(exist_ok=True)
+    (data_target.backup_dir / "backup_20200101_000000.sql.gpg").write_bytes(b"x")
+    book = runbooks.get("restore_backup")
+    with app.app_context():
+        with pytest.raises(ParamError) as caught:
+            book.parse_params({"backup": "backup_20200101_000000.sql.gpg"}, data_target.name)
+        assert caught.value.param == "confirm"
+        book.parse_params({"backup": "backup_20200101_000000.sql.gpg", "confirm": data_target.name}, data_target.name)
+
+
+def test_unhealthy_after_the_swap_swaps_back(app, runner, data_target):
+    """The restored copy makes the app fail its health check: the previous database goes back, the app serves."""
+    data_target.execute("CREATE TABLE broken_marker (id integer)")
+    name = backup_now(app, data_target)
+    data_target.execute("DROP TABLE broken_marker")
+    commit(data_target.code.repo, "Serve from the database", **{"server.py": DB_SERVER.format(url=data_target.url)})
+    with app.app_context():
+        target = registry.current().open(data_target.name)
+        target.process().restart()
+        assert target.health().wait_healthy().ok
+    before = data_target.snapshot()
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert job.verification == "failed"
+    assert "Swapped back" in job.result and "healthy again" in job.result, job.result
+    assert data_target.snapshot() == before
+    assert health(data_target.code) == (200, {"status": "healthy"})
+    (kept,) = copies(data_target)
+    assert re.search(r"[._]restore_\d{14}$", kept) and kept in job.result
+
+
+def test_restore_test_restores_counts_and_drops_its_copy(app, runner, data_target):
+    name = backup_now(app, data_target)
+    before = data_target.snapshot()
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    assert job.state == "succeeded", log_text(view)
+    assert "user 20, orders 20; revision ab12cd34ef56" in job.verification_detail
+    manifest = json.loads(manifest_path(data_target.backup_dir / name).read_text())
+    assert manifest["restore_tested"]["ok"] is True and manifest["verified"]["how"] == "restore-test"
+    assert copies(data_target) == []
+    assert data_target.snapshot() == before
+
+
+def test_a_backup_of_another_database_or_a_newer_server_is_refused(app, runner, data_target):
+    good = data_target.backup_dir / backup_now(app, data_target)
+    manifest = json.loads(manifest_path(good).read_text())
+    before = data_target.snapshot()
+    cases = {"another database": ({"database": "someone_else"}, "is a backup of database someone_else")}
+    if data_target.engine == "postgresql":
+        cases["newer server"] = ({"server_major": 99, "server_version": "99.1"}, "newer than the server's")
+    for i, (case, (change, words)) in enumerate(cases.items()):
+        copy = good.with_name(good.name.replace(".dump", f"-x{i}.dump").replace(".sqlite", f"-x{i}.sqlite"))
+        shutil.copy(good, copy)
+        manifest_path(copy).write_text(json.dumps(manifest | change | {"file": copy.name}))
+        job, _ = run(app, "restore_backup", data_target.name, backup=copy.name)
+        assert job.state == "failed" and words in job.result, (case, job.result)
+        assert data_target.snapshot() == before and copies(data_target) == [], case
+
+
+def test_scheduled_backups_are_queued_as_the_system_and_retention_follows(app, runner, data_target):
+    write_targets_file(app, data_target.toml(extra="interval_minutes = 60\nkeep_last = 1"))
+    cli = app.test_cli_runner()
+    first = cli.invoke(args=["rewind", "backups", "due"])
+    assert first.exit_code == 0, first.output
+    match = re.search(r"staging: queued backup job #(\d+) — no backup made by Rewind yet", first.output)
+    assert match, first.output
+
+    def finished():
+        with app.app_context():
+            return db.session.get(Job, int(match.group(1))).job_state.is_final
+
+    wait_for(finished, timeout=60)
+    with app.app_context():
+        job = db.session.get(Job, int(match.group(1)))
+        assert (job.state, job.actor_name) == ("succeeded", "system")
+    (made,) = [p.name for p in data_target.backup_dir.glob("*.gpg")]
+    again = cli.invoke(args=["rewind", "backups", "due"])
+    assert "staging: not due — the newest backup is 0 min old" in again.output
+
+    job, view = run(app, "backup", data_target.name)  # a second backup: keep_last = 1 prunes the first
+    assert job.state == "succeeded", log_text(view)
+    (left,) = [p.name for p in data_target.backup_dir.glob("*.gpg")]
+    assert left != made and f"deleted {made}" in log_text(view)
+
+
+def test_a_backup_larger_than_a_pipe_verifies_and_restores(app, runner, data_target):
+    """Every reader must read to the end: one that stops early leaves gpg writing into a closed pipe."""
+    if data_target.engine == "postgresql":
+        data_target.execute(
+            'INSERT INTO "user" SELECT i, md5(i::text) || md5((i * 3)::text), now() FROM generate_series(1000, 40999) i'
+        )
+    else:
+        data_target.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 40999) "
+            'INSERT INTO "user" SELECT i, hex(randomblob(32)), "2020-01-01" FROM n'
+        )
+    before = data_target.snapshot()
+    name = backup_now(app, data_target)
+    assert (data_target.backup_dir / name).stat().st_size > 1024 * 1024
+    data_target.execute('DELETE FROM "user" WHERE id > 2000')
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert data_target.snapshot() == before
+
+
+def test_a_restored_copy_missing_a_key_table_is_dropped_before_the_stop(app, runner, data_target):
+    data_target.execute("ALTER TABLE orders RENAME TO orders_old")
+    name = backup_now(app, data_target)
+    data_target.execute("ALTER TABLE orders_old RENAME TO orders")
+    before = data_target.snapshot()
+    pid = app_pid(app, data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed"
+    assert "the restored copy lacks key table(s) orders" in job.result
+    assert [s.state for s in view.steps[3:]] == ["failed", "not_run", "not_run", "not_run"]
+    assert "dropped the scratch copy" in log_text(view)
+    assert data_target.snapshot() == before and copies(data_target) == []
+    assert app_pid(app, data_target) == pid

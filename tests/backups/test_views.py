@@ -1,0 +1,120 @@
+"""The Backups tab, the overview, the buttons' role checks and the CLI, on a real catalog folder and GnuPG home."""
+
+from __future__ import annotations
+
+import io
+import re
+import sqlite3
+
+import pytest
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.auth.roles import Role
+from app.backups.catalog import Catalog
+from app.extensions import db
+from app.jobs.models import Job
+from tests.backups.conftest import RECIPIENT
+from tests.support.apps import post
+from tests.support.targets import write_targets_file
+
+OLD = "backup_20200101_000000.sqlite.gpg"
+
+
+@pytest.fixture
+def shop(app, tmp_path, gpg_homes):
+    """A SQLite target with one old verified backup (made by the written procedure) and one pre-restore copy."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / "shop.db") as conn:
+        conn.execute("CREATE TABLE t (id int)")
+    (data / "shop.db.pre_restore_20240101000000").write_bytes((data / "shop.db").read_bytes())
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    out = io.BytesIO()
+    gpg_homes[0].encrypt((data / "shop.db").read_bytes(), out, [RECIPIENT])
+    (folder / OLD).write_bytes(out.getvalue())
+    catalog = Catalog(folder)
+    catalog.record_verification(catalog.get(OLD), how="restore-test", ok=True, detail="restores", job_id=None)
+
+    def write(protected: bool = False) -> None:
+        write_targets_file(
+            app,
+            f"""
+[targets.shop]
+protected = {str(protected).lower()}
+[targets.shop.repo]
+path = "{tmp_path}"
+[targets.shop.database]
+url = "sqlite:///{data / "shop.db"}"
+key_tables = ["t"]
+[targets.shop.backups]
+dir = "{folder}"
+gpg_home = "{gpg_homes[0].home}"
+recipients = ["{RECIPIENT}"]
+rpo_minutes = 60
+""",
+        )
+
+    write()
+    return write
+
+
+def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop):
+    page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
+    assert OLD in page and "not made by Rewind" in page
+    assert 'class="badge badge-ok">verified' in page
+    assert "older than the RPO" in page and "badge-bad" in page  # the newest verified backup is years old
+    assert "shop.db.pre_restore_20240101000000" in page
+    assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
+    assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
+    overview = as_role(Role.VIEWER).get("/backups").get_data(as_text=True)
+    assert "/targets/shop/backups" in overview and "late" in overview
+
+
+def test_admin_sees_restore_with_a_confirmation_naming_target_and_backup(as_role, shop):
+    shop(protected=True)
+    page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
+    assert re.search(rf'data-confirm="Restore {re.escape(OLD)} on shop\?', page)
+    assert 'placeholder="type shop"' in page  # protected: the name must be typed
+    assert "Undo restore</button>" in page and "Back up now" in page
+
+
+def test_an_operator_cannot_restore(app, as_role, shop):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/jobs", {"runbook": "restore_backup", "target": "shop", "backup": OLD})
+    assert response.status_code == 403
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == []
+
+
+@pytest.mark.parametrize("bad", ["../backups/" + OLD, "/etc/passwd", "nope.sqlite.gpg"])
+def test_a_backup_name_outside_the_catalog_is_refused_and_audited(app, as_role, shop, bad):
+    response = post(as_role(Role.ADMIN), "/jobs", {"runbook": "restore_backup", "target": "shop", "backup": bad})
+    assert response.status_code == 400
+    assert "backup:" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == []
+        refusal = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+        assert refusal.action == "job.queued" and refusal.outcome == "denied"
+
+
+def test_a_protected_target_needs_its_name_typed(app, as_role, shop):
+    shop(protected=True)
+    client = as_role(Role.ADMIN)
+    response = post(client, "/jobs", {"runbook": "restore_backup", "target": "shop", "backup": OLD, "confirm": "x"})
+    assert response.status_code == 400 and "type its name" in response.get_data(as_text=True)
+    response = post(client, "/jobs", {"runbook": "restore_backup", "target": "shop", "backup": OLD, "confirm": "shop"})
+    assert response.status_code == 302
+    with app.app_context():
+        (job,) = db.session.scalars(select(Job)).all()
+        assert (job.runbook, job.params["backup"]) == ("restore_backup", OLD)
+
+
+def test_cli_lists_the_catalog_and_the_rpo(app, shop):
+    result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert result.exit_code == 0, result.output
+    assert OLD in result.output and "verified" in result.output and "not made by Rewind" in result.output
+    assert "RPO 60 min: LATE" in result.output
+    missing = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "nowhere"])
+    assert missing.exit_code == 2 and "no target 'nowhere'" in missing.output

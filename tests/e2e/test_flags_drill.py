@@ -1,0 +1,62 @@
+"""The flag drill in a real browser, on the demo sandbox: a flag breaks production, a restore as of before mends it."""
+
+import re
+import time
+from datetime import UTC, datetime
+
+from playwright.sync_api import expect
+
+from tests.e2e.test_demo_rollback import demo_server  # noqa: F401 the demo sandbox behind a real Rewind
+from tests.e2e.test_foundation import sign_in
+
+
+def health_becomes(page, word: str, timeout: float = 20.0) -> None:
+    """Reload the target's overview until its health badge reads `word` (the monitor re-probes after a change)."""
+    badge = page.locator("section.panel .badge", has_text=re.compile(rf"^{word}$"))
+    deadline = time.monotonic() + timeout
+    while True:
+        page.reload()
+        if badge.count():
+            expect(badge).to_be_visible()
+            return
+        assert time.monotonic() < deadline, f"the overview never showed {word}"
+        page.wait_for_timeout(300)
+
+
+def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, page):  # noqa: F811
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirmations a person would accept
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/production")
+    health_becomes(page, "healthy")
+
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Flags").click()
+    page.get_by_label("Search flags").fill("payments")  # narrows as one types, no reload
+    expect(page.locator("#flag-rows tr")).to_have_count(1)
+    row = page.locator("#flag-payments_v2")
+    expect(row.locator(".flag-state")).to_have_text("off")
+    before = datetime.now(UTC).replace(tzinfo=None).isoformat()
+
+    row.get_by_label("Reason for turning payments_v2 on").fill("drill: try the new provider")
+    row.get_by_role("button", name="Turn on payments_v2").click()
+    expect(row.locator(".flag-state")).to_have_text("on")  # swapped in place, no reload
+    expect(row).to_contain_text("payments_v2 is now on.")
+    expect(page.get_by_role("button", name="Turn off payments_v2")).to_be_focused()
+
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Overview").click()
+    health_becomes(page, "unhealthy")
+
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Flags").click()
+    page.get_by_label("Time (UTC)").fill(before)
+    page.get_by_role("button", name="Show the difference").click()
+    expect(page.get_by_role("table")).to_contain_text("payments_v2")
+    page.get_by_label("Reason").fill("drill over")
+    page.get_by_role("button", name="Restore 1 flag(s)").click()
+    expect(page.locator(".flashes")).to_contain_text("Flags restored as of")
+    expect(page.locator("#flag-payments_v2 .flag-state")).to_have_text("off")
+
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Overview").click()
+    health_becomes(page, "healthy")
+
+    page.goto(demo_server.url + "/audit?action=flags")
+    expect(page.locator("main")).to_contain_text("flags.toggle")
+    expect(page.locator("main")).to_contain_text("flags.restore")

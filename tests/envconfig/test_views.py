@@ -1,0 +1,179 @@
+"""The Config tab: masked diffs, reveal for admins only and audited, snapshot, restore and edit doors; the CLI."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.auth.roles import Role
+from app.envconfig import store
+from app.extensions import db
+from app.jobs.models import Job
+from app.statuses import EnvSource
+from app.targets import registry
+from tests.envconfig.conftest import GOOD
+from tests.support.apps import post
+from tests.support.targets import write_targets_file
+
+SECRET = "tok-first-7f3a9c"
+NEWER = "tok-second-e41d"
+
+
+def two_versions(app, env_target) -> tuple[int, int]:
+    with app.app_context():
+        target = registry.current().open("staging")
+        first, _ = store.ensure_current(target)
+        env_target.env_path.write_text(GOOD.replace(SECRET, NEWER) + "ADDED=yes\n")
+        second, _ = store.ensure_current(target)
+        return first.id, second.id
+
+
+def audit_rows(app, action: str) -> list[AuditEvent]:
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)).all()
+        db.session.expunge_all()
+        return rows
+
+
+def shown_digest(page: str) -> str:
+    return re.search(r'name="expect" value="([0-9a-f]{64})"', page).group(1)
+
+
+def test_the_tab_lists_versions_and_masks_every_value(app, as_role, env_target):
+    first, second = two_versions(app, env_target)
+    page = as_role(Role.ADMIN).get(f"/targets/staging/config?a={first}&b={second}").get_data(as_text=True)
+    assert f"version #{first} → version #{second}" in page
+    assert 'id="key-API_TOKEN"' in page and 'id="key-ADDED"' in page and 'id="key-MODE"' not in page
+    assert "changed outside Rewind" in page and "first seen" in page
+    for value in (SECRET, NEWER, "hello there", "safe"):
+        assert value not in page
+    assert "config/reveal" in page
+
+
+def test_reveal_is_for_admins_only_and_audited_without_the_value(app, as_role, env_target):
+    first, second = two_versions(app, env_target)
+    assert "config/reveal" not in as_role(Role.OPERATOR).get(f"/targets/staging/config?a={first}&b={second}").get_data(
+        as_text=True
+    )
+    refused = post(as_role(Role.OPERATOR), "/targets/staging/config/reveal", {"side": first, "key": "API_TOKEN"})
+    assert refused.status_code == 403 and SECRET not in refused.get_data(as_text=True)
+    admin = as_role(Role.ADMIN)
+    shown = post(admin, "/targets/staging/config/reveal", {"side": str(first), "key": "API_TOKEN"})
+    assert shown.status_code == 200 and SECRET in shown.get_data(as_text=True)
+    assert NEWER in post(admin, "/targets/staging/config/reveal", {"side": "now", "key": "API_TOKEN"}).get_data(
+        as_text=True
+    )
+    missing = post(admin, "/targets/staging/config/reveal", {"side": str(first), "key": "ADDED"})
+    assert missing.status_code == 404
+    rows = audit_rows(app, "envconfig.reveal")
+    assert [(r.actor_name, r.outcome) for r in rows] == [("admin", "ok"), ("admin", "ok"), ("admin", "failed")]
+    assert '"key":"API_TOKEN"' in rows[0].details
+    assert all(SECRET not in r.details and NEWER not in r.details for r in rows)
+
+
+def test_snapshot_now_keeps_a_version_once(app, as_role, env_target):
+    client = as_role(Role.OPERATOR)
+
+    def snapshot():
+        # the token from the tab itself: the dashboard (whose monitor records versions too) stays unvisited
+        page = client.get("/targets/staging/config").get_data(as_text=True)
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+        return client.post("/targets/staging/config/snapshot", data={"csrf_token": token})
+
+    assert snapshot().status_code == 303
+    env_target.env_path.write_text(GOOD + "MORE=1\n")
+    snapshot()
+    unchanged = snapshot()
+    assert "unchanged since version" in client.get(unchanged.headers["Location"]).get_data(as_text=True)
+    with app.app_context():
+        versions = store.versions("staging")
+        assert [(v.source, v.actor_name) for v in versions] == [
+            (EnvSource.SNAPSHOT, "operator"),
+            (EnvSource.SNAPSHOT, "operator"),
+        ]
+        assert versions[0].changes["added"] == ["MORE"]
+    assert len(audit_rows(app, "envconfig.snapshot")) == 3
+
+
+def test_a_stale_diff_is_refused_at_the_door(app, as_role, env_target):
+    first, _ = two_versions(app, env_target)
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/staging/config").get_data(as_text=True)
+    env_target.env_path.write_text(GOOD + "LATE=1\n")
+    answer = post(client, "/targets/staging/config/restore", {"version": first, "expect": shown_digest(page)})
+    assert answer.status_code == 303
+    follow = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "changed on disk after the diff was shown" in follow
+    with app.app_context():
+        assert db.session.scalar(select(Job).limit(1)) is None
+
+
+def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_role, env_target):
+    write_targets_file(app, env_target.toml(protected=True))
+    first, _ = two_versions(app, env_target)
+    operator = as_role(Role.OPERATOR)
+    page = operator.get("/targets/staging/config").get_data(as_text=True)
+    assert 'class="danger">Restore' not in page
+    form = {
+        "version": first,
+        "expect": shown_digest(as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)),
+    }
+    assert post(operator, "/targets/staging/config/restore", form).status_code == 403
+    admin = as_role(Role.ADMIN)
+    untyped = post(admin, "/targets/staging/config/restore", form, follow_redirects=True).get_data(as_text=True)
+    assert "type its name, staging" in untyped
+    typed = post(admin, "/targets/staging/config/restore", {**form, "confirm": "staging"})
+    assert typed.status_code == 303 and "/jobs/" in typed.headers["Location"]
+
+
+def test_edit_seals_the_value_before_it_reaches_the_job_or_the_audit_log(app, as_role, env_target):
+    two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    page = admin.get("/targets/staging/config").get_data(as_text=True)
+    answer = post(
+        admin,
+        "/targets/staging/config/edit",
+        {"key": "API_TOKEN", "value": "tok-typed-by-hand-99", "expect": shown_digest(page)},
+    )
+    assert answer.status_code == 303 and "/jobs/" in answer.headers["Location"]
+    with app.app_context():
+        job = db.session.scalar(select(Job))
+        assert job.runbook == "config_edit" and "tok-typed-by-hand-99" not in job.params_json
+    assert all("tok-typed-by-hand-99" not in r.details for r in audit_rows(app, "job.queued"))
+    assert post(as_role(Role.OPERATOR), "/targets/staging/config/edit", {"key": "A", "value": "b"}).status_code == 403
+
+
+def test_a_target_without_an_env_file_says_how_to_add_one(app, as_role):
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    assert "has no env file" in page and "env_file" in page
+
+
+def test_cli_lists_versions_and_diffs_with_values_masked(app, env_target):
+    first, second = two_versions(app, env_target)
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["rewind", "config", "versions", "staging"])
+    assert listed.exit_code == 0
+    assert f"#{second}" in listed.output and "changed outside Rewind" in listed.output
+    assert "added: ADDED; changed: API_TOKEN" in listed.output
+    shown = runner.invoke(args=["rewind", "config", "diff", "staging", str(first), "now"])
+    assert shown.exit_code == 0, shown.output
+    assert "changed  API_TOKEN = •••" in shown.output and "added    ADDED = •••" in shown.output
+    assert SECRET not in shown.output and NEWER not in shown.output
+    unknown = runner.invoke(args=["rewind", "config", "diff", "staging", "4242", "now"])
+    assert unknown.exit_code != 0 and "no env file version '4242'" in unknown.output
+
+
+def test_an_unparsable_file_is_shown_with_its_line_and_reason(app, as_role, env_target):
+    two_versions(app, env_target)
+    env_target.env_path.write_text("MODE=safe\nGREETING='never closed\n")
+    page = as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)
+    assert "The file on disk does not parse: line 2: the single quote opened on this line is never closed" in page
+    assert "Edit one setting" not in page, "no edit of a file that cannot be read as the app reads it"
+
+
+def test_an_unknown_version_in_the_diff_is_a_404_naming_it(app, as_role, env_target):
+    two_versions(app, env_target)
+    answer = as_role(Role.VIEWER).get("/targets/staging/config?a=4242&b=now")
+    assert answer.status_code == 404 and "staging has no env file version" in answer.get_data(as_text=True)

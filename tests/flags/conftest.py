@@ -1,0 +1,97 @@
+"""A real flags table in a real application database: a SQLite file, or a database on the session's PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from datetime import datetime
+
+import psycopg
+import pytest
+
+from app.targets.config import FlagColumns
+from app.targets.flags import FlagTable
+
+_counter = itertools.count(1)
+
+TABLE = {
+    "sqlite": """CREATE TABLE feature_flags (
+        name VARCHAR(80) PRIMARY KEY,
+        enabled BOOLEAN NOT NULL DEFAULT 0,
+        description TEXT NOT NULL DEFAULT '',
+        updated_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        team TEXT,
+        CHECK (length(description) <= 40))""",
+    "postgresql": """CREATE TABLE feature_flags (
+        name VARCHAR(80) PRIMARY KEY,
+        enabled BOOLEAN NOT NULL DEFAULT false,
+        description TEXT NOT NULL DEFAULT '',
+        updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        team TEXT,
+        CHECK (length(description) <= 40))""",
+}
+
+
+class FlagDb:
+    """The application's database, reached on a connection of its own: the "other writer" in tests."""
+
+    def __init__(self, kind: str, url: str) -> None:
+        self.kind, self.url = kind, url
+
+    def connect(self):
+        if self.kind == "sqlite":
+            return sqlite3.connect(self.url[len("sqlite:///") :], isolation_level=None, timeout=10)
+        return psycopg.connect(self.url, autocommit=True)
+
+    def sql(self, text: str) -> str:
+        return text.replace("%s", "?") if self.kind == "sqlite" else text
+
+    def execute(self, text: str, args: tuple = ()) -> list[tuple]:
+        conn = self.connect()
+        try:
+            cur = conn.execute(self.sql(text), args)
+            return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def add(self, name: str, enabled: bool, description: str = "", team: str | None = None, at: datetime | None = None):
+        self.execute(
+            "INSERT INTO feature_flags (name, enabled, description, updated_at, team) VALUES (%s, %s, %s, %s, %s)",
+            (name, enabled, description, self.stamp(at or datetime(2026, 1, 1)), team),
+        )
+
+    def stamp(self, at: datetime):
+        return at.isoformat(sep=" ", timespec="microseconds") if self.kind == "sqlite" else at
+
+    def states(self) -> dict[str, bool]:
+        return {name: bool(on) for name, on in self.execute("SELECT name, enabled FROM feature_flags ORDER BY name")}
+
+    def outside_change(self, name: str, enabled: bool, at: datetime) -> None:
+        """The application (not Rewind) flips a flag and stamps it."""
+        self.execute(
+            "UPDATE feature_flags SET enabled = %s, updated_at = %s WHERE name = %s", (enabled, self.stamp(at), name)
+        )
+
+    def table(self, **columns) -> FlagTable:
+        return FlagTable(self.url, "feature_flags", FlagColumns(**columns))
+
+
+def make_flag_db(kind: str, tmp_path, pg_server=None, create: bool = True) -> FlagDb:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / f'app-{next(_counter)}.db'}"
+    else:
+        url = pg_server.create_database(f"flagsapp_{next(_counter)}")
+    db = FlagDb(kind, url)
+    if create:
+        db.execute(TABLE[kind])
+    return db
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def flagdb(request, tmp_path) -> FlagDb:
+    server = request.getfixturevalue("pg_server") if request.param == "postgresql" else None
+    db = make_flag_db(request.param, tmp_path, server)
+    db.add("checkout_v2", True, "The new checkout", team="payments")
+    db.add("dark_mode", False, "Dark colours", team="web")
+    db.add("search_beta", True, "The new search", team="web")
+    return db

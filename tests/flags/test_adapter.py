@@ -1,0 +1,244 @@
+"""The flags adapter against real databases: SQLite files and the session's PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+import pytest
+
+from app.targets.flags import (
+    ChangedMeanwhile,
+    Flag,
+    FlagError,
+    FlagExists,
+    FlagTable,
+    FlagTableError,
+    FlagValueError,
+    StaleFlag,
+    UnknownFlag,
+    VanishedFlags,
+)
+from tests.conftest import wait_for
+from tests.flags.conftest import make_flag_db
+
+
+def test_lists_flags_with_their_state_description_and_time(flagdb):
+    flags = flagdb.table().list()
+    assert [(f.name, f.enabled, f.description) for f in flags] == [
+        ("checkout_v2", True, "The new checkout"),
+        ("dark_mode", False, "Dark colours"),
+        ("search_beta", True, "The new search"),
+    ]
+    assert flags[0].updated_at == datetime(2026, 1, 1)
+
+
+def test_toggle_writes_the_state_and_a_new_updated_at(flagdb):
+    change, stamp = flagdb.table().set("dark_mode", True, seen=False)
+    assert (change.old, change.new, change.changed) == (False, True, True)
+    flag = flagdb.table().get("dark_mode")
+    assert flag.enabled is True and flag.updated_at == stamp
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": True}
+
+
+def test_setting_the_state_a_flag_already_has_writes_nothing(flagdb):
+    change, _ = flagdb.table().set("checkout_v2", True)
+    assert not change.changed
+    assert flagdb.table().get("checkout_v2").updated_at == datetime(2026, 1, 1)
+
+
+def test_a_stale_toggle_is_refused_and_writes_nothing(flagdb):
+    flagdb.outside_change("dark_mode", True, datetime(2026, 2, 1))
+    with pytest.raises(StaleFlag) as refused:
+        flagdb.table().set("dark_mode", True, seen=False)
+    assert refused.value.flag.enabled is True
+    assert "dark_mode is on now, not off as you saw it" in refused.value.message
+    assert flagdb.table().get("dark_mode").updated_at == datetime(2026, 2, 1)
+
+
+def _waiting_on_lock(flagdb) -> bool:
+    rows = flagdb.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    return rows[0][0] > 0
+
+
+def test_a_toggle_racing_a_concurrent_writer_is_refused(flagdb):
+    """Another connection holds the row and changes it; the toggle waits for it, then sees the new state."""
+    other = flagdb.connect()
+    other.execute("BEGIN IMMEDIATE" if flagdb.kind == "sqlite" else "BEGIN")
+    other.execute(flagdb.sql("UPDATE feature_flags SET enabled = %s WHERE name = %s"), (True, "dark_mode"))
+    outcome: list[BaseException | object] = []
+
+    def toggle():
+        try:
+            outcome.append(flagdb.table().set("dark_mode", True, seen=False))
+        except FlagError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=toggle)
+    worker.start()
+    try:
+        if flagdb.kind == "postgresql":
+            wait_for(lambda: _waiting_on_lock(flagdb))
+        assert outcome == []  # it cannot have finished: the row is held
+        other.execute("COMMIT")
+    finally:
+        worker.join(timeout=30)
+        other.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], StaleFlag)
+    assert flagdb.states()["dark_mode"] is True
+
+
+def test_unknown_flag_is_named(flagdb):
+    with pytest.raises(UnknownFlag, match="there is no flag 'nope' in feature_flags"):
+        flagdb.table().set("nope", True)
+    with pytest.raises(UnknownFlag):
+        flagdb.table().get("nope")
+
+
+def test_kill_switch_turns_several_off_in_one_transaction(flagdb):
+    changes, stamp = flagdb.table().kill(["checkout_v2", "dark_mode", "search_beta"])
+    assert [(c.name, c.old, c.new) for c in changes] == [
+        ("checkout_v2", True, False),
+        ("dark_mode", False, False),
+        ("search_beta", True, False),
+    ]
+    assert set(flagdb.states().values()) == {False}
+    assert flagdb.table().get("checkout_v2").updated_at == stamp
+    assert flagdb.table().get("dark_mode").updated_at == datetime(2026, 1, 1)  # already off: untouched
+
+
+def test_kill_switch_by_tag(flagdb):
+    changes, _ = flagdb.table(tag="team").kill(tag="web")
+    assert [c.name for c in changes] == ["dark_mode", "search_beta"]
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": False}
+
+
+def test_kill_by_tag_needs_a_tag_column(flagdb):
+    with pytest.raises(FlagError, match="no tag column configured"):
+        flagdb.table().kill(tag="web")
+    with pytest.raises(FlagError, match="no flag in feature_flags is tagged 'nobody'"):
+        flagdb.table(tag="team").kill(tag="nobody")
+
+
+def test_kill_switch_with_a_vanished_flag_changes_nothing(flagdb):
+    flagdb.execute("DELETE FROM feature_flags WHERE name = 'dark_mode'")
+    with pytest.raises(VanishedFlags) as refused:
+        flagdb.table().kill(["checkout_v2", "dark_mode", "search_beta"])
+    assert refused.value.names == ["dark_mode"]
+    assert "dark_mode" in refused.value.message and "nothing was changed" in refused.value.message
+    assert flagdb.states() == {"checkout_v2": True, "search_beta": True}
+
+
+def test_kill_switch_failing_midway_changes_nothing(flagdb):
+    """The database refuses the third update (a constraint): the first two are rolled back with it."""
+    flagdb.add("pinned", True, "Must stay on")
+    if flagdb.kind == "sqlite":
+        flagdb.execute(
+            "CREATE TRIGGER pinned_stays_on BEFORE UPDATE ON feature_flags "
+            "WHEN NEW.name = 'pinned' AND NOT NEW.enabled BEGIN SELECT RAISE(ABORT, 'pinned stays on'); END"
+        )
+    else:
+        flagdb.execute("ALTER TABLE feature_flags ADD CONSTRAINT pinned_stays_on CHECK (name <> 'pinned' OR enabled)")
+    before = flagdb.states()
+    with pytest.raises(FlagValueError, match="nothing was written"):
+        flagdb.table().kill(["checkout_v2", "pinned", "search_beta"])
+    assert flagdb.states() == before
+    assert flagdb.table().get("checkout_v2").updated_at == datetime(2026, 1, 1)
+
+
+def test_apply_refuses_when_a_flag_moved_since_the_plan(flagdb):
+    flagdb.outside_change("checkout_v2", False, datetime(2026, 3, 1))
+    with pytest.raises(ChangedMeanwhile, match=r"checkout_v2 \(now off\)"):
+        flagdb.table().apply({"dark_mode": True}, expected={"checkout_v2": True, "dark_mode": False})
+    assert flagdb.states()["dark_mode"] is False
+
+
+def test_apply_sets_states_and_recreates_in_one_go(flagdb):
+    changes, _ = flagdb.table().apply(
+        {"checkout_v2": False, "dark_mode": False},
+        expected={"checkout_v2": True, "dark_mode": False},
+        create=[Flag("old_export", True, "Back again")],
+    )
+    assert [(c.name, c.old, c.new) for c in changes] == [("checkout_v2", True, False), ("old_export", None, True)]
+    assert flagdb.states() == {"checkout_v2": False, "dark_mode": False, "old_export": True, "search_beta": True}
+
+
+def test_create_and_delete(flagdb):
+    table = flagdb.table()
+    table.create(Flag("fresh", False, "Brand new"))
+    with pytest.raises(FlagExists):
+        table.create(Flag("fresh", True, ""))
+    assert table.get("fresh").description == "Brand new"
+    with pytest.raises(StaleFlag):
+        table.delete("fresh", seen=True)
+    assert table.delete("fresh", seen=False).name == "fresh"
+    assert "fresh" not in flagdb.states()
+
+
+def test_a_value_the_column_cannot_hold_is_refused_cleanly(flagdb):
+    with pytest.raises(FlagValueError, match="the database refused the change"):
+        flagdb.table().create(Flag("wordy", True, "x" * 200))
+    assert "wordy" not in flagdb.states()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_missing_table_is_a_clear_message(kind, tmp_path, request):
+    server = request.getfixturevalue("pg_server") if kind == "postgresql" else None
+    db = make_flag_db(kind, tmp_path, server, create=False)
+    with pytest.raises(FlagTableError, match="the flags table feature_flags cannot be read") as refused:
+        db.table().list()
+    assert "Rewind never creates it" in refused.value.fix
+    with pytest.raises(FlagTableError):
+        db.table().set("x", True)
+
+
+def test_a_table_of_another_shape_names_the_missing_column(flagdb):
+    with pytest.raises(FlagTableError, match="has no column 'is_on' \\(its enabled column\\)") as refused:
+        flagdb.table(enabled="is_on").list()
+    assert "database.flags_columns.enabled" in refused.value.fix
+    with pytest.raises(FlagTableError, match="'is_on'"):
+        flagdb.table(enabled="is_on").kill(["dark_mode"])
+    assert flagdb.states()["checkout_v2"] is True
+
+
+def test_an_unreachable_database_is_a_clear_message(tmp_path):
+    table = FlagTable(f"sqlite:///{tmp_path}/no/such/dir/app.db", "feature_flags")
+    with pytest.raises(FlagTableError, match="cannot open the flags database"):
+        table.list()
+
+
+def test_identifiers_are_quoted(flagdb):
+    """A table name is an identifier, never SQL: a hostile one only fails to be found."""
+    table = FlagTable(flagdb.url, 'feature_flags"; DROP TABLE feature_flags; --')
+    with pytest.raises(FlagTableError):
+        table.list()
+    assert len(flagdb.states()) == 3
+
+
+def test_kill_switch_racing_a_delete_changes_nothing(flagdb):
+    """Another connection deletes one of the chosen flags while the kill switch waits for it: all or none."""
+    other = flagdb.connect()
+    other.execute("BEGIN IMMEDIATE" if flagdb.kind == "sqlite" else "BEGIN")
+    other.execute("DELETE FROM feature_flags WHERE name = 'search_beta'")
+    outcome: list[object] = []
+
+    def kill():
+        try:
+            outcome.append(flagdb.table().kill(["checkout_v2", "search_beta"]))
+        except FlagError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=kill)
+    worker.start()
+    try:
+        if flagdb.kind == "postgresql":
+            wait_for(lambda: _waiting_on_lock(flagdb))
+        other.execute("COMMIT")
+    finally:
+        worker.join(timeout=30)
+        other.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], VanishedFlags)
+    assert outcome[0].names == ["search_beta"]
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False}

@@ -1,0 +1,65 @@
+"""`flask rewind flags list|set` against a real flags table."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.auth.roles import Role
+from tests.flags.test_views import audit_rows, targets_toml
+from tests.support.targets import write_targets_file
+
+
+@pytest.fixture
+def cli(app, flagdb, users, tmp_path):
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+
+    def invoke(*args: str):
+        return app.test_cli_runner().invoke(args=["rewind", "flags", *args])
+
+    return invoke
+
+
+def test_list_shows_every_flag(cli):
+    result = cli("list", "web")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "checkout_v2  on   The new checkout",
+        "dark_mode    off  Dark colours",
+        "search_beta  on   The new search",
+    ]
+
+
+def test_set_is_role_checked_and_audited_with_via_cli(app, cli, flagdb):
+    result = cli("set", "web", "dark_mode", "on", "--as", "operator", "--reason", "from the shell")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "web: dark_mode off -> on"
+    assert flagdb.states()["dark_mode"] is True
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome, details["via"], details["reason"]) == ("operator", "ok", "cli", "from the shell")
+    assert (details["old"], details["new"]) == (False, True)
+    again = cli("set", "web", "dark_mode", "on", "--as", "operator")
+    assert "was already on; nothing written" in again.output
+
+
+def test_a_viewer_is_refused_and_the_refusal_audited(app, cli, flagdb):
+    result = cli("set", "web", "dark_mode", "on", "--as", "viewer")
+    assert result.exit_code == 1 and "viewer may not change flags: it needs the operator role" in result.output
+    assert flagdb.states()["dark_mode"] is False
+    assert [(a, o) for a, o, _ in audit_rows(app, "flags.toggle")] == [(Role.VIEWER.label, "denied")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("set", "nowhere", "dark_mode", "on", "--as", "operator"), "there is no target 'nowhere'"),
+        (("set", "web", "nope", "on", "--as", "operator"), "there is no flag 'nope' in feature_flags"),
+        (("set", "web", "dark_mode", "sideways", "--as", "operator"), "state: expected on or off, got 'sideways'"),
+        (("set", "web", "dark_mode", "on", "--as", "ghost"), "there is no active Rewind user 'ghost'"),
+        (("set", "prod", "dark_mode", "on", "--as", "operator"), "changing a flag on prod needs a reason"),
+        (("list", "nowhere"), "there is no target 'nowhere'"),
+    ],
+)
+def test_bad_input_is_a_clear_message_and_changes_nothing(cli, flagdb, args, message):
+    result = cli(*args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert flagdb.states()["dark_mode"] is False

@@ -1,0 +1,341 @@
+"""The Flags tab through the real app: toggles, refusals, kill switch, create/delete, restore as of."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.auth.roles import Role
+from app.clock import utcnow
+from app.extensions import db
+from tests.conftest import both_databases
+from tests.support.apps import post
+from tests.support.targets import write_targets_file
+
+HTMX = {"HX-Request": "true"}
+
+
+def targets_toml(url: str, tmp_path, **columns) -> str:
+    cols = "".join(f'{k} = "{v}"\n' for k, v in columns.items())
+    text = ""
+    for name, protected in (("web", False), ("prod", True)):
+        text += f"""
+[targets.{name}]
+protected = {str(protected).lower()}
+
+[targets.{name}.repo]
+path = "{tmp_path / "repo"}"
+
+[targets.{name}.database]
+url = "{url}"
+flags_table = "feature_flags"
+"""
+        if cols:
+            text += f"\n[targets.{name}.database.flags_columns]\n{cols}"
+    return text
+
+
+@pytest.fixture
+def flag_app(app, flagdb, tmp_path):
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path, tag="team"))
+    return app
+
+
+def audit_rows(app, action: str) -> list[tuple[str, str, dict]]:
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))
+        return [(r.actor_name, r.outcome, json.loads(r.details)) for r in rows]
+
+
+def test_tab_lists_every_flag_with_state_in_words(flag_app, as_role):
+    page = as_role(Role.VIEWER).get("/targets/web/flags").get_data(as_text=True)
+    assert 'id="flag-checkout_v2"' in page and 'id="flag-dark_mode"' in page
+    assert '<span class="badge badge-ok">on</span>' in page and '<span class="badge badge-neutral">off</span>' in page
+    assert "not changed through Rewind" in page
+    assert "Turn off" not in page  # a viewer sees no toggle
+
+
+def test_search_narrows_the_list(flag_app, as_role):
+    page = as_role(Role.VIEWER).get("/targets/web/flags?q=colours").get_data(as_text=True)
+    assert 'id="flag-dark_mode"' in page and 'id="flag-checkout_v2"' not in page
+    assert "1 of 3 flag(s)" in page
+
+
+@both_databases  # Rewind's own ops database, too
+def test_htmx_toggle_swaps_the_row_and_audits_old_new_reason(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "try it"}, headers=HTMX)
+    assert response.status_code == 200
+    row = response.get_data(as_text=True)
+    assert row.startswith('<tr id="flag-dark_mode"') and '<span class="badge badge-ok">on</span>' in row
+    assert "dark_mode is now on." in row and "“try it”" in row
+    assert flagdb.states()["dark_mode"] is True
+    [(actor, outcome, details)] = audit_rows(flag_app, "flags.toggle")
+    assert (actor, outcome) == ("operator", "ok")
+    assert (details["old"], details["new"], details["reason"], details["via"]) == (False, True, "try it", "web")
+    assert details["changes"] == [{"flag": "dark_mode", "old": False, "new": True}]
+
+
+def test_a_stale_toggle_is_refused_showing_the_current_state(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    flagdb.outside_change("dark_mode", True, datetime(2026, 4, 1))
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 409
+    row = response.get_data(as_text=True)
+    assert "dark_mode is on now, not off as you saw it" in row
+    assert '<span class="badge badge-ok">on</span>' in row and "Turn off" in row
+    assert flagdb.states()["dark_mode"] is True
+    [(_, outcome, details)] = audit_rows(flag_app, "flags.toggle")
+    assert outcome == "denied" and details["current"] is True and "nothing was written" in details["error"]
+
+
+def test_a_protected_target_asks_for_a_reason(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/prod/flags").get_data(as_text=True)
+    assert 'name="reason" required' in page
+    response = post(client, "/targets/prod/flags/dark_mode/toggle", {"seen": "off", "reason": " "}, headers=HTMX)
+    assert response.status_code == 422 and "needs a reason" in response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is False
+    response = post(client, "/targets/prod/flags/dark_mode/toggle", {"seen": "off", "reason": "incident 7"})
+    assert response.status_code == 303
+    assert flagdb.states()["dark_mode"] is True
+    assert [d["reason"] for _, o, d in audit_rows(flag_app, "flags.toggle") if o == "ok"] == ["incident 7"]
+
+
+def test_bad_input_is_a_clear_message(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/nope/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 404 and "there is no flag &#39;nope&#39;" in response.get_data(as_text=True)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "maybe"}, headers=HTMX)
+    assert response.status_code == 422 and "expected on or off" in response.get_data(as_text=True)
+    response = post(client, "/targets/nowhere/flags/dark_mode/toggle", {"seen": "off"})
+    assert response.status_code == 404 and "there is no target" in response.get_data(as_text=True).lower()
+    assert flagdb.states()["dark_mode"] is False
+
+
+def test_a_viewer_cannot_toggle(flag_app, flagdb, as_role):
+    response = post(as_role(Role.VIEWER), "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 403
+    assert flagdb.states()["dark_mode"] is False
+    assert [o for _, o, _ in audit_rows(flag_app, "auth.denied")] == ["denied"]
+
+
+def test_missing_csrf_is_refused(flag_app, flagdb, as_role):
+    response = as_role(Role.OPERATOR).post("/targets/web/flags/dark_mode/toggle", data={"seen": "off"})
+    assert response.status_code == 400 and "Security token" in response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is False
+    assert audit_rows(flag_app, "flags.toggle") == []
+
+
+def test_missing_table_or_column_shows_on_the_page_not_a_500(app, flagdb, as_role, tmp_path):
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path, enabled="is_on"))
+    response = as_role(Role.VIEWER).get("/targets/web/flags")
+    assert response.status_code == 200
+    assert "has no column &#39;is_on&#39; (its enabled column)" in response.get_data(as_text=True)
+    response = post(as_role(Role.OPERATOR), "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 503 and "is_on" in response.get_data(as_text=True)
+
+
+def test_kill_switch_by_choice_and_by_tag(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/kill", {"flag": ["checkout_v2"], "reason": "errors spiking"})
+    assert response.status_code == 303
+    assert flagdb.states() == {"checkout_v2": False, "dark_mode": False, "search_beta": True}
+    post(client, "/targets/web/flags/kill", {"tag": "web", "reason": "web is broken"})
+    assert set(flagdb.states().values()) == {False}
+    kills = audit_rows(flag_app, "flags.kill")
+    assert [d["changes"] for _, _, d in kills] == [
+        [{"flag": "checkout_v2", "old": True, "new": False}],
+        [{"flag": "search_beta", "old": True, "new": False}],
+    ]
+    assert kills[1][2]["already_off"] == ["dark_mode"] and kills[1][2]["reason"] == "web is broken"
+
+
+def test_kill_switch_with_a_vanished_flag_changes_nothing_and_names_it(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    flagdb.execute("DELETE FROM feature_flags WHERE name = 'search_beta'")
+    chosen = {"flag": ["checkout_v2", "search_beta"], "reason": "x"}
+    response = post(client, "/targets/web/flags/kill", chosen, follow_redirects=True)
+    assert "no longer in feature_flags: search_beta; nothing was changed" in response.get_data(as_text=True)
+    assert flagdb.states()["checkout_v2"] is True
+    [(_, outcome, details)] = audit_rows(flag_app, "flags.kill")
+    assert outcome == "denied" and details["vanished"] == ["search_beta"]
+
+
+def test_kill_switch_needs_a_reason(flag_app, flagdb, as_role):
+    response = post(as_role(Role.OPERATOR), "/targets/web/flags/kill", {"flag": ["checkout_v2"]}, follow_redirects=True)
+    assert "the kill switch needs a reason" in response.get_data(as_text=True)
+    assert flagdb.states()["checkout_v2"] is True
+
+
+def test_admins_create_and_delete_operators_do_not(flag_app, flagdb, as_role):
+    response = post(as_role(Role.OPERATOR), "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"})
+    assert response.status_code == 403
+    admin = as_role(Role.ADMIN)
+    response = post(admin, "/targets/web/flags/new", {"flag": "bad name!", "description": ""}, follow_redirects=True)
+    assert "use up to 80 letters" in response.get_data(as_text=True)
+    post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on", "description": "New one"})
+    assert flagdb.states()["fresh"] is True
+    post(admin, "/targets/web/flags/fresh/delete", {"seen": "on"})
+    assert "fresh" not in flagdb.states()
+    [(_, _, created)] = audit_rows(flag_app, "flags.create")
+    [(_, _, deleted)] = audit_rows(flag_app, "flags.delete")
+    assert (created["old"], created["new"], created["description"]) == (None, True, "New one")
+    assert (deleted["old"], deleted["new"], deleted["description"]) == (True, None, "New one")
+
+
+def test_changed_outside_rewind_is_shown(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert "changed outside Rewind" not in page
+    flagdb.outside_change("dark_mode", True, utcnow() + timedelta(seconds=5))  # same state, newer stamp
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert page.count("changed outside Rewind") == 1
+    assert "toggle by operator" in page
+
+
+def test_flag_history_page(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "first"})
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on", "reason": "second"})
+    page = client.get("/targets/web/flags/dark_mode").get_data(as_text=True)
+    assert page.index("<td>second</td>") < page.index("<td>first</td>")
+    assert "on → off" in page and "off → on" in page
+    assert client.get("/targets/web/flags/never_was").status_code == 404
+
+
+def plan_page(client, query: str):
+    return client.get(f"/targets/web/flags/restore?{query}", follow_redirects=True).get_data(as_text=True)
+
+
+def seen_of(page: str) -> str:
+    import html
+    import re
+
+    assert "Restore flags as of" in page, page
+    return html.unescape(re.search(r'name="seen" value="([^"]*)"', page).group(1))
+
+
+def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    admin = as_role(Role.ADMIN)
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    moment = utcnow()
+    post(client, "/targets/web/flags/checkout_v2/toggle", {"seen": "on"})
+    post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"})
+    post(admin, "/targets/web/flags/search_beta/delete", {"seen": "on"})
+    as_of = moment.isoformat()
+
+    page = plan_page(client, f"as_of={as_of}")
+    assert "1 flag(s) change" in page and "<code>checkout_v2</code>" in page
+    assert "Created since — left alone" in page and "<code>fresh</code>" in page
+    assert 'name="recreate" value="search_beta"' in page and "The new search" in page
+    assert json.loads(seen_of(page)) == {"checkout_v2": False}
+
+    response = post(client, "/targets/web/flags/restore", {"as_of": as_of, "seen": seen_of(page), "reason": "back"})
+    assert response.status_code == 303
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "fresh": True}  # search_beta not recreated
+    [(_, outcome, details)] = audit_rows(flag_app, "flags.restore")
+    assert outcome == "ok" and details["changes"] == [{"flag": "checkout_v2", "old": False, "new": True}]
+    assert details["created_since"] == ["fresh"] and details["deleted_since"] == ["search_beta"]
+
+    page = plan_page(client, f"as_of={as_of}")
+    post(client, "/targets/web/flags/restore", {"as_of": as_of, "seen": seen_of(page), "recreate": "search_beta"})
+    assert flagdb.states()["search_beta"] is True
+    assert flagdb.table().get("search_beta").description == "The new search"
+
+
+def test_restore_refuses_when_the_table_moved_after_the_plan(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/search_beta/toggle", {"seen": "on"})
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/checkout_v2/toggle", {"seen": "on"})
+    page = plan_page(client, f"as_of={moment}")
+    flagdb.outside_change("checkout_v2", True, utcnow())
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})  # moves the plan, too
+    form = {"as_of": moment, "seen": seen_of(page)}
+    response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)
+    assert "changed since the plan was shown" in response.get_data(as_text=True)
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": False}
+    assert audit_rows(flag_app, "flags.restore")[0][1] == "denied"
+
+
+def test_restore_before_any_record_is_a_clear_error(flag_app, as_role):
+    client = as_role(Role.OPERATOR)
+    page = plan_page(client, "as_of=2001-01-01 10:00")
+    assert "Rewind has no record of web" in page
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    page = plan_page(client, "as_of=2001-01-01 10:00")
+    assert "2001-01-01 10:00:00 is before Rewind" in page
+    assert "cannot read &#39;yesterday-ish&#39; as a time" in plan_page(client, "as_of=yesterday-ish")
+
+
+def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
+    from app.checkpoints import captures
+    from app.checkpoints import store as checkpoints
+    from app.targets import registry
+
+    client = as_role(Role.OPERATOR)
+    with flag_app.app_context():
+        taken = captures.take_all(registry.current().open("web"))
+        assert taken["flags"] == {"states": {"checkout_v2": True, "dark_mode": False, "search_beta": True}}
+        assert captures.describe("flags", taken["flags"]) == "3 flags, 2 on"
+        checkpoint = checkpoints.record("web", None, "before a drill", taken).id
+    flagdb.outside_change("dark_mode", True, utcnow())
+    flagdb.add("outsider", True)
+    page = plan_page(client, f"checkpoint={checkpoint}")
+    assert f"as of checkpoint #{checkpoint}" in page and "<code>outsider</code>" in page
+    post(client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint), "seen": seen_of(page)})
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "outsider": True, "search_beta": True}
+    assert "job #999 did not run on web" in plan_page(client, "job=999")
+
+
+def test_the_first_look_at_the_flags_is_a_record_to_restore_to(flag_app, flagdb, as_role):
+    from app.checkpoints.models import Checkpoint
+
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")
+    client.get("/targets/web/flags")
+    with flag_app.app_context():
+        [baseline] = db.session.scalars(select(Checkpoint).filter_by(target="web")).all()
+        assert baseline.reason == "flags first seen"
+        assert baseline.captures["flags"]["states"] == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "drill"})
+    page = plan_page(client, f"as_of={moment}")
+    post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), "reason": "drill over"})
+    assert flagdb.states()["dark_mode"] is False
+
+
+def test_a_flag_rewind_never_changed_shows_changed_outside_after_the_baseline(flag_app, flagdb, as_role):
+    client = as_role(Role.VIEWER)
+    assert "changed outside Rewind" not in client.get("/targets/web/flags").get_data(as_text=True)  # the baseline
+    flagdb.outside_change("search_beta", True, utcnow() + timedelta(seconds=5))  # a newer stamp
+    flagdb.execute("UPDATE feature_flags SET enabled = %s WHERE name = 'dark_mode'", (True,))  # no stamp at all
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert page.count("changed outside Rewind") == 2
+    row = page[page.index('id="flag-checkout_v2"') :]
+    assert "changed outside Rewind" not in row[: row.index("</tr>")]
+
+
+def test_restore_before_a_job(flag_app, flagdb, as_role):
+    from app.jobs.models import Job
+
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})  # on, before the job
+    with flag_app.app_context():
+        job = Job(runbook="deploy", target="web", mutates=True, actor_name="operator")
+        db.session.add(job)
+        db.session.commit()
+        job_id = job.id
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"})  # off, during the job
+    post(client, "/targets/web/flags/search_beta/toggle", {"seen": "on"})
+    page = plan_page(client, f"job={job_id}")
+    assert f"as of before job #{job_id}" in page and "2 flag(s) change" in page
+    post(client, "/targets/web/flags/restore", {"job": str(job_id), "seen": seen_of(page)})
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": True}
