@@ -81,6 +81,12 @@ class HealthMonitor:
             except Exception as exc:
                 log.exception("health check of %s failed", name)
                 target, reading = None, Reading(None, time.time(), failed=f"{type(exc).__name__}: {exc}")
+            # Listeners first: a page that shows this reading also shows what they recorded from it.
+            for listener in self.listeners if target is not None else ():
+                try:
+                    listener(target, reading)
+                except Exception:
+                    log.exception("health listener failed for %s", name)
             with self._lock:
                 self._readings[name] = reading
             for hook in _pass_hooks:
@@ -88,13 +94,6 @@ class HealthMonitor:
                     hook(name)
                 except Exception:
                     log.exception("%s on %s failed", getattr(hook, "__qualname__", "a monitor hook"), name)
-            if target is None:
-                continue
-            for listener in self.listeners:
-                try:
-                    listener(target, reading)
-                except Exception:
-                    log.exception("health listener failed for %s", name)
 
     def _probe(self, name: str) -> tuple[object, Reading]:
         target = self.targets.open(name)
