@@ -244,6 +244,10 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
             return "", 401, {"HX-Redirect": target}
         return redirect(target)
 
+    from app.jobs.formstate import take_for_this_page
+
+    app.before_request(take_for_this_page)
+
     @app.after_request
     def security_headers(response):
         response.headers.setdefault(
@@ -264,6 +268,13 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
 
     app.jinja_env.globals["Role"] = Role
     app.jinja_env.filters["timefmt"] = lambda epoch: time.strftime("%H:%M:%S", time.gmtime(epoch))
+    from app.timetags import duration, time_tag
+
+    app.jinja_env.filters["when"] = time_tag
+    from app.jobs.formstate import form_for
+
+    app.jinja_env.globals["job_form"] = form_for
+    app.jinja_env.filters["duration"] = duration
 
     from app.targetpage.tabs import all_tabs
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.audit import store as audit
+from app.audit.store import Actor
 from app.checkpoints.models import Checkpoint, KnownGood
 from app.clock import utcnow
 from app.extensions import db
@@ -16,7 +18,10 @@ from app.extensions import db
 KNOWN_GOOD_LOOKBACK = 50
 
 
-def record(target: str, job_id: int | None, reason: str, captures: dict[str, Any]) -> Checkpoint:
+def record(
+    target: str, job_id: int | None, reason: str, captures: dict[str, Any], actor: Actor | None = None
+) -> Checkpoint:
+    """Keep the checkpoint, with its audit row (the target's timeline lists it), in one transaction."""
     code = captures.get("code")
     checkpoint = Checkpoint(
         target=target,
@@ -26,6 +31,13 @@ def record(target: str, job_id: int | None, reason: str, captures: dict[str, Any
         captures_json=json.dumps(captures, sort_keys=True, default=str),
     )
     db.session.add(checkpoint)
+    db.session.flush()
+    audit.record(
+        "checkpoints.record",
+        actor=actor or Actor.system(),
+        target=target,
+        details={"checkpoint_id": checkpoint.id, "job_id": job_id, "reason": reason[:128], "commit": checkpoint.commit},
+    )
     db.session.commit()
     return checkpoint
 

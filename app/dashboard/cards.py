@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from app.checkpoints import store
+from app.extensions import db
 from app.jobs import service
 from app.jobs.models import Job
+from app.statuses import ACTIVE_JOB_STATES, FINAL_JOB_STATES, JobState
 from app.targets import registry
 from app.targets.git import GitError
 from app.targets.monitor import Reading
@@ -21,7 +25,22 @@ class TargetCard:
     problem: str | None  # why the repository could not be read
     health: Reading | None
     known_good: str | None
-    busy: Job | None
+    busy: Job | None  # the job changing the target now
+    running: Job | None = None  # any job running on it (a verify does not make it busy)
+    last_job: Job | None = None  # the newest job that has ended
+
+    @property
+    def last_failed(self) -> bool:
+        return self.last_job is not None and self.last_job.job_state in (JobState.FAILED, JobState.INTERRUPTED)
+
+
+def newest_job(target: str, states) -> Job | None:
+    return db.session.scalar(
+        select(Job)
+        .where(Job.target == target, Job.state.in_([s.value for s in states]))
+        .order_by(Job.id.desc())
+        .limit(1)
+    )
 
 
 def build_cards(health_of) -> list[TargetCard]:
@@ -49,4 +68,6 @@ def build_card(target, health_of) -> TargetCard:
         health=health_of(name),
         known_good=good.commit if good else None,
         busy=service.busy_job(name),
+        running=newest_job(name, ACTIVE_JOB_STATES),
+        last_job=newest_job(name, FINAL_JOB_STATES),
     )

@@ -57,10 +57,21 @@ def _commits(value: str, target: str | None) -> list[str]:
 
 
 def _deploy_ref(value: str, target: str | None) -> str:
+    """The commit to deploy; one the branch already has is refused, so nothing restarts for nothing."""
+    repo = _repo(target)
     try:
-        return _repo(target).resolve_ref_for_deploy(value)
+        sha = repo.resolve_ref_for_deploy(value)
+        contained = repo.contains(sha)
     except GitError as exc:
         raise ParamError("ref", exc.message) from None
+    if contained:
+        named = "" if sha.startswith(value.strip().lower()) else f" (commit {sha[:12]})"
+        raise ParamError(
+            "ref",
+            f"{repo.branch} already contains {value.strip()}{named}: there is nothing to deploy. "
+            "To go back to it, use Reset; to run it again, use Restart",
+        )
+    return sha
 
 
 def _checks(*checks):
@@ -109,11 +120,13 @@ def reset_branch(ctx: JobContext) -> None:
 
 def merge_ref(ctx: JobContext) -> None:
     sha = ctx.params["ref"]
+    typed = ctx.params.get("ref_typed")
+    what = f"{typed} ({sha[:12]})" if typed else sha[:12]
     with steps.adapter_errors(ctx):
         head = code.git_of(ctx).merge(sha, sink=ctx)
     ctx.state["deployed"] = head
-    ctx.did(f"deployed {sha[:12]} to {ctx.target}")
-    ctx.set_result(f"Deployed {sha[:12]}; {ctx.target} now runs {head[:12]}.")
+    ctx.did(f"deployed {what} to {ctx.target}")
+    ctx.set_result(f"Deployed {what}; {ctx.target} now runs {head[:12]}.")
     ctx.progress(1.0, head[:12])
 
 
@@ -245,7 +258,7 @@ register(
         role=Role.OPERATOR,
         mutates=True,
         params=(
-            Param("ref", "Branch or commit", check=_deploy_ref),
+            Param("ref", "Branch or commit", check=_deploy_ref, keep_typed="ref_typed"),
             Param(
                 "auto_rollback",
                 "If verification fails",

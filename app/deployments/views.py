@@ -8,7 +8,8 @@ from app.auth.guards import requires
 from app.auth.roles import Role
 from app.checkpoints import store
 from app.deployments import history as code_history
-from app.jobs import service
+from app.deployments.nextsteps import after_failed_deploy
+from app.jobs import followups, service
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
@@ -17,6 +18,7 @@ from app.targets.git import COMMIT_ID, GitError
 
 bp = Blueprint("deployments", __name__)
 register_tab(Tab("deployments", "Deployments", "deployments.history", order=20))
+followups.register("deploy", after_failed_deploy, "deployments/_after_deploy.html")
 
 
 @bp.get("/deployments")

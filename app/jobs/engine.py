@@ -58,6 +58,9 @@ class Engine:
                 from app.targets.monitor import HealthMonitor
 
                 self._health = HealthMonitor(self.app, self.targets)
+                from app.checkpoints.firstseen import mark_first_healthy
+
+                self._health.listeners.append(mark_first_healthy)
                 self.bus.on_finished(lambda job_id: self._health.check_now())
             return self._health.start()
 

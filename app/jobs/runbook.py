@@ -63,6 +63,9 @@ class Param:
     help: str = ""
     # Checks the value against what exists (a commit in the history, a backup in the catalog).
     check: Callable[[Any, str | None], Any] | None = None
+    # When check turns what was typed into something else (a branch name into its commit), the job
+    # keeps what was typed too, under this key, so its page and audit row show both.
+    keep_typed: str | None = None
 
     def parse(self, raw: str | None, target: str | None) -> Any:
         if too_long(raw):
@@ -129,6 +132,10 @@ class Runbook:
         if unknown:
             raise ParamError(unknown[0], f"is not a parameter of {self.name}")
         values = {p.name: p.parse(raw.get(p.name), target) for p in self.params}
+        for p in self.params:
+            typed = (raw.get(p.name) or "").strip()
+            if p.keep_typed and typed and typed != values[p.name]:
+                values[p.keep_typed] = typed
         if self.check:
             self.check(values, target)
         return values

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from app.audit.store import Actor
 from app.checkpoints import captures, store
+from app.extensions import db
 from app.jobs.context import JobCancelled, JobContext
+from app.jobs.models import Job
 from app.jobs.runbook import StepFailed
 from app.schema.state import check_schema
 from app.targets import registry
@@ -58,7 +61,9 @@ def checkpoint(ctx: JobContext) -> None:
     """Record what the target is before anything changes (every area's part), so it can be put back as one unit."""
     target = target_of(ctx)
     taken = captures.take_all(target)
-    row = store.record(ctx.target, ctx.job_id, ctx.runbook_title, taken)
+    job = db.session.get(Job, ctx.job_id)
+    actor = Actor(job.actor_id, job.actor_name) if job else None
+    row = store.record(ctx.target, ctx.job_id, ctx.runbook_title, taken, actor=actor)
     ctx.state["checkpoint"] = taken
     ctx.log(f"checkpoint #{row.id} of {ctx.target}:")
     for name, value in taken.items():

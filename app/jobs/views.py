@@ -14,8 +14,8 @@ from app.audit.store import Actor, record_and_commit
 from app.auth.guards import refuse, requires
 from app.auth.roles import Role
 from app.extensions import db, sock
+from app.jobs import followups, formstate, service
 from app.jobs import runbook as runbooks
-from app.jobs import service
 from app.jobs.engine import engine
 from app.jobs.events import load_view
 from app.jobs.fanout import Broadcaster
@@ -29,7 +29,7 @@ from app.targets.registry import UnknownTarget
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 PAGE_SIZE = 50
-FORM_FIELDS = {"runbook", "target", "csrf_token"}  # the start form's own fields, not runbook parameters
+FORM_FIELDS = {"runbook", "target", "csrf_token", "next"}  # the start form's own fields, not runbook parameters
 MAX_TARGET_CHARS = 128  # the audit row's target column
 WS_IDLE_CHECK_S = 5
 
@@ -91,7 +91,11 @@ def rows():
 @requires(Role.OPERATOR)
 def new():
     book = _runbook_or_404(request.args.get("runbook", ""))
-    return render_template("jobs/new.html", book=book, targets=registry.current().names(), values={}, errors={})
+    target = request.args.get("target", "")
+    form = formstate.form_for(book.name)
+    if form is formstate.EMPTY and target:
+        form = formstate.FormState(book.name, target, {"target": target})
+    return render_template("jobs/new.html", book=book, targets=registry.current().names(), form=form)
 
 
 @bp.post("")
@@ -123,7 +127,9 @@ def start():
         abort(404, description=f"{str(exc).capitalize()}.")
     except (runbooks.ParamError, service.JobRefused) as exc:
         status = 409 if isinstance(exc, service.JobRefused) else 400
+        errors = {}
         if isinstance(exc, runbooks.ParamError):
+            errors[exc.param] = exc.problem
             db.session.rollback()
             record_and_commit(
                 "job.queued",
@@ -134,8 +140,17 @@ def start():
         flash(str(exc), "error")
         # An oversized value is not sent back: the form shows the field empty with the error.
         values = {"target": target or "", **{k: "" if runbooks.too_long(v) else v for k, v in raw.items()}}
-        names = registry.current().names()
-        return render_template("jobs/new.html", book=book, targets=names, values=values, errors={}), status
+        back = formstate.came_from()
+        if back is not None:
+            # post/redirect/get: the page it came from shows the error beside the field, with what was typed
+            formstate.remember(book.name, target, values, errors)
+            return redirect(back, 303)
+        return render_template(
+            "jobs/new.html",
+            book=book,
+            targets=registry.current().names(),
+            form=formstate.FormState(book.name, target, values, errors),
+        ), status
     url = url_for("jobs.show", job_id=job.id)
     if request.headers.get("HX-Request"):
         return "", 204, {"HX-Redirect": url}
@@ -153,7 +168,15 @@ def show(job_id: int):
     except runbooks.UnknownRunbook:
         book = None
     can_cancel = not job.job_state.is_final and (current_user.id == job.actor_id or current_user.can(Role.ADMIN))
-    return render_template("jobs/show.html", job=job, view=view, book=book, audit=audit, can_cancel=can_cancel)
+    return render_template(
+        "jobs/show.html",
+        job=job,
+        view=view,
+        book=book,
+        audit=audit,
+        can_cancel=can_cancel,
+        followup=followups.for_job(job),
+    )
 
 
 @bp.get("/<int:job_id>/audit")

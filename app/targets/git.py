@@ -333,6 +333,12 @@ class GitRepo:
             return False
         return self._run("merge-base", "--is-ancestor", sha, self._ref, ok=(0, 1, 128)).returncode == 0
 
+    def between(self, base: str, tip: str) -> list[str]:
+        """Commits tip has and base lacks, newest first, merges left out: what deploying tip onto base brought."""
+        base = self._verify_commit(self._check_id(base))
+        tip = self._verify_commit(self._check_id(tip))
+        return self._run("rev-list", "--no-merges", f"{base}..{tip}", "--").stdout.split()
+
     def newest_first(self, shas: Sequence[str]) -> list[str]:
         """Commits of the branch ordered by their place on it, newest first — never by date.
 

@@ -46,6 +46,8 @@ class HealthMonitor:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # Told (target, reading) after each probe, in the monitor's thread and app context.
+        self.listeners: list[Callable[[object, Reading], None]] = []
 
     def start(self) -> HealthMonitor:
         with self._lock:
@@ -75,10 +77,16 @@ class HealthMonitor:
         """One pass over every target; one target's broken check never stops the others'."""
         for name in self.targets.names():
             try:
-                reading = self._probe(name)
+                target, reading = self._probe(name)
             except Exception as exc:
                 log.exception("health check of %s failed", name)
-                reading = Reading(None, time.time(), failed=f"{type(exc).__name__}: {exc}")
+                target, reading = None, Reading(None, time.time(), failed=f"{type(exc).__name__}: {exc}")
+            # Listeners first: a page that shows this reading also shows what they recorded from it.
+            for listener in self.listeners if target is not None else ():
+                try:
+                    listener(target, reading)
+                except Exception:
+                    log.exception("health listener failed for %s", name)
             with self._lock:
                 self._readings[name] = reading
             for hook in _pass_hooks:
@@ -87,10 +95,10 @@ class HealthMonitor:
                 except Exception:
                     log.exception("%s on %s failed", getattr(hook, "__qualname__", "a monitor hook"), name)
 
-    def _probe(self, name: str) -> Reading:
+    def _probe(self, name: str) -> tuple[object, Reading]:
         target = self.targets.open(name)
         check = target.health()
         probe = check.probe(request_timeout_s=3) if check else None
         database = target.config.database
         reached = database_reachable(database.url) if database else None
-        return Reading(probe, time.time(), reached)
+        return target, Reading(probe, time.time(), reached)

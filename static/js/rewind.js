@@ -1,4 +1,4 @@
-// Rewind's own script: the CSRF header for htmx, and confirmation before destructive forms.
+// Rewind's own script: the CSRF header for htmx, confirmation before destructive forms, local times.
 (function () {
   "use strict";
   function csrfToken() {
@@ -54,8 +54,37 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var question = form.getAttribute("data-confirm");
+    if (question && form.elements.target) {
+      // A form with a target chooser names the chosen target in its question: "Stop production?".
+      question = question.split("{target}").join(form.elements.target.value || "the target");
+    }
     if (question && !window.confirm(question)) {
       event.preventDefault();
     }
   }, true);
+  // Times arrive as UTC in <time datetime="…Z">; show them in the browser's zone, the date only when
+  // it is not today, and keep the UTC time as the hover title the server wrote.
+  function pad(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+  function localise(root) {
+    var today = new Date().toDateString();
+    var nodes = (root || document).querySelectorAll("time[datetime]:not([data-local])");
+    for (var i = 0; i < nodes.length; i++) {
+      var when = new Date(nodes[i].getAttribute("datetime"));
+      if (isNaN(when.getTime())) {
+        continue;
+      }
+      var clock = pad(when.getHours()) + ":" + pad(when.getMinutes()) + ":" + pad(when.getSeconds());
+      var day = when.getFullYear() + "-" + pad(when.getMonth() + 1) + "-" + pad(when.getDate());
+      nodes[i].textContent = when.toDateString() === today ? clock : day + " " + clock;
+      nodes[i].setAttribute("data-local", "1");
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    localise(document);
+  });
+  document.addEventListener("htmx:load", function (event) {
+    localise(event.target);
+  });
 })();

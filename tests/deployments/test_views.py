@@ -51,13 +51,27 @@ def test_dashboard_card_shows_health_and_known_good(app, users, as_role, runner,
     with app.app_context():
         engine(app).health.probe_all()
     cards = client.get("/dashboard/cards").get_data(as_text=True)
-    assert "healthy</span>" in cards and "none recorded yet" in cards
-    url = post(client, "/jobs", {"runbook": "verify", "target": "staging"}).headers["Location"]
-    wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
-    cards = client.get("/dashboard/cards").get_data(as_text=True)
-    assert (
-        f'Last known good: <code>{code_target.commits[-1][:12]}</code> <span class="badge badge-ok">deployed' in cards
+    head = code_target.commits[-1][:12]
+    assert "healthy</span>" in cards and "none recorded yet" not in cards
+    assert f'Last known good: <code>{head}</code> <span class="badge badge-ok">deployed' in cards, (
+        "seen healthy at once"
     )
+    url = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": code_target.commits[2]}).headers[
+        "Location"
+    ]
+    wait_for(
+        lambda: 'data-state="succeeded" id' in client.get(url).get_data(as_text=True) or _ended(app, url), timeout=30
+    )
+    cards = client.get("/dashboard/cards").get_data(as_text=True)
+    assert f'Last known good: <code>{code_target.head()[:12]}</code> <span class="badge badge-ok">deployed' in cards
+
+
+def _ended(app, url: str) -> bool:
+    from app.extensions import db
+    from app.jobs.models import Job
+
+    with app.app_context():
+        return db.session.get(Job, int(url.rsplit("/", 1)[1])).job_state.is_final
 
 
 def test_revert_button_starts_a_job(app, users, as_role, runner, code_target):

@@ -16,7 +16,7 @@ def test_start_a_runbook_and_watch_it_finish(tmp_path, page):
         page.get_by_role("link", name="Count lines").click()
         page.get_by_label("Lines").fill("60")
         page.get_by_label("Delay").fill("0.05")
-        page.get_by_role("button", name="Start Count lines").click()
+        page.get_by_role("button", name="Start the job").click()
         expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
         page.evaluate("window.__sameDocument = true")  # gone if the page reloads
 

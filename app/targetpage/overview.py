@@ -1,0 +1,56 @@
+"""What a target is right now, gathered for its overview page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from app.dashboard.cards import TargetCard, build_card
+from app.jobs.models import Job
+from app.jobs.redact import Redactor
+from app.targetpage.summaries import Summary, summaries
+from app.targets.errors import TargetError
+from app.targets.process import ProcessStatus
+
+
+@dataclass(frozen=True)
+class Overview:
+    card: TargetCard
+    process: ProcessStatus | None  # None: the target has no process control configured
+    process_problem: str | None
+    running: Job | None
+    last_finished: Job | None
+    lines: list[Summary]
+    answer: str = ""  # what an unhealthy target answered (status and start of body), secrets masked
+
+
+def failing_answer(target, reading) -> str:
+    """The failing answer as the page may show it: the target's secrets and Rewind's own masked."""
+    probe = reading.probe if reading is not None else None
+    if probe is None or probe.ok or probe.status is None:
+        return ""  # no answer at all: the reason ("connection refused") says it already
+    redact = Redactor(current_app.config.get("REWIND_REDACT", []))
+    for secret in target.secrets:
+        redact.add(secret)
+    return redact(probe.answer)
+
+
+def build_overview(target, health_of) -> Overview:
+    process = problem = None
+    control = target.process()
+    if control is not None:
+        try:
+            process = control.status()
+        except TargetError as exc:
+            problem = str(exc)
+    card = build_card(target, health_of)
+    return Overview(
+        card=card,
+        process=process,
+        process_problem=problem,
+        running=card.running,
+        last_finished=card.last_job,
+        lines=summaries(target),
+        answer=failing_answer(target, card.health),
+    )

@@ -1,0 +1,63 @@
+"""The on-call path in a browser: dashboard card, target page, failed deploy, the offered revert, the timeline."""
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.e2e.test_demo_rollback import demo_server  # noqa: F401 - a fixture, used by name
+from tests.e2e.test_foundation import sign_in
+
+BAD = "feature/rollback-drill-bad-code"
+
+
+def test_from_the_card_deploy_bad_code_revert_it_from_the_job_page_and_read_the_timeline(demo_server, page):  # noqa: F811
+    questions = []
+
+    def accept(dialog):
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    card = page.locator("#target-production")
+    expect(card.get_by_text("healthy", exact=True)).to_be_visible(timeout=15_000)
+
+    card.get_by_role("link", name="production", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/targets/production$"))
+    expect(page.locator("#overview-process")).to_contain_text("running")
+    expect(page.locator("#overview-known-good")).not_to_contain_text("none recorded yet")
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Deployments").click()
+    page.get_by_label("Branch or commit").fill(BAD)
+    page.get_by_label("If verification fails").select_option("off")
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    deploy_url = page.url
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "failed", timeout=40_000)
+    assert questions[-1] == "Deploy to production? It restarts the application."
+
+    # The end of the job arrives over the websocket; what to do next follows without a reload.
+    revert = page.get_by_role("button", name="Revert this deploy")
+    expect(revert).to_be_visible(timeout=10_000)
+    expect(page.locator("#job-finished")).to_contain_text("after")
+    revert.click()
+    assert questions[-1].startswith("Revert this deploy on production?")
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    assert page.url != deploy_url
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=40_000)
+
+    page.get_by_role("heading", level=1).get_by_role("link", name="production").click()
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Timeline").click()
+    rows = page.locator("table.timeline tbody tr")
+    kinds = rows.evaluate_all("rows => rows.map(r => r.dataset.kind)")
+    jobs = [k for k in kinds if k in ("deploys", "reverts")]
+    assert jobs[:2] == ["reverts", "deploys"], kinds  # newest first: the revert after the failed deploy
+    expect(page.locator('tr[data-kind="deploys"]').first).to_contain_text("failed")
+    expect(page.locator('tr[data-kind="reverts"]').first).to_contain_text("succeeded")
+    when = page.locator('tr[data-kind="reverts"] time').first
+    expect(when).to_have_attribute("title", re.compile(r"UTC$"))
+    expect(when).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))  # today: the local time without the date
+
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "the page is wider than a phone"
