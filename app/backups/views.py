@@ -8,6 +8,7 @@ from flask import Blueprint, render_template
 
 from app.auth.guards import requires
 from app.auth.roles import Role
+from app.backups import summary  # noqa: F401 - registers its overview line and timeline kind
 from app.backups.catalog import Catalog
 from app.backups.restore import copies
 from app.backups.setup import catalog_of, setup_of

@@ -11,6 +11,7 @@ from app.extensions import db
 from app.jobs import service
 from app.jobs.models import Job
 from app.statuses import ACTIVE_JOB_STATES, FINAL_JOB_STATES, JobState
+from app.targetpage.summaries import Summary, summaries
 from app.targets import registry
 from app.targets.git import GitError
 from app.targets.monitor import Reading
@@ -28,6 +29,7 @@ class TargetCard:
     busy: Job | None  # the job changing the target now
     running: Job | None = None  # any job running on it (a verify does not make it busy)
     last_job: Job | None = None  # the newest job that has ended
+    lines: tuple[Summary, ...] = ()  # one per area: schema, flags, backups, config
 
     @property
     def last_failed(self) -> bool:
@@ -70,4 +72,5 @@ def build_card(target, health_of) -> TargetCard:
         busy=service.busy_job(name),
         running=newest_job(name, ACTIVE_JOB_STATES),
         last_job=newest_job(name, FINAL_JOB_STATES),
+        lines=tuple(summaries(target)),
     )

@@ -8,7 +8,7 @@ change runs the target's release commands before the restart.
 from __future__ import annotations
 
 from app.auth.roles import Role
-from app.deployments import bluegreen, captures
+from app.deployments import bluegreen, captures  # noqa: F401 - captures registers the code part of checkpoints
 from app.deployments import steps as code
 from app.jobs import steps
 from app.jobs.context import JobContext
@@ -16,8 +16,6 @@ from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, regis
 from app.schema import gate_steps as schema
 from app.targets import registry
 from app.targets.git import GitError
-
-assert captures.CODE  # registered on import: every checkpoint records the deployed commit
 
 
 def _repo(target: str | None):

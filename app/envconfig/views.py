@@ -11,7 +11,13 @@ from markupsafe import Markup, escape
 from app.audit.store import Actor, record_and_commit
 from app.auth.guards import refuse, requires
 from app.auth.roles import Role
-from app.envconfig import diff, keys, runbooks, store
+from app.envconfig import (
+    diff,
+    keys,
+    runbooks,
+    store,
+    summary,  # noqa: F401 - registers its overview line and timeline kind
+)
 from app.extensions import db
 from app.jobs import service
 from app.jobs.runbook import ParamError

@@ -14,7 +14,12 @@ from app.auth.roles import Role
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.flags import captures as _captures  # noqa: F401 registers the flags part of every checkpoint
-from app.flags import history, restore, store
+from app.flags import (
+    history,
+    restore,
+    store,
+    summary,  # noqa: F401 - registers its overview line and timeline kind
+)
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404

@@ -8,6 +8,7 @@ from app.auth.guards import requires
 from app.auth.roles import Role
 from app.jobs import service
 from app.jobs.runbook import ParamError
+from app.schema import summary  # noqa: F401 - registers its overview line and timeline kind
 from app.schema.runbooks import downgrade_plan, downgrade_revision
 from app.schema.state import read_state
 from app.targetpage.tabs import Tab

@@ -118,3 +118,11 @@ def test_cli_lists_the_catalog_and_the_rpo(app, shop):
     assert "RPO 60 min: LATE" in result.output
     missing = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "nowhere"])
     assert missing.exit_code == 2 and "no target 'nowhere'" in missing.output
+
+
+def test_the_overview_and_dashboard_card_show_the_backup_age_against_the_rpo(as_role, shop):
+    client = as_role(Role.VIEWER)
+    for url in ("/targets/shop", "/dashboard/cards"):
+        page = client.get(url).get_data(as_text=True)
+        assert '<span class="badge badge-bad">newest verified' in page and "(RPO " in page  # years old: red
+    assert '<option value="backups">' in client.get("/targets/shop/timeline").get_data(as_text=True)

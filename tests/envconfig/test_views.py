@@ -177,3 +177,11 @@ def test_an_unknown_version_in_the_diff_is_a_404_naming_it(app, as_role, env_tar
     two_versions(app, env_target)
     answer = as_role(Role.VIEWER).get("/targets/staging/config?a=4242&b=now")
     assert answer.status_code == 404 and "staging has no env file version" in answer.get_data(as_text=True)
+
+
+def test_the_overview_and_dashboard_card_name_the_env_version_in_force(app, as_role, env_target):
+    _, second = two_versions(app, env_target)
+    client = as_role(Role.VIEWER)
+    for url in ("/targets/staging", "/dashboard/cards"):
+        assert f"version #{second}: changed outside Rewind at" in client.get(url).get_data(as_text=True)
+    assert '<option value="config">' in client.get("/targets/staging/timeline").get_data(as_text=True)

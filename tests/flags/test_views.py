@@ -339,3 +339,16 @@ def test_restore_before_a_job(flag_app, flagdb, as_role):
     assert f"as of before job #{job_id}" in page and "2 flag(s) change" in page
     post(client, "/targets/web/flags/restore", {"job": str(job_id), "seen": seen_of(page)})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": True}
+
+
+def test_the_target_page_and_dashboard_card_say_how_many_flags_are_on_and_the_timeline_lists_changes(
+    flag_app, flagdb, as_role
+):
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "try it"}, headers=HTMX)
+    line = "3 of 3 on; changed in the last day: dark_mode"
+    assert line in client.get("/targets/web").get_data(as_text=True)
+    assert line in client.get("/dashboard/cards").get_data(as_text=True)
+    timeline = client.get("/targets/web/timeline?kind=flags").get_data(as_text=True)
+    assert "flags.toggle" in timeline or "dark_mode" in timeline
+    assert client.get("/targets/web/timeline?kind=nonsense").status_code == 400

@@ -96,3 +96,16 @@ def test_a_bad_revision_on_the_downgrade_confirmation_is_a_clear_400(app, shop, 
     page = as_role(Role.ADMIN).get("/targets/shop/migrations/downgrade?revision=c3")
     assert page.status_code == 400
     assert "ambiguous" in page.get_data(as_text=True)
+
+
+def test_the_overview_and_dashboard_card_say_where_the_schema_stands(app, shop, as_role):
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    client = as_role(Role.VIEWER)
+    for url in ("/targets/shop", "/dashboard/cards"):
+        page = client.get(url).get_data(as_text=True)
+        assert '<span class="badge badge-bad">at b2000002 — ' in page and "the schema is behind the code" in page
+    shop.execute("UPDATE alembic_version SET version_num = 'd4000004'")
+    assert "at d4000004, matching the deployed code" in client.get("/targets/shop").get_data(as_text=True)
+    assert '<option value="schema">' in client.get("/targets/shop/timeline").get_data(as_text=True)

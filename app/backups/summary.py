@@ -1,0 +1,35 @@
+"""The backups area on the target page: its overview line and its kind of timeline rows."""
+
+from __future__ import annotations
+
+from app.backups.setup import catalog_of
+from app.backups.status import ago, freshness
+from app.targetpage.summaries import register_summary
+from app.targetpage.timeline import Kind, register_kind
+from app.targets.target import Target
+
+KIND = register_kind(
+    Kind(
+        "backups",
+        "Backups and restores",
+        actions=("backups.",),
+        runbooks=("backup", "verify_backup", "restore_backup", "undo_restore", "cleanup_restores"),
+        order=50,
+    )
+)
+
+
+@register_summary
+def backups_line(target: Target) -> list[tuple[str, str, str]]:
+    """The newest verified backup's age against the RPO: red when older, so data loss risk is seen at once."""
+    config = target.config.backups
+    if config is None:
+        return []
+    fresh = freshness(catalog_of(target), config.rpo_minutes)
+    if fresh.newest_verified is None:
+        return [("Backups", "no verified backup yet", "bad" if fresh.rpo else "warn")]
+    rpo = f" (RPO {config.rpo_minutes} min)" if config.rpo_minutes else ""
+    text = f"newest verified {ago(fresh.age)} ago{rpo}: {fresh.newest_verified.id}"
+    if fresh.last_restore_tested is not None:
+        text += f"; last restore-tested: {fresh.last_restore_tested.id}"
+    return [("Backups", text, "bad" if fresh.late else "ok")]
