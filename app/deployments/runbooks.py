@@ -161,7 +161,8 @@ def verify_or_roll_back(ctx: JobContext) -> None:
         ctx.verified(False, detail)
         raise StepFailed(f"{detail}; the automatic rollback failed too: {exc}") from None
     again, detail_again = steps.check_health(ctx)
-    ctx.verified(again, detail_again)
+    # What was verified is the rollback, not the deploy: say so, so "passed" never reads as the deploy passing.
+    ctx.verified(again, f"the automatic rollback to {start[:12]}: {detail_again}")
     if again:
         raise StepFailed(
             f"Deploy failed verification ({detail}). Rolled back automatically to {start[:12]}, "

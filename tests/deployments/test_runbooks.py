@@ -140,6 +140,7 @@ def test_bad_deploy_with_auto_rollback_puts_the_old_commit_back(app, runner, cod
     assert job.state == "failed"
     assert "Rolled back automatically" in job.result and "healthy again" in job.result
     assert job.verification == "passed", "the final check is of the rolled-back target"
+    assert job.verification_detail.startswith(f"the automatic rollback to {start[:12]}: healthy")
     assert code_target.head() == start
     assert git(code_target.repo, "tag", "--list", "rewind/failed-deploy/*")
     assert health(code_target)[0] == 200
