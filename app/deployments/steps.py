@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
-
 from app.jobs import steps
 from app.jobs.context import JobCancelled, JobContext
 from app.jobs.runbook import StepFailed
-from app.targets.command import CommandTimedOut, Tee, run_command
+from app.jobs.steps import ReleaseFailed, run_release_commands
 from app.targets.git import GitRepo
-from app.targets.target import Target
 
 
 def git_of(ctx: JobContext) -> GitRepo:
@@ -49,46 +46,6 @@ def fetch(ctx: JobContext) -> None:
     ctx.log(f"{remote} has {len(names)} branch(es): {shown or 'none'}")
     ctx.set_result(f"Fetched from {remote}: {len(names)} branch(es); {target.config.repo.branch} was not changed.")
     ctx.progress(1.0, f"fetched {remote}")
-
-
-class ReleaseFailed(Exception):
-    """One release command failed; the message names it and why."""
-
-
-def run_release_commands(ctx: JobContext, target: Target) -> int:
-    """Run the target's release commands in order, in its checkout and environment; the count run.
-
-    Output streams into the job. Raises ReleaseFailed at the first failure;
-    a cancel stays a cancel.
-    """
-    release = target.config.release
-    if release is None:
-        return 0
-    cwd = str(target.config.repo.path)
-    total = len(release.commands)
-    for n, argv in enumerate(release.commands, 1):
-        ctx.check_cancelled()
-        shown = shlex.join(argv)
-        which = f"release command {n} of {total} (`{shown}`)"
-        ctx.progress((n - 1) / total, shown)
-        ctx.line("cmd", "$ " + shown)
-        tee = Tee(ctx, keep=10)
-        try:
-            with steps.adapter_errors(ctx):
-                result = run_command(list(argv), tee, timeout=release.timeout, cwd=cwd, env=target.command_env())
-        except CommandTimedOut:
-            raise ReleaseFailed(f"{which} did not finish within {release.timeout:g} s and was stopped") from None
-        except OSError as exc:
-            raise ReleaseFailed(
-                f"{which} could not run: {exc.strerror or exc} — check release.commands in the targets file "
-                "(the program must exist on the PATH of the target's environment, or be an absolute path)"
-            ) from None
-        if not result.ok:
-            last = tee.tail("err") or tee.tail("out")
-            said = f"; it said: {last[-1]}" if last else ""
-            raise ReleaseFailed(f"{which} exited with status {result.returncode}{said}")
-    ctx.progress(1.0, f"{total} release command(s) done")
-    return total
 
 
 def put_code_back(ctx: JobContext, start: str, *, cancelled: bool = False) -> str:

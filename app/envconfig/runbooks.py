@@ -221,8 +221,25 @@ def verify_or_undo(ctx: JobContext) -> None:
     )
 
 
+def release(ctx: JobContext) -> None:
+    """The target's release commands, after the new file and before the restart; on failure the old file goes back."""
+    target = steps.target_of(ctx)
+    if target.config.release is None:
+        ctx.skip(f"no release commands are configured ([targets.{ctx.target}.release])")
+    try:
+        steps.run_release_commands(ctx, target)
+    except steps.ReleaseFailed as exc:
+        previous = ctx.state["previous_version"]
+        version = _write(ctx, ctx.state["previous"], f"automatic undo: version #{previous} put back")
+        raise StepFailed(
+            f"{exc}. The previous env file (version #{previous}) was put back (now version #{version}); "
+            "nothing was restarted."
+        ) from None
+
+
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
 WRITE = Step("write", "Write the env file", write_file)
+RELEASE = Step("release", "Run the release commands", release)
 RESTART = Step("restart", "Restart the application", steps.restart)
 VERIFY = Step("verify", "Verify health (undo if it fails)", verify_or_undo)
 EXPECT = Param("expect", "Digest of the env file shown", check=_expect, help="refuses a stale diff")
@@ -237,7 +254,7 @@ RESTORE = register(
         mutates=True,
         params=(Param("version", "Version", check=_version), EXPECT, CONFIRM),
         check=_confirm_protected,
-        steps=(CHECKPOINT, Step("check", "Check the version", check_version), WRITE, RESTART, VERIFY),
+        steps=(CHECKPOINT, Step("check", "Check the version", check_version), WRITE, RELEASE, RESTART, VERIFY),
         tags=frozenset({"config"}),
     )
 )
@@ -250,7 +267,7 @@ EDIT = register(
         mutates=True,
         params=(Param("key", "Key", check=_key), Param("sealed", "Sealed value", check=_sealed), EXPECT, CONFIRM),
         check=_confirm_protected,
-        steps=(CHECKPOINT, Step("check", "Check the edit", check_edit), WRITE, RESTART, VERIFY),
+        steps=(CHECKPOINT, Step("check", "Check the edit", check_edit), WRITE, RELEASE, RESTART, VERIFY),
         tags=frozenset({"config"}),
     )
 )

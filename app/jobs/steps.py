@@ -7,6 +7,7 @@ a StepFailed whose message says what to do next.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +19,7 @@ from app.jobs.models import Job
 from app.jobs.runbook import StepFailed
 from app.schema.state import check_schema
 from app.targets import registry
-from app.targets.command import CommandCancelled
+from app.targets.command import CommandCancelled, CommandTimedOut, Tee, run_command
 from app.targets.errors import TargetError
 from app.targets.health import run_smoke
 from app.targets.process import ProcessControl
@@ -149,3 +150,43 @@ def check_health(ctx: JobContext, *, schema: bool = True) -> tuple[bool, str]:
             detail += f"; {words}"
     ctx.progress(1.0, "healthy")
     return True, detail
+
+
+class ReleaseFailed(Exception):
+    """One release command failed; the message names it and why."""
+
+
+def run_release_commands(ctx: JobContext, target: Target) -> int:
+    """Run the target's release commands in order, in its checkout and environment; the count run.
+
+    Output streams into the job. Raises ReleaseFailed at the first failure;
+    a cancel stays a cancel.
+    """
+    release = target.config.release
+    if release is None:
+        return 0
+    cwd = str(target.config.repo.path)
+    total = len(release.commands)
+    for n, argv in enumerate(release.commands, 1):
+        ctx.check_cancelled()
+        shown = shlex.join(argv)
+        which = f"release command {n} of {total} (`{shown}`)"
+        ctx.progress((n - 1) / total, shown)
+        ctx.line("cmd", "$ " + shown)
+        tee = Tee(ctx, keep=10)
+        try:
+            with adapter_errors(ctx):
+                result = run_command(list(argv), tee, timeout=release.timeout, cwd=cwd, env=target.command_env())
+        except CommandTimedOut:
+            raise ReleaseFailed(f"{which} did not finish within {release.timeout:g} s and was stopped") from None
+        except OSError as exc:
+            raise ReleaseFailed(
+                f"{which} could not run: {exc.strerror or exc} — check release.commands in the targets file "
+                "(the program must exist on the PATH of the target's environment, or be an absolute path)"
+            ) from None
+        if not result.ok:
+            last = tee.tail("err") or tee.tail("out")
+            said = f"; it said: {last[-1]}" if last else ""
+            raise ReleaseFailed(f"{which} exited with status {result.returncode}{said}")
+    ctx.progress(1.0, f"{total} release command(s) done")
+    return total

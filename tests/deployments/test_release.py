@@ -83,7 +83,7 @@ def test_a_failing_fetch_is_a_clear_error_and_changes_nothing(app, runner, tmp_p
     job, view = run(app, "fetch")
     assert job.state == "failed"
     assert "fetching from 'origin' failed" in job.result and "nothing was changed" in job.result
-    job, view = run(app, "deploy", ref=code_target.commits[0][:10])
+    job, view = run(app, "deploy", ref="feature/bad")  # not on main yet: the fetch runs first
     assert job.state == "failed"
     assert "fetching from 'origin' failed" in job.result
     assert [s.state for s in view.steps][:3] == ["failed", "not_run", "not_run"]

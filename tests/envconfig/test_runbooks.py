@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -228,3 +229,45 @@ def test_two_restores_at_once_are_refused_by_the_target_lock(app, env_target):
         queued = service.enqueue(book, "staging", params, Actor(None, "first-admin"))
         with pytest.raises(service.BusyTarget, match=f"job #{queued.id}"):
             service.enqueue(book, "staging", params, Actor(None, "second-admin"))
+
+
+def with_release(toml: str, *commands: list[str]) -> str:
+    listed = ", ".join("[" + ", ".join(json.dumps(a) for a in argv) + "]" for argv in commands)
+    return toml + f"\n[targets.staging.release]\ncommands = [{listed}]\n"
+
+
+def test_a_restore_runs_the_release_commands_after_the_new_file_and_before_the_restart(
+    app, runner, running_env_target, tmp_path
+):
+    target = running_env_target
+    good = record_now(app)
+    target.env_path.write_text(GOOD.replace("hello there", "bonjour"))
+    seen = tmp_path / "release.txt"
+    # The release command reads the env file as it is when it runs: the restored one.
+    script = (
+        f"import pathlib; pathlib.Path({str(seen)!r}).write_text(pathlib.Path({str(target.env_path)!r}).read_text())"
+    )
+    write_targets_file(app, with_release(target.toml(), [sys.executable, "-c", script]))
+    job, view = run(app, "config_restore", version=good, expect=shown_digest(app))
+    assert job.state == "succeeded", job.result
+    assert seen.read_text() == GOOD
+    assert [s.title for s in view.steps][3:5] == ["Run the release commands", "Restart the application"]
+
+
+def test_a_failing_release_command_puts_the_previous_env_file_back_and_restarts_nothing(
+    app, runner, running_env_target
+):
+    target = running_env_target
+    good = record_now(app)
+    changed = GOOD.replace("hello there", "bonjour")
+    target.env_path.write_text(changed)
+    failing = [sys.executable, "-c", "import sys; print('compile failed', file=sys.stderr); sys.exit(4)"]
+    write_targets_file(app, with_release(target.toml(), failing))
+    before = answer(target)["greeting"]
+    job, view = run(app, "config_restore", version=good, expect=shown_digest(app))
+    assert job.state == "failed"
+    assert "exited with status 4; it said: compile failed" in job.result
+    assert "was put back" in job.result and "nothing was restarted" in job.result
+    assert target.env_path.read_text() == changed
+    assert [s.state for s in view.steps][3:] == ["failed", "not_run", "not_run"]
+    assert answer(target)["greeting"] == before
