@@ -159,8 +159,13 @@ def fill_scratch(ctx: JobContext) -> None:
         backup = setup.catalog.get(ctx.params["backup"])
         scratch = copy_name(setup, "restore", ctx.state["stamp"])
         ctx.log(f"restoring {backup.id} into the scratch database {scratch}; {ctx.target} keeps serving")
+        ctx.standing(
+            f"the live database is untouched; the scratch database {scratch} was being filled "
+            "(the cleanup runbook drops it)"
+        )
         restore_scratch(setup, backup, scratch, ctx)
     ctx.state["scratch"] = scratch
+    ctx.standing(f"the live database is untouched; the restored copy is {scratch} (the cleanup runbook drops it)")
     ctx.log(f"{scratch} is filled")
     ctx.progress(1.0, scratch)
 
@@ -215,6 +220,11 @@ def stop_app(ctx: JobContext) -> None:
             _drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"])
         raise
     ctx.did(f"stopped {ctx.target}")
+    if ctx.state.get("scratch"):
+        ctx.standing(
+            f"{ctx.target} was stopped for the swap; the live database is untouched; the restored copy is "
+            f"{ctx.state['scratch']}: start {ctx.target} to serve the live database again"
+        )
     ctx.log(f"{ctx.target} is stopped: downtime starts")
     ctx.progress(1.0, "stopped")
 
@@ -236,6 +246,10 @@ def swap_undo(ctx: JobContext) -> None:
 
 def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str) -> None:
     live = setup.database.name
+    ctx.standing(
+        f"{ctx.target} is stopped and its database was being swapped: {live} is either the old database (and "
+        f"{incoming} still exists) or {incoming} renamed (and the old one is {outgoing}); nothing was dropped"
+    )
     try:
         with steps.adapter_errors(ctx):
             swap_in(setup, incoming, outgoing)
@@ -245,6 +259,7 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str) 
             steps.control_of(ctx).start(ctx)
         raise StepFailed(f"{exc} ({live} is unchanged and {ctx.target} was started again on it)") from None
     ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing}
+    ctx.standing(f"{incoming} is now {live}; the database it replaced is kept as {outgoing}; {ctx.target} is stopped")
     ctx.did(f"renamed {live} to {outgoing} and {incoming} to {live}")
     ctx.progress(1.0, "swapped")
 

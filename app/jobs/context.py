@@ -96,6 +96,18 @@ class JobContext:
         """Note a change made to the target, so a later failure can say what already happened."""
         self.changed.append(self.redact(change))
 
+    def standing(self, text: str) -> None:
+        """Say, durably, where the target stands now (which copy is live, what is left where).
+
+        Kept on the job row while it runs, so if the process running it is
+        killed, the job marked interrupted still tells the person where things
+        are: "the live database is untouched; the restored copy is shop_restore_…".
+        """
+        if threading.get_ident() != self._thread:
+            return
+        db.session.execute(update(Job).where(Job.id == self.job_id).values(standing=self.redact(text)[:1000]))
+        db.session.commit()
+
     def verified(self, passed: bool, detail: str) -> None:
         self.verification = (passed, self.redact(detail))
 

@@ -136,7 +136,10 @@ def mark_interrupted(job: Job, stopped: str | None = None) -> bool:
     first = (
         f"Rewind was stopped{where}: {stopped}." if stopped else f"Rewind stopped while this job was running{where}."
     )
-    result = f"{first} It was not re-run: check the target's state, then start the job again if it is still needed."
+    stood = f" Where things stood: {job.standing}." if job.standing else ""
+    result = (
+        f"{first}{stood} It was not re-run: check the target's state, then start the job again if it is still needed."
+    )
     values = {"state": JobState.INTERRUPTED.value, "finished_at": utcnow(), "result": result}
     if stopped:
         values["cancel_requested_by"] = "Rewind (stopping)"

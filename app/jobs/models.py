@@ -38,6 +38,7 @@ class Job(db.Model):
     # job orphaned stops that very group, so a dead worker's command never runs on beside a new job.
     command_group = db.Column(db.Integer, nullable=True)
     command_started = db.Column(db.BigInteger, nullable=True)
+    standing = db.Column(db.Text, nullable=True)  # where the target stands while the job runs (JobContext.standing)
 
     @property
     def params(self) -> dict:

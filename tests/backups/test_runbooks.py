@@ -347,3 +347,49 @@ def test_a_restored_copy_missing_a_key_table_is_dropped_before_the_stop(app, run
     assert "dropped the scratch copy" in log_text(view)
     assert data_target.snapshot() == before and copies(data_target) == []
     assert app_pid(app, data_target) == pid
+
+
+def test_a_restore_killed_midway_leaves_live_data_readable_and_its_job_says_where_things_stood(app, users, data_target):
+    """kill -9 of the process running a restore (as the OOM killer would): nothing is lost, and the job says where."""
+    import subprocess
+    import sys
+    import threading
+    from queue import Queue
+
+    from app.jobs.engine import engine
+    from tests.jobs.test_cli import flask_env
+    from tests.support.server import REPO
+
+    runner = engine(app).start_runner()
+    name = backup_now(app, data_target)
+    runner.stop(wait=True)  # from here the job runs in a process of its own: the CLI runs it when no runner is up
+    data_target.execute("DELETE FROM orders")
+    before = data_target.snapshot()
+    args = ["run", data_target.name, "restore_backup", f"backup={name}", "--as", "admin", "--follow"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "rewind", *args],
+        cwd=REPO,
+        env=flask_env(app),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: Queue = Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    while "into the scratch database" not in lines.get(timeout=60):
+        pass
+    process.kill()
+    process.wait(timeout=30)
+    runner = engine(app).start_runner()  # a runner starting up finds the job orphaned
+    try:
+        with app.app_context():
+            wait_for(lambda: db.session.get(Job, 2).state == "interrupted" or db.session.commit(), timeout=30)
+            job = db.session.get(Job, 2)
+            assert job.runbook == "restore_backup"
+            assert "Where things stood: " in job.result, job.result
+            # killed while the scratch copy was filled, or later: every stage names the copies, none dropped
+            assert "the live database is untouched" in job.result or "nothing was dropped" in job.result, job.result
+    finally:
+        runner.stop(wait=True)
+    after = data_target.snapshot()
+    assert after["orders"] == before["orders"] or len(after["orders"]) == 20  # the live rows, or the restored ones
+    assert after["user"] == before["user"]  # readable, whole
