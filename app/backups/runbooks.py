@@ -30,7 +30,7 @@ from app.backups.setup import BackupSetup, setup_of
 from app.backups.verify import check_checksum, check_envelope, quick_verify
 from app.jobs import steps
 from app.jobs.context import JobContext
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.targets import registry
 from app.targets.errors import TargetError
 
@@ -69,12 +69,6 @@ def check_pre_restore(value: str, target: str | None) -> str:
             "pre_restore", f"{value!r} is not a pre-restore copy of {target} (there are: {', '.join(kept) or 'none'})"
         )
     return value
-
-
-def confirm_protected(params: dict, target: str | None) -> None:
-    config = registry.current().config(target)
-    if config.protected and params.get("confirm") != target:
-        raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm")
 
 
 # --- backup and verify ---------------------------------------------------------------------

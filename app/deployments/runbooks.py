@@ -12,7 +12,7 @@ from app.deployments import bluegreen, captures  # noqa: F401 - captures registe
 from app.deployments import steps as code
 from app.jobs import steps
 from app.jobs.context import JobContext
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import gate_steps as schema
 from app.targets import registry
 from app.targets.git import GitError
@@ -81,9 +81,7 @@ def _checks(*checks):
 
 
 def _confirm_protected(params: dict, target: str | None) -> None:
-    config = registry.current().config(target)
-    if config.protected and params.get("confirm") != target:
-        raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm the reset")
+    confirm_protected(params, target, " the reset")
 
 
 # --- step functions -----------------------------------------------------------------

@@ -15,7 +15,7 @@ from app.auth.roles import Role
 from app.envconfig import captures, keys, store, watch
 from app.jobs import steps
 from app.jobs.context import JobContext
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.statuses import EnvSource
 from app.targets import registry
 from app.targets.envfile import KEY_NAME, EnvFileError, decode, parse, set_key
@@ -66,11 +66,6 @@ def _sealed(value: str, target: str | None) -> str:
     except (binascii.Error, ValueError):
         raise ParamError("sealed", "expected the new value sealed by the Config tab") from None
     return value
-
-
-def _confirm_protected(params: dict, target: str | None) -> None:
-    if registry.current().config(target).protected and params.get("confirm") != target:
-        raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm")
 
 
 # --- steps ---------------------------------------------------------------------------------------
@@ -253,7 +248,7 @@ RESTORE = register(
         role=Role.OPERATOR,
         mutates=True,
         params=(Param("version", "Version", check=_version), EXPECT, CONFIRM),
-        check=_confirm_protected,
+        check=confirm_protected,
         steps=(CHECKPOINT, Step("check", "Check the version", check_version), WRITE, RELEASE, RESTART, VERIFY),
         tags=frozenset({"config"}),
     )
@@ -266,7 +261,7 @@ EDIT = register(
         role=Role.ADMIN,
         mutates=True,
         params=(Param("key", "Key", check=_key), Param("sealed", "Sealed value", check=_sealed), EXPECT, CONFIRM),
-        check=_confirm_protected,
+        check=confirm_protected,
         steps=(CHECKPOINT, Step("check", "Check the edit", check_edit), WRITE, RELEASE, RESTART, VERIFY),
         tags=frozenset({"config"}),
     )

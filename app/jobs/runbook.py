@@ -141,6 +141,14 @@ class Runbook:
         return values
 
 
+def confirm_protected(params: dict, target: str | None, what: str = "") -> None:
+    """A destructive runbook on a protected target needs the target's name typed, in its `confirm` parameter."""
+    from app.targets import registry
+
+    if target and registry.current().config(target).protected and params.get("confirm") != target:
+        raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm{what}")
+
+
 _registry: dict[str, Runbook] = {}
 
 

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.models import Job
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema.destroys import DowngradePlan, plan_downgrade
 from app.schema.migrate import apply
 from app.schema.state import read_state
@@ -116,7 +116,6 @@ def downgrade_plan(target: Target, to: str) -> tuple[RevisionGraph, DowngradePla
 
 
 def _check_downgrade(params: dict, target: str | None) -> None:
-    config = registry.current().config(target)
     try:
         _graph, plan = downgrade_plan(registry.current().open(target), params["revision"])
     except TargetError as exc:
@@ -127,8 +126,7 @@ def _check_downgrade(params: dict, target: str | None) -> None:
             f"this downgrade destroys data ({plan.summary()}) and takes no backup itself: "
             "confirm that you have a backup of the database",
         )
-    if config.protected and params.get("confirm") != target:
-        raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm the downgrade")
+    confirm_protected(params, target, " the downgrade")
 
 
 # --- steps ---------------------------------------------------------------------------------
