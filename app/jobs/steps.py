@@ -8,7 +8,7 @@ a StepFailed whose message says what to do next.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from app.audit.store import Actor
@@ -17,7 +17,6 @@ from app.extensions import db
 from app.jobs.context import JobCancelled, JobContext
 from app.jobs.models import Job
 from app.jobs.runbook import StepFailed
-from app.schema.state import check_schema
 from app.targets import registry
 from app.targets.command import CommandCancelled, CommandTimedOut, Tee, run_command
 from app.targets.errors import TargetError
@@ -26,6 +25,17 @@ from app.targets.process import ProcessControl
 from app.targets.target import Target
 
 SMOKE_TIMEOUT_S = 300
+
+# What else must hold for "verified" beyond health and the smoke test (the schema area adds: the database
+# at a head of the deployed code's migrations). check(target) -> (matches, words); words may be "".
+StateCheck = Callable[[Target], tuple[bool, str]]
+_state_checks: dict[str, StateCheck] = {}
+
+
+def register_state_check(name: str, check: StateCheck) -> StateCheck:
+    """An area's condition of "verified"; registering the same name again replaces it."""
+    _state_checks[name] = check
+    return check
 
 
 def target_of(ctx: JobContext) -> Target:
@@ -99,8 +109,8 @@ def verify_passed(ctx: JobContext, detail: str) -> None:
     ctx.log(f"{head[:12]} marked known-good on {ctx.target}")
 
 
-def check_health(ctx: JobContext, *, schema: bool = True) -> tuple[bool, str]:
-    """Healthy, smoke test passed, and (with `schema`) the database at a head of the deployed code's migrations."""
+def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, str]:
+    """Healthy, smoke test passed, and (with `state_checks`) every area's condition (e.g. schema matches code)."""
     target = target_of(ctx)
     health = target.health()
     if health is None:
@@ -141,11 +151,11 @@ def check_health(ctx: JobContext, *, schema: bool = True) -> tuple[bool, str]:
         if code != 0:
             return False, f"the smoke test exited with status {code}"
         detail += "; smoke test passed"
-    if schema:
-        matches, words = check_schema(target)
+    for name, check in _state_checks.items() if state_checks else ():
+        matches, words = check(target)
         if not matches:
-            ctx.log(f"schema: {words}", "err")
-            return False, ctx.redact(f"healthy, but the schema does not match the deployed code: {words}")
+            ctx.log(f"{name}: {words}", "err")
+            return False, ctx.redact(f"healthy, but the {name} does not match the deployed code: {words}")
         if words:
             detail += f"; {words}"
     ctx.progress(1.0, "healthy")

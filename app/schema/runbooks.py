@@ -192,7 +192,7 @@ def downgrade(ctx: JobContext) -> None:
 
 def verify_app(ctx: JobContext) -> None:
     """Health (and smoke test); then the schema against the code, said in words. Known good only when both match."""
-    passed, detail = steps.check_health(ctx, schema=False)
+    passed, detail = steps.check_health(ctx, state_checks=False)
     if not passed:
         ctx.verified(False, detail)
         raise StepFailed(detail)

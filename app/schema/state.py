@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from app.jobs.steps import register_state_check
 from app.targets.errors import TargetError
 from app.targets.git import Commit, GitError
 from app.targets.migrations import folder_in_repo, read_folder
@@ -228,3 +229,6 @@ def check_schema(target: Target) -> tuple[bool, str]:
     if not unknown and not pending:
         return True, f"schema at head {', '.join(sorted(state.current)) or '(no revisions)'}"
     return False, " ".join(str(d) for d in state.drift if d.kind != SEVERAL_HEADS)
+
+
+register_state_check("schema", check_schema)  # "verified" includes: the database matches the deployed code
