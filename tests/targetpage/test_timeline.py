@@ -39,9 +39,8 @@ def history(app, users, as_role, runner, code_target):
 
 @pytest.fixture
 def flags_kind():
-    kind = timeline.register_kind(timeline.Kind("flags", "Flag changes", actions=("flags.",), order=40))
-    yield kind
-    timeline._kinds.pop("flags")
+    """The flags area's own kind, registered with the app: an area's `<area>.` audit rows join the timeline."""
+    return next(kind for kind in timeline.all_kinds() if kind.key == "flags")
 
 
 def test_the_timeline_lists_deploy_failure_refusal_and_revert_newest_first(app, as_role, history, flags_kind):
