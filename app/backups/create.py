@@ -47,8 +47,11 @@ def _failure(result, what: str) -> BackupFailed:
     )
 
 
-def create_backup(setup: BackupSetup, sink: Sink, *, job_id: int | None = None) -> Backup:
-    """A new encrypted backup in the catalog, with its manifest; BackupFailed (nothing left behind) otherwise."""
+def create_backup(setup: BackupSetup, sink: Sink, *, job_id: int | None = None, purpose: str | None = None) -> Backup:
+    """A new encrypted backup in the catalog, with its manifest; BackupFailed (nothing left behind) otherwise.
+
+    `purpose` says why it was made when another runbook took it ("before the downgrade to a1000001").
+    """
     db = setup.database
     encrypt = setup.home.encrypt_argv(setup.recipients)  # GpgError now if a recipient has no key
     folder = setup.catalog.folder
@@ -98,6 +101,8 @@ def create_backup(setup: BackupSetup, sink: Sink, *, job_id: int | None = None) 
         "made_by": "rewind",
         **facts,
     }
+    if purpose:
+        manifest["purpose"] = purpose
     return setup.catalog.save(Backup(final, manifest))
 
 

@@ -13,7 +13,6 @@ from datetime import timedelta
 from app.auth.roles import Role
 from app.backups import captures, retention
 from app.backups.catalog import now_utc
-from app.backups.create import create_backup
 from app.backups.restore import (
     check_matches,
     check_space,
@@ -22,11 +21,11 @@ from app.backups.restore import (
     copy_name,
     drop_copy,
     restore_scratch,
-    restore_test,
     stamp,
     swap_in,
 )
 from app.backups.setup import BackupSetup, setup_of
+from app.backups.steps import make_backup, setup_for, verify_backup
 from app.backups.verify import check_checksum, check_envelope, quick_verify
 from app.jobs import steps
 from app.jobs.context import JobContext
@@ -35,11 +34,6 @@ from app.targets import registry
 from app.targets.errors import TargetError
 
 assert captures.BACKUP  # registered on import: every checkpoint records the newest verified backup
-
-
-def setup_for(ctx: JobContext) -> BackupSetup:
-    with steps.adapter_errors(ctx):
-        return setup_of(steps.target_of(ctx))
 
 
 # --- parameters ----------------------------------------------------------------------------
@@ -71,41 +65,7 @@ def check_pre_restore(value: str, target: str | None) -> str:
     return value
 
 
-# --- backup and verify ---------------------------------------------------------------------
-
-
-def make_backup(ctx: JobContext) -> None:
-    setup = setup_for(ctx)
-    ctx.log(f"backing up {setup.database.name} ({setup.kind}) to {', '.join(setup.recipients)}")
-    with steps.adapter_errors(ctx):
-        backup = create_backup(setup, ctx, job_id=ctx.job_id)
-    ctx.state["backup"] = backup.id
-    ctx.log(f"wrote {backup.path} ({backup.size} bytes, SHA-256 {backup.sha256})")
-    ctx.set_result(f"Backed up {ctx.target} to {backup.id}.")
-    ctx.progress(1.0, backup.id)
-
-
-def verify_backup(ctx: JobContext) -> None:
-    """The quick check (then a restore test when asked); the result is recorded in the manifest either way."""
-    setup = setup_for(ctx)
-    backup_id = ctx.state.get("backup") or ctx.params["backup"]
-    how = ctx.params.get("level") or "quick"
-    with steps.adapter_errors(ctx):
-        backup = setup.catalog.get(backup_id)
-        try:
-            detail = quick_verify(setup, backup, ctx)
-            if how == "restore-test":
-                ctx.progress(0.3, "restore test")
-                ctx.log(f"restore test: restoring {backup.id} into a scratch copy")
-                detail += "; " + restore_test(setup, backup, ctx)
-        except TargetError as exc:
-            setup.catalog.record_verification(backup, how=how, ok=False, detail=exc.message, job_id=ctx.job_id)
-            ctx.verified(False, exc.message)
-            raise
-    setup.catalog.record_verification(backup, how=how, ok=True, detail=detail, job_id=ctx.job_id)
-    ctx.verified(True, f"{backup.id}: {detail}")
-    ctx.set_result(f"{backup.id} verified: {detail}.")
-    ctx.progress(1.0, "verified")
+# --- retention ----------------------------------------------------------------------------
 
 
 def prune(ctx: JobContext) -> None:

@@ -19,7 +19,8 @@ from app.deployments import runbooks as code
 from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
-from app.schema import gate
+from app.schema import backup_first, gate
+from app.schema import runbooks as schema_runbooks
 from app.schema.migrate import apply
 from app.targets import registry
 from app.targets.errors import TargetError
@@ -56,12 +57,8 @@ def _check(params: dict, target: str | None) -> None:
         verdict = _verdict(target, params)
     except TargetError as exc:
         raise ParamError("commit", exc.message) from None
-    if verdict.plan.destroys_data and not params.get("backup_confirmed"):
-        raise ParamError(
-            "backup_confirmed",
-            f"the downgrade destroys data ({verdict.plan.summary()}) and takes no backup itself: "
-            "confirm that you have a backup of the database",
-        )
+    plan = verdict.plan
+    backup_first.check_params(params, target, plan.destroys_data, plan.summary(), "the downgrade before the reset")
     code._confirm_protected(params, target)
 
 
@@ -73,8 +70,7 @@ def plan(ctx: JobContext) -> None:
     ctx.log(f"{verdict.message}; plan: {verdict.fix}")
     for line in verdict.plan.lines():
         ctx.log(line)
-    if verdict.plan.destroys_data:
-        ctx.log(f"this downgrade destroys data ({verdict.plan.summary()}); NO BACKUP was taken by this runbook", "err")
+    backup_first.note_losses(ctx, verdict.plan.destroys_data, verdict.plan.summary(), to)
     ctx.progress(1.0, f"down to {to}")
 
 
@@ -97,25 +93,30 @@ def reset_after_downgrade(ctx: JobContext) -> None:
             f"{exc} The database was already downgraded to {ctx.state['downgrade_to']}: "
             "reset the code by hand, or upgrade the schema back"
         ) from None
+    ctx.set_result(f"{ctx.result or ''}{backup_first.backup_note(ctx)}".strip())
 
 
 register(
     Runbook(
         name="downgrade_then_reset",
         title="Downgrade the schema, then reset the code",
-        description="When a reset would leave the code behind the schema: downgrade with the deployed commit's "
-        "scripts, tag the head, reset, restart, verify code and schema.",
+        description="When a reset would leave the code behind the schema: take a verified backup when the downgrade "
+        "destroys data, downgrade with the deployed commit's scripts, tag the head, reset, restart, verify code and "
+        "schema.",
         role=Role.ADMIN,
         mutates=True,
         params=(
             Param("commit", "Commit", check=_commit),
-            Param("backup_confirmed", "I have a backup of the database", kind=bool, required=False, default=False),
+            backup_first.BACKUP_CONFIRMED,
+            backup_first.SKIP_BACKUP,
             Param("confirm", "Type the target name to confirm", required=False, default=""),
         ),
         check=_check,
         steps=(
-            code.CHECKPOINT,
             Step("plan", "What the downgrade destroys", plan),
+            schema_runbooks.BACKUP,
+            schema_runbooks.VERIFY_BACKUP,
+            code.CHECKPOINT,
             Step("downgrade", "Downgrade the schema", downgrade_with_scripts_of_the_deployed_commit),
             Step("tag", "Tag the current head", code.tag_old_head),
             Step("reset", "Reset the code", reset_after_downgrade),

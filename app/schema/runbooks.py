@@ -11,11 +11,10 @@ from __future__ import annotations
 from app.auth.roles import Role
 from app.checkpoints.captures import Capture
 from app.checkpoints.captures import register as register_capture
-from app.extensions import db
 from app.jobs import steps
 from app.jobs.context import JobContext
-from app.jobs.models import Job
 from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
+from app.schema import backup_first
 from app.schema.destroys import DowngradePlan, plan_downgrade
 from app.schema.migrate import apply
 from app.schema.state import read_state
@@ -120,12 +119,7 @@ def _check_downgrade(params: dict, target: str | None) -> None:
         _graph, plan = downgrade_plan(registry.current().open(target), params["revision"])
     except TargetError as exc:
         raise ParamError("revision", exc.message) from None
-    if plan.destroys_data and not params.get("backup_confirmed"):
-        raise ParamError(
-            "backup_confirmed",
-            f"this downgrade destroys data ({plan.summary()}) and takes no backup itself: "
-            "confirm that you have a backup of the database",
-        )
+    backup_first.check_params(params, target, plan.destroys_data, plan.summary(), "this downgrade")
     confirm_protected(params, target, " the downgrade")
 
 
@@ -161,14 +155,7 @@ def show_losses(ctx: JobContext) -> None:
         graph, plan = downgrade_plan(target, ctx.params["revision"])
     for line in plan.lines(graph):
         ctx.log(line)
-    ctx.state["destroys"] = plan.summary()
-    if plan.destroys_data:
-        who = db.session.get(Job, ctx.job_id).actor_name
-        ctx.log(
-            f"this downgrade destroys data ({plan.summary()}); NO BACKUP was taken by this runbook — "
-            f"{who} confirmed having one",
-            "err",
-        )
+    backup_first.note_losses(ctx, plan.destroys_data, plan.summary(), ctx.params["revision"])
     ctx.progress(1.0, plan.summary())
 
 
@@ -186,7 +173,7 @@ def downgrade(ctx: JobContext) -> None:
         rows = apply(target, "downgrade", to, expected, ctx)
     now = ", ".join(sorted(rows)) or "base (no revision)"
     ctx.did(f"downgraded {ctx.target}'s database to {now}")
-    ctx.set_result(f"{ctx.target}'s database is at {now}.")
+    ctx.set_result(f"{ctx.target}'s database is at {now}.{backup_first.backup_note(ctx)}")
     ctx.progress(1.0, now)
 
 
@@ -209,6 +196,9 @@ def verify_app(ctx: JobContext) -> None:
 
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
 VERIFY = Step("verify", "Verify health and schema", verify_app)
+# Before the checkpoint, so the checkpoint names the fresh backup as the newest verified one.
+BACKUP = Step("backup", "Back up before the downgrade", backup_first.backup_first)
+VERIFY_BACKUP = Step("verify_backup", "Verify the backup", backup_first.verify_first)
 
 register(
     Runbook(
@@ -234,18 +224,22 @@ register(
     Runbook(
         name="schema_downgrade",
         title="Downgrade the schema",
-        description="List what the downgrade destroys, flask db downgrade, then check alembic_version and health.",
+        description="List what the downgrade destroys, take a verified backup first when it destroys data, "
+        "flask db downgrade, then check alembic_version and health.",
         role=Role.ADMIN,
         mutates=True,
         params=(
             Param("revision", "Down to revision", check=downgrade_revision, help="-1, base, or an applied revision id"),
-            Param("backup_confirmed", "I have a backup of the database", kind=bool, required=False, default=False),
+            backup_first.BACKUP_CONFIRMED,
+            backup_first.SKIP_BACKUP,
             Param("confirm", "Type the target name to confirm", required=False, default=""),
         ),
         check=_check_downgrade,
         steps=(
-            CHECKPOINT,
             Step("losses", "What the downgrade destroys", show_losses),
+            BACKUP,
+            VERIFY_BACKUP,
+            CHECKPOINT,
             Step("downgrade", "Downgrade", downgrade),
             VERIFY,
         ),

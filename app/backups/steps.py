@@ -1,0 +1,70 @@
+"""Backup steps any runbook can run: make an encrypted backup, then verify it.
+
+The `backup` runbook is these two steps; a runbook about to destroy data (a
+schema downgrade) takes the same two first, so its backup is made, checked
+and catalogued exactly like one made from the Backups tab.
+"""
+
+from __future__ import annotations
+
+from app.backups.catalog import Backup
+from app.backups.create import create_backup
+from app.backups.restore import restore_test
+from app.backups.setup import BackupSetup, setup_of
+from app.backups.verify import quick_verify
+from app.jobs import steps
+from app.jobs.context import JobContext
+from app.targets.errors import TargetError
+
+
+def setup_for(ctx: JobContext) -> BackupSetup:
+    with steps.adapter_errors(ctx):
+        return setup_of(steps.target_of(ctx))
+
+
+def take_backup(ctx: JobContext, *, purpose: str | None = None) -> Backup:
+    """A new encrypted backup in the catalog, made by this job (its id in `ctx.state["backup"]`)."""
+    setup = setup_for(ctx)
+    ctx.log(f"backing up {setup.database.name} ({setup.kind}) to {', '.join(setup.recipients)}")
+    with steps.adapter_errors(ctx):
+        backup = create_backup(setup, ctx, job_id=ctx.job_id, purpose=purpose)
+    ctx.state["backup"] = backup.id
+    ctx.log(f"wrote {backup.path} ({backup.size} bytes, SHA-256 {backup.sha256})")
+    return backup
+
+
+def verify_and_record(setup: BackupSetup, backup: Backup, ctx: JobContext, how: str = "quick") -> str:
+    """Verify a backup and record the outcome in its manifest either way; the adapter's error when it fails."""
+    try:
+        detail = quick_verify(setup, backup, ctx)
+        if how == "restore-test":
+            ctx.progress(0.3, "restore test")
+            ctx.log(f"restore test: restoring {backup.id} into a scratch copy")
+            detail += "; " + restore_test(setup, backup, ctx)
+    except TargetError as exc:
+        setup.catalog.record_verification(backup, how=how, ok=False, detail=exc.message, job_id=ctx.job_id)
+        raise
+    setup.catalog.record_verification(backup, how=how, ok=True, detail=detail, job_id=ctx.job_id)
+    return detail
+
+
+def make_backup(ctx: JobContext) -> None:
+    backup = take_backup(ctx)
+    ctx.set_result(f"Backed up {ctx.target} to {backup.id}.")
+    ctx.progress(1.0, backup.id)
+
+
+def verify_backup(ctx: JobContext) -> None:
+    """The quick check (then a restore test when asked); the result is recorded in the manifest either way."""
+    setup = setup_for(ctx)
+    backup_id = ctx.state.get("backup") or ctx.params["backup"]
+    with steps.adapter_errors(ctx):
+        backup = setup.catalog.get(backup_id)
+        try:
+            detail = verify_and_record(setup, backup, ctx, ctx.params.get("level") or "quick")
+        except TargetError as exc:
+            ctx.verified(False, exc.message)
+            raise
+    ctx.verified(True, f"{backup.id}: {detail}")
+    ctx.set_result(f"{backup.id} verified: {detail}.")
+    ctx.progress(1.0, "verified")
