@@ -189,6 +189,22 @@ def revision_file(rev: str, *, down=None, depends=None, lie_in_docstring: bool =
     )
 
 
+@dataclass(frozen=True)
+class Backups:
+    """A [targets.X.backups] section: a folder, a GnuPG home, the recipients."""
+
+    dir: Path
+    gpg_home: Path
+    recipients: tuple[str, ...]
+
+    def toml(self, name: str) -> str:
+        recipients = ", ".join(f'"{r}"' for r in self.recipients)
+        return (
+            f'\n[targets.{name}.backups]\ndir = "{self.dir}"\ngpg_home = "{self.gpg_home}"\n'
+            f"recipients = [{recipients}]\nreserve_mb = 1\n"
+        )
+
+
 @dataclass
 class MigrateApp:
     name: str
@@ -210,9 +226,13 @@ class MigrateApp:
         self.commits[message] = sha
         return sha
 
-    def toml(self, *, protected: bool = False, migrate_on_deploy: bool | None = None) -> str:
+    def toml(
+        self, *, protected: bool = False, migrate_on_deploy: bool | None = None, backups: Backups | None = None
+    ) -> str:
         state = self.root / "run"
         extra = "" if migrate_on_deploy is None else f"migrate_on_deploy = {str(migrate_on_deploy).lower()}\n"
+        if backups is not None:
+            extra += backups.toml(self.name)
         return f"""
 [targets.{self.name}]
 protected = {str(protected).lower()}

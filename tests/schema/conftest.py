@@ -2,6 +2,8 @@
 
 import pytest
 
+# The backups area's GnuPG homes (ours, a stranger's): one pair for the session, shared with its tests.
+from tests.backups.conftest import RECIPIENT, gpg_homes  # noqa: F401
 from tests.schema.apps import database_url, make_migrate_app
 
 both_target_databases = pytest.mark.parametrize("target_db", ["sqlite", "postgresql"])
@@ -33,3 +35,14 @@ def shop_target(app, shop):
     yield shop
     with app.app_context():
         registry.current().open(shop.name).process().stop()
+
+
+@pytest.fixture
+def shop_backups(app, shop_target, gpg_homes, tmp_path):  # noqa: F811 - the fixture imported above
+    """The shop with backups configured (a folder, the real GnuPG home, its recipient), as `Backups`."""
+    from tests.schema.apps import Backups
+    from tests.support.targets import write_targets_file
+
+    backups = Backups(tmp_path / "backups", gpg_homes[0].home, (RECIPIENT,))
+    write_targets_file(app, shop_target.toml(backups=backups))
+    return backups
