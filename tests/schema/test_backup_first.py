@@ -188,6 +188,9 @@ def test_a_protected_target_with_backups_cannot_skip_the_backup(app, shop_target
     assert "Back up, then downgrade" in page and 'name="skip_backup"' not in page
     tab = as_role(runbooks.Role.ADMIN).get("/targets/shop/migrations").get_data(as_text=True)
     assert "a verified backup is taken first if the downgrade destroys data" in tab and "skip_backup" not in tab
+    form = as_role(runbooks.Role.ADMIN).get("/jobs/new?runbook=schema_downgrade&target=shop").get_data(as_text=True)
+    assert "take a verified backup first when it destroys data" in form
+    assert "elsewhere Rewind takes a fresh backup first" in form
 
 
 def test_data_written_after_queueing_is_backed_up_or_refused_when_the_job_runs(app, runner, shop_target):

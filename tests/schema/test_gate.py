@@ -169,3 +169,22 @@ def test_after_a_revert_deleted_an_applied_revision_the_scripts_come_from_the_co
     log = log_text(view)
     assert f"with the migration scripts of commit {shop_target.commits['posts and index'][:12]}" in log
     assert "Running downgrade d4000004" in log
+
+
+def test_a_reset_refused_by_the_gate_offers_the_combined_runbook(app, shop_target, as_role):
+    from tests.support.apps import post
+
+    the_app = shop_target.commits["the app"]
+    client = as_role(runbooks.Role.ADMIN)
+    history = "/targets/shop/deployments"
+    response = post(client, "/jobs", {"runbook": "reset", "target": "shop", "commit": the_app, "next": history})
+    assert response.status_code == 303
+    page = client.get(history).get_data(as_text=True)
+    assert "The runbook downgrade_then_reset does both." in page
+    link = f'href="/targets/shop/migrations?commit={the_app}#downgrade-then-reset"'
+    assert link in page and "Downgrade the schema, then reset…" in page
+    assert page.count("Downgrade the schema, then reset…") == 1  # only beside the refused commit
+    tab = client.get(f"/targets/shop/migrations?commit={the_app}").get_data(as_text=True)
+    assert f'id="dtr-commit" name="commit" required placeholder="a commit id" size="12" value="{the_app}"' in tab
+    assert client.get(history).get_data(as_text=True).count("Downgrade the schema, then reset…") == 0  # said once
+    assert git(shop_target.repo, "rev-parse", "HEAD") == shop_target.commits["posts and index"]
