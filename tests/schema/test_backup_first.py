@@ -12,21 +12,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.audit.store import Actor
 from app.backups.catalog import Catalog
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.jobs import runbook as runbooks
-from app.jobs import service
-from app.jobs.events import load_view
-from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from app.targets.dbadmin import open_database
 from app.targets.gpg import GpgHome
-from tests.conftest import wait_for
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.apps import Backups
 from tests.schema.conftest import RECIPIENT, both_target_databases
+from tests.schema.jobs import queue
 from tests.support.targets import git, write_targets_file
 
 TOKENS = "INSERT INTO \"user\" (name, token) VALUES ('ann', 'tok-ann-7f3'), ('bob', NULL), ('cy', 'tok-cy-9b1')"
@@ -63,23 +59,6 @@ def tokens_in(shop, home: GpgHome, backup: Path, scratch: Path) -> str:
         [pg_restore, "--data-only", "--table=user", "--file=-", str(plain)], capture_output=True, text=True, check=True
     )
     return dumped.stdout
-
-
-def queue(app, name: str, params: dict) -> Job:
-    """Queue already-parsed params (as a view would have minutes ago), then wait for the job's end."""
-    with app.app_context():
-        job_id = service.enqueue(runbooks.get(name), "shop", params, Actor(None, "rewind")).id
-    wait_for(lambda: _final(app, job_id), timeout=60)
-    with app.app_context():
-        job = db.session.get(Job, job_id)
-        view = load_view(job)
-        db.session.expunge(job)
-        return job, view
-
-
-def _final(app, job_id: int) -> bool:
-    with app.app_context():
-        return db.session.get(Job, job_id).job_state.is_final
 
 
 @both_target_databases

@@ -188,3 +188,31 @@ def test_a_reset_refused_by_the_gate_offers_the_combined_runbook(app, shop_targe
     assert f'id="dtr-commit" name="commit" required placeholder="a commit id" size="12" value="{the_app}"' in tab
     assert client.get(history).get_data(as_text=True).count("Downgrade the schema, then reset…") == 0  # said once
     assert git(shop_target.repo, "rev-parse", "HEAD") == shop_target.commits["posts and index"]
+
+
+def test_the_gate_looks_again_when_the_job_runs(app, runner, shop_target):
+    """Queued while the reset was safe; by the time it runs the schema moved on, so it is refused then."""
+    from tests.schema.jobs import queue
+
+    tokens = shop_target.commits["tokens"]
+    params = parse(app, "reset", commit=tokens)  # the database is at b2000002: tokens has it
+    upgrade_to_heads(app)  # someone upgrades meanwhile: now the database is at d4000004
+    job, view = queue(app, "reset", params)
+    assert job.state == "failed"
+    assert "the database is at d4000004 (merge post and index), which commit" in job.result
+    assert "Plan: downgrade to b2000002 first" in job.result
+    assert step(view, "Reset").state == "not_run"
+    assert git(shop_target.repo, "rev-parse", "HEAD") == shop_target.commits["posts and index"]
+    assert shop_target.versions() == {"d4000004"}
+
+
+def test_a_failed_upgrade_in_a_deploy_without_automatic_rollback_says_what_is_left(app, runner, shop_target):
+    upgrade_to_heads(app)
+    before = git(shop_target.repo, "rev-parse", "HEAD")
+    branch_with(shop_target, "feature/broken", "a broken migration", "f6000006")
+    job, view = run(app, "deploy", "shop", ref="feature/broken", auto_rollback="off")
+    assert job.state == "failed"
+    assert "Automatic rollback is off: the new code is checked out but the application was not restarted" in job.result
+    assert git(shop_target.repo, "rev-parse", "HEAD") != before  # left for the person, as asked
+    assert shop_target.versions() == {"d4000004"}
+    assert step(view, "Restart").state == "not_run"
