@@ -131,9 +131,7 @@ def backup_first(ctx: JobContext) -> None:
             "err",
         )
         ctx.skip(f"no backups configured: no backup was taken; {_who(ctx)} confirmed having one")
-    if not takes_backup(config, ctx.params):
-        if config.protected:
-            raise StepFailed(f"{_skip_refused(ctx.target)}. Nothing was changed.")
+    if not takes_backup(config, ctx.params):  # never on a protected target: there the backup is taken anyway
         ctx.log(f"this downgrade destroys data ({summary}); NO BACKUP was taken: {_who(ctx)} chose to skip it", "err")
         ctx.skip(f"skipped by {_who(ctx)}: no backup was taken")
     ctx.log(f"this downgrade destroys data ({summary}): taking a fresh backup first")

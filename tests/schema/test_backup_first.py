@@ -245,3 +245,14 @@ def test_downgrade_then_reset_stops_when_its_backup_fails(app, runner, shop_targ
     assert "The downgrade did not run; shop's database is unchanged." in job.result
     assert shop_target.versions() == {"b2000002"}
     assert git(shop_target.repo, "rev-parse", "HEAD") == head
+
+
+def test_backups_that_cannot_work_are_refused_before_queueing(app, shop_target, gpg_homes, tmp_path):
+    backups = Backups(tmp_path / "backups", gpg_homes[0].home, ())  # a folder, but nobody to encrypt to
+    write_targets_file(app, shop_target.toml(backups=backups))
+    shop_target.execute(TOKENS)
+    with pytest.raises(ParamError, match="shop's backups are not usable: shop names no backup recipients") as caught:
+        parse(app, "schema_downgrade", revision="-1")
+    assert 'set recipients = ["ops@example.org"] in [targets.shop.backups]' in caught.value.problem
+    assert parse(app, "schema_downgrade", revision="-1", skip_backup="yes")["skip_backup"] is True  # unprotected
+    assert shop_target.versions() == {"b2000002"}
