@@ -1,12 +1,13 @@
-"""Downgrade then reset: the way back past a migration, code and schema together.
+"""Downgrade then reset (or revert): the way back past a migration, code and schema together.
 
-When a reset would leave the code behind the schema, the schema must go
+When a reset or a revert would leave the code behind the schema, the schema must go
 down first, while migration scripts that know the current revision still
 exist: those of the deployed commit, or, when a revert or reset already
 deleted the revision's file, of the newest commit that still has it. They
 are read from git into a temporary folder, so what runs is what that commit
 holds; then the code is reset (to the deployed commit itself, to realign a
-schema that is ahead of the code), restarted and verified — schema included.
+schema that is ahead of the code) or the commits are reverted, and the
+application is restarted and verified — schema included.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from app.auth.roles import Role
 from app.deployments import runbooks as code
 from app.jobs import steps
 from app.jobs.context import JobContext
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, register
+from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import backup_first, gate
 from app.schema import runbooks as schema_runbooks
 from app.schema.migrate import apply
@@ -35,43 +36,52 @@ def _commit(value: str, target: str | None) -> str:
         raise ParamError("commit", exc.message) from None
 
 
-def _verdict(target_name: str | None, params: dict) -> gate.GateVerdict:
+_MAIN_PARAM = {"reset": "commit", "revert": "commits"}
+
+
+def _verdict(target_name: str | None, params: dict, verb: str = "reset") -> gate.GateVerdict:
     target = registry.current().open(target_name)
-    verdict = gate.check(target, "reset", params)
+    verdict = gate.check(target, verb, params)
     if verdict is None:
-        raise TargetError(f"{target_name} has no migrations (database.migrations): a plain reset will do")
+        raise TargetError(f"{target_name} has no migrations (database.migrations): a plain {verb} will do")
     if not verdict.refused:
-        raise TargetError(f"{verdict.message}: nothing to downgrade first, a plain reset will do")
+        raise TargetError(f"{verdict.message}: nothing to downgrade first, a plain {verb} will do")
     if verdict.plan is None:
         raise TargetError(f"{verdict.message} — {verdict.fix}")
     if len(verdict.plan.rows_after) > 1:
         raise TargetError(
             f"{verdict.message}, and going down leaves several heads ({', '.join(sorted(verdict.plan.rows_after))}): "
-            "downgrade each branch with the schema downgrade runbook, then reset"
+            f"downgrade each branch with the schema downgrade runbook, then {verb}"
         )
     return verdict
 
 
-def _check(params: dict, target: str | None) -> None:
-    try:
-        verdict = _verdict(target, params)
-    except TargetError as exc:
-        raise ParamError("commit", exc.message) from None
-    plan = verdict.plan
-    backup_first.check_params(params, target, plan.destroys_data, plan.summary(), "the downgrade before the reset")
-    code._confirm_protected(params, target)
+def _check_for(verb: str):
+    def check(params: dict, target: str | None) -> None:
+        try:
+            verdict = _verdict(target, params, verb)
+        except TargetError as exc:
+            raise ParamError(_MAIN_PARAM[verb], exc.message) from None
+        plan, what = verdict.plan, f"the downgrade before the {verb}"
+        backup_first.check_params(params, target, plan.destroys_data, plan.summary(), what)
+        confirm_protected(params, target, f" the downgrade and the {verb}")
+
+    return check
 
 
-def plan(ctx: JobContext) -> None:
-    with steps.adapter_errors(ctx):
-        verdict = _verdict(ctx.target, ctx.params)
-    to = next(iter(verdict.plan.rows_after), "base")
-    ctx.state.update(downgrade_to=to, rows_after=sorted(verdict.plan.rows_after), scripts_from=verdict.scripts_from)
-    ctx.log(f"{verdict.message}; plan: {verdict.fix}")
-    for line in verdict.plan.lines():
-        ctx.log(line)
-    backup_first.note_losses(ctx, verdict.plan.destroys_data, verdict.plan.summary(), to)
-    ctx.progress(1.0, f"down to {to}")
+def _plan_for(verb: str):
+    def plan(ctx: JobContext) -> None:
+        with steps.adapter_errors(ctx):
+            verdict = _verdict(ctx.target, ctx.params, verb)
+        to = next(iter(verdict.plan.rows_after), "base")
+        ctx.state.update(downgrade_to=to, rows_after=sorted(verdict.plan.rows_after), scripts_from=verdict.scripts_from)
+        ctx.log(f"{verdict.message}; plan: {verdict.fix}")
+        for line in verdict.plan.lines():
+            ctx.log(line)
+        backup_first.note_losses(ctx, verdict.plan.destroys_data, verdict.plan.summary(), to)
+        ctx.progress(1.0, f"down to {to}")
+
+    return plan
 
 
 def downgrade_with_scripts_of_the_deployed_commit(ctx: JobContext) -> None:
@@ -85,15 +95,25 @@ def downgrade_with_scripts_of_the_deployed_commit(ctx: JobContext) -> None:
     ctx.progress(1.0, to)
 
 
-def reset_after_downgrade(ctx: JobContext) -> None:
-    try:
-        code.reset_branch(ctx)
-    except StepFailed as exc:
-        raise StepFailed(
-            f"{exc} The database was already downgraded to {ctx.state['downgrade_to']}: "
-            "reset the code by hand, or upgrade the schema back"
-        ) from None
-    ctx.set_result(f"{ctx.result or ''}{backup_first.backup_note(ctx)}".strip())
+def _after_downgrade(code_step, verb: str):
+    """The code change once the schema is down; its failure says the database already moved."""
+
+    def run(ctx: JobContext) -> None:
+        try:
+            code_step(ctx)
+        except StepFailed as exc:
+            raise StepFailed(
+                f"{exc} The database was already downgraded to {ctx.state['downgrade_to']}: "
+                f"{verb} the code by hand, or upgrade the schema back"
+            ) from None
+        ctx.set_result(f"{ctx.result or ''}{backup_first.backup_note(ctx)}".strip())
+
+    return run
+
+
+reset_after_downgrade = _after_downgrade(code.reset_branch, "reset")
+CONFIRM = Param("confirm", "Type the target name to confirm", required=False, default="")
+DOWNGRADE = Step("downgrade", "Downgrade the schema", downgrade_with_scripts_of_the_deployed_commit)
 
 
 register(
@@ -109,19 +129,48 @@ register(
             Param("commit", "Commit", check=_commit),
             backup_first.BACKUP_CONFIRMED,
             backup_first.SKIP_BACKUP,
-            Param("confirm", "Type the target name to confirm", required=False, default=""),
+            CONFIRM,
         ),
-        check=_check,
+        check=_check_for("reset"),
         steps=(
-            Step("plan", "What the downgrade destroys", plan),
+            Step("plan", "What the downgrade destroys", _plan_for("reset")),
             schema_runbooks.BACKUP,
             schema_runbooks.VERIFY_BACKUP,
             code.CHECKPOINT,
-            Step("downgrade", "Downgrade the schema", downgrade_with_scripts_of_the_deployed_commit),
+            DOWNGRADE,
             Step("tag", "Tag the current head", code.tag_old_head),
             Step("reset", "Reset the code", reset_after_downgrade),
             code.RESTART,
             code.VERIFY,
+        ),
+    )
+)
+register(
+    Runbook(
+        name="downgrade_then_revert",
+        title="Downgrade the schema, then revert commits",
+        description="When a revert would remove revisions the database is at: take a verified backup when the "
+        "downgrade destroys data, downgrade with the deployed commit's scripts (which still have them), revert, "
+        "restart, verify code and schema; push if a remote is set.",
+        role=Role.ADMIN,
+        mutates=True,
+        params=(
+            Param("commits", "Commits", check=code._commits, help="one or more commit ids, 7-40 hex characters"),
+            backup_first.BACKUP_CONFIRMED,
+            backup_first.SKIP_BACKUP,
+            CONFIRM,
+        ),
+        check=_check_for("revert"),
+        steps=(
+            Step("plan", "What the downgrade destroys", _plan_for("revert")),
+            schema_runbooks.BACKUP,
+            schema_runbooks.VERIFY_BACKUP,
+            code.CHECKPOINT,
+            DOWNGRADE,
+            Step("revert", "Revert the commits", _after_downgrade(code.revert_commits, "revert")),
+            code.RESTART,
+            code.VERIFY,
+            code.PUSH,
         ),
     )
 )

@@ -65,7 +65,8 @@ def gate_check(runbook: str):
                 "fix that, or an admin can override the gate with a typed reason",
             ) from None
         if verdict is not None and verdict.refused:
-            both = " The runbook downgrade_then_reset does both." if runbook == "reset" and verdict.plan else ""
+            combined = {"reset": "downgrade_then_reset", "revert": "downgrade_then_revert"}.get(runbook)
+            both = f" The runbook {combined} does both." if combined and verdict.plan else ""
             raise ParamError(
                 _MAIN_PARAM[runbook],
                 f"{verdict.message}. Plan: {verdict.fix}.{both} An admin can override the gate with a typed reason.",

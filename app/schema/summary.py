@@ -12,7 +12,7 @@ KIND = register_kind(
         "schema",
         "Migrations",
         actions=("schema.",),
-        runbooks=("schema_upgrade", "schema_downgrade", "downgrade_then_reset"),
+        runbooks=("schema_upgrade", "schema_downgrade", "downgrade_then_reset", "downgrade_then_revert"),
         order=40,
     )
 )

@@ -216,3 +216,40 @@ def test_a_failed_upgrade_in_a_deploy_without_automatic_rollback_says_what_is_le
     assert git(shop_target.repo, "rev-parse", "HEAD") != before  # left for the person, as asked
     assert shop_target.versions() == {"d4000004"}
     assert step(view, "Restart").state == "not_run"
+
+
+@both_target_databases
+def test_downgrade_then_revert_backs_up_goes_down_and_reverts(app, runner, shop_target, shop_backups, as_role):
+    from app.backups.catalog import Catalog
+    from tests.support.apps import post
+
+    upgrade_to_heads(app)
+    shop_target.execute("INSERT INTO post (title) VALUES ('first'), ('second')")
+    posts = shop_target.commits["posts and index"]
+    with pytest.raises(ParamError, match=r"then revert\. The runbook downgrade_then_revert does both\."):
+        parse(app, "revert", commits=posts)
+    client = as_role(runbooks.Role.ADMIN)
+    history = "/targets/shop/deployments"
+    post(client, "/jobs", {"runbook": "revert", "target": "shop", "commits": posts, "next": history})
+    page = client.get(history).get_data(as_text=True)
+    assert f'href="/targets/shop/migrations?revert={posts}#downgrade-then-revert"' in page
+    tab = client.get(f"/targets/shop/migrations?revert={posts}").get_data(as_text=True)
+    assert f'name="commits" required placeholder="commit ids" size="12" value="{posts}"' in tab
+    job, view = run(app, "downgrade_then_revert", "shop", commits=posts)
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"b2000002"}
+    assert git(shop_target.repo, "log", "-1", "--format=%s") == 'Revert "posts and index"'
+    assert job.verification == "passed"
+    (backup,) = Catalog(shop_backups.dir).backups()
+    assert backup.state == "verified" and backup.manifest["job_id"] == job.id
+    assert backup.manifest["purpose"] == "taken before the downgrade to b2000002"
+    assert job.result.endswith(f"Backup {backup.id} taken before the downgrade; restore it from the Backups tab.")
+    log = log_text(view)
+    assert "DESTROYS drops table post, holding 2 rows" in log
+    assert log.index(f"backup {backup.id} taken") < log.index("Running downgrade d4000004") < log.index("reverting 1")
+
+
+def test_downgrade_then_revert_is_refused_when_a_plain_revert_will_do(app, shop_target):
+    with pytest.raises(ParamError, match="nothing to downgrade first, a plain revert will do") as caught:
+        parse(app, "downgrade_then_revert", commits=shop_target.commits["posts and index"])  # not applied yet
+    assert caught.value.param == "commits"
