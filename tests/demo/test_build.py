@@ -315,8 +315,8 @@ def test_a_root_too_long_for_gpg_agent_is_refused_before_anything_is_built(tmp_p
     assert not root.exists() and not targets_file.exists()
 
 
-def test_the_cli_command(tmp_path):
-    instance = tmp_path / "instance"
+def test_the_cli_command(short_tmp):
+    instance = short_tmp / "instance"
     instance.mkdir()
     (instance / "rewind.toml").write_text('[targets.app.repo]\npath = "/srv/app"\n')
     app = build_app(instance)
