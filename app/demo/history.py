@@ -101,7 +101,11 @@ HISTORY: tuple[Commit, ...] = (
         "and a malformed line stops start-up with its line number.",
         {**current("demoapp/config.py"), **variant("06-tidy-config", "demoapp/__init__.py")},
     ),
-    Commit("Bump version to 1.4", "", current("demoapp/__init__.py", "README.md")),
+    Commit(
+        "Bump version to 1.4",
+        "",
+        {**current("demoapp/__init__.py"), **variant("07-version-1.4", "README.md")},
+    ),
     Commit(
         "Put the new payments provider behind a flag",
         "payments_v2 routes payments through the new provider. Its client is not deployed yet,\n"
@@ -115,8 +119,8 @@ HISTORY: tuple[Commit, ...] = (
     ),
     Commit(
         "Index sessions by expiry",
-        "The nightly cleanup of expired sessions no longer scans the whole table.",
-        current("migrations/versions/e5a1b8c04d72_index_sessions_by_expiry.py"),
+        "The nightly cleanup of expired sessions no longer scans the whole table.\nThe README lists the migrations.",
+        current("migrations/versions/e5a1b8c04d72_index_sessions_by_expiry.py", "README.md"),
     ),
 )
 
