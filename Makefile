@@ -62,8 +62,12 @@ format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Test files are shared among TEST_WORKERS processes (pytest-xdist); a file's tests stay together,
+# so its module-scoped fixtures (a built demo, a server) are set up once. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: system-test $(VENV)/.dev-installed lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache

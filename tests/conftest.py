@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +57,15 @@ def pg_server():
         pytest.skip(f"PostgreSQL not available: {exc}")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def short_tmp():
+    """A temporary folder with a short path: gpg-agent's sockets live in a GnuPG home, and socket
+    paths stop at 107 bytes, which pytest's own folders (longer still under xdist) can pass."""
+    root = Path(tempfile.mkdtemp(prefix="rw-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -25,10 +25,11 @@ from app.demo.target import DemoError
 def demo(reset: bool, no_start: bool, stop_only: bool, sqlite: bool, skip_if_configured: bool) -> None:
     """Two demo targets, staging and production, to try rollbacks on.
 
-    Each is a small Flask app in its own git repository (with a bad branch for
-    drills), a database built by its Alembic migrations in a PostgreSQL cluster
-    the demo runs under the instance folder (SQLite files where the server is not
-    installed), a GnuPG key and two backups, and a process Rewind supervises.
+    Each is a small Flask app in its own git repository (with a bad-code branch
+    and a branch adding a migration, for drills), a database built by its
+    Alembic migrations in a PostgreSQL cluster the demo runs under the instance
+    folder (SQLite files where the server is not installed), a GnuPG key and
+    two backups, and a process Rewind supervises.
     Running it again only starts what is not running.
     """
     settings = current_app.config["REWIND_SETTINGS"]

@@ -6,9 +6,13 @@ commit that wrote them, and the bad code. A commit lists repository paths
 with the file each one comes from; `Create Date:` lines of migrations are
 stamped with the commit's date when the history is written.
 
-The history ends on `main`; BAD_COMMIT sits on a branch of its own and breaks
-`/health` (it reads a column that does not exist), for rollback drills. The
-flag `payments_v2` breaks `/health` too while it is on, for flag drills.
+The history ends on `main` with five migrations (one adds a column holding
+data, the newest only an index). BAD_COMMIT sits on a branch of its own and
+breaks `/health` (it reads a column that does not exist), for rollback
+drills; MIGRATION_COMMIT, on another branch, adds a migration and the code
+using it, for schema drills (deploy upgrades; a reset behind it needs the
+downgrade first). The flag `payments_v2` breaks `/health` too while it is
+on, for flag drills.
 """
 
 from __future__ import annotations
@@ -21,8 +25,12 @@ SAMPLEAPP = HERE / "sampleapp"
 VARIANTS = HERE / "variants"
 
 BAD_BRANCH = "feature/rollback-drill-bad-code"
-HEAD_REVISION = "a92f6e1b3c58"  # the newest migration on main
-REVISIONS = ("4c1d2e8f9a01", "7b3e5a90c2d4", HEAD_REVISION)
+HEAD_REVISION = "e5a1b8c04d72"  # the newest migration on main (an index: its downgrade drops nothing)
+PLANS_REVISION = "c3d9f27e4b10"  # adds users.plan, with a value in every row: its downgrade destroys data
+REVISIONS = ("4c1d2e8f9a01", "7b3e5a90c2d4", "a92f6e1b3c58", PLANS_REVISION, HEAD_REVISION)  # oldest first
+
+MIGRATION_BRANCH = "feature/last-seen"
+MIGRATION_BRANCH_REVISION = "f8b2d6a39e15"  # adds users.last_seen_at, backfilled from the sessions
 
 
 @dataclass(frozen=True)
@@ -93,12 +101,26 @@ HISTORY: tuple[Commit, ...] = (
         "and a malformed line stops start-up with its line number.",
         {**current("demoapp/config.py"), **variant("06-tidy-config", "demoapp/__init__.py")},
     ),
-    Commit("Bump version to 1.4", "", current("demoapp/__init__.py", "README.md")),
+    Commit(
+        "Bump version to 1.4",
+        "",
+        {**current("demoapp/__init__.py"), **variant("07-version-1.4", "README.md")},
+    ),
     Commit(
         "Put the new payments provider behind a flag",
         "payments_v2 routes payments through the new provider. Its client is not deployed yet,\n"
         "so /health reports unhealthy while the flag is on: keep it off until it is.",
-        current("demoapp/views.py"),
+        variant("08-payments-flag", "demoapp/views.py"),
+    ),
+    Commit(
+        "Add plans to users",
+        "users.plan, free unless set; /stats counts users per plan.",
+        current("migrations/versions/c3d9f27e4b10_add_plans_to_users.py", "demoapp/views.py"),
+    ),
+    Commit(
+        "Index sessions by expiry",
+        "The nightly cleanup of expired sessions no longer scans the whole table.\nThe README lists the migrations.",
+        current("migrations/versions/e5a1b8c04d72_index_sessions_by_expiry.py", "README.md"),
     ),
 )
 
@@ -106,4 +128,15 @@ BAD_COMMIT = Commit(
     "Report the newest signup on /health",
     "Lets the uptime dashboard show when the last user signed up.",
     variant("bad-newest-signup", "demoapp/views.py"),
+)
+
+MIGRATION_COMMIT = Commit(
+    "Add last seen to users",
+    "users.last_seen_at, backfilled from each user's newest session; /stats counts the users seen this week.\n"
+    "Deploying it upgrades the schema; rolling it back needs the downgrade first.",
+    variant(
+        "feature-last-seen",
+        "migrations/versions/f8b2d6a39e15_add_last_seen_to_users.py",
+        "demoapp/views.py",
+    ),
 )

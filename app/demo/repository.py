@@ -18,7 +18,7 @@ CREATE_DATE = re.compile(r"^Create Date: .*$", re.M)
 
 
 def build_repository(t: DemoTarget, say: OnLine) -> None:
-    """main with the history, one commit a working day or so; the bad commit on a branch of its own."""
+    """main with the history, one commit a working day or so; the bad commit and the migration commit on branches."""
     git = ["git", "-C", str(t.app_dir)]
     env = _git_env()
     run([*git, "init", "--quiet", "--initial-branch=main"], env=env, what=f"{t.name}: git init")
@@ -28,10 +28,17 @@ def build_repository(t: DemoTarget, say: OnLine) -> None:
     times = _commit_times(len(history.HISTORY), now)
     for commit, when in zip(history.HISTORY, times, strict=True):
         _commit(t, commit, when)
-    run([*git, "checkout", "--quiet", "-b", history.BAD_BRANCH], env=env, what=f"{t.name}: git checkout")
-    _commit(t, history.BAD_COMMIT, now - timedelta(hours=1))
+    for branch, commit, ago in (
+        (history.BAD_BRANCH, history.BAD_COMMIT, timedelta(hours=1)),
+        (history.MIGRATION_BRANCH, history.MIGRATION_COMMIT, timedelta(hours=2)),
+    ):
+        run([*git, "checkout", "--quiet", "-b", branch, "main"], env=env, what=f"{t.name}: git checkout")
+        _commit(t, commit, now - ago)
     run([*git, "checkout", "--quiet", "main"], env=env, what=f"{t.name}: git checkout")
-    say(f"{t.name}: git repository with {len(history.HISTORY)} commits on main, and {history.BAD_BRANCH}")
+    say(
+        f"{t.name}: git repository with {len(history.HISTORY)} commits on main, "
+        f"{history.BAD_BRANCH} and {history.MIGRATION_BRANCH}"
+    )
 
 
 def write_env_file(t: DemoTarget) -> None:

@@ -41,6 +41,8 @@ FLAGS = (
     ("payments_v2", False, "Payments through the new provider (not deployed yet: /health fails while on)"),
 )
 
+ENTERPRISE = ("grace@example.com", "barbara@example.com")  # the rest stay on the free plan (the column's default)
+
 SESSIONS_PER_USER = (3, 1, 2, 0, 1, 2, 1, 0, 2, 1, 1, 2)  # 16 sessions
 
 # Who signed up between the demo's older and newest backup: what restoring the older one rolls back.
@@ -97,13 +99,15 @@ def _add_sessions(conn: Connection, seed: str, user_id: int, count: int, now: da
 
 
 def insert_sample_rows(database: Path | str, seed: str, now: datetime | None = None) -> dict[str, int]:
-    """Fill users, sessions, segments and feature_flags (a SQLite path or a database URL); each row count."""
+    """Fill users (two on the enterprise plan), sessions, segments and feature_flags (a SQLite path or a URL)."""
     now = _naive(now or datetime.now(UTC))
     engine = _connected(database)
     try:
         with engine.begin() as conn:
             times = [now - timedelta(days=60 - 5 * i, hours=i) for i in range(1, len(USERS) + 1)]
             ids = _add_users(conn, USERS, times)
+            enterprise = [{"email": email} for email in ENTERPRISE]
+            conn.execute(text("UPDATE users SET plan = 'enterprise' WHERE email = :email"), enterprise)
             sessions = sum(
                 _add_sessions(conn, seed, ids[email], count, now)
                 for (_, email), count in zip(USERS, SESSIONS_PER_USER, strict=True)

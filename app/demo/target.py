@@ -2,7 +2,7 @@
 
 Each target is a folder under the demo root (Rewind passes `<instance>/demo`):
 
-    <root>/<name>/app/       git repository of the demo app (branch main, a bad branch for drills), .env
+    <root>/<name>/app/       git repository of the demo app (main; a bad-code and a migration branch), .env
     <root>/<name>/data/      app.db, built by the app's own Alembic migrations, with sample rows (SQLite only)
     <root>/postgres/         the demo's PostgreSQL cluster, when the server is installed: database <name>
     <root>/<name>/gnupg/     GnuPG home with a key (no passphrase) for the target's backups

@@ -92,6 +92,7 @@ def render(targets: Iterable[DemoTarget]) -> str:
                 "flask_app": "wsgi",
                 "key_tables": ["users", "sessions", "segments"],
                 "flags_table": "feature_flags",
+                "migrate_on_deploy": True,  # the default with migrations; said here so a reader sees deploys upgrade
             },
         )
         lines += _table(

@@ -25,7 +25,7 @@ from sqlalchemy.pool import NullPool
 from app.backups.catalog import Catalog
 from app.demo import DemoError, build_demo, load_demo, postgres, stop_demo
 from app.demo.cli import demo as demo_command
-from app.demo.history import BAD_BRANCH, HEAD_REVISION, SAMPLEAPP
+from app.demo.history import BAD_BRANCH, HEAD_REVISION, MIGRATION_BRANCH, MIGRATION_BRANCH_REVISION, SAMPLEAPP
 from app.demo.targetsfile import HEADER
 from app.targets.config import load_targets
 from app.targets.gpg import GpgHome
@@ -108,6 +108,7 @@ def test_both_apps_answer_healthy_on_their_own_ports(built):
         status, stats = get_json(f"{t.base_url}/stats")
         assert status == 200
         assert stats["users"] == 15 and stats["segments"] > 0 and stats["feature_flags"] == 5
+        assert stats["plans"] == {"enterprise": 2, "free": 13}  # users.plan holds a value in every row
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(t.base_url + "/", timeout=5) as page:
             assert f"Environment: {t.name}" in page.read().decode()
     assert any("healthy" in line for line in built["lines"])
@@ -125,6 +126,12 @@ def test_each_repository_has_a_history_and_an_unmerged_bad_branch(built):
         assert git(repo, "symbolic-ref", "--short", "HEAD").stdout.strip() == "main"
         assert git(repo, "rev-list", "--count", f"main..{BAD_BRANCH}").stdout.strip() == "1"
         assert git(repo, "merge-base", "--is-ancestor", BAD_BRANCH, "main", ok=(1,)).returncode == 1
+        # The migration branch: one commit on main's head adding a revision file and the code that uses it.
+        assert git(repo, "rev-list", "--count", f"main..{MIGRATION_BRANCH}").stdout.strip() == "1"
+        assert git(repo, "merge-base", MIGRATION_BRANCH, "main").stdout == git(repo, "rev-parse", "main").stdout
+        added = git(repo, "diff", "--name-status", "main", MIGRATION_BRANCH).stdout.splitlines()
+        assert f"A\tmigrations/versions/{MIGRATION_BRANCH_REVISION}_add_last_seen_to_users.py" in added
+        assert "M\tdemoapp/views.py" in added
         assert git(repo, "status", "--porcelain").stdout == ""  # .env and __pycache__ are ignored
         assert git(repo, "check-ignore", ".env").returncode == 0
         assert "migrations/env.py" in git(repo, "ls-files").stdout.splitlines()
@@ -232,6 +239,7 @@ def test_the_targets_file_declares_both_targets(built):
         assert c.database.url == t.database_url and c.database.migrations == t.migrations_dir
         assert c.database.flask_app == "wsgi" and c.database.flags_table == "feature_flags"
         assert c.database.key_tables == ("users", "sessions", "segments")
+        assert c.database.migrate_on_deploy  # a deploy of the migration branch upgrades the schema
         assert c.backups.dir == t.backups_dir and c.backups.gpg_home == t.gpg_home
         assert c.backups.recipients == (t.recipient,)
         assert c.env_file == t.env_file
@@ -315,8 +323,8 @@ def test_a_root_too_long_for_gpg_agent_is_refused_before_anything_is_built(tmp_p
     assert not root.exists() and not targets_file.exists()
 
 
-def test_the_cli_command(tmp_path):
-    instance = tmp_path / "instance"
+def test_the_cli_command(short_tmp):
+    instance = short_tmp / "instance"
     instance.mkdir()
     (instance / "rewind.toml").write_text('[targets.app.repo]\npath = "/srv/app"\n')
     app = build_app(instance)

@@ -80,12 +80,13 @@ def test_sigterm_to_a_worker_lets_a_short_job_finish_and_interrupts_a_long_one(t
     url = pg_server.create_database("graceful")
     web = start_server(tmp_path / "web", url, REWIND_EXTERNAL_WORKERS="1")
     # two job threads: a third job waits in the queue while both run
-    process = worker({**web.env, **SERVER_ENV, "REWIND_GRACEFUL_TIMEOUT": "3", "REWIND_JOB_THREADS": "2"})
+    process = worker({**web.env, **SERVER_ENV, "REWIND_GRACEFUL_TIMEOUT": "8", "REWIND_JOB_THREADS": "2"})
     try:
         session = Session(web.url)
         session.login("admin", web.admin_password)
         long = start_job(session, runbook="test.sleep", target="staging", seconds="600")
-        short = start_job(session, runbook="test.count", lines="40", delay="0.05")
+        # the short job needs about 1 s: well inside the 8-s grace even on a loaded machine
+        short = start_job(session, runbook="test.count", lines="20", delay="0.05")
         wait_for(lambda: state_of(session, long) == state_of(session, short) == "running", timeout=30)
         queued = start_job(session, runbook="test.count", lines="1")
         process.send_signal(signal.SIGTERM)

@@ -53,12 +53,14 @@ def health():
 
 @bp.get("/stats")
 def stats():
-    """Row counts, for dashboards and for checking a restore."""
+    """Row counts (and users per plan), for dashboards and for checking a restore."""
     counts = {}
     with engine().connect() as conn:
         for table in TABLES:  # names from the fixed list above, never from a request
             counts[table] = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608
         counts["flags_enabled"] = conn.execute(text("SELECT count(*) FROM feature_flags WHERE enabled")).scalar_one()
+        plans = conn.execute(text("SELECT plan, count(*) FROM users GROUP BY plan ORDER BY plan")).all()
+    counts["plans"] = dict(plans)
     return jsonify(counts)
 
 

@@ -1,0 +1,93 @@
+"""The schema drill in a real browser, on the demo sandbox: deploy a branch that adds a migration, see the
+schema upgraded; reset the code behind it, see the gate's plan, run downgrade-then-reset, see code and schema match."""
+
+import re
+
+from playwright.sync_api import expect
+
+from app.demo import load_demo
+from app.demo.history import HEAD_REVISION, MIGRATION_BRANCH, MIGRATION_BRANCH_REVISION
+from app.demo.sample import NEWER_USERS, SESSIONS_PER_USER
+from tests.e2e.test_demo_rollback import demo_server  # noqa: F401 the demo sandbox behind a real Rewind
+from tests.e2e.test_foundation import sign_in
+
+# Users with a session when the branch's migration backfills users.last_seen_at: what the downgrade destroys.
+SEEN = sum(1 for n in SESSIONS_PER_USER if n) + len(NEWER_USERS)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name=name).click()
+
+
+def test_deploy_a_migration_reset_behind_it_and_let_the_gate_downgrade_first(demo_server, page):  # noqa: F811
+    production = load_demo(demo_server.instance_dir / "demo")["production"]
+    assert production.protected  # so every destructive step asks for the typed name, as on a real production
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirmations a person would accept
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/production")
+
+    # The schema starts at main's head, matching the code.
+    open_tab(page, "Migrations")
+    expect(page.locator("#schema-current")).to_have_text(HEAD_REVISION)
+    expect(page.locator("#revisions tbody tr")).to_have_count(5)
+
+    # Deploy the branch whose commit adds a migration: the deploy upgrades the schema before the restart.
+    open_tab(page, "Deployments")
+    page.get_by_label("Branch or commit").fill(MIGRATION_BRANCH)
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=60_000)
+    migrate = page.locator(".step-row", has_text="Upgrade the schema")
+    expect(migrate).to_have_attribute("data-state", "succeeded")
+    expect(page.locator("#log")).to_contain_text(f"Running upgrade {HEAD_REVISION} -> {MIGRATION_BRANCH_REVISION}")
+    expect(page.locator("#job-state")).to_contain_text("passed")
+
+    page.goto(demo_server.url + "/targets/production")
+    open_tab(page, "Migrations")
+    expect(page.locator("#schema-current")).to_have_text(MIGRATION_BRANCH_REVISION)
+    expect(page.locator("#schema-heads")).to_have_text(MIGRATION_BRANCH_REVISION)
+    expect(page.get_by_text("code and schema match")).to_be_visible()
+    added = page.locator(f"#rev-{MIGRATION_BRANCH_REVISION}")
+    expect(added).to_have_attribute("data-state", "applied")
+    expect(added).to_contain_text("Add last seen to users")
+
+    # Reset the deployed code back behind it: the gate refuses and spells out its plan.
+    open_tab(page, "Deployments")
+    behind = page.locator("table.grid tbody tr", has_text="Index sessions by expiry")
+    behind.get_by_label("Type production to confirm").fill("production")
+    behind.get_by_role("button", name="Reset to here").click()
+    refusal = page.locator("#gate-refusal")
+    expect(refusal).to_be_visible()
+    expect(refusal.get_by_role("heading")).to_contain_text("The schema gate stopped the reset")
+    expect(refusal).to_contain_text(f"The database is at {MIGRATION_BRANCH_REVISION} (Add last seen to users)")
+    expect(page.locator("#gate-plan")).to_contain_text(
+        f"downgrade to {HEAD_REVISION} first (drops users.last_seen_at, holding {SEEN} non-null values), then reset"
+    )
+    expect(page.locator("table.grid tbody tr").first.get_by_text("deployed")).to_be_visible()  # nothing changed
+
+    # Its button runs the combined runbook: downgrade with the deployed commit's scripts, reset, restart, verify.
+    refusal.get_by_label(re.compile("I have a backup")).check()
+    refusal.get_by_label("Type production to confirm").fill("production")
+    refusal.get_by_role("button", name="Downgrade, then reset").click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=60_000)
+    steps = page.locator(".step-row[id^=step-]")
+    expect(steps).to_have_count(7)  # checkpoint, plan, downgrade, tag, reset, restart, verify
+    for n in range(7):
+        expect(steps.nth(n)).to_have_attribute("data-state", "succeeded")
+    expect(page.locator("#log")).to_contain_text(f"DESTROYS drops users.last_seen_at, holding {SEEN} non-null values")
+    expect(page.locator("#log")).to_contain_text(f"Running downgrade {MIGRATION_BRANCH_REVISION} -> {HEAD_REVISION}")
+    expect(page.locator("#job-state")).to_contain_text("passed")  # health and schema (verification checks both)
+
+    # The target page: code and schema together again, no drift.
+    page.goto(demo_server.url + "/targets/production")
+    expect(page.get_by_text(f"at {HEAD_REVISION}, matching the deployed code")).to_be_visible()
+    open_tab(page, "Migrations")
+    expect(page.locator("#schema-current")).to_have_text(HEAD_REVISION)
+    expect(page.get_by_text("code and schema match")).to_be_visible()
+    expect(page.locator(".drift")).to_have_count(0)
+    expect(page.locator(f"#rev-{MIGRATION_BRANCH_REVISION}")).to_have_count(0)  # the deployed code no longer has it
+    open_tab(page, "Deployments")
+    deployed = page.locator("table.grid tbody tr").first
+    expect(deployed).to_contain_text("Index sessions by expiry")
+    expect(deployed.get_by_text("deployed")).to_be_visible()
