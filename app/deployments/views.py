@@ -10,7 +10,7 @@ from app.checkpoints import store
 from app.deployments import history as code_history
 from app.deployments.nextsteps import after_failed_deploy
 from app.jobs import followups, formstate, service
-from app.schema.refusal import refused_reset
+from app.schema.refusal import refused_change
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
@@ -47,7 +47,7 @@ def history(name: str):
         checkpoints=page.checkpoints,
         next_before=page.next_before,
         busy=service.busy_job(name),
-        gate_refusal=refused_reset(target, formstate.form_for(None, name)),
+        gate_refusal=refused_change(target, formstate.form_for(None, name)),
     )
 
 

@@ -1,9 +1,10 @@
-"""The gate's refusal of a reset, shown where the reset was asked for, with the way through it.
+"""The gate's refusal of a reset or a revert, shown where it was asked for, with the way through it.
 
-When the deployments page posts a reset the gate refuses, the page comes
-back with the refused form (app.jobs.formstate); this reads the gate's
-verdict on that same commit again, so the page can spell out the plan and
-offer the combined runbook (downgrade, then reset) for that commit.
+When the deployments page posts a reset or revert the gate refuses, the page
+comes back with the refused form (app.jobs.formstate); this reads the gate's
+verdict on that same change again, so the page can spell out the plan and
+offer the combined runbook (downgrade, then reset or revert) for it, with
+what it does about a backup (app.schema.backup_first).
 """
 
 from __future__ import annotations
@@ -16,32 +17,55 @@ from app.schema import gate
 from app.targets.errors import TargetError
 from app.targets.target import Target
 
-COMBINED = "downgrade_then_reset"
+COMBINED = {"reset": "downgrade_then_reset", "revert": "downgrade_then_revert"}
+PARAM = {"reset": "commit", "revert": "commits"}
 
 
 @dataclass(frozen=True)
 class GateRefusal:
-    commit: str
+    verb: str  # reset or revert
+    value: str  # the commit (reset) or the commits (revert) as the form sent them
     verdict: gate.GateVerdict
-    form: FormState  # the refused form: the reset's, or the combined runbook's when that was refused too
+    form: FormState  # the refused form: the code runbook's, or the combined runbook's when that was refused too
+    backups_configured: bool
+    protected: bool
 
     @property
-    def asks_backup(self) -> bool:
-        """The combined runbook asks for the backup confirmation (while it takes no backup itself)."""
-        return any(p.name == "backup_confirmed" for p in runbooks.get(COMBINED).params)
+    def shown(self) -> str:
+        """The commit(s) in short, for the page."""
+        return ", ".join(sha[:12] for sha in self.value.replace(",", " ").split())
+
+    @property
+    def combined(self) -> str:
+        return COMBINED[self.verb]
+
+    @property
+    def param(self) -> str:
+        return PARAM[self.verb]
+
+    @property
+    def backup(self) -> str | None:
+        """What the combined runbook does about a backup: take, confirm (the admin has one), refused, or None."""
+        if not self.verdict.plan.destroys_data:
+            return None
+        if self.backups_configured:
+            return "take"
+        return "refused" if self.protected else "confirm"
 
 
-def refused_reset(target: Target, form: FormState) -> GateRefusal | None:
-    """The gate's plan for the reset this page just had refused, or None (no such refusal, or no plan to offer)."""
-    commit = form.value("commit")
-    if not commit or form.target != target.name:
+def refused_change(target: Target, form: FormState) -> GateRefusal | None:
+    """The gate's plan for the reset or revert this page just had refused, or None (no such refusal, or no plan)."""
+    verb = next((v for v, combined in COMBINED.items() if form.runbook in (v, combined)), None)
+    if verb is None or form.target != target.name:
         return None
-    if not (form.runbook == "reset" and form.error("commit")) and form.runbook != COMBINED:
+    value = form.value(PARAM[verb])
+    if not value or (form.runbook == verb and not form.error(PARAM[verb])):
         return None
     try:
-        verdict = gate.check(target, "reset", {"commit": target.git().resolve(commit)})
-    except TargetError:
-        return None  # the page's flash says why the reset was refused
+        (param,) = [p for p in runbooks.get(verb).params if p.name == PARAM[verb]]
+        verdict = gate.check(target, verb, {PARAM[verb]: param.parse(value, target.name)})
+    except (TargetError, runbooks.ParamError):
+        return None  # the page's flash says why it was refused
     if verdict is None or not verdict.refused or verdict.plan is None:
         return None
-    return GateRefusal(commit, verdict, form)
+    return GateRefusal(verb, value, verdict, form, target.config.backups is not None, target.config.protected)

@@ -171,25 +171,6 @@ def test_after_a_revert_deleted_an_applied_revision_the_scripts_come_from_the_co
     assert "Running downgrade d4000004" in log
 
 
-def test_a_reset_refused_by_the_gate_offers_the_combined_runbook(app, shop_target, as_role):
-    from tests.support.apps import post
-
-    the_app = shop_target.commits["the app"]
-    client = as_role(runbooks.Role.ADMIN)
-    history = "/targets/shop/deployments"
-    response = post(client, "/jobs", {"runbook": "reset", "target": "shop", "commit": the_app, "next": history})
-    assert response.status_code == 303
-    page = client.get(history).get_data(as_text=True)
-    assert "The runbook downgrade_then_reset does both." in page
-    link = f'href="/targets/shop/migrations?commit={the_app}#downgrade-then-reset"'
-    assert link in page and "Downgrade the schema, then reset…" in page
-    assert page.count("Downgrade the schema, then reset…") == 1  # only beside the refused commit
-    tab = client.get(f"/targets/shop/migrations?commit={the_app}").get_data(as_text=True)
-    assert f'id="dtr-commit" name="commit" required placeholder="a commit id" size="12" value="{the_app}"' in tab
-    assert client.get(history).get_data(as_text=True).count("Downgrade the schema, then reset…") == 0  # said once
-    assert git(shop_target.repo, "rev-parse", "HEAD") == shop_target.commits["posts and index"]
-
-
 def test_the_gate_looks_again_when_the_job_runs(app, runner, shop_target):
     """Queued while the reset was safe; by the time it runs the schema moved on, so it is refused then."""
     from tests.schema.jobs import queue
@@ -219,22 +200,14 @@ def test_a_failed_upgrade_in_a_deploy_without_automatic_rollback_says_what_is_le
 
 
 @both_target_databases
-def test_downgrade_then_revert_backs_up_goes_down_and_reverts(app, runner, shop_target, shop_backups, as_role):
+def test_downgrade_then_revert_backs_up_goes_down_and_reverts(app, runner, shop_target, shop_backups):
     from app.backups.catalog import Catalog
-    from tests.support.apps import post
 
     upgrade_to_heads(app)
     shop_target.execute("INSERT INTO post (title) VALUES ('first'), ('second')")
     posts = shop_target.commits["posts and index"]
     with pytest.raises(ParamError, match=r"then revert\. The runbook downgrade_then_revert does both\."):
         parse(app, "revert", commits=posts)
-    client = as_role(runbooks.Role.ADMIN)
-    history = "/targets/shop/deployments"
-    post(client, "/jobs", {"runbook": "revert", "target": "shop", "commits": posts, "next": history})
-    page = client.get(history).get_data(as_text=True)
-    assert f'href="/targets/shop/migrations?revert={posts}#downgrade-then-revert"' in page
-    tab = client.get(f"/targets/shop/migrations?revert={posts}").get_data(as_text=True)
-    assert f'name="commits" required placeholder="commit ids" size="12" value="{posts}"' in tab
     job, view = run(app, "downgrade_then_revert", "shop", commits=posts)
     assert job.state == "succeeded", job.result
     assert shop_target.versions() == {"b2000002"}

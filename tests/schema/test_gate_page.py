@@ -74,3 +74,45 @@ def test_on_a_protected_target_the_button_asks_for_the_typed_name(app, shop, as_
     assert 'name="confirm"' in panel and "Type <kbd>shop</kbd> to confirm" in panel
     assert "destroys no data" in panel  # no user holds a token yet
     assert 'name="backup_confirmed"' not in panel  # nothing to back up
+
+
+def test_with_backups_configured_the_panel_says_a_backup_is_taken_first(app, shop_target, shop_backups, as_role):
+    shop_target.execute("INSERT INTO \"user\" (name, token) VALUES ('ann', 'a')")
+    panel = panel_of(refused_reset(as_role(Role.ADMIN), shop_target.commits["the app"]))
+    assert "s database, verified (the downgrade destroys data)" in panel and "first a fresh backup of shop" in panel
+    assert 'id="gate-backup-first"' in panel and "Back up, downgrade, then reset" in panel
+    assert 'name="backup_confirmed"' not in panel
+    assert 'name="skip_backup"' in panel  # shop is not protected: the admin may skip it, explicitly
+
+
+def test_a_protected_target_without_backups_gets_the_fix_and_no_button(app, shop, as_role):
+    from app.targets import flask_db, registry
+    from tests.support.targets import write_targets_file
+
+    write_targets_file(app, shop.toml(protected=True))
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    shop.execute("INSERT INTO \"user\" (name, token) VALUES ('ann', 'a')")
+    panel = panel_of(refused_reset(as_role(Role.ADMIN), shop.commits["the app"], confirm="shop"))
+    assert 'id="gate-backup-refused"' in panel and "Add <code>[targets.shop.backups]</code>" in panel
+    assert "<form" not in panel and 'name="skip_backup"' not in panel
+
+
+def test_a_refused_revert_shows_the_plan_and_the_combined_revert(app, shop_target, as_role):
+    from app.targets import flask_db, registry
+
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+    posts = shop_target.commits["posts and index"]
+    client = as_role(Role.ADMIN)
+    response = post(client, "/jobs", {"runbook": "revert", "target": "shop", "commits": posts, "next": DEPLOYMENTS})
+    assert response.status_code == 303
+    panel = panel_of(client.get(DEPLOYMENTS).get_data(as_text=True))
+    assert f"The schema gate stopped the revert of <code>{posts[:12]}</code>" in panel
+    assert "Plan:</strong> downgrade to b2000002 first (destroys no data), then revert" in panel
+    assert f"then revert <code>{posts[:12]}</code>, restart and verify code and schema" in panel
+    assert 'name="runbook" value="downgrade_then_revert"' in panel and f'name="commits" value="{posts}"' in panel
+    assert 'name="backup_confirmed"' not in panel  # the downgrade destroys nothing
+    assert "Downgrade, then revert" in panel
+    response = post(client, "/jobs", {"runbook": "downgrade_then_revert", "target": "shop", "commits": posts})
+    assert response.status_code == 302 and re.search(r"/jobs/\d+$", response.headers["Location"])  # queued
