@@ -131,3 +131,19 @@ def test_a_bad_revision_posted_from_the_page_is_refused_and_nothing_is_queued(ap
     with app.app_context():
         assert db.session.scalars(select(Job)).all() == []
     assert shop_target.versions() == {"b2000002"}
+
+
+def test_downgrade_minus_one_with_several_heads_applied_is_refused_with_the_choices(app, shop_target):
+    with app.app_context():
+        target = registry.current().open("shop")
+        flask_db.run(target, "upgrade", "c3aaaaa3", None)
+        flask_db.run(target, "upgrade", "c3bbbbb3", None)
+    assert shop_target.versions() == {"c3aaaaa3", "c3bbbbb3"}
+    with pytest.raises(ParamError) as caught:
+        parse(app, "schema_downgrade", revision="-1")
+    assert caught.value.param == "revision"
+    assert caught.value.problem == (
+        "downgrade -1 is ambiguous: the database is at 2 heads (c3aaaaa3, c3bbbbb3); choose one of: b2000002"
+    )
+    assert parse(app, "schema_downgrade", revision="b2000002")["revision"] == "b2000002"  # named, it is fine
+    assert shop_target.versions() == {"c3aaaaa3", "c3bbbbb3"}
