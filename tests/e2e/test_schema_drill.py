@@ -65,16 +65,18 @@ def test_deploy_a_migration_reset_behind_it_and_let_the_gate_downgrade_first(dem
     )
     expect(page.locator("table.grid tbody tr").first.get_by_text("deployed")).to_be_visible()  # nothing changed
 
-    # Its button runs the combined runbook: downgrade with the deployed commit's scripts, reset, restart, verify.
-    refusal.get_by_label(re.compile("I have a backup")).check()
+    # Its button runs the combined runbook: a verified backup first (production is protected: no skipping it),
+    # then the downgrade with the deployed commit's scripts, reset, restart, verify.
+    expect(refusal.get_by_label(re.compile("I have a backup"))).to_have_count(0)
     refusal.get_by_label("Type production to confirm").fill("production")
-    refusal.get_by_role("button", name="Downgrade, then reset").click()
+    refusal.get_by_role("button", name="Back up, downgrade, then reset").click()
     expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
-    expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=60_000)
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=90_000)
     steps = page.locator(".step-row[id^=step-]")
-    expect(steps).to_have_count(7)  # checkpoint, plan, downgrade, tag, reset, restart, verify
-    for n in range(7):
+    expect(steps).to_have_count(9)  # plan, backup, verify backup, checkpoint, downgrade, tag, reset, restart, verify
+    for n in range(9):
         expect(steps.nth(n)).to_have_attribute("data-state", "succeeded")
+    expect(page.locator("#log")).to_contain_text("taken before the downgrade; restore it from the Backups tab")
     expect(page.locator("#log")).to_contain_text(f"DESTROYS drops users.last_seen_at, holding {SEEN} non-null values")
     expect(page.locator("#log")).to_contain_text(f"Running downgrade {MIGRATION_BRANCH_REVISION} -> {HEAD_REVISION}")
     expect(page.locator("#job-state")).to_contain_text("passed")  # health and schema (verification checks both)
@@ -91,3 +93,7 @@ def test_deploy_a_migration_reset_behind_it_and_let_the_gate_downgrade_first(dem
     deployed = page.locator("table.grid tbody tr").first
     expect(deployed).to_contain_text("Index sessions by expiry")
     expect(deployed.get_by_text("deployed")).to_be_visible()
+
+    # The backup the downgrade took is in the catalog, holding the data the downgrade dropped.
+    open_tab(page, "Backups")
+    expect(page.locator("table.grid tbody tr").first).to_contain_text(f"taken before the downgrade to {HEAD_REVISION}")
