@@ -121,8 +121,8 @@ register(
         name="downgrade_then_reset",
         title="Downgrade the schema, then reset the code",
         description="When a reset would leave the code behind the schema: take a verified backup when the downgrade "
-        "destroys data, downgrade with the deployed commit's scripts, tag the head, reset, restart, verify code and "
-        "schema.",
+        "destroys data, downgrade with the deployed commit's scripts, tag the head, reset, run the release commands, "
+        "restart, verify code and schema.",
         role=Role.ADMIN,
         mutates=True,
         params=(
@@ -140,6 +140,7 @@ register(
             DOWNGRADE,
             Step("tag", "Tag the current head", code.tag_old_head),
             Step("reset", "Reset the code", reset_after_downgrade),
+            code.RELEASE,
             code.RESTART,
             code.VERIFY,
         ),
@@ -151,7 +152,7 @@ register(
         title="Downgrade the schema, then revert commits",
         description="When a revert would remove revisions the database is at: take a verified backup when the "
         "downgrade destroys data, downgrade with the deployed commit's scripts (which still have them), revert, "
-        "restart, verify code and schema; push if a remote is set.",
+        "run the release commands, restart, verify code and schema; push if a remote is set.",
         role=Role.ADMIN,
         mutates=True,
         params=(
@@ -168,6 +169,7 @@ register(
             code.CHECKPOINT,
             DOWNGRADE,
             Step("revert", "Revert the commits", _after_downgrade(code.revert_commits, "revert")),
+            code.RELEASE,
             code.RESTART,
             code.VERIFY,
             code.PUSH,

@@ -152,6 +152,28 @@ def test_downgrade_then_reset_puts_code_and_schema_back_together(app, runner, sh
     assert log.index("Running downgrade b2000002 -> a1000001") < log.index("HEAD is now at")
 
 
+def test_downgrade_then_reset_runs_the_release_commands_before_the_restart(app, runner, tmp_path, shop_target):
+    """As a plain reset does: the release commands see the reset checkout, and run before the restart."""
+    out = tmp_path / "released"
+    note = [
+        "python3",
+        "-c",
+        f"import subprocess; open({str(out)!r}, 'w').write(subprocess.check_output("
+        "['git', 'rev-parse', 'HEAD'], text=True))",
+    ]
+    write_targets_file(app, shop_target.toml() + f"\n[targets.shop.release]\ncommands = [{json.dumps(note)}]\n")
+    the_app = shop_target.commits["the app"]
+    job, view = run(app, "downgrade_then_reset", "shop", commit=the_app, backup_confirmed="yes")
+    assert job.state == "succeeded", job.result
+    assert out.read_text().strip() == the_app  # ran in the checkout as the reset left it
+    titles = [s.title for s in view.steps]
+    assert (
+        titles.index("Reset the code")
+        < titles.index("Run the release commands")
+        < titles.index("Restart the application")
+    )
+
+
 def test_after_a_revert_deleted_an_applied_revision_the_scripts_come_from_the_commit_that_has_them(
     app, runner, shop_target, as_role
 ):
