@@ -101,9 +101,14 @@ def record(
     if len(text) > MAX_DETAILS_CHARS:
         text = chain.canonical_details(shrink_details(details, len(text)))
     session = db.session
-    # Taking the head row's write lock first keeps concurrent writers from forking the chain.
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id + 1))
-    new_id, prev_hash = session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one()
+    # Taking the head row's write lock first keeps concurrent writers from forking the chain; the same statement
+    # reads the new id and the previous hash, one round trip fewer while the lock is held.
+    new_id, prev_hash = session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(last_id=AuditHead.last_id + 1)
+        .returning(AuditHead.last_id, AuditHead.last_hash)
+    ).one()
     user_agent = request.user_agent.string[:256] if has_request_context() else None
     event = AuditEvent(
         id=new_id,
