@@ -119,10 +119,20 @@ def _may() -> dict[str, bool]:
     return {"may_operate": current_user.can(Role.OPERATOR), "may_admin": current_user.can(Role.ADMIN)}
 
 
+class _Asker:
+    """What the answering row needs to know of the person and of Rewind's records, read before the write: the
+    write's commit ends the ops database transaction (and expires the user), so reading them after it would cost
+    another connection checkout and queries on every toggle."""
+
+    def __init__(self, target_name: str) -> None:
+        self.may = _may()
+        self.seen = restore.newest_seen_of(target_name)
+
+
 def _row(
     target,
     flag: Flag,
-    may: dict[str, bool],
+    asker: _Asker,
     *,
     message: str | None = None,
     category: str = "error",
@@ -130,7 +140,7 @@ def _row(
     last=None,
 ):
     last = last or history.last_change(target.name, flag.name)
-    seen = restore.newest_seen_of(target.name)
+    seen = asker.seen
     html = render_template(
         "flags/_row.html",
         target=target,
@@ -140,7 +150,7 @@ def _row(
         message=message,
         category=category,
         focus=True,
-        **may,
+        **asker.may,
     )
     return html, status
 
@@ -149,7 +159,7 @@ def _row(
 @requires(Role.OPERATOR)
 def toggle(name: str, flag: str):
     target = target_or_404(name)
-    may = _may()
+    asker = _Asker(name)
     try:
         seen = store.parse_state(request.form.get("seen"), "seen")
         change, event = store.toggle(
@@ -159,18 +169,18 @@ def toggle(name: str, flag: str):
         if not _htmx():
             return _back(name, _problem(exc), "error")
         if isinstance(exc, StaleFlag):
-            return _row(target, exc.flag, may, message=_problem(exc), status=409)
+            return _row(target, exc.flag, asker, message=_problem(exc), status=409)
         try:
             current = store.table_of(target).get(flag)
         except TargetError:
             return render_template("flags/_message.html", message=_problem(exc)), _status(exc)
-        return _row(target, current, may, message=_problem(exc), status=_status(exc))
+        return _row(target, current, asker, message=_problem(exc), status=_status(exc))
     done = f"{flag} is now {store.word(change.new)}."
     _recheck_health(target)
     if not _htmx():
         return _back(name, done, "success")
     last = event if change.changed else None
-    return _row(target, change.after, may, message=done, category="success", last=last)
+    return _row(target, change.after, asker, message=done, category="success", last=last)
 
 
 @bp.post("/targets/<name>/flags/kill")
