@@ -181,16 +181,18 @@ def _init_login(app: Flask) -> None:
 
         from app.auth import sessions
 
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        if user is None or user.disabled:
+        if not user_id.isdigit():
             return None
         settings = app.config["REWIND_SETTINGS"]
         verdict = sessions.check(
             session.get("sid"),
-            user.id,
+            int(user_id),
             idle=timedelta(minutes=settings.idle_minutes),
             lifetime=timedelta(hours=settings.session_hours),
         )
+        user = verdict.user or db.session.get(User, int(user_id))  # a refusal is told in the user's name
+        if user is None or user.disabled:
+            return None
         if verdict.row is None:
             g.session_refused = (verdict.refused, user)
             return None
