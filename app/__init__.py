@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 
 from flask import Flask, flash, g, redirect, render_template, request, session, url_for
-from flask_login import current_user
+from flask_login import AnonymousUserMixin, current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -181,16 +181,18 @@ def _init_login(app: Flask) -> None:
 
         from app.auth import sessions
 
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        if user is None or user.disabled:
+        if not user_id.isdigit():
             return None
         settings = app.config["REWIND_SETTINGS"]
         verdict = sessions.check(
             session.get("sid"),
-            user.id,
+            int(user_id),
             idle=timedelta(minutes=settings.idle_minutes),
             lifetime=timedelta(hours=settings.session_hours),
         )
+        user = verdict.user or db.session.get(User, int(user_id))  # a refusal is told in the user's name
+        if user is None or user.disabled:
+            return None
         if verdict.row is None:
             g.session_refused = (verdict.refused, user)
             return None
@@ -258,7 +260,8 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if current_user.is_authenticated:
+        # Told by the kind of object, not by reading its row: after a commit that would load the user again.
+        if not isinstance(current_user, AnonymousUserMixin):
             response.headers.setdefault("Cache-Control", "no-store")
         if settings.secure_cookies:  # served over HTTPS: browsers should never try plain HTTP again
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")

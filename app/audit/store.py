@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from app.audit import chain
 from app.audit.models import AuditEvent, AuditHead, AuditMark
@@ -101,9 +101,11 @@ def record(
     if len(text) > MAX_DETAILS_CHARS:
         text = chain.canonical_details(shrink_details(details, len(text)))
     session = db.session
-    # Taking the head row's write lock first keeps concurrent writers from forking the chain.
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id + 1))
-    new_id, prev_hash = session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one()
+    # Taking the head row's write lock first keeps concurrent writers from forking the chain; the same statement
+    # reads the new id and the previous hash, one round trip fewer while the lock is held. The head row is never
+    # loaded as an object, so plain statements on the session's connection (no ORM bookkeeping) do.
+    head_row = session.connection()
+    new_id, prev_hash = head_row.execute(_TAKE_HEAD).one()
     user_agent = request.user_agent.string[:256] if has_request_context() else None
     event = AuditEvent(
         id=new_id,
@@ -121,8 +123,18 @@ def record(
     event.job_id = job_of(details)
     event.hash = chain.row_hash(_key(), event.chain_values())
     session.add(event)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=event.hash))
+    head_row.execute(_MOVE_HEAD, {"hash": event.hash})
     return event
+
+
+_HEAD = AuditHead.__table__
+_TAKE_HEAD = (
+    _HEAD.update()
+    .where(_HEAD.c.id == 1)
+    .values(last_id=_HEAD.c.last_id + 1)
+    .returning(_HEAD.c.last_id, _HEAD.c.last_hash)
+)
+_MOVE_HEAD = _HEAD.update().where(_HEAD.c.id == 1).values(last_hash=bindparam("hash"))
 
 
 def job_rows(job_id: int, limit: int = 100) -> list[AuditEvent]:

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 
-from app.auth.models import ServerSession
+from app.auth.models import ServerSession, User
 from app.clock import utcnow
 from app.extensions import db
 
@@ -37,6 +37,7 @@ class Verdict:
 
     row: ServerSession | None
     refused: str | None = None  # unknown, ended, idle, lifetime
+    user: User | None = None  # the session's user, read with it (None when the token names no session of theirs)
 
 
 def _digest(token: str) -> str:
@@ -55,11 +56,16 @@ def check(token: str | None, user_id: int, *, idle: timedelta, lifetime: timedel
     """Is this token a live session of this user? An idle or too-old one is ended here (and committed)."""
     if not token:
         return Verdict(None, "unknown")
-    row = db.session.scalar(select(ServerSession).where(ServerSession.token_hash == _digest(token)))
-    if row is None or row.user_id != user_id:
+    found = db.session.execute(
+        select(ServerSession, User)
+        .join(User, User.id == ServerSession.user_id)
+        .where(ServerSession.token_hash == _digest(token))
+    ).first()  # the session and its user in one query: this runs on every request
+    if found is None or found[0].user_id != user_id:
         return Verdict(None, "unknown")
+    row, user = found
     if row.ended_at is not None:
-        return Verdict(None, "ended")
+        return Verdict(None, "ended", user)
     now = utcnow()
     for reason, expired in (
         (EndReason.LIFETIME, now - row.created_at > lifetime),
@@ -68,8 +74,8 @@ def check(token: str | None, user_id: int, *, idle: timedelta, lifetime: timedel
         if expired:
             _end(ServerSession.id == row.id, reason)
             db.session.commit()
-            return Verdict(None, reason)
-    return Verdict(row)
+            return Verdict(None, reason, user)
+    return Verdict(row, None, user)
 
 
 def touch(row: ServerSession) -> None:

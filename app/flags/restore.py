@@ -10,7 +10,9 @@ deleted since are listed and recreated only when asked.
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -86,7 +88,11 @@ def parse_moment(text: str, now: datetime | None = None) -> datetime:
 
 
 def _checkpoint_states(cp: Checkpoint) -> dict[str, bool] | None:
-    part = cp.captures.get("flags")
+    return _states_in(cp.captures)
+
+
+def _states_in(captures: dict) -> dict[str, bool] | None:
+    part = captures.get("flags")
     if isinstance(part, dict) and isinstance(part.get("states"), dict):
         return {str(k): bool(v) for k, v in part["states"].items()}
     return None
@@ -117,6 +123,48 @@ def newest_seen(checkpoints: list[Checkpoint]) -> history.Seen | None:
     for cp in checkpoints:
         if (states := _checkpoint_states(cp)) is not None:
             return history.Seen(cp.created_at, states)
+    return None
+
+
+class _SeenStates:
+    """Each checkpoint's flag states, read once per process: a checkpoint never changes once written, and
+    reading every flag's state again (10,000 of them) on every toggle would cost more than the toggle."""
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[tuple, dict[str, bool] | None] = {}
+
+    def of(self, checkpoint_id: int, created_at: datetime) -> dict[str, bool] | None:
+        key = (str(db.engine.url), checkpoint_id, created_at)  # never one ops database's row for another's
+        with self._lock:
+            if key in self._states:
+                return self._states[key]
+        raw = db.session.scalar(select(Checkpoint.captures_json).where(Checkpoint.id == checkpoint_id))
+        states = _states_in(json.loads(raw or "{}"))
+        with self._lock:
+            self._states[key] = states
+            while len(self._states) > self.SIZE:
+                self._states.pop(next(iter(self._states)))
+        return states
+
+
+_seen_states = _SeenStates()
+
+
+def newest_seen_of(target: str, limit: int = 5) -> history.Seen | None:
+    """newest_seen over the target's newest checkpoints, reading only their ids and times once their states
+    are known: what a single row (a toggle's answer) needs."""
+    rows = db.session.execute(
+        select(Checkpoint.id, Checkpoint.created_at)
+        .where(Checkpoint.target == target)
+        .order_by(Checkpoint.id.desc())
+        .limit(limit)
+    ).all()
+    for checkpoint_id, created_at in rows:
+        if (states := _seen_states.of(checkpoint_id, created_at)) is not None:
+            return history.Seen(created_at, states)
     return None
 
 

@@ -110,12 +110,37 @@ def tab(name: str):
         tags=sorted({f.tag for f in flags if f.tag}),
         tag_column=target.flags() and target.flags().columns.tag,
         checkpoints=checkpoints,
+        **_may(),
     )
 
 
-def _row(target, flag: Flag, *, message: str | None = None, category: str = "error", status: int = 200, last=None):
+def _may() -> dict[str, bool]:
+    """What the person may do, read while the request's user is loaded (a commit expires it: no second read)."""
+    return {"may_operate": current_user.can(Role.OPERATOR), "may_admin": current_user.can(Role.ADMIN)}
+
+
+class _Asker:
+    """What the answering row needs to know of the person and of Rewind's records, read before the write: the
+    write's commit ends the ops database transaction (and expires the user), so reading them after it would cost
+    another connection checkout and queries on every toggle."""
+
+    def __init__(self, target_name: str) -> None:
+        self.may = _may()
+        self.seen = restore.newest_seen_of(target_name)
+
+
+def _row(
+    target,
+    flag: Flag,
+    asker: _Asker,
+    *,
+    message: str | None = None,
+    category: str = "error",
+    status: int = 200,
+    last=None,
+):
     last = last or history.last_change(target.name, flag.name)
-    seen = restore.newest_seen(_flag_checkpoints(target.name, limit=5))
+    seen = asker.seen
     html = render_template(
         "flags/_row.html",
         target=target,
@@ -125,6 +150,7 @@ def _row(target, flag: Flag, *, message: str | None = None, category: str = "err
         message=message,
         category=category,
         focus=True,
+        **asker.may,
     )
     return html, status
 
@@ -133,6 +159,7 @@ def _row(target, flag: Flag, *, message: str | None = None, category: str = "err
 @requires(Role.OPERATOR)
 def toggle(name: str, flag: str):
     target = target_or_404(name)
+    asker = _Asker(name)
     try:
         seen = store.parse_state(request.form.get("seen"), "seen")
         change, event = store.toggle(
@@ -142,18 +169,18 @@ def toggle(name: str, flag: str):
         if not _htmx():
             return _back(name, _problem(exc), "error")
         if isinstance(exc, StaleFlag):
-            return _row(target, exc.flag, message=_problem(exc), status=409)
+            return _row(target, exc.flag, asker, message=_problem(exc), status=409)
         try:
             current = store.table_of(target).get(flag)
         except TargetError:
             return render_template("flags/_message.html", message=_problem(exc)), _status(exc)
-        return _row(target, current, message=_problem(exc), status=_status(exc))
+        return _row(target, current, asker, message=_problem(exc), status=_status(exc))
     done = f"{flag} is now {store.word(change.new)}."
     _recheck_health(target)
     if not _htmx():
         return _back(name, done, "success")
     last = event if change.changed else None
-    return _row(target, change.after, message=done, category="success", last=last)
+    return _row(target, change.after, asker, message=done, category="success", last=last)
 
 
 @bp.post("/targets/<name>/flags/kill")

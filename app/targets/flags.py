@@ -9,6 +9,7 @@ either changes everything asked or nothing.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -153,7 +154,10 @@ class _IdleConnections:
     """A few idle PostgreSQL connections per database, so a toggle does not start a new server backend each time.
 
     A connection waits at most IDLE_S seconds (so none lingers to block a database rename during a restore; a
-    restore can also call `close(url)` first), and is checked with a ping before it is used again.
+    restore can also call `close(url)` first). It is not pinged before use: a write that finds its connection
+    dead at BEGIN, before anything is sent, retries once on a fresh one (see FlagTable._transaction).
+    Connections are never shared across a fork: a child process (a gunicorn worker) starts with none, and
+    leaves its parent's alone (psycopg does not close a connection in a process that did not open it).
     """
 
     SIZE = 8
@@ -162,20 +166,23 @@ class _IdleConnections:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: dict[str, list[tuple[float, Any]]] = {}
+        self._pid = os.getpid()
+
+    def _mine(self) -> dict[str, list[tuple[float, Any]]]:
+        """The idle connections of this process; after a fork, the parent's are forgotten, not closed."""
+        if self._pid != os.getpid():
+            self._idle, self._pid = {}, os.getpid()
+        return self._idle
 
     def take(self, url: str) -> Any | None:
         while True:
             with self._lock:
-                stack = self._idle.get(url)
+                stack = self._mine().get(url)
                 if not stack:
                     return None
                 since, conn = stack.pop()
-            if time.monotonic() - since < self.IDLE_S:
-                try:
-                    conn.execute("SELECT 1")
-                    return conn
-                except psycopg.Error:
-                    pass
+            if time.monotonic() - since < self.IDLE_S and not conn.closed:
+                return conn
             conn.close()
 
     def give(self, url: str, conn: Any) -> None:
@@ -183,7 +190,7 @@ class _IdleConnections:
             conn.close()
             return
         with self._lock:
-            stack = self._idle.setdefault(url, [])
+            stack = self._mine().setdefault(url, [])
             now = time.monotonic()
             expired = [c for since, c in stack if now - since >= self.IDLE_S]
             stack[:] = [(since, c) for since, c in stack if now - since < self.IDLE_S]
@@ -198,8 +205,9 @@ class _IdleConnections:
     def close(self, url: str | None = None) -> None:
         """Close the idle connections to one database (or all): before renaming or dropping it."""
         with self._lock:
-            urls = [url] if url is not None else list(self._idle)
-            closing = [conn for u in urls for _, conn in self._idle.pop(u, [])]
+            idle = self._mine()
+            urls = [url] if url is not None else list(idle)
+            closing = [conn for u in urls for _, conn in idle.pop(u, [])]
         for conn in closing:
             conn.close()
 
@@ -217,28 +225,46 @@ class FlagTable:
 
     # -- connections ------------------------------------------------------------------------------------------
 
+    def _open(self) -> Any:
+        if self.sqlite:
+            return sqlite3.connect(self.url[len("sqlite:///") :], timeout=LOCK_TIMEOUT_S, isolation_level=None)
+        return psycopg.connect(
+            self.url,
+            connect_timeout=LOCK_TIMEOUT_S,
+            autocommit=True,
+            options=f"-c TimeZone=UTC -c lock_timeout={LOCK_TIMEOUT_S * 1000}",
+        )
+
+    def _reused(self, first: str) -> Any | None:
+        """An idle connection with `first` sent on it, or None; one found dead is closed and forgotten."""
+        conn = None if self.sqlite else _idle.take(self.url)
+        if conn is not None:
+            try:
+                conn.execute(first)
+            except psycopg.OperationalError:
+                conn.close()
+                return None
+        return conn
+
     @contextmanager
-    def _connect(self) -> Iterator[Any]:
-        """A connection for one call; PostgreSQL ones go back to a small idle set, SQLite ones are closed."""
-        conn = _idle.take(self.url) if not self.sqlite else None
+    def _connect(self, first: str | None = None) -> Iterator[tuple[Any, bool]]:
+        """A connection for one call and whether `first` was sent on it; PostgreSQL ones go back to an idle set.
+
+        `first` changes nothing (BEGIN, or a ping when None), so a reused connection found dead there is simply
+        replaced by a fresh one: no extra round trip for a ping before every write. On a fresh connection the
+        caller sends `first` itself.
+        """
+        conn = self._reused(first or "SELECT 1")
+        sent = conn is not None and first is not None
+        if conn is None:
+            try:
+                conn = self._open()
+            except (sqlite3.Error, psycopg.Error) as exc:
+                raise FlagTableError(
+                    f"cannot open the flags database: {_first_line(exc)}", fix="check database.url and that it is up"
+                ) from None
         try:
-            if conn is not None:
-                pass
-            elif self.sqlite:
-                conn = sqlite3.connect(self.url[len("sqlite:///") :], timeout=LOCK_TIMEOUT_S, isolation_level=None)
-            else:
-                conn = psycopg.connect(
-                    self.url,
-                    connect_timeout=LOCK_TIMEOUT_S,
-                    autocommit=True,
-                    options=f"-c TimeZone=UTC -c lock_timeout={LOCK_TIMEOUT_S * 1000}",
-                )
-        except (sqlite3.Error, psycopg.Error) as exc:
-            raise FlagTableError(
-                f"cannot open the flags database: {_first_line(exc)}", fix="check database.url and that it is up"
-            ) from None
-        try:
-            yield conn
+            yield conn, sent
         except BaseException:
             conn.close()
             raise
@@ -248,12 +274,25 @@ class FlagTable:
             _idle.give(self.url, conn)
 
     @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        with self._connect() as (conn, _):
+            yield conn
+
+    @contextmanager
     def _transaction(self) -> Iterator[Any]:
-        """One write transaction; any database error rolls it all back and becomes a FlagError."""
-        with self._connect() as conn:
+        """One write transaction; any database error rolls it all back and becomes a FlagError.
+
+        On PostgreSQL the table's shape is not checked first (a round trip on every write): a statement that
+        fails because the table or a column is missing is followed by the check, which names what is missing.
+        SQLite is checked first, because it reads a double-quoted name that is no column as a string.
+        """
+        begin = "BEGIN IMMEDIATE" if self.sqlite else "BEGIN"
+        with self._connect(begin) as (conn, begun):
             try:
-                conn.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
-                self._check_shape(conn)
+                if not begun:
+                    conn.execute(begin)
+                if self.sqlite:
+                    self._check_shape(conn)
                 yield conn
                 conn.execute("COMMIT")
             except BaseException as exc:
@@ -264,6 +303,8 @@ class FlagTable:
                         f"the database refused the change, so nothing was written: {_first_line(exc)}",
                         fix="the flags table's constraints or triggers do not allow this value",
                     ) from None
+                if isinstance(exc, sqlite3.OperationalError | psycopg.ProgrammingError):
+                    self._check_shape(conn)  # raises FlagTableError naming the missing table or column
                 if isinstance(exc, sqlite3.Error | psycopg.Error):
                     raise FlagTableError(
                         f"writing {self.table} failed, so nothing was written: {_first_line(exc)}",
@@ -315,17 +356,17 @@ class FlagTable:
 
     def check(self) -> None:
         """FlagTableError unless the table is reachable and has every configured column."""
-        with self._connect() as conn:
+        with self._reading() as conn:
             self._check_shape(conn)
 
     def list(self) -> list[Flag]:
-        with self._connect() as conn:
+        with self._reading() as conn:
             self._check_shape(conn)
             rows = conn.execute(self._select(f"ORDER BY {quote(self.columns.name)}")).fetchall()
         return [self._row(row) for row in rows]
 
     def get(self, name: str) -> Flag:
-        with self._connect() as conn:
+        with self._reading() as conn:
             self._check_shape(conn)
             row = conn.execute(self._sql(self._select(f"WHERE {quote(self.columns.name)} = %s")), (name,)).fetchone()
         if row is None:

@@ -57,6 +57,7 @@ def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, pag
     page.get_by_role("navigation", name="production areas").get_by_role("link", name="Overview").click()
     health_becomes(page, "healthy")
 
-    page.goto(demo_server.url + "/audit?action=flags")
-    expect(page.locator("main")).to_contain_text("flags.toggle")
-    expect(page.locator("main")).to_contain_text("flags.restore")
+    page.get_by_role("navigation", name="production areas").get_by_role("link", name="Timeline").click()
+    changes = page.locator('tr[data-kind="flags"]')  # both changes, in the target's own timeline
+    expect(changes.filter(has_text="flags.toggle").filter(has_text="payments_v2")).to_have_count(1)
+    expect(changes.filter(has_text="flags.restore")).to_have_count(1)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import threading
 from datetime import datetime
 
 import pytest
 
+from app.targets import flags as flags_adapter
 from app.targets.flags import (
     ChangedMeanwhile,
     Flag,
@@ -190,7 +193,7 @@ def test_missing_table_is_a_clear_message(kind, tmp_path, request):
     with pytest.raises(FlagTableError, match="the flags table feature_flags cannot be read") as refused:
         db.table().list()
     assert "Rewind never creates it" in refused.value.fix
-    with pytest.raises(FlagTableError):
+    with pytest.raises(FlagTableError, match="the flags table feature_flags cannot be read"):
         db.table().set("x", True)
 
 
@@ -242,3 +245,47 @@ def test_kill_switch_racing_a_delete_changes_nothing(flagdb):
     assert len(outcome) == 1 and isinstance(outcome[0], VanishedFlags)
     assert outcome[0].names == ["search_beta"]
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": False}
+
+
+def test_a_write_to_a_table_of_another_shape_names_the_missing_column(flagdb):
+    """PostgreSQL writes skip the up-front shape check; the failed statement is followed by it."""
+    with pytest.raises(FlagTableError, match="has no column 'last_change' \\(its updated_at column\\)"):
+        flagdb.table(updated_at="last_change").set("dark_mode", True, seen=False)
+    assert flagdb.states()["dark_mode"] is False
+
+
+def test_a_reused_connection_the_server_ended_is_replaced_before_anything_is_written(tmp_path, pg_server):
+    db = make_flag_db("postgresql", tmp_path, pg_server)
+    db.add("dark_mode", False)
+    table = db.table()
+    table.set("dark_mode", True)  # leaves its connection idle, for the next write
+    ended = db.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    assert ended, "the first write left no idle connection"
+    for (pid,) in ended:  # as a restore's database swap does
+        db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    wait_for(lambda: not db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", ([p for (p,) in ended],)))
+    change, _ = table.set("dark_mode", False, seen=True)
+    assert (change.old, change.new) == (True, False)
+    assert db.states() == {"dark_mode": False}
+
+
+def test_a_forked_process_starts_without_its_parents_connections_and_leaves_them_working(tmp_path, pg_server):
+    """A gunicorn worker is a fork: it must neither use nor close a connection its parent keeps idle."""
+    db = make_flag_db("postgresql", tmp_path, pg_server)
+    db.add("dark_mode", False)
+    table = db.table()
+    table.set("dark_mode", True)
+    child = os.fork()
+    if child == 0:  # the child forgets the parent's connections (and drops them, which must not close them)
+        inherited = flags_adapter._idle.take(db.url)
+        gc.collect()
+        os._exit(0 if inherited is None else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child was handed its parent's connection"
+    kept = flags_adapter._idle.take(db.url)
+    assert kept is not None, "the parent lost its idle connection"
+    assert kept.execute("SELECT 1").fetchone() == (1,)  # the server did not see it closed by the child
+    flags_adapter._idle.give(db.url, kept)
+    assert table.set("dark_mode", False, seen=True)[0].new is False

@@ -352,3 +352,27 @@ def test_the_target_page_and_dashboard_card_say_how_many_flags_are_on_and_the_ti
     timeline = client.get("/targets/web/timeline?kind=flags").get_data(as_text=True)
     assert "flags.toggle" in timeline or "dark_mode" in timeline
     assert client.get("/targets/web/timeline?kind=nonsense").status_code == 400
+
+
+def test_a_refused_toggle_row_tells_an_outside_change_by_the_newest_checkpoint(flag_app, flagdb, as_role):
+    """The row a toggle answers with reads the newest checkpoint's states (kept per process): a newer checkpoint
+    replaces an older one at once."""
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline checkpoint: dark_mode off
+    flagdb.execute("UPDATE feature_flags SET enabled = %s WHERE name = 'dark_mode'", (True,))  # no stamp at all
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 409 and "changed outside Rewind" in response.get_data(as_text=True)
+    with flag_app.app_context():
+        from app.checkpoints import store as checkpoints
+
+        checkpoints.record("web", None, "a later checkpoint", {"flags": {"states": flagdb.states()}})
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 409 and "changed outside Rewind" not in response.get_data(as_text=True)
+
+
+def test_pages_for_a_signed_in_person_are_not_stored_even_after_a_write(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    assert client.get("/targets/web/flags").headers.get("Cache-Control") == "no-store"
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 200 and response.headers.get("Cache-Control") == "no-store"
+    assert "Cache-Control" not in flag_app.test_client().get("/login").headers
