@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -244,24 +245,21 @@ class Comparison:
 
 
 def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
+    """Live and scratch read at the same time (each on its own connection): the slower one sets the step's length."""
     db = setup.database
     tables = setup.key_tables
-    if isinstance(db, Postgres):
-        return Comparison(
-            live=db.counts(tables),
-            restored=db.counts(tables, scratch),
-            live_revision=db.revision(),
-            restored_revision=db.revision(scratch),
-            newer=db.rows_newer_than(tables, backup.time),
-        )
-    path = db.path.with_name(scratch)
+    where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
+    with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
+        live_reading = pool.submit(db.survey, tables, backup.time)
+        restored = db.survey(tables, None, where)
+        live = live_reading.result()
     return Comparison(
-        live=db.counts(tables),
-        restored=db.counts(tables, path),
-        live_revision=db.revision(),
-        restored_revision=db.revision(path),
-        newer=db.rows_newer_than(tables, backup.time),
-        integrity=db.integrity(path),
+        live=live.counts,
+        restored=restored.counts,
+        live_revision=live.revision,
+        restored_revision=restored.revision,
+        newer=live.newer,
+        integrity=None if isinstance(db, Postgres) else db.integrity(where),
     )
 
 
