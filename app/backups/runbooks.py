@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.auth.roles import Role
-from app.backups import captures, retention
+from app.backups import captures, retention, schedule
 from app.backups.catalog import now_utc
 from app.backups.create import create_backup
 from app.backups.restore import (
@@ -35,6 +35,7 @@ from app.targets import registry
 from app.targets.errors import TargetError
 
 assert captures.BACKUP  # registered on import: every checkpoint records the newest verified backup
+assert schedule.TASK  # registered on import: the scheduler queues due backups every minute
 
 
 def setup_for(ctx: JobContext) -> BackupSetup:
