@@ -20,7 +20,7 @@ from pathlib import Path
 from app.backups.catalog import Backup, now_utc, sync_dir
 from app.backups.setup import BackupSetup
 from app.targets.command import Sink, Stage, run_pipeline
-from app.targets.dbadmin import Postgres, Sqlite, check_identifier
+from app.targets.dbadmin import Postgres, Sqlite, Survey, check_identifier
 from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
@@ -244,15 +244,26 @@ class Comparison:
         return lines
 
 
-def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
-    """Live and scratch read at the same time (each on its own connection): the slower one sets the step's length."""
+def read_live(setup: BackupSetup, backup: Backup) -> Survey | None:
+    """The live side of the comparison, read while the scratch fills; None if it fails (compare reads it again)."""
+    try:
+        return setup.database.survey(setup.key_tables, backup.time)
+    except TargetError:
+        return None
+
+
+def compare(setup: BackupSetup, backup: Backup, scratch: str, live: Survey | None = None) -> Comparison:
+    """The restored copy read now, beside the live side read while the scratch filled (or now, at once, if not)."""
     db = setup.database
     tables = setup.key_tables
     where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
-    with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
-        live_reading = pool.submit(db.survey, tables, backup.time)
+    if live is None:
+        with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
+            live_reading = pool.submit(db.survey, tables, backup.time)
+            restored = db.survey(tables, None, where)
+            live = live_reading.result()
+    else:
         restored = db.survey(tables, None, where)
-        live = live_reading.result()
     return Comparison(
         live=live.counts,
         restored=restored.counts,

@@ -28,8 +28,8 @@ from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import scheduler, service
 from app.jobs.models import Job
-from app.targets import registry
 from app.statuses import JobState
+from app.targets import registry
 from app.targets.config import TargetConfig
 
 log = logging.getLogger(__name__)
