@@ -50,5 +50,5 @@ def due(dry_run: bool) -> None:
 
     What Rewind's own scheduler does every minute; for cron when it is turned off (REWIND_SCHEDULER=0).
     """
-    for decision in queue_due(dry_run=dry_run):
+    for decision in queue_due(dry_run=dry_run, via="cli"):
         click.echo(str(decision))

@@ -293,6 +293,13 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
         raise RestoreFailed(f"{backup.id} restores without the key table(s) {', '.join(missing)}")
     if integrity not in (None, "ok"):
         raise RestoreFailed(f"{backup.id} restores to a file failing SQLite's integrity check: {integrity}")
+    made_at = backup.manifest.get("revision", revision)  # recorded when Rewind made it; a foreign file says nothing
+    if made_at != revision:
+        raise RestoreFailed(
+            f"{backup.id} restores at schema revision {revision or 'none'}, but its database was at "
+            f"{made_at or 'none'} when it was backed up",
+            fix="the file does not hold what its manifest says: do not rely on it; make a new backup",
+        )
     rows = ", ".join(f"{t} {n}" for t, n in counts.items()) or "no key tables configured"
     return f"restores ({rows}; revision {revision or 'none'}); the test copy was dropped"
 

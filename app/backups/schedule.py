@@ -81,8 +81,11 @@ def _due_since(config: TargetConfig, now: datetime) -> datetime:
     return since.replace(tzinfo=None)  # the job table keeps naive UTC (app.clock)
 
 
-def queue_due(now: datetime | None = None, *, dry_run: bool = False) -> list[Decision]:
-    """For each due target, one backup job as the system actor, unless it is busy or one is queued for this due time."""
+def queue_due(now: datetime | None = None, *, dry_run: bool = False, via: str = "schedule") -> list[Decision]:
+    """For each due target, one backup job as the system actor, unless it is busy or one is queued for this due time.
+
+    `via` is what the audit rows name as the door: the in-process scheduler, or `cli` for cron's `backups due`.
+    """
     now = now or now_utc()
     decisions = []
     for config in registry.current().all():
@@ -92,11 +95,11 @@ def queue_due(now: datetime | None = None, *, dry_run: bool = False) -> list[Dec
         elif dry_run:
             decisions.append(Decision(config.name, DUE, why))
         else:
-            decisions.append(_queue(config, now, why))
+            decisions.append(_queue(config, now, why, via))
     return decisions
 
 
-def _queue(config: TargetConfig, now: datetime, why: str) -> Decision:
+def _queue(config: TargetConfig, now: datetime, why: str, via: str) -> Decision:
     db.session.rollback()  # a fresh transaction: the lock below then sees every other process's commits
     serialise()  # held until the enqueue commits (or the rollback below): one decision at a time, in every process
     running = service.busy_job(config.name)
@@ -128,7 +131,7 @@ def _queue(config: TargetConfig, now: datetime, why: str) -> Decision:
             f"backup job #{earlier.id} was queued for this due time ({earlier.state}); "
             f"a failed one is tried again {config.backups.interval_minutes} min after it was queued",
         )
-    job = service.enqueue(runbooks.get("backup"), config.name, {}, Actor.system(), via="schedule")
+    job = service.enqueue(runbooks.get("backup"), config.name, {}, Actor.system(), via=via)
     return Decision(config.name, QUEUED, why, job.id)
 
 

@@ -272,6 +272,18 @@ def test_restore_test_restores_counts_and_drops_its_copy(app, runner, data_targe
     assert data_target.snapshot() == before
 
 
+def test_a_restore_test_checks_the_revision_the_backup_was_made_at(app, runner, data_target):
+    name = backup_now(app, data_target)
+    path = manifest_path(data_target.backup_dir / name)
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"revision": "0000aaaa1111"}))
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    assert job.state == "failed", log_text(view)
+    assert "restores at schema revision ab12cd34ef56, but its database was at 0000aaaa1111" in job.result
+    manifest = json.loads(path.read_text())
+    assert manifest["verified"]["ok"] is False and "restore_tested" not in manifest
+    assert copies(data_target) == []
+
+
 def test_a_backup_of_another_database_or_a_newer_server_is_refused(app, runner, data_target):
     good = data_target.backup_dir / backup_now(app, data_target)
     manifest = json.loads(manifest_path(good).read_text())
