@@ -247,7 +247,7 @@ class Comparison:
 def read_live(setup: BackupSetup, backup: Backup) -> Survey | None:
     """The live side of the comparison, read while the scratch fills; None if it fails (compare reads it again)."""
     try:
-        return setup.database.survey(setup.key_tables, backup.time)
+        return setup.database.survey(setup.key_tables, backup.time, background=True)
     except TargetError:
         return None
 
