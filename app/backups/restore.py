@@ -19,6 +19,7 @@ from pathlib import Path
 
 from app.backups.catalog import Backup, now_utc, sync_dir
 from app.backups.setup import BackupSetup
+from app.backups.sqlguard import guard_stage
 from app.targets.command import Sink, Stage, run_pipeline
 from app.targets.dbadmin import Postgres, Sqlite, Survey, check_identifier
 from app.targets.errors import TargetError
@@ -170,9 +171,11 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                     *db.url.tool_args(scratch),
                 ]
                 name = "psql"
+            # psql runs whatever the file says: the guard stops a line that would reach past the scratch.
+            middle = [] if backup.format == "custom" else [guard_stage(setup.target.command_env())]
             with backup.path.open("rb") as source:
                 result = run_pipeline(
-                    [decrypt, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
+                    [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
                 )
             if not result.ok:
                 raise _failed(result, f"the restore into {scratch} failed")

@@ -23,6 +23,7 @@ from app.targets import registry
 from tests.backups.conftest import DB_SERVER, RECIPIENT
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import health, log_text, run
+from tests.support.sinks import Lines
 from tests.support.targets import commit, write_targets_file
 
 
@@ -428,3 +429,40 @@ def test_a_plain_sql_backup_the_written_procedure_made_restores_row_for_row(app,
     assert data_target.snapshot() == before
     (pre,) = copies(data_target)
     assert len(data_target.snapshot(copy_url(data_target, pre))["orders"]) == 5
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_plain_dump_made_with_create_and_clean_cannot_drop_the_live_database(app, runner, data_target, pg_server):
+    """`pg_dump --create --clean` says DROP DATABASE <live>; \\connect <live>: refused before it reaches psql."""
+    import io
+    import subprocess
+
+    from app.backups.restore import RestoreFailed, restore_scratch
+    from app.backups.setup import setup_of
+
+    pg_dump = [str(pg_server.bin / "pg_dump"), "--create", "--clean", "--dbname", data_target.url]
+    dump = subprocess.run(pg_dump, capture_output=True, check=True)
+    out = io.BytesIO()
+    data_target.home.encrypt(dump.stdout, out, [RECIPIENT])
+    data_target.backup_dir.mkdir(exist_ok=True)
+    name = "backup_20240101_000000.sql.gpg"
+    (data_target.backup_dir / name).write_bytes(out.getvalue())
+    data_target.execute("DELETE FROM orders WHERE id > 5")  # what a restore into live would bring back
+    before = data_target.snapshot()
+    pid = app_pid(app, data_target)
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert view.steps[0].state == "failed" and view.steps[1].state == "not_run"
+    assert "would act outside the database it is restored into" in job.result, job.result
+    assert "a statement on a whole database" in job.result
+    assert data_target.snapshot() == before and copies(data_target) == []
+    assert app_pid(app, data_target) == pid
+
+    # and the scratch restore itself guards too, whatever step 1 found
+    with app.app_context():
+        setup = setup_of(registry.current().open(data_target.name))
+        with pytest.raises(RestoreFailed) as caught:
+            restore_scratch(setup, setup.catalog.get(name), "shop_guarded_scratch", Lines())
+    assert "sqlguard exited with status 3" in caught.value.message
+    assert data_target.snapshot() == before and "shop_guarded_scratch" not in data_target.databases()
