@@ -23,7 +23,7 @@ from app.jobs.engine import engine
 from app.jobs.models import Job
 from app.jobs.scheduler import Scheduler
 from tests.backups.test_runbooks import backup_now
-from tests.conftest import wait_for
+from tests.conftest import both_databases, wait_for
 from tests.deployments.test_runbooks import log_text
 from tests.jobs.test_cli import flask_env
 from tests.support.server import REPO
@@ -121,6 +121,7 @@ def test_a_busy_target_is_skipped_with_a_log_line(app, data_target, caplog):
         assert denied == []  # a skip every minute is a log line, not an audit row
 
 
+@both_databases
 def test_two_schedulers_racing_queue_one_backup(app, data_target):
     write_targets_file(app, data_target.toml(extra=SCHEDULE))
     start = threading.Barrier(2)
@@ -142,6 +143,7 @@ def test_two_schedulers_racing_queue_one_backup(app, data_target):
     assert len(backup_jobs(app)) == 1
 
 
+@both_databases
 def test_two_processes_racing_queue_one_backup(app, data_target):
     """Two `flask rewind backups due` at once (as two workers' schedulers would be): one job, one 'busy'."""
     write_targets_file(app, data_target.toml(extra=SCHEDULE))
