@@ -80,8 +80,11 @@ def test_a_due_target_gets_one_job_as_the_system_audited_then_retention(app, run
         queued = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "job.queued")).all()
         (row,) = [r for r in queued if json.loads(r.details).get("job_id") == job.id]
         assert (row.actor_name, row.target, json.loads(row.details)["via"]) == ("system", data_target.name, "schedule")
-    engine(app).start_runner()
-    done = finish(app, job.id)
+    again = engine(app).start_runner()
+    try:
+        done = finish(app, job.id)
+    finally:
+        again.stop(wait=True)
     assert (done.state, done.verification) == ("succeeded", "passed"), done.result
     left = [p.name for p in data_target.backup_dir.glob("*.gpg")]
     assert old not in left and len(left) == 1  # keep_last = 1: the scheduled backup's job pruned the older one
