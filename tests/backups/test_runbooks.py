@@ -466,3 +466,22 @@ def test_a_plain_dump_made_with_create_and_clean_cannot_drop_the_live_database(a
             restore_scratch(setup, setup.catalog.get(name), "shop_guarded_scratch", Lines())
     assert "sqlguard exited with status 3" in caught.value.message
     assert data_target.snapshot() == before and "shop_guarded_scratch" not in data_target.databases()
+
+
+def test_cleanup_drops_only_restore_copies_older_than_asked_and_never_live(app, runner, data_target):
+    name = backup_now(app, data_target)
+    data_target.execute("DELETE FROM orders WHERE id > 10")
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", log_text(view)
+    (pre,) = copies(data_target)
+    restored = data_target.snapshot()
+
+    kept, view = run(app, "cleanup_restores", data_target.name, older_than_hours=1)
+    assert kept.state == "succeeded" and "no restore copies older than 1 h" in log_text(view)
+    assert copies(data_target) == [pre]
+
+    dropped, view = run(app, "cleanup_restores", data_target.name, older_than_hours=0)
+    assert dropped.state == "succeeded", log_text(view)
+    assert f"dropped {pre}" in log_text(view) and "Dropped 1 restore copy" in dropped.result
+    assert copies(data_target) == []
+    assert data_target.snapshot() == restored  # the live database is never a copy
