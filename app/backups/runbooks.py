@@ -74,6 +74,12 @@ def check_pre_restore(value: str, target: str | None) -> str:
     return value
 
 
+def check_hours(value: int | None, target: str | None) -> int | None:
+    if value is not None and value < 0:
+        raise ParamError("older_than_hours", f"must be 0 or more hours, got {value}")
+    return value
+
+
 # --- backup and verify ---------------------------------------------------------------------
 
 
@@ -317,7 +323,10 @@ def start_and_verify(ctx: JobContext) -> None:
 
 def clean_up(ctx: JobContext) -> None:
     setup = setup_for(ctx)
-    hours = ctx.params["older_than_hours"]
+    hours = ctx.params.get("older_than_hours")
+    if hours is None:
+        hours = steps.target_of(ctx).config.backups.keep_copies_hours
+        ctx.log(f"dropping copies older than {hours} h (backups.keep_copies_hours)")
     cutoff = now_utc() - timedelta(hours=hours)
     with steps.adapter_errors(ctx):
         old = [c for c in copies(setup) if c.time < cutoff]
@@ -408,7 +417,17 @@ register(
         description="Drop scratch, pre-restore and undone copies older than the given age.",
         role=Role.ADMIN,
         mutates=True,
-        params=(Param("older_than_hours", "Older than (hours)", kind=int, required=False, default=24),),
+        params=(
+            Param(
+                "older_than_hours",
+                "Older than (hours)",
+                kind=int,
+                required=False,
+                default=None,
+                check=check_hours,
+                help="default: the target's backups.keep_copies_hours",
+            ),
+        ),
         steps=(Step("cleanup", "Drop old copies", clean_up),),
     )
 )

@@ -211,7 +211,12 @@ def test_retention_keeps_the_last_the_dailies_and_always_the_newest_verified(tmp
 
 @pytest.mark.parametrize(
     ("line", "key"),
-    [("rpo_minutes = 0", "rpo_minutes"), ("keep_last = 0", "keep_last"), ("reserve_mb = -1", "reserve_mb")],
+    [
+        ("rpo_minutes = 0", "rpo_minutes"),
+        ("keep_last = 0", "keep_last"),
+        ("reserve_mb = -1", "reserve_mb"),
+        ("keep_copies_hours = 0", "keep_copies_hours"),
+    ],
 )
 def test_backup_keys_are_checked(line, key):
     from app.targets.config import TargetsFileError, parse_targets
@@ -230,3 +235,4 @@ def test_documented_backup_keys_parse():
     backups = parse_targets(example.read_text(), example, env)["production"].backups
     found = (backups.rpo_minutes, backups.interval_minutes, backups.keep_last, backups.keep_daily_days)
     assert found == (60, 60, 24, 14)
+    assert backups.keep_copies_hours == 24

@@ -480,6 +480,13 @@ def test_cleanup_drops_only_restore_copies_older_than_asked_and_never_live(app, 
     assert kept.state == "succeeded" and "no restore copies older than 1 h" in log_text(view)
     assert copies(data_target) == [pre]
 
+    kept, view = run(app, "cleanup_restores", data_target.name)  # the target's backups.keep_copies_hours, 24
+    assert "older than 24 h (backups.keep_copies_hours)" in log_text(view) and copies(data_target) == [pre]
+
+    with app.app_context(), pytest.raises(ParamError) as caught:
+        runbooks.get("cleanup_restores").parse_params({"older_than_hours": "-1"}, data_target.name)
+    assert caught.value.param == "older_than_hours" and "0 or more" in str(caught.value)
+
     dropped, view = run(app, "cleanup_restores", data_target.name, older_than_hours=0)
     assert dropped.state == "succeeded", log_text(view)
     assert f"dropped {pre}" in log_text(view) and "Dropped 1 restore copy" in dropped.result
