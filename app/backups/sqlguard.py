@@ -16,6 +16,7 @@ only), so the stream never passes through Rewind's process.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def guard(source, sink) -> tuple[int, str, bytes] | None:
 
 
 def main() -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # psql stopped (its own error): end as its victim, quietly
     found = guard(sys.stdin.buffer, sys.stdout.buffer)
     sys.stdout.buffer.flush()
     if found is None:
