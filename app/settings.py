@@ -41,6 +41,7 @@ class Settings:
     threads: int = 1000
     thread_reserve: int = 16
     graceful_timeout_s: int = 20
+    scheduler: bool = True  # periodic tasks (due backups) run beside each job runner; off: cron runs `backups due`
 
     @property
     def is_postgres(self) -> bool:
@@ -76,9 +77,11 @@ def normalise_database_url(url: str, name: str = "REWIND_DATABASE_URL") -> str:
     )
 
 
-def _flag(env: dict, name: str) -> bool:
+def _flag(env: dict, name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -159,4 +162,5 @@ def load_settings(env: dict | None = None) -> Settings:
         threads=threads,
         thread_reserve=reserve,
         graceful_timeout_s=_positive_int(env, "REWIND_GRACEFUL_TIMEOUT", 20),
+        scheduler=_flag(env, "REWIND_SCHEDULER", default=True),
     )

@@ -26,6 +26,11 @@ def test_security_defaults(tmp_path):
     assert (settings.threads, settings.thread_reserve, settings.graceful_timeout_s) == (1000, 16, 20)
 
 
+def test_the_in_process_scheduler_is_on_unless_turned_off(tmp_path):
+    assert load_settings({"REWIND_INSTANCE_DIR": str(tmp_path)}).scheduler is True
+    assert load_settings({"REWIND_INSTANCE_DIR": str(tmp_path), "REWIND_SCHEDULER": "0"}).scheduler is False
+
+
 def test_postgres_urls_use_psycopg3(tmp_path):
     settings = load_settings({"REWIND_INSTANCE_DIR": str(tmp_path), "REWIND_DATABASE_URL": "postgres://u@h/db"})
     assert settings.database_url == "postgresql+psycopg://u@h/db"
@@ -38,6 +43,7 @@ def test_postgres_urls_use_psycopg3(tmp_path):
         ("REWIND_IDLE_MINUTES", "soon", "expected a whole number"),
         ("REWIND_IDLE_MINUTES", "0", "must be at least 1"),
         ("REWIND_SECURE_COOKIES", "maybe", "expected 1 or 0"),
+        ("REWIND_SCHEDULER", "cron", "expected 1 or 0"),
         ("REWIND_SESSION_HOURS", "half a day", "expected a whole number"),
         ("REWIND_SESSION_HOURS", "0", "must be at least 1"),
         ("REWIND_WS_PER_SESSION", "-1", "must be at least 1"),

@@ -7,13 +7,9 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from app.audit.store import Actor
-from app.backups.catalog import now_utc
-from app.backups.schedule import is_due
+from app.backups.schedule import queue_due
 from app.backups.setup import catalog_of
 from app.backups.status import ago, freshness
-from app.jobs import runbook as runbooks
-from app.jobs import service
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
@@ -50,19 +46,9 @@ def list_backups(target: str) -> None:
 @backups.command("due")
 @click.option("--dry-run", is_flag=True, help="only say which targets are due")
 def due(dry_run: bool) -> None:
-    """Queue a backup, as the system actor, for each target whose backups.interval_minutes has passed."""
-    now = now_utc()
-    for config in registry.current().all():
-        ready, why = is_due(config, now)
-        if not ready:
-            click.echo(f"{config.name}: not due — {why}")
-            continue
-        if dry_run:
-            click.echo(f"{config.name}: due — {why}")
-            continue
-        try:
-            job = service.enqueue(runbooks.get("backup"), config.name, {}, Actor.system())
-        except service.BusyTarget as exc:
-            click.echo(f"{config.name}: due, not queued — {exc}")
-            continue
-        click.echo(f"{config.name}: queued backup job #{job.id} — {why}")
+    """Queue a backup, as the system actor, for each target whose backups.interval_minutes has passed.
+
+    What Rewind's own scheduler does every minute; for cron when it is turned off (REWIND_SCHEDULER=0).
+    """
+    for decision in queue_due(dry_run=dry_run, via="cli"):
+        click.echo(str(decision))

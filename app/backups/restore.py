@@ -12,14 +12,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from app.backups.catalog import Backup, now_utc, sync_dir
 from app.backups.setup import BackupSetup
+from app.backups.sqlguard import guard_stage
 from app.targets.command import Sink, Stage, run_pipeline
-from app.targets.dbadmin import Postgres, Sqlite, check_identifier
+from app.targets.dbadmin import Postgres, Sqlite, Survey, check_identifier
 from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
@@ -169,9 +171,11 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                     *db.url.tool_args(scratch),
                 ]
                 name = "psql"
+            # psql runs whatever the file says: the guard stops a line that would reach past the scratch.
+            middle = [] if backup.format == "custom" else [guard_stage(setup.target.command_env())]
             with backup.path.open("rb") as source:
                 result = run_pipeline(
-                    [decrypt, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
+                    [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
                 )
             if not result.ok:
                 raise _failed(result, f"the restore into {scratch} failed")
@@ -243,25 +247,33 @@ class Comparison:
         return lines
 
 
-def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
+def read_live(setup: BackupSetup, backup: Backup) -> Survey | None:
+    """The live side of the comparison, read while the scratch fills; None if it fails (compare reads it again)."""
+    try:
+        return setup.database.survey(setup.key_tables, backup.time, background=True)
+    except TargetError:
+        return None
+
+
+def compare(setup: BackupSetup, backup: Backup, scratch: str, live: Survey | None = None) -> Comparison:
+    """The restored copy read now, beside the live side read while the scratch filled (or now, at once, if not)."""
     db = setup.database
     tables = setup.key_tables
-    if isinstance(db, Postgres):
-        return Comparison(
-            live=db.counts(tables),
-            restored=db.counts(tables, scratch),
-            live_revision=db.revision(),
-            restored_revision=db.revision(scratch),
-            newer=db.rows_newer_than(tables, backup.time),
-        )
-    path = db.path.with_name(scratch)
+    where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
+    if live is None:
+        with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
+            live_reading = pool.submit(db.survey, tables, backup.time)
+            restored = db.survey(tables, None, where)
+            live = live_reading.result()
+    else:
+        restored = db.survey(tables, None, where)
     return Comparison(
-        live=db.counts(tables),
-        restored=db.counts(tables, path),
-        live_revision=db.revision(),
-        restored_revision=db.revision(path),
-        newer=db.rows_newer_than(tables, backup.time),
-        integrity=db.integrity(path),
+        live=live.counts,
+        restored=restored.counts,
+        live_revision=live.revision,
+        restored_revision=restored.revision,
+        newer=live.newer,
+        integrity=None if isinstance(db, Postgres) else db.integrity(where),
     )
 
 
@@ -284,6 +296,13 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
         raise RestoreFailed(f"{backup.id} restores without the key table(s) {', '.join(missing)}")
     if integrity not in (None, "ok"):
         raise RestoreFailed(f"{backup.id} restores to a file failing SQLite's integrity check: {integrity}")
+    made_at = backup.manifest.get("revision", revision)  # recorded when Rewind made it; a foreign file says nothing
+    if made_at != revision:
+        raise RestoreFailed(
+            f"{backup.id} restores at schema revision {revision or 'none'}, but its database was at "
+            f"{made_at or 'none'} when it was backed up",
+            fix="the file does not hold what its manifest says: do not rely on it; make a new backup",
+        )
     rows = ", ".join(f"{t} {n}" for t, n in counts.items()) or "no key tables configured"
     return f"restores ({rows}; revision {revision or 'none'}); the test copy was dropped"
 

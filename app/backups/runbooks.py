@@ -8,10 +8,11 @@ the safety copy that undo puts back.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from app.auth.roles import Role
-from app.backups import captures, retention
+from app.backups import captures, retention, schedule
 from app.backups.catalog import now_utc
 from app.backups.restore import (
     check_matches,
@@ -20,6 +21,7 @@ from app.backups.restore import (
     copies,
     copy_name,
     drop_copy,
+    read_live,
     restore_scratch,
     stamp,
     swap_in,
@@ -34,6 +36,7 @@ from app.targets import registry
 from app.targets.errors import TargetError
 
 assert captures.BACKUP  # registered on import: every checkpoint records the newest verified backup
+assert schedule.TASK  # registered on import: the scheduler queues due backups every minute
 
 
 # --- parameters ----------------------------------------------------------------------------
@@ -65,6 +68,12 @@ def check_pre_restore(value: str, target: str | None) -> str:
     return value
 
 
+def check_hours(value: int | None, target: str | None) -> int | None:
+    if value is not None and value < 0:
+        raise ParamError("older_than_hours", f"must be 0 or more hours, got {value}")
+    return value
+
+
 # --- retention ----------------------------------------------------------------------------
 
 
@@ -93,14 +102,18 @@ def check_restore(ctx: JobContext) -> None:
     with steps.adapter_errors(ctx):
         backup = setup.catalog.get(ctx.params["backup"])
         ctx.log(f"checking {backup.id} ({backup.size} bytes, made {backup.time.isoformat()})")
-        check_matches(setup, backup)
         verified = backup.verified or {}
         if backup.state == "verified" and backup.sha256:
             # The same bytes (SHA-256) that decrypted and read to the end when verified: the scratch
-            # restore decrypts them once more anyway, so a second full pass here would only add time.
-            ctx.log(f"  ✓ {check_envelope(setup, backup)}")
-            ctx.log(f"  ✓ {check_checksum(backup)}: the file verified ({verified.get('how')}) at {verified.get('at')}")
+            # restore decrypts them once more anyway, so a second full decrypting pass here would only
+            # add time. The checksum reads the file while the other checks ask the server and gpg.
+            with ThreadPoolExecutor(1, thread_name_prefix="rewind-checksum") as pool:
+                checksum = pool.submit(check_checksum, backup)
+                check_matches(setup, backup)
+                ctx.log(f"  ✓ {check_envelope(setup, backup)}")
+                ctx.log(f"  ✓ {checksum.result()}: the file verified ({verified.get('how')}) at {verified.get('at')}")
         else:
+            check_matches(setup, backup)
             quick_verify(setup, backup, ctx)
         ctx.log(check_space(setup, backup))
     ctx.state["stamp"] = stamp()
@@ -117,7 +130,11 @@ def fill_scratch(ctx: JobContext) -> None:
             f"the live database is untouched; the scratch database {scratch} was being filled "
             "(the cleanup runbook drops it)"
         )
-        restore_scratch(setup, backup, scratch, ctx)
+        # The live key tables are counted meanwhile (the app serves either way): the count costs no time of its own.
+        with ThreadPoolExecutor(1, thread_name_prefix="rewind-live-count") as pool:
+            live = pool.submit(read_live, setup, backup)
+            restore_scratch(setup, backup, scratch, ctx)
+            ctx.state["live"] = live.result()
     ctx.state["scratch"] = scratch
     ctx.standing(f"the live database is untouched; the restored copy is {scratch} (the cleanup runbook drops it)")
     ctx.log(f"{scratch} is filled")
@@ -131,7 +148,9 @@ def inspect_scratch(ctx: JobContext) -> None:
     try:
         with steps.adapter_errors(ctx):
             backup = setup.catalog.get(ctx.params["backup"])
-            found = compare(setup, backup, scratch)
+            found = compare(setup, backup, scratch, ctx.state.get("live"))
+        if ctx.state.get("live") is not None:
+            ctx.log("live counts read while the scratch filled (the application kept serving until the stop)")
         for line in found.table():
             ctx.log(line)
         lost = sum(found.newer.values())
@@ -264,7 +283,10 @@ def start_and_verify(ctx: JobContext) -> None:
 
 def clean_up(ctx: JobContext) -> None:
     setup = setup_for(ctx)
-    hours = ctx.params["older_than_hours"]
+    hours = ctx.params.get("older_than_hours")
+    if hours is None:
+        hours = steps.target_of(ctx).config.backups.keep_copies_hours
+        ctx.log(f"dropping copies older than {hours} h (backups.keep_copies_hours)")
     cutoff = now_utc() - timedelta(hours=hours)
     with steps.adapter_errors(ctx):
         old = [c for c in copies(setup) if c.time < cutoff]
@@ -355,7 +377,17 @@ register(
         description="Drop scratch, pre-restore and undone copies older than the given age.",
         role=Role.ADMIN,
         mutates=True,
-        params=(Param("older_than_hours", "Older than (hours)", kind=int, required=False, default=24),),
+        params=(
+            Param(
+                "older_than_hours",
+                "Older than (hours)",
+                kind=int,
+                required=False,
+                default=None,
+                check=check_hours,
+                help="default: the target's backups.keep_copies_hours",
+            ),
+        ),
         steps=(Step("cleanup", "Drop old copies", clean_up),),
     )
 )

@@ -13,6 +13,7 @@ import os
 
 from app.backups.catalog import Backup, sha256_of
 from app.backups.setup import BackupSetup
+from app.backups.sqlguard import guard_stage
 from app.targets import openpgp
 from app.targets.command import Sink, Stage, run_pipeline
 from app.targets.dbadmin import Postgres
@@ -72,8 +73,11 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
             )
             result = run_pipeline([decrypt, lister], sink, stdin=source, timeout=READ_TIMEOUT_S)
         else:
+            # A plain dump also goes through the guard the restore uses: one that would act outside the
+            # database it is restored into is refused here, before anything is made.
+            middle = [guard_stage(setup.target.command_env())] if backup.format == "plain" else []
             with open(os.devnull, "wb") as nowhere:
-                result = run_pipeline([decrypt], sink, stdin=source, stdout=nowhere, timeout=READ_TIMEOUT_S)
+                result = run_pipeline([decrypt, *middle], sink, stdin=source, stdout=nowhere, timeout=READ_TIMEOUT_S)
     if not result.ok:
         stage = result.failed
         said = "; ".join(line.strip() for line in (stage.stderr_tail if stage else ())[-3:])
@@ -81,6 +85,11 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
             raise BadBackup(
                 f"{backup.id} does not decrypt: {said or f'gpg exited with status {stage.returncode}'}",
                 fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}",
+            )
+        if stage is not None and stage.name == "sqlguard":
+            raise BadBackup(
+                f"{backup.id} would act outside the database it is restored into: {said}",
+                fix="restore a plain dump of one database made without --create/--clean (not pg_dumpall)",
             )
         raise BadBackup(
             f"{backup.id} decrypts but is not a readable {backup.format} archive: {said}",

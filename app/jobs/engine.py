@@ -4,8 +4,9 @@ The bus carries events and "job queued"/"job finished" notices (through
 PostgreSQL LISTEN/NOTIFY when the ops database is PostgreSQL, so a job run
 by a `flask rewind worker` process refreshes the dashboard of every web
 process); the broadcaster fans job events out to websockets; the runner
-claims and runs jobs; the health monitor probes targets in the background.
-The last three start on first use.
+claims and runs jobs, and the scheduler beside it runs periodic tasks (due
+backups); the health monitor probes targets in the background. The last
+three start on first use.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app.targets.registry import Targets
 if TYPE_CHECKING:
     from app.jobs.fanout import Broadcaster
     from app.jobs.runner import Runner
+    from app.jobs.scheduler import Scheduler
     from app.jobs.socketcap import SocketCap
     from app.targets.monitor import HealthMonitor
 
@@ -33,6 +35,7 @@ class Engine:
         self.targets = targets
         self.bus: InProcessBus = PostgresBus(settings.database_url) if settings.is_postgres else InProcessBus()
         self.runner: Runner | None = None
+        self.scheduler: Scheduler | None = None
         self._fanout: Broadcaster | None = None
         self._health: HealthMonitor | None = None
         self._socket_cap: SocketCap | None = None
@@ -76,13 +79,22 @@ class Engine:
             return self._socket_cap
 
     def start_runner(self, workers: int | None = None) -> Runner:
-        """Start this process's job runner (gunicorn's post_worker_init and `flask rewind worker` call it)."""
+        """Start this process's job runner (gunicorn's post_worker_init and `flask rewind worker` call it).
+
+        The scheduler of periodic tasks (due backups) starts with it, unless REWIND_SCHEDULER=0, and ends
+        when this runner stops.
+        """
         from app.jobs.runner import Runner
 
         with self._lock:
             if self.runner is None or not self.runner.running:
                 self.runner = Runner(self.app, workers=workers or self.settings.job_threads).start()
-            return self.runner
+            runner = self.runner
+            if self.settings.scheduler and (self.scheduler is None or not self.scheduler.running):
+                from app.jobs.scheduler import Scheduler
+
+                self.scheduler = Scheduler(self.app, alive=lambda: runner.running).start()
+            return runner
 
 
 def engine(app: Flask | None = None) -> Engine:

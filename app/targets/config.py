@@ -120,6 +120,7 @@ class BackupsConfig:
     interval_minutes: int | None = None  # a scheduled backup is due this long after the newest one
     keep_last: int | None = None  # retention: the newest N backups Rewind made …
     keep_daily_days: int = 0  # … and the newest of each day for this many days
+    keep_copies_hours: int = 24  # scratch, pre-restore and undone copies are kept this long (the cleanup's default)
 
 
 @dataclass(frozen=True)
@@ -444,8 +445,9 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             interval_minutes=bk_t.get("interval_minutes", int),
             keep_last=bk_t.get("keep_last", int),
             keep_daily_days=bk_t.get("keep_daily_days", int, 0),
+            keep_copies_hours=bk_t.get("keep_copies_hours", int, 24),
         )
-        for key in ("interval_minutes", "keep_last"):
+        for key in ("interval_minutes", "keep_last", "keep_copies_hours"):
             if getattr(backups, key) is not None and getattr(backups, key) < 1:
                 raise bk_t.fail(key, "must be 1 or more")
         if backups.keep_daily_days < 0:

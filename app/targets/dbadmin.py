@@ -129,6 +129,15 @@ def _table_ident(table: str) -> sql.Composable:
     return sql.Identifier(*parts)
 
 
+@dataclass(frozen=True)
+class Survey:
+    """What one visit to a database read: rows per key table (None: not there), rows newer than a moment, revision."""
+
+    counts: dict[str, int | None]
+    newer: dict[str, int]
+    revision: str | None
+
+
 class Postgres:
     """One PostgreSQL target database and the server it lives on."""
 
@@ -286,27 +295,79 @@ class Postgres:
                 return None
         return ",".join(r[0] for r in rows) or None
 
+    def survey(
+        self,
+        tables: Sequence[str],
+        since: datetime | None = None,
+        dbname: str | None = None,
+        *,
+        background: bool = False,
+    ) -> Survey:
+        """Counts, rows newer than `since` and the revision on one connection, one scan per table.
+
+        The count and the newer-than count share the table's scan. In the
+        `background` (a survey beside a running restore) the server scans
+        with one process, leaving the other cores to the restore.
+        """
+        counts: dict[str, int | None] = {}
+        newer: dict[str, int] = {}
+        with self.connect(dbname) as conn:
+            if background:
+                conn.execute("SET max_parallel_workers_per_gather = 0")
+            try:
+                rows = conn.execute("SELECT version_num FROM alembic_version ORDER BY 1").fetchall()
+                revision = ",".join(r[0] for r in rows) or None
+            except psycopg.errors.UndefinedTable:
+                revision = None
+            for table in tables:
+                column = self._time_column(conn, table) if since is not None else None
+                if column is None:
+                    query = sql.SQL("SELECT count(*), 0 FROM {}").format(_table_ident(table))
+                    params: tuple = ()
+                else:
+                    name, kind = column
+                    query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE {} > %s) FROM {}").format(
+                        sql.Identifier(name), _table_ident(table)
+                    )
+                    params = (since if "time zone" in kind else since.replace(tzinfo=None),)
+                try:
+                    total, recent = conn.execute(query, params).fetchone()
+                except psycopg.errors.UndefinedTable:
+                    counts[table] = None
+                    continue
+                counts[table] = int(total)
+                if column is not None:
+                    newer[table] = int(recent)
+        return Survey(counts, newer, revision)
+
+    @staticmethod
+    def _time_column(conn: psycopg.Connection, table: str) -> tuple[str, str] | None:
+        """The first created_at-like timestamp column of a table, with its type; None without one."""
+        schema, _, name = table.rpartition(".")
+        columns = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = %s AND table_schema = coalesce(nullif(%s, ''), current_schema())",
+                (name, schema),
+            )
+        }
+        column = next((c for c in TIME_COLUMNS if "timestamp" in columns.get(c, "")), None)
+        return (column, columns[column]) if column else None
+
     def rows_newer_than(self, tables: Sequence[str], when: datetime, dbname: str | None = None) -> dict[str, int]:
         """Rows per key table stamped after `when` (by a created_at-like column), for the tables that have one."""
         newer: dict[str, int] = {}
         with self.connect(dbname) as conn:
             for table in tables:
-                schema, _, name = table.rpartition(".")
-                columns = {
-                    r[0]: r[1]
-                    for r in conn.execute(
-                        "SELECT column_name, data_type FROM information_schema.columns "
-                        "WHERE table_name = %s AND table_schema = coalesce(nullif(%s, ''), current_schema())",
-                        (name, schema),
-                    )
-                }
-                column = next((c for c in TIME_COLUMNS if "timestamp" in columns.get(c, "")), None)
+                column = self._time_column(conn, table)
                 if column is None:
                     continue
+                name, kind = column
                 query = sql.SQL("SELECT count(*) FROM {} WHERE {} > %s").format(
-                    _table_ident(table), sql.Identifier(column)
+                    _table_ident(table), sql.Identifier(name)
                 )
-                stamp = when if "time zone" in columns[column] else when.replace(tzinfo=None)
+                stamp = when if "time zone" in kind else when.replace(tzinfo=None)
                 newer[table] = int(conn.execute(query, (stamp,)).fetchone()[0])
         return newer
 
@@ -403,6 +464,18 @@ class Sqlite:
         finally:
             conn.close()
         return ",".join(r[0] for r in rows) or None
+
+    def survey(
+        self,
+        tables: Sequence[str],
+        since: datetime | None = None,
+        path: Path | None = None,
+        *,
+        background: bool = False,
+    ) -> Survey:
+        """Counts, rows newer than `since` and the revision of the file (a local file: no round trips to save)."""
+        newer = self.rows_newer_than(tables, since, path) if since is not None else {}
+        return Survey(self.counts(tables, path), newer, self.revision(path))
 
     def rows_newer_than(self, tables: Sequence[str], when: datetime, path: Path | None = None) -> dict[str, int]:
         newer: dict[str, int] = {}

@@ -134,6 +134,32 @@ def test_database_admin_quotes_names_and_renames_busy_databases(pg_server):
         db.create("x" * 64)
 
 
+def test_a_survey_reads_counts_newer_rows_and_revision_in_one_visit(pg_server):
+    from datetime import UTC, datetime
+
+    name = f"survey_{uuid.uuid4().hex[:6]}"
+    url = pg_server.create_database(name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "user" (id int, created_at timestamptz)')
+        conn.execute("CREATE TABLE orders (id int, created_at timestamp)")  # no time zone: compared as UTC wall time
+        conn.execute("CREATE TABLE notes (id int)")
+        conn.execute("CREATE TABLE alembic_version (version_num varchar(32))")
+        conn.execute("INSERT INTO alembic_version VALUES ('ab12')")
+        conn.execute("INSERT INTO \"user\" VALUES (1, '2020-01-01 00:00+00'), (2, '2030-01-01 00:00+00')")
+        conn.execute("INSERT INTO orders VALUES (1, '2020-01-01 00:00'), (2, '2030-01-01'), (3, '2031-01-01')")
+        conn.execute("INSERT INTO notes VALUES (1)")
+    db = Postgres(url, inherited_env())
+    since = datetime(2025, 1, 1, tzinfo=UTC)
+    found = db.survey(["user", "orders", "notes", "missing"], since)
+    assert found.counts == {"user": 2, "orders": 3, "notes": 1, "missing": None}
+    assert found.newer == {"user": 1, "orders": 2}  # notes has no time column, missing is not there
+    assert found.newer == db.rows_newer_than(["user", "orders", "notes"], since)
+    assert found.revision == "ab12"
+    plain = db.survey(["user"])
+    assert (plain.counts, plain.newer, plain.revision) == ({"user": 2}, {}, "ab12")
+    db.drop(name)
+
+
 def test_sqlite_adapter_counts_and_copies(tmp_path):
     import sqlite3
 
@@ -185,7 +211,12 @@ def test_retention_keeps_the_last_the_dailies_and_always_the_newest_verified(tmp
 
 @pytest.mark.parametrize(
     ("line", "key"),
-    [("rpo_minutes = 0", "rpo_minutes"), ("keep_last = 0", "keep_last"), ("reserve_mb = -1", "reserve_mb")],
+    [
+        ("rpo_minutes = 0", "rpo_minutes"),
+        ("keep_last = 0", "keep_last"),
+        ("reserve_mb = -1", "reserve_mb"),
+        ("keep_copies_hours = 0", "keep_copies_hours"),
+    ],
 )
 def test_backup_keys_are_checked(line, key):
     from app.targets.config import TargetsFileError, parse_targets
@@ -204,3 +235,4 @@ def test_documented_backup_keys_parse():
     backups = parse_targets(example.read_text(), example, env)["production"].backups
     found = (backups.rpo_minutes, backups.interval_minutes, backups.keep_last, backups.keep_daily_days)
     assert found == (60, 60, 24, 14)
+    assert backups.keep_copies_hours == 24

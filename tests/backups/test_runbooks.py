@@ -23,6 +23,7 @@ from app.targets import registry
 from tests.backups.conftest import DB_SERVER, RECIPIENT
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import health, log_text, run
+from tests.support.sinks import Lines
 from tests.support.targets import commit, write_targets_file
 
 
@@ -181,6 +182,7 @@ def test_a_failure_while_filling_the_scratch_leaves_live_and_app_untouched(app, 
     assert job.state == "failed", log_text(view)
     failed = next(s for s in view.steps if s.state == "failed")
     assert failed.title in ("Restore into a scratch database", "Compare live and restored"), failed.title
+    assert "sqlguard" not in job.result, job.result  # psql's own error is the one named, not the guard's broken pipe
     assert [s.state for s in view.steps[4:]] == ["not_run"] * 3  # never stopped, never swapped
     assert data_target.snapshot() == before
     assert copies(data_target) == []
@@ -270,6 +272,18 @@ def test_restore_test_restores_counts_and_drops_its_copy(app, runner, data_targe
     assert manifest["restore_tested"]["ok"] is True and manifest["verified"]["how"] == "restore-test"
     assert copies(data_target) == []
     assert data_target.snapshot() == before
+
+
+def test_a_restore_test_checks_the_revision_the_backup_was_made_at(app, runner, data_target):
+    name = backup_now(app, data_target)
+    path = manifest_path(data_target.backup_dir / name)
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"revision": "0000aaaa1111"}))
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    assert job.state == "failed", log_text(view)
+    assert "restores at schema revision ab12cd34ef56, but its database was at 0000aaaa1111" in job.result
+    manifest = json.loads(path.read_text())
+    assert manifest["verified"]["ok"] is False and "restore_tested" not in manifest
+    assert copies(data_target) == []
 
 
 def test_a_backup_of_another_database_or_a_newer_server_is_refused(app, runner, data_target):
@@ -393,3 +407,89 @@ def test_a_restore_killed_midway_leaves_live_data_readable_and_its_job_says_wher
     after = data_target.snapshot()
     assert after["orders"] == before["orders"] or len(after["orders"]) == 20  # the live rows, or the restored ones
     assert after["user"] == before["user"]  # readable, whole
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_plain_sql_backup_the_written_procedure_made_restores_row_for_row(app, runner, data_target, pg_server):
+    """`pg_dump db | gpg -e > backup_YYYYMMDD_HHMMSS.sql.gpg`, no manifest: listed, checked, restored through psql."""
+    import io
+    import subprocess
+
+    before = data_target.snapshot()
+    pg_dump = [str(pg_server.bin / "pg_dump"), "--dbname", data_target.url]
+    dump = subprocess.run(pg_dump, capture_output=True, check=True)
+    out = io.BytesIO()
+    data_target.home.encrypt(dump.stdout, out, [RECIPIENT])
+    data_target.backup_dir.mkdir(exist_ok=True)
+    name = "backup_20240101_000000.sql.gpg"
+    (data_target.backup_dir / name).write_bytes(out.getvalue())
+    data_target.execute("DELETE FROM orders WHERE id > 5")
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert "decrypts to its end" in log_text(view)  # not verified before: step 1 decrypted it whole first
+    assert data_target.snapshot() == before
+    (pre,) = copies(data_target)
+    assert len(data_target.snapshot(copy_url(data_target, pre))["orders"]) == 5
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_plain_dump_made_with_create_and_clean_cannot_drop_the_live_database(app, runner, data_target, pg_server):
+    """`pg_dump --create --clean` says DROP DATABASE <live>; \\connect <live>: refused before it reaches psql."""
+    import io
+    import subprocess
+
+    from app.backups.restore import RestoreFailed, restore_scratch
+    from app.backups.setup import setup_of
+
+    pg_dump = [str(pg_server.bin / "pg_dump"), "--create", "--clean", "--dbname", data_target.url]
+    dump = subprocess.run(pg_dump, capture_output=True, check=True)
+    out = io.BytesIO()
+    data_target.home.encrypt(dump.stdout, out, [RECIPIENT])
+    data_target.backup_dir.mkdir(exist_ok=True)
+    name = "backup_20240101_000000.sql.gpg"
+    (data_target.backup_dir / name).write_bytes(out.getvalue())
+    data_target.execute("DELETE FROM orders WHERE id > 5")  # what a restore into live would bring back
+    before = data_target.snapshot()
+    pid = app_pid(app, data_target)
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert view.steps[0].state == "failed" and view.steps[1].state == "not_run"
+    assert "would act outside the database it is restored into" in job.result, job.result
+    assert "a statement on a whole database" in job.result
+    assert data_target.snapshot() == before and copies(data_target) == []
+    assert app_pid(app, data_target) == pid
+
+    # and the scratch restore itself guards too, whatever step 1 found
+    with app.app_context():
+        setup = setup_of(registry.current().open(data_target.name))
+        with pytest.raises(RestoreFailed) as caught:
+            restore_scratch(setup, setup.catalog.get(name), "shop_guarded_scratch", Lines())
+    assert "sqlguard exited with status 3" in caught.value.message
+    assert data_target.snapshot() == before and "shop_guarded_scratch" not in data_target.databases()
+
+
+def test_cleanup_drops_only_restore_copies_older_than_asked_and_never_live(app, runner, data_target):
+    name = backup_now(app, data_target)
+    data_target.execute("DELETE FROM orders WHERE id > 10")
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", log_text(view)
+    (pre,) = copies(data_target)
+    restored = data_target.snapshot()
+
+    kept, view = run(app, "cleanup_restores", data_target.name, older_than_hours=1)
+    assert kept.state == "succeeded" and "no restore copies older than 1 h" in log_text(view)
+    assert copies(data_target) == [pre]
+
+    kept, view = run(app, "cleanup_restores", data_target.name)  # the target's backups.keep_copies_hours, 24
+    assert "older than 24 h (backups.keep_copies_hours)" in log_text(view) and copies(data_target) == [pre]
+
+    with app.app_context(), pytest.raises(ParamError) as caught:
+        runbooks.get("cleanup_restores").parse_params({"older_than_hours": "-1"}, data_target.name)
+    assert caught.value.param == "older_than_hours" and "0 or more" in str(caught.value)
+
+    dropped, view = run(app, "cleanup_restores", data_target.name, older_than_hours=0)
+    assert dropped.state == "succeeded", log_text(view)
+    assert f"dropped {pre}" in log_text(view) and "Dropped 1 restore copy" in dropped.result
+    assert copies(data_target) == []
+    assert data_target.snapshot() == restored  # the live database is never a copy

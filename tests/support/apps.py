@@ -28,7 +28,8 @@ TEST_KEYS = {"REWIND_AUDIT_KEY": "test-audit-key-" + "a" * 32, "REWIND_SECRET_KE
 
 
 def build_app(instance_dir: Path, database_url: str | None = None, **env: str) -> Flask:
-    values = {"REWIND_INSTANCE_DIR": str(instance_dir), **TEST_KEYS, **env}
+    # No periodic tasks unless a test asks: a scheduled backup must not appear in the middle of another test.
+    values = {"REWIND_INSTANCE_DIR": str(instance_dir), "REWIND_SCHEDULER": "0", **TEST_KEYS, **env}
     if database_url:
         values["REWIND_DATABASE_URL"] = database_url
     return create_app(load_settings(values))
