@@ -1,7 +1,8 @@
 """Making a backup: the database dumped straight into GnuPG, written whole or not at all.
 
-PostgreSQL: `pg_dump -Fc | gpg --encrypt` through OS pipes, so the plaintext
-dump never touches the disk. The encrypted stream goes to a hidden temporary
+PostgreSQL: `pg_dump -Fc | gpg --encrypt` through OS pipes; SQLite: the online
+backup API into memory, piped to gpg. Either way the plaintext never touches
+the disk. The encrypted stream goes to a hidden temporary
 name, is fsynced, hashed and only then renamed to its final name; a failure
 removes the temporary file, so the folder never holds half a backup.
 """
@@ -9,8 +10,7 @@ removes the temporary file, so the folder never holds half a backup.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -122,18 +122,31 @@ def _dump_postgres(db: Postgres, encrypt: list[str], setup: BackupSetup, sink: S
 
 
 def _dump_sqlite(db: Sqlite, encrypt: list[str], setup: BackupSetup, sink: Sink, out) -> None:
-    # What touches the disk: SQLite's online backup API needs a file to copy into, so the
-    # consistent copy is written to a private (mode 700) temporary folder, encrypted from
-    # there and deleted at once, success or not. Only the encrypted file stays.
-    private = Path(tempfile.mkdtemp(prefix="rewind-sqlite-"))
+    # SQLite's online backup API copies into an in-memory database, whose bytes are fed to gpg
+    # through a pipe: as with pg_dump, the plaintext copy never touches the disk.
+    data = db.snapshot()
+    read_end, write_end = os.pipe()
+    feeder = threading.Thread(target=_feed, args=(write_end, data), name="rewind-sqlite-feed", daemon=True)
     try:
-        copy = private / "copy.db"
-        db.copy_to(copy)
-        with copy.open("rb") as source:
-            result = run_pipeline(
-                [Stage.of(encrypt, "gpg", env=setup.home.env)], sink, stdin=source, stdout=out, timeout=DUMP_TIMEOUT_S
-            )
-        if not result.ok:
-            raise _failure(result, f"the encryption of {db.name} failed")
+        feeder.start()
+        result = run_pipeline(
+            [Stage.of(encrypt, "gpg", env=setup.home.env)], sink, stdin=read_end, stdout=out, timeout=DUMP_TIMEOUT_S
+        )
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        os.close(read_end)
+        feeder.join()
+    if not result.ok:
+        raise _failure(result, f"the encryption of {db.name} failed")
+
+
+def _feed(fd: int, data: bytes) -> None:
+    """Write everything to the pipe, then close it. When gpg has gone (failed, stopped), the caller
+    closes its read end too, and the write here ends with a broken pipe instead of waiting forever."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(fd)

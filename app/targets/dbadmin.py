@@ -429,6 +429,22 @@ class Sqlite:
         finally:
             source.close()
 
+    def snapshot(self) -> bytes:
+        """A consistent copy as the bytes of a database file, never written anywhere: the online backup
+        API into an in-memory database, serialised. Costs about twice the database's size in memory."""
+        source = self.connect()
+        try:
+            copy = sqlite3.connect(":memory:")
+            try:
+                source.backup(copy)
+                return copy.serialize()
+            finally:
+                copy.close()
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"could not copy {self.path}: {exc}") from None
+        finally:
+            source.close()
+
     def size(self, path: Path | None = None) -> int:
         return (path or self.path).stat().st_size
 

@@ -175,6 +175,53 @@ def test_sqlite_adapter_counts_and_copies(tmp_path):
     assert db.integrity(tmp_path / "b.db") == "ok"
 
 
+def test_sqlite_snapshot_is_the_database_file_s_bytes(tmp_path):
+    import sqlite3
+
+    from app.targets.dbadmin import Sqlite
+
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute('CREATE TABLE "user" (id int)')
+        conn.executemany('INSERT INTO "user" VALUES (?)', [(i,) for i in range(500)])
+    (tmp_path / "b.db").write_bytes(Sqlite(f"sqlite:///{path}").snapshot())
+    assert Sqlite(f"sqlite:///{tmp_path / 'b.db'}").counts(["user"], tmp_path / "b.db") == {"user": 500}
+
+
+def test_an_encrypter_that_stops_reading_fails_the_sqlite_backup_instead_of_hanging(tmp_path):
+    """The database is far bigger than a pipe holds; the stage quits after 10 bytes: the feeding thread
+    must end with the broken pipe, and the failure name the stage."""
+    import sqlite3
+    import threading
+    from types import SimpleNamespace
+
+    from app.backups import create
+    from app.targets.dbadmin import Sqlite
+
+    path = tmp_path / "big.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (v text)")
+        conn.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,) for _ in range(4000)])
+    quits = ["python3", "-c", "import sys; sys.stdin.buffer.read(10); sys.exit(3)"]
+    setup = SimpleNamespace(home=SimpleNamespace(env=inherited_env()))
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            with (tmp_path / "out.gpg").open("wb") as out:
+                create._dump_sqlite(Sqlite(f"sqlite:///{path}"), quits, setup, None, out)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the backup hung on a reader that went away"
+    (failure,) = outcome
+    assert isinstance(failure, create.BackupFailed) and "gpg" in str(failure), failure
+
+
 def _own(folder: Path, stamp: str, *, verified: bool | None) -> str:
     name = f"shop_{stamp.replace('-', '').replace(':', '').replace('T', '_')[:15]}.dump.gpg"
     (folder / name).write_bytes(b"x")
