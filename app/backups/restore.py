@@ -317,8 +317,15 @@ def swap_in(setup: BackupSetup, incoming: str, outgoing: str) -> None:
         db.rename(db.name, outgoing)
         try:
             db.rename(incoming, db.name)
-        except TargetError:
-            db.rename(outgoing, db.name)
+        except TargetError as exc:
+            try:
+                db.rename(outgoing, db.name)
+            except TargetError:
+                raise RestoreFailed(
+                    f"{exc.message}; renaming {outgoing} back to {db.name} failed too: the live database is now "
+                    f"named {outgoing} and {incoming} is untouched",
+                    fix=f"rename {outgoing} back to {db.name} (ALTER DATABASE) before starting the application",
+                ) from None
             raise
         return
     live = db.path
@@ -328,10 +335,27 @@ def swap_in(setup: BackupSetup, incoming: str, outgoing: str) -> None:
         raise RestoreFailed(f"{new} is not there to swap in", fix="the live database was not touched")
     # Keep the old file under its new name first (a hard link), then replace atomically: there is
     # never a moment without a database file at the live path.
-    os.link(live, old)
-    for suffix in SQLITE_SIDE_FILES:
-        side = Path(str(live) + suffix)
-        if side.exists():
-            os.replace(side, Path(str(old) + suffix))
-    os.replace(new, live)
+    try:
+        os.link(live, old)
+    except OSError as exc:
+        raise RestoreFailed(
+            f"could not keep {live.name} as {old.name} in {live.parent}: {exc.strerror or exc}",
+            fix="the live database was not touched; free the name or the folder and restore again",
+        ) from None
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for suffix in SQLITE_SIDE_FILES:
+            side = Path(str(live) + suffix)
+            if side.exists():
+                os.replace(side, Path(str(old) + suffix))
+                moved.append((side, Path(str(old) + suffix)))
+        os.replace(new, live)
+    except OSError as exc:
+        for side, kept in reversed(moved):  # the live file's journal goes back beside it
+            os.replace(kept, side)
+        old.unlink()  # only a second name of the live file: the live path still holds it
+        raise RestoreFailed(
+            f"could not replace {live.name} with {new.name} in {live.parent}: {exc.strerror or exc}",
+            fix="the live database was not touched; free the folder and restore again",
+        ) from None
     sync_dir(live.parent)

@@ -173,12 +173,35 @@ def inspect_scratch(ctx: JobContext) -> None:
     ctx.progress(1.0, f"{len(found.live)} key table(s) compared")
 
 
-def _drop_quietly(ctx: JobContext, setup: BackupSetup, name: str) -> None:
+def _drop_quietly(ctx: JobContext, setup: BackupSetup, name: str) -> str:
+    """Drop a scratch copy of ours; what became of it, in words for the job's message."""
     try:
         drop_copy(setup, name)
         ctx.log(f"dropped the scratch copy {name}; the live database was not touched")
+        return f"the scratch copy {name} was dropped"
     except TargetError as exc:
         ctx.log(f"could not drop the scratch copy {name} ({exc.message}); the cleanup runbook can")
+        return f"the scratch copy {name} is still there (the cleanup runbook drops it)"
+
+
+def _copies_untouched(ctx: JobContext) -> str:
+    """Where the copies of a restore or undo stand when it fails before its swap."""
+    if ctx.params.get("pre_restore"):
+        return f"the pre-restore copy {ctx.params['pre_restore']} is unchanged"
+    return "no pre-restore copy was made"
+
+
+def _start_again(ctx: JobContext) -> str:
+    """Start the application on the database it had, and check it serves: the outcome in words."""
+    try:
+        with steps.adapter_errors(ctx):
+            steps.control_of(ctx).start(ctx)
+        healthy, detail = steps.check_health(ctx, state_checks=False)
+    except StepFailed as exc:
+        return f"starting {ctx.target} again failed too ({exc}): start it by hand"
+    if healthy:
+        return f"{ctx.target} was started again and is healthy"
+    return f"{ctx.target} was started again but is not healthy ({detail})"
 
 
 def stop_app(ctx: JobContext) -> None:
@@ -186,12 +209,17 @@ def stop_app(ctx: JobContext) -> None:
     try:
         with steps.adapter_errors(ctx):
             control.stop(ctx)
-    except StepFailed:
-        with steps.adapter_errors(ctx):
-            control.start(ctx)
+    except StepFailed as exc:
+        ctx.log(f"could not stop {ctx.target}; starting it again (a failed stop may have stopped it halfway)")
+        started = _start_again(ctx)
+        where = [_copies_untouched(ctx)]
         if ctx.state.get("scratch"):
-            _drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"])
-        raise
+            where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
+        raise StepFailed(
+            f"Could not stop {ctx.target}: {exc}. The live database was not touched; {started}; "
+            + "; ".join(where)
+            + "."
+        ) from None
     ctx.did(f"stopped {ctx.target}")
     if ctx.state.get("scratch"):
         ctx.standing(
@@ -205,7 +233,7 @@ def stop_app(ctx: JobContext) -> None:
 def swap_restore(ctx: JobContext) -> None:
     setup = setup_for(ctx)
     pre = copy_name(setup, "pre_restore", ctx.state["stamp"])
-    _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre)
+    _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre, label="the restored copy")
     ctx.log(f"the replaced database is kept as {pre}: rows written after the backup stay readable there")
 
 
@@ -213,11 +241,11 @@ def swap_undo(ctx: JobContext) -> None:
     setup = setup_for(ctx)
     ctx.state["stamp"] = stamp()
     undone = copy_name(setup, "undone", ctx.state["stamp"])
-    _swap(ctx, setup, incoming=ctx.params["pre_restore"], outgoing=undone)
+    _swap(ctx, setup, incoming=ctx.params["pre_restore"], outgoing=undone, label="the pre-restore copy")
     ctx.log(f"the restored database is kept as {undone}")
 
 
-def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str) -> None:
+def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, label: str) -> None:
     live = setup.database.name
     ctx.standing(
         f"{ctx.target} is stopped and its database was being swapped: {live} is either the old database (and "
@@ -228,9 +256,9 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str) 
             swap_in(setup, incoming, outgoing)
     except StepFailed as exc:
         ctx.log(f"the swap failed; {live} is unchanged, {incoming} is still there; starting {ctx.target} again")
-        with steps.adapter_errors(ctx):
-            steps.control_of(ctx).start(ctx)
-        raise StepFailed(f"{exc} ({live} is unchanged and {ctx.target} was started again on it)") from None
+        unmade = "pre-restore" if label == "the restored copy" else "undone"
+        kept = f"{label} is kept as {incoming}; no {unmade} copy was made"
+        raise StepFailed(f"{exc} ({live} is unchanged; {_start_again(ctx)} on it; {kept})") from None
     ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing}
     ctx.standing(f"{incoming} is now {live}; the database it replaced is kept as {outgoing}; {ctx.target} is stopped")
     ctx.did(f"renamed {live} to {outgoing} and {incoming} to {live}")

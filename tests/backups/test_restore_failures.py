@@ -1,0 +1,53 @@
+"""Real failures at the restore's later steps (stop, swap, start): live data stays whole and readable, the app
+serves, and the job says where the live, scratch and pre-restore databases are."""
+
+from __future__ import annotations
+
+from tests.backups.controlled import back_to_managed, stop_clashing, use_commands
+from tests.backups.test_runbooks import backup_now, copies, copy_url
+from tests.deployments.test_runbooks import health, log_text, run
+
+
+def _restore_after_a_change(app, target) -> tuple[str, dict]:
+    name = backup_now(app, target)
+    target.execute("DELETE FROM orders WHERE id > 10")
+    target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (100, "late", "2099-01-01 00:00:00+00"))
+    return name, target.snapshot()
+
+
+def test_a_stop_command_that_fails_leaves_live_serving_and_says_so(app, runner, data_target):
+    """The app's stop command exits 1 and says nothing: started again, live untouched, the scratch accounted for."""
+    use_commands(app, data_target, stop=["/bin/false"])
+    try:
+        name, before = _restore_after_a_change(app, data_target)
+        job, view = run(app, "restore_backup", data_target.name, backup=name)
+        assert job.state == "failed", log_text(view)
+        assert [s.state for s in view.steps[4:]] == ["failed", "not_run", "not_run"]
+        assert "`/bin/false` exited with status 1" in job.result, job.result
+        assert "live database was not touched; staging was started again and is healthy" in job.result, job.result
+        assert "no pre-restore copy was made" in job.result, job.result
+        assert "scratch" in job.result and "dropped" in job.result, job.result
+        assert data_target.snapshot() == before
+        assert copies(data_target) == []
+        assert health(data_target.code)[0] == 200
+    finally:
+        back_to_managed(app, data_target)
+
+
+def test_a_swap_refused_by_a_name_clash_keeps_live_and_the_restored_copy(app, runner, data_target):
+    """The name live is to be kept under is taken (made while the app stopped): nothing renamed, the app serves."""
+    use_commands(app, data_target, stop=stop_clashing(data_target))
+    try:
+        name, before = _restore_after_a_change(app, data_target)
+        job, view = run(app, "restore_backup", data_target.name, backup=name)
+        assert job.state == "failed", log_text(view)
+        assert [s.state for s in view.steps[4:]] == ["succeeded", "failed", "not_run"]
+        (scratch,) = [c for c in copies(data_target) if "pre_restore" not in c]
+        assert f"the restored copy is kept as {scratch}" in job.result, job.result
+        assert "is unchanged; staging was started again and is healthy on it" in job.result, job.result
+        assert "no pre-restore copy was made" in job.result, job.result
+        assert data_target.snapshot() == before  # live whole and readable
+        assert data_target.snapshot(copy_url(data_target, scratch))["orders"] != before["orders"]  # the backup's
+        assert health(data_target.code)[0] == 200
+    finally:
+        back_to_managed(app, data_target)
