@@ -51,6 +51,11 @@ class Backup:
         return self.manifest.get("made_by") != "rewind"
 
     @property
+    def of_copy(self) -> bool:
+        """A backup of a restore's copy (pre-restore, scratch), not of the live database as it was."""
+        return bool(self.manifest.get("copy"))
+
+    @property
     def size(self) -> int:
         return int(self.manifest.get("size") or 0)
 
@@ -184,7 +189,7 @@ class Catalog:
         return Backup(path, manifest)
 
     def newest_verified(self) -> Backup | None:
-        return next((b for b in self.backups() if b.state == "verified"), None)
+        return next((b for b in self.backups() if b.state == "verified" and not b.of_copy), None)
 
     def save(self, backup: Backup, **changes: Any) -> Backup:
         manifest = dict(backup.manifest) | changes

@@ -47,12 +47,22 @@ def _failure(result, what: str) -> BackupFailed:
     )
 
 
-def create_backup(setup: BackupSetup, sink: Sink, *, job_id: int | None = None, purpose: str | None = None) -> Backup:
+def create_backup(
+    setup: BackupSetup,
+    sink: Sink,
+    *,
+    job_id: int | None = None,
+    purpose: str | None = None,
+    source: Postgres | Sqlite | None = None,
+) -> Backup:
     """A new encrypted backup in the catalog, with its manifest; BackupFailed (nothing left behind) otherwise.
 
     `purpose` says why it was made when another runbook took it ("before the downgrade to a1000001").
+    `source` is a copy of the live database to back up instead (a pre-restore copy): the manifest names
+    the live database as its database, so the backup restores into the target like any other, and the
+    copy it was read from as `copy`.
     """
-    db = setup.database
+    db = source or setup.database
     encrypt = setup.home.encrypt_argv(setup.recipients)  # GpgError now if a recipient has no key
     folder = setup.catalog.folder
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -65,8 +75,10 @@ def create_backup(setup: BackupSetup, sink: Sink, *, job_id: int | None = None, 
     else:
         facts = {"server_version": None, "format": "sqlite", "engine": "sqlite"}
         final = _final_name(setup, stamp, "sqlite")
+    if source is not None:
+        facts["copy"] = source.name
     facts |= {
-        "database": db.name,
+        "database": setup.database.name,
         "source_size": db.size(),
         "revision": db.revision(),
         "counts": db.counts(setup.key_tables),

@@ -12,9 +12,13 @@ from app.backups.catalog import Backup, Catalog, manifest_path
 
 
 def plan(backups: list[Backup], keep_last: int | None, keep_daily_days: int, now: datetime) -> list[Backup]:
-    """The backups retention would delete, oldest first; never the newest verified one, never a foreign file."""
+    """The backups retention would delete, oldest first; never the newest verified one, never a foreign file.
+
+    A backup of a restore's copy is left out: it holds rows no other backup has, taken on purpose.
+    """
     if keep_last is None:
         return []
+    backups = [b for b in backups if not b.of_copy]
     own = sorted((b for b in backups if not b.foreign), key=lambda b: (b.time, b.id), reverse=True)
     keep = {b.id for b in own[:keep_last]}
     seen_days: set = set()

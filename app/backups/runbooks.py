@@ -11,10 +11,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from app.auth.roles import Role
 from app.backups import captures, retention, schedule
 from app.backups.catalog import now_utc
 from app.backups.restore import (
+    Copy,
     check_matches,
     check_space,
     compare,
@@ -27,10 +30,12 @@ from app.backups.restore import (
     swap_in,
 )
 from app.backups.setup import BackupSetup, setup_of
-from app.backups.steps import make_backup, setup_for, verify_backup
+from app.backups.steps import make_backup, setup_for, take_backup, verify_backup
 from app.backups.verify import check_checksum, check_envelope, quick_verify
+from app.extensions import db
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.models import Job
 from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.targets import registry
 from app.targets.errors import TargetError
@@ -68,10 +73,52 @@ def check_pre_restore(value: str, target: str | None) -> str:
     return value
 
 
+COPY_KINDS = {"pre_restore": "the pre-restore copy", "restore": "the scratch copy", "undone": "the undone copy"}
+
+
+def check_copy(value: str, target: str | None) -> str:
+    """A restore's copy kept beside the live database (pre-restore, scratch, undone): never live, never a path."""
+    setup = _setup_param(target, "copy")
+    kept = [c.name for c in copies(setup) if c.kind in COPY_KINDS]
+    if value not in kept:
+        there = ", ".join(kept) or "none"
+        raise ParamError("copy", f"{value!r} is not a restore copy of {target} (there are: {there})")
+    return value
+
+
 def check_hours(value: int | None, target: str | None) -> int | None:
     if value is not None and value < 0:
         raise ParamError("older_than_hours", f"must be 0 or more hours, got {value}")
     return value
+
+
+# --- a backup of a restore's copy ---------------------------------------------------------
+
+
+def copy_purpose(target: str, copy: Copy) -> str:
+    """What the catalog says the backup is: which copy, of which job ("the pre-restore copy of restore job #7")."""
+    job = db.session.scalar(
+        select(Job)
+        .where(Job.target == target, Job.runbook.in_(("restore_backup", "undo_restore")))
+        .where(Job.result.contains(copy.name))
+        .order_by(Job.id.desc())
+        .limit(1)
+    )
+    of = f" of {'undo' if job.runbook == 'undo_restore' else 'restore'} job #{job.id}" if job else ""
+    return f"{COPY_KINDS[copy.kind]}{of} ({copy.name})"
+
+
+def back_up_copy(ctx: JobContext) -> None:
+    """An encrypted backup of a kept copy, so its rows outlive the copy (dropped after backups.keep_copies_hours)."""
+    setup = setup_for(ctx)
+    name = ctx.params["copy"]
+    with steps.adapter_errors(ctx):
+        found = next((c for c in copies(setup) if c.name == name), None)
+    if found is None:
+        raise StepFailed(f"{name} is no longer there (dropped since the job was queued): nothing to back up")
+    backup = take_backup(ctx, purpose=copy_purpose(ctx.target, found), copy=name)
+    ctx.set_result(f"Backed up {name} to {backup.id}.")
+    ctx.progress(1.0, backup.id)
 
 
 # --- retention ----------------------------------------------------------------------------
@@ -342,6 +389,21 @@ register(
             Step("create", "Make the encrypted backup", make_backup),
             Step("verify", "Verify it", verify_backup),
             Step("prune", "Apply retention", prune, follow_up=True),
+        ),
+    )
+)
+register(
+    Runbook(
+        name="backup_copy",
+        title="Back up a restore copy",
+        description="An encrypted backup of a pre-restore (or scratch, or undone) copy, catalogued with what it is, "
+        "so its rows are kept once the copy is dropped. The live database is not touched.",
+        role=Role.OPERATOR,
+        mutates=True,
+        params=(Param("copy", "Restore copy", check=check_copy),),
+        steps=(
+            Step("create", "Back up the copy", back_up_copy),
+            Step("verify", "Verify it", verify_backup),
         ),
     )
 )

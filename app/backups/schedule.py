@@ -55,7 +55,7 @@ class Decision:
 
 
 def _newest(config: TargetConfig) -> datetime | None:
-    newest = next((b for b in Catalog(config.backups.dir).backups() if not b.foreign), None)
+    newest = next((b for b in Catalog(config.backups.dir).backups() if not b.foreign and not b.of_copy), None)
     return newest.time if newest is not None else None
 
 

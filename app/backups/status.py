@@ -31,7 +31,7 @@ def freshness(catalog: Catalog, rpo_minutes: int | None) -> Freshness:
     backups = catalog.backups()
     tested = [b for b in backups if b.restore_tested]
     return Freshness(
-        newest_verified=next((b for b in backups if b.state == "verified"), None),
+        newest_verified=next((b for b in backups if b.state == "verified" and not b.of_copy), None),
         rpo=timedelta(minutes=rpo_minutes) if rpo_minutes else None,
         last_restore_tested=max(tested, key=lambda b: b.restore_tested["at"]) if tested else None,
         now=now_utc(),

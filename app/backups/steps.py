@@ -22,12 +22,16 @@ def setup_for(ctx: JobContext) -> BackupSetup:
         return setup_of(steps.target_of(ctx))
 
 
-def take_backup(ctx: JobContext, *, purpose: str | None = None) -> Backup:
-    """A new encrypted backup in the catalog, made by this job (its id in `ctx.state["backup"]`)."""
+def take_backup(ctx: JobContext, *, purpose: str | None = None, copy: str | None = None) -> Backup:
+    """A new encrypted backup in the catalog, made by this job (its id in `ctx.state["backup"]`).
+
+    `copy` names a restore's copy beside the live database to back up instead of the live one.
+    """
     setup = setup_for(ctx)
-    ctx.log(f"backing up {setup.database.name} ({setup.kind}) to {', '.join(setup.recipients)}")
     with steps.adapter_errors(ctx):
-        backup = create_backup(setup, ctx, job_id=ctx.job_id, purpose=purpose)
+        source = setup.database.sibling(copy) if copy else None
+        ctx.log(f"backing up {(source or setup.database).name} ({setup.kind}) to {', '.join(setup.recipients)}")
+        backup = create_backup(setup, ctx, job_id=ctx.job_id, purpose=purpose, source=source)
     ctx.state["backup"] = backup.id
     ctx.log(f"wrote {backup.path} ({backup.size} bytes, SHA-256 {backup.sha256})")
     return backup

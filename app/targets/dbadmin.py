@@ -19,7 +19,7 @@ import re
 import shutil
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -141,14 +141,19 @@ class Survey:
 class Postgres:
     """One PostgreSQL target database and the server it lives on."""
 
-    def __init__(self, url: str, env: Mapping[str, str], pg_bin: Path | None = None) -> None:
-        self.url = PgUrl.parse(url)
+    def __init__(self, url: str | PgUrl, env: Mapping[str, str], pg_bin: Path | None = None) -> None:
+        self.url = url if isinstance(url, PgUrl) else PgUrl.parse(url)
         self.env = dict(env)
         self.pg_bin = pg_bin
 
     @property
     def name(self) -> str:
         return self.url.dbname
+
+    def sibling(self, dbname: str) -> Postgres:
+        """Another database on the same server, reached as this one is (a restore's copy of it)."""
+        check_identifier(dbname)
+        return Postgres(replace(self.url, dbname=dbname), self.env, self.pg_bin)
 
     def connect(self, dbname: str | None = None) -> psycopg.Connection:
         try:
@@ -404,6 +409,12 @@ class Sqlite:
     @property
     def name(self) -> str:
         return self.path.name
+
+    def sibling(self, name: str) -> Sqlite:
+        """Another file in the same folder (a restore's copy of this database)."""
+        if not name or "/" in name or name in (".", ".."):
+            raise DatabaseError(f"not a file name beside {self.path.name}: {name!r}", fix="name a file, not a path")
+        return Sqlite(f"sqlite:///{self.path.with_name(name)}")
 
     def connect(self, path: Path | None = None, *, readonly: bool = True) -> sqlite3.Connection:
         path = path or self.path

@@ -493,3 +493,37 @@ def test_cleanup_drops_only_restore_copies_older_than_asked_and_never_live(app, 
     assert f"dropped {pre}" in log_text(view) and "Dropped 1 restore copy" in dropped.result
     assert copies(data_target) == []
     assert data_target.snapshot() == restored  # the live database is never a copy
+
+
+def test_a_backup_of_the_pre_restore_copy_keeps_the_rows_written_after_the_backup(app, runner, data_target):
+    """Restore, back up the pre-restore copy, drop the copy: its backup still restores the late rows, row for row."""
+    from app.backups.catalog import Catalog
+    from app.backups.status import freshness
+
+    name = backup_now(app, data_target)
+    data_target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (100, "late", "2099-01-01 00:00:00+00"))
+    data_target.execute("UPDATE orders SET total = 7 WHERE id = 3")
+    changed = data_target.snapshot()
+    restore, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert restore.state == "succeeded", log_text(view)
+    (pre,) = copies(data_target)
+
+    job, view = run(app, "backup_copy", data_target.name, copy=pre)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert job.verification == "passed"
+    (new,) = [p for p in data_target.backup_dir.iterdir() if p.name.endswith(".gpg") and p.name != name]
+    assert new.name in job.result
+    made = json.loads(manifest_path(new).read_text())
+    assert made["purpose"] == f"the pre-restore copy of restore job #{restore.id} ({pre})"
+    assert made["copy"] == pre and made["counts"] == {"user": 21, "orders": 20}
+    assert made["database"] == data_target.url.rsplit("/", 1)[1] or data_target.engine == "sqlite"
+    assert made["job_id"] == job.id and made["verified"]["ok"] is True
+    # not a backup of live as it is: the newest verified backup of the target is still the one restored
+    assert freshness(Catalog(data_target.backup_dir), None).newest_verified.id == name
+    assert copies(data_target) == [pre]  # the copy stays until the cleanup drops it
+
+    dropped, _ = run(app, "cleanup_restores", data_target.name, older_than_hours=0)
+    assert dropped.state == "succeeded" and copies(data_target) == []
+    back, view = run(app, "restore_backup", data_target.name, backup=made["file"])
+    assert back.state == "succeeded", (back.result, log_text(view))
+    assert data_target.snapshot() == changed  # the rows written after the first backup, back from the copy's backup

@@ -126,3 +126,38 @@ def test_the_overview_and_dashboard_card_show_the_backup_age_against_the_rpo(as_
         page = client.get(url).get_data(as_text=True)
         assert '<span class="badge badge-bad">newest verified' in page and "(RPO " in page  # years old: red
     assert '<option value="backups">' in client.get("/targets/shop/timeline").get_data(as_text=True)
+
+
+def test_an_operator_backs_up_a_kept_copy_from_its_button(app, as_role, shop):
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/shop/backups").get_data(as_text=True)
+    assert "Back up this copy</button>" in page and 'value="shop.db.pre_restore_20240101000000"' in page
+    assert "Undo restore</button>" not in page  # undo stays the admin's
+    assert "Back up this copy" not in as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
+    copy = "shop.db.pre_restore_20240101000000"
+    response = post(client, "/jobs", {"runbook": "backup_copy", "target": "shop", "copy": copy})
+    assert response.status_code == 302
+    with app.app_context():
+        (job,) = db.session.scalars(select(Job)).all()
+        assert (job.runbook, job.params["copy"], job.actor_name) == ("backup_copy", copy, "operator")
+        queued = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+        assert queued.action == "job.queued" and queued.outcome == "ok"
+
+
+@pytest.mark.parametrize("bad", ["shop.db", "../data/shop.db.pre_restore_20240101000000", "shop.db.restore_1"])
+def test_backing_up_anything_but_a_kept_copy_is_refused_and_audited(app, as_role, shop, bad):
+    response = post(as_role(Role.OPERATOR), "/jobs", {"runbook": "backup_copy", "target": "shop", "copy": bad})
+    assert response.status_code == 400 and "is not a restore copy of shop" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == []
+        refusal = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+        assert refusal.action == "job.queued" and refusal.outcome == "denied"
+
+
+def test_backing_up_a_copy_without_a_csrf_token_is_refused(app, as_role, shop):
+    client = as_role(Role.OPERATOR)
+    copy = "shop.db.pre_restore_20240101000000"
+    response = client.post("/jobs", data={"runbook": "backup_copy", "target": "shop", "copy": copy})
+    assert response.status_code == 400 and "Nothing was changed" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == []
