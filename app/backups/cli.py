@@ -7,6 +7,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from app.backups.expiry import NOTHING, queue_expired
 from app.backups.schedule import queue_due
 from app.backups.setup import catalog_of
 from app.backups.status import ago, freshness
@@ -46,9 +47,14 @@ def list_backups(target: str) -> None:
 @backups.command("due")
 @click.option("--dry-run", is_flag=True, help="only say which targets are due")
 def due(dry_run: bool) -> None:
-    """Queue a backup, as the system actor, for each target whose backups.interval_minutes has passed.
+    """Queue a backup, as the system actor, for each target whose backups.interval_minutes has passed;
+    then the backup or cleanup of restore copies past backups.keep_copies_hours.
 
     What Rewind's own scheduler does every minute; for cron when it is turned off (REWIND_SCHEDULER=0).
     """
     for decision in queue_due(dry_run=dry_run, via="cli"):
         click.echo(str(decision))
+    if not dry_run:
+        for expired in queue_expired(via="cli"):
+            if expired.action != NOTHING:
+                click.echo(str(expired))

@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app.auth.roles import Role
-from app.backups import captures, retention, schedule
+from app.backups import captures, expiry, retention, schedule
 from app.backups.catalog import now_utc
 from app.backups.restore import (
     Copy,
@@ -42,6 +42,7 @@ from app.targets.errors import TargetError
 
 assert captures.BACKUP  # registered on import: every checkpoint records the newest verified backup
 assert schedule.TASK  # registered on import: the scheduler queues due backups every minute
+assert expiry.TASK  # registered on import: and backs up, then drops, restore copies past their time
 
 
 # --- parameters ----------------------------------------------------------------------------
@@ -365,6 +366,12 @@ def clean_up(ctx: JobContext) -> None:
     cutoff = now_utc() - timedelta(hours=hours)
     with steps.adapter_errors(ctx):
         old = [c for c in copies(setup) if c.time < cutoff]
+        if ctx.params.get("spare_unsaved") == "yes":
+            kept = expiry.saved(setup.catalog)
+            spared = [c for c in old if c.kind in expiry.SAVED_KINDS and c.name not in kept]
+            for copy in spared:
+                ctx.log(f"kept {copy.name}: no backup holds it yet (back it up, then it can go)")
+            old = [c for c in old if c not in spared]
         for copy in old:
             drop_copy(setup, copy.name)
             ctx.log(f"dropped {copy.name} ({copy.kind}, {copy.time.isoformat()})")
@@ -476,6 +483,14 @@ register(
                 default=None,
                 check=check_hours,
                 help="default: the target's backups.keep_copies_hours",
+            ),
+            Param(
+                "spare_unsaved",
+                "Keep pre-restore and undone copies no backup holds",
+                choices=("no", "yes"),
+                default="no",
+                required=False,
+                help="the scheduler's cleanup says yes",
             ),
         ),
         steps=(Step("cleanup", "Drop old copies", clean_up),),
