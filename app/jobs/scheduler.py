@@ -1,6 +1,7 @@
 """Periodic tasks in Rewind's own process: what must happen every minute without anyone clicking.
 
-Areas register tasks (the backup schedule queues due backups); the engine
+Areas register tasks (the backup schedule queues due backups, expired restore
+copies are backed up and dropped); the engine
 starts one Scheduler beside each job runner, so it runs wherever jobs run
 and stops when that runner stops. With several gunicorn workers or `flask
 rewind worker` processes every one of them ticks, so a task must decide
