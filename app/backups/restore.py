@@ -34,6 +34,10 @@ class RestoreFailed(TargetError):
     """The restore could not go on; the message says what was left where."""
 
 
+class SwapHalfDone(RestoreFailed):
+    """The swap failed after live was renamed, and renaming it back failed too: no database has the live name."""
+
+
 @dataclass(frozen=True)
 class Copy:
     """A database Rewind made beside the live one: a scratch, a pre-restore or an undone copy."""
@@ -321,7 +325,7 @@ def swap_in(setup: BackupSetup, incoming: str, outgoing: str) -> None:
             try:
                 db.rename(outgoing, db.name)
             except TargetError:
-                raise RestoreFailed(
+                raise SwapHalfDone(
                     f"{exc.message}; renaming {outgoing} back to {db.name} failed too: the live database is now "
                     f"named {outgoing} and {incoming} is untouched",
                     fix=f"rename {outgoing} back to {db.name} (ALTER DATABASE) before starting the application",

@@ -18,6 +18,7 @@ from app.backups import captures, expiry, retention, schedule
 from app.backups.catalog import now_utc
 from app.backups.restore import (
     Copy,
+    SwapHalfDone,
     check_matches,
     check_space,
     compare,
@@ -34,7 +35,7 @@ from app.backups.steps import make_backup, setup_for, take_backup, verify_backup
 from app.backups.verify import check_checksum, check_envelope, quick_verify
 from app.extensions import db
 from app.jobs import steps
-from app.jobs.context import JobContext
+from app.jobs.context import JobCancelled, JobContext
 from app.jobs.models import Job
 from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.targets import registry
@@ -299,14 +300,26 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
         f"{ctx.target} is stopped and its database was being swapped: {live} is either the old database (and "
         f"{incoming} still exists) or {incoming} renamed (and the old one is {outgoing}); nothing was dropped"
     )
+    half_done = None
     try:
         with steps.adapter_errors(ctx):
-            swap_in(setup, incoming, outgoing)
-    except StepFailed as exc:
+            try:
+                swap_in(setup, incoming, outgoing)
+            except SwapHalfDone as exc:
+                half_done = exc
+    except JobCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the app must not stay stopped on an unchanged database
+        if not isinstance(exc, StepFailed):
+            exc = f"the swap failed ({type(exc).__name__}: {ctx.redact(str(exc))})"
         ctx.log(f"the swap failed; {live} is unchanged, {incoming} is still there; starting {ctx.target} again")
         unmade = "pre-restore" if label == "the restored copy" else "undone"
         kept = f"{label} is kept as {incoming}; no {unmade} copy was made"
         raise StepFailed(f"{exc} ({live} is unchanged; {_start_again(ctx)} on it; {kept})") from None
+    if half_done is not None:  # starting the app now would find no database of its name: left stopped
+        raise StepFailed(
+            ctx.redact(f"{half_done.message}. {ctx.target} is left stopped. Fix: {half_done.fix}; then start it.")
+        )
     ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing}
     ctx.standing(f"{incoming} is now {live}; the database it replaced is kept as {outgoing}; {ctx.target} is stopped")
     ctx.did(f"renamed {live} to {outgoing} and {incoming} to {live}")

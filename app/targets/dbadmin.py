@@ -251,21 +251,45 @@ class Postgres:
         check_identifier(new)
         statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
         for attempt in range(attempts):
-            self.end_connections(old)
+            refused = self.end_connections(old)
             try:
                 self._ddl(statement, f"rename {old} to {new}")
                 return
             except DatabaseError as exc:
-                if "being accessed by other users" not in exc.message or attempt == attempts - 1:
+                if "being accessed by other users" not in exc.message:
+                    raise
+                if refused:
+                    raise DatabaseError(
+                        f"could not rename {old} to {new} on {self.url.where()}: {len(refused)} session(s) on {old} "
+                        f"that Rewind's database user {self.url.user} may not end: {'; '.join(refused)}",
+                        fix=f"end them (pg_terminate_backend as a superuser), or grant {self.url.user} the "
+                        "pg_signal_backend role, then try again",
+                    ) from None
+                if attempt == attempts - 1:
                     raise
 
-    def end_connections(self, name: str) -> int:
-        with self.connect("postgres") as conn:
-            rows = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            ).fetchall()
-        return len(rows)
+    def end_connections(self, name: str) -> list[str]:
+        """End every other session on the database; the ones this user may not end, in words (pid, user, app)."""
+        refused = []
+        try:
+            with self.connect("postgres") as conn:
+                sessions = conn.execute(
+                    "SELECT pid, usename, application_name FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                ).fetchall()
+                for pid, user, application in sessions:
+                    try:
+                        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    except psycopg.errors.InsufficientPrivilege:
+                        said = f"pid {pid} of user {user or 'unknown'}"
+                        refused.append(said + (f' ("{application}")' if application else ""))
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"could not end the sessions on {name} on {self.url.where()}: {str(exc).strip()}",
+                fix="check that the server is up and that Rewind's database user may connect to it",
+            ) from None
+        return refused
 
     def _ddl(self, statement: sql.Composable, what: str) -> None:
         with self.connect("postgres") as conn:

@@ -3,9 +3,13 @@ serves, and the job says where the live, scratch and pre-restore databases are."
 
 from __future__ import annotations
 
+import psycopg
+import pytest
+
 from tests.backups.controlled import back_to_managed, stop_clashing, use_commands
 from tests.backups.test_runbooks import backup_now, copies, copy_url
 from tests.deployments.test_runbooks import health, log_text, run
+from tests.support.targets import write_targets_file
 
 
 def _restore_after_a_change(app, target) -> tuple[str, dict]:
@@ -51,3 +55,32 @@ def test_a_swap_refused_by_a_name_clash_keeps_live_and_the_restored_copy(app, ru
         assert health(data_target.code)[0] == 200
     finally:
         back_to_managed(app, data_target)
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_session_rewind_may_not_end_refuses_the_swap_and_live_serves_on(app, runner, data_target, pg_server):
+    """Rewind's database user owns the database but is no superuser; a superuser's session on live cannot be ended."""
+    live = data_target.url.rsplit("/", 1)[1]
+    role = f"app_{live.removeprefix('shop_')}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN CREATEDB')
+        conn.execute(f'ALTER DATABASE "{live}" OWNER TO "{role}"')
+    with psycopg.connect(data_target.url, autocommit=True) as conn:
+        for table in ("user", "orders", "alembic_version"):
+            conn.execute(f'ALTER TABLE "{table}" OWNER TO "{role}"')
+    own_url = data_target.url.replace(f"{pg_server.user}@", f"{role}@")
+    write_targets_file(app, data_target.toml().replace(data_target.url, own_url))
+    name, before = _restore_after_a_change(app, data_target)
+    with psycopg.connect(data_target.url, application_name="a DBA's psql") as dba:  # a superuser, on live
+        dba.execute("SELECT 1")
+        job, view = run(app, "restore_backup", data_target.name, backup=name)
+        assert not dba.closed and dba.execute("SELECT count(*) FROM orders").fetchone() == (10,)
+    assert job.state == "failed", log_text(view)
+    assert [s.state for s in view.steps[4:]] == ["succeeded", "failed", "not_run"]
+    assert "a DBA's psql" in job.result and "may not end" in job.result, job.result
+    (scratch,) = copies(data_target)
+    assert "_restore_" in scratch and "pre_restore" not in scratch
+    assert f"the restored copy is kept as {scratch}" in job.result, job.result
+    assert "no pre-restore copy was made" in job.result
+    assert data_target.snapshot() == before
+    assert health(data_target.code)[0] == 200
