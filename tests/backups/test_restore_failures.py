@@ -38,6 +38,25 @@ def test_a_stop_command_that_fails_leaves_live_serving_and_says_so(app, runner, 
         back_to_managed(app, data_target)
 
 
+def test_an_undo_whose_stop_fails_leaves_the_restored_database_serving_and_the_copy_in_place(app, runner, data_target):
+    name, changed = _restore_after_a_change(app, data_target)
+    restored, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert restored.state == "succeeded", log_text(view)
+    (pre,) = copies(data_target)
+    live = data_target.snapshot()
+    use_commands(app, data_target, stop=["/bin/false"])
+    try:
+        job, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
+        assert job.state == "failed", log_text(view)
+        assert f"the pre-restore copy {pre} is unchanged" in job.result, job.result
+        assert "staging was started again and is healthy" in job.result, job.result
+        assert data_target.snapshot() == live and copies(data_target) == [pre]
+        assert data_target.snapshot(copy_url(data_target, pre)) == changed
+        assert health(data_target.code)[0] == 200
+    finally:
+        back_to_managed(app, data_target)
+
+
 def test_a_swap_refused_by_a_name_clash_keeps_live_and_the_restored_copy(app, runner, data_target):
     """The name live is to be kept under is taken (made while the app stopped): nothing renamed, the app serves."""
     use_commands(app, data_target, stop=stop_clashing(data_target))
