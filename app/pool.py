@@ -2,9 +2,9 @@
 
 SQLAlchemy's pool_pre_ping costs one round trip per checkout, so one per request. A connection handed back
 a moment ago was alive a moment ago; one idle for longer (a server restart, an idle timeout, a failover) is
-pinged first and, if dead, replaced before the request uses it. A server that dies within IDLE_S of a
-connection's last use fails that one request, and its error invalidates the whole pool (SQLAlchemy does so
-on any disconnect), so the next request starts on fresh connections.
+pinged first and, if dead, replaced before the request uses it. A server that restarts within IDLE_S of a
+connection's last use fails the request handed that connection, and its error invalidates the whole pool
+(SQLAlchemy does so on any disconnect), so the requests after it start on fresh connections.
 """
 
 from __future__ import annotations
