@@ -131,8 +131,9 @@ def record(
     else:
         head_row.execute(_INSERT, row)
         head_row.execute(_MOVE_HEAD, {"hash": event.hash})
-    make_transient_to_detached(event)  # the row exists: the session holds it as if loaded, as a flush would
-    session.add(event)
+    # The row exists (in this transaction): the object says so, with every column loaded, but stays out of the
+    # session, so a rollback cannot leave the session holding an id the next writer is handed again.
+    make_transient_to_detached(event)
     return event
 
 
