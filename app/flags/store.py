@@ -1,9 +1,11 @@
 """Changing flags on a target, each change (and each refusal) audited with old and new values and the reason.
 
 A flag change is one short transaction in the application's database, so it
-is written at once rather than queued as a job; its audit row is committed
-right after, naming what was actually written. Views and the CLI both come
-through here, so both follow the same rules.
+is written at once rather than queued as a job; its audit row, naming what
+was actually written, is added while the rows are still locked (so writes of
+one flag are audited in the order they were made) and committed right after
+the flag's commit. Views and the CLI both come through here, so both follow
+the same rules.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def toggle(
                 "written_at": _stamp(stamp) if change.changed else None,
             },
         )
-        recorded.append(history.event_of(event))  # read before the commit expires the row
+        recorded.append(history.event_of(event))  # what the answering row shows as the last change
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
