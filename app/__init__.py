@@ -69,6 +69,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     db.init_app(app)
+    if settings.is_postgres:
+        from app.pool import ping_when_idle
+
+        with app.app_context():
+            ping_when_idle(db.engine)
     migrate.init_app(app, db, directory=str(_repo_path("migrations")))
     csrf.init_app(app)
     sock.init_app(app)
@@ -161,7 +166,7 @@ def _repo_path(name: str):
 
 def _engine_options(settings: Settings) -> dict:
     if settings.is_postgres:
-        return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        return {"pool_size": 10, "max_overflow": 20}  # pinged when idle: app/pool.py
     return {"connect_args": {"timeout": 30, "check_same_thread": False}}
 
 

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from app.auth.models import ServerSession, User
 from app.clock import utcnow
@@ -52,15 +52,19 @@ def open_session(user_id: int) -> str:
     return token
 
 
+# The session and its user in one query, built once: this runs on every request.
+_SESSION_AND_USER = (
+    select(ServerSession, User)
+    .join(User, User.id == ServerSession.user_id)
+    .where(ServerSession.token_hash == bindparam("digest"))
+)
+
+
 def check(token: str | None, user_id: int, *, idle: timedelta, lifetime: timedelta) -> Verdict:
     """Is this token a live session of this user? An idle or too-old one is ended here (and committed)."""
     if not token:
         return Verdict(None, "unknown")
-    found = db.session.execute(
-        select(ServerSession, User)
-        .join(User, User.id == ServerSession.user_id)
-        .where(ServerSession.token_hash == _digest(token))
-    ).first()  # the session and its user in one query: this runs on every request
+    found = db.session.execute(_SESSION_AND_USER, {"digest": _digest(token)}).first()
     if found is None or found[0].user_id != user_id:
         return Verdict(None, "unknown")
     row, user = found

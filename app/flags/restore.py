@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from app.audit.store import Actor, record_and_commit
+from app.audit.store import Actor, record
 from app.checkpoints.models import Checkpoint
 from app.clock import utcnow
 from app.extensions import db
@@ -271,6 +271,24 @@ def apply(
         "reason": reason,
         "recreate": sorted(recreate),
     }
+    recorded = []
+
+    def audit(changes: list[Change], stamp: datetime) -> None:
+        recorded.append(
+            record(
+                "flags.restore",
+                target=target.name,
+                actor=actor,
+                details={
+                    **details,
+                    "changes": [c.as_dict() for c in changes],
+                    "created_since": the_plan.created_since,
+                    "deleted_since": [f.name for f in the_plan.deleted_since],
+                    "written_at": stamp.isoformat(timespec="microseconds"),
+                },
+            )
+        )
+
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"restoring {target.name}'s flags")
         if seen != the_plan.expected:
@@ -278,24 +296,14 @@ def apply(
         deleted = {f.name: f for f in the_plan.deleted_since}
         if unknown := sorted(set(recreate) - set(deleted)):
             raise BadFlagInput(f"cannot recreate {', '.join(unknown)}: not deleted since {the_plan.source}")
-        changes, stamp = table_of(target).apply(
+        changes, _ = table_of(target).apply(
             {c.name: bool(c.new) for c in the_plan.changes},
             expected=the_plan.expected,
             create=[deleted[n] for n in sorted(recreate)],
+            before_commit=audit,  # audited while the rows are locked: see FlagTable
         )
     except TargetError as exc:
-        _refused("flags.restore", target, actor, exc, details)
+        _refused("flags.restore", target, actor, exc, details, written=bool(recorded))
         raise
-    record_and_commit(
-        "flags.restore",
-        target=target.name,
-        actor=actor,
-        details={
-            **details,
-            "changes": [c.as_dict() for c in changes],
-            "created_since": the_plan.created_since,
-            "deleted_since": [f.name for f in the_plan.deleted_since],
-            "written_at": stamp.isoformat(timespec="microseconds"),
-        },
-    )
+    db.session.commit()
     return changes

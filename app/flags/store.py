@@ -1,9 +1,11 @@
 """Changing flags on a target, each change (and each refusal) audited with old and new values and the reason.
 
 A flag change is one short transaction in the application's database, so it
-is written at once rather than queued as a job; its audit row is committed
-right after, naming what was actually written. Views and the CLI both come
-through here, so both follow the same rules.
+is written at once rather than queued as a job; its audit row, naming what
+was actually written, is added while the rows are still locked (so writes of
+one flag are audited in the order they were made) and committed right after
+the flag's commit. Views and the CLI both come through here, so both follow
+the same rules.
 """
 
 from __future__ import annotations
@@ -79,7 +81,12 @@ def word(enabled: bool | None) -> str:
     return "absent" if enabled is None else ("on" if enabled else "off")
 
 
-def _refused(action: str, target: Target, actor: Actor, exc: TargetError, details: dict) -> None:
+def _refused(
+    action: str, target: Target, actor: Actor, exc: TargetError, details: dict, *, written: bool = False
+) -> None:
+    """Audit a refusal; `written`: the change's own audit row was added before its commit failed, and goes."""
+    if written:
+        db.session.rollback()
     outcome = Outcome.FAILED if isinstance(exc, FlagTableError | FlagValueError) else Outcome.DENIED
     if isinstance(exc, StaleFlag):
         details["current"] = exc.flag.enabled
@@ -106,27 +113,30 @@ def toggle(
     Returns the change (with the row as written) and its audit row.
     """
     details = {"flag": name, "new": enabled, "seen": seen, "reason": reason, "via": via}
+    recorded = []
+
+    def audit(change: Change, stamp: datetime) -> None:
+        event = record(
+            "flags.toggle",
+            target=target.name,
+            actor=actor,
+            details={
+                **details,
+                "old": change.old,
+                "changes": [change.as_dict()] if change.changed else [],
+                "written_at": _stamp(stamp) if change.changed else None,
+            },
+        )
+        recorded.append(history.event_of(event))  # what the answering row shows as the last change
+
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
-        change, stamp = table_of(target).set(name, enabled, seen=seen)
+        change, _ = table_of(target).set(name, enabled, seen=seen, before_commit=audit)
     except TargetError as exc:
-        _refused("flags.toggle", target, actor, exc, details)
+        _refused("flags.toggle", target, actor, exc, details, written=bool(recorded))
         raise
-    event = record(
-        "flags.toggle",
-        target=target.name,
-        actor=actor,
-        details={
-            **details,
-            "old": change.old,
-            "changes": [change.as_dict()] if change.changed else [],
-            "written_at": _stamp(stamp) if change.changed else None,
-        },
-    )
-    db.session.flush()
-    done = history.event_of(event)  # read before the commit expires the row
     db.session.commit()
-    return change, done
+    return change, recorded[0]
 
 
 def kill(
@@ -141,25 +151,32 @@ def kill(
     """Turn several flags off in one transaction with one reason: all of them, or none and the refusal audited."""
     names = sorted(set(names)) if names is not None else None
     details = {"flags": names, "tag": tag, "reason": reason, "via": via}
+    recorded = []
+
+    def audit(changes: list[Change], stamp: datetime) -> None:
+        recorded.append(
+            record(
+                "flags.kill",
+                target=target.name,
+                actor=actor,
+                details={
+                    **details,
+                    "changes": [c.as_dict() for c in changes if c.changed],
+                    "already_off": [c.name for c in changes if not c.changed],
+                    "written_at": _stamp(stamp),
+                },
+            )
+        )
+
     try:
         reason = clean_reason(reason, required=True, what="the kill switch")
-        changes, stamp = table_of(target).kill(names, tag=tag)
+        changes, _ = table_of(target).kill(names, tag=tag, before_commit=audit)
     except TargetError as exc:
         if isinstance(exc, VanishedFlags):
             details["vanished"] = exc.names
-        _refused("flags.kill", target, actor, exc, details)
+        _refused("flags.kill", target, actor, exc, details, written=bool(recorded))
         raise
-    record_and_commit(
-        "flags.kill",
-        target=target.name,
-        actor=actor,
-        details={
-            **details,
-            "changes": [c.as_dict() for c in changes if c.changed],
-            "already_off": [c.name for c in changes if not c.changed],
-            "written_at": _stamp(stamp),
-        },
-    )
+    db.session.commit()
     return changes
 
 

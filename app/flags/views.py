@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -120,13 +121,19 @@ def _may() -> dict[str, bool]:
 
 
 class _Asker:
-    """What the answering row needs to know of the person and of Rewind's records, read before the write: the
-    write's commit ends the ops database transaction (and expires the user), so reading them after it would cost
-    another connection checkout and queries on every toggle."""
+    """What the answering row needs to know of the person, read before the write: the write's commit ends the ops
+    database transaction (and expires the user), so reading it after would cost a query on every toggle.
+
+    The newest checkpoint's flag states are read only for a row that is not the toggle's own write: a row just
+    written answers with the audit row written with it, and that is newer than any checkpoint taken before."""
 
     def __init__(self, target_name: str) -> None:
         self.may = _may()
-        self.seen = restore.newest_seen_of(target_name)
+        self.target_name = target_name
+
+    @cached_property
+    def seen(self):
+        return restore.newest_seen_of(self.target_name)
 
 
 def _row(
@@ -139,8 +146,9 @@ def _row(
     status: int = 200,
     last=None,
 ):
+    # The toggle's own write (last given) is the newest thing Rewind knows of the row: no checkpoint to read.
+    seen = None if last is not None else asker.seen
     last = last or history.last_change(target.name, flag.name)
-    seen = asker.seen
     html = render_template(
         "flags/_row.html",
         target=target,

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -217,7 +217,13 @@ close_idle_connections = _idle.close
 
 
 class FlagTable:
-    """One application's flags table; every call takes a short-lived connection of its own."""
+    """One application's flags table; every call takes a short-lived connection of its own.
+
+    set, kill and apply take `before_commit`, called with what was written while the rows are still locked
+    and the write not yet committed: the caller records its audit row there, so two writes of one flag are
+    audited in the order they were made (a second writer waits on the row lock until the first one's audit
+    row holds its place in the chain), and an audit row that cannot be written leaves the table untouched.
+    """
 
     def __init__(self, url: str, table: str, columns: FlagColumns | None = None) -> None:
         self.url, self.table, self.columns = url, table, columns or FlagColumns()
@@ -411,10 +417,18 @@ class FlagTable:
     def _stamp(self, stamp: datetime) -> Any:
         return stamp.isoformat(sep=" ", timespec="microseconds") if self.sqlite else stamp
 
-    def set(self, name: str, enabled: bool, *, seen: bool | None = None) -> tuple[Change, datetime]:
+    def set(
+        self,
+        name: str,
+        enabled: bool,
+        *,
+        seen: bool | None = None,
+        before_commit: Callable[[Change, datetime], None] | None = None,
+    ) -> tuple[Change, datetime]:
         """Set one flag; with `seen`, refuse (StaleFlag) unless it is still in the state the person saw.
 
         Setting a flag to the state it already has writes nothing. Returns the change and the updated_at written.
+        `before_commit`: see the class.
         """
         stamp = now()
         with self._transaction() as conn:
@@ -427,9 +441,18 @@ class FlagTable:
             if current.enabled != enabled:
                 self._update(conn, name, enabled, stamp)
                 after = replace(current, enabled=enabled, updated_at=stamp)
-        return Change(name, current.enabled, enabled, after), stamp
+            change = Change(name, current.enabled, enabled, after)
+            if before_commit is not None:
+                before_commit(change, stamp)
+        return change, stamp
 
-    def kill(self, names: Iterable[str] | None = None, *, tag: str | None = None) -> tuple[list[Change], datetime]:
+    def kill(
+        self,
+        names: Iterable[str] | None = None,
+        *,
+        tag: str | None = None,
+        before_commit: Callable[[list[Change], datetime], None] | None = None,
+    ) -> tuple[list[Change], datetime]:
         """Turn off every named flag (or every flag with `tag`) in one transaction: all of them or none.
 
         A named flag missing from the table raises VanishedFlags and nothing is changed.
@@ -454,6 +477,8 @@ class FlagTable:
             for change in changes:
                 if change.changed:
                     self._update(conn, change.name, False, stamp)
+            if before_commit is not None:
+                before_commit(changes, stamp)
         return changes, stamp
 
     def apply(
@@ -462,6 +487,7 @@ class FlagTable:
         *,
         expected: Mapping[str, bool] | None = None,
         create: Iterable[Flag] = (),
+        before_commit: Callable[[list[Change], datetime], None] | None = None,
     ) -> tuple[list[Change], datetime]:
         """Put several flags in the given states, and (re)create some, in one transaction.
 
@@ -491,7 +517,10 @@ class FlagTable:
             for flag in create:
                 self._insert(conn, flag, stamp)
                 changes.append(Change(flag.name, None, flag.enabled))
-        return [c for c in changes if c.changed], stamp
+            changes = [c for c in changes if c.changed]
+            if before_commit is not None:
+                before_commit(changes, stamp)
+        return changes, stamp
 
     def _insert(self, conn: Any, flag: Flag, stamp: datetime) -> None:
         c = self.columns

@@ -303,3 +303,20 @@ def test_fast_and_reference_walks_agree_on_a_rewritten_timestamp(app, edit):
         reference = chain.verify_rows(app.config["REWIND_AUDIT_KEY"], db.session.execute(select_all()).all())
         fast = store.verify()
     assert (fast.intact, fast.problem) == (reference.intact, reference.problem)
+
+
+@both_databases
+def test_a_rolled_back_row_leaves_its_id_to_the_next_writer_in_the_same_session(app):
+    """A write whose transaction fails takes its audit row with it; the next record() reuses the id cleanly."""
+    with app.app_context():
+        kept = store.record("test.kept")
+        db.session.commit()
+        gone = store.record("test.rolled_back", details={"reason": "the write failed"})
+        db.session.rollback()
+        again = store.record("test.after", details={"reason": "refusal"})
+        db.session.commit()
+        assert (gone.id, again.id) == (kept.id + 1, kept.id + 1)
+        actions = [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
+        assert actions[-2:] == ["test.kept", "test.after"]
+    verdict = run_verify(app)
+    assert verdict.intact

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gc
 import os
+import sqlite3
 import threading
 from datetime import datetime
 
+import psycopg
 import pytest
 
 from app.targets import flags as flags_adapter
@@ -289,3 +291,56 @@ def test_a_forked_process_starts_without_its_parents_connections_and_leaves_them
     assert kept.execute("SELECT 1").fetchone() == (1,)  # the server did not see it closed by the child
     flags_adapter._idle.give(db.url, kept)
     assert table.set("dark_mode", False, seen=True)[0].new is False
+
+
+def _row_is_locked_by_another(flagdb, name: str) -> bool:
+    """Can another connection take the row's write lock right now? (SQLite: the database's.)"""
+    other = flagdb.connect()
+    try:
+        if flagdb.kind == "sqlite":
+            other.execute("PRAGMA busy_timeout = 0")
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        else:
+            other.execute("SELECT 1 FROM feature_flags WHERE name = %s FOR UPDATE NOWAIT", (name,))
+        return False
+    except (sqlite3.OperationalError, psycopg.errors.LockNotAvailable):
+        return True
+    finally:
+        other.close()
+
+
+def test_before_commit_runs_while_the_row_is_locked_and_the_write_not_yet_visible(flagdb):
+    """The audit row is written there: a second writer of the flag waits until it holds its place in the chain."""
+    seen = []
+
+    def audit(change, stamp):
+        seen.append((change.old, change.new, _row_is_locked_by_another(flagdb, "dark_mode"), flagdb.states()))
+
+    change, _ = flagdb.table().set("dark_mode", True, seen=False, before_commit=audit)
+    assert change.changed
+    [(old, new, locked, states)] = seen
+    assert (old, new, locked) == (False, True, True)
+    assert states["dark_mode"] is False  # not committed yet
+    assert flagdb.states()["dark_mode"] is True
+    assert not _row_is_locked_by_another(flagdb, "dark_mode")
+
+
+@pytest.mark.parametrize("write", ["set", "kill", "apply"])
+def test_a_before_commit_that_fails_leaves_the_table_untouched(flagdb, write):
+    """An audit row that cannot be written means no change either."""
+    before = flagdb.states()
+
+    def audit(*_):
+        raise RuntimeError("the ops database is gone")
+
+    table = flagdb.table()
+    with pytest.raises(RuntimeError, match="ops database is gone"):
+        if write == "set":
+            table.set("dark_mode", True, seen=False, before_commit=audit)
+        elif write == "kill":
+            table.kill(["checkout_v2", "search_beta"], before_commit=audit)
+        else:
+            table.apply({"dark_mode": True, "checkout_v2": False}, before_commit=audit)
+    assert flagdb.states() == before
+    assert not _row_is_locked_by_another(flagdb, "dark_mode")

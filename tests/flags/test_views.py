@@ -376,3 +376,31 @@ def test_pages_for_a_signed_in_person_are_not_stored_even_after_a_write(flag_app
     response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
     assert response.status_code == 200 and response.headers.get("Cache-Control") == "no-store"
     assert "Cache-Control" not in flag_app.test_client().get("/login").headers
+
+
+def test_a_toggle_whose_commit_fails_after_its_audit_row_leaves_only_the_refusal(app, as_role, tmp_path, pg_server):
+    """The audit row is written before the flag's commit; a commit the database refuses takes it back."""
+    from app.audit import store as audit_store
+    from tests.flags.conftest import make_flag_db
+
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server)
+    flagdb.add("dark_mode", False, "Dark colours")
+    flagdb.execute(
+        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'the application refuses this change'; END $$"
+    )
+    flagdb.execute(
+        "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON feature_flags "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"
+    )
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 503
+    assert "nothing was written" in response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is False
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome) == ("operator", "failed")
+    assert "the application refuses this change" in details["error"] and "changes" not in details
+    with app.app_context():
+        assert audit_store.verify().intact
