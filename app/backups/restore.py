@@ -21,7 +21,7 @@ from app.backups.catalog import Backup, now_utc, sync_dir
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.targets.command import Sink, Stage, run_pipeline
-from app.targets.dbadmin import Postgres, Sqlite, Survey, check_identifier
+from app.targets.dbadmin import Postgres, Sqlite, check_identifier
 from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
@@ -251,26 +251,17 @@ class Comparison:
         return lines
 
 
-def read_live(setup: BackupSetup, backup: Backup) -> Survey | None:
-    """The live side of the comparison, read while the scratch fills; None if it fails (compare reads it again)."""
-    try:
-        return setup.database.survey(setup.key_tables, backup.time, background=True)
-    except TargetError:
-        return None
-
-
-def compare(setup: BackupSetup, backup: Backup, scratch: str, live: Survey | None = None) -> Comparison:
-    """The restored copy read now, beside the live side read while the scratch filled (or now, at once, if not)."""
+def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
+    """Live and restored read at once, after the fill: counted beside a running restore, the live side
+    took the cores pg_restore needed (measured: the fill 0.2 s slower at 200 MB), and read last it is
+    closest to what the swap will roll back."""
     db = setup.database
     tables = setup.key_tables
     where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
-    if live is None:
-        with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
-            live_reading = pool.submit(db.survey, tables, backup.time)
-            restored = db.survey(tables, None, where)
-            live = live_reading.result()
-    else:
+    with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
+        live_reading = pool.submit(db.survey, tables, backup.time)
         restored = db.survey(tables, None, where)
+        live = live_reading.result()
     return Comparison(
         live=live.counts,
         restored=restored.counts,

@@ -25,7 +25,6 @@ from app.backups.restore import (
     copies,
     copy_name,
     drop_copy,
-    read_live,
     restore_scratch,
     stamp,
     swap_in,
@@ -180,10 +179,7 @@ def fill_scratch(ctx: JobContext) -> None:
             "(the cleanup runbook drops it)"
         )
         # The live key tables are counted meanwhile (the app serves either way): the count costs no time of its own.
-        with ThreadPoolExecutor(1, thread_name_prefix="rewind-live-count") as pool:
-            live = pool.submit(read_live, setup, backup)
-            restore_scratch(setup, backup, scratch, ctx)
-            ctx.state["live"] = live.result()
+        restore_scratch(setup, backup, scratch, ctx)
     ctx.state["scratch"] = scratch
     ctx.standing(f"the live database is untouched; the restored copy is {scratch} (the cleanup runbook drops it)")
     ctx.log(f"{scratch} is filled")
@@ -197,9 +193,7 @@ def inspect_scratch(ctx: JobContext) -> None:
     try:
         with steps.adapter_errors(ctx):
             backup = setup.catalog.get(ctx.params["backup"])
-            found = compare(setup, backup, scratch, ctx.state.get("live"))
-        if ctx.state.get("live") is not None:
-            ctx.log("live counts read while the scratch filled (the application kept serving until the stop)")
+            found = compare(setup, backup, scratch)
         for line in found.table():
             ctx.log(line)
         lost = sum(found.newer.values())

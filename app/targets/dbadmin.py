@@ -329,20 +329,14 @@ class Postgres:
         tables: Sequence[str],
         since: datetime | None = None,
         dbname: str | None = None,
-        *,
-        background: bool = False,
     ) -> Survey:
         """Counts, rows newer than `since` and the revision on one connection, one scan per table.
 
-        The count and the newer-than count share the table's scan. In the
-        `background` (a survey beside a running restore) the server scans
-        with one process, leaving the other cores to the restore.
+        The count and the newer-than count share the table's scan.
         """
         counts: dict[str, int | None] = {}
         newer: dict[str, int] = {}
         with self.connect(dbname) as conn:
-            if background:
-                conn.execute("SET max_parallel_workers_per_gather = 0")
             try:
                 rows = conn.execute("SELECT version_num FROM alembic_version ORDER BY 1").fetchall()
                 revision = ",".join(r[0] for r in rows) or None
@@ -521,8 +515,6 @@ class Sqlite:
         tables: Sequence[str],
         since: datetime | None = None,
         path: Path | None = None,
-        *,
-        background: bool = False,
     ) -> Survey:
         """Counts, rows newer than `since` and the revision of the file (a local file: no round trips to save)."""
         newer = self.rows_newer_than(tables, since, path) if since is not None else {}

@@ -34,6 +34,11 @@ MAX_BODY = 1024 * 1024
 MIN_REQUEST_TIMEOUT_S = 0.1
 CANCEL_POLL_S = 0.05
 FIRST_PAUSE_S = 0.1
+# While nothing listens yet (connection refused) in the first seconds, probe every QUICK_PAUSE_S: a
+# refused connect costs nothing, and an app that comes back in 80 ms is seen then, not at 100 ms or
+# 300 ms. Answers that count towards giving up (5xx, another port) keep the doubling pauses.
+QUICK_PAUSE_S = 0.02
+QUICK_WINDOW_S = 2.0
 BODY_EXCERPT = 400  # bytes of an answer kept to show why it failed
 FAILURE_THRESHOLD = 3
 
@@ -270,7 +275,9 @@ class HealthCheck:
         """Probe until healthy, until the outcome is known, or until timeout_s has passed.
 
         Pauses start at 0.1 s and double up to interval_s: an app that comes
-        back quickly is seen quickly, one that takes long is not hammered. No
+        back quickly is seen quickly, one that takes long is not hammered.
+        While connections are refused in the first QUICK_WINDOW_S, the pause
+        is QUICK_PAUSE_S. No
         request runs past the deadline. Raises CommandCancelled as soon as
         should_cancel() is true, like run_command, so a job stops the same way
         for both.
@@ -282,7 +289,8 @@ class HealthCheck:
         can be its own (the health URL's port is one it listens on, or, for a
         URL of another host, it listens at all).
         """
-        deadline = time.monotonic() + self.timeout_s
+        started = time.monotonic()
+        deadline = started + self.timeout_s
         pause = min(FIRST_PAUSE_S, self.interval_s)
         parts = urlsplit(self.url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -326,8 +334,11 @@ class HealthCheck:
             if time.monotonic() >= deadline:
                 reason = f"no healthy answer within {self.timeout_s:g} s; last: {probe.reason}"
                 return Verdict(False, reason, probe, probes)
-            pause_until = min(deadline, time.monotonic() + pause)
-            pause = min(pause * 2, self.interval_s)
+            if probe.refused and not elsewhere and time.monotonic() - started < QUICK_WINDOW_S:
+                wait = min(QUICK_PAUSE_S, pause)
+            else:
+                wait, pause = pause, min(pause * 2, self.interval_s)
+            pause_until = min(deadline, time.monotonic() + wait)
             while (left := pause_until - time.monotonic()) > 0:
                 if should_cancel():
                     raise CommandCancelled()
