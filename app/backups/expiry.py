@@ -16,10 +16,10 @@ So the newest pre-restore copy is treated like the others: undo is offered
 for `keep_copies_hours`, as configured, and after that the copy's rows live
 on in its backup (restorable from the Backups tab) rather than on disk.
 
-The decision is taken under the audit chain-head lock every enqueue takes,
-as `queue_due` does, so several processes ticking at once queue one job. A
-job of this kind that did not succeed is tried again an hour after it was
-queued, not every minute.
+The job is queued through app.jobs.system_jobs.queue_once, as `queue_due`
+does, so several processes ticking at once queue one job. A job of this
+kind that did not succeed is tried again an hour after it was queued, not
+every minute.
 """
 
 from __future__ import annotations
@@ -28,24 +28,19 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
-from app.audit.store import Actor, serialise
 from app.backups.catalog import Catalog, now_utc
 from app.backups.restore import Copy, copies
 from app.backups.setup import setup_of
 from app.extensions import db
-from app.jobs import runbook as runbooks
-from app.jobs import scheduler, service
-from app.jobs.models import Job
-from app.statuses import JobState
+from app.jobs import scheduler, system_jobs
 from app.targets import registry
 from app.targets.config import TargetConfig
 from app.targets.errors import TargetError
 
 log = logging.getLogger(__name__)
 
-QUEUED, NOTHING, BUSY, ALREADY, UNREADABLE = "queued", "nothing expired", "busy", "already queued", "unreadable"
+QUEUED, BUSY, ALREADY = system_jobs.QUEUED, system_jobs.BUSY, system_jobs.ALREADY
+NOTHING, UNREADABLE = "nothing expired", "unreadable"
 SAVED_KINDS = ("pre_restore", "undone")  # copies that may hold rows no backup has
 RETRY = timedelta(hours=1)
 RUNBOOKS = ("backup_copy", "cleanup_restores")
@@ -105,48 +100,25 @@ def queue_expired(now: datetime | None = None, *, via: str = "schedule") -> list
 def _queue(config: TargetConfig, now: datetime, via: str) -> Decision:
     if plan(config, now) is None:  # the common case, read without the lock
         return Decision(config.name, NOTHING, f"no restore copy older than {config.backups.keep_copies_hours} h")
-    db.session.rollback()  # a fresh transaction: the lock below then sees every other process's commits
-    serialise()  # held until the enqueue commits (or a rollback below): one decision at a time, in every process
-    running = service.busy_job(config.name)
-    if running is not None:
-        db.session.rollback()
-        return Decision(
-            config.name, BUSY, f"{config.name} is busy: job #{running.id} ({running.runbook}) is {running.state}"
+
+    def need() -> system_jobs.Need | str:
+        found = plan(config, now)  # again, under the lock: another process's job may have just ended
+        if found is None:
+            return "the expired copies are gone"
+        name, params, why = found
+        return system_jobs.Need(
+            name,
+            params,
+            why,
+            since=(now - RETRY).replace(tzinfo=None),  # the job table keeps naive UTC
+            occasion="this within the hour",
+            retry="one that did not succeed is tried again an hour after it was queued",
+            system_only=True,
         )
-    found = plan(config, now)  # again, under the lock: another process's job may have just ended
-    if found is None:
-        db.session.rollback()
-        return Decision(config.name, NOTHING, "the expired copies are gone")
-    name, params, why = found
-    earlier = db.session.scalar(
-        select(Job)
-        .where(
-            Job.target == config.name,
-            Job.runbook == name,
-            Job.actor_name == Actor.system().name,
-            Job.actor_id.is_(None),
-            Job.created_at >= (now - RETRY).replace(tzinfo=None),  # the job table keeps naive UTC
-            Job.state != JobState.SUCCEEDED.value,
-        )
-        .order_by(Job.id.desc())
-        .limit(1)
-    )
-    if earlier is not None:
-        db.session.rollback()
-        return Decision(
-            config.name,
-            ALREADY,
-            f"{name} job #{earlier.id} was queued for this within the hour ({earlier.state}); "
-            f"one that did not succeed is tried again an hour after it was queued",
-        )
-    book = runbooks.get(name)
-    try:
-        checked = book.parse_params({k: str(v) for k, v in params.items()}, config.name)
-    except runbooks.ParamError as exc:  # e.g. the copy was dropped by hand since the plan was read
-        db.session.rollback()
-        return Decision(config.name, NOTHING, str(exc))
-    job = service.enqueue(book, config.name, checked, Actor.system(), via=via)
-    return Decision(config.name, QUEUED, why, job.id, name)
+
+    outcome = system_jobs.queue_once(config.name, need, via=via)
+    action = {system_jobs.GONE: NOTHING}.get(outcome.action, outcome.action)
+    return Decision(config.name, action, outcome.why, outcome.job_id, outcome.runbook)
 
 
 def run_scheduled() -> None:

@@ -6,12 +6,10 @@ from cron for those who turn the scheduler off (REWIND_SCHEDULER=0). A due
 target gets one `backup` job (create, verify, then retention), run by the
 runner, locked and audited like any job.
 
-Every process that runs jobs ticks, so the decision is taken under the audit
-chain-head lock that every enqueue takes: whether the target is busy and
-whether a backup job was already queued for this due time are read and the
-job is written in one transaction, in whichever process comes first. A
-backup job that failed (or was cancelled or interrupted) is tried again one
-interval after it was queued, not every minute.
+Every process that runs jobs ticks, so the job is queued through
+app.jobs.system_jobs.queue_once: one per due time, whichever process comes
+first. A backup job that failed (or was cancelled or interrupted) is tried
+again one interval after it was queued, not every minute.
 """
 
 from __future__ import annotations
@@ -20,21 +18,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
-from app.audit.store import Actor, serialise
 from app.backups.catalog import Catalog, now_utc
-from app.extensions import db
-from app.jobs import runbook as runbooks
-from app.jobs import scheduler, service
-from app.jobs.models import Job
-from app.statuses import JobState
+from app.jobs import scheduler, system_jobs
 from app.targets import registry
 from app.targets.config import TargetConfig
 
 log = logging.getLogger(__name__)
 
-QUEUED, NOT_DUE, DUE, BUSY, ALREADY = "queued", "not due", "due", "busy", "already queued"
+QUEUED, BUSY, ALREADY = system_jobs.QUEUED, system_jobs.BUSY, system_jobs.ALREADY
+NOT_DUE, DUE = "not due", "due"
 
 
 @dataclass(frozen=True)
@@ -100,39 +92,22 @@ def queue_due(now: datetime | None = None, *, dry_run: bool = False, via: str = 
 
 
 def _queue(config: TargetConfig, now: datetime, why: str, via: str) -> Decision:
-    db.session.rollback()  # a fresh transaction: the lock below then sees every other process's commits
-    serialise()  # held until the enqueue commits (or the rollback below): one decision at a time, in every process
-    running = service.busy_job(config.name)
-    if running is not None:
-        db.session.rollback()
-        return Decision(
-            config.name, BUSY, f"{config.name} is busy: job #{running.id} ({running.runbook}) is {running.state}"
+    def need() -> system_jobs.Need | str:
+        ready, now_why = is_due(config, now)  # again, under the lock: another process's backup may have just ended
+        if not ready:
+            return now_why
+        return system_jobs.Need(
+            "backup",
+            {},
+            why,
+            since=_due_since(config, now),  # one that succeeded made a backup: not due (checked above)
+            occasion="this due time",
+            retry=f"a failed one is tried again {config.backups.interval_minutes} min after it was queued",
         )
-    ready, now_why = is_due(config, now)  # again, under the lock: another process's backup may have just ended
-    if not ready:
-        db.session.rollback()
-        return Decision(config.name, NOT_DUE, now_why)
-    earlier = db.session.scalar(
-        select(Job)
-        .where(
-            Job.target == config.name,
-            Job.runbook == "backup",
-            Job.created_at >= _due_since(config, now),
-            Job.state != JobState.SUCCEEDED.value,  # one that succeeded made a backup: not due (checked above)
-        )
-        .order_by(Job.id.desc())
-        .limit(1)
-    )
-    if earlier is not None:
-        db.session.rollback()
-        return Decision(
-            config.name,
-            ALREADY,
-            f"backup job #{earlier.id} was queued for this due time ({earlier.state}); "
-            f"a failed one is tried again {config.backups.interval_minutes} min after it was queued",
-        )
-    job = service.enqueue(runbooks.get("backup"), config.name, {}, Actor.system(), via=via)
-    return Decision(config.name, QUEUED, why, job.id)
+
+    outcome = system_jobs.queue_once(config.name, need, via=via)
+    action = {system_jobs.GONE: NOT_DUE}.get(outcome.action, outcome.action)
+    return Decision(config.name, action, outcome.why, outcome.job_id)
 
 
 def run_scheduled() -> None:

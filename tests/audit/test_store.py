@@ -1,7 +1,6 @@
 """record() and verify() on real ops databases, and every kind of tampering."""
 
 import hashlib
-import threading
 
 import pytest
 from sqlalchemy import text
@@ -11,6 +10,7 @@ from app.audit.models import AuditEvent
 from app.extensions import db
 from app.statuses import Outcome
 from tests.conftest import both_databases
+from tests.support.threads import all_at_once
 
 
 def fill(app, n: int) -> None:
@@ -188,25 +188,15 @@ def test_audit_row_commits_with_its_change_or_not_at_all(app):
 @both_databases
 def test_concurrent_writers_never_fork_the_chain(app):
     threads, per_thread = 8, 200
-    errors: list[BaseException] = []
-    start = threading.Barrier(threads)
 
     def writer(n: int) -> None:
-        try:
-            with app.app_context():
-                start.wait()
-                for i in range(per_thread):
-                    store.record("test.concurrent", details={"thread": n, "i": i})
-                    db.session.commit()
-                db.session.remove()
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+        with app.app_context():
+            for i in range(per_thread):
+                store.record("test.concurrent", details={"thread": n, "i": i})
+                db.session.commit()
+            db.session.remove()
 
-    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    errors = all_at_once(writer, threads, timeout=300)
     assert not errors, errors
     verdict = run_verify(app)
     assert verdict.intact, verdict.problem

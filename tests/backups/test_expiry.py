@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.backups.test_runbooks import copies, copy_url
 from tests.backups.test_schedule import finish
 from tests.conftest import both_databases
 from tests.deployments.test_runbooks import log_text, run
+from tests.support.threads import all_at_once
 
 
 def tick(app) -> None:
@@ -147,20 +147,5 @@ def test_the_cleanup_told_to_spare_unsaved_copies_keeps_them(app, runner, data_t
 @both_databases
 def test_two_schedulers_racing_queue_one_job(app, data_target, request):
     make_copy(data_target, "restore", 30, copy_server(request, data_target))
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def racer() -> None:
-        try:
-            start.wait(timeout=30)
-            tick(app)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=racer) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert all_at_once(lambda _: tick(app), 2) == []
     assert len(jobs(app, "cleanup_restores")) == 1

@@ -7,7 +7,6 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -28,6 +27,7 @@ from tests.deployments.test_runbooks import log_text
 from tests.jobs.test_cli import flask_env
 from tests.support.server import REPO
 from tests.support.targets import write_targets_file
+from tests.support.threads import all_at_once
 
 SCHEDULE = "interval_minutes = 60\nkeep_last = 1\nkeep_daily_days = 0"
 
@@ -127,22 +127,7 @@ def test_a_busy_target_is_skipped_with_a_log_line(app, data_target, caplog):
 @both_databases
 def test_two_schedulers_racing_queue_one_backup(app, data_target):
     write_targets_file(app, data_target.toml(extra=SCHEDULE))
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def racer() -> None:
-        try:
-            start.wait(timeout=30)
-            tick(app)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=racer) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert all_at_once(lambda _: tick(app), 2) == []
     assert len(backup_jobs(app)) == 1
 
 

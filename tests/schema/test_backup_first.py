@@ -23,19 +23,10 @@ from tests.deployments.test_runbooks import log_text, run
 from tests.schema.apps import Backups
 from tests.schema.conftest import RECIPIENT, both_target_databases
 from tests.schema.jobs import queue
+from tests.schema.test_gate import parse, step
 from tests.support.targets import git, write_targets_file
 
 TOKENS = "INSERT INTO \"user\" (name, token) VALUES ('ann', 'tok-ann-7f3'), ('bob', NULL), ('cy', 'tok-cy-9b1')"
-
-
-def parse(app, name, **params):
-    with app.app_context():
-        return runbooks.get(name).parse_params({k: str(v) for k, v in params.items()}, "shop")
-
-
-def step(view, title: str):
-    (found,) = [s for s in view.steps if s.title.startswith(title)]
-    return found
 
 
 def made(backups: Backups) -> list[Path]:
