@@ -110,7 +110,12 @@ def changed_outside(flag: Flag, last: FlagEvent | None, seen: Seen | None = None
 
 
 def last_change(target: str, name: str) -> FlagEvent | None:
-    """The newest Rewind change of one flag, found without reading the whole history."""
+    """The newest Rewind change of one flag, found without reading the whole history.
+
+    The needle is the JSON of a change's flag key: a reason quoting it is escaped and cannot match, so the newest
+    row found is nearly always the answer, and asking for one row lets the server stop at the first it meets (a
+    hot flag's 50 newest rows lie among thousands of others). A row that matched some other way (a future detail
+    of that shape) is checked, and then the rows are read on."""
     needle = '"flag":' + json.dumps(name, ensure_ascii=False)
     query = (
         select(AuditEvent)
@@ -121,12 +126,12 @@ def last_change(target: str, name: str) -> FlagEvent | None:
             AuditEvent.details.contains(needle, autoescape=True),
         )
         .order_by(AuditEvent.id.desc())
-        .limit(50)
     )
-    for row in db.session.scalars(query):
-        event = event_of(row)
-        if event.change_of(name):
-            return event
+    for limit in (1, None):
+        for row in db.session.scalars(query.limit(limit)):
+            event = event_of(row)
+            if event.change_of(name):
+                return event
     return None
 
 

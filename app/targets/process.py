@@ -37,6 +37,7 @@ LOG_TAIL_LINES = 40
 KILL_WAIT_S = 5.0
 RELOAD_TIMEOUT_S = 60.0  # old workers finishing their requests after a reload signal
 POLL_S = 0.05
+FIRST_POLL_S = 0.002  # a stopped app usually exits within milliseconds: the downtime should not wait out POLL_S
 
 
 class ProcessError(TargetError):
@@ -718,12 +719,14 @@ class ManagedProcess:
     @staticmethod
     def _wait_gone(pid: int, group: int | None, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
+        pause = FIRST_POLL_S
         while True:
             if not _alive(pid) and (group is None or not _group_members(group)):
                 return True
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(POLL_S)
+            time.sleep(pause)
+            pause = min(pause * 2, POLL_S)
 
     def _pid_file_mtime(self) -> datetime | None:
         try:

@@ -273,6 +273,33 @@ def test_a_reused_connection_the_server_ended_is_replaced_before_anything_is_wri
     assert db.states() == {"dark_mode": False}
 
 
+def _backends(db) -> set[int]:
+    return {
+        pid
+        for (pid,) in db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    }
+
+
+def test_a_refused_write_keeps_its_connection_for_the_next_one(tmp_path, pg_server):
+    """Stale toggles are common when people collide: each must not cost the server a new backend."""
+    db = make_flag_db("postgresql", tmp_path, pg_server)
+    db.add("dark_mode", False)
+    table = db.table()
+    table.set("dark_mode", True)
+    kept = _backends(db)
+    assert len(kept) == 1
+    with pytest.raises(StaleFlag):
+        table.set("dark_mode", True, seen=False)
+    with pytest.raises(UnknownFlag):
+        table.set("no_such_flag", True, seen=False)
+    assert _backends(db) == kept
+    change, _ = table.set("dark_mode", False, seen=True)
+    assert (change.old, change.new) == (True, False)
+    assert _backends(db) == kept and db.states() == {"dark_mode": False}
+
+
 def test_a_forked_process_starts_without_its_parents_connections_and_leaves_them_working(tmp_path, pg_server):
     """A gunicorn worker is a fork: it must neither use nor close a connection its parent keeps idle."""
     db = make_flag_db("postgresql", tmp_path, pg_server)

@@ -404,3 +404,19 @@ def test_a_toggle_whose_commit_fails_after_its_audit_row_leaves_only_the_refusal
     assert "the application refuses this change" in details["error"] and "changes" not in details
     with app.app_context():
         assert audit_store.verify().intact
+
+
+def test_the_last_change_shown_skips_a_newer_audit_row_that_changed_nothing(app, flag_app, flagdb, as_role, users):
+    """A shell `set` to the state a flag already has is audited (ok, no changes) with the flag's name in it: the
+    newest row naming the flag is then not its last change, and the page must look past it."""
+    client = as_role(Role.OPERATOR)
+    assert post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX).status_code == 200
+    again = app.test_cli_runner().invoke(args=["rewind", "flags", "set", "web", "dark_mode", "on", "--as", "operator"])
+    assert again.exit_code == 0, again.output
+    newest = audit_rows(flag_app, "flags.toggle")[-1][2]
+    assert newest["flag"] == "dark_mode" and newest["changes"] == []
+    flagdb.outside_change("dark_mode", False, datetime(2026, 4, 1))
+    stale = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"}, headers=HTMX)
+    assert stale.status_code == 409
+    row = stale.get_data(as_text=True)
+    assert "toggle by operator" in row and "off → on" in row
