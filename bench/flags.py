@@ -1,6 +1,6 @@
 """Benchmark feature flags: concurrent toggles through Rewind served by gunicorn, lost updates, a 1,000-flag restore.
 
-    python bench/flags.py [--flags 10000] [--threads 8] [--seconds 20] [--workers 2] [--pause-ms 0]
+    python bench/flags.py [--flags 10000] [--threads 8] [--seconds 20] [--workers 2] [--rate 0]
 
 Starts a throwaway PostgreSQL server (the test session's kind) holding both
 Rewind's ops database and the application's database with a flags table of N
@@ -12,9 +12,12 @@ setting). Then, over HTTP on loopback:
 * toggles: T client threads, each a signed-in operator on its own keep-alive
   connection (cookies, CSRF token, the htmx header, as the browser sends
   them), open the Flags tab once and then toggle flags for S seconds with no
-  pause (a closed loop: the figure is then bound by throughput; with
-  --pause-ms each waits that long between its toggles, which is not the
-  target's load and is reported as such). Half the toggles go to 20 hot flags so that people collide; each
+  pause: a closed loop, whose times are bound by throughput (the mean is T
+  divided by toggles a second). With --rate R they offer R toggles a second
+  in all instead, each toggler on a fixed schedule, and a toggle's time
+  counts from when it was due, so a server that falls behind cannot hide
+  its queue (the log says which load ran). Half the toggles go to 20 hot
+  flags so that people collide; each
   toggle carries the state its thread last saw, so a collision is refused
   (409) and shows the current state. p50/p99 are over every toggle request,
   refused ones included.
@@ -142,7 +145,7 @@ class Browser:
 
 class Toggler(threading.Thread):
     def __init__(
-        self, port: int, user: str, names: list[str], known: dict[str, bool], go, stop, seed: int, pause_s: float
+        self, port: int, user: str, names: list[str], known: dict[str, bool], go, stop, seed: int, every_s: float
     ):
         super().__init__(daemon=True)
         self.browser = Browser(port)
@@ -151,7 +154,8 @@ class Toggler(threading.Thread):
         if status != 200 or not self.browser.token:
             raise SystemExit(f"the Flags tab answered {status}")
         self.names, self.known, self.go, self.stop, self.rng = names, known, go, stop, random.Random(seed)
-        self.pause_s = pause_s
+        self.every_s = every_s  # 0: a closed loop; else one toggle due every every_s
+        self.offset_s = 0.0  # when the first is due, so that the togglers' schedules interleave
         self.timings: list[float] = []
         self.accepted: dict[str, int] = {}
         self.refused = 0
@@ -159,10 +163,16 @@ class Toggler(threading.Thread):
 
     def run(self) -> None:
         self.go.wait()
+        due = time.perf_counter() + self.offset_s
         while not self.stop.is_set():
+            if self.every_s:  # the schedule, not a synchronisation: wait until the next toggle is due
+                if self.stop.wait(max(due - time.perf_counter(), 0)):
+                    break
+                started, due = due, due + self.every_s
+            else:
+                started = time.perf_counter()
             name = self.rng.choice(self.names[:HOT]) if self.rng.random() < 0.5 else self.rng.choice(self.names)
             seen = self.known[name]
-            started = time.perf_counter()
             status, body = self.browser.request(
                 "POST",
                 f"/targets/bench/flags/{name}/toggle",
@@ -179,8 +189,6 @@ class Toggler(threading.Thread):
                 continue
             if match := SEEN.search(body):
                 self.known[name] = match.group(1) == "on"
-            if self.pause_s:
-                self.stop.wait(self.pause_s)  # a person's pause between two toggles, not a synchronisation
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -220,7 +228,7 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def run(flags: int, threads: int, seconds: float, workers: int, pause_s: float, root: Path) -> str:
+def run(flags: int, threads: int, seconds: float, workers: int, rate: float, root: Path) -> str:
     server = TempPostgres().start()
     rewind = None
     try:
@@ -239,13 +247,20 @@ def run(flags: int, threads: int, seconds: float, workers: int, pause_s: float, 
         for i in range(threads):
             add_user(app, f"op{i}", Role.OPERATOR, PASSWORD)
         app.extensions["rewind"].bus.close()
-        pace = f", each pausing {pause_s * 1000:.0f} ms between toggles" if pause_s else " in a closed loop"
+        pace = (
+            f", offering {rate:.0f} toggles/s in all on fixed schedules (times count from when each was due)"
+            if rate
+            else " in a closed loop"
+        )
         log(f"{flags} flags; gunicorn (gthread) with {workers} worker(s); {threads} togglers for {seconds:.0f} s{pace}")
 
         names = sorted(initial)
         known = dict(initial)
         go, stop = threading.Event(), threading.Event()
-        togglers = [Toggler(rewind.port, f"op{i}", names, known, go, stop, i, pause_s) for i in range(threads)]
+        every = threads / rate if rate else 0.0
+        togglers = [Toggler(rewind.port, f"op{i}", names, known, go, stop, i, every) for i in range(threads)]
+        for i, t in enumerate(togglers):
+            t.offset_s = every * i / threads
         for t in togglers:
             t.start()
         postmaster = int((Path(server.data) / "postmaster.pid").read_text().split()[0])
@@ -352,13 +367,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (REWIND_WORKERS)")
-    parser.add_argument("--pause-ms", type=float, default=0.0, help="each toggler's pause between toggles")
+    parser.add_argument("--rate", type=float, default=0.0, help="toggles/s offered in all (0: a closed loop)")
     args = parser.parse_args()
     if args.flags < RESTORED * 2 + HOT:
         parser.error(f"--flags: at least {RESTORED * 2 + HOT}, so {RESTORED} flags can be on for the restore")
     root = Path(tempfile.mkdtemp(prefix="rewind-bench-flags-"))
     try:
-        print(run(args.flags, args.threads, args.seconds, args.workers, args.pause_ms / 1000, root), flush=True)
+        print(run(args.flags, args.threads, args.seconds, args.workers, args.rate, root), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
