@@ -422,20 +422,6 @@ class FlagTable:
         if cur.rowcount != 1:
             raise VanishedFlags([name], self.table)
 
-    def _flip(self, conn: Any, name: str, enabled: bool, seen: bool, stamp: datetime) -> Flag | None:
-        """A toggle in one statement on PostgreSQL: the row moves only if it is still as the person saw it, and the
-        UPDATE holds its lock as SELECT … FOR UPDATE would. None when nothing matched (stale, unknown, or SQLite,
-        where BEGIN IMMEDIATE already holds the file): the caller then reads the row and says which."""
-        if self.sqlite:
-            return None
-        c = self.columns
-        sql = (
-            f"UPDATE {quote(self.table)} SET {quote(c.enabled)} = %s, {quote(c.updated_at)} = %s "  # noqa: S608
-            f"WHERE {quote(c.name)} = %s AND {quote(c.enabled)} = %s RETURNING {self._columns()}"
-        )
-        row = conn.execute(sql, (enabled, stamp, name, seen)).fetchone()
-        return self._row(row) if row is not None else None
-
     def _stamp(self, stamp: datetime) -> Any:
         return stamp.isoformat(sep=" ", timespec="microseconds") if self.sqlite else stamp
 
@@ -454,20 +440,16 @@ class FlagTable:
         """
         stamp = now()
         with self._transaction() as conn:
-            flipped = self._flip(conn, name, enabled, seen, stamp) if seen is not None and seen != enabled else None
-            if flipped is not None:
-                change = Change(name, seen, enabled, flipped)
-            else:
-                current = self._lock(conn, [name]).get(name)
-                if current is None:
-                    raise UnknownFlag(name, self.table)
-                if seen is not None and current.enabled != seen:
-                    raise StaleFlag(current, seen)
-                after = current
-                if current.enabled != enabled:
-                    self._update(conn, name, enabled, stamp)
-                    after = replace(current, enabled=enabled, updated_at=stamp)
-                change = Change(name, current.enabled, enabled, after)
+            current = self._lock(conn, [name]).get(name)
+            if current is None:
+                raise UnknownFlag(name, self.table)
+            if seen is not None and current.enabled != seen:
+                raise StaleFlag(current, seen)
+            after = current
+            if current.enabled != enabled:
+                self._update(conn, name, enabled, stamp)
+                after = replace(current, enabled=enabled, updated_at=stamp)
+            change = Change(name, current.enabled, enabled, after)
             if before_commit is not None:
                 before_commit(change, stamp)
         return change, stamp
