@@ -152,9 +152,14 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     db = setup.database
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
-        db.create(scratch)  # fails if the name is taken: never drop a database this call did not make
+        owner = check_owner(db)
+        db.create(scratch, like=db.name)  # fails if the name is taken: never drop a database this call did not make
         try:
             env = db.url.tool_env(setup.target.command_env())
+            # Everything restored belongs to the live database's owner, as the database itself does: after the
+            # swap the application's role finds its tables its own, whoever Rewind connects as.
+            as_owner = "-c role=" + owner.replace("\\", "\\\\").replace(" ", "\\ ")  # PGOPTIONS escapes
+            env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {as_owner}".strip()
             if backup.format == "custom":
                 loader = [
                     db.tool("pg_restore"),
@@ -205,6 +210,18 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def check_owner(db: Postgres) -> str:
+    """The live database's owner, once Rewind's user is known to be able to act as it (RestoreFailed if not)."""
+    shape = db.shape(db.name)
+    if not shape.may_act_as_owner:
+        raise RestoreFailed(
+            f"{db.name} belongs to {shape.owner}, and Rewind's database user {shape.user} cannot act as "
+            f"{shape.owner}: a restored copy would belong to {shape.user}, and {shape.owner} could not use it",
+            fix=f"GRANT {shape.owner} TO {shape.user}; or put {shape.owner}'s login in database.url",
+        )
+    return shape.owner
 
 
 def _failed(result, what: str) -> RestoreFailed:

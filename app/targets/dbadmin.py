@@ -130,6 +130,16 @@ def _table_ident(table: str) -> sql.Composable:
 
 
 @dataclass(frozen=True)
+class DatabaseShape:
+    owner: str
+    encoding: str
+    collate: str
+    ctype: str
+    user: str  # Rewind's own database user
+    may_act_as_owner: bool  # it is the owner, a member of the owner's role, or a superuser
+
+
+@dataclass(frozen=True)
 class Survey:
     """What one visit to a database read: rows per key table (None: not there), rows newer than a moment, revision."""
 
@@ -236,9 +246,33 @@ class Postgres:
         except OSError:
             return None
 
-    def create(self, name: str) -> None:
+    def create(self, name: str, like: str | None = None) -> None:
+        """A new empty database; `like` names one whose owner, encoding and locale it takes (a restore's scratch
+        must be what the application's role can use after the swap, and sort as the database it replaces)."""
         check_identifier(name)
-        self._ddl(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)), f"create {name}")
+        statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+        if like is not None:
+            shape = self.shape(like)
+            statement = sql.SQL("{} OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+                statement,
+                sql.Identifier(shape.owner),
+                sql.Literal(shape.encoding),
+                sql.Literal(shape.collate),
+                sql.Literal(shape.ctype),
+            )
+        self._ddl(statement, f"create {name}")
+
+    def shape(self, name: str) -> DatabaseShape:
+        """Who owns a database, its encoding and locale, and whether Rewind's user may act as that owner."""
+        with self.connect("postgres") as conn:
+            row = conn.execute(
+                "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
+                "current_user, pg_has_role(current_user, d.datdba, 'MEMBER') FROM pg_database d WHERE d.datname = %s",
+                (name,),
+            ).fetchone()
+        if row is None:
+            raise DatabaseError(f"there is no database {name!r} on {self.url.where()}", fix="check database.url")
+        return DatabaseShape(*row)
 
     def drop(self, name: str) -> None:
         check_identifier(name)

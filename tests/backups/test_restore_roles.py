@@ -1,0 +1,62 @@
+"""A restore done by a database user other than the application's: the restored copy stays the application's."""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg
+import pytest
+
+from app.backups.restore import RestoreFailed, check_owner
+from app.targets.dbadmin import Postgres
+from tests.backups.test_runbooks import backup_now
+from tests.deployments.test_runbooks import log_text, run
+
+
+def _role(data_target, prefix: str) -> tuple[str, str]:
+    role = f"{prefix}_{secrets.token_hex(4)}"
+    password = secrets.token_hex(8)
+    data_target.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    return role, password
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_the_application_role_owns_and_reads_its_tables_after_a_restore(app, runner, data_target):
+    role, password = _role(data_target, "shop_app")
+    live = data_target.url.rsplit("/", 1)[1]
+    data_target.execute(f'ALTER DATABASE "{live}" OWNER TO {role}')
+    for table in ("user", "orders", "alembic_version"):
+        data_target.execute(f'ALTER TABLE "{table}" OWNER TO {role}')
+    app_url = data_target.url.replace("://rewind@", f"://{role}:{password}@")
+
+    name = backup_now(app, data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+
+    with psycopg.connect(data_target.pg_url) as conn:
+        owner, encoding = conn.execute(
+            "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding) FROM pg_database WHERE datname = %s",
+            (live,),
+        ).fetchone()
+    assert owner == role and encoding == "UTF8"
+    with psycopg.connect(app_url) as conn:  # the application's own queries, as its own role
+        assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 20
+        conn.execute("INSERT INTO orders VALUES (1000, 1, 5)")
+        tables = dict(conn.execute("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'"))
+    assert set(tables.values()) == {role}
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_user_that_cannot_act_as_the_owner_is_refused_before_anything_is_made(app, data_target):
+    owner, _ = _role(data_target, "shop_owner")
+    rewind_user, password = _role(data_target, "rewind_limited")
+    data_target.execute(f"ALTER ROLE {rewind_user} CREATEDB")
+    live = data_target.url.rsplit("/", 1)[1]
+    data_target.execute(f'ALTER DATABASE "{live}" OWNER TO {owner}')
+    db = Postgres(data_target.url.replace("://rewind@", f"://{rewind_user}:{password}@"), {})
+    with pytest.raises(RestoreFailed) as refused:
+        check_owner(db)
+    assert f"{live} belongs to {owner}" in refused.value.message
+    assert refused.value.fix == f"GRANT {owner} TO {rewind_user}; or put {owner}'s login in database.url"
+    data_target.execute(f"GRANT {owner} TO {rewind_user}")
+    assert check_owner(db) == owner
