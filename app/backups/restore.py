@@ -171,11 +171,14 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                     "--quiet",
                     "--set",
                     "ON_ERROR_STOP=1",
+                    # One transaction: DROP/CREATE DATABASE and ALTER SYSTEM cannot run inside one, and a
+                    # fill that stops halfway leaves nothing behind.
+                    "--single-transaction",
                     "--no-password",
                     *db.url.tool_args(scratch),
                 ]
                 name = "psql"
-            # psql runs whatever the file says: the guard stops a line that would reach past the scratch.
+            # psql runs whatever the file says: the guard stops a statement that would reach past the scratch.
             middle = [] if backup.format == "custom" else [guard_stage(setup.target.command_env())]
             with backup.path.open("rb") as source:
                 result = run_pipeline(
