@@ -214,9 +214,12 @@ def _failed(result, what: str) -> RestoreFailed:
     stage = result.failed
     said = "\n  ".join((stage.stderr_tail if stage else ())[-6:])
     code = stage.returncode if stage else "?"
+    fix = "the live database was not touched"
+    if stage is not None and stage.name == "sqlguard":
+        fix += "; restore a plain dump of one database made without --create/--clean (not pg_dumpall)"
     return RestoreFailed(
         f"{what}: {stage.name if stage else '?'} exited with status {code}" + (f":\n  {said}" if said else ""),
-        fix="the live database was not touched",
+        fix=fix,
     )
 
 

@@ -48,6 +48,17 @@ TOKEN = re.compile(
     rb"|(\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$)"  # 4 dollar-quote delimiter
     rb"|(--|/\*|[;'\"\\()])"  # 5 comment start or a character that matters
 )
+# Words, numbers and operators that change nothing for psql's lexer once a statement's words are kept
+# (not e'…', u&'…', nor a number run into a $), and strings and quoted identifiers that end on the
+# same line, with no quote after an odd run of backslashes (read alike by every setting); the tokens
+# above take over at anything else.
+PLAIN_RUN = re.compile(
+    rb"(?:(?![eEuU]['&])[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*+"
+    rb"|[0-9][A-Za-z0-9_\x80-\xff.]*+(?!\$)"
+    rb"|'(?:[^'\\]++|\\\\|\\(?![\\']))*+'"  # a string whose quotes follow even runs of backslashes
+    rb"|\"[^\"]*+\""
+    rb"|[^-/'\"$;\\()A-Za-z0-9_\x80-\xff]+|-(?!-)|/(?!\*))*+"
+)
 E_STRING_STOP = re.compile(rb"[\\']")
 BLOCK_STOP = re.compile(rb"/\*|\*/")
 PLAIN_NUMBER = re.compile(rb"[0-9]+(?:\.[0-9]*)?(?:[eE][0-9]*)?")
@@ -186,7 +197,7 @@ class Lexer:
         """Follow psql through one line; True when COPY data starts on the next line."""
         pos, end = 0, len(line)
         copy_follows = False
-        search = TOKEN.search
+        search, skip = TOKEN.search, PLAIN_RUN.match
         while pos < end:
             mode = self.mode
             if mode == QUOTE:
@@ -236,6 +247,8 @@ class Lexer:
                 pos = match.end()
                 continue
             # NORMAL
+            if self.idents >= 4 and (self.parens or len(self.words) >= WORDS_KEPT) and not self._routine():
+                pos = skip(line, pos).end()  # no word is kept here: run past the ones that cannot open a quote
             match = search(line, pos)
             if match is None:
                 return copy_follows

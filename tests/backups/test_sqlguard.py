@@ -244,6 +244,7 @@ def test_a_crafted_plain_backup_is_refused_at_verify_and_at_restore_and_live_is_
     with pytest.raises(RestoreFailed) as caught:
         scratch_fill(app, data_target, name, f"{live}_guarded")
     assert "sqlguard exited with status 3" in caught.value.message and "refused at line" in caught.value.message
+    assert "made without --create/--clean" in caught.value.fix
 
     assert live in data_target.databases() and data_target.snapshot() == before
     assert copies(data_target) == []
@@ -262,3 +263,19 @@ def test_the_scratch_is_filled_in_one_transaction(app, runner, data_target, pg_s
     assert "psql exited" in caught.value.message
     assert "cannot run inside a transaction block" in caught.value.message
     assert copies(data_target) == []
+
+
+def test_statements_pass_once_they_end_and_copy_data_at_once_nothing_waits_for_the_end():
+    """Dumps can be gigabytes: what is passed on never waits for the rest of the stream."""
+    out = io.BytesIO()
+
+    def source():
+        yield b"CREATE TABLE a (id int);\n"
+        yield b"CREATE TABLE b\n"
+        assert out.getvalue() == b"CREATE TABLE a (id int);\n"  # b is held until its end is seen
+        yield b"  (id int);\nCOPY a (id) FROM stdin;\n"
+        yield b"1\n"
+        assert out.getvalue().endswith(b"FROM stdin;\n1\n")
+        yield b"\\.\n"
+
+    assert guard(source(), out) is None
