@@ -196,14 +196,13 @@ class Lexer:
     def _scan(self, number: int, line: bytes) -> bool:
         """Follow psql through one line; True when COPY data starts on the next line."""
         pos, end = 0, len(line)
-        copy_follows = False
         search, skip = TOKEN.search, PLAIN_RUN.match
         while pos < end:
             mode = self.mode
             if mode == QUOTE:
                 at = line.find(b"'", pos)
                 if at < 0:
-                    return copy_follows
+                    return False
                 run = at - 1
                 while run >= 0 and line[run] == 92:  # backslashes right before the quote
                     run -= 1
@@ -218,7 +217,7 @@ class Lexer:
             if mode == E_QUOTE:
                 match = E_STRING_STOP.search(line, pos)
                 if match is None:
-                    return copy_follows
+                    return False
                 at = match.start()
                 if line[at] == 92 or line[at + 1 : at + 2] == b"'":  # an escape, or '' inside the string
                     pos = at + 2
@@ -228,19 +227,19 @@ class Lexer:
             if mode == IDENT:
                 at = line.find(b'"', pos)
                 if at < 0:
-                    return copy_follows
+                    return False
                 self.mode, pos = NORMAL, at + 1
                 continue
             if mode == DOLLAR:
                 at = line.find(self.tag, pos)
                 if at < 0:
-                    return copy_follows
+                    return False
                 self.mode, pos = NORMAL, at + len(self.tag)
                 continue
             if mode == BLOCK:
                 match = BLOCK_STOP.search(line, pos)
                 if match is None:
-                    return copy_follows
+                    return False
                 self.comment_depth += 1 if match.group() == b"/*" else -1
                 if self.comment_depth == 0:
                     self.mode = NORMAL
@@ -251,9 +250,7 @@ class Lexer:
                 pos = skip(line, pos).end()  # no word is kept here: run past the ones that cannot open a quote
             match = search(line, pos)
             if match is None:
-                return copy_follows
-            if copy_follows:
-                self._refuse(number, "more on the line after COPY … FROM stdin;", line)
+                return False
             pos = match.end()
             kind = match.lastindex
             text = match.group()
@@ -275,7 +272,7 @@ class Lexer:
                 self._start(number, line)
                 self.mode, self.tag = DOLLAR, text
             elif text == b"--":
-                return copy_follows
+                return False
             elif text == b"/*":
                 self.mode, self.comment_depth = BLOCK, 1
             elif text == b";":
@@ -283,11 +280,14 @@ class Lexer:
                     words = self.words
                     self._check(words)
                     self._new_statement()
-                    copy_follows = words[:1] == [b"copy"]
+                    if words[:1] == [b"copy"]:  # psql reads the data from the next line, the rest of this one after
+                        if line[pos:].strip():
+                            self._refuse(number, "more on the line after COPY … FROM stdin;", line)
+                        return True
             elif text == b"\\":
                 if self.started or not OWN_META.fullmatch(line):
                     self._refuse(number, "a psql meta-command", line)
-                return copy_follows
+                return False
             else:
                 self._start(number, line)
                 if text == b"'":
@@ -298,7 +298,7 @@ class Lexer:
                     self.parens += 1
                 elif self.parens:
                     self.parens -= 1
-        return copy_follows
+        return False
 
     def _routine(self) -> bool:
         """psql's test for CREATE [OR REPLACE] FUNCTION|PROCEDURE, whose BEGIN … END it keeps whole."""
