@@ -70,6 +70,8 @@ SHARED_GRANTS = {b"database", b"tablespace", b"parameter"}
 
 
 class Refusal(Exception):
+    """What stops the stream: the line number, the cause and the line, for the one line on stderr."""
+
     def __init__(self, number: int, why: str, line: bytes):
         super().__init__(why)
         self.number, self.why, self.line = number, why, line
@@ -313,7 +315,7 @@ class Lexer:
         if after == b"'" and text in (b"e", b"E"):
             self.mode = E_QUOTE
             return
-        if text in (b"u", b"U") and after == b"&":
+        if text in (b"u", b"U") and after == b"&" and line[end + 1 : end + 2] in (b"'", b'"'):
             return  # U&'…' / U&"…": psql reads the prefix as part of the quote, not as a word
         lower = text.lower()
         if self.idents < 4 and lower in (b"create", b"function", b"procedure", b"or", b"replace"):
