@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import uuid
 
 import psycopg
 import pytest
 
+from app.backups import sqlguard
 from app.backups.restore import RestoreFailed, restore_scratch
 from app.backups.setup import setup_of
 from app.backups.sqlguard import REFUSED, guard, guard_stage
@@ -279,3 +281,49 @@ def test_statements_pass_once_they_end_and_copy_data_at_once_nothing_waits_for_t
         yield b"\\.\n"
 
     assert guard(source(), out) is None
+
+
+# --- the guard's statements are psql's: what psql runs as a statement, the guard checked as one ----------
+
+P = "CREATE TABLE pwned"
+AS_PSQL_READS = [
+    f"SELECT 'a; {P}();';",
+    f"SELECT E'it\\'s; {P}(); --';",
+    f"SELECT $$ ; {P}(); $$;",
+    f"SELECT $a$ $$ ; {P}(); $a$;",
+    f"SELECT 1 /* /* */ ; {P}(); */;",
+    f'SELECT 1 AS "a; {P}();";',
+    f"SELECT 'a'\n'; {P}(); --';",
+    f"SELECT e'\\\\'' ; {P}(); --';",
+    f"SELECT E'a'\n'\\\\'; {P}();",
+    f"SELECT (1; {P}(); 2);\n;",
+    f"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; {P}(); END;",
+    f"CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; END; {P}();",
+    f"CREATE TABLE t (x text); COPY t FROM stdin;\n{P}_data();\n\\.\n{P}_after();",
+    f"SELECT x$$ FROM (SELECT 1 AS x$$) s; {P}();",  # noqa: S608 - the statements are the test
+    f"SELECT $_$ ' $_$; {P}();",
+    f"SELECT 'a' -- '\n; {P}();",
+    f'SELECT "a""; {P}_no()"; {P}();',
+    f"SELECT n'a\\\\'; {P}();",
+]
+
+
+@pytest.mark.parametrize("sql", AS_PSQL_READS)
+def test_the_statements_the_guard_checks_are_the_ones_psql_runs(sql, pg_server, monkeypatch):
+    checked = []
+
+    def spy(words):
+        checked.append(words)
+        return statement_refusal(words)
+
+    statement_refusal = sqlguard.statement_refusal
+    monkeypatch.setattr(sqlguard, "statement_refusal", spy)
+    assert guard(io.BytesIO(sql.encode() + b"\n"), io.BytesIO()) is None
+    seen = {w[2].decode() for w in checked if w[:2] == [b"create", b"table"] and w[2].startswith(b"pwned")}
+
+    url = pg_server.create_database(f"guard_{uuid.uuid4().hex[:8]}")
+    psql = [str(pg_server.bin / "psql"), "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=0", "--dbname", url]
+    subprocess.run(psql, input=sql.encode() + b"\n", capture_output=True, check=True)
+    with psycopg.connect(url) as conn:
+        made = {row[0] for row in conn.execute("SELECT relname FROM pg_class WHERE relname LIKE 'pwned%'")}
+    assert made == seen, (made, seen)
