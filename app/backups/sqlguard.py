@@ -39,6 +39,7 @@ REFUSED = 3
 END_OF_DATA = (b"\\.\n", b"\\.\r\n")  # exactly what psql takes as the end of COPY data
 OWN_META = re.compile(rb"\s*\\(?:restrict|unrestrict) [A-Za-z0-9]+\s*")
 WORDS_KEPT = 16  # top-level words of a statement kept for its check
+HELD_MAX = 256 << 20  # a statement is held until its end; pg_dump's are small (data goes in COPY)
 
 # One token of SQL outside quotes and comments; what it is decides what psql does next.
 TOKEN = re.compile(
@@ -140,7 +141,8 @@ class Lexer:
         self.tag = b""  # the open dollar quote's delimiter
         self.comment_depth = 0
         self.own_transaction = False  # the dump's own BEGIN (pg_dump wraps large objects in one)
-        self.held: list[bytes] = []
+        self.held: list[bytes] = []  # the open statement's lines, passed on once it is seen whole
+        self.held_size = 0
         self._new_statement()
 
     def _new_statement(self) -> None:
@@ -155,20 +157,21 @@ class Lexer:
     # --- per line ---
 
     def feed(self, number: int, line: bytes) -> None:
-        if self.mode == DATA:
-            if line in END_OF_DATA:
-                self.mode = NORMAL
-            self.sink.write(line)
-            return
+        """One line of SQL (COPY data is the caller's: it only looks for the line that ends it)."""
         copy_follows = self._scan(number, line)
         self.held.append(line)
         if not self.started and self.mode in (NORMAL, BLOCK):
             self.sink.write(b"".join(self.held))
             self.held.clear()
+            self.held_size = 0
+        else:
+            self.held_size += len(line)
+            if self.held_size > HELD_MAX:
+                self._refuse(self.started, f"a statement over {HELD_MAX >> 20} MB (no dump has one)", self.first_line)
         if copy_follows:
             self.mode = DATA
 
-    def finish(self, number: int) -> None:
+    def finish(self) -> None:
         """The end of the stream: psql sends whatever statement is still open."""
         if self.started:
             self._check(self.words)
@@ -337,11 +340,18 @@ class Lexer:
 def guard(source, sink) -> tuple[int, str, bytes] | None:
     """Copy source to sink as psql would read it; at the first refusal stop and return (line number, why, line)."""
     lexer = Lexer(sink)
-    number = 0
+    lines = enumerate(source, start=1)
+    write = sink.write
     try:
-        for number, line in enumerate(source, start=1):
+        for number, line in lines:
             lexer.feed(number, line)
-        lexer.finish(number)
+            if lexer.mode == DATA:  # COPY data, most of a dump: only its end is looked for
+                for _number, line in lines:  # the same numbered lines, read on
+                    write(line)
+                    if line in END_OF_DATA:
+                        lexer.mode = NORMAL
+                        break
+        lexer.finish()
     except Refusal as refused:
         return refused.number, refused.why, refused.line
     return None

@@ -327,3 +327,12 @@ def test_the_statements_the_guard_checks_are_the_ones_psql_runs(sql, pg_server, 
     with psycopg.connect(url) as conn:
         made = {row[0] for row in conn.execute("SELECT relname FROM pg_class WHERE relname LIKE 'pwned%'")}
     assert made == seen, (made, seen)
+
+
+def test_a_statement_that_never_ends_is_not_held_without_bound(monkeypatch):
+    monkeypatch.setattr(sqlguard, "HELD_MAX", 1 << 20)
+    sql = b"CREATE TABLE a (id int);\nSELECT $$\n" + (b"x" * 999 + b"\n") * 2000
+    out = io.BytesIO()
+    found = guard(io.BytesIO(sql), out)
+    assert found is not None and found[:2] == (2, "a statement over 1 MB (no dump has one)")
+    assert out.getvalue() == b"CREATE TABLE a (id int);\n"
