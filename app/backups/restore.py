@@ -176,11 +176,14 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                     "--quiet",
                     "--set",
                     "ON_ERROR_STOP=1",
+                    # One transaction: DROP/CREATE DATABASE and ALTER SYSTEM cannot run inside one, and a
+                    # fill that stops halfway leaves nothing behind.
+                    "--single-transaction",
                     "--no-password",
                     *db.url.tool_args(scratch),
                 ]
                 name = "psql"
-            # psql runs whatever the file says: the guard stops a line that would reach past the scratch.
+            # psql runs whatever the file says: the guard stops a statement that would reach past the scratch.
             middle = [] if backup.format == "custom" else [guard_stage(setup.target.command_env())]
             with backup.path.open("rb") as source:
                 result = run_pipeline(
@@ -228,9 +231,12 @@ def _failed(result, what: str) -> RestoreFailed:
     stage = result.failed
     said = "\n  ".join((stage.stderr_tail if stage else ())[-6:])
     code = stage.returncode if stage else "?"
+    fix = "the live database was not touched"
+    if stage is not None and stage.name == "sqlguard":
+        fix += "; restore a plain dump of one database made without --create/--clean (not pg_dumpall)"
     return RestoreFailed(
         f"{what}: {stage.name if stage else '?'} exited with status {code}" + (f":\n  {said}" if said else ""),
-        fix="the live database was not touched",
+        fix=fix,
     )
 
 
