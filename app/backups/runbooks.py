@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import NoReturn
 
 from sqlalchemy import select
 
@@ -235,11 +236,15 @@ def _copies_untouched(ctx: JobContext) -> str:
 
 
 def _start_again(ctx: JobContext) -> str:
-    """Start the application on the database it had, and check it serves: the outcome in words."""
+    """Start the application on the database it had, and check it serves: the outcome in words.
+
+    Shielded from a cancel: it puts right what a cut-short step left, so it runs to its end.
+    """
     try:
-        with steps.adapter_errors(ctx):
-            steps.control_of(ctx).start(ctx)
-        healthy, detail = steps.check_health(ctx, state_checks=False)
+        with ctx.shielded():
+            with steps.adapter_errors(ctx):
+                steps.control_of(ctx).start(ctx)
+            healthy, detail = steps.check_health(ctx, state_checks=False)
     except StepFailed as exc:
         return f"starting {ctx.target} again failed too ({exc}): start it by hand"
     if healthy:
@@ -247,22 +252,30 @@ def _start_again(ctx: JobContext) -> str:
     return f"{ctx.target} was started again but is not healthy ({detail})"
 
 
+def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str) -> NoReturn:
+    """The app may be stopped (or stopped halfway) and nothing was swapped: start it again on the live database,
+    drop a restore's scratch copy, then fail, or end cancelled, saying where things stand."""
+    ctx.log(f"{why}; starting {ctx.target} again (a stop cut short may have stopped it halfway)")
+    started = _start_again(ctx)
+    where = [_copies_untouched(ctx)]
+    if ctx.state.get("scratch"):
+        where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
+    standing = f"The live database was not touched; {started}; " + "; ".join(where) + "."
+    if isinstance(cause, JobCancelled):
+        raise JobCancelled(cause.by, standing)
+    raise StepFailed(f"Could not stop {ctx.target}: {cause}. {standing}")
+
+
 def stop_app(ctx: JobContext) -> None:
+    """Stop for the swap; a failed or cancelled stop starts the app again, the live database untouched."""
     control = steps.control_of(ctx)
     try:
         with steps.adapter_errors(ctx):
             control.stop(ctx)
     except StepFailed as exc:
-        ctx.log(f"could not stop {ctx.target}; starting it again (a failed stop may have stopped it halfway)")
-        started = _start_again(ctx)
-        where = [_copies_untouched(ctx)]
-        if ctx.state.get("scratch"):
-            where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
-        raise StepFailed(
-            f"Could not stop {ctx.target}: {exc}. The live database was not touched; {started}; "
-            + "; ".join(where)
-            + "."
-        ) from None
+        _start_unswapped(ctx, exc, f"could not stop {ctx.target}")
+    except JobCancelled as exc:
+        _start_unswapped(ctx, exc, f"the stop was cancelled by {exc.by}")
     ctx.did(f"stopped {ctx.target}")
     if ctx.state.get("scratch"):
         ctx.standing(
@@ -273,7 +286,14 @@ def stop_app(ctx: JobContext) -> None:
     ctx.progress(1.0, "stopped")
 
 
+def _cancelled_before_the_swap(ctx: JobContext) -> None:
+    """A cancel that came once the app was stopped, before the swap: nothing renamed, the app started again."""
+    if by := ctx.cancel_requested():
+        _start_unswapped(ctx, JobCancelled(by), f"cancelled by {by} before the swap")
+
+
 def swap_restore(ctx: JobContext) -> None:
+    _cancelled_before_the_swap(ctx)
     setup = setup_for(ctx)
     pre = copy_name(setup, "pre_restore", ctx.state["stamp"])
     _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre, label="the restored copy")
@@ -281,6 +301,7 @@ def swap_restore(ctx: JobContext) -> None:
 
 
 def swap_undo(ctx: JobContext) -> None:
+    _cancelled_before_the_swap(ctx)
     setup = setup_for(ctx)
     ctx.state["stamp"] = stamp()
     undone = copy_name(setup, "undone", ctx.state["stamp"])
@@ -301,9 +322,7 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
                 swap_in(setup, incoming, outgoing)
             except SwapHalfDone as exc:
                 half_done = exc
-    except JobCancelled:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever failed, the app must not stay stopped on an unchanged database
+    except Exception as exc:  # noqa: BLE001 - whatever failed, a cancel too: the app must not stay stopped
         if not isinstance(exc, StepFailed):
             exc = f"the swap failed ({type(exc).__name__}: {ctx.redact(str(exc))})"
         ctx.log(f"the swap failed; {live} is unchanged, {incoming} is still there; starting {ctx.target} again")
@@ -314,25 +333,30 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
         raise StepFailed(
             ctx.redact(f"{half_done.message}. {ctx.target} is left stopped. Fix: {half_done.fix}; then start it.")
         )
-    ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing}
+    ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing, "label": label}
     ctx.standing(f"{incoming} is now {live}; the database it replaced is kept as {outgoing}; {ctx.target} is stopped")
     ctx.did(f"renamed {live} to {outgoing} and {incoming} to {live}")
     ctx.progress(1.0, "swapped")
 
 
 def start_and_verify(ctx: JobContext) -> None:
-    """Start on the swapped-in database; if it is not healthy, swap back, start again, and say both."""
+    """Start on the swapped-in database; if it is not healthy, or the start is cancelled, swap back, start
+    again, and say both."""
     control = steps.control_of(ctx)
     setup = setup_for(ctx)
     swap = ctx.state["swap"]
     live = setup.database.name
-    started = ""
-    try:
-        with steps.adapter_errors(ctx):
-            control.start(ctx)
-        passed, detail = steps.check_health(ctx)
-    except StepFailed as exc:
-        passed, detail, started = False, str(exc), "did not start"
+    passed, detail, started = False, "", ""
+    cancelled_by = ctx.cancel_requested()
+    if cancelled_by is None:
+        try:
+            with steps.adapter_errors(ctx):
+                control.start(ctx)
+            passed, detail = steps.check_health(ctx)
+        except StepFailed as exc:
+            passed, detail, started = False, str(exc), "did not start"
+        except JobCancelled as exc:
+            cancelled_by = exc.by
     if passed:
         ctx.verified(True, detail)
         ctx.log(f"{ctx.target} is healthy: downtime ends")
@@ -341,24 +365,34 @@ def start_and_verify(ctx: JobContext) -> None:
             f"{swap['outgoing']} — undo puts it back."
         )
         return
-    ctx.verified(False, detail)
-    ctx.log(f"verification failed ({started or detail}); swapping back")
+    if cancelled_by is None:
+        ctx.verified(False, detail)
+        ctx.log(f"verification failed ({started or detail}); swapping back")
+        before = f"After the swap {ctx.target} failed verification ({detail})"
+    else:
+        ctx.log(f"cancelled by {cancelled_by} before {ctx.target} was verified on {swap['incoming']}; swapping back")
+        before = f"The cancel came before {ctx.target} was verified on {swap['incoming']}"
     try:
-        with steps.adapter_errors(ctx):
-            control.stop(ctx)
-            swap_in(setup, swap["outgoing"], swap["incoming"])
-            control.start(ctx)
-        again, detail_again = steps.check_health(ctx)
+        with ctx.shielded():
+            with steps.adapter_errors(ctx):
+                control.stop(ctx)
+                swap_in(setup, swap["outgoing"], swap["incoming"])
+                control.start(ctx)
+            again, detail_again = steps.check_health(ctx)
     except StepFailed as exc:
-        raise StepFailed(
-            f"After the swap {ctx.target} failed verification ({detail}), and swapping back failed too: {exc}. "
-            f"The restored copy is {live} or {swap['incoming']}; the previous database is {swap['outgoing']} or {live}."
-        ) from None
-    outcome = "healthy again" if again else f"not healthy either ({detail_again})"
-    raise StepFailed(
-        f"After the swap {ctx.target} failed verification ({detail}). Swapped back: {live} is the previous "
-        f"database again and {ctx.target} is {outcome}; the restored copy is kept as {swap['incoming']}."
-    )
+        outcome = (
+            f"{before}, and swapping back failed too: {exc}. {swap['label'].capitalize()} is {live} or "
+            f"{swap['incoming']}; the previous database is {swap['outgoing']} or {live}."
+        )
+    else:
+        state = "healthy again" if again else f"not healthy either ({detail_again})"
+        outcome = (
+            f"{before}. Swapped back: {live} is the previous database again and {ctx.target} is {state}; "
+            f"{swap['label']} is kept as {swap['incoming']}."
+        )
+    if cancelled_by is not None:
+        raise JobCancelled(cancelled_by, outcome)
+    raise StepFailed(outcome)
 
 
 # --- cleanup -------------------------------------------------------------------------------
@@ -452,8 +486,8 @@ register(
             Step("scratch", "Restore into a scratch database", fill_scratch),
             Step("compare", "Compare live and restored", inspect_scratch),
             Step("stop", "Stop the application", stop_app),
-            Step("swap", "Swap the databases", swap_restore),
-            Step("start", "Start and verify", start_and_verify),
+            Step("swap", "Swap the databases", swap_restore, handles_cancel=True),
+            Step("start", "Start and verify", start_and_verify, handles_cancel=True),
         ),
     )
 )
@@ -469,8 +503,8 @@ register(
         steps=(
             CHECKPOINT,
             Step("stop", "Stop the application", stop_app),
-            Step("swap", "Swap the databases back", swap_undo),
-            Step("start", "Start and verify", start_and_verify),
+            Step("swap", "Swap the databases back", swap_undo, handles_cancel=True),
+            Step("start", "Start and verify", start_and_verify, handles_cancel=True),
         ),
     )
 )
