@@ -24,6 +24,7 @@ from app.backups.restore import (
     check_space,
     compare,
     copies,
+    copy_base,
     copy_name,
     drop_copy,
     restore_scratch,
@@ -165,15 +166,41 @@ def check_restore(ctx: JobContext) -> None:
             check_matches(setup, backup)
             quick_verify(setup, backup, ctx)
         ctx.log(check_space(setup, backup))
-    ctx.state["stamp"] = stamp()
+        _name_copies(ctx, setup, ("restore", "pre_restore"))
     ctx.progress(1.0, "backup checked")
+
+
+def _name_copies(ctx: JobContext, setup: BackupSetup, kinds: tuple[str, ...]) -> None:
+    """Every copy name the job will need, built and checked before anything is made or stopped."""
+    ctx.state["stamp"] = stamp()
+    names = {kind: copy_name(setup, kind, ctx.state["stamp"]) for kind in kinds}
+    taken = {c.name for c in copies(setup)} & set(names.values())
+    if taken:
+        raise StepFailed(f"{', '.join(sorted(taken))} is already there: wait a second and try again")
+    ctx.state["names"] = names
+    shown = ", ".join(f"{COPY_KINDS[kind]} {name}" for kind, name in names.items())
+    ctx.log(f"  ✓ the copies will be {shown}")
+    if (base := copy_base(setup)) != setup.database.name:
+        ctx.log(f"    ({setup.database.name} is too long for a copy's name within 63 bytes: {base} stands for it)")
+
+
+def check_undo(ctx: JobContext) -> None:
+    """The pre-restore copy is still there, and the name the restored database will be kept under is free."""
+    setup = setup_for(ctx)
+    pre = ctx.params["pre_restore"]
+    with steps.adapter_errors(ctx):
+        if pre not in {c.name for c in copies(setup) if c.kind == "pre_restore"}:
+            raise StepFailed(f"{pre} is no longer there (dropped since the job was queued): nothing was changed")
+        ctx.log(f"  ✓ the pre-restore copy {pre} is there")
+        _name_copies(ctx, setup, ("undone",))
+    ctx.progress(1.0, "copies checked")
 
 
 def fill_scratch(ctx: JobContext) -> None:
     setup = setup_for(ctx)
     with steps.adapter_errors(ctx):
         backup = setup.catalog.get(ctx.params["backup"])
-        scratch = copy_name(setup, "restore", ctx.state["stamp"])
+        scratch = ctx.state["names"]["restore"]
         ctx.log(f"restoring {backup.id} into the scratch database {scratch}; {ctx.target} keeps serving")
         ctx.standing(
             f"the live database is untouched; the scratch database {scratch} was being filled "
@@ -295,7 +322,7 @@ def _cancelled_before_the_swap(ctx: JobContext) -> None:
 def swap_restore(ctx: JobContext) -> None:
     _cancelled_before_the_swap(ctx)
     setup = setup_for(ctx)
-    pre = copy_name(setup, "pre_restore", ctx.state["stamp"])
+    pre = ctx.state["names"]["pre_restore"]
     _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre, label="the restored copy")
     ctx.log(f"the replaced database is kept as {pre}: rows written after the backup stay readable there")
 
@@ -303,8 +330,7 @@ def swap_restore(ctx: JobContext) -> None:
 def swap_undo(ctx: JobContext) -> None:
     _cancelled_before_the_swap(ctx)
     setup = setup_for(ctx)
-    ctx.state["stamp"] = stamp()
-    undone = copy_name(setup, "undone", ctx.state["stamp"])
+    undone = ctx.state["names"]["undone"]
     _swap(ctx, setup, incoming=ctx.params["pre_restore"], outgoing=undone, label="the pre-restore copy")
     ctx.log(f"the restored database is kept as {undone}")
 
@@ -501,6 +527,7 @@ register(
         params=(Param("pre_restore", "Pre-restore copy", check=check_pre_restore), CONFIRM),
         check=confirm_protected,
         steps=(
+            Step("check", "Check the copies", check_undo),
             CHECKPOINT,
             Step("stop", "Stop the application", stop_app),
             Step("swap", "Swap the databases back", swap_undo, handles_cancel=True),

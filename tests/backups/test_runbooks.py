@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,11 @@ from app.jobs import service
 from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from app.targets import registry
-from tests.backups.conftest import DB_SERVER, RECIPIENT
+from tests.backups.conftest import DB_SERVER, RECIPIENT, DataTarget, _fill
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import health, log_text, run
 from tests.support.sinks import Lines
-from tests.support.targets import commit, write_targets_file
+from tests.support.targets import commit, make_code_target, write_targets_file
 
 
 def backup_now(app, target) -> str:
@@ -527,3 +528,55 @@ def test_a_backup_of_the_pre_restore_copy_keeps_the_rows_written_after_the_backu
     back, view = run(app, "restore_backup", data_target.name, backup=made["file"])
     assert back.state == "succeeded", (back.result, log_text(view))
     assert data_target.snapshot() == changed  # the rows written after the first backup, back from the copy's backup
+
+
+@pytest.fixture(params=[37, 63])
+def long_named_target(request, app, tmp_path, gpg_homes, pg_server):
+    """A running app whose PostgreSQL database name leaves no room for `_pre_restore_<time>` within 63 bytes."""
+    code = make_code_target(tmp_path / "t")
+    head = f"customer_portal_{uuid.uuid4().hex[:8]}_production_"
+    name = (head + "x" * 63)[: request.param]
+    url = pg_server.create_database(name)
+    target = DataTarget(code, "postgresql", url, tmp_path / "backups", gpg_homes[0], pg_url=pg_server.url())
+    _fill(target)
+    write_targets_file(app, target.toml())
+    with app.app_context():
+        registry.current().open(target.name).process().start()
+        assert registry.current().open(target.name).health().wait_healthy().ok
+    yield target
+    with app.app_context():
+        registry.current().open(target.name).process().stop()
+
+
+def test_a_long_database_name_restores_undoes_and_cleans_up_under_shortened_copy_names(app, runner, long_named_target):
+    """Copy names keep the live name's first bytes and a short hash: within 63 bytes, found again by every runbook."""
+    target = long_named_target
+    live = target.url.rsplit("/", 1)[1]
+    ours = [d for d in target.databases() if d.startswith(live[:27]) and d != live]
+    before = target.snapshot()
+    name = backup_now(app, target)
+    target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (100, "late", "2099-01-01 00:00:00+00"))
+    changed = target.snapshot()
+
+    tested, view = run(app, "verify_backup", target.name, backup=name, level="restore-test")
+    assert tested.state == "succeeded", (tested.result, log_text(view))
+    assert [d for d in target.databases() if d.startswith(live[:27]) and d != live] == ours  # the test copy dropped
+
+    job, view = run(app, "restore_backup", target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert "stands for it" in log_text(view)
+    assert target.snapshot() == before and health(target.code)[0] == 200
+    (pre,) = [d for d in target.databases() if d.startswith(live[:27]) and d != live]
+    assert len(pre.encode()) <= 63 and re.fullmatch(re.escape(live[:27]) + r"_[0-9a-f]{8}_pre_restore_\d{14}", pre)
+    assert pre in job.result and target.snapshot(copy_url(target, pre)) == changed
+
+    undo, view = run(app, "undo_restore", target.name, pre_restore=pre)
+    assert undo.state == "succeeded", (undo.result, log_text(view))
+    assert target.snapshot() == changed and health(target.code)[0] == 200
+    (undone,) = [d for d in target.databases() if d.startswith(live[:27]) and d != live]
+    assert "_undone_" in undone and len(undone.encode()) <= 63
+
+    dropped, view = run(app, "cleanup_restores", target.name, older_than_hours=0, spare_unsaved="no")
+    assert dropped.state == "succeeded" and f"dropped {undone}" in log_text(view), log_text(view)
+    assert [d for d in target.databases() if d.startswith(live[:27]) and d != live] == []
+    assert target.snapshot() == changed
