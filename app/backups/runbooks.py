@@ -431,9 +431,10 @@ def clean_up(ctx: JobContext) -> None:
         hours = steps.target_of(ctx).config.backups.keep_copies_hours
         ctx.log(f"dropping copies older than {hours} h (backups.keep_copies_hours)")
     cutoff = now_utc() - timedelta(hours=hours)
+    spared: list[Copy] = []
     with steps.adapter_errors(ctx):
         old = [c for c in copies(setup) if c.time < cutoff]
-        if ctx.params.get("spare_unsaved") == "yes":
+        if ctx.params.get("spare_unsaved", "yes") != "no":
             kept = expiry.saved(setup.catalog)
             spared = [c for c in old if c.kind in expiry.SAVED_KINDS and c.name not in kept]
             for copy in spared:
@@ -443,9 +444,10 @@ def clean_up(ctx: JobContext) -> None:
             drop_copy(setup, copy.name)
             ctx.log(f"dropped {copy.name} ({copy.kind}, {copy.time.isoformat()})")
             ctx.did(f"dropped {copy.name}")
+    kept_words = f"; kept {', '.join(c.name for c in spared)}: no backup holds it yet" if spared else ""
     if not old:
-        ctx.skip(f"no restore copies older than {hours} h")
-    ctx.set_result(f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h.")
+        ctx.skip(f"no restore copies older than {hours} h{' to drop' + kept_words if spared else ''}")
+    ctx.set_result(f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h{kept_words}.")
 
 
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
@@ -539,9 +541,11 @@ register(
     Runbook(
         name="cleanup_restores",
         title="Clean up restore copies",
-        description="Drop scratch, pre-restore and undone copies older than the given age.",
+        description="Drop scratch, pre-restore and undone copies older than the given age; a pre-restore or "
+        "undone copy no backup holds is kept unless asked (its rows written after the backup live nowhere else).",
         role=Role.ADMIN,
         mutates=True,
+        check=confirm_protected,
         params=(
             Param(
                 "older_than_hours",
@@ -555,11 +559,12 @@ register(
             Param(
                 "spare_unsaved",
                 "Keep pre-restore and undone copies no backup holds",
-                choices=("no", "yes"),
-                default="no",
+                choices=("yes", "no"),
+                default="yes",
                 required=False,
-                help="the scheduler's cleanup says yes",
+                help="no drops them too, and with them the only copy of rows written after their backup",
             ),
+            CONFIRM,
         ),
         steps=(Step("cleanup", "Drop old copies", clean_up),),
     )

@@ -489,7 +489,7 @@ def test_cleanup_drops_only_restore_copies_older_than_asked_and_never_live(app, 
         runbooks.get("cleanup_restores").parse_params({"older_than_hours": "-1"}, data_target.name)
     assert caught.value.param == "older_than_hours" and "0 or more" in str(caught.value)
 
-    dropped, view = run(app, "cleanup_restores", data_target.name, older_than_hours=0)
+    dropped, view = run(app, "cleanup_restores", data_target.name, older_than_hours=0, spare_unsaved="no")
     assert dropped.state == "succeeded", log_text(view)
     assert f"dropped {pre}" in log_text(view) and "Dropped 1 restore copy" in dropped.result
     assert copies(data_target) == []
