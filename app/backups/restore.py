@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -325,6 +326,21 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
 # --- the swap ------------------------------------------------------------------------------
 
 
+def _take_access(path: Path, live: Path) -> None:
+    """Give the file to swap in the live file's mode (and, run as root, its owner): the scratch was made 0600
+    by Rewind's user, and an application running as another user must still open its database."""
+    try:
+        seen = live.stat()
+        os.chmod(path, stat.S_IMODE(seen.st_mode))
+        if os.geteuid() == 0:
+            os.chown(path, seen.st_uid, seen.st_gid)
+    except OSError as exc:
+        raise RestoreFailed(
+            f"could not give {path.name} the mode and owner of {live.name}: {exc.strerror or exc}",
+            fix="the live database was not touched; check the folder's permissions and restore again",
+        ) from None
+
+
 def swap_in(setup: BackupSetup, incoming: str, outgoing: str) -> None:
     """Rename live to `outgoing` and `incoming` to live; if the second rename fails, the first is undone."""
     db = setup.database
@@ -348,6 +364,7 @@ def swap_in(setup: BackupSetup, incoming: str, outgoing: str) -> None:
     new = live.with_name(incoming)
     if not new.is_file():
         raise RestoreFailed(f"{new} is not there to swap in", fix="the live database was not touched")
+    _take_access(new, live)
     # Keep the old file under its new name first (a hard link), then replace atomically: there is
     # never a moment without a database file at the live path.
     try:

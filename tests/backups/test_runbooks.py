@@ -580,3 +580,20 @@ def test_a_long_database_name_restores_undoes_and_cleans_up_under_shortened_copy
     assert dropped.state == "succeeded" and f"dropped {undone}" in log_text(view), log_text(view)
     assert [d for d in target.databases() if d.startswith(live[:27]) and d != live] == []
     assert target.snapshot() == changed
+
+
+@pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
+def test_the_restored_sqlite_file_gets_the_live_file_s_mode_and_owner(app, runner, data_target):
+    """The scratch file is made 0600 by Rewind's user; after the swap the app's user must still open its database."""
+    live = Path(data_target.url.removeprefix("sqlite:///"))
+    name = backup_now(app, data_target)
+    live.chmod(0o664)
+    if os.geteuid() == 0:  # run as root, Rewind also hands the file to the application's user
+        os.chown(live, 4321, 4321)
+    before = live.stat()
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    after = live.stat()
+    assert after.st_ino != before.st_ino  # the restored file, swapped in
+    assert oct(after.st_mode & 0o7777) == "0o664"
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
