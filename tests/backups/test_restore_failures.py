@@ -3,6 +3,8 @@ serves, and the job says where the live, scratch and pre-restore databases are."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -10,6 +12,7 @@ from app.audit.store import Actor
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
+from app.jobs.engine import engine
 from app.jobs.events import load_view
 from app.jobs.models import Job
 from tests.backups.controlled import (
@@ -20,7 +23,8 @@ from tests.backups.controlled import (
     then_hold,
     use_commands,
 )
-from tests.backups.test_runbooks import backup_now, copies, copy_url
+from tests.backups.test_runbooks import app_pid, backup_now, copies, copy_url
+from tests.backups.test_schedule import finish
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import ADMIN, health, log_text, run
 from tests.support.targets import write_targets_file
@@ -203,3 +207,32 @@ def test_a_cancel_while_an_undo_stops_the_app_leaves_the_restored_database_servi
         assert data_target.snapshot(copy_url(data_target, pre)) == changed
     finally:
         back_to_managed(app, data_target)
+
+
+def test_an_undo_whose_copy_was_dropped_since_it_was_queued_stops_nothing(app, runner, data_target):
+    """The undo's check step finds the pre-restore copy gone before anything is stopped or renamed."""
+    name, _ = _restore_after_a_change(app, data_target)
+    restored, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert restored.state == "succeeded", log_text(view)
+    (pre,) = copies(data_target)
+    live, pid = data_target.snapshot(), app_pid(app, data_target)
+    runner.stop(wait=True)  # queued now, run once the copy is gone
+    with app.app_context():
+        book = runbooks.get("undo_restore")
+        job_id = service.enqueue(
+            book, data_target.name, book.parse_params({"pre_restore": pre}, data_target.name), ADMIN
+        ).id
+    if data_target.engine == "sqlite":
+        Path(copy_url(data_target, pre).removeprefix("sqlite:///")).unlink()
+    else:
+        with psycopg.connect(data_target.pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{pre}"')
+    again = engine(app).start_runner()
+    try:
+        job = finish(app, job_id)
+    finally:
+        again.stop(wait=True)
+    assert job.state == "failed" and job.current_step == "Check the copies", job.result
+    assert f"{pre} is no longer there" in job.result and "nothing was changed" in job.result, job.result
+    assert app_pid(app, data_target) == pid and health(data_target.code)[0] == 200  # never stopped
+    assert data_target.snapshot() == live and copies(data_target) == []
