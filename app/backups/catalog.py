@@ -200,6 +200,6 @@ class Catalog:
     def record_verification(self, backup: Backup, *, how: str, ok: bool, detail: str, job_id: int | None) -> Backup:
         result = {"how": how, "ok": ok, "detail": detail, "at": now_utc().isoformat(), "job_id": job_id}
         changes: dict[str, Any] = {"verified": result}
-        if how == "restore-test" and ok:
+        if how == "restore-test":  # the latest restore test, passed or not: a failed one is no longer "restore-tested"
             changes["restore_tested"] = result
         return self.save(backup, **changes)

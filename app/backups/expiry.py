@@ -79,7 +79,9 @@ def plan(config: TargetConfig, now: datetime) -> tuple[str, dict, str] | None:
         why = f"{oldest.name} is older than {hours} h (backups.keep_copies_hours) and no backup holds it yet"
         return "backup_copy", {"copy": oldest.name}, why
     names = ", ".join(c.name for c in expired)
-    return "cleanup_restores", {"older_than_hours": hours, "spare_unsaved": "yes"}, f"older than {hours} h: {names}"
+    # The target's own setting drops them (keep_copies_hours), so the scheduler confirms by its name.
+    params = {"older_than_hours": hours, "spare_unsaved": "yes", "confirm": config.name}
+    return "cleanup_restores", params, f"older than {hours} h: {names}"
 
 
 def queue_expired(now: datetime | None = None, *, via: str = "schedule") -> list[Decision]:

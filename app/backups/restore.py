@@ -5,13 +5,17 @@ backup is restored into a new scratch database (`<name>_restore_<time>`;
 for SQLite a new file beside the live one) while the application serves,
 and the swap renames live to `<name>_pre_restore_<time>` and scratch to
 `<name>`. The pre-restore copy is the safety copy: undo renames it back.
+A name too long for that within PostgreSQL's 63 bytes is shortened in
+every copy's name (its first bytes and a short hash, see copy_base).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,12 +25,13 @@ from app.backups.catalog import Backup, now_utc, sync_dir
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.targets.command import Sink, Stage, run_pipeline
-from app.targets.dbadmin import Postgres, Sqlite, check_identifier
+from app.targets.dbadmin import MAX_IDENTIFIER, Postgres, Sqlite, check_identifier
 from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
 STAMP = "%Y%m%d%H%M%S"
 KINDS = ("restore", "pre_restore", "undone", "test")  # test: a restore test's scratch, dropped at its end
+HASH_CHARS = 8  # of a shortened copy name: its live database's name, hashed
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
@@ -54,17 +59,33 @@ def stamp() -> str:
     return now_utc().strftime(STAMP)
 
 
+def copy_base(setup: BackupSetup) -> str:
+    """What every copy's name starts with: the live database's name, or, when a copy of it would pass
+    PostgreSQL's 63 bytes, the name's first bytes and a short hash of it (recognisable, and its own)."""
+    db = setup.database
+    if not isinstance(db, Postgres):
+        return db.path.name
+    room = MAX_IDENTIFIER - max(len(f"_{kind}_") for kind in KINDS) - len(stamp())
+    if len(db.name.encode()) <= room:
+        return db.name
+    digest = hashlib.sha256(db.name.encode()).hexdigest()[:HASH_CHARS]
+    head = db.name.encode()[: room - HASH_CHARS - 1].decode(errors="ignore")
+    return f"{head}_{digest}"
+
+
 def copy_name(setup: BackupSetup, kind: str, when: str) -> str:
     db = setup.database
     if isinstance(db, Postgres):
-        return check_identifier(f"{db.name}_{kind}_{when}")
+        return check_identifier(f"{copy_base(setup)}_{kind}_{when}")
     return f"{db.path.name}.{kind}_{when}"
 
 
 def _copy_pattern(setup: BackupSetup) -> re.Pattern[str]:
     db = setup.database
     sep = "_" if isinstance(db, Postgres) else "."
-    return re.compile(re.escape(db.name + sep) + r"(" + "|".join(KINDS) + r")_(\d{14})")
+    # The live name in full as well: copies a Rewind that did not shorten names made of a long name.
+    bases = "|".join(re.escape(b + sep) for b in dict.fromkeys((copy_base(setup), db.name)))
+    return re.compile(r"(?:" + bases + r")(" + "|".join(KINDS) + r")_(\d{14})")
 
 
 def copies(setup: BackupSetup) -> list[Copy]:
@@ -328,6 +349,21 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
 # --- the swap ------------------------------------------------------------------------------
 
 
+def _take_access(path: Path, live: Path) -> None:
+    """Give the file to swap in the live file's mode (and, run as root, its owner): the scratch was made 0600
+    by Rewind's user, and an application running as another user must still open its database."""
+    try:
+        seen = live.stat()
+        os.chmod(path, stat.S_IMODE(seen.st_mode))
+        if os.geteuid() == 0:
+            os.chown(path, seen.st_uid, seen.st_gid)
+    except OSError as exc:
+        raise RestoreFailed(
+            f"could not give {path.name} the mode and owner of {live.name}: {exc.strerror or exc}",
+            fix="the live database was not touched; check the folder's permissions and restore again",
+        ) from None
+
+
 def swap_in(setup: BackupSetup, incoming: str, outgoing: str) -> None:
     """Rename live to `outgoing` and `incoming` to live; if the second rename fails, the first is undone."""
     db = setup.database
@@ -351,6 +387,7 @@ def swap_in(setup: BackupSetup, incoming: str, outgoing: str) -> None:
     new = live.with_name(incoming)
     if not new.is_file():
         raise RestoreFailed(f"{new} is not there to swap in", fix="the live database was not touched")
+    _take_access(new, live)
     # Keep the old file under its new name first (a hard link), then replace atomically: there is
     # never a moment without a database file at the live path.
     try:

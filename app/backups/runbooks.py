@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import NoReturn
 
 from sqlalchemy import select
 
@@ -23,6 +24,7 @@ from app.backups.restore import (
     check_space,
     compare,
     copies,
+    copy_base,
     copy_name,
     drop_copy,
     restore_scratch,
@@ -164,15 +166,41 @@ def check_restore(ctx: JobContext) -> None:
             check_matches(setup, backup)
             quick_verify(setup, backup, ctx)
         ctx.log(check_space(setup, backup))
-    ctx.state["stamp"] = stamp()
+        _name_copies(ctx, setup, ("restore", "pre_restore"))
     ctx.progress(1.0, "backup checked")
+
+
+def _name_copies(ctx: JobContext, setup: BackupSetup, kinds: tuple[str, ...]) -> None:
+    """Every copy name the job will need, built and checked before anything is made or stopped."""
+    ctx.state["stamp"] = stamp()
+    names = {kind: copy_name(setup, kind, ctx.state["stamp"]) for kind in kinds}
+    taken = {c.name for c in copies(setup)} & set(names.values())
+    if taken:
+        raise StepFailed(f"{', '.join(sorted(taken))} is already there: wait a second and try again")
+    ctx.state["names"] = names
+    shown = ", ".join(f"{COPY_KINDS[kind]} {name}" for kind, name in names.items())
+    ctx.log(f"  ✓ the copies will be {shown}")
+    if (base := copy_base(setup)) != setup.database.name:
+        ctx.log(f"    ({setup.database.name} is too long for a copy's name within 63 bytes: {base} stands for it)")
+
+
+def check_undo(ctx: JobContext) -> None:
+    """The pre-restore copy is still there, and the name the restored database will be kept under is free."""
+    setup = setup_for(ctx)
+    pre = ctx.params["pre_restore"]
+    with steps.adapter_errors(ctx):
+        if pre not in {c.name for c in copies(setup) if c.kind == "pre_restore"}:
+            raise StepFailed(f"{pre} is no longer there (dropped since the job was queued): nothing was changed")
+        ctx.log(f"  ✓ the pre-restore copy {pre} is there")
+        _name_copies(ctx, setup, ("undone",))
+    ctx.progress(1.0, "copies checked")
 
 
 def fill_scratch(ctx: JobContext) -> None:
     setup = setup_for(ctx)
     with steps.adapter_errors(ctx):
         backup = setup.catalog.get(ctx.params["backup"])
-        scratch = copy_name(setup, "restore", ctx.state["stamp"])
+        scratch = ctx.state["names"]["restore"]
         ctx.log(f"restoring {backup.id} into the scratch database {scratch}; {ctx.target} keeps serving")
         ctx.standing(
             f"the live database is untouched; the scratch database {scratch} was being filled "
@@ -235,11 +263,15 @@ def _copies_untouched(ctx: JobContext) -> str:
 
 
 def _start_again(ctx: JobContext) -> str:
-    """Start the application on the database it had, and check it serves: the outcome in words."""
+    """Start the application on the database it had, and check it serves: the outcome in words.
+
+    Shielded from a cancel: it puts right what a cut-short step left, so it runs to its end.
+    """
     try:
-        with steps.adapter_errors(ctx):
-            steps.control_of(ctx).start(ctx)
-        healthy, detail = steps.check_health(ctx, state_checks=False)
+        with ctx.shielded():
+            with steps.adapter_errors(ctx):
+                steps.control_of(ctx).start(ctx)
+            healthy, detail = steps.check_health(ctx, state_checks=False)
     except StepFailed as exc:
         return f"starting {ctx.target} again failed too ({exc}): start it by hand"
     if healthy:
@@ -247,22 +279,30 @@ def _start_again(ctx: JobContext) -> str:
     return f"{ctx.target} was started again but is not healthy ({detail})"
 
 
+def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str) -> NoReturn:
+    """The app may be stopped (or stopped halfway) and nothing was swapped: start it again on the live database,
+    drop a restore's scratch copy, then fail, or end cancelled, saying where things stand."""
+    ctx.log(f"{why}; starting {ctx.target} again (a stop cut short may have stopped it halfway)")
+    started = _start_again(ctx)
+    where = [_copies_untouched(ctx)]
+    if ctx.state.get("scratch"):
+        where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
+    standing = f"The live database was not touched; {started}; " + "; ".join(where) + "."
+    if isinstance(cause, JobCancelled):
+        raise JobCancelled(cause.by, standing)
+    raise StepFailed(f"Could not stop {ctx.target}: {cause}. {standing}")
+
+
 def stop_app(ctx: JobContext) -> None:
+    """Stop for the swap; a failed or cancelled stop starts the app again, the live database untouched."""
     control = steps.control_of(ctx)
     try:
         with steps.adapter_errors(ctx):
             control.stop(ctx)
     except StepFailed as exc:
-        ctx.log(f"could not stop {ctx.target}; starting it again (a failed stop may have stopped it halfway)")
-        started = _start_again(ctx)
-        where = [_copies_untouched(ctx)]
-        if ctx.state.get("scratch"):
-            where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
-        raise StepFailed(
-            f"Could not stop {ctx.target}: {exc}. The live database was not touched; {started}; "
-            + "; ".join(where)
-            + "."
-        ) from None
+        _start_unswapped(ctx, exc, f"could not stop {ctx.target}")
+    except JobCancelled as exc:
+        _start_unswapped(ctx, exc, f"the stop was cancelled by {exc.by}")
     ctx.did(f"stopped {ctx.target}")
     if ctx.state.get("scratch"):
         ctx.standing(
@@ -273,17 +313,24 @@ def stop_app(ctx: JobContext) -> None:
     ctx.progress(1.0, "stopped")
 
 
+def _cancelled_before_the_swap(ctx: JobContext) -> None:
+    """A cancel that came once the app was stopped, before the swap: nothing renamed, the app started again."""
+    if by := ctx.cancel_requested():
+        _start_unswapped(ctx, JobCancelled(by), f"cancelled by {by} before the swap")
+
+
 def swap_restore(ctx: JobContext) -> None:
+    _cancelled_before_the_swap(ctx)
     setup = setup_for(ctx)
-    pre = copy_name(setup, "pre_restore", ctx.state["stamp"])
+    pre = ctx.state["names"]["pre_restore"]
     _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre, label="the restored copy")
     ctx.log(f"the replaced database is kept as {pre}: rows written after the backup stay readable there")
 
 
 def swap_undo(ctx: JobContext) -> None:
+    _cancelled_before_the_swap(ctx)
     setup = setup_for(ctx)
-    ctx.state["stamp"] = stamp()
-    undone = copy_name(setup, "undone", ctx.state["stamp"])
+    undone = ctx.state["names"]["undone"]
     _swap(ctx, setup, incoming=ctx.params["pre_restore"], outgoing=undone, label="the pre-restore copy")
     ctx.log(f"the restored database is kept as {undone}")
 
@@ -301,9 +348,7 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
                 swap_in(setup, incoming, outgoing)
             except SwapHalfDone as exc:
                 half_done = exc
-    except JobCancelled:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever failed, the app must not stay stopped on an unchanged database
+    except Exception as exc:  # noqa: BLE001 - whatever failed, a cancel too: the app must not stay stopped
         if not isinstance(exc, StepFailed):
             exc = f"the swap failed ({type(exc).__name__}: {ctx.redact(str(exc))})"
         ctx.log(f"the swap failed; {live} is unchanged, {incoming} is still there; starting {ctx.target} again")
@@ -314,25 +359,30 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
         raise StepFailed(
             ctx.redact(f"{half_done.message}. {ctx.target} is left stopped. Fix: {half_done.fix}; then start it.")
         )
-    ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing}
+    ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing, "label": label}
     ctx.standing(f"{incoming} is now {live}; the database it replaced is kept as {outgoing}; {ctx.target} is stopped")
     ctx.did(f"renamed {live} to {outgoing} and {incoming} to {live}")
     ctx.progress(1.0, "swapped")
 
 
 def start_and_verify(ctx: JobContext) -> None:
-    """Start on the swapped-in database; if it is not healthy, swap back, start again, and say both."""
+    """Start on the swapped-in database; if it is not healthy, or the start is cancelled, swap back, start
+    again, and say both."""
     control = steps.control_of(ctx)
     setup = setup_for(ctx)
     swap = ctx.state["swap"]
     live = setup.database.name
-    started = ""
-    try:
-        with steps.adapter_errors(ctx):
-            control.start(ctx)
-        passed, detail = steps.check_health(ctx)
-    except StepFailed as exc:
-        passed, detail, started = False, str(exc), "did not start"
+    passed, detail, started = False, "", ""
+    cancelled_by = ctx.cancel_requested()
+    if cancelled_by is None:
+        try:
+            with steps.adapter_errors(ctx):
+                control.start(ctx)
+            passed, detail = steps.check_health(ctx)
+        except StepFailed as exc:
+            passed, detail, started = False, str(exc), "did not start"
+        except JobCancelled as exc:
+            cancelled_by = exc.by
     if passed:
         ctx.verified(True, detail)
         ctx.log(f"{ctx.target} is healthy: downtime ends")
@@ -341,24 +391,34 @@ def start_and_verify(ctx: JobContext) -> None:
             f"{swap['outgoing']} — undo puts it back."
         )
         return
-    ctx.verified(False, detail)
-    ctx.log(f"verification failed ({started or detail}); swapping back")
+    if cancelled_by is None:
+        ctx.verified(False, detail)
+        ctx.log(f"verification failed ({started or detail}); swapping back")
+        before = f"After the swap {ctx.target} failed verification ({detail})"
+    else:
+        ctx.log(f"cancelled by {cancelled_by} before {ctx.target} was verified on {swap['incoming']}; swapping back")
+        before = f"The cancel came before {ctx.target} was verified on {swap['incoming']}"
     try:
-        with steps.adapter_errors(ctx):
-            control.stop(ctx)
-            swap_in(setup, swap["outgoing"], swap["incoming"])
-            control.start(ctx)
-        again, detail_again = steps.check_health(ctx)
+        with ctx.shielded():
+            with steps.adapter_errors(ctx):
+                control.stop(ctx)
+                swap_in(setup, swap["outgoing"], swap["incoming"])
+                control.start(ctx)
+            again, detail_again = steps.check_health(ctx)
     except StepFailed as exc:
-        raise StepFailed(
-            f"After the swap {ctx.target} failed verification ({detail}), and swapping back failed too: {exc}. "
-            f"The restored copy is {live} or {swap['incoming']}; the previous database is {swap['outgoing']} or {live}."
-        ) from None
-    outcome = "healthy again" if again else f"not healthy either ({detail_again})"
-    raise StepFailed(
-        f"After the swap {ctx.target} failed verification ({detail}). Swapped back: {live} is the previous "
-        f"database again and {ctx.target} is {outcome}; the restored copy is kept as {swap['incoming']}."
-    )
+        outcome = (
+            f"{before}, and swapping back failed too: {exc}. {swap['label'].capitalize()} is {live} or "
+            f"{swap['incoming']}; the previous database is {swap['outgoing']} or {live}."
+        )
+    else:
+        state = "healthy again" if again else f"not healthy either ({detail_again})"
+        outcome = (
+            f"{before}. Swapped back: {live} is the previous database again and {ctx.target} is {state}; "
+            f"{swap['label']} is kept as {swap['incoming']}."
+        )
+    if cancelled_by is not None:
+        raise JobCancelled(cancelled_by, outcome)
+    raise StepFailed(outcome)
 
 
 # --- cleanup -------------------------------------------------------------------------------
@@ -371,9 +431,10 @@ def clean_up(ctx: JobContext) -> None:
         hours = steps.target_of(ctx).config.backups.keep_copies_hours
         ctx.log(f"dropping copies older than {hours} h (backups.keep_copies_hours)")
     cutoff = now_utc() - timedelta(hours=hours)
+    spared: list[Copy] = []
     with steps.adapter_errors(ctx):
         old = [c for c in copies(setup) if c.time < cutoff]
-        if ctx.params.get("spare_unsaved") == "yes":
+        if ctx.params.get("spare_unsaved", "yes") != "no":
             kept = expiry.saved(setup.catalog)
             spared = [c for c in old if c.kind in expiry.SAVED_KINDS and c.name not in kept]
             for copy in spared:
@@ -383,9 +444,10 @@ def clean_up(ctx: JobContext) -> None:
             drop_copy(setup, copy.name)
             ctx.log(f"dropped {copy.name} ({copy.kind}, {copy.time.isoformat()})")
             ctx.did(f"dropped {copy.name}")
+    kept_words = f"; kept {', '.join(c.name for c in spared)}: no backup holds it yet" if spared else ""
     if not old:
-        ctx.skip(f"no restore copies older than {hours} h")
-    ctx.set_result(f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h.")
+        ctx.skip(f"no restore copies older than {hours} h{' to drop' + kept_words if spared else ''}")
+    ctx.set_result(f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h{kept_words}.")
 
 
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
@@ -452,8 +514,8 @@ register(
             Step("scratch", "Restore into a scratch database", fill_scratch),
             Step("compare", "Compare live and restored", inspect_scratch),
             Step("stop", "Stop the application", stop_app),
-            Step("swap", "Swap the databases", swap_restore),
-            Step("start", "Start and verify", start_and_verify),
+            Step("swap", "Swap the databases", swap_restore, handles_cancel=True),
+            Step("start", "Start and verify", start_and_verify, handles_cancel=True),
         ),
     )
 )
@@ -467,10 +529,11 @@ register(
         params=(Param("pre_restore", "Pre-restore copy", check=check_pre_restore), CONFIRM),
         check=confirm_protected,
         steps=(
+            Step("check", "Check the copies", check_undo),
             CHECKPOINT,
             Step("stop", "Stop the application", stop_app),
-            Step("swap", "Swap the databases back", swap_undo),
-            Step("start", "Start and verify", start_and_verify),
+            Step("swap", "Swap the databases back", swap_undo, handles_cancel=True),
+            Step("start", "Start and verify", start_and_verify, handles_cancel=True),
         ),
     )
 )
@@ -478,9 +541,11 @@ register(
     Runbook(
         name="cleanup_restores",
         title="Clean up restore copies",
-        description="Drop scratch, pre-restore and undone copies older than the given age.",
+        description="Drop scratch, pre-restore and undone copies older than the given age; a pre-restore or "
+        "undone copy no backup holds is kept unless asked (its rows written after the backup live nowhere else).",
         role=Role.ADMIN,
         mutates=True,
+        check=confirm_protected,
         params=(
             Param(
                 "older_than_hours",
@@ -494,11 +559,12 @@ register(
             Param(
                 "spare_unsaved",
                 "Keep pre-restore and undone copies no backup holds",
-                choices=("no", "yes"),
-                default="no",
+                choices=("yes", "no"),
+                default="yes",
                 required=False,
-                help="the scheduler's cleanup says yes",
+                help="no drops them too, and with them the only copy of rows written after their backup",
             ),
+            CONFIRM,
         ),
         steps=(Step("cleanup", "Drop old copies", clean_up),),
     )

@@ -29,7 +29,8 @@ class Freshness:
 
 def freshness(catalog: Catalog, rpo_minutes: int | None) -> Freshness:
     backups = catalog.backups()
-    tested = [b for b in backups if b.restore_tested]
+    # Its latest restore test passed, and nothing checked since failed (a corrupted file fails a quick verify).
+    tested = [b for b in backups if (b.restore_tested or {}).get("ok") and b.state == "verified"]
     return Freshness(
         newest_verified=next((b for b in backups if b.state == "verified" and not b.of_copy), None),
         rpo=timedelta(minutes=rpo_minutes) if rpo_minutes else None,

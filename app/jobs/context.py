@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from sqlalchemy import select, update
 
@@ -27,9 +28,12 @@ CANCEL_CHECK_S = 0.25
 
 
 class JobCancelled(Exception):
-    def __init__(self, by: str) -> None:
+    """A cancel ended the step; `outcome` says where a step that recovered from it left the target."""
+
+    def __init__(self, by: str, outcome: str = "") -> None:
         super().__init__(f"cancelled by {by}")
         self.by = by
+        self.outcome = outcome
 
 
 class JobContext:
@@ -49,6 +53,7 @@ class JobContext:
         self._thread = threading.get_ident()
         self._cancel_checked = 0.0
         self._cancelled_by: str | None = None
+        self._shielded = 0
 
     # --- the sink ------------------------------------------------------------------
 
@@ -61,7 +66,7 @@ class JobContext:
             self.writer.flush()
 
     def cancelled(self) -> bool:
-        return self.cancel_requested() is not None
+        return not self._shielded and self.cancel_requested() is not None
 
     def group_started(self, pgid: int) -> None:
         """Remember the command's process group on the job row, so a crash cannot leave it running unseen."""
@@ -129,8 +134,18 @@ class JobContext:
         return self._cancelled_by
 
     def check_cancelled(self) -> None:
-        if by := self.cancel_requested():
+        if not self._shielded and (by := self.cancel_requested()):
             raise JobCancelled(by)
+
+    @contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Run a recovery to its end though a cancel was asked: a half-done change (an app stopped for a swap)
+        must be put right, and a cancel stopping the recovery's own commands would leave it half-done."""
+        self._shielded += 1
+        try:
+            yield
+        finally:
+            self._shielded -= 1
 
     def sleep(self, seconds: float) -> None:
         """Wait, but give way to a cancel at once."""

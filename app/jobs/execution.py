@@ -47,7 +47,8 @@ def execute(job_id: int) -> JobState:
         ctx.step = index
         job.current_step = step.title
         try:
-            ctx.check_cancelled()
+            if not step.handles_cancel:
+                ctx.check_cancelled()
             writer.emit("step", {"state": StepState.RUNNING.value}, index)
             step.run(ctx)
             writer.flush()
@@ -57,7 +58,7 @@ def execute(job_id: int) -> JobState:
             writer.emit("step", {"state": StepState.SKIPPED.value, "note": redactor(str(exc))}, index)
         except JobCancelled as exc:
             writer.emit("step", {"state": StepState.CANCELLED.value}, index)
-            message = f"Cancelled by {exc.by} during “{step.title}”."
+            message = f"Cancelled by {exc.by} during “{step.title}”." + (f" {exc.outcome}" if exc.outcome else "")
             return _finish(job, writer, ctx, actor, JobState.CANCELLED, _after_changes(ctx, message))
         except runbooks.StepFailed as exc:
             error = redactor(str(exc))

@@ -105,6 +105,9 @@ class Step:
     # A follow-up (a push after a verified rollback): its failure does not undo what the steps
     # before it achieved, so the job ends "succeeded with warnings" and says both.
     follow_up: bool = False
+    # Entered even when a cancel was asked, and left to see the cancel itself: for a step that must put right
+    # what an earlier step half-did (start an application stopped for a swap) before the job may end.
+    handles_cancel: bool = False
 
 
 @dataclass(frozen=True)

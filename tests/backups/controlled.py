@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 from app.targets import registry
 from tests.support.targets import write_targets_file
@@ -71,8 +72,8 @@ def ctl_argv(target, action: str, *extra: str) -> list[str]:
     return [sys.executable, str(state / "ctl.py"), action, *where, *extra]
 
 
-def use_commands(app, target, *, stop: list[str] | None = None) -> None:
-    """Stop the managed app, then run it through ctl.py's start/stop/status (stop replaced when given)."""
+def use_commands(app, target, *, stop: list[str] | None = None, start: list[str] | None = None) -> None:
+    """Stop the managed app, then run it through ctl.py's start/stop/status (stop or start replaced when given)."""
     with app.app_context():
         registry.current().open(target.name).process().stop()
     state = target.code.repo.parent / "run"
@@ -80,7 +81,7 @@ def use_commands(app, target, *, stop: list[str] | None = None) -> None:
     (state / "ctl.py").write_text(CTL)
     section = (
         f"[targets.{target.name}.process]\n"
-        f"start = {_toml(ctl_argv(target, 'start'))}\n"
+        f"start = {_toml(start or ctl_argv(target, 'start'))}\n"
         f"stop = {_toml(stop or ctl_argv(target, 'stop'))}\n"
         f"status = {_toml(ctl_argv(target, 'status'))}\n"
         f'cwd = "{target.code.repo}"\n\n'
@@ -104,6 +105,39 @@ def stop_clashing(target) -> list[str]:
         return ctl_argv(target, "stop", "sqlite", target.url.removeprefix("sqlite:///"))
     server, live = target.url.rsplit("/", 1)
     return ctl_argv(target, "stop", "postgresql", server + "/postgres", live)
+
+
+def then_hold(target, argv: list[str], reached: Path) -> list[str]:
+    """A command that runs argv, then says so (creates `reached`) and holds on (60 s) until it is cancelled."""
+    return [sys.executable, _hold_script(target), "run", str(reached), *argv]
+
+
+def held_once(target, argv: list[str], armed: Path, reached: Path) -> list[str]:
+    """A command that, while `armed` exists, removes it, creates `reached` and holds on (60 s); else runs argv."""
+    return [sys.executable, _hold_script(target), str(armed), str(reached), *argv]
+
+
+def _hold_script(target) -> str:
+    state = target.code.repo.parent / "run"
+    state.mkdir(exist_ok=True)
+    (state / "hold.py").write_text(HOLD)
+    return str(state / "hold.py")
+
+
+HOLD = """
+import subprocess, sys, time
+from pathlib import Path
+
+armed, reached, argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+if armed == "run":
+    subprocess.run(argv, check=True)
+elif Path(armed).exists():
+    Path(armed).unlink()
+else:
+    sys.exit(subprocess.run(argv).returncode)
+reached.touch()
+time.sleep(60)
+"""
 
 
 def back_to_managed(app, target) -> None:

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from app.backups.catalog import Catalog, CatalogError, manifest_path
+from app.backups.status import freshness
 from app.targets import openpgp
 from app.targets.dbadmin import DatabaseError, PgUrl, Postgres
 from app.targets.environment import inherited_env
@@ -52,6 +53,24 @@ def test_a_manifest_beside_the_file_is_read_and_verification_recorded(tmp_path):
     assert catalog.newest_verified().id == path.name
     catalog.record_verification(again, how="quick", ok=False, detail="bad", job_id=8)
     assert catalog.get(path.name).state == "failed" and catalog.newest_verified() is None
+
+
+def test_a_backup_whose_latest_restore_test_failed_is_not_the_last_restore_tested(tmp_path):
+    (tmp_path / "shop_20260101_000000.dump.gpg").write_bytes(b"\x85x")
+    (tmp_path / "shop_20260102_000000.dump.gpg").write_bytes(b"\x85y")
+    catalog = Catalog(tmp_path)
+    older, newer = (catalog.get(f"shop_2026010{d}_000000.dump.gpg") for d in (1, 2))
+    older = catalog.record_verification(older, how="restore-test", ok=True, detail="restores", job_id=1)
+    newer = catalog.record_verification(newer, how="restore-test", ok=True, detail="restores", job_id=2)
+    assert freshness(catalog, None).last_restore_tested.id == newer.id
+
+    catalog.record_verification(newer, how="restore-test", ok=False, detail="lacks table user", job_id=3)
+    fresh = freshness(catalog, None)
+    assert fresh.last_restore_tested.id == older.id  # the one whose latest restore test passed
+    assert fresh.newest_verified.id == older.id
+
+    catalog.record_verification(catalog.get(older.id), how="quick", ok=False, detail="checksum differs", job_id=4)
+    assert freshness(catalog, None).last_restore_tested is None  # its file no longer checks out
 
 
 def test_ids_outside_the_folder_are_refused(tmp_path):

@@ -67,7 +67,7 @@ def test_an_expired_backed_up_copy_gets_one_cleanup_by_the_system_audited(app, r
 
     (job,) = jobs(app, "cleanup_restores")
     assert (job.actor_name, job.actor_id, job.state) == ("system", None, "queued")
-    assert job.params == {"older_than_hours": 24, "spare_unsaved": "yes"}
+    assert job.params == {"older_than_hours": 24, "spare_unsaved": "yes", "confirm": data_target.name}
     with app.app_context():
         rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "job.queued")).all()
         (row,) = [r for r in rows if json.loads(r.details).get("job_id") == job.id]
@@ -133,15 +133,21 @@ def test_a_failed_automatic_backup_keeps_the_copy_and_is_not_retried_every_minut
     assert copies(data_target) == [old]  # never dropped while no backup holds it
 
 
-def test_the_cleanup_told_to_spare_unsaved_copies_keeps_them(app, runner, data_target, request):
+def test_the_cleanup_keeps_copies_no_backup_holds_unless_told_to_drop_them(app, runner, data_target, request):
+    """The button asks only for an age: a pre-restore copy no backup holds (rows written after the backup) stays."""
     server = copy_server(request, data_target)
     unsaved = make_copy(data_target, "pre_restore", 2, server)
     scratch = make_copy(data_target, "restore", 2, server)
-    job, view = run(app, "cleanup_restores", data_target.name, older_than_hours=1, spare_unsaved="yes")
+    job, view = run(app, "cleanup_restores", data_target.name, older_than_hours=1)
     assert job.state == "succeeded", log_text(view)
     assert f"kept {unsaved}: no backup holds it yet" in log_text(view)
+    assert f"Dropped 1 restore copy older than 1 h; kept {unsaved}: no backup holds it yet" in job.result
     assert copies(data_target) == [unsaved] and scratch not in copies(data_target)
     assert data_target.snapshot(copy_url(data_target, unsaved)) == data_target.snapshot()
+
+    dropped, view = run(app, "cleanup_restores", data_target.name, older_than_hours=1, spare_unsaved="no")
+    assert dropped.state == "succeeded" and f"dropped {unsaved}" in log_text(view), log_text(view)
+    assert copies(data_target) == []
 
 
 @both_databases

@@ -3,12 +3,30 @@ serves, and the job says where the live, scratch and pre-restore databases are."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
-from tests.backups.controlled import back_to_managed, stop_clashing, use_commands
-from tests.backups.test_runbooks import backup_now, copies, copy_url
-from tests.deployments.test_runbooks import health, log_text, run
+from app.audit.store import Actor
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs import service
+from app.jobs.engine import engine
+from app.jobs.events import load_view
+from app.jobs.models import Job
+from tests.backups.controlled import (
+    back_to_managed,
+    ctl_argv,
+    held_once,
+    stop_clashing,
+    then_hold,
+    use_commands,
+)
+from tests.backups.test_runbooks import app_pid, backup_now, copies, copy_url
+from tests.backups.test_schedule import finish
+from tests.conftest import wait_for
+from tests.deployments.test_runbooks import ADMIN, health, log_text, run
 from tests.support.targets import write_targets_file
 
 
@@ -103,3 +121,118 @@ def test_a_session_rewind_may_not_end_refuses_the_swap_and_live_serves_on(app, r
     assert "no pre-restore copy was made" in job.result
     assert data_target.snapshot() == before
     assert health(data_target.code)[0] == 200
+
+
+def _cancel_once(app, target, reached, runbook: str, **params):
+    """Run a job and cancel it once `reached` exists (its stop or start command got there); the job and view."""
+    with app.app_context():
+        book = runbooks.get(runbook)
+        parsed = book.parse_params({k: str(v) for k, v in params.items()}, target.name)
+        job_id = service.enqueue(book, target.name, parsed, ADMIN).id
+    wait_for(reached.exists, timeout=120)
+    with app.app_context():
+        service.cancel(db.session.get(Job, job_id), Actor(None, "the on-call engineer"))
+
+    def done():
+        with app.app_context():
+            return db.session.get(Job, job_id).job_state.is_final
+
+    wait_for(done, timeout=120)
+    with app.app_context():
+        job = db.session.get(Job, job_id)
+        view = load_view(job)
+        db.session.expunge(job)
+        return job, view
+
+
+def test_a_cancel_while_the_app_stops_starts_it_again_on_the_untouched_live_database(app, runner, data_target):
+    """The stop command has stopped the app and is still running when the cancel comes: the app serves again."""
+    reached = data_target.code.repo.parent / "stopped"
+    use_commands(app, data_target, stop=then_hold(data_target, ctl_argv(data_target, "stop"), reached))
+    try:
+        name, before = _restore_after_a_change(app, data_target)
+        job, view = _cancel_once(app, data_target, reached, "restore_backup", backup=name)
+        assert job.state == "cancelled", log_text(view)
+        assert [s.state for s in view.steps[4:]] == ["cancelled", "not_run", "not_run"]
+        assert job.result.startswith("Cancelled by the on-call engineer during “Stop the application”."), job.result
+        assert "The live database was not touched; staging was started again and is healthy" in job.result
+        assert "no pre-restore copy was made" in job.result and "dropped" in job.result, job.result
+        assert health(data_target.code)[0] == 200
+        assert data_target.snapshot() == before
+        assert copies(data_target) == []
+    finally:
+        back_to_managed(app, data_target)
+
+
+def test_a_cancel_while_the_restored_copy_starts_swaps_back_and_starts_on_the_previous_database(
+    app, runner, data_target
+):
+    """The start command hangs on the restored copy when the cancel comes: swapped back, the app serves live again."""
+    run_dir = data_target.code.repo.parent
+    armed, reached = run_dir / "armed", run_dir / "starting"
+    use_commands(app, data_target, start=held_once(data_target, ctl_argv(data_target, "start"), armed, reached))
+    try:
+        name, before = _restore_after_a_change(app, data_target)
+        armed.touch()  # the restore's start holds on; the start after the swap back runs the app
+        job, view = _cancel_once(app, data_target, reached, "restore_backup", backup=name)
+        assert job.state == "cancelled", log_text(view)
+        assert [s.state for s in view.steps[4:]] == ["succeeded", "succeeded", "cancelled"]
+        assert job.result.startswith("Cancelled by the on-call engineer during “Start and verify”."), job.result
+        (scratch,) = copies(data_target)
+        assert "Swapped back" in job.result and "staging is healthy again" in job.result, job.result
+        assert f"the restored copy is kept as {scratch}" in job.result, job.result
+        assert health(data_target.code)[0] == 200
+        assert data_target.snapshot() == before  # live is the previous database again, whole
+        assert data_target.snapshot(copy_url(data_target, scratch))["orders"] != before["orders"]  # the backup's
+    finally:
+        back_to_managed(app, data_target)
+
+
+def test_a_cancel_while_an_undo_stops_the_app_leaves_the_restored_database_serving(app, runner, data_target):
+    name, changed = _restore_after_a_change(app, data_target)
+    restored, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert restored.state == "succeeded", log_text(view)
+    (pre,) = copies(data_target)
+    live = data_target.snapshot()
+    reached = data_target.code.repo.parent / "stopped"
+    use_commands(app, data_target, stop=then_hold(data_target, ctl_argv(data_target, "stop"), reached))
+    try:
+        job, view = _cancel_once(app, data_target, reached, "undo_restore", pre_restore=pre)
+        assert job.state == "cancelled", log_text(view)
+        assert "during “Stop the application”" in job.result, job.result
+        assert f"the pre-restore copy {pre} is unchanged" in job.result, job.result
+        assert "staging was started again and is healthy" in job.result, job.result
+        assert health(data_target.code)[0] == 200
+        assert data_target.snapshot() == live and copies(data_target) == [pre]
+        assert data_target.snapshot(copy_url(data_target, pre)) == changed
+    finally:
+        back_to_managed(app, data_target)
+
+
+def test_an_undo_whose_copy_was_dropped_since_it_was_queued_stops_nothing(app, runner, data_target):
+    """The undo's check step finds the pre-restore copy gone before anything is stopped or renamed."""
+    name, _ = _restore_after_a_change(app, data_target)
+    restored, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert restored.state == "succeeded", log_text(view)
+    (pre,) = copies(data_target)
+    live, pid = data_target.snapshot(), app_pid(app, data_target)
+    runner.stop(wait=True)  # queued now, run once the copy is gone
+    with app.app_context():
+        book = runbooks.get("undo_restore")
+        job_id = service.enqueue(
+            book, data_target.name, book.parse_params({"pre_restore": pre}, data_target.name), ADMIN
+        ).id
+    if data_target.engine == "sqlite":
+        Path(copy_url(data_target, pre).removeprefix("sqlite:///")).unlink()
+    else:
+        with psycopg.connect(data_target.pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{pre}"')
+    again = engine(app).start_runner()
+    try:
+        job = finish(app, job_id)
+    finally:
+        again.stop(wait=True)
+    assert job.state == "failed" and job.current_step == "Check the copies", job.result
+    assert f"{pre} is no longer there" in job.result and "nothing was changed" in job.result, job.result
+    assert app_pid(app, data_target) == pid and health(data_target.code)[0] == 200  # never stopped
+    assert data_target.snapshot() == live and copies(data_target) == []

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,11 @@ from app.jobs import service
 from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from app.targets import registry
-from tests.backups.conftest import DB_SERVER, RECIPIENT
+from tests.backups.conftest import DB_SERVER, RECIPIENT, DataTarget, _fill
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import health, log_text, run
 from tests.support.sinks import Lines
-from tests.support.targets import commit, write_targets_file
+from tests.support.targets import commit, make_code_target, write_targets_file
 
 
 def backup_now(app, target) -> str:
@@ -282,7 +283,7 @@ def test_a_restore_test_checks_the_revision_the_backup_was_made_at(app, runner, 
     assert job.state == "failed", log_text(view)
     assert "restores at schema revision ab12cd34ef56, but its database was at 0000aaaa1111" in job.result
     manifest = json.loads(path.read_text())
-    assert manifest["verified"]["ok"] is False and "restore_tested" not in manifest
+    assert manifest["verified"]["ok"] is False and manifest["restore_tested"]["ok"] is False
     assert copies(data_target) == []
 
 
@@ -488,7 +489,7 @@ def test_cleanup_drops_only_restore_copies_older_than_asked_and_never_live(app, 
         runbooks.get("cleanup_restores").parse_params({"older_than_hours": "-1"}, data_target.name)
     assert caught.value.param == "older_than_hours" and "0 or more" in str(caught.value)
 
-    dropped, view = run(app, "cleanup_restores", data_target.name, older_than_hours=0)
+    dropped, view = run(app, "cleanup_restores", data_target.name, older_than_hours=0, spare_unsaved="no")
     assert dropped.state == "succeeded", log_text(view)
     assert f"dropped {pre}" in log_text(view) and "Dropped 1 restore copy" in dropped.result
     assert copies(data_target) == []
@@ -527,3 +528,72 @@ def test_a_backup_of_the_pre_restore_copy_keeps_the_rows_written_after_the_backu
     back, view = run(app, "restore_backup", data_target.name, backup=made["file"])
     assert back.state == "succeeded", (back.result, log_text(view))
     assert data_target.snapshot() == changed  # the rows written after the first backup, back from the copy's backup
+
+
+@pytest.fixture(params=[37, 63])
+def long_named_target(request, app, tmp_path, gpg_homes, pg_server):
+    """A running app whose PostgreSQL database name leaves no room for `_pre_restore_<time>` within 63 bytes."""
+    code = make_code_target(tmp_path / "t")
+    head = f"customer_portal_{uuid.uuid4().hex[:8]}_production_"
+    name = (head + "x" * 63)[: request.param]
+    url = pg_server.create_database(name)
+    target = DataTarget(code, "postgresql", url, tmp_path / "backups", gpg_homes[0], pg_url=pg_server.url())
+    _fill(target)
+    write_targets_file(app, target.toml())
+    with app.app_context():
+        registry.current().open(target.name).process().start()
+        assert registry.current().open(target.name).health().wait_healthy().ok
+    yield target
+    with app.app_context():
+        registry.current().open(target.name).process().stop()
+
+
+def test_a_long_database_name_restores_undoes_and_cleans_up_under_shortened_copy_names(app, runner, long_named_target):
+    """Copy names keep the live name's first bytes and a short hash: within 63 bytes, found again by every runbook."""
+    target = long_named_target
+    live = target.url.rsplit("/", 1)[1]
+    ours = [d for d in target.databases() if d.startswith(live[:27]) and d != live]
+    before = target.snapshot()
+    name = backup_now(app, target)
+    target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (100, "late", "2099-01-01 00:00:00+00"))
+    changed = target.snapshot()
+
+    tested, view = run(app, "verify_backup", target.name, backup=name, level="restore-test")
+    assert tested.state == "succeeded", (tested.result, log_text(view))
+    assert [d for d in target.databases() if d.startswith(live[:27]) and d != live] == ours  # the test copy dropped
+
+    job, view = run(app, "restore_backup", target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert "stands for it" in log_text(view)
+    assert target.snapshot() == before and health(target.code)[0] == 200
+    (pre,) = [d for d in target.databases() if d.startswith(live[:27]) and d != live]
+    assert len(pre.encode()) <= 63 and re.fullmatch(re.escape(live[:27]) + r"_[0-9a-f]{8}_pre_restore_\d{14}", pre)
+    assert pre in job.result and target.snapshot(copy_url(target, pre)) == changed
+
+    undo, view = run(app, "undo_restore", target.name, pre_restore=pre)
+    assert undo.state == "succeeded", (undo.result, log_text(view))
+    assert target.snapshot() == changed and health(target.code)[0] == 200
+    (undone,) = [d for d in target.databases() if d.startswith(live[:27]) and d != live]
+    assert "_undone_" in undone and len(undone.encode()) <= 63
+
+    dropped, view = run(app, "cleanup_restores", target.name, older_than_hours=0, spare_unsaved="no")
+    assert dropped.state == "succeeded" and f"dropped {undone}" in log_text(view), log_text(view)
+    assert [d for d in target.databases() if d.startswith(live[:27]) and d != live] == []
+    assert target.snapshot() == changed
+
+
+@pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
+def test_the_restored_sqlite_file_gets_the_live_file_s_mode_and_owner(app, runner, data_target):
+    """The scratch file is made 0600 by Rewind's user; after the swap the app's user must still open its database."""
+    live = Path(data_target.url.removeprefix("sqlite:///"))
+    name = backup_now(app, data_target)
+    live.chmod(0o664)
+    if os.geteuid() == 0:  # run as root, Rewind also hands the file to the application's user
+        os.chown(live, 4321, 4321)
+    before = live.stat()
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    after = live.stat()
+    assert after.st_ino != before.st_ino  # the restored file, swapped in
+    assert oct(after.st_mode & 0o7777) == "0o664"
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)

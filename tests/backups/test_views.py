@@ -111,6 +111,25 @@ def test_a_protected_target_needs_its_name_typed(app, as_role, shop):
         assert (job.runbook, job.params["backup"]) == ("restore_backup", OLD)
 
 
+def test_the_cleanup_button_keeps_unsaved_copies_and_a_protected_target_needs_its_name_typed(app, as_role, shop):
+    shop(protected=True)
+    client = as_role(Role.ADMIN)
+    page = client.get("/targets/shop/backups").get_data(as_text=True)
+    (form,) = [f for f in page.split("<form")[1:] if 'value="cleanup_restores"' in f]
+    assert 'name="spare_unsaved" value="yes"' in form and 'placeholder="type shop"' in form
+    assert "no backup holds is kept" in form
+    fields = {"runbook": "cleanup_restores", "target": "shop", "older_than_hours": "24"}
+    response = post(client, "/jobs", fields)
+    assert response.status_code == 400 and "type its name" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == []
+    response = post(client, "/jobs", {**fields, "confirm": "shop"})
+    assert response.status_code == 302
+    with app.app_context():
+        (job,) = db.session.scalars(select(Job)).all()
+        assert job.params["spare_unsaved"] == "yes"  # the default: copies no backup holds are kept
+
+
 def test_cli_lists_the_catalog_and_the_rpo(app, shop):
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
     assert result.exit_code == 0, result.output

@@ -137,6 +137,28 @@ def test_cancel_mid_step_terminates_the_child(app, runner):
     assert ("job.cancel_requested", "ok") in actions and actions[-1] == ("job.cancelled", "ok")
 
 
+def test_a_step_that_handles_a_cancel_runs_its_recovery_and_the_job_says_where_things_stand(app, runner):
+    """A cancel that comes while a change cannot be cut short: the next step still runs, puts it right with a
+    command the cancel does not stop, and the job ends cancelled saying what it did."""
+    job_id = enqueue(app, "test.put_back")
+
+    def changing():
+        with app.app_context():
+            return "changing, not cancellable" in [line for _, _, line in load_view(db.session.get(Job, job_id)).lines]
+
+    wait_for(changing)
+    with app.app_context():
+        service.cancel(db.session.get(Job, job_id), Actor(None, "carol"))
+    job, view = finished(app, job_id)
+    assert job.state == "cancelled"
+    assert job.result == (
+        "Cancelled by carol during “Put back”. The change was put back."
+        " Already done before that: half-changed the target."
+    )
+    assert [s.state for s in view.steps] == ["succeeded", "cancelled", "not_run"]
+    assert "put back" in [line for _, _, line in view.lines]
+
+
 def _alive(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
     try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from app.auth.roles import Role
-from app.jobs.context import JobContext
+from app.jobs.context import JobCancelled, JobContext
 from app.jobs.runbook import Param, Runbook, Step, StepFailed, register
 
 
@@ -36,6 +37,25 @@ def secret(ctx: JobContext) -> None:
     ctx.log("connecting to postgresql://app:hunter2-pw@db.internal:5432/app")
     ctx.run([sys.executable, "-c", "print('gpg passphrase open-sesame-42 accepted'); print('PGPASSWORD=s3cr3t-env')"])
     ctx.run([sys.executable, "-c", "import sys; print(len(sys.argv))", "--password", "s3cr'et-pw"])
+
+
+def half_change(ctx: JobContext) -> None:
+    """A change that cannot be cut short, still running when the cancel comes (as a stop for a swap may be)."""
+    ctx.log("changing, not cancellable")
+    ctx.writer.flush()  # seen at once: the test cancels when it reads this line
+    deadline = time.monotonic() + 60
+    while ctx.cancel_requested() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ctx.did("half-changed the target")
+
+
+def put_back(ctx: JobContext) -> None:
+    """Entered though a cancel was asked: puts the change right with a command the cancel does not stop."""
+    by = ctx.cancel_requested()
+    with ctx.shielded():
+        ctx.run([sys.executable, "-c", "print('put back')"])
+    if by:
+        raise JobCancelled(by, "The change was put back.")
 
 
 def echo(ctx: JobContext) -> None:
@@ -72,6 +92,20 @@ register(
         mutates=True,
         params=(Param("seconds", "Seconds", kind=int, default=30, required=False),),
         steps=(Step("sleep", "Sleep", sleep),),
+    )
+)
+register(
+    Runbook(
+        name="test.put_back",
+        title="Change, then put it back if cancelled",
+        role=Role.OPERATOR,
+        mutates=False,
+        needs_target=False,
+        steps=(
+            Step("change", "Change", half_change),
+            Step("put_back", "Put back", put_back, handles_cancel=True),
+            Step("after", "After", lambda ctx: ctx.log("after")),
+        ),
     )
 )
 register(
