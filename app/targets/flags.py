@@ -219,8 +219,8 @@ close_idle_connections = _idle.close
 class FlagTable:
     """One application's flags table; every call takes a short-lived connection of its own.
 
-    set, kill and apply take `before_commit`, called with what was written while the rows are still locked
-    and the write not yet committed: the caller records its audit row there, so two writes of one flag are
+    set, kill, apply, create and delete take `before_commit`, called with what was written while the rows are
+    still locked and the write not yet committed: the caller records its audit row there, so two writes of one flag are
     audited in the order they were made (a second writer waits on the row lock until the first one's audit
     row holds its place in the chain), and an audit row that cannot be written leaves the table untouched.
     """
@@ -543,17 +543,31 @@ class FlagTable:
         )
         conn.execute(self._sql(sql), values)
 
-    def create(self, flag: Flag) -> datetime:
-        """Add a flag; FlagExists if the name is taken, FlagValueError if a column cannot hold a value."""
+    def create(
+        self, flag: Flag, *, before_commit: Callable[[Change, datetime], None] | None = None
+    ) -> tuple[Change, datetime]:
+        """Add a flag; FlagExists if the name is taken, FlagValueError if a column cannot hold a value.
+
+        Returns the change (None -> its state, with the row as written) and the updated_at written.
+        `before_commit`: see the class.
+        """
         stamp = now()
         with self._transaction() as conn:
             if self._lock(conn, [flag.name]):
                 raise FlagExists(flag.name, self.table)
             self._insert(conn, flag, stamp)
-        return stamp
+            change = Change(flag.name, None, flag.enabled, replace(flag, updated_at=stamp))
+            if before_commit is not None:
+                before_commit(change, stamp)
+        return change, stamp
 
-    def delete(self, name: str, *, seen: bool | None = None) -> Flag:
-        """Remove a flag (refused as stale if it is no longer in the state the person saw); returns it as it was."""
+    def delete(
+        self, name: str, *, seen: bool | None = None, before_commit: Callable[[Flag], None] | None = None
+    ) -> Flag:
+        """Remove a flag (refused as stale if it is no longer in the state the person saw); returns it as it was.
+
+        `before_commit` is called with the row as it was: see the class.
+        """
         with self._transaction() as conn:
             current = self._lock(conn, [name]).get(name)
             if current is None:
@@ -562,6 +576,8 @@ class FlagTable:
                 raise StaleFlag(current, seen)
             sql = f"DELETE FROM {quote(self.table)} WHERE {quote(self.columns.name)} = %s"  # noqa: S608 quoted
             conn.execute(self._sql(sql), (name,))
+            if before_commit is not None:
+                before_commit(current)
         return current
 
 

@@ -420,3 +420,52 @@ def test_the_last_change_shown_skips_a_newer_audit_row_that_changed_nothing(app,
     assert stale.status_code == 409
     row = stale.get_data(as_text=True)
     assert "toggle by operator" in row and "off → on" in row
+
+
+def test_a_protected_target_asks_for_a_reason_to_create_a_flag(flag_app, flagdb, as_role):
+    admin = as_role(Role.ADMIN)
+    assert 'id="new-reason" name="reason" required' in admin.get("/targets/prod/flags").get_data(as_text=True)
+    assert 'id="new-reason" name="reason" required' not in admin.get("/targets/web/flags").get_data(as_text=True)
+    form = {"flag": "fresh", "enabled": "on", "reason": " "}
+    page = post(admin, "/targets/prod/flags/new", form, follow_redirects=True).get_data(as_text=True)
+    assert "creating a flag on prod needs a reason" in page
+    assert "fresh" not in flagdb.states()
+    post(admin, "/targets/prod/flags/new", {**form, "reason": "launch"})
+    assert flagdb.states()["fresh"] is True
+    rows = audit_rows(flag_app, "flags.create")
+    assert [(outcome, details["reason"]) for _, outcome, details in rows] == [("denied", " "), ("ok", "launch")]
+    assert "needs a reason" in rows[0][2]["error"] and "changes" not in rows[0][2]
+
+
+@both_databases  # Rewind's own ops database, too
+@pytest.mark.parametrize("write", ["create", "delete"])
+def test_a_create_or_delete_whose_commit_fails_after_its_audit_row_leaves_only_the_refusal(
+    app, as_role, tmp_path, pg_server, write
+):
+    """Their audit rows are written before the flags table's commit, as a toggle's: a commit refused takes it back."""
+    from app.audit import store as audit_store
+    from tests.flags.conftest import make_flag_db
+
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server)
+    flagdb.add("dark_mode", False, "Dark colours")
+    flagdb.execute(
+        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'the application refuses this change'; END $$"
+    )
+    flagdb.execute(
+        "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT OR DELETE ON feature_flags "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"
+    )
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+    admin = as_role(Role.ADMIN)
+    if write == "create":
+        response = post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"}, follow_redirects=True)
+    else:
+        response = post(admin, "/targets/web/flags/dark_mode/delete", {"seen": "off"}, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "the application refuses this change" in page and "nothing was written" in page
+    assert flagdb.states() == {"dark_mode": False}
+    [(actor, outcome, details)] = audit_rows(app, f"flags.{write}")
+    assert (actor, outcome) == ("admin", "failed") and "changes" not in details
+    with app.app_context():
+        assert audit_store.verify().intact
