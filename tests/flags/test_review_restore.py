@@ -8,7 +8,6 @@ import json
 from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
-from tests.flags.conftest import make_flag_db
 from tests.flags.test_views import flag_app, plan_page, post, seen_of  # noqa: F401 fixtures
 
 
@@ -66,24 +65,3 @@ def test_fifty_older_checkpoints_without_flags_make_every_tab_view_a_new_baselin
     page = plan_page(operator, f"as_of={moment}")
     refused = "Restore flags as of" not in page
     assert (baselines, refused) == (1, False), (baselines, page[page.find("before Rewind") - 60 :][:200])
-
-
-def test_an_updated_at_trigger_makes_every_rewind_toggle_look_changed_outside(app, as_role, tmp_path, pg_server):
-    """Many applications stamp updated_at with a trigger. Rewind's own write is then stamped by the server a few
-    ms after the stamp Rewind audits as written_at, and its own toggle reads as 'changed outside Rewind'."""
-    from tests.flags.test_views import HTMX, targets_toml
-    from tests.support.targets import write_targets_file
-
-    flagdb = make_flag_db("postgresql", tmp_path, pg_server)
-    flagdb.add("dark_mode", False, "Dark colours")
-    flagdb.execute(
-        "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN NEW.updated_at := clock_timestamp() AT TIME ZONE 'UTC'; RETURN NEW; END $$"
-    )
-    flagdb.execute("CREATE TRIGGER stamp BEFORE UPDATE ON feature_flags FOR EACH ROW EXECUTE FUNCTION stamp()")
-    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
-    client = as_role(Role.OPERATOR)
-    client.get("/targets/web/flags")  # baseline
-    row = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX).get_data(as_text=True)
-    page = client.get("/targets/web/flags").get_data(as_text=True)
-    assert "changed outside Rewind" not in row and "changed outside Rewind" not in page

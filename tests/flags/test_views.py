@@ -469,3 +469,45 @@ def test_a_create_or_delete_whose_commit_fails_after_its_audit_row_leaves_only_t
     assert (actor, outcome) == ("admin", "failed") and "changes" not in details
     with app.app_context():
         assert audit_store.verify().intact
+
+
+# The application stamps updated_at itself, by its database's clock (here a minute ahead of Rewind's host).
+STAMP_TRIGGERS = {
+    "sqlite": [
+        "CREATE TRIGGER stamp_insert AFTER INSERT ON feature_flags BEGIN UPDATE feature_flags "
+        "SET updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 minute') WHERE name = NEW.name; END",
+        "CREATE TRIGGER stamp_update AFTER UPDATE OF enabled ON feature_flags BEGIN UPDATE feature_flags "
+        "SET updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 minute') WHERE name = NEW.name; END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "NEW.updated_at := (clock_timestamp() AT TIME ZONE 'UTC') + interval '1 minute'; RETURN NEW; END $$",
+        "CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON feature_flags FOR EACH ROW EXECUTE FUNCTION stamp()",
+    ],
+}
+
+
+def test_rewind_audits_the_updated_at_a_trigger_stored_so_its_own_writes_are_not_outside_changes(
+    flag_app, flagdb, as_role
+):
+    for statement in STAMP_TRIGGERS[flagdb.kind]:
+        flagdb.execute(statement)
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    client.get("/targets/web/flags")  # the baseline checkpoint
+    row = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX).get_data(as_text=True)
+    assert "dark_mode is now on." in row and "changed outside Rewind" not in row
+    [(_, _, toggled)] = audit_rows(flag_app, "flags.toggle")
+    stored = flagdb.table().get("dark_mode").updated_at
+    assert datetime.fromisoformat(toggled["written_at"]) == stored > utcnow()  # the trigger's, not Rewind's
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/kill", {"flag": ["checkout_v2"], "reason": "errors"})
+    page = plan_page(client, f"as_of={moment}")
+    post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), "reason": "back"})
+    post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"})
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "fresh": True, "search_beta": True}
+    [(_, _, restored)] = audit_rows(flag_app, "flags.restore")
+    assert datetime.fromisoformat(restored["written_at"]) == flagdb.table().get("checkout_v2").updated_at
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert "changed outside Rewind" not in page
+    flagdb.outside_change("search_beta", False, utcnow())  # the application's own change still shows
+    assert client.get("/targets/web/flags").get_data(as_text=True).count("changed outside Rewind") == 1
