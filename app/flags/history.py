@@ -1,7 +1,8 @@
 """What Rewind did to a target's flags, read back from the audit log (the audit log is the flags' history).
 
 Every successful flags.* row carries `changes`: [{flag, old, new}], with None
-for "did not exist", and `written_at`, the updated_at Rewind wrote. From
+for "did not exist", `written_at`, the updated_at the database kept for
+Rewind's write, and `old_at`, each changed row's updated_at as the write found it. From
 those a page shows each flag's last change, and tells a change made outside
 Rewind apart: a table row stamped later than Rewind's own write, or in
 another state than Rewind left it.
@@ -40,6 +41,11 @@ class FlagEvent:
 
     def change_of(self, name: str) -> dict | None:
         return next((c for c in self.changes if c.get("flag") == name), None)
+
+    def old_at(self, name: str) -> datetime | None:
+        """The flag's updated_at as this write found it (recorded since the audit held it; None before)."""
+        stamp = (self.details.get("old_at") or {}).get(name)
+        return datetime.fromisoformat(stamp) if stamp else None
 
 
 def event_of(row: AuditEvent) -> FlagEvent:

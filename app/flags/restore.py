@@ -1,11 +1,15 @@
 """Restore as of: the whole flags table put back as it was at a moment, in one transaction.
 
-The states "then" come from Rewind's records: the newest checkpoint taken
-at or before the moment (each holds every flag's state), then the audited
-changes up to the moment. A flag those do not settle keeps the state it had
-before its first audited change after the moment, or, if Rewind never
-touched it since, its state now. Flags created since are left alone; flags
-deleted since are listed and recreated only when asked.
+The states "then" are what Rewind can prove: a checkpoint chosen as the
+moment holds them all. For a time, each flag's row, stamped at or before the
+moment, is as it was then; otherwise the first change Rewind made after the
+moment says what it found (its `old`, and the row's stamp as it found it),
+which is newer evidence than Rewind's last record before the moment (the
+newest checkpoint then, and the audited changes up to it). A flag changed
+since by something other than Rewind, with nothing to prove how it was, is
+listed as such and left as it is. Flags created since are left alone; flags
+deleted since are listed and recreated (with their description and tag)
+only when asked.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -23,7 +28,7 @@ from app.checkpoints.models import Checkpoint
 from app.clock import utcnow
 from app.extensions import db
 from app.flags import history
-from app.flags.store import BadFlagInput, _refused, clean_reason, table_of
+from app.flags.store import BadFlagInput, _refused, clean_reason, old_stamps, table_of
 from app.targets.errors import TargetError
 from app.targets.flags import Change, Flag
 from app.targets.target import Target
@@ -58,6 +63,7 @@ class Plan:
     deleted_since: list[Flag]  # absent now, present then: recreated only when asked
     unchanged: int = 0
     params: dict = field(default_factory=dict)  # how to ask for this plan again
+    unknown: list[Flag] = field(default_factory=list)  # changed outside Rewind, state then unknown: not written
 
     @property
     def expected(self) -> dict[str, bool]:
@@ -218,47 +224,101 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
             raise RestoreTooEarly(name, moment, first)
         base = _base(name, moment)
 
-    then: dict[str, bool | None] = dict(base[1]) if base else {}
-    descriptions: dict[str, str] = {}
-    since = base[0].created_at if base else None
-    events = history.events(name, after=since)  # a checkpoint already holds everything before it
-    for event in events:
-        if event.ts > moment:
-            break
-        if since is not None and event.ts <= since:
-            continue
-        for c in event.changes:
-            then[c["flag"]] = c.get("new")
-    for event in events:
-        if event.ts <= moment:
-            continue
-        for c in event.changes:
-            if c["flag"] not in then:  # its first change after the moment tells how it was then
-                then[c["flag"]] = c.get("old")
-            if c.get("new") is None:
-                descriptions[c["flag"]] = c.get("description") or ""
-
+    exact = checkpoint is not None or (job is not None and base is not None)  # a record taken at the moment itself
+    records, firsts, gone = _records(base, history.events(name, after=base[0].created_at if base else None), moment)
     now = {flag.name: flag for flag in table_of(target).list()}
-    changes, created, deleted, unchanged = [], [], [], 0
-    for flag_name in sorted(set(now) | set(then)):
-        current = now.get(flag_name)
-        if flag_name not in then:
-            if base is not None and current is not None:
-                created.append(flag_name)  # a checkpoint lists every flag: one missing from it came later
-            else:
-                unchanged += 1
-            continue
-        wanted = then[flag_name]
-        if current is None:
-            if wanted is not None:
-                deleted.append(Flag(flag_name, wanted, descriptions.get(flag_name, "")))
-        elif wanted is None:
-            created.append(flag_name)
-        elif current.enabled != wanted:
-            changes.append(Change(flag_name, current.enabled, wanted))
+    the_plan = Plan(name, moment, source, [], [], [], 0, params)
+    for flag_name in sorted(set(now) | set(records) | set(firsts)):
+        current, record, first = now.get(flag_name), records.get(flag_name), firsts.get(flag_name)
+        if exact:
+            wanted = record.state if record else (first[1].get("old") if first else None)
         else:
-            unchanged += 1
-    return Plan(name, moment, source, changes, created, deleted, unchanged, params)
+            wanted = _state_then(flag_name, current, record, first, moment)
+        if wanted is UNKNOWN:
+            the_plan.unknown.append(current)
+        elif current is None:
+            if wanted is not None:
+                row = gone.get(flag_name, {})  # the delete's audit row holds what the row was
+                the_plan.deleted_since.append(Flag(flag_name, wanted, row.get("description") or "", tag=row.get("tag")))
+        elif wanted is None:
+            the_plan.created_since.append(flag_name)
+        elif current.enabled != wanted:
+            the_plan.changes.append(Change(flag_name, current.enabled, wanted, before=current))
+        else:
+            the_plan.unchanged += 1
+    return the_plan
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()  # Rewind cannot prove how a flag was at the moment
+
+
+@dataclass(frozen=True)
+class _Record:
+    """Rewind's last record of a flag at or before the moment: its state (None: absent) and the time to compare
+    with the row's updated_at (a write's written_at, or the checkpoint's time)."""
+
+    state: bool | None
+    at: datetime
+
+
+def _records(base: tuple[Checkpoint, dict[str, bool]] | None, events: list[history.FlagEvent], moment: datetime):
+    """Each flag's last record at or before the moment, its first Rewind change after it, and its last delete
+    after it (which holds the row's description and tag)."""
+    records = {n: _Record(on, base[0].created_at) for n, on in base[1].items()} if base else {}
+    firsts: dict[str, tuple[history.FlagEvent, dict]] = {}
+    gone: dict[str, dict] = {}
+    for event in events:  # only those after the base checkpoint, which already holds everything before it
+        for c in event.changes:
+            if event.ts <= moment:
+                records[c["flag"]] = _Record(c.get("new"), event.written_at or event.ts)
+                continue
+            firsts.setdefault(c["flag"], (event, c))
+            if c.get("new") is None:
+                gone[c["flag"]] = c
+    return records, firsts, gone
+
+
+def _as_it_was(state: bool, stamped: datetime, record: _Record | None, moment: datetime) -> Any:
+    """`state`, held by a row stamped `stamped`, as the flag's state at the moment, or UNKNOWN.
+
+    A row not stamped since Rewind's record must still be as recorded (if not, it was changed without a stamp,
+    and the stamp proves nothing); a row stamped after the record but at or before the moment has not changed
+    since the moment. A row stamped after the moment was changed since, by something other than Rewind.
+    """
+    if record is not None and stamped <= record.at:
+        return state if state == record.state else UNKNOWN
+    return state if stamped <= moment else UNKNOWN
+
+
+def _state_then(
+    name: str, row: Flag | None, record: _Record | None, first: tuple[history.FlagEvent, dict] | None, moment: datetime
+) -> Any:
+    """How one flag was at the moment (None: absent), from what Rewind can prove, or UNKNOWN.
+
+    First the row itself: stamped at or before the moment, it is as it was then. Then the first change Rewind
+    made after the moment: its `old` is newer evidence than any record before the moment, and the row's stamp
+    as that write found it tells whether anything changed it between (audit rows from before that stamp was
+    kept are taken at their word). Last, a flag deleted since by something else keeps Rewind's last record
+    (recreated only when asked); one changed since by something else has no provable state then.
+    """
+    if row is not None and row.updated_at is not None:
+        answer = _as_it_was(row.enabled, row.updated_at, record, moment)
+        if answer is not UNKNOWN:
+            return answer
+    if first is not None:
+        event, change = first
+        old, old_at = change.get("old"), event.old_at(name)
+        if old is None or old_at is None:
+            return old
+        return _as_it_was(old, old_at, record, moment)
+    if row is None and record is not None:
+        return record.state
+    return UNKNOWN
 
 
 def apply(
@@ -284,7 +344,9 @@ def apply(
                     "changes": [c.as_dict() for c in changes],
                     "created_since": the_plan.created_since,
                     "deleted_since": [f.name for f in the_plan.deleted_since],
+                    "unknown": [f.name for f in the_plan.unknown],
                     "written_at": stamp.isoformat(timespec="microseconds"),
+                    "old_at": old_stamps(changes),
                 },
             )
         )

@@ -98,6 +98,18 @@ def _stamp(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+def old_stamps(changes: Iterable[Change]) -> dict[str, str]:
+    """Each changed row's updated_at as the write found it: whether the row moved before Rewind wrote over it.
+
+    A restore as of an earlier moment reads it: a flag stamped at or before that moment had not changed since,
+    so the `old` of Rewind's write is how it was then (see app/flags/restore.py)."""
+    return {
+        c.name: _stamp(c.before.updated_at)
+        for c in changes
+        if c.changed and c.before is not None and c.before.updated_at is not None
+    }
+
+
 def toggle(
     target: Target,
     name: str,
@@ -125,6 +137,7 @@ def toggle(
                 "old": change.old,
                 "changes": [change.as_dict()] if change.changed else [],
                 "written_at": _stamp(stamp) if change.changed else None,
+                "old_at": old_stamps([change]),
             },
         )
         recorded.append(history.event_of(event))  # what the answering row shows as the last change
@@ -164,6 +177,7 @@ def kill(
                     "changes": [c.as_dict() for c in changes if c.changed],
                     "already_off": [c.name for c in changes if not c.changed],
                     "written_at": _stamp(stamp),
+                    "old_at": old_stamps(changes),
                 },
             )
         )
@@ -230,7 +244,7 @@ def delete(target: Target, name: str, *, seen: bool | None, actor: Actor, reason
     recorded = []
 
     def audit(gone: Flag) -> None:
-        change = Change(name, gone.enabled, None)
+        change = Change(name, gone.enabled, None, before=gone)
         recorded.append(
             record(
                 "flags.delete",
@@ -243,6 +257,7 @@ def delete(target: Target, name: str, *, seen: bool | None, actor: Actor, reason
                     "description": gone.description,
                     "tag": gone.tag,
                     "changes": [{**change.as_dict(), "description": gone.description, "tag": gone.tag}],
+                    "old_at": old_stamps([change]),
                 },
             )
         )

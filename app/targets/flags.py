@@ -106,6 +106,7 @@ class Change:
     old: bool | None
     new: bool | None
     after: Flag | None = field(default=None, compare=False)  # the row as the write left it, when known
+    before: Flag | None = field(default=None, compare=False)  # the row as the write found it, when it existed
 
     @property
     def changed(self) -> bool:
@@ -468,7 +469,7 @@ class FlagTable:
             if current.enabled != enabled:
                 stamp = self._update(conn, name, enabled, stamp)
                 after = replace(current, enabled=enabled, updated_at=stamp)
-            change = Change(name, current.enabled, enabled, after)
+            change = Change(name, current.enabled, enabled, after, current)
             if before_commit is not None:
                 before_commit(change, stamp)
         return change, stamp
@@ -500,7 +501,7 @@ class FlagTable:
                 raise VanishedFlags(missing, self.table)
             if tag is not None and not found:
                 raise FlagError(f"no flag in {self.table} is tagged {tag!r}: nothing to turn off")
-            changes = [Change(name, flag.enabled, False) for name, flag in sorted(found.items())]
+            changes = [Change(name, flag.enabled, False, before=flag) for name, flag in sorted(found.items())]
             stamp = _newest(stamp, [self._update(conn, c.name, False, stamp) for c in changes if c.changed])
             if before_commit is not None:
                 before_commit(changes, stamp)
@@ -535,7 +536,7 @@ class FlagTable:
             for flag in create:
                 if flag.name in found:
                     raise FlagExists(flag.name, self.table)
-            changes = [Change(n, found[n].enabled, on) for n, on in sorted(states.items())]
+            changes = [Change(n, found[n].enabled, on, before=found[n]) for n, on in sorted(states.items())]
             stored = [self._update(conn, c.name, bool(c.new), stamp) for c in changes if c.changed]
             for flag in create:
                 stored.append(self._insert(conn, flag, stamp))

@@ -8,47 +8,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
 from tests.conftest import both_databases
+from tests.flags.conftest import HTMX, audit_rows, plan_page, seen_of, targets_toml
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
-
-HTMX = {"HX-Request": "true"}
-
-
-def targets_toml(url: str, tmp_path, **columns) -> str:
-    cols = "".join(f'{k} = "{v}"\n' for k, v in columns.items())
-    text = ""
-    for name, protected in (("web", False), ("prod", True)):
-        text += f"""
-[targets.{name}]
-protected = {str(protected).lower()}
-
-[targets.{name}.repo]
-path = "{tmp_path / "repo"}"
-
-[targets.{name}.database]
-url = "{url}"
-flags_table = "feature_flags"
-"""
-        if cols:
-            text += f"\n[targets.{name}.database.flags_columns]\n{cols}"
-    return text
-
-
-@pytest.fixture
-def flag_app(app, flagdb, tmp_path):
-    write_targets_file(app, targets_toml(flagdb.url, tmp_path, tag="team"))
-    return app
-
-
-def audit_rows(app, action: str) -> list[tuple[str, str, dict]]:
-    with app.app_context():
-        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))
-        return [(r.actor_name, r.outcome, json.loads(r.details)) for r in rows]
 
 
 def test_tab_lists_every_flag_with_state_in_words(flag_app, as_role):
@@ -207,18 +173,6 @@ def test_flag_history_page(flag_app, flagdb, as_role):
     assert page.index("<td>second</td>") < page.index("<td>first</td>")
     assert "on → off" in page and "off → on" in page
     assert client.get("/targets/web/flags/never_was").status_code == 404
-
-
-def plan_page(client, query: str):
-    return client.get(f"/targets/web/flags/restore?{query}", follow_redirects=True).get_data(as_text=True)
-
-
-def seen_of(page: str) -> str:
-    import html
-    import re
-
-    assert "Restore flags as of" in page, page
-    return html.unescape(re.search(r'name="seen" value="([^"]*)"', page).group(1))
 
 
 def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role):
