@@ -104,23 +104,81 @@ def _states_in(captures: dict) -> dict[str, bool] | None:
     return None
 
 
-def _base(target: str, moment: datetime) -> tuple[Checkpoint, dict[str, bool]] | None:
-    rows = db.session.scalars(
-        select(Checkpoint)
-        .where(Checkpoint.target == target, Checkpoint.created_at <= moment)
-        .order_by(Checkpoint.id.desc())
-        .limit(50)
-    )
-    for cp in rows:
+# checkpoints.store.record keeps captures as json.dumps(sort_keys=True), and the flags capture (captures.py) is
+# {"states": {...}}: a checkpoint holding flag states reads '"flags": {"states": ' there. The filter lets the
+# database skip the rest (checkpoints from before a target had a flags table, or whose capture failed); each row
+# it lets through is still parsed and checked.
+_HOLDS_STATES = '%"flags": {"states": %'
+
+
+def _with_states(
+    target: str, *, newest: bool = False, at_or_before: datetime | None = None
+) -> tuple[Checkpoint, dict[str, bool]] | None:
+    """The oldest (or newest) of the target's checkpoints that holds flag states, however many others there are.
+
+    One row is read at a time: a row the filter let through wrongly is passed over for the next one."""
+    query = _holding_states(target)
+    if at_or_before is not None:
+        query = query.where(Checkpoint.created_at <= at_or_before)
+    order = Checkpoint.id.desc() if newest else Checkpoint.id
+    passed: int | None = None
+    while True:
+        page = query if passed is None else query.where(Checkpoint.id < passed if newest else Checkpoint.id > passed)
+        cp = db.session.scalars(page.order_by(order).limit(1)).first()
+        if cp is None:
+            return None
         if (states := _checkpoint_states(cp)) is not None:
             return cp, states
-    return None
+        passed = cp.id
+
+
+def _holding_states(target: str):
+    return select(Checkpoint).where(Checkpoint.target == target, Checkpoint.captures_json.like(_HOLDS_STATES))
+
+
+def recent_with_states(target: str, limit: int = 20) -> list[Checkpoint]:
+    """The target's newest checkpoints that hold flag states, newest first."""
+    rows = db.session.scalars(_holding_states(target).order_by(Checkpoint.id.desc()).limit(limit))
+    return [cp for cp in rows if _checkpoint_states(cp) is not None]
+
+
+class _FirstRecords:
+    """Each target's first checkpoint with flag states, remembered per process once found: it never changes (no
+    checkpoint is ever removed), and the Flags tab asks on every view. A remembered one is checked by its key,
+    so another ops database at the same address (a test's) is never answered from memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, str], tuple[int, datetime]] = {}
+
+    def of(self, target: str) -> datetime | None:
+        key = (str(db.engine.url), target)
+        with self._lock:
+            known = self._known.get(key)
+        if known is not None:
+            checkpoint_id, created_at = known
+            still = db.session.scalar(
+                select(Checkpoint.created_at).where(Checkpoint.id == checkpoint_id, Checkpoint.target == target)
+            )
+            if still == created_at:
+                return created_at
+        found = _with_states(target)
+        if found is None:
+            return None
+        with self._lock:
+            self._known[key] = (found[0].id, found[0].created_at)
+        return found[0].created_at
+
+
+_first_records = _FirstRecords()
+
+
+def _base(target: str, moment: datetime) -> tuple[Checkpoint, dict[str, bool]] | None:
+    return _with_states(target, newest=True, at_or_before=moment)
 
 
 def _first_record(target: str) -> datetime | None:
-    firsts = [ts] if (ts := history.first_change_at(target)) else []
-    rows = db.session.scalars(select(Checkpoint).where(Checkpoint.target == target).order_by(Checkpoint.id).limit(50))
-    firsts += [cp.created_at for cp in rows if _checkpoint_states(cp) is not None][:1]
+    firsts = [ts for ts in (history.first_change_at(target), _first_records.of(target)) if ts is not None]
     return min(firsts) if firsts else None
 
 
@@ -164,7 +222,7 @@ def newest_seen_of(target: str, limit: int = 5) -> history.Seen | None:
     are known: what a single row (a toggle's answer) needs."""
     rows = db.session.execute(
         select(Checkpoint.id, Checkpoint.created_at)
-        .where(Checkpoint.target == target)
+        .where(Checkpoint.target == target, Checkpoint.captures_json.like(_HOLDS_STATES))
         .order_by(Checkpoint.id.desc())
         .limit(limit)
     ).all()
@@ -178,12 +236,9 @@ def ensure_baseline(target: str, flags: list[Flag]) -> None:
     """Record the flags as Rewind first sees them (a checkpoint), so "as of" has a start to go back to.
 
     Until then Rewind has no record of the table; afterwards every change it makes is audited, and a later
-    checkpoint or audit row takes over. Cheap when a record exists: one indexed query.
+    checkpoint or audit row takes over. Cheap when a record exists: remembered per process once found.
     """
-    rows = db.session.scalars(
-        select(Checkpoint).where(Checkpoint.target == target).order_by(Checkpoint.id).limit(50)
-    ).all()
-    if any(_checkpoint_states(cp) is not None for cp in rows):
+    if _first_records.of(target) is not None:
         return
     from app.checkpoints import store as checkpoints
 

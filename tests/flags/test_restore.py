@@ -113,8 +113,9 @@ def test_a_deleted_flag_is_recreated_with_its_description_and_tag(flag_app, flag
     assert (again.enabled, again.description, again.tag) == (True, "The new search", "web")
 
 
-def test_a_baseline_is_found_after_any_number_of_checkpoints_without_flags(flag_app, flagdb, as_role):
-    """A target that ran many jobs before its flags table was configured: its checkpoints hold no flag states."""
+def test_a_baseline_is_found_among_any_number_of_checkpoints_without_flag_states(flag_app, flagdb, as_role):
+    """A target that ran many jobs before its flags table was configured (no flags part), then many whose flags
+    capture failed, a few with something like flag states elsewhere: none counts, however many there are."""
     from app.checkpoints import store as checkpoints
     from app.checkpoints.models import Checkpoint
 
@@ -125,12 +126,20 @@ def test_a_baseline_is_found_after_any_number_of_checkpoints_without_flags(flag_
     for _ in range(3):
         assert viewer.get("/targets/web/flags").status_code == 200
     with flag_app.app_context():
-        baselines = db.session.scalar(
-            select(func.count()).select_from(Checkpoint).where(Checkpoint.reason == "flags first seen")
-        )
-    assert baselines == 1
+        baselines = db.session.scalars(select(Checkpoint).where(Checkpoint.reason == "flags first seen")).all()
+        assert [cp.captures["flags"]["states"]["dark_mode"] for cp in baselines] == [False]
+        for i in range(60):
+            failed = {"flags": {"error": "the flags table cannot be read"}}
+            if i % 20 == 0:  # reads like flag states to a text search, and is not
+                failed["notes"] = {"flags": {"states": "none kept"}}
+            checkpoints.record("web", None, f"later job {i}", failed)
     operator = as_role(Role.OPERATOR)
+    assert "— flags first seen</option>" in operator.get("/targets/web/flags").get_data(as_text=True)
     moment = utcnow().isoformat()
     post(operator, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    flagdb.execute("UPDATE feature_flags SET enabled = %s WHERE name = 'search_beta'", (False,))  # no stamp
     page = plan_page(operator, f"as_of={moment}")
     assert json.loads(seen_of(page)) == {"dark_mode": True}
+    assert "<code>search_beta</code>: off now" in page  # the baseline (on) is what tells it apart
+    with flag_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Checkpoint)) == 121
