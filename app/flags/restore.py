@@ -64,6 +64,7 @@ class Plan:
     unchanged: int = 0
     params: dict = field(default_factory=dict)  # how to ask for this plan again
     unknown: list[Flag] = field(default_factory=list)  # changed outside Rewind, state then unknown: not written
+    unknown_gone: list[str] = field(default_factory=list)  # the same, and deleted since: not recreated
 
     @property
     def expected(self) -> dict[str, bool]:
@@ -290,11 +291,14 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
         else:
             wanted = _state_then(flag_name, current, record, first, moment)
         if wanted is UNKNOWN:
-            the_plan.unknown.append(current)
+            if current is not None:
+                the_plan.unknown.append(current)
+            else:
+                the_plan.unknown_gone.append(flag_name)
         elif current is None:
             if wanted is not None:
-                row = gone.get(flag_name, {})  # the delete's audit row holds what the row was
-                the_plan.deleted_since.append(Flag(flag_name, wanted, row.get("description") or "", tag=row.get("tag")))
+                was = gone.get(flag_name, {})  # the delete's audit row holds what the row was
+                the_plan.deleted_since.append(Flag(flag_name, wanted, was.get("description") or "", tag=was.get("tag")))
         elif wanted is None:
             the_plan.created_since.append(flag_name)
         elif current.enabled != wanted:
@@ -399,7 +403,7 @@ def apply(
                     "changes": [c.as_dict() for c in changes],
                     "created_since": the_plan.created_since,
                     "deleted_since": [f.name for f in the_plan.deleted_since],
-                    "unknown": [f.name for f in the_plan.unknown],
+                    "unknown": sorted([f.name for f in the_plan.unknown] + the_plan.unknown_gone),
                     "written_at": stamp.isoformat(timespec="microseconds"),
                     "old_at": old_stamps(changes),
                 },

@@ -143,3 +143,14 @@ def test_a_baseline_is_found_among_any_number_of_checkpoints_without_flag_states
     assert "<code>search_beta</code>: off now" in page  # the baseline (on) is what tells it apart
     with flag_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Checkpoint)) == 121
+
+
+def test_a_flag_changed_outside_after_the_moment_then_deleted_is_listed_and_not_offered(flag_app, flagdb, as_role):
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    client.get("/targets/web/flags")
+    moment = utcnow()
+    flagdb.outside_change("dark_mode", True, moment + timedelta(seconds=1))
+    post(admin, "/targets/web/flags/dark_mode/delete", {"seen": "on"})
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert "<code>dark_mode</code>: deleted since; state then unknown" in page
+    assert 'name="recreate" value="dark_mode"' not in page
