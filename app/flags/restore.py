@@ -349,9 +349,16 @@ def _as_it_was(state: bool, stamped: datetime, record: _Record | None, moment: d
     and the stamp proves nothing); a row stamped after the record but at or before the moment has not changed
     since the moment. A row stamped after the moment was changed since, by something other than Rewind.
     """
-    if record is not None and stamped <= record.at:
+    latest = _latest(stamped)
+    if record is not None and latest <= record.at:
         return state if state == record.state else UNKNOWN
-    return state if stamped <= moment else UNKNOWN
+    return state if latest <= moment else UNKNOWN
+
+
+def _latest(stamped: datetime) -> datetime:
+    """The latest time a stamp may stand for: one without a fraction may come from a clock that keeps whole seconds
+    (SQLite's CURRENT_TIMESTAMP), and a change stamped 10:00:00 then may have been made at 10:00:00.9."""
+    return stamped.replace(microsecond=999_999) if stamped.microsecond == 0 else stamped
 
 
 def _state_then(

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
+from tests.conftest import wait_for
 from tests.flags.conftest import audit_rows, plan_page, seen_of
 from tests.support.apps import post
 
@@ -154,3 +155,17 @@ def test_a_flag_changed_outside_after_the_moment_then_deleted_is_listed_and_not_
     page = plan_page(client, f"as_of={moment.isoformat()}")
     assert "<code>dark_mode</code>: deleted since; state then unknown" in page
     assert 'name="recreate" value="dark_mode"' not in page
+
+
+def test_a_stamp_in_whole_seconds_is_not_taken_as_before_a_moment_within_that_second(flag_app, flagdb, as_role):
+    """A clock that keeps whole seconds stamps a change made just after the moment with the moment's second."""
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")
+    moment = utcnow()
+    flagdb.outside_change("dark_mode", True, moment.replace(microsecond=0))
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert UNKNOWN in page and "<code>dark_mode</code>: on now" in page
+    later = moment.replace(microsecond=0) + timedelta(seconds=1)
+    wait_for(lambda: utcnow() > later)  # a moment in the future is refused
+    page = plan_page(client, f"as_of={later.isoformat()}")
+    assert json.loads(seen_of(page)) == {} and UNKNOWN not in page  # a whole second on, it was on then
