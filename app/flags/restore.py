@@ -366,13 +366,15 @@ def _state_then(
 ) -> Any:
     """How one flag was at the moment (None: absent), from what Rewind can prove, or UNKNOWN.
 
-    First the row itself: stamped at or before the moment, it is as it was then. Then the first change Rewind
-    made after the moment: its `old` is newer evidence than any record before the moment, and the row's stamp
-    as that write found it tells whether anything changed it between (audit rows from before that stamp was
-    kept are taken at their word). Last, a flag deleted since by something else keeps Rewind's last record
-    (recreated only when asked); one changed since by something else has no provable state then.
+    A flag Rewind changed after the moment: the first such change's `old` is newer evidence than any record
+    before the moment, and the row's stamp as that write found it tells whether anything changed it between
+    (audit rows from before that stamp was kept are taken at their word). Otherwise the row itself: stamped at
+    or before the moment, it is as it was then (its stamp is not asked when Rewind wrote it since: a database
+    clock behind Rewind's would make that write look older than the moment). Last, a flag deleted since by
+    something else keeps Rewind's last record (recreated only when asked); one changed since by something else
+    has no provable state then.
     """
-    if row is not None and row.updated_at is not None:
+    if first is None and row is not None and row.updated_at is not None:
         answer = _as_it_was(row.enabled, row.updated_at, record, moment)
         if answer is not UNKNOWN:
             return answer
