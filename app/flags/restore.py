@@ -368,22 +368,20 @@ def _state_then(
 
     A flag Rewind changed after the moment: the first such change's `old` is newer evidence than any record
     before the moment, and the row's stamp as that write found it tells whether anything changed it between
-    (audit rows from before that stamp was kept are taken at their word). Otherwise the row itself: stamped at
-    or before the moment, it is as it was then (its stamp is not asked when Rewind wrote it since: a database
-    clock behind Rewind's would make that write look older than the moment). Last, a flag deleted since by
+    (audit rows from before that stamp was kept are taken at their word); the row's stamp now is Rewind's own
+    write, and proves nothing of the moment. Otherwise the row itself: stamped at or before the moment, it is
+    as it was then. Last, a flag deleted since by
     something else keeps Rewind's last record (recreated only when asked); one changed since by something else
     has no provable state then.
     """
-    if first is None and row is not None and row.updated_at is not None:
-        answer = _as_it_was(row.enabled, row.updated_at, record, moment)
-        if answer is not UNKNOWN:
-            return answer
     if first is not None:
         event, change = first
         old, old_at = change.get("old"), event.old_at(name)
         if old is None or old_at is None:
             return old
         return _as_it_was(old, old_at, record, moment)
+    if row is not None and row.updated_at is not None:
+        return _as_it_was(row.enabled, row.updated_at, record, moment)
     if row is None and record is not None:
         return record.state
     return UNKNOWN
