@@ -142,11 +142,23 @@ def last_change(target: str, name: str) -> FlagEvent | None:
 
 
 def first_change_at(target: str) -> datetime | None:
-    """When Rewind first changed (or created, or deleted) one of the target's flags."""
+    """When Rewind first changed (or created, or deleted) one of the target's flags, however many audited writes
+    that changed nothing (a shell `set` to the state a flag had) came before.
+
+    The needle is the JSON of a non-empty changes list (audit details are compact JSON: see app/audit/chain.py);
+    a reason quoting it is escaped and cannot match. A row that matched some other way is checked and passed."""
     query = (
         select(AuditEvent)
-        .where(AuditEvent.target == target, AuditEvent.action.startswith(PREFIX), AuditEvent.outcome == Outcome.OK)
+        .where(
+            AuditEvent.target == target,
+            AuditEvent.action.startswith(PREFIX),
+            AuditEvent.outcome == Outcome.OK,
+            AuditEvent.details.contains('"changes":[{', autoescape=True),
+        )
         .order_by(AuditEvent.id)
-        .limit(50)
     )
-    return next((row.ts for row in db.session.scalars(query) if json.loads(row.details or "{}").get("changes")), None)
+    for limit in (1, None):
+        for row in db.session.scalars(query.limit(limit)):
+            if json.loads(row.details or "{}").get("changes"):
+                return row.ts
+    return None

@@ -169,3 +169,22 @@ def test_a_stamp_in_whole_seconds_is_not_taken_as_before_a_moment_within_that_se
     wait_for(lambda: utcnow() > later)  # a moment in the future is refused
     page = plan_page(client, f"as_of={later.isoformat()}")
     assert json.loads(seen_of(page)) == {} and UNKNOWN not in page  # a whole second on, it was on then
+
+
+def test_the_first_change_is_found_after_any_number_of_writes_that_changed_nothing(flag_app, flagdb, as_role):
+    """A shell `set` to the state a flag already has is audited with no changes: those are no record of the flags."""
+    from app.audit.store import Actor
+    from app.flags import store
+    from app.targets import registry
+
+    with flag_app.app_context():
+        target = registry.current().open("web")
+        for _ in range(60):
+            store.toggle(target, "dark_mode", False, seen=None, actor=Actor.system(), via="cli")
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/checkout_v2/toggle", {"seen": "on"})  # Rewind's first record
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    page = plan_page(client, f"as_of={moment}")
+    assert json.loads(seen_of(page)) == {"dark_mode": True}
+    assert len(audit_rows(flag_app, "flags.toggle")) == 62
