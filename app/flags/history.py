@@ -1,7 +1,8 @@
 """What Rewind did to a target's flags, read back from the audit log (the audit log is the flags' history).
 
 Every successful flags.* row carries `changes`: [{flag, old, new}], with None
-for "did not exist", and `written_at`, the updated_at Rewind wrote. From
+for "did not exist", `written_at`, the updated_at the database kept for
+Rewind's write, and `old_at`, each changed row's updated_at as the write found it. From
 those a page shows each flag's last change, and tells a change made outside
 Rewind apart: a table row stamped later than Rewind's own write, or in
 another state than Rewind left it.
@@ -40,6 +41,11 @@ class FlagEvent:
 
     def change_of(self, name: str) -> dict | None:
         return next((c for c in self.changes if c.get("flag") == name), None)
+
+    def old_at(self, name: str) -> datetime | None:
+        """The flag's updated_at as this write found it (recorded since the audit held it; None before)."""
+        stamp = (self.details.get("old_at") or {}).get(name)
+        return datetime.fromisoformat(stamp) if stamp else None
 
 
 def event_of(row: AuditEvent) -> FlagEvent:
@@ -136,11 +142,23 @@ def last_change(target: str, name: str) -> FlagEvent | None:
 
 
 def first_change_at(target: str) -> datetime | None:
-    """When Rewind first changed (or created, or deleted) one of the target's flags."""
+    """When Rewind first changed (or created, or deleted) one of the target's flags, however many audited writes
+    that changed nothing (a shell `set` to the state a flag had) came before.
+
+    The needle is the JSON of a non-empty changes list (audit details are compact JSON: see app/audit/chain.py);
+    a reason quoting it is escaped and cannot match. A row that matched some other way is checked and passed."""
     query = (
         select(AuditEvent)
-        .where(AuditEvent.target == target, AuditEvent.action.startswith(PREFIX), AuditEvent.outcome == Outcome.OK)
+        .where(
+            AuditEvent.target == target,
+            AuditEvent.action.startswith(PREFIX),
+            AuditEvent.outcome == Outcome.OK,
+            AuditEvent.details.contains('"changes":[{', autoescape=True),
+        )
         .order_by(AuditEvent.id)
-        .limit(50)
     )
-    return next((row.ts for row in db.session.scalars(query) if json.loads(row.details or "{}").get("changes")), None)
+    for limit in (1, None):
+        for row in db.session.scalars(query.limit(limit)):
+            if json.loads(row.details or "{}").get("changes"):
+                return row.ts
+    return None

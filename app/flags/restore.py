@@ -1,11 +1,15 @@
 """Restore as of: the whole flags table put back as it was at a moment, in one transaction.
 
-The states "then" come from Rewind's records: the newest checkpoint taken
-at or before the moment (each holds every flag's state), then the audited
-changes up to the moment. A flag those do not settle keeps the state it had
-before its first audited change after the moment, or, if Rewind never
-touched it since, its state now. Flags created since are left alone; flags
-deleted since are listed and recreated only when asked.
+The states "then" are what Rewind can prove: a checkpoint chosen as the
+moment holds them all. For a time, each flag's row, stamped at or before the
+moment, is as it was then; otherwise the first change Rewind made after the
+moment says what it found (its `old`, and the row's stamp as it found it),
+which is newer evidence than Rewind's last record before the moment (the
+newest checkpoint then, and the audited changes up to it). A flag changed
+since by something other than Rewind, with nothing to prove how it was, is
+listed as such and left as it is. Flags created since are left alone; flags
+deleted since are listed and recreated (with their description and tag)
+only when asked.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -23,7 +28,7 @@ from app.checkpoints.models import Checkpoint
 from app.clock import utcnow
 from app.extensions import db
 from app.flags import history
-from app.flags.store import BadFlagInput, _refused, clean_reason, table_of
+from app.flags.store import BadFlagInput, _refused, clean_reason, old_stamps, table_of
 from app.targets.errors import TargetError
 from app.targets.flags import Change, Flag
 from app.targets.target import Target
@@ -58,6 +63,8 @@ class Plan:
     deleted_since: list[Flag]  # absent now, present then: recreated only when asked
     unchanged: int = 0
     params: dict = field(default_factory=dict)  # how to ask for this plan again
+    unknown: list[Flag] = field(default_factory=list)  # changed outside Rewind, state then unknown: not written
+    unknown_gone: list[str] = field(default_factory=list)  # the same, and deleted since: not recreated
 
     @property
     def expected(self) -> dict[str, bool]:
@@ -98,23 +105,81 @@ def _states_in(captures: dict) -> dict[str, bool] | None:
     return None
 
 
-def _base(target: str, moment: datetime) -> tuple[Checkpoint, dict[str, bool]] | None:
-    rows = db.session.scalars(
-        select(Checkpoint)
-        .where(Checkpoint.target == target, Checkpoint.created_at <= moment)
-        .order_by(Checkpoint.id.desc())
-        .limit(50)
-    )
-    for cp in rows:
+# checkpoints.store.record keeps captures as json.dumps(sort_keys=True), and the flags capture (captures.py) is
+# {"states": {...}}: a checkpoint holding flag states reads '"flags": {"states": ' there. The filter lets the
+# database skip the rest (checkpoints from before a target had a flags table, or whose capture failed); each row
+# it lets through is still parsed and checked.
+_HOLDS_STATES = '%"flags": {"states": %'
+
+
+def _with_states(
+    target: str, *, newest: bool = False, at_or_before: datetime | None = None
+) -> tuple[Checkpoint, dict[str, bool]] | None:
+    """The oldest (or newest) of the target's checkpoints that holds flag states, however many others there are.
+
+    One row is read at a time: a row the filter let through wrongly is passed over for the next one."""
+    query = _holding_states(target)
+    if at_or_before is not None:
+        query = query.where(Checkpoint.created_at <= at_or_before)
+    order = Checkpoint.id.desc() if newest else Checkpoint.id
+    passed: int | None = None
+    while True:
+        page = query if passed is None else query.where(Checkpoint.id < passed if newest else Checkpoint.id > passed)
+        cp = db.session.scalars(page.order_by(order).limit(1)).first()
+        if cp is None:
+            return None
         if (states := _checkpoint_states(cp)) is not None:
             return cp, states
-    return None
+        passed = cp.id
+
+
+def _holding_states(target: str):
+    return select(Checkpoint).where(Checkpoint.target == target, Checkpoint.captures_json.like(_HOLDS_STATES))
+
+
+def recent_with_states(target: str, limit: int = 20) -> list[Checkpoint]:
+    """The target's newest checkpoints that hold flag states, newest first."""
+    rows = db.session.scalars(_holding_states(target).order_by(Checkpoint.id.desc()).limit(limit))
+    return [cp for cp in rows if _checkpoint_states(cp) is not None]
+
+
+class _FirstRecords:
+    """Each target's first checkpoint with flag states, remembered per process once found: it never changes (no
+    checkpoint is ever removed), and the Flags tab asks on every view. A remembered one is checked by its key,
+    so another ops database at the same address (a test's) is never answered from memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, str], tuple[int, datetime]] = {}
+
+    def of(self, target: str) -> datetime | None:
+        key = (str(db.engine.url), target)
+        with self._lock:
+            known = self._known.get(key)
+        if known is not None:
+            checkpoint_id, created_at = known
+            still = db.session.scalar(
+                select(Checkpoint.created_at).where(Checkpoint.id == checkpoint_id, Checkpoint.target == target)
+            )
+            if still == created_at:
+                return created_at
+        found = _with_states(target)
+        if found is None:
+            return None
+        with self._lock:
+            self._known[key] = (found[0].id, found[0].created_at)
+        return found[0].created_at
+
+
+_first_records = _FirstRecords()
+
+
+def _base(target: str, moment: datetime) -> tuple[Checkpoint, dict[str, bool]] | None:
+    return _with_states(target, newest=True, at_or_before=moment)
 
 
 def _first_record(target: str) -> datetime | None:
-    firsts = [ts] if (ts := history.first_change_at(target)) else []
-    rows = db.session.scalars(select(Checkpoint).where(Checkpoint.target == target).order_by(Checkpoint.id).limit(50))
-    firsts += [cp.created_at for cp in rows if _checkpoint_states(cp) is not None][:1]
+    firsts = [ts for ts in (history.first_change_at(target), _first_records.of(target)) if ts is not None]
     return min(firsts) if firsts else None
 
 
@@ -158,7 +223,7 @@ def newest_seen_of(target: str, limit: int = 5) -> history.Seen | None:
     are known: what a single row (a toggle's answer) needs."""
     rows = db.session.execute(
         select(Checkpoint.id, Checkpoint.created_at)
-        .where(Checkpoint.target == target)
+        .where(Checkpoint.target == target, Checkpoint.captures_json.like(_HOLDS_STATES))
         .order_by(Checkpoint.id.desc())
         .limit(limit)
     ).all()
@@ -172,12 +237,9 @@ def ensure_baseline(target: str, flags: list[Flag]) -> None:
     """Record the flags as Rewind first sees them (a checkpoint), so "as of" has a start to go back to.
 
     Until then Rewind has no record of the table; afterwards every change it makes is audited, and a later
-    checkpoint or audit row takes over. Cheap when a record exists: one indexed query.
+    checkpoint or audit row takes over. Cheap when a record exists: remembered per process once found.
     """
-    rows = db.session.scalars(
-        select(Checkpoint).where(Checkpoint.target == target).order_by(Checkpoint.id).limit(50)
-    ).all()
-    if any(_checkpoint_states(cp) is not None for cp in rows):
+    if _first_records.of(target) is not None:
         return
     from app.checkpoints import store as checkpoints
 
@@ -218,47 +280,111 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
             raise RestoreTooEarly(name, moment, first)
         base = _base(name, moment)
 
-    then: dict[str, bool | None] = dict(base[1]) if base else {}
-    descriptions: dict[str, str] = {}
-    since = base[0].created_at if base else None
-    events = history.events(name, after=since)  # a checkpoint already holds everything before it
-    for event in events:
-        if event.ts > moment:
-            break
-        if since is not None and event.ts <= since:
-            continue
-        for c in event.changes:
-            then[c["flag"]] = c.get("new")
-    for event in events:
-        if event.ts <= moment:
-            continue
-        for c in event.changes:
-            if c["flag"] not in then:  # its first change after the moment tells how it was then
-                then[c["flag"]] = c.get("old")
-            if c.get("new") is None:
-                descriptions[c["flag"]] = c.get("description") or ""
-
+    exact = checkpoint is not None or (job is not None and base is not None)  # a record taken at the moment itself
+    records, firsts, gone = _records(base, history.events(name, after=base[0].created_at if base else None), moment)
     now = {flag.name: flag for flag in table_of(target).list()}
-    changes, created, deleted, unchanged = [], [], [], 0
-    for flag_name in sorted(set(now) | set(then)):
-        current = now.get(flag_name)
-        if flag_name not in then:
-            if base is not None and current is not None:
-                created.append(flag_name)  # a checkpoint lists every flag: one missing from it came later
-            else:
-                unchanged += 1
-            continue
-        wanted = then[flag_name]
-        if current is None:
-            if wanted is not None:
-                deleted.append(Flag(flag_name, wanted, descriptions.get(flag_name, "")))
-        elif wanted is None:
-            created.append(flag_name)
-        elif current.enabled != wanted:
-            changes.append(Change(flag_name, current.enabled, wanted))
+    the_plan = Plan(name, moment, source, [], [], [], 0, params)
+    for flag_name in sorted(set(now) | set(records) | set(firsts)):
+        current, record, first = now.get(flag_name), records.get(flag_name), firsts.get(flag_name)
+        if exact:
+            wanted = record.state if record else (first[1].get("old") if first else None)
         else:
-            unchanged += 1
-    return Plan(name, moment, source, changes, created, deleted, unchanged, params)
+            wanted = _state_then(flag_name, current, record, first, moment)
+        if wanted is UNKNOWN:
+            if current is not None:
+                the_plan.unknown.append(current)
+            else:
+                the_plan.unknown_gone.append(flag_name)
+        elif current is None:
+            if wanted is not None:
+                was = gone.get(flag_name, {})  # the delete's audit row holds what the row was
+                the_plan.deleted_since.append(Flag(flag_name, wanted, was.get("description") or "", tag=was.get("tag")))
+        elif wanted is None:
+            the_plan.created_since.append(flag_name)
+        elif current.enabled != wanted:
+            the_plan.changes.append(Change(flag_name, current.enabled, wanted, before=current))
+        else:
+            the_plan.unchanged += 1
+    return the_plan
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()  # Rewind cannot prove how a flag was at the moment
+
+
+@dataclass(frozen=True)
+class _Record:
+    """Rewind's last record of a flag at or before the moment: its state (None: absent) and the time to compare
+    with the row's updated_at (a write's written_at, or the checkpoint's time)."""
+
+    state: bool | None
+    at: datetime
+
+
+def _records(base: tuple[Checkpoint, dict[str, bool]] | None, events: list[history.FlagEvent], moment: datetime):
+    """Each flag's last record at or before the moment, its first Rewind change after it, and its last delete
+    after it (which holds the row's description and tag)."""
+    records = {n: _Record(on, base[0].created_at) for n, on in base[1].items()} if base else {}
+    firsts: dict[str, tuple[history.FlagEvent, dict]] = {}
+    gone: dict[str, dict] = {}
+    for event in events:  # only those after the base checkpoint, which already holds everything before it
+        for c in event.changes:
+            if event.ts <= moment:
+                records[c["flag"]] = _Record(c.get("new"), event.written_at or event.ts)
+                continue
+            firsts.setdefault(c["flag"], (event, c))
+            if c.get("new") is None:
+                gone[c["flag"]] = c
+    return records, firsts, gone
+
+
+def _as_it_was(state: bool, stamped: datetime, record: _Record | None, moment: datetime) -> Any:
+    """`state`, held by a row stamped `stamped`, as the flag's state at the moment, or UNKNOWN.
+
+    A row not stamped since Rewind's record must still be as recorded (if not, it was changed without a stamp,
+    and the stamp proves nothing); a row stamped after the record but at or before the moment has not changed
+    since the moment. A row stamped after the moment was changed since, by something other than Rewind.
+    """
+    latest = _latest(stamped)
+    if record is not None and latest <= record.at:
+        return state if state == record.state else UNKNOWN
+    return state if latest <= moment else UNKNOWN
+
+
+def _latest(stamped: datetime) -> datetime:
+    """The latest time a stamp may stand for: one without a fraction may come from a clock that keeps whole seconds
+    (SQLite's CURRENT_TIMESTAMP), and a change stamped 10:00:00 then may have been made at 10:00:00.9."""
+    return stamped.replace(microsecond=999_999) if stamped.microsecond == 0 else stamped
+
+
+def _state_then(
+    name: str, row: Flag | None, record: _Record | None, first: tuple[history.FlagEvent, dict] | None, moment: datetime
+) -> Any:
+    """How one flag was at the moment (None: absent), from what Rewind can prove, or UNKNOWN.
+
+    A flag Rewind changed after the moment: the first such change's `old` is newer evidence than any record
+    before the moment, and the row's stamp as that write found it tells whether anything changed it between
+    (audit rows from before that stamp was kept are taken at their word); the row's stamp now is Rewind's own
+    write, and proves nothing of the moment. Otherwise the row itself: stamped at or before the moment, it is
+    as it was then. Last, a flag deleted since by
+    something else keeps Rewind's last record (recreated only when asked); one changed since by something else
+    has no provable state then.
+    """
+    if first is not None:
+        event, change = first
+        old, old_at = change.get("old"), event.old_at(name)
+        if old is None or old_at is None:
+            return old
+        return _as_it_was(old, old_at, record, moment)
+    if row is not None and row.updated_at is not None:
+        return _as_it_was(row.enabled, row.updated_at, record, moment)
+    if row is None and record is not None:
+        return record.state
+    return UNKNOWN
 
 
 def apply(
@@ -284,7 +410,9 @@ def apply(
                     "changes": [c.as_dict() for c in changes],
                     "created_since": the_plan.created_since,
                     "deleted_since": [f.name for f in the_plan.deleted_since],
+                    "unknown": sorted([f.name for f in the_plan.unknown] + the_plan.unknown_gone),
                     "written_at": stamp.isoformat(timespec="microseconds"),
+                    "old_at": old_stamps(changes),
                 },
             )
         )

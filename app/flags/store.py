@@ -98,6 +98,18 @@ def _stamp(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+def old_stamps(changes: Iterable[Change]) -> dict[str, str]:
+    """Each changed row's updated_at as the write found it: whether the row moved before Rewind wrote over it.
+
+    A restore as of an earlier moment reads it: a flag stamped at or before that moment had not changed since,
+    so the `old` of Rewind's write is how it was then (see app/flags/restore.py)."""
+    return {
+        c.name: _stamp(c.before.updated_at)
+        for c in changes
+        if c.changed and c.before is not None and c.before.updated_at is not None
+    }
+
+
 def toggle(
     target: Target,
     name: str,
@@ -125,6 +137,7 @@ def toggle(
                 "old": change.old,
                 "changes": [change.as_dict()] if change.changed else [],
                 "written_at": _stamp(stamp) if change.changed else None,
+                "old_at": old_stamps([change]),
             },
         )
         recorded.append(history.event_of(event))  # what the answering row shows as the last change
@@ -164,6 +177,7 @@ def kill(
                     "changes": [c.as_dict() for c in changes if c.changed],
                     "already_off": [c.name for c in changes if not c.changed],
                     "written_at": _stamp(stamp),
+                    "old_at": old_stamps(changes),
                 },
             )
         )
@@ -192,45 +206,69 @@ def check_name(name: str) -> str:
 
 
 def create(target: Target, flag: Flag, *, actor: Actor, reason: str = "", via: str = "web") -> Flag:
-    details = {"flag": flag.name, "new": flag.enabled, "description": flag.description, "reason": reason, "via": via}
+    """Add a flag, audited while its row is still uncommitted (as a toggle is); a refusal is audited too."""
+    details = {
+        "flag": flag.name,
+        "new": flag.enabled,
+        "description": flag.description,
+        "tag": flag.tag,
+        "reason": reason,
+        "via": via,
+    }
+    recorded = []
+
+    def audit(change: Change, stamp: datetime) -> None:
+        recorded.append(
+            record(
+                "flags.create",
+                target=target.name,
+                actor=actor,
+                details={**details, "old": None, "changes": [change.as_dict()], "written_at": _stamp(stamp)},
+            )
+        )
+
     try:
         check_name(flag.name)
-        stamp = table_of(target).create(flag)
+        reason = clean_reason(reason, required=target.config.protected, what=f"creating a flag on {target.name}")
+        table_of(target).create(flag, before_commit=audit)
     except TargetError as exc:
-        _refused("flags.create", target, actor, exc, details)
+        _refused("flags.create", target, actor, exc, details, written=bool(recorded))
         raise
-    change = Change(flag.name, None, flag.enabled)
-    record_and_commit(
-        "flags.create",
-        target=target.name,
-        actor=actor,
-        details={**details, "old": None, "changes": [change.as_dict()], "written_at": _stamp(stamp)},
-    )
+    db.session.commit()
     return flag
 
 
 def delete(target: Target, name: str, *, seen: bool | None, actor: Actor, reason: str = "", via: str = "web") -> Flag:
+    """Remove a flag, audited (with its description and tag, for a later restore) before the delete commits."""
     details = {"flag": name, "seen": seen, "reason": reason, "via": via}
+    recorded = []
+
+    def audit(gone: Flag) -> None:
+        change = Change(name, gone.enabled, None, before=gone)
+        recorded.append(
+            record(
+                "flags.delete",
+                target=target.name,
+                actor=actor,
+                details={
+                    **details,
+                    "old": gone.enabled,
+                    "new": None,
+                    "description": gone.description,
+                    "tag": gone.tag,
+                    "changes": [{**change.as_dict(), "description": gone.description, "tag": gone.tag}],
+                    "old_at": old_stamps([change]),
+                },
+            )
+        )
+
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"deleting a flag on {target.name}")
-        gone = table_of(target).delete(name, seen=seen)
+        gone = table_of(target).delete(name, seen=seen, before_commit=audit)
     except TargetError as exc:
-        _refused("flags.delete", target, actor, exc, details)
+        _refused("flags.delete", target, actor, exc, details, written=bool(recorded))
         raise
-    change = Change(name, gone.enabled, None)
-    record_and_commit(
-        "flags.delete",
-        target=target.name,
-        actor=actor,
-        details={
-            **details,
-            "old": gone.enabled,
-            "new": None,
-            "description": gone.description,
-            "tag": gone.tag,
-            "changes": [{**change.as_dict(), "description": gone.description, "tag": gone.tag}],
-        },
-    )
+    db.session.commit()
     return gone
 
 

@@ -7,13 +7,10 @@ from functools import cached_property
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from app.audit.store import Actor
 from app.auth.guards import requires
 from app.auth.roles import Role
-from app.checkpoints.models import Checkpoint
-from app.extensions import db
 from app.flags import captures as _captures  # noqa: F401 registers the flags part of every checkpoint
 from app.flags import (
     history,
@@ -69,12 +66,6 @@ def _problem(exc: TargetError) -> str:
     return f"{exc.message}. {exc.fix}".strip().rstrip(".") + "." if exc.fix else exc.message
 
 
-def _flag_checkpoints(name: str, limit: int = 20) -> list[Checkpoint]:
-    """The target's recent checkpoints that hold flag states, newest first."""
-    rows = db.session.scalars(select(Checkpoint).filter_by(target=name).order_by(Checkpoint.id.desc()).limit(limit))
-    return [cp for cp in rows if "states" in (cp.captures.get("flags") or {})]
-
-
 @bp.get("/flags")
 @requires(Role.VIEWER)
 def index():
@@ -96,7 +87,7 @@ def tab(name: str):
         restore.ensure_baseline(name, flags)
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
     last = history.last_changes(name) if flags else {}
-    checkpoints = _flag_checkpoints(name)
+    checkpoints = restore.recent_with_states(name)
     seen = restore.newest_seen(checkpoints)
     return render_template(
         "flags/tab.html",

@@ -106,6 +106,7 @@ class Change:
     old: bool | None
     new: bool | None
     after: Flag | None = field(default=None, compare=False)  # the row as the write left it, when known
+    before: Flag | None = field(default=None, compare=False)  # the row as the write found it, when it existed
 
     @property
     def changed(self) -> bool:
@@ -219,8 +220,8 @@ close_idle_connections = _idle.close
 class FlagTable:
     """One application's flags table; every call takes a short-lived connection of its own.
 
-    set, kill and apply take `before_commit`, called with what was written while the rows are still locked
-    and the write not yet committed: the caller records its audit row there, so two writes of one flag are
+    set, kill, apply, create and delete take `before_commit`, called with what was written while the rows are
+    still locked and the write not yet committed: the caller records its audit row there, so two writes of one flag are
     audited in the order they were made (a second writer waits on the row lock until the first one's audit
     row holds its place in the chain), and an audit row that cannot be written leaves the table untouched.
     """
@@ -412,15 +413,33 @@ class FlagTable:
             found = {name: flag for name, flag in found.items() if name in wanted}
         return found
 
-    def _update(self, conn: Any, name: str, enabled: bool, stamp: datetime) -> None:
+    def _update(self, conn: Any, name: str, enabled: bool, stamp: datetime) -> datetime:
+        """Write one flag's state and stamp; returns the updated_at the database kept (see _stored)."""
         c = self.columns
         sql = (
             f"UPDATE {quote(self.table)} SET {quote(c.enabled)} = %s, {quote(c.updated_at)} = %s "  # noqa: S608
             f"WHERE {quote(c.name)} = %s"
         )
-        cur = conn.execute(self._sql(sql), (enabled, self._stamp(stamp), name))
+        returning = "" if self.sqlite else f" RETURNING {quote(c.updated_at)}"
+        cur = conn.execute(self._sql(sql + returning), (enabled, self._stamp(stamp), name))
         if cur.rowcount != 1:
             raise VanishedFlags([name], self.table)
+        return self._stored(conn, cur, name, stamp)
+
+    def _stored(self, conn: Any, cur: Any, name: str, stamp: datetime) -> datetime:
+        """The updated_at the row holds after Rewind's write, which a trigger may have set instead of `stamp`.
+
+        PostgreSQL hands it back through RETURNING (a BEFORE trigger's value included). SQLite reads it again,
+        still inside the write: its triggers stamp the row in an AFTER trigger, which RETURNING does not show.
+        A value that cannot be read as a time (NULL, free text) leaves Rewind's own stamp.
+        """
+        if self.sqlite:
+            c = self.columns
+            sql = f"SELECT {quote(c.updated_at)} FROM {quote(self.table)} WHERE {quote(c.name)} = ?"  # noqa: S608
+            row = conn.execute(sql, (name,)).fetchone()
+        else:
+            row = cur.fetchone()
+        return (_as_time(row[0]) if row else None) or stamp
 
     def _stamp(self, stamp: datetime) -> Any:
         return stamp.isoformat(sep=" ", timespec="microseconds") if self.sqlite else stamp
@@ -435,7 +454,8 @@ class FlagTable:
     ) -> tuple[Change, datetime]:
         """Set one flag; with `seen`, refuse (StaleFlag) unless it is still in the state the person saw.
 
-        Setting a flag to the state it already has writes nothing. Returns the change and the updated_at written.
+        Setting a flag to the state it already has writes nothing. Returns the change and the updated_at the
+        database stored (a trigger's, if it stamps the row itself).
         `before_commit`: see the class.
         """
         stamp = now()
@@ -447,9 +467,9 @@ class FlagTable:
                 raise StaleFlag(current, seen)
             after = current
             if current.enabled != enabled:
-                self._update(conn, name, enabled, stamp)
+                stamp = self._update(conn, name, enabled, stamp)
                 after = replace(current, enabled=enabled, updated_at=stamp)
-            change = Change(name, current.enabled, enabled, after)
+            change = Change(name, current.enabled, enabled, after, current)
             if before_commit is not None:
                 before_commit(change, stamp)
         return change, stamp
@@ -481,10 +501,8 @@ class FlagTable:
                 raise VanishedFlags(missing, self.table)
             if tag is not None and not found:
                 raise FlagError(f"no flag in {self.table} is tagged {tag!r}: nothing to turn off")
-            changes = [Change(name, flag.enabled, False) for name, flag in sorted(found.items())]
-            for change in changes:
-                if change.changed:
-                    self._update(conn, change.name, False, stamp)
+            changes = [Change(name, flag.enabled, False, before=flag) for name, flag in sorted(found.items())]
+            stamp = _newest(stamp, [self._update(conn, c.name, False, stamp) for c in changes if c.changed])
             if before_commit is not None:
                 before_commit(changes, stamp)
         return changes, stamp
@@ -518,19 +536,18 @@ class FlagTable:
             for flag in create:
                 if flag.name in found:
                     raise FlagExists(flag.name, self.table)
-            changes = [Change(n, found[n].enabled, on) for n, on in sorted(states.items())]
-            for change in changes:
-                if change.changed:
-                    self._update(conn, change.name, bool(change.new), stamp)
+            changes = [Change(n, found[n].enabled, on, before=found[n]) for n, on in sorted(states.items())]
+            stored = [self._update(conn, c.name, bool(c.new), stamp) for c in changes if c.changed]
             for flag in create:
-                self._insert(conn, flag, stamp)
+                stored.append(self._insert(conn, flag, stamp))
                 changes.append(Change(flag.name, None, flag.enabled))
             changes = [c for c in changes if c.changed]
+            stamp = _newest(stamp, stored)
             if before_commit is not None:
                 before_commit(changes, stamp)
         return changes, stamp
 
-    def _insert(self, conn: Any, flag: Flag, stamp: datetime) -> None:
+    def _insert(self, conn: Any, flag: Flag, stamp: datetime) -> datetime:
         c = self.columns
         cols = [c.name, c.enabled, c.description, c.updated_at]
         values: list[Any] = [flag.name, flag.enabled, flag.description, self._stamp(stamp)]
@@ -541,19 +558,34 @@ class FlagTable:
             f"INSERT INTO {quote(self.table)} ({', '.join(quote(x) for x in cols)}) "  # noqa: S608 quoted
             f"VALUES ({', '.join(['%s'] * len(cols))})"
         )
-        conn.execute(self._sql(sql), values)
+        returning = "" if self.sqlite else f" RETURNING {quote(c.updated_at)}"
+        return self._stored(conn, conn.execute(self._sql(sql + returning), values), flag.name, stamp)
 
-    def create(self, flag: Flag) -> datetime:
-        """Add a flag; FlagExists if the name is taken, FlagValueError if a column cannot hold a value."""
+    def create(
+        self, flag: Flag, *, before_commit: Callable[[Change, datetime], None] | None = None
+    ) -> tuple[Change, datetime]:
+        """Add a flag; FlagExists if the name is taken, FlagValueError if a column cannot hold a value.
+
+        Returns the change (None -> its state, with the row as written) and the updated_at written.
+        `before_commit`: see the class.
+        """
         stamp = now()
         with self._transaction() as conn:
             if self._lock(conn, [flag.name]):
                 raise FlagExists(flag.name, self.table)
-            self._insert(conn, flag, stamp)
-        return stamp
+            stamp = self._insert(conn, flag, stamp)
+            change = Change(flag.name, None, flag.enabled, replace(flag, updated_at=stamp))
+            if before_commit is not None:
+                before_commit(change, stamp)
+        return change, stamp
 
-    def delete(self, name: str, *, seen: bool | None = None) -> Flag:
-        """Remove a flag (refused as stale if it is no longer in the state the person saw); returns it as it was."""
+    def delete(
+        self, name: str, *, seen: bool | None = None, before_commit: Callable[[Flag], None] | None = None
+    ) -> Flag:
+        """Remove a flag (refused as stale if it is no longer in the state the person saw); returns it as it was.
+
+        `before_commit` is called with the row as it was: see the class.
+        """
         with self._transaction() as conn:
             current = self._lock(conn, [name]).get(name)
             if current is None:
@@ -562,7 +594,14 @@ class FlagTable:
                 raise StaleFlag(current, seen)
             sql = f"DELETE FROM {quote(self.table)} WHERE {quote(self.columns.name)} = %s"  # noqa: S608 quoted
             conn.execute(self._sql(sql), (name,))
+            if before_commit is not None:
+                before_commit(current)
         return current
+
+
+def _newest(stamp: datetime, stored: list[datetime]) -> datetime:
+    """One written_at for a write of several rows: the newest each holds (a trigger may stamp each its own)."""
+    return max(stored) if stored else stamp
 
 
 def _first_line(exc: BaseException) -> str:

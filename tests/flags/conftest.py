@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import html
 import itertools
+import json
+import re
 import sqlite3
 from datetime import datetime
 
 import psycopg
 import pytest
+from sqlalchemy import select
 
+from app.audit.models import AuditEvent
+from app.extensions import db as ops_db
 from app.targets.config import FlagColumns
 from app.targets.flags import FlagTable
+from tests.support.targets import write_targets_file
 
 _counter = itertools.count(1)
 
@@ -95,3 +102,47 @@ def flagdb(request, tmp_path) -> FlagDb:
     db.add("dark_mode", False, "Dark colours", team="web")
     db.add("search_beta", True, "The new search", team="web")
     return db
+
+
+HTMX = {"HX-Request": "true"}
+
+
+def targets_toml(url: str, tmp_path, **columns) -> str:
+    cols = "".join(f'{k} = "{v}"\n' for k, v in columns.items())
+    text = ""
+    for name, protected in (("web", False), ("prod", True)):
+        text += f"""
+[targets.{name}]
+protected = {str(protected).lower()}
+
+[targets.{name}.repo]
+path = "{tmp_path / "repo"}"
+
+[targets.{name}.database]
+url = "{url}"
+flags_table = "feature_flags"
+"""
+        if cols:
+            text += f"\n[targets.{name}.database.flags_columns]\n{cols}"
+    return text
+
+
+@pytest.fixture
+def flag_app(app, flagdb, tmp_path):
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path, tag="team"))
+    return app
+
+
+def audit_rows(app, action: str) -> list[tuple[str, str, dict]]:
+    with app.app_context():
+        rows = ops_db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))
+        return [(r.actor_name, r.outcome, json.loads(r.details)) for r in rows]
+
+
+def plan_page(client, query: str):
+    return client.get(f"/targets/web/flags/restore?{query}", follow_redirects=True).get_data(as_text=True)
+
+
+def seen_of(page: str) -> str:
+    assert "Restore flags as of" in page, page
+    return html.unescape(re.search(r'name="seen" value="([^"]*)"', page).group(1))

@@ -353,7 +353,28 @@ def test_before_commit_runs_while_the_row_is_locked_and_the_write_not_yet_visibl
     assert not _row_is_locked_by_another(flagdb, "dark_mode")
 
 
-@pytest.mark.parametrize("write", ["set", "kill", "apply"])
+def test_create_and_delete_call_before_commit_before_their_write_is_visible(flagdb):
+    """Their audit rows are written there, as a toggle's is."""
+    seen = []
+
+    def audit_create(change, stamp):
+        seen.append((change.old, change.new, change.after.updated_at == stamp, "fresh" in flagdb.states()))
+
+    change, _stamp = flagdb.table(tag="team").create(Flag("fresh", True, "New", tag="web"), before_commit=audit_create)
+    assert (change.name, change.old, change.new, change.after.tag) == ("fresh", None, True, "web")
+    assert seen == [(None, True, True, False)]  # not committed yet when audited
+    assert "fresh" in flagdb.states()
+
+    def audit_delete(gone):
+        seen.append((gone.name, gone.tag, _row_is_locked_by_another(flagdb, "fresh"), "fresh" in flagdb.states()))
+
+    gone = flagdb.table(tag="team").delete("fresh", seen=True, before_commit=audit_delete)
+    assert (gone.name, gone.description) == ("fresh", "New")
+    assert seen[1] == ("fresh", "web", True, True)  # locked, and still there for every other reader
+    assert "fresh" not in flagdb.states()
+
+
+@pytest.mark.parametrize("write", ["set", "kill", "apply", "create", "delete"])
 def test_a_before_commit_that_fails_leaves_the_table_untouched(flagdb, write):
     """An audit row that cannot be written means no change either."""
     before = flagdb.states()
@@ -367,7 +388,27 @@ def test_a_before_commit_that_fails_leaves_the_table_untouched(flagdb, write):
             table.set("dark_mode", True, seen=False, before_commit=audit)
         elif write == "kill":
             table.kill(["checkout_v2", "search_beta"], before_commit=audit)
-        else:
+        elif write == "apply":
             table.apply({"dark_mode": True, "checkout_v2": False}, before_commit=audit)
+        elif write == "create":
+            table.create(Flag("fresh", True), before_commit=audit)
+        else:
+            table.delete("dark_mode", seen=False, before_commit=audit)
     assert flagdb.states() == before
     assert not _row_is_locked_by_another(flagdb, "dark_mode")
+
+
+def test_a_text_enabled_column_on_postgresql_is_read_and_written(tmp_path, pg_server):
+    """Some applications keep the state as text ('true'/'false'): both the shell's set and the web's checked one."""
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server, create=False)
+    flagdb.execute(
+        "CREATE TABLE feature_flags (name VARCHAR(80) PRIMARY KEY, enabled TEXT NOT NULL, "
+        "description TEXT NOT NULL DEFAULT '', updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+    )
+    flagdb.execute("INSERT INTO feature_flags (name, enabled) VALUES ('dark_mode', 'false')")
+    table = flagdb.table()
+    assert table.get("dark_mode").enabled is False
+    table.set("dark_mode", True)  # the shell's path (no seen)
+    assert flagdb.execute("SELECT enabled FROM feature_flags") == [("true",)]
+    table.set("dark_mode", False, seen=True)  # the web's path (seen given)
+    assert table.get("dark_mode").enabled is False

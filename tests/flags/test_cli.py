@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.auth.roles import Role
-from tests.flags.test_views import audit_rows, targets_toml
+from tests.flags.conftest import audit_rows, targets_toml
 from tests.support.targets import write_targets_file
 
 

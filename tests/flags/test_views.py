@@ -8,47 +8,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
 from tests.conftest import both_databases
+from tests.flags.conftest import HTMX, audit_rows, plan_page, seen_of, targets_toml
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
-
-HTMX = {"HX-Request": "true"}
-
-
-def targets_toml(url: str, tmp_path, **columns) -> str:
-    cols = "".join(f'{k} = "{v}"\n' for k, v in columns.items())
-    text = ""
-    for name, protected in (("web", False), ("prod", True)):
-        text += f"""
-[targets.{name}]
-protected = {str(protected).lower()}
-
-[targets.{name}.repo]
-path = "{tmp_path / "repo"}"
-
-[targets.{name}.database]
-url = "{url}"
-flags_table = "feature_flags"
-"""
-        if cols:
-            text += f"\n[targets.{name}.database.flags_columns]\n{cols}"
-    return text
-
-
-@pytest.fixture
-def flag_app(app, flagdb, tmp_path):
-    write_targets_file(app, targets_toml(flagdb.url, tmp_path, tag="team"))
-    return app
-
-
-def audit_rows(app, action: str) -> list[tuple[str, str, dict]]:
-    with app.app_context():
-        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))
-        return [(r.actor_name, r.outcome, json.loads(r.details)) for r in rows]
 
 
 def test_tab_lists_every_flag_with_state_in_words(flag_app, as_role):
@@ -207,18 +173,6 @@ def test_flag_history_page(flag_app, flagdb, as_role):
     assert page.index("<td>second</td>") < page.index("<td>first</td>")
     assert "on → off" in page and "off → on" in page
     assert client.get("/targets/web/flags/never_was").status_code == 404
-
-
-def plan_page(client, query: str):
-    return client.get(f"/targets/web/flags/restore?{query}", follow_redirects=True).get_data(as_text=True)
-
-
-def seen_of(page: str) -> str:
-    import html
-    import re
-
-    assert "Restore flags as of" in page, page
-    return html.unescape(re.search(r'name="seen" value="([^"]*)"', page).group(1))
 
 
 def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role):
@@ -420,3 +374,94 @@ def test_the_last_change_shown_skips_a_newer_audit_row_that_changed_nothing(app,
     assert stale.status_code == 409
     row = stale.get_data(as_text=True)
     assert "toggle by operator" in row and "off → on" in row
+
+
+def test_a_protected_target_asks_for_a_reason_to_create_a_flag(flag_app, flagdb, as_role):
+    admin = as_role(Role.ADMIN)
+    assert 'id="new-reason" name="reason" required' in admin.get("/targets/prod/flags").get_data(as_text=True)
+    assert 'id="new-reason" name="reason" required' not in admin.get("/targets/web/flags").get_data(as_text=True)
+    form = {"flag": "fresh", "enabled": "on", "reason": " "}
+    page = post(admin, "/targets/prod/flags/new", form, follow_redirects=True).get_data(as_text=True)
+    assert "creating a flag on prod needs a reason" in page
+    assert "fresh" not in flagdb.states()
+    post(admin, "/targets/prod/flags/new", {**form, "reason": "launch"})
+    assert flagdb.states()["fresh"] is True
+    rows = audit_rows(flag_app, "flags.create")
+    assert [(outcome, details["reason"]) for _, outcome, details in rows] == [("denied", " "), ("ok", "launch")]
+    assert "needs a reason" in rows[0][2]["error"] and "changes" not in rows[0][2]
+
+
+@both_databases  # Rewind's own ops database, too
+@pytest.mark.parametrize("write", ["create", "delete"])
+def test_a_create_or_delete_whose_commit_fails_after_its_audit_row_leaves_only_the_refusal(
+    app, as_role, tmp_path, pg_server, write
+):
+    """Their audit rows are written before the flags table's commit, as a toggle's: a commit refused takes it back."""
+    from app.audit import store as audit_store
+    from tests.flags.conftest import make_flag_db
+
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server)
+    flagdb.add("dark_mode", False, "Dark colours")
+    flagdb.execute(
+        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'the application refuses this change'; END $$"
+    )
+    flagdb.execute(
+        "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT OR DELETE ON feature_flags "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"
+    )
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+    admin = as_role(Role.ADMIN)
+    if write == "create":
+        response = post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"}, follow_redirects=True)
+    else:
+        response = post(admin, "/targets/web/flags/dark_mode/delete", {"seen": "off"}, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "the application refuses this change" in page and "nothing was written" in page
+    assert flagdb.states() == {"dark_mode": False}
+    [(actor, outcome, details)] = audit_rows(app, f"flags.{write}")
+    assert (actor, outcome) == ("admin", "failed") and "changes" not in details
+    with app.app_context():
+        assert audit_store.verify().intact
+
+
+# The application stamps updated_at itself, by its database's clock (here a minute ahead of Rewind's host).
+STAMP_TRIGGERS = {
+    "sqlite": [
+        "CREATE TRIGGER stamp_insert AFTER INSERT ON feature_flags BEGIN UPDATE feature_flags "
+        "SET updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 minute') WHERE name = NEW.name; END",
+        "CREATE TRIGGER stamp_update AFTER UPDATE OF enabled ON feature_flags BEGIN UPDATE feature_flags "
+        "SET updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 minute') WHERE name = NEW.name; END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "NEW.updated_at := (clock_timestamp() AT TIME ZONE 'UTC') + interval '1 minute'; RETURN NEW; END $$",
+        "CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON feature_flags FOR EACH ROW EXECUTE FUNCTION stamp()",
+    ],
+}
+
+
+def test_rewind_audits_the_updated_at_a_trigger_stored_so_its_own_writes_are_not_outside_changes(
+    flag_app, flagdb, as_role
+):
+    for statement in STAMP_TRIGGERS[flagdb.kind]:
+        flagdb.execute(statement)
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    client.get("/targets/web/flags")  # the baseline checkpoint
+    row = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX).get_data(as_text=True)
+    assert "dark_mode is now on." in row and "changed outside Rewind" not in row
+    [(_, _, toggled)] = audit_rows(flag_app, "flags.toggle")
+    stored = flagdb.table().get("dark_mode").updated_at
+    assert datetime.fromisoformat(toggled["written_at"]) == stored > utcnow()  # the trigger's, not Rewind's
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/kill", {"flag": ["checkout_v2"], "reason": "errors"})
+    page = plan_page(client, f"as_of={moment}")
+    post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), "reason": "back"})
+    post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"})
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "fresh": True, "search_beta": True}
+    [(_, _, restored)] = audit_rows(flag_app, "flags.restore")
+    assert datetime.fromisoformat(restored["written_at"]) == flagdb.table().get("checkout_v2").updated_at
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert "changed outside Rewind" not in page
+    flagdb.outside_change("search_beta", False, utcnow())  # the application's own change still shows
+    assert client.get("/targets/web/flags").get_data(as_text=True).count("changed outside Rewind") == 1

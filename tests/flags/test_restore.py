@@ -1,0 +1,190 @@
+"""Restore as of a moment through the real app: each flag's state then is what Rewind can prove."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from app.auth.roles import Role
+from app.clock import utcnow
+from app.extensions import db
+from tests.conftest import wait_for
+from tests.flags.conftest import audit_rows, plan_page, seen_of
+from tests.support.apps import post
+
+UNKNOWN = "Changed outside Rewind — state then unknown"
+
+
+def restore(client, moment: str, page: str, **form):
+    return post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), **form})
+
+
+def test_an_outside_change_stamped_before_the_moment_is_how_the_flag_was_then(flag_app, flagdb, as_role):
+    """Rewind turns dark_mode on, the application turns it off (stamped), then the moment: it was off then."""
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline checkpoint
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    flagdb.outside_change("dark_mode", False, utcnow())  # e.g. the application's own circuit breaker
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/checkout_v2/toggle", {"seen": "on"})  # the change to undo
+    page = plan_page(client, f"as_of={moment}")
+    assert json.loads(seen_of(page)) == {"checkout_v2": False} and UNKNOWN not in page
+    restore(client, moment, page, reason="undo")
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
+
+
+def test_the_first_rewind_change_after_the_moment_says_how_the_flag_was_then(flag_app, flagdb, as_role):
+    """A checkpoint has dark_mode off, the application turns it on (stamped), the moment, then Rewind turns it off:
+    its audit row (old on, the row stamped before the moment) is newer evidence than the checkpoint."""
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline checkpoint: dark_mode off
+    flagdb.outside_change("dark_mode", True, utcnow())
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on", "reason": "incident"})
+    page = plan_page(client, f"as_of={moment}")
+    assert json.loads(seen_of(page)) == {"dark_mode": False}
+    restore(client, moment, page)
+    assert flagdb.states()["dark_mode"] is True
+
+
+def test_each_write_audits_the_stamp_it_found_on_the_row(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    flagdb.outside_change("dark_mode", False, datetime(2026, 3, 4, 5, 6, 7, 89))
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    post(client, "/targets/web/flags/kill", {"flag": ["checkout_v2", "dark_mode"], "reason": "errors"})
+    [(_, _, toggled)] = audit_rows(flag_app, "flags.toggle")
+    [(_, _, killed)] = audit_rows(flag_app, "flags.kill")
+    assert toggled["old_at"] == {"dark_mode": "2026-03-04T05:06:07.000089"}
+    assert killed["old_at"] == {"checkout_v2": "2026-01-01T00:00:00.000000", "dark_mode": toggled["written_at"]}
+
+
+def test_a_flag_changed_outside_after_the_moment_is_listed_as_unknown_and_not_written(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline checkpoint
+    moment = utcnow()
+    flagdb.outside_change("dark_mode", True, moment + timedelta(seconds=1))  # after the moment: off or on then?
+    post(client, "/targets/web/flags/checkout_v2/toggle", {"seen": "on"})
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert UNKNOWN in page and "<code>dark_mode</code>: on now, last changed" in page
+    assert json.loads(seen_of(page)) == {"checkout_v2": False}  # dark_mode is not part of the write
+    restore(client, moment.isoformat(), page, reason="undo")
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": True}
+    [(_, outcome, details)] = audit_rows(flag_app, "flags.restore")
+    assert outcome == "ok" and details["unknown"] == ["dark_mode"]
+    assert details["changes"] == [{"flag": "checkout_v2", "old": False, "new": True}]
+
+
+def test_a_rewind_change_that_found_the_row_stamped_after_the_moment_proves_nothing_of_then(flag_app, flagdb, as_role):
+    """The application turned dark_mode on after the moment, then Rewind turned it off: its `old` (on) is how the
+    flag was just before Rewind's write, not at the moment."""
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")
+    moment = utcnow()
+    flagdb.outside_change("dark_mode", True, moment + timedelta(seconds=1))
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"})
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert UNKNOWN in page and "<code>dark_mode</code>: off now" in page and "No flag state differs." in page
+
+
+def test_a_change_made_without_a_stamp_leaves_the_state_then_unknown(flag_app, flagdb, as_role):
+    """The row still carries a stamp older than the baseline, yet is not as the baseline recorded it."""
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline: dark_mode off
+    moment = utcnow().isoformat()
+    flagdb.execute("UPDATE feature_flags SET enabled = %s WHERE name = 'dark_mode'", (True,))  # no stamp
+    page = plan_page(client, f"as_of={moment}")
+    assert UNKNOWN in page and "<code>dark_mode</code>: on now" in page
+    assert json.loads(seen_of(page)) == {} and "3 flag(s)" not in page
+    assert "2 flag(s) are already as they were" in page
+
+
+def test_a_deleted_flag_is_recreated_with_its_description_and_tag(flag_app, flagdb, as_role):
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    client.get("/targets/web/flags")
+    moment = utcnow().isoformat()
+    post(admin, "/targets/web/flags/search_beta/delete", {"seen": "on"})
+    [(_, _, deleted)] = audit_rows(flag_app, "flags.delete")
+    assert deleted["tag"] == "web"
+    page = plan_page(client, f"as_of={moment}")
+    assert 'name="recreate" value="search_beta"' in page
+    restore(client, moment, page, recreate="search_beta")
+    again = flagdb.table(tag="team").get("search_beta")
+    assert (again.enabled, again.description, again.tag) == (True, "The new search", "web")
+
+
+def test_a_baseline_is_found_among_any_number_of_checkpoints_without_flag_states(flag_app, flagdb, as_role):
+    """A target that ran many jobs before its flags table was configured (no flags part), then many whose flags
+    capture failed, a few with something like flag states elsewhere: none counts, however many there are."""
+    from app.checkpoints import store as checkpoints
+    from app.checkpoints.models import Checkpoint
+
+    with flag_app.app_context():
+        for i in range(60):
+            checkpoints.record("web", None, f"old job {i}", {"code": {"commit": "a" * 40, "branch": "main"}})
+    viewer = as_role(Role.VIEWER)
+    for _ in range(3):
+        assert viewer.get("/targets/web/flags").status_code == 200
+    with flag_app.app_context():
+        baselines = db.session.scalars(select(Checkpoint).where(Checkpoint.reason == "flags first seen")).all()
+        assert [cp.captures["flags"]["states"]["dark_mode"] for cp in baselines] == [False]
+        for i in range(60):
+            failed = {"flags": {"error": "the flags table cannot be read"}}
+            if i % 20 == 0:  # reads like flag states to a text search, and is not
+                failed["notes"] = {"flags": {"states": "none kept"}}
+            checkpoints.record("web", None, f"later job {i}", failed)
+    operator = as_role(Role.OPERATOR)
+    assert "— flags first seen</option>" in operator.get("/targets/web/flags").get_data(as_text=True)
+    moment = utcnow().isoformat()
+    post(operator, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    flagdb.execute("UPDATE feature_flags SET enabled = %s WHERE name = 'search_beta'", (False,))  # no stamp
+    page = plan_page(operator, f"as_of={moment}")
+    assert json.loads(seen_of(page)) == {"dark_mode": True}
+    assert "<code>search_beta</code>: off now" in page  # the baseline (on) is what tells it apart
+    with flag_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Checkpoint)) == 121
+
+
+def test_a_flag_changed_outside_after_the_moment_then_deleted_is_listed_and_not_offered(flag_app, flagdb, as_role):
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    client.get("/targets/web/flags")
+    moment = utcnow()
+    flagdb.outside_change("dark_mode", True, moment + timedelta(seconds=1))
+    post(admin, "/targets/web/flags/dark_mode/delete", {"seen": "on"})
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert "<code>dark_mode</code>: deleted since; state then unknown" in page
+    assert 'name="recreate" value="dark_mode"' not in page
+
+
+def test_a_stamp_in_whole_seconds_is_not_taken_as_before_a_moment_within_that_second(flag_app, flagdb, as_role):
+    """A clock that keeps whole seconds stamps a change made just after the moment with the moment's second."""
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")
+    moment = utcnow()
+    flagdb.outside_change("dark_mode", True, moment.replace(microsecond=0))
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert UNKNOWN in page and "<code>dark_mode</code>: on now" in page
+    later = moment.replace(microsecond=0) + timedelta(seconds=1)
+    wait_for(lambda: utcnow() > later)  # a moment in the future is refused
+    page = plan_page(client, f"as_of={later.isoformat()}")
+    assert json.loads(seen_of(page)) == {} and UNKNOWN not in page  # a whole second on, it was on then
+
+
+def test_the_first_change_is_found_after_any_number_of_writes_that_changed_nothing(flag_app, flagdb, as_role):
+    """A shell `set` to the state a flag already has is audited with no changes: those are no record of the flags."""
+    from app.audit.store import Actor
+    from app.flags import store
+    from app.targets import registry
+
+    with flag_app.app_context():
+        target = registry.current().open("web")
+        for _ in range(60):
+            store.toggle(target, "dark_mode", False, seen=None, actor=Actor.system(), via="cli")
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/checkout_v2/toggle", {"seen": "on"})  # Rewind's first record
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    page = plan_page(client, f"as_of={moment}")
+    assert json.loads(seen_of(page)) == {"dark_mode": True}
+    assert len(audit_rows(flag_app, "flags.toggle")) == 62
