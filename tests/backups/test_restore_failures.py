@@ -13,7 +13,6 @@ from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
 from app.jobs.engine import engine
-from app.jobs.events import load_view
 from app.jobs.models import Job
 from tests.backups.controlled import (
     back_to_managed,
@@ -27,6 +26,7 @@ from tests.backups.test_runbooks import app_pid, backup_now, copies, copy_url
 from tests.backups.test_schedule import finish
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import ADMIN, health, log_text, run
+from tests.support.jobs import finished
 from tests.support.targets import write_targets_file
 
 
@@ -132,17 +132,7 @@ def _cancel_once(app, target, reached, runbook: str, **params):
     wait_for(reached.exists, timeout=120)
     with app.app_context():
         service.cancel(db.session.get(Job, job_id), Actor(None, "the on-call engineer"))
-
-    def done():
-        with app.app_context():
-            return db.session.get(Job, job_id).job_state.is_final
-
-    wait_for(done, timeout=120)
-    with app.app_context():
-        job = db.session.get(Job, job_id)
-        view = load_view(job)
-        db.session.expunge(job)
-        return job, view
+    return finished(app, job_id, timeout=120)
 
 
 def test_a_cancel_while_the_app_stops_starts_it_again_on_the_untouched_live_database(app, runner, data_target):

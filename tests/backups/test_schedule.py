@@ -25,6 +25,7 @@ from tests.backups.test_runbooks import backup_now
 from tests.conftest import both_databases, wait_for
 from tests.deployments.test_runbooks import log_text
 from tests.jobs.test_cli import flask_env
+from tests.support.jobs import finished
 from tests.support.server import REPO
 from tests.support.targets import write_targets_file
 from tests.support.threads import all_at_once
@@ -53,15 +54,7 @@ def age_backup(target, name: str, hours: int) -> None:
 
 
 def finish(app, job_id: int) -> Job:
-    def done():
-        with app.app_context():
-            return db.session.get(Job, job_id).job_state.is_final
-
-    wait_for(done, timeout=90)
-    with app.app_context():
-        job = db.session.get(Job, job_id)
-        db.session.expunge(job)
-        return job
+    return finished(app, job_id, timeout=90)[0]
 
 
 def test_a_due_target_gets_one_job_as_the_system_audited_then_retention(app, runner, data_target):

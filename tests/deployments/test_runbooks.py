@@ -13,11 +13,10 @@ from app.checkpoints.models import Checkpoint, KnownGood
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
-from app.jobs.events import load_view
-from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from tests.conftest import wait_for
 from tests.deployments.conftest import write_targets
+from tests.support.jobs import finished
 from tests.support.processes import cmdline, running
 from tests.support.targets import commit, git, write_targets_file
 
@@ -29,17 +28,7 @@ def run(app, name, target="staging", **params):
         book = runbooks.get(name)
         parsed = book.parse_params({k: str(v) for k, v in params.items()}, target)
         job_id = service.enqueue(book, target, parsed, ADMIN).id
-
-    def done():
-        with app.app_context():
-            return db.session.get(Job, job_id).job_state.is_final
-
-    wait_for(done, timeout=60)
-    with app.app_context():
-        job = db.session.get(Job, job_id)
-        view = load_view(job)
-        db.session.expunge(job)
-        return job, view
+    return finished(app, job_id)
 
 
 def health(target) -> tuple[int, dict]:

@@ -13,8 +13,8 @@ from app.jobs import runbook as runbooks
 from app.jobs import service
 from app.jobs.events import load_view
 from app.jobs.models import Job
-from app.statuses import JobState
 from tests.conftest import both_databases, wait_for
+from tests.support.jobs import finished
 
 OPERATOR = Actor(None, "opal")
 
@@ -30,18 +30,6 @@ def job_state(app, job_id):
     with app.app_context():
         job = db.session.get(Job, job_id)
         return job.state
-
-
-def finished(app, job_id):
-    def done():
-        return JobState(job_state(app, job_id)).is_final
-
-    wait_for(done, timeout=30)
-    with app.app_context():
-        job = db.session.get(Job, job_id)
-        view = load_view(job)
-        db.session.expunge(job)
-        return job, view
 
 
 def audit_actions(app, job_id):
