@@ -37,6 +37,15 @@ def _restore_after_a_change(app, target) -> tuple[str, dict]:
     return name, target.snapshot()
 
 
+def _restored(app, target) -> tuple[str, dict, dict]:
+    """A restore done after a change: (its pre-restore copy, the changed rows it holds, live as restored)."""
+    name, changed = _restore_after_a_change(app, target)
+    restored, view = run(app, "restore_backup", target.name, backup=name)
+    assert restored.state == "succeeded", log_text(view)
+    (pre,) = copies(target)
+    return pre, changed, target.snapshot()
+
+
 def test_a_stop_command_that_fails_leaves_live_serving_and_says_so(app, runner, data_target):
     """The app's stop command exits 1 and says nothing: started again, live untouched, the scratch accounted for."""
     use_commands(app, data_target, stop=["/bin/false"])
@@ -57,11 +66,7 @@ def test_a_stop_command_that_fails_leaves_live_serving_and_says_so(app, runner, 
 
 
 def test_an_undo_whose_stop_fails_leaves_the_restored_database_serving_and_the_copy_in_place(app, runner, data_target):
-    name, changed = _restore_after_a_change(app, data_target)
-    restored, view = run(app, "restore_backup", data_target.name, backup=name)
-    assert restored.state == "succeeded", log_text(view)
-    (pre,) = copies(data_target)
-    live = data_target.snapshot()
+    pre, changed, live = _restored(app, data_target)
     use_commands(app, data_target, stop=["/bin/false"])
     try:
         job, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
@@ -179,11 +184,7 @@ def test_a_cancel_while_the_restored_copy_starts_swaps_back_and_starts_on_the_pr
 
 
 def test_a_cancel_while_an_undo_stops_the_app_leaves_the_restored_database_serving(app, runner, data_target):
-    name, changed = _restore_after_a_change(app, data_target)
-    restored, view = run(app, "restore_backup", data_target.name, backup=name)
-    assert restored.state == "succeeded", log_text(view)
-    (pre,) = copies(data_target)
-    live = data_target.snapshot()
+    pre, changed, live = _restored(app, data_target)
     reached = data_target.code.repo.parent / "stopped"
     use_commands(app, data_target, stop=then_hold(data_target, ctl_argv(data_target, "stop"), reached))
     try:
@@ -201,11 +202,8 @@ def test_a_cancel_while_an_undo_stops_the_app_leaves_the_restored_database_servi
 
 def test_an_undo_whose_copy_was_dropped_since_it_was_queued_stops_nothing(app, runner, data_target):
     """The undo's check step finds the pre-restore copy gone before anything is stopped or renamed."""
-    name, _ = _restore_after_a_change(app, data_target)
-    restored, view = run(app, "restore_backup", data_target.name, backup=name)
-    assert restored.state == "succeeded", log_text(view)
-    (pre,) = copies(data_target)
-    live, pid = data_target.snapshot(), app_pid(app, data_target)
+    pre, _, live = _restored(app, data_target)
+    pid = app_pid(app, data_target)
     runner.stop(wait=True)  # queued now, run once the copy is gone
     with app.app_context():
         book = runbooks.get("undo_restore")

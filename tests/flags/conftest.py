@@ -83,6 +83,18 @@ class FlagDb:
         return FlagTable(self.url, "feature_flags", FlagColumns(**columns))
 
 
+def refuse_at_commit(flagdb: FlagDb, events: str) -> None:
+    """A deferred trigger that refuses the commit of any such change (PostgreSQL): the application says no late."""
+    flagdb.execute(
+        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'the application refuses this change'; END $$"
+    )
+    flagdb.execute(
+        f"CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER {events} ON feature_flags "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"
+    )
+
+
 def make_flag_db(kind: str, tmp_path, pg_server=None, create: bool = True) -> FlagDb:
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / f'app-{next(_counter)}.db'}"

@@ -12,7 +12,7 @@ from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
 from tests.conftest import both_databases
-from tests.flags.conftest import HTMX, audit_rows, plan_page, seen_of, targets_toml
+from tests.flags.conftest import HTMX, audit_rows, plan_page, refuse_at_commit, seen_of, targets_toml
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
 
@@ -339,14 +339,7 @@ def test_a_toggle_whose_commit_fails_after_its_audit_row_leaves_only_the_refusal
 
     flagdb = make_flag_db("postgresql", tmp_path, pg_server)
     flagdb.add("dark_mode", False, "Dark colours")
-    flagdb.execute(
-        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'the application refuses this change'; END $$"
-    )
-    flagdb.execute(
-        "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON feature_flags "
-        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"
-    )
+    refuse_at_commit(flagdb, "UPDATE")
     write_targets_file(app, targets_toml(flagdb.url, tmp_path))
     client = as_role(Role.OPERATOR)
     response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
@@ -402,14 +395,7 @@ def test_a_create_or_delete_whose_commit_fails_after_its_audit_row_leaves_only_t
 
     flagdb = make_flag_db("postgresql", tmp_path, pg_server)
     flagdb.add("dark_mode", False, "Dark colours")
-    flagdb.execute(
-        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'the application refuses this change'; END $$"
-    )
-    flagdb.execute(
-        "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT OR DELETE ON feature_flags "
-        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"
-    )
+    refuse_at_commit(flagdb, "INSERT OR DELETE")
     write_targets_file(app, targets_toml(flagdb.url, tmp_path))
     admin = as_role(Role.ADMIN)
     if write == "create":
