@@ -23,12 +23,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.audit.store import Actor, record
+from app.audit.store import Actor
 from app.checkpoints.models import Checkpoint
 from app.clock import utcnow
 from app.extensions import db
 from app.flags import history
-from app.flags.store import BadFlagInput, _refused, clean_reason, old_stamps, table_of
+from app.flags.store import BadFlagInput, _refused, clean_reason, old_stamps, record_batch, table_of
 from app.targets.errors import TargetError
 from app.targets.flags import Change, Flag
 from app.targets.target import Target
@@ -400,20 +400,16 @@ def apply(
     recorded = []
 
     def audit(changes: list[Change], stamp: datetime) -> None:
-        recorded.append(
-            record(
-                "flags.restore",
-                target=target.name,
-                actor=actor,
-                details={
-                    **details,
-                    "changes": [c.as_dict() for c in changes],
-                    "created_since": the_plan.created_since,
-                    "deleted_since": [f.name for f in the_plan.deleted_since],
-                    "unknown": sorted([f.name for f in the_plan.unknown] + the_plan.unknown_gone),
-                    "written_at": stamp.isoformat(timespec="microseconds"),
-                    "old_at": old_stamps(changes),
-                },
+        shared = {**details, "written_at": stamp.isoformat(timespec="microseconds")}
+        lists = {
+            "changes": [c.as_dict() for c in changes],
+            "created_since": the_plan.created_since,
+            "deleted_since": [f.name for f in the_plan.deleted_since],
+            "unknown": sorted([f.name for f in the_plan.unknown] + the_plan.unknown_gone),
+        }
+        recorded.extend(
+            record_batch(
+                "flags.restore", target=target, actor=actor, shared=shared, lists=lists, old_at=old_stamps(changes)
             )
         )
 

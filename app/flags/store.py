@@ -10,10 +10,12 @@ the same rules.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 
-from app.audit.store import Actor, record, record_and_commit
+from app.audit.models import AuditEvent
+from app.audit.store import MAX_DETAILS_CHARS, Actor, record, record_and_commit
 from app.extensions import db
 from app.flags import history
 from app.statuses import Outcome
@@ -110,6 +112,38 @@ def old_stamps(changes: Iterable[Change]) -> dict[str, str]:
     }
 
 
+def record_batch(
+    action: str, *, target: Target, actor: Actor, shared: dict, lists: dict[str, list], old_at: dict[str, str]
+) -> list[AuditEvent]:
+    """Audit a write of many flags in as many rows as it takes to keep every flag's change whole.
+
+    record() cuts details past MAX_DETAILS_CHARS to a summary, and a kill or restore of a thousand flags is far
+    past it: cut, the history would lose those changes, and a restore as of an earlier moment could not tell
+    them from changes made outside Rewind. So the lists go into rows filled up to a budget, each row with the
+    shared details, its flags' `old_at`, and "part": "i of n" when there is more than one."""
+    budget = MAX_DETAILS_CHARS - len(json.dumps(shared)) - 512  # room for the keys and "part"
+    rows: list[dict[str, list]] = [{key: [] for key in lists}]
+    used = 0
+    for key, items in lists.items():
+        for item in items:
+            size = len(json.dumps(item)) + 2
+            stamp = old_at.get(item["flag"]) if isinstance(item, dict) else None
+            size += len(json.dumps(stamp)) + len(item["flag"]) + 6 if stamp else 0
+            if used + size > budget and any(rows[-1].values()):
+                rows.append({k: [] for k in lists})
+                used = 0
+            rows[-1][key].append(item)
+            used += size
+    events = []
+    for number, part in enumerate(rows, start=1):
+        flags = {c["flag"] for c in part.get("changes", ())}
+        details = {**shared, **part, "old_at": {k: v for k, v in old_at.items() if k in flags}}
+        if len(rows) > 1:
+            details["part"] = f"{number} of {len(rows)}"
+        events.append(record(action, target=target.name, actor=actor, details=details))
+    return events
+
+
 def toggle(
     target: Target,
     name: str,
@@ -167,18 +201,15 @@ def kill(
     recorded = []
 
     def audit(changes: list[Change], stamp: datetime) -> None:
-        recorded.append(
-            record(
-                "flags.kill",
-                target=target.name,
-                actor=actor,
-                details={
-                    **details,
-                    "changes": [c.as_dict() for c in changes if c.changed],
-                    "already_off": [c.name for c in changes if not c.changed],
-                    "written_at": _stamp(stamp),
-                    "old_at": old_stamps(changes),
-                },
+        shared = {key: details[key] for key in ("tag", "reason", "via")} | {"written_at": _stamp(stamp)}
+        lists = {
+            "changes": [c.as_dict() for c in changes if c.changed],
+            "already_off": [c.name for c in changes if not c.changed],
+            "flags": details["flags"] or [],
+        }
+        recorded.extend(
+            record_batch(
+                "flags.kill", target=target, actor=actor, shared=shared, lists=lists, old_at=old_stamps(changes)
             )
         )
 

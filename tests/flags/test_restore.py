@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
+from app.flags import history
 from tests.conftest import wait_for
 from tests.flags.conftest import audit_rows, plan_page, seen_of
 from tests.support.apps import post
@@ -188,3 +189,35 @@ def test_the_first_change_is_found_after_any_number_of_writes_that_changed_nothi
     page = plan_page(client, f"as_of={moment}")
     assert json.loads(seen_of(page)) == {"dark_mode": True}
     assert len(audit_rows(flag_app, "flags.toggle")) == 62
+
+
+def test_a_kill_and_a_restore_of_hundreds_of_flags_are_audited_whole_and_put_back(flag_app, flagdb, as_role):
+    """Each audit row is kept under the size past which details are cut: a write of 300 flags takes several rows,
+    every change is in one of them, and a restore as of a moment before the kill puts all 300 back."""
+    names = [f"bulk_flag_with_a_long_name_{i:04d}" for i in range(300)]
+    for name in names:
+        flagdb.add(name, True, "one of many")
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline checkpoint
+    moment = utcnow().isoformat()
+    assert post(client, "/targets/web/flags/kill", {"flag": names, "reason": "load shedding"}).status_code == 303
+    killed = [details for _, outcome, details in audit_rows(flag_app, "flags.kill") if outcome == "ok"]
+    assert len(killed) > 1 and [d["part"] for d in killed] == [
+        f"{i} of {len(killed)}" for i in range(1, 1 + len(killed))
+    ]
+    assert not any(d.get("details_cut") for d in killed)
+    assert sorted(c["flag"] for d in killed for c in d["changes"]) == names
+    assert sorted(name for d in killed for name in d["old_at"]) == names
+    assert all(d["reason"] == "load shedding" for d in killed)
+
+    page = plan_page(client, f"as_of={moment}")
+    assert UNKNOWN not in page and json.loads(seen_of(page)) == dict.fromkeys(names, False)
+    assert restore(client, moment, page, reason="back").status_code == 303
+    assert all(flagdb.states()[name] for name in names)
+    restored = [details for _, outcome, details in audit_rows(flag_app, "flags.restore") if outcome == "ok"]
+    assert len(restored) > 1 and sorted(c["flag"] for d in restored for c in d["changes"]) == names
+    with flag_app.app_context():
+        assert [event.verb for event, _ in history.of_flag("web", "bulk_flag_with_a_long_name_0123")] == [
+            "restore",
+            "kill",
+        ]
