@@ -6,6 +6,7 @@ audit row commit together or not at all.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 from collections.abc import Callable, Iterator
@@ -88,26 +89,35 @@ def job_of(details: dict | None) -> int | None:
     return job_id if isinstance(job_id, int) and not isinstance(job_id, bool) else None
 
 
-def record(
+@dataclass
+class Reserved:
+    """An event whose place in the chain is taken (the head row is locked until the transaction ends) but whose
+    row is not written yet: a writer that must commit something else first takes its place while that something
+    is still locked, so rows keep the order of the writes, and writes the row after (see `write_and_commit`)."""
+
+    event: AuditEvent
+    row: dict
+
+
+def reserve(
     action: str,
     *,
     outcome: Outcome = Outcome.OK,
     target: str | None = None,
     details: dict | None = None,
     actor: Actor | None = None,
-) -> AuditEvent:
-    """Append one event to the chain inside the current transaction; the caller commits."""
+) -> Reserved:
+    """Take the next place in the chain and build the event for it, inside the current transaction."""
     actor = actor or _current_actor()
     text = chain.canonical_details(details)
     if len(text) > MAX_DETAILS_CHARS:
         text = chain.canonical_details(shrink_details(details, len(text)))
-    session = db.session
+    user_agent = request.user_agent.string[:256] if has_request_context() else None
+    address = client_address()
     # Taking the head row's write lock first keeps concurrent writers from forking the chain; the same statement
     # reads the new id and the previous hash, one round trip fewer while the lock is held. The head row is never
     # loaded as an object, so plain statements on the session's connection (no ORM bookkeeping) do.
-    head_row = session.connection()
-    new_id, prev_hash = head_row.execute(_TAKE_HEAD).one()
-    user_agent = request.user_agent.string[:256] if has_request_context() else None
+    new_id, prev_hash = db.session.connection().execute(_TAKE_HEAD).one()
     event = AuditEvent(
         id=new_id,
         ts=utcnow(),
@@ -117,24 +127,62 @@ def record(
         target=target[:128] if target else target,
         details=text,
         outcome=str(Outcome(outcome)),
-        address=client_address(),
+        address=address,
         user_agent=user_agent or None,
         prev_hash=prev_hash,
     )
     event.job_id = job_of(details)
     event.hash = chain.row_hash(_key(), event.chain_values())
-    # Written with plain statements too (no unit-of-work flush for a row that is only ever inserted); on
-    # PostgreSQL the insert and the head's move are one statement, one round trip while the lock is held.
-    row = {f"row_{name}": getattr(event, name) for name in _EVENT_COLUMNS}
-    if head_row.dialect.name == "postgresql":
-        head_row.execute(_INSERT_MOVING_HEAD, {**row, "hash": event.hash})
-    else:
-        head_row.execute(_INSERT, row)
-        head_row.execute(_MOVE_HEAD, {"hash": event.hash})
-    # The row exists (in this transaction): the object says so, with every column loaded, but stays out of the
-    # session, so a rollback cannot leave the session holding an id the next writer is handed again.
+    # The row will exist (in this transaction): the object says so, with every column loaded, but stays out of
+    # the session, so a rollback cannot leave the session holding an id the next writer is handed again.
     make_transient_to_detached(event)
-    return event
+    return Reserved(event, {f"row_{name}": getattr(event, name) for name in _EVENT_COLUMNS})
+
+
+def write(reserved: Reserved) -> AuditEvent:
+    """Add the reserved row to the current transaction and move the head to it; the caller commits."""
+    conn = db.session.connection()
+    if conn.dialect.name == "postgresql":
+        # The insert and the head's move are one statement: one round trip while the lock is held.
+        conn.execute(_INSERT_MOVING_HEAD, {**reserved.row, "hash": reserved.event.hash})
+    else:
+        conn.execute(_INSERT, reserved.row)
+        conn.execute(_MOVE_HEAD, {"hash": reserved.event.hash})
+    return reserved.event
+
+
+def write_and_commit(reserved: Reserved) -> AuditEvent:
+    """Write the reserved row and commit, releasing the head lock as soon as the row is in.
+
+    On PostgreSQL the insert and the COMMIT go in one round trip (psycopg's pipeline): every writer in every
+    process waits for this lock, so each round trip it holds is paid by all of them. Anything else the session
+    holds is flushed first, so it still commits with the row."""
+    conn = db.session.connection()
+    if conn.dialect.name != "postgresql":
+        write(reserved)
+        db.session.commit()
+        return reserved.event
+    db.session.flush()
+    insert = _pg_insert(conn.dialect)
+    params = insert.construct_params({**reserved.row, "hash": reserved.event.hash})
+    driver = conn.connection.driver_connection
+    with driver.pipeline():
+        driver.execute(str(insert), params)
+        driver.commit()
+    db.session.commit()  # ends the session's transaction; the server's is already committed (no round trip)
+    return reserved.event
+
+
+def record(
+    action: str,
+    *,
+    outcome: Outcome = Outcome.OK,
+    target: str | None = None,
+    details: dict | None = None,
+    actor: Actor | None = None,
+) -> AuditEvent:
+    """Append one event to the chain inside the current transaction; the caller commits."""
+    return write(reserve(action, outcome=outcome, target=target, details=details, actor=actor))
 
 
 _HEAD = AuditHead.__table__
@@ -149,6 +197,12 @@ _EVENT = AuditEvent.__table__
 _EVENT_COLUMNS = tuple(c.name for c in _EVENT.columns)
 _INSERT = _EVENT.insert().values({c.name: bindparam(f"row_{c.name}", type_=c.type) for c in _EVENT.columns})
 _INSERT_MOVING_HEAD = _INSERT.add_cte(_MOVE_HEAD.cte("moved_head"))
+
+
+@functools.cache
+def _pg_insert(dialect):
+    """The insert compiled for the driver itself, for the pipeline (once per dialect)."""
+    return _INSERT_MOVING_HEAD.compile(dialect=dialect)
 
 
 def job_rows(job_id: int, limit: int = 100) -> list[AuditEvent]:
@@ -173,9 +227,7 @@ def _details(row: AuditEvent) -> dict:
 
 def record_and_commit(action: str, **kwargs) -> AuditEvent:
     """For events that stand alone (a refusal, a failed sign-in): nothing else to commit with."""
-    event = record(action, **kwargs)
-    db.session.commit()
-    return event
+    return write_and_commit(reserve(action, **kwargs))
 
 
 def _key() -> bytes:

@@ -4,7 +4,10 @@ A flag change is one short transaction in the application's database, so it
 is written at once rather than queued as a job; its audit row, naming what
 was actually written, is added while the rows are still locked (so writes of
 one flag are audited in the order they were made) and committed right after
-the flag's commit. Views and the CLI both come through here, so both follow
+the flag's commit. A toggle only takes its row's place in the chain while
+the flag is locked and writes the row after the flag's commit, in the same
+round trip as the audit commit: the chain's head lock, which every writer
+waits for, is then held one round trip less. Views and the CLI both come through here, so both follow
 the same rules.
 """
 
@@ -15,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from app.audit.models import AuditEvent
-from app.audit.store import MAX_DETAILS_CHARS, Actor, record, record_and_commit
+from app.audit.store import MAX_DETAILS_CHARS, Actor, Reserved, record, record_and_commit, reserve, write_and_commit
 from app.extensions import db
 from app.flags import history
 from app.statuses import Outcome
@@ -159,31 +162,34 @@ def toggle(
     Returns the change (with the row as written) and its audit row.
     """
     details = {"flag": name, "new": enabled, "seen": seen, "reason": reason, "via": via}
-    recorded = []
+    reserved: list[Reserved] = []
 
     def audit(change: Change, stamp: datetime) -> None:
-        event = record(
-            "flags.toggle",
-            target=target.name,
-            actor=actor,
-            details={
-                **details,
-                "old": change.old,
-                "changes": [change.as_dict()] if change.changed else [],
-                "written_at": _stamp(stamp) if change.changed else None,
-                "old_at": old_stamps([change]),
-            },
+        # The row's place in the chain is taken while the flag is locked, so one flag's writes are audited in
+        # the order they were made; the row itself is written after the flag's commit (write_and_commit).
+        reserved.append(
+            reserve(
+                "flags.toggle",
+                target=target.name,
+                actor=actor,
+                details={
+                    **details,
+                    "old": change.old,
+                    "changes": [change.as_dict()] if change.changed else [],
+                    "written_at": _stamp(stamp) if change.changed else None,
+                    "old_at": old_stamps([change]),
+                },
+            )
         )
-        recorded.append(history.event_of(event))  # what the answering row shows as the last change
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
         change, _ = table_of(target).set(name, enabled, seen=seen, before_commit=audit)
     except TargetError as exc:
-        _refused("flags.toggle", target, actor, exc, details, written=bool(recorded))
+        _refused("flags.toggle", target, actor, exc, details, written=bool(reserved))
         raise
-    db.session.commit()
-    return change, recorded[0]
+    event = write_and_commit(reserved[0])
+    return change, history.event_of(event)  # what the answering row shows as the last change
 
 
 def kill(

@@ -310,3 +310,47 @@ def test_a_rolled_back_row_leaves_its_id_to_the_next_writer_in_the_same_session(
         assert actions[-2:] == ["test.kept", "test.after"]
     verdict = run_verify(app)
     assert verdict.intact
+
+
+@both_databases
+def test_writers_that_reserve_first_and_write_last_never_fork_the_chain(app):
+    """A flag toggle takes its place while its flag is locked and writes its row after the flag's commit."""
+    threads, per_thread = 6, 100
+
+    def writer(n: int) -> None:
+        with app.app_context():
+            for i in range(per_thread):
+                reserved = store.reserve("test.reserved", details={"thread": n, "i": i})
+                store.write_and_commit(reserved)
+            db.session.remove()
+
+    errors = all_at_once(writer, threads, timeout=300)
+    assert not errors, errors
+    verdict = run_verify(app)
+    assert verdict.intact, verdict.problem
+    assert verdict.checked == threads * per_thread
+    with app.app_context():
+        assert store.recorded_head().id == threads * per_thread
+
+
+@both_databases
+def test_write_and_commit_commits_what_else_the_session_holds_with_the_row(app):
+    from app.auth.models import User
+    from app.auth.roles import Role
+
+    with app.app_context():
+        db.session.add(User(name="kept-with-row", role_value=int(Role.VIEWER), password_hash="x"))
+        event = store.write_and_commit(store.reserve("test.with_user", details={"user": "kept-with-row"}))
+        db.session.remove()
+        assert db.session.query(User).filter_by(name="kept-with-row").count() == 1
+        assert db.session.get(AuditEvent, event.id).action == "test.with_user"
+
+
+@both_databases
+def test_a_reserved_place_given_up_goes_to_the_next_writer(app):
+    with app.app_context():
+        store.reserve("test.never_written")
+        db.session.rollback()
+        event = store.record_and_commit("test.next")
+        assert event.id == 1
+    assert run_verify(app).intact
