@@ -25,7 +25,7 @@ from app.backups.catalog import Backup, now_utc, sync_dir
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.targets.command import Sink, Stage, run_pipeline
-from app.targets.dbadmin import MAX_IDENTIFIER, Postgres, Sqlite, check_identifier
+from app.targets.dbadmin import MAX_IDENTIFIER, Postgres, Sqlite, Survey, check_identifier
 from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
@@ -295,17 +295,16 @@ class Comparison:
         return lines
 
 
-def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
-    """Live and restored read at once, after the fill: counted beside a running restore, the live side
-    took the cores pg_restore needed (measured: the fill 0.2 s slower at 200 MB), and read last it is
-    closest to what the swap will roll back."""
+def compare(setup: BackupSetup, backup: Backup, scratch: str, *, live: Survey | None = None) -> Comparison:
+    """The restored copy read, beside the live side as `live` found it (the restore's check step reads it while
+    the checks run); without it, live and restored are read at once."""
     db = setup.database
     tables = setup.key_tables
     where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
     with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
-        live_reading = pool.submit(db.survey, tables, backup.time)
+        live_reading = pool.submit(db.survey, tables, backup.time) if live is None else None
         restored = db.survey(tables, None, where)
-        live = live_reading.result()
+        live = live or live_reading.result()
     return Comparison(
         live=live.counts,
         restored=restored.counts,
