@@ -488,9 +488,12 @@ register(
         name="verify_backup",
         title="Verify a backup",
         description="Encrypted to the recipients, checksum, decrypts and reads to its end; a restore test also "
-        "restores it into a scratch copy, counts the key tables and drops the copy. The live database is not touched.",
+        "restores it into a scratch copy, counts the key tables and drops the copy. The live database is not touched. "
+        "A restore test holds the target as a change does: never beside a restore's stop and swap.",
         role=Role.OPERATOR,
         mutates=False,
+        # Beside a restore's swap it would read a live database being renamed, fail, and mark a good backup failed.
+        holds_target_if=lambda params: params.get("level") == "restore-test",
         params=(
             BACKUP,
             Param("level", "Level", choices=("quick", "restore-test"), default="quick", required=False),
