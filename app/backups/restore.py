@@ -174,6 +174,7 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
         owner = check_owner(db)
+        config = db.check_settings(db.name)
         db.create(scratch, like=db.name)  # fails if the name is taken: never drop a database this call did not make
         try:
             env = db.url.tool_env(setup.target.command_env())
@@ -212,6 +213,10 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                 )
             if not result.ok:
                 raise _failed(result, f"the restore into {scratch} failed")
+            # A dump without --create carries none of the database's own settings (search_path, timeouts, for
+            # every role or one): given now, once filled, so none of them (a statement_timeout, a read-only
+            # default) can stand in the fill's way; after the swap they are live's as before.
+            db.copy_settings(config, scratch)
         except BaseException:
             db.drop(scratch)
             raise
@@ -246,6 +251,23 @@ def check_owner(db: Postgres) -> str:
             fix=f"GRANT {shape.owner} TO {shape.user}; or put {shape.owner}'s login in database.url",
         )
     return shape.owner
+
+
+def check_copyable(setup: BackupSetup) -> str | None:
+    """RestoreFailed (or the adapter's SettingRefused) unless a copy of the live database can be made
+    to be what it is: its owner's, with its settings and privileges. In words, what the copy will get."""
+    db = setup.database
+    if not isinstance(db, Postgres):
+        return None
+    owner = check_owner(db)
+    config = db.check_settings(db.name)
+    kept = [f"owned by {owner}"]
+    if config.settings:
+        names = ", ".join(sorted({s.name for s in config.settings}))
+        kept.append(f"{len(config.settings)} setting(s) of {db.name} ({names})")
+    if config.acl is not None:
+        kept.append(f"its privileges ({len(config.acl)} grant(s))")
+    return "the copy will be " + kept[0] + (", with " + " and ".join(kept[1:]) if kept[1:] else "")
 
 
 def _failed(result, what: str) -> RestoreFailed:

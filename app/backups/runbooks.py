@@ -20,6 +20,7 @@ from app.backups.catalog import now_utc
 from app.backups.restore import (
     Copy,
     SwapHalfDone,
+    check_copyable,
     check_matches,
     check_space,
     compare,
@@ -166,6 +167,8 @@ def check_restore(ctx: JobContext) -> None:
             check_matches(setup, backup)
             quick_verify(setup, backup, ctx)
         ctx.log(check_space(setup, backup))
+        if copyable := check_copyable(setup):
+            ctx.log(f"  ✓ {copyable}")
         _name_copies(ctx, setup, ("restore", "pre_restore"))
     ctx.progress(1.0, "backup checked")
 
