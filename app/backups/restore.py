@@ -168,13 +168,17 @@ def _mb(size: int) -> str:
 # --- the scratch copy ----------------------------------------------------------------------
 
 
-def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink) -> None:
-    """Fill a new scratch database from the backup; a failure drops it again (it is ours alone)."""
+def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink, *, settings: bool = True) -> None:
+    """Fill a new scratch database from the backup; a failure drops it again (it is ours alone).
+
+    `settings`: give it the live database's own settings too (the copy a swap puts in live's place needs them;
+    a restore test's copy, dropped at its end, does not, and must not fail a good backup for want of them).
+    """
     db = setup.database
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
         owner = check_owner(db)
-        config = db.check_settings(db.name)
+        config = db.check_settings(db.name) if settings else None
         db.create(scratch, like=db.name)  # fails if the name is taken: never drop a database this call did not make
         try:
             env = db.url.tool_env(setup.target.command_env())
@@ -216,7 +220,8 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
             # A dump without --create carries none of the database's own settings (search_path, timeouts, for
             # every role or one): given now, once filled, so none of them (a statement_timeout, a read-only
             # default) can stand in the fill's way; after the swap they are live's as before.
-            db.copy_settings(config, scratch)
+            if config is not None:
+                db.copy_settings(config, scratch)
         except BaseException:
             db.drop(scratch)
             raise
@@ -343,7 +348,7 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
     check_matches(setup, backup)
     check_space(setup, backup)
     scratch = copy_name(setup, "test", stamp())
-    restore_scratch(setup, backup, scratch, sink)
+    restore_scratch(setup, backup, scratch, sink, settings=False)
     try:
         db = setup.database
         where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)

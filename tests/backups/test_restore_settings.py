@@ -111,6 +111,11 @@ def test_a_setting_rewind_may_not_copy_is_refused_in_the_check_step_before_anyth
     assert copies(data_target) == [] and data_target.snapshot() == before
     assert _config(data_target, live)[0] == [(other, "statement_timeout=1min")]  # the dry run changed nothing
 
+    # a restore test's copy is dropped at its end: it does not need the settings, and the backup stays good
+    tested, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    assert tested.state == "succeeded", (tested.result, log_text(view))
+    assert copies(data_target) == []
+
 
 @pytest.mark.parametrize(
     ("stored", "names"),
