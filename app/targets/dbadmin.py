@@ -243,6 +243,10 @@ class DatabaseConfig:
     acl: tuple[Grant, ...] | None  # None: never granted or revoked, the default (PUBLIC may connect)
 
 
+class SpaceUnknown(DatabaseError):
+    """The free space of the server's data directory cannot be read from here (a remote server, no permission)."""
+
+
 class SettingRefused(DatabaseError):
     """Rewind's database user may not give a copy one of the live database's settings."""
 
@@ -345,18 +349,24 @@ class Postgres:
     def size(self, name: str | None = None) -> int:
         return int(self._one("SELECT pg_database_size(%s)", (name or self.name,), dbname="postgres") or 0)
 
-    def data_directory_free(self) -> int | None:
-        """Free bytes where the server keeps its data, when the server is on this host and says where; else None."""
+    def data_directory_free(self) -> int:
+        """Free bytes where the server keeps its data; SpaceUnknown says why they cannot be read from here."""
         if self.url.host not in ("localhost", "127.0.0.1", "::1") and not self.url.host.startswith("/"):
-            return None
+            raise SpaceUnknown(f"the server is on {self.url.host}, not on this host: its disks are not seen from here")
         try:
             folder = self._one("SELECT current_setting('data_directory')", dbname="postgres")
-        except DatabaseError:
-            return None  # needs pg_read_all_settings; without it there is nothing to measure
+        except DatabaseError as exc:
+            raise SpaceUnknown(
+                f"the server does not tell {self.url.user} where its data directory is ({exc.message})",
+                fix=f"GRANT pg_read_all_settings TO {self.url.user}",
+            ) from None
         try:
             return shutil.disk_usage(folder).free
-        except OSError:
-            return None
+        except OSError as exc:
+            raise SpaceUnknown(
+                f"its data directory {folder} cannot be read from here: {exc.strerror or exc}",
+                fix="run Rewind as a user that may read the server's data directory",
+            ) from None
 
     def create(self, name: str, like: str | None = None) -> None:
         """A new empty database; `like` names one whose owner, encoding, locale and privileges it takes (a
