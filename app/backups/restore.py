@@ -25,7 +25,7 @@ from app.backups.catalog import Backup, now_utc, sync_dir
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.targets.command import Sink, Stage, run_pipeline
-from app.targets.dbadmin import MAX_IDENTIFIER, Postgres, Sqlite, Survey, check_identifier
+from app.targets.dbadmin import MAX_IDENTIFIER, Postgres, SpaceUnknown, Sqlite, Survey, check_identifier
 from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
@@ -145,13 +145,19 @@ def check_space(setup: BackupSetup, backup: Backup) -> str:
     db = setup.database
     needed = int(backup.manifest.get("source_size") or 0) or db.size() or backup.size * 4
     if isinstance(db, Postgres):
-        free = db.data_directory_free()
         where = f"the data directory of {db.url.where()}"
+        try:
+            free = db.data_directory_free()
+        except SpaceUnknown as exc:
+            # Not refused: a restore onto a remote server must still work. But said, with the way to have it checked.
+            how = f"; to have it checked: {exc.fix}" if exc.fix else ""
+            return (
+                f"  ! the free space on {where} could not be read: {exc.message}; the restore goes on without "
+                f"the space check (the copy needs about {_mb(needed)}{how})"
+            )
     else:
         free = shutil.disk_usage(db.path.parent).free
         where = str(db.path.parent)
-    if free is None:
-        return f"free space on {where} cannot be read from here: not checked (the copy needs about {_mb(needed)})"
     if free < needed + setup.reserve_bytes:
         raise RestoreFailed(
             f"not enough disk space for the scratch copy: it needs about {_mb(needed)} plus the "
@@ -168,12 +174,17 @@ def _mb(size: int) -> str:
 # --- the scratch copy ----------------------------------------------------------------------
 
 
-def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink) -> None:
-    """Fill a new scratch database from the backup; a failure drops it again (it is ours alone)."""
+def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink, *, settings: bool = True) -> None:
+    """Fill a new scratch database from the backup; a failure drops it again (it is ours alone).
+
+    `settings`: give it the live database's own settings too (the copy a swap puts in live's place needs them;
+    a restore test's copy, dropped at its end, does not, and must not fail a good backup for want of them).
+    """
     db = setup.database
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
         owner = check_owner(db)
+        config = db.check_settings(db.name) if settings else None
         db.create(scratch, like=db.name)  # fails if the name is taken: never drop a database this call did not make
         try:
             env = db.url.tool_env(setup.target.command_env())
@@ -212,6 +223,11 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                 )
             if not result.ok:
                 raise _failed(result, f"the restore into {scratch} failed")
+            # A dump without --create carries none of the database's own settings (search_path, timeouts, for
+            # every role or one): given now, once filled, so none of them (a statement_timeout, a read-only
+            # default) can stand in the fill's way; after the swap they are live's as before.
+            if config is not None:
+                db.copy_settings(config, scratch)
         except BaseException:
             db.drop(scratch)
             raise
@@ -246,6 +262,23 @@ def check_owner(db: Postgres) -> str:
             fix=f"GRANT {shape.owner} TO {shape.user}; or put {shape.owner}'s login in database.url",
         )
     return shape.owner
+
+
+def check_copyable(setup: BackupSetup) -> str | None:
+    """RestoreFailed (or the adapter's SettingRefused) unless a copy of the live database can be made
+    to be what it is: its owner's, with its settings and privileges. In words, what the copy will get."""
+    db = setup.database
+    if not isinstance(db, Postgres):
+        return None
+    owner = check_owner(db)
+    config = db.check_settings(db.name)
+    kept = [f"owned by {owner}"]
+    if config.settings:
+        names = ", ".join(sorted({s.name for s in config.settings}))
+        kept.append(f"{len(config.settings)} setting(s) of {db.name} ({names})")
+    if config.acl is not None:
+        kept.append(f"its privileges ({len(config.acl)} grant(s))")
+    return "the copy will be " + kept[0] + (", with " + " and ".join(kept[1:]) if kept[1:] else "")
 
 
 def _failed(result, what: str) -> RestoreFailed:
@@ -318,9 +351,9 @@ def compare(setup: BackupSetup, backup: Backup, scratch: str, *, live: Survey | 
 def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
     """Restore into a scratch copy, count the key tables, read the revision, drop the copy: does it really restore?"""
     check_matches(setup, backup)
-    check_space(setup, backup)
+    sink.line("out", check_space(setup, backup))
     scratch = copy_name(setup, "test", stamp())
-    restore_scratch(setup, backup, scratch, sink)
+    restore_scratch(setup, backup, scratch, sink, settings=False)
     try:
         db = setup.database
         where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)

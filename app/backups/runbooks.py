@@ -20,6 +20,7 @@ from app.backups.catalog import now_utc
 from app.backups.restore import (
     Copy,
     SwapHalfDone,
+    check_copyable,
     check_matches,
     check_space,
     compare,
@@ -170,6 +171,8 @@ def check_restore(ctx: JobContext) -> None:
             check_matches(setup, backup)
             quick_verify(setup, backup, ctx)
         ctx.log(check_space(setup, backup))
+        if copyable := check_copyable(setup):
+            ctx.log(f"  ✓ {copyable}")
         _name_copies(ctx, setup, ("restore", "pre_restore"))
         ctx.state["live"] = live.result()
         ctx.log(f"  ✓ the live key tables counted at {now_utc():%H:%M:%S} UTC, while {ctx.target} serves")
@@ -493,9 +496,12 @@ register(
         name="verify_backup",
         title="Verify a backup",
         description="Encrypted to the recipients, checksum, decrypts and reads to its end; a restore test also "
-        "restores it into a scratch copy, counts the key tables and drops the copy. The live database is not touched.",
+        "restores it into a scratch copy, counts the key tables and drops the copy. The live database is not touched. "
+        "A restore test holds the target as a change does: never beside a restore's stop and swap.",
         role=Role.OPERATOR,
         mutates=False,
+        # Beside a restore's swap it would read a live database being renamed, fail, and mark a good backup failed.
+        holds_target_if=lambda params: params.get("level") == "restore-test",
         params=(
             BACKUP,
             Param("level", "Level", choices=("quick", "restore-test"), default="quick", required=False),

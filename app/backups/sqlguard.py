@@ -22,6 +22,14 @@ are held until its end is seen and checked, so psql never gets part of a
 refused one (COPY data streams through without being held). A refusal ends
 the filter with status 3 and one line on stderr naming the line and the cause.
 
+One change is made: pg_dump wraps large objects in its own `BEGIN;` …
+`COMMIT;` (each alone on its line), and psql fills the scratch with
+--single-transaction, so that COMMIT would end psql's one transaction early and
+everything after it (the indexes, constraints, and whatever a crafted file
+adds) would run outside one. Those two lines pass as comments, so the large
+objects are written inside psql's transaction like the rest; any other
+transaction statement is refused.
+
 It runs as its own pipeline stage (`python -I sqlguard.py`, standard library
 only), so the stream never passes through Rewind's process.
 """
@@ -38,6 +46,7 @@ PATH = Path(__file__)
 REFUSED = 3
 END_OF_DATA = (b"\\.\n", b"\\.\r\n")  # exactly what psql takes as the end of COPY data
 OWN_META = re.compile(rb"\s*\\(?:restrict|unrestrict) [A-Za-z0-9]+\s*")
+OWN_TRANSACTION_LINES = (b"BEGIN;", b"COMMIT;")  # pg_dump's around large objects, each alone on its line
 WORDS_KEPT = 16  # top-level words of a statement kept for its check
 HELD_MAX = 256 << 20  # a statement is held until its end; pg_dump's are small (data goes in COPY)
 
@@ -141,6 +150,7 @@ class Lexer:
         self.tag = b""  # the open dollar quote's delimiter
         self.comment_depth = 0
         self.own_transaction = False  # the dump's own BEGIN (pg_dump wraps large objects in one)
+        self.transaction_statement = False  # the statement just checked was the dump's BEGIN or COMMIT
         self.held: list[bytes] = []  # the open statement's lines, passed on once it is seen whole
         self.held_size = 0
         self._new_statement()
@@ -158,7 +168,13 @@ class Lexer:
 
     def feed(self, number: int, line: bytes) -> None:
         """One line of SQL (COPY data is the caller's: it only looks for the line that ends it)."""
+        alone = not self.held  # no statement open before this line
         copy_follows = self._scan(number, line)
+        if self.transaction_statement:
+            self.transaction_statement = False
+            if not (alone and not self.started and line.strip().upper() in OWN_TRANSACTION_LINES):
+                self._refuse(number, "a transaction statement not as pg_dump writes it (BEGIN; or COMMIT; alone)", line)
+            line = b"-- " + line  # psql's one transaction holds the large objects: see the module's docstring
         self.held.append(line)
         if not self.started and self.mode in (NORMAL, BLOCK):
             self.sink.write(b"".join(self.held))
@@ -175,6 +191,8 @@ class Lexer:
         """The end of the stream: psql sends whatever statement is still open."""
         if self.started:
             self._check(self.words)
+            if self.transaction_statement:  # one without its `;`: not as pg_dump writes it
+                self._refuse(self.started, "a transaction statement not as pg_dump writes it", self.first_line)
         self.sink.write(b"".join(self.held))
         self.held.clear()
 
@@ -189,8 +207,12 @@ class Lexer:
             if not self.own_transaction:
                 why = "a transaction end (the restore runs as one transaction)"
             self.own_transaction = False
+            self.transaction_statement = True
         elif why is None and (first == b"begin" or (first == b"start" and second == b"transaction")):
+            if self.own_transaction:
+                why = "a transaction begun inside another (pg_dump opens one at a time)"
             self.own_transaction = True
+            self.transaction_statement = True
         if why is not None:
             raise Refusal(self.started, why, self.first_line)
 

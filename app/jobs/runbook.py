@@ -123,6 +123,13 @@ class Runbook:
     # Runs once with the parsed params before queueing: cross-field checks.
     check: Callable[[dict, str | None], None] | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
+    # For a runbook that changes nothing but, with some params, works the target's server hard or beside
+    # its live database (a restore test fills and drops a scratch copy): holds the target as a change does.
+    holds_target_if: Callable[[Mapping[str, Any]], bool] | None = None
+
+    def holds_target(self, params: Mapping[str, Any]) -> bool:
+        """Whether a job of these params takes its target's lock: one such job per target at a time."""
+        return self.mutates or bool(self.holds_target_if and self.holds_target_if(params))
 
     @property
     def asks_confirmation(self) -> bool:

@@ -53,7 +53,8 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor, *,
     `via` names the door other than the web pages (e.g. "cli"); the audit rows carry it.
     """
     serialise()  # from here to commit, no other enqueue can slip past the busy check
-    if runbook.mutates and target:
+    holds = runbook.holds_target(params)
+    if holds and target:
         running = busy_job(target)
         if running is not None:
             db.session.rollback()
@@ -69,7 +70,7 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor, *,
         runbook=runbook.name,
         target=target,
         params_json=json.dumps(params, sort_keys=True, default=str),
-        mutates=runbook.mutates,
+        mutates=holds,  # the runner takes the target's lock for it
         actor_id=actor.id,
         actor_name=actor.name,
         state=JobState.QUEUED.value,

@@ -139,6 +139,122 @@ class DatabaseShape:
     may_act_as_owner: bool  # it is the owner, a member of the owner's role, or a superuser
 
 
+# Settings whose value is a list of names, each stored quoted as needed: each is given back as its own literal
+# (one literal of the whole list would become a single name, e.g. a schema called '"$user", public').
+LIST_SETTINGS = frozenset(
+    {
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    }
+)
+DATABASE_PRIVILEGES = frozenset({"CREATE", "CONNECT", "TEMPORARY"})
+
+
+def split_setting_list(value: str) -> list[str]:
+    """The names of a list setting as stored (`"$user", public`): split at commas, double quotes undone."""
+    names: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i].isspace():
+            i += 1
+        if i < n and value[i] == '"':
+            i += 1
+            name = []
+            while i < n:
+                if value[i] == '"':
+                    if i + 1 < n and value[i + 1] == '"':
+                        name.append('"')
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                name.append(value[i])
+                i += 1
+            names.append("".join(name))
+        else:
+            start = i
+            while i < n and value[i] != "," and not value[i].isspace():
+                i += 1
+            names.append(value[start:i])
+        while i < n and value[i].isspace():
+            i += 1
+        if i < n and value[i] == ",":
+            i += 1
+    return names
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One `ALTER DATABASE … SET` (role None) or `ALTER ROLE … IN DATABASE … SET` of a database."""
+
+    role: str | None
+    name: str
+    value: str
+
+    def statement(self, dbname: str) -> sql.Composable:
+        if self.name in LIST_SETTINGS:
+            value = sql.SQL(", ").join(sql.Literal(v) for v in split_setting_list(self.value))
+        else:
+            value = sql.Literal(self.value)
+        return sql.SQL("{} SET {} TO {}").format(self._alter(dbname), sql.Identifier(self.name), value)
+
+    def _alter(self, dbname: str) -> sql.Composable:
+        if self.role is None:
+            return sql.SQL("ALTER DATABASE {}").format(sql.Identifier(dbname))
+        return sql.SQL("ALTER ROLE {} IN DATABASE {}").format(sql.Identifier(self.role), sql.Identifier(dbname))
+
+    def words(self, dbname: str) -> str:
+        """The setting as a person would type it (ALTER ROLE app IN DATABASE shop SET statement_timeout …)."""
+        who = f"ALTER DATABASE {dbname}" if self.role is None else f"ALTER ROLE {self.role} IN DATABASE {dbname}"
+        return f"{who} SET {self.name} = {self.value}"
+
+    def reset(self, dbname: str) -> str:
+        who = f"ALTER DATABASE {dbname}" if self.role is None else f"ALTER ROLE {self.role} IN DATABASE {dbname}"
+        return f"{who} RESET {self.name}"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One privilege on a database; grantee None is PUBLIC."""
+
+    grantee: str | None
+    privilege: str
+    grantable: bool
+
+    def statement(self, dbname: str) -> sql.Composable:
+        if self.privilege not in DATABASE_PRIVILEGES:
+            raise DatabaseError(f"unknown database privilege {self.privilege!r} on {dbname}")
+        to = sql.SQL("PUBLIC") if self.grantee is None else sql.Identifier(self.grantee)
+        option = sql.SQL(" WITH GRANT OPTION") if self.grantable else sql.SQL("")
+        return sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+            sql.SQL(self.privilege), sql.Identifier(dbname), to, option
+        )
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """What a database carries beside its contents, which a dump without --create leaves out."""
+
+    settings: tuple[Setting, ...]
+    acl: tuple[Grant, ...] | None  # None: never granted or revoked, the default (PUBLIC may connect)
+
+
+class SpaceUnknown(DatabaseError):
+    """The free space of the server's data directory cannot be read from here (a remote server, no permission)."""
+
+
+class SettingRefused(DatabaseError):
+    """Rewind's database user may not give a copy one of the live database's settings."""
+
+    def __init__(self, message: str, setting: Setting, fix: str = "") -> None:
+        super().__init__(message, fix=fix)
+        self.setting = setting
+
+
 @dataclass(frozen=True)
 class Survey:
     """What one visit to a database read: rows per key table (None: not there), rows newer than a moment, revision."""
@@ -233,26 +349,34 @@ class Postgres:
     def size(self, name: str | None = None) -> int:
         return int(self._one("SELECT pg_database_size(%s)", (name or self.name,), dbname="postgres") or 0)
 
-    def data_directory_free(self) -> int | None:
-        """Free bytes where the server keeps its data, when the server is on this host and says where; else None."""
+    def data_directory_free(self) -> int:
+        """Free bytes where the server keeps its data; SpaceUnknown says why they cannot be read from here."""
         if self.url.host not in ("localhost", "127.0.0.1", "::1") and not self.url.host.startswith("/"):
-            return None
+            raise SpaceUnknown(f"the server is on {self.url.host}, not on this host: its disks are not seen from here")
         try:
             folder = self._one("SELECT current_setting('data_directory')", dbname="postgres")
-        except DatabaseError:
-            return None  # needs pg_read_all_settings; without it there is nothing to measure
+        except DatabaseError as exc:
+            raise SpaceUnknown(
+                f"the server does not tell {self.url.user} where its data directory is ({exc.message})",
+                fix=f"GRANT pg_read_all_settings TO {self.url.user}",
+            ) from None
         try:
             return shutil.disk_usage(folder).free
-        except OSError:
-            return None
+        except OSError as exc:
+            raise SpaceUnknown(
+                f"its data directory {folder} cannot be read from here: {exc.strerror or exc}",
+                fix="run Rewind as a user that may read the server's data directory",
+            ) from None
 
     def create(self, name: str, like: str | None = None) -> None:
-        """A new empty database; `like` names one whose owner, encoding and locale it takes (a restore's scratch
-        must be what the application's role can use after the swap, and sort as the database it replaces)."""
+        """A new empty database; `like` names one whose owner, encoding, locale and privileges it takes (a
+        restore's scratch must be what the application's role can use after the swap, and sort as the database
+        it replaces). Its settings are not copied here: see copy_settings."""
         check_identifier(name)
         statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
         if like is not None:
             shape = self.shape(like)
+            config = self.config(like)
             statement = sql.SQL("{} OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
                 statement,
                 sql.Identifier(shape.owner),
@@ -261,6 +385,85 @@ class Postgres:
                 sql.Literal(shape.ctype),
             )
         self._ddl(statement, f"create {name}")
+        if like is not None:
+            try:  # before anything is in it: who may connect is the live database's choice from the start
+                self.copy_acl(config, shape.owner, name)
+            except DatabaseError:
+                self.drop(name)  # made just now by this call: like `like`, or not at all
+                raise
+
+    def config(self, name: str) -> DatabaseConfig:
+        """The database's own settings (for every role, or per role) and its ACL, as the catalogs hold them."""
+        with self.connect("postgres") as conn:
+            found = conn.execute("SELECT d.datacl IS NULL FROM pg_database d WHERE d.datname = %s", (name,)).fetchone()
+            if found is None:
+                raise DatabaseError(f"there is no database {name!r} on {self.url.where()}", fix="check database.url")
+            settings = conn.execute(
+                "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, c.entry "
+                "FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase, "
+                "unnest(s.setconfig) WITH ORDINALITY AS c(entry, n) "
+                "WHERE d.datname = %s ORDER BY s.setrole <> 0, 1, c.n",
+                (name,),
+            ).fetchall()
+            grants = conn.execute(
+                "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, "
+                "a.is_grantable FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s ORDER BY 1, 2",
+                (name,),
+            ).fetchall()
+        return DatabaseConfig(
+            settings=tuple(Setting(role, *entry.split("=", 1)) for role, entry in settings),
+            acl=None if found[0] else tuple(Grant(*row) for row in grants),
+        )
+
+    def check_settings(self, name: str) -> DatabaseConfig:
+        """The database's config, once each of its settings is known to be one Rewind's user may give a copy.
+
+        Each is set again, to the value it has, on the database itself in a transaction that is rolled back:
+        the server's own privilege rules answer (superuser-only settings, other roles' settings), nothing changes.
+        SettingRefused names the first it may not.
+        """
+        config = self.config(name)
+        with self.connect("postgres") as conn:
+            for setting in config.settings:
+                try:
+                    with conn.transaction(force_rollback=True):
+                        conn.execute(setting.statement(name))
+                except psycopg.Error as exc:
+                    raise SettingRefused(
+                        f"Rewind's database user {self.url.user} may not give a copy of {name} its setting "
+                        f"`{setting.words(name)}` ({str(exc).strip()}): a restored copy would be without it",
+                        setting,
+                        fix=_setting_fix(setting, name, self.url.user),
+                    ) from None
+        return config
+
+    def copy_acl(self, config: DatabaseConfig, owner: str, name: str) -> None:
+        """Give a database the privileges `config` holds, in place of the default ones (one transaction)."""
+        if config.acl is None:
+            return
+        statements = [
+            sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)),
+            sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(name), sql.Identifier(owner)),
+            *(grant.statement(name) for grant in config.acl),
+        ]
+        self._in_one_transaction(statements, f"give {name} the privileges of its live database")
+
+    def copy_settings(self, config: DatabaseConfig, name: str) -> None:
+        """Give a database the settings `config` holds (ALTER DATABASE/ROLE … SET), in one transaction."""
+        self._in_one_transaction(
+            [setting.statement(name) for setting in config.settings], f"give {name} the settings of its live database"
+        )
+
+    def _in_one_transaction(self, statements: list[sql.Composable], what: str) -> None:
+        if not statements:
+            return
+        with self.connect("postgres") as conn:
+            try:
+                with conn.transaction():
+                    for statement in statements:
+                        conn.execute(statement)
+            except psycopg.Error as exc:
+                raise DatabaseError(f"could not {what} on {self.url.where()}: {str(exc).strip()}") from None
 
     def shape(self, name: str) -> DatabaseShape:
         """Who owns a database, its encoding and locale, and whether Rewind's user may act as that owner."""
@@ -427,6 +630,18 @@ class Postgres:
                 stamp = when if "time zone" in kind else when.replace(tzinfo=None)
                 newer[table] = int(conn.execute(query, (stamp,)).fetchone()[0])
         return newer
+
+
+def _setting_fix(setting: Setting, dbname: str, user: str) -> str:
+    if setting.role is not None:
+        may = (
+            f"let {user} set {setting.role}'s defaults (CREATEROLE; from PostgreSQL 16 also ADMIN OPTION on "
+            f"{setting.role}: GRANT {setting.role} TO {user} WITH ADMIN OPTION), or put a superuser's login in "
+            "database.url"
+        )
+    else:
+        may = f"GRANT SET ON PARAMETER {setting.name} TO {user}; or put a superuser's login in database.url"
+    return f"{may}; or, if {dbname} does not need it, {setting.reset(dbname)}"
 
 
 def _install_major(folder: str) -> int:
