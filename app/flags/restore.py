@@ -28,9 +28,10 @@ from app.checkpoints.models import Checkpoint
 from app.clock import utcnow
 from app.extensions import db
 from app.flags import history
+from app.flags.captures import THROUGH, snapshot
 from app.flags.store import BadFlagInput, _refused, clean_reason, old_stamps, record_batch, table_of
 from app.targets.errors import TargetError
-from app.targets.flags import Change, Flag
+from app.targets.flags import Change, Flag, FlagTable
 from app.targets.target import Target
 
 
@@ -106,9 +107,9 @@ def _states_in(captures: dict) -> dict[str, bool] | None:
 
 
 # checkpoints.store.record keeps captures as json.dumps(sort_keys=True), and the flags capture (captures.py) is
-# {"states": {...}}: a checkpoint holding flag states reads '"flags": {"states": ' there. The filter lets the
-# database skip the rest (checkpoints from before a target had a flags table, or whose capture failed); each row
-# it lets through is still parsed and checked.
+# {"states": {...}, "through_audit": n}: a checkpoint holding flag states reads '"flags": {"states": ' there. The
+# filter lets the database skip the rest (checkpoints from before a target had a flags table, or whose capture
+# failed); each row it lets through is still parsed and checked.
 _HOLDS_STATES = '%"flags": {"states": %'
 
 
@@ -233,17 +234,35 @@ def newest_seen_of(target: str, limit: int = 5) -> history.Seen | None:
     return None
 
 
-def ensure_baseline(target: str, flags: list[Flag]) -> None:
+def ensure_baseline(target: str, table: FlagTable) -> None:
     """Record the flags as Rewind first sees them (a checkpoint), so "as of" has a start to go back to.
 
     Until then Rewind has no record of the table; afterwards every change it makes is audited, and a later
     checkpoint or audit row takes over. Cheap when a record exists: remembered per process once found.
+    The table is read again here, as every checkpoint reads it (captures.snapshot), so the record says which
+    audited changes it holds.
     """
     if _first_records.of(target) is not None:
         return
     from app.checkpoints import store as checkpoints
 
-    checkpoints.record(target, None, "flags first seen", {"flags": {"states": {f.name: f.enabled for f in flags}}})
+    checkpoints.record(target, None, "flags first seen", {"flags": snapshot(table)})
+
+
+def _through(cp: Checkpoint) -> int | None:
+    """The last audit row whose change the checkpoint's flag states include; None for one taken before it was kept."""
+    through = cp.captures.get("flags", {}).get(THROUGH)
+    return through if isinstance(through, int) and not isinstance(through, bool) else None
+
+
+def _events_after(target: str, base: tuple[Checkpoint, dict[str, bool]] | None) -> list[history.FlagEvent]:
+    """Rewind's changes the base checkpoint does not include: those audited after its position, or (a checkpoint
+    from before positions were kept) after its time."""
+    if base is None:
+        return history.events(target)
+    if (through := _through(base[0])) is not None:
+        return history.events(target, after_id=through)
+    return history.events(target, after=base[0].created_at)
 
 
 def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | None = None, job: int | None = None):
@@ -281,7 +300,8 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
         base = _base(name, moment)
 
     exact = checkpoint is not None or (job is not None and base is not None)  # a record taken at the moment itself
-    records, firsts, gone = _records(base, history.events(name, after=base[0].created_at if base else None), moment)
+    # A checkpoint taken at the moment itself holds every change before it: each change not in it came after.
+    records, firsts, gone = _records(base, _events_after(name, base), None if exact else moment)
     now = {flag.name: flag for flag in table_of(target).list()}
     the_plan = Plan(name, moment, source, [], [], [], 0, params)
     for flag_name in sorted(set(now) | set(records) | set(firsts)):
@@ -325,15 +345,15 @@ class _Record:
     at: datetime
 
 
-def _records(base: tuple[Checkpoint, dict[str, bool]] | None, events: list[history.FlagEvent], moment: datetime):
+def _records(base: tuple[Checkpoint, dict[str, bool]] | None, events: list[history.FlagEvent], moment: datetime | None):
     """Each flag's last record at or before the moment, its first Rewind change after it, and its last delete
-    after it (which holds the row's description and tag)."""
+    after it (which holds the row's description and tag). No moment: every event came after the base."""
     records = {n: _Record(on, base[0].created_at) for n, on in base[1].items()} if base else {}
     firsts: dict[str, tuple[history.FlagEvent, dict]] = {}
     gone: dict[str, dict] = {}
     for event in events:  # only those after the base checkpoint, which already holds everything before it
         for c in event.changes:
-            if event.ts <= moment:
+            if moment is not None and event.ts <= moment:
                 records[c["flag"]] = _Record(c.get("new"), event.written_at or event.ts)
                 continue
             firsts.setdefault(c["flag"], (event, c))

@@ -84,7 +84,7 @@ def tab(name: str):
     except TargetError as exc:
         problem = _problem(exc)
     else:
-        restore.ensure_baseline(name, flags)
+        restore.ensure_baseline(name, store.table_of(target))
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)

@@ -237,7 +237,7 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     client = as_role(Role.OPERATOR)
     with flag_app.app_context():
         taken = captures.take_all(registry.current().open("web"))
-        assert taken["flags"] == {"states": {"checkout_v2": True, "dark_mode": False, "search_beta": True}}
+        assert taken["flags"]["states"] == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
         assert captures.describe("flags", taken["flags"]) == "3 flags, 2 on"
         checkpoint = checkpoints.record("web", None, "before a drill", taken).id
     flagdb.outside_change("dark_mode", True, utcnow())
