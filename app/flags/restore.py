@@ -1,13 +1,15 @@
 """Restore as of: the whole flags table put back as it was at a moment, in one transaction.
 
 The states "then" are what Rewind can prove: a checkpoint chosen as the
-moment holds them all. For a time, each flag's row, stamped at or before the
-moment, is as it was then; otherwise the first change Rewind made after the
-moment says what it found (its `old`, and the row's stamp as it found it),
-which is newer evidence than Rewind's last record before the moment (the
-newest checkpoint then, and the audited changes up to it). A flag changed
-since by something other than Rewind, with nothing to prove how it was, is
-listed as such and left as it is. Flags created since are left alone; flags
+moment holds them all (and says which audited changes it includes). For a
+time, each flag's row, stamped at or before the moment, is as it was then;
+otherwise the first change Rewind made after the moment says what it found
+(its `old`, and the row's stamp as it found it), which is newer evidence
+than Rewind's last record before the moment (the newest checkpoint then,
+and the audited changes after it). A flag changed since by something other
+than Rewind, with nothing to prove how it was, is listed as such and left as
+it is. A moment before Rewind's first record is refused only when not one
+flag's state then can be proven. Flags created since are left alone; flags
 deleted since are listed and recreated (with their description and tag)
 only when asked.
 """
@@ -66,6 +68,11 @@ class Plan:
     params: dict = field(default_factory=dict)  # how to ask for this plan again
     unknown: list[Flag] = field(default_factory=list)  # changed outside Rewind, state then unknown: not written
     unknown_gone: list[str] = field(default_factory=list)  # the same, and deleted since: not recreated
+
+    @property
+    def proves_anything(self) -> bool:
+        """Whether any flag's state at the moment is known (every other one is listed as unknown)."""
+        return bool(self.changes or self.unchanged or self.created_since or self.deleted_since)
 
     @property
     def expected(self) -> dict[str, bool]:
@@ -293,11 +300,14 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
         source, params = f"{moment:%Y-%m-%d %H:%M:%S} UTC", {"as_of": moment.isoformat(timespec="microseconds")}
     else:
         raise BadFlagInput("as of: choose a time, a checkpoint or a job")
+    too_early = None
     if base is None:
         first = _first_record(name)
         if first is None or moment < first:
-            raise RestoreTooEarly(name, moment, first)
-        base = _base(name, moment)
+            # No record of Rewind's that old, yet the rows and Rewind's changes since may still prove how flags were.
+            too_early = RestoreTooEarly(name, moment, first)
+        else:
+            base = _base(name, moment)
 
     exact = checkpoint is not None or (job is not None and base is not None)  # a record taken at the moment itself
     # A checkpoint taken at the moment itself holds every change before it: each change not in it came after.
@@ -325,6 +335,8 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
             the_plan.changes.append(Change(flag_name, current.enabled, wanted, before=current))
         else:
             the_plan.unchanged += 1
+    if too_early is not None and not the_plan.proves_anything:
+        raise too_early
     return the_plan
 
 

@@ -221,3 +221,22 @@ def test_a_kill_and_a_restore_of_hundreds_of_flags_are_audited_whole_and_put_bac
             "restore",
             "kill",
         ]
+
+
+def test_a_moment_before_rewind_first_saw_the_flags_is_planned_from_what_can_be_proven(flag_app, flagdb, as_role):
+    """The demo drill on a fresh install: the moment is before the first look at the Flags tab and the toggle.
+    Rewind's toggle says how dark_mode was then, the untouched rows' stamps say checkout_v2 has not moved since;
+    search_beta, stamped after the moment by the application, cannot be told."""
+    moment = utcnow()
+    flagdb.outside_change("search_beta", False, moment + timedelta(seconds=1))
+    client = as_role(Role.OPERATOR)
+    assert client.get("/targets/web/flags").status_code == 200  # Rewind's first record, after the moment
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "drill"})
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert json.loads(seen_of(page)) == {"dark_mode": True}
+    assert UNKNOWN in page and "<code>search_beta</code>: off now" in page
+    assert "1 flag(s) are already as they were" in page
+    assert restore(client, moment.isoformat(), page, reason="drill over").status_code == 303
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": False}
+    [(_, outcome, details)] = audit_rows(flag_app, "flags.restore")
+    assert outcome == "ok" and details["changes"] == [{"flag": "dark_mode", "old": True, "new": False}]
