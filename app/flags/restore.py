@@ -33,7 +33,8 @@ from app.flags import history
 from app.flags.captures import THROUGH, snapshot
 from app.flags.store import BadFlagInput, _refused, clean_reason, old_stamps, record_batch, table_of
 from app.targets.errors import TargetError
-from app.targets.flags import Change, Flag, FlagTable
+from app.targets.flags import Change, ChangedMeanwhile, Flag, FlagTable, TableMoved
+from app.targets.flags import fingerprint as table_fingerprint
 from app.targets.target import Target
 
 
@@ -50,10 +51,13 @@ class RestoreTooEarly(TargetError):
 
 
 class PlanChanged(TargetError):
-    def __init__(self) -> None:
+    """The table is not as the plan the person confirmed saw it; `plan`: the plan now (None: none can be made)."""
+
+    def __init__(self, plan: Plan | None) -> None:
         super().__init__(
             "the flags changed since the plan was shown, so nothing was written", fix="review the new plan and confirm"
         )
+        self.plan = plan
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Plan:
     params: dict = field(default_factory=dict)  # how to ask for this plan again
     unknown: list[Flag] = field(default_factory=list)  # changed outside Rewind, state then unknown: not written
     unknown_gone: list[str] = field(default_factory=list)  # the same, and deleted since: not recreated
+    fingerprint: str = ""  # of the whole table as the plan read it: the confirm must find it so (see apply)
 
     @property
     def proves_anything(self) -> bool:
@@ -313,7 +318,7 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
     # A checkpoint taken at the moment itself holds every change before it: each change not in it came after.
     records, firsts, gone = _records(base, _events_after(name, base), None if exact else moment)
     now = {flag.name: flag for flag in table_of(target).list()}
-    the_plan = Plan(name, moment, source, [], [], [], 0, params)
+    the_plan = Plan(name, moment, source, [], [], [], 0, params, fingerprint=table_fingerprint(now.values()))
     for flag_name in sorted(set(now) | set(records) | set(firsts)):
         current, record, first = now.get(flag_name), records.get(flag_name), firsts.get(flag_name)
         if exact:
@@ -419,10 +424,30 @@ def _state_then(
     return UNKNOWN
 
 
+def again(target: Target, the_plan: Plan) -> Plan | None:
+    """The same plan asked for again (the table or the records may have moved); None if none can be made now."""
+    params = dict(the_plan.params)
+    if "as_of" in params:
+        params["moment"] = datetime.fromisoformat(params.pop("as_of"))
+    try:
+        return plan(target, **params)
+    except TargetError:
+        return None
+
+
 def apply(
-    target: Target, the_plan: Plan, *, seen: dict[str, bool], recreate: list[str], actor: Actor, reason: str
+    target: Target,
+    the_plan: Plan,
+    *,
+    seen: dict[str, bool],
+    fingerprint: str,
+    recreate: list[str],
+    actor: Actor,
+    reason: str,
 ) -> list[Change]:
-    """Write the plan in one transaction, provided it is still the plan the person confirmed (`seen`)."""
+    """Write the plan in one transaction, provided it is still, as a whole, the plan the person confirmed: the
+    changes they saw (`seen`) and the table they were made against (`fingerprint`, see Plan). Otherwise
+    PlanChanged, with the plan as it is now, and nothing written."""
     details = {
         "as_of": the_plan.as_of.isoformat(timespec="seconds"),
         "source": the_plan.source,
@@ -447,17 +472,23 @@ def apply(
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"restoring {target.name}'s flags")
-        if seen != the_plan.expected:
-            raise PlanChanged()
+        if not fingerprint:
+            raise BadFlagInput("the confirmed plan is missing from the form; show the diff again")
+        if seen != the_plan.expected or fingerprint != the_plan.fingerprint:
+            raise PlanChanged(the_plan)
         deleted = {f.name: f for f in the_plan.deleted_since}
         if unknown := sorted(set(recreate) - set(deleted)):
             raise BadFlagInput(f"cannot recreate {', '.join(unknown)}: not deleted since {the_plan.source}")
-        changes, _ = table_of(target).apply(
-            {c.name: bool(c.new) for c in the_plan.changes},
-            expected=the_plan.expected,
-            create=[deleted[n] for n in sorted(recreate)],
-            before_commit=audit,  # audited while the rows are locked: see FlagTable
-        )
+        try:
+            changes, _ = table_of(target).apply(
+                {c.name: bool(c.new) for c in the_plan.changes},
+                expected=the_plan.expected,
+                whole=fingerprint,  # every row locked and checked: a flag equal in the plan cannot move unseen
+                create=[deleted[n] for n in sorted(recreate)],
+                before_commit=audit,  # audited while the rows are locked: see FlagTable
+            )
+        except (TableMoved, ChangedMeanwhile):
+            raise PlanChanged(again(target, the_plan)) from None
     except TargetError as exc:
         _refused("flags.restore", target, actor, exc, details, written=bool(recorded))
         raise

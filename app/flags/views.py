@@ -229,6 +229,10 @@ def restore_plan(name: str):
     except TargetError as exc:
         flash(_problem(exc), "error")
         return redirect(url_for("flags.tab", name=name), 303)
+    return _plan_page(target, plan)
+
+
+def _plan_page(target, plan):
     return render_template("flags/restore.html", target=target, plan=plan, seen=json.dumps(plan.expected))
 
 
@@ -246,10 +250,16 @@ def restore_apply(name: str):
             target,
             plan,
             seen=seen,
+            fingerprint=request.form.get("fingerprint", ""),
             recreate=request.form.getlist("recreate"),
             actor=_actor(),
             reason=request.form.get("reason", ""),
         )
+    except restore.PlanChanged as exc:
+        if exc.plan is None:
+            return _back(name, _problem(exc), "error")
+        flash(_problem(exc), "error")
+        return _plan_page(target, exc.plan), 409
     except TargetError as exc:
         return _back(name, _problem(exc), "error")
     _recheck_health(target)

@@ -9,6 +9,7 @@ either changes everything asked or nothing.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -74,6 +75,15 @@ class ChangedMeanwhile(FlagError):
         self.flags = flags
 
 
+class TableMoved(FlagError):
+    """The table is no longer as a plan saw it as a whole (some flag's state or stamp, or a flag come or gone)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"{table} changed since the plan was shown, so nothing was written", fix="review the plan again"
+        )
+
+
 class VanishedFlags(FlagError):
     """Flags named in a batch are no longer in the table: the batch wrote nothing."""
 
@@ -114,6 +124,15 @@ class Change:
 
     def as_dict(self) -> dict[str, Any]:
         return {"flag": self.name, "old": self.old, "new": self.new}
+
+
+def fingerprint(flags: Iterable[Flag]) -> str:
+    """Every flag's name, state and stamp in one short digest: what a plan was made against, checked at its write."""
+    digest = hashlib.sha256()
+    for flag in sorted(flags, key=lambda f: f.name):
+        stamp = flag.updated_at.isoformat(timespec="microseconds") if flag.updated_at else ""
+        digest.update(f"{len(flag.name)}:{flag.name}:{int(flag.enabled)}:{stamp}\n".encode())
+    return digest.hexdigest()
 
 
 def quote(identifier: str) -> str:
@@ -512,19 +531,27 @@ class FlagTable:
         states: Mapping[str, bool],
         *,
         expected: Mapping[str, bool] | None = None,
+        whole: str | None = None,
         create: Iterable[Flag] = (),
         before_commit: Callable[[list[Change], datetime], None] | None = None,
     ) -> tuple[list[Change], datetime]:
         """Put several flags in the given states, and (re)create some, in one transaction.
 
         `expected` holds the states the plan was made against: any difference (or a flag gone) refuses the
-        whole write. Creating a flag that exists refuses it too.
+        whole write. `whole`, the fingerprint of the whole table the plan was made against: every row is locked
+        and any difference refuses the write (TableMoved), so what is written is what the person confirmed.
+        Creating a flag that exists refuses it too.
         """
         create = list(create)
         stamp = now()
         names = set(states) | set(expected or {}) | {f.name for f in create}
         with self._transaction() as conn:
-            found = self._lock(conn, sorted(names))
+            if whole is not None:
+                found = self._lock(conn)
+                if fingerprint(found.values()) != whole:
+                    raise TableMoved(self.table)
+            else:
+                found = self._lock(conn, sorted(names))
             if missing := set(states) - set(found):
                 raise VanishedFlags(missing, self.table)
             if expected is not None:

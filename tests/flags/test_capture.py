@@ -17,7 +17,7 @@ from app.extensions import db
 from app.flags import history
 from app.targets import registry
 from tests.conftest import wait_for
-from tests.flags.conftest import audit_rows, make_flag_db, plan_page, seen_of, targets_toml
+from tests.flags.conftest import audit_rows, confirm_of, make_flag_db, plan_page, seen_of, targets_toml
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
 
@@ -46,7 +46,7 @@ def _states_of(app, checkpoint_id: int) -> dict:
 def _restore_as_of_checkpoint_puts_back(client, flagdb, checkpoint_id: int, states: dict, **form) -> None:
     page = plan_page(client, f"checkpoint={checkpoint_id}")
     response = post(
-        client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint_id), "seen": seen_of(page), **form}
+        client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint_id), **confirm_of(page), **form}
     )
     assert response.status_code == 303
     assert flagdb.states() == states

@@ -12,7 +12,7 @@ from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
 from tests.conftest import both_databases
-from tests.flags.conftest import HTMX, audit_rows, plan_page, refuse_at_commit, seen_of, targets_toml
+from tests.flags.conftest import HTMX, audit_rows, confirm_of, plan_page, refuse_at_commit, seen_of, targets_toml
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
 
@@ -191,7 +191,7 @@ def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role)
     assert 'name="recreate" value="search_beta"' in page and "The new search" in page
     assert json.loads(seen_of(page)) == {"checkout_v2": False}
 
-    response = post(client, "/targets/web/flags/restore", {"as_of": as_of, "seen": seen_of(page), "reason": "back"})
+    response = post(client, "/targets/web/flags/restore", {"as_of": as_of, **confirm_of(page), "reason": "back"})
     assert response.status_code == 303
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "fresh": True}  # search_beta not recreated
     [(_, outcome, details)] = audit_rows(flag_app, "flags.restore")
@@ -199,7 +199,7 @@ def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role)
     assert details["created_since"] == ["fresh"] and details["deleted_since"] == ["search_beta"]
 
     page = plan_page(client, f"as_of={as_of}")
-    post(client, "/targets/web/flags/restore", {"as_of": as_of, "seen": seen_of(page), "recreate": "search_beta"})
+    post(client, "/targets/web/flags/restore", {"as_of": as_of, **confirm_of(page), "recreate": "search_beta"})
     assert flagdb.states()["search_beta"] is True
     assert flagdb.table().get("search_beta").description == "The new search"
 
@@ -212,7 +212,7 @@ def test_restore_refuses_when_the_table_moved_after_the_plan(flag_app, flagdb, a
     page = plan_page(client, f"as_of={moment}")
     flagdb.outside_change("checkout_v2", True, utcnow())
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})  # moves the plan, too
-    form = {"as_of": moment, "seen": seen_of(page)}
+    form = {"as_of": moment, **confirm_of(page)}
     response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)
     assert "changed since the plan was shown" in response.get_data(as_text=True)
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": False}
@@ -244,7 +244,7 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     flagdb.add("outsider", True)
     page = plan_page(client, f"checkpoint={checkpoint}")
     assert f"as of checkpoint #{checkpoint}" in page and "<code>outsider</code>" in page
-    post(client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint), "seen": seen_of(page)})
+    post(client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint), **confirm_of(page)})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "outsider": True, "search_beta": True}
     assert "job #999 did not run on web" in plan_page(client, "job=999")
 
@@ -262,7 +262,7 @@ def test_the_first_look_at_the_flags_is_a_record_to_restore_to(flag_app, flagdb,
     moment = utcnow().isoformat()
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "drill"})
     page = plan_page(client, f"as_of={moment}")
-    post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), "reason": "drill over"})
+    post(client, "/targets/web/flags/restore", {"as_of": moment, **confirm_of(page), "reason": "drill over"})
     assert flagdb.states()["dark_mode"] is False
 
 
@@ -291,7 +291,7 @@ def test_restore_before_a_job(flag_app, flagdb, as_role):
     post(client, "/targets/web/flags/search_beta/toggle", {"seen": "on"})
     page = plan_page(client, f"job={job_id}")
     assert f"as of before job #{job_id}" in page and "2 flag(s) change" in page
-    post(client, "/targets/web/flags/restore", {"job": str(job_id), "seen": seen_of(page)})
+    post(client, "/targets/web/flags/restore", {"job": str(job_id), **confirm_of(page)})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": True}
 
 
@@ -442,7 +442,7 @@ def test_rewind_audits_the_updated_at_a_trigger_stored_so_its_own_writes_are_not
     moment = utcnow().isoformat()
     post(client, "/targets/web/flags/kill", {"flag": ["checkout_v2"], "reason": "errors"})
     page = plan_page(client, f"as_of={moment}")
-    post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), "reason": "back"})
+    post(client, "/targets/web/flags/restore", {"as_of": moment, **confirm_of(page), "reason": "back"})
     post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "fresh": True, "search_beta": True}
     [(_, _, restored)] = audit_rows(flag_app, "flags.restore")
