@@ -140,6 +140,8 @@ def quote(identifier: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))
 
 
+# PostgreSQL's integer and numeric types (int8, int2, int4, numeric): an enabled column of one takes 1 or 0.
+_INTEGER_OIDS = frozenset({20, 21, 23, 1700})
 _TRUE = {"1", "t", "true", "on", "yes", "y"}
 _FALSE = {"0", "f", "false", "off", "no", "n", ""}
 
@@ -248,6 +250,7 @@ class FlagTable:
     def __init__(self, url: str, table: str, columns: FlagColumns | None = None) -> None:
         self.url, self.table, self.columns = url, table, columns or FlagColumns()
         self.sqlite = url.startswith("sqlite:///")
+        self._enabled_is_integer = False  # learnt from each write's locking read: see _note_types
 
     # -- connections ------------------------------------------------------------------------------------------
 
@@ -425,12 +428,27 @@ class FlagTable:
             sql, args = self._select(f"WHERE {quote(c.name)} IN ({', '.join(['%s'] * len(names))})"), tuple(names)
         else:
             sql, args = self._select(), ()
-        rows = conn.execute(self._sql(sql), args).fetchall()
+        cur = conn.execute(self._sql(sql), args)
+        self._note_types(cur)
+        rows = cur.fetchall()
         found = {flag.name: flag for flag in map(self._row, rows)}
         if names is not None:
             wanted = set(names)
             found = {name: flag for name, flag in found.items() if name in wanted}
         return found
+
+    def _note_types(self, cur: Any) -> None:
+        """What the enabled column takes, read from the locking read's own description (no extra round trip).
+
+        PostgreSQL casts a boolean parameter to a text column (stored 'true'/'false') but not to an integer one,
+        which some applications use for 0/1: those are sent 1 or 0. SQLite stores a boolean as 1 or 0 anyway.
+        """
+        if not self.sqlite and cur.description:
+            self._enabled_is_integer = cur.description[1].type_code in _INTEGER_OIDS
+
+    def _enabled(self, enabled: bool) -> bool | int:
+        """The value to write into the enabled column, in the type it takes."""
+        return int(enabled) if self._enabled_is_integer else bool(enabled)
 
     def _update(self, conn: Any, name: str, enabled: bool, stamp: datetime) -> datetime:
         """Write one flag's state and stamp; returns the updated_at the database kept (see _stored)."""
@@ -440,7 +458,7 @@ class FlagTable:
             f"WHERE {quote(c.name)} = %s"
         )
         returning = "" if self.sqlite else f" RETURNING {quote(c.updated_at)}"
-        cur = conn.execute(self._sql(sql + returning), (enabled, self._stamp(stamp), name))
+        cur = conn.execute(self._sql(sql + returning), (self._enabled(enabled), self._stamp(stamp), name))
         if cur.rowcount != 1:
             raise VanishedFlags([name], self.table)
         return self._stored(conn, cur, name, stamp)
@@ -577,7 +595,7 @@ class FlagTable:
     def _insert(self, conn: Any, flag: Flag, stamp: datetime) -> datetime:
         c = self.columns
         cols = [c.name, c.enabled, c.description, c.updated_at]
-        values: list[Any] = [flag.name, flag.enabled, flag.description, self._stamp(stamp)]
+        values: list[Any] = [flag.name, self._enabled(flag.enabled), flag.description, self._stamp(stamp)]
         if c.tag and flag.tag is not None:
             cols.append(c.tag)
             values.append(flag.tag)
