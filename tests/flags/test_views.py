@@ -83,6 +83,52 @@ def test_bad_input_is_a_clear_message(flag_app, flagdb, as_role):
     assert flagdb.states()["dark_mode"] is False
 
 
+def test_malformed_input_is_refused_audited_and_nothing_written(flag_app, flagdb, as_role):
+    """Input the views cannot read is refused like a stale toggle is: a clear message, the refusal in the audit log
+    with its reason, and the flags table untouched."""
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    rows = flagdb.execute("SELECT * FROM feature_flags ORDER BY name")
+    toggle = "/targets/web/flags/dark_mode/toggle"
+
+    def said(response) -> str:
+        return response.get_data(as_text=True)
+
+    response = post(client, toggle, {"seen": "maybe", "reason": "why not"}, headers=HTMX)
+    assert response.status_code == 422 and "seen: expected on or off, got &#39;maybe&#39;" in said(response)
+    response = post(client, toggle, {"seen": "off", "reason": "x" * 600}, headers=HTMX)
+    assert response.status_code == 422 and "the reason is 600 characters" in said(response)
+    response = post(admin, "/targets/web/flags/new", {"flag": "bad name!"}, follow_redirects=True)
+    assert "use up to 80 letters" in said(response)
+    response = post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "perhaps"}, follow_redirects=True)
+    assert "initial state: expected on or off, got &#39;perhaps&#39;" in said(response)
+    response = post(admin, "/targets/web/flags/dark_mode/delete", {"seen": "maybe"}, follow_redirects=True)
+    assert "seen: expected on or off" in said(response)
+    form = {"as_of": "yesterday-ish", "seen": "{}", "fingerprint": "0" * 64, "reason": "back"}
+    response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)
+    assert "cannot read &#39;yesterday-ish&#39; as a time" in said(response)
+    form = {"as_of": utcnow().isoformat(), "seen": "not json"}
+    response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)
+    assert "the confirmed plan is missing from the form" in said(response)
+
+    assert flagdb.execute("SELECT * FROM feature_flags ORDER BY name") == rows
+    toggles = audit_rows(flag_app, "flags.toggle")
+    assert [(a, o, d["error"]) for a, o, d in toggles] == [
+        ("operator", "denied", "seen: expected on or off, got 'maybe'"),
+        ("operator", "denied", "the reason is 600 characters; keep it under 500"),
+    ]
+    assert (toggles[0][2]["seen"], toggles[0][2]["reason"], toggles[0][2]["flag"]) == ("maybe", "why not", "dark_mode")
+    creates = audit_rows(flag_app, "flags.create")
+    assert [(a, o) for a, o, _ in creates] == [("admin", "denied")] * 2
+    assert "use up to 80 letters" in creates[0][2]["error"] and creates[0][2]["flag"] == "bad name!"
+    assert creates[1][2]["error"] == "initial state: expected on or off, got 'perhaps'"
+    [(_, outcome, deleted)] = audit_rows(flag_app, "flags.delete")
+    assert outcome == "denied" and deleted["error"] == "seen: expected on or off, got 'maybe'"
+    restores = audit_rows(flag_app, "flags.restore")
+    assert [o for _, o, _ in restores] == ["denied", "denied"]
+    assert "cannot read 'yesterday-ish'" in restores[0][2]["error"] and restores[0][2]["as_of"] == "yesterday-ish"
+    assert restores[1][2]["error"].startswith("the confirmed plan is missing")
+
+
 def test_a_viewer_cannot_toggle(flag_app, flagdb, as_role):
     response = post(as_role(Role.VIEWER), "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
     assert response.status_code == 403
@@ -148,8 +194,9 @@ def test_admins_create_and_delete_operators_do_not(flag_app, flagdb, as_role):
     assert flagdb.states()["fresh"] is True
     post(admin, "/targets/web/flags/fresh/delete", {"seen": "on"})
     assert "fresh" not in flagdb.states()
-    [(_, _, created)] = audit_rows(flag_app, "flags.create")
+    refused, (_, _, created) = audit_rows(flag_app, "flags.create")
     [(_, _, deleted)] = audit_rows(flag_app, "flags.delete")
+    assert refused[1] == "denied" and refused[2]["flag"] == "bad name!"  # the bad name, refused and audited
     assert (created["old"], created["new"], created["description"]) == (None, True, "New one")
     assert (deleted["old"], deleted["new"], deleted["description"]) == (True, None, "New one")
 
