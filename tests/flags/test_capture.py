@@ -6,6 +6,7 @@ import json
 import threading
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from app.auth.roles import Role
@@ -16,7 +17,8 @@ from app.clock import utcnow
 from app.extensions import db
 from app.flags import history
 from app.targets import registry
-from tests.conftest import wait_for
+from tests.conftest import both_databases, wait_for
+from tests.deployments.test_runbooks import run
 from tests.flags.conftest import audit_rows, confirm_of, make_flag_db, plan_page, seen_of, targets_toml
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
@@ -162,3 +164,19 @@ def test_a_checkpoint_from_before_positions_were_kept_is_read_by_its_time(flag_a
     page = plan_page(client, f"checkpoint={old}")
     assert json.loads(seen_of(page)) == {"dark_mode": True}
     _restore_as_of_checkpoint_puts_back(client, flagdb, old, CAPTURED)
+
+
+@both_databases
+def test_a_job_checkpoint_holds_the_flags_and_the_audit_position_they_include(flag_app, flagdb, as_role, runner):
+    """The checkpoint step, run by the job engine on either ops database, takes the audit head for its read without
+    waiting on the job's own transaction."""
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    job, _ = run(flag_app, "test.checkpoint", target="web")
+    assert job.state == "succeeded", job.result
+    with flag_app.app_context():
+        cp = db.session.scalars(select(Checkpoint).where(Checkpoint.job_id == job.id)).one()
+        flags = cp.captures["flags"]
+        toggled = [e.id for e in history.events("web")]
+    assert flags["states"] == {**CAPTURED, "dark_mode": True}
+    assert len(toggled) == 1 and flags["through_audit"] >= toggled[0]
