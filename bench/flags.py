@@ -341,8 +341,11 @@ def run(flags: int, threads: int, seconds: float, workers: int, rate: float, roo
         status, page = browser.request("GET", f"/targets/bench/flags/restore?as_of={moment.isoformat()}")
         assert status == 200, status
         seen = html.unescape(re.search(r'name="seen" value="([^"]*)"', page).group(1))
+        whole = re.search(r'name="fingerprint" value="([0-9a-f]+)"', page).group(1)
         status, _ = browser.request(
-            "POST", "/targets/bench/flags/restore", {"as_of": moment.isoformat(), "seen": seen, "reason": "bench"}
+            "POST",
+            "/targets/bench/flags/restore",
+            {"as_of": moment.isoformat(), "seen": seen, "fingerprint": whole, "reason": "bench"},
         )
         restore_s = time.perf_counter() - started
         assert status == 303, status

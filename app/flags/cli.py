@@ -70,7 +70,9 @@ def set_flag(target: str, name: str, state: str, as_user: str, reason: str) -> N
         )
         raise click.ClickException(f"{as_user} may not change flags: it needs the operator role")
     try:
-        enabled = store.parse_state(state, "state")
+        asked = {"flag": name, "new": state, "reason": reason, "via": "cli"}
+        with store.refusing("flags.toggle", the_target, actor, asked):
+            enabled = store.parse_state(state, "state")
         change, _ = store.toggle(the_target, name, enabled, seen=None, actor=actor, reason=reason, via="cli")
     except TargetError as exc:
         raise _fail(exc) from None

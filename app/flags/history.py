@@ -63,8 +63,9 @@ def event_of(row: AuditEvent) -> FlagEvent:
     )
 
 
-def events(target: str, *, after: datetime | None = None) -> list[FlagEvent]:
-    """Every change Rewind made to the target's flags, oldest first (refusals changed nothing: left out)."""
+def events(target: str, *, after: datetime | None = None, after_id: int | None = None) -> list[FlagEvent]:
+    """Every change Rewind made to the target's flags, oldest first (refusals changed nothing: left out);
+    `after`: audited after that time, `after_id`: after that audit row (ids follow the order of commits)."""
     query = (
         select(AuditEvent)
         .where(AuditEvent.target == target, AuditEvent.action.startswith(PREFIX), AuditEvent.outcome == Outcome.OK)
@@ -72,6 +73,8 @@ def events(target: str, *, after: datetime | None = None) -> list[FlagEvent]:
     )
     if after is not None:
         query = query.where(AuditEvent.ts > after)
+    if after_id is not None:
+        query = query.where(AuditEvent.id > after_id)
     return [event_of(row) for row in db.session.scalars(query) if json.loads(row.details or "{}").get("changes")]
 
 

@@ -1,13 +1,15 @@
 """Restore as of: the whole flags table put back as it was at a moment, in one transaction.
 
 The states "then" are what Rewind can prove: a checkpoint chosen as the
-moment holds them all. For a time, each flag's row, stamped at or before the
-moment, is as it was then; otherwise the first change Rewind made after the
-moment says what it found (its `old`, and the row's stamp as it found it),
-which is newer evidence than Rewind's last record before the moment (the
-newest checkpoint then, and the audited changes up to it). A flag changed
-since by something other than Rewind, with nothing to prove how it was, is
-listed as such and left as it is. Flags created since are left alone; flags
+moment holds them all (and says which audited changes it includes). For a
+time, each flag's row, stamped at or before the moment, is as it was then;
+otherwise the first change Rewind made after the moment says what it found
+(its `old`, and the row's stamp as it found it), which is newer evidence
+than Rewind's last record before the moment (the newest checkpoint then,
+and the audited changes after it). A flag changed since by something other
+than Rewind, with nothing to prove how it was, is listed as such and left as
+it is. A moment before Rewind's first record is refused only when not one
+flag's state then can be proven. Flags created since are left alone; flags
 deleted since are listed and recreated (with their description and tag)
 only when asked.
 """
@@ -28,9 +30,11 @@ from app.checkpoints.models import Checkpoint
 from app.clock import utcnow
 from app.extensions import db
 from app.flags import history
+from app.flags.captures import THROUGH, snapshot
 from app.flags.store import BadFlagInput, _refused, clean_reason, old_stamps, record_batch, table_of
 from app.targets.errors import TargetError
-from app.targets.flags import Change, Flag
+from app.targets.flags import Change, ChangedMeanwhile, Flag, FlagTable, TableMoved
+from app.targets.flags import fingerprint as table_fingerprint
 from app.targets.target import Target
 
 
@@ -47,10 +51,13 @@ class RestoreTooEarly(TargetError):
 
 
 class PlanChanged(TargetError):
-    def __init__(self) -> None:
+    """The table is not as the plan the person confirmed saw it; `plan`: the plan now (None: none can be made)."""
+
+    def __init__(self, plan: Plan | None) -> None:
         super().__init__(
             "the flags changed since the plan was shown, so nothing was written", fix="review the new plan and confirm"
         )
+        self.plan = plan
 
 
 @dataclass
@@ -65,6 +72,12 @@ class Plan:
     params: dict = field(default_factory=dict)  # how to ask for this plan again
     unknown: list[Flag] = field(default_factory=list)  # changed outside Rewind, state then unknown: not written
     unknown_gone: list[str] = field(default_factory=list)  # the same, and deleted since: not recreated
+    fingerprint: str = ""  # of the whole table as the plan read it: the confirm must find it so (see apply)
+
+    @property
+    def proves_anything(self) -> bool:
+        """Whether any flag's state at the moment is known (every other one is listed as unknown)."""
+        return bool(self.changes or self.unchanged or self.created_since or self.deleted_since)
 
     @property
     def expected(self) -> dict[str, bool]:
@@ -106,9 +119,9 @@ def _states_in(captures: dict) -> dict[str, bool] | None:
 
 
 # checkpoints.store.record keeps captures as json.dumps(sort_keys=True), and the flags capture (captures.py) is
-# {"states": {...}}: a checkpoint holding flag states reads '"flags": {"states": ' there. The filter lets the
-# database skip the rest (checkpoints from before a target had a flags table, or whose capture failed); each row
-# it lets through is still parsed and checked.
+# {"states": {...}, "through_audit": n}: a checkpoint holding flag states reads '"flags": {"states": ' there. The
+# filter lets the database skip the rest (checkpoints from before a target had a flags table, or whose capture
+# failed); each row it lets through is still parsed and checked.
 _HOLDS_STATES = '%"flags": {"states": %'
 
 
@@ -233,17 +246,35 @@ def newest_seen_of(target: str, limit: int = 5) -> history.Seen | None:
     return None
 
 
-def ensure_baseline(target: str, flags: list[Flag]) -> None:
+def ensure_baseline(target: str, table: FlagTable) -> None:
     """Record the flags as Rewind first sees them (a checkpoint), so "as of" has a start to go back to.
 
     Until then Rewind has no record of the table; afterwards every change it makes is audited, and a later
     checkpoint or audit row takes over. Cheap when a record exists: remembered per process once found.
+    The table is read again here, as every checkpoint reads it (captures.snapshot), so the record says which
+    audited changes it holds.
     """
     if _first_records.of(target) is not None:
         return
     from app.checkpoints import store as checkpoints
 
-    checkpoints.record(target, None, "flags first seen", {"flags": {"states": {f.name: f.enabled for f in flags}}})
+    checkpoints.record(target, None, "flags first seen", {"flags": snapshot(table)})
+
+
+def _through(cp: Checkpoint) -> int | None:
+    """The last audit row whose change the checkpoint's flag states include; None for one taken before it was kept."""
+    through = cp.captures.get("flags", {}).get(THROUGH)
+    return through if isinstance(through, int) and not isinstance(through, bool) else None
+
+
+def _events_after(target: str, base: tuple[Checkpoint, dict[str, bool]] | None) -> list[history.FlagEvent]:
+    """Rewind's changes the base checkpoint does not include: those audited after its position, or (a checkpoint
+    from before positions were kept) after its time."""
+    if base is None:
+        return history.events(target)
+    if (through := _through(base[0])) is not None:
+        return history.events(target, after_id=through)
+    return history.events(target, after=base[0].created_at)
 
 
 def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | None = None, job: int | None = None):
@@ -274,16 +305,20 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
         source, params = f"{moment:%Y-%m-%d %H:%M:%S} UTC", {"as_of": moment.isoformat(timespec="microseconds")}
     else:
         raise BadFlagInput("as of: choose a time, a checkpoint or a job")
+    too_early = None
     if base is None:
         first = _first_record(name)
         if first is None or moment < first:
-            raise RestoreTooEarly(name, moment, first)
-        base = _base(name, moment)
+            # No record of Rewind's that old, yet the rows and Rewind's changes since may still prove how flags were.
+            too_early = RestoreTooEarly(name, moment, first)
+        else:
+            base = _base(name, moment)
 
     exact = checkpoint is not None or (job is not None and base is not None)  # a record taken at the moment itself
-    records, firsts, gone = _records(base, history.events(name, after=base[0].created_at if base else None), moment)
+    # A checkpoint taken at the moment itself holds every change before it: each change not in it came after.
+    records, firsts, gone = _records(base, _events_after(name, base), None if exact else moment)
     now = {flag.name: flag for flag in table_of(target).list()}
-    the_plan = Plan(name, moment, source, [], [], [], 0, params)
+    the_plan = Plan(name, moment, source, [], [], [], 0, params, fingerprint=table_fingerprint(now.values()))
     for flag_name in sorted(set(now) | set(records) | set(firsts)):
         current, record, first = now.get(flag_name), records.get(flag_name), firsts.get(flag_name)
         if exact:
@@ -305,6 +340,8 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
             the_plan.changes.append(Change(flag_name, current.enabled, wanted, before=current))
         else:
             the_plan.unchanged += 1
+    if too_early is not None and not the_plan.proves_anything:
+        raise too_early
     return the_plan
 
 
@@ -325,15 +362,15 @@ class _Record:
     at: datetime
 
 
-def _records(base: tuple[Checkpoint, dict[str, bool]] | None, events: list[history.FlagEvent], moment: datetime):
+def _records(base: tuple[Checkpoint, dict[str, bool]] | None, events: list[history.FlagEvent], moment: datetime | None):
     """Each flag's last record at or before the moment, its first Rewind change after it, and its last delete
-    after it (which holds the row's description and tag)."""
+    after it (which holds the row's description and tag). No moment: every event came after the base."""
     records = {n: _Record(on, base[0].created_at) for n, on in base[1].items()} if base else {}
     firsts: dict[str, tuple[history.FlagEvent, dict]] = {}
     gone: dict[str, dict] = {}
     for event in events:  # only those after the base checkpoint, which already holds everything before it
         for c in event.changes:
-            if event.ts <= moment:
+            if moment is not None and event.ts <= moment:
                 records[c["flag"]] = _Record(c.get("new"), event.written_at or event.ts)
                 continue
             firsts.setdefault(c["flag"], (event, c))
@@ -387,10 +424,30 @@ def _state_then(
     return UNKNOWN
 
 
+def again(target: Target, the_plan: Plan) -> Plan | None:
+    """The same plan asked for again (the table or the records may have moved); None if none can be made now."""
+    params = dict(the_plan.params)
+    if "as_of" in params:
+        params["moment"] = datetime.fromisoformat(params.pop("as_of"))
+    try:
+        return plan(target, **params)
+    except TargetError:
+        return None
+
+
 def apply(
-    target: Target, the_plan: Plan, *, seen: dict[str, bool], recreate: list[str], actor: Actor, reason: str
+    target: Target,
+    the_plan: Plan,
+    *,
+    seen: dict[str, bool],
+    fingerprint: str,
+    recreate: list[str],
+    actor: Actor,
+    reason: str,
 ) -> list[Change]:
-    """Write the plan in one transaction, provided it is still the plan the person confirmed (`seen`)."""
+    """Write the plan in one transaction, provided it is still, as a whole, the plan the person confirmed: the
+    changes they saw (`seen`) and the table they were made against (`fingerprint`, see Plan). Otherwise
+    PlanChanged, with the plan as it is now, and nothing written."""
     details = {
         "as_of": the_plan.as_of.isoformat(timespec="seconds"),
         "source": the_plan.source,
@@ -415,17 +472,23 @@ def apply(
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"restoring {target.name}'s flags")
-        if seen != the_plan.expected:
-            raise PlanChanged()
+        if not fingerprint:
+            raise BadFlagInput("the confirmed plan is missing from the form; show the diff again")
+        if seen != the_plan.expected or fingerprint != the_plan.fingerprint:
+            raise PlanChanged(the_plan)
         deleted = {f.name: f for f in the_plan.deleted_since}
         if unknown := sorted(set(recreate) - set(deleted)):
             raise BadFlagInput(f"cannot recreate {', '.join(unknown)}: not deleted since {the_plan.source}")
-        changes, _ = table_of(target).apply(
-            {c.name: bool(c.new) for c in the_plan.changes},
-            expected=the_plan.expected,
-            create=[deleted[n] for n in sorted(recreate)],
-            before_commit=audit,  # audited while the rows are locked: see FlagTable
-        )
+        try:
+            changes, _ = table_of(target).apply(
+                {c.name: bool(c.new) for c in the_plan.changes},
+                expected=the_plan.expected,
+                whole=fingerprint,  # every row locked and checked: a flag equal in the plan cannot move unseen
+                create=[deleted[n] for n in sorted(recreate)],
+                before_commit=audit,  # audited while the rows are locked: see FlagTable
+            )
+        except (TableMoved, ChangedMeanwhile):
+            raise PlanChanged(again(target, the_plan)) from None
     except TargetError as exc:
         _refused("flags.restore", target, actor, exc, details, written=bool(recorded))
         raise

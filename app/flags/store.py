@@ -14,7 +14,8 @@ the same rules.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from app.audit.models import AuditEvent
@@ -97,6 +98,17 @@ def _refused(
         details["current"] = exc.flag.enabled
     details = {**details, "error": exc.message}
     record_and_commit(action, outcome=outcome, target=target.name, actor=actor, details=details)
+
+
+@contextmanager
+def refusing(action: str, target: Target, actor: Actor, details: dict) -> Iterator[None]:
+    """Read a request's input inside this: input that cannot be right is refused and audited as every other refusal
+    of the action is (`details`: the input as received), before anything is written."""
+    try:
+        yield
+    except TargetError as exc:
+        _refused(action, target, actor, exc, dict(details))
+        raise
 
 
 def _stamp(moment: datetime) -> str:
@@ -320,6 +332,7 @@ __all__ = [
     "delete",
     "kill",
     "parse_state",
+    "refusing",
     "table_of",
     "toggle",
     "word",

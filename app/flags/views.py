@@ -84,7 +84,7 @@ def tab(name: str):
     except TargetError as exc:
         problem = _problem(exc)
     else:
-        restore.ensure_baseline(name, flags)
+        restore.ensure_baseline(name, store.table_of(target))
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)
@@ -159,11 +159,11 @@ def _row(
 def toggle(name: str, flag: str):
     target = target_or_404(name)
     asker = _Asker(name)
+    actor, raw, reason = _actor(), request.form.get("seen"), request.form.get("reason", "")
     try:
-        seen = store.parse_state(request.form.get("seen"), "seen")
-        change, event = store.toggle(
-            target, flag, not seen, seen=seen, actor=_actor(), reason=request.form.get("reason", ""), via="web"
-        )
+        with store.refusing("flags.toggle", target, actor, {"flag": flag, "seen": raw, "reason": reason, "via": "web"}):
+            seen = store.parse_state(raw, "seen")
+        change, event = store.toggle(target, flag, not seen, seen=seen, actor=actor, reason=reason, via="web")
     except TargetError as exc:
         if not _htmx():
             return _back(name, _problem(exc), "error")
@@ -229,6 +229,10 @@ def restore_plan(name: str):
     except TargetError as exc:
         flash(_problem(exc), "error")
         return redirect(url_for("flags.tab", name=name), 303)
+    return _plan_page(target, plan)
+
+
+def _plan_page(target, plan):
     return render_template("flags/restore.html", target=target, plan=plan, seen=json.dumps(plan.expected))
 
 
@@ -236,20 +240,29 @@ def restore_plan(name: str):
 @requires(Role.OPERATOR)
 def restore_apply(name: str):
     target = target_or_404(name)
+    actor, form = _actor(), request.form
+    asked = {key: form[key] for key in ("as_of", "checkpoint", "job") if form.get(key)}
     try:
-        try:
-            seen = {str(k): bool(v) for k, v in json.loads(request.form.get("seen") or "").items()}
-        except (ValueError, AttributeError):
-            raise store.BadFlagInput("the confirmed plan is missing from the form; show the diff again") from None
-        plan = restore.plan(target, **_plan_args(request.form))
+        with store.refusing("flags.restore", target, actor, {**asked, "reason": form.get("reason", "")}):
+            try:
+                seen = {str(k): bool(v) for k, v in json.loads(form.get("seen") or "").items()}
+            except (ValueError, AttributeError):
+                raise store.BadFlagInput("the confirmed plan is missing from the form; show the diff again") from None
+            plan = restore.plan(target, **_plan_args(form))
         changes = restore.apply(
             target,
             plan,
             seen=seen,
-            recreate=request.form.getlist("recreate"),
-            actor=_actor(),
-            reason=request.form.get("reason", ""),
+            fingerprint=form.get("fingerprint", ""),
+            recreate=form.getlist("recreate"),
+            actor=actor,
+            reason=form.get("reason", ""),
         )
+    except restore.PlanChanged as exc:
+        if exc.plan is None:
+            return _back(name, _problem(exc), "error")
+        flash(_problem(exc), "error")
+        return _plan_page(target, exc.plan), 409
     except TargetError as exc:
         return _back(name, _problem(exc), "error")
     _recheck_health(target)
@@ -260,13 +273,22 @@ def restore_apply(name: str):
 @requires(Role.ADMIN)
 def create(name: str):
     target = target_or_404(name)
+    actor, form = _actor(), request.form
+    asked = {
+        "flag": form.get("flag", ""),
+        "new": form.get("enabled") or "off",
+        "description": form.get("description") or "",
+        "reason": form.get("reason", ""),
+        "via": "web",
+    }
     try:
-        flag = Flag(
-            name=store.check_name(request.form.get("flag", "")),
-            enabled=store.parse_state(request.form.get("enabled") or "off", "initial state"),
-            description=(request.form.get("description") or "").strip(),
-        )
-        store.create(target, flag, actor=_actor(), reason=request.form.get("reason", ""))
+        with store.refusing("flags.create", target, actor, asked):
+            flag = Flag(
+                name=store.check_name(asked["flag"]),
+                enabled=store.parse_state(asked["new"], "initial state"),
+                description=asked["description"].strip(),
+            )
+        store.create(target, flag, actor=actor, reason=asked["reason"])
     except TargetError as exc:
         return _back(name, _problem(exc), "error")
     return _back(name, f"Flag {flag.name} created ({store.word(flag.enabled)}).", "success")
@@ -276,9 +298,11 @@ def create(name: str):
 @requires(Role.ADMIN)
 def delete(name: str, flag: str):
     target = target_or_404(name)
+    actor, raw, reason = _actor(), request.form.get("seen"), request.form.get("reason", "")
     try:
-        seen = store.parse_state(request.form.get("seen"), "seen")
-        store.delete(target, flag, seen=seen, actor=_actor(), reason=request.form.get("reason", ""))
+        with store.refusing("flags.delete", target, actor, {"flag": flag, "seen": raw, "reason": reason, "via": "web"}):
+            seen = store.parse_state(raw, "seen")
+        store.delete(target, flag, seen=seen, actor=actor, reason=reason)
     except TargetError as exc:
         return _back(name, _problem(exc), "error")
     return _back(name, f"Flag {flag} deleted; a restore as of an earlier time can bring it back.", "success")

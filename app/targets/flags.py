@@ -9,6 +9,7 @@ either changes everything asked or nothing.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -74,6 +75,15 @@ class ChangedMeanwhile(FlagError):
         self.flags = flags
 
 
+class TableMoved(FlagError):
+    """The table is no longer as a plan saw it as a whole (some flag's state or stamp, or a flag come or gone)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"{table} changed since the plan was shown, so nothing was written", fix="review the plan again"
+        )
+
+
 class VanishedFlags(FlagError):
     """Flags named in a batch are no longer in the table: the batch wrote nothing."""
 
@@ -116,11 +126,22 @@ class Change:
         return {"flag": self.name, "old": self.old, "new": self.new}
 
 
+def fingerprint(flags: Iterable[Flag]) -> str:
+    """Every flag's name, state and stamp in one short digest: what a plan was made against, checked at its write."""
+    digest = hashlib.sha256()
+    for flag in sorted(flags, key=lambda f: f.name):
+        stamp = flag.updated_at.isoformat(timespec="microseconds") if flag.updated_at else ""
+        digest.update(f"{len(flag.name)}:{flag.name}:{int(flag.enabled)}:{stamp}\n".encode())
+    return digest.hexdigest()
+
+
 def quote(identifier: str) -> str:
     """A quoted SQL identifier; a dotted name (schema.table) is quoted part by part."""
     return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))
 
 
+# PostgreSQL's integer and numeric types (int8, int2, int4, numeric): an enabled column of one takes 1 or 0.
+_INTEGER_OIDS = frozenset({20, 21, 23, 1700})
 _TRUE = {"1", "t", "true", "on", "yes", "y"}
 _FALSE = {"0", "f", "false", "off", "no", "n", ""}
 
@@ -229,6 +250,7 @@ class FlagTable:
     def __init__(self, url: str, table: str, columns: FlagColumns | None = None) -> None:
         self.url, self.table, self.columns = url, table, columns or FlagColumns()
         self.sqlite = url.startswith("sqlite:///")
+        self._enabled_is_integer = False  # learnt from each write's locking read: see _note_types
 
     # -- connections ------------------------------------------------------------------------------------------
 
@@ -406,12 +428,27 @@ class FlagTable:
             sql, args = self._select(f"WHERE {quote(c.name)} IN ({', '.join(['%s'] * len(names))})"), tuple(names)
         else:
             sql, args = self._select(), ()
-        rows = conn.execute(self._sql(sql), args).fetchall()
+        cur = conn.execute(self._sql(sql), args)
+        self._note_types(cur)
+        rows = cur.fetchall()
         found = {flag.name: flag for flag in map(self._row, rows)}
         if names is not None:
             wanted = set(names)
             found = {name: flag for name, flag in found.items() if name in wanted}
         return found
+
+    def _note_types(self, cur: Any) -> None:
+        """What the enabled column takes, read from the locking read's own description (no extra round trip).
+
+        PostgreSQL casts a boolean parameter to a text column (stored 'true'/'false') but not to an integer one,
+        which some applications use for 0/1: those are sent 1 or 0. SQLite stores a boolean as 1 or 0 anyway.
+        """
+        if not self.sqlite and cur.description:
+            self._enabled_is_integer = cur.description[1].type_code in _INTEGER_OIDS
+
+    def _enabled(self, enabled: bool) -> bool | int:
+        """The value to write into the enabled column, in the type it takes."""
+        return int(enabled) if self._enabled_is_integer else bool(enabled)
 
     def _update(self, conn: Any, name: str, enabled: bool, stamp: datetime) -> datetime:
         """Write one flag's state and stamp; returns the updated_at the database kept (see _stored)."""
@@ -421,7 +458,7 @@ class FlagTable:
             f"WHERE {quote(c.name)} = %s"
         )
         returning = "" if self.sqlite else f" RETURNING {quote(c.updated_at)}"
-        cur = conn.execute(self._sql(sql + returning), (enabled, self._stamp(stamp), name))
+        cur = conn.execute(self._sql(sql + returning), (self._enabled(enabled), self._stamp(stamp), name))
         if cur.rowcount != 1:
             raise VanishedFlags([name], self.table)
         return self._stored(conn, cur, name, stamp)
@@ -512,19 +549,27 @@ class FlagTable:
         states: Mapping[str, bool],
         *,
         expected: Mapping[str, bool] | None = None,
+        whole: str | None = None,
         create: Iterable[Flag] = (),
         before_commit: Callable[[list[Change], datetime], None] | None = None,
     ) -> tuple[list[Change], datetime]:
         """Put several flags in the given states, and (re)create some, in one transaction.
 
         `expected` holds the states the plan was made against: any difference (or a flag gone) refuses the
-        whole write. Creating a flag that exists refuses it too.
+        whole write. `whole`, the fingerprint of the whole table the plan was made against: every row is locked
+        and any difference refuses the write (TableMoved), so what is written is what the person confirmed.
+        Creating a flag that exists refuses it too.
         """
         create = list(create)
         stamp = now()
         names = set(states) | set(expected or {}) | {f.name for f in create}
         with self._transaction() as conn:
-            found = self._lock(conn, sorted(names))
+            if whole is not None:
+                found = self._lock(conn)
+                if fingerprint(found.values()) != whole:
+                    raise TableMoved(self.table)
+            else:
+                found = self._lock(conn, sorted(names))
             if missing := set(states) - set(found):
                 raise VanishedFlags(missing, self.table)
             if expected is not None:
@@ -550,7 +595,7 @@ class FlagTable:
     def _insert(self, conn: Any, flag: Flag, stamp: datetime) -> datetime:
         c = self.columns
         cols = [c.name, c.enabled, c.description, c.updated_at]
-        values: list[Any] = [flag.name, flag.enabled, flag.description, self._stamp(stamp)]
+        values: list[Any] = [flag.name, self._enabled(flag.enabled), flag.description, self._stamp(stamp)]
         if c.tag and flag.tag is not None:
             cols.append(c.tag)
             values.append(flag.tag)

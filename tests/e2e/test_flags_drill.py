@@ -25,6 +25,7 @@ def health_becomes(page, word: str, timeout: float = 20.0) -> None:
 
 def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, page):  # noqa: F811
     page.on("dialog", lambda dialog: dialog.accept())  # the confirmations a person would accept
+    before = datetime.now(UTC).replace(tzinfo=None).isoformat()  # a fresh install: before Rewind's first look
     sign_in(page, demo_server.url, "admin", demo_server.admin_password)
     page.goto(demo_server.url + "/targets/production")
     health_becomes(page, "healthy")
@@ -34,7 +35,6 @@ def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, pag
     expect(page.locator("#flag-rows tr")).to_have_count(1)
     row = page.locator("#flag-payments_v2")
     expect(row.locator(".flag-state")).to_have_text("off")
-    before = datetime.now(UTC).replace(tzinfo=None).isoformat()
 
     row.get_by_label("Reason for turning payments_v2 on").fill("drill: try the new provider")
     row.get_by_role("button", name="Turn on payments_v2").click()

@@ -158,3 +158,8 @@ def plan_page(client, query: str):
 def seen_of(page: str) -> str:
     assert "Restore flags as of" in page, page
     return html.unescape(re.search(r'name="seen" value="([^"]*)"', page).group(1))
+
+
+def confirm_of(page: str) -> dict[str, str]:
+    """What the plan page's confirming form carries of the plan: the changes seen and the table's fingerprint."""
+    return {"seen": seen_of(page), "fingerprint": re.search(r'name="fingerprint" value="([0-9a-f]+)"', page).group(1)}

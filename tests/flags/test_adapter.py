@@ -160,6 +160,22 @@ def test_apply_refuses_when_a_flag_moved_since_the_plan(flagdb):
     assert flagdb.states()["dark_mode"] is False
 
 
+def test_apply_against_a_whole_table_refuses_when_any_flag_moved_even_one_it_does_not_write(flagdb):
+    """The plan saw the whole table; search_beta, not part of the write, is stamped anew since: nothing is written."""
+    whole = flags_adapter.fingerprint(flagdb.table().list())
+    flagdb.outside_change("search_beta", True, datetime(2026, 3, 1))  # same state, a new stamp
+    with pytest.raises(flags_adapter.TableMoved, match="changed since the plan was shown"):
+        flagdb.table().apply({"dark_mode": True}, expected={"dark_mode": False}, whole=whole)
+    assert flagdb.states()["dark_mode"] is False
+    whole = flags_adapter.fingerprint(flagdb.table().list())
+    flagdb.add("brand_new", False)  # a flag come since
+    with pytest.raises(flags_adapter.TableMoved):
+        flagdb.table().apply({"dark_mode": True}, expected={"dark_mode": False}, whole=whole)
+    whole = flags_adapter.fingerprint(flagdb.table().list())
+    changes, _ = flagdb.table().apply({"dark_mode": True}, expected={"dark_mode": False}, whole=whole)
+    assert [(c.name, c.old, c.new) for c in changes] == [("dark_mode", False, True)]
+
+
 def test_apply_sets_states_and_recreates_in_one_go(flagdb):
     changes, _ = flagdb.table().apply(
         {"checkout_v2": False, "dark_mode": False},

@@ -63,3 +63,12 @@ def test_bad_input_is_a_clear_message_and_changes_nothing(cli, flagdb, args, mes
     result = cli(*args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert flagdb.states()["dark_mode"] is False
+
+
+def test_a_state_that_cannot_be_read_is_refused_and_audited(app, cli, flagdb):
+    result = cli("set", "web", "dark_mode", "sideways", "--as", "operator", "--reason", "try")
+    assert result.exit_code == 1 and "state: expected on or off, got 'sideways'" in result.output
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome, details["via"], details["new"]) == ("operator", "denied", "cli", "sideways")
+    assert details["error"] == "state: expected on or off, got 'sideways'" and details["reason"] == "try"
+    assert flagdb.states()["dark_mode"] is False

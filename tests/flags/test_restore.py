@@ -12,14 +12,14 @@ from app.clock import utcnow
 from app.extensions import db
 from app.flags import history
 from tests.conftest import wait_for
-from tests.flags.conftest import audit_rows, plan_page, seen_of
+from tests.flags.conftest import audit_rows, confirm_of, plan_page, seen_of
 from tests.support.apps import post
 
 UNKNOWN = "Changed outside Rewind — state then unknown"
 
 
 def restore(client, moment: str, page: str, **form):
-    return post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), **form})
+    return post(client, "/targets/web/flags/restore", {"as_of": moment, **confirm_of(page), **form})
 
 
 def test_an_outside_change_stamped_before_the_moment_is_how_the_flag_was_then(flag_app, flagdb, as_role):
@@ -221,3 +221,44 @@ def test_a_kill_and_a_restore_of_hundreds_of_flags_are_audited_whole_and_put_bac
             "restore",
             "kill",
         ]
+
+
+def test_a_moment_before_rewind_first_saw_the_flags_is_planned_from_what_can_be_proven(flag_app, flagdb, as_role):
+    """The demo drill on a fresh install: the moment is before the first look at the Flags tab and the toggle.
+    Rewind's toggle says how dark_mode was then, the untouched rows' stamps say checkout_v2 has not moved since;
+    search_beta, stamped after the moment by the application, cannot be told."""
+    moment = utcnow()
+    flagdb.outside_change("search_beta", False, moment + timedelta(seconds=1))
+    client = as_role(Role.OPERATOR)
+    assert client.get("/targets/web/flags").status_code == 200  # Rewind's first record, after the moment
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "drill"})
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert json.loads(seen_of(page)) == {"dark_mode": True}
+    assert UNKNOWN in page and "<code>search_beta</code>: off now" in page
+    assert "1 flag(s) are already as they were" in page
+    assert restore(client, moment.isoformat(), page, reason="drill over").status_code == 303
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": False}
+    [(_, outcome, details)] = audit_rows(flag_app, "flags.restore")
+    assert outcome == "ok" and details["changes"] == [{"flag": "dark_mode", "old": True, "new": False}]
+
+
+def test_a_flag_equal_in_the_plan_that_moves_before_the_confirm_refuses_the_whole_restore(flag_app, flagdb, as_role):
+    """The plan shows dark_mode as already right; the application turns it on between the page and the click. The
+    restore is refused (409) with the plan as it is now, nothing written; confirming that one writes it."""
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline checkpoint
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/checkout_v2/toggle", {"seen": "on"})  # the change to undo
+    page = plan_page(client, f"as_of={moment}")
+    assert json.loads(seen_of(page)) == {"checkout_v2": False} and "2 flag(s) are already as they were" in page
+    flagdb.outside_change("dark_mode", True, utcnow())  # another writer, between showing and confirming
+    response = restore(client, moment, page, reason="undo")
+    assert response.status_code == 409
+    again = response.get_data(as_text=True)
+    assert "the flags changed since the plan was shown, so nothing was written" in again
+    assert UNKNOWN in again and "<code>dark_mode</code>: on now" in again  # the new plan, to confirm or not
+    assert flagdb.states() == {"checkout_v2": False, "dark_mode": True, "search_beta": True}
+    [(_, outcome, details)] = audit_rows(flag_app, "flags.restore")
+    assert outcome == "denied" and "changed since the plan was shown" in details["error"]
+    assert restore(client, moment, again, reason="undo").status_code == 303
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": True}

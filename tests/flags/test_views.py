@@ -12,7 +12,7 @@ from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
 from tests.conftest import both_databases
-from tests.flags.conftest import HTMX, audit_rows, plan_page, refuse_at_commit, seen_of, targets_toml
+from tests.flags.conftest import HTMX, audit_rows, confirm_of, plan_page, refuse_at_commit, seen_of, targets_toml
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
 
@@ -83,6 +83,52 @@ def test_bad_input_is_a_clear_message(flag_app, flagdb, as_role):
     assert flagdb.states()["dark_mode"] is False
 
 
+def test_malformed_input_is_refused_audited_and_nothing_written(flag_app, flagdb, as_role):
+    """Input the views cannot read is refused like a stale toggle is: a clear message, the refusal in the audit log
+    with its reason, and the flags table untouched."""
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    rows = flagdb.execute("SELECT * FROM feature_flags ORDER BY name")
+    toggle = "/targets/web/flags/dark_mode/toggle"
+
+    def said(response) -> str:
+        return response.get_data(as_text=True)
+
+    response = post(client, toggle, {"seen": "maybe", "reason": "why not"}, headers=HTMX)
+    assert response.status_code == 422 and "seen: expected on or off, got &#39;maybe&#39;" in said(response)
+    response = post(client, toggle, {"seen": "off", "reason": "x" * 600}, headers=HTMX)
+    assert response.status_code == 422 and "the reason is 600 characters" in said(response)
+    response = post(admin, "/targets/web/flags/new", {"flag": "bad name!"}, follow_redirects=True)
+    assert "use up to 80 letters" in said(response)
+    response = post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "perhaps"}, follow_redirects=True)
+    assert "initial state: expected on or off, got &#39;perhaps&#39;" in said(response)
+    response = post(admin, "/targets/web/flags/dark_mode/delete", {"seen": "maybe"}, follow_redirects=True)
+    assert "seen: expected on or off" in said(response)
+    form = {"as_of": "yesterday-ish", "seen": "{}", "fingerprint": "0" * 64, "reason": "back"}
+    response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)
+    assert "cannot read &#39;yesterday-ish&#39; as a time" in said(response)
+    form = {"as_of": utcnow().isoformat(), "seen": "not json"}
+    response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)
+    assert "the confirmed plan is missing from the form" in said(response)
+
+    assert flagdb.execute("SELECT * FROM feature_flags ORDER BY name") == rows
+    toggles = audit_rows(flag_app, "flags.toggle")
+    assert [(a, o, d["error"]) for a, o, d in toggles] == [
+        ("operator", "denied", "seen: expected on or off, got 'maybe'"),
+        ("operator", "denied", "the reason is 600 characters; keep it under 500"),
+    ]
+    assert (toggles[0][2]["seen"], toggles[0][2]["reason"], toggles[0][2]["flag"]) == ("maybe", "why not", "dark_mode")
+    creates = audit_rows(flag_app, "flags.create")
+    assert [(a, o) for a, o, _ in creates] == [("admin", "denied")] * 2
+    assert "use up to 80 letters" in creates[0][2]["error"] and creates[0][2]["flag"] == "bad name!"
+    assert creates[1][2]["error"] == "initial state: expected on or off, got 'perhaps'"
+    [(_, outcome, deleted)] = audit_rows(flag_app, "flags.delete")
+    assert outcome == "denied" and deleted["error"] == "seen: expected on or off, got 'maybe'"
+    restores = audit_rows(flag_app, "flags.restore")
+    assert [o for _, o, _ in restores] == ["denied", "denied"]
+    assert "cannot read 'yesterday-ish'" in restores[0][2]["error"] and restores[0][2]["as_of"] == "yesterday-ish"
+    assert restores[1][2]["error"].startswith("the confirmed plan is missing")
+
+
 def test_a_viewer_cannot_toggle(flag_app, flagdb, as_role):
     response = post(as_role(Role.VIEWER), "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
     assert response.status_code == 403
@@ -148,8 +194,9 @@ def test_admins_create_and_delete_operators_do_not(flag_app, flagdb, as_role):
     assert flagdb.states()["fresh"] is True
     post(admin, "/targets/web/flags/fresh/delete", {"seen": "on"})
     assert "fresh" not in flagdb.states()
-    [(_, _, created)] = audit_rows(flag_app, "flags.create")
+    refused, (_, _, created) = audit_rows(flag_app, "flags.create")
     [(_, _, deleted)] = audit_rows(flag_app, "flags.delete")
+    assert refused[1] == "denied" and refused[2]["flag"] == "bad name!"  # the bad name, refused and audited
     assert (created["old"], created["new"], created["description"]) == (None, True, "New one")
     assert (deleted["old"], deleted["new"], deleted["description"]) == (True, None, "New one")
 
@@ -191,7 +238,7 @@ def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role)
     assert 'name="recreate" value="search_beta"' in page and "The new search" in page
     assert json.loads(seen_of(page)) == {"checkout_v2": False}
 
-    response = post(client, "/targets/web/flags/restore", {"as_of": as_of, "seen": seen_of(page), "reason": "back"})
+    response = post(client, "/targets/web/flags/restore", {"as_of": as_of, **confirm_of(page), "reason": "back"})
     assert response.status_code == 303
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "fresh": True}  # search_beta not recreated
     [(_, outcome, details)] = audit_rows(flag_app, "flags.restore")
@@ -199,7 +246,7 @@ def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role)
     assert details["created_since"] == ["fresh"] and details["deleted_since"] == ["search_beta"]
 
     page = plan_page(client, f"as_of={as_of}")
-    post(client, "/targets/web/flags/restore", {"as_of": as_of, "seen": seen_of(page), "recreate": "search_beta"})
+    post(client, "/targets/web/flags/restore", {"as_of": as_of, **confirm_of(page), "recreate": "search_beta"})
     assert flagdb.states()["search_beta"] is True
     assert flagdb.table().get("search_beta").description == "The new search"
 
@@ -212,7 +259,7 @@ def test_restore_refuses_when_the_table_moved_after_the_plan(flag_app, flagdb, a
     page = plan_page(client, f"as_of={moment}")
     flagdb.outside_change("checkout_v2", True, utcnow())
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})  # moves the plan, too
-    form = {"as_of": moment, "seen": seen_of(page)}
+    form = {"as_of": moment, **confirm_of(page)}
     response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)
     assert "changed since the plan was shown" in response.get_data(as_text=True)
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": False}
@@ -237,14 +284,14 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     client = as_role(Role.OPERATOR)
     with flag_app.app_context():
         taken = captures.take_all(registry.current().open("web"))
-        assert taken["flags"] == {"states": {"checkout_v2": True, "dark_mode": False, "search_beta": True}}
+        assert taken["flags"]["states"] == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
         assert captures.describe("flags", taken["flags"]) == "3 flags, 2 on"
         checkpoint = checkpoints.record("web", None, "before a drill", taken).id
     flagdb.outside_change("dark_mode", True, utcnow())
     flagdb.add("outsider", True)
     page = plan_page(client, f"checkpoint={checkpoint}")
     assert f"as of checkpoint #{checkpoint}" in page and "<code>outsider</code>" in page
-    post(client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint), "seen": seen_of(page)})
+    post(client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint), **confirm_of(page)})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "outsider": True, "search_beta": True}
     assert "job #999 did not run on web" in plan_page(client, "job=999")
 
@@ -262,7 +309,7 @@ def test_the_first_look_at_the_flags_is_a_record_to_restore_to(flag_app, flagdb,
     moment = utcnow().isoformat()
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "drill"})
     page = plan_page(client, f"as_of={moment}")
-    post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), "reason": "drill over"})
+    post(client, "/targets/web/flags/restore", {"as_of": moment, **confirm_of(page), "reason": "drill over"})
     assert flagdb.states()["dark_mode"] is False
 
 
@@ -291,7 +338,7 @@ def test_restore_before_a_job(flag_app, flagdb, as_role):
     post(client, "/targets/web/flags/search_beta/toggle", {"seen": "on"})
     page = plan_page(client, f"job={job_id}")
     assert f"as of before job #{job_id}" in page and "2 flag(s) change" in page
-    post(client, "/targets/web/flags/restore", {"job": str(job_id), "seen": seen_of(page)})
+    post(client, "/targets/web/flags/restore", {"job": str(job_id), **confirm_of(page)})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": True}
 
 
@@ -442,7 +489,7 @@ def test_rewind_audits_the_updated_at_a_trigger_stored_so_its_own_writes_are_not
     moment = utcnow().isoformat()
     post(client, "/targets/web/flags/kill", {"flag": ["checkout_v2"], "reason": "errors"})
     page = plan_page(client, f"as_of={moment}")
-    post(client, "/targets/web/flags/restore", {"as_of": moment, "seen": seen_of(page), "reason": "back"})
+    post(client, "/targets/web/flags/restore", {"as_of": moment, **confirm_of(page), "reason": "back"})
     post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "fresh": True, "search_beta": True}
     [(_, _, restored)] = audit_rows(flag_app, "flags.restore")

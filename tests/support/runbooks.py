@@ -147,3 +147,20 @@ register(
         steps=(Step("echo", "Echo", echo),),
     )
 )
+
+
+def _checkpoint(ctx: JobContext) -> None:
+    from app.jobs import steps
+
+    steps.checkpoint(ctx)
+
+
+register(
+    Runbook(
+        name="test.checkpoint",
+        title="Record a checkpoint",
+        role=Role.OPERATOR,
+        mutates=True,
+        steps=(Step("checkpoint", "Record a checkpoint", _checkpoint),),
+    )
+)

@@ -1,0 +1,51 @@
+"""An enabled column of an integer type on PostgreSQL (0/1): every write sends what the column takes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.auth.roles import Role
+from app.clock import utcnow
+from tests.flags.conftest import confirm_of, make_flag_db, plan_page, seen_of, targets_toml
+from tests.support.apps import post
+from tests.support.targets import write_targets_file
+
+
+@pytest.mark.parametrize("column", ["SMALLINT", "INTEGER"])
+def test_an_integer_enabled_column_takes_toggle_kill_and_restore_as_0_or_1(app, as_role, pg_server, tmp_path, column):
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server, create=False)
+    flagdb.execute(
+        f"CREATE TABLE feature_flags (name VARCHAR(80) PRIMARY KEY, enabled {column} NOT NULL DEFAULT 0, "
+        "description TEXT NOT NULL DEFAULT '', updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+        "CHECK (enabled IN (0, 1)))"
+    )
+    flagdb.execute(
+        "INSERT INTO feature_flags (name, enabled, updated_at) VALUES "
+        "('checkout_v2', 1, '2026-01-01'), ('dark_mode', 0, '2026-01-01'), ('search_beta', 1, '2026-01-01')"
+    )
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+
+    def stored() -> dict[str, int]:
+        return dict(flagdb.execute("SELECT name, enabled FROM feature_flags ORDER BY name"))
+
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert '<span class="badge badge-ok">on</span>' in page
+    moment = utcnow().isoformat()
+    assert post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}).status_code == 303
+    assert stored() == {"checkout_v2": 1, "dark_mode": 1, "search_beta": 1}
+    kill = {"flag": ["checkout_v2", "search_beta"], "reason": "errors"}
+    assert post(client, "/targets/web/flags/kill", kill).status_code == 303
+    assert stored() == {"checkout_v2": 0, "dark_mode": 1, "search_beta": 0}
+    assert post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"}).status_code == 303
+    assert stored()["fresh"] == 1
+
+    page = plan_page(client, f"as_of={moment}")
+    assert json.loads(seen_of(page)) == {"checkout_v2": False, "dark_mode": True, "search_beta": False}
+    form = {"as_of": moment, **confirm_of(page), "reason": "back"}
+    response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)
+    assert "3 change(s) written" in response.get_data(as_text=True)
+    assert stored() == {"checkout_v2": 1, "dark_mode": 0, "fresh": 1, "search_beta": 1}
+    assert [type(v) for v in stored().values()] == [int] * 4
