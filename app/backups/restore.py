@@ -25,7 +25,15 @@ from app.backups.catalog import Backup, now_utc, sync_dir
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.targets.command import Sink, Stage, run_pipeline
-from app.targets.dbadmin import MAX_IDENTIFIER, Postgres, SpaceUnknown, Sqlite, Survey, check_identifier
+from app.targets.dbadmin import (
+    MAX_IDENTIFIER,
+    DatabaseShape,
+    Postgres,
+    SpaceUnknown,
+    Sqlite,
+    Survey,
+    check_identifier,
+)
 from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
@@ -183,9 +191,11 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     db = setup.database
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
-        owner = check_owner(db)
-        config = db.check_settings(db.name) if settings else None
-        db.create(scratch, like=db.name)  # fails if the name is taken: never drop a database this call did not make
+        shape = db.shape(db.name)
+        owner = check_owner(db, shape)
+        config = db.check_settings(db.name) if settings else db.config(db.name)
+        # Fails if the name is taken: never drop a database this call did not make.
+        db.create(scratch, like=db.name, shape=shape, config=config)
         try:
             env = db.url.tool_env(setup.target.command_env())
             # Everything restored belongs to the live database's owner, as the database itself does: after the
@@ -226,7 +236,7 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
             # A dump without --create carries none of the database's own settings (search_path, timeouts, for
             # every role or one): given now, once filled, so none of them (a statement_timeout, a read-only
             # default) can stand in the fill's way; after the swap they are live's as before.
-            if config is not None:
+            if settings:
                 db.copy_settings(config, scratch)
         except BaseException:
             db.drop(scratch)
@@ -252,9 +262,9 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
         raise
 
 
-def check_owner(db: Postgres) -> str:
+def check_owner(db: Postgres, shape: DatabaseShape | None = None) -> str:
     """The live database's owner, once Rewind's user is known to be able to act as it (RestoreFailed if not)."""
-    shape = db.shape(db.name)
+    shape = shape or db.shape(db.name)
     if not shape.may_act_as_owner:
         raise RestoreFailed(
             f"{db.name} belongs to {shape.owner}, and Rewind's database user {shape.user} cannot act as "

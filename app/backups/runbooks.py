@@ -150,29 +150,34 @@ def prune(ctx: JobContext) -> None:
 def check_restore(ctx: JobContext) -> None:
     """In the catalog, the right database, decrypts, checksum matches, room for the scratch copy.
 
-    The live key tables are counted meanwhile, for the comparison after the fill: the application serves until
-    the stop either way, so no count is exact, and read here it costs no time of its own (beside the fill it took
-    the cores pg_restore needed; after it, it came on top)."""
+    The checks read different things (the file, gpg, the server's catalogs and disk) and run side by side; each
+    is reported in a fixed order, and the first that fails fails the step. The live key tables are counted
+    meanwhile, for the comparison after the fill: the application serves until the stop either way, so no count
+    is exact, and read here it costs no time of its own (beside the fill it took the cores pg_restore needed;
+    after it, it came on top)."""
     setup = setup_for(ctx)
-    with steps.adapter_errors(ctx), ThreadPoolExecutor(2, thread_name_prefix="rewind-check") as pool:
+    with steps.adapter_errors(ctx), ThreadPoolExecutor(5, thread_name_prefix="rewind-check") as pool:
         backup = setup.catalog.get(ctx.params["backup"])
         ctx.log(f"checking {backup.id} ({backup.size} bytes, made {backup.time.isoformat()})")
         live = pool.submit(setup.database.survey, setup.key_tables, backup.time)
         verified = backup.verified or {}
-        if backup.state == "verified" and backup.sha256:
-            # The same bytes (SHA-256) that decrypted and read to the end when verified: the scratch
-            # restore decrypts them once more anyway, so a second full decrypting pass here would only
-            # add time. The checksum reads the file while the other checks ask the server and gpg.
+        # The same bytes (SHA-256) that decrypted and read to the end when verified: the scratch restore
+        # decrypts them once more anyway, so a second full decrypting pass here would only add time.
+        known = backup.state == "verified" and backup.sha256
+        if known:
             checksum = pool.submit(check_checksum, backup)
-            check_matches(setup, backup)
-            ctx.log(f"  ✓ {check_envelope(setup, backup)}")
+            envelope = pool.submit(check_envelope, setup, backup)
+        space = pool.submit(check_space, setup, backup)
+        copyable = pool.submit(check_copyable, setup)
+        check_matches(setup, backup)
+        if known:
+            ctx.log(f"  ✓ {envelope.result()}")
             ctx.log(f"  ✓ {checksum.result()}: the file verified ({verified.get('how')}) at {verified.get('at')}")
         else:
-            check_matches(setup, backup)
             quick_verify(setup, backup, ctx)
-        ctx.log(check_space(setup, backup))
-        if copyable := check_copyable(setup):
-            ctx.log(f"  ✓ {copyable}")
+        ctx.log(space.result())
+        if said := copyable.result():
+            ctx.log(f"  ✓ {said}")
         _name_copies(ctx, setup, ("restore", "pre_restore"))
         ctx.state["live"] = live.result()
         ctx.log(f"  ✓ the live key tables counted at {now_utc():%H:%M:%S} UTC, while {ctx.target} serves")

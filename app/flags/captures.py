@@ -30,9 +30,10 @@ def snapshot(table: FlagTable) -> dict:
     """Every flag's state, and the id of the last audit row whose change the states include (`through_audit`).
 
     A flag write takes its audit row's place in the chain (the chain's head lock) while the flag's row is locked,
-    and holds it until that row commits, after the flag's commit. Reading the flags while holding that head lock (on a connection of
-    its own, so only for the length of the read) means every audited change up to the head's id is in the states
-    and none after it: a restore as of this checkpoint replays exactly the rows after it, whatever their times.
+    and holds it until that row commits, after the flag's commit. Reading the flags while holding that head lock
+    (on a connection of its own, so only for the length of the read) means every audited change up to the head's
+    id is in the states and none after it: a restore as of this checkpoint replays exactly the rows after it,
+    whatever their times.
     """
     with db.engine.connect() as conn:
         try:

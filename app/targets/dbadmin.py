@@ -368,15 +368,23 @@ class Postgres:
                 fix="run Rewind as a user that may read the server's data directory",
             ) from None
 
-    def create(self, name: str, like: str | None = None) -> None:
+    def create(
+        self,
+        name: str,
+        like: str | None = None,
+        *,
+        shape: DatabaseShape | None = None,
+        config: DatabaseConfig | None = None,
+    ) -> None:
         """A new empty database; `like` names one whose owner, encoding, locale and privileges it takes (a
         restore's scratch must be what the application's role can use after the swap, and sort as the database
-        it replaces). Its settings are not copied here: see copy_settings."""
+        it replaces). Its settings are not copied here: see copy_settings. `shape` and `config`: `like`'s, when
+        the caller has just read them (each read is a connection of its own)."""
         check_identifier(name)
         statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
         if like is not None:
-            shape = self.shape(like)
-            config = self.config(like)
+            shape = shape or self.shape(like)
+            config = config or self.config(like)
             statement = sql.SQL("{} OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
                 statement,
                 sql.Identifier(shape.owner),
