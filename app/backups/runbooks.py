@@ -151,15 +151,11 @@ def check_restore(ctx: JobContext) -> None:
     """In the catalog, the right database, decrypts, checksum matches, room for the scratch copy.
 
     The checks read different things (the file, gpg, the server's catalogs and disk) and run side by side; each
-    is reported in a fixed order, and the first that fails fails the step. The live key tables are counted
-    meanwhile, for the comparison after the fill: the application serves until the stop either way, so no count
-    is exact, and read here it costs no time of its own (beside the fill it took the cores pg_restore needed;
-    after it, it came on top)."""
+    is reported in a fixed order, and the first that fails fails the step."""
     setup = setup_for(ctx)
-    with steps.adapter_errors(ctx), ThreadPoolExecutor(5, thread_name_prefix="rewind-check") as pool:
+    with steps.adapter_errors(ctx), ThreadPoolExecutor(4, thread_name_prefix="rewind-check") as pool:
         backup = setup.catalog.get(ctx.params["backup"])
         ctx.log(f"checking {backup.id} ({backup.size} bytes, made {backup.time.isoformat()})")
-        live = pool.submit(setup.database.survey, setup.key_tables, backup.time)
         verified = backup.verified or {}
         # The same bytes (SHA-256) that decrypted and read to the end when verified: the scratch restore
         # decrypts them once more anyway, so a second full decrypting pass here would only add time.
@@ -179,8 +175,6 @@ def check_restore(ctx: JobContext) -> None:
         if said := copyable.result():
             ctx.log(f"  ✓ {said}")
         _name_copies(ctx, setup, ("restore", "pre_restore"))
-        ctx.state["live"] = live.result()
-        ctx.log(f"  ✓ the live key tables counted at {now_utc():%H:%M:%S} UTC, while {ctx.target} serves")
     ctx.progress(1.0, "backup checked")
 
 
@@ -234,7 +228,7 @@ def inspect_scratch(ctx: JobContext) -> None:
     try:
         with steps.adapter_errors(ctx):
             backup = setup.catalog.get(ctx.params["backup"])
-            found = compare(setup, backup, scratch, live=ctx.state.get("live"))
+            found = compare(setup, backup, scratch)
         for line in found.table():
             ctx.log(line)
         lost = sum(found.newer.values())

@@ -90,8 +90,6 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     assert re.search(r"^user +16 +20 +1$", text, re.M), text
     assert re.search(r"^orders +20 +20 +unknown$", text, re.M), text
     assert "rolls back 1 row(s)" in text
-    # the live side is read while the check runs, before the fill, and the log says when
-    assert -1 < text.find("the live key tables counted at") < text.find("restoring " + name), text
     (pre,) = copies(data_target)
     assert "_pre_restore_" in pre or ".pre_restore_" in pre
     assert data_target.snapshot(copy_url(data_target, pre)) == changed  # the replaced database is kept whole
