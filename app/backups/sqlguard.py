@@ -7,15 +7,16 @@ database", it would reach the live one while the application serves. psql
 splits the stream into statements itself (at a top-level `;`, wherever it is
 on a line), so this filter reads the stream the way psql's lexer does: quoted
 strings ('…', E'…'), quoted identifiers, dollar quotes, line and nested block
-comments, parentheses, the BEGIN … END of SQL-standard function bodies, and
-COPY … FROM stdin data (up to a line that is exactly `\\.`). Outside those it
-refuses any psql meta-command (pg_dump's own `\\restrict`/`\\unrestrict` lines
-aside) and every statement that acts past the database it runs in: on a
-database, a role, a tablespace, the server's settings, a COPY that is not
-FROM stdin, a transaction end the dump did not open. Where psql's reading
-could depend on a setting or a version (a quote after an odd run of
-backslashes, a `$` run into a number) it refuses too: a plain dump from
-pg_dump never needs those.
+comments (a `--` comment ends at a carriage return too, as psql's does), parentheses,
+the BEGIN … END of SQL-standard function bodies, and COPY … FROM stdin data
+(up to a line that is exactly `\\.`). Outside those it refuses any psql
+meta-command (pg_dump's own `\\restrict`/`\\unrestrict` lines aside) and
+every statement that acts past the database it runs in: on a database, a
+role, a tablespace, the server's settings, a COPY that is not FROM stdin,
+a transaction end the dump did not open. Where psql's reading could depend
+on a setting or a version (a quote after an odd run of backslashes, a `$`
+run into a number) it refuses too: a plain dump from pg_dump never needs
+those.
 
 The SQL passes through unchanged, one statement at a time: a statement's lines
 are held until its end is seen and checked, so psql never gets part of a
@@ -172,7 +173,8 @@ class Lexer:
         copy_follows = self._scan(number, line)
         if self.transaction_statement:
             self.transaction_statement = False
-            if not (alone and not self.started and line.strip().upper() in OWN_TRANSACTION_LINES):
+            # Exactly the line, its end aside: a carriage return before the word would end the `--` below.
+            if not (alone and not self.started and line.rstrip(b"\r\n").upper() in OWN_TRANSACTION_LINES):
                 self._refuse(number, "a transaction statement not as pg_dump writes it (BEGIN; or COMMIT; alone)", line)
             line = b"-- " + line  # psql's one transaction holds the large objects: see the module's docstring
         self.held.append(line)
@@ -299,7 +301,10 @@ class Lexer:
                 self._start(number, line)
                 self.mode, self.tag = DOLLAR, text
             elif text == b"--":
-                return False
+                at = line.find(b"\r", pos)  # psql, like the server, ends a -- comment at a carriage return too
+                if at < 0:
+                    return False
+                pos = at + 1
             elif text == b"/*":
                 self.mode, self.comment_depth = BLOCK, 1
             elif text == b";":

@@ -170,6 +170,9 @@ def test_pg_dump_s_own_begin_and_commit_around_large_objects_pass_as_comments():
         (b"BEGIN\n;\nCOMMIT;\n", 2, "a transaction statement not as pg_dump writes it"),
         (b"BEGIN;\nBEGIN;\nCOMMIT;\n", 2, "a transaction begun inside another"),
         (b"BEGIN;\nSELECT 1;\nCOMMIT", 3, "a transaction statement not as pg_dump writes it"),
+        # psql ends a -- comment at a carriage return: commented out, this COMMIT would still run
+        (b"BEGIN;\n\rCOMMIT;\n", 2, "a transaction statement not as pg_dump writes it"),
+        (b"\rBEGIN;\nCOMMIT;\n", 1, "a transaction statement not as pg_dump writes it"),
     ],
 )
 def test_other_transaction_statements_are_refused(sql, number, why):
@@ -250,6 +253,8 @@ CRAFTED = {
     "a DROP after a statement": 'SELECT 1; DROP DATABASE "{live}" WITH (FORCE);\n',
     "a meta-command after a statement": 'SELECT 1; \\connect "{live}"\nDROP TABLE orders;\n',
     "a role changed": "/* harmless */ ALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n",
+    # psql (like the server) ends a -- comment at a carriage return, not only at the line's end
+    "a role changed after a comment's carriage return": "-- harmless\rALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n",
 }
 
 
@@ -327,6 +332,18 @@ def test_a_real_dump_with_large_objects_fills_the_scratch_in_one_transaction_and
     assert found == [(1, b"a large object"), (2, b"\x00\xff")]
 
 
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_commit_hidden_behind_a_carriage_return_cannot_end_the_one_transaction(app, runner, data_target, pg_server):
+    """`\\rCOMMIT;` passed as a comment would still run: psql's -- comment ends at the carriage return."""
+    live = data_target.url.rsplit("/", 1)[1]
+    name = store_plain_backup(data_target, pg_server, b"BEGIN;\n\rCOMMIT;\nVACUUM;\n")
+    with pytest.raises(RestoreFailed) as caught:
+        scratch_fill(app, data_target, name, f"{live}_one_transaction")
+    assert "sqlguard exited with status 3" in caught.value.message, caught.value.message
+    assert "a transaction statement not as pg_dump writes it" in caught.value.message
+    assert copies(data_target) == []
+
+
 def test_statements_pass_once_they_end_and_copy_data_at_once_nothing_waits_for_the_end():
     """Dumps can be gigabytes: what is passed on never waits for the rest of the stream."""
     out = io.BytesIO()
@@ -365,6 +382,7 @@ AS_PSQL_READS = [
     f"SELECT 'a' -- '\n; {P}();",
     f'SELECT "a""; {P}_no()"; {P}();',
     f"SELECT n'a\\\\'; {P}();",
+    f"SELECT 1; -- a comment psql ends at the carriage return\r{P}();",
 ]
 
 
