@@ -48,6 +48,10 @@ REFUSED = 3
 END_OF_DATA = (b"\\.\n", b"\\.\r\n")  # exactly what psql takes as the end of COPY data
 OWN_META = re.compile(rb"\s*\\(?:restrict|unrestrict) [A-Za-z0-9]+\s*")
 OWN_TRANSACTION_LINES = (b"BEGIN;", b"COMMIT;")  # pg_dump's around large objects, each alone on its line
+# psql reads its input a line at a time as C strings: what follows a NUL on its line never reaches its lexer (nor
+# the end of COPY data it looks for), so its quotes and statements would not be the ones checked. No dump has one.
+NUL = b"\0"
+NUL_REFUSED = "a NUL byte (psql drops the rest of its line; no dump has one)"
 WORDS_KEPT = 16  # top-level words of a statement kept for its check
 HELD_MAX = 256 << 20  # a statement is held until its end; pg_dump's are small (data goes in COPY)
 
@@ -169,6 +173,8 @@ class Lexer:
 
     def feed(self, number: int, line: bytes) -> None:
         """One line of SQL (COPY data is the caller's: it only looks for the line that ends it)."""
+        if NUL in line:
+            self._refuse(number, NUL_REFUSED, line)
         alone = not self.held  # no statement open before this line
         copy_follows = self._scan(number, line)
         if self.transaction_statement:
@@ -373,7 +379,9 @@ def guard(source, sink) -> tuple[int, str, bytes] | None:
         for number, line in lines:
             lexer.feed(number, line)
             if lexer.mode == DATA:  # COPY data, most of a dump: only its end is looked for
-                for _number, line in lines:  # the same numbered lines, read on
+                for number, line in lines:  # the same numbered lines, read on
+                    if NUL in line:
+                        raise Refusal(number, NUL_REFUSED, line)
                     write(line)
                     if line in END_OF_DATA:
                         lexer.mode = NORMAL

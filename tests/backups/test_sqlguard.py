@@ -112,6 +112,9 @@ def test_as_a_pipeline_stage_it_fails_with_the_line_named():
         (b"SELECT 1$$ ' $$; DROP DATABASE shop; -- ';\n", 1, "a $ run into a number"),
         (b"SELECT $1$$ ' $$; DROP DATABASE shop; -- ';\n", 1, "a $ run into a parameter"),
         (b"CREATE PROCEDURE p() BEGIN ATOMIC SELECT 1; END;\nCOMMIT;\n", 2, "a transaction end"),
+        # psql drops what follows a NUL byte on its line: its quotes would not be the ones the guard read
+        (b"SELECT '\x00';\n'; ALTER ROLE app CONNECTION LIMIT 0; --'\n;\n", 1, "a NUL byte"),
+        (b"COPY t FROM stdin;\n1\tabc\x00\n\\.\n'\n\\.\nALTER ROLE app CONNECTION LIMIT 0;\n-- '\n;\n", 2, "a NUL"),
     ],
 )
 def test_what_psql_would_run_outside_the_scratch_is_refused_wherever_it_is(sql, number, why):
@@ -255,6 +258,10 @@ CRAFTED = {
     "a role changed": "/* harmless */ ALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n",
     # psql (like the server) ends a -- comment at a carriage return, not only at the line's end
     "a role changed after a comment's carriage return": "-- harmless\rALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n",
+    # psql drops the rest of a line after a NUL byte: the guard's quotes and COPY data's end are not psql's then
+    "a role changed behind a NUL": "SELECT '\x00';\n'; ALTER ROLE CURRENT_USER CONNECTION LIMIT 0; --'\n;\n",
+    "a role changed after COPY data with a NUL": "COPY orders FROM stdin;\n99\t1\t1\x00\n\\.\n'\n\\.\n"
+    "ALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n-- '\n;\n",
 }
 
 
