@@ -359,11 +359,14 @@ def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
     )
 
 
-def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
-    """Restore into a scratch copy, count the key tables, read the revision, drop the copy: does it really restore?"""
+def restore_test(setup: BackupSetup, backup: Backup, sink: Sink, scratch: str | None = None) -> str:
+    """Restore into a scratch copy, count the key tables, read the revision, drop the copy: does it really restore?
+
+    `scratch`: the copy's name, when the caller has already said it (a job killed midway must say where it is).
+    """
     check_matches(setup, backup)
     sink.line("out", check_space(setup, backup))
-    scratch = copy_name(setup, "test", stamp())
+    scratch = scratch or copy_name(setup, "test", stamp())
     restore_scratch(setup, backup, scratch, sink, settings=False)
     try:
         db = setup.database
