@@ -14,9 +14,10 @@ meta-command (pg_dump's own `\\restrict`/`\\unrestrict` lines aside) and
 every statement that acts past the database it runs in: on a database, a
 role, a tablespace, the server's settings, a COPY that is not FROM stdin,
 a transaction end the dump did not open. Where psql's reading could depend
-on a setting or a version (a quote after an odd run of backslashes, a `$`
-run into a number) it refuses too: a plain dump from pg_dump never needs
-those.
+on a setting or a version (a quote after an odd run of backslashes, a
+backslash after a non-ASCII byte in a string, which the client encoding may
+make part of a character, a `$` run into a number) it refuses too: a plain
+dump from pg_dump never needs those.
 
 The SQL passes through unchanged, one statement at a time: a statement's lines
 are held until its end is seen and checked, so psql never gets part of a
@@ -52,6 +53,9 @@ OWN_TRANSACTION_LINES = (b"BEGIN;", b"COMMIT;")  # pg_dump's around large object
 # the end of COPY data it looks for), so its quotes and statements would not be the ones checked. No dump has one.
 NUL = b"\0"
 NUL_REFUSED = "a NUL byte (psql drops the rest of its line; no dump has one)"
+# In SJIS, BIG5, GBK and the like (client encodings a dump can SET) a backslash byte may end a character, and psql,
+# which lexes in the client encoding, then reads no backslash there: in a string it would escape nothing.
+ENCODING_REFUSED = "a backslash after a non-ASCII byte in a string (where that string ends depends on client_encoding)"
 WORDS_KEPT = 16  # top-level words of a statement kept for its check
 HELD_MAX = 256 << 20  # a statement is held until its end; pg_dump's are small (data goes in COPY)
 
@@ -241,6 +245,8 @@ class Lexer:
                 run = at - 1
                 while run >= 0 and line[run] == 92:  # backslashes right before the quote
                     run -= 1
+                if run < at - 1 and run >= 0 and line[run] >= 0x80:
+                    self._refuse(number, ENCODING_REFUSED, line)
                 if (at - 1 - run) % 2:
                     self._refuse(
                         number,
@@ -254,6 +260,8 @@ class Lexer:
                 if match is None:
                     return False
                 at = match.start()
+                if line[at] == 92 and at > 0 and line[at - 1] >= 0x80:
+                    self._refuse(number, ENCODING_REFUSED, line)
                 if line[at] == 92 or line[at + 1 : at + 2] == b"'":  # an escape, or '' inside the string
                     pos = at + 2
                 else:

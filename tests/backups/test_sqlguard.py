@@ -115,6 +115,10 @@ def test_as_a_pipeline_stage_it_fails_with_the_line_named():
         # psql drops what follows a NUL byte on its line: its quotes would not be the ones the guard read
         (b"SELECT '\x00';\n'; ALTER ROLE app CONNECTION LIMIT 0; --'\n;\n", 1, "a NUL byte"),
         (b"COPY t FROM stdin;\n1\tabc\x00\n\\.\n'\n\\.\nALTER ROLE app CONNECTION LIMIT 0;\n-- '\n;\n", 2, "a NUL"),
+        # in SJIS (BIG5, GBK, …) psql reads \x95\\ as one character: that backslash escapes nothing
+        (b"SELECT E'\x95\\';ALTER ROLE app CONNECTION LIMIT 0;--'\n;\n", 1, "depends on client_encoding"),
+        (b"SELECT '\x95\\';ALTER ROLE app CONNECTION LIMIT 0;--'\n;\n", 1, "depends on client_encoding"),
+        (b"SELECT '\x95\\\\';SELECT ';ALTER ROLE app CONNECTION LIMIT 0;--'\n", 1, "depends on client_encoding"),
     ],
 )
 def test_what_psql_would_run_outside_the_scratch_is_refused_wherever_it_is(sql, number, why):
@@ -349,6 +353,26 @@ def test_a_commit_hidden_behind_a_carriage_return_cannot_end_the_one_transaction
     assert "sqlguard exited with status 3" in caught.value.message, caught.value.message
     assert "a transaction statement not as pg_dump writes it" in caught.value.message
     assert copies(data_target) == []
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_backslash_a_client_encoding_makes_part_of_a_character_cannot_end_a_string_early(
+    app, runner, data_target, pg_server
+):
+    """Under SJIS psql reads 0x95 0x5C as one character: the guard's E'…' would go on where psql's ended."""
+    live = data_target.url.rsplit("/", 1)[1]
+    crafted = b"SET client_encoding = 'SJIS';\nSELECT E'\x95\\';ALTER ROLE CURRENT_USER CONNECTION LIMIT 0;--'\n;\n"
+    name = store_plain_backup(data_target, pg_server, crafted)
+    try:
+        with pytest.raises(RestoreFailed) as caught:
+            scratch_fill(app, data_target, name, f"{live}_encoding")
+        assert "sqlguard exited with status 3" in caught.value.message, caught.value.message
+        assert "depends on client_encoding" in caught.value.message
+        assert copies(data_target) == []
+        with psycopg.connect(data_target.url) as conn:  # the role is as it was
+            assert conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user").fetchone() == (-1,)
+    finally:
+        data_target.execute("ALTER ROLE CURRENT_USER CONNECTION LIMIT -1")
 
 
 def test_statements_pass_once_they_end_and_copy_data_at_once_nothing_waits_for_the_end():
