@@ -29,6 +29,7 @@ from app.targets.dbadmin import (
     MAX_IDENTIFIER,
     DatabaseShape,
     Postgres,
+    SettingRefused,
     SpaceUnknown,
     Sqlite,
     check_identifier,
@@ -185,7 +186,8 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     """Fill a new scratch database from the backup; a failure drops it again (it is ours alone).
 
     `settings`: give it the live database's own settings too (the copy a swap puts in live's place needs them;
-    a restore test's copy, dropped at its end, does not, and must not fail a good backup for want of them).
+    a restore test's copy takes them only when Rewind may give them: it must not fail a good backup for want of
+    them, see _test_copy_settings).
     """
     db = setup.database
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
@@ -359,12 +361,15 @@ def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
     )
 
 
-def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
-    """Restore into a scratch copy, count the key tables, read the revision, drop the copy: does it really restore?"""
+def restore_test(setup: BackupSetup, backup: Backup, sink: Sink, scratch: str | None = None) -> str:
+    """Restore into a scratch copy, count the key tables, read the revision, drop the copy: does it really restore?
+
+    `scratch`: the copy's name, when the caller has already said it (a job killed midway must say where it is).
+    """
     check_matches(setup, backup)
     sink.line("out", check_space(setup, backup))
-    scratch = copy_name(setup, "test", stamp())
-    restore_scratch(setup, backup, scratch, sink, settings=False)
+    scratch = scratch or copy_name(setup, "test", stamp())
+    restore_scratch(setup, backup, scratch, sink, settings=_test_copy_settings(setup, sink))
     try:
         db = setup.database
         where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
@@ -387,6 +392,20 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
         )
     rows = ", ".join(f"{t} {n}" for t, n in counts.items()) or "no key tables configured"
     return f"restores ({rows}; revision {revision or 'none'}); the test copy was dropped"
+
+
+def _test_copy_settings(setup: BackupSetup, sink: Sink) -> bool:
+    """Whether a restore test's copy takes the live database's settings: it reads its key tables as live does (a
+    search_path may be what finds them), unless Rewind may not give one; then it goes without, said in the log."""
+    db = setup.database
+    if not isinstance(db, Postgres):
+        return False
+    try:
+        db.check_settings(db.name)
+    except SettingRefused as exc:
+        sink.line("out", f"  ! {exc.message}; the test copy goes without the live database's settings")
+        return False
+    return True
 
 
 # --- the swap ------------------------------------------------------------------------------

@@ -7,15 +7,17 @@ database", it would reach the live one while the application serves. psql
 splits the stream into statements itself (at a top-level `;`, wherever it is
 on a line), so this filter reads the stream the way psql's lexer does: quoted
 strings ('…', E'…'), quoted identifiers, dollar quotes, line and nested block
-comments, parentheses, the BEGIN … END of SQL-standard function bodies, and
-COPY … FROM stdin data (up to a line that is exactly `\\.`). Outside those it
-refuses any psql meta-command (pg_dump's own `\\restrict`/`\\unrestrict` lines
-aside) and every statement that acts past the database it runs in: on a
-database, a role, a tablespace, the server's settings, a COPY that is not
-FROM stdin, a transaction end the dump did not open. Where psql's reading
-could depend on a setting or a version (a quote after an odd run of
-backslashes, a `$` run into a number) it refuses too: a plain dump from
-pg_dump never needs those.
+comments (a `--` comment ends at a carriage return too, as psql's does), parentheses,
+the BEGIN … END of SQL-standard function bodies, and COPY … FROM stdin data
+(up to a line that is exactly `\\.`). Outside those it refuses any psql
+meta-command (pg_dump's own `\\restrict`/`\\unrestrict` lines aside) and
+every statement that acts past the database it runs in: on a database, a
+role, a tablespace, the server's settings, a COPY that is not FROM stdin,
+a transaction end the dump did not open. Where psql's reading could depend
+on a setting or a version (a quote after an odd run of backslashes, a
+backslash after a non-ASCII byte in a string, which the client encoding may
+make part of a character, a `$` run into a number) it refuses too: a plain
+dump from pg_dump never needs those.
 
 The SQL passes through unchanged, one statement at a time: a statement's lines
 are held until its end is seen and checked, so psql never gets part of a
@@ -47,6 +49,13 @@ REFUSED = 3
 END_OF_DATA = (b"\\.\n", b"\\.\r\n")  # exactly what psql takes as the end of COPY data
 OWN_META = re.compile(rb"\s*\\(?:restrict|unrestrict) [A-Za-z0-9]+\s*")
 OWN_TRANSACTION_LINES = (b"BEGIN;", b"COMMIT;")  # pg_dump's around large objects, each alone on its line
+# psql reads its input a line at a time as C strings: what follows a NUL on its line never reaches its lexer (nor
+# the end of COPY data it looks for), so its quotes and statements would not be the ones checked. No dump has one.
+NUL = b"\0"
+NUL_REFUSED = "a NUL byte (psql drops the rest of its line; no dump has one)"
+# In SJIS, BIG5, GBK and the like (client encodings a dump can SET) a backslash byte may end a character, and psql,
+# which lexes in the client encoding, then reads no backslash there: in a string it would escape nothing.
+ENCODING_REFUSED = "a backslash after a non-ASCII byte in a string (where that string ends depends on client_encoding)"
 WORDS_KEPT = 16  # top-level words of a statement kept for its check
 HELD_MAX = 256 << 20  # a statement is held until its end; pg_dump's are small (data goes in COPY)
 
@@ -168,11 +177,14 @@ class Lexer:
 
     def feed(self, number: int, line: bytes) -> None:
         """One line of SQL (COPY data is the caller's: it only looks for the line that ends it)."""
+        if NUL in line:
+            self._refuse(number, NUL_REFUSED, line)
         alone = not self.held  # no statement open before this line
         copy_follows = self._scan(number, line)
         if self.transaction_statement:
             self.transaction_statement = False
-            if not (alone and not self.started and line.strip().upper() in OWN_TRANSACTION_LINES):
+            # Exactly the line, its end aside: a carriage return before the word would end the `--` below.
+            if not (alone and not self.started and line.rstrip(b"\r\n").upper() in OWN_TRANSACTION_LINES):
                 self._refuse(number, "a transaction statement not as pg_dump writes it (BEGIN; or COMMIT; alone)", line)
             line = b"-- " + line  # psql's one transaction holds the large objects: see the module's docstring
         self.held.append(line)
@@ -233,6 +245,8 @@ class Lexer:
                 run = at - 1
                 while run >= 0 and line[run] == 92:  # backslashes right before the quote
                     run -= 1
+                if run < at - 1 and run >= 0 and line[run] >= 0x80:
+                    self._refuse(number, ENCODING_REFUSED, line)
                 if (at - 1 - run) % 2:
                     self._refuse(
                         number,
@@ -246,6 +260,8 @@ class Lexer:
                 if match is None:
                     return False
                 at = match.start()
+                if line[at] == 92 and at > 0 and line[at - 1] >= 0x80:
+                    self._refuse(number, ENCODING_REFUSED, line)
                 if line[at] == 92 or line[at + 1 : at + 2] == b"'":  # an escape, or '' inside the string
                     pos = at + 2
                 else:
@@ -299,7 +315,10 @@ class Lexer:
                 self._start(number, line)
                 self.mode, self.tag = DOLLAR, text
             elif text == b"--":
-                return False
+                at = line.find(b"\r", pos)  # psql, like the server, ends a -- comment at a carriage return too
+                if at < 0:
+                    return False
+                pos = at + 1
             elif text == b"/*":
                 self.mode, self.comment_depth = BLOCK, 1
             elif text == b";":
@@ -368,7 +387,9 @@ def guard(source, sink) -> tuple[int, str, bytes] | None:
         for number, line in lines:
             lexer.feed(number, line)
             if lexer.mode == DATA:  # COPY data, most of a dump: only its end is looked for
-                for _number, line in lines:  # the same numbered lines, read on
+                for number, line in lines:  # the same numbered lines, read on
+                    if NUL in line:
+                        raise Refusal(number, NUL_REFUSED, line)
                     write(line)
                     if line in END_OF_DATA:
                         lexer.mode = NORMAL

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from app.backups.catalog import Backup
 from app.backups.create import create_backup
-from app.backups.restore import restore_test
+from app.backups.restore import copy_name, restore_test, stamp
 from app.backups.setup import BackupSetup, setup_of
 from app.backups.verify import quick_verify
 from app.jobs import steps
@@ -43,8 +43,14 @@ def verify_and_record(setup: BackupSetup, backup: Backup, ctx: JobContext, how: 
         detail = quick_verify(setup, backup, ctx)
         if how == "restore-test":
             ctx.progress(0.3, "restore test")
-            ctx.log(f"restore test: restoring {backup.id} into a scratch copy")
-            detail += "; " + restore_test(setup, backup, ctx)
+            scratch = copy_name(setup, "test", stamp())
+            ctx.standing(
+                f"the live database is untouched; the restore test's copy {scratch} was being filled or counted "
+                "(the cleanup runbook drops it)"
+            )
+            ctx.log(f"restore test: restoring {backup.id} into the scratch copy {scratch}")
+            detail += "; " + restore_test(setup, backup, ctx, scratch)
+            ctx.standing(f"the live database is untouched; the restore test's copy {scratch} was dropped")
     except TargetError as exc:
         setup.catalog.record_verification(backup, how=how, ok=False, detail=exc.message, job_id=ctx.job_id)
         raise

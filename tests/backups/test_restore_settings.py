@@ -128,3 +128,19 @@ def test_a_setting_rewind_may_not_copy_is_refused_in_the_check_step_before_anyth
 )
 def test_a_list_setting_splits_as_the_server_stores_it(stored, names):
     assert split_setting_list(stored) == names
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_restore_test_finds_the_key_tables_where_the_live_database_s_search_path_does(app, runner, data_target):
+    """The application's tables in their own schema, found through the database's search_path: a good backup."""
+    live = data_target.url.rsplit("/", 1)[1]
+    data_target.execute("CREATE SCHEMA shop")
+    for table in ("user", "orders", "alembic_version"):
+        data_target.execute(f'ALTER TABLE "{table}" SET SCHEMA shop')
+    data_target.execute(f'ALTER DATABASE "{live}" SET search_path TO shop')
+    name = backup_now(app, data_target)
+
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert "user 20, orders 20; revision ab12cd34ef56" in job.result, job.result
+    assert copies(data_target) == [] and _config(data_target, live)[0] == [("*", "search_path=shop")]

@@ -112,6 +112,13 @@ def test_as_a_pipeline_stage_it_fails_with_the_line_named():
         (b"SELECT 1$$ ' $$; DROP DATABASE shop; -- ';\n", 1, "a $ run into a number"),
         (b"SELECT $1$$ ' $$; DROP DATABASE shop; -- ';\n", 1, "a $ run into a parameter"),
         (b"CREATE PROCEDURE p() BEGIN ATOMIC SELECT 1; END;\nCOMMIT;\n", 2, "a transaction end"),
+        # psql drops what follows a NUL byte on its line: its quotes would not be the ones the guard read
+        (b"SELECT '\x00';\n'; ALTER ROLE app CONNECTION LIMIT 0; --'\n;\n", 1, "a NUL byte"),
+        (b"COPY t FROM stdin;\n1\tabc\x00\n\\.\n'\n\\.\nALTER ROLE app CONNECTION LIMIT 0;\n-- '\n;\n", 2, "a NUL"),
+        # in SJIS (BIG5, GBK, …) psql reads \x95\\ as one character: that backslash escapes nothing
+        (b"SELECT E'\x95\\';ALTER ROLE app CONNECTION LIMIT 0;--'\n;\n", 1, "depends on client_encoding"),
+        (b"SELECT '\x95\\';ALTER ROLE app CONNECTION LIMIT 0;--'\n;\n", 1, "depends on client_encoding"),
+        (b"SELECT '\x95\\\\';SELECT ';ALTER ROLE app CONNECTION LIMIT 0;--'\n", 1, "depends on client_encoding"),
     ],
 )
 def test_what_psql_would_run_outside_the_scratch_is_refused_wherever_it_is(sql, number, why):
@@ -170,6 +177,9 @@ def test_pg_dump_s_own_begin_and_commit_around_large_objects_pass_as_comments():
         (b"BEGIN\n;\nCOMMIT;\n", 2, "a transaction statement not as pg_dump writes it"),
         (b"BEGIN;\nBEGIN;\nCOMMIT;\n", 2, "a transaction begun inside another"),
         (b"BEGIN;\nSELECT 1;\nCOMMIT", 3, "a transaction statement not as pg_dump writes it"),
+        # psql ends a -- comment at a carriage return: commented out, this COMMIT would still run
+        (b"BEGIN;\n\rCOMMIT;\n", 2, "a transaction statement not as pg_dump writes it"),
+        (b"\rBEGIN;\nCOMMIT;\n", 1, "a transaction statement not as pg_dump writes it"),
     ],
 )
 def test_other_transaction_statements_are_refused(sql, number, why):
@@ -250,6 +260,12 @@ CRAFTED = {
     "a DROP after a statement": 'SELECT 1; DROP DATABASE "{live}" WITH (FORCE);\n',
     "a meta-command after a statement": 'SELECT 1; \\connect "{live}"\nDROP TABLE orders;\n',
     "a role changed": "/* harmless */ ALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n",
+    # psql (like the server) ends a -- comment at a carriage return, not only at the line's end
+    "a role changed after a comment's carriage return": "-- harmless\rALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n",
+    # psql drops the rest of a line after a NUL byte: the guard's quotes and COPY data's end are not psql's then
+    "a role changed behind a NUL": "SELECT '\x00';\n'; ALTER ROLE CURRENT_USER CONNECTION LIMIT 0; --'\n;\n",
+    "a role changed after COPY data with a NUL": "COPY orders FROM stdin;\n99\t1\t1\x00\n\\.\n'\n\\.\n"
+    "ALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n-- '\n;\n",
 }
 
 
@@ -327,6 +343,38 @@ def test_a_real_dump_with_large_objects_fills_the_scratch_in_one_transaction_and
     assert found == [(1, b"a large object"), (2, b"\x00\xff")]
 
 
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_commit_hidden_behind_a_carriage_return_cannot_end_the_one_transaction(app, runner, data_target, pg_server):
+    """`\\rCOMMIT;` passed as a comment would still run: psql's -- comment ends at the carriage return."""
+    live = data_target.url.rsplit("/", 1)[1]
+    name = store_plain_backup(data_target, pg_server, b"BEGIN;\n\rCOMMIT;\nVACUUM;\n")
+    with pytest.raises(RestoreFailed) as caught:
+        scratch_fill(app, data_target, name, f"{live}_one_transaction")
+    assert "sqlguard exited with status 3" in caught.value.message, caught.value.message
+    assert "a transaction statement not as pg_dump writes it" in caught.value.message
+    assert copies(data_target) == []
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_backslash_a_client_encoding_makes_part_of_a_character_cannot_end_a_string_early(
+    app, runner, data_target, pg_server
+):
+    """Under SJIS psql reads 0x95 0x5C as one character: the guard's E'…' would go on where psql's ended."""
+    live = data_target.url.rsplit("/", 1)[1]
+    crafted = b"SET client_encoding = 'SJIS';\nSELECT E'\x95\\';ALTER ROLE CURRENT_USER CONNECTION LIMIT 0;--'\n;\n"
+    name = store_plain_backup(data_target, pg_server, crafted)
+    try:
+        with pytest.raises(RestoreFailed) as caught:
+            scratch_fill(app, data_target, name, f"{live}_encoding")
+        assert "sqlguard exited with status 3" in caught.value.message, caught.value.message
+        assert "depends on client_encoding" in caught.value.message
+        assert copies(data_target) == []
+        with psycopg.connect(data_target.url) as conn:  # the role is as it was
+            assert conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user").fetchone() == (-1,)
+    finally:
+        data_target.execute("ALTER ROLE CURRENT_USER CONNECTION LIMIT -1")
+
+
 def test_statements_pass_once_they_end_and_copy_data_at_once_nothing_waits_for_the_end():
     """Dumps can be gigabytes: what is passed on never waits for the rest of the stream."""
     out = io.BytesIO()
@@ -365,6 +413,7 @@ AS_PSQL_READS = [
     f"SELECT 'a' -- '\n; {P}();",
     f'SELECT "a""; {P}_no()"; {P}();',
     f"SELECT n'a\\\\'; {P}();",
+    f"SELECT 1; -- a comment psql ends at the carriage return\r{P}();",
 ]
 
 
