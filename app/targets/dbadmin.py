@@ -187,6 +187,13 @@ def split_setting_list(value: str) -> list[str]:
     return names
 
 
+def _pasteable(name: str) -> str:
+    """A name as it must be typed in SQL: as it is when it is a plain lower-case word, else double-quoted."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
 @dataclass(frozen=True)
 class Setting:
     """One `ALTER DATABASE … SET` (role None) or `ALTER ROLE … IN DATABASE … SET` of a database."""
@@ -209,12 +216,19 @@ class Setting:
 
     def words(self, dbname: str) -> str:
         """The setting as a person would type it (ALTER ROLE app IN DATABASE shop SET statement_timeout …)."""
-        who = f"ALTER DATABASE {dbname}" if self.role is None else f"ALTER ROLE {self.role} IN DATABASE {dbname}"
-        return f"{who} SET {self.name} = {self.value}"
+        return f"{self._who(dbname)} SET {self.name} = {self.value}"
 
     def reset(self, dbname: str) -> str:
-        who = f"ALTER DATABASE {dbname}" if self.role is None else f"ALTER ROLE {self.role} IN DATABASE {dbname}"
-        return f"{who} RESET {self.name}"
+        return f"{self._who(dbname)} RESET {self.name}"
+
+    def _who(self, dbname: str) -> str:
+        """The ALTER of a statement to paste: names quoted where psql would need them."""
+        database = _pasteable(dbname)
+        return (
+            f"ALTER DATABASE {database}"
+            if self.role is None
+            else f"ALTER ROLE {_pasteable(self.role)} IN DATABASE {database}"
+        )
 
 
 @dataclass(frozen=True)

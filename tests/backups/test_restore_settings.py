@@ -144,3 +144,12 @@ def test_a_restore_test_finds_the_key_tables_where_the_live_database_s_search_pa
     assert job.state == "succeeded", (job.result, log_text(view))
     assert "user 20, orders 20; revision ab12cd34ef56" in job.result, job.result
     assert copies(data_target) == [] and _config(data_target, live)[0] == [("*", "search_path=shop")]
+
+
+def test_a_fix_to_paste_quotes_the_names_that_need_it():
+    from app.targets.dbadmin import Setting
+
+    plain = Setting(None, "statement_timeout", "1min")
+    assert plain.words("shop") == "ALTER DATABASE shop SET statement_timeout = 1min"
+    odd = Setting('Report "team"', "search_path", "app")
+    assert odd.reset("Shop-1") == 'ALTER ROLE "Report ""team""" IN DATABASE "Shop-1" RESET search_path'
