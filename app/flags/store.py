@@ -14,6 +14,7 @@ the same rules.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -36,6 +37,8 @@ from app.targets.flags import (
 )
 from app.targets.target import Target
 
+log = logging.getLogger(__name__)
+
 NAME_MAX = 80
 REASON_MAX = 500
 
@@ -55,6 +58,17 @@ class ReasonRequired(TargetError):
 
 class BadFlagInput(TargetError):
     """A name or value from a form or the shell that cannot be right."""
+
+
+class UnauditedChange(TargetError):
+    """A change committed whose audit row, written after its commit, could not be written even a second time."""
+
+    def __init__(self, change: Change, target: str, error: str) -> None:
+        super().__init__(
+            f"{change.name} was turned {word(change.new)} on {target}, but its audit row could not be written: {error}",
+            fix="the change stands; check Rewind's ops database, and note the change where the team will see it",
+        )
+        self.change = change
 
 
 def table_of(target: Target) -> FlagTable:
@@ -174,25 +188,19 @@ def toggle(
     Returns the change (with the row as written) and its audit row.
     """
     details = {"flag": name, "new": enabled, "seen": seen, "reason": reason, "via": via}
-    reserved: list[Reserved] = []
+    reserved: list[tuple[Reserved, dict]] = []
 
     def audit(change: Change, stamp: datetime) -> None:
         # The row's place in the chain is taken while the flag is locked, so one flag's writes are audited in
         # the order they were made; the row itself is written after the flag's commit (write_and_commit).
-        reserved.append(
-            reserve(
-                "flags.toggle",
-                target=target.name,
-                actor=actor,
-                details={
-                    **details,
-                    "old": change.old,
-                    "changes": [change.as_dict()] if change.changed else [],
-                    "written_at": _stamp(stamp) if change.changed else None,
-                    "old_at": old_stamps([change]),
-                },
-            )
-        )
+        row = {
+            **details,
+            "old": change.old,
+            "changes": [change.as_dict()] if change.changed else [],
+            "written_at": _stamp(stamp) if change.changed else None,
+            "old_at": old_stamps([change]),
+        }
+        reserved.append((reserve("flags.toggle", target=target.name, actor=actor, details=row), row))
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
@@ -200,8 +208,30 @@ def toggle(
     except TargetError as exc:
         _refused("flags.toggle", target, actor, exc, details, written=bool(reserved))
         raise
-    event = write_and_commit(reserved[0])
+    place, row = reserved[0]
+    try:
+        event = write_and_commit(place)
+    except Exception as exc:  # noqa: BLE001 the flag's change is committed: whatever failed, it is audited late
+        event = _audited_late(change, target, actor, row, exc)
     return change, history.event_of(event)  # what the answering row shows as the last change
+
+
+def _audited_late(change: Change, target: Target, actor: Actor, row: dict, exc: Exception) -> AuditEvent:
+    """A toggle's row failed after its flag's commit (write_and_commit gave its place back): the change stands, so
+    it is written again at the chain's end, saying so; if that fails too, the person is told the change stands
+    unaudited rather than shown an error that reads as if nothing happened."""
+    error = _first_line(exc)
+    log.error("flags.toggle of %s on %s committed but its audit row failed: %s", change.name, target.name, error)
+    try:
+        return record_and_commit("flags.toggle", target=target.name, actor=actor, details={**row, "audit_late": error})
+    except Exception as again:  # reported to the person as UnauditedChange
+        log.exception("flags.toggle of %s on %s stands unaudited", change.name, target.name)
+        raise UnauditedChange(change, target.name, _first_line(again)) from again
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def kill(
@@ -326,6 +356,7 @@ __all__ = [
     "FlagError",
     "NoFlagsTable",
     "ReasonRequired",
+    "UnauditedChange",
     "check_name",
     "clean_reason",
     "create",

@@ -354,3 +354,14 @@ def test_a_reserved_place_given_up_goes_to_the_next_writer(app):
         event = store.record_and_commit("test.next")
         assert event.id == 1
     assert run_verify(app).intact
+
+
+@both_databases
+def test_a_nul_in_the_user_agent_is_kept_out_of_the_row(app):
+    """PostgreSQL text holds no NUL: a header carrying one must not make the audit row (and the action) fail."""
+    with app.test_request_context("/", headers={"User-Agent": "probe\x00agent"}):
+        event = store.record_and_commit("test.nul_agent")
+        assert event.user_agent == "probe\ufffdagent"
+        db.session.remove()
+        assert db.session.get(AuditEvent, event.id).user_agent == "probe\ufffdagent"
+    assert run_verify(app).intact

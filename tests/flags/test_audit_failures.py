@@ -1,0 +1,86 @@
+"""A toggle writes its audit row after the flag's commit: a row that fails then must not leave the change unaudited
+and unsaid."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from app.audit import store as audit_store
+from app.auth.roles import Role
+from app.extensions import db
+from tests.conftest import both_databases
+from tests.flags.conftest import HTMX, audit_rows, make_flag_db, targets_toml
+from tests.support.apps import post
+from tests.support.targets import write_targets_file
+
+REFUSE = {
+    "postgresql": [
+        "CREATE FUNCTION refuse_toggle_rows() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF NEW.action = 'flags.toggle' AND NEW.details NOT LIKE :allowed THEN "
+        "RAISE EXCEPTION 'the audit log refuses this row'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_toggle_rows BEFORE INSERT ON audit_event "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_toggle_rows()",
+    ],
+    "sqlite": [
+        "CREATE TRIGGER refuse_toggle_rows BEFORE INSERT ON audit_event "
+        "WHEN NEW.action = 'flags.toggle' AND NEW.details NOT LIKE :allowed "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log refuses this row'); END",
+    ],
+}
+UNDO = {
+    "postgresql": ["DROP TRIGGER refuse_toggle_rows ON audit_event"],
+    "sqlite": ["DROP TRIGGER refuse_toggle_rows"],
+}
+
+
+def ops_sql(app, statements: dict[str, list[str]], **params) -> None:
+    with app.app_context():
+        for statement in statements[db.engine.dialect.name]:
+            if params:  # a trigger's body cannot take bound parameters: the allowed pattern is written in
+                statement = statement.replace(":allowed", "'" + params["allowed"].replace("'", "''") + "'")
+            db.session.execute(text(statement))
+        db.session.commit()
+
+
+def flag_target(app, tmp_path):
+    flagdb = make_flag_db("sqlite", tmp_path)
+    flagdb.add("dark_mode", False, "Dark colours")
+    flagdb.add("search_beta", False, "The new search")
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+    return flagdb
+
+
+@both_databases
+def test_a_toggle_whose_audit_row_fails_after_the_flag_commit_is_audited_late(app, as_role, tmp_path):
+    flagdb = flag_target(app, tmp_path)
+    ops_sql(app, REFUSE, allowed="%audit_late%")  # the first writing of the row fails, a later one is let in
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is True
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome) == ("operator", "ok")
+    assert details["changes"] == [{"flag": "dark_mode", "old": False, "new": True}]
+    assert "the audit log refuses this row" in details["audit_late"]
+    with app.app_context():
+        assert audit_store.verify().intact
+
+
+@both_databases
+def test_a_toggle_whose_audit_row_cannot_be_written_says_the_change_stands(app, as_role, tmp_path):
+    flagdb = flag_target(app, tmp_path)
+    ops_sql(app, REFUSE, allowed="%never%")
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503, page
+    assert "dark_mode was turned on" in page and "its audit row could not be written" in page
+    assert flagdb.states()["dark_mode"] is True
+    assert audit_rows(app, "flags.toggle") == []
+    # The session and its pooled connection are left clean: the next change on them is written and audited.
+    ops_sql(app, UNDO)
+    response = post(client, "/targets/web/flags/search_beta/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert [d["flag"] for _, _, d in audit_rows(app, "flags.toggle")] == ["search_beta"]
+    with app.app_context():
+        assert audit_store.verify().intact
