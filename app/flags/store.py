@@ -7,7 +7,9 @@ one flag are audited in the order they were made) and committed right after
 the flag's commit. A toggle only takes its row's place in the chain while
 the flag is locked and writes the row after the flag's commit, in the same
 round trip as the audit commit: the chain's head lock, which every writer
-waits for, is then held one round trip less. Views and the CLI both come through here, so both follow
+waits for, is then held one round trip less; a row that fails then is written
+again at the chain's end, saying so, or the person is told the change
+stands unaudited (UnauditedChange). Views and the CLI both come through here, so both follow
 the same rules.
 """
 
