@@ -3,6 +3,7 @@ and unsaid."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from app.audit import store as audit_store
@@ -82,5 +83,40 @@ def test_a_toggle_whose_audit_row_cannot_be_written_says_the_change_stands(app, 
     response = post(client, "/targets/web/flags/search_beta/toggle", {"seen": "off"}, headers=HTMX)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert [d["flag"] for _, _, d in audit_rows(app, "flags.toggle")] == ["search_beta"]
+    with app.app_context():
+        assert audit_store.verify().intact
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+def test_a_toggle_whose_ops_connection_dies_at_the_flag_commit_is_audited_late(app, as_role, tmp_path, pg_server):
+    """The ops database's connection, holding the row's place, is lost while the flag commits (a restart, a
+    failover): the change stands and is audited on a fresh connection, and the pool goes on."""
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server)
+    flagdb.add("dark_mode", False, "Dark colours")
+    with app.app_context():
+        ops_name = db.engine.url.database
+    # At the flag's commit, the application's database ends every ops-database session left in a transaction:
+    # the toggle's, which holds the audit head while it waits for the flag's commit.
+    flagdb.execute(
+        "CREATE FUNCTION drop_ops() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{ops_name}' AND state = 'idle in transaction'; RETURN NULL; END $$"
+    )
+    flagdb.execute(
+        "CREATE CONSTRAINT TRIGGER drop_ops AFTER UPDATE ON feature_flags "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION drop_ops()"
+    )
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is True
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome) == ("operator", "ok") and details["audit_late"]
+    assert details["changes"] == [{"flag": "dark_mode", "old": False, "new": True}]
+    flagdb.execute("DROP TRIGGER drop_ops ON feature_flags")
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert [d["new"] for _, _, d in audit_rows(app, "flags.toggle")] == [True, False]
     with app.app_context():
         assert audit_store.verify().intact
