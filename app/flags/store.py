@@ -63,14 +63,13 @@ class BadFlagInput(TargetError):
 
 
 class UnauditedChange(TargetError):
-    """A change committed whose audit row, written after its commit, could not be written even a second time."""
+    """A change committed whose audit rows, committed after it, could not be written even a second time."""
 
-    def __init__(self, change: Change, target: str, error: str) -> None:
+    def __init__(self, what: str, target: str, error: str) -> None:
         super().__init__(
-            f"{change.name} was turned {word(change.new)} on {target}, but its audit row could not be written: {error}",
+            f"{target}: {what}, but the audit log could not record it: {error}",
             fix="the change stands; check Rewind's ops database, and note the change where the team will see it",
         )
-        self.change = change
 
 
 def table_of(target: Target) -> FlagTable:
@@ -190,19 +189,25 @@ def toggle(
     Returns the change (with the row as written) and its audit row.
     """
     details = {"flag": name, "new": enabled, "seen": seen, "reason": reason, "via": via}
-    reserved: list[tuple[Reserved, dict]] = []
+    reserved: list[Reserved] = []
 
     def audit(change: Change, stamp: datetime) -> None:
         # The row's place in the chain is taken while the flag is locked, so one flag's writes are audited in
         # the order they were made; the row itself is written after the flag's commit (write_and_commit).
-        row = {
-            **details,
-            "old": change.old,
-            "changes": [change.as_dict()] if change.changed else [],
-            "written_at": _stamp(stamp) if change.changed else None,
-            "old_at": old_stamps([change]),
-        }
-        reserved.append((reserve("flags.toggle", target=target.name, actor=actor, details=row), row))
+        reserved.append(
+            reserve(
+                "flags.toggle",
+                target=target.name,
+                actor=actor,
+                details={
+                    **details,
+                    "old": change.old,
+                    "changes": [change.as_dict()] if change.changed else [],
+                    "written_at": _stamp(stamp) if change.changed else None,
+                    "old_at": old_stamps([change]),
+                },
+            )
+        )
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
@@ -210,25 +215,46 @@ def toggle(
     except TargetError as exc:
         _refused("flags.toggle", target, actor, exc, details, written=bool(reserved))
         raise
-    place, row = reserved[0]
+    what = f"{name} was turned {word(change.new)}"
     try:
-        event = write_and_commit(place)
+        event = write_and_commit(reserved[0])
     except Exception as exc:  # noqa: BLE001 the flag's change is committed: whatever failed, it is audited late
-        event = _audited_late(change, target, actor, row, exc)
+        [event] = _audited_late([reserved[0].event], exc, what=what, target=target)
     return change, history.event_of(event)  # what the answering row shows as the last change
 
 
-def _audited_late(change: Change, target: Target, actor: Actor, row: dict, exc: Exception) -> AuditEvent:
-    """A toggle's row failed after its flag's commit (write_and_commit gave its place back): the change stands, so
-    it is written again at the chain's end, saying so; if that fails too, the person is told the change stands
-    unaudited rather than shown an error that reads as if nothing happened."""
-    error = _first_line(exc)
-    log.error("flags.toggle of %s on %s committed but its audit row failed: %s", change.name, target.name, error)
+def _commit_audited(events: list[AuditEvent], *, what: str, target: Target) -> list[AuditEvent]:
+    """Commit audit rows written before the flags' commit, which has happened (see _audited_late)."""
     try:
-        return record_and_commit("flags.toggle", target=target.name, actor=actor, details={**row, "audit_late": error})
+        db.session.commit()
+    except Exception as exc:  # noqa: BLE001 the flags' change is committed: whatever failed, it is audited late
+        db.session.rollback()
+        return _audited_late(events, exc, what=what, target=target)
+    return events
+
+
+def _audited_late(events: list[AuditEvent], exc: Exception, *, what: str, target: Target) -> list[AuditEvent]:
+    """Audit rows that failed after their flags' commit (their places given back, nothing of them kept): the change
+    stands, so they are written again at the chain's end, saying so; if that fails too, the person is told the change
+    stands unaudited rather than shown an error that reads as if nothing happened."""
+    error = _first_line(exc)
+    log.error("%s on %s committed but its audit rows failed: %s", what, target.name, error)
+    try:
+        late = [
+            record(
+                event.action,
+                target=event.target,
+                actor=Actor(event.actor_id, event.actor_name),
+                details={**json.loads(event.details), "audit_late": error},
+            )
+            for event in events
+        ]
+        db.session.commit()
     except Exception as again:  # reported to the person as UnauditedChange
-        log.exception("flags.toggle of %s on %s stands unaudited", change.name, target.name)
-        raise UnauditedChange(change, target.name, _first_line(again)) from again
+        db.session.rollback()
+        log.exception("%s on %s stands unaudited", what, target.name)
+        raise UnauditedChange(what, target.name, _first_line(again)) from again
+    return late
 
 
 def _first_line(exc: BaseException) -> str:
@@ -271,7 +297,8 @@ def kill(
             details["vanished"] = exc.names
         _refused("flags.kill", target, actor, exc, details, written=bool(recorded))
         raise
-    db.session.commit()
+    turned = sum(c.changed for c in changes)
+    _commit_audited(recorded, what=f"the kill switch turned {turned} flag(s) off", target=target)
     return changes
 
 
@@ -315,7 +342,7 @@ def create(target: Target, flag: Flag, *, actor: Actor, reason: str = "", via: s
     except TargetError as exc:
         _refused("flags.create", target, actor, exc, details, written=bool(recorded))
         raise
-    db.session.commit()
+    _commit_audited(recorded, what=f"flag {flag.name} was created", target=target)
     return flag
 
 
@@ -349,7 +376,7 @@ def delete(target: Target, name: str, *, seen: bool | None, actor: Actor, reason
     except TargetError as exc:
         _refused("flags.delete", target, actor, exc, details, written=bool(recorded))
         raise
-    db.session.commit()
+    _commit_audited(recorded, what=f"flag {name} was deleted", target=target)
     return gone
 
 
