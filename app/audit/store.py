@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,9 +110,9 @@ def reserve(
 ) -> Reserved:
     """Take the next place in the chain and build the event for it, inside the current transaction."""
     actor = actor or _current_actor()
-    text = chain.canonical_details(details)
+    text = _text(chain.canonical_details(details))
     if len(text) > MAX_DETAILS_CHARS:
-        text = chain.canonical_details(shrink_details(details, len(text)))
+        text = _text(chain.canonical_details(shrink_details(details, len(text))))
     user_agent = _text(request.user_agent.string[:256]) if has_request_context() else None
     address = _text(client_address())
     # Taking the head row's write lock first keeps concurrent writers from forking the chain; the same statement
@@ -139,10 +140,16 @@ def reserve(
     return Reserved(event, {f"row_{name}": getattr(event, name) for name in _EVENT_COLUMNS})
 
 
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
 def _text(value: str | None) -> str | None:
-    """A column's text as PostgreSQL can keep it (no NUL, which a header may carry): else the row, and with a
-    toggle's row the audit of a change already committed, would fail."""
-    return value.replace("\x00", "\ufffd") if value else value
+    """A column's text as the database can keep it and the hash can encode: a NUL (which a header may carry) or a
+    lone surrogate (the shell's stand-in for bytes that are not UTF-8) becomes U+FFFD. Else the row, and with it
+    the action or its refusal (and a toggle's row, the audit of a change already committed), would fail."""
+    if not value or (value.isascii() and "\x00" not in value):
+        return value
+    return _NOT_TEXT.sub("\ufffd", value)
 
 
 def write(reserved: Reserved) -> AuditEvent:

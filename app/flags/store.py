@@ -302,6 +302,15 @@ def kill(
     return changes
 
 
+def check_text(value: str, what: str) -> str:
+    """Refuse bytes that are not UTF-8 (the shell hands them over as lone surrogates): no database takes them."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadFlagInput(f"{what} holds bytes that are not UTF-8 text: {value!r}") from None
+    return value
+
+
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if not name:
@@ -387,6 +396,7 @@ __all__ = [
     "ReasonRequired",
     "UnauditedChange",
     "check_name",
+    "check_text",
     "clean_reason",
     "create",
     "delete",
