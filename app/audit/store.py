@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,11 +110,11 @@ def reserve(
 ) -> Reserved:
     """Take the next place in the chain and build the event for it, inside the current transaction."""
     actor = actor or _current_actor()
-    text = chain.canonical_details(details)
+    text = _text(chain.canonical_details(details))
     if len(text) > MAX_DETAILS_CHARS:
-        text = chain.canonical_details(shrink_details(details, len(text)))
-    user_agent = request.user_agent.string[:256] if has_request_context() else None
-    address = client_address()
+        text = _text(chain.canonical_details(shrink_details(details, len(text))))
+    user_agent = _text(request.user_agent.string[:256]) if has_request_context() else None
+    address = _text(client_address())
     # Taking the head row's write lock first keeps concurrent writers from forking the chain; the same statement
     # reads the new id and the previous hash, one round trip fewer while the lock is held. The head row is never
     # loaded as an object, so plain statements on the session's connection (no ORM bookkeeping) do.
@@ -122,9 +123,9 @@ def reserve(
         id=new_id,
         ts=utcnow(),
         actor_id=actor.id,
-        actor_name=actor.name[:64],
+        actor_name=_text(actor.name[:64]),
         action=action,
-        target=target[:128] if target else target,
+        target=_text(target[:128]) if target else target,
         details=text,
         outcome=str(Outcome(outcome)),
         address=address,
@@ -137,6 +138,18 @@ def reserve(
     # the session, so a rollback cannot leave the session holding an id the next writer is handed again.
     make_transient_to_detached(event)
     return Reserved(event, {f"row_{name}": getattr(event, name) for name in _EVENT_COLUMNS})
+
+
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _text(value: str | None) -> str | None:
+    """A column's text as the database can keep it and the hash can encode: a NUL (which a header may carry) or a
+    lone surrogate (the shell's stand-in for bytes that are not UTF-8) becomes U+FFFD. Else the row, and with it
+    the action or its refusal (and a toggle's row, the audit of a change already committed), would fail."""
+    if not value or (value.isascii() and "\x00" not in value):
+        return value
+    return _NOT_TEXT.sub("\ufffd", value)
 
 
 def write(reserved: Reserved) -> AuditEvent:
@@ -156,20 +169,27 @@ def write_and_commit(reserved: Reserved) -> AuditEvent:
 
     On PostgreSQL the insert and the COMMIT go in one round trip (psycopg's pipeline): every writer in every
     process waits for this lock, so each round trip it holds is paid by all of them. Anything else the session
-    holds is flushed first, so it still commits with the row."""
-    conn = db.session.connection()
-    if conn.dialect.name != "postgresql":
-        write(reserved)
-        db.session.commit()
-        return reserved.event
-    db.session.flush()
-    insert = _pg_insert(conn.dialect)
-    params = insert.construct_params({**reserved.row, "hash": reserved.event.hash})
-    driver = conn.connection.driver_connection
-    with driver.pipeline():
-        driver.execute(str(insert), params)
-        driver.commit()
-    db.session.commit()  # ends the session's transaction; the server's is already committed (no round trip)
+    holds is flushed first, so it still commits with the row.
+
+    If the row or the commit fails, the session is rolled back (the place goes to the next writer, the session
+    and its connection are clean for the next request) and the error raised: nothing was committed with it."""
+    try:
+        conn = db.session.connection()
+        if conn.dialect.name != "postgresql":
+            write(reserved)
+            db.session.commit()
+            return reserved.event
+        db.session.flush()
+        insert = _pg_insert(conn.dialect)
+        params = insert.construct_params({**reserved.row, "hash": reserved.event.hash})
+        driver = conn.connection.driver_connection
+        with driver.pipeline():
+            driver.execute(str(insert), params)
+            driver.commit()
+        db.session.commit()  # ends the session's transaction; the server's is already committed (no round trip)
+    except BaseException:
+        db.session.rollback()
+        raise
     return reserved.event
 
 

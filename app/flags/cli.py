@@ -72,6 +72,7 @@ def set_flag(target: str, name: str, state: str, as_user: str, reason: str) -> N
     try:
         asked = {"flag": name, "new": state, "reason": reason, "via": "cli"}
         with store.refusing("flags.toggle", the_target, actor, asked):
+            store.check_text(name, "the flag name")
             enabled = store.parse_state(state, "state")
         change, _ = store.toggle(the_target, name, enabled, seen=None, actor=actor, reason=reason, via="cli")
     except TargetError as exc:

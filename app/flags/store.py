@@ -7,13 +7,16 @@ one flag are audited in the order they were made) and committed right after
 the flag's commit. A toggle only takes its row's place in the chain while
 the flag is locked and writes the row after the flag's commit, in the same
 round trip as the audit commit: the chain's head lock, which every writer
-waits for, is then held one round trip less. Views and the CLI both come through here, so both follow
+waits for, is then held one round trip less; a row that fails then is written
+again at the chain's end, saying so, or the person is told the change
+stands unaudited (UnauditedChange). Views and the CLI both come through here, so both follow
 the same rules.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -36,6 +39,8 @@ from app.targets.flags import (
 )
 from app.targets.target import Target
 
+log = logging.getLogger(__name__)
+
 NAME_MAX = 80
 REASON_MAX = 500
 
@@ -55,6 +60,16 @@ class ReasonRequired(TargetError):
 
 class BadFlagInput(TargetError):
     """A name or value from a form or the shell that cannot be right."""
+
+
+class UnauditedChange(TargetError):
+    """A change committed whose audit rows, committed after it, could not be written even a second time."""
+
+    def __init__(self, what: str, target: str, error: str) -> None:
+        super().__init__(
+            f"{target}: {what}, but the audit log could not record it: {error}",
+            fix="the change stands; check Rewind's ops database, and note the change where the team will see it",
+        )
 
 
 def table_of(target: Target) -> FlagTable:
@@ -200,8 +215,51 @@ def toggle(
     except TargetError as exc:
         _refused("flags.toggle", target, actor, exc, details, written=bool(reserved))
         raise
-    event = write_and_commit(reserved[0])
+    what = f"{name} was turned {word(change.new)}"
+    try:
+        event = write_and_commit(reserved[0])
+    except Exception as exc:  # noqa: BLE001 the flag's change is committed: whatever failed, it is audited late
+        [event] = _audited_late([reserved[0].event], exc, what=what, target=target)
     return change, history.event_of(event)  # what the answering row shows as the last change
+
+
+def _commit_audited(events: list[AuditEvent], *, what: str, target: Target) -> list[AuditEvent]:
+    """Commit audit rows written before the flags' commit, which has happened (see _audited_late)."""
+    try:
+        db.session.commit()
+    except Exception as exc:  # noqa: BLE001 the flags' change is committed: whatever failed, it is audited late
+        db.session.rollback()
+        return _audited_late(events, exc, what=what, target=target)
+    return events
+
+
+def _audited_late(events: list[AuditEvent], exc: Exception, *, what: str, target: Target) -> list[AuditEvent]:
+    """Audit rows that failed after their flags' commit (their places given back, nothing of them kept): the change
+    stands, so they are written again at the chain's end, saying so; if that fails too, the person is told the change
+    stands unaudited rather than shown an error that reads as if nothing happened."""
+    error = _first_line(exc)
+    log.error("%s on %s committed but its audit rows failed: %s", what, target.name, error)
+    try:
+        late = [
+            record(
+                event.action,
+                target=event.target,
+                actor=Actor(event.actor_id, event.actor_name),
+                details={**json.loads(event.details), "audit_late": error},
+            )
+            for event in events
+        ]
+        db.session.commit()
+    except Exception as again:  # reported to the person as UnauditedChange
+        db.session.rollback()
+        log.exception("%s on %s stands unaudited", what, target.name)
+        raise UnauditedChange(what, target.name, _first_line(again)) from again
+    return late
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def kill(
@@ -239,8 +297,18 @@ def kill(
             details["vanished"] = exc.names
         _refused("flags.kill", target, actor, exc, details, written=bool(recorded))
         raise
-    db.session.commit()
+    turned = sum(c.changed for c in changes)
+    _commit_audited(recorded, what=f"the kill switch turned {turned} flag(s) off", target=target)
     return changes
+
+
+def check_text(value: str, what: str) -> str:
+    """Refuse bytes that are not UTF-8 (the shell hands them over as lone surrogates): no database takes them."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadFlagInput(f"{what} holds bytes that are not UTF-8 text: {value!r}") from None
+    return value
 
 
 def check_name(name: str) -> str:
@@ -283,7 +351,7 @@ def create(target: Target, flag: Flag, *, actor: Actor, reason: str = "", via: s
     except TargetError as exc:
         _refused("flags.create", target, actor, exc, details, written=bool(recorded))
         raise
-    db.session.commit()
+    _commit_audited(recorded, what=f"flag {flag.name} was created", target=target)
     return flag
 
 
@@ -317,7 +385,7 @@ def delete(target: Target, name: str, *, seen: bool | None, actor: Actor, reason
     except TargetError as exc:
         _refused("flags.delete", target, actor, exc, details, written=bool(recorded))
         raise
-    db.session.commit()
+    _commit_audited(recorded, what=f"flag {name} was deleted", target=target)
     return gone
 
 
@@ -326,7 +394,9 @@ __all__ = [
     "FlagError",
     "NoFlagsTable",
     "ReasonRequired",
+    "UnauditedChange",
     "check_name",
+    "check_text",
     "clean_reason",
     "create",
     "delete",

@@ -36,7 +36,7 @@ def _status(exc: TargetError) -> int:
         return 409
     if isinstance(exc, UnknownFlag):
         return 404
-    if isinstance(exc, FlagTableError):
+    if isinstance(exc, FlagTableError | store.UnauditedChange):
         return 503
     return 422
 

@@ -244,7 +244,8 @@ class FlagTable:
     set, kill, apply, create and delete take `before_commit`, called with what was written while the rows are
     still locked and the write not yet committed: the caller records its audit row there, so two writes of one flag are
     audited in the order they were made (a second writer waits on the row lock until the first one's audit
-    row holds its place in the chain), and an audit row that cannot be written leaves the table untouched.
+    row holds its place in the chain), and an audit row that cannot be written there leaves the table untouched
+    (a caller that only takes the row's place there and writes it after the commit must handle its failure then).
     """
 
     def __init__(self, url: str, table: str, columns: FlagColumns | None = None) -> None:

@@ -354,3 +354,34 @@ def test_a_reserved_place_given_up_goes_to_the_next_writer(app):
         event = store.record_and_commit("test.next")
         assert event.id == 1
     assert run_verify(app).intact
+
+
+@both_databases
+def test_a_nul_in_the_user_agent_is_kept_out_of_the_row(app):
+    """PostgreSQL text holds no NUL: a header carrying one must not make the audit row (and the action) fail."""
+    with app.test_request_context("/", headers={"User-Agent": "probe\x00agent"}):
+        event = store.record_and_commit("test.nul_agent")
+        assert event.user_agent == "probe\ufffdagent"
+        db.session.remove()
+        assert db.session.get(AuditEvent, event.id).user_agent == "probe\ufffdagent"
+    assert run_verify(app).intact
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+def test_after_the_pipelined_commit_the_pooled_connection_is_idle_and_the_next_transaction_its_own(app):
+    """write_and_commit commits on the driver's connection, behind SQLAlchemy's back: the session must end its
+    transaction too, so the next one on that pooled connection starts clean and rolls back only itself."""
+    with app.app_context():
+        event = store.write_and_commit(store.reserve("test.pipelined"))
+        driver = db.session.connection().connection.driver_connection
+        assert driver.info.transaction_status.name == "IDLE"  # nothing left open by the pipeline
+        db.session.execute(text("SELECT 1"))
+        assert driver.info.transaction_status.name == "INTRANS"  # a transaction of the session's own
+        db.session.rollback()
+        assert driver.info.transaction_status.name == "IDLE"
+        store.record("test.rolled_back")
+        db.session.rollback()
+        db.session.remove()
+        assert [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)] == ["test.pipelined"]
+        assert store.recorded_head().id == event.id
+    assert run_verify(app).intact

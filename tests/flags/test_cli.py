@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app.auth.roles import Role
@@ -72,3 +74,25 @@ def test_a_state_that_cannot_be_read_is_refused_and_audited(app, cli, flagdb):
     assert (actor, outcome, details["via"], details["new"]) == ("operator", "denied", "cli", "sideways")
     assert details["error"] == "state: expected on or off, got 'sideways'" and details["reason"] == "try"
     assert flagdb.states()["dark_mode"] is False
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("set", "web", "dark_mode", "on", "--as", "operator", "--reason", "bad \udcff byte"),
+        ("set", "web", "dark_mode", "o\udcffn", "--as", "operator"),
+        ("set", "web", "dark\udcff", "on", "--as", "operator"),
+    ],
+)
+def test_bytes_that_are_not_text_in_the_shell_are_audited_readably(app, cli, flagdb, args):
+    """A shell hands over bytes that are not UTF-8 as lone surrogates: the audit row must still be written."""
+    from app.audit import store as audit_store
+
+    result = cli(*args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    if "dark\udcff" in args:
+        assert result.exit_code == 1 and "the flag name holds bytes that are not UTF-8 text" in result.output
+    [(actor, _, details)] = audit_rows(app, "flags.toggle")
+    assert actor == "operator" and "\ufffd" in json.dumps(details, ensure_ascii=False)
+    with app.app_context():
+        assert audit_store.verify().intact

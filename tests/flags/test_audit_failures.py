@@ -1,0 +1,173 @@
+"""A toggle writes its audit row after the flag's commit: a row that fails then must not leave the change unaudited
+and unsaid."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from app.audit import store as audit_store
+from app.auth.roles import Role
+from app.clock import utcnow
+from app.extensions import db
+from tests.conftest import both_databases
+from tests.flags.conftest import HTMX, audit_rows, confirm_of, make_flag_db, plan_page, targets_toml
+from tests.support.apps import post
+from tests.support.targets import write_targets_file
+
+REFUSE = {
+    "postgresql": [
+        "CREATE FUNCTION refuse_toggle_rows() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF NEW.action = 'flags.toggle' AND NEW.details NOT LIKE :allowed THEN "
+        "RAISE EXCEPTION 'the audit log refuses this row'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_toggle_rows BEFORE INSERT ON audit_event "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_toggle_rows()",
+    ],
+    "sqlite": [
+        "CREATE TRIGGER refuse_toggle_rows BEFORE INSERT ON audit_event "
+        "WHEN NEW.action = 'flags.toggle' AND NEW.details NOT LIKE :allowed "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log refuses this row'); END",
+    ],
+}
+UNDO = {
+    "postgresql": ["DROP TRIGGER refuse_toggle_rows ON audit_event"],
+    "sqlite": ["DROP TRIGGER refuse_toggle_rows"],
+}
+
+
+def ops_sql(app, statements: dict[str, list[str]], **params) -> None:
+    with app.app_context():
+        for statement in statements[db.engine.dialect.name]:
+            if params:  # a trigger's body cannot take bound parameters: the allowed pattern is written in
+                statement = statement.replace(":allowed", "'" + params["allowed"].replace("'", "''") + "'")
+            db.session.execute(text(statement))
+        db.session.commit()
+
+
+def flag_target(app, tmp_path):
+    flagdb = make_flag_db("sqlite", tmp_path)
+    flagdb.add("dark_mode", False, "Dark colours")
+    flagdb.add("search_beta", False, "The new search")
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+    return flagdb
+
+
+@both_databases
+def test_a_toggle_whose_audit_row_fails_after_the_flag_commit_is_audited_late(app, as_role, tmp_path):
+    flagdb = flag_target(app, tmp_path)
+    ops_sql(app, REFUSE, allowed="%audit_late%")  # the first writing of the row fails, a later one is let in
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is True
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome) == ("operator", "ok")
+    assert details["changes"] == [{"flag": "dark_mode", "old": False, "new": True}]
+    assert "the audit log refuses this row" in details["audit_late"]
+    with app.app_context():
+        assert audit_store.verify().intact
+
+
+@both_databases
+def test_a_toggle_whose_audit_row_cannot_be_written_says_the_change_stands(app, as_role, tmp_path):
+    flagdb = flag_target(app, tmp_path)
+    ops_sql(app, REFUSE, allowed="%never%")
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503, page
+    assert "web: dark_mode was turned on, but the audit log could not record it" in page
+    assert flagdb.states()["dark_mode"] is True
+    assert audit_rows(app, "flags.toggle") == []
+    # The session and its pooled connection are left clean: the next change on them is written and audited.
+    ops_sql(app, UNDO)
+    response = post(client, "/targets/web/flags/search_beta/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert [d["flag"] for _, _, d in audit_rows(app, "flags.toggle")] == ["search_beta"]
+    with app.app_context():
+        assert audit_store.verify().intact
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+def test_a_toggle_whose_ops_connection_dies_at_the_flag_commit_is_audited_late(app, as_role, tmp_path, pg_server):
+    """The ops database's connection, holding the row's place, is lost while the flag commits (a restart, a
+    failover): the change stands and is audited on a fresh connection, and the pool goes on."""
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server)
+    flagdb.add("dark_mode", False, "Dark colours")
+    with app.app_context():
+        ops_name = db.engine.url.database
+    # At the flag's commit, the application's database ends every ops-database session left in a transaction:
+    # the toggle's, which holds the audit head while it waits for the flag's commit.
+    flagdb.execute(
+        "CREATE FUNCTION drop_ops() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{ops_name}' AND state = 'idle in transaction'; RETURN NULL; END $$"
+    )
+    flagdb.execute(
+        "CREATE CONSTRAINT TRIGGER drop_ops AFTER UPDATE ON feature_flags "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION drop_ops()"
+    )
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is True
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome) == ("operator", "ok") and details["audit_late"]
+    assert details["changes"] == [{"flag": "dark_mode", "old": False, "new": True}]
+    flagdb.execute("DROP TRIGGER drop_ops ON feature_flags")
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert [d["new"] for _, _, d in audit_rows(app, "flags.toggle")] == [True, False]
+    with app.app_context():
+        assert audit_store.verify().intact
+
+
+def drop_ops_at_commit(app, flagdb, events: str) -> None:
+    """At the flag's commit, the application's database ends every ops-database session left in a transaction:
+    the writer's, which holds the audit head (and its rows) while it waits for the flag's commit."""
+    with app.app_context():
+        ops_name = db.engine.url.database
+    flagdb.execute(
+        "CREATE FUNCTION drop_ops() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{ops_name}' AND state = 'idle in transaction'; RETURN NULL; END $$"
+    )
+    flagdb.execute(
+        f"CREATE CONSTRAINT TRIGGER drop_ops AFTER {events} ON feature_flags "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION drop_ops()"
+    )
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+def test_a_kill_create_delete_or_restore_whose_ops_connection_dies_at_the_flag_commit_is_audited_late(
+    app, as_role, tmp_path, pg_server
+):
+    """Their rows are written before the flags' commit and committed after it: a commit lost then must not leave
+    the change unaudited either."""
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server)
+    flagdb.add("dark_mode", True, "Dark colours")
+    flagdb.add("search_beta", True, "The new search")
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+    operator, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    operator.get("/targets/web/flags")  # the first look records the flags (a checkpoint): no flag written
+    moment = utcnow().isoformat()
+    drop_ops_at_commit(app, flagdb, "INSERT OR UPDATE OR DELETE")
+
+    response = post(operator, "/targets/web/flags/kill", {"flag": ["dark_mode"], "reason": "errors"})
+    assert response.status_code == 303 and flagdb.states()["dark_mode"] is False
+    response = post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"})
+    assert response.status_code == 303 and flagdb.states()["fresh"] is True
+    response = post(admin, "/targets/web/flags/search_beta/delete", {"seen": "on"})
+    assert response.status_code == 303 and "search_beta" not in flagdb.states()
+    page = plan_page(operator, f"as_of={moment}")
+    form = {"as_of": moment, **confirm_of(page), "reason": "back", "recreate": "search_beta"}
+    response = post(operator, "/targets/web/flags/restore", form, follow_redirects=True)
+    assert "2 change(s) written" in response.get_data(as_text=True)
+    assert flagdb.states() == {"dark_mode": True, "fresh": True, "search_beta": True}
+
+    for action in ("flags.kill", "flags.create", "flags.delete", "flags.restore"):
+        [(_, outcome, details)] = audit_rows(app, action)
+        assert outcome == "ok" and "terminat" in details["audit_late"], (action, details)
+    with app.app_context():
+        assert audit_store.verify().intact
