@@ -358,7 +358,9 @@ class FlagTable:
     def _select(self, where: str = "", lock: bool = False) -> str:
         sql = f"SELECT {self._columns()} FROM {quote(self.table)}"  # noqa: S608 quoted identifiers
         sql += f" {where}" if where else ""
-        return sql + (" FOR UPDATE" if lock and not self.sqlite else "")
+        # Rows are locked in one order (by name) whatever order they lie in, so two writes of several rows wait
+        # for each other instead of deadlocking (SQLite's BEGIN IMMEDIATE holds the whole database anyway).
+        return sql + (f" ORDER BY {quote(self.columns.name)} FOR UPDATE" if lock and not self.sqlite else "")
 
     def _row(self, row: tuple) -> Flag:
         name = str(row[0])

@@ -428,3 +428,50 @@ def test_a_text_enabled_column_on_postgresql_is_read_and_written(tmp_path, pg_se
     assert flagdb.execute("SELECT enabled FROM feature_flags") == [("true",)]
     table.set("dark_mode", False, seen=True)  # the web's path (seen given)
     assert table.get("dark_mode").enabled is False
+
+
+@pytest.mark.parametrize("how", ["whole table", "several by name", "by tag"])
+def test_rows_are_locked_in_name_order_whatever_order_they_lie_in(tmp_path, pg_server, how):
+    """Two writes that lock several rows take them in one order (by name), so they cannot deadlock each other: one
+    waits for the other. Here the rows lie in the table against name order (zeta first), and another connection
+    holds "mid": a write waiting for "mid" must hold "alpha" only, never "zeta"."""
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server)
+    for name in ("zeta", "mid", "alpha"):
+        flagdb.add(name, True, team="web")
+    table = flagdb.table(tag="team")
+    holder = flagdb.connect()
+    holder.execute("BEGIN")
+    holder.execute("SELECT 1 FROM feature_flags WHERE name = 'mid' FOR UPDATE")
+    done: list[object] = []
+
+    def write():
+        try:
+            if how == "whole table":
+                current = table.list()
+                done.append(table.apply({"mid": False}, whole=flags_adapter.fingerprint(current)))
+            elif how == "several by name":
+                done.append(table.kill(["zeta", "mid", "alpha"]))
+            else:
+                done.append(table.kill(tag="web"))
+        except FlagError as exc:
+            done.append(exc)
+
+    worker = threading.Thread(target=write)
+    worker.start()
+    try:
+        wait_for(lambda: _waiting_on_lock(flagdb))
+        probe = flagdb.connect()
+        try:
+            probe.execute("BEGIN")
+            assert probe.execute("SELECT name FROM feature_flags WHERE name = 'zeta' FOR UPDATE SKIP LOCKED").fetchall()
+            assert not probe.execute(
+                "SELECT name FROM feature_flags WHERE name = 'alpha' FOR UPDATE SKIP LOCKED"
+            ).fetchall()
+            probe.execute("ROLLBACK")
+        finally:
+            probe.close()
+        holder.execute("ROLLBACK")
+    finally:
+        worker.join(timeout=30)
+        holder.close()
+    assert len(done) == 1 and not isinstance(done[0], BaseException), done
