@@ -94,19 +94,7 @@ def test_a_toggle_whose_ops_connection_dies_at_the_flag_commit_is_audited_late(a
     failover): the change stands and is audited on a fresh connection, and the pool goes on."""
     flagdb = make_flag_db("postgresql", tmp_path, pg_server)
     flagdb.add("dark_mode", False, "Dark colours")
-    with app.app_context():
-        ops_name = db.engine.url.database
-    # At the flag's commit, the application's database ends every ops-database session left in a transaction:
-    # the toggle's, which holds the audit head while it waits for the flag's commit.
-    flagdb.execute(
-        "CREATE FUNCTION drop_ops() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity "
-        f"WHERE datname = '{ops_name}' AND state = 'idle in transaction'; RETURN NULL; END $$"
-    )
-    flagdb.execute(
-        "CREATE CONSTRAINT TRIGGER drop_ops AFTER UPDATE ON feature_flags "
-        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION drop_ops()"
-    )
+    drop_ops_at_commit(app, flagdb, "UPDATE")
     write_targets_file(app, targets_toml(flagdb.url, tmp_path))
     client = as_role(Role.OPERATOR)
     response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
