@@ -26,6 +26,10 @@ from app.targets.config import FlagColumns
 from app.targets.errors import TargetError
 
 LOCK_TIMEOUT_S = 5  # a write waits this long for another writer's row lock, then gives up
+# No statement on a flags table runs longer, and a server that stops answering is given up on after as long:
+# a checkpoint reads the flags while holding the audit log's head (every audited write in Rewind waits for it),
+# and a toggle is meant to be instant. The biggest writes measured (1,000 flags restored) take under a second.
+STATEMENT_TIMEOUT_S = 10
 SQLITE_IN_LIMIT = 500  # more names than this: read the whole (already locked) table instead of an IN list
 
 
@@ -262,7 +266,11 @@ class FlagTable:
             self.url,
             connect_timeout=LOCK_TIMEOUT_S,
             autocommit=True,
-            options=f"-c TimeZone=UTC -c lock_timeout={LOCK_TIMEOUT_S * 1000}",
+            options=(
+                f"-c TimeZone=UTC -c lock_timeout={LOCK_TIMEOUT_S * 1000} "
+                f"-c statement_timeout={int(STATEMENT_TIMEOUT_S * 1000)}"
+            ),
+            tcp_user_timeout=int(STATEMENT_TIMEOUT_S * 1000),
         )
 
     def _reused(self, first: str) -> Any | None:
@@ -311,7 +319,13 @@ class FlagTable:
     @contextmanager
     def _reading(self) -> Iterator[Any]:
         with self._connect() as (conn, _):
-            yield conn
+            try:
+                yield conn
+            except (sqlite3.Error, psycopg.Error) as exc:
+                raise FlagTableError(
+                    f"reading {self.table} failed: {_first_line(exc)}",
+                    fix="check that the flags database answers; nothing was changed",
+                ) from None
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:

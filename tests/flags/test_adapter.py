@@ -475,3 +475,18 @@ def test_rows_are_locked_in_name_order_whatever_order_they_lie_in(tmp_path, pg_s
         worker.join(timeout=30)
         holder.close()
     assert len(done) == 1 and not isinstance(done[0], BaseException), done
+
+
+def test_a_flags_read_that_does_not_answer_is_given_up_with_a_clear_error(tmp_path, pg_server, monkeypatch):
+    """A checkpoint reads the flags while every audited write in Rewind waits: a read is bounded."""
+    monkeypatch.setattr(flags_adapter, "STATEMENT_TIMEOUT_S", 0.3)
+    flagdb = make_flag_db("postgresql", tmp_path, pg_server, create=False)
+    flagdb.execute(
+        "CREATE TABLE real_flags (name text PRIMARY KEY, enabled boolean NOT NULL, description text NOT NULL "
+        "DEFAULT '', updated_at timestamptz, team text)"
+    )
+    flagdb.execute("INSERT INTO real_flags VALUES ('dark_mode', false, '', now(), 'web')")
+    flagdb.execute("CREATE VIEW feature_flags AS SELECT r.* FROM real_flags r, pg_sleep(30) AS slow")
+    with pytest.raises(FlagTableError, match="reading feature_flags failed: .*statement timeout") as refused:
+        flagdb.table().list()
+    assert "nothing was changed" in refused.value.fix
