@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from sqlalchemy import select
+
 from app.audit.models import AuditEvent
 from app.audit.store import MAX_DETAILS_CHARS, Actor, Reserved, record, record_and_commit, reserve, write_and_commit
 from app.extensions import db
@@ -238,6 +240,9 @@ def _audited_late(events: list[AuditEvent], exc: Exception, *, what: str, target
     stands, so they are written again at the chain's end, saying so; if that fails too, the person is told the change
     stands unaudited rather than shown an error that reads as if nothing happened."""
     error = _first_line(exc)
+    if _already_kept(events):  # the commit got through and only its answer was lost: nothing to write again
+        log.warning("%s on %s: the audit commit's answer was lost, but its rows are kept: %s", what, target.name, error)
+        return events
     log.error("%s on %s committed but its audit rows failed: %s", what, target.name, error)
     try:
         late = [
@@ -255,6 +260,18 @@ def _audited_late(events: list[AuditEvent], exc: Exception, *, what: str, target
         log.exception("%s on %s stands unaudited", what, target.name)
         raise UnauditedChange(what, target.name, _first_line(again)) from again
     return late
+
+
+def _already_kept(events: list[AuditEvent]) -> bool:
+    """Whether the rows are in the log after all, found by their hashes (each names its row and place)."""
+    try:
+        hashes = [event.hash for event in events]
+        kept = db.session.scalars(select(AuditEvent.hash).where(AuditEvent.hash.in_(hashes))).all()
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 the database cannot say: the late path writes them (or says it could not)
+        db.session.rollback()
+        return False
+    return len(set(kept)) == len(set(hashes))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -487,6 +487,6 @@ def test_a_flags_read_that_does_not_answer_is_given_up_with_a_clear_error(tmp_pa
     )
     flagdb.execute("INSERT INTO real_flags VALUES ('dark_mode', false, '', now(), 'web')")
     flagdb.execute("CREATE VIEW feature_flags AS SELECT r.* FROM real_flags r, pg_sleep(30) AS slow")
-    with pytest.raises(FlagTableError, match="reading feature_flags failed: .*statement timeout") as refused:
+    with pytest.raises(FlagTableError, match=r"reading feature_flags failed: .*statement timeout") as refused:
         flagdb.table().list()
     assert "nothing was changed" in refused.value.fix

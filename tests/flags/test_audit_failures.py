@@ -159,3 +159,29 @@ def test_a_kill_create_delete_or_restore_whose_ops_connection_dies_at_the_flag_c
         assert outcome == "ok" and "terminat" in details["audit_late"], (action, details)
     with app.app_context():
         assert audit_store.verify().intact
+
+
+@both_databases
+def test_an_audit_commit_whose_answer_is_lost_is_not_written_twice(app, as_role, tmp_path, monkeypatch):
+    """The audit row's commit reached the database but its answer did not (the connection dropped right after):
+    the row is there, so the late path finds it by its hash instead of writing the change a second time."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.flags import store as flag_store
+
+    flagdb = flag_target(app, tmp_path)
+    committed = audit_store.write_and_commit
+
+    def answer_lost(reserved):
+        committed(reserved)
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(flag_store, "write_and_commit", answer_lost)
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is True
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome) == ("operator", "ok") and "audit_late" not in details
+    with app.app_context():
+        assert audit_store.verify().intact
