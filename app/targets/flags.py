@@ -369,12 +369,14 @@ class FlagTable:
         names = [c.name, c.enabled, c.description, c.updated_at] + ([c.tag] if c.tag else [])
         return ", ".join(quote(x) for x in names)
 
-    def _select(self, where: str = "", lock: bool = False) -> str:
+    def _select(self, where: str = "", lock: bool = False, one: bool = False) -> str:
         sql = f"SELECT {self._columns()} FROM {quote(self.table)}"  # noqa: S608 quoted identifiers
         sql += f" {where}" if where else ""
-        # Rows are locked in one order (by name) whatever order they lie in, so two writes of several rows wait
-        # for each other instead of deadlocking (SQLite's BEGIN IMMEDIATE holds the whole database anyway).
-        return sql + (f" ORDER BY {quote(self.columns.name)} FOR UPDATE" if lock and not self.sqlite else "")
+        if not lock or self.sqlite:  # SQLite's BEGIN IMMEDIATE already holds the whole database
+            return sql
+        # Several rows are locked in one order (by name) whatever order they lie in, so two writes of several rows
+        # wait for each other instead of deadlocking. One row (a toggle) has no order to keep.
+        return sql + ("" if one else f" ORDER BY {quote(self.columns.name)}") + " FOR UPDATE"
 
     def _row(self, row: tuple) -> Flag:
         name = str(row[0])
@@ -439,8 +441,10 @@ class FlagTable:
             sql, args = self._select(f"WHERE {quote(c.tag)} = %s", lock=True), (tag,)
         elif names is None:
             sql, args = self._select(lock=True), ()
+        elif not self.sqlite and len(names := list(names)) == 1:
+            sql, args = self._select(f"WHERE {quote(c.name)} = %s", lock=True, one=True), (names[0],)
         elif not self.sqlite:
-            sql, args = self._select(f"WHERE {quote(c.name)} = ANY(%s)", lock=True), (list(names),)
+            sql, args = self._select(f"WHERE {quote(c.name)} = ANY(%s)", lock=True), (names,)
         elif len(names := list(names)) <= SQLITE_IN_LIMIT:  # BEGIN IMMEDIATE already holds the whole database
             sql, args = self._select(f"WHERE {quote(c.name)} IN ({', '.join(['%s'] * len(names))})"), tuple(names)
         else:
