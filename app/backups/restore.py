@@ -27,6 +27,7 @@ from app.backups.sqlguard import guard_stage
 from app.targets.command import Sink, Stage, run_pipeline
 from app.targets.dbadmin import (
     MAX_IDENTIFIER,
+    DatabaseConfig,
     DatabaseShape,
     Postgres,
     SettingRefused,
@@ -185,16 +186,17 @@ def _mb(size: int) -> str:
 def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink, *, settings: bool = True) -> None:
     """Fill a new scratch database from the backup; a failure drops it again (it is ours alone).
 
-    `settings`: give it the live database's own settings too (the copy a swap puts in live's place needs them;
-    a restore test's copy takes them only when Rewind may give them: it must not fail a good backup for want of
-    them, see _test_copy_settings).
+    `settings`: True, it gets the live database's own settings too, or is refused (the copy a swap puts in live's
+    place needs them); False, them too when Rewind may give them, else none, said in the log (a restore test's copy
+    reads its key tables as live does, a search_path may be what finds them, but it must not fail a good backup
+    for want of a setting).
     """
     db = setup.database
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
         shape = db.shape(db.name)
         owner = check_owner(db, shape)
-        config = db.check_settings(db.name) if settings else db.config(db.name)
+        config, settings = _live_config(db, settings, sink)
         # Fails if the name is taken: never drop a database this call did not make.
         db.create(scratch, like=db.name, shape=shape, config=config)
         try:
@@ -369,7 +371,7 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink, scratch: str | 
     check_matches(setup, backup)
     sink.line("out", check_space(setup, backup))
     scratch = scratch or copy_name(setup, "test", stamp())
-    restore_scratch(setup, backup, scratch, sink, settings=_test_copy_settings(setup, sink))
+    restore_scratch(setup, backup, scratch, sink, settings=False)
     try:
         db = setup.database
         where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
@@ -394,18 +396,15 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink, scratch: str | 
     return f"restores ({rows}; revision {revision or 'none'}); the test copy was dropped"
 
 
-def _test_copy_settings(setup: BackupSetup, sink: Sink) -> bool:
-    """Whether a restore test's copy takes the live database's settings: it reads its key tables as live does (a
-    search_path may be what finds them), unless Rewind may not give one; then it goes without, said in the log."""
-    db = setup.database
-    if not isinstance(db, Postgres):
-        return False
+def _live_config(db: Postgres, required: bool, sink: Sink) -> tuple[DatabaseConfig, bool]:
+    """The live database's config, and whether its settings go to the copy (see restore_scratch)."""
     try:
-        db.check_settings(db.name)
+        return db.check_settings(db.name), True
     except SettingRefused as exc:
+        if required:
+            raise
         sink.line("out", f"  ! {exc.message}; the test copy goes without the live database's settings")
-        return False
-    return True
+        return db.config(db.name), False
 
 
 # --- the swap ------------------------------------------------------------------------------
