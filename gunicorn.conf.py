@@ -12,7 +12,8 @@ import os
 import sys
 
 bind = os.environ.get("REWIND_BIND", "127.0.0.1:5000")
-worker_class = "gthread"
+# gthread, with new connections shared out evenly between the workers (app/serving.py says why).
+worker_class = "app.serving.BalancedThreadWorker"
 workers = int(os.environ.get("REWIND_WORKERS", "1"))
 threads = int(os.environ.get("REWIND_THREADS", "1000"))
 worker_connections = max(2 * threads, 1000)
@@ -36,14 +37,27 @@ wsgi_app = "wsgi:app"
 
 def on_starting(server):
     """A bad setting or targets file stops gunicorn here, with one line, before it binds or forks a worker."""
-    from app import preflight
+    from app import preflight, serving
     from app.settings import SettingsError
 
+    serving.prepare(server)
     try:
         preflight()
     except SettingsError as exc:
         print(f"rewind: cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def pre_fork(server, worker):
+    from app import serving
+
+    serving.assign_slot(server, worker)
+
+
+def child_exit(server, worker):
+    from app import serving
+
+    serving.free_slot(server, worker)
 
 
 def post_worker_init(worker):

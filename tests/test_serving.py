@@ -1,0 +1,86 @@
+"""gunicorn's worker processes share out kept-alive connections evenly (app/serving.py)."""
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from app import serving
+from tests.conftest import wait_for
+from tests.jobs.conftest import start_server
+
+
+def test_the_least_loaded_live_sibling_is_what_a_worker_compares_itself_with():
+    table = serving.Table(slots=4)
+    assert table.least_of_others(0) is None, "alone: no sibling to leave connections to"
+    table.publish(0, 5)
+    table.publish(1, 3)
+    table.publish(2, 7)
+    assert table.least_of_others(0) == 3
+    assert table.least_of_others(1) == 5
+    table.clear(1)
+    assert table.least_of_others(0) == 7, "a worker gone is not counted"
+
+
+def test_a_sibling_that_has_not_published_lately_is_not_counted(monkeypatch):
+    table = serving.Table(slots=2)
+    table.publish(1, 0)
+    assert table.least_of_others(0) == 0
+    later = serving.time.monotonic() + serving.STALE_S + 1
+    monkeypatch.setattr(serving.time, "monotonic", lambda: later)
+    assert table.least_of_others(0) is None, "a hung sibling must not stop the others taking connections"
+
+
+def _workers(master: int) -> list[int]:
+    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def _established_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+                inodes.add(fields[9])
+    return inodes
+
+
+def _held_by(pid: int, inodes: set[str]) -> int:
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        held += link.startswith("socket:[") and link[8:-1] in inodes
+    return held
+
+
+@pytest.fixture
+def two_workers(tmp_path, pg_server):
+    server = start_server(tmp_path / "instance", pg_server.create_database("serving"), REWIND_WORKERS="2")
+
+    def both_serving():  # a worker starts its job runner's threads just before it starts serving
+        workers = _workers(server.process.pid)
+        return len(workers) == 2 and all(len(os.listdir(f"/proc/{pid}/task")) > 1 for pid in workers)
+
+    wait_for(both_serving, timeout=30)
+    yield server
+    server.stop()
+
+
+def test_kept_alive_connections_are_shared_evenly_between_workers(two_workers):
+    connections = []
+    try:
+        for _ in range(20):  # one after another, as people open Rewind: each waits for its answer and stays open
+            conn = socket.create_connection(("127.0.0.1", two_workers.port), timeout=10)
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: rewind\r\n\r\n")
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200"), "answered, and the connection kept alive"
+            connections.append(conn)
+        inodes = _established_inodes(two_workers.port)
+        held = sorted(_held_by(pid, inodes) for pid in _workers(two_workers.process.pid))
+        assert held == [10, 10], f"20 kept-alive connections split {held} between the two workers"
+    finally:
+        for conn in connections:
+            conn.close()
