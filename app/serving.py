@@ -93,7 +93,11 @@ class BalancedThreadWorker(ThreadWorker):
 
     def wait_for_and_dispatch_events(self, timeout):
         slot = self._slot()
-        if slot is not None:
+        if slot is not None and not self.alive:
+            # Stopping (a restart, a reload): it takes no new connections, so none may be left to it. Its slot
+            # counted, a sibling holding more would wait for it, and people could not connect until it has gone.
+            _table.clear(slot)
+        elif slot is not None:
             _table.publish(slot, self.nr_conns)
             # gunicorn's loop turns accepting back on whenever it is below worker_connections; keep it off
             # while over the share (re-checked every pass, at least once a second).

@@ -1,6 +1,7 @@
 """gunicorn's worker processes share out kept-alive connections evenly (app/serving.py)."""
 
 import os
+import selectors
 import socket
 from pathlib import Path
 
@@ -84,3 +85,24 @@ def test_kept_alive_connections_are_shared_evenly_between_workers(two_workers):
     finally:
         for conn in connections:
             conn.close()
+
+
+def _worker(slot: int) -> serving.BalancedThreadWorker:
+    """A real gunicorn worker object, not started: its main loop's one pass is what is tested."""
+    from gunicorn.config import Config
+
+    worker = serving.BalancedThreadWorker(0, os.getpid(), [], None, 30, Config(), None)
+    worker.poller = selectors.DefaultSelector()
+    worker.rewind_slot = slot
+    return worker
+
+
+def test_a_stopping_worker_is_no_place_to_leave_connections(monkeypatch):
+    monkeypatch.setattr(serving, "_table", serving.Table(slots=2))
+    stopping, sibling = _worker(0), _worker(1)
+    stopping.nr_conns, sibling.nr_conns = 1, 3  # e.g. a websocket keeps the stopping one busy
+    stopping.wait_for_and_dispatch_events(0)
+    assert sibling._over_share(), "while it serves, the sibling holding more leaves new connections to it"
+    stopping.alive = False  # SIGTERM: gunicorn's graceful stop
+    stopping.wait_for_and_dispatch_events(0)
+    assert not sibling._over_share(), "a stopping worker takes none: the sibling must take them all"
