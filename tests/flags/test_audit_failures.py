@@ -185,3 +185,65 @@ def test_an_audit_commit_whose_answer_is_lost_is_not_written_twice(app, as_role,
     assert (actor, outcome) == ("operator", "ok") and "audit_late" not in details
     with app.app_context():
         assert audit_store.verify().intact
+
+
+@both_databases
+def test_a_late_audit_row_keeps_its_place_before_a_later_change_of_the_same_flag(app, as_role, tmp_path, monkeypatch):
+    """The first toggle's row fails after the flag's commit, and before its late row is written a second toggle of
+    the same flag is made and audited: in the log the late row comes last, yet the history and a restore as of a
+    moment before or between the two read the changes in the order they were made."""
+    import json
+    import threading
+
+    from app.flags import history
+    from app.flags import store as flag_store
+    from tests.conftest import wait_for
+    from tests.flags.conftest import seen_of
+
+    flagdb = flag_target(app, tmp_path)
+    first, second = as_role(Role.OPERATOR), as_role(Role.OPERATOR)
+    first.get("/targets/web/flags")  # the baseline checkpoint
+    before = utcnow().isoformat()
+    held, go = threading.Event(), threading.Event()
+    kept = flag_store._already_kept
+
+    def hold(events):  # the late path starts once the first row failed: the first toggle waits there
+        held.set()
+        assert go.wait(30)
+        return kept(events)
+
+    monkeypatch.setattr(flag_store, "_already_kept", hold)
+    ops_sql(app, REFUSE, allowed="%audit_late%")
+    answers: list[int] = []
+    worker = threading.Thread(
+        target=lambda: answers.append(
+            post(first, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX).status_code
+        )
+    )
+    worker.start()
+    try:
+        wait_for(held.is_set)
+        between = utcnow().isoformat()
+        ops_sql(app, UNDO)
+        response = post(second, "/targets/web/flags/dark_mode/toggle", {"seen": "on"}, headers=HTMX)
+        assert response.status_code == 200, response.get_data(as_text=True)
+    finally:
+        go.set()
+        worker.join(30)
+    assert answers == [200] and flagdb.states()["dark_mode"] is False
+    logged = [(d["changes"][0]["new"], "audit_late" in d) for _, _, d in audit_rows(app, "flags.toggle")]
+    assert logged == [(False, False), (True, True)]  # in the log's order the late row comes after the later change
+
+    with app.app_context():
+        assert history.last_change("web", "dark_mode").change_of("dark_mode")["new"] is False
+        assert history.last_changes("web")["dark_mode"].change_of("dark_mode")["new"] is False
+        assert [c["new"] for _, c in history.of_flag("web", "dark_mode")] == [False, True]  # newest first
+        assert [e.change_of("dark_mode")["new"] for e in history.events("web")] == [True, False]
+        assert audit_store.verify().intact
+    page = plan_page(first, f"as_of={before}")  # off then, off now: nothing to do, and nothing unknown
+    assert json.loads(seen_of(page)) == {} and "state then unknown" not in page
+    page = plan_page(first, f"as_of={between}")  # on then (the late row's change), off now: turned back on
+    assert json.loads(seen_of(page)) == {"dark_mode": False} and "state then unknown" not in page
+    form = {"as_of": between, **confirm_of(page), "reason": "back"}
+    assert post(first, "/targets/web/flags/restore", form).status_code == 303
+    assert flagdb.states()["dark_mode"] is True
