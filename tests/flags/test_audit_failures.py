@@ -289,3 +289,19 @@ def test_a_late_audit_row_a_checkpoint_already_holds_is_not_replayed_after_it(ap
         target = registry.current().open("web")
         for the_plan in (restore.plan(target, moment=moment), restore.plan(target, checkpoint=checkpoint)):
             assert [(f.name, f.enabled) for f in the_plan.deleted_since] == [("dark_mode", False)], the_plan.source
+
+
+@both_databases
+def test_a_late_audit_row_made_first_starts_the_record_when_it_was_made(app, as_role, tmp_path, monkeypatch):
+    """No checkpoint yet (no one opened the Flags tab): Rewind's record starts with its first change, which is the
+    late row's though a later change was logged before it, so a moment between the two is not too early."""
+    flagdb = flag_target(app, tmp_path)
+    first, second = as_role(Role.OPERATOR), as_role(Role.OPERATOR)
+    with late_toggle(app, first, monkeypatch):
+        between = utcnow()
+        turn_off(second)
+    assert flagdb.states()["dark_mode"] is False
+    with app.app_context():
+        assert history.first_change_at("web") < between
+        the_plan = restore.plan(registry.current().open("web"), moment=between)
+        assert [(c.name, c.new) for c in the_plan.changes] == [("dark_mode", True)] and not the_plan.unknown
