@@ -6,6 +6,15 @@ Rewind's write, and `old_at`, each changed row's updated_at as the write found i
 those a page shows each flag's last change, and tells a change made outside
 Rewind apart: a table row stamped later than Rewind's own write, or in
 another state than Rewind left it.
+
+A row whose first writing failed after its flags' commit is written again at
+the chain's end (app/flags/store.py), possibly after a later change of the
+same flag. It carries `placed`: the id and time it was given when the change
+was made (the flag's row was locked then, so that id is at most the id of any
+later change of the flag, which can only take its place once the failed one
+gave it back). Readers order changes by that place (`FlagEvent.order`): ids
+for every ordinary row, so the common path reads as it always did, and only a
+late row, which is rare, costs a second look.
 """
 
 from __future__ import annotations
@@ -34,6 +43,14 @@ class FlagEvent:
     written_at: datetime | None
     changes: tuple[dict, ...]
     details: dict = field(default_factory=dict)
+    place: int = 0  # the id the change was given when it was made: `id`, except for a late row (see the module)
+    late: bool = False
+
+    @property
+    def order(self) -> tuple:
+        """Where the change stands among the others, of the same flag above all (see the module): a late row
+        given back its place goes before the row that took that place next, which was made after it."""
+        return (self.place, not self.late, self.ts, self.id)
 
     @property
     def verb(self) -> str:
@@ -48,34 +65,68 @@ class FlagEvent:
         return datetime.fromisoformat(stamp) if stamp else None
 
 
+PLACED = "placed"
+
+
+def placed(event: AuditEvent) -> dict:
+    """What a late row carries of the row that failed: the place and time it was given (see the module)."""
+    return {"id": event.id, "ts": event.ts.isoformat(timespec="microseconds")}
+
+
+def _place_of(row: AuditEvent, details: dict) -> tuple[int, datetime] | None:
+    """A late row's place and time, or None for an ordinary row (or one whose `placed` cannot be read: taken as
+    written). Never later than the row's own: the place was given before the row was written again."""
+    placed = details.get(PLACED) if "audit_late" in details else None
+    if not isinstance(placed, dict):
+        return None
+    place, stamp = placed.get("id"), placed.get("ts")
+    if not isinstance(place, int) or isinstance(place, bool) or not isinstance(stamp, str):
+        return None
+    try:
+        at = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return min(place, row.id), min(at, row.ts)
+
+
 def event_of(row: AuditEvent) -> FlagEvent:
     details = json.loads(row.details or "{}")
     written = details.get("written_at")
+    late = _place_of(row, details)
     return FlagEvent(
         id=row.id,
-        ts=row.ts,
+        ts=late[1] if late else row.ts,  # when the change was made, a late row's too
         actor=row.actor_name,
         action=row.action,
         reason=details.get("reason") or "",
         written_at=datetime.fromisoformat(written) if written else None,
         changes=tuple(details.get("changes") or ()),
         details=details,
+        place=late[0] if late else row.id,
+        late=late is not None,
     )
 
 
 def events(target: str, *, after: datetime | None = None, after_id: int | None = None) -> list[FlagEvent]:
     """Every change Rewind made to the target's flags, oldest first (refusals changed nothing: left out);
-    `after`: audited after that time, `after_id`: after that audit row (ids follow the order of commits)."""
+    `after`: made after that time, `after_id`: placed after that audit row (ids follow the order of commits).
+
+    A late row placed at or before `after_id` is left out though its own id is after it: a checkpoint that held
+    the chain's head at or past its place read the flags after its change (see app/flags/captures.py)."""
     query = (
         select(AuditEvent)
         .where(AuditEvent.target == target, AuditEvent.action.startswith(PREFIX), AuditEvent.outcome == Outcome.OK)
         .order_by(AuditEvent.id)
     )
-    if after is not None:
+    if after is not None:  # a late row's own time is later than when it was made: the rows are checked below
         query = query.where(AuditEvent.ts > after)
-    if after_id is not None:
+    if after_id is not None:  # likewise its id is later than its place
         query = query.where(AuditEvent.id > after_id)
-    return [event_of(row) for row in db.session.scalars(query) if json.loads(row.details or "{}").get("changes")]
+    found = [event_of(row) for row in db.session.scalars(query) if json.loads(row.details or "{}").get("changes")]
+    if not any(event.late for event in found):
+        return found
+    found = [e for e in found if (after is None or e.ts > after) and (after_id is None or e.place > after_id)]
+    return sorted(found, key=lambda event: event.order)
 
 
 def last_changes(target: str) -> dict[str, FlagEvent]:
@@ -124,7 +175,10 @@ def last_change(target: str, name: str) -> FlagEvent | None:
     The needle is the JSON of a change's flag key: a reason quoting it is escaped and cannot match, so the newest
     row found is nearly always the answer, and asking for one row lets the server stop at the first it meets (a
     hot flag's 50 newest rows lie among thousands of others). A row that matched some other way (a future detail
-    of that shape) is checked, and then the rows are read on."""
+    of that shape) is checked, and then the rows are read on.
+
+    The newest row of the flag is its last change unless it is a late row (see the module): then the rows from its
+    place on are read too, for a later change of the flag that was logged before it."""
     needle = '"flag":' + json.dumps(name, ensure_ascii=False)
     query = (
         select(AuditEvent)
@@ -140,8 +194,17 @@ def last_change(target: str, name: str) -> FlagEvent | None:
         for row in db.session.scalars(query.limit(limit)):
             event = event_of(row)
             if event.change_of(name):
-                return event
+                return event if not event.late else _placed_last(query, event, name)
     return None
+
+
+def _placed_last(query, late: FlagEvent, name: str) -> FlagEvent:
+    """The flag's last change when its newest row is late: a row logged before it (after its place) may be later.
+
+    A row before the late one's place cannot be: its own place is no later than its id."""
+    rows = db.session.scalars(query.where(AuditEvent.id >= late.place, AuditEvent.id < late.id))
+    found = [event for row in rows if (event := event_of(row)).change_of(name)]
+    return max([late, *found], key=lambda event: event.order)
 
 
 def first_change_at(target: str) -> datetime | None:
@@ -149,7 +212,8 @@ def first_change_at(target: str) -> datetime | None:
     that changed nothing (a shell `set` to the state a flag had) came before.
 
     The needle is the JSON of a non-empty changes list (audit details are compact JSON: see app/audit/chain.py);
-    a reason quoting it is escaped and cannot match. A row that matched some other way is checked and passed."""
+    a reason quoting it is escaped and cannot match. A row that matched some other way is checked and passed.
+    A late row logged after the first one may have been made before it (see the module): those are looked at too."""
     query = (
         select(AuditEvent)
         .where(
@@ -163,5 +227,8 @@ def first_change_at(target: str) -> datetime | None:
     for limit in (1, None):
         for row in db.session.scalars(query.limit(limit)):
             if json.loads(row.details or "{}").get("changes"):
-                return row.ts
+                placed_needle = AuditEvent.details.contains(f'"{PLACED}":{{', autoescape=True)
+                late = query.where(AuditEvent.id > row.id, placed_needle)
+                made = [event_of(row)] + [e for r in db.session.scalars(late) if (e := event_of(r)).changes]
+                return min(event.ts for event in made)
     return None

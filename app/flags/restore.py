@@ -31,7 +31,15 @@ from app.clock import utcnow
 from app.extensions import db
 from app.flags import history
 from app.flags.captures import THROUGH, snapshot
-from app.flags.store import BadFlagInput, _commit_audited, _refused, clean_reason, old_stamps, record_batch, table_of
+from app.flags.store import (
+    BadFlagInput,
+    clean_reason,
+    commit_audited,
+    old_stamps,
+    record_batch,
+    refused,
+    table_of,
+)
 from app.targets.errors import TargetError
 from app.targets.flags import Change, ChangedMeanwhile, Flag, FlagTable, TableMoved
 from app.targets.flags import fingerprint as table_fingerprint
@@ -490,7 +498,7 @@ def apply(
         except (TableMoved, ChangedMeanwhile):
             raise PlanChanged(again(target, the_plan)) from None
     except TargetError as exc:
-        _refused("flags.restore", target, actor, exc, details, written=bool(recorded))
+        refused("flags.restore", target, actor, exc, details, written=bool(recorded))
         raise
-    _commit_audited(recorded, what=f"the flags were restored as of {the_plan.source}", target=target)
+    commit_audited(recorded, what=f"the flags were restored as of {the_plan.source}", target=target)
     return changes

@@ -8,8 +8,9 @@ the flag's commit. A toggle only takes its row's place in the chain while
 the flag is locked and writes the row after the flag's commit, in the same
 round trip as the audit commit: the chain's head lock, which every writer
 waits for, is then held one round trip less; a row that fails then is written
-again at the chain's end, saying so, or the person is told the change
-stands unaudited (UnauditedChange). Views and the CLI both come through here, so both follow
+again at the chain's end, saying so and naming the place it was given (the
+history reads it there), or the person is told the change stands unaudited
+(UnauditedChange). Views and the CLI both come through here, so both follow
 the same rules.
 """
 
@@ -104,7 +105,7 @@ def word(enabled: bool | None) -> str:
     return "absent" if enabled is None else ("on" if enabled else "off")
 
 
-def _refused(
+def refused(
     action: str, target: Target, actor: Actor, exc: TargetError, details: dict, *, written: bool = False
 ) -> None:
     """Audit a refusal; `written`: the change's own audit row was added before its commit failed, and goes."""
@@ -124,7 +125,7 @@ def refusing(action: str, target: Target, actor: Actor, details: dict) -> Iterat
     try:
         yield
     except TargetError as exc:
-        _refused(action, target, actor, exc, dict(details))
+        refused(action, target, actor, exc, dict(details))
         raise
 
 
@@ -215,7 +216,7 @@ def toggle(
         reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
         change, _ = table_of(target).set(name, enabled, seen=seen, before_commit=audit)
     except TargetError as exc:
-        _refused("flags.toggle", target, actor, exc, details, written=bool(reserved))
+        refused("flags.toggle", target, actor, exc, details, written=bool(reserved))
         raise
     what = f"{name} was turned {word(change.new)}"
     try:
@@ -225,7 +226,7 @@ def toggle(
     return change, history.event_of(event)  # what the answering row shows as the last change
 
 
-def _commit_audited(events: list[AuditEvent], *, what: str, target: Target) -> list[AuditEvent]:
+def commit_audited(events: list[AuditEvent], *, what: str, target: Target) -> list[AuditEvent]:
     """Commit audit rows written before the flags' commit, which has happened (see _audited_late)."""
     try:
         db.session.commit()
@@ -250,7 +251,7 @@ def _audited_late(events: list[AuditEvent], exc: Exception, *, what: str, target
                 event.action,
                 target=event.target,
                 actor=Actor(event.actor_id, event.actor_name),
-                details={**json.loads(event.details), "audit_late": error},
+                details={**json.loads(event.details), "audit_late": error, history.PLACED: history.placed(event)},
             )
             for event in events
         ]
@@ -312,10 +313,10 @@ def kill(
     except TargetError as exc:
         if isinstance(exc, VanishedFlags):
             details["vanished"] = exc.names
-        _refused("flags.kill", target, actor, exc, details, written=bool(recorded))
+        refused("flags.kill", target, actor, exc, details, written=bool(recorded))
         raise
     turned = sum(c.changed for c in changes)
-    _commit_audited(recorded, what=f"the kill switch turned {turned} flag(s) off", target=target)
+    commit_audited(recorded, what=f"the kill switch turned {turned} flag(s) off", target=target)
     return changes
 
 
@@ -366,9 +367,9 @@ def create(target: Target, flag: Flag, *, actor: Actor, reason: str = "", via: s
         reason = clean_reason(reason, required=target.config.protected, what=f"creating a flag on {target.name}")
         table_of(target).create(flag, before_commit=audit)
     except TargetError as exc:
-        _refused("flags.create", target, actor, exc, details, written=bool(recorded))
+        refused("flags.create", target, actor, exc, details, written=bool(recorded))
         raise
-    _commit_audited(recorded, what=f"flag {flag.name} was created", target=target)
+    commit_audited(recorded, what=f"flag {flag.name} was created", target=target)
     return flag
 
 
@@ -400,9 +401,9 @@ def delete(target: Target, name: str, *, seen: bool | None, actor: Actor, reason
         reason = clean_reason(reason, required=target.config.protected, what=f"deleting a flag on {target.name}")
         gone = table_of(target).delete(name, seen=seen, before_commit=audit)
     except TargetError as exc:
-        _refused("flags.delete", target, actor, exc, details, written=bool(recorded))
+        refused("flags.delete", target, actor, exc, details, written=bool(recorded))
         raise
-    _commit_audited(recorded, what=f"flag {name} was deleted", target=target)
+    commit_audited(recorded, what=f"flag {name} was deleted", target=target)
     return gone
 
 
@@ -415,10 +416,12 @@ __all__ = [
     "check_name",
     "check_text",
     "clean_reason",
+    "commit_audited",
     "create",
     "delete",
     "kill",
     "parse_state",
+    "refused",
     "refusing",
     "table_of",
     "toggle",

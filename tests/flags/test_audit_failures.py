@@ -3,15 +3,26 @@ and unsaid."""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from sqlalchemy import text
 
 from app.audit import store as audit_store
 from app.auth.roles import Role
+from app.checkpoints import captures
+from app.checkpoints import store as checkpoints
+from app.checkpoints.models import Checkpoint
 from app.clock import utcnow
 from app.extensions import db
-from tests.conftest import both_databases
-from tests.flags.conftest import HTMX, audit_rows, confirm_of, make_flag_db, plan_page, targets_toml
+from app.flags import history, restore
+from app.flags import store as flag_store
+from app.targets import registry
+from tests.conftest import both_databases, wait_for
+from tests.flags.conftest import HTMX, audit_rows, confirm_of, make_flag_db, plan_page, seen_of, targets_toml
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
 
@@ -185,3 +196,112 @@ def test_an_audit_commit_whose_answer_is_lost_is_not_written_twice(app, as_role,
     assert (actor, outcome) == ("operator", "ok") and "audit_late" not in details
     with app.app_context():
         assert audit_store.verify().intact
+
+
+@contextmanager
+def late_toggle(app, client, monkeypatch) -> Iterator[None]:
+    """dark_mode turned on in a thread of its own, whose audit row fails after the flag's commit: the body runs while
+    the late path is held (the row's place given back, the flag's change committed), and on leaving it the late row
+    is written, at the chain's end."""
+    held, go = threading.Event(), threading.Event()
+    kept = flag_store._already_kept
+
+    def hold(events):  # the late path's first step
+        held.set()
+        assert go.wait(30)
+        return kept(events)
+
+    monkeypatch.setattr(flag_store, "_already_kept", hold)
+    ops_sql(app, REFUSE, allowed="%audit_late%")
+    answers: list[int] = []
+    worker = threading.Thread(
+        target=lambda: answers.append(
+            post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX).status_code
+        )
+    )
+    worker.start()
+    try:
+        wait_for(held.is_set)
+        ops_sql(app, UNDO)
+        yield
+    finally:
+        go.set()
+        worker.join(30)
+    assert answers == [200]
+
+
+def turn_off(client) -> None:
+    response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"}, headers=HTMX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@both_databases
+def test_a_late_audit_row_keeps_its_place_before_a_later_change_of_the_same_flag(app, as_role, tmp_path, monkeypatch):
+    """The first toggle's row fails after the flag's commit, and before its late row is written a second toggle of
+    the same flag is made and audited: in the log the late row comes last, yet the history and a restore as of a
+    moment before or between the two read the changes in the order they were made."""
+    flagdb = flag_target(app, tmp_path)
+    first, second = as_role(Role.OPERATOR), as_role(Role.OPERATOR)
+    first.get("/targets/web/flags")  # the baseline checkpoint
+    before = utcnow().isoformat()
+    with late_toggle(app, first, monkeypatch):
+        between = utcnow().isoformat()
+        turn_off(second)
+    assert flagdb.states()["dark_mode"] is False
+    logged = [(d["changes"][0]["new"], "audit_late" in d) for _, _, d in audit_rows(app, "flags.toggle")]
+    assert logged == [(False, False), (True, True)]  # in the log's order the late row comes after the later change
+
+    with app.app_context():
+        assert history.last_change("web", "dark_mode").change_of("dark_mode")["new"] is False
+        assert history.last_changes("web")["dark_mode"].change_of("dark_mode")["new"] is False
+        assert [c["new"] for _, c in history.of_flag("web", "dark_mode")] == [False, True]  # newest first
+        assert [e.change_of("dark_mode")["new"] for e in history.events("web")] == [True, False]
+        assert audit_store.verify().intact
+    page = plan_page(first, f"as_of={before}")  # off then, off now: nothing to do, and nothing unknown
+    assert json.loads(seen_of(page)) == {} and "state then unknown" not in page
+    page = plan_page(first, f"as_of={between}")  # on then (the late row's change), off now: turned back on
+    assert json.loads(seen_of(page)) == {"dark_mode": False} and "state then unknown" not in page
+    form = {"as_of": between, **confirm_of(page), "reason": "back"}
+    assert post(first, "/targets/web/flags/restore", form).status_code == 303
+    assert flagdb.states()["dark_mode"] is True
+
+
+@both_databases
+def test_a_late_audit_row_a_checkpoint_already_holds_is_not_replayed_after_it(app, as_role, tmp_path, monkeypatch):
+    """A checkpoint taken after the second toggle holds both changes, though the first one's late row is logged
+    after it: a restore as of a later moment starts from the checkpoint and must not replay the late row over it.
+    The application then deletes the flag, so the checkpoint is all that says how it was."""
+    flagdb = flag_target(app, tmp_path)
+    first, second = as_role(Role.OPERATOR), as_role(Role.OPERATOR)
+    first.get("/targets/web/flags")  # the baseline checkpoint
+    with late_toggle(app, first, monkeypatch):
+        turn_off(second)
+        with app.app_context():
+            taken = captures.take_all(registry.current().open("web"))
+            checkpoint = checkpoints.record("web", None, "after both", taken).id
+    with app.app_context():
+        through = db.session.get(Checkpoint, checkpoint).captures["flags"]["through_audit"]
+    [(_, _, late)] = [row for row in audit_rows(app, "flags.toggle") if "audit_late" in row[2]]
+    assert late["placed"]["id"] <= through  # its place is in the checkpoint, though the row came after it
+    moment = utcnow()
+    flagdb.execute("DELETE FROM feature_flags WHERE name = %s", ("dark_mode",))  # by the application
+    with app.app_context():
+        target = registry.current().open("web")
+        for the_plan in (restore.plan(target, moment=moment), restore.plan(target, checkpoint=checkpoint)):
+            assert [(f.name, f.enabled) for f in the_plan.deleted_since] == [("dark_mode", False)], the_plan.source
+
+
+@both_databases
+def test_a_late_audit_row_made_first_starts_the_record_when_it_was_made(app, as_role, tmp_path, monkeypatch):
+    """No checkpoint yet (no one opened the Flags tab): Rewind's record starts with its first change, which is the
+    late row's though a later change was logged before it, so a moment between the two is not too early."""
+    flagdb = flag_target(app, tmp_path)
+    first, second = as_role(Role.OPERATOR), as_role(Role.OPERATOR)
+    with late_toggle(app, first, monkeypatch):
+        between = utcnow()
+        turn_off(second)
+    assert flagdb.states()["dark_mode"] is False
+    with app.app_context():
+        assert history.first_change_at("web") < between
+        the_plan = restore.plan(registry.current().open("web"), moment=between)
+        assert [(c.name, c.new) for c in the_plan.changes] == [("dark_mode", True)] and not the_plan.unknown
