@@ -100,7 +100,7 @@ class BalancedThreadWorker(ThreadWorker):
         elif slot is not None:
             _table.publish(slot, self.nr_conns)
             # gunicorn's loop turns accepting back on whenever it is below worker_connections; keep it off
-            # while over the share (re-checked every pass, at least once a second).
+            # while over the share, and look again soon: a sibling taking connections does not wake this one.
             if self._accepting and self._over_share():
                 self.set_accept_enabled(False)
             if not self._accepting:
