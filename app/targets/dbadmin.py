@@ -278,7 +278,8 @@ class DatabaseConfig:
 
 
 class SpaceUnknown(DatabaseError):
-    """The free space of the server's data directory cannot be read from here (a remote server, no permission)."""
+    """The free space of the server's data directory cannot be read from here (a remote server, no permission,
+    no connection)."""
 
 
 class SettingRefused(DatabaseError):
@@ -388,12 +389,22 @@ class Postgres:
         if self.url.host not in ("localhost", "127.0.0.1", "::1") and not self.url.host.startswith("/"):
             raise SpaceUnknown(f"the server is on {self.url.host}, not on this host: its disks are not seen from here")
         try:
-            folder = self._one("SELECT current_setting('data_directory')", dbname="postgres")
-        except DatabaseError as exc:
-            raise SpaceUnknown(
-                f"the server does not tell {self.url.user} where its data directory is ({exc.message})",
-                fix=f"GRANT pg_read_all_settings TO {self.url.user}",
-            ) from None
+            conn = self.connect("postgres")
+        except DatabaseError as exc:  # the server is down, the login refused: no GRANT would help
+            raise SpaceUnknown(f"could not connect: {exc.message}", fix=exc.fix) from None
+        with conn:
+            try:
+                folder = conn.execute("SELECT current_setting('data_directory')").fetchone()[0]
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise SpaceUnknown(
+                    f"the server does not tell {self.url.user} where its data directory is "
+                    f"({self.url.where()}: {str(exc).strip()})",
+                    fix=f"GRANT pg_read_all_settings TO {self.url.user}",
+                ) from None
+            except psycopg.Error as exc:
+                raise SpaceUnknown(
+                    f"could not ask {self.url.where()} where its data directory is: {str(exc).strip()}"
+                ) from None
         try:
             return shutil.disk_usage(folder).free
         except OSError as exc:
