@@ -215,10 +215,17 @@ class Catalog:
     def newest_verified(self) -> Backup | None:
         return next((b for b in self.backups() if b.state == "verified" and not b.of_copy), None)
 
+    def add(self, backup: Backup) -> Backup:
+        """A new backup's manifest, written whole (a stray manifest of a file once of that name is replaced)."""
+        with self.locked():
+            manifest = dict(backup.manifest, file=backup.id, size=backup.path.stat().st_size)
+            write_json_atomically(manifest_path(backup.path), manifest)
+        return Backup(backup.path, manifest)
+
     def save(self, backup: Backup, **changes: Any) -> Backup:
         """Apply `changes` to the manifest as it is on disk now, under the lock; the backup as written.
 
-        `backup.manifest` is only the base when there is no manifest yet (a new backup, a foreign file):
+        `backup.manifest` is only the base when there is no manifest yet (a foreign file; a new backup: add):
         it may be stale, read by a job that started before another job recorded on the same backup.
         """
         with self.locked():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.backups import retention
-from app.backups.catalog import Catalog, CatalogError, manifest_path
+from app.backups.catalog import Backup, Catalog, CatalogError, manifest_path
 
 ROUNDS = 60
 REPO = Path(__file__).resolve().parents[2]
@@ -122,3 +122,17 @@ def test_a_record_on_a_backup_deleted_meanwhile_is_refused_and_leaves_no_manifes
     with pytest.raises(CatalogError, match=r"deleted .* meanwhile"):
         catalog.record_verification(backup, how="quick", ok=True, detail="decrypts", job_id=3)
     assert not manifest_path(backup.path).exists() and catalog.backups() == []
+
+
+def test_a_new_backup_s_manifest_replaces_a_stray_one_left_by_a_file_once_of_that_name(tmp_path):
+    catalog = Catalog(tmp_path)
+    old = catalog.get(_a_backup(tmp_path))
+    catalog.record_verification(old, how="quick", ok=True, detail="decrypts", job_id=1)
+    old.path.unlink()  # removed by hand, its manifest left behind
+    old.path.write_bytes(b"\x85new")
+    fresh = {"file": old.id, "time": "2026-01-01T00:00:00+00:00", "format": "custom", "made_by": "rewind", "job_id": 9}
+
+    added = catalog.add(Backup(old.path, fresh))
+    again = catalog.get(old.id)
+    assert again.manifest == added.manifest and again.manifest["job_id"] == 9
+    assert again.state == "unverified" and again.size == 4
