@@ -241,7 +241,8 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                 ]
                 name = "psql"
             # psql runs whatever the file says: the guard stops a statement that would reach past the scratch.
-            middle = [] if backup.format == "custom" else [guard_stage(setup.target.command_env())]
+            guard = guard_stage(setup.target.command_env(), leave_out_ownership=as_self)
+            middle = [] if backup.format == "custom" else [guard]
             with backup.path.open("rb") as source:
                 result = run_pipeline(
                     [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
