@@ -36,7 +36,8 @@ Asked to (`--leave-out-ownership`, for a restore test's copy filled as
 Rewind's own user, who cannot act as the live database's owner), it also
 leaves out what only that owner could run: `ALTER … OWNER TO …` and `ALTER
 DEFAULT PRIVILEGES FOR ROLE …`, each written as one comment line in its
-place, and only when the lines held contain nothing else.
+place, and only when the lines held contain nothing else (no comment opened
+or closed in them).
 
 It runs as its own pipeline stage (`python -I sqlguard.py`, standard library
 only), so the stream never passes through Rewind's process.
@@ -176,6 +177,7 @@ class Lexer:
         self.leave_out_ownership = leave_out_ownership
         self.checked = 0  # statements ended in the lines held
         self.left_out = 0  # of those, ownership statements to leave out
+        self.held_from = NORMAL  # the mode the held lines began in
         self.mode = NORMAL
         self.tag = b""  # the open dollar quote's delimiter
         self.comment_depth = 0
@@ -201,6 +203,8 @@ class Lexer:
         if NUL in line:
             self._refuse(number, NUL_REFUSED, line)
         alone = not self.held  # no statement open before this line
+        if alone:
+            self.held_from = self.mode  # a comment open before the held lines is psql's too: see _pass_held
         copy_follows = self._scan(number, line)
         if self.transaction_statement:
             self.transaction_statement = False
@@ -227,8 +231,11 @@ class Lexer:
         self._pass_held()
 
     def _pass_held(self) -> None:
-        """The lines held on to psql; as one comment when they are nothing but statements to leave out."""
-        if self.left_out and self.left_out == self.checked:
+        """The lines held on to psql; as one comment when they are nothing but statements to leave out.
+
+        Only lines that begin and end outside any comment: dropping one that opens or closes a block comment would
+        leave psql reading as SQL what the guard let through as comment (or the reverse)."""
+        if self.left_out and self.left_out == self.checked and self.held_from == NORMAL and self.mode == NORMAL:
             self.sink.write(LEFT_OUT)
         else:
             self.sink.write(b"".join(self.held))

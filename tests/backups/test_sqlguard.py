@@ -486,3 +486,18 @@ def test_asked_to_leave_out_ownership_the_guard_still_refuses_what_reaches_past_
     found = guard(io.BytesIO(sql), out, leave_out_ownership=True)
     assert found == (2, "a statement on a whole database", b"ALTER DATABASE shop OWNER TO shop_owner;\n")
     assert b"DATABASE" not in out.getvalue()
+
+
+def test_leaving_a_statement_out_never_leaves_out_the_start_or_end_of_a_comment():
+    """A comment opened after a statement left out would be dropped with it: psql would then run as SQL what the
+    guard let through as comment. Lines that open or close a block comment pass as they are (and psql says what it
+    says of the OWNER TO), so psql and the guard keep reading the stream alike."""
+    hidden = b"ALTER TABLE public.t OWNER TO shop_owner; /*\nALTER ROLE postgres PASSWORD 'x';\n*/\n"
+    out = io.BytesIO()
+    assert guard(io.BytesIO(hidden), out, leave_out_ownership=True) is None
+    assert out.getvalue() == hidden, "passed whole, so psql reads the ALTER ROLE inside the comment, as the guard did"
+
+    closing = b"/* a comment\n*/ ALTER TABLE public.t OWNER TO shop_owner;\nCREATE TABLE public.u (id integer);\n"
+    out = io.BytesIO()
+    assert guard(io.BytesIO(closing), out, leave_out_ownership=True) is None
+    assert out.getvalue() == closing, "the line that closes the comment is psql's too"
