@@ -10,14 +10,23 @@ their name tells; verifying one records a manifest for it.
 
 A backup id is a file name in the folder, checked here before any use: no
 path separators, no hidden files, nothing that resolves outside the folder.
+
+Several jobs (a scheduled quick verify, a person's restore test) may record
+on the same manifest at once, from threads or processes: every change holds
+the folder's lock file across read, change and write, and reads the manifest
+afresh from disk, so no writer's change is lost to another's.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +35,7 @@ from typing import Any
 from app.targets.errors import TargetError
 
 MANIFEST_SUFFIX = ".json"
+LOCK_FILE = ".manifests.lock"
 BACKUP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.gpg")
 FOREIGN = re.compile(r"backup_(\d{8}_\d{6})\.(sql|dump|sqlite)\.gpg")
 OWN = re.compile(r".+_(\d{8}_\d{6})(?:-\d+)?\.(sql|dump|sqlite)\.gpg")
@@ -106,7 +116,7 @@ def now_utc() -> datetime:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Write, fsync, rename: a crash leaves the old file or the new one, never half of one."""
-    temp = path.with_name(f".{path.name}.new")
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.new")
     with temp.open("w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.write("\n")
@@ -141,6 +151,16 @@ class Catalog:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The folder's manifest lock (fcntl, so other processes and threads wait too), held for the block."""
+        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
     def backups(self) -> list[Backup]:
         """Every backup in the folder, newest first; a missing folder has none."""
         if not self.folder.is_dir():
@@ -174,27 +194,51 @@ class Catalog:
 
     def _load(self, path: Path) -> Backup:
         info = path.stat()
-        manifest_file = manifest_path(path)
-        manifest: dict[str, Any] | None = None
-        if manifest_file.is_file() and not manifest_file.is_symlink():
-            try:
-                manifest = json.loads(manifest_file.read_text())
-            except (OSError, ValueError):
-                manifest = None
-            if not isinstance(manifest, dict) or "time" not in manifest:
-                manifest = None
-        if manifest is None:
-            manifest = _foreign_manifest(path, info)
+        manifest = self._stored(path) or _foreign_manifest(path, info)
         manifest["size"] = info.st_size  # what is on disk now, whatever was written
         return Backup(path, manifest)
+
+    @staticmethod
+    def _stored(path: Path) -> dict[str, Any] | None:
+        """The manifest file beside the backup, or None when there is none (or it cannot be read)."""
+        manifest_file = manifest_path(path)
+        if not manifest_file.is_file() or manifest_file.is_symlink():
+            return None
+        try:
+            manifest = json.loads(manifest_file.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(manifest, dict) or "time" not in manifest:
+            return None
+        return manifest
 
     def newest_verified(self) -> Backup | None:
         return next((b for b in self.backups() if b.state == "verified" and not b.of_copy), None)
 
+    def add(self, backup: Backup) -> Backup:
+        """A new backup's manifest, written whole (a stray manifest of a file once of that name is replaced)."""
+        with self.locked():
+            manifest = dict(backup.manifest, file=backup.id, size=backup.path.stat().st_size)
+            write_json_atomically(manifest_path(backup.path), manifest)
+        return Backup(backup.path, manifest)
+
     def save(self, backup: Backup, **changes: Any) -> Backup:
-        manifest = dict(backup.manifest) | changes
-        manifest["file"] = backup.id
-        write_json_atomically(manifest_path(backup.path), manifest)
+        """Apply `changes` to the manifest as it is on disk now, under the lock; the backup as written.
+
+        `backup.manifest` is only the base when there is no manifest yet (a foreign file; a new backup: add):
+        it may be stale, read by a job that started before another job recorded on the same backup.
+        """
+        with self.locked():
+            if not backup.path.is_file():
+                raise CatalogError(
+                    f"{backup.id} was deleted from {self.folder} meanwhile; nothing recorded for it",
+                    fix="choose a backup from the target's Backups tab",
+                )
+            base = self._stored(backup.path)
+            manifest = dict(backup.manifest if base is None else base) | changes
+            manifest["file"] = backup.id
+            manifest["size"] = backup.path.stat().st_size
+            write_json_atomically(manifest_path(backup.path), manifest)
         return Backup(backup.path, manifest)
 
     def record_verification(self, backup: Backup, *, how: str, ok: bool, detail: str, job_id: int | None) -> Backup:

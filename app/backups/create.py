@@ -115,7 +115,7 @@ def create_backup(
     }
     if purpose:
         manifest["purpose"] = purpose
-    return setup.catalog.save(Backup(final, manifest))
+    return setup.catalog.add(Backup(final, manifest))
 
 
 def _dump_postgres(db: Postgres, encrypt: list[str], setup: BackupSetup, sink: Sink, out) -> None:

@@ -17,7 +17,7 @@ import re
 import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -189,26 +189,38 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     `settings`: True, it gets the live database's own settings too, or is refused (the copy a swap puts in live's
     place needs them); False, them too when Rewind may give them, else none, said in the log (a restore test's copy
     reads its key tables as live does, a search_path may be what finds them, but it must not fail a good backup
-    for want of a setting).
+    for want of a setting). A test copy is also filled as Rewind's own user when that user cannot act as live's
+    owner, said in the log; the copy a swap puts in live's place is refused instead (check_owner).
     """
     db = setup.database
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
         shape = db.shape(db.name)
+        as_self = not settings and not shape.may_act_as_owner
+        if as_self:
+            # A test copy is dropped at the end: whose it is does not matter, only that the backup restores.
+            sink.line("out", _as_self_note(db, shape))
+            shape = replace(shape, owner=shape.user, may_act_as_owner=True)
         owner = check_owner(db, shape)
         config, settings = _live_config(db, settings, sink)
+        if as_self:
+            config = replace(config, acl=None)  # live's grants would take the copy from its own owner
         # Fails if the name is taken: never drop a database this call did not make.
         db.create(scratch, like=db.name, shape=shape, config=config)
         try:
             env = db.url.tool_env(setup.target.command_env())
-            # Everything restored belongs to the live database's owner, as the database itself does: after the
-            # swap the application's role finds its tables its own, whoever Rewind connects as.
-            as_owner = "-c role=" + owner.replace("\\", "\\\\").replace(" ", "\\ ")  # PGOPTIONS escapes
-            env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {as_owner}".strip()
+            if not as_self:
+                # Everything restored belongs to the live database's owner, as the database itself does: after
+                # the swap the application's role finds its tables its own, whoever Rewind connects as.
+                as_owner = "-c role=" + owner.replace("\\", "\\\\").replace(" ", "\\ ")  # PGOPTIONS escapes
+                env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {as_owner}".strip()
             if backup.format == "custom":
                 loader = [
                     db.tool("pg_restore"),
                     "--no-owner",
+                    # Default privileges FOR ROLE <owner> need its membership: a copy filled as Rewind's own
+                    # user takes none of the privileges, which no count depends on.
+                    *(["--no-privileges"] if as_self else []),
                     "--exit-on-error",
                     "--no-password",
                     *db.url.tool_args(scratch),
@@ -229,7 +241,8 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                 ]
                 name = "psql"
             # psql runs whatever the file says: the guard stops a statement that would reach past the scratch.
-            middle = [] if backup.format == "custom" else [guard_stage(setup.target.command_env())]
+            guard = guard_stage(setup.target.command_env(), leave_out_ownership=as_self)
+            middle = [] if backup.format == "custom" else [guard]
             with backup.path.open("rb") as source:
                 result = run_pipeline(
                     [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
@@ -263,6 +276,14 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def _as_self_note(db: Postgres, shape: DatabaseShape) -> str:
+    return (
+        f"  ! {db.name} belongs to {shape.owner}, and Rewind's database user {shape.user} cannot act as "
+        f"{shape.owner}: the test copy is filled as {shape.user} instead (it is dropped at the end). A real "
+        f"restore is refused until: GRANT {shape.owner} TO {shape.user}; or {shape.owner}'s login in database.url"
+    )
 
 
 def check_owner(db: Postgres, shape: DatabaseShape | None = None) -> str:

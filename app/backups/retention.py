@@ -37,6 +37,7 @@ def plan(backups: list[Backup], keep_last: int | None, keep_daily_days: int, now
 
 def delete(catalog: Catalog, backup: Backup) -> None:
     """The backup and its manifest; the id is checked against the catalog again first."""
-    checked = catalog.get(backup.id)
-    checked.path.unlink()
-    manifest_path(checked.path).unlink(missing_ok=True)
+    with catalog.locked():  # not between another job's read and write of its manifest
+        checked = catalog.get(backup.id)
+        checked.path.unlink()
+        manifest_path(checked.path).unlink(missing_ok=True)

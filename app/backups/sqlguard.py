@@ -32,6 +32,13 @@ adds) would run outside one. Those two lines pass as comments, so the large
 objects are written inside psql's transaction like the rest; any other
 transaction statement is refused.
 
+Asked to (`--leave-out-ownership`, for a restore test's copy filled as
+Rewind's own user, who cannot act as the live database's owner), it also
+leaves out what only that owner could run: `ALTER … OWNER TO …` and `ALTER
+DEFAULT PRIVILEGES FOR ROLE …`, each written as one comment line in its
+place, and only when the lines held contain nothing else (no comment opened
+or closed in them).
+
 It runs as its own pipeline stage (`python -I sqlguard.py`, standard library
 only), so the stream never passes through Rewind's process.
 """
@@ -58,6 +65,8 @@ NUL_REFUSED = "a NUL byte (psql drops the rest of its line; no dump has one)"
 ENCODING_REFUSED = "a backslash after a non-ASCII byte in a string (where that string ends depends on client_encoding)"
 WORDS_KEPT = 16  # top-level words of a statement kept for its check
 HELD_MAX = 256 << 20  # a statement is held until its end; pg_dump's are small (data goes in COPY)
+LEAVE_OUT = "--leave-out-ownership"
+LEFT_OUT = b"-- left out: a statement only the live database's owner may run (this copy is Rewind's own)\n"
 
 # One token of SQL outside quotes and comments; what it is decides what psql does next.
 TOKEN = re.compile(
@@ -96,11 +105,21 @@ class Refusal(Exception):
         self.number, self.why, self.line = number, why, line
 
 
-def guard_stage(env: dict[str, str]):
+def guard_stage(env: dict[str, str], *, leave_out_ownership: bool = False):
     """The pipeline stage that runs this filter (in the target's command environment; it needs nothing of it)."""
     from app.targets.command import Stage
 
-    return Stage.of([sys.executable, "-I", str(PATH)], "sqlguard", env=env)
+    flags = [LEAVE_OUT] if leave_out_ownership else []
+    return Stage.of([sys.executable, "-I", str(PATH), *flags], "sqlguard", env=env)
+
+
+def ownership_statement(words: list[bytes]) -> bool:
+    """An ALTER … OWNER TO … or ALTER DEFAULT PRIVILEGES FOR ROLE …: what only the owner's role may run."""
+    if words[:1] != [b"alter"] or len(words) >= WORDS_KEPT or b"rename" in words:
+        return False  # a RENAME of something called owner TO … is not one; nor a statement of more words than kept
+    if words[1:4] == [b"default", b"privileges", b"for"]:
+        return True
+    return words[-2:] == [b"owner", b"to"] or words[-3:-1] == [b"owner", b"to"]  # the new owner quoted, or a word
 
 
 def statement_refusal(words: list[bytes]) -> str | None:
@@ -153,8 +172,12 @@ def _has_pair(words: list[bytes], a: bytes, b: bytes) -> bool:
 class Lexer:
     """psql's view of the stream, one line at a time; Refusal at the first thing that may not reach it."""
 
-    def __init__(self, sink) -> None:
+    def __init__(self, sink, *, leave_out_ownership: bool = False) -> None:
         self.sink = sink
+        self.leave_out_ownership = leave_out_ownership
+        self.checked = 0  # statements ended in the lines held
+        self.left_out = 0  # of those, ownership statements to leave out
+        self.held_from = NORMAL  # the mode the held lines began in
         self.mode = NORMAL
         self.tag = b""  # the open dollar quote's delimiter
         self.comment_depth = 0
@@ -180,6 +203,8 @@ class Lexer:
         if NUL in line:
             self._refuse(number, NUL_REFUSED, line)
         alone = not self.held  # no statement open before this line
+        if alone:
+            self.held_from = self.mode  # a comment open before the held lines is psql's too: see _pass_held
         copy_follows = self._scan(number, line)
         if self.transaction_statement:
             self.transaction_statement = False
@@ -189,9 +214,7 @@ class Lexer:
             line = b"-- " + line  # psql's one transaction holds the large objects: see the module's docstring
         self.held.append(line)
         if not self.started and self.mode in (NORMAL, BLOCK):
-            self.sink.write(b"".join(self.held))
-            self.held.clear()
-            self.held_size = 0
+            self._pass_held()
         else:
             self.held_size += len(line)
             if self.held_size > HELD_MAX:
@@ -205,8 +228,20 @@ class Lexer:
             self._check(self.words)
             if self.transaction_statement:  # one without its `;`: not as pg_dump writes it
                 self._refuse(self.started, "a transaction statement not as pg_dump writes it", self.first_line)
-        self.sink.write(b"".join(self.held))
+        self._pass_held()
+
+    def _pass_held(self) -> None:
+        """The lines held on to psql; as one comment when they are nothing but statements to leave out.
+
+        Only lines that begin and end outside any comment: dropping one that opens or closes a block comment would
+        leave psql reading as SQL what the guard let through as comment (or the reverse)."""
+        if self.left_out and self.left_out == self.checked and self.held_from == NORMAL and self.mode == NORMAL:
+            self.sink.write(LEFT_OUT)
+        else:
+            self.sink.write(b"".join(self.held))
         self.held.clear()
+        self.held_size = 0
+        self.checked = self.left_out = 0
 
     def _refuse(self, number: int, why: str, line: bytes):
         raise Refusal(number, why, line)
@@ -227,6 +262,9 @@ class Lexer:
             self.transaction_statement = True
         if why is not None:
             raise Refusal(self.started, why, self.first_line)
+        self.checked += 1
+        if self.leave_out_ownership and ownership_statement(words):
+            self.left_out += 1
 
     def _start(self, number: int, line: bytes) -> None:
         if not self.started:
@@ -378,9 +416,9 @@ class Lexer:
                     self.begins -= 1
 
 
-def guard(source, sink) -> tuple[int, str, bytes] | None:
+def guard(source, sink, *, leave_out_ownership: bool = False) -> tuple[int, str, bytes] | None:
     """Copy source to sink as psql would read it; at the first refusal stop and return (line number, why, line)."""
-    lexer = Lexer(sink)
+    lexer = Lexer(sink, leave_out_ownership=leave_out_ownership)
     lines = enumerate(source, start=1)
     write = sink.write
     try:
@@ -402,7 +440,7 @@ def guard(source, sink) -> tuple[int, str, bytes] | None:
 
 def main() -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # psql stopped (its own error): end as its victim, quietly
-    found = guard(sys.stdin.buffer, sys.stdout.buffer)
+    found = guard(sys.stdin.buffer, sys.stdout.buffer, leave_out_ownership=LEAVE_OUT in sys.argv[1:])
     sys.stdout.buffer.flush()
     if found is None:
         return 0

@@ -137,6 +137,26 @@ class DatabaseShape:
     ctype: str
     user: str  # Rewind's own database user
     may_act_as_owner: bool  # it is the owner, a member of the owner's role, or a superuser
+    locale_provider: str = "c"  # pg_database.datlocprovider (PG 15+): c libc, i ICU, b builtin (PG 17+)
+    locale: str | None = None  # the ICU (or builtin) locale: daticulocale on PG 15/16, datlocale on PG 17+
+    icu_rules: str | None = None  # daticurules (PG 16+): tailoring of the ICU collation
+    server_num: int = 0  # the server's version as a number (150008): which of the words above it knows
+
+    def locale_clause(self) -> sql.Composable:
+        """The words of CREATE DATABASE that give a new database this one's locale provider (PG 15+).
+
+        Said even for libc: a new database otherwise takes template0's provider, which an ICU cluster has.
+        """
+        if self.server_num < 150000:
+            return sql.SQL("")
+        if self.locale_provider == "i":
+            clause = sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(self.locale or ""))
+            if self.icu_rules:
+                clause = sql.SQL("{} ICU_RULES {}").format(clause, sql.Literal(self.icu_rules))
+            return clause
+        if self.locale_provider == "b":
+            return sql.SQL(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}").format(sql.Literal(self.locale or "C"))
+        return sql.SQL(" LOCALE_PROVIDER libc")
 
 
 # Settings whose value is a list of names, each stored quoted as needed: each is given back as its own literal
@@ -258,7 +278,8 @@ class DatabaseConfig:
 
 
 class SpaceUnknown(DatabaseError):
-    """The free space of the server's data directory cannot be read from here (a remote server, no permission)."""
+    """The free space of the server's data directory cannot be read from here (a remote server, no permission,
+    no connection)."""
 
 
 class SettingRefused(DatabaseError):
@@ -368,12 +389,22 @@ class Postgres:
         if self.url.host not in ("localhost", "127.0.0.1", "::1") and not self.url.host.startswith("/"):
             raise SpaceUnknown(f"the server is on {self.url.host}, not on this host: its disks are not seen from here")
         try:
-            folder = self._one("SELECT current_setting('data_directory')", dbname="postgres")
-        except DatabaseError as exc:
-            raise SpaceUnknown(
-                f"the server does not tell {self.url.user} where its data directory is ({exc.message})",
-                fix=f"GRANT pg_read_all_settings TO {self.url.user}",
-            ) from None
+            conn = self.connect("postgres")
+        except DatabaseError as exc:  # the server is down, the login refused: no GRANT would help
+            raise SpaceUnknown(f"could not connect: {exc.message}", fix=exc.fix) from None
+        with conn:
+            try:
+                folder = conn.execute("SELECT current_setting('data_directory')").fetchone()[0]
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise SpaceUnknown(
+                    f"the server does not tell {self.url.user} where its data directory is "
+                    f"({self.url.where()}: {str(exc).strip()})",
+                    fix=f"GRANT pg_read_all_settings TO {self.url.user}",
+                ) from None
+            except psycopg.Error as exc:
+                raise SpaceUnknown(
+                    f"could not ask {self.url.where()} where its data directory is: {str(exc).strip()}"
+                ) from None
         try:
             return shutil.disk_usage(folder).free
         except OSError as exc:
@@ -399,12 +430,13 @@ class Postgres:
         if like is not None:
             shape = shape or self.shape(like)
             config = config or self.config(like)
-            statement = sql.SQL("{} OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+            statement = sql.SQL("{} OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}{}").format(
                 statement,
                 sql.Identifier(shape.owner),
                 sql.Literal(shape.encoding),
                 sql.Literal(shape.collate),
                 sql.Literal(shape.ctype),
+                shape.locale_clause(),
             )
         self._ddl(statement, f"create {name}")
         if like is not None:
@@ -488,16 +520,24 @@ class Postgres:
                 raise DatabaseError(f"could not {what} on {self.url.where()}: {str(exc).strip()}") from None
 
     def shape(self, name: str) -> DatabaseShape:
-        """Who owns a database, its encoding and locale, and whether Rewind's user may act as that owner."""
+        """Who owns a database, its encoding and locale (provider included), and whether Rewind's user may act
+        as that owner. The locale provider's columns differ by server version: read the ones this server has."""
         with self.connect("postgres") as conn:
+            num = conn.info.server_version
+            provider = "d.datlocprovider::text" if num >= 150000 else "'c'"
+            locale = "d.datlocale" if num >= 170000 else "d.daticulocale" if num >= 150000 else "NULL"
+            rules = "d.daticurules" if num >= 160000 else "NULL"
             row = conn.execute(
-                "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
-                "current_user, pg_has_role(current_user, d.datdba, 'MEMBER') FROM pg_database d WHERE d.datname = %s",
+                sql.SQL(
+                    "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
+                    "current_user, pg_has_role(current_user, d.datdba, 'MEMBER'), {}, {}, {} "
+                    "FROM pg_database d WHERE d.datname = %s"
+                ).format(sql.SQL(provider), sql.SQL(locale), sql.SQL(rules)),
                 (name,),
             ).fetchone()
         if row is None:
             raise DatabaseError(f"there is no database {name!r} on {self.url.where()}", fix="check database.url")
-        return DatabaseShape(*row)
+        return DatabaseShape(*row, server_num=num)
 
     def drop(self, name: str) -> None:
         check_identifier(name)

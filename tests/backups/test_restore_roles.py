@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import secrets
+import subprocess
+from dataclasses import replace
 
 import psycopg
 import pytest
 
+from app.backups.catalog import Catalog
 from app.backups.restore import RestoreFailed, check_owner
 from app.targets.dbadmin import Postgres
-from tests.backups.test_runbooks import backup_now
+from tests.backups.conftest import RECIPIENT
+from tests.backups.test_runbooks import backup_now, copies
 from tests.deployments.test_runbooks import log_text, run
+from tests.support.targets import write_targets_file
 
 
 def _role(data_target, prefix: str) -> tuple[str, str]:
@@ -60,3 +66,83 @@ def test_a_user_that_cannot_act_as_the_owner_is_refused_before_anything_is_made(
     assert refused.value.fix == f"GRANT {owner} TO {rewind_user}; or put {owner}'s login in database.url"
     data_target.execute(f"GRANT {owner} TO {rewind_user}")
     assert check_owner(db) == owner
+
+
+def _plain_backup(data_target, pg_server) -> str:
+    """The written procedure's `pg_dump db | gpg -e > backup_YYYYMMDD_HHMMSS.sql.gpg`: OWNER TO statements and all."""
+    pg_dump = [str(pg_server.bin / "pg_dump"), "--dbname", data_target.url]
+    dump = subprocess.run(pg_dump, capture_output=True, check=True)
+    assert b" OWNER TO " in dump.stdout and b"ALTER DEFAULT PRIVILEGES FOR ROLE" in dump.stdout
+    out = io.BytesIO()
+    data_target.home.encrypt(dump.stdout, out, [RECIPIENT])
+    data_target.backup_dir.mkdir(exist_ok=True)
+    name = "backup_20240101_000000.sql.gpg"
+    (data_target.backup_dir / name).write_bytes(out.getvalue())
+    return name
+
+
+def _not_the_owner(app, data_target, pg_server=None) -> tuple[str, str, str]:
+    """Live belongs to a role Rewind's database user is no member of; the targets file says that user's login.
+
+    The backup is made first, as the session's user (a plain one by pg_dump when `pg_server` is given); the
+    owner also has default privileges and grants, which a dump carries and only a member of the owner's role may
+    give back.
+    """
+    owner, _ = _role(data_target, "shop_owner")
+    reader, _ = _role(data_target, "reader")
+    rewind_user, password = _role(data_target, "rewind_limited")
+    data_target.execute(f"ALTER ROLE {rewind_user} CREATEDB")
+    live = data_target.url.rsplit("/", 1)[1]
+    data_target.execute(f'ALTER DATABASE "{live}" OWNER TO {owner}')
+    for table in ("user", "orders", "alembic_version"):
+        data_target.execute(f'ALTER TABLE "{table}" OWNER TO {owner}')
+        data_target.execute(f'GRANT SELECT ON "{table}" TO {reader}, {rewind_user}')
+    data_target.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON TABLES TO {reader}")
+    name = _plain_backup(data_target, pg_server) if pg_server else backup_now(app, data_target)
+    limited = replace(data_target, url=data_target.url.replace("://rewind@", f"://{rewind_user}:{password}@"))
+    write_targets_file(app, limited.toml())
+    return name, owner, rewind_user
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_restore_test_fills_its_copy_as_rewind_s_own_user_when_it_cannot_act_as_the_owner(app, runner, data_target):
+    name, owner, rewind_user = _not_the_owner(app, data_target)
+
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    text = log_text(view)
+    assert job.state == "succeeded", (job.result, text)
+    assert job.verification == "passed"
+    assert f"cannot act as {owner}: the test copy is filled as {rewind_user} instead" in text
+    assert f"GRANT {owner} TO {rewind_user}" in text  # what a real restore will need, said now
+    tested = Catalog(data_target.backup_dir).get(name)
+    assert tested.state == "verified" and tested.restore_tested["ok"] is True
+    assert "user 20, orders 20" in tested.restore_tested["detail"]
+    assert copies(data_target) == []  # the test copy was dropped
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_plain_sql_backup_s_restore_test_leaves_out_what_only_the_owner_may_run(app, runner, data_target, pg_server):
+    name, _, rewind_user = _not_the_owner(app, data_target, pg_server)
+
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    text = log_text(view)
+    assert job.state == "succeeded", (job.result, text)
+    assert f"the test copy is filled as {rewind_user} instead" in text
+    tested = Catalog(data_target.backup_dir).get(name)
+    assert tested.restore_tested["ok"] is True and "user 20, orders 20" in tested.restore_tested["detail"]
+    assert copies(data_target) == []
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_real_restore_still_refuses_when_rewind_s_user_cannot_act_as_the_owner(app, runner, data_target):
+    before = data_target.snapshot()
+    name, owner, rewind_user = _not_the_owner(app, data_target)
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    text = log_text(view)
+    assert job.state == "failed", (job.result, text)
+    said = f"{job.result}\n{text}"
+    assert f"Rewind's database user {rewind_user} cannot act as {owner}" in said
+    assert f"GRANT {owner} TO {rewind_user}; or put {owner}'s login in database.url" in said
+    assert copies(data_target) == [] and data_target.snapshot() == before
+    assert Catalog(data_target.backup_dir).get(name).restore_tested is None

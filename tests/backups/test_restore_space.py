@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import secrets
 
+import psycopg
 import pytest
 
 from app.targets.dbadmin import Postgres, SpaceUnknown
+from app.targets.pgcluster import free_port
 from tests.backups.test_runbooks import backup_now, copies
 from tests.deployments.test_runbooks import log_text, run
 from tests.support.targets import write_targets_file
@@ -53,3 +55,38 @@ def test_a_server_on_another_host_says_its_disks_are_not_seen_from_here():
         unknown.value.message
         == "the server is on db.example.invalid, not on this host: its disks are not seen from here"
     )
+
+
+def test_a_server_that_refuses_the_connection_is_said_to_and_no_grant_is_advised():
+    port = free_port()  # nothing listens there
+    with pytest.raises(SpaceUnknown) as unknown:
+        Postgres(f"postgresql://rewind@127.0.0.1:{port}/shop", {}).data_directory_free()
+    assert unknown.value.message.startswith(
+        f"could not connect: cannot connect to database 'postgres' on 127.0.0.1:{port}"
+    )
+    assert "GRANT" not in unknown.value.message and "GRANT" not in unknown.value.fix
+    assert unknown.value.fix == "check database.url (host, port, user, password) and that the server is running"
+
+
+def test_a_login_the_server_refuses_is_said_to_and_no_grant_is_advised(pg_server):
+    nobody = f"nobody_{secrets.token_hex(4)}"  # no such role: the server refuses the login itself
+    url = pg_server.url().replace("://rewind@", f"://{nobody}:wrong@")
+    with pytest.raises(SpaceUnknown) as unknown:
+        Postgres(url, {}).data_directory_free()
+    assert unknown.value.message.startswith("could not connect: "), unknown.value.message
+    assert f'role "{nobody}" does not exist' in unknown.value.message
+    assert "GRANT" not in unknown.value.message and "GRANT" not in unknown.value.fix
+
+
+def test_a_user_without_the_setting_s_privilege_is_advised_the_grant(pg_server):
+    role = f"plain_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    with pytest.raises(SpaceUnknown) as unknown:
+        Postgres(pg_server.url().replace("://rewind@", f"://{role}@"), {}).data_directory_free()
+    assert unknown.value.message.startswith(f"the server does not tell {role} where its data directory is")
+    assert "could not connect" not in unknown.value.message
+    assert unknown.value.fix == f"GRANT pg_read_all_settings TO {role}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f"GRANT pg_read_all_settings TO {role}")
+    assert Postgres(pg_server.url().replace("://rewind@", f"://{role}@"), {}).data_directory_free() > 0

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from app.audit.store import Actor
-from app.backups.catalog import manifest_path, sha256_of
+from app.backups.catalog import LOCK_FILE, manifest_path, sha256_of
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.jobs import runbook as runbooks
@@ -66,7 +66,8 @@ def test_backup_is_encrypted_with_a_manifest_and_no_plaintext_left(app, runner, 
     assert manifest["verified"]["ok"] is True and manifest["verified"]["how"] == "quick"
     assert path.read_bytes()[:1][0] & 0x80, "an OpenPGP packet, not cleartext"
     assert b"user 1" not in path.read_bytes()
-    assert sorted(p.name for p in data_target.backup_dir.iterdir()) == sorted([name, name + ".json"])
+    # the backup, its manifest, and the lock every manifest change holds: no temporary file left
+    assert sorted(p.name for p in data_target.backup_dir.iterdir()) == sorted([name, name + ".json", LOCK_FILE])
 
 
 def test_restore_round_trip_then_undo(app, runner, data_target):

@@ -445,3 +445,59 @@ def test_a_statement_that_never_ends_is_not_held_without_bound(monkeypatch):
     found = guard(io.BytesIO(sql), out)
     assert found is not None and found[:2] == (2, "a statement over 1 MB (no dump has one)")
     assert out.getvalue() == b"CREATE TABLE a (id int);\n"
+
+
+OWNED = b"""CREATE TABLE public.t (id integer);
+ALTER TABLE public.t OWNER TO shop_owner;
+ALTER FUNCTION public.f(integer, text)
+    OWNER TO "Shop Owner";
+ALTER DEFAULT PRIVILEGES FOR ROLE shop_owner IN SCHEMA public GRANT SELECT ON TABLES TO reader;
+ALTER TABLE public.t RENAME COLUMN owner TO boss;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO reader;
+SELECT 1; ALTER TABLE public.t OWNER TO shop_owner;
+GRANT SELECT ON TABLE public.t TO reader;
+"""
+
+
+def test_asked_to_the_guard_leaves_out_only_what_the_owner_alone_may_run():
+    """A restore test's copy filled as Rewind's own user: OWNER TO and FOR ROLE default privileges go, as comments."""
+    out = io.BytesIO()
+    assert guard(io.BytesIO(OWNED), out) is None
+    assert out.getvalue() == OWNED  # not asked: unchanged
+
+    out = io.BytesIO()
+    assert guard(io.BytesIO(OWNED), out, leave_out_ownership=True) is None
+    lines = OWNED.splitlines(keepends=True)
+    assert out.getvalue().splitlines(keepends=True) == [
+        lines[0],
+        sqlguard.LEFT_OUT,  # ALTER TABLE … OWNER TO
+        sqlguard.LEFT_OUT,  # the function's, over two lines, to a quoted role
+        sqlguard.LEFT_OUT,  # default privileges FOR ROLE
+        lines[5],  # a RENAME of a column called owner
+        lines[6],  # default privileges of the user that runs it
+        lines[7],  # not alone on its line: passed as it is (psql says what it says)
+        lines[8],
+    ]
+
+
+def test_asked_to_leave_out_ownership_the_guard_still_refuses_what_reaches_past_the_copy():
+    sql = b"ALTER TABLE public.t OWNER TO shop_owner;\nALTER DATABASE shop OWNER TO shop_owner;\n"
+    out = io.BytesIO()
+    found = guard(io.BytesIO(sql), out, leave_out_ownership=True)
+    assert found == (2, "a statement on a whole database", b"ALTER DATABASE shop OWNER TO shop_owner;\n")
+    assert b"DATABASE" not in out.getvalue()
+
+
+def test_leaving_a_statement_out_never_leaves_out_the_start_or_end_of_a_comment():
+    """A comment opened after a statement left out would be dropped with it: psql would then run as SQL what the
+    guard let through as comment. Lines that open or close a block comment pass as they are (and psql says what it
+    says of the OWNER TO), so psql and the guard keep reading the stream alike."""
+    hidden = b"ALTER TABLE public.t OWNER TO shop_owner; /*\nALTER ROLE postgres PASSWORD 'x';\n*/\n"
+    out = io.BytesIO()
+    assert guard(io.BytesIO(hidden), out, leave_out_ownership=True) is None
+    assert out.getvalue() == hidden, "passed whole, so psql reads the ALTER ROLE inside the comment, as the guard did"
+
+    closing = b"/* a comment\n*/ ALTER TABLE public.t OWNER TO shop_owner;\nCREATE TABLE public.u (id integer);\n"
+    out = io.BytesIO()
+    assert guard(io.BytesIO(closing), out, leave_out_ownership=True) is None
+    assert out.getvalue() == closing, "the line that closes the comment is psql's too"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.backups.catalog import Catalog
+from app.backups.catalog import LOCK_FILE, Catalog
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.jobs import runbook as runbooks
@@ -30,8 +30,10 @@ TOKENS = "INSERT INTO \"user\" (name, token) VALUES ('ann', 'tok-ann-7f3'), ('bo
 
 
 def made(backups: Backups) -> list[Path]:
-    """Every file in the backup folder (hidden partial files included): what a job left there."""
-    return sorted(backups.dir.iterdir()) if backups.dir.exists() else []
+    """Every file in the backup folder (hidden partial files included): what a job left there.
+
+    The catalog's lock file, which every manifest change holds, is not a job's leftover."""
+    return sorted(p for p in backups.dir.iterdir() if p.name != LOCK_FILE) if backups.dir.exists() else []
 
 
 def tokens_in(shop, home: GpgHome, backup: Path, scratch: Path) -> str:
