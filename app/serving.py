@@ -2,10 +2,10 @@
 
 Every worker waits on the one listening socket, and whichever wakes first takes
 the next connection. A browser keeps its connections open (keep-alive), so the
-split made when people open Rewind lasts: measured under the flags bench, eight
-people's connections landed 7/1 or 6/2 on two workers as often as 4/4. A process
-runs Python on one core at a time, so the crowded worker queued requests while
-the other core sat partly idle.
+split made when people open Rewind lasts: under the flags bench, eight people's
+connections landed 7 (of 8)/1, 6/2 or 5/3 on two workers (five runs, none 4/4). A
+process runs Python on one core at a time, so the crowded worker queued
+requests while the other core sat partly idle.
 
 Here each worker publishes how many connections it holds in a small shared
 memory table made by the master before forking. A worker that already holds
