@@ -40,13 +40,15 @@ def test_watcher_on_one_web_process_sees_a_job_run_by_another(tmp_path, pg_serve
         runner_side.stop()
 
 
-def worker(env: dict) -> subprocess.Popen:
+def worker(env: dict, log=subprocess.DEVNULL) -> subprocess.Popen:
+    """`flask rewind worker`; with `log` (an open file), its output there and faulthandler on (SIGABRT dumps every
+    thread's stack into it)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "flask", "rewind", "worker"],
+        [sys.executable, "-X", "faulthandler", "-m", "flask", "rewind", "worker"],
         cwd=REPO,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else subprocess.DEVNULL,
     )
 
 

@@ -2,6 +2,9 @@
 
 import signal
 import sqlite3
+import subprocess
+
+import pytest
 
 from app.audit.store import Actor
 from app.extensions import db
@@ -80,7 +83,8 @@ def test_sigterm_to_a_worker_lets_a_short_job_finish_and_interrupts_a_long_one(t
     url = pg_server.create_database("graceful")
     web = start_server(tmp_path / "web", url, REWIND_EXTERNAL_WORKERS="1")
     # two job threads: a third job waits in the queue while both run
-    process = worker({**web.env, **SERVER_ENV, "REWIND_GRACEFUL_TIMEOUT": "8", "REWIND_JOB_THREADS": "2"})
+    log = (tmp_path / "worker.log").open("wb")
+    process = worker({**web.env, **SERVER_ENV, "REWIND_GRACEFUL_TIMEOUT": "8", "REWIND_JOB_THREADS": "2"}, log)
     try:
         session = Session(web.url)
         session.login("admin", web.admin_password)
@@ -90,7 +94,13 @@ def test_sigterm_to_a_worker_lets_a_short_job_finish_and_interrupts_a_long_one(t
         wait_for(lambda: state_of(session, long) == state_of(session, short) == "running", timeout=30)
         queued = start_job(session, runbook="test.count", lines="1")
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # seen once in a loaded full run: show where every thread stood
+            process.send_signal(signal.SIGABRT)
+            process.wait(timeout=30)
+            pytest.fail("the worker did not stop within 60 s of SIGTERM; its log and threads:\n" + _tail(tmp_path))
+        assert code == 0, _tail(tmp_path)
         assert state_of(session, short) == "succeeded"
         assert state_of(session, long) == "interrupted"
         assert "Rewind was stopped during “Sleep”" in session.get(f"/jobs/{long}")[2]
@@ -98,4 +108,9 @@ def test_sigterm_to_a_worker_lets_a_short_job_finish_and_interrupts_a_long_one(t
     finally:
         if process.poll() is None:
             process.kill()
+        log.close()
         web.stop()
+
+
+def _tail(tmp_path, limit: int = 12000) -> str:
+    return (tmp_path / "worker.log").read_text(errors="replace")[-limit:]
