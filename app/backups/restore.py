@@ -29,6 +29,7 @@ from app.targets.dbadmin import (
     MAX_IDENTIFIER,
     DatabaseConfig,
     DatabaseShape,
+    Grant,
     Postgres,
     SettingRefused,
     SpaceUnknown,
@@ -197,6 +198,7 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     if isinstance(db, Postgres):
         shape = db.shape(db.name)
         as_self = not settings and not shape.may_act_as_owner
+        live_owner = shape.owner
         if as_self:
             # A test copy is dropped at the end: whose it is does not matter, only that the backup restores.
             sink.line("out", _as_self_note(db, shape))
@@ -204,7 +206,7 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
         owner = check_owner(db, shape)
         config, settings = _live_config(db, settings, sink)
         if as_self:
-            config = replace(config, acl=None)  # live's grants would take the copy from its own owner
+            config = replace(config, acl=_acl_as_self(config.acl, live_owner, shape.user))
         # Fails if the name is taken: never drop a database this call did not make.
         db.create(scratch, like=db.name, shape=shape, config=config)
         try:
@@ -276,6 +278,16 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def _acl_as_self(acl: tuple[Grant, ...] | None, live_owner: str, user: str) -> tuple[Grant, ...] | None:
+    """Live's privileges for a copy owned by Rewind's user: live's owner's become that user's, who must connect.
+
+    Not dropped: the copy holds production's data, and who may connect to it stays live's choice."""
+    if acl is None:
+        return None
+    mapped = tuple(replace(g, grantee=user) if g.grantee == live_owner else g for g in acl)
+    return (*mapped, Grant(user, "CONNECT", False))
 
 
 def _as_self_note(db: Postgres, shape: DatabaseShape) -> str:
