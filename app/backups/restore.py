@@ -291,10 +291,11 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
 def _settings_as_self(db: Postgres, config: DatabaseConfig, scratch: str, sink: Sink) -> None:
     """Live's database-wide settings (and Rewind's user's own) on a test copy Rewind owns; said, not fatal, if refused:
     a search_path may be what finds the key tables, but a setting must not fail a good backup."""
-    try:
-        db.copy_settings(config, scratch)
-    except DatabaseError as exc:
-        sink.line("out", f"  ! {exc.message}; the test copy goes without the live database's settings")
+    for setting in config.settings:  # one at a time: a superuser-only one must not take the search_path with it
+        try:
+            db.copy_settings(replace(config, settings=(setting,)), scratch)
+        except DatabaseError as exc:
+            sink.line("out", f"  ! {exc.message}; the test copy goes without `{setting.words(scratch)}`")
 
 
 def _acl_as_self(acl: tuple[Grant, ...] | None, live_owner: str, user: str) -> tuple[Grant, ...] | None:
