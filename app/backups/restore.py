@@ -28,7 +28,9 @@ from app.targets.command import Sink, Stage, run_pipeline
 from app.targets.dbadmin import (
     MAX_IDENTIFIER,
     DatabaseConfig,
+    DatabaseError,
     DatabaseShape,
+    Grant,
     Postgres,
     SettingRefused,
     SpaceUnknown,
@@ -197,14 +199,20 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     if isinstance(db, Postgres):
         shape = db.shape(db.name)
         as_self = not settings and not shape.may_act_as_owner
+        live_owner = shape.owner
         if as_self:
             # A test copy is dropped at the end: whose it is does not matter, only that the backup restores.
             sink.line("out", _as_self_note(db, shape))
             shape = replace(shape, owner=shape.user, may_act_as_owner=True)
         owner = check_owner(db, shape)
-        config, settings = _live_config(db, settings, sink)
         if as_self:
-            config = replace(config, acl=None)  # live's grants would take the copy from its own owner
+            # The copy is Rewind's own: what it may give it is not what it may give live (whose owner it is not).
+            config = db.config(db.name)
+            own = tuple(s for s in config.settings if s.role in (None, shape.user))
+            config = replace(config, acl=_acl_as_self(config.acl, live_owner, shape.user), settings=own)
+            settings = True
+        else:
+            config, settings = _live_config(db, settings, sink)
         # Fails if the name is taken: never drop a database this call did not make.
         db.create(scratch, like=db.name, shape=shape, config=config)
         try:
@@ -252,7 +260,9 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
             # A dump without --create carries none of the database's own settings (search_path, timeouts, for
             # every role or one): given now, once filled, so none of them (a statement_timeout, a read-only
             # default) can stand in the fill's way; after the swap they are live's as before.
-            if settings:
+            if as_self:
+                _settings_as_self(db, config, scratch, sink)
+            elif settings:
                 db.copy_settings(config, scratch)
         except BaseException:
             db.drop(scratch)
@@ -276,6 +286,26 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def _settings_as_self(db: Postgres, config: DatabaseConfig, scratch: str, sink: Sink) -> None:
+    """Live's database-wide settings (and Rewind's user's own) on a test copy Rewind owns; said, not fatal, if refused:
+    a search_path may be what finds the key tables, but a setting must not fail a good backup."""
+    for setting in config.settings:  # one at a time: a superuser-only one must not take the search_path with it
+        try:
+            db.copy_settings(replace(config, settings=(setting,)), scratch)
+        except DatabaseError as exc:
+            sink.line("out", f"  ! {exc.message}; the test copy goes without `{setting.words(scratch)}`")
+
+
+def _acl_as_self(acl: tuple[Grant, ...] | None, live_owner: str, user: str) -> tuple[Grant, ...] | None:
+    """Live's privileges for a copy owned by Rewind's user: live's owner's become that user's, who must connect.
+
+    Not dropped: the copy holds production's data, and who may connect to it stays live's choice."""
+    if acl is None:
+        return None
+    mapped = tuple(replace(g, grantee=user) if g.grantee == live_owner else g for g in acl)
+    return (*mapped, Grant(user, "CONNECT", False))
 
 
 def _as_self_note(db: Postgres, shape: DatabaseShape) -> str:

@@ -115,10 +115,12 @@ def guard_stage(env: dict[str, str], *, leave_out_ownership: bool = False):
 
 def ownership_statement(words: list[bytes]) -> bool:
     """An ALTER … OWNER TO … or ALTER DEFAULT PRIVILEGES FOR ROLE …: what only the owner's role may run."""
-    if words[:1] != [b"alter"] or len(words) >= WORDS_KEPT or b"rename" in words:
-        return False  # a RENAME of something called owner TO … is not one; nor a statement of more words than kept
+    if words[:1] != [b"alter"]:
+        return False
     if words[1:4] == [b"default", b"privileges", b"for"]:
-        return True
+        return True  # said by its first words, however many privileges it lists
+    if len(words) >= WORDS_KEPT or b"rename" in words:
+        return False  # a RENAME of something called owner TO … is not one; nor a statement of more words than kept
     return words[-2:] == [b"owner", b"to"] or words[-3:-1] == [b"owner", b"to"]  # the new owner quoted, or a word
 
 
