@@ -6,6 +6,8 @@ import shutil
 import sqlite3
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,13 +129,22 @@ def data_target(request, app, tmp_path, gpg_homes):
         (tmp_path / "data").mkdir()
         target = DataTarget(code, "sqlite", f"sqlite:///{tmp_path / 'data' / 'shop.db'}", backup_dir, gpg_homes[0])
     _fill(target)
+    with serving(app, target):
+        yield target
+
+
+@contextmanager
+def serving(app, target: DataTarget) -> Iterator[DataTarget]:
+    """The target in the targets file and its app running and healthy for the block; stopped after it."""
     write_targets_file(app, target.toml())
     with app.app_context():
         registry.current().open(target.name).process().start()
         assert registry.current().open(target.name).health().wait_healthy().ok, "the test app did not come up"
-    yield target
-    with app.app_context():
-        registry.current().open(target.name).process().stop()
+    try:
+        yield target
+    finally:
+        with app.app_context():
+            registry.current().open(target.name).process().stop()
 
 
 DB_SERVER = """\

@@ -7,13 +7,12 @@ import uuid
 import psycopg
 import pytest
 
-from app.targets import registry
 from app.targets.dbadmin import Postgres
 from app.targets.environment import inherited_env
-from tests.backups.conftest import DataTarget, _fill
+from tests.backups.conftest import DataTarget, _fill, serving
 from tests.backups.test_runbooks import backup_now, copies
 from tests.deployments.test_runbooks import log_text, run
-from tests.support.targets import make_code_target, write_targets_file
+from tests.support.targets import make_code_target
 
 ICU_LOCALE = "sv-SE"
 NAMES = ["zeta", "Beta", "alpha", "örn", "Östen"]
@@ -51,13 +50,8 @@ def icu_target(app, tmp_path, gpg_homes, pg_server):
     _fill(target)
     for i, who in enumerate(NAMES, start=101):
         target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (i, who, "2020-01-01 00:00:00+00"))
-    write_targets_file(app, target.toml())
-    with app.app_context():
-        registry.current().open(target.name).process().start()
-        assert registry.current().open(target.name).health().wait_healthy().ok
-    yield target
-    with app.app_context():
-        registry.current().open(target.name).process().stop()
+    with serving(app, target):
+        yield target
 
 
 def test_a_copy_made_like_an_icu_database_has_its_provider_and_locale(pg_server):

@@ -21,7 +21,7 @@ from app.jobs import service
 from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from app.targets import registry
-from tests.backups.conftest import DB_SERVER, RECIPIENT, DataTarget, _fill
+from tests.backups.conftest import DB_SERVER, RECIPIENT, DataTarget, _fill, serving
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import health, log_text, run
 from tests.support.sinks import Lines
@@ -540,13 +540,8 @@ def long_named_target(request, app, tmp_path, gpg_homes, pg_server):
     url = pg_server.create_database(name)
     target = DataTarget(code, "postgresql", url, tmp_path / "backups", gpg_homes[0], pg_url=pg_server.url())
     _fill(target)
-    write_targets_file(app, target.toml())
-    with app.app_context():
-        registry.current().open(target.name).process().start()
-        assert registry.current().open(target.name).health().wait_healthy().ok
-    yield target
-    with app.app_context():
-        registry.current().open(target.name).process().stop()
+    with serving(app, target):
+        yield target
 
 
 def test_a_long_database_name_restores_undoes_and_cleans_up_under_shortened_copy_names(app, runner, long_named_target):
