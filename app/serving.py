@@ -45,15 +45,16 @@ class Table:
         _SLOT.pack_into(self._map, slot * _SLOT.size, 0, 0.0)
 
     def least_of_others(self, slot: int) -> int | None:
-        """The fewest connections any other live worker holds, or None when there is no live sibling."""
-        now, least = time.monotonic(), None
-        for other in range(self.slots):
-            if other == slot:
-                continue
-            held, stamp = _SLOT.unpack_from(self._map, other * _SLOT.size)
-            if stamp and now - stamp < STALE_S and (least is None or held < least):
-                least = held
-        return least
+        """The fewest connections any other live worker holds, or None when there is no live sibling.
+
+        Read on every pass of a worker's loop: the table is unpacked in one go rather than slot by slot."""
+        now = time.monotonic()
+        live = [
+            held
+            for other, (held, stamp) in enumerate(_SLOT.iter_unpack(self._map))
+            if other != slot and stamp and now - stamp < STALE_S
+        ]
+        return min(live, default=None)
 
 
 _table: Table | None = None
