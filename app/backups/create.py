@@ -63,7 +63,8 @@ def create_backup(
     copy it was read from as `copy`.
     """
     db = source or setup.database
-    encrypt = setup.home.encrypt_argv(setup.recipients)  # GpgError now if a recipient has no key
+    # GpgError now if a recipient has no key. pg_dump's custom format is compressed already; an SQLite file is not.
+    encrypt = setup.home.encrypt_argv(setup.recipients, compress=not isinstance(db, Postgres))
     folder = setup.catalog.folder
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     started = datetime.now(UTC)  # to the microsecond: two backups in one second still sort

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -66,6 +67,16 @@ def test_backup_is_encrypted_with_a_manifest_and_no_plaintext_left(app, runner, 
     assert manifest["verified"]["ok"] is True and manifest["verified"]["how"] == "quick"
     assert path.read_bytes()[:1][0] & 0x80, "an OpenPGP packet, not cleartext"
     assert b"user 1" not in path.read_bytes()
+    packets = subprocess.run(
+        ["gpg", "--batch", "--homedir", str(data_target.home.home), "--list-packets", str(path)],
+        capture_output=True,
+        text=True,
+        env=data_target.home.env,
+        check=True,
+    ).stdout
+    assert ":literal data packet:" in packets
+    # pg_dump's custom format is compressed already, so gpg does not compress it again; an SQLite file it does
+    assert (":compressed packet:" in packets) is (data_target.engine == "sqlite")
     # the backup, its manifest, and the lock every manifest change holds: no temporary file left
     assert sorted(p.name for p in data_target.backup_dir.iterdir()) == sorted([name, name + ".json", LOCK_FILE])
 

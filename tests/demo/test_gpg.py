@@ -117,6 +117,20 @@ def test_the_argv_forms_make_a_pipeline(home):
     assert plain == b"-- a dump\n" * 1000
 
 
+def test_already_compressed_data_is_encrypted_without_compressing_it_again(home):
+    plain = b"-- a dump\n" * 1000
+    sizes = {}
+    for compress in (True, False):
+        sealed = subprocess.run(
+            home.encrypt_argv([EMAIL], compress=compress), input=plain, capture_output=True, env=home.env, check=True
+        ).stdout
+        out = io.BytesIO()
+        home.decrypt(sealed, out)
+        assert out.getvalue() == plain
+        sizes[compress] = len(sealed)
+    assert sizes[True] < len(plain) // 10 < len(plain) < sizes[False]
+
+
 def test_bad_recipients_are_refused_before_anything_is_written(home):
     target = io.BytesIO()
     with pytest.raises(GpgError, match=r"no key to encrypt to nobody@demo.invalid .*it has: backups@demo.invalid"):

@@ -1,8 +1,10 @@
 """The one command primitive: argv only, lines to a sink, timeout, cancel, pipelines."""
 
 import os
+import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -10,6 +12,7 @@ from app.targets.command import (
     CommandCancelled,
     CommandTimedOut,
     Stage,
+    _wait_any,
     run_command,
     run_pipeline,
 )
@@ -139,3 +142,18 @@ def test_pipeline_cancel_stops_every_stage():
         run_pipeline([first, second], sink)
     pgid = sink.groups[0]
     wait_for(lambda: gone(pgid), timeout=10)
+
+
+def test_a_wait_wakes_when_any_stage_exits_not_only_the_first():
+    """The end of a pipeline is seen when it happens, whichever stage ends: a later stage that ends while an
+    earlier one still runs wakes the wait too (a waiting loop would sleep out its turn on the first)."""
+    slow = subprocess.Popen([PY, "-c", "import time; time.sleep(30)"])
+    quick = subprocess.Popen([PY, "-c", "import time; time.sleep(0.3)"])
+    try:
+        started = time.monotonic()
+        _wait_any([slow, quick], 20)
+        assert time.monotonic() - started < 10
+        assert quick.wait(timeout=5) == 0 and slow.poll() is None
+    finally:
+        slow.kill()
+        slow.wait()
