@@ -187,9 +187,9 @@ def write_and_commit(reserved: Reserved) -> AuditEvent:
         insert = _pg_insert(conn.dialect)
         params = insert.construct_params({**reserved.row, "hash": reserved.event.hash})
         driver = conn.connection.driver_connection
-        with driver.pipeline():
+        with driver.pipeline():  # one Sync for both when the block ends: commit() would send one of its own and wait
             driver.execute(str(insert), params)
-            driver.commit()
+            driver.execute("COMMIT")
         db.session.commit()  # ends the session's transaction; the server's is already committed (no round trip)
     except BaseException:
         db.session.rollback()
