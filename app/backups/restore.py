@@ -192,19 +192,22 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     place needs them); False, them too when Rewind may give them, else none, said in the log (a restore test's copy
     reads its key tables as live does, a search_path may be what finds them, but it must not fail a good backup
     for want of a setting). A test copy is also filled as Rewind's own user when that user cannot act as live's
-    owner, said in the log; the copy a swap puts in live's place is refused instead (check_owner).
+    owner and the target allows it (backups.test_as_own_user), said in the log; otherwise, and always for the
+    copy a swap puts in live's place, that is refused (check_owner).
     """
     db = setup.database
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
         shape = db.shape(db.name)
-        as_self = not settings and not shape.may_act_as_owner
+        # Filled as Rewind's user, the backup's code (a CHECK constraint's function, an index expression) runs as
+        # that user instead of the owner who wrote it: only where the target's file says so.
+        as_self = not settings and not shape.may_act_as_owner and _test_as_own_user(setup)
         live_owner = shape.owner
         if as_self:
             # A test copy is dropped at the end: whose it is does not matter, only that the backup restores.
             sink.line("out", _as_self_note(db, shape))
             shape = replace(shape, owner=shape.user, may_act_as_owner=True)
-        owner = check_owner(db, shape)
+        owner = check_owner(db, shape, test=not settings)
         if as_self:
             # The copy is Rewind's own: what it may give it is not what it may give live (whose owner it is not).
             config = db.config(db.name)
@@ -316,10 +319,26 @@ def _as_self_note(db: Postgres, shape: DatabaseShape) -> str:
     )
 
 
-def check_owner(db: Postgres, shape: DatabaseShape | None = None) -> str:
-    """The live database's owner, once Rewind's user is known to be able to act as it (RestoreFailed if not)."""
+def _test_as_own_user(setup: BackupSetup) -> bool:
+    backups = setup.target.config.backups
+    return bool(backups and backups.test_as_own_user)
+
+
+def check_owner(db: Postgres, shape: DatabaseShape | None = None, *, test: bool = False) -> str:
+    """The live database's owner, once Rewind's user is known to be able to act as it (RestoreFailed if not).
+
+    `test`: for a restore test, whose copy is dropped again, the fix also names the opt-in to fill it as Rewind's
+    own user, and what that opt-in lets the backup do."""
     shape = shape or db.shape(db.name)
     if not shape.may_act_as_owner:
+        if test:
+            raise RestoreFailed(
+                f"{db.name} belongs to {shape.owner}, and Rewind's database user {shape.user} cannot act as "
+                f"{shape.owner}, so the test copy cannot be filled as the owner who wrote its contents",
+                fix=f"GRANT {shape.owner} TO {shape.user}; or put {shape.owner}'s login in database.url; or set "
+                f"backups.test_as_own_user = true to test as {shape.user} (code in the backup, such as a CHECK "
+                f"constraint's function, then runs as {shape.user})",
+            )
         raise RestoreFailed(
             f"{db.name} belongs to {shape.owner}, and Rewind's database user {shape.user} cannot act as "
             f"{shape.owner}: a restored copy would belong to {shape.user}, and {shape.owner} could not use it",

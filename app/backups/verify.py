@@ -80,6 +80,12 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
                 result = run_pipeline([decrypt, *middle], sink, stdin=source, stdout=nowhere, timeout=READ_TIMEOUT_S)
     if not result.ok:
         stage = result.failed
+        if stage is not None and stage.name != "gpg":
+            # gpg checks the file's integrity at its end; a reader fed damaged bytes may stop first and take gpg
+            # down before it gets there. Decrypted alone, the file says whether it is the encryption that is bad.
+            with backup.path.open("rb") as source, open(os.devnull, "wb") as nowhere:
+                alone = run_pipeline([decrypt], sink, stdin=source, stdout=nowhere, timeout=READ_TIMEOUT_S)
+            stage = stage if alone.ok else alone.failed
         said = "; ".join(line.strip() for line in (stage.stderr_tail if stage else ())[-3:])
         if stage is not None and stage.name == "gpg":
             raise BadBackup(

@@ -121,6 +121,10 @@ class BackupsConfig:
     keep_last: int | None = None  # retention: the newest N backups Rewind made …
     keep_daily_days: int = 0  # … and the newest of each day for this many days
     keep_copies_hours: int = 24  # scratch, pre-restore and undone copies are kept this long (the cleanup's default)
+    # A restore test may fill its copy as Rewind's own database user when that user cannot act as the live
+    # database's owner. Off by default: code in the backup (a CHECK constraint's function, an index expression)
+    # then runs as Rewind's user, not as the owner who wrote it.
+    test_as_own_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -446,6 +450,7 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             keep_last=bk_t.get("keep_last", int),
             keep_daily_days=bk_t.get("keep_daily_days", int, 0),
             keep_copies_hours=bk_t.get("keep_copies_hours", int, 24),
+            test_as_own_user=bk_t.get("test_as_own_user", bool, False),
         )
         for key in ("interval_minutes", "keep_last", "keep_copies_hours"):
             if getattr(backups, key) is not None and getattr(backups, key) < 1:

@@ -282,6 +282,7 @@ def test_retention_keeps_the_last_the_dailies_and_always_the_newest_verified(tmp
         ("keep_last = 0", "keep_last"),
         ("reserve_mb = -1", "reserve_mb"),
         ("keep_copies_hours = 0", "keep_copies_hours"),
+        ('test_as_own_user = "yes"', "test_as_own_user"),
     ],
 )
 def test_backup_keys_are_checked(line, key):
@@ -302,3 +303,4 @@ def test_documented_backup_keys_parse():
     found = (backups.rpo_minutes, backups.interval_minutes, backups.keep_last, backups.keep_daily_days)
     assert found == (60, 60, 24, 14)
     assert backups.keep_copies_hours == 24
+    assert backups.test_as_own_user is False

@@ -81,12 +81,16 @@ def _plain_backup(data_target, pg_server) -> str:
     return name
 
 
-def _not_the_owner(app, data_target, pg_server=None) -> tuple[str, str, str]:
-    """Live belongs to a role Rewind's database user is no member of; the targets file says that user's login.
+def _not_the_owner(
+    app, data_target, pg_server=None, *, test_as_own_user: bool = True, probe: bool = False
+) -> tuple[str, str, str]:
+    """Live belongs to a role Rewind's database user is no member of; the targets file says that user's login
+    (and, with `test_as_own_user`, lets a restore test fill its copy as that user).
 
     The backup is made first, as the session's user (a plain one by pg_dump when `pg_server` is given); the
     owner also has default privileges and grants, which a dump carries and only a member of the owner's role may
-    give back.
+    give back. `probe`: the owner's table also has an index on a function of the owner's that refuses to run as
+    anyone else, as code in a backup could do anything else in that user's name.
     """
     owner, _ = _role(data_target, "shop_owner")
     reader, _ = _role(data_target, "reader")
@@ -98,10 +102,46 @@ def _not_the_owner(app, data_target, pg_server=None) -> tuple[str, str, str]:
         data_target.execute(f'ALTER TABLE "{table}" OWNER TO {owner}')
         data_target.execute(f'GRANT SELECT ON "{table}" TO {reader}, {rewind_user}')
     data_target.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON TABLES TO {reader}")
+    if probe:
+        data_target.execute(
+            "CREATE FUNCTION probe(n bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN "
+            f"IF current_user <> '{owner}' THEN RAISE EXCEPTION 'the backup''s code ran as %%', current_user; END IF; "
+            "RETURN n; END $$"
+        )
+        data_target.execute(f"ALTER FUNCTION probe(bigint) OWNER TO {owner}")
+        data_target.execute("CREATE INDEX orders_probed ON orders ((probe(id)))")  # built as the table's owner
     name = _plain_backup(data_target, pg_server) if pg_server else backup_now(app, data_target)
     limited = replace(data_target, url=data_target.url.replace("://rewind@", f"://{rewind_user}:{password}@"))
-    write_targets_file(app, limited.toml())
+    write_targets_file(app, limited.toml(extra="test_as_own_user = true" if test_as_own_user else ""))
     return name, owner, rewind_user
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_restore_test_is_not_filled_as_rewind_s_own_user_unless_the_target_says_so(app, runner, data_target):
+    """Filled as Rewind's user, the backup's code would run as that user: refused, and the fix says so."""
+    name, owner, rewind_user = _not_the_owner(app, data_target, test_as_own_user=False, probe=True)
+
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    said = f"{job.result}\n{log_text(view)}"
+    assert job.state == "failed" and job.verification == "failed", said
+    assert f"Rewind's database user {rewind_user} cannot act as {owner}" in said
+    assert f"GRANT {owner} TO {rewind_user}" in said and "backups.test_as_own_user = true" in said
+    assert "the test copy is filled as" not in said and "ran as" not in said  # nothing was made, nothing ran
+    assert copies(data_target) == []
+    assert Catalog(data_target.backup_dir).get(name).restore_tested["ok"] is False
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_with_the_opt_in_the_backup_s_code_runs_as_rewind_s_own_user(app, runner, data_target):
+    """What the opt-in allows, shown: the owner's index function runs as Rewind's user in the test copy (and here
+    refuses to, so the test fails and its copy is dropped)."""
+    name, _, rewind_user = _not_the_owner(app, data_target, probe=True)
+
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    said = f"{job.result}\n{log_text(view)}"
+    assert job.state == "failed", said
+    assert f"the backup's code ran as {rewind_user}" in said
+    assert copies(data_target) == []
 
 
 @pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)

@@ -361,6 +361,27 @@ def test_a_backup_larger_than_a_pipe_verifies_and_restores(app, runner, data_tar
     assert data_target.snapshot() == before
 
 
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_damage_early_in_a_large_backup_is_called_a_decryption_failure(app, runner, data_target):
+    """pg_restore stops at once on the damaged bytes and takes gpg down before gpg's own integrity check at the
+    end of the file: the verdict must still be gpg's, not "decrypts but is not a readable archive"."""
+    data_target.execute(
+        'INSERT INTO "user" SELECT i, md5(i::text) || md5((i * 3)::text), now() FROM generate_series(1000, 40999) i'
+    )
+    path = data_target.backup_dir / backup_now(app, data_target)
+    data = bytearray(path.read_bytes())
+    assert len(data) > 1024 * 1024  # far more than a pipe holds: gpg is still writing when pg_restore stops
+    data[600] ^= 0xFF  # just past the key packet: the archive's first bytes
+    path.write_bytes(bytes(data))
+    manifest = json.loads(manifest_path(path).read_text())
+    manifest["sha256"] = sha256_of(path)  # the same damage at the time it was made: only decrypting finds it
+    manifest_path(path).write_text(json.dumps(manifest))
+
+    job, view = run(app, "verify_backup", data_target.name, backup=path.name)
+    assert job.state == "failed" and job.verification == "failed", log_text(view)
+    assert f"{path.name} does not decrypt" in job.result, job.result
+
+
 def test_a_restored_copy_missing_a_key_table_is_dropped_before_the_stop(app, runner, data_target):
     data_target.execute("ALTER TABLE orders RENAME TO orders_old")
     name = backup_now(app, data_target)
