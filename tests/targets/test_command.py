@@ -157,3 +157,17 @@ def test_a_wait_wakes_when_any_stage_exits_not_only_the_first():
     finally:
         slow.kill()
         slow.wait()
+
+
+def test_a_wait_works_with_descriptors_past_1024():
+    """A long-running server holds many sockets: the pidfd a wait opens may be numbered past select()'s limit."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert max(held) > 1024
+        proc = subprocess.Popen([PY, "-c", "pass"])
+        _wait_any([proc], 20)
+        assert proc.wait(timeout=5) == 0
+        assert run_command([PY, "-c", "print('ok')"], capture=True, timeout=20).stdout.strip() == "ok"
+    finally:
+        for fd in held:
+            os.close(fd)
