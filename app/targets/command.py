@@ -238,9 +238,11 @@ def _wait_any(procs: Sequence[subprocess.Popen], timeout: float) -> None:
     running = [p for p in procs if p.returncode is None]
     fds: list[int] = []
     try:
+        ready = select.poll()  # not select(): a busy web process's descriptors pass its limit of 1024
         for proc in running:
             fds.append(os.pidfd_open(proc.pid))  # not reaped yet (only this process reaps it): still its pid
-        select.select(fds, [], [], timeout)
+            ready.register(fds[-1], select.POLLIN)
+        ready.poll(timeout * 1000)
     except (AttributeError, OSError):  # no pidfds here (not Linux 5.3+): the polling wait
         with contextlib.suppress(subprocess.TimeoutExpired, StopIteration):
             next(p for p in running if p.poll() is None).wait(timeout=timeout)

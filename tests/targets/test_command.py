@@ -1,10 +1,13 @@
 """The one command primitive: argv only, lines to a sink, timeout, cancel, pipelines."""
 
+import contextlib
 import os
+import resource
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -157,3 +160,32 @@ def test_a_wait_wakes_when_any_stage_exits_not_only_the_first():
     finally:
         slow.kill()
         slow.wait()
+
+
+@contextlib.contextmanager
+def busy_descriptors(upto: int = 1100) -> Iterator[None]:
+    """Every descriptor below `upto` taken, as in a long-lived web process holding many sockets: the next ones
+    opened (a command's pipes, its pidfd) get numbers past select()'s limit of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, upto + 256)), hard))
+    held = []
+    try:
+        base = os.open(os.devnull, os.O_RDONLY)
+        held.append(base)
+        while held[-1] < upto - 1:
+            held.append(os.dup(base))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_commands_run_when_the_process_holds_more_than_a_thousand_descriptors():
+    """A command's end is waited on with descriptors numbered past 1024 too (select() refuses those)."""
+    with busy_descriptors():
+        lines = Lines()
+        result = run_command([PY, "-c", "print('ran')"], lines)
+        piped = run_pipeline([Stage.of([PY, "-c", "print('a')"]), Stage.of(["cat"])], lines)
+    assert result.ok and piped.ok
+    assert lines.of("out") == ["ran", "a"]
