@@ -6,7 +6,6 @@ import resource
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -150,16 +149,21 @@ def test_pipeline_cancel_stops_every_stage():
 def test_a_wait_wakes_when_any_stage_exits_not_only_the_first():
     """The end of a pipeline is seen when it happens, whichever stage ends: a later stage that ends while an
     earlier one still runs wakes the wait too (a waiting loop would sleep out its turn on the first)."""
-    slow = subprocess.Popen([PY, "-c", "import time; time.sleep(30)"])
-    quick = subprocess.Popen([PY, "-c", "import time; time.sleep(0.3)"])
+    slow = subprocess.Popen([PY, "-c", "import time; time.sleep(600)"])
+    quick = subprocess.Popen([PY, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)  # ends when told
+    woke = threading.Event()
+    waiting = threading.Thread(target=lambda: (_wait_any([slow, quick], 300), woke.set()), daemon=True)
     try:
-        started = time.monotonic()
-        _wait_any([slow, quick], 20)
-        assert time.monotonic() - started < 10
+        waiting.start()
+        assert not woke.is_set()  # nothing has ended yet
+        quick.stdin.close()
+        assert woke.wait(timeout=60), "the wait slept on past the quick stage's end"
         assert quick.wait(timeout=5) == 0 and slow.poll() is None
     finally:
         slow.kill()
         slow.wait()
+        quick.kill()
+        quick.wait()
 
 
 @contextlib.contextmanager
