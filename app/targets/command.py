@@ -358,11 +358,16 @@ class PipelineResult:
 
     @property
     def failed(self) -> StageResult | None:
-        """The stage to blame: the first to fail on its own account, not one its neighbour took down."""
+        """The stage to blame: the first in the pipeline that failed on its own account (not one its neighbour
+        took down); when every failure was a neighbour's doing, the first seen to exit.
+
+        Upstream first, not first to exit: bad input fails the stages after it too, and which of two stages that
+        both fail ends a moment sooner is a race (a guard refusing a statement, psql failing an earlier one)."""
+        own = [s for s in self.stages if not s.ok and not s.victim]
+        if own:
+            return own[0]
         order = list(self.exit_order) + [i for i in range(len(self.stages)) if i not in self.exit_order]
-        bad = [self.stages[i] for i in order if not self.stages[i].ok]
-        own = [s for s in bad if not s.victim]
-        return (own or bad or [None])[0]
+        return next((self.stages[i] for i in order if not self.stages[i].ok), None)
 
 
 @dataclass

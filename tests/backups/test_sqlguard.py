@@ -264,7 +264,8 @@ CRAFTED = {
     "a role changed after a comment's carriage return": "-- harmless\rALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n",
     # psql drops the rest of a line after a NUL byte: the guard's quotes and COPY data's end are not psql's then
     "a role changed behind a NUL": "SELECT '\x00';\n'; ALTER ROLE CURRENT_USER CONNECTION LIMIT 0; --'\n;\n",
-    "a role changed after COPY data with a NUL": "COPY orders FROM stdin;\n99\t1\t1\x00\n\\.\n'\n\\.\n"
+    # (public.orders: the dump empties search_path, and a COPY psql refuses would end the fill before the guard's turn)
+    "a role changed after COPY data with a NUL": "COPY public.orders FROM stdin;\n99\t1\t1\x00\n\\.\n'\n\\.\n"
     "ALTER ROLE CURRENT_USER CONNECTION LIMIT 0;\n-- '\n;\n",
 }
 

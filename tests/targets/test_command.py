@@ -193,3 +193,17 @@ def test_commands_run_when_the_process_holds_more_than_a_thousand_descriptors():
         piped = run_pipeline([Stage.of([PY, "-c", "print('a')"]), Stage.of(["cat"])], lines)
     assert result.ok and piped.ok
     assert lines.of("out") == ["ran", "a"]
+
+
+def test_of_two_stages_failing_on_their_own_the_upstream_one_is_blamed_whichever_ended_first():
+    from app.targets.command import PipelineResult, StageResult
+
+    guard = StageResult("sqlguard", ("guard",), 3, ("refused at line 9",))
+    psql = StageResult("psql", ("psql",), 3, ('ERROR:  relation "orders" does not exist',))
+    stopped = StageResult("gpg", ("gpg",), -15, ())
+    for exit_order in ((2, 1, 0), (1, 2, 0), (0, 1, 2)):
+        assert PipelineResult((stopped, guard, psql), 1.0, exit_order).failed is guard
+    # a stage its neighbour took down is blamed only when no stage failed on its own: then the first to end
+    killed = StageResult("psql", ("psql",), -15, ())
+    assert PipelineResult((stopped, killed), 1.0, (1, 0)).failed is killed
+    assert PipelineResult((stopped, killed), 1.0, (0, 1)).failed is stopped
