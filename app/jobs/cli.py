@@ -8,11 +8,13 @@ the runner's own locks, so a job is never run twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 
 import click
 from flask import current_app
@@ -181,15 +183,34 @@ def _cancel_on_interrupt(job_id: int, actor: Actor) -> None:
         click.echo(f"rewind: {exc}", err=True)
 
 
-def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> JobState:
+@contextlib.contextmanager
+def _ctrl_c_noted() -> Iterator[tuple[threading.Event, threading.Event]]:
+    """(pressed, news): Ctrl-C sets both instead of raising KeyboardInterrupt wherever the main thread is. Raised
+    inside a lock's release (an Event's wait), it left the lock broken: a RuntimeError, and no cancel."""
+    pressed, news = threading.Event(), threading.Event()
+
+    def noted(*_) -> None:
+        pressed.set()
+        news.set()
+
+    previous = signal.signal(signal.SIGINT, noted)
     try:
-        return follow(job_id, echo)
-    except KeyboardInterrupt:
-        if here is None:
-            click.echo(f"\nstopped following; job #{job_id} goes on: flask rewind jobs show {job_id}", err=True)
-            click.get_current_context().exit(int(ExitStatus.DETACHED))
-        _cancel_on_interrupt(job_id, actor)
-        return follow(job_id, echo)
+        yield pressed, news
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> JobState:
+    with _ctrl_c_noted() as (pressed, news):
+        try:
+            return follow(job_id, echo, news=news, stop=pressed)
+        except KeyboardInterrupt:
+            if here is None:
+                click.echo(f"\nstopped following; job #{job_id} goes on: flask rewind jobs show {job_id}", err=True)
+                click.get_current_context().exit(int(ExitStatus.DETACHED))
+            _cancel_on_interrupt(job_id, actor)
+            pressed.clear()
+            return follow(job_id, echo, news=news, stop=pressed)  # a second Ctrl-C stops waiting
 
 
 @click.command("run")

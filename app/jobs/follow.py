@@ -68,14 +68,23 @@ def replay(job_id: int, echo: Echo) -> JobView:
     return printer.view
 
 
-def follow(job_id: int, echo: Echo, poll_s: float = POLL_S) -> JobState:
+def follow(
+    job_id: int,
+    echo: Echo,
+    poll_s: float = POLL_S,
+    *,
+    news: threading.Event | None = None,
+    stop: threading.Event | None = None,
+) -> JobState:
     """Print the job's events as they are stored, until it ends; returns its final state.
 
     Woken by the event bus when the job runs in this process (or any process,
-    on PostgreSQL); otherwise it re-reads every poll_s.
+    on PostgreSQL); otherwise it re-reads every poll_s. `news`: an event that
+    others may set to wake it too; `stop`: once set, KeyboardInterrupt is raised
+    here, between reads (how the CLI turns Ctrl-C into a cancel).
     """
     bus = engine().bus
-    news = threading.Event()
+    news = news or threading.Event()
 
     def heard(job: int | None, seq: int | None) -> None:
         if job is None or job == job_id:
@@ -99,6 +108,8 @@ def follow(job_id: int, echo: Echo, poll_s: float = POLL_S) -> JobState:
                 return state
             news.wait(poll_s)
             news.clear()
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
     finally:
         bus.unsubscribe(heard)
         db.session.remove()

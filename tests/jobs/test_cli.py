@@ -311,6 +311,19 @@ def test_ctrl_c_cancels_a_job_the_cli_runs_itself(app, users):
     assert details["via"] == "cli"
 
 
+def test_ctrl_c_while_following_a_job_a_runner_runs_stops_following_and_the_job_goes_on(app, users, runner):
+    """Ctrl-C is noted between reads, not raised wherever the main thread stands (inside an Event's wait it
+    once left a lock broken, a RuntimeError instead of this answer)."""
+    assert runners_alive(app)
+    process, _lines, _ = sleeping_job_in_its_own_process(app, 60)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == ExitStatus.DETACHED
+    (job,) = jobs(app)
+    assert job.state == "running" and audit_rows(app, "job.cancel_requested") == []  # only the follower stopped
+    assert rewind(app, "jobs", "cancel", str(job.id), "--as", "operator").exit_code == 0  # not 60 s of teardown
+    wait_for(lambda: jobs(app)[0].state == "cancelled")
+
+
 # --- another runner ---------------------------------------------------------------------------
 
 
