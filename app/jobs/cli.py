@@ -364,11 +364,11 @@ def cancel(job_id: int, as_user: str) -> None:
             fix=f"cancel it --as {job.actor_name} or an admin",
         )
     try:
-        service.cancel(job, Actor.of(user), via=VIA)
+        before_start = service.cancel(job, Actor.of(user), via=VIA)
     except service.NotCancellable as exc:
         db.session.rollback()
         raise Refused(str(exc)) from None
-    if job.job_state == JobState.CANCELLED:
+    if before_start:
         click.echo(f"cancelled job #{job.id} before it started")
     else:
         click.echo(f"asked job #{job.id} to stop; it ends as cancelled after its current command")

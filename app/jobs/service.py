@@ -86,8 +86,11 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor, *,
     return job
 
 
-def cancel(job: Job, actor: Actor, *, via: str | None = None) -> None:
-    """Cancel a queued job at once; ask a running one to stop (its runner ends it as cancelled)."""
+def cancel(job: Job, actor: Actor, *, via: str | None = None) -> bool:
+    """Cancel a queued job at once; ask a running one to stop (its runner ends it as cancelled).
+
+    True when the job was cancelled before it started. Read it here, not from the job's state afterwards: a
+    running job asked to stop may already have ended as cancelled by then."""
     serialise()
     db.session.refresh(job)
     state = job.job_state
@@ -106,10 +109,11 @@ def cancel(job: Job, actor: Actor, *, via: str | None = None) -> None:
             record("job.cancelled", actor=actor, target=job.target, details=details)
             EventWriter(job.id, engine().bus).emit("job", {"state": JobState.CANCELLED.value, "result": result})
             db.session.refresh(job)
-            return
+            return True
         db.session.refresh(job)
     if job.cancel_requested_by:
         raise NotCancellable(f"job #{job.id} is already being cancelled (asked by {job.cancel_requested_by})")
     job.cancel_requested_by = actor.name
     record("job.cancel_requested", actor=actor, target=job.target, details=_via({"job_id": job.id}, via))
     db.session.commit()
+    return False

@@ -115,9 +115,9 @@ def test_cancel_mid_step_terminates_the_child(app, runner):
     pid = wait_for(child_pid)
     assert _alive(pid), "the step's child process should be running"
     with app.app_context():
-        service.cancel(db.session.get(Job, job_id), Actor(None, "carol"))
+        assert service.cancel(db.session.get(Job, job_id), Actor(None, "carol")) is False  # asked, not ended here
     job, view = finished(app, job_id)
-    assert job.state == "cancelled"
+    assert job.state == "cancelled"  # what the state says next cannot tell the two kinds of cancel apart
     assert job.result == "Cancelled by carol during “Sleep”."
     assert view.steps[0].state == "cancelled"
     wait_for(lambda: not _alive(pid), timeout=10)
@@ -159,7 +159,7 @@ def _alive(pid: int) -> bool:
 def test_cancelling_a_queued_job_ends_it_at_once(app):
     job_id = enqueue(app, "test.count", lines=1)  # no runner: it stays queued
     with app.app_context():
-        service.cancel(db.session.get(Job, job_id), OPERATOR)
+        assert service.cancel(db.session.get(Job, job_id), OPERATOR) is True
         job = db.session.get(Job, job_id)
         assert job.state == "cancelled" and "before it started" in job.result
         try:
