@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -268,12 +269,14 @@ def test_on_a_terminal_a_protected_reset_asks_for_the_target_name(app, code_targ
         assert "type its name, staging, to confirm" in output and jobs(app) == []
 
 
-def sleeping_job_in_its_own_process(app, seconds: int) -> tuple[subprocess.Popen, Queue, int]:
+def sleeping_job_in_its_own_process(
+    app, seconds: int, runbook: str = "test.sleep"
+) -> tuple[subprocess.Popen, Queue, int]:
     """The real `flask rewind run … test.sleep --follow`, read until its command says it is up (and its pid).
 
     Lines are read on a thread: select() on a buffered pipe misses lines already in the buffer.
     """
-    args = ["run", "staging", "test.sleep", f"seconds={seconds}", "--as", "operator", "--follow"]
+    args = ["run", "staging", runbook, f"seconds={seconds}", "--as", "operator", "--follow"]
     argv = [sys.executable, "-m", "flask", "rewind", *args]
     process = subprocess.Popen(argv, cwd=REPO, env=flask_env(app), stdout=subprocess.PIPE, text=True)
     lines: Queue = Queue()
@@ -309,6 +312,26 @@ def test_ctrl_c_cancels_a_job_the_cli_runs_itself(app, users):
     assert jobs(app)[0].state == "cancelled"
     ((_, _, details),) = audit_rows(app, "job.cancel_requested")
     assert details["via"] == "cli"
+
+
+def test_a_second_ctrl_c_stops_waiting_and_the_next_runner_marks_the_job_interrupted(app, users):
+    process, _lines, child = sleeping_job_in_its_own_process(app, 120, runbook="test.stubborn")
+    try:
+        process.send_signal(signal.SIGINT)
+        wait_for(lambda: audit_rows(app, "job.cancel_requested"), timeout=60)  # the first asked for a cancel
+        assert process.poll() is None and jobs(app)[0].state == "running"  # which the job's command outlives
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) not in (0, ExitStatus.CANCELLED)
+        assert jobs(app)[0].state == "running"  # left as it stood, with no process of Rewind's behind it
+    finally:
+        if process.poll() is None:
+            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)  # the shielded command, orphaned with its process
+    from app.jobs.engine import engine
+
+    engine(app).start_runner().stop(wait=True)
+    assert jobs(app)[0].state == "interrupted"
 
 
 def test_ctrl_c_while_following_a_job_a_runner_runs_stops_following_and_the_job_goes_on(app, users, runner):

@@ -31,6 +31,13 @@ def sleep(ctx: JobContext) -> None:
     ctx.run([sys.executable, "-c", script])
 
 
+def stubborn(ctx: JobContext) -> None:
+    """Sleep in a command a cancel does not stop, as a swap's renames must not be: the job outlives a cancel."""
+    script = f"import os, time; print('child up', os.getpid(), flush=True); time.sleep({ctx.params['seconds']})"
+    with ctx.shielded():
+        ctx.run([sys.executable, "-c", script])
+
+
 def secret(ctx: JobContext) -> None:
     ctx.add_secret("open-sesame-42")
     ctx.add_secret("s3cr'et-pw")
@@ -92,6 +99,16 @@ register(
         mutates=True,
         params=(Param("seconds", "Seconds", kind=int, default=30, required=False),),
         steps=(Step("sleep", "Sleep", sleep),),
+    )
+)
+register(
+    Runbook(
+        name="test.stubborn",
+        title="Sleep through a cancel",
+        role=Role.OPERATOR,
+        mutates=True,
+        params=(Param("seconds", "Seconds", kind=int, default=30, required=False),),
+        steps=(Step("sleep", "Sleep", stubborn),),
     )
 )
 register(
