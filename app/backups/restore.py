@@ -331,18 +331,18 @@ def check_owner(db: Postgres, shape: DatabaseShape | None = None, *, test: bool 
     own user, and what that opt-in lets the backup do."""
     shape = shape or db.shape(db.name)
     if not shape.may_act_as_owner:
+        cannot = (
+            f"{db.name} belongs to {shape.owner}, and Rewind's database user {shape.user} cannot act as {shape.owner}"
+        )
+        grant = f"GRANT {shape.owner} TO {shape.user}; or put {shape.owner}'s login in database.url"
         if test:
             raise RestoreFailed(
-                f"{db.name} belongs to {shape.owner}, and Rewind's database user {shape.user} cannot act as "
-                f"{shape.owner}, so the test copy cannot be filled as the owner who wrote its contents",
-                fix=f"GRANT {shape.owner} TO {shape.user}; or put {shape.owner}'s login in database.url; or set "
-                f"backups.test_as_own_user = true to test as {shape.user} (code in the backup, such as a CHECK "
-                f"constraint's function, then runs as {shape.user})",
+                f"{cannot}, so the test copy cannot be filled as the owner who wrote its contents",
+                fix=f"{grant}; or set backups.test_as_own_user = true to test as {shape.user} (code in the backup, "
+                f"such as a CHECK constraint's function, then runs as {shape.user})",
             )
         raise RestoreFailed(
-            f"{db.name} belongs to {shape.owner}, and Rewind's database user {shape.user} cannot act as "
-            f"{shape.owner}: a restored copy would belong to {shape.user}, and {shape.owner} could not use it",
-            fix=f"GRANT {shape.owner} TO {shape.user}; or put {shape.owner}'s login in database.url",
+            f"{cannot}: a restored copy would belong to {shape.user}, and {shape.owner} could not use it", fix=grant
         )
     return shape.owner
 

@@ -344,7 +344,7 @@ def test_ctrl_c_while_following_a_job_a_runner_runs_stops_following_and_the_job_
     (job,) = jobs(app)
     assert job.state == "running" and audit_rows(app, "job.cancel_requested") == []  # only the follower stopped
     assert rewind(app, "jobs", "cancel", str(job.id), "--as", "operator").exit_code == 0  # not 60 s of teardown
-    wait_for(lambda: jobs(app)[0].state == "cancelled")
+    wait_for(lambda: jobs(app)[0].state == "cancelled", timeout=60)
 
 
 # --- another runner ---------------------------------------------------------------------------

@@ -91,26 +91,25 @@ register(
         steps=(Step("count", "Count", count), Step("finish", "Finish", finish)),
     )
 )
-register(
-    Runbook(
-        name="test.sleep",
-        title="Sleep on a target",
-        role=Role.OPERATOR,
-        mutates=True,
-        params=(Param("seconds", "Seconds", kind=int, default=30, required=False),),
-        steps=(Step("sleep", "Sleep", sleep),),
+
+
+def _sleeper(name: str, title: str, step) -> None:
+    """A target-holding runbook of one step that sleeps `seconds` in a command."""
+    seconds = Param("seconds", "Seconds", kind=int, default=30, required=False)
+    register(
+        Runbook(
+            name=name,
+            title=title,
+            role=Role.OPERATOR,
+            mutates=True,
+            params=(seconds,),
+            steps=(Step("sleep", "Sleep", step),),
+        )
     )
-)
-register(
-    Runbook(
-        name="test.stubborn",
-        title="Sleep through a cancel",
-        role=Role.OPERATOR,
-        mutates=True,
-        params=(Param("seconds", "Seconds", kind=int, default=30, required=False),),
-        steps=(Step("sleep", "Sleep", stubborn),),
-    )
-)
+
+
+_sleeper("test.sleep", "Sleep on a target", sleep)
+_sleeper("test.stubborn", "Sleep through a cancel", stubborn)
 register(
     Runbook(
         name="test.put_back",
