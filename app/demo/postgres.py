@@ -34,7 +34,8 @@ def create_cluster(root: Path, say: OnLine, bin_dir: Path | None = None) -> int:
         with contextlib.suppress(PostgresUnavailable):
             cluster(root, 0, bin_dir).stop("immediate")
         shutil.rmtree(root / FOLDER, ignore_errors=True)
-        say(f"note: the demo runs on SQLite files, not PostgreSQL: {exc}")
+        how = f" ({exc.fix} for PostgreSQL)" if exc.fix else ""
+        say(f"note: the demo runs on SQLite files, not PostgreSQL: {exc.message}{how}")
         return 0
     say(f"PostgreSQL {pg.bin.parent.name} cluster in {pg.root}, on 127.0.0.1:{pg.port} (loopback only)")
     return pg.port

@@ -210,6 +210,26 @@ def test_without_the_server_programs_the_demo_falls_back_to_sqlite_with_a_notice
     assert not (tmp_path / "demo" / "postgres").exists()  # nothing half-made left behind
 
 
+def test_a_demo_folder_the_server_user_cannot_reach_falls_back_to_sqlite_saying_what_to_change(tmp_path):
+    """As root the server runs as the postgres OS user, which cannot enter a folder closed to others (a home
+    folder such as /root is): the notice names that folder and what would let the demo use PostgreSQL."""
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    lines: list[str] = []
+    port = postgres.create_cluster(closed / "demo", lines.append)
+    if os.geteuid() != 0:  # not root: the server runs as this user, who may enter the folder
+        assert port and len(lines) == 1 and "PostgreSQL" in lines[0], lines
+        postgres.stop(closed / "demo", lines.append)
+        return
+    assert port == 0
+    assert lines == [
+        f"note: the demo runs on SQLite files, not PostgreSQL: the postgres OS user cannot reach "
+        f"{closed / 'demo' / 'postgres'}: {closed} is closed to other users "
+        f"(chmod o+x {closed}, or put the instance folder elsewhere for PostgreSQL)"
+    ]
+    assert not (closed / "demo" / "postgres").exists()
+
+
 def test_each_gnupg_home_holds_a_key_without_passphrase(built):
     for t in built["demo"].values():
         assert t.gpg_home.stat().st_mode & 0o777 == 0o700
