@@ -108,3 +108,4 @@ def test_the_list_does_not_call_browser_local_times_utc(app, as_role):
     page = client.get("/jobs").get_data(as_text=True)
     assert '<th scope="col">Queued</th>' in page and "(UTC)" not in page
     assert "<time datetime=" in page  # shown in the browser's zone by rewind.js
+    assert '<div class="table-scroll">' in page  # long results scroll in their box, not the page, at 800 px
