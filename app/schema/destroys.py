@@ -38,8 +38,10 @@ class Loss:
             text = f"alters {where}" + (f" ({op.detail})" if op.detail else "")
         elif op.kind == "execute":
             return f"runs raw SQL: {op.detail}"
-        else:
-            return f"{op.kind.replace('_', ' ')} {op.detail} on {where or '?'}"
+        else:  # drop_index, drop_constraint: the detail already names what ("index ix_user_name")
+            verb, _, noun = op.kind.partition("_")
+            what = op.detail if op.detail.startswith(noun + " ") else f"{noun} {op.detail}".strip()
+            return f"{verb} {what} on {where or '?'}"
         if op.kind in ("drop_table", "drop_column") or "type" in op.detail:
             if self.held is None:
                 text += ", not in the database now"

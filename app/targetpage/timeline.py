@@ -220,8 +220,8 @@ def _entry(event: AuditEvent, details: dict, jobs: dict[int, Job]) -> Entry:
 
 def _describe(event: AuditEvent, details: dict) -> str:
     if event.action == "checkpoints.record":
-        commit = (details.get("commit") or "?")[:12]
-        return f"Checkpoint #{details.get('checkpoint_id')} before “{details.get('reason', '')}”: commit {commit}"
+        commit = f"commit {details['commit'][:12]}" if details.get("commit") else "no commit recorded"
+        return f"Checkpoint #{details.get('checkpoint_id')} before “{details.get('reason', '')}”: {commit}"
     if event.action == "checkpoints.known_good":
         return f"{(details.get('commit') or '?')[:12]} marked known good: {details.get('why', '')}".rstrip(": ")
     shown = ", ".join(f"{k} {v}" for k, v in details.items() if k not in ("job_id",) and not isinstance(v, dict | list))

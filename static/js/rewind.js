@@ -36,9 +36,11 @@
     main.insertBefore(note, main.firstChild);
   });
   // Forms marked data-swap-errors show the refusal fragment (a stale toggle, a missing reason) in place.
+  // The event fires on the swap target (a form's "closest tr"), so ask the element that sent the request.
   document.addEventListener("htmx:beforeSwap", function (event) {
     var status = event.detail.xhr.status;
-    if (event.detail.elt.hasAttribute("data-swap-errors") && status >= 400 && status < 600 && status !== 401 && status !== 403) {
+    var sender = event.detail.requestConfig ? event.detail.requestConfig.elt : event.detail.elt;
+    if (sender && sender.hasAttribute("data-swap-errors") && status >= 400 && status < 600 && status !== 401 && status !== 403) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }

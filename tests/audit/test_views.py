@@ -192,3 +192,13 @@ def test_chain_status_catches_up_in_bounded_steps(app, users, as_role, monkeypat
 def test_dashboard_shows_the_chain_badge_without_walking(app, users, as_role):
     page = as_role(Role.VIEWER).get("/").get_data(as_text=True)
     assert 'hx-get="/audit/chain"' in page
+
+
+def test_the_table_does_not_call_browser_local_times_utc_and_scrolls_inside_its_box(app, users, as_role):
+    # rewind.js shows each <time> in the browser's zone, so a "(UTC)" header would be wrong off UTC.
+    seed(app, 1)
+    page = as_role(Role.VIEWER).get("/audit").get_data(as_text=True)
+    assert '<th scope="col">Time</th>' in page and "Time (UTC)" not in page
+    assert "<time datetime=" in page
+    assert "From and Until are in UTC" in page  # the filters still take UTC
+    assert re.search(r'<div class="table-scroll">\s*<table class="grid audit">', page)  # no page-wide scroll at 800 px

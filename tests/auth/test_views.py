@@ -290,3 +290,9 @@ def test_reset_password_issues_a_new_one(app, users, as_role):
     password = body.split('id="issued-password">')[1].split("<")[0]
     assert login(app.test_client(), "viewer").status_code == 401
     assert login(app.test_client(), "viewer", password).status_code == 302
+
+
+def test_pages_name_an_inline_icon_so_browsers_do_not_ask_for_a_missing_favicon(client):
+    page = client.get("/login").get_data(as_text=True)
+    assert '<link rel="icon" href="data:,">' in page
+    assert client.get("/favicon.ico").status_code == 404  # nothing served there: the page must not send browsers to it

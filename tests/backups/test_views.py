@@ -68,6 +68,9 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop):
     assert "shop.db.pre_restore_20240101000000" in page
     assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
     assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
+    assert re.search(r'<div class="table-scroll">\s*<table class="grid">', page)  # no page-wide scroll at 800 px
+    assert not re.search(r"\d\dT\d\d:\d\d:\d\d\.\d+\+00:00", page)  # no raw ISO stamp in the State column
+    assert re.search(r'<span class="hint">\w[\w-]*, \d{4}-\d\d-\d\d \d\d:\d\d UTC', page)
     overview = as_role(Role.VIEWER).get("/backups").get_data(as_text=True)
     assert "/targets/shop/backups" in overview and "late" in overview
 

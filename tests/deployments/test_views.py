@@ -131,3 +131,12 @@ def test_the_fetch_button_shows_only_for_a_target_with_a_remote(app, users, as_r
     assert git(code_target.repo, "rev-parse", "refs/remotes/origin/main") == code_target.head()
     viewer = as_role(Role.VIEWER).get("/targets/staging/deployments").get_data(as_text=True)
     assert "Fetch from origin" not in viewer
+
+
+def test_a_checkpoint_without_a_commit_reads_no_commit_recorded(app, users, as_role, code_target):
+    from app.checkpoints import store
+
+    with app.app_context():
+        store.record("staging", None, "flags first seen", {"flags": {"states": {}}})
+    page = as_role(Role.VIEWER).get("/targets/staging/deployments").get_data(as_text=True)
+    assert "flags first seen: no commit recorded" in page and "commit <code>?</code>" not in page

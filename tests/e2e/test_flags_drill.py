@@ -64,3 +64,25 @@ def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, pag
     changes = page.locator('tr[data-kind="flags"]')  # both changes, in the target's own timeline
     expect(changes.filter(has_text="flags.toggle").filter(has_text="payments_v2")).to_have_count(1)
     expect(changes.filter(has_text="flags.restore")).to_have_count(1)
+
+
+def test_a_stale_toggle_shows_the_refusal_and_the_current_state_in_its_row(demo_server, page, browser):  # noqa: F811
+    # htmx fires beforeSwap on the swap target (the row), not on the form that asked: the refusal once never showed.
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/staging/flags")
+    elsewhere = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        other = elsewhere.new_page()
+        sign_in(other, demo_server.url, "admin", demo_server.admin_password)
+        other.goto(demo_server.url + "/targets/staging/flags")
+        other.get_by_role("button", name="Turn on legacy_export").click()
+        expect(other.locator("#flag-legacy_export .flag-state")).to_have_text("on")
+    finally:
+        elsewhere.close()
+
+    row = page.locator("#flag-legacy_export")
+    expect(row.locator(".flag-state")).to_have_text("off")  # as this page still saw it
+    row.get_by_role("button", name="Turn on legacy_export").click()
+    expect(row).to_contain_text("legacy_export is on now, not off as you saw it")
+    expect(row.locator(".flag-state")).to_have_text("on")
+    expect(row.get_by_role("button", name="Turn off legacy_export")).to_be_visible()

@@ -498,3 +498,14 @@ def test_rewind_audits_the_updated_at_a_trigger_stored_so_its_own_writes_are_not
     assert "changed outside Rewind" not in page
     flagdb.outside_change("search_beta", False, utcnow())  # the application's own change still shows
     assert client.get("/targets/web/flags").get_data(as_text=True).count("changed outside Rewind") == 1
+
+
+def test_a_plan_with_nothing_to_restore_offers_no_restore_button(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline record
+    moment = utcnow().isoformat()
+    page = plan_page(client, f"as_of={moment}")
+    assert "No flag state differs." in page and "nothing to restore" in page
+    assert "Restore 0 flag(s)" not in page and "flags/restore" not in page.split("Restore flags as of")[1]
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "drill"})
+    assert "Restore 1 flag(s)</button>" in plan_page(client, f"as_of={moment}")

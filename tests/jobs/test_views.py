@@ -100,3 +100,12 @@ def test_list_filters_and_live_rows(app, as_role):
     assert client.get("/jobs?state=sideways").status_code == 400
     rows = client.get("/jobs/rows?runbook=test.count").get_data(as_text=True)
     assert "<td>test.count</td>" in rows and "<td>test.sleep</td>" not in rows and "<html" not in rows
+
+
+def test_the_list_does_not_call_browser_local_times_utc(app, as_role):
+    client = as_role(Role.OPERATOR)
+    post(client, "/jobs", {"runbook": "test.count"})
+    page = client.get("/jobs").get_data(as_text=True)
+    assert '<th scope="col">Queued</th>' in page and "(UTC)" not in page
+    assert "<time datetime=" in page  # shown in the browser's zone by rewind.js
+    assert '<div class="table-scroll">' in page  # long results scroll in their box, not the page, at 800 px

@@ -9,7 +9,9 @@ from app.audit.models import AuditEvent
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs.runbook import ParamError
+from app.schema.destroys import Loss
 from app.targets import flask_db, registry
+from app.targets.migration_ops import Operation
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.conftest import both_target_databases
 from tests.support.targets import git, write_targets_file
@@ -248,3 +250,10 @@ def test_downgrade_then_revert_is_refused_when_a_plain_revert_will_do(app, shop_
     with pytest.raises(ParamError, match="nothing to downgrade first, a plain revert will do") as caught:
         parse(app, "downgrade_then_revert", commits=shop_target.commits["posts and index"])  # not applied yet
     assert caught.value.param == "commits"
+
+
+def test_a_dropped_index_or_constraint_reads_as_one_phrase():
+    index = Operation("c3bbbbb3", "drop_index", "user", detail="index ix_user_name")
+    constraint = Operation("c3bbbbb3", "drop_constraint", "user", detail="constraint fk_user_team")
+    assert str(Loss(index, None)) == "drop index ix_user_name on user"  # once "drop index index ix_user_name"
+    assert str(Loss(constraint, None)) == "drop constraint fk_user_team on user"

@@ -117,3 +117,13 @@ def test_an_area_row_that_failed_reads_failed(app, as_role, users):
         record_and_commit("backups.create", outcome=Outcome.FAILED, target="staging", details={"reason": "disk full"})
         (entry,) = timeline.page("staging").items
     assert (entry.word, entry.tone, entry.text) == ("failed", "bad", "backups.create: reason disk full")
+
+
+def test_a_checkpoint_without_a_commit_says_so_instead_of_a_question_mark(app, as_role, users):
+    with app.app_context():
+        details = {"checkpoint_id": 7, "commit": None, "reason": "flags first seen", "job_id": None}
+        record_and_commit("checkpoints.record", target="staging", details=details)
+        (entry,) = timeline.page("staging").items
+    assert entry.text == "Checkpoint #7 before “flags first seen”: no commit recorded"
+    page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
+    assert "commit ?" not in page and "no commit recorded" in page
