@@ -458,6 +458,8 @@ def clean_up(ctx: JobContext) -> None:
 
 
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
+# Flags and the schema live in the swapped database: what Rewind knows of them must follow the swap.
+RECORD_AFTER = Step("recorded", "Record what is live now", steps.checkpoint_after, follow_up=True)
 CONFIRM = Param("confirm", "Type the target name to confirm", required=False, default="")
 BACKUP = Param("backup", "Backup", check=check_backup, help="a file of the target's backup folder")
 
@@ -526,6 +528,7 @@ register(
             Step("stop", "Stop the application", stop_app),
             Step("swap", "Swap the databases", swap_restore, handles_cancel=True),
             Step("start", "Start and verify", start_and_verify, handles_cancel=True),
+            RECORD_AFTER,
         ),
     )
 )
@@ -544,6 +547,7 @@ register(
             Step("stop", "Stop the application", stop_app),
             Step("swap", "Swap the databases back", swap_undo, handles_cancel=True),
             Step("start", "Start and verify", start_and_verify, handles_cancel=True),
+            RECORD_AFTER,
         ),
     )
 )

@@ -70,16 +70,28 @@ def control_of(ctx: JobContext) -> ProcessControl:
 
 def checkpoint(ctx: JobContext) -> None:
     """Record what the target is before anything changes (every area's part), so it can be put back as one unit."""
+    ctx.state["checkpoint"] = _record_checkpoint(ctx, ctx.runbook_title)
+
+
+def checkpoint_after(ctx: JobContext) -> None:
+    """Record what the target is once a job has replaced something wholesale (a database swapped in or back).
+
+    Nothing audits such a change area by area, so without this Rewind's newest record of, say, the flags would be
+    the one from before the swap, and every flag the swap moved would read as changed outside Rewind."""
+    _record_checkpoint(ctx, f"after: {ctx.runbook_title}")
+
+
+def _record_checkpoint(ctx: JobContext, reason: str) -> dict:
     target = target_of(ctx)
     taken = captures.take_all(target)
     job = db.session.get(Job, ctx.job_id)
     actor = Actor(job.actor_id, job.actor_name) if job else None
-    row = store.record(ctx.target, ctx.job_id, ctx.runbook_title, taken, actor=actor)
-    ctx.state["checkpoint"] = taken
+    row = store.record(ctx.target, ctx.job_id, reason, taken, actor=actor)
     ctx.log(f"checkpoint #{row.id} of {ctx.target}:")
     for name, value in taken.items():
         ctx.log(f"  {name}: {captures.describe(name, value)}")
     ctx.progress(1.0, f"checkpoint #{row.id}")
+    return taken
 
 
 def restart(ctx: JobContext) -> None:

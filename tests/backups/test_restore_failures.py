@@ -53,7 +53,7 @@ def test_a_stop_command_that_fails_leaves_live_serving_and_says_so(app, runner, 
         name, before = _restore_after_a_change(app, data_target)
         job, view = run(app, "restore_backup", data_target.name, backup=name)
         assert job.state == "failed", log_text(view)
-        assert [s.state for s in view.steps[4:]] == ["failed", "not_run", "not_run"]
+        assert [s.state for s in view.steps[4:]] == ["failed", "not_run", "not_run", "not_run"]
         assert "`/bin/false` exited with status 1" in job.result, job.result
         assert "live database was not touched; staging was started again and is healthy" in job.result, job.result
         assert "no pre-restore copy was made" in job.result, job.result
@@ -87,7 +87,7 @@ def test_a_swap_refused_by_a_name_clash_keeps_live_and_the_restored_copy(app, ru
         name, before = _restore_after_a_change(app, data_target)
         job, view = run(app, "restore_backup", data_target.name, backup=name)
         assert job.state == "failed", log_text(view)
-        assert [s.state for s in view.steps[4:]] == ["succeeded", "failed", "not_run"]
+        assert [s.state for s in view.steps[4:]] == ["succeeded", "failed", "not_run", "not_run"]
         (scratch,) = [c for c in copies(data_target) if "pre_restore" not in c]
         assert f"the restored copy is kept as {scratch}" in job.result, job.result
         assert "is unchanged; staging was started again and is healthy on it" in job.result, job.result
@@ -118,7 +118,7 @@ def test_a_session_rewind_may_not_end_refuses_the_swap_and_live_serves_on(app, r
         job, view = run(app, "restore_backup", data_target.name, backup=name)
         assert not dba.closed and dba.execute("SELECT count(*) FROM orders").fetchone() == (10,)
     assert job.state == "failed", log_text(view)
-    assert [s.state for s in view.steps[4:]] == ["succeeded", "failed", "not_run"]
+    assert [s.state for s in view.steps[4:]] == ["succeeded", "failed", "not_run", "not_run"]
     assert "a DBA's psql" in job.result and "may not end" in job.result, job.result
     (scratch,) = copies(data_target)
     assert "_restore_" in scratch and "pre_restore" not in scratch
@@ -148,7 +148,7 @@ def test_a_cancel_while_the_app_stops_starts_it_again_on_the_untouched_live_data
         name, before = _restore_after_a_change(app, data_target)
         job, view = _cancel_once(app, data_target, reached, "restore_backup", backup=name)
         assert job.state == "cancelled", log_text(view)
-        assert [s.state for s in view.steps[4:]] == ["cancelled", "not_run", "not_run"]
+        assert [s.state for s in view.steps[4:]] == ["cancelled", "not_run", "not_run", "not_run"]
         assert job.result.startswith("Cancelled by the on-call engineer during “Stop the application”."), job.result
         assert "The live database was not touched; staging was started again and is healthy" in job.result
         assert "no pre-restore copy was made" in job.result and "dropped" in job.result, job.result
@@ -171,7 +171,7 @@ def test_a_cancel_while_the_restored_copy_starts_swaps_back_and_starts_on_the_pr
         armed.touch()  # the restore's start holds on; the start after the swap back runs the app
         job, view = _cancel_once(app, data_target, reached, "restore_backup", backup=name)
         assert job.state == "cancelled", log_text(view)
-        assert [s.state for s in view.steps[4:]] == ["succeeded", "succeeded", "cancelled"]
+        assert [s.state for s in view.steps[4:]] == ["succeeded", "succeeded", "cancelled", "not_run"]
         assert job.result.startswith("Cancelled by the on-call engineer during “Start and verify”."), job.result
         (scratch,) = copies(data_target)
         assert "Swapped back" in job.result and "staging is healthy again" in job.result, job.result

@@ -97,7 +97,7 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     assert data_target.snapshot() == before  # row for row
     assert app_pid(app, data_target) != pid  # stopped and started around the swap
     assert health(data_target.code)[0] == 200
-    assert [s.state for s in view.steps] == ["succeeded"] * 7
+    assert [s.state for s in view.steps] == ["succeeded"] * 8
     # live and restored side by side, and the row written after the backup
     assert re.search(r"^user +16 +20 +1$", text, re.M), text
     assert re.search(r"^orders +20 +20 +unknown$", text, re.M), text
@@ -107,7 +107,9 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     assert data_target.snapshot(copy_url(data_target, pre)) == changed  # the replaced database is kept whole
     assert pre in job.result
     with app.app_context():
-        checkpoint = db.session.scalars(select(Checkpoint).where(Checkpoint.job_id == job.id)).one()
+        checkpoint, _after = db.session.scalars(
+            select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.id)
+        ).all()  # before anything changed, and what is live after the swap
         assert checkpoint.captures["backup"]["file"] == name  # the newest verified backup, in every checkpoint
 
     job, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
@@ -196,7 +198,7 @@ def test_a_failure_while_filling_the_scratch_leaves_live_and_app_untouched(app, 
     failed = next(s for s in view.steps if s.state == "failed")
     assert failed.title in ("Restore into a scratch database", "Compare live and restored"), failed.title
     assert "sqlguard" not in job.result, job.result  # psql's own error is the one named, not the guard's broken pipe
-    assert [s.state for s in view.steps[4:]] == ["not_run"] * 3  # never stopped, never swapped
+    assert [s.state for s in view.steps[4:]] == ["not_run"] * 4  # never stopped, never swapped
     assert data_target.snapshot() == before
     assert copies(data_target) == []
     assert app_pid(app, data_target) == pid
@@ -391,7 +393,7 @@ def test_a_restored_copy_missing_a_key_table_is_dropped_before_the_stop(app, run
     job, view = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "failed"
     assert "the restored copy lacks key table(s) orders" in job.result
-    assert [s.state for s in view.steps[3:]] == ["failed", "not_run", "not_run", "not_run"]
+    assert [s.state for s in view.steps[3:]] == ["failed", "not_run", "not_run", "not_run", "not_run"]
     assert "dropped the scratch copy" in log_text(view)
     assert data_target.snapshot() == before and copies(data_target) == []
     assert app_pid(app, data_target) == pid
@@ -625,3 +627,56 @@ def test_the_restored_sqlite_file_gets_the_live_file_s_mode_and_owner(app, runne
     assert after.st_ino != before.st_ino  # the restored file, swapped in
     assert oct(after.st_mode & 0o7777) == "0o664"
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+
+
+def test_flags_moved_by_a_restore_and_its_undo_are_not_called_changed_outside_rewind(app, runner, as_role, data_target):
+    """Flags live in the swapped database. Rewind turns one off, a restore brings it back on, the undo off again:
+    each time the flags tab must know the swap was Rewind's (a checkpoint after it), not flag it as done outside."""
+    from app.auth.roles import Role
+    from app.flags import history, store
+    from app.flags import restore as flags_restore
+    from tests.flags.conftest import TABLE
+
+    data_target.execute(TABLE[data_target.engine])
+    data_target.execute("INSERT INTO feature_flags (name, enabled) VALUES (?, ?)", ("dark_mode", True))
+    toml = data_target.toml().replace("key_tables =", 'flags_table = "feature_flags"\nkey_tables =', 1)
+    write_targets_file(app, toml)
+    name = backup_now(app, data_target)
+    client = as_role(Role.ADMIN)
+
+    def shown() -> tuple[bool, bool]:
+        """(on, called changed outside Rewind), as the flags tab shows dark_mode and as history decides it."""
+        with app.app_context():
+            target = registry.current().open(data_target.name)
+            flag = store.table_of(target).get("dark_mode")
+            last = history.last_change(data_target.name, "dark_mode")
+            outside = history.changed_outside(flag, last, flags_restore.newest_seen_of(data_target.name))
+        page = client.get(f"/targets/{data_target.name}/flags").get_data(as_text=True)
+        row = page[page.index('id="flag-dark_mode"') :].split("</tr>", 1)[0]
+        assert ("changed outside Rewind" in row) == outside, row
+        return flag.enabled, outside
+
+    with app.app_context():
+        target = registry.current().open(data_target.name)
+        store.toggle(target, "dark_mode", False, seen=True, actor=Actor(None, "test"), reason="incident")
+    assert shown() == (False, False)
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert (view.steps[-1].title, view.steps[-1].state) == ("Record what is live now", "succeeded")
+    assert shown() == (True, False)
+    with app.app_context():
+        before, after = db.session.scalars(
+            select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.id)
+        ).all()
+        assert after.reason == "after: Restore a backup"
+        assert after.captures["flags"]["states"] == {"dark_mode": True}
+        assert before.captures["flags"]["states"] == {"dark_mode": False}
+    (pre,) = copies(data_target)
+
+    job, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert shown() == (False, False)
+
+    data_target.execute("UPDATE feature_flags SET enabled = ? WHERE name = ?", (True, "dark_mode"))
+    assert shown() == (True, True)  # a change nobody made through Rewind is still called one

@@ -42,8 +42,8 @@ def test_delete_rows_restore_the_newest_backup_see_them_back_then_undo(demo_serv
     expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
     expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=60_000)
     steps = page.locator(".step-row[id^=step-]")
-    expect(steps).to_have_count(7)  # check, checkpoint, scratch, compare, stop, swap, start
-    for n in range(7):
+    expect(steps).to_have_count(8)  # check, checkpoint, scratch, compare, stop, swap, start, recorded
+    for n in range(8):
         expect(steps.nth(n)).to_have_attribute("data-state", "succeeded")
     log = page.locator("#log")
     expect(log).to_contain_text(f"restoring {backup_id} into the scratch database")

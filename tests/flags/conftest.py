@@ -157,7 +157,11 @@ def plan_page(client, query: str):
 
 def seen_of(page: str) -> str:
     assert "Restore flags as of" in page, page
-    return html.unescape(re.search(r'name="seen" value="([^"]*)"', page).group(1))
+    found = re.search(r'name="seen" value="([^"]*)"', page)
+    if found is None:  # a plan with nothing to change offers no form to confirm, and says so
+        assert "there is nothing to restore" in page, page
+        return "{}"
+    return html.unescape(found.group(1))
 
 
 def confirm_of(page: str) -> dict[str, str]:
