@@ -42,7 +42,9 @@ def after_failed_deploy(job: Job) -> AfterDeploy | None:
         target = registry.current().open(job.target)
     except registry.UnknownTarget:
         return None
-    started = db.session.scalar(select(Checkpoint.commit).where(Checkpoint.job_id == job.id).order_by(Checkpoint.id).limit(1))
+    started = db.session.scalar(
+        select(Checkpoint.commit).where(Checkpoint.job_id == job.id).order_by(Checkpoint.id).limit(1)
+    )
     deployed = job.params.get("ref")
     protected = target.config.protected
     if not started:
