@@ -186,18 +186,34 @@ def _cancel_on_interrupt(job_id: int, actor: Actor) -> None:
 @contextlib.contextmanager
 def _ctrl_c_noted() -> Iterator[tuple[threading.Event, threading.Event]]:
     """(pressed, news): Ctrl-C sets both instead of raising KeyboardInterrupt wherever the main thread is. Raised
-    inside a lock's release (an Event's wait), it left the lock broken: a RuntimeError, and no cancel."""
+    inside a lock's release (an Event's wait), it left the lock broken: a RuntimeError, and no cancel.
+
+    The handler only writes a byte to a pipe; a thread sets the events. A handler runs on the main thread between
+    any two bytecodes, also while that thread holds the lock inside news.wait() or news.clear() that news.set()
+    takes: setting an event there, the handler would wait on its own thread for ever."""
     pressed, news = threading.Event(), threading.Event()
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def note() -> None:
+        while os.read(read_end, 64):
+            pressed.set()  # before news: whoever news wakes sees the press
+            news.set()
 
     def noted(*_) -> None:
-        pressed.set()
-        news.set()
+        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a press
+            os.write(write_end, b"\0")
 
+    watcher = threading.Thread(target=note, name="rewind-ctrl-c", daemon=True)
+    watcher.start()
     previous = signal.signal(signal.SIGINT, noted)
     try:
         yield pressed, news
     finally:
         signal.signal(signal.SIGINT, previous)
+        os.close(write_end)  # the watcher reads the end of the pipe and returns
+        watcher.join()
+        os.close(read_end)
 
 
 def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> JobState:
@@ -208,8 +224,9 @@ def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> Job
             if here is None:
                 click.echo(f"\nstopped following; job #{job_id} goes on: flask rewind jobs show {job_id}", err=True)
                 click.get_current_context().exit(int(ExitStatus.DETACHED))
-            _cancel_on_interrupt(job_id, actor)
+            # This press is spent before the cancel is asked: once anyone can see the cancel, a press is the second.
             pressed.clear()
+            _cancel_on_interrupt(job_id, actor)
             return follow(job_id, echo, news=news, stop=pressed)  # a second Ctrl-C stops waiting
 
 
