@@ -64,16 +64,47 @@ def worker() -> None:
         )
     runner = engine(app).start_runner()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    click.echo(f"rewind worker {runner.identity}: running up to {runner.workers} jobs at once")
-    stop.wait()
-    grace = settings.graceful_timeout_s
-    click.echo(f"stopping: claiming no more jobs; running jobs have {grace} s to finish")
-    interrupted = runner.drain(grace)
-    if interrupted:
-        click.echo(f"marked interrupted (Rewind was stopped): {', '.join(f'#{i}' for i in interrupted)}")
-    runner.stop(wait=False)
+    with _signals_set((signal.SIGTERM, signal.SIGINT), stop):
+        click.echo(f"rewind worker {runner.identity}: running up to {runner.workers} jobs at once")
+        stop.wait()
+        grace = settings.graceful_timeout_s
+        click.echo(f"stopping: claiming no more jobs; running jobs have {grace} s to finish")
+        interrupted = runner.drain(grace)
+        if interrupted:
+            click.echo(f"marked interrupted (Rewind was stopped): {', '.join(f'#{i}' for i in interrupted)}")
+        runner.stop(wait=False)
+
+
+@contextlib.contextmanager
+def _signals_set(signums: tuple[signal.Signals, ...], *events: threading.Event) -> Iterator[None]:
+    """While inside, each of these signals sets these events, in this order, from a thread of its own.
+
+    A handler runs on the main thread between any two bytecodes, also while that thread holds the lock inside an
+    Event's wait() or clear() that set() takes: setting the event there, it would wait on its own thread for ever.
+    So the handler only writes a byte to a pipe."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def relay() -> None:
+        while os.read(read_end, 64):
+            for event in events:
+                event.set()
+
+    def noted(*_) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a signal
+            os.write(write_end, b"\0")
+
+    relaying = threading.Thread(target=relay, name="rewind-signals", daemon=True)
+    relaying.start()
+    previous = {signum: signal.signal(signum, noted) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(write_end)  # the relay reads the end of the pipe and returns
+        relaying.join()
+        os.close(read_end)
 
 
 # --- who, what, where --------------------------------------------------------------------
@@ -185,19 +216,11 @@ def _cancel_on_interrupt(job_id: int, actor: Actor) -> None:
 
 @contextlib.contextmanager
 def _ctrl_c_noted() -> Iterator[tuple[threading.Event, threading.Event]]:
-    """(pressed, news): Ctrl-C sets both instead of raising KeyboardInterrupt wherever the main thread is. Raised
-    inside a lock's release (an Event's wait), it left the lock broken: a RuntimeError, and no cancel."""
+    """(pressed, news): Ctrl-C sets both, pressed first, instead of raising KeyboardInterrupt wherever the main
+    thread is. Raised inside a lock's release (an Event's wait), it left the lock broken: a RuntimeError, no cancel."""
     pressed, news = threading.Event(), threading.Event()
-
-    def noted(*_) -> None:
-        pressed.set()
-        news.set()
-
-    previous = signal.signal(signal.SIGINT, noted)
-    try:
+    with _signals_set((signal.SIGINT,), pressed, news):
         yield pressed, news
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> JobState:
@@ -208,8 +231,9 @@ def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> Job
             if here is None:
                 click.echo(f"\nstopped following; job #{job_id} goes on: flask rewind jobs show {job_id}", err=True)
                 click.get_current_context().exit(int(ExitStatus.DETACHED))
-            _cancel_on_interrupt(job_id, actor)
+            # This press is spent before the cancel is asked: once anyone can see the cancel, a press is the second.
             pressed.clear()
+            _cancel_on_interrupt(job_id, actor)
             return follow(job_id, echo, news=news, stop=pressed)  # a second Ctrl-C stops waiting
 
 

@@ -303,6 +303,23 @@ def rest_of(lines: Queue) -> str:
     return "".join(iter(lambda: lines.get(timeout=60), None))
 
 
+def test_ctrl_c_is_noted_while_the_main_thread_holds_the_lock_that_waking_it_takes():
+    """A signal handler runs between any two bytecodes of the main thread, also inside news.wait() or news.clear()
+    while that thread holds the Event's own lock: a handler that set the Event itself waited there for ever."""
+    script = (
+        "import os, signal\n"
+        "from app.jobs.cli import _ctrl_c_noted\n"
+        "with _ctrl_c_noted() as (pressed, news):\n"
+        "    with news._cond:\n"  # the lock news.wait() and news.clear() hold for a few bytecodes
+        "        os.kill(os.getpid(), signal.SIGINT)\n"  # the handler runs as this call returns
+        "        os.getpid()\n"
+        "    assert pressed.wait(60) and news.wait(60)\n"
+        "print('noted')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "noted\n"), done.stderr
+
+
 def test_ctrl_c_cancels_a_job_the_cli_runs_itself(app, users):
     process, lines, _ = sleeping_job_in_its_own_process(app, 60)
     process.send_signal(signal.SIGINT)
