@@ -1,6 +1,8 @@
 """Job pages through the app: starting, refusing bad input, the list, the job page, cancel."""
 
+import os
 import re
+import signal
 
 import pytest
 from sqlalchemy import select
@@ -146,3 +148,25 @@ def test_an_ended_job_s_overall_bar_shows_where_it_stopped_unless_it_succeeded(a
     url = post(client, "/jobs", {"runbook": "test.count", "lines": "4"}).headers["Location"]
     page, live = _ended(app, client, url)
     assert 'data-state="succeeded"' in page and OVERALL.findall(page) == ["100"] and OVERALL.findall(live) == ["100"]
+
+
+def test_a_cancel_is_said_in_the_actions_panel_the_final_event_replaces_not_in_a_flash_that_outlives_it(
+    app, as_role, runner
+):
+    client = as_role(Role.OPERATOR)
+    url = post(client, "/jobs", {"runbook": "test.stubborn", "target": "staging", "seconds": "120"}).headers["Location"]
+    child = wait_for(lambda: re.search(r"child up (\d+)", client.get(url).get_data(as_text=True)))
+    response = post(client, url + "/cancel", follow_redirects=True)  # the command sleeps through the cancel
+    page = response.get_data(as_text=True)
+    assert response.request.path == url and 'data-state="running"' in page
+    assert 'class="flashes"' not in page and "Cancelling job" not in page
+    actions = page[page.index('<div id="job-actions">') : page.index("</div>", page.index('<div id="job-actions">'))]
+    assert "Cancelling: asked by operator" in actions and "Cancel job</button>" not in actions
+    assert "Cancelling: asked by operator" in client.get(url).get_data(as_text=True), "said while it is true"
+
+    os.kill(int(child.group(1)), signal.SIGTERM)  # the command ends, so does the job
+    page, live = _ended(app, client, url)
+    assert re.search(r'id="job-state"[^>]*data-state="(failed|cancelled)"', live)
+    assert '<div id="job-actions" hx-swap-oob="outerHTML"><p class="hint">This job has ended.</p></div>' in live
+    assert "Cancelling" not in live  # a watching page loses the note with the final event
+    assert "This job has ended" in page and "Cancelling" not in page and 'class="flashes"' not in page
