@@ -13,7 +13,8 @@ from app.backups.catalog import Catalog
 from app.backups.restore import copies
 from app.backups.setup import catalog_of, setup_of
 from app.backups.status import ago, freshness
-from app.jobs import service
+from app.backups.undo import undo_offer
+from app.jobs import followups, service
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
@@ -22,6 +23,7 @@ from app.targets.errors import TargetError
 
 bp = Blueprint("backups", __name__)
 register_tab(Tab("backups", "Backups", "backups.catalog", order=30))
+followups.register("restore_backup", undo_offer, "backups/_after_restore.html")
 
 
 @bp.get("/backups")

@@ -110,8 +110,9 @@ class JobView:
 
     @property
     def fraction(self) -> float:
-        if self.state.is_final:
-            return 1.0  # an ended job's bar shows the end, whatever the steps reached
+        if self.state in (JobState.SUCCEEDED, JobState.WARNING):
+            return 1.0  # it ran to its end (a failed follow-up step does not stop the bar short)
+        # Running, or ended short of its end (failed, cancelled, interrupted): the bar shows where it stopped.
         if not self.steps:
             return 0.0
         done = sum(1.0 if s.state in (StepState.SUCCEEDED, StepState.SKIPPED) else s.fraction for s in self.steps)

@@ -199,7 +199,8 @@ def cancel(job_id: int):
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("jobs.show", job_id=job.id)), 303
-    flash(f"Cancelling job #{job.id}.", "info")
+    # No flash: on a live page it would outlast the cancel it announces. The page says "cancelling" in its
+    # actions panel instead, which the job's final event replaces.
     return redirect(url_for("jobs.show", job_id=job.id)), 303
 
 

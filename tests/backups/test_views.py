@@ -183,3 +183,66 @@ def test_backing_up_a_copy_without_a_csrf_token_is_refused(app, as_role, shop):
     assert response.status_code == 400 and "Nothing was changed" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalars(select(Job)).all() == []
+
+
+def _form_of(page: str, button: str) -> str:
+    """The <form> whose submit button reads `button`."""
+    end = page.index(f">{button}</button>")
+    return page[page.rindex("<form", 0, end) : end]
+
+
+@pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
+def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone(app, users, as_role, runner, data_target):
+    from tests.backups.test_runbooks import backup_now, copies
+    from tests.deployments.test_runbooks import run
+    from tests.targetpage.test_views import finished
+
+    restore, _ = run(app, "restore_backup", data_target.name, backup=backup_now(app, data_target))
+    assert restore.state == "succeeded", restore.result
+    (pre,) = copies(data_target)
+    admin = as_role(Role.ADMIN)
+    page = admin.get(f"/jobs/{restore.id}").get_data(as_text=True)
+    undo = _form_of(page, "Undo restore")  # the Backups tab's own form: same runbook, fields and confirmation
+    assert 'action="/jobs"' in undo and 'name="csrf_token"' in undo
+    assert 'name="runbook" value="undo_restore"' in undo and f'name="pre_restore" value="{pre}"' in undo
+    assert f'data-confirm="Put {pre} back as the live database of {data_target.name}?' in undo
+    assert 'name="confirm"' not in undo, "the target is not protected"
+    for role in (Role.VIEWER, Role.OPERATOR):
+        seen = as_role(role).get(f"/jobs/{restore.id}").get_data(as_text=True)
+        assert pre in seen and "Undo restore</button>" not in seen  # undo stays the admin's
+
+    response = post(admin, "/jobs", {"runbook": "undo_restore", "target": data_target.name, "pre_restore": pre})
+    assert finished(app, response.headers["Location"]) == "succeeded"
+    with app.app_context():
+        assert db.session.scalars(select(AuditEvent).where(AuditEvent.action == "job.queued")).all()[-1].outcome == "ok"
+    after = admin.get(f"/jobs/{restore.id}").get_data(as_text=True)
+    assert 'id="job-finished"' in after and "Undo restore</button>" not in after, "already undone"
+
+
+def _restore_job(app, state: str = "succeeded") -> int:
+    with app.app_context():
+        job = Job(runbook="restore_backup", target="shop", mutates=True, actor_name="admin", state=state)
+        job.result = "shop now runs on shop.db.restore_20240101000000 (renamed to shop.db); the replaced database is "
+        job.result += "kept as shop.db.pre_restore_20240101000000 — undo puts it back."
+        db.session.add(job)
+        db.session.commit()
+        return job.id
+
+
+def test_the_undo_on_a_protected_target_s_restore_page_needs_the_name_typed(app, as_role, shop):
+    shop(protected=True)
+    job_id = _restore_job(app)
+    undo = _form_of(as_role(Role.ADMIN).get(f"/jobs/{job_id}").get_data(as_text=True), "Undo restore")
+    assert 'value="shop.db.pre_restore_20240101000000"' in undo and 'placeholder="type shop"' in undo
+    assert f'name="next" value="/jobs/{job_id}"' in undo  # a refusal comes back to this page
+
+
+def test_a_restore_page_offers_no_undo_once_its_copy_is_gone_or_if_it_failed(app, as_role, shop, tmp_path):
+    failed = _restore_job(app, state="failed")
+    assert "Undo restore</button>" not in as_role(Role.ADMIN).get(f"/jobs/{failed}").get_data(as_text=True)
+    job_id = _restore_job(app)
+    admin = as_role(Role.ADMIN)
+    assert "Undo restore</button>" in admin.get(f"/jobs/{job_id}").get_data(as_text=True)
+    (tmp_path / "data" / "shop.db.pre_restore_20240101000000").unlink()  # dropped by the cleanup
+    page = admin.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert 'id="job-finished"' in page and 'id="next-steps"' not in page

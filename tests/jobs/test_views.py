@@ -1,12 +1,18 @@
 """Job pages through the app: starting, refusing bad input, the list, the job page, cancel."""
 
+import os
+import re
+import signal
+
 import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.extensions import db
-from app.jobs.models import Job
+from app.jobs.events import load_view
+from app.jobs.models import Job, JobEvent
+from app.jobs.render import render_event
 from tests.conftest import wait_for
 from tests.support.apps import post
 
@@ -109,3 +115,58 @@ def test_the_list_does_not_call_browser_local_times_utc(app, as_role):
     assert '<th scope="col">Queued</th>' in page and "(UTC)" not in page
     assert "<time datetime=" in page  # shown in the browser's zone by rewind.js
     assert '<div class="table-scroll">' in page  # long results scroll in their box, not the page, at 800 px
+
+
+OVERALL = re.compile(r'id="job-progress"[^>]*data-percent="(\d+)"')
+
+
+def _ended(app, client, url: str) -> tuple[str, str]:
+    """Once the job has ended: its page, and the fragment its final event sent live to a watching page."""
+    job_id = int(url.rsplit("/", 1)[1])
+    wait_for(lambda: "This job has ended" in client.get(url).get_data(as_text=True))
+    with app.app_context():
+        final = db.session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "job").order_by(JobEvent.seq.desc())
+        ).first()
+        live = render_event(load_view(db.session.get(Job, job_id), upto=final.seq), final)
+    return client.get(url).get_data(as_text=True), live
+
+
+def test_an_ended_job_s_overall_bar_shows_where_it_stopped_unless_it_succeeded(app, as_role, runner):
+    client = as_role(Role.OPERATOR)
+    url = post(client, "/jobs", {"runbook": "test.sleep", "target": "staging", "seconds": "60"}).headers["Location"]
+    wait_for(lambda: "child up" in client.get(url).get_data(as_text=True))  # its one step reported 10 %
+    assert post(client, url + "/cancel").status_code == 303
+    page, live = _ended(app, client, url)
+    assert 'data-state="cancelled"' in page and 'data-state="cancelled"' in live
+    assert OVERALL.findall(page) == ["10"] and OVERALL.findall(live) == ["10"]
+
+    url = post(client, "/jobs", {"runbook": "test.fail"}).headers["Location"]
+    page, live = _ended(app, client, url)
+    assert 'data-state="failed"' in page and OVERALL.findall(page) == ["0"] and OVERALL.findall(live) == ["0"]
+
+    url = post(client, "/jobs", {"runbook": "test.count", "lines": "4"}).headers["Location"]
+    page, live = _ended(app, client, url)
+    assert 'data-state="succeeded"' in page and OVERALL.findall(page) == ["100"] and OVERALL.findall(live) == ["100"]
+
+
+def test_a_cancel_is_said_in_the_actions_panel_the_final_event_replaces_not_in_a_flash_that_outlives_it(
+    app, as_role, runner
+):
+    client = as_role(Role.OPERATOR)
+    url = post(client, "/jobs", {"runbook": "test.stubborn", "target": "staging", "seconds": "120"}).headers["Location"]
+    child = wait_for(lambda: re.search(r"child up (\d+)", client.get(url).get_data(as_text=True)))
+    response = post(client, url + "/cancel", follow_redirects=True)  # the command sleeps through the cancel
+    page = response.get_data(as_text=True)
+    assert response.request.path == url and 'data-state="running"' in page
+    assert 'class="flashes"' not in page and "Cancelling job" not in page
+    actions = page[page.index('<div id="job-actions">') : page.index("</div>", page.index('<div id="job-actions">'))]
+    assert "Cancelling: asked by operator" in actions and "Cancel job</button>" not in actions
+    assert "Cancelling: asked by operator" in client.get(url).get_data(as_text=True), "said while it is true"
+
+    os.kill(int(child.group(1)), signal.SIGTERM)  # the command ends, so does the job
+    page, live = _ended(app, client, url)
+    assert re.search(r'id="job-state"[^>]*data-state="(failed|cancelled)"', live)
+    assert '<div id="job-actions" hx-swap-oob="outerHTML"><p class="hint">This job has ended.</p></div>' in live
+    assert "Cancelling" not in live  # a watching page loses the note with the final event
+    assert "This job has ended" in page and "Cancelling" not in page and 'class="flashes"' not in page

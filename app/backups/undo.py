@@ -1,0 +1,40 @@
+"""Whether a finished restore can still be undone, so its own job page can offer the undo the Backups tab has.
+
+A restore's result names the pre-restore copy it kept. The offer stands while
+that copy is still there as a pre-restore copy: an undo renames it back to
+live and the cleanup drops it, and either way the name leaves the copy list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.backups.restore import copies
+from app.backups.setup import setup_of
+from app.jobs.models import Job
+from app.statuses import JobState
+from app.targets import registry
+from app.targets.errors import TargetError
+from app.targets.registry import UnknownTarget
+from app.targets.target import Target
+
+
+@dataclass(frozen=True)
+class UndoOffer:
+    target: Target
+    pre_restore: str  # the name of the copy undo puts back
+
+
+def undo_offer(job: Job) -> UndoOffer | None:
+    """The undo a succeeded restore job still allows, or None (not a restore, or its copy is gone or undone)."""
+    if job.runbook != "restore_backup" or job.job_state is not JobState.SUCCEEDED or not job.target or not job.result:
+        return None
+    try:
+        target = registry.current().open(job.target)
+        kept = copies(setup_of(target))
+    except (TargetError, UnknownTarget, OSError):
+        return None  # the Backups tab says what is wrong; the job page just offers nothing
+    for copy in kept:
+        if copy.kind == "pre_restore" and copy.name in job.result:
+            return UndoOffer(target, copy.name)
+    return None
