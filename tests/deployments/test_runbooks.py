@@ -250,3 +250,37 @@ def test_an_exec_style_start_script_is_restarted_and_verified_not_doubled(app, r
     log = (code_target.repo.parent / "run" / "app.log").read_text()
     assert log.count("migrations applied") == 2 and "Address already in use" not in log
     assert health(code_target)[0] == 200
+
+
+def test_a_failed_restart_command_says_what_failed_and_what_to_do_its_output_only_in_the_log(
+    app, runner, code_target, tmp_path
+):
+    """A service manager's restart fails: the message names the command and the fix; what it printed is logged."""
+    script = tmp_path / "restart.py"
+    script.write_text(
+        "import sys\n"
+        'print("\\x1b[31m\\x1b[1mJob for myapp.service failed\\x1b[0m", flush=True)\n'
+        'print("See \\x1b[1mjournalctl -xeu myapp.service\\x1b[0m for details.", file=sys.stderr)\n'
+        "sys.exit(1)\n"
+    )
+    service_target = f"""
+[targets.svc]
+[targets.svc.repo]
+path = "{code_target.repo}"
+[targets.svc.process]
+restart = ["{sys.executable}", "{script}"]
+"""
+    write_targets_file(app, code_target.toml() + service_target)
+    job, view = run(app, "restart", target="svc")
+    assert job.state == "failed"
+    (failed,) = [s for s in view.steps if s.state == "failed"]
+    assert failed.error == (
+        f"restart: `{shlex.join([sys.executable, str(script)])}` exited with status 1 — run the same command by hand"
+        " as Rewind's user to see why (systemctl may need polkit or sudo rules for that user; check the unit or"
+        " program name)"
+    )
+    assert job.result == f"“Restart the application” failed: {failed.error}"
+    logged = log_text(view).splitlines()
+    assert "\x1b" not in log_text(view)
+    assert "Job for myapp.service failed" in logged
+    assert "See journalctl -xeu myapp.service for details." in logged
