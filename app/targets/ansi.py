@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 
-# CSI (colours, cursor moves: ESC [ … final byte), OSC (titles, links: ESC ] … BEL or ESC \),
-# the two-byte escapes (ESC and one byte), then any ESC left over, e.g. a sequence cut in half.
+# CSI (colours, cursor moves: ESC [ … final byte, or cut off at the end), OSC (titles, links: ESC ] … BEL
+# or ESC \), charset and other nF escapes (ESC ( B), the two-byte escapes (ESC =), the 8-bit CSI, then any ESC left.
 _ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"\x1b\[[0-?]*[ -/]*(?:[@-~]|$)"
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-    r"|\x1b[@-Z\\-_]"
+    r"|\x1b[!-/]+[0-~]"
+    r"|\x1b[0-~]"
     r"|\x9b[0-?]*[ -/]*[@-~]"
     r"|\x1b"
 )
