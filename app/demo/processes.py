@@ -7,6 +7,7 @@ from pathlib import Path
 
 from app.demo import keys, marker
 from app.demo.target import TARGET_NAMES, DemoError, DemoTarget, OnLine
+from app.targets.ansi import strip_ansi
 from app.targets.health import Verdict
 from app.targets.process import ProcessError
 
@@ -81,7 +82,7 @@ def _port_busy(port: int) -> bool:
 
 def _log_tail(t: DemoTarget, lines: int = 8) -> str:
     try:
-        kept = t.log_file.read_text(errors="replace").splitlines()[-lines:]
+        kept = strip_ansi(t.log_file.read_text(errors="replace")).splitlines()[-lines:]
     except OSError:
         return ""
     return "\n  ".join(["", *kept]) if kept else ""

@@ -86,6 +86,8 @@ def _confirm_protected(params: dict, target: str | None) -> None:
 
 # --- step functions -----------------------------------------------------------------
 
+ROLL_BACK_BY_HAND = "Automatic rollback is off for this deploy: roll back by hand (revert or reset)"
+
 
 def revert_commits(ctx: JobContext) -> None:
     shas = ctx.params["commits"]
@@ -138,7 +140,7 @@ def verify_or_roll_back(ctx: JobContext) -> None:
     roll_back = target.config.auto_rollback if choice == "default" else choice == "on"
     if not roll_back:
         ctx.verified(False, detail)
-        raise StepFailed(f"{detail}. Automatic rollback is off for this deploy: roll back by hand (revert or reset).")
+        raise steps.unhealthy(ctx, detail, ROLL_BACK_BY_HAND)
     ctx.log(f"verification failed ({detail}); rolling back to {start[:12]} as auto_rollback says")
     repo = code.git_of(ctx)
     try:

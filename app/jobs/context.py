@@ -21,6 +21,7 @@ from app.jobs.models import Job
 from app.jobs.redact import Redactor
 from app.jobs.runbook import StepFailed, StepSkipped
 from app.targets import registry
+from app.targets.ansi import strip_ansi
 from app.targets.command import CommandCancelled, CommandResult, CommandTimedOut, run_command, shown, start_ticks
 from app.targets.environment import inherited_env
 
@@ -58,8 +59,8 @@ class JobContext:
     # --- the sink ------------------------------------------------------------------
 
     def line(self, stream: str, text: str) -> None:
-        """One output line from any thread: buffered only, written by the job's thread."""
-        self.writer.add_line(self.step, stream, self.redact(text))
+        """One output line from any thread: buffered only, written by the job's thread; colour codes dropped."""
+        self.writer.add_line(self.step, stream, self.redact(strip_ansi(text)))
 
     def tick(self) -> None:
         if threading.get_ident() == self._thread and self.writer.flush_due():
@@ -95,7 +96,7 @@ class JobContext:
         self.redact.add(value)
 
     def set_result(self, summary: str) -> None:
-        self.result = self.redact(summary)
+        self.result = self.redact(strip_ansi(summary))
 
     def did(self, change: str) -> None:
         """Note a change made to the target, so a later failure can say what already happened."""
@@ -114,7 +115,7 @@ class JobContext:
         db.session.commit()
 
     def verified(self, passed: bool, detail: str) -> None:
-        self.verification = (passed, self.redact(detail))
+        self.verification = (passed, self.redact(strip_ansi(detail)))
 
     def skip(self, reason: str) -> None:
         """End this step as skipped (nothing to do), not as succeeded."""

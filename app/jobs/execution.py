@@ -18,6 +18,7 @@ from app.jobs.models import Job
 from app.jobs.redact import Redactor
 from app.statuses import JobState, Outcome, StepState, Verification
 from app.targets import registry
+from app.targets.ansi import strip_ansi
 from app.targets.command import stop_orphaned_group
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def execute(job_id: int) -> JobState:
             message = f"Cancelled by {exc.by} during “{step.title}”." + (f" {exc.outcome}" if exc.outcome else "")
             return _finish(job, writer, ctx, actor, JobState.CANCELLED, _after_changes(ctx, message))
         except runbooks.StepFailed as exc:
-            error = redactor(str(exc))
+            error = redactor(strip_ansi(str(exc)))
             writer.emit("step", {"state": StepState.FAILED.value, "error": error}, index)
             if step.follow_up:
                 ctx.warnings.append(f"“{step.title}” failed: {error}")

@@ -18,13 +18,18 @@ from app.jobs.context import JobCancelled, JobContext
 from app.jobs.models import Job
 from app.jobs.runbook import StepFailed
 from app.targets import registry
+from app.targets.ansi import strip_ansi
 from app.targets.command import CommandCancelled, CommandTimedOut, Tee, run_command
 from app.targets.errors import TargetError
-from app.targets.health import run_smoke
+from app.targets.health import Verdict, run_smoke
 from app.targets.process import ProcessControl
 from app.targets.target import Target
 
 SMOKE_TIMEOUT_S = 300
+ANSWER_EXCERPT = 160  # characters of a failing health answer quoted in the message (all of it is in the log)
+APP_LOG_LINES = "app_log_lines"  # ctx.state: how many of the application's log lines the last failed check logged
+# What to do after a failed verification, unless the runbook knows better (a deploy: its automatic rollback).
+ROLL_BACK = "Next: roll back to a known-good commit (revert or reset), or fix the cause and verify again"
 
 # What else must hold for "verified" beyond health and the smoke test (the schema area adds: the database
 # at a head of the deployed code's migrations). check(target) -> (matches, words); words may be "".
@@ -43,8 +48,12 @@ def target_of(ctx: JobContext) -> Target:
 
 
 def message_of(exc: TargetError) -> str:
-    """An adapter error in words for the job page: what happened, then what to try."""
-    text = str(exc)
+    """An adapter error in words for the job page: what happened, then what to try.
+
+    Only its message and fix: what a command printed (a ProcessError's output
+    tail) already streamed into the job's log through the sink.
+    """
+    text = exc.message
     if exc.fix and exc.fix not in text:
         text += f" — {exc.fix}"
     return text
@@ -108,8 +117,20 @@ def verify(ctx: JobContext) -> None:
     passed, detail = check_health(ctx)
     if not passed:
         ctx.verified(False, detail)
-        raise StepFailed(detail)
+        raise unhealthy(ctx, detail)
     verify_passed(ctx, detail)
+
+
+def unhealthy(ctx: JobContext, detail: str, next_step: str = ROLL_BACK) -> StepFailed:
+    """A failed verification as a step's failure: what failed, what to do next, then where the app's log went.
+
+    `detail` is check_health's one-line reason; the application's log lines
+    are in the job's log, never in this message.
+    """
+    message = f"{detail}. {next_step}"
+    if lines := ctx.state.get(APP_LOG_LINES):
+        message += f"; the application's last {lines} log lines are in this job's log"
+    return StepFailed(ctx.redact(message) + ".")
 
 
 def verify_passed(ctx: JobContext, detail: str) -> None:
@@ -125,6 +146,7 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
     """Healthy, smoke test passed, and (with `state_checks`) every area's condition (e.g. schema matches code)."""
     target = target_of(ctx)
     health = target.health()
+    ctx.state.pop(APP_LOG_LINES, None)  # a log pointer from an earlier check of this job no longer holds
     if health is None:
         return False, f"{ctx.target} has no health check: add [targets.{ctx.target}.health] to verify it"
     attempts = 0
@@ -141,15 +163,7 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
             should_cancel=ctx.cancelled, on_probe=on_probe, process=control.watch() if control is not None else None
         )
     if not verdict.ok:
-        # Say why, on the job page: the failing answer and the application's own last words.
-        detail = f"{ctx.target} did not become healthy: {verdict.reason}"
-        if verdict.probe is not None and verdict.probe.status is not None:
-            detail += f"\nlast answer: {verdict.answer}"
-        if tail := (control.log_tail() if control is not None else []):
-            detail += f"\nlast {len(tail)} lines of its log:\n" + "\n".join(f"  {line}" for line in tail)
-        for line in detail.splitlines()[1:]:
-            ctx.log(line, "err")
-        return False, ctx.redact(detail)
+        return False, _not_healthy(ctx, verdict, control)
     detail = f"healthy: {verdict.reason}"
     smoke = target.config.health.smoke
     if smoke:
@@ -172,6 +186,30 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
             detail += f"; {words}"
     ctx.progress(1.0, "healthy")
     return True, detail
+
+
+def _not_healthy(ctx: JobContext, verdict: Verdict, control: ProcessControl | None) -> str:
+    """Why it is not healthy, in one line; the whole last answer and the application's last log lines go to the
+    job's log, where an incident's reader looks for them, not into a message shown on every page."""
+    detail = f"{ctx.target} did not become healthy: {verdict.reason}"
+    probe = verdict.probe
+    if probe is not None and probe.status is not None:
+        ctx.log(f"last answer: {verdict.answer}", "err")
+        if probe.body:
+            detail += f"; it answered {_excerpt(probe.body)}"
+    tail = control.log_tail() if control is not None else []
+    ctx.state[APP_LOG_LINES] = len(tail)
+    if tail:
+        ctx.log(f"the application's last {len(tail)} log lines:", "err")
+        for line in tail:
+            ctx.log(f"  {line}", "err")
+    return ctx.redact(detail)
+
+
+def _excerpt(text: str, limit: int = ANSWER_EXCERPT) -> str:
+    """The start of an answer on one line: whitespace runs folded, colour codes out, cut at limit characters."""
+    flat = " ".join(strip_ansi(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 class ReleaseFailed(Exception):

@@ -177,12 +177,18 @@ def downgrade(ctx: JobContext) -> None:
     ctx.progress(1.0, now)
 
 
+SCHEMA_BACK = (
+    "Next: move the schema back to the revision the checkpoint recorded (upgrade or downgrade), "
+    "or fix the cause and verify again"
+)
+
+
 def verify_app(ctx: JobContext) -> None:
     """Health (and smoke test); then the schema against the code, said in words. Known good only when both match."""
     passed, detail = steps.check_health(ctx, state_checks=False)
     if not passed:
         ctx.verified(False, detail)
-        raise StepFailed(detail)
+        raise steps.unhealthy(ctx, detail, SCHEMA_BACK)
     target = steps.target_of(ctx)
     state = read_state(target)
     _log_state(ctx, target)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from app.targets import sockets
+from app.targets.ansi import strip_ansi
 from app.targets.command import CommandCancelled, CommandTimedOut, Sink, run_command, shown
 from app.targets.errors import TargetError
 
@@ -229,7 +230,7 @@ class HealthCheck:
         body = b""
 
         def done(ok: bool, status: int | None, reason: str) -> Probe:
-            excerpt = body[:BODY_EXCERPT].decode(errors="replace").strip()
+            excerpt = strip_ansi(body[:BODY_EXCERPT].decode(errors="replace")).strip()
             return Probe(ok, status, round((time.monotonic() - started) * 1000, 1), reason, excerpt)
 
         try:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from app.targets import sockets
+from app.targets.ansi import strip_ansi
 from app.targets.command import CommandTimedOut, NullSink, Sink, Tee, run_command
 from app.targets.errors import TargetError
 
@@ -57,7 +58,7 @@ class ProcessError(TargetError):
         self.action = action
         self.argv = tuple(argv) if argv is not None else None
         self.returncode = returncode
-        self.output_tail = tuple(output_tail)
+        self.output_tail = tuple(strip_ansi(line) for line in output_tail)
         self.pid = pid
         self.fix = fix
         super().__init__(message, fix=fix)
@@ -452,7 +453,8 @@ class ManagedProcess:
         return ProcessWatch(seen.pid, seen.start)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
-        """The last lines of the application's log, unmasked: the caller masks secrets before showing them."""
+        """The last lines of the application's log as plain text (colour codes removed), unmasked: the caller
+        masks secrets before showing them."""
         if lines <= 0:
             return []
         try:
@@ -466,7 +468,7 @@ class ManagedProcess:
                     data = fh.read(step) + data
         except OSError:
             return []
-        return data.decode(errors="replace").splitlines()[-lines:]
+        return [strip_ansi(line) for line in data.decode(errors="replace").splitlines()[-lines:]]
 
     # --- steps ----------------------------------------------------------------------------------
 

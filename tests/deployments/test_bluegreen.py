@@ -71,3 +71,18 @@ def test_unhealthy_idle_slot_is_refused_and_nothing_switches(app, runner, slots)
 def test_unknown_slot_is_refused(app, slots):
     with app.app_context(), pytest.raises(ParamError, match="choose one of blue, green"):
         runbooks.get("bluegreen").parse_params({"slot": "purple"}, "staging")
+
+
+def test_a_switch_that_fails_verification_says_to_switch_back(app, runner, slots):
+    _, link, dirs = slots
+    with app.app_context():
+        from app.targets import registry
+
+        registry.current().open("staging").process().stop()
+    job, view = run(app, "bluegreen", slot="green")
+    assert job.state == "failed" and job.verification == "failed"
+    assert Path(os.readlink(link)) == dirs["green"], "the switch happened; verification failed after it"
+    (failed,) = [s for s in view.steps if s.state == "failed"]
+    assert failed.error.startswith("staging did not become healthy: the application is not running")
+    assert ". Next: switch traffic back to blue (Switch blue/green traffic), or fix the cause" in failed.error
+    assert "\n" not in failed.error

@@ -159,10 +159,17 @@ def test_failed_health_check_fails_the_job_with_a_clear_message(app, runner, cod
     job, view = run(app, "verify")
     assert job.state == "failed" and job.verification == "failed"
     assert "did not become healthy: the application is not running" in job.result, "at once, not after 5 s"
+    assert "Next: roll back to a known-good commit (revert or reset)" in job.result
     assert "connection refused" in log_text(view).lower()
+    logged = log_text(view).splitlines()
+    assert any("Rewind stopped pid" in line for line in logged), "the application's own log is in the job's log"
+    assert "log lines are in this job's log" in job.result
+    assert "Rewind stopped pid" not in job.result
 
 
-def test_a_failed_verification_quotes_the_answer_and_the_apps_log_masked(app, runner, code_target, monkeypatch):
+def test_a_failed_verification_says_why_and_what_next_in_short_and_logs_the_apps_log(
+    app, runner, code_target, monkeypatch
+):
     monkeypatch.setenv("STAGING_DB_URL", "postgresql://app:staging-db-pw-77@db/app")
     write_targets_file(app, code_target.toml() + '\n[targets.staging.database]\nurl = "env:STAGING_DB_URL"\n')
     log_file = code_target.repo.parent / "run" / "app.log"
@@ -170,11 +177,27 @@ def test_a_failed_verification_quotes_the_answer_and_the_apps_log_masked(app, ru
         log.write("connecting to postgresql://app:staging-db-pw-77@db/app\n")
     job, view = run(app, "deploy", ref="feature/bad")
     assert job.state == "failed" and job.verification == "failed"
-    assert "answered 500 to 3 probes in a row" in job.result
-    assert 'last answer: status 500: {"status": "broken"' in job.result
-    assert "lines of its log:" in job.result and "\n  connecting to •••\n" in job.result
-    assert "staging-db-pw-77" not in job.result and "staging-db-pw-77" not in log_text(view)
-    assert "  connecting to •••" in log_text(view).splitlines(), "the job log quotes it too"
+    (failed,) = [s for s in view.steps if s.state == "failed"]
+    reason = "staging did not become healthy: answered 500 to 3 probes in a row (status 500, expected 200); "
+    reason += 'it answered {"status": "broken", "greeting": "bonjour"}'
+    next_step = "Automatic rollback is off for this deploy: roll back by hand (revert or reset)"
+    # One short message: the reason, then what to do, then where the app's log went; the same on every page.
+    assert failed.error.startswith(f"{reason}. {next_step}; the application's last ")
+    assert failed.error.endswith(" log lines are in this job's log.")
+    assert job.result.startswith(f"“Verify health” failed: {failed.error}")
+    assert job.result.index(next_step) < job.result.index("Already done before that")
+    assert job.verification_detail == reason
+    for shown in (job.result, failed.error, job.verification_detail):
+        assert "\n" not in shown and "\x1b" not in shown and len(shown) < 500, shown
+        assert "WARNING" not in shown and "connecting to" not in shown and "staging-db-pw-77" not in shown
+    # Everything the message no longer holds is in the job's log: the whole answer and the app's own lines,
+    # colour codes stripped, secrets masked.
+    logged = log_text(view)
+    assert "\x1b" not in logged and "staging-db-pw-77" not in logged
+    assert 'last answer: status 500: {"status": "broken", "greeting": "bonjour"}' in logged.splitlines()
+    assert "  WARNING: health is broken on purpose" in logged.splitlines()
+    assert "  connecting to •••" in logged.splitlines()
+    assert "\x1b[31m" in log_file.read_text(), "the app did colour its line: Rewind took the codes out"
 
 
 def test_restart_gives_a_new_process(app, runner, code_target):
@@ -227,3 +250,37 @@ def test_an_exec_style_start_script_is_restarted_and_verified_not_doubled(app, r
     log = (code_target.repo.parent / "run" / "app.log").read_text()
     assert log.count("migrations applied") == 2 and "Address already in use" not in log
     assert health(code_target)[0] == 200
+
+
+def test_a_failed_restart_command_says_what_failed_and_what_to_do_its_output_only_in_the_log(
+    app, runner, code_target, tmp_path
+):
+    """A service manager's restart fails: the message names the command and the fix; what it printed is logged."""
+    script = tmp_path / "restart.py"
+    script.write_text(
+        "import sys\n"
+        'print("\\x1b[31m\\x1b[1mJob for myapp.service failed\\x1b[0m", flush=True)\n'
+        'print("See \\x1b[1mjournalctl -xeu myapp.service\\x1b[0m for details.", file=sys.stderr)\n'
+        "sys.exit(1)\n"
+    )
+    service_target = f"""
+[targets.svc]
+[targets.svc.repo]
+path = "{code_target.repo}"
+[targets.svc.process]
+restart = ["{sys.executable}", "{script}"]
+"""
+    write_targets_file(app, code_target.toml() + service_target)
+    job, view = run(app, "restart", target="svc")
+    assert job.state == "failed"
+    (failed,) = [s for s in view.steps if s.state == "failed"]
+    assert failed.error == (
+        f"restart: `{shlex.join([sys.executable, str(script)])}` exited with status 1 — run the same command by hand"
+        " as Rewind's user to see why (systemctl may need polkit or sudo rules for that user; check the unit or"
+        " program name)"
+    )
+    assert job.result == f"“Restart the application” failed: {failed.error}"
+    logged = log_text(view).splitlines()
+    assert "\x1b" not in log_text(view)
+    assert "Job for myapp.service failed" in logged
+    assert "See journalctl -xeu myapp.service for details." in logged

@@ -35,6 +35,18 @@ def test_upgrade_to_the_heads_checks_the_table_and_marks_known_good(app, runner,
         assert db.session.scalars(select(KnownGood.commit)).all() == [shop_target.commits["posts and index"]]
 
 
+def test_an_upgrade_the_app_fails_after_says_so_in_short_and_how_to_move_the_schema_back(app, runner, shop_target):
+    with app.app_context():
+        registry.current().open("shop").process().stop()
+    job, view = run(app, "schema_upgrade", "shop", revision="heads")
+    assert job.state == "failed" and job.verification == "failed"
+    assert shop_target.versions() == {"d4000004"}, "the upgrade itself was done"
+    (failed,) = [s for s in view.steps if s.state == "failed"]
+    assert failed.error.startswith("shop did not become healthy: the application is not running")
+    assert ". Next: move the schema back to the revision the checkpoint recorded (upgrade or downgrade)" in failed.error
+    assert "\n" not in failed.error and job.result.startswith(f"“Verify health and schema” failed: {failed.error}")
+
+
 def test_unknown_ambiguous_and_not_applied_revisions_are_refused_before_anything_runs(app, shop_target):
     with pytest.raises(ParamError, match="no revision 'zz'"):
         parse(app, "schema_upgrade", revision="zz")

@@ -30,6 +30,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+if STATUS != "healthy":  # as dev servers do: a coloured warning in the log, before the first answer
+    print("\\x1b[31m\\x1b[1mWARNING: health is broken on purpose\\x1b[0m", file=sys.stderr, flush=True)
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
 

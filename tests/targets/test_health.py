@@ -263,6 +263,12 @@ def test_the_failing_answer_keeps_only_the_start_of_a_long_body(server):
     assert probe.body == "x" * 400 and probe.answer == "status 502: " + "x" * 400
 
 
+def test_the_failing_answer_is_kept_without_colour_codes(server):
+    server.route("/health", 500, b"\x1b[31mInternalError\x1b[0m: column \x1b[1msigned_up_at\x1b[0m does not exist")
+    probe = HealthCheck(server.url()).probe()
+    assert probe.answer == "status 500: InternalError: column signed_up_at does not exist"
+
+
 @pytest.mark.parametrize("threshold", [0, -1, 1.5, True])
 def test_the_failure_threshold_is_a_count_of_probes(threshold):
     with pytest.raises(ValueError, match="failure_threshold must be a count of probes"):

@@ -497,6 +497,31 @@ def test_log_tail_gives_the_last_lines(managed):
     assert process.log_tail() == []
 
 
+def test_log_tail_takes_colour_codes_out(managed):
+    process = managed()
+    process.log_file.parent.mkdir(parents=True)
+    process.log_file.write_bytes(
+        b"\x1b[31m\x1b[1mWARNING: This is a development server.\x1b[0m\n"
+        b" * Running on http://127.0.0.1:5000\n"
+        b'127.0.0.1 - - "\x1b[35m\x1b[1mGET /health HTTP/1.1\x1b[0m" 500 -\n'
+    )
+    assert process.log_tail() == [
+        "WARNING: This is a development server.",
+        " * Running on http://127.0.0.1:5000",
+        '127.0.0.1 - - "GET /health HTTP/1.1" 500 -',
+    ]
+
+
+def test_a_failed_commands_output_tail_has_no_colour_codes():
+    failing = py("import sys; print('\\x1b[31mJob for myapp.service failed\\x1b[0m'); sys.exit(1)")
+    lines = Lines()
+    with pytest.raises(ProcessError) as caught:
+        CommandControl(start=failing, stop=None, restart=None).start(lines)
+    assert ("out", "\x1b[31mJob for myapp.service failed\x1b[0m") in lines, "the sink gets the line as printed"
+    assert caught.value.output_tail == ("Job for myapp.service failed",)
+    assert "\x1b" not in str(caught.value)
+
+
 def test_command_control_has_nothing_to_watch_and_no_log():
     control = CommandControl(None, None, None)
     assert control.watch() is None and control.log_tail() == []
