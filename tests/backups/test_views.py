@@ -79,7 +79,7 @@ def test_admin_sees_restore_with_a_confirmation_naming_target_and_backup(as_role
     shop(protected=True)
     page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
     assert re.search(rf'data-confirm="Restore {re.escape(OLD)} on shop\?', page)
-    assert 'Type <kbd>shop</kbd> to confirm</label>' in page  # protected: the name must be typed
+    assert "Type <kbd>shop</kbd> to confirm</label>" in page  # protected: the name must be typed
     assert "Undo restore</button>" in page and "Back up now" in page
 
 
@@ -119,7 +119,7 @@ def test_the_cleanup_button_keeps_unsaved_copies_and_a_protected_target_needs_it
     client = as_role(Role.ADMIN)
     page = client.get("/targets/shop/backups").get_data(as_text=True)
     (form,) = [f for f in page.split("<form")[1:] if 'value="cleanup_restores"' in f]
-    assert 'name="spare_unsaved" value="yes"' in form and 'Type <kbd>shop</kbd> to confirm' in form
+    assert 'name="spare_unsaved" value="yes"' in form and "Type <kbd>shop</kbd> to confirm" in form
     assert "no backup holds is kept" in form
     fields = {"runbook": "cleanup_restores", "target": "shop", "older_than_hours": "24"}
     response = post(client, "/jobs", fields)
@@ -233,7 +233,7 @@ def test_the_undo_on_a_protected_target_s_restore_page_needs_the_name_typed(app,
     shop(protected=True)
     job_id = _restore_job(app)
     undo = _form_of(as_role(Role.ADMIN).get(f"/jobs/{job_id}").get_data(as_text=True), "Undo restore")
-    assert 'value="shop.db.pre_restore_20240101000000"' in undo and 'Type <kbd>shop</kbd> to confirm' in undo
+    assert 'value="shop.db.pre_restore_20240101000000"' in undo and "Type <kbd>shop</kbd> to confirm" in undo
     assert f'name="next" value="/jobs/{job_id}"' in undo  # a refusal comes back to this page
 
 
