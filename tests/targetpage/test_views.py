@@ -49,6 +49,33 @@ def test_overview_shows_health_process_code_and_jobs(app, users, as_role, runner
     assert ">Start</button>" not in page, "viewers get no buttons"
 
 
+def _section(page: str, section_id: str) -> str:
+    start = page.index(f'id="{section_id}"')
+    return page[page.rindex("<section", 0, start) : page.index("</section>", start)]
+
+
+def test_the_overview_state_and_recent_entries_follow_the_target_by_themselves(
+    app, users, as_role, runner, code_target
+):
+    """A job that ends while the page is open (a revert making the target healthy again) shows without a reload:
+    the state and the recent entries poll the page as a background request and swap in their own part only."""
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/staging").get_data(as_text=True)
+    for section_id in ("overview-state", "overview-recent"):
+        tag = _section(page, section_id).split(">", 1)[0]
+        assert 'hx-get="/targets/staging"' in tag and 'hx-trigger="every 10s"' in tag, tag
+        assert f'hx-select="#{section_id}"' in tag and 'hx-swap="outerHTML"' in tag, tag
+        assert """hx-headers='{"X-Rewind-Background": "1"}'""" in tag, tag  # polling is not a person acting
+    assert 'id="target-actions"' not in _section(page, "overview-state") + _section(page, "overview-recent")
+    assert "job #" not in _section(page, "overview-state")
+
+    job, _ = run(app, "verify")
+    polled = client.get("/targets/staging", headers={"HX-Request": "true", "X-Rewind-Background": "1"})
+    state = _section(polled.get_data(as_text=True), "overview-state")
+    assert f'id="overview-last-job"><a href="/jobs/{job.id}">job #{job.id}</a> verify' in state
+    assert f'href="/jobs/{job.id}"' in _section(polled.get_data(as_text=True), "overview-recent")
+
+
 def test_an_unhealthy_target_says_why(app, users, as_role, code_target):
     from app.jobs.engine import engine
 
