@@ -16,6 +16,15 @@ from app.extensions import db
 
 # How many recent known-good marks to try when looking for one still on the branch.
 KNOWN_GOOD_LOOKBACK = 50
+# A checkpoint's reason is what it was taken before (a runbook's title), or this and what it was taken after.
+AFTER = "after: "
+
+
+def moment_of(reason: str) -> str:
+    """When a checkpoint was taken, in words: before “Revert commits”, after “Restore a backup”."""
+    if reason.startswith(AFTER):
+        return f"after “{reason.removeprefix(AFTER)}”"
+    return f"before “{reason}”"
 
 
 def record(

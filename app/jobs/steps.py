@@ -87,7 +87,7 @@ def checkpoint_after(ctx: JobContext) -> None:
 
     Nothing audits such a change area by area, so without this Rewind's newest record of, say, the flags would be
     the one from before the swap, and every flag the swap moved would read as changed outside Rewind."""
-    _record_checkpoint(ctx, f"after: {ctx.runbook_title}")
+    _record_checkpoint(ctx, store.AFTER + ctx.runbook_title)
 
 
 def _record_checkpoint(ctx: JobContext, reason: str) -> dict:
@@ -112,12 +112,14 @@ def restart(ctx: JobContext) -> None:
     ctx.progress(1.0, "restarted")
 
 
-def verify(ctx: JobContext) -> None:
-    """Healthy within the timeout, then the smoke command; the result is the job's verification."""
+def verify(ctx: JobContext, next_step: str = ROLL_BACK) -> None:
+    """Healthy within the timeout, then the smoke command; the result is the job's verification.
+
+    `next_step`: what to do when it fails, said after the reason."""
     passed, detail = check_health(ctx)
     if not passed:
         ctx.verified(False, detail)
-        raise unhealthy(ctx, detail)
+        raise unhealthy(ctx, detail, next_step)
     verify_passed(ctx, detail)
 
 

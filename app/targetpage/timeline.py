@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import and_, not_, or_, select
 
 from app.audit.models import AuditEvent
+from app.checkpoints.store import moment_of
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs.models import Job
@@ -221,7 +222,7 @@ def _entry(event: AuditEvent, details: dict, jobs: dict[int, Job]) -> Entry:
 def _describe(event: AuditEvent, details: dict) -> str:
     if event.action == "checkpoints.record":
         commit = f"commit {details['commit'][:12]}" if details.get("commit") else "no commit recorded"
-        return f"Checkpoint #{details.get('checkpoint_id')} before “{details.get('reason', '')}”: {commit}"
+        return f"Checkpoint #{details.get('checkpoint_id')} {moment_of(str(details.get('reason', '')))}: {commit}"
     if event.action == "checkpoints.known_good":
         return f"{(details.get('commit') or '?')[:12]} marked known good: {details.get('why', '')}".rstrip(": ")
     shown = ", ".join(f"{k} {v}" for k, v in details.items() if k not in ("job_id",) and not isinstance(v, dict | list))

@@ -127,3 +127,11 @@ def test_a_checkpoint_without_a_commit_says_so_instead_of_a_question_mark(app, a
     assert entry.text == "Checkpoint #7 before “flags first seen”: no commit recorded"
     page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
     assert "commit ?" not in page and "no commit recorded" in page
+
+
+def test_a_checkpoint_taken_after_a_swap_says_after(app, as_role, users):
+    with app.app_context():
+        details = {"checkpoint_id": 8, "commit": "a" * 40, "reason": "after: Restore a backup", "job_id": None}
+        record_and_commit("checkpoints.record", target="staging", details=details)
+        (entry,) = timeline.page("staging").items
+    assert entry.text == f"Checkpoint #8 after “Restore a backup”: commit {'a' * 12}"
