@@ -11,11 +11,14 @@ import psycopg
 import pytest
 
 from app.backups.catalog import Catalog
-from app.backups.restore import RestoreFailed, check_owner
+from app.backups.restore import RestoreFailed, check_owner, restore_scratch
+from app.backups.setup import setup_of
+from app.targets import registry
 from app.targets.dbadmin import Postgres
 from tests.backups.conftest import RECIPIENT
 from tests.backups.test_runbooks import backup_now, copies
 from tests.deployments.test_runbooks import log_text, run
+from tests.support.sinks import Lines
 from tests.support.targets import write_targets_file
 
 
@@ -186,3 +189,72 @@ def test_a_real_restore_still_refuses_when_rewind_s_user_cannot_act_as_the_owner
     assert f"GRANT {owner} TO {rewind_user}; or put {owner}'s login in database.url" in said
     assert copies(data_target) == [] and data_target.snapshot() == before
     assert Catalog(data_target.backup_dir).get(name).restore_tested is None
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_test_copy_filled_as_rewind_s_user_keeps_live_s_connect_restrictions(app, runner, data_target):
+    """Live lets only named roles connect; its test copy (production's data) must not let every role in.
+
+    Filled as Rewind's own user, the copy is made without live's ACL (`acl=None`), i.e. PUBLIC may CONNECT."""
+    name, _, rewind_user = _not_the_owner(app, data_target)
+    stranger, _ = _role(data_target, "stranger")
+    live = data_target.url.rsplit("/", 1)[1]
+    data_target.execute(f'REVOKE ALL ON DATABASE "{live}" FROM PUBLIC')
+    data_target.execute(f'GRANT CONNECT ON DATABASE "{live}" TO {rewind_user}')
+    scratch = "as_self_scratch"
+    with app.app_context():
+        setup = setup_of(registry.current().open(data_target.name))
+        restore_scratch(setup, setup.catalog.get(name), scratch, Lines(), settings=False)
+    try:
+        with psycopg.connect(data_target.pg_url) as conn:
+            may = dict(
+                conn.execute(
+                    "SELECT datname, has_database_privilege(%s, datname, 'CONNECT') FROM pg_database "
+                    "WHERE datname IN (%s, %s)",
+                    (stranger, live, scratch),
+                ).fetchall()
+            )
+    finally:
+        with psycopg.connect(data_target.pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}"')
+    assert may[live] is False
+    assert may[scratch] is False, f"{stranger} may connect to the test copy of {live}, as it may not to {live}"
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_test_copy_filled_as_rewind_s_user_gets_live_s_search_path(app, runner, data_target):
+    """Live finds its key tables through its own search_path (ALTER DATABASE … SET): a good backup must pass.
+
+    Filled as Rewind's own user, the copy is Rewind's: it may give it live's database-wide settings. They are
+    checked against live instead (which Rewind, not its owner, may not alter), refused, and the copy goes without
+    them: its key tables are not found, and a good backup fails its restore test."""
+    live = data_target.url.rsplit("/", 1)[1]
+    data_target.execute("CREATE SCHEMA shop")
+    for table in ("user", "orders"):
+        data_target.execute(f'ALTER TABLE public."{table}" SET SCHEMA shop')
+    data_target.execute(f'ALTER DATABASE "{live}" SET search_path = shop, public')
+    data_target.execute(f'ALTER DATABASE "{live}" SET log_statement = none')  # superuser-only: not for Rewind's
+    name, _, _ = _not_the_owner(app, data_target)
+
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    text = log_text(view)
+    assert job.state == "succeeded", (job.result, text)
+    assert "user 20, orders 20" in Catalog(data_target.backup_dir).get(name).restore_tested["detail"]
+    assert "the test copy goes without `ALTER DATABASE" in text and "log_statement" in text  # said, not fatal
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_plain_backup_with_default_privileges_of_several_kinds_passes_its_restore_test(
+    app, runner, data_target, pg_server
+):
+    _, owner, _ = _not_the_owner(app, data_target)
+    app_role, _ = _role(data_target, "shop_app")
+    data_target.execute(
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE "
+        f"ON TABLES TO {app_role}"
+    )
+    name = _plain_backup(data_target, pg_server)
+
+    job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert Catalog(data_target.backup_dir).get(name).restore_tested["ok"] is True

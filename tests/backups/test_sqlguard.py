@@ -502,3 +502,17 @@ def test_leaving_a_statement_out_never_leaves_out_the_start_or_end_of_a_comment(
     out = io.BytesIO()
     assert guard(io.BytesIO(closing), out, leave_out_ownership=True) is None
     assert out.getvalue() == closing, "the line that closes the comment is psql's too"
+
+
+# pg_dump's own line for default privileges of a few kinds on tables: 18 top-level words
+MANY_WORDS = (
+    b"ALTER DEFAULT PRIVILEGES FOR ROLE shop_owner IN SCHEMA public GRANT SELECT,INSERT,UPDATE,DELETE ON TABLES "
+    b"TO shop_app;\n"
+)
+
+
+def test_default_privileges_for_role_of_many_words_are_left_out_too():
+    """Only the first four words say it is one: its length must not keep it in (psql would fail the fill)."""
+    out = io.BytesIO()
+    assert guard(io.BytesIO(MANY_WORDS), out, leave_out_ownership=True) is None
+    assert out.getvalue() == sqlguard.LEFT_OUT
