@@ -10,9 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from app.auth import models as auth_models
 from app.auth.roles import Role
 from tests.support.apps import PostgresTemplate, SqliteTemplate, add_role_users, build_app, login
 from tests.support.postgres import PostgresUnavailable, TempPostgres
+
+# The suite makes and signs in thousands of throwaway accounts: scrypt's 0.1 s a hash would be minutes of it.
+# Sign-in still runs the real check, against hashes made this cheap way. Servers and CLIs the tests start as
+# processes keep the real method (tests/auth/test_passwords.py).
+auth_models.HASH_METHOD = "pbkdf2:sha256:1"
 
 TARGETS = """\
 [targets.staging.repo]

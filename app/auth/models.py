@@ -9,6 +9,15 @@ from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
 
+# werkzeug's method: scrypt, n=32768 (about 0.1 s a hash here, the point of it). Checks read the method back
+# from each stored hash, so changing it here leaves existing passwords working. The test suite sets a cheap one
+# for its throwaway accounts (tests/conftest.py).
+HASH_METHOD = "scrypt"
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=HASH_METHOD)
+
 
 class User(UserMixin, db.Model):
     __tablename__ = "user_account"
@@ -35,7 +44,7 @@ class User(UserMixin, db.Model):
         return not self.disabled
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = hash_password(password)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
