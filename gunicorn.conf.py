@@ -75,27 +75,40 @@ def post_worker_init(worker):
         import threading
 
         from app.jobs.engine import engine
+        from app.signalrelay import SignalRelay
 
         runner = engine(app).start_runner()
         grace = app.config["REWIND_SETTINGS"].graceful_timeout_s
-        stopping = threading.Thread(target=runner.drain, args=(grace,), name="rewind-drain")
-        worker.rewind_drain = stopping
+        term = threading.Event()
+
+        def drain_on_term():
+            term.wait()
+            runner.drain(grace)
+
+        # Started now, waiting: the SIGTERM handler starts no thread (one started from a handler can hang for ever
+        # on a lock the main thread held when the signal landed, app/signalrelay.py says which).
+        stopping = threading.Thread(target=drain_on_term, name="rewind-drain", daemon=True)
+        stopping.start()
+        relay = SignalRelay(term, name="rewind-signals")
+        worker.rewind_drain, worker.rewind_signals = stopping, relay
         stop_serving = worker.handle_exit
 
         def on_term(sig, frame):
-            """Stop claiming jobs at once, while gunicorn lets open requests finish."""
-            if not stopping.is_alive() and stopping.ident is None:
-                stopping.start()
+            """Stop claiming jobs at once (the relay wakes the drain), while gunicorn lets open requests finish."""
+            relay.note()
             stop_serving(sig, frame)
 
         signal.signal(signal.SIGTERM, on_term)
 
 
 def worker_exit(server, worker):
-    """Do not leave before the job runner has finished its graceful stop (jobs done, or marked interrupted)."""
-    stopping = getattr(worker, "rewind_drain", None)
-    if stopping is not None and stopping.ident is not None:
-        stopping.join()
+    """Do not leave before the job runner has finished its graceful stop (jobs done, or marked interrupted).
+
+    Only after a SIGTERM: a worker leaving otherwise (Ctrl-C, max requests) never woke the drain, which waits
+    on as a daemon thread and ends with the process."""
+    relay = getattr(worker, "rewind_signals", None)
+    if relay is not None and relay.noted:
+        worker.rewind_drain.join()
 
 
 # Rewind does not use gunicorn's control socket; leaving it on makes two instances on one host collide.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Select, or_, select
 
@@ -11,21 +11,27 @@ from app.audit.models import AuditEvent
 from app.extensions import db
 from app.statuses import Outcome
 
+TIME_FORM = "use 2026-11-26 14:05 or an ISO 8601 time"
+
 
 class FilterError(ValueError):
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
+    """Filter values that cannot be read, each with its field; carries every value as typed so none is lost."""
+
+    def __init__(self, problems: dict[str, str], typed: AuditFilter) -> None:
+        super().__init__(" · ".join(f"{field}: {problem}" for field, problem in problems.items()))
+        self.problems = problems
+        self.typed = typed
 
 
-def _parse_time(field: str, raw: str) -> datetime | None:
+def _parse_time(raw: str) -> datetime | None:
+    """A UTC time as the form's inputs send it (2026-11-26T14:05) or any ISO 8601 time; an offset is turned to UTC."""
     raw = raw.strip()
     if not raw:
         return None
-    try:
-        return datetime.fromisoformat(raw.removesuffix("Z"))
-    except ValueError:
-        raise FilterError(field, f"expected a UTC time like 2026-11-25T14:30, got {raw!r}") from None
+    parsed = datetime.fromisoformat(raw.removesuffix("Z"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -39,13 +45,20 @@ class AuditFilter:
 
     @classmethod
     def from_args(cls, args) -> AuditFilter:
-        values = {name: args.get(name, "").strip()[:128] for name in cls.__dataclass_fields__}
-        outcome = values["outcome"]
-        if outcome and outcome not in set(Outcome):
-            raise FilterError("outcome", f"choose one of {', '.join(Outcome)}, got {outcome!r}")
-        _parse_time("since", values["since"])
-        _parse_time("until", values["until"])
-        return cls(**values)
+        """The filters of a query string; FilterError names every field that cannot be read, not only the first."""
+        typed = cls(**{name: args.get(name, "").strip()[:128] for name in cls.__dataclass_fields__})
+        problems = {}
+        if typed.outcome and typed.outcome not in set(Outcome):
+            problems["outcome"] = f"{typed.outcome!r} is not an outcome; choose one of {', '.join(Outcome)}"
+        for field in ("since", "until"):
+            raw = getattr(typed, field)
+            try:
+                _parse_time(raw)
+            except ValueError:
+                problems[field] = f"{raw!r} is not a time; {TIME_FORM}"
+        if problems:
+            raise FilterError(problems, typed)
+        return typed
 
     def as_args(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}
@@ -59,9 +72,9 @@ class AuditFilter:
             stmt = stmt.where(AuditEvent.target == self.target)
         if self.outcome:
             stmt = stmt.where(AuditEvent.outcome == self.outcome)
-        if since := _parse_time("since", self.since):
+        if since := _parse_time(self.since):
             stmt = stmt.where(AuditEvent.ts >= since)
-        if until := _parse_time("until", self.until):
+        if until := _parse_time(self.until):
             stmt = stmt.where(AuditEvent.ts < until)
         return stmt
 

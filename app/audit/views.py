@@ -26,20 +26,29 @@ PAGE_SIZE = 50
 EXPORT_COLUMNS = (*chain.FIELDS, "hash")
 
 
-def _filter_or_400() -> AuditFilter:
+def _export_filter() -> AuditFilter:
+    """An export is a file, not a page: a filter it cannot read is a 400 whose one line says which and how."""
     try:
         return AuditFilter.from_args(request.args)
     except FilterError as exc:
-        abort(400, description=f"Bad filter {exc}")
+        abort(Response(f"Bad filter: {exc}\n", status=400, mimetype="text/plain"))
 
 
 @bp.get("")
 @requires(Role.VIEWER)
 def index():
-    filters = _filter_or_400()
+    """The log, filtered; a filter it cannot read shows the page again with the reason and every value as typed."""
     before = parse_cursor(request.args.get("before"))
+    try:
+        filters = AuditFilter.from_args(request.args)
+    except FilterError as exc:
+        return render_template(
+            "audit/index.html", page=None, filters=exc.typed, problems=exc.problems, outcomes=list(Outcome), before=None
+        ), 400
     page = keyset_page(filters.apply(select(AuditEvent)), AuditEvent.id, before=before, limit=PAGE_SIZE)
-    return render_template("audit/index.html", page=page, filters=filters, outcomes=list(Outcome), before=before)
+    return render_template(
+        "audit/index.html", page=page, filters=filters, problems={}, outcomes=list(Outcome), before=before
+    )
 
 
 # One incremental check at a time per process: concurrent badge requests would only repeat the same work.
@@ -85,7 +94,7 @@ def _export_rows(filters: AuditFilter):
 @bp.get("/export.jsonl")
 @requires(Role.VIEWER)
 def export_jsonl():
-    filters = _filter_or_400()
+    filters = _export_filter()
 
     def lines():
         for row in _export_rows(filters):
@@ -101,7 +110,7 @@ def export_jsonl():
 @bp.get("/export.csv")
 @requires(Role.VIEWER)
 def export_csv():
-    filters = _filter_or_400()
+    filters = _export_filter()
 
     def lines():
         buffer = io.StringIO()

@@ -24,11 +24,14 @@ def ops_database_status() -> tuple[bool, str]:
         return False, f"unreachable: {type(exc).__name__}"
 
 
+def recent_activity(limit: int = 10) -> list[AuditEvent]:
+    return list(db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)))
+
+
 @bp.get("/")
 @requires(Role.VIEWER)
 def index():
     ok, db_status = ops_database_status()
-    recent = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(10)).all()
     settings = current_app.config["REWIND_SETTINGS"]
     health = engine().health
     return render_template(
@@ -36,7 +39,7 @@ def index():
         cards=build_cards(health.reading),
         db_ok=ok,
         db_status=db_status,
-        recent=recent,
+        recent=recent_activity(),
         config_path=settings.config_path,
         config_exists=settings.config_path.exists(),
     )
@@ -48,6 +51,13 @@ def cards():
     """The target cards alone: the dashboard refreshes them by itself."""
     health = engine().health
     return render_template("dashboard/_cards.html", cards=build_cards(health.reading))
+
+
+@bp.get("/dashboard/activity")
+@requires(Role.VIEWER)
+def activity():
+    """The recent activity alone: the dashboard refreshes it by itself, as it does the cards."""
+    return render_template("dashboard/_activity.html", recent=recent_activity())
 
 
 @bp.get("/healthz")

@@ -31,6 +31,7 @@ from app.jobs import service
 from app.jobs.follow import follow, replay
 from app.jobs.models import Job
 from app.jobs.runner import Runner, runners_alive
+from app.signalrelay import signals_set
 from app.statuses import ExitStatus, JobState, Outcome
 from app.targets import registry
 
@@ -64,7 +65,7 @@ def worker() -> None:
         )
     runner = engine(app).start_runner()
     stop = threading.Event()
-    with _signals_set((signal.SIGTERM, signal.SIGINT), stop):
+    with signals_set((signal.SIGTERM, signal.SIGINT), stop):
         click.echo(f"rewind worker {runner.identity}: running up to {runner.workers} jobs at once")
         stop.wait()
         grace = settings.graceful_timeout_s
@@ -73,38 +74,6 @@ def worker() -> None:
         if interrupted:
             click.echo(f"marked interrupted (Rewind was stopped): {', '.join(f'#{i}' for i in interrupted)}")
         runner.stop(wait=False)
-
-
-@contextlib.contextmanager
-def _signals_set(signums: tuple[signal.Signals, ...], *events: threading.Event) -> Iterator[None]:
-    """While inside, each of these signals sets these events, in this order, from a thread of its own.
-
-    A handler runs on the main thread between any two bytecodes, also while that thread holds the lock inside an
-    Event's wait() or clear() that set() takes: setting the event there, it would wait on its own thread for ever.
-    So the handler only writes a byte to a pipe."""
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-
-    def relay() -> None:
-        while os.read(read_end, 64):
-            for event in events:
-                event.set()
-
-    def noted(*_) -> None:
-        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a signal
-            os.write(write_end, b"\0")
-
-    relaying = threading.Thread(target=relay, name="rewind-signals", daemon=True)
-    relaying.start()
-    previous = {signum: signal.signal(signum, noted) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        os.close(write_end)  # the relay reads the end of the pipe and returns
-        relaying.join()
-        os.close(read_end)
 
 
 # --- who, what, where --------------------------------------------------------------------
@@ -219,7 +188,7 @@ def _ctrl_c_noted() -> Iterator[tuple[threading.Event, threading.Event]]:
     """(pressed, news): Ctrl-C sets both, pressed first, instead of raising KeyboardInterrupt wherever the main
     thread is. Raised inside a lock's release (an Event's wait), it left the lock broken: a RuntimeError, no cancel."""
     pressed, news = threading.Event(), threading.Event()
-    with _signals_set((signal.SIGINT,), pressed, news):
+    with signals_set((signal.SIGINT,), pressed, news):
         yield pressed, news
 
 

@@ -7,6 +7,7 @@ import re
 from datetime import datetime
 
 import pytest
+from markupsafe import escape
 from sqlalchemy import text
 
 from app.audit import chain, store
@@ -77,18 +78,70 @@ def test_action_prefix_matches_whole_segments(app, users, as_role):
     assert "<code>user.create</code>" in exact and "<code>auth.login</code>" not in exact
 
 
+def test_a_bad_page_cursor_is_a_clear_400(as_role, users):
+    response = as_role(Role.VIEWER).get("/audit?before=abc")
+    assert response.status_code == 400
+    assert "page cursor must be a row number" in response.get_data(as_text=True)
+
+
+def _input(page: str, name: str) -> str:
+    """The opening tag of a filter field."""
+    match = re.search(rf'<(?:input|select)[^>]*name="{name}"[^>]*>', page)
+    assert match, name
+    return match.group(0)
+
+
 @pytest.mark.parametrize(
-    "query, message",
+    "field, value, message",
     [
-        ("before=abc", "page cursor must be a row number"),
-        ("outcome=maybe", "outcome: choose one of"),
-        ("since=yesterday", "since: expected a UTC time"),
+        ("since", "garbage", "since: 'garbage' is not a time; use 2026-11-26 14:05 or an ISO 8601 time"),
+        ("until", "26/11/2026", "until: '26/11/2026' is not a time; use 2026-11-26 14:05 or an ISO 8601 time"),
+        ("outcome", "maybe", "outcome: 'maybe' is not an outcome; choose one of ok, denied, failed"),
     ],
 )
-def test_bad_query_is_a_clear_400(as_role, users, query, message):
-    response = as_role(Role.VIEWER).get(f"/audit?{query}")
+def test_a_bad_filter_shows_the_page_with_the_reason_and_keeps_the_other_filters(as_role, users, field, value, message):
+    args = {"actor": "person1", "action": "job.start", "target": "production", "since": "2026-11-25T09:00"}
+    args[field] = value
+    response = as_role(Role.VIEWER).get("/audit", query_string=args)
     assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert 'aria-label="Filter audit events"' in page and "<h1>Audit log</h1>" in page, "the normal page, with its form"
+    error = page[page.index('id="audit-filter-error"') : page.index("</div>", page.index('id="audit-filter-error"'))]
+    assert f'id="filter-{field}-error">{escape(message)}</p>' in error
+    assert 'aria-invalid="true"' in _input(page, field)
+    for name, kept in args.items():
+        if name not in (field, "outcome"):
+            assert f'value="{kept}"' in _input(page, name), name
+            assert "aria-invalid" not in _input(page, name)
+    assert "No events shown until the filter above is fixed." in page
+    assert "export.csv" not in page, "no export links carrying the bad value"
+
+
+def test_every_unreadable_filter_is_named_at_once(as_role, users):
+    page = as_role(Role.VIEWER).get("/audit?since=soon&until=later&outcome=meh&actor=ops").get_data(as_text=True)
+    for field in ("since", "until", "outcome"):
+        assert f'id="filter-{field}-error">{field}: ' in page
+    assert 'value="ops"' in _input(page, "actor")
+
+
+def test_a_time_with_an_offset_is_read_as_utc(app, users, as_role):
+    seed(app, 3)
+    with app.app_context():
+        db.session.execute(text("UPDATE audit_event SET ts = '2020-01-01 10:00:00' WHERE id = 4"))
+        db.session.execute(text("UPDATE audit_event SET ts = '2020-01-01 12:00:00' WHERE id IN (5, 6)"))
+        db.session.commit()
+    client = as_role(Role.VIEWER)  # 13:00 at +02:00 is 11:00 UTC; Until in the form's other spelling, with a space
+    page = client.get("/audit", query_string={"since": "2020-01-01T13:00+02:00", "until": "2020-01-01 12:30"})
+    assert ids_on(page.get_data(as_text=True)) == [6, 5]
+
+
+@pytest.mark.parametrize("export", ["export.csv", "export.jsonl"])
+def test_an_export_with_a_bad_filter_says_which_in_one_line(as_role, users, export):
+    response = as_role(Role.VIEWER).get(f"/audit/{export}?actor=person1&since=garbage")
+    assert response.status_code == 400 and response.mimetype == "text/plain"
+    assert response.get_data(as_text=True) == (
+        "Bad filter: since: 'garbage' is not a time; use 2026-11-26 14:05 or an ISO 8601 time\n"
+    )
 
 
 def test_time_range_filter(app, users, as_role):

@@ -1,8 +1,12 @@
 """A graceful stop lets running jobs finish, claims nothing new, and marks the rest interrupted, saying why."""
 
+import os
+import runpy
 import signal
 import sqlite3
 import subprocess
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +56,64 @@ def test_jobs_still_running_at_the_timeout_are_interrupted_and_their_commands_st
     assert not runner._running, "the job's thread stopped its command and let go"
     assert job(app, long).state == "interrupted", "the job's own ending did not overwrite it"
     runner.stop()
+
+
+def test_a_web_workers_sigterm_handler_starts_no_thread_it_wakes_the_waiting_drain(app):
+    """A thread started inside a signal handler can hang the worker for ever (app/signalrelay.py says how): the
+    drain thread is waiting before any signal, the handler only notes it, and gunicorn's own stop still runs."""
+    from gunicorn.config import Config
+
+    from app import serving
+
+    hooks = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
+    worker = serving.BalancedThreadWorker(0, os.getpid(), [], None, 30, Config(), None)  # real, not started
+    worker.method_queue.init()
+    worker.wsgi = app
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        hooks["post_worker_init"](worker)
+        runner, drain = engine(app).runner, worker.rewind_drain
+        assert drain.is_alive() and runner.running, "the drain waits, started before any signal"
+        before = set(threading.enumerate())
+        signal.raise_signal(signal.SIGTERM)  # the handler has run when this returns
+        assert set(threading.enumerate()) - before == set(), "the handler started no thread"
+        assert not worker.alive, "gunicorn's own graceful stop ran"
+        wait_for(lambda: not runner.running, timeout=30)  # the relay woke the drain: nothing more is claimed
+        queued = enqueue(app, "test.count", lines=1)
+        hooks["worker_exit"](None, worker)
+        assert not drain.is_alive(), "worker_exit waited for the drain"
+        assert job(app, queued).state == "queued"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if hasattr(worker, "rewind_signals"):
+            worker.rewind_signals.close()
+        worker.method_queue.close()
+        engine(app).runner.stop()
+
+
+def test_a_web_worker_leaving_without_sigterm_does_not_wait_for_the_drain(app):
+    """Max requests reached, say: no SIGTERM woke the drain, so worker_exit must not wait on it for ever."""
+    from gunicorn.config import Config
+
+    from app import serving
+
+    hooks = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
+    worker = serving.BalancedThreadWorker(0, os.getpid(), [], None, 30, Config(), None)
+    worker.wsgi = app
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        hooks["post_worker_init"](worker)
+        leaving = threading.Thread(target=hooks["worker_exit"], args=(None, worker))
+        leaving.start()
+        leaving.join(timeout=30)
+        assert not leaving.is_alive(), "worker_exit waited for a drain nothing had woken"
+        assert worker.rewind_drain.is_alive() and engine(app).runner.running
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        worker.rewind_signals.note()  # let the waiting drain end, then the relay
+        worker.rewind_drain.join(timeout=60)
+        worker.rewind_signals.close()
+        engine(app).runner.stop()
 
 
 def test_sigterm_to_gunicorn_marks_an_unfinished_job_interrupted(tmp_path):
