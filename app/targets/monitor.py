@@ -43,6 +43,9 @@ class HealthMonitor:
         self.targets = targets
         self.interval_s = interval_s
         self._readings: dict[str, Reading] = {}
+        # When the kept reading's probe began: a slow probe begun earlier (the background pass) must not
+        # replace the answer of one begun after it (a pass asked for after a stop or a job).
+        self._begun: dict[str, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,6 +79,7 @@ class HealthMonitor:
     def probe_all(self) -> None:
         """One pass over every target; one target's broken check never stops the others'."""
         for name in self.targets.names():
+            begun = time.monotonic()
             try:
                 target, reading = self._probe(name)
             except Exception as exc:
@@ -88,7 +92,8 @@ class HealthMonitor:
                 except Exception:
                     log.exception("health listener failed for %s", name)
             with self._lock:
-                self._readings[name] = reading
+                if begun >= self._begun.get(name, begun):
+                    self._readings[name], self._begun[name] = reading, begun
             for hook in _pass_hooks:
                 try:
                     hook(name)
