@@ -109,3 +109,14 @@ def test_the_overview_and_dashboard_card_say_where_the_schema_stands(app, shop, 
     shop.execute("UPDATE alembic_version SET version_num = 'd4000004'")
     assert "at d4000004, matching the deployed code" in client.get("/targets/shop").get_data(as_text=True)
     assert '<option value="schema">' in client.get("/targets/shop/timeline").get_data(as_text=True)
+
+
+def test_on_a_protected_target_the_downgrade_forms_ask_for_the_name_with_a_visible_label(app, shop, as_role):
+    write_targets_file(app, shop.toml(protected=True))
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    page = as_role(Role.ADMIN).get("/targets/shop/migrations").get_data(as_text=True)
+    for form_id, field_id in (("downgrade-then-reset", "dtr-confirm"), ("downgrade-then-revert", "dtv-confirm")):
+        form = page.split(f'id="{form_id}"')[1].split("</form>")[0]
+        assert f'<label for="{field_id}">Type <kbd>shop</kbd> to confirm</label>' in form  # not a cut-off placeholder
+        assert f'id="{field_id}" name="confirm"' in form and "placeholder" not in form.split("Type <kbd>")[1]
