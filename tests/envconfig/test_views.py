@@ -116,6 +116,11 @@ def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_r
     operator = as_role(Role.OPERATOR)
     page = operator.get("/targets/staging/config").get_data(as_text=True)
     assert 'class="danger">Restore' not in page
+    shown = as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)
+    restore = shown.split(f'id="version-{first}"')[1].split("</form>")[0]
+    # a visible label saying what to type, not a placeholder cut off in a narrow box
+    assert f'<label for="confirm-{first}">Type <kbd>staging</kbd> to confirm</label>' in restore
+    assert "placeholder" not in restore
     form = {
         "version": first,
         "expect": shown_digest(as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)),
