@@ -101,11 +101,17 @@ def test_list_filters_and_live_rows(app, as_role):
     post(client, "/jobs", {"runbook": "test.count"})
     post(client, "/jobs", {"runbook": "test.sleep", "target": "production"})
     page = client.get("/jobs?target=production").get_data(as_text=True)
-    assert "<td>test.sleep</td>" in page and "<td>test.count</td>" not in page
+    # runbooks by the titles a person knows them by, not their internal names
+    assert "<td>Sleep on a target</td>" in page and "<td>Count lines</td>" not in page
+    assert "test.sleep</td>" not in page
     assert 'hx-trigger="every 2s"' in page, "active jobs make the list refresh itself"
     assert client.get("/jobs?state=sideways").status_code == 400
     rows = client.get("/jobs/rows?runbook=test.count").get_data(as_text=True)
-    assert "<td>test.count</td>" in rows and "<td>test.sleep</td>" not in rows and "<html" not in rows
+    assert "<td>Count lines</td>" in rows and "<td>Sleep on a target</td>" not in rows and "<html" not in rows
+    # the runbook filter is a choice of titles (an exact name was needed in a free text box)
+    page = client.get("/jobs?runbook=test.count").get_data(as_text=True)
+    assert '<option value="test.count" selected>Count lines</option>' in page
+    assert '<option value="test.sleep">Sleep on a target</option>' in page
 
 
 def test_the_list_does_not_call_browser_local_times_utc(app, as_role):
