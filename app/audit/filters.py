@@ -16,6 +16,7 @@ class FilterError(ValueError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+        self.problem = problem
 
 
 def _parse_time(field: str, raw: str) -> datetime | None:
@@ -38,14 +39,21 @@ class AuditFilter:
     until: str = ""
 
     @classmethod
+    def as_typed(cls, args) -> AuditFilter:
+        """The values as they came, unchecked: to give a refused filter back to its form."""
+        return cls(**{name: args.get(name, "").strip()[:128] for name in cls.__dataclass_fields__})
+
+    @classmethod
     def from_args(cls, args) -> AuditFilter:
-        values = {name: args.get(name, "").strip()[:128] for name in cls.__dataclass_fields__}
-        outcome = values["outcome"]
-        if outcome and outcome not in set(Outcome):
-            raise FilterError("outcome", f"choose one of {', '.join(Outcome)}, got {outcome!r}")
-        _parse_time("since", values["since"])
-        _parse_time("until", values["until"])
-        return cls(**values)
+        typed = cls.as_typed(args)
+        if typed.outcome and typed.outcome not in set(Outcome):
+            raise FilterError("outcome", f"choose one of {', '.join(Outcome)}, got {typed.outcome!r}")
+        since = _parse_time("since", typed.since)
+        until = _parse_time("until", typed.until)
+        if since and until and until <= since:
+            # an empty page would read as "nothing happened then"
+            raise FilterError("until", f"{until:%Y-%m-%d %H:%M} is not after From ({since:%Y-%m-%d %H:%M}); swap them")
+        return typed
 
     def as_args(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}

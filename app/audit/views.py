@@ -36,7 +36,14 @@ def _filter_or_400() -> AuditFilter:
 @bp.get("")
 @requires(Role.VIEWER)
 def index():
-    filters = _filter_or_400()
+    try:
+        filters = AuditFilter.from_args(request.args)
+    except FilterError as exc:
+        # the page again, with what was typed and the reason beside it: no dead end, nothing to retype
+        typed = AuditFilter.as_typed(request.args)
+        return render_template(
+            "audit/index.html", page=None, filters=typed, outcomes=list(Outcome), before=None, error=exc
+        ), 400
     before = parse_cursor(request.args.get("before"))
     page = keyset_page(filters.apply(select(AuditEvent)), AuditEvent.id, before=before, limit=PAGE_SIZE)
     return render_template("audit/index.html", page=page, filters=filters, outcomes=list(Outcome), before=before)

@@ -81,14 +81,34 @@ def test_action_prefix_matches_whole_segments(app, users, as_role):
     "query, message",
     [
         ("before=abc", "page cursor must be a row number"),
-        ("outcome=maybe", "outcome: choose one of"),
-        ("since=yesterday", "since: expected a UTC time"),
+        ("outcome=maybe", "Outcome: choose one of"),
+        ("since=yesterday", "From: expected a UTC time"),
     ],
 )
 def test_bad_query_is_a_clear_400(as_role, users, query, message):
     response = as_role(Role.VIEWER).get(f"/audit?{query}")
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
+
+
+def test_a_refused_filter_comes_back_in_its_form_with_the_reason_beside_it(as_role, users):
+    """Not an error page leading to the dashboard: the audit page, the typed values kept, the bad field marked."""
+    page = as_role(Role.VIEWER).get("/audit?actor=ada&since=yesterday").get_data(as_text=True)
+    said = 'id="filter-error" role="alert">From: expected a UTC time like 2026-11-25T14:30, got &#39;yesterday&#39;'
+    assert said in page
+    assert 'name="actor" value="ada"' in page
+    assert 'name="since" value="yesterday" aria-invalid="true" aria-describedby="filter-error"' in page
+    assert "Back to the dashboard" not in page and "correct the filter above" in page
+
+
+def test_an_until_before_from_is_refused_rather_than_answered_with_nothing(app, users, as_role):
+    seed(app, 3)
+    response = as_role(Role.VIEWER).get("/audit?since=2030-01-02T00:00&until=2030-01-01T00:00")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "Until: 2030-01-01 00:00 is not after From (2030-01-02 00:00); swap them" in page
+    assert 'name="until" value="2030-01-01T00:00" aria-invalid="true"' in page
+    assert response.status_code == 400 and "No events match" not in page
 
 
 def test_time_range_filter(app, users, as_role):
