@@ -358,7 +358,7 @@ def show(job_id: int) -> None:
     if job.cancel_requested_by and not job.job_state.is_final:
         click.echo(f"cancel asked by {job.cancel_requested_by}")
     click.echo("")
-    view = replay(job.id, click.echo)
+    view = replay(job.id, click.echo, outcome=False)  # the result and verification follow, once
     if view.steps:
         click.echo("")
         click.echo("steps:")
