@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.auth.roles import Role
-from app.envconfig import store
+from app.envconfig import keys, store
 from app.extensions import db
 from app.jobs.models import Job
 from app.statuses import EnvSource
@@ -166,6 +166,16 @@ def test_cli_lists_versions_and_diffs_with_values_masked(app, env_target):
     assert shown.exit_code == 0, shown.output
     assert "changed  API_TOKEN = •••" in shown.output and "added    ADDED = •••" in shown.output
     assert SECRET not in shown.output and NEWER not in shown.output
+    with app.app_context():
+        target = registry.current().open("staging")
+        digest = keys.file_digest(target.instance_dir, env_target.env_path.read_bytes())
+    # how to restore it from here, as a command to run (was "… passes expect=<that>")
+    assert shown.output.splitlines()[-1] == (
+        f"to put version #{first} back: flask rewind run staging config_restore version={first} "
+        f"expect={digest} --as YOU"
+    )
+    same = runner.invoke(args=["rewind", "config", "diff", "staging", str(second), "now"])
+    assert "no key differs" in same.output and "config_restore" not in same.output  # nothing to put back
     unknown = runner.invoke(args=["rewind", "config", "diff", "staging", "4242", "now"])
     assert unknown.exit_code != 0 and "no env file version '4242'" in unknown.output
 
