@@ -62,6 +62,9 @@ def test_reveal_is_for_admins_only_and_audited_without_the_value(app, as_role, e
     admin = as_role(Role.ADMIN)
     shown = post(admin, "/targets/staging/config/reveal", {"side": str(first), "key": "API_TOKEN"})
     assert shown.status_code == 200 and SECRET in shown.get_data(as_text=True)
+    # the reveal button is swapped away: keyboard focus moves to the value (rewind.js), not to the top of the page
+    opening = '<span class="revealed" data-key="API_TOKEN" tabindex="-1" data-focus-after-swap>'
+    assert shown.get_data(as_text=True).startswith(opening)
     assert NEWER in post(admin, "/targets/staging/config/reveal", {"side": "now", "key": "API_TOKEN"}).get_data(
         as_text=True
     )
