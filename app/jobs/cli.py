@@ -345,7 +345,8 @@ def list_jobs(target: str | None, state: str | None, limit: int) -> None:
 def show(job_id: int) -> None:
     """One job: who, what, when, its steps and log lines, its result and verification."""
     job = _job(job_id)
-    params = " ".join(f"{k}={v}" for k, v in job.params.items()) or "-"
+    shown = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in job.params.items() if v != ""}
+    params = " ".join(f"{k}={v}" for k, v in shown.items()) or "-"  # as `rewind run` takes them
     click.echo(f"job #{job.id}: {job.runbook} on {job.target or 'Rewind'}")
     click.echo(f"state:    {job.state}")
     click.echo(f"by:       {job.actor_name}")
