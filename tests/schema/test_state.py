@@ -120,3 +120,15 @@ def test_on_a_protected_target_the_downgrade_forms_ask_for_the_name_with_a_visib
         form = page.split(f'id="{form_id}"')[1].split("</form>")[0]
         assert f'<label for="{field_id}">Type <kbd>shop</kbd> to confirm</label>' in form  # not a cut-off placeholder
         assert f'id="{field_id}" name="confirm"' in form and "placeholder" not in form.split("Type <kbd>")[1]
+
+
+def test_the_upgrade_form_is_offered_only_when_a_revision_is_pending(app, shop, as_role):
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    client = as_role(Role.OPERATOR)
+    assert 'for="upgrade-revision">Upgrade to</label>' in client.get("/targets/shop/migrations").get_data(as_text=True)
+    shop.execute("UPDATE alembic_version SET version_num = 'd4000004'")
+    page = client.get("/targets/shop/migrations").get_data(as_text=True)
+    assert "code and schema match" in page
+    assert 'value="schema_upgrade"' not in page  # at the heads: no button that can only be refused
