@@ -132,3 +132,23 @@ def test_the_upgrade_form_is_offered_only_when_a_revision_is_pending(app, shop, 
     page = client.get("/targets/shop/migrations").get_data(as_text=True)
     assert "code and schema match" in page
     assert 'value="schema_upgrade"' not in page  # at the heads: no button that can only be refused
+
+
+def test_a_refused_downgrade_then_reset_keeps_what_was_typed_with_the_reason_beside_it(app, shop, as_role):
+    from tests.support.apps import post
+
+    write_targets_file(app, shop.toml(protected=True))
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    client = as_role(Role.ADMIN)
+    form = {"runbook": "downgrade_then_reset", "target": "shop", "commit": "zzzz", "confirm": "shop"}
+    response = post(client, "/jobs", {**form, "next": "/targets/shop/migrations"})
+    assert response.status_code == 303 and response.headers["Location"] == "/targets/shop/migrations"
+    page = client.get("/targets/shop/migrations").get_data(as_text=True)
+    reset = page.split('id="downgrade-then-reset"')[1].split("</form>")[0]
+    assert 'name="next" value="/targets/shop/migrations"' in reset
+    assert 'value="zzzz" aria-invalid="true" aria-describedby="dtr-commit-error"' in reset  # not lost
+    assert "&#39;zzzz&#39; is not a commit id" in reset.split('id="dtr-commit-error">')[1]
+    assert 'id="dtr-confirm" name="confirm" value="shop"' in reset
+    revert = page.split('id="downgrade-then-revert"')[1].split("</form>")[0]
+    assert "zzzz" not in revert and 'id="dtv-confirm" name="confirm" value=""' in revert  # the other one untouched
