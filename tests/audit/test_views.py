@@ -158,6 +158,14 @@ def test_chain_status_fragment_shows_a_break_in_new_rows(app, users, as_role):
     assert "Chain broken" in fragment and f"row {changed} was changed" in fragment
 
 
+def test_check_again_gives_keyboard_focus_back_to_its_button(app, users, as_role):
+    client = as_role(Role.VIEWER)
+    first = client.get("/audit/chain").get_data(as_text=True)  # on page load: focus is left where it is
+    assert 'hx-get="/audit/chain?again=1"' in first and "data-focus-after-swap" not in first
+    again = client.get("/audit/chain?again=1").get_data(as_text=True)  # the button swaps itself away
+    assert "data-focus-after-swap>Check again</button>" in again
+
+
 def test_chain_status_checks_only_rows_after_the_mark(app, users, as_role):
     """A change below the sealed mark is the full walk's to find (the CLI, the self-check job), not the badge's."""
     client = as_role(Role.VIEWER)
