@@ -76,6 +76,20 @@ def test_reveal_is_for_admins_only_and_audited_without_the_value(app, as_role, e
     assert all(SECRET not in r.details and NEWER not in r.details for r in rows)
 
 
+def test_one_version_is_current_when_an_older_one_has_the_same_content(app, as_role, env_target):
+    first, _ = two_versions(app, env_target)
+    env_target.env_path.write_text(GOOD)  # put back by hand: a third version, the same as the first
+    with app.app_context():
+        third, _ = store.ensure_current(registry.current().open("staging"))
+        third = third.id
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    assert page.count('<span class="badge badge-info">current</span>') == 1
+    cell = page.split(f'id="version-{third}">')[1].split("</td>")[0]
+    assert cell.endswith('<span class="badge badge-info">current</span>')
+    cell = page.split(f'id="version-{first}">')[1].split("</td>")[0]
+    assert cell.endswith('<span class="hint">same as the file now</span>')
+
+
 def test_snapshot_now_keeps_a_version_once(app, as_role, env_target):
     client = as_role(Role.OPERATOR)
 
