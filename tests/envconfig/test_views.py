@@ -154,6 +154,8 @@ def test_edit_seals_the_value_before_it_reaches_the_job_or_the_audit_log(app, as
     two_versions(app, env_target)
     admin = as_role(Role.ADMIN)
     page = admin.get("/targets/staging/config").get_data(as_text=True)
+    # the browser's refusal of a bad key says what a key is (its bubble shows the title), not just "match the format"
+    assert "title=\"letters, digits, '_' and '.', not starting with a digit\"" in page
     answer = post(
         admin,
         "/targets/staging/config/edit",
