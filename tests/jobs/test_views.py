@@ -189,3 +189,14 @@ def test_the_job_page_lists_parameters_as_values_not_python(app, as_role):
     page = as_role(Role.VIEWER).get(f"/jobs/{job_id}").get_data(as_text=True)
     assert f"<code>commits={'a' * 40}, {'b' * 40}</code>" in page
     assert "[&#39;" not in page and "gate_override" not in page
+
+
+def test_a_page_opened_while_the_job_is_queued_fetches_its_facts_again_when_it_ends(app, as_role):
+    """Started and Runner come once the job is claimed: the end-of-job fetch brings the facts along."""
+    client = as_role(Role.OPERATOR)
+    url = post(client, "/jobs", {"runbook": "test.count"}).headers["Location"]  # no runner here: stays queued
+    page = client.get(url).get_data(as_text=True)
+    facts = page.split('<dl class="facts" id="job-facts">')[1].split("</dl>")[0]
+    assert "<dt>Queued</dt>" in facts and "<dt>Started</dt>" not in facts
+    after = page.split('<div id="job-after"')[1].split(">")[0]
+    assert 'hx-trigger="htmx:load from:#job-ended"' in after and 'hx-select-oob="#job-facts"' in after
