@@ -329,7 +329,10 @@ def _init_error_pages(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         titles = {403: "Not allowed", 404: "Not found", 400: "Bad request", 405: "Method not allowed"}
-        return page(exc.code or 500, titles.get(exc.code, exc.name), exc.description or "")
+        message = exc.description or ""
+        if exc.code == 405 and request.method == "GET":  # a typed or bookmarked address of a button
+            message = f"{request.path} is what a button sends, not a page to open; nothing was changed. Use the button."
+        return page(exc.code or 500, titles.get(exc.code, exc.name), message)
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception):
