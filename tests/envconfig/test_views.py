@@ -219,3 +219,19 @@ def test_the_overview_and_dashboard_card_name_the_env_version_in_force(app, as_r
     for url in ("/targets/staging", "/dashboard/cards"):
         assert f"version #{second}: changed outside Rewind at" in client.get(url).get_data(as_text=True)
     assert '<option value="config">' in client.get("/targets/staging/timeline").get_data(as_text=True)
+
+
+def test_the_timeline_says_snapshots_and_reveals_in_words(app, as_role, env_target):
+    first, second = two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    page = admin.get("/targets/staging/config").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    admin.post("/targets/staging/config/snapshot", data={"csrf_token": token})  # the file is the second version
+    post(admin, "/targets/staging/config/reveal", {"side": str(first), "key": "API_TOKEN"})
+    post(admin, "/targets/staging/config/reveal", {"side": "now", "key": "NOPE"})
+    timeline = admin.get("/targets/staging/timeline?kind=config").get_data(as_text=True)
+    assert f"Snapshot of the env file: unchanged since version #{second}, nothing new kept" in timeline
+    assert f"Revealed API_TOKEN of version #{first}" in timeline
+    assert "Reveal of NOPE of the file now failed: now has no key &#39;NOPE&#39;" in timeline
+    assert "recorded False" not in timeline and "envconfig.reveal" not in timeline
+    assert SECRET not in timeline
