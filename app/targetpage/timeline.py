@@ -177,8 +177,8 @@ def _params_text(params: dict) -> str:
     """The parameters in words: 'revision c3d9f27e4b10; skip backup', not 'backup_confirmed False; …'."""
     shown = []
     for key, value in params.items():
-        if key == "confirm" or value is False or value in (None, "", "default"):
-            continue  # an unticked box says nothing happened
+        if key in ("confirm", "expect") or value is False or value in (None, "", "default"):
+            continue  # the typed name, a form's guard digest, an unticked box: nothing a person chose
         if value is True:
             shown.append(key.replace("_", " "))
             continue

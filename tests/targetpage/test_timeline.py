@@ -68,6 +68,11 @@ def test_a_job_s_parameters_read_as_words(app, users, as_role):
     page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
     assert "Downgrade the schema (revision c3d9f27e4b10; skip backup)" in page
     assert "False" not in page and "backup_confirmed" not in page
+    with app.app_context():
+        details = {"job_id": 998, "runbook": "config_restore", "params": {"expect": "9" * 64, "version": 1}}
+        record_and_commit("job.queued", actor=Actor(None, "ada"), target="staging", details=details)
+    page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
+    assert "Restore an env file version (version 1)" in page and "9" * 64 not in page  # not its guard digest
 
 
 @both_databases
