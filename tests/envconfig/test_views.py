@@ -235,3 +235,10 @@ def test_the_timeline_says_snapshots_and_reveals_in_words(app, as_role, env_targ
     assert "Reveal of NOPE of the file now failed: now has no key &#39;NOPE&#39;" in timeline
     assert "recorded False" not in timeline and "envconfig.reveal" not in timeline
     assert SECRET not in timeline
+
+
+def test_a_diff_where_no_key_differs_shows_no_empty_table_head(app, as_role, env_target):
+    _, second = two_versions(app, env_target)
+    page = as_role(Role.VIEWER).get(f"/targets/staging/config?a={second}&b=now").get_data(as_text=True)
+    diff = page.split('id="diff"')[1].split("</table>")[0]
+    assert f"version #{second} → the file now: no key differs" in diff and "<thead>" not in diff
