@@ -206,7 +206,12 @@ def _entry(event: AuditEvent, details: dict, jobs: dict[int, Job]) -> Entry:
         state = job.job_state
         return Entry(event, kind_, text, state.tone, state.label, job, details)
     if event.outcome == Outcome.DENIED.value:
-        what = runbooks.title_of(details["runbook"]) if "runbook" in details else event.action
+        if "runbook" in details:
+            what = runbooks.title_of(details["runbook"])
+        elif details.get("path"):  # a guard's refusal: the request it refused
+            what = f"{details.get('method', '')} {details['path']}".strip()
+        else:
+            what = event.action
         reason = details.get("reason", "")
         return Entry(
             event, kind_, f"{what} refused: {reason}" if reason else f"{what} refused", "warn", "refused", None, details

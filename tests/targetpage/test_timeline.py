@@ -75,6 +75,17 @@ def test_a_job_s_parameters_read_as_words(app, users, as_role):
     assert "Restore an env file version (version 1)" in page and "9" * 64 not in page  # not its guard digest
 
 
+def test_a_guard_s_refusal_names_the_request_it_refused(app, users, as_role):
+    with app.app_context():
+        details = {"method": "POST", "path": "/targets/staging/config/reveal", "reason": "needs the admin role"}
+        record_and_commit(
+            "auth.denied", actor=Actor(None, "vera"), target="staging", outcome=Outcome.DENIED, details=details
+        )
+    page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
+    assert "POST /targets/staging/config/reveal refused: needs the admin role" in page
+    assert "auth.denied refused" not in page
+
+
 @both_databases
 def test_filter_by_kind(app, as_role, history, flags_kind):
     client = as_role(Role.VIEWER)
