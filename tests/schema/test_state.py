@@ -152,3 +152,9 @@ def test_a_refused_downgrade_then_reset_keeps_what_was_typed_with_the_reason_bes
     assert 'id="dtr-confirm" name="confirm" value="shop"' in reset
     revert = page.split('id="downgrade-then-revert"')[1].split("</form>")[0]
     assert "zzzz" not in revert and 'id="dtv-confirm" name="confirm" value=""' in revert  # the other one untouched
+
+
+def test_status_of_an_unknown_target_is_an_error_naming_the_known_ones(app):
+    result = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "mars"])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: there is no target 'mars' (known targets:")
