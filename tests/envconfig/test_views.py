@@ -133,6 +133,9 @@ def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_r
     operator = as_role(Role.OPERATOR)
     page = operator.get("/targets/staging/config").get_data(as_text=True)
     assert 'class="danger">Restore' not in page
+    assert "staging is protected: an admin restores or edits its env file." in page  # why there is no button
+    for role in (Role.ADMIN, Role.VIEWER):  # admins have the buttons; viewers change nothing anywhere
+        assert 'id="restore-by-admin"' not in as_role(role).get("/targets/staging/config").get_data(as_text=True)
     shown = as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)
     restore = shown.split(f'id="version-{first}"')[1].split("</form>")[0]
     # a visible label saying what to type, not a placeholder cut off in a narrow box
