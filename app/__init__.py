@@ -282,6 +282,9 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     from app.jobs.formstate import form_for
 
     app.jinja_env.globals["job_form"] = form_for
+    from app.jobs.runbook import title_of
+
+    app.jinja_env.filters["runbook_title"] = title_of
     app.jinja_env.filters["duration"] = duration
 
     from app.targetpage.tabs import all_tabs
@@ -326,7 +329,10 @@ def _init_error_pages(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         titles = {403: "Not allowed", 404: "Not found", 400: "Bad request", 405: "Method not allowed"}
-        return page(exc.code or 500, titles.get(exc.code, exc.name), exc.description or "")
+        message = exc.description or ""
+        if exc.code == 405 and request.method == "GET":  # a typed or bookmarked address of a button
+            message = f"{request.path} is what a button sends, not a page to open; nothing was changed. Use the button."
+        return page(exc.code or 500, titles.get(exc.code, exc.name), message)
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception):

@@ -50,12 +50,16 @@ class AuditFilter:
         problems = {}
         if typed.outcome and typed.outcome not in set(Outcome):
             problems["outcome"] = f"{typed.outcome!r} is not an outcome; choose one of {', '.join(Outcome)}"
+        times = {}
         for field in ("since", "until"):
             raw = getattr(typed, field)
             try:
-                _parse_time(raw)
+                times[field] = _parse_time(raw)
             except ValueError:
                 problems[field] = f"{raw!r} is not a time; {TIME_FORM}"
+        since, until = times.get("since"), times.get("until")
+        if since and until and until <= since:  # an empty page would read as "nothing happened then"
+            problems["until"] = f"{until:%Y-%m-%d %H:%M} is not after From ({since:%Y-%m-%d %H:%M}); swap them"
         if problems:
             raise FilterError(problems, typed)
         return typed

@@ -72,6 +72,7 @@ def chain_status():
         checked_at=time.time(),
         mark=mark,
         can_run_selfcheck=current_user.can(Role.OPERATOR),
+        again=request.args.get("again") == "1",
     )
 
 

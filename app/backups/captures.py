@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from app.backups.setup import catalog_of
 from app.checkpoints.captures import Capture, register
 from app.targets.target import Target
@@ -19,7 +21,11 @@ def _take(target: Target) -> dict | None:
 def _describe(value: dict) -> str:
     if not value.get("file"):
         return "no verified backup"
-    return f"{value['file']} ({value['time']})"
+    try:
+        when = datetime.fromisoformat(value["time"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (KeyError, TypeError, ValueError):
+        when = value.get("time") or "time unknown"
+    return f"{value['file']} (taken {when})"
 
 
 BACKUP = register(Capture("backup", "Newest verified backup", _take, _describe))

@@ -63,6 +63,11 @@ def diff_(target: str, a: str, b: str) -> None:
         click.echo("  no key differs")
     for row in result.changed:
         click.echo(f"  {row.change:8} {row.key} = •••")
-    for side in (result.before, result.after):
-        if side.ref == diff.NOW:
-            click.echo(f"the file now has digest {side.file_digest}: a restore from this diff passes expect=<that>")
+    sides = {side.ref == diff.NOW: side for side in (result.before, result.after)}
+    now, version = sides.get(True), sides.get(False)
+    if now and version and result.changed and not version.problem:
+        # the exact command, with the digest that refuses it should the file change after this diff
+        click.echo(
+            f"to put version #{version.ref} back: flask rewind run {target} config_restore version={version.ref} "
+            f"expect={now.file_digest} --as YOU"
+        )

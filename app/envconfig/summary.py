@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+from app.audit.models import AuditEvent
 from app.envconfig import store
-from app.statuses import EnvSource
+from app.statuses import EnvSource, Outcome
 from app.targetpage.summaries import register_summary
 from app.targetpage.timeline import Kind, register_kind
 from app.targets.target import Target
+
+
+def _side(ref: object) -> str:
+    return "the file now" if str(ref).lower() == "now" else f"version #{ref}"
+
+
+def describe(event: AuditEvent, details: dict) -> str:
+    """The area's rows in words: no action names, no 'recorded False'."""
+    failed = event.outcome == Outcome.FAILED.value
+    reason = f": {details['reason']}" if details.get("reason") else ""
+    if event.action == "envconfig.snapshot":
+        if failed:
+            return f"Snapshot of the env file failed{reason}"
+        if details.get("recorded"):
+            return f"Snapshot of the env file kept as version #{details.get('version')}"
+        return f"Snapshot of the env file: unchanged since version #{details.get('version')}, nothing new kept"
+    if event.action == "envconfig.reveal":
+        what = f"{details.get('key', '?')} of {_side(details.get('side', '?'))}"
+        return f"Reveal of {what} failed{reason}" if failed else f"Revealed {what}"
+    shown = ", ".join(f"{k} {v}" for k, v in details.items() if not isinstance(v, dict | list))
+    return f"{event.action}{f': {shown}' if shown else ''}"
+
 
 KIND = register_kind(
     Kind(
@@ -14,6 +37,7 @@ KIND = register_kind(
         "Configuration",
         actions=("envconfig.",),
         runbooks=("config_restore", "config_edit"),
+        describe=describe,
         order=60,
     )
 )

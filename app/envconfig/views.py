@@ -121,7 +121,10 @@ def reveal(name: str):
         abort(404, description=reason)
     record_and_commit("envconfig.reveal", target=name, details=details)
     shown = Markup("<em>named without a value</em>") if value is None else Markup("<code>{}</code>").format(value)
-    return Markup('<span class="revealed" data-key="{}">{}</span>').format(escape(key), shown)
+    # the button that asked is swapped away: keyboard focus goes to what it revealed, not to the top of the page
+    return Markup('<span class="revealed" data-key="{}" tabindex="-1" data-focus-after-swap>{}</span>').format(
+        escape(key), shown
+    )
 
 
 def _enqueue(name: str, runbook, raw: dict):

@@ -314,7 +314,8 @@ def list_jobs(target: str | None, state: str | None, limit: int) -> None:
 def show(job_id: int) -> None:
     """One job: who, what, when, its steps and log lines, its result and verification."""
     job = _job(job_id)
-    params = " ".join(f"{k}={v}" for k, v in job.params.items()) or "-"
+    shown = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in job.params.items() if v != ""}
+    params = " ".join(f"{k}={v}" for k, v in shown.items()) or "-"  # as `rewind run` takes them
     click.echo(f"job #{job.id}: {job.runbook} on {job.target or 'Rewind'}")
     click.echo(f"state:    {job.state}")
     click.echo(f"by:       {job.actor_name}")
@@ -327,7 +328,7 @@ def show(job_id: int) -> None:
     if job.cancel_requested_by and not job.job_state.is_final:
         click.echo(f"cancel asked by {job.cancel_requested_by}")
     click.echo("")
-    view = replay(job.id, click.echo)
+    view = replay(job.id, click.echo, outcome=False)  # the result and verification follow, once
     if view.steps:
         click.echo("")
         click.echo("steps:")

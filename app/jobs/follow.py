@@ -26,9 +26,10 @@ MARKS = {"out": "|", "err": "!"}  # "cmd" lines already start with "$ "
 class EventPrinter:
     """Turns a job's events into lines; keeps the folded view to know where the job stands."""
 
-    def __init__(self, job_id: int, echo: Echo) -> None:
+    def __init__(self, job_id: int, echo: Echo, *, outcome: bool = True) -> None:
         self.view = JobView(job_id)
         self.echo = echo
+        self.outcome = outcome  # print the final state's line (off where a summary says it once, after)
 
     def _step_name(self, index: int) -> str:
         title = self.view.steps[index].title if index < len(self.view.steps) else "?"
@@ -52,17 +53,17 @@ class EventPrinter:
         elif event.kind == "job":
             state = JobState(payload["state"])
             if state == JobState.RUNNING:
-                self.echo(f"job #{self.view.job_id} running: {len(self.view.steps)} step(s)")
-            elif state.is_final:
+                self.echo(f"job #{self.view.job_id} started: {len(self.view.steps)} step(s)")
+            elif state.is_final and self.outcome:
                 self.echo(f"job #{self.view.job_id} {state}: {self.view.result}")
                 if self.view.verification != Verification.NONE:
                     detail = f" ({self.view.verification_detail})" if self.view.verification_detail else ""
                     self.echo(f"verification: {self.view.verification}{detail}")
 
 
-def replay(job_id: int, echo: Echo) -> JobView:
+def replay(job_id: int, echo: Echo, *, outcome: bool = True) -> JobView:
     """Print every stored event of the job once; returns the folded view."""
-    printer = EventPrinter(job_id, echo)
+    printer = EventPrinter(job_id, echo, outcome=outcome)
     for event in events_after(job_id, 0):
         printer.show(event)
     return printer.view

@@ -176,6 +176,12 @@ def get(name: str) -> Runbook:
         raise UnknownRunbook(name) from None
 
 
+def title_of(name: str) -> str:
+    """What a person calls a job's runbook: its title, or its name when no loaded runbook has that name."""
+    found = _registry.get(name)
+    return found.title if found else name
+
+
 def all_runbooks() -> list[Runbook]:
     return sorted(_registry.values(), key=lambda r: r.title)
 

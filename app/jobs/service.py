@@ -12,7 +12,7 @@ from app.extensions import db
 from app.jobs.engine import engine
 from app.jobs.events import EventWriter
 from app.jobs.models import Job
-from app.jobs.runbook import Runbook
+from app.jobs.runbook import Runbook, title_of
 from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
 
 
@@ -23,7 +23,7 @@ class JobRefused(Exception):
 class BusyTarget(JobRefused):
     def __init__(self, target: str, running: Job) -> None:
         super().__init__(
-            f"{target} is busy: job #{running.id} ({running.runbook}, started by {running.actor_name}) "
+            f"{target} is busy: job #{running.id} ({title_of(running.runbook)}, started by {running.actor_name}) "
             f"is {running.state}. Wait for it to finish or cancel it first."
         )
         self.target = target

@@ -27,7 +27,7 @@ def status(target: str) -> None:
     try:
         state = read_state(registry.current().open(target))
     except UnknownTarget as exc:
-        click.echo(f"{exc}", err=True)
+        click.echo(f"Error: {exc}", err=True)  # as every other command says a bad argument
         sys.exit(UNREADABLE_EXIT)
     click.echo(f"{target}:")
     for line in state.lines():

@@ -173,17 +173,14 @@ def _kind_of(event: AuditEvent, details: dict) -> Kind:
     return JOBS if event.action.startswith("job.") else Kind(event.action.split(".")[0], event.action)
 
 
-def _title_of(runbook: str) -> str:
-    try:
-        return runbooks.get(runbook).title
-    except runbooks.UnknownRunbook:
-        return runbook
-
-
 def _params_text(params: dict) -> str:
+    """The parameters in words: 'revision c3d9f27e4b10; skip backup', not 'backup_confirmed False; …'."""
     shown = []
     for key, value in params.items():
-        if key == "confirm" or value in (None, "", "default"):
+        if key in ("confirm", "expect") or value is False or value in (None, "", "default"):
+            continue  # the typed name, a form's guard digest, an unticked box: nothing a person chose
+        if value is True:
+            shown.append(key.replace("_", " "))
             continue
         if f"{key}_typed" in params and isinstance(value, str):
             value = f"{params[f'{key}_typed']} ({value[:12]})"  # what was typed, and what it resolved to
@@ -193,7 +190,7 @@ def _params_text(params: dict) -> str:
             value = ", ".join(str(v)[:12] for v in value)
         elif isinstance(value, str) and len(value) == 40:
             value = value[:12]
-        shown.append(f"{key} {value}")
+        shown.append(f"{key.replace('_', ' ')} {value}")
     return "; ".join(shown)
 
 
@@ -201,7 +198,7 @@ def _entry(event: AuditEvent, details: dict, jobs: dict[int, Job]) -> Entry:
     kind_ = _kind_of(event, details)
     if event.action == QUEUED and event.outcome == Outcome.OK.value:
         job = jobs.get(_job_id(event, details))
-        title = _title_of(details.get("runbook", "?"))
+        title = runbooks.title_of(details.get("runbook", "?"))
         params = _params_text(details.get("params") or {})
         text = f"{title}{f' ({params})' if params else ''}"
         if job is None:
@@ -209,7 +206,12 @@ def _entry(event: AuditEvent, details: dict, jobs: dict[int, Job]) -> Entry:
         state = job.job_state
         return Entry(event, kind_, text, state.tone, state.label, job, details)
     if event.outcome == Outcome.DENIED.value:
-        what = _title_of(details["runbook"]) if "runbook" in details else event.action
+        if "runbook" in details:
+            what = runbooks.title_of(details["runbook"])
+        elif details.get("path"):  # a guard's refusal: the request it refused
+            what = f"{details.get('method', '')} {details['path']}".strip()
+        else:
+            what = event.action
         reason = details.get("reason", "")
         return Entry(
             event, kind_, f"{what} refused: {reason}" if reason else f"{what} refused", "warn", "refused", None, details

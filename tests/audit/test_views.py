@@ -94,9 +94,9 @@ def _input(page: str, name: str) -> str:
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("since", "garbage", "since: 'garbage' is not a time; use 2026-11-26 14:05 or an ISO 8601 time"),
-        ("until", "26/11/2026", "until: '26/11/2026' is not a time; use 2026-11-26 14:05 or an ISO 8601 time"),
-        ("outcome", "maybe", "outcome: 'maybe' is not an outcome; choose one of ok, denied, failed"),
+        ("since", "garbage", "From: 'garbage' is not a time; use 2026-11-26 14:05 or an ISO 8601 time"),
+        ("until", "26/11/2026", "Until: '26/11/2026' is not a time; use 2026-11-26 14:05 or an ISO 8601 time"),
+        ("outcome", "maybe", "Outcome: 'maybe' is not an outcome; choose one of ok, denied, failed"),
     ],
 )
 def test_a_bad_filter_shows_the_page_with_the_reason_and_keeps_the_other_filters(as_role, users, field, value, message):
@@ -119,8 +119,8 @@ def test_a_bad_filter_shows_the_page_with_the_reason_and_keeps_the_other_filters
 
 def test_every_unreadable_filter_is_named_at_once(as_role, users):
     page = as_role(Role.VIEWER).get("/audit?since=soon&until=later&outcome=meh&actor=ops").get_data(as_text=True)
-    for field in ("since", "until", "outcome"):
-        assert f'id="filter-{field}-error">{field}: ' in page
+    for field, label in (("since", "From"), ("until", "Until"), ("outcome", "Outcome")):
+        assert f'id="filter-{field}-error">{label}: ' in page
     assert 'value="ops"' in _input(page, "actor")
 
 
@@ -142,6 +142,16 @@ def test_an_export_with_a_bad_filter_says_which_in_one_line(as_role, users, expo
     assert response.get_data(as_text=True) == (
         "Bad filter: since: 'garbage' is not a time; use 2026-11-26 14:05 or an ISO 8601 time\n"
     )
+
+
+def test_an_until_before_from_is_refused_rather_than_answered_with_nothing(app, users, as_role):
+    seed(app, 3)
+    response = as_role(Role.VIEWER).get("/audit?since=2030-01-02T00:00&until=2030-01-01T00:00")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "Until: 2030-01-01 00:00 is not after From (2030-01-02 00:00); swap them" in page
+    assert 'aria-invalid="true"' in _input(page, "until") and 'value="2030-01-01T00:00"' in _input(page, "until")
+    assert "No events match" not in page
 
 
 def test_time_range_filter(app, users, as_role):
@@ -189,6 +199,14 @@ def test_chain_status_fragment_shows_a_break_in_new_rows(app, users, as_role):
         db.session.commit()
     fragment = client.get("/audit/chain").get_data(as_text=True)
     assert "Chain broken" in fragment and f"row {changed} was changed" in fragment
+
+
+def test_check_again_gives_keyboard_focus_back_to_its_button(app, users, as_role):
+    client = as_role(Role.VIEWER)
+    first = client.get("/audit/chain").get_data(as_text=True)  # on page load: focus is left where it is
+    assert 'hx-get="/audit/chain?again=1"' in first and "data-focus-after-swap" not in first
+    again = client.get("/audit/chain?again=1").get_data(as_text=True)  # the button swaps itself away
+    assert "data-focus-after-swap>Check again</button>" in again
 
 
 def test_chain_status_checks_only_rows_after_the_mark(app, users, as_role):

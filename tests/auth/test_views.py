@@ -296,3 +296,13 @@ def test_pages_name_an_inline_icon_so_browsers_do_not_ask_for_a_missing_favicon(
     page = client.get("/login").get_data(as_text=True)
     assert '<link rel="icon" href="data:,">' in page
     assert client.get("/favicon.ico").status_code == 404  # nothing served there: the page must not send browsers to it
+
+
+def test_opening_a_button_s_address_says_so_and_changes_nothing(app, as_role):
+    """GET /logout (typed, bookmarked): not Werkzeug's 'The method is not allowed for the requested URL.'"""
+    client = as_role(Role.VIEWER)
+    response = client.get("/logout")
+    assert response.status_code == 405
+    page = response.get_data(as_text=True)
+    assert "/logout is what a button sends, not a page to open; nothing was changed. Use the button." in page
+    assert client.get("/audit").status_code == 200  # still signed in

@@ -304,3 +304,12 @@ def test_documented_backup_keys_parse():
     assert found == (60, 60, 24, 14)
     assert backups.keep_copies_hours == 24
     assert backups.test_as_own_user is False
+
+
+def test_a_checkpoint_names_its_backup_with_a_time_a_person_reads():
+    """In every checkpoint's log lines: minutes in UTC, not an ISO stamp with microseconds and an offset."""
+    from app.backups.captures import BACKUP
+
+    value = {"file": "production_20261126_113517-2.dump.gpg", "time": "2026-11-26T11:35:17.717718+00:00"}
+    assert BACKUP.describe(value) == "production_20261126_113517-2.dump.gpg (taken 2026-11-26 11:35 UTC)"
+    assert BACKUP.describe({"file": None}) == "no verified backup"

@@ -43,7 +43,7 @@ def test_a_restore_test_while_a_restore_holds_the_target_is_refused_and_marks_no
         response = post(as_role(Role.OPERATOR), "/jobs", fields)
         said = response.get_data(as_text=True)
         assert response.status_code == 409, said
-        assert f"{data_target.name} is busy: job #{restore_id} (restore_backup" in said, said
+        assert f"{data_target.name} is busy: job #{restore_id} (Restore a backup, started by" in said, said
         assert "Wait for it to finish or cancel it first." in said
         with app.app_context():
             assert db.session.scalars(select(Job).where(Job.runbook == "verify_backup")).all() == []

@@ -94,6 +94,11 @@ def test_reset_of_protected_target_without_the_typed_name_is_refused(app, users,
     assert response.status_code == 400 and "type its name, staging, to confirm" in response.get_data(as_text=True)
     operator = post(as_role(Role.OPERATOR), "/jobs", {**form, "confirm": "staging"})
     assert operator.status_code == 403, "resets are for admins"
+    page = as_role(Role.OPERATOR).get("/targets/staging/deployments").get_data(as_text=True)
+    assert ">Reset to here</button>" not in page
+    assert "Reset to a commit is for admins; Revert undoes a commit with a new one." in page  # why there is none
+    for role in (Role.ADMIN, Role.VIEWER):
+        assert 'id="reset-by-admin"' not in as_role(role).get("/targets/staging/deployments").get_data(as_text=True)
 
 
 def test_dashboard_card_reports_an_unreachable_database(app, users, as_role, code_target, tmp_path):

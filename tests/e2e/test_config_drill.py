@@ -59,6 +59,7 @@ def test_a_bad_setting_breaks_production_and_restoring_the_previous_version_mend
     expect(page.locator("#diff tbody tr")).to_have_count(1)  # only that key differs
     changed.get_by_role("button", name=re.compile(r"^Reveal FEATURE_X in")).first.click()  # admin, audited
     expect(changed).to_contain_text("maybe")
+    expect(changed.locator(".revealed")).to_be_focused()  # keyboard focus stays where the button was
 
     page.goto(demo_server.url + "/audit?action=envconfig")
     expect(page.locator("main")).to_contain_text("envconfig.reveal")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.auth.roles import Role
-from app.envconfig import store
+from app.envconfig import keys, store
 from app.extensions import db
 from app.jobs.models import Job
 from app.statuses import EnvSource
@@ -62,6 +62,9 @@ def test_reveal_is_for_admins_only_and_audited_without_the_value(app, as_role, e
     admin = as_role(Role.ADMIN)
     shown = post(admin, "/targets/staging/config/reveal", {"side": str(first), "key": "API_TOKEN"})
     assert shown.status_code == 200 and SECRET in shown.get_data(as_text=True)
+    # the reveal button is swapped away: keyboard focus moves to the value (rewind.js), not to the top of the page
+    opening = '<span class="revealed" data-key="API_TOKEN" tabindex="-1" data-focus-after-swap>'
+    assert shown.get_data(as_text=True).startswith(opening)
     assert NEWER in post(admin, "/targets/staging/config/reveal", {"side": "now", "key": "API_TOKEN"}).get_data(
         as_text=True
     )
@@ -71,6 +74,20 @@ def test_reveal_is_for_admins_only_and_audited_without_the_value(app, as_role, e
     assert [(r.actor_name, r.outcome) for r in rows] == [("admin", "ok"), ("admin", "ok"), ("admin", "failed")]
     assert '"key":"API_TOKEN"' in rows[0].details
     assert all(SECRET not in r.details and NEWER not in r.details for r in rows)
+
+
+def test_one_version_is_current_when_an_older_one_has_the_same_content(app, as_role, env_target):
+    first, _ = two_versions(app, env_target)
+    env_target.env_path.write_text(GOOD)  # put back by hand: a third version, the same as the first
+    with app.app_context():
+        third, _ = store.ensure_current(registry.current().open("staging"))
+        third = third.id
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    assert page.count('<span class="badge badge-info">current</span>') == 1
+    cell = page.split(f'id="version-{third}">')[1].split("</td>")[0]
+    assert cell.endswith('<span class="badge badge-info">current</span>')
+    cell = page.split(f'id="version-{first}">')[1].split("</td>")[0]
+    assert cell.endswith('<span class="hint">same as the file now</span>')
 
 
 def test_snapshot_now_keeps_a_version_once(app, as_role, env_target):
@@ -116,6 +133,14 @@ def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_r
     operator = as_role(Role.OPERATOR)
     page = operator.get("/targets/staging/config").get_data(as_text=True)
     assert 'class="danger">Restore' not in page
+    assert "staging is protected: an admin restores or edits its env file." in page  # why there is no button
+    for role in (Role.ADMIN, Role.VIEWER):  # admins have the buttons; viewers change nothing anywhere
+        assert 'id="restore-by-admin"' not in as_role(role).get("/targets/staging/config").get_data(as_text=True)
+    shown = as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)
+    restore = shown.split(f'id="version-{first}"')[1].split("</form>")[0]
+    # a visible label saying what to type, not a placeholder cut off in a narrow box
+    assert f'<label for="confirm-{first}">Type <kbd>staging</kbd> to confirm</label>' in restore
+    assert "placeholder" not in restore
     form = {
         "version": first,
         "expect": shown_digest(as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)),
@@ -132,6 +157,8 @@ def test_edit_seals_the_value_before_it_reaches_the_job_or_the_audit_log(app, as
     two_versions(app, env_target)
     admin = as_role(Role.ADMIN)
     page = admin.get("/targets/staging/config").get_data(as_text=True)
+    # the browser's refusal of a bad key says what a key is (its bubble shows the title), not just "match the format"
+    assert "title=\"letters, digits, '_' and '.', not starting with a digit\"" in page
     answer = post(
         admin,
         "/targets/staging/config/edit",
@@ -161,6 +188,16 @@ def test_cli_lists_versions_and_diffs_with_values_masked(app, env_target):
     assert shown.exit_code == 0, shown.output
     assert "changed  API_TOKEN = •••" in shown.output and "added    ADDED = •••" in shown.output
     assert SECRET not in shown.output and NEWER not in shown.output
+    with app.app_context():
+        target = registry.current().open("staging")
+        digest = keys.file_digest(target.instance_dir, env_target.env_path.read_bytes())
+    # how to restore it from here, as a command to run (was "… passes expect=<that>")
+    assert shown.output.splitlines()[-1] == (
+        f"to put version #{first} back: flask rewind run staging config_restore version={first} "
+        f"expect={digest} --as YOU"
+    )
+    same = runner.invoke(args=["rewind", "config", "diff", "staging", str(second), "now"])
+    assert "no key differs" in same.output and "config_restore" not in same.output  # nothing to put back
     unknown = runner.invoke(args=["rewind", "config", "diff", "staging", "4242", "now"])
     assert unknown.exit_code != 0 and "no env file version '4242'" in unknown.output
 
@@ -185,3 +222,26 @@ def test_the_overview_and_dashboard_card_name_the_env_version_in_force(app, as_r
     for url in ("/targets/staging", "/dashboard/cards"):
         assert f"version #{second}: changed outside Rewind at" in client.get(url).get_data(as_text=True)
     assert '<option value="config">' in client.get("/targets/staging/timeline").get_data(as_text=True)
+
+
+def test_the_timeline_says_snapshots_and_reveals_in_words(app, as_role, env_target):
+    first, second = two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    page = admin.get("/targets/staging/config").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    admin.post("/targets/staging/config/snapshot", data={"csrf_token": token})  # the file is the second version
+    post(admin, "/targets/staging/config/reveal", {"side": str(first), "key": "API_TOKEN"})
+    post(admin, "/targets/staging/config/reveal", {"side": "now", "key": "NOPE"})
+    timeline = admin.get("/targets/staging/timeline?kind=config").get_data(as_text=True)
+    assert f"Snapshot of the env file: unchanged since version #{second}, nothing new kept" in timeline
+    assert f"Revealed API_TOKEN of version #{first}" in timeline
+    assert "Reveal of NOPE of the file now failed: now has no key &#39;NOPE&#39;" in timeline
+    assert "recorded False" not in timeline and "envconfig.reveal" not in timeline
+    assert SECRET not in timeline
+
+
+def test_a_diff_where_no_key_differs_shows_no_empty_table_head(app, as_role, env_target):
+    _, second = two_versions(app, env_target)
+    page = as_role(Role.VIEWER).get(f"/targets/staging/config?a={second}&b=now").get_data(as_text=True)
+    diff = page.split('id="diff"')[1].split("</table>")[0]
+    assert f"version #{second} → the file now: no key differs" in diff and "<thead>" not in diff

@@ -441,6 +441,19 @@ def test_jobs_show_gives_steps_result_verification_and_lines(app, users):
         assert part in out
     assert "result:   counted 3 lines" in out and "verification: passed (counted every line)" in out
     assert out.index("    | line 1") < out.index("    | line 3") < out.index("  2. Finish: succeeded")
+    assert out.count("counted 3 lines") == 1 and out.count("verification:") == 1  # said once, in the summary
+    assert f"job #{job.id} started: 2 step(s)" in out and "running:" not in out  # an ended job is not running
+
+
+def test_jobs_show_gives_a_list_parameter_as_ids_not_python(app, users):
+    from app.audit.store import Actor
+    from app.jobs import runbook, service
+
+    with app.app_context():
+        params = {"commits": ["a" * 40, "b" * 40], "gate_override": ""}
+        job_id = service.enqueue(runbook.get("test.echo"), "staging", params, Actor(None, "ada")).id
+    out = rewind(app, "jobs", "show", str(job_id)).stdout
+    assert f"params:   commits={'a' * 40},{'b' * 40}\n" in out and "['" not in out
 
 
 def test_jobs_show_of_an_unknown_job_says_how_to_find_one(app):

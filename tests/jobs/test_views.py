@@ -101,11 +101,17 @@ def test_list_filters_and_live_rows(app, as_role):
     post(client, "/jobs", {"runbook": "test.count"})
     post(client, "/jobs", {"runbook": "test.sleep", "target": "production"})
     page = client.get("/jobs?target=production").get_data(as_text=True)
-    assert "<td>test.sleep</td>" in page and "<td>test.count</td>" not in page
+    # runbooks by the titles a person knows them by, not their internal names
+    assert "<td>Sleep on a target</td>" in page and "<td>Count lines</td>" not in page
+    assert "test.sleep</td>" not in page
     assert 'hx-trigger="every 2s"' in page, "active jobs make the list refresh itself"
     assert client.get("/jobs?state=sideways").status_code == 400
     rows = client.get("/jobs/rows?runbook=test.count").get_data(as_text=True)
-    assert "<td>test.count</td>" in rows and "<td>test.sleep</td>" not in rows and "<html" not in rows
+    assert "<td>Count lines</td>" in rows and "<td>Sleep on a target</td>" not in rows and "<html" not in rows
+    # the runbook filter is a choice of titles (an exact name was needed in a free text box)
+    page = client.get("/jobs?runbook=test.count").get_data(as_text=True)
+    assert '<option value="test.count" selected>Count lines</option>' in page
+    assert '<option value="test.sleep">Sleep on a target</option>' in page
 
 
 def test_the_list_does_not_call_browser_local_times_utc(app, as_role):
@@ -170,3 +176,27 @@ def test_a_cancel_is_said_in_the_actions_panel_the_final_event_replaces_not_in_a
     assert '<div id="job-actions" hx-swap-oob="outerHTML"><p class="hint">This job has ended.</p></div>' in live
     assert "Cancelling" not in live  # a watching page loses the note with the final event
     assert "This job has ended" in page and "Cancelling" not in page and 'class="flashes"' not in page
+
+
+def test_the_job_page_lists_parameters_as_values_not_python(app, as_role):
+    """A list of commits reads as ids, not "['…']"; a parameter left empty is not shown."""
+    from app.audit.store import Actor
+    from app.jobs import runbook, service
+
+    with app.app_context():
+        params = {"commits": ["a" * 40, "b" * 40], "gate_override": ""}
+        job_id = service.enqueue(runbook.get("test.echo"), "staging", params, Actor(None, "ada")).id  # stays queued
+    page = as_role(Role.VIEWER).get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert f"<code>commits={'a' * 40}, {'b' * 40}</code>" in page
+    assert "[&#39;" not in page and "gate_override" not in page
+
+
+def test_a_page_opened_while_the_job_is_queued_fetches_its_facts_again_when_it_ends(app, as_role):
+    """Started and Runner come once the job is claimed: the end-of-job fetch brings the facts along."""
+    client = as_role(Role.OPERATOR)
+    url = post(client, "/jobs", {"runbook": "test.count"}).headers["Location"]  # no runner here: stays queued
+    page = client.get(url).get_data(as_text=True)
+    facts = page.split('<dl class="facts" id="job-facts">')[1].split("</dl>")[0]
+    assert "<dt>Queued</dt>" in facts and "<dt>Started</dt>" not in facts
+    after = page.split('<div id="job-after"')[1].split(">")[0]
+    assert 'hx-trigger="htmx:load from:#job-ended"' in after and 'hx-select-oob="#job-facts"' in after

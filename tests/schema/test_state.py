@@ -109,3 +109,56 @@ def test_the_overview_and_dashboard_card_say_where_the_schema_stands(app, shop, 
     shop.execute("UPDATE alembic_version SET version_num = 'd4000004'")
     assert "at d4000004, matching the deployed code" in client.get("/targets/shop").get_data(as_text=True)
     assert '<option value="schema">' in client.get("/targets/shop/timeline").get_data(as_text=True)
+
+
+def test_on_a_protected_target_the_downgrade_forms_ask_for_the_name_with_a_visible_label(app, shop, as_role):
+    write_targets_file(app, shop.toml(protected=True))
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    page = as_role(Role.ADMIN).get("/targets/shop/migrations").get_data(as_text=True)
+    for form_id, field_id in (("downgrade-then-reset", "dtr-confirm"), ("downgrade-then-revert", "dtv-confirm")):
+        form = page.split(f'id="{form_id}"')[1].split("</form>")[0]
+        assert f'<label for="{field_id}">Type <kbd>shop</kbd> to confirm</label>' in form  # not a cut-off placeholder
+        assert f'id="{field_id}" name="confirm"' in form and "placeholder" not in form.split("Type <kbd>")[1]
+
+
+def test_the_upgrade_form_is_offered_only_when_a_revision_is_pending(app, shop, as_role):
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/shop/migrations").get_data(as_text=True)
+    assert 'for="upgrade-revision">Upgrade to</label>' in page
+    assert "Downgrades are for admins: a downgrade can destroy data." in page  # why an operator has no such button
+    for role in (Role.ADMIN, Role.VIEWER):
+        assert 'id="downgrade-by-admin"' not in as_role(role).get("/targets/shop/migrations").get_data(as_text=True)
+    shop.execute("UPDATE alembic_version SET version_num = 'd4000004'")
+    page = client.get("/targets/shop/migrations").get_data(as_text=True)
+    assert "code and schema match" in page
+    assert 'value="schema_upgrade"' not in page  # at the heads: no button that can only be refused
+
+
+def test_a_refused_downgrade_then_reset_keeps_what_was_typed_with_the_reason_beside_it(app, shop, as_role):
+    from tests.support.apps import post
+
+    write_targets_file(app, shop.toml(protected=True))
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    client = as_role(Role.ADMIN)
+    form = {"runbook": "downgrade_then_reset", "target": "shop", "commit": "zzzz", "confirm": "shop"}
+    response = post(client, "/jobs", {**form, "next": "/targets/shop/migrations"})
+    assert response.status_code == 303 and response.headers["Location"] == "/targets/shop/migrations"
+    page = client.get("/targets/shop/migrations").get_data(as_text=True)
+    reset = page.split('id="downgrade-then-reset"')[1].split("</form>")[0]
+    assert 'name="next" value="/targets/shop/migrations"' in reset
+    assert 'value="zzzz" aria-invalid="true" aria-describedby="dtr-commit-error"' in reset  # not lost
+    assert "&#39;zzzz&#39; is not a commit id" in reset.split('id="dtr-commit-error">')[1]
+    assert 'id="dtr-confirm" name="confirm" value="shop"' in reset
+    revert = page.split('id="downgrade-then-revert"')[1].split("</form>")[0]
+    assert "zzzz" not in revert and 'id="dtv-confirm" name="confirm" value=""' in revert  # the other one untouched
+
+
+def test_status_of_an_unknown_target_is_an_error_naming_the_known_ones(app):
+    result = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "mars"])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: there is no target 'mars' (known targets:")

@@ -50,13 +50,40 @@ def test_the_timeline_lists_deploy_failure_refusal_and_revert_newest_first(app, 
     ids = ids_in(page)
     assert ids == sorted(ids, reverse=True)
     rows = page.split('<tr id="event-')[1:]
-    assert f"job #{deploy.id}</a> Deploy a branch or commit (auto_rollback off; ref feature/bad (" in rows[5]
+    assert f"job #{deploy.id}</a> Deploy a branch or commit (auto rollback off; ref feature/bad (" in rows[5]
     assert '<span class="badge badge-bad">failed</span>' in rows[5] and "Automatic rollback is off" in rows[5]
     assert "Revert commits refused: commits:" in rows[3] and "badge-warn" in rows[3]
     assert f"job #{revert.id}</a> Revert commits" in rows[2] and 'badge-ok">succeeded</span>' in rows[2]
     assert "Checkpoint #" in rows[1] and "before “Revert commits”" in rows[1]
     assert "flags.toggle: flag signup, to False" in rows[0]
     assert "other" not in page, "another target's rows stay on its own timeline"
+
+
+def test_a_job_s_parameters_read_as_words(app, users, as_role):
+    """Not Python: no unticked boxes as 'False', no underscores, no typed confirmation."""
+    params = {"backup_confirmed": False, "confirm": "staging", "revision": "c3d9f27e4b10", "skip_backup": True}
+    with app.app_context():
+        details = {"job_id": 999, "runbook": "schema_downgrade", "params": params}
+        record_and_commit("job.queued", actor=Actor(None, "ada"), target="staging", details=details)
+    page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
+    assert "Downgrade the schema (revision c3d9f27e4b10; skip backup)" in page
+    assert "False" not in page and "backup_confirmed" not in page
+    with app.app_context():
+        details = {"job_id": 998, "runbook": "config_restore", "params": {"expect": "9" * 64, "version": 1}}
+        record_and_commit("job.queued", actor=Actor(None, "ada"), target="staging", details=details)
+    page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
+    assert "Restore an env file version (version 1)" in page and "9" * 64 not in page  # not its guard digest
+
+
+def test_a_guard_s_refusal_names_the_request_it_refused(app, users, as_role):
+    with app.app_context():
+        details = {"method": "POST", "path": "/targets/staging/config/reveal", "reason": "needs the admin role"}
+        record_and_commit(
+            "auth.denied", actor=Actor(None, "vera"), target="staging", outcome=Outcome.DENIED, details=details
+        )
+    page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
+    assert "POST /targets/staging/config/reveal refused: needs the admin role" in page
+    assert "auth.denied refused" not in page
 
 
 @both_databases

@@ -41,7 +41,7 @@ def test_overview_shows_health_process_code_and_jobs(app, users, as_role, runner
     assert f"<code>{head[:12]}</code></a> Note 1.1 in the changelog on branch <code>main</code>" in page
     assert f'id="overview-known-good"><a href="/targets/staging/commits/{head}"><code>{head[:12]}</code></a>' in page
     last = page[page.index('id="overview-last-job"') :]
-    assert last.startswith(f'id="overview-last-job"><a href="/jobs/{job.id}">job #{job.id}</a> verify')
+    assert last.startswith(f'id="overview-last-job"><a href="/jobs/{job.id}">job #{job.id}</a> Verify')
     assert '<span class="badge badge-ok">succeeded</span>' in last[: last.index("</dd>")]
     assert '<time datetime="' in last[: last.index("</dd>")]
     running = page[page.index('id="overview-running"') :]
@@ -72,7 +72,7 @@ def test_the_overview_state_and_recent_entries_follow_the_target_by_themselves(
     job, _ = run(app, "verify")
     polled = client.get("/targets/staging", headers={"HX-Request": "true", "X-Rewind-Background": "1"})
     state = _section(polled.get_data(as_text=True), "overview-state")
-    assert f'id="overview-last-job"><a href="/jobs/{job.id}">job #{job.id}</a> verify' in state
+    assert f'id="overview-last-job"><a href="/jobs/{job.id}">job #{job.id}</a> Verify' in state
     assert f'href="/jobs/{job.id}"' in _section(polled.get_data(as_text=True), "overview-recent")
 
 
@@ -159,11 +159,14 @@ def test_a_busy_refusal_returns_to_the_target_page(app, users, as_role, code_tar
     response = post(client, "/jobs", {"runbook": "stop", "target": "staging", "next": "/targets/staging"})
     assert response.status_code == 303 and response.headers["Location"] == "/targets/staging"
     page = client.get("/targets/staging").get_data(as_text=True)
-    assert f"staging is busy: job #{busy}" in page
+    assert f"staging is busy: job #{busy} (Restart, started by ada)" in page
     running = page[page.index('id="overview-running"') :]
-    assert running.startswith(f'id="overview-running"><a href="/jobs/{busy}">job #{busy}</a> restart')
+    assert running.startswith(f'id="overview-running"><a href="/jobs/{busy}">job #{busy}</a> Restart')
     again = client.get("/targets/staging").get_data(as_text=True)
     assert "is busy" not in again, "a reload shows the page, not the refusal again"
+    # the busy job by its runbook's title wherever it is named, not by the runbook's internal name
+    tab = client.get("/targets/staging/deployments").get_data(as_text=True)
+    assert f'<a href="/jobs/{busy}">job #{busy}</a> (Restart, queued) is changing staging' in tab
     with app.app_context():
         assert db.session.scalars(select(Job.runbook)).all() == ["restart"]
 
@@ -241,7 +244,7 @@ def test_dashboard_card_says_last_job_failed_and_links_to_it(app, users, as_role
     card = cards[cards.index('id="target-staging"') :]
     last = card[card.index('class="card-last-job"') :]
     assert last.startswith('class="card-last-job"><span class="badge badge-bad">last job failed</span>')
-    assert f'<a href="/jobs/{failed.id}">job #{failed.id}</a> revert' in last
+    assert f'<a href="/jobs/{failed.id}">job #{failed.id}</a> Revert commits' in last
     fixed, _ = run(app, "verify")
     card = client.get("/dashboard/cards").get_data(as_text=True)
     assert "last job failed" not in card
@@ -256,7 +259,7 @@ def test_dashboard_card_links_to_the_running_job(app, users, as_role, code_targe
         queued = service.enqueue(runbook.get("restart"), "staging", {}, Actor(None, "ada")).id  # no runner
     cards = as_role(Role.VIEWER).get("/dashboard/cards").get_data(as_text=True)
     assert (
-        f'<span class="badge badge-info">busy</span> <a href="/jobs/{queued}">job #{queued}</a> restart (queued)'
+        f'<span class="badge badge-info">busy</span> <a href="/jobs/{queued}">job #{queued}</a> Restart (queued)'
         in cards
     )
 
