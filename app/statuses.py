@@ -15,7 +15,7 @@ class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
-    WARNING = "warning"  # the change was made and verified; a follow-up step (e.g. the push) failed
+    WARNING = "warning"  # the change was made and verified; a follow-up step failed, or it left a next step
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
@@ -89,7 +89,7 @@ class ExitStatus(IntEnum):
     INTERRUPTED = 5
     REFUSED = 6  # nothing queued or changed: unknown name, bad parameter, role, missing confirmation
     BUSY = 7  # nothing queued: the target is running another job; try again when it ends
-    WARNING = 8  # the change was made and verified, but a follow-up step (e.g. the push) failed
+    WARNING = 8  # the change was made and verified, but a follow-up step failed or it left a next step
     DETACHED = 130  # Ctrl-C stopped following a job a runner runs; the job goes on
 
     @classmethod

@@ -117,6 +117,11 @@ class JobContext:
     def verified(self, passed: bool, detail: str) -> None:
         self.verification = (passed, self.redact(strip_ansi(detail)))
 
+    def warn(self, text: str) -> None:
+        """The change was made and is healthy, but leaves something for the person to do: the job ends
+        "succeeded with warnings", this said after its result, rather than a plain "succeeded"."""
+        self.warnings.append(self.redact(strip_ansi(text)))
+
     def skip(self, reason: str) -> None:
         """End this step as skipped (nothing to do), not as succeeded."""
         raise StepSkipped(self.redact(reason))

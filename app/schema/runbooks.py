@@ -183,6 +183,12 @@ SCHEMA_BACK = (
 )
 
 
+CODE_TO_MATCH = (
+    "Next: bring them together: move the code on the Deployments tab (revert or reset), "
+    "or the schema on the Migrations tab."
+)
+
+
 def verify_app(ctx: JobContext) -> None:
     """Health (and smoke test); then the schema against the code, said in words. Known good only when both match."""
     passed, detail = steps.check_health(ctx, state_checks=False)
@@ -198,6 +204,9 @@ def verify_app(ctx: JobContext) -> None:
     drift = " ".join(d.words for d in state.drift) or state.problem or ""
     ctx.verified(True, f"{detail}; the schema does not match the deployed code yet: {drift}")
     ctx.log("not marked known good: code and schema differ", "err")
+    # Healthy, yet not where the target should stay: a plain "succeeded" would read as done (e.g. a downgrade
+    # before the code is rolled back to match).
+    ctx.warn(f"the schema does not match the deployed code: {drift} {CODE_TO_MATCH}")
 
 
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
