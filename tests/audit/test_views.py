@@ -312,3 +312,10 @@ def test_details_that_are_not_an_object_are_shown_whole():
     assert detail_pairs("{}") == []
     assert detail_pairs("[1,2]") == [("", "[1, 2]")]
     assert detail_pairs("not json") == [("", "not json")]
+
+
+def test_the_chain_sentence_ends_at_its_full_stop(app, users, as_role):
+    """#chain-status is a flex row with a gap: text beside <code> as separate items showed "head 74:3303…  ."."""
+    client = as_role(Role.VIEWER)
+    fragment = client.get("/audit/chain").get_data(as_text=True)
+    assert re.search(r'<span class="chain-summary">\d+ rows; head <code>\d+:[0-9a-f]{16}…</code>\.</span>', fragment)
