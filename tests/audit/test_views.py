@@ -319,3 +319,14 @@ def test_the_chain_sentence_ends_at_its_full_stop(app, users, as_role):
     client = as_role(Role.VIEWER)
     fragment = client.get("/audit/chain").get_data(as_text=True)
     assert re.search(r'<span class="chain-summary">\d+ rows; head <code>\d+:[0-9a-f]{16}…</code>\.</span>', fragment)
+
+
+def test_each_filter_box_is_wide_enough_for_its_placeholder(users, as_role):
+    """A placeholder cut off ("prefix, e.g. auth or user.c") hides the example that says how to filter."""
+    page = as_role(Role.VIEWER).get("/audit").get_data(as_text=True)
+    boxes = re.findall(r"<input name=\"(\w+)\"[^>]*?placeholder=\"([^\"]*)\"([^>]*)>", page)
+    assert {name for name, _, _ in boxes} == {"actor", "action", "target"}
+    for name, placeholder, rest in boxes:
+        size = re.search(r'size="(\d+)"', rest)
+        width = int(size.group(1)) if size else 20  # an input's default size
+        assert width >= len(placeholder), f"{name}: {len(placeholder)} characters of placeholder in a box of {width}"
