@@ -286,6 +286,9 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
 
     app.jinja_env.filters["runbook_title"] = title_of
     app.jinja_env.filters["duration"] = duration
+    from app.audit.display import detail_pairs
+
+    app.jinja_env.filters["audit_details"] = detail_pairs
 
     from app.targetpage.tabs import all_tabs
 

@@ -1,5 +1,7 @@
 """Deployment pages and dashboard cards, on a real repository and process."""
 
+import re
+
 from app.auth.roles import Role
 from tests.conftest import wait_for
 from tests.support.apps import post
@@ -145,3 +147,16 @@ def test_a_checkpoint_without_a_commit_reads_no_commit_recorded(app, users, as_r
         store.record("staging", None, "flags first seen", {"flags": {"states": {}}})
     page = as_role(Role.VIEWER).get("/targets/staging/deployments").get_data(as_text=True)
     assert "flags first seen: no commit recorded" in page and "commit <code>?</code>" not in page
+
+
+def test_each_deploy_field_keeps_its_label_beside_its_control(app, users, as_role, code_target):
+    """The form wraps at 800 px: a label and its control are one item, so they never land on different lines."""
+    page = as_role(Role.OPERATOR).get("/targets/staging/deployments").get_data(as_text=True)
+    for label, control in (
+        ("Branch or commit", '<input id="deploy-ref"'),
+        ("If verification fails", '<select id="deploy-rollback"'),
+    ):
+        field = re.search(
+            rf'<span class="field"><label for="[\w-]+">{label}</label>((?:(?!</span>).)*)</span>', page, re.S
+        )
+        assert field and control in field.group(1), f"{label!r} is not kept with its control"

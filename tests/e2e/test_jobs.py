@@ -13,6 +13,12 @@ def test_start_a_runbook_and_watch_it_finish(tmp_path, page):
     try:
         sign_in(page, server.url, "admin", server.admin_password)
         page.get_by_role("navigation", name="Areas").get_by_role("link", name="Jobs").click()
+        # The list comes first; the runbooks are one link below it, and Tab goes on from there.
+        page.get_by_role("link", name="Start a job").focus()
+        page.keyboard.press("Enter")
+        expect(page).to_have_url(re.compile(r"/jobs#start-a-job$"))
+        page.keyboard.press("Tab")
+        expect(page.locator("#start-a-job a").first).to_be_focused()
         page.get_by_role("link", name="Count lines").click()
         page.get_by_label("Lines").fill("60")
         page.get_by_label("Delay").fill("0.05")

@@ -200,3 +200,18 @@ def test_a_page_opened_while_the_job_is_queued_fetches_its_facts_again_when_it_e
     assert "<dt>Queued</dt>" in facts and "<dt>Started</dt>" not in facts
     after = page.split('<div id="job-after"')[1].split(">")[0]
     assert 'hx-trigger="htmx:load from:#job-ended"' in after and 'hx-select-oob="#job-facts"' in after
+
+
+def test_the_jobs_come_before_the_runbooks_to_start_one(app, as_role):
+    """During an incident /jobs is opened to see what runs: ~30 runbooks above the list pushed it below the fold."""
+    client = as_role(Role.OPERATOR)
+    post(client, "/jobs", {"runbook": "test.sleep", "target": "production"})
+    page = client.get("/jobs").get_data(as_text=True)
+    running_row = page.index("<td>Sleep on a target</td>")
+    first_runbook = page.index('href="/jobs/new?runbook=')
+    assert running_row < first_runbook
+    skip = re.search(r'<a href="#start-a-job">Start a job</a>', page)
+    assert skip and skip.start() < running_row  # the runbooks are one link away, from the keyboard too
+    assert 'id="start-a-job"' in page
+    viewer = as_role(Role.VIEWER).get("/jobs").get_data(as_text=True)
+    assert "Start a job" not in viewer and 'href="/jobs/new?runbook=' not in viewer
