@@ -110,10 +110,12 @@ def start():
     try:
         if target is not None and len(target) > MAX_TARGET_CHARS:
             target = None
-            raise runbooks.ParamError("target", f"is too long: a target name has at most {MAX_TARGET_CHARS} characters")
+            raise runbooks.ParamError(
+                "target", f"is too long: a target name has at most {MAX_TARGET_CHARS} characters", "Target"
+            )
         if book.needs_target:
             if target is None:
-                raise runbooks.ParamError("target", "is required")
+                raise runbooks.ParamError("target", "is required", "Target")
             registry.current().config(target)
         else:
             target = None

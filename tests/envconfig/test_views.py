@@ -122,7 +122,8 @@ def test_a_stale_diff_is_refused_at_the_door(app, as_role, env_target):
     answer = post(client, "/targets/staging/config/restore", {"version": first, "expect": shown_digest(page)})
     assert answer.status_code == 303
     follow = client.get(answer.headers["Location"]).get_data(as_text=True)
-    assert "changed on disk after the diff was shown" in follow
+    # a sentence, not the guard's parameter name ("expect: the env file …")
+    assert "<strong>Error:</strong> the env file of staging changed on disk after the diff was shown" in follow
     with app.app_context():
         assert db.session.scalar(select(Job).limit(1)) is None
 
@@ -148,7 +149,7 @@ def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_r
     assert post(operator, "/targets/staging/config/restore", form).status_code == 403
     admin = as_role(Role.ADMIN)
     untyped = post(admin, "/targets/staging/config/restore", form, follow_redirects=True).get_data(as_text=True)
-    assert "type its name, staging" in untyped
+    assert "<strong>Error:</strong> staging is protected: type its name, staging" in untyped
     typed = post(admin, "/targets/staging/config/restore", {**form, "confirm": "staging"})
     assert typed.status_code == 303 and "/jobs/" in typed.headers["Location"]
 
