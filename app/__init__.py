@@ -282,9 +282,10 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     from app.jobs.formstate import form_for
 
     app.jinja_env.globals["job_form"] = form_for
-    from app.jobs.runbook import title_of
+    from app.jobs.runbook import shown_params, title_of
 
     app.jinja_env.filters["runbook_title"] = title_of
+    app.jinja_env.globals["shown_params"] = shown_params
     app.jinja_env.filters["duration"] = duration
 
     from app.targetpage.tabs import all_tabs

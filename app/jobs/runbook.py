@@ -160,6 +160,16 @@ class Runbook:
         return values
 
 
+# The typed name that said yes (confirm), a form's guard against a stale page (expect) and a value sealed for the
+# job alone (sealed): kept on the job for its checks, never what a person reads it was asked to do.
+UNSHOWN_PARAMS = frozenset({"confirm", "expect", "sealed"})
+
+
+def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's parameters as its page, the timeline and `flask rewind jobs show` give them: what a person chose."""
+    return {k: v for k, v in params.items() if k not in UNSHOWN_PARAMS and v is not None and v != ""}
+
+
 def confirm_protected(params: dict, target: str | None, what: str = "") -> None:
     """A destructive runbook on a protected target needs the target's name typed, in its `confirm` parameter."""
     from app.targets import registry

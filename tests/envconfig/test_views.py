@@ -305,3 +305,20 @@ def test_a_refused_edit_keeps_the_key_and_confirmation_but_never_the_value(app, 
     assert "&#39;1BAD&#39; is not a key name" in edit
     with app.app_context():
         assert db.session.scalar(select(Job).limit(1)) is None
+
+
+def test_the_job_page_and_jobs_show_leave_out_the_typed_name_and_the_guard_digest(app, as_role, env_target):
+    write_targets_file(app, env_target.toml(protected=True))
+    first, _ = two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    digest = shown_digest(admin.get("/targets/staging/config").get_data(as_text=True))
+    typed = post(admin, "/targets/staging/config/restore", {"version": first, "expect": digest, "confirm": "staging"})
+    page = admin.get(typed.headers["Location"]).get_data(as_text=True)
+    shown = page.split("<dt>Parameters</dt>")[1].split("</dd>")[0]
+    assert f"<code>version={first}</code>" in shown
+    assert "confirm=" not in shown and digest not in page
+    job_id = typed.headers["Location"].rsplit("/", 1)[1]
+    out = app.test_cli_runner().invoke(args=["rewind", "jobs", "show", job_id]).output
+    assert f"params:   version={first}\n" in out and digest not in out and "confirm" not in out
+    with app.app_context():  # kept on the job all the same: the runbook checks the digest again before writing
+        assert db.session.get(Job, int(job_id)).params["expect"] == digest
