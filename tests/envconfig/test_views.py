@@ -166,6 +166,8 @@ def test_edit_seals_the_value_before_it_reaches_the_job_or_the_audit_log(app, as
         {"key": "API_TOKEN", "value": "tok-typed-by-hand-99", "expect": shown_digest(page)},
     )
     assert answer.status_code == 303 and "/jobs/" in answer.headers["Location"]
+    shown = admin.get(answer.headers["Location"]).get_data(as_text=True).split("<dt>Parameters</dt>")[1]
+    assert "<code>key=API_TOKEN</code>" in shown.split("</dd>")[0] and "sealed=" not in shown  # ciphertext: unreadable
     with app.app_context():
         job = db.session.scalar(select(Job))
         assert job.runbook == "config_edit" and "tok-typed-by-hand-99" not in job.params_json
