@@ -324,3 +324,13 @@ def test_the_job_page_and_jobs_show_leave_out_the_typed_name_and_the_guard_diges
     assert f"params:   version={first}\n" in out and digest not in out and "confirm" not in out
     with app.app_context():  # kept on the job all the same: the runbook checks the digest again before writing
         assert db.session.get(Job, int(job_id)).params["expect"] == digest
+
+
+def test_each_diff_with_now_link_says_which_version_to_a_screen_reader(app, as_role, env_target):
+    first, second = two_versions(app, env_target)
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    links = re.findall(r'<a href="/targets/staging/config\?a=(\d+)&amp;b=now">(.*?)</a>', page)
+    names = {version: re.sub(r"<[^>]+>", "", text) for version, text in links}
+    # the visible words start the accessible name (label in name); the hidden rest tells the links apart
+    assert names == {str(v): f"Diff with now (version #{v})" for v in (first, second)}
+    assert all('<span class="sr-only"> (version #' in text for _, text in links)
