@@ -100,6 +100,11 @@ def local_path(candidate: str | None) -> str | None:
     return path + (f"?{parts.query}" if parts.query else "")
 
 
+def this_page() -> str:
+    """This request's path and query, as a form's `next` or the sign-in page's: no bare '?' without a query."""
+    return request.full_path if request.query_string else request.path
+
+
 def came_from() -> str | None:
     """Where the form was posted from: its `next` field (a path), else the Referer (same site only)."""
     nxt = request.form.get("next")
