@@ -127,11 +127,6 @@ def reveal(name: str):
     )
 
 
-def _tab_url(name: str) -> str:
-    """The tab as the form was posted from (the diff it showed), else the bare tab."""
-    return formstate.came_from() or url_for("envconfig.tab", name=name)
-
-
 def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):
     """Queue a restore or an edit; a refusal goes back to its form on the tab, the reason beside the field."""
     target = target_or_404(name)
@@ -152,7 +147,7 @@ def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):
                 details={"runbook": runbook.name, "reason": str(exc), "params": raw},
             )
         flash(str(exc), "error")
-        return formstate.send_back(runbook.name, name, raw, errors, _tab_url(name))
+        return formstate.send_back(runbook.name, name, raw, errors, url_for("envconfig.tab", name=name))
     return redirect(url_for("jobs.show", job_id=job.id)), 303
 
 
@@ -178,5 +173,6 @@ def edit(name: str):
         sealed = base64.b64encode(keys.seal(target.instance_dir, value.encode("utf-8"))).decode()
     except TargetError as exc:
         flash(f"Nothing was changed: {exc.message}", "error")
-        return formstate.send_back(runbooks.EDIT.name, name, raw, {"value": exc.message}, _tab_url(name))
+        tab_url = url_for("envconfig.tab", name=name)
+        return formstate.send_back(runbooks.EDIT.name, name, raw, {"value": exc.message}, tab_url)
     return _enqueue(name, runbooks.EDIT, raw, sealed)
