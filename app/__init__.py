@@ -206,7 +206,9 @@ def _init_login(app: Flask) -> None:
 
     @login_manager.unauthorized_handler
     def unauthorized():
-        target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+        from app.jobs.formstate import this_page
+
+        target = url_for("auth.login", next=this_page() if request.method == "GET" else None)
         if request.headers.get("HX-Request"):
             return "", 401, {"HX-Redirect": target}
         if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -279,12 +281,14 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     from app.timetags import duration, time_tag
 
     app.jinja_env.filters["when"] = time_tag
-    from app.jobs.formstate import form_for
+    from app.jobs.formstate import form_for, this_page
 
     app.jinja_env.globals["job_form"] = form_for
-    from app.jobs.runbook import title_of
+    app.jinja_env.globals["this_page"] = this_page
+    from app.jobs.runbook import shown_params, title_of
 
     app.jinja_env.filters["runbook_title"] = title_of
+    app.jinja_env.globals["shown_params"] = shown_params
     app.jinja_env.filters["duration"] = duration
     from app.audit.display import detail_pairs
 

@@ -92,7 +92,7 @@ def check_copy(value: str, target: str | None) -> str:
 
 def check_hours(value: int | None, target: str | None) -> int | None:
     if value is not None and value < 0:
-        raise ParamError("older_than_hours", f"must be 0 or more hours, got {value}")
+        raise ParamError("older_than_hours", f"must be 0 or more, got {value}", "Older than (hours)")
     return value
 
 

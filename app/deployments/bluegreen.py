@@ -39,7 +39,7 @@ def active_slot(target: str) -> str | None:
 def check_slot(value: str, target: str | None) -> str:
     config = _config(target)
     if value not in config.slots:
-        raise ParamError("slot", f"choose one of {', '.join(config.slots)}, got {value!r}")
+        raise ParamError("slot", f"{target} has no slot {value!r}: choose one of {', '.join(config.slots)}")
     if value == active_slot(target):
         raise ParamError("slot", f"{value} already serves {target}'s traffic")
     return value

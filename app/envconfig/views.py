@@ -19,7 +19,7 @@ from app.envconfig import (
     summary,  # noqa: F401 - registers its overview line and timeline kind
 )
 from app.extensions import db
-from app.jobs import service
+from app.jobs import formstate, service
 from app.jobs.runbook import ParamError
 from app.statuses import EnvSource, Outcome
 from app.targetpage.tabs import Tab
@@ -127,25 +127,27 @@ def reveal(name: str):
     )
 
 
-def _enqueue(name: str, runbook, raw: dict):
+def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):
+    """Queue a restore or an edit; a refusal goes back to its form on the tab, the reason beside the field."""
     target = target_or_404(name)
     if not _may_change(target):
         refuse("needs the admin role to change the env file of a protected target", target=name)
     try:
-        params = runbook.parse_params(raw, name)
+        params = runbook.parse_params(raw if sealed is None else {**raw, "sealed": sealed}, name)
         job = service.enqueue(runbook, name, params, Actor.of(current_user))
     except (ParamError, service.JobRefused) as exc:
+        errors = {}
         if isinstance(exc, ParamError):
+            errors[exc.param] = exc.problem
             db.session.rollback()
-            shown = {k: v for k, v in raw.items() if k != "sealed"}
             record_and_commit(
                 "job.queued",
                 outcome=Outcome.DENIED,
                 target=name,
-                details={"runbook": runbook.name, "reason": str(exc), "params": shown},
+                details={"runbook": runbook.name, "reason": str(exc), "params": raw},
             )
         flash(str(exc), "error")
-        return redirect(url_for("envconfig.tab", name=name)), 303
+        return formstate.send_back(runbook.name, name, raw, errors, url_for("envconfig.tab", name=name))
     return redirect(url_for("jobs.show", job_id=job.id)), 303
 
 
@@ -163,12 +165,14 @@ def edit(name: str):
     if target.config.env_file is None:
         flash(f"Nothing was changed: {store.NoEnvFile(name).message}.", "error")
         return redirect(url_for("envconfig.tab", name=name)), 303
+    raw = {k: request.form.get(k, "") for k in ("key", "expect", "confirm")}
     value = request.form.get("value", "")
-    # The value travels to the job sealed to Rewind's key: never in clear in the job row or the audit log.
+    # The value travels to the job sealed to Rewind's key: never in clear in the job row, the audit log or
+    # a refused form sent back to the page (the person types it again).
     try:
         sealed = base64.b64encode(keys.seal(target.instance_dir, value.encode("utf-8"))).decode()
     except TargetError as exc:
         flash(f"Nothing was changed: {exc.message}", "error")
-        return redirect(url_for("envconfig.tab", name=name)), 303
-    raw = {k: request.form.get(k, "") for k in ("key", "expect", "confirm")}
-    return _enqueue(name, runbooks.EDIT, {**raw, "sealed": sealed})
+        tab_url = url_for("envconfig.tab", name=name)
+        return formstate.send_back(runbooks.EDIT.name, name, raw, {"value": exc.message}, tab_url)
+    return _enqueue(name, runbooks.EDIT, raw, sealed)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from flask import g, request, session
+from flask import g, redirect, request, session
+from werkzeug.wrappers import Response
 
 SESSION_KEY = "job_form"
 
@@ -39,6 +40,18 @@ VALUE_LIMIT = 500
 def remember(runbook: str, target: str | None, values: dict[str, str], errors: dict[str, str]) -> None:
     kept = {k: str(v)[:VALUE_LIMIT] for k, v in values.items()}
     session[SESSION_KEY] = {"runbook": runbook, "target": target, "values": kept, "errors": errors}
+
+
+def send_back(
+    runbook: str, target: str | None, values: dict[str, str], errors: dict[str, str], default: str | None = None
+) -> Response | None:
+    """Post/redirect/get to the page the form came from (else `default`), which shows the refusal beside its
+    fields with what was typed; None when there is no page of this site to go back to."""
+    back = came_from() or default
+    if back is None:
+        return None
+    remember(runbook, target, values, errors)
+    return redirect(back, 303)
 
 
 def take_for_this_page() -> None:
@@ -85,6 +98,11 @@ def local_path(candidate: str | None) -> str | None:
     if not path.startswith("/") or path.startswith("//"):
         return None
     return path + (f"?{parts.query}" if parts.query else "")
+
+
+def this_page() -> str:
+    """This request's path and query, as a form's `next` or the sign-in page's: no bare '?' without a query."""
+    return request.full_path if request.query_string else request.path
 
 
 def came_from() -> str | None:

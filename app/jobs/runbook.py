@@ -21,12 +21,19 @@ if TYPE_CHECKING:
 
 
 class ParamError(ValueError):
-    """A parameter that cannot be used; carries the field so a form can point at it."""
+    """A parameter that cannot be used; carries the field so a form can point at it.
 
-    def __init__(self, param: str, problem: str) -> None:
-        super().__init__(f"{param}: {problem}")
+    `problem` is what the form shows beside the field. Given the parameter's `label`, the problem is said
+    of it ("is required") and the message is "Revision is required"; without one, the problem is a
+    sentence that names what it is about ("staging is protected: …") and is the message as it stands.
+    The message is what a flash, an audit row and the CLI say: never the parameter's raw name.
+    """
+
+    def __init__(self, param: str, problem: str, label: str | None = None) -> None:
+        super().__init__(f"{label} {problem}" if label else problem)
         self.param = param
         self.problem = problem
+        self.label = label
 
 
 class UnknownRunbook(LookupError):
@@ -69,27 +76,29 @@ class Param:
 
     def parse(self, raw: str | None, target: str | None) -> Any:
         if too_long(raw):
-            raise ParamError(self.name, f"is too long: {len(raw):,} characters, at most {MAX_PARAM_CHARS:,}")
+            raise ParamError(
+                self.name, f"is too long: {len(raw):,} characters, at most {MAX_PARAM_CHARS:,}", self.label
+            )
         raw = (raw or "").strip()
         if not raw:
             if self.required and self.default is None:
-                raise ParamError(self.name, "is required")
+                raise ParamError(self.name, "is required", self.label)
             return self.default
         value: Any = raw
         if self.kind is int:
             try:
                 value = int(raw)
             except ValueError:
-                raise ParamError(self.name, f"expected a whole number, got {raw!r}") from None
+                raise ParamError(self.name, f"must be a whole number, got {raw!r}", self.label) from None
         elif self.kind is float:
             try:
                 value = float(raw)
             except ValueError:
-                raise ParamError(self.name, f"expected a number, got {raw!r}") from None
+                raise ParamError(self.name, f"must be a number, got {raw!r}", self.label) from None
         elif self.kind is bool:
             value = raw.lower() in ("1", "true", "yes", "on")
         if self.choices and value not in self.choices:
-            raise ParamError(self.name, f"choose one of {', '.join(self.choices)}, got {raw!r}")
+            raise ParamError(self.name, f"must be one of {', '.join(self.choices)}, got {raw!r}", self.label)
         if self.pattern and not re.fullmatch(self.pattern, raw):
             raise ParamError(self.name, f"{raw!r} is not a valid {self.label.lower()}")
         if self.check:
@@ -140,7 +149,7 @@ class Runbook:
         known = {p.name for p in self.params}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise ParamError(unknown[0], f"is not a parameter of {self.name}")
+            raise ParamError(unknown[0], f"{unknown[0]!r} is not a parameter of {self.name}")
         values = {p.name: p.parse(raw.get(p.name), target) for p in self.params}
         for p in self.params:
             typed = (raw.get(p.name) or "").strip()
@@ -149,6 +158,16 @@ class Runbook:
         if self.check:
             self.check(values, target)
         return values
+
+
+# The typed name that said yes (confirm), a form's guard against a stale page (expect) and a value sealed for the
+# job alone (sealed): kept on the job for its checks, never what a person reads it was asked to do.
+UNSHOWN_PARAMS = frozenset({"confirm", "expect", "sealed"})
+
+
+def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's parameters as its page, the timeline and `flask rewind jobs show` give them: what a person chose."""
+    return {k: v for k, v in params.items() if k not in UNSHOWN_PARAMS and v is not None and v != ""}
 
 
 def confirm_protected(params: dict, target: str | None, what: str = "") -> None:

@@ -110,10 +110,12 @@ def start():
     try:
         if target is not None and len(target) > MAX_TARGET_CHARS:
             target = None
-            raise runbooks.ParamError("target", f"is too long: a target name has at most {MAX_TARGET_CHARS} characters")
+            raise runbooks.ParamError(
+                "target", f"is too long: a target name has at most {MAX_TARGET_CHARS} characters", "Target"
+            )
         if book.needs_target:
             if target is None:
-                raise runbooks.ParamError("target", "is required")
+                raise runbooks.ParamError("target", "is required", "Target")
             registry.current().config(target)
         else:
             target = None
@@ -140,11 +142,9 @@ def start():
         flash(str(exc), "error")
         # An oversized value is not sent back: the form shows the field empty with the error.
         values = {"target": target or "", **{k: "" if runbooks.too_long(v) else v for k, v in raw.items()}}
-        back = formstate.came_from()
+        back = formstate.send_back(book.name, target, values, errors)
         if back is not None:
-            # post/redirect/get: the page it came from shows the error beside the field, with what was typed
-            formstate.remember(book.name, target, values, errors)
-            return redirect(back, 303)
+            return back
         return render_template(
             "jobs/new.html",
             book=book,

@@ -48,7 +48,7 @@ def confirm_downgrade(name: str):
         revision = downgrade_revision(raw, name)
         graph, plan = downgrade_plan(target, revision)
     except ParamError as exc:
-        problem = exc.problem
+        problem = str(exc)
     except TargetError as exc:
         problem = exc.message
     status = 200 if problem is None else 400

@@ -176,9 +176,9 @@ def _kind_of(event: AuditEvent, details: dict) -> Kind:
 def _params_text(params: dict) -> str:
     """The parameters in words: 'revision c3d9f27e4b10; skip backup', not 'backup_confirmed False; …'."""
     shown = []
-    for key, value in params.items():
-        if key in ("confirm", "expect") or value is False or value in (None, "", "default"):
-            continue  # the typed name, a form's guard digest, an unticked box: nothing a person chose
+    for key, value in runbooks.shown_params(params).items():
+        if value is False or value == "default":
+            continue  # an unticked box, a target's default: nothing a person chose
         if value is True:
             shown.append(key.replace("_", " "))
             continue

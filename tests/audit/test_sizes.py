@@ -25,7 +25,7 @@ def test_oversized_parameter_is_refused_with_400_and_nothing_stored(app, as_role
     response = post(client, "/jobs", {"runbook": "test.echo", "target": "staging", "text": huge})
     body = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert f"text: is too long: 900,000 characters, at most {MAX_PARAM_CHARS:,}" in body
+    assert f"Text is too long: 900,000 characters, at most {MAX_PARAM_CHARS:,}" in body
     assert "Q" * 100 not in body, "the value must not be echoed back"
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Job)) == 0
@@ -46,7 +46,7 @@ def test_oversized_target_name_is_refused_without_echo(app, as_role):
     client = as_role(Role.OPERATOR)
     response = post(client, "/jobs", {"runbook": "test.echo", "target": "m" * 5000, "text": "hi"})
     body = response.get_data(as_text=True)
-    assert response.status_code == 400 and "target: is too long" in body
+    assert response.status_code == 400 and "Target is too long" in body
     assert "m" * 200 not in body
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Job)) == 0

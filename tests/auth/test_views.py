@@ -166,6 +166,17 @@ def test_next_parameter_cannot_leave_the_site(client, users):
     assert response.headers["Location"] == "/audit?actor=x"
 
 
+def test_the_sign_in_redirect_keeps_the_page_asked_for_exactly(client, users):
+    """No stray '?' when the page had no query string: next=/targets/staging/config, not …/config?."""
+    bare = client.get("/targets/staging/config")
+    assert bare.status_code == 302 and bare.headers["Location"] == "/login?next=/targets/staging/config"
+    asked = client.get("/targets/staging/config?a=1&b=now")
+    assert asked.headers["Location"] == "/login?next=/targets/staging/config?a%3D1%26b%3Dnow"
+    data = {"name": "viewer", "password": "correct-horse-battery", "csrf_token": csrf_token(client)}
+    signed_in = client.post("/login", data={**data, "next": "/targets/staging/config"})
+    assert signed_in.headers["Location"] == "/targets/staging/config"
+
+
 def test_next_with_hidden_characters_is_refused(client, users):
     token = csrf_token(client)
     for target in ("/\t/evil.example", "/\n/evil.example", "/\\evil.example"):

@@ -69,7 +69,7 @@ def test_unhealthy_idle_slot_is_refused_and_nothing_switches(app, runner, slots)
 
 
 def test_unknown_slot_is_refused(app, slots):
-    with app.app_context(), pytest.raises(ParamError, match="choose one of blue, green"):
+    with app.app_context(), pytest.raises(ParamError, match="staging has no slot 'purple': choose one of blue, green"):
         runbooks.get("bluegreen").parse_params({"slot": "purple"}, "staging")
 
 

@@ -122,7 +122,8 @@ def test_a_stale_diff_is_refused_at_the_door(app, as_role, env_target):
     answer = post(client, "/targets/staging/config/restore", {"version": first, "expect": shown_digest(page)})
     assert answer.status_code == 303
     follow = client.get(answer.headers["Location"]).get_data(as_text=True)
-    assert "changed on disk after the diff was shown" in follow
+    # a sentence, not the guard's parameter name ("expect: the env file …")
+    assert "<strong>Error:</strong> the env file of staging changed on disk after the diff was shown" in follow
     with app.app_context():
         assert db.session.scalar(select(Job).limit(1)) is None
 
@@ -148,7 +149,7 @@ def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_r
     assert post(operator, "/targets/staging/config/restore", form).status_code == 403
     admin = as_role(Role.ADMIN)
     untyped = post(admin, "/targets/staging/config/restore", form, follow_redirects=True).get_data(as_text=True)
-    assert "type its name, staging" in untyped
+    assert "<strong>Error:</strong> staging is protected: type its name, staging" in untyped
     typed = post(admin, "/targets/staging/config/restore", {**form, "confirm": "staging"})
     assert typed.status_code == 303 and "/jobs/" in typed.headers["Location"]
 
@@ -165,6 +166,8 @@ def test_edit_seals_the_value_before_it_reaches_the_job_or_the_audit_log(app, as
         {"key": "API_TOKEN", "value": "tok-typed-by-hand-99", "expect": shown_digest(page)},
     )
     assert answer.status_code == 303 and "/jobs/" in answer.headers["Location"]
+    shown = admin.get(answer.headers["Location"]).get_data(as_text=True).split("<dt>Parameters</dt>")[1]
+    assert "<code>key=API_TOKEN</code>" in shown.split("</dd>")[0] and "sealed=" not in shown  # ciphertext: unreadable
     with app.app_context():
         job = db.session.scalar(select(Job))
         assert job.runbook == "config_edit" and "tok-typed-by-hand-99" not in job.params_json
@@ -245,3 +248,89 @@ def test_a_diff_where_no_key_differs_shows_no_empty_table_head(app, as_role, env
     page = as_role(Role.VIEWER).get(f"/targets/staging/config?a={second}&b=now").get_data(as_text=True)
     diff = page.split('id="diff"')[1].split("</table>")[0]
     assert f"version #{second} → the file now: no key differs" in diff and "<thead>" not in diff
+
+
+def restore_form(page: str, version: int) -> str:
+    return page.split(f'id="version-{version}"')[1].split("</form>")[0]
+
+
+def test_a_refused_restore_comes_back_to_its_form_with_the_reason_beside_it(app, as_role, env_target):
+    write_targets_file(app, env_target.toml(protected=True))
+    first, _ = two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    shown = admin.get(f"/targets/staging/config?a={first}&b=now").get_data(as_text=True)
+    form = {"version": first, "expect": shown_digest(shown), "confirm": "stagin", "next": restore_form(shown, first)}
+    form["next"] = re.search(r'name="next" value="([^"]+)"', form["next"]).group(1).replace("&amp;", "&")
+    answer = post(admin, "/targets/staging/config/restore", form)
+    # back to the tab as it was shown (the same diff), not to the job form or a bare tab
+    assert answer.status_code == 303 and answer.headers["Location"] == f"/targets/staging/config?a={first}&b=now"
+    page = admin.get(answer.headers["Location"]).get_data(as_text=True)
+    refused = restore_form(page, first)
+    assert f'id="confirm-{first}" name="confirm" value="stagin"' in refused  # what was typed, kept
+    assert f'aria-invalid="true" aria-describedby="confirm-{first}-error"' in refused
+    assert "staging is protected: type its name, staging, to confirm" in refused  # the reason, beside the field
+    assert "<strong>Error:</strong> staging is protected" in page
+    # shown once: a reload neither re-submits nor shows it again
+    again = admin.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "field-error" not in again and 'value="stagin"' not in again
+
+
+def test_a_stale_restore_says_why_beside_its_button(app, as_role, env_target):
+    first, _ = two_versions(app, env_target)
+    client = as_role(Role.OPERATOR)
+    digest = shown_digest(client.get("/targets/staging/config").get_data(as_text=True))
+    env_target.env_path.write_text(GOOD + "LATE=1\n")
+    answer = post(client, "/targets/staging/config/restore", {"version": first, "expect": digest})
+    refused = restore_form(client.get(answer.headers["Location"]).get_data(as_text=True), first)
+    assert f'<span class="field-error" id="restore-{first}-error">the env file of staging changed on disk' in refused
+    assert f'aria-describedby="restore-{first}-error"' in refused
+
+
+def test_a_refused_edit_keeps_the_key_and_confirmation_but_never_the_value(app, as_role, env_target):
+    write_targets_file(app, env_target.toml(protected=True))
+    two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    page = admin.get("/targets/staging/config").get_data(as_text=True)
+    form = {"key": "GREETING", "value": "tok-typed-by-hand-99", "expect": shown_digest(page), "confirm": "prod"}
+    answer = post(admin, "/targets/staging/config/edit", form)
+    assert answer.status_code == 303
+    back = admin.get(answer.headers["Location"]).get_data(as_text=True)
+    edit = back.split('action="/targets/staging/config/edit"')[1].split("</form>")[0]
+    assert 'id="edit-key" name="key" value="GREETING"' in edit
+    assert 'id="edit-confirm" name="confirm" value="prod"' in edit
+    assert 'aria-describedby="edit-confirm-error"' in edit and "type its name, staging" in edit
+    assert "tok-typed-by-hand-99" not in back, "a typed secret is never sent back to the page"
+    assert "type the value again" in edit
+    bad_key = post(admin, "/targets/staging/config/edit", {**form, "key": "1BAD", "confirm": "staging"})
+    edit = admin.get(bad_key.headers["Location"]).get_data(as_text=True).split('id="edit-key"')[1].split("</form>")[0]
+    assert 'name="key" value="1BAD"' in edit and 'aria-describedby="edit-key-error"' in edit
+    assert "&#39;1BAD&#39; is not a key name" in edit
+    with app.app_context():
+        assert db.session.scalar(select(Job).limit(1)) is None
+
+
+def test_the_job_page_and_jobs_show_leave_out_the_typed_name_and_the_guard_digest(app, as_role, env_target):
+    write_targets_file(app, env_target.toml(protected=True))
+    first, _ = two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    digest = shown_digest(admin.get("/targets/staging/config").get_data(as_text=True))
+    typed = post(admin, "/targets/staging/config/restore", {"version": first, "expect": digest, "confirm": "staging"})
+    page = admin.get(typed.headers["Location"]).get_data(as_text=True)
+    shown = page.split("<dt>Parameters</dt>")[1].split("</dd>")[0]
+    assert f"<code>version={first}</code>" in shown
+    assert "confirm=" not in shown and digest not in page
+    job_id = typed.headers["Location"].rsplit("/", 1)[1]
+    out = app.test_cli_runner().invoke(args=["rewind", "jobs", "show", job_id]).output
+    assert f"params:   version={first}\n" in out and digest not in out and "confirm" not in out
+    with app.app_context():  # kept on the job all the same: the runbook checks the digest again before writing
+        assert db.session.get(Job, int(job_id)).params["expect"] == digest
+
+
+def test_each_diff_with_now_link_says_which_version_to_a_screen_reader(app, as_role, env_target):
+    first, second = two_versions(app, env_target)
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    links = re.findall(r'<a href="/targets/staging/config\?a=(\d+)&amp;b=now">(.*?)</a>', page)
+    names = {version: re.sub(r"<[^>]+>", "", text) for version, text in links}
+    # the visible words start the accessible name (label in name); the hidden rest tells the links apart
+    assert names == {str(v): f"Diff with now (version #{v})" for v in (first, second)}
+    assert all('<span class="sr-only"> (version #' in text for _, text in links)

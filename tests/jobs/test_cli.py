@@ -137,9 +137,9 @@ def test_the_audit_rows_carry_the_user_and_via_cli(app, users):
     [
         (["nowhere", "test.echo", "text=x", "--as", "operator"], ["there is no target 'nowhere'", "staging"]),
         (["staging", "nothing", "--as", "operator"], ["there is no runbook 'nothing'", "test.echo"]),
-        (["staging", "test.echo", "text=x", "colour=red", "--as", "operator"], ["colour: is not a parameter", "text"]),
+        (["staging", "test.echo", "text=x", "colour=red", "--as", "operator"], ["'colour' is not a parameter", "text"]),
         (["staging", "test.echo", "text", "--as", "operator"], ["parameters are KEY=VALUE, got 'text'"]),
-        (["staging", "test.echo", "--as", "operator"], ["text: is required"]),
+        (["staging", "test.echo", "--as", "operator"], ["Text is required"]),
         (["staging", "test.echo", "text=a", "text=b", "--as", "operator"], ["text is given twice"]),
         (["staging", "test.echo", "text=x", "--as", "nobody"], ["there is no user 'nobody'", "users list"]),
         (["staging", "test.echo", "text=x", "--as", "viewer"], ["viewer (viewer) may not", "needs the operator role"]),
@@ -155,7 +155,7 @@ def test_bad_input_is_refused_before_queueing(app, users, args, needles):
 
 def test_a_bad_commit_on_a_real_target_is_refused_and_audited(app, code_target):
     result = rewind(app, "run", "staging", "revert", "commits=1234567", "--as", "operator", "--follow")
-    refused(result, ExitStatus.REFUSED, "commits: there is no commit '1234567' in this repository")
+    refused(result, ExitStatus.REFUSED, "rewind: there is no commit '1234567' in this repository")
     assert jobs(app) == []
     ((name, _, details),) = audit_rows(app, "job.queued")
     assert name == "operator" and details["via"] == "cli" and "1234567" in details["reason"]

@@ -39,18 +39,21 @@ def test_params_are_parsed_and_checked():
 
 
 @pytest.mark.parametrize(
-    "raw, message",
+    "raw, param, problem, message",
     [
-        ({}, "commit: is required"),
-        ({"commit": "zzz"}, "commit: 'zzz' is not a valid commit"),
-        ({"commit": "abc1234", "count": "many"}, "count: expected a whole number"),
-        ({"commit": "abc1234", "mode": "sideways"}, "mode: choose one of soft, hard"),
-        ({"commit": "abc1234", "extra": "1"}, "extra: is not a parameter of t.params"),
+        ({}, "commit", "is required", "Commit is required"),
+        ({"commit": "zzz"}, "commit", "'zzz' is not a valid commit", "'zzz' is not a valid commit"),
+        ({"commit": "abc1234", "count": "many"}, "count", "must be a whole number", "Count must be a whole number"),
+        ({"commit": "abc1234", "mode": "sideways"}, "mode", "must be one of soft, hard", "Mode must be one of soft"),
+        ({"commit": "abc1234", "extra": "1"}, "extra", "'extra' is not a parameter", "'extra' is not a parameter"),
     ],
 )
-def test_bad_params_name_the_field(raw, message):
-    with pytest.raises(ParamError, match=message):
+def test_bad_params_name_the_field(raw, param, problem, message):
+    """The field gets the problem beside it; the message is a sentence that names it by its label, never 'count: …'."""
+    with pytest.raises(ParamError) as refused:
         BOOK.parse_params(raw, "staging")
+    assert refused.value.param == param and refused.value.problem.startswith(problem)
+    assert str(refused.value).startswith(message)
 
 
 def test_unknown_runbook():

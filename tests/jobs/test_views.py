@@ -46,8 +46,8 @@ def test_running_job_page_holds_a_socket(app, as_role):
     [
         ({"runbook": "nope"}, 404, "There is no runbook &#39;nope&#39;"),
         ({"runbook": "test.sleep", "target": "mars"}, 404, "There is no target &#39;mars&#39;"),
-        ({"runbook": "test.sleep"}, 400, "target: is required"),
-        ({"runbook": "test.count", "lines": "lots"}, 400, "lines: expected a whole number"),
+        ({"runbook": "test.sleep"}, 400, "Error:</strong> Target is required"),
+        ({"runbook": "test.count", "lines": "lots"}, 400, "Error:</strong> Lines must be a whole number, got"),
     ],
 )
 def test_bad_start_requests_are_refused_clearly(app, as_role, form, status, message):

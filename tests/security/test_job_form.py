@@ -17,21 +17,21 @@ HUGE = "9" * 200_000
 
 # (form, status, words the answer must contain)
 REFUSED = [
-    ({"runbook": "verify", "target": "staging", "foo": "bar"}, 400, "foo: is not a parameter of verify"),
+    ({"runbook": "verify", "target": "staging", "foo": "bar"}, 400, "&#39;foo&#39; is not a parameter of verify"),
     ({"runbook": "selfcheck", "target": "staging", "../../etc/passwd": "x"}, 400, "is not a parameter"),
-    ({"runbook": "test.count", "lines": "3; rm -rf /"}, 400, "lines: expected a whole number"),
-    ({"runbook": "test.count", "lines": "$(id)"}, 400, "lines: expected a whole number"),
-    ({"runbook": "test.count", "lines": "`id`"}, 400, "lines: expected a whole number"),
-    ({"runbook": "test.count", "lines": "3 | cat /etc/passwd"}, 400, "lines: expected a whole number"),
-    ({"runbook": "test.count", "lines": "<script>alert(1)</script>"}, 400, "lines: expected a whole number"),
-    ({"runbook": "test.count", "lines": HUGE}, 400, "lines: is too long: 200,000 characters, at most 4,096"),
-    ({"runbook": "test.count", "delay": "nan; id"}, 400, "delay: expected a number"),
+    ({"runbook": "test.count", "lines": "3; rm -rf /"}, 400, "Lines must be a whole number"),
+    ({"runbook": "test.count", "lines": "$(id)"}, 400, "Lines must be a whole number"),
+    ({"runbook": "test.count", "lines": "`id`"}, 400, "Lines must be a whole number"),
+    ({"runbook": "test.count", "lines": "3 | cat /etc/passwd"}, 400, "Lines must be a whole number"),
+    ({"runbook": "test.count", "lines": "<script>alert(1)</script>"}, 400, "Lines must be a whole number"),
+    ({"runbook": "test.count", "lines": HUGE}, 400, "Lines is too long: 200,000 characters, at most 4,096"),
+    ({"runbook": "test.count", "delay": "nan; id"}, 400, "Delay must be a number"),
     ({"runbook": "test.sleep", "target": "../staging"}, 404, "There is no target"),
     ({"runbook": "test.sleep", "target": "staging/../production"}, 404, "There is no target"),
     ({"runbook": "test.sleep", "target": "staging;id"}, 404, "There is no target"),
     ({"runbook": "test.sleep", "target": "$(id)"}, 404, "There is no target"),
     ({"runbook": "test.sleep", "target": "staging\x00"}, 404, "There is no target"),
-    ({"runbook": "test.sleep", "target": "x" * 100_000}, 400, "target: is too long"),
+    ({"runbook": "test.sleep", "target": "x" * 100_000}, 400, "Target is too long"),
 ]
 
 

@@ -52,7 +52,7 @@ def test_the_timeline_lists_deploy_failure_refusal_and_revert_newest_first(app, 
     rows = page.split('<tr id="event-')[1:]
     assert f"job #{deploy.id}</a> Deploy a branch or commit (auto rollback off; ref feature/bad (" in rows[5]
     assert '<span class="badge badge-bad">failed</span>' in rows[5] and "Automatic rollback is off" in rows[5]
-    assert "Revert commits refused: commits:" in rows[3] and "badge-warn" in rows[3]
+    assert "Revert commits refused: &#39;abc&#39; is not a commit id" in rows[3] and "badge-warn" in rows[3]
     assert f"job #{revert.id}</a> Revert commits" in rows[2] and 'badge-ok">succeeded</span>' in rows[2]
     assert "Checkpoint #" in rows[1] and "before “Revert commits”" in rows[1]
     assert "flags.toggle: flag signup, to False" in rows[0]
