@@ -104,11 +104,14 @@ def post_worker_init(worker):
 def worker_exit(server, worker):
     """Do not leave before the job runner has finished its graceful stop (jobs done, or marked interrupted).
 
-    Only after a SIGTERM: a worker leaving otherwise (Ctrl-C, max requests) never woke the drain, which waits
-    on as a daemon thread and ends with the process."""
+    After a SIGTERM, that is the woken drain thread, joined. A worker leaving otherwise (max requests, its
+    master gone) stops at once, as Ctrl-C does: its running jobs are marked interrupted and their commands
+    stopped here, not left "running" with the process gone until another runner's sweep finds them."""
     relay = getattr(worker, "rewind_signals", None)
     if relay is not None and relay.noted:
         worker.rewind_drain.join()
+    else:
+        worker_int(worker)
 
 
 # Rewind does not use gunicorn's control socket; leaving it on makes two instances on one host collide.
@@ -117,6 +120,11 @@ control_socket_disable = True
 
 def worker_int(worker):
     """Ctrl-C (SIGINT/SIGQUIT) stops at once: running jobs are marked interrupted rather than left running."""
-    runner = worker.wsgi.extensions.get("rewind.runner") if hasattr(worker, "wsgi") else None
+    app = getattr(worker, "wsgi", None)
+    if app is None:
+        return
+    from app.jobs.engine import engine
+
+    runner = engine(app).runner  # None when separate `flask rewind worker` processes run the jobs
     if runner is not None:
         runner.drain(0, settle_s=2)

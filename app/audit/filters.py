@@ -59,7 +59,8 @@ class AuditFilter:
                 problems[field] = f"{raw!r} is not a time; {TIME_FORM}"
         since, until = times.get("since"), times.get("until")
         if since and until and until <= since:  # an empty page would read as "nothing happened then"
-            problems["until"] = f"{until:%Y-%m-%d %H:%M} is not after From ({since:%Y-%m-%d %H:%M}); swap them"
+            swap = "; swap them" if until < since else ""
+            problems["until"] = f"{until:%Y-%m-%d %H:%M} is not after From ({since:%Y-%m-%d %H:%M}){swap}"
         if problems:
             raise FilterError(problems, typed)
         return typed

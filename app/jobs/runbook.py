@@ -166,8 +166,13 @@ UNSHOWN_PARAMS = frozenset({"confirm", "expect", "sealed"})
 
 
 def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A job's parameters as its page, the timeline and `flask rewind jobs show` give them: what a person chose."""
-    return {k: v for k, v in params.items() if k not in UNSHOWN_PARAMS and v is not None and v != ""}
+    """A job's parameters as its page, the timeline and `flask rewind jobs show` give them: what a person chose
+    (an unticked box or a target's default was not a choice)."""
+    return {
+        k: v
+        for k, v in params.items()
+        if k not in UNSHOWN_PARAMS and v is not None and v is not False and v not in ("", "default")
+    }
 
 
 def confirm_protected(params: dict, target: str | None, what: str = "") -> None:

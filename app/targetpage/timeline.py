@@ -177,8 +177,6 @@ def _params_text(params: dict) -> str:
     """The parameters in words: 'revision c3d9f27e4b10; skip backup', not 'backup_confirmed False; …'."""
     shown = []
     for key, value in runbooks.shown_params(params).items():
-        if value is False or value == "default":
-            continue  # an unticked box, a target's default: nothing a person chose
         if value is True:
             shown.append(key.replace("_", " "))
             continue

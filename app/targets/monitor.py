@@ -43,8 +43,9 @@ class HealthMonitor:
         self.targets = targets
         self.interval_s = interval_s
         self._readings: dict[str, Reading] = {}
-        # When the kept reading's probe began: a slow probe begun earlier (the background pass) must not
-        # replace the answer of one begun after it (a pass asked for after a stop or a job).
+        # When the kept reading's probe began: a slow probe begun earlier must not replace, nor be told to the
+        # listeners after, the answer of one begun later. The monitor's own thread runs one pass at a time; this
+        # holds for any other caller of probe_all (a CLI check, a test) that runs beside it.
         self._begun: dict[str, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -85,6 +86,12 @@ class HealthMonitor:
             except Exception as exc:
                 log.exception("health check of %s failed", name)
                 target, reading = None, Reading(None, time.time(), failed=f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                stale = begun < self._begun.get(name, begun)
+                if not stale:
+                    self._begun[name] = begun  # claimed: a pass begun before this one now keeps out
+            if stale:  # a pass begun after this one has answered: this answer is older news
+                continue
             # Listeners first: a page that shows this reading also shows what they recorded from it.
             for listener in self.listeners if target is not None else ():
                 try:
@@ -92,8 +99,8 @@ class HealthMonitor:
                 except Exception:
                     log.exception("health listener failed for %s", name)
             with self._lock:
-                if begun >= self._begun.get(name, begun):
-                    self._readings[name], self._begun[name] = reading, begun
+                if self._begun[name] == begun:
+                    self._readings[name] = reading
             for hook in _pass_hooks:
                 try:
                     hook(name)

@@ -36,6 +36,15 @@ def test_upgrade_to_the_heads_checks_the_table_and_marks_known_good(app, runner,
         assert db.session.scalars(select(KnownGood.commit)).all() == [shop_target.commits["posts and index"]]
 
 
+def test_an_upgrade_to_a_pending_revision_short_of_the_heads_is_a_plain_success(app, runner, shop_target):
+    """One revision at a time is a way up, not a place left wrong: no warning telling anyone to move the code."""
+    job, view = run(app, "schema_upgrade", "shop", revision="c3aaaaa3")
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"c3aaaaa3"}
+    assert "But:" not in job.result and CODE_TO_MATCH not in job.result
+    assert job.verification == "passed" and "not marked known good: code and schema differ" in log_text(view)
+
+
 def test_an_upgrade_the_app_fails_after_says_so_in_short_and_how_to_move_the_schema_back(app, runner, shop_target):
     with app.app_context():
         registry.current().open("shop").process().stop()
@@ -82,7 +91,7 @@ def test_a_downgrade_that_destroys_data_shows_the_counts_and_needs_a_backup(app,
         parse(app, "schema_downgrade", revision="-1")
     job, view = run(app, "schema_downgrade", "shop", revision="-1", backup_confirmed="yes")
     assert job.state == "warning", job.result  # healthy, but the code still needs b2000002: not a plain success
-    assert "But: the schema does not match the deployed code:" in job.result
+    assert "But: The deployed code has 4 revision(s) the database lacks:" in job.result
     assert job.result.endswith(CODE_TO_MATCH)
     assert shop_target.versions() == {"a1000001"}
     log = log_text(view)

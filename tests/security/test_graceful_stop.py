@@ -91,8 +91,9 @@ def test_a_web_workers_sigterm_handler_starts_no_thread_it_wakes_the_waiting_dra
         engine(app).runner.stop()
 
 
-def test_a_web_worker_leaving_without_sigterm_does_not_wait_for_the_drain(app):
-    """Max requests reached, say: no SIGTERM woke the drain, so worker_exit must not wait on it for ever."""
+def test_a_web_worker_leaving_without_sigterm_stops_its_jobs_at_once_and_does_not_wait_for_the_drain(app):
+    """Max requests reached, say: no SIGTERM woke the drain, so worker_exit must not wait on it for ever; its
+    running job is marked interrupted (its command stopped) rather than left "running" with the process gone."""
     from gunicorn.config import Config
 
     from app import serving
@@ -103,11 +104,15 @@ def test_a_web_worker_leaving_without_sigterm_does_not_wait_for_the_drain(app):
     previous = signal.getsignal(signal.SIGTERM)
     try:
         hooks["post_worker_init"](worker)
+        long = enqueue(app, "test.sleep", target="staging", seconds=600)
+        wait_for(lambda: job(app, long).state == "running", timeout=30)
         leaving = threading.Thread(target=hooks["worker_exit"], args=(None, worker))
         leaving.start()
-        leaving.join(timeout=30)
+        leaving.join(timeout=60)
         assert not leaving.is_alive(), "worker_exit waited for a drain nothing had woken"
-        assert worker.rewind_drain.is_alive() and engine(app).runner.running
+        assert worker.rewind_drain.is_alive(), "the SIGTERM drain was never woken"
+        assert not engine(app).runner.running, "the runner claims nothing more"
+        assert job(app, long).state == "interrupted"
     finally:
         signal.signal(signal.SIGTERM, previous)
         worker.rewind_signals.note()  # let the waiting drain end, then the relay
