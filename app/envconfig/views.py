@@ -20,7 +20,7 @@ from app.envconfig import (
 )
 from app.extensions import db
 from app.jobs import formstate, service
-from app.jobs.runbook import ParamError
+from app.jobs.runbook import MAX_PARAM_CHARS, ParamError, too_long
 from app.statuses import EnvSource, Outcome
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
@@ -175,4 +175,12 @@ def edit(name: str):
         flash(f"Nothing was changed: {exc.message}", "error")
         tab_url = url_for("envconfig.tab", name=name)
         return formstate.send_back(runbooks.EDIT.name, name, raw, {"value": exc.message}, tab_url)
+    if too_long(sealed):  # said of the Value field the person typed, not of the sealed parameter they never saw
+        problem = (
+            f"is too long: sealed for the job it takes {len(sealed):,} characters, and a job holds at most "
+            f"{MAX_PARAM_CHARS:,}; nothing was changed"
+        )
+        flash(f"Value {problem}.", "error")
+        tab_url = url_for("envconfig.tab", name=name)
+        return formstate.send_back(runbooks.EDIT.name, name, raw, {"value": problem}, tab_url)
     return _enqueue(name, runbooks.EDIT, raw, sealed)

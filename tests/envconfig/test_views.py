@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 from sqlalchemy import select
 
@@ -305,6 +306,23 @@ def test_a_refused_edit_keeps_the_key_and_confirmation_but_never_the_value(app, 
     edit = admin.get(bad_key.headers["Location"]).get_data(as_text=True).split('id="edit-key"')[1].split("</form>")[0]
     assert 'name="key" value="1BAD"' in edit and 'aria-describedby="edit-key-error"' in edit
     assert "&#39;1BAD&#39; is not a key name" in edit
+    with app.app_context():
+        assert db.session.scalar(select(Job).limit(1)) is None
+
+
+def test_a_value_too_long_to_seal_for_a_job_is_refused_beside_the_value_field(app, as_role, env_target):
+    two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    page = admin.get("/targets/staging/config").get_data(as_text=True)
+    typed = secrets.token_urlsafe(6000)  # 8,000 random characters: about 6,000 bytes even compressed
+    form = {"key": "GREETING", "value": typed, "expect": shown_digest(page)}
+    answer = post(admin, "/targets/staging/config/edit", form)
+    assert answer.status_code == 303
+    back = admin.get(answer.headers["Location"]).get_data(as_text=True)
+    edit = back.split('action="/targets/staging/config/edit"')[1].split("</form>")[0]
+    assert 'aria-describedby="edit-value-error"' in edit
+    assert "is too long: sealed for the job it takes" in edit and "a job holds at most 4,096" in edit
+    assert "Sealed value" not in back and typed not in back
     with app.app_context():
         assert db.session.scalar(select(Job).limit(1)) is None
 
