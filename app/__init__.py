@@ -285,10 +285,11 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
 
     app.jinja_env.globals["job_form"] = form_for
     app.jinja_env.globals["this_page"] = this_page
-    from app.jobs.runbook import shown_params, title_of
+    from app.jobs.runbook import shown_params, title_of, typed_value
 
     app.jinja_env.filters["runbook_title"] = title_of
     app.jinja_env.globals["shown_params"] = shown_params
+    app.jinja_env.filters["typed_value"] = typed_value
     app.jinja_env.filters["duration"] = duration
     from app.audit.display import detail_pairs
 

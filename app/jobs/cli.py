@@ -314,9 +314,8 @@ def list_jobs(target: str | None, state: str | None, limit: int) -> None:
 def show(job_id: int) -> None:
     """One job: who, what, when, its steps and log lines, its result and verification."""
     job = _job(job_id)
-    shown = runbooks.shown_params(job.params)
-    shown = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in shown.items()}
-    params = " ".join(f"{k}={v}" for k, v in shown.items()) or "-"  # as `rewind run` takes them
+    shown = runbooks.shown_params(job.params).items()
+    params = " ".join(f"{k}={runbooks.typed_value(v)}" for k, v in shown) or "-"  # as `rewind run` takes them
     click.echo(f"job #{job.id}: {job.runbook} on {job.target or 'Rewind'}")
     click.echo(f"state:    {job.state}")
     click.echo(f"by:       {job.actor_name}")

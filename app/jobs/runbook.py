@@ -175,6 +175,12 @@ def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def typed_value(value: Any) -> str:
+    """A parameter's value as `flask rewind run` takes it (a list as comma-separated ids): the job page and
+    `flask rewind jobs show` print it so, and it can be typed back."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def confirm_protected(params: dict, target: str | None, what: str = "") -> None:
     """A destructive runbook on a protected target needs the target's name typed, in its `confirm` parameter."""
     from app.targets import registry

@@ -179,7 +179,7 @@ def test_a_cancel_is_said_in_the_actions_panel_the_final_event_replaces_not_in_a
 
 
 def test_the_job_page_lists_parameters_as_values_not_python(app, as_role):
-    """A list of commits reads as ids, not "['…']"; a parameter left empty is not shown."""
+    """A list of commits reads as ids, as `flask rewind run` takes them, not "['…']"; an empty one is not shown."""
     from app.audit.store import Actor
     from app.jobs import runbook, service
 
@@ -187,7 +187,7 @@ def test_the_job_page_lists_parameters_as_values_not_python(app, as_role):
         params = {"commits": ["a" * 40, "b" * 40], "gate_override": ""}
         job_id = service.enqueue(runbook.get("test.echo"), "staging", params, Actor(None, "ada")).id  # stays queued
     page = as_role(Role.VIEWER).get(f"/jobs/{job_id}").get_data(as_text=True)
-    assert f"<code>commits={'a' * 40}, {'b' * 40}</code>" in page
+    assert f"<code>commits={'a' * 40},{'b' * 40}</code>" in page
     assert "[&#39;" not in page and "gate_override" not in page
 
 
