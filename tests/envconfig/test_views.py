@@ -22,6 +22,18 @@ SECRET = "tok-first-7f3a9c"
 NEWER = "tok-second-e41d"
 
 
+def refused(client, url: str, form: dict) -> str:
+    """Post a form Rewind refuses: it sends the person back (303) to the page, which is returned."""
+    answer = post(client, url, form)
+    assert answer.status_code == 303
+    return client.get(answer.headers["Location"]).get_data(as_text=True)
+
+
+def no_job_queued(app) -> bool:
+    with app.app_context():
+        return db.session.scalar(select(Job).limit(1)) is None
+
+
 def two_versions(app, env_target) -> tuple[int, int]:
     with app.app_context():
         target = registry.current().open("staging")
@@ -120,13 +132,10 @@ def test_a_stale_diff_is_refused_at_the_door(app, as_role, env_target):
     client = as_role(Role.OPERATOR)
     page = client.get("/targets/staging/config").get_data(as_text=True)
     env_target.env_path.write_text(GOOD + "LATE=1\n")
-    answer = post(client, "/targets/staging/config/restore", {"version": first, "expect": shown_digest(page)})
-    assert answer.status_code == 303
-    follow = client.get(answer.headers["Location"]).get_data(as_text=True)
+    follow = refused(client, "/targets/staging/config/restore", {"version": first, "expect": shown_digest(page)})
     # a sentence, not the guard's parameter name ("expect: the env file …")
     assert "<strong>Error:</strong> the env file of staging changed on disk after the diff was shown" in follow
-    with app.app_context():
-        assert db.session.scalar(select(Job).limit(1)) is None
+    assert no_job_queued(app)
 
 
 def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_role, env_target):
@@ -293,9 +302,7 @@ def test_a_refused_edit_keeps_the_key_and_confirmation_but_never_the_value(app, 
     admin = as_role(Role.ADMIN)
     page = admin.get("/targets/staging/config").get_data(as_text=True)
     form = {"key": "GREETING", "value": "tok-typed-by-hand-99", "expect": shown_digest(page), "confirm": "prod"}
-    answer = post(admin, "/targets/staging/config/edit", form)
-    assert answer.status_code == 303
-    back = admin.get(answer.headers["Location"]).get_data(as_text=True)
+    back = refused(admin, "/targets/staging/config/edit", form)
     edit = back.split('action="/targets/staging/config/edit"')[1].split("</form>")[0]
     assert 'id="edit-key" name="key" value="GREETING"' in edit
     assert 'id="edit-confirm" name="confirm" value="prod"' in edit
@@ -306,8 +313,7 @@ def test_a_refused_edit_keeps_the_key_and_confirmation_but_never_the_value(app, 
     edit = admin.get(bad_key.headers["Location"]).get_data(as_text=True).split('id="edit-key"')[1].split("</form>")[0]
     assert 'name="key" value="1BAD"' in edit and 'aria-describedby="edit-key-error"' in edit
     assert "&#39;1BAD&#39; is not a key name" in edit
-    with app.app_context():
-        assert db.session.scalar(select(Job).limit(1)) is None
+    assert no_job_queued(app)
 
 
 def test_a_value_too_long_to_seal_for_a_job_is_refused_beside_the_value_field(app, as_role, env_target):
@@ -316,15 +322,12 @@ def test_a_value_too_long_to_seal_for_a_job_is_refused_beside_the_value_field(ap
     page = admin.get("/targets/staging/config").get_data(as_text=True)
     typed = secrets.token_urlsafe(6000)  # 8,000 random characters: about 6,000 bytes even compressed
     form = {"key": "GREETING", "value": typed, "expect": shown_digest(page)}
-    answer = post(admin, "/targets/staging/config/edit", form)
-    assert answer.status_code == 303
-    back = admin.get(answer.headers["Location"]).get_data(as_text=True)
+    back = refused(admin, "/targets/staging/config/edit", form)
     edit = back.split('action="/targets/staging/config/edit"')[1].split("</form>")[0]
     assert 'aria-describedby="edit-value-error"' in edit
     assert "is too long: sealed for the job it takes" in edit and "a job holds at most 4,096" in edit
     assert "Sealed value" not in back and typed not in back
-    with app.app_context():
-        assert db.session.scalar(select(Job).limit(1)) is None
+    assert no_job_queued(app)
 
 
 def test_the_job_page_and_jobs_show_leave_out_the_typed_name_and_the_guard_digest(app, as_role, env_target):
