@@ -136,19 +136,24 @@ def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):
         params = runbook.parse_params(raw if sealed is None else {**raw, "sealed": sealed}, name)
         job = service.enqueue(runbook, name, params, Actor.of(current_user))
     except (ParamError, service.JobRefused) as exc:
-        errors = {}
         if isinstance(exc, ParamError):
-            errors[exc.param] = exc.problem
             db.session.rollback()
-            record_and_commit(
-                "job.queued",
-                outcome=Outcome.DENIED,
-                target=name,
-                details={"runbook": runbook.name, "reason": str(exc), "params": raw},
-            )
+            return _refused(name, runbook, raw, exc.param, exc.problem, str(exc))
         flash(str(exc), "error")
-        return formstate.send_back(runbook.name, name, raw, errors, url_for("envconfig.tab", name=name))
+        return formstate.send_back(runbook.name, name, raw, {}, url_for("envconfig.tab", name=name))
     return redirect(url_for("jobs.show", job_id=job.id)), 303
+
+
+def _refused(name: str, runbook, raw: dict, field: str, problem: str, said: str):
+    """A refused restore or edit: audited, flashed, and sent back to its form with the reason beside `field`."""
+    record_and_commit(
+        "job.queued",
+        outcome=Outcome.DENIED,
+        target=name,
+        details={"runbook": runbook.name, "reason": said, "params": raw},
+    )
+    flash(said, "error")
+    return formstate.send_back(runbook.name, name, raw, {field: problem}, url_for("envconfig.tab", name=name))
 
 
 @bp.post("/targets/<name>/config/restore")
@@ -172,15 +177,11 @@ def edit(name: str):
     try:
         sealed = base64.b64encode(keys.seal(target.instance_dir, value.encode("utf-8"))).decode()
     except TargetError as exc:
-        flash(f"Nothing was changed: {exc.message}", "error")
-        tab_url = url_for("envconfig.tab", name=name)
-        return formstate.send_back(runbooks.EDIT.name, name, raw, {"value": exc.message}, tab_url)
+        return _refused(name, runbooks.EDIT, raw, "value", exc.message, f"Nothing was changed: {exc.message}")
     if too_long(sealed):  # said of the Value field the person typed, not of the sealed parameter they never saw
         problem = (
             f"is too long: sealed for the job it takes {len(sealed):,} characters, and a job holds at most "
             f"{MAX_PARAM_CHARS:,}; nothing was changed"
         )
-        flash(f"Value {problem}.", "error")
-        tab_url = url_for("envconfig.tab", name=name)
-        return formstate.send_back(runbooks.EDIT.name, name, raw, {"value": problem}, tab_url)
+        return _refused(name, runbooks.EDIT, raw, "value", problem, f"Value {problem}.")
     return _enqueue(name, runbooks.EDIT, raw, sealed)

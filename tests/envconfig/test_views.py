@@ -328,6 +328,10 @@ def test_a_value_too_long_to_seal_for_a_job_is_refused_beside_the_value_field(ap
     assert "is too long: sealed for the job it takes" in edit and "a job holds at most 4,096" in edit
     assert "Sealed value" not in back and typed not in back
     assert no_job_queued(app)
+    with app.app_context():  # refused, so audited as a refusal, without the value
+        refusal = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+    assert (refusal.action, refusal.outcome) == ("job.queued", "denied") and "is too long" in refusal.details
+    assert typed not in refusal.details
 
 
 def test_the_job_page_and_jobs_show_leave_out_the_typed_name_and_the_guard_digest(app, as_role, env_target):
