@@ -17,6 +17,8 @@ from app.targets.registry import Targets
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 30.0
+# How long a pass whose answer a later one overtook waits for that one to be kept (its listeners are a few writes).
+LATER_PASS_S = 10.0
 
 # Other checks that keep the monitor's rhythm (e.g. env files changed on disk): called with each target's
 # name after its probe, inside the monitor's app context; one failing never stops the pass.
@@ -43,11 +45,14 @@ class HealthMonitor:
         self.targets = targets
         self.interval_s = interval_s
         self._readings: dict[str, Reading] = {}
-        # When the kept reading's probe began: a slow probe begun earlier must not replace, nor be told to the
-        # listeners after, the answer of one begun later. The monitor's own thread runs one pass at a time; this
-        # holds for any other caller of probe_all (a CLI check, a test) that runs beside it.
-        self._begun: dict[str, float] = {}
+        # When the newest probe told to the listeners, and the kept reading's probe, began: a slow probe begun
+        # earlier must not replace, nor be told to the listeners after, the answer of one begun later. The
+        # monitor's own thread runs one pass at a time; this holds for any other caller of probe_all (a CLI
+        # check, a test) that runs beside it.
+        self._told: dict[str, float] = {}
+        self._kept: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._kept_changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         # Told (target, reading) after each probe, in the monitor's thread and app context.
@@ -78,7 +83,11 @@ class HealthMonitor:
                 self._wake.clear()
 
     def probe_all(self) -> None:
-        """One pass over every target; one target's broken check never stops the others'."""
+        """One pass over every target; one target's broken check never stops the others'.
+
+        On return each target's kept reading began no earlier than this pass's probe of it, and its listeners
+        have run, so a caller reads what it asked for, or newer.
+        """
         for name in self.targets.names():
             begun = time.monotonic()
             try:
@@ -87,10 +96,11 @@ class HealthMonitor:
                 log.exception("health check of %s failed", name)
                 target, reading = None, Reading(None, time.time(), failed=f"{type(exc).__name__}: {exc}")
             with self._lock:
-                stale = begun < self._begun.get(name, begun)
-                if not stale:
-                    self._begun[name] = begun  # claimed: a pass begun before this one now keeps out
-            if stale:  # a pass begun after this one has answered: this answer is older news
+                newer = self._told.get(name, begun)
+                if newer <= begun:
+                    self._told[name] = begun
+            if newer > begun:  # a pass begun after this one has answered: this answer is older news
+                self._wait_kept(name, newer)
                 continue
             # Listeners first: a page that shows this reading also shows what they recorded from it.
             for listener in self.listeners if target is not None else ():
@@ -98,14 +108,21 @@ class HealthMonitor:
                     listener(target, reading)
                 except Exception:
                     log.exception("health listener failed for %s", name)
-            with self._lock:
-                if self._begun[name] == begun:
+            with self._kept_changed:
+                if self._kept.get(name, begun) <= begun:
+                    self._kept[name] = begun
                     self._readings[name] = reading
+                    self._kept_changed.notify_all()
             for hook in _pass_hooks:
                 try:
                     hook(name)
                 except Exception:
                     log.exception("%s on %s failed", getattr(hook, "__qualname__", "a monitor hook"), name)
+
+    def _wait_kept(self, name: str, begun: float) -> None:
+        """Until the reading of the probe begun at `begun` (or a later one) is kept, so the caller can read it."""
+        with self._kept_changed:
+            self._kept_changed.wait_for(lambda: self._kept.get(name, -1.0) >= begun, timeout=LATER_PASS_S)
 
     def _probe(self, name: str) -> tuple[object, Reading]:
         target = self.targets.open(name)

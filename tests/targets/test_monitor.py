@@ -1,9 +1,11 @@
-"""The health monitor keeps the newest answer: a slow probe begun earlier never replaces a later one's."""
+"""The health monitor keeps the newest answer, and a pass returns only once a reading as new as its own is kept."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from app.jobs.engine import engine
@@ -11,17 +13,17 @@ from app.targets.monitor import HealthMonitor
 from tests.support.targets import write_targets_file
 
 
-class SlowThenBroken(BaseHTTPRequestHandler):
-    """The first request is held until released, then answered healthy; every later one is a 500 at once."""
+class FirstThenBroken(BaseHTTPRequestHandler):
+    """The first request answers 200 (once `release` is set); every later one is a 500 at once."""
 
-    asked = threading.Event()
-    release = threading.Event()
-    first = threading.Lock()
+    asked: threading.Event
+    release: threading.Event
+    first: threading.Lock
 
     def do_GET(self):
-        if SlowThenBroken.first.acquire(blocking=False):
-            SlowThenBroken.asked.set()
-            SlowThenBroken.release.wait(30)
+        if self.first.acquire(blocking=False):
+            self.asked.set()
+            self.release.wait(30)
             status = 200
         else:
             status = 500
@@ -33,10 +35,15 @@ class SlowThenBroken(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_probe_begun_before_a_later_one_does_not_replace_its_answer(app, tmp_path):
-    """The background pass's probe was on its way when the app stopped; the pass asked for after it must win."""
+@contextlib.contextmanager
+def staging_monitor(app, tmp_path, held: bool) -> Iterator[tuple[HealthMonitor, type[FirstThenBroken]]]:
+    """A monitor (not started: the passes are the test's) of one target whose health URL is a FirstThenBroken."""
+    handler = type("Handler", (FirstThenBroken,), {})
+    handler.asked, handler.release, handler.first = threading.Event(), threading.Event(), threading.Lock()
+    if not held:
+        handler.release.set()
     subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowThenBroken)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         write_targets_file(
@@ -45,23 +52,78 @@ def test_a_probe_begun_before_a_later_one_does_not_replace_its_answer(app, tmp_p
             f'[targets.staging.health]\nurl = "http://127.0.0.1:{server.server_port}/health"\n',
         )
         with app.app_context():
-            monitor = HealthMonitor(app, engine(app).targets)  # not started: the two passes are this test's
+            yield HealthMonitor(app, engine(app).targets), handler
+    finally:
+        handler.release.set()
+        server.shutdown()
+        server.server_close()
 
-        def earlier_pass():
-            with app.app_context():
-                monitor.probe_all()
 
-        earlier = threading.Thread(target=earlier_pass)
-        earlier.start()
-        assert SlowThenBroken.asked.wait(10), "the first probe never reached the server"
+def in_thread(app, monitor: HealthMonitor) -> threading.Thread:
+    def one_pass():
         with app.app_context():
-            monitor.probe_all()  # begun later, answered first: 500
+            monitor.probe_all()
+
+    thread = threading.Thread(target=one_pass)
+    thread.start()
+    return thread
+
+
+def held_listener(monitor: HealthMonitor, status: int) -> tuple[threading.Event, threading.Event]:
+    """A listener that, told a reading of `status`, sets the first event and waits for the second."""
+    told, release = threading.Event(), threading.Event()
+
+    def listener(target, reading):
+        if reading.probe.status == status:
+            told.set()
+            release.wait(30)
+
+    monitor.listeners.append(listener)
+    return told, release
+
+
+def test_a_probe_begun_before_a_later_one_does_not_replace_its_answer(app, tmp_path):
+    """The background pass's probe was on its way when the app stopped; the pass asked for after it must win."""
+    with staging_monitor(app, tmp_path, held=True) as (monitor, handler):
+        earlier = in_thread(app, monitor)
+        assert handler.asked.wait(10), "the first probe never reached the server"
+        monitor.probe_all()  # begun later, answered first: 500
         assert monitor.reading("staging").probe.status == 500
-        SlowThenBroken.release.set()
+        handler.release.set()
         earlier.join(30)
         assert not earlier.is_alive()
         assert monitor.reading("staging").probe.status == 500, "the earlier probe's 200 replaced the newer answer"
-    finally:
-        SlowThenBroken.release.set()
-        server.shutdown()
-        server.server_close()
+
+
+def test_a_pass_overtaken_while_its_listeners_run_still_keeps_its_reading(app, tmp_path):
+    """Seen in the suite: a test's own pass returned while the monitor's later one was mid-way, and read nothing."""
+    with staging_monitor(app, tmp_path, held=False) as (monitor, _):
+        first_told, first_release = held_listener(monitor, 200)
+        second_told, second_release = held_listener(monitor, 500)
+        earlier = in_thread(app, monitor)
+        assert first_told.wait(10)
+        later = in_thread(app, monitor)
+        assert second_told.wait(10)
+        first_release.set()
+        earlier.join(30)
+        assert monitor.reading("staging") is not None, "the earlier pass returned and nothing was kept"
+        assert monitor.reading("staging").probe.status == 200
+        second_release.set()
+        later.join(30)
+        assert monitor.reading("staging").probe.status == 500, "the later pass's answer is kept last"
+
+
+def test_a_pass_whose_answer_came_late_waits_for_the_later_one_to_be_kept(app, tmp_path):
+    with staging_monitor(app, tmp_path, held=True) as (monitor, handler):
+        later_told, later_release = held_listener(monitor, 500)
+        earlier = in_thread(app, monitor)
+        assert handler.asked.wait(10), "the first probe never reached the server"
+        later = in_thread(app, monitor)
+        assert later_told.wait(10)  # the later pass has answered and is telling its listeners
+        handler.release.set()  # the earlier one's answer now comes, older news
+        earlier.join(1.0)
+        assert earlier.is_alive(), "the earlier pass returned before any reading as new as its own was kept"
+        later_release.set()
+        earlier.join(30)
+        later.join(30)
+        assert not earlier.is_alive() and monitor.reading("staging").probe.status == 500
