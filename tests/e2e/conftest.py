@@ -2,9 +2,12 @@
 
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from app.demo.build import build_demo, stop_demo
 from tests.support.server import RewindServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -46,3 +49,19 @@ def server(tmp_path):
     running = RewindServer(tmp_path / "instance").start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_server():
+    """The demo sandbox behind a real Rewind, one per test file: a file's drills keep out of each other's way."""
+    # A short path: gpg-agent's socket lives in the GnuPG home, and socket paths stop at 107 bytes.
+    root = Path(tempfile.mkdtemp(prefix="rw-e2e-"))
+    root.chmod(0o711)  # as root the demo's PostgreSQL runs as `postgres`, which must reach its folder
+    instance = root / "instance"
+    instance.mkdir()
+    build_demo(instance / "demo", instance / "rewind.toml", on_line=lambda *a: None)
+    server = RewindServer(instance, REWIND_ACCESS_LOG="0").start()
+    yield server
+    server.stop()
+    stop_demo(instance / "demo")
+    shutil.rmtree(root, ignore_errors=True)

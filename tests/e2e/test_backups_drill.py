@@ -8,7 +8,6 @@ import psycopg
 from playwright.sync_api import expect
 
 from app.demo import load_demo
-from tests.e2e.test_demo_rollback import demo_server  # noqa: F401 the demo sandbox behind a real Rewind
 from tests.e2e.test_foundation import sign_in
 
 
@@ -19,7 +18,7 @@ def stats(base_url: str) -> dict:
         return json.loads(response.read())
 
 
-def test_delete_rows_restore_the_newest_backup_see_them_back_then_undo(demo_server, page):  # noqa: F811
+def test_delete_rows_restore_the_newest_backup_see_them_back_then_undo(demo_server, page):
     production = load_demo(demo_server.instance_dir / "demo")["production"]
     assert production.database_url.startswith("postgresql://")  # the demo runs on its own PostgreSQL
     before = stats(production.base_url)

@@ -5,12 +5,11 @@ import re
 from playwright.sync_api import expect
 
 from app.demo import load_demo
-from tests.e2e.test_demo_rollback import demo_server  # noqa: F401 the demo sandbox behind a real Rewind
 from tests.e2e.test_flags_drill import health_becomes
 from tests.e2e.test_foundation import sign_in
 
 
-def test_a_bad_setting_breaks_production_and_restoring_the_previous_version_mends_it(demo_server, page):  # noqa: F811
+def test_a_bad_setting_breaks_production_and_restoring_the_previous_version_mends_it(demo_server, page):
     production = load_demo(demo_server.instance_dir / "demo")["production"]
     page.on("dialog", lambda dialog: dialog.accept())  # the confirmations a person would accept
     sign_in(page, demo_server.url, "admin", demo_server.admin_password)

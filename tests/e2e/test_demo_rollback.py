@@ -1,31 +1,10 @@
 """The first-day drill in a real browser, on the demo sandbox: break production, see it, revert it."""
 
 import re
-import shutil
-import tempfile
-from pathlib import Path
 
-import pytest
 from playwright.sync_api import expect
 
-from app.demo.build import build_demo, stop_demo
 from tests.e2e.test_foundation import sign_in
-from tests.support.server import RewindServer
-
-
-@pytest.fixture
-def demo_server():
-    # A short path: gpg-agent's socket lives in the GnuPG home, and socket paths stop at 107 bytes.
-    root = Path(tempfile.mkdtemp(prefix="rw-e2e-"))
-    root.chmod(0o711)  # as root the demo's PostgreSQL runs as `postgres`, which must reach its folder
-    instance = root / "instance"
-    instance.mkdir()
-    build_demo(instance / "demo", instance / "rewind.toml", on_line=lambda *a: None)
-    server = RewindServer(instance, REWIND_ACCESS_LOG="0").start()
-    yield server
-    server.stop()
-    stop_demo(instance / "demo")
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_deploy_bad_branch_see_it_unhealthy_revert_and_see_it_healthy(demo_server, page):

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from playwright.sync_api import expect
 
-from tests.e2e.test_demo_rollback import demo_server  # noqa: F401 the demo sandbox behind a real Rewind
 from tests.e2e.test_foundation import sign_in
 
 
@@ -23,7 +22,7 @@ def health_becomes(page, word: str, timeout: float = 20.0) -> None:
         page.wait_for_timeout(300)
 
 
-def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, page):  # noqa: F811
+def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, page):
     page.on("dialog", lambda dialog: dialog.accept())  # the confirmations a person would accept
     before = datetime.now(UTC).replace(tzinfo=None).isoformat()  # a fresh install: before Rewind's first look
     sign_in(page, demo_server.url, "admin", demo_server.admin_password)
@@ -66,7 +65,7 @@ def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, pag
     expect(changes.filter(has_text="flags.restore")).to_have_count(1)
 
 
-def test_a_stale_toggle_shows_the_refusal_and_the_current_state_in_its_row(demo_server, page, browser):  # noqa: F811
+def test_a_stale_toggle_shows_the_refusal_and_the_current_state_in_its_row(demo_server, page, browser):
     # htmx fires beforeSwap on the swap target (the row), not on the form that asked: the refusal once never showed.
     sign_in(page, demo_server.url, "admin", demo_server.admin_password)
     page.goto(demo_server.url + "/targets/staging/flags")

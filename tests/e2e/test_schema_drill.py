@@ -8,7 +8,6 @@ from playwright.sync_api import expect
 from app.demo import load_demo
 from app.demo.history import HEAD_REVISION, MIGRATION_BRANCH, MIGRATION_BRANCH_REVISION
 from app.demo.sample import NEWER_USERS, SESSIONS_PER_USER
-from tests.e2e.test_demo_rollback import demo_server  # noqa: F401 the demo sandbox behind a real Rewind
 from tests.e2e.test_foundation import sign_in
 
 # Users with a session when the branch's migration backfills users.last_seen_at: what the downgrade destroys.
@@ -19,7 +18,7 @@ def open_tab(page, name: str) -> None:
     page.get_by_role("navigation", name="production areas").get_by_role("link", name=name).click()
 
 
-def test_deploy_a_migration_reset_behind_it_and_let_the_gate_downgrade_first(demo_server, page):  # noqa: F811
+def test_deploy_a_migration_reset_behind_it_and_let_the_gate_downgrade_first(demo_server, page):
     production = load_demo(demo_server.instance_dir / "demo")["production"]
     assert production.protected  # so every destructive step asks for the typed name, as on a real production
     page.on("dialog", lambda dialog: dialog.accept())  # the confirmations a person would accept

@@ -4,13 +4,12 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.test_demo_rollback import demo_server  # noqa: F401 - a fixture, used by name
 from tests.e2e.test_foundation import sign_in
 
 BAD = "feature/rollback-drill-bad-code"
 
 
-def test_from_the_card_deploy_bad_code_revert_it_from_the_job_page_and_read_the_timeline(demo_server, page):  # noqa: F811
+def test_from_the_card_deploy_bad_code_revert_it_from_the_job_page_and_read_the_timeline(demo_server, page):
     questions = []
 
     def accept(dialog):
