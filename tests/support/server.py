@@ -12,6 +12,10 @@ from pathlib import Path
 from tests.support.postgres import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+# Each command as `flask` runs it (FlaskGroup, FLASK_APP from the environment), one after the other.
+FLASK_STEPS = (
+    "from flask.cli import FlaskGroup\nfor args in %r:\n    FlaskGroup().main(list(args), standalone_mode=False)\n"
+)
 
 
 class RewindServer:
@@ -38,10 +42,16 @@ class RewindServer:
         assert result.returncode == 0, f"flask {' '.join(args)} failed: {result.stderr}"
         return result.stdout
 
+    def flask_steps(self, *commands: tuple[str, ...]) -> None:
+        """Several `flask` commands, run as the CLI runs them, in one process: each process pays the app's import."""
+        result = subprocess.run(
+            [sys.executable, "-c", FLASK_STEPS % (commands,)], cwd=REPO, env=self.env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"flask {commands} failed: {result.stderr}"
+
     def start(self) -> RewindServer:
         self.instance_dir.mkdir(parents=True, exist_ok=True)
-        self.flask("db", "upgrade")
-        self.flask("rewind", "init-admin")
+        self.flask_steps(("db", "upgrade"), ("rewind", "init-admin"))
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
