@@ -61,7 +61,8 @@ def child_exit(server, worker):
 
 
 def post_worker_init(worker):
-    """Each web worker runs jobs itself unless separate `flask rewind worker` processes do."""
+    """Each web worker runs jobs itself unless separate `flask rewind worker` processes do; on SIGTERM it lets
+    its jobs end (or marks them interrupted), then closes the live pages still open."""
     import gc
 
     # What is loaded by now (modules, templates, caches) stays for the worker's life. Frozen, it is never walked
@@ -69,36 +70,39 @@ def post_worker_init(worker):
     # waiting (measured under the toggle bench); after the freeze one takes 1.5-3 ms.
     gc.collect()
     gc.freeze()
+    import signal
+    import threading
+
+    from app.jobs.engine import engine
+    from app.signalrelay import SignalRelay
+
     app = worker.wsgi
-    if app.config["REWIND_SETTINGS"].run_jobs_in_web:
-        import signal
-        import threading
+    settings = app.config["REWIND_SETTINGS"]
+    runner = engine(app).start_runner() if settings.run_jobs_in_web else None
+    term = threading.Event()
 
-        from app.jobs.engine import engine
-        from app.signalrelay import SignalRelay
+    def drain_on_term():
+        term.wait()
+        if runner is not None:
+            runner.drain(settings.graceful_timeout_s)
+        # Jobs run here have ended and their pages have had the last event. Pages still open (jobs queued, or run
+        # by other processes) are told to reconnect, rather than holding this worker until graceful_timeout.
+        engine(app).fanout.going_away()
 
-        runner = engine(app).start_runner()
-        grace = app.config["REWIND_SETTINGS"].graceful_timeout_s
-        term = threading.Event()
+    # Started now, waiting: the SIGTERM handler starts no thread (one started from a handler can hang for ever
+    # on a lock the main thread held when the signal landed, app/signalrelay.py says which).
+    stopping = threading.Thread(target=drain_on_term, name="rewind-drain", daemon=True)
+    stopping.start()
+    relay = SignalRelay(term, name="rewind-signals")
+    worker.rewind_drain, worker.rewind_signals = stopping, relay
+    stop_serving = worker.handle_exit
 
-        def drain_on_term():
-            term.wait()
-            runner.drain(grace)
+    def on_term(sig, frame):
+        """Stop claiming jobs at once (the relay wakes the drain), while gunicorn lets open requests finish."""
+        relay.note()
+        stop_serving(sig, frame)
 
-        # Started now, waiting: the SIGTERM handler starts no thread (one started from a handler can hang for ever
-        # on a lock the main thread held when the signal landed, app/signalrelay.py says which).
-        stopping = threading.Thread(target=drain_on_term, name="rewind-drain", daemon=True)
-        stopping.start()
-        relay = SignalRelay(term, name="rewind-signals")
-        worker.rewind_drain, worker.rewind_signals = stopping, relay
-        stop_serving = worker.handle_exit
-
-        def on_term(sig, frame):
-            """Stop claiming jobs at once (the relay wakes the drain), while gunicorn lets open requests finish."""
-            relay.note()
-            stop_serving(sig, frame)
-
-        signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def worker_exit(server, worker):

@@ -55,6 +55,11 @@ class Watcher:
     closed: bool = False
     allowance: int = 0  # the snapshot may exceed MAX_BACKLOG by its own size
     feed: _JobFeed | None = None
+    wake: Callable[[], None] = lambda: None  # rouses the handler thread, which waits on its socket
+
+    def finish(self) -> None:
+        self.done.set()
+        self.wake()
 
 
 @dataclass(eq=False)
@@ -80,13 +85,21 @@ class Broadcaster:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._blocked: set[Watcher] = set()
+        # Set when this process stops serving: open streams close with SERVICE_RESTART, and browsers reconnect
+        # (to a worker that stays) instead of holding this one's graceful stop open until its timeout.
+        self.leaving = threading.Event()
 
     # --- called from handler threads ---------------------------------------------------
 
-    def attach(self, job_id: int, sock: socket.socket, load_view: Callable[[], JobView]) -> Watcher:
-        """Send the job's state so far, then keep the watcher in step with every later event."""
+    def attach(
+        self, job_id: int, sock: socket.socket, load_view: Callable[[], JobView], wake: Callable[[], None]
+    ) -> Watcher:
+        """Send the job's state so far, then keep the watcher in step with every later event.
+
+        `wake` rouses the handler thread when the job ends or the process leaves, so it closes at once.
+        """
         self._ensure_thread()
-        watcher = Watcher(job_id, sock)
+        watcher = Watcher(job_id, sock, wake=wake)
         while True:
             with self._lock:
                 feed = self._feeds.get(job_id)
@@ -104,10 +117,21 @@ class Broadcaster:
                 watcher.allowance = len(snapshot)
                 self._send(watcher, snapshot)
                 if feed.view.state.is_final:
-                    watcher.done.set()
+                    watcher.finish()
                 break
         self.notify(job_id, None)  # pick up anything committed while the view was being read
         return watcher
+
+    def going_away(self) -> None:
+        """This process stops serving: every stream's handler is woken to close (see `leaving`)."""
+        self.leaving.set()
+        with self._lock:
+            feeds = list(self._feeds.values())
+        for feed in feeds:
+            with feed.lock:
+                watchers = list(feed.watchers)
+            for watcher in watchers:
+                watcher.wake()
 
     def drain(self, watcher: Watcher, timeout: float) -> None:
         """Give a finished job's last events time to leave before the socket is closed."""
@@ -201,7 +225,7 @@ class Broadcaster:
                 watcher.last_seq = last
                 self._send(watcher, frame)
                 if final:
-                    watcher.done.set()
+                    watcher.finish()
 
     def _send(self, watcher: Watcher, frame: bytes) -> None:
         """Write without blocking; keep what the socket would not take, in order."""

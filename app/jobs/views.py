@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
@@ -32,6 +34,10 @@ PAGE_SIZE = 50
 FORM_FIELDS = {"runbook", "target", "csrf_token", "next"}  # the start form's own fields, not runbook parameters
 MAX_TARGET_CHARS = 128  # the audit row's target column
 WS_IDLE_CHECK_S = 5
+# 1012 "service restart": the page's websocket extension reconnects after it, as after a dropped connection.
+SERVICE_RESTART = 1012
+LEAVING = "Rewind is restarting; reconnecting"
+CLOSE_WAIT_S = 2.0  # for the browser's answer to a close frame
 
 
 def _job_or_404(job_id: int) -> Job:
@@ -225,18 +231,47 @@ def _load_view_and_release(job_id: int):
 
 
 def _stream(ws, job_id: int) -> None:
-    """Snapshot, then live events, until the job ends or the browser leaves."""
+    """Snapshot, then live events, until the job ends, the browser leaves or this process stops serving."""
     fanout = broadcaster()
     db.session.remove()  # no pooled connection may be held while waiting for the feed (see fanout._broadcast)
-    watcher = fanout.attach(job_id, ws.sock, lambda: _load_view_and_release(job_id))
+    if fanout.leaving.is_set():
+        _close(ws, SERVICE_RESTART, LEAVING)
+        return
+    # simple-websocket's reader thread sets ws.event when the browser sends or leaves; the fanout sets it too.
+    watcher = fanout.attach(job_id, ws.sock, lambda: _load_view_and_release(job_id), wake=ws.event.set)
+    leaving = False
     try:
         while not watcher.done.is_set() and not watcher.closed:
-            ws.receive(timeout=WS_IDLE_CHECK_S)  # raises ConnectionClosed when the browser leaves
-        fanout.drain(watcher, timeout=5.0)
+            if leaving := fanout.leaving.is_set():
+                break
+            ws.event.wait(WS_IDLE_CHECK_S)
+            ws.event.clear()
+            while ws.receive(timeout=0) is not None:  # the page sends nothing; raises once the browser has left
+                pass
+        else:
+            fanout.drain(watcher, timeout=5.0)
     except ConnectionClosed:
         pass
     finally:
-        fanout.detach(watcher)
+        fanout.detach(watcher)  # no fanout send is half-way once this returns, so the close frame goes out whole
+    if leaving:
+        _close(ws, SERVICE_RESTART, LEAVING)
+    else:
+        _close(ws)
+
+
+def _close(ws, code: int = 1000, reason: str | None = None) -> None:
+    """Send the close frame, give the browser a moment to answer it, then end the connection either way.
+
+    simple-websocket's reader thread otherwise waits for the answer for ever: a browser that went silent (a
+    sleeping laptop) would keep a thread, and a stopping worker, until gunicorn killed it.
+    """
+    with contextlib.suppress(ConnectionClosed):
+        ws.close(code, reason)
+    ws.thread.join(CLOSE_WAIT_S)
+    if ws.thread.is_alive():
+        with contextlib.suppress(OSError):
+            ws.sock.shutdown(socket.SHUT_RDWR)
 
 
 class _CaptureRoute:
@@ -257,7 +292,7 @@ sock.route("/<int:job_id>/ws", bp=_capture)(_stream)
 
 
 def _refuse_socket(ws, job_id: int, reason: str) -> None:
-    ws.close(CLOSE_CODE, reason)
+    _close(ws, CLOSE_CODE, reason)
 
 
 _capture_refusal = _CaptureRoute()

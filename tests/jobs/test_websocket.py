@@ -85,6 +85,24 @@ def test_finished_job_sends_its_state_and_closes(live, admin):
     assert ws.recv() == ""
 
 
+def test_a_browser_that_never_answers_the_close_is_hung_up_on_and_frees_its_threads(live, admin):
+    """simple-websocket's reader thread waited for the answer for ever (a sleeping laptop's, say)."""
+    job_id = start_job(admin, runbook="test.count", lines="3")
+    wait_for(lambda: "succeeded" in admin.get(f"/jobs/{job_id}")[2])
+    started = live.threads()
+    silent = [admin.websocket(f"/jobs/{job_id}/ws") for _ in range(10)]
+    for ws in silent:
+        assert 'data-state="succeeded"' in ws.recv()
+    for ws in silent:  # the close frame, then nothing until the server ends the connection
+        ws.sock.settimeout(10)
+        frames = b""
+        while chunk := ws.sock.recv(4096):
+            frames += chunk
+        assert frames[:1] == b"\x88", "a close frame came first"
+    levels = wait_for(lambda: (n := live.threads()) <= started + 10 + 2 and n, timeout=10)
+    assert levels, "at most one idle pool thread per handler is left, no reader thread"
+
+
 def test_anonymous_and_cross_site_handshakes_are_refused(live, admin):
     job_id = start_job(admin, runbook="test.count", lines="3")
     anonymous = Session(live.url)

@@ -4,11 +4,14 @@ import os
 import runpy
 import signal
 import sqlite3
+import struct
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
+import websocket
 
 from app.audit.store import Actor
 from app.extensions import db
@@ -139,6 +142,31 @@ def test_sigterm_to_gunicorn_marks_an_unfinished_job_interrupted(tmp_path):
     with sqlite3.connect(tmp_path / "instance" / "rewind.db") as conn:
         state, result = conn.execute("SELECT state, result FROM job WHERE id = ?", (job_id,)).fetchone()
     assert state == "interrupted" and result.startswith("Rewind was stopped")
+
+
+def test_sigterm_tells_open_live_pages_to_reconnect_and_the_worker_leaves_at_once(tmp_path):
+    """A page watching a job that runs elsewhere (here, still queued) held the worker until graceful_timeout."""
+    from tests.jobs.conftest import start_server
+    from tests.jobs.test_websocket import start_job
+    from tests.support.http import Session
+
+    server = start_server(tmp_path / "instance", REWIND_EXTERNAL_WORKERS="1")  # no worker runs the job
+    try:
+        admin = Session(server.url)
+        admin.login("admin", server.admin_password)
+        job_id = start_job(admin, runbook="test.count", lines="3")
+        page = admin.websocket(f"/jobs/{job_id}/ws", timeout=15)
+        assert 'data-state="queued"' in page.recv()
+        began = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        opcode, frame = page.recv_data(control_frame=True)  # answers the close, as a browser does
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert struct.unpack("!H", frame[:2])[0] == 1012, "service restart: the page's extension reconnects"
+        assert frame[2:].decode() == "Rewind is restarting; reconnecting"
+        assert server.process.wait(timeout=15) == 0
+        assert time.monotonic() - began < 10, "the default graceful timeout is 30 s"
+    finally:
+        server.stop()
 
 
 def test_sigterm_to_a_worker_lets_a_short_job_finish_and_interrupts_a_long_one(tmp_path, pg_server):
