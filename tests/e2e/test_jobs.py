@@ -1,11 +1,17 @@
 """Watching a job in a real browser: progress and log arrive over the websocket, no reload."""
 
 import re
+import signal
+from pathlib import Path
 
 from playwright.sync_api import expect
 
+from tests.conftest import wait_for
 from tests.e2e.test_foundation import sign_in
-from tests.jobs.conftest import start_server
+from tests.jobs.conftest import SERVER_ENV, start_server
+from tests.jobs.test_processes import worker
+from tests.jobs.test_websocket import start_job
+from tests.support.http import Session
 
 
 def test_start_a_runbook_and_watch_it_finish(tmp_path, page):
@@ -41,3 +47,30 @@ def test_start_a_runbook_and_watch_it_finish(tmp_path, page):
         assert page.evaluate("window.__sameDocument") is True
     finally:
         server.stop()
+
+
+def test_a_job_page_open_across_a_reload_reconnects_and_sees_the_job_end(tmp_path, page, pg_server):
+    """gunicorn's reload (HUP) stops the old worker: the page it served is told to reconnect, and follows on."""
+    web = start_server(tmp_path / "web", pg_server.create_database("reload"), REWIND_EXTERNAL_WORKERS="1")
+    runner = None
+    try:
+        admin = Session(web.url)
+        admin.login("admin", web.admin_password)
+        job_id = start_job(admin, runbook="test.count", lines="20", delay="0.05")  # queued: no worker runs jobs yet
+        sign_in(page, web.url, "admin", web.admin_password)
+        page.goto(f"{web.url}/jobs/{job_id}")
+        expect(page.locator("#job-state")).to_have_attribute("data-state", "queued")
+        page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+        served_by = web.worker_pid()
+
+        web.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: not Path(f"/proc/{served_by}").exists(), timeout=10)  # gone long before graceful_timeout
+        runner = worker({**web.env, **SERVER_ENV})
+        expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=20_000)
+        expect(page.locator("#log .line")).to_have_count(20)
+        assert page.evaluate("window.__sameDocument") is True
+    finally:
+        if runner is not None:
+            runner.terminate()
+            runner.wait(timeout=30)
+        web.stop()
