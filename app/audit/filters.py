@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Select, or_, select
@@ -34,6 +34,11 @@ def _parse_time(raw: str) -> datetime | None:
     return parsed
 
 
+def _form_time(value: datetime) -> str:
+    """A datetime-local input's value for a UTC time, to the minute unless seconds were given."""
+    return value.isoformat(timespec="minutes" if not (value.second or value.microsecond) else "auto")
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     actor: str = ""
@@ -63,7 +68,8 @@ class AuditFilter:
             problems["until"] = f"{until:%Y-%m-%d %H:%M} is not after From ({since:%Y-%m-%d %H:%M}){swap}"
         if problems:
             raise FilterError(problems, typed)
-        return typed
+        # Kept as the form's boxes spell a UTC time, so a time typed with an offset or a space shows in them.
+        return replace(typed, **{field: _form_time(value) for field, value in times.items() if value})
 
     def as_args(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}

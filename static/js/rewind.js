@@ -35,6 +35,28 @@
     var main = document.getElementById("main");
     main.insertBefore(note, main.firstChild);
   });
+  // A live job page whose connection dropped, or whose Rewind worker is restarting, says so until it is back.
+  // These are the close codes after which htmx's websocket extension reconnects by itself.
+  var RECONNECTING = [1006, 1011, 1012, 1013];
+  document.addEventListener("htmx:wsClose", function (event) {
+    var closed = event.detail && event.detail.event;
+    if (!closed || RECONNECTING.indexOf(closed.code) < 0 || document.getElementById("live-reconnecting")) {
+      return;
+    }
+    var note = document.createElement("p");
+    note.id = "live-reconnecting";
+    note.className = "flash flash-warn";
+    note.setAttribute("role", "status");
+    note.textContent = "Live updates paused: reconnecting. Until then this page may be behind the job.";
+    var main = document.getElementById("main");
+    main.insertBefore(note, main.firstChild);
+  });
+  document.addEventListener("htmx:wsOpen", function () {
+    var note = document.getElementById("live-reconnecting");
+    if (note) {
+      note.remove();
+    }
+  });
   // Forms marked data-swap-errors show the refusal fragment (a stale toggle, a missing reason) in place.
   // The event fires on the swap target (a form's "closest tr"), so ask the element that sent the request.
   document.addEventListener("htmx:beforeSwap", function (event) {

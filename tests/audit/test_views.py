@@ -137,7 +137,11 @@ def test_a_time_with_an_offset_is_read_as_utc(app, users, as_role):
         db.session.commit()
     client = as_role(Role.VIEWER)  # 13:00 at +02:00 is 11:00 UTC; Until in the form's other spelling, with a space
     page = client.get("/audit", query_string={"since": "2020-01-01T13:00+02:00", "until": "2020-01-01 12:30"})
-    assert ids_on(page.get_data(as_text=True)) == [6, 5]
+    html = page.get_data(as_text=True)
+    assert ids_on(html) == [6, 5]
+    # the boxes show both in their own spelling, in UTC: a datetime-local box left an offset time out, empty
+    assert 'value="2020-01-01T11:00"' in _input(html, "since") and 'value="2020-01-01T12:30"' in _input(html, "until")
+    assert "since=2020-01-01T11:00&amp;until=2020-01-01T12:30" in html, "the export links carry the same times"
 
 
 @pytest.mark.parametrize("export", ["export.csv", "export.jsonl"])

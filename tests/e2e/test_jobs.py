@@ -49,6 +49,15 @@ def test_start_a_runbook_and_watch_it_finish(tmp_path, page):
         server.stop()
 
 
+# Keeps the text of every note the page puts up, however briefly it stays.
+SEEN_NOTES = """() => {
+  window.__notes = [];
+  new MutationObserver((changes) => changes.forEach((change) => change.addedNodes.forEach((node) => {
+    if (node.id === "live-reconnecting") window.__notes.push(node.textContent);
+  }))).observe(document.getElementById("main"), {childList: true});
+}"""
+
+
 def test_a_job_page_open_across_a_reload_reconnects_and_sees_the_job_end(tmp_path, page, pg_server):
     """gunicorn's reload (HUP) stops the old worker: the page it served is told to reconnect, and follows on."""
     web = start_server(tmp_path / "web", pg_server.create_database("reload"), REWIND_EXTERNAL_WORKERS="1")
@@ -61,6 +70,7 @@ def test_a_job_page_open_across_a_reload_reconnects_and_sees_the_job_end(tmp_pat
         page.goto(f"{web.url}/jobs/{job_id}")
         expect(page.locator("#job-state")).to_have_attribute("data-state", "queued")
         page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+        page.evaluate(SEEN_NOTES)
         served_by = web.worker_pid()
 
         web.process.send_signal(signal.SIGHUP)
@@ -69,6 +79,10 @@ def test_a_job_page_open_across_a_reload_reconnects_and_sees_the_job_end(tmp_pat
         expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=20_000)
         expect(page.locator("#log .line")).to_have_count(20)
         assert page.evaluate("window.__sameDocument") is True
+        assert page.evaluate("window.__notes") == [
+            "Live updates paused: reconnecting. Until then this page may be behind the job."
+        ], "the page said it was reconnecting"
+        expect(page.locator("#live-reconnecting")).to_have_count(0)  # and took it back once it was
     finally:
         if runner is not None:
             runner.terminate()
