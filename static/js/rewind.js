@@ -57,6 +57,45 @@
       note.remove();
     }
   });
+  // A part that follows by itself (templates/_live.html, the jobs list) and gets no answer says since when it
+  // has not been updated: in an incident, a page that silently stopped updating reads as "all is still well".
+  // Such requests carry X-Rewind-Background; the event's element may be another once a swap replaced it.
+  var lastUpdate = new Date();
+  function polling(event) {
+    var config = event.detail && event.detail.requestConfig;
+    return Boolean(config && config.headers && config.headers["X-Rewind-Background"]);
+  }
+  function liveFailed(event, why) {
+    if (!polling(event)) {
+      return;
+    }
+    var note = document.getElementById("live-stale");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "live-stale";
+      note.className = "flash flash-warn";
+      note.setAttribute("role", "status");
+      var main = document.getElementById("main");
+      main.insertBefore(note, main.firstChild);
+    }
+    var clock = pad(lastUpdate.getHours()) + ":" + pad(lastUpdate.getMinutes()) + ":" + pad(lastUpdate.getSeconds());
+    note.textContent = "Not updated since " + clock + ": " + why + ". Trying again.";
+  }
+  document.addEventListener("htmx:sendError", function (event) {
+    liveFailed(event, "Rewind did not answer");
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    liveFailed(event, "Rewind answered " + event.detail.xhr.status);
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (polling(event) && event.detail.successful) {
+      lastUpdate = new Date();
+      var note = document.getElementById("live-stale");
+      if (note) {
+        note.remove();
+      }
+    }
+  });
   // Forms marked data-swap-errors show the refusal fragment (a stale toggle, a missing reason) in place.
   // The event fires on the swap target (a form's "closest tr"), so ask the element that sent the request.
   document.addEventListener("htmx:beforeSwap", function (event) {

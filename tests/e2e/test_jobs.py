@@ -88,3 +88,26 @@ def test_a_job_page_open_across_a_reload_reconnects_and_sees_the_job_end(tmp_pat
             runner.terminate()
             runner.wait(timeout=30)
         web.stop()
+
+
+def test_a_list_that_cannot_refresh_says_since_when_and_clears_once_it_can(tmp_path, page):
+    """A page that silently stopped updating would read as "all is still well" in an incident."""
+    server = start_server(tmp_path / "instance", REWIND_EXTERNAL_WORKERS="1")
+    try:
+        admin = Session(server.url)
+        admin.login("admin", server.admin_password)
+        start_job(admin, runbook="test.count", lines="3")  # stays queued (no worker process): the list follows it
+        sign_in(page, server.url, "admin", server.admin_password)
+        page.goto(server.url + "/jobs")
+        expect(page.locator("#job-rows")).to_have_attribute("hx-trigger", "every 2s")
+        stale = page.locator("#live-stale")
+        expect(stale).to_have_count(0)
+
+        server.stop()
+        since = re.compile(r"^Not updated since \d\d:\d\d:\d\d: Rewind did not answer\. Trying again\.$")
+        expect(stale).to_have_text(since)
+        server.start()  # the list answers again, and the note goes
+        expect(stale).to_have_count(0, timeout=10_000)
+        expect(page.locator("#job-rows")).to_contain_text("queued")
+    finally:
+        server.stop()
