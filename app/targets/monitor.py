@@ -17,8 +17,7 @@ from app.targets.registry import Targets
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 30.0
-# How long a pass whose answer a later one overtook waits for that one to be kept (its listeners are a few writes).
-LATER_PASS_S = 10.0
+REQUEST_S = 3.0  # for one health URL's answer
 
 # Other checks that keep the monitor's rhythm (e.g. env files changed on disk): called with each target's
 # name after its probe, inside the monitor's app context; one failing never stops the pass.
@@ -40,19 +39,21 @@ class Reading:
 
 
 class HealthMonitor:
-    def __init__(self, app: Flask, targets: Targets, interval_s: float = INTERVAL_S) -> None:
+    def __init__(
+        self, app: Flask, targets: Targets, interval_s: float = INTERVAL_S, request_timeout_s: float = REQUEST_S
+    ) -> None:
         self.app = app
         self.targets = targets
         self.interval_s = interval_s
+        self.request_timeout_s = request_timeout_s
         self._readings: dict[str, Reading] = {}
-        # When the newest probe told to the listeners, and the kept reading's probe, began: a slow probe begun
-        # earlier must not replace, nor be told to the listeners after, the answer of one begun later. The
-        # monitor's own thread runs one pass at a time; this holds for any other caller of probe_all (a CLI
-        # check, a test) that runs beside it.
-        self._told: dict[str, float] = {}
+        # When the probe of the reading last told to the listeners and kept began, per target. Telling and keeping
+        # happen together under the target's own lock, so a slow probe begun earlier never replaces, nor is told
+        # after, the answer of one begun later. The monitor's own thread runs one pass at a time; this holds for
+        # any other caller of probe_all (a CLI check, a test) that runs beside it.
         self._kept: dict[str, float] = {}
+        self._telling: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._kept_changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         # Told (target, reading) after each probe, in the monitor's thread and app context.
@@ -95,39 +96,32 @@ class HealthMonitor:
             except Exception as exc:
                 log.exception("health check of %s failed", name)
                 target, reading = None, Reading(None, time.time(), failed=f"{type(exc).__name__}: {exc}")
-            with self._lock:
-                newer = self._told.get(name, begun)
-                if newer <= begun:
-                    self._told[name] = begun
-            if newer > begun:  # a pass begun after this one has answered: this answer is older news
-                self._wait_kept(name, newer)
-                continue
-            # Listeners first: a page that shows this reading also shows what they recorded from it.
-            for listener in self.listeners if target is not None else ():
-                try:
-                    listener(target, reading)
-                except Exception:
-                    log.exception("health listener failed for %s", name)
-            with self._kept_changed:
-                if self._kept.get(name, begun) <= begun:
+            with self._telling_lock(name):
+                if self._kept.get(name, begun) > begun:  # a pass begun after this one has answered: older news
+                    continue
+                # Listeners first: a page that shows this reading also shows what they recorded from it.
+                for listener in self.listeners if target is not None else ():
+                    try:
+                        listener(target, reading)
+                    except Exception:
+                        log.exception("health listener failed for %s", name)
+                with self._lock:
                     self._kept[name] = begun
                     self._readings[name] = reading
-                    self._kept_changed.notify_all()
             for hook in _pass_hooks:
                 try:
                     hook(name)
                 except Exception:
                     log.exception("%s on %s failed", getattr(hook, "__qualname__", "a monitor hook"), name)
 
-    def _wait_kept(self, name: str, begun: float) -> None:
-        """Until the reading of the probe begun at `begun` (or a later one) is kept, so the caller can read it."""
-        with self._kept_changed:
-            self._kept_changed.wait_for(lambda: self._kept.get(name, -1.0) >= begun, timeout=LATER_PASS_S)
+    def _telling_lock(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._telling.setdefault(name, threading.Lock())
 
     def _probe(self, name: str) -> tuple[object, Reading]:
         target = self.targets.open(name)
         check = target.health()
-        probe = check.probe(request_timeout_s=3) if check else None
+        probe = check.probe(request_timeout_s=self.request_timeout_s) if check else None
         database = target.config.database
         reached = database_reachable(database.url) if database else None
         return target, Reading(probe, time.time(), reached)

@@ -19,6 +19,7 @@ class FirstThenBroken(BaseHTTPRequestHandler):
     asked: threading.Event
     release: threading.Event
     first: threading.Lock
+    broke: threading.Event  # a 500 has been sent
 
     def do_GET(self):
         if self.first.acquire(blocking=False):
@@ -30,6 +31,8 @@ class FirstThenBroken(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
+        if status == 500:
+            self.broke.set()
 
     def log_message(self, *args):
         pass
@@ -40,6 +43,7 @@ def staging_monitor(app, tmp_path, held: bool) -> Iterator[tuple[HealthMonitor, 
     """A monitor (not started: the passes are the test's) of one target whose health URL is a FirstThenBroken."""
     handler = type("Handler", (FirstThenBroken,), {})
     handler.asked, handler.release, handler.first = threading.Event(), threading.Event(), threading.Lock()
+    handler.broke = threading.Event()
     if not held:
         handler.release.set()
     subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
@@ -52,17 +56,23 @@ def staging_monitor(app, tmp_path, held: bool) -> Iterator[tuple[HealthMonitor, 
             f'[targets.staging.health]\nurl = "http://127.0.0.1:{server.server_port}/health"\n',
         )
         with app.app_context():
-            yield HealthMonitor(app, engine(app).targets), handler
+            # a held probe must not time out however slow the machine: the test releases it
+            yield HealthMonitor(app, engine(app).targets, request_timeout_s=60), handler
     finally:
         handler.release.set()
         server.shutdown()
         server.server_close()
 
 
-def in_thread(app, monitor: HealthMonitor) -> threading.Thread:
+def in_thread(app, monitor: HealthMonitor, read_on_return: list | None = None) -> threading.Thread:
+    """One pass in its own thread; `read_on_return` gets the status kept when the pass returned (None: nothing)."""
+
     def one_pass():
         with app.app_context():
             monitor.probe_all()
+        if read_on_return is not None:
+            kept = monitor.reading("staging")
+            read_on_return.append(kept.probe.status if kept else None)
 
     thread = threading.Thread(target=one_pass)
     thread.start()
@@ -95,35 +105,38 @@ def test_a_probe_begun_before_a_later_one_does_not_replace_its_answer(app, tmp_p
         assert monitor.reading("staging").probe.status == 500, "the earlier probe's 200 replaced the newer answer"
 
 
-def test_a_pass_overtaken_while_its_listeners_run_still_keeps_its_reading(app, tmp_path):
+def test_a_pass_telling_its_listeners_keeps_its_reading_and_a_later_one_is_told_after_it(app, tmp_path):
     """Seen in the suite: a test's own pass returned while the monitor's later one was mid-way, and read nothing."""
-    with staging_monitor(app, tmp_path, held=False) as (monitor, _):
+    with staging_monitor(app, tmp_path, held=False) as (monitor, handler):
         first_told, first_release = held_listener(monitor, 200)
         second_told, second_release = held_listener(monitor, 500)
         earlier = in_thread(app, monitor)
         assert first_told.wait(10)
-        later = in_thread(app, monitor)
-        assert second_told.wait(10)
+        later = in_thread(app, monitor)  # answers 500 while the earlier one is still telling its listeners
+        assert handler.broke.wait(10)
+        later.join(1.0)  # long enough for the old code to tell the later answer beside the earlier one
         first_release.set()
         earlier.join(30)
         assert monitor.reading("staging") is not None, "the earlier pass returned and nothing was kept"
         assert monitor.reading("staging").probe.status == 200
+        assert second_told.wait(10), "the later answer is told, after the earlier one"
         second_release.set()
         later.join(30)
         assert monitor.reading("staging").probe.status == 500, "the later pass's answer is kept last"
 
 
-def test_a_pass_whose_answer_came_late_waits_for_the_later_one_to_be_kept(app, tmp_path):
+def test_a_pass_whose_answer_came_late_returns_only_once_the_later_one_is_kept(app, tmp_path):
     with staging_monitor(app, tmp_path, held=True) as (monitor, handler):
         later_told, later_release = held_listener(monitor, 500)
-        earlier = in_thread(app, monitor)
+        read = []
+        earlier = in_thread(app, monitor, read_on_return=read)
         assert handler.asked.wait(10), "the first probe never reached the server"
         later = in_thread(app, monitor)
         assert later_told.wait(10)  # the later pass has answered and is telling its listeners
         handler.release.set()  # the earlier one's answer now comes, older news
-        earlier.join(1.0)
-        assert earlier.is_alive(), "the earlier pass returned before any reading as new as its own was kept"
+        earlier.join(1.0)  # long enough for the old code to return with nothing kept, which read[] records
         later_release.set()
         earlier.join(30)
         later.join(30)
-        assert not earlier.is_alive() and monitor.reading("staging").probe.status == 500
+        assert read == [500], "the earlier pass returned before the later one's reading was kept"
+        assert monitor.reading("staging").probe.status == 500
