@@ -85,9 +85,11 @@ def post_worker_init(worker):
         term.wait()
         if runner is not None:
             runner.drain(settings.graceful_timeout_s)
-        # Jobs run here have ended and their pages have had the last event. Pages still open (jobs queued, or run
-        # by other processes) are told to reconnect, rather than holding this worker until graceful_timeout.
-        engine(app).fanout.going_away()
+        # Jobs run here have ended: their pages get the last event and close. Pages still open (jobs queued, or
+        # run by other processes) are told to reconnect, rather than holding this worker until graceful_timeout.
+        fanout = engine(app).started_fanout
+        if fanout is not None:
+            fanout.going_away()
 
     # Started now, waiting: the SIGTERM handler starts no thread (one started from a handler can hang for ever
     # on a lock the main thread held when the signal landed, app/signalrelay.py says which).

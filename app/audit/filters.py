@@ -35,8 +35,11 @@ def _parse_time(raw: str) -> datetime | None:
 
 
 def _form_time(value: datetime) -> str:
-    """A datetime-local input's value for a UTC time, to the minute unless seconds were given."""
-    return value.isoformat(timespec="minutes" if not (value.second or value.microsecond) else "auto")
+    """A datetime-local input's value for a UTC time: to the minute, or as finely as given down to milliseconds
+    (the box shows nothing for six decimals, so a finer time is cut to what it can show)."""
+    if value.microsecond:
+        return value.isoformat(timespec="milliseconds")
+    return value.isoformat(timespec="seconds" if value.second else "minutes")
 
 
 @dataclass(frozen=True)
@@ -60,16 +63,17 @@ class AuditFilter:
             raw = getattr(typed, field)
             try:
                 times[field] = _parse_time(raw)
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: an offset that takes it out of the calendar
                 problems[field] = f"{raw!r} is not a time; {TIME_FORM}"
+        # Times kept as the form's boxes spell a UTC time, so one typed with an offset or a space shows in them.
+        typed = replace(typed, **{field: _form_time(value) for field, value in times.items() if value})
         since, until = times.get("since"), times.get("until")
         if since and until and until <= since:  # an empty page would read as "nothing happened then"
             swap = "; swap them" if until < since else ""
             problems["until"] = f"{until:%Y-%m-%d %H:%M} is not after From ({since:%Y-%m-%d %H:%M}){swap}"
         if problems:
             raise FilterError(problems, typed)
-        # Kept as the form's boxes spell a UTC time, so a time typed with an offset or a space shows in them.
-        return replace(typed, **{field: _form_time(value) for field, value in times.items() if value})
+        return typed
 
     def as_args(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}

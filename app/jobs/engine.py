@@ -54,6 +54,11 @@ class Engine:
             return self._fanout
 
     @property
+    def started_fanout(self) -> Broadcaster | None:
+        """The broadcaster if this process has made one: a worker that never streamed a job has none to close."""
+        return self._fanout
+
+    @property
     def health(self) -> HealthMonitor:
         """The background health monitor; it re-checks at once whenever any process finishes a job."""
         with self._lock:

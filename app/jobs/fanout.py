@@ -122,8 +122,16 @@ class Broadcaster:
         self.notify(job_id, None)  # pick up anything committed while the view was being read
         return watcher
 
-    def going_away(self) -> None:
-        """This process stops serving: every stream's handler is woken to close (see `leaving`)."""
+    def going_away(self, settle_s: float = 5.0) -> None:
+        """This process stops serving: every stream's handler is woken to close (see `leaving`).
+
+        Events already committed go out first, so a job that ended while the process drained has its final
+        event on its pages, which then close as after any job's end.
+        """
+        if self._thread is not None:
+            sent = threading.Event()
+            self._queue.put(sent)
+            sent.wait(settle_s)
         self.leaving.set()
         with self._lock:
             feeds = list(self._feeds.values())
@@ -165,8 +173,9 @@ class Broadcaster:
                 self._thread = threading.Thread(target=self._loop, name="rewind-fanout", daemon=True)
                 self._thread.start()
 
-    def _next_jobs(self) -> set[int | None]:
-        jobs: set[int | None] = set()
+    def _next_jobs(self) -> set[int | threading.Event | None]:
+        """Job ids to send; None: every watched job; an Event: the same, and set once the pass is over."""
+        jobs: set[int | threading.Event | None] = set()
         try:
             jobs.add(self._queue.get(timeout=RETRY_S if self._blocked else None))
         except queue.Empty:
@@ -181,8 +190,9 @@ class Broadcaster:
         with self.app.app_context():
             while True:
                 jobs = self._next_jobs()
+                waiting = [item for item in jobs if isinstance(item, threading.Event)]
                 try:
-                    if None in jobs:  # the bus may have missed notices: re-read every watched job
+                    if None in jobs or waiting:  # the bus may have missed notices: re-read every watched job
                         with self._lock:
                             jobs = set(self._feeds)
                     for job_id in jobs:
@@ -192,6 +202,8 @@ class Broadcaster:
                     log.exception("fan-out pass failed; continuing")
                 finally:
                     db.session.remove()
+                    for sent in waiting:
+                        sent.set()
 
     def _broadcast(self, job_id: int) -> None:
         with self._lock:

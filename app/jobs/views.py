@@ -253,23 +253,25 @@ def _stream(ws, job_id: int) -> None:
     except ConnectionClosed:
         pass
     finally:
-        fanout.detach(watcher)  # no fanout send is half-way once this returns, so the close frame goes out whole
-    if leaving:
-        _close(ws, SERVICE_RESTART, LEAVING)
-    else:
-        _close(ws)
+        fanout.detach(watcher)  # no fanout send is half-way once this returns
+    # What a browser that stopped reading has not taken may end half-way through a frame: no close frame after it.
+    code, reason = (SERVICE_RESTART, LEAVING) if leaving else (1000, None)
+    _close(ws, code, reason, frame=not watcher.backlog)
 
 
-def _close(ws, code: int = 1000, reason: str | None = None) -> None:
+def _close(ws, code: int = 1000, reason: str | None = None, frame: bool = True) -> None:
     """Send the close frame, give the browser a moment to answer it, then end the connection either way.
 
-    simple-websocket's reader thread otherwise waits for the answer for ever: a browser that went silent (a
-    sleeping laptop) would keep a thread, and a stopping worker, until gunicorn killed it.
+    simple-websocket's reader thread otherwise waits for the answer for ever, and its close frame's send for
+    room in the socket: a browser that went silent (a sleeping laptop) would keep a thread, and a stopping
+    worker, until gunicorn killed it. Without `frame`, the connection just ends (the page reconnects).
     """
-    with contextlib.suppress(ConnectionClosed):
-        ws.close(code, reason)
-    ws.thread.join(CLOSE_WAIT_S)
-    if ws.thread.is_alive():
+    if frame:
+        ws.sock.settimeout(CLOSE_WAIT_S)
+        with contextlib.suppress(ConnectionClosed, OSError):  # the browser may have gone, or reset
+            ws.close(code, reason)
+        ws.thread.join(CLOSE_WAIT_S)
+    if not frame or ws.thread.is_alive():
         with contextlib.suppress(OSError):
             ws.sock.shutdown(socket.SHUT_RDWR)
 

@@ -144,6 +144,26 @@ def test_a_time_with_an_offset_is_read_as_utc(app, users, as_role):
     assert "since=2020-01-01T11:00&amp;until=2020-01-01T12:30" in html, "the export links carry the same times"
 
 
+@pytest.mark.parametrize(
+    "typed, shown",
+    [
+        ("2020-01-01T13:00:30+02:00", "2020-01-01T11:00:30"),
+        ("2020-01-01 13:00:00.123456", "2020-01-01T13:00:00.123"),  # the box shows nothing for six decimals
+        ("2020-01-01", "2020-01-01T00:00"),
+    ],
+)
+def test_a_time_shows_in_its_box_however_it_was_typed_even_beside_a_bad_filter(as_role, users, typed, shown):
+    page = as_role(Role.VIEWER).get("/audit", query_string={"since": typed, "outcome": "maybe"})
+    assert page.status_code == 400
+    assert f'value="{shown}"' in _input(page.get_data(as_text=True), "since")
+
+
+def test_a_time_an_offset_takes_out_of_the_calendar_is_refused_not_a_500(as_role, users):
+    page = as_role(Role.VIEWER).get("/audit", query_string={"since": "0001-01-01T00:00+01:00"})
+    assert page.status_code == 400
+    assert "From: &#39;0001-01-01T00:00+01:00&#39; is not a time" in page.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("export", ["export.csv", "export.jsonl"])
 def test_an_export_with_a_bad_filter_says_which_in_one_line(as_role, users, export):
     response = as_role(Role.VIEWER).get(f"/audit/{export}?actor=person1&since=garbage")

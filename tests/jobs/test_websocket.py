@@ -1,7 +1,11 @@
 """The live stream against a real gunicorn server and real websocket clients."""
 
+import base64
+import contextlib
+import os
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -101,6 +105,38 @@ def test_a_browser_that_never_answers_the_close_is_hung_up_on_and_frees_its_thre
         assert frames[:1] == b"\x88", "a close frame came first"
     levels = wait_for(lambda: (n := live.threads()) <= started + 10 + 2 and n, timeout=10)
     assert levels, "at most one idle pool thread per handler is left, no reader thread"
+
+
+def test_closing_on_a_browser_that_stopped_reading_never_blocks():
+    """The close frame's send used to wait for room that a stopped reader never makes: for ever."""
+    from simple_websocket import Server
+
+    from app.jobs.views import _close
+
+    server_end, browser_end = socket.socketpair()
+    handshake = {
+        "HTTP_HOST": "rewind.test",
+        "HTTP_UPGRADE": "websocket",
+        "HTTP_CONNECTION": "Upgrade",
+        "HTTP_SEC_WEBSOCKET_KEY": base64.b64encode(os.urandom(16)).decode(),
+        "HTTP_SEC_WEBSOCKET_VERSION": "13",
+    }
+    ws = Server({"gunicorn.socket": server_end, **handshake})
+    server_end.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:  # everything the browser has not read: no room left
+            server_end.send(b"x" * 65536)
+    server_end.setblocking(True)  # as gunicorn hands it over
+    closing = threading.Thread(target=_close, args=(ws,), daemon=True)
+    try:
+        closing.start()
+        closing.join(15)
+        assert not closing.is_alive(), "the close waited for a reader that never reads"
+        ws.thread.join(15)
+        assert not ws.thread.is_alive(), "the reader thread ended with the connection"
+    finally:
+        browser_end.close()
+        server_end.close()
 
 
 def test_anonymous_and_cross_site_handshakes_are_refused(live, admin):
