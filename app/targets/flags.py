@@ -150,6 +150,27 @@ _TRUE = {"1", "t", "true", "on", "yes", "y"}
 _FALSE = {"0", "f", "false", "off", "no", "n", ""}
 
 
+# The words an application may store in a text enabled column, each with its opposite: Rewind writes back the
+# spelling the column already holds, so an application that compares with 'true' never reads Rewind's '1'.
+_PAIRS = (("true", "false"), ("t", "f"), ("1", "0"), ("on", "off"), ("yes", "no"), ("y", "n"))
+_SPELLINGS = {word: pair for pair in _PAIRS for word in pair}
+
+
+def _spelling(value: Any) -> tuple[str, str] | None:
+    """The (on, off) words of a stored text value, in its case ('TRUE' -> ('TRUE', 'FALSE')); None if not text."""
+    if not isinstance(value, str):
+        return None
+    word = value.strip()
+    pair = _SPELLINGS.get(word.lower())
+    if pair is None:
+        return None
+    if word.isupper():
+        return pair[0].upper(), pair[1].upper()
+    if word[:1].isupper():
+        return pair[0].capitalize(), pair[1].capitalize()
+    return pair
+
+
 def _as_bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -256,6 +277,8 @@ class FlagTable:
         self.url, self.table, self.columns = url, table, columns or FlagColumns()
         self.sqlite = url.startswith("sqlite:///")
         self._enabled_is_integer = False  # learnt from each write's locking read: see _note_types
+        self._spellings: dict[str, tuple[str, str]] = {}  # per flag, the words its row holds: see _note_types
+        self._table_spelling: tuple[str, str] | None = None  # for a new row: the words most rows hold
 
     # -- connections ------------------------------------------------------------------------------------------
 
@@ -450,25 +473,47 @@ class FlagTable:
         else:
             sql, args = self._select(), ()
         cur = conn.execute(self._sql(sql), args)
-        self._note_types(cur)
         rows = cur.fetchall()
+        self._note_types(cur, rows)
         found = {flag.name: flag for flag in map(self._row, rows)}
         if names is not None:
             wanted = set(names)
             found = {name: flag for name, flag in found.items() if name in wanted}
         return found
 
-    def _note_types(self, cur: Any) -> None:
-        """What the enabled column takes, read from the locking read's own description (no extra round trip).
+    def _note_types(self, cur: Any, rows: list[tuple]) -> None:
+        """What the enabled column takes, read from the locking read itself (no extra round trip).
 
-        PostgreSQL casts a boolean parameter to a text column (stored 'true'/'false') but not to an integer one,
-        which some applications use for 0/1: those are sent 1 or 0. SQLite stores a boolean as 1 or 0 anyway.
+        PostgreSQL casts a boolean parameter to a text column but not to an integer one, which some applications
+        use for 0/1: those are sent 1 or 0. A text value ('true', 'Y', '0'…) is written back in the words
+        the row already holds (a new row: what most rows hold): else PostgreSQL stores 'true'/'false' and SQLite
+        1/0, which an application reading its own spelling would take for something else.
         """
         if not self.sqlite and cur.description:
             self._enabled_is_integer = cur.description[1].type_code in _INTEGER_OIDS
+        for row in rows:
+            if spelling := _spelling(row[1]):
+                self._spellings[str(row[0])] = spelling
 
-    def _enabled(self, enabled: bool) -> bool | int:
-        """The value to write into the enabled column, in the type it takes."""
+    def _learn_table_spelling(self, conn: Any) -> None:
+        """For a new row: the words most rows of the table hold (one grouped read), if they hold text."""
+        if self._table_spelling is None:
+            c = self.columns
+            sql = (
+                f"SELECT {quote(c.enabled)}, count(*) FROM {quote(self.table)} "  # noqa: S608 quoted identifiers
+                f"WHERE {quote(c.enabled)} IS NOT NULL GROUP BY {quote(c.enabled)}"
+            )
+            rows: dict[tuple[str, str], int] = {}
+            for value, count in conn.execute(sql).fetchall():
+                if spelling := _spelling(value):
+                    rows[spelling] = rows.get(spelling, 0) + count
+            self._table_spelling = max(sorted(rows), key=rows.__getitem__) if rows else None
+
+    def _enabled(self, enabled: bool, name: str | None = None) -> bool | int | str:
+        """The value to write into the enabled column, in the type (and words) it takes."""
+        spelling = self._spellings.get(name or "") or self._table_spelling
+        if spelling:
+            return spelling[0] if enabled else spelling[1]
         return int(enabled) if self._enabled_is_integer else bool(enabled)
 
     def _update(self, conn: Any, name: str, enabled: bool, stamp: datetime) -> datetime:
@@ -479,7 +524,7 @@ class FlagTable:
             f"WHERE {quote(c.name)} = %s"
         )
         returning = "" if self.sqlite else f" RETURNING {quote(c.updated_at)}"
-        cur = conn.execute(self._sql(sql + returning), (self._enabled(enabled), self._stamp(stamp), name))
+        cur = conn.execute(self._sql(sql + returning), (self._enabled(enabled, name), self._stamp(stamp), name))
         if cur.rowcount != 1:
             raise VanishedFlags([name], self.table)
         return self._stored(conn, cur, name, stamp)
@@ -615,6 +660,7 @@ class FlagTable:
 
     def _insert(self, conn: Any, flag: Flag, stamp: datetime) -> datetime:
         c = self.columns
+        self._learn_table_spelling(conn)
         cols = [c.name, c.enabled, c.description, c.updated_at]
         values: list[Any] = [flag.name, self._enabled(flag.enabled), flag.description, self._stamp(stamp)]
         if c.tag and flag.tag is not None:
