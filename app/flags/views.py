@@ -154,7 +154,7 @@ def _row(
     return html, status
 
 
-@bp.post("/targets/<name>/flags/<flag>/toggle")
+@bp.post("/targets/<name>/flags/<path:flag>/toggle")
 @requires(Role.OPERATOR)
 def toggle(name: str, flag: str):
     target = target_or_404(name)
@@ -294,7 +294,7 @@ def create(name: str):
     return _back(name, f"Flag {flag.name} created ({store.word(flag.enabled)}).", "success")
 
 
-@bp.post("/targets/<name>/flags/<flag>/delete")
+@bp.post("/targets/<name>/flags/<path:flag>/delete")
 @requires(Role.ADMIN)
 def delete(name: str, flag: str):
     target = target_or_404(name)
@@ -308,7 +308,7 @@ def delete(name: str, flag: str):
     return _back(name, f"Flag {flag} deleted; a restore as of an earlier time can bring it back.", "success")
 
 
-@bp.get("/targets/<name>/flags/<flag>")
+@bp.get("/targets/<name>/flags/<path:flag>")
 @requires(Role.VIEWER)
 def flag_history(name: str, flag: str):
     target = target_or_404(name)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -509,3 +511,24 @@ def test_a_plan_with_nothing_to_restore_offers_no_restore_button(flag_app, flagd
     assert "Restore 0 flag(s)" not in page and "flags/restore" not in page.split("Restore flags as of")[1]
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "drill"})
     assert "Restore 1 flag(s)</button>" in plan_page(client, f"as_of={moment}")
+
+
+def test_a_flag_named_with_a_slash_a_space_or_accents_is_toggled_deleted_and_shown_from_its_own_links(
+    flag_app, flagdb, as_role
+):
+    names = ["checkout/eu", "Dark Mode.v2", "café_ünïcode"]
+    for name in names:
+        flagdb.add(name, False, "odd name")
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    for name in names:
+        row = page[page.index(f'id="flag-{html.escape(name)}"') :].split("</tr>", 1)[0]
+        toggle = html.unescape(re.search(r'hx-post="([^"]+/toggle)"', row).group(1))
+        response = post(client, toggle, {"seen": "off"}, headers=HTMX)  # a slash in the name was a 404
+        assert response.status_code == 200 and f"{name} is now on." in response.get_data(as_text=True)
+        history = html.unescape(re.search(r'href="(/targets/web/flags/[^"?]+)"', row).group(1))
+        assert client.get(history).status_code == 200
+    assert {n: on for n, on in flagdb.states().items() if n in names} == dict.fromkeys(names, True)
+    response = post(admin, "/targets/web/flags/checkout/eu/delete", {"seen": "on"}, follow_redirects=True)
+    assert "Flag checkout/eu deleted" in response.get_data(as_text=True)
+    assert "checkout/eu" not in flagdb.states()
