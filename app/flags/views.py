@@ -78,13 +78,13 @@ def index():
 def tab(name: str):
     target = target_or_404(name)
     query = (request.args.get("q") or "").strip()
-    flags, problem = [], None
+    flags, unreadable, problem = [], [], None
     try:
-        flags = store.table_of(target).list()
+        flags, unreadable = store.table_of(target).survey()
+        if not unreadable:  # a first record needs every flag's state
+            restore.ensure_baseline(name, store.table_of(target))
     except TargetError as exc:
         problem = _problem(exc)
-    else:
-        restore.ensure_baseline(name, store.table_of(target))
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)
@@ -99,6 +99,7 @@ def tab(name: str):
         last=last,
         outside={f.name for f in matching[:SHOWN] if history.changed_outside(f, last.get(f.name), seen)},
         problem=problem,
+        unreadable=unreadable,
         tags=sorted({f.tag for f in flags if f.tag}),
         tag_column=target.flags() and target.flags().columns.tag,
         checkpoints=checkpoints,

@@ -103,6 +103,18 @@ class FlagValueError(FlagError):
     """The database refused a value (a column that cannot hold it, a constraint, a trigger)."""
 
 
+class UnreadableFlag(FlagValueError):
+    """A row whose enabled column holds neither on nor off (NULL, 'maybe'): Rewind cannot say its state."""
+
+    def __init__(self, name: str, value: Any) -> None:
+        held = "NULL" if value is None else repr(value)
+        super().__init__(
+            f"flag {name!r} holds {held} in its enabled column, which is neither on nor off",
+            fix=f"set it to on or off in the application's database (UPDATE … WHERE name = {name!r})",
+        )
+        self.name, self.value = name, value
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -178,7 +190,7 @@ def _as_bool(value: Any, name: str) -> bool:
         return value != 0
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise FlagValueError(f"flag {name!r} holds {value!r} in its enabled column, which is neither on nor off")
+    raise UnreadableFlag(name, value)
 
 
 def _as_time(value: Any) -> datetime | None:
@@ -443,6 +455,24 @@ class FlagTable:
             self._check_shape(conn)
             rows = conn.execute(self._select(f"ORDER BY {quote(self.columns.name)}")).fetchall()
         return [self._row(row) for row in rows]
+
+    def survey(self) -> tuple[list[Flag], list[UnreadableFlag]]:
+        """Every flag whose state can be read, and every row whose state cannot, by name.
+
+        For a person's list: one row holding NULL must not hide every other flag (and their kill switch).
+        Checkpoints and restores use list(), which refuses the whole table instead: a record missing a flag
+        would read as that flag not existing.
+        """
+        with self._reading() as conn:
+            self._check_shape(conn)
+            rows = conn.execute(self._select(f"ORDER BY {quote(self.columns.name)}")).fetchall()
+        flags, unreadable = [], []
+        for row in rows:
+            try:
+                flags.append(self._row(row))
+            except UnreadableFlag as exc:
+                unreadable.append(exc)
+        return flags, unreadable
 
     def get(self, name: str) -> Flag:
         with self._reading() as conn:

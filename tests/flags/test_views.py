@@ -532,3 +532,28 @@ def test_a_flag_named_with_a_slash_a_space_or_accents_is_toggled_deleted_and_sho
     response = post(admin, "/targets/web/flags/checkout/eu/delete", {"seen": "on"}, follow_redirects=True)
     assert "Flag checkout/eu deleted" in response.get_data(as_text=True)
     assert "checkout/eu" not in flagdb.states()
+
+
+def test_a_flag_whose_state_is_null_is_named_and_the_others_stay_usable(flag_app, flagdb, as_role):
+    flagdb.execute("DROP TABLE feature_flags")
+    flagdb.execute(  # the application's table lets enabled be NULL, and one row holds it
+        "CREATE TABLE feature_flags (name VARCHAR(80) PRIMARY KEY, enabled BOOLEAN, description TEXT, "
+        "updated_at TIMESTAMP, team TEXT)"
+    )
+    flagdb.execute("INSERT INTO feature_flags (name, enabled) VALUES ('checkout_v2', TRUE), ('dark_mode', FALSE)")
+    flagdb.execute("INSERT INTO feature_flags (name, enabled) VALUES ('half_set', NULL)")
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert "Flags unavailable" not in page  # one NULL row used to hide every flag, and the kill switch
+    assert 'id="flag-checkout_v2"' in page and 'id="flag-dark_mode"' in page and 'id="flag-half_set"' not in page
+    assert re.search(
+        r"1 flag\(s\) of web have a state that is neither on nor off.*<code>half_set</code> holds NULL", page, re.S
+    )
+    assert post(client, "/targets/web/flags/checkout_v2/toggle", {"seen": "on"}).status_code == 303
+    response = post(client, "/targets/web/flags/half_set/toggle", {"seen": "off"}, follow_redirects=True)
+    assert "flag &#39;half_set&#39; holds NULL in its enabled column" in response.get_data(as_text=True)
+    assert flagdb.execute("SELECT name, enabled FROM feature_flags ORDER BY name")[1:] == [
+        ("dark_mode", 0 if flagdb.kind == "sqlite" else False),
+        ("half_set", None),
+    ]
+    assert not flagdb.states()["checkout_v2"]
