@@ -170,6 +170,8 @@ def toggle(name: str, flag: str):
             return _back(name, _problem(exc), "error")
         if isinstance(exc, StaleFlag):
             return _row(target, exc.flag, asker, message=_problem(exc), status=409)
+        if isinstance(exc, FlagTableError):  # reading the row again would fail (or wait) as the write did
+            return render_template("flags/_message.html", message=_problem(exc)), _status(exc)
         try:
             current = store.table_of(target).get(flag)
         except TargetError:

@@ -41,6 +41,25 @@ class FlagTableError(FlagError):
     """The table is unreachable, missing, or not of the configured shape."""
 
 
+class TableLocked(FlagTableError):
+    """Another transaction of the application's database holds the table (a migration, an open psql session)."""
+
+    def __init__(self, table: str, waited_s: float) -> None:
+        super().__init__(
+            f"the flags table {table} is locked by another transaction of the application's database; "
+            f"Rewind waited {waited_s:g} s and gave up, so nothing was read or written",
+            fix="try again when that transaction ends (a running migration, a session left open in a transaction)",
+        )
+        self.table, self.waited_s = table, waited_s
+
+
+def _is_lock_wait(exc: BaseException) -> bool:
+    """A statement given up on because another transaction held what it needed, not a problem of the table."""
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
 class UnknownFlag(FlagError):
     def __init__(self, name: str, table: str) -> None:
         super().__init__(f"there is no flag {name!r} in {table}", fix="check the name on the Flags page")
@@ -357,6 +376,8 @@ class FlagTable:
             try:
                 yield conn
             except (sqlite3.Error, psycopg.Error) as exc:
+                if _is_lock_wait(exc):
+                    raise TableLocked(self.table, LOCK_TIMEOUT_S) from None
                 raise FlagTableError(
                     f"reading {self.table} failed: {_first_line(exc)}",
                     fix="check that the flags database answers; nothing was changed",
@@ -387,6 +408,8 @@ class FlagTable:
                         f"the database refused the change, so nothing was written: {_first_line(exc)}",
                         fix="the flags table's constraints or triggers do not allow this value",
                     ) from None
+                if _is_lock_wait(exc):  # the table is there: checking its shape would only wait as long again
+                    raise TableLocked(self.table, LOCK_TIMEOUT_S) from None
                 if isinstance(exc, sqlite3.OperationalError | psycopg.ProgrammingError):
                     self._check_shape(conn)  # raises FlagTableError naming the missing table or column
                 if isinstance(exc, sqlite3.Error | psycopg.Error):
@@ -428,6 +451,8 @@ class FlagTable:
             cur = conn.execute(f"SELECT * FROM {quote(self.table)} LIMIT 0")  # noqa: S608 quoted identifier
             present = {d[0] for d in cur.description or ()}
         except (sqlite3.Error, psycopg.Error) as exc:
+            if _is_lock_wait(exc):
+                raise TableLocked(self.table, LOCK_TIMEOUT_S) from None
             raise FlagTableError(
                 f"the flags table {self.table} cannot be read: {_first_line(exc)}",
                 fix="create it in the application's own migrations (Rewind never creates it), "

@@ -15,7 +15,7 @@ from app.clock import utcnow
 from app.extensions import db
 from tests.conftest import both_databases
 from tests.flags.conftest import HTMX, audit_rows, confirm_of, plan_page, refuse_at_commit, seen_of, targets_toml
-from tests.support.apps import post
+from tests.support.apps import csrf_token, post
 from tests.support.targets import write_targets_file
 
 
@@ -557,3 +557,30 @@ def test_a_flag_whose_state_is_null_is_named_and_the_others_stay_usable(flag_app
         ("half_set", None),
     ]
     assert not flagdb.states()["checkout_v2"]
+
+
+def test_a_table_held_by_a_long_transaction_is_said_to_be_locked_and_nothing_is_written(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    token = csrf_token(client)  # before the lock: the page that hands it out reads the flags too
+    holder = flagdb.connect()
+    if flagdb.kind == "sqlite":
+        holder.execute("BEGIN EXCLUSIVE")
+    else:
+        holder.autocommit = False
+        holder.execute("LOCK TABLE feature_flags IN ACCESS EXCLUSIVE MODE")  # what a running migration holds
+    try:
+        page = client.get("/targets/web/flags").get_data(as_text=True)
+        toggle = client.post(
+            "/targets/web/flags/dark_mode/toggle", data={"seen": "off", "csrf_token": token}, headers=HTMX
+        )
+        listed = flag_app.test_cli_runner().invoke(args=["rewind", "flags", "list", "web"])
+    finally:
+        holder.rollback() if flagdb.kind == "postgresql" else holder.execute("ROLLBACK")
+        holder.close()
+    locked = "the flags table feature_flags is locked by another transaction of the application&#39;s database"
+    assert locked in page and "Rewind never creates it" not in page  # it said to create the table
+    assert toggle.status_code == 503 and locked in toggle.get_data(as_text=True)
+    assert listed.exit_code == 1 and "is locked by another transaction" in listed.output
+    assert flagdb.states()["dark_mode"] is False
+    [(_, outcome, details)] = audit_rows(flag_app, "flags.toggle")
+    assert outcome == "failed" and "is locked by another transaction" in details["error"]
