@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.auth.roles import Role
 from app.clock import utcnow
+from app.domids import dom_id
 from app.extensions import db
 from tests.conftest import both_databases
 from tests.flags.conftest import HTMX, audit_rows, confirm_of, plan_page, refuse_at_commit, seen_of, targets_toml
@@ -522,13 +523,18 @@ def test_a_flag_named_with_a_slash_a_space_or_accents_is_toggled_deleted_and_sho
     client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
     page = client.get("/targets/web/flags").get_data(as_text=True)
     for name in names:
-        row = page[page.index(f'id="flag-{html.escape(name)}"') :].split("</tr>", 1)[0]
+        row = page[page.index(f'id="flag-{dom_id(name)}"') :].split("</tr>", 1)[0]
         toggle = html.unescape(re.search(r'hx-post="([^"]+/toggle)"', row).group(1))
         response = post(client, toggle, {"seen": "off"}, headers=HTMX)  # a slash in the name was a 404
         assert response.status_code == 200 and f"{name} is now on." in response.get_data(as_text=True)
         history = html.unescape(re.search(r'href="(/targets/web/flags/[^"?]+)"', row).group(1))
         assert client.get(history).status_code == 200
     assert {n: on for n, on in flagdb.states().items() if n in names} == dict.fromkeys(names, True)
+    protected = admin.get("/targets/prod/flags").get_data(as_text=True)
+    ids = re.findall(r'\bid="([^"]*)"', protected)
+    assert not [i for i in ids if re.search(r"\s", i)] and len(ids) == len(set(ids))  # ids with spaces matched no label
+    assert set(re.findall(r'<label class="sr-only" for="([^"]+)"', protected)) <= set(ids)
+    assert 'for="reason-Dark_Mode_v2-' in protected
     response = post(admin, "/targets/web/flags/checkout/eu/delete", {"seen": "on"}, follow_redirects=True)
     assert "Flag checkout/eu deleted" in response.get_data(as_text=True)
     assert "checkout/eu" not in flagdb.states()
