@@ -180,9 +180,21 @@ def _manifest_problem(manifest: Any) -> str | None:
     except ValueError:
         return f"has a time that is no ISO date: {when[:40]!r}"
     for key in ("verified", "restore_tested"):
-        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+        record = manifest.get(key)
+        if record is None:
+            continue
+        if not isinstance(record, dict):
             return f"has a {key} that is not a record"
+        if not _is_utc_time(record.get("at")):
+            return f"has a {key} record without a time with its UTC offset ('at')"
     return None
+
+
+def _is_utc_time(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
 
 
 class Catalog:

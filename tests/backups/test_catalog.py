@@ -322,9 +322,17 @@ def test_a_damaged_manifest_is_named_not_mislabelled_and_kept_aside_when_recorde
     bad_time = tmp_path / "shop_20240103_000000.dump.gpg"
     bad_time.write_bytes(b"\x85y")
     manifest_path(bad_time).write_text(json.dumps({"time": "yesterday", "made_by": "rewind"}))
+    no_at = tmp_path / "shop_20240101_000000.dump.gpg"
+    no_at.write_bytes(b"\x85z")
+    record = {"how": "restore-test", "ok": True}  # no "at": the Backups tab's "last restore-tested" read it
+    manifest_path(no_at).write_text(
+        json.dumps({"time": "2024-01-01T00:00:00+00:00", "made_by": "rewind", "restore_tested": record})
+    )
     catalog = Catalog(tmp_path)
     found = catalog.backups()  # a time that is no date used to raise here, a 500 on the tab
-    assert [b.id for b in found] == [bad_time.name, cut.name]  # by the time their names say
+    assert [b.id for b in found] == [bad_time.name, cut.name, no_at.name]  # by the time their names say
+    assert "restore_tested record without a time" in found[2].manifest_problem
+    assert freshness(catalog, 60).last_restore_tested is None
     assert "is not JSON" in found[1].manifest_problem and "'yesterday'" in found[0].manifest_problem
     assert all(b.foreign and b.state == "unverified" for b in found)  # so retention never deletes them
     catalog.record_verification(found[1], how="quick", ok=True, detail="fine", job_id=3)
