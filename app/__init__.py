@@ -294,6 +294,9 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     from app.audit.display import detail_pairs
 
     app.jinja_env.filters["audit_details"] = detail_pairs
+    from app.domids import dom_id
+
+    app.jinja_env.filters["dom_id"] = dom_id
 
     from app.targetpage.tabs import all_tabs
 

@@ -43,6 +43,9 @@ FORMATS = {"sql": "plain", "dump": "custom", "sqlite": "sqlite"}
 CHUNK = 1024 * 1024
 
 
+DAMAGED = "manifest_problem"  # a manifest key Rewind sets in memory only: why the manifest beside a file was not used
+
+
 class CatalogError(TargetError):
     """A backup id that is not a backup of this target's folder, or a folder that cannot be read."""
 
@@ -58,7 +61,13 @@ class Backup:
 
     @property
     def foreign(self) -> bool:
+        """Not known to be Rewind's: a file it did not make, or one whose manifest is damaged (never deleted)."""
         return self.manifest.get("made_by") != "rewind"
+
+    @property
+    def manifest_problem(self) -> str | None:
+        """Why the manifest beside the file was not used (not JSON, cut short, a bad time…), or None."""
+        return self.manifest.get(DAMAGED)
 
     @property
     def of_copy(self) -> bool:
@@ -71,7 +80,8 @@ class Backup:
 
     @property
     def time(self) -> datetime:
-        return datetime.fromisoformat(self.manifest["time"])
+        when = datetime.fromisoformat(self.manifest["time"])
+        return when if when.tzinfo else when.replace(tzinfo=UTC)  # a hand-written manifest's time without offset
 
     @property
     def format(self) -> str | None:
@@ -134,6 +144,19 @@ def sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class Unlisted:
+    """A file of the folder that looks like a backup (or its manifest) but is not listed, and why."""
+
+    name: str  # printable: bytes that are not UTF-8 are shown as \\xNN
+    reason: str
+
+
+def printable(name: str) -> str:
+    """A file name as a page or a terminal can show it, whatever bytes it holds."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _foreign_manifest(path: Path, info: os.stat_result) -> dict[str, Any]:
     match = FOREIGN.fullmatch(path.name) or OWN.fullmatch(path.name)
     if match:
@@ -143,6 +166,35 @@ def _foreign_manifest(path: Path, info: os.stat_result) -> dict[str, Any]:
         when = datetime.fromtimestamp(info.st_mtime, UTC).replace(microsecond=0)
         fmt = None
     return {"file": path.name, "size": info.st_size, "time": when.isoformat(), "format": fmt, "made_by": "foreign"}
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    """What makes a parsed manifest unusable, in words; None when it can be used."""
+    if not isinstance(manifest, dict):
+        return "is not a JSON object"
+    when = manifest.get("time")
+    if not isinstance(when, str):
+        return "has no time"
+    try:
+        datetime.fromisoformat(when)
+    except ValueError:
+        return f"has a time that is no ISO date: {when[:40]!r}"
+    for key in ("verified", "restore_tested"):
+        record = manifest.get(key)
+        if record is None:
+            continue
+        if not isinstance(record, dict):
+            return f"has a {key} that is not a record"
+        if not _is_utc_time(record.get("at")):
+            return f"has a {key} record without a time with its UTC offset ('at')"
+    return None
+
+
+def _is_utc_time(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
 
 
 class Catalog:
@@ -168,8 +220,55 @@ class Catalog:
         found = []
         for entry in os.scandir(self.folder):
             if BACKUP_ID.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                found.append(self._load(Path(entry.path)))
+                try:
+                    found.append(self._load(Path(entry.path)))
+                except FileNotFoundError:  # deleted between the listing and its reading
+                    continue
         return sorted(found, key=lambda b: (b.time, b.id), reverse=True)
+
+    def unlisted(self) -> list[Unlisted]:
+        """The `.gpg` files (and manifests) of the folder that backups() leaves out, each with why, by name.
+
+        A person who put a backup there by hand must learn it is not offered, rather than miss it silently.
+        Rewind's own hidden files (a backup being written, the lock) are not named.
+        """
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for entry in os.scandir(self.folder):
+            reason = self._why_unlisted(entry)
+            if reason:
+                found.append(Unlisted(printable(entry.name), reason))
+        return sorted(found, key=lambda u: u.name)
+
+    def _why_unlisted(self, entry: os.DirEntry) -> str | None:
+        name = entry.name
+        if name.startswith("."):
+            return None
+        if name.lower().endswith(".gpg" + MANIFEST_SUFFIX):
+            backup = name[: -len(MANIFEST_SUFFIX)]
+            if not os.path.lexists(os.path.join(self.folder, backup)):
+                return f"a manifest whose backup {printable(backup)} is not in the folder"
+            return None
+        if not name.lower().endswith(".gpg"):
+            return None
+        if entry.is_symlink():
+            try:
+                inside = Path(entry.path).resolve(strict=True).parent == self.folder.resolve()
+            except (OSError, RuntimeError):
+                return "a link to nothing (its file is gone)"
+            where = "another file of this folder" if inside else "a file outside the backup folder"
+            return f"a link to {where}; Rewind uses only plain files: copy the backup itself here"
+        if entry.is_dir(follow_symlinks=False):
+            return "a folder, not a backup file"
+        if not entry.is_file(follow_symlinks=False):
+            return "not a regular file"
+        if not BACKUP_ID.fullmatch(name):
+            return (
+                "its name is not one Rewind accepts: rename it to letters, digits, '.', '_' and '-' only, "
+                "ending in .gpg (no spaces or accents)"
+            )
+        return None
 
     def get(self, backup_id: str) -> Backup:
         """The backup of that id, checked to be a plain file inside the folder; CatalogError otherwise."""
@@ -194,22 +293,29 @@ class Catalog:
 
     def _load(self, path: Path) -> Backup:
         info = path.stat()
-        manifest = self._stored(path) or _foreign_manifest(path, info)
+        manifest = self._stored(path)
+        if manifest is None or DAMAGED in manifest:
+            manifest = _foreign_manifest(path, info) | (manifest or {})
         manifest["size"] = info.st_size  # what is on disk now, whatever was written
         return Backup(path, manifest)
 
     @staticmethod
     def _stored(path: Path) -> dict[str, Any] | None:
-        """The manifest file beside the backup, or None when there is none (or it cannot be read)."""
+        """The manifest file beside the backup; None when there is none; {DAMAGED: why} when it cannot be used."""
         manifest_file = manifest_path(path)
-        if not manifest_file.is_file() or manifest_file.is_symlink():
+        if not os.path.lexists(manifest_file):
             return None
+        if manifest_file.is_symlink() or not manifest_file.is_file():
+            return {DAMAGED: f"its manifest {manifest_file.name} is not a plain file"}
         try:
-            manifest = json.loads(manifest_file.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(manifest, dict) or "time" not in manifest:
-            return None
+            manifest = json.loads(manifest_file.read_bytes())
+        except OSError as exc:
+            return {DAMAGED: f"its manifest {manifest_file.name} cannot be read ({exc.strerror})"}
+        except ValueError:
+            return {DAMAGED: f"its manifest {manifest_file.name} is not JSON (cut short or damaged)"}
+        problem = _manifest_problem(manifest)
+        if problem:
+            return {DAMAGED: f"its manifest {manifest_file.name} {problem}"}
         return manifest
 
     def newest_verified(self) -> Backup | None:
@@ -235,7 +341,11 @@ class Catalog:
                     fix="choose a backup from the target's Backups tab",
                 )
             base = self._stored(backup.path)
+            if base is not None and DAMAGED in base:  # kept beside, not overwritten: a person may want to read it
+                os.replace(manifest_path(backup.path), manifest_path(backup.path).with_suffix(".json.damaged"))
+                base = None
             manifest = dict(backup.manifest if base is None else base) | changes
+            manifest.pop(DAMAGED, None)
             manifest["file"] = backup.id
             manifest["size"] = backup.path.stat().st_size
             write_json_atomically(manifest_path(backup.path), manifest)

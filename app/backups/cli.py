@@ -28,7 +28,7 @@ def list_backups(target: str) -> None:
     try:
         config = registry.current().config(target)
         catalog = catalog_of(registry.current().open(target))
-        found = catalog.backups()
+        found, unlisted = catalog.backups(), catalog.unlisted()
     except (UnknownTarget, TargetError) as exc:
         click.echo(getattr(exc, "message", str(exc)), err=True)
         sys.exit(2)
@@ -36,7 +36,13 @@ def list_backups(target: str) -> None:
         click.echo(f"no backups in {catalog.folder}")
     for b in found:
         made = "" if not b.foreign else "  (not made by Rewind)"
+        if b.manifest_problem:
+            made = f"  (manifest damaged: {b.manifest_problem})"
+        if b.size == 0:
+            made += "  (empty file)"
         click.echo(f"{b.time:%Y-%m-%d %H:%M:%S}  {b.size:>12} B  {b.format or 'unknown':<7} {b.state:<10} {b.id}{made}")
+    for u in unlisted:
+        click.echo(f"not listed: {u.name}: {u.reason}")
     fresh = freshness(catalog, config.backups.rpo_minutes)
     line = f"newest verified: {fresh.newest_verified.id if fresh.newest_verified else 'none'} ({ago(fresh.age)} old)"
     if fresh.rpo is not None:

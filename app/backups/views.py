@@ -46,10 +46,10 @@ def index():
 @requires(Role.VIEWER)
 def catalog(name: str):
     target = target_or_404(name)
-    problem, backups, kept, fresh, copies_problem = None, [], [], None, None
+    problem, backups, unlisted, kept, fresh, copies_problem = None, [], [], [], None, None
     try:
         found = catalog_of(target)
-        backups = found.backups()
+        backups, unlisted = found.backups(), found.unlisted()
         fresh = freshness(found, target.config.backups.rpo_minutes)
     except (TargetError, OSError) as exc:
         problem = getattr(exc, "message", str(exc))
@@ -63,6 +63,7 @@ def catalog(name: str):
         target=target,
         problem=problem,
         backups=backups,
+        unlisted=unlisted,
         copies=kept,
         copies_problem=copies_problem,
         fresh=fresh,

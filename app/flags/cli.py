@@ -37,14 +37,19 @@ def _fail(exc: TargetError) -> click.ClickException:
 def list_flags(target: str) -> None:
     """Every flag of TARGET with its state and description."""
     try:
-        rows = store.table_of(_target(target)).list()
+        rows, unreadable = store.table_of(_target(target)).survey()
     except TargetError as exc:
         raise _fail(exc) from None
-    width = max((len(f.name) for f in rows), default=4)
+    width = max((len(f.name) for f in [*rows, *unreadable]), default=4)
     for flag in rows:
         click.echo(f"{flag.name:<{width}}  {store.word(flag.enabled):<3}  {flag.description}".rstrip())
-    if not rows:
+    for bad in unreadable:
+        click.echo(f"{bad.name:<{width}}  ???  {bad.message}")
+    if not rows and not unreadable:
         click.echo("no flags in the table")
+    if unreadable:
+        names = ", ".join(repr(bad.name) for bad in unreadable)
+        raise click.ClickException(f"the state of {names} is neither on nor off: set it to on or off in the database")
 
 
 @flags.command("set")

@@ -78,13 +78,13 @@ def index():
 def tab(name: str):
     target = target_or_404(name)
     query = (request.args.get("q") or "").strip()
-    flags, problem = [], None
+    flags, unreadable, problem = [], [], None
     try:
-        flags = store.table_of(target).list()
+        flags, unreadable = store.table_of(target).survey()
+        if not unreadable:  # a first record needs every flag's state
+            restore.ensure_baseline(name, store.table_of(target))
     except TargetError as exc:
         problem = _problem(exc)
-    else:
-        restore.ensure_baseline(name, store.table_of(target))
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)
@@ -99,6 +99,7 @@ def tab(name: str):
         last=last,
         outside={f.name for f in matching[:SHOWN] if history.changed_outside(f, last.get(f.name), seen)},
         problem=problem,
+        unreadable=unreadable,
         tags=sorted({f.tag for f in flags if f.tag}),
         tag_column=target.flags() and target.flags().columns.tag,
         checkpoints=checkpoints,
@@ -154,7 +155,7 @@ def _row(
     return html, status
 
 
-@bp.post("/targets/<name>/flags/<flag>/toggle")
+@bp.post("/targets/<name>/flags/<path:flag>/toggle")
 @requires(Role.OPERATOR)
 def toggle(name: str, flag: str):
     target = target_or_404(name)
@@ -169,6 +170,8 @@ def toggle(name: str, flag: str):
             return _back(name, _problem(exc), "error")
         if isinstance(exc, StaleFlag):
             return _row(target, exc.flag, asker, message=_problem(exc), status=409)
+        if isinstance(exc, FlagTableError):  # reading the row again would fail (or wait) as the write did
+            return render_template("flags/_message.html", message=_problem(exc)), _status(exc)
         try:
             current = store.table_of(target).get(flag)
         except TargetError:
@@ -294,7 +297,7 @@ def create(name: str):
     return _back(name, f"Flag {flag.name} created ({store.word(flag.enabled)}).", "success")
 
 
-@bp.post("/targets/<name>/flags/<flag>/delete")
+@bp.post("/targets/<name>/flags/<path:flag>/delete")
 @requires(Role.ADMIN)
 def delete(name: str, flag: str):
     target = target_or_404(name)
@@ -308,7 +311,7 @@ def delete(name: str, flag: str):
     return _back(name, f"Flag {flag} deleted; a restore as of an earlier time can bring it back.", "success")
 
 
-@bp.get("/targets/<name>/flags/<flag>")
+@bp.get("/targets/<name>/flags/<path:flag>")
 @requires(Role.VIEWER)
 def flag_history(name: str, flag: str):
     target = target_or_404(name)

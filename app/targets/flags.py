@@ -41,6 +41,25 @@ class FlagTableError(FlagError):
     """The table is unreachable, missing, or not of the configured shape."""
 
 
+class TableLocked(FlagTableError):
+    """Another transaction of the application's database holds the table (a migration, an open psql session)."""
+
+    def __init__(self, table: str, waited_s: float) -> None:
+        super().__init__(
+            f"the flags table {table} is locked by another transaction of the application's database; "
+            f"Rewind waited {waited_s:g} s and gave up, so nothing was read or written",
+            fix="try again when that transaction ends (a running migration, a session left open in a transaction)",
+        )
+        self.table, self.waited_s = table, waited_s
+
+
+def _is_lock_wait(exc: BaseException) -> bool:
+    """A statement given up on because another transaction held what it needed, not a problem of the table."""
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
 class UnknownFlag(FlagError):
     def __init__(self, name: str, table: str) -> None:
         super().__init__(f"there is no flag {name!r} in {table}", fix="check the name on the Flags page")
@@ -103,6 +122,18 @@ class FlagValueError(FlagError):
     """The database refused a value (a column that cannot hold it, a constraint, a trigger)."""
 
 
+class UnreadableFlag(FlagValueError):
+    """A row whose enabled column holds neither on nor off (NULL, 'maybe'): Rewind cannot say its state."""
+
+    def __init__(self, name: str, value: Any) -> None:
+        held = "NULL" if value is None else repr(value)
+        super().__init__(
+            f"flag {name!r} holds {held} in its enabled column, which is neither on nor off",
+            fix=f"set it to on or off in the application's database (UPDATE … WHERE name = {name!r})",
+        )
+        self.name, self.value = name, value
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -150,6 +181,27 @@ _TRUE = {"1", "t", "true", "on", "yes", "y"}
 _FALSE = {"0", "f", "false", "off", "no", "n", ""}
 
 
+# The words an application may store in a text enabled column, each with its opposite: Rewind writes back the
+# spelling the column already holds, so an application that compares with 'true' never reads Rewind's '1'.
+_PAIRS = (("true", "false"), ("t", "f"), ("1", "0"), ("on", "off"), ("yes", "no"), ("y", "n"))
+_SPELLINGS = {word: pair for pair in _PAIRS for word in pair}
+
+
+def _spelling(value: Any) -> tuple[str, str] | None:
+    """The (on, off) words of a stored text value, in its case ('TRUE' -> ('TRUE', 'FALSE')); None if not text."""
+    if not isinstance(value, str):
+        return None
+    word = value.strip()
+    pair = _SPELLINGS.get(word.lower())
+    if pair is None:
+        return None
+    if word.isupper():
+        return pair[0].upper(), pair[1].upper()
+    if word[:1].isupper():
+        return pair[0].capitalize(), pair[1].capitalize()
+    return pair
+
+
 def _as_bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -157,7 +209,7 @@ def _as_bool(value: Any, name: str) -> bool:
         return value != 0
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise FlagValueError(f"flag {name!r} holds {value!r} in its enabled column, which is neither on nor off")
+    raise UnreadableFlag(name, value)
 
 
 def _as_time(value: Any) -> datetime | None:
@@ -256,6 +308,8 @@ class FlagTable:
         self.url, self.table, self.columns = url, table, columns or FlagColumns()
         self.sqlite = url.startswith("sqlite:///")
         self._enabled_is_integer = False  # learnt from each write's locking read: see _note_types
+        self._spellings: dict[str, tuple[str, str]] = {}  # per flag, the words its row holds: see _note_types
+        self._table_spelling: tuple[str, str] | None = None  # for a new row: the words most rows hold
 
     # -- connections ------------------------------------------------------------------------------------------
 
@@ -322,6 +376,8 @@ class FlagTable:
             try:
                 yield conn
             except (sqlite3.Error, psycopg.Error) as exc:
+                if _is_lock_wait(exc):
+                    raise TableLocked(self.table, LOCK_TIMEOUT_S) from None
                 raise FlagTableError(
                     f"reading {self.table} failed: {_first_line(exc)}",
                     fix="check that the flags database answers; nothing was changed",
@@ -352,6 +408,8 @@ class FlagTable:
                         f"the database refused the change, so nothing was written: {_first_line(exc)}",
                         fix="the flags table's constraints or triggers do not allow this value",
                     ) from None
+                if _is_lock_wait(exc):  # the table is there: checking its shape would only wait as long again
+                    raise TableLocked(self.table, LOCK_TIMEOUT_S) from None
                 if isinstance(exc, sqlite3.OperationalError | psycopg.ProgrammingError):
                     self._check_shape(conn)  # raises FlagTableError naming the missing table or column
                 if isinstance(exc, sqlite3.Error | psycopg.Error):
@@ -393,6 +451,8 @@ class FlagTable:
             cur = conn.execute(f"SELECT * FROM {quote(self.table)} LIMIT 0")  # noqa: S608 quoted identifier
             present = {d[0] for d in cur.description or ()}
         except (sqlite3.Error, psycopg.Error) as exc:
+            if _is_lock_wait(exc):
+                raise TableLocked(self.table, LOCK_TIMEOUT_S) from None
             raise FlagTableError(
                 f"the flags table {self.table} cannot be read: {_first_line(exc)}",
                 fix="create it in the application's own migrations (Rewind never creates it), "
@@ -420,6 +480,24 @@ class FlagTable:
             self._check_shape(conn)
             rows = conn.execute(self._select(f"ORDER BY {quote(self.columns.name)}")).fetchall()
         return [self._row(row) for row in rows]
+
+    def survey(self) -> tuple[list[Flag], list[UnreadableFlag]]:
+        """Every flag whose state can be read, and every row whose state cannot, by name.
+
+        For a person's list: one row holding NULL must not hide every other flag (and their kill switch).
+        Checkpoints and restores use list(), which refuses the whole table instead: a record missing a flag
+        would read as that flag not existing.
+        """
+        with self._reading() as conn:
+            self._check_shape(conn)
+            rows = conn.execute(self._select(f"ORDER BY {quote(self.columns.name)}")).fetchall()
+        flags, unreadable = [], []
+        for row in rows:
+            try:
+                flags.append(self._row(row))
+            except UnreadableFlag as exc:
+                unreadable.append(exc)
+        return flags, unreadable
 
     def get(self, name: str) -> Flag:
         with self._reading() as conn:
@@ -450,25 +528,47 @@ class FlagTable:
         else:
             sql, args = self._select(), ()
         cur = conn.execute(self._sql(sql), args)
-        self._note_types(cur)
         rows = cur.fetchall()
+        self._note_types(cur, rows)
         found = {flag.name: flag for flag in map(self._row, rows)}
         if names is not None:
             wanted = set(names)
             found = {name: flag for name, flag in found.items() if name in wanted}
         return found
 
-    def _note_types(self, cur: Any) -> None:
-        """What the enabled column takes, read from the locking read's own description (no extra round trip).
+    def _note_types(self, cur: Any, rows: list[tuple]) -> None:
+        """What the enabled column takes, read from the locking read itself (no extra round trip).
 
-        PostgreSQL casts a boolean parameter to a text column (stored 'true'/'false') but not to an integer one,
-        which some applications use for 0/1: those are sent 1 or 0. SQLite stores a boolean as 1 or 0 anyway.
+        PostgreSQL casts a boolean parameter to a text column but not to an integer one, which some applications
+        use for 0/1: those are sent 1 or 0. A text value ('true', 'Y', '0'…) is written back in the words
+        the row already holds (a new row: what most rows hold): else PostgreSQL stores 'true'/'false' and SQLite
+        1/0, which an application reading its own spelling would take for something else.
         """
         if not self.sqlite and cur.description:
             self._enabled_is_integer = cur.description[1].type_code in _INTEGER_OIDS
+        for row in rows:
+            if spelling := _spelling(row[1]):
+                self._spellings[str(row[0])] = spelling
 
-    def _enabled(self, enabled: bool) -> bool | int:
-        """The value to write into the enabled column, in the type it takes."""
+    def _learn_table_spelling(self, conn: Any) -> None:
+        """For a new row: the words most rows of the table hold (one grouped read), if they hold text."""
+        if self._table_spelling is None:
+            c = self.columns
+            sql = (
+                f"SELECT {quote(c.enabled)}, count(*) FROM {quote(self.table)} "  # noqa: S608 quoted identifiers
+                f"WHERE {quote(c.enabled)} IS NOT NULL GROUP BY {quote(c.enabled)}"
+            )
+            rows: dict[tuple[str, str], int] = {}
+            for value, count in conn.execute(sql).fetchall():
+                if spelling := _spelling(value):
+                    rows[spelling] = rows.get(spelling, 0) + count
+            self._table_spelling = max(sorted(rows), key=rows.__getitem__) if rows else None
+
+    def _enabled(self, enabled: bool, name: str | None = None) -> bool | int | str:
+        """The value to write into the enabled column, in the type (and words) it takes."""
+        spelling = self._spellings.get(name or "") or self._table_spelling
+        if spelling:
+            return spelling[0] if enabled else spelling[1]
         return int(enabled) if self._enabled_is_integer else bool(enabled)
 
     def _update(self, conn: Any, name: str, enabled: bool, stamp: datetime) -> datetime:
@@ -479,7 +579,7 @@ class FlagTable:
             f"WHERE {quote(c.name)} = %s"
         )
         returning = "" if self.sqlite else f" RETURNING {quote(c.updated_at)}"
-        cur = conn.execute(self._sql(sql + returning), (self._enabled(enabled), self._stamp(stamp), name))
+        cur = conn.execute(self._sql(sql + returning), (self._enabled(enabled, name), self._stamp(stamp), name))
         if cur.rowcount != 1:
             raise VanishedFlags([name], self.table)
         return self._stored(conn, cur, name, stamp)
@@ -615,6 +715,7 @@ class FlagTable:
 
     def _insert(self, conn: Any, flag: Flag, stamp: datetime) -> datetime:
         c = self.columns
+        self._learn_table_spelling(conn)
         cols = [c.name, c.enabled, c.description, c.updated_at]
         values: list[Any] = [flag.name, self._enabled(flag.enabled), flag.description, self._stamp(stamp)]
         if c.tag and flag.tag is not None:

@@ -313,3 +313,64 @@ def test_a_checkpoint_names_its_backup_with_a_time_a_person_reads():
     value = {"file": "production_20261126_113517-2.dump.gpg", "time": "2026-11-26T11:35:17.717718+00:00"}
     assert BACKUP.describe(value) == "production_20261126_113517-2.dump.gpg (taken 2026-11-26 11:35 UTC)"
     assert BACKUP.describe({"file": None}) == "no verified backup"
+
+
+def test_a_damaged_manifest_is_named_not_mislabelled_and_kept_aside_when_recorded_over(tmp_path):
+    cut = tmp_path / "shop_20240102_000000.dump.gpg"
+    cut.write_bytes(b"\x85x")
+    manifest_path(cut).write_text('{"time": "2024-01-02T00:0')  # a write cut short
+    bad_time = tmp_path / "shop_20240103_000000.dump.gpg"
+    bad_time.write_bytes(b"\x85y")
+    manifest_path(bad_time).write_text(json.dumps({"time": "yesterday", "made_by": "rewind"}))
+    no_at = tmp_path / "shop_20240101_000000.dump.gpg"
+    no_at.write_bytes(b"\x85z")
+    record = {"how": "restore-test", "ok": True}  # no "at": the Backups tab's "last restore-tested" read it
+    manifest_path(no_at).write_text(
+        json.dumps({"time": "2024-01-01T00:00:00+00:00", "made_by": "rewind", "restore_tested": record})
+    )
+    catalog = Catalog(tmp_path)
+    found = catalog.backups()  # a time that is no date used to raise here, a 500 on the tab
+    assert [b.id for b in found] == [bad_time.name, cut.name, no_at.name]  # by the time their names say
+    assert "restore_tested record without a time" in found[2].manifest_problem
+    assert freshness(catalog, 60).last_restore_tested is None
+    assert "is not JSON" in found[1].manifest_problem and "'yesterday'" in found[0].manifest_problem
+    assert all(b.foreign and b.state == "unverified" for b in found)  # so retention never deletes them
+    catalog.record_verification(found[1], how="quick", ok=True, detail="fine", job_id=3)
+    assert catalog.get(cut.name).state == "verified" and catalog.get(cut.name).manifest_problem is None
+    assert (tmp_path / f"{cut.name}.json.damaged").read_text() == '{"time": "2024-01-02T00:0'
+
+
+def test_files_that_look_like_backups_but_are_not_listed_are_named_with_why(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "real.sql.gpg").write_bytes(b"x")
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    (folder / "backup_20240101_000000.sql.gpg").write_bytes(b"x")
+    (folder / "with space.sql.gpg").write_bytes(b"x")
+    (folder / "café.sql.gpg").write_bytes(b"x")
+    os.close(os.open(os.fsencode(folder) + b"/latin1_\xe9.sql.gpg", os.O_CREAT | os.O_WRONLY))
+    (folder / "in.sql.gpg").symlink_to(folder / "backup_20240101_000000.sql.gpg")
+    (folder / "out.sql.gpg").symlink_to(outside / "real.sql.gpg")
+    (folder / "dangling.sql.gpg").symlink_to(outside / "gone.sql.gpg")
+    (folder / "old.gpg").mkdir()
+    (folder / "gone_20240101_000000.dump.gpg.json").write_text('{"time": "2024-01-01T00:00:00+00:00"}')
+    (folder / ".shop_20240101_000000.dump.gpg.partial").write_bytes(b"half")  # Rewind's own, being written
+    (folder / "notes.txt").write_text("not a backup")
+    catalog = Catalog(folder)
+    assert [b.id for b in catalog.backups()] == ["backup_20240101_000000.sql.gpg"]
+    why = {u.name: u.reason for u in catalog.unlisted()}
+    assert set(why) == {
+        "with space.sql.gpg",
+        "café.sql.gpg",
+        "latin1_\\xe9.sql.gpg",
+        "in.sql.gpg",
+        "out.sql.gpg",
+        "dangling.sql.gpg",
+        "old.gpg",
+        "gone_20240101_000000.dump.gpg.json",
+    }
+    assert "rename it" in why["with space.sql.gpg"] and "rename it" in why["latin1_\\xe9.sql.gpg"]
+    assert "outside the backup folder" in why["out.sql.gpg"] and "another file of this folder" in why["in.sql.gpg"]
+    assert "gone" in why["dangling.sql.gpg"] and "a folder" in why["old.gpg"]
+    assert "is not in the folder" in why["gone_20240101_000000.dump.gpg.json"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
 import sqlite3
 
@@ -253,3 +255,25 @@ def test_a_restore_page_offers_no_undo_once_its_copy_is_gone_or_if_it_failed(app
     (tmp_path / "data" / "shop.db.pre_restore_20240101000000").unlink()  # dropped by the cleanup
     page = admin.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert 'id="job-finished"' in page and 'id="next-steps"' not in page
+
+
+def test_the_tab_and_the_cli_name_unlisted_files_damaged_manifests_and_empty_backups(app, as_role, shop, tmp_path):
+    folder = tmp_path / "backups"
+    (folder / "backup_20240101_000000.sql.gpg").write_bytes(b"")
+    (folder / "shop_20240102_000000.dump.gpg").write_bytes(b"\x85x")
+    (folder / "shop_20240102_000000.dump.gpg.json").write_text(json.dumps({"time": "yesterday", "made_by": "rewind"}))
+    (folder / "by hand.sql.gpg").write_bytes(b"x")
+    os.close(os.open(os.fsencode(folder) + b"/latin1_\xe9.sql.gpg", os.O_CREAT | os.O_WRONLY))
+    response = as_role(Role.VIEWER).get("/targets/shop/backups")
+    assert response.status_code == 200  # a manifest's time that is no date was a 500
+    page = response.get_data(as_text=True)
+    assert "2 files of" in page and "<code>by hand.sql.gpg</code>: its name is not one Rewind accepts" in page
+    assert "<code>latin1_\\xe9.sql.gpg</code>" in page
+    assert re.search(r"shop_20240102_000000\.dump\.gpg</code> <span class=\"badge badge-warn\">manifest damaged", page)
+    assert re.search(r"backup_20240101_000000\.sql\.gpg</code>.*\s*<span class=\"badge badge-bad\">empty file", page)
+    result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert result.exit_code == 0, result.output
+    assert "not listed: by hand.sql.gpg: its name is not one Rewind accepts" in result.output
+    assert "not listed: latin1_\\xe9.sql.gpg" in result.output
+    assert "shop_20240102_000000.dump.gpg  (manifest damaged: its manifest" in result.output
+    assert re.search(r"backup_20240101_000000\.sql\.gpg  \(not made by Rewind\)  \(empty file\)", result.output)

@@ -96,3 +96,19 @@ def test_bytes_that_are_not_text_in_the_shell_are_audited_readably(app, cli, fla
     assert actor == "operator" and "\ufffd" in json.dumps(details, ensure_ascii=False)
     with app.app_context():
         assert audit_store.verify().intact
+
+
+def test_list_names_a_flag_whose_state_is_null_after_the_others_and_fails(cli, flagdb):
+    flagdb.execute("DROP TABLE feature_flags")
+    flagdb.execute(
+        "CREATE TABLE feature_flags (name TEXT PRIMARY KEY, enabled TEXT, description TEXT, updated_at TEXT)"
+    )
+    flagdb.execute(
+        "INSERT INTO feature_flags VALUES ('dark_mode', 'false', 'Dark colours', NULL), ('half', NULL, NULL, NULL)"
+    )
+    result = cli("list", "web")
+    assert result.exit_code == 1  # a script sees something is wrong; the person still sees every flag
+    lines = result.output.splitlines()
+    assert lines[0] == "dark_mode  off  Dark colours"
+    assert lines[1].startswith("half       ???  flag 'half' holds NULL in its enabled column")
+    assert "the state of 'half' is neither on nor off" in lines[2]

@@ -49,3 +49,38 @@ def test_an_integer_enabled_column_takes_toggle_kill_and_restore_as_0_or_1(app, 
     assert "3 change(s) written" in response.get_data(as_text=True)
     assert stored() == {"checkout_v2": 1, "dark_mode": 0, "fresh": 1, "search_beta": 1}
     assert [type(v) for v in stored().values()] == [int] * 4
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_text_enabled_column_is_written_in_the_words_it_already_holds(app, as_role, tmp_path, request, kind):
+    """An application comparing with its own spelling ('Y', 'true', '1') must not read Rewind's write as another."""
+    server = request.getfixturevalue("pg_server") if kind == "postgresql" else None
+    flagdb = make_flag_db(kind, tmp_path, server, create=False)
+    flagdb.execute(
+        "CREATE TABLE feature_flags (name VARCHAR(80) PRIMARY KEY, enabled TEXT NOT NULL, "
+        "description TEXT NOT NULL DEFAULT '', updated_at TEXT)"
+    )
+    flagdb.execute(
+        "INSERT INTO feature_flags (name, enabled) VALUES "
+        "('checkout_v2', 'true'), ('dark_mode', 'false'), ('legacy', 'N'), ('search_beta', '1'), ('zeta', 'true')"
+    )
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+
+    def stored() -> dict[str, str]:
+        return dict(flagdb.execute("SELECT name, enabled FROM feature_flags ORDER BY name"))
+
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    assert post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}).status_code == 303
+    assert post(client, "/targets/web/flags/legacy/toggle", {"seen": "off"}).status_code == 303
+    assert post(client, "/targets/web/flags/kill", {"flag": ["search_beta"], "reason": "errors"}).status_code == 303
+    result = app.test_cli_runner().invoke(args=["rewind", "flags", "set", "web", "checkout_v2", "off", "--as", "admin"])
+    assert result.exit_code == 0, result.output
+    assert post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"}).status_code == 303
+    assert stored() == {
+        "checkout_v2": "false",
+        "dark_mode": "true",
+        "fresh": "true",  # a new row: what most rows hold
+        "legacy": "Y",
+        "search_beta": "0",
+        "zeta": "true",
+    }

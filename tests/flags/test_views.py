@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -10,10 +12,11 @@ from sqlalchemy import select
 
 from app.auth.roles import Role
 from app.clock import utcnow
+from app.domids import dom_id
 from app.extensions import db
 from tests.conftest import both_databases
 from tests.flags.conftest import HTMX, audit_rows, confirm_of, plan_page, refuse_at_commit, seen_of, targets_toml
-from tests.support.apps import post
+from tests.support.apps import csrf_token, post
 from tests.support.targets import write_targets_file
 
 
@@ -509,3 +512,81 @@ def test_a_plan_with_nothing_to_restore_offers_no_restore_button(flag_app, flagd
     assert "Restore 0 flag(s)" not in page and "flags/restore" not in page.split("Restore flags as of")[1]
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "drill"})
     assert "Restore 1 flag(s)</button>" in plan_page(client, f"as_of={moment}")
+
+
+def test_a_flag_named_with_a_slash_a_space_or_accents_is_toggled_deleted_and_shown_from_its_own_links(
+    flag_app, flagdb, as_role
+):
+    names = ["checkout/eu", "Dark Mode.v2", "café_ünïcode"]
+    for name in names:
+        flagdb.add(name, False, "odd name")
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    for name in names:
+        row = page[page.index(f'id="flag-{dom_id(name)}"') :].split("</tr>", 1)[0]
+        toggle = html.unescape(re.search(r'hx-post="([^"]+/toggle)"', row).group(1))
+        response = post(client, toggle, {"seen": "off"}, headers=HTMX)  # a slash in the name was a 404
+        assert response.status_code == 200 and f"{name} is now on." in response.get_data(as_text=True)
+        history = html.unescape(re.search(r'href="(/targets/web/flags/[^"?]+)"', row).group(1))
+        assert client.get(history).status_code == 200
+    assert {n: on for n, on in flagdb.states().items() if n in names} == dict.fromkeys(names, True)
+    protected = admin.get("/targets/prod/flags").get_data(as_text=True)
+    ids = re.findall(r'\bid="([^"]*)"', protected)
+    assert not [i for i in ids if re.search(r"\s", i)] and len(ids) == len(set(ids))  # ids with spaces matched no label
+    assert set(re.findall(r'<label class="sr-only" for="([^"]+)"', protected)) <= set(ids)
+    assert 'for="reason-Dark_Mode_v2-' in protected
+    response = post(admin, "/targets/web/flags/checkout/eu/delete", {"seen": "on"}, follow_redirects=True)
+    assert "Flag checkout/eu deleted" in response.get_data(as_text=True)
+    assert "checkout/eu" not in flagdb.states()
+
+
+def test_a_flag_whose_state_is_null_is_named_and_the_others_stay_usable(flag_app, flagdb, as_role):
+    flagdb.execute("DROP TABLE feature_flags")
+    flagdb.execute(  # the application's table lets enabled be NULL, and one row holds it
+        "CREATE TABLE feature_flags (name VARCHAR(80) PRIMARY KEY, enabled BOOLEAN, description TEXT, "
+        "updated_at TIMESTAMP, team TEXT)"
+    )
+    flagdb.execute("INSERT INTO feature_flags (name, enabled) VALUES ('checkout_v2', TRUE), ('dark_mode', FALSE)")
+    flagdb.execute("INSERT INTO feature_flags (name, enabled) VALUES ('half_set', NULL)")
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert "Flags unavailable" not in page  # one NULL row used to hide every flag, and the kill switch
+    assert 'id="flag-checkout_v2"' in page and 'id="flag-dark_mode"' in page and 'id="flag-half_set"' not in page
+    assert re.search(
+        r"1 flag\(s\) of web have a state that is neither on nor off.*<code>half_set</code> holds NULL", page, re.S
+    )
+    assert post(client, "/targets/web/flags/checkout_v2/toggle", {"seen": "on"}).status_code == 303
+    response = post(client, "/targets/web/flags/half_set/toggle", {"seen": "off"}, follow_redirects=True)
+    assert "flag &#39;half_set&#39; holds NULL in its enabled column" in response.get_data(as_text=True)
+    assert flagdb.execute("SELECT name, enabled FROM feature_flags ORDER BY name")[1:] == [
+        ("dark_mode", 0 if flagdb.kind == "sqlite" else False),
+        ("half_set", None),
+    ]
+    assert not flagdb.states()["checkout_v2"]
+
+
+def test_a_table_held_by_a_long_transaction_is_said_to_be_locked_and_nothing_is_written(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    token = csrf_token(client)  # before the lock: the page that hands it out reads the flags too
+    holder = flagdb.connect()
+    if flagdb.kind == "sqlite":
+        holder.execute("BEGIN EXCLUSIVE")
+    else:
+        holder.autocommit = False
+        holder.execute("LOCK TABLE feature_flags IN ACCESS EXCLUSIVE MODE")  # what a running migration holds
+    try:
+        page = client.get("/targets/web/flags").get_data(as_text=True)
+        toggle = client.post(
+            "/targets/web/flags/dark_mode/toggle", data={"seen": "off", "csrf_token": token}, headers=HTMX
+        )
+        listed = flag_app.test_cli_runner().invoke(args=["rewind", "flags", "list", "web"])
+    finally:
+        holder.rollback() if flagdb.kind == "postgresql" else holder.execute("ROLLBACK")
+        holder.close()
+    locked = "the flags table feature_flags is locked by another transaction of the application&#39;s database"
+    assert locked in page and "Rewind never creates it" not in page  # it said to create the table
+    assert toggle.status_code == 503 and locked in toggle.get_data(as_text=True)
+    assert listed.exit_code == 1 and "is locked by another transaction" in listed.output
+    assert flagdb.states()["dark_mode"] is False
+    [(_, outcome, details)] = audit_rows(flag_app, "flags.toggle")
+    assert outcome == "failed" and "is locked by another transaction" in details["error"]
