@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from app.targets.errors import TargetError
+
 log = logging.getLogger(__name__)
 
 TONES = frozenset({"ok", "warn", "bad", "info", "neutral"})
@@ -47,6 +49,9 @@ def summaries(target) -> list[Summary]:
                 if summary.tone not in TONES:
                     summary = summary._replace(tone="neutral")
                 lines.append(summary)
+        except TargetError as exc:  # a state of the target (unreachable, locked, missing): said, not a bug
+            log.warning("overview summary %s for %s: %s", key, target.name, exc)
+            lines.append(Summary(area.capitalize(), f"could not be read: {exc}", "bad"))
         except Exception as exc:  # one area's bug must not take the target page down
             log.exception("overview summary %s failed for %s", key, target.name)
             lines.append(Summary(area.capitalize(), f"could not be read: {type(exc).__name__}: {exc}", "bad"))

@@ -235,6 +235,24 @@ def test_area_summaries_add_lines_and_a_broken_one_stays_contained(app, users, a
     assert "3 on staging" not in as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
 
 
+def test_a_summary_the_target_cannot_give_says_why_in_its_own_words_and_logs_no_traceback(app, users, as_role, caplog):
+    from app.targets.flags import TableLocked
+
+    def locked(target):  # what the Flags line raises while a migration holds the application's flags table
+        raise TableLocked("feature_flags", 5)
+
+    summaries.register_summary(locked)
+    try:
+        with caplog.at_level("WARNING", logger="app.targetpage.summaries"):
+            page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+    finally:
+        summaries.unregister_summary(locked)
+    assert "could not be read: the flags table feature_flags is locked by another transaction" in page
+    assert "TableLocked" not in page
+    said = [r for r in caplog.records if r.name == "app.targetpage.summaries"]
+    assert said and all(r.levelname == "WARNING" and r.exc_info is None for r in said), "a state, not a bug"
+
+
 def test_dashboard_card_says_last_job_failed_and_links_to_it(app, users, as_role, runner, code_target):
     client = as_role(Role.VIEWER)
     cards = client.get("/dashboard/cards").get_data(as_text=True)
