@@ -24,7 +24,9 @@ import hashlib
 import json
 import os
 import re
+import stat
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +43,27 @@ FOREIGN = re.compile(r"backup_(\d{8}_\d{6})\.(sql|dump|sqlite)\.gpg")
 OWN = re.compile(r".+_(\d{8}_\d{6})(?:-\d+)?\.(sql|dump|sqlite)\.gpg")
 FORMATS = {"sql": "plain", "dump": "custom", "sqlite": "sqlite"}
 CHUNK = 1024 * 1024
+
+
+PARTIAL_SUFFIX = ".partial"
+# A backup being written grows all the time; one whose file has not changed for this long was left by a job that
+# stopped before it finished (a killed process), and takes disk space until cleaned up.
+STALE_PARTIAL_S = 600
+
+
+def _stale_partial(entry: os.DirEntry, cutoff: float) -> bool:
+    if not (entry.name.startswith(".") and entry.name.endswith(PARTIAL_SUFFIX)):
+        return False
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:  # finished (renamed) or removed meanwhile
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff
+
+
+def partial_path(final: Path) -> Path:
+    """Where a backup is written before it is complete: hidden, beside its final name."""
+    return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
 
 
 DAMAGED = "manifest_problem"  # a manifest key Rewind sets in memory only: why the manifest beside a file was not used
@@ -241,8 +264,23 @@ class Catalog:
                 found.append(Unlisted(printable(entry.name), reason))
         return sorted(found, key=lambda u: u.name)
 
+    def stale_partials(self, older_than: datetime | None = None) -> list[Path]:
+        """Backups left unfinished: hidden partial files unchanged for STALE_PARTIAL_S (and before `older_than`)."""
+        if not self.folder.is_dir():
+            return []
+        cutoff = time.time() - STALE_PARTIAL_S
+        if older_than is not None:
+            cutoff = min(cutoff, older_than.timestamp())
+        return sorted(Path(entry.path) for entry in os.scandir(self.folder) if _stale_partial(entry, cutoff))
+
     def _why_unlisted(self, entry: os.DirEntry) -> str | None:
         name = entry.name
+        if _stale_partial(entry, time.time() - STALE_PARTIAL_S):
+            size = entry.stat(follow_symlinks=False).st_size
+            return (
+                f"a backup left unfinished ({size / 1e6:.1f} MB): its job stopped while writing it; "
+                "the “Clean up restore copies” runbook removes it"
+            )
         if name.startswith("."):
             return None
         if name.lower().endswith(".gpg" + MANIFEST_SUFFIX):

@@ -14,7 +14,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.backups.catalog import Backup, now_utc, sha256_of, sync_dir
+from app.backups.catalog import Backup, now_utc, partial_path, sha256_of, sync_dir
 from app.backups.setup import BackupSetup
 from app.targets.command import Sink, Stage, run_pipeline
 from app.targets.dbadmin import Postgres, Sqlite
@@ -84,7 +84,7 @@ def create_backup(
         "revision": db.revision(),
         "counts": db.counts(setup.key_tables),
     }
-    temp = final.with_name(f".{final.name}.partial")
+    temp = partial_path(final)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -451,10 +451,21 @@ def clean_up(ctx: JobContext) -> None:
             drop_copy(setup, copy.name)
             ctx.log(f"dropped {copy.name} ({copy.kind}, {copy.time.isoformat()})")
             ctx.did(f"dropped {copy.name}")
+    # Backups left half-written by a job that stopped (its process killed): no job writes them now, since this
+    # one holds the target, and none has touched them for a while.
+    unfinished = setup.catalog.stale_partials(older_than=cutoff)
+    for path in unfinished:
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+        ctx.log(f"removed {path.name}: a backup left unfinished ({size / 1e6:.1f} MB)")
+        ctx.did(f"removed {path.name}")
     kept_words = f"; kept {', '.join(c.name for c in spared)}: no backup holds it yet" if spared else ""
-    if not old:
+    left_words = f"; removed {len(unfinished)} unfinished backup file(s)" if unfinished else ""
+    if not old and not unfinished:
         ctx.skip(f"no restore copies older than {hours} h{' to drop' + kept_words if spared else ''}")
-    ctx.set_result(f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h{kept_words}.")
+    ctx.set_result(
+        f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h{kept_words}{left_words}."
+    )
 
 
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
@@ -555,7 +566,8 @@ register(
     Runbook(
         name="cleanup_restores",
         title="Clean up restore copies",
-        description="Drop scratch, pre-restore and undone copies older than the given age; a pre-restore or "
+        description="Drop scratch, pre-restore and undone copies older than the given age, and backup files left "
+        "unfinished by a job that stopped; a pre-restore or "
         "undone copy no backup holds is kept unless asked (its rows written after the backup live nowhere else).",
         role=Role.ADMIN,
         mutates=True,

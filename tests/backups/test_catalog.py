@@ -340,6 +340,22 @@ def test_a_damaged_manifest_is_named_not_mislabelled_and_kept_aside_when_recorde
     assert (tmp_path / f"{cut.name}.json.damaged").read_text() == '{"time": "2024-01-02T00:0'
 
 
+def test_a_backup_left_unfinished_is_named_once_nothing_has_written_it_for_a_while(tmp_path):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    left = folder / ".shop_20240101_000000.dump.gpg.partial"
+    left.write_bytes(b"x" * 2_500_000)
+    writing = folder / ".shop_20240102_000000.dump.gpg.partial"
+    writing.write_bytes(b"x")
+    catalog = Catalog(folder)
+    assert catalog.unlisted() == [], "both look like backups being written"
+    an_hour_ago = left.stat().st_mtime - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    (unfinished,) = catalog.unlisted()
+    assert unfinished.name == left.name and unfinished.reason.startswith("a backup left unfinished (2.5 MB)")
+    assert catalog.stale_partials() == [left] and catalog.backups() == []
+
+
 def test_files_that_look_like_backups_but_are_not_listed_are_named_with_why(tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()

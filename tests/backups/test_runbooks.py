@@ -531,6 +531,24 @@ def test_cleanup_drops_only_restore_copies_older_than_asked_and_never_live(app, 
     assert data_target.snapshot() == restored  # the live database is never a copy
 
 
+def test_cleanup_removes_a_backup_left_unfinished_and_keeps_one_being_written(app, runner, data_target):
+    """A backup job killed while writing leaves its hidden partial file, taking disk space until removed."""
+    name = backup_now(app, data_target)
+    left = data_target.backup_dir / f".{data_target.name}_20240101_000000.dump.gpg.partial"
+    left.write_bytes(b"\x85" * 4096)
+    an_hour_ago = left.stat().st_mtime - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    writing = data_target.backup_dir / f".{data_target.name}_20990101_000000.dump.gpg.partial"
+    writing.write_bytes(b"\x85")  # written to just now: a backup in progress elsewhere would look like this
+
+    job, view = run(app, "cleanup_restores", data_target.name, older_than_hours=0)
+    assert job.state == "succeeded", log_text(view)
+    assert f"removed {left.name}: a backup left unfinished (0.0 MB)" in log_text(view)
+    assert "removed 1 unfinished backup file(s)" in job.result
+    assert not left.exists() and writing.exists()
+    assert (data_target.backup_dir / name).exists(), "finished backups are not the cleanup's business"
+
+
 def test_a_backup_of_the_pre_restore_copy_keeps_the_rows_written_after_the_backup(app, runner, data_target):
     """Restore, back up the pre-restore copy, drop the copy: its backup still restores the late rows, row for row."""
     from app.backups.catalog import Catalog
