@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -13,23 +14,26 @@ from tests.support.apps import post
 from tests.support.targets import write_targets_file
 
 
+def own_table(app, tmp_path, server, columns: str, rows: str, kind: str = "postgresql") -> Callable[[], dict]:
+    """A flags table of the application's own making, with its rows, as the target's; returns a reader of states."""
+    flagdb = make_flag_db(kind, tmp_path, server, create=False)
+    flagdb.execute(f"CREATE TABLE feature_flags ({columns})")
+    flagdb.execute(f"INSERT INTO feature_flags {rows}")
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
+    return lambda: dict(flagdb.execute("SELECT name, enabled FROM feature_flags ORDER BY name"))
+
+
 @pytest.mark.parametrize("column", ["SMALLINT", "INTEGER"])
 def test_an_integer_enabled_column_takes_toggle_kill_and_restore_as_0_or_1(app, as_role, pg_server, tmp_path, column):
-    flagdb = make_flag_db("postgresql", tmp_path, pg_server, create=False)
-    flagdb.execute(
-        f"CREATE TABLE feature_flags (name VARCHAR(80) PRIMARY KEY, enabled {column} NOT NULL DEFAULT 0, "
-        "description TEXT NOT NULL DEFAULT '', updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, "
-        "CHECK (enabled IN (0, 1)))"
+    stored = own_table(
+        app,
+        tmp_path,
+        pg_server,
+        f"name VARCHAR(80) PRIMARY KEY, enabled {column} NOT NULL DEFAULT 0, description TEXT NOT NULL DEFAULT '', "
+        "updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, CHECK (enabled IN (0, 1))",
+        "(name, enabled, updated_at) VALUES "
+        "('checkout_v2', 1, '2026-01-01'), ('dark_mode', 0, '2026-01-01'), ('search_beta', 1, '2026-01-01')",
     )
-    flagdb.execute(
-        "INSERT INTO feature_flags (name, enabled, updated_at) VALUES "
-        "('checkout_v2', 1, '2026-01-01'), ('dark_mode', 0, '2026-01-01'), ('search_beta', 1, '2026-01-01')"
-    )
-    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
-
-    def stored() -> dict[str, int]:
-        return dict(flagdb.execute("SELECT name, enabled FROM feature_flags ORDER BY name"))
-
     client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
     page = client.get("/targets/web/flags").get_data(as_text=True)
     assert '<span class="badge badge-ok">on</span>' in page
@@ -55,20 +59,15 @@ def test_an_integer_enabled_column_takes_toggle_kill_and_restore_as_0_or_1(app, 
 def test_a_text_enabled_column_is_written_in_the_words_it_already_holds(app, as_role, tmp_path, request, kind):
     """An application comparing with its own spelling ('Y', 'true', '1') must not read Rewind's write as another."""
     server = request.getfixturevalue("pg_server") if kind == "postgresql" else None
-    flagdb = make_flag_db(kind, tmp_path, server, create=False)
-    flagdb.execute(
-        "CREATE TABLE feature_flags (name VARCHAR(80) PRIMARY KEY, enabled TEXT NOT NULL, "
-        "description TEXT NOT NULL DEFAULT '', updated_at TEXT)"
+    stored = own_table(
+        app,
+        tmp_path,
+        server,
+        "name VARCHAR(80) PRIMARY KEY, enabled TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', updated_at TEXT",
+        "(name, enabled) VALUES "
+        "('checkout_v2', 'true'), ('dark_mode', 'false'), ('legacy', 'N'), ('search_beta', '1'), ('zeta', 'true')",
+        kind=kind,
     )
-    flagdb.execute(
-        "INSERT INTO feature_flags (name, enabled) VALUES "
-        "('checkout_v2', 'true'), ('dark_mode', 'false'), ('legacy', 'N'), ('search_beta', '1'), ('zeta', 'true')"
-    )
-    write_targets_file(app, targets_toml(flagdb.url, tmp_path))
-
-    def stored() -> dict[str, str]:
-        return dict(flagdb.execute("SELECT name, enabled FROM feature_flags ORDER BY name"))
-
     client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
     assert post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}).status_code == 303
     assert post(client, "/targets/web/flags/legacy/toggle", {"seen": "off"}).status_code == 303
