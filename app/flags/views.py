@@ -80,9 +80,10 @@ def tab(name: str):
     query = (request.args.get("q") or "").strip()
     flags, unreadable, problem = [], [], None
     try:
-        flags, unreadable = store.table_of(target).survey()
+        table = store.table_of(target)
+        flags, unreadable = table.survey()
         if not unreadable:  # a first record needs every flag's state
-            restore.ensure_baseline(name, store.table_of(target))
+            restore.ensure_baseline(name, table)
     except TargetError as exc:
         problem = _problem(exc)
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]

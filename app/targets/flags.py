@@ -476,10 +476,11 @@ class FlagTable:
             self._check_shape(conn)
 
     def list(self) -> list[Flag]:
-        with self._reading() as conn:
-            self._check_shape(conn)
-            rows = conn.execute(self._select(f"ORDER BY {quote(self.columns.name)}")).fetchall()
-        return [self._row(row) for row in rows]
+        """Every flag; UnreadableFlag (the first by name) if any row's state is neither on nor off."""
+        flags, unreadable = self.survey()
+        if unreadable:
+            raise unreadable[0]
+        return flags
 
     def survey(self) -> tuple[list[Flag], list[UnreadableFlag]]:
         """Every flag whose state can be read, and every row whose state cannot, by name.
