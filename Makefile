@@ -65,7 +65,7 @@ format: $(VENV)/.dev-installed
 # Test files are shared among TEST_WORKERS processes (pytest-xdist); a file's tests stay together,
 # so its module-scoped fixtures (a built demo, a server) are set up once. TEST_WORKERS=0: one process.
 # Three on two cores: much of the suite waits (servers starting, browsers, PostgreSQL), and a third
-# process fills those waits (6 min 55 s against 8 min 41 s with two, same machine, same hour).
+# process fills those waits (the same suite: 5 min 47 s against 6 min 43 s with two, within the hour).
 TEST_WORKERS ?= 3
 
 test: system-test $(VENV)/.dev-installed lint
