@@ -53,6 +53,35 @@ class TableLocked(FlagTableError):
         self.table, self.waited_s = table, waited_s
 
 
+class TableReadOnly(FlagTableError):
+    """The database refuses writes to the flags table: a view, a role without UPDATE, a read-only database."""
+
+    def __init__(self, table: str, said: str) -> None:
+        super().__init__(
+            f"the flags table {table} cannot be written: the database said “{said}”; nothing was changed",
+            fix=f"Rewind writes flags as the user in database.url: grant it UPDATE (INSERT and DELETE to add or "
+            f"remove flags) on {table}, and point database.flags_table at the table itself, not at a view "
+            "the database cannot write through",
+        )
+        self.table, self.said = table, said
+
+
+# What the databases answer when a write is refused for what the table is, not for what was written.
+_SQLITE_READ_ONLY = ("because it is a view", "readonly database", "read-only database")
+_PG_VIEW_WORDS = ("cannot update view", "cannot insert into view", "cannot delete from view", "is not allowed with")
+
+
+def _is_read_only(exc: BaseException) -> bool:
+    """A write the database refuses whatever the values: Rewind may not (or cannot) write this table."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(words in str(exc) for words in _SQLITE_READ_ONLY)
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege | psycopg.errors.ReadOnlySqlTransaction):
+        return True
+    if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState | psycopg.errors.FeatureNotSupported):
+        return any(words in str(exc) for words in _PG_VIEW_WORDS)
+    return False
+
+
 def _is_lock_wait(exc: BaseException) -> bool:
     """A statement given up on because another transaction held what it needed, not a problem of the table."""
     if isinstance(exc, psycopg.errors.LockNotAvailable):
@@ -433,6 +462,8 @@ class FlagTable:
                     ) from None
                 if _is_lock_wait(exc):  # the table is there: checking its shape would only wait as long again
                     raise TableLocked(self.table, LOCK_TIMEOUT_S) from None
+                if _is_read_only(exc):
+                    raise TableReadOnly(self.table, _first_line(exc)) from None
                 if isinstance(exc, sqlite3.OperationalError | psycopg.ProgrammingError):
                     self._check_shape(conn)  # raises FlagTableError naming the missing table or column
                 if isinstance(exc, sqlite3.Error | psycopg.Error):
