@@ -30,13 +30,16 @@ def list_backups(target: str) -> None:
         catalog = catalog_of(registry.current().open(target))
         found, unlisted = catalog.backups(), catalog.unlisted()
     except (UnknownTarget, TargetError) as exc:
-        click.echo(getattr(exc, "message", str(exc)), err=True)
+        fix = getattr(exc, "fix", "")
+        click.echo(getattr(exc, "message", str(exc)) + (f"\n{fix}" if fix else ""), err=True)
         sys.exit(2)
     if not found:
         click.echo(f"no backups in {catalog.folder}")
     for b in found:
         made = "" if not b.foreign else "  (not made by Rewind)"
-        if b.manifest_problem:
+        if b.manifest_unreadable:
+            made = f"  (manifest unreadable: {b.manifest_unreadable.message}; {b.manifest_unreadable.fix})"
+        elif b.manifest_problem:
             made = f"  (manifest damaged: {b.manifest_problem})"
         if b.size == 0:
             made += "  (empty file)"
