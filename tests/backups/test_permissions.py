@@ -19,9 +19,11 @@ from app.backups.restore import copies
 from app.backups.setup import setup_of
 from app.jobs.engine import engine
 from app.targets import registry
+from tests.backups.conftest import RECIPIENT
 from tests.backups.test_views import OLD, shop  # noqa: F401 - shop: the fixture
 from tests.deployments.test_runbooks import log_text, run
 from tests.support.privileges import permissions_apply
+from tests.support.targets import write_targets_file
 
 FIX = "give the user Rewind runs as"
 # Every test: a SQLite target "shop" whose backup folder holds OLD, verified (tests/backups/test_views).
@@ -173,3 +175,33 @@ def test_restoring_a_backup_rewind_may_not_read_is_refused_before_anything_is_ma
         assert [c.name for c in copies(setup_of(registry.current().open("shop")))] == [
             "shop.db.pre_restore_20240101000000"
         ]
+
+
+def test_the_schedule_says_which_folder_it_cannot_read_and_still_decides_for_the_others(app, tmp_path, gpg_homes):
+    from app.backups import schedule
+
+    spare = tmp_path / "spare-backups"
+    spare.mkdir()
+    toml = ""
+    for name, folder in (("shop", folder_of(tmp_path)), ("spare", spare)):
+        toml += f"""
+[targets.{name}]
+[targets.{name}.repo]
+path = "{tmp_path}"
+[targets.{name}.database]
+url = "sqlite:///{tmp_path / "data" / "shop.db"}"
+[targets.{name}.backups]
+dir = "{folder}"
+gpg_home = "{gpg_homes[0].home}"
+recipients = ["{RECIPIENT}"]
+interval_minutes = 60
+"""
+    write_targets_file(app, toml)
+    with app.app_context(), unreadable(folder_of(tmp_path)):
+        decisions = {d.target: d for d in schedule.queue_due(dry_run=True)}
+        due = app.test_cli_runner().invoke(args=["rewind", "backups", "due", "--dry-run"])
+    assert decisions["shop"].action == schedule.UNKNOWN
+    assert f"Rewind cannot read the backup folder {folder_of(tmp_path)}" in decisions["shop"].why
+    assert decisions["spare"].action == schedule.DUE  # one target's folder does not stop the others
+    assert due.exit_code == 0 and "shop: cannot tell — Rewind cannot read the backup folder" in due.output, due.output
+    assert "spare: due" in due.output
