@@ -107,6 +107,17 @@ def access(path: Path, what: str, doing: str = "read") -> Iterator[None]:
         raise NoAccess(path, what, doing, exc.strerror or "permission denied") from None
 
 
+def _refused_to_read(path: Path) -> NoAccess | None:
+    """NoAccess when Rewind's process may not open the file for reading (opened and closed, nothing read)."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # NONBLOCK: a FIFO swapped in must not hang a page
+    except PermissionError as exc:
+        return NoAccess(path, "backup file", "read", exc.strerror or "permission denied")
+    except OSError:  # gone meanwhile, or another trouble the reading itself will name
+        return None
+    return None
+
+
 def open_to_read(path: Path, what: str = "backup file") -> BinaryIO:
     """The file opened for reading; NoAccess naming it when Rewind's process may not read it."""
     with access(path, what):
@@ -119,6 +130,8 @@ class Backup:
     manifest: dict[str, Any]
     # The manifest is there but Rewind's process may not read it: nothing of it can be trusted or recorded.
     manifest_unreadable: NoAccess | None = field(default=None, compare=False)
+    # The file itself may not be read by Rewind's process: listed (its size and time need no read), never usable.
+    file_unreadable: NoAccess | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -396,7 +409,7 @@ class Catalog:
         if manifest is None or DAMAGED in manifest:
             manifest = _foreign_manifest(path, info) | (manifest or {})
         manifest["size"] = info.st_size  # what is on disk now, whatever was written
-        return Backup(path, manifest, refused)
+        return Backup(path, manifest, refused, _refused_to_read(path))
 
     @staticmethod
     def _stored(path: Path) -> dict[str, Any] | None:

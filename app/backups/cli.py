@@ -43,6 +43,8 @@ def list_backups(target: str) -> None:
             made = f"  (manifest damaged: {b.manifest_problem})"
         if b.size == 0:
             made += "  (empty file)"
+        if b.file_unreadable:
+            made += f"  (unreadable: {b.file_unreadable.message}; {b.file_unreadable.fix})"
         click.echo(f"{b.time:%Y-%m-%d %H:%M:%S}  {b.size:>12} B  {b.format or 'unknown':<7} {b.state:<10} {b.id}{made}")
     for u in unlisted:
         click.echo(f"not listed: {u.name}: {u.reason}")

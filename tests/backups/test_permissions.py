@@ -57,8 +57,10 @@ def test_the_override_is_really_gone_for_the_block_and_back_after(tmp_path):
 def test_a_backup_file_rewind_may_not_read_is_named_with_the_fix(tmp_path):
     catalog = Catalog(folder_of(tmp_path))
     path = folder_of(tmp_path) / OLD
+    assert catalog.backups()[0].file_unreadable is None
     with unreadable(path):
-        assert [b.id for b in catalog.backups()] == [OLD]  # listed: its size and time need no read
+        (listed,) = catalog.backups()  # listed: its size and time need no read
+        assert listed.id == OLD and listed.file_unreadable.path == path
         with pytest.raises(NoAccess) as refused:
             sha256_of(path)
     assert refused.value.path == path and refused.value.what == "backup file" and refused.value.doing == "read"
@@ -117,6 +119,17 @@ def test_the_tab_and_the_cli_name_a_manifest_they_may_not_read(app, as_role, tmp
         listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
     assert "manifest unreadable" in page and f"Rewind cannot read the manifest of {OLD} {manifest}" in page
     assert listed.exit_code == 0 and f"manifest unreadable: Rewind cannot read the manifest of {OLD}" in listed.output
+
+
+def test_the_tab_and_the_cli_mark_a_backup_file_they_may_not_read(app, as_role, tmp_path):
+    path = folder_of(tmp_path) / OLD
+    with unreadable(path):
+        page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
+        listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    said = f"Rewind cannot read the backup file {path}: Permission denied"
+    assert 'badge-bad">unreadable</span>' in page and said in page and FIX in page
+    assert listed.exit_code == 0 and f"(unreadable: {said}" in listed.output, listed.output
+    assert "unreadable" not in as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
 
 
 def test_a_missing_backup_folder_is_said_on_the_tab(app, as_role, tmp_path):
