@@ -23,16 +23,17 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import re
 import stat
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from app.targets.errors import TargetError
 
@@ -67,16 +68,70 @@ def partial_path(final: Path) -> Path:
 
 
 DAMAGED = "manifest_problem"  # a manifest key Rewind sets in memory only: why the manifest beside a file was not used
+UNREADABLE = "manifest_unreadable"  # _stored's key for the NoAccess of a manifest Rewind may not read (never kept)
 
 
 class CatalogError(TargetError):
     """A backup id that is not a backup of this target's folder, or a folder that cannot be read."""
 
 
+def _rewind_user() -> str:
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name}, uid {uid}"
+    except KeyError:
+        return f"uid {uid}"
+
+
+class NoAccess(CatalogError):
+    """The operating system refused Rewind's process a file or folder of the backups: nothing was read or changed.
+
+    Not a damaged backup: the same file may be perfectly good, owned by another user or made private by hand.
+    """
+
+    def __init__(self, path: Path, what: str, doing: str, reason: str) -> None:
+        super().__init__(
+            f"Rewind cannot {doing} the {what} {path}: {reason}; nothing was changed",
+            fix=f"give the user Rewind runs as ({_rewind_user()}) {doing} access to it: see `ls -ld {path}`, "
+            "then chmod or chown it (a folder needs x too), or run Rewind as its owner",
+        )
+        self.path, self.what, self.doing, self.reason = path, what, doing, reason
+
+
+@contextmanager
+def access(path: Path, what: str, doing: str = "read") -> Iterator[None]:
+    """The block's refusal by the operating system (permissions, owner) becomes NoAccess naming `path`."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise NoAccess(path, what, doing, exc.strerror or "permission denied") from None
+
+
+def _refused_to_read(path: Path) -> NoAccess | None:
+    """NoAccess when Rewind's process may not open the file for reading (opened and closed, nothing read)."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # NONBLOCK: a FIFO swapped in must not hang a page
+    except PermissionError as exc:
+        return NoAccess(path, "backup file", "read", exc.strerror or "permission denied")
+    except OSError:  # gone meanwhile, or another trouble the reading itself will name
+        return None
+    return None
+
+
+def open_to_read(path: Path, what: str = "backup file") -> BinaryIO:
+    """The file opened for reading; NoAccess naming it when Rewind's process may not read it."""
+    with access(path, what):
+        return path.open("rb")
+
+
 @dataclass(frozen=True)
 class Backup:
     path: Path
     manifest: dict[str, Any]
+    # The manifest is there but Rewind's process may not read it: nothing of it can be trusted or recorded.
+    manifest_unreadable: NoAccess | None = field(default=None, compare=False)
+    # The file itself may not be read by Rewind's process: listed (its size and time need no read), never usable.
+    file_unreadable: NoAccess | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -137,7 +192,7 @@ def manifest_path(backup: Path) -> Path:
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_to_read(path) as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -150,7 +205,9 @@ def now_utc() -> datetime:
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Write, fsync, rename: a crash leaves the old file or the new one, never half of one."""
     temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.new")
-    with temp.open("w") as handle:
+    with access(path.parent, "backup folder", "write"):
+        handle = temp.open("w")
+    with handle:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.write("\n")
         handle.flush()
@@ -229,19 +286,33 @@ class Catalog:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """The folder's manifest lock (fcntl, so other processes and threads wait too), held for the block."""
-        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        with access(self.folder / LOCK_FILE, "manifests' lock file (in the backup folder)", "write"):
+            fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
+    def exists(self) -> bool:
+        """Whether the folder is there (a new target's is made by its first backup); NoAccess if that cannot be told."""
+        with access(self.folder, "backup folder"):
+            try:
+                return stat.S_ISDIR(self.folder.stat().st_mode)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+
+    def _entries(self) -> list[os.DirEntry]:
+        """The folder's entries; none for a missing folder, NoAccess for one Rewind's process may not read."""
+        if not self.exists():
+            return []
+        with access(self.folder, "backup folder"), os.scandir(self.folder) as entries:
+            return list(entries)
+
     def backups(self) -> list[Backup]:
         """Every backup in the folder, newest first; a missing folder has none."""
-        if not self.folder.is_dir():
-            return []
         found = []
-        for entry in os.scandir(self.folder):
+        for entry in self._entries():
             if BACKUP_ID.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                 try:
                     found.append(self._load(Path(entry.path)))
@@ -255,10 +326,8 @@ class Catalog:
         A person who put a backup there by hand must learn it is not offered, rather than miss it silently.
         Rewind's own hidden files (a backup being written, the lock) are not named.
         """
-        if not self.folder.is_dir():
-            return []
         found = []
-        for entry in os.scandir(self.folder):
+        for entry in self._entries():
             reason = self._why_unlisted(entry)
             if reason:
                 found.append(Unlisted(printable(entry.name), reason))
@@ -266,12 +335,10 @@ class Catalog:
 
     def stale_partials(self, older_than: datetime | None = None) -> list[Path]:
         """Backups left unfinished: hidden partial files unchanged for STALE_PARTIAL_S (and before `older_than`)."""
-        if not self.folder.is_dir():
-            return []
         cutoff = time.time() - STALE_PARTIAL_S
         if older_than is not None:
             cutoff = min(cutoff, older_than.timestamp())
-        return sorted(Path(entry.path) for entry in os.scandir(self.folder) if _stale_partial(entry, cutoff))
+        return sorted(Path(entry.path) for entry in self._entries() if _stale_partial(entry, cutoff))
 
     def _why_unlisted(self, entry: os.DirEntry) -> str | None:
         name = entry.name
@@ -316,8 +383,11 @@ class Catalog:
                 fix="choose a backup from the target's Backups tab",
             )
         path = self.folder / backup_id
+        self.exists()  # NoAccess for a folder Rewind may not look into, rather than "no such backup"
         try:
             inside = path.resolve(strict=True).parent == self.folder.resolve(strict=True)
+        except PermissionError as exc:
+            raise NoAccess(self.folder, "backup folder", "read", exc.strerror or "permission denied") from None
         except (OSError, RuntimeError):
             raise CatalogError(
                 f"there is no backup {backup_id} in {self.folder}", fix="choose a backup from the target's Backups tab"
@@ -327,15 +397,19 @@ class Catalog:
                 f"{backup_id} is not a plain file inside {self.folder} (a link or something else); refused",
                 fix="copy the backup itself into the backup folder",
             )
-        return self._load(path)
+        backup = self._load(path)
+        if backup.manifest_unreadable is not None:  # what it says (recipients, checksum, format) cannot be known
+            raise backup.manifest_unreadable
+        return backup
 
     def _load(self, path: Path) -> Backup:
         info = path.stat()
         manifest = self._stored(path)
+        refused = manifest.pop(UNREADABLE, None) if manifest else None
         if manifest is None or DAMAGED in manifest:
             manifest = _foreign_manifest(path, info) | (manifest or {})
         manifest["size"] = info.st_size  # what is on disk now, whatever was written
-        return Backup(path, manifest)
+        return Backup(path, manifest, refused, _refused_to_read(path))
 
     @staticmethod
     def _stored(path: Path) -> dict[str, Any] | None:
@@ -347,6 +421,9 @@ class Catalog:
             return {DAMAGED: f"its manifest {manifest_file.name} is not a plain file"}
         try:
             manifest = json.loads(manifest_file.read_bytes())
+        except PermissionError as exc:
+            refused = NoAccess(manifest_file, f"manifest of {path.name}", "read", exc.strerror or "permission denied")
+            return {DAMAGED: f"{refused.message}: {refused.fix}", UNREADABLE: refused}
         except OSError as exc:
             return {DAMAGED: f"its manifest {manifest_file.name} cannot be read ({exc.strerror})"}
         except ValueError:
@@ -379,11 +456,14 @@ class Catalog:
                     fix="choose a backup from the target's Backups tab",
                 )
             base = self._stored(backup.path)
+            if base is not None and UNREADABLE in base:  # perhaps a good manifest: never set aside nor overwritten
+                raise base[UNREADABLE]
             if base is not None and DAMAGED in base:  # kept beside, not overwritten: a person may want to read it
                 os.replace(manifest_path(backup.path), manifest_path(backup.path).with_suffix(".json.damaged"))
                 base = None
             manifest = dict(backup.manifest if base is None else base) | changes
             manifest.pop(DAMAGED, None)
+            manifest.pop(UNREADABLE, None)
             manifest["file"] = backup.id
             manifest["size"] = backup.path.stat().st_size
             write_json_atomically(manifest_path(backup.path), manifest)

@@ -30,16 +30,21 @@ def list_backups(target: str) -> None:
         catalog = catalog_of(registry.current().open(target))
         found, unlisted = catalog.backups(), catalog.unlisted()
     except (UnknownTarget, TargetError) as exc:
-        click.echo(getattr(exc, "message", str(exc)), err=True)
+        fix = getattr(exc, "fix", "")
+        click.echo(getattr(exc, "message", str(exc)) + (f"\n{fix}" if fix else ""), err=True)
         sys.exit(2)
     if not found:
         click.echo(f"no backups in {catalog.folder}")
     for b in found:
         made = "" if not b.foreign else "  (not made by Rewind)"
-        if b.manifest_problem:
+        if b.manifest_unreadable:
+            made = f"  (manifest unreadable: {b.manifest_unreadable.message}; {b.manifest_unreadable.fix})"
+        elif b.manifest_problem:
             made = f"  (manifest damaged: {b.manifest_problem})"
         if b.size == 0:
             made += "  (empty file)"
+        if b.file_unreadable:
+            made += f"  (unreadable: {b.file_unreadable.message}; {b.file_unreadable.fix})"
         click.echo(f"{b.time:%Y-%m-%d %H:%M:%S}  {b.size:>12} B  {b.format or 'unknown':<7} {b.state:<10} {b.id}{made}")
     for u in unlisted:
         click.echo(f"not listed: {u.name}: {u.reason}")

@@ -14,7 +14,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.backups.catalog import Backup, now_utc, partial_path, sha256_of, sync_dir
+from app.backups.catalog import Backup, access, now_utc, partial_path, sha256_of, sync_dir
 from app.backups.setup import BackupSetup
 from app.targets.command import Sink, Stage, run_pipeline
 from app.targets.dbadmin import Postgres, Sqlite
@@ -66,7 +66,8 @@ def create_backup(
     # GpgError now if a recipient has no key. pg_dump's custom format is compressed already; an SQLite file is not.
     encrypt = setup.home.encrypt_argv(setup.recipients, compress=not isinstance(db, Postgres))
     folder = setup.catalog.folder
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with access(folder, "backup folder", "write"):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     started = datetime.now(UTC)  # to the microsecond: two backups in one second still sort
     stamp = started.strftime("%Y%m%d_%H%M%S")
     if isinstance(db, Postgres):
@@ -86,7 +87,8 @@ def create_backup(
     }
     temp = partial_path(final)
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with access(folder, "backup folder", "write"):
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise BackupFailed(f"{temp} is being written by another backup", fix="wait for it to finish") from None
     try:  # from here on the temporary file is ours alone: a failure removes it

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from app.backups.catalog import Backup, now_utc, sync_dir
+from app.backups.catalog import Backup, now_utc, open_to_read, sync_dir
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.targets.command import Sink, Stage, run_pipeline
@@ -254,7 +254,7 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
             # psql runs whatever the file says: the guard stops a statement that would reach past the scratch.
             guard = guard_stage(setup.target.command_env(), leave_out_ownership=as_self)
             middle = [] if backup.format == "custom" else [guard]
-            with backup.path.open("rb") as source:
+            with open_to_read(backup.path) as source:
                 result = run_pipeline(
                     [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
                 )
@@ -277,7 +277,7 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     except FileExistsError:
         raise RestoreFailed(f"{path} is already there", fix="wait a second and try again") from None
     try:  # from here on the file is ours alone: a failure removes it
-        with os.fdopen(fd, "wb") as out, backup.path.open("rb") as source:
+        with os.fdopen(fd, "wb") as out, open_to_read(backup.path) as source:
             result = run_pipeline([decrypt], sink, stdin=source, stdout=out, timeout=RESTORE_TIMEOUT_S)
             if not result.ok:
                 raise _failed(result, f"the restore into {path} failed")

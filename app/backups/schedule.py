@@ -22,11 +22,13 @@ from app.backups.catalog import Catalog, now_utc
 from app.jobs import scheduler, system_jobs
 from app.targets import registry
 from app.targets.config import TargetConfig
+from app.targets.errors import TargetError
 
 log = logging.getLogger(__name__)
 
 QUEUED, BUSY, ALREADY = system_jobs.QUEUED, system_jobs.BUSY, system_jobs.ALREADY
 NOT_DUE, DUE = "not due", "due"
+UNKNOWN = "cannot tell"  # the backup folder cannot be read: whether a backup is due is unknown, none is queued
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,11 @@ def queue_due(now: datetime | None = None, *, dry_run: bool = False, via: str = 
     now = now or now_utc()
     decisions = []
     for config in registry.current().all():
-        ready, why = is_due(config, now)
+        try:
+            ready, why = is_due(config, now)
+        except TargetError as exc:  # one target's unreadable folder must not stop the others' schedule
+            decisions.append(Decision(config.name, UNKNOWN, f"{exc.message} ({exc.fix})" if exc.fix else exc.message))
+            continue
         if not ready:
             decisions.append(Decision(config.name, NOT_DUE, why))
         elif dry_run:
@@ -117,6 +123,8 @@ def run_scheduled() -> None:
             log.info("scheduled backup: %s", decision)
         elif decision.action in (BUSY, ALREADY):
             log.info("scheduled backup skipped: %s", decision)
+        elif decision.action == UNKNOWN:
+            log.warning("scheduled backup not checked: %s", decision)
 
 
 TASK = scheduler.register(scheduler.Task("backups.due", run_scheduled))

@@ -7,7 +7,7 @@ and catalogued exactly like one made from the Backups tab.
 
 from __future__ import annotations
 
-from app.backups.catalog import Backup
+from app.backups.catalog import Backup, NoAccess
 from app.backups.create import create_backup
 from app.backups.restore import copy_name, restore_test, stamp
 from app.backups.setup import BackupSetup, setup_of
@@ -51,6 +51,8 @@ def verify_and_record(setup: BackupSetup, backup: Backup, ctx: JobContext, how: 
             ctx.log(f"restore test: restoring {backup.id} into the scratch copy {scratch}")
             detail += "; " + restore_test(setup, backup, ctx, scratch)
             ctx.standing(f"the live database is untouched; the restore test's copy {scratch} was dropped")
+    except NoAccess:  # the file may be good: a refusal to read it says nothing of it, so nothing is recorded
+        raise
     except TargetError as exc:
         setup.catalog.record_verification(backup, how=how, ok=False, detail=exc.message, job_id=ctx.job_id)
         raise

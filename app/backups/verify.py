@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from app.backups.catalog import Backup, sha256_of
+from app.backups.catalog import Backup, open_to_read, sha256_of
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.targets import openpgp
@@ -31,7 +31,8 @@ def check_envelope(setup: BackupSetup, backup: Backup) -> str:
     if backup.path.stat().st_size == 0:
         raise BadBackup(f"{backup.id} is empty (0 bytes)", fix="make a new backup; this file holds nothing")
     try:
-        envelope = openpgp.read_envelope(backup.path)
+        with open_to_read(backup.path) as head:
+            envelope = openpgp.read_envelope(head)
     except openpgp.NotEncrypted as exc:
         raise BadBackup(f"{backup.id}: {exc.message}", fix=exc.fix) from None
     expected = list(backup.manifest.get("recipients") or setup.recipients)
@@ -64,7 +65,7 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
     """Decrypt the whole file as a stream into a reader of its format; BadBackup at the first failure."""
     decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     db = setup.database
-    with backup.path.open("rb") as source:
+    with open_to_read(backup.path) as source:
         if backup.format == "custom" and isinstance(db, Postgres):
             # Not --list: that reads only the table of contents and leaves gpg writing into a closed pipe.
             # Restoring to /dev/null reads every data block, so the whole file is decrypted and checked.
@@ -83,7 +84,7 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
         if stage is not None and stage.name != "gpg":
             # gpg checks the file's integrity at its end; a reader fed damaged bytes may stop first and take gpg
             # down before it gets there. Decrypted alone, the file says whether it is the encryption that is bad.
-            with backup.path.open("rb") as source, open(os.devnull, "wb") as nowhere:
+            with open_to_read(backup.path) as source, open(os.devnull, "wb") as nowhere:
                 alone = run_pipeline([decrypt], sink, stdin=source, stdout=nowhere, timeout=READ_TIMEOUT_S)
             stage = stage if alone.ok else alone.failed
         said = "; ".join(line.strip() for line in (stage.stderr_tail if stage else ())[-3:])

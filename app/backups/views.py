@@ -37,6 +37,8 @@ def index():
             continue
         try:
             rows.append((config.name, freshness(Catalog(config.backups.dir), config.backups.rpo_minutes), None))
+        except TargetError as exc:  # a folder Rewind's process may not read (NoAccess) says which and what to do
+            rows.append((config.name, None, f"{exc.message} ({exc.fix})" if exc.fix else exc.message))
         except OSError as exc:
             rows.append((config.name, None, str(exc)))
     return render_template("backups/index.html", rows=rows, ago=ago)
@@ -47,12 +49,16 @@ def index():
 def catalog(name: str):
     target = target_or_404(name)
     problem, backups, unlisted, kept, fresh, copies_problem = None, [], [], [], None, None
+    missing = False
     try:
         found = catalog_of(target)
+        missing = not found.exists()
         backups, unlisted = found.backups(), found.unlisted()
         fresh = freshness(found, target.config.backups.rpo_minutes)
-    except (TargetError, OSError) as exc:
-        problem = getattr(exc, "message", str(exc))
+    except TargetError as exc:
+        problem = f"{exc.message}. {exc.fix}" if exc.fix else exc.message
+    except OSError as exc:
+        problem = str(exc)
     if problem is None:
         try:
             kept = copies(setup_of(target))
@@ -62,6 +68,7 @@ def catalog(name: str):
         "backups/catalog.html",
         target=target,
         problem=problem,
+        missing=missing,
         backups=backups,
         unlisted=unlisted,
         copies=kept,

@@ -11,6 +11,10 @@ from app.targets.target import Target
 
 KIND = register_kind(Kind("flags", "Flag changes", actions=("flags.",), order=45))
 
+# The overview and every dashboard card read the flags table: while another transaction holds it (a migration's
+# ALTER TABLE), the line gives up this soon and says so, rather than stall the page for a toggle's whole wait.
+LOCK_WAIT_S = 0.3
+
 
 @register_summary
 def flags_line(target: Target) -> list[tuple[str, str, str]]:
@@ -18,7 +22,7 @@ def flags_line(target: Target) -> list[tuple[str, str, str]]:
     table = target.flags()
     if table is None:
         return []
-    flags = table.list()
+    flags = table.list(wait_s=LOCK_WAIT_S)
     on = sum(1 for f in flags if f.enabled)
     since = utcnow() - timedelta(days=1)
     recent = [f.name for f in flags if f.updated_at and f.updated_at >= since]

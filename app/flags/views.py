@@ -23,7 +23,7 @@ from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
 from app.targets import registry
 from app.targets.errors import TargetError
-from app.targets.flags import Flag, FlagTableError, StaleFlag, UnknownFlag, VanishedFlags
+from app.targets.flags import Flag, FlagTableError, StaleFlag, TableReadOnly, UnknownFlag, VanishedFlags
 
 bp = Blueprint("flags", __name__)
 register_tab(Tab("flags", "Flags", "flags.tab", order=40))
@@ -32,7 +32,7 @@ SHOWN = 200  # rows on one page; a search narrows a bigger table
 
 
 def _status(exc: TargetError) -> int:
-    if isinstance(exc, StaleFlag | VanishedFlags | restore.PlanChanged):
+    if isinstance(exc, StaleFlag | VanishedFlags | restore.PlanChanged | TableReadOnly):  # not a 503: a retry fails too
         return 409
     if isinstance(exc, UnknownFlag):
         return 404

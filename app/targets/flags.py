@@ -53,6 +53,35 @@ class TableLocked(FlagTableError):
         self.table, self.waited_s = table, waited_s
 
 
+class TableReadOnly(FlagTableError):
+    """The database refuses writes to the flags table: a view, a role without UPDATE, a read-only database."""
+
+    def __init__(self, table: str, said: str) -> None:
+        super().__init__(
+            f"the flags table {table} cannot be written: the database said “{said}”; nothing was changed",
+            fix=f"Rewind writes flags as the user in database.url: grant it UPDATE (INSERT and DELETE to add or "
+            f"remove flags) on {table}, and point database.flags_table at the table itself, not at a view "
+            "the database cannot write through",
+        )
+        self.table, self.said = table, said
+
+
+# What the databases answer when a write is refused for what the table is, not for what was written.
+_SQLITE_READ_ONLY = ("because it is a view", "readonly database", "read-only database")
+_PG_VIEW_WORDS = ("cannot update view", "cannot insert into view", "cannot delete from view", "is not allowed with")
+
+
+def _is_read_only(exc: BaseException) -> bool:
+    """A write the database refuses whatever the values: Rewind may not (or cannot) write this table."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(words in str(exc) for words in _SQLITE_READ_ONLY)
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege | psycopg.errors.ReadOnlySqlTransaction):
+        return True
+    if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState | psycopg.errors.FeatureNotSupported):
+        return any(words in str(exc) for words in _PG_VIEW_WORDS)
+    return False
+
+
 def _is_lock_wait(exc: BaseException) -> bool:
     """A statement given up on because another transaction held what it needed, not a problem of the table."""
     if isinstance(exc, psycopg.errors.LockNotAvailable):
@@ -371,13 +400,36 @@ class FlagTable:
             _idle.give(self.url, conn)
 
     @contextmanager
-    def _reading(self) -> Iterator[Any]:
+    def _reading(self, wait_s: float | None = None) -> Iterator[Any]:
+        """A connection to read on; with `wait_s`, a lock held by another transaction is waited on that long only.
+
+        The shorter wait is for this read alone (SET LOCAL in a transaction of its own on PostgreSQL, the
+        connection's busy timeout on SQLite): the connection goes back to the idle set with the usual wait.
+        """
+        waited = LOCK_TIMEOUT_S if wait_s is None else wait_s
+        began = False
         with self._connect() as (conn, _):
             try:
+                if wait_s is not None:
+                    if self.sqlite:
+                        conn.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+                    else:
+                        conn.execute("BEGIN")
+                        began = True
+                        conn.execute(f"SET LOCAL lock_timeout = {max(1, int(wait_s * 1000))}")
                 yield conn
-            except (sqlite3.Error, psycopg.Error) as exc:
+                if began:
+                    conn.execute("COMMIT")
+            except BaseException as exc:
+                if began:
+                    with suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, TableLocked) and exc.waited_s != waited:
+                    raise TableLocked(self.table, waited) from None
+                if not isinstance(exc, sqlite3.Error | psycopg.Error):
+                    raise
                 if _is_lock_wait(exc):
-                    raise TableLocked(self.table, LOCK_TIMEOUT_S) from None
+                    raise TableLocked(self.table, waited) from None
                 raise FlagTableError(
                     f"reading {self.table} failed: {_first_line(exc)}",
                     fix="check that the flags database answers; nothing was changed",
@@ -410,6 +462,8 @@ class FlagTable:
                     ) from None
                 if _is_lock_wait(exc):  # the table is there: checking its shape would only wait as long again
                     raise TableLocked(self.table, LOCK_TIMEOUT_S) from None
+                if _is_read_only(exc):
+                    raise TableReadOnly(self.table, _first_line(exc)) from None
                 if isinstance(exc, sqlite3.OperationalError | psycopg.ProgrammingError):
                     self._check_shape(conn)  # raises FlagTableError naming the missing table or column
                 if isinstance(exc, sqlite3.Error | psycopg.Error):
@@ -475,21 +529,24 @@ class FlagTable:
         with self._reading() as conn:
             self._check_shape(conn)
 
-    def list(self) -> list[Flag]:
-        """Every flag; UnreadableFlag (the first by name) if any row's state is neither on nor off."""
-        flags, unreadable = self.survey()
+    def list(self, *, wait_s: float | None = None) -> list[Flag]:
+        """Every flag; UnreadableFlag (the first by name) if any row's state is neither on nor off.
+
+        `wait_s`: how long to wait for a lock another transaction holds (default LOCK_TIMEOUT_S), then TableLocked.
+        """
+        flags, unreadable = self.survey(wait_s=wait_s)
         if unreadable:
             raise unreadable[0]
         return flags
 
-    def survey(self) -> tuple[list[Flag], list[UnreadableFlag]]:
+    def survey(self, *, wait_s: float | None = None) -> tuple[list[Flag], list[UnreadableFlag]]:
         """Every flag whose state can be read, and every row whose state cannot, by name.
 
         For a person's list: one row holding NULL must not hide every other flag (and their kill switch).
         Checkpoints and restores use list(), which refuses the whole table instead: a record missing a flag
         would read as that flag not existing.
         """
-        with self._reading() as conn:
+        with self._reading(wait_s) as conn:
             self._check_shape(conn)
             rows = conn.execute(self._select(f"ORDER BY {quote(self.columns.name)}")).fetchall()
         flags, unreadable = [], []
