@@ -96,7 +96,10 @@ def rows():
 @bp.get("/new")
 @requires(Role.OPERATOR)
 def new():
-    book = _runbook_or_404(request.args.get("runbook", ""))
+    if not request.args.get("runbook"):
+        # No runbook named (a hand-typed or bookmarked URL): the list of runbooks to choose from, not a 404.
+        return redirect(url_for("jobs.index", _anchor="start-a-job"))
+    book = _runbook_or_404(request.args["runbook"])
     target = request.args.get("target", "")
     form = formstate.form_for(book.name)
     if form is formstate.EMPTY and target:

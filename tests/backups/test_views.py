@@ -62,7 +62,7 @@ rpo_minutes = 60
     return write
 
 
-def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop):
+def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path):
     page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
     assert OLD in page and "not made by Rewind" in page
     assert 'class="badge badge-ok">verified' in page
@@ -71,6 +71,9 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop):
     assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
     assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
     assert re.search(r'<div class="table-scroll">\s*<table class="grid">', page)  # no page-wide scroll at 800 px
+    assert f'<code class="file">{OLD}</code>' in page  # a long name may break in its cell (static/css)
+    size = (tmp_path / "backups" / OLD).stat().st_size
+    assert f"<td>{size} Bytes</td>" in page and "0.0 MB" not in page  # a small backup's size, not rounded to nothing
     assert not re.search(r"\d\dT\d\d:\d\d:\d\d\.\d+\+00:00", page)  # no raw ISO stamp in the State column
     assert re.search(r'<span class="hint">\w[\w-]*, \d{4}-\d\d-\d\d \d\d:\d\d UTC', page)
     overview = as_role(Role.VIEWER).get("/backups").get_data(as_text=True)
