@@ -448,5 +448,5 @@ def test_a_typed_ref_cannot_be_smuggled_in_as_a_parameter(app, users, as_role, c
 
 def test_a_target_name_in_the_wrong_case_is_quoted_as_typed_beside_the_known_ones(as_role):
     page = as_role(Role.VIEWER).get("/targets/Staging")
-    text = page.get_data(as_text=True)
-    assert page.status_code == 404 and "There is no target &#39;Staging&#39; (known targets: staging" in text
+    assert page.status_code == 404
+    assert "There is no target &#39;Staging&#39; (known targets: production, staging)" in page.get_data(as_text=True)
