@@ -73,7 +73,7 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path
     assert re.search(r'<div class="table-scroll">\s*<table class="grid">', page)  # no page-wide scroll at 800 px
     assert f'<code class="file">{OLD}</code>' in page  # a long name may break in its cell (static/css)
     size = (tmp_path / "backups" / OLD).stat().st_size
-    assert f"<td>{size} Bytes</td>" in page and "0.0 MB" not in page  # a small backup's size, not rounded to nothing
+    assert f'<td class="nowrap">{size} Bytes</td>' in page and "0.0 MB" not in page  # not rounded to nothing
     assert not re.search(r"\d\dT\d\d:\d\d:\d\d\.\d+\+00:00", page)  # no raw ISO stamp in the State column
     assert re.search(r'<span class="hint">\w[\w-]*, \d{4}-\d\d-\d\d \d\d:\d\d UTC', page)
     overview = as_role(Role.VIEWER).get("/backups").get_data(as_text=True)

@@ -602,3 +602,5 @@ def test_each_reason_field_of_a_protected_row_says_what_it_is_for(flag_app, flag
     on = re.search(r'<tr id="flag-checkout_v2".*?</tr>', page, re.S).group(0)
     assert 'placeholder="why turn off"' in on
     assert re.search(r'<div class="table-scroll">\s*<table class="grid flags">', page)  # actions reachable at 800 px
+    as_of = re.search(r'<input id="restore-as-of"[^>]*>', page).group(0)
+    assert 'size="32"' in as_of  # its example ("15 minutes ago, or 2026-05-01 10:00") shows whole
