@@ -133,6 +133,7 @@ def test_the_cleanup_button_keeps_unsaved_copies_and_a_protected_target_needs_it
     (form,) = [f for f in page.split("<form")[1:] if 'value="cleanup_restores"' in f]
     assert 'name="spare_unsaved" value="yes"' in form and "Type <kbd>shop</kbd> to confirm" in form
     assert "no backup holds is kept" in form
+    assert 'class="danger">Drop copies older than' in form  # it drops databases: it looks as destructive as it is
     fields = {"runbook": "cleanup_restores", "target": "shop", "older_than_hours": "24"}
     response = post(client, "/jobs", fields)
     assert response.status_code == 400 and "type its name" in response.get_data(as_text=True)
