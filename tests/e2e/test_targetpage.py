@@ -98,3 +98,16 @@ def test_at_800_px_every_tab_s_actions_are_in_view_without_scrolling_the_page(de
     finally:
         context.close()
         foreign.unlink(missing_ok=True)
+
+
+def test_a_keyboard_user_keeps_their_place_when_the_dashboard_cards_refresh(demo_server, page):
+    """The cards are replaced every 10 s: the focused link went with them, and the next Tab started from the top."""
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    timeline = page.locator("#target-production").get_by_role("link", name="Timeline")
+    timeline.evaluate("link => link.setAttribute('data-before-refresh', '')")  # only the link the refresh replaces
+    timeline.focus()
+    with page.expect_response(lambda r: "/dashboard/cards" in r.url, timeout=30_000):
+        pass  # the next refresh, whenever it comes
+    expect(page.locator("#target-production a:not([data-before-refresh])", has_text="Timeline")).to_be_focused()
+    page.keyboard.press("Tab")  # on from there, not from the top of the page
+    expect(page.locator("#target-staging").get_by_role("link", name="staging", exact=True)).to_be_focused()
