@@ -152,12 +152,33 @@
       next.focus();
     }
   });
+  function chosenFlags(form) {
+    var tag = form.elements.tag && form.elements.tag.value;
+    if (tag) {
+      return "every flag tagged " + tag;
+    }
+    var names = [];
+    for (var i = 0; i < form.elements.length; i++) {
+      var box = form.elements[i];
+      if (box.name === "flag" && box.checked) {
+        names.push(box.value);
+      }
+    }
+    if (!names.length) {
+      return "the ticked flags (none is ticked)";
+    }
+    return (names.length === 1 ? "1 flag: " : names.length + " flags: ") + names.join(", ");
+  }
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var question = form.getAttribute("data-confirm");
     if (question && form.elements.target) {
       // A form with a target chooser names the chosen target in its question: "Stop production?".
       question = question.split("{target}").join(form.elements.target.value || "the target");
+    }
+    if (question && question.indexOf("{chosen}") >= 0) {
+      // The kill switch names what goes off: the ticked flags (their boxes belong to the form), or a tag.
+      question = question.split("{chosen}").join(chosenFlags(form));
     }
     if (question && !window.confirm(question)) {
       event.preventDefault();
