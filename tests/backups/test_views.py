@@ -274,6 +274,7 @@ def test_the_tab_and_the_cli_name_unlisted_files_damaged_manifests_and_empty_bac
     page = response.get_data(as_text=True)
     assert "2 files of" in page and "<code>by hand.sql.gpg</code>: its name is not one Rewind accepts" in page
     assert "<code>latin1_\\xe9.sql.gpg</code>" in page
+    page = page.replace("<wbr>", "")  # the break points a listed name offers after its underscores
     assert re.search(r"shop_20240102_000000\.dump\.gpg</code> <span class=\"badge badge-warn\">manifest damaged", page)
     assert re.search(r"backup_20240101_000000\.sql\.gpg</code>.*\s*<span class=\"badge badge-bad\">empty file", page)
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
