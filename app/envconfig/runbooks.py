@@ -20,6 +20,7 @@ from app.statuses import EnvSource
 from app.targets import registry
 from app.targets.envfile import KEY_NAME, EnvFileError, decode, parse, set_key
 from app.targets.errors import TargetError
+from app.wording import sentence
 
 assert captures.ENV  # registered on import: every checkpoint records the env file version
 assert watch.check  # registered on import: the health monitor notices outside changes
@@ -207,11 +208,11 @@ def verify_or_undo(ctx: JobContext) -> None:
     ctx.verified(again, detail_again)
     if again:
         raise StepFailed(
-            f"{ctx.state['what'].capitalize()} failed verification ({detail}). The previous env file "
+            f"{sentence(ctx.state['what'])} failed verification ({detail}). The previous env file "
             f"(version #{previous}) was put back automatically and {ctx.target} is healthy again."
         )
     raise StepFailed(
-        f"{ctx.state['what'].capitalize()} failed verification ({detail}), and so did the previous env file "
+        f"{sentence(ctx.state['what'])} failed verification ({detail}), and so did the previous env file "
         f"(version #{previous}) put back after it: {detail_again}"
     )
 

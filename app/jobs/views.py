@@ -27,6 +27,7 @@ from app.pagination import keyset_page, parse_cursor
 from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
 from app.targets import registry
 from app.targets.registry import UnknownTarget
+from app.wording import sentence
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -51,7 +52,7 @@ def _runbook_or_404(name: str) -> runbooks.Runbook:
     try:
         return runbooks.get(name)
     except runbooks.UnknownRunbook as exc:
-        abort(404, description=f"{str(exc).capitalize()}.")
+        abort(404, description=f"{sentence(str(exc))}.")
 
 
 def _list_filters() -> dict[str, str]:
@@ -96,7 +97,10 @@ def rows():
 @bp.get("/new")
 @requires(Role.OPERATOR)
 def new():
-    book = _runbook_or_404(request.args.get("runbook", ""))
+    if not request.args.get("runbook"):
+        # No runbook named (a hand-typed or bookmarked URL): the list of runbooks to choose from, not a 404.
+        return redirect(url_for("jobs.index", _anchor="start-a-job"))
+    book = _runbook_or_404(request.args["runbook"])
     target = request.args.get("target", "")
     form = formstate.form_for(book.name)
     if form is formstate.EMPTY and target:
@@ -132,7 +136,7 @@ def start():
         record_and_commit(
             "job.queued", outcome=Outcome.DENIED, details={"runbook": book.name, "reason": "unknown target"}
         )
-        abort(404, description=f"{str(exc).capitalize()}.")
+        abort(404, description=f"{sentence(str(exc))}.")
     except (runbooks.ParamError, service.JobRefused) as exc:
         status = 409 if isinstance(exc, service.JobRefused) else 400
         errors = {}

@@ -12,6 +12,7 @@ from app.targetpage import timeline
 from app.targetpage.overview import build_overview
 from app.targetpage.tabs import Tab, register
 from app.targets import registry
+from app.wording import sentence
 
 bp = Blueprint("targetpage", __name__)
 register(Tab("overview", "Overview", "targetpage.overview", order=10))
@@ -25,7 +26,7 @@ def target_or_404(name: str):
     try:
         return registry.current().open(name)
     except registry.UnknownTarget as exc:
-        abort(404, description=f"{str(exc).capitalize()}.")
+        abort(404, description=f"{sentence(str(exc))}.")
 
 
 @bp.get("/targets/<name>")

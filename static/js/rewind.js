@@ -96,6 +96,44 @@
       }
     }
   });
+  // A part that follows by itself is replaced whole: the link or button a keyboard user was on would go with it,
+  // and the next Tab would start again from the top of the page. Focus moves to the same control in the new part
+  // (same kind, link and words; else the one at the same place), without scrolling.
+  var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
+  var refocus = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var part = event.detail.target;
+    var active = document.activeElement;
+    refocus = null;
+    if (!polling(event) || !part || !part.id || !active || active === part || !part.contains(active)) {
+      return;
+    }
+    refocus = {
+      part: part.id,
+      at: Array.prototype.indexOf.call(part.querySelectorAll(FOCUSABLE), active),
+      key: active.tagName + " " + (active.getAttribute("href") || "") + " " + active.textContent.trim(),
+    };
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var was = refocus;
+    refocus = null;
+    var part = was && document.getElementById(was.part);
+    if (!part || (document.activeElement && document.activeElement !== document.body)) {
+      return;
+    }
+    var controls = part.querySelectorAll(FOCUSABLE);
+    var next = null;
+    for (var i = 0; i < controls.length && !next; i++) {
+      var c = controls[i];
+      if (c.tagName + " " + (c.getAttribute("href") || "") + " " + c.textContent.trim() === was.key) {
+        next = c;
+      }
+    }
+    next = next || controls[Math.min(was.at, controls.length - 1)];
+    if (next) {
+      next.focus({ preventScroll: true });
+    }
+  });
   // Forms marked data-swap-errors show the refusal fragment (a stale toggle, a missing reason) in place.
   // The event fires on the swap target (a form's "closest tr"), so ask the element that sent the request.
   document.addEventListener("htmx:beforeSwap", function (event) {
@@ -114,12 +152,33 @@
       next.focus();
     }
   });
+  function chosenFlags(form) {
+    var tag = form.elements.tag && form.elements.tag.value;
+    if (tag) {
+      return "every flag tagged " + tag;
+    }
+    var names = [];
+    for (var i = 0; i < form.elements.length; i++) {
+      var box = form.elements[i];
+      if (box.name === "flag" && box.checked) {
+        names.push(box.value);
+      }
+    }
+    if (!names.length) {
+      return "the ticked flags (none is ticked)";
+    }
+    return (names.length === 1 ? "1 flag: " : names.length + " flags: ") + names.join(", ");
+  }
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var question = form.getAttribute("data-confirm");
     if (question && form.elements.target) {
       // A form with a target chooser names the chosen target in its question: "Stop production?".
       question = question.split("{target}").join(form.elements.target.value || "the target");
+    }
+    if (question && question.indexOf("{chosen}") >= 0) {
+      // The kill switch names what goes off: the ticked flags (their boxes belong to the form), or a tag.
+      question = question.split("{chosen}").join(chosenFlags(form));
     }
     if (question && !window.confirm(question)) {
       event.preventDefault();

@@ -62,7 +62,7 @@ rpo_minutes = 60
     return write
 
 
-def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop):
+def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path):
     page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
     assert OLD in page and "not made by Rewind" in page
     assert 'class="badge badge-ok">verified' in page
@@ -71,6 +71,10 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop):
     assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
     assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
     assert re.search(r'<div class="table-scroll">\s*<table class="grid">', page)  # no page-wide scroll at 800 px
+    # a long name breaks in its cell, after an underscore where it can (static/css); copied, it is the name
+    assert '<code class="file">backup_<wbr>20200101_<wbr>000000.sqlite.gpg</code>' in page
+    size = (tmp_path / "backups" / OLD).stat().st_size
+    assert f'<td class="nowrap">{size} Bytes</td>' in page and "0.0 MB" not in page  # not rounded to nothing
     assert not re.search(r"\d\dT\d\d:\d\d:\d\d\.\d+\+00:00", page)  # no raw ISO stamp in the State column
     assert re.search(r'<span class="hint">\w[\w-]*, \d{4}-\d\d-\d\d \d\d:\d\d UTC', page)
     overview = as_role(Role.VIEWER).get("/backups").get_data(as_text=True)
@@ -130,6 +134,7 @@ def test_the_cleanup_button_keeps_unsaved_copies_and_a_protected_target_needs_it
     (form,) = [f for f in page.split("<form")[1:] if 'value="cleanup_restores"' in f]
     assert 'name="spare_unsaved" value="yes"' in form and "Type <kbd>shop</kbd> to confirm" in form
     assert "no backup holds is kept" in form
+    assert 'class="danger">Drop copies older than' in form  # it drops databases: it looks as destructive as it is
     fields = {"runbook": "cleanup_restores", "target": "shop", "older_than_hours": "24"}
     response = post(client, "/jobs", fields)
     assert response.status_code == 400 and "type its name" in response.get_data(as_text=True)
@@ -269,6 +274,7 @@ def test_the_tab_and_the_cli_name_unlisted_files_damaged_manifests_and_empty_bac
     page = response.get_data(as_text=True)
     assert "2 files of" in page and "<code>by hand.sql.gpg</code>: its name is not one Rewind accepts" in page
     assert "<code>latin1_\\xe9.sql.gpg</code>" in page
+    page = page.replace("<wbr>", "")  # the break points a listed name offers after its underscores
     assert re.search(r"shop_20240102_000000\.dump\.gpg</code> <span class=\"badge badge-warn\">manifest damaged", page)
     assert re.search(r"backup_20240101_000000\.sql\.gpg</code>.*\s*<span class=\"badge badge-bad\">empty file", page)
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])

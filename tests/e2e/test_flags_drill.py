@@ -85,3 +85,24 @@ def test_a_stale_toggle_shows_the_refusal_and_the_current_state_in_its_row(demo_
     expect(row).to_contain_text("legacy_export is on now, not off as you saw it")
     expect(row.locator(".flag-state")).to_have_text("on")
     expect(row.get_by_role("button", name="Turn off legacy_export")).to_be_visible()
+
+
+def test_the_kill_switch_confirmation_names_the_flags_it_turns_off(demo_server, page):
+    """It asked "Turn off the chosen flags on production?", whichever and however many were ticked."""
+    questions = []
+
+    def decline(dialog):
+        questions.append(dialog.message)
+        dialog.dismiss()  # Escape: nothing is written
+
+    page.on("dialog", decline)
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/production/flags")
+    page.get_by_label("Choose dark_mode for the kill switch").check()
+    page.get_by_label("Choose new_checkout for the kill switch").check()
+    page.locator("#kill-reason").fill("error rate")
+    kill = page.get_by_role("button", name="Turn off the chosen flags")
+    kill.click()
+    expect(kill).to_be_focused()  # declined: still on the page, where it was
+    assert questions == ["Turn off 2 flags: dark_mode, new_checkout on production?"]
+    expect(page.locator("#flag-dark_mode .flag-state")).to_have_text("on")

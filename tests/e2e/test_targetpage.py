@@ -4,6 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
+from app.demo import load_demo
 from tests.e2e.test_foundation import sign_in
 
 BAD = "feature/rollback-drill-bad-code"
@@ -60,3 +61,53 @@ def test_from_the_card_deploy_bad_code_revert_it_from_the_job_page_and_read_the_
 
     page.set_viewport_size({"width": 390, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390, "the page is wider than a phone"
+
+
+# The controls of the page's main part that end past what shows: the window, or the box a table scrolls in.
+CONTROLS_PAST_THE_EDGE = """() => {
+  const width = document.documentElement.clientWidth;
+  const past = [];
+  for (const el of document.querySelectorAll('main button, main input:not([type=hidden]), main select, main a')) {
+    const box = el.getBoundingClientRect();
+    const scroller = el.closest('.table-scroll');
+    const edge = scroller ? scroller.getBoundingClientRect().right : width;
+    if (box.width && box.right > edge) past.push(`${el.tagName} ${el.name || el.textContent.trim()}: ${box.right}`);
+  }
+  return {past, pageScrolls: document.documentElement.scrollWidth > width};
+}"""
+
+
+def test_at_800_px_every_tab_s_actions_are_in_view_without_scrolling_the_page(demo_server, browser):
+    """On a laptop split screen the Backups tab's Actions column (the typed name, Restore) was cut off."""
+    production = load_demo(demo_server.instance_dir / "demo")["production"]
+    foreign = production.backups_dir / "production_manual_copy_before_the_payments_migration_by_oncall.dump.gpg"
+    foreign.write_bytes(b"not a real backup")  # a long name a person might give a backup copied by hand
+    context = browser.new_context(viewport={"width": 800, "height": 900})
+    page = context.new_page()
+    try:
+        sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+        tabs = page.get_by_role("navigation", name="production areas").get_by_role("link")
+        page.goto(demo_server.url + "/targets/production")
+        urls = [demo_server.url + href for href in tabs.evaluate_all("links => links.map(a => a.getAttribute('href'))")]
+        assert len(urls) >= 7  # overview, timeline and one tab per area
+        for url in [*urls, demo_server.url + "/jobs", demo_server.url + "/audit", demo_server.url + "/users"]:
+            page.goto(url)
+            assert page.evaluate(CONTROLS_PAST_THE_EDGE) == {"past": [], "pageScrolls": False}, url
+        page.goto(demo_server.url + "/targets/production/backups")
+        expect(page.get_by_role("button", name="Restore", exact=True).first).to_be_in_viewport()
+    finally:
+        context.close()
+        foreign.unlink(missing_ok=True)
+
+
+def test_a_keyboard_user_keeps_their_place_when_the_dashboard_cards_refresh(demo_server, page):
+    """The cards are replaced every 10 s: the focused link went with them, and the next Tab started from the top."""
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    timeline = page.locator("#target-production").get_by_role("link", name="Timeline")
+    timeline.evaluate("link => link.setAttribute('data-before-refresh', '')")  # only the link the refresh replaces
+    timeline.focus()
+    with page.expect_response(lambda r: "/dashboard/cards" in r.url, timeout=30_000):
+        pass  # the next refresh, whenever it comes
+    expect(page.locator("#target-production a:not([data-before-refresh])", has_text="Timeline")).to_be_focused()
+    page.keyboard.press("Tab")  # on from there, not from the top of the page
+    expect(page.locator("#target-staging").get_by_role("link", name="staging", exact=True)).to_be_focused()

@@ -185,6 +185,17 @@ def test_edit_one_key_never_shows_the_value(app, runner, running_env_target):
     assert "a brand new greeting" not in log_text(view) + job.result + job.params_json
 
 
+def test_an_edit_the_app_refuses_is_undone_and_the_result_names_the_key_as_written(app, runner, running_env_target):
+    target = running_env_target
+    record_now(app)
+    with app.app_context():
+        sealed = keys.seal(registry.current().open("staging").instance_dir, b"reckless")
+    job, _ = run(app, "config_edit", key="MODE", sealed=base64.b64encode(sealed).decode(), expect=shown_digest(app))
+    assert job.state == "failed"
+    assert "failed: The new value of MODE failed verification" in job.result, job.result  # not "mode"
+    assert target.env_path.read_text() == GOOD and answer(target)["mode"] == "safe"
+
+
 def test_a_protected_target_refuses_a_job_started_by_a_non_admin_whatever_the_door(app, runner, env_target, users):
     from app.audit.store import Actor
     from app.auth.roles import Role

@@ -590,3 +590,17 @@ def test_a_table_held_by_a_long_transaction_is_said_to_be_locked_and_nothing_is_
     assert flagdb.states()["dark_mode"] is False
     [(_, outcome, details)] = audit_rows(flag_app, "flags.toggle")
     assert outcome == "failed" and "is locked by another transaction" in details["error"]
+
+
+def test_each_reason_field_of_a_protected_row_says_what_it_is_for(flag_app, flagdb, as_role):
+    """Two reason fields side by side (toggle, delete) read the same unless their hints differ."""
+    page = as_role(Role.ADMIN).get("/targets/prod/flags").get_data(as_text=True)
+    row = re.search(r'<tr id="flag-dark_mode".*?</tr>', page, re.S).group(0)
+    assert 'placeholder="why turn on"' in row and 'placeholder="why delete"' in row
+    assert 'placeholder="reason"' not in row
+    assert '<button type="submit" class="link danger">Delete' in row  # a destructive button looks it
+    on = re.search(r'<tr id="flag-checkout_v2".*?</tr>', page, re.S).group(0)
+    assert 'placeholder="why turn off"' in on
+    assert re.search(r'<div class="table-scroll">\s*<table class="grid flags">', page)  # actions reachable at 800 px
+    as_of = re.search(r'<input id="restore-as-of"[^>]*>', page).group(0)
+    assert 'size="32"' in as_of  # its example ("15 minutes ago, or 2026-05-01 10:00") shows whole

@@ -215,3 +215,12 @@ def test_the_jobs_come_before_the_runbooks_to_start_one(app, as_role):
     assert 'id="start-a-job"' in page
     viewer = as_role(Role.VIEWER).get("/jobs").get_data(as_text=True)
     assert "Start a job" not in viewer and 'href="/jobs/new?runbook=' not in viewer
+
+
+def test_the_start_page_without_a_runbook_leads_to_the_runbooks_and_an_unknown_one_is_named(as_role):
+    client = as_role(Role.OPERATOR)
+    response = client.get("/jobs/new")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/jobs#start-a-job")
+    assert 'id="start-a-job"' in client.get("/jobs").get_data(as_text=True)  # where it leads exists
+    response = client.get("/jobs/new?runbook=nope")
+    assert response.status_code == 404 and "There is no runbook &#39;nope&#39;" in response.get_data(as_text=True)

@@ -444,3 +444,9 @@ def test_a_typed_ref_cannot_be_smuggled_in_as_a_parameter(app, users, as_role, c
     assert "&#39;ref_typed&#39; is not a parameter of deploy" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(Job)) is None
+
+
+def test_a_target_name_in_the_wrong_case_is_quoted_as_typed_beside_the_known_ones(as_role):
+    page = as_role(Role.VIEWER).get("/targets/Staging")
+    assert page.status_code == 404
+    assert "There is no target &#39;Staging&#39; (known targets: production, staging)" in page.get_data(as_text=True)
