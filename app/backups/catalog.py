@@ -333,11 +333,9 @@ class Catalog:
                 found.append(Unlisted(printable(entry.name), reason))
         return sorted(found, key=lambda u: u.name)
 
-    def stale_partials(self, older_than: datetime | None = None) -> list[Path]:
-        """Backups left unfinished: hidden partial files unchanged for STALE_PARTIAL_S (and before `older_than`)."""
+    def stale_partials(self) -> list[Path]:
+        """Backups left unfinished: hidden partial files unchanged for STALE_PARTIAL_S."""
         cutoff = time.time() - STALE_PARTIAL_S
-        if older_than is not None:
-            cutoff = min(cutoff, older_than.timestamp())
         return sorted(Path(entry.path) for entry in self._entries() if _stale_partial(entry, cutoff))
 
     def _why_unlisted(self, entry: os.DirEntry) -> str | None:
@@ -346,7 +344,7 @@ class Catalog:
             size = entry.stat(follow_symlinks=False).st_size
             return (
                 f"a backup left unfinished ({size / 1e6:.1f} MB): its job stopped while writing it; "
-                "the “Clean up restore copies” runbook removes it"
+                "the Restore copies panel's clean-up (the cleanup_restores runbook) removes it"
             )
         if name.startswith("."):
             return None

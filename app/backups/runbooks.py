@@ -452,8 +452,9 @@ def clean_up(ctx: JobContext) -> None:
             ctx.log(f"dropped {copy.name} ({copy.kind}, {copy.time.isoformat()})")
             ctx.did(f"dropped {copy.name}")
     # Backups left half-written by a job that stopped (its process killed): no job writes them now, since this
-    # one holds the target, and none has touched them for a while.
-    unfinished = setup.catalog.stale_partials(older_than=cutoff)
+    # one holds the target, and none has touched them for a while. They hold nothing a restore could use, so
+    # the hours that keep restore copies for an undo do not keep them.
+    unfinished = setup.catalog.stale_partials()
     for path in unfinished:
         size = path.stat().st_size
         path.unlink(missing_ok=True)

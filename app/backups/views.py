@@ -49,11 +49,12 @@ def index():
 def catalog(name: str):
     target = target_or_404(name)
     problem, backups, unlisted, kept, fresh, copies_problem = None, [], [], [], None, None
-    missing = False
+    missing, unfinished = False, 0
     try:
         found = catalog_of(target)
         missing = not found.exists()
         backups, unlisted = found.backups(), found.unlisted()
+        unfinished = len(found.stale_partials())
         fresh = freshness(found, target.config.backups.rpo_minutes)
     except TargetError as exc:
         problem = f"{exc.message}. {exc.fix}" if exc.fix else exc.message
@@ -72,6 +73,7 @@ def catalog(name: str):
         backups=backups,
         unlisted=unlisted,
         copies=kept,
+        unfinished=unfinished,
         copies_problem=copies_problem,
         fresh=fresh,
         ago=ago,

@@ -147,6 +147,26 @@ def test_the_cleanup_button_keeps_unsaved_copies_and_a_protected_target_needs_it
         assert job.params["spare_unsaved"] == "yes"  # the default: copies no backup holds are kept
 
 
+def test_a_backup_left_unfinished_is_offered_to_the_clean_up_when_no_restore_copy_is_there(
+    app, as_role, shop, tmp_path
+):
+    """The tab names the half-written file and says the clean-up removes it: the button must then be there."""
+    (tmp_path / "data" / "shop.db.pre_restore_20240101000000").unlink()
+    left = tmp_path / "backups" / ".shop_20240101_000000.db.gpg.partial"
+    left.write_bytes(b"x" * 4096)
+    an_hour_ago = left.stat().st_mtime - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
+    assert "a backup left unfinished" in page and "clean-up" in page
+    (form,) = [f for f in page.split("<form")[1:] if 'value="cleanup_restores"' in f]
+    assert 'class="danger">Remove 1 unfinished backup file<' in form
+    assert "Remove 1 unfinished backup file of shop?" in form
+    assert 'value="cleanup_restores"' not in as_role(Role.OPERATOR).get("/targets/shop/backups").get_data(as_text=True)
+    left.unlink()
+    page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
+    assert 'value="cleanup_restores"' not in page, "nothing to clean up, no button"
+
+
 def test_cli_lists_the_catalog_and_the_rpo(app, shop):
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
     assert result.exit_code == 0, result.output
