@@ -205,7 +205,8 @@ def verify_or_undo(ctx: JobContext) -> None:
         ctx.verified(False, detail)
         raise StepFailed(f"{detail}. Putting the previous env file back failed too: {exc}") from None
     again, detail_again = steps.check_health(ctx)
-    ctx.verified(again, detail_again)
+    # What was verified is the undo, not the change: said, so "passed" on a failed job never reads as the edit passing.
+    ctx.verified(again, f"the automatic undo (version #{previous} put back): {detail_again}")
     if again:
         raise StepFailed(
             f"{sentence(ctx.state['what'])} failed verification ({detail}). The previous env file "

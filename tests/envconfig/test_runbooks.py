@@ -75,6 +75,8 @@ def test_a_restore_the_app_refuses_is_undone_automatically(app, runner, running_
     assert job.state == "failed"
     assert f"Version #{bad} failed verification" in job.result
     assert "was put back automatically and staging is healthy again" in job.result
+    assert job.verification == "passed"
+    assert job.verification_detail.startswith(f"the automatic undo (version #{bad + 1} put back): healthy")
     assert target.env_path.read_text() == GOOD
     assert answer(target)["mode"] == "safe"
     text = log_text(view)
