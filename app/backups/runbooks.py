@@ -39,7 +39,7 @@ from app.extensions import db
 from app.jobs import steps
 from app.jobs.context import JobCancelled, JobContext
 from app.jobs.models import Job
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
+from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.targets import registry
 from app.targets.errors import TargetError
 
@@ -472,7 +472,6 @@ def clean_up(ctx: JobContext) -> None:
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
 # Flags and the schema live in the swapped database: what Rewind knows of them must follow the swap.
 RECORD_AFTER = Step("recorded", "Record what is live now", steps.checkpoint_after, follow_up=True)
-CONFIRM = Param("confirm", "Type the target name to confirm", required=False, default="")
 BACKUP = Param("backup", "Backup", check=check_backup, help="a file of the target's backup folder")
 
 register(

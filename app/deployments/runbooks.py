@@ -12,7 +12,7 @@ from app.deployments import bluegreen, captures  # noqa: F401 - captures registe
 from app.deployments import steps as code
 from app.jobs import steps
 from app.jobs.context import JobContext
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
+from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import gate_steps as schema
 from app.targets import registry
 from app.targets.git import GitError
@@ -232,7 +232,7 @@ register(
         mutates=True,
         params=(
             Param("commit", "Commit", check=_commit("commit")),
-            Param("confirm", "Type the target name to confirm", required=False, default=""),
+            CONFIRM,
             schema.GATE_OVERRIDE,
         ),
         check=_checks(_confirm_protected, schema.gate_check("reset")),
@@ -310,6 +310,9 @@ register(
         description="Stop the application.",
         role=Role.OPERATOR,
         mutates=True,
+        # An outage until someone starts it: on a protected target as deliberate as a reset.
+        params=(CONFIRM,),
+        check=lambda params, target: confirm_protected(params, target, " the stop"),
         steps=(Step("stop", "Stop the application", stop_app),),
     )
 )

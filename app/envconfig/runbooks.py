@@ -15,7 +15,7 @@ from app.auth.roles import Role
 from app.envconfig import captures, keys, store, watch
 from app.jobs import steps
 from app.jobs.context import JobContext
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
+from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.statuses import EnvSource
 from app.targets import registry
 from app.targets.envfile import KEY_NAME, EnvFileError, decode, parse, set_key
@@ -240,7 +240,6 @@ RELEASE = Step("release", "Run the release commands", release)
 RESTART = Step("restart", "Restart the application", steps.restart)
 VERIFY = Step("verify", "Verify health (undo if it fails)", verify_or_undo)
 EXPECT = Param("expect", "Digest of the env file shown", check=_expect, help="refuses a stale diff")
-CONFIRM = Param("confirm", "Type the target name to confirm", required=False, default="")
 
 RESTORE = register(
     Runbook(

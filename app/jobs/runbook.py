@@ -181,6 +181,10 @@ def typed_value(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+# The parameter confirm_protected reads: every runbook that asks for the typed name takes this one.
+CONFIRM = Param("confirm", "Type the target name to confirm", required=False, default="")
+
+
 def confirm_protected(params: dict, target: str | None, what: str = "") -> None:
     """A destructive runbook on a protected target needs the target's name typed, in its `confirm` parameter."""
     from app.targets import registry

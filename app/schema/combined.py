@@ -19,7 +19,7 @@ from app.auth.roles import Role
 from app.deployments import runbooks as code
 from app.jobs import steps
 from app.jobs.context import JobContext
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
+from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import backup_first, gate
 from app.schema import runbooks as schema_runbooks
 from app.schema.migrate import apply
@@ -112,7 +112,6 @@ def _after_downgrade(code_step, verb: str):
 
 
 reset_after_downgrade = _after_downgrade(code.reset_branch, "reset")
-CONFIRM = Param("confirm", "Type the target name to confirm", required=False, default="")
 DOWNGRADE = Step("downgrade", "Downgrade the schema", downgrade_with_scripts_of_the_deployed_commit)
 
 

@@ -13,7 +13,7 @@ from app.checkpoints.captures import Capture
 from app.checkpoints.captures import register as register_capture
 from app.jobs import steps
 from app.jobs.context import JobContext
-from app.jobs.runbook import Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
+from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import backup_first
 from app.schema.destroys import DowngradePlan, plan_downgrade
 from app.schema.migrate import apply
@@ -252,7 +252,7 @@ register(
             Param("revision", "Down to revision", check=downgrade_revision, help="-1, base, or an applied revision id"),
             backup_first.BACKUP_CONFIRMED,
             backup_first.SKIP_BACKUP,
-            Param("confirm", "Type the target name to confirm", required=False, default=""),
+            CONFIRM,
         ),
         check=_check_downgrade,
         steps=(

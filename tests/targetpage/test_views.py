@@ -149,6 +149,31 @@ def test_stop_button_stops_the_process(app, users, as_role, runner, code_target)
     assert re.search(r'id="overview-process">\s*<span class="badge badge-bad">not running</span>', page)
 
 
+def test_stopping_a_protected_target_needs_its_name_typed(app, users, as_role, runner, code_target):
+    """A stop is an outage until someone starts it again: on a protected target, as deliberate as a reset."""
+    from tests.deployments.conftest import write_targets
+
+    write_targets(app, code_target, protected=True)
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/staging").get_data(as_text=True)
+    actions = page[page.index('id="target-actions"') :]
+    stop = actions[: actions.index(">Stop</button>")]
+    assert "Type <kbd>staging</kbd> to confirm" in stop[stop.rindex("<form") :]
+    restart = actions[: actions.index(">Restart</button>")]
+    assert "to confirm" not in restart[restart.rindex("<form") :], "a restart puts the app back by itself"
+    fields = {"runbook": "stop", "target": "staging", "next": "/targets/staging"}
+    refused = post(client, "/jobs", fields)
+    assert refused.status_code == 303 and refused.headers["Location"] == "/targets/staging"
+    again = client.get("/targets/staging").get_data(as_text=True)
+    assert "type its name, staging, to confirm the stop" in again
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == [], "nothing was queued"
+        assert registry.current().open("staging").process().status().running
+    response = post(client, "/jobs", {**fields, "confirm": "staging"})
+    assert response.status_code == 302
+    assert finished(app, response.headers["Location"]) == "succeeded"
+
+
 def test_a_busy_refusal_returns_to_the_target_page(app, users, as_role, code_target):
     client = as_role(Role.OPERATOR)
     with app.app_context():
