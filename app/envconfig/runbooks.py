@@ -103,13 +103,20 @@ def _current(ctx: JobContext) -> bytes:
 
 def _mask_changed(ctx: JobContext, before: bytes, after: bytes) -> list[str]:
     """Mask the values of the keys that change in every line of this job; the changed keys, named."""
-    old = parse(decode(before)).values()
-    new = parse(decode(after)).values()
+    old, new = _readable_values(before), _readable_values(after)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     for key in changed:
         ctx.add_secret(old.get(key))
         ctx.add_secret(new.get(key))
     return changed
+
+
+def _readable_values(content: bytes) -> dict[str, str | None]:
+    """What can be read of a file; none of a file that is not UTF-8 (the very file a restore is there to replace)."""
+    try:
+        return parse(decode(content)).values()
+    except EnvFileError:
+        return {}
 
 
 def check_version(ctx: JobContext) -> None:

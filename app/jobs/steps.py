@@ -71,7 +71,8 @@ def adapter_errors(ctx: JobContext) -> Iterator[None]:
 
 
 def control_of(ctx: JobContext) -> ProcessControl:
-    control = target_of(ctx).process()
+    with adapter_errors(ctx):  # its environment is read from the env file, which may be missing or broken
+        control = target_of(ctx).process()
     if control is None:
         raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process] to the targets file")
     return control

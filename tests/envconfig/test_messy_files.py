@@ -1,0 +1,107 @@
+"""Env files as real targets have them: a byte-order mark, CRLF, `export`, not UTF-8, missing, a folder."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from app.auth.roles import Role
+from app.envconfig import keys
+from app.targets import registry
+from app.targets.envfile import parse, set_key
+from tests.deployments.test_runbooks import run
+from tests.envconfig.conftest import GOOD
+from tests.envconfig.test_runbooks import answer, record_now, shown_digest
+from tests.support.targets import write_targets_file
+
+# Saved by an editor on Windows: a byte-order mark, CRLF line ends, `export`, a quoted value holding `#` and `=`,
+# a key twice, an empty value, a key with no `=`, a value over two lines.
+WINDOWS = (
+    "\ufeffexport MODE=safe\r\nGREETING='a # b = c'\r\nDUP=1\r\nDUP=2\r\nEMPTY=\r\nBARE\r\nML=\"x\r\ny\"\r\n"
+).encode()
+
+
+def test_a_key_of_a_file_with_a_byte_order_mark_is_set_in_place_and_the_rest_kept_byte_for_byte():
+    text = WINDOWS.decode()
+    edited = set_key(text, "GREETING", "hello again")
+    assert edited == text.replace("GREETING='a # b = c'", 'GREETING="hello again"')
+    assert set_key(text, "MODE", "fast") == text.replace("export MODE=safe", "export MODE=fast")
+    assert parse(edited).values() == {**parse(text).values(), "GREETING": "hello again"}
+
+
+def test_spans_are_indexes_into_the_text_as_given_even_after_a_byte_order_mark():
+    text = "\ufeffA=1\nB=2\n"
+    first, second = parse(text).bindings
+    assert text[first.start : first.end] == "A=1" and text[second.start : second.end] == "B=2"
+
+
+def test_editing_a_windows_env_file_keeps_it_a_windows_env_file(app, runner, running_env_target):
+    target = running_env_target
+    target.env_path.write_bytes(WINDOWS)
+    record_now(app)
+    with app.app_context():
+        sealed = base64.b64encode(keys.seal(registry.current().open("staging").instance_dir, b"hello again"))
+    job, _ = run(app, "config_edit", key="GREETING", sealed=sealed.decode(), expect=shown_digest(app))
+    assert job.state == "succeeded", job.result
+    assert target.env_path.read_bytes() == WINDOWS.replace(b"GREETING='a # b = c'", b'GREETING="hello again"')
+    assert answer(target)["greeting"] == "hello again"
+
+
+def test_a_version_is_put_back_over_a_file_that_is_not_utf8(app, runner, running_env_target):
+    target = running_env_target
+    good = record_now(app)
+    target.env_path.write_bytes(b"MODE=safe\nGREETING=caf\xe9\n")  # saved as Latin-1
+    job, _ = run(app, "config_restore", version=good, expect=shown_digest(app))
+    assert job.state == "succeeded", job.result
+    assert target.env_path.read_text() == GOOD
+    assert answer(target)["greeting"] == "hello there"
+
+
+BROKEN = {
+    "missing": lambda path: path.unlink(),
+    "a folder": lambda path: (path.unlink(), path.mkdir()),
+    "not UTF-8": lambda path: path.write_bytes(b"MODE=caf\xe9\n"),
+    "does not parse": lambda path: path.write_text("MODE='never closed\n"),
+}
+SAID = {
+    "missing": "does not exist",
+    "a folder": "is a folder",
+    "not UTF-8": "is not UTF-8 text (line 1)",
+    "does not parse": "does not parse: line 1",
+}
+
+
+@pytest.mark.parametrize("shape", BROKEN)
+def test_a_missing_or_broken_env_file_leaves_every_page_readable_and_says_why(app, as_role, env_target, shape):
+    # process.env_file = true: the app's environment is read from the file, and the file is the incident
+    record_now(app)
+    BROKEN[shape](env_target.env_path)
+    client = as_role(Role.VIEWER)
+    for url in ("/", "/dashboard/cards", "/targets/staging/deployments", "/targets/staging/config"):
+        got = client.get(url)
+        assert got.status_code == 200, (url, got.status_code)
+    overview = client.get("/targets/staging")
+    assert overview.status_code == 200
+    page = overview.get_data(as_text=True)
+    assert SAID[shape] in page and str(env_target.env_path) in page
+    assert "Serve from the env file" in page, "the deployed commit is still shown"
+
+
+@pytest.mark.parametrize("shape", BROKEN)
+def test_a_restart_with_a_missing_or_broken_env_file_fails_saying_why(app, runner, env_target, shape):
+    BROKEN[shape](env_target.env_path)
+    job, _ = run(app, "restart")
+    assert job.state == "failed"
+    assert SAID[shape] in job.result and str(env_target.env_path) in job.result
+    assert "internal error" not in job.result
+
+
+def test_a_dangling_symlink_names_the_link_and_where_it_leads(app, as_role, env_target):
+    link = env_target.env_path.with_name("current.env")
+    link.symlink_to("released.env")  # a deploy tool's link, left pointing at a file it removed
+    write_targets_file(app, env_target.toml(env_path=link))
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    assert f"the env file {link} (a link to {link.with_name('released.env')}) does not exist" in page
+    said = app.test_cli_runner().invoke(args=["rewind", "config", "diff", "staging", "now", "now"])
+    assert said.exit_code == 1 and "(a link to" in said.output and "create it, or correct env_file" in said.output
