@@ -5,11 +5,17 @@ from __future__ import annotations
 import io
 import sqlite3
 
+import pytest
 from dotenv import dotenv_values
 
+from app.auth.roles import Role
+from app.jobs import runbook as runbooks
+from app.jobs.runbook import ParamError
+from app.schema import migrate
 from app.targets import flask_db, registry
-from tests.deployments.test_runbooks import run
-from tests.support.targets import write_targets_file
+from tests.deployments.test_runbooks import log_text, run
+from tests.schema.conftest import both_target_databases
+from tests.support.targets import git, write_targets_file
 
 # A BOM, CRLF, `export`, a quoted value followed by a comment, `#` and `=` inside quotes, a value over two lines.
 MESSY_ENV = (
@@ -46,3 +52,52 @@ def test_an_upgrade_runs_on_the_database_url_of_a_messy_env_file(app, runner, sh
         sqlite3.connect(shop.url.removeprefix("sqlite:///")).close()  # the app's empty database
     job, _ = run(app, "schema_upgrade", "shop", revision="b2000002")
     assert shop.versions() == {"b2000002"}, job.result  # the app is not running: verification may fail after
+
+
+@both_target_databases
+def test_tables_without_an_alembic_version_table_are_named_and_never_upgraded(app, shop_target, as_role):
+    shop_target.execute("DROP TABLE alembic_version")  # made by create_all, or a restored dump without it
+    page = as_role(Role.OPERATOR).get("/targets/shop/migrations").get_data(as_text=True)
+    assert "The database has 1 table(s) (user) but no alembic_version table" in page
+    assert "flask db stamp REVISION" in page
+    assert 'name="runbook" value="schema_upgrade"' not in page, "no upgrade button to create the tables again"
+    status = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "shop"])
+    assert status.exit_code == 1 and "but no alembic_version table" in status.output
+    assert "revision(s) the database lacks" not in status.output, "not told to upgrade"
+    with app.app_context(), pytest.raises(ParamError) as caught:
+        runbooks.get("schema_upgrade").parse_params({"revision": "heads"}, "shop")
+    assert "no alembic_version table" in caught.value.problem and "Nothing was changed." in caught.value.problem
+    assert shop_target.versions() == set()
+
+
+def test_a_failed_migration_quotes_the_error_not_sqlalchemys_aside(app, shop_target):
+    shop_target.execute("DROP TABLE alembic_version")
+    with app.app_context(), pytest.raises(migrate.MigrationFailed) as caught:
+        migrate.apply(registry.current().open("shop"), "upgrade", "heads", {"d4000004"}, None)
+    said = caught.value.message
+    assert "OperationalError" in said and "already exists" in said, said
+    assert "Background on this error" not in said
+
+
+def test_the_telling_line_of_a_traceback():
+    assert migrate.telling_line(["Traceback (most recent call last):", '  File "x"', "KeyError: 'DATABASE_URL'"]) == (
+        "KeyError: 'DATABASE_URL'"
+    )
+    logged = ["ERROR [flask_migrate] Error: cannot go back", "(Background on this error at: x)"]
+    assert migrate.telling_line(logged) == "ERROR [flask_migrate] Error: cannot go back"
+    assert migrate.telling_line(["starting", "no error named here"]) == "no error named here"
+    assert migrate.telling_line(["(Background on this error at: x)"]) == ""
+
+
+def test_a_deploy_onto_tables_without_alembic_version_puts_the_code_back_before_any_upgrade(app, runner, shop_target):
+    before = git(shop_target.repo, "rev-parse", "HEAD")
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/email")
+    shop_target.add_revisions("emails", "e5000005")
+    git(shop_target.repo, "checkout", "-q", "main")
+    shop_target.execute("DROP TABLE alembic_version")
+    job, view = run(app, "deploy", "shop", ref="feature/email", auto_rollback="on")
+    assert job.state == "failed"
+    assert "but no alembic_version table" in job.result and f"The code was put back to {before[:12]}" in job.result
+    assert "db upgrade" not in log_text(view), "flask db was never run"
+    assert git(shop_target.repo, "rev-parse", "HEAD") == before
+    assert shop_target.versions() == set()
