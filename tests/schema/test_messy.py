@@ -14,8 +14,9 @@ from app.jobs.runbook import ParamError
 from app.schema import migrate
 from app.targets import flask_db, registry
 from tests.deployments.test_runbooks import log_text, run
+from tests.schema.apps import REVISION
 from tests.schema.conftest import both_target_databases
-from tests.support.targets import git, write_targets_file
+from tests.support.targets import commit, git, write_targets_file
 
 # A BOM, CRLF, `export`, a quoted value followed by a comment, `#` and `=` inside quotes, a value over two lines.
 MESSY_ENV = (
@@ -101,3 +102,58 @@ def test_a_deploy_onto_tables_without_alembic_version_puts_the_code_back_before_
     assert "db upgrade" not in log_text(view), "flask db was never run"
     assert git(shop_target.repo, "rev-parse", "HEAD") == before
     assert shop_target.versions() == set()
+
+
+def add_revision(shop, rev: str, downgrade: str) -> str:
+    """A revision after the merge whose upgrade() makes a table, with the downgrade() given."""
+    (shop.repo / f"migrations/versions/{rev}_x.py").write_text(
+        REVISION.format(
+            message="make table t7",
+            rev=rev,
+            down="d4000004",
+            docstring_down="d4000004",
+            depends=None,
+            upgrade='    op.create_table("t7", sa.Column("id", sa.Integer, primary_key=True))',
+            downgrade="    " + downgrade,
+        )
+    )
+    return commit(shop.repo, f"add {rev}")
+
+
+def test_a_downgrade_that_raises_is_refused_at_every_door_before_anything_runs(app, shop_target, as_role):
+    before = shop_target.commits["posts and index"]
+    add_revision(shop_target, "e7000007", 'raise NotImplementedError("data cannot come back")')
+    upgrade_heads(app)
+    said = (
+        "e7000007 cannot be downgraded: its downgrade() in e7000007_x.py raises "
+        "NotImplementedError('data cannot come back') (line 21); nothing was changed. "
+        "Restore a backup taken before e7000007 was applied, or move forward with a new migration instead"
+    )
+    with app.app_context(), pytest.raises(ParamError) as caught:
+        runbooks.get("schema_downgrade").parse_params({"revision": "d4000004", "backup_confirmed": "yes"}, "shop")
+    assert caught.value.problem == said
+    page = as_role(Role.ADMIN).get("/targets/shop/migrations/downgrade?revision=-1")
+    assert page.status_code == 400 and said.replace("'", "&#39;") in page.get_data(as_text=True)
+    assert "Downgrade</button>" not in page.get_data(as_text=True)
+    with app.app_context(), pytest.raises(ParamError) as caught:
+        runbooks.get("reset").parse_params({"commit": before}, "shop")
+    assert "which commit" in caught.value.problem and said in caught.value.problem
+    with app.app_context(), pytest.raises(ParamError) as caught:
+        runbooks.get("downgrade_then_reset").parse_params({"commit": before, "backup_confirmed": "yes"}, "shop")
+    assert said in caught.value.problem
+    assert shop_target.versions() == {"e7000007"}
+
+
+def test_a_downgrade_that_does_nothing_says_so_and_a_merge_that_does_nothing_does_not(app, shop_target, as_role):
+    add_revision(shop_target, "e7000007", "pass")
+    upgrade_heads(app)
+    page = as_role(Role.ADMIN).get("/targets/shop/migrations/downgrade?revision=c3aaaaa3").get_data(as_text=True)
+    plan = page.split('id="downgrade-plan"', 1)[1].split("<form", 1)[0]
+    e7, d4 = plan.split("<code>d4000004</code>")
+    assert "its downgrade() does nothing: alembic_version moves down, but what its upgrade() made stays" in e7
+    assert "does nothing" not in d4 and "drops nothing" in d4, "a merge's empty downgrade is as it should be"
+
+
+def upgrade_heads(app) -> None:
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
