@@ -64,7 +64,7 @@ def tab(name: str):
     except TargetError as exc:
         if isinstance(exc, store.UnknownVersion):
             abort(404, description=exc.message)
-        problem = exc.message
+        problem = f"{exc.message} — {exc.fix}" if exc.fix else exc.message
     return render_template(
         "envconfig/tab.html",
         target=target,

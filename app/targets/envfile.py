@@ -336,7 +336,8 @@ class EnvFile:
         except FileNotFoundError:
             raise EnvFileError(
                 f"the env file {self._named()} does not exist",
-                fix="create it, or correct env_file",
+                fix="create it with the owner and mode the application needs (empty will do), then restore a "
+                "version from the Config tab; or correct env_file",
                 path=self.path,
             ) from None
         except PermissionError:

@@ -7,9 +7,9 @@ import base64
 import pytest
 
 from app.auth.roles import Role
-from app.envconfig import keys
+from app.envconfig import keys, store, watch
 from app.targets import registry
-from app.targets.envfile import parse, set_key
+from app.targets.envfile import MAX_BYTES, parse, set_key
 from tests.deployments.test_runbooks import run
 from tests.envconfig.conftest import GOOD
 from tests.envconfig.test_runbooks import answer, record_now, shown_digest
@@ -63,12 +63,14 @@ BROKEN = {
     "a folder": lambda path: (path.unlink(), path.mkdir()),
     "not UTF-8": lambda path: path.write_bytes(b"MODE=caf\xe9\n"),
     "does not parse": lambda path: path.write_text("MODE='never closed\n"),
+    "too large": lambda path: path.write_text("MODE=safe\n" + "#" * MAX_BYTES),
 }
 SAID = {
     "missing": "does not exist",
     "a folder": "is a folder",
     "not UTF-8": "is not UTF-8 text (line 1)",
     "does not parse": "does not parse: line 1",
+    "too large": "bytes; Rewind keeps env files up to",
 }
 
 
@@ -104,4 +106,31 @@ def test_a_dangling_symlink_names_the_link_and_where_it_leads(app, as_role, env_
     page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
     assert f"the env file {link} (a link to {link.with_name('released.env')}) does not exist" in page
     said = app.test_cli_runner().invoke(args=["rewind", "config", "diff", "staging", "now", "now"])
-    assert said.exit_code == 1 and "(a link to" in said.output and "create it, or correct env_file" in said.output
+    assert said.exit_code == 1 and "(a link to" in said.output
+    assert "then restore a version from the Config tab" in said.output
+
+
+def test_the_monitor_pass_leaves_a_file_it_cannot_read_alone(app, env_target):
+    first = record_now(app)
+    BROKEN["too large"](env_target.env_path)
+    with app.app_context():
+        assert watch.check("staging") is None  # it raised on every pass, a traceback in the log each time
+        assert [v.id for v in store.versions("staging")] == [first]
+
+
+def test_a_deleted_env_file_is_put_back_by_creating_it_then_restoring_a_version(
+    app, runner, as_role, running_env_target
+):
+    target = running_env_target
+    good = record_now(app)
+    target.env_path.unlink()
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/staging/config").get_data(as_text=True)
+    assert f"the env file {target.env_path} does not exist — create it with the owner and mode" in page
+    assert "then restore a version from the Config tab" in page
+    target.env_path.touch(mode=0o640)  # as the fix says, by the person who knows its owner and mode
+    page = client.get("/targets/staging/config").get_data(as_text=True)
+    assert f'name="version" value="{good}"' in page, "the version can be restored onto the empty file"
+    job, _ = run(app, "config_restore", version=good, expect=shown_digest(app))
+    assert job.state == "succeeded", job.result
+    assert target.env_path.read_text() == GOOD and target.env_path.stat().st_mode & 0o777 == 0o640
