@@ -116,7 +116,7 @@ def drift_of(
     if unknown:
         origin = ""
         if added:
-            commits = {c.short for name, c in added.items() for rev in unknown if _file_of(name).startswith(rev)}
+            commits = {c.short for name, c in added.items() for rev in unknown if _names_revision(name, rev)}
             if commits:
                 origin = f" (its file was added by commit {', '.join(sorted(commits))})"
         found.append(
@@ -170,6 +170,12 @@ def _realign(drift: Drift, target: Target) -> Drift:
 
 def _file_of(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+def _names_revision(path: str, rev: str) -> bool:
+    """Alembic names a revision's file `<rev>_<slug>.py`: the id then `_` or `.`, never a longer id it prefixes."""
+    name = _file_of(path)
+    return name.startswith(rev) and name[len(rev) : len(rev) + 1] in ("_", ".")
 
 
 def read_state(target: Target, *, commits: bool = False) -> SchemaState:

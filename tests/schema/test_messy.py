@@ -12,6 +12,7 @@ from app.auth.roles import Role
 from app.jobs import runbook as runbooks
 from app.jobs.runbook import ParamError
 from app.schema import migrate
+from app.schema.state import CODE_BEHIND, read_state
 from app.targets import flask_db, registry
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.apps import REVISION
@@ -157,3 +158,21 @@ def test_a_downgrade_that_does_nothing_says_so_and_a_merge_that_does_nothing_doe
 def upgrade_heads(app) -> None:
     with app.app_context():
         flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+
+
+def test_the_commit_named_for_an_unknown_revision_is_the_one_that_added_its_file_not_a_longer_id(app, shop_target):
+    upgrade_heads(app)
+    added = add_revision(shop_target, "e7", "pass")  # an id that is the prefix of the next one
+    (shop_target.repo / "migrations/versions/e7000007_x.py").write_text(
+        (shop_target.repo / "migrations/versions/e7_x.py").read_text().replace("'e7'", "'e7000007'")
+    )
+    longer = commit(shop_target.repo, "add e7000007 beside it")
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "e7", None)
+    assert shop_target.versions() == {"e7"}
+    git(shop_target.repo, "rm", "-q", "migrations/versions/e7_x.py")
+    commit(shop_target.repo, "drop e7's file (a revert)")
+    with app.app_context():
+        (drift,) = [d for d in read_state(registry.current().open("shop"), commits=True).drift if d.kind == CODE_BEHIND]
+    assert f"(its file was added by commit {added[:7]})" in drift.words
+    assert longer[:7] not in drift.words
