@@ -134,3 +134,9 @@ def test_a_deleted_env_file_is_put_back_by_creating_it_then_restoring_a_version(
     job, _ = run(app, "config_restore", version=good, expect=shown_digest(app))
     assert job.state == "succeeded", job.result
     assert target.env_path.read_text() == GOOD and target.env_path.stat().st_mode & 0o777 == 0o640
+
+
+def test_versions_of_a_target_without_an_env_file_is_an_error_not_an_empty_list(app):
+    said = app.test_cli_runner().invoke(args=["rewind", "config", "versions", "staging"])
+    assert said.exit_code == 1
+    assert "staging has no env file — add env_file = " in said.output and "no env file versions yet" not in said.output
