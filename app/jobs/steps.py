@@ -160,8 +160,8 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
         ctx.log(f"probe {attempts}: {probe}")
         ctx.progress(min(0.9, attempts / 20), probe.reason)
 
-    control = target.process()
-    with adapter_errors(ctx):
+    with adapter_errors(ctx):  # the process's environment is read from the env file, which may be broken
+        control = target.process()
         verdict = health.wait_healthy(
             should_cancel=ctx.cancelled, on_probe=on_probe, process=control.watch() if control is not None else None
         )

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from app.auth.roles import Role
 from app.envconfig import keys, store, watch
+from app.statuses import EnvSource
 from app.targets import registry
 from app.targets.envfile import MAX_BYTES, parse, set_key
-from tests.deployments.test_runbooks import run
+from tests.deployments.test_runbooks import log_text, run
 from tests.envconfig.conftest import GOOD
 from tests.envconfig.test_runbooks import answer, record_now, shown_digest
 from tests.support.targets import write_targets_file
@@ -140,3 +145,48 @@ def test_versions_of_a_target_without_an_env_file_is_an_error_not_an_empty_list(
     said = app.test_cli_runner().invoke(args=["rewind", "config", "versions", "staging"])
     assert said.exit_code == 1
     assert "staging has no env file — add env_file = " in said.output and "no env file versions yet" not in said.output
+
+
+# A service manager's restart that refuses a bad setting itself (as a unit's ExecStartPre check does).
+REFUSING_RESTART = (
+    "import os, sys\n"
+    "mode = os.environ.get('MODE', '')\n"
+    "if mode not in ('safe', 'fast'):\n"
+    "    sys.exit(f'the service manager refuses MODE={mode}')\n"
+)
+
+
+@pytest.fixture
+def service_target(app, env_target):
+    """The env target restarted by a command (a service manager's), its server started here and left running."""
+    server = env_target.code.repo / "envserver.py"
+    text = env_target.toml().replace(
+        f'command = ["{sys.executable}", "envserver.py", "{env_target.code.port}"]',
+        f'restart = ["{sys.executable}", "-c", {json.dumps(REFUSING_RESTART)}]',
+    )
+    managed_only = ("pid_file", "log_file")
+    write_targets_file(app, "\n".join(line for line in text.splitlines() if not line.startswith(managed_only)))
+    env = {**os.environ, **{k: v for k, v in parse(GOOD).values().items() if v is not None}}
+    proc = subprocess.Popen([sys.executable, str(server), str(env_target.code.port)], env=env)
+    try:
+        with app.app_context():
+            assert registry.current().open("staging").health().wait_healthy().ok, "the test app did not come up"
+        yield env_target
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_restart_that_fails_on_the_new_file_puts_the_previous_one_back(app, runner, service_target):
+    target = service_target
+    target.env_path.write_text(GOOD.replace("MODE=safe", "MODE=reckless"))
+    bad = record_now(app, EnvSource.SNAPSHOT)
+    target.env_path.write_text(GOOD)
+    job, view = run(app, "config_restore", version=bad, expect=shown_digest(app))
+    assert job.state == "failed"
+    assert f"Version #{bad} failed to restart (restart: `" in job.result
+    assert "exited with status 1" in job.result
+    assert "was put back automatically and staging is healthy again" in job.result
+    assert target.env_path.read_text() == GOOD, "the new file never stays behind a restart that did not happen"
+    assert "reckless" not in job.result and "reckless" not in log_text(view)
+    assert job.verification == "passed"
