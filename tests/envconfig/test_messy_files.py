@@ -18,6 +18,7 @@ from app.targets.envfile import MAX_BYTES, parse, set_key
 from tests.deployments.test_runbooks import log_text, run
 from tests.envconfig.conftest import GOOD
 from tests.envconfig.test_runbooks import answer, record_now, shown_digest
+from tests.support.apps import post
 from tests.support.targets import write_targets_file
 
 # Saved by an editor on Windows: a byte-order mark, CRLF line ends, `export`, a quoted value holding `#` and `=`,
@@ -190,3 +191,14 @@ def test_a_restart_that_fails_on_the_new_file_puts_the_previous_one_back(app, ru
     assert target.env_path.read_text() == GOOD, "the new file never stays behind a restart that did not happen"
     assert "reckless" not in job.result and "reckless" not in log_text(view)
     assert job.verification == "passed"
+
+
+def test_a_snapshot_of_a_folder_says_what_to_do_and_keeps_nothing(app, as_role, env_target):
+    first = record_now(app)
+    BROKEN["a folder"](env_target.env_path)
+    client = as_role(Role.OPERATOR)
+    answer_ = post(client, "/targets/staging/config/snapshot", {})
+    page = client.get(answer_.headers["Location"]).get_data(as_text=True)
+    assert f"No snapshot: the env file {env_target.env_path} is a folder — point env_file at the file itself" in page
+    with app.app_context():
+        assert [v.id for v in store.versions("staging")] == [first]
