@@ -10,8 +10,11 @@ import sys
 
 import pytest
 
+from app.audit.store import Actor
 from app.auth.roles import Role
 from app.envconfig import keys, store, watch
+from app.jobs import runbook as runbooks
+from app.jobs import service
 from app.statuses import EnvSource
 from app.targets import registry
 from app.targets.envfile import MAX_BYTES, parse, set_key
@@ -19,6 +22,7 @@ from tests.deployments.test_runbooks import log_text, run
 from tests.envconfig.conftest import GOOD
 from tests.envconfig.test_runbooks import answer, record_now, shown_digest
 from tests.support.apps import post
+from tests.support.jobs import finished
 from tests.support.targets import write_targets_file
 
 # Saved by an editor on Windows: a byte-order mark, CRLF line ends, `export`, a quoted value holding `#` and `=`,
@@ -202,3 +206,22 @@ def test_a_snapshot_of_a_folder_says_what_to_do_and_keeps_nothing(app, as_role, 
     assert f"No snapshot: the env file {env_target.env_path} is a folder — point env_file at the file itself" in page
     with app.app_context():
         assert [v.id for v in store.versions("staging")] == [first]
+
+
+def test_a_file_changed_while_the_restore_waited_in_the_queue_is_kept_and_not_overwritten(app, runner, env_target):
+    first = record_now(app)
+    env_target.env_path.write_text(GOOD.replace("safe", "fast"))
+    with app.app_context():
+        params = runbooks.get("config_restore").parse_params(
+            {"version": str(first), "expect": shown_digest(app)}, "staging"
+        )
+    late = GOOD.replace("safe", "fast") + "LATE=hand-edited\n"
+    env_target.env_path.write_text(late)  # someone edits it by hand before the job starts
+    with app.app_context():
+        job_id = service.enqueue(runbooks.get("config_restore"), "staging", params, Actor(None, "rewind")).id
+    job, _ = finished(app, job_id)
+    assert job.state == "failed" and "changed on disk after the diff was shown: nothing was changed" in job.result
+    assert env_target.env_path.read_text() == late
+    with app.app_context():
+        newest = store.versions("staging")[0]
+        assert newest.source == EnvSource.OUTSIDE and newest.changes["added"] == ["LATE"], "the hand edit is kept"
