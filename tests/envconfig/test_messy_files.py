@@ -82,6 +82,13 @@ SAID = {
     "does not parse": "does not parse: line 1",
     "too large": "bytes; Rewind keeps env files up to",
 }
+FIX = {
+    "missing": "create it with the owner and mode the application needs",
+    "a folder": "point env_file at the file itself",
+    "not UTF-8": "save it as UTF-8",
+    "does not parse": "write each setting as KEY=value",
+    "too large": "check env_file names the right file",
+}
 
 
 @pytest.mark.parametrize("shape", BROKEN)
@@ -97,6 +104,7 @@ def test_a_missing_or_broken_env_file_leaves_every_page_readable_and_says_why(ap
     assert overview.status_code == 200
     page = overview.get_data(as_text=True)
     assert SAID[shape] in page and str(env_target.env_path) in page
+    assert FIX[shape] in page, "and what to do about it"
     assert "Serve from the env file" in page, "the deployed commit is still shown"
 
 
