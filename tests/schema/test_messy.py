@@ -13,7 +13,7 @@ from app.jobs import runbook as runbooks
 from app.jobs.runbook import ParamError
 from app.schema import migrate
 from app.schema.state import CODE_BEHIND, read_state
-from app.targets import flask_db, registry
+from app.targets import flask_db, migrations, registry
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.apps import REVISION
 from tests.schema.conftest import both_target_databases
@@ -176,3 +176,33 @@ def test_the_commit_named_for_an_unknown_revision_is_the_one_that_added_its_file
         (drift,) = [d for d in read_state(registry.current().open("shop"), commits=True).drift if d.kind == CODE_BEHIND]
     assert f"(its file was added by commit {added[:7]})" in drift.words
     assert longer[:7] not in drift.words
+
+
+def test_revision_files_that_import_the_application_are_read_as_written(app, runner, shop_target, as_role):
+    # Real revision files import the application's own helpers, which only its environment has.
+    path = shop_target.migrations / "versions" / "c3aaaaa3_x.py"
+    text = path.read_text()
+    path.write_text(text.replace("import sqlalchemy as sa\n", "import sqlalchemy as sa\nimport shop_types\n"))
+    (shop_target.repo / "shop_types.py").write_text("")  # there for the app (its cwd), not for Rewind
+    graph = migrations.read_folder(shop_target.migrations)
+    assert graph.heads == ["d4000004"] and graph.revisions["c3aaaaa3"].down == ("b2000002",)
+    assert graph.revisions["c3aaaaa3"].message == "add post"
+    page = as_role(Role.VIEWER).get("/targets/shop/migrations").get_data(as_text=True)
+    assert "Migration state unreadable" not in page and "c3aaaaa3" in page
+    commit(shop_target.repo, "import the app's types")
+    job, _ = run(app, "schema_upgrade", "shop", revision="heads")
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"d4000004"}
+
+
+def test_a_revision_file_whose_ids_are_not_plain_strings_is_named(shop):
+    path = shop.migrations / "versions" / "c3aaaaa3_x.py"
+    text = path.read_text().replace("import sqlalchemy as sa\n", "import sqlalchemy as sa\nimport shop_ids\n")
+    path.write_text(text.replace("down_revision = 'b2000002'", "down_revision = shop_ids.PARENT"))
+    with pytest.raises(migrations.MigrationsError) as caught:
+        migrations.read_folder(shop.migrations)
+    assert (
+        caught.value.message.startswith("the migration file c3aaaaa3_x.py in ")
+        and "cannot be loaded here (ModuleNotFoundError: No module named 'shop_ids')" in caught.value.message
+    )
+    assert "string literals" in caught.value.fix
