@@ -3,7 +3,9 @@
 Alembic's ScriptDirectory reads the revision files directly; env.py is never
 run, because a Flask-Migrate env.py imports the application (its settings,
 its database, its side effects). `down_revision` comes from the code of each
-file, never from its docstring or its date. Reading a commit copies its
+file, never from its docstring or its date. A file that cannot be imported
+here (it imports the application's own modules) has its identifiers read
+from its source with `ast` instead, as written. Reading a commit copies its
 migrations folder out of git into a temporary folder first, so the answer is
 what that commit holds, not what the working tree happens to have.
 """
