@@ -28,7 +28,9 @@ def _open(name: str):
 @click.argument("target")
 def versions(target: str) -> None:
     """List the versions of TARGET's env file, newest first."""
-    _open(target)
+    if _open(target).config.env_file is None:  # not "no versions yet": there never will be any
+        exc = store.NoEnvFile(target)
+        raise click.ClickException(f"{exc.message} — {exc.fix}")
     rows = store.versions(target)
     if not rows:
         click.echo(f"{target}: no env file versions yet")

@@ -104,13 +104,20 @@ def _current(ctx: JobContext) -> bytes:
 
 def _mask_changed(ctx: JobContext, before: bytes, after: bytes) -> list[str]:
     """Mask the values of the keys that change in every line of this job; the changed keys, named."""
-    old = parse(decode(before)).values()
-    new = parse(decode(after)).values()
+    old, new = _readable_values(before), _readable_values(after)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     for key in changed:
         ctx.add_secret(old.get(key))
         ctx.add_secret(new.get(key))
     return changed
+
+
+def _readable_values(content: bytes) -> dict[str, str | None]:
+    """What can be read of a file; none of a file that is not UTF-8 (the very file a restore is there to replace)."""
+    try:
+        return parse(decode(content)).values()
+    except EnvFileError:
+        return {}
 
 
 def check_version(ctx: JobContext) -> None:
@@ -186,6 +193,15 @@ def write_file(ctx: JobContext) -> None:
     ctx.progress(1.0, f"version #{version} written")
 
 
+def restart_or_undo(ctx: JobContext) -> None:
+    """Restart; when the restart itself fails (a service manager refusing the new settings), undo as a failed
+    verification does: the new file never stays behind a restart that did not happen."""
+    try:
+        steps.restart(ctx)
+    except StepFailed as exc:
+        _undo(ctx, f"the restart failed ({exc})", "failed to restart", str(exc))
+
+
 def verify_or_undo(ctx: JobContext) -> None:
     """Verify; when that fails, put the previous file back, restart, verify again, and fail saying both."""
     passed, detail = steps.check_health(ctx)
@@ -195,25 +211,32 @@ def verify_or_undo(ctx: JobContext) -> None:
             f"{ctx.target} runs with {ctx.state['what']} (env file version #{ctx.state['written_version']}); verified."
         )
         return
+    _undo(ctx, f"verification failed ({detail})", "failed verification", detail)
+
+
+def _undo(ctx: JobContext, why: str, failed: str, detail: str | None = None) -> None:
+    """Put the previous file back, restart, verify that, and fail saying both (always raises StepFailed)."""
     previous = ctx.state["previous_version"]
-    ctx.log(f"verification failed ({detail}); putting version #{previous} back", "err")
+    what = sentence(ctx.state["what"])
+    detail = detail or why
+    ctx.log(f"{why}; putting version #{previous} back", "err")
     try:
         version = _write(ctx, ctx.state["previous"], f"automatic undo: version #{previous} put back")
         ctx.did(f"put env file version #{previous} back on {ctx.target} (now version #{version})")
         steps.restart(ctx)
     except StepFailed as exc:
         ctx.verified(False, detail)
-        raise StepFailed(f"{detail}. Putting the previous env file back failed too: {exc}") from None
+        raise StepFailed(f"{what} {failed}: {detail}. Putting the previous env file back failed too: {exc}") from None
     again, detail_again = steps.check_health(ctx)
     # What was verified is the undo, not the change: said, so "passed" on a failed job never reads as the edit passing.
     ctx.verified(again, f"the automatic undo (version #{previous} put back): {detail_again}")
     if again:
         raise StepFailed(
-            f"{sentence(ctx.state['what'])} failed verification ({detail}). The previous env file "
+            f"{what} {failed} ({detail}). The previous env file "
             f"(version #{previous}) was put back automatically and {ctx.target} is healthy again."
         )
     raise StepFailed(
-        f"{sentence(ctx.state['what'])} failed verification ({detail}), and so did the previous env file "
+        f"{what} {failed} ({detail}), and so did the previous env file "
         f"(version #{previous}) put back after it: {detail_again}"
     )
 
@@ -237,7 +260,7 @@ def release(ctx: JobContext) -> None:
 CHECKPOINT = Step("checkpoint", "Record a checkpoint", steps.checkpoint)
 WRITE = Step("write", "Write the env file", write_file)
 RELEASE = Step("release", "Run the release commands", release)
-RESTART = Step("restart", "Restart the application", steps.restart)
+RESTART = Step("restart", "Restart the application", restart_or_undo)
 VERIFY = Step("verify", "Verify health (undo if it fails)", verify_or_undo)
 EXPECT = Param("expect", "Digest of the env file shown", check=_expect, help="refuses a stale diff")
 

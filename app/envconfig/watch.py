@@ -6,6 +6,7 @@ from app.envconfig import store
 from app.envconfig.models import EnvVersion
 from app.extensions import db
 from app.targets import registry
+from app.targets.errors import TargetError
 from app.targets.monitor import on_each_pass
 
 
@@ -22,6 +23,8 @@ def check(name: str) -> EnvVersion | None:
             return None
         version, recorded = store.ensure_current(target)
         return version if recorded else None
+    except TargetError:
+        return None  # a file Rewind cannot read (too large, a folder, not allowed): the Config tab says why
     finally:
         db.session.remove()
 

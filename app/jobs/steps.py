@@ -71,7 +71,8 @@ def adapter_errors(ctx: JobContext) -> Iterator[None]:
 
 
 def control_of(ctx: JobContext) -> ProcessControl:
-    control = target_of(ctx).process()
+    with adapter_errors(ctx):  # its environment is read from the env file, which may be missing or broken
+        control = target_of(ctx).process()
     if control is None:
         raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process] to the targets file")
     return control
@@ -159,8 +160,8 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
         ctx.log(f"probe {attempts}: {probe}")
         ctx.progress(min(0.9, attempts / 20), probe.reason)
 
-    control = target.process()
-    with adapter_errors(ctx):
+    with adapter_errors(ctx):  # the process's environment is read from the env file, which may be broken
+        control = target.process()
         verdict = health.wait_healthy(
             should_cancel=ctx.cancelled, on_probe=on_probe, process=control.watch() if control is not None else None
         )

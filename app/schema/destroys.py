@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.targets.errors import TargetError
 from app.targets.migration_ops import Operation, downgrade_operations
 from app.targets.revision_graph import RevisionGraph
 from app.targets.schema_db import count
@@ -38,6 +39,13 @@ class Loss:
             text = f"alters {where}" + (f" ({op.detail})" if op.detail else "")
         elif op.kind == "execute":
             return f"runs raw SQL: {op.detail}"
+        elif op.kind == "raises":
+            return f"cannot be downgraded: its downgrade() raises {op.detail} (line {op.line})"
+        elif op.kind == "empty":
+            return (
+                "its downgrade() does nothing: alembic_version moves down, but what its upgrade() made stays "
+                "(upgrading again may fail on it)"
+            )
         else:  # drop_index, drop_constraint: the detail already names what ("index ix_user_name")
             verb, _, noun = op.kind.partition("_")
             what = op.detail if op.detail.startswith(noun + " ") else f"{noun} {op.detail}".strip()
@@ -50,6 +58,19 @@ class Loss:
             else:
                 text += f", holding {self.held} non-null value{'s' * (self.held != 1)}"
         return text
+
+
+class IrreversibleDowngrade(TargetError):
+    """A revision on the way down has a downgrade() that raises: refused before anything runs."""
+
+    def __init__(self, revision: str, file: str, operation: Operation) -> None:
+        # what to do is in the message itself: every door (a form, the confirmation page, a job) shows the message
+        super().__init__(
+            f"{revision} cannot be downgraded: its downgrade() in {file} raises {operation.detail} "
+            f"(line {operation.line}); nothing was changed. Restore a backup taken before {revision} was applied, "
+            "or move forward with a new migration instead"
+        )
+        self.revision = revision
 
 
 @dataclass
@@ -96,6 +117,8 @@ def plan_downgrade(
         source = sources.get(graph.revisions[rev].file, "")
         losses = []
         for op in downgrade_operations(rev, source):
+            if op.kind == "raises":
+                raise IrreversibleDowngrade(rev, graph.revisions[rev].file, op)
             held = None
             if op.table and op.kind in ("drop_table", "drop_column", "alter_column"):
                 if op.kind == "drop_table":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.schema.destroys import DowngradePlan, plan_downgrade
+from app.schema.destroys import DowngradePlan, IrreversibleDowngrade, plan_downgrade
 from app.targets.errors import TargetError
 from app.targets.git import GitRepo
 from app.targets.migrations import MigrationsError, files_at, folder_in_repo, read_files
@@ -112,7 +112,12 @@ def check(target: Target, runbook: str, params: dict) -> GateVerdict | None:
         verdict.fix = f"{exc.message} — deploy a commit that has this revision"
         return verdict
     keep = source.applied(current) & set(after.revisions)
-    verdict.plan = plan_downgrade(database.url, source, current, "", sources, keep=keep)
+    try:
+        verdict.plan = plan_downgrade(database.url, source, current, "", sources, keep=keep)
+    except IrreversibleDowngrade as exc:
+        verdict.message = f"the database is at {_named(source, behind)}, which {what} does not have"
+        verdict.fix = f"the database cannot be taken down to what it has: {exc.message}"
+        return verdict
     verdict.scripts_from = sha
     to = ", ".join(sorted(verdict.plan.rows_after)) or "base"
     verdict.message = (

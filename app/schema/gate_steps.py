@@ -22,10 +22,11 @@ from app.jobs.models import Job
 from app.jobs.runbook import Param, ParamError, Step, StepFailed
 from app.schema import gate
 from app.schema.migrate import apply
+from app.schema.state import unversioned_drift
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.migrations import read_folder
-from app.targets.schema_db import current_revisions
+from app.targets.schema_db import current_revisions, unversioned_tables
 from app.targets.target import Target
 
 GATE_OVERRIDE = Param(
@@ -136,6 +137,10 @@ def migrate_after_code_change(ctx: JobContext) -> None:
         ctx.skip(f"the database is at {', '.join(graph.unknown(current))}, which this code lacks: not upgrading")
     if not graph.pending(current):
         ctx.skip("the database already has every revision of this code")
+    with steps.adapter_errors(ctx):
+        unversioned = [] if current else unversioned_tables(database.url)
+    if unversioned:  # an upgrade from nothing would create its tables again
+        raise StepFailed(f"{str(unversioned_drift(unversioned)).rstrip('.')}{_put_code_back(ctx, target)}")
     _order, expected = graph.upgrade_plan(current, "heads")
     ctx.log(f"upgrading to the new code's heads: {', '.join(graph.pending(current)[::-1])}")
     try:

@@ -8,6 +8,7 @@ the command decides, and a failure says plainly where the database is.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from app.targets import flask_db
@@ -16,6 +17,8 @@ from app.targets.errors import TargetError
 from app.targets.schema_db import current_revisions
 from app.targets.target import Target
 
+SAID_LINES = 200  # enough of a traceback to hold its error line above a long SQL statement
+
 
 class MigrationFailed(TargetError):
     """The database is not at the revision(s) asked for after `flask db`."""
@@ -23,6 +26,24 @@ class MigrationFailed(TargetError):
     def __init__(self, message: str, *, fix: str, rows: set[str]) -> None:
         super().__init__(message, fix=fix)
         self.rows = rows
+
+
+# The line of a traceback or a log that names the error ("sqlalchemy.exc.OperationalError: …", "ERROR [x] …"),
+# rather than what SQLAlchemy prints after it: the statement, its parameters, "(Background on this error at: …)".
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit)\b.*?:|(?:ERROR|FATAL|CRITICAL)\b)")
+_NOISE = re.compile(r"^(?:\(Background on this error at:|\[SQL:|\[parameters:|\]$)")
+
+
+def telling_line(lines: list[str]) -> str:
+    """The line that says what went wrong: the last naming an error, else the last that is not SQLAlchemy's aside."""
+    lines = [line.strip() for line in lines if line.strip()]
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line):
+            return line
+    for line in reversed(lines):
+        if not _NOISE.match(line):
+            return line
+    return ""
 
 
 def _rows(rows: set[str]) -> str:
@@ -35,17 +56,15 @@ def apply(
     """`flask db VERB REVISION`, then alembic_version must equal `expected`; returns the rows read."""
     url = target.config.database.url
     before = current_revisions(url)
-    tee = Tee(sink)
+    tee = Tee(sink, keep=SAID_LINES)
     result = flask_db.run(target, verb, revision, tee, directory=directory)
     rows = current_revisions(url)
     if rows == expected:
         if not result.ok and sink is not None:
             sink.line("err", f"flask db {verb} exited with status {result.returncode}, but alembic_version is as asked")
         return rows
-    said = tee.tail("err") or tee.tail("out")
-    words = (
-        f"it said: {said[-1]}" if said else "it printed nothing (the application's alembic.ini logging may hide errors)"
-    )
+    said = telling_line(tee.tail("err")) or telling_line(tee.tail("out"))
+    words = f"it said: {said}" if said else "it printed nothing (the application's alembic.ini logging may hide errors)"
     moved = "did not move" if rows == before else f"moved from {_rows(before)}"
     raise MigrationFailed(
         f"flask db {verb} {revision} exited with status {result.returncode} and {words}; "

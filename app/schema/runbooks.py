@@ -17,12 +17,12 @@ from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFail
 from app.schema import backup_first
 from app.schema.destroys import DowngradePlan, plan_downgrade
 from app.schema.migrate import apply
-from app.schema.state import read_state
+from app.schema.state import read_state, unversioned_drift
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.migrations import folder_files, read_folder
 from app.targets.revision_graph import RevisionError, RevisionGraph
-from app.targets.schema_db import current_revisions
+from app.targets.schema_db import current_revisions, unversioned_tables
 from app.targets.target import Target
 
 # --- the checkpoint's schema part ----------------------------------------------------
@@ -74,10 +74,23 @@ def _code_behind(graph: RevisionGraph, current: set[str]) -> None:
         )
 
 
+def _unversioned(t: Target, current: set[str]) -> None:
+    """No alembic_version table, yet tables: an upgrade from nothing would create them again; refused."""
+    if current:
+        return
+    try:
+        tables = unversioned_tables(t.config.database.url)
+    except TargetError as exc:
+        raise ParamError("revision", exc.message) from None
+    if tables:
+        raise ParamError("revision", f"{unversioned_drift(tables)} Nothing was changed.")
+
+
 def upgrade_revision(value: str, target: str | None) -> str:
     """'heads', or the full id of a pending revision ('head' only when there is one head)."""
-    _t, graph, current = _migrations(target)
+    t, graph, current = _migrations(target)
     _code_behind(graph, current)
+    _unversioned(t, current)
     spec = (value or "heads").strip()
     try:
         if spec == "head":

@@ -14,12 +14,13 @@ from app.targets.errors import TargetError
 from app.targets.git import Commit, GitError
 from app.targets.migrations import folder_in_repo, read_folder
 from app.targets.revision_graph import RevisionGraph
-from app.targets.schema_db import current_revisions
+from app.targets.schema_db import current_revisions, unversioned_tables
 from app.targets.target import Target
 
 CODE_BEHIND = "code_behind_schema"
 SCHEMA_BEHIND = "schema_behind_code"
 SEVERAL_HEADS = "several_heads"
+UNVERSIONED = "tables_without_alembic_version"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class SchemaState:
     problem: str | None = None
     rows: list[Row] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
+    unversioned: list[str] = field(default_factory=list)  # tables of a database with no alembic_version table
 
     @property
     def heads(self) -> list[str]:
@@ -89,14 +91,32 @@ def describe_revision(graph: RevisionGraph | None, rev: str) -> str:
     return rev
 
 
-def drift_of(graph: RevisionGraph, current: set[str], added: dict[str, Commit] | None = None) -> list[Drift]:
+def unversioned_drift(tables: list[str]) -> Drift:
+    shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+    return Drift(
+        UNVERSIONED,
+        f"The database has {len(tables)} table(s) ({shown}) but no alembic_version table: Alembic cannot tell "
+        "which revisions made them, and `flask db upgrade` would try to create them again.",
+        "Check that database.url names the application's database. If it does, find the revision its tables "
+        "match and record it by hand with `flask db stamp REVISION` in the application's environment.",
+    )
+
+
+def drift_of(
+    graph: RevisionGraph,
+    current: set[str],
+    added: dict[str, Commit] | None = None,
+    unversioned: list[str] | None = None,
+) -> list[Drift]:
     """What is wrong between this code's revisions and the database's rows, each with its fix."""
     found = []
+    if unversioned:
+        found.append(unversioned_drift(unversioned))
     unknown = graph.unknown(current)
     if unknown:
         origin = ""
         if added:
-            commits = {c.short for name, c in added.items() for rev in unknown if _file_of(name).startswith(rev)}
+            commits = {c.short for name, c in added.items() for rev in unknown if _names_revision(name, rev)}
             if commits:
                 origin = f" (its file was added by commit {', '.join(sorted(commits))})"
         found.append(
@@ -109,7 +129,7 @@ def drift_of(graph: RevisionGraph, current: set[str], added: dict[str, Commit] |
             )
         )
     pending = graph.pending(current)
-    if pending and not unknown:
+    if pending and not unknown and not unversioned:
         found.append(
             Drift(
                 SCHEMA_BEHIND,
@@ -152,6 +172,12 @@ def _file_of(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def _names_revision(path: str, rev: str) -> bool:
+    """Alembic names a revision's file `<rev>_<slug>.py`: the id then `_` or `.`, never a longer id it prefixes."""
+    name = _file_of(path)
+    return name.startswith(rev) and name[len(rev) : len(rev) + 1] in ("_", ".")
+
+
 def read_state(target: Target, *, commits: bool = False) -> SchemaState:
     """The migration state of a target now; every failure to read is kept as `problem`, never raised."""
     database = target.config.database
@@ -161,6 +187,8 @@ def read_state(target: Target, *, commits: bool = False) -> SchemaState:
     try:
         state.graph = read_folder(database.migrations)
         state.current = current_revisions(database.url)
+        if not state.current:
+            state.unversioned = unversioned_tables(database.url)
     except TargetError as exc:
         state.problem = exc.message
         return state
@@ -171,7 +199,7 @@ def read_state(target: Target, *, commits: bool = False) -> SchemaState:
             added = repo.added_by(folder_in_repo(repo, database.migrations) + "/versions")
         except (GitError, TargetError):
             added = {}
-    state.drift = drift_of(state.graph, state.current, added)
+    state.drift = drift_of(state.graph, state.current, added, state.unversioned)
     if any(d.kind == CODE_BEHIND for d in state.drift):
         state.drift = [_realign(d, target) if d.kind == CODE_BEHIND else d for d in state.drift]
     state.rows = _rows(state.graph, state.current, added)

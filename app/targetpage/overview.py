@@ -38,12 +38,12 @@ def failing_answer(target, reading) -> str:
 
 def build_overview(target, health_of) -> Overview:
     process = problem = None
-    control = target.process()
-    if control is not None:
-        try:
+    try:  # the process's environment comes from the env file, which may be missing or broken
+        control = target.process()
+        if control is not None:
             process = control.status()
-        except TargetError as exc:
-            problem = str(exc)
+    except TargetError as exc:
+        problem = f"{exc.message} — {exc.fix}" if exc.fix else exc.message
     card = build_card(target, health_of)
     return Overview(
         card=card,

@@ -97,8 +97,10 @@ class _Bad(Exception):
 
 class _Reader:
     def __init__(self, text: str) -> None:
-        self.text = text.removeprefix("\ufeff")
-        self.pos = 0
+        # A byte-order mark is skipped, not cut off: every span stays an index into the text as given, so
+        # rewriting one key of a file that starts with one keeps the rest of it byte for byte.
+        self.text = text
+        self.pos = 1 if text.startswith("\ufeff") else 0
 
     def line_at(self, pos: int) -> int:
         return self.text.count("\n", 0, pos) + self.text.count("\r", 0, pos) - self.text.count("\r\n", 0, pos) + 1
@@ -259,11 +261,20 @@ def set_key(text: str, key: str, value: str) -> str:
     if found:
         last = found[-1]
         prefix = "export " if EXPORT.match(text, last.start) else ""
-        return text[: last.start] + prefix + line + text[last.end :]
-    newline = "\r\n" if "\r\n" in text else "\n"
-    if text and not text.endswith(("\n", "\r")):
-        text += newline
-    return text + line + newline
+        edited = text[: last.start] + prefix + line + text[last.end :]
+    else:
+        newline = "\r\n" if "\r\n" in text else "\n"
+        if text and not text.endswith(("\n", "\r")):
+            text += newline
+        edited = text + line + newline
+    # never hand back a file that reads differently from what was asked: better refused than half-written
+    after = parse(edited)
+    if not after.ok or after.values().get(key) != value or len(after.bindings) != len(parsed.bindings) + (not found):
+        raise EnvFileError(
+            f"setting {key} would not read back as written in this env file",
+            fix="edit the file by hand, then take a snapshot; nothing was changed",
+        )
+    return edited
 
 
 # --- the file on disk --------------------------------------------------------------------------------
@@ -296,6 +307,11 @@ class EnvFile:
     def real_path(self) -> Path:
         return Path(os.path.realpath(self.path))
 
+    def _named(self) -> str:
+        """The path as configured, and where a symlink leads when it leads elsewhere."""
+        real = self.real_path
+        return str(self.path) if real == self.path.absolute() else f"{self.path} (a link to {real})"
+
     def exists(self) -> bool:
         return self.real_path.is_file()
 
@@ -304,16 +320,25 @@ class EnvFile:
         try:
             info = real.stat()
             if not stat.S_ISREG(info.st_mode):
-                raise EnvFileError(f"the env file {self.path} is not a regular file", path=self.path)
+                what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+                raise EnvFileError(
+                    f"the env file {self._named()} is {what}",
+                    fix="point env_file at the file itself in the targets file",
+                    path=self.path,
+                )
             if info.st_size > MAX_BYTES:
                 raise EnvFileError(
-                    f"the env file {self.path} is {info.st_size} bytes; Rewind keeps env files up to {MAX_BYTES}",
+                    f"the env file {self._named()} is {info.st_size} bytes; Rewind keeps env files up to {MAX_BYTES}",
+                    fix="an env file holds settings, not data: check env_file names the right file",
                     path=self.path,
                 )
             content = real.read_bytes()
         except FileNotFoundError:
             raise EnvFileError(
-                f"the env file {self.path} does not exist", fix="create it, or correct env_file", path=self.path
+                f"the env file {self._named()} does not exist",
+                fix="create it with the owner and mode the application needs (empty will do), then restore a "
+                "version from the Config tab; or correct env_file",
+                path=self.path,
             ) from None
         except PermissionError:
             raise EnvFileError(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.targets.command import CommandResult, CommandTimedOut, Sink, run_command, shown
+from app.targets.envfile import EnvFile, decode, parse
 from app.targets.errors import TargetError
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
 MIGRATE_TIMEOUT_S = 3600.0
 REVISION = re.compile(r"^(heads?|base|[0-9A-Za-z_]{1,64}|[0-9A-Za-z_]{1,64}@head)$")
-_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 
 
 class FlaskDbError(TargetError):
@@ -31,24 +31,17 @@ class FlaskDbError(TargetError):
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of the application's env file (comments and blank lines skipped, quotes removed)."""
-    values: dict[str, str] = {}
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return values
-    except OSError as exc:
-        raise FlaskDbError(f"cannot read the env file {path}: {exc.strerror or exc}") from None
-    for line in text.splitlines():
-        match = _ENV_LINE.match(line)
-        if not match or line.lstrip().startswith("#"):
-            continue
-        key, value = match.groups()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
+    """The application's env file read as the application reads it (python-dotenv's rules: `export`, quotes,
+    comments after values, a byte-order mark, values over several lines); lines it skips are skipped here too.
+
+    A second, simpler reading once sent `flask db` a DATABASE_URL with its trailing comment, or none at all after
+    a byte-order mark: migrations must see the very settings the application sees.
+    """
+    env_file = EnvFile(path)
+    if not os.path.lexists(path):
+        return {}
+    text = decode(env_file.read().content, f"the env file {path}")
+    return {key: value for key, value in parse(text).values().items() if value is not None}
 
 
 def flask_argv(target: Target) -> list[str]:

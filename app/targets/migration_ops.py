@@ -52,11 +52,34 @@ def _source(node: ast.AST | None) -> str:
     return ast.unparse(node) if node is not None else "?"
 
 
-def _downgrade(tree: ast.Module) -> ast.FunctionDef | None:
+def _function(tree: ast.Module, name: str) -> ast.FunctionDef | None:
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "downgrade":
+        if isinstance(node, ast.FunctionDef) and node.name == name:
             return node
     return None
+
+
+def _downgrade(tree: ast.Module) -> ast.FunctionDef | None:
+    return _function(tree, "downgrade")
+
+
+def _refusal(revision: str, func: ast.FunctionDef) -> Operation | None:
+    """A downgrade() that raises unconditionally (`raise NotImplementedError`): the revision cannot go down."""
+    for node in func.body:
+        if isinstance(node, ast.Raise):
+            raised = ast.unparse(node.exc) if node.exc is not None else "an exception"
+            return Operation(revision, "raises", detail=raised, line=node.lineno)
+    return None
+
+
+def _is_empty(func: ast.FunctionDef | None) -> bool:
+    """`pass`, `...` or a docstring only: a downgrade() that leaves what its upgrade() made."""
+    if func is None:
+        return True
+    return all(
+        isinstance(node, ast.Pass) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+        for node in func.body
+    )
 
 
 def downgrade_operations(revision: str, source: str) -> list[Operation]:
@@ -68,6 +91,11 @@ def downgrade_operations(revision: str, source: str) -> list[Operation]:
     func = _downgrade(tree)
     if func is None:
         return []
+    refusal = _refusal(revision, func)
+    if refusal is not None:
+        return [refusal]  # nothing after it runs
+    if _is_empty(func) and not _is_empty(_function(tree, "upgrade")):
+        return [Operation(revision, "empty", line=func.lineno)]
     batches: dict[str, str | None] = {}  # name bound by `with op.batch_alter_table(t) as NAME` -> t
     for node in ast.walk(func):
         if isinstance(node, ast.With):

@@ -3,15 +3,19 @@
 Alembic's ScriptDirectory reads the revision files directly; env.py is never
 run, because a Flask-Migrate env.py imports the application (its settings,
 its database, its side effects). `down_revision` comes from the code of each
-file, never from its docstring or its date. Reading a commit copies its
+file, never from its docstring or its date. A file that cannot be imported
+here (it imports the application's own modules) has its identifiers read
+from its source with `ast` instead, as written. Reading a commit copies its
 migrations folder out of git into a temporary folder first, so the answer is
 what that commit holds, not what the working tree happens to have.
 """
 
 from __future__ import annotations
 
+import ast
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.targets.errors import TargetError
@@ -46,10 +50,9 @@ def read_folder(folder: Path) -> RevisionGraph:
     except CommandError as exc:
         raise MigrationsError(f"Alembic cannot read {folder}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a revision file may raise anything when it is loaded
-        raise MigrationsError(
-            f"a migration file in {folder} cannot be loaded: {type(exc).__name__}: {exc}",
-            fix="fix the file; Rewind reads revision files without importing the application",
-        ) from None
+        # Real revision files import the application's models or helpers (`from app.models import …`,
+        # `import sqlalchemy_utils`), which only its own environment has: read their identifiers as written.
+        scripts = _read_as_written(folder, f"{type(exc).__name__}: {exc}")
     revisions = []
     seen: dict[str, str] = {}
     for script in scripts:
@@ -71,6 +74,65 @@ def read_folder(folder: Path) -> RevisionGraph:
         return RevisionGraph.of(_without_labels(revisions))
     except GraphError as exc:
         raise MigrationsError(f"{folder}: {exc.message}", fix=exc.fix) from None
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A revision file's identifiers as its source assigns them (what ScriptDirectory would have loaded)."""
+
+    path: str
+    revision: str
+    down_revision: str | tuple[str, ...] | None
+    dependencies: str | tuple[str, ...] | None
+    branch_labels: str | tuple[str, ...] | None
+    doc: str
+
+
+_IDENTIFIERS = ("revision", "down_revision", "depends_on", "branch_labels")
+_NOT_LITERAL = object()  # an identifier assigned something other than a literal
+
+
+def _read_as_written(folder: Path, loading_error: str) -> list[_Written]:
+    """Every revision file's identifiers from its source (`ast`), for files that cannot be imported here."""
+    found = []
+    for path in sorted((folder / "versions").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=path.name)
+        except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+            raise MigrationsError(
+                f"the migration file {path.name} in {folder} cannot be read: {exc}",
+                fix="fix the file; Rewind reads revision files without importing the application",
+            ) from None
+        values: dict[str, object] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for name in (t.id for t in targets if isinstance(t, ast.Name) and t.id in _IDENTIFIERS):
+                    try:
+                        values[name] = ast.literal_eval(node.value) if node.value is not None else None
+                    except ValueError:
+                        values[name] = _NOT_LITERAL
+        revision = values.get("revision")
+        if not isinstance(revision, str) or any(v is _NOT_LITERAL for v in values.values()):
+            raise MigrationsError(
+                f"the migration file {path.name} in {folder} cannot be loaded here ({loading_error}), and its "
+                "revision identifiers are not written as plain strings",
+                fix="write revision and down_revision as string literals (as Alembic generates them), "
+                "so they can be read without importing the application",
+            )
+        found.append(
+            _Written(
+                path=str(path),
+                revision=revision,
+                down_revision=values.get("down_revision"),
+                dependencies=values.get("depends_on"),
+                branch_labels=_tuple(values.get("branch_labels")),
+                doc=ast.get_docstring(tree) or "",
+            )
+        )
+    return found
 
 
 def _tuple(value) -> tuple[str, ...]:

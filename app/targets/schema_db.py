@@ -119,3 +119,22 @@ def count(url: str, table: str, column: str | None = None) -> int | None:
         what = f"count({_quote(dialect, cur, column)})" if column else "count(*)"
         cur.execute(f"SELECT {what} FROM {_quote(dialect, cur, table)}")  # noqa: S608 - quoted identifiers
         return int(cur.fetchone()[0])
+
+
+def unversioned_tables(url: str) -> list[str]:
+    """The database's tables when it has no alembic_version table (none when it has one, or holds nothing).
+
+    Such a database was made without Alembic (`create_all`, a restored dump, another app's database named by
+    mistake): "no revision applied" would send `flask db upgrade` to create tables that are already there.
+    """
+    with _cursor(url) as (dialect, cur):
+        if _has_table(dialect, cur, VERSION_TABLE):
+            return []
+        if dialect == "sqlite":
+            cur.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")
+        else:
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+                "AND table_type = 'BASE TABLE' ORDER BY table_name"
+            )
+        return [row[0] for row in cur.fetchall()]

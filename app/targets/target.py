@@ -52,8 +52,11 @@ class Target:
         return inherited_env() | from_file | dict(own)
 
     def git(self) -> GitRepo:
+        """Git reads the code, never the app's settings: a missing or broken env file must not hide the history
+        (the dashboard, the target page and a code rollback all read it while the env file is the incident)."""
         repo = self.config.repo
-        return GitRepo(repo.path, repo.branch, repo.remote, env=self.command_env())
+        own = self.config.process.env if self.config.process else {}
+        return GitRepo(repo.path, repo.branch, repo.remote, env=inherited_env() | dict(own))
 
     def process(self) -> ProcessControl | None:
         proc = self.config.process
