@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from app.clierrors import CliError, Refused, said
 from app.envconfig import diff, store
 from app.statuses import EnvSource
 from app.targets import registry
@@ -19,15 +20,21 @@ def config() -> None:
 
 def _open(name: str):
     try:
-        return registry.current().open(name)
+        target = registry.current().open(name)
     except UnknownTarget as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Refused(str(exc)) from None
+    if target.config.env_file is None:
+        raise Refused(said(store.NoEnvFile(name)))
+    return target
 
 
 @config.command("versions")
 @click.argument("target")
 def versions(target: str) -> None:
-    """List the versions of TARGET's env file, newest first."""
+    """List the versions of TARGET's env file, newest first: the ids `config diff` and config_restore take.
+
+    Example: flask rewind config versions production
+    """
     _open(target)
     rows = store.versions(target)
     if not rows:
@@ -49,12 +56,21 @@ def versions(target: str) -> None:
 @click.argument("a")
 @click.argument("b")
 def diff_(target: str, a: str, b: str) -> None:
-    """Which keys differ between A and B (version ids, or "now" for the file on disk); values stay masked."""
+    """Which keys differ between A and B; values stay masked.
+
+    A and B are version ids from `flask rewind config versions TARGET`, or
+    "now" for the file on disk. Comparing an old version with now also prints
+    the command that puts that version back.
+
+    Example: flask rewind config diff production 3 now
+    """
     opened = _open(target)
     try:
         result = diff.between(opened, a, b)
+    except store.UnknownVersion as exc:
+        raise Refused(said(exc)) from None
     except TargetError as exc:
-        raise click.ClickException(f"{exc.message}{' — ' + exc.fix if exc.fix else ''}") from None
+        raise CliError(said(exc)) from None
     click.echo(f"{target}: {result.before.label} → {result.after.label}")
     for side in (result.before, result.after):
         if side.problem:

@@ -1,0 +1,38 @@
+"""`flask rewind config …` refusals: one `rewind:` line naming what was wrong, and the refused status."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.statuses import ExitStatus
+from tests.envconfig.test_views import two_versions
+
+
+def config(app, *args):
+    return app.test_cli_runner().invoke(args=["rewind", "config", *args])
+
+
+def refused(result, *needles: str) -> None:
+    assert result.exit_code == ExitStatus.REFUSED, (result.exit_code, result.output)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rewind: ") and all(needle in line for needle in needles), line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["versions", "nowhere"], ["there is no target 'nowhere'", "staging"]),
+        (["diff", "nowhere", "1", "now"], ["there is no target 'nowhere'"]),
+        (["diff", "staging", "4242", "now"], ["no env file version '4242'", "flask rewind config versions staging"]),
+        (["diff", "staging", "now", "first"], ["no env file version 'first'"]),
+    ],
+)
+def test_unknown_names_are_refused_in_one_line(app, env_target, args, needles):
+    two_versions(app, env_target)
+    refused(config(app, *args), *needles)
+
+
+@pytest.mark.parametrize("args", [["versions", "production"], ["diff", "production", "1", "now"]])
+def test_a_target_without_an_env_file_says_how_to_add_one(app, args):
+    refused(config(app, *args), "production has no env file", "env_file = ", "[targets.production]")
