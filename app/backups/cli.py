@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 from flask.cli import AppGroup
 
 from app.backups.expiry import NOTHING, queue_expired
 from app.backups.schedule import queue_due
-from app.backups.setup import catalog_of
+from app.backups.setup import NotConfigured, catalog_of
 from app.backups.status import ago, freshness
+from app.clierrors import CliError, Refused, said
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
@@ -24,15 +23,24 @@ def backups() -> None:
 @backups.command("list")
 @click.argument("target")
 def list_backups(target: str) -> None:
-    """Every backup of TARGET, newest first, with its verified state; then the RPO line."""
+    """Every backup of TARGET, newest first, with its verified state; then the RPO line.
+
+    The last column is the name the restore_backup and verify_backup runbooks
+    take as backup=NAME.
+
+    Example: flask rewind backups list production
+    """
     try:
         config = registry.current().config(target)
+    except UnknownTarget as exc:
+        raise Refused(str(exc)) from None
+    try:
         catalog = catalog_of(registry.current().open(target))
         found, unlisted = catalog.backups(), catalog.unlisted()
-    except (UnknownTarget, TargetError) as exc:
-        fix = getattr(exc, "fix", "")
-        click.echo(getattr(exc, "message", str(exc)) + (f"\n{fix}" if fix else ""), err=True)
-        sys.exit(2)
+    except NotConfigured as exc:
+        raise Refused(said(exc)) from None
+    except TargetError as exc:
+        raise CliError(said(exc)) from None
     if not found:
         click.echo(f"no backups in {catalog.folder}")
     for b in found:

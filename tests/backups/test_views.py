@@ -148,7 +148,14 @@ def test_cli_lists_the_catalog_and_the_rpo(app, shop):
     assert OLD in result.output and "verified" in result.output and "not made by Rewind" in result.output
     assert "RPO 60 min: LATE" in result.output
     missing = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "nowhere"])
-    assert missing.exit_code == 2 and "no target 'nowhere'" in missing.output
+    assert missing.exit_code == 6 and missing.stderr.startswith("rewind: there is no target 'nowhere'")
+    assert missing.stdout == ""
+
+
+def test_cli_of_a_target_without_backups_says_how_to_add_them(app):
+    result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "staging"])
+    assert result.exit_code == 6 and result.stdout == ""
+    assert result.stderr == "rewind: staging has no backups configured; add [targets.staging.backups] with dir = …\n"
 
 
 def test_the_overview_and_dashboard_card_show_the_backup_age_against_the_rpo(as_role, shop):

@@ -158,7 +158,7 @@ def test_a_refused_downgrade_then_reset_keeps_what_was_typed_with_the_reason_bes
     assert "zzzz" not in revert and 'id="dtv-confirm" name="confirm" value=""' in revert  # the other one untouched
 
 
-def test_status_of_an_unknown_target_is_an_error_naming_the_known_ones(app):
+def test_status_of_an_unknown_target_is_refused_naming_the_known_ones(app):
     result = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "mars"])
-    assert result.exit_code == 2
-    assert result.output.startswith("Error: there is no target 'mars' (known targets:")
+    assert result.exit_code == 6  # refused, as every command refuses a name that does not exist
+    assert result.stderr.startswith("rewind: there is no target 'mars' (known targets:") and result.stdout == ""
