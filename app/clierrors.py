@@ -12,7 +12,7 @@ from app.targets.errors import TargetError
 class CliError(click.ClickException):
     """One line on stderr that says what went wrong and what to do; the exit status says which kind it was."""
 
-    def __init__(self, message: str, exit_code: ExitStatus = ExitStatus.ERROR) -> None:
+    def __init__(self, message: str, exit_code: int = ExitStatus.ERROR) -> None:
         super().__init__(" ".join(message.split("\n")))
         self.exit_code = int(exit_code)
 
@@ -23,7 +23,7 @@ class CliError(click.ClickException):
 class Refused(CliError):
     """A name that does not exist, a value that cannot be used, a missing role: nothing was queued or changed."""
 
-    def __init__(self, message: str, exit_code: ExitStatus = ExitStatus.REFUSED) -> None:
+    def __init__(self, message: str, exit_code: int = ExitStatus.REFUSED) -> None:
         super().__init__(message, exit_code)
 
 

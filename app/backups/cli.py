@@ -14,6 +14,8 @@ from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
 
+MISSING_FOLDER = " (the folder does not exist: the first backup makes it; check backups.dir)"
+
 
 @click.group(cls=AppGroup)
 def backups() -> None:
@@ -42,7 +44,7 @@ def list_backups(target: str) -> None:
     except TargetError as exc:
         raise CliError(said(exc)) from None
     if not found:
-        click.echo(f"no backups in {catalog.folder}")
+        click.echo(f"no backups in {catalog.folder}" + ("" if catalog.exists() else MISSING_FOLDER))
     for b in found:
         made = "" if not b.foreign else "  (not made by Rewind)"
         if b.manifest_unreadable:
@@ -57,7 +59,8 @@ def list_backups(target: str) -> None:
     for u in unlisted:
         click.echo(f"not listed: {u.name}: {u.reason}")
     fresh = freshness(catalog, config.backups.rpo_minutes)
-    line = f"newest verified: {fresh.newest_verified.id if fresh.newest_verified else 'none'} ({ago(fresh.age)} old)"
+    newest = fresh.newest_verified
+    line = f"newest verified: {newest.id} ({ago(fresh.age)} old)" if newest else "newest verified: none"
     if fresh.rpo is not None:
         line += f"; RPO {config.backups.rpo_minutes} min: {'LATE' if fresh.late else 'ok'}"
     click.echo(line)

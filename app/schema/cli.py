@@ -7,7 +7,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from app.clierrors import Refused
+from app.clierrors import CliError, Refused
 from app.schema.state import read_state
 from app.targets import registry
 from app.targets.registry import UnknownTarget
@@ -35,10 +35,11 @@ def status(target: str) -> None:
         state = read_state(registry.current().open(target))
     except UnknownTarget as exc:
         raise Refused(str(exc)) from None
+    if not state.configured or state.problem:
+        (said,) = state.lines()  # "TARGET: cannot read …": one line, on stderr like every error
+        raise CliError(said, UNREADABLE_EXIT)
     click.echo(f"{target}:")
     for line in state.lines():
         click.echo(f"  {line}")
-    if not state.configured or state.problem:
-        sys.exit(UNREADABLE_EXIT)
     if state.drift:
         sys.exit(DRIFT_EXIT)

@@ -141,6 +141,11 @@ def test_a_missing_backup_folder_is_said_on_the_tab(app, as_role, tmp_path):
     page = as_role(Role.VIEWER).get("/targets/shop/backups")
     assert page.status_code == 200
     assert "The folder does not exist: the first backup makes it" in page.get_data(as_text=True)
+    listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert listed.exit_code == 0 and listed.stdout.splitlines()[:2] == [
+        f"no backups in {folder} (the folder does not exist: the first backup makes it; check backups.dir)",
+        "newest verified: none; RPO 60 min: LATE",
+    ], listed.output
 
 
 @contextmanager
