@@ -25,7 +25,7 @@ from app.audit.store import Actor, record_and_commit
 from app.auth import accounts
 from app.auth.models import User
 from app.auth.roles import Role
-from app.clierrors import Refused
+from app.clierrors import CliError, Refused
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
@@ -49,7 +49,7 @@ def worker() -> None:
     app = current_app._get_current_object()
     settings = app.config["REWIND_SETTINGS"]
     if not settings.is_postgres:
-        raise click.ClickException(
+        raise CliError(
             "separate workers need a PostgreSQL ops database (REWIND_DATABASE_URL); "
             "with SQLite, jobs run inside the web process"
         )

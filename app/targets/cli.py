@@ -7,6 +7,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from app.clierrors import CliError
 from app.targets import registry
 from app.targets.reach import PARTS, reach
 
@@ -51,8 +52,7 @@ def check() -> None:
     targets = registry.current()
     names = targets.names()
     if targets.problem:
-        click.echo(f"the targets file on disk is broken: {targets.problem}", err=True)
-        sys.exit(1)
+        raise CliError(f"the targets file on disk is broken: {targets.problem}")
     if not names:
         click.echo("no targets configured")
         return
