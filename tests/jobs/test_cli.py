@@ -411,6 +411,12 @@ def test_a_job_another_runner_holds_cannot_be_claimed_by_the_cli(app, users, run
     assert details == {"job_id": job_id, "via": "cli"}
 
 
+def test_a_worker_on_sqlite_says_why_in_one_line(app):
+    result = rewind(app, "worker")
+    assert result.exit_code == ExitStatus.ERROR and result.stdout == ""
+    assert result.stderr.startswith("rewind: separate workers need a PostgreSQL ops database (REWIND_DATABASE_URL)")
+
+
 def test_runners_alive_follows_the_runner_life(app):
     assert not runners_alive(app)
     from app.jobs.engine import engine
