@@ -45,17 +45,21 @@ def list_backups(target: str) -> None:
         raise CliError(said(exc)) from None
     if not found:
         click.echo(f"no backups in {catalog.folder}" + ("" if catalog.exists() else MISSING_FOLDER))
+    else:
+        click.echo(f"{'TIME (UTC)':<16} {'SIZE':>8} {'FORMAT':<7} {'STATE':<10} NAME (restore_backup backup=NAME)")
     for b in found:
-        made = "" if not b.foreign else "  (not made by Rewind)"
+        notes = ["not made by Rewind"] if b.foreign else []
         if b.manifest_unreadable:
-            made = f"  (manifest unreadable: {b.manifest_unreadable.message}; {b.manifest_unreadable.fix})"
+            notes = [f"manifest unreadable: {b.manifest_unreadable.message}; {b.manifest_unreadable.fix}"]
         elif b.manifest_problem:
-            made = f"  (manifest damaged: {b.manifest_problem})"
+            notes = [f"manifest damaged: {b.manifest_problem}"]
         if b.size == 0:
-            made += "  (empty file)"
+            notes.append("empty file")
         if b.file_unreadable:
-            made += f"  (unreadable: {b.file_unreadable.message}; {b.file_unreadable.fix})"
-        click.echo(f"{b.time:%Y-%m-%d %H:%M:%S}  {b.size:>12} B  {b.format or 'unknown':<7} {b.state:<10} {b.id}{made}")
+            notes.append(f"unreadable: {b.file_unreadable.message}; {b.file_unreadable.fix}")
+        click.echo(f"{b.time:%Y-%m-%d %H:%M} {_size(b.size):>8} {b.format or 'unknown':<7} {b.state:<10} {b.id}")
+        for note in notes:  # below the row, so the row itself fits an 80-column terminal
+            click.echo(f"{'':17}({note})")
     for u in unlisted:
         click.echo(f"not listed: {u.name}: {u.reason}")
     fresh = freshness(catalog, config.backups.rpo_minutes)
@@ -64,6 +68,19 @@ def list_backups(target: str) -> None:
     if fresh.rpo is not None:
         line += f"; RPO {config.backups.rpo_minutes} min: {'LATE' if fresh.late else 'ok'}"
     click.echo(line)
+
+
+SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def _size(size: int) -> str:
+    """Bytes in at most 8 characters: 999 B, 12.2 KiB, 1023 MiB."""
+    value, unit = float(size), 0
+    while value >= 1024 and unit < len(SIZE_UNITS) - 1:
+        value, unit = value / 1024, unit + 1
+    if unit == 0:
+        return f"{size} B"
+    return f"{value:.1f} {SIZE_UNITS[unit]}" if value < 100 else f"{value:.0f} {SIZE_UNITS[unit]}"
 
 
 @backups.command("due")
