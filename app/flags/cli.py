@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import click
 from flask.cli import AppGroup
 from sqlalchemy import select
@@ -17,6 +19,7 @@ from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.flags import UnknownFlag
 
+LIST_WIDTH = 80
 # What the person asked cannot be done as asked (exit 6); any other TargetError is Rewind's trouble with the table (1).
 _REFUSALS = (UnknownFlag, store.BadFlagInput, store.ReasonRequired, store.NoFlagsTable)
 
@@ -54,7 +57,7 @@ def list_flags(target: str) -> None:
         raise _fail(exc, target) from None
     width = max((len(f.name) for f in [*rows, *unreadable]), default=4)
     for flag in rows:
-        click.echo(f"{flag.name:<{width}}  {store.word(flag.enabled):<3}  {flag.description}".rstrip())
+        click.echo(_row(f"{flag.name:<{width}}  {store.word(flag.enabled):<3}  ", flag.description or ""))
     for bad in unreadable:
         click.echo(f"{bad.name:<{width}}  ???  {bad.message}")
     if not rows and not unreadable:
@@ -62,6 +65,14 @@ def list_flags(target: str) -> None:
     if unreadable:
         names = ", ".join(repr(bad.name) for bad in unreadable)
         raise CliError(f"the state of {names} is neither on nor off: set it to on or off in the database")
+
+
+def _row(start: str, description: str) -> str:
+    """A flag's line, its description wrapped under itself so the table stays readable on an 80-column terminal."""
+    if not description:
+        return start.rstrip()
+    width = max(LIST_WIDTH, len(start) + 30)  # names so long that 80 columns leave no room: wrap at 30 characters
+    return textwrap.fill(description, width, initial_indent=start, subsequent_indent=" " * len(start))
 
 
 @flags.command("set")

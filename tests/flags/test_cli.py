@@ -125,3 +125,17 @@ def test_list_names_a_flag_whose_state_is_null_after_the_others_and_fails(cli, f
     assert lines[0] == "dark_mode  off  Dark colours"
     assert lines[1].startswith("half       ???  flag 'half' holds NULL in its enabled column")
     assert result.stderr.startswith("rewind: the state of 'half' is neither on nor off")
+
+
+def test_list_wraps_a_description_under_itself_within_80_columns(cli, flagdb):
+    name = "a_flag_with_a_name_long_enough_to_wrap"
+    flagdb.add(name, True, "Turns on every part of the new checkout")
+    result = cli("list", "web")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    column = len(name) + 2 + 3 + 2
+    first = lines[0]
+    assert first.startswith(f"{name}  on   Turns on") and lines[1].startswith(" " * column)
+    assert " ".join([first[column:], lines[1][column:]]) == "Turns on every part of the new checkout"
+    assert lines[2].startswith("checkout_v2") and lines[2].endswith("on   The new checkout")
