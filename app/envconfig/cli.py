@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import click
 from flask.cli import AppGroup
 
@@ -48,7 +50,18 @@ def versions(target: str) -> None:
         kinds = [kind for kind in ("added", "removed", "changed") if changes.get(kind)]
         summary = "; ".join(f"{kind}: {', '.join(changes[kind])}" for kind in kinds)
         problem = f" [does not parse: {v.parse_error}]" if v.parse_error else ""
-        click.echo(f"#{v.id}\t{v.created_at:%Y-%m-%d %H:%M:%S}\t{who}\t{summary or 'no key changed'}{problem}")
+        click.echo(f"#{v.id:<5} {v.created_at:%Y-%m-%d %H:%M:%S} UTC  {who}")
+        # what changed, wrapped under the version: key lists grow long, an 80-column terminal does not
+        click.echo(
+            textwrap.fill(
+                f"{summary or 'no key changed'}{problem}",
+                80,
+                initial_indent=" " * 7,
+                subsequent_indent=" " * 9,
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
+        )
 
 
 @config.command("diff")
