@@ -73,7 +73,10 @@ def create(name: str, role: Role, password_stdin: bool) -> None:
 @click.argument("name")
 @click.argument("role", callback=_role)
 def set_role(name: str, role: Role) -> None:
-    """Change a user's role."""
+    """Change NAME's role to ROLE: viewer, operator or admin.
+
+    Example: flask rewind users set-role alice operator
+    """
     try:
         accounts.set_role(accounts.find_user(name), role, CLI_ACTOR)
     except accounts.AccountError as exc:

@@ -331,7 +331,10 @@ def _cell(text: str, width: int) -> str:
 @jobs.command("show")
 @click.argument("job_id", type=int)
 def show(job_id: int) -> None:
-    """One job: who, what, when, its steps and log lines, its result and verification."""
+    """One job: who, what, when, its steps and log lines, its result and verification.
+
+    JOB_ID is the number `flask rewind jobs list` and `flask rewind run` print.
+    """
     job = _job(job_id)
     shown = runbooks.shown_params(job.params).items()
     params = " ".join(f"{k}={runbooks.typed_value(v)}" for k, v in shown) or "-"  # as `rewind run` takes them
@@ -365,7 +368,13 @@ def show(job_id: int) -> None:
 @click.argument("job_id", type=int)
 @click.option("--as", "as_user", required=True, metavar="USER", help="who cancels: role-checked, audited")
 def cancel(job_id: int, as_user: str) -> None:
-    """Cancel a queued job, or ask a running one to stop (its starter or an admin)."""
+    """Cancel a queued job, or ask a running one to stop (its starter or an admin).
+
+    JOB_ID is the number `flask rewind jobs list` prints. A running job stops
+    after its current command (SIGTERM to its process group, then SIGKILL).
+
+    Example: flask rewind jobs cancel 42 --as alice
+    """
     user = _user(as_user)
     job = _job(job_id)
     if not user.can(Role.OPERATOR):
