@@ -27,7 +27,15 @@ def _role(ctx, param, value: str) -> Role:
 
 
 def _password_from(stdin: bool) -> str | None:
-    return sys.stdin.readline().rstrip("\n") if stdin else None
+    """The password piped in; an empty one is refused: it would have meant a generated password nobody is shown."""
+    if not stdin:
+        return None
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise Refused(
+            "no password on standard input: pipe one in, or leave out --password-stdin to have one generated and shown"
+        )
+    return password
 
 
 def _fail(exc: accounts.AccountError) -> None:

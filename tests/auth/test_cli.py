@@ -96,3 +96,14 @@ def test_bad_input_is_refused_with_a_reason(app):
     result = run(app, "users", "create", "shorty", "--password-stdin", input="short\n")
     assert result.exit_code == ExitStatus.REFUSED and "at least 12 characters" in result.stderr
     assert user(app, "shorty") is None
+
+
+def test_an_empty_password_on_stdin_is_refused_rather_than_replaced_by_one_nobody_sees(app):
+    run(app, "users", "create", "ops1", "--password-stdin", input="the-first-password\n")
+    for command, stdin in ((["set-password", "ops1"], ""), (["set-password", "ops1"], "\n"), (["create", "ops2"], "")):
+        result = run(app, "users", *command, "--password-stdin", input=stdin)
+        assert result.exit_code == ExitStatus.REFUSED and result.stdout == "", result.output
+        assert result.stderr.startswith("rewind: no password on standard input: pipe one in, or leave out")
+    with app.app_context():
+        assert db.session.scalar(select(User).filter_by(name="ops1")).check_password("the-first-password")
+    assert user(app, "ops2") is None
