@@ -310,6 +310,9 @@ def list_jobs(target: str | None, state: str | None, limit: int) -> None:
     if state:
         stmt = stmt.where(Job.state == state)
     rows = db.session.scalars(stmt).all()
+    if not rows and target and target not in registry.current().names():
+        # a target gone from the file keeps its jobs (listed above); a name with neither is a typo
+        raise Refused(str(registry.UnknownTarget(target, registry.current().names())))
     if not rows:
         click.echo("no jobs")
         return

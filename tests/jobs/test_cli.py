@@ -32,7 +32,7 @@ from tests.conftest import both_databases, wait_for
 from tests.deployments.conftest import write_targets
 from tests.support.apps import TEST_KEYS
 from tests.support.server import REPO
-from tests.support.targets import git
+from tests.support.targets import git, write_targets_file
 
 
 @pytest.fixture
@@ -460,6 +460,15 @@ def test_jobs_list_filters_by_target_and_state(app, users):
     assert [line.split()[:3] for line in failed] == [[str(third), "failed", "test.fail"]]
     assert rewind(app, "jobs", "list", "--state", "cancelled").stdout.strip() == "no jobs"
     assert rewind(app, "jobs", "list", "--state", "lost").exit_code == ExitStatus.USAGE
+    refused(rewind(app, "jobs", "list", "--target", "prodution"), ExitStatus.REFUSED, "no target 'prodution'")
+    assert rewind(app, "jobs", "list", "--target", "staging", "--state", "cancelled").stdout == "no jobs\n"
+
+
+def test_jobs_list_still_lists_a_target_gone_from_the_targets_file(app, users):
+    assert rewind(app, "run", "production", "test.echo", "text=b", "--as", "operator").exit_code == 0
+    write_targets_file(app, "")
+    listed = job_lines(rewind(app, "jobs", "list", "--target", "production"))
+    assert [line.split()[1:4] for line in listed[1:]] == [["succeeded", "test.echo", "production"]]
 
 
 def test_jobs_show_gives_steps_result_verification_and_lines(app, users):
