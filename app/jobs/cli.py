@@ -26,7 +26,7 @@ from app.auth import accounts
 from app.auth.models import User
 from app.auth.roles import Role
 from app.clierrors import CliError, Refused
-from app.extensions import db
+from app.extensions import ROW_ID_MAX, db
 from app.jobs import runbook as runbooks
 from app.jobs import service
 from app.jobs.follow import follow, replay
@@ -284,11 +284,10 @@ def jobs() -> None:
 
 
 LIST_WIDTH = 80  # `jobs list` stays readable on a terminal this wide
-ID_MAX = 2**63 - 1  # the widest integer either ops database stores; a bigger id is no job, not a crash
 
 
 def _job(job_id: int) -> Job:
-    job = db.session.get(Job, job_id) if 0 < job_id <= ID_MAX else None
+    job = db.session.get(Job, job_id) if 0 < job_id <= ROW_ID_MAX else None
     if job is None:
         raise Refused(f"there is no job #{job_id}; see them with: flask rewind jobs list")
     return job

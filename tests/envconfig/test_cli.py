@@ -29,6 +29,8 @@ def refused(result, *needles: str) -> None:
         (["diff", "nowhere", "1", "now"], ["there is no target 'nowhere'"]),
         (["diff", "staging", "4242", "now"], ["no env file version '4242'", "flask rewind config versions staging"]),
         (["diff", "staging", "now", "first"], ["no env file version 'first'"]),
+        (["diff", "staging", str(2**64), "now"], [f"no env file version '{2**64}'"]),  # was an OverflowError
+        (["diff", "staging", "now", "0"], ["no env file version '0'"]),
     ],
 )
 def test_unknown_names_are_refused_in_one_line(app, env_target, args, needles):
