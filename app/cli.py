@@ -16,7 +16,14 @@ from app.targets.cli import targets
 
 @click.group("rewind", cls=AppGroup)
 def rewind() -> None:
-    """Rewind's own commands."""
+    """Rewind's own commands.
+
+    Each command's --help says what it takes. An error is one line on
+    standard error starting "rewind:"; exit status 6 means refused with
+    nothing changed (an unknown name, a bad value, a missing role), 1 that
+    Rewind hit an error or a check found a problem, 2 a usage mistake
+    (the README's "Jobs from the command line" lists them all).
+    """
 
 
 rewind.add_command(users)

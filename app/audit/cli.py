@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 
 from app.audit import store
 from app.audit.chain import Head
+from app.clierrors import CliError
 
 
 @click.group(cls=AppGroup)
@@ -21,7 +22,7 @@ def head() -> None:
     """Print the newest row as ID:HASH; keep it outside the ops database."""
     current = store.head()
     if current is None:
-        raise click.ClickException("the audit log is empty")
+        raise CliError("the audit log is empty: there is no row to anchor yet")
     click.echo(str(current))
 
 

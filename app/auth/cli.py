@@ -7,10 +7,14 @@ import sys
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
 
 from app.audit.store import Actor
 from app.auth import accounts
+from app.auth.models import User
 from app.auth.roles import Role
+from app.clierrors import Refused
+from app.extensions import db
 
 CLI_ACTOR = Actor(None, "system")
 
@@ -23,16 +27,39 @@ def _role(ctx, param, value: str) -> Role:
 
 
 def _password_from(stdin: bool) -> str | None:
-    return sys.stdin.readline().rstrip("\n") if stdin else None
+    """The password piped in; an empty one is refused: it would have meant a generated password nobody is shown."""
+    if not stdin:
+        return None
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise Refused(
+            "no password on standard input: pipe one in, or leave out --password-stdin to have one generated and shown"
+        )
+    return password
 
 
-def _fail(exc: Exception) -> None:
-    raise click.ClickException(str(exc))
+def _fail(exc: accounts.AccountError) -> None:
+    """Nothing changed: an unknown name or a value the account rules refuse (see the README's exit statuses)."""
+    hint = "; see them with: flask rewind users list" if isinstance(exc, accounts.UnknownUser) else ""
+    raise Refused(f"{exc}{hint}")
 
 
 @click.group(cls=AppGroup)
 def users() -> None:
     """Manage Rewind accounts."""
+
+
+@users.command("list")
+def list_users() -> None:
+    """Every account with its role, and whether it is disabled: the names `--as` takes."""
+    rows = db.session.scalars(select(User).order_by(User.name)).all()
+    if not rows:
+        click.echo("no users yet: create the first admin with: flask rewind init-admin")
+        return
+    width = max(len("NAME"), *(len(u.name) for u in rows))
+    click.echo(f"{'NAME':<{width}}  {'ROLE':<8}  STATE")
+    for u in rows:
+        click.echo(f"{u.name:<{width}}  {u.role.label:<8}  {'disabled' if u.disabled else 'active'}")
 
 
 @users.command("create")
@@ -54,7 +81,10 @@ def create(name: str, role: Role, password_stdin: bool) -> None:
 @click.argument("name")
 @click.argument("role", callback=_role)
 def set_role(name: str, role: Role) -> None:
-    """Change a user's role."""
+    """Change NAME's role to ROLE: viewer, operator or admin.
+
+    Example: flask rewind users set-role alice operator
+    """
     try:
         accounts.set_role(accounts.find_user(name), role, CLI_ACTOR)
     except accounts.AccountError as exc:
@@ -74,6 +104,17 @@ def set_password(name: str, password_stdin: bool) -> None:
     click.echo(f"password changed for {name}")
     if not password_stdin:
         click.echo(f"password: {password}")
+
+
+@users.command("enable")
+@click.argument("name")
+def enable(name: str) -> None:
+    """Enable a disabled user again: they may sign in and be named by --as."""
+    try:
+        accounts.set_disabled(accounts.find_user(name), False, CLI_ACTOR)
+    except accounts.AccountError as exc:
+        _fail(exc)
+    click.echo(f"{name} is enabled")
 
 
 @users.command("disable")

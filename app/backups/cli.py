@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 from flask.cli import AppGroup
 
 from app.backups.expiry import NOTHING, queue_expired
 from app.backups.schedule import queue_due
-from app.backups.setup import catalog_of
+from app.backups.setup import NotConfigured, catalog_of
 from app.backups.status import ago, freshness
+from app.clierrors import CliError, Refused, said
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
+
+MISSING_FOLDER = " (the folder does not exist: the first backup makes it; check backups.dir)"
 
 
 @click.group(cls=AppGroup)
@@ -24,35 +25,62 @@ def backups() -> None:
 @backups.command("list")
 @click.argument("target")
 def list_backups(target: str) -> None:
-    """Every backup of TARGET, newest first, with its verified state; then the RPO line."""
+    """Every backup of TARGET, newest first, with its verified state; then the RPO line.
+
+    The last column is the name the restore_backup and verify_backup runbooks
+    take as backup=NAME.
+
+    Example: flask rewind backups list production
+    """
     try:
         config = registry.current().config(target)
+    except UnknownTarget as exc:
+        raise Refused(str(exc)) from None
+    try:
         catalog = catalog_of(registry.current().open(target))
         found, unlisted = catalog.backups(), catalog.unlisted()
-    except (UnknownTarget, TargetError) as exc:
-        fix = getattr(exc, "fix", "")
-        click.echo(getattr(exc, "message", str(exc)) + (f"\n{fix}" if fix else ""), err=True)
-        sys.exit(2)
+    except NotConfigured as exc:
+        raise Refused(said(exc)) from None
+    except TargetError as exc:
+        raise CliError(said(exc)) from None
     if not found:
-        click.echo(f"no backups in {catalog.folder}")
+        click.echo(f"no backups in {catalog.folder}" + ("" if catalog.exists() else MISSING_FOLDER))
+    else:
+        click.echo(f"{'TIME (UTC)':<16} {'SIZE':>8} {'FORMAT':<7} {'STATE':<10} NAME (restore_backup backup=NAME)")
     for b in found:
-        made = "" if not b.foreign else "  (not made by Rewind)"
+        notes = ["not made by Rewind"] if b.foreign else []
         if b.manifest_unreadable:
-            made = f"  (manifest unreadable: {b.manifest_unreadable.message}; {b.manifest_unreadable.fix})"
+            notes = [f"manifest unreadable: {b.manifest_unreadable.message}; {b.manifest_unreadable.fix}"]
         elif b.manifest_problem:
-            made = f"  (manifest damaged: {b.manifest_problem})"
+            notes = [f"manifest damaged: {b.manifest_problem}"]
         if b.size == 0:
-            made += "  (empty file)"
+            notes.append("empty file")
         if b.file_unreadable:
-            made += f"  (unreadable: {b.file_unreadable.message}; {b.file_unreadable.fix})"
-        click.echo(f"{b.time:%Y-%m-%d %H:%M:%S}  {b.size:>12} B  {b.format or 'unknown':<7} {b.state:<10} {b.id}{made}")
+            notes.append(f"unreadable: {b.file_unreadable.message}; {b.file_unreadable.fix}")
+        click.echo(f"{b.time:%Y-%m-%d %H:%M} {_size(b.size):>8} {b.format or 'unknown':<7} {b.state:<10} {b.id}")
+        for note in notes:  # below the row, so the row itself fits an 80-column terminal
+            click.echo(f"{'':17}({note})")
     for u in unlisted:
         click.echo(f"not listed: {u.name}: {u.reason}")
     fresh = freshness(catalog, config.backups.rpo_minutes)
-    line = f"newest verified: {fresh.newest_verified.id if fresh.newest_verified else 'none'} ({ago(fresh.age)} old)"
+    newest = fresh.newest_verified
+    line = f"newest verified: {newest.id} ({ago(fresh.age)} old)" if newest else "newest verified: none"
     if fresh.rpo is not None:
         line += f"; RPO {config.backups.rpo_minutes} min: {'LATE' if fresh.late else 'ok'}"
     click.echo(line)
+
+
+SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def _size(size: int) -> str:
+    """Bytes in at most 8 characters: 999 B, 12.2 KiB, 1023 MiB."""
+    value, unit = float(size), 0
+    while value >= 1024 and unit < len(SIZE_UNITS) - 1:
+        value, unit = value / 1024, unit + 1
+    if unit == 0:
+        return f"{size} B"
+    return f"{value:.1f} {SIZE_UNITS[unit]}" if value < 100 else f"{value:.0f} {SIZE_UNITS[unit]}"
 
 
 @backups.command("due")

@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from app.clierrors import CliError
 from app.demo import targetsfile
 from app.demo.build import build_demo, stop_demo
 from app.demo.target import DemoError
@@ -45,7 +46,7 @@ def demo(reset: bool, no_start: bool, stop_only: bool, sqlite: bool, skip_if_con
     try:
         targets = build_demo(root, path, reset=reset, start=not no_start, on_line=click.echo, use_postgres=not sqlite)
     except DemoError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CliError(str(exc)) from None
     click.echo("")
     for t in targets.values():
         click.echo(f"  {t.name:<11} {t.base_url}   repo {t.app_dir}")

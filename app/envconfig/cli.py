@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import click
 from flask.cli import AppGroup
 
+from app.clierrors import CliError, Refused, said
 from app.envconfig import diff, store
 from app.statuses import EnvSource
 from app.targets import registry
@@ -19,18 +22,22 @@ def config() -> None:
 
 def _open(name: str):
     try:
-        return registry.current().open(name)
+        target = registry.current().open(name)
     except UnknownTarget as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Refused(str(exc)) from None
+    if target.config.env_file is None:
+        raise Refused(said(store.NoEnvFile(name)))
+    return target
 
 
 @config.command("versions")
 @click.argument("target")
 def versions(target: str) -> None:
-    """List the versions of TARGET's env file, newest first."""
-    if _open(target).config.env_file is None:  # not "no versions yet": there never will be any
-        exc = store.NoEnvFile(target)
-        raise click.ClickException(f"{exc.message} — {exc.fix}")
+    """List the versions of TARGET's env file, newest first: the ids `config diff` and config_restore take.
+
+    Example: flask rewind config versions production
+    """
+    _open(target)
     rows = store.versions(target)
     if not rows:
         click.echo(f"{target}: no env file versions yet")
@@ -43,7 +50,18 @@ def versions(target: str) -> None:
         kinds = [kind for kind in ("added", "removed", "changed") if changes.get(kind)]
         summary = "; ".join(f"{kind}: {', '.join(changes[kind])}" for kind in kinds)
         problem = f" [does not parse: {v.parse_error}]" if v.parse_error else ""
-        click.echo(f"#{v.id}\t{v.created_at:%Y-%m-%d %H:%M:%S}\t{who}\t{summary or 'no key changed'}{problem}")
+        click.echo(f"#{v.id:<5} {v.created_at:%Y-%m-%d %H:%M:%S} UTC  {who}")
+        # what changed, wrapped under the version: key lists grow long, an 80-column terminal does not
+        click.echo(
+            textwrap.fill(
+                f"{summary or 'no key changed'}{problem}",
+                80,
+                initial_indent=" " * 7,
+                subsequent_indent=" " * 9,
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
+        )
 
 
 @config.command("diff")
@@ -51,12 +69,21 @@ def versions(target: str) -> None:
 @click.argument("a")
 @click.argument("b")
 def diff_(target: str, a: str, b: str) -> None:
-    """Which keys differ between A and B (version ids, or "now" for the file on disk); values stay masked."""
+    """Which keys differ between A and B; values stay masked.
+
+    A and B are version ids from `flask rewind config versions TARGET`, or
+    "now" for the file on disk. Comparing an old version with now also prints
+    the command that puts that version back.
+
+    Example: flask rewind config diff production 3 now
+    """
     opened = _open(target)
     try:
         result = diff.between(opened, a, b)
+    except store.UnknownVersion as exc:
+        raise Refused(said(exc)) from None
     except TargetError as exc:
-        raise click.ClickException(f"{exc.message}{' — ' + exc.fix if exc.fix else ''}") from None
+        raise CliError(said(exc)) from None
     click.echo(f"{target}: {result.before.label} → {result.after.label}")
     for side in (result.before, result.after):
         if side.problem:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.envconfig import keys
 from app.envconfig.models import EnvVersion
-from app.extensions import db
+from app.extensions import ROW_ID_MAX, db
 from app.statuses import EnvSource
 from app.targets.envfile import EnvFile, EnvFileError, EnvFileState, decode, parse
 from app.targets.errors import TargetError
@@ -92,7 +92,7 @@ def get(target: str, version_id: object) -> EnvVersion:
         number = int(str(version_id).strip().lstrip("#"))
     except ValueError:
         raise UnknownVersion(target, version_id) from None
-    row = db.session.get(EnvVersion, number)
+    row = db.session.get(EnvVersion, number) if 0 < number <= ROW_ID_MAX else None
     if row is None or row.target != target:
         raise UnknownVersion(target, version_id)
     return row

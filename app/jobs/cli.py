@@ -25,7 +25,8 @@ from app.audit.store import Actor, record_and_commit
 from app.auth import accounts
 from app.auth.models import User
 from app.auth.roles import Role
-from app.extensions import db
+from app.clierrors import CliError, Refused
+from app.extensions import ROW_ID_MAX, db
 from app.jobs import runbook as runbooks
 from app.jobs import service
 from app.jobs.follow import follow, replay
@@ -39,17 +40,6 @@ VIA = "cli"
 NO_TARGET = "-"
 
 
-class Refused(click.ClickException):
-    """One line on stderr that says what to do; nothing was queued or changed."""
-
-    def __init__(self, message: str, exit_code: ExitStatus = ExitStatus.REFUSED) -> None:
-        super().__init__(message)
-        self.exit_code = int(exit_code)
-
-    def show(self, file=None) -> None:
-        click.echo(f"rewind: {self.format_message()}", err=True)
-
-
 @click.command("worker")
 @with_appcontext
 def worker() -> None:
@@ -59,7 +49,7 @@ def worker() -> None:
     app = current_app._get_current_object()
     settings = app.config["REWIND_SETTINGS"]
     if not settings.is_postgres:
-        raise click.ClickException(
+        raise CliError(
             "separate workers need a PostgreSQL ops database (REWIND_DATABASE_URL); "
             "with SQLite, jobs run inside the web process"
         )
@@ -85,7 +75,7 @@ def _user(name: str) -> User:
     except accounts.UnknownUser:
         raise Refused(f"there is no user {name!r}; see them with: flask rewind users list") from None
     if user.disabled:
-        _deny(user, "comes from a disabled account", fix="an admin can enable it again")
+        _deny(user, "comes from a disabled account", fix=f"an admin can enable it: flask rewind users enable {name}")
     return user
 
 
@@ -215,11 +205,28 @@ def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> Job
 @click.option("--yes", is_flag=True, help="confirm a destructive runbook on a protected target without asking")
 @with_appcontext
 def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow_job: bool, yes: bool) -> None:
-    """Queue RUNBOOK on TARGET (- for runbooks that need none), as the web form does.
+    """Queue RUNBOOK on TARGET as USER, as the web form does; run it here when no runner is up.
 
-    Exit status: 0 succeeded (or queued for a running runner, without
-    --follow), 3 failed, 4 cancelled, 5 interrupted, 6 refused, 7 target busy,
-    130 stopped following (Ctrl-C) a job a runner goes on with.
+    \b
+    TARGET   a name from `flask rewind targets list`; - for runbooks that run
+             on Rewind itself (selfcheck)
+    RUNBOOK  e.g. restore_backup, revert, reset, deploy, verify; a wrong name
+             is answered with the list of them
+    KEY=VALUE  the runbook's parameters (a wrong one is answered with those it
+             takes); a list is comma-separated ids
+
+    \b
+    Examples:
+      flask rewind run staging verify --as alice --follow
+      flask rewind run staging revert commits=1a2b3c4 --as alice
+      flask rewind run production restore_backup --as admin --follow \\
+          backup=production_20260501_100000.dump.gpg   (asks: type production)
+
+    \b
+    Exit status: 0 succeeded (or, without --follow, handed to a running
+    runner), 1 Rewind hit an error, 2 bad usage, 3 failed, 4 cancelled,
+    5 interrupted, 6 refused (nothing queued), 7 target busy, 8 succeeded
+    with warnings, 130 stopped following (Ctrl-C) a job a runner goes on with.
     """
     user = _user(as_user)
     actor = Actor.of(user)  # the user row is not read again once the job runs
@@ -231,6 +238,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     target_name = _target(book, target)
     raw = _raw_params(book, params)
     try:
+        book.refuse_unknown(raw)  # before asking for the target's name: typing it for a typo wastes a minute
         _confirm(book, target_name, raw, yes)
         parsed = book.parse_params(raw, target_name)
     except runbooks.ParamError as exc:
@@ -243,7 +251,8 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
             details={"runbook": book.name, "reason": str(exc), "via": VIA},
         )
         names = ", ".join(p.name for p in book.params) or "none"
-        raise Refused(f"{exc} ({book.name} takes: {names})") from None
+        typed = f": {exc.param}=…" if exc.label else ""  # "Down to revision is required": say what to type
+        raise Refused(f"{exc}{typed} ({book.name} takes: {names})") from None
     try:
         job = service.enqueue(book, target_name, parsed, actor, via=VIA)
     except service.BusyTarget as exc:
@@ -274,8 +283,11 @@ def jobs() -> None:
     """List, show and cancel jobs."""
 
 
+LIST_WIDTH = 80  # `jobs list` stays readable on a terminal this wide
+
+
 def _job(job_id: int) -> Job:
-    job = db.session.get(Job, job_id)
+    job = db.session.get(Job, job_id) if 0 < job_id <= ROW_ID_MAX else None
     if job is None:
         raise Refused(f"there is no job #{job_id}; see them with: flask rewind jobs list")
     return job
@@ -297,22 +309,34 @@ def list_jobs(target: str | None, state: str | None, limit: int) -> None:
     if state:
         stmt = stmt.where(Job.state == state)
     rows = db.session.scalars(stmt).all()
+    if not rows and target and target not in registry.current().names():
+        # a target gone from the file keeps its jobs (listed above); a name with neither is a typo
+        raise Refused(str(registry.UnknownTarget(target, registry.current().names())))
     if not rows:
         click.echo("no jobs")
         return
-    click.echo(f"{'ID':>6}  {'STATE':<11}  {'RUNBOOK':<16}  {'TARGET':<14}  {'BY':<12}  {'QUEUED':<23}  RESULT")
+    click.echo(f"{'ID':>6}  {'STATE':<11} {'RUNBOOK':<21} {'TARGET':<10} {'BY':<10} QUEUED (UTC)")
     for job in rows:
-        result = (job.result or "").splitlines()[0][:80] if job.result else ""
         click.echo(
-            f"{job.id:>6}  {job.state:<11}  {job.runbook:<16}  {job.target or '-':<14}  "
-            f"{job.actor_name:<12}  {_when(job.created_at):<23}  {result}"
+            f"{job.id:>6}  {job.state:<11} {_cell(job.runbook, 21)} {_cell(job.target or '-', 10)} "
+            f"{_cell(job.actor_name, 10)} {job.created_at:%Y-%m-%d %H:%M}"
         )
+        if job.result:
+            click.echo(f"{'':8}{_cell(job.result.splitlines()[0], LIST_WIDTH - 8).rstrip()}")
+
+
+def _cell(text: str, width: int) -> str:
+    """TEXT in a column WIDTH wide: cut with an ellipsis rather than push the next columns off an 80-column terminal."""
+    return f"{text[: width - 1]}…" if len(text) > width else f"{text:<{width}}"
 
 
 @jobs.command("show")
 @click.argument("job_id", type=int)
 def show(job_id: int) -> None:
-    """One job: who, what, when, its steps and log lines, its result and verification."""
+    """One job: who, what, when, its steps and log lines, its result and verification.
+
+    JOB_ID is the number `flask rewind jobs list` and `flask rewind run` print.
+    """
     job = _job(job_id)
     shown = runbooks.shown_params(job.params).items()
     params = " ".join(f"{k}={runbooks.typed_value(v)}" for k, v in shown) or "-"  # as `rewind run` takes them
@@ -324,7 +348,8 @@ def show(job_id: int) -> None:
     if job.started_at:
         click.echo(f"started:  {_when(job.started_at)} on {job.worker or '?'}")
     if job.finished_at:
-        click.echo(f"finished: {_when(job.finished_at)} ({job.duration_s:.1f} s)")
+        took = f" ({job.duration_s:.1f} s)" if job.started_at else " (it never started)"
+        click.echo(f"finished: {_when(job.finished_at)}{took}")
     if job.cancel_requested_by and not job.job_state.is_final:
         click.echo(f"cancel asked by {job.cancel_requested_by}")
     click.echo("")
@@ -345,7 +370,13 @@ def show(job_id: int) -> None:
 @click.argument("job_id", type=int)
 @click.option("--as", "as_user", required=True, metavar="USER", help="who cancels: role-checked, audited")
 def cancel(job_id: int, as_user: str) -> None:
-    """Cancel a queued job, or ask a running one to stop (its starter or an admin)."""
+    """Cancel a queued job, or ask a running one to stop (its starter or an admin).
+
+    JOB_ID is the number `flask rewind jobs list` prints. A running job stops
+    after its current command (SIGTERM to its process group, then SIGKILL).
+
+    Example: flask rewind jobs cancel 42 --as alice
+    """
     user = _user(as_user)
     job = _job(job_id)
     if not user.can(Role.OPERATOR):

@@ -145,11 +145,14 @@ class Runbook:
         """Destructive: on a protected target the person types the target's name into `confirm`."""
         return any(p.name == "confirm" for p in self.params)
 
-    def parse_params(self, raw: Mapping[str, str], target: str | None) -> dict:
-        known = {p.name for p in self.params}
-        unknown = sorted(set(raw) - known)
+    def refuse_unknown(self, raw: Mapping[str, str]) -> None:
+        """ParamError for the first name this runbook does not declare: never silently dropped."""
+        unknown = sorted(set(raw) - {p.name for p in self.params})
         if unknown:
             raise ParamError(unknown[0], f"{unknown[0]!r} is not a parameter of {self.name}")
+
+    def parse_params(self, raw: Mapping[str, str], target: str | None) -> dict:
+        self.refuse_unknown(raw)
         values = {p.name: p.parse(raw.get(p.name), target) for p in self.params}
         for p in self.params:
             typed = (raw.get(p.name) or "").strip()

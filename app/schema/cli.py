@@ -7,6 +7,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from app.clierrors import CliError, Refused
 from app.schema.state import read_state
 from app.targets import registry
 from app.targets.registry import UnknownTarget
@@ -23,16 +24,22 @@ def schema() -> None:
 @schema.command("status")
 @click.argument("target")
 def status(target: str) -> None:
-    """Print the current revision(s), the code's heads and any drift with what to do."""
+    """Print the current revision(s), the code's heads and any drift with what to do.
+
+    Exit status: 0 code and schema match, 1 drift, 2 the state cannot be read
+    (no database.migrations, the database unreachable), 6 no such target.
+
+    Example: flask rewind schema status production
+    """
     try:
         state = read_state(registry.current().open(target))
     except UnknownTarget as exc:
-        click.echo(f"Error: {exc}", err=True)  # as every other command says a bad argument
-        sys.exit(UNREADABLE_EXIT)
+        raise Refused(str(exc)) from None
+    if not state.configured or state.problem:
+        (said,) = state.lines()  # "TARGET: cannot read …": one line, on stderr like every error
+        raise CliError(said, UNREADABLE_EXIT)
     click.echo(f"{target}:")
     for line in state.lines():
         click.echo(f"  {line}")
-    if not state.configured or state.problem:
-        sys.exit(UNREADABLE_EXIT)
     if state.drift:
         sys.exit(DRIFT_EXIT)

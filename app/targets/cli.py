@@ -7,6 +7,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from app.clierrors import CliError
 from app.targets import registry
 from app.targets.reach import PARTS, reach
 
@@ -16,14 +17,42 @@ def targets() -> None:
     """Inspect the configured targets."""
 
 
+@targets.command("list")
+def list_targets() -> None:
+    """The names TARGET takes in every command, each with what Rewind manages of it (no target is contacted)."""
+    known = registry.current()
+    configs = known.all()  # reads the file again if it changed: only then is `problem` current
+    if known.problem:
+        click.echo(f"the targets file on disk is broken (the last good version is listed): {known.problem}", err=True)
+    if not configs:
+        click.echo(f"no targets configured in {known.path}")
+        return
+    width = max(len(c.name) for c in configs)
+    for c in configs:
+        parts = [label for label, present in _PARTS if present(c)]
+        shield = "protected" if c.protected else "unprotected"
+        click.echo(f"{c.name:<{width}}  {shield:<11}  {', '.join(parts)}".rstrip())
+
+
+_PARTS = (
+    ("code", lambda c: True),
+    ("process", lambda c: c.process is not None),
+    ("health", lambda c: c.health is not None),
+    ("schema", lambda c: c.database is not None and c.database.migrations is not None),
+    ("flags", lambda c: c.database is not None and bool(c.database.flags_table)),
+    ("backups", lambda c: c.backups is not None),
+    ("config", lambda c: c.env_file is not None),
+    ("blue/green", lambda c: c.bluegreen is not None),
+)
+
+
 @targets.command("check")
 def check() -> None:
     """Validate the targets file (start-up already did), try to reach each target's parts, check its paths."""
     targets = registry.current()
     names = targets.names()
     if targets.problem:
-        click.echo(f"the targets file on disk is broken: {targets.problem}", err=True)
-        sys.exit(1)
+        raise CliError(f"the targets file on disk is broken: {targets.problem}")
     if not names:
         click.echo("no targets configured")
         return

@@ -22,7 +22,9 @@ def fill(app, n):
 
 
 def test_head_then_verify_against_it(app):
-    assert run(app, "head").exit_code == 1  # empty log: nothing to anchor yet
+    empty = run(app, "head")
+    assert empty.exit_code == 1 and empty.stdout == ""  # empty log: nothing to anchor yet
+    assert empty.stderr == "rewind: the audit log is empty: there is no row to anchor yet\n"
     fill(app, 4)
     head = run(app, "head").output.strip()
     assert head.startswith("4:") and len(head) == 2 + 64

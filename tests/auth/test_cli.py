@@ -9,6 +9,7 @@ from app.audit.models import AuditEvent
 from app.auth.models import User
 from app.auth.roles import Role
 from app.extensions import db
+from app.statuses import ExitStatus
 
 
 def run(app, *args, input=None):
@@ -48,7 +49,9 @@ def test_create_set_role_set_password_disable(app):
     with app.app_context():
         assert db.session.scalar(select(User).filter_by(name="ops1")).check_password("a-long-enough-secret")
     refused = run(app, "users", "disable", "ops1")
-    assert refused.exit_code == 1 and "last active admin" in refused.output
+    assert refused.exit_code == ExitStatus.REFUSED and refused.stderr.startswith(
+        "rewind: ops1 is the last active admin"
+    )
     assert run(app, "users", "create", "ops2", "--role", "admin").exit_code == 0
     assert run(app, "users", "disable", "ops1").exit_code == 0
     assert user(app, "ops1").disabled
@@ -59,10 +62,48 @@ def test_create_set_role_set_password_disable(app):
     assert actors == {"system"}
 
 
+def test_list_names_every_account_and_enable_undoes_disable(app):
+    assert run(app, "users", "list").stdout.startswith("no users yet")
+    run(app, "users", "create", "ops1", "--role", "operator")
+    run(app, "users", "create", "a-much-longer-name", "--role", "admin")
+    run(app, "users", "disable", "ops1")
+    listed = run(app, "users", "list")
+    assert listed.exit_code == 0 and listed.stdout.splitlines() == [
+        "NAME                ROLE      STATE",
+        "a-much-longer-name  admin     active",
+        "ops1                operator  disabled",
+    ]
+    result = run(app, "users", "enable", "ops1")
+    assert result.exit_code == 0 and result.stdout == "ops1 is enabled\n" and not user(app, "ops1").disabled
+    again = run(app, "users", "enable", "ops1")
+    assert again.exit_code == ExitStatus.REFUSED and again.stderr == "rewind: ops1 is already enabled\n"
+    with app.app_context():
+        actions = [e.action for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    assert actions[-2:] == ["user.disable", "user.enable"]
+
+
 def test_bad_input_is_refused_with_a_reason(app):
     assert "unknown role 'boss'" in run(app, "users", "create", "x", "--role", "boss").output
-    result = run(app, "users", "set-role", "ghost", "viewer")
-    assert result.exit_code == 1 and "there is no user 'ghost'" in result.output
+    for command in (
+        ["set-role", "ghost", "viewer"],
+        ["set-password", "ghost"],
+        ["disable", "ghost"],
+        ["enable", "ghost"],
+    ):
+        result = run(app, "users", *command)
+        assert result.exit_code == ExitStatus.REFUSED, result.output
+        assert result.stderr == "rewind: there is no user 'ghost'; see them with: flask rewind users list\n"
     result = run(app, "users", "create", "shorty", "--password-stdin", input="short\n")
-    assert result.exit_code == 1 and "at least 12 characters" in result.output
+    assert result.exit_code == ExitStatus.REFUSED and "at least 12 characters" in result.stderr
     assert user(app, "shorty") is None
+
+
+def test_an_empty_password_on_stdin_is_refused_rather_than_replaced_by_one_nobody_sees(app):
+    run(app, "users", "create", "ops1", "--password-stdin", input="the-first-password\n")
+    for command, stdin in ((["set-password", "ops1"], ""), (["set-password", "ops1"], "\n"), (["create", "ops2"], "")):
+        result = run(app, "users", *command, "--password-stdin", input=stdin)
+        assert result.exit_code == ExitStatus.REFUSED and result.stdout == "", result.output
+        assert result.stderr.startswith("rewind: no password on standard input: pipe one in, or leave out")
+    with app.app_context():
+        assert db.session.scalar(select(User).filter_by(name="ops1")).check_password("the-first-password")
+    assert user(app, "ops2") is None

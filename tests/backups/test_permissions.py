@@ -109,7 +109,8 @@ def test_the_tab_the_index_the_overview_and_the_cli_say_the_folder_cannot_be_rea
     assert tab.status_code == 200 and said in tab.get_data(as_text=True) and FIX in tab.get_data(as_text=True)
     assert said in index and FIX in index
     assert f"could not be read: {said}" in overview
-    assert listed.exit_code == 2 and said in listed.output and FIX in listed.output, listed.output
+    (line,) = listed.stderr.splitlines()
+    assert listed.exit_code == 1 and line.startswith(f"rewind: {said}") and FIX in line, listed.output
 
 
 def test_the_tab_and_the_cli_name_a_manifest_they_may_not_read(app, as_role, tmp_path):
@@ -140,6 +141,11 @@ def test_a_missing_backup_folder_is_said_on_the_tab(app, as_role, tmp_path):
     page = as_role(Role.VIEWER).get("/targets/shop/backups")
     assert page.status_code == 200
     assert "The folder does not exist: the first backup makes it" in page.get_data(as_text=True)
+    listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert listed.exit_code == 0 and listed.stdout.splitlines()[:2] == [
+        f"no backups in {folder} (the folder does not exist: the first backup makes it; check backups.dir)",
+        "newest verified: none; RPO 60 min: LATE",
+    ], listed.output
 
 
 @contextmanager

@@ -173,7 +173,14 @@ def test_cli_lists_the_catalog_and_the_rpo(app, shop):
     assert OLD in result.output and "verified" in result.output and "not made by Rewind" in result.output
     assert "RPO 60 min: LATE" in result.output
     missing = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "nowhere"])
-    assert missing.exit_code == 2 and "no target 'nowhere'" in missing.output
+    assert missing.exit_code == 6 and missing.stderr.startswith("rewind: there is no target 'nowhere'")
+    assert missing.stdout == ""
+
+
+def test_cli_of_a_target_without_backups_says_how_to_add_them(app):
+    result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "staging"])
+    assert result.exit_code == 6 and result.stdout == ""
+    assert result.stderr == "rewind: staging has no backups configured; add [targets.staging.backups] with dir = …\n"
 
 
 def test_the_overview_and_dashboard_card_show_the_backup_age_against_the_rpo(as_role, shop):
@@ -301,5 +308,11 @@ def test_the_tab_and_the_cli_name_unlisted_files_damaged_manifests_and_empty_bac
     assert result.exit_code == 0, result.output
     assert "not listed: by hand.sql.gpg: its name is not one Rewind accepts" in result.output
     assert "not listed: latin1_\\xe9.sql.gpg" in result.output
-    assert "shop_20240102_000000.dump.gpg  (manifest damaged: its manifest" in result.output
-    assert re.search(r"backup_20240101_000000\.sql\.gpg  \(not made by Rewind\)  \(empty file\)", result.output)
+    lines = result.stdout.splitlines()
+    damaged = lines.index(next(line for line in lines if line.endswith(" shop_20240102_000000.dump.gpg")))
+    assert lines[damaged + 1].startswith(" " * 17 + "(manifest damaged: its manifest")
+    empty = lines.index(next(line for line in lines if line.endswith(" backup_20240101_000000.sql.gpg")))
+    assert lines[empty].split()[2:5] == ["0", "B", "plain"]  # the size, then the format
+    assert lines[empty + 1 : empty + 3] == [" " * 17 + "(not made by Rewind)", " " * 17 + "(empty file)"]
+    rows = [line for line in lines if line[:1].isdigit() or line.startswith("TIME")]
+    assert len(rows) == 4 and all(len(line) <= 80 for line in rows), result.stdout

@@ -156,8 +156,9 @@ def test_a_deleted_env_file_is_put_back_by_creating_it_then_restoring_a_version(
 
 def test_versions_of_a_target_without_an_env_file_is_an_error_not_an_empty_list(app):
     said = app.test_cli_runner().invoke(args=["rewind", "config", "versions", "staging"])
-    assert said.exit_code == 1
-    assert "staging has no env file — add env_file = " in said.output and "no env file versions yet" not in said.output
+    assert said.exit_code == 6, said.output  # refused, as an unknown target is
+    assert "staging has no env file" in said.output and "add env_file = " in said.output
+    assert "no env file versions yet" not in said.output
 
 
 # A service manager's restart that refuses a bad setting itself (as a unit's ExecStartPre check does).

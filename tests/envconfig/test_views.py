@@ -212,7 +212,7 @@ def test_cli_lists_versions_and_diffs_with_values_masked(app, env_target):
     same = runner.invoke(args=["rewind", "config", "diff", "staging", str(second), "now"])
     assert "no key differs" in same.output and "config_restore" not in same.output  # nothing to put back
     unknown = runner.invoke(args=["rewind", "config", "diff", "staging", "4242", "now"])
-    assert unknown.exit_code != 0 and "no env file version '4242'" in unknown.output
+    assert unknown.exit_code == 6 and "no env file version '4242'" in unknown.stderr
 
 
 def test_an_unparsable_file_is_shown_with_its_line_and_reason(app, as_role, env_target):

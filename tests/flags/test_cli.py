@@ -7,6 +7,7 @@ import json
 import pytest
 
 from app.auth.roles import Role
+from app.statuses import ExitStatus
 from tests.flags.conftest import audit_rows, targets_toml
 from tests.support.targets import write_targets_file
 
@@ -45,7 +46,8 @@ def test_set_is_role_checked_and_audited_with_via_cli(app, cli, flagdb):
 
 def test_a_viewer_is_refused_and_the_refusal_audited(app, cli, flagdb):
     result = cli("set", "web", "dark_mode", "on", "--as", "viewer")
-    assert result.exit_code == 1 and "viewer may not change flags: it needs the operator role" in result.output
+    assert result.exit_code == ExitStatus.REFUSED
+    assert result.stderr.startswith("rewind: viewer may not change flags: it needs the operator role")
     assert flagdb.states()["dark_mode"] is False
     assert [(a, o) for a, o, _ in audit_rows(app, "flags.toggle")] == [(Role.VIEWER.label, "denied")]
 
@@ -54,22 +56,32 @@ def test_a_viewer_is_refused_and_the_refusal_audited(app, cli, flagdb):
     ("args", "message"),
     [
         (("set", "nowhere", "dark_mode", "on", "--as", "operator"), "there is no target 'nowhere'"),
-        (("set", "web", "nope", "on", "--as", "operator"), "there is no flag 'nope' in feature_flags"),
+        (("set", "web", "nope", "on", "--as", "operator"), "no flag 'nope' in feature_flags; see them with: flask"),
         (("set", "web", "dark_mode", "sideways", "--as", "operator"), "state: expected on or off, got 'sideways'"),
-        (("set", "web", "dark_mode", "on", "--as", "ghost"), "there is no active Rewind user 'ghost'"),
-        (("set", "prod", "dark_mode", "on", "--as", "operator"), "changing a flag on prod needs a reason"),
+        (("set", "web", "dark_mode", "on", "--as", "ghost"), "there is no active Rewind user 'ghost'; see them"),
+        (("set", "prod", "dark_mode", "on", "--as", "operator"), 'on prod needs a reason: pass --reason "why"'),
         (("list", "nowhere"), "there is no target 'nowhere'"),
     ],
 )
-def test_bad_input_is_a_clear_message_and_changes_nothing(cli, flagdb, args, message):
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(cli, flagdb, args, message):
     result = cli(*args)
-    assert result.exit_code == 1 and message in result.output, result.output
+    assert result.exit_code == ExitStatus.REFUSED, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rewind: ") and message in line, line
     assert flagdb.states()["dark_mode"] is False
+
+
+def test_a_table_rewind_cannot_read_is_rewinds_error_not_a_refusal(cli, flagdb):
+    flagdb.execute("DROP TABLE feature_flags")
+    result = cli("list", "web")
+    assert result.exit_code == ExitStatus.ERROR, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rewind: ") and "feature_flags" in line, line
 
 
 def test_a_state_that_cannot_be_read_is_refused_and_audited(app, cli, flagdb):
     result = cli("set", "web", "dark_mode", "sideways", "--as", "operator", "--reason", "try")
-    assert result.exit_code == 1 and "state: expected on or off, got 'sideways'" in result.output
+    assert result.exit_code == ExitStatus.REFUSED and "state: expected on or off, got 'sideways'" in result.output
     [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
     assert (actor, outcome, details["via"], details["new"]) == ("operator", "denied", "cli", "sideways")
     assert details["error"] == "state: expected on or off, got 'sideways'" and details["reason"] == "try"
@@ -91,7 +103,8 @@ def test_bytes_that_are_not_text_in_the_shell_are_audited_readably(app, cli, fla
     result = cli(*args)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     if "dark\udcff" in args:
-        assert result.exit_code == 1 and "the flag name holds bytes that are not UTF-8 text" in result.output
+        assert result.exit_code == ExitStatus.REFUSED
+        assert "the flag name holds bytes that are not UTF-8 text" in result.output
     [(actor, _, details)] = audit_rows(app, "flags.toggle")
     assert actor == "operator" and "\ufffd" in json.dumps(details, ensure_ascii=False)
     with app.app_context():
@@ -107,8 +120,22 @@ def test_list_names_a_flag_whose_state_is_null_after_the_others_and_fails(cli, f
         "INSERT INTO feature_flags VALUES ('dark_mode', 'false', 'Dark colours', NULL), ('half', NULL, NULL, NULL)"
     )
     result = cli("list", "web")
-    assert result.exit_code == 1  # a script sees something is wrong; the person still sees every flag
-    lines = result.output.splitlines()
+    assert result.exit_code == ExitStatus.ERROR  # a script sees something is wrong; the person still sees every flag
+    lines = result.stdout.splitlines()
     assert lines[0] == "dark_mode  off  Dark colours"
     assert lines[1].startswith("half       ???  flag 'half' holds NULL in its enabled column")
-    assert "the state of 'half' is neither on nor off" in lines[2]
+    assert result.stderr.startswith("rewind: the state of 'half' is neither on nor off")
+
+
+def test_list_wraps_a_description_under_itself_within_80_columns(cli, flagdb):
+    name = "a_flag_with_a_name_long_enough_to_wrap"
+    flagdb.add(name, True, "Turns on every part of the new checkout")
+    result = cli("list", "web")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    column = len(name) + 2 + 3 + 2
+    first = lines[0]
+    assert first.startswith(f"{name}  on   Turns on") and lines[1].startswith(" " * column)
+    assert " ".join([first[column:], lines[1][column:]]) == "Turns on every part of the new checkout"
+    assert lines[2].startswith("checkout_v2") and lines[2].endswith("on   The new checkout")

@@ -32,7 +32,7 @@ from tests.conftest import both_databases, wait_for
 from tests.deployments.conftest import write_targets
 from tests.support.apps import TEST_KEYS
 from tests.support.server import REPO
-from tests.support.targets import git
+from tests.support.targets import git, write_targets_file
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_the_audit_rows_carry_the_user_and_via_cli(app, users):
         (["staging", "nothing", "--as", "operator"], ["there is no runbook 'nothing'", "test.echo"]),
         (["staging", "test.echo", "text=x", "colour=red", "--as", "operator"], ["'colour' is not a parameter", "text"]),
         (["staging", "test.echo", "text", "--as", "operator"], ["parameters are KEY=VALUE, got 'text'"]),
-        (["staging", "test.echo", "--as", "operator"], ["Text is required"]),
+        (["staging", "test.echo", "--as", "operator"], ["Text is required: text=…"]),
         (["staging", "test.echo", "text=a", "text=b", "--as", "operator"], ["text is given twice"]),
         (["staging", "test.echo", "text=x", "--as", "nobody"], ["there is no user 'nobody'", "users list"]),
         (["staging", "test.echo", "text=x", "--as", "viewer"], ["viewer (viewer) may not", "needs the operator role"]),
@@ -151,6 +151,17 @@ def test_the_audit_rows_carry_the_user_and_via_cli(app, users):
 def test_bad_input_is_refused_before_queueing(app, users, args, needles):
     refused(rewind(app, "run", *args), ExitStatus.REFUSED, *needles)
     assert jobs(app) == []
+
+
+def test_the_commands_a_refusal_points_to_exist(app, users):
+    """`users list` and `targets list`, named by the refusals above, answer with the names to use."""
+    listed = rewind(app, "users", "list")
+    assert listed.exit_code == 0 and "operator  operator  active" in listed.stdout, listed.output
+    targets = rewind(app, "targets", "list")
+    assert targets.exit_code == 0 and [line.split()[0] for line in targets.stdout.splitlines()] == [
+        "production",
+        "staging",
+    ], targets.output
 
 
 def test_a_bad_commit_on_a_real_target_is_refused_and_audited(app, code_target):
@@ -165,7 +176,7 @@ def test_a_disabled_account_may_not_run_jobs(app, users):
     with app.app_context():
         accounts.set_disabled(accounts.find_user("operator"), True, Actor.system())
     result = rewind(app, "run", "staging", "test.echo", "text=x", "--as", "operator")
-    refused(result, ExitStatus.REFUSED, "operator (operator) may not", "disabled account", "enable it again")
+    refused(result, ExitStatus.REFUSED, "operator (operator) may not", "disabled account", "users enable operator")
     assert jobs(app) == []
     assert [d["reason"] for _, _, d in audit_rows(app, "auth.denied")] == ["comes from a disabled account"]
 
@@ -203,6 +214,15 @@ def test_reset_on_a_protected_target_with_yes_runs(app, code_target):
     assert result.exit_code == ExitStatus.SUCCEEDED, result.output
     assert code_target.head() == code_target.commits[0]
     assert jobs(app)[0].params["confirm"] == "staging"
+
+
+def test_an_unknown_parameter_is_refused_before_the_confirmation_is_asked(app, code_target):
+    write_targets(app, code_target, protected=True)
+    result = rewind(app, "run", "staging", "reset", f"commit={code_target.commits[0]}", "comit=x", "--as", "admin")
+    refused(result, ExitStatus.REFUSED, "'comit' is not a parameter of reset", "reset takes: commit, confirm")
+    assert "protected" not in result.stderr and jobs(app) == []
+    ((_, _, details),) = audit_rows(app, "job.queued")
+    assert "'comit' is not a parameter" in details["reason"]
 
 
 def test_a_wrong_typed_confirmation_is_refused(app, code_target):
@@ -391,6 +411,12 @@ def test_a_job_another_runner_holds_cannot_be_claimed_by_the_cli(app, users, run
     assert details == {"job_id": job_id, "via": "cli"}
 
 
+def test_a_worker_on_sqlite_says_why_in_one_line(app):
+    result = rewind(app, "worker")
+    assert result.exit_code == ExitStatus.ERROR and result.stdout == ""
+    assert result.stderr.startswith("rewind: separate workers need a PostgreSQL ops database (REWIND_DATABASE_URL)")
+
+
 def test_runners_alive_follows_the_runner_life(app):
     assert not runners_alive(app)
     from app.jobs.engine import engine
@@ -415,20 +441,34 @@ def test_without_follow_a_running_runner_takes_the_job_and_the_cli_returns(app, 
 # --- jobs list / show / cancel -------------------------------------------------------------------
 
 
+def job_lines(result) -> list[str]:
+    """The header and one line a job: each job's result is on the indented line below it."""
+    return [line for line in result.stdout.splitlines() if not line.startswith("        ")]
+
+
 def test_jobs_list_filters_by_target_and_state(app, users):
     assert rewind(app, "run", "staging", "test.echo", "text=a", "--as", "operator").exit_code == 0
     assert rewind(app, "run", "production", "test.echo", "text=b", "--as", "operator").exit_code == 0
     assert rewind(app, "run", "-", "test.fail", "--as", "operator").exit_code == ExitStatus.FAILED
     first, second, third = (j.id for j in jobs(app))
-    listed = rewind(app, "jobs", "list").stdout.splitlines()
+    listed = job_lines(rewind(app, "jobs", "list"))
     assert listed[0].split()[:4] == ["ID", "STATE", "RUNBOOK", "TARGET"]
     assert [line.split()[0] for line in listed[1:]] == [str(third), str(second), str(first)]
-    by_target = rewind(app, "jobs", "list", "--target", "production").stdout.splitlines()[1:]
+    by_target = job_lines(rewind(app, "jobs", "list", "--target", "production"))[1:]
     assert [line.split()[:4] for line in by_target] == [[str(second), "succeeded", "test.echo", "production"]]
-    failed = rewind(app, "jobs", "list", "--state", "failed").stdout.splitlines()[1:]
+    failed = job_lines(rewind(app, "jobs", "list", "--state", "failed"))[1:]
     assert [line.split()[:3] for line in failed] == [[str(third), "failed", "test.fail"]]
     assert rewind(app, "jobs", "list", "--state", "cancelled").stdout.strip() == "no jobs"
     assert rewind(app, "jobs", "list", "--state", "lost").exit_code == ExitStatus.USAGE
+    refused(rewind(app, "jobs", "list", "--target", "prodution"), ExitStatus.REFUSED, "no target 'prodution'")
+    assert rewind(app, "jobs", "list", "--target", "staging", "--state", "cancelled").stdout == "no jobs\n"
+
+
+def test_jobs_list_still_lists_a_target_gone_from_the_targets_file(app, users):
+    assert rewind(app, "run", "production", "test.echo", "text=b", "--as", "operator").exit_code == 0
+    write_targets_file(app, "")
+    listed = job_lines(rewind(app, "jobs", "list", "--target", "production"))
+    assert [line.split()[1:4] for line in listed[1:]] == [["succeeded", "test.echo", "production"]]
 
 
 def test_jobs_show_gives_steps_result_verification_and_lines(app, users):
@@ -458,6 +498,29 @@ def test_jobs_show_gives_a_list_parameter_as_ids_not_python(app, users):
 
 def test_jobs_show_of_an_unknown_job_says_how_to_find_one(app):
     refused(rewind(app, "jobs", "show", "999"), ExitStatus.REFUSED, "there is no job #999", "jobs list")
+
+
+@pytest.mark.parametrize("command", [["show"], ["cancel", "--as", "admin"]])
+def test_a_job_id_too_big_for_the_database_is_no_job_not_a_crash(app, users, command):
+    big = str(2**64)
+    result = rewind(app, "jobs", command[0], big, *command[1:])
+    refused(result, ExitStatus.REFUSED, f"there is no job #{big}")
+
+
+def test_jobs_list_and_show_of_a_job_cancelled_before_it_started_fit_80_columns(app, users):
+    job_id = queue(app, "test.echo", "staging", Actor(None, "someone-with-a-long-name"), text="x")
+    with app.app_context():
+        canceller = Actor(None, "another-person-with-a-name-longer-than-a-result-line-holds")
+        service.cancel(db.session.get(Job, job_id), canceller)
+    shown = rewind(app, "jobs", "show", str(job_id))
+    assert shown.exit_code == 0, shown.output
+    assert "(it never started)" in shown.stdout and "result:   Cancelled by another-person" in shown.stdout
+    listed = rewind(app, "jobs", "list")
+    assert listed.exit_code == 0, listed.output
+    header, row, result = listed.stdout.splitlines()
+    assert max(len(header), len(row), len(result)) <= 80, listed.stdout
+    assert row.split()[:5] == [str(job_id), "cancelled", "test.echo", "staging", "someone-w…"]
+    assert result.strip().startswith("Cancelled by another-person") and result.endswith("…")
 
 
 def test_jobs_cancel_checks_the_role_and_is_audited_via_cli(app, users):

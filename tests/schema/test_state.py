@@ -80,13 +80,18 @@ def test_the_migrations_tab_shows_states_commits_and_drift(app, shop, as_role):
 def test_a_target_without_migrations_or_with_a_broken_folder_still_renders(app, shop, as_role):
     page = as_role(Role.VIEWER).get("/targets/staging/migrations")
     assert page.status_code == 200 and "no migrations configured" in page.get_data(as_text=True)
+    unconfigured = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "staging"])
+    assert unconfigured.exit_code == 2
+    assert unconfigured.stderr == "rewind: staging: no migrations configured (database.migrations)\n"
     write_targets_file(app, shop.toml())
     (shop.migrations / "versions" / "b2000002_x.py").unlink()
     page = as_role(Role.VIEWER).get("/targets/shop/migrations")
     assert page.status_code == 200
     assert "names b2000002 as its parent, but no migration file has it" in page.get_data(as_text=True)
-    code, out = status(app)
-    assert code == 2 and "cannot read the migration state" in out
+    result = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "shop"])
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert result.stderr.startswith("rewind: shop: cannot read the migration state: ") and "b2000002" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_a_bad_revision_on_the_downgrade_confirmation_is_a_clear_400(app, shop, as_role):
@@ -158,7 +163,7 @@ def test_a_refused_downgrade_then_reset_keeps_what_was_typed_with_the_reason_bes
     assert "zzzz" not in revert and 'id="dtv-confirm" name="confirm" value=""' in revert  # the other one untouched
 
 
-def test_status_of_an_unknown_target_is_an_error_naming_the_known_ones(app):
+def test_status_of_an_unknown_target_is_refused_naming_the_known_ones(app):
     result = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "mars"])
-    assert result.exit_code == 2
-    assert result.output.startswith("Error: there is no target 'mars' (known targets:")
+    assert result.exit_code == 6  # refused, as every command refuses a name that does not exist
+    assert result.stderr.startswith("rewind: there is no target 'mars' (known targets:") and result.stdout == ""

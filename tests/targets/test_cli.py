@@ -66,3 +66,23 @@ commands = [["git", "status"]]
     assert f"staging: database.flask: WRONG — program {tmp_path / 'venv' / 'bin' / 'python'} does not exist" in out
     assert "staging: process.command: WRONG" in out  # the managed process used the same interpreter
     assert "staging: release.commands[1]: WRONG — program 'no-such-pip' is not on the target's PATH" in out
+
+
+def test_list_names_each_target_with_what_rewind_manages_of_it(app, code_target):  # noqa: F811
+    write_targets(app, code_target, protected=True)
+    result = app.test_cli_runner().invoke(args=["rewind", "targets", "list"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "staging  protected    code, process, health\n"
+
+
+def test_list_of_a_file_broken_since_start_up_says_so_and_lists_the_last_good_version(app):
+    from tests.support.targets import write_targets_file
+
+    write_targets_file(app, "[targets.staging\n")
+    result = app.test_cli_runner().invoke(args=["rewind", "targets", "list"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("the targets file on disk is broken (the last good version is listed)")
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [
+        ["production", "protected"],
+        ["staging", "unprotected"],
+    ]

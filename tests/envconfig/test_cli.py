@@ -1,0 +1,60 @@
+"""`flask rewind config …` refusals: one `rewind:` line naming what was wrong, and the refused status."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.envconfig import store
+from app.statuses import ExitStatus
+from app.targets import registry
+from tests.envconfig.conftest import GOOD
+from tests.envconfig.test_views import two_versions
+
+
+def config(app, *args):
+    return app.test_cli_runner().invoke(args=["rewind", "config", *args])
+
+
+def refused(result, *needles: str) -> None:
+    assert result.exit_code == ExitStatus.REFUSED, (result.exit_code, result.output)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rewind: ") and all(needle in line for needle in needles), line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["versions", "nowhere"], ["there is no target 'nowhere'", "staging"]),
+        (["diff", "nowhere", "1", "now"], ["there is no target 'nowhere'"]),
+        (["diff", "staging", "4242", "now"], ["no env file version '4242'", "flask rewind config versions staging"]),
+        (["diff", "staging", "now", "first"], ["no env file version 'first'"]),
+        (["diff", "staging", str(2**64), "now"], [f"no env file version '{2**64}'"]),  # was an OverflowError
+        (["diff", "staging", "now", "0"], ["no env file version '0'"]),
+    ],
+)
+def test_unknown_names_are_refused_in_one_line(app, env_target, args, needles):
+    two_versions(app, env_target)
+    refused(config(app, *args), *needles)
+
+
+@pytest.mark.parametrize("args", [["versions", "production"], ["diff", "production", "1", "now"]])
+def test_a_target_without_an_env_file_says_how_to_add_one(app, args):
+    refused(config(app, *args), "production has no env file", "env_file = ", "[targets.production]")
+
+
+def test_versions_fit_80_columns_with_the_changed_keys_wrapped_under_each(app, env_target):
+    first, second = two_versions(app, env_target)
+    keys = [f"A_RATHER_LONG_SETTING_NAME_{n}" for n in range(8)]
+    env_target.env_path.write_text(GOOD + "".join(f"{key}=1\n" for key in keys))
+    with app.app_context():
+        third, _ = store.ensure_current(registry.current().open("staging"))
+        third = third.id
+    result = config(app, "versions", "staging")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    assert [line.split()[0] for line in lines if line.startswith("#")] == [f"#{third}", f"#{second}", f"#{first}"]
+    added = lines[1 : lines.index(next(line for line in lines if line.startswith(f"#{second}")))]
+    words = ["added:", *[f"{key}," for key in keys[:-1]], f"{keys[-1]};", "removed:", "ADDED;", "changed:", "API_TOKEN"]
+    assert len(added) > 1 and " ".join(added).split() == words
