@@ -87,9 +87,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.envconfig.views import bp as envconfig_bp
     from app.flags.views import bp as flags_bp
     from app.jobs.views import bp as jobs_bp
+    from app.rowids import RowIdConverter
     from app.schema.views import bp as schema_bp
     from app.targetpage.views import bp as targetpage_bp
 
+    app.url_map.converters["id"] = RowIdConverter  # before any rule names it
     areas = (deployments_bp, schema_bp, flags_bp, backups_bp, envconfig_bp)
     for bp in (dashboard_bp, auth_bp, audit_bp, jobs_bp, targetpage_bp, *areas):
         app.register_blueprint(bp)

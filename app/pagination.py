@@ -14,6 +14,7 @@ from sqlalchemy import Select
 from werkzeug.exceptions import BadRequest
 
 from app.extensions import db
+from app.rowids import ROW_ID_MAX
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,9 @@ def parse_cursor(raw: str | None) -> int | None:
     """The `before` cursor from a query string; a malformed one is a 400 with the reason."""
     if raw in (None, ""):
         return None
-    if not raw.isdigit():
+    if not raw.isdigit() or not raw.isascii():
         raise BadRequest(f"the page cursor must be a row number, got {raw!r}")
-    return int(raw)
+    return min(int(raw), ROW_ID_MAX)  # "before" a number past any row is before every row
 
 
 def keyset_page(stmt: Select, key, *, before: int | None, limit: int) -> Page:

@@ -151,7 +151,7 @@ def create_user():
     return _users_page(201, issued=(user.name, password))
 
 
-@bp.post("/users/<int:user_id>/role")
+@bp.post("/users/<id:user_id>/role")
 @requires(Role.ADMIN)
 def set_role(user_id: int):
     try:
@@ -168,7 +168,7 @@ def set_role(user_id: int):
     return _account_action(user_id, change)
 
 
-@bp.post("/users/<int:user_id>/disable")
+@bp.post("/users/<id:user_id>/disable")
 @requires(Role.ADMIN)
 def disable_user(user_id: int):
     def change(user, actor):
@@ -179,7 +179,7 @@ def disable_user(user_id: int):
     return _account_action(user_id, change)
 
 
-@bp.post("/users/<int:user_id>/enable")
+@bp.post("/users/<id:user_id>/enable")
 @requires(Role.ADMIN)
 def enable_user(user_id: int):
     def change(user, actor):
@@ -190,7 +190,7 @@ def enable_user(user_id: int):
     return _account_action(user_id, change)
 
 
-@bp.post("/users/<int:user_id>/password")
+@bp.post("/users/<id:user_id>/password")
 @requires(Role.ADMIN)
 def reset_password(user_id: int):
     def change(user, actor):

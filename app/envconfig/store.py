@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from app.envconfig import keys
 from app.envconfig.models import EnvVersion
-from app.extensions import ROW_ID_MAX, db
+from app.extensions import db
+from app.rowids import row_id
 from app.statuses import EnvSource
 from app.targets.envfile import EnvFile, EnvFileError, EnvFileState, decode, parse
 from app.targets.errors import TargetError
@@ -88,11 +89,8 @@ def newest(target: str) -> EnvVersion | None:
 
 def get(target: str, version_id: object) -> EnvVersion:
     """The version of this target with that id; UnknownVersion for anything else (another target's included)."""
-    try:
-        number = int(str(version_id).strip().lstrip("#"))
-    except ValueError:
-        raise UnknownVersion(target, version_id) from None
-    row = db.session.get(EnvVersion, number) if 0 < number <= ROW_ID_MAX else None
+    number = row_id(str(version_id).strip().lstrip("#"))
+    row = db.session.get(EnvVersion, number) if number is not None else None
     if row is None or row.target != target:
         raise UnknownVersion(target, version_id)
     return row

@@ -18,6 +18,7 @@ from app.flags import (
     store,
     summary,  # noqa: F401 - registers its overview line and timeline kind
 )
+from app.rowids import row_id
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
@@ -221,7 +222,10 @@ def _int(value: str, what: str) -> int:
     text = value.strip().lstrip("#")
     if not text.isdigit():
         raise store.BadFlagInput(f"{what}: expected a number, got {value!r}")
-    return int(text)
+    number = row_id(text)
+    if number is None:  # zero, or past what the ops database can hold: no such row
+        raise store.BadFlagInput(f"there is no {what} #{text}")
+    return number
 
 
 @bp.get("/targets/<name>/flags/restore")

@@ -26,12 +26,13 @@ from app.auth import accounts
 from app.auth.models import User
 from app.auth.roles import Role
 from app.clierrors import CliError, Refused
-from app.extensions import ROW_ID_MAX, db
+from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
 from app.jobs.follow import follow, replay
 from app.jobs.models import Job
 from app.jobs.runner import Runner, runners_alive
+from app.rowids import ROW_ID_MAX
 from app.signalrelay import signals_set
 from app.statuses import ExitStatus, JobState, Outcome
 from app.targets import registry

@@ -167,7 +167,7 @@ def start():
     return redirect(url)
 
 
-@bp.get("/<int:job_id>")
+@bp.get("/<id:job_id>")
 @requires(Role.VIEWER)
 def show(job_id: int):
     job = _job_or_404(job_id)
@@ -189,7 +189,7 @@ def show(job_id: int):
     )
 
 
-@bp.get("/<int:job_id>/audit")
+@bp.get("/<id:job_id>/audit")
 @requires(Role.VIEWER)
 def audit_panel(job_id: int):
     """The job page's audit panel alone: the page fetches it again when the job's final event arrives."""
@@ -197,7 +197,7 @@ def audit_panel(job_id: int):
     return render_template("jobs/_audit.html", job=job, audit=audit_store.job_rows(job.id))
 
 
-@bp.post("/<int:job_id>/cancel")
+@bp.post("/<id:job_id>/cancel")
 @requires(Role.OPERATOR)
 def cancel(job_id: int):
     job = _job_or_404(job_id)
@@ -294,7 +294,7 @@ class _CaptureRoute:
 
 
 _capture = _CaptureRoute()
-sock.route("/<int:job_id>/ws", bp=_capture)(_stream)
+sock.route("/<id:job_id>/ws", bp=_capture)(_stream)
 
 
 def _refuse_socket(ws, job_id: int, reason: str) -> None:
@@ -302,7 +302,7 @@ def _refuse_socket(ws, job_id: int, reason: str) -> None:
 
 
 _capture_refusal = _CaptureRoute()
-sock.route("/<int:job_id>/ws", bp=_capture_refusal)(_refuse_socket)
+sock.route("/<id:job_id>/ws", bp=_capture_refusal)(_refuse_socket)
 
 
 def socket_cap() -> SocketCap:
@@ -327,4 +327,4 @@ def websocket(job_id: int):
         cap.release(*holder)
 
 
-bp.add_url_rule("/<int:job_id>/ws", "websocket", websocket, websocket=True)
+bp.add_url_rule("/<id:job_id>/ws", "websocket", websocket, websocket=True)

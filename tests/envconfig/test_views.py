@@ -227,6 +227,9 @@ def test_an_unknown_version_in_the_diff_is_a_404_naming_it(app, as_role, env_tar
     two_versions(app, env_target)
     answer = as_role(Role.VIEWER).get("/targets/staging/config?a=4242&b=now")
     assert answer.status_code == 404 and "staging has no env file version" in answer.get_data(as_text=True)
+    for bad in (2**70, 0, "-1"):
+        answer = as_role(Role.VIEWER).get(f"/targets/staging/config?a={bad}&b=now")
+        assert answer.status_code == 404 and "staging has no env file version" in answer.get_data(as_text=True)
 
 
 def test_the_overview_and_dashboard_card_name_the_env_version_in_force(app, as_role, env_target):

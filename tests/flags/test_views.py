@@ -297,6 +297,9 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     post(client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint), **confirm_of(page)})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "outsider": True, "search_beta": True}
     assert "job #999 did not run on web" in plan_page(client, "job=999")
+    huge = 2**70  # past what the ops database holds: no such row, not an OverflowError (a 500)
+    assert f"there is no job #{huge}" in plan_page(client, f"job={huge}")
+    assert f"there is no checkpoint #{huge}" in plan_page(client, f"checkpoint={huge}")
 
 
 def test_the_first_look_at_the_flags_is_a_record_to_restore_to(flag_app, flagdb, as_role):

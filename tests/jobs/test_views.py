@@ -80,6 +80,17 @@ def test_unknown_job_is_404(as_role):
     assert response.status_code == 404 and "There is no job #999" in response.get_data(as_text=True)
 
 
+def test_a_job_number_no_row_can_have_is_a_404_not_a_500(as_role):
+    """Past a 64-bit integer the driver raises OverflowError: the router refuses such a number first."""
+    client = as_role(Role.ADMIN)
+    for url in (f"/jobs/{2**70}", f"/jobs/{2**63}/audit", "/jobs/0"):
+        assert client.get(url).status_code == 404, url
+    assert post(client, f"/jobs/{2**70}/cancel", {}).status_code == 404
+    assert post(client, f"/users/{2**70}/disable", {}).status_code == 404
+    listing = client.get(f"/jobs?before={2**70}")
+    assert listing.status_code == 200, "a cursor past every row is the first page"
+
+
 def test_only_the_starter_or_an_admin_may_cancel(app, users, as_role):
     starter = as_role(Role.OPERATOR)
     url = post(starter, "/jobs", {"runbook": "test.count"}).headers["Location"]

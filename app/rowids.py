@@ -1,0 +1,29 @@
+"""Row ids typed by a person: in a URL, a form, a query string or the CLI.
+
+Both ops databases store integer keys as 64-bit integers. A bigger number names
+no row, and must be answered so ("no such job") rather than handed to the
+driver, which raises OverflowError (a 500 on a page, a traceback in a shell).
+"""
+
+from __future__ import annotations
+
+from werkzeug.routing import IntegerConverter
+
+# The widest integer key either ops database stores (SQLite INTEGER and PostgreSQL bigint).
+ROW_ID_MAX = 2**63 - 1
+
+
+def row_id(text: str | None) -> int | None:
+    """The id `text` names, or None when it cannot name a row (not digits, zero, or past ROW_ID_MAX)."""
+    text = (text or "").strip()
+    if not text.isdigit() or not text.isascii():
+        return None
+    number = int(text)
+    return number if 0 < number <= ROW_ID_MAX else None
+
+
+class RowIdConverter(IntegerConverter):
+    """`<id:job_id>`: a URL whose number no row can have is a 404 from the router, not a 500 from the driver."""
+
+    def __init__(self, map, *args, **kwargs) -> None:
+        super().__init__(map, min=1, max=ROW_ID_MAX)
