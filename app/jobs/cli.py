@@ -239,7 +239,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     target_name = _target(book, target)
     raw = _raw_params(book, params)
     try:
-        book.refuse_unknown(raw)  # before asking for the target's name: typing it for a typo wastes a minute
+        book.check_values(raw, target_name)  # before asking for the target's name
         _confirm(book, target_name, raw, yes)
         parsed = book.parse_params(raw, target_name)
     except runbooks.ParamError as exc:

@@ -151,6 +151,14 @@ class Runbook:
         if unknown:
             raise ParamError(unknown[0], f"{unknown[0]!r} is not a parameter of {self.name}")
 
+    def check_values(self, raw: Mapping[str, str], target: str | None) -> None:
+        """Every value but the typed confirmation, each on its own: a shell asks for the target's name only once
+        the rest is right (a typo found after typing it wastes a minute of an incident)."""
+        self.refuse_unknown(raw)
+        for p in self.params:
+            if p is not CONFIRM:
+                p.parse(raw.get(p.name), target)
+
     def parse_params(self, raw: Mapping[str, str], target: str | None) -> dict:
         self.refuse_unknown(raw)
         values = {p.name: p.parse(raw.get(p.name), target) for p in self.params}

@@ -225,6 +225,13 @@ def test_an_unknown_parameter_is_refused_before_the_confirmation_is_asked(app, c
     assert "'comit' is not a parameter" in details["reason"]
 
 
+def test_a_bad_value_is_refused_before_the_confirmation_is_asked(app, code_target):
+    write_targets(app, code_target, protected=True)
+    result = rewind(app, "run", "staging", "reset", "commit=0000000", "--as", "admin")
+    refused(result, ExitStatus.REFUSED, "0000000")
+    assert "protected" not in result.stderr and jobs(app) == [], "no name to type for a commit that is not there"
+
+
 def test_a_wrong_typed_confirmation_is_refused(app, code_target):
     write_targets(app, code_target, protected=True)
     result = rewind(
