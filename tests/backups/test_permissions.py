@@ -7,6 +7,7 @@ reading thread when the tests run as root (tests/support/privileges.py). Nothing
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from app.targets import registry
 from tests.backups.conftest import RECIPIENT
 from tests.backups.test_views import OLD, shop  # noqa: F401 - shop: the fixture
 from tests.deployments.test_runbooks import log_text, run
-from tests.support.privileges import permissions_apply
+from tests.support.privileges import LeakedDrop, dropped_threads, permissions_apply
 from tests.support.targets import write_targets_file
 
 FIX = "give the user Rewind runs as"
@@ -52,6 +53,26 @@ def test_the_override_is_really_gone_for_the_block_and_back_after(tmp_path):
     with unreadable(secret), pytest.raises(PermissionError):
         secret.read_bytes()
     assert secret.read_text() == "x"
+
+
+def test_a_thread_that_outlives_the_block_fails_it_by_name_rather_than_leak_the_drop():
+    release = threading.Event()
+    lingering = threading.Thread(target=release.wait, name="lingering-reader")
+    try:
+        with pytest.raises(LeakedDrop, match="lingering-reader"), permissions_apply(threads_end_s=0.2):
+            lingering.start()
+    finally:
+        release.set()
+        lingering.join(timeout=10)
+    assert not lingering.is_alive() and dropped_threads() == {}
+
+
+def test_a_thread_the_block_starts_and_ends_leaves_nothing_dropped():
+    with permissions_apply():
+        inside = threading.Thread(target=lambda: None, name="short-reader")
+        inside.start()
+        inside.join(timeout=10)
+    assert dropped_threads() == {}
 
 
 def test_a_backup_file_rewind_may_not_read_is_named_with_the_fix(tmp_path):
@@ -100,6 +121,7 @@ def test_a_backup_folder_rewind_may_not_read_is_named_by_the_catalog(tmp_path):
 def test_the_tab_the_index_the_overview_and_the_cli_say_the_folder_cannot_be_read(app, as_role, tmp_path):
     client = as_role(Role.VIEWER)
     folder = folder_of(tmp_path)
+    assert engine(app).health  # started as at boot, not by the overview in the block: it would keep the drop for life
     with unreadable(folder):
         tab = client.get("/targets/shop/backups")
         index = client.get("/backups").get_data(as_text=True)
