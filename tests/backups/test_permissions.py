@@ -7,6 +7,7 @@ reading thread when the tests run as root (tests/support/privileges.py). Nothing
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.auth.roles import Role
-from app.backups.catalog import Catalog, NoAccess, manifest_path, sha256_of
+from app.backups.catalog import Catalog, NoAccess, manifest_path, partial_path, sha256_of
 from app.backups.restore import copies
 from app.backups.setup import setup_of
 from app.jobs.engine import engine
@@ -216,6 +217,24 @@ def test_restoring_a_backup_rewind_may_not_read_is_refused_before_anything_is_ma
         assert [c.name for c in copies(setup_of(registry.current().open("shop")))] == [
             "shop.db.pre_restore_20240101000000"
         ]
+
+
+def test_the_clean_up_names_a_folder_it_may_not_change_instead_of_an_internal_error(app, tmp_path):
+    folder = folder_of(tmp_path)
+    left = partial_path(folder / "shop_20240101_000000.db.gpg")
+    left.write_bytes(b"x" * 4096)
+    an_hour_ago = left.stat().st_mtime - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    folder.chmod(0o500)  # readable, not writable: the half-written file cannot be removed
+    try:
+        with runner_without_override(app):
+            job, view = run(app, "cleanup_restores", "shop", older_than_hours=1000)
+    finally:
+        folder.chmod(0o700)
+    assert job.state == "failed", job.result
+    assert f"Rewind cannot write the backup folder {folder}: Permission denied" in job.result, job.result
+    assert FIX in job.result and "internal error" not in log_text(view) + job.result
+    assert left.exists()
 
 
 def test_the_schedule_says_which_folder_it_cannot_read_and_still_decides_for_the_others(app, tmp_path, gpg_homes):
