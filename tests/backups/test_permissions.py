@@ -76,6 +76,21 @@ def test_a_thread_the_block_starts_and_ends_leaves_nothing_dropped():
     assert dropped_threads() == {}
 
 
+def test_blocks_nest_and_the_outer_one_gives_the_override_back(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    secret.chmod(0)
+    try:
+        with permissions_apply(threads_end_s=0.2):
+            with permissions_apply(threads_end_s=0.2), pytest.raises(PermissionError):
+                secret.read_bytes()
+            with pytest.raises(PermissionError):
+                secret.read_bytes()  # still the outer block's
+        assert secret.read_text() == "x" and dropped_threads() == {}
+    finally:
+        secret.chmod(0o600)
+
+
 def test_a_backup_file_rewind_may_not_read_is_named_with_the_fix(tmp_path):
     catalog = Catalog(folder_of(tmp_path))
     path = folder_of(tmp_path) / OLD

@@ -59,7 +59,8 @@ def permissions_apply(threads_end_s: float = THREADS_END_S) -> Iterator[None]:
     if os.geteuid() != 0:
         yield
         return
-    before = set(dropped_threads())  # an enclosing block's threads are that block's business
+    # an enclosing block's threads (this one included, when blocks nest) are that block's business
+    before = set(dropped_threads()) | {threading.get_native_id()}
     header, data = _capabilities()
     kept = data[0].effective
     data[0].effective = kept & ~_OVERRIDES
