@@ -105,6 +105,8 @@ def app(request, tmp_path, sqlite_template):
     (instance / "rewind.toml").write_text(TARGETS)
     application = build_app(instance, url, REWIND_RUNBOOKS="tests.support.runbooks")
     yield application
+    if (monitor := application.extensions["rewind"].started_health) is not None:
+        monitor.stop()  # else its thread probes this torn-down app's targets for the rest of the session
     application.extensions["rewind"].bus.close()
     with application.app_context():
         from app.extensions import db

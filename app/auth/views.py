@@ -110,8 +110,15 @@ def _users_page(status: int = 200, issued: tuple[str, str] | None = None):
 
 
 def _form_version() -> int | None:
-    raw = request.form.get("version", "")
-    return int(raw) if raw.isdigit() else None
+    """The row version the page was loaded with; None when the form sends none.
+
+    One that is not a plain number ("²" passes isdigit() and fails int()) matches no row's version, so the
+    change is refused as stale rather than made unchecked or answered with a 500.
+    """
+    raw = request.form.get("version", "").strip()
+    if not raw:
+        return None
+    return int(raw) if raw.isdigit() and raw.isascii() else -1
 
 
 def _account_action(user_id: int, change) -> tuple:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.auth.roles import Role
 from app.backups import captures, expiry, retention, schedule
-from app.backups.catalog import now_utc
+from app.backups.catalog import access, now_utc
 from app.backups.restore import (
     Copy,
     SwapHalfDone,
@@ -454,12 +454,14 @@ def clean_up(ctx: JobContext) -> None:
     # Backups left half-written by a job that stopped (its process killed): no job writes them now, since this
     # one holds the target, and none has touched them for a while. They hold nothing a restore could use, so
     # the hours that keep restore copies for an undo do not keep them.
-    unfinished = setup.catalog.stale_partials()
-    for path in unfinished:
-        size = path.stat().st_size
-        path.unlink(missing_ok=True)
-        ctx.log(f"removed {path.name}: a backup left unfinished ({size / 1e6:.1f} MB)")
-        ctx.did(f"removed {path.name}")
+    with steps.adapter_errors(ctx):  # a folder Rewind may not read or write is named with its fix, not a traceback
+        unfinished = setup.catalog.stale_partials()
+        for path in unfinished:
+            size = path.stat().st_size
+            with access(path.parent, "backup folder", "write"):
+                path.unlink(missing_ok=True)
+            ctx.log(f"removed {path.name}: a backup left unfinished ({size / 1e6:.1f} MB)")
+            ctx.did(f"removed {path.name}")
     kept_words = f"; kept {', '.join(c.name for c in spared)}: no backup holds it yet" if spared else ""
     left_words = f"; removed {len(unfinished)} unfinished backup file(s)" if unfinished else ""
     if not old and not unfinished:

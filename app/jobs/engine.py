@@ -59,6 +59,11 @@ class Engine:
         return self._fanout
 
     @property
+    def started_health(self) -> HealthMonitor | None:
+        """The health monitor if this process has started one (to stop it), without starting it."""
+        return self._health
+
+    @property
     def health(self) -> HealthMonitor:
         """The background health monitor; it re-checks at once whenever any process finishes a job."""
         with self._lock:

@@ -55,6 +55,7 @@ class HealthMonitor:
         self._telling: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Told (target, reading) after each probe, in the monitor's thread and app context.
         self.listeners: list[Callable[[object, Reading], None]] = []
@@ -66,6 +67,16 @@ class HealthMonitor:
                 self._thread.start()
         return self
 
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """End the background thread (its pass finishes first): an app torn down must not keep probing and
+        writing through a thread of its own, as a test session's many apps would otherwise do."""
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+
     def reading(self, target: str) -> Reading | None:
         with self._lock:
             return self._readings.get(target)
@@ -75,7 +86,7 @@ class HealthMonitor:
 
     def _loop(self) -> None:
         with self.app.app_context():
-            while True:
+            while not self._stop.is_set():
                 try:
                     self.probe_all()
                 except Exception:

@@ -1,5 +1,6 @@
 """Sign-in, lock-out, CSRF, idle expiry and the admin's user pages, through the real app."""
 
+import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
@@ -275,6 +276,16 @@ def test_stale_form_is_refused_and_changes_nothing(app, users, as_role):
     assert not user_row(app, "viewer").disabled
     refused = [e for e in events(app, "user.change") if e.outcome == "denied"]
     assert len(refused) == 1
+
+
+@pytest.mark.parametrize("version", ["²", "one", "-3"])
+def test_a_version_that_is_not_a_number_is_refused_as_stale_and_changes_nothing(app, users, as_role, version):
+    client = as_role(Role.ADMIN)
+    viewer = user_row(app, "viewer")
+    response = post(client, f"/users/{viewer.id}/role", {"role": "operator", "version": version})
+    assert response.status_code == 409 and "changed by someone else" in response.get_data(as_text=True)
+    assert user_row(app, "viewer").role == Role.VIEWER
+    assert [e.outcome for e in events(app, "user.change")] == ["denied"]
 
 
 def test_unknown_user_id_is_404(as_role):

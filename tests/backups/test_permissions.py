@@ -7,6 +7,8 @@ reading thread when the tests run as root (tests/support/privileges.py). Nothing
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.auth.roles import Role
-from app.backups.catalog import Catalog, NoAccess, manifest_path, sha256_of
+from app.backups.catalog import Catalog, NoAccess, manifest_path, partial_path, sha256_of
 from app.backups.restore import copies
 from app.backups.setup import setup_of
 from app.jobs.engine import engine
@@ -22,7 +24,7 @@ from app.targets import registry
 from tests.backups.conftest import RECIPIENT
 from tests.backups.test_views import OLD, shop  # noqa: F401 - shop: the fixture
 from tests.deployments.test_runbooks import log_text, run
-from tests.support.privileges import permissions_apply
+from tests.support.privileges import LeakedDrop, dropped_threads, permissions_apply
 from tests.support.targets import write_targets_file
 
 FIX = "give the user Rewind runs as"
@@ -52,6 +54,41 @@ def test_the_override_is_really_gone_for_the_block_and_back_after(tmp_path):
     with unreadable(secret), pytest.raises(PermissionError):
         secret.read_bytes()
     assert secret.read_text() == "x"
+
+
+def test_a_thread_that_outlives_the_block_fails_it_by_name_rather_than_leak_the_drop():
+    release = threading.Event()
+    lingering = threading.Thread(target=release.wait, name="lingering-reader")
+    try:
+        with pytest.raises(LeakedDrop, match="lingering-reader"), permissions_apply(threads_end_s=0.2):
+            lingering.start()
+    finally:
+        release.set()
+        lingering.join(timeout=10)
+    assert not lingering.is_alive() and dropped_threads() == {}
+
+
+def test_a_thread_the_block_starts_and_ends_leaves_nothing_dropped():
+    with permissions_apply():
+        inside = threading.Thread(target=lambda: None, name="short-reader")
+        inside.start()
+        inside.join(timeout=10)
+    assert dropped_threads() == {}
+
+
+def test_blocks_nest_and_the_outer_one_gives_the_override_back(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    secret.chmod(0)
+    try:
+        with permissions_apply(threads_end_s=0.2):
+            with permissions_apply(threads_end_s=0.2), pytest.raises(PermissionError):
+                secret.read_bytes()
+            with pytest.raises(PermissionError):
+                secret.read_bytes()  # still the outer block's
+        assert secret.read_text() == "x" and dropped_threads() == {}
+    finally:
+        secret.chmod(0o600)
 
 
 def test_a_backup_file_rewind_may_not_read_is_named_with_the_fix(tmp_path):
@@ -100,6 +137,7 @@ def test_a_backup_folder_rewind_may_not_read_is_named_by_the_catalog(tmp_path):
 def test_the_tab_the_index_the_overview_and_the_cli_say_the_folder_cannot_be_read(app, as_role, tmp_path):
     client = as_role(Role.VIEWER)
     folder = folder_of(tmp_path)
+    assert engine(app).health  # started as at boot, not by the overview in the block: it would keep the drop for life
     with unreadable(folder):
         tab = client.get("/targets/shop/backups")
         index = client.get("/backups").get_data(as_text=True)
@@ -194,6 +232,24 @@ def test_restoring_a_backup_rewind_may_not_read_is_refused_before_anything_is_ma
         assert [c.name for c in copies(setup_of(registry.current().open("shop")))] == [
             "shop.db.pre_restore_20240101000000"
         ]
+
+
+def test_the_clean_up_names_a_folder_it_may_not_change_instead_of_an_internal_error(app, tmp_path):
+    folder = folder_of(tmp_path)
+    left = partial_path(folder / "shop_20240101_000000.db.gpg")
+    left.write_bytes(b"x" * 4096)
+    an_hour_ago = left.stat().st_mtime - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    folder.chmod(0o500)  # readable, not writable: the half-written file cannot be removed
+    try:
+        with runner_without_override(app):
+            job, view = run(app, "cleanup_restores", "shop", older_than_hours=1000)
+    finally:
+        folder.chmod(0o700)
+    assert job.state == "failed", job.result
+    assert f"Rewind cannot write the backup folder {folder}: Permission denied" in job.result, job.result
+    assert FIX in job.result and "internal error" not in log_text(view) + job.result
+    assert left.exists()
 
 
 def test_the_schedule_says_which_folder_it_cannot_read_and_still_decides_for_the_others(app, tmp_path, gpg_homes):

@@ -90,8 +90,17 @@ def test_a_summary_gives_up_after_its_own_wait_and_a_later_toggle_still_gets_the
         assert locked.waited_s == summary.LOCK_WAIT_S and locked.table == "feature_flags"
         # The short wait was that read's alone: the (reused) connection reads and writes with the usual one.
         assert summary.flags_line(target)[0][1].startswith("2 of 3 on")
+        assert lock_wait_of_next_connection(target.flags()) == flags_adapter.LOCK_TIMEOUT_S
         change, _ = target.flags().set("dark_mode", True, seen=False)
         assert change.changed and flagdb.states()["dark_mode"] is True
+
+
+def lock_wait_of_next_connection(table) -> float:
+    """How long the connection the table's next read or write gets (the idle one, on PostgreSQL) waits on a lock."""
+    with table._reading() as conn:
+        if table.sqlite:
+            return conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+        return int(conn.execute("SELECT setting FROM pg_settings WHERE name = 'lock_timeout'").fetchone()[0]) / 1000
 
 
 def test_a_toggle_waits_for_the_migration_holding_the_table_and_then_writes(

@@ -73,3 +73,17 @@ def test_unknown_runbook():
 )
 def test_redactor_masks_values_not_prose(text, expected):
     assert Redactor()(text) == expected
+
+
+def test_the_readme_names_every_runbook_a_protected_target_asks_its_name_for(app):
+    """The targets-file table is where an admin learns what `protected = true` means: no such runbook left out."""
+    import re
+    from pathlib import Path
+
+    from app.jobs import runbook as runbooks
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `protected` |")]
+    named = set(re.findall(r"`([a-z_]+)`", row)) - {"protected"}
+    asking = {b.name for b in runbooks.all_runbooks() if b.asks_confirmation and not b.name.startswith("test.")}
+    assert asking and asking == named, f"left out: {sorted(asking - named)}; not asking: {sorted(named - asking)}"

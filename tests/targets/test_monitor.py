@@ -140,3 +140,14 @@ def test_a_pass_whose_answer_came_late_returns_only_once_the_later_one_is_kept(a
         later.join(30)
         assert read == [500], "the earlier pass returned before the later one's reading was kept"
         assert monitor.reading("staging").probe.status == 500
+
+
+def test_stop_ends_the_monitor_thread_and_a_later_use_does_not_start_another(app):
+    before = set(threading.enumerate())
+    monitor = engine(app).health
+    (started,) = [t for t in threading.enumerate() if t.name == "rewind-health" and t not in before]
+    assert started.is_alive() and engine(app).started_health is monitor
+    monitor.stop(timeout_s=60)  # generous: a pass under way finishes first
+    assert not started.is_alive(), "the thread outlived stop()"
+    assert engine(app).health is monitor
+    assert [t for t in threading.enumerate() if t.name == "rewind-health" and t not in before] == []
