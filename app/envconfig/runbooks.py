@@ -150,7 +150,8 @@ def check_edit(ctx: JobContext) -> None:
         try:
             new = set_key(decode(current), key, value).encode("utf-8")
         except EnvFileError as exc:
-            raise StepFailed(f"the current env file cannot be edited: {exc.message}; nothing was changed") from None
+            fix = f" ({exc.fix})" if exc.fix else ""
+            raise StepFailed(f"the env file cannot be edited: {exc.message}{fix}; nothing was changed") from None
     _mask_changed(ctx, current, new)
     ctx.state["new"] = new
     ctx.state["what"] = f"the new value of {key}"
