@@ -49,6 +49,7 @@ def _commits(value: str, target: str | None) -> list[str]:
     # Newest first by place on the branch (never by date: a rebase leaves dates out of order),
     # so each revert applies on top of the ones after it.
     try:
+        repo.check_revertable(resolved)
         return repo.newest_first(list(dict.fromkeys(resolved)))
     except GitError as exc:
         raise ParamError("commits", exc.message) from None

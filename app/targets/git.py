@@ -348,6 +348,31 @@ class GitRepo:
         after = {sha: int(self._run("rev-list", "--count", f"{sha}..{self._ref}").stdout.strip()) for sha in shas}
         return sorted(after, key=after.__getitem__)
 
+    def shallow_boundary(self) -> frozenset[str]:
+        """Commits where a shallow clone's history stops: git has them, but not their parents."""
+        out = self._run("rev-parse", "--git-path", "shallow").stdout.strip()
+        path = Path(out) if os.path.isabs(out) else self.path / out
+        try:
+            return frozenset(path.read_text().split())
+        except OSError:  # no such file: the clone is complete
+            return frozenset()
+
+    def check_revertable(self, shas: Sequence[str]) -> None:
+        """Refuse commits whose parent this clone lacks: git would revert them against nothing.
+
+        At a shallow clone's edge a commit looks like a first commit, so git
+        reverts it by deleting every file it holds: the whole application.
+        """
+        edge = self.shallow_boundary()
+        cut = [sha for sha in shas if sha in edge]
+        if cut:
+            raise UnknownCommit(
+                cut[0],
+                f"commit {cut[0][:12]} is where this shallow clone's history stops: git does not have its "
+                "parent, so reverting it would delete every file of the application — fetch the missing "
+                f"history first (`git -C {self.path} fetch --unshallow`), then revert",
+            )
+
     def remote_branches(self) -> list[str]:
         """The remote's branches as the last fetch saw them, as `origin/main`; none without a remote."""
         if self.remote is None:
@@ -519,6 +544,7 @@ class GitRepo:
             raise GitError("nothing to revert: give at least one commit")
         start = self._ready_to_change("revert")
         full = list(dict.fromkeys(self.resolve(sha) for sha in shas))
+        self.check_revertable(full)
         args = ["revert", "--no-edit"]
         if any(self.commit(sha).is_merge for sha in full):
             args += ["-m", "1"]  # git (2.21+) accepts it for the plain commits among them too

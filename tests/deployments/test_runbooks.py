@@ -284,3 +284,12 @@ restart = ["{sys.executable}", "{script}"]
     assert "\x1b" not in log_text(view)
     assert "Job for myapp.service failed" in logged
     assert "See journalctl -xeu myapp.service for details." in logged
+
+
+def test_the_edge_of_a_shallow_clone_is_refused_before_queueing(app, code_target):
+    # A server checkout cloned with --depth: its oldest commit looks parentless to git.
+    edge = code_target.commits[2]
+    (code_target.repo / ".git" / "shallow").write_text(edge + "\n")
+    with app.app_context(), pytest.raises(ParamError, match="shallow clone") as err:
+        runbooks.get("revert").parse_params({"commits": f"{code_target.commits[3]} {edge}"}, "staging")
+    assert err.value.param == "commits"

@@ -411,3 +411,27 @@ def test_errors_name_the_fix(tmp_path, work, lines):
     with pytest.raises(ValueError, match="bad remote"):
         GitRepo(work, "main", "--upload-pack=evil")
     repo_of(work).check()
+
+
+# --- messy checkouts -----------------------------------------------------------------------
+
+
+def test_a_shallow_clones_oldest_commit_is_not_reverted_against_nothing(tmp_path, work, lines):
+    # At the edge of a shallow clone git sees no parent: reverting there would delete every file.
+    clone = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "--quiet", "--depth", "2", f"file://{work}", str(clone)], check=True, env=GIT_ENV)
+    repo = repo_of(clone)
+    assert repo.shallow_boundary() == {lines["c3"]}
+    head = repo.head()
+    with pytest.raises(UnknownCommit, match=r"shallow clone.*fetch --unshallow") as err:
+        repo.revert([lines["c3"]])
+    assert err.value.ref == lines["c3"]
+    assert repo.head() == head and status(clone) == ""
+    assert (clone / "f").read_text() == "c\n" and (clone / "g").exists()
+    # A commit inside the fetched history reverts as usual.
+    repo.revert([lines["c4"]])
+    assert not (clone / "g").exists() and (clone / "f").read_text() == "c\n"
+
+
+def test_a_complete_clone_has_no_shallow_boundary(work, lines):
+    assert repo_of(work).shallow_boundary() == frozenset()
