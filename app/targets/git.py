@@ -304,6 +304,10 @@ class GitRepo:
         """Full sha of the commit a syntactically valid id names anywhere in the repository."""
         out = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", ok=(0, 1, 128))
         if out.returncode:
+            if out.returncode != 1 and "ambiguous" not in out.stderr:
+                # git could not read the repository at all (another owner, a broken .git): say that,
+                # not "there is no commit", which would send a person hunting for a typo.
+                raise self._error(self._argv(("rev-parse", ref)), ("rev-parse",), out)
             if "ambiguous" in out.stderr:
                 raise UnknownCommit(ref, f"commit id {ref!r} is ambiguous in this repository — give more characters")
             raise UnknownCommit(ref, f"there is no commit {ref!r} in this repository")

@@ -435,3 +435,14 @@ def test_a_shallow_clones_oldest_commit_is_not_reverted_against_nothing(tmp_path
 
 def test_a_complete_clone_has_no_shallow_boundary(work, lines):
     assert repo_of(work).shallow_boundary() == frozenset()
+
+
+def test_a_repository_of_another_owner_is_named_as_such_not_as_an_unknown_commit(work, lines):
+    # git refuses a .git owned by someone else ("dubious ownership"); every id would otherwise read as unknown.
+    os.chown(work / ".git", 65534, 65534)
+    try:
+        with pytest.raises(GitError, match=r"belongs to another user.*safe\.directory") as err:
+            repo_of(work).resolve(lines["c2"])
+        assert not isinstance(err.value, UnknownCommit)
+    finally:
+        os.chown(work / ".git", os.getuid(), os.getgid())
