@@ -140,7 +140,11 @@ def verify_passed(ctx: JobContext, detail: str) -> None:
     """Record the verification, and the deployed commit as known good."""
     ctx.verified(True, detail)
     with adapter_errors(ctx):
-        head = target_of(ctx).git().head()
+        repo = target_of(ctx).git()
+        head, drift = repo.head(), repo.checkout_drift()
+    if drift:
+        ctx.log(f"{head[:12]} not marked known-good: {drift}, so what answered may not be {head[:12]}")
+        return
     store.mark_known_good(ctx.target, head, ctx.job_id)
     ctx.log(f"{head[:12]} marked known-good on {ctx.target}")
 

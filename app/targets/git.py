@@ -477,6 +477,24 @@ class GitRepo:
             i += 1
         return files
 
+    def checkout_drift(self) -> str | None:
+        """Why the working copy is not exactly the branch tip (what the app runs may differ); None when it is.
+
+        A detached HEAD, another branch or a hot-fix edited on the server all
+        mean the code that answers health checks is not the commit Rewind
+        would call deployed, so it must not be marked known good.
+        """
+        current = self.current_branch()
+        if current != self.branch:
+            at = self._worktree_head()[:12]
+            where = f"branch {current!r} (at {at})" if current else f"a detached HEAD at {at}"
+            return f"{self.path} has {where} checked out, not {self.branch!r}"
+        dirty = self.dirty_files()
+        if dirty:
+            shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+            return f"{self.path} has uncommitted changes to {shown}"
+        return None
+
     def is_clean(self) -> bool:
         """No uncommitted changes to tracked files."""
         return not self.dirty_files()

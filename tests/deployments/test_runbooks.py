@@ -293,3 +293,24 @@ def test_the_edge_of_a_shallow_clone_is_refused_before_queueing(app, code_target
     with app.app_context(), pytest.raises(ParamError, match="shallow clone") as err:
         runbooks.get("revert").parse_params({"commits": f"{code_target.commits[3]} {edge}"}, "staging")
     assert err.value.param == "commits"
+
+
+@pytest.mark.parametrize("shape", ["detached", "hotfix"])
+def test_a_checkout_that_is_not_the_branch_tip_is_verified_but_not_marked_known_good(app, runner, code_target, shape):
+    # What answers the health check is the working copy: a detached HEAD or a hot-fix edited on the
+    # server is not the branch's commit, so that commit must not be called known good.
+    tip = code_target.head()
+    if shape == "detached":
+        git(code_target.repo, "checkout", "-q", "--detach", code_target.commits[2])
+        why = f"a detached HEAD at {code_target.commits[2][:12]}"
+    else:
+        server = code_target.repo / "server.py"
+        server.write_text(server.read_text() + "# hot-fix made on the server\n")
+        why = "uncommitted changes to server.py"
+    job, view = run(app, "verify")
+    assert job.state == "succeeded" and job.verification == "passed", job.result
+    assert f"{tip[:12]} not marked known-good: " in log_text(view) and why in log_text(view)
+    with app.app_context():
+        assert db.session.scalars(select(KnownGood.commit)).all() == []
+    if shape == "hotfix":
+        assert "# hot-fix made on the server" in (code_target.repo / "server.py").read_text(), "nothing is lost"
