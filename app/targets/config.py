@@ -83,6 +83,7 @@ class HealthConfig:
     timeout: float = 30.0
     smoke: tuple[str, ...] | None = None
     failure_threshold: int = 3  # 5xx answers in a row that fail a verification before its timeout
+    ca_file: Path | None = None  # a PEM certificate (or its CA) to trust for an https health URL, e.g. self-signed
 
 
 @dataclass(frozen=True)
@@ -396,7 +397,12 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         threshold = health_t.get("failure_threshold", int, 3)
         if threshold < 1:
             raise health_t.fail("failure_threshold", f"expected a count of probes, 1 or more, got {threshold}")
-        health = HealthConfig(url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"), threshold)
+        ca_file = health_t.path_("ca_file")
+        if ca_file is not None and not url.lower().startswith("https:"):
+            raise health_t.fail("ca_file", "is only used with an https:// health URL")
+        health = HealthConfig(
+            url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"), threshold, ca_file
+        )
         health_t.done()
 
     database = None

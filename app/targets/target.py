@@ -85,6 +85,7 @@ class Target:
             expect_json=health.json,
             timeout_s=timeout_s if timeout_s is not None else health.timeout,
             failure_threshold=health.failure_threshold,
+            ca_file=health.ca_file,
         )
 
     def flags(self) -> FlagTable | None:
