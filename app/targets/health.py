@@ -366,7 +366,11 @@ class HealthCheck:
 def _not_its_answer(process: Witness, port: int, ports: frozenset[int], gone: str | None) -> str:
     """Why a good answer is not the started process's own."""
     if gone:
-        return "another process answered: the one started is gone"
+        return (
+            "another process answered: the one started is gone — if the application puts itself in the "
+            "background (daemonizes), make it stay in the foreground (e.g. no --daemon): Rewind supervises it, "
+            "and cannot stop or restart a copy it does not know"
+        )
     if ports:
         listens = ", ".join(str(p) for p in sorted(ports))
         return f"another process answered: pid {process.pid} listens on {listens}, not {port}"
