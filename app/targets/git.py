@@ -752,4 +752,12 @@ class GitRepo:
                     returncode=exc.returncode,
                     stderr=exc.stderr,
                 ) from None
-            raise
+            raise GitError(
+                f"pushing {self.branch} to {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; "
+                f"{self.branch} here keeps its new commits — check the remote's URL (`git -C {self.path} remote -v`) "
+                f"and that this host can reach it, then push by hand: `git -C {self.path} push {self.remote} "
+                f"{self.branch}`",
+                argv=exc.argv,
+                returncode=exc.returncode,
+                stderr=exc.stderr,
+            ) from None

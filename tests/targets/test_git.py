@@ -446,3 +446,18 @@ def test_a_repository_of_another_owner_is_named_as_such_not_as_an_unknown_commit
         assert not isinstance(err.value, UnknownCommit)
     finally:
         os.chown(work / ".git", os.getuid(), os.getgid())
+
+
+def test_a_push_to_a_remote_that_is_gone_says_what_is_kept_and_how_to_push_later(tmp_path, work, lines):
+    git(work, "remote", "add", "origin", str(tmp_path / "moved-away.git"))
+    repo = repo_of(work, remote="origin")
+    repo.revert([lines["c4"]])
+    head = repo.head()
+    with pytest.raises(GitError) as err:
+        repo.push()
+    message = err.value.message
+    assert (
+        message.startswith("pushing main to 'origin' failed: ") and "does not appear to be a git repository" in message
+    )
+    assert "main here keeps its new commits" in message and f"`git -C {work} push origin main`" in message
+    assert repo.head() == head
