@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.targets.command import CommandTimedOut, Sink, read_capped, run_command, shown
+from app.targets.command import CommandCancelled, CommandTimedOut, Sink, read_capped, run_command, shown
 from app.targets.environment import inherited_env
 from app.targets.errors import TargetError
 
@@ -572,6 +572,9 @@ class GitRepo:
             args += ["-m", "1"]  # git (2.21+) accepts it for the plain commits among them too
         try:
             self._run(*args, *full, sink=sink)
+        except CommandCancelled:
+            self._put_back(start, "revert")  # cancelled between two reverts: none of them stays
+            raise
         except GitError as exc:
             files = self._unmerged()
             at = self._state_commit("REVERT_HEAD") or self._sequencer_next()
@@ -705,6 +708,9 @@ class GitRepo:
         args = ["merge", "--ff-only", sha] if fast_forward else ["merge", "--no-ff", "--no-edit", sha]
         try:
             self._run(*args, sink=sink)
+        except CommandCancelled:
+            self._put_back(start, "merge")
+            raise
         except GitError as exc:
             files = self._unmerged()
             self._put_back(start, "merge")

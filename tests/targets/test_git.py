@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.targets.command import CommandCancelled
 from app.targets.git import GitError, GitRepo, MergeConflict, RevertConflict, UnknownCommit
 from tests.support.sinks import Lines
 
@@ -461,3 +462,41 @@ def test_a_push_to_a_remote_that_is_gone_says_what_is_kept_and_how_to_push_later
     )
     assert "main here keeps its new commits" in message and f"`git -C {work} push origin main`" in message
     assert repo.head() == head
+
+
+SECOND_COMMIT_HANGS = """#!/bin/sh
+if [ -e "$GIT_DIR/../once" ] || [ -e .git/../once ]; then echo "hook waiting"; sleep 60; fi
+touch once
+"""
+
+
+def test_a_revert_cancelled_half_way_puts_the_branch_back(work, lines):
+    # A hook that hangs on the second of two reverts: cancelling then must not leave one revert made
+    # and git in the middle of a revert sequence.
+    hook = work / ".git" / "hooks" / "prepare-commit-msg"
+    hook.write_text(SECOND_COMMIT_HANGS)
+    hook.chmod(0o755)
+    (work / ".git" / "info" / "exclude").write_text("once\n")
+    repo = repo_of(work)
+    sink = Lines(cancel_when=lambda seen: "hook waiting" in seen.text())
+    with pytest.raises(CommandCancelled):
+        repo.revert([lines["c4"], lines["c3"]], sink=sink)
+    assert repo.head() == lines["c4"] and status(work) == ""
+    assert not (work / ".git" / "sequencer").exists() and not (work / ".git" / "REVERT_HEAD").exists()
+    assert (work / "f").read_text() == "c\n" and (work / "g").exists()
+
+
+def test_a_merge_cancelled_while_a_hook_hangs_puts_the_branch_back(work, lines):
+    git(work, "checkout", "--quiet", "-b", "feature", lines["c2"])
+    feature = commit(work, "feature", h="h\n")
+    git(work, "checkout", "--quiet", "main")
+    hook = work / ".git" / "hooks" / "prepare-commit-msg"
+    hook.write_text(SECOND_COMMIT_HANGS)
+    hook.chmod(0o755)
+    (work / ".git" / "info" / "exclude").write_text("once\n")
+    (work / "once").write_text("")  # the merge commit's hook hangs
+    repo = repo_of(work)
+    with pytest.raises(CommandCancelled):
+        repo.merge(feature, sink=Lines(cancel_when=lambda seen: "hook waiting" in seen.text()))
+    assert repo.head() == lines["c4"] and status(work) == ""
+    assert not (work / ".git" / "MERGE_HEAD").exists() and not (work / "h").exists()
