@@ -103,6 +103,7 @@ class CommitDetail:
     message: str
     diff: str  # unified diff against the first parent
     truncated: bool  # diff was cut at DIFF_LIMIT bytes
+    shallow_edge: bool = False  # a shallow clone stops here: the diff shows every file as new, which it was not
 
 
 @dataclass(frozen=True)
@@ -409,7 +410,8 @@ class GitRepo:
         raw, truncated = self._read_capped(
             ["show", "--format=", "--patch", "--no-ext-diff", "-M", "--diff-merges=first-parent", sha, "--"], limit
         )
-        return CommitDetail(commit, message, raw.decode("utf-8", errors="replace"), truncated)
+        edge = sha in self.shallow_boundary()
+        return CommitDetail(commit, message, raw.decode("utf-8", errors="replace"), truncated, edge)
 
     def _read_capped(self, args: Sequence[str], limit: int) -> tuple[bytes, bool]:
         """Stdout of git up to `limit` bytes, stopping git past that so a huge diff costs no memory."""

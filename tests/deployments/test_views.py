@@ -173,3 +173,13 @@ def test_history_warns_when_the_checkout_is_not_the_branch(app, users, as_role, 
     (code_target.repo / "CHANGES.md").write_text("edited on the server\n")
     page = client.get("/targets/staging/deployments").get_data(as_text=True)
     assert "uncommitted changes to CHANGES.md" in page and "commit or discard the changes" in page
+
+
+def test_the_commit_where_a_shallow_clone_stops_says_its_diff_is_not_what_it_changed(app, users, as_role, code_target):
+    edge = code_target.commits[2]
+    (code_target.repo / ".git" / "shallow").write_text(edge + "\n")
+    client = as_role(Role.VIEWER)
+    page = client.get(f"/targets/staging/commits/{edge}").get_data(as_text=True)
+    assert "its history stops at this commit" in page and "git fetch --unshallow" in page
+    inside = client.get(f"/targets/staging/commits/{code_target.commits[3]}").get_data(as_text=True)
+    assert "history stops" not in inside
