@@ -250,10 +250,12 @@ class HealthCheck:
 
         if self._ca_problem is not None:
             return done(False, None, self._ca_problem)
+        landed = self.url  # where the answer came from, after same-host redirects
         try:
             with self._opener.open(request, timeout=timeout) as response:
                 status, body = response.status, response.read(MAX_BODY + 1)
                 location = None
+                landed = response.geturl()
         except urllib.error.HTTPError as exc:
             status, location = exc.code, exc.headers.get("Location") if exc.headers else None
             try:
@@ -265,13 +267,22 @@ class HealthCheck:
         except (OSError, http.client.HTTPException) as exc:
             return done(False, None, _describe_error(exc, timeout, urlsplit(self.url).hostname or ""))
 
+        if landed != self.url:
+            # Say where the answer came from: a health URL that now redirects to a login or error
+            # page answers 200 there, and "status 200" alone would hide that it is not the health endpoint.
+            where = urlsplit(landed)
+            status_text = (
+                f"status {status} from {where.path or '/'}{'?' + where.query if where.query else ''} (redirected)"
+            )
+        else:
+            status_text = f"status {status}"
         if status != self.expect_status:
-            reason = f"status {status}, expected {self.expect_status}"
+            reason = f"{status_text}, expected {self.expect_status}"
             if location and 300 <= status < 400:
                 reason += f" (redirect to {location} not followed: only same-host redirects are)"
             return done(False, status, reason)
         if self.expect_json is None:
-            return done(True, status, f"status {status}")
+            return done(True, status, status_text)
         if len(body) > MAX_BODY:
             return done(
                 False, status, f"status {status}, but the body is over {MAX_BODY // 1024} KiB; not read as JSON"
@@ -279,10 +290,10 @@ class HealthCheck:
         try:
             document = json.loads(body)
         except ValueError:
-            return done(False, status, f"status {status}, but the body is not JSON")
+            return done(False, status, f"{status_text}, but the body is not JSON")
         if why := _json_mismatch(document, self.expect_json):
             return done(False, status, why)
-        return done(True, status, f"status {status}, JSON matches")
+        return done(True, status, f"{status_text}, JSON matches")
 
     def wait_healthy(
         self,

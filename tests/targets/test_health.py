@@ -341,3 +341,19 @@ def test_an_unreadable_ca_file_is_a_failed_probe_that_names_it(tls_server, tmp_p
     probe = HealthCheck(url, ca_file=tmp_path / "missing.pem").probe()
     assert not probe.ok and probe.status is None
     assert f"health.ca_file {tmp_path / 'missing.pem'} cannot be used: No such file or directory" in probe.reason
+
+
+def test_an_answer_after_a_redirect_says_where_it_came_from(server):
+    # A health URL that now sends to a login page answers 200 there: the reason must not read like the endpoint's.
+    server.route("/health", 302, Location="/login?next=/health")
+    server.route("/login?next=/health", 200, b"<html><title>Sign in</title></html>")
+    probe = HealthCheck(server.url()).probe()
+    assert probe.ok and probe.reason == "status 200 from /login?next=/health (redirected)"
+    failing = HealthCheck(server.url(), expect_json={"status": "ok"}).probe()
+    assert (
+        not failing.ok
+        and failing.reason == "status 200 from /login?next=/health (redirected), but the body is not JSON"
+    )
+    assert failing.body.startswith("<html><title>Sign in")
+    server.route("/plain", 200, {"status": "ok"})
+    assert HealthCheck(server.url("/plain"), expect_json={"status": "ok"}).probe().reason == "status 200, JSON matches"
