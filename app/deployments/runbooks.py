@@ -176,7 +176,10 @@ def stop_app(ctx: JobContext) -> None:
     control = steps.control_of(ctx)
     with steps.adapter_errors(ctx):
         control.stop(ctx)
-    ctx.set_result(f"{ctx.target} is stopped.")
+    if control.forced:
+        ctx.set_result(f"{ctx.target} is stopped, by force: {control.forced}.")
+    else:
+        ctx.set_result(f"{ctx.target} is stopped.")
 
 
 def start_app(ctx: JobContext) -> None:

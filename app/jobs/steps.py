@@ -109,6 +109,8 @@ def restart(ctx: JobContext) -> None:
     ctx.check_cancelled()
     with adapter_errors(ctx):
         control.restart(ctx)
+    if control.forced:
+        ctx.log(f"the old process was stopped by force: {control.forced}")
     ctx.did(f"restarted {ctx.target}")
     ctx.progress(1.0, "restarted")
 

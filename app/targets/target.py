@@ -70,6 +70,7 @@ class Target:
                 log_file=proc.log_file or self.state_dir / "app.log",
                 env=self.command_env(),
                 reload_signal=proc.reload,
+                stop_timeout=proc.stop_timeout,
             )
         return CommandControl(
             proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=self.command_env(), status=proc.status

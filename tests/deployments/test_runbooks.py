@@ -314,3 +314,30 @@ def test_a_checkout_that_is_not_the_branch_tip_is_verified_but_not_marked_known_
         assert db.session.scalars(select(KnownGood.commit)).all() == []
     if shape == "hotfix":
         assert "# hot-fix made on the server" in (code_target.repo / "server.py").read_text(), "nothing is lost"
+
+
+def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, code_target):
+    # The app is started through a wrapper that ignores SIGTERM, with a short stop_timeout for the test.
+    ignores = (
+        "import runpy, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"sys.argv = ['server.py', '{code_target.port}']; runpy.run_path('server.py', run_name='__main__')"
+    )
+    with app.app_context():
+        from app.targets import registry
+
+        registry.current().open("staging").process().stop()
+    toml = code_target.toml().replace(
+        f'command = ["{sys.executable}", "server.py", "{code_target.port}"]',
+        f'command = ["{sys.executable}", "-c", {json.dumps(ignores)}]\nstop_timeout = 0.5',
+    )
+    write_targets_file(app, toml)
+    job, _ = run(app, "start")
+    assert job.state == "succeeded", job.result
+    with app.app_context():
+        pid = registry.current().open("staging").process().status().pid
+    job, view = run(app, "stop")
+    assert job.state == "succeeded", job.result
+    assert job.result.startswith(f"staging is stopped, by force: pid {pid} ignored SIGTERM for 0.5 s")
+    assert "raise process.stop_timeout" in job.result
+    assert "still running after 0.5 s; sent SIGKILL" in log_text(view)
+    assert not running(pid)
