@@ -102,7 +102,9 @@ def revert_commits(ctx: JobContext) -> None:
 
 def tag_old_head(ctx: JobContext) -> None:
     with steps.adapter_errors(ctx):
-        tag = code.git_of(ctx).tag_safety()
+        repo = code.git_of(ctx)
+        repo.ready_to_change("reset")  # a reset that will be refused leaves no safety tag behind
+        tag = repo.tag_safety()
     ctx.state["safety_tag"] = tag
     ctx.log(f"the old head is kept as tag {tag}")
     ctx.progress(1.0, tag)

@@ -506,6 +506,10 @@ class GitRepo:
     def _worktree_head(self) -> str:
         return self._run("rev-parse", "--verify", "HEAD").stdout.strip()
 
+    def ready_to_change(self, action: str) -> str:
+        """The branch's head, or GitError (what is in the way, what to do) before anything is touched."""
+        return self._ready_to_change(action)
+
     def _ready_to_change(self, action: str) -> str:
         """Refuse before touching anything unless the branch is checked out and clean; returns its head."""
         current = self.current_branch()

@@ -341,3 +341,15 @@ def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, 
     assert "raise process.stop_timeout" in job.result
     assert "still running after 0.5 s; sent SIGKILL" in log_text(view)
     assert not running(pid)
+
+
+def test_a_reset_of_a_checkout_with_a_hot_fix_refuses_keeps_it_and_leaves_no_tag(app, runner, code_target):
+    server = code_target.repo / "server.py"
+    hot_fixed = server.read_text() + "# hot-fix made on the server\n"
+    server.write_text(hot_fixed)
+    before = code_target.head()
+    job, _ = run(app, "reset", commit=code_target.commits[0])
+    assert job.state == "failed"
+    assert "uncommitted changes to server.py — commit or discard them first, so nothing is lost" in job.result
+    assert server.read_text() == hot_fixed and code_target.head() == before
+    assert git(code_target.repo, "tag", "--list", "rewind/pre-reset/*") == "", "no safety tag for a reset not made"
