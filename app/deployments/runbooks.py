@@ -149,8 +149,12 @@ def verify_or_roll_back(ctx: JobContext) -> None:
     try:
         with steps.adapter_errors(ctx):
             tag = repo.tag_safety(prefix="rewind/failed-deploy")
-            repo.reset_hard(start, sink=ctx)
+            # The deploy began from a clean checkout, so what is uncommitted now is what its release
+            # commands wrote (built assets, compiled translations): undone with it, never a refusal.
+            discarded = repo.put_back(start, sink=ctx)
             ctx.log(f"the failed deploy is kept as tag {tag}")
+            if discarded:
+                ctx.log(f"undid what the release commands changed: {', '.join(discarded)}")
         # The old commit may need its own dependencies back: its release commands run before the restart.
         try:
             code.run_release_commands(ctx, target)
