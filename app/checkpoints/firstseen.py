@@ -35,9 +35,13 @@ def mark_first_healthy(target, reading) -> bool:
         if _has_mark(target.name) or busy_job(target.name) is not None:
             return False  # a deploy may be half-way: what answered is not necessarily what is checked out
         try:
-            head = target.git().head()
+            repo = target.git()
+            head, drift = repo.head(), repo.checkout_drift()
         except TargetError as exc:
             log.info("not marking %s known good: %s", target.name, exc)
+            return False
+        if drift:
+            log.info("not marking %s known good: %s", target.name, drift)
             return False
         record(
             "checkpoints.known_good",

@@ -18,17 +18,19 @@ class History:
     commits: list[Commit]
     next_before: str | None  # the cursor of the next (older) page
     problem: str | None  # why the repository could not be read
+    drift: str | None = None  # why the working copy is not the branch tip (what runs may differ)
     known_good: dict[str, KnownGood] = field(default_factory=dict)
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
 
 def history(target: Target, before: str | None = None, page: int = PAGE) -> History:
     """One page of the deployed branch, newest first, from `before` (a commit id) on."""
-    head, commits, problem = None, [], None
+    head, commits, problem, drift = None, [], None, None
     try:
         repo = target.git()
         head = repo.head()
         commits = repo.history(limit=page + 1, before=before)
+        drift = repo.checkout_drift()
     except GitError as exc:
         problem = exc.message
     more = len(commits) > page
@@ -38,6 +40,7 @@ def history(target: Target, before: str | None = None, page: int = PAGE) -> Hist
         commits=commits,
         next_before=commits[-1].sha if more else None,
         problem=problem,
+        drift=drift,
         known_good=store.known_good(target.name),
         checkpoints=store.recent(target.name),
     )

@@ -49,6 +49,7 @@ def _commits(value: str, target: str | None) -> list[str]:
     # Newest first by place on the branch (never by date: a rebase leaves dates out of order),
     # so each revert applies on top of the ones after it.
     try:
+        repo.check_revertable(resolved)
         return repo.newest_first(list(dict.fromkeys(resolved)))
     except GitError as exc:
         raise ParamError("commits", exc.message) from None
@@ -101,7 +102,9 @@ def revert_commits(ctx: JobContext) -> None:
 
 def tag_old_head(ctx: JobContext) -> None:
     with steps.adapter_errors(ctx):
-        tag = code.git_of(ctx).tag_safety()
+        repo = code.git_of(ctx)
+        repo.ready_to_change("reset")  # a reset that will be refused leaves no safety tag behind
+        tag = repo.tag_safety()
     ctx.state["safety_tag"] = tag
     ctx.log(f"the old head is kept as tag {tag}")
     ctx.progress(1.0, tag)
@@ -146,8 +149,12 @@ def verify_or_roll_back(ctx: JobContext) -> None:
     try:
         with steps.adapter_errors(ctx):
             tag = repo.tag_safety(prefix="rewind/failed-deploy")
-            repo.reset_hard(start, sink=ctx)
+            # The deploy began from a clean checkout, so what is uncommitted now is what its release
+            # commands wrote (built assets, compiled translations): undone with it, never a refusal.
+            discarded = repo.put_back(start, sink=ctx)
             ctx.log(f"the failed deploy is kept as tag {tag}")
+            if discarded:
+                ctx.log(f"undid what the release commands changed: {', '.join(discarded)}")
         # The old commit may need its own dependencies back: its release commands run before the restart.
         try:
             code.run_release_commands(ctx, target)
@@ -175,7 +182,10 @@ def stop_app(ctx: JobContext) -> None:
     control = steps.control_of(ctx)
     with steps.adapter_errors(ctx):
         control.stop(ctx)
-    ctx.set_result(f"{ctx.target} is stopped.")
+    if control.forced:
+        ctx.set_result(f"{ctx.target} is stopped, by force: {control.forced}.")
+    else:
+        ctx.set_result(f"{ctx.target} is stopped.")
 
 
 def start_app(ctx: JobContext) -> None:

@@ -43,6 +43,7 @@ def history(name: str):
         commits=page.commits,
         head=page.head,
         problem=page.problem,
+        drift=page.drift,
         known_good=page.known_good,
         checkpoints=page.checkpoints,
         next_before=page.next_before,

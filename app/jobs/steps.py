@@ -109,6 +109,8 @@ def restart(ctx: JobContext) -> None:
     ctx.check_cancelled()
     with adapter_errors(ctx):
         control.restart(ctx)
+    if control.forced:
+        ctx.log(f"the old process was stopped by force: {control.forced}")
     ctx.did(f"restarted {ctx.target}")
     ctx.progress(1.0, "restarted")
 
@@ -140,7 +142,11 @@ def verify_passed(ctx: JobContext, detail: str) -> None:
     """Record the verification, and the deployed commit as known good."""
     ctx.verified(True, detail)
     with adapter_errors(ctx):
-        head = target_of(ctx).git().head()
+        repo = target_of(ctx).git()
+        head, drift = repo.head(), repo.checkout_drift()
+    if drift:
+        ctx.log(f"{head[:12]} not marked known-good: {drift}, so what answered may not be {head[:12]}")
+        return
     store.mark_known_good(ctx.target, head, ctx.job_id)
     ctx.log(f"{head[:12]} marked known-good on {ctx.target}")
 

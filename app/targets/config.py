@@ -61,6 +61,7 @@ class ProcessConfig:
     log_file: Path | None = None
     reload: str | None = None  # managed mode: signal name (e.g. "HUP") that makes a restart a graceful reload
     env_file: bool = False  # the target's env file is part of every command's environment
+    stop_timeout: float = 10.0  # managed mode: seconds between SIGTERM and SIGKILL (gunicorn drains for 30 s)
 
     @property
     def managed(self) -> bool:
@@ -83,6 +84,7 @@ class HealthConfig:
     timeout: float = 30.0
     smoke: tuple[str, ...] | None = None
     failure_threshold: int = 3  # 5xx answers in a row that fail a verification before its timeout
+    ca_file: Path | None = None  # a PEM certificate (or its CA) to trust for an https health URL, e.g. self-signed
 
 
 @dataclass(frozen=True)
@@ -365,7 +367,12 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
             log_file=proc_t.path_("log_file"),
             reload=_signal_name(proc_t, "reload"),
             env_file=proc_t.get("env_file", bool, False),
+            stop_timeout=proc_t.get("stop_timeout", float, 10.0),
         )
+        if process.stop_timeout <= 0:
+            raise proc_t.fail("stop_timeout", f"must be more than 0 seconds, got {process.stop_timeout:g}")
+        if "stop_timeout" in proc_t.data and not process.command:
+            raise proc_t.fail("stop_timeout", "belongs to a managed process (command); your stop command decides")
         if process.reload and not process.command:
             raise proc_t.fail(
                 "reload", "belongs to a managed process (command); a service manager reloads by its restart command"
@@ -396,7 +403,12 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         threshold = health_t.get("failure_threshold", int, 3)
         if threshold < 1:
             raise health_t.fail("failure_threshold", f"expected a count of probes, 1 or more, got {threshold}")
-        health = HealthConfig(url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"), threshold)
+        ca_file = health_t.path_("ca_file")
+        if ca_file is not None and not url.lower().startswith("https:"):
+            raise health_t.fail("ca_file", "is only used with an https:// health URL")
+        health = HealthConfig(
+            url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"), threshold, ca_file
+        )
         health_t.done()
 
     database = None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.targets.command import CommandTimedOut, Sink, read_capped, run_command, shown
+from app.targets.command import CommandCancelled, CommandTimedOut, Sink, read_capped, run_command, shown
 from app.targets.environment import inherited_env
 from app.targets.errors import TargetError
 
@@ -103,6 +103,7 @@ class CommitDetail:
     message: str
     diff: str  # unified diff against the first parent
     truncated: bool  # diff was cut at DIFF_LIMIT bytes
+    shallow_edge: bool = False  # a shallow clone stops here: the diff shows every file as new, which it was not
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,10 @@ class GitRepo:
         """Full sha of the commit a syntactically valid id names anywhere in the repository."""
         out = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", ok=(0, 1, 128))
         if out.returncode:
+            if out.returncode != 1 and "ambiguous" not in out.stderr:
+                # git could not read the repository at all (another owner, a broken .git): say that,
+                # not "there is no commit", which would send a person hunting for a typo.
+                raise self._error(self._argv(("rev-parse", ref)), ("rev-parse",), out)
             if "ambiguous" in out.stderr:
                 raise UnknownCommit(ref, f"commit id {ref!r} is ambiguous in this repository — give more characters")
             raise UnknownCommit(ref, f"there is no commit {ref!r} in this repository")
@@ -348,6 +353,31 @@ class GitRepo:
         after = {sha: int(self._run("rev-list", "--count", f"{sha}..{self._ref}").stdout.strip()) for sha in shas}
         return sorted(after, key=after.__getitem__)
 
+    def shallow_boundary(self) -> frozenset[str]:
+        """Commits where a shallow clone's history stops: git has them, but not their parents."""
+        out = self._run("rev-parse", "--git-path", "shallow").stdout.strip()
+        path = Path(out) if os.path.isabs(out) else self.path / out
+        try:
+            return frozenset(path.read_text().split())
+        except OSError:  # no such file: the clone is complete
+            return frozenset()
+
+    def check_revertable(self, shas: Sequence[str]) -> None:
+        """Refuse commits whose parent this clone lacks: git would revert them against nothing.
+
+        At a shallow clone's edge a commit looks like a first commit, so git
+        reverts it by deleting every file it holds: the whole application.
+        """
+        edge = self.shallow_boundary()
+        cut = [sha for sha in shas if sha in edge]
+        if cut:
+            raise UnknownCommit(
+                cut[0],
+                f"commit {cut[0][:12]} is where this shallow clone's history stops: git does not have its "
+                "parent, so reverting it would delete every file of the application — fetch the missing "
+                f"history first (`git -C {self.path} fetch --unshallow`), then revert",
+            )
+
     def remote_branches(self) -> list[str]:
         """The remote's branches as the last fetch saw them, as `origin/main`; none without a remote."""
         if self.remote is None:
@@ -380,7 +410,8 @@ class GitRepo:
         raw, truncated = self._read_capped(
             ["show", "--format=", "--patch", "--no-ext-diff", "-M", "--diff-merges=first-parent", sha, "--"], limit
         )
-        return CommitDetail(commit, message, raw.decode("utf-8", errors="replace"), truncated)
+        edge = sha in self.shallow_boundary()
+        return CommitDetail(commit, message, raw.decode("utf-8", errors="replace"), truncated, edge)
 
     def _read_capped(self, args: Sequence[str], limit: int) -> tuple[bytes, bool]:
         """Stdout of git up to `limit` bytes, stopping git past that so a huge diff costs no memory."""
@@ -448,6 +479,24 @@ class GitRepo:
             i += 1
         return files
 
+    def checkout_drift(self) -> str | None:
+        """Why the working copy is not exactly the branch tip (what the app runs may differ); None when it is.
+
+        A detached HEAD, another branch or a hot-fix edited on the server all
+        mean the code that answers health checks is not the commit Rewind
+        would call deployed, so it must not be marked known good.
+        """
+        current = self.current_branch()
+        if current != self.branch:
+            at = self._worktree_head()[:12]
+            where = f"branch {current!r} (at {at})" if current else f"a detached HEAD at {at}"
+            return f"{self.path} has {where} checked out, not {self.branch!r}"
+        dirty = self.dirty_files()
+        if dirty:
+            shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+            return f"{self.path} has uncommitted changes to {shown}"
+        return None
+
     def is_clean(self) -> bool:
         """No uncommitted changes to tracked files."""
         return not self.dirty_files()
@@ -456,6 +505,10 @@ class GitRepo:
 
     def _worktree_head(self) -> str:
         return self._run("rev-parse", "--verify", "HEAD").stdout.strip()
+
+    def ready_to_change(self, action: str) -> str:
+        """The branch's head, or GitError (what is in the way, what to do) before anything is touched."""
+        return self._ready_to_change(action)
 
     def _ready_to_change(self, action: str) -> str:
         """Refuse before touching anything unless the branch is checked out and clean; returns its head."""
@@ -519,11 +572,15 @@ class GitRepo:
             raise GitError("nothing to revert: give at least one commit")
         start = self._ready_to_change("revert")
         full = list(dict.fromkeys(self.resolve(sha) for sha in shas))
+        self.check_revertable(full)
         args = ["revert", "--no-edit"]
         if any(self.commit(sha).is_merge for sha in full):
             args += ["-m", "1"]  # git (2.21+) accepts it for the plain commits among them too
         try:
             self._run(*args, *full, sink=sink)
+        except CommandCancelled:
+            self._put_back(start, "revert")  # cancelled between two reverts: none of them stays
+            raise
         except GitError as exc:
             files = self._unmerged()
             at = self._state_commit("REVERT_HEAD") or self._sequencer_next()
@@ -657,6 +714,9 @@ class GitRepo:
         args = ["merge", "--ff-only", sha] if fast_forward else ["merge", "--no-ff", "--no-edit", sha]
         try:
             self._run(*args, sink=sink)
+        except CommandCancelled:
+            self._put_back(start, "merge")
+            raise
         except GitError as exc:
             files = self._unmerged()
             self._put_back(start, "merge")
@@ -704,4 +764,12 @@ class GitRepo:
                     returncode=exc.returncode,
                     stderr=exc.stderr,
                 ) from None
-            raise
+            raise GitError(
+                f"pushing {self.branch} to {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; "
+                f"{self.branch} here keeps its new commits — check the remote's URL (`git -C {self.path} remote -v`) "
+                f"and that this host can reach it, then push by hand: `git -C {self.path} push {self.remote} "
+                f"{self.branch}`",
+                argv=exc.argv,
+                returncode=exc.returncode,
+                stderr=exc.stderr,
+            ) from None

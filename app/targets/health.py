@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shlex
 import socket
 import ssl
@@ -173,7 +174,10 @@ def _describe_error(exc: BaseException, timeout: float, host: str) -> str:
     if isinstance(reason, socket.gaierror):
         return f"cannot resolve host {host}"
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return f"TLS certificate not accepted: {reason.verify_message}"
+        return (
+            f"TLS certificate not accepted: {reason.verify_message} — if the application's certificate is "
+            "self-signed or from a private CA, set health.ca_file to it in the targets file"
+        )
     if isinstance(reason, ssl.SSLError):
         return f"TLS error: {reason.reason or reason}"
     if isinstance(reason, http.client.RemoteDisconnected):
@@ -197,6 +201,7 @@ class HealthCheck:
         interval_s: float = 0.5,
         request_timeout_s: float = 2,
         failure_threshold: int = FAILURE_THRESHOLD,
+        ca_file: str | os.PathLike | None = None,
     ) -> None:
         self.url = _check_url(url)
         self.expect_status = int(expect_status)
@@ -216,9 +221,19 @@ class HealthCheck:
         if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
             raise ValueError(f"failure_threshold must be a count of probes, 1 or more, not {failure_threshold!r}")
         self.failure_threshold = failure_threshold
-        self._opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), _SameHostRedirects(follow=not 300 <= self.expect_status < 400)
-        )
+        handlers: list[urllib.request.BaseHandler] = [
+            urllib.request.ProxyHandler({}),
+            _SameHostRedirects(follow=not 300 <= self.expect_status < 400),
+        ]
+        # A CA file that cannot be read is a probe failure that says so, never an exception at every use.
+        self._ca_problem: str | None = None
+        if ca_file is not None:
+            try:
+                handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca_file)))
+            except (OSError, ssl.SSLError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self._ca_problem = f"health.ca_file {ca_file} cannot be used: {why} — check it in the targets file"
+        self._opener = urllib.request.build_opener(*handlers)
 
     def probe(self, request_timeout_s: float | None = None) -> Probe:
         """One request; never raises for what the target does (refusal, timeout, bad body)."""
@@ -233,10 +248,14 @@ class HealthCheck:
             excerpt = strip_ansi(body[:BODY_EXCERPT].decode(errors="replace")).strip()
             return Probe(ok, status, round((time.monotonic() - started) * 1000, 1), reason, excerpt)
 
+        if self._ca_problem is not None:
+            return done(False, None, self._ca_problem)
+        landed = self.url  # where the answer came from, after same-host redirects
         try:
             with self._opener.open(request, timeout=timeout) as response:
                 status, body = response.status, response.read(MAX_BODY + 1)
                 location = None
+                landed = response.geturl()
         except urllib.error.HTTPError as exc:
             status, location = exc.code, exc.headers.get("Location") if exc.headers else None
             try:
@@ -248,13 +267,22 @@ class HealthCheck:
         except (OSError, http.client.HTTPException) as exc:
             return done(False, None, _describe_error(exc, timeout, urlsplit(self.url).hostname or ""))
 
+        if landed != self.url:
+            # Say where the answer came from: a health URL that now redirects to a login or error
+            # page answers 200 there, and "status 200" alone would hide that it is not the health endpoint.
+            where = urlsplit(landed)
+            status_text = (
+                f"status {status} from {where.path or '/'}{'?' + where.query if where.query else ''} (redirected)"
+            )
+        else:
+            status_text = f"status {status}"
         if status != self.expect_status:
-            reason = f"status {status}, expected {self.expect_status}"
+            reason = f"{status_text}, expected {self.expect_status}"
             if location and 300 <= status < 400:
                 reason += f" (redirect to {location} not followed: only same-host redirects are)"
             return done(False, status, reason)
         if self.expect_json is None:
-            return done(True, status, f"status {status}")
+            return done(True, status, status_text)
         if len(body) > MAX_BODY:
             return done(
                 False, status, f"status {status}, but the body is over {MAX_BODY // 1024} KiB; not read as JSON"
@@ -262,10 +290,10 @@ class HealthCheck:
         try:
             document = json.loads(body)
         except ValueError:
-            return done(False, status, f"status {status}, but the body is not JSON")
+            return done(False, status, f"{status_text}, but the body is not JSON")
         if why := _json_mismatch(document, self.expect_json):
             return done(False, status, why)
-        return done(True, status, f"status {status}, JSON matches")
+        return done(True, status, f"{status_text}, JSON matches")
 
     def wait_healthy(
         self,
@@ -349,7 +377,11 @@ class HealthCheck:
 def _not_its_answer(process: Witness, port: int, ports: frozenset[int], gone: str | None) -> str:
     """Why a good answer is not the started process's own."""
     if gone:
-        return "another process answered: the one started is gone"
+        return (
+            "another process answered: the one started is gone — if the application puts itself in the "
+            "background (daemonizes), make it stay in the foreground (e.g. no --daemon): Rewind supervises it, "
+            "and cannot stop or restart a copy it does not know"
+        )
     if ports:
         listens = ", ".join(str(p) for p in sorted(ports))
         return f"another process answered: pid {process.pid} listens on {listens}, not {port}"

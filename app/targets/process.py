@@ -99,6 +99,8 @@ class ProcessStatus:
 class ProcessControl(Protocol):
     """What runbooks use, whichever way the target's process is controlled."""
 
+    forced: str | None  # after a stop or restart: how the old process had to be killed, when it had to be
+
     def start(self, sink: Sink | None = None) -> None: ...
 
     def stop(self, sink: Sink | None = None) -> None: ...
@@ -133,6 +135,8 @@ class CommandControl:
     restart falls back to stop then start when no restart command is given.
     env is the commands' whole environment: the target's (Target.command_env()).
     """
+
+    forced = None  # the service manager stops it; Rewind cannot tell how
 
     def __init__(
         self,
@@ -407,6 +411,7 @@ class ManagedProcess:
         if stop_timeout < 0:
             raise ValueError(f"stop_timeout must be zero or more seconds, not {stop_timeout!r}")
         self.stop_timeout = float(stop_timeout)
+        self.forced: str | None = None
         self.reload_signal = signal.Signals[reload_signal] if reload_signal else None
         self.reload_timeout = float(reload_timeout)
 
@@ -520,6 +525,7 @@ class ManagedProcess:
         sink.line("out", f"started pid {pid}; its output goes to {self.log_file}")
 
     def _stop(self, sink: Sink) -> None:
+        self.forced = None
         seen = self._inspect()
         if seen.pid is None and not seen.leftovers:
             if seen.note:
@@ -546,6 +552,10 @@ class ManagedProcess:
             sink.line("out", f"still running after {self.stop_timeout:g} s; sent SIGKILL")
             self._signal(pid, group, signal.SIGKILL)
             how = "SIGKILL"
+            self.forced = (
+                f"pid {pid} ignored SIGTERM for {self.stop_timeout:g} s and was killed with SIGKILL, "
+                "cutting off what it was doing — if it needs longer to finish, raise process.stop_timeout"
+            )
             if not self._wait_gone(pid, group, KILL_WAIT_S):
                 raise ProcessError(
                     f"stop: pid {pid} survived SIGKILL for {KILL_WAIT_S:g} s",

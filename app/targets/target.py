@@ -70,6 +70,7 @@ class Target:
                 log_file=proc.log_file or self.state_dir / "app.log",
                 env=self.command_env(),
                 reload_signal=proc.reload,
+                stop_timeout=proc.stop_timeout,
             )
         return CommandControl(
             proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=self.command_env(), status=proc.status
@@ -85,6 +86,7 @@ class Target:
             expect_json=health.json,
             timeout_s=timeout_s if timeout_s is not None else health.timeout,
             failure_threshold=health.failure_threshold,
+            ca_file=health.ca_file,
         )
 
     def flags(self) -> FlagTable | None:

@@ -52,3 +52,11 @@ def test_a_busy_target_is_not_marked(app, code_target):
         service.enqueue(runbook.get("restart"), "staging", {}, Actor(None, "ada"))  # no runner: stays queued
         engine(app).health.probe_all()
     assert marks(app) == []
+
+
+def test_a_checkout_with_a_server_side_hot_fix_is_not_marked(app, code_target):
+    # What answered is the edited working copy, not the branch's commit.
+    (code_target.repo / "CHANGES.md").write_text("edited on the server\n")
+    with app.app_context():
+        engine(app).health.probe_all()
+    assert marks(app) == []

@@ -202,3 +202,20 @@ def test_a_cancel_during_the_release_commands_puts_the_code_back(app, runner, tm
     assert job.state == "cancelled"
     assert code_target.head() == before and git(code_target.repo, "status", "--porcelain") == ""
     assert pid_of(app) == pid
+
+
+def test_a_failed_deploy_rolls_back_although_its_release_rewrote_a_tracked_file(app, runner, code_target):
+    # Release commands that build into tracked files (compiled assets, translations) leave the checkout
+    # changed; the deploy started from a clean one, so the automatic rollback may undo those changes.
+    stamp = [sys.executable, "-c", "open('CHANGES.md', 'a').write('built by the release\\n')"]
+    write_targets_file(app, with_release(code_target.toml(auto_rollback=True), stamp))
+    before = code_target.head()
+    job, view = run(app, "deploy", ref="feature/bad")
+    assert job.state == "failed"
+    assert f"Rolled back automatically to {before[:12]}, which is healthy again" in job.result, job.result
+    assert code_target.head() == before
+    assert "undid what the release commands changed: CHANGES.md" in log_text(view)
+    # The deploy's stamp was undone; the old commit's own release run stamped it once again.
+    changes = git(code_target.repo, "show", f"{before}:CHANGES.md") + "\nbuilt by the release"
+    assert (code_target.repo / "CHANGES.md").read_text().strip() == changes
+    assert health(code_target)[1]["status"] == "healthy"

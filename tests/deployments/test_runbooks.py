@@ -284,3 +284,72 @@ restart = ["{sys.executable}", "{script}"]
     assert "\x1b" not in log_text(view)
     assert "Job for myapp.service failed" in logged
     assert "See journalctl -xeu myapp.service for details." in logged
+
+
+def test_the_edge_of_a_shallow_clone_is_refused_before_queueing(app, code_target):
+    # A server checkout cloned with --depth: its oldest commit looks parentless to git.
+    edge = code_target.commits[2]
+    (code_target.repo / ".git" / "shallow").write_text(edge + "\n")
+    with app.app_context(), pytest.raises(ParamError, match="shallow clone") as err:
+        runbooks.get("revert").parse_params({"commits": f"{code_target.commits[3]} {edge}"}, "staging")
+    assert err.value.param == "commits"
+
+
+@pytest.mark.parametrize("shape", ["detached", "hotfix"])
+def test_a_checkout_that_is_not_the_branch_tip_is_verified_but_not_marked_known_good(app, runner, code_target, shape):
+    # What answers the health check is the working copy: a detached HEAD or a hot-fix edited on the
+    # server is not the branch's commit, so that commit must not be called known good.
+    tip = code_target.head()
+    if shape == "detached":
+        git(code_target.repo, "checkout", "-q", "--detach", code_target.commits[2])
+        why = f"a detached HEAD at {code_target.commits[2][:12]}"
+    else:
+        server = code_target.repo / "server.py"
+        server.write_text(server.read_text() + "# hot-fix made on the server\n")
+        why = "uncommitted changes to server.py"
+    job, view = run(app, "verify")
+    assert job.state == "succeeded" and job.verification == "passed", job.result
+    assert f"{tip[:12]} not marked known-good: " in log_text(view) and why in log_text(view)
+    with app.app_context():
+        assert db.session.scalars(select(KnownGood.commit)).all() == []
+    if shape == "hotfix":
+        assert "# hot-fix made on the server" in (code_target.repo / "server.py").read_text(), "nothing is lost"
+
+
+def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, code_target):
+    # The app is started through a wrapper that ignores SIGTERM, with a short stop_timeout for the test.
+    ignores = (
+        "import runpy, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"sys.argv = ['server.py', '{code_target.port}']; runpy.run_path('server.py', run_name='__main__')"
+    )
+    with app.app_context():
+        from app.targets import registry
+
+        registry.current().open("staging").process().stop()
+    toml = code_target.toml().replace(
+        f'command = ["{sys.executable}", "server.py", "{code_target.port}"]',
+        f'command = ["{sys.executable}", "-c", {json.dumps(ignores)}]\nstop_timeout = 0.5',
+    )
+    write_targets_file(app, toml)
+    job, _ = run(app, "start")
+    assert job.state == "succeeded", job.result
+    with app.app_context():
+        pid = registry.current().open("staging").process().status().pid
+    job, view = run(app, "stop")
+    assert job.state == "succeeded", job.result
+    assert job.result.startswith(f"staging is stopped, by force: pid {pid} ignored SIGTERM for 0.5 s")
+    assert "raise process.stop_timeout" in job.result
+    assert "still running after 0.5 s; sent SIGKILL" in log_text(view)
+    assert not running(pid)
+
+
+def test_a_reset_of_a_checkout_with_a_hot_fix_refuses_keeps_it_and_leaves_no_tag(app, runner, code_target):
+    server = code_target.repo / "server.py"
+    hot_fixed = server.read_text() + "# hot-fix made on the server\n"
+    server.write_text(hot_fixed)
+    before = code_target.head()
+    job, _ = run(app, "reset", commit=code_target.commits[0])
+    assert job.state == "failed"
+    assert "uncommitted changes to server.py — commit or discard them first, so nothing is lost" in job.result
+    assert server.read_text() == hot_fixed and code_target.head() == before
+    assert git(code_target.repo, "tag", "--list", "rewind/pre-reset/*") == "", "no safety tag for a reset not made"

@@ -160,3 +160,26 @@ def test_each_deploy_field_keeps_its_label_beside_its_control(app, users, as_rol
             rf'<span class="field"><label for="[\w-]+">{label}</label>((?:(?!</span>).)*)</span>', page, re.S
         )
         assert field and control in field.group(1), f"{label!r} is not kept with its control"
+
+
+def test_history_warns_when_the_checkout_is_not_the_branch(app, users, as_role, code_target):
+    client = as_role(Role.OPERATOR)
+    assert "The checkout is not the branch" not in client.get("/targets/staging/deployments").get_data(as_text=True)
+    git(code_target.repo, "checkout", "-q", "--detach", code_target.commits[1])
+    page = client.get("/targets/staging/deployments").get_data(as_text=True)
+    assert page.count("The checkout is not the branch") == 1
+    assert f"a detached HEAD at {code_target.commits[1][:12]} checked out, not &#39;main&#39;" in page
+    git(code_target.repo, "checkout", "-q", "main")
+    (code_target.repo / "CHANGES.md").write_text("edited on the server\n")
+    page = client.get("/targets/staging/deployments").get_data(as_text=True)
+    assert "uncommitted changes to CHANGES.md" in page and "commit or discard the changes" in page
+
+
+def test_the_commit_where_a_shallow_clone_stops_says_its_diff_is_not_what_it_changed(app, users, as_role, code_target):
+    edge = code_target.commits[2]
+    (code_target.repo / ".git" / "shallow").write_text(edge + "\n")
+    client = as_role(Role.VIEWER)
+    page = client.get(f"/targets/staging/commits/{edge}").get_data(as_text=True)
+    assert "its history stops at this commit" in page and "git fetch --unshallow" in page
+    inside = client.get(f"/targets/staging/commits/{code_target.commits[3]}").get_data(as_text=True)
+    assert "history stops" not in inside

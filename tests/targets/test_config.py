@@ -136,6 +136,24 @@ cwd = "apps/demo"
             "expected int",
         ),
         (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\ncommand = ["x"]\nstop_timeout = 0\n',
+            "a",
+            "process.stop_timeout",
+            "must be more than 0 seconds",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.process]\nrestart = ["x"]\nstop_timeout = 30\n',
+            "a",
+            "process.stop_timeout",
+            "belongs to a managed process",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\nca_file = "/etc/ca.pem"\n',
+            "a",
+            "health.ca_file",
+            "only used with an https:// health URL",
+        ),
+        (
             '[targets.a.repo]\npath = "/x"\n[targets.a.database]\nurl = "sqlite:///x"\n'
             '[targets.a.database.flags_columns]\nname = "n"\n',
             "a",
@@ -308,3 +326,21 @@ def test_flags_columns_override_only_what_they_name():
         "updated_at",
         "team",
     )
+
+
+def test_a_health_ca_file_is_read_relative_to_the_targets_file_and_reaches_the_check(tmp_path):
+    from app.targets.target import Target
+
+    text = '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "https://127.0.0.1:1/health"\nca_file = "ca.pem"\n'
+    config = parse(text)["a"]
+    assert config.health.ca_file == Path("/etc/rewind/ca.pem")
+    probe = Target(config, tmp_path).health().probe()
+    assert not probe.ok and "health.ca_file /etc/rewind/ca.pem cannot be used" in probe.reason
+
+
+def test_a_managed_processs_stop_timeout_reaches_it(tmp_path):
+    from app.targets.target import Target
+
+    text = '[targets.a.repo]\npath = "/x"\n[targets.a.process]\ncommand = ["x"]\nstop_timeout = 35\n'
+    assert Target(parse(text)["a"], tmp_path).process().stop_timeout == 35.0
+    assert Target(parse(text.replace("stop_timeout = 35\n", ""))["a"], tmp_path).process().stop_timeout == 10.0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.targets.command import CommandCancelled
 from app.targets.git import GitError, GitRepo, MergeConflict, RevertConflict, UnknownCommit
 from tests.support.sinks import Lines
 
@@ -411,3 +412,91 @@ def test_errors_name_the_fix(tmp_path, work, lines):
     with pytest.raises(ValueError, match="bad remote"):
         GitRepo(work, "main", "--upload-pack=evil")
     repo_of(work).check()
+
+
+# --- messy checkouts -----------------------------------------------------------------------
+
+
+def test_a_shallow_clones_oldest_commit_is_not_reverted_against_nothing(tmp_path, work, lines):
+    # At the edge of a shallow clone git sees no parent: reverting there would delete every file.
+    clone = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "--quiet", "--depth", "2", f"file://{work}", str(clone)], check=True, env=GIT_ENV)
+    repo = repo_of(clone)
+    assert repo.shallow_boundary() == {lines["c3"]}
+    head = repo.head()
+    with pytest.raises(UnknownCommit, match=r"shallow clone.*fetch --unshallow") as err:
+        repo.revert([lines["c3"]])
+    assert err.value.ref == lines["c3"]
+    assert repo.head() == head and status(clone) == ""
+    assert (clone / "f").read_text() == "c\n" and (clone / "g").exists()
+    # A commit inside the fetched history reverts as usual.
+    repo.revert([lines["c4"]])
+    assert not (clone / "g").exists() and (clone / "f").read_text() == "c\n"
+
+
+def test_a_complete_clone_has_no_shallow_boundary(work, lines):
+    assert repo_of(work).shallow_boundary() == frozenset()
+
+
+def test_a_repository_of_another_owner_is_named_as_such_not_as_an_unknown_commit(work, lines):
+    # git refuses a .git owned by someone else ("dubious ownership"); every id would otherwise read as unknown.
+    os.chown(work / ".git", 65534, 65534)
+    try:
+        with pytest.raises(GitError, match=r"belongs to another user.*safe\.directory") as err:
+            repo_of(work).resolve(lines["c2"])
+        assert not isinstance(err.value, UnknownCommit)
+    finally:
+        os.chown(work / ".git", os.getuid(), os.getgid())
+
+
+def test_a_push_to_a_remote_that_is_gone_says_what_is_kept_and_how_to_push_later(tmp_path, work, lines):
+    git(work, "remote", "add", "origin", str(tmp_path / "moved-away.git"))
+    repo = repo_of(work, remote="origin")
+    repo.revert([lines["c4"]])
+    head = repo.head()
+    with pytest.raises(GitError) as err:
+        repo.push()
+    message = err.value.message
+    assert (
+        message.startswith("pushing main to 'origin' failed: ") and "does not appear to be a git repository" in message
+    )
+    assert "main here keeps its new commits" in message and f"`git -C {work} push origin main`" in message
+    assert repo.head() == head
+
+
+SECOND_COMMIT_HANGS = """#!/bin/sh
+if [ -e "$GIT_DIR/../once" ] || [ -e .git/../once ]; then echo "hook waiting"; sleep 60; fi
+touch once
+"""
+
+
+def test_a_revert_cancelled_half_way_puts_the_branch_back(work, lines):
+    # A hook that hangs on the second of two reverts: cancelling then must not leave one revert made
+    # and git in the middle of a revert sequence.
+    hook = work / ".git" / "hooks" / "prepare-commit-msg"
+    hook.write_text(SECOND_COMMIT_HANGS)
+    hook.chmod(0o755)
+    (work / ".git" / "info" / "exclude").write_text("once\n")
+    repo = repo_of(work)
+    sink = Lines(cancel_when=lambda seen: "hook waiting" in seen.text())
+    with pytest.raises(CommandCancelled):
+        repo.revert([lines["c4"], lines["c3"]], sink=sink)
+    assert repo.head() == lines["c4"] and status(work) == ""
+    assert not (work / ".git" / "sequencer").exists() and not (work / ".git" / "REVERT_HEAD").exists()
+    assert (work / "f").read_text() == "c\n" and (work / "g").exists()
+
+
+def test_a_merge_cancelled_while_a_hook_hangs_puts_the_branch_back(work, lines):
+    git(work, "checkout", "--quiet", "-b", "feature", lines["c2"])
+    feature = commit(work, "feature", h="h\n")
+    git(work, "checkout", "--quiet", "main")
+    hook = work / ".git" / "hooks" / "prepare-commit-msg"
+    hook.write_text(SECOND_COMMIT_HANGS)
+    hook.chmod(0o755)
+    (work / ".git" / "info" / "exclude").write_text("once\n")
+    (work / "once").write_text("")  # the merge commit's hook hangs
+    repo = repo_of(work)
+    with pytest.raises(CommandCancelled):
+        repo.merge(feature, sink=Lines(cancel_when=lambda seen: "hook waiting" in seen.text()))
+    assert repo.head() == lines["c4"] and status(work) == ""
+    assert not (work / ".git" / "MERGE_HEAD").exists() and not (work / "h").exists()

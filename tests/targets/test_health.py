@@ -298,3 +298,62 @@ def test_smoke_command_cancel():
     with pytest.raises(CommandCancelled):
         run_smoke([PY, "-c", "import time; print('up', flush=True); time.sleep(30)"], 30, lines)
     assert lines.of("out") == ["up"]
+
+
+# --- TLS -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """The same server over https, with a self-signed certificate for 127.0.0.1 (made by openssl)."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    running = Server()
+    running.socket = context.wrap_socket(running.socket, server_side=True)
+    running.serve()
+    running.cert = cert
+    yield running
+    running.close()
+
+
+def test_a_self_signed_certificate_says_what_to_set(tls_server):
+    tls_server.route("/health", 200, {"status": "ok"})
+    url = tls_server.url().replace("http://", "https://")
+    probe = HealthCheck(url).probe()
+    assert not probe.ok and probe.status is None
+    assert "TLS certificate not accepted: self-signed certificate" in probe.reason
+    assert "set health.ca_file" in probe.reason
+    trusted = HealthCheck(url, expect_json={"status": "ok"}, ca_file=tls_server.cert).probe()
+    assert trusted.ok, trusted
+
+
+def test_an_unreadable_ca_file_is_a_failed_probe_that_names_it(tls_server, tmp_path):
+    url = tls_server.url().replace("http://", "https://")
+    probe = HealthCheck(url, ca_file=tmp_path / "missing.pem").probe()
+    assert not probe.ok and probe.status is None
+    assert f"health.ca_file {tmp_path / 'missing.pem'} cannot be used: No such file or directory" in probe.reason
+
+
+def test_an_answer_after_a_redirect_says_where_it_came_from(server):
+    # A health URL that now sends to a login page answers 200 there: the reason must not read like the endpoint's.
+    server.route("/health", 302, Location="/login?next=/health")
+    server.route("/login?next=/health", 200, b"<html><title>Sign in</title></html>")
+    probe = HealthCheck(server.url()).probe()
+    assert probe.ok and probe.reason == "status 200 from /login?next=/health (redirected)"
+    failing = HealthCheck(server.url(), expect_json={"status": "ok"}).probe()
+    assert (
+        not failing.ok
+        and failing.reason == "status 200 from /login?next=/health (redirected), but the body is not JSON"
+    )
+    assert failing.body.startswith("<html><title>Sign in")
+    server.route("/plain", 200, {"status": "ok"})
+    assert HealthCheck(server.url("/plain"), expect_json={"status": "ok"}).probe().reason == "status 200, JSON matches"

@@ -258,6 +258,12 @@ def test_stop_kills_a_process_that_ignores_sigterm(managed):
     assert not alive(pid)
     assert "still running after 0.3 s; sent SIGKILL" in lines.text()
     assert not process.pid_file.exists()
+    assert process.forced == (
+        f"pid {pid} ignored SIGTERM for 0.3 s and was killed with SIGKILL, cutting off what it was doing — "
+        "if it needs longer to finish, raise process.stop_timeout"
+    )
+    process.stop()
+    assert process.forced is None, "a stop with nothing to stop forced nothing"
 
 
 def test_stop_when_not_running_is_a_no_op(managed):

@@ -18,7 +18,7 @@ from app.targets.health import HealthCheck, Probe
 from app.targets.process import ManagedProcess
 from tests.conftest import wait_for
 from tests.support.postgres import free_port
-from tests.support.processes import PY, exec_script
+from tests.support.processes import PY, SERVER, exec_script
 
 LONG = 300  # a timeout no test here may reach
 
@@ -168,3 +168,37 @@ def test_refusals_on_the_port_it_holds_but_another_address_fail_fast(start, tmp_
     verdict = health.wait_healthy(process=process.watch(), on_probe=seen.append)
     assert not verdict.ok and verdict.early and verdict.probes == 3 and all(p.refused for p in seen)
     assert "refuses connections (is it bound to another address?)" in verdict.reason
+
+
+DAEMONIZES = """
+import os, sys
+if os.fork():
+    sys.exit(0)  # the process Rewind started exits at once...
+os.setsid()
+if os.fork():
+    sys.exit(0)
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])  # ...and the server runs on in a session of its own
+"""
+
+
+def test_an_app_that_daemonizes_itself_is_named_as_such(start, tmp_path):
+    (tmp_path / "server.py").write_text(SERVER)
+    port = free_port()
+    process = start([PY, "-c", DAEMONIZES, str(tmp_path / "server.py"), str(port)])
+    try:
+        wait_for(lambda: check(port).probe().ok, timeout=20)
+        verdict = check(port).wait_healthy(process=process.watch())
+        assert not verdict.ok and verdict.early and verdict.probes == 1
+        assert "while it was being verified" in verdict.reason
+        assert "puts itself in the background (daemonizes), make it stay in the foreground" in verdict.reason
+    finally:  # Rewind cannot know the copy that escaped: the test stops it
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            if _serves(pid, tmp_path):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _serves(pid: int, folder: Path) -> bool:
+    try:
+        return str(folder / "server.py") in Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return False
