@@ -54,6 +54,10 @@ class GitError(TargetError):
         self.stderr = stderr
         self.stdout = stdout
 
+    def said(self, message: str) -> GitError:
+        """The same failed command told in Rewind's words (what happened, what to do); git's own output kept."""
+        return GitError(message, argv=self.argv, returncode=self.returncode, stderr=self.stderr, stdout=self.stdout)
+
 
 class UnknownCommit(GitError):
     """A user-given id does not name a commit Rewind may act on."""
@@ -598,15 +602,10 @@ class GitRepo:
                 ) from None
             if "nothing to commit" in exc.stdout + exc.stderr:
                 which = f"{at[:7]}" if at else f"one of {shorts}"
-                raise GitError(
-                    f"reverting {which} changes nothing — it is already undone on {self.branch}; {kept}",
-                    argv=exc.argv,
-                    returncode=exc.returncode,
-                    stderr=exc.stderr,
+                raise exc.said(
+                    f"reverting {which} changes nothing — it is already undone on {self.branch}; {kept}"
                 ) from None
-            raise GitError(
-                f"{exc.message}; {kept}", argv=exc.argv, returncode=exc.returncode, stderr=exc.stderr
-            ) from None
+            raise exc.said(f"{exc.message}; {kept}") from None
         return self.head()
 
     def tag_safety(
@@ -690,13 +689,10 @@ class GitRepo:
         try:
             self._run("fetch", "--prune", "--no-tags", "--no-recurse-submodules", self.remote, refspec, sink=sink)
         except GitError as exc:
-            raise GitError(
+            raise exc.said(
                 f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; nothing was changed "
                 f"({self.branch} was not touched) — check the remote's URL (`git -C {self.path} remote -v`) "
-                "and that this host can reach it",
-                argv=exc.argv,
-                returncode=exc.returncode,
-                stderr=exc.stderr,
+                "and that this host can reach it"
             ) from None
         return self.remote_branches()
 
@@ -728,9 +724,7 @@ class GitRepo:
                     f"merging {sha[:7]} into {self.branch} conflicts in {', '.join(files)}; {kept} — "
                     "resolve it in the repository, or deploy a commit that already contains both",
                 ) from None
-            raise GitError(
-                f"{exc.message}; {kept}", argv=exc.argv, returncode=exc.returncode, stderr=exc.stderr
-            ) from None
+            raise exc.said(f"{exc.message}; {kept}") from None
         return self.head()
 
     def push(self, force: bool = False, sink: Sink | None = None) -> None:
@@ -749,27 +743,18 @@ class GitRepo:
             self._run(*args, sink=sink)
         except GitError as exc:
             if "stale info" in exc.stderr:
-                raise GitError(
+                raise exc.said(
                     f"the remote {self.remote!r} has a {self.branch} Rewind has not seen — someone pushed since; "
-                    f"fetch and look before forcing again",
-                    argv=exc.argv,
-                    returncode=exc.returncode,
-                    stderr=exc.stderr,
+                    f"fetch and look before forcing again"
                 ) from None
             if "non-fast-forward" in exc.stderr or "fetch first" in exc.stderr:
-                raise GitError(
+                raise exc.said(
                     f"the remote {self.remote!r} has commits on {self.branch} that this repository lacks — "
-                    "a plain push would lose them; push with force only if that is intended",
-                    argv=exc.argv,
-                    returncode=exc.returncode,
-                    stderr=exc.stderr,
+                    "a plain push would lose them; push with force only if that is intended"
                 ) from None
-            raise GitError(
+            raise exc.said(
                 f"pushing {self.branch} to {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; "
                 f"{self.branch} here keeps its new commits — check the remote's URL (`git -C {self.path} remote -v`) "
                 f"and that this host can reach it, then push by hand: `git -C {self.path} push {self.remote} "
-                f"{self.branch}`",
-                argv=exc.argv,
-                returncode=exc.returncode,
-                stderr=exc.stderr,
+                f"{self.branch}`"
             ) from None
