@@ -21,6 +21,7 @@ from app.targets import registry
 from app.targets.ansi import strip_ansi
 from app.targets.command import CommandCancelled, CommandTimedOut, Tee, run_command
 from app.targets.errors import TargetError
+from app.targets.git import DirtyFiles, GitRepo
 from app.targets.health import Verdict, run_smoke
 from app.targets.process import ProcessControl
 from app.targets.target import Target
@@ -235,6 +236,9 @@ def run_release_commands(ctx: JobContext, target: Target) -> int:
     if release is None:
         return 0
     cwd = str(target.config.repo.path)
+    with adapter_errors(ctx):
+        repo = target.git()
+        before = repo.dirty()
     total = len(release.commands)
     for n, argv in enumerate(release.commands, 1):
         ctx.check_cancelled()
@@ -257,5 +261,21 @@ def run_release_commands(ctx: JobContext, target: Target) -> int:
             last = tee.tail("err") or tee.tail("out")
             said = f"; it said: {last[-1]}" if last else ""
             raise ReleaseFailed(f"{which} exited with status {result.returncode}{said}")
+    _record_release_writes(ctx, repo, before)
     ctx.progress(1.0, f"{total} release command(s) done")
     return total
+
+
+def _record_release_writes(ctx: JobContext, repo: GitRepo, before: DirtyFiles) -> None:
+    """Remember what the release commands wrote in tracked files: a later revert, reset or deploy puts it back
+    instead of refusing it as a person's edit, and verification does not count it as drift."""
+    with adapter_errors(ctx):
+        written = repo.record_release_writes(not_ours=before.foreign)
+    if written:
+        ctx.log(
+            f"the release commands changed tracked files: {', '.join(written[:10])}"
+            + (f" and {len(written) - 10} more" if len(written) > 10 else "")
+            + "; recorded as the release's own (a later code change puts them back, they are not drift)"
+        )
+    if before.foreign:
+        ctx.log(f"not the release's own (changed before it ran, kept as they are): {', '.join(before.foreign[:10])}")
