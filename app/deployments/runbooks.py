@@ -103,7 +103,7 @@ def revert_commits(ctx: JobContext) -> None:
 def tag_old_head(ctx: JobContext) -> None:
     with steps.adapter_errors(ctx):
         repo = code.git_of(ctx)
-        repo.ready_to_change("reset", ctx)  # a reset that will be refused leaves no safety tag behind
+        repo.ready_to_change("reset")  # a reset that will be refused leaves no safety tag behind
         tag = repo.tag_safety()
     ctx.state["safety_tag"] = tag
     ctx.log(f"the old head is kept as tag {tag}")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ DIFF_LIMIT = 200_000  # bytes of diff show() returns, so one huge commit cannot 
 DEFAULT_TIMEOUT_S = 120.0
 # Inside the checkout's git directory (`git rev-parse --git-path`): what Rewind's release commands last wrote.
 RELEASE_WRITES = "rewind-release-writes.json"
+BLOB_LIMIT = 1 << 30  # bytes of one file written back after a failed change
 
 # Config that would change the output we parse or make git stop and ask.
 _CONFIG = (
@@ -592,19 +594,18 @@ class GitRepo:
     def _worktree_head(self) -> str:
         return self._run("rev-parse", "--verify", "HEAD").stdout.strip()
 
-    def ready_to_change(self, action: str, sink: Sink | None = None) -> str:
-        """The branch's head, or GitError (what is in the way, what to do) before anything is touched.
+    def ready_to_change(self, action: str) -> str:
+        """The branch's head, or GitError (what is in the way, what to do); touches nothing.
 
-        What the release commands wrote is put back first (said to the sink): it is Rewind's own.
+        What the release commands wrote is no obstacle: the change itself puts it back first.
         """
-        return self._ready_to_change(action, sink)
+        return self._ready_to_change(action)
 
-    def _ready_to_change(self, action: str, sink: Sink | None = None) -> str:
-        """Refuse before touching anything unless the branch is checked out and clean; returns its head.
+    def _ready_to_change(self, action: str) -> str:
+        """Refuse unless the branch is checked out and clean but for what the release commands wrote; its head."""
+        return self._check_ready(action)[0]
 
-        Clean but for what the release commands wrote (same files, same
-        content): those files are put back to the commit, then it goes on.
-        """
+    def _check_ready(self, action: str) -> tuple[str, DirtyFiles]:
         current = self.current_branch()
         if current != self.branch:
             where = f"branch {current!r}" if current else "a detached HEAD"
@@ -618,7 +619,22 @@ class GitRepo:
                 f"cannot {action}: {self.path} has uncommitted changes to {_listed(dirty.foreign, 10)} — "
                 f"commit or discard them first, so nothing is lost{_own_note(dirty.own)}"
             )
+        return self.head(), dirty
+
+    @contextmanager
+    def _changing(self, action: str, sink: Sink | None) -> Iterator[str]:
+        """Around a change of the branch: refuse as _ready_to_change does, else yield its head.
+
+        What the release commands wrote (same files, same content) is put back
+        to the commit first, said to the sink: the runbook's release writes it
+        again. Should the change fail and the branch be back at that head, it
+        is written back as it was, so a failure leaves the checkout as found.
+        """
+        start, dirty = self._check_ready(action)
+        aside = {}
         if dirty.own:
+            recorded = self.release_writes()
+            aside = {name: recorded[name] for name in dirty.own}
             if sink is not None:
                 sink.line(
                     "out",
@@ -632,7 +648,32 @@ class GitRepo:
                     f"cannot {action}: {self.path} still has uncommitted changes to {_listed(left, 10)} after "
                     f"putting back what the release commands wrote — run `git -C {self.path} status` and look"
                 )
-        return self.head()
+        try:
+            yield start
+        except BaseException:
+            if aside:
+                self._write_back(start, aside, sink)
+            raise
+
+    def _write_back(self, start: str, aside: dict[str, str], sink: Sink | None) -> None:
+        """Put what the release commands wrote back in place after a failed change (best effort, said either way)."""
+        try:
+            if self._worktree_head() != start or self.dirty_files():
+                return  # not where it began: leave it to the error being raised
+            for name, blob in aside.items():
+                path = self.path / name
+                if not blob:
+                    path.unlink(missing_ok=True)
+                    continue
+                data, cut = self._read_capped(["cat-file", "--filters", f"--path={name}", blob], BLOB_LIMIT)
+                if cut:
+                    raise GitError(f"{name} is larger than {BLOB_LIMIT} bytes; its release run must write it again")
+                path.write_bytes(data)
+            if sink is not None:
+                sink.line("out", f"wrote back what the release commands had written: {_listed(list(aside), 10)}")
+        except (GitError, OSError, CommandCancelled, CommandTimedOut) as exc:
+            if sink is not None:
+                sink.line("err", f"could not write back what the release commands had written: {exc}")
 
     def _unmerged(self) -> list[str]:
         out = self._run("diff", "--name-only", "--diff-filter=U", "-z", ok=(0, 1))
@@ -676,7 +717,10 @@ class GitRepo:
         """
         if isinstance(shas, str) or not shas:
             raise GitError("nothing to revert: give at least one commit")
-        start = self._ready_to_change("revert", sink)
+        with self._changing("revert", sink) as start:
+            return self._revert(start, shas, sink)
+
+    def _revert(self, start: str, shas: Sequence[str], sink: Sink | None) -> str:
         full = list(dict.fromkeys(self.resolve(sha) for sha in shas))
         self.check_revertable(full)
         args = ["revert", "--no-edit"]
@@ -747,7 +791,10 @@ class GitRepo:
 
     def reset_hard(self, sha: str, sink: Sink | None = None) -> str:
         """Move the branch (and working tree) back to a commit of its history. Tag first: see tag_safety()."""
-        start = self._ready_to_change("reset", sink)
+        with self._changing("reset", sink) as start:
+            return self._reset_hard(start, sha, sink)
+
+    def _reset_hard(self, start: str, sha: str, sink: Sink | None) -> str:
         target = self.resolve(sha)
         # reset --hard silently overwrites untracked (or ignored) files in its way: refuse instead.
         added = self._run("diff", "--name-only", "-z", "--no-renames", "--diff-filter=A", start, target, "--")
@@ -812,7 +859,10 @@ class GitRepo:
         On a conflict the merge is aborted, the branch put back, and
         MergeConflict names the files.
         """
-        start = self._ready_to_change("merge", sink)
+        with self._changing("merge", sink) as start:
+            return self._merge(start, ref_sha, sink)
+
+    def _merge(self, start: str, ref_sha: str, sink: Sink | None) -> str:
         sha = self._verify_commit(self._check_id(ref_sha))
         if self._run("merge-base", "--is-ancestor", sha, start, ok=(0, 1)).returncode == 0:
             return start  # already contained: nothing to do

@@ -144,3 +144,15 @@ def test_the_deployments_tab_says_which_dirty_files_are_the_releases_and_which_a
     assert "Written by the release commands (accepted):</strong> CHANGES.md" in page
     assert "Changed by hand (refused):</strong> server.py" in page
     assert "uncommitted changes to server.py" in page
+
+
+def test_a_failed_revert_writes_back_what_the_release_had_written(app, runner, code_target):
+    before = released(app, code_target)
+    built = (code_target.repo / "CHANGES.md").read_bytes()
+    job, view = run(app, "revert", commits=code_target.commits[1][:8])  # conflicts: CHANGES.md changed after it
+    assert job.state == "failed" and "conflicts" in job.result and "CHANGES.md" in job.result
+    assert "wrote back what the release commands had written: CHANGES.md" in log_text(view)
+    assert code_target.head() == before and (code_target.repo / "CHANGES.md").read_bytes() == built
+    assert git(code_target.repo, "status", "--porcelain") == "M CHANGES.md"
+    job, _ = run(app, "revert", commits=code_target.commits[3][:8])  # still the release's own
+    assert job.state == "succeeded", job.result
