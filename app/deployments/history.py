@@ -19,18 +19,21 @@ class History:
     next_before: str | None  # the cursor of the next (older) page
     problem: str | None  # why the repository could not be read
     drift: str | None = None  # why the working copy is not the branch tip (what runs may differ)
+    release_files: list[str] = field(default_factory=list)  # dirty, but exactly what the release commands wrote
+    refused_files: list[str] = field(default_factory=list)  # dirty otherwise: a person's, never discarded
     known_good: dict[str, KnownGood] = field(default_factory=dict)
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
 
 def history(target: Target, before: str | None = None, page: int = PAGE) -> History:
     """One page of the deployed branch, newest first, from `before` (a commit id) on."""
-    head, commits, problem, drift = None, [], None, None
+    head, commits, problem, drift, dirty = None, [], None, None, None
     try:
         repo = target.git()
         head = repo.head()
         commits = repo.history(limit=page + 1, before=before)
         drift = repo.checkout_drift()
+        dirty = repo.dirty()
     except GitError as exc:
         problem = exc.message
     more = len(commits) > page
@@ -41,6 +44,8 @@ def history(target: Target, before: str | None = None, page: int = PAGE) -> Hist
         next_before=commits[-1].sha if more else None,
         problem=problem,
         drift=drift,
+        release_files=dirty.own if dirty else [],
+        refused_files=dirty.foreign if dirty else [],
         known_good=store.known_good(target.name),
         checkpoints=store.recent(target.name),
     )

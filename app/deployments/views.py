@@ -44,6 +44,8 @@ def history(name: str):
         head=page.head,
         problem=page.problem,
         drift=page.drift,
+        release_files=page.release_files,
+        refused_files=page.refused_files,
         known_good=page.known_good,
         checkpoints=page.checkpoints,
         next_before=page.next_before,

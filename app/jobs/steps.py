@@ -21,6 +21,7 @@ from app.targets import registry
 from app.targets.ansi import strip_ansi
 from app.targets.command import CommandCancelled, CommandTimedOut, Tee, run_command
 from app.targets.errors import TargetError
+from app.targets.git import DirtyFiles, GitRepo
 from app.targets.health import Verdict, run_smoke
 from app.targets.process import ProcessControl
 from app.targets.target import Target
@@ -235,6 +236,8 @@ def run_release_commands(ctx: JobContext, target: Target) -> int:
     if release is None:
         return 0
     cwd = str(target.config.repo.path)
+    repo = target.git()
+    before = _dirty_before(ctx, repo)
     total = len(release.commands)
     for n, argv in enumerate(release.commands, 1):
         ctx.check_cancelled()
@@ -257,5 +260,43 @@ def run_release_commands(ctx: JobContext, target: Target) -> int:
             last = tee.tail("err") or tee.tail("out")
             said = f"; it said: {last[-1]}" if last else ""
             raise ReleaseFailed(f"{which} exited with status {result.returncode}{said}")
+    if before is not None:
+        _record_release_writes(ctx, repo, before)
     ctx.progress(1.0, f"{total} release command(s) done")
     return total
+
+
+def _dirty_before(ctx: JobContext, repo: GitRepo) -> DirtyFiles | None:
+    """What was changed before the release ran (never recorded as its own); None when git cannot say."""
+    try:
+        return repo.dirty()
+    except TargetError as exc:
+        # The release still runs (an env file restore needs it); without a record its writes read as a person's.
+        ctx.log(f"cannot record what the release commands write: {message_of(exc)}", "err")
+        return None
+
+
+def _record_release_writes(ctx: JobContext, repo: GitRepo, before: DirtyFiles) -> None:
+    """Remember what the release commands wrote in tracked files: a later revert, reset or deploy puts it back
+    instead of refusing it as a person's edit, and verification does not count it as drift.
+
+    Best effort: a failure leaves today's safe side (those files refused as anyone's edit), never a failed release.
+    """
+    try:
+        written = repo.record_release_writes(not_ours=before.foreign)
+    except (TargetError, OSError) as exc:
+        detail = message_of(exc) if isinstance(exc, TargetError) else str(exc)
+        ctx.log(
+            f"could not record what the release commands wrote ({detail}); a later revert, reset or deploy "
+            "will take those files for a person's edit and refuse",
+            "err",
+        )
+        return
+    if written:
+        ctx.log(
+            f"the release commands changed tracked files: {', '.join(written[:10])}"
+            + (f" and {len(written) - 10} more" if len(written) > 10 else "")
+            + "; recorded as the release's own (a later code change puts them back, they are not drift)"
+        )
+    if before.foreign:
+        ctx.log(f"not the release's own (changed before it ran, kept as they are): {', '.join(before.foreign[:10])}")

@@ -10,9 +10,11 @@ working tree exactly as it found them when it fails.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,9 @@ from app.targets.errors import TargetError
 COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")
 DIFF_LIMIT = 200_000  # bytes of diff show() returns, so one huge commit cannot swamp a page
 DEFAULT_TIMEOUT_S = 120.0
+# Inside the checkout's git directory (`git rev-parse --git-path`): what Rewind's release commands last wrote.
+RELEASE_WRITES = "rewind-release-writes.json"
+BLOB_LIMIT = 1 << 30  # bytes of one file written back after a failed change
 
 # Config that would change the output we parse or make git stop and ask.
 _CONFIG = (
@@ -111,6 +116,26 @@ class CommitDetail:
 
 
 @dataclass(frozen=True)
+class DirtyFiles:
+    """The checkout's uncommitted changes to tracked files, split by who made them.
+
+    `own`: exactly what Rewind's last release commands wrote (same file, same
+    content digest), safe to put back since the next release writes it again.
+    `foreign`: anything else, a person's edit included, which must never be discarded.
+    """
+
+    own: list[str]
+    foreign: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.own or self.foreign)
+
+
+def _listed(files: Sequence[str], limit: int) -> str:
+    return ", ".join(files[:limit]) + (f" and {len(files) - limit} more" if len(files) > limit else "")
+
+
+@dataclass(frozen=True)
 class _Output:
     returncode: int
     stdout: str
@@ -138,6 +163,12 @@ def _tail(text: str, lines: int = 4) -> str:
     """The last meaningful lines of git's stderr, without its hints, for a message."""
     kept = [line for line in text.strip().splitlines() if line.strip() and not line.startswith("hint:")]
     return " / ".join(kept[-lines:])
+
+
+def _own_note(own: Sequence[str]) -> str:
+    if not own:
+        return ""
+    return f" (accepted as the release commands' own, unchanged since they wrote them: {_listed(own, 10)})"
 
 
 class GitRepo:
@@ -483,22 +514,79 @@ class GitRepo:
             i += 1
         return files
 
+    # --- what the release commands wrote ----------------------------------------------
+
+    def _release_writes_path(self) -> Path:
+        out = self._run("rev-parse", "--git-path", RELEASE_WRITES).stdout.strip()
+        return Path(out) if os.path.isabs(out) else self.path / out
+
+    def _digests(self, files: Sequence[str], write: bool = False) -> dict[str, str]:
+        """Each file's blob id as git would store it (`git hash-object`); "" for a file that is gone."""
+        present = [name for name in files if (self.path / name).is_file()]
+        digests = dict.fromkeys(files, "")
+        if present:
+            args = ["hash-object", *(["-w"] if write else []), "--", *present]
+            ids = self._run(*args).stdout.split()
+            digests.update(zip(present, ids, strict=True))
+        return digests
+
+    def release_writes(self) -> dict[str, str]:
+        """The tracked files the last release commands changed, with the digest of what they wrote."""
+        try:
+            record = json.loads(self._release_writes_path().read_text())
+            files = record["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}  # none recorded (or unreadable): nothing is taken for Rewind's own
+        return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+    def record_release_writes(self, not_ours: Sequence[str] = ()) -> list[str]:
+        """Remember what the release commands just changed in tracked files, so it is never taken for a person's edit.
+
+        Call right after they pass. `not_ours`: files a person had changed
+        before they ran (`dirty().foreign`), never recorded as the release's.
+        Kept as a small JSON file in the checkout's own git directory: it
+        describes this working tree and nothing else, so it lives and dies with
+        it (a fresh clone starts with no record), survives a restart of Rewind,
+        is seen by every Rewind process that can act on the checkout at all, and
+        the guards of this adapter (which knows nothing of Flask or the ops
+        database) read it themselves. Written then renamed, so a reader never
+        sees half of it. The blobs are stored (`hash-object -w`) so git holds a
+        copy of what was written. Returns the files, sorted.
+        """
+        files = sorted(set(self.dirty_files()) - set(not_ours))
+        path = self._release_writes_path()
+        record = {"commit": self._worktree_head(), "files": self._digests(files, write=True)}
+        temp = path.with_name(path.name + f".{os.getpid()}.new")
+        temp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        os.replace(temp, path)
+        return files
+
+    def dirty(self) -> DirtyFiles:
+        """Uncommitted changes to tracked files: the release's own (recorded, content unchanged since) and the rest."""
+        files = self.dirty_files()
+        recorded = self.release_writes()
+        candidates = [name for name in files if name in recorded]
+        now = self._digests(candidates) if candidates else {}
+        own = [name for name in candidates if now[name] == recorded[name]]
+        return DirtyFiles(own=own, foreign=[name for name in files if name not in own])
+
     def checkout_drift(self) -> str | None:
         """Why the working copy is not exactly the branch tip (what the app runs may differ); None when it is.
 
         A detached HEAD, another branch or a hot-fix edited on the server all
         mean the code that answers health checks is not the commit Rewind
-        would call deployed, so it must not be marked known good.
+        would call deployed, so it must not be marked known good. What the
+        release commands wrote (and nothing changed since) is part of the
+        deployed commit's release, not drift.
         """
         current = self.current_branch()
         if current != self.branch:
             at = self._worktree_head()[:12]
             where = f"branch {current!r} (at {at})" if current else f"a detached HEAD at {at}"
             return f"{self.path} has {where} checked out, not {self.branch!r}"
-        dirty = self.dirty_files()
-        if dirty:
-            shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-            return f"{self.path} has uncommitted changes to {shown}"
+        dirty = self.dirty()
+        if dirty.foreign:
+            return f"{self.path} has uncommitted changes to {_listed(dirty.foreign, 5)}{_own_note(dirty.own)}"
         return None
 
     def is_clean(self) -> bool:
@@ -511,11 +599,17 @@ class GitRepo:
         return self._run("rev-parse", "--verify", "HEAD").stdout.strip()
 
     def ready_to_change(self, action: str) -> str:
-        """The branch's head, or GitError (what is in the way, what to do) before anything is touched."""
+        """The branch's head, or GitError (what is in the way, what to do); touches nothing.
+
+        What the release commands wrote is no obstacle: the change itself puts it back first.
+        """
         return self._ready_to_change(action)
 
     def _ready_to_change(self, action: str) -> str:
-        """Refuse before touching anything unless the branch is checked out and clean; returns its head."""
+        """Refuse unless the branch is checked out and clean but for what the release commands wrote; its head."""
+        return self._check_ready(action)[0]
+
+    def _check_ready(self, action: str) -> tuple[str, DirtyFiles]:
         current = self.current_branch()
         if current != self.branch:
             where = f"branch {current!r}" if current else "a detached HEAD"
@@ -523,14 +617,67 @@ class GitRepo:
                 f"cannot {action}: {self.path} has {where} checked out, not {self.branch!r} — "
                 f"check out {self.branch} there, or fix repo.branch in the targets file"
             )
-        dirty = self.dirty_files()
-        if dirty:
-            shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
+        dirty = self.dirty()
+        if dirty.foreign:
             raise GitError(
-                f"cannot {action}: {self.path} has uncommitted changes to {shown} — "
-                "commit or discard them first, so nothing is lost"
+                f"cannot {action}: {self.path} has uncommitted changes to {_listed(dirty.foreign, 10)} — "
+                f"commit or discard them first, so nothing is lost{_own_note(dirty.own)}"
             )
-        return self.head()
+        return self.head(), dirty
+
+    @contextmanager
+    def _changing(self, action: str, sink: Sink | None) -> Iterator[str]:
+        """Around a change of the branch: refuse as _ready_to_change does, else yield its head.
+
+        What the release commands wrote (same files, same content) is put back
+        to the commit first, said to the sink: the runbook's release writes it
+        again. Should the change fail and the branch be back at that head, it
+        is written back as it was, so a failure leaves the checkout as found.
+        """
+        start, dirty = self._check_ready(action)
+        aside = {}
+        if dirty.own:
+            recorded = self.release_writes()
+            aside = {name: recorded[name] for name in dirty.own}
+            if sink is not None:
+                sink.line(
+                    "out",
+                    f"putting back what the release commands wrote, before the {action} "
+                    f"(the release writes it again): {_listed(dirty.own, 10)}",
+                )
+            self._run("checkout", "HEAD", "--", *dirty.own, sink=sink)
+            left = self.dirty_files()
+            if left:
+                raise GitError(
+                    f"cannot {action}: {self.path} still has uncommitted changes to {_listed(left, 10)} after "
+                    f"putting back what the release commands wrote — run `git -C {self.path} status` and look"
+                )
+        try:
+            yield start
+        except BaseException:
+            if aside:
+                self._write_back(start, aside, sink)
+            raise
+
+    def _write_back(self, start: str, aside: dict[str, str], sink: Sink | None) -> None:
+        """Put what the release commands wrote back in place after a failed change (best effort, said either way)."""
+        try:
+            if self._worktree_head() != start or self.dirty_files():
+                return  # not where it began: leave it to the error being raised
+            for name, blob in aside.items():
+                path = self.path / name
+                if not blob:
+                    path.unlink(missing_ok=True)
+                    continue
+                data, cut = self._read_capped(["cat-file", "--filters", f"--path={name}", blob], BLOB_LIMIT)
+                if cut:
+                    raise GitError(f"{name} is larger than {BLOB_LIMIT} bytes; its release run must write it again")
+                path.write_bytes(data)
+            if sink is not None:
+                sink.line("out", f"wrote back what the release commands had written: {_listed(list(aside), 10)}")
+        except (GitError, OSError, CommandCancelled, CommandTimedOut) as exc:
+            if sink is not None:
+                sink.line("err", f"could not write back what the release commands had written: {exc}")
 
     def _unmerged(self) -> list[str]:
         out = self._run("diff", "--name-only", "--diff-filter=U", "-z", ok=(0, 1))
@@ -574,7 +721,10 @@ class GitRepo:
         """
         if isinstance(shas, str) or not shas:
             raise GitError("nothing to revert: give at least one commit")
-        start = self._ready_to_change("revert")
+        with self._changing("revert", sink) as start:
+            return self._revert(start, shas, sink)
+
+    def _revert(self, start: str, shas: Sequence[str], sink: Sink | None) -> str:
         full = list(dict.fromkeys(self.resolve(sha) for sha in shas))
         self.check_revertable(full)
         args = ["revert", "--no-edit"]
@@ -640,7 +790,10 @@ class GitRepo:
 
     def reset_hard(self, sha: str, sink: Sink | None = None) -> str:
         """Move the branch (and working tree) back to a commit of its history. Tag first: see tag_safety()."""
-        start = self._ready_to_change("reset")
+        with self._changing("reset", sink) as start:
+            return self._reset_hard(start, sha, sink)
+
+    def _reset_hard(self, start: str, sha: str, sink: Sink | None) -> str:
         target = self.resolve(sha)
         # reset --hard silently overwrites untracked (or ignored) files in its way: refuse instead.
         added = self._run("diff", "--name-only", "-z", "--no-renames", "--diff-filter=A", start, target, "--")
@@ -702,7 +855,10 @@ class GitRepo:
         On a conflict the merge is aborted, the branch put back, and
         MergeConflict names the files.
         """
-        start = self._ready_to_change("merge")
+        with self._changing("merge", sink) as start:
+            return self._merge(start, ref_sha, sink)
+
+    def _merge(self, start: str, ref_sha: str, sink: Sink | None) -> str:
         sha = self._verify_commit(self._check_id(ref_sha))
         if self._run("merge-base", "--is-ancestor", sha, start, ok=(0, 1)).returncode == 0:
             return start  # already contained: nothing to do

@@ -1,0 +1,76 @@
+"""The git adapter's record of what the release commands wrote, against real repositories."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.targets.git import GitError, GitRepo
+from tests.support.sinks import Lines
+from tests.targets.test_git import commit, git, status
+
+
+@pytest.fixture
+def work(tmp_path):
+    repo = tmp_path / "app"
+    repo.mkdir()
+    git(repo, "init", "--quiet", "-b", "main")
+    commit(repo, "one", f="a\n", g="g\n", h="h\n")
+    return repo
+
+
+def test_the_record_lives_in_the_git_directory_and_is_read_by_a_new_adapter(work):
+    (work / "f").write_text("built\n")
+    (work / "h").unlink()  # a release may delete a tracked file too
+    (work / "untracked").write_text("not recorded\n")
+    assert GitRepo(work, "main").record_release_writes() == ["f", "h"]
+    assert (work / ".git" / "rewind-release-writes.json").is_file()
+    # The record is no file of the working tree:
+    assert [line.split() for line in status(work).splitlines()] == [["M", "f"], ["D", "h"], ["??", "untracked"]]
+    fresh = GitRepo(work, "main")
+    assert fresh.release_writes() == {"f": git(work, "hash-object", "f"), "h": ""}
+    dirty = fresh.dirty()
+    assert (dirty.own, dirty.foreign) == (["f", "h"], [])
+    assert fresh.checkout_drift() is None
+
+
+def test_files_a_person_changed_before_the_release_are_never_recorded(work):
+    (work / "g").write_text("hot-fix\n")
+    repo = GitRepo(work, "main")
+    before = repo.dirty()
+    (work / "f").write_text("built\n")
+    assert repo.record_release_writes(not_ours=before.foreign) == ["f"]
+    dirty = repo.dirty()
+    assert (dirty.own, dirty.foreign) == (["f"], ["g"])
+    assert "uncommitted changes to g (accepted as the release commands' own" in repo.checkout_drift()
+
+
+def test_a_recorded_file_changed_again_is_a_persons_and_refused(work):
+    (work / "f").write_text("built\n")
+    repo = GitRepo(work, "main")
+    repo.record_release_writes()
+    (work / "f").write_text("built\nand edited by hand\n")
+    assert repo.dirty().foreign == ["f"]
+    with pytest.raises(GitError, match="uncommitted changes to f — commit or discard"):
+        repo.reset_hard("HEAD", sink=Lines())
+    assert (work / "f").read_text() == "built\nand edited by hand\n"
+
+
+def test_an_unreadable_record_accepts_nothing(work):
+    (work / "f").write_text("built\n")
+    (work / ".git" / "rewind-release-writes.json").write_text("{not json")
+    repo = GitRepo(work, "main")
+    assert repo.release_writes() == {} and repo.dirty().foreign == ["f"]
+    with pytest.raises(GitError, match="uncommitted changes to f"):
+        repo.revert([git(work, "rev-parse", "HEAD")])
+    assert (work / "f").read_text() == "built\n"
+
+
+def test_a_change_puts_the_releases_own_files_back_and_says_so(work):
+    sha = commit(work, "two", g="g2\n")
+    (work / "f").write_text("built\n")
+    repo = GitRepo(work, "main")
+    repo.record_release_writes()
+    sink = Lines()
+    repo.revert([sha], sink=sink)
+    assert status(work) == "" and (work / "f").read_text() == "a\n" and (work / "g").read_text() == "g\n"
+    assert any("putting back what the release commands wrote, before the revert" in text for _, text in sink)
