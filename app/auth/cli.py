@@ -110,22 +110,22 @@ def set_password(name: str, password_stdin: bool) -> None:
 @click.argument("name")
 def enable(name: str) -> None:
     """Enable a disabled user again: they may sign in and be named by --as."""
-    try:
-        accounts.set_disabled(accounts.find_user(name), False, CLI_ACTOR)
-    except accounts.AccountError as exc:
-        _fail(exc)
-    click.echo(f"{name} is enabled")
+    _set_disabled(name, False)
 
 
 @users.command("disable")
 @click.argument("name")
 def disable(name: str) -> None:
     """Disable a user: they are signed out and cannot sign in."""
+    _set_disabled(name, True)
+
+
+def _set_disabled(name: str, disabled: bool) -> None:
     try:
-        accounts.set_disabled(accounts.find_user(name), True, CLI_ACTOR)
+        accounts.set_disabled(accounts.find_user(name), disabled, CLI_ACTOR)
     except accounts.AccountError as exc:
         _fail(exc)
-    click.echo(f"{name} is disabled")
+    click.echo(f"{name} is {'disabled' if disabled else 'enabled'}")
 
 
 @click.command("init-admin")
