@@ -170,10 +170,17 @@ def _put_code_back(ctx: JobContext, target: Target) -> str:
         tag = repo.tag_safety(prefix="rewind/failed-deploy")
         repo.reset_hard(start, sink=ctx)
     ctx.did(f"put the code back to {start[:12]}")
-    return (
-        f". The code was put back to {start[:12]} (the failed deploy is kept as tag {tag}); "
-        "the application was never restarted, so it still runs the old code"
-    )
+    put_back = f". The code was put back to {start[:12]} (the failed deploy is kept as tag {tag})"
+    # The new commit's release wrote its files (built assets, installed dependencies): the old commit's release
+    # writes them again, so the checkout is what the running application was started from.
+    try:
+        steps.run_release_commands(ctx, target)
+    except steps.ReleaseFailed as exc:
+        return (
+            f"{put_back}, but its release commands failed again: {exc}; the application was never restarted, "
+            "so it still runs the old code — run them by hand before its next restart"
+        )
+    return f"{put_back}; the application was never restarted, so it still runs the old code"
 
 
 MIGRATE = Step("migrate", "Upgrade the schema (migrate_on_deploy)", migrate_after_code_change)

@@ -1,6 +1,7 @@
 """The schema gate on revert, reset and deploy; migrate on deploy; verification that knows the schema."""
 
 import json
+import sys
 
 import pytest
 from sqlalchemy import select
@@ -121,6 +122,25 @@ def test_a_failed_upgrade_in_a_deploy_puts_the_code_back(app, runner, shop_targe
     assert git(shop_target.repo, "rev-parse", "HEAD") == before
     assert shop_target.versions() == {"d4000004"}
     assert step(view, "Restart").state == "not_run"
+
+
+def test_the_put_back_after_a_failed_upgrade_runs_the_old_commit_s_release_again(app, runner, shop_target, tmp_path):
+    """The new commit's release wrote its build: the old commit's release writes it again, as a rollback does."""
+    from tests.support.targets import write_targets_file
+
+    ran = tmp_path / "releases.log"
+    note = f"import subprocess; open({str(ran)!r}, 'a').write(subprocess.run(['git', 'rev-parse', 'HEAD'], "
+    note += "capture_output=True, text=True, check=True).stdout)"
+    release = f"\n[targets.{shop_target.name}.release]\ncommands = {json.dumps([[sys.executable, '-c', note]])}\n"
+    write_targets_file(app, shop_target.toml() + release)
+    upgrade_to_heads(app)
+    before = git(shop_target.repo, "rev-parse", "HEAD")
+    branch_with(shop_target, "feature/broken", "a broken migration", "f6000006")
+    job, _ = run(app, "deploy", "shop", ref="feature/broken", auto_rollback="on")
+    assert job.state == "failed" and f"The code was put back to {before[:12]}" in job.result
+    deployed, again = ran.read_text().split()
+    assert deployed != before and again == before, "the old commit's release ran after the put-back"
+    assert "release commands failed" not in job.result
 
 
 def test_verification_fails_when_the_schema_does_not_match_the_deployed_code(app, runner, shop_target):
