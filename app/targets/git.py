@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -672,12 +673,31 @@ class GitRepo:
                 data, cut = self._read_capped(["cat-file", "--filters", f"--path={name}", blob], BLOB_LIMIT)
                 if cut:
                     raise GitError(f"{name} is larger than {BLOB_LIMIT} bytes; its release run must write it again")
-                path.write_bytes(data)
+                self._replace_file(path, data)
             if sink is not None:
                 sink.line("out", f"wrote back what the release commands had written: {_listed(list(aside), 10)}")
         except (GitError, OSError, CommandCancelled, CommandTimedOut) as exc:
             if sink is not None:
                 sink.line("err", f"could not write back what the release commands had written: {exc}")
+
+    @staticmethod
+    def _replace_file(path: Path, data: bytes) -> None:
+        """Put `data` at `path` whole (temp file then rename): in place of a symlink, never through it,
+        so nothing outside the checkout is written; a regular file's mode (an executable script) is kept."""
+        try:
+            st = os.lstat(path)
+            mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+        except FileNotFoundError:
+            mode = None
+        temp = path.with_name(f".{path.name}.rewind-{os.getpid()}.new")
+        try:
+            temp.write_bytes(data)
+            if mode is not None:
+                os.chmod(temp, mode)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     def _unmerged(self) -> list[str]:
         out = self._run("diff", "--name-only", "--diff-filter=U", "-z", ok=(0, 1))

@@ -74,3 +74,29 @@ def test_a_change_puts_the_releases_own_files_back_and_says_so(work):
     repo.revert([sha], sink=sink)
     assert status(work) == "" and (work / "f").read_text() == "a\n" and (work / "g").read_text() == "g\n"
     assert any("putting back what the release commands wrote, before the revert" in text for _, text in sink)
+
+
+def test_a_failed_change_writes_back_in_place_of_a_symlink_never_through_it_and_keeps_a_files_mode(work, tmp_path):
+    outside = tmp_path / "shared-config.ini"
+    outside.write_text("the server's own config\n")
+    (work / "config.ini").symlink_to(outside)
+    (work / "run.sh").write_text("#!/bin/sh\necho old\n")
+    (work / "run.sh").chmod(0o755)
+    git(work, "add", "config.ini", "run.sh")
+    two = commit(work, "two", g="g2\n")
+    commit(work, "three", g="g3\n")  # reverting "two" conflicts with this
+    # The release replaced the tracked symlink with a file, and rewrote the executable script.
+    (work / "config.ini").unlink()
+    (work / "config.ini").write_text("built\n")
+    (work / "run.sh").write_text("#!/bin/sh\necho built\n")
+    repo = GitRepo(work, "main")
+    assert repo.record_release_writes() == ["config.ini", "run.sh"]
+    sink = Lines()
+    with pytest.raises(GitError, match="conflicts"):
+        repo.revert([two], sink=sink)
+    assert any("wrote back what the release commands had written" in text for _, text in sink), list(sink)
+    assert outside.read_text() == "the server's own config\n", "written through the symlink, outside the checkout"
+    assert not (work / "config.ini").is_symlink() and (work / "config.ini").read_text() == "built\n"
+    assert (work / "run.sh").read_text() == "#!/bin/sh\necho built\n"
+    assert (work / "run.sh").stat().st_mode & 0o777 == 0o755
+    assert repo.dirty().own == ["config.ini", "run.sh"]
