@@ -641,10 +641,13 @@ class GitRepo:
             recorded = self.release_writes()
             aside = {name: recorded[name] for name in dirty.own}
             if sink is not None:
+                # Named with its blob: were it a person's edit made while the release ran (indistinguishable),
+                # `git cat-file -p <blob>` still gives it back.
+                named = [f"{name} (git blob {aside[name][:12]})" if aside[name] else name for name in dirty.own]
                 sink.line(
                     "out",
                     f"putting back what the release commands wrote, before the {action} "
-                    f"(the release writes it again): {_listed(dirty.own, 10)}",
+                    f"(the release writes it again): {_listed(named, 10)}",
                 )
             self._run("checkout", "HEAD", "--", *dirty.own, sink=sink)
             left = self.dirty_files()

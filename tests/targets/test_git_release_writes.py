@@ -100,3 +100,16 @@ def test_a_failed_change_writes_back_in_place_of_a_symlink_never_through_it_and_
     assert (work / "run.sh").read_text() == "#!/bin/sh\necho built\n"
     assert (work / "run.sh").stat().st_mode & 0o777 == 0o755
     assert repo.dirty().own == ["config.ini", "run.sh"]
+
+
+def test_the_put_back_names_each_files_blob_so_an_edit_made_while_the_release_ran_can_be_recovered(work):
+    # A person editing during the release commands cannot be told from them: the content must stay recoverable.
+    sha = commit(work, "two", g="g2\n")
+    (work / "f").write_text("a hot-fix typed while the build ran\n")
+    repo = GitRepo(work, "main")
+    repo.record_release_writes()
+    sink = Lines()
+    repo.revert([sha], sink=sink)
+    (line,) = [text for _, text in sink if text.startswith("putting back what the release commands wrote")]
+    blob = line.split("f (git blob ")[1][:12]
+    assert git(work, "cat-file", "-p", blob) == "a hot-fix typed while the build ran"
