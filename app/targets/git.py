@@ -845,6 +845,12 @@ class GitRepo:
             )
         target = self._verify_commit(self._check_id(sha))
         discarded = self.dirty_files()
+        if discarded:
+            # Stored in git first: a person's edit made while the failed change ran cannot be told from it.
+            blobs = self._digests(discarded, write=True)
+            if sink is not None:
+                named = [f"{name} (git blob {blobs[name][:12]})" if blobs[name] else name for name in discarded]
+                sink.line("out", f"discarding, kept in git (`git cat-file -p <blob>`): {_listed(named, 10)}")
         self._run("reset", "--hard", target, sink=sink)
         if self.head() != target:
             raise GitError(
