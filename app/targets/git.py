@@ -521,12 +521,17 @@ class GitRepo:
         out = self._run("rev-parse", "--git-path", RELEASE_WRITES).stdout.strip()
         return Path(out) if os.path.isabs(out) else self.path / out
 
+    def _top(self) -> Path:
+        """The working tree's top folder: git names files from there even when repo.path is a subfolder."""
+        return Path(self._run("rev-parse", "--show-toplevel").stdout.strip())
+
     def _digests(self, files: Sequence[str], write: bool = False) -> dict[str, str]:
         """Each file's blob id as git would store it (`git hash-object`); "" for a file that is gone."""
-        present = [name for name in files if (self.path / name).is_file()]
+        top = self._top()
+        present = [name for name in files if (top / name).is_file()]
         digests = dict.fromkeys(files, "")
         if present:
-            args = ["hash-object", *(["-w"] if write else []), "--", *present]
+            args = ["hash-object", *(["-w"] if write else []), "--", *(str(top / name) for name in present)]
             ids = self._run(*args).stdout.split()
             digests.update(zip(present, ids, strict=True))
         return digests
@@ -649,7 +654,7 @@ class GitRepo:
                     f"putting back what the release commands wrote, before the {action} "
                     f"(the release writes it again): {_listed(named, 10)}",
                 )
-            self._run("checkout", "HEAD", "--", *dirty.own, sink=sink)
+            self._run("checkout", "HEAD", "--", *(f":(top,literal){name}" for name in dirty.own), sink=sink)
             left = self.dirty_files()
             if left:
                 raise GitError(
@@ -668,8 +673,9 @@ class GitRepo:
         try:
             if self._worktree_head() != start or self.dirty_files():
                 return  # not where it began: leave it to the error being raised
+            top = self._top()
             for name, blob in aside.items():
-                path = self.path / name
+                path = top / name
                 if not blob:
                     path.unlink(missing_ok=True)
                     continue

@@ -113,3 +113,26 @@ def test_the_put_back_names_each_files_blob_so_an_edit_made_while_the_release_ra
     (line,) = [text for _, text in sink if text.startswith("putting back what the release commands wrote")]
     blob = line.split("f (git blob ")[1][:12]
     assert git(work, "cat-file", "-p", blob) == "a hot-fix typed while the build ran"
+
+
+def test_a_checkout_whose_app_is_a_subfolder_records_real_digests_and_refuses_a_later_edit(work):
+    # repo.path may be the application's folder inside a larger repository: git names files from the top.
+    (work / "web").mkdir()
+    commit(work, "web", **{"web/app.css": "plain\n"})
+    two = commit(work, "two", g="g2\n")
+    three = commit(work, "three", g="g3\n")  # reverting "two" conflicts with this
+    repo = GitRepo(work / "web", "main")
+    (work / "web" / "app.css").write_text("built\n")
+    assert repo.record_release_writes() == ["web/app.css"]
+    assert repo.release_writes() == {"web/app.css": git(work, "hash-object", "web/app.css")}
+    (work / "web" / "app.css").write_text("built\nhot-fix by hand\n")
+    assert repo.dirty().foreign == ["web/app.css"], "a person's edit taken for the release's"
+    with pytest.raises(GitError, match=r"uncommitted changes to web/app\.css — commit or discard"):
+        repo.revert([three])
+    (work / "web" / "app.css").write_text("built\n")
+    sink = Lines()
+    with pytest.raises(GitError, match="conflicts"):
+        repo.revert([two], sink=sink)
+    assert (work / "web" / "app.css").read_text() == "built\n"  # written back after the failed revert
+    repo.revert([three], sink=sink)
+    assert (work / "web" / "app.css").read_text() == "plain\n" and status(work) == ""
