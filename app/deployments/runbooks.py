@@ -148,9 +148,17 @@ def verify_or_roll_back(ctx: JobContext) -> None:
     repo = code.git_of(ctx)
     try:
         with steps.adapter_errors(ctx):
+            # The deploy began from a clean checkout and its release's writes are recorded: anything else
+            # uncommitted now was changed by someone during the deploy, and put_back would discard it.
+            edited = repo.dirty().foreign
+            if edited:
+                raise GitError(
+                    f"{repo.path} has uncommitted changes made during the deploy to {', '.join(edited[:10])}; "
+                    f"they were kept — commit or discard them, then reset {repo.branch} to {start[:12]} by hand"
+                )
             tag = repo.tag_safety(prefix="rewind/failed-deploy")
-            # The deploy began from a clean checkout, so what is uncommitted now is what its release
-            # commands wrote (built assets, compiled translations): undone with it, never a refusal.
+            # What is uncommitted now is what its release commands wrote (built assets, compiled
+            # translations): undone with it, never a refusal.
             discarded = repo.put_back(start, sink=ctx)
             ctx.log(f"the failed deploy is kept as tag {tag}")
             if discarded:

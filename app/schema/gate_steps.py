@@ -166,9 +166,15 @@ def _put_code_back(ctx: JobContext, target: Target) -> str:
 
     start = code.start_commit(ctx)
     repo = code.git_of(ctx)
-    with steps.adapter_errors(ctx):
-        tag = repo.tag_safety(prefix="rewind/failed-deploy")
-        repo.reset_hard(start, sink=ctx)
+    try:
+        with steps.adapter_errors(ctx):
+            tag = repo.tag_safety(prefix="rewind/failed-deploy")
+            repo.reset_hard(start, sink=ctx)
+    except StepFailed as exc:  # said after the failed upgrade, never instead of it
+        return (
+            f". Then putting the code back to {start[:12]} failed too: {exc}. The new code is checked out but the "
+            f"application was not restarted — put the code back by hand before its next restart"
+        )
     ctx.did(f"put the code back to {start[:12]}")
     put_back = f". The code was put back to {start[:12]} (the failed deploy is kept as tag {tag})"
     # The new commit's release wrote its files (built assets, installed dependencies): the old commit's release

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -520,12 +521,17 @@ class GitRepo:
         out = self._run("rev-parse", "--git-path", RELEASE_WRITES).stdout.strip()
         return Path(out) if os.path.isabs(out) else self.path / out
 
+    def _top(self) -> Path:
+        """The working tree's top folder: git names files from there even when repo.path is a subfolder."""
+        return Path(self._run("rev-parse", "--show-toplevel").stdout.strip())
+
     def _digests(self, files: Sequence[str], write: bool = False) -> dict[str, str]:
         """Each file's blob id as git would store it (`git hash-object`); "" for a file that is gone."""
-        present = [name for name in files if (self.path / name).is_file()]
+        top = self._top()
+        present = [name for name in files if (top / name).is_file()]
         digests = dict.fromkeys(files, "")
         if present:
-            args = ["hash-object", *(["-w"] if write else []), "--", *present]
+            args = ["hash-object", *(["-w"] if write else []), "--", *(str(top / name) for name in present)]
             ids = self._run(*args).stdout.split()
             digests.update(zip(present, ids, strict=True))
         return digests
@@ -640,12 +646,15 @@ class GitRepo:
             recorded = self.release_writes()
             aside = {name: recorded[name] for name in dirty.own}
             if sink is not None:
+                # Named with its blob: were it a person's edit made while the release ran (indistinguishable),
+                # `git cat-file -p <blob>` still gives it back.
+                named = [f"{name} (git blob {aside[name][:12]})" if aside[name] else name for name in dirty.own]
                 sink.line(
                     "out",
                     f"putting back what the release commands wrote, before the {action} "
-                    f"(the release writes it again): {_listed(dirty.own, 10)}",
+                    f"(the release writes it again): {_listed(named, 10)}",
                 )
-            self._run("checkout", "HEAD", "--", *dirty.own, sink=sink)
+            self._run("checkout", "HEAD", "--", *(f":(top,literal){name}" for name in dirty.own), sink=sink)
             left = self.dirty_files()
             if left:
                 raise GitError(
@@ -664,20 +673,40 @@ class GitRepo:
         try:
             if self._worktree_head() != start or self.dirty_files():
                 return  # not where it began: leave it to the error being raised
+            top = self._top()
             for name, blob in aside.items():
-                path = self.path / name
+                path = top / name
                 if not blob:
                     path.unlink(missing_ok=True)
                     continue
                 data, cut = self._read_capped(["cat-file", "--filters", f"--path={name}", blob], BLOB_LIMIT)
                 if cut:
                     raise GitError(f"{name} is larger than {BLOB_LIMIT} bytes; its release run must write it again")
-                path.write_bytes(data)
+                self._replace_file(path, data)
             if sink is not None:
                 sink.line("out", f"wrote back what the release commands had written: {_listed(list(aside), 10)}")
         except (GitError, OSError, CommandCancelled, CommandTimedOut) as exc:
             if sink is not None:
                 sink.line("err", f"could not write back what the release commands had written: {exc}")
+
+    @staticmethod
+    def _replace_file(path: Path, data: bytes) -> None:
+        """Put `data` at `path` whole (temp file then rename): in place of a symlink, never through it,
+        so nothing outside the checkout is written; a regular file's mode (an executable script) is kept."""
+        try:
+            st = os.lstat(path)
+            mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+        except FileNotFoundError:
+            mode = None
+        temp = path.with_name(f".{path.name}.rewind-{os.getpid()}.new")
+        try:
+            temp.write_bytes(data)
+            if mode is not None:
+                os.chmod(temp, mode)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     def _unmerged(self) -> list[str]:
         out = self._run("diff", "--name-only", "--diff-filter=U", "-z", ok=(0, 1))
@@ -822,6 +851,12 @@ class GitRepo:
             )
         target = self._verify_commit(self._check_id(sha))
         discarded = self.dirty_files()
+        if discarded:
+            # Stored in git first: a person's edit made while the failed change ran cannot be told from it.
+            blobs = self._digests(discarded, write=True)
+            if sink is not None:
+                named = [f"{name} (git blob {blobs[name][:12]})" if blobs[name] else name for name in discarded]
+                sink.line("out", f"discarding, kept in git (`git cat-file -p <blob>`): {_listed(named, 10)}")
         self._run("reset", "--hard", target, sink=sink)
         if self.head() != target:
             raise GitError(

@@ -1,5 +1,6 @@
 """Release commands that rewrite tracked files: Rewind takes exactly what they wrote as its own, nothing else."""
 
+import json
 import sys
 
 from sqlalchemy import select
@@ -156,3 +157,25 @@ def test_a_failed_revert_writes_back_what_the_release_had_written(app, runner, c
     assert git(code_target.repo, "status", "--porcelain") == "M CHANGES.md"
     job, _ = run(app, "revert", commits=code_target.commits[3][:8])  # still the release's own
     assert job.state == "succeeded", job.result
+
+
+def test_an_automatic_rollback_keeps_a_hot_fix_made_during_the_deploy_and_refuses(app, runner, code_target, tmp_path):
+    repo = code_target.repo
+    git(repo, "checkout", "-q", "-b", "feature/notes")
+    commit(repo, "Add notes", **{"NOTES.md": "notes\n"})
+    git(repo, "checkout", "-q", "main")
+    # The smoke test stands for a person editing on the server while the deploy verifies: once, then it fails.
+    marker = tmp_path / "edited-once"
+    edit = (
+        f"import pathlib, sys; m = pathlib.Path({str(marker)!r}); f = pathlib.Path({str(repo / 'server.py')!r})\n"
+        "if not m.exists(): m.write_text('x'); f.write_text(f.read_text() + '# hot-fix by hand\\n')\n"
+        "sys.exit(1)"
+    )
+    toml = code_target.toml(auto_rollback=True) + f"smoke = {json.dumps([sys.executable, '-c', edit])}\n"
+    write_targets_file(app, with_release(toml, BUILD))
+    job, _ = run(app, "deploy", ref="feature/notes")
+    assert job.state == "failed"
+    assert marker.exists(), "the smoke test did not run"
+    assert code_target.file("server.py").endswith("# hot-fix by hand\n"), "the person's edit was discarded"
+    assert "server.py" in job.result and "they were kept" in job.result, job.result
+    assert code_target.file("NOTES.md") == "notes\n"  # not rolled back: a person must look first

@@ -277,3 +277,26 @@ def test_a_dropped_index_or_constraint_reads_as_one_phrase():
     constraint = Operation("c3bbbbb3", "drop_constraint", "user", detail="constraint fk_user_team")
     assert str(Loss(index, None)) == "drop index ix_user_name on user"  # once "drop index index ix_user_name"
     assert str(Loss(constraint, None)) == "drop constraint fk_user_team on user"
+
+
+def test_a_put_back_that_is_refused_after_a_failed_upgrade_still_says_the_upgrade_failed(app, runner, shop_target):
+    """The old commit tracked a file the new one generates: its build leaves it in the way of the put-back."""
+    (shop_target.repo / "assets.css").write_text("committed by hand\n")
+    git(shop_target.repo, "add", "assets.css")
+    git(shop_target.repo, "commit", "-q", "-m", "assets by hand")
+    build = [sys.executable, "-c", "open('assets.css', 'w').write('built\\n')"]
+    release = f"\n[targets.{shop_target.name}.release]\ncommands = {json.dumps([build])}\n"
+    write_targets_file(app, shop_target.toml() + release)
+    upgrade_to_heads(app)
+    before = git(shop_target.repo, "rev-parse", "HEAD")
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/broken")
+    git(shop_target.repo, "rm", "-q", "assets.css")
+    shop_target.add_revisions("a broken migration, assets built now", "f6000006")
+    git(shop_target.repo, "checkout", "-q", "main")
+    job, view = run(app, "deploy", "shop", ref="feature/broken", auto_rollback="on")
+    assert job.state == "failed"
+    assert "alembic_version says d4000004, not f6000006 as asked" in job.result, job.result
+    assert f"putting the code back to {before[:12]} failed too" in job.result and "assets.css" in job.result
+    assert git(shop_target.repo, "rev-parse", "HEAD") != before  # nothing forced: a person must look
+    assert (shop_target.repo / "assets.css").read_text() == "built\n"
+    assert step(view, "Restart").state == "not_run"

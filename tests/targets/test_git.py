@@ -389,6 +389,17 @@ def test_put_back_goes_to_any_commit_and_discards_what_a_release_left(work, line
         repo.put_back("not-a-sha")
 
 
+def test_put_back_keeps_what_it_discards_in_git_and_names_the_blobs(work, lines):
+    # What a failed release left may hold a person's edit made meanwhile: it must stay recoverable.
+    repo = repo_of(work)
+    (work / "f").write_text("edited while the release ran\n")
+    sink = Lines()
+    assert repo.put_back(lines["c4"], sink=sink) == ["f"]
+    (line,) = [text for _, text in sink if text.startswith("discarding, kept in git")]
+    blob = line.split("f (git blob ")[1][:12]
+    assert git(work, "cat-file", "-p", blob) == "edited while the release ran"
+
+
 def test_push_without_remote_is_a_no_op(work, lines):
     repo_of(work).push(force=True)
 
