@@ -6,7 +6,6 @@ from __future__ import annotations
 import click
 
 from app.statuses import ExitStatus
-from app.targets.errors import TargetError
 
 
 class CliError(click.ClickException):
@@ -25,8 +24,3 @@ class Refused(CliError):
 
     def __init__(self, message: str, exit_code: int = ExitStatus.REFUSED) -> None:
         super().__init__(message, exit_code)
-
-
-def said(exc: TargetError) -> str:
-    """An adapter error as one line: what happened, then what to do."""
-    return f"{exc.message}; {exc.fix}" if exc.fix else exc.message

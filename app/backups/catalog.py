@@ -421,7 +421,7 @@ class Catalog:
             manifest = json.loads(manifest_file.read_bytes())
         except PermissionError as exc:
             refused = NoAccess(manifest_file, f"manifest of {path.name}", "read", exc.strerror or "permission denied")
-            return {DAMAGED: f"{refused.message}: {refused.fix}", UNREADABLE: refused}
+            return {DAMAGED: refused.in_words(), UNREADABLE: refused}
         except OSError as exc:
             return {DAMAGED: f"its manifest {manifest_file.name} cannot be read ({exc.strerror})"}
         except ValueError:

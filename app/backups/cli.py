@@ -9,7 +9,7 @@ from app.backups.expiry import NOTHING, queue_expired
 from app.backups.schedule import queue_due
 from app.backups.setup import NotConfigured, catalog_of
 from app.backups.status import ago, freshness
-from app.clierrors import CliError, Refused, said
+from app.clierrors import CliError, Refused
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
@@ -40,9 +40,9 @@ def list_backups(target: str) -> None:
         catalog = catalog_of(registry.current().open(target))
         found, unlisted = catalog.backups(), catalog.unlisted()
     except NotConfigured as exc:
-        raise Refused(said(exc)) from None
+        raise Refused(exc.in_words()) from None
     except TargetError as exc:
-        raise CliError(said(exc)) from None
+        raise CliError(exc.in_words()) from None
     if not found:
         click.echo(f"no backups in {catalog.folder}" + ("" if catalog.exists() else MISSING_FOLDER))
     else:
@@ -50,13 +50,13 @@ def list_backups(target: str) -> None:
     for b in found:
         notes = ["not made by Rewind"] if b.foreign else []
         if b.manifest_unreadable:
-            notes = [f"manifest unreadable: {b.manifest_unreadable.message}; {b.manifest_unreadable.fix}"]
+            notes = [f"manifest unreadable: {b.manifest_unreadable.in_words()}"]
         elif b.manifest_problem:
             notes = [f"manifest damaged: {b.manifest_problem}"]
         if b.size == 0:
             notes.append("empty file")
         if b.file_unreadable:
-            notes.append(f"unreadable: {b.file_unreadable.message}; {b.file_unreadable.fix}")
+            notes.append(f"unreadable: {b.file_unreadable.in_words()}")
         click.echo(f"{b.time:%Y-%m-%d %H:%M} {_size(b.size):>8} {b.format or 'unknown':<7} {b.state:<10} {b.id}")
         for note in notes:  # below the row, so the row itself fits an 80-column terminal
             click.echo(f"{'':17}({note})")

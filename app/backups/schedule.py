@@ -86,7 +86,7 @@ def queue_due(now: datetime | None = None, *, dry_run: bool = False, via: str = 
         try:
             ready, why = is_due(config, now)
         except TargetError as exc:  # one target's unreadable folder must not stop the others' schedule
-            decisions.append(Decision(config.name, UNKNOWN, f"{exc.message} ({exc.fix})" if exc.fix else exc.message))
+            decisions.append(Decision(config.name, UNKNOWN, exc.in_words()))
             continue
         if not ready:
             decisions.append(Decision(config.name, NOT_DUE, why))

@@ -38,7 +38,7 @@ def index():
         try:
             rows.append((config.name, freshness(Catalog(config.backups.dir), config.backups.rpo_minutes), None))
         except TargetError as exc:  # a folder Rewind's process may not read (NoAccess) says which and what to do
-            rows.append((config.name, None, f"{exc.message} ({exc.fix})" if exc.fix else exc.message))
+            rows.append((config.name, None, exc.in_words()))
         except OSError as exc:
             rows.append((config.name, None, str(exc)))
     return render_template("backups/index.html", rows=rows, ago=ago)
@@ -57,7 +57,7 @@ def catalog(name: str):
         unfinished = len(found.stale_partials())
         fresh = freshness(found, target.config.backups.rpo_minutes)
     except TargetError as exc:
-        problem = f"{exc.message}. {exc.fix}" if exc.fix else exc.message
+        problem = exc.in_words()
     except OSError as exc:
         problem = str(exc)
     if problem is None:

@@ -7,7 +7,7 @@ import textwrap
 import click
 from flask.cli import AppGroup
 
-from app.clierrors import CliError, Refused, said
+from app.clierrors import CliError, Refused
 from app.envconfig import diff, store
 from app.statuses import EnvSource
 from app.targets import registry
@@ -26,7 +26,7 @@ def _open(name: str):
     except UnknownTarget as exc:
         raise Refused(str(exc)) from None
     if target.config.env_file is None:
-        raise Refused(said(store.NoEnvFile(name)))
+        raise Refused(store.NoEnvFile(name).in_words())
     return target
 
 
@@ -81,9 +81,9 @@ def diff_(target: str, a: str, b: str) -> None:
     try:
         result = diff.between(opened, a, b)
     except store.UnknownVersion as exc:
-        raise Refused(said(exc)) from None
+        raise Refused(exc.in_words()) from None
     except TargetError as exc:
-        raise CliError(said(exc)) from None
+        raise CliError(exc.in_words()) from None
     click.echo(f"{target}: {result.before.label} → {result.after.label}")
     for side in (result.before, result.after):
         if side.problem:

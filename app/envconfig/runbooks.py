@@ -150,8 +150,7 @@ def check_edit(ctx: JobContext) -> None:
         try:
             new = set_key(decode(current), key, value).encode("utf-8")
         except EnvFileError as exc:
-            fix = f" ({exc.fix})" if exc.fix else ""
-            raise StepFailed(f"the env file cannot be edited: {exc.message}{fix}; nothing was changed") from None
+            raise StepFailed(f"the env file cannot be edited: {exc.in_words()}; nothing was changed") from None
     _mask_changed(ctx, current, new)
     ctx.state["new"] = new
     ctx.state["what"] = f"the new value of {key}"

@@ -64,7 +64,7 @@ def tab(name: str):
     except TargetError as exc:
         if isinstance(exc, store.UnknownVersion):
             abort(404, description=exc.message)
-        problem = _said(exc)
+        problem = exc.in_words()
     return render_template(
         "envconfig/tab.html",
         target=target,
@@ -81,11 +81,6 @@ def tab(name: str):
     )
 
 
-def _said(exc: TargetError) -> str:
-    """What went wrong, then what to do about it."""
-    return f"{exc.message} — {exc.fix}" if exc.fix else exc.message
-
-
 def _may_change(target) -> bool:
     """Operators restore; a protected target's env file is changed by admins only."""
     return current_user.can(Role.ADMIN if target.config.protected else Role.OPERATOR)
@@ -100,7 +95,7 @@ def snapshot(name: str):
     except TargetError as exc:
         db.session.rollback()
         record_and_commit("envconfig.snapshot", outcome=Outcome.FAILED, target=name, details={"reason": exc.message})
-        flash(f"No snapshot: {_said(exc)}", "error")
+        flash(f"No snapshot: {exc.in_words()}", "error")
         return redirect(url_for("envconfig.tab", name=name)), 303
     record_and_commit("envconfig.snapshot", target=name, details={"version": version.id, "recorded": recorded})
     if recorded:

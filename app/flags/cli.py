@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.audit.store import Actor, record_and_commit
 from app.auth.models import User
 from app.auth.roles import Role
-from app.clierrors import CliError, Refused, said
+from app.clierrors import CliError, Refused
 from app.extensions import db
 from app.flags import store
 from app.statuses import Outcome
@@ -41,7 +41,7 @@ def _fail(exc: TargetError, target: str) -> CliError:
         return Refused(f"{exc.message}; see them with: flask rewind flags list {target}")
     if isinstance(exc, store.ReasonRequired):
         return Refused(f'{exc.message}: pass --reason "why" (it goes to the audit log)')
-    return Refused(said(exc)) if isinstance(exc, _REFUSALS) else CliError(said(exc))
+    return Refused(exc.in_words()) if isinstance(exc, _REFUSALS) else CliError(exc.in_words())
 
 
 @flags.command("list")

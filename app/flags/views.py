@@ -63,10 +63,6 @@ def _recheck_health(target) -> None:
         engine().health.check_now()
 
 
-def _problem(exc: TargetError) -> str:
-    return f"{exc.message}. {exc.fix}".strip().rstrip(".") + "." if exc.fix else exc.message
-
-
 @bp.get("/flags")
 @requires(Role.VIEWER)
 def index():
@@ -86,7 +82,7 @@ def tab(name: str):
         if not unreadable:  # a first record needs every flag's state
             restore.ensure_baseline(name, table)
     except TargetError as exc:
-        problem = _problem(exc)
+        problem = exc.in_words()
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)
@@ -169,16 +165,16 @@ def toggle(name: str, flag: str):
         change, event = store.toggle(target, flag, not seen, seen=seen, actor=actor, reason=reason, via="web")
     except TargetError as exc:
         if not _htmx():
-            return _back(name, _problem(exc), "error")
+            return _back(name, exc.in_words(), "error")
         if isinstance(exc, StaleFlag):
-            return _row(target, exc.flag, asker, message=_problem(exc), status=409)
+            return _row(target, exc.flag, asker, message=exc.in_words(), status=409)
         if isinstance(exc, FlagTableError):  # reading the row again would fail (or wait) as the write did
-            return render_template("flags/_message.html", message=_problem(exc)), _status(exc)
+            return render_template("flags/_message.html", message=exc.in_words()), _status(exc)
         try:
             current = store.table_of(target).get(flag)
         except TargetError:
-            return render_template("flags/_message.html", message=_problem(exc)), _status(exc)
-        return _row(target, current, asker, message=_problem(exc), status=_status(exc))
+            return render_template("flags/_message.html", message=exc.in_words()), _status(exc)
+        return _row(target, current, asker, message=exc.in_words(), status=_status(exc))
     done = f"{flag} is now {store.word(change.new)}."
     _recheck_health(target)
     if not _htmx():
@@ -196,7 +192,7 @@ def kill(name: str):
     try:
         changes = store.kill(target, names=names, tag=tag, actor=_actor(), reason=request.form.get("reason", ""))
     except TargetError as exc:
-        return _back(name, _problem(exc), "error")
+        return _back(name, exc.in_words(), "error")
     turned = [c.name for c in changes if c.changed]
     _recheck_health(target)
     return _back(
@@ -235,7 +231,7 @@ def restore_plan(name: str):
     try:
         plan = restore.plan(target, **_plan_args(request.args))
     except TargetError as exc:
-        flash(_problem(exc), "error")
+        flash(exc.in_words(), "error")
         return redirect(url_for("flags.tab", name=name), 303)
     return _plan_page(target, plan)
 
@@ -268,11 +264,11 @@ def restore_apply(name: str):
         )
     except restore.PlanChanged as exc:
         if exc.plan is None:
-            return _back(name, _problem(exc), "error")
-        flash(_problem(exc), "error")
+            return _back(name, exc.in_words(), "error")
+        flash(exc.in_words(), "error")
         return _plan_page(target, exc.plan), 409
     except TargetError as exc:
-        return _back(name, _problem(exc), "error")
+        return _back(name, exc.in_words(), "error")
     _recheck_health(target)
     return _back(name, f"Flags restored as of {plan.source}: {len(changes)} change(s) written.", "success")
 
@@ -298,7 +294,7 @@ def create(name: str):
             )
         store.create(target, flag, actor=actor, reason=asked["reason"])
     except TargetError as exc:
-        return _back(name, _problem(exc), "error")
+        return _back(name, exc.in_words(), "error")
     return _back(name, f"Flag {flag.name} created ({store.word(flag.enabled)}).", "success")
 
 
@@ -312,7 +308,7 @@ def delete(name: str, flag: str):
             seen = store.parse_state(raw, "seen")
         store.delete(target, flag, seen=seen, actor=actor, reason=reason)
     except TargetError as exc:
-        return _back(name, _problem(exc), "error")
+        return _back(name, exc.in_words(), "error")
     return _back(name, f"Flag {flag} deleted; a restore as of an earlier time can bring it back.", "success")
 
 
@@ -326,7 +322,7 @@ def flag_history(name: str, flag: str):
     except UnknownFlag:
         current = None
     except TargetError as exc:
-        problem = _problem(exc)
+        problem = exc.in_words()
     entries = history.of_flag(name, flag)
     if current is None and not entries and problem is None:
         abort(404, description=f"There is no flag {flag!r} on {name}, now or in Rewind's records.")

@@ -48,18 +48,6 @@ def target_of(ctx: JobContext) -> Target:
     return registry.current().open(ctx.target)
 
 
-def message_of(exc: TargetError) -> str:
-    """An adapter error in words for the job page: what happened, then what to try.
-
-    Only its message and fix: what a command printed (a ProcessError's output
-    tail) already streamed into the job's log through the sink.
-    """
-    text = exc.message
-    if exc.fix and exc.fix not in text:
-        text += f" — {exc.fix}"
-    return text
-
-
 @contextmanager
 def adapter_errors(ctx: JobContext) -> Iterator[None]:
     """An adapter's error becomes the step's failure, in its own words, secrets masked; a cancel stays a cancel."""
@@ -68,7 +56,7 @@ def adapter_errors(ctx: JobContext) -> Iterator[None]:
     except CommandCancelled:
         raise JobCancelled(ctx.cancel_requested() or "someone") from None
     except TargetError as exc:
-        raise StepFailed(ctx.redact(message_of(exc))) from None
+        raise StepFailed(ctx.redact(exc.in_words())) from None
 
 
 def control_of(ctx: JobContext) -> ProcessControl:
@@ -272,7 +260,7 @@ def _dirty_before(ctx: JobContext, repo: GitRepo) -> DirtyFiles | None:
         return repo.dirty()
     except TargetError as exc:
         # The release still runs (an env file restore needs it); without a record its writes read as a person's.
-        ctx.log(f"cannot record what the release commands write: {message_of(exc)}", "err")
+        ctx.log(f"cannot record what the release commands write: {exc.in_words()}", "err")
         return None
 
 
@@ -285,7 +273,7 @@ def _record_release_writes(ctx: JobContext, repo: GitRepo, before: DirtyFiles) -
     try:
         written = repo.record_release_writes(not_ours=before.foreign)
     except (TargetError, OSError) as exc:
-        detail = message_of(exc) if isinstance(exc, TargetError) else str(exc)
+        detail = exc.in_words() if isinstance(exc, TargetError) else str(exc)
         ctx.log(
             f"could not record what the release commands wrote ({detail}); a later revert, reset or deploy "
             "will take those files for a person's edit and refuse",

@@ -99,7 +99,7 @@ def check_params(params: dict, target_name: str | None, destroys: bool, summary:
             raise ParamError(
                 "backup_confirmed",
                 f"{what} destroys data ({summary}), so a fresh backup is taken first, but {target_name}'s backups "
-                f"are not usable: {steps.message_of(exc)}",
+                f"are not usable: {exc.in_words()}",
             ) from None
 
 

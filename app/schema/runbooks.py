@@ -60,9 +60,8 @@ def _refuse(exc: RevisionError) -> ParamError:
     text = exc.message
     if exc.choices:
         text += f"; choose one of: {', '.join(exc.choices)}"
-    elif exc.fix:
-        text += f" — {exc.fix}"
-    return ParamError("revision", text)
+        return ParamError("revision", text)
+    return ParamError("revision", exc.in_words())
 
 
 def _code_behind(graph: RevisionGraph, current: set[str]) -> None:

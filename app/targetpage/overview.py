@@ -43,7 +43,7 @@ def build_overview(target, health_of) -> Overview:
         if control is not None:
             process = control.status()
     except TargetError as exc:
-        problem = f"{exc.message} — {exc.fix}" if exc.fix else exc.message
+        problem = exc.in_words()
     card = build_card(target, health_of)
     return Overview(
         card=card,

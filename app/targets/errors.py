@@ -10,3 +10,12 @@ class TargetError(Exception):
         super().__init__(message)
         self.message = message
         self.fix = fix
+
+    def in_words(self) -> str:
+        """What happened, then what to do: the one way pages, job logs and the CLI put the two together.
+
+        Only these two: what a command printed (a ProcessError's output tail) has already reached the job's log.
+        """
+        if self.fix and self.fix not in self.message:
+            return f"{self.message} — {self.fix}"
+        return self.message

@@ -180,7 +180,7 @@ def test_cli_lists_the_catalog_and_the_rpo(app, shop):
 def test_cli_of_a_target_without_backups_says_how_to_add_them(app):
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "staging"])
     assert result.exit_code == 6 and result.stdout == ""
-    assert result.stderr == "rewind: staging has no backups configured; add [targets.staging.backups] with dir = …\n"
+    assert result.stderr == "rewind: staging has no backups configured — add [targets.staging.backups] with dir = …\n"
 
 
 def test_the_overview_and_dashboard_card_show_the_backup_age_against_the_rpo(as_role, shop):
