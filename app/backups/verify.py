@@ -87,10 +87,11 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
             with open_to_read(backup.path) as source, open(os.devnull, "wb") as nowhere:
                 alone = run_pipeline([decrypt], sink, stdin=source, stdout=nowhere, timeout=READ_TIMEOUT_S)
             stage = stage if alone.ok else alone.failed
-        said = "; ".join(line.strip() for line in (stage.stderr_tail if stage else ())[-3:])
+        lines = [line.strip() for line in (stage.stderr_tail if stage else ()) if line.strip()]
+        said = "; ".join(lines[-3:]) or (stage.failure() if stage else "")
         if stage is not None and stage.name == "gpg":
             raise BadBackup(
-                f"{backup.id} does not decrypt: {said or f'gpg exited with status {stage.returncode}'}",
+                f"{backup.id} does not decrypt: {said}",
                 fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}",
             )
         if stage is not None and stage.name == "sqlguard":
