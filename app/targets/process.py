@@ -193,7 +193,7 @@ class CommandControl:
             return ProcessStatus(None, note=f"status command could not run: {exc}")
         lines = [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line.strip()]
         last = lines[-1] if lines else ""
-        return ProcessStatus(result.ok, note=last or f"status command exited with {result.returncode}")
+        return ProcessStatus(result.ok, note=last or f"status command {result.ended} and printed nothing")
 
     def watch(self) -> None:
         """None: the service manager owns the process, so Rewind cannot tell which one it is."""
@@ -236,8 +236,9 @@ class CommandControl:
                 fix="check the command path and working directory in the targets file; both must exist on this host",
             ) from None
         if not result.ok:
+            silent = "" if any(line.strip() for line in tee.tail()) else " and printed nothing"
             raise ProcessError(
-                f"{action}: `{shown}` exited with status {result.returncode}",
+                f"{action}: `{shown}` {result.ended}{silent}",
                 action=action,
                 argv=argv,
                 returncode=result.returncode,
