@@ -38,6 +38,7 @@ LOG_TAIL_LINES = 40
 KILL_WAIT_S = 5.0
 RELOAD_TIMEOUT_S = 60.0  # old workers finishing their requests after a reload signal
 POLL_S = 0.05
+START_MARK = "Rewind starts:"  # the line Rewind writes to a managed application's log before it starts it
 FIRST_POLL_S = 0.002  # a stopped app usually exits within milliseconds: the downtime should not wait out POLL_S
 
 
@@ -337,6 +338,41 @@ def _session_leader(pid: int) -> bool:
 
 
 @dataclass(frozen=True)
+class Started:
+    """The command Rewind started the application with, and the log it writes to."""
+
+    command: tuple[str, ...]
+    cwd: Path
+    log_file: Path
+
+    def silence(self) -> str:
+        """When the application wrote nothing to its log since Rewind's last start mark: that, and how to see why.
+
+        Rewind never learns the exit status of what it started (it is not Rewind's child), so a start script
+        that exits 1 without a word leaves only this to go on."""
+        last = _last_line(self.log_file)
+        if last is None or not (last.startswith("--- ") and f" {START_MARK}" in last):
+            return ""
+        return (
+            f", having written nothing to its log {self.log_file} since Rewind started it (run "
+            f"`{shlex.join(self.command)}` by hand in {self.cwd} as Rewind's user to see why)"
+        )
+
+
+def _last_line(path: Path, chunk: int = 4096) -> str | None:
+    """The last non-empty line of a file; None when it cannot be read or holds none."""
+    try:
+        with path.open("rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, end - chunk))
+            data = fh.read()
+    except OSError:
+        return None
+    lines = [line for line in data.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+@dataclass(frozen=True)
 class ProcessWatch:
     """One started process, followed while it is verified: has it exited, which ports does it listen on?
 
@@ -347,14 +383,17 @@ class ProcessWatch:
     pid: int | None
     start: int | None = None
     note: str = ""  # why there is no process to watch
+    started: Started | None = None  # how Rewind started it: to tell an exit without a word
 
     def exited(self) -> str | None:
         """None while the process runs; otherwise what happened to it, in words."""
         if self.pid is None:
-            return f"the application is not running: {self.note or 'no pid file'}"
-        if not _alive(self.pid) or _start_ticks(self.pid) != self.start:
-            return f"the application (pid {self.pid}) exited"
-        return None
+            gone = f"the application is not running: {self.note or 'no pid file'}"
+        elif not _alive(self.pid) or _start_ticks(self.pid) != self.start:
+            gone = f"the application (pid {self.pid}) exited"
+        else:
+            return None
+        return gone + (self.started.silence() if self.started is not None else "")
 
     def listening_ports(self) -> frozenset[int]:
         """TCP ports that any process of its group listens on (a master's workers included)."""
@@ -454,9 +493,10 @@ class ManagedProcess:
     def watch(self) -> ProcessWatch:
         """A watch on the application as it runs now (or on its absence), for verification."""
         seen = self._inspect()
+        started = Started(tuple(self.command), self.cwd, self.log_file)
         if seen.pid is None:
-            return ProcessWatch(None, note=seen.note or "no pid file")
-        return ProcessWatch(seen.pid, seen.start)
+            return ProcessWatch(None, note=seen.note or "no pid file", started=started)
+        return ProcessWatch(seen.pid, seen.start, started=started)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
         """The last lines of the application's log as plain text (colour codes removed), unmasked: the caller
@@ -509,7 +549,7 @@ class ManagedProcess:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         shown = shlex.join(self.command)
-        self._log_mark(f"Rewind starts: {shown}")
+        self._log_mark(f"{START_MARK} {shown}")
         sink.line("cmd", "$ " + shown)
         pid, start = self._launch()
         try:
