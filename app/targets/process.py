@@ -338,20 +338,34 @@ def _session_leader(pid: int) -> bool:
 
 
 @dataclass(frozen=True)
-class Started:
-    """The command Rewind started the application with, and the log it writes to."""
+class Quiet:
+    """An application Rewind started that had written nothing to its log yet (its start mark the last line).
+
+    Rewind never learns the exit status of what it started (it is not Rewind's child), so for a start script
+    that exits 1 without a word, that silence is the one thing to go on."""
 
     command: tuple[str, ...]
     cwd: Path
     log_file: Path
+    log_size: int  # when the watch began: a log that grew since (the app, or another start) is no silence
+
+    @classmethod
+    def of(cls, command: Sequence[str], cwd: Path, log_file: Path) -> Quiet | None:
+        last = _last_line(log_file)
+        if last is None or not (last.startswith("--- ") and f" {START_MARK} " in last):
+            return None
+        try:
+            size = log_file.stat().st_size
+        except OSError:
+            return None
+        return cls(tuple(command), cwd, log_file, size)
 
     def silence(self) -> str:
-        """When the application wrote nothing to its log since Rewind's last start mark: that, and how to see why.
-
-        Rewind never learns the exit status of what it started (it is not Rewind's child), so a start script
-        that exits 1 without a word leaves only this to go on."""
-        last = _last_line(self.log_file)
-        if last is None or not (last.startswith("--- ") and f" {START_MARK}" in last):
+        """That the application exited without writing a line since Rewind started it, and how to see why."""
+        try:
+            if self.log_file.stat().st_size != self.log_size:
+                return ""
+        except OSError:
             return ""
         return (
             f", having written nothing to its log {self.log_file} since Rewind started it (run "
@@ -383,7 +397,7 @@ class ProcessWatch:
     pid: int | None
     start: int | None = None
     note: str = ""  # why there is no process to watch
-    started: Started | None = None  # how Rewind started it: to tell an exit without a word
+    quiet: Quiet | None = None  # it had written nothing since Rewind started it when the watch began
 
     def exited(self) -> str | None:
         """None while the process runs; otherwise what happened to it, in words."""
@@ -393,7 +407,7 @@ class ProcessWatch:
             gone = f"the application (pid {self.pid}) exited"
         else:
             return None
-        return gone + (self.started.silence() if self.started is not None else "")
+        return gone + (self.quiet.silence() if self.quiet is not None else "")
 
     def listening_ports(self) -> frozenset[int]:
         """TCP ports that any process of its group listens on (a master's workers included)."""
@@ -493,10 +507,10 @@ class ManagedProcess:
     def watch(self) -> ProcessWatch:
         """A watch on the application as it runs now (or on its absence), for verification."""
         seen = self._inspect()
-        started = Started(tuple(self.command), self.cwd, self.log_file)
+        quiet = Quiet.of(self.command, self.cwd, self.log_file)
         if seen.pid is None:
-            return ProcessWatch(None, note=seen.note or "no pid file", started=started)
-        return ProcessWatch(seen.pid, seen.start, started=started)
+            return ProcessWatch(None, note=seen.note or "no pid file", quiet=quiet)
+        return ProcessWatch(seen.pid, seen.start, quiet=quiet)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
         """The last lines of the application's log as plain text (colour codes removed), unmasked: the caller
