@@ -99,6 +99,13 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
                 f"{backup.id} would act outside the database it is restored into: {said}",
                 fix="restore a plain dump of one database made without --create/--clean (not pg_dumpall)",
             )
+        if stage is not None and not lines:
+            # A reader that stops without a word says nothing about the archive: the tool itself is the suspect.
+            raise BadBackup(
+                f"{backup.id} decrypts, but its reader failed: {said}",
+                fix=f"a {stage.name} that fails without a word points at the tool, not at the backup: check "
+                "database.pg_bin in the targets file and run that command by hand on the decrypted stream",
+            )
         raise BadBackup(
             f"{backup.id} decrypts but is not a readable {backup.format} archive: {said}",
             fix="the dump inside is damaged or truncated; choose another backup",
