@@ -82,3 +82,16 @@ def test_a_start_script_that_migrates_then_execs_a_server_that_dies_points_at_it
     assert "written nothing" not in job.result  # it did write: the log's last lines are in the job's log
     assert "log lines are in this job's log" in job.result, job.result
     assert "INFO  [alembic] upgraded to head" in log_text(view)
+
+
+def test_a_smoke_test_that_fails_without_a_word_is_named_with_what_to_run(app, runner, code_target, tmp_path):
+    smoke = script(tmp_path, "smoke.sh", "exit 2")
+    toml = code_target.toml().replace("timeout = 5\n", f'timeout = 5\nsmoke = [{json.dumps(smoke)}, "--quick"]\n')
+    write_targets_file(app, toml)
+    job, _ = run(app, "restart")
+    assert job.state == "failed"
+    said = (
+        f"the smoke test exited with status 2 and it printed nothing — run it by hand in {code_target.repo} as "
+        f"Rewind's user, with the target's environment, to see why: `{smoke} --quick`"
+    )
+    assert said in job.result, job.result
