@@ -92,7 +92,10 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
         if stage is not None and stage.name == "gpg":
             raise BadBackup(
                 f"{backup.id} does not decrypt: {said}",
-                fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}",
+                fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}"
+                if lines
+                else f"a gpg that fails without a word points at gpg or its home ({setup.home.home}), not at the "
+                f"file: run that command by hand with the backup as its input (< {backup.path})",
             )
         if stage is not None and stage.name == "sqlguard":
             raise BadBackup(

@@ -4,6 +4,7 @@ names the tool, how it ended, that it said nothing, and the exact command to run
 from __future__ import annotations
 
 import shlex
+import shutil
 
 import pytest
 
@@ -92,3 +93,37 @@ def test_a_restore_tool_killed_by_a_signal_is_named_so(app, runner, data_target,
     assert "status -9" not in job.result
     with app.app_context():
         assert registry.current().open(data_target.name).health().wait_healthy().ok
+
+
+def mute_gpg(folder, when: str) -> str:
+    """A `gpg` first on the target's PATH that passes through to the real one, but exits 1 silently on `when`."""
+    folder.mkdir()
+    real = shutil.which("gpg")
+    tool = folder / "gpg"
+    tool.write_text(f'#!/bin/sh\ncase " $* " in *" {when} "*) exit 1;; esac\nexec {real} "$@"\n')
+    tool.chmod(0o755)
+    return f"{folder}:/usr/bin:/bin"
+
+
+def with_path(target, path: str) -> str:
+    toml = target.toml()
+    assert "pid_file =" in toml
+    return toml.replace("pid_file =", f'env = {{ PATH = "{path}" }}\npid_file =', 1)
+
+
+@pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
+def test_a_mute_gpg_fails_backup_and_check_naming_gpg_not_the_file(app, runner, data_target, tmp_path):
+    name = backup_now(app, data_target)
+    write_targets_file(app, with_path(data_target, mute_gpg(tmp_path / "encrypt", "--encrypt")))
+    job, _ = run(app, "backup", data_target.name)
+    assert job.state == "failed", job.result
+    assert "gpg exited with status 1 and it printed nothing" in job.result, job.result
+    assert f"to see why: `gpg --batch --no-tty --quiet --homedir {data_target.home.home} " in job.result
+    assert sorted(p.name for p in data_target.backup_dir.iterdir() if p.name.endswith(".gpg")) == [name]
+
+    write_targets_file(app, with_path(data_target, mute_gpg(tmp_path / "decrypt", "--decrypt")))
+    job, _ = run(app, "verify_backup", data_target.name, backup=name)
+    assert job.state == "failed", job.result
+    assert f"{name} does not decrypt: gpg exited with status 1 and it printed nothing" in job.result, job.result
+    assert "points at gpg or its home" in job.result and "damaged" not in job.result, job.result
+    assert f"< {data_target.backup_dir / name}" in job.result
