@@ -111,7 +111,8 @@ class Cluster:
             raise PostgresUnavailable(f"{Path(argv[0]).name} did not finish in {COMMAND_TIMEOUT_S:g} s") from None
         said = (result.stderr.strip() or result.stdout.strip()).splitlines()
         if not result.ok:
-            tool = f"{Path(argv[0]).name} {argv[1] if len(argv) > 1 else ''}".strip()
+            name = Path(argv[0]).name
+            tool = f"{name} {argv[-1]}" if name == "pg_ctl" else name  # pg_ctl's action is its last word
             words = f": {' / '.join(said[-4:])}" if said else f" and {said_nothing(cmd)}"
             raise PostgresUnavailable(
                 f"{tool} failed ({status_words(result.returncode)}){words}",
