@@ -742,7 +742,7 @@ class ManagedProcess:
         except ValueError:
             answer = {}
         if "pid" not in answer:
-            error = answer.get("error") or done.stderr.strip() or f"launcher exited {done.returncode}"
+            error = answer.get("error") or done.stderr.strip() or f"the launcher {done.ended} and printed nothing"
             where = f": {answer['filename']}" if answer.get("filename") else ""
             raise ProcessError(
                 f"start: cannot run `{shlex.join(self.command)}`: {error}{where}",

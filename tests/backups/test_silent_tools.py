@@ -11,6 +11,7 @@ import pytest
 from app.targets import registry
 from app.targets.dbadmin import Postgres
 from app.targets.environment import inherited_env
+from tests.backups.conftest import RECIPIENT
 from tests.backups.test_runbooks import backup_now, copies
 from tests.deployments.test_runbooks import run
 from tests.support.targets import write_targets_file
@@ -127,3 +128,15 @@ def test_a_mute_gpg_fails_backup_and_check_naming_gpg_not_the_file(app, runner, 
     assert f"{name} does not decrypt: gpg exited with status 1 and it printed nothing" in job.result, job.result
     assert "points at gpg or its home" in job.result and "damaged" not in job.result, job.result
     assert f"< {data_target.backup_dir / name}" in job.result
+
+
+@pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
+def test_a_gpg_that_cannot_list_keys_mute_is_not_taken_for_a_wrong_recipient(app, runner, data_target, tmp_path):
+    name = backup_now(app, data_target)
+    write_targets_file(app, with_path(data_target, mute_gpg(tmp_path / "list", "--list-keys")))
+    job, _ = run(app, "verify_backup", data_target.name, backup=name)
+    assert job.state == "failed", job.result
+    assert "gpg exited with status 1 and it printed nothing" in job.result, job.result
+    assert f"--with-colons --list-keys {RECIPIENT}`" in job.result, job.result
+    assert f"check the GnuPG home {data_target.home.home}" in job.result
+    assert "is not encrypted to" not in job.result
