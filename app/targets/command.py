@@ -131,15 +131,16 @@ def ended(returncode: int) -> str:
     return f"was {status_words(returncode)}"
 
 
-def said_nothing(argv: Sequence[str], *, where: str = "", hint: str = "") -> str:
+def said_nothing(argv: Sequence[str], *, where: str = "", hint: str = "", on: str = "") -> str:
     """The words for a command that failed without printing a line: that it was silent, and how to see why.
 
     A tool that exits 1 with no output (a hook, a wrapper script, logging sent elsewhere) leaves nothing
     to quote; the one useful thing to say is the exact command to run by hand, and where else to look.
     """
     place = f" in {where}" if where else ""
+    stream = f" on {on}" if on else ""
     text = (
-        f"it printed nothing — run it by hand{place} as Rewind's user, with the target's environment, "
+        f"it printed nothing{stream} — run it by hand{place} as Rewind's user, with the target's environment, "
         f"to see why: `{shown(argv)}`"
     )
     return f"{text}; {hint}" if hint else text
@@ -384,11 +385,11 @@ class StageResult:
 
     def failure(self, lines: int = 6) -> str:
         """This failed stage in words: its name, how it ended, then its last stderr lines, or that it said
-        nothing and the exact command to run by hand."""
+        nothing and the exact command to run by hand. Only stderr is known: a stage's stdout is its data."""
         said = [line for line in self.stderr_tail if line.strip()][-lines:]
         if said:
             return f"{self.name} {self.ended}:\n  " + "\n  ".join(said)
-        return f"{self.name} {self.ended} and {said_nothing(self.argv)}"
+        return f"{self.name} {self.ended} and {said_nothing(self.argv, on='stderr')}"
 
     @property
     def victim(self) -> bool:

@@ -46,7 +46,9 @@ def test_a_mute_pg_dump_fails_the_backup_with_its_command_and_leaves_no_file(app
     job, _ = run(app, "backup", data_target.name)
     assert job.state == "failed", job.result
     dump = str(tmp_path / "bin" / "pg_dump")
-    assert "pg_dump exited with status 1 and it printed nothing — run it by hand as Rewind's user" in job.result
+    assert (
+        "pg_dump exited with status 1 and it printed nothing on stderr — run it by hand as Rewind's user" in job.result
+    )
     assert f"to see why: `{dump} --format=custom --no-password --host " in job.result, job.result
     assert "status 1:" not in job.result
     assert [p.name for p in data_target.backup_dir.iterdir() if not p.name.startswith(".")] == []
@@ -61,7 +63,10 @@ def test_a_mute_pg_restore_fails_the_check_as_the_tools_fault_not_the_backups(ap
     job, _ = run(app, "verify_backup", data_target.name, backup=name)
     assert job.state == "failed", job.result
     restore = str(tmp_path / "bin" / "pg_restore")
-    assert "decrypts, but its reader failed: pg_restore exited with status 1 and it printed nothing" in job.result
+    assert (
+        "decrypts, but its reader failed: pg_restore exited with status 1 and it printed nothing on stderr"
+        in job.result
+    )
     assert f"`{restore} --file /dev/null`" in job.result, job.result
     assert "points at the tool, not at the backup" in job.result and "damaged" not in job.result, job.result
 
@@ -76,7 +81,7 @@ def test_a_mute_pg_restore_fails_the_restore_with_its_command_and_live_untouched
     restore = str(tmp_path / "bin" / "pg_restore")
     job, _ = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "failed", job.result
-    assert "pg_restore exited with status 1 and it printed nothing" in job.result, job.result
+    assert "pg_restore exited with status 1 and it printed nothing on stderr" in job.result, job.result
     assert f"`{restore} --no-owner" in job.result and "--exit-on-error --no-password --host" in job.result
     assert "the live database was not touched" in job.result
     assert data_target.snapshot() == before and copies(data_target) == []
@@ -90,7 +95,7 @@ def test_a_restore_tool_killed_by_a_signal_is_named_so(app, runner, data_target,
     write_targets_file(app, with_pg_bin(data_target, tmp_path / "bin"))
     job, _ = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "failed", job.result
-    assert "pg_restore was killed by SIGKILL and it printed nothing" in job.result, job.result
+    assert "pg_restore was killed by SIGKILL and it printed nothing on stderr" in job.result, job.result
     assert "status -9" not in job.result
     with app.app_context():
         assert registry.current().open(data_target.name).health().wait_healthy().ok
@@ -118,14 +123,16 @@ def test_a_mute_gpg_fails_backup_and_check_naming_gpg_not_the_file(app, runner, 
     write_targets_file(app, with_path(data_target, mute_gpg(tmp_path / "encrypt", "--encrypt")))
     job, _ = run(app, "backup", data_target.name)
     assert job.state == "failed", job.result
-    assert "gpg exited with status 1 and it printed nothing" in job.result, job.result
+    assert "gpg exited with status 1 and it printed nothing on stderr" in job.result, job.result
     assert f"to see why: `gpg --batch --no-tty --quiet --homedir {data_target.home.home} " in job.result
     assert sorted(p.name for p in data_target.backup_dir.iterdir() if p.name.endswith(".gpg")) == [name]
 
     write_targets_file(app, with_path(data_target, mute_gpg(tmp_path / "decrypt", "--decrypt")))
     job, _ = run(app, "verify_backup", data_target.name, backup=name)
     assert job.state == "failed", job.result
-    assert f"{name} does not decrypt: gpg exited with status 1 and it printed nothing" in job.result, job.result
+    assert f"{name} does not decrypt: gpg exited with status 1 and it printed nothing on stderr" in job.result, (
+        job.result
+    )
     assert "points at gpg or its home" in job.result and "damaged" not in job.result, job.result
     assert f"< {data_target.backup_dir / name}" in job.result
 

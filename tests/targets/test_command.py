@@ -234,7 +234,7 @@ def test_a_stage_that_fails_without_a_word_is_told_with_the_command_to_run_by_ha
     stage = result.failed
     assert stage is not None and stage.name == "dump tool" and stage.returncode == 1
     assert stage.failure() == (
-        f"dump tool exited with status 1 and it printed nothing — run it by hand as Rewind's user, with the "
+        f"dump tool exited with status 1 and it printed nothing on stderr — run it by hand as Rewind's user, with the "
         f"target's environment, to see why: `'{tool}' --all`"
     )
     assert said_nothing(["x", "a b"], where="/srv/app", hint="look in its log") == (
@@ -249,4 +249,4 @@ def test_a_stage_that_says_something_is_quoted_and_bad_bytes_do_not_break_the_wo
     result = run_pipeline([Stage.of([PY, "-c", script], "tool")], lines)
     assert result.failed.failure() == "tool exited with status 4:\n  \ufffd\ufffd not utf-8\n  last words"
     killed = run_pipeline([Stage.of(["sh", "-c", "kill -KILL $$"], "tool")], lines)
-    assert killed.failed.failure().startswith("tool was killed by SIGKILL and it printed nothing")
+    assert killed.failed.failure().startswith("tool was killed by SIGKILL and it printed nothing on stderr")
