@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 
+from app.targets.git import GitRepo
 from tests.deployments.test_release import with_release
 from tests.deployments.test_runbooks import log_text, run
 from tests.jobs.test_cli import rewind
@@ -95,3 +96,17 @@ def test_a_smoke_test_that_fails_without_a_word_is_named_with_what_to_run(app, r
         f"Rewind's user, with the target's environment, to see why: `{smoke} --quick`"
     )
     assert said in job.result, job.result
+
+
+def test_a_mute_git_hook_during_a_revert_is_named_on_the_job_and_the_cli_line(app, users, code_target):
+    """A post-checkout hook exits 1 silently while the revert puts back what the release wrote."""
+    (code_target.repo / "CHANGES.md").write_text("built by the release\n")
+    GitRepo(code_target.repo, "main").record_release_writes()
+    hooks = code_target.repo / ".git" / "hooks"
+    script(hooks, "post-checkout", "exit 1")
+    before = code_target.head()
+    result = rewind(app, "run", "staging", "revert", f"commits={code_target.commits[2][:8]}", "--as", "operator")
+    assert "git checkout failed (exit status 1) and it printed nothing — run it by hand" in result.output
+    assert f"`git -C {code_target.repo} checkout HEAD -- ':(top,literal)CHANGES.md'`" in result.output
+    assert f"the post-checkout hook in {hooks.resolve()} runs on git checkout" in result.output, result.output
+    assert code_target.head() == before
