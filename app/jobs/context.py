@@ -27,6 +27,7 @@ from app.targets.command import (
     CommandResult,
     CommandTimedOut,
     Tee,
+    printed,
     run_command,
     said_nothing,
     shown,
@@ -200,6 +201,6 @@ class JobContext:
         except FileNotFoundError:
             raise StepFailed(f"{argv[0]} is not installed or not on PATH") from None
         if check and not result.ok:
-            silent = "" if any(line.strip() for line in tee.tail()) else " and " + said_nothing(argv, where=cwd or "")
+            silent = "" if printed(*tee.tail()) else " and " + said_nothing(argv, where=cwd or "")
             raise StepFailed(self.redact(f"{argv[0]} {result.ended}{silent}"))
         return result

@@ -19,7 +19,7 @@ from app.jobs.models import Job
 from app.jobs.runbook import StepFailed
 from app.targets import registry
 from app.targets.ansi import strip_ansi
-from app.targets.command import CommandCancelled, CommandTimedOut, Tee, ended, run_command, said_nothing
+from app.targets.command import CommandCancelled, CommandTimedOut, Tee, ended, printed, run_command, said_nothing
 from app.targets.errors import TargetError
 from app.targets.git import DirtyFiles, GitRepo
 from app.targets.health import Verdict, run_smoke
@@ -185,7 +185,7 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
         except StepFailed as exc:
             return False, str(exc)
         if code != 0:
-            silent = "" if any(line.strip() for line in tee.tail()) else " and " + said_nothing(smoke, where=cwd)
+            silent = "" if printed(*tee.tail()) else " and " + said_nothing(smoke, where=cwd)
             return False, ctx.redact(f"the smoke test {ended(code)}{silent}")
         detail += "; smoke test passed"
     for name, check in _state_checks.items() if state_checks else ():

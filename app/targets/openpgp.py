@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from app.targets.command import CommandTimedOut, run_command, said_nothing, shown
+from app.targets.command import CommandTimedOut, printed, run_command, said_nothing, shown
 from app.targets.errors import TargetError
 
 PKESK, SKESK, SED, SEIPD, MARKER, AEAD = 1, 3, 9, 18, 10, 20
@@ -110,7 +110,7 @@ def encryption_key_ids(home: Path, recipients: list[str], env: dict[str, str]) -
             raise KeyListFailed(f"`{shown(argv)}` cannot run: {exc.strerror or exc}", fix=fix) from None
         except CommandTimedOut:
             raise KeyListFailed(f"`{shown(argv)}` did not answer within {LIST_TIMEOUT_S} s", fix=fix) from None
-        if not result.ok and not (result.stderr.strip() or result.stdout.strip()):
+        if not result.ok and not printed(result.stderr, result.stdout):
             # An unknown recipient is said ("No public key"); a gpg that fails mute must not pass for one.
             raise KeyListFailed(f"gpg {result.ended} and {said_nothing(argv)}", fix=fix)
         ids: set[str] = set()

@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from app.targets import sockets
 from app.targets.ansi import strip_ansi
-from app.targets.command import CommandTimedOut, NullSink, Sink, Tee, run_command
+from app.targets.command import CommandTimedOut, NullSink, Sink, Tee, printed, run_command
 from app.targets.errors import TargetError
 
 TAIL_LINES = 20
@@ -237,7 +237,7 @@ class CommandControl:
                 fix="check the command path and working directory in the targets file; both must exist on this host",
             ) from None
         if not result.ok:
-            silent = "" if any(line.strip() for line in tee.tail()) else " and printed nothing"
+            silent = "" if printed(*tee.tail()) else " and printed nothing"
             raise ProcessError(
                 f"{action}: `{shown}` {result.ended}{silent}",
                 action=action,
