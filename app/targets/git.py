@@ -53,6 +53,9 @@ HOOKS = {
     "push": ("pre-push", "reference-transaction"),
 }
 
+# git's own words when it says a hook failed: "'prepare-commit-msg' hook failed", "ref updates aborted by hook".
+_GIT_NAMED_HOOK = re.compile(r"' hook (?:failed|declined)|\bhook declined\b|\bby hook\b")
+
 # Config that would change the output we parse or make git stop and ask.
 _CONFIG = (
     "-c",
@@ -297,7 +300,6 @@ class GitRepo:
                 f"{', '.join(files) or _tail(err)} — move them out of the way first"
             )
         else:
-            hooks = self.hooks(args[0])
             if printed(err, out.stdout):
                 detail = _tail(err) or _tail(out.stdout)
                 message = f"git {args[0]} failed ({status_words(out.returncode)}): {detail}"
@@ -305,9 +307,15 @@ class GitRepo:
                 message = f"git {args[0]} failed ({status_words(out.returncode)}) and " + said_nothing(
                     ["git", "-C", str(self.path), *args]
                 )
-            if hooks and "hook" not in err:
-                message += f" — {hooks} runs on git {args[0]}: a hook that exits non-zero may be the cause"
+            message += self._hook_note(args[0], err)
         return GitError(message, argv=argv, returncode=out.returncode, stderr=err, stdout=out.stdout)
+
+    def _hook_note(self, command: str, stderr: str) -> str:
+        """ " — the pre-push hook in … runs on git push: …" when such a hook exists and git did not name it."""
+        hooks = self.hooks(command)
+        if not hooks or _GIT_NAMED_HOOK.search(stderr):
+            return ""
+        return f" — {hooks} runs on git {command}: a hook that exits non-zero may be the cause"
 
     def hooks(self, command: str) -> str:
         """The executable hooks `git <command>` may run here, in words ("the post-checkout hook in /r/.git/hooks");
@@ -935,7 +943,8 @@ class GitRepo:
             self._run("fetch", "--prune", "--no-tags", "--no-recurse-submodules", self.remote, refspec, sink=sink)
         except GitError as exc:
             raise exc.said(
-                f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; nothing was changed "
+                f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}"
+                f"{self._hook_note('fetch', exc.stderr) if _tail(exc.stderr) else ''}; nothing was changed "
                 f"({self.branch} was not touched) — check the remote's URL (`git -C {self.path} remote -v`) "
                 "and that this host can reach it"
             ) from None
@@ -1001,7 +1010,8 @@ class GitRepo:
                     "a plain push would lose them; push with force only if that is intended"
                 ) from None
             raise exc.said(
-                f"pushing {self.branch} to {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; "
+                f"pushing {self.branch} to {self.remote!r} failed: {_tail(exc.stderr) or exc.message}"
+                f"{self._hook_note('push', exc.stderr) if _tail(exc.stderr) else ''}; "
                 f"{self.branch} here keeps its new commits — check the remote's URL (`git -C {self.path} remote -v`) "
                 f"and that this host can reach it, then push by hand: `git -C {self.path} push {self.remote} "
                 f"{self.branch}`"

@@ -579,3 +579,23 @@ def test_a_hanging_hook_is_named_when_git_times_out(work, lines):
     assert "most likely hangs" in message and "never skips them" in message, message
     (work / ".git" / "hooks" / "reference-transaction").unlink()
     assert repo_of(work).head() == lines["c4"]
+
+
+def test_a_mute_pre_push_hook_is_named_though_git_only_says_the_push_failed(tmp_path, work, lines):
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True, env=GIT_ENV)
+    git(work, "remote", "add", "origin", str(bare))
+    hook(work / ".git" / "hooks", "pre-push", "exit 1")
+    with pytest.raises(GitError) as caught:
+        repo_of(work, remote="origin").push()
+    message = caught.value.message
+    assert "pushing main to 'origin' failed: error: failed to push some refs" in message, message
+    assert f"the pre-push hook in {(work / '.git' / 'hooks').resolve()} runs on git push" in message, message
+    assert "main here keeps its new commits" in message
+
+
+def test_a_hook_git_blames_itself_is_not_named_twice(work, lines):
+    hook(work / ".git" / "hooks", "reference-transaction", 'test "$1" != prepared')
+    with pytest.raises(GitError) as caught:
+        repo_of(work).reset_hard(lines["c2"])
+    assert caught.value.message == "git reset failed (exit status 128): fatal: ref updates aborted by hook"
