@@ -27,7 +27,6 @@ from app.targets.command import (
     CommandResult,
     CommandTimedOut,
     Tee,
-    printed,
     run_command,
     said_nothing,
     shown,
@@ -201,6 +200,7 @@ class JobContext:
         except FileNotFoundError:
             raise StepFailed(f"{argv[0]} is not installed or not on PATH") from None
         if check and not result.ok:
-            silent = "" if printed(*tee.tail()) else " and " + said_nothing(argv, where=cwd or "")
-            raise StepFailed(self.redact(f"{argv[0]} {result.ended}{silent}"))
+            last = tee.last_words()
+            said = f"; it said: {last}" if last else " and " + said_nothing(argv, where=cwd or "")
+            raise StepFailed(self.redact(strip_ansi(f"{argv[0]} {result.ended}{said}")))
         return result

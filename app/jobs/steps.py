@@ -258,10 +258,8 @@ def run_release_commands(ctx: JobContext, target: Target) -> int:
                 "(the program must exist on the PATH of the target's environment, or be an absolute path)"
             ) from None
         if not result.ok:
-            last = [line for line in tee.tail("err") if line.strip()] or [
-                line for line in tee.tail("out") if line.strip()
-            ]
-            said = f"; it said: {last[-1]}" if last else " and " + said_nothing(argv, where=cwd)
+            last = tee.last_words()
+            said = f"; it said: {last}" if last else " and " + said_nothing(argv, where=cwd)
             raise ReleaseFailed(f"{which} {result.ended}{said}")
     if before is not None:
         _record_release_writes(ctx, repo, before)

@@ -85,6 +85,14 @@ class Tee:
         with self._lock:
             return [t for s in streams or ("out", "err") for t in self.tails.get(s, ())]
 
+    def last_words(self) -> str:
+        """The last line the command printed, stderr's before stdout's; "" when it printed nothing at all."""
+        for stream in ("err", "out"):
+            said = [line.strip() for line in self.tail(stream) if line.strip()]
+            if said:
+                return said[-1]
+        return ""
+
 
 class CommandCancelled(Exception):
     """The sink asked to stop; the command's whole process group was stopped."""

@@ -66,7 +66,7 @@ def test_failed_command_fails_the_job_with_its_step_named(app, runner):
     job_id = enqueue(app, "test.fail")
     job, view = finished(app, job_id)
     assert job.state == "failed"
-    assert "“Exit 3” failed" in job.result and "exited with status 3" in job.result
+    assert "“Exit 3” failed" in job.result and "exited with status 3; it said: about to fail" in job.result
     assert [s.state for s in view.steps] == ["failed", "not_run"]
     assert ("err", "about to fail") in [(stream, line) for _, stream, line in view.lines]
     assert audit_actions(app, job_id)[-1] == ("job.failed", "failed")
