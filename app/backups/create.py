@@ -40,11 +40,7 @@ def _final_name(setup: BackupSetup, stamp: str, suffix: str) -> Path:
 
 def _failure(result, what: str) -> BackupFailed:
     stage = result.failed
-    said = "\n  ".join(stage.stderr_tail[-6:]) if stage else ""
-    return BackupFailed(
-        f"{what}: {stage.name if stage else '?'} exited with status {stage.returncode if stage else '?'}"
-        + (f":\n  {said}" if said else "")
-    )
+    return BackupFailed(f"{what}: {stage.failure() if stage else 'a stage failed'}")
 
 
 def create_backup(

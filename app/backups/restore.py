@@ -366,15 +366,10 @@ def check_copyable(setup: BackupSetup) -> str | None:
 
 def _failed(result, what: str) -> RestoreFailed:
     stage = result.failed
-    said = "\n  ".join((stage.stderr_tail if stage else ())[-6:])
-    code = stage.returncode if stage else "?"
     fix = "the live database was not touched"
     if stage is not None and stage.name == "sqlguard":
         fix += "; restore a plain dump of one database made without --create/--clean (not pg_dumpall)"
-    return RestoreFailed(
-        f"{what}: {stage.name if stage else '?'} exited with status {code}" + (f":\n  {said}" if said else ""),
-        fix=fix,
-    )
+    return RestoreFailed(f"{what}: {stage.failure() if stage else 'a stage failed'}", fix=fix)
 
 
 def drop_copy(setup: BackupSetup, name: str) -> None:

@@ -87,16 +87,27 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
             with open_to_read(backup.path) as source, open(os.devnull, "wb") as nowhere:
                 alone = run_pipeline([decrypt], sink, stdin=source, stdout=nowhere, timeout=READ_TIMEOUT_S)
             stage = stage if alone.ok else alone.failed
-        said = "; ".join(line.strip() for line in (stage.stderr_tail if stage else ())[-3:])
+        lines = [line.strip() for line in (stage.stderr_tail if stage else ()) if line.strip()]
+        said = "; ".join(lines[-3:]) or (stage.failure() if stage else "")
         if stage is not None and stage.name == "gpg":
             raise BadBackup(
-                f"{backup.id} does not decrypt: {said or f'gpg exited with status {stage.returncode}'}",
-                fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}",
+                f"{backup.id} does not decrypt: {said}",
+                fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}"
+                if lines
+                else f"a gpg that fails without a word points at gpg or its home ({setup.home.home}), not at the "
+                f"file: run that command by hand with the backup as its input (< {backup.path})",
             )
         if stage is not None and stage.name == "sqlguard":
             raise BadBackup(
                 f"{backup.id} would act outside the database it is restored into: {said}",
                 fix="restore a plain dump of one database made without --create/--clean (not pg_dumpall)",
+            )
+        if stage is not None and not lines:
+            # A reader that stops without a word says nothing about the archive: the tool itself is the suspect.
+            raise BadBackup(
+                f"{backup.id} decrypts, but its reader failed: {said}",
+                fix=f"a {stage.name} that fails without a word points at the tool, not at the backup: check "
+                "database.pg_bin in the targets file and run that command by hand on the decrypted stream",
             )
         raise BadBackup(
             f"{backup.id} decrypts but is not a readable {backup.format} archive: {said}",

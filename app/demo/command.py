@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.demo.target import DemoError
-from app.targets.command import CommandTimedOut, run_command
+from app.targets.command import CommandTimedOut, printed, run_command, said_nothing, status_words
 
 COMMAND_TIMEOUT_S = 60.0
 PACKAGES = {"git": "git", "gpg": "gnupg", "gpgconf": "gnupg"}
@@ -25,6 +25,9 @@ def run(argv: Sequence[str], *, env: dict[str, str], what: str, cwd: Path | None
         raise DemoError(f"{what}: did not finish within {COMMAND_TIMEOUT_S:g} s") from None
     lines = [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line]
     if not result.ok:
+        if not printed(*lines):
+            where = str(cwd) if cwd is not None else ""
+            raise DemoError(f"{what} failed ({status_words(result.returncode)}) and {said_nothing(argv, where=where)}")
         tail = "\n  ".join(lines[-8:])
-        raise DemoError(f"{what} failed (exit {result.returncode}):\n  {tail}")
+        raise DemoError(f"{what} failed ({status_words(result.returncode)}):\n  {tail}")
     return "\n".join(lines)

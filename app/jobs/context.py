@@ -22,7 +22,16 @@ from app.jobs.redact import Redactor
 from app.jobs.runbook import StepFailed, StepSkipped
 from app.targets import registry
 from app.targets.ansi import strip_ansi
-from app.targets.command import CommandCancelled, CommandResult, CommandTimedOut, run_command, shown, start_ticks
+from app.targets.command import (
+    CommandCancelled,
+    CommandResult,
+    CommandTimedOut,
+    Tee,
+    run_command,
+    said_nothing,
+    shown,
+    start_ticks,
+)
 from app.targets.environment import inherited_env
 
 CANCEL_CHECK_S = 0.25
@@ -181,8 +190,9 @@ class JobContext:
         if env is None:
             env = registry.current().open(self.target).command_env() if self.target else inherited_env()
         self.log("$ " + shown([self.redact(str(a)) for a in argv]), "cmd")
+        tee = Tee(self)
         try:
-            result = run_command(argv, self, timeout=timeout, cwd=cwd, env=env, stdin=stdin)
+            result = run_command(argv, tee, timeout=timeout, cwd=cwd, env=env, stdin=stdin)
         except CommandCancelled:
             raise JobCancelled(self._cancelled_by or "someone") from None
         except CommandTimedOut as exc:
@@ -190,5 +200,7 @@ class JobContext:
         except FileNotFoundError:
             raise StepFailed(f"{argv[0]} is not installed or not on PATH") from None
         if check and not result.ok:
-            raise StepFailed(f"{argv[0]} exited with status {result.returncode}")
+            last = tee.last_words()
+            said = f"; it said: {last}" if last else " and " + said_nothing(argv, where=cwd or "")
+            raise StepFailed(self.redact(strip_ansi(f"{argv[0]} {result.ended}{said}")))
         return result

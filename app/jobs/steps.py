@@ -19,7 +19,7 @@ from app.jobs.models import Job
 from app.jobs.runbook import StepFailed
 from app.targets import registry
 from app.targets.ansi import strip_ansi
-from app.targets.command import CommandCancelled, CommandTimedOut, Tee, run_command
+from app.targets.command import CommandCancelled, CommandTimedOut, Tee, ended, printed, run_command, said_nothing
 from app.targets.errors import TargetError
 from app.targets.git import DirtyFiles, GitRepo
 from app.targets.health import Verdict, run_smoke
@@ -165,15 +165,16 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
     detail = f"healthy: {verdict.reason}"
     smoke = target.config.health.smoke
     if smoke:
+        tee = Tee(ctx)
+        cwd = str(target.config.repo.path)
         try:
             with adapter_errors(ctx):
-                code = run_smoke(
-                    list(smoke), SMOKE_TIMEOUT_S, ctx, cwd=str(target.config.repo.path), env=target.command_env()
-                )
+                code = run_smoke(list(smoke), SMOKE_TIMEOUT_S, tee, cwd=cwd, env=target.command_env())
         except StepFailed as exc:
             return False, str(exc)
         if code != 0:
-            return False, f"the smoke test exited with status {code}"
+            silent = "" if printed(*tee.tail()) else " and " + said_nothing(smoke, where=cwd)
+            return False, ctx.redact(f"the smoke test {ended(code)}{silent}")
         detail += "; smoke test passed"
     for name, check in _state_checks.items() if state_checks else ():
         matches, words = check(target)
@@ -245,9 +246,9 @@ def run_release_commands(ctx: JobContext, target: Target) -> int:
                 "(the program must exist on the PATH of the target's environment, or be an absolute path)"
             ) from None
         if not result.ok:
-            last = tee.tail("err") or tee.tail("out")
-            said = f"; it said: {last[-1]}" if last else ""
-            raise ReleaseFailed(f"{which} exited with status {result.returncode}{said}")
+            last = tee.last_words()
+            said = f"; it said: {last}" if last else " and " + said_nothing(argv, where=cwd)
+            raise ReleaseFailed(f"{which} {result.ended}{said}")
     if before is not None:
         _record_release_writes(ctx, repo, before)
     ctx.progress(1.0, f"{total} release command(s) done")

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from app.targets import flask_db
-from app.targets.command import Sink, Tee
+from app.targets.command import Sink, Tee, shown
 from app.targets.errors import TargetError
 from app.targets.schema_db import current_revisions
 from app.targets.target import Target
@@ -61,15 +61,16 @@ def apply(
     rows = current_revisions(url)
     if rows == expected:
         if not result.ok and sink is not None:
-            sink.line("err", f"flask db {verb} exited with status {result.returncode}, but alembic_version is as asked")
+            sink.line("err", f"flask db {verb} {result.ended}, but alembic_version is as asked")
         return rows
     said = telling_line(tee.tail("err")) or telling_line(tee.tail("out"))
     words = f"it said: {said}" if said else "it printed nothing (the application's alembic.ini logging may hide errors)"
     moved = "did not move" if rows == before else f"moved from {_rows(before)}"
     raise MigrationFailed(
-        f"flask db {verb} {revision} exited with status {result.returncode} and {words}; "
+        f"flask db {verb} {revision} {result.ended} and {words}; "
         f"alembic_version says {_rows(rows)}, not {_rows(expected)} as asked (it {moved})",
-        fix=f"run `flask db {verb} {revision}` by hand in the application's environment to see its error"
+        fix=f"run `{shown(result.argv)}` by hand in {target.config.repo.path}, in the application's environment "
+        "(its env file, FLASK_APP), to see its error"
         + ("; the database is part-way: check it before anything else" if rows not in (before, expected) else ""),
         rows=rows,
     )

@@ -85,6 +85,14 @@ class Tee:
         with self._lock:
             return [t for s in streams or ("out", "err") for t in self.tails.get(s, ())]
 
+    def last_words(self) -> str:
+        """The last line the command printed, stderr's before stdout's; "" when it printed nothing at all."""
+        for stream in ("err", "out"):
+            said = [line.strip() for line in self.tail(stream) if line.strip()]
+            if said:
+                return said[-1]
+        return ""
+
 
 class CommandCancelled(Exception):
     """The sink asked to stop; the command's whole process group was stopped."""
@@ -108,6 +116,47 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    @property
+    def ended(self) -> str:
+        return ended(self.returncode)
+
+
+def status_words(returncode: int) -> str:
+    """An exit status as a person reads it: "exit status 3", or "killed by SIGKILL" (a negative status is a signal)."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
+
+
+def ended(returncode: int) -> str:
+    """How a command ended, to follow its name: "exited with status 3", or "was killed by SIGKILL"."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    return f"was {status_words(returncode)}"
+
+
+def said_nothing(argv: Sequence[str], *, where: str = "", hint: str = "", on: str = "") -> str:
+    """The words for a command that failed without printing a line: that it was silent, and how to see why.
+
+    A tool that exits 1 with no output (a hook, a wrapper script, logging sent elsewhere) leaves nothing
+    to quote; the one useful thing to say is the exact command to run by hand, and where else to look.
+    """
+    place = f" in {where}" if where else ""
+    stream = f" on {on}" if on else ""
+    text = (
+        f"it printed nothing{stream} — run it by hand{place} as Rewind's user, with the target's environment, "
+        f"to see why: `{shown(argv)}`"
+    )
+    return f"{text}; {hint}" if hint else text
+
+
+def printed(*texts: str) -> bool:
+    """Whether any of a command's outputs holds more than whitespace."""
+    return any(text.strip() for text in texts)
 
 
 def _checked(argv: Sequence[str]) -> tuple[str, ...]:
@@ -337,6 +386,18 @@ class StageResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    @property
+    def ended(self) -> str:
+        return ended(self.returncode)
+
+    def failure(self, lines: int = 6) -> str:
+        """This failed stage in words: its name, how it ended, then its last stderr lines, or that it said
+        nothing and the exact command to run by hand. Only stderr is known: a stage's stdout is its data."""
+        said = [line for line in self.stderr_tail if line.strip()][-lines:]
+        if said:
+            return f"{self.name} {self.ended}:\n  " + "\n  ".join(said)
+        return f"{self.name} {self.ended} and {said_nothing(self.argv, on='stderr')}"
 
     @property
     def victim(self) -> bool:

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 from psycopg import sql
 
-from app.targets.command import run_command
+from app.targets.command import CommandTimedOut, run_command, shown
 from app.targets.errors import TargetError
 
 PG_INSTALLS = "/usr/lib/postgresql/*/bin"
@@ -346,12 +346,14 @@ class Postgres:
         """The path of pg_dump/pg_restore/psql of at least the server's major version; DatabaseError says which."""
         major, full = self.server_version()
         found: list[tuple[int, str]] = []
+        unknown: list[str] = []
         for folder in self._tool_dirs():
             path = os.path.join(folder, program)
             if not os.access(path, os.X_OK):
                 continue
-            version = _tool_major(path, self.env)
+            version, why = _tool_major(path, self.env)
             if version is None:
+                unknown.append(why)
                 continue
             found.append((version, path))
             if version >= major:
@@ -360,7 +362,7 @@ class Postgres:
         where = f"database.pg_bin = {self.pg_bin}" if self.pg_bin else f"{PG_INSTALLS} and PATH"
         raise DatabaseError(
             f"{program} {major} or newer is needed for the PostgreSQL {full} server at {self.url.where()}; "
-            f"found in {where}: {seen}",
+            f"found in {where}: {seen}" + "".join(f"; {why}" for why in unknown),
             fix=f"install postgresql-client-{major} (or newer), or point database.pg_bin at its bin folder",
         )
 
@@ -713,17 +715,27 @@ def _install_major(folder: str) -> int:
         return 0
 
 
-_versions: dict[str, int | None] = {}
+_versions: dict[str, tuple[int | None, str]] = {}
 
 
-def _tool_major(path: str, env: Mapping[str, str]) -> int | None:
+def _tool_major(path: str, env: Mapping[str, str]) -> tuple[int | None, str]:
+    """The major version a pg tool reports, or None and why it told none (a wrapper that exits without a word)."""
     if path not in _versions:
+        argv = [path, "--version"]
         try:
-            result = run_command([path, "--version"], timeout=VERSION_TIMEOUT_S, env=dict(env), capture=True)
-        except OSError:
-            return None
+            result = run_command(argv, timeout=VERSION_TIMEOUT_S, env=dict(env), capture=True)
+        except OSError as exc:
+            return None, f"`{shown(argv)}` cannot run: {exc.strerror or exc}"
+        except CommandTimedOut:
+            return None, f"`{shown(argv)}` did not answer within {VERSION_TIMEOUT_S:g} s"
         match = TOOL_VERSION.search(result.stdout)
-        _versions[path] = int(match.group(1)) if result.ok and match else None
+        if result.ok and match:
+            _versions[path] = int(match.group(1)), ""
+        else:
+            said = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            how = "did not name a PostgreSQL version" if result.ok else result.ended
+            words = f": {said[-1]}" if said else " and printed nothing"
+            _versions[path] = None, f"`{shown(argv)}` {how}{words}"
     return _versions[path]
 
 

@@ -15,12 +15,22 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.targets.command import CommandCancelled, CommandTimedOut, Sink, read_capped, run_command, shown
+from app.targets.command import (
+    CommandCancelled,
+    CommandTimedOut,
+    Sink,
+    printed,
+    read_capped,
+    run_command,
+    said_nothing,
+    shown,
+    status_words,
+)
 from app.targets.environment import inherited_env
 from app.targets.errors import TargetError
 
@@ -30,6 +40,21 @@ DEFAULT_TIMEOUT_S = 120.0
 # Inside the checkout's git directory (`git rev-parse --git-path`): what Rewind's release commands last wrote.
 RELEASE_WRITES = "rewind-release-writes.json"
 BLOB_LIMIT = 1 << 30  # bytes of one file written back after a failed change
+
+# The hooks each git command Rewind runs may run: one that fails silently or hangs is then the likely cause.
+# (Measured on git 2.39: a path checkout runs post-checkout; every ref update runs reference-transaction.)
+HOOKS = {
+    "revert": ("prepare-commit-msg", "post-commit", "reference-transaction"),
+    "merge": ("pre-merge-commit", "prepare-commit-msg", "commit-msg", "post-merge", "reference-transaction"),
+    "reset": ("reference-transaction", "post-index-change"),
+    "checkout": ("post-checkout", "reference-transaction", "post-index-change"),
+    "tag": ("reference-transaction",),
+    "fetch": ("reference-transaction",),
+    "push": ("pre-push", "reference-transaction"),
+}
+
+# git's own words when it says a hook failed: "'prepare-commit-msg' hook failed", "ref updates aborted by hook".
+_GIT_NAMED_HOOK = re.compile(r"' hook (?:failed|declined)|\bhook declined\b|\bby hook\b")
 
 # Config that would change the output we parse or make git stop and ask.
 _CONFIG = (
@@ -245,9 +270,14 @@ class GitRepo:
         except FileNotFoundError:
             raise GitError("git is not installed or not on PATH", argv=argv) from None
         except CommandTimedOut:
-            raise GitError(
-                f"git {args[0]} did not finish within {self.timeout:g} s and was stopped", argv=argv
-            ) from None
+            message = f"git {args[0]} did not finish within {self.timeout:g} s and was stopped"
+            if hooks := self.hooks(args[0]):
+                message += (
+                    f"; {hooks} runs on git {args[0]} and most likely hangs — run it by hand to see what it waits "
+                    "for (a prompt, a lock, the network) and fix it; Rewind runs the repository's hooks, never "
+                    "skips them"
+                )
+            raise GitError(message, argv=argv) from None
         if out.returncode not in ok:
             raise self._error(argv, args, out)
         return out
@@ -270,9 +300,44 @@ class GitRepo:
                 f"{', '.join(files) or _tail(err)} — move them out of the way first"
             )
         else:
-            detail = _tail(err) or _tail(out.stdout) or "no message"
-            message = f"git {args[0]} failed (exit {out.returncode}): {detail}"
+            if printed(err, out.stdout):
+                detail = _tail(err) or _tail(out.stdout)
+                message = f"git {args[0]} failed ({status_words(out.returncode)}): {detail}"
+            else:
+                message = f"git {args[0]} failed ({status_words(out.returncode)}) and " + said_nothing(
+                    ["git", "-C", str(self.path), *args]
+                )
+            message += self._hook_note(args[0], err)
         return GitError(message, argv=argv, returncode=out.returncode, stderr=err, stdout=out.stdout)
+
+    def _hook_note(self, command: str, stderr: str) -> str:
+        """ " — the pre-push hook in … runs on git push: …" when such a hook exists and git did not name it."""
+        hooks = self.hooks(command)
+        if not hooks or _GIT_NAMED_HOOK.search(stderr):
+            return ""
+        return f" — {hooks} runs on git {command}: a hook that exits non-zero may be the cause"
+
+    def hooks(self, command: str) -> str:
+        """The executable hooks `git <command>` may run here, in words ("the post-checkout hook in /r/.git/hooks");
+        "" when there are none (or git cannot say). core.hooksPath is honoured, as git honours it."""
+        names = HOOKS.get(command, ())
+        if not names:
+            return ""
+        try:
+            where = self._run("rev-parse", "--git-path", "hooks").stdout.strip()
+        except (GitError, CommandCancelled):
+            return ""
+        # A relative core.hooksPath is the working tree's top's; git's own default is the -C folder's.
+        folders = [Path(where)] if os.path.isabs(where) else [self.path / where]
+        if not os.path.isabs(where):
+            with suppress(GitError, CommandCancelled):
+                folders.append(self._top() / where)
+        for folder in folders:
+            found = [name for name in names if os.access(folder / name, os.X_OK) and (folder / name).is_file()]
+            if found:
+                listed = ", ".join(found)
+                return f"the {listed} hook{'s' if len(found) > 1 else ''} in {folder.resolve()}"
+        return ""
 
     # --- reading -----------------------------------------------------------------
 
@@ -878,7 +943,8 @@ class GitRepo:
             self._run("fetch", "--prune", "--no-tags", "--no-recurse-submodules", self.remote, refspec, sink=sink)
         except GitError as exc:
             raise exc.said(
-                f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; nothing was changed "
+                f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}"
+                f"{self._hook_note('fetch', exc.stderr) if _tail(exc.stderr) else ''}; nothing was changed "
                 f"({self.branch} was not touched) — check the remote's URL (`git -C {self.path} remote -v`) "
                 "and that this host can reach it"
             ) from None
@@ -944,7 +1010,8 @@ class GitRepo:
                     "a plain push would lose them; push with force only if that is intended"
                 ) from None
             raise exc.said(
-                f"pushing {self.branch} to {self.remote!r} failed: {_tail(exc.stderr) or exc.message}; "
+                f"pushing {self.branch} to {self.remote!r} failed: {_tail(exc.stderr) or exc.message}"
+                f"{self._hook_note('push', exc.stderr) if _tail(exc.stderr) else ''}; "
                 f"{self.branch} here keeps its new commits — check the remote's URL (`git -C {self.path} remote -v`) "
                 f"and that this host can reach it, then push by hand: `git -C {self.path} push {self.remote} "
                 f"{self.branch}`"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from app.targets.command import run_command
+from app.targets.command import CommandTimedOut, printed, run_command, said_nothing, shown
 from app.targets.errors import TargetError
 
 PKESK, SKESK, SED, SEIPD, MARKER, AEAD = 1, 3, 9, 18, 10, 20
@@ -24,6 +24,10 @@ LIST_TIMEOUT_S = 30
 
 class NotEncrypted(TargetError):
     """The file is not an OpenPGP encrypted message."""
+
+
+class KeyListFailed(TargetError):
+    """gpg could not list a recipient's keys for a reason other than not knowing them."""
 
 
 @dataclass(frozen=True)
@@ -97,13 +101,18 @@ def read_envelope(source: Path | BinaryIO) -> Envelope:
 def encryption_key_ids(home: Path, recipients: list[str], env: dict[str, str]) -> dict[str, set[str]]:
     """Per recipient, the key ids (primary and subkeys able to encrypt) gpg knows for it in the home."""
     found: dict[str, set[str]] = {}
+    fix = f"check the GnuPG home {home} (its owner, its keyring files) and the gpg on the target's PATH"
     for recipient in recipients:
-        result = run_command(
-            ["gpg", "--batch", "--no-tty", "--homedir", str(home), "--with-colons", "--list-keys", recipient],
-            timeout=LIST_TIMEOUT_S,
-            env=env,
-            capture=True,
-        )
+        argv = ["gpg", "--batch", "--no-tty", "--homedir", str(home), "--with-colons", "--list-keys", recipient]
+        try:
+            result = run_command(argv, timeout=LIST_TIMEOUT_S, env=env, capture=True)
+        except OSError as exc:
+            raise KeyListFailed(f"`{shown(argv)}` cannot run: {exc.strerror or exc}", fix=fix) from None
+        except CommandTimedOut:
+            raise KeyListFailed(f"`{shown(argv)}` did not answer within {LIST_TIMEOUT_S} s", fix=fix) from None
+        if not result.ok and not printed(result.stderr, result.stdout):
+            # An unknown recipient is said ("No public key"); a gpg that fails mute must not pass for one.
+            raise KeyListFailed(f"gpg {result.ended} and {said_nothing(argv)}", fix=fix)
         ids: set[str] = set()
         if result.ok:
             for line in result.stdout.splitlines():

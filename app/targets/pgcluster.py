@@ -15,7 +15,7 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.targets.command import CommandTimedOut, run_command
+from app.targets.command import CommandTimedOut, run_command, said_nothing, status_words
 from app.targets.environment import inherited_env
 from app.targets.errors import TargetError
 
@@ -111,8 +111,11 @@ class Cluster:
             raise PostgresUnavailable(f"{Path(argv[0]).name} did not finish in {COMMAND_TIMEOUT_S:g} s") from None
         said = (result.stderr.strip() or result.stdout.strip()).splitlines()
         if not result.ok:
+            name = Path(argv[0]).name
+            tool = f"{name} {argv[-1]}" if name == "pg_ctl" else name  # pg_ctl's action is its last word
+            words = f": {' / '.join(said[-4:])}" if said else f" and {said_nothing(cmd)}"
             raise PostgresUnavailable(
-                f"{Path(argv[0]).name} {argv[1] if len(argv) > 1 else ''} failed: {' / '.join(said[-4:])}".strip(),
+                f"{tool} failed ({status_words(result.returncode)}){words}",
                 fix=f"see {self.log}" if self.log.exists() else "",
             )
         return result.stdout

@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from app.targets import sockets
 from app.targets.ansi import strip_ansi
-from app.targets.command import CommandTimedOut, NullSink, Sink, Tee, run_command
+from app.targets.command import CommandTimedOut, NullSink, Sink, Tee, printed, run_command
 from app.targets.errors import TargetError
 
 TAIL_LINES = 20
@@ -38,6 +38,7 @@ LOG_TAIL_LINES = 40
 KILL_WAIT_S = 5.0
 RELOAD_TIMEOUT_S = 60.0  # old workers finishing their requests after a reload signal
 POLL_S = 0.05
+START_MARK = "Rewind starts:"  # the line Rewind writes to a managed application's log before it starts it
 FIRST_POLL_S = 0.002  # a stopped app usually exits within milliseconds: the downtime should not wait out POLL_S
 
 
@@ -193,7 +194,7 @@ class CommandControl:
             return ProcessStatus(None, note=f"status command could not run: {exc}")
         lines = [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line.strip()]
         last = lines[-1] if lines else ""
-        return ProcessStatus(result.ok, note=last or f"status command exited with {result.returncode}")
+        return ProcessStatus(result.ok, note=last or f"status command {result.ended} and printed nothing")
 
     def watch(self) -> None:
         """None: the service manager owns the process, so Rewind cannot tell which one it is."""
@@ -236,8 +237,9 @@ class CommandControl:
                 fix="check the command path and working directory in the targets file; both must exist on this host",
             ) from None
         if not result.ok:
+            silent = "" if printed(*tee.tail()) else " and printed nothing"
             raise ProcessError(
-                f"{action}: `{shown}` exited with status {result.returncode}",
+                f"{action}: `{shown}` {result.ended}{silent}",
                 action=action,
                 argv=argv,
                 returncode=result.returncode,
@@ -336,6 +338,55 @@ def _session_leader(pid: int) -> bool:
 
 
 @dataclass(frozen=True)
+class Quiet:
+    """An application Rewind started that had written nothing to its log yet (its start mark the last line).
+
+    Rewind never learns the exit status of what it started (it is not Rewind's child), so for a start script
+    that exits 1 without a word, that silence is the one thing to go on."""
+
+    command: tuple[str, ...]
+    cwd: Path
+    log_file: Path
+    log_size: int  # when the watch began: a log that grew since (the app, or another start) is no silence
+
+    @classmethod
+    def of(cls, command: Sequence[str], cwd: Path, log_file: Path) -> Quiet | None:
+        last = _last_line(log_file)
+        if last is None or not (last.startswith("--- ") and f" {START_MARK} " in last):
+            return None
+        try:
+            size = log_file.stat().st_size
+        except OSError:
+            return None
+        return cls(tuple(command), cwd, log_file, size)
+
+    def silence(self) -> str:
+        """That the application exited without writing a line since Rewind started it, and how to see why."""
+        try:
+            if self.log_file.stat().st_size != self.log_size:
+                return ""
+        except OSError:
+            return ""
+        return (
+            f", having written nothing to its log {self.log_file} since Rewind started it (run "
+            f"`{shlex.join(self.command)}` by hand in {self.cwd} as Rewind's user to see why)"
+        )
+
+
+def _last_line(path: Path, chunk: int = 4096) -> str | None:
+    """The last non-empty line of a file; None when it cannot be read or holds none."""
+    try:
+        with path.open("rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, end - chunk))
+            data = fh.read()
+    except OSError:
+        return None
+    lines = [line for line in data.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+@dataclass(frozen=True)
 class ProcessWatch:
     """One started process, followed while it is verified: has it exited, which ports does it listen on?
 
@@ -346,14 +397,17 @@ class ProcessWatch:
     pid: int | None
     start: int | None = None
     note: str = ""  # why there is no process to watch
+    quiet: Quiet | None = None  # it had written nothing since Rewind started it when the watch began
 
     def exited(self) -> str | None:
         """None while the process runs; otherwise what happened to it, in words."""
         if self.pid is None:
-            return f"the application is not running: {self.note or 'no pid file'}"
-        if not _alive(self.pid) or _start_ticks(self.pid) != self.start:
-            return f"the application (pid {self.pid}) exited"
-        return None
+            gone = f"the application is not running: {self.note or 'no pid file'}"
+        elif not _alive(self.pid) or _start_ticks(self.pid) != self.start:
+            gone = f"the application (pid {self.pid}) exited"
+        else:
+            return None
+        return gone + (self.quiet.silence() if self.quiet is not None else "")
 
     def listening_ports(self) -> frozenset[int]:
         """TCP ports that any process of its group listens on (a master's workers included)."""
@@ -453,9 +507,10 @@ class ManagedProcess:
     def watch(self) -> ProcessWatch:
         """A watch on the application as it runs now (or on its absence), for verification."""
         seen = self._inspect()
+        quiet = Quiet.of(self.command, self.cwd, self.log_file)
         if seen.pid is None:
-            return ProcessWatch(None, note=seen.note or "no pid file")
-        return ProcessWatch(seen.pid, seen.start)
+            return ProcessWatch(None, note=seen.note or "no pid file", quiet=quiet)
+        return ProcessWatch(seen.pid, seen.start, quiet=quiet)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
         """The last lines of the application's log as plain text (colour codes removed), unmasked: the caller
@@ -508,7 +563,7 @@ class ManagedProcess:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         shown = shlex.join(self.command)
-        self._log_mark(f"Rewind starts: {shown}")
+        self._log_mark(f"{START_MARK} {shown}")
         sink.line("cmd", "$ " + shown)
         pid, start = self._launch()
         try:
@@ -687,7 +742,7 @@ class ManagedProcess:
         except ValueError:
             answer = {}
         if "pid" not in answer:
-            error = answer.get("error") or done.stderr.strip() or f"launcher exited {done.returncode}"
+            error = answer.get("error") or done.stderr.strip() or f"the launcher {done.ended} and printed nothing"
             where = f": {answer['filename']}" if answer.get("filename") else ""
             raise ProcessError(
                 f"start: cannot run `{shlex.join(self.command)}`: {error}{where}",

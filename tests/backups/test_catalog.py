@@ -130,6 +130,26 @@ def test_pg_tools_must_be_at_least_the_servers_version(pg_server, tmp_path):
     assert f"/postgresql/{major}/" in fitting or fitting.endswith("pg_dump")
 
 
+def test_a_pg_tool_that_will_not_tell_its_version_says_how_it_failed(pg_server, tmp_path):
+    folder = tmp_path / "wrapped-bin"
+    folder.mkdir()
+    for name, body in (("pg_dump", "exit 1"), ("psql", "kill -KILL $$"), ("pg_restore", "echo 'usage: wrapper'")):
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    db = Postgres(pg_server.url(), inherited_env(), pg_bin=folder)
+    said = {}
+    for name in ("pg_dump", "psql", "pg_restore"):
+        with pytest.raises(DatabaseError) as caught:
+            db.tool(name)
+        said[name] = caught.value.message
+    assert (
+        f"found in database.pg_bin = {folder}: none; `{folder}/pg_dump --version` exited with status 1 and "
+        "printed nothing" in said["pg_dump"]
+    ), said["pg_dump"]
+    assert f"`{folder}/psql --version` was killed by SIGKILL and printed nothing" in said["psql"], said["psql"]
+    assert f"`{folder}/pg_restore --version` did not name a PostgreSQL version: usage: wrapper" in said["pg_restore"]
+
+
 def test_database_admin_quotes_names_and_renames_busy_databases(pg_server):
     name = f"odd_{uuid.uuid4().hex[:6]}"
     url = pg_server.create_database(name)

@@ -66,10 +66,21 @@ def test_failed_command_fails_the_job_with_its_step_named(app, runner):
     job_id = enqueue(app, "test.fail")
     job, view = finished(app, job_id)
     assert job.state == "failed"
-    assert "“Exit 3” failed" in job.result and "exited with status 3" in job.result
+    assert "“Exit 3” failed" in job.result and "exited with status 3; it said: about to fail" in job.result
     assert [s.state for s in view.steps] == ["failed", "not_run"]
     assert ("err", "about to fail") in [(stream, line) for _, stream, line in view.lines]
     assert audit_actions(app, job_id)[-1] == ("job.failed", "failed")
+
+
+def test_a_command_that_fails_without_a_word_is_told_with_the_command_to_run_masked(app, runner):
+    job_id = enqueue(app, "test.mute")
+    job, view = finished(app, job_id)
+    assert job.state == "failed"
+    assert job.result == (
+        "“Exit 1 silently” failed: sh exited with status 1 and it printed nothing — run it by hand as Rewind's user, "
+        "with the target's environment, to see why: `sh -c 'exit 1' sh --password •••`"
+    ), job.result
+    assert "mute-pw-77" not in job.result and "mute-pw-77" not in "\n".join(line for _, _, line in view.lines)
 
 
 def test_secrets_never_reach_the_log(app, runner):

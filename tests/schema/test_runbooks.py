@@ -1,5 +1,7 @@
 """Upgrade and downgrade runbooks, what a downgrade destroys, and the silent `flask db` exit."""
 
+import shlex
+
 import pytest
 from sqlalchemy import select
 
@@ -128,7 +130,27 @@ def test_the_silent_exit_still_gives_a_clear_message(app, tmp_path):
         "flask db upgrade heads exited with status 1 and it printed nothing (the application's alembic.ini "
         "logging may hide errors); alembic_version says ffff0000, not d4000004 as asked (it did not move)"
     )
+    # The exact command to run by hand, where to run it: a silent tool leaves nothing else to go on.
+    assert caught.value.fix.startswith(f"run `{shlex.join(flask_db.flask_argv(target))} db upgrade --directory ")
+    assert f"-- heads` by hand in {shop.repo}, in the application's environment" in caught.value.fix
     assert current_revisions(shop.url) == {"ffff0000"}
+
+
+def test_an_env_py_that_exits_1_without_a_word_names_the_command_to_run(app, tmp_path):
+    shop = make_migrate_app(tmp_path / "exits", f"sqlite:///{tmp_path / 'exits.db'}")
+    write_targets_file(app, shop.toml())
+    env_py = shop.repo / "migrations" / "env.py"
+    with app.app_context():
+        target = registry.current().open("shop")
+        flask_db.run(target, "upgrade", "a1000001", None)
+        env_py.write_text("import sys\n\nsys.exit(1)\n" + env_py.read_text())
+        sink = Lines()
+        with pytest.raises(migrate.MigrationFailed) as caught:
+            migrate.apply(target, "upgrade", "b2000002", {"b2000002"}, sink)
+    assert sink.of("out") == [] and sink.of("err") == []
+    assert caught.value.message.startswith("flask db upgrade b2000002 exited with status 1 and it printed nothing")
+    assert "alembic_version says a1000001, not b2000002 as asked" in caught.value.message, caught.value.message
+    assert caught.value.fix.startswith(f"run `{shlex.join(flask_db.flask_argv(target))} db upgrade --directory ")
 
 
 def test_a_failed_upgrade_fails_the_job_and_says_where_the_database_is(app, runner, shop_target):

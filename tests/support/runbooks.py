@@ -73,6 +73,12 @@ def fail(ctx: JobContext) -> None:
     ctx.run([sys.executable, "-c", "import sys; print('about to fail', file=sys.stderr); sys.exit(3)"])
 
 
+def mute(ctx: JobContext) -> None:
+    """A command that fails without a word, with a secret among its arguments."""
+    ctx.add_secret("mute-pw-77")
+    ctx.run(["sh", "-c", "exit 1", "sh", "--password", "mute-pw-77"])
+
+
 def crash(ctx: JobContext) -> None:
     raise StepFailed("the target said no")
 
@@ -142,6 +148,16 @@ register(
         mutates=False,
         needs_target=False,
         steps=(Step("fail", "Exit 3", fail), Step("never", "Never reached", crash)),
+    )
+)
+register(
+    Runbook(
+        name="test.mute",
+        title="Fail without a word",
+        role=Role.OPERATOR,
+        mutates=False,
+        needs_target=False,
+        steps=(Step("mute", "Exit 1 silently", mute),),
     )
 )
 register(

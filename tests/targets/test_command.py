@@ -15,8 +15,11 @@ from app.targets.command import (
     CommandTimedOut,
     Stage,
     _wait_any,
+    ended,
     run_command,
     run_pipeline,
+    said_nothing,
+    status_words,
 )
 from tests.conftest import wait_for
 from tests.support.sinks import Lines
@@ -207,3 +210,43 @@ def test_of_two_stages_failing_on_their_own_the_upstream_one_is_blamed_whichever
     killed = StageResult("psql", ("psql",), -15, ())
     assert PipelineResult((stopped, killed), 1.0, (1, 0)).failed is killed
     assert PipelineResult((stopped, killed), 1.0, (0, 1)).failed is stopped
+
+
+# --- how a failure is told -----------------------------------------------------------------
+
+
+def test_an_exit_by_signal_is_named_never_a_negative_number():
+    result = run_command(["sh", "-c", "kill -KILL $$"], capture=True)
+    assert result.returncode == -9
+    assert result.ended == "was killed by SIGKILL" and status_words(result.returncode) == "killed by SIGKILL"
+    terminated = run_command(["sh", "-c", "kill -TERM $$"], Lines())
+    assert terminated.ended == "was killed by SIGTERM"
+    assert ended(3) == "exited with status 3" and status_words(3) == "exit status 3"
+    assert status_words(-200) == "killed by signal 200"
+
+
+def test_a_stage_that_fails_without_a_word_is_told_with_the_command_to_run_by_hand(tmp_path):
+    lines = Lines()
+    tool = tmp_path / "dump tool"  # a space: the command shown must still paste into a shell
+    tool.write_text("#!/bin/sh\nexit 1\n")
+    tool.chmod(0o755)
+    result = run_pipeline([Stage.of([PY, "-c", "print('data')"], "source"), Stage.of([str(tool), "--all"])], lines)
+    stage = result.failed
+    assert stage is not None and stage.name == "dump tool" and stage.returncode == 1
+    assert stage.failure() == (
+        f"dump tool exited with status 1 and it printed nothing on stderr — run it by hand as Rewind's user, with the "
+        f"target's environment, to see why: `'{tool}' --all`"
+    )
+    assert said_nothing(["x", "a b"], where="/srv/app", hint="look in its log") == (
+        "it printed nothing — run it by hand in /srv/app as Rewind's user, with the target's environment, "
+        "to see why: `x 'a b'`; look in its log"
+    )
+
+
+def test_a_stage_that_says_something_is_quoted_and_bad_bytes_do_not_break_the_words():
+    lines = Lines()
+    script = "import sys; sys.stderr.buffer.write(b'\\xff\\xfe not utf-8\\n\\n  \\nlast words\\n'); sys.exit(4)"
+    result = run_pipeline([Stage.of([PY, "-c", script], "tool")], lines)
+    assert result.failed.failure() == "tool exited with status 4:\n  \ufffd\ufffd not utf-8\n  last words"
+    killed = run_pipeline([Stage.of(["sh", "-c", "kill -KILL $$"], "tool")], lines)
+    assert killed.failed.failure().startswith("tool was killed by SIGKILL and it printed nothing on stderr")

@@ -511,3 +511,91 @@ def test_a_merge_cancelled_while_a_hook_hangs_puts_the_branch_back(work, lines):
         repo.merge(feature, sink=Lines(cancel_when=lambda seen: "hook waiting" in seen.text()))
     assert repo.head() == lines["c4"] and status(work) == ""
     assert not (work / ".git" / "MERGE_HEAD").exists() and not (work / "h").exists()
+
+
+# --- hooks and silent failures -----------------------------------------------------------
+
+
+def hook(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_hook_that_fails_without_a_word_is_named_with_the_command_to_run(work, lines):
+    """A post-checkout hook exits 1 silently while a revert puts back what the release wrote: the error names
+    git's command, its exit status, that nothing was printed, the exact command to run by hand, and the hook."""
+    repo = repo_of(work)
+    (work / "f").write_text("written by a release command\n")
+    repo.record_release_writes()
+    hook(work / ".git" / "hooks", "post-checkout", "exit 1")
+    with pytest.raises(GitError) as caught:
+        repo.revert([lines["c4"]])
+    message = caught.value.message
+    assert message.startswith("git checkout failed (exit status 1) and it printed nothing"), message
+    assert f"`git -C {work} checkout HEAD -- ':(top,literal)f'`" in message, message
+    assert f"the post-checkout hook in {(work / '.git' / 'hooks').resolve()} runs on git checkout" in message
+    assert caught.value.returncode == 1 and caught.value.stderr == caught.value.stdout == ""
+    assert repo.head() == lines["c4"]  # the revert itself never ran
+
+
+def test_a_refusing_hook_under_core_hooks_path_is_named_though_git_blames_something_else(work, lines):
+    """A pre-merge-commit hook (core.hooksPath, relative) exits 1: git says only "Not committing merge"."""
+    git(work, "checkout", "--quiet", "-b", "side", lines["c3"])
+    commit(work, "side", h="h\n")
+    git(work, "checkout", "--quiet", "main")
+    git(work, "config", "core.hooksPath", "ci/hooks")
+    hook(work / "ci" / "hooks", "pre-merge-commit", "exit 1")
+    repo = repo_of(work)
+    with pytest.raises(GitError) as caught:
+        repo.merge(git(work, "rev-parse", "side"))
+    message = caught.value.message
+    assert "git merge failed (exit status 1): Not committing merge" in message, message
+    assert f"the pre-merge-commit hook in {(work / 'ci' / 'hooks').resolve()} runs on git merge" in message, message
+    assert "nothing was changed (main is still at" in message, message
+    assert repo.head() == lines["c4"] and status(work) == "?? ci/"
+
+
+def test_only_executable_hooks_that_the_command_runs_are_named(work, lines):
+    hook(work / ".git" / "hooks", "post-checkout.sample", "exit 1")  # not a hook git runs: never named
+    repo = repo_of(work)
+    assert repo.hooks("checkout") == "" and repo.hooks("status") == ""
+    hook(work / ".git" / "hooks", "pre-push", "exit 1")
+    assert repo.hooks("push").startswith("the pre-push hook in ")
+    assert repo.hooks("checkout") == ""
+
+
+def test_a_hanging_hook_is_named_when_git_times_out(work, lines):
+    """A reference-transaction hook that never returns: the timeout names it as the likely cause, with the fix."""
+    hook(work / ".git" / "hooks", "reference-transaction", "exec sleep 600")
+    repo = GitRepo(work, "main", timeout=1)
+    with pytest.raises(GitError) as caught:
+        repo.reset_hard(lines["c2"])
+    message = caught.value.message
+    assert message.startswith("git reset did not finish within 1 s and was stopped;"), message
+    assert f"the reference-transaction hook in {(work / '.git' / 'hooks').resolve()} runs on git reset" in message
+    assert "most likely hangs" in message and "never skips them" in message, message
+    (work / ".git" / "hooks" / "reference-transaction").unlink()
+    assert repo_of(work).head() == lines["c4"]
+
+
+def test_a_mute_pre_push_hook_is_named_though_git_only_says_the_push_failed(tmp_path, work, lines):
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True, env=GIT_ENV)
+    git(work, "remote", "add", "origin", str(bare))
+    hook(work / ".git" / "hooks", "pre-push", "exit 1")
+    with pytest.raises(GitError) as caught:
+        repo_of(work, remote="origin").push()
+    message = caught.value.message
+    assert "pushing main to 'origin' failed: error: failed to push some refs" in message, message
+    assert f"the pre-push hook in {(work / '.git' / 'hooks').resolve()} runs on git push" in message, message
+    assert "main here keeps its new commits" in message
+
+
+def test_a_hook_git_blames_itself_is_not_named_twice(work, lines):
+    hook(work / ".git" / "hooks", "reference-transaction", 'test "$1" != prepared')
+    with pytest.raises(GitError) as caught:
+        repo_of(work).reset_hard(lines["c2"])
+    assert caught.value.message == "git reset failed (exit status 128): fatal: ref updates aborted by hook"

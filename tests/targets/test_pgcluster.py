@@ -48,3 +48,18 @@ def test_missing_server_programs_are_named_with_the_package_to_install(open_dir)
         cluster.init()
     assert caught.value.fix == "apt-get install postgresql"
     assert not cluster.running()
+
+
+def test_a_server_program_that_fails_without_a_word_is_named_with_its_command(open_dir):
+    folder = open_dir / "bin"
+    folder.mkdir()
+    folder.chmod(0o755)
+    initdb = folder / "initdb"
+    initdb.write_text("#!/bin/sh\nexit 1\n")
+    initdb.chmod(0o755)
+    cluster = Cluster(open_dir / "pg", free_port(), bin_dir=folder)
+    with pytest.raises(PostgresUnavailable) as caught:
+        cluster.init()
+    message = caught.value.message
+    assert message.startswith("initdb failed (exit status 1) and it printed nothing — run it by hand"), message
+    assert f"{initdb} -D {cluster.data} -U rewind --auth=trust -E UTF8`" in message, message

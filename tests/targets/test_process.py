@@ -88,6 +88,19 @@ def test_command_failure_carries_exit_status_output_and_a_fix(tmp_path):
     assert "fix:" in str(error)
 
 
+def test_a_command_that_fails_without_a_word_says_so_and_a_kill_is_named(tmp_path):
+    control = CommandControl(start=["false"], stop=["sh", "-c", "kill -TERM $$"], restart=None, cwd=tmp_path)
+    with pytest.raises(ProcessError) as caught:
+        control.start()
+    assert caught.value.message == "start: `false` exited with status 1 and printed nothing"
+    assert "run the same command by hand as Rewind's user" in caught.value.fix
+    with pytest.raises(ProcessError) as caught:
+        control.stop()
+    assert caught.value.message == "stop: `sh -c 'kill -TERM $$'` was killed by SIGTERM and printed nothing"
+    status = CommandControl(start=None, stop=None, restart=None, status=["sh", "-c", "exit 3"]).status()
+    assert status.running is False and status.note == "status command exited with status 3 and printed nothing"
+
+
 def test_restart_without_a_restart_command_is_stop_then_start(tmp_path):
     record = tmp_path / "record"
     control = CommandControl(start=recorder(record, "start"), stop=recorder(record, "stop"), restart=None)
