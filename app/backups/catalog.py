@@ -277,6 +277,22 @@ def _is_utc_time(value: Any) -> bool:
         return False
 
 
+def newest_verified(backups: list[Backup]) -> Backup | None:
+    """The newest verified backup of the live database (a restore copy's backup is not "known good")."""
+    return next((b for b in backups if b.state == "verified" and not b.of_copy), None)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The backup folder as one reading found it: a page shows this, and reads the folder no second time."""
+
+    folder: Path
+    exists: bool
+    backups: list[Backup]  # newest first
+    unlisted: list[Unlisted]
+    stale_partials: list[Path]
+
+
 class Catalog:
     """The backups of one target: the files of its backup folder."""
 
@@ -304,18 +320,42 @@ class Catalog:
 
     def _entries(self) -> list[os.DirEntry]:
         """The folder's entries; none for a missing folder, NoAccess for one Rewind's process may not read."""
-        if not self.exists():
-            return []
+        return self._scan() if self.exists() else []
+
+    def _scan(self) -> list[os.DirEntry]:
+        """The one reading of the folder's names every listing goes through."""
         with access(self.folder, "backup folder"), os.scandir(self.folder) as entries:
             return list(entries)
 
+    def listing(self) -> Listing:
+        """Everything a page shows of the folder, from one reading of it: backups, unlisted files, unfinished ones.
+
+        Read afresh on every call (never cached): the folder as it is now, whoever changed it meanwhile.
+        """
+        exists = self.exists()
+        entries = self._scan() if exists else []
+        names = {entry.name for entry in entries}
+        cutoff = time.time() - STALE_PARTIAL_S
+        return Listing(
+            folder=self.folder,
+            exists=exists,
+            backups=self._backups_of(entries, names),
+            unlisted=self._unlisted_of(entries, names, cutoff),
+            stale_partials=sorted(Path(entry.path) for entry in entries if _stale_partial(entry, cutoff)),
+        )
+
     def backups(self) -> list[Backup]:
         """Every backup in the folder, newest first; a missing folder has none."""
+        entries = self._entries()
+        return self._backups_of(entries, {entry.name for entry in entries})
+
+    def _backups_of(self, entries: list[os.DirEntry], names: set[str]) -> list[Backup]:
         found = []
-        for entry in self._entries():
+        for entry in entries:
             if BACKUP_ID.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                 try:
-                    found.append(self._load(Path(entry.path)))
+                    # a manifest the listing did not see is not looked for: one file fewer to open per backup
+                    found.append(self._load(Path(entry.path), listed=entry.name + MANIFEST_SUFFIX in names))
                 except FileNotFoundError:  # deleted between the listing and its reading
                     continue
         return sorted(found, key=lambda b: (b.time, b.id), reverse=True)
@@ -326,9 +366,13 @@ class Catalog:
         A person who put a backup there by hand must learn it is not offered, rather than miss it silently.
         Rewind's own hidden files (a backup being written, the lock) are not named.
         """
+        entries = self._entries()
+        return self._unlisted_of(entries, {entry.name for entry in entries}, time.time() - STALE_PARTIAL_S)
+
+    def _unlisted_of(self, entries: list[os.DirEntry], names: set[str], cutoff: float) -> list[Unlisted]:
         found = []
-        for entry in self._entries():
-            reason = self._why_unlisted(entry)
+        for entry in entries:
+            reason = self._why_unlisted(entry, names, cutoff)
             if reason:
                 found.append(Unlisted(printable(entry.name), reason))
         return sorted(found, key=lambda u: u.name)
@@ -338,9 +382,9 @@ class Catalog:
         cutoff = time.time() - STALE_PARTIAL_S
         return sorted(Path(entry.path) for entry in self._entries() if _stale_partial(entry, cutoff))
 
-    def _why_unlisted(self, entry: os.DirEntry) -> str | None:
+    def _why_unlisted(self, entry: os.DirEntry, names: set[str], cutoff: float) -> str | None:
         name = entry.name
-        if _stale_partial(entry, time.time() - STALE_PARTIAL_S):
+        if _stale_partial(entry, cutoff):
             size = entry.stat(follow_symlinks=False).st_size
             return (
                 f"a backup left unfinished ({size / 1e6:.1f} MB): its job stopped while writing it; "
@@ -350,7 +394,7 @@ class Catalog:
             return None
         if name.lower().endswith(".gpg" + MANIFEST_SUFFIX):
             backup = name[: -len(MANIFEST_SUFFIX)]
-            if not os.path.lexists(os.path.join(self.folder, backup)):
+            if backup not in names:
                 return f"a manifest whose backup {printable(backup)} is not in the folder"
             return None
         if not name.lower().endswith(".gpg"):
@@ -400,9 +444,10 @@ class Catalog:
             raise backup.manifest_unreadable
         return backup
 
-    def _load(self, path: Path) -> Backup:
+    def _load(self, path: Path, *, listed: bool = True) -> Backup:
+        """The backup at `path`; `listed` False: the folder's listing showed no manifest beside it."""
         info = path.stat()
-        manifest = self._stored(path)
+        manifest = self._stored(path) if listed else None
         refused = manifest.pop(UNREADABLE, None) if manifest else None
         if manifest is None or DAMAGED in manifest:
             manifest = _foreign_manifest(path, info) | (manifest or {})
@@ -432,7 +477,7 @@ class Catalog:
         return manifest
 
     def newest_verified(self) -> Backup | None:
-        return next((b for b in self.backups() if b.state == "verified" and not b.of_copy), None)
+        return newest_verified(self.backups())
 
     def add(self, backup: Backup) -> Backup:
         """A new backup's manifest, written whole (a stray manifest of a file once of that name is replaced)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.backups.catalog import Backup, Catalog, now_utc
+from app.backups.catalog import Backup, newest_verified, now_utc
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,12 @@ class Freshness:
         return self.age is None or self.age > self.rpo
 
 
-def freshness(catalog: Catalog, rpo_minutes: int | None) -> Freshness:
-    backups = catalog.backups()
+def freshness(backups: list[Backup], rpo_minutes: int | None) -> Freshness:
+    """From a listing already read (Catalog.backups() or .listing().backups): a page reads its folder once."""
     # Its latest restore test passed, and nothing checked since failed (a corrupted file fails a quick verify).
     tested = [b for b in backups if (b.restore_tested or {}).get("ok") and b.state == "verified"]
     return Freshness(
-        newest_verified=next((b for b in backups if b.state == "verified" and not b.of_copy), None),
+        newest_verified=newest_verified(backups),
         rpo=timedelta(minutes=rpo_minutes) if rpo_minutes else None,
         last_restore_tested=max(tested, key=lambda b: b.restore_tested["at"]) if tested else None,
         now=now_utc(),

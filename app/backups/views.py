@@ -36,7 +36,8 @@ def index():
             rows.append((config.name, None, "no backups configured"))
             continue
         try:
-            rows.append((config.name, freshness(Catalog(config.backups.dir), config.backups.rpo_minutes), None))
+            found = Catalog(config.backups.dir).backups()
+            rows.append((config.name, freshness(found, config.backups.rpo_minutes), None))
         except TargetError as exc:  # a folder Rewind's process may not read (NoAccess) says which and what to do
             rows.append((config.name, None, f"{exc.message} ({exc.fix})" if exc.fix else exc.message))
         except OSError as exc:
@@ -51,11 +52,10 @@ def catalog(name: str):
     problem, backups, unlisted, kept, fresh, copies_problem = None, [], [], [], None, None
     missing, unfinished = False, 0
     try:
-        found = catalog_of(target)
-        missing = not found.exists()
-        backups, unlisted = found.backups(), found.unlisted()
-        unfinished = len(found.stale_partials())
-        fresh = freshness(found, target.config.backups.rpo_minutes)
+        listing = catalog_of(target).listing()  # the folder read once for the whole page
+        missing, backups, unlisted = not listing.exists, listing.backups, listing.unlisted
+        unfinished = len(listing.stale_partials)
+        fresh = freshness(backups, target.config.backups.rpo_minutes)
     except TargetError as exc:
         problem = f"{exc.message}. {exc.fix}" if exc.fix else exc.message
     except OSError as exc:
