@@ -19,6 +19,7 @@ afresh from disk, so no writer's change is lost to another's.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -89,22 +90,44 @@ class NoAccess(CatalogError):
     Not a damaged backup: the same file may be perfectly good, owned by another user or made private by hand.
     """
 
-    def __init__(self, path: Path, what: str, doing: str, reason: str) -> None:
+    def __init__(self, path: Path, what: str, doing: str, reason: str, *, read_only: bool = False) -> None:
         super().__init__(
             f"Rewind cannot {doing} the {what} {path}: {reason}; nothing was changed",
-            fix=f"give the user Rewind runs as ({_rewind_user()}) {doing} access to it: see `ls -ld {path}`, "
-            "then chmod or chown it (a folder needs x too), or run Rewind as its owner",
+            fix=_read_only_fix(path) if read_only else _fix(path, doing),
         )
         self.path, self.what, self.doing, self.reason = path, what, doing, reason
 
 
+def _read_only_fix(path: Path) -> str:
+    """No chmod helps when the whole file system refuses writes."""
+    return f"the file system holding {path} is mounted read-only: remount it read-write (see `findmnt -T {path}`)"
+
+
+def _fix(path: Path, doing: str) -> str:
+    user = _rewind_user()
+    if doing == "delete":  # what allows it is the folder's mode, and the file's owner and attributes
+        return (
+            f"give the user Rewind runs as ({user}) write and x access to the folder {path.parent}: see "
+            f"`ls -ld {path.parent}`, then chmod or chown it; in a folder with the sticky bit (t) the file must be "
+            f"that user's own, and a file marked immutable (`lsattr {path}`) needs `chattr -i`"
+        )
+    return (
+        f"give the user Rewind runs as ({user}) {doing} access to it: see `ls -ld {path}`, "
+        "then chmod or chown it (a folder needs x too), or run Rewind as its owner"
+    )
+
+
 @contextmanager
 def access(path: Path, what: str, doing: str = "read") -> Iterator[None]:
-    """The block's refusal by the operating system (permissions, owner) becomes NoAccess naming `path`."""
+    """The block's refusal by the operating system (permissions, owner, a read-only mount) becomes NoAccess."""
     try:
         yield
     except PermissionError as exc:
         raise NoAccess(path, what, doing, exc.strerror or "permission denied") from None
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        raise NoAccess(path, what, doing, exc.strerror or "read-only file system", read_only=True) from None
 
 
 def _refused_to_read(path: Path) -> NoAccess | None:
@@ -376,6 +399,22 @@ class Catalog:
             if reason:
                 found.append(Unlisted(printable(entry.name), reason))
         return sorted(found, key=lambda u: u.name)
+
+    def orphan_manifests(self) -> list[Path]:
+        """Manifests Rewind wrote whose backup file is no longer in the folder (a deletion that stopped halfway)."""
+        entries = self._entries()
+        names = {entry.name for entry in entries}
+        found = []
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(".gpg" + MANIFEST_SUFFIX) or name[: -len(MANIFEST_SUFFIX)] in names:
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            stored = self._stored(Path(entry.path[: -len(MANIFEST_SUFFIX)]))
+            if stored is not None and DAMAGED not in stored and stored.get("made_by") == "rewind":
+                found.append(Path(entry.path))
+        return sorted(found)
 
     def stale_partials(self) -> list[Path]:
         """Backups left unfinished: hidden partial files unchanged for STALE_PARTIAL_S."""
