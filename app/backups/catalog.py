@@ -208,6 +208,17 @@ class Backup:
     def restore_tested(self) -> dict[str, Any] | None:
         return self.manifest.get("restore_tested")
 
+    @property
+    def job_id(self) -> int | None:
+        """The job that made it, as its manifest says: a number, or None (a hand-written manifest may say anything)."""
+        found = self.manifest.get("job_id")
+        return found if isinstance(found, int) and not isinstance(found, bool) and found > 0 else None
+
+    @property
+    def key(self) -> tuple[datetime, str]:
+        """Its place in the catalog, newest first: time, then name (unique in the folder)."""
+        return (self.time, self.id)
+
 
 def manifest_path(backup: Path) -> Path:
     return backup.with_name(backup.name + MANIFEST_SUFFIX)
@@ -381,7 +392,7 @@ class Catalog:
                     found.append(self._load(Path(entry.path), listed=entry.name + MANIFEST_SUFFIX in names))
                 except FileNotFoundError:  # deleted between the listing and its reading
                     continue
-        return sorted(found, key=lambda b: (b.time, b.id), reverse=True)
+        return sorted(found, key=lambda b: b.key, reverse=True)
 
     def unlisted(self) -> list[Unlisted]:
         """The `.gpg` files (and manifests) of the folder that backups() leaves out, each with why, by name.

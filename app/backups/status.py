@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+
 from app.backups.catalog import Backup, newest_verified, now_utc
+from app.extensions import db
+from app.jobs.models import Job
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,15 @@ def ago(delta: timedelta | None) -> str:
     if seconds < 86400 * 2:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} d"
+
+
+def jobs_on_record(target: str, ids: Iterable[int]) -> set[int]:
+    """Which of the jobs the manifests name are jobs of this target in Rewind's records (one query for a page).
+
+    A manifest's job may be gone (a new ops database), or be another Rewind's (a folder copied from another host):
+    the page links only the jobs it can show.
+    """
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return set()
+    return set(db.session.scalars(select(Job.id).where(Job.id.in_(wanted), Job.target == target)))
