@@ -445,7 +445,10 @@ class Catalog:
         if name.lower().endswith(".gpg" + MANIFEST_SUFFIX):
             backup = name[: -len(MANIFEST_SUFFIX)]
             if backup not in names:
-                return f"a manifest whose backup {printable(backup)} is not in the folder"
+                return (
+                    f"a manifest whose backup {printable(backup)} is not in the folder; if the backup is gone for "
+                    "good, delete it (retention deletes those Rewind wrote)"
+                )
             return None
         if not name.lower().endswith(".gpg"):
             return None
