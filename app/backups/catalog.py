@@ -202,7 +202,7 @@ class Backup:
         found = self.verified
         if not found:
             return "unverified"
-        return "verified" if found.get("ok") else "failed"
+        return "verified" if found.get("ok") is True else "failed"  # a hand-written "false" is no pass
 
     @property
     def restore_tested(self) -> dict[str, Any] | None:

@@ -160,3 +160,20 @@ def test_retention_deletes_what_it_may_names_what_it_may_not_and_ends_with_warni
     assert f"deleted {theirs} (2024-01-02" in log and f"deleted {newest.id}" in log
     assert Catalog(folder).orphan_manifests() == [] and Catalog(folder).unlisted() == []
     assert len([b for b in Catalog(folder).backups() if not b.foreign]) == 1
+
+
+def test_a_verification_a_manifest_claims_with_anything_but_true_is_no_pass_and_protects_nothing(tmp_path):
+    """A hand-edited manifest saying "ok": "false" counted as verified, and so as the newest verified to keep."""
+    from datetime import UTC, datetime
+
+    folder = folder_of(tmp_path)
+    names = [own(folder, day) for day in (1, 2, 3)]
+    newest = manifest_path(folder / names[2])
+    claimed = json.loads(newest.read_text())
+    claimed["verified"]["ok"] = "false"
+    claimed["restore_tested"] = claimed["verified"]
+    newest.write_text(json.dumps(claimed))
+    backups = Catalog(folder).backups()
+    assert [b.state for b in backups[:3]] == ["failed", "verified", "verified"]  # newest first
+    doomed = retention.plan(backups, 1, 0, datetime(2024, 2, 1, tzinfo=UTC))
+    assert [b.id for b in doomed] == [names[0]]  # the newest verified is the one truly verified, names[1]
