@@ -25,6 +25,7 @@ from app.targets.errors import TargetError
 
 bp = Blueprint("backups", __name__)
 PAGE_SIZE = 50  # rows of the catalog per page: each row of an admin's page carries three forms
+UNLISTED_SHOWN = 20  # files named in the "not listed" notice; the CLI names them all
 register_tab(Tab("backups", "Backups", "backups.catalog", order=30))
 followups.register("restore_backup", undo_offer, "backups/_after_restore.html")
 
@@ -101,6 +102,7 @@ def catalog(name: str):
         cursor_text=cursor_text,
         on_record=on_record,
         unlisted=unlisted,
+        unlisted_shown=UNLISTED_SHOWN,
         copies=kept,
         unfinished=unfinished,
         copies_problem=copies_problem,

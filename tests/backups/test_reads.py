@@ -176,3 +176,18 @@ def test_thousands_of_unrelated_files_are_not_named_and_the_folder_is_still_read
     assert response.status_code == 200 and reads == Counter(listings=1, manifests=4)
     assert _shown(text) == [*reversed(names), OLD]
     assert "app-1.log" not in text and "not listed" not in text  # only what looks like a backup is named
+
+
+def test_a_folder_of_many_files_that_look_like_backups_names_a_few_and_says_how_to_see_all(app, as_role, tmp_path):
+    from app.backups.views import UNLISTED_SHOWN
+
+    folder = tmp_path / "backups"
+    for i in range(UNLISTED_SHOWN + 30):
+        (folder / f"archive {i:03d}.tar.gpg").write_bytes(b"x")  # a space: not a name Rewind accepts
+    text = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
+    assert f"{UNLISTED_SHOWN + 30} files of" in text
+    assert text.count("its name is not one Rewind accepts") == UNLISTED_SHOWN
+    assert "archive 000.tar.gpg" in text and f"archive {UNLISTED_SHOWN:03d}.tar.gpg" not in text
+    assert "… and 30 more: <code>flask rewind backups list shop</code> names them all." in text
+    listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert listed.output.count("its name is not one Rewind accepts") == UNLISTED_SHOWN + 30
