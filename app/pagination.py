@@ -6,7 +6,7 @@ on page one and page ten thousand.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from app.rowids import ROW_ID_MAX
 @dataclass(frozen=True)
 class Page:
     items: list[Any]
-    next_cursor: int | None  # pass back as `before` for the next (older) page
+    next_cursor: Any  # pass back as `before` for the next (older) page; None on the last page
 
 
 def parse_cursor(raw: str | None) -> int | None:
@@ -51,3 +51,12 @@ def iter_keyset(stmt: Select, key, *, batch: int = 1000) -> Iterator[Any]:
         if page.next_cursor is None:
             return
         before = page.next_cursor
+
+
+def keyset_slice(items: Sequence[Any], key: Callable[[Any], Any], *, before: Any, limit: int) -> Page:
+    """Newest-first page of `items`, already sorted by the unique `key` descending: keyset_page for what is not
+    a table (the files of a folder). A cursor whose item is gone meanwhile still finds its place."""
+    rest = [item for item in items if key(item) < before] if before is not None else list(items)
+    more = len(rest) > limit
+    rows = rest[:limit]
+    return Page(rows, key(rows[-1]) if more and rows else None)

@@ -19,6 +19,7 @@ afresh from disk, so no writer's change is lost to another's.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -89,22 +90,44 @@ class NoAccess(CatalogError):
     Not a damaged backup: the same file may be perfectly good, owned by another user or made private by hand.
     """
 
-    def __init__(self, path: Path, what: str, doing: str, reason: str) -> None:
+    def __init__(self, path: Path, what: str, doing: str, reason: str, *, read_only: bool = False) -> None:
         super().__init__(
             f"Rewind cannot {doing} the {what} {path}: {reason}; nothing was changed",
-            fix=f"give the user Rewind runs as ({_rewind_user()}) {doing} access to it: see `ls -ld {path}`, "
-            "then chmod or chown it (a folder needs x too), or run Rewind as its owner",
+            fix=_read_only_fix(path) if read_only else _fix(path, doing),
         )
         self.path, self.what, self.doing, self.reason = path, what, doing, reason
 
 
+def _read_only_fix(path: Path) -> str:
+    """No chmod helps when the whole file system refuses writes."""
+    return f"the file system holding {path} is mounted read-only: remount it read-write (see `findmnt -T {path}`)"
+
+
+def _fix(path: Path, doing: str) -> str:
+    user = _rewind_user()
+    if doing == "delete":  # what allows it is the folder's mode, and the file's owner and attributes
+        return (
+            f"give the user Rewind runs as ({user}) write and x access to the folder {path.parent}: see "
+            f"`ls -ld {path.parent}`, then chmod or chown it; in a folder with the sticky bit (t) the file must be "
+            f"that user's own, and a file marked immutable (`lsattr {path}`) needs `chattr -i`"
+        )
+    return (
+        f"give the user Rewind runs as ({user}) {doing} access to it: see `ls -ld {path}`, "
+        "then chmod or chown it (a folder needs x too), or run Rewind as its owner"
+    )
+
+
 @contextmanager
 def access(path: Path, what: str, doing: str = "read") -> Iterator[None]:
-    """The block's refusal by the operating system (permissions, owner) becomes NoAccess naming `path`."""
+    """The block's refusal by the operating system (permissions, owner, a read-only mount) becomes NoAccess."""
     try:
         yield
     except PermissionError as exc:
         raise NoAccess(path, what, doing, exc.strerror or "permission denied") from None
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        raise NoAccess(path, what, doing, exc.strerror or "read-only file system", read_only=True) from None
 
 
 def _refused_to_read(path: Path) -> NoAccess | None:
@@ -179,11 +202,22 @@ class Backup:
         found = self.verified
         if not found:
             return "unverified"
-        return "verified" if found.get("ok") else "failed"
+        return "verified" if found.get("ok") is True else "failed"  # a hand-written "false" is no pass
 
     @property
     def restore_tested(self) -> dict[str, Any] | None:
         return self.manifest.get("restore_tested")
+
+    @property
+    def job_id(self) -> int | None:
+        """The job that made it, as its manifest says: a number, or None (a hand-written manifest may say anything)."""
+        found = self.manifest.get("job_id")
+        return found if isinstance(found, int) and not isinstance(found, bool) and found > 0 else None
+
+    @property
+    def key(self) -> tuple[datetime, str]:
+        """Its place in the catalog, newest first: time, then name (unique in the folder)."""
+        return (self.time, self.id)
 
 
 def manifest_path(backup: Path) -> Path:
@@ -277,6 +311,22 @@ def _is_utc_time(value: Any) -> bool:
         return False
 
 
+def newest_verified(backups: list[Backup]) -> Backup | None:
+    """The newest verified backup of the live database (a restore copy's backup is not "known good")."""
+    return next((b for b in backups if b.state == "verified" and not b.of_copy), None)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The backup folder as one reading found it: a page shows this, and reads the folder no second time."""
+
+    folder: Path
+    exists: bool
+    backups: list[Backup]  # newest first
+    unlisted: list[Unlisted]
+    stale_partials: list[Path]
+
+
 class Catalog:
     """The backups of one target: the files of its backup folder."""
 
@@ -304,21 +354,45 @@ class Catalog:
 
     def _entries(self) -> list[os.DirEntry]:
         """The folder's entries; none for a missing folder, NoAccess for one Rewind's process may not read."""
-        if not self.exists():
-            return []
+        return self._scan() if self.exists() else []
+
+    def _scan(self) -> list[os.DirEntry]:
+        """The one reading of the folder's names every listing goes through."""
         with access(self.folder, "backup folder"), os.scandir(self.folder) as entries:
             return list(entries)
 
+    def listing(self) -> Listing:
+        """Everything a page shows of the folder, from one reading of it: backups, unlisted files, unfinished ones.
+
+        Read afresh on every call (never cached): the folder as it is now, whoever changed it meanwhile.
+        """
+        exists = self.exists()
+        entries = self._scan() if exists else []
+        names = {entry.name for entry in entries}
+        cutoff = time.time() - STALE_PARTIAL_S
+        return Listing(
+            folder=self.folder,
+            exists=exists,
+            backups=self._backups_of(entries, names),
+            unlisted=self._unlisted_of(entries, names, cutoff),
+            stale_partials=sorted(Path(entry.path) for entry in entries if _stale_partial(entry, cutoff)),
+        )
+
     def backups(self) -> list[Backup]:
         """Every backup in the folder, newest first; a missing folder has none."""
+        entries = self._entries()
+        return self._backups_of(entries, {entry.name for entry in entries})
+
+    def _backups_of(self, entries: list[os.DirEntry], names: set[str]) -> list[Backup]:
         found = []
-        for entry in self._entries():
+        for entry in entries:
             if BACKUP_ID.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                 try:
-                    found.append(self._load(Path(entry.path)))
+                    # a manifest the listing did not see is not looked for: one file fewer to open per backup
+                    found.append(self._load(Path(entry.path), listed=entry.name + MANIFEST_SUFFIX in names))
                 except FileNotFoundError:  # deleted between the listing and its reading
                     continue
-        return sorted(found, key=lambda b: (b.time, b.id), reverse=True)
+        return sorted(found, key=lambda b: b.key, reverse=True)
 
     def unlisted(self) -> list[Unlisted]:
         """The `.gpg` files (and manifests) of the folder that backups() leaves out, each with why, by name.
@@ -326,21 +400,41 @@ class Catalog:
         A person who put a backup there by hand must learn it is not offered, rather than miss it silently.
         Rewind's own hidden files (a backup being written, the lock) are not named.
         """
+        entries = self._entries()
+        return self._unlisted_of(entries, {entry.name for entry in entries}, time.time() - STALE_PARTIAL_S)
+
+    def _unlisted_of(self, entries: list[os.DirEntry], names: set[str], cutoff: float) -> list[Unlisted]:
         found = []
-        for entry in self._entries():
-            reason = self._why_unlisted(entry)
+        for entry in entries:
+            reason = self._why_unlisted(entry, names, cutoff)
             if reason:
                 found.append(Unlisted(printable(entry.name), reason))
         return sorted(found, key=lambda u: u.name)
+
+    def orphan_manifests(self) -> list[Path]:
+        """Manifests Rewind wrote whose backup file is no longer in the folder (a deletion that stopped halfway)."""
+        entries = self._entries()
+        names = {entry.name for entry in entries}
+        found = []
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(".gpg" + MANIFEST_SUFFIX) or name[: -len(MANIFEST_SUFFIX)] in names:
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            stored = self._stored(Path(entry.path[: -len(MANIFEST_SUFFIX)]))
+            if stored is not None and DAMAGED not in stored and stored.get("made_by") == "rewind":
+                found.append(Path(entry.path))
+        return sorted(found)
 
     def stale_partials(self) -> list[Path]:
         """Backups left unfinished: hidden partial files unchanged for STALE_PARTIAL_S."""
         cutoff = time.time() - STALE_PARTIAL_S
         return sorted(Path(entry.path) for entry in self._entries() if _stale_partial(entry, cutoff))
 
-    def _why_unlisted(self, entry: os.DirEntry) -> str | None:
+    def _why_unlisted(self, entry: os.DirEntry, names: set[str], cutoff: float) -> str | None:
         name = entry.name
-        if _stale_partial(entry, time.time() - STALE_PARTIAL_S):
+        if _stale_partial(entry, cutoff):
             size = entry.stat(follow_symlinks=False).st_size
             return (
                 f"a backup left unfinished ({size / 1e6:.1f} MB): its job stopped while writing it; "
@@ -350,8 +444,11 @@ class Catalog:
             return None
         if name.lower().endswith(".gpg" + MANIFEST_SUFFIX):
             backup = name[: -len(MANIFEST_SUFFIX)]
-            if not os.path.lexists(os.path.join(self.folder, backup)):
-                return f"a manifest whose backup {printable(backup)} is not in the folder"
+            if backup not in names:
+                return (
+                    f"a manifest whose backup {printable(backup)} is not in the folder; if the backup is gone for "
+                    "good, delete it (retention deletes those Rewind wrote)"
+                )
             return None
         if not name.lower().endswith(".gpg"):
             return None
@@ -400,9 +497,10 @@ class Catalog:
             raise backup.manifest_unreadable
         return backup
 
-    def _load(self, path: Path) -> Backup:
+    def _load(self, path: Path, *, listed: bool = True) -> Backup:
+        """The backup at `path`; `listed` False: the folder's listing showed no manifest beside it."""
         info = path.stat()
-        manifest = self._stored(path)
+        manifest = self._stored(path) if listed else None
         refused = manifest.pop(UNREADABLE, None) if manifest else None
         if manifest is None or DAMAGED in manifest:
             manifest = _foreign_manifest(path, info) | (manifest or {})
@@ -432,7 +530,7 @@ class Catalog:
         return manifest
 
     def newest_verified(self) -> Backup | None:
-        return next((b for b in self.backups() if b.state == "verified" and not b.of_copy), None)
+        return newest_verified(self.backups())
 
     def add(self, backup: Backup) -> Backup:
         """A new backup's manifest, written whole (a stray manifest of a file once of that name is replaced)."""

@@ -38,13 +38,14 @@ def list_backups(target: str) -> None:
         raise Refused(str(exc)) from None
     try:
         catalog = catalog_of(registry.current().open(target))
-        found, unlisted = catalog.backups(), catalog.unlisted()
+        listing = catalog.listing()
+        found, unlisted = listing.backups, listing.unlisted
     except NotConfigured as exc:
         raise Refused(exc.in_words()) from None
     except TargetError as exc:
         raise CliError(exc.in_words()) from None
     if not found:
-        click.echo(f"no backups in {catalog.folder}" + ("" if catalog.exists() else MISSING_FOLDER))
+        click.echo(f"no backups in {catalog.folder}" + ("" if listing.exists else MISSING_FOLDER))
     else:
         click.echo(f"{'TIME (UTC)':<16} {'SIZE':>8} {'FORMAT':<7} {'STATE':<10} NAME (restore_backup backup=NAME)")
     for b in found:
@@ -62,7 +63,7 @@ def list_backups(target: str) -> None:
             click.echo(f"{'':17}({note})")
     for u in unlisted:
         click.echo(f"not listed: {u.name}: {u.reason}")
-    fresh = freshness(catalog, config.backups.rpo_minutes)
+    fresh = freshness(found, config.backups.rpo_minutes)
     newest = fresh.newest_verified
     line = f"newest verified: {newest.id} ({ago(fresh.age)} old)" if newest else "newest verified: none"
     if fresh.rpo is not None:

@@ -129,19 +129,50 @@ def back_up_copy(ctx: JobContext) -> None:
 
 
 def prune(ctx: JobContext) -> None:
-    """Retention after a verified backup: the last N, one a day for D days, never the newest verified."""
+    """Retention after a verified backup: the last N, one a day for D days, never the newest verified.
+
+    A file Rewind may not delete is named in the log and kept, and the others are still deleted: the step then
+    fails, which ends the backup job "succeeded with warnings" (the backup itself was made and verified).
+    """
     setup = setup_for(ctx)
     config = steps.target_of(ctx).config.backups
     if config.keep_last is None:
         ctx.skip("no retention configured (backups.keep_last): every backup is kept")
     with steps.adapter_errors(ctx):
         doomed = retention.plan(setup.catalog.backups(), config.keep_last, config.keep_daily_days, now_utc())
-        for backup in doomed:
-            retention.delete(setup.catalog, backup)
-            ctx.log(f"deleted {backup.id} ({backup.time.isoformat()}), past retention")
-    if not doomed:
+        leftovers = setup.catalog.orphan_manifests()
+    if not doomed and not leftovers:
         ctx.skip("nothing is past retention")
-    ctx.progress(1.0, f"deleted {len(doomed)}")
+    deleted, refused = 0, []
+    for backup in doomed:
+        ctx.check_cancelled()
+        try:
+            retention.delete(setup.catalog, backup)
+        except retention.HalfDeleted as exc:
+            deleted += 1
+            refused.append(exc)
+            ctx.log(f"deleted {backup.id} ({backup.time.isoformat()}), past retention; but {exc.message}. {exc.fix}")
+        except TargetError as exc:  # NoAccess, or a backup that changed since the plan: kept
+            refused.append(exc)
+            ctx.log(f"could not delete {backup.id} (kept): {exc.message}. {exc.fix}")
+        else:
+            deleted += 1
+            ctx.log(f"deleted {backup.id} ({backup.time.isoformat()}), past retention")
+    for manifest in leftovers:
+        try:
+            retention.delete_orphan(setup.catalog, manifest)
+        except TargetError as exc:
+            refused.append(exc)
+            ctx.log(f"could not delete {manifest.name}, a manifest left without its backup: {exc.message}. {exc.fix}")
+        else:
+            ctx.log(f"deleted {manifest.name}, a manifest left without its backup by an earlier deletion")
+    if refused:
+        first = refused[0]
+        raise StepFailed(
+            f"{len(refused)} file{'s' if len(refused) > 1 else ''} past retention could not be deleted "
+            f"({deleted} of {len(doomed)} backups were); see the log. First: {first.message}. {first.fix}"
+        )
+    ctx.progress(1.0, f"deleted {deleted}")
 
 
 # --- restore -------------------------------------------------------------------------------

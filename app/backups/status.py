@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.backups.catalog import Backup, Catalog, now_utc
+from sqlalchemy import select
+
+from app.backups.catalog import Backup, newest_verified, now_utc
+from app.extensions import db
+from app.jobs.models import Job
 
 
 @dataclass(frozen=True)
@@ -27,12 +32,12 @@ class Freshness:
         return self.age is None or self.age > self.rpo
 
 
-def freshness(catalog: Catalog, rpo_minutes: int | None) -> Freshness:
-    backups = catalog.backups()
+def freshness(backups: list[Backup], rpo_minutes: int | None) -> Freshness:
+    """From a listing already read (Catalog.backups() or .listing().backups): a page reads its folder once."""
     # Its latest restore test passed, and nothing checked since failed (a corrupted file fails a quick verify).
-    tested = [b for b in backups if (b.restore_tested or {}).get("ok") and b.state == "verified"]
+    tested = [b for b in backups if (b.restore_tested or {}).get("ok") is True and b.state == "verified"]
     return Freshness(
-        newest_verified=next((b for b in backups if b.state == "verified" and not b.of_copy), None),
+        newest_verified=newest_verified(backups),
         rpo=timedelta(minutes=rpo_minutes) if rpo_minutes else None,
         last_restore_tested=max(tested, key=lambda b: b.restore_tested["at"]) if tested else None,
         now=now_utc(),
@@ -49,3 +54,15 @@ def ago(delta: timedelta | None) -> str:
     if seconds < 86400 * 2:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} d"
+
+
+def jobs_on_record(target: str, ids: Iterable[int]) -> set[int]:
+    """Which of the jobs the manifests name are jobs of this target in Rewind's records (one query for a page).
+
+    A manifest's job may be gone (a new ops database), or be another Rewind's (a folder copied from another host):
+    the page links only the jobs it can show.
+    """
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return set()
+    return set(db.session.scalars(select(Job.id).where(Job.id.in_(wanted), Job.target == target)))

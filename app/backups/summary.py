@@ -25,7 +25,7 @@ def backups_line(target: Target) -> list[tuple[str, str, str]]:
     config = target.config.backups
     if config is None:
         return []
-    fresh = freshness(catalog_of(target), config.rpo_minutes)
+    fresh = freshness(catalog_of(target).backups(), config.rpo_minutes)
     if fresh.newest_verified is None:
         return [("Backups", "no verified backup yet", "bad" if fresh.rpo else "warn")]
     rpo = f" (RPO {config.rpo_minutes} min)" if config.rpo_minutes else ""

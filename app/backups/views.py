@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
+from werkzeug.exceptions import BadRequest
 
 from app.auth.guards import requires
 from app.auth.roles import Role
 from app.backups import summary  # noqa: F401 - registers its overview line and timeline kind
-from app.backups.catalog import Catalog
+from app.backups.catalog import BACKUP_ID, Catalog
 from app.backups.restore import copies
 from app.backups.setup import catalog_of, setup_of
-from app.backups.status import ago, freshness
+from app.backups.status import ago, freshness, jobs_on_record
 from app.backups.undo import undo_offer
 from app.jobs import followups, service
+from app.pagination import Page, keyset_slice
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
@@ -22,6 +24,8 @@ from app.targets import registry
 from app.targets.errors import TargetError
 
 bp = Blueprint("backups", __name__)
+PAGE_SIZE = 50  # rows of the catalog per page: each row of an admin's page carries three forms
+UNLISTED_SHOWN = 20  # files named in the "not listed" notice; the CLI names them all
 register_tab(Tab("backups", "Backups", "backups.catalog", order=30))
 followups.register("restore_backup", undo_offer, "backups/_after_restore.html")
 
@@ -36,7 +40,8 @@ def index():
             rows.append((config.name, None, "no backups configured"))
             continue
         try:
-            rows.append((config.name, freshness(Catalog(config.backups.dir), config.backups.rpo_minutes), None))
+            found = Catalog(config.backups.dir).backups()
+            rows.append((config.name, freshness(found, config.backups.rpo_minutes), None))
         except TargetError as exc:  # a folder Rewind's process may not read (NoAccess) says which and what to do
             rows.append((config.name, None, exc.in_words()))
         except OSError as exc:
@@ -44,18 +49,38 @@ def index():
     return render_template("backups/index.html", rows=rows, ago=ago)
 
 
+def _cursor(raw: str | None) -> tuple[datetime, str] | None:
+    """The `before` of an older page: the time and name of the last backup shown ("<ISO time>~<name>")."""
+    if not raw:
+        return None
+    when, _, backup_id = raw.partition("~")
+    try:
+        at = datetime.fromisoformat(when)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None or not BACKUP_ID.fullmatch(backup_id):
+        raise BadRequest(f"the page cursor must be a backup's time with its offset, ~, and its name; got {raw[:120]!r}")
+    return at, backup_id
+
+
+def cursor_text(key: tuple[datetime, str]) -> str:
+    return f"{key[0].isoformat()}~{key[1]}"
+
+
 @bp.get("/targets/<name>/backups")
 @requires(Role.VIEWER)
 def catalog(name: str):
     target = target_or_404(name)
+    before = _cursor(request.args.get("before"))
     problem, backups, unlisted, kept, fresh, copies_problem = None, [], [], [], None, None
-    missing, unfinished = False, 0
+    missing, unfinished, page, on_record = False, 0, Page([], None), set()
     try:
-        found = catalog_of(target)
-        missing = not found.exists()
-        backups, unlisted = found.backups(), found.unlisted()
-        unfinished = len(found.stale_partials())
-        fresh = freshness(found, target.config.backups.rpo_minutes)
+        listing = catalog_of(target).listing()  # the folder read once for the whole page
+        missing, backups, unlisted = not listing.exists, listing.backups, listing.unlisted
+        unfinished = len(listing.stale_partials)
+        fresh = freshness(backups, target.config.backups.rpo_minutes)  # of them all, whichever page is shown
+        page = keyset_slice(backups, lambda b: b.key, before=before, limit=PAGE_SIZE)
+        on_record = jobs_on_record(name, (b.job_id for b in page.items))
     except TargetError as exc:
         problem = exc.in_words()
     except OSError as exc:
@@ -70,8 +95,14 @@ def catalog(name: str):
         target=target,
         problem=problem,
         missing=missing,
-        backups=backups,
+        backups=page.items,
+        total=len(backups),
+        page=page,
+        before=before,
+        cursor_text=cursor_text,
+        on_record=on_record,
         unlisted=unlisted,
+        unlisted_shown=UNLISTED_SHOWN,
         copies=kept,
         unfinished=unfinished,
         copies_problem=copies_problem,

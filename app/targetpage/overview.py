@@ -9,7 +9,7 @@ from flask import current_app
 from app.dashboard.cards import TargetCard, build_card
 from app.jobs.models import Job
 from app.jobs.redact import Redactor
-from app.targetpage.summaries import Summary, summaries
+from app.targetpage.summaries import Summary
 from app.targets.errors import TargetError
 from app.targets.process import ProcessStatus
 
@@ -51,6 +51,6 @@ def build_overview(target, health_of) -> Overview:
         process_problem=problem,
         running=card.running,
         last_finished=card.last_job,
-        lines=summaries(target),
+        lines=list(card.lines),  # the card gathered them: each area reads its part once per page
         answer=failing_answer(target, card.health),
     )

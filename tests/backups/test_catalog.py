@@ -62,15 +62,15 @@ def test_a_backup_whose_latest_restore_test_failed_is_not_the_last_restore_teste
     older, newer = (catalog.get(f"shop_2026010{d}_000000.dump.gpg") for d in (1, 2))
     older = catalog.record_verification(older, how="restore-test", ok=True, detail="restores", job_id=1)
     newer = catalog.record_verification(newer, how="restore-test", ok=True, detail="restores", job_id=2)
-    assert freshness(catalog, None).last_restore_tested.id == newer.id
+    assert freshness(catalog.backups(), None).last_restore_tested.id == newer.id
 
     catalog.record_verification(newer, how="restore-test", ok=False, detail="lacks table user", job_id=3)
-    fresh = freshness(catalog, None)
+    fresh = freshness(catalog.backups(), None)
     assert fresh.last_restore_tested.id == older.id  # the one whose latest restore test passed
     assert fresh.newest_verified.id == older.id
 
     catalog.record_verification(catalog.get(older.id), how="quick", ok=False, detail="checksum differs", job_id=4)
-    assert freshness(catalog, None).last_restore_tested is None  # its file no longer checks out
+    assert freshness(catalog.backups(), None).last_restore_tested is None  # its file no longer checks out
 
 
 def test_ids_outside_the_folder_are_refused(tmp_path):
@@ -352,7 +352,7 @@ def test_a_damaged_manifest_is_named_not_mislabelled_and_kept_aside_when_recorde
     found = catalog.backups()  # a time that is no date used to raise here, a 500 on the tab
     assert [b.id for b in found] == [bad_time.name, cut.name, no_at.name]  # by the time their names say
     assert "restore_tested record without a time" in found[2].manifest_problem
-    assert freshness(catalog, 60).last_restore_tested is None
+    assert freshness(catalog.backups(), 60).last_restore_tested is None
     assert "is not JSON" in found[1].manifest_problem and "'yesterday'" in found[0].manifest_problem
     assert all(b.foreign and b.state == "unverified" for b in found)  # so retention never deletes them
     catalog.record_verification(found[1], how="quick", ok=True, detail="fine", job_id=3)

@@ -575,7 +575,7 @@ def test_a_backup_of_the_pre_restore_copy_keeps_the_rows_written_after_the_backu
     assert made["database"] == data_target.url.rsplit("/", 1)[1] or data_target.engine == "sqlite"
     assert made["job_id"] == job.id and made["verified"]["ok"] is True
     # not a backup of live as it is: the newest verified backup of the target is still the one restored
-    assert freshness(Catalog(data_target.backup_dir), None).newest_verified.id == name
+    assert freshness(Catalog(data_target.backup_dir).backups(), None).newest_verified.id == name
     assert copies(data_target) == [pre]  # the copy stays until the cleanup drops it
 
     dropped, _ = run(app, "cleanup_restores", data_target.name, older_than_hours=0)

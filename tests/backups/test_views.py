@@ -70,7 +70,7 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path
     assert "shop.db.pre_restore_20240101000000" in page
     assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
     assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
-    assert re.search(r'<div class="table-scroll">\s*<table class="grid">', page)  # no page-wide scroll at 800 px
+    assert re.search(r'<div class="table-scroll">\s*<table class="grid backups">', page)  # no page-wide scroll
     # a long name breaks in its cell, after an underscore where it can (static/css); copied, it is the name
     assert '<code class="file">backup_<wbr>20200101_<wbr>000000.sqlite.gpg</code>' in page
     size = (tmp_path / "backups" / OLD).stat().st_size

@@ -1,5 +1,6 @@
 """The on-call path in a browser: dashboard card, target page, failed deploy, the offered revert, the timeline."""
 
+import json
 import re
 
 from playwright.sync_api import expect
@@ -111,3 +112,37 @@ def test_a_keyboard_user_keeps_their_place_when_the_dashboard_cards_refresh(demo
     expect(page.locator("#target-production a:not([data-before-refresh])", has_text="Timeline")).to_be_focused()
     page.keyboard.press("Tab")  # on from there, not from the top of the page
     expect(page.locator("#target-staging").get_by_role("link", name="staging", exact=True)).to_be_focused()
+
+
+TABLE_FITS = """() => [...document.querySelectorAll('.table-scroll')].map(box => box.scrollWidth - box.clientWidth)"""
+
+
+def test_at_600_and_800_px_the_backups_table_fits_its_box_whatever_its_rows_say(demo_server, browser):
+    """A verification's error with a path, a damaged manifest's name, a copy's name: the table scrolled by ~21 px."""
+    folder = load_demo(demo_server.instance_dir / "demo")["production"].backups_dir
+    added = [folder / "production_20240101_000000.dump.gpg", folder / "production_20240102_000000.dump.gpg"]
+    added[0].write_bytes(b"\x85x")
+    failed = {"ok": False, "how": "restore-test", "at": "2024-01-01T00:05:00+00:00", "job_id": 7}
+    failed["detail"] = f"gpg: decryption failed: No secret key for {added[0]}"
+    purpose = "the pre-restore copy of restore job #1234 (production_pre_restore_20240101000000)"
+    manifest = {"time": "2024-01-01T00:00:00+00:00", "made_by": "rewind", "format": "custom", "job_id": 1234}
+    added.append(added[0].with_name(added[0].name + ".json"))
+    added[2].write_text(json.dumps(manifest | {"verified": failed, "purpose": purpose}))
+    added[1].write_bytes(b"")
+    added.append(added[1].with_name(added[1].name + ".json"))
+    added[3].write_text("{cut short")
+    context = browser.new_context(viewport={"width": 600, "height": 900})
+    page = context.new_page()
+    try:
+        sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+        for width in (600, 800):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(demo_server.url + "/targets/production/backups")
+            expect(page.get_by_text("manifest damaged")).to_be_visible()
+            expect(page.get_by_text("failed verification")).to_be_visible()
+            assert page.evaluate(TABLE_FITS) == [0], width
+            assert page.evaluate(CONTROLS_PAST_THE_EDGE) == {"past": [], "pageScrolls": False}, width
+    finally:
+        context.close()
+        for path in added:
+            path.unlink(missing_ok=True)

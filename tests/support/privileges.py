@@ -23,6 +23,7 @@ from pathlib import Path
 
 _VERSION_3 = 0x20080522
 _OVERRIDES = (1 << 1) | (1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+_FOWNER = 1 << 3  # CAP_FOWNER: root's override of file ownership (a sticky folder's "only the owner deletes")
 THREADS_END_S = 30.0  # how long the block's end waits for the threads it started to end
 
 
@@ -54,8 +55,12 @@ def _set(header: _Header, data: ctypes.Array) -> None:
 
 
 @contextmanager
-def permissions_apply(threads_end_s: float = THREADS_END_S) -> Iterator[None]:
-    """File modes bind this thread (and the threads it starts meanwhile) as they bind an ordinary user."""
+def permissions_apply(threads_end_s: float = THREADS_END_S, *, ownership: bool = False) -> Iterator[None]:
+    """File modes bind this thread (and the threads it starts meanwhile) as they bind an ordinary user.
+
+    `ownership`: file owners too (CAP_FOWNER dropped as well), so a sticky folder refuses to delete another
+    user's file as it would refuse an ordinary user.
+    """
     if os.geteuid() != 0:
         yield
         return
@@ -63,7 +68,7 @@ def permissions_apply(threads_end_s: float = THREADS_END_S) -> Iterator[None]:
     before = set(dropped_threads()) | {threading.get_native_id()}
     header, data = _capabilities()
     kept = data[0].effective
-    data[0].effective = kept & ~_OVERRIDES
+    data[0].effective = kept & ~(_OVERRIDES | (_FOWNER if ownership else 0))
     _set(header, data)
     try:
         yield
