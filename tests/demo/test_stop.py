@@ -1,0 +1,132 @@
+"""`make run` stopped leaves nothing running, and starts again after a stop or after a hard kill of everything.
+
+Served for real, as `make run` serves it (tests/support/server.py): `flask rewind demo`, then gunicorn with
+REWIND_DEMO_STOP_ON_EXIT=1, stopped by SIGINT as Ctrl-C stops it. The demo's apps, its PostgreSQL and the
+gpg-agents of every GnuPG home Rewind used (each target's, and Rewind's own for env file versions) are real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from app.demo import load_demo
+from app.demo.cli import stop_in
+from app.envconfig import keys as envconfig_keys
+from app.targets.gpg import GpgHome
+from tests.conftest import wait_for
+from tests.demo.test_build import processes_under
+from tests.support.server import RewindServer
+
+NAMES = ("staging", "production")
+
+
+@pytest.fixture
+def instance():
+    # Short (gpg-agent's sockets live in the homes), and open to the postgres OS user when run as root.
+    base = Path(tempfile.mkdtemp(prefix="rw-"))
+    base.chmod(0o711)
+    yield base / "instance"
+    stop_in(base / "instance", on_line=lambda text: None)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def gpg_homes(instance: Path) -> list[GpgHome]:
+    return [GpgHome(instance / "demo" / name / "gnupg") for name in NAMES] + [envconfig_keys.gpg_home(instance)]
+
+
+def use_every_gpg_home(instance: Path) -> None:
+    """What a backup, a restore and an env file version do: each home gets its gpg-agent."""
+    for home in gpg_homes(instance)[:2]:
+        assert home.keys(secret=True)
+    assert envconfig_keys.unseal(instance, envconfig_keys.seal(instance, b"A=1\n")) == b"A=1\n"
+    for home in gpg_homes(instance):
+        assert (home.socket_dir() / "S.gpg-agent").is_socket()
+    assert sum("gpg-agent" in line for line in processes_under(instance)) == 3
+
+
+def left_behind(instance: Path) -> list[str]:
+    """Files that name a process: pid files, PostgreSQL's postmaster.pid, and sockets."""
+    found = [str(p) for p in instance.rglob("*") if p.is_socket() or p.name in ("app.pid", "postmaster.pid")]
+    for home in gpg_homes(instance):
+        if home.socket_dir() != home.home and home.socket_dir().is_dir():  # under /run/user/<uid>
+            found += [str(p) for p in home.socket_dir().iterdir() if p.is_socket()]
+    return sorted(found)
+
+
+def interrupt(server: RewindServer) -> str:
+    """Ctrl-C: SIGINT to gunicorn, which stops its workers and then the demo; its log."""
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(timeout=90) == 0
+    return server.log.read_text()
+
+
+def kill_everything(server: RewindServer, instance: Path) -> None:
+    """A hard kill: SIGKILL to Rewind and to every process of the demo, which can clean up nothing."""
+    server.kill()
+    for line in processes_under(instance):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+    wait_for(lambda: processes_under(instance) == [], timeout=30)
+
+
+def assert_serving(instance: Path) -> None:
+    demo = load_demo(instance / "demo")
+    assert demo is not None and all(t.pg_port for t in demo.values())
+    for t in demo.values():
+        assert t.process().status().running
+        assert t.health(timeout_s=0).probe().ok  # its /health reads its database
+
+
+def test_make_run_stopped_leaves_nothing_and_starts_again_after_a_stop_and_after_a_hard_kill(instance):
+    server = RewindServer(instance, REWIND_DEMO_STOP_ON_EXIT="1")
+    instance.mkdir(parents=True)
+    built = server.flask("rewind", "demo", "--skip-if-configured")
+    assert "built the demo" in built
+    server.start()
+    assert_serving(instance)
+    use_every_gpg_home(instance)
+
+    log = interrupt(server)
+    assert processes_under(instance) == [], log
+    assert left_behind(instance) == []
+    for name in NAMES:
+        assert f"{name}: stopped the demo app" in log
+        assert f"{name}: stopped the gpg-agent of {instance / 'demo' / name / 'gnupg'}" in log
+    assert f"Rewind: stopped the gpg-agent of {instance / 'gpg'}" in log
+    assert "PostgreSQL: stopped the demo cluster" in log
+
+    # Again after a stop: the sandbox is found and started; there was nothing to clean.
+    again = server.flask("rewind", "demo", "--skip-if-configured")
+    assert "built the demo" not in again and "PostgreSQL: started" in again
+    assert "removed" not in again and "killed" not in again, again
+    server.start()
+    assert_serving(instance)
+    use_every_gpg_home(instance)
+
+    kill_everything(server, instance)
+    stale = left_behind(instance)
+    assert any(p.endswith("postmaster.pid") for p in stale) and sum(p.endswith("app.pid") for p in stale) == 2
+    assert sum(Path(p).name == "S.gpg-agent" for p in stale) == 3
+
+    # Again after the hard kill: what the killed processes left is cleared, and said.
+    after = server.flask("rewind", "demo", "--skip-if-configured")
+    assert "PostgreSQL: started" in after, after
+    assert "PostgreSQL: the demo's server was killed" in after or "PostgreSQL: removed the stale" in after
+    for name in NAMES:
+        assert f"{name}: pid file names pid " in after and "removed the stale pid file" in after
+        assert f"{name}: removed the sockets a killed gpg-agent left in " in after
+        assert f"{name}: healthy" in after
+    assert "Rewind: removed the sockets a killed gpg-agent left in " in after
+    server.start()
+    assert_serving(instance)
+
+    log = interrupt(server)
+    assert processes_under(instance) == [], log
+    assert left_behind(instance) == []
