@@ -25,7 +25,7 @@ def address_of(bind: str) -> tuple[str, int] | None:
     if bind.startswith(("unix:", "fd://")):
         return None
     host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise SettingsError(SETTING, f"expected host:port, e.g. {DEFAULT_BIND}, got {bind!r}")
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - what gunicorn listens on for ":port"
     return host, int(port)
@@ -52,8 +52,8 @@ def _free_after(host: str, port: int) -> int | None:
 def check(bind: str) -> None:
     """SettingsError, naming the address and what to do, when Rewind could not listen on bind."""
     address = address_of(bind)
-    if address is None:
-        return
+    if address is None or address[1] == 0:
+        return  # port 0: the system picks a free one
     host, port = address
     try:
         _bind(host, port)

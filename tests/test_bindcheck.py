@@ -45,11 +45,12 @@ def test_a_taken_port_is_named_with_a_free_one_to_pick(taken):
     assert suggested != taken and free_to_bind(suggested)
 
 
-def test_a_free_port_and_a_unix_socket_pass():
+def test_a_free_port_port_0_and_a_unix_socket_pass():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     check(f"127.0.0.1:{port}")
+    check("127.0.0.1:0")  # any free port
     check("unix:/run/rewind.sock")
 
 
