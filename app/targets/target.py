@@ -69,7 +69,7 @@ class Target:
         if proc is None:
             return None
         if proc.managed:
-            env = inherited_env() | dict(proc.env) if stopping else self.command_env()
+            env = (inherited_env() | dict(proc.env)) if stopping else self.command_env()
             return ManagedProcess(
                 command=list(proc.command),
                 cwd=proc.cwd or self.config.repo.path,

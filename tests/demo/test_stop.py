@@ -11,12 +11,14 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from app.demo import load_demo
+from app.demo import load_demo, stop_demo
 from app.demo.cli import stop_in
 from app.envconfig import keys as envconfig_keys
 from app.targets.gpg import GpgHome
@@ -130,3 +132,23 @@ def test_make_run_stopped_leaves_nothing_and_starts_again_after_a_stop_and_after
     log = interrupt(server)
     assert processes_under(instance) == [], log
     assert left_behind(instance) == []
+
+
+def test_a_process_still_running_under_the_demo_is_named_after_a_stop(tmp_path):
+    """Not the demo's to kill (a shell left in its folder, a tool started by hand): named, with how to stop it."""
+    root = tmp_path / "demo"
+    (root / "staging" / "app").mkdir(parents=True)
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=root / "staging" / "app")
+    try:
+        lines: list[str] = []
+        assert stop_demo(root, lines.append) == []
+        assert lines == [
+            f"still running under {root}: pid {stray.pid} ({sys.executable} -c import time; time.sleep(60)); "
+            f"`kill {stray.pid}` stops it, if it is the demo's"
+        ]
+        assert stray.poll() is None, "named, not killed"
+    finally:
+        stray.kill()
+        stray.wait()
+    lines.clear()
+    assert stop_demo(root, lines.append) == [] and lines == []
