@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.demo import load_demo, stop_demo
+from app.demo import load_demo, postgres, stop_demo
 from app.demo.cli import stop_in
 from app.envconfig import keys as envconfig_keys
 from app.targets.gpg import GpgHome
@@ -152,3 +152,63 @@ def test_a_process_still_running_under_the_demo_is_named_after_a_stop(tmp_path):
         stray.wait()
     lines.clear()
     assert stop_demo(root, lines.append) == [] and lines == []
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    data = tmp_path / "demo" / "postgres" / "data"
+    data.mkdir(parents=True)
+    return data
+
+
+def postmaster_pid(data: Path, pid: int | str) -> Path:
+    path = data / "postmaster.pid"
+    path.write_text(f"{pid}\n{data}\n1700000000\n5432\n\n127.0.0.1\n")
+    return path
+
+
+def test_a_postmaster_pid_naming_a_gone_process_is_left_for_the_server_to_clear(data_dir):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: the pid names nothing now
+    path = postmaster_pid(data_dir, gone.pid)
+    lines: list[str] = []
+    postgres.clear_stale_pid(data_dir.parent.parent, lines.append)
+    assert path.exists(), "PostgreSQL's next start removes it, and the killed server's shared memory with it"
+    assert lines == [
+        f"PostgreSQL: the demo's server was killed (its postmaster.pid names pid {gone.pid}, which no longer runs); "
+        "starting it clears what it left"
+    ]
+
+
+def test_a_postmaster_pid_naming_a_zombie_or_another_process_is_removed(data_dir):
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", timeout=10)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # alive, not the server
+    try:
+        for pid, why in (
+            (zombie.pid, f"the killed server's pid {zombie.pid} is a zombie nobody reaped"),
+            (other.pid, f"the killed server's pid {other.pid} is now another process"),
+            ("garbage", "it held 'garbage', not a pid"),
+        ):
+            path = postmaster_pid(data_dir, pid)
+            lines: list[str] = []
+            postgres.clear_stale_pid(data_dir.parent.parent, lines.append)
+            assert not path.exists(), why
+            assert lines == [f"PostgreSQL: removed the stale {path}: {why}"]
+    finally:
+        other.kill()
+        other.wait()
+        zombie.wait()
+
+
+def test_the_postmaster_pid_of_a_running_server_is_left_alone(data_dir):
+    # The server's working directory is its data folder: a process started there stands in for it.
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=data_dir)
+    try:
+        path = postmaster_pid(data_dir, server.pid)
+        lines: list[str] = []
+        postgres.clear_stale_pid(data_dir.parent.parent, lines.append)
+        assert path.exists() and lines == []
+    finally:
+        server.kill()
+        server.wait()
