@@ -18,7 +18,12 @@ from app.envconfig import keys as envconfig_keys
 @click.command("demo")
 @click.option("--reset", is_flag=True, help="Stop the demo apps and rebuild both targets from scratch.")
 @click.option("--no-start", is_flag=True, help="Build, but leave the demo apps stopped.")
-@click.option("--stop", "stop_only", is_flag=True, help="Stop the demo apps and its PostgreSQL, and do nothing else.")
+@click.option(
+    "--stop",
+    "stop_only",
+    is_flag=True,
+    help="Stop the demo apps, its PostgreSQL and the gpg-agents Rewind started, and do nothing else.",
+)
 @click.option("--sqlite", is_flag=True, help="Build on SQLite files even when the PostgreSQL server is installed.")
 @click.option(
     "--skip-if-configured",
