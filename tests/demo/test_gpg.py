@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -228,6 +229,15 @@ def test_stop_agent_stops_it_and_says_when_none_ran(home):
     assert home.stop_agent() is False
 
 
+def answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
 def test_the_sockets_of_a_killed_agent_are_removed_and_a_new_agent_starts(home):
     home.keys(secret=True)
     pids = list(agents(home.home))
@@ -237,6 +247,8 @@ def test_the_sockets_of_a_killed_agent_are_removed_and_a_new_agent_starts(home):
     for pid in pids:
         os.kill(pid, 9)  # a hard kill: the agent cannot remove its sockets
     wait_for(lambda: list(agents(home.home)) == [], timeout=10)
+    # The kernel closes a killed process's files a moment after it is gone from the process list.
+    wait_for(lambda: not any(answers(p) for p in sockets), timeout=10)
     assert all(p.is_socket() for p in sockets), "the killed agent left its sockets"
 
     assert home.stop_agent() is False  # nothing was running
