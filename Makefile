@@ -48,11 +48,14 @@ system-run:
 system-test:
 	$(call install_system,$(TEST_SYSTEM))
 
+# The port is checked first: a second `make run`, or another program on it, is said before anything starts.
+# Stopping it (Ctrl-C) stops the demo sandbox it started too (gunicorn.conf.py's on_exit).
 run: system-run $(VENV)/.run-installed
+	@$(BIN)/python -m app.bindcheck
 	$(BIN)/flask db upgrade
 	$(BIN)/flask rewind init-admin
 	$(BIN)/flask rewind demo --skip-if-configured
-	$(BIN)/gunicorn -c gunicorn.conf.py
+	REWIND_DEMO_STOP_ON_EXIT=1 $(BIN)/gunicorn -c gunicorn.conf.py
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -36,16 +36,37 @@ wsgi_app = "wsgi:app"
 
 
 def on_starting(server):
-    """A bad setting or targets file stops gunicorn here, with one line, before it binds or forks a worker."""
-    from app import preflight, serving
+    """A bad setting or targets file, or a taken port, stops gunicorn here, with one line, before it binds or
+    forks a worker."""
+    from app import bindcheck, preflight, serving
     from app.settings import SettingsError
 
     serving.prepare(server)
     try:
         preflight()
+        if not ("GUNICORN_FD" in os.environ or "LISTEN_FDS" in os.environ):  # not handed its sockets already
+            for address in server.cfg.bind:
+                bindcheck.check(address)
     except SettingsError as exc:
         print(f"rewind: cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def on_exit(server):
+    """`make run` sets REWIND_DEMO_STOP_ON_EXIT=1: stopping it (Ctrl-C) stops the demo sandbox it started too,
+    its apps, its PostgreSQL and the gpg-agents Rewind used, so nothing is left running."""
+    if os.environ.get("REWIND_DEMO_STOP_ON_EXIT") != "1":
+        return
+    if getattr(server, "reexec_pid", 0) or getattr(server, "master_pid", 0):
+        return  # one of two masters during a re-exec (USR2): the other goes on serving the demo
+    from app.demo.cli import stop_in
+    from app.demo.target import DemoError
+    from app.settings import SettingsError, load_settings
+
+    try:
+        stop_in(load_settings().instance_dir, on_line=lambda text: print(text, flush=True))
+    except (SettingsError, DemoError) as exc:
+        print(f"rewind: the demo is not stopped: {exc}; try `flask rewind demo --stop`", file=sys.stderr, flush=True)
 
 
 def pre_fork(server, worker):

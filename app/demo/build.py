@@ -18,12 +18,12 @@ import shutil
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.demo import marker, postgres, processes, targetsfile
+from app.demo import keys, leftovers, marker, postgres, processes, targetsfile
 from app.demo.backups import take_first_backups
 from app.demo.database import build_database
 from app.demo.keys import generate_key
@@ -42,6 +42,7 @@ def build_demo(
     start: bool = True,
     on_line: OnLine = print,
     use_postgres: bool = True,
+    gpg_homes: Sequence[Path] = (),
 ) -> dict[str, DemoTarget]:
     """Build the demo targets under root and declare them in targets_file; start their apps unless start=False.
 
@@ -50,7 +51,9 @@ def build_demo(
     are not running are started. reset stops the demo apps and rebuilds from
     scratch, on new ports. The databases live in a PostgreSQL cluster under root
     (SQLite files when use_postgres is False or the server is not installed).
-    Refuses (DemoError) to replace a targets file the demo did not write.
+    Refuses (DemoError) to replace a targets file the demo did not write. Starting again clears, and says,
+    what a killed demo left: a stale postmaster.pid or pid file, the sockets of killed gpg-agents (of the
+    targets' homes and of gpg_homes, the other homes Rewind used).
     """
     root = Path(root).resolve()
     targets_file = Path(targets_file).absolute()
@@ -67,6 +70,8 @@ def build_demo(
             if not targets_file.exists():
                 _write_targets_file(targets_file, existing)
                 say(f"wrote {targets_file} (it was missing)")
+            for home, who in _gpg_homes(root, gpg_homes):
+                keys.clear_stale_sockets(home, who, say)
             if start:
                 postgres.start(root, existing, say)
                 processes.start(existing, fresh=False, say=say)
@@ -74,6 +79,8 @@ def build_demo(
 
         processes.stop_all(root, say)
         postgres.stop(root, say)
+        for home, who in _gpg_homes(root, ()):
+            keys.stop_agent_of(home, who, say)
         for name in (*TARGET_NAMES, postgres.FOLDER):
             _remove(root / name)
         marker.remove(root)
@@ -98,15 +105,23 @@ def build_demo(
         return demo
 
 
-def stop_demo(root: Path, on_line: OnLine | None = None) -> list[str]:
-    """Stop the demo apps (and the GnuPG agents of their homes), then its PostgreSQL cluster; the apps that ran."""
+def stop_demo(root: Path, on_line: OnLine | None = None, *, gpg_homes: Sequence[Path] = ()) -> list[str]:
+    """Stop the demo apps, its PostgreSQL cluster and the gpg-agents of the targets' homes and of gpg_homes (the
+    other homes Rewind used); the apps that ran. Says what it stopped or cleaned, and any process still running
+    under root."""
     root = Path(root).resolve()
     say = _serialised(on_line or (lambda text: None))
     if not root.is_dir():
+        for home, who in _gpg_homes(root, gpg_homes):
+            keys.stop_agent_of(home, who, say)
         return []
     with _locked(root):
         stopped = processes.stop_all(root, say)
         postgres.stop(root, say)
+        for home, who in _gpg_homes(root, gpg_homes):
+            keys.stop_agent_of(home, who, say)
+        for pid, cmdline in leftovers.processes_under(root):
+            say(f"still running under {root}: pid {pid} ({cmdline[:120]}); `kill {pid}` stops it, if it is the demo's")
         return stopped
 
 
@@ -123,6 +138,12 @@ def _build_target(t: DemoTarget, say: OnLine) -> None:
     build_database(t, say)
     generate_key(t, say)
     say(f"{t.name}: ready in {t.dir} (port {t.port})")
+
+
+def _gpg_homes(root: Path, others: Sequence[Path]) -> list[tuple[Path, str]]:
+    """Every GnuPG home whose agent the demo stops: each target's, then the others Rewind used; with who uses it."""
+    homes = [(root / name / "gnupg", name) for name in TARGET_NAMES]
+    return homes + [(Path(home), "Rewind") for home in others]
 
 
 def _check_gpg_homes(root: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -9,13 +11,19 @@ from flask.cli import with_appcontext
 from app.clierrors import CliError
 from app.demo import targetsfile
 from app.demo.build import build_demo, stop_demo
-from app.demo.target import DemoError
+from app.demo.target import DemoError, OnLine
+from app.envconfig import keys as envconfig_keys
 
 
 @click.command("demo")
 @click.option("--reset", is_flag=True, help="Stop the demo apps and rebuild both targets from scratch.")
 @click.option("--no-start", is_flag=True, help="Build, but leave the demo apps stopped.")
-@click.option("--stop", "stop_only", is_flag=True, help="Stop the demo apps and its PostgreSQL, and do nothing else.")
+@click.option(
+    "--stop",
+    "stop_only",
+    is_flag=True,
+    help="Stop the demo apps, its PostgreSQL and the gpg-agents Rewind started, and do nothing else.",
+)
 @click.option("--sqlite", is_flag=True, help="Build on SQLite files even when the PostgreSQL server is installed.")
 @click.option(
     "--skip-if-configured",
@@ -37,14 +45,25 @@ def demo(reset: bool, no_start: bool, stop_only: bool, sqlite: bool, skip_if_con
     root = settings.instance_dir / "demo"
     path = settings.config_path
     if stop_only:
-        stopped = stop_demo(root, on_line=click.echo)
+        try:
+            stopped = stop_in(settings.instance_dir, on_line=click.echo)
+        except DemoError as exc:
+            raise CliError(str(exc)) from None
         click.echo(f"stopped: {', '.join(stopped)}" if stopped else "no demo app was running")
         return
     if skip_if_configured and path.exists() and not targetsfile.written_by_demo(path):
         click.echo(f"{path} is your own targets file; the demo is not built")
         return
     try:
-        targets = build_demo(root, path, reset=reset, start=not no_start, on_line=click.echo, use_postgres=not sqlite)
+        targets = build_demo(
+            root,
+            path,
+            reset=reset,
+            start=not no_start,
+            on_line=click.echo,
+            use_postgres=not sqlite,
+            gpg_homes=_own_gpg_homes(settings.instance_dir),
+        )
     except DemoError as exc:
         raise CliError(str(exc)) from None
     click.echo("")
@@ -52,3 +71,15 @@ def demo(reset: bool, no_start: bool, stop_only: bool, sqlite: bool, skip_if_con
         click.echo(f"  {t.name:<11} {t.base_url}   repo {t.app_dir}")
     click.echo(f"Databases: {'  '.join(t.database_url for t in targets.values())}")
     click.echo(f"Targets file: {path}")
+
+
+def stop_in(instance_dir: Path, on_line: OnLine) -> list[str]:
+    """Stop the demo under instance_dir, and the gpg-agent of Rewind's own GnuPG home; the apps that ran.
+
+    Also what `make run` does when it is stopped (gunicorn.conf.py's on_exit)."""
+    return stop_demo(Path(instance_dir) / "demo", on_line=on_line, gpg_homes=_own_gpg_homes(instance_dir))
+
+
+def _own_gpg_homes(instance_dir: Path) -> list[Path]:
+    """Rewind's own GnuPG home (env file versions): its agent is stopped with the demo's."""
+    return [envconfig_keys.gpg_home(instance_dir).home]

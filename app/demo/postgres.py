@@ -8,6 +8,7 @@ back to SQLite files and says so in one line.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def start(root: Path, demo: dict[str, DemoTarget], say: OnLine) -> None:
         raise DemoError(
             f"the demo's PostgreSQL cluster is missing from {pg.data}: rebuild with `flask rewind demo --reset`"
         )
+    clear_stale_pid(root, say)
     if pg.running():
         say(f"PostgreSQL: already running on 127.0.0.1:{port}")
         return
@@ -81,6 +83,7 @@ def stop(root: Path, say: OnLine) -> bool:
     """Stop the cluster under root if it runs (pg_ctl needs no port for that); whether it was running."""
     if not (root / FOLDER / "data").is_dir():
         return False
+    clear_stale_pid(root, say)
     pg = cluster(root, 0)
     if not pg.running():
         return False
@@ -90,3 +93,40 @@ def stop(root: Path, say: OnLine) -> bool:
         raise DemoError(f"could not stop the demo's PostgreSQL cluster: {exc}") from None
     say(f"PostgreSQL: stopped the demo cluster in {pg.root}")
     return True
+
+
+def clear_stale_pid(root: Path, say: OnLine) -> None:
+    """Deal with the postmaster.pid of a server that was killed (SIGKILL, a crash), saying what was found.
+
+    When its pid no longer runs, the file is left for the server's next start, which removes it together with the
+    killed server's shared memory. When the pid is a zombie nobody reaped, or now belongs to another process,
+    pg_ctl would take it for the server and PostgreSQL would refuse to start: the file is removed.
+    """
+    data = root / FOLDER / "data"
+    pid_file = data / "postmaster.pid"
+    try:
+        first = pid_file.read_text().splitlines()[0].strip()
+    except (OSError, IndexError):
+        return
+    pid = int(first) if first.isdigit() else 0
+    try:
+        zombie = pid > 0 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        server = pid > 0 and not zombie and Path(os.readlink(f"/proc/{pid}/cwd")) == data.resolve()
+    except FileNotFoundError:
+        say(
+            f"PostgreSQL: the demo's server was killed (its postmaster.pid names pid {pid}, which no longer runs); "
+            "starting it clears what it left"
+        )
+        return
+    except OSError:
+        zombie, server = False, False  # another user's process: not the server
+    if server:
+        return
+    pid_file.unlink(missing_ok=True)
+    if pid <= 0:
+        why = f"it held {first[:20]!r}, not a pid"
+    elif zombie:
+        why = f"the killed server's pid {pid} is a zombie nobody reaped"
+    else:
+        why = f"the killed server's pid {pid} is now another process"
+    say(f"PostgreSQL: removed the stale {pid_file}: {why}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from app.demo import keys, marker
+from app.demo import marker
 from app.demo.target import TARGET_NAMES, DemoError, DemoTarget, OnLine
 from app.targets.ansi import strip_ansi
 from app.targets.health import Verdict
@@ -26,6 +26,9 @@ def start(demo: dict[str, DemoTarget], *, fresh: bool, say: OnLine) -> None:
         if status.running:
             say(f"{t.name}: already running (pid {status.pid}) on {t.base_url}")
             continue
+        if status.stale_pid_file:  # the app was killed, or its machine restarted
+            t.pid_file.unlink(missing_ok=True)
+            say(f"{t.name}: {status.note}; removed the stale pid file")
         if _port_busy(t.port):
             message = (
                 f"{t.name}: port {t.port} is taken by another program, so the demo app cannot start; "
@@ -56,13 +59,16 @@ def start(demo: dict[str, DemoTarget], *, fresh: bool, say: OnLine) -> None:
 
 
 def stop_all(root: Path, say: OnLine) -> list[str]:
-    """Stop every demo app under root and its GnuPG agent; the names of the apps that were running."""
+    """Stop every demo app under root; the names of the apps that were running."""
     stopped = []
     for name in TARGET_NAMES:
         t = marker.on_disk(root, name)
         if t.pid_file.exists():
             process = t.process()
-            was_running = bool(process.status().running)
+            status = process.status()
+            was_running = bool(status.running)
+            if status.stale_pid_file:
+                say(f"{name}: {status.note}; removed the stale pid file")
             try:
                 process.stop()
             except ProcessError as exc:
@@ -70,7 +76,6 @@ def stop_all(root: Path, say: OnLine) -> list[str]:
             if was_running:
                 stopped.append(name)
                 say(f"{name}: stopped the demo app")
-        keys.stop_agent(t)
     return stopped
 
 

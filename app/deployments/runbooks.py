@@ -187,7 +187,7 @@ def verify_or_roll_back(ctx: JobContext) -> None:
 
 
 def stop_app(ctx: JobContext) -> None:
-    control = steps.control_of(ctx)
+    control = steps.control_of(ctx, stopping=True)
     with steps.adapter_errors(ctx):
         control.stop(ctx)
     if control.forced:

@@ -59,9 +59,10 @@ def adapter_errors(ctx: JobContext) -> Iterator[None]:
         raise StepFailed(ctx.redact(exc.in_words())) from None
 
 
-def control_of(ctx: JobContext) -> ProcessControl:
+def control_of(ctx: JobContext, *, stopping: bool = False) -> ProcessControl:
+    """The target's process control; stopping=True when it will only stop (see Target.process)."""
     with adapter_errors(ctx):  # its environment is read from the env file, which may be missing or broken
-        control = target_of(ctx).process()
+        control = target_of(ctx).process(stopping=stopping)
     if control is None:
         raise StepFailed(f"{ctx.target} has no process control: add [targets.{ctx.target}.process] to the targets file")
     return control

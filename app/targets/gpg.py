@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 import gnupg
 
+from app.targets.command import CommandTimedOut, run_command
 from app.targets.errors import TargetError
 
 # gpg-agent makes all its sockets at start-up; the browser one has the longest name.
@@ -124,16 +125,44 @@ class GpgHome:
             )
 
     def stop_agent(self, wait_s: float = STOP_WAIT_S) -> bool:
-        """Ask this home's gpg-agent to exit and wait until its socket is gone; False when none was running."""
-        stopped = False
+        """Stop this home's gpg-agent and the helpers it started, as `gpgconf --kill all` does, and wait until
+        its socket is gone; then remove the sockets of an agent that died without removing them (a hard kill).
+        False when no agent was running."""
+        running = [path for path in self._sockets("S.gpg-agent") if _answers(path)]
+        if running:
+            if not self._gpgconf_kill():
+                for path in running:
+                    _kill_agent(path)
+            deadline = time.monotonic() + wait_s
+            while any(path.exists() for path in running) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the agent removes its sockets as it exits
+        self.remove_stale_sockets()
+        return bool(running)
+
+    def remove_stale_sockets(self) -> list[Path]:
+        """Remove the home's GnuPG sockets no process listens on any more (left by a killed agent); those removed."""
+        removed = []
+        for path in self._sockets("S."):
+            if path.is_socket() and not _answers(path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+        return removed
+
+    def _sockets(self, prefix: str) -> list[Path]:
+        found = []
         for folder in dict.fromkeys((self.socket_dir(), self.home)):
-            path = folder / "S.gpg-agent"
-            if _kill_agent(path):
-                stopped = True
-                deadline = time.monotonic() + wait_s
-                while path.exists() and time.monotonic() < deadline:  # the agent removes it as it exits
-                    time.sleep(0.05)
-        return stopped
+            with contextlib.suppress(OSError):
+                found += sorted(p for p in folder.iterdir() if p.name.startswith(prefix) and p.is_socket())
+        return found
+
+    def _gpgconf_kill(self) -> bool:
+        """`gpgconf --kill all` for this home; False when gpgconf could not be run."""
+        argv = ["gpgconf", "--homedir", str(self.home), "--kill", "all"]
+        try:
+            return run_command(argv, env=self.env, timeout=STOP_WAIT_S * 2, capture=True).ok
+        except (OSError, CommandTimedOut):
+            return False
 
     # --- keys --------------------------------------------------------------------------------------
 
@@ -270,6 +299,17 @@ def _names(key: GpgKey, recipient: str) -> bool:
     if "@" in wanted:
         return wanted in (email.lower() for email in key.emails)
     return len(wanted) >= 16 and key.fingerprint.lower().endswith(wanted)
+
+
+def _answers(path: Path) -> bool:
+    """Some process listens on the Unix socket at path (a socket file left by a killed one refuses)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(STOP_WAIT_S)
+        try:
+            sock.connect(os.fsencode(str(path)))
+        except OSError:
+            return False
+        return True
 
 
 def _kill_agent(path: Path) -> bool:

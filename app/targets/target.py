@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.targets.config import TargetConfig
-from app.targets.envfile import read_values
+from app.targets.envfile import EnvFileError, read_values
 from app.targets.environment import inherited_env
 from app.targets.flags import FlagTable
 from app.targets.git import GitRepo
 from app.targets.health import HealthCheck
-from app.targets.process import CommandControl, ManagedProcess, ProcessControl
+from app.targets.process import CommandControl, ManagedProcess, ProcessControl, ProcessError
 
 
 @dataclass(frozen=True)
@@ -58,23 +58,42 @@ class Target:
         own = self.config.process.env if self.config.process else {}
         return GitRepo(repo.path, repo.branch, repo.remote, env=inherited_env() | dict(own))
 
-    def process(self) -> ProcessControl | None:
+    def process(self, *, stopping: bool = False) -> ProcessControl | None:
+        """The process control; stopping=True for one that will only stop the application.
+
+        A managed process is stopped by signals, which need none of the env file's settings, so a missing or
+        broken env file (often the incident itself) never keeps it from stopping. A stop command runs with
+        them: with that file unreadable it is refused, naming the file, before anything is stopped.
+        """
         proc = self.config.process
         if proc is None:
             return None
         if proc.managed:
+            env = (inherited_env() | dict(proc.env)) if stopping else self.command_env()
             return ManagedProcess(
                 command=list(proc.command),
                 cwd=proc.cwd or self.config.repo.path,
                 pid_file=proc.pid_file or self.state_dir / "app.pid",
                 log_file=proc.log_file or self.state_dir / "app.log",
-                env=self.command_env(),
+                env=env,
                 reload_signal=proc.reload,
                 stop_timeout=proc.stop_timeout,
             )
-        return CommandControl(
-            proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=self.command_env(), status=proc.status
-        )
+        try:
+            env = self.command_env()
+        except EnvFileError as exc:
+            if not stopping:
+                raise
+            raise ProcessError(
+                f"{self.name} was not stopped: its stop command runs with the settings of its env file "
+                f"(process.env_file = true), which Rewind cannot read: {exc.message}",
+                action="stop",
+                argv=proc.stop,
+                fix=f"{exc.fix}, then stop again"
+                if exc.fix
+                else f"correct {self.config.env_file} or restore a version of it from the Config tab, then stop again",
+            ) from None
+        return CommandControl(proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=env, status=proc.status)
 
     def health(self, timeout_s: float | None = None) -> HealthCheck | None:
         health = self.config.health

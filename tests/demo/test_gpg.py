@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -20,8 +21,9 @@ from tests.conftest import wait_for
 EMAIL = "backups@demo.invalid"
 
 
-def agent_processes(home: Path) -> list[str]:
-    found = []
+def agents(home: Path) -> dict[int, str]:
+    """The live gpg-agents of home: pid to command line."""
+    found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -30,8 +32,12 @@ def agent_processes(home: Path) -> list[str]:
             except OSError:
                 continue
             if state != "Z" and "gpg-agent" in cmdline and str(home) in cmdline:
-                found.append(cmdline)
+                found[int(entry)] = cmdline
     return found
+
+
+def agent_processes(home: Path) -> list[str]:
+    return list(agents(home).values())
 
 
 @pytest.fixture
@@ -221,3 +227,37 @@ def test_stop_agent_stops_it_and_says_when_none_ran(home):
     assert home.stop_agent() is True
     wait_for(lambda: agent_processes(home.home) == [], timeout=10)  # its socket goes a moment before the process
     assert home.stop_agent() is False
+
+
+def answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+def test_the_sockets_of_a_killed_agent_are_removed_and_a_new_agent_starts(home):
+    home.keys(secret=True)
+    pids = list(agents(home.home))
+    assert pids
+    sockets = [p for p in home.socket_dir().iterdir() if p.name.startswith("S.gpg-agent")]
+    assert sockets
+    for pid in pids:
+        os.kill(pid, 9)  # a hard kill: the agent cannot remove its sockets
+    wait_for(lambda: list(agents(home.home)) == [], timeout=10)
+    # The kernel closes a killed process's files a moment after it is gone from the process list.
+    wait_for(lambda: not any(answers(p) for p in sockets), timeout=10)
+    assert all(p.is_socket() for p in sockets), "the killed agent left its sockets"
+
+    assert home.stop_agent() is False  # nothing was running
+    assert not any(p.exists() for p in sockets)
+    assert home.remove_stale_sockets() == []
+
+    home.keys(secret=True)  # gpg starts a new agent as usual
+    assert list(agents(home.home))
+    live = [p for p in home.socket_dir().iterdir() if p.name.startswith("S.gpg-agent")]
+    assert home.remove_stale_sockets() == [] and all(p.is_socket() for p in live), "a live agent's are kept"
+    assert home.stop_agent() is True
+    wait_for(lambda: list(agents(home.home)) == [], timeout=10)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.demo.build import build_demo, stop_demo
+from app.demo.build import build_demo
+from app.demo.cli import stop_in
 from tests.support.server import RewindServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -63,5 +64,5 @@ def demo_server():
     server = RewindServer(instance, REWIND_ACCESS_LOG="0").start()
     yield server
     server.stop()
-    stop_demo(instance / "demo")
+    stop_in(instance, on_line=lambda text: None)  # the demo, and the gpg-agent of Rewind's own home
     shutil.rmtree(root, ignore_errors=True)

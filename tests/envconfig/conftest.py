@@ -103,5 +103,5 @@ def running_env_target(app, env_target):
         registry.current().open(env_target.name).process().start()
         assert registry.current().open(env_target.name).health().wait_healthy().ok, "the test app did not come up"
     yield env_target
-    with app.app_context():
-        registry.current().open(env_target.name).process().stop()
+    with app.app_context():  # stopping reads no env file: a test may have broken it
+        registry.current().open(env_target.name).process(stopping=True).stop()

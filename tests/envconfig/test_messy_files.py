@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,6 +116,47 @@ def test_a_restart_with_a_missing_or_broken_env_file_fails_saying_why(app, runne
     assert job.state == "failed"
     assert SAID[shape] in job.result and str(env_target.env_path) in job.result
     assert "internal error" not in job.result
+
+
+@pytest.mark.parametrize("shape", BROKEN)
+def test_a_managed_app_stops_whatever_its_env_file_has_become(app, runner, running_env_target, shape):
+    # Stopping signals the process: it needs none of the file's settings, and the file may be the incident.
+    with app.app_context():
+        pid = registry.current().open("staging").process().status().pid
+    BROKEN[shape](running_env_target.env_path)
+    job, _ = run(app, "stop")
+    assert job.state == "succeeded", job.result
+    assert job.result == "staging is stopped."
+    assert not pid_alive(pid)
+
+
+@pytest.mark.parametrize("shape", BROKEN)
+def test_a_stop_command_that_runs_with_a_broken_env_file_is_refused_before_it_runs(app, runner, env_target, shape):
+    ran = env_target.env_path.with_name("stop-command-ran")
+    stop = [sys.executable, "-c", f"open({str(ran)!r}, 'w').close()"]
+    start = [sys.executable, "-c", "pass"]
+    process = f"[targets.staging.process]\nstart = {json.dumps(start)}\nstop = {json.dumps(stop)}\nenv_file = true\n"
+    text = env_target.toml().split("[targets.staging.process]")[0] + process
+    write_targets_file(app, text)
+    with app.app_context():
+        registry.current().open("staging").process(stopping=True).stop()  # the command works with a sound file
+    assert ran.exists()
+    ran.unlink()
+
+    BROKEN[shape](env_target.env_path)
+    job, _ = run(app, "stop")
+    assert job.state == "failed"
+    assert not ran.exists(), "nothing was stopped"
+    assert job.result.startswith("“Stop the application” failed: staging was not stopped: its stop command runs with")
+    assert SAID[shape] in job.result and str(env_target.env_path) in job.result
+    assert FIX[shape] in job.result and "then stop again" in job.result
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_a_dangling_symlink_names_the_link_and_where_it_leads(app, as_role, env_target):
