@@ -151,10 +151,10 @@ def prune(ctx: JobContext) -> None:
         except retention.HalfDeleted as exc:
             deleted += 1
             refused.append(exc)
-            ctx.log(f"deleted {backup.id} ({backup.time.isoformat()}), past retention; but {exc.message}. {exc.fix}")
+            ctx.log(f"deleted {backup.id} ({backup.time.isoformat()}), past retention; but {exc.in_words()}")
         except TargetError as exc:  # NoAccess, or a backup that changed since the plan: kept
             refused.append(exc)
-            ctx.log(f"could not delete {backup.id} (kept): {exc.message}. {exc.fix}")
+            ctx.log(f"could not delete {backup.id} (kept): {exc.in_words()}")
         else:
             deleted += 1
             ctx.log(f"deleted {backup.id} ({backup.time.isoformat()}), past retention")
@@ -163,14 +163,14 @@ def prune(ctx: JobContext) -> None:
             retention.delete_orphan(setup.catalog, manifest)
         except TargetError as exc:
             refused.append(exc)
-            ctx.log(f"could not delete {manifest.name}, a manifest left without its backup: {exc.message}. {exc.fix}")
+            ctx.log(f"could not delete {manifest.name}, a manifest left without its backup: {exc.in_words()}")
         else:
             ctx.log(f"deleted {manifest.name}, a manifest left without its backup by an earlier deletion")
     if refused:
         first = refused[0]
         raise StepFailed(
             f"{len(refused)} file{'s' if len(refused) > 1 else ''} past retention could not be deleted "
-            f"({deleted} of {len(doomed)} backups were); see the log. First: {first.message}. {first.fix}"
+            f"({deleted} of {len(doomed)} backups were); see the log. First: {first.in_words()}"
         )
     ctx.progress(1.0, f"deleted {deleted}")
 
