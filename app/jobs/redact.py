@@ -13,6 +13,7 @@ KEY_VALUE = re.compile(
 # After a colon, a lower-case word followed by more words is a sentence ("password: a health check…"), not a value.
 PROSE_WORD = re.compile(r"[a-z]+[.,;]?")
 MASK = "•••"
+SHELL_QUOTED_QUOTE = "'\"'\"'"  # how shlex.quote writes a ' inside a quoted word
 
 
 class Redactor:
@@ -28,10 +29,11 @@ class Redactor:
         if secret and (found := URL_PASSWORD.search(secret)):
             self.add(found["password"])  # a URL's password may be printed on its own
         if secret and len(secret) >= 4:
+            # A command line to run by hand is shell-quoted (shlex), which writes each ' of a secret as '"'"'.
+            forms = {secret, secret.replace("'", SHELL_QUOTED_QUOTE)}
             with self._lock:
-                if secret not in self._secrets:
-                    self._secrets.append(secret)
-                    self._secrets.sort(key=len, reverse=True)  # longest first, so overlaps mask fully
+                self._secrets.extend(form for form in forms if form not in self._secrets)
+                self._secrets.sort(key=len, reverse=True)  # longest first, so overlaps mask fully
 
     def __call__(self, text: str) -> str:
         with self._lock:

@@ -110,3 +110,17 @@ def test_a_mute_git_hook_during_a_revert_is_named_on_the_job_and_the_cli_line(ap
     assert f"`git -C {code_target.repo} checkout HEAD -- ':(top,literal)CHANGES.md'`" in result.output
     assert f"the post-checkout hook in {hooks.resolve()} runs on git checkout" in result.output, result.output
     assert code_target.head() == before
+
+
+def test_a_secret_with_a_quote_in_a_silent_commands_line_to_run_by_hand_is_masked(
+    app, runner, code_target, monkeypatch
+):
+    """The command to run by hand is shell-quoted: a secret holding ' is written there as '"'"' and still masked."""
+    monkeypatch.setenv("RELEASE_TOKEN", "rel'tok-9931")
+    command = ["sh", "-c", "exit 1", "sh", "--token", "env:RELEASE_TOKEN"]
+    write_targets_file(app, with_release(code_target.toml(), command))
+    job, view = run(app, "revert", commits=code_target.commits[2][:8])
+    assert job.state == "failed"
+    assert "it printed nothing — run it by hand" in job.result and "--token '•••'" in job.result, job.result
+    for shown in (job.result, log_text(view)):
+        assert "tok-9931" not in shown, shown

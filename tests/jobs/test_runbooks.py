@@ -87,3 +87,13 @@ def test_the_readme_names_every_runbook_a_protected_target_asks_its_name_for(app
     named = set(re.findall(r"`([a-z_]+)`", row)) - {"protected"}
     asking = {b.name for b in runbooks.all_runbooks() if b.asks_confirmation and not b.name.startswith("test.")}
     assert asking and asking == named, f"left out: {sorted(asking - named)}; not asking: {sorted(named - asking)}"
+
+
+def test_redactor_masks_a_secret_holding_a_quote_in_a_shell_quoted_command_line():
+    import shlex
+
+    redact = Redactor(["ab'cd-secret"])
+    for argv in (["tool", "--password", "ab'cd-secret"], ["tool", "--key=ab'cd-secret"]):
+        line = shlex.join(argv)
+        assert "cd-secret" in line and "ab'cd-secret" not in line  # how shlex writes it: ab'"'"'cd-secret
+        assert "cd-secret" not in redact(line), redact(line)
