@@ -118,8 +118,12 @@ def clear_stale_pid(root: Path, say: OnLine) -> None:
             "starting it clears what it left"
         )
         return
+    except PermissionError:
+        # Another user's process, whose details are hidden (root without CAP_SYS_PTRACE, as in a container):
+        # the server runs as its data folder's owner (PostgreSQL insists), so a process of that user may be it.
+        zombie, server = False, _owned_like(pid, data)
     except OSError:
-        zombie, server = False, False  # another user's process: not the server
+        zombie, server = False, False
     if server:
         return
     pid_file.unlink(missing_ok=True)
@@ -130,3 +134,11 @@ def clear_stale_pid(root: Path, say: OnLine) -> None:
     else:
         why = f"the killed server's pid {pid} is now another process"
     say(f"PostgreSQL: removed the stale {pid_file}: {why}")
+
+
+def _owned_like(pid: int, data: Path) -> bool:
+    """Whether the process runs as the owner of the data folder; True when that cannot be told (left alone)."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid == data.stat().st_uid
+    except OSError:
+        return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -21,9 +22,11 @@ import pytest
 from app.demo import load_demo, postgres, stop_demo
 from app.demo.cli import stop_in
 from app.envconfig import keys as envconfig_keys
+from app.targets import pgcluster
 from app.targets.gpg import GpgHome
 from tests.conftest import wait_for
 from tests.demo.test_build import processes_under
+from tests.support.privileges import processes_opaque
 from tests.support.server import RewindServer
 
 NAMES = ("staging", "production")
@@ -212,3 +215,32 @@ def test_the_postmaster_pid_of_a_running_server_is_left_alone(data_dir):
     finally:
         server.kill()
         server.wait()
+
+
+def test_the_postmaster_pid_of_a_running_server_whose_details_are_hidden_is_left_alone():
+    """Run as root, the demo's server is the postgres OS user's, and root in a container (no CAP_SYS_PTRACE) may
+    not read its working directory: a server Rewind cannot inspect is not taken for a stranger's process."""
+    base = Path(tempfile.mkdtemp(prefix="rw-"))
+    base.chmod(0o711)  # the server's user reaches its data folder
+    data = base / "demo" / "postgres" / "data"
+    data.mkdir(parents=True)
+    server_argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    if os.geteuid() == 0:  # as the demo runs it: the data folder and the server are the postgres user's
+        owner = pwd.getpwnam(pgcluster.SERVER_USER)
+        os.chown(data, owner.pw_uid, owner.pw_gid)
+        server_argv = ["setpriv", f"--reuid={owner.pw_uid}", f"--regid={owner.pw_gid}", "--clear-groups", *server_argv]
+    server = subprocess.Popen(server_argv, cwd=data)
+    try:
+        # running there as the folder's owner (/proc shows root's while setpriv changes user, until its exec)
+        wait_for(lambda: os.stat(f"/proc/{server.pid}").st_uid == data.stat().st_uid, timeout=10)
+        assert Path(os.readlink(f"/proc/{server.pid}/cwd")) == data
+        path = postmaster_pid(data, server.pid)
+        lines: list[str] = []
+        with processes_opaque():
+            postgres.clear_stale_pid(data.parent.parent, lines.append)
+        assert path.exists(), f"the running server's postmaster.pid was removed: {lines}"
+        assert lines == []
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(base, ignore_errors=True)

@@ -114,3 +114,28 @@ def _wait_for_dropped_threads_to_end(before: set[int], timeout_s: float) -> None
                 "they would read files as an ordinary user in later tests: stop and join them inside the block"
             )
         time.sleep(0.02)  # polling the condition itself, bounded by the deadline
+
+
+_SYS_PTRACE = 1 << 19  # CAP_SYS_PTRACE: root's right to see another user's process's details (/proc/<pid>/cwd)
+
+
+@contextmanager
+def processes_opaque() -> Iterator[None]:
+    """Another user's processes keep their details (their working directory) from this thread, as they do from
+    root in a container, whose default capabilities leave out CAP_SYS_PTRACE. For a block that starts no thread.
+
+    A test process that is not root sees no other user's details anyway: nothing to drop.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    header, data = _capabilities()
+    kept = data[0].effective
+    data[0].effective = kept & ~_SYS_PTRACE
+    _set(header, data)
+    try:
+        yield
+    finally:
+        header, data = _capabilities()
+        data[0].effective = kept
+        _set(header, data)
