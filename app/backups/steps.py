@@ -11,10 +11,11 @@ from app.backups.catalog import Backup, NoAccess
 from app.backups.create import create_backup
 from app.backups.restore import copy_name, restore_test, stamp
 from app.backups.setup import BackupSetup, setup_of
-from app.backups.verify import quick_verify
+from app.backups.verify import ToolFailed, quick_verify
 from app.jobs import steps
 from app.jobs.context import JobContext
 from app.targets.errors import TargetError
+from app.targets.openpgp import KeyListFailed
 
 
 def setup_for(ctx: JobContext) -> BackupSetup:
@@ -51,7 +52,9 @@ def verify_and_record(setup: BackupSetup, backup: Backup, ctx: JobContext, how: 
             ctx.log(f"restore test: restoring {backup.id} into the scratch copy {scratch}")
             detail += "; " + restore_test(setup, backup, ctx, scratch)
             ctx.standing(f"the live database is untouched; the restore test's copy {scratch} was dropped")
-    except NoAccess:  # the file may be good: a refusal to read it says nothing of it, so nothing is recorded
+    except (NoAccess, ToolFailed, KeyListFailed):
+        # the file may be good: a refusal to read it, or a tool failing without a word, says nothing of it, so
+        # nothing is recorded
         raise
     except TargetError as exc:
         setup.catalog.record_verification(backup, how=how, ok=False, detail=exc.message, job_id=ctx.job_id)

@@ -26,6 +26,11 @@ class BadBackup(TargetError):
     """The backup cannot be trusted or read; nothing was changed."""
 
 
+class ToolFailed(BadBackup):
+    """A tool of the check (gpg, the reader) failed without a word: the check could not be made, and nothing is
+    known of the backup, so its verification on record is left as it was."""
+
+
 def check_envelope(setup: BackupSetup, backup: Backup) -> str:
     """BadBackup unless the file is encrypted to every recipient it should be; says to whom it is."""
     if backup.path.stat().st_size == 0:
@@ -90,12 +95,15 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
         lines = [line.strip() for line in (stage.stderr_tail if stage else ()) if line.strip()]
         said = "; ".join(lines[-3:]) or (stage.failure() if stage else "")
         if stage is not None and stage.name == "gpg":
+            if not lines:
+                raise ToolFailed(
+                    f"{backup.id} does not decrypt: {said}",
+                    fix=f"a gpg that fails without a word points at gpg or its home ({setup.home.home}), not at the "
+                    f"file: run that command by hand with the backup as its input (< {backup.path})",
+                )
             raise BadBackup(
                 f"{backup.id} does not decrypt: {said}",
-                fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}"
-                if lines
-                else f"a gpg that fails without a word points at gpg or its home ({setup.home.home}), not at the "
-                f"file: run that command by hand with the backup as its input (< {backup.path})",
+                fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}",
             )
         if stage is not None and stage.name == "sqlguard":
             raise BadBackup(
@@ -104,7 +112,7 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
             )
         if stage is not None and not lines:
             # A reader that stops without a word says nothing about the archive: the tool itself is the suspect.
-            raise BadBackup(
+            raise ToolFailed(
                 f"{backup.id} decrypts, but its reader failed: {said}",
                 fix=f"a {stage.name} that fails without a word points at the tool, not at the backup: check "
                 "database.pg_bin in the targets file and run that command by hand on the decrypted stream",

@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from app.backups.catalog import Catalog
 from app.targets import registry
 from app.targets.dbadmin import Postgres
 from app.targets.environment import inherited_env
@@ -17,6 +18,12 @@ from tests.deployments.test_runbooks import run
 from tests.support.targets import write_targets_file
 
 postgres_only = pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+
+
+def assert_still_verified(target, name: str) -> None:
+    """A tool that failed without a word said nothing of the backup: its verification on record stands."""
+    backup = Catalog(target.backup_dir).get(name)
+    assert backup.state == "verified", backup.verified
 
 
 def silent_tools(folder, real: Postgres, body: str = "exit 1", *, reads: bool = False) -> None:
@@ -69,6 +76,7 @@ def test_a_mute_pg_restore_fails_the_check_as_the_tools_fault_not_the_backups(ap
     )
     assert f"`{restore} --file /dev/null`" in job.result, job.result
     assert "points at the tool, not at the backup" in job.result and "damaged" not in job.result, job.result
+    assert_still_verified(data_target, name)
 
 
 @postgres_only
@@ -135,6 +143,7 @@ def test_a_mute_gpg_fails_backup_and_check_naming_gpg_not_the_file(app, runner, 
     )
     assert "points at gpg or its home" in job.result and "damaged" not in job.result, job.result
     assert f"< {data_target.backup_dir / name}" in job.result
+    assert_still_verified(data_target, name)
 
 
 @pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
@@ -147,3 +156,4 @@ def test_a_gpg_that_cannot_list_keys_mute_is_not_taken_for_a_wrong_recipient(app
     assert f"--with-colons --list-keys {RECIPIENT}`" in job.result, job.result
     assert f"check the GnuPG home {data_target.home.home}" in job.result
     assert "is not encrypted to" not in job.result
+    assert_still_verified(data_target, name)
