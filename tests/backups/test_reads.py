@@ -191,3 +191,20 @@ def test_a_folder_of_many_files_that_look_like_backups_names_a_few_and_says_how_
     assert "… and 30 more: <code>flask rewind backups list shop</code> names them all." in text
     listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
     assert listed.output.count("its name is not one Rewind accepts") == UNLISTED_SHOWN + 30
+
+
+def test_backups_sharing_one_time_are_each_on_exactly_one_page(as_role, tmp_path):
+    """The cursor is time and name: backups made in the same second, across a page's edge, are neither skipped
+    nor shown twice."""
+    folder = tmp_path / "backups"
+    names = _own_backups(folder, PAGE_SIZE + 5)
+    for name in names:  # every one of them at the same moment
+        path = manifest_path(folder / name)
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"time": "2024-01-01T00:00:00+00:00"}))
+    client = as_role(Role.VIEWER)
+    url, seen = "/targets/shop/backups", []
+    while url:
+        text = client.get(url).get_data(as_text=True)
+        seen += _shown(text)
+        url = _older(text)
+    assert seen == [*sorted(names, reverse=True), OLD]
