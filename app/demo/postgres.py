@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from app.demo import leftovers
 from app.demo.target import PG_USER, DemoError, DemoTarget, OnLine
 from app.targets.pgcluster import Cluster, PostgresUnavailable, free_port
 
@@ -100,7 +101,8 @@ def clear_stale_pid(root: Path, say: OnLine) -> None:
 
     When its pid no longer runs, the file is left for the server's next start, which removes it together with the
     killed server's shared memory. When the pid is a zombie nobody reaped, or now belongs to another process,
-    pg_ctl would take it for the server and PostgreSQL would refuse to start: the file is removed.
+    pg_ctl would take it for the server and PostgreSQL would refuse to start: the file is removed, unless processes
+    of the killed server still run in its data folder (then it is kept, and they are named).
     """
     data = root / FOLDER / "data"
     pid_file = data / "postmaster.pid"
@@ -125,6 +127,16 @@ def clear_stale_pid(root: Path, say: OnLine) -> None:
     except OSError:
         zombie, server = False, False
     if server:
+        return
+    # The file guards the folder: PostgreSQL will not start beside the backends a killed server left running.
+    left = [found for found, _ in leftovers.processes_under(data)]
+    if left:
+        pids = " ".join(str(found) for found in left)
+        say(
+            f"PostgreSQL: kept {pid_file}: the killed server's processes still run in {data} "
+            f"(pid{'s' if len(left) > 1 else ''} {', '.join(str(found) for found in left)}); stop them (`kill {pids}`) "
+            "before the demo's server starts again"
+        )
         return
     pid_file.unlink(missing_ok=True)
     if pid <= 0:

@@ -204,6 +204,27 @@ def test_a_postmaster_pid_naming_a_zombie_or_another_process_is_removed(data_dir
         zombie.wait()
 
 
+def test_a_stale_postmaster_pid_is_kept_while_the_killed_servers_processes_still_run_in_its_folder(data_dir):
+    """The file guards the data folder: PostgreSQL refuses to start beside backends a killed postmaster left (they
+    still hold its shared memory). Removed, a new server would start beside them; kept, and they are named."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", timeout=10)
+    backend = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=data_dir)
+    try:
+        path = postmaster_pid(data_dir, zombie.pid)
+        lines: list[str] = []
+        postgres.clear_stale_pid(data_dir.parent.parent, lines.append)
+        assert path.exists(), lines
+        assert lines == [
+            f"PostgreSQL: kept {path}: the killed server's processes still run in {data_dir} (pid {backend.pid}); "
+            f"stop them (`kill {backend.pid}`) before the demo's server starts again"
+        ]
+    finally:
+        backend.kill()
+        backend.wait()
+        zombie.wait()
+
+
 def test_the_postmaster_pid_of_a_running_server_is_left_alone(data_dir):
     # The server's working directory is its data folder: a process started there stands in for it.
     server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=data_dir)
