@@ -51,6 +51,7 @@ class DataTarget:
     backup_dir: Path
     home: GpgHome
     pg_url: str | None = None  # for reading the server's database list
+    key_tables: list[str] | None = None  # the targets file's key_tables; KEY_TABLES unless said
 
     @property
     def name(self) -> str:
@@ -62,7 +63,7 @@ class DataTarget:
             + f"""
 [targets.{self.name}.database]
 url = "{self.url}"
-key_tables = {KEY_TABLES!r}
+key_tables = {self.key_tables or KEY_TABLES!r}
 
 [targets.{self.name}.backups]
 dir = "{self.backup_dir}"
