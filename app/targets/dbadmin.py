@@ -33,6 +33,7 @@ from app.targets.errors import TargetError
 PG_INSTALLS = "/usr/lib/postgresql/*/bin"
 CONNECT_TIMEOUT_S = 10
 VERSION_TIMEOUT_S = 20
+RENAME_ATTEMPTS = 5  # each waits up to 5 s (the server's own wait) for ended sessions to go
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; a swap must never act on a truncated one
 TIME_COLUMNS = ("created_at", "inserted_at", "updated_at")
 TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
@@ -275,6 +276,14 @@ class DatabaseConfig:
 
     settings: tuple[Setting, ...]
     acl: tuple[Grant, ...] | None  # None: never granted or revoked, the default (PUBLIC may connect)
+
+
+class DatabaseBusy(DatabaseError):
+    """A database could not be renamed: sessions on it could not be ended, or kept coming back."""
+
+    def __init__(self, message: str, sessions: list[str], fix: str = "") -> None:
+        super().__init__(message, fix=fix)
+        self.sessions = sessions
 
 
 class SpaceUnknown(DatabaseError):
@@ -544,28 +553,50 @@ class Postgres:
         self.end_connections(name)
         self._ddl(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)), f"drop {name}")
 
-    def rename(self, old: str, new: str, attempts: int = 5) -> None:
-        """Rename a database after ending its sessions (a rename needs it idle); DatabaseError if it stays busy."""
+    def rename(self, old: str, new: str, attempts: int = RENAME_ATTEMPTS) -> None:
+        """Rename a database after ending its sessions (a rename needs it idle); DatabaseError if it stays busy.
+
+        The sessions are ended once more in the rename's own round trip: a pool that reconnects as soon as its
+        connections are ended was otherwise back before the rename, which then waited for it and gave up. Once
+        the rename holds the database's lock, a connection that comes waits for it, then finds no such database.
+        """
         check_identifier(old)
         check_identifier(new)
         statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
-        for attempt in range(attempts):
+        for _ in range(attempts):
             refused = self.end_connections(old)
             try:
-                self._ddl(statement, f"rename {old} to {new}")
+                self._ddl(sql.SQL("{}; {}").format(_end_sessions(old), statement), f"rename {old} to {new}")
                 return
             except DatabaseError as exc:
                 if "being accessed by other users" not in exc.message:
                     raise
                 if refused:
-                    raise DatabaseError(
+                    raise DatabaseBusy(
                         f"could not rename {old} to {new} on {self.url.where()}: {len(refused)} session(s) on {old} "
                         f"that Rewind's database user {self.url.user} may not end: {'; '.join(refused)}",
+                        refused,
                         fix=f"end them (pg_terminate_backend as a superuser), or grant {self.url.user} the "
                         "pg_signal_backend role, then try again",
                     ) from None
-                if attempt == attempts - 1:
-                    raise
+        still = self.sessions(old)
+        raise DatabaseBusy(
+            f"could not rename {old} to {new} on {self.url.where()}: new sessions kept connecting to {old} as fast "
+            f"as they were ended ({attempts} attempts)" + (f": {'; '.join(still)}" if still else ""),
+            still,
+            fix=f"stop what keeps connecting to {old} (another copy of the application, a worker, a pooler such as "
+            "pgbouncer) and try again; nothing was renamed",
+        )
+
+    def sessions(self, name: str) -> list[str]:
+        """The other sessions on a database, in words (pid, user, application, client)."""
+        with self.connect("postgres") as conn:
+            rows = conn.execute(
+                "SELECT pid, usename, application_name, client_addr::text FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid() ORDER BY pid",
+                (name,),
+            ).fetchall()
+        return [_session_words(*row) for row in rows]
 
     def end_connections(self, name: str) -> list[str]:
         """End every other session on the database; the ones this user may not end, in words (pid, user, app)."""
@@ -581,8 +612,7 @@ class Postgres:
                     try:
                         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
                     except psycopg.errors.InsufficientPrivilege:
-                        said = f"pid {pid} of user {user or 'unknown'}"
-                        refused.append(said + (f' ("{application}")' if application else ""))
+                        refused.append(_session_words(pid, user, application))
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"could not end the sessions on {name} on {self.url.where()}: {str(exc).strip()}",
@@ -692,6 +722,22 @@ class Postgres:
                 stamp = when if "time zone" in kind else when.replace(tzinfo=None)
                 newer[table] = int(conn.execute(query, (stamp,)).fetchone()[0])
         return newer
+
+
+def _session_words(pid: int, user: str | None, application: str | None, client: str | None = None) -> str:
+    said = f"pid {pid} of user {user or 'unknown'}" + (f' ("{application}")' if application else "")
+    return said + (f" from {client}" if client else "")
+
+
+def _end_sessions(dbname: str) -> sql.Composable:
+    """A DO block ending every other session on a database (the ones this user may not end are left, not fatal):
+    sent with the rename, in one round trip."""
+    body = sql.SQL(
+        "DECLARE p integer; BEGIN FOR p IN SELECT pid FROM pg_stat_activity WHERE datname = {} "
+        "AND pid <> pg_backend_pid() LOOP BEGIN PERFORM pg_terminate_backend(p); "
+        "EXCEPTION WHEN insufficient_privilege THEN NULL; END; END LOOP; END"
+    ).format(sql.Literal(dbname))
+    return sql.SQL("DO {}").format(sql.Literal(body.as_string(None)))
 
 
 def _setting_fix(setting: Setting, dbname: str, user: str) -> str:
