@@ -36,12 +36,14 @@ from app.targets.dbadmin import (
     SpaceUnknown,
     Sqlite,
     check_identifier,
+    pasteable,
 )
 from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
 STAMP = "%Y%m%d%H%M%S"
 KINDS = ("restore", "pre_restore", "undone", "test")  # test: a restore test's scratch, dropped at its end
+MISSING_ROLE = re.compile(r'role "(.+?)" does not exist')  # the server's words, as pg_restore and psql relay them
 HASH_CHARS = 8  # of a shortened copy name: its live database's name, hashed
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -220,15 +222,22 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
         db.create(scratch, like=db.name, shape=shape, config=config)
         try:
             env = db.url.tool_env(setup.target.command_env())
-            if not as_self:
+            # A superuser restores each object of a custom dump as the owner the dump names (SET SESSION
+            # AUTHORIZATION): tables the application's migrations made as a role that does not own the database
+            # stay that role's, their grants keep their grantor, and their code (a CHECK constraint's function,
+            # an index expression) runs as that owner. A role the dump names must exist (see _failed).
+            own_owners = backup.format == "custom" and shape.superuser and not as_self
+            if not as_self and not own_owners:
                 # Everything restored belongs to the live database's owner, as the database itself does: after
                 # the swap the application's role finds its tables its own, whoever Rewind connects as.
                 as_owner = "-c role=" + owner.replace("\\", "\\\\").replace(" ", "\\ ")  # PGOPTIONS escapes
                 env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {as_owner}".strip()
+            if own_owners:
+                db.copy_public_schema(db.name, scratch)
             if backup.format == "custom":
                 loader = [
                     db.tool("pg_restore"),
-                    "--no-owner",
+                    "--use-set-session-authorization" if own_owners else "--no-owner",
                     # Default privileges FOR ROLE <owner> need its membership: a copy filled as Rewind's own
                     # user takes none of the privileges, which no count depends on.
                     *(["--no-privileges"] if as_self else []),
@@ -369,6 +378,13 @@ def _failed(result, what: str) -> RestoreFailed:
     said = "\n  ".join((stage.stderr_tail if stage else ())[-6:])
     code = stage.returncode if stage else "?"
     fix = "the live database was not touched"
+    missing = sorted({m.group(1) for line in (stage.stderr_tail if stage else ()) for m in MISSING_ROLE.finditer(line)})
+    if missing:
+        roles = ", ".join(missing)
+        fix += (
+            f"; the backup's objects belong to role(s) {roles}, which this server does not have: create them "
+            f"({'; '.join(f'CREATE ROLE {pasteable(r)}' for r in missing)}) and restore again"
+        )
     if stage is not None and stage.name == "sqlguard":
         fix += "; restore a plain dump of one database made without --create/--clean (not pg_dumpall)"
     return RestoreFailed(

@@ -142,6 +142,7 @@ class DatabaseShape:
     locale: str | None = None  # the ICU (or builtin) locale: daticulocale on PG 15/16, datlocale on PG 17+
     icu_rules: str | None = None  # daticurules (PG 16+): tailoring of the ICU collation
     server_num: int = 0  # the server's version as a number (150008): which of the words above it knows
+    superuser: bool = False  # Rewind's user is a superuser: it may restore each object as its own owner
 
     def locale_clause(self) -> sql.Composable:
         """The words of CREATE DATABASE that give a new database this one's locale provider (PG 15+).
@@ -208,7 +209,7 @@ def split_setting_list(value: str) -> list[str]:
     return names
 
 
-def _pasteable(name: str) -> str:
+def pasteable(name: str) -> str:
     """A name as it must be typed in SQL: as it is when it is a plain lower-case word, else double-quoted."""
     if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
         return name
@@ -244,11 +245,11 @@ class Setting:
 
     def _who(self, dbname: str) -> str:
         """The ALTER of a statement to paste: names quoted where psql would need them."""
-        database = _pasteable(dbname)
+        database = pasteable(dbname)
         return (
             f"ALTER DATABASE {database}"
             if self.role is None
-            else f"ALTER ROLE {_pasteable(self.role)} IN DATABASE {database}"
+            else f"ALTER ROLE {pasteable(self.role)} IN DATABASE {database}"
         )
 
 
@@ -511,6 +512,42 @@ class Postgres:
         ]
         self._in_one_transaction(statements, f"give {name} the privileges of its live database")
 
+    def copy_public_schema(self, source: str, name: str) -> None:
+        """Give a new database's `public` schema the owner and grants it has in `source`, before a dump is restored
+        into it object by object as each one's owner: the migration role granted CREATE there must be able to
+        create its tables before the dump's own GRANTs, which come last, are restored."""
+        with self.connect(source) as conn:
+            found = conn.execute(
+                "SELECT pg_get_userbyid(n.nspowner), "
+                "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, "
+                "a.is_grantable FROM pg_namespace n LEFT JOIN LATERAL aclexplode(n.nspacl) a ON true "
+                "WHERE n.nspname = 'public'"
+            ).fetchall()
+        if not found:
+            return
+        statements: list[sql.Composable] = []
+        owner = found[0][0]
+        if owner != "pg_database_owner":
+            statements.append(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner)))
+        for _, grantee, privilege, grantable in found:
+            if privilege not in ("USAGE", "CREATE"):
+                continue
+            to = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
+            option = sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")
+            statements.append(sql.SQL("GRANT {} ON SCHEMA public TO {}{}").format(sql.SQL(privilege), to, option))
+        if not statements:
+            return
+        with self.connect(name) as conn:
+            try:
+                with conn.transaction():
+                    for statement in statements:
+                        conn.execute(statement)
+            except psycopg.Error as exc:
+                raise DatabaseError(
+                    f"could not give {name}'s schema public the owner and grants it has in {source} on "
+                    f"{self.url.where()}: {str(exc).strip()}"
+                ) from None
+
     def copy_settings(self, config: DatabaseConfig, name: str) -> None:
         """Give a database the settings `config` holds (ALTER DATABASE/ROLE … SET), in one transaction."""
         self._in_one_transaction(
@@ -539,14 +576,15 @@ class Postgres:
             row = conn.execute(
                 sql.SQL(
                     "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
-                    "current_user, pg_has_role(current_user, d.datdba, 'MEMBER'), {}, {}, {} "
+                    "current_user, pg_has_role(current_user, d.datdba, 'MEMBER'), {}, {}, {}, "
+                    "(SELECT rolsuper FROM pg_roles WHERE rolname = session_user) "
                     "FROM pg_database d WHERE d.datname = %s"
                 ).format(sql.SQL(provider), sql.SQL(locale), sql.SQL(rules)),
                 (name,),
             ).fetchone()
         if row is None:
             raise DatabaseError(f"there is no database {name!r} on {self.url.where()}", fix="check database.url")
-        return DatabaseShape(*row, server_num=num)
+        return DatabaseShape(*row[:9], server_num=num, superuser=bool(row[9]))
 
     def drop(self, name: str) -> None:
         check_identifier(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,9 +76,12 @@ CREATE UNIQUE INDEX revenue_user ON billing.revenue (user_id);
 """
 
 
-def fill(url: str) -> None:
-    """The schema and a little data, written as the application would (defaults, sequences, triggers firing)."""
+def fill(url: str, role: str | None = None) -> None:
+    """The schema and a little data, written as the application would (defaults, sequences, triggers firing);
+    `role`: made as that role, which then owns all of it."""
     with psycopg.connect(url, autocommit=True) as conn:
+        if role:
+            conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
         conn.execute(SCHEMA)
         for i in range(1, 9):
             conn.execute('INSERT INTO "user" (name) VALUES (%s)', (f"user {i}",))
@@ -164,14 +168,51 @@ def contents(url: str) -> dict[str, list[tuple]]:
     return found
 
 
+def privileges(url: str) -> dict[str, list[tuple]]:
+    """Who owns what and who was granted what: relations, schemas, functions, types, large objects, default
+    privileges."""
+    with psycopg.connect(url) as conn:
+        ours = "(SELECT oid FROM pg_namespace WHERE nspname IN ('public', 'billing'))"
+        return {
+            "relations": conn.execute(
+                f"SELECT oid::regclass::text, relowner::regrole::text, relacl::text FROM pg_class "  # noqa: S608
+                f"WHERE relnamespace IN {ours} ORDER BY 1"
+            ).fetchall(),
+            "schemas": conn.execute(
+                "SELECT nspname, nspowner::regrole::text, nspacl::text FROM pg_namespace "
+                "WHERE nspname IN ('public', 'billing') ORDER BY 1"
+            ).fetchall(),
+            "functions": conn.execute(
+                f"SELECT oid::regprocedure::text, proowner::regrole::text, proacl::text FROM pg_proc "  # noqa: S608
+                f"WHERE pronamespace IN {ours} ORDER BY 1"
+            ).fetchall(),
+            "types": conn.execute(
+                f"SELECT oid::regtype::text, typowner::regrole::text, typacl::text FROM pg_type "  # noqa: S608
+                f"WHERE typnamespace IN {ours} AND typtype = 'e' ORDER BY 1"
+            ).fetchall(),
+            "large objects": conn.execute(
+                "SELECT oid::text, lomowner::regrole::text, lomacl::text FROM pg_largeobject_metadata ORDER BY oid"
+            ).fetchall(),
+            "default privileges": conn.execute(
+                "SELECT defaclrole::regrole::text, defaclnamespace::regnamespace::text, defaclobjtype, "
+                "defaclacl::text FROM pg_default_acl ORDER BY 1, 2, 3"
+            ).fetchall(),
+        }
+
+
 def sibling_url(url: str, dbname: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + dbname
 
 
 @contextmanager
-def shaped_target(app, tmp_path: Path, gpg_homes, pg_server, name: str = "staging"):
-    """A running app whose database has the shape above; the targets file's key tables are SHAPED_KEY_TABLES."""
-    code = make_code_target(tmp_path / "t", name)
+def shaped_target(
+    app, tmp_path: Path, gpg_homes, pg_server, *, prepare: Callable[[str], str | None] | None = None
+) -> Iterator[DataTarget]:
+    """A running app whose database has the shape above; the targets file's key tables are SHAPED_KEY_TABLES.
+
+    `prepare(dbname)`: run first, as the server's superuser; the role it returns (if any) makes and owns the shape.
+    """
+    code = make_code_target(tmp_path / "t")
     dbname = f"shop_{uuid.uuid4().hex[:8]}"
     url = pg_server.create_database(dbname)
     target = DataTarget(
@@ -183,7 +224,7 @@ def shaped_target(app, tmp_path: Path, gpg_homes, pg_server, name: str = "stagin
         pg_url=pg_server.url(),
         key_tables=SHAPED_KEY_TABLES,
     )
-    fill(url)
+    fill(url, prepare(dbname) if prepare else None)
     with serving(app, target):
         yield target
 

@@ -1,0 +1,130 @@
+"""A database whose owner is not Rewind's user, whose application role was granted only some of it, with default
+privileges and role settings: after a restore and its undo, everyone may do what they could before, no more."""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg
+import pytest
+
+from tests.backups.shapes import change, contents, privileges, shaped_target, write_as_the_app
+from tests.backups.test_runbooks import backup_now, copies
+from tests.deployments.test_runbooks import log_text, run
+
+
+def _superuser(pg_server, *statements: str, dbname: str = "postgres") -> None:
+    with psycopg.connect(pg_server.url(dbname), autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _as(pg_server, url: str, role: str) -> str:
+    return url.replace(f"://{pg_server.user}@", f"://{role}:{role}@")
+
+
+class Roles:
+    """The roles of an application: the owner (its migrations run as it) and the role it serves as."""
+
+    def __init__(self) -> None:
+        suffix = secrets.token_hex(3)
+        self.owner, self.app = f"shop_owner_{suffix}", f"shop_app_{suffix}"
+
+
+def _grant_the_app_some(pg_server, url: str, roles: Roles, dbname: str) -> None:
+    """What a careful DBA gives the serving role: all it needs of the shop, only reading of billing."""
+    _superuser(
+        pg_server,
+        f'GRANT CONNECT ON DATABASE "{dbname}" TO {roles.app}',
+        f"SET ROLE {roles.owner}",
+        f"GRANT USAGE ON SCHEMA billing TO {roles.app}",
+        f'GRANT SELECT, INSERT, UPDATE ON "user", "Orders", events TO {roles.app}',
+        f"GRANT SELECT ON billing.invoices, billing.revenue TO {roles.app}",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {roles.app}",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {roles.owner} IN SCHEMA public GRANT SELECT ON TABLES TO {roles.app}",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {roles.owner} IN SCHEMA billing GRANT SELECT ON TABLES TO {roles.app}",
+        "RESET ROLE",
+        f"ALTER ROLE {roles.app} SET search_path = billing, public",
+        dbname=dbname,
+    )
+
+
+def _the_app_can_do_what_it_could(pg_server, url: str, roles: Roles) -> None:
+    with psycopg.connect(_as(pg_server, url, roles.app), autocommit=True) as conn:
+        assert conn.execute("SHOW search_path").fetchone() == ("billing, public",)
+        assert conn.execute("SELECT count(*) FROM invoices").fetchone()[0] > 0  # found through its search_path
+        assert conn.execute('UPDATE "Orders" SET qty = qty WHERE id = 1').rowcount == 1
+        conn.execute("INSERT INTO events (at, what) VALUES ('2024-03-03', 'the app writes')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM events")  # never granted
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO billing.audit (invoice_id, what) VALUES (1, 'x')")
+    with psycopg.connect(_as(pg_server, url, roles.owner), autocommit=True) as conn:  # its migrations, as the owner
+        conn.execute("CREATE TABLE billing.later (id serial PRIMARY KEY)")
+    with psycopg.connect(_as(pg_server, url, roles.app), autocommit=True) as conn:  # default privileges at work
+        assert conn.execute("SELECT count(*) FROM billing.later").fetchone() == (0,)
+    with psycopg.connect(_as(pg_server, url, roles.owner), autocommit=True) as conn:
+        conn.execute("DROP TABLE billing.later")
+
+
+def _round_trip(app, pg_server, target, roles: Roles) -> None:
+    before, granted = contents(target.url), privileges(target.url)
+    name = backup_now(app, target)
+    change(target.url)
+    changed, changed_grants = contents(target.url), privileges(target.url)
+
+    job, view = run(app, "restore_backup", target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert contents(target.url) == before
+    assert privileges(target.url) == granted  # every owner and grant as backed up
+    _the_app_can_do_what_it_could(pg_server, target.url, roles)
+    with psycopg.connect(_as(pg_server, target.url, roles.owner), autocommit=True) as conn:
+        assert write_as_the_app(conn, "after the restore")["user"] == 9
+
+    (pre,) = copies(target)
+    undo, view = run(app, "undo_restore", target.name, pre_restore=pre)
+    assert undo.state == "succeeded", (undo.result, log_text(view))
+    assert contents(target.url) == changed and privileges(target.url) == changed_grants
+    _the_app_can_do_what_it_could(pg_server, target.url, roles)
+
+
+def test_a_database_owned_by_the_application_s_owner_role_keeps_its_grants_through_restore_and_undo(
+    app, runner, tmp_path, gpg_homes, pg_server
+):
+    roles = Roles()
+
+    def prepare(dbname: str) -> str:
+        _superuser(
+            pg_server,
+            f"CREATE ROLE {roles.owner} LOGIN PASSWORD '{roles.owner}'",
+            f"CREATE ROLE {roles.app} LOGIN PASSWORD '{roles.app}'",
+            f'ALTER DATABASE "{dbname}" OWNER TO {roles.owner}',
+            f'REVOKE ALL ON DATABASE "{dbname}" FROM PUBLIC',
+        )
+        return roles.owner
+
+    with shaped_target(app, tmp_path, gpg_homes, pg_server, prepare=prepare) as target:
+        _grant_the_app_some(pg_server, target.url, roles, target.url.rsplit("/", 1)[1])
+        _round_trip(app, pg_server, target, roles)
+
+
+def test_tables_owned_by_a_role_that_does_not_own_the_database_stay_its_own(
+    app, runner, tmp_path, gpg_homes, pg_server
+):
+    """The DBA made the database (it is the superuser's); the application's migrations made the tables as its
+    owner role. A restore must not give them to the database's owner: the role would lose what it owned."""
+    roles = Roles()
+
+    def prepare(dbname: str) -> str:
+        _superuser(
+            pg_server,
+            f"CREATE ROLE {roles.owner} LOGIN PASSWORD '{roles.owner}'",
+            f"CREATE ROLE {roles.app} LOGIN PASSWORD '{roles.app}'",
+            f'GRANT CREATE ON DATABASE "{dbname}" TO {roles.owner}',
+        )
+        _superuser(pg_server, f"GRANT CREATE ON SCHEMA public TO {roles.owner}", dbname=dbname)
+        return roles.owner
+
+    with shaped_target(app, tmp_path, gpg_homes, pg_server, prepare=prepare) as target:
+        _grant_the_app_some(pg_server, target.url, roles, target.url.rsplit("/", 1)[1])
+        _round_trip(app, pg_server, target, roles)
