@@ -44,6 +44,7 @@ RESTORE_TIMEOUT_S = 12 * 3600
 STAMP = "%Y%m%d%H%M%S"
 KINDS = ("restore", "pre_restore", "undone", "test")  # test: a restore test's scratch, dropped at its end
 MISSING_ROLE = re.compile(r'role "(.+?)" does not exist')  # the server's words, as pg_restore and psql relay them
+SCHEMA_DENIED = re.compile(r"permission denied for schema (\S+)")
 HASH_CHARS = 8  # of a shortened copy name: its live database's name, hashed
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -268,7 +269,7 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                     [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
                 )
             if not result.ok:
-                raise _failed(result, f"the restore into {scratch} failed")
+                raise _failed(result, f"the restore into {scratch} failed", as_owners=own_owners)
             # A dump without --create carries none of the database's own settings (search_path, timeouts, for
             # every role or one): given now, once filled, so none of them (a statement_timeout, a read-only
             # default) can stand in the fill's way; after the swap they are live's as before.
@@ -373,17 +374,32 @@ def check_copyable(setup: BackupSetup) -> str | None:
     return "the copy will be " + kept[0] + (", with " + " and ".join(kept[1:]) if kept[1:] else "")
 
 
-def _failed(result, what: str) -> RestoreFailed:
+def _failed(result, what: str, *, as_owners: bool = False) -> RestoreFailed:
+    """`as_owners`: the fill restored each object as its owner, who may lack a privilege it was never asked for."""
     stage = result.failed
-    said = "\n  ".join((stage.stderr_tail if stage else ())[-6:])
+    tail = stage.stderr_tail if stage else ()
+    said = "\n  ".join(tail[-6:])
     code = stage.returncode if stage else "?"
     fix = "the live database was not touched"
-    missing = sorted({m.group(1) for line in (stage.stderr_tail if stage else ()) for m in MISSING_ROLE.finditer(line)})
+    missing = sorted({m.group(1) for line in tail for m in MISSING_ROLE.finditer(line)})
     if missing:
         roles = ", ".join(missing)
         fix += (
             f"; the backup's objects belong to role(s) {roles}, which this server does not have: create them "
             f"({'; '.join(f'CREATE ROLE {pasteable(r)}' for r in missing)}) and restore again"
+        )
+    denied = next((m.group(1) for line in tail if (m := SCHEMA_DENIED.search(line))), None)
+    if as_owners and denied:
+        fix += (
+            f"; each object is restored as its owner, and the owner of the object named above may not create in "
+            f"schema {denied} (it was given the object, not the right to make it): "
+            + (
+                "GRANT CREATE ON SCHEMA public TO that owner in the live database (the scratch copy gets the "
+                "public schema's grants before it is filled), then restore again"
+                if denied == "public"
+                else f"the grants of schema {denied} are restored after its objects: give the object to the "
+                f"schema's owner in the live database, make a new backup and restore that"
+            )
         )
     if stage is not None and stage.name == "sqlguard":
         fix += "; restore a plain dump of one database made without --create/--clean (not pg_dumpall)"

@@ -128,3 +128,39 @@ def test_tables_owned_by_a_role_that_does_not_own_the_database_stay_its_own(
     with shaped_target(app, tmp_path, gpg_homes, pg_server, prepare=prepare) as target:
         _grant_the_app_some(pg_server, target.url, roles, target.url.rsplit("/", 1)[1])
         _round_trip(app, pg_server, target, roles)
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_backup_naming_an_owner_role_since_dropped_is_refused_with_the_role_and_the_grant_it_needs(
+    app, runner, data_target
+):
+    gone = f"Gone_{secrets.token_hex(3)}"
+    data_target.execute(f'CREATE ROLE "{gone}"')
+    data_target.execute("CREATE TABLE ledger (id integer PRIMARY KEY)")
+    data_target.execute(f'ALTER TABLE ledger OWNER TO "{gone}"')
+    name = backup_now(app, data_target)
+    data_target.execute(f'REASSIGN OWNED BY "{gone}" TO CURRENT_USER')
+    data_target.execute(f'DROP ROLE "{gone}"')
+    before = data_target.snapshot()
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert [s.state for s in view.steps[:4]] == ["succeeded", "succeeded", "failed", "not_run"]
+    assert f'role "{gone}" does not exist' in f"{job.result}\n{log_text(view)}", job.result
+    assert f'create them (CREATE ROLE "{gone}") and restore again' in job.result, job.result
+    assert "the live database was not touched" in job.result
+    assert data_target.snapshot() == before and copies(data_target) == []
+
+    data_target.execute(f'CREATE ROLE "{gone}"')  # given the table by a superuser, never the right to make it
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    said = f"{job.result}\n{log_text(view)}"
+    assert "permission denied for schema public" in said and "CREATE TABLE public.ledger" in said, said
+    assert "GRANT CREATE ON SCHEMA public TO that owner in the live database" in job.result, job.result
+    assert data_target.snapshot() == before and copies(data_target) == []
+
+    data_target.execute(f'GRANT CREATE ON SCHEMA public TO "{gone}"')
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    with psycopg.connect(data_target.url) as conn:
+        assert conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'ledger'").fetchone() == (gone,)
