@@ -44,6 +44,9 @@ RESTORE_TIMEOUT_S = 12 * 3600
 STAMP = "%Y%m%d%H%M%S"
 KINDS = ("restore", "pre_restore", "undone", "test")  # test: a restore test's scratch, dropped at its end
 MISSING_ROLE = re.compile(r'role "(.+?)" does not exist')  # the server's words, as pg_restore and psql relay them
+NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "(.+?)"')  # PostgreSQL 15; 16 and newer
+IN_FUNCTION = re.compile(r"(?:PL/pgSQL|SQL) function (\S+?\(.*?\))")  # a CONTEXT line: the code that failed
+UNDEFINED = re.compile(r"(?:relation|function|type|operator) .+ does not exist")
 SCHEMA_DENIED = re.compile(r"permission denied for schema (\S+)")
 HASH_CHARS = 8  # of a shortened copy name: its live database's name, hashed
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -233,7 +236,9 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                 # the swap the application's role finds its tables its own, whoever Rewind connects as.
                 as_owner = "-c role=" + owner.replace("\\", "\\\\").replace(" ", "\\ ")  # PGOPTIONS escapes
                 env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {as_owner}".strip()
-            if own_owners:
+            if shape.superuser and not as_self:
+                # Given to a role (by the dump, or the role made it) that needs CREATE there: before the fill,
+                # since the dump's own grants come after its objects.
                 db.copy_public_schema(db.name, scratch)
             if backup.format == "custom":
                 loader = [
@@ -269,7 +274,8 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                     [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
                 )
             if not result.ok:
-                raise _failed(result, f"the restore into {scratch} failed", as_owners=own_owners)
+                fill_role = None if as_self or own_owners else owner
+                raise _failed(result, f"the restore into {scratch} failed", as_owners=own_owners, fill_role=fill_role)
             # A dump without --create carries none of the database's own settings (search_path, timeouts, for
             # every role or one): given now, once filled, so none of them (a statement_timeout, a read-only
             # default) can stand in the fill's way; after the swap they are live's as before.
@@ -374,11 +380,17 @@ def check_copyable(setup: BackupSetup) -> str | None:
     return "the copy will be " + kept[0] + (", with " + " and ".join(kept[1:]) if kept[1:] else "")
 
 
-def _failed(result, what: str, *, as_owners: bool = False) -> RestoreFailed:
-    """`as_owners`: the fill restored each object as its owner, who may lack a privilege it was never asked for."""
+def _failed(result, what: str, *, as_owners: bool = False, fill_role: str | None = None) -> RestoreFailed:
+    """`as_owners`: the fill restored each object as its owner, who may lack a privilege it was never asked for;
+    `fill_role`: the role the fill ran as, which the backup may give objects it cannot act as."""
     stage = result.failed
     tail = stage.stderr_tail if stage else ()
-    said = "\n  ".join(tail[-6:])
+    shown = list(tail[-6:])
+    # pg_restore ends with the statement that failed ("Command was: CREATE TABLE …"): the error itself comes first
+    error = next((line for line in tail if "ERROR:" in line), None)
+    if error is not None and error not in shown:
+        shown.insert(0, error)
+    said = "\n  ".join(shown)
     code = stage.returncode if stage else "?"
     fix = "the live database was not touched"
     missing = sorted({m.group(1) for line in tail for m in MISSING_ROLE.finditer(line)})
@@ -400,6 +412,21 @@ def _failed(result, what: str, *, as_owners: bool = False) -> RestoreFailed:
                 else f"the grants of schema {denied} are restored after its objects: give the object to the "
                 f"schema's owner in the live database, make a new backup and restore that"
             )
+        )
+    function = next((m.group(1) for line in tail if (m := IN_FUNCTION.search(line))), None)
+    if function and any(UNDEFINED.search(line) and not MISSING_ROLE.search(line) for line in tail):
+        schema = function.split(".", 1)[0] if "." in function.split("(", 1)[0] else "public"
+        fix += (
+            f"; a restore runs with an empty search_path (as pg_dump writes it), and {function} names a table or "
+            f"function without its schema: in the live database, ALTER FUNCTION {function} SET search_path = "
+            f"{schema} (or write the schema into its names), then make a new backup and restore that"
+        )
+    other = next((m.group(1) for line in tail if (m := NOT_MEMBER.search(line))), None)
+    if fill_role and other:
+        fix += (
+            f"; the backup gives objects to role {other}, and the copy is filled as the live database's owner "
+            f"{fill_role}, who cannot act as {other}: GRANT {pasteable(other)} TO {pasteable(fill_role)}, then "
+            "restore again (or restore a custom-format backup, which a superuser fills as each object's owner)"
         )
     if stage is not None and stage.name == "sqlguard":
         fix += "; restore a plain dump of one database made without --create/--clean (not pg_dumpall)"

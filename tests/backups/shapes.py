@@ -229,7 +229,7 @@ def shaped_target(
         yield target
 
 
-def foreign_backup(target: DataTarget, pg_server, fmt: str) -> str:
+def foreign_backup(target: DataTarget, pg_server, fmt: str, stamp: str = "20240101_000000") -> str:
     """A backup made by hand as a written procedure would (`pg_dump -Fc` or plain SQL, piped to gpg), no manifest."""
     custom = fmt == "custom"
     argv = [str(pg_server.bin / "pg_dump"), *(["--format=custom"] if custom else []), "--dbname", target.url]
@@ -237,6 +237,6 @@ def foreign_backup(target: DataTarget, pg_server, fmt: str) -> str:
     out = io.BytesIO()
     target.home.encrypt(dump, out, [RECIPIENT])
     target.backup_dir.mkdir(exist_ok=True)
-    name = f"backup_20240101_000000.{'dump' if custom else 'sql'}.gpg"
+    name = f"backup_{stamp}.{'dump' if custom else 'sql'}.gpg"
     (target.backup_dir / name).write_bytes(out.getvalue())
     return name

@@ -8,7 +8,7 @@ import secrets
 import psycopg
 import pytest
 
-from tests.backups.shapes import change, contents, privileges, shaped_target, write_as_the_app
+from tests.backups.shapes import change, contents, foreign_backup, privileges, shaped_target, write_as_the_app
 from tests.backups.test_runbooks import backup_now, copies
 from tests.deployments.test_runbooks import log_text, run
 
@@ -67,9 +67,9 @@ def _the_app_can_do_what_it_could(pg_server, url: str, roles: Roles) -> None:
         conn.execute("DROP TABLE billing.later")
 
 
-def _round_trip(app, pg_server, target, roles: Roles) -> None:
+def _round_trip(app, pg_server, target, roles: Roles, made_by: str) -> None:
     before, granted = contents(target.url), privileges(target.url)
-    name = backup_now(app, target)
+    name = backup_now(app, target) if made_by == "rewind" else foreign_backup(target, pg_server, made_by)
     change(target.url)
     changed, changed_grants = contents(target.url), privileges(target.url)
 
@@ -88,8 +88,12 @@ def _round_trip(app, pg_server, target, roles: Roles) -> None:
     _the_app_can_do_what_it_could(pg_server, target.url, roles)
 
 
+MADE_BY = pytest.mark.parametrize("made_by", ["rewind", "plain"])
+
+
+@MADE_BY
 def test_a_database_owned_by_the_application_s_owner_role_keeps_its_grants_through_restore_and_undo(
-    app, runner, tmp_path, gpg_homes, pg_server
+    app, runner, tmp_path, gpg_homes, pg_server, made_by
 ):
     roles = Roles()
 
@@ -105,11 +109,12 @@ def test_a_database_owned_by_the_application_s_owner_role_keeps_its_grants_throu
 
     with shaped_target(app, tmp_path, gpg_homes, pg_server, prepare=prepare) as target:
         _grant_the_app_some(pg_server, target.url, roles, target.url.rsplit("/", 1)[1])
-        _round_trip(app, pg_server, target, roles)
+        _round_trip(app, pg_server, target, roles, made_by)
 
 
+@MADE_BY
 def test_tables_owned_by_a_role_that_does_not_own_the_database_stay_its_own(
-    app, runner, tmp_path, gpg_homes, pg_server
+    app, runner, tmp_path, gpg_homes, pg_server, made_by
 ):
     """The DBA made the database (it is the superuser's); the application's migrations made the tables as its
     owner role. A restore must not give them to the database's owner: the role would lose what it owned."""
@@ -127,7 +132,40 @@ def test_tables_owned_by_a_role_that_does_not_own_the_database_stay_its_own(
 
     with shaped_target(app, tmp_path, gpg_homes, pg_server, prepare=prepare) as target:
         _grant_the_app_some(pg_server, target.url, roles, target.url.rsplit("/", 1)[1])
-        _round_trip(app, pg_server, target, roles)
+        _round_trip(app, pg_server, target, roles, made_by)
+
+
+@MADE_BY
+def test_a_database_owned_by_one_role_whose_tables_another_role_made(
+    app, runner, tmp_path, gpg_homes, pg_server, made_by
+):
+    """The database is the platform's role's (no superuser); the application's migrations ran as its own role."""
+    roles = Roles()
+    platform = f"platform_{secrets.token_hex(3)}"
+
+    def prepare(dbname: str) -> str:
+        _superuser(
+            pg_server,
+            f"CREATE ROLE {platform} LOGIN PASSWORD '{platform}' CREATEDB",
+            f"CREATE ROLE {roles.owner} LOGIN PASSWORD '{roles.owner}'",
+            f"CREATE ROLE {roles.app} LOGIN PASSWORD '{roles.app}'",
+            f'ALTER DATABASE "{dbname}" OWNER TO {platform}',
+            f'GRANT CREATE ON DATABASE "{dbname}" TO {roles.owner}',
+        )
+        _superuser(pg_server, f"GRANT CREATE ON SCHEMA public TO {roles.owner}", dbname=dbname)
+        return roles.owner
+
+    with shaped_target(app, tmp_path, gpg_homes, pg_server, prepare=prepare) as target:
+        _grant_the_app_some(pg_server, target.url, roles, target.url.rsplit("/", 1)[1])
+        if made_by == "plain":  # filled as the database's owner, who cannot give the tables to another role
+            before = contents(target.url)
+            name = foreign_backup(target, pg_server, made_by, stamp="20230101_000000")
+            job, view = run(app, "restore_backup", target.name, backup=name)
+            assert job.state == "failed", log_text(view)
+            assert f"GRANT {roles.owner} TO {platform}, then restore again" in job.result, job.result
+            assert contents(target.url) == before and copies(target) == []
+            _superuser(pg_server, f"GRANT {roles.owner} TO {platform}")
+        _round_trip(app, pg_server, target, roles, made_by)
 
 
 @pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
