@@ -33,6 +33,7 @@ from app.targets.errors import TargetError
 PG_INSTALLS = "/usr/lib/postgresql/*/bin"
 CONNECT_TIMEOUT_S = 10
 VERSION_TIMEOUT_S = 20
+LOCK_WAIT_S = 10.0  # how long a read of a key table waits for another session's lock on it
 RENAME_ATTEMPTS = 5  # each waits up to 5 s (the server's own wait) for ended sessions to go
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; a swap must never act on a truncated one
 TIME_COLUMNS = ("created_at", "inserted_at", "updated_at")
@@ -281,6 +282,14 @@ class DatabaseConfig:
 
 class DatabaseBusy(DatabaseError):
     """A database could not be renamed: sessions on it could not be ended, or kept coming back."""
+
+    def __init__(self, message: str, sessions: list[str], fix: str = "") -> None:
+        super().__init__(message, fix=fix)
+        self.sessions = sessions
+
+
+class TableLocked(DatabaseError):
+    """A key table stayed locked by another session for longer than Rewind waits to read it."""
 
     def __init__(self, message: str, sessions: list[str], fix: str = "") -> None:
         super().__init__(message, fix=fix)
@@ -673,14 +682,42 @@ class Postgres:
     def counts(self, tables: Sequence[str], dbname: str | None = None) -> dict[str, int | None]:
         """Rows per table; None for a table that is not there."""
         found: dict[str, int | None] = {}
-        with self.connect(dbname) as conn:
+        with self._reading(dbname) as conn:
             for table in tables:
                 try:
                     query = sql.SQL("SELECT count(*) FROM {}").format(_table_ident(table))
-                    found[table] = int(conn.execute(query).fetchone()[0])
+                    found[table] = int(self._locked_said(conn, table, dbname, query).fetchone()[0])
                 except psycopg.errors.UndefinedTable:
                     found[table] = None
         return found
+
+    def _reading(self, dbname: str | None) -> psycopg.Connection:
+        """A connection for reading the key tables that waits at most LOCK_WAIT_S for a table's lock: a session
+        holding one (a migration left idle in its transaction) must not hold a job up for as long as it stays."""
+        conn = self.connect(dbname)
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(LOCK_WAIT_S * 1000)}ms")))
+        return conn
+
+    def _locked_said(self, conn: psycopg.Connection, table: str, dbname: str | None, query, params=()):
+        """Run a read of `table`; TableLocked names the sessions holding a lock it waited for in vain."""
+        try:
+            return conn.execute(query, params)
+        except psycopg.errors.LockNotAvailable:
+            holders = conn.execute(
+                "SELECT DISTINCT a.pid, a.usename, a.application_name, a.client_addr::text, a.state FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND l.mode = 'AccessExclusiveLock' "
+                "AND l.relation = to_regclass(%s) AND a.pid <> pg_backend_pid() ORDER BY a.pid",
+                (_table_ident(table).as_string(conn),),
+            ).fetchall()
+            sessions = [_session_words(*row[:4]) + (f", {row[4]}" if row[4] else "") for row in holders]
+            where = dbname or self.name
+            raise TableLocked(
+                f"could not read {table} in {where} on {self.url.where()}: locked for more than {LOCK_WAIT_S:g} s"
+                + (f" by {'; '.join(sessions)}" if sessions else ""),
+                sessions,
+                fix="let that session finish (commit or roll back), or end it (SELECT pg_terminate_backend(pid)), "
+                "then try again",
+            ) from None
 
     def revision(self, dbname: str | None = None) -> str | None:
         """The Alembic revision(s) recorded in the database, or None without alembic_version."""
@@ -703,9 +740,11 @@ class Postgres:
         """
         counts: dict[str, int | None] = {}
         newer: dict[str, int] = {}
-        with self.connect(dbname) as conn:
+        with self._reading(dbname) as conn:
             try:
-                rows = conn.execute("SELECT version_num FROM alembic_version ORDER BY 1").fetchall()
+                rows = self._locked_said(
+                    conn, "alembic_version", dbname, "SELECT version_num FROM alembic_version ORDER BY 1"
+                ).fetchall()
                 revision = ",".join(r[0] for r in rows) or None
             except psycopg.errors.UndefinedTable:
                 revision = None
@@ -721,7 +760,7 @@ class Postgres:
                     )
                     params = (since if "time zone" in kind else since.replace(tzinfo=None),)
                 try:
-                    total, recent = conn.execute(query, params).fetchone()
+                    total, recent = self._locked_said(conn, table, dbname, query, params).fetchone()
                 except psycopg.errors.UndefinedTable:
                     counts[table] = None
                     continue

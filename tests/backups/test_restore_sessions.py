@@ -116,3 +116,66 @@ def test_a_pool_that_reconnects_in_a_loop_does_not_keep_the_swap_from_renaming_l
     (pre,) = copies(data_target)
     undo, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
     assert undo.state == "succeeded", (undo.result, log_text(view))
+
+
+@pytest.fixture
+def short_lock_wait(monkeypatch):
+    """Rewind waits a second, not ten, for a lock another session holds on a table it reads."""
+    from app.backups import create
+    from app.targets import dbadmin
+
+    monkeypatch.setattr(dbadmin, "LOCK_WAIT_S", 1.0)
+    monkeypatch.setattr(create, "LOCK_WAIT_S", 1.0)
+
+
+def _migration(url: str, table: str) -> psycopg.Connection:
+    """A migration that took its table's lock and was left idle in its transaction."""
+    conn = psycopg.connect(url, application_name="migration")
+    conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    return conn
+
+
+def test_a_key_table_locked_by_a_session_fails_the_compare_naming_it_instead_of_waiting_for_it(
+    app, runner, data_target, short_lock_wait
+):
+    name = backup_now(app, data_target)
+    data_target.execute("DELETE FROM orders WHERE id > 10")
+    before = data_target.snapshot()
+    migration = _migration(data_target.url, "orders")
+    try:
+        job, view = run(app, "restore_backup", data_target.name, backup=name)
+        assert job.state == "failed", log_text(view)
+        assert [s.state for s in view.steps[2:5]] == ["succeeded", "failed", "not_run"]
+        assert "could not read orders in" in job.result and "locked for more than 1 s" in job.result, job.result
+        assert '("migration")' in job.result and "idle in transaction" in job.result, job.result
+        assert "pg_terminate_backend" in job.result
+        assert copies(data_target) == []  # the scratch was dropped
+        assert not migration.closed  # nothing before the stop ends the application's sessions
+
+        made, view = run(app, "backup", data_target.name)  # a key table is counted for the manifest first
+        assert made.state == "failed" and "could not read orders" in made.result, made.result
+    finally:
+        migration.rollback()
+        migration.close()
+    assert data_target.snapshot() == before
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert len(data_target.rows("orders")) == 20
+
+
+def test_a_backup_whose_table_another_session_holds_locked_fails_instead_of_waiting_for_it(
+    app, runner, data_target, short_lock_wait
+):
+    data_target.execute("CREATE TABLE visits (id integer PRIMARY KEY)")
+    migration = _migration(data_target.url, "visits")
+    try:
+        job, view = run(app, "backup", data_target.name)
+        assert job.state == "failed", log_text(view)
+        assert "LOCK TABLE public.visits" in job.result, job.result
+        assert "a session held a lock on a table for more than 1 s" in job.result, job.result
+    finally:
+        migration.rollback()
+        migration.close()
+    assert [p for p in data_target.backup_dir.iterdir() if p.name.endswith(".gpg")] == []
+    backup_now(app, data_target)
