@@ -369,9 +369,21 @@ def check_copyable(setup: BackupSetup) -> str | None:
     db = setup.database
     if not isinstance(db, Postgres):
         return None
-    owner = check_owner(db)
+    shape = db.shape(db.name)
+    owner = check_owner(db, shape)
+    if not shape.superuser and (others := db.other_owners(db.name, owner)):
+        # Filled as the owner with --no-owner, the copy would give these to the owner: a role that owned its
+        # tables (the application's) would find them another's after the swap.
+        said = "; ".join(f"{role} owns {example}" for role, example in others.items())
+        raise RestoreFailed(
+            f"in {db.name}, roles other than its owner {owner} own objects ({said}), and Rewind's database user "
+            f"{shape.user} is not a superuser: the restored copy would give them all to {owner}",
+            fix="put a superuser's login in database.url (it restores each object as its own owner), or give the "
+            f"objects to {owner} in the live database (REASSIGN OWNED BY … TO {pasteable(owner)}), make a new "
+            "backup and restore that",
+        )
     config = db.check_settings(db.name)
-    kept = [f"owned by {owner}"]
+    kept = [f"owned by {owner}" if shape.superuser else f"owned by {owner}, as everything in it"]
     if config.settings:
         names = ", ".join(sorted({s.name for s in config.settings}))
         kept.append(f"{len(config.settings)} setting(s) of {db.name} ({names})")

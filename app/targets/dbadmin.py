@@ -280,6 +280,32 @@ class DatabaseConfig:
     acl: tuple[Grant, ...] | None  # None: never granted or revoked, the default (PUBLIC may connect)
 
 
+# Who owns what a dump holds, outside the system's schemas and extensions: one example object per owner.
+OTHER_OWNERS = """
+SELECT pg_get_userbyid(o.owner), min(o.what) FROM (
+    SELECT c.relowner, 'table ' || c.oid::regclass::text, c.relnamespace, 'pg_class'::regclass, c.oid
+    FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+    UNION ALL
+    SELECT p.proowner, 'function ' || p.oid::regprocedure::text, p.pronamespace, 'pg_proc'::regclass, p.oid
+    FROM pg_proc p
+    UNION ALL
+    SELECT t.typowner, 'type ' || t.oid::regtype::text, t.typnamespace, 'pg_type'::regclass, t.oid
+    FROM pg_type t WHERE t.typtype IN ('e', 'd', 'r')
+    UNION ALL
+    SELECT n.nspowner, 'schema ' || n.nspname, n.oid, 'pg_namespace'::regclass, n.oid
+    FROM pg_namespace n WHERE n.nspname <> 'public'
+    UNION ALL
+    SELECT l.lomowner, 'large object ' || l.oid::text, NULL, 'pg_largeobject'::regclass, l.oid
+    FROM pg_largeobject_metadata l
+) AS o(owner, what, namespace, catalog, id)
+LEFT JOIN pg_namespace s ON s.oid = o.namespace
+WHERE pg_get_userbyid(o.owner) <> %s
+AND (o.namespace IS NULL OR (s.nspname NOT IN ('pg_catalog', 'information_schema') AND s.nspname NOT LIKE 'pg\\_%%'))
+AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.catalog AND d.objid = o.id AND d.deptype = 'e')
+GROUP BY 1 ORDER BY 1
+"""
+
+
 class DatabaseBusy(DatabaseError):
     """A database could not be renamed: sessions on it could not be ended, or kept coming back."""
 
@@ -573,6 +599,12 @@ class Postgres:
                         conn.execute(statement)
             except psycopg.Error as exc:
                 raise DatabaseError(f"could not {what} on {self.url.where()}: {str(exc).strip()}") from None
+
+    def other_owners(self, name: str, owner: str) -> dict[str, str]:
+        """Roles other than `owner` that own objects in the database (an extension's aside), each with one of them."""
+        with self.connect(name) as conn:
+            rows = conn.execute(OTHER_OWNERS, (owner,)).fetchall()
+        return dict(rows)
 
     def shape(self, name: str) -> DatabaseShape:
         """Who owns a database, its encoding and locale (provider included), and whether Rewind's user may act

@@ -11,6 +11,7 @@ import pytest
 from tests.backups.shapes import change, contents, foreign_backup, privileges, shaped_target, write_as_the_app
 from tests.backups.test_runbooks import backup_now, copies
 from tests.deployments.test_runbooks import log_text, run
+from tests.support.targets import write_targets_file
 
 
 def _superuser(pg_server, *statements: str, dbname: str = "postgres") -> None:
@@ -202,3 +203,43 @@ def test_a_backup_naming_an_owner_role_since_dropped_is_refused_with_the_role_an
     assert job.state == "succeeded", (job.result, log_text(view))
     with psycopg.connect(data_target.url) as conn:
         assert conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'ledger'").fetchone() == (gone,)
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_user_that_is_no_superuser_is_refused_before_anything_is_made_when_other_roles_own_objects(
+    app, runner, data_target, pg_server
+):
+    """Not a superuser, Rewind fills the copy as the database's owner, whom it gives everything: a role that owned
+    tables in live would lose them at the swap. Refused in the check step, naming the role and one object."""
+    suffix = secrets.token_hex(3)
+    owner, other, limited = f"shop_owner_{suffix}", f"reports_{suffix}", f"rewind_limited_{suffix}"
+    live = data_target.url.rsplit("/", 1)[1]
+    _superuser(
+        pg_server,
+        f"CREATE ROLE {owner}",
+        f"CREATE ROLE {other}",
+        f"CREATE ROLE {limited} LOGIN PASSWORD '{limited}' CREATEDB",
+        f"GRANT {owner} TO {limited}",
+        f'ALTER DATABASE "{live}" OWNER TO {owner}',
+    )
+    for table in ("user", "orders", "alembic_version"):
+        data_target.execute(f'ALTER TABLE "{table}" OWNER TO {owner}')
+    data_target.execute("CREATE TABLE monthly (id integer PRIMARY KEY)")
+    data_target.execute(f"ALTER TABLE monthly OWNER TO {other}")
+    name = backup_now(app, data_target)
+    data_target.execute("DELETE FROM orders WHERE id > 10")
+    before = data_target.snapshot()
+    write_targets_file(app, data_target.toml().replace(data_target.url, _as(pg_server, data_target.url, limited)))
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert view.steps[0].state == "failed" and view.steps[1].state == "not_run"
+    assert f"{other} owns table monthly" in job.result and f"{limited} is not a superuser" in job.result, job.result
+    assert f"REASSIGN OWNED BY … TO {owner}" in job.result, job.result
+    assert data_target.snapshot() == before and copies(data_target) == []
+
+    data_target.execute(f"REASSIGN OWNED BY {other} TO {owner}")  # as the fix says
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert "as everything in it" in log_text(view)
+    assert len(data_target.rows("orders")) == 20
