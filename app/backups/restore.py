@@ -48,6 +48,10 @@ NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "(.+?)"') 
 IN_FUNCTION = re.compile(r"(?:PL/pgSQL|SQL) function (\S+?\(.*?\))")  # a CONTEXT line: the code that failed
 UNDEFINED = re.compile(r"(?:relation|function|type|operator) .+ does not exist")
 SCHEMA_DENIED = re.compile(r"permission denied for schema (\S+)")
+KEY_SPELLING = (
+    "check the name in the target's key_tables: it is matched exactly (case included), a schema before a dot; "
+    'write a name that holds a dot or a quote in double quotes (billing."line.items")'
+)
 HASH_CHARS = 8  # of a shortened copy name: its live database's name, hashed
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -523,7 +527,7 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink, scratch: str | 
         drop_copy(setup, scratch)
     missing = [t for t, n in counts.items() if n is None]
     if missing:
-        raise RestoreFailed(f"{backup.id} restores without the key table(s) {', '.join(missing)}")
+        raise RestoreFailed(f"{backup.id} restores without the key table(s) {', '.join(missing)}", fix=KEY_SPELLING)
     if integrity not in (None, "ok"):
         raise RestoreFailed(f"{backup.id} restores to a file failing SQLite's integrity check: {integrity}")
     made_at = backup.manifest.get("revision", revision)  # recorded when Rewind made it; a foreign file says nothing

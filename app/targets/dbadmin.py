@@ -126,9 +126,22 @@ def check_identifier(name: str) -> str:
     return name
 
 
+_PART = r'"(?:[^"]|"")+"|[^".]+'
+_TABLE_NAME = re.compile(rf"(?:({_PART})\.)?({_PART})")
+
+
+def table_parts(table: str) -> tuple[str, ...]:
+    """A key table's schema (if given) and name, as the targets file writes them: `orders`, `billing.invoices`,
+    `"Orders"`, `billing."line.items"`. A bare part is the exact name (no case folding); a part in double quotes
+    is what is inside them (`""` for a quote), so a name may hold a dot."""
+    found = _TABLE_NAME.fullmatch(table)
+    if found is None:
+        return tuple(table.split(".", 1))
+    return tuple(p[1:-1].replace('""', '"') if p.startswith('"') else p for p in found.groups() if p is not None)
+
+
 def _table_ident(table: str) -> sql.Composable:
-    parts = table.split(".", 1)
-    return sql.Identifier(*parts)
+    return sql.Identifier(*table_parts(table))
 
 
 @dataclass(frozen=True)
@@ -804,7 +817,8 @@ class Postgres:
     @staticmethod
     def _time_column(conn: psycopg.Connection, table: str) -> tuple[str, str] | None:
         """The first created_at-like timestamp column of a table, with its type; None without one."""
-        schema, _, name = table.rpartition(".")
+        *schema, name = table_parts(table)
+        schema = schema[0] if schema else ""
         columns = {
             r[0]: r[1]
             for r in conn.execute(

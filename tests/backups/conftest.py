@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import tempfile
@@ -63,7 +64,7 @@ class DataTarget:
             + f"""
 [targets.{self.name}.database]
 url = "{self.url}"
-key_tables = {self.key_tables or KEY_TABLES!r}
+key_tables = {json.dumps(self.key_tables or KEY_TABLES)}
 
 [targets.{self.name}.backups]
 dir = "{self.backup_dir}"

@@ -19,7 +19,8 @@ import psycopg
 from tests.backups.conftest import RECIPIENT, DataTarget, serving
 from tests.support.targets import make_code_target
 
-SHAPED_KEY_TABLES = ["billing.invoices", "Orders", "user"]
+# As a targets file may write them: bare (the exact name), quoted, and a quoted name holding a dot.
+SHAPED_KEY_TABLES = ["billing.invoices", '"Orders"', "user", 'billing."line.items"']
 
 SCHEMA = """
 CREATE SCHEMA billing;
@@ -51,6 +52,7 @@ CREATE TABLE billing.invoices (
     doc oid,
     issued_at timestamptz NOT NULL DEFAULT '2020-01-01 00:00:00+00'
 );
+CREATE TABLE billing."line.items" (id serial PRIMARY KEY, invoice_id bigint NOT NULL, what text NOT NULL);
 CREATE TABLE billing.audit (id serial PRIMARY KEY, invoice_id bigint NOT NULL, what text NOT NULL);
 CREATE FUNCTION billing.note_invoice() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -90,9 +92,11 @@ def fill(url: str, role: str | None = None) -> None:
                 (i, f"SKU-{i}", ("new", "paid", "shipped")[i % 3], i, 100 + i),
             ).fetchone()[0]
             doc = conn.execute("SELECT lo_from_bytea(0, %s)", (f"invoice {i} pdf".encode(),)).fetchone()[0]
-            conn.execute(
-                "INSERT INTO billing.invoices (order_id, amount_cents, doc) VALUES (%s, %s, %s)", (order, i * 7, doc)
-            )
+            invoice = conn.execute(
+                "INSERT INTO billing.invoices (order_id, amount_cents, doc) VALUES (%s, %s, %s) RETURNING id",
+                (order, i * 7, doc),
+            ).fetchone()[0]
+            conn.execute('INSERT INTO billing."line.items" (invoice_id, what) VALUES (%s, %s)', (invoice, f"item {i}"))
             conn.execute("INSERT INTO events (at, what) VALUES (%s, %s)", (f"202{3 + i % 3}-06-0{i}", f"event {i}"))
         conn.execute("SELECT lo_create(0)")  # an empty large object nothing points at
         conn.execute(VIEW)
