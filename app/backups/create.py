@@ -91,6 +91,10 @@ def create_backup(
         "revision": db.revision(),
         "counts": db.counts(setup.key_tables),
     }
+    if isinstance(db, Postgres):
+        # Roles other than the database's owner that own objects in it: a restore by a login that is no
+        # superuser would give those objects to the owner, and is refused when this says there are any.
+        facts["other_owners"] = db.other_owners(db.name, db.shape(db.name).owner)
     temp = partial_path(final)
     try:
         with access(folder, "backup folder", "write"):

@@ -367,7 +367,7 @@ def check_owner(db: Postgres, shape: DatabaseShape | None = None, *, test: bool 
     return shape.owner
 
 
-def check_copyable(setup: BackupSetup) -> str | None:
+def check_copyable(setup: BackupSetup, backup: Backup | None = None) -> str | None:
     """RestoreFailed (or the adapter's SettingRefused) unless a copy of the live database can be made
     to be what it is: its owner's, with its settings and privileges. In words, what the copy will get."""
     db = setup.database
@@ -375,17 +375,28 @@ def check_copyable(setup: BackupSetup) -> str | None:
         return None
     shape = db.shape(db.name)
     owner = check_owner(db, shape)
-    if not shape.superuser and (others := db.other_owners(db.name, owner)):
-        # Filled as the owner with --no-owner, the copy would give these to the owner: a role that owned its
-        # tables (the application's) would find them another's after the swap.
-        said = "; ".join(f"{role} owns {example}" for role, example in others.items())
-        raise RestoreFailed(
-            f"in {db.name}, roles other than its owner {owner} own objects ({said}), and Rewind's database user "
-            f"{shape.user} is not a superuser: the restored copy would give them all to {owner}",
-            fix="put a superuser's login in database.url (it restores each object as its own owner), or give the "
-            f"objects to {owner} in the live database (REASSIGN OWNED BY … TO {pasteable(owner)}), make a new "
-            "backup and restore that",
-        )
+    note = ""
+    if not shape.superuser:
+        # Filled as the owner with --no-owner, the copy gives everything to the owner: a role that owned tables
+        # (the application's migrations ran as it) would find them another's after the swap.
+        recorded = (backup.manifest if backup else {}).get("other_owners")
+        others = {r: what for r, what in (recorded or {}).items() if r != owner}
+        if others:
+            said = "; ".join(f"{role} owns {example}" for role, example in others.items())
+            raise RestoreFailed(
+                f"in the backup, roles other than {db.name}'s owner {owner} own objects ({said}), and Rewind's "
+                f"database user {shape.user} is not a superuser: the restored copy would give them all to {owner}",
+                fix="put a superuser's login in database.url (it restores each object as its own owner), or give "
+                f"the objects to {owner} in the live database (REASSIGN OWNED BY … TO {pasteable(owner)}), make a "
+                "new backup and restore that",
+            )
+        if recorded is None and (live := db.other_owners(db.name, owner)):
+            # A backup Rewind did not make says nothing of its owners: live's, as a warning.
+            said = "; ".join(f"{role} owns {example}" for role, example in live.items())
+            note = (
+                f"; ! not known from the backup: in live, roles other than {owner} own objects ({said}), and what "
+                f"of theirs the backup holds becomes {owner}'s (a superuser's login would keep their owners)"
+            )
     config = db.check_settings(db.name)
     kept = [f"owned by {owner}" if shape.superuser else f"owned by {owner}, as everything in it"]
     if config.settings:
@@ -393,7 +404,7 @@ def check_copyable(setup: BackupSetup) -> str | None:
         kept.append(f"{len(config.settings)} setting(s) of {db.name} ({names})")
     if config.acl is not None:
         kept.append(f"its privileges ({len(config.acl)} grant(s))")
-    return "the copy will be " + kept[0] + (", with " + " and ".join(kept[1:]) if kept[1:] else "")
+    return "the copy will be " + kept[0] + (", with " + " and ".join(kept[1:]) if kept[1:] else "") + note
 
 
 def _failed(result, what: str, *, as_owners: bool = False, fill_role: str | None = None) -> RestoreFailed:

@@ -165,7 +165,7 @@ def check_restore(ctx: JobContext) -> None:
             checksum = pool.submit(check_checksum, backup)
             envelope = pool.submit(check_envelope, setup, backup)
         space = pool.submit(check_space, setup, backup)
-        copyable = pool.submit(check_copyable, setup)
+        copyable = pool.submit(check_copyable, setup, backup)
         check_matches(setup, backup)
         if known:
             ctx.log(f"  ✓ {envelope.result()}")
