@@ -37,6 +37,10 @@ def test_a_database_shaped_like_an_application_s_restores_and_undoes_whole(app, 
     assert changed != before
     assert len(before["large objects"]) == 9 and len(before["billing.revenue"]) == 8 and before["triggers"]
 
+    tested, view = run(app, "verify_backup", shaped.name, backup=name, level="restore-test")
+    assert tested.state == "succeeded", (tested.result, log_text(view))
+    assert '"Orders" 8, user 8, billing."line.items" 8' in tested.result, tested.result
+
     job, view = run(app, "restore_backup", shaped.name, backup=name)
     text = log_text(view)
     assert job.state == "succeeded", (job.result, text)
