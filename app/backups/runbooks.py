@@ -235,8 +235,8 @@ def inspect_scratch(ctx: JobContext) -> None:
         lost = sum(found.newer.values())
         if found.newer:
             ctx.log(f"the restore rolls back {lost} row(s) written to the key tables after the backup")
-        if absent := [t for t, n in found.live.items() if n is None]:
-            ctx.log(f"note: the key table(s) {', '.join(absent)} are not in the live database either: {KEY_SPELLING}")
+        if absent := [t for t, n in found.live.items() if n is None and found.restored.get(t) is None]:
+            ctx.log(f"note: the key table(s) {', '.join(absent)} are in neither live nor the copy: {KEY_SPELLING}")
         problems = [t for t, n in found.restored.items() if n is None and found.live.get(t) is not None]
         if problems:
             raise StepFailed(f"the restored copy lacks key table(s) {', '.join(problems)}")

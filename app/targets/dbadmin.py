@@ -740,7 +740,11 @@ class Postgres:
         """A connection for reading the key tables that waits at most LOCK_WAIT_S for a table's lock: a session
         holding one (a migration left idle in its transaction) must not hold a job up for as long as it stays."""
         conn = self.connect(dbname)
-        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(LOCK_WAIT_S * 1000)}ms")))
+        try:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(LOCK_WAIT_S * 1000)}ms")))
+        except psycopg.Error as exc:
+            conn.close()
+            raise DatabaseError(f"{self.url.where()}: {str(exc).strip()}") from None
         return conn
 
     def _locked_said(self, conn: psycopg.Connection, table: str, dbname: str | None, query, params=()):

@@ -116,4 +116,4 @@ def test_a_key_table_spelled_unlike_its_table_is_said_with_how_to_write_it(app, 
 
     job, view = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "succeeded", (job.result, log_text(view))
-    assert "the key table(s) Orders are not in the live database either: check the name" in log_text(view)
+    assert "the key table(s) Orders are in neither live nor the copy: check the name" in log_text(view)
