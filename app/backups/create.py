@@ -17,7 +17,7 @@ from pathlib import Path
 from app.backups.catalog import Backup, access, now_utc, partial_path, sha256_of, sync_dir
 from app.backups.setup import BackupSetup
 from app.targets.command import Sink, Stage, run_pipeline
-from app.targets.dbadmin import Postgres, Sqlite
+from app.targets.dbadmin import LOCK_WAIT_S, Postgres, Sqlite
 from app.targets.errors import TargetError
 
 DUMP_TIMEOUT_S = 6 * 3600
@@ -40,7 +40,15 @@ def _final_name(setup: BackupSetup, stamp: str, suffix: str) -> Path:
 
 def _failure(result, what: str) -> BackupFailed:
     stage = result.failed
-    return BackupFailed(f"{what}: {stage.failure() if stage else 'a stage failed'}")
+    # pg_dump waits for its locks under a statement_timeout, and says the LOCK TABLE it gave up on
+    locked = stage is not None and any("Query was: LOCK TABLE" in line for line in stage.stderr_tail)
+    return BackupFailed(
+        f"{what}: {stage.failure() if stage else 'a stage failed'}",
+        fix=f"a session held a lock on a table for more than {LOCK_WAIT_S:g} s (the query above names it): let it "
+        "finish or end it, then back up again"
+        if locked
+        else "",
+    )
 
 
 def create_backup(
@@ -81,6 +89,10 @@ def create_backup(
         "revision": db.revision(),
         "counts": db.counts(setup.key_tables),
     }
+    if isinstance(db, Postgres):
+        # Roles other than the database's owner that own objects in it: a restore by a login that is no
+        # superuser would give those objects to the owner, and is refused when this says there are any.
+        facts["other_owners"] = db.other_owners(db.name, db.shape(db.name).owner)
     temp = partial_path(final)
     try:
         with access(folder, "backup folder", "write"):
@@ -118,7 +130,10 @@ def create_backup(
 
 
 def _dump_postgres(db: Postgres, encrypt: list[str], setup: BackupSetup, sink: Sink, out) -> None:
-    dump = [db.tool("pg_dump"), "--format=custom", "--no-password", *db.url.tool_args()]
+    # A table locked by another session (a migration left idle in its transaction) fails the backup after a while
+    # instead of holding the job, and with it the target, for as long as that session stays.
+    wait = f"--lock-wait-timeout={int(LOCK_WAIT_S * 1000)}"
+    dump = [db.tool("pg_dump"), "--format=custom", wait, "--no-password", *db.url.tool_args()]
     result = run_pipeline(
         [
             Stage.of(dump, "pg_dump", env=db.url.tool_env(setup.target.command_env())),

@@ -36,12 +36,22 @@ from app.targets.dbadmin import (
     SpaceUnknown,
     Sqlite,
     check_identifier,
+    pasteable,
 )
 from app.targets.errors import TargetError
 
 RESTORE_TIMEOUT_S = 12 * 3600
 STAMP = "%Y%m%d%H%M%S"
 KINDS = ("restore", "pre_restore", "undone", "test")  # test: a restore test's scratch, dropped at its end
+MISSING_ROLE = re.compile(r'role "(.+?)" does not exist')  # the server's words, as pg_restore and psql relay them
+NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "(.+?)"')  # PostgreSQL 15; 16 and newer
+IN_FUNCTION = re.compile(r"(?:PL/pgSQL|SQL) function (\S+?\(.*?\))")  # a CONTEXT line: the code that failed
+UNDEFINED = re.compile(r"(?:relation|function|type|operator) .+ does not exist")
+SCHEMA_DENIED = re.compile(r"permission denied for schema (\S+)")
+KEY_SPELLING = (
+    "check the name in the target's key_tables: it is matched exactly (case included), a schema before a dot; "
+    'write a name that holds a dot or a quote in double quotes (billing."line.items")'
+)
 HASH_CHARS = 8  # of a shortened copy name: its live database's name, hashed
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -220,15 +230,24 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
         db.create(scratch, like=db.name, shape=shape, config=config)
         try:
             env = db.url.tool_env(setup.target.command_env())
-            if not as_self:
+            # A superuser restores each object of a custom dump as the owner the dump names (SET SESSION
+            # AUTHORIZATION): tables the application's migrations made as a role that does not own the database
+            # stay that role's, their grants keep their grantor, and their code (a CHECK constraint's function,
+            # an index expression) runs as that owner. A role the dump names must exist (see _failed).
+            own_owners = backup.format == "custom" and shape.superuser and not as_self
+            if not as_self and not own_owners:
                 # Everything restored belongs to the live database's owner, as the database itself does: after
                 # the swap the application's role finds its tables its own, whoever Rewind connects as.
                 as_owner = "-c role=" + owner.replace("\\", "\\\\").replace(" ", "\\ ")  # PGOPTIONS escapes
                 env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {as_owner}".strip()
+            if shape.superuser and not as_self:
+                # Given to a role (by the dump, or the role made it) that needs CREATE there: before the fill,
+                # since the dump's own grants come after its objects.
+                db.copy_public_schema(db.name, scratch)
             if backup.format == "custom":
                 loader = [
                     db.tool("pg_restore"),
-                    "--no-owner",
+                    "--use-set-session-authorization" if own_owners else "--no-owner",
                     # Default privileges FOR ROLE <owner> need its membership: a copy filled as Rewind's own
                     # user takes none of the privileges, which no count depends on.
                     *(["--no-privileges"] if as_self else []),
@@ -259,7 +278,8 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                     [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
                 )
             if not result.ok:
-                raise _failed(result, f"the restore into {scratch} failed")
+                fill_role = None if as_self or own_owners else owner
+                raise _failed(result, f"the restore into {scratch} failed", as_owners=own_owners, fill_role=fill_role)
             # A dump without --create carries none of the database's own settings (search_path, timeouts, for
             # every role or one): given now, once filled, so none of them (a statement_timeout, a read-only
             # default) can stand in the fill's way; after the swap they are live's as before.
@@ -347,29 +367,92 @@ def check_owner(db: Postgres, shape: DatabaseShape | None = None, *, test: bool 
     return shape.owner
 
 
-def check_copyable(setup: BackupSetup) -> str | None:
+def check_copyable(setup: BackupSetup, backup: Backup | None = None) -> str | None:
     """RestoreFailed (or the adapter's SettingRefused) unless a copy of the live database can be made
     to be what it is: its owner's, with its settings and privileges. In words, what the copy will get."""
     db = setup.database
     if not isinstance(db, Postgres):
         return None
-    owner = check_owner(db)
+    shape = db.shape(db.name)
+    owner = check_owner(db, shape)
+    note = ""
+    if not shape.superuser:
+        # Filled as the owner with --no-owner, the copy gives everything to the owner: a role that owned tables
+        # (the application's migrations ran as it) would find them another's after the swap.
+        recorded = (backup.manifest if backup else {}).get("other_owners")
+        others = {r: what for r, what in (recorded or {}).items() if r != owner}
+        if others:
+            said = "; ".join(f"{role} owns {example}" for role, example in others.items())
+            raise RestoreFailed(
+                f"in the backup, roles other than {db.name}'s owner {owner} own objects ({said}), and Rewind's "
+                f"database user {shape.user} is not a superuser: the restored copy would give them all to {owner}",
+                fix="put a superuser's login in database.url (it restores each object as its own owner), or give "
+                f"the objects to {owner} in the live database (REASSIGN OWNED BY … TO {pasteable(owner)}), make a "
+                "new backup and restore that",
+            )
+        if recorded is None and (live := db.other_owners(db.name, owner)):
+            # A backup Rewind did not make says nothing of its owners: live's, as a warning.
+            said = "; ".join(f"{role} owns {example}" for role, example in live.items())
+            note = (
+                f"; ! not known from the backup: in live, roles other than {owner} own objects ({said}), and what "
+                f"of theirs the backup holds becomes {owner}'s (a superuser's login would keep their owners)"
+            )
     config = db.check_settings(db.name)
-    kept = [f"owned by {owner}"]
+    kept = [f"owned by {owner}" if shape.superuser else f"owned by {owner}, as everything in it"]
     if config.settings:
         names = ", ".join(sorted({s.name for s in config.settings}))
         kept.append(f"{len(config.settings)} setting(s) of {db.name} ({names})")
     if config.acl is not None:
         kept.append(f"its privileges ({len(config.acl)} grant(s))")
-    return "the copy will be " + kept[0] + (", with " + " and ".join(kept[1:]) if kept[1:] else "")
+    return "the copy will be " + kept[0] + (", with " + " and ".join(kept[1:]) if kept[1:] else "") + note
 
 
-def _failed(result, what: str) -> RestoreFailed:
+def _failed(result, what: str, *, as_owners: bool = False, fill_role: str | None = None) -> RestoreFailed:
+    """`as_owners`: the fill restored each object as its owner, who may lack a privilege it was never asked for;
+    `fill_role`: the role the fill ran as, which the backup may give objects it cannot act as."""
     stage = result.failed
+    tail = stage.stderr_tail if stage else ()
+    # pg_restore ends with the statement that failed ("Command was: CREATE TABLE …"): the error itself comes first
+    error = next((line for line in tail if "ERROR:" in line), None)
     fix = "the live database was not touched"
+    missing = sorted({m.group(1) for line in tail for m in MISSING_ROLE.finditer(line)})
+    if missing:
+        roles = ", ".join(missing)
+        fix += (
+            f"; the backup's objects belong to role(s) {roles}, which this server does not have: create them "
+            f"({'; '.join(f'CREATE ROLE {pasteable(r)}' for r in missing)}) and restore again"
+        )
+    denied = next((m.group(1) for line in tail if (m := SCHEMA_DENIED.search(line))), None)
+    if as_owners and denied:
+        fix += (
+            f"; each object is restored as its owner, and the owner of the object named above may not create in "
+            f"schema {denied} (it was given the object, not the right to make it): "
+            + (
+                "GRANT CREATE ON SCHEMA public TO that owner in the live database (the scratch copy gets the "
+                "public schema's grants before it is filled), then restore again"
+                if denied == "public"
+                else f"the grants of schema {denied} are restored after its objects: give the object to the "
+                f"schema's owner in the live database, make a new backup and restore that"
+            )
+        )
+    function = next((m.group(1) for line in tail if (m := IN_FUNCTION.search(line))), None)
+    if function and any(UNDEFINED.search(line) and not MISSING_ROLE.search(line) for line in tail):
+        schema = function.split(".", 1)[0] if "." in function.split("(", 1)[0] else "public"
+        fix += (
+            f"; a restore runs with an empty search_path (as pg_dump writes it), and {function} names a table or "
+            f"function without its schema: in the live database, ALTER FUNCTION {function} SET search_path = "
+            f"{schema} (or write the schema into its names), then make a new backup and restore that"
+        )
+    other = next((m.group(1) for line in tail if (m := NOT_MEMBER.search(line))), None)
+    if fill_role and other:
+        fix += (
+            f"; the backup gives objects to role {other}, and the copy is filled as the live database's owner "
+            f"{fill_role}, who cannot act as {other}: GRANT {pasteable(other)} TO {pasteable(fill_role)}, then "
+            "restore again (or restore a custom-format backup, which a superuser fills as each object's owner)"
+        )
     if stage is not None and stage.name == "sqlguard":
         fix += "; restore a plain dump of one database made without --create/--clean (not pg_dumpall)"
-    return RestoreFailed(f"{what}: {stage.failure() if stage else 'a stage failed'}", fix=fix)
+    return RestoreFailed(f"{what}: {stage.failure(lead=error) if stage else 'a stage failed'}", fix=fix)
 
 
 def drop_copy(setup: BackupSetup, name: str) -> None:
@@ -447,7 +530,7 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink, scratch: str | 
         drop_copy(setup, scratch)
     missing = [t for t, n in counts.items() if n is None]
     if missing:
-        raise RestoreFailed(f"{backup.id} restores without the key table(s) {', '.join(missing)}")
+        raise RestoreFailed(f"{backup.id} restores without the key table(s) {', '.join(missing)}", fix=KEY_SPELLING)
     if integrity not in (None, "ok"):
         raise RestoreFailed(f"{backup.id} restores to a file failing SQLite's integrity check: {integrity}")
     made_at = backup.manifest.get("revision", revision)  # recorded when Rewind made it; a foreign file says nothing

@@ -18,6 +18,7 @@ from app.auth.roles import Role
 from app.backups import captures, expiry, retention, schedule
 from app.backups.catalog import access, now_utc
 from app.backups.restore import (
+    KEY_SPELLING,
     Copy,
     SwapHalfDone,
     check_copyable,
@@ -195,7 +196,7 @@ def check_restore(ctx: JobContext) -> None:
             checksum = pool.submit(check_checksum, backup)
             envelope = pool.submit(check_envelope, setup, backup)
         space = pool.submit(check_space, setup, backup)
-        copyable = pool.submit(check_copyable, setup)
+        copyable = pool.submit(check_copyable, setup, backup)
         check_matches(setup, backup)
         if known:
             ctx.log(f"  ✓ {envelope.result()}")
@@ -265,6 +266,8 @@ def inspect_scratch(ctx: JobContext) -> None:
         lost = sum(found.newer.values())
         if found.newer:
             ctx.log(f"the restore rolls back {lost} row(s) written to the key tables after the backup")
+        if absent := [t for t, n in found.live.items() if n is None and found.restored.get(t) is None]:
+            ctx.log(f"note: the key table(s) {', '.join(absent)} are in neither live nor the copy: {KEY_SPELLING}")
         problems = [t for t, n in found.restored.items() if n is None and found.live.get(t) is not None]
         if problems:
             raise StepFailed(f"the restored copy lacks key table(s) {', '.join(problems)}")

@@ -391,10 +391,15 @@ class StageResult:
     def ended(self) -> str:
         return ended(self.returncode)
 
-    def failure(self, lines: int = 6) -> str:
+    def failure(self, lines: int = 6, *, lead: str | None = None) -> str:
         """This failed stage in words: its name, how it ended, then its last stderr lines, or that it said
-        nothing and the exact command to run by hand. Only stderr is known: a stage's stdout is its data."""
+        nothing and the exact command to run by hand. Only stderr is known: a stage's stdout is its data.
+
+        `lead`: a line of its stderr to show first when the tail has scrolled past it (the error itself, where a
+        tool ends with the statement that failed)."""
         said = [line for line in self.stderr_tail if line.strip()][-lines:]
+        if lead is not None and lead not in said:
+            said.insert(0, lead)
         if said:
             return f"{self.name} {self.ended}:\n  " + "\n  ".join(said)
         return f"{self.name} {self.ended} and {said_nothing(self.argv, on='stderr')}"

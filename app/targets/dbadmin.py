@@ -33,6 +33,8 @@ from app.targets.errors import TargetError
 PG_INSTALLS = "/usr/lib/postgresql/*/bin"
 CONNECT_TIMEOUT_S = 10
 VERSION_TIMEOUT_S = 20
+LOCK_WAIT_S = 10.0  # how long a read of a key table waits for another session's lock on it
+RENAME_ATTEMPTS = 5  # each waits up to 5 s (the server's own wait) for ended sessions to go
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; a swap must never act on a truncated one
 TIME_COLUMNS = ("created_at", "inserted_at", "updated_at")
 TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
@@ -124,9 +126,22 @@ def check_identifier(name: str) -> str:
     return name
 
 
+_PART = r'"(?:[^"]|"")+"|[^".]+'
+_TABLE_NAME = re.compile(rf"(?:({_PART})\.)?({_PART})")
+
+
+def table_parts(table: str) -> tuple[str, ...]:
+    """A key table's schema (if given) and name, as the targets file writes them: `orders`, `billing.invoices`,
+    `"Orders"`, `billing."line.items"`. A bare part is the exact name (no case folding); a part in double quotes
+    is what is inside them (`""` for a quote), so a name may hold a dot."""
+    found = _TABLE_NAME.fullmatch(table)
+    if found is None:
+        return tuple(table.split(".", 1))
+    return tuple(p[1:-1].replace('""', '"') if p.startswith('"') else p for p in found.groups() if p is not None)
+
+
 def _table_ident(table: str) -> sql.Composable:
-    parts = table.split(".", 1)
-    return sql.Identifier(*parts)
+    return sql.Identifier(*table_parts(table))
 
 
 @dataclass(frozen=True)
@@ -141,6 +156,7 @@ class DatabaseShape:
     locale: str | None = None  # the ICU (or builtin) locale: daticulocale on PG 15/16, datlocale on PG 17+
     icu_rules: str | None = None  # daticurules (PG 16+): tailoring of the ICU collation
     server_num: int = 0  # the server's version as a number (150008): which of the words above it knows
+    superuser: bool = False  # Rewind's user is a superuser: it may restore each object as its own owner
 
     def locale_clause(self) -> sql.Composable:
         """The words of CREATE DATABASE that give a new database this one's locale provider (PG 15+).
@@ -207,7 +223,7 @@ def split_setting_list(value: str) -> list[str]:
     return names
 
 
-def _pasteable(name: str) -> str:
+def pasteable(name: str) -> str:
     """A name as it must be typed in SQL: as it is when it is a plain lower-case word, else double-quoted."""
     if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
         return name
@@ -243,11 +259,11 @@ class Setting:
 
     def _who(self, dbname: str) -> str:
         """The ALTER of a statement to paste: names quoted where psql would need them."""
-        database = _pasteable(dbname)
+        database = pasteable(dbname)
         return (
             f"ALTER DATABASE {database}"
             if self.role is None
-            else f"ALTER ROLE {_pasteable(self.role)} IN DATABASE {database}"
+            else f"ALTER ROLE {pasteable(self.role)} IN DATABASE {database}"
         )
 
 
@@ -275,6 +291,48 @@ class DatabaseConfig:
 
     settings: tuple[Setting, ...]
     acl: tuple[Grant, ...] | None  # None: never granted or revoked, the default (PUBLIC may connect)
+
+
+# Who owns what a dump holds, outside the system's schemas and extensions: one example object per owner.
+OTHER_OWNERS = """
+SELECT pg_get_userbyid(o.owner), min(o.what) FROM (
+    SELECT c.relowner, 'table ' || c.oid::regclass::text, c.relnamespace, 'pg_class'::regclass, c.oid
+    FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+    UNION ALL
+    SELECT p.proowner, 'function ' || p.oid::regprocedure::text, p.pronamespace, 'pg_proc'::regclass, p.oid
+    FROM pg_proc p
+    UNION ALL
+    SELECT t.typowner, 'type ' || t.oid::regtype::text, t.typnamespace, 'pg_type'::regclass, t.oid
+    FROM pg_type t WHERE t.typtype IN ('e', 'd', 'r')
+    UNION ALL
+    SELECT n.nspowner, 'schema ' || n.nspname, n.oid, 'pg_namespace'::regclass, n.oid
+    FROM pg_namespace n WHERE n.nspname <> 'public'
+    UNION ALL
+    SELECT l.lomowner, 'large object ' || l.oid::text, NULL, 'pg_largeobject'::regclass, l.oid
+    FROM pg_largeobject_metadata l
+) AS o(owner, what, namespace, catalog, id)
+LEFT JOIN pg_namespace s ON s.oid = o.namespace
+WHERE pg_get_userbyid(o.owner) <> %s
+AND (o.namespace IS NULL OR (s.nspname NOT IN ('pg_catalog', 'information_schema') AND s.nspname NOT LIKE 'pg\\_%%'))
+AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.catalog AND d.objid = o.id AND d.deptype = 'e')
+GROUP BY 1 ORDER BY 1
+"""
+
+
+class DatabaseBusy(DatabaseError):
+    """A database could not be renamed: sessions on it could not be ended, or kept coming back."""
+
+    def __init__(self, message: str, sessions: list[str], fix: str = "") -> None:
+        super().__init__(message, fix=fix)
+        self.sessions = sessions
+
+
+class TableLocked(DatabaseError):
+    """A key table stayed locked by another session for longer than Rewind waits to read it."""
+
+    def __init__(self, message: str, sessions: list[str], fix: str = "") -> None:
+        super().__init__(message, fix=fix)
+        self.sessions = sessions
 
 
 class SpaceUnknown(DatabaseError):
@@ -504,6 +562,42 @@ class Postgres:
         ]
         self._in_one_transaction(statements, f"give {name} the privileges of its live database")
 
+    def copy_public_schema(self, source: str, name: str) -> None:
+        """Give a new database's `public` schema the owner and grants it has in `source`, before a dump is restored
+        into it object by object as each one's owner: the migration role granted CREATE there must be able to
+        create its tables before the dump's own GRANTs, which come last, are restored."""
+        with self.connect(source) as conn:
+            found = conn.execute(
+                "SELECT pg_get_userbyid(n.nspowner), "
+                "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, "
+                "a.is_grantable FROM pg_namespace n LEFT JOIN LATERAL aclexplode(n.nspacl) a ON true "
+                "WHERE n.nspname = 'public'"
+            ).fetchall()
+        if not found:
+            return
+        statements: list[sql.Composable] = []
+        owner = found[0][0]
+        if owner != "pg_database_owner":
+            statements.append(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner)))
+        for _, grantee, privilege, grantable in found:
+            if privilege not in ("USAGE", "CREATE"):
+                continue
+            to = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
+            option = sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")
+            statements.append(sql.SQL("GRANT {} ON SCHEMA public TO {}{}").format(sql.SQL(privilege), to, option))
+        if not statements:
+            return
+        with self.connect(name) as conn:
+            try:
+                with conn.transaction():
+                    for statement in statements:
+                        conn.execute(statement)
+            except psycopg.Error as exc:
+                raise DatabaseError(
+                    f"could not give {name}'s schema public the owner and grants it has in {source} on "
+                    f"{self.url.where()}: {str(exc).strip()}"
+                ) from None
+
     def copy_settings(self, config: DatabaseConfig, name: str) -> None:
         """Give a database the settings `config` holds (ALTER DATABASE/ROLE … SET), in one transaction."""
         self._in_one_transaction(
@@ -521,6 +615,12 @@ class Postgres:
             except psycopg.Error as exc:
                 raise DatabaseError(f"could not {what} on {self.url.where()}: {str(exc).strip()}") from None
 
+    def other_owners(self, name: str, owner: str) -> dict[str, str]:
+        """Roles other than `owner` that own objects in the database (an extension's aside), each with one of them."""
+        with self.connect(name) as conn:
+            rows = conn.execute(OTHER_OWNERS, (owner,)).fetchall()
+        return dict(rows)
+
     def shape(self, name: str) -> DatabaseShape:
         """Who owns a database, its encoding and locale (provider included), and whether Rewind's user may act
         as that owner. The locale provider's columns differ by server version: read the ones this server has."""
@@ -532,42 +632,65 @@ class Postgres:
             row = conn.execute(
                 sql.SQL(
                     "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
-                    "current_user, pg_has_role(current_user, d.datdba, 'MEMBER'), {}, {}, {} "
+                    "current_user, pg_has_role(current_user, d.datdba, 'MEMBER'), {}, {}, {}, "
+                    "(SELECT rolsuper FROM pg_roles WHERE rolname = session_user) "
                     "FROM pg_database d WHERE d.datname = %s"
                 ).format(sql.SQL(provider), sql.SQL(locale), sql.SQL(rules)),
                 (name,),
             ).fetchone()
         if row is None:
             raise DatabaseError(f"there is no database {name!r} on {self.url.where()}", fix="check database.url")
-        return DatabaseShape(*row, server_num=num)
+        return DatabaseShape(*row[:9], server_num=num, superuser=bool(row[9]))
 
     def drop(self, name: str) -> None:
         check_identifier(name)
         self.end_connections(name)
         self._ddl(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)), f"drop {name}")
 
-    def rename(self, old: str, new: str, attempts: int = 5) -> None:
-        """Rename a database after ending its sessions (a rename needs it idle); DatabaseError if it stays busy."""
+    def rename(self, old: str, new: str, attempts: int = RENAME_ATTEMPTS) -> None:
+        """Rename a database after ending its sessions (a rename needs it idle); DatabaseError if it stays busy.
+
+        The sessions are ended once more in the rename's own round trip: a pool that reconnects as soon as its
+        connections are ended was otherwise back before the rename, which then waited for it and gave up. Once
+        the rename holds the database's lock, a connection that comes waits for it, then finds no such database.
+        """
         check_identifier(old)
         check_identifier(new)
         statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
-        for attempt in range(attempts):
+        for _ in range(attempts):
             refused = self.end_connections(old)
             try:
-                self._ddl(statement, f"rename {old} to {new}")
+                self._ddl(sql.SQL("{}; {}").format(_end_sessions(old), statement), f"rename {old} to {new}")
                 return
             except DatabaseError as exc:
                 if "being accessed by other users" not in exc.message:
                     raise
                 if refused:
-                    raise DatabaseError(
+                    raise DatabaseBusy(
                         f"could not rename {old} to {new} on {self.url.where()}: {len(refused)} session(s) on {old} "
                         f"that Rewind's database user {self.url.user} may not end: {'; '.join(refused)}",
+                        refused,
                         fix=f"end them (pg_terminate_backend as a superuser), or grant {self.url.user} the "
                         "pg_signal_backend role, then try again",
                     ) from None
-                if attempt == attempts - 1:
-                    raise
+        still = self.sessions(old)
+        raise DatabaseBusy(
+            f"could not rename {old} to {new} on {self.url.where()}: new sessions kept connecting to {old} as fast "
+            f"as they were ended ({attempts} attempts)" + (f": {'; '.join(still)}" if still else ""),
+            still,
+            fix=f"stop what keeps connecting to {old} (another copy of the application, a worker, a pooler such as "
+            "pgbouncer) and try again; nothing was renamed",
+        )
+
+    def sessions(self, name: str) -> list[str]:
+        """The other sessions on a database, in words (pid, user, application, client)."""
+        with self.connect("postgres") as conn:
+            rows = conn.execute(
+                "SELECT pid, usename, application_name, client_addr::text FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid() ORDER BY pid",
+                (name,),
+            ).fetchall()
+        return [_session_words(*row) for row in rows]
 
     def end_connections(self, name: str) -> list[str]:
         """End every other session on the database; the ones this user may not end, in words (pid, user, app)."""
@@ -583,8 +706,7 @@ class Postgres:
                     try:
                         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
                     except psycopg.errors.InsufficientPrivilege:
-                        said = f"pid {pid} of user {user or 'unknown'}"
-                        refused.append(said + (f' ("{application}")' if application else ""))
+                        refused.append(_session_words(pid, user, application))
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"could not end the sessions on {name} on {self.url.where()}: {str(exc).strip()}",
@@ -607,14 +729,46 @@ class Postgres:
     def counts(self, tables: Sequence[str], dbname: str | None = None) -> dict[str, int | None]:
         """Rows per table; None for a table that is not there."""
         found: dict[str, int | None] = {}
-        with self.connect(dbname) as conn:
+        with self._reading(dbname) as conn:
             for table in tables:
                 try:
                     query = sql.SQL("SELECT count(*) FROM {}").format(_table_ident(table))
-                    found[table] = int(conn.execute(query).fetchone()[0])
+                    found[table] = int(self._locked_said(conn, table, dbname, query).fetchone()[0])
                 except psycopg.errors.UndefinedTable:
                     found[table] = None
         return found
+
+    def _reading(self, dbname: str | None) -> psycopg.Connection:
+        """A connection for reading the key tables that waits at most LOCK_WAIT_S for a table's lock: a session
+        holding one (a migration left idle in its transaction) must not hold a job up for as long as it stays."""
+        conn = self.connect(dbname)
+        try:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(LOCK_WAIT_S * 1000)}ms")))
+        except psycopg.Error as exc:
+            conn.close()
+            raise DatabaseError(f"{self.url.where()}: {str(exc).strip()}") from None
+        return conn
+
+    def _locked_said(self, conn: psycopg.Connection, table: str, dbname: str | None, query, params=()):
+        """Run a read of `table`; TableLocked names the sessions holding a lock it waited for in vain."""
+        try:
+            return conn.execute(query, params)
+        except psycopg.errors.LockNotAvailable:
+            holders = conn.execute(
+                "SELECT DISTINCT a.pid, a.usename, a.application_name, a.client_addr::text, a.state FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND l.mode = 'AccessExclusiveLock' "
+                "AND l.relation = to_regclass(%s) AND a.pid <> pg_backend_pid() ORDER BY a.pid",
+                (_table_ident(table).as_string(conn),),
+            ).fetchall()
+            sessions = [_session_words(*row[:4]) + (f", {row[4]}" if row[4] else "") for row in holders]
+            where = dbname or self.name
+            raise TableLocked(
+                f"could not read {table} in {where} on {self.url.where()}: locked for more than {LOCK_WAIT_S:g} s"
+                + (f" by {'; '.join(sessions)}" if sessions else ""),
+                sessions,
+                fix="let that session finish (commit or roll back), or end it (SELECT pg_terminate_backend(pid)), "
+                "then try again",
+            ) from None
 
     def revision(self, dbname: str | None = None) -> str | None:
         """The Alembic revision(s) recorded in the database, or None without alembic_version."""
@@ -637,9 +791,11 @@ class Postgres:
         """
         counts: dict[str, int | None] = {}
         newer: dict[str, int] = {}
-        with self.connect(dbname) as conn:
+        with self._reading(dbname) as conn:
             try:
-                rows = conn.execute("SELECT version_num FROM alembic_version ORDER BY 1").fetchall()
+                rows = self._locked_said(
+                    conn, "alembic_version", dbname, "SELECT version_num FROM alembic_version ORDER BY 1"
+                ).fetchall()
                 revision = ",".join(r[0] for r in rows) or None
             except psycopg.errors.UndefinedTable:
                 revision = None
@@ -655,7 +811,7 @@ class Postgres:
                     )
                     params = (since if "time zone" in kind else since.replace(tzinfo=None),)
                 try:
-                    total, recent = conn.execute(query, params).fetchone()
+                    total, recent = self._locked_said(conn, table, dbname, query, params).fetchone()
                 except psycopg.errors.UndefinedTable:
                     counts[table] = None
                     continue
@@ -667,7 +823,8 @@ class Postgres:
     @staticmethod
     def _time_column(conn: psycopg.Connection, table: str) -> tuple[str, str] | None:
         """The first created_at-like timestamp column of a table, with its type; None without one."""
-        schema, _, name = table.rpartition(".")
+        *schema, name = table_parts(table)
+        schema = schema[0] if schema else ""
         columns = {
             r[0]: r[1]
             for r in conn.execute(
@@ -694,6 +851,22 @@ class Postgres:
                 stamp = when if "time zone" in kind else when.replace(tzinfo=None)
                 newer[table] = int(conn.execute(query, (stamp,)).fetchone()[0])
         return newer
+
+
+def _session_words(pid: int, user: str | None, application: str | None, client: str | None = None) -> str:
+    said = f"pid {pid} of user {user or 'unknown'}" + (f' ("{application}")' if application else "")
+    return said + (f" from {client}" if client else "")
+
+
+def _end_sessions(dbname: str) -> sql.Composable:
+    """A DO block ending every other session on a database (the ones this user may not end are left, not fatal):
+    sent with the rename, in one round trip."""
+    body = sql.SQL(
+        "DECLARE p integer; BEGIN FOR p IN SELECT pid FROM pg_stat_activity WHERE datname = {} "
+        "AND pid <> pg_backend_pid() LOOP BEGIN PERFORM pg_terminate_backend(p); "
+        "EXCEPTION WHEN insufficient_privilege THEN NULL; END; END LOOP; END"
+    ).format(sql.Literal(dbname))
+    return sql.SQL("DO {}").format(sql.Literal(body.as_string(None)))
 
 
 def _setting_fix(setting: Setting, dbname: str, user: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import tempfile
@@ -51,6 +52,7 @@ class DataTarget:
     backup_dir: Path
     home: GpgHome
     pg_url: str | None = None  # for reading the server's database list
+    key_tables: list[str] | None = None  # the targets file's key_tables; KEY_TABLES unless said
 
     @property
     def name(self) -> str:
@@ -62,7 +64,7 @@ class DataTarget:
             + f"""
 [targets.{self.name}.database]
 url = "{self.url}"
-key_tables = {KEY_TABLES!r}
+key_tables = {json.dumps(self.key_tables or KEY_TABLES)}
 
 [targets.{self.name}.backups]
 dir = "{self.backup_dir}"
