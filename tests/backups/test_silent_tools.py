@@ -56,7 +56,9 @@ def test_a_mute_pg_dump_fails_the_backup_with_its_command_and_leaves_no_file(app
     assert (
         "pg_dump exited with status 1 and it printed nothing on stderr — run it by hand as Rewind's user" in job.result
     )
-    assert f"to see why: `{dump} --format=custom --no-password --host " in job.result, job.result
+    assert f"to see why: `{dump} --format=custom --lock-wait-timeout=10000 --no-password --host " in job.result, (
+        job.result
+    )
     assert "status 1:" not in job.result
     assert [p.name for p in data_target.backup_dir.iterdir() if not p.name.startswith(".")] == []
 
@@ -90,7 +92,9 @@ def test_a_mute_pg_restore_fails_the_restore_with_its_command_and_live_untouched
     job, _ = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "failed", job.result
     assert "pg_restore exited with status 1 and it printed nothing on stderr" in job.result, job.result
-    assert f"`{restore} --no-owner" in job.result and "--exit-on-error --no-password --host" in job.result
+    # the test session's login is a superuser: each object is filled as its owner
+    assert f"`{restore} --use-set-session-authorization" in job.result, job.result
+    assert "--exit-on-error --no-password --host" in job.result
     assert "the live database was not touched" in job.result
     assert data_target.snapshot() == before and copies(data_target) == []
 
