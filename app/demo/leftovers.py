@@ -5,21 +5,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from app.targets import procfs
+
 
 def processes_under(root: Path) -> list[tuple[int, str]]:
     """Live processes whose working directory or command line lies under root: (pid, command line)."""
     root_text = str(Path(root).resolve())
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for pid in procfs.pids():
+        if pid == os.getpid():
             continue
         try:
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except (OSError, IndexError):
+            state = procfs.stat(pid)
+            cmdline = procfs.cmdline(pid)
+            cwd = procfs.cwd(pid)
+        except OSError:
             continue
         under = cwd == root_text or cwd.startswith(root_text + "/") or root_text + "/" in cmdline
-        if state != "Z" and under:
-            found.append((int(entry), cmdline.strip()))
+        if state is not None and not state.gone and under:
+            found.append((pid, cmdline))
     return found

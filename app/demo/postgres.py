@@ -17,6 +17,7 @@ from psycopg import sql
 
 from app.demo import leftovers
 from app.demo.target import PG_USER, DemoError, DemoTarget, OnLine
+from app.targets import procfs
 from app.targets.pgcluster import Cluster, PostgresUnavailable, free_port
 
 FOLDER = "postgres"
@@ -111,9 +112,12 @@ def clear_stale_pid(root: Path, say: OnLine) -> None:
     except (OSError, IndexError):
         return
     pid = int(first) if first.isdigit() else 0
+    found = procfs.stat(pid) if pid > 0 else None
+    zombie = found is not None and found.state == "Z"
     try:
-        zombie = pid > 0 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-        server = pid > 0 and not zombie and Path(os.readlink(f"/proc/{pid}/cwd")) == data.resolve()
+        if pid > 0 and found is None:
+            raise FileNotFoundError(pid)
+        server = found is not None and not zombie and Path(procfs.cwd(pid)) == data.resolve()
     except FileNotFoundError:
         say(
             f"PostgreSQL: the demo's server was killed (its postmaster.pid names pid {pid}, which no longer runs); "
@@ -123,9 +127,9 @@ def clear_stale_pid(root: Path, say: OnLine) -> None:
     except PermissionError:
         # Another user's process, whose details are hidden (root without CAP_SYS_PTRACE, as in a container):
         # the server runs as its data folder's owner (PostgreSQL insists), so a process of that user may be it.
-        zombie, server = False, _owned_like(pid, data)
+        server = _owned_like(pid, data)
     except OSError:
-        zombie, server = False, False
+        server = False
     if server:
         return
     # The file guards the folder: PostgreSQL will not start beside the backends a killed server left running.

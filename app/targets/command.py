@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol, runtime_checkable
 
+from app.targets import procfs
+
 TERMINATE_GRACE_S = 3.0
 POLL_S = 0.1
 TAIL_LINES = 20
@@ -323,13 +325,9 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
 
 
 def start_ticks(pid: int) -> int | None:
-    """When a process started (clock ticks since boot, /proc/PID/stat field 22): with its pid, it names it for good."""
-    try:
-        raw = open(f"/proc/{pid}/stat", "rb").read()  # noqa: SIM115 - one read of a tiny file
-    except OSError:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 and fields[0] not in (b"Z", b"X") else None
+    """When a live process started (clock ticks since boot): with its pid, it names it for good."""
+    found = procfs.stat(pid)
+    return found.start_ticks if found is not None and not found.gone else None
 
 
 def stop_orphaned_group(pgid: int, ticks: int | None) -> bool:

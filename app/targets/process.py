@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from app.targets import sockets
+from app.targets import procfs, sockets
 from app.targets.ansi import strip_ansi
 from app.targets.command import CommandTimedOut, NullSink, Sink, Tee, printed, run_command
 from app.targets.errors import TargetError
@@ -277,57 +277,19 @@ os._exit(0)
 """
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat from the state on (the command name may hold spaces and parentheses)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    return raw[raw.rfind(b")") + 2 :].decode().split()
-
-
 def _alive(pid: int) -> bool:
-    """A zombie has exited: it only waits for its parent to collect its status."""
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] not in ("Z", "X", "x")
+    found = procfs.stat(pid)
+    return found is not None and not found.gone
 
 
 def _start_ticks(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot: with the pid, what names one process for good."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields is not None else None
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _started_at(pid: int) -> datetime | None:
-    """The process's start time, from its start tick and the boot time."""
-    ticks = _start_ticks(pid)
-    if ticks is None:
-        return None
-    try:
-        boot = next(
-            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
-        )
-    except (OSError, StopIteration, ValueError):
-        return None
-    return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
+    found = procfs.stat(pid)
+    return found.start_ticks if found is not None else None
 
 
 def _group_members(pgid: int) -> list[int]:
     """Live processes of the group: the leader and whatever it started (workers, or what outlived the leader)."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and fields[2] == str(pgid) and fields[0] not in ("Z", "X", "x"):
-                members.append(int(entry))
-    return members
+    return [pid for pid in procfs.pids() if (found := procfs.stat(pid)) and found.pgid == pgid and not found.gone]
 
 
 def _session_leader(pid: int) -> bool:
@@ -498,7 +460,7 @@ class ManagedProcess:
         """Read the pid file and /proc; never changes anything."""
         seen = self._inspect()
         if seen.pid is not None:
-            started = _started_at(seen.pid) or self._pid_file_mtime()
+            started = procfs.started_at(seen.pid) or self._pid_file_mtime()
             return ProcessStatus(True, seen.pid, started)
         if seen.leftovers:
             return ProcessStatus(False, note=seen.note)
@@ -703,7 +665,7 @@ class ManagedProcess:
         pid = int(first)
         marks = dict(word.split("=", 1) for word in " ".join(lines[1:2]).split() if "=" in word)
         recorded = int(marks["start"]) if marks.get("start", "").isdigit() else None
-        same_boot = marks.get("boot", "") in ("", _boot_id())
+        same_boot = marks.get("boot", "") in ("", procfs.boot_id())
         if _alive(pid):
             if recorded is None:
                 # Written before start times were recorded: the application leads its own session.
@@ -757,7 +719,7 @@ class ManagedProcess:
         fd, tmp = tempfile.mkstemp(dir=self.pid_file.parent, prefix=f".{self.pid_file.name}.")
         try:
             with os.fdopen(fd, "w") as fh:
-                fh.write(f"{pid}\nstart={start} boot={_boot_id()}\n")
+                fh.write(f"{pid}\nstart={start} boot={procfs.boot_id()}\n")
                 fh.flush()
                 os.fchmod(fh.fileno(), 0o644)
                 os.fsync(fh.fileno())
