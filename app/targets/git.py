@@ -14,6 +14,7 @@ import json
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from app.targets.command import (
 )
 from app.targets.environment import inherited_env
 from app.targets.errors import TargetError
+from app.targets.gitblock import GitProcess, Lock, age_words, git_processes, locks, operation, written_since
 
 COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")
 DIFF_LIMIT = 200_000  # bytes of diff show() returns, so one huge commit cannot swamp a page
@@ -56,6 +58,9 @@ HOOKS = {
 # git's own words when it says a hook failed: "'prepare-commit-msg' hook failed", "ref updates aborted by hook".
 _GIT_NAMED_HOOK = re.compile(r"' hook (?:failed|declined)|\bhook declined\b|\bby hook\b")
 
+# git's words for a lock it did not take: "Unable to create '/r/.git/index.lock': File exists."
+_LOCK_EXISTS = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+
 # Config that would change the output we parse or make git stop and ask.
 _CONFIG = (
     "-c",
@@ -78,8 +83,9 @@ class GitError(TargetError):
         returncode: int | None = None,
         stderr: str = "",
         stdout: str = "",
+        fix: str = "",
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, fix=fix)
         self.argv = tuple(argv)
         self.returncode = returncode
         self.stderr = stderr
@@ -87,7 +93,32 @@ class GitError(TargetError):
 
     def said(self, message: str) -> GitError:
         """The same failed command told in Rewind's words (what happened, what to do); git's own output kept."""
-        return GitError(message, argv=self.argv, returncode=self.returncode, stderr=self.stderr, stdout=self.stdout)
+        return GitError(
+            message, argv=self.argv, returncode=self.returncode, stderr=self.stderr, stdout=self.stdout, fix=self.fix
+        )
+
+
+class GitLocked(GitError):
+    """A lock file git needs exists: a git at work in the checkout holds it, or a git killed mid-change left it."""
+
+    def __init__(
+        self, message: str, *, fix: str, lock: Path, age_s: float, running: Sequence[GitProcess], unseen: Sequence[int]
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.lock = lock
+        self.age_s = age_s
+        self.running = list(running)  # git processes whose current folder is in the checkout
+        self.unseen = list(unseen)  # pids of git processes (another user's) whose folder could not be read
+
+
+class OperationInProgress(GitError):
+    """Someone's rebase, merge, cherry-pick, revert, bisect or `git am` is half done in the checkout."""
+
+    def __init__(self, message: str, *, fix: str, operation: str, marker: Path, command: str) -> None:
+        super().__init__(message, fix=fix)
+        self.operation = operation
+        self.marker = marker
+        self.command = command  # the git command that continues or aborts it
 
 
 class UnknownCommit(GitError):
@@ -262,6 +293,7 @@ class GitRepo:
     ) -> _Output:
         """Run git; raise GitError unless its exit status is in `ok`. With a sink, its lines stream there."""
         argv = self._argv(args)
+        started = time.monotonic()
         try:
             if sink is not None:
                 sink.line("cmd", "$ " + shown(["git", *args]))
@@ -277,13 +309,25 @@ class GitRepo:
                     "for (a prompt, a lock, the network) and fix it; Rewind runs the repository's hooks, never "
                     "skips them"
                 )
-            raise GitError(message, argv=argv) from None
+            left = self._locks_left(time.monotonic() - started + 1) if args[0] != "rev-parse" else []
+            fix = ""
+            if left:
+                named = ", ".join(str(lock.path) for lock in left)
+                message += f". Stopped mid-change, it left its lock file{'s' if len(left) > 1 else ''} behind: {named}"
+                fix = (
+                    f"once no git runs in {self.path}, remove {'them' if len(left) > 1 else 'it'} "
+                    f"(`rm {' '.join(str(lock.path) for lock in left)}`) and look at `git -C {self.path} status`; "
+                    "every revert, reset and deploy refuses until then"
+                )
+            raise GitError(message, argv=argv, fix=fix) from None
         if out.returncode not in ok:
             raise self._error(argv, args, out)
         return out
 
     def _error(self, argv: Sequence[str], args: Sequence[str], out: _Output) -> GitError:
         err = out.stderr
+        if (held := _LOCK_EXISTS.search(err)) is not None and (locked := self._lock_named(args[0], held[1])):
+            return locked
         if "cannot change to" in err or not self.path.is_dir():
             message = f"repository folder does not exist: {self.path} — check repo.path in the targets file"
         elif "not a git repository" in err:
@@ -338,6 +382,107 @@ class GitRepo:
                 listed = ", ".join(found)
                 return f"the {listed} hook{'s' if len(found) > 1 else ''} in {folder.resolve()}"
         return ""
+
+    # --- what stands in the way -------------------------------------------------------
+
+    def _places(self) -> tuple[Path, Path, Path | None]:
+        """(the per-worktree git directory, the common one, the working tree's top) — apart in a linked worktree,
+        where `.git` is a file naming the first."""
+        out = self._run("rev-parse", "--absolute-git-dir", "--git-common-dir", "--show-toplevel", ok=(0, 128))
+        if out.returncode:  # no working tree (a bare repository): the two git directories still count
+            out = self._run("rev-parse", "--absolute-git-dir", "--git-common-dir")
+        found = out.stdout.splitlines()
+        common = Path(found[1])
+        common = common if common.is_absolute() else self.path / common
+        return Path(found[0]), common.resolve(), Path(found[2]) if len(found) > 2 else None
+
+    def obstacles(self, action: str, refs: Sequence[str] | None = None) -> list[GitError]:
+        """What would stop `action` half-way, each as the error that refuses it (lock files first); [] when clear.
+
+        `refs`: the refs the action updates (default: the branch). Touches nothing.
+        """
+        git_dir, common, top = self._places()
+        found: list[GitError] = []
+        held = locks(git_dir, common, [self._ref] if refs is None else refs)
+        if held:
+            running, unseen = git_processes([place for place in (top, git_dir, common) if place is not None])
+            found += [self._locked(action, lock, running, unseen) for lock in held]
+        if (underway := operation(git_dir)) is not None:
+            if underway.command == "bisect":
+                fix = f"whoever runs it ends it with `git -C {self.path} bisect reset`"
+            else:
+                fix = (
+                    f"whoever started it decides: finish it (`git -C {self.path} {underway.command} --continue`) or "
+                    f"abort it (`git -C {self.path} {underway.command} --abort`)"
+                )
+            found.append(
+                OperationInProgress(
+                    f"cannot {action}: {self.path} is in the middle of {underway.name} started by hand "
+                    f"(git left {underway.marker} behind), so the branch and files are not what a {action} expects",
+                    fix=f"{fix}; Rewind changes nothing until then",
+                    operation=underway.name,
+                    marker=underway.marker,
+                    command=underway.command,
+                )
+            )
+        return found
+
+    def check_obstacles(self, action: str, refs: Sequence[str] | None = None) -> None:
+        """Raise the first of obstacles(): GitLocked or OperationInProgress."""
+        found = self.obstacles(action, refs)
+        if found:
+            raise found[0]
+
+    def _locked(self, action: str, lock: Lock, running: Sequence[GitProcess], unseen: Sequence[int]) -> GitLocked:
+        rm = f"`rm {lock.path}`"
+        message = (
+            f"cannot {action}: git's lock file {lock.path} exists (written {age_words(lock.age_s)} ago), and git "
+            "would stop half-way on it"
+        )
+        if running:
+            listed = "; ".join(f"pid {p.pid}: {p.command or 'git'}" for p in running[:5])
+            message += f"; a git process still works in {self.path} ({listed})"
+            fix = (
+                "let it finish or stop it (an editor left open by `git commit`?): git removes its lock when it ends; "
+                f"if the file is still there after that, remove it ({rm}) and try again"
+            )
+        elif unseen:
+            pids = ", ".join(str(pid) for pid in unseen[:10])
+            message += (
+                f"; no git process Rewind can see works in {self.path}, but where git processes of other users "
+                f"work (pid {pids}) it cannot tell"
+            )
+            fix = f"make sure none of them works in this repository, then remove it ({rm}) and try again"
+        else:
+            message += f"; no git process works in {self.path}, so a git that was killed or crashed left it behind"
+            fix = f"remove it ({rm}) once no git on another host shares this folder either, then try again"
+        return GitLocked(
+            message,
+            fix=f"{fix}; Rewind never removes it itself",
+            lock=lock.path,
+            age_s=lock.age_s,
+            running=running,
+            unseen=unseen,
+        )
+
+    def _lock_named(self, command: str, path: str) -> GitLocked | None:
+        """The lock git said it found ("Unable to create '…': File exists"), as obstacles() would name it."""
+        try:
+            age = max(0.0, time.time() - os.stat(path).st_mtime)
+            git_dir, common, top = self._places()
+        except (OSError, GitError, CommandCancelled, CommandTimedOut, IndexError):
+            return None
+        running, unseen = git_processes([place for place in (top, git_dir, common) if place is not None])
+        return self._locked(f"run git {command}", Lock(Path(path), age), running, unseen)
+
+    def _locks_left(self, seconds: float) -> list[Lock]:
+        """After a timeout: the lock files written while the stopped command ran (best effort, [] if unknown)."""
+        try:
+            git_dir, common, _top = self._places()
+        except (GitError, CommandCancelled, CommandTimedOut, OSError, IndexError):
+            return []
+        refs = [self._ref, "refs/tags/rewind"] + ([f"refs/remotes/{self.remote}"] if self.remote else [])
+        return written_since(locks(git_dir, common, refs), seconds)
 
     # --- reading -----------------------------------------------------------------
 
@@ -681,6 +826,8 @@ class GitRepo:
         return self._check_ready(action)[0]
 
     def _check_ready(self, action: str) -> tuple[str, DirtyFiles]:
+        # First: a rebase or a bisect detaches HEAD, a merge leaves files staged; name the cause, not its symptom.
+        self.check_obstacles(action)
         current = self.current_branch()
         if current != self.branch:
             where = f"branch {current!r}" if current else "a detached HEAD"
@@ -941,6 +1088,8 @@ class GitRepo:
         refspec = f"+refs/heads/*:refs/remotes/{self.remote}/*"
         try:
             self._run("fetch", "--prune", "--no-tags", "--no-recurse-submodules", self.remote, refspec, sink=sink)
+        except GitLocked:
+            raise
         except GitError as exc:
             raise exc.said(
                 f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}"
