@@ -15,6 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# The files at the top of the git directory that every worktree shares (git's own list); the rest (index, HEAD,
+# ORIG_HEAD …) are each worktree's, kept in its own git directory.
+SHARED = frozenset({"config.lock", "packed-refs.lock", "shallow.lock", "gc.pid.lock"})
+
 
 @dataclass(frozen=True)
 class Lock:
@@ -47,9 +51,12 @@ def locks(git_dir: Path, common_dir: Path, refs: Iterable[str] = ()) -> list[Loc
     candidates: list[Path] = []
     for folder in dict.fromkeys((git_dir, common_dir)):
         try:
-            candidates += sorted(entry for entry in folder.iterdir() if entry.name.endswith(".lock"))
+            found = sorted(entry for entry in folder.iterdir() if entry.name.endswith(".lock"))
         except OSError:
             continue
+        if folder != git_dir:  # a linked worktree: of the main checkout's own files, only the shared ones count
+            found = [entry for entry in found if entry.name in SHARED]
+        candidates += found
     for ref in refs:
         base = common_dir / ref
         candidates.append(base.with_name(base.name + ".lock"))
