@@ -46,6 +46,7 @@ def history(name: str):
         drift=page.drift,
         release_files=page.release_files,
         refused_files=page.refused_files,
+        obstacles=page.obstacles,
         known_good=page.known_good,
         checkpoints=page.checkpoints,
         next_before=page.next_before,

@@ -61,6 +61,12 @@ _GIT_NAMED_HOOK = re.compile(r"' hook (?:failed|declined)|\bhook declined\b|\bby
 # git's words for a lock it did not take: "Unable to create '/r/.git/index.lock': File exists."
 _LOCK_EXISTS = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
+# git's words when the remote cannot be reached at all (a local path or an ssh/http URL).
+_UNREACHABLE = re.compile(
+    r"does not appear to be a git repository|Could not read from remote repository|unable to access|"
+    r"Could not resolve host|Connection refused|Connection timed out|No route to host|Repository not found"
+)
+
 # Config that would change the output we parse or make git stop and ask.
 _CONFIG = (
     "-c",
@@ -109,6 +115,31 @@ class GitLocked(GitError):
         self.age_s = age_s
         self.running = list(running)  # git processes whose current folder is in the checkout
         self.unseen = list(unseen)  # pids of git processes (another user's) whose folder could not be read
+
+
+class RemoteUnreachable(GitError):
+    """The remote cannot be reached (a moved path, no network, refused credentials); nothing was fetched."""
+
+    def __init__(self, message: str, *, fix: str, remote: str, url: str, stderr: str) -> None:
+        super().__init__(message, fix=fix, stderr=stderr)
+        self.remote = remote
+        self.url = url
+
+
+class RemoteRewritten(GitError):
+    """A remote branch was force-pushed: its new tip does not contain what it had."""
+
+    def __init__(self, message: str, *, fix: str, remote_branch: str, old: str, new: str | None) -> None:
+        super().__init__(message, fix=fix)
+        self.remote_branch = remote_branch
+        self.old = old
+        self.new = new  # None when the branch was deleted
+
+
+@dataclass(frozen=True)
+class Fetched:
+    branches: list[str]  # the remote's branches known afterwards, as `origin/main`
+    rewritten: dict[str, tuple[str, str]]  # remote branch -> (old tip, new tip) where the new lacks the old
 
 
 class OperationInProgress(GitError):
@@ -1083,21 +1114,88 @@ class GitRepo:
         Returns the remote branches known afterwards (`origin/main` …). A failure
         changes nothing Rewind deploys from and says how to fix it.
         """
+        return self.fetch_changes(sink).branches
+
+    def fetch_changes(self, sink: Sink | None = None) -> Fetched:
+        """fetch(), also saying which remote branches the fetch found rewritten (force-pushed)."""
         if self.remote is None:
             raise GitError("this target has no remote to fetch from — set repo.remote in the targets file")
         refspec = f"+refs/heads/*:refs/remotes/{self.remote}/*"
+        before = self._remote_tips()
         try:
             self._run("fetch", "--prune", "--no-tags", "--no-recurse-submodules", self.remote, refspec, sink=sink)
         except GitLocked:
             raise
         except GitError as exc:
+            if _UNREACHABLE.search(exc.stderr):
+                url = self._run("remote", "get-url", self.remote, ok=(0, 2)).stdout.strip()
+                raise RemoteUnreachable(
+                    f"fetching from {self.remote!r} failed: the remote cannot be reached at {url or '(no URL)'}: "
+                    f"{_tail(exc.stderr, 2)}; nothing was changed ({self.branch} was not touched)",
+                    fix=f"check its URL (`git -C {self.path} remote -v`) and that this host can reach it "
+                    f"(the path exists, the network, the credentials), then try again",
+                    remote=self.remote,
+                    url=url,
+                    stderr=exc.stderr,
+                ) from None
             raise exc.said(
                 f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}"
                 f"{self._hook_note('fetch', exc.stderr) if _tail(exc.stderr) else ''}; nothing was changed "
                 f"({self.branch} was not touched) — check the remote's URL (`git -C {self.path} remote -v`) "
                 "and that this host can reach it"
             ) from None
-        return self.remote_branches()
+        after = self._remote_tips()
+        rewritten = {
+            name: (old, after[name])
+            for name, old in before.items()
+            if after.get(name, old) != old and not self._is_ancestor(old, after[name])
+        }
+        return Fetched(self.remote_branches(), rewritten)
+
+    def _remote_tips(self) -> dict[str, str]:
+        out = self._run("for-each-ref", "--format=%(refname) %(objectname)", f"refs/remotes/{self.remote}/")
+        pairs = (line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+        return {ref.removeprefix("refs/remotes/"): sha for ref, sha in pairs}
+
+    def _is_ancestor(self, old: str, new: str) -> bool:
+        return self._run("merge-base", "--is-ancestor", old, new, ok=(0, 1, 128)).returncode == 0
+
+    def check_upstream(self, fetched: Fetched) -> None:
+        """RemoteRewritten if the fetch found the remote's own copy of the branch force-pushed: a change pushed
+        from here would put the old history back over the rewrite (or be refused)."""
+        upstream = f"{self.remote}/{self.branch}"
+        if upstream not in fetched.rewritten:
+            return
+        old, new = fetched.rewritten[upstream]
+        raise RemoteRewritten(
+            f"{upstream} was force-pushed: it moved from {old[:12]} to {new[:12]}, which does not contain it. "
+            f"{self.branch} here still has the old history, and pushing it after the deploy would put that back "
+            f"over the rewrite (or be refused); nothing was changed ({self.branch} was not touched)",
+            fix=f"find out who rewrote it and why (`git -C {self.path} log --oneline {old[:12]}...{new[:12]}`), "
+            f"then bring {self.branch} in line with it (an admin's reset) before deploying",
+            remote_branch=upstream,
+            old=old,
+            new=new,
+        )
+
+    def check_still_on(self, sha: str, remote_branch: str) -> str:
+        """The tip of a fetched remote branch (`origin/x`), or RemoteRewritten if it no longer has `sha` — a
+        commit chosen from it before someone force-pushed it away."""
+        tip = self._run("rev-parse", "--verify", "--quiet", f"refs/remotes/{remote_branch}^{{commit}}", ok=(0, 1))
+        now = tip.stdout.strip()
+        if now and self._is_ancestor(sha, now):
+            return now
+        gone = "no longer exists there" if not now else f"is now at {now[:12]}, which does not contain it"
+        raise RemoteRewritten(
+            f"{remote_branch} was at {sha[:12]} when this deploy was chosen, and {gone}: it was force-pushed "
+            f"(its history rewritten). Deploying {sha[:12]} would bring back what was taken out; nothing was changed "
+            f"({self.branch} was not touched)",
+            fix=f"look at what changed (`git -C {self.path} log --oneline {sha[:12]}...{remote_branch}`), ask who "
+            "rewrote it, then deploy again from what the remote has now",
+            remote_branch=remote_branch,
+            old=sha,
+            new=now or None,
+        )
 
     def merge(self, ref_sha: str, sink: Sink | None = None) -> str:
         """Bring a commit into the branch: fast-forward when possible, else a merge commit. Returns the new head.
