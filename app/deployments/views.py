@@ -62,7 +62,7 @@ def commit(name: str, sha: str):
     try:
         detail, head = code_history.commit_detail(target, sha)
     except GitError as exc:
-        abort(404, description=exc.message)
+        abort(404, description=exc.in_words())
     return render_template(
         "deployments/commit.html", target=target, detail=detail, head=head, known_good=store.known_good(name)
     )
