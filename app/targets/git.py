@@ -36,6 +36,7 @@ from app.targets.environment import inherited_env
 from app.targets.errors import TargetError
 from app.targets.gitblock import GitProcess, Lock, age_words, git_processes, locks, operation, written_since
 
+GITLINK = "160000"  # the mode git records a submodule's commit with
 COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")
 DIFF_LIMIT = 200_000  # bytes of diff show() returns, so one huge commit cannot swamp a page
 DEFAULT_TIMEOUT_S = 120.0
@@ -140,6 +141,15 @@ class RemoteRewritten(GitError):
 class Fetched:
     branches: list[str]  # the remote's branches known afterwards, as `origin/main`
     rewritten: dict[str, tuple[str, str]]  # remote branch -> (old tip, new tip) where the new lacks the old
+
+
+class SubmoduleNotReady(GitError):
+    """A submodule the change moves cannot follow it in this checkout; nothing was changed."""
+
+    def __init__(self, message: str, *, fix: str, path: str, wanted: str) -> None:
+        super().__init__(message, fix=fix)
+        self.path = path
+        self.wanted = wanted
 
 
 class OperationInProgress(GitError):
@@ -313,17 +323,19 @@ class GitRepo:
 
     # --- running git -------------------------------------------------------------
 
-    def _argv(self, args: Sequence[str]) -> list[str]:
-        return ["git", "-C", str(self.path), *_CONFIG, *args]
+    def _argv(self, args: Sequence[str], where: Path | None = None) -> list[str]:
+        return ["git", "-C", str(where or self.path), *_CONFIG, *args]
 
     def _run(
         self,
         *args: str,
         ok: tuple[int, ...] = (0,),
         sink: Sink | None = None,
+        where: Path | None = None,
     ) -> _Output:
-        """Run git; raise GitError unless its exit status is in `ok`. With a sink, its lines stream there."""
-        argv = self._argv(args)
+        """Run git (in `where`, a submodule's checkout, else the repository); raise GitError unless its exit
+        status is in `ok`. With a sink, its lines stream there."""
+        argv = self._argv(args, where)
         started = time.monotonic()
         try:
             if sink is not None:
@@ -999,6 +1011,12 @@ class GitRepo:
     def _revert(self, start: str, shas: Sequence[str], sink: Sink | None) -> str:
         full = list(dict.fromkeys(self.resolve(sha) for sha in shas))
         self.check_revertable(full)
+        wanted: dict[str, str] = {}
+        for sha in full:  # newest first: the oldest revert, applied last, decides
+            parents = self.commit(sha).parents
+            if parents:
+                wanted.update(self._gitlinks(sha, parents[0]))
+        self._check_submodules(wanted, "revert")
         args = ["revert", "--no-edit"]
         if any(self.commit(sha).is_merge for sha in full):
             args += ["-m", "1"]  # git (2.21+) accepts it for the plain commits among them too
@@ -1028,6 +1046,7 @@ class GitRepo:
                     f"reverting {which} changes nothing — it is already undone on {self.branch}; {kept}"
                 ) from None
             raise exc.said(f"{exc.message}; {kept}") from None
+        self._follow_submodules(start, "revert", sink)
         return self.head()
 
     def tag_safety(
@@ -1075,7 +1094,9 @@ class GitRepo:
                 f"cannot reset: {', '.join(in_the_way)} in {self.path} would be overwritten, and git does not "
                 "track them — move them out of the way first"
             )
+        self._check_submodules(self._gitlinks(start, target), "reset")
         self._run("reset", "--hard", target, sink=sink)
+        self._follow_submodules(start, "reset", sink)
         return self.head()
 
     def put_back(self, sha: str, sink: Sink | None = None) -> list[str]:
@@ -1100,12 +1121,14 @@ class GitRepo:
             if sink is not None:
                 named = [f"{name} (git blob {blobs[name][:12]})" if blobs[name] else name for name in discarded]
                 sink.line("out", f"discarding, kept in git (`git cat-file -p <blob>`): {_listed(named, 10)}")
+        was = self._worktree_head()
         self._run("reset", "--hard", target, sink=sink)
         if self.head() != target:
             raise GitError(
                 f"could not put {self.branch} back at {target[:12]} — run `git -C {self.path} status` "
                 "and restore it by hand"
             )
+        self._follow_submodules(was, "put back", sink)
         return discarded
 
     def fetch(self, sink: Sink | None = None) -> list[str]:
@@ -1211,6 +1234,8 @@ class GitRepo:
         if self._run("merge-base", "--is-ancestor", sha, start, ok=(0, 1)).returncode == 0:
             return start  # already contained: nothing to do
         fast_forward = self._run("merge-base", "--is-ancestor", start, sha, ok=(0, 1)).returncode == 0
+        base = self._run("merge-base", start, sha, ok=(0, 1)).stdout.strip()
+        self._check_submodules(self._gitlinks(base or start, sha), "deploy")
         args = ["merge", "--ff-only", sha] if fast_forward else ["merge", "--no-ff", "--no-edit", sha]
         try:
             self._run(*args, sink=sink)
@@ -1229,7 +1254,69 @@ class GitRepo:
                     "resolve it in the repository, or deploy a commit that already contains both",
                 ) from None
             raise exc.said(f"{exc.message}; {kept}") from None
+        self._follow_submodules(start, "deploy", sink)
         return self.head()
+
+    # --- submodules: git moves their recorded commit, never their checkout ----------------------
+
+    def _gitlinks(self, a: str, b: str) -> dict[str, str]:
+        """Submodules whose recorded commit differs from `a` to `b`: path -> the commit `b` records ("" if none)."""
+        out = self._run("diff", "--raw", "-z", "--no-renames", "--no-abbrev", a, b, "--")
+        fields = out.stdout.split("\0")
+        found = {}
+        for meta, path in zip(fields[::2], fields[1::2], strict=False):
+            if not meta.startswith(":"):
+                continue
+            old_mode, new_mode, _old, new, _status = meta[1:].split(" ", 4)
+            if GITLINK in (old_mode, new_mode):
+                found[path] = new if new_mode == GITLINK else ""
+        return found
+
+    def _check_submodules(self, wanted: dict[str, str], action: str) -> None:
+        """Before a change: refuse unless each checked-out submodule it moves has the commit to follow with.
+        (Edits inside a submodule already refuse the change: they make the checkout itself dirty.)"""
+        if not wanted:
+            return
+        top = self._top()
+        for path, sha in wanted.items():
+            sub = top / path
+            if not sha or not (sub / ".git").exists():
+                continue  # dropped, or not checked out here: nothing to move (said after the change)
+            if self._run("cat-file", "-e", f"{sha}^{{commit}}", ok=(0, 1, 128), where=sub).returncode:
+                raise SubmoduleNotReady(
+                    f"cannot {action}: it moves the submodule {path} to {sha[:12]}, a commit its checkout {sub} "
+                    "does not have; nothing was changed",
+                    fix=f"fetch it there first (`git -C {sub} fetch`), then try again",
+                    path=path,
+                    wanted=sha,
+                )
+
+    def _follow_submodules(self, start: str, action: str, sink: Sink | None) -> None:
+        """After a change: check out in each submodule the commit the branch now records, as a deploy would."""
+        moved = self._gitlinks(start, self._worktree_head())
+        if not moved:
+            return
+        top = self._top()
+        for path, sha in moved.items():
+            sub = top / path
+            if not sha:
+                said = f"submodule {path} is no longer part of {self.branch}; its checkout {sub} was left as it is"
+            elif not (sub / ".git").exists():
+                said = (
+                    f"submodule {path} now records {sha[:12]} but is not checked out here: not updated "
+                    f"(`git -C {top} submodule update --init -- {path}` would)"
+                )
+            else:
+                try:
+                    self._run("checkout", "--quiet", "--detach", sha, sink=sink, where=sub)
+                except GitError as exc:
+                    raise exc.said(
+                        f"the {action} changed {self.branch}, but its submodule {path} could not follow to "
+                        f"{sha[:12]}: {exc.message}"
+                    ) from None
+                said = f"moved submodule {path} to {sha[:12]}, the commit {self.branch} now records"
+            if sink is not None:
+                sink.line("out", said)
 
     def push(self, force: bool = False, sink: Sink | None = None) -> None:
         """Push the branch to the remote, if the target has one.
