@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import stat
 import time
 from collections.abc import Iterator, Sequence
@@ -150,6 +152,16 @@ class SubmoduleNotReady(GitError):
         super().__init__(message, fix=fix)
         self.path = path
         self.wanted = wanted
+
+
+class FilterMissing(GitError):
+    """The change writes files through a required filter (git-lfs) whose program this host lacks; nothing changed."""
+
+    def __init__(self, message: str, *, fix: str, driver: str, program: str, files: Sequence[str]) -> None:
+        super().__init__(message, fix=fix)
+        self.driver = driver
+        self.program = program
+        self.files = list(files)
 
 
 class OperationInProgress(GitError):
@@ -1017,6 +1029,7 @@ class GitRepo:
             if parents:
                 wanted.update(self._gitlinks(sha, parents[0]))
         self._check_submodules(wanted, "revert")
+        self._check_filters([(sha, parents[0]) for sha in full if (parents := self.commit(sha).parents)], "revert")
         args = ["revert", "--no-edit"]
         if any(self.commit(sha).is_merge for sha in full):
             args += ["-m", "1"]  # git (2.21+) accepts it for the plain commits among them too
@@ -1095,6 +1108,7 @@ class GitRepo:
                 "track them — move them out of the way first"
             )
         self._check_submodules(self._gitlinks(start, target), "reset")
+        self._check_filters([(start, target)], "reset")
         self._run("reset", "--hard", target, sink=sink)
         self._follow_submodules(start, "reset", sink)
         return self.head()
@@ -1236,6 +1250,7 @@ class GitRepo:
         fast_forward = self._run("merge-base", "--is-ancestor", start, sha, ok=(0, 1)).returncode == 0
         base = self._run("merge-base", start, sha, ok=(0, 1)).stdout.strip()
         self._check_submodules(self._gitlinks(base or start, sha), "deploy")
+        self._check_filters([(base or start, sha)], "deploy")
         args = ["merge", "--ff-only", sha] if fast_forward else ["merge", "--no-ff", "--no-edit", sha]
         try:
             self._run(*args, sink=sink)
@@ -1289,6 +1304,51 @@ class GitRepo:
                     fix=f"fetch it there first (`git -C {sub} fetch`), then try again",
                     path=path,
                     wanted=sha,
+                )
+
+    def _missing_filters(self) -> dict[str, str]:
+        """Filter drivers the repository marks required (git-lfs's `filter.lfs.required`) whose program is not
+        installed here: driver -> program. Git fails half-way through writing files on them."""
+        out = self._run("config", "-z", "--get-regexp", r"^filter\..*\.required$", ok=(0, 1))
+        missing = {}
+        for entry in filter(None, out.stdout.split("\0")):
+            key, _, value = entry.partition("\n")
+            if value.strip().lower() not in ("true", "yes", "on", "1"):
+                continue
+            driver = key.removeprefix("filter.").removesuffix(".required")
+            command = ""
+            for kind in ("process", "smudge"):
+                command = self._run("config", "--get", f"filter.{driver}.{kind}", ok=(0, 1)).stdout.strip()
+                if command:
+                    break
+            try:
+                program = shlex.split(command)[0] if command else ""
+            except ValueError:
+                program = command.split()[0]
+            if program and shutil.which(program, path=self._env.get("PATH")) is None:
+                missing[driver] = program
+        return missing
+
+    def _check_filters(self, pairs: Sequence[tuple[str, str]], action: str) -> None:
+        """Before a change: refuse if it writes files through a required filter whose program is missing (LFS files
+        on a host without git-lfs): git would stop with some of them deleted and the rest not written."""
+        missing = self._missing_filters()
+        for driver, program in missing.items():
+            files: list[str] = []
+            for a, b in pairs:
+                out = self._run("diff", "--name-only", "-z", "--no-renames", a, b, "--", f":(attr:filter={driver})")
+                files += [name for name in out.stdout.split("\0") if name and name not in files]
+            if files:
+                raise FilterMissing(
+                    f"cannot {action}: it changes {_listed(files, 5)}, which git writes through the {driver!r} filter "
+                    f"(filter.{driver}.required is set), and its program `{program}` is not installed on this host; "
+                    "git would stop half-way with files deleted. Nothing was changed",
+                    fix=f"install {program} for the user Rewind runs as (for LFS: the git-lfs package, then "
+                    f"`git -C {self.path} lfs install --local`), or unset filter.{driver}.required if the repository "
+                    "no longer uses it",
+                    driver=driver,
+                    program=program,
+                    files=files,
                 )
 
     def _follow_submodules(self, start: str, action: str, sink: Sink | None) -> None:
