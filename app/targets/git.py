@@ -892,11 +892,29 @@ class GitRepo:
             )
         dirty = self.dirty()
         if dirty.foreign:
+            subs = self._submodules_among(dirty.foreign)
+            if subs:
+                top = self._top()
+                others = [name for name in dirty.foreign if name not in subs]
+                also = f", and there are uncommitted changes to {_listed(others, 10)}" if others else ""
+                raise GitError(
+                    f"cannot {action}: in {self.path} the submodule {_listed(subs, 5)} is not what {self.branch} "
+                    f"records (its checkout is at another commit, or has edits inside){also}",
+                    fix=f"look with `git -C {top} submodule status` and `git -C {top / subs[0]} status`, then commit "
+                    "or discard what is inside it, or check out the recorded commit there "
+                    f"(`git -C {top} submodule update -- {subs[0]}`), so nothing is lost",
+                )
             raise GitError(
                 f"cannot {action}: {self.path} has uncommitted changes to {_listed(dirty.foreign, 10)} — "
                 f"commit or discard them first, so nothing is lost{_own_note(dirty.own)}"
             )
         return self.head(), dirty
+
+    def _submodules_among(self, names: Sequence[str]) -> list[str]:
+        """Which of these paths are submodules (a gitlink in the index)."""
+        out = self._run("ls-files", "--stage", "-z", "--", *(f":(top,literal){name}" for name in names))
+        staged = (entry.split("\t", 1) for entry in out.stdout.split("\0") if "\t" in entry)
+        return [path for meta, path in staged if meta.startswith(GITLINK + " ")]
 
     @contextmanager
     def _changing(self, action: str, sink: Sink | None) -> Iterator[str]:

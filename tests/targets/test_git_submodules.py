@@ -83,8 +83,11 @@ def test_a_submodule_without_the_commit_refuses_before_anything_changes(tmp_path
 def test_a_submodule_with_edits_refuses_before_anything_changes(shop):
     """Edits inside a submodule make the superproject's checkout dirty: refused as any edit is, and kept."""
     (shop["app"] / "lib" / "lib.py").write_text("hot-fixed inside the submodule\n")
-    with pytest.raises(GitError, match="uncommitted changes to lib — commit or discard them first"):
+    with pytest.raises(GitError) as caught:
         GitRepo(shop["app"], "main").reset_hard(shop["added"])
+    words = caught.value.in_words()
+    assert words.startswith(f"cannot reset: in {shop['app']} the submodule lib is not what main records"), words
+    assert f"`git -C {shop['app'] / 'lib'} status`" in words and "so nothing is lost" in words, words
     assert git(shop["app"], "rev-parse", "HEAD") == shop["bumped"]
     assert (shop["app"] / "lib" / "lib.py").read_text() == "hot-fixed inside the submodule\n"
 
@@ -97,3 +100,16 @@ def test_a_submodule_not_checked_out_here_is_said_to_be_left_alone(tmp_path, sho
     GitRepo(clone, "main").revert([shop["bumped"]], sink=sink)
     assert f"submodule lib now records {shop['l1'][:12]} but is not checked out here: not updated" in sink.text()
     assert git(clone, "ls-tree", "HEAD", "lib").split()[2] == shop["l1"]
+
+
+def test_a_submodule_left_at_another_commit_is_named_as_such_not_as_an_edit(shop):
+    """Someone checked out another commit inside lib by hand: "commit or discard" would be the wrong advice."""
+    git(shop["app"] / "lib", "checkout", "--quiet", shop["l1"])
+    (shop["app"] / "app.py").write_text("edited\n")
+    with pytest.raises(GitError) as caught:
+        GitRepo(shop["app"], "main").revert([shop["bumped"]])
+    words = caught.value.in_words()
+    assert "the submodule lib is not what main records (its checkout is at another commit" in words, words
+    assert "and there are uncommitted changes to app.py" in words, words
+    assert f"`git -C {shop['app']} submodule update -- lib`" in words, words
+    assert git(shop["app"], "rev-parse", "HEAD") == shop["bumped"]
