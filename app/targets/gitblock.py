@@ -96,8 +96,10 @@ def git_processes(folders: Sequence[Path]) -> tuple[list[GitProcess], list[int]]
             continue
         try:
             cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
+        except PermissionError:
             unseen.append(int(entry))
+            continue
+        except OSError:  # it ended between the two reads (or is a zombie, working nowhere)
             continue
         if any(cwd == place or cwd.startswith(place + os.sep) for place in places):
             seen.append(GitProcess(int(entry), _cmdline(int(entry))))
