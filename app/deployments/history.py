@@ -21,21 +21,23 @@ class History:
     drift: str | None = None  # why the working copy is not the branch tip (what runs may differ)
     release_files: list[str] = field(default_factory=list)  # dirty, but exactly what the release commands wrote
     refused_files: list[str] = field(default_factory=list)  # dirty otherwise: a person's, never discarded
+    obstacles: list[str] = field(default_factory=list)  # lock files, operations begun by hand: each with its fix
     known_good: dict[str, KnownGood] = field(default_factory=dict)
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
 
 def history(target: Target, before: str | None = None, page: int = PAGE) -> History:
     """One page of the deployed branch, newest first, from `before` (a commit id) on."""
-    head, commits, problem, drift, dirty = None, [], None, None, None
+    head, commits, problem, drift, dirty, obstacles = None, [], None, None, None, []
     try:
         repo = target.git()
         head = repo.head()
         commits = repo.history(limit=page + 1, before=before)
+        obstacles = [found.in_words() for found in repo.obstacles("change the code")]
         drift = repo.checkout_drift()
         dirty = repo.dirty()
     except GitError as exc:
-        problem = exc.message
+        problem = exc.in_words()
     more = len(commits) > page
     commits = commits[:page]
     return History(
@@ -46,6 +48,7 @@ def history(target: Target, before: str | None = None, page: int = PAGE) -> Hist
         drift=drift,
         release_files=dirty.own if dirty else [],
         refused_files=dirty.foreign if dirty else [],
+        obstacles=obstacles,
         known_good=store.known_good(target.name),
         checkpoints=store.recent(target.name),
     )

@@ -57,7 +57,7 @@ def after_failed_deploy(job: Job) -> AfterDeploy | None:
         if not repo.contains(started):
             return AfterDeploy(job.target, protected, None, still, head, f"{started[:12]} is no longer on the branch")
     except TargetError as exc:
-        return AfterDeploy(job.target, protected, None, (), None, f"the repository could not be read: {exc}")
+        return AfterDeploy(job.target, protected, None, (), None, f"the repository could not be read: {exc.in_words()}")
     reverted = _reverted_since(job)
     left = tuple(sha for sha in still if sha not in reverted)
     if left:

@@ -22,7 +22,7 @@ def _repo(target: str | None):
     try:
         return registry.current().open(target).git()
     except GitError as exc:
-        raise ParamError("target", str(exc)) from None
+        raise ParamError("target", exc.in_words()) from None
 
 
 def _commit(param: str):
@@ -30,7 +30,7 @@ def _commit(param: str):
         try:
             return _repo(target).resolve(value)
         except GitError as exc:
-            raise ParamError(param, exc.message) from None
+            raise ParamError(param, exc.in_words()) from None
 
     return check
 
@@ -45,14 +45,14 @@ def _commits(value: str, target: str | None) -> list[str]:
         try:
             resolved.append(repo.resolve(ref))
         except GitError as exc:
-            raise ParamError("commits", exc.message) from None
+            raise ParamError("commits", exc.in_words()) from None
     # Newest first by place on the branch (never by date: a rebase leaves dates out of order),
     # so each revert applies on top of the ones after it.
     try:
         repo.check_revertable(resolved)
         return repo.newest_first(list(dict.fromkeys(resolved)))
     except GitError as exc:
-        raise ParamError("commits", exc.message) from None
+        raise ParamError("commits", exc.in_words()) from None
 
 
 def _deploy_ref(value: str, target: str | None) -> str:
@@ -62,7 +62,7 @@ def _deploy_ref(value: str, target: str | None) -> str:
         sha = repo.resolve_ref_for_deploy(value)
         contained = repo.contains(sha)
     except GitError as exc:
-        raise ParamError("ref", exc.message) from None
+        raise ParamError("ref", exc.in_words()) from None
     if contained:
         named = "" if sha.startswith(value.strip().lower()) else f" (commit {sha[:12]})"
         raise ParamError(

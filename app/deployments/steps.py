@@ -41,11 +41,29 @@ def fetch(ctx: JobContext) -> None:
     if not remote:
         ctx.skip("no remote is configured (repo.remote): nothing to fetch")
     with steps.adapter_errors(ctx):
-        names = git_of(ctx).fetch(sink=ctx)
+        repo = git_of(ctx)
+        fetched = repo.fetch_changes(sink=ctx)
+        for name, (old, new) in fetched.rewritten.items():
+            ctx.log(f"{name} was force-pushed: {old[:12]} -> {new[:12]}, which does not contain it", "err")
+        if "ref" in ctx.params:  # a deploy: what it merges must still be what the remote offers
+            repo.check_upstream(fetched)
+            _still_chosen(ctx, repo)
+    names = fetched.branches
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     ctx.log(f"{remote} has {len(names)} branch(es): {shown or 'none'}")
     ctx.set_result(f"Fetched from {remote}: {len(names)} branch(es); {target.config.repo.branch} was not changed.")
     ctx.progress(1.0, f"fetched {remote}")
+
+
+def _still_chosen(ctx: JobContext, repo: GitRepo) -> None:
+    """A deploy of `origin/x` merges the commit it named when queued: refuse it if the fetch shows it gone."""
+    typed, sha = (ctx.params.get("ref_typed") or "").strip(), ctx.params["ref"]
+    # What resolve_ref_for_deploy took for a remote branch: a local branch of that name comes first.
+    if not typed.startswith(f"{repo.remote}/") or typed in repo.branches():
+        return
+    now = repo.check_still_on(sha, typed)
+    if now != sha:
+        ctx.log(f"{typed} has moved on to {now[:12]} since this deploy was chosen; deploying {sha[:12]} as chosen")
 
 
 def put_code_back(ctx: JobContext, start: str, *, cancelled: bool = False) -> str:

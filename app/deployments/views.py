@@ -46,6 +46,7 @@ def history(name: str):
         drift=page.drift,
         release_files=page.release_files,
         refused_files=page.refused_files,
+        obstacles=page.obstacles,
         known_good=page.known_good,
         checkpoints=page.checkpoints,
         next_before=page.next_before,
@@ -61,7 +62,7 @@ def commit(name: str, sha: str):
     try:
         detail, head = code_history.commit_detail(target, sha)
     except GitError as exc:
-        abort(404, description=exc.message)
+        abort(404, description=exc.in_words())
     return render_template(
         "deployments/commit.html", target=target, detail=detail, head=head, known_good=store.known_good(name)
     )

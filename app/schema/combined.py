@@ -17,6 +17,7 @@ from pathlib import Path
 
 from app.auth.roles import Role
 from app.deployments import runbooks as code
+from app.deployments import steps as code_steps
 from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
@@ -33,7 +34,7 @@ def _commit(value: str, target: str | None) -> str:
     try:
         return registry.current().open(target).git().resolve(value)
     except GitError as exc:
-        raise ParamError("commit", exc.message) from None
+        raise ParamError("commit", exc.in_words()) from None
 
 
 _MAIN_PARAM = {"reset": "commit", "revert": "commits"}
@@ -61,7 +62,7 @@ def _check_for(verb: str):
         try:
             verdict = _verdict(target, params, verb)
         except TargetError as exc:
-            raise ParamError(_MAIN_PARAM[verb], exc.message) from None
+            raise ParamError(_MAIN_PARAM[verb], exc.in_words()) from None
         plan, what = verdict.plan, f"the downgrade before the {verb}"
         backup_first.check_params(params, target, plan.destroys_data, plan.summary(), what)
         confirm_protected(params, target, f" the downgrade and the {verb}")
@@ -72,6 +73,9 @@ def _check_for(verb: str):
 def _plan_for(verb: str):
     def plan(ctx: JobContext) -> None:
         with steps.adapter_errors(ctx):
+            # The checkout must take the code change before the schema goes down: a lock file, someone's rebase,
+            # a hot-fix found only at the reset would leave the database downgraded under the old code.
+            code_steps.git_of(ctx).ready_to_change(verb)
             verdict = _verdict(ctx.target, ctx.params, verb)
         to = next(iter(verdict.plan.rows_after), "base")
         ctx.state.update(downgrade_to=to, rows_after=sorted(verdict.plan.rows_after), scripts_from=verdict.scripts_from)

@@ -62,7 +62,7 @@ def gate_check(runbook: str):
         except TargetError as exc:
             raise ParamError(
                 _MAIN_PARAM[runbook],
-                f"the schema gate cannot compare the code with the database: {exc.message}; "
+                f"the schema gate cannot compare the code with the database: {exc.in_words()}; "
                 "fix that, or an admin can override the gate with a typed reason",
             ) from None
         if verdict is not None and verdict.refused:
@@ -95,9 +95,11 @@ def gate_step(runbook: str):
             verdict = gate.check(target, runbook, ctx.params)
         except TargetError as exc:
             if not reason:
-                raise StepFailed(f"the schema gate cannot compare the code with the database: {exc.message}") from None
+                raise StepFailed(
+                    f"the schema gate cannot compare the code with the database: {exc.in_words()}"
+                ) from None
             verdict = None
-            ctx.log(f"the schema gate cannot compare: {exc.message}", "err")
+            ctx.log(f"the schema gate cannot compare: {exc.in_words()}", "err")
         if verdict is None and not reason:
             ctx.skip(f"{ctx.target} has no migrations (database.migrations): nothing to compare")
         if verdict is not None and not verdict.refused:

@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -33,7 +36,9 @@ from app.targets.command import (
 )
 from app.targets.environment import inherited_env
 from app.targets.errors import TargetError
+from app.targets.gitblock import GitProcess, Lock, age_words, git_processes, locks, operation, written_since
 
+GITLINK = "160000"  # the mode git records a submodule's commit with
 COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")
 DIFF_LIMIT = 200_000  # bytes of diff show() returns, so one huge commit cannot swamp a page
 DEFAULT_TIMEOUT_S = 120.0
@@ -55,6 +60,15 @@ HOOKS = {
 
 # git's own words when it says a hook failed: "'prepare-commit-msg' hook failed", "ref updates aborted by hook".
 _GIT_NAMED_HOOK = re.compile(r"' hook (?:failed|declined)|\bhook declined\b|\bby hook\b")
+
+# git's words for a lock it did not take: "Unable to create '/r/.git/index.lock': File exists."
+_LOCK_EXISTS = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+
+# git's words when the remote cannot be reached at all (a local path or an ssh/http URL).
+_UNREACHABLE = re.compile(
+    r"does not appear to be a git repository|Could not read from remote repository|unable to access|"
+    r"Could not resolve host|Connection refused|Connection timed out|No route to host|Repository not found"
+)
 
 # Config that would change the output we parse or make git stop and ask.
 _CONFIG = (
@@ -78,8 +92,9 @@ class GitError(TargetError):
         returncode: int | None = None,
         stderr: str = "",
         stdout: str = "",
+        fix: str = "",
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, fix=fix)
         self.argv = tuple(argv)
         self.returncode = returncode
         self.stderr = stderr
@@ -87,7 +102,76 @@ class GitError(TargetError):
 
     def said(self, message: str) -> GitError:
         """The same failed command told in Rewind's words (what happened, what to do); git's own output kept."""
-        return GitError(message, argv=self.argv, returncode=self.returncode, stderr=self.stderr, stdout=self.stdout)
+        return GitError(
+            message, argv=self.argv, returncode=self.returncode, stderr=self.stderr, stdout=self.stdout, fix=self.fix
+        )
+
+
+class GitLocked(GitError):
+    """A lock file git needs exists: a git at work in the checkout holds it, or a git killed mid-change left it."""
+
+    def __init__(
+        self, message: str, *, fix: str, lock: Path, age_s: float, running: Sequence[GitProcess], unseen: Sequence[int]
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.lock = lock
+        self.age_s = age_s
+        self.running = list(running)  # git processes whose current folder is in the checkout
+        self.unseen = list(unseen)  # pids of git processes (another user's) whose folder could not be read
+
+
+class RemoteUnreachable(GitError):
+    """The remote cannot be reached (a moved path, no network, refused credentials); nothing was fetched."""
+
+    def __init__(self, message: str, *, fix: str, remote: str, url: str, stderr: str) -> None:
+        super().__init__(message, fix=fix, stderr=stderr)
+        self.remote = remote
+        self.url = url
+
+
+class RemoteRewritten(GitError):
+    """A remote branch was force-pushed: its new tip does not contain what it had."""
+
+    def __init__(self, message: str, *, fix: str, remote_branch: str, old: str, new: str | None) -> None:
+        super().__init__(message, fix=fix)
+        self.remote_branch = remote_branch
+        self.old = old
+        self.new = new  # None when the branch was deleted
+
+
+@dataclass(frozen=True)
+class Fetched:
+    branches: list[str]  # the remote's branches known afterwards, as `origin/main`
+    rewritten: dict[str, tuple[str, str]]  # remote branch -> (old tip, new tip) where the new lacks the old
+
+
+class SubmoduleNotReady(GitError):
+    """A submodule the change moves cannot follow it in this checkout; nothing was changed."""
+
+    def __init__(self, message: str, *, fix: str, path: str, wanted: str) -> None:
+        super().__init__(message, fix=fix)
+        self.path = path
+        self.wanted = wanted
+
+
+class FilterMissing(GitError):
+    """The change writes files through a required filter (git-lfs) whose program this host lacks; nothing changed."""
+
+    def __init__(self, message: str, *, fix: str, driver: str, program: str, files: Sequence[str]) -> None:
+        super().__init__(message, fix=fix)
+        self.driver = driver
+        self.program = program
+        self.files = list(files)
+
+
+class OperationInProgress(GitError):
+    """Someone's rebase, merge, cherry-pick, revert, bisect or `git am` is half done in the checkout."""
+
+    def __init__(self, message: str, *, fix: str, operation: str, marker: Path, command: str) -> None:
+        super().__init__(message, fix=fix)
+        self.operation = operation
+        self.marker = marker
+        self.command = command  # the git command that continues or aborts it
 
 
 class UnknownCommit(GitError):
@@ -251,17 +335,20 @@ class GitRepo:
 
     # --- running git -------------------------------------------------------------
 
-    def _argv(self, args: Sequence[str]) -> list[str]:
-        return ["git", "-C", str(self.path), *_CONFIG, *args]
+    def _argv(self, args: Sequence[str], where: Path | None = None) -> list[str]:
+        return ["git", "-C", str(where or self.path), *_CONFIG, *args]
 
     def _run(
         self,
         *args: str,
         ok: tuple[int, ...] = (0,),
         sink: Sink | None = None,
+        where: Path | None = None,
     ) -> _Output:
-        """Run git; raise GitError unless its exit status is in `ok`. With a sink, its lines stream there."""
-        argv = self._argv(args)
+        """Run git (in `where`, a submodule's checkout, else the repository); raise GitError unless its exit
+        status is in `ok`. With a sink, its lines stream there."""
+        argv = self._argv(args, where)
+        started = time.monotonic()
         try:
             if sink is not None:
                 sink.line("cmd", "$ " + shown(["git", *args]))
@@ -277,13 +364,25 @@ class GitRepo:
                     "for (a prompt, a lock, the network) and fix it; Rewind runs the repository's hooks, never "
                     "skips them"
                 )
-            raise GitError(message, argv=argv) from None
+            left = self._locks_left(time.monotonic() - started + 1) if args[0] != "rev-parse" else []
+            fix = ""
+            if left:
+                named = ", ".join(str(lock.path) for lock in left)
+                message += f". Stopped mid-change, it left its lock file{'s' if len(left) > 1 else ''} behind: {named}"
+                fix = (
+                    f"once no git runs in {self.path}, remove {'them' if len(left) > 1 else 'it'} "
+                    f"(`rm {' '.join(str(lock.path) for lock in left)}`) and look at `git -C {self.path} status`; "
+                    "every revert, reset and deploy refuses until then"
+                )
+            raise GitError(message, argv=argv, fix=fix) from None
         if out.returncode not in ok:
             raise self._error(argv, args, out)
         return out
 
     def _error(self, argv: Sequence[str], args: Sequence[str], out: _Output) -> GitError:
         err = out.stderr
+        if (held := _LOCK_EXISTS.search(err)) is not None and (locked := self._lock_named(args[0], held[1])):
+            return locked
         if "cannot change to" in err or not self.path.is_dir():
             message = f"repository folder does not exist: {self.path} — check repo.path in the targets file"
         elif "not a git repository" in err:
@@ -338,6 +437,107 @@ class GitRepo:
                 listed = ", ".join(found)
                 return f"the {listed} hook{'s' if len(found) > 1 else ''} in {folder.resolve()}"
         return ""
+
+    # --- what stands in the way -------------------------------------------------------
+
+    def _places(self) -> tuple[Path, Path, Path | None]:
+        """(the per-worktree git directory, the common one, the working tree's top) — apart in a linked worktree,
+        where `.git` is a file naming the first."""
+        out = self._run("rev-parse", "--absolute-git-dir", "--git-common-dir", "--show-toplevel", ok=(0, 128))
+        if out.returncode:  # no working tree (a bare repository): the two git directories still count
+            out = self._run("rev-parse", "--absolute-git-dir", "--git-common-dir")
+        found = out.stdout.splitlines()
+        common = Path(found[1])
+        common = common if common.is_absolute() else self.path / common
+        return Path(found[0]), common.resolve(), Path(found[2]) if len(found) > 2 else None
+
+    def obstacles(self, action: str, refs: Sequence[str] | None = None) -> list[GitError]:
+        """What would stop `action` half-way, each as the error that refuses it (lock files first); [] when clear.
+
+        `refs`: the refs the action updates (default: the branch). Touches nothing.
+        """
+        git_dir, common, top = self._places()
+        found: list[GitError] = []
+        held = locks(git_dir, common, [self._ref] if refs is None else refs)
+        if held:
+            running, unseen = git_processes([place for place in (top, git_dir, common) if place is not None])
+            found += [self._locked(action, lock, running, unseen) for lock in held]
+        if (underway := operation(git_dir)) is not None:
+            if underway.command == "bisect":
+                fix = f"whoever runs it ends it with `git -C {self.path} bisect reset`"
+            else:
+                fix = (
+                    f"whoever started it decides: finish it (`git -C {self.path} {underway.command} --continue`) or "
+                    f"abort it (`git -C {self.path} {underway.command} --abort`)"
+                )
+            found.append(
+                OperationInProgress(
+                    f"cannot {action}: {self.path} is in the middle of {underway.name} started by hand "
+                    f"(git left {underway.marker} behind), so the branch and files are not what a {action} expects",
+                    fix=f"{fix}; Rewind changes nothing until then",
+                    operation=underway.name,
+                    marker=underway.marker,
+                    command=underway.command,
+                )
+            )
+        return found
+
+    def check_obstacles(self, action: str, refs: Sequence[str] | None = None) -> None:
+        """Raise the first of obstacles(): GitLocked or OperationInProgress."""
+        found = self.obstacles(action, refs)
+        if found:
+            raise found[0]
+
+    def _locked(self, action: str, lock: Lock, running: Sequence[GitProcess], unseen: Sequence[int]) -> GitLocked:
+        rm = f"`rm {lock.path}`"
+        message = (
+            f"cannot {action}: git's lock file {lock.path} exists (written {age_words(lock.age_s)} ago), and git "
+            "would stop half-way on it"
+        )
+        if running:
+            listed = "; ".join(f"pid {p.pid}: {p.command or 'git'}" for p in running[:5])
+            message += f"; a git process still works in {self.path} ({listed})"
+            fix = (
+                "let it finish or stop it (an editor left open by `git commit`?): git removes its lock when it ends; "
+                f"if the file is still there after that, remove it ({rm}) and try again"
+            )
+        elif unseen:
+            pids = ", ".join(str(pid) for pid in unseen[:10])
+            message += (
+                f"; no git process Rewind can see works in {self.path}, but where git processes of other users "
+                f"work (pid {pids}) it cannot tell"
+            )
+            fix = f"make sure none of them works in this repository, then remove it ({rm}) and try again"
+        else:
+            message += f"; no git process works in {self.path}, so a git that was killed or crashed left it behind"
+            fix = f"remove it ({rm}) once no git on another host shares this folder either, then try again"
+        return GitLocked(
+            message,
+            fix=f"{fix}; Rewind never removes it itself",
+            lock=lock.path,
+            age_s=lock.age_s,
+            running=running,
+            unseen=unseen,
+        )
+
+    def _lock_named(self, command: str, path: str) -> GitLocked | None:
+        """The lock git said it found ("Unable to create '…': File exists"), as obstacles() would name it."""
+        try:
+            age = max(0.0, time.time() - os.stat(path).st_mtime)
+            git_dir, common, top = self._places()
+        except (OSError, GitError, CommandCancelled, CommandTimedOut, IndexError):
+            return None
+        running, unseen = git_processes([place for place in (top, git_dir, common) if place is not None])
+        return self._locked(f"run git {command}", Lock(Path(path), age), running, unseen)
+
+    def _locks_left(self, seconds: float) -> list[Lock]:
+        """After a timeout: the lock files written while the stopped command ran (best effort, [] if unknown)."""
+        try:
+            git_dir, common, _top = self._places()
+        except (GitError, CommandCancelled, CommandTimedOut, OSError, IndexError):
+            return []
+        refs = [self._ref, "refs/tags/rewind"] + ([f"refs/remotes/{self.remote}"] if self.remote else [])
+        return written_since(locks(git_dir, common, refs), seconds)
 
     # --- reading -----------------------------------------------------------------
 
@@ -681,6 +881,8 @@ class GitRepo:
         return self._check_ready(action)[0]
 
     def _check_ready(self, action: str) -> tuple[str, DirtyFiles]:
+        # First: a rebase or a bisect detaches HEAD, a merge leaves files staged; name the cause, not its symptom.
+        self.check_obstacles(action)
         current = self.current_branch()
         if current != self.branch:
             where = f"branch {current!r}" if current else "a detached HEAD"
@@ -690,11 +892,29 @@ class GitRepo:
             )
         dirty = self.dirty()
         if dirty.foreign:
+            subs = self._submodules_among(dirty.foreign)
+            if subs:
+                top = self._top()
+                others = [name for name in dirty.foreign if name not in subs]
+                also = f", and there are uncommitted changes to {_listed(others, 10)}" if others else ""
+                raise GitError(
+                    f"cannot {action}: in {self.path} the submodule {_listed(subs, 5)} is not what {self.branch} "
+                    f"records (its checkout is at another commit, or has edits inside){also}",
+                    fix=f"look with `git -C {top} submodule status` and `git -C {top / subs[0]} status`, then commit "
+                    "or discard what is inside it, or check out the recorded commit there "
+                    f"(`git -C {top} submodule update -- {subs[0]}`), so nothing is lost",
+                )
             raise GitError(
                 f"cannot {action}: {self.path} has uncommitted changes to {_listed(dirty.foreign, 10)} — "
                 f"commit or discard them first, so nothing is lost{_own_note(dirty.own)}"
             )
         return self.head(), dirty
+
+    def _submodules_among(self, names: Sequence[str]) -> list[str]:
+        """Which of these paths are submodules (a gitlink in the index)."""
+        out = self._run("ls-files", "--stage", "-z", "--", *(f":(top,literal){name}" for name in names))
+        staged = (entry.split("\t", 1) for entry in out.stdout.split("\0") if "\t" in entry)
+        return [path for meta, path in staged if meta.startswith(GITLINK + " ")]
 
     @contextmanager
     def _changing(self, action: str, sink: Sink | None) -> Iterator[str]:
@@ -821,6 +1041,13 @@ class GitRepo:
     def _revert(self, start: str, shas: Sequence[str], sink: Sink | None) -> str:
         full = list(dict.fromkeys(self.resolve(sha) for sha in shas))
         self.check_revertable(full)
+        wanted: dict[str, str] = {}
+        for sha in full:  # newest first: the oldest revert, applied last, decides
+            parents = self.commit(sha).parents
+            if parents:
+                wanted.update(self._gitlinks(sha, parents[0]))
+        self._check_submodules(wanted, "revert")
+        self._check_filters([(sha, parents[0]) for sha in full if (parents := self.commit(sha).parents)], "revert")
         args = ["revert", "--no-edit"]
         if any(self.commit(sha).is_merge for sha in full):
             args += ["-m", "1"]  # git (2.21+) accepts it for the plain commits among them too
@@ -850,6 +1077,7 @@ class GitRepo:
                     f"reverting {which} changes nothing — it is already undone on {self.branch}; {kept}"
                 ) from None
             raise exc.said(f"{exc.message}; {kept}") from None
+        self._follow_submodules(start, "revert", sink)
         return self.head()
 
     def tag_safety(
@@ -897,7 +1125,10 @@ class GitRepo:
                 f"cannot reset: {', '.join(in_the_way)} in {self.path} would be overwritten, and git does not "
                 "track them — move them out of the way first"
             )
+        self._check_submodules(self._gitlinks(start, target), "reset")
+        self._check_filters([(start, target)], "reset")
         self._run("reset", "--hard", target, sink=sink)
+        self._follow_submodules(start, "reset", sink)
         return self.head()
 
     def put_back(self, sha: str, sink: Sink | None = None) -> list[str]:
@@ -922,12 +1153,14 @@ class GitRepo:
             if sink is not None:
                 named = [f"{name} (git blob {blobs[name][:12]})" if blobs[name] else name for name in discarded]
                 sink.line("out", f"discarding, kept in git (`git cat-file -p <blob>`): {_listed(named, 10)}")
+        was = self._worktree_head()
         self._run("reset", "--hard", target, sink=sink)
         if self.head() != target:
             raise GitError(
                 f"could not put {self.branch} back at {target[:12]} — run `git -C {self.path} status` "
                 "and restore it by hand"
             )
+        self._follow_submodules(was, "put back", sink)
         return discarded
 
     def fetch(self, sink: Sink | None = None) -> list[str]:
@@ -936,19 +1169,88 @@ class GitRepo:
         Returns the remote branches known afterwards (`origin/main` …). A failure
         changes nothing Rewind deploys from and says how to fix it.
         """
+        return self.fetch_changes(sink).branches
+
+    def fetch_changes(self, sink: Sink | None = None) -> Fetched:
+        """fetch(), also saying which remote branches the fetch found rewritten (force-pushed)."""
         if self.remote is None:
             raise GitError("this target has no remote to fetch from — set repo.remote in the targets file")
         refspec = f"+refs/heads/*:refs/remotes/{self.remote}/*"
+        before = self._remote_tips()
         try:
             self._run("fetch", "--prune", "--no-tags", "--no-recurse-submodules", self.remote, refspec, sink=sink)
+        except GitLocked:
+            raise
         except GitError as exc:
+            if _UNREACHABLE.search(exc.stderr):
+                url = self._run("remote", "get-url", self.remote, ok=(0, 2)).stdout.strip()
+                raise RemoteUnreachable(
+                    f"fetching from {self.remote!r} failed: the remote cannot be reached at {url or '(no URL)'}: "
+                    f"{_tail(exc.stderr, 2)}; nothing was changed ({self.branch} was not touched)",
+                    fix=f"check its URL (`git -C {self.path} remote -v`) and that this host can reach it "
+                    f"(the path exists, the network, the credentials), then try again",
+                    remote=self.remote,
+                    url=url,
+                    stderr=exc.stderr,
+                ) from None
             raise exc.said(
                 f"fetching from {self.remote!r} failed: {_tail(exc.stderr) or exc.message}"
                 f"{self._hook_note('fetch', exc.stderr) if _tail(exc.stderr) else ''}; nothing was changed "
                 f"({self.branch} was not touched) — check the remote's URL (`git -C {self.path} remote -v`) "
                 "and that this host can reach it"
             ) from None
-        return self.remote_branches()
+        after = self._remote_tips()
+        rewritten = {
+            name: (old, after[name])
+            for name, old in before.items()
+            if after.get(name, old) != old and not self._is_ancestor(old, after[name])
+        }
+        return Fetched(self.remote_branches(), rewritten)
+
+    def _remote_tips(self) -> dict[str, str]:
+        out = self._run("for-each-ref", "--format=%(refname) %(objectname)", f"refs/remotes/{self.remote}/")
+        pairs = (line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+        return {ref.removeprefix("refs/remotes/"): sha for ref, sha in pairs}
+
+    def _is_ancestor(self, old: str, new: str) -> bool:
+        return self._run("merge-base", "--is-ancestor", old, new, ok=(0, 1, 128)).returncode == 0
+
+    def check_upstream(self, fetched: Fetched) -> None:
+        """RemoteRewritten if the fetch found the remote's own copy of the branch force-pushed: a change pushed
+        from here would put the old history back over the rewrite (or be refused)."""
+        upstream = f"{self.remote}/{self.branch}"
+        if upstream not in fetched.rewritten:
+            return
+        old, new = fetched.rewritten[upstream]
+        raise RemoteRewritten(
+            f"{upstream} was force-pushed: it moved from {old[:12]} to {new[:12]}, which does not contain it. "
+            f"{self.branch} here still has the old history, and pushing it after the deploy would put that back "
+            f"over the rewrite (or be refused); nothing was changed ({self.branch} was not touched)",
+            fix=f"find out who rewrote it and why (`git -C {self.path} log --oneline {old[:12]}...{new[:12]}`), "
+            f"then bring {self.branch} in line with it (an admin's reset) before deploying",
+            remote_branch=upstream,
+            old=old,
+            new=new,
+        )
+
+    def check_still_on(self, sha: str, remote_branch: str) -> str:
+        """The tip of a fetched remote branch (`origin/x`), or RemoteRewritten if it no longer has `sha` — a
+        commit chosen from it before someone force-pushed it away."""
+        tip = self._run("rev-parse", "--verify", "--quiet", f"refs/remotes/{remote_branch}^{{commit}}", ok=(0, 1))
+        now = tip.stdout.strip()
+        if now and self._is_ancestor(sha, now):
+            return now
+        gone = "no longer exists there" if not now else f"is now at {now[:12]}, which does not contain it"
+        raise RemoteRewritten(
+            f"{remote_branch} was at {sha[:12]} when this deploy was chosen, and {gone}: it was force-pushed "
+            f"(its history rewritten). Deploying {sha[:12]} would bring back what was taken out; nothing was changed "
+            f"({self.branch} was not touched)",
+            fix=f"look at what changed (`git -C {self.path} log --oneline {sha[:12]}...{remote_branch}`), ask who "
+            "rewrote it, then deploy again from what the remote has now",
+            remote_branch=remote_branch,
+            old=sha,
+            new=now or None,
+        )
 
     def merge(self, ref_sha: str, sink: Sink | None = None) -> str:
         """Bring a commit into the branch: fast-forward when possible, else a merge commit. Returns the new head.
@@ -964,6 +1266,9 @@ class GitRepo:
         if self._run("merge-base", "--is-ancestor", sha, start, ok=(0, 1)).returncode == 0:
             return start  # already contained: nothing to do
         fast_forward = self._run("merge-base", "--is-ancestor", start, sha, ok=(0, 1)).returncode == 0
+        base = self._run("merge-base", start, sha, ok=(0, 1)).stdout.strip()
+        self._check_submodules(self._gitlinks(base or start, sha), "deploy")
+        self._check_filters([(base or start, sha)], "deploy")
         args = ["merge", "--ff-only", sha] if fast_forward else ["merge", "--no-ff", "--no-edit", sha]
         try:
             self._run(*args, sink=sink)
@@ -982,7 +1287,114 @@ class GitRepo:
                     "resolve it in the repository, or deploy a commit that already contains both",
                 ) from None
             raise exc.said(f"{exc.message}; {kept}") from None
+        self._follow_submodules(start, "deploy", sink)
         return self.head()
+
+    # --- submodules: git moves their recorded commit, never their checkout ----------------------
+
+    def _gitlinks(self, a: str, b: str) -> dict[str, str]:
+        """Submodules whose recorded commit differs from `a` to `b`: path -> the commit `b` records ("" if none)."""
+        out = self._run("diff", "--raw", "-z", "--no-renames", "--no-abbrev", a, b, "--")
+        fields = out.stdout.split("\0")
+        found = {}
+        for meta, path in zip(fields[::2], fields[1::2], strict=False):
+            if not meta.startswith(":"):
+                continue
+            old_mode, new_mode, _old, new, _status = meta[1:].split(" ", 4)
+            if GITLINK in (old_mode, new_mode):
+                found[path] = new if new_mode == GITLINK else ""
+        return found
+
+    def _check_submodules(self, wanted: dict[str, str], action: str) -> None:
+        """Before a change: refuse unless each checked-out submodule it moves has the commit to follow with.
+        (Edits inside a submodule already refuse the change: they make the checkout itself dirty.)"""
+        if not wanted:
+            return
+        top = self._top()
+        for path, sha in wanted.items():
+            sub = top / path
+            if not sha or not (sub / ".git").exists():
+                continue  # dropped, or not checked out here: nothing to move (said after the change)
+            if self._run("cat-file", "-e", f"{sha}^{{commit}}", ok=(0, 1, 128), where=sub).returncode:
+                raise SubmoduleNotReady(
+                    f"cannot {action}: it moves the submodule {path} to {sha[:12]}, a commit its checkout {sub} "
+                    "does not have; nothing was changed",
+                    fix=f"fetch it there first (`git -C {sub} fetch`), then try again",
+                    path=path,
+                    wanted=sha,
+                )
+
+    def _missing_filters(self) -> dict[str, str]:
+        """Filter drivers the repository marks required (git-lfs's `filter.lfs.required`) whose program is not
+        installed here: driver -> program. Git fails half-way through writing files on them."""
+        out = self._run("config", "-z", "--get-regexp", r"^filter\..*\.required$", ok=(0, 1))
+        missing = {}
+        for entry in filter(None, out.stdout.split("\0")):
+            key, _, value = entry.partition("\n")
+            if value.strip().lower() not in ("true", "yes", "on", "1"):
+                continue
+            driver = key.removeprefix("filter.").removesuffix(".required")
+            command = ""
+            for kind in ("process", "smudge"):
+                command = self._run("config", "--get", f"filter.{driver}.{kind}", ok=(0, 1)).stdout.strip()
+                if command:
+                    break
+            try:
+                program = shlex.split(command)[0] if command else ""
+            except ValueError:
+                program = command.split()[0]
+            if program and shutil.which(program, path=self._env.get("PATH")) is None:
+                missing[driver] = program
+        return missing
+
+    def _check_filters(self, pairs: Sequence[tuple[str, str]], action: str) -> None:
+        """Before a change: refuse if it writes files through a required filter whose program is missing (LFS files
+        on a host without git-lfs): git would stop with some of them deleted and the rest not written."""
+        missing = self._missing_filters()
+        for driver, program in missing.items():
+            files: list[str] = []
+            for a, b in pairs:
+                out = self._run("diff", "--name-only", "-z", "--no-renames", a, b, "--", f":(attr:filter={driver})")
+                files += [name for name in out.stdout.split("\0") if name and name not in files]
+            if files:
+                raise FilterMissing(
+                    f"cannot {action}: it changes {_listed(files, 5)}, which git writes through the {driver!r} filter "
+                    f"(filter.{driver}.required is set), and its program `{program}` is not installed on this host; "
+                    "git would stop half-way with files deleted. Nothing was changed",
+                    fix=f"install {program} for the user Rewind runs as (for LFS: the git-lfs package, then "
+                    f"`git -C {self.path} lfs install --local`), or unset filter.{driver}.required if the repository "
+                    "no longer uses it",
+                    driver=driver,
+                    program=program,
+                    files=files,
+                )
+
+    def _follow_submodules(self, start: str, action: str, sink: Sink | None) -> None:
+        """After a change: check out in each submodule the commit the branch now records, as a deploy would."""
+        moved = self._gitlinks(start, self._worktree_head())
+        if not moved:
+            return
+        top = self._top()
+        for path, sha in moved.items():
+            sub = top / path
+            if not sha:
+                said = f"submodule {path} is no longer part of {self.branch}; its checkout {sub} was left as it is"
+            elif not (sub / ".git").exists():
+                said = (
+                    f"submodule {path} now records {sha[:12]} but is not checked out here: not updated "
+                    f"(`git -C {top} submodule update --init -- {path}` would)"
+                )
+            else:
+                try:
+                    self._run("checkout", "--quiet", "--detach", sha, sink=sink, where=sub)
+                except GitError as exc:
+                    raise exc.said(
+                        f"the {action} changed {self.branch}, but its submodule {path} could not follow to "
+                        f"{sha[:12]}: {exc.message}"
+                    ) from None
+                said = f"moved submodule {path} to {sha[:12]}, the commit {self.branch} now records"
+            if sink is not None:
+                sink.line("out", said)
 
     def push(self, force: bool = False, sink: Sink | None = None) -> None:
         """Push the branch to the remote, if the target has one.
