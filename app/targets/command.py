@@ -256,28 +256,32 @@ def run_command(
 
 
 def _run_captured(argv, *, timeout, cwd, env, stdin) -> CommandResult:
-    """The quiet path for short reads (git log, status …): no threads, output kept in memory."""
+    """The quiet path for short reads (git log, status …): no threads, output kept in memory.
+
+    A timeout stops the command's whole group, as the streaming path does: a hook or helper it started (and
+    that may be what hangs) must not outlive it."""
     started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            argv,
-            input=stdin,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
-            capture_output=True,
-            cwd=cwd,
-            env=env,
-            timeout=timeout,
-            start_new_session=True,  # no controlling terminal: nothing can stop and prompt
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise CommandTimedOut(argv, timeout or 0) from None
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,  # no controlling terminal: nothing can stop and prompt; its own group to stop
+    ) as proc:
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_group(proc.pid, [proc])
+            proc.communicate()  # what it wrote before it was stopped; the pipes close with the group
+            raise CommandTimedOut(argv, timeout or 0) from None
     return CommandResult(
         argv,
         proc.returncode,
         time.monotonic() - started,
-        proc.stdout.decode("utf-8", errors="replace"),
-        proc.stderr.decode("utf-8", errors="replace"),
+        out.decode("utf-8", errors="replace"),
+        err.decode("utf-8", errors="replace"),
     )
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.targets import procfs
+
 # The files at the top of the git directory that every worktree shares (git's own list); the rest (index, HEAD,
 # ORIG_HEAD …) are each worktree's, kept in its own git directory.
 SHARED = frozenset({"config.lock", "packed-refs.lock", "shallow.lock", "gc.pid.lock"})
@@ -82,36 +84,32 @@ def git_processes(folders: Sequence[Path]) -> tuple[list[GitProcess], list[int]]
     places = [os.path.realpath(folder) for folder in folders]
     seen, unseen = [], []
     try:
-        entries = os.listdir("/proc")
+        running = list(procfs.pids())
     except OSError:
         return [], []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for pid in running:
+        if pid == os.getpid():
             continue
         try:
-            name = Path(f"/proc/{entry}/comm").read_text().strip()
+            name = procfs.comm(pid)
         except OSError:
             continue
         if name != "git" and not name.startswith("git-"):
             continue
         try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
+            cwd = procfs.cwd(pid)
         except PermissionError:
-            unseen.append(int(entry))
+            unseen.append(pid)
             continue
         except OSError:  # it ended between the two reads (or is a zombie, working nowhere)
             continue
         if any(cwd == place or cwd.startswith(place + os.sep) for place in places):
-            seen.append(GitProcess(int(entry), _cmdline(int(entry))))
+            try:
+                command = procfs.cmdline(pid)
+            except OSError:
+                command = ""
+            seen.append(GitProcess(pid, command))
     return seen, unseen
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return " ".join(part.decode("utf-8", errors="replace") for part in raw.split(b"\0") if part)
 
 
 def operation(git_dir: Path) -> Operation | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.targets import procfs
 from app.targets.command import CommandCancelled
 from app.targets.git import GitError, GitRepo, MergeConflict, RevertConflict, UnknownCommit
 from tests.support.sinks import Lines
@@ -569,10 +570,14 @@ def test_only_executable_hooks_that_the_command_runs_are_named(work, lines):
 
 def test_a_hanging_hook_is_named_when_git_times_out(work, lines):
     """A reference-transaction hook that never returns: the timeout names it as the likely cause, with the fix."""
-    hook(work / ".git" / "hooks", "reference-transaction", "exec sleep 600")
+    pid_file = work.parent / "hook.pid"
+    hook(work / ".git" / "hooks", "reference-transaction", f"echo $$ > {pid_file}; exec sleep 600")
     repo = GitRepo(work, "main", timeout=1)
     with pytest.raises(GitError) as caught:
         repo.reset_hard(lines["c2"])
+    # stopped with git, not left sleeping (a zombie no one reaps has ended too)
+    hung = procfs.stat(int(pid_file.read_text()))
+    assert hung is None or hung.gone, hung
     message = caught.value.message
     assert message.startswith("git reset did not finish within 1 s and was stopped;"), message
     assert f"the reference-transaction hook in {(work / '.git' / 'hooks').resolve()} runs on git reset" in message
