@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,29 @@ def test_start_up_stops_with_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "rewind: cannot start: REWIND_IDLE_MINUTES: expected a whole number, got 'ten'"
     ]
+
+
+@pytest.mark.parametrize(
+    "name, value, problem",
+    [
+        ("REWIND_WORKERS", "ten", "REWIND_WORKERS: expected a whole number, got 'ten'"),
+        ("REWIND_THREADS", "many", "REWIND_THREADS: expected a whole number, got 'many'"),
+        ("REWIND_GRACEFUL_TIMEOUT", "soon", "REWIND_GRACEFUL_TIMEOUT: expected a whole number, got 'soon'"),
+    ],
+)
+def test_a_bad_gunicorn_setting_stops_gunicorn_with_one_line(tmp_path, name, value, problem):
+    """gunicorn.conf.py reads these too: a bad one is the settings' one line, never a traceback from that file."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "REWIND_INSTANCE_DIR": str(tmp_path), "REWIND_BIND": "127.0.0.1:0", name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert f"rewind: cannot start: {problem}" in said
+    assert "Traceback" not in said
