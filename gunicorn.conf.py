@@ -32,7 +32,8 @@ timeout = 120
 # the jobs still running can be marked interrupted before the master kills the worker.
 graceful_timeout = _count("REWIND_GRACEFUL_TIMEOUT", 20) + 10
 keepalive = 5
-accesslog = "-" if os.environ.get("REWIND_ACCESS_LOG", "1") == "1" else None
+# Off only when asked (0, false, no, off), as every other switch; a bad value is reported by on_starting.
+accesslog = None if os.environ.get("REWIND_ACCESS_LOG", "").strip().lower() in ("0", "false", "no", "off") else "-"
 errorlog = "-"
 wsgi_app = "wsgi:app"
 
