@@ -120,3 +120,18 @@ def test_every_exit_status_is_in_the_readme_table():
     table = README[start:].split("\n\n", 2)[1]
     documented = {int(n) for n in re.findall(r"^\| (\d+) \|", table, re.M)}
     assert documented == {int(status) for status in ExitStatus}
+
+
+def test_every_runbook_is_in_a_readme_table_with_the_role_it_needs(app):
+    from app.auth.roles import Role
+    from app.jobs import runbook as runbooks
+
+    documented: dict[str, str] = {}
+    for table in README.split("| runbook | role | what it does |")[1:]:
+        for row in table.split("\n\n", 1)[0].splitlines()[2:]:
+            names, role = row.split(" | ")[0:2]
+            documented |= dict.fromkeys(re.findall(r"`([a-z_]+)`", names), role.split()[0])
+    registered = {b.name: Role(b.role).label for b in runbooks.all_runbooks() if not b.name.startswith("test.")}
+    registered.pop("selfcheck")  # Rewind's own check, named where `run -` is
+    assert "`selfcheck`" in README
+    assert len(documented) > 20 and documented == registered
