@@ -135,3 +135,22 @@ def test_every_runbook_is_in_a_readme_table_with_the_role_it_needs(app):
     registered.pop("selfcheck")  # Rewind's own check, named where `run -` is
     assert "`selfcheck`" in README
     assert len(documented) > 20 and documented == registered
+
+
+def test_the_example_s_commented_out_alternative_parses_once_uncommented():
+    """A managed process instead of service commands, a symlink switch, the optional keys: what a reader will try."""
+    production, staging = EXAMPLE.read_text().split("[targets.staging]")
+    optional = "command|cwd|pid_file|log_file|stop_timeout|reload|env|env_file|link|slot_dirs|tag|pg_bin|passphrase"
+    lines = []
+    for line in production.splitlines():
+        if re.match(r"(start|stop|restart|status) = ", line):
+            line = "# " + line  # either service commands or a managed process
+        elif re.match(rf"# ({optional}) = ", line):
+            line = line[2:]
+        lines.append(line)
+    text = "\n".join(lines) + "\n[targets.staging]" + staging
+    prod = parse_targets(text, EXAMPLE, ENV)["production"]
+    assert prod.process.managed and prod.process.reload == "SIGHUP" and prod.process.env_file
+    assert prod.process.stop_timeout == 35.0 and prod.process.env == {"FLASK_ENV": "production"}
+    assert prod.bluegreen.link == Path("/srv/app/current") and prod.database.flags_columns.tag == "team"
+    assert prod.database.pg_bin == Path("/usr/lib/postgresql/16/bin") and prod.backups.passphrase == "pass"
