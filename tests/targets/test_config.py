@@ -238,6 +238,7 @@ cwd = "apps/demo"
             "did you mean 'timeout'",
         ),
         ('[targets."Bad!".repo]\npath = "/x"\n', "Bad!", None, "lower-case letters"),
+        ('[targets."-prod".repo]\npath = "/x"\n', "-prod", None, "starts with a letter or digit"),
     ],
 )
 def test_errors_name_file_target_and_key(text, target, key, problem):
