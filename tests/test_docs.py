@@ -154,3 +154,13 @@ def test_the_example_s_commented_out_alternative_parses_once_uncommented():
     assert prod.process.stop_timeout == 35.0 and prod.process.env == {"FLASK_ENV": "production"}
     assert prod.bluegreen.link == Path("/srv/app/current") and prod.database.flags_columns.tag == "team"
     assert prod.database.pg_bin == Path("/usr/lib/postgresql/16/bin") and prod.backups.passphrase == "pass"
+
+
+def test_the_readme_lists_every_path_targets_check_checks():
+    source = (ROOT / "app" / "targets" / "reach.py").read_text()
+    checked = set(re.findall(r"(?:need|program)\(\"([a-z_.]+)\"", source))
+    start = README.index("`flask rewind targets check` tries")
+    said = README[start : README.index("exits 1 on any problem", start)]
+    assert {"database.migrations", "process.command"} <= checked
+    assert [key for key in sorted(checked) if f"`{key}`" not in said] == []
+    assert "release.commands[" in source and re.search(r"each\s+release command", said)
