@@ -11,26 +11,29 @@ deprecated upstream and gunicorn 26 removed its eventlet worker.
 import os
 import sys
 
+
+def _count(name: str, default: int) -> int:
+    """A bad value falls back here and is reported by on_starting in one line, not a traceback from this file."""
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+
+
 bind = os.environ.get("REWIND_BIND", "127.0.0.1:5000")
 # gthread, with new connections shared out evenly between the workers (app/serving.py says why).
 worker_class = "app.serving.BalancedThreadWorker"
-workers = int(os.environ.get("REWIND_WORKERS", "1"))
-threads = int(os.environ.get("REWIND_THREADS", "1000"))
+workers = _count("REWIND_WORKERS", 1)
+threads = _count("REWIND_THREADS", 1000)
 worker_connections = max(2 * threads, 1000)
 # Websocket handlers run for as long as a job; the timeout only guards a worker that stopped answering.
 timeout = 120
 
 
-def _graceful_s() -> int:
-    raw = os.environ.get("REWIND_GRACEFUL_TIMEOUT", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 20  # a bad value is reported by on_starting
-
-
 # Running jobs get REWIND_GRACEFUL_TIMEOUT to finish after SIGTERM; gunicorn waits a little longer, so that
 # the jobs still running can be marked interrupted before the master kills the worker.
-graceful_timeout = _graceful_s() + 10
+graceful_timeout = _count("REWIND_GRACEFUL_TIMEOUT", 20) + 10
 keepalive = 5
-accesslog = "-" if os.environ.get("REWIND_ACCESS_LOG", "1") == "1" else None
+# Off only when asked (0, false, no, off), as every other switch; a bad value is reported by on_starting.
+accesslog = None if os.environ.get("REWIND_ACCESS_LOG", "").strip().lower() in ("0", "false", "no", "off") else "-"
 errorlog = "-"
 wsgi_app = "wsgi:app"
 

@@ -42,6 +42,7 @@ class Settings:
     thread_reserve: int = 16
     graceful_timeout_s: int = 20
     scheduler: bool = True  # periodic tasks (due backups) run beside each job runner; off: cron runs `backups due`
+    access_log: bool = True  # gunicorn.conf.py reads it itself; checked here so a bad value stops start-up
 
     @property
     def is_postgres(self) -> bool:
@@ -163,4 +164,5 @@ def load_settings(env: dict | None = None) -> Settings:
         thread_reserve=reserve,
         graceful_timeout_s=_positive_int(env, "REWIND_GRACEFUL_TIMEOUT", 20),
         scheduler=_flag(env, "REWIND_SCHEDULER", default=True),
+        access_log=_flag(env, "REWIND_ACCESS_LOG", default=True),
     )

@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,7 @@ def test_postgres_urls_use_psycopg3(tmp_path):
         ("REWIND_IDLE_MINUTES", "0", "must be at least 1"),
         ("REWIND_SECURE_COOKIES", "maybe", "expected 1 or 0"),
         ("REWIND_SCHEDULER", "cron", "expected 1 or 0"),
+        ("REWIND_ACCESS_LOG", "maybe", "expected 1 or 0"),
         ("REWIND_SESSION_HOURS", "half a day", "expected a whole number"),
         ("REWIND_SESSION_HOURS", "0", "must be at least 1"),
         ("REWIND_WS_PER_SESSION", "-1", "must be at least 1"),
@@ -67,3 +69,39 @@ def test_start_up_stops_with_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "rewind: cannot start: REWIND_IDLE_MINUTES: expected a whole number, got 'ten'"
     ]
+
+
+@pytest.mark.parametrize(
+    "name, value, problem",
+    [
+        ("REWIND_WORKERS", "ten", "REWIND_WORKERS: expected a whole number, got 'ten'"),
+        ("REWIND_THREADS", "many", "REWIND_THREADS: expected a whole number, got 'many'"),
+        ("REWIND_GRACEFUL_TIMEOUT", "soon", "REWIND_GRACEFUL_TIMEOUT: expected a whole number, got 'soon'"),
+        ("REWIND_ACCESS_LOG", "maybe", "REWIND_ACCESS_LOG: expected 1 or 0, got 'maybe'"),
+    ],
+)
+def test_a_bad_gunicorn_setting_stops_gunicorn_with_one_line(tmp_path, name, value, problem):
+    """gunicorn.conf.py reads these too: a bad one is the settings' one line, never a traceback from that file."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "REWIND_INSTANCE_DIR": str(tmp_path), "REWIND_BIND": "127.0.0.1:0", name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert f"rewind: cannot start: {problem}" in said
+    assert "Traceback" not in said
+
+
+@pytest.mark.parametrize("value, logged", [("", True), ("1", True), ("true", True), ("0", False), ("off", False)])
+def test_the_access_log_switch_reads_as_every_other_switch(monkeypatch, value, logged):
+    import runpy
+
+    monkeypatch.setenv("REWIND_ACCESS_LOG", value)
+    conf = runpy.run_path(str(Path(__file__).resolve().parents[1] / "gunicorn.conf.py"))
+    assert (conf["accesslog"] == "-") is logged

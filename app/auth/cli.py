@@ -83,7 +83,7 @@ def create(name: str, role: Role, password_stdin: bool) -> None:
 def set_role(name: str, role: Role) -> None:
     """Change NAME's role to ROLE: viewer, operator or admin.
 
-    Example: flask rewind users set-role alice operator
+    Example: flask rewind users set-role oncall operator
     """
     try:
         accounts.set_role(accounts.find_user(name), role, CLI_ACTOR)

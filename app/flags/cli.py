@@ -89,7 +89,7 @@ def set_flag(target: str, name: str, state: str, as_user: str, reason: str) -> N
 
     \b
     Example:
-      flask rewind flags set production new_checkout off --as alice \\
+      flask rewind flags set production new_checkout off --as oncall \\
           --reason "checkout errors"
     """
     the_target = _target(target)

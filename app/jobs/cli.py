@@ -218,8 +218,8 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
 
     \b
     Examples:
-      flask rewind run staging verify --as alice --follow
-      flask rewind run staging revert commits=1a2b3c4 --as alice
+      flask rewind run staging verify --as oncall --follow
+      flask rewind run staging revert commits=1a2b3c4 --as oncall
       flask rewind run production restore_backup --as admin --follow \\
           backup=production_20260501_100000.dump.gpg   (asks: type production)
 
@@ -376,7 +376,7 @@ def cancel(job_id: int, as_user: str) -> None:
     JOB_ID is the number `flask rewind jobs list` prints. A running job stops
     after its current command (SIGTERM to its process group, then SIGKILL).
 
-    Example: flask rewind jobs cancel 42 --as alice
+    Example: flask rewind jobs cancel 42 --as oncall
     """
     user = _user(as_user)
     job = _job(job_id)

@@ -336,7 +336,9 @@ def _argv_list(table: _Table, key: str) -> tuple[tuple[str, ...], ...]:
 
 def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfig:
     if not set(name) <= NAME_CHARS or not name[:1].isalnum():
-        raise TargetsFileError(path, "a target name uses lower-case letters, digits, '-' and '_'", name)
+        raise TargetsFileError(
+            path, "a target name uses lower-case letters, digits, '-' and '_', and starts with a letter or digit", name
+        )
     top = _Table(raw, path, name, "", env)
     env_file = top.path_("env_file")  # first: envfile: values anywhere else read it
     top.env_file["path"] = env_file

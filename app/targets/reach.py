@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psycopg
 
+from app.targets.environment import inherited_env
+from app.targets.errors import TargetError
 from app.targets.git import GitError
 from app.targets.target import Target
 
@@ -29,10 +31,17 @@ def reach(target: Target) -> list[tuple[str, bool, str]]:
         results.append(("health", probe.ok, str(probe)))
     if (database := target.config.database) is not None:
         results.append(("database", *database_reachable(database.url)))
-    if (control := target.process()) is not None:
+    try:
+        control = target.process()
+    except TargetError as exc:  # its env file (process.env_file) cannot be read: often the incident itself
+        results.append(("process", False, f"its commands cannot run: {exc.message}"))
+        control = None
+    if control is not None:
         status = control.status()
         running = {True: "running", False: "not running", None: "state unknown"}[status.running]
-        results.append(("process", status.running is not False, f"{running} {status.note}".strip()))
+        note = status.note or ""
+        detail = note if note.startswith(running) else f"{running}: {note}" if note else running
+        results.append(("process", status.running is not False, detail))
     results += paths(target)
     return results
 
@@ -40,7 +49,10 @@ def reach(target: Target) -> list[tuple[str, bool, str]]:
 def paths(target: Target) -> list[tuple[str, bool, str]]:
     """Each configured folder, file and program, named by its key in the targets file, so a typo is found at once."""
     config = target.config
-    env = target.command_env()
+    try:
+        env = target.command_env()
+    except TargetError:  # reach() has said why; the programs are still looked for on the target's PATH
+        env = inherited_env() | dict(config.process.env if config.process else {})
     repo = config.repo.path
     results = []
 

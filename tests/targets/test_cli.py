@@ -86,3 +86,21 @@ def test_list_of_a_file_broken_since_start_up_says_so_and_lists_the_last_good_ve
         ["production", "protected"],
         ["staging", "unprotected"],
     ]
+
+
+def test_check_of_a_target_whose_env_file_is_gone_names_it_and_checks_the_rest(app, tmp_path):
+    """process.env_file = true and the file missing (often the incident itself): said per part, not a traceback."""
+    from tests.support.targets import make_code_target, write_targets_file
+
+    target = make_code_target(tmp_path / "targets")
+    missing = tmp_path / "gone.env"
+    text = target.toml().replace("[targets.staging.repo]", f'env_file = "{missing}"\n\n[targets.staging.repo]', 1)
+    write_targets_file(app, text.replace("[targets.staging.health]", "env_file = true\n\n[targets.staging.health]", 1))
+    result = app.test_cli_runner().invoke(args=["rewind", "targets", "check"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1, result.output
+    out = result.output
+    assert f"staging: process: UNREACHABLE — its commands cannot run: the env file {missing} does not exist" in out
+    assert f"staging: env_file: WRONG — {missing} does not exist" in out
+    assert f"staging: process.command: ok — program {sys.executable}" in out
+    assert "staging: repo: ok — main at" in out

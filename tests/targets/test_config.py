@@ -31,11 +31,11 @@ def test_documented_example_parses_with_every_key():
     assert prod.database.key_tables == ("users", "sessions", "segments")
     assert prod.database.flags_table == "feature_flags"
     assert prod.database.flags_columns.enabled == "enabled" and prod.database.flags_columns.tag is None
-    assert prod.backups.passphrase == "gpg-pass-456"
+    assert prod.backups.recipients == ("ops@example.com",) and prod.env_file == Path("/srv/app/.env")
     assert set(prod.bluegreen.slots) == {"blue", "green"}
     assert prod.release.commands[0] == ("/srv/app/.venv/bin/pip", "install", "-r", "requirements.txt")
     assert len(prod.release.commands) == 2 and prod.release.timeout == 600.0
-    assert set(prod.secrets) == {"postgresql://app:pg-pass-123@db/app", "gpg-pass-456"}
+    assert set(prod.secrets) == {"postgresql://app:pg-pass-123@db/app"}
     assert targets["staging"].auto_rollback and targets["staging"].health.status == 200
 
 
@@ -238,6 +238,7 @@ cwd = "apps/demo"
             "did you mean 'timeout'",
         ),
         ('[targets."Bad!".repo]\npath = "/x"\n', "Bad!", None, "lower-case letters"),
+        ('[targets."-prod".repo]\npath = "/x"\n', "-prod", None, "starts with a letter or digit"),
     ],
 )
 def test_errors_name_file_target_and_key(text, target, key, problem):
