@@ -340,7 +340,7 @@ class HealthCheck:
         parts = urlsplit(self.url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         local = process is not None and sockets.is_local_host(parts.hostname or "")
-        probes = errors = misdirected = slow = 0
+        probes = errors = misdirected = slow = waited_out = 0
         while True:
             if should_cancel():
                 raise CommandCancelled()
@@ -348,8 +348,10 @@ class HealthCheck:
             budget = max(MIN_REQUEST_TIMEOUT_S, min(self.request_timeout_s, left))
             probe = self.probe(budget)
             probes += 1
-            # Probes in a row given their whole timeout and no answer; one cut short by the deadline proves nothing.
-            slow = (slow + (budget >= self.request_timeout_s)) if probe.timed_out else 0
+            # Probes in a row with no answer in time; at least one must have had its whole timeout (waited_out):
+            # one cut short by the deadline proves no slowness.
+            slow = slow + 1 if probe.timed_out else 0
+            waited_out = waited_out + (budget >= self.request_timeout_s) if probe.timed_out else 0
             gone = process.exited() if process is not None else None
             ports = process.listening_ports() if process is not None and gone is None else frozenset()
             elsewhere = bool(ports) and (probe.refused or (local and port not in ports))
@@ -380,7 +382,7 @@ class HealthCheck:
                 )
                 return Verdict(False, reason, probe, probes, True)
             if time.monotonic() >= deadline:
-                if slow:
+                if waited_out:
                     return Verdict(False, self._too_slow(slow, probes), probe, probes)
                 reason = f"no healthy answer within {self.timeout_s:g} s; last: {probe.reason}"
                 return Verdict(False, reason, probe, probes)
@@ -397,11 +399,14 @@ class HealthCheck:
     def _too_slow(self, slow: int, probes: int) -> str:
         """An application that accepts connections but never answered in time: slow (raise the probe's timeout)
         or stuck (look at it); the person reading can tell which from its log."""
-        row = "its last probe" if slow == 1 else f"its last {slow} probes in a row"
+        if slow == probes:
+            row = "its only probe got no answer" if probes == 1 else f"none of its {probes} probes got an answer"
+        else:
+            row = "its last probe got no answer" if slow == 1 else f"its last {slow} probes got no answer"
         return (
-            f"it answered too slowly: {row} got no answer within {self.request_timeout_s:g} s "
-            f"(health.probe_timeout), until health.timeout ({self.timeout_s:g} s) passed, after {probes} probes"
-            " — if the application is slow rather than stuck, raise health.probe_timeout in the targets file"
+            f"it answered too slowly: {row} within {self.request_timeout_s:g} s (health.probe_timeout) before "
+            f"health.timeout ({self.timeout_s:g} s) passed — if the application is slow rather than stuck, raise "
+            "health.probe_timeout in the targets file"
         )
 
 
