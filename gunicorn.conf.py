@@ -102,7 +102,8 @@ def post_worker_init(worker):
 
     app = worker.wsgi
     settings = app.config["REWIND_SETTINGS"]
-    runner = engine(app).start_runner() if settings.run_jobs_in_web else None
+    # A worker told to stop while it loaded (worker.alive off) claims no job on its way out.
+    runner = engine(app).start_runner() if settings.run_jobs_in_web and worker.alive else None
     term = threading.Event()
 
     def drain_on_term():
@@ -149,10 +150,13 @@ control_socket_disable = True
 
 
 def worker_int(worker):
-    """Ctrl-C (SIGINT/SIGQUIT) stops at once: running jobs are marked interrupted rather than left running."""
+    """Ctrl-C (SIGINT/SIGQUIT) stops at once: running jobs are marked interrupted rather than left running.
+
+    Once per worker: after a quit signal, gunicorn calls it again as the worker exits (worker_exit)."""
     app = getattr(worker, "wsgi", None)
-    if app is None:
+    if app is None or getattr(worker, "rewind_interrupted", False):
         return
+    worker.rewind_interrupted = True
     from app.jobs.engine import engine
 
     runner = engine(app).runner  # None when separate `flask rewind worker` processes run the jobs

@@ -14,11 +14,18 @@ that changes, so the siblings take them. The least-loaded worker always takes th
 so nothing waits that would not have waited anyway; a sibling silent for longer
 than STALE_S (busy, hung or gone) is not counted, and then workers take
 connections as stock gunicorn does.
+
+A worker also stops at once on Ctrl-C at any moment of its start: a stop
+signal landing before its handlers are in place waits for them (blocked
+across the fork), and a second one (the terminal's SIGINT, then the
+master's SIGQUIT) does not re-enter the stop under way.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
+import signal
 import struct
 import time
 
@@ -58,18 +65,32 @@ class Table:
 
 
 _table: Table | None = None
+# Between its fork and its own handlers a worker still has the master's, which queue a signal for the master's
+# loop: in the worker, a copy nobody reads, so a Ctrl-C landing then was lost and the worker served on until the
+# master killed it at graceful_timeout. Blocked across that gap, these wait in the kernel for the worker's own.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTERM})
+_unblock_registered = False
+
+
+def _unblock_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def prepare(server) -> None:
     """In the master, before any fork (gunicorn's on_starting hook)."""
-    global _table
+    global _table, _unblock_registered
     _table = Table()
+    if not _unblock_registered:  # the master takes its own stop signals again as soon as it has forked
+        os.register_at_fork(after_in_parent=_unblock_stop_signals)
+        _unblock_registered = True
 
 
 def assign_slot(server, worker) -> None:
     """In the master, before forking `worker` (pre_fork): the first slot no live worker holds."""
     taken = {getattr(w, "rewind_slot", None) for w in server.WORKERS.values()}
     worker.rewind_slot = next((s for s in range(SLOTS) if s not in taken), None)
+    if isinstance(worker, BalancedThreadWorker) and _unblock_registered:  # it unblocks them in init_signals
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def free_slot(server, worker) -> None:
@@ -81,6 +102,18 @@ def free_slot(server, worker) -> None:
 
 class BalancedThreadWorker(ThreadWorker):
     """gthread, taking a new connection only while it holds no more than the least-loaded live sibling."""
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        _unblock_stop_signals()  # a stop signal sent since the fork is handled now, by this worker's handlers
+
+    def handle_quit(self, sig, frame) -> None:
+        """Once: a second quit signal would run the stop again on top of the first, inside the first's handler,
+        and wait for ever on a lock the first holds (or cut the first short), so it is left to the first."""
+        if getattr(self, "rewind_quitting", False):
+            return
+        self.rewind_quitting = True
+        super().handle_quit(sig, frame)
 
     def _slot(self) -> int | None:
         return getattr(self, "rewind_slot", None) if _table is not None else None

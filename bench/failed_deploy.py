@@ -14,7 +14,7 @@ ops database, signed in as the first admin). The target is the demo's
 2. wait for the job to end `failed` with "Rolled back automatically" in its
    result and its verification passed (the rollback verified healthy);
 3. **detect**: click → the health probe that decided the deploy failed (the
-   last "probe N:" line before the job says it rolls back; a line's time is
+   last "probe N at +T s:" line before the job says it rolls back; a line's time is
    when the job wrote it to the ops database, at most about 0.1 s after);
 4. **rolled back**: click → the first healthy answer that came back after that
    probe (by the time it came back: during a reload a request waits in the
@@ -80,7 +80,7 @@ TARGET = "production"
 ROLLED_BACK_TARGET_S = 5.0
 POLL_S = 0.02
 DETECTED = "rolling back to"
-PROBE = re.compile(r"probe \d+: ")
+PROBE = re.compile(r"probe \d+ at \+[\d.]+ s: ")
 
 
 class Watcher(threading.Thread):

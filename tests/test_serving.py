@@ -2,6 +2,7 @@
 
 import os
 import selectors
+import signal
 import socket
 from pathlib import Path
 
@@ -106,3 +107,39 @@ def test_a_stopping_worker_is_no_place_to_leave_connections(monkeypatch):
     stopping.alive = False  # SIGTERM: gunicorn's graceful stop
     stopping.wait_for_and_dispatch_events(0)
     assert not sibling._over_share(), "a stopping worker takes none: the sibling must take them all"
+
+
+def test_a_stop_signal_sent_between_the_fork_and_the_workers_handlers_reaches_the_worker(monkeypatch):
+    """Until its own handlers are in place a worker has the master's, which queue a signal nobody in the worker
+    reads: a Ctrl-C then was lost and the worker served on until the master killed it at graceful_timeout."""
+    from gunicorn.config import Config
+
+    class Master:
+        WORKERS: dict = {}
+
+    monkeypatch.setattr(serving, "_table", None)  # prepare makes this process's; put back after
+    serving.prepare(Master())  # the master's on_starting (its at-fork unblock stays: it only ever unblocks)
+    worker = serving.BalancedThreadWorker(0, os.getpid(), [], None, 30, Config(), None)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    read_end, write_end = os.pipe()
+    serving.assign_slot(Master(), worker)  # gunicorn's pre_fork, in the master
+    pid = os.fork()
+    if pid == 0:  # the worker, before its handlers: nothing here may raise into pytest
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # pending, not acted on by the master's handler (or the default)
+            pending = signal.SIGTERM in signal.sigpending()
+            worker.PIPE = os.pipe()
+            for end in worker.PIPE:
+                os.set_blocking(end, False)  # as gunicorn makes it, for set_wakeup_fd
+            worker.method_queue.init()
+            worker.init_signals()  # its handlers, then the signal: gthread's graceful stop
+            os.write(write_end, b"%d %d" % (pending, not worker.alive))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == held, "the master takes its own signals again"
+        with os.fdopen(read_end, "rb") as answer:
+            assert answer.read() == b"1 1", "the signal waited for the worker's handler, and reached it"
+    finally:
+        os.waitpid(pid, 0)

@@ -9,7 +9,7 @@ from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import ParamError, StepFailed
 from app.targets import registry
-from app.targets.config import BlueGreenConfig
+from app.targets.config import PROBE_TIMEOUT_S, BlueGreenConfig
 from app.targets.health import HealthCheck
 
 
@@ -48,7 +48,9 @@ def check_slot(value: str, target: str | None) -> str:
 def check_idle_slot(ctx: JobContext) -> None:
     slot = ctx.params["slot"]
     url = _config(ctx.target).slots[slot]
-    probe = HealthCheck(url, timeout_s=10).probe()
+    health = registry.current().config(ctx.target).health  # an app slow on every answer has its probe_timeout
+    wait = health.probe_timeout if health else PROBE_TIMEOUT_S
+    probe = HealthCheck(url, timeout_s=10, request_timeout_s=wait).probe()
     ctx.log(f"{slot}: {probe}")
     if not probe.ok:
         raise StepFailed(f"the idle slot {slot} is unhealthy ({probe.reason}); traffic was not switched")

@@ -168,6 +168,11 @@ class Runner:
         with self._idle:
             self._idle.wait_for(lambda: not self._running, timeout=timeout_s)
             left = sorted(self._running)
+        if not left:
+            # Nothing to mark: no database either. Ctrl-C drains from a signal handler, which may have landed while
+            # the main thread held the connection pool's lock (starting up, say): asking for a connection would wait
+            # on that thread for ever.
+            return []
         interrupted = []
         with self.app.app_context():
             for job_id in left:

@@ -8,6 +8,7 @@ a StepFailed whose message says what to do next.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -149,11 +150,14 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
     if health is None:
         return False, f"{ctx.target} has no health check: add [targets.{ctx.target}.health] to verify it"
     attempts = 0
+    began = time.monotonic()
 
     def on_probe(probe) -> None:
+        """Each attempt with when it was made: a person tells an app answering slowly from one refusing."""
         nonlocal attempts
         attempts += 1
-        ctx.log(f"probe {attempts}: {probe}")
+        at = time.monotonic() - began - probe.elapsed_ms / 1000
+        ctx.log(f"probe {attempts} at +{max(at, 0):.1f} s: {probe}")
         ctx.progress(min(0.9, attempts / 20), probe.reason)
 
     with adapter_errors(ctx):  # the process's environment is read from the env file, which may be broken

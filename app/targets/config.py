@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from app.targets.envfile import EnvFileError, read_values
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+PROBE_TIMEOUT_S = 2.0  # how long one health probe waits for an answer, unless health.probe_timeout says
 
 
 class TargetsFileError(ValueError):
@@ -85,6 +86,9 @@ class HealthConfig:
     smoke: tuple[str, ...] | None = None
     failure_threshold: int = 3  # 5xx answers in a row that fail a verification before its timeout
     ca_file: Path | None = None  # a PEM certificate (or its CA) to trust for an https health URL, e.g. self-signed
+    # How long one probe waits for an answer. A slower answer is not a failure while `timeout` has not passed: the
+    # check asks again. An app whose every answer (not only its first) takes longer needs this raised.
+    probe_timeout: float = PROBE_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -408,8 +412,13 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         ca_file = health_t.path_("ca_file")
         if ca_file is not None and not url.lower().startswith("https:"):
             raise health_t.fail("ca_file", "is only used with an https:// health URL")
+        # By default 2 s, or all of a shorter timeout; set, it must fit in the timeout it is a part of.
+        probe_timeout = health_t.get("probe_timeout", float, min(PROBE_TIMEOUT_S, timeout))
+        if not 0 < probe_timeout <= timeout:
+            limit = f"at most health.timeout ({timeout:g})"
+            raise health_t.fail("probe_timeout", f"must be more than 0 seconds and {limit}, got {probe_timeout:g}")
         health = HealthConfig(
-            url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"), threshold, ca_file
+            url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"), threshold, ca_file, probe_timeout
         )
         health_t.done()
 

@@ -54,9 +54,12 @@ class Probe:
     elapsed_ms: float
     reason: str
     body: str = ""  # the first BODY_EXCERPT bytes of the answer, for the person reading why it failed
+    timed_out: bool = False  # connected (or trying to), but no answer came within the probe's timeout
 
     def __str__(self) -> str:
-        return f"{'healthy' if self.ok else 'not healthy'}: {self.reason} ({self.elapsed_ms:.0f} ms)"
+        said = f"{'healthy' if self.ok else 'not healthy'}: {self.reason} ({self.elapsed_ms:.0f} ms)"
+        # Slow and absent call for different waits: say which, so a log of probes reads as one or the other.
+        return said + (": it is there but answers slowly, or not at all" if self.timed_out else "")
 
     @property
     def refused(self) -> bool:
@@ -165,6 +168,11 @@ def _json_mismatch(actual: Any, expected: Mapping[str, Any], path: str = "") -> 
     return None
 
 
+def _timed_out(exc: BaseException) -> bool:
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, TimeoutError)
+
+
 def _describe_error(exc: BaseException, timeout: float, host: str) -> str:
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(reason, ConnectionRefusedError):
@@ -244,9 +252,9 @@ class HealthCheck:
 
         body = b""
 
-        def done(ok: bool, status: int | None, reason: str) -> Probe:
+        def done(ok: bool, status: int | None, reason: str, timed_out: bool = False) -> Probe:
             excerpt = strip_ansi(body[:BODY_EXCERPT].decode(errors="replace")).strip()
-            return Probe(ok, status, round((time.monotonic() - started) * 1000, 1), reason, excerpt)
+            return Probe(ok, status, round((time.monotonic() - started) * 1000, 1), reason, excerpt, timed_out)
 
         if self._ca_problem is not None:
             return done(False, None, self._ca_problem)
@@ -265,7 +273,8 @@ class HealthCheck:
             finally:
                 exc.close()
         except (OSError, http.client.HTTPException) as exc:
-            return done(False, None, _describe_error(exc, timeout, urlsplit(self.url).hostname or ""))
+            host = urlsplit(self.url).hostname or ""
+            return done(False, None, _describe_error(exc, timeout, host), timed_out=_timed_out(exc))
 
         if landed != self.url:
             # Say where the answer came from: a health URL that now redirects to a login or error
@@ -311,6 +320,13 @@ class HealthCheck:
         should_cancel() is true, like run_command, so a job stops the same way
         for both.
 
+        A probe with no answer within request_timeout_s is no failure while the
+        deadline has not passed: an application's first requests after a start
+        or a reload can be slow (imports, connection pools, caches warming), so
+        it is asked again. When the deadline passes with probes still getting
+        no answer in time, the reason says it answered too slowly and which
+        key to raise.
+
         Gives up early on failure_threshold answers of 5xx in a row. With the
         process just started (process), also as soon as it exits, and on
         failure_threshold probes in a row that it cannot have answered while
@@ -324,13 +340,18 @@ class HealthCheck:
         parts = urlsplit(self.url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         local = process is not None and sockets.is_local_host(parts.hostname or "")
-        probes = errors = misdirected = 0
+        probes = errors = misdirected = slow = waited_out = 0
         while True:
             if should_cancel():
                 raise CommandCancelled()
             left = deadline - time.monotonic()
-            probe = self.probe(max(MIN_REQUEST_TIMEOUT_S, min(self.request_timeout_s, left)))
+            budget = max(MIN_REQUEST_TIMEOUT_S, min(self.request_timeout_s, left))
+            probe = self.probe(budget)
             probes += 1
+            # Probes in a row with no answer in time; at least one must have had its whole timeout (waited_out):
+            # one cut short by the deadline proves no slowness.
+            slow = slow + 1 if probe.timed_out else 0
+            waited_out = waited_out + (budget >= self.request_timeout_s) if probe.timed_out else 0
             gone = process.exited() if process is not None else None
             ports = process.listening_ports() if process is not None and gone is None else frozenset()
             elsewhere = bool(ports) and (probe.refused or (local and port not in ports))
@@ -361,6 +382,8 @@ class HealthCheck:
                 )
                 return Verdict(False, reason, probe, probes, True)
             if time.monotonic() >= deadline:
+                if waited_out:
+                    return Verdict(False, self._too_slow(slow, probes), probe, probes)
                 reason = f"no healthy answer within {self.timeout_s:g} s; last: {probe.reason}"
                 return Verdict(False, reason, probe, probes)
             if probe.refused and not elsewhere and time.monotonic() - started < QUICK_WINDOW_S:
@@ -372,6 +395,19 @@ class HealthCheck:
                 if should_cancel():
                     raise CommandCancelled()
                 time.sleep(min(left, CANCEL_POLL_S))
+
+    def _too_slow(self, slow: int, probes: int) -> str:
+        """An application that accepts connections but never answered in time: slow (raise the probe's timeout)
+        or stuck (look at it); the person reading can tell which from its log."""
+        if slow == probes:
+            row = "its only probe got no answer" if probes == 1 else f"none of its {probes} probes got an answer"
+        else:
+            row = "its last probe got no answer" if slow == 1 else f"its last {slow} probes got no answer"
+        return (
+            f"it answered too slowly: {row} within {self.request_timeout_s:g} s (health.probe_timeout) before "
+            f"health.timeout ({self.timeout_s:g} s) passed — if the application is slow rather than stuck, raise "
+            "health.probe_timeout in the targets file"
+        )
 
 
 def _not_its_answer(process: Witness, port: int, ports: frozenset[int], gone: str | None) -> str:

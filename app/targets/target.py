@@ -106,6 +106,7 @@ class Target:
             timeout_s=timeout_s if timeout_s is not None else health.timeout,
             failure_threshold=health.failure_threshold,
             ca_file=health.ca_file,
+            request_timeout_s=health.probe_timeout,
         )
 
     def flags(self) -> FlagTable | None:

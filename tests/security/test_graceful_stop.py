@@ -230,3 +230,40 @@ def test_sigterm_to_a_worker_lets_a_short_job_finish_and_interrupts_a_long_one(t
 
 def _tail(tmp_path, limit: int = 12000) -> str:
     return (tmp_path / "worker.log").read_text(errors="replace")[-limit:]
+
+
+def test_a_second_quit_signal_while_the_first_is_stopping_the_worker_is_left_to_the_first(app):
+    """Ctrl-C reaches the worker twice: the terminal's SIGINT, then the master's SIGQUIT, often while the first is
+    still in its handler. Run again on top of it, the stop waited on locks the first held (a thread's join, the
+    runner's), and the worker was killed at graceful_timeout."""
+    from gunicorn.config import Config
+
+    from app import serving
+
+    hooks = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
+    worker = serving.BalancedThreadWorker(0, os.getpid(), [], None, 30, Config(), None)
+    worker.tpool = worker.get_thread_pool()  # gthread's quit shuts it down
+    worker.wsgi = app
+    stops: list[int] = []
+
+    def worker_int(w) -> None:
+        stops.append(len(stops))
+        if len(stops) == 1:
+            w.handle_quit(signal.SIGQUIT, None)  # the master's SIGQUIT lands while the SIGINT is handled
+        hooks["worker_int"](w)
+
+    worker.cfg.set("worker_int", worker_int)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        hooks["post_worker_init"](worker)
+        with pytest.raises(SystemExit) as leaving:
+            worker.handle_quit(signal.SIGINT, None)
+        assert leaving.value.code == 0
+        assert stops == [0], "the second signal did not run the stop again"
+        assert not engine(app).runner.running, "the first stop ran to its end: nothing more is claimed"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        worker.rewind_signals.note()
+        worker.rewind_drain.join(timeout=60)
+        worker.rewind_signals.close()
+        engine(app).runner.stop()

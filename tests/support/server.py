@@ -50,16 +50,7 @@ class RewindServer:
         assert result.returncode == 0, f"flask {commands} failed: {result.stderr}"
 
     def start(self) -> RewindServer:
-        self.instance_dir.mkdir(parents=True, exist_ok=True)
-        self.flask_steps(("db", "upgrade"), ("rewind", "init-admin"))
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.spawn()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -70,6 +61,22 @@ class RewindServer:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"Rewind did not start; log:\n{self.log.read_text()}")
+
+    def spawn(self, *, own_session: bool = False) -> subprocess.Popen:
+        """Migrate, then start gunicorn without waiting for it to serve; own_session: in a process group of its
+        own, as a terminal runs it, so the group can be signalled as Ctrl-C does."""
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+        self.flask_steps(("db", "upgrade"), ("rewind", "init-admin"))
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=own_session,
+            )
+        return self.process
 
     def worker_pid(self) -> int:
         """The gunicorn worker (the master's only child)."""

@@ -26,7 +26,7 @@ def test_documented_example_parses_with_every_key():
     assert prod.process.restart == ("sudo", "systemctl", "restart", "app") and not prod.process.managed
     assert prod.process.status == ("systemctl", "is-active", "--quiet", "app")
     assert prod.health.json == {"status": "healthy"} and prod.health.timeout == 30.0
-    assert prod.health.failure_threshold == 3
+    assert prod.health.failure_threshold == 3 and prod.health.probe_timeout == 2.0
     assert prod.database.url == ENV["PRODUCTION_DATABASE_URL"]
     assert prod.database.key_tables == ("users", "sessions", "segments")
     assert prod.database.flags_table == "feature_flags"
@@ -134,6 +134,24 @@ cwd = "apps/demo"
             "a",
             "health.failure_threshold",
             "expected int",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\ntimeout = 10\nprobe_timeout = 15\n',
+            "a",
+            "health.probe_timeout",
+            "must be more than 0 seconds and at most health.timeout (10), got 15",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\nprobe_timeout = 0\n',
+            "a",
+            "health.probe_timeout",
+            "must be more than 0 seconds",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\nprobe_timeout = "5s"\n',
+            "a",
+            "health.probe_timeout",
+            "expected float",
         ),
         (
             '[targets.a.repo]\npath = "/x"\n[targets.a.process]\ncommand = ["x"]\nstop_timeout = 0\n',
@@ -345,3 +363,14 @@ def test_a_managed_processs_stop_timeout_reaches_it(tmp_path):
     text = '[targets.a.repo]\npath = "/x"\n[targets.a.process]\ncommand = ["x"]\nstop_timeout = 35\n'
     assert Target(parse(text)["a"], tmp_path).process().stop_timeout == 35.0
     assert Target(parse(text.replace("stop_timeout = 35\n", ""))["a"], tmp_path).process().stop_timeout == 10.0
+
+
+def test_a_health_probe_timeout_reaches_the_check_and_fits_in_a_shorter_timeout(tmp_path):
+    from app.targets.target import Target
+
+    base = '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://127.0.0.1:1/health"\n'
+    assert Target(parse(base)["a"], tmp_path).health().request_timeout_s == 2.0
+    slow = Target(parse(base + "timeout = 120\nprobe_timeout = 10\n")["a"], tmp_path).health()
+    assert (slow.timeout_s, slow.request_timeout_s) == (120.0, 10.0)
+    short = parse(base + "timeout = 1\n")["a"].health  # a timeout under the default probe's: one probe may use it all
+    assert (short.timeout, short.probe_timeout) == (1.0, 1.0)

@@ -7,6 +7,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,12 +22,15 @@ PY = sys.executable
 class Handler(BaseHTTPRequestHandler):
     """Answers each path from server.routes: (status, body, extra headers); the first 'fail_first' hits get 503.
 
-    server.statuses, when set, overrides the status of the next answers one by one.
+    server.statuses, when set, overrides the status of the next answers one by one; the first answer waits
+    server.first_delay seconds (an app's first request after a start: imports, pools, caches).
     """
 
     def do_GET(self) -> None:
         server: Server = self.server  # type: ignore[assignment]
         server.hits += 1
+        if server.hits == 1 and server.first_delay:
+            time.sleep(server.first_delay)
         status, body, headers = server.routes.get(self.path, (404, b"not found", {}))
         if server.hits <= server.fail_first:
             status, body, headers = 503, b'{"status": "starting"}', {}
@@ -53,6 +57,7 @@ class Server(ThreadingHTTPServer):
         self.hits = 0
         self.fail_first = 0
         self.statuses: list[int] = []  # when set, the statuses of the next answers, in order
+        self.first_delay = 0.0
         self.thread: threading.Thread | None = None
 
     @property
@@ -220,6 +225,37 @@ def test_no_request_runs_past_the_deadline():
     assert not result.ok and seen
     waited = [float(re.fullmatch(r"no answer within ([\d.]+) s", p.reason).group(1)) for p in seen]
     assert all(w <= 0.3 for w in waited), f"each request is cut to the time left, not 10 s: {waited}"
+    assert result.reason.startswith("no healthy answer within 0.3 s"), "a probe cut short proves no slowness"
+
+
+def test_an_answer_slower_than_a_probe_is_asked_again_until_the_deadline(server):
+    server.route("/health", 200, {"status": "ok"})
+    server.first_delay = 1.0  # above one probe's timeout, far below the deadline
+    seen: list[Probe] = []
+    check = HealthCheck(server.url(), timeout_s=300, interval_s=0.1, request_timeout_s=0.3)
+    result = check.wait_healthy(on_probe=seen.append)
+    assert result.ok and result.reason == "status 200"
+    assert seen[0].timed_out and seen[0].reason == "no answer within 0.3 s" and seen[0].status is None
+    assert "it is there but answers slowly" in str(seen[0]), "the log tells slow from refused"
+    assert not seen[-1].timed_out
+
+
+def test_an_app_slower_than_every_probe_fails_saying_it_answered_too_slowly():
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), answers none
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        check = HealthCheck(f"http://127.0.0.1:{silent.getsockname()[1]}/", timeout_s=1, request_timeout_s=0.2)
+        seen: list[Probe] = []
+        result = check.wait_healthy(on_probe=seen.append)
+    assert not result.ok and not result.early and all(p.timed_out for p in seen)
+    assert result.reason.startswith(f"it answered too slowly: none of its {len(seen)} probes got an answer within")
+    assert "within 0.2 s (health.probe_timeout) before health.timeout (1 s) passed" in result.reason
+    assert result.reason.endswith("raise health.probe_timeout in the targets file")
+
+
+def test_a_refused_connection_is_not_a_slow_one(idle_server):
+    probe = HealthCheck(idle_server.url()).probe()
+    assert probe.refused and not probe.timed_out and "slowly" not in str(probe)
 
 
 def test_cancel_stops_the_wait(idle_server):
