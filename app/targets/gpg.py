@@ -45,6 +45,8 @@ SOCKET_PATH_MAX = 106
 ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 STOP_WAIT_S = 5.0
 EMAIL = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+PKDECRYPT_FAILED = re.compile(r"\[GNUPG:\] ERROR pkdecrypt_failed (\d+)")
+GPG_ERR_BAD_PASSPHRASE = 11  # libgpg-error's code
 
 
 class GpgError(TargetError):
@@ -346,7 +348,7 @@ class GpgHome:
         if failure is not None:
             raise GpgError(f"could not write the {action}ed stream: {failure}", home=self.home)
         if not result.ok:
-            if action == "decrypt" and "passphrase" in (result.status or ""):
+            if action == "decrypt" and _passphrase_refused(result.status, result.stderr):
                 keys = ", ".join(self._secret_names()) or "a secret key"
                 raise PassphraseError(self.home, keys, configured=bool(self.passphrase), detail=result.stderr)
             if action == "decrypt":
@@ -432,6 +434,15 @@ def _write_all(fd: int, data: bytes) -> None:
         pass  # the reader is gone: nothing more to give it
     finally:
         os.close(fd)
+
+
+def _passphrase_refused(status: str | None, stderr: str) -> bool:
+    """Whether gpg failed for want of the right passphrase. In loopback mode gpg 2.2 says a wrong one only as
+    `ERROR pkdecrypt_failed <code>`, the code's low 16 bits being GPG_ERR_BAD_PASSPHRASE."""
+    if "passphrase" in (status or ""):
+        return True
+    codes = (int(m.group(1)) & 0xFFFF for m in PKDECRYPT_FAILED.finditer(stderr or ""))
+    return any(code == GPG_ERR_BAD_PASSPHRASE for code in codes) or "Bad passphrase" in (stderr or "")
 
 
 def _names(key: GpgKey, recipient: str) -> bool:
