@@ -386,7 +386,7 @@ class GpgHome:
         if passphrase is None:
             yield Stage.of(self.decrypt_argv(), name, env=self.env)
             return
-        with _secret_pipe(passphrase.encode() + b"\n") as fd:
+        with secret_pipe(passphrase.encode() + b"\n") as fd:
             yield Stage.of(self.decrypt_argv(fd), name, env=self.env, pass_fds=(fd,))
 
     def _secret_names(self) -> list[str]:
@@ -400,7 +400,7 @@ class GpgHome:
 
 
 @contextlib.contextmanager
-def _secret_pipe(data: bytes) -> Iterator[int]:
+def secret_pipe(data: bytes) -> Iterator[int]:
     """The read end of a pipe holding data, for a child to inherit (pass_fds); both ends closed after the block.
 
     Both ends are non-inheritable, so no other child gets them. Data up to PIPE_BUF bytes always fits a new

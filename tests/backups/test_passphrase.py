@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.backups.catalog import manifest_path
 from app.extensions import db
+from app.targets.config import TargetsFileError, parse_targets
 from tests.backups.test_runbooks import app_pid, backup_now, copies
 from tests.deployments.test_runbooks import health, log_text, run
-from tests.support.gpg import PASSPHRASE, forget_passphrase
+from tests.support.gpg import LOCKED_RECIPIENT, PASSPHRASE, forget_passphrase
 from tests.support.targets import write_targets_file
 
 
@@ -112,3 +114,31 @@ def test_a_passphrase_for_a_key_without_one_does_no_harm(app, runner, data_targe
     job, view = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "succeeded", log_text(view)
     assert data_target.snapshot() == before
+
+
+@pytest.mark.parametrize("locked_target", ["sqlite"], indirect=True)
+def test_targets_check_says_whether_the_passphrase_unlocks_the_key(app, locked_target):
+    forget_passphrase(locked_target.home)
+    result = app.test_cli_runner().invoke(args=["rewind", "targets", "check"])
+    said = f"staging: backups.passphrase: ok — the secret key of {LOCKED_RECIPIENT} unlocks with backups.passphrase"
+    assert said in result.output, result.output
+    assert PASSPHRASE not in result.output
+    locked_target.backups_extra = 'passphrase = "a wrong one"\n'
+    write_targets_file(app, locked_target.toml())
+    forget_passphrase(locked_target.home)
+    result = app.test_cli_runner().invoke(args=["rewind", "targets", "check"])
+    assert result.exit_code == 1
+    assert "staging: backups.passphrase: WRONG — the secret key of" in result.output, result.output
+    assert "does not unlock with backups.passphrase" in result.output
+
+
+@pytest.mark.parametrize("value", ["two\nlines", "carriage\rreturn", ""])
+def test_a_passphrase_gpg_cannot_take_is_refused_in_the_targets_file(tmp_path, value):
+    text = '[targets.staging.repo]\npath = "r"\n\n[targets.staging.backups]\ndir = "b"\n'
+    text += f"passphrase = {json.dumps(value)}\n"
+    with pytest.raises(TargetsFileError) as refused:
+        parse_targets(text, tmp_path / "targets.toml")
+    assert "backups.passphrase" in str(refused.value)
+    assert ("one line" if value else "is empty") in str(refused.value)
+    if value:
+        assert value not in str(refused.value)
