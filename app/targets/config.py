@@ -117,7 +117,7 @@ class BackupsConfig:
     dir: Path
     gpg_home: Path | None = None
     recipients: tuple[str, ...] = ()
-    passphrase: str | None = None
+    passphrase: str | None = field(default=None, repr=False)  # a secret: never in a repr or traceback
     rpo_minutes: int | None = None  # the newest verified backup may be at most this old
     reserve_mb: int = 64  # free space kept beyond a scratch copy's size when restoring
     interval_minutes: int | None = None  # a scheduled backup is due this long after the newest one
