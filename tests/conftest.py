@@ -12,6 +12,7 @@ import pytest
 
 from app.auth import models as auth_models
 from app.auth.roles import Role
+from tests.support import gpg as gpg_support
 from tests.support.apps import PostgresTemplate, SqliteTemplate, add_role_users, build_app, login
 from tests.support.postgres import PostgresUnavailable, TempPostgres
 
@@ -41,6 +42,13 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     pytest.fail(f"gave up after {timeout} s waiting for {getattr(predicate, '__name__', 'a condition')}")
+
+
+@pytest.fixture(scope="session")
+def locked_home():
+    """A real GnuPG home whose key has a passphrase (tests.support.gpg.PASSPHRASE); stop its agent to forget it."""
+    with gpg_support.locked_home() as home:
+        yield home
 
 
 @pytest.fixture

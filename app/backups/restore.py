@@ -24,7 +24,8 @@ from pathlib import Path
 from app.backups.catalog import Backup, now_utc, open_to_read, sync_dir
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
-from app.targets.command import Sink, Stage, run_pipeline
+from app.backups.verify import locked_key
+from app.targets.command import PipelineResult, Sink, Stage, run_pipeline
 from app.targets.dbadmin import (
     MAX_IDENTIFIER,
     DatabaseConfig,
@@ -206,7 +207,6 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     copy a swap puts in live's place, that is refused (check_owner).
     """
     db = setup.database
-    decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     if isinstance(db, Postgres):
         shape = db.shape(db.name)
         # Filled as Rewind's user, the backup's code (a CHECK constraint's function, an index expression) runs as
@@ -273,11 +273,12 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
             # psql runs whatever the file says: the guard stops a statement that would reach past the scratch.
             guard = guard_stage(setup.target.command_env(), leave_out_ownership=as_self)
             middle = [] if backup.format == "custom" else [guard]
-            with open_to_read(backup.path) as source:
+            with open_to_read(backup.path) as source, setup.home.decrypt_stage() as decrypt:
                 result = run_pipeline(
                     [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
                 )
             if not result.ok:
+                _check_unlocked(setup, result)
                 fill_role = None if as_self or own_owners else owner
                 raise _failed(result, f"the restore into {scratch} failed", as_owners=own_owners, fill_role=fill_role)
             # A dump without --create carries none of the database's own settings (search_path, timeouts, for
@@ -297,9 +298,10 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     except FileExistsError:
         raise RestoreFailed(f"{path} is already there", fix="wait a second and try again") from None
     try:  # from here on the file is ours alone: a failure removes it
-        with os.fdopen(fd, "wb") as out, open_to_read(backup.path) as source:
+        with os.fdopen(fd, "wb") as out, open_to_read(backup.path) as source, setup.home.decrypt_stage() as decrypt:
             result = run_pipeline([decrypt], sink, stdin=source, stdout=out, timeout=RESTORE_TIMEOUT_S)
             if not result.ok:
+                _check_unlocked(setup, result)
                 raise _failed(result, f"the restore into {path} failed")
             out.flush()
             os.fsync(out.fileno())
@@ -309,6 +311,12 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def _check_unlocked(setup: BackupSetup, result: PipelineResult) -> None:
+    """KeyLocked when gpg failed because the key's passphrase is wrong or missing (the backup is not to blame)."""
+    if (stage := result.failed) is not None and stage.name == "gpg" and (locked := locked_key(setup)) is not None:
+        raise locked
 
 
 def _settings_as_self(db: Postgres, config: DatabaseConfig, scratch: str, sink: Sink) -> None:

@@ -195,12 +195,16 @@ def check_restore(ctx: JobContext) -> None:
         if known:
             checksum = pool.submit(check_checksum, backup)
             envelope = pool.submit(check_envelope, setup, backup)
+            # Not decrypted again here: but a key that does not unlock (a wrong or missing backups.passphrase) is
+            # found now, with a few bytes, not in the fill.
+            unlocks = pool.submit(setup.home.check_unlocks, setup.recipients)
         space = pool.submit(check_space, setup, backup)
         copyable = pool.submit(check_copyable, setup, backup)
         check_matches(setup, backup)
         if known:
             ctx.log(f"  ✓ {envelope.result()}")
             ctx.log(f"  ✓ {checksum.result()}: the file verified ({verified.get('how')}) at {verified.get('at')}")
+            ctx.log(f"  ✓ {unlocks.result()}")
         else:
             quick_verify(setup, backup, ctx)
         ctx.log(space.result())

@@ -54,7 +54,9 @@ def setup_of(target: Target) -> BackupSetup:
             fix=f'set recipients = ["ops@example.org"] in [targets.{target.name}.backups]',
         )
     env = target.command_env()
-    home = GpgHome(backups.gpg_home or Path(env.get("HOME", "~")).expanduser() / ".gnupg", env=env)
+    home = GpgHome(
+        backups.gpg_home or Path(env.get("HOME", "~")).expanduser() / ".gnupg", env=env, passphrase=backups.passphrase
+    )
     return BackupSetup(
         target=target,
         database=open_database(config.database.url, env, config.database.pg_bin),

@@ -19,8 +19,12 @@ from app.targets.openpgp import KeyListFailed
 
 
 def setup_for(ctx: JobContext) -> BackupSetup:
+    """The target's backup setup; its passphrase, if any, masked in this job's log from here on (a literal one in
+    the targets file too, not only an env: one)."""
     with steps.adapter_errors(ctx):
-        return setup_of(steps.target_of(ctx))
+        setup = setup_of(steps.target_of(ctx))
+    ctx.add_secret(setup.home.passphrase)
+    return setup
 
 
 def take_backup(ctx: JobContext, *, purpose: str | None = None, copy: str | None = None) -> Backup:

@@ -31,6 +31,17 @@ class ToolFailed(BadBackup):
     known of the backup, so its verification on record is left as it was."""
 
 
+class KeyLocked(ToolFailed):
+    """The secret key would not unlock (a wrong or missing backups.passphrase): the backup is not to blame, so, as
+    for ToolFailed, its verification on record is left as it was."""
+
+
+def locked_key(setup: BackupSetup) -> KeyLocked | None:
+    """After gpg failed to decrypt: a KeyLocked when the key's passphrase is why, else None (then it is the data)."""
+    problem = setup.home.unlock_problem(setup.recipients)
+    return KeyLocked(problem.message, fix=problem.fix) if problem is not None else None
+
+
 def check_envelope(setup: BackupSetup, backup: Backup) -> str:
     """BadBackup unless the file is encrypted to every recipient it should be; says to whom it is."""
     if backup.path.stat().st_size == 0:
@@ -68,9 +79,8 @@ def check_checksum(backup: Backup) -> str:
 
 def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
     """Decrypt the whole file as a stream into a reader of its format; BadBackup at the first failure."""
-    decrypt = Stage.of(setup.home.decrypt_argv(), "gpg", env=setup.home.env)
     db = setup.database
-    with open_to_read(backup.path) as source:
+    with open_to_read(backup.path) as source, setup.home.decrypt_stage() as decrypt:
         if backup.format == "custom" and isinstance(db, Postgres):
             # Not --list: that reads only the table of contents and leaves gpg writing into a closed pipe.
             # Restoring to /dev/null reads every data block, so the whole file is decrypted and checked.
@@ -89,11 +99,17 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
         if stage is not None and stage.name != "gpg":
             # gpg checks the file's integrity at its end; a reader fed damaged bytes may stop first and take gpg
             # down before it gets there. Decrypted alone, the file says whether it is the encryption that is bad.
-            with open_to_read(backup.path) as source, open(os.devnull, "wb") as nowhere:
+            with (
+                open_to_read(backup.path) as source,
+                open(os.devnull, "wb") as nowhere,
+                setup.home.decrypt_stage() as decrypt,
+            ):
                 alone = run_pipeline([decrypt], sink, stdin=source, stdout=nowhere, timeout=READ_TIMEOUT_S)
             stage = stage if alone.ok else alone.failed
         lines = [line.strip() for line in (stage.stderr_tail if stage else ()) if line.strip()]
         said = "; ".join(lines[-3:]) or (stage.failure() if stage else "")
+        if stage is not None and stage.name == "gpg" and (locked := locked_key(setup)) is not None:
+            raise locked
         if stage is not None and stage.name == "gpg":
             if not lines:
                 raise ToolFailed(

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.targets.envfile import EnvFileError, read_values
+from app.targets.gpg import check_passphrase
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 PROBE_TIMEOUT_S = 2.0  # how long one health probe waits for an answer, unless health.probe_timeout says
@@ -120,7 +121,7 @@ class BackupsConfig:
     dir: Path
     gpg_home: Path | None = None
     recipients: tuple[str, ...] = ()
-    passphrase: str | None = None
+    passphrase: str | None = field(default=None, repr=False)  # a secret: never in a repr or traceback
     rpo_minutes: int | None = None  # the newest verified backup may be at most this old
     reserve_mb: int = 64  # free space kept beyond a scratch copy's size when restoring
     interval_minutes: int | None = None  # a scheduled backup is due this long after the newest one
@@ -480,6 +481,8 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
                 raise bk_t.fail(key, "must be 1 or more")
         if backups.keep_daily_days < 0:
             raise bk_t.fail("keep_daily_days", "must be 0 or more")
+        if backups.passphrase is not None and (problem := check_passphrase(backups.passphrase)):
+            raise bk_t.fail("passphrase", problem)  # the value itself is a secret: never in the message
         if backups.rpo_minutes is not None and backups.rpo_minutes <= 0:
             raise bk_t.fail("rpo_minutes", "must be a number of minutes above 0")
         if backups.reserve_mb < 0:

@@ -6,6 +6,10 @@ whole in memory; `encrypt_argv()` and `decrypt_argv()` give the same
 operations as a stage of a command pipeline (`pg_dump | gpg`), so a backup
 never has plaintext on disk.
 
+A secret key may have a passphrase (`backups.passphrase`): python-gnupg gets it
+as its passphrase argument, a pipeline stage through a pipe descriptor of its
+own (`decrypt_stage()`), never on argv nor on disk.
+
 gpg-agent keeps its sockets in the home unless `/run/user/<uid>` exists, and a
 socket path is limited to a little over 100 bytes: such a home must have a short
 path. `check_socket_path()` says so plainly, before gpg fails with "No agent running".
@@ -18,10 +22,12 @@ import hashlib
 import io
 import os
 import re
+import select
 import socket
 import stat
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +35,7 @@ from typing import BinaryIO
 
 import gnupg
 
-from app.targets.command import CommandTimedOut, run_command
+from app.targets.command import CommandTimedOut, Stage, run_command
 from app.targets.errors import TargetError
 
 # gpg-agent makes all its sockets at start-up; the browser one has the longest name.
@@ -39,6 +45,8 @@ SOCKET_PATH_MAX = 106
 ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 STOP_WAIT_S = 5.0
 EMAIL = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+PKDECRYPT_FAILED = re.compile(r"\[GNUPG:\] ERROR pkdecrypt_failed (\d+)")
+GPG_ERR_BAD_PASSPHRASE = 11  # libgpg-error's code
 
 
 class GpgError(TargetError):
@@ -50,6 +58,38 @@ class GpgError(TargetError):
         super().__init__(f"{message}:\n  {tail}" if tail else message)
         self.home = home
         self.detail = detail
+
+
+class PassphraseError(GpgError):
+    """The secret key would not unlock: a wrong backups.passphrase, or none for a key that has one. Nothing is
+    known of the data it was to decrypt."""
+
+    def __init__(self, home: Path, keys: str, *, configured: bool, detail: str = "") -> None:
+        if configured:
+            message = f"the secret key of {keys} in {home} does not unlock with backups.passphrase (bad passphrase)"
+            fix = (
+                "set backups.passphrase in the targets file (or the variable its env:/envfile: names) to that key's "
+                "passphrase; nothing was decrypted"
+            )
+        else:
+            message = f"the secret key of {keys} in {home} has a passphrase, and the targets file gives none"
+            fix = (
+                'set backups.passphrase in the targets file (e.g. passphrase = "env:BACKUP_PASSPHRASE") to that '
+                "key's passphrase; nothing was decrypted"
+            )
+        TargetError.__init__(self, message, fix=fix)
+        self.home = home
+        self.detail = detail
+        self.configured = configured
+
+
+def check_passphrase(passphrase: str) -> str | None:
+    """Why gpg cannot be given this passphrase, or None: it reads one line, so a line break would cut it short."""
+    if any(c in passphrase for c in "\r\n\0"):
+        return "must be one line (no line break or NUL): gpg reads the passphrase up to the first line break"
+    if not passphrase:
+        return "is empty: remove it for a key without a passphrase"
+    return None
 
 
 @dataclass(frozen=True)
@@ -86,10 +126,17 @@ def _user_run_dir() -> Path | None:
 class GpgHome:
     """One GnuPG home directory, used by one target (its backups' keys)."""
 
-    def __init__(self, home: Path | str, *, env: Mapping[str, str] | None = None) -> None:
-        """env: gpg's whole environment (a target's command env); by default only PATH."""
+    def __init__(
+        self, home: Path | str, *, env: Mapping[str, str] | None = None, passphrase: str | None = None
+    ) -> None:
+        """env: gpg's whole environment (a target's command env); by default only PATH.
+        passphrase: what unlocks the home's secret key when decrypting (None: a key without one)."""
         self.home = Path(home).absolute()
         self.env = dict(env) if env is not None else {"PATH": os.environ.get("PATH", os.defpath)}
+        self.passphrase = passphrase
+
+    def __repr__(self) -> str:  # never the passphrase
+        return f"GpgHome({str(self.home)!r}, passphrase={'set' if self.passphrase else 'none'})"
 
     @classmethod
     def create(cls, home: Path | str, *, env: Mapping[str, str] | None = None) -> GpgHome:
@@ -179,15 +226,19 @@ class GpgHome:
         except ValueError as exc:
             raise GpgError(f"gpg cannot use the home {self.home}", home=self.home, detail=str(exc)) from None
 
-    def generate_key(self, name: str, email: str) -> GpgKey:
-        """A new key without passphrase that never expires: ed25519 to sign, cv25519 to encrypt (fast to make)."""
+    def generate_key(self, name: str, email: str, *, passphrase: str | None = None) -> GpgKey:
+        """A new key that never expires: ed25519 to sign, cv25519 to encrypt (fast to make); protected by the
+        passphrase when one is given, else without one."""
         for what, value in (("name", name), ("email", email)):
             if not value.strip() or any(c in value for c in "\r\n<>"):
                 raise GpgError(f"a key's {what} must be one line without < or >, got {value!r}", home=self.home)
+        if passphrase is not None and (problem := check_passphrase(passphrase)):
+            raise GpgError(f"a key's passphrase {problem}", home=self.home)
+        protection = f"Passphrase: {passphrase}\n" if passphrase else "%no-protection\n"
         spec = (
             "Key-Type: eddsa\nKey-Curve: ed25519\nKey-Usage: sign\n"
             "Subkey-Type: ecdh\nSubkey-Curve: cv25519\nSubkey-Usage: encrypt\n"
-            f"Name-Real: {name}\nName-Email: {email}\nExpire-Date: 0\n%no-protection\n%commit\n"
+            f"Name-Real: {name}\nName-Email: {email}\nExpire-Date: 0\n{protection}%commit\n"
         )
         result = self._gpg().gen_key(spec)
         if not result.fingerprint:
@@ -240,8 +291,43 @@ class GpgHome:
 
     def decrypt(self, source: BinaryIO | bytes, target: BinaryIO) -> int:
         """Decrypt source (read to its end) with a secret key of the home into target; bytes written."""
-        # loopback without a passphrase: a key that has one fails at once instead of waiting for a pinentry.
-        return self._stream("decrypt", source, target, extra_args=["--pinentry-mode", "loopback"])
+        # loopback: a key with a passphrase takes ours (python-gnupg writes it to gpg's stdin), or fails at once
+        # without one instead of waiting for a pinentry.
+        return self._stream(
+            "decrypt", source, target, extra_args=["--pinentry-mode", "loopback"], passphrase=self._passphrase()
+        )
+
+    def _passphrase(self) -> str | None:
+        if self.passphrase is not None and (problem := check_passphrase(self.passphrase)):
+            raise GpgError(f"backups.passphrase {problem}", home=self.home)
+        return self.passphrase
+
+    def check_unlocks(self, recipients: Sequence[str]) -> str:
+        """Encrypt a few bytes to the recipients and decrypt them here, as a backup would be: PassphraseError when
+        the secret key does not unlock (GpgError for another failure); what was found when it does.
+
+        gpg-agent keeps an unlocked key's passphrase for a while (default-cache-ttl): within it, any passphrase
+        is taken."""
+        sealed = io.BytesIO()
+        self.encrypt(b"rewind passphrase check\n", sealed, recipients)
+        out = io.BytesIO()
+        self.decrypt(sealed.getvalue(), out)
+        if out.getvalue() != b"rewind passphrase check\n":  # pragma: no cover - gpg said ok
+            raise GpgError(f"gpg decrypted a test message wrongly in {self.home}", home=self.home)
+        if self.passphrase:
+            return f"the secret key of {', '.join(recipients)} unlocks with backups.passphrase"
+        return f"the secret key of {', '.join(recipients)} decrypts without a passphrase"
+
+    def unlock_problem(self, recipients: Sequence[str]) -> PassphraseError | None:
+        """After a decryption failed: the PassphraseError that explains it, or None when the key unlocks (so it
+        was the data, or something else)."""
+        try:
+            self.check_unlocks(recipients)
+        except PassphraseError as exc:
+            return exc
+        except GpgError:
+            return None
+        return None
 
     def _stream(self, action: str, source: BinaryIO | bytes, target: BinaryIO, **options: object) -> int:
         gpg = self._gpg()
@@ -262,9 +348,10 @@ class GpgHome:
         if failure is not None:
             raise GpgError(f"could not write the {action}ed stream: {failure}", home=self.home)
         if not result.ok:
-            if "passphrase" in (result.status or ""):
-                hint = f"the secret key in {self.home} has a passphrase; Rewind decrypts with keys that have none"
-            elif action == "decrypt":
+            if action == "decrypt" and _passphrase_refused(result.status, result.stderr):
+                keys = ", ".join(self._secret_names()) or "a secret key"
+                raise PassphraseError(self.home, keys, configured=bool(self.passphrase), detail=result.stderr)
+            if action == "decrypt":
                 hint = f"the data must be OpenPGP encrypted to a secret key in {self.home}"
             else:
                 hint = "check the recipients' keys in the home"
@@ -285,13 +372,77 @@ class GpgHome:
             argv += ["--recipient", recipient]
         return argv
 
-    def decrypt_argv(self) -> list[str]:
-        """gpg decrypting stdin to stdout, for a pipeline stage; run it with env=self.env."""
-        return [*self._base_argv(), "--pinentry-mode", "loopback", "--decrypt"]
+    def decrypt_argv(self, passphrase_fd: int | None = None) -> list[str]:
+        """gpg decrypting stdin to stdout, for a pipeline stage; run it with env=self.env (and, with a passphrase,
+        pass_fds=(passphrase_fd,)): `decrypt_stage()` does both."""
+        secret = ["--passphrase-fd", str(passphrase_fd)] if passphrase_fd is not None else []
+        return [*self._base_argv(), "--pinentry-mode", "loopback", *secret, "--decrypt"]
+
+    @contextlib.contextmanager
+    def decrypt_stage(self, name: str = "gpg") -> Iterator[Stage]:
+        """A pipeline stage decrypting stdin to stdout, for one run: with a passphrase, gpg reads it from a pipe
+        made for that run, already written and closed on our side (a pipe is read once: one stage per run)."""
+        passphrase = self._passphrase()
+        if passphrase is None:
+            yield Stage.of(self.decrypt_argv(), name, env=self.env)
+            return
+        with secret_pipe(passphrase.encode() + b"\n") as fd:
+            yield Stage.of(self.decrypt_argv(fd), name, env=self.env, pass_fds=(fd,))
+
+    def _secret_names(self) -> list[str]:
+        with contextlib.suppress(GpgError):
+            return [email for key in self.keys(secret=True) for email in key.emails]
+        return []
 
     def _base_argv(self) -> list[str]:
         self.check_socket_path()
         return ["gpg", "--batch", "--no-tty", "--quiet", "--homedir", str(self.home)]
+
+
+@contextlib.contextmanager
+def secret_pipe(data: bytes) -> Iterator[int]:
+    """The read end of a pipe holding data, for a child to inherit (pass_fds); both ends closed after the block.
+
+    Both ends are non-inheritable, so no other child gets them. Data up to PIPE_BUF bytes always fits a new
+    pipe's buffer and is written at once; anything longer is fed by a thread, which a closed read end (the
+    child gone without reading) stops with a broken pipe instead of leaving it blocked."""
+    read, write = os.pipe()
+    feeder = None
+    try:
+        if len(data) <= select.PIPE_BUF:
+            os.write(write, data)
+            os.close(write)
+        else:
+            feeder = threading.Thread(target=_write_all, args=(write, data), daemon=True)
+            feeder.start()
+        write = -1
+        yield read
+    finally:
+        if write != -1:
+            os.close(write)
+        os.close(read)
+        if feeder is not None:
+            feeder.join(timeout=STOP_WAIT_S)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        pass  # the reader is gone: nothing more to give it
+    finally:
+        os.close(fd)
+
+
+def _passphrase_refused(status: str | None, stderr: str) -> bool:
+    """Whether gpg failed for want of the right passphrase. In loopback mode gpg 2.2 says a wrong one only as
+    `ERROR pkdecrypt_failed <code>`, the code's low 16 bits being GPG_ERR_BAD_PASSPHRASE."""
+    if "passphrase" in (status or ""):
+        return True
+    codes = (int(m.group(1)) & 0xFFFF for m in PKDECRYPT_FAILED.finditer(stderr or ""))
+    return any(code == GPG_ERR_BAD_PASSPHRASE for code in codes) or "Bad passphrase" in (stderr or "")
 
 
 def _names(key: GpgKey, recipient: str) -> bool:

@@ -13,6 +13,7 @@ import psycopg
 from app.targets.environment import inherited_env
 from app.targets.errors import TargetError
 from app.targets.git import GitError
+from app.targets.gpg import GpgHome
 from app.targets.target import Target
 
 PARTS = ("repo", "health", "database", "process")  # what is reached; the other results are keys of paths
@@ -43,7 +44,27 @@ def reach(target: Target) -> list[tuple[str, bool, str]]:
         detail = note if note.startswith(running) else f"{running}: {note}" if note else running
         results.append(("process", status.running is not False, detail))
     results += paths(target)
+    if (backups := target.config.backups) is not None and backups.passphrase is not None:
+        results.append(("backups.passphrase", *passphrase_unlocks(target)))
     return results
+
+
+def passphrase_unlocks(target: Target) -> tuple[bool, str]:
+    """Whether backups.passphrase unlocks the secret key of the recipients: a few bytes encrypted and decrypted in
+    the target's GnuPG home, as a backup would be (gpg-agent may have the passphrase cached for a while)."""
+    backups = target.config.backups
+    if not backups.recipients:
+        return False, "no recipients to check it with — set backups.recipients"
+    try:
+        env = target.command_env()
+        home = GpgHome(
+            backups.gpg_home or Path(env.get("HOME", "~")).expanduser() / ".gnupg",
+            env=env,
+            passphrase=backups.passphrase,
+        )
+        return True, home.check_unlocks(backups.recipients)
+    except TargetError as exc:
+        return False, exc.in_words()
 
 
 def paths(target: Target) -> list[tuple[str, bool, str]]:

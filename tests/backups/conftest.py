@@ -17,6 +17,7 @@ import pytest
 
 from app.targets import registry
 from app.targets.gpg import GpgHome
+from tests.support.gpg import LOCKED_RECIPIENT, PASSPHRASE
 from tests.support.targets import CodeTarget, make_code_target, write_targets_file
 
 RECIPIENT = "ops@example.invalid"
@@ -53,6 +54,8 @@ class DataTarget:
     home: GpgHome
     pg_url: str | None = None  # for reading the server's database list
     key_tables: list[str] | None = None  # the targets file's key_tables; KEY_TABLES unless said
+    recipient: str = RECIPIENT
+    backups_extra: str = ""  # more lines of its [backups] table (a passphrase)
 
     @property
     def name(self) -> str:
@@ -69,10 +72,11 @@ key_tables = {json.dumps(self.key_tables or KEY_TABLES)}
 [targets.{self.name}.backups]
 dir = "{self.backup_dir}"
 gpg_home = "{self.home.home}"
-recipients = ["{RECIPIENT}"]
+recipients = ["{self.recipient}"]
 reserve_mb = {reserve_mb}
 {extra}
 """.replace("'", '"')
+            + self.backups_extra
         )
 
     # --- the data, read and written as the application would -------------------------------
@@ -120,17 +124,37 @@ def _fill(target: DataTarget) -> None:
 @pytest.fixture(params=["postgresql", "sqlite"])
 def data_target(request, app, tmp_path, gpg_homes):
     """A running app whose database is PostgreSQL (a fresh database in the session's server) or SQLite."""
+    target = new_data_target(request, tmp_path, gpg_homes[0])
+    with serving(app, target):
+        yield target
+
+
+def new_data_target(request, tmp_path: Path, home: GpgHome, **fields) -> DataTarget:
+    """A filled database of the fixture's engine (request.param) for a target backed up with `home`."""
     code = make_code_target(tmp_path / "t")
     backup_dir = tmp_path / "backups"
     if request.param == "postgresql":
         server = request.getfixturevalue("pg_server")
         name = f"shop_{uuid.uuid4().hex[:8]}"
         url = server.create_database(name)
-        target = DataTarget(code, "postgresql", url, backup_dir, gpg_homes[0], pg_url=server.url())
+        target = DataTarget(code, "postgresql", url, backup_dir, home, pg_url=server.url(), **fields)
     else:
         (tmp_path / "data").mkdir()
-        target = DataTarget(code, "sqlite", f"sqlite:///{tmp_path / 'data' / 'shop.db'}", backup_dir, gpg_homes[0])
+        target = DataTarget(code, "sqlite", f"sqlite:///{tmp_path / 'data' / 'shop.db'}", backup_dir, home, **fields)
     _fill(target)
+    return target
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def locked_target(request, app, tmp_path, locked_home):
+    """A running app whose backups are encrypted to a key with a passphrase, given in its targets file."""
+    target = new_data_target(
+        request,
+        tmp_path,
+        locked_home,
+        recipient=LOCKED_RECIPIENT,
+        backups_extra=f"passphrase = {json.dumps(PASSPHRASE)}\n",
+    )
     with serving(app, target):
         yield target
 
