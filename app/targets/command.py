@@ -274,7 +274,9 @@ def _run_captured(argv, *, timeout, cwd, env, stdin) -> CommandResult:
             out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             stop_group(proc.pid, [proc])
-            proc.communicate()  # what it wrote before it was stopped; the pipes close with the group
+            # The pipes close with the group, unless something it started left the group and holds them.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=TERMINATE_GRACE_S)
             raise CommandTimedOut(argv, timeout or 0) from None
     return CommandResult(
         argv,

@@ -88,6 +88,48 @@ def test_timeout_stops_the_child_and_its_children(tmp_path):
     wait_for(lambda: gone(grandchild), timeout=10)
 
 
+def test_a_captured_command_that_times_out_is_stopped_with_its_children(tmp_path):
+    """The quiet path too (git's reads and hooks run there): the group goes, not only the command."""
+    pidfile = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(60)"
+    )
+    with pytest.raises(CommandTimedOut, match=r"did not finish within 0\.5 s"):
+        run_command([PY, "-c", script], timeout=0.5, capture=True)
+    grandchild = int(pidfile.read_text())
+    wait_for(lambda: gone(grandchild), timeout=10)
+
+
+def test_a_captured_command_whose_child_left_the_group_with_its_output_still_returns(tmp_path):
+    """A helper that started its own session and kept stdout open cannot hold the timeout's return for ever."""
+    pidfile = tmp_path / "escaped.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True); "
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(60)"
+    )
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            run_command([PY, "-c", script], timeout=0.5, capture=True)
+        except BaseException as exc:  # handed to the test's thread
+            raised.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        caller.join(60)  # it would wait for the escaped helper (600 s) to close the pipe
+        assert not caller.is_alive()
+        assert len(raised) == 1 and isinstance(raised[0], CommandTimedOut), raised
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text()), 9)
+        caller.join(10)
+
+
 def test_cancel_stops_the_whole_group_and_reports_it():
     sink = Lines(cancel_when=lambda seen: ("out", "up") in seen)
     with pytest.raises(CommandCancelled):
