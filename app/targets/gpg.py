@@ -234,7 +234,7 @@ class GpgHome:
                 raise GpgError(f"a key's {what} must be one line without < or >, got {value!r}", home=self.home)
         if passphrase is not None and (problem := check_passphrase(passphrase)):
             raise GpgError(f"a key's passphrase {problem}", home=self.home)
-        protection = f"Passphrase: {passphrase}\n" if passphrase else "%no-protection\n"
+        protection = f"Passphrase: {_for_gnupg(passphrase)}\n" if passphrase else "%no-protection\n"
         spec = (
             "Key-Type: eddsa\nKey-Curve: ed25519\nKey-Usage: sign\n"
             "Subkey-Type: ecdh\nSubkey-Curve: cv25519\nSubkey-Usage: encrypt\n"
@@ -294,13 +294,17 @@ class GpgHome:
         # loopback: a key with a passphrase takes ours (python-gnupg writes it to gpg's stdin), or fails at once
         # without one instead of waiting for a pinentry.
         return self._stream(
-            "decrypt", source, target, extra_args=["--pinentry-mode", "loopback"], passphrase=self._passphrase()
+            "decrypt", source, target, extra_args=["--pinentry-mode", "loopback"], passphrase=self._gnupg_passphrase()
         )
 
     def _passphrase(self) -> str | None:
         if self.passphrase is not None and (problem := check_passphrase(self.passphrase)):
             raise GpgError(f"backups.passphrase {problem}", home=self.home)
         return self.passphrase
+
+    def _gnupg_passphrase(self) -> str | None:
+        passphrase = self._passphrase()
+        return _for_gnupg(passphrase) if passphrase is not None else None
 
     def check_unlocks(self, recipients: Sequence[str]) -> str:
         """Encrypt a few bytes to the recipients and decrypt them here, as a backup would be: PassphraseError when
@@ -434,6 +438,13 @@ def _write_all(fd: int, data: bytes) -> None:
         pass  # the reader is gone: nothing more to give it
     finally:
         os.close(fd)
+
+
+def _for_gnupg(secret: str) -> str:
+    """The text python-gnupg turns back into the secret's UTF-8 bytes: it encodes what it writes to gpg as Latin-1,
+    while a pipeline's gpg (and a person at a terminal) gives the UTF-8 bytes, so a key made or unlocked by one
+    would not unlock by the other, and a character beyond Latin-1 would not encode at all."""
+    return secret.encode().decode("latin-1")
 
 
 def _passphrase_refused(status: str | None, stderr: str) -> bool:

@@ -7,7 +7,10 @@ import io
 import json
 import os
 import random
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +110,44 @@ def test_a_secret_longer_than_a_pipe_s_buffer_is_fed_whole_or_given_up_when_unre
     assert result.ok
     assert out.read_bytes() == (secret if reads else b"")
     assert open_fds() == before  # both ends closed; the feeding thread stopped by the closed read end
+
+
+def test_a_passphrase_beyond_ascii_unlocks_the_same_in_python_gnupg_and_in_a_pipeline(tmp_path):
+    # python-gnupg writes text as Latin-1, a pipeline's gpg gets UTF-8: were they to differ, a good backup would fail
+    # its verification as damaged while the key check said the key unlocks.
+    passphrase = "pässwörd € 7"
+    root = short_root()
+    home = GpgHome.create(root / "u")
+    try:
+        home.generate_key("Unicode backups", "utf8@example.invalid", passphrase=passphrase)
+        sealed_file = tmp_path / "backup.gpg"
+        out = io.BytesIO()
+        home.encrypt(b"the rows\n", out, ["utf8@example.invalid"])
+        sealed_file.write_bytes(out.getvalue())
+        forget_passphrase(home)
+        unlocked = with_passphrase(home, passphrase)
+        with (
+            sealed_file.open("rb") as stdin,
+            (tmp_path / "plain").open("wb") as stdout,
+            unlocked.decrypt_stage() as gpg,
+        ):
+            result = run_pipeline([gpg], stdin=stdin, stdout=stdout, timeout=60)
+        assert result.ok, result.failed and result.failed.stderr_tail
+        assert (tmp_path / "plain").read_bytes() == b"the rows\n"
+        forget_passphrase(home)
+        plain = io.BytesIO()
+        unlocked.decrypt(sealed_file.read_bytes(), plain)
+        assert plain.getvalue() == b"the rows\n"
+        forget_passphrase(home)
+        assert unlocked.unlock_problem(["utf8@example.invalid"]) is None
+        forget_passphrase(home)
+        problem = with_passphrase(home, "passwort € 7").unlock_problem(["utf8@example.invalid"])
+        assert problem is not None and problem.configured
+    finally:
+        home.stop_agent()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def short_root() -> Path:
+    """A short folder for a new home: gpg-agent's socket paths must stay short."""
+    return Path(tempfile.mkdtemp(prefix="rwu-", dir="/tmp"))
