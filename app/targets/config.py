@@ -156,7 +156,8 @@ class TargetConfig:
     release: ReleaseConfig | None = None
     protected: bool = False
     auto_rollback: bool = False
-    secrets: tuple[str, ...] = ()  # values read through env: and envfile:, masked in every job log
+    # values read through env: and envfile:, masked in every job log; secrets, so in no repr
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     reads_env_file: bool = False  # envfile: values: the file's changes reload the configuration
 
 

@@ -374,3 +374,11 @@ def test_a_health_probe_timeout_reaches_the_check_and_fits_in_a_shorter_timeout(
     assert (slow.timeout_s, slow.request_timeout_s) == (120.0, 10.0)
     short = parse(base + "timeout = 1\n")["a"].health  # a timeout under the default probe's: one probe may use it all
     assert (short.timeout, short.probe_timeout) == (1.0, 1.0)
+
+
+def test_a_passphrase_read_through_env_is_in_no_repr_of_the_config():
+    text = EXAMPLE.read_text().replace('# passphrase = "env:BACKUP_PASSPHRASE"', 'passphrase = "env:BACKUP_PASSPHRASE"')
+    prod = parse_targets(text, EXAMPLE, ENV)["production"]
+    assert prod.backups.passphrase == ENV["BACKUP_PASSPHRASE"]
+    assert ENV["BACKUP_PASSPHRASE"] in prod.secrets  # still masked in every job log
+    assert ENV["BACKUP_PASSPHRASE"] not in repr(prod) and ENV["BACKUP_PASSPHRASE"] not in repr(prod.backups)
