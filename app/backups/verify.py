@@ -18,6 +18,7 @@ from app.targets import openpgp
 from app.targets.command import Sink, Stage, run_pipeline
 from app.targets.dbadmin import Postgres
 from app.targets.errors import TargetError
+from app.targets.gpg import GpgError, PassphraseError
 
 READ_TIMEOUT_S = 6 * 3600
 
@@ -36,10 +37,22 @@ class KeyLocked(ToolFailed):
     for ToolFailed, its verification on record is left as it was."""
 
 
-def locked_key(setup: BackupSetup) -> KeyLocked | None:
-    """After gpg failed to decrypt: a KeyLocked when the key's passphrase is why, else None (then it is the data)."""
-    problem = setup.home.unlock_problem(setup.recipients)
-    return KeyLocked(problem.message, fix=problem.fix) if problem is not None else None
+def locked_key(setup: BackupSetup) -> ToolFailed | None:
+    """After gpg failed to decrypt: a KeyLocked when the key's passphrase is why, None when the key unlocks (then it
+    is the data), a ToolFailed when that cannot be told (the check's few bytes cannot be encrypted to an expired
+    key, say): a backup is blamed only once its key is known to unlock."""
+    try:
+        setup.home.check_unlocks(setup.recipients)
+    except PassphraseError as exc:
+        return KeyLocked(exc.message, fix=exc.fix)
+    except GpgError as exc:
+        return ToolFailed(
+            f"gpg could not decrypt, and whether the secret key unlocks could not be checked: {exc.message}",
+            fix=f"check backups.passphrase, and the key with `gpg --homedir {setup.home.home} --list-secret-keys` "
+            "(an expired one still decrypts, but the check cannot encrypt to it); nothing was recorded against the "
+            "backup",
+        )
+    return None
 
 
 def check_envelope(setup: BackupSetup, backup: Backup) -> str:

@@ -4,6 +4,8 @@ or missing passphrase refused without blaming the backup; the passphrase in no l
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import select
@@ -11,8 +13,10 @@ from sqlalchemy import select
 from app.audit.models import AuditEvent
 from app.backups.catalog import manifest_path
 from app.extensions import db
+from app.targets.command import run_command
 from app.targets.config import TargetsFileError, parse_targets
 from tests.backups.test_runbooks import app_pid, backup_now, copies
+from tests.conftest import wait_for
 from tests.deployments.test_runbooks import health, log_text, run
 from tests.support.gpg import LOCKED_RECIPIENT, PASSPHRASE, forget_passphrase
 from tests.support.targets import write_targets_file
@@ -142,3 +146,62 @@ def test_a_passphrase_gpg_cannot_take_is_refused_in_the_targets_file(tmp_path, v
     assert ("one line" if value else "is empty") in str(refused.value)
     if value:
         assert value not in str(refused.value)
+
+
+@contextmanager
+def _expired(home) -> Iterator[None]:
+    """The home's key (and its encryption subkey) expired for the block, as a key made with an expiry date is one
+    day: nothing can be encrypted to it any more, while what was encrypted to it still decrypts. The home is the
+    session's: the key never expires again after the block."""
+
+    listing = run_command(
+        ["gpg", "--homedir", str(home.home), "--list-keys", "--with-colons"], timeout=60, env=home.env, capture=True
+    ).stdout.splitlines()
+    primary = next(line.split(":")[9] for line in listing if line.startswith("fpr:"))
+    # '*' would not select a subkey once expired: it is named by its fingerprint, the line after its "sub" line
+    subkey = next(listing[i + 1].split(":")[9] for i, line in enumerate(listing) if line.startswith("sub:"))
+
+    def set_expiry(when: str) -> None:
+        argv = ["gpg", "--homedir", str(home.home), "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0"]
+        result = run_command(
+            [*argv, "--quick-set-expire", primary, when, subkey],
+            timeout=60,
+            env=home.env,
+            stdin=(PASSPHRASE + "\n").encode(),
+            capture=True,
+        )
+        assert result.ok, result.stderr
+        result = run_command(
+            [*argv, "--quick-set-expire", primary, when],
+            timeout=60,
+            env=home.env,
+            stdin=(PASSPHRASE + "\n").encode(),
+            capture=True,
+        )
+        assert result.ok, result.stderr
+
+    set_expiry("seconds=1")
+    try:
+        wait_for(lambda: not home.recipients(), timeout=30)  # expired: no longer a key to encrypt to
+        yield
+    finally:
+        set_expiry("0")
+        assert home.recipients() == [LOCKED_RECIPIENT]
+
+
+def test_a_wrong_passphrase_for_an_expired_key_is_nothing_against_a_good_backup(app, runner, locked_target):
+    # The check that tells a locked key from damaged data encrypts a few bytes to the key: it cannot once the key
+    # has expired, and then the backup must not be blamed for what may be the passphrase.
+    target = locked_target
+    name = backup_now(app, target)
+    path = manifest_path(target.backup_dir / name)
+    record = json.loads(path.read_text())["verified"]
+    with _expired(target.home):
+        target.backups_extra = 'passphrase = "not the passphrase at all"\n'
+        write_targets_file(app, target.toml())
+        for level in ("quick", "restore-test"):
+            forget_passphrase(target.home)
+            job, view = run(app, "verify_backup", target.name, backup=name, level=level)
+            assert job.state == "failed", log_text(view)
+            assert "whether the secret key unlocks could not be checked" in job.result, job.result
+            assert json.loads(path.read_text())["verified"] == record, "nothing is recorded against the backup"
