@@ -315,7 +315,11 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
 
 def _check_unlocked(setup: BackupSetup, result: PipelineResult) -> None:
     """KeyLocked when gpg failed because the key's passphrase is wrong or missing (the backup is not to blame)."""
-    if (stage := result.failed) is not None and stage.name == "gpg" and (locked := locked_key(setup)) is not None:
+    if (
+        (stage := result.failed) is not None
+        and stage.name == "gpg"
+        and (locked := locked_key(setup, stage)) is not None
+    ):
         raise locked
 
 

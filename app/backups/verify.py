@@ -15,7 +15,7 @@ from app.backups.catalog import Backup, open_to_read, sha256_of
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.targets import openpgp
-from app.targets.command import Sink, Stage, run_pipeline
+from app.targets.command import Sink, Stage, StageResult, run_pipeline
 from app.targets.dbadmin import Postgres
 from app.targets.errors import TargetError
 from app.targets.gpg import GpgError, PassphraseError
@@ -37,15 +37,18 @@ class KeyLocked(ToolFailed):
     for ToolFailed, its verification on record is left as it was."""
 
 
-def locked_key(setup: BackupSetup) -> ToolFailed | None:
-    """After gpg failed to decrypt: a KeyLocked when the key's passphrase is why, None when the key unlocks (then it
-    is the data), a ToolFailed when that cannot be told (the check's few bytes cannot be encrypted to an expired
-    key, say): a backup is blamed only once its key is known to unlock."""
+def locked_key(setup: BackupSetup, gpg: StageResult | None = None) -> ToolFailed | None:
+    """After gpg (the failed stage `gpg`) failed to decrypt: a KeyLocked when the key's passphrase is why, None when
+    the key unlocks (then it is the data), a ToolFailed when that cannot be told (the check's few bytes cannot be
+    encrypted to an expired key, say): a backup is blamed only once its key is known to unlock. None too when it
+    cannot be told and gpg said nothing: the caller names a mute gpg as the tool's failure."""
     try:
         setup.home.check_unlocks(setup.recipients)
     except PassphraseError as exc:
         return KeyLocked(exc.message, fix=exc.fix)
     except GpgError as exc:
+        if gpg is not None and not any(line.strip() for line in gpg.stderr_tail):
+            return None
         return ToolFailed(
             f"gpg could not decrypt, and whether the secret key unlocks could not be checked: {exc.message}",
             fix=f"check backups.passphrase, and the key with `gpg --homedir {setup.home.home} --list-secret-keys` "
@@ -121,7 +124,7 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
             stage = stage if alone.ok else alone.failed
         lines = [line.strip() for line in (stage.stderr_tail if stage else ()) if line.strip()]
         said = "; ".join(lines[-3:]) or (stage.failure() if stage else "")
-        if stage is not None and stage.name == "gpg" and (locked := locked_key(setup)) is not None:
+        if stage is not None and stage.name == "gpg" and (locked := locked_key(setup, stage)) is not None:
             raise locked
         if stage is not None and stage.name == "gpg":
             if not lines:
