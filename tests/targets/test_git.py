@@ -44,24 +44,6 @@ def status(repo: Path) -> str:
     return git(repo, "status", "--porcelain")
 
 
-@pytest.fixture
-def work(tmp_path) -> Path:
-    repo = tmp_path / "app"
-    subprocess.run(["git", "init", "--quiet", "-b", "main", str(repo)], check=True, env=GIT_ENV)
-    return repo
-
-
-@pytest.fixture
-def lines(work) -> dict[str, str]:
-    """main: c1 creates f=a, c2 f=b, c3 f=c, c4 adds g — shas by name."""
-    return {
-        "c1": commit(work, "one", f="a\n"),
-        "c2": commit(work, "two", f="b\n"),
-        "c3": commit(work, "three", f="c\n"),
-        "c4": commit(work, "four", g="g\n"),
-    }
-
-
 def repo_of(work: Path, remote: str | None = None) -> GitRepo:
     return GitRepo(work, "main", remote)
 

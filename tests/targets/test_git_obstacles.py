@@ -13,23 +13,6 @@ from tests.conftest import wait_for
 from tests.targets.test_git import GIT_ENV, commit, git, status
 
 
-@pytest.fixture
-def work(tmp_path) -> Path:
-    repo = tmp_path / "app"
-    subprocess.run(["git", "init", "--quiet", "-b", "main", str(repo)], check=True, env=GIT_ENV)
-    return repo
-
-
-@pytest.fixture
-def lines(work) -> dict[str, str]:
-    return {
-        "c1": commit(work, "one", f="a\n"),
-        "c2": commit(work, "two", f="b\n"),
-        "c3": commit(work, "three", f="c\n"),
-        "c4": commit(work, "four", g="g\n"),
-    }
-
-
 def changes(repo: GitRepo, lines: dict[str, str]) -> dict:
     """The three changes a person runs, each on what it needs."""
     git(repo.path, "branch", "feature", lines["c4"])
