@@ -55,6 +55,21 @@ def _set(header: _Header, data: ctypes.Array) -> None:
 
 
 @contextmanager
+def _without(capabilities: int) -> Iterator[None]:
+    """The calling thread's effective set without these capabilities, put back on the way out."""
+    header, data = _capabilities()
+    kept = data[0].effective
+    data[0].effective = kept & ~capabilities
+    _set(header, data)
+    try:
+        yield
+    finally:
+        header, data = _capabilities()
+        data[0].effective = kept
+        _set(header, data)
+
+
+@contextmanager
 def permissions_apply(threads_end_s: float = THREADS_END_S, *, ownership: bool = False) -> Iterator[None]:
     """File modes bind this thread (and the threads it starts meanwhile) as they bind an ordinary user.
 
@@ -66,16 +81,10 @@ def permissions_apply(threads_end_s: float = THREADS_END_S, *, ownership: bool =
         return
     # an enclosing block's threads (this one included, when blocks nest) are that block's business
     before = set(dropped_threads()) | {threading.get_native_id()}
-    header, data = _capabilities()
-    kept = data[0].effective
-    data[0].effective = kept & ~(_OVERRIDES | (_FOWNER if ownership else 0))
-    _set(header, data)
     try:
-        yield
+        with _without(_OVERRIDES | (_FOWNER if ownership else 0)):
+            yield
     finally:
-        header, data = _capabilities()
-        data[0].effective = kept
-        _set(header, data)
         _wait_for_dropped_threads_to_end(before, threads_end_s)
 
 
@@ -129,13 +138,5 @@ def processes_opaque() -> Iterator[None]:
     if os.geteuid() != 0:
         yield
         return
-    header, data = _capabilities()
-    kept = data[0].effective
-    data[0].effective = kept & ~_SYS_PTRACE
-    _set(header, data)
-    try:
+    with _without(_SYS_PTRACE):
         yield
-    finally:
-        header, data = _capabilities()
-        data[0].effective = kept
-        _set(header, data)
