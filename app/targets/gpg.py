@@ -322,17 +322,6 @@ class GpgHome:
             return f"the secret key of {', '.join(recipients)} unlocks with backups.passphrase"
         return f"the secret key of {', '.join(recipients)} decrypts without a passphrase"
 
-    def unlock_problem(self, recipients: Sequence[str]) -> PassphraseError | None:
-        """After a decryption failed: the PassphraseError that explains it, or None when the key unlocks (so it
-        was the data, or something else)."""
-        try:
-            self.check_unlocks(recipients)
-        except PassphraseError as exc:
-            return exc
-        except GpgError:
-            return None
-        return None
-
     def _stream(self, action: str, source: BinaryIO | bytes, target: BinaryIO, **options: object) -> int:
         gpg = self._gpg()
         written = 0

@@ -94,9 +94,10 @@ def test_a_wrong_passphrase_fails_the_stage_and_leaves_no_descriptor_open(locked
         result = run_pipeline([gpg], stdin=stdin, timeout=60)
     assert not result.ok and result.failed.name == "gpg"
     assert open_fds() == before
-    problem = home.unlock_problem([LOCKED_RECIPIENT])
-    assert problem is not None and problem.configured
-    assert with_passphrase(locked_home, PASSPHRASE).unlock_problem([LOCKED_RECIPIENT]) is None
+    with pytest.raises(PassphraseError) as caught:
+        home.check_unlocks([LOCKED_RECIPIENT])
+    assert caught.value.configured
+    with_passphrase(locked_home, PASSPHRASE).check_unlocks([LOCKED_RECIPIENT])
 
 
 @pytest.mark.parametrize("reads", [True, False])
@@ -139,10 +140,11 @@ def test_a_passphrase_beyond_ascii_unlocks_the_same_in_python_gnupg_and_in_a_pip
         unlocked.decrypt(sealed_file.read_bytes(), plain)
         assert plain.getvalue() == b"the rows\n"
         forget_passphrase(home)
-        assert unlocked.unlock_problem(["utf8@example.invalid"]) is None
+        unlocked.check_unlocks(["utf8@example.invalid"])
         forget_passphrase(home)
-        problem = with_passphrase(home, "passwort € 7").unlock_problem(["utf8@example.invalid"])
-        assert problem is not None and problem.configured
+        with pytest.raises(PassphraseError) as caught:
+            with_passphrase(home, "passwort € 7").check_unlocks(["utf8@example.invalid"])
+        assert caught.value.configured
     finally:
         home.stop_agent()
         shutil.rmtree(root, ignore_errors=True)
