@@ -121,6 +121,10 @@ def app(request, tmp_path, sqlite_template):
 
         db.session.remove()
         db.engine.dispose()
+    if (instance / "gpg").is_dir():  # Rewind's own GnuPG home (env file versions): its agent outlives the test
+        from app.envconfig import keys
+
+        keys.gpg_home(instance).stop_agent()
 
 
 both_databases = pytest.mark.parametrize("app", ["sqlite", "postgresql"], indirect=True)
