@@ -14,6 +14,7 @@ from app.auth.roles import Role
 from app.clock import utcnow
 from app.domids import dom_id
 from app.extensions import db
+from app.targets import flags as flags_adapter
 from tests.conftest import both_databases
 from tests.flags.conftest import HTMX, audit_rows, confirm_of, plan_page, refuse_at_commit, seen_of, targets_toml
 from tests.support.apps import csrf_token, post
@@ -568,7 +569,10 @@ def test_a_flag_whose_state_is_null_is_named_and_the_others_stay_usable(flag_app
     assert not flagdb.states()["checkout_v2"]
 
 
-def test_a_table_held_by_a_long_transaction_is_said_to_be_locked_and_nothing_is_written(flag_app, flagdb, as_role):
+def test_a_table_held_by_a_long_transaction_is_said_to_be_locked_and_nothing_is_written(
+    flag_app, flagdb, as_role, monkeypatch
+):
+    monkeypatch.setattr(flags_adapter, "LOCK_TIMEOUT_S", 1)  # the toggle and the CLI wait this long each
     client = as_role(Role.OPERATOR)
     token = csrf_token(client)  # before the lock: the page that hands it out reads the flags too
     holder = flagdb.connect()

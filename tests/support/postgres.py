@@ -7,6 +7,7 @@ server runs as the `postgres` OS user, since PostgreSQL refuses to run as root.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -39,10 +40,18 @@ class TempPostgres:
         return self
 
     def stop(self) -> None:
+        """Stops the server at once; its folder is deleted by a detached `rm`, since a test session's hundreds of
+        databases take seconds to delete and nothing needs to wait for that."""
         try:
             self.cluster.stop("immediate")
         finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+            subprocess.Popen(
+                ["rm", "-rf", "--", str(self.root)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def url(self, dbname: str = "postgres") -> str:
         return self.cluster.url(dbname)
