@@ -68,6 +68,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
 
+    if settings.request_slots:
+        from app.requestslots import RequestSlots
+
+        app.wsgi_app = RequestSlots(app.wsgi_app, settings.request_slots)
     db.init_app(app)
     if settings.is_postgres:
         from app.pool import ping_when_idle

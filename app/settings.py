@@ -43,6 +43,7 @@ class Settings:
     graceful_timeout_s: int = 20
     scheduler: bool = True  # periodic tasks (due backups) run beside each job runner; off: cron runs `backups due`
     access_log: bool = True  # gunicorn.conf.py reads it itself; checked here so a bad value stops start-up
+    request_slots: int = 1  # page requests one worker runs at once (app/requestslots.py); 0: no limit
 
     @property
     def is_postgres(self) -> bool:
@@ -89,7 +90,7 @@ def _flag(env: dict, name: str, default: bool = False) -> bool:
     raise SettingsError(name, f"expected 1 or 0, got {raw!r}")
 
 
-def _positive_int(env: dict, name: str, default: int) -> int:
+def _whole_number(env: dict, name: str, default: int, least: int = 1) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -97,8 +98,8 @@ def _positive_int(env: dict, name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(name, f"expected a whole number, got {raw!r}") from None
-    if value < 1:
-        raise SettingsError(name, f"must be at least 1, got {value}")
+    if value < least:
+        raise SettingsError(name, f"must be at least {least}, got {value}")
     return value
 
 
@@ -129,7 +130,7 @@ def load_settings(env: dict | None = None) -> Settings:
     if config_path.exists() and not config_path.is_file():
         raise SettingsError("REWIND_CONFIG", f"{config_path} is not a file")
 
-    workers = _positive_int(env, "REWIND_WORKERS", 1)
+    workers = _whole_number(env, "REWIND_WORKERS", 1)
     if workers > 1 and not database_url.startswith("postgresql"):
         raise SettingsError(
             "REWIND_WORKERS", f"{workers} workers need a PostgreSQL ops database; with SQLite run one worker"
@@ -139,8 +140,8 @@ def load_settings(env: dict | None = None) -> Settings:
         if not all(part.isidentifier() for part in module.split(".")):
             raise SettingsError("REWIND_RUNBOOKS", f"{module!r} is not a Python module name")
 
-    threads = _positive_int(env, "REWIND_THREADS", 1000)
-    reserve = _positive_int(env, "REWIND_THREAD_RESERVE", min(16, max(1, threads // 4)))
+    threads = _whole_number(env, "REWIND_THREADS", 1000)
+    reserve = _whole_number(env, "REWIND_THREAD_RESERVE", min(16, max(1, threads // 4)))
     if reserve >= threads:
         raise SettingsError(
             "REWIND_THREAD_RESERVE", f"{reserve} reserved threads leave none of REWIND_THREADS={threads} for websockets"
@@ -153,16 +154,17 @@ def load_settings(env: dict | None = None) -> Settings:
         audit_key=audit_raw.encode(),
         config_path=config_path,
         secure_cookies=_flag(env, "REWIND_SECURE_COOKIES"),
-        idle_minutes=_positive_int(env, "REWIND_IDLE_MINUTES", 30),
+        idle_minutes=_whole_number(env, "REWIND_IDLE_MINUTES", 30),
         runbook_modules=modules,
-        job_threads=_positive_int(env, "REWIND_JOB_THREADS", 4),
+        job_threads=_whole_number(env, "REWIND_JOB_THREADS", 4),
         run_jobs_in_web=not _flag(env, "REWIND_EXTERNAL_WORKERS"),
-        session_hours=_positive_int(env, "REWIND_SESSION_HOURS", 12),
-        ws_per_session=_positive_int(env, "REWIND_WS_PER_SESSION", 8),
-        ws_per_user=_positive_int(env, "REWIND_WS_PER_USER", 32),
+        session_hours=_whole_number(env, "REWIND_SESSION_HOURS", 12),
+        ws_per_session=_whole_number(env, "REWIND_WS_PER_SESSION", 8),
+        ws_per_user=_whole_number(env, "REWIND_WS_PER_USER", 32),
         threads=threads,
         thread_reserve=reserve,
-        graceful_timeout_s=_positive_int(env, "REWIND_GRACEFUL_TIMEOUT", 20),
+        graceful_timeout_s=_whole_number(env, "REWIND_GRACEFUL_TIMEOUT", 20),
         scheduler=_flag(env, "REWIND_SCHEDULER", default=True),
         access_log=_flag(env, "REWIND_ACCESS_LOG", default=True),
+        request_slots=_whole_number(env, "REWIND_REQUEST_SLOTS", 1, least=0),
     )

@@ -32,6 +32,17 @@ def test_the_in_process_scheduler_is_on_unless_turned_off(tmp_path):
     assert load_settings({"REWIND_INSTANCE_DIR": str(tmp_path), "REWIND_SCHEDULER": "0"}).scheduler is False
 
 
+def test_one_request_at_a_time_per_worker_unless_told(tmp_path):
+    from app import create_app
+    from app.requestslots import RequestSlots
+
+    env = {"REWIND_INSTANCE_DIR": str(tmp_path)}
+    assert load_settings(env).request_slots == 1
+    assert create_app(load_settings(env)).wsgi_app.slots == 1
+    assert create_app(load_settings({**env, "REWIND_REQUEST_SLOTS": "3"})).wsgi_app.slots == 3
+    assert not isinstance(create_app(load_settings({**env, "REWIND_REQUEST_SLOTS": "0"})).wsgi_app, RequestSlots)
+
+
 def test_postgres_urls_use_psycopg3(tmp_path):
     settings = load_settings({"REWIND_INSTANCE_DIR": str(tmp_path), "REWIND_DATABASE_URL": "postgres://u@h/db"})
     assert settings.database_url == "postgresql+psycopg://u@h/db"
@@ -52,6 +63,8 @@ def test_postgres_urls_use_psycopg3(tmp_path):
         ("REWIND_WS_PER_USER", "many", "expected a whole number"),
         ("REWIND_THREAD_RESERVE", "1000", "leave none of REWIND_THREADS=1000 for websockets"),
         ("REWIND_GRACEFUL_TIMEOUT", "soon", "expected a whole number"),
+        ("REWIND_REQUEST_SLOTS", "-1", "must be at least 0"),
+        ("REWIND_REQUEST_SLOTS", "one", "expected a whole number"),
         ("REWIND_SECRET_KEY", "short", "too short"),
         ("REWIND_AUDIT_KEY", "short", "too short"),
     ],

@@ -1,0 +1,47 @@
+"""Each web worker runs a few page requests' Python at a time (REWIND_REQUEST_SLOTS); the rest wait their turn.
+
+A gthread worker gives every request a thread, but only one thread of a process runs Python at a time (the GIL).
+With several requests in one worker, every database round trip of one ends in a wait for the interpreter behind the
+others' Python: a short write such as a flag toggle, which holds the audit chain's head across its round trips, is
+stretched by everyone else's work, and the contention itself costs CPU. With one request at a time per worker
+(cores are used by running more workers), the flags benchmark served 411 toggles/s at a p99 of 42-46 ms, against
+266/s and 68 ms with every request let in at once (docs/benchmarks.md, "Twelfth pass").
+
+A slow request (a big page, a sign-in's deliberately slow password hash) must not stall its worker: a request that
+has waited WAIT_S for a slot runs anyway, beside the others. Websockets (a job page's live log, open as long as the
+job) never take a slot.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+WAIT_S = 0.25  # the longest a request waits in line before it runs beside the slot holders
+
+WsgiApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
+
+
+class RequestSlots:
+    """WSGI middleware letting at most `slots` requests into the app at once; a slot is given back when the app
+    returns its response, so a streamed body is sent without holding one."""
+
+    def __init__(self, app: WsgiApp, slots: int, wait_s: float = WAIT_S) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}; leave the middleware out to admit all")
+        self.app = app
+        self.slots = slots
+        self.wait_s = wait_s
+        self._free = threading.BoundedSemaphore(slots)
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            return self.app(environ, start_response)
+        # Waiters are woken in the order they came; one still waiting after wait_s goes in without a slot.
+        held = self._free.acquire(timeout=self.wait_s)
+        try:
+            return self.app(environ, start_response)
+        finally:
+            if held:
+                self._free.release()

@@ -1,0 +1,113 @@
+"""RequestSlots: one request's Python at a time per worker, without letting a slow one stall the rest."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.requestslots import RequestSlots
+
+
+class Recorder:
+    """A WSGI app that counts how many calls are inside it at once; `gate`, when given, holds each call until set."""
+
+    def __init__(self, hold_s: float = 0.05, gate: threading.Event | None = None) -> None:
+        self.hold_s, self.gate = hold_s, gate
+        self.inside = self.most = self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            self.inside += 1
+            self.calls += 1
+            self.most = max(self.most, self.inside)
+        try:
+            if environ.get("PATH_INFO") == "/fail":
+                raise RuntimeError("the view failed")
+            if self.gate is not None and environ.get("PATH_INFO") == "/slow":
+                self.gate.wait(10)
+            else:
+                time.sleep(self.hold_s)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+def call(app, path: str = "/", **environ) -> list[bytes]:
+    return list(app({"PATH_INFO": path, **environ}, lambda status, headers: None))
+
+
+def at_once(app, paths: list[str]) -> list[float]:
+    """Each path requested from its own thread, all started together; returns when each finished."""
+    done: list[float] = [0.0] * len(paths)
+
+    def one(i: int, path: str) -> None:
+        call(app, path)
+        done[i] = time.monotonic()
+
+    threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(paths)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    return done
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_no_more_requests_run_at_once_than_there_are_slots(slots):
+    inner = Recorder()
+    at_once(RequestSlots(inner, slots, wait_s=10), ["/"] * 6)
+    assert inner.calls == 6 and inner.most == slots
+
+
+def test_a_request_waiting_longer_than_the_bound_runs_beside_a_slow_one():
+    gate = threading.Event()
+    inner = Recorder(gate=gate)
+    app = RequestSlots(inner, 1, wait_s=0.2)
+    slow = threading.Thread(target=call, args=(app, "/slow"))
+    slow.start()
+    try:
+        while inner.inside == 0:
+            time.sleep(0.01)
+        started = time.monotonic()
+        assert call(app) == [b"ok"]  # the slow one still holds the only slot
+        waited = time.monotonic() - started
+        assert slow.is_alive() and 0.2 <= waited < 5
+    finally:
+        gate.set()
+        slow.join(10)
+
+
+def test_a_websocket_never_waits_for_a_slot():
+    gate = threading.Event()
+    inner = Recorder(gate=gate)
+    app = RequestSlots(inner, 1, wait_s=10)
+    slow = threading.Thread(target=call, args=(app, "/slow"))
+    slow.start()
+    try:
+        while inner.inside == 0:
+            time.sleep(0.01)
+        started = time.monotonic()
+        call(app, "/jobs/1/ws", HTTP_UPGRADE="WebSocket")
+        assert time.monotonic() - started < 5 and slow.is_alive()
+    finally:
+        gate.set()
+        slow.join(10)
+
+
+def test_a_view_that_raises_gives_its_slot_back():
+    inner = Recorder(hold_s=0)
+    app = RequestSlots(inner, 1, wait_s=10)
+    with pytest.raises(RuntimeError, match="the view failed"):
+        call(app, "/fail")
+    started = time.monotonic()
+    assert call(app) == [b"ok"] and time.monotonic() - started < 5  # not after the 10-s bound
+
+
+def test_no_slot_at_all_is_refused_with_the_way_to_turn_it_off():
+    with pytest.raises(ValueError, match="leave the middleware out"):
+        RequestSlots(Recorder(), 0)
