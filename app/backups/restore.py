@@ -449,7 +449,7 @@ def _failed(result, what: str, *, as_owners: bool = False, fill_role: str | None
         )
     function = next((m.group(1) for line in tail if (m := IN_FUNCTION.search(line))), None)
     if function and any(UNDEFINED.search(line) and not MISSING_ROLE.search(line) for line in tail):
-        schema = function.split(".", 1)[0] if "." in function.split("(", 1)[0] else "public"
+        schema = _schema_of(function)
         fix += (
             f"; a restore runs with an empty search_path (as pg_dump writes it), and {function} names a table or "
             f"function without its schema: in the live database, ALTER FUNCTION {function} SET search_path = "
@@ -465,6 +465,20 @@ def _failed(result, what: str, *, as_owners: bool = False, fill_role: str | None
     if stage is not None and stage.name == "sqlguard":
         fix += "; restore a plain dump of one database made without --create/--clean (not pg_dumpall)"
     return RestoreFailed(f"{what}: {stage.failure(lead=error) if stage else 'a stage failed'}", fix=fix)
+
+
+def _schema_of(function: str) -> str:
+    """The schema of a function as the server names it in a CONTEXT line (`"Sales.EU".f(integer)`, quotes kept, a
+    dot inside them part of the name); `public` when it names none."""
+    quoted = False
+    for i, ch in enumerate(function):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            break
+        elif not quoted and ch == ".":
+            return function[:i]
+    return "public"
 
 
 def drop_copy(setup: BackupSetup, name: str) -> None:

@@ -70,17 +70,25 @@ def test_a_database_shaped_like_an_application_s_restores_and_undoes_whole(app, 
 
 
 @pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
-def test_a_check_constraint_s_function_that_needs_the_search_path_is_named_with_its_fix(app, runner, data_target):
+@pytest.mark.parametrize("schema", ["public", '"Sales.EU"'])
+def test_a_check_constraint_s_function_that_needs_the_search_path_is_named_with_its_fix(
+    app, runner, data_target, schema
+):
     """pg_dump's restore runs with an empty search_path: a CHECK constraint's function naming a table without its
     schema fails to load the rows. The scratch is dropped, live untouched, and the job says which function and how
-    to make the next backup restorable; that backup then restores."""
-    data_target.execute("CREATE TABLE limits (min_total integer NOT NULL)")
-    data_target.execute("INSERT INTO limits VALUES (0)")
+    to make the next backup restorable; that backup then restores. A schema whose name holds a dot is one name."""
+    if schema != "public":
+        data_target.execute(f"CREATE SCHEMA {schema}")
+    data_target.execute(f"CREATE TABLE {schema}.limits (min_total integer NOT NULL)")
+    data_target.execute(f"INSERT INTO {schema}.limits VALUES (0)")  # noqa: S608 the two schemas above
     data_target.execute(
-        "CREATE FUNCTION total_ok(n integer) RETURNS boolean LANGUAGE plpgsql STABLE "
+        f"CREATE FUNCTION {schema}.total_ok(n integer) RETURNS boolean LANGUAGE plpgsql STABLE "  # noqa: S608
         "AS $$ BEGIN RETURN n >= (SELECT min_total FROM limits); END $$"
     )
-    data_target.execute("ALTER TABLE orders ADD CONSTRAINT orders_total_ok CHECK (total_ok(total))")
+    data_target.execute(  # the rows are checked now, as the application's own session would: with limits in its path
+        f"SET search_path = {schema}, public; "
+        f"ALTER TABLE orders ADD CONSTRAINT orders_total_ok CHECK ({schema}.total_ok(total))"
+    )
     name = backup_now(app, data_target)
     data_target.execute("DELETE FROM orders WHERE id > 10")
     before = data_target.snapshot()
@@ -88,10 +96,11 @@ def test_a_check_constraint_s_function_that_needs_the_search_path_is_named_with_
     job, view = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "failed", log_text(view)
     assert 'relation "limits" does not exist' in job.result, job.result
-    assert "ALTER FUNCTION public.total_ok(integer) SET search_path = public" in job.result, job.result
+    fix = f"ALTER FUNCTION {schema}.total_ok(integer) SET search_path = {schema}"
+    assert fix in job.result, job.result
     assert data_target.snapshot() == before and copies(data_target) == []
 
-    data_target.execute("ALTER FUNCTION public.total_ok(integer) SET search_path = public")  # as the fix says
+    data_target.execute(fix)  # as the fix says
     (data_target.backup_dir / name).unlink()
     (data_target.backup_dir / f"{name}.json").unlink()
     fixed = backup_now(app, data_target)
