@@ -310,8 +310,9 @@ class GpgHome:
         """Encrypt a few bytes to the recipients and decrypt them here, as a backup would be: PassphraseError when
         the secret key does not unlock (GpgError for another failure); what was found when it does.
 
-        gpg-agent keeps an unlocked key's passphrase for a while (default-cache-ttl): within it, any passphrase
-        is taken."""
+        The agent's cached passphrases are forgotten first: within its default-cache-ttl it would take any
+        passphrase, and a wrong one would pass the check."""
+        self.forget_passphrases()
         sealed = io.BytesIO()
         self.encrypt(b"rewind passphrase check\n", sealed, recipients)
         out = io.BytesIO()
@@ -381,6 +382,25 @@ class GpgHome:
             return
         with secret_pipe(passphrase.encode() + b"\n") as fd:
             yield Stage.of(self.decrypt_argv(fd), name, env=self.env, pass_fds=(fd,))
+
+    def forget_passphrases(self) -> None:
+        """Make a running gpg-agent of this home forget the secret keys' passphrases it keeps (CLEAR_PASSPHRASE),
+        so the next decryption unlocks with the passphrase it is given. Unlike stopping the agent, this leaves any
+        decryption running meanwhile alone; it starts no agent."""
+        if not any(_answers(path) for path in self._sockets("S.gpg-agent")):
+            return
+        listed = run_command(
+            [*self._base_argv(), "--with-colons", "--with-keygrip", "--list-secret-keys"],
+            env=self.env,
+            timeout=STOP_WAIT_S * 2,
+            capture=True,
+        )
+        grips = [line.split(":")[9] for line in listed.stdout.splitlines() if line.startswith("grp:")]
+        if not listed.ok or not grips:
+            return
+        clear = [f"CLEAR_PASSPHRASE --mode=normal {grip}" for grip in grips]
+        argv = ["gpg-connect-agent", "--homedir", str(self.home), "--no-autostart", *clear, "/bye"]
+        run_command(argv, env=self.env, timeout=STOP_WAIT_S * 2, capture=True)
 
     def _secret_names(self) -> list[str]:
         with contextlib.suppress(GpgError):

@@ -100,6 +100,21 @@ def test_a_wrong_passphrase_fails_the_stage_and_leaves_no_descriptor_open(locked
     with_passphrase(locked_home, PASSPHRASE).check_unlocks([LOCKED_RECIPIENT])
 
 
+def test_a_wrong_passphrase_is_caught_even_while_the_agent_keeps_the_right_one(locked_home, tmp_path):
+    """gpg-agent keeps a passphrase that unlocked the key (10 minutes by default) and then takes any other: the
+    check must not report a wrong one, set since, as unlocking. Decryptions meanwhile still use the cache."""
+    source = tmp_path / "backup.gpg"
+    source.write_bytes(sealed(locked_home, b"rows"))
+    with_passphrase(locked_home, PASSPHRASE).check_unlocks([LOCKED_RECIPIENT])  # the agent now keeps it
+    wrong = with_passphrase(locked_home, "changed since")
+    with pytest.raises(PassphraseError):
+        wrong.check_unlocks([LOCKED_RECIPIENT])
+    with_passphrase(locked_home, PASSPHRASE).check_unlocks([LOCKED_RECIPIENT])
+    out = io.BytesIO()
+    with_passphrase(locked_home, PASSPHRASE).decrypt(source.read_bytes(), out)
+    assert out.getvalue() == b"rows"
+
+
 @pytest.mark.parametrize("reads", [True, False])
 def test_a_secret_longer_than_a_pipe_s_buffer_is_fed_whole_or_given_up_when_unread(tmp_path, reads):
     secret = random.Random(3).randbytes(200_000)
