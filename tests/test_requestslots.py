@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -64,39 +65,36 @@ def test_no_more_requests_run_at_once_than_there_are_slots(slots):
     assert inner.calls == 6 and inner.most == slots
 
 
-def test_a_request_waiting_longer_than_the_bound_runs_beside_a_slow_one():
+@contextmanager
+def slow_request_inside(wait_s: float):
+    """Slots with one slot, held by a request that stays inside the app until the block ends."""
     gate = threading.Event()
     inner = Recorder(gate=gate)
-    app = RequestSlots(inner, 1, wait_s=0.2)
+    app = RequestSlots(inner, 1, wait_s=wait_s)
     slow = threading.Thread(target=call, args=(app, "/slow"))
     slow.start()
     try:
         while inner.inside == 0:
             time.sleep(0.01)
+        yield app, slow
+    finally:
+        gate.set()
+        slow.join(10)
+
+
+def test_a_request_waiting_longer_than_the_bound_runs_beside_a_slow_one():
+    with slow_request_inside(wait_s=0.2) as (app, slow):
         started = time.monotonic()
         assert call(app) == [b"ok"]  # the slow one still holds the only slot
         waited = time.monotonic() - started
         assert slow.is_alive() and 0.2 <= waited < 5
-    finally:
-        gate.set()
-        slow.join(10)
 
 
 def test_a_websocket_never_waits_for_a_slot():
-    gate = threading.Event()
-    inner = Recorder(gate=gate)
-    app = RequestSlots(inner, 1, wait_s=10)
-    slow = threading.Thread(target=call, args=(app, "/slow"))
-    slow.start()
-    try:
-        while inner.inside == 0:
-            time.sleep(0.01)
+    with slow_request_inside(wait_s=10) as (app, slow):
         started = time.monotonic()
         call(app, "/jobs/1/ws", HTTP_UPGRADE="WebSocket")
         assert time.monotonic() - started < 5 and slow.is_alive()
-    finally:
-        gate.set()
-        slow.join(10)
 
 
 def test_a_view_that_raises_gives_its_slot_back():
