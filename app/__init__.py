@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.request_slots:
         from app.requestslots import RequestSlots
 
-        app.wsgi_app = RequestSlots(app.wsgi_app, settings.request_slots)
+        app.wsgi_app = RequestSlots(app.wsgi_app, settings.request_slots, body_limit=app.config["MAX_CONTENT_LENGTH"])
     db.init_app(app)
     if settings.is_postgres:
         from app.pool import ping_when_idle

@@ -9,16 +9,20 @@ stretched by everyone else's work, and the contention itself costs CPU. With one
 
 A slow request (a big page, a sign-in's deliberately slow password hash) must not stall its worker: a request that
 has waited WAIT_S for a slot runs anyway, beside the others. Websockets (a job page's live log, open as long as the
-job) never take a slot.
+job) never take a slot. Nor does a request whose body is still arriving: gunicorn calls the app once the headers are
+in, and the body is read from the socket only as the view asks for it, so a client sending it slowly (or never) would
+hold the slot while the view waited for it; a body up to the app's size limit is read before the request takes one.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 WAIT_S = 0.25  # the longest a request waits in line before it runs beside the slot holders
+BODY_LIMIT = 1024 * 1024  # bodies up to this are read before a slot is taken (create_app passes MAX_CONTENT_LENGTH)
 
 WsgiApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 
@@ -27,17 +31,19 @@ class RequestSlots:
     """WSGI middleware letting at most `slots` requests into the app at once; a slot is given back when the app
     returns its response, so a streamed body is sent without holding one."""
 
-    def __init__(self, app: WsgiApp, slots: int, wait_s: float = WAIT_S) -> None:
+    def __init__(self, app: WsgiApp, slots: int, wait_s: float = WAIT_S, body_limit: int = BODY_LIMIT) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}; leave the middleware out to admit all")
         self.app = app
         self.slots = slots
         self.wait_s = wait_s
+        self.body_limit = body_limit
         self._free = threading.BoundedSemaphore(slots)
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
             return self.app(environ, start_response)
+        self._read_body(environ)
         # Waiters are woken in the order they came; one still waiting after wait_s goes in without a slot.
         held = self._free.acquire(timeout=self.wait_s)
         try:
@@ -45,3 +51,23 @@ class RequestSlots:
         finally:
             if held:
                 self._free.release()
+
+    def _read_body(self, environ: dict) -> None:
+        """The whole body, when it has a length within the limit, read now and handed to the app from memory.
+
+        A larger one is left to the app (Flask answers 413 without reading it), and so is one without a length. A body
+        cut short (the client left) reaches the app as short as it came, as it would have from the socket."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return
+        if not 0 < length <= self.body_limit:
+            return
+        stream, chunks, left = environ["wsgi.input"], [], length
+        while left > 0:
+            chunk = stream.read(min(left, 64 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        environ["wsgi.input"] = io.BytesIO(b"".join(chunks))

@@ -109,3 +109,59 @@ def test_a_view_that_raises_gives_its_slot_back():
 def test_no_slot_at_all_is_refused_with_the_way_to_turn_it_off():
     with pytest.raises(ValueError, match="leave the middleware out"):
         RequestSlots(Recorder(), 0)
+
+
+class SlowBody:
+    """A request body whose bytes have not all arrived: read() blocks until `arrived` is set."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.arrived, self.reading = body, threading.Event(), threading.Event()
+
+    def read(self, size: int = -1) -> bytes:
+        self.reading.set()
+        self.arrived.wait(10)
+        body, self.body = (self.body, b"") if size < 0 else (self.body[:size], self.body[size:])
+        return body
+
+
+def test_a_request_whose_body_is_still_arriving_holds_no_slot():
+    """gunicorn calls the app once the headers are in; the body is read from the socket as the view asks for it
+    (a form, the CSRF check). A client sending it slowly, or never, must not keep the slot meanwhile."""
+    seen: list[bytes] = []
+
+    def form_view(environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        seen.append(environ["wsgi.input"].read(length) if length else b"")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    app = RequestSlots(form_view, 1, wait_s=10)
+    body = SlowBody(b"name=x&csrf_token=y")
+    post = threading.Thread(
+        target=call, args=(app, "/login"), kwargs={"CONTENT_LENGTH": str(len(body.body)), "wsgi.input": body}
+    )
+    post.start()
+    try:
+        assert body.reading.wait(5)
+        started = time.monotonic()
+        assert call(app, "/healthz") == [b"ok"]
+        assert time.monotonic() - started < 5  # not after the 10-s bound
+    finally:
+        body.arrived.set()
+        post.join(10)
+    assert seen == [b"", b"name=x&csrf_token=y"]  # the view still gets the whole body
+
+
+def test_a_body_over_the_limit_is_left_to_the_app():
+    """Flask answers 413 for a body over MAX_CONTENT_LENGTH without reading it; it is not read here either."""
+    body = SlowBody(b"x" * 11)
+    body.arrived.set()
+    seen = []
+
+    def view(environ, start_response):
+        seen.append(environ["wsgi.input"])
+        start_response("413 Content Too Large", [])
+        return [b""]
+
+    call(RequestSlots(view, 1, body_limit=10), "/", CONTENT_LENGTH="11", **{"wsgi.input": body})
+    assert seen == [body] and not body.reading.is_set()
