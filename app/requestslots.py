@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,19 +39,49 @@ class RequestSlots:
         self.slots = slots
         self.wait_s = wait_s
         self.body_limit = body_limit
-        self._free = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._free = slots
+        self._line: deque[_Turn] = deque()  # requests waiting for a slot, longest first
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
             return self.app(environ, start_response)
         self._read_body(environ)
-        # Waiters are woken in the order they came; one still waiting after wait_s goes in without a slot.
-        held = self._free.acquire(timeout=self.wait_s)
+        held = self._take()
         try:
             return self.app(environ, start_response)
         finally:
             if held:
-                self._free.release()
+                self._give_back()
+
+    def _take(self) -> bool:
+        """A slot, in the order requests came; False when none came within wait_s (the request runs anyway).
+
+        A slot given back goes straight to the request waiting longest. With a semaphore, a request arriving just
+        then (a keep-alive connection's next one) took it before the woken waiter ran, and the waiter went back to
+        the end of the line."""
+        with self._lock:
+            if self._free and not self._line:
+                self._free -= 1
+                return True
+            turn = _Turn()
+            self._line.append(turn)
+        if turn.wake.acquire(timeout=self.wait_s):
+            return True
+        with self._lock:
+            if turn.given:  # handed the slot as its wait ran out: it holds it
+                return True
+            self._line.remove(turn)
+            return False
+
+    def _give_back(self) -> None:
+        with self._lock:
+            if self._line:
+                turn = self._line.popleft()
+                turn.given = True
+                turn.wake.release()
+            else:
+                self._free += 1
 
     def _read_body(self, environ: dict) -> None:
         """The whole body, when it has a length within the limit, read now and handed to the app from memory.
@@ -71,3 +102,14 @@ class RequestSlots:
             chunks.append(chunk)
             left -= len(chunk)
         environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+
+
+class _Turn:
+    """One request's place in line: `wake` is released when the slot is handed to it."""
+
+    __slots__ = ("given", "wake")
+
+    def __init__(self) -> None:
+        self.given = False
+        self.wake = threading.Lock()
+        self.wake.acquire()

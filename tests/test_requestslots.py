@@ -165,3 +165,53 @@ def test_a_body_over_the_limit_is_left_to_the_app():
 
     call(RequestSlots(view, 1, body_limit=10), "/", CONTENT_LENGTH="11", **{"wsgi.input": body})
     assert seen == [body] and not body.reading.is_set()
+
+
+def test_a_slot_given_back_goes_to_the_request_waiting_longest_not_a_newcomer():
+    """A semaphore wakes its longest waiter, but a request arriving before that waiter has run takes the slot
+    itself, and the waiter goes back to the end of the line (and, overtaken again, past its 0.25 s)."""
+    order: list[str] = []
+    waiter: threading.Thread
+
+    def view(environ, start_response):
+        order.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/first":
+            waiter.start()
+            time.sleep(0.2)  # the waiter is in line by now
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    app = RequestSlots(view, 1, wait_s=10)
+    waiter = threading.Thread(target=call, args=(app, "/waiter"))
+    call(app, "/first")  # gives the slot back with /waiter in line...
+    call(app, "/newcomer")  # ...and comes straight back, as a keep-alive connection's next request can
+    waiter.join(10)
+    assert order == ["/first", "/waiter", "/newcomer"]
+
+
+def test_a_request_that_gave_up_waiting_leaves_the_line():
+    """After one request waited past the bound and ran beside the slow one, the slot is free again once the
+    slow one ends: the next requests go straight in."""
+    with slow_request_inside(wait_s=1) as (app, _slow):
+        assert call(app) == [b"ok"]
+    started = time.monotonic()
+    assert call(app) == [b"ok"] and call(app) == [b"ok"]
+    assert time.monotonic() - started < 1  # each takes 0.05 s inside; not a wait for the bound
+
+
+def test_a_slot_handed_over_as_the_wait_runs_out_is_kept_not_lost():
+    app = RequestSlots(Recorder(hold_s=0), 1, wait_s=0.3)
+    assert app._take()
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(app._take()))
+    waiter.start()
+    time.sleep(0.1)  # in line
+    with app._lock:  # the waiter's wait runs out, and it waits here to leave the line...
+        time.sleep(0.4)
+        turn = app._line.popleft()  # ...when the slot is handed to it, as _give_back does
+        turn.given = True
+        turn.wake.release()
+    waiter.join(5)
+    assert result == [True]  # it holds the slot: it runs, and gives it back after
+    app._give_back()
+    assert app._free == 1 and not app._line
