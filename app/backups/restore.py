@@ -46,7 +46,10 @@ STAMP = "%Y%m%d%H%M%S"
 KINDS = ("restore", "pre_restore", "undone", "test")  # test: a restore test's scratch, dropped at its end
 MISSING_ROLE = re.compile(r'role "(.+?)" does not exist')  # the server's words, as pg_restore and psql relay them
 NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "(.+?)"')  # PostgreSQL 15; 16 and newer
-IN_FUNCTION = re.compile(r"(?:PL/pgSQL|SQL) function (\S+?\(.*?\))")  # a CONTEXT line: the code that failed
+# A name as the server prints it: quoted (any character, a quote doubled) or plain.
+PG_NAME = r'(?:"(?:[^"]|"")*"|[^\s."()]+)'
+# A CONTEXT line: the code that failed, as `"My Schema"."f(x)"(integer,text)`, quoted names whole.
+IN_FUNCTION = re.compile(rf'(?:PL/pgSQL|SQL) function ({PG_NAME}(?:\.{PG_NAME})?\((?:"(?:[^"]|"")*"|[^"()])*\))')
 UNDEFINED = re.compile(r"(?:relation|function|type|operator) .+ does not exist")
 SCHEMA_DENIED = re.compile(r"permission denied for schema (\S+)")
 KEY_SPELLING = (

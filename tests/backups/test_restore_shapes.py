@@ -70,13 +70,14 @@ def test_a_database_shaped_like_an_application_s_restores_and_undoes_whole(app, 
 
 
 @pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
-@pytest.mark.parametrize("schema", ["public", '"Sales.EU"'])
+@pytest.mark.parametrize("schema", ["public", '"Sales.EU"', '"My Schema"', '"EU (old)"'])
 def test_a_check_constraint_s_function_that_needs_the_search_path_is_named_with_its_fix(
     app, runner, data_target, schema
 ):
     """pg_dump's restore runs with an empty search_path: a CHECK constraint's function naming a table without its
     schema fails to load the rows. The scratch is dropped, live untouched, and the job says which function and how
-    to make the next backup restorable; that backup then restores. A schema whose name holds a dot is one name."""
+    to make the next backup restorable; that backup then restores. A schema whose quoted name holds a dot, a space
+    or parentheses is one name."""
     if schema != "public":
         data_target.execute(f"CREATE SCHEMA {schema}")
     data_target.execute(f"CREATE TABLE {schema}.limits (min_total integer NOT NULL)")
