@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import io
 import os
+import pwd
 import re
 import select
 import socket
@@ -150,14 +151,22 @@ class GpgHome:
     # --- the agent's sockets -----------------------------------------------------------------------
 
     def socket_dir(self) -> Path:
-        """Where gpg-agent puts its sockets for this home: GnuPG's own rule."""
+        """Where gpg-agent puts its sockets for this home: GnuPG's own rule, for gpg run with this home's env."""
         run = _user_run_dir()
         if run is None:
             return self.home
-        if self.home == Path.home() / ".gnupg":
+        if str(self.home) == self._default_home():
             return run / "gnupg"
         digest = hashlib.sha1(os.fsencode(str(self.home)), usedforsecurity=False).digest()[:15]
         return run / "gnupg" / f"d.{_zbase32(digest)}"
+
+    def _default_home(self) -> str:
+        """GnuPG's default home as gpg run with this env sees it: `$HOME/.gnupg` (the account's home when HOME is
+        unset), matched as that very string. A target's HOME need not be Rewind's own."""
+        home = self.env.get("HOME")
+        if home is None:
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        return f"{home}/.gnupg"
 
     def check_socket_path(self) -> None:
         """GpgError when gpg-agent could not make its sockets for this home (the path is too long)."""

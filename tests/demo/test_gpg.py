@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -261,3 +262,38 @@ def test_the_sockets_of_a_killed_agent_are_removed_and_a_new_agent_starts(home):
     assert home.remove_stale_sockets() == [] and all(p.is_socket() for p in live), "a live agent's are kept"
     assert home.stop_agent() is True
     wait_for(lambda: list(agents(home.home)) == [], timeout=10)
+
+
+def test_the_sockets_go_where_gpg_run_with_the_home_s_env_puts_them(monkeypatch, tmp_path):
+    """GnuPG puts the sockets of its default home, `$HOME/.gnupg` for the HOME gpg is run with, in /run/user/<uid>/
+    gnupg, and any other home's in a hashed folder below it: a target's HOME need not be Rewind's own."""
+    run = tmp_path / "run"
+    monkeypatch.setattr("app.targets.gpg._user_run_dir", lambda: run)
+    elsewhere = tmp_path / "app-home"
+    theirs = GpgHome(elsewhere / ".gnupg", env={"PATH": os.defpath, "HOME": str(elsewhere)})
+    assert theirs.socket_dir() == run / "gnupg"
+    ours = GpgHome(Path.home() / ".gnupg", env={"PATH": os.defpath, "HOME": str(elsewhere)})
+    assert ours.socket_dir().parent == run / "gnupg" and ours.socket_dir().name.startswith("d.")
+    account = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".gnupg"
+    assert GpgHome(account, env={"PATH": os.defpath}).socket_dir() == run / "gnupg"  # gpg without HOME: the account's
+
+
+@pytest.mark.parametrize("home_var", ["same", "other", "unset"])
+def test_the_socket_dir_is_gpgconf_s(tmp_path, home_var):
+    """As gpgconf itself says (where /run/user/<uid> exists the rule matters; elsewhere both say the home)."""
+    folder = Path(tempfile.mkdtemp(prefix="rw-s-", dir="/tmp"))
+    try:
+        env = {"PATH": os.environ.get("PATH", os.defpath)}
+        if home_var != "unset":
+            env["HOME"] = str(folder if home_var == "same" else folder / "elsewhere")
+        home = GpgHome((Path(pwd.getpwuid(os.getuid()).pw_dir) if home_var == "unset" else folder) / ".gnupg", env=env)
+        said = subprocess.run(
+            ["gpgconf", "--homedir", str(home.home), "--list-dirs", "agent-socket"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert str(home.socket_dir() / "S.gpg-agent") == said
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
