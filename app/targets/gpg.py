@@ -398,18 +398,25 @@ class GpgHome:
         decryption running meanwhile alone; it starts no agent."""
         if not any(_answers(path) for path in self._sockets("S.gpg-agent")):
             return
-        listed = run_command(
-            [*self._base_argv(), "--with-colons", "--with-keygrip", "--list-secret-keys"],
-            env=self.env,
-            timeout=STOP_WAIT_S * 2,
-            capture=True,
-        )
-        grips = [line.split(":")[9] for line in listed.stdout.splitlines() if line.startswith("grp:")]
-        if not listed.ok or not grips:
-            return
-        clear = [f"CLEAR_PASSPHRASE --mode=normal {grip}" for grip in grips]
-        argv = ["gpg-connect-agent", "--homedir", str(self.home), "--no-autostart", *clear, "/bye"]
-        run_command(argv, env=self.env, timeout=STOP_WAIT_S * 2, capture=True)
+        try:
+            listed = run_command(
+                [*self._base_argv(), "--with-colons", "--with-keygrip", "--list-secret-keys"],
+                env=self.env,
+                timeout=STOP_WAIT_S * 2,
+                capture=True,
+            )
+            grips = [line.split(":")[9] for line in listed.stdout.splitlines() if line.startswith("grp:")]
+            if not listed.ok or not grips:
+                return
+            clear = [f"CLEAR_PASSPHRASE --mode=normal {grip}" for grip in grips]
+            argv = ["gpg-connect-agent", "--homedir", str(self.home), "--no-autostart", *clear, "/bye"]
+            run_command(argv, env=self.env, timeout=STOP_WAIT_S * 2, capture=True)
+        except (OSError, CommandTimedOut) as exc:  # a GpgError, as every other failure of the check
+            raise GpgError(
+                f"the gpg-agent of {self.home} could not be made to forget the passphrases it keeps ({exc}): stop "
+                f"it with `gpgconf --homedir {self.home} --kill gpg-agent` and check again",
+                home=self.home,
+            ) from None
 
     def _secret_names(self) -> list[str]:
         with contextlib.suppress(GpgError):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.targets.command import Stage, run_pipeline
-from app.targets.gpg import GpgHome, PassphraseError, secret_pipe
+from app.targets.gpg import GpgError, GpgHome, PassphraseError, secret_pipe
 from tests.support.gpg import LOCKED_RECIPIENT, PASSPHRASE, forget_passphrase
 
 # Lists the command lines and environments of the other processes of its own group (the pipeline's), then reads
@@ -168,3 +168,18 @@ def test_a_passphrase_beyond_ascii_unlocks_the_same_in_python_gnupg_and_in_a_pip
 def short_root() -> Path:
     """A short folder for a new home: gpg-agent's socket paths must stay short."""
     return Path(tempfile.mkdtemp(prefix="rwu-", dir="/tmp"))
+
+
+def test_an_agent_that_will_not_forget_in_time_fails_the_check_as_a_gpg_error(locked_home, tmp_path, monkeypatch):
+    """check_unlocks says GpgError (or PassphraseError) and nothing else: its callers catch those alone."""
+    with_passphrase(locked_home, PASSPHRASE).check_unlocks([LOCKED_RECIPIENT])  # the agent runs
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "gpg-connect-agent").write_text("#!/bin/sh\nexec sleep 30\n")
+    (fake / "gpg-connect-agent").chmod(0o755)
+    monkeypatch.setattr("app.targets.gpg.STOP_WAIT_S", 0.5)
+    env = {**locked_home.env, "PATH": f"{fake}:{locked_home.env['PATH']}"}
+    slow = GpgHome(locked_home.home, env=env, passphrase=PASSPHRASE)
+    with pytest.raises(GpgError, match="could not be made to forget") as caught:
+        slow.check_unlocks([LOCKED_RECIPIENT])
+    assert not isinstance(caught.value, PassphraseError)
