@@ -321,7 +321,7 @@ class GpgHome:
 
         The agent's cached passphrases are forgotten first: within its default-cache-ttl it would take any
         passphrase, and a wrong one would pass the check."""
-        self.forget_passphrases()
+        self.forget_passphrases(recipients)
         sealed = io.BytesIO()
         self.encrypt(b"rewind passphrase check\n", sealed, recipients)
         out = io.BytesIO()
@@ -392,21 +392,24 @@ class GpgHome:
         with secret_pipe(passphrase.encode() + b"\n") as fd:
             yield Stage.of(self.decrypt_argv(fd), name, env=self.env, pass_fds=(fd,))
 
-    def forget_passphrases(self) -> None:
+    def forget_passphrases(self, keys: Sequence[str] = ()) -> None:
         """Make a running gpg-agent of this home forget the secret keys' passphrases it keeps (CLEAR_PASSPHRASE),
         so the next decryption unlocks with the passphrase it is given. Unlike stopping the agent, this leaves any
-        decryption running meanwhile alone; it starts no agent."""
+        decryption running meanwhile alone; it starts no agent. `keys` (names, emails, fingerprints): only theirs,
+        so a shared home's other keys (one that signs commits) keep what they were given; none named: every key's.
+        """
         if not any(_answers(path) for path in self._sockets("S.gpg-agent")):
             return
         try:
             listed = run_command(
-                [*self._base_argv(), "--with-colons", "--with-keygrip", "--list-secret-keys"],
+                [*self._base_argv(), "--with-colons", "--with-keygrip", "--list-secret-keys", "--", *keys],
                 env=self.env,
                 timeout=STOP_WAIT_S * 2,
                 capture=True,
             )
+            # A recipient without a secret key here makes gpg exit 2 after listing the others: theirs still count.
             grips = [line.split(":")[9] for line in listed.stdout.splitlines() if line.startswith("grp:")]
-            if not listed.ok or not grips:
+            if not grips:
                 return
             clear = [f"CLEAR_PASSPHRASE --mode=normal {grip}" for grip in grips]
             argv = ["gpg-connect-agent", "--homedir", str(self.home), "--no-autostart", *clear, "/bye"]

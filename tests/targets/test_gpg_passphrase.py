@@ -115,6 +115,26 @@ def test_a_wrong_passphrase_is_caught_even_while_the_agent_keeps_the_right_one(l
     assert out.getvalue() == b"rows"
 
 
+def test_the_check_forgets_only_the_recipients_passphrases_in_a_shared_home(tmp_path):
+    root = short_root()
+    home = GpgHome.create(root / "s")
+    try:
+        home.generate_key("Backups", "backups@example.invalid", passphrase="for backups")
+        home.generate_key("Signing", "signing@example.invalid", passphrase="for signing")
+        to_signing = io.BytesIO()
+        home.encrypt(b"signed off\n", to_signing, ["signing@example.invalid"])
+        with_passphrase(home, "for signing").decrypt(to_signing.getvalue(), io.BytesIO())  # the agent keeps it
+        with_passphrase(home, "for backups").check_unlocks(["backups@example.invalid"])
+        with pytest.raises(PassphraseError):
+            with_passphrase(home, "wrong").check_unlocks(["backups@example.invalid"])
+        kept = io.BytesIO()
+        with_passphrase(home, "wrong").decrypt(to_signing.getvalue(), kept)  # still unlocked from the agent's cache
+        assert kept.getvalue() == b"signed off\n"
+    finally:
+        home.stop_agent()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.parametrize("reads", [True, False])
 def test_a_secret_longer_than_a_pipe_s_buffer_is_fed_whole_or_given_up_when_unread(tmp_path, reads):
     secret = random.Random(3).randbytes(200_000)
