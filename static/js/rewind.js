@@ -99,39 +99,42 @@
   // A part that follows by itself is replaced whole: the link or button a keyboard user was on would go with it,
   // and the next Tab would start again from the top of the page. Focus moves to the same control in the new part
   // (same kind, link and words; else the one at the same place), without scrolling.
+  // Kept per part: two parts refreshing at the same moment (the dashboard's cards and its recent activity) swap one
+  // after the other, and the second must not drop what the first noted.
   var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
-  var refocus = null;
+  var refocus = {};
   document.addEventListener("htmx:beforeSwap", function (event) {
     var part = event.detail.target;
     var active = document.activeElement;
-    refocus = null;
     if (!polling(event) || !part || !part.id || !active || active === part || !part.contains(active)) {
       return;
     }
-    refocus = {
-      part: part.id,
+    refocus[part.id] = {
       at: Array.prototype.indexOf.call(part.querySelectorAll(FOCUSABLE), active),
       key: active.tagName + " " + (active.getAttribute("href") || "") + " " + active.textContent.trim(),
     };
   });
   document.addEventListener("htmx:afterSettle", function () {
-    var was = refocus;
-    refocus = null;
-    var part = was && document.getElementById(was.part);
-    if (!part || (document.activeElement && document.activeElement !== document.body)) {
-      return;
-    }
-    var controls = part.querySelectorAll(FOCUSABLE);
-    var next = null;
-    for (var i = 0; i < controls.length && !next; i++) {
-      var c = controls[i];
-      if (c.tagName + " " + (c.getAttribute("href") || "") + " " + c.textContent.trim() === was.key) {
-        next = c;
+    var noted = refocus;
+    refocus = {};
+    for (var id in noted) {
+      var was = noted[id];
+      var part = document.getElementById(id);
+      if (!part || (document.activeElement && document.activeElement !== document.body)) {
+        continue;
       }
-    }
-    next = next || controls[Math.min(was.at, controls.length - 1)];
-    if (next) {
-      next.focus({ preventScroll: true });
+      var controls = part.querySelectorAll(FOCUSABLE);
+      var next = null;
+      for (var i = 0; i < controls.length && !next; i++) {
+        var c = controls[i];
+        if (c.tagName + " " + (c.getAttribute("href") || "") + " " + c.textContent.trim() === was.key) {
+          next = c;
+        }
+      }
+      next = next || controls[Math.min(was.at, controls.length - 1)];
+      if (next) {
+        next.focus({ preventScroll: true });
+      }
     }
   });
   // Forms marked data-swap-errors show the refusal fragment (a stale toggle, a missing reason) in place.

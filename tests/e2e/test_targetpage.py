@@ -101,6 +101,39 @@ def test_at_800_px_every_tab_s_actions_are_in_view_without_scrolling_the_page(de
         foreign.unlink(missing_ok=True)
 
 
+REFRESH_BOTH = """async () => {
+    const settled = (id) => new Promise((done) => {
+        const on = (event) => {
+            if (event.detail.elt && event.detail.elt.id === id) {
+                document.body.removeEventListener("htmx:afterSettle", on);
+                done();
+            }
+        };
+        document.body.addEventListener("htmx:afterSettle", on);
+    });
+    const both = ["target-cards", "recent-activity"].map((id) => {
+        const part = document.getElementById(id);
+        const shown = settled(id);
+        htmx.ajax("GET", part.getAttribute("hx-get"), {
+            target: "#" + id, swap: "outerHTML", select: "#" + id, headers: {"X-Rewind-Background": "1"},
+        });
+        return shown;
+    });
+    await Promise.all(both);
+}"""
+
+
+def test_focus_stays_put_when_two_parts_refresh_at_the_same_moment(demo_server, page):
+    """The cards and the recent activity refresh together: the second swap must not drop what the first noted of
+    the focused link (one shared note did, and the keyboard user was sent back to the top)."""
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    for _ in range(4):
+        page.locator("#target-production").get_by_role("link", name="Timeline").focus()
+        page.evaluate(REFRESH_BOTH)
+        focused = page.evaluate("document.activeElement.outerHTML")
+        assert focused == '<a href="/targets/production/timeline">Timeline</a>', focused
+
+
 def test_a_keyboard_user_keeps_their_place_when_the_dashboard_cards_refresh(demo_server, page):
     """The cards are replaced every 10 s: the focused link went with them, and the next Tab started from the top."""
     sign_in(page, demo_server.url, "admin", demo_server.admin_password)
