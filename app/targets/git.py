@@ -45,6 +45,7 @@ DEFAULT_TIMEOUT_S = 120.0
 # Inside the checkout's git directory (`git rev-parse --git-path`): what Rewind's release commands last wrote.
 RELEASE_WRITES = "rewind-release-writes.json"
 BLOB_LIMIT = 1 << 30  # bytes of one file written back after a failed change
+FILTER_CHECK_LIMIT = 1000  # changed files whose filter attribute is looked at: argv stays well under its limit
 
 # The hooks each git command Rewind runs may run: one that fails silently or hangs is then the likely cause.
 # (Measured on git 2.39: a path checkout runs post-checkout; every ref update runs reference-transaction.)
@@ -1047,7 +1048,9 @@ class GitRepo:
             if parents:
                 wanted.update(self._gitlinks(sha, parents[0]))
         self._check_submodules(wanted, "revert")
-        self._check_filters([(sha, parents[0]) for sha in full if (parents := self.commit(sha).parents)], "revert")
+        self._check_filters(
+            [(sha, parents[0]) for sha in full if (parents := self.commit(sha).parents)], "revert", sink
+        )
         args = ["revert", "--no-edit"]
         if any(self.commit(sha).is_merge for sha in full):
             args += ["-m", "1"]  # git (2.21+) accepts it for the plain commits among them too
@@ -1126,7 +1129,7 @@ class GitRepo:
                 "track them — move them out of the way first"
             )
         self._check_submodules(self._gitlinks(start, target), "reset")
-        self._check_filters([(start, target)], "reset")
+        self._check_filters([(start, target)], "reset", sink)
         self._run("reset", "--hard", target, sink=sink)
         self._follow_submodules(start, "reset", sink)
         return self.head()
@@ -1268,7 +1271,7 @@ class GitRepo:
         fast_forward = self._run("merge-base", "--is-ancestor", start, sha, ok=(0, 1)).returncode == 0
         base = self._run("merge-base", start, sha, ok=(0, 1)).stdout.strip()
         self._check_submodules(self._gitlinks(base or start, sha), "deploy")
-        self._check_filters([(base or start, sha)], "deploy")
+        self._check_filters([(base or start, sha)], "deploy", sink)
         args = ["merge", "--ff-only", sha] if fast_forward else ["merge", "--no-ff", "--no-edit", sha]
         try:
             self._run(*args, sink=sink)
@@ -1347,9 +1350,24 @@ class GitRepo:
                 missing[driver] = program
         return missing
 
-    def _check_filters(self, pairs: Sequence[tuple[str, str]], action: str) -> None:
+    def _check_filters(self, pairs: Sequence[tuple[str, str]], action: str, sink: Sink | None = None) -> None:
         """Before a change: refuse if it writes files through a required filter whose program is missing (LFS files
-        on a host without git-lfs): git would stop with some of them deleted and the rest not written."""
+        on a host without git-lfs): git would stop with some of them deleted and the rest not written. Warn (in the
+        job's log) of files it writes through a filter this checkout has no command for: git writes them as stored,
+        saying nothing (an LFS pointer instead of the file, where `git lfs install` never ran)."""
+        if sink is not None:
+            for driver, files in self._unconfigured_filters(pairs).items():
+                them = "them" if len(files) > 1 else "it"
+                if driver == "lfs":
+                    gets, fix = "LFS pointers", f"`git -C {self.path} lfs install --local`, then `git lfs pull`"
+                else:
+                    gets, fix = "what git stores, unfiltered", f"set filter.{driver}.smudge (or .process)"
+                sink.line(
+                    "err",
+                    f"warning: {action} writes {_listed(files, 5)} through the {driver!r} filter, which this checkout "
+                    f"has no command for, so git writes {them} as {gets}, not the content, and says nothing; if the "
+                    f"application needs the content: {fix}",
+                )
         missing = self._missing_filters()
         for driver, program in missing.items():
             files: list[str] = []
@@ -1368,6 +1386,29 @@ class GitRepo:
                     program=program,
                     files=files,
                 )
+
+    def _unconfigured_filters(self, pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+        """Files the change writes that .gitattributes (as checked out) sends through a filter with neither a smudge
+        nor a process command configured here: driver -> files."""
+        files: list[str] = []
+        for a, b in pairs:
+            out = self._run("diff", "--name-only", "-z", "--no-renames", "--diff-filter=d", a, b, "--")
+            files += [name for name in out.stdout.split("\0") if name and name not in files]
+        if not files:
+            return {}
+        fields = self._run("check-attr", "-z", "filter", "--", *files[:FILTER_CHECK_LIMIT]).stdout.split("\0")
+        used: dict[str, list[str]] = {}
+        for path, value in zip(fields[0::3], fields[2::3], strict=False):
+            if value not in ("", "unspecified", "unset", "set"):
+                used.setdefault(value, []).append(path)
+        return {
+            driver: names
+            for driver, names in used.items()
+            if not any(
+                self._run("config", "--get", f"filter.{driver}.{kind}", ok=(0, 1)).stdout.strip()
+                for kind in ("process", "smudge")
+            )
+        }
 
     def _follow_submodules(self, start: str, action: str, sink: Sink | None) -> None:
         """After a change: check out in each submodule the commit the branch now records, as a deploy would."""

@@ -1,4 +1,4 @@
-"""Files tracked by git LFS on a host where git-lfs is not installed (or no longer on PATH)."""
+"""Files tracked by git LFS on a host where git-lfs is not installed (or no longer on PATH), or never configured."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.targets.git import FilterMissing, GitRepo
+from tests.support.sinks import Lines
 from tests.targets.test_git import GIT_ENV, commit, git, status
 
 
@@ -74,3 +75,29 @@ def test_a_change_that_leaves_the_lfs_files_alone_goes_through(work, without_lfs
     repo = GitRepo(work, "main", env=without_lfs)
     repo.revert([git(work, "rev-parse", "HEAD")])  # "app v2": no LFS file in it
     assert (work / "app.py").read_text() == "v1\n" and log(work)[0] == 'Revert "app v2"'
+
+
+def warnings(sink: Lines) -> list[str]:
+    return [text for text in sink.of("err") if text.startswith("warning:")]
+
+
+@pytest.fixture
+def never_installed(work) -> Path:
+    """The same repository where `git lfs install` never ran: no filter.lfs config at all."""
+    for key in ("process", "smudge", "clean", "required"):
+        git(work, "config", "--unset", f"filter.lfs.{key}")
+    return work
+
+
+def test_lfs_files_written_where_the_filter_was_never_configured_are_named_in_the_log(never_installed, without_lfs):
+    """git writes the pointers and says nothing; the change goes through (it always did), and the log says so."""
+    repo = GitRepo(never_installed, "main", env=without_lfs)
+    sink = Lines()
+    repo.revert([git(never_installed, "rev-parse", "HEAD~1")], sink=sink)  # "model v2": model.bin back to v1
+    assert (never_installed / "model.bin").read_text() == pointer(10)  # the pointer, as git stores it
+    [warning] = warnings(sink)
+    assert "revert writes model.bin through the 'lfs' filter, which this checkout has no command for" in warning
+    assert "as LFS pointers, not the content" in warning and "lfs install --local`, then `git lfs pull`" in warning
+    quiet = Lines()
+    repo.revert([git(never_installed, "rev-parse", "HEAD~1")], sink=quiet)  # "app v2": no LFS file in it
+    assert warnings(quiet) == []
