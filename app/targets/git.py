@@ -1337,11 +1337,7 @@ class GitRepo:
             if value.strip().lower() not in ("true", "yes", "on", "1"):
                 continue
             driver = key.removeprefix("filter.").removesuffix(".required")
-            command = ""
-            for kind in ("process", "smudge"):
-                command = self._run("config", "--get", f"filter.{driver}.{kind}", ok=(0, 1)).stdout.strip()
-                if command:
-                    break
+            command = self._filter_command(driver)
             try:
                 program = shlex.split(command)[0] if command else ""
             except ValueError:
@@ -1401,14 +1397,14 @@ class GitRepo:
         for path, value in zip(fields[0::3], fields[2::3], strict=False):
             if value not in ("", "unspecified", "unset", "set"):
                 used.setdefault(value, []).append(path)
-        return {
-            driver: names
-            for driver, names in used.items()
-            if not any(
-                self._run("config", "--get", f"filter.{driver}.{kind}", ok=(0, 1)).stdout.strip()
-                for kind in ("process", "smudge")
-            )
-        }
+        return {driver: names for driver, names in used.items() if not self._filter_command(driver)}
+
+    def _filter_command(self, driver: str) -> str:
+        """The command git runs a filter driver's files through on checkout (process, else smudge); "" for none."""
+        for kind in ("process", "smudge"):
+            if command := self._run("config", "--get", f"filter.{driver}.{kind}", ok=(0, 1)).stdout.strip():
+                return command
+        return ""
 
     def _follow_submodules(self, start: str, action: str, sink: Sink | None) -> None:
         """After a change: check out in each submodule the commit the branch now records, as a deploy would."""
