@@ -45,7 +45,7 @@ def _safe_next(target: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login():
-    if request.method == "GET":
+    if request.method != "POST":  # HEAD too: a monitor's or link checker's probe is no sign-in attempt
         if current_user.is_authenticated:
             return redirect(_safe_next(request.args.get("next")))
         return render_template("auth/login.html", next=request.args.get("next", ""))

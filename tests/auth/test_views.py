@@ -46,6 +46,14 @@ def test_unknown_user_gets_the_same_answer(client, users):
     assert "Wrong user name or password" in response.get_data(as_text=True)
 
 
+def test_a_head_request_is_no_sign_in_attempt(app, client, users):
+    """Uptime monitors and link checkers send HEAD: neither an audit row nor a step toward locking the address."""
+    for _ in range(6):
+        assert client.head("/login").status_code == 200
+    assert events(app, "auth.login") == [] and events(app, "auth.lockout") == []
+    assert login(client, "viewer").status_code == 302
+
+
 def test_lockout_after_five_failures_for_a_name(app, client, users):
     for _ in range(5):
         assert login(client, "admin", "wrong-password").status_code == 401
