@@ -15,7 +15,7 @@ from app.targets import flask_db, registry
 from app.targets.migration_ops import Operation
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.conftest import both_target_databases
-from tests.support.targets import git, write_targets_file
+from tests.support.targets import commit, git, write_targets_file
 
 
 def parse(app, name, **params):
@@ -141,6 +141,26 @@ def test_the_put_back_after_a_failed_upgrade_runs_the_old_commit_s_release_again
     deployed, again = ran.read_text().split()
     assert deployed != before and again == before, "the old commit's release ran after the put-back"
     assert "release commands failed" not in job.result
+
+
+def test_an_automatic_rollback_never_puts_the_code_behind_the_schema_its_deploy_upgraded(app, runner, shop_target):
+    """The deploy migrated, then failed verification: the old code alone would restart against e5000005."""
+    upgrade_to_heads(app)
+    before = git(shop_target.repo, "rev-parse", "HEAD")
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/email")
+    shop_target.add_revisions("emails", "e5000005")
+    shop = shop_target.repo / "shop.py"
+    shop.write_text(shop.read_text().replace('jsonify(status="healthy")', 'jsonify(status="broken"), 500'))
+    deployed = commit(shop_target.repo, "emails break health")
+    git(shop_target.repo, "checkout", "-q", "main")
+    job, view = run(app, "deploy", "shop", ref="feature/email", auto_rollback="on")
+    assert job.state == "failed" and job.verification == "failed"
+    assert "It was not rolled back automatically: the database is at e5000005 (add user.email)" in job.result
+    assert "Plan: downgrade to d4000004 first (destroys no data), then reset" in job.result
+    assert f"“Downgrade then reset” to {before[:12]} does both" in job.result
+    assert git(shop_target.repo, "rev-parse", "HEAD") == deployed  # code and schema still together
+    assert shop_target.versions() == {"e5000005"}
+    assert "rolling back to" not in log_text(view)
 
 
 def test_verification_fails_when_the_schema_does_not_match_the_deployed_code(app, runner, shop_target):
