@@ -184,6 +184,13 @@ def _put_code_back(ctx: JobContext, target: Target) -> str:
     from app.deployments import steps as code
 
     start = code.start_commit(ctx)
+    refusal = code_back_refusal(target, start)
+    if refusal:  # the upgrade got part-way: the old code would be behind the revisions it did apply
+        return (
+            f". The code was not put back: {refusal}. The new code stays checked out, as the schema needs, but the "
+            "application was not restarted: it still runs the old code — finish or undo the migration before its "
+            "next restart"
+        )
     repo = code.git_of(ctx)
     try:
         with steps.adapter_errors(ctx):

@@ -124,6 +124,28 @@ def test_a_failed_upgrade_in_a_deploy_puts_the_code_back(app, runner, shop_targe
     assert step(view, "Restart").state == "not_run"
 
 
+def test_an_upgrade_that_fails_part_way_keeps_the_code_that_has_the_revisions_it_applied(app, runner, shop_target):
+    """A transaction per migration: e5000005 stays applied when the next one fails; the old code lacks it."""
+    shop = shop_target.repo / "shop.py"
+    shop.write_text(
+        shop.read_text().replace("render_as_batch=True", "render_as_batch=True, transaction_per_migration=True")
+    )
+    commit(shop_target.repo, "a transaction per migration")
+    upgrade_to_heads(app)
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/email")
+    shop_target.add_revisions("emails", "e5000005")
+    broken = shop_target.add_revisions("a broken migration on top", "f6000006", down="e5000005")
+    git(shop_target.repo, "checkout", "-q", "main")
+    job, view = run(app, "deploy", "shop", ref="feature/email", auto_rollback="on")
+    assert job.state == "failed"
+    assert "alembic_version says e5000005, not f6000006 as asked (it moved from d4000004)" in job.result
+    assert "The code was not put back: the database is at e5000005 (add user.email), which commit" in job.result
+    assert "it still runs the old code — finish or undo the migration before its next restart" in job.result
+    assert git(shop_target.repo, "rev-parse", "HEAD") == broken
+    assert shop_target.versions() == {"e5000005"}
+    assert step(view, "Restart").state == "not_run"
+
+
 def test_the_put_back_after_a_failed_upgrade_runs_the_old_commit_s_release_again(app, runner, shop_target, tmp_path):
     """The new commit's release wrote its build: the old commit's release writes it again, as a rollback does."""
     from tests.support.targets import write_targets_file
