@@ -45,12 +45,27 @@ def check_slot(value: str, target: str | None) -> str:
     return value
 
 
+def _idle_check(target: str, url: str) -> HealthCheck:
+    """The slot's URL judged as the target's health is (status, JSON fields, CA file, probe timeout).
+
+    A bare 200 is not enough: a slot answering {"status": "starting"} would take the traffic, then fail verification.
+    """
+    health = registry.current().config(target).health
+    if health is None:
+        return HealthCheck(url, timeout_s=10, request_timeout_s=PROBE_TIMEOUT_S)
+    return HealthCheck(
+        url,
+        expect_status=health.status,
+        expect_json=health.json,
+        timeout_s=10,
+        request_timeout_s=health.probe_timeout,
+        ca_file=health.ca_file,
+    )
+
+
 def check_idle_slot(ctx: JobContext) -> None:
     slot = ctx.params["slot"]
-    url = _config(ctx.target).slots[slot]
-    health = registry.current().config(ctx.target).health  # an app slow on every answer has its probe_timeout
-    wait = health.probe_timeout if health else PROBE_TIMEOUT_S
-    probe = HealthCheck(url, timeout_s=10, request_timeout_s=wait).probe()
+    probe = _idle_check(ctx.target, _config(ctx.target).slots[slot]).probe()
     ctx.log(f"{slot}: {probe}")
     if not probe.ok:
         raise StepFailed(f"the idle slot {slot} is unhealthy ({probe.reason}); traffic was not switched")
