@@ -73,17 +73,36 @@ def check_idle_slot(ctx: JobContext) -> None:
     ctx.progress(1.0, f"{slot} healthy")
 
 
+def _swap_link(link: Path, to: Path) -> None:
+    """A new link beside the old one, renamed over it: readers see the old slot or the new, never neither.
+
+    A folder where the link should be, or a folder Rewind may not write, is said with its fix, traffic unmoved.
+    """
+    if link.exists() and not link.is_symlink():
+        raise StepFailed(
+            f"bluegreen.link {link} is a real {'folder' if link.is_dir() else 'file'}, not a symlink; traffic was not "
+            f"switched — move it into the live slot's folder and make {link} a symlink to that folder"
+        )
+    temp = link.with_name(link.name + ".rewind-new")
+    try:
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(to)
+        os.replace(temp, link)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise StepFailed(
+            f"cannot point {link} at {to}: {exc.strerror or exc}; traffic was not switched — "
+            f"let Rewind's user write {link.parent}, or set bluegreen.switch to a command that switches"
+        ) from None
+
+
 def switch_traffic(ctx: JobContext) -> None:
     slot = ctx.params["slot"]
     config = _config(ctx.target)
     if config.switch:
         ctx.run([*config.switch, slot], timeout=120, env=steps.target_of(ctx).command_env())
     else:
-        # A new link beside the old one, renamed over it: readers see the old slot or the new, never neither.
-        temp = config.link.with_name(config.link.name + ".rewind-new")
-        temp.unlink(missing_ok=True)
-        temp.symlink_to(config.slot_dirs[slot])
-        os.replace(temp, config.link)
+        _swap_link(config.link, config.slot_dirs[slot])
         ctx.log(f"{config.link} -> {config.slot_dirs[slot]}")
     state = _state_file(ctx.target)
     state.parent.mkdir(parents=True, exist_ok=True)

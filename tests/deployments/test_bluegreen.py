@@ -93,6 +93,19 @@ def app_slot_port(app, slot: str) -> str:
         return registry.current().config("staging").bluegreen.slots[slot].rsplit(":", 1)[1].split("/")[0]
 
 
+def test_a_link_that_is_a_real_folder_is_refused_with_the_fix_and_left_alone(app, runner, slots):
+    _, link, _ = slots
+    link.unlink()
+    link.mkdir()
+    (link / "index.html").write_text("live")
+    job, _ = run(app, "bluegreen", slot="green")
+    assert job.state == "failed"
+    assert f"bluegreen.link {link} is a real folder, not a symlink; traffic was not switched" in job.result
+    assert "internal error" not in job.result
+    assert (link / "index.html").read_text() == "live" and not link.is_symlink()
+    assert not link.with_name(link.name + ".rewind-new").exists()
+
+
 def test_unknown_slot_is_refused(app, slots):
     with app.app_context(), pytest.raises(ParamError, match="staging has no slot 'purple': choose one of blue, green"):
         runbooks.get("bluegreen").parse_params({"slot": "purple"}, "staging")
