@@ -66,6 +66,34 @@ def test_a_revert_that_would_remove_applied_revisions_is_refused(app, shop_targe
     assert "Plan: downgrade to b2000002 first (destroys no data), then revert." in caught.value.problem
 
 
+@pytest.mark.parametrize("merge", [False, True], ids=["fast-forward", "merge"])
+def test_a_deploy_of_a_branch_that_deleted_an_applied_revision_is_refused(app, shop_target, merge):
+    """The branch reverted the migration commit: the union of both sides' files would still hold it."""
+    upgrade_to_heads(app)
+    emails = shop_target.add_revisions("emails", "e5000005")
+    upgrade_to_heads(app)
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/undo")
+    git(shop_target.repo, "revert", "--no-edit", emails)
+    git(shop_target.repo, "checkout", "-q", "main")
+    if merge:  # main moved on too: the deploy is a real merge, not a fast-forward
+        commit(shop_target.repo, "docs", **{"README": "the shop\n"})
+    with pytest.raises(ParamError) as caught:
+        parse(app, "deploy", ref="feature/undo")
+    assert caught.value.param == "ref"
+    assert "the database is at e5000005 (add user.email), which the deploy of" in caught.value.problem
+    assert "Plan: downgrade to d4000004 first (destroys no data), then deploy." in caught.value.problem
+
+
+def test_a_deploy_that_merges_a_branch_keeps_the_revisions_main_added_since(app, shop_target):
+    upgrade_to_heads(app)
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/docs")
+    commit(shop_target.repo, "docs", **{"README": "the shop\n"})
+    git(shop_target.repo, "checkout", "-q", "main")
+    shop_target.add_revisions("emails", "e5000005")
+    upgrade_to_heads(app)
+    assert parse(app, "deploy", ref="feature/docs")["ref"]  # the branch lacks e5000005 but never deleted it
+
+
 def test_an_admin_override_is_audited_with_its_reason_and_verification_still_tells_the_truth(app, runner, shop_target):
     job, view = run(app, "reset", "shop", commit=shop_target.commits["the app"], gate_override="incident 7: bad code")
     assert git(shop_target.repo, "rev-parse", "HEAD") == shop_target.commits["the app"]
