@@ -45,17 +45,55 @@ def check_slot(value: str, target: str | None) -> str:
     return value
 
 
+def _idle_check(target: str, url: str) -> HealthCheck:
+    """The slot's URL judged as the target's health is (status, JSON fields, CA file, probe timeout).
+
+    A bare 200 is not enough: a slot answering {"status": "starting"} would take the traffic, then fail verification.
+    """
+    health = registry.current().config(target).health
+    if health is None:
+        return HealthCheck(url, timeout_s=10, request_timeout_s=PROBE_TIMEOUT_S)
+    return HealthCheck(
+        url,
+        expect_status=health.status,
+        expect_json=health.json,
+        timeout_s=10,
+        request_timeout_s=health.probe_timeout,
+        ca_file=health.ca_file,
+    )
+
+
 def check_idle_slot(ctx: JobContext) -> None:
     slot = ctx.params["slot"]
-    url = _config(ctx.target).slots[slot]
-    health = registry.current().config(ctx.target).health  # an app slow on every answer has its probe_timeout
-    wait = health.probe_timeout if health else PROBE_TIMEOUT_S
-    probe = HealthCheck(url, timeout_s=10, request_timeout_s=wait).probe()
+    probe = _idle_check(ctx.target, _config(ctx.target).slots[slot]).probe()
     ctx.log(f"{slot}: {probe}")
     if not probe.ok:
         raise StepFailed(f"the idle slot {slot} is unhealthy ({probe.reason}); traffic was not switched")
     ctx.state["previous_slot"] = active_slot(ctx.target)
     ctx.progress(1.0, f"{slot} healthy")
+
+
+def _swap_link(link: Path, to: Path) -> None:
+    """A new link beside the old one, renamed over it: readers see the old slot or the new, never neither.
+
+    A folder where the link should be, or a folder Rewind may not write, is said with its fix, traffic unmoved.
+    """
+    if link.exists() and not link.is_symlink():
+        raise StepFailed(
+            f"bluegreen.link {link} is a real {'folder' if link.is_dir() else 'file'}, not a symlink; traffic was not "
+            f"switched — move it into the live slot's folder and make {link} a symlink to that folder"
+        )
+    temp = link.with_name(link.name + ".rewind-new")
+    try:
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(to)
+        os.replace(temp, link)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise StepFailed(
+            f"cannot point {link} at {to}: {exc.strerror or exc}; traffic was not switched — "
+            f"let Rewind's user write {link.parent}, or set bluegreen.switch to a command that switches"
+        ) from None
 
 
 def switch_traffic(ctx: JobContext) -> None:
@@ -64,11 +102,7 @@ def switch_traffic(ctx: JobContext) -> None:
     if config.switch:
         ctx.run([*config.switch, slot], timeout=120, env=steps.target_of(ctx).command_env())
     else:
-        # A new link beside the old one, renamed over it: readers see the old slot or the new, never neither.
-        temp = config.link.with_name(config.link.name + ".rewind-new")
-        temp.unlink(missing_ok=True)
-        temp.symlink_to(config.slot_dirs[slot])
-        os.replace(temp, config.link)
+        _swap_link(config.link, config.slot_dirs[slot])
         ctx.log(f"{config.link} -> {config.slot_dirs[slot]}")
     state = _state_file(ctx.target)
     state.parent.mkdir(parents=True, exist_ok=True)

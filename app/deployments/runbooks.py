@@ -144,6 +144,13 @@ def verify_or_roll_back(ctx: JobContext) -> None:
     if not roll_back:
         ctx.verified(False, detail)
         raise steps.unhealthy(ctx, detail, ROLL_BACK_BY_HAND)
+    refusal = schema.code_back_refusal(target, start)
+    if refusal:
+        ctx.verified(False, detail)
+        raise StepFailed(
+            f"Deploy failed verification ({detail}). It was not rolled back automatically: {refusal}. "
+            f"{ctx.target} is left on the deployed code, which has the schema's revisions."
+        )
     ctx.log(f"verification failed ({detail}); rolling back to {start[:12]} as auto_rollback says")
     repo = code.git_of(ctx)
     try:

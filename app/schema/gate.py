@@ -64,6 +64,24 @@ def _files_after_revert(repo: GitRepo, shas: list[str], folder) -> dict[str, str
     return files
 
 
+def _files_after_merge(repo: GitRepo, ref: str, folder) -> dict[str, str]:
+    """The revision files the branch would hold once `ref` is merged: the head's, changed as `ref` changed them
+    since their merge base (a fast-forward: exactly `ref`'s).
+
+    Not the union of both: a branch that reverted a migration, or squashed old ones, deletes revision files,
+    and the deploy must be gated on the code as it will be, without them.
+    """
+    head = repo.head()
+    ours, theirs = files_at(repo, head, folder), files_at(repo, ref, folder)
+    base = repo.merge_base(head, ref)
+    if base is None:  # unrelated histories: git refuses the merge anyway
+        return ours | theirs
+    before = files_at(repo, base, folder)
+    files = {name: text for name, text in ours.items() if name not in before or name in theirs}
+    files.update({name: text for name, text in theirs.items() if before.get(name) != text})
+    return files
+
+
 def resulting_files(target: Target, runbook: str, params: dict) -> tuple[str, dict[str, str]]:
     """(the resulting code in words, its revision files) for a code runbook's parameters."""
     repo = target.git()
@@ -71,9 +89,7 @@ def resulting_files(target: Target, runbook: str, params: dict) -> tuple[str, di
     if runbook == "reset":
         return f"commit {params['commit'][:12]}", files_at(repo, params["commit"], folder)
     if runbook == "deploy":
-        # A merge holds both sides' revision files; a fast-forward holds the ref's.
-        files = files_at(repo, repo.head(), folder) | files_at(repo, params["ref"], folder)
-        return f"the deploy of {params['ref'][:12]}", files
+        return f"the deploy of {params['ref'][:12]}", _files_after_merge(repo, params["ref"], folder)
     if runbook == "revert":
         shas = list(params["commits"])
         return f"the revert of {', '.join(s[:12] for s in shas)}", _files_after_revert(repo, shas, folder)

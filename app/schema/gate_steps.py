@@ -154,6 +154,23 @@ def migrate_after_code_change(ctx: JobContext) -> None:
     ctx.progress(1.0, ", ".join(sorted(rows)))
 
 
+def code_back_refusal(target: Target, start: str) -> str | None:
+    """Why putting the code back at `start` would leave it behind the schema (the deploy upgraded it), or None.
+
+    The gate refuses that to a person; an automatic rollback must not do it behind their back either: the old
+    code would restart against revisions it does not have, and `flask db` could no longer run in its checkout.
+    A gate that cannot compare does not stop the rollback (it would have gone ahead before the gate existed).
+    """
+    try:
+        verdict = gate.check(target, "reset", {"commit": start})
+    except TargetError:
+        return None
+    if verdict is None or not verdict.refused:
+        return None
+    combined = f"; “Downgrade then reset” to {start[:12]} does both" if verdict.plan else ""
+    return f"{verdict.message}. Plan: {verdict.fix}{combined}"
+
+
 def _put_code_back(ctx: JobContext, target: Target) -> str:
     """After a failed upgrade in a deploy: the old commit back as auto_rollback says; the app was never restarted."""
     if "auto_rollback" not in ctx.params:
@@ -167,6 +184,13 @@ def _put_code_back(ctx: JobContext, target: Target) -> str:
     from app.deployments import steps as code
 
     start = code.start_commit(ctx)
+    refusal = code_back_refusal(target, start)
+    if refusal:  # the upgrade got part-way: the old code would be behind the revisions it did apply
+        return (
+            f". The code was not put back: {refusal}. The new code stays checked out, as the schema needs, but the "
+            "application was not restarted: it still runs the old code — finish or undo the migration before its "
+            "next restart"
+        )
     repo = code.git_of(ctx)
     try:
         with steps.adapter_errors(ctx):

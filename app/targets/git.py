@@ -646,6 +646,10 @@ class GitRepo:
         tip = self._verify_commit(self._check_id(tip))
         return self._run("rev-list", "--no-merges", f"{base}..{tip}", "--").stdout.split()
 
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of two checked commits (what a merge of them compares both with); None if none."""
+        return self._run("merge-base", a, b, ok=(0, 1)).stdout.strip() or None
+
     def newest_first(self, shas: Sequence[str]) -> list[str]:
         """Commits of the branch ordered by their place on it, newest first — never by date.
 

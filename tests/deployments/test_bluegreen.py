@@ -68,6 +68,44 @@ def test_unhealthy_idle_slot_is_refused_and_nothing_switches(app, runner, slots)
     assert [s.state for s in view.steps][1:] == ["failed", "not_run", "not_run"]
 
 
+def test_an_idle_slot_is_judged_by_the_target_s_health_json_not_a_bare_200(app, runner, slots):
+    """health.json says {status = "healthy"}: a slot answering 200 {"status": "starting"} must not take the traffic."""
+    servers, link, dirs = slots
+    servers["green"].kill()
+    servers["green"].wait()
+    port = int(app_slot_port(app, "green"))
+    server = dirs["green"] / "server.py"
+    server.write_text(
+        SERVER.format(status="starting", greeting="green").replace('200 if STATUS == "healthy" else 500', "200")
+    )
+    servers["green"] = subprocess.Popen([sys.executable, str(server), str(port)])
+    wait_for(lambda: HealthCheck(f"http://127.0.0.1:{port}/health").probe().ok)  # a bare 200 it does answer
+    job, _ = run(app, "bluegreen", slot="green")
+    assert job.state == "failed"
+    assert "the idle slot green is unhealthy" in job.result and "starting" in job.result, job.result
+    assert Path(os.readlink(link)) == dirs["blue"]
+
+
+def app_slot_port(app, slot: str) -> str:
+    from app.targets import registry
+
+    with app.app_context():
+        return registry.current().config("staging").bluegreen.slots[slot].rsplit(":", 1)[1].split("/")[0]
+
+
+def test_a_link_that_is_a_real_folder_is_refused_with_the_fix_and_left_alone(app, runner, slots):
+    _, link, _ = slots
+    link.unlink()
+    link.mkdir()
+    (link / "index.html").write_text("live")
+    job, _ = run(app, "bluegreen", slot="green")
+    assert job.state == "failed"
+    assert f"bluegreen.link {link} is a real folder, not a symlink; traffic was not switched" in job.result
+    assert "internal error" not in job.result
+    assert (link / "index.html").read_text() == "live" and not link.is_symlink()
+    assert not link.with_name(link.name + ".rewind-new").exists()
+
+
 def test_unknown_slot_is_refused(app, slots):
     with app.app_context(), pytest.raises(ParamError, match="staging has no slot 'purple': choose one of blue, green"):
         runbooks.get("bluegreen").parse_params({"slot": "purple"}, "staging")

@@ -15,7 +15,7 @@ from app.targets import flask_db, registry
 from app.targets.migration_ops import Operation
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.conftest import both_target_databases
-from tests.support.targets import git, write_targets_file
+from tests.support.targets import commit, git, write_targets_file
 
 
 def parse(app, name, **params):
@@ -64,6 +64,34 @@ def test_a_revert_that_would_remove_applied_revisions_is_refused(app, shop_targe
     assert caught.value.param == "commits"
     assert "the database is at d4000004 (merge post and index), which the revert of" in caught.value.problem
     assert "Plan: downgrade to b2000002 first (destroys no data), then revert." in caught.value.problem
+
+
+@pytest.mark.parametrize("merge", [False, True], ids=["fast-forward", "merge"])
+def test_a_deploy_of_a_branch_that_deleted_an_applied_revision_is_refused(app, shop_target, merge):
+    """The branch reverted the migration commit: the union of both sides' files would still hold it."""
+    upgrade_to_heads(app)
+    emails = shop_target.add_revisions("emails", "e5000005")
+    upgrade_to_heads(app)
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/undo")
+    git(shop_target.repo, "revert", "--no-edit", emails)
+    git(shop_target.repo, "checkout", "-q", "main")
+    if merge:  # main moved on too: the deploy is a real merge, not a fast-forward
+        commit(shop_target.repo, "docs", **{"README": "the shop\n"})
+    with pytest.raises(ParamError) as caught:
+        parse(app, "deploy", ref="feature/undo")
+    assert caught.value.param == "ref"
+    assert "the database is at e5000005 (add user.email), which the deploy of" in caught.value.problem
+    assert "Plan: downgrade to d4000004 first (destroys no data), then deploy." in caught.value.problem
+
+
+def test_a_deploy_that_merges_a_branch_keeps_the_revisions_main_added_since(app, shop_target):
+    upgrade_to_heads(app)
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/docs")
+    commit(shop_target.repo, "docs", **{"README": "the shop\n"})
+    git(shop_target.repo, "checkout", "-q", "main")
+    shop_target.add_revisions("emails", "e5000005")
+    upgrade_to_heads(app)
+    assert parse(app, "deploy", ref="feature/docs")["ref"]  # the branch lacks e5000005 but never deleted it
 
 
 def test_an_admin_override_is_audited_with_its_reason_and_verification_still_tells_the_truth(app, runner, shop_target):
@@ -124,6 +152,28 @@ def test_a_failed_upgrade_in_a_deploy_puts_the_code_back(app, runner, shop_targe
     assert step(view, "Restart").state == "not_run"
 
 
+def test_an_upgrade_that_fails_part_way_keeps_the_code_that_has_the_revisions_it_applied(app, runner, shop_target):
+    """A transaction per migration: e5000005 stays applied when the next one fails; the old code lacks it."""
+    shop = shop_target.repo / "shop.py"
+    shop.write_text(
+        shop.read_text().replace("render_as_batch=True", "render_as_batch=True, transaction_per_migration=True")
+    )
+    commit(shop_target.repo, "a transaction per migration")
+    upgrade_to_heads(app)
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/email")
+    shop_target.add_revisions("emails", "e5000005")
+    broken = shop_target.add_revisions("a broken migration on top", "f6000006", down="e5000005")
+    git(shop_target.repo, "checkout", "-q", "main")
+    job, view = run(app, "deploy", "shop", ref="feature/email", auto_rollback="on")
+    assert job.state == "failed"
+    assert "alembic_version says e5000005, not f6000006 as asked (it moved from d4000004)" in job.result
+    assert "The code was not put back: the database is at e5000005 (add user.email), which commit" in job.result
+    assert "it still runs the old code — finish or undo the migration before its next restart" in job.result
+    assert git(shop_target.repo, "rev-parse", "HEAD") == broken
+    assert shop_target.versions() == {"e5000005"}
+    assert step(view, "Restart").state == "not_run"
+
+
 def test_the_put_back_after_a_failed_upgrade_runs_the_old_commit_s_release_again(app, runner, shop_target, tmp_path):
     """The new commit's release wrote its build: the old commit's release writes it again, as a rollback does."""
     from tests.support.targets import write_targets_file
@@ -141,6 +191,26 @@ def test_the_put_back_after_a_failed_upgrade_runs_the_old_commit_s_release_again
     deployed, again = ran.read_text().split()
     assert deployed != before and again == before, "the old commit's release ran after the put-back"
     assert "release commands failed" not in job.result
+
+
+def test_an_automatic_rollback_never_puts_the_code_behind_the_schema_its_deploy_upgraded(app, runner, shop_target):
+    """The deploy migrated, then failed verification: the old code alone would restart against e5000005."""
+    upgrade_to_heads(app)
+    before = git(shop_target.repo, "rev-parse", "HEAD")
+    git(shop_target.repo, "checkout", "-q", "-b", "feature/email")
+    shop_target.add_revisions("emails", "e5000005")
+    shop = shop_target.repo / "shop.py"
+    shop.write_text(shop.read_text().replace('jsonify(status="healthy")', 'jsonify(status="broken"), 500'))
+    deployed = commit(shop_target.repo, "emails break health")
+    git(shop_target.repo, "checkout", "-q", "main")
+    job, view = run(app, "deploy", "shop", ref="feature/email", auto_rollback="on")
+    assert job.state == "failed" and job.verification == "failed"
+    assert "It was not rolled back automatically: the database is at e5000005 (add user.email)" in job.result
+    assert "Plan: downgrade to d4000004 first (destroys no data), then reset" in job.result
+    assert f"“Downgrade then reset” to {before[:12]} does both" in job.result
+    assert git(shop_target.repo, "rev-parse", "HEAD") == deployed  # code and schema still together
+    assert shop_target.versions() == {"e5000005"}
+    assert "rolling back to" not in log_text(view)
 
 
 def test_verification_fails_when_the_schema_does_not_match_the_deployed_code(app, runner, shop_target):
