@@ -611,3 +611,10 @@ def test_each_reason_field_of_a_protected_row_says_what_it_is_for(flag_app, flag
     assert re.search(r'<div class="table-scroll">\s*<table class="grid flags">', page)  # actions reachable at 800 px
     as_of = re.search(r'<input id="restore-as-of"[^>]*>', page).group(0)
     assert 'size="32"' in as_of  # its example ("15 minutes ago, or 2026-05-01 10:00") shows whole
+
+
+@pytest.mark.parametrize("ago", ["999999999 days ago", "99999999999999 minutes ago"])
+def test_a_moment_too_long_ago_for_a_date_is_a_clear_message_not_a_500(flag_app, flagdb, as_role, ago):
+    response = as_role(Role.OPERATOR).get(f"/targets/web/flags/restore?as_of={ago}", follow_redirects=True)
+    assert response.status_code == 200
+    assert f"as of: {ago} is too long ago" in response.get_data(as_text=True)
