@@ -618,3 +618,14 @@ def test_a_moment_too_long_ago_for_a_date_is_a_clear_message_not_a_500(flag_app,
     response = as_role(Role.OPERATOR).get(f"/targets/web/flags/restore?as_of={ago}", follow_redirects=True)
     assert response.status_code == 200
     assert f"as of: {ago} is too long ago" in response.get_data(as_text=True)
+
+
+def test_the_timeline_says_why_a_flag_change_was_refused_not_the_reason_typed_for_it(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    stale = {"seen": "on", "reason": "checkout errors"}  # dark_mode is off: the person saw an older page
+    assert post(client, "/targets/prod/flags/dark_mode/toggle", stale, headers=HTMX).status_code == 409
+    assert post(client, "/targets/prod/flags/kill", {"reason": "stop the bleeding"}).status_code == 303
+    rows = client.get("/targets/prod/timeline?kind=refusals").get_data(as_text=True).split('<tr id="event-')[1:]
+    assert "flags.kill refused: no flags chosen: nothing to turn off" in rows[0]
+    assert "flags.toggle refused: dark_mode is off now, not on as you saw it" in rows[1]
+    assert "refused: checkout errors" not in rows[1] and "refused: stop the bleeding" not in rows[0]
