@@ -629,3 +629,23 @@ def test_the_timeline_says_why_a_flag_change_was_refused_not_the_reason_typed_fo
     assert "flags.kill refused: no flags chosen: nothing to turn off" in rows[0]
     assert "flags.toggle refused: dark_mode is off now, not on as you saw it" in rows[1]
     assert "refused: checkout errors" not in rows[1] and "refused: stop the bleeding" not in rows[0]
+
+
+def test_the_timeline_names_the_flags_each_change_turned_and_why(flag_app, flagdb, as_role):
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "try it"}, headers=HTMX)
+    post(client, "/targets/web/flags/kill", {"flag": ["checkout_v2", "search_beta"], "reason": "checkout errors"})
+    post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"})
+    post(admin, "/targets/web/flags/new", {"flag": "wordy", "description": "x" * 41})  # the table's CHECK says no
+    page = plan_page(client, f"as_of={moment}")
+    post(client, "/targets/web/flags/restore", {"as_of": moment, **confirm_of(page), "reason": "back"})
+    timeline = client.get("/targets/web/timeline?kind=flags").get_data(as_text=True)
+    rows = [re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", row))) for row in timeline.split('<tr id="ev')]
+    said = " | ".join(rows)
+    assert "dark_mode turned on — “try it”" in said
+    assert "Kill switch: checkout_v2, search_beta turned off — “checkout errors”" in said
+    assert "Flag fresh created (on)" in said
+    assert "Creating flag wordy failed: " in said
+    assert "Flags restored as of " in said and "checkout_v2 on, dark_mode off, search_beta on — “back”" in said
+    assert "written_at" not in said and "flags.kill:" not in said
