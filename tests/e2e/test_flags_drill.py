@@ -35,6 +35,7 @@ def test_a_flag_breaks_health_and_restore_as_of_before_mends_it(demo_server, pag
     page.wait_for_load_state("load")
     page.get_by_label("Search flags").fill("payments")  # narrows as one types, no reload
     expect(page.locator("#flag-rows tr")).to_have_count(1)
+    expect(page.get_by_text(re.compile(r"\d+ of \d+ flag\(s\)"))).to_contain_text("1 of 5 flag(s)")  # not "5 of 5"
     row = page.locator("#flag-payments_v2")
     expect(row.locator(".flag-state")).to_have_text("off")
 
