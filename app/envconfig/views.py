@@ -115,7 +115,7 @@ def reveal(name: str):
         value = diff.reveal(target, ref, key)
     except (TargetError, KeyError) as exc:
         db.session.rollback()
-        reason = exc.message if isinstance(exc, TargetError) else f"{ref} has no key {key!r}"
+        reason = exc.message if isinstance(exc, TargetError) else f"{diff.label_of(ref)} has no key {key!r}"
         details["reason"] = reason
         record_and_commit("envconfig.reveal", outcome=Outcome.FAILED, target=name, details=details)
         abort(404, description=reason)
