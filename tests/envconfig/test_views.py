@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 
@@ -373,3 +374,17 @@ def test_each_reveal_button_and_refusal_names_its_side_as_the_page_does(app, as_
     missing = post(admin, "/targets/staging/config/reveal", {"side": str(second), "key": "NOPE"})
     assert missing.status_code == 404
     assert f"version #{second} has no key &#39;NOPE&#39;" in missing.get_data(as_text=True)
+
+
+def test_a_restore_or_edit_of_a_target_without_an_env_file_is_refused_saying_so_and_audited(app, as_role):
+    admin = as_role(Role.ADMIN)  # a tab opened before env_file was taken out of the targets file
+    for door, form in (("restore", {"version": "1", "expect": "0" * 64}), ("edit", {"key": "MODE", "value": "x"})):
+        page = refused(admin, f"/targets/staging/config/{door}", form)
+        assert "Nothing was changed: staging has no env file" in page, door
+        assert "no env file version" not in page
+    denied = [json.loads(row.details) for row in audit_rows(app, "job.queued")]
+    assert [(d["runbook"], d["reason"]) for d in denied] == [
+        ("config_restore", "Nothing was changed: staging has no env file."),
+        ("config_edit", "Nothing was changed: staging has no env file."),
+    ]
+    assert all(row.outcome == "denied" for row in audit_rows(app, "job.queued")) and no_job_queued(app)
