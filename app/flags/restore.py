@@ -492,6 +492,8 @@ def apply(
         deleted = {f.name: f for f in the_plan.deleted_since}
         if unknown := sorted(set(recreate) - set(deleted)):
             raise BadFlagInput(f"cannot recreate {', '.join(unknown)}: not deleted since {the_plan.source}")
+        if not the_plan.changes and not recreate:  # else "restored: 0 change(s) written", and a row saying it
+            raise BadFlagInput("nothing to write: tick the deleted flags to recreate, or leave the flags as they are")
         try:
             changes, _ = table_of(target).apply(
                 {c.name: bool(c.new) for c in the_plan.changes},

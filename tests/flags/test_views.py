@@ -649,3 +649,20 @@ def test_the_timeline_names_the_flags_each_change_turned_and_why(flag_app, flagd
     assert "Creating flag wordy failed: " in said
     assert "Flags restored as of " in said and "checkout_v2 on, dark_mode off, search_beta on — “back”" in said
     assert "written_at" not in said and "flags.kill:" not in said
+
+
+def test_a_plan_whose_only_difference_is_a_deleted_flag_asks_to_tick_it_and_writes_nothing_unticked(
+    flag_app, flagdb, as_role
+):
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline record
+    moment = utcnow().isoformat()
+    post(as_role(Role.ADMIN), "/targets/web/flags/search_beta/delete", {"seen": "on"})
+    page = plan_page(client, f"as_of={moment}")
+    assert "Recreate the ticked flags</button>" in page and "Restore 0 flag(s)" not in page
+    form = {"as_of": moment, **confirm_of(page), "reason": "back"}
+    said = post(client, "/targets/web/flags/restore", form, follow_redirects=True).get_data(as_text=True)
+    assert "nothing to write: tick the deleted flags to recreate" in said and "0 change(s) written" not in said
+    assert [o for _, o, _ in audit_rows(flag_app, "flags.restore")] == ["denied"]
+    said = post(client, "/targets/web/flags/restore", {**form, "recreate": "search_beta"}, follow_redirects=True)
+    assert "1 change(s) written" in said.get_data(as_text=True) and flagdb.states()["search_beta"] is True
