@@ -42,13 +42,18 @@ class Diff:
         return [row for row in self.rows if row.change != "same"]
 
 
+def label_of(ref: object) -> str:
+    """A side as a person reads it ("version #12", "the file now"), wherever a page or log names one."""
+    return "the file now" if str(ref).strip().lower() == NOW else f"version #{str(ref).strip().lstrip('#')}"
+
+
 def side(target: Target, ref: str) -> Side:
     """A version of the target (UnknownVersion otherwise) or, for "now", the file on disk."""
     if str(ref).strip().lower() == NOW:
         contents = store.read_contents(target.instance_dir, store.current_state(target).content)
-        return Side(NOW, "the file now", contents.digests, contents.problem, contents.file_digest)
+        return Side(NOW, label_of(NOW), contents.digests, contents.problem, contents.file_digest)
     version = store.get(target.name, ref)
-    return Side(str(version.id), f"version #{version.id}", version.digests, version.parse_error, version.file_digest)
+    return Side(str(version.id), label_of(version.id), version.digests, version.parse_error, version.file_digest)
 
 
 def compare(before: Side, after: Side) -> Diff:

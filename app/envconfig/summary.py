@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from app.audit.models import AuditEvent
-from app.envconfig import store
+from app.envconfig import diff, store
 from app.statuses import EnvSource, Outcome
 from app.targetpage.summaries import register_summary
 from app.targetpage.timeline import Kind, register_kind
 from app.targets.target import Target
-
-
-def _side(ref: object) -> str:
-    return "the file now" if str(ref).lower() == "now" else f"version #{ref}"
 
 
 def describe(event: AuditEvent, details: dict) -> str:
@@ -25,7 +21,7 @@ def describe(event: AuditEvent, details: dict) -> str:
             return f"Snapshot of the env file kept as version #{details.get('version')}"
         return f"Snapshot of the env file: unchanged since version #{details.get('version')}, nothing new kept"
     if event.action == "envconfig.reveal":
-        what = f"{details.get('key', '?')} of {_side(details.get('side', '?'))}"
+        what = f"{details.get('key', '?')} of {diff.label_of(details.get('side', '?'))}"
         return f"Reveal of {what} failed{reason}" if failed else f"Revealed {what}"
     shown = ", ".join(f"{k} {v}" for k, v in details.items() if not isinstance(v, dict | list))
     return f"{event.action}{f': {shown}' if shown else ''}"

@@ -115,7 +115,7 @@ def reveal(name: str):
         value = diff.reveal(target, ref, key)
     except (TargetError, KeyError) as exc:
         db.session.rollback()
-        reason = exc.message if isinstance(exc, TargetError) else f"{ref} has no key {key!r}"
+        reason = exc.message if isinstance(exc, TargetError) else f"{diff.label_of(ref)} has no key {key!r}"
         details["reason"] = reason
         record_and_commit("envconfig.reveal", outcome=Outcome.FAILED, target=name, details=details)
         abort(404, description=reason)
@@ -132,6 +132,8 @@ def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):
     target = target_or_404(name)
     if not _may_change(target):
         refuse("needs the admin role to change the env file of a protected target", target=name)
+    if target.config.env_file is None:
+        return _without_env_file(name, runbook, raw)
     try:
         params = runbook.parse_params(raw if sealed is None else {**raw, "sealed": sealed}, name)
         job = service.enqueue(runbook, name, params, Actor.of(current_user))
@@ -142,6 +144,13 @@ def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):
         flash(str(exc), "error")
         return formstate.send_back(runbook.name, name, raw, {}, url_for("envconfig.tab", name=name))
     return redirect(url_for("jobs.show", job_id=job.id)), 303
+
+
+def _without_env_file(name: str, runbook, raw: dict):
+    """A restore or edit posted from a tab opened before env_file left the targets file: refused, and audited as
+    every refusal is (it once only said "no env file version 3", or for an edit nothing in the audit log)."""
+    message = store.NoEnvFile(name).message
+    return _refused(name, runbook, raw, "env_file", message, f"Nothing was changed: {message}.")
 
 
 def _refused(name: str, runbook, raw: dict, field: str, problem: str, said: str):
@@ -167,10 +176,9 @@ def restore(name: str):
 @requires(Role.ADMIN)
 def edit(name: str):
     target = target_or_404(name)
-    if target.config.env_file is None:
-        flash(f"Nothing was changed: {store.NoEnvFile(name).message}.", "error")
-        return redirect(url_for("envconfig.tab", name=name)), 303
     raw = {k: request.form.get(k, "") for k in ("key", "expect", "confirm")}
+    if target.config.env_file is None:
+        return _without_env_file(name, runbooks.EDIT, raw)
     value = request.form.get("value", "")
     # The value travels to the job sealed to Rewind's key: never in clear in the job row, the audit log or
     # a refused form sent back to the page (the person types it again).

@@ -101,7 +101,12 @@ def parse_moment(text: str, now: datetime | None = None) -> datetime:
     value = (text or "").strip().lower()
     if match := _AGO.match(value):
         amount, unit = int(match.group(1)), match.group(2)[0]
-        return now - timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+        try:
+            return now - timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+        except OverflowError:  # before year 1: no datetime holds it, and no record of Rewind's is that old
+            raise BadFlagInput(
+                f"as of: {text} is too long ago; write a time since Rewind first saw the flags"
+            ) from None
     try:
         moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
@@ -487,6 +492,8 @@ def apply(
         deleted = {f.name: f for f in the_plan.deleted_since}
         if unknown := sorted(set(recreate) - set(deleted)):
             raise BadFlagInput(f"cannot recreate {', '.join(unknown)}: not deleted since {the_plan.source}")
+        if not the_plan.changes and not recreate:  # else "restored: 0 change(s) written", and a row saying it
+            raise BadFlagInput("nothing to write: tick the deleted flags to recreate, or leave the flags as they are")
         try:
             changes, _ = table_of(target).apply(
                 {c.name: bool(c.new) for c in the_plan.changes},

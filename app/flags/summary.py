@@ -4,12 +4,64 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from app.audit.models import AuditEvent
 from app.clock import utcnow
+from app.statuses import Outcome
 from app.targetpage.summaries import register_summary
 from app.targetpage.timeline import Kind, register_kind
 from app.targets.target import Target
 
-KIND = register_kind(Kind("flags", "Flag changes", actions=("flags.",), order=45))
+NAMED = 10  # flags a row names before "and N more": a kill of a thousand flags stays one readable line
+
+
+def _state(value: object) -> str:
+    return "absent" if value is None else ("on" if value else "off")
+
+
+def _names(names: list[str]) -> str:
+    more = f" and {len(names) - NAMED} more" if len(names) > NAMED else ""
+    return ", ".join(names[:NAMED]) + more
+
+
+def _written(details: dict) -> str:
+    """What a restore wrote, flag by flag: the words an on-call reads, not the audit row's lists."""
+    changes = [c for c in details.get("changes") or () if isinstance(c, dict)]
+    made = [f"{c.get('flag')} {'recreated ' if c.get('old') is None else ''}{_state(c.get('new'))}" for c in changes]
+    return _names(made) if made else "nothing changed"
+
+
+def describe(event: AuditEvent, details: dict) -> str:
+    """The area's rows in words: which flags went which way and why, not the audit row's keys."""
+    flag, new = details.get("flag", "?"), _state(details.get("new"))
+    why = f" — “{details['reason']}”" if details.get("reason") else ""
+    part = f" (part {details['part']})" if details.get("part") else ""
+    kill = "Kill switch" + (f" (tag {details['tag']})" if details.get("tag") else "")
+    source = details.get("source") or details.get("as_of", "?")
+    if event.outcome == Outcome.FAILED.value:
+        tried = {
+            "flags.toggle": f"Turning {flag} {new}",
+            "flags.kill": kill,
+            "flags.restore": f"Restoring the flags as of {source}",
+            "flags.create": f"Creating flag {flag}",
+            "flags.delete": f"Deleting flag {flag}",
+        }.get(event.action, event.action)
+        return f"{tried} failed: {details.get('error', 'no reason recorded')}{why}"
+    if event.action == "flags.toggle":
+        return f"{flag} turned {new}{why}" if details.get("changes") else f"{flag} left {new}: it already was{why}"
+    if event.action == "flags.kill":
+        off = _names([str(c.get("flag", "?")) for c in details.get("changes") or ()]) or "no flag"
+        already = f"; already off: {_names(details['already_off'])}" if details.get("already_off") else ""
+        return f"{kill}{part}: {off} turned off{already}{why}"
+    if event.action == "flags.restore":
+        return f"Flags restored as of {source}{part}: {_written(details)}{why}"
+    if event.action == "flags.create":
+        return f"Flag {flag} created ({new}){why}"
+    if event.action == "flags.delete":
+        return f"Flag {flag} deleted (was {_state(details.get('old'))}){why}"
+    return event.action
+
+
+KIND = register_kind(Kind("flags", "Flag changes", actions=("flags.",), describe=describe, order=45))
 
 # The overview and every dashboard card read the flags table: while another transaction holds it (a migration's
 # ALTER TABLE), the line gives up this soon and says so, rather than stall the page for a toggle's whole wait.

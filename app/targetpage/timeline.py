@@ -210,7 +210,9 @@ def _entry(event: AuditEvent, details: dict, jobs: dict[int, Job]) -> Entry:
             what = f"{details.get('method', '')} {details['path']}".strip()
         else:
             what = event.action
-        reason = details.get("reason", "")
+        # The flags area keeps the person's own reason for the change under "reason" and why it was refused
+        # under "error": the refusal is said by the latter, or "refused: checkout errors" reads as the cause.
+        reason = details.get("error") or details.get("reason", "")
         return Entry(
             event, kind_, f"{what} refused: {reason}" if reason else f"{what} refused", "warn", "refused", None, details
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 
@@ -251,7 +252,7 @@ def test_the_timeline_says_snapshots_and_reveals_in_words(app, as_role, env_targ
     timeline = admin.get("/targets/staging/timeline?kind=config").get_data(as_text=True)
     assert f"Snapshot of the env file: unchanged since version #{second}, nothing new kept" in timeline
     assert f"Revealed API_TOKEN of version #{first}" in timeline
-    assert "Reveal of NOPE of the file now failed: now has no key &#39;NOPE&#39;" in timeline
+    assert "Reveal of NOPE of the file now failed: the file now has no key &#39;NOPE&#39;" in timeline
     assert "recorded False" not in timeline and "envconfig.reveal" not in timeline
     assert SECRET not in timeline
 
@@ -362,3 +363,28 @@ def test_each_diff_with_now_link_says_which_version_to_a_screen_reader(app, as_r
     # the visible words start the accessible name (label in name); the hidden rest tells the links apart
     assert names == {str(v): f"Diff with now (version #{v})" for v in (first, second)}
     assert all('<span class="sr-only"> (version #' in text for _, text in links)
+
+
+def test_each_reveal_button_and_refusal_names_its_side_as_the_page_does(app, as_role, env_target):
+    first, second = two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    page = admin.get(f"/targets/staging/config?a={first}&b=now").get_data(as_text=True)
+    labels = set(re.findall(r'aria-label="(Reveal API_TOKEN in [^"]*)"', page))
+    assert labels == {f"Reveal API_TOKEN in version #{first}", "Reveal API_TOKEN in the file now"}, labels
+    missing = post(admin, "/targets/staging/config/reveal", {"side": str(second), "key": "NOPE"})
+    assert missing.status_code == 404
+    assert f"version #{second} has no key &#39;NOPE&#39;" in missing.get_data(as_text=True)
+
+
+def test_a_restore_or_edit_of_a_target_without_an_env_file_is_refused_saying_so_and_audited(app, as_role):
+    admin = as_role(Role.ADMIN)  # a tab opened before env_file was taken out of the targets file
+    for door, form in (("restore", {"version": "1", "expect": "0" * 64}), ("edit", {"key": "MODE", "value": "x"})):
+        page = refused(admin, f"/targets/staging/config/{door}", form)
+        assert "Nothing was changed: staging has no env file" in page, door
+        assert "no env file version" not in page
+    denied = [json.loads(row.details) for row in audit_rows(app, "job.queued")]
+    assert [(d["runbook"], d["reason"]) for d in denied] == [
+        ("config_restore", "Nothing was changed: staging has no env file."),
+        ("config_edit", "Nothing was changed: staging has no env file."),
+    ]
+    assert all(row.outcome == "denied" for row in audit_rows(app, "job.queued")) and no_job_queued(app)

@@ -611,3 +611,58 @@ def test_each_reason_field_of_a_protected_row_says_what_it_is_for(flag_app, flag
     assert re.search(r'<div class="table-scroll">\s*<table class="grid flags">', page)  # actions reachable at 800 px
     as_of = re.search(r'<input id="restore-as-of"[^>]*>', page).group(0)
     assert 'size="32"' in as_of  # its example ("15 minutes ago, or 2026-05-01 10:00") shows whole
+
+
+@pytest.mark.parametrize("ago", ["999999999 days ago", "99999999999999 minutes ago"])
+def test_a_moment_too_long_ago_for_a_date_is_a_clear_message_not_a_500(flag_app, flagdb, as_role, ago):
+    response = as_role(Role.OPERATOR).get(f"/targets/web/flags/restore?as_of={ago}", follow_redirects=True)
+    assert response.status_code == 200
+    assert f"as of: {ago} is too long ago" in response.get_data(as_text=True)
+
+
+def test_the_timeline_says_why_a_flag_change_was_refused_not_the_reason_typed_for_it(flag_app, flagdb, as_role):
+    client = as_role(Role.OPERATOR)
+    stale = {"seen": "on", "reason": "checkout errors"}  # dark_mode is off: the person saw an older page
+    assert post(client, "/targets/prod/flags/dark_mode/toggle", stale, headers=HTMX).status_code == 409
+    assert post(client, "/targets/prod/flags/kill", {"reason": "stop the bleeding"}).status_code == 303
+    rows = client.get("/targets/prod/timeline?kind=refusals").get_data(as_text=True).split('<tr id="event-')[1:]
+    assert "flags.kill refused: no flags chosen: nothing to turn off" in rows[0]
+    assert "flags.toggle refused: dark_mode is off now, not on as you saw it" in rows[1]
+    assert "refused: checkout errors" not in rows[1] and "refused: stop the bleeding" not in rows[0]
+
+
+def test_the_timeline_names_the_flags_each_change_turned_and_why(flag_app, flagdb, as_role):
+    client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
+    moment = utcnow().isoformat()
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "try it"}, headers=HTMX)
+    post(client, "/targets/web/flags/kill", {"flag": ["checkout_v2", "search_beta"], "reason": "checkout errors"})
+    post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on"})
+    post(admin, "/targets/web/flags/new", {"flag": "wordy", "description": "x" * 41})  # the table's CHECK says no
+    page = plan_page(client, f"as_of={moment}")
+    post(client, "/targets/web/flags/restore", {"as_of": moment, **confirm_of(page), "reason": "back"})
+    timeline = client.get("/targets/web/timeline?kind=flags").get_data(as_text=True)
+    rows = [re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", row))) for row in timeline.split('<tr id="ev')]
+    said = " | ".join(rows)
+    assert "dark_mode turned on — “try it”" in said
+    assert "Kill switch: checkout_v2, search_beta turned off — “checkout errors”" in said
+    assert "Flag fresh created (on)" in said
+    assert "Creating flag wordy failed: " in said
+    assert "Flags restored as of " in said and "checkout_v2 on, dark_mode off, search_beta on — “back”" in said
+    assert "written_at" not in said and "flags.kill:" not in said
+
+
+def test_a_plan_whose_only_difference_is_a_deleted_flag_asks_to_tick_it_and_writes_nothing_unticked(
+    flag_app, flagdb, as_role
+):
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline record
+    moment = utcnow().isoformat()
+    post(as_role(Role.ADMIN), "/targets/web/flags/search_beta/delete", {"seen": "on"})
+    page = plan_page(client, f"as_of={moment}")
+    assert "Recreate the ticked flags</button>" in page and "Restore 0 flag(s)" not in page
+    form = {"as_of": moment, **confirm_of(page), "reason": "back"}
+    said = post(client, "/targets/web/flags/restore", form, follow_redirects=True).get_data(as_text=True)
+    assert "nothing to write: tick the deleted flags to recreate" in said and "0 change(s) written" not in said
+    assert [o for _, o, _ in audit_rows(flag_app, "flags.restore")] == ["denied"]
+    said = post(client, "/targets/web/flags/restore", {**form, "recreate": "search_beta"}, follow_redirects=True)
+    assert "1 change(s) written" in said.get_data(as_text=True) and flagdb.states()["search_beta"] is True

@@ -31,7 +31,9 @@ def history(app, users, as_role, runner, code_target):
     revert, _ = run(app, "revert", commits=bad)
     with app.app_context():
         ada = Actor(None, "ada")
-        record_and_commit("flags.toggle", actor=ada, target="staging", details={"flag": "signup", "to": False})
+        change = {"flag": "signup", "old": True, "new": False}
+        toggled = {**change, "changes": [change]}
+        record_and_commit("flags.toggle", actor=ada, target="staging", details=toggled)
         record_and_commit("flags.toggle", actor=ada, target="production", details={"flag": "other"})
     assert deploy.state == "failed" and refused.status_code == 400 and revert.state == "succeeded", revert.result
     return deploy, revert
@@ -55,7 +57,7 @@ def test_the_timeline_lists_deploy_failure_refusal_and_revert_newest_first(app, 
     assert "Revert commits refused: &#39;abc&#39; is not a commit id" in rows[3] and "badge-warn" in rows[3]
     assert f"job #{revert.id}</a> Revert commits" in rows[2] and 'badge-ok">succeeded</span>' in rows[2]
     assert "Checkpoint #" in rows[1] and "before “Revert commits”" in rows[1]
-    assert "flags.toggle: flag signup, to False" in rows[0]
+    assert "signup turned off" in rows[0]  # the flags area's own words for its rows
     assert "other" not in page, "another target's rows stay on its own timeline"
 
 
