@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.extensions import db
+from tests.conftest import both_databases
 from tests.support.apps import add_user, csrf_token
 from tests.support.security import CALLERS, collect_routes, expectation
 
@@ -137,3 +138,38 @@ def test_csrf_matrix(app, users, as_role, route, token):
     with app.app_context():
         refused = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.csrf_refused")).all()
         assert [e.outcome for e in refused] == ["denied"]
+
+
+# --- ids no row can have ---------------------------------------------------------------------------
+
+# Just past PostgreSQL's `integer`, the type of every ops table's key: the driver must never be handed it.
+PAST_ANY_ROW = 2**31
+ID_ROUTES = [r for r in ROUTES if "<id:" in r.rule]
+CURSOR_PAGES = ["/audit", "/jobs", "/jobs/rows", "/targets/staging/timeline"]
+SAME_SITE_HANDSHAKE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Origin": "http://localhost",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
+@both_databases
+@pytest.mark.parametrize("route", ID_ROUTES, ids=lambda r: r.id)
+def test_an_id_past_any_row_is_a_404_on_either_database(app, users, as_role, route):
+    client = as_role(Role.ADMIN)
+    url = route.url({"user_id": PAST_ANY_ROW, "job_id": PAST_ANY_ROW})
+    if route.method == "WS":
+        response = client.get(url, headers=SAME_SITE_HANDSHAKE)
+    elif route.method == "GET":
+        response = client.get(url)
+    else:
+        response = client.open(url, method=route.method, data={**route.form(), "csrf_token": csrf_token(client)})
+    assert response.status_code == 404
+
+
+@both_databases
+@pytest.mark.parametrize("page", CURSOR_PAGES)
+def test_a_cursor_past_any_row_is_the_first_page_on_either_database(app, users, as_role, page):
+    assert as_role(Role.VIEWER).get(f"{page}?before={PAST_ANY_ROW}").status_code == 200
