@@ -57,6 +57,9 @@ def _runbook_or_404(name: str) -> runbooks.Runbook:
 
 def _list_filters() -> dict[str, str]:
     filters = {k: request.args.get(k, "").strip() for k in ("target", "runbook", "state")}
+    for key, value in filters.items():
+        if "\x00" in value:  # PostgreSQL cannot even compare one: the query would fail
+            abort(400, description=f"{key}: remove the NUL character; no {key} name has one")
     if filters["state"] and filters["state"] not in set(JobState):
         abort(400, description=f"state: choose one of {', '.join(JobState)}, got {filters['state']!r}")
     return {k: v for k, v in filters.items() if v}

@@ -46,6 +46,17 @@ def test_unknown_user_gets_the_same_answer(client, users):
     assert "Wrong user name or password" in response.get_data(as_text=True)
 
 
+@both_databases
+def test_a_name_with_a_nul_is_an_unknown_name_and_counts_towards_its_lockout(app, client, users):
+    """PostgreSQL cannot compare or keep a NUL: the sign-in was a 500, and no try was counted."""
+    for _ in range(5):
+        response = login(client, "admin\x00", "whatever-password")
+        assert response.status_code == 401
+        assert "Wrong user name or password" in response.get_data(as_text=True)
+    assert login(client, "admin\x00", "whatever-password").status_code == 429
+    assert login(app.test_client(), "admin").status_code == 429, "the same address is locked out"
+
+
 def test_lockout_after_five_failures_for_a_name(app, client, users):
     for _ in range(5):
         assert login(client, "admin", "wrong-password").status_code == 401
