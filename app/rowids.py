@@ -1,16 +1,18 @@
 """Row ids typed by a person: in a URL, a form, a query string or the CLI.
 
-Both ops databases store integer keys as 64-bit integers. A bigger number names
-no row, and must be answered so ("no such job") rather than handed to the
-driver, which raises OverflowError (a 500 on a page, a traceback in a shell).
+Rewind's keys are `integer` columns: 64-bit in SQLite but 32-bit in PostgreSQL.
+A bigger number names no row, and must be answered so ("no such job") rather
+than handed to the driver, which raises OverflowError past 64 bits and
+PostgreSQL "integer out of range" past 32 (a 500 on a page, a traceback in a
+shell).
 """
 
 from __future__ import annotations
 
 from werkzeug.routing import IntegerConverter
 
-# The widest integer key either ops database stores (SQLite INTEGER and PostgreSQL bigint).
-ROW_ID_MAX = 2**63 - 1
+# The widest integer key both ops databases store: PostgreSQL's `integer` (SQLite's INTEGER goes to 2**63 - 1).
+ROW_ID_MAX = 2**31 - 1
 
 
 def row_id(text: str | None) -> int | None:

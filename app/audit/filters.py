@@ -55,7 +55,11 @@ class AuditFilter:
     def from_args(cls, args) -> AuditFilter:
         """The filters of a query string; FilterError names every field that cannot be read, not only the first."""
         typed = cls(**{name: args.get(name, "").strip()[:128] for name in cls.__dataclass_fields__})
-        problems = {}
+        problems = {
+            name: "has a NUL character, which no stored value has; remove it"
+            for name, value in asdict(typed).items()
+            if "\x00" in value  # PostgreSQL cannot even compare one: the query would fail
+        }
         if typed.outcome and typed.outcome not in set(Outcome):
             problems["outcome"] = f"{typed.outcome!r} is not an outcome; choose one of {', '.join(Outcome)}"
         times = {}

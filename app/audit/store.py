@@ -276,6 +276,7 @@ def recorded_head() -> chain.Head | None:
 
 
 RECORDED_HEAD = "the recorded head (audit_head)"
+VERIFIED_MARK = "the verified-up-to mark"
 BATCH = 10_000
 # How many new rows one incremental check reads (about half a second); the rest waits for the next call.
 CHECK_LIMIT = 100_000
@@ -376,15 +377,19 @@ def _walk(after: chain.Head | None, anchors: list[chain.Anchor], limit: int | No
 
 
 def verify(saved_head: chain.Head | None = None, observe: Callable[[int], None] | None = None) -> chain.Verdict:
-    """Check the whole chain, and that it still reaches the recorded head (and a saved one).
+    """Check the whole chain, and that it still reaches the recorded head, the sealed mark (and a saved head).
 
     observe(n) is told after every batch (for progress and cancel). An intact chain moves the sealed
-    mark to its end, so the web's incremental checks start from there.
+    mark to its end, so the web's incremental checks start from there. A genuine mark is a row found
+    intact before: a chain that no longer reaches it was cut, and replacing the mark would hide that.
     """
     anchors = [chain.Anchor(saved_head, "the saved head")] if saved_head else []
     recorded = recorded_head()
     if recorded:
         anchors.append(chain.Anchor(recorded, RECORDED_HEAD))
+    mark = read_mark()
+    if mark is not None and mark.genuine:  # a forged one vouches for nothing: the walk below replaces it
+        anchors.append(chain.Anchor(mark.head, VERIFIED_MARK))
     verdict = _walk(None, anchors, None, observe)
     if verdict.intact and verdict.head:
         save_mark(verdict.head, replace=True)

@@ -82,6 +82,12 @@ def check(token: str | None, user_id: int, *, idle: timedelta, lifetime: timedel
     return Verdict(row, None, user)
 
 
+def is_live(session_id: int) -> bool:
+    """Has nothing ended this session (sign-out, an account change)? For a connection that outlives its request."""
+    live = db.session.scalar(select(ServerSession.ended_at.is_(None)).where(ServerSession.id == session_id))
+    return bool(live)  # None: the row is gone
+
+
 def touch(row: ServerSession) -> None:
     """A person acted: push the idle deadline back (written at most every TOUCH_EVERY)."""
     now = utcnow()

@@ -50,7 +50,8 @@ def login():
             return redirect(_safe_next(request.args.get("next")))
         return render_template("auth/login.html", next=request.args.get("next", ""))
 
-    name = request.form.get("name", "").strip()[:64]
+    # No user name has a NUL, and PostgreSQL cannot compare or keep one: the try counts as one for an unknown name.
+    name = request.form.get("name", "").strip()[:64].replace("\x00", "\ufffd")
     password = request.form.get("password", "")
     address = client_address() or "unknown"
     next_url = request.form.get("next", "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from app.audit import store as audit_store
 from app.audit.store import Actor, record_and_commit
+from app.auth import sessions
 from app.auth.guards import refuse, requires
 from app.auth.roles import Role
 from app.extensions import db, sock
@@ -39,6 +41,7 @@ WS_IDLE_CHECK_S = 5
 SERVICE_RESTART = 1012
 LEAVING = "Rewind is restarting; reconnecting"
 CLOSE_WAIT_S = 2.0  # for the browser's answer to a close frame
+SIGNED_OUT = "you were signed out; reload the page to sign in again"
 
 
 def _job_or_404(job_id: int) -> Job:
@@ -57,6 +60,9 @@ def _runbook_or_404(name: str) -> runbooks.Runbook:
 
 def _list_filters() -> dict[str, str]:
     filters = {k: request.args.get(k, "").strip() for k in ("target", "runbook", "state")}
+    for key, value in filters.items():
+        if "\x00" in value:  # PostgreSQL cannot even compare one: the query would fail
+            abort(400, description=f"{key}: remove the NUL character; no {key} name has one")
     if filters["state"] and filters["state"] not in set(JobState):
         abort(400, description=f"state: choose one of {', '.join(JobState)}, got {filters['state']!r}")
     return {k: v for k, v in filters.items() if v}
@@ -234,8 +240,17 @@ def _load_view_and_release(job_id: int):
         db.session.remove()
 
 
-def _stream(ws, job_id: int) -> None:
-    """Snapshot, then live events, until the job ends, the browser leaves or this process stops serving."""
+def _signed_out(session_id: int) -> bool:
+    """Was this watcher's session ended (sign-out, an account change) since the handshake?"""
+    try:
+        return not sessions.is_live(session_id)
+    finally:
+        db.session.remove()
+
+
+def _stream(ws, job_id: int, session_id: int) -> None:
+    """Snapshot, then live events, until the job ends, the browser leaves, its session is ended or this process
+    stops serving."""
     fanout = broadcaster()
     db.session.remove()  # no pooled connection may be held while waiting for the feed (see fanout._broadcast)
     if fanout.leaving.is_set():
@@ -243,7 +258,8 @@ def _stream(ws, job_id: int) -> None:
         return
     # simple-websocket's reader thread sets ws.event when the browser sends or leaves; the fanout sets it too.
     watcher = fanout.attach(job_id, ws.sock, lambda: _load_view_and_release(job_id), wake=ws.event.set)
-    leaving = False
+    leaving = signed_out = False
+    checked = time.monotonic()
     try:
         while not watcher.done.is_set() and not watcher.closed:
             if leaving := fanout.leaving.is_set():
@@ -252,6 +268,10 @@ def _stream(ws, job_id: int) -> None:
             ws.event.clear()
             while ws.receive(timeout=0) is not None:  # the page sends nothing; raises once the browser has left
                 pass
+            if time.monotonic() - checked >= WS_IDLE_CHECK_S:  # not once per event: a busy log sends many
+                checked = time.monotonic()
+                if signed_out := _signed_out(session_id):
+                    break
         else:
             fanout.drain(watcher, timeout=5.0)
     except ConnectionClosed:
@@ -260,6 +280,8 @@ def _stream(ws, job_id: int) -> None:
         fanout.detach(watcher)  # no fanout send is half-way once this returns
     # What a browser that stopped reading has not taken may end half-way through a frame: no close frame after it.
     code, reason = (SERVICE_RESTART, LEAVING) if leaving else (1000, None)
+    if signed_out:  # 1008: the page says why and does not reconnect
+        code, reason = CLOSE_CODE, SIGNED_OUT
     _close(ws, code, reason, frame=not watcher.backlog)
 
 
@@ -322,7 +344,7 @@ def websocket(job_id: int):
         current_app.logger.warning("job websocket refused for %s: %s", name, reason)
         return _capture_refusal.view(job_id=job_id, reason=reason)
     try:
-        return _capture.view(job_id=job_id)
+        return _capture.view(job_id=job_id, session_id=holder[0])
     finally:
         cap.release(*holder)
 

@@ -150,6 +150,24 @@ def test_cut_tail_with_the_head_row_rolled_back_needs_a_saved_head(app):
 
 
 @both_databases
+def test_a_full_walk_holds_the_chain_to_the_sealed_mark_and_keeps_it_as_evidence(app):
+    """A cut tail the badge reports (the mark names a row that is gone) is not called intact by
+    `flask rewind audit verify`, which would also have moved the mark back and turned the badge green."""
+    fill(app, 6)
+    with app.app_context():
+        assert store.check_recent().intact  # seals a mark at row 6
+        four = db.session.execute(text("SELECT hash FROM audit_event WHERE id = 4")).scalar()
+    sql(app, "DELETE FROM audit_event WHERE id > 4")
+    sql(app, "UPDATE audit_head SET last_id = 4, last_hash = :h", h=four)
+    problem = run_verify(app).problem
+    assert (problem.row_id, problem.kind) == (6, "tail_cut")
+    assert "the verified-up-to mark is row 6 but the log ends at row 4" in problem.message
+    with app.app_context():
+        assert store.read_mark().head.id == 6, "the evidence stays"
+        assert store.check_recent().problem.kind == "tail_cut"
+
+
+@both_databases
 def test_saved_head_still_matches_after_growth(app):
     fill(app, 3)
     with app.app_context():

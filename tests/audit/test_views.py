@@ -173,6 +173,17 @@ def test_an_export_with_a_bad_filter_says_which_in_one_line(as_role, users, expo
     )
 
 
+@both_databases
+@pytest.mark.parametrize("url", ["/audit", "/audit/export.csv", "/audit/export.jsonl"])
+def test_a_nul_in_a_text_filter_is_a_400_naming_it_on_either_database(app, users, as_role, url):
+    """PostgreSQL cannot compare a NUL: handed to it, the filter was a 500."""
+    client = as_role(Role.VIEWER)
+    for field in ("actor", "action", "target"):
+        response = client.get(url, query_string={field: "ops\x00"})
+        assert response.status_code == 400, field
+        assert f"{field}: has a nul character, which no stored value has" in response.get_data(as_text=True).lower()
+
+
 def test_an_until_before_from_is_refused_rather_than_answered_with_nothing(app, users, as_role):
     seed(app, 3)
     response = as_role(Role.VIEWER).get("/audit?since=2030-01-02T00:00&until=2030-01-01T00:00")

@@ -54,6 +54,17 @@ def test_a_head_request_is_no_sign_in_attempt(app, client, users):
     assert login(client, "viewer").status_code == 302
 
 
+@both_databases
+def test_a_name_with_a_nul_is_an_unknown_name_and_counts_towards_its_lockout(app, client, users):
+    """PostgreSQL cannot compare or keep a NUL: the sign-in was a 500, and no try was counted."""
+    for _ in range(5):
+        response = login(client, "admin\x00", "whatever-password")
+        assert response.status_code == 401
+        assert "Wrong user name or password" in response.get_data(as_text=True)
+    assert login(client, "admin\x00", "whatever-password").status_code == 429
+    assert login(app.test_client(), "admin").status_code == 429, "the same address is locked out"
+
+
 def test_lockout_after_five_failures_for_a_name(app, client, users):
     for _ in range(5):
         assert login(client, "admin", "wrong-password").status_code == 401

@@ -13,7 +13,7 @@ from app.extensions import db
 from app.jobs.events import load_view
 from app.jobs.models import Job, JobEvent
 from app.jobs.render import render_event
-from tests.conftest import wait_for
+from tests.conftest import both_databases, wait_for
 from tests.support.apps import post
 
 
@@ -89,6 +89,16 @@ def test_a_job_number_no_row_can_have_is_a_404_not_a_500(as_role):
     assert post(client, f"/users/{2**70}/disable", {}).status_code == 404
     listing = client.get(f"/jobs?before={2**70}")
     assert listing.status_code == 200, "a cursor past every row is the first page"
+
+
+@both_databases
+@pytest.mark.parametrize("field", ["target", "runbook"])
+def test_a_nul_in_a_list_filter_is_a_400_naming_it_on_either_database(app, as_role, field):
+    """PostgreSQL cannot compare a NUL: handed to it, the filter was a 500."""
+    for url in ("/jobs", "/jobs/rows"):
+        response = as_role(Role.VIEWER).get(url, query_string={field: "staging\x00"})
+        assert response.status_code == 400
+        assert f"{field}: remove the NUL character" in response.get_data(as_text=True)
 
 
 def test_only_the_starter_or_an_admin_may_cancel(app, users, as_role):

@@ -5,6 +5,7 @@ import contextlib
 import os
 import re
 import socket
+import struct
 import threading
 import time
 
@@ -155,6 +156,21 @@ def test_anonymous_and_cross_site_handshakes_are_refused(live, admin):
         admin.websocket("/jobs/999/ws")
     assert unknown.value.status_code == 404
     assert "auth.denied" in admin.get("/audit?action=auth.denied")[2]
+
+
+def test_a_watcher_whose_session_ends_is_closed_saying_so(live, admin):
+    """Sign-out ends the session on the server; a job page left open in another tab stopped streaming only when
+    the job ended (a long restore: its whole log, to someone signed out, or disabled)."""
+    job_id = start_job(admin, runbook="test.sleep", target="staging", seconds="120")
+    ws = admin.websocket(f"/jobs/{job_id}/ws")
+    assert 'id="job-state"' in ws.recv()
+    assert admin.post("/logout")[0] == 302
+    ws.settimeout(20)
+    opcode, data = ws.recv_data(control_frame=True)
+    while opcode != websocket.ABNF.OPCODE_CLOSE:  # the job's own events may come first
+        opcode, data = ws.recv_data(control_frame=True)
+    assert struct.unpack("!H", data[:2])[0] == 1008, "the page says why and does not reconnect"
+    assert data[2:].decode() == "you were signed out; reload the page to sign in again"
 
 
 def test_watchers_that_leave_free_their_threads(live, admin):
