@@ -110,15 +110,14 @@ def _users_page(status: int = 200, issued: tuple[str, str] | None = None):
     return render_template("auth/users.html", users=users, roles=list(Role), issued=issued), status
 
 
-def _form_version() -> int | None:
-    """The row version the page was loaded with; None when the form sends none.
+def _form_version() -> int:
+    """The row version the page was loaded with.
 
-    One that is not a plain number ("²" passes isdigit() and fails int()) matches no row's version, so the
-    change is refused as stale rather than made unchecked or answered with a 500.
+    Every account form on the page sends one. A missing one, or one that is not a plain number ("²" passes
+    isdigit() and fails int()), matches no row's version: the change is refused as stale, never made unchecked
+    (a hand-made POST without it once skipped the check) nor answered with a 500.
     """
     raw = request.form.get("version", "").strip()
-    if not raw:
-        return None
     return int(raw) if raw.isdigit() and raw.isascii() else -1
 
 
