@@ -114,6 +114,7 @@ class CommandResult:
     duration_s: float
     stdout: str = ""  # only with capture=True
     stderr: str = ""
+    output: bytes = b""  # stdout as it came, only from the quiet path (capture=True, no sink): blobs, sizes in bytes
 
     @property
     def ok(self) -> bool:
@@ -284,6 +285,7 @@ def _run_captured(argv, *, timeout, cwd, env, stdin) -> CommandResult:
         time.monotonic() - started,
         out.decode("utf-8", errors="replace"),
         err.decode("utf-8", errors="replace"),
+        out,
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.targets import git as git_module
 from app.targets import procfs
 from app.targets.command import CommandCancelled
 from app.targets.git import GitError, GitRepo, MergeConflict, RevertConflict, UnknownCommit
@@ -130,6 +131,56 @@ def test_show_returns_message_and_diff_capped(work, lines):
     assert capped.diff.endswith("\n")
     with pytest.raises(UnknownCommit):
         repo_of(work).show("--stat")
+
+
+def test_files_at_reads_every_file_of_a_folder_as_the_commit_holds_it(work, lines):
+    """Non-ASCII, bytes that are not UTF-8, no final newline, an empty file, a symlink, a nested folder: each as
+    `git show` gives it, the folder's own path left off; the working tree and other folders play no part."""
+    folder = work / "migrations" / "versions"
+    folder.mkdir(parents=True)
+    (folder / "a_ünïcode.py").write_text('message = "Zürich → 東京"\n')
+    (folder / "b_latin1.py").write_bytes(b"# caf\xe9\n")
+    (folder / "c_no_newline.py").write_text("revision = 'c'")
+    (folder / "d_empty.py").write_text("")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "e.py").write_text("e\n")
+    (work / "migrations" / "link.py").symlink_to("versions/c_no_newline.py")
+    (work / "outside.py").write_text("not in the folder\n")
+    git(work, "add", "--", "migrations", "outside.py")
+    git(work, "commit", "--quiet", "-m", "migrations")
+    sha = git(work, "rev-parse", "HEAD")
+    (folder / "c_no_newline.py").write_text("changed in the working tree only")
+
+    files = repo_of(work).files_at(sha, "migrations/")
+    assert files == {
+        "versions/a_ünïcode.py": 'message = "Zürich → 東京"\n',
+        "versions/b_latin1.py": "# caf\ufffd\n",
+        "versions/c_no_newline.py": "revision = 'c'",
+        "versions/d_empty.py": "",
+        "versions/sub/e.py": "e\n",
+        "link.py": "versions/c_no_newline.py",
+    }
+    assert repo_of(work).files_at(lines["c1"], "migrations") == {}
+
+
+def test_files_at_reads_a_folder_of_hundreds_of_files_with_a_fixed_number_of_git_runs(work, lines, monkeypatch):
+    """The schema gate reads several commits' migrations inside the request of a button: once a `git show` per
+    file, over a second per commit for an app with 300 revisions."""
+    folder = work / "versions"
+    folder.mkdir()
+    for n in range(300):
+        (folder / f"r{n:03}.py").write_text(f"revision = 'r{n:03}'\n")
+    git(work, "add", "--", "versions")
+    git(work, "commit", "--quiet", "-m", "300 revisions")
+    runs: list[tuple[str, ...]] = []
+    real = git_module.run_command
+    monkeypatch.setattr(
+        git_module, "run_command", lambda argv, *a, **k: runs.append(tuple(argv)) or real(argv, *a, **k)
+    )
+
+    files = repo_of(work).files_at(git(work, "rev-parse", "HEAD"), "versions")
+    assert len(files) == 300 and files["r123.py"] == "revision = 'r123'\n"
+    assert len(runs) <= 3, [run[-3:] for run in runs]
 
 
 # --- revert --------------------------------------------------------------------------------
