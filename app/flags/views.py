@@ -312,10 +312,18 @@ def delete(name: str, flag: str):
     return _back(name, f"Flag {flag} deleted; a restore as of an earlier time can bring it back.", "success")
 
 
-@bp.get("/targets/<name>/flags/<path:flag>")
+@bp.get("/targets/<name>/flags/history")
 @requires(Role.VIEWER)
-def flag_history(name: str, flag: str):
+def flag_history(name: str):
+    """One flag's page. The name travels in the query: as a path it collided with the tab's actions (a flag named
+    restore reached the restore plan), and a browser drops a name such as '..' or 'a/./b' from a path."""
     target = target_or_404(name)
+    flag = request.args.get("flag")
+    if flag is None:
+        abort(
+            404,
+            description=f"Which flag? Open it from the Flags tab, or add ?flag=NAME to /targets/{name}/flags/history.",
+        )
     current, problem = None, None
     try:
         current = store.table_of(target).get(flag)
@@ -329,3 +337,12 @@ def flag_history(name: str, flag: str):
     return render_template(
         "flags/history.html", target=target, name=flag, flag=current, entries=entries, problem=problem
     )
+
+
+@bp.get("/targets/<name>/flags/<path:flag>")
+@requires(Role.VIEWER)
+def old_flag_link(name: str, flag: str):
+    """A bookmark of a flag's page at its old address, /targets/NAME/flags/FLAG: moved for good. (A flag named
+    restore or history never had a working one: those addresses are the tab's own.)"""
+    target_or_404(name)
+    return redirect(url_for("flags.flag_history", name=name, flag=flag), 301)

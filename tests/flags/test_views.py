@@ -6,6 +6,7 @@ import html
 import json
 import re
 from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -220,10 +221,44 @@ def test_flag_history_page(flag_app, flagdb, as_role):
     client = as_role(Role.OPERATOR)
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "first"})
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on", "reason": "second"})
-    page = client.get("/targets/web/flags/dark_mode").get_data(as_text=True)
+    page = client.get("/targets/web/flags/history?flag=dark_mode").get_data(as_text=True)
     assert page.index("<td>second</td>") < page.index("<td>first</td>")
     assert "on → off" in page and "off → on" in page
-    assert client.get("/targets/web/flags/never_was").status_code == 404
+    assert client.get("/targets/web/flags/history?flag=never_was").status_code == 404
+    assert "add ?flag=NAME" in client.get("/targets/web/flags/history").get_data(as_text=True)
+
+
+# Names that were the tab's own addresses, or that a browser rewrites or cuts short in a path.
+ODD_NAMES = ["restore", "kill", "new", "history", "x/toggle", "a/delete", "..", ".", "a/../b", "a//b", "a/"]
+ODD_NAMES += ["a?b=c", "a#b", "100%", "sp ace", "a&flag=b", "+plus"]
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR])
+def test_every_flag_name_reaches_its_own_history_page(flag_app, flagdb, as_role, role):
+    for name in ODD_NAMES:
+        flagdb.add(name, False, "odd name")
+    client = as_role(role)
+    tab = "http://localhost/targets/web/flags"
+    page = client.get(tab).get_data(as_text=True)
+    for name in ODD_NAMES:
+        row = page[page.index(f'id="flag-{dom_id(name)}"') :].split("</tr>", 1)[0]
+        href = html.unescape(re.search(r'<a href="([^"]+)"', row).group(1))
+        answer = client.get(urljoin(tab, href))  # as a browser follows it: dot segments resolved
+        assert answer.status_code == 200, (name, href, answer.status_code)  # restore was a 403 or a plan refusal
+        assert f"<h2>Flag <code>{html.escape(name)}</code></h2>" in answer.get_data(as_text=True), (name, href)
+
+
+def test_an_old_bookmark_of_a_flag_page_moves_to_its_new_address(flag_app, flagdb, as_role):
+    flagdb.add("checkout/eu", False)
+    client = as_role(Role.VIEWER)
+    for old, name in (("dark_mode", "dark_mode"), ("kill", "kill"), ("checkout/eu", "checkout/eu")):
+        answer = client.get(f"/targets/web/flags/{old}")
+        assert answer.status_code == 301
+        assert parse_qs(urlsplit(answer.headers["Location"]).query) == {"flag": [name]}
+    assert "Flag <code>checkout/eu</code>" in client.get(
+        "/targets/web/flags/checkout/eu", follow_redirects=True
+    ).get_data(as_text=True)
+    assert client.get("/targets/nowhere/flags/dark_mode").status_code == 404
 
 
 def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role):
@@ -531,7 +566,7 @@ def test_a_flag_named_with_a_slash_a_space_or_accents_is_toggled_deleted_and_sho
         toggle = html.unescape(re.search(r'hx-post="([^"]+/toggle)"', row).group(1))
         response = post(client, toggle, {"seen": "off"}, headers=HTMX)  # a slash in the name was a 404
         assert response.status_code == 200 and f"{name} is now on." in response.get_data(as_text=True)
-        history = html.unescape(re.search(r'href="(/targets/web/flags/[^"?]+)"', row).group(1))
+        history = html.unescape(re.search(r'href="(/targets/web/flags/history\?flag=[^"]+)"', row).group(1))
         assert client.get(history).status_code == 200
     assert {n: on for n, on in flagdb.states().items() if n in names} == dict.fromkeys(names, True)
     protected = admin.get("/targets/prod/flags").get_data(as_text=True)
