@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import secrets
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.envconfig import keys, store
+from app.envconfig.models import EnvVersion
 from app.extensions import db
 from app.jobs.models import Job
 from app.statuses import EnvSource
@@ -42,6 +44,18 @@ def two_versions(app, env_target) -> tuple[int, int]:
         env_target.env_path.write_text(GOOD.replace(SECRET, NEWER) + "ADDED=yes\n")
         second, _ = store.ensure_current(target)
         return first.id, second.id
+
+
+def many_versions(app, env_target, count: int) -> list[int]:
+    """`count` versions, oldest first: the file as first seen, then copies of that real row (sealing each anew
+    would only make the test slow)."""
+    with app.app_context():
+        first, _ = store.ensure_current(registry.current().open("staging"))
+        columns = [a.key for a in EnvVersion.__mapper__.column_attrs if a.key != "id"]
+        copies = [EnvVersion(**{c: getattr(first, c) for c in columns}) for _ in range(count - 1)]
+        db.session.add_all(copies)
+        db.session.commit()
+        return [first.id, *(c.id for c in copies)]
 
 
 def audit_rows(app, action: str) -> list[AuditEvent]:
@@ -126,6 +140,28 @@ def test_snapshot_now_keeps_a_version_once(app, as_role, env_target):
         ]
         assert versions[0].changes["added"] == ["MORE"]
     assert len(audit_rows(app, "envconfig.snapshot")) == 3
+
+
+def test_versions_past_the_first_page_are_reached_by_an_older_versions_link(app, as_role, env_target):
+    ids = many_versions(app, env_target, 105)
+    client = as_role(Role.VIEWER)
+    page = client.get("/targets/staging/config").get_data(as_text=True)
+    assert f'id="version-{ids[-1]}"' in page and f'id="version-{ids[4]}"' not in page
+    assert f"Versions #{ids[-1]} to #{ids[5]}; older versions on the next page." in page
+    older = html.unescape(re.search(r'<a rel="next" href="([^"]+)">Older versions »</a>', page).group(1))
+    assert older == f"/targets/staging/config?before={ids[5]}"
+    page = client.get(older).get_data(as_text=True)
+    assert [int(i) for i in re.findall(r'<tr id="version-(\d+)">', page)] == ids[4::-1]
+    assert f"Versions #{ids[4]} to #{ids[0]}, the oldest." in page and "Older versions" not in page
+    assert '<a href="/targets/staging/config">« Newest</a>' in page
+    assert 'badge-info">current</span>' not in page, "the current version is the newest, on the first page"
+    assert f'name="before" value="{ids[5]}"' in page  # choosing a diff here stays on this page
+    diff_link = f"/targets/staging/config?a={ids[0]}&amp;b=now&amp;before={ids[5]}"
+    assert diff_link in page
+    page = client.get(html.unescape(diff_link)).get_data(as_text=True)
+    assert f'<option value="{ids[0]}" selected>' in page
+    page = client.get(f"/targets/staging/config?a={ids[0]}&b=now").get_data(as_text=True)
+    assert f'<option value="{ids[0]}" selected>version #{ids[0]}</option>' in page  # shown though on page two
 
 
 def test_a_stale_diff_is_refused_at_the_door(app, as_role, env_target):
