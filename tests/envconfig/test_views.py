@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 
+import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
@@ -275,6 +276,28 @@ def test_the_overview_and_dashboard_card_name_the_env_version_in_force(app, as_r
     for url in ("/targets/staging", "/dashboard/cards"):
         assert f"version #{second}: changed outside Rewind at" in client.get(url).get_data(as_text=True)
     assert '<option value="config">' in client.get("/targets/staging/timeline").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("how", ["snapshot", "outside"])
+def test_a_version_that_does_not_parse_is_a_warning_naming_the_problem(app, as_role, env_target, how):
+    client = as_role(Role.OPERATOR)
+    two_versions(app, env_target)
+    env_target.env_path.write_text("MODE=safe\nGREETING='never closed\n")
+    with app.app_context():  # as Snapshot now does, or the monitor on its round
+        source = EnvSource.SNAPSHOT if how == "snapshot" else None
+        newest, recorded = store.ensure_current(registry.current().open("staging"), source=source, actor="operator")
+        newest = newest.id
+    assert recorded
+    problem = "line 2: the single quote opened on this line is never closed"
+    said = "recorded" if how == "snapshot" else "changed outside Rewind at"
+    line = re.compile(rf'badge-warn">version #{newest}[:,] {said} [^<]*; it does not parse: {problem}</span>')
+    for url in ("/targets/staging", "/dashboard/cards"):
+        got = client.get(url).get_data(as_text=True)
+        assert line.search(got), [
+            ln for ln in got.splitlines() if "version #" in ln
+        ]  # a snapshot's was green, without the why
+    row = client.get("/targets/staging/config").get_data(as_text=True).split(f'id="version-{newest}">')[1]
+    assert f'<span class="badge badge-warn">does not parse</span> {problem}' in row.split("</tr>")[0]
 
 
 def test_the_timeline_says_snapshots_and_reveals_in_words(app, as_role, env_target):
