@@ -338,6 +338,37 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     assert f"there is no checkpoint #{huge}" in plan_page(client, f"checkpoint={huge}")
 
 
+def test_restore_as_of_with_more_than_one_moment_is_refused_naming_them_and_keeps_the_form(flag_app, flagdb, as_role):
+    from app.checkpoints import captures
+    from app.checkpoints import store as checkpoints
+    from app.targets import registry
+
+    client = as_role(Role.OPERATOR)
+    with flag_app.app_context():
+        taken = captures.take_all(registry.current().open("web"))
+        checkpoint = checkpoints.record("web", None, "before a drill", taken).id
+    flagdb.outside_change("dark_mode", True, utcnow())
+    # a checkpoint still selected (the browser's back button), then a time typed: the checkpoint's plan was shown
+    answer = client.get(f"/targets/web/flags/restore?as_of=15+minutes+ago&checkpoint={checkpoint}&job=")
+    assert answer.status_code == 303 and answer.headers["Location"] == "/targets/web/flags"
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    said = f"you gave a time (&#39;15 minutes ago&#39;) and checkpoint #{checkpoint}; choose one of them and clear"
+    assert f'<span class="field-error" id="restore-error">restore as of: {said}' in page
+    assert 'name="as_of" size="32" placeholder="15 minutes ago, or 2026-05-01 10:00" value="15 minutes ago"' in page
+    assert f'<option value="{checkpoint}" selected>' in page
+    assert "Restore flags as of" not in page
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert "restore-error" not in page and 'value="15 minutes ago"' not in page  # shown once, not on every visit
+    page = plan_page(client, f"as_of=2026-01-01&checkpoint={checkpoint}&job=7")
+    assert f"a time (&#39;2026-01-01&#39;), checkpoint #{checkpoint} and job #7; choose one" in page
+    form = {"as_of": "15 minutes ago", "checkpoint": str(checkpoint), "seen": "{}", "fingerprint": "0" * 64}
+    response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)  # a confirm carries one
+    assert "choose one of them and clear the others" in response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is True, "nothing written"
+    [(actor, outcome, details)] = audit_rows(flag_app, "flags.restore")
+    assert (actor, outcome) == ("operator", "denied") and "choose one" in details["error"]
+
+
 def test_the_first_look_at_the_flags_is_a_record_to_restore_to(flag_app, flagdb, as_role):
     from app.checkpoints.models import Checkpoint
 
