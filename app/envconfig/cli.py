@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 
 from app.clierrors import CliError, Refused
 from app.envconfig import diff, store
+from app.rowids import ROW_ID_MAX
 from app.statuses import EnvSource
 from app.targets import registry
 from app.targets.errors import TargetError
@@ -32,17 +33,22 @@ def _open(name: str):
 
 @config.command("versions")
 @click.argument("target")
-def versions(target: str) -> None:
+@click.option("--before", type=click.IntRange(min=1), help="only versions older than this id (the next page)")
+@click.option(
+    "--limit", default=store.PAGE_SIZE, show_default=True, type=click.IntRange(1, 1000), help="newest first, this many"
+)
+def versions(target: str, before: int | None, limit: int) -> None:
     """List the versions of TARGET's env file, newest first: the ids `config diff` and config_restore take.
+    When there are more, the last line is the command that lists the older ones.
 
-    Example: flask rewind config versions production
+    Example: flask rewind config versions production --before 120
     """
     _open(target)
-    rows = store.versions(target)
-    if not rows:
-        click.echo(f"{target}: no env file versions yet")
+    page = store.versions_page(target, before=None if before is None else min(before, ROW_ID_MAX), limit=limit)
+    if not page.items:
+        click.echo(f"{target}: no env file versions {f'older than #{before}' if before else 'yet'}")
         return
-    for v in rows:
+    for v in page.items:
         who = EnvSource(v.source).label if v.source != EnvSource.REWIND else f"Rewind, by {v.actor_name or '?'}"
         if v.source == EnvSource.SNAPSHOT:
             who = f"snapshot by {v.actor_name or '?'}"
@@ -62,6 +68,9 @@ def versions(target: str) -> None:
                 break_long_words=False,
             )
         )
+    if page.next_cursor is not None:
+        more = f" --limit {limit}" if limit != store.PAGE_SIZE else ""
+        click.echo(f"older versions: flask rewind config versions {target} --before {page.next_cursor}{more}")
 
 
 @config.command("diff")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from app.envconfig import keys
 from app.envconfig.models import EnvVersion
 from app.extensions import db
+from app.pagination import Page, keyset_page
 from app.rowids import row_id
 from app.statuses import EnvSource
 from app.targets.envfile import EnvFile, EnvFileError, EnvFileState, decode, parse
@@ -76,9 +77,24 @@ def read_contents(instance_dir: Path, content: bytes) -> Contents:
     return Contents(content, values, digests, keys.file_digest(instance_dir, content), problem)
 
 
-def versions(target: str, limit: int = 100) -> list[EnvVersion]:
-    stmt = select(EnvVersion).where(EnvVersion.target == target).order_by(EnvVersion.id.desc()).limit(limit)
-    return list(db.session.scalars(stmt))
+PAGE_SIZE = 100  # versions on one page of the tab, and listed by the CLI unless told otherwise
+
+
+def versions(target: str, limit: int = PAGE_SIZE) -> list[EnvVersion]:
+    """The newest `limit` versions: the first page, for callers that never page back."""
+    return versions_page(target, limit=limit).items
+
+
+def versions_page(target: str, *, before: int | None = None, limit: int = PAGE_SIZE) -> Page:
+    """A page of the target's versions, newest first; next_cursor says that older ones exist and where they start."""
+    stmt = select(EnvVersion).where(EnvVersion.target == target)
+    return keyset_page(stmt, EnvVersion.id, before=before, limit=limit)
+
+
+def current_id(target: str, file_digest: str) -> int | None:
+    """The newest version holding the file's content now, wherever it falls among the pages."""
+    stmt = select(EnvVersion.id).where(EnvVersion.target == target, EnvVersion.file_digest == file_digest)
+    return db.session.scalar(stmt.order_by(EnvVersion.id.desc()).limit(1))
 
 
 def newest(target: str) -> EnvVersion | None:

@@ -49,5 +49,9 @@ def config_line(target: Target) -> list[tuple[str, str, str]]:
         return [("Config", "no version recorded yet: open the Config tab or take a snapshot", "neutral")]
     when = newest.created_at.strftime("%Y-%m-%d %H:%M UTC")
     if newest.source == EnvSource.OUTSIDE.value:
-        return [("Config", f"version #{newest.id}: changed outside Rewind at {when}", "warn")]
-    return [("Config", f"version #{newest.id}, recorded {when}", "ok")]
+        text, tone = f"version #{newest.id}: changed outside Rewind at {when}", "warn"
+    else:
+        text, tone = f"version #{newest.id}, recorded {when}", "ok"
+    if newest.parse_error:  # however it was recorded: the application reads this file, or fails to
+        return [("Config", f"{text}; it does not parse: {newest.parse_error}", "warn")]
+    return [("Config", text, tone)]

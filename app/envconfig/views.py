@@ -21,6 +21,7 @@ from app.envconfig import (
 from app.extensions import db
 from app.jobs import formstate, service
 from app.jobs.runbook import MAX_PARAM_CHARS, ParamError, too_long
+from app.pagination import Page, parse_cursor
 from app.statuses import EnvSource, Outcome
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
@@ -39,8 +40,10 @@ def index():
     return render_template("envconfig/index.html", configs=configs)
 
 
-def _default_sides(versions) -> tuple[str | None, str]:
-    """Without a choice: what changed last (the newest version against the one before, or against the file now)."""
+def _default_sides(name: str, page: Page, before: int | None) -> tuple[str | None, str]:
+    """Without a choice: what changed last (the newest version against the one before, or against the file now),
+    on an older page too."""
+    versions = store.versions(name, limit=2) if before is not None else page.items
     if not versions:
         return None, diff.NOW
     return (str(versions[1].id) if len(versions) > 1 else str(versions[0].id)), diff.NOW
@@ -52,8 +55,9 @@ def tab(name: str):
     target = target_or_404(name)
     if target.config.env_file is None:
         return render_template("envconfig/tab.html", target=target, missing=True)
-    versions = store.versions(name)
-    default_a, default_b = _default_sides(versions)
+    before = parse_cursor(request.args.get("before"))
+    page = store.versions_page(name, before=before)
+    default_a, default_b = _default_sides(name, page, before)
     a = request.args.get("a") or default_a
     b = request.args.get("b") or default_b
     problem, result, now = None, None, None
@@ -69,7 +73,10 @@ def tab(name: str):
         "envconfig/tab.html",
         target=target,
         missing=False,
-        versions=versions,
+        versions=page.items,
+        page=page,
+        before=before,
+        current_id=store.current_id(name, now.file_digest) if now else None,
         result=result,
         now=now,
         problem=problem,

@@ -18,6 +18,7 @@ from app.flags import (
     store,
     summary,  # noqa: F401 - registers its overview line and timeline kind
 )
+from app.jobs import formstate
 from app.rowids import row_id
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
@@ -30,6 +31,7 @@ bp = Blueprint("flags", __name__)
 register_tab(Tab("flags", "Flags", "flags.tab", order=40))
 
 SHOWN = 200  # rows on one page; a search narrows a bigger table
+RESTORE_FORM = "flags.restore"  # the Restore as of form, as a refused form is kept for the tab (app.jobs.formstate)
 
 
 def _status(exc: TargetError) -> int:
@@ -202,8 +204,17 @@ def kill(name: str):
     )
 
 
+MOMENT_FIELDS = ("as_of", "checkpoint", "job")
+
+
 def _plan_args(source) -> dict:
-    """as_of (a time), checkpoint or job, from the query string or the confirming form."""
+    """as_of (a time), checkpoint or job, from the query string or the confirming form: exactly one of them, since
+    taking the first filled one silently ignored a time typed beside a checkpoint left selected."""
+    given = [key for key in MOMENT_FIELDS if (source.get(key) or "").strip()]
+    if len(given) > 1:
+        raise store.BadFlagInput(
+            f"restore as of: you gave {_listed(source, given)}; choose one of them and clear the others"
+        )
     out = {}
     if source.get("checkpoint"):
         out["checkpoint"] = _int(source["checkpoint"], "checkpoint")
@@ -212,6 +223,17 @@ def _plan_args(source) -> dict:
     else:
         out["moment"] = restore.parse_moment(source.get("as_of", ""))
     return out
+
+
+def _listed(source, given: list[str]) -> str:
+    """The moments given, as the person typed them: "a time ('15 minutes ago') and checkpoint #3"."""
+    said = {
+        "as_of": lambda v: f"a time ({v.strip()!r})",
+        "checkpoint": lambda v: f"checkpoint #{v.strip().lstrip('#')}",
+        "job": lambda v: f"job #{v.strip().lstrip('#')}",
+    }
+    parts = [said[key](source[key]) for key in given]
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
 
 
 def _int(value: str, what: str) -> int:
@@ -232,6 +254,9 @@ def restore_plan(name: str):
         plan = restore.plan(target, **_plan_args(request.args))
     except TargetError as exc:
         flash(exc.in_words(), "error")
+        # back to the tab with what was typed in its fields, and the reason beside them
+        typed = {key: request.args.get(key, "") for key in MOMENT_FIELDS}
+        formstate.remember(RESTORE_FORM, name, typed, {"moment": exc.in_words()})
         return redirect(url_for("flags.tab", name=name), 303)
     return _plan_page(target, plan)
 
@@ -312,10 +337,18 @@ def delete(name: str, flag: str):
     return _back(name, f"Flag {flag} deleted; a restore as of an earlier time can bring it back.", "success")
 
 
-@bp.get("/targets/<name>/flags/<path:flag>")
+@bp.get("/targets/<name>/flags/history")
 @requires(Role.VIEWER)
-def flag_history(name: str, flag: str):
+def flag_history(name: str):
+    """One flag's page. The name travels in the query: as a path it collided with the tab's actions (a flag named
+    restore reached the restore plan), and a browser drops a name such as '..' or 'a/./b' from a path."""
     target = target_or_404(name)
+    flag = request.args.get("flag")
+    if flag is None:
+        abort(
+            404,
+            description=f"Which flag? Open it from the Flags tab, or add ?flag=NAME to /targets/{name}/flags/history.",
+        )
     current, problem = None, None
     try:
         current = store.table_of(target).get(flag)
@@ -329,3 +362,12 @@ def flag_history(name: str, flag: str):
     return render_template(
         "flags/history.html", target=target, name=flag, flag=current, entries=entries, problem=problem
     )
+
+
+@bp.get("/targets/<name>/flags/<path:flag>")
+@requires(Role.VIEWER)
+def old_flag_link(name: str, flag: str):
+    """A bookmark of a flag's page at its old address, /targets/NAME/flags/FLAG: moved for good. (A flag named
+    restore or history never had a working one: those addresses are the tab's own.)"""
+    target_or_404(name)
+    return redirect(url_for("flags.flag_history", name=name, flag=flag), 301)

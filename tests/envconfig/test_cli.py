@@ -8,7 +8,7 @@ from app.envconfig import store
 from app.statuses import ExitStatus
 from app.targets import registry
 from tests.envconfig.conftest import GOOD
-from tests.envconfig.test_views import two_versions
+from tests.envconfig.test_views import many_versions, two_versions
 
 
 def config(app, *args):
@@ -58,3 +58,23 @@ def test_versions_fit_80_columns_with_the_changed_keys_wrapped_under_each(app, e
     added = lines[1 : lines.index(next(line for line in lines if line.startswith(f"#{second}")))]
     words = ["added:", *[f"{key}," for key in keys[:-1]], f"{keys[-1]};", "removed:", "ADDED;", "changed:", "API_TOKEN"]
     assert len(added) > 1 and " ".join(added).split() == words
+
+
+def test_versions_page_with_before_and_limit_and_say_how_to_list_the_older_ones(app, env_target):
+    ids = many_versions(app, env_target, 105)
+    listed = config(app, "versions", "staging")
+    assert listed.exit_code == 0, listed.output
+    shown = [int(line.split()[0][1:]) for line in listed.stdout.splitlines() if line.startswith("#")]
+    assert shown == ids[:4:-1]
+    assert listed.stdout.splitlines()[-1] == f"older versions: flask rewind config versions staging --before {ids[5]}"
+    older = config(app, "versions", "staging", "--before", str(ids[5]))
+    assert [int(line.split()[0][1:]) for line in older.stdout.splitlines() if line.startswith("#")] == ids[4::-1]
+    assert "older versions" not in older.stdout
+    few = config(app, "versions", "staging", "--limit", "2", "--before", str(2**70))
+    assert few.exit_code == 0, few.output
+    assert (
+        few.stdout.splitlines()[-1]
+        == f"older versions: flask rewind config versions staging --before {ids[-2]} --limit 2"
+    )
+    none = config(app, "versions", "staging", "--before", str(ids[0]))
+    assert none.stdout == f"staging: no env file versions older than #{ids[0]}\n"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import secrets
 
+import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.envconfig import keys, store
+from app.envconfig.models import EnvVersion
 from app.extensions import db
 from app.jobs.models import Job
 from app.statuses import EnvSource
@@ -42,6 +45,18 @@ def two_versions(app, env_target) -> tuple[int, int]:
         env_target.env_path.write_text(GOOD.replace(SECRET, NEWER) + "ADDED=yes\n")
         second, _ = store.ensure_current(target)
         return first.id, second.id
+
+
+def many_versions(app, env_target, count: int) -> list[int]:
+    """`count` versions, oldest first: the file as first seen, then copies of that real row (sealing each anew
+    would only make the test slow)."""
+    with app.app_context():
+        first, _ = store.ensure_current(registry.current().open("staging"))
+        columns = [a.key for a in EnvVersion.__mapper__.column_attrs if a.key != "id"]
+        copies = [EnvVersion(**{c: getattr(first, c) for c in columns}) for _ in range(count - 1)]
+        db.session.add_all(copies)
+        db.session.commit()
+        return [first.id, *(c.id for c in copies)]
 
 
 def audit_rows(app, action: str) -> list[AuditEvent]:
@@ -126,6 +141,28 @@ def test_snapshot_now_keeps_a_version_once(app, as_role, env_target):
         ]
         assert versions[0].changes["added"] == ["MORE"]
     assert len(audit_rows(app, "envconfig.snapshot")) == 3
+
+
+def test_versions_past_the_first_page_are_reached_by_an_older_versions_link(app, as_role, env_target):
+    ids = many_versions(app, env_target, 105)
+    client = as_role(Role.VIEWER)
+    page = client.get("/targets/staging/config").get_data(as_text=True)
+    assert f'id="version-{ids[-1]}"' in page and f'id="version-{ids[4]}"' not in page
+    assert f"Versions #{ids[-1]} to #{ids[5]}; older versions on the next page." in page
+    older = html.unescape(re.search(r'<a rel="next" href="([^"]+)">Older versions »</a>', page).group(1))
+    assert older == f"/targets/staging/config?before={ids[5]}"
+    page = client.get(older).get_data(as_text=True)
+    assert [int(i) for i in re.findall(r'<tr id="version-(\d+)">', page)] == ids[4::-1]
+    assert f"Versions #{ids[4]} to #{ids[0]}, the oldest." in page and "Older versions" not in page
+    assert '<a href="/targets/staging/config">« Newest</a>' in page
+    assert 'badge-info">current</span>' not in page, "the current version is the newest, on the first page"
+    assert f'name="before" value="{ids[5]}"' in page  # choosing a diff here stays on this page
+    diff_link = f"/targets/staging/config?a={ids[0]}&amp;b=now&amp;before={ids[5]}"
+    assert diff_link in page
+    page = client.get(html.unescape(diff_link)).get_data(as_text=True)
+    assert f'<option value="{ids[0]}" selected>' in page
+    page = client.get(f"/targets/staging/config?a={ids[0]}&b=now").get_data(as_text=True)
+    assert f'<option value="{ids[0]}" selected>version #{ids[0]}</option>' in page  # shown though on page two
 
 
 def test_a_stale_diff_is_refused_at_the_door(app, as_role, env_target):
@@ -239,6 +276,28 @@ def test_the_overview_and_dashboard_card_name_the_env_version_in_force(app, as_r
     for url in ("/targets/staging", "/dashboard/cards"):
         assert f"version #{second}: changed outside Rewind at" in client.get(url).get_data(as_text=True)
     assert '<option value="config">' in client.get("/targets/staging/timeline").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("how", ["snapshot", "outside"])
+def test_a_version_that_does_not_parse_is_a_warning_naming_the_problem(app, as_role, env_target, how):
+    client = as_role(Role.OPERATOR)
+    two_versions(app, env_target)
+    env_target.env_path.write_text("MODE=safe\nGREETING='never closed\n")
+    with app.app_context():  # as Snapshot now does, or the monitor on its round
+        source = EnvSource.SNAPSHOT if how == "snapshot" else None
+        newest, recorded = store.ensure_current(registry.current().open("staging"), source=source, actor="operator")
+        newest = newest.id
+    assert recorded
+    problem = "line 2: the single quote opened on this line is never closed"
+    said = "recorded" if how == "snapshot" else "changed outside Rewind at"
+    line = re.compile(rf'badge-warn">version #{newest}[:,] {said} [^<]*; it does not parse: {problem}</span>')
+    for url in ("/targets/staging", "/dashboard/cards"):
+        got = client.get(url).get_data(as_text=True)
+        assert line.search(got), [
+            ln for ln in got.splitlines() if "version #" in ln
+        ]  # a snapshot's was green, without the why
+    row = client.get("/targets/staging/config").get_data(as_text=True).split(f'id="version-{newest}">')[1]
+    assert f'<span class="badge badge-warn">does not parse</span> {problem}' in row.split("</tr>")[0]
 
 
 def test_the_timeline_says_snapshots_and_reveals_in_words(app, as_role, env_target):

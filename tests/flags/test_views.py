@@ -6,6 +6,7 @@ import html
 import json
 import re
 from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -220,10 +221,44 @@ def test_flag_history_page(flag_app, flagdb, as_role):
     client = as_role(Role.OPERATOR)
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "first"})
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on", "reason": "second"})
-    page = client.get("/targets/web/flags/dark_mode").get_data(as_text=True)
+    page = client.get("/targets/web/flags/history?flag=dark_mode").get_data(as_text=True)
     assert page.index("<td>second</td>") < page.index("<td>first</td>")
     assert "on → off" in page and "off → on" in page
-    assert client.get("/targets/web/flags/never_was").status_code == 404
+    assert client.get("/targets/web/flags/history?flag=never_was").status_code == 404
+    assert "add ?flag=NAME" in client.get("/targets/web/flags/history").get_data(as_text=True)
+
+
+# Names that were the tab's own addresses, or that a browser rewrites or cuts short in a path.
+ODD_NAMES = ["restore", "kill", "new", "history", "x/toggle", "a/delete", "..", ".", "a/../b", "a//b", "a/"]
+ODD_NAMES += ["a?b=c", "a#b", "100%", "sp ace", "a&flag=b", "+plus"]
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR])
+def test_every_flag_name_reaches_its_own_history_page(flag_app, flagdb, as_role, role):
+    for name in ODD_NAMES:
+        flagdb.add(name, False, "odd name")
+    client = as_role(role)
+    tab = "http://localhost/targets/web/flags"
+    page = client.get(tab).get_data(as_text=True)
+    for name in ODD_NAMES:
+        row = page[page.index(f'id="flag-{dom_id(name)}"') :].split("</tr>", 1)[0]
+        href = html.unescape(re.search(r'<a href="([^"]+)"', row).group(1))
+        answer = client.get(urljoin(tab, href))  # as a browser follows it: dot segments resolved
+        assert answer.status_code == 200, (name, href, answer.status_code)  # restore was a 403 or a plan refusal
+        assert f"<h2>Flag <code>{html.escape(name)}</code></h2>" in answer.get_data(as_text=True), (name, href)
+
+
+def test_an_old_bookmark_of_a_flag_page_moves_to_its_new_address(flag_app, flagdb, as_role):
+    flagdb.add("checkout/eu", False)
+    client = as_role(Role.VIEWER)
+    for old, name in (("dark_mode", "dark_mode"), ("kill", "kill"), ("checkout/eu", "checkout/eu")):
+        answer = client.get(f"/targets/web/flags/{old}")
+        assert answer.status_code == 301
+        assert parse_qs(urlsplit(answer.headers["Location"]).query) == {"flag": [name]}
+    assert "Flag <code>checkout/eu</code>" in client.get(
+        "/targets/web/flags/checkout/eu", follow_redirects=True
+    ).get_data(as_text=True)
+    assert client.get("/targets/nowhere/flags/dark_mode").status_code == 404
 
 
 def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role):
@@ -301,6 +336,37 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     huge = 2**70  # past what the ops database holds: no such row, not an OverflowError (a 500)
     assert f"there is no job #{huge}" in plan_page(client, f"job={huge}")
     assert f"there is no checkpoint #{huge}" in plan_page(client, f"checkpoint={huge}")
+
+
+def test_restore_as_of_with_more_than_one_moment_is_refused_naming_them_and_keeps_the_form(flag_app, flagdb, as_role):
+    from app.checkpoints import captures
+    from app.checkpoints import store as checkpoints
+    from app.targets import registry
+
+    client = as_role(Role.OPERATOR)
+    with flag_app.app_context():
+        taken = captures.take_all(registry.current().open("web"))
+        checkpoint = checkpoints.record("web", None, "before a drill", taken).id
+    flagdb.outside_change("dark_mode", True, utcnow())
+    # a checkpoint still selected (the browser's back button), then a time typed: the checkpoint's plan was shown
+    answer = client.get(f"/targets/web/flags/restore?as_of=15+minutes+ago&checkpoint={checkpoint}&job=")
+    assert answer.status_code == 303 and answer.headers["Location"] == "/targets/web/flags"
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    said = f"you gave a time (&#39;15 minutes ago&#39;) and checkpoint #{checkpoint}; choose one of them and clear"
+    assert f'<span class="field-error" id="restore-error">restore as of: {said}' in page
+    assert 'name="as_of" size="32" placeholder="15 minutes ago, or 2026-05-01 10:00" value="15 minutes ago"' in page
+    assert f'<option value="{checkpoint}" selected>' in page
+    assert "Restore flags as of" not in page
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    assert "restore-error" not in page and 'value="15 minutes ago"' not in page  # shown once, not on every visit
+    page = plan_page(client, f"as_of=2026-01-01&checkpoint={checkpoint}&job=7")
+    assert f"a time (&#39;2026-01-01&#39;), checkpoint #{checkpoint} and job #7; choose one" in page
+    form = {"as_of": "15 minutes ago", "checkpoint": str(checkpoint), "seen": "{}", "fingerprint": "0" * 64}
+    response = post(client, "/targets/web/flags/restore", form, follow_redirects=True)  # a confirm carries one
+    assert "choose one of them and clear the others" in response.get_data(as_text=True)
+    assert flagdb.states()["dark_mode"] is True, "nothing written"
+    [(actor, outcome, details)] = audit_rows(flag_app, "flags.restore")
+    assert (actor, outcome) == ("operator", "denied") and "choose one" in details["error"]
 
 
 def test_the_first_look_at_the_flags_is_a_record_to_restore_to(flag_app, flagdb, as_role):
@@ -531,7 +597,7 @@ def test_a_flag_named_with_a_slash_a_space_or_accents_is_toggled_deleted_and_sho
         toggle = html.unescape(re.search(r'hx-post="([^"]+/toggle)"', row).group(1))
         response = post(client, toggle, {"seen": "off"}, headers=HTMX)  # a slash in the name was a 404
         assert response.status_code == 200 and f"{name} is now on." in response.get_data(as_text=True)
-        history = html.unescape(re.search(r'href="(/targets/web/flags/[^"?]+)"', row).group(1))
+        history = html.unescape(re.search(r'href="(/targets/web/flags/history\?flag=[^"]+)"', row).group(1))
         assert client.get(history).status_code == 200
     assert {n: on for n, on in flagdb.states().items() if n in names} == dict.fromkeys(names, True)
     protected = admin.get("/targets/prod/flags").get_data(as_text=True)
