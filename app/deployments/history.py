@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from app.checkpoints import store
 from app.checkpoints.models import Checkpoint, KnownGood
-from app.targets.git import Commit, CommitDetail, GitError
+from app.targets.git import Commit, CommitDetail, GitError, GitRepo
 from app.targets.target import Target
 
 PAGE = 30
@@ -22,13 +22,14 @@ class History:
     release_files: list[str] = field(default_factory=list)  # dirty, but exactly what the release commands wrote
     refused_files: list[str] = field(default_factory=list)  # dirty otherwise: a person's, never discarded
     obstacles: list[str] = field(default_factory=list)  # lock files, operations begun by hand: each with its fix
+    unrevertable: dict[str, str] = field(default_factory=dict)  # commit -> why it offers no Revert (no parent)
     known_good: dict[str, KnownGood] = field(default_factory=dict)
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
 
 def history(target: Target, before: str | None = None, page: int = PAGE) -> History:
     """One page of the deployed branch, newest first, from `before` (a commit id) on."""
-    head, commits, problem, drift, dirty, obstacles = None, [], None, None, None, []
+    head, commits, problem, drift, dirty, obstacles, unrevertable = None, [], None, None, None, [], {}
     try:
         repo = target.git()
         head = repo.head()
@@ -36,6 +37,7 @@ def history(target: Target, before: str | None = None, page: int = PAGE) -> Hist
         obstacles = [found.in_words() for found in repo.obstacles("change the code")]
         drift = repo.checkout_drift()
         dirty = repo.dirty()
+        unrevertable = _unrevertable(repo, commits)
     except GitError as exc:
         problem = exc.in_words()
     more = len(commits) > page
@@ -49,9 +51,19 @@ def history(target: Target, before: str | None = None, page: int = PAGE) -> Hist
         release_files=dirty.own if dirty else [],
         refused_files=dirty.foreign if dirty else [],
         obstacles=obstacles,
+        unrevertable=unrevertable,
         known_good=store.known_good(target.name),
         checkpoints=store.recent(target.name),
     )
+
+
+def _unrevertable(repo: GitRepo, commits: list[Commit]) -> dict[str, str]:
+    """The page's commits the revert would refuse, with why: the button is not offered to be refused."""
+    roots = [c for c in commits if not c.parents]
+    if not roots:
+        return {}
+    edge = repo.shallow_boundary()
+    return {c.sha: why for c in roots if (why := repo.revert_refusal(c, edge))}
 
 
 def commit_detail(target: Target, sha: str) -> tuple[CommitDetail, str]:

@@ -4,20 +4,38 @@ A failed deploy either left the new commits on the branch (automatic rollback
 off, or the rollback itself failed) — then "Revert this deploy" undoes exactly
 those commits — or was already put back. Either way an admin may reset to the
 commit the deploy started from, as long as the branch still has it.
+
+Each button is first put to the schema gate, as the job would be: a deploy
+that upgraded the schema cannot be reverted or reset past its revisions, so
+where the gate has a plan the page offers the runbook that downgrades first
+(downgrade_then_revert, downgrade_then_reset) instead, and where it has none
+it offers nothing and says why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
+from app.jobs import formstate
 from app.jobs.models import Job
+from app.jobs.runbook import ParamError
+from app.schema.refusal import COMBINED, GateRefusal, planned, verdict_on
 from app.statuses import JobState
 from app.targets import registry
 from app.targets.errors import TargetError
+from app.targets.target import Target
+
+
+@dataclass(frozen=True)
+class Gated:
+    """The schema gate on one button: allowed (refused == ""), or refused, with the combined runbook's plan or not."""
+
+    refused: str = ""  # why the plain runbook would be refused, with the plan, in words
+    plan: GateRefusal | None = None  # the combined runbook to offer instead
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,8 @@ class AfterDeploy:
     revert: tuple[str, ...]  # commits the deploy brought that the branch still has; empty: nothing to revert
     head: str | None
     note: str = ""  # why a button is missing, in words
+    revert_gate: Gated = Gated()
+    reset_gate: Gated = Gated()
 
     @property
     def can_reset(self) -> bool:
@@ -66,7 +86,26 @@ def after_failed_deploy(job: Job) -> AfterDeploy | None:
         note = f"job #{max(reverted[sha] for sha in still)} already reverted this deploy"
     else:
         note = "the deployed commits are no longer on the branch: the deploy was already undone"
-    return AfterDeploy(job.target, protected, started, left, head, note)
+    after = AfterDeploy(job.target, protected, started, left, head, note)
+    return replace(
+        after,
+        revert_gate=gated(target, "revert", " ".join(left)) if left else Gated(),
+        reset_gate=gated(target, "reset", started) if after.can_reset else Gated(),
+    )
+
+
+def gated(target: Target, verb: str, value: str) -> Gated:
+    """What the schema gate says of a revert or reset the page would offer: a button it refuses is not offered."""
+    try:
+        verdict = verdict_on(target, verb, value)
+    except ParamError as exc:
+        return Gated(refused=exc.problem)
+    except TargetError as exc:
+        return Gated(refused=f"the schema gate cannot compare the code with the database: {exc.in_words()}")
+    if verdict is None or not verdict.refused:
+        return Gated()
+    refused = f"{verdict.message}. Plan: {verdict.fix}"
+    return Gated(refused, planned(target, verb, value, verdict, formstate.form_for(COMBINED[verb], target.name)))
 
 
 def _reverted_since(job: Job) -> dict[str, int]:

@@ -47,6 +47,7 @@ def history(name: str):
         release_files=page.release_files,
         refused_files=page.refused_files,
         obstacles=page.obstacles,
+        unrevertable=page.unrevertable,
         known_good=page.known_good,
         checkpoints=page.checkpoints,
         next_before=page.next_before,

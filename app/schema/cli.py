@@ -41,5 +41,5 @@ def status(target: str) -> None:
     click.echo(f"{target}:")
     for line in state.lines():
         click.echo(f"  {line}")
-    if state.drift:
+    if not state.matches:  # several heads, all applied, are said but match
         sys.exit(DRIFT_EXIT)

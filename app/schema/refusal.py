@@ -62,10 +62,25 @@ def refused_change(target: Target, form: FormState) -> GateRefusal | None:
     if not value or (form.runbook == verb and not form.error(PARAM[verb])):
         return None
     try:
-        (param,) = [p for p in runbooks.get(verb).params if p.name == PARAM[verb]]
-        verdict = gate.check(target, verb, {PARAM[verb]: param.parse(value, target.name)})
+        verdict = verdict_on(target, verb, value)
     except (TargetError, runbooks.ParamError):
         return None  # the page's flash says why it was refused
+    return planned(target, verb, value, verdict, form)
+
+
+def verdict_on(target: Target, verb: str, value: str) -> gate.GateVerdict | None:
+    """The gate's verdict on a reset or revert whose commit(s) are given as its form sends them.
+
+    Raises ParamError when the form itself would be refused, TargetError when the gate cannot compare.
+    """
+    (param,) = [p for p in runbooks.get(verb).params if p.name == PARAM[verb]]
+    return gate.check(target, verb, {PARAM[verb]: param.parse(value, target.name)})
+
+
+def planned(
+    target: Target, verb: str, value: str, verdict: gate.GateVerdict | None, form: FormState
+) -> GateRefusal | None:
+    """The combined runbook's offer when the gate refuses with a plan; None when it allows, or has no plan."""
     if verdict is None or not verdict.refused or verdict.plan is None:
         return None
     return GateRefusal(verb, value, verdict, form, target.config.backups is not None, target.config.protected)

@@ -67,7 +67,9 @@ class SchemaState:
 
     @property
     def matches(self) -> bool:
-        return self.configured and self.problem is None and not self.drift
+        """The database at every head of the code. Several heads, all applied, match: an app may branch its
+        migrations on purpose (the drift still says so), and upgrade and deploy verification must agree."""
+        return self.configured and self.problem is None and all(d.kind == SEVERAL_HEADS for d in self.drift)
 
     def lines(self) -> list[str]:
         """The state as plain text: the CLI prints it, jobs log it."""
@@ -77,7 +79,7 @@ class SchemaState:
             return [f"{self.target}: cannot read the migration state: {self.problem}"]
         current = ", ".join(sorted(self.current)) or "none (no revision applied)"
         out = [f"current: {current}", f"heads:   {', '.join(self.heads) or 'none'}"]
-        if not self.drift:
+        if self.matches:
             out.append("code and schema match")
         for drift in self.drift:
             out.append(f"DRIFT: {drift.words}")
@@ -247,14 +249,14 @@ def _rows(graph: RevisionGraph, current: set[str], added: dict[str, Commit]) -> 
 
 
 def check_schema(target: Target) -> tuple[bool, str]:
-    """For verification: the database at a head of the deployed code's migrations, or the drift in words."""
+    """For verification: the database at every head of the deployed code's migrations (SchemaState.matches),
+    or the drift in words."""
     state = read_state(target)
     if not state.configured:
         return True, ""
     if state.problem:
         return False, f"the migration state cannot be read: {state.problem}"
-    unknown, pending = state.graph.unknown(state.current), state.graph.pending(state.current)
-    if not unknown and not pending:
+    if state.matches:
         return True, f"schema at head {', '.join(sorted(state.current)) or '(no revisions)'}"
     return False, " ".join(str(d) for d in state.drift if d.kind != SEVERAL_HEADS)
 

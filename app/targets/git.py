@@ -671,20 +671,33 @@ class GitRepo:
             return frozenset()
 
     def check_revertable(self, shas: Sequence[str]) -> None:
-        """Refuse commits whose parent this clone lacks: git would revert them against nothing.
-
-        At a shallow clone's edge a commit looks like a first commit, so git
-        reverts it by deleting every file it holds: the whole application.
-        """
+        """Refuse commits git would revert against nothing, each with why and the fix (see revert_refusal)."""
         edge = self.shallow_boundary()
-        cut = [sha for sha in shas if sha in edge]
-        if cut:
-            raise UnknownCommit(
-                cut[0],
-                f"commit {cut[0][:12]} is where this shallow clone's history stops: git does not have its "
+        for sha in shas:
+            why = self.revert_refusal(self.commit(sha), edge)
+            if why:
+                raise UnknownCommit(sha, why)
+
+    def revert_refusal(self, commit: Commit, edge: frozenset[str]) -> str | None:
+        """Why this commit cannot be reverted, with the fix; None when it can. `edge` is shallow_boundary().
+
+        A commit without a parent (the repository's first one, or one at a
+        shallow clone's edge, where git does not have its parent) is reverted
+        against nothing: git deletes every file it holds, the whole application.
+        """
+        if commit.parents:
+            return None
+        if commit.sha in edge:
+            return (
+                f"commit {commit.sha[:12]} is where this shallow clone's history stops: git does not have its "
                 "parent, so reverting it would delete every file of the application — fetch the missing "
-                f"history first (`git -C {self.path} fetch --unshallow`), then revert",
+                f"history first (`git -C {self.path} fetch --unshallow`), then revert"
             )
+        return (
+            f"commit {commit.sha[:12]} is the repository's first commit (it has no parent): reverting it would "
+            "delete every file it added, the whole application — to go back, reset to a later commit or deploy "
+            "a commit that changes what you want undone"
+        )
 
     def remote_branches(self) -> list[str]:
         """The remote's branches as the last fetch saw them, as `origin/main`; none without a remote."""

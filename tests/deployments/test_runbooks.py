@@ -295,6 +295,16 @@ def test_the_edge_of_a_shallow_clone_is_refused_before_queueing(app, code_target
     assert err.value.param == "commits"
 
 
+def test_the_repository_s_first_commit_is_refused_before_queueing_with_the_fix(app, code_target):
+    """It has no parent: git would revert it by deleting every file it added, the whole application."""
+    root = code_target.commits[0]
+    with app.app_context(), pytest.raises(ParamError, match=r"first commit \(it has no parent\)") as err:
+        runbooks.get("revert").parse_params({"commits": f"{code_target.commits[3]} {root}"}, "staging")
+    assert err.value.param == "commits" and "reset to a later commit or deploy" in err.value.problem
+    with app.app_context(), pytest.raises(ParamError, match="no parent"):  # the combined runbook takes commits too
+        runbooks.get("downgrade_then_revert").parse_params({"commits": root}, "staging")
+
+
 @pytest.mark.parametrize("shape", ["detached", "hotfix"])
 def test_a_checkout_that_is_not_the_branch_tip_is_verified_but_not_marked_known_good(app, runner, code_target, shape):
     # What answers the health check is the working copy: a detached HEAD or a hot-fix edited on the

@@ -15,7 +15,7 @@ def test_history_marks_the_deployed_commit_and_offers_actions(app, users, as_rol
     for subject in ("Serve a health endpoint", "Greet in French", "Note 1.1 in the changelog"):
         assert subject in page
     assert "Break health on purpose" not in page, "only the deployed branch is listed"
-    assert page.count(">Revert</button>") == 4 and page.count("Reset to here") == 3
+    assert page.count(">Revert</button>") == 3 and page.count("Reset to here") == 3, "no revert of the first commit"
 
 
 def test_viewers_see_history_without_buttons(app, users, as_role, code_target):
@@ -84,6 +84,24 @@ def test_revert_button_starts_a_job(app, users, as_role, runner, code_target):
     wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
     bad = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": "abc"})
     assert bad.status_code == 400 and "7 to 40 hex characters" in bad.get_data(as_text=True)
+
+
+def test_the_first_commit_offers_no_revert_and_a_posted_one_is_refused_with_the_fix(
+    app, users, as_role, runner, code_target
+):
+    """A commit without a parent reverts against nothing: git would delete every file it added."""
+    root, head = code_target.commits[0], code_target.head()
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/staging/deployments").get_data(as_text=True)
+    row = page[page.index(f'id="commit-{root[:7]}') :]
+    row = row[: row.index("</tr>")]
+    assert ">Revert</button>" not in row
+    assert f"No revert: commit {root[:12]} is the repository&#39;s first commit (it has no parent)" in row
+    refused = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": root})
+    said = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "would delete every file it added" in said
+    assert "reset to a later commit or deploy a commit that changes what you want undone" in said
+    assert code_target.head() == head and (code_target.repo / "server.py").exists()
 
 
 def test_reset_of_protected_target_without_the_typed_name_is_refused(app, users, as_role, code_target):

@@ -9,6 +9,7 @@ from app.demo import load_demo
 from app.demo.history import HEAD_REVISION, MIGRATION_BRANCH, MIGRATION_BRANCH_REVISION
 from app.demo.sample import NEWER_USERS, SESSIONS_PER_USER
 from tests.e2e.test_foundation import sign_in
+from tests.support.targets import git
 
 # Users with a session when the branch's migration backfills users.last_seen_at: what the downgrade destroys.
 SEEN = sum(1 for n in SESSIONS_PER_USER if n) + len(NEWER_USERS)
@@ -97,3 +98,41 @@ def test_deploy_a_migration_reset_behind_it_and_let_the_gate_downgrade_first(dem
     # The backup the downgrade took is in the catalog, holding the data the downgrade dropped.
     open_tab(page, "Backups")
     expect(page.locator("table.grid tbody tr").first).to_contain_text(f"taken before the downgrade to {HEAD_REVISION}")
+
+
+def test_a_deploy_the_gate_kept_from_rolling_back_offers_downgrade_then_reset_on_its_job_page(demo_server, page):
+    """The branch migrates, then fails /health: the automatic rollback would leave the old code behind the schema,
+    so the job page offers the combined runbook, not a Revert or Reset the gate refuses."""
+    production = load_demo(demo_server.instance_dir / "demo")["production"]
+    repo = production.app_dir
+    git(repo, "checkout", "-q", "-b", "drill/last-seen-breaks-health", MIGRATION_BRANCH)
+    views = repo / "demoapp" / "views.py"
+    views.write_text(views.read_text().replace('jsonify(status="healthy"', 'jsonify(status="broken"'))
+    git(repo, "commit", "-q", "-am", "Break /health after the last-seen migration")
+    git(repo, "checkout", "-q", "main")
+    start = git(repo, "rev-parse", "HEAD")
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/production")
+
+    open_tab(page, "Deployments")
+    page.get_by_label("Branch or commit").fill("drill/last-seen-breaks-health")
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "failed", timeout=90_000)
+
+    steps = page.locator("#next-steps")
+    expect(steps).to_contain_text(
+        f"A plain reset to {start[:12]} would be refused: the database is at {MIGRATION_BRANCH_REVISION}",
+        timeout=10_000,
+    )
+    expect(steps.get_by_role("button", name="Revert this deploy", exact=True)).to_have_count(0)
+    expect(steps.get_by_role("button", name=f"Reset to {start[:12]} (before this deploy)", exact=True)).to_have_count(0)
+    expect(steps.get_by_role("button", name="Back up, downgrade, then revert this deploy")).to_be_visible()
+    reset = steps.locator("form", has=page.locator('input[name="runbook"][value="downgrade_then_reset"]'))
+    reset.get_by_label("Type production to confirm").fill("production")
+    reset.get_by_role("button", name=f"Back up, downgrade, then reset to {start[:12]} (before this deploy)").click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=90_000)
+    expect(page.locator("#log")).to_contain_text(f"Running downgrade {MIGRATION_BRANCH_REVISION} -> {HEAD_REVISION}")
+    assert git(repo, "rev-parse", "HEAD") == start

@@ -7,8 +7,11 @@ from sqlalchemy import select
 from app.auth.roles import Role
 from app.extensions import db
 from app.jobs.models import Job
+from tests.deployments.test_runbooks import run
+from tests.schema.test_gate import upgrade_to_heads
 from tests.support.apps import post
-from tests.support.targets import git
+from tests.support.targets import commit, git, write_targets_file
+from tests.targetpage.test_views import finished, form_of
 
 DEPLOYMENTS = "/targets/shop/deployments"
 
@@ -116,3 +119,70 @@ def test_a_refused_revert_shows_the_plan_and_the_combined_revert(app, shop_targe
     assert "Downgrade, then revert" in panel
     response = post(client, "/jobs", {"runbook": "downgrade_then_revert", "target": "shop", "commits": posts})
     assert response.status_code == 302 and re.search(r"/jobs/\d+$", response.headers["Location"])  # queued
+
+
+def failed_migrating_deploy(app, shop) -> tuple[str, str, Job]:
+    """A deploy that upgraded the schema to e5000005, then failed verification: (start, its commits, the job).
+
+    auto_rollback is on, but the gate keeps the code on the deployed commit, which has the schema's revision.
+    """
+    upgrade_to_heads(app)
+    start = git(shop.repo, "rev-parse", "HEAD")
+    git(shop.repo, "checkout", "-q", "-b", "feature/email")
+    emails = shop.add_revisions("emails", "e5000005")
+    code = shop.repo / "shop.py"
+    code.write_text(code.read_text().replace('jsonify(status="healthy")', 'jsonify(status="broken"), 500'))
+    deployed = commit(shop.repo, "emails break health")
+    git(shop.repo, "checkout", "-q", "main")
+    job, _ = run(app, "deploy", "shop", ref="feature/email", auto_rollback="on")
+    assert job.state == "failed" and "It was not rolled back automatically" in job.result
+    assert git(shop.repo, "rev-parse", "HEAD") == deployed and shop.versions() == {"e5000005"}
+    return start, f"{deployed} {emails}", job  # newest first, as the revert takes them
+
+
+def next_steps(page: str) -> str:
+    found = re.search(r'<section class="panel" id="next-steps">.*?</section>', page, re.S)
+    assert found, "no next steps on the job page"
+    return found.group()
+
+
+def test_after_a_deploy_the_gate_kept_its_next_steps_offer_downgrade_first_not_a_refused_reset(
+    app, runner, shop_target, as_role
+):
+    """Revert and reset to the start commit would leave the code behind e5000005: the gate refuses both."""
+    start, brought, job = failed_migrating_deploy(app, shop_target)
+    write_targets_file(app, shop_target.toml(protected=True))  # so the offered runbook asks for the typed name
+    admin = as_role(Role.ADMIN)
+    steps = next_steps(admin.get(f"/jobs/{job.id}").get_data(as_text=True))
+    assert ">Revert this deploy</button>" not in steps
+    assert f">Reset to {start[:12]} (before this deploy)</button>" not in steps
+    assert (
+        f"A plain reset to <code>{start[:12]}</code> would be refused: the database is at e5000005 "
+        "(add user.email), which commit" in steps
+    )
+    assert "Plan: downgrade to d4000004 first (destroys no data), then reset." in steps
+    reset = form_of(steps, f"Downgrade, then reset to {start[:12]} (before this deploy)")
+    assert 'name="runbook" value="downgrade_then_reset"' in reset and f'name="commit" value="{start}"' in reset
+    assert f'name="next" value="/jobs/{job.id}"' in reset and "Type <kbd>shop</kbd> to confirm" in reset
+    revert = form_of(steps, "Downgrade, then revert this deploy")
+    assert 'name="runbook" value="downgrade_then_revert"' in revert and f'name="commits" value="{brought}"' in revert
+    assert 'id="next-revert-confirm"' in revert and 'id="next-reset-confirm"' in reset  # one page, two typed names
+
+    operator = next_steps(as_role(Role.OPERATOR).get(f"/jobs/{job.id}").get_data(as_text=True))
+    assert (
+        "<form" not in operator
+        and "A plain revert of this deploy would be refused: the database is at e5000005" in operator
+    )
+    assert "An admin can downgrade, then revert." in operator
+
+    form = {"runbook": "downgrade_then_reset", "target": "shop", "commit": start, "next": f"/jobs/{job.id}"}
+    refused = post(admin, "/jobs", form)  # no typed name: back to the job page, the error beside the field
+    assert refused.status_code == 303 and refused.headers["Location"].endswith(f"/jobs/{job.id}")
+    steps = next_steps(admin.get(f"/jobs/{job.id}").get_data(as_text=True))
+    assert 'id="next-reset-confirm-error"' in form_of(
+        steps, f"Downgrade, then reset to {start[:12]} (before this deploy)"
+    )
+
+    response = post(admin, "/jobs", {**form, "confirm": "shop"})
+    assert response.status_code == 302 and finished(app, response.headers["Location"]) == "succeeded"
+    assert git(shop_target.repo, "rev-parse", "HEAD") == start and shop_target.versions() == {"d4000004"}

@@ -11,6 +11,7 @@ from app.jobs import runbook as runbooks
 from app.jobs.runbook import ParamError
 from app.schema import migrate
 from app.schema.runbooks import CODE_TO_MATCH
+from app.schema.state import check_schema, read_state
 from app.targets import flask_db, registry
 from app.targets.schema_db import current_revisions
 from tests.deployments.test_runbooks import log_text, run
@@ -45,6 +46,27 @@ def test_an_upgrade_to_a_pending_revision_short_of_the_heads_is_a_plain_success(
     assert shop_target.versions() == {"c3aaaaa3"}
     assert "But:" not in job.result and CODE_TO_MATCH not in job.result
     assert job.verification == "passed" and "not marked known good: code and schema differ" in log_text(view)
+
+
+def test_an_upgrade_to_every_head_of_intentional_branches_matches_as_deploy_verification_says(app, runner, shop_target):
+    """Two heads on purpose: the database at both is what a deploy's verification accepts, so the upgrade's must too."""
+    two_heads = shop_target.add_revisions("a second head", "e5000005", down="c3aaaaa3")
+    job, view = run(app, "schema_upgrade", "shop", revision="heads")
+    assert job.state == "succeeded" and job.verification == "passed", job.result
+    assert shop_target.versions() == {"d4000004", "e5000005"}
+    assert "code and schema differ" not in log_text(view) and "code and schema match" in log_text(view)
+    with app.app_context():
+        target = registry.current().open("shop")
+        assert check_schema(target) == (True, "schema at head d4000004, e5000005")
+        assert read_state(target).matches
+        assert db.session.scalars(select(KnownGood.commit)).all() == [two_heads]
+    status = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "shop"])
+    assert status.exit_code == 0 and "code and schema match" in status.output and "2 heads" in status.output
+
+    shop_target.execute("DELETE FROM alembic_version WHERE version_num = 'e5000005'")  # at one head of the two
+    with app.app_context():
+        target = registry.current().open("shop")
+        assert check_schema(target)[0] is False and not read_state(target).matches
 
 
 def test_an_upgrade_the_app_fails_after_says_so_in_short_and_how_to_move_the_schema_back(app, runner, shop_target):
