@@ -112,7 +112,7 @@ def drift_of(
 ) -> list[Drift]:
     """What is wrong between this code's revisions and the database's rows, each with its fix."""
     found = []
-    if unversioned:
+    if unversioned and graph.revisions:  # before the first revision (`flask db init` over create_all) all is well
         found.append(unversioned_drift(unversioned))
     unknown = graph.unknown(current)
     if unknown:
