@@ -205,6 +205,9 @@ def test_an_operator_backs_up_a_kept_copy_from_its_button(app, as_role, shop):
         assert (job.runbook, job.params["copy"], job.actor_name) == ("backup_copy", copy, "operator")
         queued = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
         assert queued.action == "job.queued" and queued.outcome == "ok"
+    # The timeline's "Backups and restores" filter shows it (it was only under "All jobs")
+    backups_only = client.get("/targets/shop/timeline?kind=backups").get_data(as_text=True)
+    assert re.search(rf'<tr id="event-{queued.id}" data-kind="backups"', backups_only)
 
 
 @pytest.mark.parametrize("bad", ["shop.db", "../data/shop.db.pre_restore_20240101000000", "shop.db.restore_1"])
