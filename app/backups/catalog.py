@@ -155,6 +155,8 @@ class Backup:
     manifest_unreadable: NoAccess | None = field(default=None, compare=False)
     # The file itself may not be read by Rewind's process: listed (its size and time need no read), never usable.
     file_unreadable: NoAccess | None = field(default=None, compare=False)
+    # The size its manifest recorded when Rewind last wrote it (made or verified); `size` is the file's now.
+    recorded_size: int | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -197,12 +199,22 @@ class Backup:
         return self.manifest.get("verified")
 
     @property
+    def changed_on_disk(self) -> bool:
+        """Its size is not the one recorded when it was last made or verified: cut short, replaced or appended to."""
+        return self.recorded_size is not None and self.recorded_size != self.size
+
+    @property
     def state(self) -> str:
-        """verified, failed or unverified: the words a page shows beside its colour."""
+        """verified, changed, failed or unverified: the words a page shows beside its colour.
+
+        "changed": it passed, but the file is no longer the one that passed, so it is no known good backup.
+        """
         found = self.verified
         if not found:
             return "unverified"
-        return "verified" if found.get("ok") is True else "failed"  # a hand-written "false" is no pass
+        if found.get("ok") is not True:  # a hand-written "false" is no pass
+            return "failed"
+        return "changed" if self.changed_on_disk else "verified"
 
     @property
     def restore_tested(self) -> dict[str, Any] | None:
@@ -504,8 +516,10 @@ class Catalog:
         refused = manifest.pop(UNREADABLE, None) if manifest else None
         if manifest is None or DAMAGED in manifest:
             manifest = _foreign_manifest(path, info) | (manifest or {})
+        recorded = manifest.get("size")
         manifest["size"] = info.st_size  # what is on disk now, whatever was written
-        return Backup(path, manifest, refused, _refused_to_read(path))
+        recorded = recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+        return Backup(path, manifest, refused, _refused_to_read(path), recorded)
 
     @staticmethod
     def _stored(path: Path) -> dict[str, Any] | None:

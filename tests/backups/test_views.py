@@ -319,3 +319,22 @@ def test_the_tab_and_the_cli_name_unlisted_files_damaged_manifests_and_empty_bac
     assert lines[empty + 1 : empty + 3] == [" " * 17 + "(not made by Rewind)", " " * 17 + "(empty file)"]
     rows = [line for line in lines if line[:1].isdigit() or line.startswith("TIME")]
     assert len(rows) == 4 and all(len(line) <= 80 for line in rows), result.stdout
+
+
+def test_a_verified_backup_whose_file_changed_on_disk_is_no_longer_shown_as_verified(app, as_role, shop, tmp_path):
+    """A file cut short or replaced after it passed is not the file that passed: not green, not the RPO's."""
+    path = tmp_path / "backups" / OLD
+    recorded = path.stat().st_size
+    path.write_bytes(path.read_bytes()[: recorded // 2])  # a copy cut short, over the verified one
+    page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
+    assert 'class="badge badge-ok">verified' not in page
+    assert '<span class="badge badge-bad">changed since verified</span>' in page
+    assert f"{recorded // 2} bytes now, {recorded} when verified: verify it again" in page
+    assert re.search(r'<p id="rpo">Newest verified backup:\s*none', page)
+    assert "Last restore-tested backup: none" in page
+    assert "no verified backup yet" in as_role(Role.VIEWER).get("/targets/shop").get_data(as_text=True)
+    result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"sqlite +changed +{re.escape(OLD)}\n", result.output)
+    assert f"(changed since verified: {recorded // 2} bytes now, {recorded} then; verify it again)" in result.output
+    assert "newest verified: none" in result.output
