@@ -184,7 +184,9 @@ class Backup:
     @property
     def time(self) -> datetime:
         when = datetime.fromisoformat(self.manifest["time"])
-        return when if when.tzinfo else when.replace(tzinfo=UTC)  # a hand-written manifest's time without offset
+        # A hand-written manifest's time without offset is UTC; one with another offset is turned to UTC, as every
+        # page and the CLI say "UTC" beside it.
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
     @property
     def format(self) -> str | None:
@@ -197,6 +199,11 @@ class Backup:
     @property
     def verified(self) -> dict[str, Any] | None:
         return self.manifest.get("verified")
+
+    @property
+    def verified_at(self) -> datetime | None:
+        """When it was last verified, in UTC (a manifest may record it with another offset)."""
+        return _utc_time((self.verified or {}).get("at"))
 
     @property
     def changed_on_disk(self) -> bool:
@@ -314,6 +321,11 @@ def _manifest_problem(manifest: Any) -> str | None:
         if not _is_utc_time(record.get("at")):
             return f"has a {key} record without a time with its UTC offset ('at')"
     return None
+
+
+def _utc_time(value: Any) -> datetime | None:
+    """An ISO time with its offset, turned to UTC; None for anything else."""
+    return datetime.fromisoformat(value).astimezone(UTC) if _is_utc_time(value) else None
 
 
 def _is_utc_time(value: Any) -> bool:

@@ -338,3 +338,18 @@ def test_a_verified_backup_whose_file_changed_on_disk_is_no_longer_shown_as_veri
     assert re.search(rf"sqlite +changed +{re.escape(OLD)}\n", result.output)
     assert f"(changed since verified: {recorded // 2} bytes now, {recorded} then; verify it again)" in result.output
     assert "newest verified: none" in result.output
+
+
+def test_a_manifest_written_with_another_offset_is_shown_in_utc(app, as_role, shop, tmp_path):
+    """The columns say UTC: a manifest that records its times at +02:00 (written by hand, or by another tool)
+    is shown turned to UTC, not with its own clock's hours."""
+    manifest = tmp_path / "backups" / f"{OLD}.json"
+    recorded = json.loads(manifest.read_text())
+    recorded["time"] = "2024-03-01T02:30:00+02:00"
+    recorded["verified"]["at"] = "2024-03-01T03:45:00+02:00"
+    manifest.write_text(json.dumps(recorded))
+    page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
+    assert '<span class="nowrap">2024-03-01</span> <span class="nowrap">00:30:00</span>' in page
+    assert "restore-test, 2024-03-01 01:45 UTC" in page and "02:30" not in page and "03:45" not in page
+    result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert result.output.splitlines()[1].startswith("2024-03-01 00:30 "), result.output
