@@ -353,3 +353,35 @@ def test_a_manifest_written_with_another_offset_is_shown_in_utc(app, as_role, sh
     assert "restore-test, 2024-03-01 01:45 UTC" in page and "02:30" not in page and "03:45" not in page
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
     assert result.output.splitlines()[1].startswith("2024-03-01 00:30 "), result.output
+
+
+def test_a_mistyped_name_comes_back_beside_the_button_that_was_pressed(app, as_role, shop):
+    """On a protected target, a refused Restore, Undo or clean-up shows what was typed and why beside its own
+    field (aria-invalid, described by the reason), not only in the note at the top of the tab."""
+    shop(protected=True)
+    admin = as_role(Role.ADMIN)
+    tab = "/targets/shop/backups"
+    copy = "shop.db.pre_restore_20240101000000"
+    for fields, button in [
+        ({"runbook": "restore_backup", "backup": OLD}, "Restore"),
+        ({"runbook": "undo_restore", "pre_restore": copy}, "Undo restore"),
+        ({"runbook": "cleanup_restores", "older_than_hours": "24", "spare_unsaved": "yes"}, "Drop copies older than"),
+    ]:
+        response = post(admin, "/jobs", {**fields, "target": "shop", "confirm": "shp", "next": tab})
+        assert response.status_code == 303 and response.headers["Location"] == tab
+        page = admin.get(tab).get_data(as_text=True)
+        refused = [f for f in page.split("<form")[1:] if f'value="{fields["runbook"]}"' in f]
+        assert len(refused) == 1, button
+        assert 'value="shp" size="12" required autocomplete="off" spellcheck="false" aria-invalid="true"' in refused[0]
+        assert "shop is protected: type its name, shop, to confirm" in refused[0]
+        assert 'value="shp"' not in admin.get(tab).get_data(as_text=True), "shown once, not on every later view"
+    job_id = _restore_job(app)
+    response = post(
+        admin,
+        "/jobs",
+        {"runbook": "undo_restore", "target": "shop", "pre_restore": copy, "confirm": "shp", "next": f"/jobs/{job_id}"},
+    )
+    undo = _form_of(admin.get(response.headers["Location"]).get_data(as_text=True), "Undo restore")
+    assert 'value="shp"' in undo and 'aria-invalid="true"' in undo
+    with app.app_context():
+        assert db.session.scalars(select(Job.runbook)).all() == ["restore_backup"]  # only the one made by hand here
