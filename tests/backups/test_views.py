@@ -385,3 +385,31 @@ def test_a_mistyped_name_comes_back_beside_the_button_that_was_pressed(app, as_r
     assert 'value="shp"' in undo and 'aria-invalid="true"' in undo
     with app.app_context():
         assert db.session.scalars(select(Job.runbook)).all() == ["restore_backup"]  # only the one made by hand here
+
+
+def test_a_restore_s_next_steps_say_until_when_undo_is_possible_and_offer_to_back_the_copy_up(
+    app, as_role, shop, tmp_path
+):
+    """Undo ends when the scheduler drops the copy: the page that watched the restore says when, and lets an
+    operator keep the replaced rows in a backup first."""
+    job_id = _restore_job(app)
+    copy = "shop.db.pre_restore_20240101000000"
+    page = as_role(Role.OPERATOR).get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert f'kept as <code>{copy}</code> until <time datetime="2024-01-02T00:00:00Z"' in page
+    assert "(24 h, <code>backups.keep_copies_hours</code>): undo is possible until then" in page
+    assert "backs it up (no backup holds its rows yet) and drops it" in page
+    back_up = _form_of(page, "Back up this copy")
+    assert 'name="runbook" value="backup_copy"' in back_up and f'name="copy" value="{copy}"' in back_up
+    assert "Undo restore</button>" not in page and "An admin can put it back" in page
+    admin = as_role(Role.ADMIN).get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Undo restore</button>" in admin and "Back up this copy</button>" in admin
+    viewer = as_role(Role.VIEWER).get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "until <time" in viewer and "<button" not in viewer.split('id="next-steps"')[1].split("</section>")[0]
+    held = tmp_path / "backups" / "shop_20240101_010000.sqlite.gpg"  # what Back up this copy makes
+    held.write_bytes((tmp_path / "backups" / OLD).read_bytes())
+    catalog = Catalog(tmp_path / "backups")
+    catalog.record_verification(
+        catalog.save(catalog.get(held.name), copy=copy), how="quick", ok=True, detail="ok", job_id=None
+    )
+    page = as_role(Role.OPERATOR).get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "drops it; a backup holds its rows." in page and "Back up this copy</button>" not in page
