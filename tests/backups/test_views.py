@@ -67,7 +67,7 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path
     assert OLD in page and "not made by Rewind" in page
     assert 'class="badge badge-ok">verified' in page
     assert "older than the RPO" in page and "badge-bad" in page  # the newest verified backup is years old
-    assert "shop.db.pre_restore_20240101000000" in page
+    assert "<code>shop.db.pre_restore_20240101000000</code> — pre-restore, 2024-01-01 00:00:00 UTC" in page
     assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
     assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
     assert re.search(r'<div class="table-scroll">\s*<table class="grid backups">', page)  # no page-wide scroll
