@@ -155,6 +155,8 @@ class Backup:
     manifest_unreadable: NoAccess | None = field(default=None, compare=False)
     # The file itself may not be read by Rewind's process: listed (its size and time need no read), never usable.
     file_unreadable: NoAccess | None = field(default=None, compare=False)
+    # The size its manifest recorded when Rewind last wrote it (made or verified); `size` is the file's now.
+    recorded_size: int | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -182,7 +184,9 @@ class Backup:
     @property
     def time(self) -> datetime:
         when = datetime.fromisoformat(self.manifest["time"])
-        return when if when.tzinfo else when.replace(tzinfo=UTC)  # a hand-written manifest's time without offset
+        # A hand-written manifest's time without offset is UTC; one with another offset is turned to UTC, as every
+        # page and the CLI say "UTC" beside it.
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
     @property
     def format(self) -> str | None:
@@ -197,12 +201,27 @@ class Backup:
         return self.manifest.get("verified")
 
     @property
+    def verified_at(self) -> datetime | None:
+        """When it was last verified, in UTC (a manifest may record it with another offset)."""
+        return _utc_time((self.verified or {}).get("at"))
+
+    @property
+    def changed_on_disk(self) -> bool:
+        """Its size is not the one recorded when it was last made or verified: cut short, replaced or appended to."""
+        return self.recorded_size is not None and self.recorded_size != self.size
+
+    @property
     def state(self) -> str:
-        """verified, failed or unverified: the words a page shows beside its colour."""
+        """verified, changed, failed or unverified: the words a page shows beside its colour.
+
+        "changed": it passed, but the file is no longer the one that passed, so it is no known good backup.
+        """
         found = self.verified
         if not found:
             return "unverified"
-        return "verified" if found.get("ok") is True else "failed"  # a hand-written "false" is no pass
+        if found.get("ok") is not True:  # a hand-written "false" is no pass
+            return "failed"
+        return "changed" if self.changed_on_disk else "verified"
 
     @property
     def restore_tested(self) -> dict[str, Any] | None:
@@ -302,6 +321,11 @@ def _manifest_problem(manifest: Any) -> str | None:
         if not _is_utc_time(record.get("at")):
             return f"has a {key} record without a time with its UTC offset ('at')"
     return None
+
+
+def _utc_time(value: Any) -> datetime | None:
+    """An ISO time with its offset, turned to UTC; None for anything else."""
+    return datetime.fromisoformat(value).astimezone(UTC) if _is_utc_time(value) else None
 
 
 def _is_utc_time(value: Any) -> bool:
@@ -504,8 +528,10 @@ class Catalog:
         refused = manifest.pop(UNREADABLE, None) if manifest else None
         if manifest is None or DAMAGED in manifest:
             manifest = _foreign_manifest(path, info) | (manifest or {})
+        recorded = manifest.get("size")
         manifest["size"] = info.st_size  # what is on disk now, whatever was written
-        return Backup(path, manifest, refused, _refused_to_read(path))
+        recorded = recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+        return Backup(path, manifest, refused, _refused_to_read(path), recorded)
 
     @staticmethod
     def _stored(path: Path) -> dict[str, Any] | None:

@@ -54,6 +54,8 @@ def list_backups(target: str) -> None:
             notes = [f"manifest unreadable: {b.manifest_unreadable.in_words()}"]
         elif b.manifest_problem:
             notes = [f"manifest damaged: {b.manifest_problem}"]
+        if b.state == "changed":
+            notes.append(f"changed since verified: {b.size} bytes now, {b.recorded_size} then; verify it again")
         if b.size == 0:
             notes.append("empty file")
         if b.file_unreadable:

@@ -13,7 +13,9 @@ KIND = register_kind(
         "backups",
         "Backups and restores",
         actions=("backups.",),
-        runbooks=("backup", "verify_backup", "restore_backup", "undo_restore", "cleanup_restores"),
+        # backup_copy too: the scheduler backs up a restore copy before it drops it, and a person filtering for
+        # backups must see that job beside the cleanup it made possible.
+        runbooks=("backup", "backup_copy", "verify_backup", "restore_backup", "undo_restore", "cleanup_restores"),
         order=50,
     )
 )

@@ -8,8 +8,10 @@ live and the cleanup drops it, and either way the name leaves the copy list.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from app.backups.restore import copies
+from app.backups.expiry import saved
+from app.backups.restore import Copy, copies
 from app.backups.setup import setup_of
 from app.jobs.models import Job
 from app.statuses import JobState
@@ -23,6 +25,9 @@ from app.targets.target import Target
 class UndoOffer:
     target: Target
     pre_restore: str  # the name of the copy undo puts back
+    until: datetime  # when it expires (backups.keep_copies_hours): then the scheduler backs it up and drops it
+    hours: int
+    saved: bool  # a verified backup holds its rows already
 
 
 def undo_offer(job: Job) -> UndoOffer | None:
@@ -36,5 +41,15 @@ def undo_offer(job: Job) -> UndoOffer | None:
         return None  # the Backups tab says what is wrong; the job page just offers nothing
     for copy in kept:
         if copy.kind == "pre_restore" and copy.name in job.result:
-            return UndoOffer(target, copy.name)
+            return _offer(target, copy)
     return None
+
+
+def _offer(target: Target, copy: Copy) -> UndoOffer | None:
+    """How long undo stays possible, and whether the copy's rows would outlive it: what to decide next."""
+    hours = target.config.backups.keep_copies_hours
+    try:
+        held = copy.name in saved(setup_of(target).catalog)
+    except (TargetError, OSError):
+        return None
+    return UndoOffer(target, copy.name, copy.time + timedelta(hours=hours), hours, held)

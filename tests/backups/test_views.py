@@ -67,7 +67,7 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path
     assert OLD in page and "not made by Rewind" in page
     assert 'class="badge badge-ok">verified' in page
     assert "older than the RPO" in page and "badge-bad" in page  # the newest verified backup is years old
-    assert "shop.db.pre_restore_20240101000000" in page
+    assert "<code>shop.db.pre_restore_20240101000000</code> — pre-restore, 2024-01-01 00:00:00 UTC" in page
     assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
     assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
     assert re.search(r'<div class="table-scroll">\s*<table class="grid backups">', page)  # no page-wide scroll
@@ -205,6 +205,9 @@ def test_an_operator_backs_up_a_kept_copy_from_its_button(app, as_role, shop):
         assert (job.runbook, job.params["copy"], job.actor_name) == ("backup_copy", copy, "operator")
         queued = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
         assert queued.action == "job.queued" and queued.outcome == "ok"
+    # The timeline's "Backups and restores" filter shows it (it was only under "All jobs")
+    backups_only = client.get("/targets/shop/timeline?kind=backups").get_data(as_text=True)
+    assert re.search(rf'<tr id="event-{queued.id}" data-kind="backups"', backups_only)
 
 
 @pytest.mark.parametrize("bad", ["shop.db", "../data/shop.db.pre_restore_20240101000000", "shop.db.restore_1"])
@@ -316,3 +319,97 @@ def test_the_tab_and_the_cli_name_unlisted_files_damaged_manifests_and_empty_bac
     assert lines[empty + 1 : empty + 3] == [" " * 17 + "(not made by Rewind)", " " * 17 + "(empty file)"]
     rows = [line for line in lines if line[:1].isdigit() or line.startswith("TIME")]
     assert len(rows) == 4 and all(len(line) <= 80 for line in rows), result.stdout
+
+
+def test_a_verified_backup_whose_file_changed_on_disk_is_no_longer_shown_as_verified(app, as_role, shop, tmp_path):
+    """A file cut short or replaced after it passed is not the file that passed: not green, not the RPO's."""
+    path = tmp_path / "backups" / OLD
+    recorded = path.stat().st_size
+    path.write_bytes(path.read_bytes()[: recorded // 2])  # a copy cut short, over the verified one
+    page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
+    assert 'class="badge badge-ok">verified' not in page
+    assert '<span class="badge badge-bad">changed since verified</span>' in page
+    assert f"{recorded // 2} bytes now, {recorded} when verified: verify it again" in page
+    assert re.search(r'<p id="rpo">Newest verified backup:\s*none', page)
+    assert "Last restore-tested backup: none" in page
+    assert "no verified backup yet" in as_role(Role.VIEWER).get("/targets/shop").get_data(as_text=True)
+    result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"sqlite +changed +{re.escape(OLD)}\n", result.output)
+    assert f"(changed since verified: {recorded // 2} bytes now, {recorded} then; verify it again)" in result.output
+    assert "newest verified: none" in result.output
+
+
+def test_a_manifest_written_with_another_offset_is_shown_in_utc(app, as_role, shop, tmp_path):
+    """The columns say UTC: a manifest that records its times at +02:00 (written by hand, or by another tool)
+    is shown turned to UTC, not with its own clock's hours."""
+    manifest = tmp_path / "backups" / f"{OLD}.json"
+    recorded = json.loads(manifest.read_text())
+    recorded["time"] = "2024-03-01T02:30:00+02:00"
+    recorded["verified"]["at"] = "2024-03-01T03:45:00+02:00"
+    manifest.write_text(json.dumps(recorded))
+    page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
+    assert '<span class="nowrap">2024-03-01</span> <span class="nowrap">00:30:00</span>' in page
+    assert "restore-test, 2024-03-01 01:45 UTC" in page and "02:30" not in page and "03:45" not in page
+    result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert result.output.splitlines()[1].startswith("2024-03-01 00:30 "), result.output
+
+
+def test_a_mistyped_name_comes_back_beside_the_button_that_was_pressed(app, as_role, shop):
+    """On a protected target, a refused Restore, Undo or clean-up shows what was typed and why beside its own
+    field (aria-invalid, described by the reason), not only in the note at the top of the tab."""
+    shop(protected=True)
+    admin = as_role(Role.ADMIN)
+    tab = "/targets/shop/backups"
+    copy = "shop.db.pre_restore_20240101000000"
+    for fields, button in [
+        ({"runbook": "restore_backup", "backup": OLD}, "Restore"),
+        ({"runbook": "undo_restore", "pre_restore": copy}, "Undo restore"),
+        ({"runbook": "cleanup_restores", "older_than_hours": "24", "spare_unsaved": "yes"}, "Drop copies older than"),
+    ]:
+        response = post(admin, "/jobs", {**fields, "target": "shop", "confirm": "shp", "next": tab})
+        assert response.status_code == 303 and response.headers["Location"] == tab
+        page = admin.get(tab).get_data(as_text=True)
+        refused = [f for f in page.split("<form")[1:] if f'value="{fields["runbook"]}"' in f]
+        assert len(refused) == 1, button
+        assert 'value="shp" size="12" required autocomplete="off" spellcheck="false" aria-invalid="true"' in refused[0]
+        assert "shop is protected: type its name, shop, to confirm" in refused[0]
+        assert 'value="shp"' not in admin.get(tab).get_data(as_text=True), "shown once, not on every later view"
+    job_id = _restore_job(app)
+    response = post(
+        admin,
+        "/jobs",
+        {"runbook": "undo_restore", "target": "shop", "pre_restore": copy, "confirm": "shp", "next": f"/jobs/{job_id}"},
+    )
+    undo = _form_of(admin.get(response.headers["Location"]).get_data(as_text=True), "Undo restore")
+    assert 'value="shp"' in undo and 'aria-invalid="true"' in undo
+    with app.app_context():
+        assert db.session.scalars(select(Job.runbook)).all() == ["restore_backup"]  # only the one made by hand here
+
+
+def test_a_restore_s_next_steps_say_until_when_undo_is_possible_and_offer_to_back_the_copy_up(
+    app, as_role, shop, tmp_path
+):
+    """Undo ends when the scheduler drops the copy: the page that watched the restore says when, and lets an
+    operator keep the replaced rows in a backup first."""
+    job_id = _restore_job(app)
+    copy = "shop.db.pre_restore_20240101000000"
+    page = as_role(Role.OPERATOR).get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert f'kept as <code>{copy}</code> until <time datetime="2024-01-02T00:00:00Z"' in page
+    assert "(24 h, <code>backups.keep_copies_hours</code>): undo is possible until then" in page
+    assert "backs it up (no backup holds its rows yet) and drops it" in page
+    back_up = _form_of(page, "Back up this copy")
+    assert 'name="runbook" value="backup_copy"' in back_up and f'name="copy" value="{copy}"' in back_up
+    assert "Undo restore</button>" not in page and "An admin can put it back" in page
+    admin = as_role(Role.ADMIN).get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Undo restore</button>" in admin and "Back up this copy</button>" in admin
+    viewer = as_role(Role.VIEWER).get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "until <time" in viewer and "<button" not in viewer.split('id="next-steps"')[1].split("</section>")[0]
+    held = tmp_path / "backups" / "shop_20240101_010000.sqlite.gpg"  # what Back up this copy makes
+    held.write_bytes((tmp_path / "backups" / OLD).read_bytes())
+    catalog = Catalog(tmp_path / "backups")
+    catalog.record_verification(
+        catalog.save(catalog.get(held.name), copy=copy), how="quick", ok=True, detail="ok", job_id=None
+    )
+    page = as_role(Role.OPERATOR).get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "drops it; a backup holds its rows." in page and "Back up this copy</button>" not in page
