@@ -89,6 +89,21 @@ def test_admin_sees_restore_with_a_confirmation_naming_target_and_backup(as_role
     assert "Undo restore</button>" in page and "Back up now" in page
 
 
+def test_the_restore_question_warns_of_a_backup_that_is_not_known_good(as_role, shop, tmp_path):
+    """The dialog is what a person reads before saying yes: a backup that failed or was never verified says so there."""
+    folder = tmp_path / "backups"
+    (folder / "backup_20210101_000000.sqlite.gpg").write_bytes((folder / OLD).read_bytes())
+    (folder / "backup_20220101_000000.sqlite.gpg").write_bytes(b"not OpenPGP at all")
+    catalog = Catalog(folder)
+    failed = catalog.get("backup_20220101_000000.sqlite.gpg")
+    catalog.record_verification(failed, how="quick", ok=False, detail="not encrypted", job_id=None)
+    page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
+    questions = dict(re.findall(r'data-confirm="Restore (\S+) on shop\? ([^"]*)"', page))
+    assert questions["backup_20220101_000000.sqlite.gpg"].startswith("It failed its last verification: the restore")
+    assert questions["backup_20210101_000000.sqlite.gpg"].startswith("It was never verified: the restore checks")
+    assert questions[OLD].startswith("It is restored into a scratch database first"), "a verified one: no warning"
+
+
 def test_an_operator_cannot_restore(app, as_role, shop):
     client = as_role(Role.OPERATOR)
     response = post(client, "/jobs", {"runbook": "restore_backup", "target": "shop", "backup": OLD})
