@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask.cli import AppGroup
 
@@ -15,6 +17,7 @@ from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
 
 MISSING_FOLDER = " (the folder does not exist: the first backup makes it; check backups.dir)"
+LATE_EXIT = 1  # a check found a problem, as drift in `schema status`: cron and monitors act on the status
 
 
 @click.group(cls=AppGroup)
@@ -28,7 +31,8 @@ def list_backups(target: str) -> None:
     """Every backup of TARGET, newest first, with its verified state; then the RPO line.
 
     The last column is the name the restore_backup and verify_backup runbooks
-    take as backup=NAME.
+    take as backup=NAME. Exit status: 0, or 1 when the newest verified backup
+    is older than backups.rpo_minutes (or there is none), 6 no such target.
 
     Example: flask rewind backups list production
     """
@@ -71,6 +75,8 @@ def list_backups(target: str) -> None:
     if fresh.rpo is not None:
         line += f"; RPO {config.backups.rpo_minutes} min: {'LATE' if fresh.late else 'ok'}"
     click.echo(line)
+    if fresh.late:
+        sys.exit(LATE_EXIT)
 
 
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")

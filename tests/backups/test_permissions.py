@@ -160,7 +160,8 @@ def test_the_tab_and_the_cli_name_a_manifest_they_may_not_read(app, as_role, tmp
         page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
         listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
     assert "manifest unreadable" in page and f"Rewind cannot read the manifest of {OLD} {manifest}" in page
-    assert listed.exit_code == 0 and f"manifest unreadable: Rewind cannot read the manifest of {OLD}" in listed.output
+    # listed in full, then exit 1: the fixture's only backup is years old, the RPO late
+    assert listed.exit_code == 1 and f"manifest unreadable: Rewind cannot read the manifest of {OLD}" in listed.output
 
 
 def test_the_tab_and_the_cli_mark_a_backup_file_they_may_not_read(app, as_role, tmp_path):
@@ -170,7 +171,7 @@ def test_the_tab_and_the_cli_mark_a_backup_file_they_may_not_read(app, as_role, 
         listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
     said = f"Rewind cannot read the backup file {path}: Permission denied"
     assert 'badge-bad">unreadable</span>' in page and said in page and FIX in page
-    assert listed.exit_code == 0 and f"(unreadable: {said}" in listed.output, listed.output
+    assert listed.exit_code == 1 and f"(unreadable: {said}" in listed.output, listed.output  # the RPO is late
     assert "unreadable" not in as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
 
 
@@ -183,7 +184,7 @@ def test_a_missing_backup_folder_is_said_on_the_tab(app, as_role, tmp_path):
     assert page.status_code == 200
     assert "The folder does not exist: the first backup makes it" in page.get_data(as_text=True)
     listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
-    assert listed.exit_code == 0 and listed.stdout.splitlines()[:2] == [
+    assert listed.exit_code == 1 and listed.stdout.splitlines()[:2] == [
         f"no backups in {folder} (the folder does not exist: the first backup makes it; check backups.dir)",
         "newest verified: none; RPO 60 min: LATE",
     ], listed.output

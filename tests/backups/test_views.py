@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -182,11 +183,21 @@ def test_a_backup_left_unfinished_is_offered_to_the_clean_up_when_no_restore_cop
     assert 'value="cleanup_restores"' not in page, "nothing to clean up, no button"
 
 
-def test_cli_lists_the_catalog_and_the_rpo(app, shop):
+def test_cli_lists_the_catalog_and_the_rpo(app, shop, tmp_path):
+    """A late RPO is a check that found a problem (exit 1), as drift is for `schema status`: cron can alert on it."""
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert OLD in result.output and "verified" in result.output and "not made by Rewind" in result.output
-    assert "RPO 60 min: LATE" in result.output
+    assert result.output.splitlines()[-1].endswith("RPO 60 min: LATE")
+    folder = tmp_path / "backups"
+    fresh = f"backup_{datetime.now(UTC):%Y%m%d_%H%M%S}.sqlite.gpg"
+    (folder / fresh).write_bytes((folder / OLD).read_bytes())
+    Catalog(folder).record_verification(Catalog(folder).get(fresh), how="quick", ok=True, detail="ok", job_id=None)
+    on_time = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert on_time.exit_code == 0, on_time.output
+    assert (
+        on_time.output.splitlines()[-1].startswith(f"newest verified: {fresh} (") and "RPO 60 min: ok" in on_time.output
+    )
     missing = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "nowhere"])
     assert missing.exit_code == 6 and missing.stderr.startswith("rewind: there is no target 'nowhere'")
     assert missing.stdout == ""
@@ -323,7 +334,7 @@ def test_the_tab_and_the_cli_name_unlisted_files_damaged_manifests_and_empty_bac
     assert re.search(r"shop_20240102_000000\.dump\.gpg</code> <span class=\"badge badge-warn\">manifest damaged", page)
     assert re.search(r"backup_20240101_000000\.sql\.gpg</code>.*\s*<span class=\"badge badge-bad\">empty file", page)
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the fixture's newest verified backup is years old: RPO late
     assert "not listed: by hand.sql.gpg: its name is not one Rewind accepts" in result.output
     assert "not listed: latin1_\\xe9.sql.gpg" in result.output
     lines = result.stdout.splitlines()
@@ -349,7 +360,7 @@ def test_a_verified_backup_whose_file_changed_on_disk_is_no_longer_shown_as_veri
     assert "Last restore-tested backup: none" in page
     assert "no verified backup yet" in as_role(Role.VIEWER).get("/targets/shop").get_data(as_text=True)
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the fixture's newest verified backup is years old: RPO late
     assert re.search(rf"sqlite +changed +{re.escape(OLD)}\n", result.output)
     assert f"(changed since verified: {recorded // 2} bytes now, {recorded} then; verify it again)" in result.output
     assert "newest verified: none" in result.output
