@@ -603,3 +603,19 @@ def _zombie(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+@both_databases
+def test_a_target_whose_job_s_process_was_killed_takes_the_next_job_with_no_runner_started(app, users):
+    """kill -9 of `flask rewind run` while no runner is up: the next job on its target was refused as busy
+    (exit 7, naming the dead job) until some runner happened to start."""
+    process, _, child = sleeping_job_in_its_own_process(app, 120)
+    process.kill()
+    process.wait(timeout=30)
+    result = rewind(app, "run", "staging", "test.sleep", "seconds=0", "--as", "operator", "--follow")
+    assert result.exit_code == ExitStatus.SUCCEEDED, result.output
+    first, second = jobs(app)
+    assert first.state == "interrupted" and "during “Sleep”" in first.result and "not re-run" in first.result
+    assert second.state == "succeeded"
+    assert [d["job_id"] for _, _, d in audit_rows(app, "job.interrupted")] == [first.id]
+    wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)  # its command stopped too
