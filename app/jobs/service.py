@@ -127,6 +127,11 @@ def cancel(job: Job, actor: Actor, *, via: str | None = None) -> bool:
             db.session.refresh(job)
             return True
         db.session.refresh(job)
+    if interrupt_if_dead(current_app._get_current_object(), job):
+        raise NotCancellable(
+            f"job #{job.id} was no longer running: the Rewind process running it had stopped, so it is now marked "
+            f"interrupted and its command stopped; check {job.target or 'Rewind'}, then start it again if still needed"
+        )
     if job.cancel_requested_by:
         raise NotCancellable(f"job #{job.id} is already being cancelled (asked by {job.cancel_requested_by})")
     job.cancel_requested_by = actor.name

@@ -619,3 +619,17 @@ def test_a_target_whose_job_s_process_was_killed_takes_the_next_job_with_no_runn
     assert second.state == "succeeded"
     assert [d["job_id"] for _, _, d in audit_rows(app, "job.interrupted")] == [first.id]
     wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)  # its command stopped too
+
+
+@both_databases
+def test_cancelling_a_job_whose_process_was_killed_ends_it_as_interrupted_and_says_so(app, users):
+    """It answered "asked job #1 to stop" (exit 0), and the job read running for ever: no one was left to stop."""
+    process, _, child = sleeping_job_in_its_own_process(app, 120)
+    process.kill()
+    process.wait(timeout=30)
+    result = rewind(app, "jobs", "cancel", "1", "--as", "operator")
+    refused(result, ExitStatus.REFUSED, "job #1 was no longer running", "marked interrupted", "check staging")
+    (job,) = jobs(app)
+    assert job.state == "interrupted" and job.cancel_requested_by is None
+    assert audit_rows(app, "job.cancel_requested") == []
+    wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)
