@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -32,6 +33,7 @@ from app.jobs import service
 from app.jobs.follow import follow, replay
 from app.jobs.models import Job
 from app.jobs.runner import Runner, runners_alive
+from app.pagination import keyset_page
 from app.rowids import ROW_ID_MAX
 from app.signalrelay import signals_set
 from app.statuses import ExitStatus, JobState, Outcome
@@ -285,6 +287,7 @@ def jobs() -> None:
 
 
 LIST_WIDTH = 80  # `jobs list` stays readable on a terminal this wide
+LIST_LIMIT = 50
 
 
 def _job(job_id: int) -> Job:
@@ -301,20 +304,27 @@ def _when(value) -> str:
 @jobs.command("list")
 @click.option("--target", help="only this target's jobs")
 @click.option("--state", type=click.Choice([s.value for s in JobState]), help="only jobs in this state")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000), help="newest first, this many")
-def list_jobs(target: str | None, state: str | None, limit: int) -> None:
-    """The newest jobs, one a line."""
-    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+@click.option("--before", type=click.IntRange(min=1), help="only jobs older than this id (the next page)")
+@click.option(
+    "--limit", default=LIST_LIMIT, show_default=True, type=click.IntRange(1, 1000), help="newest first, this many"
+)
+def list_jobs(target: str | None, state: str | None, before: int | None, limit: int) -> None:
+    """The newest jobs, one a line. When there are more, the last line is the command that lists the older ones.
+
+    Example: flask rewind jobs list --target production --before 120
+    """
+    stmt = select(Job)
     if target:
         stmt = stmt.where(Job.target == target)
     if state:
         stmt = stmt.where(Job.state == state)
-    rows = db.session.scalars(stmt).all()
+    page = keyset_page(stmt, Job.id, before=None if before is None else min(before, ROW_ID_MAX), limit=limit)
+    rows = page.items
     if not rows and target and target not in registry.current().names():
         # a target gone from the file keeps its jobs (listed above); a name with neither is a typo
         raise Refused(str(registry.UnknownTarget(target, registry.current().names())))
     if not rows:
-        click.echo("no jobs")
+        click.echo(f"no jobs older than #{before}" if before else "no jobs")
         return
     click.echo(f"{'ID':>6}  {'STATE':<11} {'RUNBOOK':<21} {'TARGET':<10} {'BY':<10} QUEUED (UTC)")
     for job in rows:
@@ -324,6 +334,17 @@ def list_jobs(target: str | None, state: str | None, limit: int) -> None:
         )
         if job.result:
             click.echo(f"{'':8}{_cell(job.result.splitlines()[0], LIST_WIDTH - 8).rstrip()}")
+    if page.next_cursor is not None:
+        click.echo(f"older jobs: {_next_page(target, state, page.next_cursor, limit)}")
+
+
+def _next_page(target: str | None, state: str | None, before: int, limit: int) -> str:
+    """The command for the next (older) page, same filters: an id, not an offset, so new jobs shift nothing."""
+    words = ["flask rewind jobs list"]
+    words += [f"--target {shlex.quote(target)}"] if target else []
+    words += [f"--state {state}"] if state else []
+    words += [f"--before {before}"] + ([f"--limit {limit}"] if limit != LIST_LIMIT else [])
+    return " ".join(words)
 
 
 def _cell(text: str, width: int) -> str:

@@ -450,8 +450,9 @@ def test_without_follow_a_running_runner_takes_the_job_and_the_cli_returns(app, 
 
 
 def job_lines(result) -> list[str]:
-    """The header and one line a job: each job's result is on the indented line below it."""
-    return [line for line in result.stdout.splitlines() if not line.startswith("        ")]
+    """The header and one line a job: each job's result is on the indented line below it, the next page's command
+    after them."""
+    return [line for line in result.stdout.splitlines() if not line.startswith(("        ", "older jobs: "))]
 
 
 def test_jobs_list_filters_by_target_and_state(app, users):
@@ -633,3 +634,19 @@ def test_cancelling_a_job_whose_process_was_killed_ends_it_as_interrupted_and_sa
     assert job.state == "interrupted" and job.cancel_requested_by is None
     assert audit_rows(app, "job.cancel_requested") == []
     wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)
+
+
+def test_jobs_list_pages_back_through_older_jobs_with_the_same_filters_while_new_ones_arrive(app, users):
+    """It showed the newest --limit (1000 at most) with no hint of the rest and no way to reach older jobs."""
+    operator = Actor(users[Role.OPERATOR], "operator")
+    ids = [queue(app, "test.echo", "staging" if i % 2 else "production", operator, text=str(i)) for i in range(7)]
+    staging = [i for n, i in enumerate(ids) if n % 2][::-1]  # newest first
+    first = rewind(app, "jobs", "list", "--target", "staging", "--limit", "2")
+    assert [line.split()[0] for line in job_lines(first)[1:]] == [str(i) for i in staging[:2]]
+    hint = first.stdout.splitlines()[-1]
+    assert hint == f"older jobs: flask rewind jobs list --target staging --before {staging[1]} --limit 2"
+    queue(app, "test.echo", "staging", operator, text="new")  # a new job does not shift the next page
+    second = rewind(app, "jobs", "list", *hint.split()[6:])
+    assert [line.split()[0] for line in job_lines(second)[1:]] == [str(staging[2])]
+    assert "older jobs" not in second.stdout
+    assert rewind(app, "jobs", "list", "--before", str(ids[0])).stdout == f"no jobs older than #{ids[0]}\n"
