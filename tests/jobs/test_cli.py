@@ -650,3 +650,28 @@ def test_jobs_list_pages_back_through_older_jobs_with_the_same_filters_while_new
     assert [line.split()[0] for line in job_lines(second)[1:]] == [str(staging[2])]
     assert "older jobs" not in second.stdout
     assert rewind(app, "jobs", "list", "--before", str(ids[0])).stdout == f"no jobs older than #{ids[0]}\n"
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+def test_run_follow_of_a_job_whose_worker_is_killed_ends_with_the_interrupted_status(app, users):
+    """`run --follow` of a job a `flask rewind worker` ran, when that worker was killed outright: it waited for
+    ever (a CI pipeline hung) on a job that read running, as nothing was left to end it."""
+    worker = subprocess.Popen([sys.executable, "-m", "flask", "rewind", "worker"], cwd=REPO, env=flask_env(app))
+    try:
+        wait_for(lambda: runners_alive(app), timeout=60)
+        process, lines, child = sleeping_job_in_its_own_process(app, 120)
+        worker.kill()  # as the OOM killer would: no clean-up runs
+        worker.wait(timeout=30)
+        try:
+            status = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        rest = rest_of(lines)
+        assert status == ExitStatus.INTERRUPTED, rest
+        assert "job #1 interrupted: Rewind stopped while this job was running during “Sleep”." in rest
+        assert jobs(app)[0].state == "interrupted"
+        wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)  # its command stopped
+    finally:
+        if worker.poll() is None:
+            worker.kill()
