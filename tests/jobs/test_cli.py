@@ -675,3 +675,21 @@ def test_run_follow_of_a_job_whose_worker_is_killed_ends_with_the_interrupted_st
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+@pytest.mark.parametrize(
+    "where, needles",
+    [
+        ("empty", ["Rewind's ops database failed: no such table: job", "flask db upgrade"]),
+        ("absent", ['database "no_such_db" does not exist', "check REWIND_DATABASE_URL", "server is up"]),
+    ],
+)
+def test_an_ops_database_that_cannot_be_used_is_one_line_with_the_fix(app, tmp_path, pg_server, where, needles):
+    """It was a 160-line traceback, where the README promises one `rewind:` line (exit 1)."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}" if where == "empty" else pg_server.url("no_such_db")
+    env = flask_env(app) | {"REWIND_DATABASE_URL": url}
+    argv = [sys.executable, "-m", "flask", "rewind", "jobs", "list"]
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == ExitStatus.ERROR, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("rewind: ") and all(needle in line for needle in needles), line
