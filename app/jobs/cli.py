@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import click
@@ -40,6 +41,7 @@ from app.statuses import ExitStatus, JobState, Outcome
 from app.targets import registry
 
 VIA = "cli"
+CLAIM_RETRY_S = 0.2
 NO_TARGET = "-"
 
 
@@ -152,18 +154,35 @@ def _confirm(book: runbooks.Runbook, target: str | None, raw: dict[str, str], ye
 
 
 def _run_here(job_id: int) -> threading.Thread | None:
-    """With no runner up, claim this one job and run it in this process; None if a runner has it."""
+    """With no runner up, claim this one job and run it in this process; None if a runner has it.
+
+    A claim can miss while the target's lock is still let go by the job before (in another process, its end
+    already committed): then it tries again, for no runner is up to start the job, and following it would wait
+    for ever.
+    """
     app = current_app._get_current_object()
-    if runners_alive(app):
-        return None
     local = Runner(app, workers=1, identity=f"{socket.gethostname()}:{os.getpid()}/cli")
-    held = local.claim(job_id)
-    if held is None:
-        return None  # another runner claimed it first
-    thread = threading.Thread(target=local.run_claimed, args=(job_id, held), name=f"rewind-cli-job-{job_id}")
-    thread.daemon = True  # a second Ctrl-C may leave it: the next runner marks it interrupted
-    thread.start()
-    return thread
+    told = False
+    while not runners_alive(app):
+        held = local.claim(job_id)
+        if held is not None:
+            thread = threading.Thread(target=local.run_claimed, args=(job_id, held), name=f"rewind-cli-job-{job_id}")
+            thread.daemon = True  # a second Ctrl-C may leave it: the next runner marks it interrupted
+            thread.start()
+            return thread
+        if not _still_queued(job_id):
+            return None  # another runner claimed it first
+        if not told:
+            click.echo("waiting for the job before it to let go of the target ...")
+            told = True
+        time.sleep(CLAIM_RETRY_S)
+    return None
+
+
+def _still_queued(job_id: int) -> bool:
+    state = db.session.scalar(select(Job.state).where(Job.id == job_id))
+    db.session.commit()  # end the read, so the next one sees other processes' commits
+    return state == JobState.QUEUED
 
 
 def _cancel_on_interrupt(job_id: int, actor: Actor) -> None:

@@ -693,3 +693,27 @@ def test_an_ops_database_that_cannot_be_used_is_one_line_with_the_fix(app, tmp_p
     assert done.returncode == ExitStatus.ERROR, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("rewind: ") and all(needle in line for needle in needles), line
+
+
+def test_run_with_no_runner_waits_for_the_target_lock_a_just_ended_job_still_holds(app, users):
+    """The job before, in another process, has committed its end but not yet let go of the target's lock: the
+    claim missed, `run` said "a runner will start it" with no runner up, and waited for ever on a queued job."""
+    from app.jobs.runner import FileLocks
+
+    locks = FileLocks(app.config["REWIND_SETTINGS"].instance_dir / "locks")
+    held = locks.try_lock("target-staging")  # as that other process still holds it
+    argv = [sys.executable, "-m", "flask", "rewind", "run", "staging", "test.sleep", "seconds=0", "--as", "operator"]
+    process = subprocess.Popen([*argv, "--follow"], cwd=REPO, env=flask_env(app), stdout=subprocess.PIPE, text=True)
+    try:
+        first = [process.stdout.readline() for _ in range(2)]
+        assert first[1].strip() == "waiting for the job before it to let go of the target ...", first
+        FileLocks.release(held)
+        held = None
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if held is not None:
+            FileLocks.release(held)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == ExitStatus.SUCCEEDED, out
+    assert "no runner is up: running it in this process" in out and jobs(app)[0].worker.endswith("/cli")
