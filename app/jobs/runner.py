@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,7 @@ JOB_LOCKS = 0x52570001  # advisory lock namespaces ("RW" + 1, 2, 3)
 TARGET_LOCKS = 0x52570002
 RUNNER_LOCKS = 0x52570003  # every running Runner holds (RUNNER_LOCKS, 0) shared: "someone will run jobs"
 CLAIM_BATCH = 20
+SWEEP_S = 30.0  # how often a runner looks for running jobs whose process died
 CLAIM_SQL = "SELECT id, target, mutates FROM job WHERE state = :queued ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
 CLAIM_ONE_SQL = "SELECT id, target, mutates FROM job WHERE state = :queued AND id = :only FOR UPDATE SKIP LOCKED"
 
@@ -152,10 +154,18 @@ def _release(held) -> None:
 
 
 class Runner:
-    def __init__(self, app: Flask, workers: int = 4, poll_s: float = 1.0, identity: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        workers: int = 4,
+        poll_s: float = 1.0,
+        identity: str | None = None,
+        sweep_s: float = SWEEP_S,
+    ) -> None:
         self.app = app
         self.workers = workers
         self.poll_s = poll_s
+        self.sweep_s = sweep_s
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         settings = app.config["REWIND_SETTINGS"]
         self.postgres = settings.is_postgres
@@ -256,11 +266,17 @@ class Runner:
     # --- claiming ----------------------------------------------------------------------
 
     def _loop(self) -> None:
+        next_sweep = time.monotonic() + self.sweep_s
         with self.app.app_context():
             while not self._stop.is_set():
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
                 try:
+                    if time.monotonic() >= next_sweep:
+                        # Another process's job whose process died (a sibling worker killed outright) reads running
+                        # on its page for ever unless someone looks: look now and then, not only at start.
+                        next_sweep = time.monotonic() + self.sweep_s
+                        self.sweep_interrupted()
                     while self._free_slot() and self._claim_and_submit():
                         pass
                 except Exception:
