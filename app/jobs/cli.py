@@ -179,6 +179,24 @@ def _run_here(job_id: int) -> threading.Thread | None:
     return None
 
 
+def _run_here_or_cancel(job_id: int, actor: Actor) -> threading.Thread | None:
+    """_run_here(); Ctrl-C while it waits cancels the job, which would otherwise run whenever a runner next starts."""
+    try:
+        return _run_here(job_id)
+    except KeyboardInterrupt:
+        job = db.session.get(Job, job_id)
+        try:
+            before_start = service.cancel(job, actor, via=VIA)
+        except service.NotCancellable as exc:
+            db.session.rollback()
+            raise CliError(f"stopped waiting, but {exc}: flask rewind jobs show {job_id}") from None
+        if not before_start:  # a runner took it meanwhile: it stops after its current command
+            click.echo(f"\nasked job #{job_id} to stop: flask rewind jobs show {job_id}", err=True)
+            click.get_current_context().exit(int(ExitStatus.DETACHED))
+        click.echo(f"\ncancelled job #{job_id} before it started", err=True)
+        click.get_current_context().exit(int(ExitStatus.CANCELLED))
+
+
 def _still_queued(job_id: int) -> bool:
     state = db.session.scalar(select(Job.state).where(Job.id == job_id))
     db.session.commit()  # end the read, so the next one sees other processes' commits
@@ -283,7 +301,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
         raise Refused(str(exc)) from None
     job_id = job.id
     click.echo(f"queued job #{job_id}: {book.name} on {target_name or 'Rewind'} as {actor.name}")
-    here = _run_here(job_id)
+    here = _run_here_or_cancel(job_id, actor)
     if here is None and not follow_job:
         click.echo(f"a runner will start it; follow it with: flask rewind jobs show {job_id}")
         return

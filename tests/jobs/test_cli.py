@@ -717,3 +717,29 @@ def test_run_with_no_runner_waits_for_the_target_lock_a_just_ended_job_still_hol
             process.kill()
     assert process.returncode == ExitStatus.SUCCEEDED, out
     assert "no runner is up: running it in this process" in out and jobs(app)[0].worker.endswith("/cli")
+
+
+def test_ctrl_c_while_run_waits_for_the_target_lock_cancels_the_queued_job(app, users):
+    """It ended with "Aborted!" and left the job queued, to run by itself whenever a runner next started."""
+    from app.jobs.runner import FileLocks
+
+    locks = FileLocks(app.config["REWIND_SETTINGS"].instance_dir / "locks")
+    held = locks.try_lock("target-staging")
+    argv = [sys.executable, "-m", "flask", "rewind", "run", "staging", "test.sleep", "seconds=0", "--as", "operator"]
+    process = subprocess.Popen(
+        argv, cwd=REPO, env=flask_env(app), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        first = [process.stdout.readline() for _ in range(2)]
+        assert first[1].strip() == "waiting for the job before it to let go of the target ...", first
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        FileLocks.release(held)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == ExitStatus.CANCELLED, err
+    assert "cancelled job #1 before it started" in err
+    assert jobs(app)[0].state == "cancelled"
+    ((_, _, details),) = audit_rows(app, "job.cancelled")
+    assert details == {"job_id": 1, "before_start": True, "via": "cli"}
