@@ -2,10 +2,12 @@
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import DBAPIError
 
 from app.audit.cli import audit
 from app.auth.cli import init_admin, users
 from app.backups.cli import backups
+from app.clierrors import ops_database_error
 from app.demo.cli import demo
 from app.envconfig.cli import config
 from app.flags.cli import flags
@@ -14,7 +16,17 @@ from app.schema.cli import schema
 from app.targets.cli import targets
 
 
-@click.group("rewind", cls=AppGroup)
+class RewindGroup(AppGroup):
+    """Says an ops database failure the way every other error is said (README: exit 1, one `rewind:` line)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            raise ops_database_error(exc) from None
+
+
+@click.group("rewind", cls=RewindGroup)
 def rewind() -> None:
     """Rewind's own commands.
 

@@ -4,7 +4,9 @@ can act on (app.statuses.ExitStatus, the README's table)."""
 from __future__ import annotations
 
 import click
+from sqlalchemy.exc import DBAPIError
 
+from app.jobs.redact import Redactor
 from app.statuses import ExitStatus
 
 
@@ -24,3 +26,16 @@ class Refused(CliError):
 
     def __init__(self, message: str, exit_code: int = ExitStatus.REFUSED) -> None:
         super().__init__(message, exit_code)
+
+
+def ops_database_error(exc: DBAPIError) -> CliError:
+    """Rewind's own database failed under a command: one line with what to check, not a 150-line traceback."""
+    lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+    said = Redactor()(lines[0])
+    no_tables = "no such table" in said or ('relation "' in said and "does not exist" in said)
+    fix = (
+        "create its tables first: flask db upgrade"
+        if no_tables
+        else "check REWIND_DATABASE_URL and that the database server is up"
+    )
+    return CliError(f"Rewind's ops database failed: {said}; {fix}")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import click
@@ -32,12 +34,14 @@ from app.jobs import service
 from app.jobs.follow import follow, replay
 from app.jobs.models import Job
 from app.jobs.runner import Runner, runners_alive
+from app.pagination import keyset_page
 from app.rowids import ROW_ID_MAX
 from app.signalrelay import signals_set
 from app.statuses import ExitStatus, JobState, Outcome
 from app.targets import registry
 
 VIA = "cli"
+CLAIM_RETRY_S = 0.2
 NO_TARGET = "-"
 
 
@@ -150,18 +154,53 @@ def _confirm(book: runbooks.Runbook, target: str | None, raw: dict[str, str], ye
 
 
 def _run_here(job_id: int) -> threading.Thread | None:
-    """With no runner up, claim this one job and run it in this process; None if a runner has it."""
+    """With no runner up, claim this one job and run it in this process; None if a runner has it.
+
+    A claim can miss while the target's lock is still let go by the job before (in another process, its end
+    already committed): then it tries again, for no runner is up to start the job, and following it would wait
+    for ever.
+    """
     app = current_app._get_current_object()
-    if runners_alive(app):
-        return None
     local = Runner(app, workers=1, identity=f"{socket.gethostname()}:{os.getpid()}/cli")
-    held = local.claim(job_id)
-    if held is None:
-        return None  # another runner claimed it first
-    thread = threading.Thread(target=local.run_claimed, args=(job_id, held), name=f"rewind-cli-job-{job_id}")
-    thread.daemon = True  # a second Ctrl-C may leave it: the next runner marks it interrupted
-    thread.start()
-    return thread
+    told = False
+    while not runners_alive(app):
+        held = local.claim(job_id)
+        if held is not None:
+            thread = threading.Thread(target=local.run_claimed, args=(job_id, held), name=f"rewind-cli-job-{job_id}")
+            thread.daemon = True  # a second Ctrl-C may leave it: the next runner marks it interrupted
+            thread.start()
+            return thread
+        if not _still_queued(job_id):
+            return None  # another runner claimed it first
+        if not told:
+            click.echo("waiting for the job before it to let go of the target ...")
+            told = True
+        time.sleep(CLAIM_RETRY_S)
+    return None
+
+
+def _run_here_or_cancel(job_id: int, actor: Actor) -> threading.Thread | None:
+    """_run_here(); Ctrl-C while it waits cancels the job, which would otherwise run whenever a runner next starts."""
+    try:
+        return _run_here(job_id)
+    except KeyboardInterrupt:
+        job = db.session.get(Job, job_id)
+        try:
+            before_start = service.cancel(job, actor, via=VIA)
+        except service.NotCancellable as exc:
+            db.session.rollback()
+            raise CliError(f"stopped waiting, but {exc}: flask rewind jobs show {job_id}") from None
+        if not before_start:  # a runner took it meanwhile: it stops after its current command
+            click.echo(f"\nasked job #{job_id} to stop: flask rewind jobs show {job_id}", err=True)
+            click.get_current_context().exit(int(ExitStatus.DETACHED))
+        click.echo(f"\ncancelled job #{job_id} before it started", err=True)
+        click.get_current_context().exit(int(ExitStatus.CANCELLED))
+
+
+def _still_queued(job_id: int) -> bool:
+    state = db.session.scalar(select(Job.state).where(Job.id == job_id))
+    db.session.commit()  # end the read, so the next one sees other processes' commits
+    return state == JobState.QUEUED
 
 
 def _cancel_on_interrupt(job_id: int, actor: Actor) -> None:
@@ -262,7 +301,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
         raise Refused(str(exc)) from None
     job_id = job.id
     click.echo(f"queued job #{job_id}: {book.name} on {target_name or 'Rewind'} as {actor.name}")
-    here = _run_here(job_id)
+    here = _run_here_or_cancel(job_id, actor)
     if here is None and not follow_job:
         click.echo(f"a runner will start it; follow it with: flask rewind jobs show {job_id}")
         return
@@ -285,6 +324,7 @@ def jobs() -> None:
 
 
 LIST_WIDTH = 80  # `jobs list` stays readable on a terminal this wide
+LIST_LIMIT = 50
 
 
 def _job(job_id: int) -> Job:
@@ -301,20 +341,27 @@ def _when(value) -> str:
 @jobs.command("list")
 @click.option("--target", help="only this target's jobs")
 @click.option("--state", type=click.Choice([s.value for s in JobState]), help="only jobs in this state")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000), help="newest first, this many")
-def list_jobs(target: str | None, state: str | None, limit: int) -> None:
-    """The newest jobs, one a line."""
-    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+@click.option("--before", type=click.IntRange(min=1), help="only jobs older than this id (the next page)")
+@click.option(
+    "--limit", default=LIST_LIMIT, show_default=True, type=click.IntRange(1, 1000), help="newest first, this many"
+)
+def list_jobs(target: str | None, state: str | None, before: int | None, limit: int) -> None:
+    """The newest jobs, one a line. When there are more, the last line is the command that lists the older ones.
+
+    Example: flask rewind jobs list --target production --before 120
+    """
+    stmt = select(Job)
     if target:
         stmt = stmt.where(Job.target == target)
     if state:
         stmt = stmt.where(Job.state == state)
-    rows = db.session.scalars(stmt).all()
+    page = keyset_page(stmt, Job.id, before=None if before is None else min(before, ROW_ID_MAX), limit=limit)
+    rows = page.items
     if not rows and target and target not in registry.current().names():
         # a target gone from the file keeps its jobs (listed above); a name with neither is a typo
         raise Refused(str(registry.UnknownTarget(target, registry.current().names())))
     if not rows:
-        click.echo("no jobs")
+        click.echo(f"no jobs older than #{before}" if before else "no jobs")
         return
     click.echo(f"{'ID':>6}  {'STATE':<11} {'RUNBOOK':<21} {'TARGET':<10} {'BY':<10} QUEUED (UTC)")
     for job in rows:
@@ -324,6 +371,17 @@ def list_jobs(target: str | None, state: str | None, limit: int) -> None:
         )
         if job.result:
             click.echo(f"{'':8}{_cell(job.result.splitlines()[0], LIST_WIDTH - 8).rstrip()}")
+    if page.next_cursor is not None:
+        click.echo(f"older jobs: {_next_page(target, state, page.next_cursor, limit)}")
+
+
+def _next_page(target: str | None, state: str | None, before: int, limit: int) -> str:
+    """The command for the next (older) page, same filters: an id, not an offset, so new jobs shift nothing."""
+    words = ["flask rewind jobs list"]
+    words += [f"--target {shlex.quote(target)}"] if target else []
+    words += [f"--state {state}"] if state else []
+    words += [f"--before {before}"] + ([f"--limit {limit}"] if limit != LIST_LIMIT else [])
+    return " ".join(words)
 
 
 def _cell(text: str, width: int) -> str:

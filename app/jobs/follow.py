@@ -7,17 +7,21 @@ same steps and lines, in the same order, whoever runs the job.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db
 from app.jobs.engine import engine
 from app.jobs.events import JobView, events_after
 from app.jobs.models import Job, JobEvent
+from app.jobs.runner import interrupt_if_dead
 from app.statuses import JobState, StepState, Verification
 
 POLL_S = 0.5  # another process's events carry no in-process notice on SQLite: re-read this often
+LIVENESS_S = 5.0  # how often a follower looks whether the process running the job is still there
 
 Echo = Callable[[str], None]
 MARKS = {"out": "|", "err": "!"}  # "cmd" lines already start with "$ "
@@ -80,7 +84,9 @@ def follow(
     """Print the job's events as they are stored, until it ends; returns its final state.
 
     Woken by the event bus when the job runs in this process (or any process,
-    on PostgreSQL); otherwise it re-reads every poll_s. `news`: an event that
+    on PostgreSQL); otherwise it re-reads every poll_s. A job whose process
+    died (a worker killed outright) is marked interrupted here, so a
+    follower never waits for an end that cannot come. `news`: an event that
     others may set to wake it too; `stop`: once set, KeyboardInterrupt is raised
     here, between reads (how the CLI turns Ctrl-C into a cancel).
     """
@@ -94,6 +100,7 @@ def follow(
     bus.subscribe(heard)
     printer = EventPrinter(job_id, echo)
     seen = 0
+    next_look = time.monotonic() + LIVENESS_S
     try:
         while True:
             # The row first: a final state is committed with its last event, so reading events
@@ -107,6 +114,10 @@ def follow(
                 return printer.view.state
             if state.is_final:
                 return state
+            if state == JobState.RUNNING and time.monotonic() >= next_look:
+                next_look = time.monotonic() + LIVENESS_S
+                if interrupt_if_dead(current_app._get_current_object(), db.session.get(Job, job_id)):
+                    continue  # its process died: print the interrupted end and return it
             news.wait(poll_s)
             news.clear()
             if stop is not None and stop.is_set():

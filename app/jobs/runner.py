@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,7 @@ JOB_LOCKS = 0x52570001  # advisory lock namespaces ("RW" + 1, 2, 3)
 TARGET_LOCKS = 0x52570002
 RUNNER_LOCKS = 0x52570003  # every running Runner holds (RUNNER_LOCKS, 0) shared: "someone will run jobs"
 CLAIM_BATCH = 20
+SWEEP_S = 30.0  # how often a runner looks for running jobs whose process died
 CLAIM_SQL = "SELECT id, target, mutates FROM job WHERE state = :queued ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
 CLAIM_ONE_SQL = "SELECT id, target, mutates FROM job WHERE state = :queued AND id = :only FOR UPDATE SKIP LOCKED"
 
@@ -101,11 +103,69 @@ def runners_alive(app: Flask) -> bool:
     return False
 
 
+def interrupt_if_dead(app: Flask, job: Job) -> bool:
+    """Mark a running job interrupted if the process that ran it is gone; True if it was.
+
+    Gone means its job lock can be taken; it is marked while that lock is
+    held, so a live job is never touched. Busy checks call it too: a job
+    whose process was SIGKILLed must not keep its target refused until some
+    runner happens to start.
+    """
+    held = _lock_job(app, job.id)
+    if held is None:
+        return False  # its runner is alive
+    try:
+        if mark_interrupted(job):
+            log.warning("job %s was running when its process stopped; marked interrupted", job.id)
+            return True
+        return False
+    finally:
+        _release(held)
+
+
+def _lock_job(app: Flask, job_id: int):
+    settings = app.config["REWIND_SETTINGS"]
+    if settings.is_postgres:
+        conn = db.engine.connect()
+        if Runner._try_lock(conn, JOB_LOCKS, job_id):
+            return ("pg", conn)
+        _release(("pg", conn))
+        return None
+    fd = FileLocks(settings.instance_dir / "locks").try_lock(f"job-{job_id}")
+    return None if fd is None else ("files", [fd])
+
+
+def _release(held) -> None:
+    """Give back a job's locks. A pooled connection outlives the job, so its session locks must go."""
+    kind, handle = held
+    if kind == "files":
+        for fd in handle:
+            FileLocks.release(fd)
+        return
+    try:
+        handle.rollback()  # an aborted transaction would refuse the unlock
+        handle.execute(text("SELECT pg_advisory_unlock_all()"))
+        handle.commit()
+    except Exception:
+        log.exception("could not release advisory locks; discarding the connection")
+        handle.invalidate()  # closing the server session drops its locks
+    finally:
+        handle.close()
+
+
 class Runner:
-    def __init__(self, app: Flask, workers: int = 4, poll_s: float = 1.0, identity: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        workers: int = 4,
+        poll_s: float = 1.0,
+        identity: str | None = None,
+        sweep_s: float = SWEEP_S,
+    ) -> None:
         self.app = app
         self.workers = workers
         self.poll_s = poll_s
+        self.sweep_s = sweep_s
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         settings = app.config["REWIND_SETTINGS"]
         self.postgres = settings.is_postgres
@@ -138,7 +198,7 @@ class Runner:
             self._thread.join(timeout=5)
         self._pool.shutdown(wait=wait, cancel_futures=True)
         if self._presence is not None:
-            self._release(self._presence)
+            _release(self._presence)
             self._presence = None
 
     def _announce(self):
@@ -199,38 +259,24 @@ class Runner:
         while that lock is held, so a live job is never touched.
         """
         running = db.session.scalars(select(Job).where(Job.state == JobState.RUNNING.value)).all()
-        swept = 0
-        for job in running:
-            held = self._lock_job(job.id)
-            if held is None:
-                continue  # its runner is alive
-            try:
-                if mark_interrupted(job):
-                    log.warning("job %s was running when its process stopped; marked interrupted", job.id)
-                    swept += 1
-            finally:
-                self._release(held)
+        swept = sum(interrupt_if_dead(self.app, job) for job in running)
         db.session.remove()
         return swept
-
-    def _lock_job(self, job_id: int):
-        if self.postgres:
-            conn = db.engine.connect()
-            if self._try_lock(conn, JOB_LOCKS, job_id):
-                return ("pg", conn)
-            self._release(("pg", conn))
-            return None
-        fd = self.files.try_lock(f"job-{job_id}")
-        return None if fd is None else ("files", [fd])
 
     # --- claiming ----------------------------------------------------------------------
 
     def _loop(self) -> None:
+        next_sweep = time.monotonic() + self.sweep_s
         with self.app.app_context():
             while not self._stop.is_set():
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
                 try:
+                    if time.monotonic() >= next_sweep:
+                        # Another process's job whose process died (a sibling worker killed outright) reads running
+                        # on its page for ever unless someone looks: look now and then, not only at start.
+                        next_sweep = time.monotonic() + self.sweep_s
+                        self.sweep_interrupted()
                     while self._free_slot() and self._claim_and_submit():
                         pass
                 except Exception:
@@ -290,14 +336,14 @@ class Runner:
             if mutates and target:
                 target_fd = self.files.try_lock(f"target-{target}")
                 if target_fd is None:
-                    self._release(("files", fds))
+                    _release(("files", fds))
                     continue
                 fds.append(target_fd)
             if self._mark_running(job_id):
                 db.session.commit()
                 return job_id, ("files", fds)
             db.session.rollback()
-            self._release(("files", fds))
+            _release(("files", fds))
         return None
 
     def _claim_postgres(self, only: int | None = None):
@@ -322,9 +368,9 @@ class Runner:
                 return job_id, ("pg", conn)
             conn.commit()
         except Exception:
-            self._release(("pg", conn))
+            _release(("pg", conn))
             raise
-        self._release(("pg", conn))
+        _release(("pg", conn))
         return None
 
     def _mark_running(self, job_id: int) -> bool:
@@ -343,23 +389,6 @@ class Runner:
     def _unlock(conn, ns: int, key: int) -> None:
         conn.execute(text("SELECT pg_advisory_unlock(:ns, :k)"), {"ns": ns, "k": key})
 
-    def _release(self, held) -> None:
-        """Give back a job's locks. A pooled connection outlives the job, so its session locks must go."""
-        kind, handle = held
-        if kind == "files":
-            for fd in handle:
-                FileLocks.release(fd)
-            return
-        try:
-            handle.rollback()  # an aborted transaction would refuse the unlock
-            handle.execute(text("SELECT pg_advisory_unlock_all()"))
-            handle.commit()
-        except Exception:
-            log.exception("could not release advisory locks; discarding the connection")
-            handle.invalidate()  # closing the server session drops its locks
-        finally:
-            handle.close()
-
     # --- running -----------------------------------------------------------------------
 
     def _run(self, job_id: int, held) -> None:
@@ -376,7 +405,7 @@ class Runner:
             finally:
                 try:
                     db.session.remove()
-                    self._release(held)
+                    _release(held)
                 finally:
                     with self._idle:
                         self._busy -= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from flask import current_app
 from sqlalchemy import select, update
 
 from app.audit.store import Actor, record, record_and_commit, serialise
@@ -13,6 +14,7 @@ from app.jobs.engine import engine
 from app.jobs.events import EventWriter
 from app.jobs.models import Job
 from app.jobs.runbook import Runbook, title_of
+from app.jobs.runner import interrupt_if_dead
 from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
 
 
@@ -43,6 +45,20 @@ def busy_job(target: str) -> Job | None:
     )
 
 
+def live_busy_job(target: str) -> Job | None:
+    """busy_job() for deciding whether to queue: a running job whose process died is marked interrupted instead.
+
+    Call it under serialise(). Marking a job commits, so the lock is taken
+    again before the next look; a SIGKILLed process's job thus frees its
+    target at the next attempt rather than when some runner next starts.
+    """
+    while (running := busy_job(target)) is not None:
+        if running.job_state != JobState.RUNNING or not interrupt_if_dead(current_app._get_current_object(), running):
+            return running
+        serialise()
+    return None
+
+
 def _via(details: dict, via: str | None) -> dict:
     return {**details, "via": via} if via else details
 
@@ -55,7 +71,7 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor, *,
     serialise()  # from here to commit, no other enqueue can slip past the busy check
     holds = runbook.holds_target(params)
     if holds and target:
-        running = busy_job(target)
+        running = live_busy_job(target)
         if running is not None:
             db.session.rollback()
             record_and_commit(
@@ -111,6 +127,11 @@ def cancel(job: Job, actor: Actor, *, via: str | None = None) -> bool:
             db.session.refresh(job)
             return True
         db.session.refresh(job)
+    if interrupt_if_dead(current_app._get_current_object(), job):
+        raise NotCancellable(
+            f"job #{job.id} was no longer running: the Rewind process running it had stopped, so it is now marked "
+            f"interrupted and its command stopped; check {job.target or 'Rewind'}, then start it again if still needed"
+        )
     if job.cancel_requested_by:
         raise NotCancellable(f"job #{job.id} is already being cancelled (asked by {job.cancel_requested_by})")
     job.cancel_requested_by = actor.name

@@ -55,7 +55,7 @@ def queue_once(target: str, need: Callable[[], Need | str], *, via: str) -> Outc
     """
     db.session.rollback()  # a fresh transaction: the lock below then sees every other process's commits
     serialise()  # held until the enqueue commits (or a rollback below): one decision at a time, in every process
-    running = service.busy_job(target)
+    running = service.live_busy_job(target)
     if running is not None:
         db.session.rollback()
         return Outcome(BUSY, f"{target} is busy: job #{running.id} ({running.runbook}) is {running.state}")

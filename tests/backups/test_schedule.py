@@ -118,6 +118,22 @@ def test_a_busy_target_is_skipped_with_a_log_line(app, data_target, caplog):
 
 
 @both_databases
+def test_a_job_whose_process_died_does_not_keep_the_schedule_off_its_target(app, data_target):
+    """A job left running by a killed process (no lock behind it) made every tick skip the target as busy."""
+    write_targets_file(app, data_target.toml(extra=SCHEDULE))
+    with app.app_context():
+        dead = service.enqueue(runbooks.get("test.sleep"), data_target.name, {"seconds": 1}, Actor(None, "ada"))
+        dead.state, dead.current_step, dead.worker = "running", "Sleep", "gone:1"
+        dead_id = dead.id
+        db.session.commit()
+    tick(app)
+    (job,) = backup_jobs(app)
+    assert (job.actor_name, job.state) == ("system", "queued")
+    with app.app_context():
+        assert db.session.get(Job, dead_id).state == "interrupted"
+
+
+@both_databases
 def test_two_schedulers_racing_queue_one_backup(app, data_target):
     write_targets_file(app, data_target.toml(extra=SCHEDULE))
     assert all_at_once(lambda _: tick(app), 2) == []

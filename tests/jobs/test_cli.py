@@ -450,8 +450,9 @@ def test_without_follow_a_running_runner_takes_the_job_and_the_cli_returns(app, 
 
 
 def job_lines(result) -> list[str]:
-    """The header and one line a job: each job's result is on the indented line below it."""
-    return [line for line in result.stdout.splitlines() if not line.startswith("        ")]
+    """The header and one line a job: each job's result is on the indented line below it, the next page's command
+    after them."""
+    return [line for line in result.stdout.splitlines() if not line.startswith(("        ", "older jobs: "))]
 
 
 def test_jobs_list_filters_by_target_and_state(app, users):
@@ -603,3 +604,142 @@ def _zombie(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+@both_databases
+def test_a_target_whose_job_s_process_was_killed_takes_the_next_job_with_no_runner_started(app, users):
+    """kill -9 of `flask rewind run` while no runner is up: the next job on its target was refused as busy
+    (exit 7, naming the dead job) until some runner happened to start."""
+    process, _, child = sleeping_job_in_its_own_process(app, 120)
+    process.kill()
+    process.wait(timeout=30)
+    result = rewind(app, "run", "staging", "test.sleep", "seconds=0", "--as", "operator", "--follow")
+    assert result.exit_code == ExitStatus.SUCCEEDED, result.output
+    first, second = jobs(app)
+    assert first.state == "interrupted" and "during “Sleep”" in first.result and "not re-run" in first.result
+    assert second.state == "succeeded"
+    assert [d["job_id"] for _, _, d in audit_rows(app, "job.interrupted")] == [first.id]
+    wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)  # its command stopped too
+
+
+@both_databases
+def test_cancelling_a_job_whose_process_was_killed_ends_it_as_interrupted_and_says_so(app, users):
+    """It answered "asked job #1 to stop" (exit 0), and the job read running for ever: no one was left to stop."""
+    process, _, child = sleeping_job_in_its_own_process(app, 120)
+    process.kill()
+    process.wait(timeout=30)
+    result = rewind(app, "jobs", "cancel", "1", "--as", "operator")
+    refused(result, ExitStatus.REFUSED, "job #1 was no longer running", "marked interrupted", "check staging")
+    (job,) = jobs(app)
+    assert job.state == "interrupted" and job.cancel_requested_by is None
+    assert audit_rows(app, "job.cancel_requested") == []
+    wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)
+
+
+def test_jobs_list_pages_back_through_older_jobs_with_the_same_filters_while_new_ones_arrive(app, users):
+    """It showed the newest --limit (1000 at most) with no hint of the rest and no way to reach older jobs."""
+    operator = Actor(users[Role.OPERATOR], "operator")
+    ids = [queue(app, "test.echo", "staging" if i % 2 else "production", operator, text=str(i)) for i in range(7)]
+    staging = [i for n, i in enumerate(ids) if n % 2][::-1]  # newest first
+    first = rewind(app, "jobs", "list", "--target", "staging", "--limit", "2")
+    assert [line.split()[0] for line in job_lines(first)[1:]] == [str(i) for i in staging[:2]]
+    hint = first.stdout.splitlines()[-1]
+    assert hint == f"older jobs: flask rewind jobs list --target staging --before {staging[1]} --limit 2"
+    queue(app, "test.echo", "staging", operator, text="new")  # a new job does not shift the next page
+    second = rewind(app, "jobs", "list", *hint.split()[6:])
+    assert [line.split()[0] for line in job_lines(second)[1:]] == [str(staging[2])]
+    assert "older jobs" not in second.stdout
+    assert rewind(app, "jobs", "list", "--before", str(ids[0])).stdout == f"no jobs older than #{ids[0]}\n"
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+def test_run_follow_of_a_job_whose_worker_is_killed_ends_with_the_interrupted_status(app, users):
+    """`run --follow` of a job a `flask rewind worker` ran, when that worker was killed outright: it waited for
+    ever (a CI pipeline hung) on a job that read running, as nothing was left to end it."""
+    worker = subprocess.Popen([sys.executable, "-m", "flask", "rewind", "worker"], cwd=REPO, env=flask_env(app))
+    try:
+        wait_for(lambda: runners_alive(app), timeout=60)
+        process, lines, child = sleeping_job_in_its_own_process(app, 120)
+        worker.kill()  # as the OOM killer would: no clean-up runs
+        worker.wait(timeout=30)
+        try:
+            status = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        rest = rest_of(lines)
+        assert status == ExitStatus.INTERRUPTED, rest
+        assert "job #1 interrupted: Rewind stopped while this job was running during “Sleep”." in rest
+        assert jobs(app)[0].state == "interrupted"
+        wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)  # its command stopped
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+@pytest.mark.parametrize(
+    "where, needles",
+    [
+        ("empty", ["Rewind's ops database failed: no such table: job", "flask db upgrade"]),
+        ("absent", ['database "no_such_db" does not exist', "check REWIND_DATABASE_URL", "server is up"]),
+    ],
+)
+def test_an_ops_database_that_cannot_be_used_is_one_line_with_the_fix(app, tmp_path, pg_server, where, needles):
+    """It was a 160-line traceback, where the README promises one `rewind:` line (exit 1)."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}" if where == "empty" else pg_server.url("no_such_db")
+    env = flask_env(app) | {"REWIND_DATABASE_URL": url}
+    argv = [sys.executable, "-m", "flask", "rewind", "jobs", "list"]
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == ExitStatus.ERROR, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("rewind: ") and all(needle in line for needle in needles), line
+
+
+def test_run_with_no_runner_waits_for_the_target_lock_a_just_ended_job_still_holds(app, users):
+    """The job before, in another process, has committed its end but not yet let go of the target's lock: the
+    claim missed, `run` said "a runner will start it" with no runner up, and waited for ever on a queued job."""
+    from app.jobs.runner import FileLocks
+
+    locks = FileLocks(app.config["REWIND_SETTINGS"].instance_dir / "locks")
+    held = locks.try_lock("target-staging")  # as that other process still holds it
+    argv = [sys.executable, "-m", "flask", "rewind", "run", "staging", "test.sleep", "seconds=0", "--as", "operator"]
+    process = subprocess.Popen([*argv, "--follow"], cwd=REPO, env=flask_env(app), stdout=subprocess.PIPE, text=True)
+    try:
+        first = [process.stdout.readline() for _ in range(2)]
+        assert first[1].strip() == "waiting for the job before it to let go of the target ...", first
+        FileLocks.release(held)
+        held = None
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if held is not None:
+            FileLocks.release(held)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == ExitStatus.SUCCEEDED, out
+    assert "no runner is up: running it in this process" in out and jobs(app)[0].worker.endswith("/cli")
+
+
+def test_ctrl_c_while_run_waits_for_the_target_lock_cancels_the_queued_job(app, users):
+    """It ended with "Aborted!" and left the job queued, to run by itself whenever a runner next started."""
+    from app.jobs.runner import FileLocks
+
+    locks = FileLocks(app.config["REWIND_SETTINGS"].instance_dir / "locks")
+    held = locks.try_lock("target-staging")
+    argv = [sys.executable, "-m", "flask", "rewind", "run", "staging", "test.sleep", "seconds=0", "--as", "operator"]
+    process = subprocess.Popen(
+        argv, cwd=REPO, env=flask_env(app), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        first = [process.stdout.readline() for _ in range(2)]
+        assert first[1].strip() == "waiting for the job before it to let go of the target ...", first
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        FileLocks.release(held)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == ExitStatus.CANCELLED, err
+    assert "cancelled job #1 before it started" in err
+    assert jobs(app)[0].state == "cancelled"
+    ((_, _, details),) = audit_rows(app, "job.cancelled")
+    assert details == {"job_id": 1, "before_start": True, "via": "cli"}

@@ -232,3 +232,23 @@ def test_a_queued_job_wakes_the_runner_instead_of_waiting_for_its_poll(app):
         assert job.state == "succeeded" and job.result == "counted 2 lines"
     finally:
         runner.stop()
+
+
+@both_databases
+def test_a_running_runner_marks_a_job_whose_process_died_interrupted_without_a_restart(app):
+    """A sibling worker killed outright: its job read running on its page until some runner started again."""
+    from app.jobs.runner import Runner
+
+    runner = Runner(app, workers=1, poll_s=0.1, sweep_s=0.5).start()
+    try:
+        job_id = enqueue(app, "test.count", lines=1)
+        assert finished(app, job_id)[0].state == "succeeded"
+        with app.app_context():  # as a dead process leaves its job: running, and no lock behind it
+            job = db.session.get(Job, job_id)
+            job.state, job.current_step, job.worker, job.finished_at = "running", "Count", "gone:1", None
+            db.session.commit()
+        job, _ = finished(app, job_id, timeout=30)
+    finally:
+        runner.stop()
+    assert job.state == "interrupted" and "during “Count”" in job.result
+    assert ("job.interrupted", "failed") in audit_actions(app, job_id)
