@@ -222,13 +222,15 @@ def _ctrl_c_noted() -> Iterator[tuple[threading.Event, threading.Event]]:
         yield pressed, news
 
 
-def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor) -> JobState:
+def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor | None) -> JobState:
     with _ctrl_c_noted() as (pressed, news):
         try:
             return follow(job_id, echo, news=news, stop=pressed)
         except KeyboardInterrupt:
             if here is None:
-                click.echo(f"\nstopped following; job #{job_id} goes on: flask rewind jobs show {job_id}", err=True)
+                click.echo(
+                    f"\nstopped following; job #{job_id} goes on: flask rewind jobs show {job_id} --follow", err=True
+                )
                 click.get_current_context().exit(int(ExitStatus.DETACHED))
             # This press is spent before the cancel is asked: once anyone can see the cancel, a press is the second.
             pressed.clear()
@@ -303,7 +305,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     click.echo(f"queued job #{job_id}: {book.name} on {target_name or 'Rewind'} as {actor.name}")
     here = _run_here_or_cancel(job_id, actor)
     if here is None and not follow_job:
-        click.echo(f"a runner will start it; follow it with: flask rewind jobs show {job_id}")
+        click.echo(f"a runner will start it; follow it with: flask rewind jobs show {job_id} --follow")
         return
     click.echo("no runner is up: running it in this process" if here else "a runner will start it")
     state = _wait(job_id, click.echo if follow_job else lambda line: None, here, actor)
@@ -391,10 +393,13 @@ def _cell(text: str, width: int) -> str:
 
 @jobs.command("show")
 @click.argument("job_id", type=int)
-def show(job_id: int) -> None:
+@click.option("--follow", "follow_job", is_flag=True, help="print its lines as they come until it ends; exit as it did")
+def show(job_id: int, follow_job: bool) -> None:
     """One job: who, what, when, its steps and log lines, its result and verification.
 
     JOB_ID is the number `flask rewind jobs list` and `flask rewind run` print.
+    With --follow, a job that has not ended is followed as `run --follow` does
+    (Ctrl-C stops following, not the job), and the exit status is its outcome's.
     """
     job = _job(job_id)
     shown = runbooks.shown_params(job.params).items()
@@ -412,6 +417,9 @@ def show(job_id: int) -> None:
     if job.cancel_requested_by and not job.job_state.is_final:
         click.echo(f"cancel asked by {job.cancel_requested_by}")
     click.echo("")
+    if follow_job:
+        state = _wait(job.id, click.echo, None, None)  # every line so far, then the rest as it comes, then its end
+        click.get_current_context().exit(int(ExitStatus.of(state)))
     view = replay(job.id, click.echo, outcome=False)  # the result and verification follow, once
     if view.steps:
         click.echo("")

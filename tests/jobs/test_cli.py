@@ -407,6 +407,24 @@ def test_with_a_runner_up_the_cli_follows_and_never_runs_the_job_itself(app, use
     assert [d["job_id"] for _, _, d in audit_rows(app, "job.start")] == [job.id]  # started exactly once
 
 
+@pytest.mark.parametrize(
+    "target, runbook, params, status",
+    [("staging", "test.echo", ("text=once",), ExitStatus.SUCCEEDED), ("-", "test.fail", (), ExitStatus.FAILED)],
+)
+def test_the_hint_run_gives_follows_a_job_a_runner_runs_to_its_end(app, users, runner, target, runbook, params, status):
+    """`run` without --follow names a command to follow the job with: it must follow, and exit as the job ended."""
+    queued = rewind(app, "run", target, runbook, *params, "--as", "operator")
+    assert queued.exit_code == 0, queued.output
+    hint = queued.stdout.strip().splitlines()[-1]
+    assert hint.startswith("a runner will start it; follow it with: flask rewind "), hint
+    followed = rewind(app, *hint.split("flask rewind ", 1)[1].split())
+    assert followed.exit_code == status, followed.output
+    (job,) = jobs(app)
+    assert job.job_state.is_final and job.worker == runner.identity
+    assert followed.stdout.startswith(f"job #{job.id}: {runbook} on {'staging' if target == 'staging' else 'Rewind'}\n")
+    assert job.result in followed.stdout, "its end is printed"
+
+
 @both_databases
 def test_a_job_another_runner_holds_cannot_be_claimed_by_the_cli(app, users, runner):
     job_id = queue(app, "test.sleep", "staging", Actor(users[Role.OPERATOR], "operator"), seconds=30)
