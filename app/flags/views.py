@@ -220,8 +220,9 @@ def _plan_args(source) -> dict:
         out["checkpoint"] = _int(source["checkpoint"], "checkpoint")
     elif source.get("job"):
         out["job"] = _int(source["job"], "job")
-    else:
+    elif given:
         out["moment"] = restore.parse_moment(source.get("as_of", ""))
+    # none given: restore.plan says to choose one (not "cannot read '' as a time")
     return out
 
 

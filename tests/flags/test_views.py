@@ -369,6 +369,12 @@ def test_restore_as_of_with_more_than_one_moment_is_refused_naming_them_and_keep
     assert (actor, outcome) == ("operator", "denied") and "choose one" in details["error"]
 
 
+def test_restore_as_of_with_none_of_the_moments_asks_for_one(flag_app, as_role):
+    """It said "cannot read '' as a time", as if a time had been typed wrong."""
+    page = plan_page(as_role(Role.OPERATOR), "as_of=&checkpoint=&job=")
+    assert "as of: choose a time, a checkpoint or a job" in page and "cannot read" not in page
+
+
 def test_the_first_look_at_the_flags_is_a_record_to_restore_to(flag_app, flagdb, as_role):
     from app.checkpoints.models import Checkpoint
 
