@@ -277,3 +277,37 @@ def test_a_job_of_this_very_process_that_no_thread_runs_is_still_marked_interrup
     finally:
         runner.stop()
     assert job.state == "interrupted" and "during “Count”" in job.result
+
+
+@both_databases
+def test_a_dead_job_of_another_host_signals_nothing_here_and_says_its_command_may_run_there(app):
+    """Its process group's number was signalled on this host, where it names another process or none, and the log
+    said the command "had already ended" while it may still run on the other host."""
+    import subprocess
+    import sys
+
+    from app.targets.command import start_ticks
+
+    local = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        job_id = enqueue(app, "test.count", lines=1)
+        with app.app_context():
+            job = db.session.get(Job, job_id)
+            job.state, job.current_step, job.worker = "running", "Count", "elsewhere:1"
+            job.command_group, job.command_started = local.pid, start_ticks(local.pid)
+            db.session.commit()
+        from app.jobs.engine import engine
+
+        runner = engine(app).start_runner()
+        try:
+            job, view = finished(app, job_id)
+        finally:
+            runner.stop()
+        assert job.state == "interrupted"
+        assert local.poll() is None, "a process of this host was signalled"
+        (line,) = [text for _, _, text in view.lines]
+        assert f"process group {local.pid} on elsewhere" in line and "cannot be checked" in line, line
+        assert "had already ended" not in line
+    finally:
+        local.kill()
+        local.wait()
