@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from flask import current_app
 from sqlalchemy import update
@@ -154,7 +155,18 @@ def mark_interrupted(job: Job, stopped: str | None = None) -> bool:
     db.session.refresh(job)
     details = {"job_id": job.id, "runbook": job.runbook, "step": job.current_step, "worker": job.worker}
     writer = EventWriter(job.id, engine().bus)
-    if not stopped and job.command_group:
+    elsewhere = (job.worker or "").rpartition(":")[0]
+    if not stopped and job.command_group and elsewhere and elsewhere != socket.gethostname():
+        # Another host's process group: its number names nothing here, so nothing here is signalled or vouched for.
+        pgid = job.command_group
+        line = (
+            f"the command it was running (process group {pgid} on {elsewhere}) cannot be checked from "
+            f"{socket.gethostname()}: if it still runs there, stop it before changing {job.target or 'Rewind'} again"
+        )
+        details["orphaned_group"], details["orphan_host"] = pgid, elsewhere
+        writer.emit("log", {"lines": [["err", line]]})
+        job.command_group = job.command_started = None
+    elif not stopped and job.command_group:
         # The dead process's command may live on in its own group: stop that very group, and say so.
         pgid = job.command_group
         if stop_orphaned_group(pgid, job.command_started):

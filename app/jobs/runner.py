@@ -22,6 +22,7 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -32,6 +33,7 @@ from app.extensions import db
 from app.jobs.execution import execute, fail_unfinished, mark_interrupted
 from app.jobs.models import Job
 from app.statuses import JobState
+from app.targets import procfs
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +117,47 @@ def interrupt_if_dead(app: Flask, job: Job) -> bool:
     if held is None:
         return False  # its runner is alive
     try:
+        if _claimer_alive_here(job):
+            # Its lock went without its process: the server, a proxy or idle_session_timeout closed the PostgreSQL
+            # connection holding it (or someone removed the lock files). The job still runs its commands.
+            log.warning("job %s lost its job lock, but %s that runs it is alive; not marked", job.id, job.worker)
+            return False
         if mark_interrupted(job):
             log.warning("job %s was running when its process stopped; marked interrupted", job.id)
             return True
         return False
     finally:
         _release(held)
+
+
+CLAIM_CLOCK_SLACK = timedelta(seconds=2)  # boot time has whole seconds; a process started later is another one
+_RUNNING_HERE: set[int] = set()  # jobs this process claimed and has not let go of
+_RUNNING_HERE_LOCK = threading.Lock()
+
+
+def _runs_here(job_id: int, running: bool) -> None:
+    with _RUNNING_HERE_LOCK:
+        (_RUNNING_HERE.add if running else _RUNNING_HERE.discard)(job_id)
+
+
+def _claimer_alive_here(job: Job) -> bool:
+    """Is the process that claimed this job (its `worker`, "host:pid" or "host:pid/cli") alive on this host?
+
+    The same process, not only its pid: a pid reused since (a restarted container keeps its hostname and often its
+    pids) started after the job was claimed. Another host's process cannot be seen: there the lock decides alone.
+    """
+    host, sep, rest = (job.worker or "").rpartition(":")
+    pid = rest.split("/", 1)[0]
+    if not sep or host != socket.gethostname() or not pid.isdigit() or job.started_at is None:
+        return False
+    if int(pid) == os.getpid():  # this process: alive is not enough, one of its threads must still run the job
+        with _RUNNING_HERE_LOCK:
+            return job.id in _RUNNING_HERE
+    found = procfs.stat(int(pid))
+    if found is None or found.gone:
+        return False
+    started = procfs.started_at(int(pid))
+    return started is not None and started <= job.started_at.replace(tzinfo=UTC) + CLAIM_CLOCK_SLACK
 
 
 def _lock_job(app: Flask, job_id: int):
@@ -293,6 +330,7 @@ class Runner:
         if claimed is None:
             return False
         job_id, held = claimed
+        _runs_here(job_id, True)
         with self._lock:
             self._busy += 1
             self._running.add(job_id)
@@ -313,6 +351,7 @@ class Runner:
                 db.session.remove()
         if claimed is None:
             return None
+        _runs_here(job_id, True)
         with self._lock:
             self._busy += 1
         return claimed[1]
@@ -407,6 +446,7 @@ class Runner:
                     db.session.remove()
                     _release(held)
                 finally:
+                    _runs_here(job_id, False)
                     with self._idle:
                         self._busy -= 1
                         self._running.discard(job_id)

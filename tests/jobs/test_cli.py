@@ -761,3 +761,51 @@ def test_ctrl_c_while_run_waits_for_the_target_lock_cancels_the_queued_job(app, 
     assert jobs(app)[0].state == "cancelled"
     ((_, _, details),) = audit_rows(app, "job.cancelled")
     assert details == {"job_id": 1, "before_start": True, "via": "cli"}
+
+
+def _lose_job_lock(app, job_id: int) -> None:
+    """As a live process's job lock can go without it: PostgreSQL closes the connection holding it (a server-side
+    timeout, a proxy, a DBA's pg_terminate_backend); on SQLite, someone clears the lock files."""
+    from sqlalchemy import text
+
+    from app.jobs.runner import JOB_LOCKS
+
+    with app.app_context():
+        if app.config["REWIND_SETTINGS"].is_postgres:
+            holders = db.session.scalars(
+                text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns AND objid = :id"),
+                {"ns": JOB_LOCKS, "id": job_id},
+            ).all()
+            assert holders, "the running job holds its lock"
+            for pid in holders:
+                db.session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            db.session.commit()
+        else:
+            (app.config["REWIND_SETTINGS"].instance_dir / "locks" / f"job-{job_id}.lock").unlink()
+
+
+@both_databases
+def test_a_live_job_whose_lock_was_lost_is_not_marked_interrupted_nor_its_command_stopped(app, users):
+    """The lock alone judged a job dead: a live `run` whose lock's connection was closed had its job marked
+    interrupted and its command killed by the next job asked for on its target (which then ran beside it), by its
+    own follower within 5 s, or by any runner's sweep."""
+    from app.jobs.follow import LIVENESS_S
+
+    process, lines, child = sleeping_job_in_its_own_process(app, 120)
+    try:
+        _lose_job_lock(app, 1)
+        result = rewind(app, "run", "staging", "test.sleep", "seconds=0", "--as", "operator")
+        refused(result, ExitStatus.BUSY, "staging is busy", "job #1")
+        runner = Runner(app, workers=1, poll_s=0.05, sweep_s=0.1).start()
+        try:
+            threading.Event().wait(LIVENESS_S + 1)  # the follower in the process running it looks, and the sweeps
+        finally:
+            runner.stop()
+        assert [j.state for j in jobs(app)] == ["running"]
+        assert os.path.exists(f"/proc/{child}") and not _zombie(child), "its command runs on"
+        assert audit_rows(app, "job.interrupted") == []
+        assert rewind(app, "jobs", "cancel", "1", "--as", "operator").exit_code == 0
+        assert process.wait(timeout=60) == ExitStatus.CANCELLED, rest_of(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -252,3 +252,62 @@ def test_a_running_runner_marks_a_job_whose_process_died_interrupted_without_a_r
         runner.stop()
     assert job.state == "interrupted" and "during “Count”" in job.result
     assert ("job.interrupted", "failed") in audit_actions(app, job_id)
+
+
+@both_databases
+def test_a_job_of_this_very_process_that_no_thread_runs_is_still_marked_interrupted(app):
+    """A live process is no proof for its own jobs: one whose thread ended without finishing it (the ops database
+    down even for fail_unfinished) must not keep its target busy for as long as the process lives."""
+    import os
+    import socket
+
+    from app.clock import utcnow
+    from app.jobs.runner import Runner
+
+    runner = Runner(app, workers=1, poll_s=0.1, sweep_s=0.5).start()
+    try:
+        job_id = enqueue(app, "test.count", lines=1)
+        assert finished(app, job_id)[0].state == "succeeded"
+        with app.app_context():  # as such a thread leaves its job: running, claimed by this process, no lock
+            job = db.session.get(Job, job_id)
+            job.state, job.current_step, job.finished_at = "running", "Count", None
+            job.worker, job.started_at = f"{socket.gethostname()}:{os.getpid()}", utcnow()
+            db.session.commit()
+        job, _ = finished(app, job_id, timeout=30)
+    finally:
+        runner.stop()
+    assert job.state == "interrupted" and "during “Count”" in job.result
+
+
+@both_databases
+def test_a_dead_job_of_another_host_signals_nothing_here_and_says_its_command_may_run_there(app):
+    """Its process group's number was signalled on this host, where it names another process or none, and the log
+    said the command "had already ended" while it may still run on the other host."""
+    import subprocess
+    import sys
+
+    from app.targets.command import start_ticks
+
+    local = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        job_id = enqueue(app, "test.count", lines=1)
+        with app.app_context():
+            job = db.session.get(Job, job_id)
+            job.state, job.current_step, job.worker = "running", "Count", "elsewhere:1"
+            job.command_group, job.command_started = local.pid, start_ticks(local.pid)
+            db.session.commit()
+        from app.jobs.engine import engine
+
+        runner = engine(app).start_runner()
+        try:
+            job, view = finished(app, job_id)
+        finally:
+            runner.stop()
+        assert job.state == "interrupted"
+        assert local.poll() is None, "a process of this host was signalled"
+        (line,) = [text for _, _, text in view.lines]
+        assert f"process group {local.pid} on elsewhere" in line and "cannot be checked" in line, line
+        assert "had already ended" not in line
+    finally:
+        local.kill()
+        local.wait()
