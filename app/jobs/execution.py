@@ -127,13 +127,44 @@ def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state:
     return state
 
 
-def mark_interrupted(job: Job, stopped: str | None = None) -> bool:
+def settle_orphan(job: Job) -> tuple[str, dict] | None:
+    """Stop the command a dead job's process left running in its own group; the log line and audit details saying
+    what became of it, or None when it recorded no command.
+
+    Call it while holding the job's lock and before serialise(): stopping a group can take seconds, and every
+    audited write in every process waits for serialise's lock.
+    """
+    pgid = job.command_group
+    if not pgid:
+        return None
+    elsewhere = (job.worker or "").rpartition(":")[0]
+    if elsewhere and elsewhere != socket.gethostname():
+        # Another host's process group: its number names nothing here, so nothing here is signalled or vouched for.
+        line = (
+            f"the command it was running (process group {pgid} on {elsewhere}) cannot be checked from "
+            f"{socket.gethostname()}: if it still runs there, stop it before changing {job.target or 'Rewind'} again"
+        )
+        return line, {"orphaned_group": pgid, "orphan_host": elsewhere}
+    # The dead process's command may live on in its own group: stop that very group, and say so.
+    if stop_orphaned_group(pgid, job.command_started):
+        return f"stopped the command (process group {pgid}) that the stopped Rewind process left running", {
+            "orphaned_group": pgid
+        }
+    return f"the command it was running (process group {pgid}) had already ended", {"orphaned_group": pgid}
+
+
+def mark_interrupted(
+    job: Job, stopped: str | None = None, *, orphan: tuple[str, dict] | None = None, settled: bool = False
+) -> bool:
     """A job whose process died (or, with `stopped`, is stopping): say so plainly and never re-run it by itself.
 
     Conditional on the job still running, so a job that finished a moment
     ago keeps its real outcome. Returns whether the job was marked. A stopping
     process also asks the job's thread to stop its command, as a cancel does.
+    `settled`: the caller already ran settle_orphan (outside serialise), and `orphan` is what it said.
     """
+    if not stopped and not settled:
+        orphan = settle_orphan(job)
     serialise()
     where = f" during “{job.current_step}”" if job.current_step else " before its first step"
     first = (
@@ -155,25 +186,9 @@ def mark_interrupted(job: Job, stopped: str | None = None) -> bool:
     db.session.refresh(job)
     details = {"job_id": job.id, "runbook": job.runbook, "step": job.current_step, "worker": job.worker}
     writer = EventWriter(job.id, engine().bus)
-    elsewhere = (job.worker or "").rpartition(":")[0]
-    if not stopped and job.command_group and elsewhere and elsewhere != socket.gethostname():
-        # Another host's process group: its number names nothing here, so nothing here is signalled or vouched for.
-        pgid = job.command_group
-        line = (
-            f"the command it was running (process group {pgid} on {elsewhere}) cannot be checked from "
-            f"{socket.gethostname()}: if it still runs there, stop it before changing {job.target or 'Rewind'} again"
-        )
-        details["orphaned_group"], details["orphan_host"] = pgid, elsewhere
-        writer.emit("log", {"lines": [["err", line]]})
-        job.command_group = job.command_started = None
-    elif not stopped and job.command_group:
-        # The dead process's command may live on in its own group: stop that very group, and say so.
-        pgid = job.command_group
-        if stop_orphaned_group(pgid, job.command_started):
-            line = f"stopped the command (process group {pgid}) that the stopped Rewind process left running"
-        else:
-            line = f"the command it was running (process group {pgid}) had already ended"
-        details["orphaned_group"] = pgid
+    if orphan is not None:
+        line, said = orphan
+        details.update(said)
         writer.emit("log", {"lines": [["err", line]]})
         job.command_group = job.command_started = None
     record("job.interrupted", actor=Actor.system(), outcome=Outcome.FAILED, target=job.target, details=details)

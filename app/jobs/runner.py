@@ -30,7 +30,7 @@ from sqlalchemy import select, text, update
 
 from app.clock import utcnow
 from app.extensions import db
-from app.jobs.execution import execute, fail_unfinished, mark_interrupted
+from app.jobs.execution import execute, fail_unfinished, mark_interrupted, settle_orphan
 from app.jobs.models import Job
 from app.statuses import JobState
 from app.targets import procfs
@@ -122,7 +122,8 @@ def interrupt_if_dead(app: Flask, job: Job) -> bool:
             # connection holding it (or someone removed the lock files). The job still runs its commands.
             log.warning("job %s lost its job lock, but %s that runs it is alive; not marked", job.id, job.worker)
             return False
-        if mark_interrupted(job):
+        # Its command stopped first, holding only the job's lock: under serialise() every audited write would wait.
+        if mark_interrupted(job, orphan=settle_orphan(job), settled=True):
             log.warning("job %s was running when its process stopped; marked interrupted", job.id)
             return True
         return False

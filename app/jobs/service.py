@@ -48,14 +48,25 @@ def busy_job(target: str) -> Job | None:
 def live_busy_job(target: str) -> Job | None:
     """busy_job() for deciding whether to queue: a running job whose process died is marked interrupted instead.
 
-    Call it under serialise(). Marking a job commits, so the lock is taken
-    again before the next look; a SIGKILLed process's job thus frees its
-    target at the next attempt rather than when some runner next starts.
+    Call it under serialise(), with nothing else in the transaction: a
+    running job is looked at with that lock let go (stopping a dead job's
+    leftover command can take seconds, and every audited write in every
+    process waits for the lock), then the lock is taken again and the target
+    read again. A SIGKILLed process's job thus frees its target at the next
+    attempt rather than when some runner next starts.
     """
     while (running := busy_job(target)) is not None:
-        if running.job_state != JobState.RUNNING or not interrupt_if_dead(current_app._get_current_object(), running):
+        if running.job_state != JobState.RUNNING:
             return running
+        job_id = running.id
+        db.session.rollback()  # lets go of serialise()
+        job = db.session.get(Job, job_id)
+        dead = job is not None and interrupt_if_dead(current_app._get_current_object(), job)
+        if dead:
+            db.session.commit()
         serialise()
+        if not dead:
+            return busy_job(target)  # read again under the lock: it may have ended, or another job been queued
     return None
 
 

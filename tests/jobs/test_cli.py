@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select as sql_select
 
 from app.audit.models import AuditEvent
-from app.audit.store import Actor
+from app.audit.store import Actor, record_and_commit
 from app.auth import accounts
 from app.auth.roles import Role
 from app.extensions import db
@@ -298,13 +298,13 @@ def test_on_a_terminal_a_protected_reset_asks_for_the_target_name(app, code_targ
 
 
 def sleeping_job_in_its_own_process(
-    app, seconds: int, runbook: str = "test.sleep"
+    app, seconds: int, runbook: str = "test.sleep", *params: str
 ) -> tuple[subprocess.Popen, Queue, int]:
     """The real `flask rewind run … test.sleep --follow`, read until its command says it is up (and its pid).
 
     Lines are read on a thread: select() on a buffered pipe misses lines already in the buffer.
     """
-    args = ["run", "staging", runbook, f"seconds={seconds}", "--as", "operator", "--follow"]
+    args = ["run", "staging", runbook, f"seconds={seconds}", *params, "--as", "operator", "--follow"]
     argv = [sys.executable, "-m", "flask", "rewind", *args]
     process = subprocess.Popen(argv, cwd=REPO, env=flask_env(app), stdout=subprocess.PIPE, text=True)
     lines: Queue = Queue()
@@ -638,6 +638,31 @@ def test_a_target_whose_job_s_process_was_killed_takes_the_next_job_with_no_runn
     assert second.state == "succeeded"
     assert [d["job_id"] for _, _, d in audit_rows(app, "job.interrupted")] == [first.id]
     wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)  # its command stopped too
+
+
+@both_databases
+def test_the_audit_log_is_not_held_while_a_dead_job_s_command_is_stopped(app, users, tmp_path):
+    """Stopping a dead job's leftover command can take the whole grace (SIGTERM shrugged off, then SIGKILL): the
+    enqueue that does it must not hold the lock every audited write in every process waits for, meanwhile."""
+    heard = tmp_path / "heard"
+    process, _, child = sleeping_job_in_its_own_process(app, 120, "test.deaf", f"heard={heard}")
+    process.kill()
+    process.wait(timeout=30)
+    queued: list = []
+    operator = Actor(users[Role.OPERATOR], "operator")
+    enqueue = threading.Thread(target=lambda: queued.append(queue(app, "test.sleep", "staging", operator, seconds=0)))
+    enqueue.start()
+    wait_for(heard.exists, timeout=30)  # the orphan got its SIGTERM: the SIGKILL comes after the grace
+    with app.app_context():
+        record_and_commit("test.meanwhile", actor=Actor.system())  # waits on the lock if the stop holds it
+    assert os.path.exists(f"/proc/{child}") and not _zombie(child), "the write came after the stop, not during it"
+    enqueue.join(timeout=60)
+    assert queued == [2], "queued once the dead job was marked"
+    with app.app_context():
+        first = db.session.get(Job, 1)
+        assert first.state == "interrupted"
+        lines = [text for _, _, text in load_view(first).lines]
+    assert f"stopped the command (process group {child}) that the stopped Rewind process left running" in lines
 
 
 @both_databases

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -99,7 +100,7 @@ register(
 )
 
 
-def _sleeper(name: str, title: str, step) -> None:
+def _sleeper(name: str, title: str, step, *more: Param) -> None:
     """A target-holding runbook of one step that sleeps `seconds` in a command."""
     seconds = Param("seconds", "Seconds", kind=int, default=30, required=False)
     register(
@@ -108,14 +109,27 @@ def _sleeper(name: str, title: str, step) -> None:
             title=title,
             role=Role.OPERATOR,
             mutates=True,
-            params=(seconds,),
+            params=(seconds, *more),
             steps=(Step("sleep", "Sleep", step),),
         )
     )
 
 
+def deaf(ctx: JobContext) -> None:
+    """Sleep in a command that shrugs off SIGTERM (noting it in the file `heard`): only the SIGKILL after the grace
+    stops it, so stopping it takes seconds."""
+    script = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: open(sys.argv[1], 'a').write('TERM\\n'))\n"
+        "print('child up', os.getpid(), flush=True)\n"
+        f"time.sleep({ctx.params['seconds']})\n"
+    )
+    ctx.run([sys.executable, "-c", script, str(ctx.params.get("heard") or os.devnull)])
+
+
 _sleeper("test.sleep", "Sleep on a target", sleep)
 _sleeper("test.stubborn", "Sleep through a cancel", stubborn)
+_sleeper("test.deaf", "Sleep deaf to SIGTERM", deaf, Param("heard", "File noting SIGTERM", required=False))
 register(
     Runbook(
         name="test.put_back",
