@@ -117,6 +117,11 @@ def interrupt_if_dead(app: Flask, job: Job) -> bool:
     if held is None:
         return False  # its runner is alive
     try:
+        # Read again under its lock: looked at earlier (a sweep's list, a busy check), the job may have ended since,
+        # or its process begun its next command before dying. settle_orphan stops the group the row names now.
+        db.session.refresh(job)
+        if job.job_state != JobState.RUNNING:
+            return False
         if _claimer_alive_here(job):
             # Its lock went without its process: the server, a proxy or idle_session_timeout closed the PostgreSQL
             # connection holding it (or someone removed the lock files). The job still runs its commands.

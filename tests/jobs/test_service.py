@@ -311,3 +311,49 @@ def test_a_dead_job_of_another_host_signals_nothing_here_and_says_its_command_ma
     finally:
         local.kill()
         local.wait()
+
+
+@both_databases
+def test_a_dead_job_s_command_is_read_under_its_lock_not_from_an_earlier_look(app):
+    """The job was looked at (a sweep's list, a busy check), then its process began its next command and died:
+    that command, the one the row names once the job's lock is held, is the one stopped. The group read before
+    the lock was stopped instead (or none), and the row's record of the live one was cleared, leaving it running."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import update
+
+    from app.jobs.runner import interrupt_if_dead
+    from app.targets.command import start_ticks
+
+    job_id = enqueue(app, "test.count", lines=1)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        with app.app_context():
+            from app.clock import utcnow
+
+            job = db.session.get(Job, job_id)
+            job.state, job.current_step, job.started_at = "running", "Count", utcnow()
+            job.worker = f"{__import__('socket').gethostname()}:{gone.pid}"
+            db.session.commit()
+            job = db.session.get(Job, job_id)
+            assert job.command_group is None  # the earlier look: no command yet
+            with db.engine.begin() as other:  # its process, elsewhere: the next command starts, then it dies
+                other.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(command_group=later.pid, command_started=start_ticks(later.pid))
+                )
+            assert interrupt_if_dead(app, job)
+            db.session.commit()
+        wait_for(lambda: later.poll() is not None, timeout=30)
+        with app.app_context():
+            lines = [text for _, _, text in load_view(db.session.get(Job, job_id)).lines]
+        assert f"stopped the command (process group {later.pid}) that the stopped Rewind process left running" in (
+            lines
+        )
+    finally:
+        later.kill()
+        later.wait()
