@@ -161,10 +161,9 @@ def mark_interrupted(
     Conditional on the job still running, so a job that finished a moment
     ago keeps its real outcome. Returns whether the job was marked. A stopping
     process also asks the job's thread to stop its command, as a cancel does.
-    `settled`: the caller already ran settle_orphan (outside serialise), and `orphan` is what it said.
+    `settled`: the caller, holding the job's lock, already ran settle_orphan (outside serialise), and `orphan` is
+    what it said; otherwise the leftover command is stopped here, once the job is known to have been running.
     """
-    if not stopped and not settled:
-        orphan = settle_orphan(job)
     serialise()
     where = f" during “{job.current_step}”" if job.current_step else " before its first step"
     first = (
@@ -184,6 +183,8 @@ def mark_interrupted(
         db.session.rollback()
         return False
     db.session.refresh(job)
+    if not stopped and not settled:  # only once the job is known to have been running: never a finished job's group
+        orphan = settle_orphan(job)
     details = {"job_id": job.id, "runbook": job.runbook, "step": job.current_step, "worker": job.worker}
     writer = EventWriter(job.id, engine().bus)
     if orphan is not None:
