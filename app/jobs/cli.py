@@ -15,7 +15,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 
 import click
@@ -153,17 +152,21 @@ def _confirm(book: runbooks.Runbook, target: str | None, raw: dict[str, str], ye
 # --- running -------------------------------------------------------------------------
 
 
-def _run_here(job_id: int) -> threading.Thread | None:
+def _run_here(job_id: int, pressed: threading.Event) -> threading.Thread | None:
     """With no runner up, claim this one job and run it in this process; None if a runner has it.
 
     A claim can miss while the target's lock is still let go by the job before (in another process, its end
     already committed): then it tries again, for no runner is up to start the job, and following it would wait
-    for ever.
+    for ever. Ctrl-C (`pressed`) is looked at between tries, and raised as KeyboardInterrupt there only: raised
+    wherever the main thread was (inside a claim's query, a pool's lock), it could leave the cancel that follows
+    waiting on what it broke.
     """
     app = current_app._get_current_object()
     local = Runner(app, workers=1, identity=f"{socket.gethostname()}:{os.getpid()}/cli")
     told = False
     while not runners_alive(app):
+        if pressed.is_set():
+            raise KeyboardInterrupt
         held = local.claim(job_id)
         if held is not None:
             thread = threading.Thread(target=local.run_claimed, args=(job_id, held), name=f"rewind-cli-job-{job_id}")
@@ -175,14 +178,15 @@ def _run_here(job_id: int) -> threading.Thread | None:
         if not told:
             click.echo("waiting for the job before it to let go of the target ...")
             told = True
-        time.sleep(CLAIM_RETRY_S)
+        pressed.wait(CLAIM_RETRY_S)
     return None
 
 
 def _run_here_or_cancel(job_id: int, actor: Actor) -> threading.Thread | None:
     """_run_here(); Ctrl-C while it waits cancels the job, which would otherwise run whenever a runner next starts."""
     try:
-        return _run_here(job_id)
+        with _ctrl_c_noted() as (pressed, _news):
+            return _run_here(job_id, pressed)
     except KeyboardInterrupt:
         job = db.session.get(Job, job_id)
         try:
