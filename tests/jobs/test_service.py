@@ -181,23 +181,31 @@ def test_cancelling_a_queued_job_ends_it_at_once(app):
             raise AssertionError("cancelling twice should be refused")
 
 
-def test_running_job_found_at_start_is_interrupted_not_rerun(app):
+def found_running_at_start(app, worker: str, **columns):
+    """A test.count job left `running` by `worker` (with these columns too), and what a runner starting up makes
+    of it: (job, view)."""
     job_id = enqueue(app, "test.count", lines=1)
     with app.app_context():
         job = db.session.get(Job, job_id)
-        job.state, job.current_step, job.worker = "running", "Count", "gone:1"
+        job.state, job.current_step, job.worker = "running", "Count", worker
+        for name, value in columns.items():
+            setattr(job, name, value)
         db.session.commit()
     from app.jobs.engine import engine
 
     runner = engine(app).start_runner()
     try:
-        job, view = finished(app, job_id)
+        return finished(app, job_id)
     finally:
         runner.stop()
+
+
+def test_running_job_found_at_start_is_interrupted_not_rerun(app):
+    job, view = found_running_at_start(app, "gone:1")
     assert job.state == "interrupted"
     assert "during “Count”" in job.result and "not re-run" in job.result
     assert view.lines == [], "an interrupted job is never run again by itself"
-    assert audit_actions(app, job_id)[-1] == ("job.interrupted", "failed")
+    assert audit_actions(app, job.id)[-1] == ("job.interrupted", "failed")
 
 
 def test_a_job_that_cannot_be_finished_is_failed_not_left_running(app):
@@ -290,19 +298,9 @@ def test_a_dead_job_of_another_host_signals_nothing_here_and_says_its_command_ma
 
     local = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:
-        job_id = enqueue(app, "test.count", lines=1)
-        with app.app_context():
-            job = db.session.get(Job, job_id)
-            job.state, job.current_step, job.worker = "running", "Count", "elsewhere:1"
-            job.command_group, job.command_started = local.pid, start_ticks(local.pid)
-            db.session.commit()
-        from app.jobs.engine import engine
-
-        runner = engine(app).start_runner()
-        try:
-            job, view = finished(app, job_id)
-        finally:
-            runner.stop()
+        job, view = found_running_at_start(
+            app, "elsewhere:1", command_group=local.pid, command_started=start_ticks(local.pid)
+        )
         assert job.state == "interrupted"
         assert local.poll() is None, "a process of this host was signalled"
         (line,) = [text for _, _, text in view.lines]
