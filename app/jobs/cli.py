@@ -226,8 +226,11 @@ def _ctrl_c_noted() -> Iterator[tuple[threading.Event, threading.Event]]:
         yield pressed, news
 
 
-def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor | None) -> JobState:
+def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor | None, said: str = "") -> JobState:
+    """Follow the job to its end; `said` is echoed first, once Ctrl-C is noted (it may invite the press)."""
     with _ctrl_c_noted() as (pressed, news):
+        if said:
+            echo(said)
         try:
             return follow(job_id, echo, news=news, stop=pressed)
         except KeyboardInterrupt:
@@ -422,7 +425,13 @@ def show(job_id: int, follow_job: bool) -> None:
         click.echo(f"cancel asked by {job.cancel_requested_by}")
     click.echo("")
     if follow_job:
-        state = _wait(job.id, click.echo, None, None)  # every line so far, then the rest as it comes, then its end
+        said = ""
+        if job.job_state == JobState.QUEUED and not runners_alive(current_app._get_current_object()):
+            said = (
+                f"no runner is up: job #{job.id} waits in the queue until one starts (flask rewind worker, or the web "
+                f"process); Ctrl-C stops following, flask rewind jobs cancel {job.id} --as USER drops it"
+            )
+        state = _wait(job.id, click.echo, None, None, said)  # the lines so far, then the rest as they come, its end
         click.get_current_context().exit(int(ExitStatus.of(state)))
     view = replay(job.id, click.echo, outcome=False)  # the result and verification follow, once
     if view.steps:

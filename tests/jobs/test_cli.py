@@ -425,6 +425,35 @@ def test_the_hint_run_gives_follows_a_job_a_runner_runs_to_its_end(app, users, r
     assert job.result in followed.stdout, "its end is printed"
 
 
+def test_following_a_queued_job_with_no_runner_up_says_what_it_waits_for(app, users):
+    """`jobs show --follow` of a job no runner will start (none is up) waited in silence until Ctrl-C."""
+    job_id = queue(app, "test.echo", "staging", Actor(users[Role.OPERATOR], "operator"), text="later")
+    argv = [sys.executable, "-m", "flask", "rewind", "jobs", "show", str(job_id), "--follow"]
+    process = subprocess.Popen(
+        argv, cwd=REPO, env=flask_env(app), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines: Queue = Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    try:
+        seen = []
+        while not (seen and seen[-1].startswith("no runner is up")):
+            try:
+                seen.append(lines.get(timeout=30))
+            except Empty:
+                pytest.fail(f"no word of why it waits in 30 s: {seen}")
+        assert f"job #{job_id} waits in the queue until one starts" in seen[-1]
+        assert f"flask rewind jobs cancel {job_id} --as USER" in seen[-1]
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        err = process.stderr.read()  # a line or two: the pipe cannot have filled
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == ExitStatus.DETACHED, err
+    assert f"stopped following; job #{job_id} goes on" in err
+    assert jobs(app)[0].state == "queued", "only the follower stopped"
+
+
 @both_databases
 def test_a_job_another_runner_holds_cannot_be_claimed_by_the_cli(app, users, runner):
     job_id = queue(app, "test.sleep", "staging", Actor(users[Role.OPERATOR], "operator"), seconds=30)
