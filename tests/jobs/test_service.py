@@ -1,6 +1,7 @@
 """Queueing, running, cancelling and interrupting jobs with the in-process runner."""
 
 import re
+import threading
 from pathlib import Path
 
 from sqlalchemy import select
@@ -344,9 +345,14 @@ def test_a_dead_job_s_command_is_read_under_its_lock_not_from_an_earlier_look(ap
                     .where(Job.id == job_id)
                     .values(command_group=later.pid, command_started=start_ticks(later.pid))
                 )
+            # Reaped the moment it dies, as init reaps a dead Rewind's orphan: a zombie child of the test would
+            # count as alive to the stop, which then waits out the whole grace and the SIGKILL's.
+            reaper = threading.Thread(target=later.wait, daemon=True)
+            reaper.start()
             assert interrupt_if_dead(app, job)
             db.session.commit()
-        wait_for(lambda: later.poll() is not None, timeout=30)
+        reaper.join(timeout=30)
+        assert later.poll() is not None, "its command was stopped"
         with app.app_context():
             lines = [text for _, _, text in load_view(db.session.get(Job, job_id)).lines]
         assert f"stopped the command (process group {later.pid}) that the stopped Rewind process left running" in (
