@@ -33,9 +33,10 @@ def parse_cursor(raw: str | None) -> int | None:
 
 
 def keyset_page(stmt: Select, key, *, before: int | None, limit: int) -> Page:
-    """Newest-first page of `stmt` ordered by the unique integer column `key`."""
+    """Newest-first page of `stmt` ordered by the unique integer column `key`. A `before` past any row (typed at a
+    command line) is before every row, never a number the database cannot compare."""
     if before is not None:
-        stmt = stmt.where(key < before)
+        stmt = stmt.where(key < min(before, ROW_ID_MAX))
     rows = db.session.scalars(stmt.order_by(key.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]

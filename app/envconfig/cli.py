@@ -9,7 +9,6 @@ from flask.cli import AppGroup
 
 from app.clierrors import CliError, Refused
 from app.envconfig import diff, store
-from app.rowids import ROW_ID_MAX
 from app.statuses import EnvSource
 from app.targets import registry
 from app.targets.errors import TargetError
@@ -44,7 +43,7 @@ def versions(target: str, before: int | None, limit: int) -> None:
     Example: flask rewind config versions production --before 120
     """
     _open(target)
-    page = store.versions_page(target, before=None if before is None else min(before, ROW_ID_MAX), limit=limit)
+    page = store.versions_page(target, before=before, limit=limit)
     if not page.items:
         click.echo(f"{target}: no env file versions {f'older than #{before}' if before else 'yet'}")
         return

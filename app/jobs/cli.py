@@ -364,7 +364,7 @@ def list_jobs(target: str | None, state: str | None, before: int | None, limit: 
         stmt = stmt.where(Job.target == target)
     if state:
         stmt = stmt.where(Job.state == state)
-    page = keyset_page(stmt, Job.id, before=None if before is None else min(before, ROW_ID_MAX), limit=limit)
+    page = keyset_page(stmt, Job.id, before=before, limit=limit)
     rows = page.items
     if not rows and target and target not in registry.current().names():
         # a target gone from the file keeps its jobs (listed above); a name with neither is a typo
