@@ -10,7 +10,12 @@ from tests.e2e.test_foundation import sign_in
 
 
 def health_becomes(page, word: str, timeout: float = 20.0) -> None:
-    """Reload the target's overview until its health badge reads `word` (the monitor re-probes after a change)."""
+    """Reload the target's overview until its health badge reads `word` (the monitor re-probes after a change).
+
+    The overview must have loaded first: a reload while the click on its link still navigates fails with "Not
+    attached to an active page" (seen once on a loaded machine)."""
+    expect(page).to_have_url(re.compile(r"/targets/[^/?#]+$"))
+    page.wait_for_load_state("load")
     badge = page.locator("section.panel .badge", has_text=re.compile(rf"^{word}$"))
     deadline = time.monotonic() + timeout
     while True:
