@@ -1,5 +1,8 @@
 """A Flask-Migrate application per test, on SQLite or on the session's PostgreSQL."""
 
+import shutil
+
+import psycopg
 import pytest
 
 # The backups area's GnuPG homes (ours, a stranger's): one pair for the session, shared with its tests.
@@ -28,13 +31,43 @@ def shop_target(app, shop):
     write_targets_file(app, shop.toml())
     with app.app_context():
         target = registry.current().open(shop.name)
-        flask_db.run(target, "upgrade", "b2000002", None)
+        _at_tokens(shop, lambda: flask_db.run(target, "upgrade", "b2000002", None))
         assert shop.versions() == {"b2000002"}
         target.process().start()
         assert target.health().wait_healthy().ok, "the shop did not come up"
     yield shop
     with app.app_context():
         registry.current().open(shop.name).process().stop()
+
+
+# Per test process: a copy of the first shop database upgraded to b2000002, by kind of database. Each upgrade is
+# a `flask db upgrade` process (a second of CPU importing Flask-Migrate), and nearly a hundred tests start there;
+# the upgrade itself is tested on its own (test_adapter.py) and by the first shop of each kind here.
+_TOKENS_COPY: dict[str, str] = {}
+
+
+def _at_tokens(shop, upgrade) -> None:
+    """Bring the shop's fresh, empty database to b2000002: upgraded for real once per process, copied after."""
+    url = shop.url
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if "sqlite" in _TOKENS_COPY:
+            shutil.copyfile(_TOKENS_COPY["sqlite"], path)
+            return
+        upgrade()
+        keep = f"{path}.tokens-copy"
+        shutil.copyfile(path, keep)
+        _TOKENS_COPY["sqlite"] = keep
+        return
+    server_url, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+        if "postgresql" in _TOKENS_COPY:
+            conn.execute(f'DROP DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_TOKENS_COPY["postgresql"]}"')
+            return
+        upgrade()
+        conn.execute(f'CREATE DATABASE "{name}_tokens" TEMPLATE "{name}"')
+        _TOKENS_COPY["postgresql"] = f"{name}_tokens"
 
 
 @pytest.fixture
