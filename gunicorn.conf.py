@@ -143,6 +143,8 @@ def worker_exit(server, worker):
         worker.rewind_drain.join()
     else:
         worker_int(worker)
+    if hasattr(worker, "release_pool"):
+        worker.release_pool()
 
 
 # Rewind does not use gunicorn's control socket; leaving it on makes two instances on one host collide.

@@ -29,6 +29,7 @@ import signal
 import struct
 import time
 
+from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import ThreadWorker
 
 SLOTS = 64  # more workers than this take connections as stock gunicorn does
@@ -109,11 +110,23 @@ class BalancedThreadWorker(ThreadWorker):
 
     def handle_quit(self, sig, frame) -> None:
         """Once: a second quit signal would run the stop again on top of the first, inside the first's handler,
-        and wait for ever on a lock the first holds (or cut the first short), so it is left to the first."""
+        and wait for ever on a lock the first holds (or cut the first short), so it is left to the first.
+
+        gthread's own quit shuts its thread pool down here, inside the handler. The main thread may be inside
+        that pool's submit() then, holding the lock shutdown() takes: a Ctrl-C landing as a connection was
+        handed to a thread hung the worker until the master killed it. So this skips to the plain worker's
+        quit (the SystemExit it raises unwinds submit() and frees the lock); release_pool() shuts the pool
+        down once the worker is out of its loop."""
         if getattr(self, "rewind_quitting", False):
             return
         self.rewind_quitting = True
-        super().handle_quit(sig, frame)
+        Worker.handle_quit(self, sig, frame)
+
+    def release_pool(self) -> None:
+        """As the worker exits (gunicorn's worker_exit): its pool threads are told to end, not left waiting."""
+        pool = getattr(self, "tpool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def _slot(self) -> int | None:
         return getattr(self, "rewind_slot", None) if _table is not None else None

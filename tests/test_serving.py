@@ -4,6 +4,7 @@ import os
 import selectors
 import signal
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,28 @@ def test_a_stop_signal_sent_between_the_fork_and_the_workers_handlers_reaches_th
             assert answer.read() == b"1 1", "the signal waited for the worker's handler, and reached it"
     finally:
         os.waitpid(pid, 0)
+
+
+def test_a_quit_signal_landing_while_a_connection_is_handed_to_the_pool_stops_the_worker():
+    """A Ctrl-C landing while the main thread was inside the pool's submit() (holding the lock that shutdown()
+    takes) hung the worker until the master killed it: gthread's quit shut the pool down inside the handler."""
+    from gunicorn.config import Config
+
+    worker = serving.BalancedThreadWorker(0, os.getpid(), [], None, 30, Config(), None)
+    worker.tpool = worker.get_thread_pool()
+    outcome: list = []
+
+    def main_thread_inside_submit():
+        with worker.tpool._shutdown_lock:  # what submit() holds when the signal's handler runs on top of it
+            try:
+                worker.handle_quit(signal.SIGINT, None)
+            except SystemExit as exc:
+                outcome.append(exc.code)
+
+    quitting = threading.Thread(target=main_thread_inside_submit, daemon=True)
+    quitting.start()
+    quitting.join(5)
+    assert outcome == [0], "the quit waited on the lock its own thread held"
+    assert not worker.alive
+    worker.release_pool()  # worker_exit, once out of the loop: the pool's threads are told to end
+    assert worker.tpool._shutdown

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -73,7 +74,11 @@ def test_a_worker_with_no_jobs_stops_at_once_whenever_the_signal_lands(server, m
         os.killpg(process.pid, sig)  # as the terminal does: master and worker alike
     else:
         process.send_signal(sig)
-    assert process.wait(timeout=WINDOW_S) == 0, server.log.read_text()
+    try:
+        status = process.wait(timeout=WINDOW_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {WINDOW_S} s after {sig.name} to the {to}:\n{server.log.read_text()}")
+    assert status == 0, server.log.read_text()
     log = server.log.read_text()
     assert "SIGKILL" not in log and "Perhaps out of memory" not in log, log
     assert f"Worker exiting (pid: {worker})" in log, log
