@@ -337,6 +337,8 @@ def check_name(name: str) -> str:
         raise BadFlagInput(
             f"flag name {name!r}: use up to {NAME_MAX} letters, digits and _ - . : (no spaces)",
         )
+    if name in (".", ".."):  # in a web address a browser drops these, so the flag's buttons could not reach it
+        raise BadFlagInput(f"flag name {name!r}: a name cannot be only dots; add a letter or digit")
     return name
 
 

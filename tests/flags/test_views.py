@@ -195,11 +195,14 @@ def test_admins_create_and_delete_operators_do_not(flag_app, flagdb, as_role):
     admin = as_role(Role.ADMIN)
     response = post(admin, "/targets/web/flags/new", {"flag": "bad name!", "description": ""}, follow_redirects=True)
     assert "use up to 80 letters" in response.get_data(as_text=True)
+    for dots in (".", ".."):  # a browser drops these from the toggle and delete addresses
+        response = post(admin, "/targets/web/flags/new", {"flag": dots}, follow_redirects=True)
+        assert "cannot be only dots" in response.get_data(as_text=True) and dots not in flagdb.states()
     post(admin, "/targets/web/flags/new", {"flag": "fresh", "enabled": "on", "description": "New one"})
     assert flagdb.states()["fresh"] is True
     post(admin, "/targets/web/flags/fresh/delete", {"seen": "on"})
     assert "fresh" not in flagdb.states()
-    refused, (_, _, created) = audit_rows(flag_app, "flags.create")
+    refused, *_dots, (_, _, created) = audit_rows(flag_app, "flags.create")
     [(_, _, deleted)] = audit_rows(flag_app, "flags.delete")
     assert refused[1] == "denied" and refused[2]["flag"] == "bad name!"  # the bad name, refused and audited
     assert (created["old"], created["new"], created["description"]) == (None, True, "New one")
