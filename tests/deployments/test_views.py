@@ -3,8 +3,8 @@
 import re
 
 from app.auth.roles import Role
-from tests.conftest import wait_for
 from tests.support.apps import post
+from tests.support.jobs import finished
 from tests.support.targets import git, write_targets_file
 
 
@@ -61,19 +61,10 @@ def test_dashboard_card_shows_health_and_known_good(app, users, as_role, runner,
     url = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": code_target.commits[2]}).headers[
         "Location"
     ]
-    wait_for(
-        lambda: 'data-state="succeeded" id' in client.get(url).get_data(as_text=True) or _ended(app, url), timeout=30
-    )
+    job, _ = finished(app, int(url.rsplit("/", 1)[1]), timeout=30)
+    assert job.state == "succeeded"
     cards = client.get("/dashboard/cards").get_data(as_text=True)
     assert f'Last known good: <code>{code_target.head()[:12]}</code> <span class="badge badge-ok">deployed' in cards
-
-
-def _ended(app, url: str) -> bool:
-    from app.extensions import db
-    from app.jobs.models import Job
-
-    with app.app_context():
-        return db.session.get(Job, int(url.rsplit("/", 1)[1])).job_state.is_final
 
 
 def test_revert_button_starts_a_job(app, users, as_role, runner, code_target):
@@ -81,7 +72,10 @@ def test_revert_button_starts_a_job(app, users, as_role, runner, code_target):
     response = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": code_target.commits[2]})
     assert response.status_code == 302
     url = response.headers["Location"]
-    wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
+    # The job's own state: a step's row says succeeded too, while the job still restarts the app (a test that ended
+    # then left the app the job started running after its teardown had stopped the first).
+    job, _ = finished(app, int(url.rsplit("/", 1)[1]), timeout=30)
+    assert job.state == "succeeded" and 'data-state="succeeded"' in client.get(url).get_data(as_text=True)
     bad = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": "abc"})
     assert bad.status_code == 400 and "7 to 40 hex characters" in bad.get_data(as_text=True)
 
@@ -152,7 +146,8 @@ def test_the_fetch_button_shows_only_for_a_target_with_a_remote(app, users, as_r
     page = client.get("/targets/staging/deployments").get_data(as_text=True)
     assert ">Fetch from origin</button>" in page and 'value="fetch"' in page
     url = post(client, "/jobs", {"runbook": "fetch", "target": "staging"}).headers["Location"]
-    wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
+    job, _ = finished(app, int(url.rsplit("/", 1)[1]), timeout=30)
+    assert job.state == "succeeded"
     assert git(code_target.repo, "rev-parse", "refs/remotes/origin/main") == code_target.head()
     viewer = as_role(Role.VIEWER).get("/targets/staging/deployments").get_data(as_text=True)
     assert "Fetch from origin" not in viewer

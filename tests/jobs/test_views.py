@@ -15,6 +15,7 @@ from app.jobs.models import Job, JobEvent
 from app.jobs.render import render_event
 from tests.conftest import both_databases, wait_for
 from tests.support.apps import post
+from tests.support.jobs import finished
 
 
 def test_start_redirects_to_the_job_page(app, as_role, runner):
@@ -22,7 +23,7 @@ def test_start_redirects_to_the_job_page(app, as_role, runner):
     response = post(client, "/jobs", {"runbook": "test.count", "lines": "3"})
     assert response.status_code == 302
     url = response.headers["Location"]
-    wait_for(lambda: "succeeded" in client.get(url).get_data(as_text=True))
+    finished(app, int(url.rsplit("/", 1)[1]))  # the job's own state: its step's row says succeeded a moment before
     page = client.get(url).get_data(as_text=True)
     assert "line 3" in page and "counted 3 lines" in page
     assert "ws-connect" not in page, "a finished job's page needs no socket"

@@ -82,7 +82,7 @@ def test_every_line_arrives_once_in_order_across_a_reconnect(live, admin):
 
 def test_finished_job_sends_its_state_and_closes(live, admin):
     job_id = start_job(admin, runbook="test.count", lines="3")
-    wait_for(lambda: "succeeded" in admin.get(f"/jobs/{job_id}")[2])
+    wait_for(lambda: FINAL.search(admin.get(f"/jobs/{job_id}")[2]))  # the job's state, not its step's
     ws = admin.websocket(f"/jobs/{job_id}/ws")
     reader = Reader()
     reader.take(ws.recv())
@@ -93,7 +93,7 @@ def test_finished_job_sends_its_state_and_closes(live, admin):
 def test_a_browser_that_never_answers_the_close_is_hung_up_on_and_frees_its_threads(live, admin):
     """simple-websocket's reader thread waited for the answer for ever (a sleeping laptop's, say)."""
     job_id = start_job(admin, runbook="test.count", lines="3")
-    wait_for(lambda: "succeeded" in admin.get(f"/jobs/{job_id}")[2])
+    wait_for(lambda: FINAL.search(admin.get(f"/jobs/{job_id}")[2]))  # the job's state, not its step's
     started = live.threads()
     silent = [admin.websocket(f"/jobs/{job_id}/ws") for _ in range(10)]
     for ws in silent:

@@ -61,11 +61,12 @@ def test_hostile_job_form_is_refused_queues_nothing_and_is_audited(app, users, a
 
 
 def test_shell_syntax_in_a_text_parameter_stays_data(app, users, as_role, runner):
-    from tests.conftest import wait_for
+    from tests.support.jobs import finished
 
     text = "; rm -rf / $(id) `id` | cat /etc/passwd && echo pwned"
     client = as_role(Role.OPERATOR)
     url = post(client, "/jobs", {"runbook": "test.echo", "target": "staging", "text": text}).headers["Location"]
-    wait_for(lambda: 'data-state="succeeded"' in client.get(url).get_data(as_text=True), timeout=30)
+    job, _ = finished(app, int(url.rsplit("/", 1)[1]), timeout=30)
+    assert job.state == "succeeded"
     page = client.get(url).get_data(as_text=True)
     assert "echo: ; rm -rf / $(id) `id` | cat /etc/passwd &amp;&amp; echo pwned" in page
