@@ -9,20 +9,8 @@ from pathlib import Path
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import NullPool
 
-USERS = (
-    ("Ada Lovelace", "ada@example.com"),
-    ("Grace Hopper", "grace@example.com"),
-    ("Alan Turing", "alan@example.com"),
-    ("Katherine Johnson", "katherine@example.com"),
-    ("Edsger Dijkstra", "edsger@example.com"),
-    ("Barbara Liskov", "barbara@example.com"),
-    ("Donald Knuth", "donald@example.com"),
-    ("Margaret Hamilton", "margaret@example.com"),
-    ("Ken Thompson", "ken@example.com"),
-    ("Frances Allen", "frances@example.com"),
-    ("Dennis Ritchie", "dennis@example.com"),
-    ("Radia Perlman", "radia@example.com"),
-)
+# Made-up accounts: the demo names no real person.
+USERS = tuple((f"Sample user {n}", f"user{n:02}@example.invalid") for n in range(1, 13))
 
 SEGMENTS = (
     ("beta-testers", "Users who opted into early features", "opted_in_beta == true"),
@@ -41,16 +29,13 @@ FLAGS = (
     ("payments_v2", False, "Payments through the new provider (not deployed yet: /health fails while on)"),
 )
 
-ENTERPRISE = ("grace@example.com", "barbara@example.com")  # the rest stay on the free plan (the column's default)
+# The rest stay on the free plan (the column's default).
+ENTERPRISE = ("user02@example.invalid", "user06@example.invalid")
 
 SESSIONS_PER_USER = (3, 1, 2, 0, 1, 2, 1, 0, 2, 1, 1, 2)  # 16 sessions
 
 # Who signed up between the demo's older and newest backup: what restoring the older one rolls back.
-NEWER_USERS = (
-    ("Nova Reyes", "nova@example.com"),
-    ("Idris Okafor", "idris@example.com"),
-    ("Mira Lindqvist", "mira@example.com"),
-)
+NEWER_USERS = tuple((f"Sample user {n}", f"user{n:02}@example.invalid") for n in range(13, 16))
 
 
 def _url(database: Path | str) -> str:

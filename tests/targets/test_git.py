@@ -20,10 +20,10 @@ GIT_ENV = {
     "HOME": "/nonexistent",
     "GIT_CONFIG_NOSYSTEM": "1",
     "LC_ALL": "C",
-    "GIT_AUTHOR_NAME": "Ada",
-    "GIT_AUTHOR_EMAIL": "ada@example.com",
-    "GIT_COMMITTER_NAME": "Ada",
-    "GIT_COMMITTER_EMAIL": "ada@example.com",
+    "GIT_AUTHOR_NAME": "Dev",
+    "GIT_AUTHOR_EMAIL": "dev@example.invalid",
+    "GIT_COMMITTER_NAME": "Dev",
+    "GIT_COMMITTER_EMAIL": "dev@example.invalid",
 }
 
 
@@ -57,7 +57,7 @@ def test_history_is_newest_first_and_pages_by_keyset(work, lines):
     everything = repo.history()
     assert [c.sha for c in everything] == [lines["c4"], lines["c3"], lines["c2"], lines["c1"]]
     newest = everything[0]
-    assert (newest.subject, newest.author, newest.email) == ("four", "Ada", "ada@example.com")
+    assert (newest.subject, newest.author, newest.email) == ("four", "Dev", "dev@example.invalid")
     assert newest.parents == (lines["c3"],)
     assert newest.short == lines["c4"][: len(newest.short)]
     assert newest.time.tzinfo is UTC
