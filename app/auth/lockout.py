@@ -14,29 +14,35 @@ WINDOW = timedelta(minutes=15)
 LIMIT = 5
 
 
-def _locked_until(condition, since: datetime) -> datetime | None:
+def _locked_until(condition, since: datetime, limit: int) -> datetime | None:
     failures = db.session.scalars(
         select(LoginAttempt.at)
         .where(condition, LoginAttempt.at > since, LoginAttempt.succeeded.is_(False))
         .order_by(LoginAttempt.at.desc())
-        .limit(LIMIT)
+        .limit(limit)
     ).all()
-    if len(failures) < LIMIT:
+    if len(failures) < limit:
         return None
-    return failures[-1] + WINDOW  # when the oldest of the last LIMIT failures leaves the window
+    return failures[-1] + WINDOW  # when the oldest of the last `limit` failures leaves the window
 
 
-def locked_until(username: str, address: str) -> datetime | None:
-    """When sign-in opens again for this name or address, or None when it is open now."""
+def locked_until(username: str, address: str, *, counting_this_try: bool = False) -> datetime | None:
+    """When sign-in opens again for this name or address, or None when it is open now.
+
+    counting_this_try: the caller's own try is already noted as failed (note_attempt before the password is
+    checked), so one more failure than LIMIT locks."""
+    limit = LIMIT + 1 if counting_this_try else LIMIT
     since = utcnow() - WINDOW
     last_success = db.session.scalar(
         select(func.max(LoginAttempt.at)).where(LoginAttempt.username == username, LoginAttempt.succeeded.is_(True))
     )
-    by_name = _locked_until(LoginAttempt.username == username, max(since, last_success or since))
-    by_address = _locked_until(LoginAttempt.address == address, since)
+    by_name = _locked_until(LoginAttempt.username == username, max(since, last_success or since), limit)
+    by_address = _locked_until(LoginAttempt.address == address, since, limit)
     candidates = [t for t in (by_name, by_address) if t and t > utcnow()]
     return max(candidates) if candidates else None
 
 
-def note_attempt(username: str, address: str, succeeded: bool) -> None:
-    db.session.add(LoginAttempt(username=username[:64], address=address[:64], succeeded=succeeded))
+def note_attempt(username: str, address: str, succeeded: bool) -> LoginAttempt:
+    attempt = LoginAttempt(username=username[:64], address=address[:64], succeeded=succeeded)
+    db.session.add(attempt)
+    return attempt

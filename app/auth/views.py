@@ -56,22 +56,20 @@ def login():
     address = client_address() or "unknown"
     next_url = request.form.get("next", "")
 
-    until = lockout.locked_until(name, address)
-    if until:
-        minutes = max(1, round((until - utcnow()).total_seconds() / 60))
-        # a locked-out caller can send requests as fast as it likes: audited, but not one row each
-        record_throttled("auth.lockout", {"user": name}, actor=Actor(None, name or "?"))
-        flash(
-            f"Too many failed sign-ins for this account or address. Try again in about {minutes} minute(s).",
-            "error",
-        )
-        return render_template("auth/login.html", next=next_url, name=name), 429
+    if until := lockout.locked_until(name, address):
+        return _locked_out(name, next_url, until)
+    # Noted as failed, and committed, before the password is checked: tries sent at the same moment each passed the
+    # check above before any had written its failure, so twelve at once were twelve guesses. Now each sees those
+    # noted before it, and no more than LIMIT get a password checked.
+    attempt = lockout.note_attempt(name, address, succeeded=False)
+    db.session.commit()
+    if until := lockout.locked_until(name, address, counting_this_try=True):
+        return _locked_out(name, next_url, until)  # the try stays counted: it was made
 
     user = db.session.scalar(select(User).filter_by(name=name)) if name else None
     matches = accounts.password_matches(user, password)
     if user is None or not matches or user.disabled:
         reason = "unknown user" if user is None else ("disabled" if user.disabled else "wrong password")
-        lockout.note_attempt(name, address, succeeded=False)
         record("auth.login", outcome=Outcome.FAILED, actor=Actor(None, name or "?"), details={"reason": reason})
         db.session.commit()
         if lockout.locked_until(name, address):
@@ -85,7 +83,7 @@ def login():
     session.clear()
     login_user(user)
     session["sid"] = sessions.open_session(user.id)
-    lockout.note_attempt(name, address, succeeded=True)
+    attempt.succeeded = True
     record("auth.login", actor=Actor.of(user))
     db.session.commit()
     return redirect(_safe_next(next_url))
@@ -100,6 +98,14 @@ def logout():
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
+
+
+def _locked_out(name: str, next_url: str, until):
+    minutes = max(1, round((until - utcnow()).total_seconds() / 60))
+    # a locked-out caller can send requests as fast as it likes: audited, but not one row each
+    record_throttled("auth.lockout", {"user": name}, actor=Actor(None, name or "?"))
+    flash(f"Too many failed sign-ins for this account or address. Try again in about {minutes} minute(s).", "error")
+    return render_template("auth/login.html", next=next_url, name=name), 429
 
 
 # --- users (admin) ---------------------------------------------------------

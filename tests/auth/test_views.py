@@ -349,3 +349,41 @@ def test_opening_a_button_s_address_says_so_and_changes_nothing(app, as_role):
     page = response.get_data(as_text=True)
     assert "/logout is what a button sends, not a page to open; nothing was changed. Use the button." in page
     assert client.get("/audit").status_code == 200  # still signed in
+
+
+@both_databases
+def test_sign_ins_sent_at_the_same_moment_get_no_more_than_five_passwords_checked(app, users, monkeypatch):
+    """Each try passed the lock-out check before any had written its failure, so twelve sent at once were twelve
+    guesses at the password, not five."""
+    import threading
+    import time
+
+    from app.auth import accounts
+
+    checked = []
+    real = accounts.password_matches
+
+    def as_slow_as_the_real_hash(user, password):  # scrypt takes about this long: the tries overlap
+        checked.append(password)
+        time.sleep(0.3)
+        return real(user, password)
+
+    monkeypatch.setattr(accounts, "password_matches", as_slow_as_the_real_hash)
+    together = threading.Barrier(12)
+    statuses = []
+
+    def guess(n: int) -> None:
+        client = app.test_client()
+        client.get("/login")  # its CSRF token, before the race
+        together.wait()
+        statuses.append(login(client, "admin", f"guess-{n}").status_code)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(statuses) == 12
+    assert len(checked) <= 5, f"{len(checked)} passwords were tried"
+    assert statuses.count(401) == len(checked) and statuses.count(429) == 12 - len(checked)
+    assert login(app.test_client(), "admin").status_code == 429, "the right password, after the burst: locked out"
