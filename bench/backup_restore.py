@@ -233,6 +233,9 @@ reserve_mb = 1
             downtimes.append(span(view, 4, 6))
             for step in view.steps:
                 log(f"  {step.title}: {step.duration_s:.2f} s")
+            for _, _, line in view.lines:
+                if line.startswith("(restored rows of"):
+                    log(f"  {line}")
             log(f"Rewind restore: {restores[-1]:.2f} s, downtime {downtimes[-1]:.2f} s (load {load()})")
         raw_restore, restore_s = min(raw_times), min(restores)
         downtime = max(downtimes)  # the worst seen: downtime is the figure a person plans for

@@ -501,6 +501,7 @@ class Comparison:
     restored_revision: str | None
     newer: dict[str, int]
     integrity: str | None = None
+    built: tuple[str, ...] = ()  # restored counts the fill's index builds made (Postgres.built_counts)
 
     def table(self) -> list[str]:
         """Live and restored counts side by side, as the job log shows them."""
@@ -515,6 +516,8 @@ class Comparison:
         lines.append(
             f"{'revision':<{width}}  {self.live_revision or 'none':>10}  {self.restored_revision or 'none':>10}"
         )
+        if self.built:
+            lines.append(f"(restored rows of {', '.join(self.built)}: as the restore's index builds counted them)")
         return lines
 
 
@@ -528,7 +531,10 @@ def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
     where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
     with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
         live_reading = pool.submit(db.survey, tables, backup.time)
-        restored = db.survey(tables, None, where)
+        if isinstance(db, Postgres):
+            restored = db.survey(tables, None, where, as_built=backup.format == "custom")
+        else:
+            restored = db.survey(tables, None, where)
         live = live_reading.result()
     return Comparison(
         live=live.counts,
@@ -537,6 +543,7 @@ def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
         restored_revision=restored.revision,
         newer=live.newer,
         integrity=None if isinstance(db, Postgres) else db.integrity(where),
+        built=restored.built,
     )
 
 
@@ -552,7 +559,10 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink, scratch: str | 
     try:
         db = setup.database
         where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
-        counts = db.counts(setup.key_tables, where)
+        if isinstance(db, Postgres):
+            counts = db.counts(setup.key_tables, where, as_built=backup.format == "custom")
+        else:
+            counts = db.counts(setup.key_tables, where)
         revision = db.revision(where)
         integrity = None if isinstance(db, Postgres) else db.integrity(where)
     finally:

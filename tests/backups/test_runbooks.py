@@ -102,6 +102,8 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     assert re.search(r"^user +16 +20 +1$", text, re.M), text
     assert re.search(r"^orders +20 +20 +unknown$", text, re.M), text
     assert "rolls back 1 row(s)" in text
+    counted_by_restore = "(restored rows of user, orders: as the restore's index builds counted them)" in text
+    assert counted_by_restore == (data_target.engine == "postgresql"), text
     (pre,) = copies(data_target)
     assert "_pre_restore_" in pre or ".pre_restore_" in pre
     assert data_target.snapshot(copy_url(data_target, pre)) == changed  # the replaced database is kept whole
