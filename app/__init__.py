@@ -246,14 +246,12 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
         session.clear()
         if reason not in ("idle", "lifetime"):
             return None  # signed out, revoked or forged: the guards send to the login page as for anyone
-        from app.audit.store import Actor, record_and_commit
+        from app.auth import sessions
 
-        limit = {"idle_minutes": settings.idle_minutes} if reason == "idle" else {"hours": settings.session_hours}
-        record_and_commit("auth.expired", actor=Actor.of(user), details={"reason": reason, **limit})
-        if reason == "idle":
-            flash(f"You were signed out after {settings.idle_minutes} minutes without activity.", "info")
-        else:
-            flash(f"You were signed out: a session lasts at most {settings.session_hours} hours.", "info")
+        said = sessions.record_expiry(
+            user, reason, idle_minutes=settings.idle_minutes, session_hours=settings.session_hours
+        )
+        flash(f"You were {said}.", "info")
         target = url_for("auth.login")
         if request.headers.get("HX-Request"):
             return "", 401, {"HX-Redirect": target}

@@ -67,7 +67,21 @@ def check(token: str | None, user_id: int, *, idle: timedelta, lifetime: timedel
     found = db.session.execute(_SESSION_AND_USER, {"digest": _digest(token)}).first()
     if found is None or found[0].user_id != user_id:
         return Verdict(None, "unknown")
-    row, user = found
+    return _judge(*found, idle=idle, lifetime=lifetime)
+
+
+def recheck(session_id: int, *, idle: timedelta, lifetime: timedelta) -> Verdict:
+    """check() again for a connection that outlives its request (a job page's stream): it must not outlive the
+    session either, whether that was ended (sign-out, an account change) or ran past its idle or absolute limit."""
+    found = db.session.execute(
+        select(ServerSession, User).join(User, User.id == ServerSession.user_id).where(ServerSession.id == session_id)
+    ).first()
+    if found is None:
+        return Verdict(None, "unknown")
+    return _judge(*found, idle=idle, lifetime=lifetime)
+
+
+def _judge(row: ServerSession, user: User, *, idle: timedelta, lifetime: timedelta) -> Verdict:
     if row.ended_at is not None:
         return Verdict(None, "ended", user)
     now = utcnow()
@@ -82,10 +96,16 @@ def check(token: str | None, user_id: int, *, idle: timedelta, lifetime: timedel
     return Verdict(row, None, user)
 
 
-def is_live(session_id: int) -> bool:
-    """Has nothing ended this session (sign-out, an account change)? For a connection that outlives its request."""
-    live = db.session.scalar(select(ServerSession.ended_at.is_(None)).where(ServerSession.id == session_id))
-    return bool(live)  # None: the row is gone
+def record_expiry(user: User, reason: str, *, idle_minutes: int, session_hours: int) -> str:
+    """Audit a session the server ended for idleness or age; returns the words that tell its person why
+    ("signed out after 30 minutes without activity")."""
+    from app.audit.store import Actor, record_and_commit
+
+    limit = {"idle_minutes": idle_minutes} if reason == EndReason.IDLE else {"hours": session_hours}
+    record_and_commit("auth.expired", actor=Actor.of(user), details={"reason": reason, **limit})
+    if reason == EndReason.IDLE:
+        return f"signed out after {idle_minutes} minutes without activity"
+    return f"signed out: a session lasts at most {session_hours} hours"
 
 
 def touch(row: ServerSession) -> None:

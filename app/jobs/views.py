@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
@@ -240,10 +241,20 @@ def _load_view_and_release(job_id: int):
         db.session.remove()
 
 
-def _signed_out(session_id: int) -> bool:
-    """Was this watcher's session ended (sign-out, an account change) since the handshake?"""
+def _session_over(session_id: int) -> str | None:
+    """Why this watcher may no longer read, since the handshake: its session was ended (sign-out, an account
+    change) or ran past its idle or absolute limit (ended and audited here, as a request would). None: it may."""
+    settings = current_app.config["REWIND_SETTINGS"]
     try:
-        return not sessions.is_live(session_id)
+        verdict = sessions.recheck(
+            session_id, idle=timedelta(minutes=settings.idle_minutes), lifetime=timedelta(hours=settings.session_hours)
+        )
+        if verdict.refused in (sessions.EndReason.IDLE, sessions.EndReason.LIFETIME):
+            said = sessions.record_expiry(
+                verdict.user, verdict.refused, idle_minutes=settings.idle_minutes, session_hours=settings.session_hours
+            )
+            return f"you were {said}; reload the page to sign in again"
+        return None if verdict.row is not None else SIGNED_OUT
     finally:
         db.session.remove()
 
@@ -258,7 +269,8 @@ def _stream(ws, job_id: int, session_id: int) -> None:
         return
     # simple-websocket's reader thread sets ws.event when the browser sends or leaves; the fanout sets it too.
     watcher = fanout.attach(job_id, ws.sock, lambda: _load_view_and_release(job_id), wake=ws.event.set)
-    leaving = signed_out = False
+    leaving = False
+    signed_out: str | None = None
     checked = time.monotonic()
     try:
         while not watcher.done.is_set() and not watcher.closed:
@@ -270,7 +282,7 @@ def _stream(ws, job_id: int, session_id: int) -> None:
                 pass
             if time.monotonic() - checked >= WS_IDLE_CHECK_S:  # not once per event: a busy log sends many
                 checked = time.monotonic()
-                if signed_out := _signed_out(session_id):
+                if signed_out := _session_over(session_id):
                     break
         else:
             fanout.drain(watcher, timeout=5.0)
@@ -281,7 +293,7 @@ def _stream(ws, job_id: int, session_id: int) -> None:
     # What a browser that stopped reading has not taken may end half-way through a frame: no close frame after it.
     code, reason = (SERVICE_RESTART, LEAVING) if leaving else (1000, None)
     if signed_out:  # 1008: the page says why and does not reconnect
-        code, reason = CLOSE_CODE, SIGNED_OUT
+        code, reason = CLOSE_CODE, signed_out
     _close(ws, code, reason, frame=not watcher.backlog)
 
 

@@ -2,9 +2,11 @@
 
 import base64
 import contextlib
+import json
 import os
 import re
 import socket
+import sqlite3
 import struct
 import threading
 import time
@@ -171,6 +173,51 @@ def test_a_watcher_whose_session_ends_is_closed_saying_so(live, admin):
         opcode, data = ws.recv_data(control_frame=True)
     assert struct.unpack("!H", data[:2])[0] == 1008, "the page says why and does not reconnect"
     assert data[2:].decode() == "you were signed out; reload the page to sign in again"
+    cancel_anew(live, job_id)
+
+
+@pytest.mark.parametrize(
+    ("backdate", "reason", "said"),
+    [
+        pytest.param(
+            "UPDATE auth_session SET last_seen_at = datetime(last_seen_at, '-13 hours') WHERE ended_at IS NULL",
+            "idle",
+            "you were signed out after 30 minutes without activity; reload the page to sign in again",
+            id="idle",
+        ),
+        pytest.param(
+            "UPDATE auth_session SET created_at = datetime(created_at, '-13 hours') WHERE ended_at IS NULL",
+            "lifetime",
+            "you were signed out: a session lasts at most 12 hours; reload the page to sign in again",
+            id="lifetime",
+        ),
+    ],
+)
+def test_a_watcher_whose_session_runs_out_is_closed_saying_why_and_it_is_audited(live, admin, backdate, reason, said):
+    """Idle expiry and the absolute lifetime were checked only on requests: a job page left open streamed on."""
+    job_id = start_job(admin, runbook="test.sleep", target="staging", seconds="120")
+    ws = admin.websocket(f"/jobs/{job_id}/ws")
+    assert 'id="job-state"' in ws.recv()
+    with sqlite3.connect(live.instance_dir / "rewind.db") as conn:  # as if 13 hours had passed
+        assert conn.execute(backdate).rowcount == 1
+    ws.settimeout(20)
+    opcode, data = ws.recv_data(control_frame=True)
+    while opcode != websocket.ABNF.OPCODE_CLOSE:
+        opcode, data = ws.recv_data(control_frame=True)
+    assert struct.unpack("!H", data[:2])[0] == 1008
+    assert data[2:].decode() == said
+    with sqlite3.connect(live.instance_dir / "rewind.db") as conn:
+        assert conn.execute("SELECT end_reason FROM auth_session").fetchall() == [(reason,)]
+        (details,) = conn.execute("SELECT details FROM audit_event WHERE action = 'auth.expired'").fetchone()
+    assert json.loads(details)["reason"] == reason
+    cancel_anew(live, job_id)
+
+
+def cancel_anew(live, job_id: int) -> None:
+    """Cancel the job from a new sign-in (the test's own session is over): the server then stops at once."""
+    other = Session(live.url)
+    other.login("admin", live.admin_password)
+    assert other.post(f"/jobs/{job_id}/cancel")[0] == 303
 
 
 def test_watchers_that_leave_free_their_threads(live, admin):
