@@ -182,11 +182,10 @@ def _run_here(job_id: int, pressed: threading.Event) -> threading.Thread | None:
     return None
 
 
-def _run_here_or_cancel(job_id: int, actor: Actor) -> threading.Thread | None:
+def _run_here_or_cancel(job_id: int, actor: Actor, pressed: threading.Event) -> threading.Thread | None:
     """_run_here(); Ctrl-C while it waits cancels the job, which would otherwise run whenever a runner next starts."""
     try:
-        with _ctrl_c_noted() as (pressed, _news):
-            return _run_here(job_id, pressed)
+        return _run_here(job_id, pressed)
     except KeyboardInterrupt:
         job = db.session.get(Job, job_id)
         try:
@@ -226,9 +225,19 @@ def _ctrl_c_noted() -> Iterator[tuple[threading.Event, threading.Event]]:
         yield pressed, news
 
 
-def _wait(job_id: int, echo, here: threading.Thread | None, actor: Actor | None, said: str = "") -> JobState:
-    """Follow the job to its end; `said` is echoed first, once Ctrl-C is noted (it may invite the press)."""
-    with _ctrl_c_noted() as (pressed, news):
+def _wait(
+    job_id: int,
+    echo,
+    here: threading.Thread | None,
+    actor: Actor | None,
+    said: str = "",
+    noted: tuple[threading.Event, threading.Event] | None = None,
+) -> JobState:
+    """Follow the job to its end; `said` is echoed first, once Ctrl-C is noted (it may invite the press).
+
+    `noted`: the caller's (pressed, news) from _ctrl_c_noted, when it noted Ctrl-C since before the job was queued.
+    """
+    with contextlib.nullcontext(noted) if noted else _ctrl_c_noted() as (pressed, news):
         if said:
             echo(said)
         try:
@@ -302,20 +311,24 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
         names = ", ".join(p.name for p in book.params) or "none"
         typed = f": {exc.param}=…" if exc.label else ""  # "Down to revision is required": say what to type
         raise Refused(f"{exc}{typed} ({book.name} takes: {names})") from None
-    try:
-        job = service.enqueue(book, target_name, parsed, actor, via=VIA)
-    except service.BusyTarget as exc:
-        raise Refused(str(exc), ExitStatus.BUSY) from None
-    except service.JobRefused as exc:
-        raise Refused(str(exc)) from None
-    job_id = job.id
-    click.echo(f"queued job #{job_id}: {book.name} on {target_name or 'Rewind'} as {actor.name}")
-    here = _run_here_or_cancel(job_id, actor)
-    if here is None and not follow_job:
-        click.echo(f"a runner will start it; follow it with: flask rewind jobs show {job_id} --follow")
-        return
-    click.echo("no runner is up: running it in this process" if here else "a runner will start it")
-    state = _wait(job_id, click.echo if follow_job else lambda line: None, here, actor)
+    # Ctrl-C is noted from before the job is queued until it is followed to its end: a press anywhere in between
+    # becomes the cancel (raised as KeyboardInterrupt at any line, it left a job queued for the next runner, or
+    # running here until the process died).
+    with _ctrl_c_noted() as noted:
+        try:
+            job = service.enqueue(book, target_name, parsed, actor, via=VIA)
+        except service.BusyTarget as exc:
+            raise Refused(str(exc), ExitStatus.BUSY) from None
+        except service.JobRefused as exc:
+            raise Refused(str(exc)) from None
+        job_id = job.id
+        click.echo(f"queued job #{job_id}: {book.name} on {target_name or 'Rewind'} as {actor.name}")
+        here = _run_here_or_cancel(job_id, actor, noted[0])
+        if here is None and not follow_job:
+            click.echo(f"a runner will start it; follow it with: flask rewind jobs show {job_id} --follow")
+            return
+        click.echo("no runner is up: running it in this process" if here else "a runner will start it")
+        state = _wait(job_id, click.echo if follow_job else lambda line: None, here, actor, noted=noted)
     if here is not None:
         here.join()
     if not follow_job:

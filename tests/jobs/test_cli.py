@@ -359,6 +359,61 @@ def test_ctrl_c_cancels_a_job_the_cli_runs_itself(app, users):
     assert details["via"] == "cli"
 
 
+# `flask rewind run`, with Ctrl-C pressed the moment a line is printed (the handler runs as echo returns).
+PRESSED_AT_A_LINE = """
+import os, signal, click
+from flask.cli import FlaskGroup
+printed = click.echo
+def echo(message=None, *args, **kwargs):
+    printed(message, *args, **kwargs)
+    if str(message).startswith(%r):
+        os.kill(os.getpid(), signal.SIGINT)
+click.echo = echo
+FlaskGroup().main(["rewind", "run", "staging", "test.sleep", "seconds=60", "--as", "operator", "--follow"])
+"""
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        # the press reaches the command a moment later (through its signal relay): before or after the claim
+        pytest.param("queued job #", r"cancelled job #1 before it started|job #1 cancelled: Cancelled by", id="queued"),
+        pytest.param("no runner is up", r"job #1 cancelled: Cancelled by operator", id="claimed"),
+    ],
+)
+def test_ctrl_c_between_queueing_and_following_cancels_the_job(app, users, line, said):
+    """Between its handlers a press was raised wherever the command stood: the job stayed queued for the next
+    runner, or stayed running here until the process died."""
+    done = subprocess.run(
+        [sys.executable, "-c", PRESSED_AT_A_LINE % line],
+        cwd=REPO,
+        env=flask_env(app),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == ExitStatus.CANCELLED, done.stdout + done.stderr
+    assert re.search(said, done.stdout + done.stderr), done.stdout + done.stderr
+    assert jobs(app)[0].state == "cancelled"
+
+
+def test_ctrl_c_as_a_job_is_queued_with_a_runner_up_stops_following_as_later_presses_do(app, users, runner):
+    """Raised wherever the command stood, the press was an "Aborted!" that said nothing of the job."""
+    assert runners_alive(app)
+    done = subprocess.run(
+        [sys.executable, "-c", PRESSED_AT_A_LINE % "queued job #"],
+        cwd=REPO,
+        env=flask_env(app),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == ExitStatus.DETACHED, done.stdout + done.stderr
+    assert "stopped following; job #1 goes on: flask rewind jobs show 1 --follow" in done.stderr
+    assert rewind(app, "jobs", "cancel", "1", "--as", "operator").exit_code == 0  # not 60 s of teardown
+    wait_for(lambda: jobs(app)[0].state == "cancelled", timeout=60)
+
+
 def test_a_second_ctrl_c_stops_waiting_and_the_next_runner_marks_the_job_interrupted(app, users):
     process, _lines, child = sleeping_job_in_its_own_process(app, 120, runbook="test.stubborn")
     try:
