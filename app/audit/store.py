@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.orm import make_transient_to_detached
 
 from app.audit import chain
@@ -347,14 +347,24 @@ class _Proofs:
 
 
 def _reencode(row_id: int) -> bytes | None:
-    """The reference encoding of one row, read through its column types, as record() hashed it."""
+    """The reference encoding of one row, read through its column types, as record() hashed it.
+
+    On SQLite ts is text, and the driver's parse is looser than what it writes ('2026-01-02X10:00:00.000000'
+    reads back as the time hashed): the text must be exactly the form written, or the row was changed.
+    """
     table = AuditEvent.__table__
     columns = [table.c[name] for name in chain.FIELDS]
+    stored = cast(table.c.ts, Text)
     try:
         with db.engine.connect() as conn:
-            row = conn.execute(select(*columns).where(table.c.id == row_id)).first()
-        return chain.encode(tuple(row)) if row else None
-    except (ValueError, TypeError):  # a value no writer could have stored: the row was changed
+            row = conn.execute(select(*columns, stored).where(table.c.id == row_id)).first()
+        if row is None:
+            return None
+        *values, ts_text = row
+        if db.engine.dialect.name == "sqlite" and ts_text != values[1].isoformat(" ", "microseconds"):
+            return None
+        return chain.encode(tuple(values))
+    except (ValueError, TypeError, AttributeError):  # a value no writer could have stored: the row was changed
         return None
 
 
