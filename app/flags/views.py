@@ -155,10 +155,21 @@ def _row(
     return html, status
 
 
+def _named(flag: str | None) -> str:
+    """The flag a toggle or delete is for: a form field, for a browser drops a name such as '..' or 'a/./b' from a
+    path; in the path only from a page served before it moved (those addresses still work)."""
+    flag = request.form.get("flag") if flag is None else flag
+    if not flag:
+        abort(400, description="Which flag? The form named none: reload the Flags tab and try again.")
+    return flag
+
+
+@bp.post("/targets/<name>/flags/toggle")
 @bp.post("/targets/<name>/flags/<path:flag>/toggle")
 @requires(Role.OPERATOR)
-def toggle(name: str, flag: str):
+def toggle(name: str, flag: str | None = None):
     target = target_or_404(name)
+    flag = _named(flag)
     asker = _Asker(name)
     actor, raw, reason = _actor(), request.form.get("seen"), request.form.get("reason", "")
     try:
@@ -324,10 +335,12 @@ def create(name: str):
     return _back(name, f"Flag {flag.name} created ({store.word(flag.enabled)}).", "success")
 
 
+@bp.post("/targets/<name>/flags/delete")
 @bp.post("/targets/<name>/flags/<path:flag>/delete")
 @requires(Role.ADMIN)
-def delete(name: str, flag: str):
+def delete(name: str, flag: str | None = None):
     target = target_or_404(name)
+    flag = _named(flag)
     actor, raw, reason = _actor(), request.form.get("seen"), request.form.get("reason", "")
     try:
         with store.refusing("flags.delete", target, actor, {"flag": flag, "seen": raw, "reason": reason, "via": "web"}):

@@ -593,18 +593,31 @@ def test_a_plan_with_nothing_to_restore_offers_no_restore_button(flag_app, flagd
     assert "Restore 1 flag(s)</button>" in plan_page(client, f"as_of={moment}")
 
 
-def test_a_flag_named_with_a_slash_a_space_or_accents_is_toggled_deleted_and_shown_from_its_own_links(
+def _form(row: str, button: str) -> tuple[str, dict[str, str]]:
+    """The address and hidden fields of the row's form whose button starts with `button`, as a browser sends them."""
+    for form in re.findall(r"<form .*?</form>", row, re.S):
+        if re.search(rf"<button[^>]*>{button}", form):
+            action = html.unescape(re.search(r'action="([^"]+)"', form).group(1))
+            fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form)
+            return action, {k: html.unescape(v) for k, v in fields if k != "csrf_token"}
+    raise AssertionError(f"no {button} form in {row}")
+
+
+def test_a_flag_named_with_a_slash_a_space_dots_or_accents_is_toggled_deleted_and_shown_from_its_own_links(
     flag_app, flagdb, as_role
 ):
-    names = ["checkout/eu", "Dark Mode.v2", "café_ünïcode"]
+    """Rewind refuses to create '.' or '..', but an application may write them; in a form's path a browser dropped
+    them (and 'a/./b' became 'a/b'): the name travels as a form field instead."""
+    names = ["checkout/eu", "Dark Mode.v2", "café_ünïcode", ".", "..", "a/./b", "a/../b"]
     for name in names:
         flagdb.add(name, False, "odd name")
     client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
     page = client.get("/targets/web/flags").get_data(as_text=True)
     for name in names:
         row = page[page.index(f'id="flag-{dom_id(name)}"') :].split("</tr>", 1)[0]
-        toggle = html.unescape(re.search(r'hx-post="([^"]+/toggle)"', row).group(1))
-        response = post(client, toggle, {"seen": "off"}, headers=HTMX)  # a slash in the name was a 404
+        action, fields = _form(row, "Turn on")
+        assert action == "/targets/web/flags/toggle" and fields == {"flag": name, "seen": "off"}
+        response = post(client, action, fields, headers=HTMX)
         assert response.status_code == 200 and f"{name} is now on." in response.get_data(as_text=True)
         history = html.unescape(re.search(r'href="(/targets/web/flags/history\?flag=[^"]+)"', row).group(1))
         assert client.get(history).status_code == 200
@@ -614,9 +627,26 @@ def test_a_flag_named_with_a_slash_a_space_or_accents_is_toggled_deleted_and_sho
     assert not [i for i in ids if re.search(r"\s", i)] and len(ids) == len(set(ids))  # ids with spaces matched no label
     assert set(re.findall(r'<label class="sr-only" for="([^"]+)"', protected)) <= set(ids)
     assert 'for="reason-Dark_Mode_v2-' in protected
-    response = post(admin, "/targets/web/flags/checkout/eu/delete", {"seen": "on"}, follow_redirects=True)
-    assert "Flag checkout/eu deleted" in response.get_data(as_text=True)
-    assert "checkout/eu" not in flagdb.states()
+    page = admin.get("/targets/web/flags").get_data(as_text=True)
+    for name in ("..", "checkout/eu"):
+        row = page[page.index(f'id="flag-{dom_id(name)}"') :].split("</tr>", 1)[0]
+        action, fields = _form(row, "Delete")
+        assert action == "/targets/web/flags/delete"
+        response = post(admin, action, fields, follow_redirects=True)
+        assert f"Flag {name} deleted" in response.get_data(as_text=True)
+        assert name not in flagdb.states()
+    # a page served before the name moved into the form still reaches the flag by its address
+    response = post(admin, "/targets/web/flags/a/./b/delete", {"seen": "on"}, follow_redirects=True)
+    assert "Flag a/./b deleted" in response.get_data(as_text=True) and "a/./b" not in flagdb.states()
+
+
+@pytest.mark.parametrize("action", ["toggle", "delete"])
+def test_a_toggle_or_delete_that_names_no_flag_is_a_400_that_says_so(flag_app, flagdb, as_role, action):
+    before = flagdb.states()
+    response = post(as_role(Role.ADMIN), f"/targets/web/flags/{action}", {"seen": "on", "flag": ""})
+    assert response.status_code == 400
+    assert "Which flag? The form named none" in response.get_data(as_text=True)
+    assert flagdb.states() == before
 
 
 def test_a_flag_whose_state_is_null_is_named_and_the_others_stay_usable(flag_app, flagdb, as_role):
