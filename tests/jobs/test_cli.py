@@ -373,6 +373,17 @@ FlaskGroup().main(["rewind", "run", "staging", "test.sleep", "seconds=60", "--as
 """
 
 
+def pressed_at_a_line(app, line: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", PRESSED_AT_A_LINE % line],
+        cwd=REPO,
+        env=flask_env(app),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     ("line", "said"),
     [
@@ -384,14 +395,7 @@ FlaskGroup().main(["rewind", "run", "staging", "test.sleep", "seconds=60", "--as
 def test_ctrl_c_between_queueing_and_following_cancels_the_job(app, users, line, said):
     """Between its handlers a press was raised wherever the command stood: the job stayed queued for the next
     runner, or stayed running here until the process died."""
-    done = subprocess.run(
-        [sys.executable, "-c", PRESSED_AT_A_LINE % line],
-        cwd=REPO,
-        env=flask_env(app),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = pressed_at_a_line(app, line)
     assert done.returncode == ExitStatus.CANCELLED, done.stdout + done.stderr
     assert re.search(said, done.stdout + done.stderr), done.stdout + done.stderr
     assert jobs(app)[0].state == "cancelled"
@@ -400,14 +404,7 @@ def test_ctrl_c_between_queueing_and_following_cancels_the_job(app, users, line,
 def test_ctrl_c_as_a_job_is_queued_with_a_runner_up_stops_following_as_later_presses_do(app, users, runner):
     """Raised wherever the command stood, the press was an "Aborted!" that said nothing of the job."""
     assert runners_alive(app)
-    done = subprocess.run(
-        [sys.executable, "-c", PRESSED_AT_A_LINE % "queued job #"],
-        cwd=REPO,
-        env=flask_env(app),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = pressed_at_a_line(app, "queued job #")
     assert done.returncode == ExitStatus.DETACHED, done.stdout + done.stderr
     assert "stopped following; job #1 goes on: flask rewind jobs show 1 --follow" in done.stderr
     assert rewind(app, "jobs", "cancel", "1", "--as", "operator").exit_code == 0  # not 60 s of teardown
