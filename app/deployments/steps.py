@@ -89,19 +89,26 @@ def put_code_back(ctx: JobContext, start: str, *, cancelled: bool = False) -> st
     return f"the code was put back at {start[:12]}{kept}"
 
 
-def release(ctx: JobContext) -> None:
-    """After the code changed, before the restart: run the release commands, or put the code back."""
+def release(ctx: JobContext, *, schema_at: str | None = None) -> None:
+    """After the code changed, before the restart: run the release commands, or put the code back.
+
+    `schema_at`: the revision a downgrade took the database to before this code change. Then a failure leaves the
+    code where the change put it, which matches that revision: put back, it would want the revisions the downgrade
+    removed, and the next restart would start it against a schema behind it.
+    """
     target = steps.target_of(ctx)
     if target.config.release is None:
         ctx.skip(f"no release commands are configured ([targets.{ctx.target}.release])")
     start = start_commit(ctx)
     try:
         count = run_release_commands(ctx, target)
-    except JobCancelled:
-        # Stopped half-way: the new code must not be left for the next restart to pick up.
-        ctx.log(f"cancelled during the release commands: {put_code_back(ctx, start, cancelled=True)}", "err")
-        raise
-    except ReleaseFailed as exc:
+    except (JobCancelled, ReleaseFailed) as exc:
+        if schema_at is not None:
+            raise _left_matching_the_schema(ctx, exc, start, schema_at) from None
+        if isinstance(exc, JobCancelled):
+            # Stopped half-way: the new code must not be left for the next restart to pick up.
+            ctx.log(f"cancelled during the release commands: {put_code_back(ctx, start, cancelled=True)}", "err")
+            raise
         ctx.log(str(exc), "err")
         try:
             put_back = put_code_back(ctx, start)
@@ -113,3 +120,19 @@ def release(ctx: JobContext) -> None:
             f"{exc}. Nothing was restarted: {put_back}, and {ctx.target} still runs the process it ran before."
         ) from None
     ctx.log(f"{count} release command(s) passed")
+
+
+def _left_matching_the_schema(ctx: JobContext, exc: Exception, start: str, schema_at: str) -> Exception:
+    """What a release that failed (or was cancelled) after a downgrade and a code change says: where each stands."""
+    with steps.adapter_errors(ctx):
+        head = git_of(ctx).head()
+    where = (
+        f"The code stays at {head[:12]}, which matches the database, downgraded to {schema_at} before; "
+        f"{ctx.target} was not restarted, and its process, started on {start[:12]}, runs against that database. "
+        f"Mend the release commands and run them, then restart (the restart runbook); or upgrade the schema "
+        f"back and reset the code to {start[:12]}"
+    )
+    ctx.log(f"{exc}: {where}" if isinstance(exc, JobCancelled) else str(exc), "err")
+    if isinstance(exc, JobCancelled):
+        return exc
+    return StepFailed(f"{exc}. {where}.")

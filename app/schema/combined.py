@@ -115,8 +115,13 @@ def _after_downgrade(code_step, verb: str):
     return run
 
 
+def release_after_downgrade(ctx: JobContext) -> None:
+    code_steps.release(ctx, schema_at=ctx.state["downgrade_to"])
+
+
 reset_after_downgrade = _after_downgrade(code.reset_branch, "reset")
 DOWNGRADE = Step("downgrade", "Downgrade the schema", downgrade_with_scripts_of_the_deployed_commit)
+RELEASE = Step("release", "Run the release commands", release_after_downgrade)
 
 
 register(
@@ -143,7 +148,7 @@ register(
             DOWNGRADE,
             Step("tag", "Tag the current head", code.tag_old_head),
             Step("reset", "Reset the code", reset_after_downgrade),
-            code.RELEASE,
+            RELEASE,
             code.RESTART,
             code.VERIFY,
         ),
@@ -172,7 +177,7 @@ register(
             code.CHECKPOINT,
             DOWNGRADE,
             Step("revert", "Revert the commits", _after_downgrade(code.revert_commits, "revert")),
-            code.RELEASE,
+            RELEASE,
             code.RESTART,
             code.VERIFY,
             code.PUSH,

@@ -266,6 +266,59 @@ def test_downgrade_then_reset_runs_the_release_commands_before_the_restart(app, 
     )
 
 
+def test_a_release_that_fails_after_downgrade_then_reset_leaves_the_code_matching_the_downgraded_schema(
+    app, runner, shop_target
+):
+    """Put back at the deployed commit, the code wanted the revisions the downgrade had removed: the next restart
+    would have started it against a schema behind it, and only "Already done before that" said the schema moved."""
+    silent = [sys.executable, "-c", "raise SystemExit(1)"]  # a tool that exits 1 and says nothing
+    write_targets_file(app, shop_target.toml() + f"\n[targets.shop.release]\ncommands = [{json.dumps(silent)}]\n")
+    deployed = git(shop_target.repo, "rev-parse", "HEAD")
+    the_app = shop_target.commits["the app"]
+    job, view = run(app, "downgrade_then_reset", "shop", commit=the_app, backup_confirmed="yes")
+    assert job.state == "failed"
+    assert shop_target.versions() == {"a1000001"}
+    assert git(shop_target.repo, "rev-parse", "HEAD") == the_app, "the code stays where the reset put it"
+    assert f"The code stays at {the_app[:12]}, which matches the database, downgraded to a1000001 before" in job.result
+    assert f"shop was not restarted, and its process, started on {deployed[:12]}, runs against that database" in (
+        job.result
+    )
+    assert "upgrade the schema back and reset the code to" in job.result
+    assert [s.state for s in view.steps][-3:] == ["failed", "not_run", "not_run"]  # no restart, no verify
+    assert "put the code back" not in log_text(view)
+
+
+def test_a_cancel_during_the_release_after_downgrade_then_reset_leaves_the_code_matching_the_schema_too(
+    app, runner, shop_target, tmp_path
+):
+    from app.jobs import service
+    from app.jobs.events import load_view
+    from app.jobs.models import Job
+    from tests.conftest import wait_for
+    from tests.deployments.test_runbooks import ADMIN
+
+    started = tmp_path / "release-started"
+    slow = [sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(60)"]
+    write_targets_file(app, shop_target.toml() + f"\n[targets.shop.release]\ncommands = [{json.dumps(slow)}]\n")
+    the_app = shop_target.commits["the app"]
+    with app.app_context():
+        params = parse(app, "downgrade_then_reset", commit=the_app, backup_confirmed="yes")
+        job_id = service.enqueue(runbooks.get("downgrade_then_reset"), "shop", params, ADMIN).id
+    wait_for(started.exists, timeout=60)
+    with app.app_context():
+        service.cancel(db.session.get(Job, job_id), ADMIN)
+
+    def ended():
+        with app.app_context():
+            job = db.session.get(Job, job_id)
+            return (job, log_text(load_view(job))) if job.job_state.is_final else None
+
+    job, log = wait_for(ended, timeout=60)
+    assert job.state == "cancelled"
+    assert git(shop_target.repo, "rev-parse", "HEAD") == the_app and shop_target.versions() == {"a1000001"}
+    assert f"The code stays at {the_app[:12]}, which matches the database, downgraded to a1000001 before" in log
+
+
 def test_after_a_revert_deleted_an_applied_revision_the_scripts_come_from_the_commit_that_has_them(
     app, runner, shop_target, as_role
 ):
