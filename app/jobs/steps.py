@@ -145,7 +145,8 @@ def verify_passed(ctx: JobContext, detail: str) -> None:
 def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, str]:
     """Healthy, smoke test passed, and (with `state_checks`) every area's condition (e.g. schema matches code)."""
     target = target_of(ctx)
-    health = target.health()
+    with adapter_errors(ctx):  # the checkout's commit is read from git
+        health = target.health(of_checkout=True)
     ctx.state.pop(APP_LOG_LINES, None)  # a log pointer from an earlier check of this job no longer holds
     if health is None:
         return False, f"{ctx.target} has no health check: add [targets.{ctx.target}.health] to verify it"

@@ -90,6 +90,9 @@ class HealthConfig:
     # How long one probe waits for an answer. A slower answer is not a failure while `timeout` has not passed: the
     # check asks again. An app whose every answer (not only its first) takes longer needs this raised.
     probe_timeout: float = PROBE_TIMEOUT_S
+    # A JSON field of the answer (dots for nested ones) naming the commit the app runs: a verification then passes
+    # only when it is the checkout's, so a restart command that exits 0 without restarting is caught.
+    commit_field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -419,8 +422,21 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         if not 0 < probe_timeout <= timeout:
             limit = f"at most health.timeout ({timeout:g})"
             raise health_t.fail("probe_timeout", f"must be more than 0 seconds and {limit}, got {probe_timeout:g}")
+        commit_field = health_t.text("commit_field")
+        if commit_field is not None and not all(commit_field.split(".")):
+            raise health_t.fail(
+                "commit_field", f"expected a JSON field name, dots between nested ones; got {commit_field!r}"
+            )
         health = HealthConfig(
-            url, status, health_t.get("json", dict), timeout, health_t.argv("smoke"), threshold, ca_file, probe_timeout
+            url,
+            status,
+            health_t.get("json", dict),
+            timeout,
+            health_t.argv("smoke"),
+            threshold,
+            ca_file,
+            probe_timeout,
+            commit_field,
         )
         health_t.done()
 

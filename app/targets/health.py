@@ -168,6 +168,24 @@ def _json_mismatch(actual: Any, expected: Mapping[str, Any], path: str = "") -> 
     return None
 
 
+def _commit_mismatch(document: Any, field: str, checkout: str) -> str | None:
+    """Why the answer does not say it runs the checkout's commit (full, or abbreviated to 7 or more), or None."""
+    said: Any = document
+    for part in field.split("."):
+        if not isinstance(said, Mapping) or part not in said:
+            return f"JSON field {field} is missing (health.commit_field: the commit the app runs)"
+        said = said[part]
+    commit = said.strip().lower() if isinstance(said, str) else ""
+    if len(commit) < 7 or not all(c in "0123456789abcdef" for c in commit):
+        return f"JSON field {field} is {said!r}, not a commit id (7 or more hex digits; health.commit_field)"
+    if checkout.startswith(commit):
+        return None
+    return (
+        f"JSON field {field} says it runs {commit[:12]}, but the checkout is at {checkout[:12]}: the app still runs "
+        "other code (a restart that did not restart it?)"
+    )
+
+
 def _timed_out(exc: BaseException) -> bool:
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     return isinstance(reason, TimeoutError)
@@ -210,8 +228,11 @@ class HealthCheck:
         request_timeout_s: float = 2,
         failure_threshold: int = FAILURE_THRESHOLD,
         ca_file: str | os.PathLike | None = None,
+        expect_commit: tuple[str, str] | None = None,
     ) -> None:
+        """`expect_commit`: (JSON field, commit id) — healthy only when the answer's field names that commit."""
         self.url = _check_url(url)
+        self.expect_commit = expect_commit
         self.expect_status = int(expect_status)
         if expect_json is not None and not isinstance(expect_json, Mapping):
             raise ValueError(
@@ -290,7 +311,7 @@ class HealthCheck:
             if location and 300 <= status < 400:
                 reason += f" (redirect to {location} not followed: only same-host redirects are)"
             return done(False, status, reason)
-        if self.expect_json is None:
+        if self.expect_json is None and self.expect_commit is None:
             return done(True, status, status_text)
         if len(body) > MAX_BODY:
             return done(
@@ -300,9 +321,15 @@ class HealthCheck:
             document = json.loads(body)
         except ValueError:
             return done(False, status, f"{status_text}, but the body is not JSON")
-        if why := _json_mismatch(document, self.expect_json):
+        if self.expect_json is not None and (why := _json_mismatch(document, self.expect_json)):
             return done(False, status, why)
-        return done(True, status, f"{status_text}, JSON matches")
+        said = f"{status_text}, JSON matches" if self.expect_json is not None else status_text
+        if self.expect_commit is not None:
+            field, checkout = self.expect_commit
+            if why := _commit_mismatch(document, field, checkout):
+                return done(False, status, f"{status_text}, but {why}")
+            said += f", runs {checkout[:12]}"
+        return done(True, status, said)
 
     def wait_healthy(
         self,

@@ -95,10 +95,12 @@ class Target:
             ) from None
         return CommandControl(proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=env, status=proc.status)
 
-    def health(self, timeout_s: float | None = None) -> HealthCheck | None:
+    def health(self, timeout_s: float | None = None, *, of_checkout: bool = False) -> HealthCheck | None:
+        """`of_checkout`: with health.commit_field, healthy only when the app says it runs the checkout's commit."""
         health = self.config.health
         if health is None:
             return None
+        expect_commit = (health.commit_field, self.git().head()) if of_checkout and health.commit_field else None
         return HealthCheck(
             health.url,
             expect_status=health.status,
@@ -107,6 +109,7 @@ class Target:
             failure_threshold=health.failure_threshold,
             ca_file=health.ca_file,
             request_timeout_s=health.probe_timeout,
+            expect_commit=expect_commit,
         )
 
     def flags(self) -> FlagTable | None:

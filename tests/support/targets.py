@@ -11,15 +11,18 @@ from pathlib import Path
 from tests.support.postgres import free_port
 
 SERVER = """\
-import http.server, json, sys
+import http.server, json, os, subprocess, sys
 
 STATUS = "{status}"
 GREETING = "{greeting}"
+ANSWER = {{"status": STATUS, "greeting": GREETING}}
+if os.environ.get("SERVE_COMMIT"):  # the commit it was started on, as apps that report their build do
+    ANSWER["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({{"status": STATUS, "greeting": GREETING}}).encode()
+        body = json.dumps(ANSWER).encode()
         self.send_response(200 if STATUS == "healthy" else 500)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

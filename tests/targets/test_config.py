@@ -142,6 +142,18 @@ cwd = "apps/demo"
             "must be more than 0 seconds and at most health.timeout (10), got 15",
         ),
         (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\ncommit_field = "build..sha"\n',
+            "a",
+            "health.commit_field",
+            "expected a JSON field name, dots between nested ones; got 'build..sha'",
+        ),
+        (
+            '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\ncommit_field = 7\n',
+            "a",
+            "health.commit_field",
+            "expected str",
+        ),
+        (
             '[targets.a.repo]\npath = "/x"\n[targets.a.health]\nurl = "http://x"\nprobe_timeout = 0\n',
             "a",
             "health.probe_timeout",

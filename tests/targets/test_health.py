@@ -143,6 +143,35 @@ def test_probe_json_mismatch(server, body, expected, reason):
     assert not probe.ok and probe.status == 200 and probe.reason == reason
 
 
+CHECKOUT = "3f2a9c41b7e05d6e8f9a0b1c2d3e4f5a6b7c8d9e"
+
+
+@pytest.mark.parametrize(
+    ("body", "json", "ok", "reason"),
+    [
+        ({"commit": CHECKOUT}, None, True, "status 200, runs 3f2a9c41b7e0"),
+        ({"build": {"sha": "3F2A9C4"}}, None, True, "status 200, runs 3f2a9c41b7e0"),  # abbreviated, any case
+        ({"commit": CHECKOUT, "status": "ok"}, {"status": "ok"}, True, "status 200, JSON matches, runs 3f2a9c41b7e0"),
+        (
+            {"commit": "9d8e7f60a1b2"},
+            None,
+            False,
+            "status 200, but JSON field commit says it runs 9d8e7f60a1b2, but the checkout is at 3f2a9c41b7e0: the app "
+            "still runs other code (a restart that did not restart it?)",
+        ),
+        ({"version": "1.4"}, None, False, "status 200, but JSON field commit is missing"),
+        ({"commit": "3f2a9c"}, None, False, "status 200, but JSON field commit is '3f2a9c', not a commit id"),
+        ({"commit": "v1.4-3f2a9c4"}, None, False, "not a commit id (7 or more hex digits; health.commit_field)"),
+        ({"commit": None}, None, False, "JSON field commit is None, not a commit id"),
+    ],
+)
+def test_a_probe_with_a_commit_field_is_healthy_only_running_the_checkout_s_commit(server, body, json, ok, reason):
+    server.route("/health", 200, body)
+    field = "build.sha" if "build" in body else "commit"
+    probe = HealthCheck(server.url(), expect_json=json, expect_commit=(field, CHECKOUT)).probe()
+    assert probe.ok is ok and reason in probe.reason, probe.reason
+
+
 def test_probe_not_json(server):
     server.route("/health", 200, b"<html>OK</html>", Content_Type="text/html")
     probe = HealthCheck(server.url(), expect_json={"status": "ok"}).probe()
