@@ -140,8 +140,8 @@ def test_a_manifest_s_job_is_linked_only_when_it_is_a_job_of_this_target_on_reco
     from app.jobs.models import Job
 
     with app.app_context():
-        ours = Job(runbook="backup", target="shop", state="succeeded", actor_name="ada", mutates=True)
-        theirs = Job(runbook="backup", target="elsewhere", state="succeeded", actor_name="ada", mutates=True)
+        ours = Job(runbook="backup", target="shop", state="succeeded", actor_name="oncall", mutates=True)
+        theirs = Job(runbook="backup", target="elsewhere", state="succeeded", actor_name="oncall", mutates=True)
         db.session.add_all([ours, theirs])
         db.session.commit()
         ours_id, theirs_id = ours.id, theirs.id

@@ -225,13 +225,13 @@ def test_restore_waits_for_no_one_while_another_job_runs(app, data_target):
     shutil.copy(__file__, data_target.backup_dir / "backup_20200101_000000.sql.gpg")
     with app.app_context():
         sleeper = runbooks.get("test.sleep")
-        busy = service.enqueue(sleeper, data_target.name, {"seconds": 1}, Actor(None, "ada"))
+        busy = service.enqueue(sleeper, data_target.name, {"seconds": 1}, Actor(None, "oncall"))
         book = runbooks.get("restore_backup")
         params = book.parse_params({"backup": "backup_20200101_000000.sql.gpg"}, data_target.name)
         with pytest.raises(service.BusyTarget) as caught:
-            service.enqueue(book, data_target.name, params, Actor(None, "ada"))
+            service.enqueue(book, data_target.name, params, Actor(None, "oncall"))
         assert f"job #{busy.id}" in str(caught.value)
-        service.cancel(busy, Actor(None, "ada"))
+        service.cancel(busy, Actor(None, "oncall"))
 
 
 def test_not_enough_disk_space_is_refused_before_the_scratch(app, runner, data_target):

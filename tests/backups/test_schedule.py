@@ -105,7 +105,7 @@ def test_a_target_not_due_gets_no_job(app, runner, data_target):
 def test_a_busy_target_is_skipped_with_a_log_line(app, data_target, caplog):
     write_targets_file(app, data_target.toml(extra=SCHEDULE))
     with app.app_context():
-        busy = service.enqueue(runbooks.get("test.sleep"), data_target.name, {"seconds": 1}, Actor(None, "ada")).id
+        busy = service.enqueue(runbooks.get("test.sleep"), data_target.name, {"seconds": 1}, Actor(None, "oncall")).id
     with caplog.at_level(logging.INFO, logger="app.backups.schedule"):
         tick(app)
     assert backup_jobs(app) == []
@@ -122,7 +122,7 @@ def test_a_job_whose_process_died_does_not_keep_the_schedule_off_its_target(app,
     """A job left running by a killed process (no lock behind it) made every tick skip the target as busy."""
     write_targets_file(app, data_target.toml(extra=SCHEDULE))
     with app.app_context():
-        dead = service.enqueue(runbooks.get("test.sleep"), data_target.name, {"seconds": 1}, Actor(None, "ada"))
+        dead = service.enqueue(runbooks.get("test.sleep"), data_target.name, {"seconds": 1}, Actor(None, "oncall"))
         dead.state, dead.current_step, dead.worker = "running", "Sleep", "gone:1"
         dead_id = dead.id
         db.session.commit()

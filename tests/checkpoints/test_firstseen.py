@@ -49,7 +49,7 @@ def test_a_target_with_a_mark_keeps_it(app, code_target):
 
 def test_a_busy_target_is_not_marked(app, code_target):
     with app.app_context():
-        service.enqueue(runbook.get("restart"), "staging", {}, Actor(None, "ada"))  # no runner: stays queued
+        service.enqueue(runbook.get("restart"), "staging", {}, Actor(None, "oncall"))  # no runner: stays queued
         engine(app).health.probe_all()
     assert marks(app) == []
 

@@ -20,7 +20,7 @@ from tests.support.jobs import finished
 from tests.support.processes import cmdline, running
 from tests.support.targets import commit, git, write_targets_file
 
-ADMIN = Actor(None, "ada")
+ADMIN = Actor(None, "oncall")
 
 
 def run(app, name, target="staging", **params):

@@ -599,7 +599,7 @@ def test_jobs_show_gives_a_list_parameter_as_ids_not_python(app, users):
 
     with app.app_context():
         params = {"commits": ["a" * 40, "b" * 40], "gate_override": ""}
-        job_id = service.enqueue(runbook.get("test.echo"), "staging", params, Actor(None, "ada")).id
+        job_id = service.enqueue(runbook.get("test.echo"), "staging", params, Actor(None, "oncall")).id
     out = rewind(app, "jobs", "show", str(job_id)).stdout
     assert f"params:   commits={'a' * 40},{'b' * 40}\n" in out and "['" not in out
 

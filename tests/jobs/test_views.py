@@ -207,7 +207,7 @@ def test_the_job_page_lists_parameters_as_values_not_python(app, as_role):
 
     with app.app_context():
         params = {"commits": ["a" * 40, "b" * 40], "gate_override": ""}
-        job_id = service.enqueue(runbook.get("test.echo"), "staging", params, Actor(None, "ada")).id  # stays queued
+        job_id = service.enqueue(runbook.get("test.echo"), "staging", params, Actor(None, "oncall")).id  # stays queued
     page = as_role(Role.VIEWER).get(f"/jobs/{job_id}").get_data(as_text=True)
     assert f"<code>commits={'a' * 40},{'b' * 40}</code>" in page
     assert "[&#39;" not in page and "gate_override" not in page

@@ -205,8 +205,9 @@ def test_an_unprotected_target_may_skip_the_backup_explicitly(app, runner, shop_
     assert job.state == "warning", job.result
     assert shop_target.versions() == {"a1000001"}
     assert made(shop_backups) == []
-    assert "destroys data (drops user.token, holding 2 non-null values); NO BACKUP was taken: ada chose to skip it" in (
-        log_text(view)
+    assert (
+        "destroys data (drops user.token, holding 2 non-null values); NO BACKUP was taken: oncall chose to skip it"
+        in (log_text(view))
     )
     assert step(view, "Back up before the downgrade").state == "skipped"
 

@@ -97,7 +97,7 @@ def test_a_deploy_that_merges_a_branch_keeps_the_revisions_main_added_since(app,
 def test_an_admin_override_is_audited_with_its_reason_and_verification_still_tells_the_truth(app, runner, shop_target):
     job, view = run(app, "reset", "shop", commit=shop_target.commits["the app"], gate_override="incident 7: bad code")
     assert git(shop_target.repo, "rev-parse", "HEAD") == shop_target.commits["the app"]
-    assert "SCHEMA GATE OVERRIDDEN by ada: incident 7: bad code" in log_text(view)
+    assert "SCHEMA GATE OVERRIDDEN by oncall: incident 7: bad code" in log_text(view)
     with app.app_context():
         (event,) = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "schema.gate_override")).all()
         details = json.loads(event.details)

@@ -30,11 +30,11 @@ def history(app, users, as_role, runner, code_target):
     bad = git(code_target.repo, "rev-parse", "feature/bad")
     revert, _ = run(app, "revert", commits=bad)
     with app.app_context():
-        ada = Actor(None, "ada")
+        oncall = Actor(None, "oncall")
         change = {"flag": "signup", "old": True, "new": False}
         toggled = {**change, "changes": [change]}
-        record_and_commit("flags.toggle", actor=ada, target="staging", details=toggled)
-        record_and_commit("flags.toggle", actor=ada, target="production", details={"flag": "other"})
+        record_and_commit("flags.toggle", actor=oncall, target="staging", details=toggled)
+        record_and_commit("flags.toggle", actor=oncall, target="production", details={"flag": "other"})
     assert deploy.state == "failed" and refused.status_code == 400 and revert.state == "succeeded", revert.result
     return deploy, revert
 
@@ -66,13 +66,13 @@ def test_a_job_s_parameters_read_as_words(app, users, as_role):
     params = {"backup_confirmed": False, "confirm": "staging", "revision": "c3d9f27e4b10", "skip_backup": True}
     with app.app_context():
         details = {"job_id": 999, "runbook": "schema_downgrade", "params": params}
-        record_and_commit("job.queued", actor=Actor(None, "ada"), target="staging", details=details)
+        record_and_commit("job.queued", actor=Actor(None, "oncall"), target="staging", details=details)
     page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
     assert "Downgrade the schema (revision c3d9f27e4b10; skip backup)" in page
     assert "False" not in page and "backup_confirmed" not in page
     with app.app_context():
         details = {"job_id": 998, "runbook": "config_restore", "params": {"expect": "9" * 64, "version": 1}}
-        record_and_commit("job.queued", actor=Actor(None, "ada"), target="staging", details=details)
+        record_and_commit("job.queued", actor=Actor(None, "oncall"), target="staging", details=details)
     page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
     assert "Restore an env file version (version 1)" in page and "9" * 64 not in page  # not its guard digest
 

@@ -180,11 +180,13 @@ def test_a_busy_refusal_returns_to_the_target_page(app, users, as_role, code_tar
         from app.audit.store import Actor
         from app.jobs import runbook, service
 
-        busy = service.enqueue(runbook.get("restart"), "staging", {}, Actor(None, "ada")).id  # no runner: stays queued
+        busy = service.enqueue(
+            runbook.get("restart"), "staging", {}, Actor(None, "oncall")
+        ).id  # no runner: stays queued
     response = post(client, "/jobs", {"runbook": "stop", "target": "staging", "next": "/targets/staging"})
     assert response.status_code == 303 and response.headers["Location"] == "/targets/staging"
     page = client.get("/targets/staging").get_data(as_text=True)
-    assert f"staging is busy: job #{busy} (Restart, started by ada)" in page
+    assert f"staging is busy: job #{busy} (Restart, started by oncall)" in page
     running = page[page.index('id="overview-running"') :]
     assert running.startswith(f'id="overview-running"><a href="/jobs/{busy}">job #{busy}</a> Restart')
     again = client.get("/targets/staging").get_data(as_text=True)
@@ -299,7 +301,7 @@ def test_dashboard_card_links_to_the_running_job(app, users, as_role, code_targe
         from app.audit.store import Actor
         from app.jobs import runbook, service
 
-        queued = service.enqueue(runbook.get("restart"), "staging", {}, Actor(None, "ada")).id  # no runner
+        queued = service.enqueue(runbook.get("restart"), "staging", {}, Actor(None, "oncall")).id  # no runner
     cards = as_role(Role.VIEWER).get("/dashboard/cards").get_data(as_text=True)
     assert (
         f'<span class="badge badge-info">busy</span> <a href="/jobs/{queued}">job #{queued}</a> Restart (queued)'
