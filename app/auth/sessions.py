@@ -82,17 +82,23 @@ def recheck(session_id: int, *, idle: timedelta, lifetime: timedelta) -> Verdict
 
 
 def _judge(row: ServerSession, user: User, *, idle: timedelta, lifetime: timedelta) -> Verdict:
+    """An expired row is ended here by whoever sees it first: the end is written only while the row is still
+    expired and live, so a request in another tab that just moved last_seen_at keeps it, and of two checkers
+    (a page's stream and a request) only one says it expired (and has it audited)."""
     if row.ended_at is not None:
         return Verdict(None, "ended", user)
     now = utcnow()
-    for reason, expired in (
-        (EndReason.LIFETIME, now - row.created_at > lifetime),
-        (EndReason.IDLE, now - row.last_seen_at > idle),
+    for reason, expired, still in (
+        (EndReason.LIFETIME, now - row.created_at > lifetime, ServerSession.created_at < now - lifetime),
+        (EndReason.IDLE, now - row.last_seen_at > idle, ServerSession.last_seen_at < now - idle),
     ):
         if expired:
-            _end(ServerSession.id == row.id, reason)
+            ended = _end((ServerSession.id == row.id) & still, reason)
             db.session.commit()
-            return Verdict(None, reason, user)
+            if ended:
+                return Verdict(None, reason, user)
+            db.session.refresh(row)  # someone else's write came first: as it left the row
+            return Verdict(None, "ended", user) if row.ended_at is not None else Verdict(row, None, user)
     return Verdict(row, None, user)
 
 

@@ -6,6 +6,7 @@ from app.jobs import steps
 from app.jobs.context import JobCancelled, JobContext
 from app.jobs.runbook import StepFailed
 from app.jobs.steps import ReleaseFailed, run_release_commands
+from app.targets.errors import TargetError
 from app.targets.git import GitRepo
 
 
@@ -124,15 +125,17 @@ def release(ctx: JobContext, *, schema_at: str | None = None) -> None:
 
 def _left_matching_the_schema(ctx: JobContext, exc: Exception, start: str, schema_at: str) -> Exception:
     """What a release that failed (or was cancelled) after a downgrade and a code change says: where each stands."""
-    with steps.adapter_errors(ctx):
-        head = git_of(ctx).head()
+    try:
+        code = f"The code stays at {git_of(ctx).head()[:12]}"
+    except TargetError:  # the message must still be said: where the code is matters less than what to do
+        code = "The code stays where the change put it"
     where = (
-        f"The code stays at {head[:12]}, which matches the database, downgraded to {schema_at} before; "
-        f"{ctx.target} was not restarted, and its process, started on {start[:12]}, runs against that database. "
-        f"Mend the release commands and run them, then restart (the restart runbook); or upgrade the schema "
-        f"back and reset the code to {start[:12]}"
+        f"{code}, which matches the database, downgraded to {schema_at} before; {ctx.target} was not restarted, "
+        f"and its process, started on {start[:12]}, runs against that database. Mend the release commands and run "
+        f"them, then restart (the restart runbook); or upgrade the schema back and reset the code to {start[:12]}"
     )
-    ctx.log(f"{exc}: {where}" if isinstance(exc, JobCancelled) else str(exc), "err")
     if isinstance(exc, JobCancelled):
-        return exc
+        ctx.log(f"cancelled during the release commands: {where}", "err")
+        return JobCancelled(exc.by, f"{where}.")
+    ctx.log(str(exc), "err")
     return StepFailed(f"{exc}. {where}.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
+from urllib.parse import unquote
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -157,8 +158,9 @@ def _row(
 
 def _named(flag: str | None) -> str:
     """The flag a toggle or delete is for: a form field, for a browser drops a name such as '..' or 'a/./b' from a
-    path; in the path only from a page served before it moved (those addresses still work)."""
-    flag = request.form.get("flag") if flag is None else flag
+    path; in the path only from a page served before it moved (those addresses still work). The field is
+    percent-encoded: a browser sends a carriage return in a field's value as a line feed."""
+    flag = unquote(request.form.get("flag", "")) if flag is None else flag
     if not flag:
         abort(400, description="Which flag? The form named none: reload the Flags tab and try again.")
     return flag

@@ -179,6 +179,8 @@ def _run_here(job_id: int, pressed: threading.Event) -> threading.Thread | None:
             click.echo("waiting for the job before it to let go of the target ...")
             told = True
         pressed.wait(CLAIM_RETRY_S)
+    if pressed.is_set():  # pressed while it was being queued, with a runner up: a cancel still, which it honours
+        raise KeyboardInterrupt
     return None
 
 

@@ -12,6 +12,7 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit import store as audit_store
 from app.audit.store import Actor, record_and_commit
@@ -282,7 +283,11 @@ def _stream(ws, job_id: int, session_id: int) -> None:
                 pass
             if time.monotonic() - checked >= WS_IDLE_CHECK_S:  # not once per event: a busy log sends many
                 checked = time.monotonic()
-                if signed_out := _session_over(session_id):
+                try:
+                    signed_out = _session_over(session_id)
+                except SQLAlchemyError as exc:  # the ops database busy or away: the next check asks again
+                    current_app.logger.warning("job %s websocket: could not check its session: %s", job_id, exc)
+                if signed_out:
                     break
         else:
             fanout.drain(watcher, timeout=5.0)

@@ -844,8 +844,11 @@ class Postgres:
         pg_restore builds them after all the data is in: counting such a copy again scans it a second time, a third
         of a restore's compare step at 200 MB. A table's figure is taken only where it still stands: a plain table
         with an index, as many pages as that build saw, never vacuumed or analyzed (either puts an estimate there;
-        the lock keeps one from starting while it is read), and a number a float4 holds exactly. Every other table
-        is left out, for the caller to count; so is every table when one is locked or missing.
+        the lock keeps one from starting while it is read), and a number a float4 holds exactly. Not for a table
+        with inheritance children or row security (count(*) sees other rows than its own heap), nor on PostgreSQL
+        before 15 (whose vacuum and analyze counters lag behind pg_class) or from 18 (whose pg_restore can write an
+        archive's statistics there). Every other table is left out, for the caller to count; so is every table
+        when one is locked or missing.
         """
         found: dict[str, int] = {}
         if not tables:
@@ -858,6 +861,8 @@ class Postgres:
                     row = conn.execute(
                         "SELECT c.reltuples FROM pg_class c JOIN pg_stat_all_tables s ON s.relid = c.oid "
                         "WHERE c.oid = to_regclass(%s) AND c.relkind = 'r' AND c.relhasindex "
+                        "AND NOT c.relhassubclass AND NOT c.relrowsecurity "
+                        "AND current_setting('server_version_num')::int BETWEEN 150000 AND 179999 "
                         "AND c.reltuples >= 0 AND c.reltuples < %s "
                         "AND c.relpages = pg_relation_size(c.oid) / current_setting('block_size')::int "
                         "AND s.vacuum_count + s.autovacuum_count + s.analyze_count + s.autoanalyze_count = 0",

@@ -865,7 +865,7 @@ class GitRepo:
         """
         files = sorted(set(self.dirty_files()) - set(not_ours))
         path = self._release_writes_path()
-        record = {"commit": self._worktree_head(), "files": self._digests(files, write=True)}
+        record = {"commit": self.worktree_head(), "files": self._digests(files, write=True)}
         temp = path.with_name(path.name + f".{os.getpid()}.new")
         temp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         os.replace(temp, path)
@@ -891,7 +891,7 @@ class GitRepo:
         """
         current = self.current_branch()
         if current != self.branch:
-            at = self._worktree_head()[:12]
+            at = self.worktree_head()[:12]
             where = f"branch {current!r} (at {at})" if current else f"a detached HEAD at {at}"
             return f"{self.path} has {where} checked out, not {self.branch!r}"
         dirty = self.dirty()
@@ -905,7 +905,9 @@ class GitRepo:
 
     # --- changing ----------------------------------------------------------------
 
-    def _worktree_head(self) -> str:
+    def worktree_head(self) -> str:
+        """Full sha of what the working copy has checked out (the branch tip, unless it drifted): what an app
+        started from it runs."""
         return self._run("rev-parse", "--verify", "HEAD").stdout.strip()
 
     def ready_to_change(self, action: str) -> str:
@@ -995,7 +997,7 @@ class GitRepo:
     def _write_back(self, start: str, aside: dict[str, str], sink: Sink | None) -> None:
         """Put what the release commands wrote back in place after a failed change (best effort, said either way)."""
         try:
-            if self._worktree_head() != start or self.dirty_files():
+            if self.worktree_head() != start or self.dirty_files():
                 return  # not where it began: leave it to the error being raised
             top = self._top()
             for name, blob in aside.items():
@@ -1039,12 +1041,12 @@ class GitRepo:
     def _put_back(self, start: str, operation: str) -> None:
         """After a failed revert/merge: abort it, and reset to `start` only if aborting did not get back there."""
         self._run(operation, "--abort", ok=(0, 1, 128))
-        if self._worktree_head() == start and self.is_clean():
+        if self.worktree_head() == start and self.is_clean():
             return
         if operation == "revert":
             self._run("revert", "--quit", ok=(0, 1, 128))
         self._run("reset", "--hard", "--quiet", start)
-        if self._worktree_head() != start or not self.is_clean():
+        if self.worktree_head() != start or not self.is_clean():
             raise GitError(
                 f"could not put {self.branch} back at {start[:12]} after a failed {operation} — "
                 f"run `git -C {self.path} status` and restore it by hand"
@@ -1194,7 +1196,7 @@ class GitRepo:
             if sink is not None:
                 named = [f"{name} (git blob {blobs[name][:12]})" if blobs[name] else name for name in discarded]
                 sink.line("out", f"discarding, kept in git (`git cat-file -p <blob>`): {_listed(named, 10)}")
-        was = self._worktree_head()
+        was = self.worktree_head()
         self._run("reset", "--hard", target, sink=sink)
         if self.head() != target:
             raise GitError(
@@ -1446,7 +1448,7 @@ class GitRepo:
 
     def _follow_submodules(self, start: str, action: str, sink: Sink | None) -> None:
         """After a change: check out in each submodule the commit the branch now records, as a deploy would."""
-        moved = self._gitlinks(start, self._worktree_head())
+        moved = self._gitlinks(start, self.worktree_head())
         if not moved:
             return
         top = self._top()

@@ -100,7 +100,9 @@ class Target:
         health = self.config.health
         if health is None:
             return None
-        expect_commit = (health.commit_field, self.git().head()) if of_checkout and health.commit_field else None
+        expect_commit = None
+        if of_checkout and health.commit_field:
+            expect_commit = (health.commit_field, self.git().worktree_head())
         return HealthCheck(
             health.url,
             expect_status=health.status,

@@ -6,7 +6,7 @@ import html
 import json
 import re
 from datetime import datetime, timedelta
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -608,7 +608,7 @@ def test_a_flag_named_with_a_slash_a_space_dots_or_accents_is_toggled_deleted_an
 ):
     """Rewind refuses to create '.' or '..', but an application may write them; in a form's path a browser dropped
     them (and 'a/./b' became 'a/b'): the name travels as a form field instead."""
-    names = ["checkout/eu", "Dark Mode.v2", "café_ünïcode", ".", "..", "a/./b", "a/../b"]
+    names = ["checkout/eu", "Dark Mode.v2", "café_ünïcode", ".", "..", "a/./b", "a/../b", "100% on", "line\r\nbreak"]
     for name in names:
         flagdb.add(name, False, "odd name")
     client, admin = as_role(Role.OPERATOR), as_role(Role.ADMIN)
@@ -616,7 +616,7 @@ def test_a_flag_named_with_a_slash_a_space_dots_or_accents_is_toggled_deleted_an
     for name in names:
         row = page[page.index(f'id="flag-{dom_id(name)}"') :].split("</tr>", 1)[0]
         action, fields = _form(row, "Turn on")
-        assert action == "/targets/web/flags/toggle" and fields == {"flag": name, "seen": "off"}
+        assert action == "/targets/web/flags/toggle" and fields == {"flag": quote(name), "seen": "off"}
         response = post(client, action, fields, headers=HTMX)
         assert response.status_code == 200 and f"{name} is now on." in response.get_data(as_text=True)
         history = html.unescape(re.search(r'href="(/targets/web/flags/history\?flag=[^"]+)"', row).group(1))

@@ -401,13 +401,19 @@ def test_ctrl_c_between_queueing_and_following_cancels_the_job(app, users, line,
     assert jobs(app)[0].state == "cancelled"
 
 
-def test_ctrl_c_as_a_job_is_queued_with_a_runner_up_stops_following_as_later_presses_do(app, users, runner):
-    """Raised wherever the command stood, the press was an "Aborted!" that said nothing of the job."""
+def test_ctrl_c_as_a_job_is_queued_with_a_runner_up_is_answered_saying_what_became_of_the_job(app, users, runner):
+    """Raised wherever the command stood, the press was an "Aborted!" that said nothing of the job, which ran on.
+    Heard in time it is a cancel; heard once the command follows the runner's job, it stops following."""
     assert runners_alive(app)
     done = pressed_at_a_line(app, "queued job #")
-    assert done.returncode == ExitStatus.DETACHED, done.stdout + done.stderr
-    assert "stopped following; job #1 goes on: flask rewind jobs show 1 --follow" in done.stderr
-    assert rewind(app, "jobs", "cancel", "1", "--as", "operator").exit_code == 0  # not 60 s of teardown
+    said = done.stdout + done.stderr
+    answers = {
+        ExitStatus.CANCELLED: "cancelled job #1 before it started",
+        ExitStatus.DETACHED: r"asked job #1 to stop|stopped following; job #1 goes on",
+    }
+    assert done.returncode in answers and re.search(answers[done.returncode], said), said
+    if "goes on" in said:
+        assert rewind(app, "jobs", "cancel", "1", "--as", "operator").exit_code == 0  # not 60 s of teardown
     wait_for(lambda: jobs(app)[0].state == "cancelled", timeout=60)
 
 

@@ -317,6 +317,7 @@ def test_a_cancel_during_the_release_after_downgrade_then_reset_leaves_the_code_
     assert job.state == "cancelled"
     assert git(shop_target.repo, "rev-parse", "HEAD") == the_app and shop_target.versions() == {"a1000001"}
     assert f"The code stays at {the_app[:12]}, which matches the database, downgraded to a1000001 before" in log
+    assert "The code stays at" in job.result and "or upgrade the schema back and reset the code to" in job.result
 
 
 def test_after_a_revert_deleted_an_applied_revision_the_scripts_come_from_the_commit_that_has_them(

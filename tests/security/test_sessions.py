@@ -89,6 +89,46 @@ def test_the_absolute_lifetime_ends_an_active_session(app, users, as_role):
     assert [r.end_reason for r in rows(app)] == ["lifetime"]
 
 
+def _stale_read(app) -> tuple[ServerSession, User]:
+    """The session row and its user as a checker read them, 31 minutes after the last request."""
+    with app.app_context():
+        row = db.session.scalars(select(ServerSession)).one()
+        row.last_seen_at -= timedelta(minutes=31)
+        db.session.commit()
+    session = db.session()
+    row = session.scalars(select(ServerSession)).one()
+    return row, session.get(User, row.user_id)
+
+
+def test_a_session_used_in_another_tab_after_the_idle_check_read_it_is_not_ended(app, users, as_role):
+    """The check read it idle; a request in another tab moved last_seen_at before the check wrote the end."""
+    from app.auth import sessions
+
+    as_role(Role.VIEWER)
+    with app.app_context():
+        row, user = _stale_read(app)
+        with db.engine.begin() as other:  # the other tab's request, committed in between
+            other.execute(ServerSession.__table__.update().values(last_seen_at=sessions.utcnow()))
+        verdict = sessions._judge(row, user, idle=timedelta(minutes=30), lifetime=timedelta(hours=12))
+        assert verdict.refused is None and verdict.row is not None
+    assert [r.ended_at for r in rows(app)] == [None]
+
+
+def test_of_two_checks_that_find_a_session_idle_only_the_first_ends_it(app, users, as_role):
+    """A job page's stream and a request: one "idle" (audited by its caller), the other finds it ended."""
+    from app.auth import sessions
+
+    as_role(Role.VIEWER)
+    limits = {"idle": timedelta(minutes=30), "lifetime": timedelta(hours=12)}
+    with app.app_context():
+        row, user = _stale_read(app)
+        with app.app_context():  # the other checker, in its own session, first
+            other, other_user = _stale_read(app)
+            assert sessions._judge(other, other_user, **limits).refused == "idle"
+        assert sessions._judge(row, user, **limits).refused == "ended"
+    assert [r.end_reason for r in rows(app)] == ["idle"]
+
+
 def test_the_lifetime_is_a_setting(tmp_path, sqlite_users_template):
     from tests.support.apps import build_app
 
