@@ -8,7 +8,7 @@ import sys
 
 from app.targets import registry
 from tests.deployments.test_runbooks import log_text, run
-from tests.support.targets import write_targets_file
+from tests.support.targets import git, write_targets_file
 
 
 def reporting(toml: str) -> str:
@@ -62,3 +62,12 @@ commit_field = "commit"
         serving.terminate()
         serving.wait(timeout=10)
         write_targets_file(app, code_target.toml())  # managed again, for the fixture's stop
+
+
+def test_the_commit_expected_is_what_the_working_copy_has_checked_out_not_the_branch_tip(app, runner, code_target):
+    """A hot-fix checkout (a detached HEAD) runs what it has checked out: that is the commit to answer with."""
+    write_targets_file(app, reporting(code_target.toml()))
+    git(code_target.repo, "checkout", "-q", "--detach", code_target.commits[1])
+    job, _ = run(app, "restart")
+    assert job.state == "succeeded", job.result
+    assert f"runs {code_target.commits[1][:12]}" in job.verification_detail
