@@ -181,7 +181,7 @@ def _commit_mismatch(document: Any, field: str, checkout: str) -> str | None:
     if checkout.startswith(commit):
         return None
     return (
-        f"JSON field {field} says it runs {commit[:12]}, but the checkout is at {checkout[:12]}: the app still runs "
+        f"JSON field {field} says it runs {commit[:12]}, where the checkout is at {checkout[:12]}: the app still runs "
         "other code (a restart that did not restart it?)"
     )
 

@@ -53,7 +53,7 @@ commit_field = "commit"
         assert job.state == "failed"
         assert code_target.head() != before  # the revert is in; the process that answers predates it
         said = (
-            f"JSON field commit says it runs {before[:12]}, but the checkout is at {code_target.head()[:12]}: "
+            f"JSON field commit says it runs {before[:12]}, where the checkout is at {code_target.head()[:12]}: "
             "the app still runs other code (a restart that did not restart it?)"
         )
         assert said in job.result, job.result

@@ -156,8 +156,8 @@ CHECKOUT = "3f2a9c41b7e05d6e8f9a0b1c2d3e4f5a6b7c8d9e"
             {"commit": "9d8e7f60a1b2"},
             None,
             False,
-            "status 200, but JSON field commit says it runs 9d8e7f60a1b2, but the checkout is at 3f2a9c41b7e0: the app "
-            "still runs other code (a restart that did not restart it?)",
+            "status 200, but JSON field commit says it runs 9d8e7f60a1b2, where the checkout is at 3f2a9c41b7e0: "
+            "the app still runs other code (a restart that did not restart it?)",
         ),
         ({"version": "1.4"}, None, False, "status 200, but JSON field commit is missing"),
         ({"commit": "3f2a9c"}, None, False, "status 200, but JSON field commit is '3f2a9c', not a commit id"),
