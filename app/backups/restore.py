@@ -531,10 +531,7 @@ def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
     where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
     with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
         live_reading = pool.submit(db.survey, tables, backup.time)
-        if isinstance(db, Postgres):
-            restored = db.survey(tables, None, where, as_built=backup.format == "custom")
-        else:
-            restored = db.survey(tables, None, where)
+        restored = db.survey(tables, None, where, as_built=backup.format == "custom")
         live = live_reading.result()
     return Comparison(
         live=live.counts,
@@ -559,10 +556,7 @@ def restore_test(setup: BackupSetup, backup: Backup, sink: Sink, scratch: str | 
     try:
         db = setup.database
         where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
-        if isinstance(db, Postgres):
-            counts = db.counts(setup.key_tables, where, as_built=backup.format == "custom")
-        else:
-            counts = db.counts(setup.key_tables, where)
+        counts = db.counts(setup.key_tables, where, as_built=backup.format == "custom")
         revision = db.revision(where)
         integrity = None if isinstance(db, Postgres) else db.integrity(where)
     finally:

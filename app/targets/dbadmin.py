@@ -1041,7 +1041,11 @@ class Sqlite:
         finally:
             conn.close()
 
-    def counts(self, tables: Sequence[str], path: Path | None = None) -> dict[str, int | None]:
+    def counts(
+        self, tables: Sequence[str], path: Path | None = None, *, as_built: bool = False
+    ) -> dict[str, int | None]:
+        """Rows per table; None for a table that is not there. `as_built` is Postgres's: SQLite keeps no count of
+        an index build's, so every table is counted."""
         found: dict[str, int | None] = {}
         conn = self.connect(path)
         try:
@@ -1070,8 +1074,11 @@ class Sqlite:
         tables: Sequence[str],
         since: datetime | None = None,
         path: Path | None = None,
+        *,
+        as_built: bool = False,
     ) -> Survey:
-        """Counts, rows newer than `since` and the revision of the file (a local file: no round trips to save)."""
+        """Counts, rows newer than `since` and the revision of the file (a local file: no round trips to save).
+        `as_built`: as counts()."""
         newer = self.rows_newer_than(tables, since, path) if since is not None else {}
         return Survey(self.counts(tables, path), newer, self.revision(path))
 

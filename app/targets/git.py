@@ -572,6 +572,11 @@ class GitRepo:
             )
         return out.stdout.strip()
 
+    def worktree_head(self) -> str:
+        """Full sha of what the working copy has checked out (the branch tip, unless it drifted): what an app
+        started from it runs."""
+        return self._run("rev-parse", "--verify", "HEAD").stdout.strip()
+
     def current_branch(self) -> str | None:
         """The branch checked out in the working copy; None when HEAD is detached."""
         out = self._run("symbolic-ref", "--quiet", "HEAD", ok=(0, 1))
@@ -904,11 +909,6 @@ class GitRepo:
         return not self.dirty_files()
 
     # --- changing ----------------------------------------------------------------
-
-    def worktree_head(self) -> str:
-        """Full sha of what the working copy has checked out (the branch tip, unless it drifted): what an app
-        started from it runs."""
-        return self._run("rev-parse", "--verify", "HEAD").stdout.strip()
 
     def ready_to_change(self, action: str) -> str:
         """The branch's head, or GitError (what is in the way, what to do); touches nothing.
