@@ -10,8 +10,11 @@ from sqlalchemy import select
 from app.auth.roles import Role
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
+from tests.conftest import wait_for
 from tests.deployments.test_release import remote_with_new_branch, with_remote
 from tests.deployments.test_runbooks import log_text, run
+from tests.support.apps import post
+from tests.support.jobs import finished
 from tests.support.targets import commit, git, write_targets_file
 
 
@@ -138,3 +141,49 @@ def test_a_deploy_from_a_remote_that_cannot_be_reached_says_so_and_changes_nothi
     assert "check its URL (`git -C" in job.result
     assert view.steps[0].title == "Fetch from the remote" and view.steps[0].state == "failed"
     no_change(code_target, before)
+
+
+def test_while_a_revert_runs_the_tab_says_so_first_and_folds_its_half_done_checkout(
+    app, as_role, runner, code_target, tmp_path
+):
+    """Mid-revert, git's lock and changed files are the job's own: shown as a mess to clean up by hand (remove the
+    lock, discard the changes), a person could break the job they are watching."""
+    repo = code_target.repo
+    entered, hold = tmp_path / "entered", tmp_path / "hold"
+    hold.write_text("")
+    hook = repo / ".git" / "hooks" / "reference-transaction"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = prepared ] && [ -e {hold} ] || exit 0\n'
+        f"touch {entered}\n"
+        f"for _ in $(seq 300); do [ -e {hold} ] || exit 0; sleep 0.1; done\n"
+    )
+    hook.chmod(0o755)
+    client = as_role(Role.OPERATOR)
+    started = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": code_target.commits[2]})
+    job_id = int(started.headers["Location"].rsplit("/", 1)[1])
+    try:
+        wait_for(entered.exists, timeout=30)
+        text = client.get("/targets/staging/deployments").get_data(as_text=True)
+        notice = text.index('id="busy-notice"')
+        assert f"job #{job_id}</a> (Revert commits, running) is changing staging" in text
+        folded = text.index('<details class="mid-change">')
+        assert notice < folded < text.index('id="checkout-obstacles"') < text.index("</details>", folded)
+        assert f"The checkout, read while job #{job_id} runs: most likely its own work in progress" in text
+    finally:
+        hold.unlink()
+    job, _ = finished(app, job_id)
+    assert job.state == "succeeded", job.result
+    after = client.get("/targets/staging/deployments").get_data(as_text=True)
+    assert 'id="busy-notice"' not in after and "mid-change" not in after and 'id="checkout-obstacles"' not in after
+
+
+def test_a_queued_job_does_not_fold_what_a_person_left(app, as_role, code_target):
+    """Only a running job can have made the checkout so: behind a queued one, a lock is someone else's to clear."""
+    lock = code_target.repo / ".git" / "index.lock"
+    lock.write_text("")
+    client = as_role(Role.OPERATOR)
+    post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": code_target.commits[2]})
+    text = client.get("/targets/staging/deployments").get_data(as_text=True)
+    assert "(Revert commits, queued) is changing staging" in text
+    assert "mid-change" not in text and f"git&#39;s lock file {lock} exists" in text

@@ -3,7 +3,10 @@
 from app.auth.roles import Role
 from app.schema.state import CODE_BEHIND, SCHEMA_BEHIND, SEVERAL_HEADS, read_state
 from app.targets import flask_db, registry
+from tests.conftest import wait_for
 from tests.schema.conftest import both_target_databases
+from tests.support.apps import post
+from tests.support.jobs import finished
 from tests.support.targets import write_targets_file
 
 
@@ -167,3 +170,24 @@ def test_status_of_an_unknown_target_is_refused_naming_the_known_ones(app):
     result = app.test_cli_runner().invoke(args=["rewind", "schema", "status", "mars"])
     assert result.exit_code == 6  # refused, as every command refuses a name that does not exist
     assert result.stderr.startswith("rewind: there is no target 'mars' (known targets:") and result.stdout == ""
+
+
+def test_while_a_job_runs_on_the_target_its_drift_is_folded_under_the_busy_notice(app, runner, shop, as_role):
+    """Between a downgrade and its reset the schema is behind the code by the job's own doing: an Upgrade button
+    offered as the fix would undo the job's work."""
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    client = as_role(Role.OPERATOR)
+    job_id = int(post(client, "/jobs", {"runbook": "test.sleep", "target": "shop"}).headers["Location"].split("/")[-1])
+    try:
+        wait_for(lambda: "(Sleep on a target, running)" in client.get("/targets/shop/migrations").get_data(True))
+        text = client.get("/targets/shop/migrations").get_data(as_text=True)
+        folded = text.index('<details class="mid-change">')
+        assert text.index('id="busy-notice"') < folded < text.index("the schema is behind the code")
+        assert text.index("Upgrade to the heads") < text.index("</details>", folded)
+    finally:
+        post(client, f"/jobs/{job_id}/cancel", {})
+        finished(app, job_id)
+    text = client.get("/targets/shop/migrations").get_data(as_text=True)
+    assert "mid-change" not in text and "the schema is behind the code" in text
