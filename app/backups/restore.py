@@ -503,18 +503,19 @@ class Comparison:
     integrity: str | None = None
     built: tuple[str, ...] = ()  # restored counts the fill's index builds made (Postgres.built_counts)
 
-    def table(self) -> list[str]:
-        """Live and restored counts side by side, as the job log shows them."""
+    def table(self, other: str = "restored", newer: str = "newer than the backup") -> list[str]:
+        """Live and the other copy's counts side by side, as the job log shows them."""
         tables = list(self.live)
         width = max([len(t) for t in tables] + [5])
-        lines = [f"{'table':<{width}}  {'live':>10}  {'restored':>10}  newer than the backup"]
+        column = max(len(other), 10)
+        lines = [f"{'table':<{width}}  {'live':>10}  {other:>{column}}  {newer}"]
         for t in tables:
             live = "missing" if self.live[t] is None else str(self.live[t])
             restored = "missing" if self.restored[t] is None else str(self.restored[t])
-            newer = str(self.newer[t]) if t in self.newer else "unknown"
-            lines.append(f"{t:<{width}}  {live:>10}  {restored:>10}  {newer}")
+            count = str(self.newer[t]) if t in self.newer else "unknown"
+            lines.append(f"{t:<{width}}  {live:>10}  {restored:>{column}}  {count}")
         lines.append(
-            f"{'revision':<{width}}  {self.live_revision or 'none':>10}  {self.restored_revision or 'none':>10}"
+            f"{'revision':<{width}}  {self.live_revision or 'none':>10}  {self.restored_revision or 'none':>{column}}"
         )
         if self.built:
             lines.append(f"(restored rows of {', '.join(self.built)}: as the restore's index builds counted them)")
@@ -526,12 +527,18 @@ def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
     took the cores pg_restore needed (measured: the fill 0.2 s slower at 200 MB), and read last it is
     closest to what the swap will roll back. (Read during the check step instead, it made that step as much
     longer as it made this one shorter: measured at 200 MB, 2026-11-26.)"""
+    return compare_with(setup, scratch, backup.time, as_built=backup.format == "custom")
+
+
+def compare_with(setup: BackupSetup, other: str, since: datetime, *, as_built: bool = False) -> Comparison:
+    """Live beside another database of the target (a scratch or a pre-restore copy): counts, revisions, and the
+    live rows newer than `since`, which a swap takes out of live. `as_built`: see Postgres.built_counts."""
     db = setup.database
     tables = setup.key_tables
-    where = scratch if isinstance(db, Postgres) else db.path.with_name(scratch)
+    where = other if isinstance(db, Postgres) else db.path.with_name(other)
     with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
-        live_reading = pool.submit(db.survey, tables, backup.time)
-        restored = db.survey(tables, None, where, as_built=backup.format == "custom")
+        live_reading = pool.submit(db.survey, tables, since)
+        restored = db.survey(tables, None, where, as_built=as_built)
         live = live_reading.result()
     return Comparison(
         live=live.counts,

@@ -9,7 +9,7 @@ the safety copy that undo puts back.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NoReturn
 
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from app.backups.restore import (
     check_matches,
     check_space,
     compare,
+    compare_with,
     copies,
     copy_base,
     copy_name,
@@ -233,11 +234,33 @@ def check_undo(ctx: JobContext) -> None:
     setup = setup_for(ctx)
     pre = ctx.params["pre_restore"]
     with steps.adapter_errors(ctx):
-        if pre not in {c.name for c in copies(setup) if c.kind == "pre_restore"}:
+        found = next((c for c in copies(setup) if c.kind == "pre_restore" and c.name == pre), None)
+        if found is None:
             raise StepFailed(f"{pre} is no longer there (dropped since the job was queued): nothing was changed")
         ctx.log(f"  ✓ the pre-restore copy {pre} is there")
         _name_copies(ctx, setup, ("undone",))
+    ctx.state["restored_at"] = found.time.isoformat()
     ctx.progress(1.0, "copies checked")
+
+
+def inspect_undo(ctx: JobContext) -> None:
+    """Live beside the pre-restore copy, and the rows written since the restore, which the undo takes out of live:
+    seen before the app stops, as a restore shows what it rolls back. Said, never refused: undo is the way back."""
+    setup = setup_for(ctx)
+    restored_at = datetime.fromisoformat(ctx.state["restored_at"])
+    with steps.adapter_errors(ctx):
+        found = compare_with(setup, ctx.params["pre_restore"], restored_at)
+    for line in found.table(other="pre-restore", newer="written since the restore"):
+        ctx.log(line)
+    undone = ctx.state["names"]["undone"]
+    if found.newer:
+        ctx.log(
+            f"the undo takes {sum(found.newer.values())} row(s) written to the key tables since the restore out of "
+            f"the live database; they stay readable in {undone}"
+        )
+    else:
+        ctx.log(f"rows written since the restore (none of the key tables has a time column to tell) stay in {undone}")
+    ctx.progress(1.0, f"{len(found.live)} key table(s) compared")
 
 
 def fill_scratch(ctx: JobContext) -> None:
@@ -368,7 +391,7 @@ def swap_restore(ctx: JobContext) -> None:
     _cancelled_before_the_swap(ctx)
     setup = setup_for(ctx)
     pre = ctx.state["names"]["pre_restore"]
-    _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre, label="the restored copy")
+    _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre, label="the restored copy", then="undo puts it back")
     ctx.log(f"the replaced database is kept as {pre}: rows written after the backup stay readable there")
 
 
@@ -376,11 +399,14 @@ def swap_undo(ctx: JobContext) -> None:
     _cancelled_before_the_swap(ctx)
     setup = setup_for(ctx)
     undone = ctx.state["names"]["undone"]
-    _swap(ctx, setup, incoming=ctx.params["pre_restore"], outgoing=undone, label="the pre-restore copy")
+    # An undone copy has no undo of its own: what it holds is kept by backing it up.
+    then = "its rows stay readable there, and “Back up this copy” on the Backups tab keeps them in a backup"
+    _swap(ctx, setup, incoming=ctx.params["pre_restore"], outgoing=undone, label="the pre-restore copy", then=then)
     ctx.log(f"the restored database is kept as {undone}")
 
 
-def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, label: str) -> None:
+def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, label: str, then: str) -> None:
+    """`then`: what the person can do with the replaced database, said in the job's result once verified."""
     live = setup.database.name
     ctx.standing(
         f"{ctx.target} is stopped and its database was being swapped: {live} is either the old database (and "
@@ -404,7 +430,7 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
         raise StepFailed(
             ctx.redact(f"{half_done.message}. {ctx.target} is left stopped. Fix: {half_done.fix}; then start it.")
         )
-    ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing, "label": label}
+    ctx.state["swap"] = {"incoming": incoming, "outgoing": outgoing, "label": label, "then": then}
     ctx.standing(f"{incoming} is now {live}; the database it replaced is kept as {outgoing}; {ctx.target} is stopped")
     ctx.did(f"renamed {live} to {outgoing} and {incoming} to {live}")
     ctx.progress(1.0, "swapped")
@@ -433,7 +459,7 @@ def start_and_verify(ctx: JobContext) -> None:
         ctx.log(f"{ctx.target} is healthy: downtime ends")
         ctx.set_result(
             f"{ctx.target} now runs on {swap['incoming']} (renamed to {live}); the replaced database is kept as "
-            f"{swap['outgoing']} — undo puts it back."
+            f"{swap['outgoing']} — {swap['then']}."
         )
         return
     if cancelled_by is None:
@@ -587,7 +613,8 @@ register(
     Runbook(
         name="undo_restore",
         title="Undo a restore",
-        description="Put the pre-restore database back (the restored one is kept), start and verify.",
+        description="Compare live with the pre-restore copy, put that copy back (the restored database is kept), "
+        "start and verify.",
         role=Role.ADMIN,
         mutates=True,
         params=(Param("pre_restore", "Pre-restore copy", check=check_pre_restore), CONFIRM),
@@ -595,6 +622,7 @@ register(
         steps=(
             Step("check", "Check the copies", check_undo),
             CHECKPOINT,
+            Step("compare", "Compare live and the pre-restore copy", inspect_undo),
             Step("stop", "Stop the application", stop_app),
             Step("swap", "Swap the databases back", swap_undo, handles_cancel=True),
             Step("start", "Start and verify", start_and_verify, handles_cancel=True),

@@ -114,12 +114,28 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
         ).all()  # before anything changed, and what is live after the swap
         assert checkpoint.captures["backup"]["file"] == name  # the newest verified backup, in every checkpoint
 
+    assert job.result.endswith("— undo puts it back."), job.result
+
+    # written to the restored database before the undo: shown before the app stops, kept in the undone copy
+    data_target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (101, "after", "2099-01-01 00:00:00+00"))
     job, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
-    assert job.state == "succeeded", (job.result, log_text(view))
-    assert data_target.snapshot() == changed
+    text = log_text(view)
+    assert job.state == "succeeded", (job.result, text)
+    assert [s.title for s in view.steps][2:4] == ["Compare live and the pre-restore copy", "Stop the application"]
+    assert re.search(r"^table +live +pre-restore +written since the restore$", text, re.M), text
+    assert re.search(r"^user +21 +16 +1$", text, re.M), text
+    assert re.search(r"^orders +20 +20 +unknown$", text, re.M), text
     (undone,) = copies(data_target)
     assert "undone" in undone
-    assert data_target.snapshot(copy_url(data_target, undone)) == before
+    assert (
+        "takes 1 row(s) written to the key tables since the restore out of the live database; "
+        f"they stay readable in {undone}"
+    ) in text
+    assert data_target.snapshot() == changed
+    kept = data_target.snapshot(copy_url(data_target, undone))
+    assert kept["orders"] == before["orders"] and kept["user"][:-1] == before["user"] and kept["user"][-1][0] == 101
+    assert "undo puts it back" not in job.result, "an undone copy has no undo of its own"
+    assert f"kept as {undone} — its rows stay readable there, and “Back up this copy”" in job.result, job.result
 
 
 def _bad_files(target, good: Path, stranger) -> dict[str, tuple[str, str]]:
