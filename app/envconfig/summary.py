@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from markupsafe import Markup
+
 from app.audit.models import AuditEvent
 from app.envconfig import diff, store
 from app.statuses import EnvSource, Outcome
 from app.targetpage.summaries import register_summary
 from app.targetpage.timeline import Kind, register_kind
 from app.targets.target import Target
+from app.timetags import time_tag
 
 
 def describe(event: AuditEvent, details: dict) -> str:
@@ -47,11 +50,11 @@ def config_line(target: Target) -> list[tuple[str, str, str]]:
     newest = store.newest(target.name)
     if newest is None:
         return [("Config", "no version recorded yet: open the Config tab or take a snapshot", "neutral")]
-    when = newest.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    when = time_tag(newest.created_at)  # in the reader's zone, as every time on the page
     if newest.source == EnvSource.OUTSIDE.value:
-        text, tone = f"version #{newest.id}: changed outside Rewind at {when}", "warn"
+        text, tone = Markup("version #{}: changed outside Rewind at {}").format(newest.id, when), "warn"
     else:
-        text, tone = f"version #{newest.id}, recorded {when}", "ok"
+        text, tone = Markup("version #{}, recorded {}").format(newest.id, when), "ok"
     if newest.parse_error:  # however it was recorded: the application reads this file, or fails to
-        return [("Config", f"{text}; it does not parse: {newest.parse_error}", "warn")]
+        return [("Config", Markup("{}; it does not parse: {}").format(text, newest.parse_error), "warn")]
     return [("Config", text, tone)]

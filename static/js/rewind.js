@@ -188,24 +188,94 @@
     }
   }, true);
   // Times arrive as UTC in <time datetime="…Z">; show them in the browser's zone, the date only when
-  // it is not today, and keep the UTC time as the hover title the server wrote.
+  // it is not today, and keep the UTC time as the hover title the server wrote. Without script every
+  // time reads as UTC, and so does every [data-zone] label and time field: the page never mixes zones.
   function pad(n) {
     return (n < 10 ? "0" : "") + n;
   }
+  function stamp(when, local) {
+    var y = local ? when.getFullYear() : when.getUTCFullYear();
+    var parts = local
+      ? [when.getMonth() + 1, when.getDate(), when.getHours(), when.getMinutes(), when.getSeconds()]
+      : [when.getUTCMonth() + 1, when.getUTCDate(), when.getUTCHours(), when.getUTCMinutes(), when.getUTCSeconds()];
+    return { day: y + "-" + pad(parts[0]) + "-" + pad(parts[1]),
+             clock: pad(parts[2]) + ":" + pad(parts[3]), seconds: ":" + pad(parts[4]) };
+  }
+  function zoneName() {
+    var minutes = -new Date().getTimezoneOffset();
+    if (minutes === 0) {
+      return "UTC";
+    }
+    var sign = minutes < 0 ? "-" : "+";
+    minutes = Math.abs(minutes);
+    return "UTC" + sign + pad(Math.floor(minutes / 60)) + ":" + pad(minutes % 60);
+  }
+  // A time field the server reads as UTC (data-utc): with script, the person types and sees local time,
+  // and what is sent is turned back to UTC (the formdata event, so the field itself keeps what was typed).
+  // Anything else typed ("15 minutes ago") goes as it is.
+  var PLAIN_TIME = /^(\d{4})-(\d{2})-(\d{2})([T ])(\d{2}):(\d{2})(:\d{2})?$/;
+  function shifted(value, toUtc) {
+    var m = PLAIN_TIME.exec((value || "").trim());
+    if (!m) {
+      return null;
+    }
+    var args = [+m[1], +m[2] - 1, +m[3], +m[5], +m[6], m[7] ? +m[7].slice(1) : 0];
+    var when = toUtc
+      ? new Date(args[0], args[1], args[2], args[3], args[4], args[5])
+      : new Date(Date.UTC(args[0], args[1], args[2], args[3], args[4], args[5]));
+    if (isNaN(when.getTime())) {
+      return null;
+    }
+    var s = stamp(when, !toUtc);
+    return s.day + m[4] + s.clock + (m[7] ? s.seconds : "");
+  }
   function localise(root) {
     var today = new Date().toDateString();
-    var nodes = (root || document).querySelectorAll("time[datetime]:not([data-local])");
+    var scope = root || document;
+    var nodes = scope.querySelectorAll("time[datetime]:not([data-local])");
     for (var i = 0; i < nodes.length; i++) {
       var when = new Date(nodes[i].getAttribute("datetime"));
       if (isNaN(when.getTime())) {
         continue;
       }
-      var clock = pad(when.getHours()) + ":" + pad(when.getMinutes()) + ":" + pad(when.getSeconds());
-      var day = when.getFullYear() + "-" + pad(when.getMonth() + 1) + "-" + pad(when.getDate());
-      nodes[i].textContent = when.toDateString() === today ? clock : day + " " + clock;
+      var s = stamp(when, true);
+      nodes[i].textContent = when.toDateString() === today ? s.clock + s.seconds : s.day + " " + s.clock + s.seconds;
       nodes[i].setAttribute("data-local", "1");
     }
+    // Option text cannot hold a <time>: its "… UTC" is rewritten in place.
+    var options = scope.querySelectorAll("[data-utc-time]:not([data-local])");
+    for (var j = 0; j < options.length; j++) {
+      var at = new Date(options[j].getAttribute("data-utc-time"));
+      if (isNaN(at.getTime())) {
+        continue;
+      }
+      var u = stamp(at, false), l = stamp(at, true);
+      options[j].textContent = options[j].textContent.replace(
+        u.day + " " + u.clock + u.seconds + " UTC", l.day + " " + l.clock + l.seconds);
+      options[j].setAttribute("data-local", "1");
+    }
+    var zones = scope.querySelectorAll("[data-zone]");
+    for (var k = 0; k < zones.length; k++) {
+      zones[k].textContent = zoneName();
+    }
+    var fields = scope.querySelectorAll("input[data-utc]:not([data-local])");
+    for (var n = 0; n < fields.length; n++) {
+      var local = shifted(fields[n].value, false);
+      if (local !== null) {
+        fields[n].value = local;
+      }
+      fields[n].setAttribute("data-local", "1");
+    }
   }
+  document.addEventListener("formdata", function (event) {
+    var fields = event.target.querySelectorAll("input[data-utc][data-local][name]");
+    for (var i = 0; i < fields.length; i++) {
+      var utc = shifted(fields[i].value, true);
+      if (utc !== null) {
+        event.formData.set(fields[i].name, utc);
+      }
+    }
+  }, true);
   document.addEventListener("DOMContentLoaded", function () {
     localise(document);
   });

@@ -311,7 +311,9 @@ def test_the_table_does_not_call_browser_local_times_utc_and_scrolls_inside_its_
     page = as_role(Role.VIEWER).get("/audit").get_data(as_text=True)
     assert '<th scope="col">Time</th>' in page and "Time (UTC)" not in page
     assert "<time datetime=" in page
-    assert "From and Until are in UTC" in page  # the filters still take UTC
+    # the filters take UTC; with script, rewind.js shows them (and their labels) in the browser's zone too
+    assert "From and Until are in <span data-zone>UTC</span>" in page
+    assert page.count('type="datetime-local"') == page.count("data-utc") == 2
     assert re.search(r'<div class="table-scroll">\s*<table class="grid audit">', page)  # no page-wide scroll at 800 px
 
 

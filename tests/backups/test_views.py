@@ -68,7 +68,9 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path
     assert OLD in page and "not made by Rewind" in page
     assert 'class="badge badge-ok">verified' in page
     assert "older than the RPO" in page and "badge-bad" in page  # the newest verified backup is years old
-    assert "<code>shop.db.pre_restore_20240101000000</code> — pre-restore, 2024-01-01 00:00:00 UTC" in page
+    assert (
+        '<code>shop.db.pre_restore_20240101000000</code> — pre-restore, <time datetime="2024-01-01T00:00:00Z"' in page
+    )
     assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
     assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
     assert re.search(r'<div class="table-scroll">\s*<table class="grid backups">', page)  # no page-wide scroll
@@ -77,7 +79,7 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path
     size = (tmp_path / "backups" / OLD).stat().st_size
     assert f'<td class="nowrap">{size} Bytes</td>' in page and "0.0 MB" not in page  # not rounded to nothing
     assert not re.search(r"\d\dT\d\d:\d\d:\d\d\.\d+\+00:00", page)  # no raw ISO stamp in the State column
-    assert re.search(r'<span class="hint">\w[\w-]*, \d{4}-\d\d-\d\d \d\d:\d\d UTC', page)
+    assert re.search(r'<span class="hint">\w[\w-]*, <time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"', page)
     overview = as_role(Role.VIEWER).get("/backups").get_data(as_text=True)
     assert "/targets/shop/backups" in overview and "late" in overview
 
@@ -375,8 +377,11 @@ def test_a_manifest_written_with_another_offset_is_shown_in_utc(app, as_role, sh
     recorded["verified"]["at"] = "2024-03-01T03:45:00+02:00"
     manifest.write_text(json.dumps(recorded))
     page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
-    assert '<span class="nowrap">2024-03-01</span> <span class="nowrap">00:30:00</span>' in page
-    assert "restore-test, 2024-03-01 01:45 UTC" in page and "02:30" not in page and "03:45" not in page
+    assert (
+        '<td><time datetime="2024-03-01T00:30:00Z" title="2024-03-01 00:30:00 UTC">2024-03-01 00:30:00 UTC</time></td>'
+        in page
+    )
+    assert 'restore-test, <time datetime="2024-03-01T01:45:00Z"' in page and "02:30" not in page and "03:45" not in page
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
     assert result.output.splitlines()[1].startswith("2024-03-01 00:30 "), result.output
 

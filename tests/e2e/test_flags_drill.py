@@ -2,7 +2,8 @@
 
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import expect
 
@@ -112,3 +113,35 @@ def test_the_kill_switch_confirmation_names_the_flags_it_turns_off(demo_server, 
     expect(kill).to_be_focused()  # declined: still on the page, where it was
     assert questions == ["Turn off 2 flags: dark_mode, new_checkout on production?"]
     expect(page.locator("#flag-dark_mode .flag-state")).to_have_text("on")
+
+
+def test_off_utc_every_time_reads_and_is_typed_in_the_browser_zone(demo_server, browser):
+    """The timeline showed local times and the restore-as-of field took UTC: a time read off one and typed into
+    the other restored to an hour after the moment meant. Now pages show one zone, named in the top bar, and a
+    time typed into a field is read in it."""
+    zone = ZoneInfo("Europe/Berlin")
+    offset = datetime.now(zone).strftime("%z")
+    named = "UTC" + offset[:3] + ":" + offset[3:]
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Berlin")
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+        expect(page.locator(".topbar .zone")).to_have_text(f"times in {named}")
+
+        page.goto(demo_server.url + "/targets/staging/flags")
+        meant = (datetime.now(UTC) - timedelta(minutes=2)).replace(second=0, microsecond=0)
+        page.get_by_label(f"Time ({named})").fill(meant.astimezone(zone).strftime("%Y-%m-%d %H:%M"))
+        page.get_by_role("button", name="Show the difference").click()
+        expect(page).to_have_url(re.compile(r"as_of=" + re.escape(meant.strftime("%Y-%m-%d+%H%%3A%M")) + "(&|$)"))
+        shown = page.locator("p.hint time").first
+        expect(shown).to_have_attribute("datetime", meant.strftime("%Y-%m-%dT%H:%M:00Z"))
+        expect(shown).to_have_text(re.compile(re.escape(meant.astimezone(zone).strftime("%H:%M:00")) + "$"))
+
+        page.goto(demo_server.url + "/targets/staging/backups")
+        first = page.locator("table.grid tbody tr").first.locator("time").first
+        utc = datetime.strptime(first.get_attribute("datetime"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        expect(first).to_have_text(re.compile(re.escape(utc.astimezone(zone).strftime("%H:%M:%S")) + "$"))
+        expect(first).to_have_attribute("title", utc.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    finally:
+        context.close()

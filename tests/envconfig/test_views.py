@@ -290,7 +290,9 @@ def test_a_version_that_does_not_parse_is_a_warning_naming_the_problem(app, as_r
     assert recorded
     problem = "line 2: the single quote opened on this line is never closed"
     said = "recorded" if how == "snapshot" else "changed outside Rewind at"
-    line = re.compile(rf'badge-warn">version #{newest}[:,] {said} [^<]*; it does not parse: {problem}</span>')
+    line = re.compile(
+        rf'badge-warn">version #{newest}[:,] {said} <time [^>]*>[^<]*</time>; it does not parse: {problem}</span>'
+    )
     for url in ("/targets/staging", "/dashboard/cards"):
         got = client.get(url).get_data(as_text=True)
         assert line.search(got), [

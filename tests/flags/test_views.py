@@ -357,8 +357,11 @@ def test_restore_as_of_with_more_than_one_moment_is_refused_naming_them_and_keep
     page = client.get(answer.headers["Location"]).get_data(as_text=True)
     said = f"you gave a time (&#39;15 minutes ago&#39;) and checkpoint #{checkpoint}; choose one of them and clear"
     assert f'<span class="field-error" id="restore-error">restore as of: {said}' in page
-    assert 'name="as_of" size="32" placeholder="15 minutes ago, or 2026-05-01 10:00" value="15 minutes ago"' in page
-    assert f'<option value="{checkpoint}" selected>' in page
+    assert (
+        'name="as_of" data-utc size="32" placeholder="15 minutes ago, or 2026-05-01 10:00" value="15 minutes ago"'
+        in page
+    )
+    assert re.search(rf'<option value="{checkpoint}" data-utc-time="[^"]+Z" selected>', page)
     assert "Restore flags as of" not in page
     page = client.get("/targets/web/flags").get_data(as_text=True)
     assert "restore-error" not in page and 'value="15 minutes ago"' not in page  # shown once, not on every visit
