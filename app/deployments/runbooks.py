@@ -209,6 +209,18 @@ def start_app(ctx: JobContext) -> None:
         control.start(ctx)
 
 
+START_IT = "Next: start it (Start on the target's overview, which verifies it too)"
+
+
+def verify_as_is(ctx: JobContext) -> None:
+    """Verify without changing anything. For an application that was not running when asked (stopped on purpose, or
+    it died), the way on is to start it: the general advice after a failed check, a rollback, is the wrong cure."""
+    control = steps.target_of(ctx).process()
+    with steps.adapter_errors(ctx):
+        stopped = control is not None and control.status().running is False
+    steps.verify(ctx, START_IT if stopped else steps.ROLL_BACK)
+
+
 def push(ctx: JobContext) -> None:
     code.push(ctx)
 
@@ -374,6 +386,6 @@ register(
         description="Check health (and the smoke test) without changing anything.",
         role=Role.OPERATOR,
         mutates=False,
-        steps=(VERIFY,),
+        steps=(Step("verify", "Verify health", verify_as_is),),
     )
 )

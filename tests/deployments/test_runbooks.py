@@ -159,7 +159,9 @@ def test_failed_health_check_fails_the_job_with_a_clear_message(app, runner, cod
     job, view = run(app, "verify")
     assert job.state == "failed" and job.verification == "failed"
     assert "did not become healthy: the application is not running" in job.result, "at once, not after 5 s"
-    assert "Next: roll back to a known-good commit (revert or reset)" in job.result
+    # stopped, not broken: the way on is to start it, not to roll back
+    assert "Next: start it (Start on the target's overview, which verifies it too)" in job.result
+    assert "roll back" not in job.result
     assert "connection refused" in log_text(view).lower()
     logged = log_text(view).splitlines()
     assert any("Rewind stopped pid" in line for line in logged), "the application's own log is in the job's log"
@@ -363,3 +365,15 @@ def test_a_reset_of_a_checkout_with_a_hot_fix_refuses_keeps_it_and_leaves_no_tag
     assert "uncommitted changes to server.py — commit or discard them first, so nothing is lost" in job.result
     assert server.read_text() == hot_fixed and code_target.head() == before
     assert git(code_target.repo, "tag", "--list", "rewind/pre-reset/*") == "", "no safety tag for a reset not made"
+
+
+def test_a_running_app_that_fails_its_check_is_still_advised_a_rollback(app, runner, code_target):
+    """Only an app that was not running is told to start: one that runs and answers badly needs other code."""
+    git(code_target.repo, "reset", "--hard", "feature/bad")  # by hand, as a deploy gone wrong leaves it
+    with app.app_context():
+        from app.targets import registry
+
+        registry.current().open("staging").process().restart()
+    job, _ = run(app, "verify")
+    assert job.state == "failed" and "answered 500" in job.result
+    assert "Next: roll back to a known-good commit (revert or reset)" in job.result and "start it" not in job.result
