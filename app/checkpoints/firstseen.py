@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy import select
 
-from app.audit.store import Actor, record, serialise
+from app.audit.store import serialise
 from app.checkpoints import store
 from app.checkpoints.models import KnownGood
 from app.extensions import db
@@ -43,13 +43,7 @@ def mark_first_healthy(target, reading) -> bool:
         if drift:
             log.info("not marking %s known good: %s", target.name, drift)
             return False
-        record(
-            "checkpoints.known_good",
-            actor=Actor.system(),
-            target=target.name,
-            details={"commit": head, "why": "healthy when Rewind first checked it"},
-        )
-        store.mark_known_good(target.name, head, None)  # commits the mark and its audit row together
+        store.mark_known_good(target.name, head, None, why="healthy when Rewind first checked it")
         return True
     finally:
         db.session.remove()  # the monitor's thread keeps no transaction open between passes

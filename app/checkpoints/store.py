@@ -51,8 +51,16 @@ def record(
     return checkpoint
 
 
-def mark_known_good(target: str, commit: str, job_id: int | None) -> None:
-    """Remember a verified commit; verifying it again makes it the newest."""
+def mark_known_good(
+    target: str, commit: str, job_id: int | None, *, why: str | None = None, actor: Actor | None = None
+) -> None:
+    """Remember a verified commit; verifying it again makes it the newest.
+
+    `why` given, the mark is audited with it (`checkpoints.known_good`), in the same commit: the target's timeline
+    lists known-good marks from the audit log, so a mark without one would not be there."""
+    if why is not None:
+        details = {"commit": commit, "why": why, **({"job_id": job_id} if job_id is not None else {})}
+        audit.record("checkpoints.known_good", actor=actor or Actor.system(), target=target, details=details)
     row = db.session.scalar(select(KnownGood).filter_by(target=target, commit=commit))
     if row is None:
         db.session.add(KnownGood(target=target, commit=commit, job_id=job_id))

@@ -138,7 +138,9 @@ def verify_passed(ctx: JobContext, detail: str) -> None:
     if drift:
         ctx.log(f"{head[:12]} not marked known-good: {drift}, so what answered may not be {head[:12]}")
         return
-    store.mark_known_good(ctx.target, head, ctx.job_id)
+    job = db.session.get(Job, ctx.job_id)
+    actor = Actor(job.actor_id, job.actor_name) if job else None
+    store.mark_known_good(ctx.target, head, ctx.job_id, why=f"verified by job #{ctx.job_id}", actor=actor)
     ctx.log(f"{head[:12]} marked known-good on {ctx.target}")
 
 

@@ -8,7 +8,9 @@ import urllib.request
 import pytest
 from sqlalchemy import select
 
+from app.audit.models import AuditEvent
 from app.audit.store import Actor
+from app.auth.roles import Role
 from app.checkpoints.models import Checkpoint, KnownGood
 from app.extensions import db
 from app.jobs import runbook as runbooks
@@ -43,7 +45,7 @@ def log_text(view) -> str:
     return "\n".join(line for _, _, line in view.lines)
 
 
-def test_revert_restarts_verifies_and_marks_known_good(app, runner, code_target):
+def test_revert_restarts_verifies_and_marks_known_good(app, runner, code_target, as_role):
     before = code_target.head()
     job, view = run(app, "revert", commits=code_target.commits[2][:8])  # "Greet in French"
     assert job.state == "succeeded", job.result
@@ -55,6 +57,11 @@ def test_revert_restarts_verifies_and_marks_known_good(app, runner, code_target)
         assert (checkpoint.target, checkpoint.commit, checkpoint.job_id) == ("staging", before, job.id)
         marked = db.session.scalars(select(KnownGood.commit)).all()
         assert marked == [code_target.head()]
+        # audited, so the target's timeline lists it among checkpoints and known-good marks
+        (mark,) = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "checkpoints.known_good")).all()
+        assert (mark.target, mark.actor_name) == ("staging", "oncall")
+    page = as_role(Role.VIEWER).get("/targets/staging/timeline?kind=checkpoints").get_data(as_text=True)
+    assert f"{code_target.head()[:12]} marked known good: verified by job #{job.id}" in page
     # No migrations (no gate, nothing to upgrade), no release commands, no remote: skipped, saying why.
     states = ["skipped", "succeeded", "succeeded", "skipped", "skipped", "succeeded", "succeeded", "skipped"]
     assert [s.state for s in view.steps] == states

@@ -48,15 +48,16 @@ def flags_kind():
 def test_the_timeline_lists_deploy_failure_refusal_and_revert_newest_first(app, as_role, history, flags_kind):
     deploy, revert = history
     page = as_role(Role.VIEWER).get("/targets/staging/timeline").get_data(as_text=True)
-    assert words_in(page) == ["flags", "checkpoints", "reverts", "refusals", "checkpoints", "deploys"]
+    assert words_in(page) == ["flags", "checkpoints", "checkpoints", "reverts", "refusals", "checkpoints", "deploys"]
     ids = ids_in(page)
     assert ids == sorted(ids, reverse=True)
     rows = page.split('<tr id="event-')[1:]
-    assert f"job #{deploy.id}</a> Deploy a branch or commit (auto rollback off; ref feature/bad (" in rows[5]
-    assert '<span class="badge badge-bad">failed</span>' in rows[5] and "Automatic rollback is off" in rows[5]
-    assert "Revert commits refused: &#39;abc&#39; is not a commit id" in rows[3] and "badge-warn" in rows[3]
-    assert f"job #{revert.id}</a> Revert commits" in rows[2] and 'badge-ok">succeeded</span>' in rows[2]
-    assert "Checkpoint #" in rows[1] and "before “Revert commits”" in rows[1]
+    assert f"job #{deploy.id}</a> Deploy a branch or commit (auto rollback off; ref feature/bad (" in rows[6]
+    assert '<span class="badge badge-bad">failed</span>' in rows[6] and "Automatic rollback is off" in rows[6]
+    assert "Revert commits refused: &#39;abc&#39; is not a commit id" in rows[4] and "badge-warn" in rows[4]
+    assert f"job #{revert.id}</a> Revert commits" in rows[3] and 'badge-ok">succeeded</span>' in rows[3]
+    assert "Checkpoint #" in rows[2] and "before “Revert commits”" in rows[2]
+    assert f"marked known good: verified by job #{revert.id}" in rows[1]  # the failed deploy marked nothing
     assert "signup turned off" in rows[0]  # the flags area's own words for its rows
     assert "other" not in page, "another target's rows stay on its own timeline"
 
@@ -111,10 +112,10 @@ def test_pages_follow_the_cursor_without_gaps_or_repeats(app, as_role, history, 
             if page.next_cursor is None:
                 break
             before = page.next_cursor
-    assert seen == everything and len(everything) == 6
+    assert seen == everything and len(everything) == 7
     client = as_role(Role.VIEWER)
     first = client.get("/targets/staging/timeline").get_data(as_text=True)
-    assert "Older »" not in first, "one page holds six entries"
+    assert "Older »" not in first, "one page holds seven entries"
     older = client.get(f"/targets/staging/timeline?before={everything[2]}").get_data(as_text=True)
     assert ids_in(older) == everything[3:] and "« Newest" in older
 
@@ -137,7 +138,7 @@ def test_two_kinds_cannot_share_a_key():
 def test_the_overview_shows_the_latest_entries(app, as_role, history):
     page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
     recent = page[page.index("<h2>Recently</h2>") :]
-    assert words_in(recent) == ["flags", "checkpoints", "reverts", "refusals", "checkpoints", "deploys"]
+    assert words_in(recent) == ["flags", "checkpoints", "checkpoints", "reverts", "refusals", "checkpoints", "deploys"]
     assert 'href="/targets/staging/timeline"' in recent
 
 
