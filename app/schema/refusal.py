@@ -59,7 +59,9 @@ def refused_change(target: Target, form: FormState) -> GateRefusal | None:
     if verb is None or form.target != target.name:
         return None
     value = form.value(PARAM[verb])
-    if not value or (form.runbook == verb and not form.error(PARAM[verb])):
+    # A refused override (a wrong typed name) comes back to its form too, with the error beside it.
+    overriding = form.runbook == verb and bool(form.value("gate_override").strip())
+    if not value or (form.runbook == verb and not form.error(PARAM[verb]) and not overriding):
         return None
     try:
         verdict = verdict_on(target, verb, value)

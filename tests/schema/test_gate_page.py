@@ -98,7 +98,9 @@ def test_a_protected_target_without_backups_gets_the_fix_and_no_button(app, shop
     shop.execute("INSERT INTO \"user\" (name, token) VALUES ('ann', 'a')")
     panel = panel_of(refused_reset(as_role(Role.ADMIN), shop.commits["the app"], confirm="shop"))
     assert 'id="gate-backup-refused"' in panel and "Add <code>[targets.shop.backups]</code>" in panel
-    assert "<form" not in panel and 'name="skip_backup"' not in panel
+    assert 'name="skip_backup"' not in panel
+    # no combined button; the override stays an admin's way past, with its own typed name
+    assert panel.count("<form") == 1 and 'name="gate_override"' in panel and 'id="gate-override-confirm"' in panel
 
 
 def test_a_refused_revert_shows_the_plan_and_the_combined_revert(app, shop_target, as_role):
@@ -186,3 +188,38 @@ def test_after_a_deploy_the_gate_kept_its_next_steps_offer_downgrade_first_not_a
     response = post(admin, "/jobs", {**form, "confirm": "shop"})
     assert response.status_code == 302 and finished(app, response.headers["Location"]) == "succeeded"
     assert git(shop_target.repo, "rev-parse", "HEAD") == start and shop_target.versions() == {"d4000004"}
+
+
+def test_the_refusal_offers_admins_the_override_it_speaks_of(app, shop, as_role):
+    """The refusal says an admin can override the gate with a typed reason: the panel holds that form, for the
+    refused commit; a wrong typed name brings it back open, with what was typed and the error beside it."""
+    from app.targets import flask_db, registry
+
+    write_targets_file(app, shop.toml(protected=True))
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    behind = shop.commits["the app"]
+    client = as_role(Role.ADMIN)
+    panel = panel_of(refused_reset(client, behind, confirm="shop"))
+    assert "<summary>Or reset anyway, past the gate</summary>" in panel
+    override = panel[panel.index('id="gate-override"') :]
+    assert "<details" in panel and "open" not in override[: override.index(">")]
+    assert 'name="runbook" value="reset"' in override and f'name="commit" value="{behind}"' in override
+    assert 'name="gate_override" required' in override and "Reset anyway</button>" in override
+
+    form = {"runbook": "reset", "target": "shop", "commit": behind, "next": DEPLOYMENTS}
+    reason = "the old code ignores user.token; verified by hand"
+    refused = post(client, "/jobs", {**form, "gate_override": reason, "confirm": "shpo"})
+    assert refused.status_code == 303
+    override = panel_of(client.get(DEPLOYMENTS).get_data(as_text=True))
+    override = override[override.index('id="gate-override"') :]
+    assert override.startswith('id="gate-override" open>') and f'value="{reason}"' in override
+    assert 'id="gate-override-confirm-error"' in override
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == []
+
+    started = post(client, "/jobs", {**form, "gate_override": reason, "confirm": "shop"})
+    assert started.status_code == 302 and re.search(r"/jobs/\d+$", started.headers["Location"])
+    with app.app_context():
+        (job,) = db.session.scalars(select(Job)).all()
+        assert (job.runbook, job.params["gate_override"]) == ("reset", reason)
