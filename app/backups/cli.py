@@ -54,6 +54,9 @@ def list_backups(target: str) -> None:
         click.echo(f"{'TIME (UTC)':<16} {'SIZE':>8} {'FORMAT':<7} {'STATE':<10} NAME (restore_backup backup=NAME)")
     for b in found:
         notes = ["not made by Rewind"] if b.foreign else []
+        # A backup of a restore's copy is not live as it was: said, as the tab does.
+        if purpose := b.manifest.get("purpose"):
+            notes.append(str(purpose))
         if b.manifest_unreadable:
             notes = [f"manifest unreadable: {b.manifest_unreadable.in_words()}"]
         elif b.manifest_problem:

@@ -595,6 +595,10 @@ def test_a_backup_of_the_pre_restore_copy_keeps_the_rows_written_after_the_backu
     # not a backup of live as it is: the newest verified backup of the target is still the one restored
     assert freshness(Catalog(data_target.backup_dir).backups(), None).newest_verified.id == name
     assert copies(data_target) == [pre]  # the copy stays until the cleanup drops it
+    # listed newest first from the command line too, and not to be taken for a backup of live
+    listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", data_target.name]).output.splitlines()
+    row = next(i for i, line in enumerate(listed) if line.endswith(f" {new.name}"))
+    assert listed[row + 1] == f"{'':17}(the pre-restore copy of restore job #{restore.id} ({pre}))", listed
 
     dropped, _ = run(app, "cleanup_restores", data_target.name, older_than_hours=0)
     assert dropped.state == "succeeded" and copies(data_target) == []
