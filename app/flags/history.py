@@ -54,7 +54,9 @@ class FlagEvent:
 
     @property
     def verb(self) -> str:
-        return self.action.removeprefix(PREFIX)
+        """What was done, as a page says it ("toggled by oncall"), not the action's name ("toggle by oncall")."""
+        name = self.action.removeprefix(PREFIX)
+        return VERBS.get(name, name)
 
     def change_of(self, name: str) -> dict | None:
         return next((c for c in self.changes if c.get("flag") == name), None)
@@ -65,6 +67,13 @@ class FlagEvent:
         return datetime.fromisoformat(stamp) if stamp else None
 
 
+VERBS = {
+    "create": "created",
+    "delete": "deleted",
+    "toggle": "toggled",
+    "kill": "turned off by the kill switch",
+    "restore": "restored",
+}
 PLACED = "placed"
 
 

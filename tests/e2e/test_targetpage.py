@@ -179,3 +179,49 @@ def test_at_600_and_800_px_the_backups_table_fits_its_box_whatever_its_rows_say(
         context.close()
         for path in added:
             path.unlink(missing_ok=True)
+
+
+OUTSIDE_TABLES_PAST_THE_EDGE = """() => {
+  const width = document.documentElement.clientWidth;
+  const past = [];
+  for (const el of document.querySelectorAll('body button, body input:not([type=hidden]), body select, body a')) {
+    const box = el.getBoundingClientRect();
+    if (!box.width || el.closest('table, .table-scroll, .steps, details:not([open]), .log')) continue;
+    if (box.right > width + 0.5) past.push(`${el.tagName} ${el.name || el.textContent.trim()}: ${box.right}`);
+  }
+  return {past, pageScrolls: document.documentElement.scrollWidth > width};
+}"""
+
+
+def test_at_390_px_no_page_scrolls_sideways_and_every_form_fits(demo_server, browser):
+    """On a phone, a time field, the checkpoint list, a job's long parameter and an 80-character flag name each made
+    the page wider than the screen, with fields and buttons past its edge; a table may scroll in its own box."""
+    long_flag = "checkout_experiment_" + "x" * 60
+    staging = load_demo(demo_server.instance_dir / "demo")["staging"]
+    foreign = staging.backups_dir / "staging_manual_copy_before_the_checkout_experiment_by_oncall.dump.gpg"
+    foreign.write_bytes(b"not a real backup")  # its Verify job's page names it in full
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    try:
+        sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+        page.goto(demo_server.url + "/targets/staging/flags")
+        page.locator("#new-flag").fill(long_flag)
+        page.locator("#new-flag").press("Enter")
+        expect(page.locator(f"#flag-{long_flag}")).to_be_visible()
+        page.goto(demo_server.url + "/targets/staging/backups")
+        row = page.locator("tr", has_text="checkout_experiment")
+        row.get_by_role("button", name="Verify", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+        job_page = page.url
+        page.goto(demo_server.url + "/targets/staging")
+        tabs = page.get_by_role("navigation", name="staging areas").get_by_role("link")
+        urls = [demo_server.url + href for href in tabs.evaluate_all("links => links.map(a => a.getAttribute('href'))")]
+        others = ["/", "/jobs", "/audit", "/users", "/jobs/new?runbook=revert&target=staging"]
+        for url in [*urls, *(demo_server.url + o for o in others), job_page]:
+            page.goto(url)
+            assert page.evaluate(OUTSIDE_TABLES_PAST_THE_EDGE) == {"past": [], "pageScrolls": False}, url
+    finally:
+        context.close()
+        foreign.unlink(missing_ok=True)

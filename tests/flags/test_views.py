@@ -217,7 +217,7 @@ def test_changed_outside_rewind_is_shown(flag_app, flagdb, as_role):
     flagdb.outside_change("dark_mode", True, utcnow() + timedelta(seconds=5))  # same state, newer stamp
     page = client.get("/targets/web/flags").get_data(as_text=True)
     assert page.count("changed outside Rewind") == 1
-    assert "toggle by operator" in page
+    assert "toggled by operator" in page
 
 
 def test_flag_history_page(flag_app, flagdb, as_role):
@@ -498,7 +498,7 @@ def test_the_last_change_shown_skips_a_newer_audit_row_that_changed_nothing(app,
     stale = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"}, headers=HTMX)
     assert stale.status_code == 409
     row = stale.get_data(as_text=True)
-    assert "toggle by operator" in row and "off → on" in row
+    assert "toggled by operator" in row and "off → on" in row
 
 
 def test_a_protected_target_asks_for_a_reason_to_create_a_flag(flag_app, flagdb, as_role):
