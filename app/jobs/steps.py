@@ -54,8 +54,8 @@ def adapter_errors(ctx: JobContext) -> Iterator[None]:
     """An adapter's error becomes the step's failure, in its own words, secrets masked; a cancel stays a cancel."""
     try:
         yield
-    except CommandCancelled:
-        raise JobCancelled(ctx.cancel_requested() or "someone") from None
+    except CommandCancelled as exc:
+        raise JobCancelled(ctx.cancel_requested() or "someone", exc.outcome) from None
     except TargetError as exc:
         raise StepFailed(ctx.redact(exc.in_words())) from None
 

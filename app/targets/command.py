@@ -97,7 +97,14 @@ class Tee:
 
 
 class CommandCancelled(Exception):
-    """The sink asked to stop; the command's whole process group was stopped."""
+    """The sink asked to stop; the command's whole process group was stopped.
+
+    `outcome`: where an adapter that put things back after the stop left them ("nothing was changed …"), for the
+    job's result to say."""
+
+    def __init__(self, outcome: str = "") -> None:
+        super().__init__(outcome or "cancelled")
+        self.outcome = outcome
 
 
 class CommandTimedOut(Exception):

@@ -267,6 +267,23 @@
       fields[n].setAttribute("data-local", "1");
     }
   }
+  // A running step's duration ([data-elapsed]: seconds when the server drew it) counts on between its events;
+  // counted from when this page first saw the cell, so the browser's clock need not agree with the server's.
+  function tick() {
+    var cells = document.querySelectorAll("[data-elapsed]");
+    var now = Date.now();
+    for (var i = 0; i < cells.length; i++) {
+      var cell = cells[i];
+      if (!cell.hasAttribute("data-seen-at")) {
+        cell.setAttribute("data-seen-at", String(now));
+      }
+      var seconds = parseFloat(cell.getAttribute("data-elapsed")) + (now - +cell.getAttribute("data-seen-at")) / 1000;
+      if (!isNaN(seconds)) {
+        cell.textContent = seconds.toFixed(1) + " s";
+      }
+    }
+  }
+  setInterval(tick, 1000);
   document.addEventListener("formdata", function (event) {
     var fields = event.target.querySelectorAll("input[data-utc][data-local][name]");
     for (var i = 0; i < fields.length; i++) {

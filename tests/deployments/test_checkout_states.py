@@ -3,6 +3,7 @@ half done, a remote force-pushed or gone. Each job refuses before anything chang
 the Deployments tab and the target page show what is in the way."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -143,22 +144,28 @@ def test_a_deploy_from_a_remote_that_cannot_be_reached_says_so_and_changes_nothi
     no_change(code_target, before)
 
 
-def test_while_a_revert_runs_the_tab_says_so_first_and_folds_its_half_done_checkout(
-    app, as_role, runner, code_target, tmp_path
-):
-    """Mid-revert, git's lock and changed files are the job's own: shown as a mess to clean up by hand (remove the
-    lock, discard the changes), a person could break the job they are watching."""
-    repo = code_target.repo
-    entered, hold = tmp_path / "entered", tmp_path / "hold"
+def held_at_the_ref_update(repo, folder) -> tuple:
+    """A git hook that holds the next ref update (a revert's commit) until `hold` is removed; `entered` once it
+    holds (holding the hook's pid): the moment a revert has changed files but not yet the branch."""
+    entered, hold = folder / "entered", folder / "hold"
     hold.write_text("")
     hook = repo / ".git" / "hooks" / "reference-transaction"
     hook.write_text(
         "#!/bin/sh\n"
         f'[ "$1" = prepared ] && [ -e {hold} ] || exit 0\n'
-        f"touch {entered}\n"
+        f"echo $$ > {entered}\n"
         f"for _ in $(seq 300); do [ -e {hold} ] || exit 0; sleep 0.1; done\n"
     )
     hook.chmod(0o755)
+    return entered, hold
+
+
+def test_while_a_revert_runs_the_tab_says_so_first_and_folds_its_half_done_checkout(
+    app, as_role, runner, code_target, tmp_path
+):
+    """Mid-revert, git's lock and changed files are the job's own: shown as a mess to clean up by hand (remove the
+    lock, discard the changes), a person could break the job they are watching."""
+    entered, hold = held_at_the_ref_update(code_target.repo, tmp_path)
     client = as_role(Role.OPERATOR)
     started = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": code_target.commits[2]})
     job_id = int(started.headers["Location"].rsplit("/", 1)[1])
@@ -187,3 +194,24 @@ def test_a_queued_job_does_not_fold_what_a_person_left(app, as_role, code_target
     text = client.get("/targets/staging/deployments").get_data(as_text=True)
     assert "(Revert commits, queued) is changing staging" in text
     assert "mid-change" not in text and f"git&#39;s lock file {lock} exists" in text
+
+
+def test_a_revert_cancelled_mid_way_says_it_changed_nothing(app, as_role, runner, code_target, tmp_path):
+    """A conflict said "nothing was changed"; a cancel at the same point put everything back as well, but the job
+    said only that it was cancelled, leaving the person to check the checkout by hand."""
+    before = code_target.head()
+    entered, hold = held_at_the_ref_update(code_target.repo, tmp_path)
+    client = as_role(Role.OPERATOR)
+    started = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": code_target.commits[2]})
+    job_id = int(started.headers["Location"].rsplit("/", 1)[1])
+    wait_for(lambda: entered.exists() and entered.read_text().strip(), timeout=30)
+    hook = int(entered.read_text())
+    post(client, f"/jobs/{job_id}/cancel", {})
+    wait_for(lambda: not Path(f"/proc/{hook}").exists(), timeout=30)  # the cancel stopped git, its hook with it
+    hold.unlink()  # the put back updates refs too
+    job, _ = finished(app, job_id)
+    assert job.state == "cancelled"
+    assert (
+        job.result == f"Cancelled by operator during “Revert”. Nothing was changed (main is still at {before[:7]})."
+    ), job.result
+    no_change(code_target, before)

@@ -114,3 +114,24 @@ def test_a_list_that_cannot_refresh_says_since_when_and_clears_once_it_can(tmp_p
         expect(page.locator("#job-rows")).to_contain_text("queued")
     finally:
         server.stop()
+
+
+def test_a_running_step_s_time_counts_on_without_events_or_a_reload(tmp_path, page):
+    """A step that runs quietly (one command, no output) showed "0.0 s" until the page was reloaded."""
+    server = start_server(tmp_path / "instance")
+    try:
+        sign_in(page, server.url, "admin", server.admin_password)
+        session = Session(server.url)
+        session.login("admin", server.admin_password)
+        job_id = start_job(session, runbook="test.sleep", target="staging", seconds="30")
+        page.goto(f"{server.url}/jobs/{job_id}")
+        page.evaluate("window.__sameDocument = true")
+        step = page.locator("#step-0")
+        expect(step).to_have_attribute("data-state", "running")
+        expect(step.locator("[data-elapsed]")).to_have_text(re.compile(r"^([3-9]|\d\d+)\.\d s$"), timeout=10_000)
+        assert page.evaluate("window.__sameDocument") is True
+        session.post(f"/jobs/{job_id}/cancel", {})
+        expect(page.locator("#job-state")).to_have_attribute("data-state", "cancelled", timeout=20_000)
+        expect(step.locator("[data-elapsed]")).to_have_count(0)  # an ended step's time stands still
+    finally:
+        server.stop()

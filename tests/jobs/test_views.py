@@ -246,3 +246,18 @@ def test_the_start_page_without_a_runbook_leads_to_the_runbooks_and_an_unknown_o
     assert 'id="start-a-job"' in client.get("/jobs").get_data(as_text=True)  # where it leads exists
     response = client.get("/jobs/new?runbook=nope")
     assert response.status_code == 404 and "There is no runbook &#39;nope&#39;" in response.get_data(as_text=True)
+
+
+def test_a_failed_step_shows_its_error_not_its_last_progress_word(app):
+    """A config edit's verify step failed after its undo made the app healthy again: the row read "failed — 100%
+    healthy", the undo's health, not the step's."""
+    from app.jobs.events import StepView
+    from app.statuses import StepState
+
+    with app.test_request_context():
+        macros = app.jinja_env.get_template("jobs/_macros.html").module
+        failed = StepView(0, "Verify health (undo if it fails)", StepState.FAILED, 1.0, "healthy", "the app refused it")
+        row = str(macros.step_row(failed))
+        assert "the app refused it" in row and "healthy" not in row.replace("Verify health", "")
+        done = StepView(0, "Verify health", StepState.SUCCEEDED, 1.0, "healthy")
+        assert '<span class="hint">healthy</span>' in str(macros.step_row(done))
