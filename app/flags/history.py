@@ -71,7 +71,7 @@ VERBS = {
     "create": "created",
     "delete": "deleted",
     "toggle": "toggled",
-    "kill": "turned off by the kill switch",
+    "kill": "turned off (kill switch)",
     "restore": "restored",
 }
 PLACED = "placed"

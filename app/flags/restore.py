@@ -111,7 +111,7 @@ def parse_moment(text: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise BadFlagInput(
-            f"as of: cannot read {text!r} as a time; write 2026-05-01 10:00 (UTC) or '15 minutes ago'"
+            f"as of: cannot read {text!r} as a time; write 2026-05-01 10:00 or '15 minutes ago'"
         ) from None
     if moment.tzinfo:
         moment = moment.astimezone(UTC).replace(tzinfo=None)

@@ -133,6 +133,8 @@ class JobView:
                 for step in self.steps:
                     if step.state == StepState.PENDING:
                         step.state = StepState.NOT_RUN
+                    elif step.state == StepState.RUNNING and step.finished is None:
+                        step.finished = event.ts  # an interrupted job's step: its time stops with the job
         elif event.kind == "step" and event.step is not None and event.step < len(self.steps):
             step = self.steps[event.step]
             step.state = StepState(payload["state"])

@@ -69,6 +69,12 @@ def control_of(ctx: JobContext, *, stopping: bool = False) -> ProcessControl:
     return control
 
 
+def job_actor(ctx: JobContext) -> Actor | None:
+    """Who started the job: what Rewind records on its behalf is audited as theirs."""
+    job = db.session.get(Job, ctx.job_id)
+    return Actor(job.actor_id, job.actor_name) if job else None
+
+
 def checkpoint(ctx: JobContext) -> None:
     """Record what the target is before anything changes (every area's part), so it can be put back as one unit."""
     ctx.state["checkpoint"] = _record_checkpoint(ctx, ctx.runbook_title)
@@ -85,9 +91,7 @@ def checkpoint_after(ctx: JobContext) -> None:
 def _record_checkpoint(ctx: JobContext, reason: str) -> dict:
     target = target_of(ctx)
     taken = captures.take_all(target)
-    job = db.session.get(Job, ctx.job_id)
-    actor = Actor(job.actor_id, job.actor_name) if job else None
-    row = store.record(ctx.target, ctx.job_id, reason, taken, actor=actor)
+    row = store.record(ctx.target, ctx.job_id, reason, taken, actor=job_actor(ctx))
     ctx.log(f"checkpoint #{row.id} of {ctx.target}:")
     for name, value in taken.items():
         ctx.log(f"  {name}: {captures.describe(name, value)}")
@@ -138,9 +142,7 @@ def verify_passed(ctx: JobContext, detail: str) -> None:
     if drift:
         ctx.log(f"{head[:12]} not marked known-good: {drift}, so what answered may not be {head[:12]}")
         return
-    job = db.session.get(Job, ctx.job_id)
-    actor = Actor(job.actor_id, job.actor_name) if job else None
-    store.mark_known_good(ctx.target, head, ctx.job_id, why=f"verified by job #{ctx.job_id}", actor=actor)
+    store.mark_known_good(ctx.target, head, ctx.job_id, why=f"verified by job #{ctx.job_id}", actor=job_actor(ctx))
     ctx.log(f"{head[:12]} marked known-good on {ctx.target}")
 
 

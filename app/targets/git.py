@@ -1098,7 +1098,7 @@ class GitRepo:
             self._run(*args, *full, sink=sink)
         except CommandCancelled:
             self._put_back(start, "revert")  # cancelled between two reverts: none of them stays
-            raise CommandCancelled(f"Nothing was changed ({self.branch} is still at {start[:7]}).") from None
+            raise CommandCancelled(f"The code was not changed ({self.branch} is still at {start[:7]}).") from None
         except GitError as exc:
             files = self._unmerged()
             at = self._state_commit("REVERT_HEAD") or self._sequencer_next()
@@ -1317,7 +1317,7 @@ class GitRepo:
             self._run(*args, sink=sink)
         except CommandCancelled:
             self._put_back(start, "merge")
-            raise CommandCancelled(f"Nothing was changed ({self.branch} is still at {start[:7]}).") from None
+            raise CommandCancelled(f"The code was not changed ({self.branch} is still at {start[:7]}).") from None
         except GitError as exc:
             files = self._unmerged()
             self._put_back(start, "merge")

@@ -201,14 +201,22 @@
     return { day: y + "-" + pad(parts[0]) + "-" + pad(parts[1]),
              clock: pad(parts[2]) + ":" + pad(parts[3]), seconds: ":" + pad(parts[4]) };
   }
+  // The zone by its name where the browser knows it, with its offset now: a name holds across summer time.
   function zoneName() {
     var minutes = -new Date().getTimezoneOffset();
-    if (minutes === 0) {
+    var name = "";
+    try {
+      name = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    } catch (e) {
+      name = "";
+    }
+    var utc = /^(Etc\/)?(UTC|GMT|Universal|Zulu)$/.test(name);
+    if (minutes === 0 && (utc || !name)) {
       return "UTC";
     }
     var sign = minutes < 0 ? "-" : "+";
-    minutes = Math.abs(minutes);
-    return "UTC" + sign + pad(Math.floor(minutes / 60)) + ":" + pad(minutes % 60);
+    var offset = "UTC" + sign + pad(Math.floor(Math.abs(minutes) / 60)) + ":" + pad(Math.abs(minutes) % 60);
+    return name && !utc ? name + ", " + offset : offset;
   }
   // A time field the server reads as UTC (data-utc): with script, the person types and sees local time,
   // and what is sent is turned back to UTC (the formdata event, so the field itself keeps what was typed).
@@ -260,7 +268,8 @@
     }
     var fields = scope.querySelectorAll("input[data-utc]:not([data-local])");
     for (var n = 0; n < fields.length; n++) {
-      var local = shifted(fields[n].value, false);
+      // Only the server's own value is UTC: one the browser put back (going back to the page) is as typed.
+      var local = fields[n].value === fields[n].defaultValue ? shifted(fields[n].value, false) : null;
       if (local !== null) {
         fields[n].value = local;
       }

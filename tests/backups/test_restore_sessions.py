@@ -3,6 +3,7 @@ ended and the swap goes through, or it is refused naming them; it never hangs.""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import psycopg
@@ -179,3 +180,26 @@ def test_a_backup_whose_table_another_session_holds_locked_fails_instead_of_wait
         migration.close()
     assert [p for p in data_target.backup_dir.iterdir() if p.name.endswith(".gpg")] == []
     backup_now(app, data_target)
+
+
+def test_a_key_table_locked_in_live_does_not_stop_an_undo(app, runner, data_target, short_lock_wait):
+    """Undo is the way back: its compare says what it could not read and goes on, and the swap ends the session
+    that held the lock, as the restore's swap does."""
+    name = backup_now(app, data_target)
+    data_target.execute("DELETE FROM orders WHERE id > 10")
+    changed = data_target.snapshot()
+    restored, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert restored.state == "succeeded", log_text(view)
+    (pre,) = copies(data_target)
+    migration = _migration(data_target.url, "orders")
+    try:
+        undo, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
+        text = log_text(view)
+        assert undo.state == "succeeded", (undo.result, text)
+        assert "could not compare: could not read orders in" in text and "locked for more than 1 s" in text, text
+        assert "the undo goes on; rows written since the restore stay in" in text
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            migration.rollback()
+        migration.close()
+    assert data_target.snapshot() == changed

@@ -211,7 +211,6 @@ def test_a_revert_cancelled_mid_way_says_it_changed_nothing(app, as_role, runner
     hold.unlink()  # the put back updates refs too
     job, _ = finished(app, job_id)
     assert job.state == "cancelled"
-    assert (
-        job.result == f"Cancelled by operator during “Revert”. Nothing was changed (main is still at {before[:7]})."
-    ), job.result
+    said = f"Cancelled by operator during “Revert”. The code was not changed (main is still at {before[:7]})."
+    assert job.result == said, job.result
     no_change(code_target, before)

@@ -384,3 +384,17 @@ def test_a_running_app_that_fails_its_check_is_still_advised_a_rollback(app, run
     job, _ = run(app, "verify")
     assert job.state == "failed" and "answered 500" in job.result
     assert "Next: roll back to a known-good commit (revert or reset)" in job.result and "start it" not in job.result
+
+
+def test_verify_with_the_env_file_gone_fails_saying_so_not_with_an_internal_error(app, runner, code_target, tmp_path):
+    """Reading whether the app runs needs its environment: a missing env file (often the incident itself) is the
+    verification's failure to report, as it reports it, not a crash of the step."""
+    missing = tmp_path / "gone.env"
+    text = code_target.toml().replace("[targets.staging.repo]", f'env_file = "{missing}"\n\n[targets.staging.repo]', 1)
+    write_targets_file(app, text.replace("[targets.staging.health]", "env_file = true\n\n[targets.staging.health]", 1))
+    try:
+        job, _ = run(app, "verify")
+    finally:
+        write_targets(app, code_target)  # the fixture stops the app through its own environment
+    assert job.state == "failed", job.result
+    assert f"{missing} does not exist" in job.result and "internal error" not in job.result, job.result

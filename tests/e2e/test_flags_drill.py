@@ -121,7 +121,7 @@ def test_off_utc_every_time_reads_and_is_typed_in_the_browser_zone(demo_server, 
     time typed into a field is read in it."""
     zone = ZoneInfo("Europe/Berlin")
     offset = datetime.now(zone).strftime("%z")
-    named = "UTC" + offset[:3] + ":" + offset[3:]
+    named = "Europe/Berlin, UTC" + offset[:3] + ":" + offset[3:]
     context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Berlin")
     context.set_default_timeout(10_000)
     try:
@@ -143,5 +143,12 @@ def test_off_utc_every_time_reads_and_is_typed_in_the_browser_zone(demo_server, 
         utc = datetime.strptime(first.get_attribute("datetime"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         expect(first).to_have_text(re.compile(re.escape(utc.astimezone(zone).strftime("%H:%M:%S")) + "$"))
         expect(first).to_have_attribute("title", utc.strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+        page.goto(demo_server.url + "/audit")  # a datetime-local field: typed local, sent UTC, shown local again
+        since = page.get_by_label(f"From ({named})")
+        since.fill(meant.astimezone(zone).strftime("%Y-%m-%dT%H:%M"))
+        page.get_by_role("button", name="Filter").click()
+        expect(page).to_have_url(re.compile(r"since=" + re.escape(meant.strftime("%Y-%m-%dT%H%%3A%M")) + "(&|$)"))
+        expect(page.get_by_label(f"From ({named})")).to_have_value(meant.astimezone(zone).strftime("%Y-%m-%dT%H:%M"))
     finally:
         context.close()

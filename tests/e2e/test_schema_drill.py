@@ -68,7 +68,7 @@ def test_deploy_a_migration_reset_behind_it_and_let_the_gate_downgrade_first(dem
     # Its button runs the combined runbook: a verified backup first (production is protected: no skipping it),
     # then the downgrade with the deployed commit's scripts, reset, restart, verify.
     expect(refusal.get_by_label(re.compile("I have a backup"))).to_have_count(0)
-    refusal.get_by_label("Type production to confirm").fill("production")
+    refusal.get_by_label("Type production to confirm", exact=True).fill("production")
     refusal.get_by_role("button", name="Back up, downgrade, then reset").click()
     expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
     expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=90_000)

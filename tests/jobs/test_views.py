@@ -261,3 +261,31 @@ def test_a_failed_step_shows_its_error_not_its_last_progress_word(app):
         assert "the app refused it" in row and "healthy" not in row.replace("Verify health", "")
         done = StepView(0, "Verify health", StepState.SUCCEEDED, 1.0, "healthy")
         assert '<span class="hint">healthy</span>' in str(macros.step_row(done))
+
+
+def test_an_interrupted_job_s_running_step_stops_counting(app):
+    """A job marked interrupted (its process died) ends with only a job event: its running step kept counting up on
+    every reload and, with script, every second, as if it still ran."""
+    import json
+    from datetime import datetime, timedelta
+
+    from app.jobs.events import JobView
+    from app.jobs.models import JobEvent
+
+    began = datetime(2026, 1, 1, 10, 0, 0)
+    view = JobView(1)
+
+    def event(seq, kind, payload, step=None, after=0):
+        return JobEvent(
+            seq=seq, kind=kind, step=step, payload_json=json.dumps(payload), ts=began + timedelta(seconds=after)
+        )
+
+    view.apply(event(1, "job", {"state": "running", "steps": ["Sleep"]}))
+    view.apply(event(2, "step", {"state": "running"}, step=0))
+    with app.test_request_context():
+        macros = app.jinja_env.get_template("jobs/_macros.html").module
+        assert "data-elapsed=" in str(macros.step_row(view.steps[0]))
+        view.apply(event(3, "job", {"state": "interrupted"}, after=42))
+        assert view.steps[0].duration_s == 42.0
+        row = str(macros.step_row(view.steps[0]))
+        assert "data-elapsed=" not in row and "42.0 s" in row

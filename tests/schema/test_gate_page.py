@@ -206,6 +206,10 @@ def test_the_refusal_offers_admins_the_override_it_speaks_of(app, shop, as_role)
     assert "<details" in panel and "open" not in override[: override.index(">")]
     assert 'name="runbook" value="reset"' in override and f'name="commit" value="{behind}"' in override
     assert 'name="gate_override" required' in override and "Reset anyway</button>" in override
+    assert "Type <kbd>shop</kbd> to confirm the override" in override  # its own label, apart from the other form's
+    assert 'id="gate-override-confirm" name="confirm" value=""' in override, (
+        "the reset's typed name confirms nothing here"
+    )
 
     form = {"runbook": "reset", "target": "shop", "commit": behind, "next": DEPLOYMENTS}
     reason = "the old code ignores user.token; verified by hand"
