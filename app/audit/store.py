@@ -403,7 +403,27 @@ def verify(saved_head: chain.Head | None = None, observe: Callable[[int], None] 
     verdict = _walk(None, anchors, None, observe)
     if verdict.intact and verdict.head:
         save_mark(verdict.head, replace=True)
+    elif _behind_the_mark(verdict.problem, mark):
+        # A row the mark vouched for was changed or removed: the mark goes back to the last row found intact, so
+        # the web's check (which starts at the mark) meets the break too instead of going on saying intact.
+        if verdict.head is not None:
+            save_mark(verdict.head, replace=True)
+        else:
+            clear_mark()
     return verdict
+
+
+def _behind_the_mark(problem: chain.ChainBreak | None, mark: Mark | None) -> bool:
+    """A break in the rows a genuine mark covers, found by a full walk (a cut tail or a moved head the web's
+    check finds by itself: the mark's row, or the recorded head, no longer matches)."""
+    return (
+        problem is not None
+        and mark is not None
+        and mark.genuine
+        and problem.kind in ("changed", "removed", "out_of_place")
+        and problem.row_id is not None
+        and problem.row_id <= mark.head.id
+    )
 
 
 @dataclass(frozen=True)
@@ -441,6 +461,12 @@ def save_mark(head: chain.Head, *, replace: bool = False) -> None:
         )
         if moved.rowcount == 0 and conn.execute(select(table.c.id).where(table.c.id == 1)).first() is None:
             conn.execute(table.insert().values(id=1, row_id=head.id, row_hash=head.hash, sealed_at=at, seal=seal))
+
+
+def clear_mark() -> None:
+    """No row is vouched for any more (the first row itself was found changed): the web checks from the start."""
+    with db.engine.begin() as conn:
+        conn.execute(AuditMark.__table__.delete().where(AuditMark.__table__.c.id == 1))
 
 
 def check_recent(limit: int | None = None) -> chain.Verdict:

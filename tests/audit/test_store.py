@@ -420,3 +420,27 @@ def test_after_the_pipelined_commit_the_pooled_connection_is_idle_and_the_next_t
         assert [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)] == ["test.pipelined"]
         assert store.recorded_head().id == event.id
     assert run_verify(app).intact
+
+
+@both_databases
+@pytest.mark.parametrize("row", [1, 4])
+def test_a_break_the_full_walk_finds_behind_the_mark_is_what_the_web_check_then_says(app, row):
+    """The badge checks only rows after the mark: with a row the mark vouched for changed since, it went on saying
+    "intact" after `audit verify` and the self-check had both found the break."""
+    fill(app, 6)
+    assert run_verify(app).intact  # the mark now vouches for rows 1 to 6
+    fill(app, 2)
+    sql(app, "UPDATE audit_event SET outcome = 'failed' WHERE id = :row", row=row)
+    with app.app_context():
+        assert store.check_recent().intact  # the web's check alone cannot see behind the mark
+    problem = run_verify(app).problem
+    assert (problem.row_id, problem.kind) == (row, "changed")
+    with app.app_context():
+        mark = store.read_mark()
+        assert (mark.head.id if mark else 0) == row - 1 and (mark is None or mark.genuine)
+        seen = store.check_recent()
+    assert (seen.problem.row_id, seen.problem.kind) == (row, "changed"), seen
+    sql(app, "UPDATE audit_event SET outcome = 'ok' WHERE id = :row", row=row)  # put back as it was
+    with app.app_context():
+        again = store.check_recent()
+    assert again.intact and again.head.id == 8
