@@ -29,7 +29,7 @@ def requires(role: Role) -> Callable:
             if not current_user.is_authenticated:
                 return login_manager.unauthorized()
             if not current_user.can(role):
-                refuse(f"needs the {role.label} role")
+                refuse(f"needs the {role.label} role", target=target_asked(kwargs.get("name")))
             return view(*args, **kwargs)
 
         guarded.required_role = role
@@ -41,6 +41,18 @@ def requires(role: Role) -> Callable:
 def public(view: Callable) -> Callable:
     view.required_role = PUBLIC
     return view
+
+
+def target_asked(name: str | None = None) -> str | None:
+    """The target a refused request was about (the page's, or its form's), when it is one of the targets file's:
+    its refusals then show on that target's timeline and under its filter, as a busy or mistyped one does."""
+    from app.targets import registry  # the guards load before the targets machinery
+
+    asked = name or request.form.get("target") or request.args.get("target")
+    try:
+        return asked if asked and asked in registry.current().names() else None
+    except Exception:  # noqa: BLE001 - a broken targets file must not turn a 403 into a 500
+        return None
 
 
 def refuse(reason: str, *, target: str | None = None) -> None:

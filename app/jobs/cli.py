@@ -291,11 +291,11 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     user = _user(as_user)
     actor = Actor.of(user)  # the user row is not read again once the job runs
     book = _runbook(runbook)
+    target_name = _target(book, target)  # first: a refusal names its target, for that target's timeline
     if not user.can(Role.OPERATOR):
-        _deny(user, f"needs the {Role.OPERATOR.label} role")
+        _deny(user, f"needs the {Role.OPERATOR.label} role", target=target_name)
     if not user.can(book.role):
-        _deny(user, f"needs the {book.role.label} role to run {book.name}")
-    target_name = _target(book, target)
+        _deny(user, f"needs the {book.role.label} role to run {book.name}", target=target_name)
     raw = _raw_params(book, params)
     try:
         book.check_values(raw, target_name)  # before asking for the target's name

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.audit import store as audit_store
 from app.audit.store import Actor, record_and_commit
 from app.auth import sessions
-from app.auth.guards import refuse, requires
+from app.auth.guards import refuse, requires, target_asked
 from app.auth.roles import Role
 from app.extensions import db, sock
 from app.jobs import followups, formstate, service
@@ -121,7 +121,7 @@ def new():
 def start():
     book = _runbook_or_404(request.form.get("runbook", ""))
     if not current_user.can(book.role):
-        refuse(f"needs the {book.role.label} role to run {book.name}")
+        refuse(f"needs the {book.role.label} role to run {book.name}", target=target_asked())
     target = request.form.get("target", "").strip() or None
     # Every field the form sent, so a parameter the runbook does not have is refused rather than dropped.
     raw = {key: request.form.get(key, "") for key in request.form if key not in FORM_FIELDS}

@@ -921,3 +921,11 @@ def test_a_live_job_whose_lock_was_lost_is_not_marked_interrupted_nor_its_comman
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_refusal_for_want_of_a_role_names_its_target(app, users):
+    """Audited with the target, as the web's refusal is: production's timeline shows who tried to restore it."""
+    refused(rewind(app, "run", "staging", "test.admin", "--as", "operator"), ExitStatus.REFUSED, "needs the admin role")
+    with app.app_context():
+        (row,) = db.session.scalars(sql_select(AuditEvent).where(AuditEvent.action == "auth.denied")).all()
+        assert (row.actor_name, row.target) == ("operator", "staging")

@@ -236,3 +236,24 @@ def test_a_stale_account_form_is_a_409_that_changes_nothing(app, users, as_role,
         assert (row.role, row.disabled, row.password_hash, row.version) == before
         refused = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "user.change")).all()
         assert [e.outcome for e in refused] == ["denied"]
+
+
+def test_a_refusal_for_want_of_a_role_names_the_target_it_was_about(app, users, as_role):
+    """An operator's restore of production, a viewer's post to a target's flags: each refusal lands on that
+    target's timeline and under its audit filter, as a busy or mistyped one does; a name that is no target stays
+    out of the column."""
+    from tests.support.apps import post
+
+    operator = as_role(Role.OPERATOR)
+    assert post(operator, "/jobs", {"runbook": "test.admin", "target": "staging"}).status_code == 403
+    assert post(operator, "/jobs", {"runbook": "test.admin", "target": "nowhere"}).status_code == 403
+    assert post(as_role(Role.VIEWER), "/targets/staging/flags/toggle", {"flag": "x"}).status_code == 403
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.denied")).all()
+        assert [(e.actor_name, e.target) for e in rows] == [
+            ("operator", "staging"),
+            ("operator", None),
+            ("viewer", "staging"),
+        ]
+    timeline = operator.get("/targets/staging/timeline?kind=refusals").get_data(as_text=True)
+    assert timeline.count('data-kind="refusals"') == 2, "both refusals about staging, on staging's timeline"
