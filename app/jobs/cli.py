@@ -453,7 +453,8 @@ def show(job_id: int, follow_job: bool) -> None:
         click.echo("")
         click.echo("steps:")
         for step in view.steps:
-            click.echo(f"  {step.index + 1}. {step.title}: {step.state}" + (f" - {step.error}" if step.error else ""))
+            said = f"  {step.index + 1}. {step.title}: {step.state.label}"
+            click.echo(said + (f" - {step.error}" if step.error else ""))
     if job.result:
         click.echo(f"result:   {job.result}")
     if job.verification != "none":

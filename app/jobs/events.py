@@ -133,8 +133,12 @@ class JobView:
                 for step in self.steps:
                     if step.state == StepState.PENDING:
                         step.state = StepState.NOT_RUN
-                    elif step.state == StepState.RUNNING and step.finished is None:
-                        step.finished = event.ts  # an interrupted job's step: its time stops with the job
+                    elif step.state == StepState.RUNNING:
+                        # The job ended under it (its process died: interrupted): it no longer runs, and its time
+                        # stops with the job's. The job's result says what happened.
+                        step.state = StepState.FAILED
+                        step.error = step.error or f"stopped with the job ({self.state.label})"
+                        step.finished = step.finished or event.ts
         elif event.kind == "step" and event.step is not None and event.step < len(self.steps):
             step = self.steps[event.step]
             step.state = StepState(payload["state"])

@@ -166,9 +166,9 @@ def mark_interrupted(
     """
     serialise()
     where = f" during “{job.current_step}”" if job.current_step else " before its first step"
-    first = (
-        f"Rewind was stopped{where}: {stopped}." if stopped else f"Rewind stopped while this job was running{where}."
-    )
+    # Which process: with workers, one of them may die while the web (and every page) stays up.
+    running = f"The Rewind process running this job ({job.worker}) stopped" if job.worker else "Rewind stopped"
+    first = f"Rewind was stopped{where}: {stopped}." if stopped else f"{running} while the job was running{where}."
     stood = f" Where things stood: {job.standing}." if job.standing else ""
     result = (
         f"{first}{stood} It was not re-run: check the target's state, then start the job again if it is still needed."

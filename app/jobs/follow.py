@@ -51,7 +51,7 @@ class EventPrinter:
                 self.echo(f"{self._step_name(event.step)} ...")
             else:
                 took = f" ({step.duration_s:.1f} s)" if step.duration_s is not None else ""
-                self.echo(f"{self._step_name(event.step)}: {step.state}{took}")
+                self.echo(f"{self._step_name(event.step)}: {step.state.label}{took}")
                 if step.error:
                     self.echo(f"    error: {step.error}")
         elif event.kind == "job":

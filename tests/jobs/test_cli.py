@@ -9,6 +9,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -799,7 +800,9 @@ def test_run_follow_of_a_job_whose_worker_is_killed_ends_with_the_interrupted_st
                 process.kill()
         rest = rest_of(lines)
         assert status == ExitStatus.INTERRUPTED, rest
-        assert "job #1 interrupted: Rewind stopped while this job was running during “Sleep”." in rest
+        said = re.search(r"job #1 interrupted: The Rewind process running this job \(([^)]+)\) stopped while", rest)
+        assert said and "while the job was running during “Sleep”." in rest, rest
+        assert said.group(1) == f"{socket.gethostname()}:{worker.pid}", "the worker that died, not the web"
         assert jobs(app)[0].state == "interrupted"
         wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child), timeout=30)  # its command stopped
     finally:

@@ -264,8 +264,8 @@ def test_a_failed_step_shows_its_error_not_its_last_progress_word(app):
 
 
 def test_an_interrupted_job_s_running_step_stops_counting(app):
-    """A job marked interrupted (its process died) ends with only a job event: its running step kept counting up on
-    every reload and, with script, every second, as if it still ran."""
+    """A job marked interrupted (its process died) ends with only a job event: its running step read "running" and
+    kept counting up on every reload and, with script, every second, as if it still ran."""
     import json
     from datetime import datetime, timedelta
 
@@ -287,5 +287,6 @@ def test_an_interrupted_job_s_running_step_stops_counting(app):
         assert "data-elapsed=" in str(macros.step_row(view.steps[0]))
         view.apply(event(3, "job", {"state": "interrupted"}, after=42))
         assert view.steps[0].duration_s == 42.0
+        assert (view.steps[0].state.value, view.steps[0].error) == ("failed", "stopped with the job (interrupted)")
         row = str(macros.step_row(view.steps[0]))
-        assert "data-elapsed=" not in row and "42.0 s" in row
+        assert "data-elapsed=" not in row and "42.0 s" in row and 'data-state="failed"' in row
