@@ -565,7 +565,7 @@ class ManagedProcess:
         self._signal(pid, group, signal.SIGTERM)
         sink.line("out", f"sent SIGTERM to {'process group' if group else 'pid'} {pid}")
         how = "SIGTERM"
-        if not self._wait_gone(pid, group, self.stop_timeout):
+        if not self._wait_gone(pid, group, self.stop_timeout, sink):
             sink.line("out", f"still running after {self.stop_timeout:g} s; sent SIGKILL")
             self._signal(pid, group, signal.SIGKILL)
             how = "SIGKILL"
@@ -573,7 +573,7 @@ class ManagedProcess:
                 f"pid {pid} ignored SIGTERM for {self.stop_timeout:g} s and was killed with SIGKILL, "
                 "cutting off what it was doing — if it needs longer to finish, raise process.stop_timeout"
             )
-            if not self._wait_gone(pid, group, KILL_WAIT_S):
+            if not self._wait_gone(pid, group, KILL_WAIT_S, sink):
                 raise ProcessError(
                     f"stop: pid {pid} survived SIGKILL for {KILL_WAIT_S:g} s",
                     action="stop",
@@ -746,7 +746,7 @@ class ManagedProcess:
             ) from None
 
     @staticmethod
-    def _wait_gone(pid: int, group: int | None, timeout: float) -> bool:
+    def _wait_gone(pid: int, group: int | None, timeout: float, sink: Sink) -> bool:
         deadline = time.monotonic() + timeout
         pause = FIRST_POLL_S
         while True:
@@ -754,6 +754,7 @@ class ManagedProcess:
                 return True
             if time.monotonic() >= deadline:
                 return False
+            sink.tick()  # "sent SIGTERM" reaches the job's page now, not when the app is gone (up to stop_timeout)
             time.sleep(pause)
             pause = min(pause * 2, POLL_S)
 

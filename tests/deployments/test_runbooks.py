@@ -15,6 +15,7 @@ from app.checkpoints.models import Checkpoint, KnownGood
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
+from app.jobs.models import JobEvent
 from app.jobs.runbook import ParamError
 from tests.conftest import wait_for
 from tests.deployments.conftest import write_targets
@@ -347,7 +348,7 @@ def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, 
         registry.current().open("staging").process().stop()
     toml = code_target.toml().replace(
         f'command = ["{sys.executable}", "server.py", "{code_target.port}"]',
-        f'command = ["{sys.executable}", "-c", {json.dumps(ignores)}]\nstop_timeout = 0.5',
+        f'command = ["{sys.executable}", "-c", {json.dumps(ignores)}]\nstop_timeout = 2.5',
     )
     write_targets_file(app, toml)
     job, _ = run(app, "start")
@@ -356,10 +357,17 @@ def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, 
         pid = registry.current().open("staging").process().status().pid
     job, view = run(app, "stop")
     assert job.state == "succeeded", job.result
-    assert job.result.startswith(f"staging is stopped, by force: pid {pid} ignored SIGTERM for 0.5 s")
+    assert job.result.startswith(f"staging is stopped, by force: pid {pid} ignored SIGTERM for 2.5 s")
     assert "raise process.stop_timeout" in job.result
-    assert "still running after 0.5 s; sent SIGKILL" in log_text(view)
+    assert "still running after 2.5 s; sent SIGKILL" in log_text(view)
     assert not running(pid)
+    # Each line reached the job's page as it happened: "sent SIGTERM" did not wait for the stop to end.
+    with app.app_context():
+        events = db.session.scalars(select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.kind == "log")).all()
+        at = {text: e.ts for e in events for _, text in e.payload["lines"]}
+    sent = next(ts for text, ts in at.items() if text.startswith("sent SIGTERM"))
+    killed = next(ts for text, ts in at.items() if text.startswith("still running after"))
+    assert (killed - sent).total_seconds() >= 1.5, at
 
 
 def test_a_reset_of_a_checkout_with_a_hot_fix_refuses_keeps_it_and_leaves_no_tag(app, runner, code_target):
