@@ -310,8 +310,9 @@ def _close(ws, code: int = 1000, reason: str | None = None, frame: bool = True) 
     worker, until gunicorn killed it. Without `frame`, the connection just ends (the page reconnects).
     """
     if frame:
-        ws.sock.settimeout(CLOSE_WAIT_S)
-        with contextlib.suppress(ConnectionClosed, OSError):  # the browser may have gone, or reset
+        # The browser may have gone, or reset: its socket may already be closed (EBADF on a page left or reloaded).
+        with contextlib.suppress(ConnectionClosed, OSError):
+            ws.sock.settimeout(CLOSE_WAIT_S)
             ws.close(code, reason)
         ws.thread.join(CLOSE_WAIT_S)
     if not frame or ws.thread.is_alive():

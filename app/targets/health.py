@@ -196,7 +196,7 @@ def _describe_error(exc: BaseException, timeout: float, host: str) -> str:
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
     if isinstance(reason, TimeoutError):
-        return f"no answer within {timeout:g} s"
+        return f"no answer within {round(timeout, 2):g} s"  # a budget cut by the deadline: 0.57, not 0.569827
     if isinstance(reason, socket.gaierror):
         return f"cannot resolve host {host}"
     if isinstance(reason, ssl.SSLCertVerificationError):

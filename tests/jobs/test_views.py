@@ -290,3 +290,22 @@ def test_an_interrupted_job_s_running_step_stops_counting(app):
         assert (view.steps[0].state.value, view.steps[0].error) == ("failed", "stopped with the job (interrupted)")
         row = str(macros.step_row(view.steps[0]))
         assert "data-elapsed=" not in row and "42.0 s" in row and 'data-state="failed"' in row
+
+
+def test_closing_a_stream_whose_socket_the_browser_already_closed_is_quiet():
+    """A page left or reloaded (two workers) logged a traceback each time: setting the close's timeout on a socket
+    already closed raised EBADF out of the stream."""
+    import socket
+    import threading
+    from types import SimpleNamespace
+
+    from app.jobs.views import _close
+
+    gone, other = socket.socketpair()
+    gone.close()
+    other.close()
+    reader = threading.Thread(target=lambda: None)
+    reader.start()
+    closes = []
+    _close(SimpleNamespace(sock=gone, thread=reader, close=lambda *a: closes.append(a)), 1000)
+    assert closes == []  # the close frame is not sent on a socket that is gone

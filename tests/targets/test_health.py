@@ -422,3 +422,10 @@ def test_an_answer_after_a_redirect_says_where_it_came_from(server):
     assert failing.body.startswith("<html><title>Sign in")
     server.route("/plain", 200, {"status": "ok"})
     assert HealthCheck(server.url("/plain"), expect_json={"status": "ok"}).probe().reason == "status 200, JSON matches"
+
+
+def test_a_probe_cut_short_by_the_deadline_says_its_time_in_two_decimals():
+    from app.targets.health import _describe_error
+
+    assert _describe_error(TimeoutError(), 0.569827, "h") == "no answer within 0.57 s"
+    assert _describe_error(TimeoutError(), 2.0, "h") == "no answer within 2 s"
