@@ -22,6 +22,28 @@
       log.scrollTop = log.scrollHeight;
     }
   });
+  // A live event that replaces the part holding the focus (the Cancel button, gone once the job ends) hands the
+  // focus to the job's state, where a keyboard or screen-reader user reads how it ended, not to the page's top.
+  var focusLost = false;
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var part = event.detail && event.detail.target;
+    focusLost = focusLost || Boolean(part && part !== document.body && part.contains(document.activeElement));
+  });
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    var state = document.getElementById("job-state");
+    if (focusLost && state && (!document.activeElement || document.activeElement === document.body)) {
+      state.focus();
+    }
+    focusLost = focusLost && (!document.activeElement || document.activeElement === document.body);
+  });
+  // A refused form comes back with its field marked invalid and the reason beside it: the focus goes there, not
+  // to the top of the page many Tab presses away.
+  document.addEventListener("DOMContentLoaded", function () {
+    var invalid = document.querySelector('main [aria-invalid="true"]');
+    if (invalid && (!document.activeElement || document.activeElement === document.body)) {
+      invalid.focus();
+    }
+  });
   // A live job page refused by the websocket caps (close code 1008) says why instead of staying silent.
   document.addEventListener("htmx:wsClose", function (event) {
     var closed = event.detail && event.detail.event;

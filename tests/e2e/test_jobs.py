@@ -135,3 +135,22 @@ def test_a_running_step_s_time_counts_on_without_events_or_a_reload(tmp_path, pa
         expect(step.locator("[data-elapsed]")).to_have_count(0)  # an ended step's time stands still
     finally:
         server.stop()
+
+
+def test_when_the_job_ends_under_a_focused_cancel_button_the_focus_goes_to_its_state(tmp_path, page):
+    """The Cancel button is removed when the job ends: a keyboard or screen-reader user on it was left at the top
+    of the page; now the focus lands on how the job ended, which is read out (a live region)."""
+    server = start_server(tmp_path / "instance")
+    try:
+        sign_in(page, server.url, "admin", server.admin_password)
+        session = Session(server.url)
+        session.login("admin", server.admin_password)
+        job_id = start_job(session, runbook="test.sleep", target="staging", seconds="3")
+        page.goto(f"{server.url}/jobs/{job_id}")
+        page.get_by_role("button", name="Cancel job").focus()
+        expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=20_000)
+        expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+        expect(page.locator("#job-state")).to_be_focused()
+        assert page.locator("#job-state").evaluate("el => el.parentElement.getAttribute('aria-live')") == "polite"
+    finally:
+        server.stop()

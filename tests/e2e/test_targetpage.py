@@ -95,7 +95,7 @@ def test_at_800_px_every_tab_s_actions_are_in_view_without_scrolling_the_page(de
             page.goto(url)
             assert page.evaluate(CONTROLS_PAST_THE_EDGE) == {"past": [], "pageScrolls": False}, url
         page.goto(demo_server.url + "/targets/production/backups")
-        expect(page.get_by_role("button", name="Restore", exact=True).first).to_be_in_viewport()
+        expect(page.get_by_role("button", name=re.compile(r"^Restore \S+$")).first).to_be_in_viewport()
     finally:
         context.close()
         foreign.unlink(missing_ok=True)
@@ -212,7 +212,7 @@ def test_at_390_px_no_page_scrolls_sideways_and_every_form_fits(demo_server, bro
         expect(page.locator(f"#flag-{long_flag}")).to_be_visible()
         page.goto(demo_server.url + "/targets/staging/backups")
         row = page.locator("tr", has_text="checkout_experiment")
-        row.get_by_role("button", name="Verify", exact=True).click()
+        row.get_by_role("button", name=re.compile(r"^Verify \S+$")).click()
         expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
         job_page = page.url
         page.goto(demo_server.url + "/targets/staging")
