@@ -30,7 +30,7 @@ from app.clierrors import CliError, Refused
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
-from app.jobs.follow import follow, replay
+from app.jobs.follow import EventPrinter, follow, replay
 from app.jobs.models import Job
 from app.jobs.runner import Runner, runners_alive
 from app.pagination import keyset_page
@@ -239,11 +239,12 @@ def _wait(
 
     `noted`: the caller's (pressed, news) from _ctrl_c_noted, when it noted Ctrl-C since before the job was queued.
     """
+    printer = EventPrinter(job_id, echo)  # one for both follows: after a cancel, it goes on where it was
     with contextlib.nullcontext(noted) if noted else _ctrl_c_noted() as (pressed, news):
         if said:
             echo(said)
         try:
-            return follow(job_id, echo, news=news, stop=pressed)
+            return follow(job_id, echo, news=news, stop=pressed, printer=printer)
         except KeyboardInterrupt:
             if here is None:
                 click.echo(
@@ -253,7 +254,7 @@ def _wait(
             # This press is spent before the cancel is asked: once anyone can see the cancel, a press is the second.
             pressed.clear()
             _cancel_on_interrupt(job_id, actor)
-            return follow(job_id, echo, news=news, stop=pressed)  # a second Ctrl-C stops waiting
+            return follow(job_id, echo, news=news, stop=pressed, printer=printer)  # a second Ctrl-C stops waiting
 
 
 @click.command("run")

@@ -80,6 +80,7 @@ def follow(
     *,
     news: threading.Event | None = None,
     stop: threading.Event | None = None,
+    printer: EventPrinter | None = None,
 ) -> JobState:
     """Print the job's events as they are stored, until it ends; returns its final state.
 
@@ -88,7 +89,8 @@ def follow(
     died (a worker killed outright) is marked interrupted here, so a
     follower never waits for an end that cannot come. `news`: an event that
     others may set to wake it too; `stop`: once set, KeyboardInterrupt is raised
-    here, between reads (how the CLI turns Ctrl-C into a cancel).
+    here, between reads (how the CLI turns Ctrl-C into a cancel). `printer`: one an earlier follow of the same job
+    was stopped with, so following again goes on after the last line it printed instead of printing all again.
     """
     bus = engine().bus
     news = news or threading.Event()
@@ -98,30 +100,29 @@ def follow(
             news.set()
 
     bus.subscribe(heard)
-    printer = EventPrinter(job_id, echo)
-    seen = 0
+    printer = printer or EventPrinter(job_id, echo)
     next_look = time.monotonic() + LIVENESS_S
     try:
         while True:
             # The row first: a final state is committed with its last event, so reading events
             # after it sees them all.
             state = JobState(db.session.scalar(select(Job.state).where(Job.id == job_id)))
-            for event in events_after(job_id, seen):
+            for event in events_after(job_id, printer.view.last_seq):
                 printer.show(event)
-                seen = event.seq
             db.session.commit()  # end the read, so the next one sees new commits
             if printer.view.state.is_final:
                 return printer.view.state
             if state.is_final:
                 return state
+            # Looked at after a fresh read: a job that ended as the key was pressed ends the follow with its outcome.
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             if state == JobState.RUNNING and time.monotonic() >= next_look:
                 next_look = time.monotonic() + LIVENESS_S
                 if interrupt_if_dead(current_app._get_current_object(), db.session.get(Job, job_id)):
                     continue  # its process died: print the interrupted end and return it
             news.wait(poll_s)
             news.clear()
-            if stop is not None and stop.is_set():
-                raise KeyboardInterrupt
     finally:
         bus.unsubscribe(heard)
         db.session.remove()

@@ -356,6 +356,8 @@ def test_ctrl_c_cancels_a_job_the_cli_runs_itself(app, users):
     assert process.wait(timeout=60) == ExitStatus.CANCELLED, rest
     assert "job #1 cancelled: Cancelled by operator" in rest
     assert jobs(app)[0].state == "cancelled"
+    # following again after the cancel goes on from where it was: nothing already shown is printed twice
+    assert "job #1 started" not in rest and "child up" not in rest and "[1/1] Sleep ..." not in rest, rest
     ((_, _, details),) = audit_rows(app, "job.cancel_requested")
     assert details["via"] == "cli"
 
