@@ -26,6 +26,7 @@ from app.jobs.engine import engine
 from app.jobs.events import load_view
 from app.jobs.fanout import Broadcaster
 from app.jobs.models import Job
+from app.jobs.runner import interrupt_if_dead
 from app.jobs.socketcap import CLOSE_CODE, SocketCap
 from app.pagination import keyset_page, parse_cursor
 from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
@@ -39,6 +40,9 @@ PAGE_SIZE = 50
 FORM_FIELDS = {"runbook", "target", "csrf_token", "next"}  # the start form's own fields, not runbook parameters
 MAX_TARGET_CHARS = 128  # the audit row's target column
 WS_IDLE_CHECK_S = 5
+# How often a watcher looks whether the process running its job is still there (a `flask rewind worker` killed
+# outright): the page then shows the job interrupted instead of running until something else asks.
+WS_LIVENESS_S = 10
 # 1012 "service restart": the page's websocket extension reconnects after it, as after a dropped connection.
 SERVICE_RESTART = 1012
 LEAVING = "Rewind is restarting; reconnecting"
@@ -260,6 +264,17 @@ def _session_over(session_id: int) -> str | None:
         db.session.remove()
 
 
+def _mark_if_dead(job_id: int) -> None:
+    """A running job whose process is gone is marked interrupted (its end event then reaches every watcher)."""
+    try:
+        job = db.session.get(Job, job_id)
+        running = job is not None and job.job_state == JobState.RUNNING
+        if running and interrupt_if_dead(current_app._get_current_object(), job):
+            db.session.commit()
+    finally:
+        db.session.remove()
+
+
 def _stream(ws, job_id: int, session_id: int) -> None:
     """Snapshot, then live events, until the job ends, the browser leaves, its session is ended or this process
     stops serving."""
@@ -272,7 +287,7 @@ def _stream(ws, job_id: int, session_id: int) -> None:
     watcher = fanout.attach(job_id, ws.sock, lambda: _load_view_and_release(job_id), wake=ws.event.set)
     leaving = False
     signed_out: str | None = None
-    checked = time.monotonic()
+    checked = looked = time.monotonic()
     try:
         while not watcher.done.is_set() and not watcher.closed:
             if leaving := fanout.leaving.is_set():
@@ -289,6 +304,12 @@ def _stream(ws, job_id: int, session_id: int) -> None:
                     current_app.logger.warning("job %s websocket: could not check its session: %s", job_id, exc)
                 if signed_out:
                     break
+            if time.monotonic() - looked >= WS_LIVENESS_S:
+                looked = time.monotonic()
+                try:
+                    _mark_if_dead(job_id)
+                except SQLAlchemyError as exc:
+                    current_app.logger.warning("job %s websocket: could not look at its process: %s", job_id, exc)
         else:
             fanout.drain(watcher, timeout=5.0)
     except ConnectionClosed:

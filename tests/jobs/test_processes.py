@@ -83,6 +83,35 @@ def test_killed_worker_leaves_its_job_interrupted_after_restart(tmp_path, pg_ser
         web.stop()
 
 
+def test_a_watched_job_whose_worker_is_killed_reads_interrupted_without_a_reload(tmp_path, pg_server):
+    """With only external workers, a job whose worker was killed outright read "running" on its open page (and on
+    the target's overview) until another job was asked for: the page's stream now looks, and ends it."""
+    url = pg_server.create_database("watched")
+    web = start_server(tmp_path / "web", url, REWIND_EXTERNAL_WORKERS="1")
+    running = worker({**web.env, **SERVER_ENV})
+    try:
+        session = Session(web.url)
+        session.login("admin", web.admin_password)
+        job_id = start_job(session, runbook="test.sleep", target="staging", seconds="120")
+        wait_for(lambda: "child up" in session.get(f"/jobs/{job_id}")[2], timeout=20)
+        ws = session.websocket(f"/jobs/{job_id}/ws")
+        reader = Reader()
+        reader.take(ws.recv())  # the snapshot: running
+        running.send_signal(signal.SIGKILL)
+        running.wait()
+        ws.settimeout(60)
+        while reader.final is None:
+            message = ws.recv()
+            assert message, "the stream closed before the job's end"
+            reader.take(message)
+        assert reader.final == "interrupted"
+        assert state_of(session, job_id) == "interrupted"
+    finally:
+        if running.poll() is None:
+            running.kill()
+        web.stop()
+
+
 def test_killed_web_process_on_sqlite_interrupts_its_job(tmp_path):
     instance = tmp_path / "instance"
     server = start_server(instance)
