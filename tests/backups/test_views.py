@@ -403,7 +403,10 @@ def test_a_mistyped_name_comes_back_beside_the_button_that_was_pressed(app, as_r
         page = admin.get(tab).get_data(as_text=True)
         refused = [f for f in page.split("<form")[1:] if f'value="{fields["runbook"]}"' in f]
         assert len(refused) == 1, button
-        assert 'value="shp" size="12" required autocomplete="off" spellcheck="false" aria-invalid="true"' in refused[0]
+        assert (
+            'value="shp" size="12" required pattern="shop" title="Type shop exactly" autocomplete="off"' in refused[0]
+        )
+        assert 'spellcheck="false" aria-invalid="true"' in refused[0]
         assert "shop is protected: type its name, shop, to confirm" in refused[0]
         assert 'value="shp"' not in admin.get(tab).get_data(as_text=True), "shown once, not on every later view"
     job_id = _restore_job(app)

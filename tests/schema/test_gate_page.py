@@ -206,7 +206,8 @@ def test_the_refusal_offers_admins_the_override_it_speaks_of(app, shop, as_role)
     assert "<details" in panel and "open" not in override[: override.index(">")]
     assert 'name="runbook" value="reset"' in override and f'name="commit" value="{behind}"' in override
     assert 'name="gate_override" required' in override and "Reset anyway</button>" in override
-    assert "Type <kbd>shop</kbd> to confirm the override" in override  # its own label, apart from the other form's
+    # its own name, apart from the other form's (the words after "confirm" are for screen readers)
+    assert 'Type <kbd>shop</kbd> to confirm<span class="sr-only"> the override</span>' in override
     assert 'id="gate-override-confirm" name="confirm" value=""' in override, (
         "the reset's typed name confirms nothing here"
     )
