@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import Text, bindparam, cast, func, select, update
+from sqlalchemy import Text, bindparam, cast, func, or_, select, update
 from sqlalchemy.orm import make_transient_to_detached
 
 from app.audit import chain
@@ -403,13 +403,11 @@ def verify(saved_head: chain.Head | None = None, observe: Callable[[int], None] 
     verdict = _walk(None, anchors, None, observe)
     if verdict.intact and verdict.head:
         save_mark(verdict.head, replace=True)
-    elif _behind_the_mark(verdict.problem, mark):
+    elif _behind_the_mark(verdict.problem, read_mark()):
         # A row the mark vouched for was changed or removed: the mark goes back to the last row found intact, so
-        # the web's check (which starts at the mark) meets the break too instead of going on saying intact.
-        if verdict.head is not None:
-            save_mark(verdict.head, replace=True)
-        else:
-            clear_mark()
+        # the web's check (which starts at the mark) meets the break too instead of going on saying intact. The mark
+        # is read again: a check in another process may have moved it during the walk.
+        move_mark_back(verdict.problem.row_id, verdict.head)
     return verdict
 
 
@@ -445,28 +443,42 @@ def read_mark() -> Mark | None:
     return Mark(head, row.sealed_at, genuine)
 
 
-def save_mark(head: chain.Head, *, replace: bool = False) -> None:
+def save_mark(head: chain.Head, *, replace: bool = False, since: chain.Head | None = None) -> None:
     """Move the mark forward to a row just found intact, in a transaction of its own.
 
-    An incremental check never moves it backwards; a full walk (replace=True) writes it whatever was there,
-    so it also clears a forged mark.
+    An incremental check (`since`: the mark it started from, None when there was none) moves it only if it is still
+    that mark: a full walk in another process may have moved it back behind a changed row meanwhile, and moving it
+    forward again would hide the break. A full walk (replace=True) writes it whatever was there, so it also clears a
+    forged mark.
     """
     at = utcnow()
     seal = chain.seal_mark(_key(), head, at)
     table = AuditMark.__table__
-    where = [table.c.id == 1] if replace else [table.c.id == 1, table.c.row_id <= head.id]
+    values = {"row_id": head.id, "row_hash": head.hash, "sealed_at": at, "seal": seal}
     with db.engine.begin() as conn:
-        moved = conn.execute(
-            table.update().where(*where).values(row_id=head.id, row_hash=head.hash, sealed_at=at, seal=seal)
-        )
-        if moved.rowcount == 0 and conn.execute(select(table.c.id).where(table.c.id == 1)).first() is None:
-            conn.execute(table.insert().values(id=1, row_id=head.id, row_hash=head.hash, sealed_at=at, seal=seal))
+        if replace:
+            where = (table.c.id == 1,)
+        elif since is not None:
+            where = (table.c.id == 1, table.c.row_id == since.id, table.c.row_hash == since.hash)
+        else:  # there was no mark: an empty row (or none) only
+            where = (table.c.id == 1, or_(table.c.row_id.is_(None), table.c.row_id == 0))
+        moved = conn.execute(table.update().where(*where).values(**values)).rowcount
+        if moved == 0 and since is None and conn.execute(select(table.c.id).where(table.c.id == 1)).first() is None:
+            conn.execute(table.insert().values(id=1, **values))
 
 
-def clear_mark() -> None:
-    """No row is vouched for any more (the first row itself was found changed): the web checks from the start."""
+def move_mark_back(problem_row: int, head: chain.Head | None) -> None:
+    """After a full walk found `problem_row` changed or removed: the mark to the last row before it (None: no mark),
+    if it still stands at or past that row (an incremental check may not have moved it meanwhile: see save_mark)."""
+    table = AuditMark.__table__
     with db.engine.begin() as conn:
-        conn.execute(AuditMark.__table__.delete().where(AuditMark.__table__.c.id == 1))
+        where = (table.c.id == 1, table.c.row_id >= problem_row)
+        if head is None:
+            conn.execute(table.delete().where(*where))
+            return
+        at = utcnow()
+        values = {"row_id": head.id, "row_hash": head.hash, "sealed_at": at, "seal": chain.seal_mark(_key(), head, at)}
+        conn.execute(table.update().where(*where).values(**values))
 
 
 def check_recent(limit: int | None = None) -> chain.Verdict:
@@ -503,5 +515,5 @@ def check_recent(limit: int | None = None) -> chain.Verdict:
             return chain.Verdict(0, None, chain.changed(after.id))
     verdict = _walk(after, anchors, limit, None)
     if verdict.intact and verdict.head and (after is None or verdict.head.id > after.id):
-        save_mark(verdict.head)
+        save_mark(verdict.head, since=after)
     return verdict

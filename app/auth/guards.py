@@ -48,10 +48,10 @@ def target_asked(name: str | None = None) -> str | None:
     its refusals then show on that target's timeline and under its filter, as a busy or mistyped one does."""
     from app.targets import registry  # the guards load before the targets machinery
 
-    asked = name or request.form.get("target") or request.args.get("target")
     try:
+        asked = name or request.form.get("target") or request.args.get("target")
         return asked if asked and asked in registry.current().names() else None
-    except Exception:  # noqa: BLE001 - a broken targets file must not turn a 403 into a 500
+    except Exception:  # noqa: BLE001 - a broken targets file, an oversized form: never a 500 or 413 for a 403
         return None
 
 

@@ -292,11 +292,15 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     user = _user(as_user)
     actor = Actor.of(user)  # the user row is not read again once the job runs
     book = _runbook(runbook)
-    target_name = _target(book, target)  # first: a refusal names its target, for that target's timeline
+    try:  # a refusal names its target (for that target's timeline) when it is one
+        about = target if target in registry.current().names() else None
+    except Exception:  # noqa: BLE001 - a broken targets file is for _target to say, after the role checks
+        about = None
     if not user.can(Role.OPERATOR):
-        _deny(user, f"needs the {Role.OPERATOR.label} role", target=target_name)
+        _deny(user, f"needs the {Role.OPERATOR.label} role", target=about)
     if not user.can(book.role):
-        _deny(user, f"needs the {book.role.label} role to run {book.name}", target=target_name)
+        _deny(user, f"needs the {book.role.label} role to run {book.name}", target=about)
+    target_name = _target(book, target)
     raw = _raw_params(book, params)
     try:
         book.check_values(raw, target_name)  # before asking for the target's name

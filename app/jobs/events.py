@@ -142,7 +142,7 @@ class JobView:
         elif event.kind == "step" and event.step is not None and event.step < len(self.steps):
             step = self.steps[event.step]
             step.state = StepState(payload["state"])
-            step.error = payload.get("error", step.error)
+            step.error = payload.get("error", "")  # a step's own event says all: no word left from the job's end
             step.message = payload.get("note", step.message)
             if step.state == StepState.RUNNING:
                 step.started = event.ts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -264,13 +265,28 @@ def _session_over(session_id: int) -> str | None:
         db.session.remove()
 
 
+_looked_at: dict[int, float] = {}  # job id -> when a watcher in this process last looked at its process
+_looking = threading.Lock()
+
+
 def _mark_if_dead(job_id: int) -> None:
-    """A running job whose process is gone is marked interrupted (its end event then reaches every watcher)."""
+    """A running job whose process is gone is marked interrupted (its end event then reaches every watcher).
+
+    Once per job per WS_LIVENESS_S in this process, however many pages watch it: each look takes a connection for
+    the job's lock besides the session's."""
+    now = time.monotonic()
+    with _looking:
+        if now - _looked_at.get(job_id, 0.0) < WS_LIVENESS_S:
+            return
+        _looked_at[job_id] = now
     try:
         job = db.session.get(Job, job_id)
         running = job is not None and job.job_state == JobState.RUNNING
         if running and interrupt_if_dead(current_app._get_current_object(), job):
             db.session.commit()
+        elif not running:
+            with _looking:
+                _looked_at.pop(job_id, None)
     finally:
         db.session.remove()
 

@@ -32,7 +32,7 @@
   document.addEventListener("htmx:oobAfterSwap", function () {
     var state = document.getElementById("job-state");
     if (focusLost && state && (!document.activeElement || document.activeElement === document.body)) {
-      state.focus();
+      state.focus({ preventScroll: true }); // a reader at the log's end stays there
     }
     focusLost = focusLost && (!document.activeElement || document.activeElement === document.body);
   });

@@ -444,3 +444,22 @@ def test_a_break_the_full_walk_finds_behind_the_mark_is_what_the_web_check_then_
     with app.app_context():
         again = store.check_recent()
     assert again.intact and again.head.id == 8
+
+
+@both_databases
+def test_a_badge_check_that_started_before_a_walk_moved_the_mark_back_does_not_move_it_forward_again(app):
+    """The badge's check (one process) read mark 6 and walked on to 8 while a full walk (another process) found
+    row 4 changed and moved the mark to 3: saving 8 then would hide the break again until the next walk."""
+    fill(app, 6)
+    assert run_verify(app).intact
+    fill(app, 2)
+    with app.app_context():
+        started_from, walked_to = store.read_mark().head, store.head()
+        three = chain.Head(3, db.session.execute(text("SELECT hash FROM audit_event WHERE id = 3")).scalar())
+        store.move_mark_back(4, three)  # the full walk's finding
+        store.save_mark(walked_to, since=started_from)  # the badge check's, from the mark it had read
+        assert store.read_mark().head == three and store.read_mark().genuine
+        store.move_mark_back(2, None)  # a walk that found row 2 changed, the mark still past it: no mark at all
+        assert store.read_mark() is None
+        store.move_mark_back(9, three)  # a break after the mark moves nothing
+        assert store.read_mark() is None

@@ -1,6 +1,7 @@
 """Jobs across processes: PostgreSQL fan-out between web workers, workers, and crashes."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -105,6 +106,8 @@ def test_a_watched_job_whose_worker_is_killed_reads_interrupted_without_a_reload
             assert message, "the stream closed before the job's end"
             reader.take(message)
         assert reader.final == "interrupted"
+        step = re.search(r'<div id="step-0" class="step-row"[^>]*data-state="(\w+)"', message)
+        assert step and step.group(1) == "failed", "its step no longer reads running on the open page"
         assert state_of(session, job_id) == "interrupted"
     finally:
         if running.poll() is None:
