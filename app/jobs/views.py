@@ -43,7 +43,7 @@ MAX_TARGET_CHARS = 128  # the audit row's target column
 WS_IDLE_CHECK_S = 5
 # How often a watcher looks whether the process running its job is still there (a `flask rewind worker` killed
 # outright): the page then shows the job interrupted instead of running until something else asks.
-WS_LIVENESS_S = 10
+WS_LIVENESS_S = 5
 # 1012 "service restart": the page's websocket extension reconnects after it, as after a dropped connection.
 SERVICE_RESTART = 1012
 LEAVING = "Rewind is restarting; reconnecting"

@@ -53,7 +53,7 @@ def worker(env: dict, log=subprocess.DEVNULL) -> subprocess.Popen:
     )
 
 
-def test_killed_worker_leaves_its_job_interrupted_after_restart(tmp_path, pg_server):
+def test_killed_worker_leaves_its_job_interrupted_for_its_watcher_and_its_target_free(tmp_path, pg_server):
     url = pg_server.create_database("killed")
     web = start_server(tmp_path / "web", url, REWIND_EXTERNAL_WORKERS="1")
     env = {**web.env, **SERVER_ENV}
@@ -65,10 +65,23 @@ def test_killed_worker_leaves_its_job_interrupted_after_restart(tmp_path, pg_ser
         wait_for(lambda: "child up" in session.get(f"/jobs/{job_id}")[2], timeout=20)
         first.send_signal(signal.SIGKILL)
         first.wait()
-        assert state_of(session, job_id) == "running", "nothing notices until a runner starts"
+        assert state_of(session, job_id) == "running", "nothing notices until a runner starts or a page watches"
+        # An open job page looks by itself: it read "running" (and the overview too) until another job was asked
+        # for; now its stream ends the job, and the step it was in no longer reads running either.
+        ws = session.websocket(f"/jobs/{job_id}/ws")
+        reader = Reader()
+        reader.take(ws.recv())  # the snapshot: running
+        ws.settimeout(60)
+        while reader.final is None:
+            message = ws.recv()
+            assert message, "the stream closed before the job's end"
+            reader.take(message)
+        assert reader.final == "interrupted"
+        step = re.search(r'<div id="step-0" class="step-row"[^>]*data-state="(\w+)"', message)
+        assert step and step.group(1) == "failed", "its step no longer reads running on the open page"
         second = worker(env)
         try:
-            wait_for(lambda: state_of(session, job_id) == "interrupted", timeout=20)
+            assert state_of(session, job_id) == "interrupted"
             page = session.get(f"/jobs/{job_id}")[2]
             assert "during “Sleep”" in page and "not re-run" in page
             assert "job.interrupted" in session.get("/audit?action=job.interrupted")[2]
@@ -81,37 +94,6 @@ def test_killed_worker_leaves_its_job_interrupted_after_restart(tmp_path, pg_ser
     finally:
         if first.poll() is None:
             first.kill()
-        web.stop()
-
-
-def test_a_watched_job_whose_worker_is_killed_reads_interrupted_without_a_reload(tmp_path, pg_server):
-    """With only external workers, a job whose worker was killed outright read "running" on its open page (and on
-    the target's overview) until another job was asked for: the page's stream now looks, and ends it."""
-    url = pg_server.create_database("watched")
-    web = start_server(tmp_path / "web", url, REWIND_EXTERNAL_WORKERS="1")
-    running = worker({**web.env, **SERVER_ENV})
-    try:
-        session = Session(web.url)
-        session.login("admin", web.admin_password)
-        job_id = start_job(session, runbook="test.sleep", target="staging", seconds="120")
-        wait_for(lambda: "child up" in session.get(f"/jobs/{job_id}")[2], timeout=20)
-        ws = session.websocket(f"/jobs/{job_id}/ws")
-        reader = Reader()
-        reader.take(ws.recv())  # the snapshot: running
-        running.send_signal(signal.SIGKILL)
-        running.wait()
-        ws.settimeout(60)
-        while reader.final is None:
-            message = ws.recv()
-            assert message, "the stream closed before the job's end"
-            reader.take(message)
-        assert reader.final == "interrupted"
-        step = re.search(r'<div id="step-0" class="step-row"[^>]*data-state="(\w+)"', message)
-        assert step and step.group(1) == "failed", "its step no longer reads running on the open page"
-        assert state_of(session, job_id) == "interrupted"
-    finally:
-        if running.poll() is None:
-            running.kill()
         web.stop()
 
 
