@@ -292,10 +292,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     user = _user(as_user)
     actor = Actor.of(user)  # the user row is not read again once the job runs
     book = _runbook(runbook)
-    try:  # a refusal names its target (for that target's timeline) when it is one
-        about = target if target in registry.current().names() else None
-    except Exception:  # noqa: BLE001 - a broken targets file is for _target to say, after the role checks
-        about = None
+    about = registry.current().known(target)  # a refusal names its target, for that target's timeline
     if not user.can(Role.OPERATOR):
         _deny(user, f"needs the {Role.OPERATOR.label} role", target=about)
     if not user.can(book.role):

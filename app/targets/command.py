@@ -99,7 +99,7 @@ class Tee:
 class CommandCancelled(Exception):
     """The sink asked to stop; the command's whole process group was stopped.
 
-    `outcome`: where an adapter that put things back after the stop left them ("nothing was changed …"), for the
+    `outcome`: where an adapter that put things back after the stop left them ("The code was not changed …"), for the
     job's result to say."""
 
     def __init__(self, outcome: str = "") -> None:

@@ -72,6 +72,10 @@ class Targets:
     def names(self) -> list[str]:
         return sorted(self._current())
 
+    def known(self, name: str | None) -> str | None:
+        """`name` if it is one of the targets, else None: for a record that may name a target, never an error."""
+        return name if name and name in self._current() else None
+
     def all(self) -> list[TargetConfig]:
         known = self._current()
         return [known[name] for name in sorted(known)]
