@@ -17,7 +17,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from app.extensions import csrf, db, login_manager, migrate, sock
+from app.extensions import csrf, db, login_manager, sock
+from app.migrating import MigrationCommands
 from app.settings import Settings, SettingsError, load_settings
 
 # The areas in the navigation; an entry shows once its area has a page.
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
         with app.app_context():
             ping_when_idle(db.engine)
-    migrate.init_app(app, db, directory=str(_repo_path("migrations")))
+    app.cli.add_command(MigrationCommands())
     csrf.init_app(app)
     sock.init_app(app)
     _init_login(app)
@@ -162,12 +163,6 @@ def preflight() -> Settings:
     except TargetsFileError as exc:
         raise SettingsError("REWIND_CONFIG", str(exc)) from None
     return settings
-
-
-def _repo_path(name: str):
-    from app.settings import REPO_ROOT
-
-    return REPO_ROOT / name
 
 
 def _engine_options(settings: Settings) -> dict:

@@ -5,12 +5,14 @@ from sqlalchemy import inspect, text
 
 from app.audit import chain, store
 from app.extensions import db
+from app.migrating import enable
 from tests.support.apps import build_app
 
 
 def test_upgrade_fills_job_id_of_existing_rows_and_the_chain_still_verifies(tmp_path):
     app = build_app(tmp_path / "instance", f"sqlite:///{tmp_path / 'ops.db'}")
     key = app.config["REWIND_AUDIT_KEY"]
+    enable(app)
     with app.app_context():
         upgrade(revision="0003_deployments")
         prev = chain.GENESIS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -82,12 +83,18 @@ reserve_mb = {reserve_mb}
     # --- the data, read and written as the application would -------------------------------
 
     def execute(self, statement: str, params=()) -> None:
+        self.execute_all([(statement, params)])
+
+    def execute_all(self, steps: list[tuple[str, tuple]]) -> None:
+        """Statements over one connection: a connection each was half of a filled target's set-up."""
         if self.engine == "sqlite":
-            with sqlite3.connect(self.url.removeprefix("sqlite:///")) as conn:
-                conn.execute(statement, params)
+            with contextlib.closing(sqlite3.connect(self.url.removeprefix("sqlite:///"))) as conn, conn:
+                for statement, params in steps:
+                    conn.execute(statement, params)
             return
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(statement.replace("?", "%s"), params)
+            for statement, params in steps:
+                conn.execute(statement.replace("?", "%s"), params)
 
     def rows(self, table: str, url: str | None = None) -> list[tuple]:
         url = url or self.url
@@ -114,11 +121,11 @@ reserve_mb = {reserve_mb}
 
 def _fill(target: DataTarget) -> None:
     ts = "text" if target.engine == "sqlite" else "timestamptz"
-    for statement in SCHEMA:
-        target.execute(statement.format(ts=ts))
+    steps = [(statement.format(ts=ts), ()) for statement in SCHEMA]
     for i in range(1, 21):
-        target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (i, f"user {i}", "2020-01-01 00:00:00+00"))
-        target.execute("INSERT INTO orders VALUES (?, ?, ?)", (i, i, i * 100))
+        steps.append(('INSERT INTO "user" VALUES (?, ?, ?)', (i, f"user {i}", "2020-01-01 00:00:00+00")))
+        steps.append(("INSERT INTO orders VALUES (?, ?, ?)", (i, i, i * 100)))
+    target.execute_all(steps)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

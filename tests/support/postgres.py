@@ -23,10 +23,11 @@ SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_
 class TempPostgres:
     user = "rewind"
 
-    def __init__(self) -> None:
+    def __init__(self, *settings: str) -> None:
+        """settings: more `name=value` lines for the server, after SETTINGS."""
         self.root = Path(tempfile.mkdtemp(prefix="rewind-pg-"))
         self.port = free_port()
-        self.cluster = Cluster(self.root, self.port, user=self.user, socket_dir=self.root, settings=SETTINGS)
+        self.cluster = Cluster(self.root, self.port, user=self.user, socket_dir=self.root, settings=SETTINGS + settings)
         self.bin = self.cluster.bin
         self.data = self.cluster.data
 

@@ -1,0 +1,39 @@
+"""`flask db` loads Flask-Migrate (and Alembic) when it runs; a web process never imports them."""
+
+import sqlite3
+import subprocess
+import sys
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from app.migrating import MIGRATIONS
+from tests.support.apps import build_app
+
+SERVED = """
+import sys
+from app import create_app
+from app.settings import load_settings
+app = create_app(load_settings({"REWIND_INSTANCE_DIR": sys.argv[1]}))
+app.test_client().get("/healthz")
+print(sorted(name for name in ("alembic", "flask_migrate") if name in sys.modules))
+"""
+
+
+def test_a_web_process_never_imports_flask_migrate_or_alembic(tmp_path):
+    result = subprocess.run([sys.executable, "-c", SERVED, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_the_db_commands_take_flask_migrate_s_options_and_migrate(tmp_path):
+    app = build_app(tmp_path, f"sqlite:///{tmp_path / 'ops.db'}")
+    cli = app.test_cli_runner()
+    listed = cli.invoke(args=["db", "--help"])
+    assert "--directory" in listed.output and "upgrade" in listed.output and "downgrade" in listed.output
+    assert cli.invoke(args=["db", "-d", str(MIGRATIONS), "-x", "unused=1", "upgrade"]).exit_code == 0
+    with sqlite3.connect(tmp_path / "ops.db") as conn:
+        (row,) = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert [row[0]] == ScriptDirectory.from_config(config).get_heads()
+    assert cli.invoke(args=["db", "nonsense"]).exit_code == 2
