@@ -17,8 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from app.extensions import csrf, db, login_manager, sock
-from app.migrating import MigrationCommands
+from app.extensions import csrf, db, login_manager, migrate, sock
 from app.settings import Settings, SettingsError, load_settings
 
 # The areas in the navigation; an entry shows once its area has a page.
@@ -79,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
         with app.app_context():
             ping_when_idle(db.engine)
-    app.cli.add_command(MigrationCommands())
+    migrate.init_app(app)
     csrf.init_app(app)
     sock.init_app(app)
     _init_login(app)

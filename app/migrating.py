@@ -26,6 +26,13 @@ def enable(app: Flask) -> None:
     Migrate(app, db, directory=str(MIGRATIONS))
 
 
+class LazyMigrate:
+    """Flask-Migrate's place among the extensions (app.extensions.migrate), wired when a `db` command runs."""
+
+    def init_app(self, app: Flask) -> None:
+        app.cli.add_command(MigrationCommands())
+
+
 class MigrationCommands(click.Group):
     """Stands in for Flask-Migrate's `db` group: takes its options, callback and commands when it is used."""
 

@@ -46,7 +46,7 @@ class GateRefusal:
     @property
     def backup(self) -> str | None:
         """What the combined runbook does about a backup: take, confirm (the admin has one), refused, or None."""
-        if not self.verdict.plan.destroys_data:
+        if self.verdict.plan is None or not self.verdict.plan.destroys_data:
             return None
         if self.backups_configured:
             return "take"
@@ -54,7 +54,7 @@ class GateRefusal:
 
 
 def refused_change(target: Target, form: FormState) -> GateRefusal | None:
-    """The gate's plan for the reset or revert this page just had refused, or None (no such refusal, or no plan)."""
+    """The gate's refusal of the reset or revert this page just had refused, or None (no such refusal)."""
     verb = next((v for v, combined in COMBINED.items() if form.runbook in (v, combined)), None)
     if verb is None or form.target != target.name:
         return None
@@ -67,7 +67,7 @@ def refused_change(target: Target, form: FormState) -> GateRefusal | None:
         verdict = verdict_on(target, verb, value)
     except (TargetError, runbooks.ParamError):
         return None  # the page's flash says why it was refused
-    return planned(target, verb, value, verdict, form)
+    return refusal(target, verb, value, verdict, form)
 
 
 def verdict_on(target: Target, verb: str, value: str) -> gate.GateVerdict | None:
@@ -79,10 +79,21 @@ def verdict_on(target: Target, verb: str, value: str) -> gate.GateVerdict | None
     return gate.check(target, verb, {PARAM[verb]: param.parse(value, target.name)})
 
 
+def refusal(
+    target: Target, verb: str, value: str, verdict: gate.GateVerdict | None, form: FormState
+) -> GateRefusal | None:
+    """The gate's refusal, with or without a plan; None when it allows.
+
+    Without a plan (no commit's scripts know the database's revision, or a downgrade cannot be undone) the
+    refusal still comes with its fix and an admin's override."""
+    if verdict is None or not verdict.refused:
+        return None
+    return GateRefusal(verb, value, verdict, form, target.config.backups is not None, target.config.protected)
+
+
 def planned(
     target: Target, verb: str, value: str, verdict: gate.GateVerdict | None, form: FormState
 ) -> GateRefusal | None:
     """The combined runbook's offer when the gate refuses with a plan; None when it allows, or has no plan."""
-    if verdict is None or not verdict.refused or verdict.plan is None:
-        return None
-    return GateRefusal(verb, value, verdict, form, target.config.backups is not None, target.config.protected)
+    found = refusal(target, verb, value, verdict, form)
+    return found if found is not None and verdict.plan is not None else None

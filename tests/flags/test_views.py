@@ -341,6 +341,22 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     assert f"there is no checkpoint #{huge}" in plan_page(client, f"checkpoint={huge}")
 
 
+def test_the_plan_s_heading_shows_a_time_as_every_time_is_shown_and_a_checkpoint_by_its_number(flag_app, as_role):
+    from app.checkpoints import captures
+    from app.checkpoints import store as checkpoints
+    from app.targets import registry
+
+    client = as_role(Role.OPERATOR)
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    moment = utcnow().replace(microsecond=0)
+    heading = re.search(r"<h2>Restore flags as of (.*?)</h2>", plan_page(client, f"as_of={moment.isoformat()}"))
+    stamp = f"{moment:%Y-%m-%d %H:%M:%S} UTC"  # a <time> the browser shows in its own zone, as beside it
+    assert heading[1] == f'<time datetime="{moment:%Y-%m-%dT%H:%M:%S}Z" title="{stamp}">{stamp}</time>'
+    with flag_app.app_context():
+        checkpoint = checkpoints.record("web", None, "drill", captures.take_all(registry.current().open("web"))).id
+    assert f"<h2>Restore flags as of checkpoint #{checkpoint}</h2>" in plan_page(client, f"checkpoint={checkpoint}")
+
+
 def test_restore_as_of_with_more_than_one_moment_is_refused_naming_them_and_keeps_the_form(flag_app, flagdb, as_role):
     from app.checkpoints import captures
     from app.checkpoints import store as checkpoints

@@ -228,3 +228,30 @@ def test_the_refusal_offers_admins_the_override_it_speaks_of(app, shop, as_role)
     with app.app_context():
         (job,) = db.session.scalars(select(Job)).all()
         assert (job.runbook, job.params["gate_override"]) == ("reset", reason)
+
+
+def test_a_refusal_without_a_plan_says_why_and_still_offers_admins_the_override(app, shop, as_role):
+    """The database at a revision no commit has: nothing can take it down, so no combined runbook; the panel gives
+    the gate's fix, and the override it speaks of is here too (it was only on the generic job form)."""
+    from app.targets import flask_db, registry
+
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    shop.execute("UPDATE alembic_version SET version_num = 'f9999999'")
+    behind = shop.commits["the app"]
+
+    panel = panel_of(refused_reset(as_role(Role.ADMIN), behind))
+    assert "The database is at f9999999, which neither commit" in panel and "already behind the schema" in panel
+    assert "No downgrade Rewind can run:</strong>" in panel and "deploy a commit that has this revision" in panel
+    assert "downgrade_then_reset" not in panel and 'id="gate-plan-steps"' not in panel
+    assert 'name="gate_override" required' in panel and "Reset anyway</button>" in panel
+
+    reason = "the revision was stamped by hand; the old code does not read its table"
+    admin = as_role(Role.ADMIN)
+    form = {"runbook": "reset", "target": "shop", "commit": behind, "next": DEPLOYMENTS, "gate_override": reason}
+    started = post(admin, "/jobs", form)
+    assert started.status_code == 302 and re.search(r"/jobs/\d+$", started.headers["Location"])
+    with app.app_context():
+        (job,) = db.session.scalars(select(Job)).all()
+        assert (job.runbook, job.params["gate_override"]) == ("reset", reason)
