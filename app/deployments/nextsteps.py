@@ -104,7 +104,7 @@ def gated(target: Target, verb: str, value: str) -> Gated:
         return Gated(refused=f"the schema gate cannot compare the code with the database: {exc.in_words()}")
     if verdict is None or not verdict.refused:
         return Gated()
-    refused = f"{verdict.message}. Plan: {verdict.fix}"
+    refused = verdict.said
     return Gated(refused, planned(target, verb, value, verdict, formstate.form_for(COMBINED[verb], target.name)))
 
 

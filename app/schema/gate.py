@@ -46,6 +46,11 @@ class GateVerdict:
     def refused(self) -> bool:
         return bool(self.behind)
 
+    @property
+    def said(self) -> str:
+        """The refusal as flashes, job logs and results give it: what is wrong, then the plan or the fix."""
+        return f"{self.message}. {'Plan' if self.plan is not None else 'No downgrade Rewind can run'}: {self.fix}"
+
 
 def _files_after_revert(repo: GitRepo, shas: list[str], folder) -> dict[str, str]:
     """The revision files the branch would hold once these commits are reverted (newest first)."""

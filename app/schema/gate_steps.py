@@ -70,7 +70,7 @@ def gate_check(runbook: str):
             both = f" The runbook {combined} does both." if combined and verdict.plan else ""
             raise ParamError(
                 _MAIN_PARAM[runbook],
-                f"{verdict.message}. Plan: {verdict.fix}.{both} An admin can override the gate with a typed reason.",
+                f"{verdict.said}.{both} An admin can override the gate with a typed reason.",
             )
 
     return check
@@ -107,7 +107,7 @@ def gate_step(runbook: str):
             ctx.progress(1.0, "code and schema stay together")
             return
         if not reason:
-            raise StepFailed(f"{verdict.message}. Plan: {verdict.fix}.")
+            raise StepFailed(f"{verdict.said}.")
         actor, admin = _actor_is_admin(ctx)
         if not admin:
             raise StepFailed(f"only an admin can override the schema gate; {actor.name} is not one")
@@ -168,7 +168,7 @@ def code_back_refusal(target: Target, start: str) -> str | None:
     if verdict is None or not verdict.refused:
         return None
     combined = f"; “Downgrade then reset” to {start[:12]} does both" if verdict.plan else ""
-    return f"{verdict.message}. Plan: {verdict.fix}{combined}"
+    return f"{verdict.said}{combined}"
 
 
 def _put_code_back(ctx: JobContext, target: Target) -> str:

@@ -246,6 +246,9 @@ def test_a_refusal_without_a_plan_says_why_and_still_offers_admins_the_override(
     assert "No downgrade Rewind can run:</strong>" in panel and "deploy a commit that has this revision" in panel
     assert "downgrade_then_reset" not in panel and 'id="gate-plan-steps"' not in panel
     assert 'name="gate_override" required' in panel and "Reset anyway</button>" in panel
+    page = refused_reset(as_role(Role.ADMIN), behind)
+    flash = page[page.index('class="flash flash-error"') : page.index("</p>", page.index('class="flash flash-error"'))]
+    assert "the code is already behind the schema. No downgrade Rewind can run: no commit" in flash, flash
 
     reason = "the revision was stamped by hand; the old code does not read its table"
     admin = as_role(Role.ADMIN)
