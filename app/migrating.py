@@ -47,7 +47,8 @@ class MigrationCommands(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         real = self._real(ctx)
-        self.params, self.callback = real.params, real.callback  # its -d/-x, and the callback that reads them
+        # its -d/-x, the callback that reads them, and its commands (a mistyped one gets "did you mean")
+        self.params, self.callback, self.commands = real.params, real.callback, real.commands
         return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

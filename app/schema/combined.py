@@ -48,7 +48,7 @@ def _verdict(target_name: str | None, params: dict, verb: str = "reset") -> gate
     if not verdict.refused:
         raise TargetError(f"{verdict.message}: nothing to downgrade first, a plain {verb} will do")
     if verdict.plan is None:
-        raise TargetError(f"{verdict.message} — {verdict.fix}")
+        raise TargetError(verdict.said)
     if len(verdict.plan.rows_after) > 1:
         raise TargetError(
             f"{verdict.message}, and going down leaves several heads ({', '.join(sorted(verdict.plan.rows_after))}): "

@@ -111,7 +111,7 @@ def gate_step(runbook: str):
         actor, admin = _actor_is_admin(ctx)
         if not admin:
             raise StepFailed(f"only an admin can override the schema gate; {actor.name} is not one")
-        refused = f"{verdict.message}; plan was: {verdict.fix}" if verdict is not None else "gate could not compare"
+        refused = verdict.said if verdict is not None else "gate could not compare"
         record_and_commit(
             "schema.gate_override",
             actor=actor,

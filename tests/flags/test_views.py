@@ -698,7 +698,7 @@ def test_a_table_held_by_a_long_transaction_is_said_to_be_locked_and_nothing_is_
 ):
     monkeypatch.setattr(flags_adapter, "LOCK_TIMEOUT_S", 1)  # the toggle and the CLI wait this long each
     client = as_role(Role.OPERATOR)
-    token = csrf_token(client)  # before the lock: the page that hands it out reads the flags too
+    token = csrf_token(client)  # before the lock
     holder = flagdb.connect()
     if flagdb.kind == "sqlite":
         holder.execute("BEGIN EXCLUSIVE")

@@ -102,7 +102,7 @@ def test_an_admin_override_is_audited_with_its_reason_and_verification_still_tel
         (event,) = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "schema.gate_override")).all()
         details = json.loads(event.details)
         assert details["reason"] == "incident 7: bad code"
-        assert "downgrade to a1000001 first" in details["refused"]
+        assert "the code would fall behind the schema. Plan: downgrade to a1000001 first" in details["refused"]
     assert job.state == "failed"
     assert job.verification == "failed"
     assert "the schema does not match the deployed code" in job.result
