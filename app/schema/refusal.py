@@ -25,10 +25,11 @@ PARAM = {"reset": "commit", "revert": "commits"}
 class GateRefusal:
     verb: str  # reset or revert
     value: str  # the commit (reset) or the commits (revert) as the form sent them
-    verdict: gate.GateVerdict
+    verdict: gate.GateVerdict | None  # None: the gate could not compare (cannot_compare says why)
     form: FormState  # the refused form: the code runbook's, or the combined runbook's when that was refused too
     backups_configured: bool
     protected: bool
+    cannot_compare: str = ""
 
     @property
     def shown(self) -> str:
@@ -46,7 +47,7 @@ class GateRefusal:
     @property
     def backup(self) -> str | None:
         """What the combined runbook does about a backup: take, confirm (the admin has one), refused, or None."""
-        if self.verdict.plan is None or not self.verdict.plan.destroys_data:
+        if self.verdict is None or self.verdict.plan is None or not self.verdict.plan.destroys_data:
             return None
         if self.backups_configured:
             return "take"
@@ -65,8 +66,11 @@ def refused_change(target: Target, form: FormState) -> GateRefusal | None:
         return None
     try:
         verdict = verdict_on(target, verb, value)
-    except (TargetError, runbooks.ParamError):
-        return None  # the page's flash says why it was refused
+    except runbooks.ParamError:
+        return None  # the page's flash says why the form was refused
+    except TargetError as exc:  # the gate refuses what it cannot compare: the override is the admin's way past
+        problem = exc.in_words()
+        return GateRefusal(verb, value, None, form, target.config.backups is not None, target.config.protected, problem)
     return refusal(target, verb, value, verdict, form)
 
 

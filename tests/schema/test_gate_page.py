@@ -258,3 +258,17 @@ def test_a_refusal_without_a_plan_says_why_and_still_offers_admins_the_override(
     with app.app_context():
         (job,) = db.session.scalars(select(Job)).all()
         assert (job.runbook, job.params["gate_override"]) == ("reset", reason)
+
+
+def test_a_gate_that_cannot_compare_says_why_and_offers_admins_the_override(app, shop, as_role):
+    """The database unreadable: the refusal's panel says why, and holds the override (no plan, no combined form)."""
+    from pathlib import Path
+
+    write_targets_file(app, shop.toml())
+    Path(shop.url.removeprefix("sqlite:///")).write_bytes(b"not a database, " * 64)
+    behind = shop.commits["the app"]
+
+    panel = panel_of(refused_reset(as_role(Role.ADMIN), behind))
+    assert "The gate cannot compare the code with the database: reading " in panel and "not a database" in panel
+    assert "<strong>Fix that first</strong>; an admin can override the gate if the reset cannot wait." in panel
+    assert "downgrade_then_reset" not in panel and 'name="gate_override" required' in panel
