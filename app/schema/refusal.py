@@ -69,8 +69,7 @@ def refused_change(target: Target, form: FormState) -> GateRefusal | None:
     except runbooks.ParamError:
         return None  # the page's flash says why the form was refused
     except TargetError as exc:  # the gate refuses what it cannot compare: the override is the admin's way past
-        problem = exc.in_words()
-        return GateRefusal(verb, value, None, form, target.config.backups is not None, target.config.protected, problem)
+        return refusal(target, verb, value, None, form, cannot_compare=exc.in_words())
     return refusal(target, verb, value, verdict, form)
 
 
@@ -84,15 +83,22 @@ def verdict_on(target: Target, verb: str, value: str) -> gate.GateVerdict | None
 
 
 def refusal(
-    target: Target, verb: str, value: str, verdict: gate.GateVerdict | None, form: FormState
+    target: Target,
+    verb: str,
+    value: str,
+    verdict: gate.GateVerdict | None,
+    form: FormState,
+    *,
+    cannot_compare: str = "",
 ) -> GateRefusal | None:
-    """The gate's refusal, with or without a plan; None when it allows.
+    """The gate's refusal, with or without a plan, or because it cannot compare (why); None when it allows.
 
     Without a plan (no commit's scripts know the database's revision, or a downgrade cannot be undone) the
     refusal still comes with its fix and an admin's override."""
-    if verdict is None or not verdict.refused:
+    if not cannot_compare and (verdict is None or not verdict.refused):
         return None
-    return GateRefusal(verb, value, verdict, form, target.config.backups is not None, target.config.protected)
+    backups, protected = target.config.backups is not None, target.config.protected
+    return GateRefusal(verb, value, verdict, form, backups, protected, cannot_compare)
 
 
 def planned(
