@@ -503,7 +503,7 @@ class Comparison:
     integrity: str | None = None
     built: tuple[str, ...] = ()  # restored counts the fill's index builds made (Postgres.built_counts)
 
-    def table(self, other: str = "restored", newer: str = "newer than the backup") -> list[str]:
+    def table(self, other: str = "restored", newer: str = "written after the backup") -> list[str]:
         """Live and the other copy's counts side by side, as the job log shows them."""
         tables = list(self.live)
         width = max([len(t) for t in tables] + [5])

@@ -36,7 +36,8 @@ VERSION_TIMEOUT_S = 20
 LOCK_WAIT_S = 10.0  # how long a read of a key table waits for another session's lock on it
 RENAME_ATTEMPTS = 5  # each waits up to 5 s (the server's own wait) for ended sessions to go
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; a swap must never act on a truncated one
-TIME_COLUMNS = ("created_at", "inserted_at", "updated_at")
+# A row stamped after a moment by any of these was written (added or changed) after it: a restore rolls it back.
+TIME_COLUMNS = ("created_at", "inserted_at", "updated_at", "modified_at")
 FLOAT4_WHOLE = 2**24  # pg_class.reltuples is a float4: above this not every whole number is held exactly
 TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
@@ -816,23 +817,23 @@ class Postgres:
                 if table in built:
                     counts[table] = built[table]
                     continue
-                column = self._time_column(conn, table) if since is not None else None
-                if column is None:
+                columns = self._time_columns(conn, table) if since is not None else []
+                if not columns:
                     query = sql.SQL("SELECT count(*), 0 FROM {}").format(_table_ident(table))
                     params: tuple = ()
                 else:
-                    name, kind = column
-                    query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE {} > %s) FROM {}").format(
-                        sql.Identifier(name), _table_ident(table)
+                    written = sql.SQL(" OR ").join(sql.SQL("{} > %s").format(sql.Identifier(c)) for c, _ in columns)
+                    query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE {}) FROM {}").format(
+                        written, _table_ident(table)
                     )
-                    params = (since if "time zone" in kind else since.replace(tzinfo=None),)
+                    params = tuple(since if "time zone" in kind else since.replace(tzinfo=None) for _, kind in columns)
                 try:
                     total, recent = self._locked_said(conn, table, dbname, query, params).fetchone()
                 except psycopg.errors.UndefinedTable:
                     counts[table] = None
                     continue
                 counts[table] = int(total)
-                if column is not None:
+                if columns:
                     newer[table] = int(recent)
         return Survey(counts, newer, revision, tuple(built))
 
@@ -880,11 +881,12 @@ class Postgres:
         return found
 
     @staticmethod
-    def _time_column(conn: psycopg.Connection, table: str) -> tuple[str, str] | None:
-        """The first created_at-like timestamp column of a table, with its type; None without one."""
+    def _time_columns(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
+        """The table's timestamp columns of TIME_COLUMNS, with their types: a row is newer than a moment when any
+        of them is (an updated_at tells a changed row from an old one, which a created_at alone does not)."""
         *schema, name = table_parts(table)
         schema = schema[0] if schema else ""
-        columns = {
+        types = {
             r[0]: r[1]
             for r in conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
@@ -892,24 +894,7 @@ class Postgres:
                 (name, schema),
             )
         }
-        column = next((c for c in TIME_COLUMNS if "timestamp" in columns.get(c, "")), None)
-        return (column, columns[column]) if column else None
-
-    def rows_newer_than(self, tables: Sequence[str], when: datetime, dbname: str | None = None) -> dict[str, int]:
-        """Rows per key table stamped after `when` (by a created_at-like column), for the tables that have one."""
-        newer: dict[str, int] = {}
-        with self.connect(dbname) as conn:
-            for table in tables:
-                column = self._time_column(conn, table)
-                if column is None:
-                    continue
-                name, kind = column
-                query = sql.SQL("SELECT count(*) FROM {} WHERE {} > %s").format(
-                    _table_ident(table), sql.Identifier(name)
-                )
-                stamp = when if "time zone" in kind else when.replace(tzinfo=None)
-                newer[table] = int(conn.execute(query, (stamp,)).fetchone()[0])
-        return newer
+        return [(c, types[c]) for c in TIME_COLUMNS if "timestamp" in types.get(c, "")]
 
 
 def _session_words(pid: int, user: str | None, application: str | None, client: str | None = None) -> str:
@@ -1092,13 +1077,13 @@ class Sqlite:
                     columns = {r[1] for r in conn.execute(f"PRAGMA table_info({quoted})")}
                 except sqlite3.OperationalError:
                     continue
-                column = next((c for c in TIME_COLUMNS if c in columns), None)
-                if column is None:
+                stamped = [c for c in TIME_COLUMNS if c in columns]
+                if not stamped:
                     continue
                 stamp = when.strftime("%Y-%m-%d %H:%M:%S")
-                newer[table] = int(
-                    conn.execute(f'SELECT count(*) FROM {quoted} WHERE "{column}" > ?', (stamp,)).fetchone()[0]  # noqa: S608
-                )
+                written = " OR ".join(f'"{c}" > ?' for c in stamped)
+                query = f"SELECT count(*) FROM {quoted} WHERE {written}"  # noqa: S608 (quoted; columns are ours)
+                newer[table] = int(conn.execute(query, (stamp,) * len(stamped)).fetchone()[0])
         finally:
             conn.close()
         return newer

@@ -179,23 +179,26 @@ def test_a_survey_reads_counts_newer_rows_and_revision_in_one_visit(pg_server):
     name = f"survey_{uuid.uuid4().hex[:6]}"
     url = pg_server.create_database(name)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute('CREATE TABLE "user" (id int, created_at timestamptz)')
+        conn.execute('CREATE TABLE "user" (id int, created_at timestamptz, updated_at timestamp)')
         conn.execute("CREATE TABLE orders (id int, created_at timestamp)")  # no time zone: compared as UTC wall time
-        conn.execute("CREATE TABLE notes (id int)")
+        conn.execute("CREATE TABLE notes (id int, updated_at text)")  # not a time: not read as one
         conn.execute("CREATE TABLE alembic_version (version_num varchar(32))")
         conn.execute("INSERT INTO alembic_version VALUES ('ab12')")
-        conn.execute("INSERT INTO \"user\" VALUES (1, '2020-01-01 00:00+00'), (2, '2030-01-01 00:00+00')")
+        # 1: old, never changed; 2: added after; 3: added before, changed after (a restore rolls the change back)
+        conn.execute(
+            "INSERT INTO \"user\" VALUES (1, '2020-01-01 00:00+00', NULL), (2, '2030-01-01 00:00+00', NULL), "
+            "(3, '2020-01-01 00:00+00', '2030-01-01 00:00'), (4, '2020-01-01 00:00+00', '2020-02-01 00:00')"
+        )
         conn.execute("INSERT INTO orders VALUES (1, '2020-01-01 00:00'), (2, '2030-01-01'), (3, '2031-01-01')")
-        conn.execute("INSERT INTO notes VALUES (1)")
+        conn.execute("INSERT INTO notes VALUES (1, '2030-01-01')")
     db = Postgres(url, inherited_env())
     since = datetime(2025, 1, 1, tzinfo=UTC)
     found = db.survey(["user", "orders", "notes", "missing"], since)
-    assert found.counts == {"user": 2, "orders": 3, "notes": 1, "missing": None}
-    assert found.newer == {"user": 1, "orders": 2}  # notes has no time column, missing is not there
-    assert found.newer == db.rows_newer_than(["user", "orders", "notes"], since)
+    assert found.counts == {"user": 4, "orders": 3, "notes": 1, "missing": None}
+    assert found.newer == {"user": 2, "orders": 2}  # notes has no time column, missing is not there
     assert found.revision == "ab12"
     plain = db.survey(["user"])
-    assert (plain.counts, plain.newer, plain.revision) == ({"user": 2}, {}, "ab12")
+    assert (plain.counts, plain.newer, plain.revision) == ({"user": 4}, {}, "ab12")
     db.drop(name)
 
 
@@ -212,6 +215,31 @@ def test_sqlite_adapter_counts_and_copies(tmp_path):
     db.copy_to(tmp_path / "b.db")
     assert db.counts(["user", "nope"], Path(tmp_path / "b.db")) == {"user": 1, "nope": None}
     assert db.integrity(tmp_path / "b.db") == "ok"
+
+
+def test_a_sqlite_survey_counts_rows_added_or_changed_after_a_moment(tmp_path):
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from app.targets.dbadmin import Sqlite
+
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute('CREATE TABLE "user" (id int, created_at datetime, updated_at datetime)')
+        conn.execute("CREATE TABLE orders (id int, modified_at datetime)")
+        conn.execute("CREATE TABLE notes (id int)")
+        conn.executemany(
+            'INSERT INTO "user" VALUES (?, ?, ?)',
+            [
+                (1, "2020-01-01 00:00:00", None),  # old, never changed
+                (2, "2030-01-01 00:00:00", None),  # added after
+                (3, "2020-01-01 00:00:00", "2030-01-01 00:00:00.5"),  # changed after: the restore rolls it back
+            ],
+        )
+        conn.executemany("INSERT INTO orders VALUES (?, ?)", [(1, "2019-01-01 00:00:00"), (2, "2031-01-01 00:00:00")])
+    found = Sqlite(f"sqlite:///{path}").survey(["user", "orders", "notes"], datetime(2025, 1, 1, tzinfo=UTC))
+    assert found.counts == {"user": 3, "orders": 2, "notes": 0}
+    assert found.newer == {"user": 2, "orders": 1}
 
 
 def test_sqlite_snapshot_is_the_database_file_s_bytes(tmp_path):

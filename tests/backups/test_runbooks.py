@@ -82,11 +82,17 @@ def test_backup_is_encrypted_with_a_manifest_and_no_plaintext_left(app, runner, 
 
 
 def test_restore_round_trip_then_undo(app, runner, data_target):
+    stamp = "text" if data_target.engine == "sqlite" else "timestamptz"
+    data_target.execute(f'ALTER TABLE "user" ADD COLUMN updated_at {stamp}')
     before = data_target.snapshot()
     name = backup_now(app, data_target)
     data_target.execute('DELETE FROM "user" WHERE id <= 5')
     data_target.execute("UPDATE orders SET total = 0")
-    data_target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (100, "late", "2099-01-01 00:00:00+00"))
+    data_target.execute('INSERT INTO "user" VALUES (?, ?, ?, NULL)', (100, "late", "2099-01-01 00:00:00+00"))
+    # an old row changed after the backup: the restore rolls the change back, and says so
+    data_target.execute(
+        'UPDATE "user" SET name = ?, updated_at = ? WHERE id = 6', ("renamed", "2099-01-01 00:00:00+00")
+    )
     changed = data_target.snapshot()
     pid = app_pid(app, data_target)
 
@@ -99,9 +105,10 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     assert health(data_target.code)[0] == 200
     assert [s.state for s in view.steps] == ["succeeded"] * 8
     # live and restored side by side, and the row written after the backup
-    assert re.search(r"^user +16 +20 +1$", text, re.M), text
+    assert re.search(r"^table +live +restored +written after the backup$", text, re.M), text
+    assert re.search(r"^user +16 +20 +2$", text, re.M), text  # one added, one changed
     assert re.search(r"^orders +20 +20 +unknown$", text, re.M), text
-    assert "rolls back 1 row(s)" in text
+    assert "rolls back 2 row(s) written to the key tables after the backup" in text
     counted_by_restore = "(restored rows of user, orders: as the restore's index builds counted them)" in text
     assert counted_by_restore == (data_target.engine == "postgresql"), text
     (pre,) = copies(data_target)
@@ -117,7 +124,7 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     assert job.result.endswith("— undo puts it back."), job.result
 
     # written to the restored database before the undo: shown before the app stops, kept in the undone copy
-    data_target.execute('INSERT INTO "user" VALUES (?, ?, ?)', (101, "after", "2099-01-01 00:00:00+00"))
+    data_target.execute('INSERT INTO "user" VALUES (?, ?, ?, NULL)', (101, "after", "2099-01-01 00:00:00+00"))
     job, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
     text = log_text(view)
     assert job.state == "succeeded", (job.result, text)
