@@ -52,7 +52,8 @@ def history(name: str):
         checkpoints=page.checkpoints,
         next_before=page.next_before,
         busy=service.busy_job(name),
-        gate_refusal=refused_change(target, formstate.form_for(None, name)),
+        gate_refusal=(refused := refused_change(target, formstate.form_for(None, name))),
+        page_says=refused.flashed if refused else None,
     )
 
 

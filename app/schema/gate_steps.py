@@ -60,20 +60,25 @@ def gate_check(runbook: str):
         try:
             verdict = gate.check(registry.current().open(target), runbook, params)
         except TargetError as exc:
-            raise ParamError(
-                _MAIN_PARAM[runbook],
-                f"the schema gate cannot compare the code with the database: {exc.in_words()}; "
-                "fix that, or an admin can override the gate with a typed reason",
-            ) from None
+            raise ParamError(_MAIN_PARAM[runbook], cannot_compare_words(exc.in_words())) from None
         if verdict is not None and verdict.refused:
-            combined = {"reset": "downgrade_then_reset", "revert": "downgrade_then_revert"}.get(runbook)
-            both = f" The runbook {combined} does both." if combined and verdict.plan else ""
-            raise ParamError(
-                _MAIN_PARAM[runbook],
-                f"{verdict.said}.{both} An admin can override the gate with a typed reason.",
-            )
+            raise ParamError(_MAIN_PARAM[runbook], refused_words(runbook, verdict))
 
     return check
+
+
+def refused_words(runbook: str, verdict: gate.GateVerdict) -> str:
+    """What a refused form says (its flash, its audit row): the page with the refusal's panel knows them too."""
+    combined = {"reset": "downgrade_then_reset", "revert": "downgrade_then_revert"}.get(runbook)
+    both = f" The runbook {combined} does both." if combined and verdict.plan else ""
+    return f"{verdict.said}.{both} An admin can override the gate with a typed reason."
+
+
+def cannot_compare_words(why: str) -> str:
+    return (
+        f"the schema gate cannot compare the code with the database: {why}; "
+        "fix that, or an admin can override the gate with a typed reason"
+    )
 
 
 def _actor_is_admin(ctx: JobContext) -> tuple[Actor, bool]:

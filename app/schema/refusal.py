@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from app.jobs import runbook as runbooks
 from app.jobs.formstate import FormState
 from app.schema import gate
+from app.schema.gate_steps import cannot_compare_words, refused_words
 from app.targets.errors import TargetError
 from app.targets.target import Target
 
@@ -39,6 +40,13 @@ class GateRefusal:
     @property
     def combined(self) -> str:
         return COMBINED[self.verb]
+
+    @property
+    def flashed(self) -> dict[str, str]:
+        """The refused form's flash, said in brief: the panel below it says the rest (base.html's page_says)."""
+        said = refused_words(self.verb, self.verdict) if self.verdict else cannot_compare_words(self.cannot_compare)
+        change = f"{self.verb} {'to' if self.verb == 'reset' else 'of'} {self.shown}"
+        return {said: f"the schema gate stopped the {change}: why, and the way past it, are said below"}
 
     @property
     def param(self) -> str:

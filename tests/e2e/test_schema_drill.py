@@ -59,6 +59,7 @@ def test_deploy_a_migration_reset_behind_it_and_let_the_gate_downgrade_first(dem
     refusal = page.locator("#gate-refusal")
     expect(refusal).to_be_visible()
     expect(refusal.get_by_role("heading")).to_contain_text("The schema gate stopped the reset")
+    expect(page.locator(".flashes")).to_contain_text("why, and the way past it, are said below")  # said once
     expect(refusal).to_contain_text(f"The database is at {MIGRATION_BRANCH_REVISION} (Add last seen to users)")
     expect(page.locator("#gate-plan")).to_contain_text(
         f"downgrade to {HEAD_REVISION} first (drops users.last_seen_at, holding {SEEN} non-null values), then reset"

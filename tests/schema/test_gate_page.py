@@ -1,9 +1,11 @@
 """The gate's refusal of a reset on the deployments page: the plan in words and the combined runbook's button."""
 
+import json
 import re
 
 from sqlalchemy import select
 
+from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.extensions import db
 from app.jobs.models import Job
@@ -35,8 +37,10 @@ def test_a_refused_reset_shows_the_plan_and_the_combined_runbook_for_that_commit
     behind = shop_target.commits["the app"]
     client = as_role(Role.ADMIN)
 
-    panel = panel_of(refused_reset(client, behind))
+    page = refused_reset(client, behind)
+    panel = panel_of(page)
     assert f"The schema gate stopped the reset to <code>{behind[:12]}</code>" in panel
+    assert page.count("drops user.token, holding 2 non-null values") == 2  # the plan and its step: no flash of it
     assert "The database is at b2000002 (add user.token)" in panel
     assert "Plan:</strong> downgrade to a1000001 first (drops user.token, holding 2 non-null values), then reset" in (
         panel
@@ -248,7 +252,13 @@ def test_a_refusal_without_a_plan_says_why_and_still_offers_admins_the_override(
     assert 'name="gate_override" required' in panel and "Reset anyway</button>" in panel
     page = refused_reset(as_role(Role.ADMIN), behind)
     flash = page[page.index('class="flash flash-error"') : page.index("</p>", page.index('class="flash flash-error"'))]
-    assert "the code is already behind the schema. No downgrade Rewind can run: no commit" in flash, flash
+    # said once: the flash in brief, the panel in full
+    assert f"the schema gate stopped the reset to {behind[:12]}: why, and the way past it, are said below" in flash
+    assert page.count("deploy a commit that has this revision") == 1, page
+    with app.app_context():  # the refused form's audit row has the gate's words in full
+        rows = db.session.scalars(select(AuditEvent).filter_by(action="job.queued")).all()
+    reasons = [json.loads(e.details)["reason"] for e in rows]
+    assert "the code is already behind the schema. No downgrade Rewind can run: no commit" in reasons[-1], reasons
 
     reason = "the revision was stamped by hand; the old code does not read its table"
     admin = as_role(Role.ADMIN)
@@ -268,7 +278,10 @@ def test_a_gate_that_cannot_compare_says_why_and_offers_admins_the_override(app,
     Path(shop.url.removeprefix("sqlite:///")).write_bytes(b"not a database, " * 64)
     behind = shop.commits["the app"]
 
-    panel = panel_of(refused_reset(as_role(Role.ADMIN), behind))
+    page = refused_reset(as_role(Role.ADMIN), behind)
+    panel = panel_of(page)
     assert "The gate cannot compare the code with the database: reading " in panel and "not a database" in panel
+    assert f"<strong>Error:</strong> the schema gate stopped the reset to {behind[:12]}: why, and the way" in page
+    assert page.count("not a database") == 1  # the panel says why; the flash does not say it again
     assert "<strong>Fix that first</strong>; an admin can override the gate if the reset cannot wait." in panel
     assert "downgrade_then_reset" not in panel and 'name="gate_override" required' in panel
