@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, abort, render_template, request
 from werkzeug.exceptions import BadRequest
 
 from app.auth.guards import requires
 from app.auth.roles import Role
 from app.backups import summary  # noqa: F401 - registers its overview line and timeline kind
-from app.backups.catalog import BACKUP_ID, Catalog
+from app.backups.catalog import BACKUP_ID, Catalog, CatalogError, NoAccess
+from app.backups.preview import rolls_back
 from app.backups.restore import copies
 from app.backups.setup import catalog_of, setup_of
 from app.backups.status import ago, freshness, jobs_on_record
@@ -111,3 +112,26 @@ def catalog(name: str):
         parse_time=datetime.fromisoformat,
         busy=service.busy_job(name),
     )
+
+
+@bp.get("/targets/<name>/backups/<backup>/rolls-back")
+@requires(Role.ADMIN)  # scans live's key tables: asked by those who may restore
+def rolls_back_fragment(name: str, backup: str):
+    """What restoring this backup now would bring back and roll back, read from live when asked."""
+    target = target_or_404(name)
+    found, problem = None, None
+    try:
+        setup = setup_of(target)
+        chosen = setup.catalog.get(backup)
+    except NoAccess as exc:
+        problem = exc.in_words()
+    except CatalogError as exc:
+        abort(404, description=exc.in_words())
+    except TargetError as exc:
+        problem = exc.in_words()
+    if problem is None:
+        try:
+            found = rolls_back(setup, chosen)
+        except TargetError as exc:
+            problem = exc.in_words()
+    return render_template("backups/_rolls_back.html", target=target, found=found, problem=problem)

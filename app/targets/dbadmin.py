@@ -18,7 +18,8 @@ import os
 import re
 import shutil
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -984,6 +985,20 @@ class Sqlite:
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open {path}: {exc}") from None
 
+    @contextmanager
+    def _reading(self, path: Path | None = None) -> Iterator[sqlite3.Connection]:
+        """A read-only connection whose failures (a file that is not a database, a damaged page) are the adapter's
+        DatabaseError, said with the file; a missing table stays each caller's to handle."""
+        conn = self.connect(path)
+        try:
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(
+                f"cannot read {path or self.path}: {exc}", fix="check that database.url names the live SQLite file"
+            ) from None
+        finally:
+            conn.close()
+
     def copy_to(self, dest: Path) -> None:
         """A consistent copy while the application keeps writing: SQLite's online backup API."""
         source = self.connect()
@@ -1032,26 +1047,21 @@ class Sqlite:
         """Rows per table; None for a table that is not there. `as_built` is Postgres's: SQLite keeps no count of
         an index build's, so every table is counted."""
         found: dict[str, int | None] = {}
-        conn = self.connect(path)
-        try:
+        with self._reading(path) as conn:
             for table in tables:
                 quoted = '"' + table.replace('"', '""') + '"'
                 try:
                     found[table] = int(conn.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0])  # noqa: S608
                 except sqlite3.OperationalError:
                     found[table] = None
-        finally:
-            conn.close()
         return found
 
     def revision(self, path: Path | None = None) -> str | None:
-        conn = self.connect(path)
-        try:
-            rows = conn.execute("SELECT version_num FROM alembic_version ORDER BY 1").fetchall()
-        except sqlite3.OperationalError:
-            return None
-        finally:
-            conn.close()
+        with self._reading(path) as conn:
+            try:
+                rows = conn.execute("SELECT version_num FROM alembic_version ORDER BY 1").fetchall()
+            except sqlite3.OperationalError:
+                return None
         return ",".join(r[0] for r in rows) or None
 
     def survey(
@@ -1069,8 +1079,7 @@ class Sqlite:
 
     def rows_newer_than(self, tables: Sequence[str], when: datetime, path: Path | None = None) -> dict[str, int]:
         newer: dict[str, int] = {}
-        conn = self.connect(path)
-        try:
+        with self._reading(path) as conn:
             for table in tables:
                 quoted = '"' + table.replace('"', '""') + '"'
                 try:
@@ -1084,8 +1093,6 @@ class Sqlite:
                 written = " OR ".join(f'"{c}" > ?' for c in stamped)
                 query = f"SELECT count(*) FROM {quoted} WHERE {written}"  # noqa: S608 (quoted; columns are ours)
                 newer[table] = int(conn.execute(query, (stamp,) * len(stamped)).fetchone()[0])
-        finally:
-            conn.close()
         return newer
 
 

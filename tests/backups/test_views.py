@@ -447,3 +447,63 @@ def test_a_restore_s_next_steps_say_until_when_undo_is_possible_and_offer_to_bac
     )
     page = as_role(Role.OPERATOR).get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "drops it; a backup holds its rows." in page and "Back up this copy</button>" not in page
+
+
+def test_what_a_restore_rolls_back_is_read_from_live_when_asked(app, as_role, runner, data_target):
+    """In the backup (its manifest), live now, and the rows written after it: added, or old and changed since."""
+    from tests.backups.test_runbooks import backup_now
+
+    stamp = "text" if data_target.engine == "sqlite" else "timestamptz"
+    data_target.execute(f'ALTER TABLE "user" ADD COLUMN updated_at {stamp}')
+    name = backup_now(app, data_target)
+    data_target.execute('DELETE FROM "user" WHERE id <= 5')
+    data_target.execute('INSERT INTO "user" VALUES (?, ?, ?, NULL)', (100, "late", "2099-01-01 00:00:00+00"))
+    data_target.execute('UPDATE "user" SET updated_at = ? WHERE id = 6', ("2099-01-01 00:00:00+00",))
+    admin = as_role(Role.ADMIN)
+
+    tab = admin.get(f"/targets/{data_target.name}/backups").get_data(as_text=True)
+    url = f"/targets/{data_target.name}/backups/{name}/rolls-back"
+    assert f'hx-get="{url}" hx-trigger="toggle once"' in tab  # read when opened, not with the tab
+    response = admin.get(url)
+    assert response.status_code == 200
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", response.get_data(as_text=True)))
+    assert "restoring it now rolls back 2 rows written to the key tables after it, and an unknown number in orders" in (
+        text
+    )
+    assert re.search(r"user 20 16 2 ", text) and re.search(r"orders 20 20 unknown ", text), text
+
+    result = app.test_cli_runner().invoke(args=["rewind", "backups", "rolls-back", data_target.name, name])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^user +20 +16 +2$", result.output, re.M), result.output
+    assert result.output.splitlines()[-1] == (
+        f"restoring {name} now rolls back 2 row(s) written after it; unknown in orders (no time column to tell)"
+    )
+    with app.app_context():  # only read: nothing queued, nothing changed
+        assert [j.runbook for j in db.session.scalars(select(Job))] == ["backup"]
+
+
+def test_what_a_restore_rolls_back_is_the_admins_and_names_only_backups_of_the_folder(app, as_role, shop):
+    url = f"/targets/shop/backups/{OLD}/rolls-back"
+    assert as_role(Role.OPERATOR).get(url).status_code == 403
+    admin = as_role(Role.ADMIN)
+    page = admin.get(url).get_data(as_text=True)
+    assert re.search(r"<th scope=\"row\"><code>t</code></th>\s*<td>unknown</td>\s*<td>0</td>\s*<td>unknown</td>", page)
+    missing = admin.get("/targets/shop/backups/backup_20990101_000000.sqlite.gpg/rolls-back")
+    assert missing.status_code == 404 and "there is no backup backup_20990101_000000.sqlite.gpg" in missing.get_data(
+        as_text=True
+    )
+    assert admin.get("/targets/shop/backups/..%2Fshop.db/rolls-back").status_code == 404
+    assert admin.get(f"/targets/nowhere/backups/{OLD}/rolls-back").status_code == 404
+    cli = app.test_cli_runner()
+    gone = cli.invoke(args=["rewind", "backups", "rolls-back", "shop", "backup_20990101_000000.sqlite.gpg"])
+    assert gone.exit_code == 6 and gone.stderr.startswith("rewind: there is no backup backup_20990101_000000"), (
+        gone.output
+    )
+    nowhere = cli.invoke(args=["rewind", "backups", "rolls-back", "nowhere", OLD])
+    assert nowhere.exit_code == 6 and nowhere.stderr.startswith("rewind: there is no target 'nowhere'")
+
+
+def test_what_a_restore_rolls_back_says_when_live_cannot_be_read(app, as_role, shop, tmp_path):
+    (tmp_path / "data" / "shop.db").write_bytes(b"not a database, " * 64)
+    page = as_role(Role.ADMIN).get(f"/targets/shop/backups/{OLD}/rolls-back").get_data(as_text=True)
+    assert 'class="field-error" role="alert">Could not count: ' in page and "not a database" in page

@@ -35,6 +35,10 @@ def test_delete_rows_restore_the_newest_backup_see_them_back_then_undo(demo_serv
     expect(page.locator("table.grid tbody tr")).to_have_count(2)
     expect(newest.get_by_text("verified", exact=True)).to_be_visible()
     backup_id = newest.locator("code").first.inner_text()
+    # Before saying yes: what the restore brings back (the backup's sessions) and rolls back, read from live.
+    newest.locator("summary", has_text="What it rolls back").click()
+    sessions = newest.locator(".rolls-back-result tr", has_text="sessions")
+    expect(sessions).to_have_text(re.compile(rf"sessions\s+{before['sessions']}\s+0\s+0"))
     newest.get_by_label("Type production to confirm").fill("production")
     newest.get_by_role("button", name=re.compile(r"^Restore \S+$")).click()
 

@@ -1,0 +1,57 @@
+"""What restoring a backup now would do to the live database's key tables: rows it brings back, rows it rolls back.
+
+Read while a person decides (the Backups tab's "What it rolls back", `flask rewind backups rolls-back`): the
+restore job reads the same again beside its restored copy, just before its swap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.backups.catalog import Backup, now_utc
+from app.backups.setup import BackupSetup
+
+
+@dataclass(frozen=True)
+class RollBack:
+    backup: Backup
+    counted_at: datetime
+    live: dict[str, int | None]  # rows per key table now; None: the table is not in live
+    newer: dict[str, int]  # rows written (added or changed) after the backup, for tables with a time column
+
+    @property
+    def in_backup(self) -> dict[str, int | None]:
+        """Rows per key table when Rewind made the backup (its manifest); empty for a file it did not make."""
+        counts = self.backup.manifest.get("counts")
+        return {t: counts.get(t) for t in self.live} if isinstance(counts, dict) else {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.newer.values())
+
+    @property
+    def untold(self) -> list[str]:
+        """Key tables in live without a time column: how many of their rows are newer cannot be told."""
+        return [t for t, n in self.live.items() if n is not None and t not in self.newer]
+
+    def lines(self) -> list[str]:
+        """The counts as a table of text, for a terminal."""
+        width = max([len(t) for t in self.live] + [5])
+        made = self.in_backup
+        rows = [f"{'table':<{width}}  {'in backup':>10}  {'live now':>10}  written after the backup"]
+        for table, live in self.live.items():
+            then = made.get(table)
+            rows.append(
+                f"{table:<{width}}  {'unknown' if then is None else then:>10}  "
+                f"{'missing' if live is None else live:>10}  {self.newer.get(table, 'unknown')}"
+            )
+        return rows
+
+
+def rolls_back(setup: BackupSetup, backup: Backup) -> RollBack:
+    """One visit to live: its key tables' counts and their rows written after the backup (one scan per table).
+
+    Raises TargetError when live cannot be read (a key table locked past the wait names the session)."""
+    found = setup.database.survey(setup.key_tables, backup.time)
+    return RollBack(backup, now_utc(), found.counts, found.newer)
