@@ -17,7 +17,7 @@ from pathlib import Path
 from app.backups.catalog import Backup, access, now_utc, partial_path, sha256_of, sync_dir
 from app.backups.setup import BackupSetup
 from app.targets.command import Sink, Stage, run_pipeline
-from app.targets.dbadmin import LOCK_WAIT_S, Postgres, Sqlite
+from app.targets.dbadmin import LOCK_WAIT_S, Postgres, Sqlite, made_record
 from app.targets.errors import TargetError
 
 DUMP_TIMEOUT_S = 6 * 3600
@@ -90,9 +90,12 @@ def create_backup(
         "counts": db.counts(setup.key_tables),
     }
     if isinstance(db, Postgres):
+        shape = db.shape(db.name)
         # Roles other than the database's owner that own objects in it: a restore by a login that is no
         # superuser would give those objects to the owner, and is refused when this says there are any.
-        facts["other_owners"] = db.other_owners(db.name, db.shape(db.name).owner)
+        facts["other_owners"] = db.other_owners(db.name, shape.owner)
+        # How the database itself was made: a restore makes it again so when it has been dropped.
+        facts["made"] = made_record(shape, db.config(db.name))
     temp = partial_path(final)
     try:
         with access(folder, "backup folder", "write"):

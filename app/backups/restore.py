@@ -36,6 +36,7 @@ from app.targets.dbadmin import (
     SettingRefused,
     SpaceUnknown,
     Sqlite,
+    Survey,
     check_identifier,
     pasteable,
 )
@@ -136,6 +137,21 @@ def _sqlite_names(db: Sqlite, pattern: re.Pattern[str]) -> list[str]:
 
 def check_matches(setup: BackupSetup, backup: Backup) -> None:
     """RestoreFailed for a backup of another kind of database, another database or a newer server."""
+    check_kind(setup, backup)
+    db = setup.database
+    if isinstance(db, Postgres) and backup.manifest.get("server_major"):
+        major, version = db.server_version()
+        if int(backup.manifest["server_major"]) > major:
+            raise RestoreFailed(
+                f"{backup.id} was made from PostgreSQL {backup.manifest['server_version']}, newer than the "
+                f"server's {version}: it may use what this server does not have",
+                fix=f"restore it on a PostgreSQL {backup.manifest['server_major']} (or newer) server",
+            )
+
+
+def check_kind(setup: BackupSetup, backup: Backup) -> None:
+    """RestoreFailed for a backup of another kind of database or another database: read from its manifest and
+    name alone, so it can be said before anything is asked of the server (whose live database may be gone)."""
     db = setup.database
     engine = backup.manifest.get("engine")
     if engine and engine != setup.kind:
@@ -155,14 +171,61 @@ def check_matches(setup: BackupSetup, backup: Backup) -> None:
             f"{backup.id} is a backup of database {source}, not of {db.name}",
             fix="choose a backup of this target's database",
         )
-    if isinstance(db, Postgres) and backup.manifest.get("server_major"):
-        major, version = db.server_version()
-        if int(backup.manifest["server_major"]) > major:
+
+
+def remake_live(setup: BackupSetup, backup: Backup) -> str | None:
+    """A live database that is gone (dropped, its file deleted) is made again, empty, as it was: the restore then
+    goes as ever, and the empty database it replaces becomes its pre-restore copy. In words, what was made; None
+    when live is there. RestoreFailed when it cannot be made as it was."""
+    db = setup.database
+    if isinstance(db, Postgres):
+        if db.exists(db.name):
+            return None
+        made = backup.manifest.get("made")
+        if not isinstance(made, dict) or not made.get("owner"):
             raise RestoreFailed(
-                f"{backup.id} was made from PostgreSQL {backup.manifest['server_version']}, newer than the "
-                f"server's {version}: it may use what this server does not have",
-                fix=f"restore it on a PostgreSQL {backup.manifest['server_major']} (or newer) server",
+                f"the live database {db.name} is not on {db.url.where()} (dropped?), and {backup.id} does not "
+                "record how it was made (its owner, encoding and locale)",
+                fix=f"create it empty as it was (createdb --template template0 --owner OWNER {pasteable(db.name)}), "
+                "then restore again",
             )
+        shape = db.remake(db.name, made)
+        return (
+            f"  ! the live database {db.name} was not there (dropped?): made again, empty, as {backup.id} recorded "
+            f"it (owner {shape.owner}, encoding {shape.encoding}, collation {shape.collate}); the restore goes on "
+            "into its place"
+        )
+    if db.path.exists():
+        return None
+    folder = db.path.parent
+    if not folder.is_dir():
+        raise RestoreFailed(f"the folder of the live database, {folder}, is not there", fix="check database.url")
+    try:
+        os.close(os.open(db.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
+    except FileExistsError:
+        return None  # made since it was looked for: there again
+    if os.geteuid() == 0:  # the application most likely runs as the folder's owner: the restored file takes this
+        seen = folder.stat()
+        os.chown(db.path, seen.st_uid, seen.st_gid)
+    return (
+        f"  ! the live database file {db.path} was not there (deleted?): made again, empty (mode 0640"
+        f"{', owned as its folder' if os.geteuid() == 0 else ''}); the restore goes on into its place"
+    )
+
+
+def unmake_live(setup: BackupSetup) -> bool:
+    """Drop the live database remake_live made, when the restore it was made for stops in its checks; only while
+    it is still empty (the application may have written to it meanwhile: then it is kept). Whether it was."""
+    db = setup.database
+    if isinstance(db, Postgres):
+        if db.has_tables(db.name):
+            return False
+        db.drop(db.name)
+        return True
+    if db.path.exists() and db.path.stat().st_size == 0:
+        db.path.unlink()
+        return True
+    return False
 
 
 def check_space(setup: BackupSetup, backup: Backup) -> str:
@@ -502,6 +565,7 @@ class Comparison:
     newer: dict[str, int]
     integrity: str | None = None
     built: tuple[str, ...] = ()  # restored counts the fill's index builds made (Postgres.built_counts)
+    live_unreadable: str = ""  # why a SQLite live file could not be read (damaged): what a restore is for
 
     def table(self, other: str = "restored", newer: str = "written after the backup") -> list[str]:
         """Live and the other copy's counts side by side, as the job log shows them."""
@@ -510,7 +574,7 @@ class Comparison:
         column = max(len(other), 10)
         lines = [f"{'table':<{width}}  {'live':>10}  {other:>{column}}  {newer}"]
         for t in tables:
-            live = "missing" if self.live[t] is None else str(self.live[t])
+            live = ("unreadable" if self.live_unreadable else "missing") if self.live[t] is None else str(self.live[t])
             restored = "missing" if self.restored[t] is None else str(self.restored[t])
             count = str(self.newer[t]) if t in self.newer else "unknown"
             lines.append(f"{t:<{width}}  {live:>10}  {restored:>{column}}  {count}")
@@ -536,10 +600,18 @@ def compare_with(setup: BackupSetup, other: str, since: datetime, *, as_built: b
     db = setup.database
     tables = setup.key_tables
     where = other if isinstance(db, Postgres) else db.path.with_name(other)
+    unreadable = ""
     with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
         live_reading = pool.submit(db.survey, tables, since)
         restored = db.survey(tables, None, where, as_built=as_built)
-        live = live_reading.result()
+        try:
+            live = live_reading.result()
+        except DatabaseError as exc:
+            if isinstance(db, Postgres):
+                raise  # a server that cannot be read now cannot take a swap either
+            # A damaged file is what a restore replaces: said, not refused; the swap keeps it as the copy.
+            unreadable = exc.in_words()
+            live = Survey(dict.fromkeys(tables), {}, None)
     return Comparison(
         live=live.counts,
         restored=restored.counts,
@@ -548,6 +620,7 @@ def compare_with(setup: BackupSetup, other: str, since: datetime, *, as_built: b
         newer=live.newer,
         integrity=None if isinstance(db, Postgres) else db.integrity(where),
         built=restored.built,
+        live_unreadable=unreadable,
     )
 
 

@@ -16,12 +16,13 @@ from sqlalchemy import select
 
 from app.auth.roles import Role
 from app.backups import captures, expiry, retention, schedule
-from app.backups.catalog import access, now_utc
+from app.backups.catalog import Backup, access, now_utc
 from app.backups.restore import (
     KEY_SPELLING,
     Copy,
     SwapHalfDone,
     check_copyable,
+    check_kind,
     check_matches,
     check_space,
     compare,
@@ -30,9 +31,11 @@ from app.backups.restore import (
     copy_base,
     copy_name,
     drop_copy,
+    remake_live,
     restore_scratch,
     stamp,
     swap_in,
+    unmake_live,
 )
 from app.backups.setup import BackupSetup, setup_of
 from app.backups.steps import make_backup, setup_for, take_backup, verify_backup
@@ -186,9 +189,32 @@ def check_restore(ctx: JobContext) -> None:
     The checks read different things (the file, gpg, the server's catalogs and disk) and run side by side; each
     is reported in a fixed order, and the first that fails fails the step."""
     setup = setup_for(ctx)
-    with steps.adapter_errors(ctx), ThreadPoolExecutor(4, thread_name_prefix="rewind-check") as pool:
+    with steps.adapter_errors(ctx):
         backup = setup.catalog.get(ctx.params["backup"])
         ctx.log(f"checking {backup.id} ({backup.size} bytes, made {backup.time.isoformat()})")
+        check_kind(setup, backup)  # a backup of another database is refused before live is made again
+        remade = remake_live(setup, backup)
+    if remade:
+        ctx.log(remade, "err")
+        ctx.standing("the live database was gone; Rewind made it again, empty, for the restore to replace")
+    try:
+        _check_restore(ctx, setup, backup)
+    except BaseException:
+        if remade:
+            with steps.adapter_errors(ctx):
+                dropped = unmake_live(setup)
+            ctx.log(
+                "the empty live database made for this restore was dropped again"
+                if dropped
+                else "the live database made for this restore is kept: something has written to it since"
+            )
+        raise
+    ctx.state["remade"] = bool(remade)
+    ctx.progress(1.0, "backup checked")
+
+
+def _check_restore(ctx: JobContext, setup: BackupSetup, backup: Backup) -> None:
+    with steps.adapter_errors(ctx), ThreadPoolExecutor(4, thread_name_prefix="rewind-check") as pool:
         verified = backup.verified or {}
         # The same bytes (SHA-256) that decrypted and read to the end when verified: the scratch restore
         # decrypts them once more anyway, so a second full decrypting pass here would only add time.
@@ -212,7 +238,6 @@ def check_restore(ctx: JobContext) -> None:
         if said := copyable.result():
             ctx.log(f"  ✓ {said}")
         _name_copies(ctx, setup, ("restore", "pre_restore"))
-    ctx.progress(1.0, "backup checked")
 
 
 def _name_copies(ctx: JobContext, setup: BackupSetup, kinds: tuple[str, ...]) -> None:
@@ -293,6 +318,9 @@ def inspect_scratch(ctx: JobContext) -> None:
         with steps.adapter_errors(ctx):
             backup = setup.catalog.get(ctx.params["backup"])
             found = compare(setup, backup, scratch)
+        if found.live_unreadable:
+            ctx.log(f"! live cannot be read: {found.live_unreadable}", "err")
+            ctx.log(f"the restore replaces it; the unreadable file is kept as {ctx.state['names']['pre_restore']}")
         for line in found.table():
             ctx.log(line)
         lost = sum(found.newer.values())

@@ -296,6 +296,19 @@ class DatabaseConfig:
     acl: tuple[Grant, ...] | None  # None: never granted or revoked, the default (PUBLIC may connect)
 
 
+MADE_KEYS = ("owner", "encoding", "collate", "ctype", "locale_provider", "locale", "icu_rules")
+
+
+def made_record(shape: DatabaseShape, config: DatabaseConfig) -> dict:
+    """How a database was made, for a backup's manifest: what a dump without --create leaves out, so that a
+    database dropped by mistake can be made again as it was before its backup is restored into it."""
+    return {
+        **{key: getattr(shape, key) for key in MADE_KEYS},
+        "settings": [[s.role, s.name, s.value] for s in config.settings],
+        "acl": None if config.acl is None else [[g.grantee, g.privilege, g.grantable] for g in config.acl],
+    }
+
+
 # Who owns what a dump holds, outside the system's schemas and extensions: one example object per owner.
 OTHER_OWNERS = """
 SELECT pg_get_userbyid(o.owner), min(o.what) FROM (
@@ -491,9 +504,9 @@ class Postgres:
         the caller has just read them (each read is a connection of its own)."""
         check_identifier(name)
         statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
-        if like is not None:
+        if like is not None or shape is not None:
             shape = shape or self.shape(like)
-            config = config or self.config(like)
+            config = config or (self.config(like) if like is not None else DatabaseConfig((), None))
             statement = sql.SQL("{} OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}{}").format(
                 statement,
                 sql.Identifier(shape.owner),
@@ -503,12 +516,52 @@ class Postgres:
                 shape.locale_clause(),
             )
         self._ddl(statement, f"create {name}")
-        if like is not None:
+        if shape is not None:
             try:  # before anything is in it: who may connect is the live database's choice from the start
                 self.copy_acl(config, shape.owner, name)
             except DatabaseError:
                 self.drop(name)  # made just now by this call: like `like`, or not at all
                 raise
+
+    def remake(self, name: str, made: Mapping) -> DatabaseShape:
+        """Create `name` empty, as `made` (made_record) says it was: owner, encoding, locale, privileges, settings.
+        For a live database that is gone; a failure leaves nothing made."""
+        with self.connect("postgres") as conn:
+            num = conn.info.server_version
+            user, superuser = conn.execute(
+                "SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)"
+            ).fetchone()
+            owner = str(made["owner"])
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone() is None:
+                raise DatabaseError(
+                    f"{name} belonged to the role {owner}, which is not on {self.url.where()} either",
+                    fix=f"create the role first (CREATE ROLE {pasteable(owner)} LOGIN), then restore again",
+                )
+            member = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (owner,)).fetchone()[0]
+        shape = DatabaseShape(
+            **{key: made.get(key) for key in MADE_KEYS},
+            user=user,
+            may_act_as_owner=bool(member or superuser),
+            server_num=num,
+            superuser=bool(superuser),
+        )
+        config = DatabaseConfig(
+            settings=tuple(Setting(*entry) for entry in made.get("settings") or ()),
+            acl=None if made.get("acl") is None else tuple(Grant(*entry) for entry in made["acl"]),
+        )
+        self.create(name, shape=shape, config=config)
+        try:
+            self.copy_settings(config, name)
+        except DatabaseError:
+            self.drop(name)
+            raise
+        return shape
+
+    def has_tables(self, name: str) -> bool:
+        """Any table outside the system's schemas: a database made empty has been written to since."""
+        query = "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+        query += "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' LIMIT 1"
+        return bool(self._one(query, dbname=name))
 
     def config(self, name: str) -> DatabaseConfig:
         """The database's own settings (for every role, or per role) and its ACL, as the catalogs hold them."""

@@ -1,0 +1,123 @@
+"""The incident a restore is most needed for: the live database dropped, its file deleted or damaged. The restore
+makes live again as it was (empty), fills its copy and swaps as ever; what it cannot make as it was, it refuses,
+leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from app.backups.catalog import manifest_path
+from tests.backups.test_runbooks import backup_now, copies, copy_url
+from tests.deployments.test_runbooks import health, log_text, run
+
+pytestmark = pytest.mark.usefixtures("runner")
+
+
+def live_name(target) -> str:
+    return target.url.rsplit("/", 1)[1]
+
+
+def drop_live(target) -> None:
+    if target.engine == "sqlite":
+        Path(target.url.removeprefix("sqlite:///")).unlink()
+        return
+    with psycopg.connect(target.pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{live_name(target)}" WITH (FORCE)')
+
+
+def made_of(target, name: str) -> tuple:
+    """Owner, encoding, collation and the database's own settings, as the server's catalogs hold them."""
+    with psycopg.connect(target.pg_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, "
+            "(SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0) "
+            "FROM pg_database d WHERE d.datname = %s",
+            (name,),
+        ).fetchone()
+
+
+def test_a_dropped_live_database_is_made_again_as_it_was_then_restored(app, data_target):
+    if data_target.engine == "postgresql":
+        data_target.execute(f"ALTER DATABASE \"{live_name(data_target)}\" SET work_mem = '8MB'")
+        made = made_of(data_target, live_name(data_target))
+    before = data_target.snapshot()
+    name = backup_now(app, data_target)
+    drop_live(data_target)
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    text = log_text(view)
+    assert job.state == "succeeded", (job.result, text)
+    assert "was not there (deleted?)" in text or "was not there (dropped?)" in text, text
+    assert "made again, empty" in text and "the restore goes on into its place" in text
+    assert data_target.snapshot() == before  # row for row
+    assert health(data_target.code)[0] == 200
+    (pre,) = copies(data_target)  # the empty database made in live's place
+    if data_target.engine == "postgresql":
+        assert made_of(data_target, live_name(data_target)) == made  # its owner, encoding, locale and settings
+        assert made[3] == ["work_mem=8MB"]
+        with psycopg.connect(copy_url(data_target, pre)) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+    else:
+        assert Path(data_target.url.removeprefix("sqlite:///")).with_name(pre).stat().st_size == 0
+
+
+@pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
+def test_a_damaged_sqlite_file_is_said_replaced_and_kept(app, data_target):
+    before = data_target.snapshot()
+    name = backup_now(app, data_target)
+    live = Path(data_target.url.removeprefix("sqlite:///"))
+    damaged = b"not a database, " * 64
+    live.write_bytes(damaged)
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    text = log_text(view)
+    assert job.state == "succeeded", (job.result, text)
+    assert f"! live cannot be read: cannot read {live}: file is not a database" in text, text
+    assert "user    unreadable          20" in text, text
+    assert data_target.snapshot() == before
+    (pre,) = copies(data_target)
+    assert f"the restore replaces it; the unreadable file is kept as {pre}" in text
+    assert live.with_name(pre).read_bytes() == damaged  # kept as it was
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_dropped_database_whose_backup_does_not_say_how_it_was_made_is_refused(app, data_target):
+    """A backup of an older Rewind, or a file it did not make: nothing is made, the fix says how to make it."""
+    name = backup_now(app, data_target)
+    path = manifest_path(data_target.backup_dir / name)
+    manifest = json.loads(path.read_text())
+    del manifest["made"]
+    path.write_text(json.dumps(manifest))
+    drop_live(data_target)
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert f"the live database {live_name(data_target)} is not on" in job.result
+    assert "does not record how it was made (its owner, encoding and locale) — create it empty as it was " in (
+        job.result
+    )
+    assert f"(createdb --template template0 --owner OWNER {live_name(data_target)}), then restore again" in job.result
+    assert live_name(data_target) not in data_target.databases() and copies(data_target) == []
+
+
+def test_a_check_that_fails_after_live_was_made_again_drops_it_again(app, data_target):
+    """The backup's file changed since it was verified: refused in the check, and the empty live made for the
+    restore goes again, so nothing is left as it was not."""
+    name = backup_now(app, data_target)
+    drop_live(data_target)
+    path = data_target.backup_dir / name
+    path.write_bytes(path.read_bytes()[:-1] + bytes([path.read_bytes()[-1] ^ 1]))
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    text = log_text(view)
+    assert job.state == "failed", text
+    assert "made again, empty" in text and "the empty live database made for this restore was dropped again" in text
+    if data_target.engine == "postgresql":
+        assert live_name(data_target) not in data_target.databases()
+    else:
+        assert not Path(data_target.url.removeprefix("sqlite:///")).exists()
+    assert copies(data_target) == []
