@@ -425,7 +425,10 @@ def swap_restore(ctx: JobContext) -> None:
     setup = setup_for(ctx)
     pre = ctx.state["names"]["pre_restore"]
     _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre, label="the restored copy", then="undo puts it back")
-    ctx.log(f"the replaced database is kept as {pre}: rows written after the backup stay readable there")
+    if ctx.state.get("remade"):
+        ctx.log(f"the replaced database, the empty one made in place of the missing live database, is kept as {pre}")
+    else:
+        ctx.log(f"the replaced database is kept as {pre}: rows written after the backup stay readable there")
 
 
 def swap_undo(ctx: JobContext) -> None:

@@ -56,6 +56,7 @@ def test_a_dropped_live_database_is_made_again_as_it_was_then_restored(app, data
     assert data_target.snapshot() == before  # row for row
     assert health(data_target.code)[0] == 200
     (pre,) = copies(data_target)  # the empty database made in live's place
+    assert f"the empty one made in place of the missing live database, is kept as {pre}" in text
     if data_target.engine == "postgresql":
         assert made_of(data_target, live_name(data_target)) == made  # its owner, encoding, locale and settings
         assert made[3] == ["work_mem=8MB"]
