@@ -126,8 +126,8 @@ def rolls_back(target: str, backup: str) -> None:
         return
     for line in found.lines():
         click.echo(line)
-    untold = f"; unknown in {', '.join(found.untold)} (no time column to tell)" if found.untold else ""
-    click.echo(f"restoring {chosen.id} now rolls back {found.total} row(s) written after it{untold}")
+    untold = f"; unknown in {', '.join(found.untold)} (no time column or count to tell)" if found.untold else ""
+    click.echo(f"restoring {chosen.id} now rolls back at least {found.total} row(s) written after it{untold}")
 
 
 @backups.command("due")

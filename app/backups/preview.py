@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.backups.catalog import Backup, now_utc
+from app.backups.restore import rolled_back
 from app.backups.setup import BackupSetup
 
 
@@ -27,13 +28,19 @@ class RollBack:
         return {t: counts.get(t) for t in self.live} if isinstance(counts, dict) else {}
 
     @property
+    def lost(self) -> dict[str, int]:
+        """At least how many rows of each key table the restore takes out of live (restore.rolled_back): stamped
+        after the backup, or live's rows beyond the backup's count, whichever is more."""
+        return rolled_back(self.live, self.in_backup, self.newer)
+
+    @property
     def total(self) -> int:
-        return sum(self.newer.values())
+        return sum(self.lost.values())
 
     @property
     def untold(self) -> list[str]:
-        """Key tables in live without a time column: how many of their rows are newer cannot be told."""
-        return [t for t, n in self.live.items() if n is not None and t not in self.newer]
+        """Key tables in live for which neither a time column nor the counts tell how many rows are rolled back."""
+        return [t for t, n in self.live.items() if n is not None and t not in self.lost]
 
     def lines(self) -> list[str]:
         """The counts as a table of text, for a terminal."""
@@ -44,7 +51,7 @@ class RollBack:
             then = made.get(table)
             rows.append(
                 f"{table:<{width}}  {'unknown' if then is None else then:>10}  "
-                f"{'missing' if live is None else live:>10}  {self.newer.get(table, 'unknown')}"
+                f"{'missing' if live is None else live:>10}  {self.lost.get(table, 'unknown')}"
             )
         return rows
 

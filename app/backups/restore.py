@@ -556,6 +556,23 @@ def drop_copy(setup: BackupSetup, name: str) -> None:
         db.path.with_name(name + suffix).unlink(missing_ok=True)
 
 
+def rolled_back(live: dict[str, int | None], other: dict[str, int | None], newer: dict[str, int]) -> dict[str, int]:
+    """Per key table, at least how many of live's rows a swap to `other` takes out of live: those its time columns
+    stamp after the copy's moment, or, where more, as many as live holds beyond the copy (rows added with an older
+    stamp, or by a table with no time column, are seen so). A table with neither is left out: unknown."""
+    found: dict[str, int] = {}
+    for table, count in live.items():
+        before = other.get(table)
+        beyond = count - before if count is not None and before is not None and count > before else 0
+        if table in newer or beyond:
+            found[table] = max(newer.get(table, 0), beyond)
+    return found
+
+
+def said_per_table(counts: dict[str, int]) -> str:
+    return ", ".join(f"{table} {n}" for table, n in counts.items() if n)
+
+
 @dataclass(frozen=True)
 class Comparison:
     live: dict[str, int | None]
@@ -567,8 +584,26 @@ class Comparison:
     built: tuple[str, ...] = ()  # restored counts the fill's index builds made (Postgres.built_counts)
     live_unreadable: str = ""  # why a SQLite live file could not be read (damaged): what a restore is for
 
-    def table(self, other: str = "restored", newer: str = "written after the backup") -> list[str]:
-        """Live and the other copy's counts side by side, as the job log shows them."""
+    @property
+    def lost(self) -> dict[str, int]:
+        """At least how many rows of each key table the swap takes out of live (rolled_back)."""
+        return rolled_back(self.live, self.restored, self.newer)
+
+    @property
+    def regained(self) -> dict[str, int]:
+        """Rows the other copy holds beyond live's count, per key table: what the swap brings back (deleted rows)."""
+        return {
+            t: n - (self.live.get(t) or 0)
+            for t, n in self.restored.items()
+            if n is not None and self.live.get(t) is not None and n > self.live[t]
+        }
+
+    def table(
+        self, other: str = "restored", newer: str = "written after the backup", counted: dict[str, int] | None = None
+    ) -> list[str]:
+        """Live and the other copy's counts side by side, as the job log shows them; last, the rows of each that the
+        swap takes out of live (`counted`, or else `lost`)."""
+        lost = self.lost if counted is None else counted
         tables = list(self.live)
         width = max([len(t) for t in tables] + [5])
         column = max(len(other), 10)
@@ -576,7 +611,7 @@ class Comparison:
         for t in tables:
             live = ("unreadable" if self.live_unreadable else "missing") if self.live[t] is None else str(self.live[t])
             restored = "missing" if self.restored[t] is None else str(self.restored[t])
-            count = str(self.newer[t]) if t in self.newer else "unknown"
+            count = str(lost[t]) if t in lost else "unknown"
             lines.append(f"{t:<{width}}  {live:>10}  {restored:>{column}}  {count}")
         lines.append(
             f"{'revision':<{width}}  {self.live_revision or 'none':>10}  {self.restored_revision or 'none':>{column}}"

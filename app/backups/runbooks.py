@@ -33,6 +33,7 @@ from app.backups.restore import (
     drop_copy,
     remake_live,
     restore_scratch,
+    said_per_table,
     stamp,
     swap_in,
     unmake_live,
@@ -281,7 +282,8 @@ def inspect_undo(ctx: JobContext) -> None:
         ctx.log(f"the undo goes on; rows written since the restore stay in {undone}")
         ctx.progress(1.0, "not compared")
         return
-    for line in found.table(other="pre-restore", newer="written since the restore"):
+    # By time columns alone: live holding more rows than the pre-restore copy is what the restore brought back.
+    for line in found.table(other="pre-restore", newer="written since the restore", counted=found.newer):
         ctx.log(line)
     if found.newer:
         ctx.log(
@@ -323,9 +325,14 @@ def inspect_scratch(ctx: JobContext) -> None:
             ctx.log(f"the restore replaces it; the unreadable file is kept as {ctx.state['names']['pre_restore']}")
         for line in found.table():
             ctx.log(line)
-        lost = sum(found.newer.values())
-        if found.newer:
-            ctx.log(f"the restore rolls back {lost} row(s) written to the key tables after the backup")
+        pre = ctx.state["names"]["pre_restore"]
+        if lost := found.lost:
+            ctx.log(
+                f"the restore rolls back at least {sum(lost.values())} row(s) written to the key tables after the "
+                f"backup ({said_per_table(lost) or 'none'}); they stay readable in {pre}"
+            )
+        if regained := found.regained:
+            ctx.log(f"it brings back {sum(regained.values())} row(s) live no longer has ({said_per_table(regained)})")
         if absent := [t for t, n in found.live.items() if n is None and found.restored.get(t) is None]:
             ctx.log(f"note: the key table(s) {', '.join(absent)} are in neither live nor the copy: {KEY_SPELLING}")
         problems = [t for t, n in found.restored.items() if n is None and found.live.get(t) is not None]
