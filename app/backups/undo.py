@@ -53,3 +53,12 @@ def _offer(target: Target, copy: Copy) -> UndoOffer | None:
     except (TargetError, OSError):
         return None
     return UndoOffer(target, copy.name, copy.time + timedelta(hours=hours), hours, held)
+
+
+def swapped_since(kept: list[Copy]) -> dict[str, Copy]:
+    """For each pre-restore copy, the newest swap made after it (a later restore's or undo's copy), if any.
+
+    Undo of such a copy takes live back past that later swap too: the Backups tab says so before it is asked."""
+    swaps = sorted((c for c in kept if c.kind in ("pre_restore", "undone")), key=lambda c: c.time)
+    newest = swaps[-1] if swaps else None
+    return {c.name: newest for c in swaps if c.kind == "pre_restore" and newest is not None and newest.time > c.time}

@@ -15,7 +15,7 @@ from app.backups.preview import rolls_back
 from app.backups.restore import copies
 from app.backups.setup import catalog_of, setup_of
 from app.backups.status import ago, freshness, jobs_on_record
-from app.backups.undo import undo_offer
+from app.backups.undo import swapped_since, undo_offer
 from app.jobs import followups, service
 from app.pagination import Page, keyset_slice
 from app.targetpage.tabs import Tab
@@ -105,6 +105,7 @@ def catalog(name: str):
         unlisted=unlisted,
         unlisted_shown=UNLISTED_SHOWN,
         copies=kept,
+        swapped_since=swapped_since(kept),
         unfinished=unfinished,
         copies_problem=copies_problem,
         fresh=fresh,

@@ -512,3 +512,20 @@ def test_what_a_restore_rolls_back_says_when_live_cannot_be_read(app, as_role, s
     (tmp_path / "data" / "shop.db").write_bytes(b"not a database, " * 64)
     page = as_role(Role.ADMIN).get(f"/targets/shop/backups/{OLD}/rolls-back").get_data(as_text=True)
     assert 'class="field-error" role="alert">Could not count: ' in page and "not a database" in page
+
+
+def test_an_undo_of_a_copy_older_than_the_last_swap_says_it_goes_back_past_it(as_role, shop, tmp_path):
+    """Two restores (or a restore and an undo) later, the oldest pre-restore copy is still offered: putting it back
+    skips over the later swap, so its row and its question say which swap came since."""
+    data = tmp_path / "data"
+    (data / "shop.db.undone_20250101000000").write_bytes((data / "shop.db").read_bytes())
+    (data / "shop.db.pre_restore_20250601000000").write_bytes((data / "shop.db").read_bytes())
+    page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
+    old = page[page.index("<code>shop.db.pre_restore_20240101000000</code>") :].split("</li>")[0]
+    new = page[page.index("<code>shop.db.pre_restore_20250601000000</code>") :].split("</li>")[0]
+    assert "older than the last swap" in old and "shop.db.pre_restore_20250601000000 (" in old
+    assert (
+        'data-confirm="Live has been swapped again since: shop.db.pre_restore_20250601000000 (2025-06-01 00:00 UTC)'
+        in (old)
+    )
+    assert "older than the last swap" not in new and 'data-confirm="Put shop.db.pre_restore_20250601000000 back' in new
