@@ -69,6 +69,29 @@ def _files_after_revert(repo: GitRepo, shas: list[str], folder) -> dict[str, str
     return files
 
 
+def _revert_breaks_graph(target: Target, after: dict[str, str], what: str) -> MigrationsError | None:
+    """Why a revert's revision files form no graph, when the revert itself is the cause: it takes out a migration
+    that a migration it keeps builds on. Said so, with what would work; None when the head's graph is broken too."""
+    repo = target.git()
+    folder = target.config.database.migrations
+    try:
+        now = read_files(files_at(repo, repo.head(), folder), "the deployed code")
+    except MigrationsError:
+        return None
+    removed = {r.id: r for r in now.revisions.values() if r.file not in after}
+    for rev in sorted(now.revisions.values(), key=lambda r: r.id):
+        lost = [p for p in (*rev.down, *rev.depends_on) if p in removed]
+        if rev.file in after and lost:
+            gone = removed[lost[0]]
+            return MigrationsError(
+                f"{what} takes out migration {gone.id} ({gone.message or gone.file}), which migration {rev.id} "
+                f"({rev.message or rev.file}) builds on, and the revert keeps {rev.id}",
+                fix=f"revert the commit that added {rev.file} too, in the same revert; or take the database below "
+                f"{gone.id} first (downgrade), then revert both",
+            )
+    return None
+
+
 def _files_after_merge(repo: GitRepo, ref: str, folder) -> dict[str, str]:
     """The revision files the branch would hold once `ref` is merged: the head's, changed as `ref` changed them
     since their merge base (a fast-forward: exactly `ref`'s).
@@ -107,7 +130,12 @@ def check(target: Target, runbook: str, params: dict) -> GateVerdict | None:
     if database is None or database.migrations is None:
         return None
     what, files = resulting_files(target, runbook, params)
-    after = read_files(files, what)
+    try:
+        after = read_files(files, what)
+    except MigrationsError as exc:
+        if runbook != "revert":
+            raise
+        raise _revert_breaks_graph(target, files, what) or exc from None
     current = current_revisions(database.url)
     verdict = GateVerdict(commit=what, current=current)
     verdict.behind = after.unknown(current)

@@ -66,6 +66,23 @@ def test_a_revert_that_would_remove_applied_revisions_is_refused(app, shop_targe
     assert "Plan: downgrade to b2000002 first (destroys no data), then revert." in caught.value.problem
 
 
+def test_a_revert_that_takes_out_a_migration_a_later_one_builds_on_says_so_and_what_would_work(app, shop_target):
+    """Reverting the tokens commit alone would leave the later migrations pointing at a file that is gone: not "a
+    missing file" to restore, but the revert's own doing, with the two ways through it."""
+    with pytest.raises(ParamError) as caught:
+        parse(app, "revert", commits=shop_target.commits["tokens"])
+    problem = caught.value.problem
+    assert f"the revert of {shop_target.commits['tokens'][:12]} takes out migration b2000002 (add user.token), " in (
+        problem
+    )
+    assert "which migration c3aaaaa3 (" in problem and "builds on, and the revert keeps c3aaaaa3" in problem
+    assert (
+        "revert the commit that added c3aaaaa3_x.py too, in the same revert; or take the database below b2000002 "
+        in (problem)
+    )
+    assert "restore the missing migration file" not in problem
+
+
 @pytest.mark.parametrize("merge", [False, True], ids=["fast-forward", "merge"])
 def test_a_deploy_of_a_branch_that_deleted_an_applied_revision_is_refused(app, shop_target, merge):
     """The branch reverted the migration commit: the union of both sides' files would still hold it."""
