@@ -138,6 +138,7 @@ def _row(
     category: str = "error",
     status: int = 200,
     last=None,
+    health_after: bool = False,
 ):
     # The toggle's own write (last given) is the newest thing Rewind knows of the row: no checkpoint to read.
     seen = None if last is not None else asker.seen
@@ -151,6 +152,7 @@ def _row(
         message=message,
         category=category,
         focus=True,
+        health_after=health_after,
         **asker.may,
     )
     return html, status
@@ -195,7 +197,7 @@ def toggle(name: str, flag: str | None = None):
     if not _htmx():
         return _back(name, done, "success")
     last = event if change.changed else None
-    return _row(target, change.after, asker, message=done, category="success", last=last)
+    return _row(target, change.after, asker, message=done, category="success", last=last, health_after=change.changed)
 
 
 @bp.post("/targets/<name>/flags/kill")

@@ -12,6 +12,7 @@ from app.targetpage import timeline
 from app.targetpage.overview import build_overview
 from app.targetpage.tabs import Tab, register
 from app.targets import registry
+from app.targets.errors import TargetError
 from app.wording import sentence
 
 bp = Blueprint("targetpage", __name__)
@@ -57,3 +58,25 @@ def timeline_page(name: str):
         selected=selected,
         before=before,
     )
+
+
+HEALTH_NOW_TIMEOUT_S = 5.0  # one probe, asked for by a page right after a change: never a page held longer
+
+
+@bp.get("/targets/<name>/health-now")
+@requires(Role.VIEWER)
+def health_now(name: str):
+    """One probe of the target's health, now: a page shows it right after a change that can break the app (a flag
+    turned on), where the dashboard would say it only at its next round."""
+    target = target_or_404(name)
+    probe, problem = None, None
+    try:
+        check = target.health()
+        if check is None:
+            problem = f"{name} has no health check: add [targets.{name}.health] to see it here"
+        else:
+            probe = check.probe(request_timeout_s=HEALTH_NOW_TIMEOUT_S)
+    except TargetError as exc:
+        problem = exc.in_words()
+    engine().health.check_now()  # the dashboard's reading follows at once
+    return render_template("targetpage/_health_now.html", target=target, probe=probe, problem=problem)

@@ -790,3 +790,45 @@ def test_a_plan_whose_only_difference_is_a_deleted_flag_asks_to_tick_it_and_writ
     assert [o for _, o, _ in audit_rows(flag_app, "flags.restore")] == ["denied"]
     said = post(client, "/targets/web/flags/restore", {**form, "recreate": "search_beta"}, follow_redirects=True)
     assert "1 change(s) written" in said.get_data(as_text=True) and flagdb.states()["search_beta"] is True
+
+
+def test_a_toggle_that_breaks_the_app_shows_its_health_where_it_was_made(app, flagdb, as_role, tmp_path):
+    """The app answers 500 while dark_mode is on, as a flag that breaks it does: the row that turned it on asks
+    for the app's health a moment later, and the answer says so and what to do."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            broken = flagdb.states()["dark_mode"]
+            body = b'{"status": "broken"}' if broken else b'{"status": "healthy"}'
+            self.send_response(500 if broken else 200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        health = f'\n[targets.web.health]\nurl = "http://127.0.0.1:{server.server_port}/health"\n'
+        health += 'json = { status = "healthy" }\n'
+        toml = targets_toml(flagdb.url, tmp_path)
+        write_targets_file(app, toml.replace("\n[targets.prod]", health + "\n[targets.prod]", 1))
+        client = as_role(Role.OPERATOR)
+        row = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX).get_data(as_text=True)
+        assert 'hx-get="/targets/web/health-now" hx-trigger="load delay:1s"' in row
+        said = html.unescape(client.get("/targets/web/health-now").get_data(as_text=True))
+        assert '<span class="badge badge-bad">not healthy</span> web: status 500: {"status": "broken"}' in said, said
+        assert "if the change just made is the cause, turn it back" in said
+
+        row = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"}, headers=HTMX).get_data(as_text=True)
+        assert "health-now" in row
+        assert '<span class="badge badge-ok">healthy</span> web answers: ' in client.get(
+            "/targets/web/health-now"
+        ).get_data(as_text=True)
+        assert "health-now" not in as_role(Role.VIEWER).get("/targets/web/flags").get_data(as_text=True)
+    finally:
+        server.shutdown()
