@@ -540,6 +540,7 @@ def test_cleanup_drops_only_restore_copies_older_than_asked_and_never_live(app, 
 
     kept, view = run(app, "cleanup_restores", data_target.name, older_than_hours=1)
     assert kept.state == "succeeded" and "no restore copies older than 1 h" in log_text(view)
+    assert kept.result.startswith("Succeeded: nothing to do — no restore copies older than 1 h"), kept.result
     assert copies(data_target) == [pre]
 
     kept, view = run(app, "cleanup_restores", data_target.name)  # the target's backups.keep_copies_hours, 24
