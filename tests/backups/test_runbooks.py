@@ -120,6 +120,8 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
             select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.id)
         ).all()  # before anything changed, and what is live after the swap
         assert checkpoint.captures["backup"]["file"] == name  # the newest verified backup, in every checkpoint
+    # said as what it is, not as "backup: …", which right after a restore reads as the backup now live
+    assert f"\n  newest verified backup: {name} (taken " in text and "\n  backup: " not in text, text
 
     assert job.result.endswith("— undo puts it back."), job.result
 
