@@ -20,7 +20,7 @@ def _take(target: Target) -> dict | None:
 
 def _describe(value: dict) -> str:
     if not value.get("file"):
-        return "no verified backup"
+        return "none"
     try:
         when = datetime.fromisoformat(value["time"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     except (KeyError, TypeError, ValueError):
@@ -28,4 +28,5 @@ def _describe(value: dict) -> str:
     return f"{value['file']} (taken {when})"
 
 
-BACKUP = register(Capture("backup", "Newest verified backup", _take, _describe))
+# Labelled in full: right after a restore, "backup: <newest>" read as if that backup were what is live.
+BACKUP = register(Capture("backup", "Newest verified backup", _take, _describe, label="newest verified backup"))

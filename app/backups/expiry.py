@@ -25,10 +25,11 @@ every minute.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.backups.catalog import Catalog, now_utc
+from app.backups.catalog import Backup, Catalog, now_utc
 from app.backups.restore import Copy, copies
 from app.backups.setup import setup_of
 from app.extensions import db
@@ -62,7 +63,14 @@ class Decision:
 
 def saved(catalog: Catalog) -> set[str]:
     """The copies a verified backup holds (made by `backup_copy`)."""
-    return {b.manifest["copy"] for b in catalog.backups() if b.of_copy and b.state == "verified"}
+    return {name for name, backup in backups_of_copies(catalog.backups()).items() if backup.state == "verified"}
+
+
+def backups_of_copies(backups: Iterable[Backup]) -> dict[str, Backup]:
+    """Each copy a backup was made of, with that backup: the newest verified one, else the newest, so a page can
+    say which backup holds a copy or why none does yet (only a verified one counts, as in `saved`)."""
+    made = sorted((b for b in backups if b.of_copy), key=lambda b: (b.state == "verified", b.key))
+    return {b.manifest["copy"]: b for b in made}  # the last of each copy wins: verified, then newest
 
 
 def plan(config: TargetConfig, now: datetime) -> tuple[str, dict, str] | None:

@@ -11,6 +11,7 @@ from app.auth.guards import requires
 from app.auth.roles import Role
 from app.backups import summary  # noqa: F401 - registers its overview line and timeline kind
 from app.backups.catalog import BACKUP_ID, Catalog, CatalogError, NoAccess
+from app.backups.expiry import backups_of_copies
 from app.backups.preview import rolls_back
 from app.backups.restore import copies
 from app.backups.setup import catalog_of, setup_of
@@ -106,6 +107,7 @@ def catalog(name: str):
         unlisted_shown=UNLISTED_SHOWN,
         copies=kept,
         swapped_since=swapped_since(kept),
+        copy_backups=backups_of_copies(backups),  # which backup holds each copy: of the whole folder, not the page
         unfinished=unfinished,
         copies_problem=copies_problem,
         fresh=fresh,

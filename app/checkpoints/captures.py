@@ -22,6 +22,8 @@ class Capture:
     title: str
     take: Callable[[Target], Any]  # a JSON-able value; None when the target has no such part
     describe: Callable[[Any], str] = str  # a few words for pages and job logs
+    # what a line naming the part starts with ("code: …"), when the key alone could be misread
+    label: str | None = None
 
 
 _captures: dict[str, Capture] = {}
@@ -50,6 +52,12 @@ def take_all(target: Target) -> dict[str, Any]:
         if value is not None:
             taken[capture.name] = value
     return taken
+
+
+def line(name: str, value: Any) -> str:
+    """One part of a checkpoint as a page or a job log says it: its label, then its words."""
+    capture = _captures.get(name)
+    return f"{(capture.label if capture else None) or name}: {describe(name, value)}"
 
 
 def describe(name: str, value: Any) -> str:

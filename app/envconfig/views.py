@@ -18,10 +18,11 @@ from app.envconfig import (
     store,
     summary,  # noqa: F401 - registers its overview line and timeline kind
 )
+from app.envconfig.models import EnvVersion
 from app.extensions import db
 from app.jobs import formstate, service
 from app.jobs.runbook import MAX_PARAM_CHARS, ParamError, too_long
-from app.pagination import Page, parse_cursor
+from app.pagination import parse_cursor
 from app.statuses import EnvSource, Outcome
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
@@ -40,13 +41,16 @@ def index():
     return render_template("envconfig/index.html", configs=configs)
 
 
-def _default_sides(name: str, page: Page, before: int | None) -> tuple[str | None, str]:
-    """Without a choice: what changed last (the newest version against the one before, or against the file now),
-    on an older page too."""
-    versions = store.versions(name, limit=2) if before is not None else page.items
-    if not versions:
+def _default_sides(newest_two: list[EnvVersion], now: diff.Side | None) -> tuple[str | None, str]:
+    """Without a choice: what changed last. While the file is the newest version, that version's own change (the
+    one before against the file now); once it was changed outside Rewind, the newest version against the file now,
+    so the outside edit shows alone rather than mixed with the last recorded change."""
+    if not newest_two:
         return None, diff.NOW
-    return (str(versions[1].id) if len(versions) > 1 else str(versions[0].id)), diff.NOW
+    newest = newest_two[0]
+    if len(newest_two) > 1 and (now is None or now.file_digest == newest.file_digest):
+        return str(newest_two[1].id), diff.NOW
+    return str(newest.id), diff.NOW
 
 
 @bp.get("/targets/<name>/config")
@@ -57,13 +61,17 @@ def tab(name: str):
         return render_template("envconfig/tab.html", target=target, missing=True)
     before = parse_cursor(request.args.get("before"))
     page = store.versions_page(name, before=before)
-    default_a, default_b = _default_sides(name, page, before)
-    a = request.args.get("a") or default_a
-    b = request.args.get("b") or default_b
+    newest_two = store.versions(name, limit=2) if before is not None else page.items[:2]
     problem, result, now = None, None, None
+    a, b = request.args.get("a"), request.args.get("b")
     try:
         now = diff.side(target, diff.NOW)
-        if a is not None:
+    except TargetError as exc:
+        problem = exc.in_words()
+    default_a, default_b = _default_sides(newest_two, now)
+    a, b = a or default_a, b or default_b
+    try:
+        if now is not None and a is not None:
             result = diff.between(target, a, b)
     except TargetError as exc:
         if isinstance(exc, store.UnknownVersion):
@@ -77,6 +85,7 @@ def tab(name: str):
         page=page,
         before=before,
         current_id=store.current_id(name, now.file_digest) if now else None,
+        outside=_changed_outside(newest_two, now),
         result=result,
         now=now,
         problem=problem,
@@ -86,6 +95,14 @@ def tab(name: str):
         may_change=_may_change(target),
         EnvSource=EnvSource,
     )
+
+
+def _changed_outside(newest_two: list[EnvVersion], now: diff.Side | None) -> EnvVersion | None:
+    """The newest version when the file on disk no longer holds it: someone edited it by hand since, and until the
+    monitor records that as a version, the missing "current" badge would be the only sign."""
+    if now is None or not newest_two or now.file_digest == newest_two[0].file_digest:
+        return None
+    return newest_two[0]
 
 
 def _may_change(target) -> bool:

@@ -45,6 +45,7 @@ def execute(job_id: int) -> JobState:
     record("job.start", actor=actor, target=job.target, details={"job_id": job.id, "runbook": job.runbook})
     writer.emit("job", {"state": JobState.RUNNING.value, "steps": [s.title for s in book.steps]})
 
+    skipped: list[tuple[str, str]] = []  # (step title, why): a job that did nothing must not read as if it did
     for index, step in enumerate(book.steps):
         ctx.step = index
         job.current_step = step.title
@@ -58,6 +59,7 @@ def execute(job_id: int) -> JobState:
         except runbooks.StepSkipped as exc:
             ctx.log(f"skipped: {exc}")
             writer.emit("step", {"state": StepState.SKIPPED.value, "note": redactor(str(exc))}, index)
+            skipped.append((step.title, redactor(str(exc))))
         except JobCancelled as exc:
             writer.emit("step", {"state": StepState.CANCELLED.value}, index)
             message = f"Cancelled by {exc.by} during “{step.title}”." + (f" {exc.outcome}" if exc.outcome else "")
@@ -77,10 +79,23 @@ def execute(job_id: int) -> JobState:
             writer.emit("step", {"state": StepState.FAILED.value, "error": error}, index)
             message = f"“{step.title}” hit an internal error: {error}"
             return _finish(job, writer, ctx, actor, JobState.FAILED, _after_changes(ctx, message))
-    done = ctx.result or "All steps succeeded."
+    done = ctx.result or all_done(len(book.steps), skipped)
     if ctx.warnings:
         return _finish(job, writer, ctx, actor, JobState.WARNING, f"{done} But: {' '.join(ctx.warnings)}")
     return _finish(job, writer, ctx, actor, JobState.SUCCEEDED, done)
+
+
+def all_done(steps: int, skipped: list[tuple[str, str]]) -> str:
+    """The result of a job that ended well and said none of its own: skipped steps are said with their reasons, so a
+    job with nothing to do never claims that everything succeeded."""
+    if not skipped:
+        return "All steps succeeded."
+    if len(skipped) == steps == 1:
+        return f"Succeeded: nothing to do — {skipped[0][1]}."
+    said = "; ".join(f"“{title}” skipped: {why}" for title, why in skipped)
+    if len(skipped) == steps:
+        return f"Succeeded: nothing to do — {said}."
+    return f"All steps succeeded or were skipped ({said})."
 
 
 def _after_changes(ctx: JobContext, message: str) -> str:

@@ -94,7 +94,7 @@ def _record_checkpoint(ctx: JobContext, reason: str) -> dict:
     row = store.record(ctx.target, ctx.job_id, reason, taken, actor=job_actor(ctx))
     ctx.log(f"checkpoint #{row.id} of {ctx.target}:")
     for name, value in taken.items():
-        ctx.log(f"  {name}: {captures.describe(name, value)}")
+        ctx.log(f"  {captures.line(name, value)}")
     ctx.progress(1.0, f"checkpoint #{row.id}")
     return taken
 

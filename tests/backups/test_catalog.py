@@ -360,7 +360,7 @@ def test_a_checkpoint_names_its_backup_with_a_time_a_person_reads():
 
     value = {"file": "production_20261126_113517-2.dump.gpg", "time": "2026-11-26T11:35:17.717718+00:00"}
     assert BACKUP.describe(value) == "production_20261126_113517-2.dump.gpg (taken 2026-11-26 11:35 UTC)"
-    assert BACKUP.describe({"file": None}) == "no verified backup"
+    assert BACKUP.describe({"file": None}) == "none"  # said after its label: "newest verified backup: none"
 
 
 def test_a_damaged_manifest_is_named_not_mislabelled_and_kept_aside_when_recorded_over(tmp_path):

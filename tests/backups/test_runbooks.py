@@ -123,6 +123,8 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
             select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.id)
         ).all()  # before anything changed, and what is live after the swap
         assert checkpoint.captures["backup"]["file"] == name  # the newest verified backup, in every checkpoint
+    # said as what it is, not as "backup: …", which right after a restore reads as the backup now live
+    assert f"\n  newest verified backup: {name} (taken " in text and "\n  backup: " not in text, text
 
     assert job.result.endswith("— undo puts it back."), job.result
 
@@ -559,6 +561,7 @@ def test_cleanup_drops_only_restore_copies_older_than_asked_and_never_live(app, 
 
     kept, view = run(app, "cleanup_restores", data_target.name, older_than_hours=1)
     assert kept.state == "succeeded" and "no restore copies older than 1 h" in log_text(view)
+    assert kept.result.startswith("Succeeded: nothing to do — no restore copies older than 1 h"), kept.result
     assert copies(data_target) == [pre]
 
     kept, view = run(app, "cleanup_restores", data_target.name)  # the target's backups.keep_copies_hours, 24

@@ -238,6 +238,27 @@ def test_an_operator_backs_up_a_kept_copy_from_its_button(app, as_role, shop):
     assert re.search(rf'<tr id="event-{queued.id}" data-kind="backups"', backups_only)
 
 
+def test_each_kept_copy_says_whether_a_backup_holds_it(app, as_role, shop, tmp_path):
+    copy = "shop.db.pre_restore_20240101000000"
+    client = as_role(Role.OPERATOR)
+
+    def said() -> str:
+        """The copy's line on the tab, as words."""
+        page = client.get("/targets/shop/backups").get_data(as_text=True)
+        row = page.split(f"<li><code>{copy}</code>")[1].split("</li>")[0]
+        return " ".join(re.sub(r"<[^>]+>", " ", row).split()).replace(" ,", ",").replace(" :", ":")
+
+    assert "— no backup holds it yet Back up this copy" in said()
+    held = tmp_path / "backups" / "shop_20240101_010000.sqlite.gpg"  # what Back up this copy makes
+    held.write_bytes((tmp_path / "backups" / OLD).read_bytes())
+    catalog = Catalog(tmp_path / "backups")
+    catalog.save(catalog.get(held.name), copy=copy)
+    assert f"no backup holds it yet: {held.name} is not verified yet" in said()
+    catalog.record_verification(catalog.get(held.name), how="quick", ok=True, detail="ok", job_id=None)
+    assert f"backed up {held.name}, verified" in said()
+    assert "Back up this copy" not in said(), "a copy a verified backup holds is offered no second backup"
+
+
 @pytest.mark.parametrize("bad", ["shop.db", "../data/shop.db.pre_restore_20240101000000", "shop.db.restore_1"])
 def test_backing_up_anything_but_a_kept_copy_is_refused_and_audited(app, as_role, shop, bad):
     response = post(as_role(Role.OPERATOR), "/jobs", {"runbook": "backup_copy", "target": "shop", "copy": bad})

@@ -119,6 +119,25 @@ def test_one_version_is_current_when_an_older_one_has_the_same_content(app, as_r
     assert cell.endswith('<span class="hint">same as the file now</span>')
 
 
+def test_a_hand_edit_since_the_newest_version_is_said_and_diffed_alone(app, as_role, env_target):
+    first, second = two_versions(app, env_target)
+    client = as_role(Role.VIEWER)
+    page = client.get("/targets/staging/config").get_data(as_text=True)
+    assert f"version #{first} → the file now" in page, "while the file is the newest version: its own change"
+    assert 'id="changed-outside"' not in page
+    with env_target.env_path.open("a") as env_file:
+        env_file.write("MANUAL_KEY=hand-edited\n")  # by hand, not yet recorded by the monitor
+    page = client.get("/targets/staging/config").get_data(as_text=True)
+    notice = page.split('id="changed-outside">')[1].split("</p>")[0]
+    assert f"The file differs from version #{second} (changed outside Rewind)" in notice
+    assert 'class="flash flash-warn" role="status" id="changed-outside"' in page
+    assert f"version #{second} → the file now" in page
+    assert 'id="key-MANUAL_KEY"' in page
+    assert 'id="key-API_TOKEN"' not in page and 'id="key-ADDED"' not in page, "the last recorded change stays out"
+    assert "hand-edited" not in page
+    assert 'badge-info">current</span>' not in page
+
+
 def test_snapshot_now_keeps_a_version_once(app, as_role, env_target):
     client = as_role(Role.OPERATOR)
 

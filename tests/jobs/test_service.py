@@ -53,6 +53,17 @@ def test_job_runs_every_step_and_is_audited(app, runner):
         assert store.verify().intact
 
 
+def test_a_job_whose_steps_were_skipped_says_so_rather_than_all_steps_succeeded(app, runner):
+    job, view = finished(app, enqueue(app, "test.nothing"))
+    assert job.state == "succeeded" and [s.state for s in view.steps] == ["skipped"]
+    assert job.result == "Succeeded: nothing to do — nothing older than 1 h."
+    job, view = finished(app, enqueue(app, "test.partly"))
+    assert [s.state for s in view.steps] == ["succeeded", "skipped"]
+    assert job.result == "All steps succeeded or were skipped (“Tidy up” skipped: nothing older than 1 h)."
+    job, _ = finished(app, enqueue(app, "test.count", lines=1))
+    assert job.result == "counted 1 lines", "a result the runbook set stands"
+
+
 def test_events_are_numbered_without_gaps(app, runner):
     job_id = enqueue(app, "test.count", lines=30)
     finished(app, job_id)

@@ -20,6 +20,11 @@ def count(ctx: JobContext) -> None:
             ctx.sleep(ctx.params["delay"])
 
 
+def count_plain(ctx: JobContext) -> None:
+    for i in range(1, ctx.params["lines"] + 1):
+        ctx.log(f"line {i}")
+
+
 def finish(ctx: JobContext) -> None:
     ctx.verified(True, "counted every line")
     ctx.set_result(f"counted {ctx.params['lines']} lines")
@@ -208,5 +213,32 @@ register(
         role=Role.OPERATOR,
         mutates=True,
         steps=(Step("checkpoint", "Record a checkpoint", _checkpoint),),
+    )
+)
+
+
+def nothing_to_do(ctx: JobContext) -> None:
+    ctx.skip("nothing older than 1 h")
+
+
+register(
+    Runbook(
+        name="test.nothing",
+        title="Nothing to do",
+        role=Role.OPERATOR,
+        mutates=False,
+        needs_target=False,
+        steps=(Step("look", "Look for work", nothing_to_do),),
+    )
+)
+register(
+    Runbook(
+        name="test.partly",
+        title="Count, then nothing to tidy",
+        role=Role.OPERATOR,
+        mutates=False,
+        needs_target=False,
+        params=(Param("lines", "Lines", kind=int, default=2, required=False),),
+        steps=(Step("count", "Count", count_plain), Step("tidy", "Tidy up", nothing_to_do)),
     )
 )
