@@ -177,22 +177,30 @@
       next.focus();
     }
   });
+  // What the kill switch turns off, as this page shows the ticked flags (data-on): the question counts and names
+  // only those that are on, and says which ticked ones are off already. Null: nothing is chosen, and nothing is
+  // asked; the server says so (and records the refusal).
   function chosenFlags(form) {
     var tag = form.elements.tag && form.elements.tag.value;
     if (tag) {
-      return "every flag tagged " + tag;
+      return { chosen: "every flag tagged " + tag, note: "" };
     }
-    var names = [];
+    var on = [], off = [];
     for (var i = 0; i < form.elements.length; i++) {
       var box = form.elements[i];
       if (box.name === "flag" && box.checked) {
-        names.push(box.value);
+        (box.getAttribute("data-on") === "0" ? off : on).push(box.value);
       }
     }
-    if (!names.length) {
-      return "the ticked flags (none is ticked)";
+    if (!on.length && !off.length) {
+      return null;
     }
-    return (names.length === 1 ? "1 flag: " : names.length + " flags: ") + names.join(", ");
+    var already = off.length ? off.join(", ") + (off.length === 1 ? " is" : " are") + " already off." : "";
+    if (!on.length) {
+      return { chosen: "the ticked flags", note: "This page shows every one of them off already (" + off.join(", ") +
+        "): nothing changes unless one was turned on since." };
+    }
+    return { chosen: (on.length === 1 ? "1 flag: " : on.length + " flags: ") + on.join(", "), note: already };
   }
   document.addEventListener("submit", function (event) {
     var form = event.target;
@@ -203,7 +211,8 @@
     }
     if (question && question.indexOf("{chosen}") >= 0) {
       // The kill switch names what goes off: the ticked flags (their boxes belong to the form), or a tag.
-      question = question.split("{chosen}").join(chosenFlags(form));
+      var chosen = chosenFlags(form);
+      question = chosen && question.split("{chosen}").join(chosen.chosen) + (chosen.note ? " " + chosen.note : "");
     }
     if (question && !window.confirm(question)) {
       event.preventDefault();

@@ -115,6 +115,41 @@ def test_the_kill_switch_confirmation_names_the_flags_it_turns_off(demo_server, 
     expect(page.locator("#flag-dark_mode .flag-state")).to_have_text("on")
 
 
+def test_the_kill_switch_asks_only_about_ticked_flags_that_are_on_and_nothing_when_none_is_ticked(demo_server, page):
+    """It asked "Turn off the ticked flags (none is ticked)" before the server refused, and "Turn off 3 flags" when
+    one of the three was off already."""
+    questions = []
+
+    def decline(dialog):
+        questions.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", decline)
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/production/flags")
+    expect(page.locator("#flag-legacy_export .flag-state")).to_have_text("off")
+    page.locator("#kill-reason").fill("error rate")
+    page.get_by_role("button", name="Turn off the chosen flags").click()
+    expect(page.locator(".flashes")).to_contain_text("no flags chosen: nothing to turn off")  # the server's word
+    assert questions == []
+
+    for name in ("dark_mode", "legacy_export", "new_checkout"):
+        page.get_by_label(f"Choose {name} for the kill switch").check()
+    page.locator("#kill-reason").fill("error rate")
+    page.get_by_role("button", name="Turn off the chosen flags").click()
+    expect(page.locator("#flag-dark_mode .flag-state")).to_have_text("on")  # declined
+    assert questions == ["Turn off 2 flags: dark_mode, new_checkout on production? legacy_export is already off."]
+
+    page.get_by_label("Choose dark_mode for the kill switch").uncheck()
+    page.get_by_label("Choose new_checkout for the kill switch").uncheck()
+    page.get_by_role("button", name="Turn off the chosen flags").click()
+    expect(page.locator("#flag-dark_mode .flag-state")).to_have_text("on")
+    assert questions[1] == (
+        "Turn off the ticked flags on production? This page shows every one of them off already (legacy_export): "
+        "nothing changes unless one was turned on since."
+    )
+
+
 def test_off_utc_every_time_reads_and_is_typed_in_the_browser_zone(demo_server, browser):
     """The timeline showed local times and the restore-as-of field took UTC: a time read off one and typed into
     the other restored to an hour after the moment meant. Now pages show one zone, named in the top bar, and a
