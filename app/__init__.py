@@ -295,6 +295,9 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     from app.domids import dom_id
 
     app.jinja_env.filters["dom_id"] = dom_id
+    from app.wording import breakable
+
+    app.jinja_env.filters["breakable"] = breakable
 
     from app.targetpage.tabs import all_tabs
 

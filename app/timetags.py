@@ -7,7 +7,7 @@ time as the hover title, so a page without script still reads correctly.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from markupsafe import Markup, escape
 
@@ -35,3 +35,12 @@ def duration(seconds: float | None) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def zone_words(offset: timedelta | None) -> str:
+    """'UTC', 'UTC+05:30', 'UTC-03:00': a fixed offset worded as the top bar words the browser's zone."""
+    if not offset:
+        return "UTC"
+    minutes = round(offset.total_seconds() / 60)
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"UTC{'-' if offset < timedelta(0) else '+'}{hours:02d}:{minutes:02d}"

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+from markupsafe import Markup, escape
+
+_BREAKS = re.compile(r"(?<=[_./-])(?=.)|(?<=[a-z])(?=[A-Z])")
+
 
 def sentence(text: str) -> str:
     """text with its first letter upper-cased and the rest as written.
@@ -10,3 +16,9 @@ def sentence(text: str) -> str:
     became feature_x, and "there is no target 'Production'" read as if 'production' did not exist.
     """
     return text[:1].upper() + text[1:]
+
+
+def breakable(name: str) -> Markup:
+    """A name with a <wbr> after each _ . - / and inside camelCase: a long one wraps where it reads, not mid-word
+    (legacy_expor|t), and still copies as it is, since <wbr> adds no character."""
+    return Markup("<wbr>").join(escape(part) for part in _BREAKS.split(name))

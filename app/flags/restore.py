@@ -20,7 +20,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -44,11 +44,12 @@ from app.targets.errors import TargetError
 from app.targets.flags import Change, ChangedMeanwhile, Flag, FlagTable, TableMoved
 from app.targets.flags import fingerprint as table_fingerprint
 from app.targets.target import Target
+from app.timetags import zone_words
 
 
 class RestoreTooEarly(TargetError):
     def __init__(self, target: str, moment: datetime, first: datetime | None) -> None:
-        when = moment.strftime("%Y-%m-%d %H:%M:%S")
+        when = moment.strftime("%Y-%m-%d %H:%M:%S UTC")  # the moment as read: a time typed elsewhere is said in UTC
         if first is None:
             message = f"Rewind has no record of {target}'s flags yet, so it cannot tell how they were at {when}"
             fix = "a checkpoint or a flag change through Rewind starts the record"
@@ -93,10 +94,13 @@ class Plan:
 
 
 _AGO = re.compile(r"^(\d+)\s*(m|min|mins|minutes?|h|hours?|d|days?)(\s+ago)?$")
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?([+-]\d{2}:\d{2})?$")  # 13:55, 13:55:15, 13:55+05:30
 
 
 def parse_moment(text: str, now: datetime | None = None) -> datetime:
-    """A moment in UTC: 2026-05-01 10:00[:00], 2026-05-01T10:00 (a datetime-local field), or '5 minutes ago'."""
+    """A moment in UTC: 2026-05-01 10:00[:00], 2026-05-01T10:00 (a datetime-local field), 10:00[:00] (today, as the
+    pages show today's times), or '5 minutes ago'. A time is UTC unless it carries an offset; the Flags tab's field
+    sends the browser's (static/js/rewind.js), so a refusal says the time as typed, in the zone it was typed in."""
     now = now or utcnow()
     value = (text or "").strip().lower()
     if match := _AGO.match(value):
@@ -107,17 +111,34 @@ def parse_moment(text: str, now: datetime | None = None) -> datetime:
             raise BadFlagInput(
                 f"as of: {text} is too long ago; write a time since Rewind first saw the flags"
             ) from None
+    value = value.upper().replace("Z", "+00:00")
+    clock = _CLOCK.match(value)
     try:
-        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        moment = _today_at(clock, now) if clock else datetime.fromisoformat(value)
     except ValueError:
         raise BadFlagInput(
-            f"as of: cannot read {text!r} as a time; write 2026-05-01 10:00 or '15 minutes ago'"
+            f"as of: cannot read {text!r} as a time; write 2026-05-01 10:00, 10:00 (today) or '15 minutes ago'"
         ) from None
-    if moment.tzinfo:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    if moment > now:
-        raise BadFlagInput(f"as of: {text} is in the future")
-    return moment
+    utc = moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    if utc > now:  # said as typed: a moment from yesterday was not what a bare time meant
+        today = "; a time without a date is today's" if clock else ""
+        raise BadFlagInput(f"as of: {_as_typed(moment, bool(clock))} is in the future{today}")
+    return utc
+
+
+def _today_at(match: re.Match, now: datetime) -> datetime:
+    """HH:MM[:SS] today, in the zone of its offset (UTC without one): the day is that zone's, not the server's."""
+    hour, minute, second, offset = match.groups()
+    clock = time.fromisoformat(f"{int(hour):02d}:{minute}:{second or '00'}{offset or '+00:00'}")
+    day = now.replace(tzinfo=UTC).astimezone(clock.tzinfo).date()
+    return datetime.combine(day, clock.replace(tzinfo=None), clock.tzinfo)
+
+
+def _as_typed(moment: datetime, today: bool) -> str:
+    """'2026-11-27 23:00 (UTC+05:30)', '10:00 today (UTC)': the wall time the person wrote, and its zone."""
+    clock = f"{moment:%H:%M:%S}" if moment.second or moment.microsecond else f"{moment:%H:%M}"
+    day = f"{clock} today" if today else f"{moment:%Y-%m-%d} {clock}"
+    return f"{day} ({zone_words(moment.utcoffset())})"
 
 
 def _checkpoint_states(cp: Checkpoint) -> dict[str, bool] | None:

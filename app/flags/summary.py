@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from markupsafe import Markup
+
 from app.audit.models import AuditEvent
 from app.clock import utcnow
 from app.statuses import Outcome
@@ -78,8 +80,10 @@ def flags_line(target: Target) -> list[tuple[str, str, str]]:
     on = sum(1 for f in flags if f.enabled)
     since = utcnow() - timedelta(days=1)
     recent = [f.name for f in flags if f.updated_at and f.updated_at >= since]
-    text = f"{on} of {len(flags)} on"
+    text = Markup("{} of {} on").format(on, len(flags))
     if recent:
-        shown = ", ".join(recent[:3]) + (f" and {len(recent) - 3} more" if len(recent) > 3 else "")
-        text += f"; changed in the last day: {shown}"
+        # each name as code: an odd one ("..", "100% on") reads as a name, not as part of the sentence
+        shown = Markup(", ").join(Markup("<code>{}</code>").format(name) for name in recent[:3])
+        more = f" and {len(recent) - 3} more" if len(recent) > 3 else ""
+        text += Markup("; changed in the last day: {}{}").format(shown, more)
     return [("Flags", text, "warn" if recent else "neutral")]

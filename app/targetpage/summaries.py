@@ -20,7 +20,7 @@ TONES = frozenset({"ok", "warn", "bad", "info", "neutral"})
 
 class Summary(NamedTuple):
     label: str
-    text: str  # Markup where it holds a <time> (app.timetags), shown in the reader's zone
+    text: str  # Markup where it holds a <time> (app.timetags), shown in the reader's zone, or names as <code>
     tone: str = "neutral"  # a badge colour family, always shown beside the words
 
 

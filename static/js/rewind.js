@@ -177,22 +177,30 @@
       next.focus();
     }
   });
+  // What the kill switch turns off, as this page shows the ticked flags (data-on): the question counts and names
+  // only those that are on, and says which ticked ones are off already. Null: nothing is chosen, and nothing is
+  // asked; the server says so (and records the refusal).
   function chosenFlags(form) {
     var tag = form.elements.tag && form.elements.tag.value;
     if (tag) {
-      return "every flag tagged " + tag;
+      return { chosen: "every flag tagged " + tag, note: "" };
     }
-    var names = [];
+    var on = [], off = [];
     for (var i = 0; i < form.elements.length; i++) {
       var box = form.elements[i];
       if (box.name === "flag" && box.checked) {
-        names.push(box.value);
+        (box.getAttribute("data-on") === "0" ? off : on).push(box.value);
       }
     }
-    if (!names.length) {
-      return "the ticked flags (none is ticked)";
+    if (!on.length && !off.length) {
+      return null;
     }
-    return (names.length === 1 ? "1 flag: " : names.length + " flags: ") + names.join(", ");
+    var already = off.length ? off.join(", ") + (off.length === 1 ? " is" : " are") + " already off." : "";
+    if (!on.length) {
+      return { chosen: "the ticked flags", note: "This page shows every one of them off already (" + off.join(", ") +
+        "): nothing changes unless one was turned on since." };
+    }
+    return { chosen: (on.length === 1 ? "1 flag: " : on.length + " flags: ") + on.join(", "), note: already };
   }
   document.addEventListener("submit", function (event) {
     var form = event.target;
@@ -203,7 +211,8 @@
     }
     if (question && question.indexOf("{chosen}") >= 0) {
       // The kill switch names what goes off: the ticked flags (their boxes belong to the form), or a tag.
-      question = question.split("{chosen}").join(chosenFlags(form));
+      var chosen = chosenFlags(form);
+      question = chosen && question.split("{chosen}").join(chosen.chosen) + (chosen.note ? " " + chosen.note : "");
     }
     if (question && !window.confirm(question)) {
       event.preventDefault();
@@ -236,28 +245,52 @@
     if (minutes === 0 && (utc || !name)) {
       return "UTC";
     }
-    var sign = minutes < 0 ? "-" : "+";
-    var offset = "UTC" + sign + pad(Math.floor(Math.abs(minutes) / 60)) + ":" + pad(Math.abs(minutes) % 60);
+    var offset = "UTC" + offsetOf(new Date());
     return name && !utc ? name + ", " + offset : offset;
+  }
+  // "+05:30": the browser's offset from UTC at that moment (summer time included), as ISO 8601 writes it.
+  function offsetOf(when) {
+    var minutes = -when.getTimezoneOffset();
+    return (minutes < 0 ? "-" : "+") + pad(Math.floor(Math.abs(minutes) / 60)) + ":" + pad(Math.abs(minutes) % 60);
   }
   // A time field the server reads as UTC (data-utc): with script, the person types and sees local time,
   // and what is sent is turned back to UTC (the formdata event, so the field itself keeps what was typed).
-  // Anything else typed ("15 minutes ago") goes as it is.
-  var PLAIN_TIME = /^(\d{4})-(\d{2})-(\d{2})([T ])(\d{2}):(\d{2})(:\d{2})?$/;
+  // Anything else typed ("15 minutes ago") goes as it is. A field marked data-offset too is sent as typed with
+  // the browser's offset ("2026-11-27 23:00+05:30", "10:00+05:30" for today), so the server's refusal can say
+  // the time as typed, in this zone, and a time without a date is today here, not in UTC.
+  var PLAIN_TIME = /^(\d{4})-(\d{2})-(\d{2})([T ])(\d{2}):(\d{2})(:\d{2})?([+-]\d{2}:\d{2}|Z)?$/i;
+  var CLOCK = /^(\d{1,2}):(\d{2})(:\d{2})?([+-]\d{2}:\d{2}|Z)?$/i;
   function shifted(value, toUtc) {
     var m = PLAIN_TIME.exec((value || "").trim());
-    if (!m) {
+    if (!m || (toUtc && m[8])) {
       return null;
     }
     var args = [+m[1], +m[2] - 1, +m[3], +m[5], +m[6], m[7] ? +m[7].slice(1) : 0];
+    var offset = /^[+-]/.test(m[8] || "") ? (m[8][0] === "-" ? -1 : 1) * (+m[8].slice(1, 3) * 60 + +m[8].slice(4)) : 0;
     var when = toUtc
       ? new Date(args[0], args[1], args[2], args[3], args[4], args[5])
-      : new Date(Date.UTC(args[0], args[1], args[2], args[3], args[4], args[5]));
+      : new Date(Date.UTC(args[0], args[1], args[2], args[3], args[4], args[5]) - offset * 60000);
     if (isNaN(when.getTime())) {
       return null;
     }
     var s = stamp(when, !toUtc);
     return s.day + m[4] + s.clock + (m[7] ? s.seconds : "");
+  }
+  function withOffset(value) {
+    var text = (value || "").trim();
+    var m = PLAIN_TIME.exec(text), c = CLOCK.exec(text), when = null;
+    if (m && !m[8]) {
+      when = new Date(+m[1], +m[2] - 1, +m[3], +m[5], +m[6], m[7] ? +m[7].slice(1) : 0);
+    } else if (c && !c[4]) {
+      var now = new Date();
+      when = new Date(now.getFullYear(), now.getMonth(), now.getDate(), +c[1], +c[2], c[3] ? +c[3].slice(1) : 0);
+    }
+    return when && !isNaN(when.getTime()) ? text + offsetOf(when) : null;
+  }
+  // What the server wrote back into a field (a refused form's own value): UTC, or as sent with an offset.
+  function fromServer(value) {
+    var c = CLOCK.exec((value || "").trim());
+    return c ? c[1] + ":" + c[2] + (c[3] || "") : shifted(value, false);
   }
   function localise(root) {
     var today = new Date().toDateString();
@@ -291,7 +324,7 @@
     var fields = scope.querySelectorAll("input[data-utc]:not([data-local])");
     for (var n = 0; n < fields.length; n++) {
       // Only the server's own value is UTC: one the browser put back (going back to the page) is as typed.
-      var local = fields[n].value === fields[n].defaultValue ? shifted(fields[n].value, false) : null;
+      var local = fields[n].value === fields[n].defaultValue ? fromServer(fields[n].value) : null;
       if (local !== null) {
         fields[n].value = local;
       }
@@ -318,9 +351,9 @@
   document.addEventListener("formdata", function (event) {
     var fields = event.target.querySelectorAll("input[data-utc][data-local][name]");
     for (var i = 0; i < fields.length; i++) {
-      var utc = shifted(fields[i].value, true);
-      if (utc !== null) {
-        event.formData.set(fields[i].name, utc);
+      var sent = fields[i].hasAttribute("data-offset") ? withOffset(fields[i].value) : shifted(fields[i].value, true);
+      if (sent !== null) {
+        event.formData.set(fields[i].name, sent);
       }
     }
   }, true);

@@ -314,7 +314,7 @@ def test_restore_before_any_record_is_a_clear_error(flag_app, as_role):
     assert "Rewind has no record of web" in page
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
     page = plan_page(client, "as_of=2001-01-01 10:00")
-    assert "2001-01-01 10:00:00 is before Rewind" in page
+    assert "2001-01-01 10:00:00 UTC is before Rewind" in page
     assert "cannot read &#39;yesterday-ish&#39; as a time" in plan_page(client, "as_of=yesterday-ish")
 
 
@@ -374,8 +374,8 @@ def test_restore_as_of_with_more_than_one_moment_is_refused_naming_them_and_keep
     said = f"you gave a time (&#39;15 minutes ago&#39;) and checkpoint #{checkpoint}; choose one of them and clear"
     assert f'<span class="field-error" id="restore-error">restore as of: {said}' in page
     assert (
-        'name="as_of" data-utc size="32" placeholder="15 minutes ago, or 2026-05-01 10:00" value="15 minutes ago"'
-        in page
+        'name="as_of" data-utc data-offset size="32" placeholder="15 minutes ago, or 2026-05-01 10:00"'
+        ' value="15 minutes ago"' in page
     )
     assert re.search(rf'<option value="{checkpoint}" data-utc-time="[^"]+Z" selected>', page)
     assert "Restore flags as of" not in page
@@ -448,12 +448,32 @@ def test_the_target_page_and_dashboard_card_say_how_many_flags_are_on_and_the_ti
 ):
     client = as_role(Role.OPERATOR)
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off", "reason": "try it"}, headers=HTMX)
-    line = "3 of 3 on; changed in the last day: dark_mode"
+    line = "3 of 3 on; changed in the last day: <code>dark_mode</code>"
     assert line in client.get("/targets/web").get_data(as_text=True)
     assert line in client.get("/dashboard/cards").get_data(as_text=True)
     timeline = client.get("/targets/web/timeline?kind=flags").get_data(as_text=True)
     assert "flags.toggle" in timeline or "dark_mode" in timeline
     assert client.get("/targets/web/timeline?kind=nonsense").status_code == 400
+
+
+def test_the_card_shows_each_recently_changed_flag_name_as_code_so_an_odd_one_reads_as_a_name(
+    flag_app, flagdb, as_role
+):
+    """It read "changed in the last day: .., 100% on, dark_mode and 1 more": a name ran into the sentence."""
+    for name in ("..", "100% on", "<b>x</b>"):
+        flagdb.add(name, True, at=utcnow())
+    flagdb.outside_change("dark_mode", True, utcnow())
+    card = as_role(Role.VIEWER).get("/dashboard/cards").get_data(as_text=True)
+    names = "<code>..</code>, <code>100% on</code>, <code>&lt;b&gt;x&lt;/b&gt;</code>"
+    assert f"6 of 6 on; changed in the last day: {names} and 1 more" in card, card
+
+
+def test_a_long_flag_name_wraps_after_its_underscores_and_dots_and_keeps_its_words(flag_app, flagdb, as_role):
+    """The Flag column broke "legacy_export" anywhere ("legacy_expor|t"); the page now offers <wbr> where it reads."""
+    flagdb.add("legacy_export.v2", False)
+    page = as_role(Role.OPERATOR).get("/targets/web/flags").get_data(as_text=True)
+    assert "<code>legacy_<wbr>export.<wbr>v2</code>" in page
+    assert 'value="legacy_export.v2"' in page  # the kill switch's box and the row's id keep the name whole
 
 
 def test_a_refused_toggle_row_tells_an_outside_change_by_the_newest_checkpoint(flag_app, flagdb, as_role):
