@@ -40,6 +40,7 @@ from app.flags.store import (
     refused,
     table_of,
 )
+from app.statuses import JobState
 from app.targets.errors import TargetError
 from app.targets.flags import Change, ChangedMeanwhile, Flag, FlagTable, TableMoved
 from app.targets.flags import fingerprint as table_fingerprint
@@ -82,6 +83,7 @@ class Plan:
     unknown: list[Flag] = field(default_factory=list)  # changed outside Rewind, state then unknown: not written
     unknown_gone: list[str] = field(default_factory=list)  # the same, and deleted since: not recreated
     fingerprint: str = ""  # of the whole table as the plan read it: the confirm must find it so (see apply)
+    swapped_by: list[int] = field(default_factory=list)  # jobs that put another database in live's place since
 
     @property
     def proves_anything(self) -> bool:
@@ -349,16 +351,19 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
             base = _base(name, moment)
 
     exact = checkpoint is not None or (job is not None and base is not None)  # a record taken at the moment itself
+    swaps = [] if exact else _swaps_since(name, moment)
     # A checkpoint taken at the moment itself holds every change before it: each change not in it came after.
     records, firsts, gone = _records(base, _events_after(name, base), None if exact else moment)
     now = {flag.name: flag for flag in table_of(target).list()}
     the_plan = Plan(name, moment, source, [], [], [], 0, params, fingerprint=table_fingerprint(now.values()))
+    the_plan.swapped_by = [job_id for job_id, _ in swaps]
+    swapped_at = swaps[0][1] if swaps else None
     for flag_name in sorted(set(now) | set(records) | set(firsts)):
         current, record, first = now.get(flag_name), records.get(flag_name), firsts.get(flag_name)
         if exact:
             wanted = record.state if record else (first[1].get("old") if first else None)
         else:
-            wanted = _state_then(flag_name, current, record, first, moment)
+            wanted = _state_then(flag_name, current, record, first, moment, swapped_at)
         if wanted is UNKNOWN:
             if current is not None:
                 the_plan.unknown.append(current)
@@ -432,8 +437,31 @@ def _latest(stamped: datetime) -> datetime:
     return stamped.replace(microsecond=999_999) if stamped.microsecond == 0 else stamped
 
 
+def _swaps_since(target: str, moment: datetime) -> list[tuple[int, datetime]]:
+    """Jobs that put another database in the target's live one's place after the moment (may have: one running
+    across it counts), with when each began, oldest first."""
+    from app.jobs import runbook as runbooks
+    from app.jobs.models import Job
+
+    names = [b.name for b in runbooks.all_runbooks() if b.replaces_database]
+    if not names:
+        return []
+    rows = db.session.execute(
+        select(Job.id, Job.started_at)
+        .where(Job.target == target, Job.runbook.in_(names), Job.state == JobState.SUCCEEDED.value)
+        .where(Job.finished_at > moment)
+        .order_by(Job.started_at)
+    ).all()
+    return [(job_id, started) for job_id, started in rows if started is not None]
+
+
 def _state_then(
-    name: str, row: Flag | None, record: _Record | None, first: tuple[history.FlagEvent, dict] | None, moment: datetime
+    name: str,
+    row: Flag | None,
+    record: _Record | None,
+    first: tuple[history.FlagEvent, dict] | None,
+    moment: datetime,
+    swapped_at: datetime | None = None,
 ) -> Any:
     """How one flag was at the moment (None: absent), from what Rewind can prove, or UNKNOWN.
 
@@ -444,13 +472,19 @@ def _state_then(
     as it was then. Last, a flag deleted since by
     something else keeps Rewind's last record (recreated only when asked); one changed since by something else
     has no provable state then.
+
+    `swapped_at`: when a job that put another database in live's place (a restore, its undo) began, after the
+    moment. What a row (or a write that found it) says from then on is of that other database, not of the moment:
+    Rewind's own record at or before the moment stands instead, as a checkpoint chosen as the moment does.
     """
-    if first is not None:
+    if first is not None and (swapped_at is None or first[0].ts < swapped_at):
         event, change = first
         old, old_at = change.get("old"), event.old_at(name)
         if old is None or old_at is None:
             return old
         return _as_it_was(old, old_at, record, moment)
+    if swapped_at is not None:
+        return record.state if record is not None else UNKNOWN
     if row is not None and row.updated_at is not None:
         return _as_it_was(row.enabled, row.updated_at, record, moment)
     if row is None and record is not None:

@@ -262,3 +262,35 @@ def test_a_flag_equal_in_the_plan_that_moves_before_the_confirm_refuses_the_whol
     assert outcome == "denied" and "changed since the plan was shown" in details["error"]
     assert restore(client, moment, again, reason="undo").status_code == 303
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": True, "search_beta": True}
+
+
+def test_after_a_database_restore_a_time_before_it_is_planned_from_rewinds_records_not_the_rows(
+    flag_app, flagdb, as_role
+):
+    """A restore swapped in a database whose flag rows carry the backup's stamps: dark_mode off, stamped long
+    ago. Read as rows, that said 'changed outside Rewind, unknown' for a change Rewind itself made (the swap);
+    the moment's state is Rewind's record then (its toggle on), as a checkpoint chosen as the moment says."""
+    from app.jobs.models import Job
+
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline checkpoint: dark_mode off
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    moment = utcnow()
+    with flag_app.app_context():  # the restore: its job, and the flags table of the backup it swapped in
+        job = Job(runbook="restore_backup", target="web", mutates=True, actor_name="admin", state="succeeded")
+        job.started_at = utcnow()
+        job.finished_at = utcnow()
+        db.session.add(job)
+        db.session.commit()
+        swap = job.id
+    flagdb.outside_change("dark_mode", False, moment - timedelta(hours=3))
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert UNKNOWN not in page, page
+    assert 'id="swapped-since"' in page and f"job #{swap}</a> put another database in live's place" in page
+    assert json.loads(seen_of(page)) == {"dark_mode": False}  # off now, on then
+    restore(client, moment.isoformat(), page, reason="back to before the restore")
+    assert flagdb.states()["dark_mode"] is True
+
+    # A moment after the swap reads the rows as ever: nothing to say of a replaced database.
+    later = plan_page(client, f"as_of={utcnow().isoformat()}")
+    assert 'id="swapped-since"' not in later
