@@ -90,8 +90,10 @@ def tab(name: str):
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)
     seen = restore.newest_seen(checkpoints)
+    swapped = restore.swaps_since(name, newest_only=True)
     return render_template(
         "flags/tab.html",
+        swap=swapped[0] if swapped else None,
         target=target,
         flags=matching[:SHOWN],
         total=len(flags),

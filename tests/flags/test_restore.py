@@ -284,6 +284,14 @@ def test_after_a_database_restore_a_time_before_it_is_planned_from_rewinds_recor
         db.session.commit()
         swap = job.id
     flagdb.outside_change("dark_mode", False, moment - timedelta(hours=3))
+    tab = client.get("/targets/web/flags").get_data(as_text=True)
+    row = tab[tab.index('id="flag-dark_mode"') :].split("</tr>")[0]
+    assert (
+        "toggled by operator" in row
+        and f'then the database was replaced by <a href="/jobs/{swap}">job #{swap}</a>' in row
+    )
+    other = tab[tab.index('id="flag-checkout_v2"') :].split("</tr>")[0]
+    assert "replaced by" not in other  # never changed through Rewind: no last change to put it after
     page = plan_page(client, f"as_of={moment.isoformat()}")
     assert UNKNOWN not in page, page
     assert 'id="swapped-since"' in page and f"job #{swap}</a> put another database in live's place" in page
