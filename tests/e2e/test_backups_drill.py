@@ -90,3 +90,27 @@ def test_a_mistyped_name_brings_the_focus_back_to_the_field_with_the_reason_read
     expect(field).to_have_value("prod")
     expect(page.get_by_role("alert").filter(has_text="production")).to_have_count(1)
     expect(page.get_by_role("button", name=f"Verify {backup_id}", exact=True)).to_have_count(1)
+
+
+def test_the_staging_database_dropped_is_restored_from_the_backups_tab(demo_server, page):
+    """The worst morning: someone dropped staging's database. The newest backup's Restore makes it again as it
+    was, restores into it and swaps; the app answers with the backup's rows."""
+    staging = load_demo(demo_server.instance_dir / "demo")["staging"]
+    dbname = staging.database_url.rsplit("/", 1)[1]
+    before = stats(staging.base_url)
+    with psycopg.connect(staging.database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/staging/backups")
+    newest = page.locator("#backup-1")
+    typed = newest.get_by_label("Type staging to confirm")
+    if typed.count():
+        typed.fill("staging")
+    newest.get_by_role("button", name=re.compile(r"^Restore \S+$")).click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=60_000)
+    expect(page.locator("#log")).to_contain_text(f"the live database {dbname} was not there (dropped?): made again")
+    expect(page.locator("#log")).to_contain_text("the empty one made in place of the missing live database")
+    assert stats(staging.base_url) == before  # the newest backup holds what staging had
