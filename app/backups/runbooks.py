@@ -198,20 +198,33 @@ def check_restore(ctx: JobContext) -> None:
     if remade:
         ctx.log(remade, "err")
         ctx.standing("the live database was gone; Rewind made it again, empty, for the restore to replace")
+    ctx.state["remade"] = bool(remade)
     try:
         _check_restore(ctx, setup, backup)
     except BaseException:
-        if remade:
-            with steps.adapter_errors(ctx):
-                dropped = unmake_live(setup)
-            ctx.log(
-                "the empty live database made for this restore was dropped again"
-                if dropped
-                else "the live database made for this restore is kept: something has written to it since"
-            )
+        _unmake_if_remade(ctx, setup)
         raise
-    ctx.state["remade"] = bool(remade)
     ctx.progress(1.0, "backup checked")
+
+
+def _unmake_if_remade(ctx: JobContext, setup: BackupSetup) -> str | None:
+    """A restore that stops before its swap leaves live as it found it: the empty live database it made in place
+    of a missing one goes again (kept if something wrote to it meanwhile). In words, or None (none was made)."""
+    if not ctx.state.pop("remade", False):
+        return None
+    try:
+        with ctx.shielded():
+            dropped = unmake_live(setup)
+    except TargetError as exc:
+        said = f"the empty live database made for this restore could not be dropped again ({exc.message})"
+    else:
+        said = (
+            "the empty live database made for this restore was dropped again"
+            if dropped
+            else "the live database made for this restore is kept: something has written to it since"
+        )
+    ctx.log(said)
+    return said
 
 
 def _check_restore(ctx: JobContext, setup: BackupSetup, backup: Backup) -> None:
@@ -305,7 +318,11 @@ def fill_scratch(ctx: JobContext) -> None:
             f"the live database is untouched; the scratch database {scratch} was being filled "
             "(the cleanup runbook drops it)"
         )
-        restore_scratch(setup, backup, scratch, ctx)
+        try:
+            restore_scratch(setup, backup, scratch, ctx)
+        except BaseException:
+            _unmake_if_remade(ctx, setup)
+            raise
     ctx.state["scratch"] = scratch
     ctx.standing(f"the live database is untouched; the restored copy is {scratch} (the cleanup runbook drops it)")
     ctx.log(f"{scratch} is filled")
@@ -347,6 +364,7 @@ def inspect_scratch(ctx: JobContext) -> None:
             )
     except StepFailed:
         _drop_quietly(ctx, setup, scratch)
+        _unmake_if_remade(ctx, setup)
         raise
     ctx.state["comparison"] = {"live": found.live, "restored": found.restored, "newer": found.newer}
     ctx.progress(1.0, f"{len(found.live)} key table(s) compared")
@@ -391,10 +409,13 @@ def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str
     """The app may be stopped (or stopped halfway) and nothing was swapped: start it again on the live database,
     drop a restore's scratch copy, then fail, or end cancelled, saying where things stand."""
     ctx.log(f"{why}; starting {ctx.target} again (a stop cut short may have stopped it halfway)")
+    unmade = _unmake_if_remade(ctx, setup_for(ctx))  # before the start: the app would hold it open
     started = _start_again(ctx)
     where = [_copies_untouched(ctx)]
     if ctx.state.get("scratch"):
         where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
+    if unmade:
+        where.append(unmade)
     standing = f"The live database was not touched; {started}; " + "; ".join(where) + "."
     if isinstance(cause, JobCancelled):
         raise JobCancelled(cause.by, standing)

@@ -122,3 +122,33 @@ def test_a_check_that_fails_after_live_was_made_again_drops_it_again(app, data_t
     else:
         assert not Path(data_target.url.removeprefix("sqlite:///")).exists()
     assert copies(data_target) == []
+
+
+def test_a_fill_that_fails_after_live_was_made_again_drops_it_again(app, data_target, gpg_homes):
+    """The backup checks out (its checksum is its manifest's) but does not restore: the scratch goes, and so does
+    the empty live database made for it, so the target is as the restore found it."""
+    import hashlib
+    import io
+
+    from tests.backups.conftest import RECIPIENT
+
+    name = backup_now(app, data_target)
+    path = data_target.backup_dir / name
+    out = io.BytesIO()
+    gpg_homes[0].encrypt(b"not an archive, not a database " * 100, out, [RECIPIENT])
+    path.write_bytes(out.getvalue())
+    manifest = json.loads(manifest_path(path).read_text())
+    manifest |= {"sha256": hashlib.sha256(out.getvalue()).hexdigest(), "size": len(out.getvalue())}
+    manifest_path(path).write_text(json.dumps(manifest))
+    drop_live(data_target)
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    text = log_text(view)
+    assert job.state == "failed", text
+    assert [s.state for s in view.steps[:3]] == ["succeeded", "succeeded", "failed"], text
+    assert "made again, empty" in text and "the empty live database made for this restore was dropped again" in text
+    if data_target.engine == "postgresql":
+        assert live_name(data_target) not in data_target.databases()
+    else:
+        assert not Path(data_target.url.removeprefix("sqlite:///")).exists()
+    assert copies(data_target) == []
