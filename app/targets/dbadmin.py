@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -880,7 +880,12 @@ class Postgres:
                     query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE {}) FROM {}").format(
                         written, _table_ident(table)
                     )
-                    params = tuple(since if "time zone" in kind else since.replace(tzinfo=None) for _, kind in columns)
+                    # A column without a zone holds UTC wall times (as Rewind's own do): compared as such, never
+                    # through the session's TimeZone, which a server set to another zone would shift it by.
+                    params = tuple(
+                        since if kind == "timestamp with time zone" else since.astimezone(UTC).replace(tzinfo=None)
+                        for _, kind in columns
+                    )
                 try:
                     total, recent = self._locked_said(conn, table, dbname, query, params).fetchone()
                 except psycopg.errors.UndefinedTable:

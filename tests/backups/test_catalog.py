@@ -202,6 +202,25 @@ def test_a_survey_reads_counts_newer_rows_and_revision_in_one_visit(pg_server):
     db.drop(name)
 
 
+def test_a_column_without_a_zone_is_compared_as_utc_whatever_the_server_s_zone(pg_server):
+    """The application stores naive UTC; the server's zone is Kolkata's: a row a minute after the moment is newer."""
+    from datetime import UTC, datetime, timedelta
+
+    name = f"zone_{uuid.uuid4().hex[:6]}"
+    url = pg_server.create_database(name)
+    since = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} SET timezone = 'Asia/Kolkata'")
+        conn.execute("CREATE TABLE orders (id int, created_at timestamp)")
+        conn.execute(
+            "INSERT INTO orders VALUES (1, %s), (2, %s)",
+            ((since + timedelta(minutes=1)).replace(tzinfo=None), (since - timedelta(minutes=1)).replace(tzinfo=None)),
+        )
+    found = Postgres(url, inherited_env()).survey(["orders"], since)
+    assert found.newer == {"orders": 1}
+    Postgres(url, inherited_env()).drop(name)
+
+
 def test_sqlite_adapter_counts_and_copies(tmp_path):
     import sqlite3
 
