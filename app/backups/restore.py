@@ -28,6 +28,7 @@ from app.backups.verify import locked_key
 from app.targets.command import PipelineResult, Sink, Stage, run_pipeline
 from app.targets.dbadmin import (
     MAX_IDENTIFIER,
+    DamagedFile,
     DatabaseConfig,
     DatabaseError,
     DatabaseShape,
@@ -641,11 +642,10 @@ def compare_with(setup: BackupSetup, other: str, since: datetime, *, as_built: b
         restored = db.survey(tables, None, where, as_built=as_built)
         try:
             live = live_reading.result()
-        except DatabaseError as exc:
-            if isinstance(db, Postgres):
-                raise  # a server that cannot be read now cannot take a swap either
-            # A damaged file is what a restore replaces: said, not refused; the swap keeps it as the copy.
-            unreadable = exc.in_words()
+        except DamagedFile as exc:
+            # A damaged file is what a restore replaces: said, not refused; the swap keeps it as the copy. Any other
+            # failure (a file Rewind may not open, or gone since the check) fails the step.
+            unreadable = exc.message
             live = Survey(dict.fromkeys(tables), {}, None)
     return Comparison(
         live=live.counts,

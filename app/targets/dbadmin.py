@@ -47,6 +47,10 @@ class DatabaseError(TargetError):
     """The target database cannot be read or changed as asked; the message says what to do."""
 
 
+class DamagedFile(DatabaseError):
+    """A SQLite file that is not a database, or whose pages are damaged: what a restore is there to replace."""
+
+
 @dataclass(frozen=True)
 class PgUrl:
     """The parts of a postgresql:// URL; the password is kept for the environment, never for argv."""
@@ -1045,15 +1049,16 @@ class Sqlite:
 
     @contextmanager
     def _reading(self, path: Path | None = None) -> Iterator[sqlite3.Connection]:
-        """A read-only connection whose failures (a file that is not a database, a damaged page) are the adapter's
-        DatabaseError, said with the file; a missing table stays each caller's to handle."""
+        """A read-only connection whose failures are the adapter's, said with the file: DamagedFile for a file that
+        is not a database or has a damaged page, DatabaseError for the rest; a missing table stays each caller's."""
         conn = self.connect(path)
         try:
             yield conn
         except sqlite3.DatabaseError as exc:
-            raise DatabaseError(
-                f"cannot read {path or self.path}: {exc}", fix="check that database.url names the live SQLite file"
-            ) from None
+            said = f"cannot read {path or self.path}: {exc}"
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise DamagedFile(said, fix="restore a backup: the damaged file is kept beside it") from None
+            raise DatabaseError(said) from None
         finally:
             conn.close()
 
