@@ -182,6 +182,7 @@ def remake_live(setup: BackupSetup, backup: Backup) -> str | None:
     if isinstance(db, Postgres):
         if db.exists(db.name):
             return None
+        _no_newer_copy(setup, backup)
         made = backup.manifest.get("made")
         if not isinstance(made, dict) or not made.get("owner"):
             raise RestoreFailed(
@@ -193,18 +194,21 @@ def remake_live(setup: BackupSetup, backup: Backup) -> str | None:
         shape = db.remake(db.name, made)
         return (
             f"  ! the live database {db.name} was not there (dropped?): made again, empty, as {backup.id} recorded "
-            f"it (owner {shape.owner}, encoding {shape.encoding}, collation {shape.collate}); the restore goes on "
-            "into its place"
+            f"it (owner {shape.owner}, encoding {shape.encoding}, collation {shape.collate}), closed to connections "
+            "until the swap; the restore goes on into its place"
         )
     if db.path.exists():
         return None
+    _no_newer_copy(setup, backup)
     folder = db.path.parent
     if not folder.is_dir():
         raise RestoreFailed(f"the folder of the live database, {folder}, is not there", fix="check database.url")
     try:
-        os.close(os.open(db.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
+        fd = os.open(db.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     except FileExistsError:
         return None  # made since it was looked for: there again
+    os.fchmod(fd, 0o640)  # whatever the umask: the restored file takes this mode
+    os.close(fd)
     if os.geteuid() == 0:  # the application most likely runs as the folder's owner: the restored file takes this
         seen = folder.stat()
         os.chown(db.path, seen.st_uid, seen.st_gid)
@@ -214,17 +218,35 @@ def remake_live(setup: BackupSetup, backup: Backup) -> str | None:
     )
 
 
-def unmake_live(setup: BackupSetup) -> bool:
-    """Drop the live database remake_live made, when the restore it was made for stops in its checks; only while
-    it is still empty (the application may have written to it meanwhile: then it is kept). Whether it was."""
+def _no_newer_copy(setup: BackupSetup, backup: Backup) -> None:
+    """RestoreFailed when live is gone but a pre-restore or undone copy newer than the backup is there: a swap left
+    half done (live renamed, the copy not renamed in) looks the same, and that copy may hold live's newest rows."""
+    made = backup.time.replace(microsecond=0)  # a copy's name keeps whole seconds: the same second may be later
+    newer = [c for c in copies(setup) if c.kind in ("pre_restore", "undone") and c.time >= made]
+    if newer:
+        copy, live = newer[0].name, setup.database.name
+        raise RestoreFailed(
+            f"the live database {live} is not there, but {copy} ({newer[0].time:%Y-%m-%d %H:%M} UTC, after "
+            f"{backup.id}) is: a swap may have been left half done, and that copy may hold newer rows than the backup",
+            fix=f"if {copy} is live's data, rename it back to {live} and start the application; to restore the backup "
+            "anyway, rename or drop that copy first",
+        )
+
+
+def unmake_live(setup: BackupSetup, name: str | None = None) -> bool:
+    """Drop the empty live database remake_live made (or, `name`, the copy a swap renamed it to), when the restore
+    it was made for ends without it; only while nothing can have written to it (a PostgreSQL one is closed to
+    connections; a SQLite file is still empty). Whether it was dropped."""
     db = setup.database
     if isinstance(db, Postgres):
-        if db.has_tables(db.name):
+        name = name or db.name
+        if db.allows_connections(name) and db.has_tables(name):
             return False
-        db.drop(db.name)
+        db.drop(name)
         return True
-    if db.path.exists() and db.path.stat().st_size == 0:
-        db.path.unlink()
+    path = db.path.with_name(name) if name else db.path
+    if path.exists() and path.stat().st_size == 0:
+        path.unlink()
         return True
     return False
 
@@ -263,7 +285,9 @@ def _mb(size: int) -> str:
 # --- the scratch copy ----------------------------------------------------------------------
 
 
-def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink, *, settings: bool = True) -> None:
+def restore_scratch(
+    setup: BackupSetup, backup: Backup, scratch: str, sink: Sink, *, settings: bool = True, live_remade: bool = False
+) -> None:
     """Fill a new scratch database from the backup; a failure drops it again (it is ours alone).
 
     `settings`: True, it gets the live database's own settings too, or is refused (the copy a swap puts in live's
@@ -307,7 +331,7 @@ def restore_scratch(setup: BackupSetup, backup: Backup, scratch: str, sink: Sink
                 # the swap the application's role finds its tables its own, whoever Rewind connects as.
                 as_owner = "-c role=" + owner.replace("\\", "\\\\").replace(" ", "\\ ")  # PGOPTIONS escapes
                 env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {as_owner}".strip()
-            if shape.superuser and not as_self:
+            if shape.superuser and not as_self and not live_remade:  # a remade live's schema is the default
                 # Given to a role (by the dump, or the role made it) that needs CREATE there: before the fill,
                 # since the dump's own grants come after its objects.
                 db.copy_public_schema(db.name, scratch)
@@ -622,21 +646,27 @@ class Comparison:
         return lines
 
 
-def compare(setup: BackupSetup, backup: Backup, scratch: str) -> Comparison:
+def compare(setup: BackupSetup, backup: Backup, scratch: str, *, live_remade: bool = False) -> Comparison:
     """Live and restored read at once, after the fill: counted beside a running restore, the live side
     took the cores pg_restore needed (measured: the fill 0.2 s slower at 200 MB), and read last it is
     closest to what the swap will roll back. (Read during the check step instead, it made that step as much
     longer as it made this one shorter: measured at 200 MB, 2026-11-26.)"""
-    return compare_with(setup, scratch, backup.time, as_built=backup.format == "custom")
+    return compare_with(setup, scratch, backup.time, as_built=backup.format == "custom", live_remade=live_remade)
 
 
-def compare_with(setup: BackupSetup, other: str, since: datetime, *, as_built: bool = False) -> Comparison:
+def compare_with(
+    setup: BackupSetup, other: str, since: datetime, *, as_built: bool = False, live_remade: bool = False
+) -> Comparison:
     """Live beside another database of the target (a scratch or a pre-restore copy): counts, revisions, and the
     live rows newer than `since`, which a swap takes out of live. `as_built`: see Postgres.built_counts."""
     db = setup.database
     tables = setup.key_tables
     where = other if isinstance(db, Postgres) else db.path.with_name(other)
     unreadable = ""
+    if live_remade:  # made empty by this restore (and closed to connections): nothing in it to read
+        empty = Survey(dict.fromkeys(tables), {}, None)
+        restored = db.survey(tables, None, where, as_built=as_built)
+        return Comparison(empty.counts, restored.counts, None, restored.revision, {}, built=restored.built)
     with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
         live_reading = pool.submit(db.survey, tables, since)
         restored = db.survey(tables, None, where, as_built=as_built)

@@ -207,6 +207,18 @@ def check_restore(ctx: JobContext) -> None:
     ctx.progress(1.0, "backup checked")
 
 
+def _drop_made_empty(ctx: JobContext, setup: BackupSetup, name: str) -> bool:
+    """After a verified swap, the empty database made in place of a missing live one holds nothing to undo to."""
+    try:
+        dropped = unmake_live(setup, name)
+    except TargetError as exc:
+        ctx.log(f"could not drop {name}, the empty database made for the restore ({exc.message})")
+        return False
+    if dropped:
+        ctx.log(f"dropped {name}, the empty database made for the restore: nothing was in it")
+    return dropped
+
+
 def _unmake_if_remade(ctx: JobContext, setup: BackupSetup) -> str | None:
     """A restore that stops before its swap leaves live as it found it: the empty live database it made in place
     of a missing one goes again (kept if something wrote to it meanwhile). In words, or None (none was made)."""
@@ -319,7 +331,7 @@ def fill_scratch(ctx: JobContext) -> None:
             "(the cleanup runbook drops it)"
         )
         try:
-            restore_scratch(setup, backup, scratch, ctx)
+            restore_scratch(setup, backup, scratch, ctx, live_remade=bool(ctx.state.get("remade")))
         except BaseException:
             _unmake_if_remade(ctx, setup)
             raise
@@ -336,7 +348,7 @@ def inspect_scratch(ctx: JobContext) -> None:
     try:
         with steps.adapter_errors(ctx):
             backup = setup.catalog.get(ctx.params["backup"])
-            found = compare(setup, backup, scratch)
+            found = compare(setup, backup, scratch, live_remade=bool(ctx.state.get("remade")))
         if found.live_unreadable:
             ctx.log(f"! live cannot be read: {found.live_unreadable}", "err")
             ctx.log(f"the restore replaces it; the unreadable file is kept as {ctx.state['names']['pre_restore']}")
@@ -454,7 +466,7 @@ def swap_restore(ctx: JobContext) -> None:
     pre = ctx.state["names"]["pre_restore"]
     _swap(ctx, setup, incoming=ctx.state["scratch"], outgoing=pre, label="the restored copy", then="undo puts it back")
     if ctx.state.get("remade"):
-        ctx.log(f"the replaced database, the empty one made in place of the missing live database, is kept as {pre}")
+        ctx.log(f"the replaced database, the empty one made in place of the missing live database, is {pre} now")
     else:
         ctx.log(f"the replaced database is kept as {pre}: rows written after the backup stay readable there")
 
@@ -521,6 +533,13 @@ def start_and_verify(ctx: JobContext) -> None:
     if passed:
         ctx.verified(True, detail)
         ctx.log(f"{ctx.target} is healthy: downtime ends")
+        if ctx.state.get("remade") and _drop_made_empty(ctx, setup, swap["outgoing"]):
+            ctx.set_result(
+                f"{ctx.target} now runs on {swap['incoming']} (renamed to {live}). The live database had been gone: "
+                "the empty one made in its place for the restore was dropped after the swap, so there is no undo "
+                "(there was nothing to keep)."
+            )
+            return
         ctx.set_result(
             f"{ctx.target} now runs on {swap['incoming']} (renamed to {live}); the replaced database is kept as "
             f"{swap['outgoing']} — {swap['then']}."

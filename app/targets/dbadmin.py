@@ -415,8 +415,13 @@ class Postgres:
     # --- the server and its programs ---------------------------------------------------------
 
     def server_version(self) -> tuple[int, str]:
-        """(major, full text) of the server, e.g. (15, "15.8")."""
-        with self.connect() as conn:
+        """(major, full text) of the server, e.g. (15, "15.8"); asked of the maintenance database when live cannot
+        be reached (dropped, or closed while a restore makes it again)."""
+        try:
+            conn = self.connect()
+        except DatabaseError:
+            conn = self.connect("postgres")
+        with conn:
             num = int(conn.execute("SHOW server_version_num").fetchone()[0])
             text = conn.execute("SHOW server_version").fetchone()[0]
         return _major(num), str(text).split()[0]
@@ -556,10 +561,16 @@ class Postgres:
         self.create(name, shape=shape, config=config)
         try:
             self.copy_settings(config, name)
+            # Closed until a swap renames it away: an application restarting meanwhile must not begin writing
+            # into an empty database (its start script's `flask db upgrade` would make the schema and serve).
+            self._ddl(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)), "close")
         except DatabaseError:
             self.drop(name)
             raise
         return shape
+
+    def allows_connections(self, name: str) -> bool:
+        return bool(self._one("SELECT datallowconn FROM pg_database WHERE datname = %s", (name,), dbname="postgres"))
 
     def has_tables(self, name: str) -> bool:
         """Any table outside the system's schemas: a database made empty has been written to since."""

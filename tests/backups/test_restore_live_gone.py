@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from app.backups.catalog import manifest_path
-from tests.backups.test_runbooks import backup_now, copies, copy_url
+from tests.backups.test_runbooks import backup_now, copies
 from tests.deployments.test_runbooks import health, log_text, run
 
 pytestmark = pytest.mark.usefixtures("runner")
@@ -55,15 +55,32 @@ def test_a_dropped_live_database_is_made_again_as_it_was_then_restored(app, data
     assert "made again, empty" in text and "the restore goes on into its place" in text
     assert data_target.snapshot() == before  # row for row
     assert health(data_target.code)[0] == 200
-    (pre,) = copies(data_target)  # the empty database made in live's place
-    assert f"the empty one made in place of the missing live database, is kept as {pre}" in text
+    assert "the empty one made in place of the missing live database, is " in text
+    assert "nothing was in it" in text and "so there is no undo (there was nothing to keep)" in job.result
+    assert copies(data_target) == []  # the empty database is dropped once the restored one is verified
     if data_target.engine == "postgresql":
         assert made_of(data_target, live_name(data_target)) == made  # its owner, encoding, locale and settings
         assert made[3] == ["work_mem=8MB"]
-        with psycopg.connect(copy_url(data_target, pre)) as conn:
-            assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+
+
+def test_a_missing_live_database_with_a_copy_newer_than_the_backup_is_not_made_again(app, data_target):
+    """Live gone and a pre-restore copy newer than the backup there: a swap half done looks so, and that copy may
+    hold live's newest rows. Refused, naming it; nothing is made."""
+    name = backup_now(app, data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", log_text(view)
+    (pre,) = copies(data_target)
+    drop_live(data_target)  # as if the swap had renamed live away and stopped before renaming the copy in
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert f"is not there, but {pre} (" in job.result and "a swap may have been left half done" in job.result
+    assert "rename it back to" in job.result
+    assert copies(data_target) == [pre]
+    if data_target.engine == "postgresql":
+        assert live_name(data_target) not in data_target.databases()
     else:
-        assert Path(data_target.url.removeprefix("sqlite:///")).with_name(pre).stat().st_size == 0
+        assert not Path(data_target.url.removeprefix("sqlite:///")).exists()
 
 
 @pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
