@@ -361,7 +361,10 @@ def inspect_scratch(ctx: JobContext) -> None:
                 f"backup ({said_per_table(lost) or 'none'}); they stay readable in {pre}"
             )
         if regained := found.regained:
-            ctx.log(f"it brings back {sum(regained.values())} row(s) live no longer has ({said_per_table(regained)})")
+            ctx.log(
+                f"it brings back at least {sum(regained.values())} row(s) live no longer has "
+                f"({said_per_table(regained)})"
+            )
         if absent := [t for t, n in found.live.items() if n is None and found.restored.get(t) is None]:
             ctx.log(f"note: the key table(s) {', '.join(absent)} are in neither live nor the copy: {KEY_SPELLING}")
         problems = [t for t, n in found.restored.items() if n is None and found.live.get(t) is not None]

@@ -455,8 +455,11 @@ def swaps_since(target: str, moment: datetime | None = None, *, newest_only: boo
     names = [b.name for b in runbooks.all_runbooks() if b.replaces_database]
     if not names:
         return []
+    # Succeeded, or succeeded with warnings (its swap made and verified, a follow-up such as the record after it
+    # failed: just when no checkpoint says what the swap brought).
+    done = [JobState.SUCCEEDED.value, JobState.WARNING.value]
     query = select(Job.id, Job.started_at, Job.finished_at).where(
-        Job.target == target, Job.runbook.in_(names), Job.state == JobState.SUCCEEDED.value
+        Job.target == target, Job.runbook.in_(names), Job.state.in_(done)
     )
     if moment is not None:
         query = query.where(Job.finished_at > moment)

@@ -64,7 +64,7 @@ HEALTH_NOW_TIMEOUT_S = 5.0  # one probe, asked for by a page right after a chang
 
 
 @bp.get("/targets/<name>/health-now")
-@requires(Role.VIEWER)
+@requires(Role.OPERATOR)  # asked by the row of a change an operator made; not a probe for anyone to repeat
 def health_now(name: str):
     """One probe of the target's health, now: a page shows it right after a change that can break the app (a flag
     turned on), where the dashboard would say it only at its next round."""

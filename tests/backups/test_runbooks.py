@@ -111,7 +111,7 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     (pre_name,) = copies(data_target)
     said = "rolls back at least 2 row(s) written to the key tables after the backup (user 2); they stay readable in "
     assert said + pre_name in text, text
-    assert "it brings back 4 row(s) live no longer has (user 4)" in text  # the five deleted, less the one added
+    assert "it brings back at least 4 row(s) live no longer has (user 4)" in text  # five deleted, one added
     counted_by_restore = "(restored rows of user, orders: as the restore's index builds counted them)" in text
     assert counted_by_restore == (data_target.engine == "postgresql"), text
     (pre,) = copies(data_target)

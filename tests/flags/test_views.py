@@ -841,12 +841,14 @@ def test_a_toggle_that_breaks_the_app_shows_its_health_where_it_was_made(app, fl
         row = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX).get_data(as_text=True)
         assert 'hx-get="/targets/web/health-now" hx-trigger="load delay:1s"' in row
         said = html.unescape(client.get("/targets/web/health-now").get_data(as_text=True))
-        assert '<span class="badge badge-bad">not healthy</span> web: status 500: {"status": "broken"}' in said, said
+        assert (
+            '<span class="badge badge-bad">not healthy</span> one probe: web: status 500: {"status": "broken"}' in said
+        )
         assert "if the change just made is the cause, turn it back" in said
 
         row = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "on"}, headers=HTMX).get_data(as_text=True)
         assert "health-now" in row
-        assert '<span class="badge badge-ok">healthy</span> web answers: ' in client.get(
+        assert '<span class="badge badge-ok">healthy</span> one probe: web answers: ' in client.get(
             "/targets/web/health-now"
         ).get_data(as_text=True)
         assert "health-now" not in as_role(Role.VIEWER).get("/targets/web/flags").get_data(as_text=True)
