@@ -121,6 +121,9 @@ def rolls_back(target: str, backup: str) -> None:
         raise Refused(exc.in_words()) from None
     except TargetError as exc:
         raise CliError(exc.in_words()) from None
+    if found.live_gone:
+        click.echo(f"{target}'s live database is not there: restoring {chosen.id} makes it again; nothing can be lost")
+        return
     if not found.live:
         click.echo(f"{target} names no key tables (database.key_tables): nothing to count")
         return
@@ -128,6 +131,8 @@ def rolls_back(target: str, backup: str) -> None:
         click.echo(line)
     untold = f"; unknown in {', '.join(found.untold)} (no time column or count to tell)" if found.untold else ""
     click.echo(f"restoring {chosen.id} now rolls back at least {found.total} row(s) written after it{untold}")
+    if found.regained:
+        click.echo(f"and brings back at least {sum(found.regained.values())} row(s) deleted since it")
 
 
 @backups.command("due")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.backups.catalog import Backup, now_utc
-from app.backups.restore import rolled_back
+from app.backups.restore import brought_back, live_is_gone, rolled_back
 from app.backups.setup import BackupSetup
 
 
@@ -20,6 +20,7 @@ class RollBack:
     counted_at: datetime
     live: dict[str, int | None]  # rows per key table now; None: the table is not in live
     newer: dict[str, int]  # rows written (added or changed) after the backup, for tables with a time column
+    live_gone: bool = False  # the live database is not there: the restore makes it again (remake_live)
 
     @property
     def in_backup(self) -> dict[str, int | None]:
@@ -36,6 +37,11 @@ class RollBack:
     @property
     def total(self) -> int:
         return sum(self.lost.values())
+
+    @property
+    def regained(self) -> dict[str, int]:
+        """At least how many rows of each key table the restore brings back (deleted since the backup)."""
+        return brought_back(self.live, self.in_backup)
 
     @property
     def untold(self) -> list[str]:
@@ -60,5 +66,7 @@ def rolls_back(setup: BackupSetup, backup: Backup) -> RollBack:
     """One visit to live: its key tables' counts and their rows written after the backup (one scan per table).
 
     Raises TargetError when live cannot be read (a key table locked past the wait names the session)."""
+    if live_is_gone(setup):  # nothing to read, nothing to lose: the restore makes it again
+        return RollBack(backup, now_utc(), dict.fromkeys(setup.key_tables), {}, live_gone=True)
     found = setup.database.survey(setup.key_tables, backup.time)
     return RollBack(backup, now_utc(), found.counts, found.newer)

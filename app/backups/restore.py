@@ -188,8 +188,9 @@ def remake_live(setup: BackupSetup, backup: Backup) -> str | None:
             raise RestoreFailed(
                 f"the live database {db.name} is not on {db.url.where()} (dropped?), and {backup.id} does not "
                 "record how it was made (its owner, encoding and locale)",
-                fix=f"create it empty as it was (createdb --template template0 --owner OWNER {pasteable(db.name)}), "
-                "then restore again",
+                fix="create it empty as it was, with its owner, encoding and locale (createdb "
+                f"{' '.join(db.url.tool_args()[:4])} --template template0 --owner OWNER {pasteable(db.name)}), then "
+                "restore again",
             )
         shape = db.remake(db.name, made)
         return (
@@ -594,6 +595,22 @@ def rolled_back(live: dict[str, int | None], other: dict[str, int | None], newer
     return found
 
 
+def brought_back(live: dict[str, int | None], other: dict[str, int | None]) -> dict[str, int]:
+    """Per key table, at least how many rows a swap to `other` brings back into live (rows deleted since): as many
+    as it holds beyond live's count."""
+    return {
+        t: n - (live.get(t) or 0)
+        for t, n in other.items()
+        if n is not None and live.get(t) is not None and n > (live.get(t) or 0)
+    }
+
+
+def live_is_gone(setup: BackupSetup) -> bool:
+    """The live database is not there at all (dropped, its file deleted): a restore makes it again."""
+    db = setup.database
+    return not db.exists(db.name) if isinstance(db, Postgres) else not db.path.exists()
+
+
 def said_per_table(counts: dict[str, int]) -> str:
     return ", ".join(f"{table} {n}" for table, n in counts.items() if n)
 
@@ -617,11 +634,7 @@ class Comparison:
     @property
     def regained(self) -> dict[str, int]:
         """Rows the other copy holds beyond live's count, per key table: what the swap brings back (deleted rows)."""
-        return {
-            t: n - (self.live.get(t) or 0)
-            for t, n in self.restored.items()
-            if n is not None and self.live.get(t) is not None and n > self.live[t]
-        }
+        return brought_back(self.live, self.restored)
 
     def table(
         self, other: str = "restored", newer: str = "written after the backup", counted: dict[str, int] | None = None

@@ -40,6 +40,18 @@ def made_of(target, name: str) -> tuple:
         ).fetchone()
 
 
+def test_what_a_restore_rolls_back_when_live_is_gone_says_it_is_made_again(app, as_role, data_target):
+    from app.auth.roles import Role
+
+    name = backup_now(app, data_target)
+    drop_live(data_target)
+    page = as_role(Role.ADMIN).get(f"/targets/{data_target.name}/backups/{name}/rolls-back").get_data(as_text=True)
+    assert "<strong>The live database is not there</strong>" in page and "makes it again, empty, as it was" in page
+    assert "Could not count" not in page
+    said = app.test_cli_runner().invoke(args=["rewind", "backups", "rolls-back", data_target.name, name])
+    assert said.exit_code == 0 and f"restoring {name} makes it again; nothing can be lost" in said.output
+
+
 def test_a_dropped_live_database_is_made_again_as_it_was_then_restored(app, data_target):
     if data_target.engine == "postgresql":
         data_target.execute(f"ALTER DATABASE \"{live_name(data_target)}\" SET work_mem = '8MB'")
@@ -115,10 +127,12 @@ def test_a_dropped_database_whose_backup_does_not_say_how_it_was_made_is_refused
     job, view = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "failed", log_text(view)
     assert f"the live database {live_name(data_target)} is not on" in job.result
-    assert "does not record how it was made (its owner, encoding and locale) — create it empty as it was " in (
-        job.result
+    assert (
+        "does not record how it was made (its owner, encoding and locale) — create it empty as it was, with its "
+        in (job.result)
     )
-    assert f"(createdb --template template0 --owner OWNER {live_name(data_target)}), then restore again" in job.result
+    assert "(createdb --host 127.0.0.1 --port " in job.result
+    assert f" --template template0 --owner OWNER {live_name(data_target)}), then restore again" in job.result
     assert live_name(data_target) not in data_target.databases() and copies(data_target) == []
 
 

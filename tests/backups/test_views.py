@@ -490,12 +490,14 @@ def test_what_a_restore_rolls_back_is_read_from_live_when_asked(app, as_role, ru
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", response.get_data(as_text=True)))
     assert "restoring it now rolls back at least 2 rows written to the key tables after it" in text, text
     assert "and an unknown number in orders" in text
+    assert "It brings back at least 4 rows deleted since (user 4)." in text
     assert re.search(r"user 20 16 2 ", text) and re.search(r"orders 20 20 unknown ", text), text
 
     result = app.test_cli_runner().invoke(args=["rewind", "backups", "rolls-back", data_target.name, name])
     assert result.exit_code == 0, result.output
     assert re.search(r"^user +20 +16 +2$", result.output, re.M), result.output
-    assert result.output.splitlines()[-1] == (
+    assert result.output.splitlines()[-1] == "and brings back at least 4 row(s) deleted since it"
+    assert result.output.splitlines()[-2] == (
         f"restoring {name} now rolls back at least 2 row(s) written after it; unknown in orders (no time column or "
         "count to tell)"
     )
