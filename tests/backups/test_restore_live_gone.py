@@ -40,6 +40,16 @@ def made_of(target, name: str) -> tuple:
         ).fetchone()
 
 
+def assert_left_as_found(target, text: str) -> None:
+    """A restore that made live again and stopped before its swap: live is gone again, no copy left."""
+    assert "made again, empty" in text and "the empty live database made for this restore was dropped again" in text
+    if target.engine == "postgresql":
+        assert live_name(target) not in target.databases()
+    else:
+        assert not Path(target.url.removeprefix("sqlite:///")).exists()
+    assert copies(target) == []
+
+
 def test_what_a_restore_rolls_back_when_live_is_gone_says_it_is_made_again(app, as_role, data_target):
     from app.auth.roles import Role
 
@@ -147,12 +157,7 @@ def test_a_check_that_fails_after_live_was_made_again_drops_it_again(app, data_t
     job, view = run(app, "restore_backup", data_target.name, backup=name)
     text = log_text(view)
     assert job.state == "failed", text
-    assert "made again, empty" in text and "the empty live database made for this restore was dropped again" in text
-    if data_target.engine == "postgresql":
-        assert live_name(data_target) not in data_target.databases()
-    else:
-        assert not Path(data_target.url.removeprefix("sqlite:///")).exists()
-    assert copies(data_target) == []
+    assert_left_as_found(data_target, text)
 
 
 def test_a_fill_that_fails_after_live_was_made_again_drops_it_again(app, data_target, gpg_homes):
@@ -177,9 +182,4 @@ def test_a_fill_that_fails_after_live_was_made_again_drops_it_again(app, data_ta
     text = log_text(view)
     assert job.state == "failed", text
     assert [s.state for s in view.steps[:3]] == ["succeeded", "succeeded", "failed"], text
-    assert "made again, empty" in text and "the empty live database made for this restore was dropped again" in text
-    if data_target.engine == "postgresql":
-        assert live_name(data_target) not in data_target.databases()
-    else:
-        assert not Path(data_target.url.removeprefix("sqlite:///")).exists()
-    assert copies(data_target) == []
+    assert_left_as_found(data_target, text)
