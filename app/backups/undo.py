@@ -8,12 +8,14 @@ live and the cleanup drops it, and either way the name leaves the copy list.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from app.backups.expiry import saved
 from app.backups.restore import Copy, copies
 from app.backups.setup import setup_of
+from app.jobs import swaps
 from app.jobs.models import Job
+from app.jobs.swaps import Swap
 from app.statuses import JobState
 from app.targets import registry
 from app.targets.errors import TargetError
@@ -55,10 +57,11 @@ def _offer(target: Target, copy: Copy) -> UndoOffer | None:
     return UndoOffer(target, copy.name, copy.time + timedelta(hours=hours), hours, held)
 
 
-def swapped_since(kept: list[Copy]) -> dict[str, Copy]:
-    """For each pre-restore copy, the newest swap made after it (a later restore's or undo's copy), if any.
-
-    Undo of such a copy takes live back past that later swap too: the Backups tab says so before it is asked."""
-    swaps = sorted((c for c in kept if c.kind in ("pre_restore", "undone")), key=lambda c: c.time)
-    newest = swaps[-1] if swaps else None
-    return {c.name: newest for c in swaps if c.kind == "pre_restore" and newest is not None and newest.time > c.time}
+def swapped_since(target: str, kept: list[Copy]) -> dict[str, Swap]:
+    """For each pre-restore copy, the newest swap begun after it was made (a later restore or undo), if any: undo of
+    such a copy takes live back past that swap too, which the Backups tab says before it is asked. From the jobs,
+    so a swap whose own copy is gone (dropped, or an empty one made in place of a missing live) still counts."""
+    newest = swaps.since(target, newest_only=True)
+    last = newest[0] if newest else None
+    began = last.started.replace(tzinfo=UTC) if last else None  # the job table keeps naive UTC
+    return {c.name: last for c in kept if c.kind == "pre_restore" and began is not None and began > c.time}

@@ -106,7 +106,7 @@ def catalog(name: str):
         unlisted=unlisted,
         unlisted_shown=UNLISTED_SHOWN,
         copies=kept,
-        swapped_since=swapped_since(kept),
+        swapped_since=swapped_since(name, kept),
         copy_backups=backups_of_copies(backups),  # which backup holds each copy: of the whole folder, not the page
         unfinished=unfinished,
         copies_problem=copies_problem,

@@ -40,7 +40,7 @@ from app.flags.store import (
     refused,
     table_of,
 )
-from app.statuses import JobState
+from app.jobs import swaps
 from app.targets.errors import TargetError
 from app.targets.flags import Change, ChangedMeanwhile, Flag, FlagTable, TableMoved
 from app.targets.flags import fingerprint as table_fingerprint
@@ -351,13 +351,13 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
             base = _base(name, moment)
 
     exact = checkpoint is not None or (job is not None and base is not None)  # a record taken at the moment itself
-    swaps = [] if exact else swaps_since(name, moment)
+    swapped = [] if exact else swaps.since(name, moment)
     # A checkpoint taken at the moment itself holds every change before it: each change not in it came after.
     records, firsts, gone = _records(base, _events_after(name, base), None if exact else moment)
     now = {flag.name: flag for flag in table_of(target).list()}
     the_plan = Plan(name, moment, source, [], [], [], 0, params, fingerprint=table_fingerprint(now.values()))
-    the_plan.swapped_by = [swap.job_id for swap in swaps]
-    swapped_at = swaps[0].started if swaps else None
+    the_plan.swapped_by = [swap.job_id for swap in swapped]
+    swapped_at = swapped[0].started if swapped else None
     for flag_name in sorted(set(now) | set(records) | set(firsts)):
         current, record, first = now.get(flag_name), records.get(flag_name), firsts.get(flag_name)
         if exact:
@@ -435,36 +435,6 @@ def _latest(stamped: datetime) -> datetime:
     """The latest time a stamp may stand for: one without a fraction may come from a clock that keeps whole seconds
     (SQLite's CURRENT_TIMESTAMP), and a change stamped 10:00:00 then may have been made at 10:00:00.9."""
     return stamped.replace(microsecond=999_999) if stamped.microsecond == 0 else stamped
-
-
-@dataclass(frozen=True)
-class Swap:
-    """A job that put another database in the target's live one's place (Runbook.replaces_database)."""
-
-    job_id: int
-    started: datetime
-    finished: datetime
-
-
-def swaps_since(target: str, moment: datetime | None = None, *, newest_only: bool = False) -> list[Swap]:
-    """Such jobs that ended after the moment (one running across it counts: it may have swapped after), oldest
-    first; `newest_only`: the last one alone."""
-    from app.jobs import runbook as runbooks
-    from app.jobs.models import Job
-
-    names = [b.name for b in runbooks.all_runbooks() if b.replaces_database]
-    if not names:
-        return []
-    # Succeeded, or succeeded with warnings (its swap made and verified, a follow-up such as the record after it
-    # failed: just when no checkpoint says what the swap brought).
-    done = [JobState.SUCCEEDED.value, JobState.WARNING.value]
-    query = select(Job.id, Job.started_at, Job.finished_at).where(
-        Job.target == target, Job.runbook.in_(names), Job.state.in_(done)
-    )
-    if moment is not None:
-        query = query.where(Job.finished_at > moment)
-    query = query.order_by(Job.finished_at.desc()).limit(1) if newest_only else query.order_by(Job.started_at)
-    return [Swap(*row) for row in db.session.execute(query).all() if row[1] is not None and row[2] is not None]
 
 
 def _state_then(

@@ -19,7 +19,7 @@ from app.flags import (
     store,
     summary,  # noqa: F401 - registers its overview line and timeline kind
 )
-from app.jobs import formstate
+from app.jobs import formstate, swaps
 from app.rowids import row_id
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
@@ -90,7 +90,7 @@ def tab(name: str):
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)
     seen = restore.newest_seen(checkpoints)
-    swapped = restore.swaps_since(name, newest_only=True)
+    swapped = swaps.since(name, newest_only=True)
     return render_template(
         "flags/tab.html",
         swap=swapped[0] if swapped else None,

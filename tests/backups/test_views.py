@@ -7,7 +7,7 @@ import json
 import os
 import re
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -537,18 +537,31 @@ def test_what_a_restore_rolls_back_says_when_live_cannot_be_read(app, as_role, s
     assert 'class="field-error" role="alert">Could not count: ' in page and "not a database" in page
 
 
-def test_an_undo_of_a_copy_older_than_the_last_swap_says_it_goes_back_past_it(as_role, shop, tmp_path):
+def test_an_undo_of_a_copy_older_than_the_last_swap_says_it_goes_back_past_it(app, as_role, shop, tmp_path):
     """Two restores (or a restore and an undo) later, the oldest pre-restore copy is still offered: putting it back
-    skips over the later swap, so its row and its question say which swap came since."""
+    skips over the later swap, so its row and its question say which job swapped since, found from the jobs (that
+    swap's own copy may be gone: dropped, or the empty one made in place of a missing live)."""
     data = tmp_path / "data"
-    (data / "shop.db.undone_20250101000000").write_bytes((data / "shop.db").read_bytes())
     (data / "shop.db.pre_restore_20250601000000").write_bytes((data / "shop.db").read_bytes())
+    with app.app_context():  # the restore that made the 2025 copy, and a later one whose copy is gone
+        for began in (datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC)):
+            job = Job(runbook="restore_backup", target="shop", mutates=True, actor_name="admin", state="succeeded")
+            job.started_at = (began - timedelta(seconds=1)).replace(tzinfo=None)
+            job.finished_at = (began + timedelta(seconds=30)).replace(tzinfo=None)
+            db.session.add(job)
+        db.session.commit()
+        later = max(j.id for j in db.session.scalars(select(Job)))
     page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
     old = page[page.index("<code>shop.db.pre_restore_20240101000000</code>") :].split("</li>")[0]
     new = page[page.index("<code>shop.db.pre_restore_20250601000000</code>") :].split("</li>")[0]
-    assert "older than the last swap" in old and "shop.db.pre_restore_20250601000000 (" in old
-    assert (
-        'data-confirm="Live has been swapped again since: shop.db.pre_restore_20250601000000 (2025-06-01 00:00 UTC)'
-        in (old)
-    )
+    for row in (old, new):  # both predate the July swap
+        assert "older than the last swap" in row and f">job #{later}</a> swapped the database since" in row
+        assert f'data-confirm="Live has been swapped again since: job #{later} (2025-07-01 00:00 UTC)' in row
+    with app.app_context():
+        db.session.delete(db.session.get(Job, later))
+        db.session.commit()
+    page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
+    new = page[page.index("<code>shop.db.pre_restore_20250601000000</code>") :].split("</li>")[0]
     assert "older than the last swap" not in new and 'data-confirm="Put shop.db.pre_restore_20250601000000 back' in new
+    old = page[page.index("<code>shop.db.pre_restore_20240101000000</code>") :].split("</li>")[0]
+    assert "older than the last swap" in old  # the June restore came after the 2024 copy
