@@ -24,16 +24,21 @@ every minute.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from sqlalchemy import select
 
 from app.backups.catalog import Backup, Catalog, now_utc
 from app.backups.restore import Copy, copies
 from app.backups.setup import setup_of
 from app.extensions import db
 from app.jobs import scheduler, system_jobs
+from app.jobs.models import Job
+from app.statuses import JobState
 from app.targets import registry
 from app.targets.config import TargetConfig
 from app.targets.errors import TargetError
@@ -45,6 +50,7 @@ NOTHING, UNREADABLE = "nothing expired", "unreadable"
 SAVED_KINDS = ("pre_restore", "undone")  # copies that may hold rows no backup has
 RETRY = timedelta(hours=1)
 RUNBOOKS = ("backup_copy", "cleanup_restores")
+FAILED_STATES = {JobState.FAILED.value, JobState.INTERRUPTED.value, JobState.CANCELLED.value}
 
 
 @dataclass(frozen=True)
@@ -82,14 +88,36 @@ def plan(config: TargetConfig, now: datetime) -> tuple[str, dict, str] | None:
         return None
     kept = saved(setup.catalog)
     unsaved: list[Copy] = [c for c in expired if c.kind in SAVED_KINDS and c.name not in kept]
-    if unsaved:
-        oldest = unsaved[-1]  # copies() is newest first
+    # A copy whose own backup failed last time (a damaged file, say) must not hold up the others: they go first,
+    # and it is tried again (hourly, as ever) once only it is left.
+    failing = _backup_failed(config.name, {c.name for c in unsaved})
+    tryable = [c for c in unsaved if c.name not in failing]
+    others = [c for c in expired if c not in unsaved]
+    if tryable or (unsaved and not others):
+        oldest = (tryable or unsaved)[-1]  # copies() is newest first
         why = f"{oldest.name} is older than {hours} h (backups.keep_copies_hours) and no backup holds it yet"
         return "backup_copy", {"copy": oldest.name}, why
     names = ", ".join(c.name for c in expired)
     # The target's own setting drops them (keep_copies_hours), so the scheduler confirms by its name.
     params = {"older_than_hours": hours, "spare_unsaved": "yes", "confirm": config.name}
     return "cleanup_restores", params, f"older than {hours} h: {names}"
+
+
+def _backup_failed(target: str, names: set[str]) -> set[str]:
+    """The copies among `names` whose newest backup_copy job did not succeed."""
+    if not names:
+        return set()
+    rows = db.session.execute(
+        select(Job.params_json, Job.state)
+        .where(Job.target == target, Job.runbook == "backup_copy")
+        .order_by(Job.id.desc())
+    ).all()
+    seen: dict[str, str] = {}
+    for params, state in rows:
+        copy = json.loads(params or "{}").get("copy")
+        if copy in names:
+            seen.setdefault(copy, state)
+    return {copy for copy, state in seen.items() if state in FAILED_STATES}
 
 
 def queue_expired(now: datetime | None = None, *, via: str = "schedule") -> list[Decision]:

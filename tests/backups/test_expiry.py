@@ -155,3 +155,31 @@ def test_two_schedulers_racing_queue_one_job(app, data_target, request):
     make_copy(data_target, "restore", 30, copy_server(request, data_target))
     assert all_at_once(lambda _: tick(app), 2) == []
     assert len(jobs(app, "cleanup_restores")) == 1
+
+
+def test_a_copy_whose_backup_fails_does_not_hold_up_the_cleanup_of_the_others(app, runner, data_target, request):
+    """A damaged copy cannot be backed up; every hour its backup was planned first, failed, and no other expired
+    copy was ever dropped. The others now go; it is kept, and tried again once only it is left."""
+    server = copy_server(request, data_target)
+    stuck = make_copy(data_target, "pre_restore", 50, server)
+    scratch = make_copy(data_target, "restore", 49, server)
+    with app.app_context():  # its backup failed (on SQLite, as a file that is no database fails)
+        job = Job(runbook="backup_copy", target=data_target.name, mutates=False, actor_name="system", state="failed")
+        job.params_json = json.dumps({"copy": stuck})
+        db.session.add(job)
+        db.session.commit()
+        config = registry_config(data_target.name)
+        assert expiry.plan(config, now_utc())[0] == "cleanup_restores"
+    tick(app)
+    (cleanup,) = jobs(app, "cleanup_restores")
+    assert finish(app, cleanup.id).state == "succeeded"
+    assert copies(data_target) == [stuck]  # the scratch went; the copy no backup holds stays
+    with app.app_context():
+        assert expiry.plan(registry_config(data_target.name), now_utc())[:2] == ("backup_copy", {"copy": stuck})
+    assert scratch not in copies(data_target)
+
+
+def registry_config(name: str):
+    from app.targets import registry
+
+    return registry.current().config(name)
