@@ -565,3 +565,14 @@ def test_an_undo_of_a_copy_older_than_the_last_swap_says_it_goes_back_past_it(ap
     assert "older than the last swap" not in new and 'data-confirm="Put shop.db.pre_restore_20250601000000 back' in new
     old = page[page.index("<code>shop.db.pre_restore_20240101000000</code>") :].split("</li>")[0]
     assert "older than the last swap" in old  # the June restore came after the 2024 copy
+
+
+def test_a_long_verification_failure_is_folded_so_the_state_column_stays_narrow(as_role, shop, tmp_path):
+    catalog = Catalog(tmp_path / "backups")
+    why = "gpg: decryption failed: No secret key; " + "pg_restore: error: input file does not appear to be valid " * 6
+    catalog.record_verification(catalog.get(OLD), how="quick", ok=False, detail=why, job_id=None)
+    page = as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
+    assert '<span class="badge badge-bad">failed verification</span>' in page
+    folded = re.search(r'<details class="why"><summary>(.*?)</summary>(.*?)</details>', page, re.S)
+    assert folded and folded.group(1).endswith("…") and len(folded.group(1)) <= 111
+    assert folded.group(2) == why  # whole, once opened
