@@ -303,6 +303,35 @@ class DatabaseConfig:
 MADE_KEYS = ("owner", "encoding", "collate", "ctype", "locale_provider", "locale", "icu_rules")
 
 
+def _made_config(made: Mapping) -> DatabaseConfig:
+    """The settings and privileges of a made_record, once every part of it is what made_record writes."""
+    for key in MADE_KEYS:
+        value = made.get(key)
+        if not (isinstance(value, str) or (value is None and key in ("locale", "icu_rules"))):
+            raise ValueError(f"{key} is {value!r}")
+    return DatabaseConfig(
+        settings=tuple(Setting(*_strings(entry, 3, nullable=0)) for entry in made.get("settings") or ()),
+        acl=None if made.get("acl") is None else tuple(_grant(entry) for entry in made["acl"]),
+    )
+
+
+def _strings(entry, size: int, *, nullable: int | None = None) -> list:
+    """A recorded list of `size` texts (the one at `nullable` may be null); ValueError otherwise."""
+    if not isinstance(entry, list) or len(entry) != size:
+        raise ValueError(f"{entry!r} is not a list of {size}")
+    for i, value in enumerate(entry):
+        if not (isinstance(value, str) or (value is None and i == nullable)):
+            raise ValueError(f"{entry!r} holds {value!r}")
+    return entry
+
+
+def _grant(entry) -> Grant:
+    if not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[2], bool):
+        raise ValueError(f"{entry!r} is not a recorded grant")
+    grantee, privilege = _strings(entry[:2], 2, nullable=0)
+    return Grant(grantee, privilege, entry[2])
+
+
 def made_record(shape: DatabaseShape, config: DatabaseConfig) -> dict:
     """How a database was made, for a backup's manifest: what a dump without --create leaves out, so that a
     database dropped by mistake can be made again as it was before its backup is restored into it."""
@@ -535,6 +564,13 @@ class Postgres:
     def remake(self, name: str, made: Mapping) -> DatabaseShape:
         """Create `name` empty, as `made` (made_record) says it was: owner, encoding, locale, privileges, settings.
         For a live database that is gone; a failure leaves nothing made."""
+        try:  # a manifest is JSON a person can edit: its record must have the shape Rewind wrote, or nothing is made
+            config = _made_config(made)
+        except (TypeError, ValueError) as exc:
+            raise DatabaseError(
+                f"the backup's record of how {name} was made is not as Rewind writes it ({exc})",
+                fix="create the database by hand as it was, then restore again",
+            ) from None
         with self.connect("postgres") as conn:
             num = conn.info.server_version
             user, superuser = conn.execute(
@@ -553,10 +589,6 @@ class Postgres:
             may_act_as_owner=bool(member or superuser),
             server_num=num,
             superuser=bool(superuser),
-        )
-        config = DatabaseConfig(
-            settings=tuple(Setting(*entry) for entry in made.get("settings") or ()),
-            acl=None if made.get("acl") is None else tuple(Grant(*entry) for entry in made["acl"]),
         )
         self.create(name, shape=shape, config=config)
         try:

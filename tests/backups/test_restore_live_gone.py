@@ -183,3 +183,19 @@ def test_a_fill_that_fails_after_live_was_made_again_drops_it_again(app, data_ta
     assert job.state == "failed", text
     assert [s.state for s in view.steps[:3]] == ["succeeded", "succeeded", "failed"], text
     assert_left_as_found(data_target, text)
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("broken", [{"owner": ["x"]}, {"settings": [["x"]]}, {"acl": [[None, "CONNECT", "yes"]]}])
+def test_a_record_of_how_live_was_made_that_is_not_as_rewind_writes_it_is_refused(app, data_target, broken):
+    name = backup_now(app, data_target)
+    path = manifest_path(data_target.backup_dir / name)
+    manifest = json.loads(path.read_text())
+    manifest["made"] |= broken
+    path.write_text(json.dumps(manifest))
+    drop_live(data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert f"the backup's record of how {live_name(data_target)} was made is not as Rewind writes it" in job.result
+    assert "internal error" not in job.result
+    assert live_name(data_target) not in data_target.databases() and copies(data_target) == []
