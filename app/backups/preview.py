@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from app.backups.catalog import Backup, now_utc
 from app.backups.restore import brought_back, live_is_gone, rolled_back
@@ -22,13 +23,13 @@ class RollBack:
     newer: dict[str, int]  # rows written (added or changed) after the backup, for tables with a time column
     live_gone: bool = False  # the live database is not there: the restore makes it again (remake_live)
 
-    @property
+    @cached_property
     def in_backup(self) -> dict[str, int | None]:
         """Rows per key table when Rewind made the backup (its manifest); empty for a file it did not make."""
         counts = self.backup.manifest.get("counts")
         return {t: counts.get(t) for t in self.live} if isinstance(counts, dict) else {}
 
-    @property
+    @cached_property  # read by every row of the page and each line of the CLI
     def lost(self) -> dict[str, int]:
         """At least how many rows of each key table the restore takes out of live (restore.rolled_back): stamped
         after the backup, or live's rows beyond the backup's count, whichever is more."""
@@ -38,7 +39,7 @@ class RollBack:
     def total(self) -> int:
         return sum(self.lost.values())
 
-    @property
+    @cached_property
     def regained(self) -> dict[str, int]:
         """At least how many rows of each key table the restore brings back (deleted since the backup)."""
         return brought_back(self.live, self.in_backup)

@@ -178,11 +178,11 @@ def remake_live(setup: BackupSetup, backup: Backup) -> str | None:
     """A live database that is gone (dropped, its file deleted) is made again, empty, as it was: the restore then
     goes as ever, and the empty database it replaces becomes its pre-restore copy. In words, what was made; None
     when live is there. RestoreFailed when it cannot be made as it was."""
+    if not live_is_gone(setup):
+        return None
+    _no_newer_copy(setup, backup)
     db = setup.database
     if isinstance(db, Postgres):
-        if db.exists(db.name):
-            return None
-        _no_newer_copy(setup, backup)
         made = backup.manifest.get("made")
         if not isinstance(made, dict) or not made.get("owner"):
             raise RestoreFailed(
@@ -198,9 +198,6 @@ def remake_live(setup: BackupSetup, backup: Backup) -> str | None:
             f"it (owner {shape.owner}, encoding {shape.encoding}, collation {shape.collate}), closed to connections "
             "until the swap; the restore goes on into its place"
         )
-    if db.path.exists():
-        return None
-    _no_newer_copy(setup, backup)
     folder = db.path.parent
     if not folder.is_dir():
         raise RestoreFailed(f"the folder of the live database, {folder}, is not there", fix="check database.url")
@@ -598,11 +595,7 @@ def rolled_back(live: dict[str, int | None], other: dict[str, int | None], newer
 def brought_back(live: dict[str, int | None], other: dict[str, int | None]) -> dict[str, int]:
     """Per key table, at least how many rows a swap to `other` brings back into live (rows deleted since): as many
     as it holds beyond live's count."""
-    return {
-        t: n - (live.get(t) or 0)
-        for t, n in other.items()
-        if n is not None and live.get(t) is not None and n > (live.get(t) or 0)
-    }
+    return {t: n - live[t] for t, n in other.items() if n is not None and live.get(t) is not None and n > live[t]}
 
 
 def live_is_gone(setup: BackupSetup) -> bool:
@@ -677,9 +670,8 @@ def compare_with(
     where = other if isinstance(db, Postgres) else db.path.with_name(other)
     unreadable = ""
     if live_remade:  # made empty by this restore (and closed to connections): nothing in it to read
-        empty = Survey(dict.fromkeys(tables), {}, None)
         restored = db.survey(tables, None, where, as_built=as_built)
-        return Comparison(empty.counts, restored.counts, None, restored.revision, {}, built=restored.built)
+        return Comparison(dict.fromkeys(tables), restored.counts, None, restored.revision, {}, built=restored.built)
     with ThreadPoolExecutor(1, thread_name_prefix="rewind-compare") as pool:
         live_reading = pool.submit(db.survey, tables, since)
         restored = db.survey(tables, None, where, as_built=as_built)

@@ -576,7 +576,7 @@ class Postgres:
             user, superuser = conn.execute(
                 "SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)"
             ).fetchone()
-            owner = str(made["owner"])
+            owner = made["owner"]
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone() is None:
                 raise DatabaseError(
                     f"{name} belonged to the role {owner}, which is not on {self.url.where()} either",
