@@ -492,6 +492,9 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
         f"{incoming} still exists) or {incoming} renamed (and the old one is {outgoing}); nothing was dropped"
     )
     half_done = None
+    # Marked before the rename, so a process killed during it counts as a swap (undo and the flags' plans then say
+    # so); a swap that failed with live unchanged takes the mark back. A half-done one keeps it: its fix renames.
+    ctx.swapped()
     try:
         with steps.adapter_errors(ctx):
             try:
@@ -499,6 +502,7 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
             except SwapHalfDone as exc:
                 half_done = exc
     except Exception as exc:  # noqa: BLE001 - whatever failed, a cancel too: the app must not stay stopped
+        ctx.swapped(False)
         if not isinstance(exc, StepFailed):
             exc = f"the swap failed ({type(exc).__name__}: {ctx.redact(str(exc))})"
         ctx.log(f"the swap failed; {live} is unchanged, {incoming} is still there; starting {ctx.target} again")
@@ -560,6 +564,7 @@ def start_and_verify(ctx: JobContext) -> None:
             with steps.adapter_errors(ctx):
                 control.stop(ctx)
                 swap_in(setup, swap["outgoing"], swap["incoming"])
+                ctx.swapped(False)
                 control.start(ctx)
             again, detail_again = steps.check_health(ctx)
     except StepFailed as exc:
@@ -681,7 +686,6 @@ register(
         "start and verify; the replaced database is kept for undo.",
         role=Role.ADMIN,
         mutates=True,
-        replaces_database=True,
         params=(BACKUP, CONFIRM),
         check=confirm_protected,
         steps=(
@@ -704,7 +708,6 @@ register(
         "start and verify.",
         role=Role.ADMIN,
         mutates=True,
-        replaces_database=True,
         params=(Param("pre_restore", "Pre-restore copy", check=check_pre_restore), CONFIRM),
         check=confirm_protected,
         steps=(

@@ -58,9 +58,10 @@ def _offer(target: Target, copy: Copy) -> UndoOffer | None:
 
 
 def swapped_since(target: str, kept: list[Copy]) -> dict[str, Swap]:
-    """For each pre-restore copy, the newest swap begun after it was made (a later restore or undo), if any: undo of
-    such a copy takes live back past that swap too, which the Backups tab says before it is asked. From the jobs,
-    so a swap whose own copy is gone (dropped, or an empty one made in place of a missing live) still counts."""
+    """For each pre-restore copy, the newest swap whose job began after it was made (a later restore or undo), if
+    any: undo of such a copy takes live back past that swap too, which the Backups tab says before it is asked. From
+    the jobs, so a swap whose own copy is gone (dropped, or an empty one made in place of a missing live), or whose
+    job failed or was killed after renaming, still counts."""
     newest = swaps.since(target, newest_only=True)
     last = newest[0] if newest else None
     began = last.started.replace(tzinfo=UTC) if last else None  # the job table keeps naive UTC

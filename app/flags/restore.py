@@ -357,7 +357,7 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
     now = {flag.name: flag for flag in table_of(target).list()}
     the_plan = Plan(name, moment, source, [], [], [], 0, params, fingerprint=table_fingerprint(now.values()))
     the_plan.swapped_by = [swap.job_id for swap in swapped]
-    swapped_at = swapped[0].started if swapped else None
+    swapped_at = swapped[0].at if swapped else None
     for flag_name in sorted(set(now) | set(records) | set(firsts)):
         current, record, first = now.get(flag_name), records.get(flag_name), firsts.get(flag_name)
         if exact:
@@ -455,7 +455,7 @@ def _state_then(
     something else keeps Rewind's last record (recreated only when asked); one changed since by something else
     has no provable state then.
 
-    `swapped_at`: when a job that put another database in live's place (a restore, its undo) began, after the
+    `swapped_at`: when a job put another database in live's place (a restore, its undo), after the
     moment. What a row (or a write that found it) says from then on is of that other database, not of the moment:
     Rewind's own record at or before the moment stands instead, as a checkpoint chosen as the moment does.
     """

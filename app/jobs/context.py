@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import select, update
 
+from app.clock import utcnow
 from app.extensions import db
 from app.jobs.events import EventWriter
 from app.jobs.models import Job
@@ -121,6 +122,16 @@ class JobContext:
         if threading.get_ident() != self._thread:
             return
         db.session.execute(update(Job).where(Job.id == self.job_id).values(standing=self.redact(text)[:1000]))
+        db.session.commit()
+
+    def swapped(self, swapped: bool = True) -> None:
+        """Mark, durably, that live is now another database (or, False, that the job swapped it back).
+
+        At the rename itself, so a job that fails or is killed afterwards still counts as the swap it made.
+        """
+        if threading.get_ident() != self._thread:
+            return
+        db.session.execute(update(Job).where(Job.id == self.job_id).values(swapped_at=utcnow() if swapped else None))
         db.session.commit()
 
     def verified(self, passed: bool, detail: str) -> None:

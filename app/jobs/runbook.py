@@ -135,9 +135,6 @@ class Runbook:
     # For a runbook that changes nothing but, with some params, works the target's server hard or beside
     # its live database (a restore test fills and drops a scratch copy): holds the target as a change does.
     holds_target_if: Callable[[Mapping[str, Any]], bool] | None = None
-    # Puts another database in the live one's place (a restore's swap, its undo): rows then carry the stamps of
-    # that database, so what they say of an earlier moment (a flag's updated_at) no longer holds.
-    replaces_database: bool = False
 
     def holds_target(self, params: Mapping[str, Any]) -> bool:
         """Whether a job of these params takes its target's lock: one such job per target at a time."""

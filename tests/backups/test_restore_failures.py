@@ -11,7 +11,7 @@ import pytest
 from app.audit.store import Actor
 from app.extensions import db
 from app.jobs import runbook as runbooks
-from app.jobs import service
+from app.jobs import service, swaps
 from app.jobs.engine import engine
 from app.jobs.models import Job
 from tests.backups.controlled import (
@@ -93,6 +93,8 @@ def test_a_swap_refused_by_a_name_clash_keeps_live_and_the_restored_copy(app, ru
         assert "is unchanged; staging was started again and is healthy on it" in job.result, job.result
         assert "no pre-restore copy was made" in job.result, job.result
         assert data_target.snapshot() == before  # live whole and readable
+        with app.app_context():  # nothing renamed: no swap counts
+            assert db.session.get(Job, job.id).swapped_at is None and swaps.since(data_target.name) == []
         assert data_target.snapshot(copy_url(data_target, scratch))["orders"] != before["orders"]  # the backup's
         assert health(data_target.code)[0] == 200
     finally:
@@ -224,3 +226,56 @@ def test_an_undo_whose_copy_was_dropped_since_it_was_queued_stops_nothing(app, r
     assert f"{pre} is no longer there" in job.result and "nothing was changed" in job.result, job.result
     assert app_pid(app, data_target) == pid and health(data_target.code)[0] == 200  # never stopped
     assert data_target.snapshot() == live and copies(data_target) == []
+
+
+def test_a_restore_killed_after_its_swap_counts_as_the_swap_it_made(app, users, data_target):
+    """kill -9 of the process running a restore while the restored copy starts: live is the restored copy now, so
+    the job, interrupted, still counts as a swap (an older copy's undo and the flags' plans say so), and says where
+    the replaced database is."""
+    import subprocess
+    import sys
+    import threading
+    from queue import Queue
+
+    from tests.jobs.test_cli import flask_env
+    from tests.support.server import REPO
+
+    run_dir = data_target.code.repo.parent
+    armed, reached = run_dir / "armed", run_dir / "starting"
+    use_commands(app, data_target, start=held_once(data_target, ctl_argv(data_target, "start"), armed, reached))
+    process = None
+    try:
+        runner = engine(app).start_runner()
+        name, before = _restore_after_a_change(app, data_target)
+        runner.stop(wait=True)  # the CLI runs the job in a process of its own when no runner is up
+        armed.touch()
+        args = ["run", data_target.name, "restore_backup", f"backup={name}", "--as", "admin", "--follow"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "rewind", *args],
+            cwd=REPO,
+            env=flask_env(app),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        lines: Queue = Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+        wait_for(reached.exists, timeout=120)  # renamed, and the start holds on
+        process.kill()
+        process.wait(timeout=30)
+        runner = engine(app).start_runner()  # a runner starting up finds the job orphaned
+        try:
+            with app.app_context():
+                job_id = max(j.id for j in db.session.query(Job).filter_by(runbook="restore_backup"))
+                wait_for(lambda: db.session.get(Job, job_id).state == "interrupted" or db.session.commit(), timeout=30)
+                job = db.session.get(Job, job_id)
+                (pre,) = [c for c in copies(data_target) if "pre_restore" in c]
+                assert f"the database it replaced is kept as {pre}" in job.result, job.result
+                assert [(s.job_id, s.at) for s in swaps.since(data_target.name)] == [(job_id, job.swapped_at)]
+        finally:
+            runner.stop(wait=True)
+        after = data_target.snapshot()  # the backup's rows: the swap happened
+        assert after != before and len(after["orders"]) == 20 and len(before["orders"]) == 10
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+        back_to_managed(app, data_target)

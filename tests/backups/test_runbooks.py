@@ -18,7 +18,7 @@ from app.backups.catalog import LOCK_FILE, manifest_path, sha256_of
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.jobs import runbook as runbooks
-from app.jobs import service
+from app.jobs import service, swaps
 from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from app.targets import registry
@@ -127,6 +127,9 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     assert f"\n  newest verified backup: {name} (taken " in text and "\n  backup: " not in text, text
 
     assert job.result.endswith("— undo puts it back."), job.result
+    with app.app_context():  # the swap is marked at the rename, within the job
+        assert job.started_at < db.session.get(Job, job.id).swapped_at < job.finished_at
+        assert [s.job_id for s in swaps.since(data_target.name)] == [job.id]
 
     # written to the restored database before the undo: shown before the app stops, kept in the undone copy
     data_target.execute('INSERT INTO "user" VALUES (?, ?, ?, NULL)', (101, "after", "2099-01-01 00:00:00+00"))
@@ -318,6 +321,8 @@ def test_unhealthy_after_the_swap_swaps_back(app, runner, data_target):
     assert job.verification == "failed"
     assert "Swapped back" in job.result and "healthy again" in job.result, job.result
     assert data_target.snapshot() == before
+    with app.app_context():  # swapped back: live is what it was, so no swap counts
+        assert db.session.get(Job, job.id).swapped_at is None and swaps.since(data_target.name) == []
     assert health(data_target.code) == (200, {"status": "healthy"})
     (kept,) = copies(data_target)
     assert re.search(r"[._]restore_\d{14}$", kept) and kept in job.result

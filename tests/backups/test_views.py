@@ -547,6 +547,7 @@ def test_an_undo_of_a_copy_older_than_the_last_swap_says_it_goes_back_past_it(ap
         for began in (datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC)):
             job = Job(runbook="restore_backup", target="shop", mutates=True, actor_name="admin", state="succeeded")
             job.started_at = (began - timedelta(seconds=1)).replace(tzinfo=None)
+            job.swapped_at = (began + timedelta(seconds=20)).replace(tzinfo=None)
             job.finished_at = (began + timedelta(seconds=30)).replace(tzinfo=None)
             db.session.add(job)
         db.session.commit()

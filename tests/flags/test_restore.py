@@ -278,8 +278,7 @@ def test_after_a_database_restore_a_time_before_it_is_planned_from_rewinds_recor
     moment = utcnow()
     with flag_app.app_context():  # the restore: its job, and the flags table of the backup it swapped in
         job = Job(runbook="restore_backup", target="web", mutates=True, actor_name="admin", state="succeeded")
-        job.started_at = utcnow()
-        job.finished_at = utcnow()
+        job.started_at = job.swapped_at = job.finished_at = utcnow()
         db.session.add(job)
         db.session.commit()
         swap = job.id

@@ -1,0 +1,31 @@
+"""a job that put another database in live's place says when, whatever state it ended in
+
+Revision ID: 0011_job_swapped_at
+Revises: 0010_job_standing
+Create Date: 2026-11-27 16:10:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0011_job_swapped_at'
+down_revision = '0010_job_standing'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('swapped_at', sa.DateTime(), nullable=True))
+    # Before this column, a restore or its undo that ended well was the only sign of a swap; its start stood for
+    # the moment.
+    op.execute(
+        "UPDATE job SET swapped_at = started_at WHERE runbook IN ('restore_backup', 'undo_restore') "
+        "AND state IN ('succeeded', 'warning') AND started_at IS NOT NULL"
+    )
+
+
+def downgrade():
+    with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.drop_column('swapped_at')
