@@ -686,6 +686,7 @@ register(
         "start and verify; the replaced database is kept for undo.",
         role=Role.ADMIN,
         mutates=True,
+        replaces_database=True,
         params=(BACKUP, CONFIRM),
         check=confirm_protected,
         steps=(
@@ -708,6 +709,7 @@ register(
         "start and verify.",
         role=Role.ADMIN,
         mutates=True,
+        replaces_database=True,
         params=(Param("pre_restore", "Pre-restore copy", check=check_pre_restore), CONFIRM),
         check=confirm_protected,
         steps=(

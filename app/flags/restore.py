@@ -39,6 +39,7 @@ from app.flags.store import (
     record_batch,
     refused,
     table_of,
+    writable,
 )
 from app.jobs import swaps
 from app.targets.errors import TargetError
@@ -532,7 +533,7 @@ def apply(
         if not the_plan.changes and not recreate:  # else "restored: 0 change(s) written", and a row saying it
             raise BadFlagInput("nothing to write: tick the deleted flags to recreate, or leave the flags as they are")
         try:
-            changes, _ = table_of(target).apply(
+            changes, _ = writable(target).apply(
                 {c.name: bool(c.new) for c in the_plan.changes},
                 expected=the_plan.expected,
                 whole=fingerprint,  # every row locked and checked: a flag equal in the plan cannot move unseen

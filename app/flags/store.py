@@ -22,13 +22,18 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.audit.store import MAX_DETAILS_CHARS, Actor, Reserved, record, record_and_commit, reserve, write_and_commit
 from app.extensions import db
 from app.flags import history
-from app.statuses import Outcome
+from app.jobs import runbook as runbooks
+from app.jobs.models import Job
+from app.jobs.runner import interrupt_if_dead
+from app.jobs.service import busy_job
+from app.statuses import JobState, Outcome
 from app.targets.errors import TargetError
 from app.targets.flags import (
     Change,
@@ -80,6 +85,37 @@ def table_of(target: Target) -> FlagTable:
     if table is None:
         raise NoFlagsTable(target.name)
     return table
+
+
+class DatabaseBeingReplaced(TargetError):
+    """A job is putting another database in live's place: a flag written to live now would stay behind in the
+    database it replaces, and the flag would be back as the restored copy has it once the job swaps."""
+
+    def __init__(self, target: str, job_id: int, title: str) -> None:
+        super().__init__(
+            f"job #{job_id} ({title}) is replacing {target}'s database: a flag change made now would be undone by "
+            "its swap",
+            fix=f"wait for job #{job_id} to end (or cancel it), then change the flag",
+        )
+        self.job_id = job_id
+
+
+def replacing_job(target: str) -> Job | None:
+    """The queued or running job that will put another database in the target's live one's place, if any (one
+    whose process died is marked interrupted here, so it does not hold flags back until a runner next starts)."""
+    job = busy_job(target)
+    if job is None or job.runbook not in {b.name for b in runbooks.all_runbooks() if b.replaces_database}:
+        return None
+    if job.job_state == JobState.RUNNING and interrupt_if_dead(current_app._get_current_object(), job):
+        return None
+    return job
+
+
+def writable(target: Target) -> FlagTable:
+    """The flags table, to write to: refused while a job is replacing the target's database."""
+    if (job := replacing_job(target.name)) is not None:
+        raise DatabaseBeingReplaced(target.name, job.id, runbooks.title_of(job.runbook))
+    return table_of(target)
 
 
 def clean_reason(reason: str | None, *, required: bool, what: str) -> str:
@@ -214,7 +250,7 @@ def toggle(
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
-        change, _ = table_of(target).set(name, enabled, seen=seen, before_commit=audit)
+        change, _ = writable(target).set(name, enabled, seen=seen, before_commit=audit)
     except TargetError as exc:
         refused("flags.toggle", target, actor, exc, details, written=bool(reserved))
         raise
@@ -309,7 +345,7 @@ def kill(
 
     try:
         reason = clean_reason(reason, required=True, what="the kill switch")
-        changes, _ = table_of(target).kill(names, tag=tag, before_commit=audit)
+        changes, _ = writable(target).kill(names, tag=tag, before_commit=audit)
     except TargetError as exc:
         if isinstance(exc, VanishedFlags):
             details["vanished"] = exc.names
@@ -367,7 +403,7 @@ def create(target: Target, flag: Flag, *, actor: Actor, reason: str = "", via: s
     try:
         check_name(flag.name)
         reason = clean_reason(reason, required=target.config.protected, what=f"creating a flag on {target.name}")
-        table_of(target).create(flag, before_commit=audit)
+        writable(target).create(flag, before_commit=audit)
     except TargetError as exc:
         refused("flags.create", target, actor, exc, details, written=bool(recorded))
         raise
@@ -401,7 +437,7 @@ def delete(target: Target, name: str, *, seen: bool | None, actor: Actor, reason
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"deleting a flag on {target.name}")
-        gone = table_of(target).delete(name, seen=seen, before_commit=audit)
+        gone = writable(target).delete(name, seen=seen, before_commit=audit)
     except TargetError as exc:
         refused("flags.delete", target, actor, exc, details, written=bool(recorded))
         raise

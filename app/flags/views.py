@@ -36,8 +36,8 @@ RESTORE_FORM = "flags.restore"  # the Restore as of form, as a refused form is k
 
 
 def _status(exc: TargetError) -> int:
-    if isinstance(exc, StaleFlag | VanishedFlags | restore.PlanChanged | TableReadOnly):  # not a 503: a retry fails too
-        return 409
+    if isinstance(exc, StaleFlag | VanishedFlags | restore.PlanChanged | TableReadOnly | store.DatabaseBeingReplaced):
+        return 409  # not a 503: a retry fails too
     if isinstance(exc, UnknownFlag):
         return 404
     if isinstance(exc, FlagTableError | store.UnauditedChange):
@@ -94,6 +94,7 @@ def tab(name: str):
     return render_template(
         "flags/tab.html",
         swap=swapped[0] if swapped else None,
+        replacing=store.replacing_job(name),
         target=target,
         flags=matching[:SHOWN],
         total=len(flags),

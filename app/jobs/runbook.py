@@ -135,6 +135,9 @@ class Runbook:
     # For a runbook that changes nothing but, with some params, works the target's server hard or beside
     # its live database (a restore test fills and drops a scratch copy): holds the target as a change does.
     holds_target_if: Callable[[Mapping[str, Any]], bool] | None = None
+    # Puts another database in live's place (a restore, its undo): what Rewind writes to live meanwhile (a flag)
+    # would stay behind in the database it replaces, so such writes are refused while one is queued or runs.
+    replaces_database: bool = False
 
     def holds_target(self, params: Mapping[str, Any]) -> bool:
         """Whether a job of these params takes its target's lock: one such job per target at a time."""

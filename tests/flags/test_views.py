@@ -854,3 +854,44 @@ def test_a_toggle_that_breaks_the_app_shows_its_health_where_it_was_made(app, fl
         assert "health-now" not in as_role(Role.VIEWER).get("/targets/web/flags").get_data(as_text=True)
     finally:
         server.shutdown()
+
+
+def test_flag_changes_are_refused_while_a_job_replaces_the_database_and_allowed_once_it_ends(
+    flag_app, flagdb, as_role, runner
+):
+    """A restore fills its copy while live serves: a flag written to live meanwhile would stay behind in the
+    database its swap replaces, and come back as the backup has it. Refused, in words, at every door."""
+    from app.audit.store import Actor
+    from app.jobs import runbook as runbooks
+    from app.jobs import service
+    from app.jobs.models import Job
+    from tests.conftest import wait_for
+    from tests.support.jobs import finished
+
+    with flag_app.app_context():
+        book = runbooks.get("test.replace")
+        job_id = service.enqueue(book, "web", book.parse_params({"seconds": "60"}, "web"), Actor(None, "admin")).id
+    with flag_app.app_context():
+        wait_for(lambda: db.session.get(Job, job_id).state == "running" or db.session.commit(), timeout=30)
+    client = as_role(Role.OPERATOR)
+    said = f"job #{job_id} (Sleep as a restore would fill) is replacing web's database"
+    tab = client.get("/targets/web/flags").get_data(as_text=True)
+    assert 'id="busy-notice"' in tab and "Flag changes are refused until it ends" in tab
+    toggle = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert toggle.status_code == 409 and said in html.unescape(toggle.get_data(as_text=True))
+    kill = post(client, "/targets/web/flags/kill", {"flag": ["checkout_v2"], "reason": "errors"}, follow_redirects=True)
+    assert said in html.unescape(kill.get_data(as_text=True))
+    cli = flag_app.test_cli_runner().invoke(
+        args=["rewind", "flags", "set", "web", "search_beta", "off", "--as", "admin"]
+    )
+    assert cli.exit_code != 0 and said in cli.output, cli.output
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": True}  # nothing written
+    refusals = audit_rows(flag_app, "flags.toggle") + audit_rows(flag_app, "flags.kill")
+    assert [o for _, o, _ in refusals] == ["denied"] * 3 and all(said in d["error"] for _, _, d in refusals)
+
+    with flag_app.app_context():
+        service.cancel(db.session.get(Job, job_id), Actor(None, "admin"))
+    finished(flag_app, job_id)
+    assert "busy-notice" not in client.get("/targets/web/flags").get_data(as_text=True)
+    toggle = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert toggle.status_code == 200 and flagdb.states()["dark_mode"] is True

@@ -105,7 +105,7 @@ register(
 )
 
 
-def _sleeper(name: str, title: str, step, *more: Param) -> None:
+def _sleeper(name: str, title: str, step, *more: Param, replaces_database: bool = False) -> None:
     """A target-holding runbook of one step that sleeps `seconds` in a command."""
     seconds = Param("seconds", "Seconds", kind=int, default=30, required=False)
     register(
@@ -114,6 +114,7 @@ def _sleeper(name: str, title: str, step, *more: Param) -> None:
             title=title,
             role=Role.OPERATOR,
             mutates=True,
+            replaces_database=replaces_database,
             params=(seconds, *more),
             steps=(Step("sleep", "Sleep", step),),
         )
@@ -134,6 +135,7 @@ def deaf(ctx: JobContext) -> None:
 
 _sleeper("test.sleep", "Sleep on a target", sleep)
 _sleeper("test.stubborn", "Sleep through a cancel", stubborn)
+_sleeper("test.replace", "Sleep as a restore would fill", sleep, replaces_database=True)
 _sleeper("test.deaf", "Sleep deaf to SIGTERM", deaf, Param("heard", "File noting SIGTERM", required=False))
 register(
     Runbook(
