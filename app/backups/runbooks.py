@@ -40,6 +40,7 @@ from app.backups.restore import (
 )
 from app.backups.setup import BackupSetup, setup_of
 from app.backups.steps import make_backup, setup_for, take_backup, verify_backup
+from app.backups.undo import unseen_swap
 from app.backups.verify import check_checksum, check_envelope, quick_verify
 from app.extensions import db
 from app.jobs import steps
@@ -71,6 +72,28 @@ def check_backup(value: str, target: str | None) -> str:
         return setup.catalog.get(value).id
     except TargetError as exc:
         raise ParamError("backup", exc.message) from None
+
+
+def _past_an_unseen_swap(target: str, copy: Copy, seen: int | None) -> str | None:
+    """Why an undo of `copy` must not run as asked: it would go back past a swap the person was not told of."""
+    later = unseen_swap(target, copy, seen)
+    if later is None:
+        return None
+    return (
+        f"live has been swapped since {copy.name} was made: job #{later.job_id} put another database in place "
+        f"({later.at:%Y-%m-%d %H:%M:%S} UTC), and this undo would go back past it too. Look at the Backups tab "
+        f"again and confirm there, or, to go back past it on purpose, give seen_swap={later.job_id}"
+    )
+
+
+def check_undo_params(params: dict, target: str | None) -> None:
+    """Queued only when the person was told of every swap the undo goes back past (a page drawn before a later
+    restore, or a shell that never showed it, would otherwise undo that restore too, unsaid)."""
+    confirm_protected(params, target)
+    setup = _setup_param(target, "pre_restore")
+    copy = next(c for c in copies(setup) if c.name == params["pre_restore"])  # check_pre_restore found it
+    if why := _past_an_unseen_swap(target, copy, params.get("seen_swap")):
+        raise ParamError("seen_swap", why)
 
 
 def check_pre_restore(value: str, target: str | None) -> str:
@@ -289,6 +312,8 @@ def check_undo(ctx: JobContext) -> None:
         if found is None:
             raise StepFailed(f"{pre} is no longer there (dropped since the job was queued): nothing was changed")
         ctx.log(f"  ✓ the pre-restore copy {pre} is there")
+        if why := _past_an_unseen_swap(ctx.target, found, ctx.params.get("seen_swap")):
+            raise StepFailed(f"{why}: nothing was changed")  # a swap made while this undo waited in the queue
         _name_copies(ctx, setup, ("undone",))
     ctx.state["restored_at"] = found.time.isoformat()
     ctx.progress(1.0, "copies checked")
@@ -494,7 +519,7 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
     half_done = None
     # Marked before the rename, so a process killed during it counts as a swap (undo and the flags' plans then say
     # so); a swap that failed with live unchanged takes the mark back. A half-done one keeps it: its fix renames.
-    ctx.swapped()
+    ctx.swapped(outgoing)
     try:
         with steps.adapter_errors(ctx):
             try:
@@ -502,7 +527,7 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
             except SwapHalfDone as exc:
                 half_done = exc
     except Exception as exc:  # noqa: BLE001 - whatever failed, a cancel too: the app must not stay stopped
-        ctx.swapped(False)
+        ctx.swapped(None)
         if not isinstance(exc, StepFailed):
             exc = f"the swap failed ({type(exc).__name__}: {ctx.redact(str(exc))})"
         ctx.log(f"the swap failed; {live} is unchanged, {incoming} is still there; starting {ctx.target} again")
@@ -564,7 +589,7 @@ def start_and_verify(ctx: JobContext) -> None:
             with steps.adapter_errors(ctx):
                 control.stop(ctx)
                 swap_in(setup, swap["outgoing"], swap["incoming"])
-                ctx.swapped(False)
+                ctx.swapped(None)
                 control.start(ctx)
             again, detail_again = steps.check_health(ctx)
     except StepFailed as exc:
@@ -710,8 +735,18 @@ register(
         role=Role.ADMIN,
         mutates=True,
         replaces_database=True,
-        params=(Param("pre_restore", "Pre-restore copy", check=check_pre_restore), CONFIRM),
-        check=confirm_protected,
+        params=(
+            Param("pre_restore", "Pre-restore copy", check=check_pre_restore),
+            Param(
+                "seen_swap",
+                "The last swap you were shown (job id)",
+                kind=int,
+                required=False,
+                help="an undo that would go back past a later restore or undo is refused unless that job is named here",
+            ),
+            CONFIRM,
+        ),
+        check=check_undo_params,
         steps=(
             Step("check", "Check the copies", check_undo),
             CHECKPOINT,

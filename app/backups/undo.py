@@ -8,7 +8,7 @@ live and the cleanup drops it, and either way the name leaves the copy list.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from app.backups.expiry import saved
 from app.backups.restore import Copy, copies
@@ -30,6 +30,7 @@ class UndoOffer:
     until: datetime  # when it expires (backups.keep_copies_hours): then the scheduler backs it up and drops it
     hours: int
     saved: bool  # a verified backup holds its rows already
+    later: Swap | None = None  # a swap made since (a later restore or undo): the undo goes back past it too
 
 
 def undo_offer(job: Job) -> UndoOffer | None:
@@ -54,7 +55,16 @@ def _offer(target: Target, copy: Copy) -> UndoOffer | None:
         held = copy.name in saved(setup_of(target).catalog)
     except (TargetError, OSError):
         return None
-    return UndoOffer(target, copy.name, copy.time + timedelta(hours=hours), hours, held)
+    later = swapped_since(target.name, [copy]).get(copy.name)
+    return UndoOffer(target, copy.name, copy.time + timedelta(hours=hours), hours, held, later)
+
+
+def unseen_swap(target: str, copy: Copy, seen: int | None) -> Swap | None:
+    """The swap an undo of `copy` would go back past without the person having been told of it: the newest swap
+    whose job began after the copy was made, unless it is the one they saw (`seen`, its job id, as the Backups tab
+    drew it into the undo form and its question)."""
+    later = swapped_since(target, [copy]).get(copy.name)
+    return later if later is not None and later.job_id != seen else None
 
 
 def swapped_since(target: str, kept: list[Copy]) -> dict[str, Swap]:
@@ -64,5 +74,7 @@ def swapped_since(target: str, kept: list[Copy]) -> dict[str, Swap]:
     job failed or was killed after renaming, still counts."""
     newest = swaps.since(target, newest_only=True)
     last = newest[0] if newest else None
-    began = last.started.replace(tzinfo=UTC) if last else None  # the job table keeps naive UTC
-    return {c.name: last for c in kept if c.kind == "pre_restore" and began is not None and began > c.time}
+    if last is None:
+        return {}
+    # the job table keeps naive UTC
+    return {c.name: last for c in kept if c.kind == "pre_restore" and last.after(c.name, c.time.replace(tzinfo=None))}

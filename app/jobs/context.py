@@ -124,14 +124,16 @@ class JobContext:
         db.session.execute(update(Job).where(Job.id == self.job_id).values(standing=self.redact(text)[:1000]))
         db.session.commit()
 
-    def swapped(self, swapped: bool = True) -> None:
-        """Mark, durably, that live is now another database (or, False, that the job swapped it back).
+    def swapped(self, kept_as: str | None) -> None:
+        """Mark, durably, that live is now another database, the replaced one kept as `kept_as` (None: the job
+        swapped it back).
 
         At the rename itself, so a job that fails or is killed afterwards still counts as the swap it made.
         """
         if threading.get_ident() != self._thread:
             return
-        db.session.execute(update(Job).where(Job.id == self.job_id).values(swapped_at=utcnow() if swapped else None))
+        values = {"swapped_at": utcnow() if kept_as else None, "swapped_out": kept_as}
+        db.session.execute(update(Job).where(Job.id == self.job_id).values(**values))
         db.session.commit()
 
     def verified(self, passed: bool, detail: str) -> None:

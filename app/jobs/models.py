@@ -42,6 +42,7 @@ class Job(db.Model):
     # When the job put another database in the target's live one's place; cleared if it swapped back. Set at the
     # rename, so a job that failed or was killed after it still counts as a swap (app/jobs/swaps.py).
     swapped_at = db.Column(db.DateTime, nullable=True)
+    swapped_out = db.Column(db.String(255), nullable=True)  # the name that swap kept the replaced database under
 
     @property
     def params(self) -> dict:

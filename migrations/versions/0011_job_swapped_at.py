@@ -18,8 +18,9 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.add_column(sa.Column('swapped_at', sa.DateTime(), nullable=True))
-    # Before this column, a restore or its undo that ended well was the only sign of a swap; its start stood for
-    # the moment.
+        batch_op.add_column(sa.Column('swapped_out', sa.String(length=255), nullable=True))
+    # Before these columns, a restore or its undo that ended well was the only sign of a swap; its start stood for
+    # the moment. The name it kept live under is not known for those (swaps.Swap.made).
     op.execute(
         "UPDATE job SET swapped_at = started_at WHERE runbook IN ('restore_backup', 'undo_restore') "
         "AND state IN ('succeeded', 'warning') AND started_at IS NOT NULL"
@@ -28,4 +29,5 @@ def upgrade():
 
 def downgrade():
     with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.drop_column('swapped_out')
         batch_op.drop_column('swapped_at')

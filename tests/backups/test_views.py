@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
@@ -16,9 +17,11 @@ from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.backups.catalog import Catalog
 from app.extensions import db
+from app.jobs.engine import engine
 from app.jobs.models import Job
 from tests.backups.conftest import RECIPIENT
 from tests.support.apps import post
+from tests.support.jobs import finished
 from tests.support.targets import write_targets_file
 
 OLD = "backup_20200101_000000.sqlite.gpg"
@@ -577,3 +580,59 @@ def test_a_long_verification_failure_is_folded_so_the_state_column_stays_narrow(
     folded = re.search(r'<details class="why"><summary>(.*?)</summary>(.*?)</details>', page, re.S)
     assert folded and folded.group(1).endswith("…") and len(folded.group(1)) <= 111
     assert folded.group(2) == why  # whole, once opened
+
+
+def _swap_job(app, at: datetime, state: str = "succeeded") -> int:
+    """A restore's job row as it stands after renaming live, `at` that moment."""
+    with app.app_context():
+        job = Job(runbook="restore_backup", target="shop", mutates=True, actor_name="admin", state=state)
+        job.started_at = (at - timedelta(seconds=20)).replace(tzinfo=None)
+        job.swapped_at = at.replace(tzinfo=None)
+        job.swapped_out = f"shop.db.pre_restore_{at - timedelta(seconds=19):%Y%m%d%H%M%S}"
+        job.finished_at = (at + timedelta(seconds=10)).replace(tzinfo=None)
+        db.session.add(job)
+        db.session.commit()
+        return job.id
+
+
+def _hidden(form: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form))
+
+
+def test_an_undo_from_a_page_drawn_before_a_later_swap_is_refused_and_queues_nothing(app, as_role, shop, runner):
+    """The undo's question named the swaps it goes back past when the page was drawn; a restore made since (here
+    one that was killed after renaming: it still counts) would be undone too, unsaid. Refused at the door, in the
+    shell unless the swap is named, and in the job's check step when the swap came while the undo was queued."""
+    copy = "shop.db.pre_restore_20240101000000"
+    first = _swap_job(app, datetime(2025, 6, 1, tzinfo=UTC))
+    admin = as_role(Role.ADMIN)
+    drawn = _form_of(admin.get("/targets/shop/backups").get_data(as_text=True), "Undo restore")
+    assert _hidden(drawn)["seen_swap"] == str(first) and f"Live has been swapped again since: job #{first}" in drawn
+    later = _swap_job(app, datetime(2025, 7, 1, tzinfo=UTC), state="interrupted")
+
+    response = post(admin, "/jobs", {**_hidden(drawn), "next": "/targets/shop/backups"}, follow_redirects=True)
+    said = f"live has been swapped since {copy} was made: job #{later} put another database in place (2025-07-01"
+    assert said in html.unescape(response.get_data(as_text=True))
+    shell = ["rewind", "run", "shop", "undo_restore", f"pre_restore={copy}", "--as", "admin"]
+    cli = app.test_cli_runner().invoke(args=shell)
+    assert cli.exit_code != 0 and said in cli.output and f"give seen_swap={later}" in cli.output, cli.output
+    with app.app_context():
+        assert db.session.scalars(select(Job.id).where(Job.runbook == "undo_restore")).all() == []
+
+    # Drawn again, the question names the later swap, and the form goes through; a swap made while it waits in
+    # the queue (behind a running job) still stops it, at its check step, before anything is touched.
+    runner.stop(wait=True)
+    fresh = _form_of(admin.get("/targets/shop/backups").get_data(as_text=True), "Undo restore")
+    assert _hidden(fresh)["seen_swap"] == str(later) and f"since: job #{later}" in fresh
+    queued = post(admin, "/jobs", {**_hidden(fresh), "next": "/targets/shop/backups"})
+    assert queued.status_code == 302 and queued.headers["Location"].startswith("/jobs/")
+    newest = _swap_job(app, datetime(2025, 8, 1, tzinfo=UTC))
+    with app.app_context():
+        undo = db.session.scalars(select(Job.id).where(Job.runbook == "undo_restore")).one()
+    again = engine(app).start_runner()
+    try:
+        job, _ = finished(app, undo)
+    finally:
+        again.stop(wait=True)
+    assert job.state == "failed" and f"job #{newest} put another database in place" in job.result, job.result
+    assert "nothing was changed" in job.result

@@ -41,6 +41,23 @@ def test_a_swap_counts_whatever_state_its_job_ended_in_and_only_when_it_renamed(
         assert swaps.since("nowhere") == []
 
 
+def test_a_copy_is_older_than_a_swap_unless_that_swap_made_it_to_the_second():
+    """A copy's name keeps whole seconds of its job's check step, before that job swaps: the swap that kept live
+    under that very name is not "after" it; another is when made later. Swaps recorded without the name (before
+    migration 0011) are told by their job's start, in whole seconds."""
+    made = datetime(2026, 11, 27, 16, 15, 22)
+    own = swaps.Swap(
+        2, made.replace(microsecond=500_000), made + timedelta(seconds=3), "shop_pre_restore_20261127161522"
+    )
+    assert not own.after("shop_pre_restore_20261127161522", made)
+    later = swaps.Swap(3, made + timedelta(seconds=30), made + timedelta(seconds=40), "shop_pre_restore_20261127161552")
+    assert later.after("shop_pre_restore_20261127161522", made)
+    assert not later.after("shop_pre_restore_20261127161622", made + timedelta(minutes=1))  # a copy made after it
+    legacy = swaps.Swap(4, made.replace(microsecond=500_000), made + timedelta(seconds=3), None)
+    assert not legacy.after("shop_pre_restore_20261127161522", made)  # the started second is the copy's
+    assert legacy.after("shop_pre_restore_20261127161521", made - timedelta(seconds=1))
+
+
 def test_migration_0011_marks_restores_and_undos_that_ended_well_as_swapped_at_their_start(tmp_path):
     app = build_app(tmp_path / "instance", f"sqlite:///{tmp_path / 'ops.db'}")
     enable(app)
