@@ -103,6 +103,35 @@ def test_every_command_line_command_is_in_the_readme():
     assert [c for c in commands if c not in README] == []
 
 
+def test_every_command_line_option_is_in_the_readme():
+    def options(group: click.Group, path: str) -> list[str]:
+        found = []
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                found += options(command, f"{path} {name}")
+            else:
+                found += [
+                    f"{path} {name} {opt}"
+                    for param in command.params
+                    if isinstance(param, click.Option)
+                    for opt in param.opts
+                    if opt.startswith("--")
+                ]
+        return found
+
+    every = options(rewind, "flask rewind")
+    assert "flask rewind backups due --dry-run" in every and "flask rewind run --as" in every
+    assert [o for o in every if o.rsplit(" ", 1)[1] not in README] == []
+
+
+def test_the_readme_s_tab_example_is_the_tab_the_code_registers(app):
+    """It named flags.index, the page of every target's flags, not the tab's flags.tab."""
+    from app.targetpage.tabs import Tab, all_tabs
+
+    examples = re.findall(r'Tab\("(\w+)", "([^"]+)", "([\w.]+)", order=(\d+)\)', README)
+    assert examples and [e for e in examples if Tab(*e[:3], int(e[3])) not in all_tabs()] == []
+
+
 def test_every_setting_read_is_in_the_readme_table_and_the_other_way_round():
     read = set()
     for source in ("app/settings.py", "gunicorn.conf.py", "app/bindcheck.py"):

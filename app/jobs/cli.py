@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
+from typing import NoReturn
 
 import click
 from flask import current_app
@@ -147,6 +148,21 @@ def _confirm(book: runbooks.Runbook, target: str | None, raw: dict[str, str], ye
         raise runbooks.ParamError(
             "confirm", f"{target} is protected and there is no terminal to ask: pass --yes or confirm={target}"
         )
+
+
+def _refuse_param(book: runbooks.Runbook, target: str | None, actor: Actor, exc: runbooks.ParamError) -> NoReturn:
+    """Audit a parameter's refusal as the web form does, then stop with it: nothing was queued."""
+    db.session.rollback()
+    record_and_commit(
+        "job.queued",
+        outcome=Outcome.DENIED,
+        actor=actor,
+        target=target,
+        details={"runbook": book.name, "reason": str(exc), "via": VIA},
+    )
+    names = ", ".join(p.name for p in book.params) or "none"
+    typed = f": {exc.param}=…" if exc.label else ""  # "Down to revision is required": say what to type
+    raise Refused(f"{exc}{typed} ({book.name} takes: {names})") from None
 
 
 # --- running -------------------------------------------------------------------------
@@ -304,23 +320,15 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
         _confirm(book, target_name, raw, yes)
         parsed = book.parse_params(raw, target_name)
     except runbooks.ParamError as exc:
-        db.session.rollback()
-        record_and_commit(
-            "job.queued",
-            outcome=Outcome.DENIED,
-            actor=actor,
-            target=target_name,
-            details={"runbook": book.name, "reason": str(exc), "via": VIA},
-        )
-        names = ", ".join(p.name for p in book.params) or "none"
-        typed = f": {exc.param}=…" if exc.label else ""  # "Down to revision is required": say what to type
-        raise Refused(f"{exc}{typed} ({book.name} takes: {names})") from None
+        _refuse_param(book, target_name, actor, exc)
     # Ctrl-C is noted from before the job is queued until it is followed to its end: a press anywhere in between
     # becomes the cancel (raised as KeyboardInterrupt at any line, it left a job queued for the next runner, or
     # running here until the process died).
     with _ctrl_c_noted() as noted:
         try:
             job = service.enqueue(book, target_name, parsed, actor, via=VIA)
+        except runbooks.ParamError as exc:  # a parameter the user's role may not give (Param.role)
+            _refuse_param(book, target_name, actor, exc)
         except service.BusyTarget as exc:
             raise Refused(str(exc), ExitStatus.BUSY) from None
         except service.JobRefused as exc:

@@ -73,6 +73,10 @@ class Param:
     # When check turns what was typed into something else (a branch name into its commit), the job
     # keeps what was typed too, under this key, so its page and audit row show both.
     keep_typed: str | None = None
+    # Only a person of this role or above may give the parameter a value: checked against the job's actor when it
+    # is queued (service.enqueue), whichever door it came through; `role_refusal` is what anyone else is told.
+    role: Role | None = None
+    role_refusal: str = ""
 
     def parse(self, raw: str | None, target: str | None) -> Any:
         if too_long(raw):
@@ -153,6 +157,16 @@ class Runbook:
         unknown = sorted(set(raw) - {p.name for p in self.params})
         if unknown:
             raise ParamError(unknown[0], f"{unknown[0]!r} is not a parameter of {self.name}")
+
+    def check_role(self, params: Mapping[str, Any], can: Callable[[Role], bool]) -> None:
+        """ParamError for the first parameter given a value that only a higher role than the actor's may give.
+
+        `can` says whether the actor holds a role (User.can, which a disabled account fails)."""
+        for p in self.params:
+            value = params.get(p.name)
+            if p.role is None or value in (None, "", False) or value == p.default or can(p.role):
+                continue
+            raise ParamError(p.name, p.role_refusal or f"only an {p.role.label} may give {p.label.lower()}")
 
     def check_values(self, raw: Mapping[str, str], target: str | None) -> None:
         """Every value but the typed confirmation, each on its own: a shell asks for the target's name only once

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from flask import current_app
 from sqlalchemy import select, update
 
 from app.audit.store import Actor, record, record_and_commit, serialise
+from app.auth.models import User
+from app.auth.roles import Role
 from app.clock import utcnow
 from app.extensions import db
 from app.jobs.engine import engine
@@ -74,11 +77,27 @@ def _via(details: dict, via: str | None) -> dict:
     return {**details, "via": via} if via else details
 
 
+def _can(actor: Actor) -> Callable[[Role], bool]:
+    """Whether the actor holds a role: Rewind itself (a schedule, no person) holds every one; a person, their own
+    (their account read only when a parameter asks)."""
+
+    def can(role: Role) -> bool:
+        if actor.id is None:
+            return True
+        user = db.session.get(User, actor.id)
+        return user is not None and user.can(role)
+
+    return can
+
+
 def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor, *, via: str | None = None) -> Job:
-    """Queue a job; it and its `job.queued` audit row commit together. Params are already checked.
+    """Queue a job; it and its `job.queued` audit row commit together. Params are already checked, but for
+    those only some roles may give (Param.role): checked here against the actor, so every door refuses them,
+    with a ParamError, before anything is queued.
 
     `via` names the door other than the web pages (e.g. "cli"); the audit rows carry it.
     """
+    runbook.check_role(params, _can(actor))
     serialise()  # from here to commit, no other enqueue can slip past the busy check
     holds = runbook.holds_target(params)
     if holds and target:

@@ -142,6 +142,43 @@ def test_a_non_admin_cannot_override_the_gate(app, shop_target, as_role):
     )
     assert response.status_code == 400
     assert "only an admin can override the schema gate" in response.get_data(as_text=True)
+    assert queued_and_refused(app) == ([], [("operator", "only an admin can override the schema gate", None)])
+
+
+def queued_and_refused(app) -> tuple[list[str], list[tuple[str, str, str | None]]]:
+    """The jobs queued, and the refused job.queued rows (who, why, through which door)."""
+    from app.jobs.models import Job
+
+    with app.app_context():
+        jobs = [job.runbook for job in db.session.scalars(select(Job))]
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "job.queued")).all()
+        details = [(row.actor_name, json.loads(row.details)) for row in rows if row.outcome == "denied"]
+        return jobs, [(name, d["reason"], d.get("via")) for name, d in details]
+
+
+def test_a_non_admin_cannot_override_the_gate_from_the_cli_either(app, users, shop_target):
+    """Outside a web request the role was once not asked: the job was queued, to fail only at its gate step."""
+    from app.statuses import ExitStatus
+
+    args = ["run", "shop", "revert", f"commits={shop_target.commits['tokens']}", "gate_override=trust me"]
+    result = app.test_cli_runner().invoke(args=["rewind", *args, "--as", "operator"])
+    assert result.exit_code == ExitStatus.REFUSED, result.output
+    assert result.stderr.startswith("rewind: only an admin can override the schema gate (revert takes: ")
+    assert queued_and_refused(app) == ([], [("operator", "only an admin can override the schema gate", "cli")])
+
+
+def test_an_admin_override_is_queued_whatever_the_door(app, users, shop_target):
+    from app.audit.store import Actor
+    from app.auth.roles import Role
+    from app.jobs import service
+
+    with app.app_context():
+        book = runbooks.get("revert")
+        params = book.parse_params({"commits": shop_target.commits["tokens"], "gate_override": "incident 7"}, "shop")
+        with pytest.raises(ParamError, match="only an admin can override the schema gate"):
+            service.enqueue(book, "shop", params, Actor(users[Role.OPERATOR], "operator"), via="cli")
+        job = service.enqueue(book, "shop", params, Actor(users[Role.ADMIN], "admin"), via="cli")
+        assert job.params["gate_override"] == "incident 7"
 
 
 @both_target_databases

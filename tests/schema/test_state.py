@@ -130,6 +130,24 @@ def test_on_a_protected_target_the_downgrade_forms_ask_for_the_name_with_a_visib
         assert f'id="{field_id}" name="confirm"' in form and "placeholder" not in form.split("Type <kbd>")[1]
 
 
+def test_the_downgrade_form_asks_before_it_goes_naming_the_target_and_the_revision(app, shop, as_role):
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+    client = as_role(Role.ADMIN)
+
+    def form() -> str:
+        page = client.get("/targets/shop/migrations/downgrade?revision=-1").get_data(as_text=True)
+        return page.split('<form id="downgrade-form"')[1].split(">")[0]
+
+    assert 'data-confirm="Downgrade shop\N{RIGHT SINGLE QUOTATION MARK}s database to a1000001?"' in form()
+    shop.execute("INSERT INTO \"user\" (name, token) VALUES ('ann', 'a'), ('bob', NULL), ('cy', 'c')")
+    assert (
+        'data-confirm="Downgrade shop\N{RIGHT SINGLE QUOTATION MARK}s database to a1000001? It destroys data: '
+        'drops user.token, holding 2 non-null values."'
+    ) in form()
+
+
 def test_the_upgrade_form_is_offered_only_when_a_revision_is_pending(app, shop, as_role):
     write_targets_file(app, shop.toml())
     with app.app_context():

@@ -5,6 +5,7 @@ anonymous callers go to the login page, lower roles get an audited 403, and
 only a short reviewed list of routes is open to everyone.
 """
 
+import json
 import re
 
 import pytest
@@ -13,9 +14,11 @@ from sqlalchemy import func, select
 from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.extensions import db
+from app.jobs.runbook import all_runbooks
+from app.statuses import ExitStatus, Outcome
 from tests.conftest import both_databases
-from tests.support.apps import add_user, csrf_token
-from tests.support.security import CALLERS, Route, collect_routes, expectation
+from tests.support.apps import add_user, csrf_token, post
+from tests.support.security import CALLERS, Route, collect_routes, expectation, runbook_form
 
 ROUTES = collect_routes()
 
@@ -108,17 +111,76 @@ def test_route_access(app, users, as_role, route, caller):
         assert denied_rows(app) == []
 
 
+# --- each runbook's own role -----------------------------------------------------------------------
+
+# Every registered runbook (Rewind's own and the test ones), with each role below the one it declares: the route
+# matrix above posts only the test runbooks, and a runbook's role is checked after the route's.
+RUNBOOK_ROWS = [(book, role) for book in all_runbooks() for role in Role if role < book.role]
+
+
+def test_every_runbook_has_a_role_row():
+    assert {book.name for book, _ in RUNBOOK_ROWS} == {book.name for book in all_runbooks()}
+
+
+def _runbook_row_id(row) -> str:
+    return row.label if isinstance(row, Role) else row.name
+
+
+def _target_of(book) -> str | None:
+    return "staging" if book.needs_target else None
+
+
+@pytest.mark.parametrize(("book", "caller"), RUNBOOK_ROWS, ids=_runbook_row_id)
+def test_a_runbook_below_its_role_is_a_403_that_queues_nothing(app, users, as_role, book, caller):
+    client = as_role(caller)
+    target = _target_of(book)
+    form = {"runbook": book.name, **({"target": target} if target else {}), **runbook_form(book, target)}
+    before = counts(app)
+    response = post(client, "/jobs", form)
+    assert response.status_code == 403 and "You may not do this" in response.get_data(as_text=True)
+    assert counts(app) == before
+    assert denied_rows(app) == [(caller.label, "denied")]
+
+
+@pytest.mark.parametrize(("book", "caller"), RUNBOOK_ROWS, ids=_runbook_row_id)
+def test_a_runbook_below_its_role_is_refused_by_the_cli_and_queues_nothing(app, users, book, caller):
+    target = _target_of(book)
+    pairs = [f"{key}={value}" for key, value in runbook_form(book, target).items()]
+    before = counts(app)
+    args = ["rewind", "run", target or "-", book.name, *pairs, "--as", caller.label]
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == ExitStatus.REFUSED, result.output
+    assert f"{caller.label} ({caller.label}) may not do this: it needs the" in result.stderr
+    assert counts(app) == before
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.denied")).all()
+        assert [(e.actor_name, e.outcome, json.loads(e.details)["via"]) for e in rows] == [
+            (caller.label, "denied", "cli")
+        ]
+
+
 # --- CSRF ----------------------------------------------------------------------------------------
 
 MUTATING = [r for r in ROUTES if r.method not in ("GET", "WS")]
 
 
 def counts(app) -> dict[str, int]:
+    """The rows a refused request must not add: accounts, sessions, jobs, what the flag and env file routes write
+    (checkpoints, known-good commits, env file versions), and audit rows of anything done (refusals are audited).
+
+    The flags themselves live in a target's own database; these tests' targets have none, so a flag route can
+    write nothing there, and its audited change would show as an "ok" row."""
     from app.auth.models import ServerSession, User
+    from app.checkpoints.models import Checkpoint, KnownGood
+    from app.envconfig.models import EnvVersion
     from app.jobs.models import Job
 
+    models = (User, Job, ServerSession, Checkpoint, KnownGood, EnvVersion)
     with app.app_context():
-        return {m.__name__: db.session.scalar(select(func.count()).select_from(m)) for m in (User, Job, ServerSession)}
+        found = {m.__name__: db.session.scalar(select(func.count()).select_from(m)) for m in models}
+        done = select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == Outcome.OK.value)
+        found["audited as done"] = db.session.scalar(done)
+        return found
 
 
 @pytest.mark.parametrize("token", ["missing", "forged", "another session's"])

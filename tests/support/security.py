@@ -27,6 +27,24 @@ FILL = {"name": "staging", "sha": "abcdef1", "target": "staging"}
 FORM = {"version": "", "name": "newcomer", "role": "operator", "runbook": "selfcheck"}
 FORM_FOR = {"jobs.start": {"runbook": "selfcheck"}}
 
+# A plausible value for each required parameter of any runbook, by its name: the per-runbook role rows post
+# each runbook's form as a person would fill it, so a refusal is for want of the role, not of a field.
+RUNBOOK_PARAM_SAMPLES = {
+    "backup": "staging_20260501_100000.dump.gpg",
+    "commit": "abc1234",
+    "commits": "abc1234",
+    "copy": "staging_restore_20260501_100000",
+    "expect": "0" * 64,
+    "key": "DEBUG",
+    "pre_restore": "staging_pre_restore_20260501_100000",
+    "ref": "main",
+    "revision": "heads",
+    "sealed": "sealed-value",
+    "slot": "blue",
+    "text": "hello",
+    "version": "1",
+}
+
 
 @dataclass(frozen=True)
 class Route:
@@ -49,6 +67,22 @@ class Route:
 
     def form(self) -> dict:
         return dict(FORM_FOR.get(self.endpoint, FORM))
+
+
+def runbook_form(book, target: str | None) -> dict[str, str]:
+    """A filled-in job-start form for this runbook: every required parameter given, a protected target confirmed."""
+    form = {}
+    for param in book.params:
+        if param.name == "confirm" and target:
+            form["confirm"] = target
+        elif param.choices:
+            form[param.name] = param.choices[0]
+        elif param.required and param.default is None:
+            assert param.name in RUNBOOK_PARAM_SAMPLES, (
+                f"{book.name}: add a sample {param.name} to RUNBOOK_PARAM_SAMPLES"
+            )
+            form[param.name] = RUNBOOK_PARAM_SAMPLES[param.name]
+    return form
 
 
 def routes(app) -> list[Route]:

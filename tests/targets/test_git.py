@@ -435,7 +435,12 @@ def test_put_back_keeps_what_it_discards_in_git_and_names_the_blobs(work, lines)
 
 
 def test_push_without_remote_is_a_no_op(work, lines):
-    repo_of(work).push(force=True)
+    refs = git(work, "for-each-ref")
+    sink = Lines()
+    assert repo_of(work).push(force=True, sink=sink) is None
+    assert sink == []  # no git command was run, so none was shown
+    assert git(work, "for-each-ref") == refs and git(work, "remote") == ""  # no ref moved, no remote made
+    assert git(work, "rev-parse", "HEAD") == lines["c4"] and status(work) == ""
 
 
 # --- errors that say what to fix ----------------------------------------------------------
