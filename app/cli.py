@@ -9,6 +9,7 @@ from app.auth.cli import init_admin, users
 from app.backups.cli import backups
 from app.clierrors import ops_database_error
 from app.demo.cli import demo
+from app.deployments.cli import traffic
 from app.envconfig.cli import config
 from app.flags.cli import flags
 from app.jobs.cli import jobs, run, worker
@@ -50,3 +51,4 @@ rewind.add_command(flags)
 rewind.add_command(backups)
 rewind.add_command(config)
 rewind.add_command(schema)
+rewind.add_command(traffic)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.jobs import steps
@@ -24,16 +25,49 @@ def _state_file(target: str) -> Path:
     return registry.current().open(target).state_dir / "active-slot"
 
 
-def active_slot(target: str) -> str | None:
-    """The live slot: where the link points, or what Rewind last switched to."""
+@dataclass(frozen=True)
+class LiveSlot:
+    slot: str | None  # the slot serving now; None when it cannot be told
+    how: str  # how it was told, or why it cannot be
+
+
+def live_slot(target: str) -> LiveSlot:
+    """Which slot serves, and how that is known.
+
+    With bluegreen.link the link is the truth: a link pointing at no slot's folder (or missing, or a real folder)
+    means no slot is known to serve, whatever Rewind last switched to. A switch command reports nothing back, so
+    there only what Rewind last switched to is known. An unreadable link or state file is said, not raised.
+    """
     config = _config(target)
-    if config.link is not None and config.link.is_symlink():
-        live = Path(os.readlink(config.link))
-        for slot, directory in config.slot_dirs.items():
-            if live == directory or live.resolve() == directory.resolve():
-                return slot
-    state = _state_file(target)
-    return state.read_text().strip() if state.exists() else None
+    try:
+        if config.link is not None:
+            return _by_link(config)
+        state = _state_file(target)
+        if not state.exists():
+            return LiveSlot(None, "Rewind has not switched it yet, and bluegreen.switch does not say which slot serves")
+        slot = state.read_text().strip()
+    except (OSError, ValueError) as exc:
+        return LiveSlot(None, f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
+    if slot not in config.slots:
+        return LiveSlot(None, f"Rewind last switched it to {slot!r}, which is no longer one of its slots")
+    return LiveSlot(slot, "as Rewind last switched it (bluegreen.switch does not say which slot serves)")
+
+
+def _by_link(config: BlueGreenConfig) -> LiveSlot:
+    link = config.link
+    if not link.is_symlink():
+        kind = "is a real folder" if link.is_dir() else ("is a file" if link.exists() else "does not exist")
+        return LiveSlot(None, f"bluegreen.link {link} {kind}, not a symlink to a slot's folder")
+    points = Path(os.readlink(link))
+    for slot, directory in config.slot_dirs.items():
+        if points == directory or (link.parent / points).resolve() == directory.resolve():
+            return LiveSlot(slot, f"{link} points at {directory}")
+    return LiveSlot(None, f"{link} points at {points}, none of the slots' folders")
+
+
+def active_slot(target: str) -> str | None:
+    """The live slot, or None when it cannot be told (see live_slot)."""
+    return live_slot(target).slot
 
 
 def check_slot(value: str, target: str | None) -> str:

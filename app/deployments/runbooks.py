@@ -373,7 +373,9 @@ register(
         description="Check the idle slot, switch traffic to it, verify; the previous slot is left untouched.",
         role=Role.OPERATOR,
         mutates=True,
-        params=(Param("slot", "Slot to switch to", check=bluegreen.check_slot),),
+        # Moves every request at once: on a protected target as deliberate as a stop.
+        params=(Param("slot", "Slot to switch to", check=bluegreen.check_slot), CONFIRM),
+        check=lambda params, target: confirm_protected(params, target, " the traffic switch"),
         steps=(
             CHECKPOINT,
             Step("idle", "Check the idle slot", bluegreen.check_idle_slot),

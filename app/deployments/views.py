@@ -8,7 +8,9 @@ from app.auth.guards import requires
 from app.auth.roles import Role
 from app.checkpoints import store
 from app.deployments import history as code_history
+from app.deployments import summary as _summary  # noqa: F401 registers the traffic line of the overview and cards
 from app.deployments.nextsteps import after_failed_deploy
+from app.deployments.traffic import traffic_of
 from app.jobs import followups, formstate, service
 from app.schema.refusal import refused_change
 from app.targetpage.tabs import Tab
@@ -52,6 +54,7 @@ def history(name: str):
         checkpoints=page.checkpoints,
         next_before=page.next_before,
         busy=service.busy_job(name),
+        traffic=traffic_of(name),
         gate_refusal=(refused := refused_change(target, formstate.form_for(None, name))),
         page_says=refused.flashed if refused else None,
     )

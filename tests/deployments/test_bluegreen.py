@@ -12,39 +12,7 @@ from app.jobs.runbook import ParamError
 from app.targets.health import HealthCheck
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import run
-from tests.support.postgres import free_port
-from tests.support.targets import SERVER, write_targets_file
-
-
-@pytest.fixture
-def slots(app, tmp_path, code_target):
-    servers, urls, dirs = {}, {}, {}
-    for slot in ("blue", "green"):
-        directory = tmp_path / slot
-        directory.mkdir()
-        (directory / "server.py").write_text(SERVER.format(status="healthy", greeting=slot))
-        port = free_port()
-        servers[slot] = subprocess.Popen([sys.executable, str(directory / "server.py"), str(port)])
-        urls[slot], dirs[slot] = f"http://127.0.0.1:{port}/health", directory
-    link = tmp_path / "current"
-    link.symlink_to(dirs["blue"])
-    write_targets_file(
-        app,
-        code_target.toml()
-        + f"""
-[targets.staging.bluegreen]
-slots = {{ blue = "{urls["blue"]}", green = "{urls["green"]}" }}
-link = "{link}"
-slot_dirs = {{ blue = "{dirs["blue"]}", green = "{dirs["green"]}" }}
-keep_previous_minutes = 90
-""",
-    )
-    for url in urls.values():
-        wait_for(lambda url=url: HealthCheck(url).probe().ok)
-    yield servers, link, dirs
-    for server in servers.values():
-        server.kill()
-        server.wait()
+from tests.support.targets import SERVER
 
 
 def test_switch_to_a_healthy_idle_slot(app, runner, slots):
@@ -124,3 +92,57 @@ def test_a_switch_that_fails_verification_says_to_switch_back(app, runner, slots
     assert failed.error.startswith("staging did not become healthy: the application is not running")
     assert ". Next: switch traffic back to blue (Switch blue/green traffic), or fix the cause" in failed.error
     assert "\n" not in failed.error
+
+
+def test_with_a_link_the_link_is_the_truth_not_what_rewind_last_switched_to(app, runner, slots):
+    """A link moved by hand to no slot's folder: no slot is said to serve, and a switch back to blue is allowed."""
+    from app.deployments import bluegreen
+
+    _, link, dirs = slots
+    job, _ = run(app, "bluegreen", slot="green")
+    assert job.state == "succeeded", job.result
+    elsewhere = link.parent / "hotfix"
+    elsewhere.mkdir()
+    link.unlink()
+    link.symlink_to(elsewhere)  # Rewind's state file still says green
+    with app.app_context():
+        assert bluegreen.live_slot("staging") == bluegreen.LiveSlot(
+            None, f"{link} points at {elsewhere}, none of the slots' folders"
+        )
+        assert runbooks.get("bluegreen").parse_params({"slot": "green"}, "staging")["slot"] == "green"
+    link.unlink()
+    link.symlink_to(os.path.relpath(dirs["blue"], link.parent))  # a relative link, as `ln -s blue current` makes
+    with app.app_context():
+        assert bluegreen.live_slot("staging") == bluegreen.LiveSlot("blue", f"{link} points at {dirs['blue']}")
+
+
+def test_with_a_switch_command_the_live_slot_is_what_rewind_last_switched_to(app, runner, slots, code_target):
+    from app.deployments import bluegreen
+    from app.targets import registry
+    from tests.support.targets import write_targets_file
+
+    with app.app_context():
+        urls = registry.current().config("staging").bluegreen.slots
+        state = registry.current().open("staging").state_dir / "active-slot"
+    folder = slots[1].parent
+    switch = folder / "switch.py"  # a real switch command: it writes down the slot it was given
+    switch.write_text("import pathlib, sys\npathlib.Path(sys.argv[0]).with_name('switched').write_text(sys.argv[1])\n")
+    write_targets_file(
+        app,
+        code_target.toml()
+        + f'\n[targets.staging.bluegreen]\nslots = {{ blue = "{urls["blue"]}", green = "{urls["green"]}" }}\n'
+        + f'switch = ["{sys.executable}", "{switch}"]\n',
+    )
+    with app.app_context():
+        unknown = bluegreen.live_slot("staging")
+    assert unknown.slot is None and "Rewind has not switched it yet" in unknown.how
+    job, _ = run(app, "bluegreen", slot="green")
+    assert job.state == "succeeded", job.result
+    assert (folder / "switched").read_text() == "green"
+    with app.app_context():
+        assert bluegreen.live_slot("staging").slot == "green"
+    state.write_text("purple\n")  # a slot since renamed in the targets file
+    with app.app_context():
+        assert bluegreen.live_slot("staging") == bluegreen.LiveSlot(
+            None, "Rewind last switched it to 'purple', which is no longer one of its slots"
+        )
