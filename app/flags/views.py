@@ -20,6 +20,7 @@ from app.flags import (
     summary,  # noqa: F401 - registers its overview line and timeline kind
 )
 from app.jobs import formstate, swaps
+from app.pagination import parse_cursor
 from app.rowids import row_id
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
@@ -376,11 +377,19 @@ def flag_history(name: str):
         current = None
     except TargetError as exc:
         problem = exc.in_words()
-    entries = history.of_flag(name, flag)
-    if current is None and not entries and problem is None:
+    before = parse_cursor(request.args.get("before"))
+    page = history.of_flag(name, flag, before=before, limit=history.PAGE_SIZE)
+    if current is None and not page.items and problem is None and before is None:
         abort(404, description=f"There is no flag {flag!r} on {name}, now or in Rewind's records.")
     return render_template(
-        "flags/history.html", target=target, name=flag, flag=current, entries=entries, problem=problem
+        "flags/history.html",
+        target=target,
+        name=flag,
+        flag=current,
+        entries=page.items,
+        page=page,
+        before=before,
+        problem=problem,
     )
 
 

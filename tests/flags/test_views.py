@@ -854,3 +854,33 @@ def test_a_toggle_that_breaks_the_app_shows_its_health_where_it_was_made(app, fl
         assert "health-now" not in as_role(Role.VIEWER).get("/targets/web/flags").get_data(as_text=True)
     finally:
         server.shutdown()
+
+
+def _older_link(page: str, rel: str = "next") -> str | None:
+    found = re.search(rf'<a rel="{rel}" href="([^"]+)"', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_a_flag_s_history_is_paged_newest_first_with_nothing_repeated_or_lost(flag_app, flagdb, as_role, monkeypatch):
+    from app.flags import history
+
+    monkeypatch.setattr(history, "PAGE_SIZE", 2)
+    client = as_role(Role.OPERATOR)
+    state = "off"
+    for n in range(5):
+        post(client, "/targets/web/flags/toggle", {"flag": "dark_mode", "seen": state, "reason": f"change {n}"})
+        state = "on" if state == "off" else "off"
+    post(client, "/targets/web/flags/toggle", {"flag": "search_beta", "seen": "on", "reason": "another flag"})
+    seen, url, pages = [], "/targets/web/flags/history?flag=dark_mode", 0
+    while url:
+        page = client.get(url).get_data(as_text=True)
+        reasons = re.findall(r"<td>(change \d|another flag)</td>", page)
+        assert len(reasons) <= 2, page
+        seen += reasons
+        url, pages = _older_link(page), pages + 1
+    assert pages == 3
+    assert seen == [f"change {n}" for n in reversed(range(5))]  # newest first, each once, no other flag's
+    assert "« Newest" in page
+    empty = client.get("/targets/web/flags/history?flag=dark_mode&before=1")
+    assert empty.status_code == 200 and "No older changes" in empty.get_data(as_text=True)  # not a 404: it exists
+    assert client.get("/targets/web/flags/history?flag=dark_mode&before=x").status_code == 400
