@@ -20,7 +20,7 @@ from app.flags import (
     summary,  # noqa: F401 - registers its overview line and timeline kind
 )
 from app.jobs import formstate, swaps
-from app.pagination import parse_cursor
+from app.pagination import keyset_slice, parse_cursor
 from app.rowids import row_id
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
@@ -32,7 +32,7 @@ from app.targets.flags import Flag, FlagTableError, StaleFlag, TableReadOnly, Un
 bp = Blueprint("flags", __name__)
 register_tab(Tab("flags", "Flags", "flags.tab", order=40))
 
-SHOWN = 200  # rows on one page; a search narrows a bigger table
+SHOWN = 200  # rows on one page, paged by name (?after=NAME); a search narrows a bigger table
 RESTORE_FORM = "flags.restore"  # the Restore as of form, as a refused form is kept for the tab (app.jobs.formstate)
 
 
@@ -88,6 +88,9 @@ def tab(name: str):
     except TargetError as exc:
         problem = exc.in_words()
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
+    # by name as Python orders names, which the cursor is compared in (a database's collation may order otherwise)
+    after = request.args.get("after") or None
+    page = keyset_slice(sorted(matching, key=_name), _name, before=after, limit=SHOWN, ascending=True)
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)
     seen = restore.newest_seen(checkpoints)
@@ -96,12 +99,14 @@ def tab(name: str):
         "flags/tab.html",
         swap=swapped[0] if swapped else None,
         target=target,
-        flags=matching[:SHOWN],
+        flags=page.items,
+        page=page,
+        after=after,
         total=len(flags),
         matching=len(matching),
         query=query,
         last=last,
-        outside={f.name for f in matching[:SHOWN] if history.changed_outside(f, last.get(f.name), seen)},
+        outside={f.name for f in page.items if history.changed_outside(f, last.get(f.name), seen)},
         problem=problem,
         unreadable=unreadable,
         tags=sorted({f.tag for f in flags if f.tag}),
@@ -109,6 +114,10 @@ def tab(name: str):
         checkpoints=checkpoints,
         **_may(),
     )
+
+
+def _name(flag: Flag) -> str:
+    return flag.name
 
 
 def _may() -> dict[str, bool]:

@@ -884,3 +884,35 @@ def test_a_flag_s_history_is_paged_newest_first_with_nothing_repeated_or_lost(fl
     empty = client.get("/targets/web/flags/history?flag=dark_mode&before=1")
     assert empty.status_code == 200 and "No older changes" in empty.get_data(as_text=True)  # not a 404: it exists
     assert client.get("/targets/web/flags/history?flag=dark_mode&before=x").status_code == 400
+
+
+def test_the_tab_pages_by_name_past_a_page_full_keeping_the_search(flag_app, flagdb, as_role, monkeypatch):
+    from app.flags import views
+
+    monkeypatch.setattr(views, "SHOWN", 2)
+    for name in ("zeta_web", "alpha_web", "mid_web", "beta_other"):
+        flagdb.add(name, False, "paged")
+    client = as_role(Role.VIEWER)
+
+    def walk(url: str) -> tuple[list[str], list[str]]:
+        names, links = [], []
+        while url:
+            page = client.get(url).get_data(as_text=True)
+            shown = re.findall(r'<tr id="flag-([a-z0-9_]+)"', page)
+            assert 0 < len(shown) <= 2, page
+            names += shown
+            url = _older_link(page)
+            links += [url] if url else []
+        return names, links
+
+    names, links = walk("/targets/web/flags")
+    everything = sorted(["checkout_v2", "dark_mode", "search_beta", "zeta_web", "alpha_web", "mid_web", "beta_other"])
+    assert names == everything  # each page starts after the one before ended: nothing repeated or lost
+    assert len(links) == 3 and parse_qs(urlsplit(links[0]).query) == {"after": ["beta_other"]}
+    names, links = walk("/targets/web/flags?q=web")  # by name or description: the three *_web flags
+    assert names == ["alpha_web", "mid_web", "zeta_web"]
+    assert all(parse_qs(urlsplit(link).query)["q"] == ["web"] for link in links)
+    page = client.get("/targets/web/flags?q=web&after=mid_web").get_data(as_text=True)
+    assert "3 of 7 flag(s); showing 1 after “mid_web”" in page and "« First" in page
+    gone = client.get("/targets/web/flags?after=zzz").get_data(as_text=True)
+    assert "comes after “zzz”" in gone and "back to the first" in gone
