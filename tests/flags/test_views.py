@@ -286,6 +286,7 @@ def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role)
     [(_, outcome, details)] = audit_rows(flag_app, "flags.restore")
     assert outcome == "ok" and details["changes"] == [{"flag": "checkout_v2", "old": False, "new": True}]
     assert details["created_since"] == ["fresh"] and details["deleted_since"] == ["search_beta"]
+    assert details["via"] == "web"  # as every other flags.* row says where it came from (the CLI's say "cli")
 
     page = plan_page(client, f"as_of={as_of}")
     post(client, "/targets/web/flags/restore", {"as_of": as_of, **confirm_of(page), "recreate": "search_beta"})
