@@ -11,13 +11,11 @@ from contextlib import nullcontext
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import select
 
 from app.audit.store import Actor, record_and_commit
 from app.auth.models import User
 from app.auth.roles import Role
-from app.clierrors import CliError, Refused
-from app.extensions import db
+from app.clierrors import CliError, Refused, acting_user
 from app.flags import history, restore, store
 from app.statuses import Outcome
 from app.targets import registry
@@ -60,13 +58,6 @@ def _fail(exc: TargetError, target: str) -> CliError:
         isinstance(exc, FlagError) and not isinstance(exc, FlagTableError | FlagValueError)
     )
     return Refused(exc.in_words()) if refusal else CliError(exc.in_words())
-
-
-def _user(as_user: str) -> User:
-    user = db.session.scalar(select(User).filter_by(name=as_user))
-    if user is None or user.disabled:
-        raise Refused(f"there is no active Rewind user {as_user!r}; see them with: flask rewind users list")
-    return user
 
 
 def _allowed(user: User, role: Role, action: str, target: str, details: dict, what: str) -> Actor:
@@ -141,7 +132,7 @@ def set_flag(target: str, name: str, state: str, as_user: str, reason: str) -> N
     the_target = _target(target)
     asked = {"flag": name, "new": state, "reason": reason, "via": VIA}
     denied = {"flag": name, "reason": reason, "via": VIA}
-    actor = _allowed(_user(as_user), Role.OPERATOR, "flags.toggle", target, denied, "change flags")
+    actor = _allowed(acting_user(as_user), Role.OPERATOR, "flags.toggle", target, denied, "change flags")
     try:
         with store.refusing("flags.toggle", the_target, actor, asked):
             store.check_text(name, "the flag name")
@@ -176,7 +167,7 @@ def kill(target: str, names: tuple[str, ...], tag: str | None, every: bool, as_u
     the_target = _target(target)
     chosen = sorted(set(names)) if not tag else None
     details = {"flags": chosen, "tag": tag, "reason": reason, "via": VIA}
-    actor = _allowed(_user(as_user), Role.OPERATOR, "flags.kill", target, details, "use the kill switch")
+    actor = _allowed(acting_user(as_user), Role.OPERATOR, "flags.kill", target, details, "use the kill switch")
     try:
         with store.refusing("flags.kill", the_target, actor, details):
             if sum([bool(names), tag is not None, every]) > 1:
@@ -288,7 +279,7 @@ def restore_flags(
     the_target = _target(target)
     asked = {key: value for key, value in (("as_of", as_of), ("checkpoint", checkpoint), ("job", job)) if value}
     details = {**asked, "reason": reason, "via": VIA}
-    actor = _allowed(_user(as_user), Role.OPERATOR, "flags.restore", target, details, "restore flags")
+    actor = _allowed(acting_user(as_user), Role.OPERATOR, "flags.restore", target, details, "restore flags")
     try:
         # a plan only read is not audited, as the tab's plan page is not; the one about to be written is
         with store.refusing("flags.restore", the_target, actor, details) if yes else nullcontext():
@@ -346,7 +337,7 @@ def create(target: str, name: str, state: str, description: str, as_user: str, r
     """
     the_target = _target(target)
     asked = {"flag": name, "new": state, "description": description, "reason": reason, "via": VIA}
-    actor = _allowed(_user(as_user), Role.ADMIN, "flags.create", target, asked, "create flags")
+    actor = _allowed(acting_user(as_user), Role.ADMIN, "flags.create", target, asked, "create flags")
     try:
         with store.refusing("flags.create", the_target, actor, asked):
             flag = store.new_flag(name, state, description)
@@ -373,7 +364,7 @@ def delete(target: str, name: str, yes: bool, as_user: str, reason: str) -> None
     """
     the_target = _target(target)
     asked = {"flag": name, "seen": None, "reason": reason, "via": VIA}
-    actor = _allowed(_user(as_user), Role.ADMIN, "flags.delete", target, asked, "delete flags")
+    actor = _allowed(acting_user(as_user), Role.ADMIN, "flags.delete", target, asked, "delete flags")
     try:
         with store.refusing("flags.delete", the_target, actor, asked):
             store.check_text(name, "the flag name")
