@@ -39,3 +39,16 @@ def ops_database_error(exc: DBAPIError) -> CliError:
         else "check REWIND_DATABASE_URL and that the database server is up"
     )
     return CliError(f"Rewind's ops database failed: {said}; {fix}")
+
+
+def acting_user(name: str):
+    """The enabled account `--as NAME` names, for a command that acts as someone; refused (6) otherwise."""
+    from sqlalchemy import select
+
+    from app.auth.models import User
+    from app.extensions import db
+
+    user = db.session.scalar(select(User).filter_by(name=name))
+    if user is None or user.disabled:
+        raise Refused(f"there is no active Rewind user {name!r}; see them with: flask rewind users list")
+    return user

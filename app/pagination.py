@@ -54,10 +54,18 @@ def iter_keyset(stmt: Select, key, *, batch: int = 1000) -> Iterator[Any]:
         before = page.next_cursor
 
 
-def keyset_slice(items: Sequence[Any], key: Callable[[Any], Any], *, before: Any, limit: int) -> Page:
+def keyset_slice(
+    items: Sequence[Any], key: Callable[[Any], Any], *, before: Any, limit: int, ascending: bool = False
+) -> Page:
     """Newest-first page of `items`, already sorted by the unique `key` descending: keyset_page for what is not
-    a table (the files of a folder). A cursor whose item is gone meanwhile still finds its place."""
-    rest = [item for item in items if key(item) < before] if before is not None else list(items)
+    a table (the files of a folder). A cursor whose item is gone meanwhile still finds its place.
+
+    `ascending`: `items` are sorted by `key` ascending (flags by name, A to Z), and a page holds those after the
+    cursor, which is still the last key of the page before (`next_cursor`)."""
+    if before is None:
+        rest = list(items)
+    else:
+        rest = [item for item in items if (key(item) > before if ascending else key(item) < before)]
     more = len(rest) > limit
     rows = rest[:limit]
     return Page(rows, key(rows[-1]) if more and rows else None)

@@ -1,4 +1,5 @@
-"""`flask rewind config versions TARGET`, `flask rewind config diff TARGET A B`: the Config tab in a terminal."""
+"""`flask rewind config versions TARGET`, `config diff TARGET A B`, `config snapshot TARGET`: the Config tab in a
+terminal."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import textwrap
 import click
 from flask.cli import AppGroup
 
-from app.clierrors import CliError, Refused
+from app.audit.store import Actor, record_and_commit
+from app.auth.roles import Role
+from app.clierrors import CliError, Refused, acting_user
 from app.envconfig import diff, store
-from app.statuses import EnvSource
+from app.statuses import EnvSource, Outcome
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
@@ -108,3 +111,30 @@ def diff_(target: str, a: str, b: str) -> None:
             f"to put version #{version.ref} back: flask rewind run {target} config_restore version={version.ref} "
             f"expect={now.file_digest} --as YOU"
         )
+
+
+@config.command("snapshot")
+@click.argument("target")
+@click.option("--as", "as_user", required=True, metavar="USER", help="who does it (operator or above; audited)")
+def snapshot(target: str, as_user: str) -> None:
+    """Keep TARGET's env file as it is now as a version (the Config tab's Snapshot now), audited as USER
+    (envconfig.snapshot, via: cli). A file the newest version already holds is left as it is (exit 0).
+
+    Example: flask rewind config snapshot production --as oncall
+    """
+    opened = _open(target)
+    user = acting_user(as_user)
+    actor = Actor.of(user)
+    if not user.can(Role.OPERATOR):
+        error = f"needs the {Role.OPERATOR.label} role"
+        details = {"reason": error, "via": "cli"}
+        record_and_commit("envconfig.snapshot", outcome=Outcome.DENIED, target=target, actor=actor, details=details)
+        raise Refused(f"{user.name} may not take snapshots: it {error}; run it --as a user who may")
+    try:
+        version, recorded = store.snapshot(opened, actor=actor, via="cli")
+    except TargetError as exc:
+        raise CliError(f"no snapshot: {exc.in_words()}") from None
+    if recorded:
+        click.echo(f"{target}: snapshot kept as version #{version.id}")
+    else:
+        click.echo(f"{target}: the env file is unchanged since version #{version.id}; nothing new to keep")

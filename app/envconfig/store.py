@@ -14,12 +14,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from app.audit.store import Actor, record_and_commit
 from app.envconfig import keys
 from app.envconfig.models import EnvVersion
 from app.extensions import db
 from app.pagination import Page, keyset_page
 from app.rowids import row_id
-from app.statuses import EnvSource
+from app.statuses import EnvSource, Outcome
 from app.targets.envfile import EnvFile, EnvFileError, EnvFileState, decode, parse
 from app.targets.errors import TargetError
 from app.targets.target import Target
@@ -197,6 +198,25 @@ def _ensure_current(
         EnvSource.SNAPSHOT: "snapshot",
     }.get(source, "")
     return record(target, state, source, reason=reason, actor=actor, job_id=job_id), True
+
+
+def snapshot(target: Target, *, actor: Actor, via: str | None = None) -> tuple[EnvVersion, bool]:
+    """Snapshot now (the Config tab's button, `flask rewind config snapshot`): the file kept as a version unless the
+    newest one holds it already; (version, recorded). Audited (envconfig.snapshot), a failure too, then raised.
+    `via`: "cli" from the shell (the tab's rows say nothing of it, as before)."""
+    said = {"via": via} if via else {}
+    try:
+        version, recorded = ensure_current(target, source=EnvSource.SNAPSHOT, actor=actor.name)
+    except TargetError as exc:
+        db.session.rollback()
+        details = {"reason": exc.message, **said}
+        record_and_commit(
+            "envconfig.snapshot", outcome=Outcome.FAILED, target=target.name, actor=actor, details=details
+        )
+        raise
+    details = {"version": version.id, "recorded": recorded, **said}
+    record_and_commit("envconfig.snapshot", target=target.name, actor=actor, details=details)
+    return version, recorded
 
 
 def _when(mtime: float) -> str:

@@ -115,13 +115,10 @@ def _may_change(target) -> bool:
 def snapshot(name: str):
     target = target_or_404(name)
     try:
-        version, recorded = store.ensure_current(target, source=EnvSource.SNAPSHOT, actor=current_user.name)
+        version, recorded = store.snapshot(target, actor=Actor.of(current_user))
     except TargetError as exc:
-        db.session.rollback()
-        record_and_commit("envconfig.snapshot", outcome=Outcome.FAILED, target=name, details={"reason": exc.message})
         flash(f"No snapshot: {exc.in_words()}", "error")
         return redirect(url_for("envconfig.tab", name=name)), 303
-    record_and_commit("envconfig.snapshot", target=name, details={"version": version.id, "recorded": recorded})
     if recorded:
         flash(f"Snapshot kept as version #{version.id}.", "info")
     else:

@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.extensions import db
+from app.pagination import Page, keyset_page
 from app.statuses import Outcome
 from app.targets.flags import Flag
 
@@ -147,10 +148,34 @@ def last_changes(target: str) -> dict[str, FlagEvent]:
     return last
 
 
-def of_flag(target: str, name: str) -> list[tuple[FlagEvent, dict]]:
-    """One flag's changes, newest first, each with its {old, new}."""
-    found = [(e, c) for e in events(target) if (c := e.change_of(name))]
-    return list(reversed(found))
+PAGE_SIZE = 100  # changes on one page of a flag's history, on its page and in `flask rewind flags history`
+
+
+def _changes_of(target: str, name: str):
+    """The target's audit rows that changed the flag, found by the JSON of a change's flag key (see last_change)
+    in a row whose changes list is not empty (a `set` to the state a flag had names it and changed nothing)."""
+    needle = '"flag":' + json.dumps(name, ensure_ascii=False)
+    return select(AuditEvent).where(
+        AuditEvent.target == target,
+        AuditEvent.action.startswith(PREFIX),
+        AuditEvent.outcome == Outcome.OK,
+        AuditEvent.details.contains(needle, autoescape=True),
+        AuditEvent.details.contains('"changes":[{', autoescape=True),
+    )
+
+
+def of_flag(target: str, name: str, *, before: int | None = None, limit: int = PAGE_SIZE) -> Page:
+    """One page of a flag's changes, newest first, each as (event, its {old, new}), through the shared keyset
+    helper: `before` is the audit row id the page before ended at (its `next_cursor`).
+
+    Pages go by audit row id, so a change made meanwhile shifts nothing. A late row (see the module) stands at its
+    own id across pages; within a page the changes are in their order. A row the needles let through that does
+    not change the flag (a future detail of that shape) is passed over: a page may then hold fewer, never lose one.
+    """
+    rows = keyset_page(_changes_of(target, name), AuditEvent.id, before=before, limit=limit)
+    found = [(e, c) for row in rows.items if (c := (e := event_of(row)).change_of(name))]
+    found.sort(key=lambda pair: pair[0].order, reverse=True)
+    return Page(found, rows.next_cursor)
 
 
 @dataclass(frozen=True)

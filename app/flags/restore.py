@@ -42,6 +42,7 @@ from app.flags.store import (
     writable,
 )
 from app.jobs import swaps
+from app.rowids import row_id
 from app.targets.errors import TargetError
 from app.targets.flags import Change, ChangedMeanwhile, Flag, FlagTable, TableMoved
 from app.targets.flags import fingerprint as table_fingerprint
@@ -142,6 +143,48 @@ def _as_typed(moment: datetime, today: bool) -> str:
     clock = f"{moment:%H:%M:%S}" if moment.second or moment.microsecond else f"{moment:%H:%M}"
     day = f"{clock} today" if today else f"{moment:%Y-%m-%d} {clock}"
     return f"{day} ({zone_words(moment.utcoffset())})"
+
+
+MOMENT_FIELDS = ("as_of", "checkpoint", "job")
+
+
+def plan_args(source) -> dict:
+    """plan()'s arguments from as_of (a time), checkpoint or job as typed (the tab's query string, its confirming
+    form, the shell's options): exactly one of them, since taking the first filled one silently ignored a time
+    typed beside a checkpoint left selected."""
+    given = [key for key in MOMENT_FIELDS if (source.get(key) or "").strip()]
+    if len(given) > 1:
+        raise BadFlagInput(f"restore as of: you gave {_listed(source, given)}; choose one of them and clear the others")
+    out = {}
+    if source.get("checkpoint"):
+        out["checkpoint"] = _int(source["checkpoint"], "checkpoint")
+    elif source.get("job"):
+        out["job"] = _int(source["job"], "job")
+    elif given:
+        out["moment"] = parse_moment(source.get("as_of", ""))
+    # none given: restore.plan says to choose one (not "cannot read '' as a time")
+    return out
+
+
+def _listed(source, given: list[str]) -> str:
+    """The moments given, as the person typed them: "a time ('15 minutes ago') and checkpoint #3"."""
+    said = {
+        "as_of": lambda v: f"a time ({v.strip()!r})",
+        "checkpoint": lambda v: f"checkpoint #{v.strip().lstrip('#')}",
+        "job": lambda v: f"job #{v.strip().lstrip('#')}",
+    }
+    parts = [said[key](source[key]) for key in given]
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
+
+
+def _int(value: str, what: str) -> int:
+    text = value.strip().lstrip("#")
+    if not text.isdigit():
+        raise BadFlagInput(f"{what}: expected a number, got {value!r}")
+    number = row_id(text)
+    if number is None:  # zero, or past what the ops database can hold: no such row
+        raise BadFlagInput(f"there is no {what} #{text}")
+    return number
 
 
 def _checkpoint_states(cp: Checkpoint) -> dict[str, bool] | None:
@@ -495,6 +538,7 @@ def apply(
     recreate: list[str],
     actor: Actor,
     reason: str,
+    via: str = "web",
 ) -> list[Change]:
     """Write the plan in one transaction, provided it is still, as a whole, the plan the person confirmed: the
     changes they saw (`seen`) and the table they were made against (`fingerprint`, see Plan). Otherwise
@@ -504,6 +548,7 @@ def apply(
         "source": the_plan.source,
         "reason": reason,
         "recreate": sorted(recreate),
+        "via": via,
     }
     recorded = []
 

@@ -378,6 +378,16 @@ def check_name(name: str) -> str:
     return name
 
 
+def new_flag(name: str, state: str | None, description: str | None) -> Flag:
+    """A flag to create from what a person typed (the tab's form, the shell): its name checked, its state on or off
+    (off when not said), its description trimmed."""
+    return Flag(
+        name=check_name(check_text(name or "", "the flag name")),
+        enabled=parse_state(state or "off", "initial state"),
+        description=check_text((description or "").strip(), "the description"),
+    )
+
+
 def create(target: Target, flag: Flag, *, actor: Actor, reason: str = "", via: str = "web") -> Flag:
     """Add a flag, audited while its row is still uncommitted (as a toggle is); a refusal is audited too."""
     details = {
@@ -458,6 +468,7 @@ __all__ = [
     "create",
     "delete",
     "kill",
+    "new_flag",
     "parse_state",
     "refused",
     "refusing",

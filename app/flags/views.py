@@ -20,7 +20,7 @@ from app.flags import (
     summary,  # noqa: F401 - registers its overview line and timeline kind
 )
 from app.jobs import formstate, swaps
-from app.rowids import row_id
+from app.pagination import keyset_slice, parse_cursor
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
@@ -31,7 +31,7 @@ from app.targets.flags import Flag, FlagTableError, StaleFlag, TableReadOnly, Un
 bp = Blueprint("flags", __name__)
 register_tab(Tab("flags", "Flags", "flags.tab", order=40))
 
-SHOWN = 200  # rows on one page; a search narrows a bigger table
+SHOWN = 200  # rows on one page, paged by name (?after=NAME); a search narrows a bigger table
 RESTORE_FORM = "flags.restore"  # the Restore as of form, as a refused form is kept for the tab (app.jobs.formstate)
 
 
@@ -87,6 +87,9 @@ def tab(name: str):
     except TargetError as exc:
         problem = exc.in_words()
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
+    # by name as Python orders names, which the cursor is compared in (a database's collation may order otherwise)
+    after = request.args.get("after") or None
+    page = keyset_slice(sorted(matching, key=_name), _name, before=after, limit=SHOWN, ascending=True)
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)
     seen = restore.newest_seen(checkpoints)
@@ -96,12 +99,14 @@ def tab(name: str):
         swap=swapped[0] if swapped else None,
         replacing=store.replacing_job(name),
         target=target,
-        flags=matching[:SHOWN],
+        flags=page.items,
+        page=page,
+        after=after,
         total=len(flags),
         matching=len(matching),
         query=query,
         last=last,
-        outside={f.name for f in matching[:SHOWN] if history.changed_outside(f, last.get(f.name), seen)},
+        outside={f.name for f in page.items if history.changed_outside(f, last.get(f.name), seen)},
         problem=problem,
         unreadable=unreadable,
         tags=sorted({f.tag for f in flags if f.tag}),
@@ -109,6 +114,10 @@ def tab(name: str):
         checkpoints=checkpoints,
         **_may(),
     )
+
+
+def _name(flag: Flag) -> str:
+    return flag.name
 
 
 def _may() -> dict[str, bool]:
@@ -222,59 +231,16 @@ def kill(name: str):
     )
 
 
-MOMENT_FIELDS = ("as_of", "checkpoint", "job")
-
-
-def _plan_args(source) -> dict:
-    """as_of (a time), checkpoint or job, from the query string or the confirming form: exactly one of them, since
-    taking the first filled one silently ignored a time typed beside a checkpoint left selected."""
-    given = [key for key in MOMENT_FIELDS if (source.get(key) or "").strip()]
-    if len(given) > 1:
-        raise store.BadFlagInput(
-            f"restore as of: you gave {_listed(source, given)}; choose one of them and clear the others"
-        )
-    out = {}
-    if source.get("checkpoint"):
-        out["checkpoint"] = _int(source["checkpoint"], "checkpoint")
-    elif source.get("job"):
-        out["job"] = _int(source["job"], "job")
-    elif given:
-        out["moment"] = restore.parse_moment(source.get("as_of", ""))
-    # none given: restore.plan says to choose one (not "cannot read '' as a time")
-    return out
-
-
-def _listed(source, given: list[str]) -> str:
-    """The moments given, as the person typed them: "a time ('15 minutes ago') and checkpoint #3"."""
-    said = {
-        "as_of": lambda v: f"a time ({v.strip()!r})",
-        "checkpoint": lambda v: f"checkpoint #{v.strip().lstrip('#')}",
-        "job": lambda v: f"job #{v.strip().lstrip('#')}",
-    }
-    parts = [said[key](source[key]) for key in given]
-    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
-
-
-def _int(value: str, what: str) -> int:
-    text = value.strip().lstrip("#")
-    if not text.isdigit():
-        raise store.BadFlagInput(f"{what}: expected a number, got {value!r}")
-    number = row_id(text)
-    if number is None:  # zero, or past what the ops database can hold: no such row
-        raise store.BadFlagInput(f"there is no {what} #{text}")
-    return number
-
-
 @bp.get("/targets/<name>/flags/restore")
 @requires(Role.OPERATOR)
 def restore_plan(name: str):
     target = target_or_404(name)
     try:
-        plan = restore.plan(target, **_plan_args(request.args))
+        plan = restore.plan(target, **restore.plan_args(request.args))
     except TargetError as exc:
         flash(exc.in_words(), "error")
         # back to the tab with what was typed in its fields, and the reason beside them
-        typed = {key: request.args.get(key, "") for key in MOMENT_FIELDS}
+        typed = {key: request.args.get(key, "") for key in restore.MOMENT_FIELDS}
         formstate.remember(RESTORE_FORM, name, typed, {"moment": exc.in_words()})
         return redirect(url_for("flags.tab", name=name), 303)
     return _plan_page(target, plan)
@@ -289,14 +255,14 @@ def _plan_page(target, plan):
 def restore_apply(name: str):
     target = target_or_404(name)
     actor, form = _actor(), request.form
-    asked = {key: form[key] for key in ("as_of", "checkpoint", "job") if form.get(key)}
+    asked = {key: form[key] for key in restore.MOMENT_FIELDS if form.get(key)}
     try:
-        with store.refusing("flags.restore", target, actor, {**asked, "reason": form.get("reason", "")}):
+        with store.refusing("flags.restore", target, actor, {**asked, "reason": form.get("reason", ""), "via": "web"}):
             try:
                 seen = {str(k): bool(v) for k, v in json.loads(form.get("seen") or "").items()}
             except (ValueError, AttributeError):
                 raise store.BadFlagInput("the confirmed plan is missing from the form; show the diff again") from None
-            plan = restore.plan(target, **_plan_args(form))
+            plan = restore.plan(target, **restore.plan_args(form))
         changes = restore.apply(
             target,
             plan,
@@ -305,6 +271,7 @@ def restore_apply(name: str):
             recreate=form.getlist("recreate"),
             actor=actor,
             reason=form.get("reason", ""),
+            via="web",
         )
     except restore.PlanChanged as exc:
         if exc.plan is None:
@@ -331,12 +298,8 @@ def create(name: str):
     }
     try:
         with store.refusing("flags.create", target, actor, asked):
-            flag = Flag(
-                name=store.check_name(asked["flag"]),
-                enabled=store.parse_state(asked["new"], "initial state"),
-                description=asked["description"].strip(),
-            )
-        store.create(target, flag, actor=actor, reason=asked["reason"])
+            flag = store.new_flag(asked["flag"], asked["new"], asked["description"])
+        store.create(target, flag, actor=actor, reason=asked["reason"], via="web")
     except TargetError as exc:
         return _back(name, exc.in_words(), "error")
     return _back(name, f"Flag {flag.name} created ({store.word(flag.enabled)}).", "success")
@@ -377,11 +340,19 @@ def flag_history(name: str):
         current = None
     except TargetError as exc:
         problem = exc.in_words()
-    entries = history.of_flag(name, flag)
-    if current is None and not entries and problem is None:
+    before = parse_cursor(request.args.get("before"))
+    page = history.of_flag(name, flag, before=before, limit=history.PAGE_SIZE)
+    if current is None and not page.items and problem is None and before is None:
         abort(404, description=f"There is no flag {flag!r} on {name}, now or in Rewind's records.")
     return render_template(
-        "flags/history.html", target=target, name=flag, flag=current, entries=entries, problem=problem
+        "flags/history.html",
+        target=target,
+        name=flag,
+        flag=current,
+        entries=page.items,
+        page=page,
+        before=before,
+        problem=problem,
     )
 
 

@@ -38,7 +38,9 @@ def test_unknown_names_are_refused_in_one_line(app, env_target, args, needles):
     refused(config(app, *args), *needles)
 
 
-@pytest.mark.parametrize("args", [["versions", "production"], ["diff", "production", "1", "now"]])
+@pytest.mark.parametrize(
+    "args", [["versions", "production"], ["diff", "production", "1", "now"], ["snapshot", "production", "--as", "x"]]
+)
 def test_a_target_without_an_env_file_says_how_to_add_one(app, args):
     refused(config(app, *args), "production has no env file", "env_file = ", "[targets.production]")
 
@@ -78,3 +80,62 @@ def test_versions_page_with_before_and_limit_and_say_how_to_list_the_older_ones(
     )
     none = config(app, "versions", "staging", "--before", str(ids[0]))
     assert none.stdout == f"staging: no env file versions older than #{ids[0]}\n"
+
+
+def _snapshots(app) -> list[tuple[str, str, dict]]:
+    import json
+
+    from sqlalchemy import select
+
+    from app.audit.models import AuditEvent
+    from app.extensions import db
+
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "envconfig.snapshot"))
+        return [(r.actor_name, r.outcome, json.loads(r.details)) for r in rows]
+
+
+def test_snapshot_keeps_the_file_once_as_the_tab_s_button_does(app, env_target, users):
+    from app.statuses import EnvSource
+
+    first = config(app, "snapshot", "staging", "--as", "operator")
+    assert first.exit_code == 0, first.output
+    with app.app_context():
+        [version] = store.versions("staging")
+        assert (version.source, version.actor_name) == (EnvSource.SNAPSHOT, "operator")
+    assert first.stdout == f"staging: snapshot kept as version #{version.id}\n"
+    again = config(app, "snapshot", "staging", "--as", "operator")
+    assert again.exit_code == 0, again.output
+    assert again.stdout == f"staging: the env file is unchanged since version #{version.id}; nothing new to keep\n"
+    assert _snapshots(app) == [
+        ("operator", "ok", {"version": version.id, "recorded": True, "via": "cli"}),
+        ("operator", "ok", {"version": version.id, "recorded": False, "via": "cli"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, needles, audited",
+    [
+        (["snapshot", "nowhere", "--as", "operator"], ["there is no target 'nowhere'"], False),
+        (["snapshot", "staging", "--as", "ghost"], ["there is no active Rewind user 'ghost'"], False),
+        (["snapshot", "staging", "--as", "viewer"], ["viewer may not take snapshots: it needs the operator"], True),
+    ],
+)
+def test_snapshot_refusals_keep_nothing(app, env_target, users, args, needles, audited):
+    refused(config(app, *args), *needles)
+    with app.app_context():
+        assert store.versions("staging") == []
+    assert [(actor, outcome, d["via"]) for actor, outcome, d in _snapshots(app)] == (
+        [("viewer", "denied", "cli")] if audited else []
+    )
+
+
+def test_a_snapshot_that_fails_is_rewinds_error_and_audited(app, env_target, users):
+    env_target.env_path.unlink()
+    env_target.env_path.mkdir()  # a folder where the file should be
+    result = config(app, "snapshot", "staging", "--as", "operator")
+    assert result.exit_code == ExitStatus.ERROR, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rewind: no snapshot: the env file ") and "is a folder" in line, line
+    [(actor, outcome, details)] = _snapshots(app)
+    assert (actor, outcome, details["via"]) == ("operator", "failed", "cli") and "is a folder" in details["reason"]

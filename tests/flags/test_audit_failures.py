@@ -254,7 +254,7 @@ def test_a_late_audit_row_keeps_its_place_before_a_later_change_of_the_same_flag
     with app.app_context():
         assert history.last_change("web", "dark_mode").change_of("dark_mode")["new"] is False
         assert history.last_changes("web")["dark_mode"].change_of("dark_mode")["new"] is False
-        assert [c["new"] for _, c in history.of_flag("web", "dark_mode")] == [False, True]  # newest first
+        assert [c["new"] for _, c in history.of_flag("web", "dark_mode").items] == [False, True]  # newest first
         assert [e.change_of("dark_mode")["new"] for e in history.events("web")] == [True, False]
         assert audit_store.verify().intact
     page = plan_page(first, f"as_of={before}")  # off then, off now: nothing to do, and nothing unknown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 
@@ -139,3 +140,251 @@ def test_list_wraps_a_description_under_itself_within_80_columns(cli, flagdb):
     assert first.startswith(f"{name}  on   Turns on") and lines[1].startswith(" " * column)
     assert " ".join([first[column:], lines[1][column:]]) == "Turns on every part of the new checkout"
     assert lines[2].startswith("checkout_v2") and lines[2].endswith("on   The new checkout")
+
+
+# --- the Flags tab's other buttons: kill switch, restore as of, create, delete, history ---------------------------
+
+
+def _checkpoint(app, flagdb) -> int:
+    """A checkpoint of the flags as they are now (what every job records first), its id."""
+    from app.checkpoints import store as checkpoints
+    from app.flags.captures import snapshot
+
+    with app.app_context():
+        return checkpoints.record("web", None, "before the change", {"flags": snapshot(flagdb.table())}).id
+
+
+def test_kill_turns_the_named_flags_off_at_once_audited_as_the_tab_does(app, cli, flagdb):
+    result = cli("kill", "web", "search_beta", "dark_mode", "checkout_v2", "--as", "operator", "--reason", "fire")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "web: kill switch turned 2 flag(s) off: checkout_v2, search_beta",
+        "already off: dark_mode",
+    ]
+    assert flagdb.states() == {"checkout_v2": False, "dark_mode": False, "search_beta": False}
+    [(actor, outcome, details)] = audit_rows(app, "flags.kill")
+    assert (actor, outcome, details["via"], details["reason"], details["tag"]) == (
+        "operator",
+        "ok",
+        "cli",
+        "fire",
+        None,
+    )
+    assert details["flags"] == ["checkout_v2", "dark_mode", "search_beta"] and details["already_off"] == ["dark_mode"]
+    assert details["changes"] == [
+        {"flag": "checkout_v2", "old": True, "new": False},
+        {"flag": "search_beta", "old": True, "new": False},
+    ]
+
+
+def test_kill_by_tag_or_all(app, flagdb, users, tmp_path):
+    write_targets_file(app, targets_toml(flagdb.url, tmp_path, tag="team"))
+    run = app.test_cli_runner()
+    result = run.invoke(args=["rewind", "flags", "kill", "web", "--tag", "web", "--as", "operator", "--reason", "x"])
+    assert result.exit_code == 0 and "turned 1 flag(s) off: search_beta" in result.output, result.output
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": False}
+    result = run.invoke(args=["rewind", "flags", "kill", "web", "--all", "--as", "admin", "--reason", "everything"])
+    assert result.exit_code == 0 and "turned 1 flag(s) off: checkout_v2" in result.output, result.output
+    assert set(flagdb.states().values()) == {False}
+    assert [d["tag"] for _, _, d in audit_rows(app, "flags.kill")] == ["web", None]
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "audited"),
+    [
+        (("web", "dark_mode", "--as", "viewer", "--reason", "r"), "viewer may not use the kill switch: it needs", True),
+        (("web", "checkout_v2", "gone", "--as", "operator", "--reason", "r"), "gone", True),  # all or none
+        (("web", "checkout_v2", "--as", "operator"), "the kill switch needs a reason", True),
+        (("web", "--as", "operator", "--reason", "r"), "no flags chosen: nothing to turn off", True),
+        (("web", "checkout_v2", "--all", "--as", "operator", "--reason", "r"), "only one of them", True),
+        (("nowhere", "checkout_v2", "--as", "operator", "--reason", "r"), "there is no target 'nowhere'", False),
+        (("web", "checkout_v2", "--as", "ghost", "--reason", "r"), "there is no active Rewind user 'ghost'", False),
+    ],
+)
+def test_kill_refusals_change_nothing_and_are_audited(app, cli, flagdb, args, message, audited):
+    result = cli("kill", *args)
+    assert result.exit_code == ExitStatus.REFUSED, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rewind: ") and message in line, line
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
+    rows = audit_rows(app, "flags.kill")
+    assert [(o, d["via"]) for _, o, d in rows] == ([("denied", "cli")] if audited else [])
+
+
+def test_restore_prints_the_plan_then_writes_it_only_when_confirmed(app, cli, flagdb):
+    checkpoint = _checkpoint(app, flagdb)
+    cli("set", "web", "dark_mode", "on", "--as", "operator")
+    cli("set", "web", "search_beta", "off", "--as", "operator")
+    plan = cli("restore", "web", "--checkpoint", str(checkpoint), "--as", "operator")
+    assert plan.exit_code == 0, plan.output
+    lines = plan.output.splitlines()
+    assert lines[0].startswith(f"web: flags as of checkpoint #{checkpoint} (")
+    assert "  change   dark_mode    on -> off" in lines and "  change   search_beta  off -> on" in lines
+    assert lines[-1].startswith("nothing written; to write this plan: flask rewind flags restore web --checkpoint ")
+    assert " --fingerprint " in lines[-1] and lines[-1].endswith("--yes --as USER")
+    assert flagdb.states()["dark_mode"] is True and audit_rows(app, "flags.restore") == []  # only shown
+
+    done = cli("restore", "web", "--checkpoint", str(checkpoint), "--as", "operator", "--reason", "undo", "--yes")
+    assert done.exit_code == 0, done.output
+    assert done.output.splitlines()[-1] == f"web: flags restored as of checkpoint #{checkpoint}: 2 change(s) written"
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
+    [(actor, outcome, details)] = audit_rows(app, "flags.restore")
+    assert (actor, outcome, details["via"], details["reason"]) == ("operator", "ok", "cli", "undo")
+    assert details["source"] == f"checkpoint #{checkpoint}" and len(details["changes"]) == 2
+
+
+def test_restore_with_the_printed_fingerprint_is_refused_once_the_table_moved(app, cli, flagdb):
+    checkpoint = _checkpoint(app, flagdb)
+    cli("set", "web", "dark_mode", "on", "--as", "operator")
+    plan = cli("restore", "web", "--checkpoint", str(checkpoint), "--as", "operator")
+    fingerprint = plan.output.split("--fingerprint ")[1].split()[0]
+    flagdb.outside_change("checkout_v2", True, datetime(2026, 6, 1))  # same state, a newer stamp: the table moved
+    stale = cli(
+        "restore", "web", "--checkpoint", str(checkpoint), "--fingerprint", fingerprint, "--yes", "--as", "operator"
+    )
+    assert stale.exit_code == ExitStatus.REFUSED, stale.output
+    (line,) = stale.stderr.splitlines()
+    assert line.startswith("rewind: the flags changed since the plan was shown, so nothing was written")
+    assert flagdb.states()["dark_mode"] is True
+    [(_, outcome, details)] = audit_rows(app, "flags.restore")
+    assert (outcome, details["via"]) == ("denied", "cli")
+    fresh = stale.output.split("--fingerprint ")[-1].split()[0]  # the plan it is now, printed with the refusal
+    again = cli("restore", "web", "--checkpoint", str(checkpoint), "--fingerprint", fresh, "--yes", "--as", "operator")
+    assert again.exit_code == 0, again.output
+    assert flagdb.states()["dark_mode"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("web", "--checkpoint", "1", "--as", "viewer"), "viewer may not restore flags: it needs the operator role"),
+        (("nowhere", "--checkpoint", "1", "--as", "operator"), "there is no target 'nowhere'"),
+        (("web", "--checkpoint", "4242", "--as", "operator"), "checkpoint #4242 of web does not exist"),
+        (("web", "--checkpoint", "1", "--job", "2", "--as", "operator"), "you gave checkpoint #1 and job #2"),
+        (("web", "--as-of", "yesterday-ish", "--as", "operator"), "cannot read 'yesterday-ish' as a time"),
+        (("web", "--as", "operator"), "choose a time, a checkpoint or a job"),
+    ],
+)
+def test_restore_refusals_write_nothing(cli, flagdb, args, message):
+    result = cli("restore", *args)
+    assert result.exit_code == ExitStatus.REFUSED, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rewind: ") and message in line, line
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
+
+
+def test_create_and_delete_are_admin_only_and_audited_as_the_tab_does(app, cli, flagdb):
+    made = cli("create", "web", "new_search", "on", "--description", "The newer search", "--as", "admin")
+    assert made.exit_code == 0 and made.output.strip() == "web: flag new_search created (on)", made.output
+    assert flagdb.states()["new_search"] is True
+    [(actor, outcome, details)] = audit_rows(app, "flags.create")
+    assert (actor, outcome, details["via"], details["new"], details["description"]) == (
+        "admin",
+        "ok",
+        "cli",
+        True,
+        "The newer search",
+    )
+    gone = cli("delete", "web", "new_search", "--as", "admin", "--reason", "shipped")
+    assert gone.exit_code == 0 and "web: flag new_search deleted" in gone.output, gone.output
+    assert "new_search" not in flagdb.states()
+    [(actor, outcome, details)] = audit_rows(app, "flags.delete")
+    assert (actor, outcome, details["via"], details["reason"], details["old"]) == (
+        "admin",
+        "ok",
+        "cli",
+        "shipped",
+        True,
+    )
+    assert details["description"] == "The newer search"
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "action"),
+    [
+        (
+            ("create", "web", "x", "--as", "operator"),
+            "operator may not create flags: it needs the admin role",
+            "create",
+        ),
+        (
+            ("delete", "web", "dark_mode", "--as", "operator"),
+            "operator may not delete flags: it needs the admin",
+            "delete",
+        ),
+        (("create", "web", "dark_mode", "--as", "admin"), "dark_mode", "create"),  # exists already
+        (("create", "web", "a b", "--as", "admin"), "flag name 'a b': use up to 80 letters", "create"),
+        (("create", "web", "x", "sideways", "--as", "admin"), "initial state: expected on or off", "create"),
+        (
+            ("create", "prod", "x", "--as", "admin"),
+            'creating a flag on prod needs a reason: pass --reason "why"',
+            "create",
+        ),
+        (("delete", "web", "nope", "--as", "admin"), "no flag 'nope' in feature_flags; see them with", "delete"),
+        (
+            ("delete", "prod", "dark_mode", "--as", "admin", "--reason", "r"),
+            "prod is protected and there is no",
+            "delete",
+        ),
+        (("create", "nowhere", "x", "--as", "admin"), "there is no target 'nowhere'", None),
+        (("delete", "nowhere", "x", "--as", "admin"), "there is no target 'nowhere'", None),
+    ],
+)
+def test_create_and_delete_refusals_change_nothing(app, cli, flagdb, args, message, action):
+    result = cli(*args)
+    assert result.exit_code == ExitStatus.REFUSED, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rewind: ") and message in line, line
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
+    rows = audit_rows(app, f"flags.{action}") if action else []
+    assert [(o, d["via"]) for _, o, d in rows] == ([("denied", "cli")] if action else [])
+
+
+def test_delete_on_a_protected_target_goes_with_yes(app, cli, flagdb):
+    result = cli("delete", "prod", "dark_mode", "--as", "admin", "--reason", "gone", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "dark_mode" not in flagdb.states()
+
+
+def test_history_pages_newest_first_with_nothing_repeated_or_lost(app, cli, flagdb):
+    for n in range(5):
+        cli("set", "web", "dark_mode", "on" if n % 2 == 0 else "off", "--as", "operator", "--reason", f"change {n}")
+    cli("set", "web", "dark_mode", "on", "--as", "operator", "--reason", "changed nothing")  # already on
+    cli("set", "web", "search_beta", "off", "--as", "operator", "--reason", "another flag")
+    args, seen, pages = ["history", "web", "dark_mode", "--limit", "2"], [], 0
+    while args:
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[0] == "web: dark_mode is on now: Dark colours"
+        changes = [line for line in lines if line.startswith("#")]
+        assert 0 < len(changes) <= 2
+        seen += [line.rsplit("'", 2)[1] for line in changes]
+        pages += 1
+        more = lines[-1] if lines[-1].startswith("older changes: flask rewind ") else None
+        args = more.removeprefix("older changes: flask rewind flags ").split() if more else None
+    assert pages == 3 and seen == [f"change {n}" for n in reversed(range(5))]
+    newest = cli("history", "web", "dark_mode").output.splitlines()[1]
+    assert " operator  toggled  off -> on  'change 4'" in newest
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("history", "nowhere", "dark_mode"), "there is no target 'nowhere'"),
+        (("history", "web", "never_was"), "there is no flag 'never_was' on web, now or in Rewind's records"),
+    ],
+)
+def test_history_refusals(cli, args, message):
+    result = cli(*args)
+    assert result.exit_code == ExitStatus.REFUSED, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rewind: ") and message in line, line
+
+
+def test_the_history_of_a_deleted_flag_is_still_there(app, cli, flagdb):
+    cli("delete", "web", "dark_mode", "--as", "admin")
+    lines = cli("history", "web", "dark_mode").output.splitlines()
+    assert (
+        lines[0] == "web: dark_mode is not in the table now (deleted)" and " admin  deleted  off -> absent" in lines[1]
+    )

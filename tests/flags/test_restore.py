@@ -217,7 +217,7 @@ def test_a_kill_and_a_restore_of_hundreds_of_flags_are_audited_whole_and_put_bac
     restored = [details for _, outcome, details in audit_rows(flag_app, "flags.restore") if outcome == "ok"]
     assert len(restored) > 1 and sorted(c["flag"] for d in restored for c in d["changes"]) == names
     with flag_app.app_context():
-        assert [event.action for event, _ in history.of_flag("web", "bulk_flag_with_a_long_name_0123")] == [
+        assert [event.action for event, _ in history.of_flag("web", "bulk_flag_with_a_long_name_0123").items] == [
             "flags.restore",
             "flags.kill",
         ]

@@ -286,6 +286,7 @@ def test_restore_as_of_across_creations_and_deletions(flag_app, flagdb, as_role)
     [(_, outcome, details)] = audit_rows(flag_app, "flags.restore")
     assert outcome == "ok" and details["changes"] == [{"flag": "checkout_v2", "old": False, "new": True}]
     assert details["created_since"] == ["fresh"] and details["deleted_since"] == ["search_beta"]
+    assert details["via"] == "web"  # as every other flags.* row says where it came from (the CLI's say "cli")
 
     page = plan_page(client, f"as_of={as_of}")
     post(client, "/targets/web/flags/restore", {"as_of": as_of, **confirm_of(page), "recreate": "search_beta"})
@@ -895,3 +896,65 @@ def test_flag_changes_are_refused_while_a_job_replaces_the_database_and_allowed_
     assert "busy-notice" not in client.get("/targets/web/flags").get_data(as_text=True)
     toggle = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
     assert toggle.status_code == 200 and flagdb.states()["dark_mode"] is True
+
+
+def _older_link(page: str, rel: str = "next") -> str | None:
+    found = re.search(rf'<a rel="{rel}" href="([^"]+)"', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_a_flag_s_history_is_paged_newest_first_with_nothing_repeated_or_lost(flag_app, flagdb, as_role, monkeypatch):
+    from app.flags import history
+
+    monkeypatch.setattr(history, "PAGE_SIZE", 2)
+    client = as_role(Role.OPERATOR)
+    state = "off"
+    for n in range(5):
+        post(client, "/targets/web/flags/toggle", {"flag": "dark_mode", "seen": state, "reason": f"change {n}"})
+        state = "on" if state == "off" else "off"
+    post(client, "/targets/web/flags/toggle", {"flag": "search_beta", "seen": "on", "reason": "another flag"})
+    seen, url, pages = [], "/targets/web/flags/history?flag=dark_mode", 0
+    while url:
+        page = client.get(url).get_data(as_text=True)
+        reasons = re.findall(r"<td>(change \d|another flag)</td>", page)
+        assert len(reasons) <= 2, page
+        seen += reasons
+        url, pages = _older_link(page), pages + 1
+    assert pages == 3
+    assert seen == [f"change {n}" for n in reversed(range(5))]  # newest first, each once, no other flag's
+    assert "« Newest" in page
+    empty = client.get("/targets/web/flags/history?flag=dark_mode&before=1")
+    assert empty.status_code == 200 and "No older changes" in empty.get_data(as_text=True)  # not a 404: it exists
+    assert client.get("/targets/web/flags/history?flag=dark_mode&before=x").status_code == 400
+
+
+def test_the_tab_pages_by_name_past_a_page_full_keeping_the_search(flag_app, flagdb, as_role, monkeypatch):
+    from app.flags import views
+
+    monkeypatch.setattr(views, "SHOWN", 2)
+    for name in ("zeta_web", "alpha_web", "mid_web", "beta_other"):
+        flagdb.add(name, False, "paged")
+    client = as_role(Role.VIEWER)
+
+    def walk(url: str) -> tuple[list[str], list[str]]:
+        names, links = [], []
+        while url:
+            page = client.get(url).get_data(as_text=True)
+            shown = re.findall(r'<tr id="flag-([a-z0-9_]+)"', page)
+            assert 0 < len(shown) <= 2, page
+            names += shown
+            url = _older_link(page)
+            links += [url] if url else []
+        return names, links
+
+    names, links = walk("/targets/web/flags")
+    everything = sorted(["checkout_v2", "dark_mode", "search_beta", "zeta_web", "alpha_web", "mid_web", "beta_other"])
+    assert names == everything  # each page starts after the one before ended: nothing repeated or lost
+    assert len(links) == 3 and parse_qs(urlsplit(links[0]).query) == {"after": ["beta_other"]}
+    names, links = walk("/targets/web/flags?q=web")  # by name or description: the three *_web flags
+    assert names == ["alpha_web", "mid_web", "zeta_web"]
+    assert all(parse_qs(urlsplit(link).query)["q"] == ["web"] for link in links)
+    page = client.get("/targets/web/flags?q=web&after=mid_web").get_data(as_text=True)
+    assert "3 of 7 flag(s); showing 1 after “mid_web”" in page and "« First" in page
+    gone = client.get("/targets/web/flags?after=zzz").get_data(as_text=True)
+    assert "comes after “zzz”" in gone and "back to the first" in gone
