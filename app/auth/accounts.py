@@ -159,3 +159,13 @@ def ensure_initial_admin(password_file) -> str | None:
     with os.fdopen(fd, "w") as fh:
         fh.write(password + "\n")
     return password
+
+
+def unlock(user: User, actor: Actor) -> int:
+    """Let a locked-out user sign in again now (their recent failures no longer count); how many were forgotten."""
+    from app.auth import lockout
+
+    forgotten = lockout.unlock(user.name)
+    record("user.unlock", actor=actor, details={"user": user.name, "failures_forgotten": forgotten})
+    db.session.commit()
+    return forgotten

@@ -120,6 +120,17 @@ def disable(name: str) -> None:
     _set_disabled(name, True)
 
 
+@users.command("unlock")
+@click.argument("name")
+def unlock(name: str) -> None:
+    """Let a user locked out by failed sign-ins sign in again now (the failures stay in the audit log)."""
+    try:
+        forgotten = accounts.unlock(accounts.find_user(name), CLI_ACTOR)
+    except accounts.AccountError as exc:
+        _fail(exc)
+    click.echo(f"{name} may sign in again ({forgotten} recent failed sign-in(s) no longer count)")
+
+
 def _set_disabled(name: str, disabled: bool) -> None:
     try:
         accounts.set_disabled(accounts.find_user(name), disabled, CLI_ACTOR)
