@@ -39,7 +39,7 @@ from app.backups.restore import (
     unmake_live,
 )
 from app.backups.setup import BackupSetup, setup_of
-from app.backups.steps import make_backup, setup_for, take_backup, verify_backup
+from app.backups.steps import failure_recorded, make_backup, setup_for, take_backup, verify_backup
 from app.backups.undo import unseen_swap
 from app.backups.verify import check_checksum, check_envelope, quick_verify
 from app.extensions import db
@@ -277,12 +277,14 @@ def _check_restore(ctx: JobContext, setup: BackupSetup, backup: Backup) -> None:
         space = pool.submit(check_space, setup, backup)
         copyable = pool.submit(check_copyable, setup, backup)
         check_matches(setup, backup)
+        with failure_recorded(setup, backup, ctx):  # a damaged file is verified no more, on every page
+            if known:
+                ctx.log(f"  ✓ {envelope.result()}")
+                ctx.log(f"  ✓ {checksum.result()}: the file verified ({verified.get('how')}) at {verified.get('at')}")
+            else:
+                quick_verify(setup, backup, ctx)
         if known:
-            ctx.log(f"  ✓ {envelope.result()}")
-            ctx.log(f"  ✓ {checksum.result()}: the file verified ({verified.get('how')}) at {verified.get('at')}")
             ctx.log(f"  ✓ {unlocks.result()}")
-        else:
-            quick_verify(setup, backup, ctx)
         ctx.log(space.result())
         if said := copyable.result():
             ctx.log(f"  ✓ {said}")

@@ -7,6 +7,9 @@ and catalogued exactly like one made from the Backups tab.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from app.backups.catalog import Backup, NoAccess
 from app.backups.create import create_backup
 from app.backups.restore import copy_name, restore_test, stamp
@@ -42,9 +45,24 @@ def take_backup(ctx: JobContext, *, purpose: str | None = None, copy: str | None
     return backup
 
 
+@contextmanager
+def failure_recorded(setup: BackupSetup, backup: Backup, ctx: JobContext, how: str = "quick") -> Iterator[None]:
+    """A check inside this that finds the file at fault records it in the manifest, so no page calls it verified
+    any longer, whichever job found it (a verify, or the check before a restore)."""
+    try:
+        yield
+    except (NoAccess, ToolFailed, KeyListFailed):
+        # the file may be good: a refusal to read it, or a tool failing without a word, says nothing of it, so
+        # nothing is recorded
+        raise
+    except TargetError as exc:
+        setup.catalog.record_verification(backup, how=how, ok=False, detail=exc.message, job_id=ctx.job_id)
+        raise
+
+
 def verify_and_record(setup: BackupSetup, backup: Backup, ctx: JobContext, how: str = "quick") -> str:
     """Verify a backup and record the outcome in its manifest either way; the adapter's error when it fails."""
-    try:
+    with failure_recorded(setup, backup, ctx, how):
         detail = quick_verify(setup, backup, ctx)
         if how == "restore-test":
             ctx.progress(0.3, "restore test")
@@ -56,13 +74,6 @@ def verify_and_record(setup: BackupSetup, backup: Backup, ctx: JobContext, how: 
             ctx.log(f"restore test: restoring {backup.id} into the scratch copy {scratch}")
             detail += "; " + restore_test(setup, backup, ctx, scratch)
             ctx.standing(f"the live database is untouched; the restore test's copy {scratch} was dropped")
-    except (NoAccess, ToolFailed, KeyListFailed):
-        # the file may be good: a refusal to read it, or a tool failing without a word, says nothing of it, so
-        # nothing is recorded
-        raise
-    except TargetError as exc:
-        setup.catalog.record_verification(backup, how=how, ok=False, detail=exc.message, job_id=ctx.job_id)
-        raise
     setup.catalog.record_verification(backup, how=how, ok=True, detail=detail, job_id=ctx.job_id)
     return detail
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from app.audit.store import Actor
-from app.backups.catalog import LOCK_FILE, manifest_path, sha256_of
+from app.backups.catalog import LOCK_FILE, Catalog, manifest_path, sha256_of
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.jobs import runbook as runbooks
@@ -224,6 +224,11 @@ def test_bad_backups_are_refused_and_change_nothing(app, runner, data_target, gp
         assert data_target.snapshot() == before, case
         assert copies(data_target) == [], case
         assert app_pid(app, data_target) == pid, case
+        # what the restore's check found is on record: no page calls the file verified any longer (QA: a tampered
+        # one kept its old "verified", and stayed the newest verified backup, until a separate verify)
+        found = Catalog(data_target.backup_dir).get(name)
+        assert found.state == "failed" and words in found.verified["detail"], (case, found.verified)
+        assert found.verified["job_id"] == job.id, case
         verified, _ = run(app, "verify_backup", data_target.name, backup=name)
         assert verified.state == "failed" and verified.verification == "failed", case
     assert health(data_target.code)[0] == 200
