@@ -130,7 +130,10 @@ def rolls_back(target: str, backup: str) -> None:
     for line in found.lines():
         click.echo(line)
     untold = f"; unknown in {', '.join(found.untold)} (no time column or count to tell)" if found.untold else ""
-    click.echo(f"restoring {chosen.id} now rolls back at least {found.total} row(s) written after it{untold}")
+    if found.total or untold:
+        click.echo(f"restoring {chosen.id} now rolls back at least {found.total} row(s) written after it{untold}")
+    else:
+        click.echo(f"restoring {chosen.id} now rolls back no rows written after it (none stamped later or beyond it)")
     if found.regained:
         click.echo(f"and brings back at least {sum(found.regained.values())} row(s) deleted since it")
 

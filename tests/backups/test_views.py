@@ -636,3 +636,22 @@ def test_an_undo_from_a_page_drawn_before_a_later_swap_is_refused_and_queues_not
         again.stop(wait=True)
     assert job.state == "failed" and f"job #{newest} put another database in place" in job.result, job.result
     assert "nothing was changed" in job.result
+
+
+def test_what_a_restore_rolls_back_says_no_rows_when_nothing_was_written_after_it(app, as_role, runner, shop, tmp_path):
+    """QA read "rolls back at least 0 rows … they stay readable there": nothing to roll back is said as such."""
+    from tests.deployments.test_runbooks import run
+
+    with sqlite3.connect(tmp_path / "data" / "shop.db") as conn:
+        conn.execute("ALTER TABLE t ADD COLUMN created_at text")
+        conn.execute("INSERT INTO t VALUES (1, '2020-01-01 00:00:00')")
+    job, _ = run(app, "backup", "shop")
+    assert job.state == "succeeded", job.result
+    with app.app_context():
+        name = Catalog(tmp_path / "backups").newest_verified().id
+    page = as_role(Role.ADMIN).get(f"/targets/shop/backups/{name}/rolls-back").get_data(as_text=True)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page))
+    assert "restoring it now rolls back no rows written to the key tables after it" in text, text
+    assert "at least 0" not in text and "stay readable" not in text
+    cli = app.test_cli_runner().invoke(args=["rewind", "backups", "rolls-back", "shop", name])
+    assert f"restoring {name} now rolls back no rows written after it" in cli.output, cli.output
