@@ -312,7 +312,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     if not user.can(Role.OPERATOR):
         _deny(user, f"needs the {Role.OPERATOR.label} role", target=about)
     if not user.can(book.role):
-        _deny(user, f"needs the {book.role.label} role to run {book.name}", target=about)
+        _deny(user, f"needs the {book.role.label} role to run “{book.title}” ({book.name})", target=about)
     target_name = _target(book, target)
     raw = _raw_params(book, params)
     try:

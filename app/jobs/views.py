@@ -115,7 +115,7 @@ def new():
         return redirect(url_for("jobs.index", _anchor="start-a-job"))
     book = _runbook_or_404(request.args["runbook"])
     target = request.args.get("target", "")
-    form = formstate.form_for(book.name)
+    form = formstate.form_for(book.name, target or None)  # a form refused for another target is not this one
     if form is formstate.EMPTY and target:
         form = formstate.FormState(book.name, target, {"target": target})
     return render_template("jobs/new.html", book=book, targets=registry.current().names(), form=form)
@@ -126,7 +126,7 @@ def new():
 def start():
     book = _runbook_or_404(request.form.get("runbook", ""))
     if not current_user.can(book.role):
-        refuse(f"needs the {book.role.label} role to run {book.name}", target=target_asked())
+        refuse(f"needs the {book.role.label} role to run “{book.title}”", target=target_asked())
     target = request.form.get("target", "").strip() or None
     # Every field the form sent, so a parameter the runbook does not have is refused rather than dropped.
     raw = {key: request.form.get(key, "") for key in request.form if key not in FORM_FIELDS}

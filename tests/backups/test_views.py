@@ -114,6 +114,7 @@ def test_an_operator_cannot_restore(app, as_role, shop):
     client = as_role(Role.OPERATOR)
     response = post(client, "/jobs", {"runbook": "restore_backup", "target": "shop", "backup": OLD})
     assert response.status_code == 403
+    assert "it needs the admin role to run “Restore a backup”" in response.get_data(as_text=True)  # its name, not id
     with app.app_context():
         assert db.session.scalars(select(Job)).all() == []
 

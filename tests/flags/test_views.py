@@ -958,3 +958,20 @@ def test_the_tab_pages_by_name_past_a_page_full_keeping_the_search(flag_app, fla
     assert "3 of 7 flag(s); showing 1 after “mid_web”" in page and "« First" in page
     gone = client.get("/targets/web/flags?after=zzz").get_data(as_text=True)
     assert "comes after “zzz”" in gone and "back to the first" in gone
+
+
+def test_flags_are_listed_as_a_person_reads_a_list_whatever_their_case(flag_app, flagdb, as_role, monkeypatch):
+    """QA: "Upper" came before "beta_search" (capitals first, as bytes sort); paging follows the same order."""
+    from app.flags import views
+
+    for name in ("Upper", "aardvark", "Dark_mode"):
+        flagdb.add(name, False, "cased")
+    client = as_role(Role.VIEWER)
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    shown = re.findall(r'<tr id="flag-([A-Za-z0-9_]+)"', page)
+    assert shown == ["aardvark", "checkout_v2", "Dark_mode", "dark_mode", "search_beta", "Upper"], shown
+    monkeypatch.setattr(views, "SHOWN", 3)
+    first = client.get("/targets/web/flags").get_data(as_text=True)
+    assert re.findall(r'<tr id="flag-([A-Za-z0-9_]+)"', first) == ["aardvark", "checkout_v2", "Dark_mode"]
+    second = client.get(_older_link(first)).get_data(as_text=True)
+    assert re.findall(r'<tr id="flag-([A-Za-z0-9_]+)"', second) == ["dark_mode", "search_beta", "Upper"]

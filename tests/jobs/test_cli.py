@@ -145,7 +145,10 @@ def test_the_audit_rows_carry_the_user_and_via_cli(app, users):
         (["staging", "test.echo", "text=a", "text=b", "--as", "operator"], ["text is given twice"]),
         (["staging", "test.echo", "text=x", "--as", "nobody"], ["there is no user 'nobody'", "users list"]),
         (["staging", "test.echo", "text=x", "--as", "viewer"], ["viewer (viewer) may not", "needs the operator role"]),
-        (["staging", "test.admin", "--as", "operator"], ["needs the admin role to run test.admin", "--as"]),
+        (
+            ["staging", "test.admin", "--as", "operator"],
+            ["needs the admin role to run “Admins only” (test.admin)", "--as"],
+        ),
         (["-", "test.echo", "text=x", "--as", "operator"], ["test.echo runs on a target"]),
         (["staging", "test.count", "--as", "operator"], ["runs on Rewind itself", "pass - as TARGET"]),
     ],

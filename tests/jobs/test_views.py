@@ -248,6 +248,15 @@ def test_the_start_page_without_a_runbook_leads_to_the_runbooks_and_an_unknown_o
     assert response.status_code == 404 and "There is no runbook &#39;nope&#39;" in response.get_data(as_text=True)
 
 
+def test_the_start_page_takes_its_target_from_the_link_even_after_a_refusal_for_another(as_role):
+    """QA: /jobs/new?runbook=…&target=… showed "Choose a target…" once a form of that runbook had been refused."""
+    client = as_role(Role.OPERATOR)
+    refused = post(client, "/jobs", {"runbook": "test.sleep", "target": "production", "seconds": "x", "next": "/jobs"})
+    assert refused.status_code in (302, 303)
+    page = client.get("/jobs/new?runbook=test.sleep&target=staging").get_data(as_text=True)
+    assert '<option value="staging" selected>staging</option>' in page, page
+
+
 def test_a_failed_step_shows_its_error_not_its_last_progress_word(app):
     """A config edit's verify step failed after its undo made the app healthy again: the row read "failed — 100%
     healthy", the undo's health, not the step's."""
