@@ -119,7 +119,10 @@ RUNBOOK_ROWS = [(book, role) for book in all_runbooks() for role in Role if role
 
 
 def test_every_runbook_has_a_role_row():
-    assert {book.name for book, _ in RUNBOOK_ROWS} == {book.name for book in all_runbooks()}
+    """Every runbook Rewind comes with was loaded when the rows were made (a test module may register its own
+    later, at its collection: those are not Rewind's)."""
+    ours = {book.name for book in all_runbooks() if book.steps[0].run.__module__.startswith("app.")}
+    assert ours and ours <= {book.name for book, _ in RUNBOOK_ROWS}
 
 
 def _runbook_row_id(row) -> str:
