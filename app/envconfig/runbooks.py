@@ -12,7 +12,7 @@ import base64
 import binascii
 
 from app.auth.roles import Role
-from app.envconfig import captures, keys, store, watch
+from app.envconfig import captures, keys, store, suspect, watch
 from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
@@ -24,6 +24,7 @@ from app.wording import sentence
 
 assert captures.ENV  # registered on import: every checkpoint records the env file version
 assert watch.check  # registered on import: the health monitor notices outside changes
+assert suspect.changed_outside  # registered on import: a failed verification names a hand edit of the env file
 
 
 def _target(target: str | None):

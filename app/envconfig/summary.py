@@ -6,6 +6,7 @@ from markupsafe import Markup
 
 from app.audit.models import AuditEvent
 from app.envconfig import diff, store
+from app.envconfig.suspect import changed_since
 from app.statuses import EnvSource, Outcome
 from app.targetpage.summaries import register_summary
 from app.targetpage.timeline import Kind, register_kind
@@ -51,6 +52,9 @@ def config_line(target: Target) -> list[tuple[str, str, str]]:
     if newest is None:
         return [("Config", "no version recorded yet: open the Config tab or take a snapshot", "neutral")]
     when = time_tag(newest.created_at)  # in the reader's zone, as every time on the page
+    if (modified := changed_since(target, newest)) is not None:  # before the health monitor's next look records it
+        text = Markup("the file differs from version #{}: changed outside Rewind (modified {})")
+        return [("Config", text.format(newest.id, time_tag(modified)), "warn")]
     if newest.source == EnvSource.OUTSIDE.value:
         text, tone = Markup("version #{}: changed outside Rewind at {}").format(newest.id, when), "warn"
     else:

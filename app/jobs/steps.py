@@ -7,6 +7,8 @@ a StepFailed whose message says what to do next.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +29,8 @@ from app.targets.health import Verdict, run_smoke
 from app.targets.process import ProcessControl
 from app.targets.target import Target
 
+log = logging.getLogger(__name__)
+
 SMOKE_TIMEOUT_S = 300
 ANSWER_EXCERPT = 160  # characters of a failing health answer quoted in the message (all of it is in the log)
 APP_LOG_LINES = "app_log_lines"  # ctx.state: how many of the application's log lines the last failed check logged
@@ -43,6 +47,32 @@ def register_state_check(name: str, check: StateCheck) -> StateCheck:
     """An area's condition of "verified"; registering the same name again replaces it."""
     _state_checks[name] = check
     return check
+
+
+# What an area knows that may explain a failed verification (the env file changed outside Rewind), said with the
+# failure: suspect(target) -> words, or None when it has nothing to say.
+Suspect = Callable[[Target], str | None]
+_suspects: dict[str, Suspect] = {}
+
+
+def register_suspect(name: str, suspect: Suspect) -> Suspect:
+    """An area's word on a failed verification; registering the same name again replaces it."""
+    _suspects[name] = suspect
+    return suspect
+
+
+def suspects_of(target: Target) -> list[str]:
+    """Every area's word on why the target may fail, in registration order; one that cannot tell says nothing."""
+    said = []
+    for suspect in _suspects.values():
+        try:
+            words = suspect(target)
+        except Exception:  # a hint must never hide the failure it is added to
+            log.exception("a suspect of %s could not be read", target.name)
+            continue
+        if words:
+            said.append(words)
+    return said
 
 
 def target_of(ctx: JobContext) -> Target:
@@ -128,6 +158,9 @@ def unhealthy(ctx: JobContext, detail: str, next_step: str = ROLL_BACK) -> StepF
     are in the job's log, never in this message.
     """
     message = f"{detail}. {next_step}"
+    with contextlib.suppress(TargetError):
+        for words in suspects_of(target_of(ctx)):
+            message += f". Note: {words}"
     if lines := ctx.state.get(APP_LOG_LINES):
         message += f"; the application's last {lines} log lines are in this job's log"
     return StepFailed(ctx.redact(message) + ".")

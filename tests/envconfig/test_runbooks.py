@@ -284,3 +284,21 @@ def test_a_failing_release_command_puts_the_previous_env_file_back_and_restarts_
     assert target.env_path.read_text() == changed
     assert [s.state for s in view.steps][3:] == ["failed", "not_run", "not_run"]
     assert answer(target)["greeting"] == before
+
+
+def test_a_failed_verification_names_a_hand_edit_of_the_env_file(app, runner, running_env_target):
+    """QA: a restart after a hand edit failed with "roll back to a known-good commit": the env file Rewind had
+    seen changed outside it, the usual suspect, went unsaid."""
+    target = running_env_target
+    first = record_now(app)
+    target.env_path.write_text(BAD)  # by hand, between two looks of the health monitor
+    job, view = run(app, "restart")
+    assert job.state == "failed", log_text(view)
+    # as found at the failure, or, if the health monitor recorded the edit first, as that version says
+    said = (f"Note: staging's env file differs from its version #{first}: it was changed outside Rewind (modified ",)
+    said += (f"Note: staging's env file was changed outside Rewind (version #{first + 1}, noticed ",)
+    assert any(s in job.result for s in said) and "the Config tab shows what changed" in job.result, job.result
+
+    record_now(app, source=EnvSource.SNAPSHOT)  # the same file, taken as it is by a person: known, not a suspect
+    job, view = run(app, "restart")
+    assert job.state == "failed" and "env file" not in job.result, job.result

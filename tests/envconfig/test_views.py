@@ -295,6 +295,11 @@ def test_the_overview_and_dashboard_card_name_the_env_version_in_force(app, as_r
     for url in ("/targets/staging", "/dashboard/cards"):
         assert f"version #{second}: changed outside Rewind at" in client.get(url).get_data(as_text=True)
     assert '<option value="config">' in client.get("/targets/staging/timeline").get_data(as_text=True)
+    # QA: a hand edit read as the recorded version in force for up to the monitor's next look (30 s)
+    env_target.env_path.write_text(env_target.env_path.read_text() + "HAND_EDIT=1\n")
+    for url in ("/targets/staging", "/dashboard/cards"):
+        page = client.get(url).get_data(as_text=True)
+        assert f"the file differs from version #{second}: changed outside Rewind (modified <time" in page, url
 
 
 @pytest.mark.parametrize("how", ["snapshot", "outside"])
