@@ -531,6 +531,63 @@ def test_log_tail_takes_colour_codes_out(managed):
     ]
 
 
+def crasher(error: str) -> list[str]:
+    """An application that writes a traceback ending in `error` and exits."""
+    return py(
+        """
+        import sys
+        print("Traceback (most recent call last):", file=sys.stderr)
+        print(sys.argv[1], file=sys.stderr, flush=True)
+        sys.exit(1)
+        """,
+        error,
+    )
+
+
+def test_the_log_since_start_leaves_out_what_an_earlier_start_wrote(managed):
+    """An earlier crash's traceback stays at the end of the file: only this start's lines are its log."""
+    old = managed(command=crasher("KeyError: 'DATABASE_URL' (the env file)"))
+    old.start()
+    wait_for(lambda: "KeyError: 'DATABASE_URL' (the env file)" in old.log_tail(), timeout=20)
+    error = 'psycopg.errors.UndefinedColumn: column "signed_up_at" does not exist'
+    new = managed(command=crasher(error))
+    new.restart()
+    wait_for(lambda: error in new.log_tail(), timeout=20)
+    assert "KeyError: 'DATABASE_URL' (the env file)" in new.log_tail(), "the file's last lines hold the old crash"
+    log = new.log_since_start()
+    assert log.lines == ("Traceback (most recent call last):", error)
+    assert log.since is not None and not log.reloaded and log.more == 0
+    assert log.since_words() == f"since Rewind started it at {log.since:%H:%M:%S} UTC"
+
+
+def test_the_log_since_start_is_empty_when_the_app_wrote_nothing_since(managed):
+    process = managed()
+    process.log_file.parent.mkdir(parents=True)
+    process.log_file.write_text(
+        "Traceback (most recent call last):\nKeyError: 'DATABASE_URL'\n"
+        "--- 2024-05-02T10:42:07Z Rewind starts: gunicorn app:app\n"
+    )
+    log = process.log_since_start()
+    assert log.lines == () and log.since_words() == "since Rewind started it at 10:42:07 UTC"
+
+
+def test_the_log_since_a_reload_and_without_any_mark(managed):
+    process = managed()
+    process.log_file.parent.mkdir(parents=True)
+    process.log_file.write_text(
+        "--- 2024-05-02T10:40:00Z Rewind starts: gunicorn app:app\nold error\n"
+        "--- 2024-05-02T10:42:07Z Rewind reloads pid 1918 (SIGHUP)\n" + "".join(f"line {n}\n" for n in range(1, 51))
+    )
+    log = process.log_since_start(40)
+    assert log.lines == tuple(f"line {n}" for n in range(11, 51)) and log.more == 10
+    assert log.reloaded and log.since_words() == "since Rewind reloaded it at 10:42:07 UTC"
+    process.log_file.write_text("started by hand\nan error\n")
+    log = process.log_since_start()
+    assert log.lines == ("started by hand", "an error") and log.since is None and log.since_words() == ""
+    process.log_file.unlink()
+    assert process.log_since_start().lines == ()
+
+
 def test_a_failed_commands_output_tail_has_no_colour_codes():
     failing = py("import sys; print('\\x1b[31mJob for myapp.service failed\\x1b[0m'); sys.exit(1)")
     lines = Lines()
@@ -543,4 +600,4 @@ def test_a_failed_commands_output_tail_has_no_colour_codes():
 
 def test_command_control_has_nothing_to_watch_and_no_log():
     control = CommandControl(None, None, None)
-    assert control.watch() is None and control.log_tail() == []
+    assert control.watch() is None and control.log_tail() == [] and control.log_since_start().lines == ()
