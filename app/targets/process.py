@@ -305,6 +305,13 @@ os._exit(0)
 """
 
 
+def _workers(count: int, which: str = "old") -> str:
+    """'2 old workers were', '1 new worker was' … ."""
+    if which == "old":
+        return f"{count} old worker{'s were' if count != 1 else ' was'}"
+    return f"{count} new worker{'s were' if count != 1 else ' was'}"
+
+
 def _alive(pid: int) -> bool:
     found = procfs.stat(pid)
     return found is not None and not found.gone
@@ -701,7 +708,30 @@ class ManagedProcess:
                 )
             sink.tick()  # lets a job write out what it has logged while this waits
             time.sleep(POLL_S)
-        sink.line("out", f"reloaded pid {pid} in {time.monotonic() - started:.1f} s: every old worker was retired")
+        took = time.monotonic() - started
+        # The old workers being gone says nothing of the new ones: they may still be loading the code, or have
+        # died loading it (gunicorn then exits). Say what is seen now; only the health check can tell they serve.
+        if not _alive(pid) or _start_ticks(pid) != seen.start:
+            sink.line(
+                "out",
+                f"pid {pid} exited after {sig.name} once its old workers were retired (its new workers may have "
+                "failed to start: see its log); starting",
+            )
+            return False
+        new_workers = set(_group_members(pid)) - old_workers - {pid}
+        retired = f"reloaded pid {pid} in {took:.1f} s: its {_workers(len(old_workers))} retired"
+        if not new_workers:
+            sink.line(
+                "out",
+                f"{retired}, but no new worker runs (they may have failed to start: see its log); the health check "
+                "tells whether it serves",
+            )
+        else:
+            sink.line(
+                "out",
+                f"{retired} and {_workers(len(new_workers), 'new')} started; whether they load the code and serve "
+                "is for the health check to tell",
+            )
         return True
 
     # --- helpers --------------------------------------------------------------------------------

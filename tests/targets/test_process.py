@@ -193,13 +193,16 @@ def managed(tmp_path):
     """Builds ManagedProcess objects over tmp_path, and kills whatever they left running."""
     made: list[ManagedProcess] = []
 
-    def make(*args: str, command: list[str] | None = None, stop_timeout: float = 5) -> ManagedProcess:
+    def make(
+        *args: str, command: list[str] | None = None, stop_timeout: float = 5, reload_signal: str | None = None
+    ) -> ManagedProcess:
         process = ManagedProcess(
             command or py(APP, *args),
             cwd=tmp_path,
             pid_file=tmp_path / "run" / "app.pid",
             log_file=tmp_path / "log" / "app.log",
             stop_timeout=stop_timeout,
+            reload_signal=reload_signal,
         )
         made.append(process)
         return process
@@ -529,6 +532,49 @@ def test_log_tail_takes_colour_codes_out(managed):
         " * Running on http://127.0.0.1:5000",
         '127.0.0.1 - - "GET /health HTTP/1.1" 500 -',
     ]
+
+
+MASTER = """
+import signal, subprocess, sys, time
+
+def spawn(code):
+    return subprocess.Popen([sys.executable, "-c", code])
+
+workers = [spawn("import time; time.sleep(600)") for _ in range(2)]
+
+def reload(signum, frame):
+    # As a master whose new workers fail to load the new code: they die, then the old ones are retired.
+    global workers
+    new = [spawn("import sys; print('ImportError: cannot import name create_app', file=sys.stderr); sys.exit(3)")
+           for _ in range(2)]
+    for worker in new:
+        worker.wait()
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait()
+    workers = []
+
+signal.signal(signal.SIGHUP, reload)
+print("master up with 2 workers", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_a_reload_whose_new_workers_died_does_not_claim_it_worked(managed):
+    """The old workers retired is no reload done: no new worker runs, and the restart's words say so."""
+    process = managed(command=py(MASTER), reload_signal="SIGHUP")
+    process.start()
+    wait_for(lambda: "master up with 2 workers" in process.log_tail(), timeout=20)
+    master = process.status().pid
+    lines = Lines()
+    process.restart(lines)
+    assert process.status().pid == master, "it reloaded in place"
+    said = lines.text()
+    assert f"reloaded pid {master} in " in said and "its 2 old workers were retired, but no new worker runs" in said
+    assert "the health check tells whether it serves" in said
+    assert "every old worker was retired" not in said
 
 
 def crasher(error: str) -> list[str]:
