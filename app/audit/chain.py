@@ -256,3 +256,9 @@ def seal_mark(key: bytes, head: Head, at: datetime) -> str:
     """The keyed seal of a "verified up to this row" mark: without the audit key nobody can write one."""
     text = f"rewind.audit.verified\n{head.id}:{head.hash}:{format_ts(at)}"
     return hmac.digest(key, text.encode(), "sha256").hex()
+
+
+def seal_full_check(key: bytes, row_id: int, at: datetime) -> str:
+    """The keyed seal of "a full walk found rows 1 to row_id intact at `at`" (not a mark's seal: another prefix)."""
+    text = f"rewind.audit.full-check\n{row_id}:{format_ts(at)}"
+    return hmac.digest(key, text.encode(), "sha256").hex()

@@ -64,6 +64,11 @@ class AuditMark(db.Model):
     row_hash = db.Column(db.String(64), nullable=False, default=chain.GENESIS)
     sealed_at = db.Column(db.DateTime, nullable=True)
     seal = db.Column(db.String(64), nullable=False, default="")
+    # The last full walk that found the chain intact: the row it reached and when, sealed apart from the mark
+    # (the mark also moves on the web's checks, which read only new rows).
+    full_row_id = db.Column(db.Integer, nullable=True)
+    full_at = db.Column(db.DateTime, nullable=True)
+    full_seal = db.Column(db.String(64), nullable=True)
 
 
 @event.listens_for(AuditEvent, "before_update")

@@ -402,7 +402,7 @@ def verify(saved_head: chain.Head | None = None, observe: Callable[[int], None] 
         anchors.append(chain.Anchor(mark.head, VERIFIED_MARK))
     verdict = _walk(None, anchors, None, observe)
     if verdict.intact and verdict.head:
-        save_mark(verdict.head, replace=True)
+        save_mark(verdict.head, replace=True, full=True)
     elif _behind_the_mark(verdict.problem, read_mark()):
         # A row the mark vouched for was changed or removed: the mark goes back to the last row found intact, so
         # the web's check (which starts at the mark) meets the break too instead of going on saying intact. The mark
@@ -425,10 +425,19 @@ def _behind_the_mark(problem: chain.ChainBreak | None, mark: Mark | None) -> boo
 
 
 @dataclass(frozen=True)
+class FullCheck:
+    """The last full walk that found the chain intact: rows 1 to row_id, at `at` (naive UTC)."""
+
+    row_id: int
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Mark:
     head: chain.Head
     sealed_at: datetime | None
     genuine: bool
+    full: FullCheck | None = None  # None when no full check is on record (or its seal does not match)
 
 
 def read_mark() -> Mark | None:
@@ -440,21 +449,28 @@ def read_mark() -> Mark | None:
     genuine = row.sealed_at is not None and hmac.compare_digest(
         chain.seal_mark(_key(), head, row.sealed_at), row.seal or ""
     )
-    return Mark(head, row.sealed_at, genuine)
+    full = None
+    if row.full_row_id is not None and row.full_at is not None:
+        sealed = chain.seal_full_check(_key(), row.full_row_id, row.full_at)
+        if hmac.compare_digest(sealed, row.full_seal or ""):
+            full = FullCheck(row.full_row_id, row.full_at)
+    return Mark(head, row.sealed_at, genuine, full)
 
 
-def save_mark(head: chain.Head, *, replace: bool = False, since: chain.Head | None = None) -> None:
+def save_mark(head: chain.Head, *, replace: bool = False, since: chain.Head | None = None, full: bool = False) -> None:
     """Move the mark forward to a row just found intact, in a transaction of its own.
 
     An incremental check (`since`: the mark it started from, None when there was none) moves it only if it is still
     that mark: a full walk in another process may have moved it back behind a changed row meanwhile, and moving it
     forward again would hide the break. A full walk (replace=True) writes it whatever was there, so it also clears a
-    forged mark.
+    forged mark; with full=True it is also recorded as the last full check, which the web's badge names.
     """
     at = utcnow()
     seal = chain.seal_mark(_key(), head, at)
     table = AuditMark.__table__
     values = {"row_id": head.id, "row_hash": head.hash, "sealed_at": at, "seal": seal}
+    if full:
+        values |= {"full_row_id": head.id, "full_at": at, "full_seal": chain.seal_full_check(_key(), head.id, at)}
     with db.engine.begin() as conn:
         if replace:
             where = (table.c.id == 1,)

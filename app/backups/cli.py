@@ -77,9 +77,15 @@ def list_backups(target: str) -> None:
         click.echo(f"not listed: {u.name}: {u.reason}")
     fresh = freshness(found, config.backups.rpo_minutes)
     newest = fresh.newest_verified
-    line = f"newest verified: {newest.id} ({ago(fresh.age)} old)" if newest else "newest verified: none"
+    if newest is None:
+        line = "newest verified: none"
+    elif fresh.future_note:
+        line = f"newest verified: {newest.id} ({fresh.future_note})"
+    else:
+        line = f"newest verified: {newest.id} ({ago(fresh.age)} old)"
     if fresh.rpo is not None:
-        line += f"; RPO {config.backups.rpo_minutes} min: {'LATE' if fresh.late else 'ok'}"
+        verdict = "AGE UNKNOWN" if fresh.future_note else "LATE" if fresh.late else "ok"
+        line += f"; RPO {config.backups.rpo_minutes} min: {verdict}"
     click.echo(line)
     if fresh.late:
         sys.exit(LATE_EXIT)

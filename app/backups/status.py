@@ -12,6 +12,21 @@ from app.backups.catalog import Backup, newest_verified, now_utc
 from app.extensions import db
 from app.jobs.models import Job
 
+FUTURE_SLACK = timedelta(minutes=1)  # clocks a few seconds apart are not worth a word
+
+
+def ahead_of(when: datetime, now: datetime) -> timedelta | None:
+    """How far a backup's time is after now (past FUTURE_SLACK): a clock is wrong here or where it was made."""
+    ahead = when - now
+    return ahead if ahead > FUTURE_SLACK else None
+
+
+def future_words(ahead: timedelta) -> str:
+    """'dated 61 min in the future: check the clocks …': what a future time means and what to do."""
+    minutes = -(-int(ahead.total_seconds()) // 60)
+    span = f"{minutes} min" if minutes < 120 else ago(ahead)
+    return f"dated {span} in the future: check the clocks of this host and the one that made it"
+
 
 @dataclass(frozen=True)
 class Freshness:
@@ -21,12 +36,26 @@ class Freshness:
     now: datetime
 
     @property
+    def ahead(self) -> timedelta | None:
+        """How far the newest verified backup is dated after now (a clock skew), or None."""
+        return None if self.newest_verified is None else ahead_of(self.newest_verified.time, self.now)
+
+    @property
     def age(self) -> timedelta | None:
-        return None if self.newest_verified is None else self.now - self.newest_verified.time
+        """None when there is none, or when it is dated in the future: its age is then unknown, not 0 min."""
+        if self.newest_verified is None or self.ahead is not None:
+            return None
+        return self.now - self.newest_verified.time
+
+    @property
+    def future_note(self) -> str | None:
+        ahead = self.ahead
+        return future_words(ahead) if ahead is not None else None
 
     @property
     def late(self) -> bool:
-        """True when the RPO is set and no verified backup is recent enough."""
+        """True when the RPO is set and no verified backup is known to be recent enough (one dated in the future
+        is of unknown age: no proof of a recent backup)."""
         if self.rpo is None:
             return False
         return self.age is None or self.age > self.rpo

@@ -31,7 +31,10 @@ def backups_line(target: Target) -> list[tuple[str, str, str]]:
     if fresh.newest_verified is None:
         return [("Backups", "no verified backup yet", "bad" if fresh.rpo else "warn")]
     rpo = f" (RPO {config.rpo_minutes} min)" if config.rpo_minutes else ""
-    text = f"newest verified {ago(fresh.age)} ago{rpo}: {fresh.newest_verified.id}"
+    if fresh.future_note:  # not "0 min ago": its age is unknown, so it vouches for no RPO
+        text = f"newest verified {fresh.newest_verified.id} is {fresh.future_note}{rpo}"
+    else:
+        text = f"newest verified {ago(fresh.age)} ago{rpo}: {fresh.newest_verified.id}"
     if fresh.last_restore_tested is not None:
         text += f"; last restore-tested: {fresh.last_restore_tested.id}"
-    return [("Backups", text, "bad" if fresh.late else "ok")]
+    return [("Backups", text, "warn" if fresh.future_note else "bad" if fresh.late else "ok")]

@@ -15,7 +15,7 @@ from app.backups.expiry import backups_of_copies
 from app.backups.preview import rolls_back
 from app.backups.restore import copies
 from app.backups.setup import catalog_of, setup_of
-from app.backups.status import ago, freshness, jobs_on_record
+from app.backups.status import ago, ahead_of, freshness, future_words, jobs_on_record
 from app.backups.undo import swapped_since, undo_offer
 from app.jobs import followups, service
 from app.pagination import Page, keyset_slice
@@ -112,6 +112,8 @@ def catalog(name: str):
         copies_problem=copies_problem,
         fresh=fresh,
         ago=ago,
+        ahead_of=ahead_of,
+        future_words=future_words,
         parse_time=datetime.fromisoformat,
         busy=service.busy_job(name),
     )

@@ -26,7 +26,7 @@ from app.targets.command import CommandCancelled, CommandTimedOut, Tee, ended, p
 from app.targets.errors import TargetError
 from app.targets.git import DirtyFiles, GitRepo
 from app.targets.health import Verdict, run_smoke
-from app.targets.process import ProcessControl
+from app.targets.process import AppLog, ProcessControl
 from app.targets.target import Target
 
 log = logging.getLogger(__name__)
@@ -239,12 +239,24 @@ def _not_healthy(ctx: JobContext, verdict: Verdict, control: ProcessControl | No
         ctx.log(f"last answer: {verdict.answer}", "err")
         if probe.body:
             detail += f"; it answered {_excerpt(probe.body)}"
-    tail = control.log_tail() if control is not None else []
-    ctx.state[APP_LOG_LINES] = len(tail)
-    if tail:
-        ctx.log(f"the application's last {len(tail)} log lines:", "err")
-        for line in tail:
+    # Only what it wrote since Rewind last started (or reloaded) it: an earlier crash's traceback, still at the
+    # end of the file, would send the reader after the wrong cause.
+    log = control.log_since_start() if control is not None else AppLog()
+    ctx.state[APP_LOG_LINES] = len(log.lines)
+    since = log.since_words()
+    if log.lines:
+        count = len(log.lines)
+        if not since:
+            heading = f"the application's last {count} log lines:"
+        elif log.more:
+            heading = f"the last {count} of the {count + log.more} lines the application wrote to its log {since}:"
+        else:
+            heading = f"what the application wrote to its log {since} ({count} line{'s' if count != 1 else ''}):"
+        ctx.log(heading, "err")
+        for line in log.lines:
             ctx.log(f"  {line}", "err")
+    elif since:
+        ctx.log(f"the application wrote nothing to its log {since}", "err")
     return ctx.redact(detail)
 
 

@@ -39,6 +39,8 @@ KILL_WAIT_S = 5.0
 RELOAD_TIMEOUT_S = 60.0  # old workers finishing their requests after a reload signal
 POLL_S = 0.05
 START_MARK = "Rewind starts:"  # the line Rewind writes to a managed application's log before it starts it
+RELOAD_MARK = "Rewind reloads pid"  # … and before it signals it to reload
+LOG_SCAN_BYTES = 1 << 20  # how far back from its end the application's log is searched for Rewind's last mark
 FIRST_POLL_S = 0.002  # a stopped app usually exits within milliseconds: the downtime should not wait out POLL_S
 
 
@@ -113,6 +115,28 @@ class ProcessControl(Protocol):
     def watch(self) -> ProcessWatch | None: ...
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]: ...
+
+    def log_since_start(self, lines: int = LOG_TAIL_LINES) -> AppLog: ...
+
+
+@dataclass(frozen=True)
+class AppLog:
+    """What the application wrote to its log since Rewind last started or reloaded it (its last mark there).
+
+    since is None when the log holds no such mark (near its end): lines are then its last ones, whoever
+    started it, and may be older than the process that runs now.
+    """
+
+    lines: tuple[str, ...] = ()
+    since: datetime | None = None
+    reloaded: bool = False  # the mark is a reload's, not a start's
+    more: int = 0  # lines written since the mark before the ones kept
+
+    def since_words(self) -> str:
+        """'since Rewind started it at 10:42:07 UTC' (or reloaded); empty without a mark."""
+        if self.since is None:
+            return ""
+        return f"since Rewind {'reloaded' if self.reloaded else 'started'} it at {self.since:%H:%M:%S} UTC"
 
 
 def _argv(value: Sequence[str] | None, name: str) -> tuple[str, ...] | None:
@@ -204,6 +228,10 @@ class CommandControl:
         """Nothing: the service manager keeps the application's log (journalctl, supervisor's files)."""
         return []
 
+    def log_since_start(self, lines: int = LOG_TAIL_LINES) -> AppLog:
+        """Nothing: the service manager keeps the application's log."""
+        return AppLog()
+
     def _need(self, action: str, argv: tuple[str, ...] | None) -> tuple[str, ...]:
         if argv is None:
             raise NotConfigured(
@@ -277,6 +305,13 @@ os._exit(0)
 """
 
 
+def _workers(count: int, which: str = "old") -> str:
+    """'2 old workers were', '1 new worker was' … ."""
+    if which == "old":
+        return f"{count} old worker{'s were' if count != 1 else ' was'}"
+    return f"{count} new worker{'s were' if count != 1 else ' was'}"
+
+
 def _alive(pid: int) -> bool:
     found = procfs.stat(pid)
     return found is not None and not found.gone
@@ -333,6 +368,17 @@ class Quiet:
             f", having written nothing to its log {self.log_file} since Rewind started it (run "
             f"`{shlex.join(self.command)}` by hand in {self.cwd} as Rewind's user to see why)"
         )
+
+
+def _mark_time(line: str) -> datetime | None:
+    """When Rewind started or reloaded the application, for one of its marks in the log; None for any other line."""
+    parts = line.split(" ", 2)
+    if len(parts) < 3 or parts[0] != "---" or not parts[2].startswith((START_MARK, RELOAD_MARK)):
+        return None
+    try:
+        return datetime.strptime(parts[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _last_line(path: Path, chunk: int = 4096) -> str | None:
@@ -492,6 +538,31 @@ class ManagedProcess:
             return []
         return [strip_ansi(line) for line in data.decode(errors="replace").splitlines()[-lines:]]
 
+    def log_since_start(self, lines: int = LOG_TAIL_LINES) -> AppLog:
+        """The last lines the application wrote since Rewind's last start or reload mark in its log (plain text,
+        unmasked), so a failed check never quotes an earlier crash as this start's; without such a mark in the
+        last LOG_SCAN_BYTES, its last lines."""
+        try:
+            with self.log_file.open("rb") as fh:
+                end = fh.seek(0, os.SEEK_END)
+                start = max(0, end - LOG_SCAN_BYTES)
+                fh.seek(start)
+                data = fh.read(end - start)
+        except OSError:
+            return AppLog()
+        text = data.decode(errors="replace").splitlines()
+        if start > 0 and text:
+            text = text[1:]  # cut mid-line
+        for n in range(len(text) - 1, -1, -1):
+            if (since := _mark_time(text[n])) is not None:
+                after = text[n + 1 :]
+                kept = after[-lines:] if lines > 0 else []
+                reloaded = text[n].split(" ", 2)[2].startswith(RELOAD_MARK)
+                shown = tuple(strip_ansi(line) for line in kept)
+                return AppLog(shown, since, reloaded, len(after) - len(kept))
+        kept = text[-lines:] if lines > 0 else []
+        return AppLog(tuple(strip_ansi(line) for line in kept), None, False, len(text) - len(kept))
+
     # --- steps ----------------------------------------------------------------------------------
 
     def _start(self, sink: Sink) -> None:
@@ -609,7 +680,7 @@ class ManagedProcess:
         # interpreter still winds down; one never seen listening (or unreadable) must exit.
         listening = set(sockets.listening_inodes())
         listeners = {w for w in old_workers if sockets.socket_inodes([w]) & listening}
-        self._log_mark(f"Rewind reloads pid {pid} ({sig.name})")
+        self._log_mark(f"{RELOAD_MARK} {pid} ({sig.name})")
         self._signal(pid, None, sig)
         sink.line("out", f"sent {sig.name} to pid {pid} to reload it ({len(old_workers)} worker(s) to replace)")
         started = time.monotonic()
@@ -637,7 +708,30 @@ class ManagedProcess:
                 )
             sink.tick()  # lets a job write out what it has logged while this waits
             time.sleep(POLL_S)
-        sink.line("out", f"reloaded pid {pid} in {time.monotonic() - started:.1f} s: every old worker was retired")
+        took = time.monotonic() - started
+        # The old workers being gone says nothing of the new ones: they may still be loading the code, or have
+        # died loading it (gunicorn then exits). Say what is seen now; only the health check can tell they serve.
+        if not _alive(pid) or _start_ticks(pid) != seen.start:
+            sink.line(
+                "out",
+                f"pid {pid} exited after {sig.name} once its old workers were retired (its new workers may have "
+                "failed to start: see its log); starting",
+            )
+            return False
+        new_workers = set(_group_members(pid)) - old_workers - {pid}
+        retired = f"reloaded pid {pid} in {took:.1f} s: its {_workers(len(old_workers))} retired"
+        if not new_workers:
+            sink.line(
+                "out",
+                f"{retired}, but no new worker runs (they may have failed to start: see its log); the health check "
+                "tells whether it serves",
+            )
+        else:
+            sink.line(
+                "out",
+                f"{retired} and {_workers(len(new_workers), 'new')} started; whether they load the code and serve "
+                "is for the health check to tell",
+            )
         return True
 
     # --- helpers --------------------------------------------------------------------------------

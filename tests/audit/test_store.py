@@ -463,3 +463,21 @@ def test_a_badge_check_that_started_before_a_walk_moved_the_mark_back_does_not_m
         assert store.read_mark() is None
         store.move_mark_back(9, three)  # a break after the mark moves nothing
         assert store.read_mark() is None
+
+
+def test_a_full_walk_is_recorded_sealed_and_a_badge_check_does_not_count_as_one(app):
+    fill(app, 4)
+    with app.app_context():
+        assert store.check_recent().intact and store.read_mark().full is None, "the badge's check is not a full one"
+    assert run_verify(app).intact
+    with app.app_context():
+        full = store.read_mark().full
+    assert full is not None and full.row_id == 4
+    fill(app, 2)
+    with app.app_context():
+        assert store.check_recent().intact
+        mark = store.read_mark()
+    assert mark.head.id == 6 and mark.full == full, "the mark moves on; the full check stays where it was"
+    sql(app, "UPDATE audit_mark SET full_row_id = 6 WHERE id = 1")  # claimed without the audit key
+    with app.app_context():
+        assert store.read_mark().full is None

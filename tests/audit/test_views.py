@@ -231,7 +231,7 @@ def newest_id(app) -> int:
 @both_databases
 def test_chain_status_fragment_shows_a_break_in_new_rows(app, users, as_role):
     client = as_role(Role.VIEWER)
-    assert "Chain intact" in client.get("/audit/chain").get_data(as_text=True)  # seals a mark at the end
+    assert "No break in the" in client.get("/audit/chain").get_data(as_text=True)  # seals a mark at the end
     seed(app, 3)
     changed = newest_id(app) - 1
     with app.app_context():
@@ -249,18 +249,52 @@ def test_check_again_gives_keyboard_focus_back_to_its_button(app, users, as_role
     assert "data-focus-after-swap>Check again</button>" in again
 
 
-def test_chain_status_checks_only_rows_after_the_mark(app, users, as_role):
-    """A change below the sealed mark is the full walk's to find (the CLI, the self-check job), not the badge's."""
-    client = as_role(Role.VIEWER)
+def summary(fragment: str) -> str:
+    """The badge's words, tags out."""
+    return " ".join(re.sub(r"<[^>]+>", "", fragment).split())
+
+
+@both_databases
+def test_the_badge_never_calls_the_chain_intact_when_it_read_only_new_rows(app, users, as_role):
+    """An old row changed (QA: an UPDATE in the ops database): the badge reads only rows newer than its last check,
+    so it says that, and where the full check is, instead of "Chain intact" while `audit verify` says broken."""
+    client = as_role(Role.OPERATOR)
     client.get("/audit/chain")
     with app.app_context():
         db.session.execute(text("UPDATE audit_event SET actor_name = 'ghost' WHERE id = 2"))
         db.session.commit()
     seed(app, 2)
     fragment = client.get("/audit/chain").get_data(as_text=True)
-    assert "Chain intact" in fragment and "2 new since the last check" in fragment
+    words = summary(fragment)
+    assert "Chain intact" not in fragment and "badge-ok" not in fragment
+    assert "No full check on record" in words and "the log has not been checked in full" in words
+    assert "(2 new since the last check)" in words
+    assert "this reads only rows newer than its last check" in words
+    assert "Full check of every row: flask rewind audit verify or Run a full check (the self-check job)" in words
+    assert 'href="/jobs/new?runbook=selfcheck"' in fragment
     result = app.test_cli_runner().invoke(args=["rewind", "audit", "verify"])
     assert result.exit_code == 1 and "row 2 was changed" in result.output
+    fragment = client.get("/audit/chain").get_data(as_text=True)  # the full walk moved the mark back: now seen
+    assert "Chain broken" in fragment and "row 2 was changed" in fragment
+
+
+def test_the_badge_names_the_last_full_check_and_counts_only_rows_since(app, users, as_role):
+    seed(app, 3)
+    result = app.test_cli_runner().invoke(args=["rewind", "audit", "verify"])
+    assert result.exit_code == 0, result.output
+    full = newest_id(app)
+    with app.app_context():
+        db.session.execute(text("UPDATE audit_event SET actor_name = 'ghost' WHERE id = 2"))  # after that check
+        db.session.commit()
+    seed(app, 2)
+    client = as_role(Role.VIEWER)
+    fragment = client.get("/audit/chain").get_data(as_text=True)
+    words = summary(fragment)
+    assert "Chain intact" not in fragment and "New rows intact" in words
+    assert f"No break in the {newest_id(app) - full} rows written since the last full check (" in words
+    assert f", which found rows 1 to {full} intact)" in words
+    assert "Full check of every row: flask rewind audit verify." in words, "a viewer is not offered the job"
+    assert "selfcheck" not in fragment
 
 
 def test_chain_status_refuses_a_forged_mark(app, users, as_role):
@@ -293,10 +327,10 @@ def test_chain_status_catches_up_in_bounded_steps(app, users, as_role, monkeypat
     for _ in range(10):
         page = client.get("/audit/chain").get_data(as_text=True)
         pages.append(page)
-        if "Chain intact" in page:
+        if "No break in the" in page:
             break
     assert "still to check" in pages[0] and 'hx-trigger="load delay:1s"' in pages[0]
-    assert "Chain intact" in pages[-1] and f"{total} rows" in pages[-1]
+    assert f"No break in the {total} rows as each was first checked here" in pages[-1]
     assert len(pages) == -(-total // 4)
 
 
@@ -355,7 +389,8 @@ def test_the_chain_sentence_ends_at_its_full_stop(app, users, as_role):
     """#chain-status is a flex row with a gap: text beside <code> as separate items showed "head 74:3303…  ."."""
     client = as_role(Role.VIEWER)
     fragment = client.get("/audit/chain").get_data(as_text=True)
-    assert re.search(r'<span class="chain-summary">\d+ rows; head <code>\d+:[0-9a-f]{16}…</code>\.</span>', fragment)
+    sentence = r'<span class="chain-summary">No break in the \d+ rows[^<]*; head <code>\d+:[0-9a-f]{16}…</code>\.'
+    assert re.search(sentence, fragment)
 
 
 def test_each_filter_box_is_wide_enough_for_its_placeholder(users, as_role):

@@ -223,6 +223,30 @@ def test_the_overview_and_dashboard_card_show_the_backup_age_against_the_rpo(as_
     assert '<option value="backups">' in client.get("/targets/shop/timeline").get_data(as_text=True)
 
 
+def test_a_backup_dated_in_the_future_is_of_unknown_age_not_the_freshest(app, as_role, shop, tmp_path):
+    """A clock skew between hosts: a verified backup named 61 minutes ahead showed "0 min old", within the RPO."""
+    folder = tmp_path / "backups"
+    ahead = f"backup_{datetime.now(UTC) + timedelta(minutes=61):%Y%m%d_%H%M%S}.sqlite.gpg"
+    (folder / ahead).write_bytes((folder / OLD).read_bytes())
+    Catalog(folder).record_verification(Catalog(folder).get(ahead), how="quick", ok=True, detail="ok", job_id=None)
+    words = "dated 61 min in the future: check the clocks of this host and the one that made it"
+    client = as_role(Role.VIEWER)
+    tab = client.get("/targets/shop/backups").get_data(as_text=True)
+    rpo = tab[tab.index('<p id="rpo">') :].split("</p>")[0]
+    assert f'<code>{ahead}</code>, <span class="badge badge-warn">age unknown</span> {words}' in rpo
+    assert "not known to be within the RPO" in rpo and "badge-ok" not in rpo and "min old" not in rpo
+    row = tab[tab.index(f'<code class="file">{ahead.replace("_", "_<wbr>")}</code>') :].split("</tr>")[0]
+    assert '<span class="badge badge-warn">in the future</span>' in row and words in row
+    for url in ("/targets/shop", "/dashboard/cards"):
+        page = client.get(url).get_data(as_text=True)
+        assert f'<span class="badge badge-warn">newest verified {ahead} is {words} (RPO 60 min)' in page, url
+    index = client.get("/backups").get_data(as_text=True)
+    assert words in index and '<span class="badge badge-warn">age unknown</span> 60 min' in index
+    listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert listed.exit_code == 1, "no backup is known to be within the RPO: cron is told"
+    assert listed.output.splitlines()[-1] == f"newest verified: {ahead} ({words}); RPO 60 min: AGE UNKNOWN"
+
+
 def test_an_operator_backs_up_a_kept_copy_from_its_button(app, as_role, shop):
     client = as_role(Role.OPERATOR)
     page = client.get("/targets/shop/backups").get_data(as_text=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import sys
 import threading
 from pathlib import Path
@@ -126,7 +127,21 @@ def test_a_reload_keeps_answering_and_serves_the_new_code_when_it_returns(gunico
     watch = process.watch()
     assert watch.pid == master and watch.exited() is None and port in watch.listening_ports()
     assert any(f"sent SIGHUP to pid {master}" in text for _, text in lines)
-    assert any("every old worker was retired" in text for _, text in lines)
+    said = lines.text()
+    assert re.search(r"its \d old workers? (was|were) retired and \d new workers? (was|were) started", said), said
+    assert "whether they load the code and serve is for the health check to tell" in said
+
+
+def test_a_reload_whose_new_code_does_not_load_never_reads_as_done(gunicorn_app):
+    """New workers that die loading the code: the restart says so, or starts afresh, never that all went well."""
+    folder, _port, start = gunicorn_app
+    process = start("SIGHUP")
+    (folder / "webapp.py").write_text("raise ImportError(\"cannot import name 'create_app'\")\n")
+    lines = Lines()
+    process.restart(lines)
+    said = lines.text()
+    assert "every old worker was retired" not in said
+    assert "exited after SIGHUP" in said or "health check" in said, said
 
 
 def test_without_reload_a_restart_stops_and_starts_a_new_master(gunicorn_app):

@@ -183,8 +183,12 @@ def test_a_failed_verification_says_why_and_what_next_in_short_and_logs_the_apps
     monkeypatch.setenv("STAGING_DB_URL", "postgresql://app:staging-db-pw-77@db/app")
     write_targets_file(app, code_target.toml() + '\n[targets.staging.database]\nurl = "env:STAGING_DB_URL"\n')
     log_file = code_target.repo.parent / "run" / "app.log"
-    with log_file.open("a") as log:
-        log.write("connecting to postgresql://app:staging-db-pw-77@db/app\n")
+    git(code_target.repo, "checkout", "-q", "feature/bad")
+    talks = 'print("connecting to postgresql://app:staging-db-pw-77@db/app", flush=True)\n' + code_target.file(
+        "server.py"
+    )
+    commit(code_target.repo, "Say where it connects", **{"server.py": talks})
+    git(code_target.repo, "checkout", "-q", "main")
     job, view = run(app, "deploy", ref="feature/bad")
     assert job.state == "failed" and job.verification == "failed"
     (failed,) = [s for s in view.steps if s.state == "failed"]
@@ -208,6 +212,31 @@ def test_a_failed_verification_says_why_and_what_next_in_short_and_logs_the_apps
     assert "  WARNING: health is broken on purpose" in logged.splitlines()
     assert "  connecting to •••" in logged.splitlines()
     assert "\x1b[31m" in log_file.read_text(), "the app did colour its line: Rewind took the codes out"
+
+
+CRASH = """import sys
+print("Traceback (most recent call last):", file=sys.stderr)
+print({error!r}, file=sys.stderr, flush=True)
+sys.exit(1)
+"""
+
+
+def test_a_failed_check_quotes_only_what_the_app_wrote_since_this_job_restarted_it(app, runner, code_target):
+    """An earlier job's crash is still at the end of the app's log: this job's log must not quote it."""
+    old = "KeyError: 'DATABASE_URL' (read from the env file)"
+    (code_target.repo / "server.py").write_text(CRASH.format(error=old))
+    job, view = run(app, "restart")
+    assert job.state == "failed" and "  " + old in log_text(view).splitlines()
+
+    new = 'psycopg.errors.UndefinedColumn: column "signed_up_at" does not exist'
+    (code_target.repo / "server.py").write_text(CRASH.format(error=new))
+    job, view = run(app, "restart")
+    assert job.state == "failed" and "did not become healthy" in job.result
+    logged = log_text(view).splitlines()
+    assert "  " + new in logged, "this start's error is in the job's log"
+    assert not [line for line in logged if "DATABASE_URL" in line], "the earlier crash is not"
+    assert "what the application wrote to its log since Rewind started it at " in log_text(view)
+    assert old in (code_target.repo.parent / "run" / "app.log").read_text(), "it is still in the app's own log"
 
 
 def test_restart_gives_a_new_process(app, runner, code_target):

@@ -35,7 +35,7 @@ def test_watcher_on_one_web_process_sees_a_job_run_by_another(tmp_path, pg_serve
         assert reader.final == "succeeded"
         assert reader.lines == [f"line {i}" for i in range(1, 121)]
         assert f":{runner_side.worker_pid()}</dd>" in session.get(f"/jobs/{job_id}")[2], "run by the other process"
-        assert "Chain intact" in session.get("/audit/chain?fresh=1")[2]
+        assert "No break in the" in session.get("/audit/chain?fresh=1")[2]
     finally:
         watcher_side.stop()
         runner_side.stop()

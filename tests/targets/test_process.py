@@ -193,13 +193,16 @@ def managed(tmp_path):
     """Builds ManagedProcess objects over tmp_path, and kills whatever they left running."""
     made: list[ManagedProcess] = []
 
-    def make(*args: str, command: list[str] | None = None, stop_timeout: float = 5) -> ManagedProcess:
+    def make(
+        *args: str, command: list[str] | None = None, stop_timeout: float = 5, reload_signal: str | None = None
+    ) -> ManagedProcess:
         process = ManagedProcess(
             command or py(APP, *args),
             cwd=tmp_path,
             pid_file=tmp_path / "run" / "app.pid",
             log_file=tmp_path / "log" / "app.log",
             stop_timeout=stop_timeout,
+            reload_signal=reload_signal,
         )
         made.append(process)
         return process
@@ -531,6 +534,106 @@ def test_log_tail_takes_colour_codes_out(managed):
     ]
 
 
+MASTER = """
+import signal, subprocess, sys, time
+
+def spawn(code):
+    return subprocess.Popen([sys.executable, "-c", code])
+
+workers = [spawn("import time; time.sleep(600)") for _ in range(2)]
+
+def reload(signum, frame):
+    # As a master whose new workers fail to load the new code: they die, then the old ones are retired.
+    global workers
+    new = [spawn("import sys; print('ImportError: cannot import name create_app', file=sys.stderr); sys.exit(3)")
+           for _ in range(2)]
+    for worker in new:
+        worker.wait()
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait()
+    workers = []
+
+signal.signal(signal.SIGHUP, reload)
+print("master up with 2 workers", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_a_reload_whose_new_workers_died_does_not_claim_it_worked(managed):
+    """The old workers retired is no reload done: no new worker runs, and the restart's words say so."""
+    process = managed(command=py(MASTER), reload_signal="SIGHUP")
+    process.start()
+    wait_for(lambda: "master up with 2 workers" in process.log_tail(), timeout=20)
+    master = process.status().pid
+    lines = Lines()
+    process.restart(lines)
+    assert process.status().pid == master, "it reloaded in place"
+    said = lines.text()
+    assert f"reloaded pid {master} in " in said and "its 2 old workers were retired, but no new worker runs" in said
+    assert "the health check tells whether it serves" in said
+    assert "every old worker was retired" not in said
+
+
+def crasher(error: str) -> list[str]:
+    """An application that writes a traceback ending in `error` and exits."""
+    return py(
+        """
+        import sys
+        print("Traceback (most recent call last):", file=sys.stderr)
+        print(sys.argv[1], file=sys.stderr, flush=True)
+        sys.exit(1)
+        """,
+        error,
+    )
+
+
+def test_the_log_since_start_leaves_out_what_an_earlier_start_wrote(managed):
+    """An earlier crash's traceback stays at the end of the file: only this start's lines are its log."""
+    old = managed(command=crasher("KeyError: 'DATABASE_URL' (the env file)"))
+    old.start()
+    wait_for(lambda: "KeyError: 'DATABASE_URL' (the env file)" in old.log_tail(), timeout=20)
+    error = 'psycopg.errors.UndefinedColumn: column "signed_up_at" does not exist'
+    new = managed(command=crasher(error))
+    new.restart()
+    wait_for(lambda: error in new.log_tail(), timeout=20)
+    assert "KeyError: 'DATABASE_URL' (the env file)" in new.log_tail(), "the file's last lines hold the old crash"
+    log = new.log_since_start()
+    assert log.lines == ("Traceback (most recent call last):", error)
+    assert log.since is not None and not log.reloaded and log.more == 0
+    assert log.since_words() == f"since Rewind started it at {log.since:%H:%M:%S} UTC"
+
+
+def test_the_log_since_start_is_empty_when_the_app_wrote_nothing_since(managed):
+    process = managed()
+    process.log_file.parent.mkdir(parents=True)
+    process.log_file.write_text(
+        "Traceback (most recent call last):\nKeyError: 'DATABASE_URL'\n"
+        "--- 2024-05-02T10:42:07Z Rewind starts: gunicorn app:app\n"
+    )
+    log = process.log_since_start()
+    assert log.lines == () and log.since_words() == "since Rewind started it at 10:42:07 UTC"
+
+
+def test_the_log_since_a_reload_and_without_any_mark(managed):
+    process = managed()
+    process.log_file.parent.mkdir(parents=True)
+    process.log_file.write_text(
+        "--- 2024-05-02T10:40:00Z Rewind starts: gunicorn app:app\nold error\n"
+        "--- 2024-05-02T10:42:07Z Rewind reloads pid 1918 (SIGHUP)\n" + "".join(f"line {n}\n" for n in range(1, 51))
+    )
+    log = process.log_since_start(40)
+    assert log.lines == tuple(f"line {n}" for n in range(11, 51)) and log.more == 10
+    assert log.reloaded and log.since_words() == "since Rewind reloaded it at 10:42:07 UTC"
+    process.log_file.write_text("started by hand\nan error\n")
+    log = process.log_since_start()
+    assert log.lines == ("started by hand", "an error") and log.since is None and log.since_words() == ""
+    process.log_file.unlink()
+    assert process.log_since_start().lines == ()
+
+
 def test_a_failed_commands_output_tail_has_no_colour_codes():
     failing = py("import sys; print('\\x1b[31mJob for myapp.service failed\\x1b[0m'); sys.exit(1)")
     lines = Lines()
@@ -543,4 +646,4 @@ def test_a_failed_commands_output_tail_has_no_colour_codes():
 
 def test_command_control_has_nothing_to_watch_and_no_log():
     control = CommandControl(None, None, None)
-    assert control.watch() is None and control.log_tail() == []
+    assert control.watch() is None and control.log_tail() == [] and control.log_since_start().lines == ()
