@@ -8,7 +8,7 @@ change runs the target's release commands before the restart.
 from __future__ import annotations
 
 from app.auth.roles import Role
-from app.deployments import bluegreen, captures  # noqa: F401 - captures registers the code part of checkpoints
+from app.deployments import bluegreen, captures, seenhead  # noqa: F401 - captures registers the code part of checkpoints
 from app.deployments import steps as code
 from app.jobs import steps
 from app.jobs.context import JobContext
@@ -238,6 +238,7 @@ RELEASE = Step("release", "Run the release commands", code.release)
 RESTART = Step("restart", "Restart the application", steps.restart)
 VERIFY = Step("verify", "Verify health", steps.verify)
 PUSH = Step("push", "Push", push, follow_up=True)
+HEAD = Step("head", "Check the head is the one shown", seenhead.check_head)
 
 register(
     Runbook(
@@ -247,11 +248,13 @@ register(
         role=Role.OPERATOR,
         mutates=True,
         params=(
+            seenhead.SEEN_HEAD,  # first: on a stale page, the moved head is what to say, not what follows from it
             Param("commits", "Commits", check=_commits, help="one or more commit ids, 7-40 hex characters"),
             schema.GATE_OVERRIDE,
         ),
         check=schema.gate_check("revert"),
         steps=(
+            HEAD,
             Step("gate", "Schema gate", schema.gate_step("revert")),
             CHECKPOINT,
             Step("revert", "Revert", revert_commits),
@@ -271,12 +274,14 @@ register(
         role=Role.ADMIN,
         mutates=True,
         params=(
+            seenhead.SEEN_HEAD,
             Param("commit", "Commit", check=_commit("commit")),
             CONFIRM,
             schema.GATE_OVERRIDE,
         ),
         check=_checks(_confirm_protected, schema.gate_check("reset")),
         steps=(
+            HEAD,
             Step("gate", "Schema gate", schema.gate_step("reset")),
             CHECKPOINT,
             Step("tag", "Tag the current head", tag_old_head),

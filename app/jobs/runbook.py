@@ -188,9 +188,9 @@ class Runbook:
         return values
 
 
-# The typed name that said yes (confirm), a form's guard against a stale page (expect) and a value sealed for the
-# job alone (sealed): kept on the job for its checks, never what a person reads it was asked to do.
-UNSHOWN_PARAMS = frozenset({"confirm", "expect", "sealed"})
+# The typed name that said yes (confirm), a form's guards against a stale page (expect, seen_head) and a value sealed
+# for the job alone (sealed): kept on the job for its checks, never what a person reads it was asked to do.
+UNSHOWN_PARAMS = frozenset({"confirm", "expect", "seen_head", "sealed"})
 
 
 def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -183,16 +183,27 @@ def scripts_for(target: Target, current: set[str]) -> tuple[str, RevisionGraph, 
     """The newest commit whose migration scripts know every current revision: the deployed one if it does.
 
     After a revert or reset deleted a revision file, its scripts live on in an
-    older commit (or a safety tag); the downgrade must run with those.
+    older commit (or a safety tag); the downgrade must run with those. The
+    commits that add or remove a revision are tried newest first by place in
+    history, never by date (a rebase leaves dates out of order): first those
+    of the deployed branch, whose scripts are the ones the database was
+    migrated with, then other branches and tags (a branch as it was before its
+    rebase may hold the same revision with another down_revision). A commit
+    that removed a script is followed by its parent, which holds the script's
+    last version, changes after it was added included.
     """
     repo = target.git()
     folder = target.config.database.migrations
     head = repo.head()
-    candidates = [head]
+    hits: list[str] = []
     for rev in sorted(current):
-        candidates += [
-            sha for sha in repo.commits_mentioning(rev, folder_in_repo(repo, folder)) if sha not in candidates
-        ]
+        hits += [sha for sha in repo.commits_mentioning(rev, folder_in_repo(repo, folder)) if sha not in hits]
+    on_branch = [sha for sha in hits if repo.contains(sha)]
+    candidates = [head]
+    for sha in on_branch + [sha for sha in hits if sha not in on_branch]:
+        for one in (sha, *repo.commit(sha).parents[:1]):
+            if one not in candidates:
+                candidates.append(one)
     for sha in candidates:
         files = files_at(repo, sha, folder)
         try:

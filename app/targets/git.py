@@ -785,15 +785,21 @@ class GitRepo:
         return texts
 
     def commits_mentioning(self, text: str, folder: str, limit: int = 20) -> list[str]:
-        """Commits of any branch or tag that add or remove `text` under `folder`, newest first (git log -S)."""
+        """Commits of any branch or tag that add or remove `text` under `folder` (git log -S), a commit always
+        before those it descends from: by place in history, never by date (a rebase leaves dates out of order)."""
         if not text or text.startswith("-"):
             return []
-        out = self._run("log", "--all", f"--max-count={limit}", "--format=%H", f"-S{text}", "--", folder)
+        out = self._run(
+            "log", "--all", "--topo-order", f"--max-count={limit}", "--format=%H", f"-S{text}", "--", folder
+        )
         return out.stdout.split()
 
     def added_by(self, folder: str) -> dict[str, Commit]:
-        """For each file under `folder` on the branch, the commit that added it (the newest add, if re-added)."""
-        out = self._run("log", "-z", "--diff-filter=A", "--name-only", _LOG_FORMAT, self._ref, "--", folder)
+        """For each file under `folder` on the branch, the commit that added it (the newest add, if re-added: newest
+        by place in history, as --topo-order walks it; by date, an older add merged from a side branch came first)."""
+        out = self._run(
+            "log", "-z", "--topo-order", "--diff-filter=A", "--name-only", _LOG_FORMAT, self._ref, "--", folder
+        )
         found: dict[str, Commit] = {}
         commit: Commit | None = None
         for record in out.stdout.split("\0"):

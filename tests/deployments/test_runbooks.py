@@ -64,10 +64,12 @@ def test_revert_restarts_verifies_and_marks_known_good(app, runner, code_target,
     page = as_role(Role.VIEWER).get("/targets/staging/timeline?kind=checkpoints").get_data(as_text=True)
     assert f"{code_target.head()[:12]} marked known good: verified by job #{job.id}" in page
     # No migrations (no gate, nothing to upgrade), no release commands, no remote: skipped, saying why.
-    states = ["skipped", "succeeded", "succeeded", "skipped", "skipped", "succeeded", "succeeded", "skipped"]
+    # The head is checked first: given no head shown (not from a page), it logs the head it found.
+    states = ["succeeded", "skipped", "succeeded", "succeeded", "skipped", "skipped", "succeeded", "succeeded"]
+    states.append("skipped")
     assert [s.state for s in view.steps] == states
-    assert view.steps[3].message == "no release commands are configured ([targets.staging.release])"
-    assert view.steps[7].message == "no remote is configured (repo.remote): nothing to push"
+    assert view.steps[4].message == "no release commands are configured ([targets.staging.release])"
+    assert view.steps[8].message == "no remote is configured (repo.remote): nothing to push"
 
 
 def test_revert_conflict_fails_cleanly_naming_the_file(app, runner, code_target):
@@ -77,7 +79,7 @@ def test_revert_conflict_fails_cleanly_naming_the_file(app, runner, code_target)
     assert "CHANGES.md" in job.result
     assert code_target.head() == before
     assert git(code_target.repo, "status", "--porcelain") == ""
-    assert view.steps[2].state == "failed" and view.steps[3].state == "not_run"
+    assert view.steps[3].state == "failed" and view.steps[4].state == "not_run"
 
 
 def test_reset_tags_the_old_head_first(app, runner, code_target):

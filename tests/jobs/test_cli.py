@@ -88,12 +88,14 @@ def test_run_follow_prints_steps_and_lines_as_the_job_runs_here(app, code_target
     assert f"queued job #{job.id}: revert on staging as operator" in out
     assert "no runner is up: running it in this process" in out
     order = [
-        "[2/8] Record a checkpoint ...",
-        "[3/8] Revert ...",
-        "[3/8] Revert: succeeded",
-        "[4/8] Run the release commands: skipped",
+        "[1/9] Check the head is the one shown ...",
+        f"staging's head is {code_target.commits[3][:12]}: no head shown was given",  # the head it starts from
+        "[3/9] Record a checkpoint ...",
+        "[4/9] Revert ...",
+        "[4/9] Revert: succeeded",
+        "[5/9] Run the release commands: skipped",
     ]
-    order += ["[7/8] Verify health: succeeded", f"job #{job.id} succeeded: ", "verification: passed"]
+    order += ["[8/9] Verify health: succeeded", f"job #{job.id} succeeded: ", "verification: passed"]
     positions = [out.index(part) for part in order]
     assert positions == sorted(positions), out
     assert git(code_target.repo, "log", "-1", "--format=%s").startswith('Revert "Greet in French"')
@@ -105,8 +107,8 @@ def test_a_failing_job_exits_with_the_failed_status_and_shows_why(app, code_targ
         app, "run", "staging", "revert", f"commits={code_target.commits[1]}", "--as", "operator", "--follow"
     )
     assert result.exit_code == ExitStatus.FAILED, result.output
-    assert "[3/8] Revert: failed" in result.stdout and "CHANGES.md" in result.stdout
-    assert "[4/8]" not in result.stdout  # the steps after a failure never ran
+    assert "[4/9] Revert: failed" in result.stdout and "CHANGES.md" in result.stdout
+    assert "[5/9]" not in result.stdout  # the steps after a failure never ran
     assert jobs(app)[0].state == "failed"
     assert code_target.head() == before
 
@@ -224,7 +226,8 @@ def test_reset_on_a_protected_target_with_yes_runs(app, code_target):
 def test_an_unknown_parameter_is_refused_before_the_confirmation_is_asked(app, code_target):
     write_targets(app, code_target, protected=True)
     result = rewind(app, "run", "staging", "reset", f"commit={code_target.commits[0]}", "comit=x", "--as", "admin")
-    refused(result, ExitStatus.REFUSED, "'comit' is not a parameter of reset", "reset takes: commit, confirm")
+    takes = "reset takes: seen_head, commit, confirm"
+    refused(result, ExitStatus.REFUSED, "'comit' is not a parameter of reset", takes)
     assert "protected" not in result.stderr and jobs(app) == []
     ((_, _, details),) = audit_rows(app, "job.queued")
     assert "'comit' is not a parameter" in details["reason"]
