@@ -275,6 +275,10 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     from app.auth.roles import Role
 
     app.jinja_env.globals["Role"] = Role
+    from app.statuses import BackupState, JobState, RevisionState
+
+    # Pages compare statuses with these, never with bare words.
+    app.jinja_env.globals.update(BackupState=BackupState, JobState=JobState, RevisionState=RevisionState)
     app.jinja_env.filters["timefmt"] = lambda epoch: time.strftime("%H:%M:%S", time.gmtime(epoch))
     from app.timetags import duration, time_tag
 

@@ -15,6 +15,7 @@ from app.backups.schedule import queue_due
 from app.backups.setup import NotConfigured, catalog_of, setup_of
 from app.backups.status import ago, freshness
 from app.clierrors import CliError, Refused
+from app.statuses import BackupState
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
@@ -64,7 +65,7 @@ def list_backups(target: str) -> None:
             notes = [f"manifest unreadable: {b.manifest_unreadable.in_words()}"]
         elif b.manifest_problem:
             notes = [f"manifest damaged: {b.manifest_problem}"]
-        if b.state == "changed":
+        if b.state is BackupState.CHANGED:
             notes.append(f"changed since verified: {b.size} bytes now, {b.recorded_size} then; verify it again")
         if b.size == 0:
             notes.append("empty file")

@@ -69,13 +69,13 @@ class Decision:
 
 def saved(catalog: Catalog) -> set[str]:
     """The copies a verified backup holds (made by `backup_copy`)."""
-    return {name for name, backup in backups_of_copies(catalog.backups()).items() if backup.state == "verified"}
+    return {name for name, backup in backups_of_copies(catalog.backups()).items() if backup.state.is_verified}
 
 
 def backups_of_copies(backups: Iterable[Backup]) -> dict[str, Backup]:
     """Each copy a backup was made of, with that backup: the newest verified one, else the newest, so a page can
     say which backup holds a copy or why none does yet (only a verified one counts, as in `saved`)."""
-    made = sorted((b for b in backups if b.of_copy), key=lambda b: (b.state == "verified", b.key))
+    made = sorted((b for b in backups if b.of_copy), key=lambda b: (b.state.is_verified, b.key))
     return {b.manifest["copy"]: b for b in made}  # the last of each copy wins: verified, then newest
 
 

@@ -267,7 +267,7 @@ def _check_restore(ctx: JobContext, setup: BackupSetup, backup: Backup) -> None:
         verified = backup.verified or {}
         # The same bytes (SHA-256) that decrypted and read to the end when verified: the scratch restore
         # decrypts them once more anyway, so a second full decrypting pass here would only add time.
-        known = backup.state == "verified" and backup.sha256
+        known = backup.state.is_verified and backup.sha256
         if known:
             checksum = pool.submit(check_checksum, backup)
             envelope = pool.submit(check_envelope, setup, backup)
