@@ -6,7 +6,6 @@ import base64
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from markupsafe import Markup, escape
 
 from app.audit.store import Actor, record_and_commit
 from app.auth.guards import refuse, requires
@@ -141,11 +140,7 @@ def reveal(name: str):
         record_and_commit("envconfig.reveal", outcome=Outcome.FAILED, target=name, details=details)
         abort(404, description=reason)
     record_and_commit("envconfig.reveal", target=name, details=details)
-    shown = Markup("<em>named without a value</em>") if value is None else Markup("<code>{}</code>").format(value)
-    # the button that asked is swapped away: keyboard focus goes to what it revealed, not to the top of the page
-    return Markup('<span class="revealed" data-key="{}" tabindex="-1" data-focus-after-swap>{}</span>').format(
-        escape(key), shown
-    )
+    return render_template("envconfig/_reveal.html", key=key, value=value)
 
 
 def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):
