@@ -15,9 +15,9 @@ from app.auth.roles import Role
 from app.envconfig import captures, keys, store, watch
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.engine import current_targets
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.statuses import EnvSource
-from app.targets import registry
 from app.targets.envfile import KEY_NAME, EnvFileError, decode, parse, set_key
 from app.targets.errors import TargetError
 from app.wording import sentence
@@ -27,7 +27,7 @@ assert watch.check  # registered on import: the health monitor notices outside c
 
 
 def _target(target: str | None):
-    return registry.current().open(target)
+    return current_targets().open(target)
 
 
 def _version(value: str, target: str | None) -> int:

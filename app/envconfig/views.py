@@ -20,13 +20,13 @@ from app.envconfig import (
 from app.envconfig.models import EnvVersion
 from app.extensions import db
 from app.jobs import formstate, service
+from app.jobs.engine import current_targets
 from app.jobs.runbook import MAX_PARAM_CHARS, ParamError, too_long
 from app.pagination import parse_cursor
 from app.statuses import EnvSource, Outcome
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
-from app.targets import registry
 from app.targets.errors import TargetError
 
 bp = Blueprint("envconfig", __name__)
@@ -36,7 +36,7 @@ register_tab(Tab("config", "Config", "envconfig.tab", order=50))
 @bp.get("/config")
 @requires(Role.VIEWER)
 def index():
-    configs = registry.current().all()
+    configs = current_targets().all()
     return render_template("envconfig/index.html", configs=configs)
 
 
