@@ -275,6 +275,10 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     from app.auth.roles import Role
 
     app.jinja_env.globals["Role"] = Role
+    from app.statuses import BackupState, JobState, RevisionState
+
+    # Pages compare statuses with these, never with bare words.
+    app.jinja_env.globals.update(BackupState=BackupState, JobState=JobState, RevisionState=RevisionState)
     app.jinja_env.filters["timefmt"] = lambda epoch: time.strftime("%H:%M:%S", time.gmtime(epoch))
     from app.timetags import duration, time_tag
 
@@ -310,9 +314,9 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
 
     def _targets_problem() -> str | None:
         """Signed-in pages say when the targets file on disk is broken (and that the last good one is in use)."""
-        from app.targets import registry
+        from app.jobs.engine import current_targets
 
-        return registry.current().problem if current_user.is_authenticated else None
+        return current_targets().problem if current_user.is_authenticated else None
 
 
 def _init_error_pages(app: Flask) -> None:

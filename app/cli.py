@@ -14,7 +14,7 @@ from app.envconfig.cli import config
 from app.flags.cli import flags
 from app.jobs.cli import jobs, run, worker
 from app.schema.cli import schema
-from app.targets.cli import targets
+from app.targetpage.cli import targets
 
 
 class RewindGroup(AppGroup):

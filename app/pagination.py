@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Select
@@ -38,9 +39,13 @@ def keyset_page(stmt: Select, key, *, before: int | None, limit: int) -> Page:
     if before is not None:
         stmt = stmt.where(key < min(before, ROW_ID_MAX))
     rows = db.session.scalars(stmt.order_by(key.desc()).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, getattr(rows[-1], key.key) if more and rows else None)
+    return _cut(rows, attrgetter(key.key), limit)
+
+
+def fetched_page(fetch: Callable[[int], Sequence[Any]], key: Callable[[Any], Any], *, limit: int) -> Page:
+    """Newest-first page from a source that pages itself from its own cursor on (git log before a commit):
+    `fetch(n)` returns up to n items; one more than `limit` is asked for, only to know that a next page exists."""
+    return _cut(fetch(limit + 1), key, limit)
 
 
 def iter_keyset(stmt: Select, key, *, batch: int = 1000) -> Iterator[Any]:
@@ -66,6 +71,11 @@ def keyset_slice(
         rest = list(items)
     else:
         rest = [item for item in items if (key(item) > before if ascending else key(item) < before)]
-    more = len(rest) > limit
-    rows = rest[:limit]
-    return Page(rows, key(rows[-1]) if more and rows else None)
+    return _cut(rest, key, limit)
+
+
+def _cut(rows: Sequence[Any], key: Callable[[Any], Any], limit: int) -> Page:
+    """The first `limit` of `rows`, with the cursor of the next page when there are more."""
+    more = len(rows) > limit
+    items = list(rows[:limit])
+    return Page(items, key(items[-1]) if more and items else None)

@@ -70,6 +70,43 @@ class StepState(StrEnum):
         )
 
 
+class BackupState(StrEnum):
+    """What a backup's last verification says of it now (worked out from its manifest and its file, never stored)."""
+
+    VERIFIED = "verified"
+    CHANGED = "changed"  # it passed, but the file is no longer the one that passed: no known good backup
+    FAILED = "failed"
+    UNVERIFIED = "unverified"
+
+    @property
+    def label(self) -> str:
+        """The words a page shows."""
+        return {"changed": "changed since verified", "failed": "failed verification"}.get(self.value, self.value)
+
+    @property
+    def tone(self) -> str:
+        """The colour family a page shows this state in (always next to its word)."""
+        return {"verified": "ok", "unverified": "warn"}.get(self.value, "bad")
+
+    @property
+    def is_verified(self) -> bool:
+        """Known good: it passed its last verification and its file is still the one that passed."""
+        return self is BackupState.VERIFIED
+
+
+class RevisionState(StrEnum):
+    """Where a migration revision stands in a target's database."""
+
+    APPLIED = "applied"
+    PENDING = "pending"  # in the deployed code, not in the database yet
+    UNKNOWN = "unknown"  # in the database, not in the deployed code
+
+    @property
+    def tone(self) -> str:
+        """The colour family a page shows this state in (always next to its word)."""
+        return "ok" if self is RevisionState.APPLIED else "warn"
+
+
 class Verification(StrEnum):
     """What a job's final check of its target said."""
 

@@ -52,10 +52,9 @@ from app.audit.store import Actor  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.jobs import runbook as runbooks  # noqa: E402
 from app.jobs import service  # noqa: E402
-from app.jobs.engine import engine  # noqa: E402
+from app.jobs.engine import current_targets, engine  # noqa: E402
 from app.jobs.events import load_view  # noqa: E402
 from app.jobs.models import Job  # noqa: E402
-from app.targets import registry  # noqa: E402
 from app.targets.gpg import GpgHome  # noqa: E402
 from tests.support.apps import build_app, migrate  # noqa: E402
 from tests.support.postgres import TempPostgres  # noqa: E402
@@ -183,7 +182,7 @@ reserve_mb = 1
         app = build_app(instance, f"sqlite:///{root / 'rewind.db'}")
         migrate(app)
         with app.app_context():
-            target = registry.current().open("shop")
+            target = current_targets().open("shop")
             target.process().start()
             if not target.health().wait_healthy().ok:
                 raise SystemExit("the stand-in app did not come up")

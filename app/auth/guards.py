@@ -47,13 +47,13 @@ def public(view: Callable) -> Callable:
 def target_asked(name: str | None = None) -> str | None:
     """The target a refused request was about (the page's, or its form's), when it is one of the targets file's:
     its refusals then show on that target's timeline and under its filter, as a busy or mistyped one does."""
-    from app.targets import registry  # the guards load before the targets machinery
+    from app.jobs.engine import current_targets
 
     try:
         asked = name or request.form.get("target") or request.args.get("target")
     except HTTPException:  # a form too big to read: never a 413 in place of the 403
         return None
-    return registry.current().known(asked)
+    return current_targets().known(asked)
 
 
 def refuse(reason: str, *, target: str | None = None) -> None:

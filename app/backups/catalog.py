@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from app.statuses import BackupState
 from app.targets.errors import TargetError
 
 MANIFEST_SUFFIX = ".json"
@@ -211,17 +212,17 @@ class Backup:
         return self.recorded_size is not None and self.recorded_size != self.size
 
     @property
-    def state(self) -> str:
-        """verified, changed, failed or unverified: the words a page shows beside its colour.
+    def state(self) -> BackupState:
+        """Verified, changed, failed or unverified, from the manifest's `verified` record and the file's size.
 
-        "changed": it passed, but the file is no longer the one that passed, so it is no known good backup.
+        CHANGED: it passed, but the file is no longer the one that passed, so it is no known good backup.
         """
         found = self.verified
         if not found:
-            return "unverified"
+            return BackupState.UNVERIFIED
         if found.get("ok") is not True:  # a hand-written "false" is no pass
-            return "failed"
-        return "changed" if self.changed_on_disk else "verified"
+            return BackupState.FAILED
+        return BackupState.CHANGED if self.changed_on_disk else BackupState.VERIFIED
 
     @property
     def restore_tested(self) -> dict[str, Any] | None:
@@ -337,7 +338,7 @@ def _is_utc_time(value: Any) -> bool:
 
 def newest_verified(backups: list[Backup]) -> Backup | None:
     """The newest verified backup of the live database (a restore copy's backup is not "known good")."""
-    return next((b for b in backups if b.state == "verified" and not b.of_copy), None)
+    return next((b for b in backups if b.state.is_verified and not b.of_copy), None)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from app.backups.schedule import queue_due
 from app.backups.setup import NotConfigured, catalog_of, setup_of
 from app.backups.status import ago, freshness
 from app.clierrors import CliError, Refused
-from app.targets import registry
+from app.jobs.engine import current_targets
+from app.statuses import BackupState
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
 
@@ -40,11 +41,11 @@ def list_backups(target: str) -> None:
     Example: flask rewind backups list production
     """
     try:
-        config = registry.current().config(target)
+        config = current_targets().config(target)
     except UnknownTarget as exc:
         raise Refused(str(exc)) from None
     try:
-        catalog = catalog_of(registry.current().open(target))
+        catalog = catalog_of(current_targets().open(target))
         listing = catalog.listing()
         found, unlisted = listing.backups, listing.unlisted
     except NotConfigured as exc:
@@ -64,7 +65,7 @@ def list_backups(target: str) -> None:
             notes = [f"manifest unreadable: {b.manifest_unreadable.in_words()}"]
         elif b.manifest_problem:
             notes = [f"manifest damaged: {b.manifest_problem}"]
-        if b.state == "changed":
+        if b.state is BackupState.CHANGED:
             notes.append(f"changed since verified: {b.size} bytes now, {b.recorded_size} then; verify it again")
         if b.size == 0:
             notes.append("empty file")
@@ -117,7 +118,7 @@ def rolls_back(target: str, backup: str) -> None:
     Example: flask rewind backups rolls-back production shop_20261127T101500Z.dump.gpg
     """
     try:
-        setup = setup_of(registry.current().open(target))
+        setup = setup_of(current_targets().open(target))
         found = read_rolls_back(setup, chosen := setup.catalog.get(backup))
     except UnknownTarget as exc:
         raise Refused(str(exc)) from None

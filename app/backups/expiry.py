@@ -37,9 +37,9 @@ from app.backups.restore import Copy, copies
 from app.backups.setup import setup_of
 from app.extensions import db
 from app.jobs import scheduler, system_jobs
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.statuses import JobState
-from app.targets import registry
 from app.targets.config import TargetConfig
 from app.targets.errors import TargetError
 
@@ -69,19 +69,19 @@ class Decision:
 
 def saved(catalog: Catalog) -> set[str]:
     """The copies a verified backup holds (made by `backup_copy`)."""
-    return {name for name, backup in backups_of_copies(catalog.backups()).items() if backup.state == "verified"}
+    return {name for name, backup in backups_of_copies(catalog.backups()).items() if backup.state.is_verified}
 
 
 def backups_of_copies(backups: Iterable[Backup]) -> dict[str, Backup]:
     """Each copy a backup was made of, with that backup: the newest verified one, else the newest, so a page can
     say which backup holds a copy or why none does yet (only a verified one counts, as in `saved`)."""
-    made = sorted((b for b in backups if b.of_copy), key=lambda b: (b.state == "verified", b.key))
+    made = sorted((b for b in backups if b.of_copy), key=lambda b: (b.state.is_verified, b.key))
     return {b.manifest["copy"]: b for b in made}  # the last of each copy wins: verified, then newest
 
 
 def plan(config: TargetConfig, now: datetime) -> tuple[str, dict, str] | None:
     """The one job the target's expired copies need now (runbook, params, why), or None when none expired."""
-    setup = setup_of(registry.current().open(config.name))
+    setup = setup_of(current_targets().open(config.name))
     hours = config.backups.keep_copies_hours
     expired = [c for c in copies(setup) if c.time < now - timedelta(hours=hours)]
     if not expired:
@@ -124,7 +124,7 @@ def queue_expired(now: datetime | None = None, *, via: str = "schedule") -> list
     """For each target with expired restore copies, one job as the system actor (see the module's docstring)."""
     now = now or now_utc()
     decisions = []
-    for config in registry.current().all():
+    for config in current_targets().all():
         if config.backups is None or config.database is None:
             continue
         try:

@@ -29,7 +29,7 @@ def plan(backups: list[Backup], keep_last: int | None, keep_daily_days: int, now
             seen_days.add(day)
             keep.add(b.id)
     newest_verified = next(
-        (b for b in sorted(backups, key=lambda b: b.time, reverse=True) if b.state == "verified"), None
+        (b for b in sorted(backups, key=lambda b: b.time, reverse=True) if b.state.is_verified), None
     )
     if newest_verified is not None:
         keep.add(newest_verified.id)

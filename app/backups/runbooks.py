@@ -45,9 +45,9 @@ from app.backups.verify import check_checksum, check_envelope, quick_verify
 from app.extensions import db
 from app.jobs import steps
 from app.jobs.context import JobCancelled, JobContext
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
-from app.targets import registry
 from app.targets.errors import TargetError
 
 assert captures.BACKUP  # registered on import: every checkpoint records the newest verified backup
@@ -60,7 +60,7 @@ assert expiry.TASK  # registered on import: and backs up, then drops, restore co
 
 def _setup_param(target: str | None, param: str) -> BackupSetup:
     try:
-        return setup_of(registry.current().open(target))
+        return setup_of(current_targets().open(target))
     except TargetError as exc:
         raise ParamError(param, exc.message) from None
 
@@ -267,7 +267,7 @@ def _check_restore(ctx: JobContext, setup: BackupSetup, backup: Backup) -> None:
         verified = backup.verified or {}
         # The same bytes (SHA-256) that decrypted and read to the end when verified: the scratch restore
         # decrypts them once more anyway, so a second full decrypting pass here would only add time.
-        known = backup.state == "verified" and backup.sha256
+        known = backup.state.is_verified and backup.sha256
         if known:
             checksum = pool.submit(check_checksum, backup)
             envelope = pool.submit(check_envelope, setup, backup)

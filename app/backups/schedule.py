@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from app.backups.catalog import Catalog, now_utc
 from app.jobs import scheduler, system_jobs
-from app.targets import registry
+from app.jobs.engine import current_targets
 from app.targets.config import TargetConfig
 from app.targets.errors import TargetError
 
@@ -82,7 +82,7 @@ def queue_due(now: datetime | None = None, *, dry_run: bool = False, via: str = 
     """
     now = now or now_utc()
     decisions = []
-    for config in registry.current().all():
+    for config in current_targets().all():
         try:
             ready, why = is_due(config, now)
         except TargetError as exc:  # one target's unreadable folder must not stop the others' schedule

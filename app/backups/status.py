@@ -64,7 +64,7 @@ class Freshness:
 def freshness(backups: list[Backup], rpo_minutes: int | None) -> Freshness:
     """From a listing already read (Catalog.backups() or .listing().backups): a page reads its folder once."""
     # Its latest restore test passed, and nothing checked since failed (a corrupted file fails a quick verify).
-    tested = [b for b in backups if (b.restore_tested or {}).get("ok") is True and b.state == "verified"]
+    tested = [b for b in backups if (b.restore_tested or {}).get("ok") is True and b.state.is_verified]
     return Freshness(
         newest_verified=newest_verified(backups),
         rpo=timedelta(minutes=rpo_minutes) if rpo_minutes else None,

@@ -14,10 +14,10 @@ from app.backups.expiry import saved
 from app.backups.restore import Copy, copies
 from app.backups.setup import setup_of
 from app.jobs import swaps
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.swaps import Swap
 from app.statuses import JobState
-from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
 from app.targets.target import Target
@@ -38,7 +38,7 @@ def undo_offer(job: Job) -> UndoOffer | None:
     if job.runbook != "restore_backup" or job.job_state is not JobState.SUCCEEDED or not job.target or not job.result:
         return None
     try:
-        target = registry.current().open(job.target)
+        target = current_targets().open(job.target)
         kept = copies(setup_of(target))
     except (TargetError, UnknownTarget, OSError):
         return None  # the Backups tab says what is wrong; the job page just offers nothing

@@ -18,11 +18,11 @@ from app.backups.setup import catalog_of, setup_of
 from app.backups.status import ago, ahead_of, freshness, future_words, jobs_on_record
 from app.backups.undo import swapped_since, undo_offer
 from app.jobs import followups, service
+from app.jobs.engine import current_targets
 from app.pagination import Page, keyset_slice
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
-from app.targets import registry
 from app.targets.errors import TargetError
 
 bp = Blueprint("backups", __name__)
@@ -37,7 +37,7 @@ followups.register("restore_backup", undo_offer, "backups/_after_restore.html")
 def index():
     """Every target's newest verified backup against its RPO, linking to its Backups tab."""
     rows = []
-    for config in registry.current().all():
+    for config in current_targets().all():
         if config.backups is None:
             rows.append((config.name, None, "no backups configured"))
             continue

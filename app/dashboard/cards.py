@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from app.checkpoints import store
+from app.dashboard.monitor import Reading
 from app.extensions import db
 from app.jobs import service
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.statuses import ACTIVE_JOB_STATES, FINAL_JOB_STATES, JobState
 from app.targetpage.summaries import Summary, summaries
-from app.targets import registry
 from app.targets.git import GitError
-from app.targets.monitor import Reading
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def newest_job(target: str, states) -> Job | None:
 
 
 def build_cards(health_of) -> list[TargetCard]:
-    targets = registry.current()
+    targets = current_targets()
     return [build_card(targets.open(name), health_of) for name in targets.names()]
 
 

@@ -8,21 +8,21 @@ from pathlib import Path
 
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.engine import current_targets
 from app.jobs.runbook import ParamError, StepFailed
-from app.targets import registry
 from app.targets.config import PROBE_TIMEOUT_S, BlueGreenConfig
 from app.targets.health import HealthCheck
 
 
 def _config(target: str | None) -> BlueGreenConfig:
-    config = registry.current().config(target).bluegreen
+    config = current_targets().config(target).bluegreen
     if config is None:
         raise ParamError("target", f"{target} has no [targets.{target}.bluegreen] section")
     return config
 
 
 def _state_file(target: str) -> Path:
-    return registry.current().open(target).state_dir / "active-slot"
+    return current_targets().open(target).state_dir / "active-slot"
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _idle_check(target: str, url: str) -> HealthCheck:
 
     A bare 200 is not enough: a slot answering {"status": "starting"} would take the traffic, then fail verification.
     """
-    health = registry.current().config(target).health
+    health = current_targets().config(target).health
     if health is None:
         return HealthCheck(url, timeout_s=10, request_timeout_s=PROBE_TIMEOUT_S)
     return HealthCheck(

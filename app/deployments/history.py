@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from app.checkpoints import store
 from app.checkpoints.models import Checkpoint, KnownGood
+from app.pagination import Page, fetched_page
 from app.targets.git import Commit, CommitDetail, GitError, GitRepo
 from app.targets.target import Target
 
@@ -29,23 +31,22 @@ class History:
 
 def history(target: Target, before: str | None = None, page: int = PAGE) -> History:
     """One page of the deployed branch, newest first, from `before` (a commit id) on."""
-    head, commits, problem, drift, dirty, obstacles, unrevertable = None, [], None, None, None, [], {}
+    head, problem, drift, dirty, obstacles, unrevertable = None, None, None, None, [], {}
+    commits = Page([], None)
     try:
         repo = target.git()
         head = repo.head()
-        commits = repo.history(limit=page + 1, before=before)
+        commits = fetched_page(lambda n: repo.history(limit=n, before=before), attrgetter("sha"), limit=page)
         obstacles = [found.in_words() for found in repo.obstacles("change the code")]
         drift = repo.checkout_drift()
         dirty = repo.dirty()
-        unrevertable = _unrevertable(repo, commits)
+        unrevertable = _unrevertable(repo, commits.items)
     except GitError as exc:
         problem = exc.in_words()
-    more = len(commits) > page
-    commits = commits[:page]
     return History(
         head=head,
-        commits=commits,
-        next_before=commits[-1].sha if more else None,
+        commits=commits.items,
+        next_before=commits.next_cursor,
         problem=problem,
         drift=drift,
         release_files=dirty.own if dirty else [],

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.jobs import formstate
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from app.schema.refusal import COMBINED, GateRefusal, planned, verdict_on
@@ -59,7 +60,7 @@ def after_failed_deploy(job: Job) -> AfterDeploy | None:
     if job.runbook != "deploy" or job.job_state not in (JobState.FAILED, JobState.INTERRUPTED) or not job.target:
         return None
     try:
-        target = registry.current().open(job.target)
+        target = current_targets().open(job.target)
     except registry.UnknownTarget:
         return None
     started = db.session.scalar(

@@ -12,16 +12,16 @@ from app.deployments import bluegreen, captures, seenhead  # noqa: F401 - captur
 from app.deployments import steps as code
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.engine import current_targets
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import gate_steps as schema
-from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.git import GitError
 
 
 def _repo(target: str | None):
     try:
-        return registry.current().open(target).git()
+        return current_targets().open(target).git()
     except GitError as exc:
         raise ParamError("target", exc.in_words()) from None
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from app.auth.roles import Role
 from app.deployments import bluegreen
 from app.jobs import runbook as runbooks
-from app.targets import registry
+from app.jobs.engine import current_targets
 
 RUNBOOK = "bluegreen"
 
@@ -38,7 +38,7 @@ def traffic_of(target: str) -> Traffic | None:
     Never raises for the target's state: an unreadable link or state file is `live=None` with the reason
     (bluegreen.live_slot).
     """
-    config = registry.current().config(target).bluegreen
+    config = current_targets().config(target).bluegreen
     if config is None:
         return None
     live = bluegreen.live_slot(target)

@@ -12,11 +12,11 @@ from app.deployments import summary as _summary  # noqa: F401 registers the traf
 from app.deployments.nextsteps import after_failed_deploy
 from app.deployments.traffic import traffic_of
 from app.jobs import followups, formstate, service
+from app.jobs.engine import current_targets
 from app.schema.refusal import refused_change
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
-from app.targets import registry
 from app.targets.git import COMMIT_ID, GitError
 
 bp = Blueprint("deployments", __name__)
@@ -27,7 +27,7 @@ followups.register("deploy", after_failed_deploy, "deployments/_after_deploy.htm
 @bp.get("/deployments")
 @requires(Role.VIEWER)
 def index():
-    names = registry.current().names()
+    names = current_targets().names()
     return render_template("deployments/index.html", names=names)
 
 

@@ -12,8 +12,8 @@ from app.audit.store import Actor, record_and_commit
 from app.auth.roles import Role
 from app.clierrors import CliError, Refused, acting_user
 from app.envconfig import diff, store
+from app.jobs.engine import current_targets
 from app.statuses import EnvSource, Outcome
-from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
 
@@ -25,7 +25,7 @@ def config() -> None:
 
 def _open(name: str):
     try:
-        target = registry.current().open(name)
+        target = current_targets().open(name)
     except UnknownTarget as exc:
         raise Refused(str(exc)) from None
     if target.config.env_file is None:

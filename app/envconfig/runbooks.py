@@ -15,9 +15,9 @@ from app.auth.roles import Role
 from app.envconfig import captures, keys, store, suspect, watch
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.engine import current_targets
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.statuses import EnvSource
-from app.targets import registry
 from app.targets.envfile import KEY_NAME, EnvFileError, decode, parse, set_key
 from app.targets.errors import TargetError
 from app.wording import sentence
@@ -28,7 +28,7 @@ assert suspect.changed_outside  # registered on import: a failed verification na
 
 
 def _target(target: str | None):
-    return registry.current().open(target)
+    return current_targets().open(target)
 
 
 def _version(value: str, target: str | None) -> int:

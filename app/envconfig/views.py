@@ -6,7 +6,6 @@ import base64
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from markupsafe import Markup, escape
 
 from app.audit.store import Actor, record_and_commit
 from app.auth.guards import refuse, requires
@@ -21,13 +20,13 @@ from app.envconfig import (
 from app.envconfig.models import EnvVersion
 from app.extensions import db
 from app.jobs import formstate, service
+from app.jobs.engine import current_targets
 from app.jobs.runbook import MAX_PARAM_CHARS, ParamError, too_long
 from app.pagination import parse_cursor
 from app.statuses import EnvSource, Outcome
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
-from app.targets import registry
 from app.targets.errors import TargetError
 
 bp = Blueprint("envconfig", __name__)
@@ -37,7 +36,7 @@ register_tab(Tab("config", "Config", "envconfig.tab", order=50))
 @bp.get("/config")
 @requires(Role.VIEWER)
 def index():
-    configs = registry.current().all()
+    configs = current_targets().all()
     return render_template("envconfig/index.html", configs=configs)
 
 
@@ -141,11 +140,7 @@ def reveal(name: str):
         record_and_commit("envconfig.reveal", outcome=Outcome.FAILED, target=name, details=details)
         abort(404, description=reason)
     record_and_commit("envconfig.reveal", target=name, details=details)
-    shown = Markup("<em>named without a value</em>") if value is None else Markup("<code>{}</code>").format(value)
-    # the button that asked is swapped away: keyboard focus goes to what it revealed, not to the top of the page
-    return Markup('<span class="revealed" data-key="{}" tabindex="-1" data-focus-after-swap>{}</span>').format(
-        escape(key), shown
-    )
+    return render_template("envconfig/_reveal.html", key=key, value=value)
 
 
 def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from app.dashboard.monitor import on_each_pass
 from app.envconfig import store
 from app.envconfig.models import EnvVersion
 from app.extensions import db
-from app.targets import registry
+from app.jobs.engine import current_targets
 from app.targets.errors import TargetError
-from app.targets.monitor import on_each_pass
 
 
 def check(name: str) -> EnvVersion | None:
@@ -18,7 +18,7 @@ def check(name: str) -> EnvVersion | None:
     from app.jobs.service import busy_job
 
     try:
-        target = registry.current().open(name)
+        target = current_targets().open(name)
         if target.config.env_file is None or not store.env_file_of(target).exists() or busy_job(name) is not None:
             return None
         version, recorded = store.ensure_current(target)

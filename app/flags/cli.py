@@ -17,6 +17,7 @@ from app.auth.models import User
 from app.auth.roles import Role
 from app.clierrors import CliError, Refused, acting_user
 from app.flags import history, restore, store
+from app.jobs.engine import current_targets
 from app.statuses import Outcome
 from app.targets import registry
 from app.targets.errors import TargetError
@@ -44,7 +45,7 @@ def flags() -> None:
 
 def _target(name: str):
     try:
-        return registry.current().open(name)
+        return current_targets().open(name)
     except registry.UnknownTarget as exc:
         raise Refused(str(exc)) from None
 

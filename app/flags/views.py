@@ -20,11 +20,11 @@ from app.flags import (
     summary,  # noqa: F401 - registers its overview line and timeline kind
 )
 from app.jobs import formstate, swaps
+from app.jobs.engine import current_targets
 from app.pagination import keyset_slice, parse_cursor
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
-from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.flags import Flag, FlagTableError, StaleFlag, TableReadOnly, UnknownFlag, VanishedFlags
 
@@ -69,7 +69,7 @@ def _recheck_health(target) -> None:
 @bp.get("/flags")
 @requires(Role.VIEWER)
 def index():
-    targets = registry.current().all()
+    targets = current_targets().all()
     return render_template("flags/index.html", targets=targets)
 
 

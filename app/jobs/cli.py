@@ -31,6 +31,7 @@ from app.clierrors import CliError, Refused
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
+from app.jobs.engine import current_targets
 from app.jobs.follow import EventPrinter, follow, replay
 from app.jobs.models import Job
 from app.jobs.runner import Runner, runners_alive
@@ -112,7 +113,7 @@ def _target(book: runbooks.Runbook, name: str) -> str | None:
     if name == NO_TARGET:
         raise Refused(f"{book.name} runs on a target: name one (flask rewind targets list)")
     try:
-        return registry.current().config(name).name
+        return current_targets().config(name).name
     except registry.UnknownTarget as exc:
         raise Refused(str(exc)) from None
 
@@ -134,7 +135,7 @@ def _confirm(book: runbooks.Runbook, target: str | None, raw: dict[str, str], ye
     """A destructive runbook on a protected target: the target's name typed, or --yes."""
     if target is None or not book.asks_confirmation or raw.get("confirm"):
         return
-    if not registry.current().config(target).protected:
+    if not current_targets().config(target).protected:
         return
     if yes:
         raw["confirm"] = target
@@ -308,7 +309,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     user = _user(as_user)
     actor = Actor.of(user)  # the user row is not read again once the job runs
     book = _runbook(runbook)
-    about = registry.current().known(target)  # a refusal names its target, for that target's timeline
+    about = current_targets().known(target)  # a refusal names its target, for that target's timeline
     if not user.can(Role.OPERATOR):
         _deny(user, f"needs the {Role.OPERATOR.label} role", target=about)
     if not user.can(book.role):
@@ -391,9 +392,9 @@ def list_jobs(target: str | None, state: str | None, before: int | None, limit: 
         stmt = stmt.where(Job.state == state)
     page = keyset_page(stmt, Job.id, before=before, limit=limit)
     rows = page.items
-    if not rows and target and target not in registry.current().names():
+    if not rows and target and target not in current_targets().names():
         # a target gone from the file keeps its jobs (listed above); a name with neither is a typo
-        raise Refused(str(registry.UnknownTarget(target, registry.current().names())))
+        raise Refused(str(registry.UnknownTarget(target, current_targets().names())))
     if not rows:
         click.echo(f"no jobs older than #{before}" if before else "no jobs")
         return

@@ -17,11 +17,11 @@ from sqlalchemy import select, update
 
 from app.clock import utcnow
 from app.extensions import db
+from app.jobs.engine import current_targets
 from app.jobs.events import EventWriter
 from app.jobs.models import Job
 from app.jobs.redact import Redactor
 from app.jobs.runbook import StepFailed, StepSkipped
-from app.targets import registry
 from app.targets.ansi import strip_ansi
 from app.targets.command import (
     CommandCancelled,
@@ -201,7 +201,7 @@ class JobContext:
         allow-list for a job without a target — never Rewind's own.
         """
         if env is None:
-            env = registry.current().open(self.target).command_env() if self.target else inherited_env()
+            env = current_targets().open(self.target).command_env() if self.target else inherited_env()
         self.log("$ " + shown([self.redact(str(a)) for a in argv]), "cmd")
         tee = Tee(self)
         try:

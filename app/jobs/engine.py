@@ -21,11 +21,11 @@ from app.settings import Settings
 from app.targets.registry import Targets
 
 if TYPE_CHECKING:
+    from app.dashboard.monitor import HealthMonitor
     from app.jobs.fanout import Broadcaster
     from app.jobs.runner import Runner
     from app.jobs.scheduler import Scheduler
     from app.jobs.socketcap import SocketCap
-    from app.targets.monitor import HealthMonitor
 
 
 class Engine:
@@ -68,7 +68,7 @@ class Engine:
         """The background health monitor; it re-checks at once whenever any process finishes a job."""
         with self._lock:
             if self._health is None:
-                from app.targets.monitor import HealthMonitor
+                from app.dashboard.monitor import HealthMonitor
 
                 self._health = HealthMonitor(self.app, self.targets)
                 from app.checkpoints.firstseen import mark_first_healthy
@@ -109,3 +109,8 @@ class Engine:
 
 def engine(app: Flask | None = None) -> Engine:
     return (app or current_app).extensions["rewind"]
+
+
+def current_targets() -> Targets:
+    """This Rewind process's targets (made once at start-up by create_app), re-read when the file changes."""
+    return engine().targets

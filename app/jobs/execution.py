@@ -13,12 +13,11 @@ from app.clock import utcnow
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs.context import JobCancelled, JobContext
-from app.jobs.engine import engine
+from app.jobs.engine import current_targets, engine
 from app.jobs.events import EventWriter
 from app.jobs.models import Job
 from app.jobs.redact import Redactor
 from app.statuses import JobState, Outcome, StepState, Verification
-from app.targets import registry
 from app.targets.ansi import strip_ansi
 from app.targets.command import stop_orphaned_group
 
@@ -31,7 +30,7 @@ def execute(job_id: int) -> JobState:
     writer = EventWriter(job.id, bus)
     redactor = Redactor(current_app.config.get("REWIND_REDACT", []))
     # The targets file as it is now: every env: value of every target, since a command may reach any of them.
-    for config in registry.current().all():
+    for config in current_targets().all():
         for secret in config.secrets:
             redactor.add(secret)
     actor = Actor(job.actor_id, job.actor_name)

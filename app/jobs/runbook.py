@@ -215,9 +215,9 @@ CONFIRM = Param("confirm", "Type the target name to confirm", required=False, de
 
 def confirm_protected(params: dict, target: str | None, what: str = "") -> None:
     """A destructive runbook on a protected target needs the target's name typed, in its `confirm` parameter."""
-    from app.targets import registry
+    from app.jobs.engine import current_targets
 
-    if target and registry.current().config(target).protected and params.get("confirm") != target:
+    if target and current_targets().config(target).protected and params.get("confirm") != target:
         raise ParamError("confirm", f"{target} is protected: type its name, {target}, to confirm{what}")
 
 

@@ -18,9 +18,9 @@ from app.audit.store import Actor
 from app.checkpoints import captures, store
 from app.extensions import db
 from app.jobs.context import JobCancelled, JobContext
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.runbook import StepFailed
-from app.targets import registry
 from app.targets.ansi import strip_ansi
 from app.targets.command import CommandCancelled, CommandTimedOut, Tee, ended, printed, run_command, said_nothing
 from app.targets.errors import TargetError
@@ -76,7 +76,7 @@ def suspects_of(target: Target) -> list[str]:
 
 
 def target_of(ctx: JobContext) -> Target:
-    return registry.current().open(ctx.target)
+    return current_targets().open(ctx.target)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from app.auth.roles import Role
 from app.extensions import db, sock
 from app.jobs import followups, formstate, service
 from app.jobs import runbook as runbooks
-from app.jobs.engine import engine
+from app.jobs.engine import current_targets, engine
 from app.jobs.events import load_view
 from app.jobs.fanout import Broadcaster
 from app.jobs.models import Job
@@ -31,7 +31,6 @@ from app.jobs.runner import interrupt_if_dead
 from app.jobs.socketcap import CLOSE_CODE, SocketCap
 from app.pagination import keyset_page, parse_cursor
 from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
-from app.targets import registry
 from app.targets.registry import UnknownTarget
 from app.wording import sentence
 
@@ -118,7 +117,7 @@ def new():
     form = formstate.form_for(book.name, target or None)  # a form refused for another target is not this one
     if form is formstate.EMPTY and target:
         form = formstate.FormState(book.name, target, {"target": target})
-    return render_template("jobs/new.html", book=book, targets=registry.current().names(), form=form)
+    return render_template("jobs/new.html", book=book, targets=current_targets().names(), form=form)
 
 
 @bp.post("")
@@ -139,7 +138,7 @@ def start():
         if book.needs_target:
             if target is None:
                 raise runbooks.ParamError("target", "is required", "Target")
-            registry.current().config(target)
+            current_targets().config(target)
         else:
             target = None
         params = book.parse_params(raw, target)
@@ -171,7 +170,7 @@ def start():
         return render_template(
             "jobs/new.html",
             book=book,
-            targets=registry.current().names(),
+            targets=current_targets().names(),
             form=formstate.FormState(book.name, target, values, errors),
         ), status
     url = url_for("jobs.show", job_id=job.id)

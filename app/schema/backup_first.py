@@ -30,9 +30,9 @@ from app.backups.setup import setup_of
 from app.extensions import db
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.runbook import Param, ParamError, StepFailed
-from app.targets import registry
 from app.targets.config import TargetConfig
 from app.targets.errors import TargetError
 
@@ -81,7 +81,7 @@ def takes_backup(config: TargetConfig, params: dict) -> bool:
 
 def check_params(params: dict, target_name: str | None, destroys: bool, summary: str, what: str) -> None:
     """Before queueing: refuse what the policy above refuses, so nothing runs."""
-    config = registry.current().config(target_name)
+    config = current_targets().config(target_name)
     if params.get("skip_backup") and config.protected:
         raise ParamError("skip_backup", _skip_refused(target_name))
     if not destroys:
@@ -94,7 +94,7 @@ def check_params(params: dict, target_name: str | None, destroys: bool, summary:
         return
     if takes_backup(config, params):
         try:
-            setup_of(registry.current().open(target_name))
+            setup_of(current_targets().open(target_name))
         except TargetError as exc:
             raise ParamError(
                 "backup_confirmed",

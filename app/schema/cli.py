@@ -8,8 +8,8 @@ import click
 from flask.cli import AppGroup
 
 from app.clierrors import CliError, Refused
+from app.jobs.engine import current_targets
 from app.schema.state import read_state
-from app.targets import registry
 from app.targets.registry import UnknownTarget
 
 DRIFT_EXIT = 1
@@ -32,7 +32,7 @@ def status(target: str) -> None:
     Example: flask rewind schema status production
     """
     try:
-        state = read_state(registry.current().open(target))
+        state = read_state(current_targets().open(target))
     except UnknownTarget as exc:
         raise Refused(str(exc)) from None
     if not state.configured or state.problem:

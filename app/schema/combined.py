@@ -20,11 +20,11 @@ from app.deployments import runbooks as code
 from app.deployments import steps as code_steps
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.engine import current_targets
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import backup_first, gate
 from app.schema import runbooks as schema_runbooks
 from app.schema.migrate import apply
-from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.git import GitError
 from app.targets.migrations import extract
@@ -32,7 +32,7 @@ from app.targets.migrations import extract
 
 def _commit(value: str, target: str | None) -> str:
     try:
-        return registry.current().open(target).git().resolve(value)
+        return current_targets().open(target).git().resolve(value)
     except GitError as exc:
         raise ParamError("commit", exc.in_words()) from None
 
@@ -41,7 +41,7 @@ _MAIN_PARAM = {"reset": "commit", "revert": "commits"}
 
 
 def _verdict(target_name: str | None, params: dict, verb: str = "reset") -> gate.GateVerdict:
-    target = registry.current().open(target_name)
+    target = current_targets().open(target_name)
     verdict = gate.check(target, verb, params)
     if verdict is None:
         raise TargetError(f"{target_name} has no migrations (database.migrations): a plain {verb} will do")

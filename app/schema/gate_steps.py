@@ -17,12 +17,12 @@ from app.auth.roles import Role
 from app.extensions import db
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.runbook import Param, ParamError, Step, StepFailed
 from app.schema import gate
 from app.schema.migrate import apply
 from app.schema.state import unversioned_drift
-from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.migrations import read_folder
 from app.targets.schema_db import current_revisions, unversioned_tables
@@ -47,7 +47,7 @@ def gate_check(runbook: str):
         if (params.get("gate_override") or "").strip():
             return  # only an admin may give a reason: service.enqueue checks it against the job's actor
         try:
-            verdict = gate.check(registry.current().open(target), runbook, params)
+            verdict = gate.check(current_targets().open(target), runbook, params)
         except TargetError as exc:
             raise ParamError(_MAIN_PARAM[runbook], cannot_compare_words(exc.in_words())) from None
         if verdict is not None and verdict.refused:

@@ -13,12 +13,12 @@ from app.checkpoints.captures import Capture
 from app.checkpoints.captures import register as register_capture
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.engine import current_targets
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import backup_first
 from app.schema.destroys import DowngradePlan, plan_downgrade
 from app.schema.migrate import apply
 from app.schema.state import read_state, unversioned_drift
-from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.migrations import folder_files, read_folder
 from app.targets.revision_graph import RevisionError, RevisionGraph
@@ -44,7 +44,7 @@ SCHEMA = register_capture(
 
 
 def _migrations(target_name: str | None, param: str = "revision") -> tuple[Target, RevisionGraph, set[str]]:
-    target = registry.current().open(target_name)
+    target = current_targets().open(target_name)
     database = target.config.database
     if database is None or database.migrations is None:
         raise ParamError(
@@ -128,7 +128,7 @@ def downgrade_plan(target: Target, to: str) -> tuple[RevisionGraph, DowngradePla
 
 def _check_downgrade(params: dict, target: str | None) -> None:
     try:
-        _graph, plan = downgrade_plan(registry.current().open(target), params["revision"])
+        _graph, plan = downgrade_plan(current_targets().open(target), params["revision"])
     except TargetError as exc:
         raise ParamError("revision", exc.message) from None
     backup_first.check_params(params, target, plan.destroys_data, plan.summary(), "this downgrade")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from app.jobs.steps import register_state_check
+from app.statuses import RevisionState
 from app.targets.errors import TargetError
 from app.targets.git import Commit, GitError
 from app.targets.migrations import folder_in_repo, read_folder
@@ -40,7 +41,7 @@ class Row:
     id: str
     message: str
     file: str
-    state: str  # applied | pending | unknown (in the database, not in the code)
+    state: RevisionState
     current: bool
     head: bool
     down: tuple[str, ...]
@@ -217,7 +218,7 @@ def _rows(graph: RevisionGraph, current: set[str], added: dict[str, Commit]) -> 
             id=rev,
             message="",
             file="",
-            state="unknown",
+            state=RevisionState.UNKNOWN,
             current=True,
             head=False,
             down=(),
@@ -235,7 +236,7 @@ def _rows(graph: RevisionGraph, current: set[str], added: dict[str, Commit]) -> 
                 id=rev,
                 message=r.message,
                 file=r.file,
-                state="applied" if rev in applied else "pending",
+                state=RevisionState.APPLIED if rev in applied else RevisionState.PENDING,
                 current=rev in current,
                 head=rev in heads,
                 down=r.down,

@@ -7,6 +7,7 @@ from flask import Blueprint, render_template, request
 from app.auth.guards import requires
 from app.auth.roles import Role
 from app.jobs import service
+from app.jobs.engine import current_targets
 from app.jobs.runbook import ParamError
 from app.schema import summary  # noqa: F401 - registers its overview line and timeline kind
 from app.schema.runbooks import downgrade_plan, downgrade_revision
@@ -14,7 +15,6 @@ from app.schema.state import read_state
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
-from app.targets import registry
 from app.targets.errors import TargetError
 
 bp = Blueprint("schema", __name__)
@@ -24,7 +24,7 @@ register_tab(Tab("migrations", "Migrations", "schema.tab", order=30))
 @bp.get("/migrations")
 @requires(Role.VIEWER)
 def index():
-    targets = registry.current()
+    targets = current_targets()
     states = [read_state(targets.open(name)) for name in targets.names()]
     return render_template("schema/index.html", states=states)
 

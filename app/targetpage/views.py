@@ -6,7 +6,7 @@ from flask import Blueprint, abort, render_template, request
 
 from app.auth.guards import requires
 from app.auth.roles import Role
-from app.jobs.engine import engine
+from app.jobs.engine import current_targets, engine
 from app.pagination import parse_cursor
 from app.targetpage import timeline
 from app.targetpage.overview import build_overview
@@ -25,7 +25,7 @@ RECENT = 8  # timeline entries the overview shows
 def target_or_404(name: str):
     """The target a URL names, or a 404 that lists the known ones."""
     try:
-        return registry.current().open(name)
+        return current_targets().open(name)
     except registry.UnknownTarget as exc:
         abort(404, description=f"{sentence(str(exc))}.")
 

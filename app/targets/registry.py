@@ -15,7 +15,7 @@ from pathlib import Path
 from app.targets.config import TargetConfig, TargetsFileError, load_targets
 from app.targets.target import Target
 
-__all__ = ["Targets", "TargetsFileError", "UnknownTarget", "current"]
+__all__ = ["Targets", "TargetsFileError", "UnknownTarget"]
 
 
 class UnknownTarget(LookupError):
@@ -98,10 +98,3 @@ def _file_stat(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size, st.st_ino
-
-
-def current() -> Targets:
-    """This Rewind process's targets (made once at start-up by create_app)."""
-    from flask import current_app
-
-    return current_app.extensions["rewind"].targets

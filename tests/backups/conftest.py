@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.targets import registry
+from app.jobs.engine import current_targets
 from app.targets.gpg import GpgHome
 from tests.support.gpg import LOCKED_RECIPIENT, PASSPHRASE
 from tests.support.targets import CodeTarget, make_code_target, write_targets_file
@@ -171,13 +171,13 @@ def serving(app, target: DataTarget) -> Iterator[DataTarget]:
     """The target in the targets file and its app running and healthy for the block; stopped after it."""
     write_targets_file(app, target.toml())
     with app.app_context():
-        registry.current().open(target.name).process().start()
-        assert registry.current().open(target.name).health().wait_healthy().ok, "the test app did not come up"
+        current_targets().open(target.name).process().start()
+        assert current_targets().open(target.name).health().wait_healthy().ok, "the test app did not come up"
     try:
         yield target
     finally:
         with app.app_context():
-            registry.current().open(target.name).process().stop()
+            current_targets().open(target.name).process().stop()
 
 
 DB_SERVER = """\

@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from app.targets import registry
+from app.jobs.engine import current_targets
 from tests.support.targets import write_targets_file
 
 CTL = r"""
@@ -75,7 +75,7 @@ def ctl_argv(target, action: str, *extra: str) -> list[str]:
 def use_commands(app, target, *, stop: list[str] | None = None, start: list[str] | None = None) -> None:
     """Stop the managed app, then run it through ctl.py's start/stop/status (stop or start replaced when given)."""
     with app.app_context():
-        registry.current().open(target.name).process().stop()
+        current_targets().open(target.name).process().stop()
     state = target.code.repo.parent / "run"
     state.mkdir(exist_ok=True)
     (state / "ctl.py").write_text(CTL)
@@ -94,7 +94,7 @@ def use_commands(app, target, *, stop: list[str] | None = None, start: list[str]
     )
     write_targets_file(app, text)
     with app.app_context():
-        found = registry.current().open(target.name)
+        found = current_targets().open(target.name)
         found.process().start()
         assert found.health().wait_healthy().ok, "the app did not come up under its commands"
 

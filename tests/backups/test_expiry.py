@@ -180,6 +180,6 @@ def test_a_copy_whose_backup_fails_does_not_hold_up_the_cleanup_of_the_others(ap
 
 
 def registry_config(name: str):
-    from app.targets import registry
+    from app.jobs.engine import current_targets
 
-    return registry.current().config(name)
+    return current_targets().config(name)

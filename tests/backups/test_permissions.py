@@ -19,8 +19,7 @@ from app.auth.roles import Role
 from app.backups.catalog import Catalog, NoAccess, manifest_path, partial_path, sha256_of
 from app.backups.restore import copies
 from app.backups.setup import setup_of
-from app.jobs.engine import engine
-from app.targets import registry
+from app.jobs.engine import current_targets, engine
 from tests.backups.conftest import RECIPIENT
 from tests.backups.test_views import OLD, shop  # noqa: F401 - shop: the fixture
 from tests.conftest import wait_for
@@ -233,7 +232,7 @@ def test_restoring_a_backup_rewind_may_not_read_is_refused_before_anything_is_ma
     assert "internal error" not in log_text(view)
     assert live.read_bytes() == before and sorted(p.name for p in live.parent.iterdir()) == files
     with app.app_context():
-        assert [c.name for c in copies(setup_of(registry.current().open("shop")))] == [
+        assert [c.name for c in copies(setup_of(current_targets().open("shop")))] == [
             "shop.db.pre_restore_20240101000000"
         ]
 

@@ -13,7 +13,7 @@ import pytest
 from app.backups.catalog import Catalog
 from app.backups.restore import RestoreFailed, check_owner, restore_scratch
 from app.backups.setup import setup_of
-from app.targets import registry
+from app.jobs.engine import current_targets
 from app.targets.dbadmin import Postgres
 from tests.backups.conftest import RECIPIENT
 from tests.backups.test_runbooks import backup_now, copies
@@ -203,7 +203,7 @@ def test_a_test_copy_filled_as_rewind_s_user_keeps_live_s_connect_restrictions(a
     data_target.execute(f'GRANT CONNECT ON DATABASE "{live}" TO {rewind_user}')
     scratch = "as_self_scratch"
     with app.app_context():
-        setup = setup_of(registry.current().open(data_target.name))
+        setup = setup_of(current_targets().open(data_target.name))
         restore_scratch(setup, setup.catalog.get(name), scratch, Lines(), settings=False)
     try:
         with psycopg.connect(data_target.pg_url) as conn:

@@ -96,12 +96,12 @@ def test_a_setting_rewind_may_not_copy_is_refused_in_the_check_step_before_anyth
     name = backup_now(app, data_target)
     before = data_target.snapshot()
 
-    from app.targets import registry
+    from app.jobs.engine import current_targets
     from tests.support.targets import write_targets_file
 
     write_targets_file(app, data_target.toml().replace(data_target.url, _as(data_target, limited, password)))
     with app.app_context():
-        assert registry.current().config(data_target.name).database.url.startswith(f"postgresql://{limited}:")
+        assert current_targets().config(data_target.name).database.url.startswith(f"postgresql://{limited}:")
     job, view = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "failed", log_text(view)
     assert view.steps[0].state == "failed" and view.steps[1].state == "not_run"

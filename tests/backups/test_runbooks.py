@@ -19,9 +19,9 @@ from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service, swaps
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.runbook import ParamError
-from app.targets import registry
 from tests.backups.conftest import DB_SERVER, RECIPIENT, DataTarget, _fill, serving
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import health, log_text, run
@@ -39,7 +39,7 @@ def backup_now(app, target) -> str:
 
 def app_pid(app, target) -> int | None:
     with app.app_context():
-        return registry.current().open(target.name).process().status().pid
+        return current_targets().open(target.name).process().status().pid
 
 
 def copies(target) -> list[str]:
@@ -317,7 +317,7 @@ def test_unhealthy_after_the_swap_swaps_back(app, runner, data_target):
     data_target.execute("DROP TABLE broken_marker")
     commit(data_target.code.repo, "Serve from the database", **{"server.py": DB_SERVER.format(url=data_target.url)})
     with app.app_context():
-        target = registry.current().open(data_target.name)
+        target = current_targets().open(data_target.name)
         target.process().restart()
         assert target.health().wait_healthy().ok
     before = data_target.snapshot()
@@ -554,7 +554,7 @@ def test_a_plain_dump_made_with_create_and_clean_cannot_drop_the_live_database(a
 
     # and the scratch restore itself guards too, whatever step 1 found
     with app.app_context():
-        setup = setup_of(registry.current().open(data_target.name))
+        setup = setup_of(current_targets().open(data_target.name))
         with pytest.raises(RestoreFailed) as caught:
             restore_scratch(setup, setup.catalog.get(name), "shop_guarded_scratch", Lines())
     assert "sqlguard exited with status 3" in caught.value.message
@@ -728,7 +728,7 @@ def test_flags_moved_by_a_restore_and_its_undo_are_not_called_changed_outside_re
     def shown() -> tuple[bool, bool]:
         """(on, called changed outside Rewind), as the flags tab shows dark_mode and as history decides it."""
         with app.app_context():
-            target = registry.current().open(data_target.name)
+            target = current_targets().open(data_target.name)
             flag = store.table_of(target).get("dark_mode")
             last = history.last_change(data_target.name, "dark_mode")
             outside = history.changed_outside(flag, last, flags_restore.newest_seen_of(data_target.name))
@@ -738,7 +738,7 @@ def test_flags_moved_by_a_restore_and_its_undo_are_not_called_changed_outside_re
         return flag.enabled, outside
 
     with app.app_context():
-        target = registry.current().open(data_target.name)
+        target = current_targets().open(data_target.name)
         store.toggle(target, "dark_mode", False, seen=True, actor=Actor(None, "test"), reason="incident")
     assert shown() == (False, False)
 

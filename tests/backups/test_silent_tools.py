@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from app.backups.catalog import Catalog
-from app.targets import registry
+from app.jobs.engine import current_targets
 from app.targets.dbadmin import Postgres
 from app.targets.environment import inherited_env
 from tests.backups.conftest import RECIPIENT
@@ -110,7 +110,7 @@ def test_a_restore_tool_killed_by_a_signal_is_named_so(app, runner, data_target,
     assert "pg_restore was killed by SIGKILL and it printed nothing on stderr" in job.result, job.result
     assert "status -9" not in job.result
     with app.app_context():
-        assert registry.current().open(data_target.name).health().wait_healthy().ok
+        assert current_targets().open(data_target.name).health().wait_healthy().ok
 
 
 def mute_gpg(folder, when: str) -> str:

@@ -14,7 +14,7 @@ from app.backups import sqlguard
 from app.backups.restore import RestoreFailed, restore_scratch
 from app.backups.setup import setup_of
 from app.backups.sqlguard import REFUSED, guard, guard_stage
-from app.targets import registry
+from app.jobs.engine import current_targets
 from app.targets.command import run_pipeline
 from tests.backups.conftest import RECIPIENT
 from tests.backups.test_runbooks import app_pid, copies
@@ -211,7 +211,7 @@ def store_plain_backup(target, pg_server, extra: bytes = b"") -> str:
 
 def scratch_fill(app, target, name: str, scratch: str) -> None:
     with app.app_context():
-        setup = setup_of(registry.current().open(target.name))
+        setup = setup_of(current_targets().open(target.name))
         restore_scratch(setup, setup.catalog.get(name), scratch, Lines())
 
 

@@ -8,8 +8,7 @@ from app.checkpoints import store
 from app.checkpoints.models import KnownGood
 from app.extensions import db
 from app.jobs import runbook, service
-from app.jobs.engine import engine
-from app.targets import registry
+from app.jobs.engine import current_targets, engine
 
 
 def marks(app) -> list[tuple[str, str, int | None]]:
@@ -35,7 +34,7 @@ def test_first_healthy_check_marks_the_deployed_commit(app, code_target):
 
 def test_an_unhealthy_target_is_not_marked(app, code_target):
     with app.app_context():
-        registry.current().open("staging").process().stop()
+        current_targets().open("staging").process().stop()
         engine(app).health.probe_all()
     assert marks(app) == []
 

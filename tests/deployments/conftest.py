@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from app.targets import registry
+from app.jobs.engine import current_targets
 from app.targets.health import HealthCheck
 from tests.conftest import wait_for
 from tests.support.postgres import free_port
@@ -17,11 +17,11 @@ def code_target(app, tmp_path):
     target = make_code_target(tmp_path / "targets")
     write_targets(app, target)
     with app.app_context():
-        registry.current().open(target.name).process().start()
-        assert registry.current().open(target.name).health().wait_healthy().ok, "the test app did not come up"
+        current_targets().open(target.name).process().start()
+        assert current_targets().open(target.name).health().wait_healthy().ok, "the test app did not come up"
     yield target
     with app.app_context():
-        registry.current().open(target.name).process().stop()
+        current_targets().open(target.name).process().stop()
 
 
 def write_targets(app, target, **options) -> None:

@@ -55,10 +55,10 @@ def test_an_idle_slot_is_judged_by_the_target_s_health_json_not_a_bare_200(app, 
 
 
 def app_slot_port(app, slot: str) -> str:
-    from app.targets import registry
+    from app.jobs.engine import current_targets
 
     with app.app_context():
-        return registry.current().config("staging").bluegreen.slots[slot].rsplit(":", 1)[1].split("/")[0]
+        return current_targets().config("staging").bluegreen.slots[slot].rsplit(":", 1)[1].split("/")[0]
 
 
 def test_a_link_that_is_a_real_folder_is_refused_with_the_fix_and_left_alone(app, runner, slots):
@@ -82,9 +82,9 @@ def test_unknown_slot_is_refused(app, slots):
 def test_a_switch_that_fails_verification_says_to_switch_back(app, runner, slots):
     _, link, dirs = slots
     with app.app_context():
-        from app.targets import registry
+        from app.jobs.engine import current_targets
 
-        registry.current().open("staging").process().stop()
+        current_targets().open("staging").process().stop()
     job, view = run(app, "bluegreen", slot="green")
     assert job.state == "failed" and job.verification == "failed"
     assert Path(os.readlink(link)) == dirs["green"], "the switch happened; verification failed after it"
@@ -118,12 +118,12 @@ def test_with_a_link_the_link_is_the_truth_not_what_rewind_last_switched_to(app,
 
 def test_with_a_switch_command_the_live_slot_is_what_rewind_last_switched_to(app, runner, slots, code_target):
     from app.deployments import bluegreen
-    from app.targets import registry
+    from app.jobs.engine import current_targets
     from tests.support.targets import write_targets_file
 
     with app.app_context():
-        urls = registry.current().config("staging").bluegreen.slots
-        state = registry.current().open("staging").state_dir / "active-slot"
+        urls = current_targets().config("staging").bluegreen.slots
+        state = current_targets().open("staging").state_dir / "active-slot"
     folder = slots[1].parent
     switch = folder / "switch.py"  # a real switch command: it writes down the slot it was given
     switch.write_text("import pathlib, sys\npathlib.Path(sys.argv[0]).with_name('switched').write_text(sys.argv[1])\n")

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from app.targets import registry
+from app.jobs.engine import current_targets
 from tests.deployments.test_runbooks import log_text, run
 from tests.support.targets import git, write_targets_file
 
@@ -31,7 +31,7 @@ def test_a_revert_is_verified_running_the_reverted_commit(app, runner, code_targ
 def test_a_restart_command_that_exits_0_without_restarting_fails_the_verification(app, runner, code_target, tmp_path):
     """The app started by hand keeps serving the old code: healthy, but not what the checkout now holds."""
     with app.app_context():
-        registry.current().open(code_target.name).process().stop()  # the fixture's managed copy
+        current_targets().open(code_target.name).process().stop()  # the fixture's managed copy
     before = code_target.head()
     serving = subprocess.Popen(
         [sys.executable, "server.py", str(code_target.port)],

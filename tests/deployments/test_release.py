@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.checkpoints.models import Checkpoint
 from app.extensions import db
-from app.targets import registry
+from app.jobs.engine import current_targets
 from tests.deployments.test_runbooks import health, log_text, run
 from tests.support.targets import commit, git, write_targets_file
 
@@ -38,7 +38,7 @@ def remote_with_new_branch(tmp_path, code_target) -> str:
 
 def pid_of(app) -> int:
     with app.app_context():
-        return registry.current().open("staging").process().status().pid
+        return current_targets().open("staging").process().status().pid
 
 
 # --- fetch ----------------------------------------------------------------------------------------

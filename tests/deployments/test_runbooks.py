@@ -163,9 +163,9 @@ def test_good_deploy_fast_forwards(app, runner, code_target):
 
 def test_failed_health_check_fails_the_job_with_a_clear_message(app, runner, code_target):
     with app.app_context():
-        from app.targets import registry
+        from app.jobs.engine import current_targets
 
-        registry.current().open("staging").process().stop()
+        current_targets().open("staging").process().stop()
     job, view = run(app, "verify")
     assert job.state == "failed" and job.verification == "failed"
     assert "did not become healthy: the application is not running" in job.result, "at once, not after 5 s"
@@ -243,13 +243,13 @@ def test_a_failed_check_quotes_only_what_the_app_wrote_since_this_job_restarted_
 
 def test_restart_gives_a_new_process(app, runner, code_target):
     with app.app_context():
-        from app.targets import registry
+        from app.jobs.engine import current_targets
 
-        before = registry.current().open("staging").process().status().pid
+        before = current_targets().open("staging").process().status().pid
     job, _ = run(app, "restart")
     assert job.state == "succeeded", job.result
     with app.app_context():
-        after = registry.current().open("staging").process().status().pid
+        after = current_targets().open("staging").process().status().pid
     assert after and after != before
 
 
@@ -266,13 +266,13 @@ def test_a_targets_env_secrets_are_masked_in_its_job_logs(app, runner, code_targ
 
 def test_an_exec_style_start_script_is_restarted_and_verified_not_doubled(app, runner, code_target):
     """A start script that migrates, then `exec`s the server: after the exec it is still the application."""
-    from app.targets import registry
+    from app.jobs.engine import current_targets
 
     script = code_target.repo.parent / "start.sh"
     script.write_text(f'#!/bin/sh\necho "migrations applied"\nexec {shlex.quote(sys.executable)} server.py "$@"\n')
     script.chmod(0o755)
     with app.app_context():
-        registry.current().open("staging").process().stop()
+        current_targets().open("staging").process().stop()
     old_command = f'command = ["{sys.executable}", "server.py", "{code_target.port}"]'
     toml = code_target.toml()
     assert old_command in toml
@@ -280,7 +280,7 @@ def test_an_exec_style_start_script_is_restarted_and_verified_not_doubled(app, r
     job, _ = run(app, "start")
     assert job.state == "succeeded" and job.verification == "passed", job.result
     with app.app_context():
-        process = registry.current().open("staging").process()
+        process = current_targets().open("staging").process()
     first = process.status().pid
     wait_for(lambda: "server.py" in cmdline(first), timeout=20)  # the script has exec'd the server
 
@@ -374,9 +374,9 @@ def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, 
         f"sys.argv = ['server.py', '{code_target.port}']; runpy.run_path('server.py', run_name='__main__')"
     )
     with app.app_context():
-        from app.targets import registry
+        from app.jobs.engine import current_targets
 
-        registry.current().open("staging").process().stop()
+        current_targets().open("staging").process().stop()
     toml = code_target.toml().replace(
         f'command = ["{sys.executable}", "server.py", "{code_target.port}"]',
         f'command = ["{sys.executable}", "-c", {json.dumps(ignores)}]\nstop_timeout = 2.5',
@@ -385,7 +385,7 @@ def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, 
     job, _ = run(app, "start")
     assert job.state == "succeeded", job.result
     with app.app_context():
-        pid = registry.current().open("staging").process().status().pid
+        pid = current_targets().open("staging").process().status().pid
     job, view = run(app, "stop")
     assert job.state == "succeeded", job.result
     assert job.result.startswith(f"staging is stopped, by force: pid {pid} ignored SIGTERM for 2.5 s")
@@ -417,9 +417,9 @@ def test_a_running_app_that_fails_its_check_is_still_advised_a_rollback(app, run
     """Only an app that was not running is told to start: one that runs and answers badly needs other code."""
     git(code_target.repo, "reset", "--hard", "feature/bad")  # by hand, as a deploy gone wrong leaves it
     with app.app_context():
-        from app.targets import registry
+        from app.jobs.engine import current_targets
 
-        registry.current().open("staging").process().restart()
+        current_targets().open("staging").process().restart()
     job, _ = run(app, "verify")
     assert job.state == "failed" and "answered 500" in job.result
     assert "Next: roll back to a known-good commit (revert or reset)" in job.result and "start it" not in job.result

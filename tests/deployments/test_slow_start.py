@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from app.targets import registry
+from app.jobs.engine import current_targets
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import log_text, run
 from tests.support.postgres import free_port
@@ -76,17 +76,17 @@ def slow_app(app, tmp_path):
     def make(**options) -> None:
         write_targets_file(app, slow_target(tmp_path, **options))
         with app.app_context():
-            registry.current().open("staging").process().start()
+            current_targets().open("staging").process().start()
 
     yield make
     with app.app_context():
-        if "staging" in registry.current().names():
-            registry.current().open("staging").process().stop()
+        if "staging" in current_targets().names():
+            current_targets().open("staging").process().stop()
 
 
 def listens(app) -> bool:
     with app.app_context():
-        url = urlsplit(registry.current().config("staging").health.url)
+        url = urlsplit(current_targets().config("staging").health.url)
     try:
         socket.create_connection((url.hostname, url.port), timeout=1).close()
         return True

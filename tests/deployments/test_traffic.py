@@ -14,9 +14,9 @@ from app.checkpoints.models import Checkpoint
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.statuses import ExitStatus
-from app.targets import registry
 from tests.deployments.conftest import bluegreen_toml
 from tests.support.apps import csrf_token
 from tests.support.jobs import finished
@@ -56,7 +56,7 @@ def test_the_panel_shows_the_live_slot_and_its_button_switches_traffic(app, user
     assert '<span class="badge badge-info">blue serves traffic</span>' in shown
     assert f"{link} points at {dirs['blue']}" in shown
     with app.app_context():
-        urls = registry.current().config("staging").bluegreen.slots
+        urls = current_targets().config("staging").bluegreen.slots
     assert f"<strong>green</strong> <code>{urls['green']}</code>" in shown
     assert "Switch traffic to blue</button>" not in shown, "no switch to the slot already serving"
     action, fields = form_of(page, "Switch traffic to green")
@@ -138,7 +138,7 @@ def test_a_switch_without_the_csrf_token_is_refused(app, users, as_role, slots):
 def test_a_protected_target_asks_for_its_name_typed(app, users, as_role, runner, slots, code_target):
     _, link, dirs = slots
     with app.app_context():
-        urls = registry.current().config("staging").bluegreen.slots
+        urls = current_targets().config("staging").bluegreen.slots
     write_targets_file(app, code_target.toml(protected=True) + bluegreen_toml(urls, link, dirs))
     client = as_role(Role.OPERATOR)
     page = client.get(PAGE).get_data(as_text=True)
@@ -181,7 +181,7 @@ def test_a_target_without_blue_green_shows_no_traffic(app, users, as_role, code_
 def test_cli_status_names_the_live_slot_and_the_switch_command(app, users, slots):
     _, link, dirs = slots
     with app.app_context():
-        urls = registry.current().config("staging").bluegreen.slots
+        urls = current_targets().config("staging").bluegreen.slots
     result = app.test_cli_runner().invoke(args=["rewind", "traffic", "status", "staging"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [

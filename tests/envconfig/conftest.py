@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.envconfig import keys
-from app.targets import registry
+from app.jobs.engine import current_targets
 from tests.support.targets import CodeTarget, commit, make_code_target, write_targets_file
 
 # Reads MODE and GREETING from its environment (the env file, through process.env_file) and
@@ -100,8 +100,8 @@ def env_target(app, tmp_path):
 @pytest.fixture
 def running_env_target(app, env_target):
     with app.app_context():
-        registry.current().open(env_target.name).process().start()
-        assert registry.current().open(env_target.name).health().wait_healthy().ok, "the test app did not come up"
+        current_targets().open(env_target.name).process().start()
+        assert current_targets().open(env_target.name).health().wait_healthy().ok, "the test app did not come up"
     yield env_target
     with app.app_context():  # stopping reads no env file: a test may have broken it
-        registry.current().open(env_target.name).process(stopping=True).stop()
+        current_targets().open(env_target.name).process(stopping=True).stop()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.envconfig import store
+from app.jobs.engine import current_targets
 from app.statuses import ExitStatus
-from app.targets import registry
 from tests.envconfig.conftest import GOOD
 from tests.envconfig.test_views import many_versions, two_versions
 
@@ -50,7 +50,7 @@ def test_versions_fit_80_columns_with_the_changed_keys_wrapped_under_each(app, e
     keys = [f"A_RATHER_LONG_SETTING_NAME_{n}" for n in range(8)]
     env_target.env_path.write_text(GOOD + "".join(f"{key}=1\n" for key in keys))
     with app.app_context():
-        third, _ = store.ensure_current(registry.current().open("staging"))
+        third, _ = store.ensure_current(current_targets().open("staging"))
         third = third.id
     result = config(app, "versions", "staging")
     assert result.exit_code == 0, result.output

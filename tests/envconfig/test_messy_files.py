@@ -16,8 +16,8 @@ from app.auth.roles import Role
 from app.envconfig import keys, store, watch
 from app.jobs import runbook as runbooks
 from app.jobs import service
+from app.jobs.engine import current_targets
 from app.statuses import EnvSource
-from app.targets import registry
 from app.targets.envfile import MAX_BYTES, parse, set_key
 from tests.deployments.test_runbooks import log_text, run
 from tests.envconfig.conftest import GOOD
@@ -52,7 +52,7 @@ def test_editing_a_windows_env_file_keeps_it_a_windows_env_file(app, runner, run
     target.env_path.write_bytes(WINDOWS)
     record_now(app)
     with app.app_context():
-        sealed = base64.b64encode(keys.seal(registry.current().open("staging").instance_dir, b"hello again"))
+        sealed = base64.b64encode(keys.seal(current_targets().open("staging").instance_dir, b"hello again"))
     job, _ = run(app, "config_edit", key="GREETING", sealed=sealed.decode(), expect=shown_digest(app))
     assert job.state == "succeeded", job.result
     assert target.env_path.read_bytes() == WINDOWS.replace(b"GREETING='a # b = c'", b'GREETING="hello again"')
@@ -122,7 +122,7 @@ def test_a_restart_with_a_missing_or_broken_env_file_fails_saying_why(app, runne
 def test_a_managed_app_stops_whatever_its_env_file_has_become(app, runner, running_env_target, shape):
     # Stopping signals the process: it needs none of the file's settings, and the file may be the incident.
     with app.app_context():
-        pid = registry.current().open("staging").process().status().pid
+        pid = current_targets().open("staging").process().status().pid
     BROKEN[shape](running_env_target.env_path)
     job, _ = run(app, "stop")
     assert job.state == "succeeded", job.result
@@ -139,7 +139,7 @@ def test_a_stop_command_that_runs_with_a_broken_env_file_is_refused_before_it_ru
     text = env_target.toml().split("[targets.staging.process]")[0] + process
     write_targets_file(app, text)
     with app.app_context():
-        registry.current().open("staging").process(stopping=True).stop()  # the command works with a sound file
+        current_targets().open("staging").process(stopping=True).stop()  # the command works with a sound file
     assert ran.exists()
     ran.unlink()
 
@@ -226,7 +226,7 @@ def service_target(app, env_target):
     proc = subprocess.Popen([sys.executable, str(server), str(env_target.code.port)], env=env)
     try:
         with app.app_context():
-            assert registry.current().open("staging").health().wait_healthy().ok, "the test app did not come up"
+            assert current_targets().open("staging").health().wait_healthy().ok, "the test app did not come up"
         yield env_target
     finally:
         proc.terminate()

@@ -16,9 +16,9 @@ import pytest
 from app.envconfig import keys, store
 from app.extensions import db
 from app.jobs import runbook as runbooks
+from app.jobs.engine import current_targets
 from app.jobs.runbook import ParamError
 from app.statuses import EnvSource
-from app.targets import registry
 from tests.deployments.test_runbooks import log_text, run
 from tests.envconfig.conftest import GOOD
 from tests.support.targets import write_targets_file
@@ -34,13 +34,13 @@ def answer(target) -> dict:
 def shown_digest(app) -> str:
     """The digest the Config tab puts in its restore form: the file as shown."""
     with app.app_context():
-        target = registry.current().open("staging")
+        target = current_targets().open("staging")
         return keys.file_digest(target.instance_dir, store.current_state(target).content)
 
 
 def record_now(app, source=None) -> int:
     with app.app_context():
-        version, _ = store.ensure_current(registry.current().open("staging"), source=source)
+        version, _ = store.ensure_current(current_targets().open("staging"), source=source)
         return version.id
 
 
@@ -177,7 +177,7 @@ def test_edit_one_key_never_shows_the_value(app, runner, running_env_target):
     target = running_env_target
     record_now(app)
     with app.app_context():
-        sealed = keys.seal(registry.current().open("staging").instance_dir, b"a brand new greeting")
+        sealed = keys.seal(current_targets().open("staging").instance_dir, b"a brand new greeting")
     job, view = run(
         app, "config_edit", key="GREETING", sealed=base64.b64encode(sealed).decode(), expect=shown_digest(app)
     )
@@ -191,7 +191,7 @@ def test_an_edit_the_app_refuses_is_undone_and_the_result_names_the_key_as_writt
     target = running_env_target
     record_now(app)
     with app.app_context():
-        sealed = keys.seal(registry.current().open("staging").instance_dir, b"reckless")
+        sealed = keys.seal(current_targets().open("staging").instance_dir, b"reckless")
     job, _ = run(app, "config_edit", key="MODE", sealed=base64.b64encode(sealed).decode(), expect=shown_digest(app))
     assert job.state == "failed"
     assert "failed: The new value of MODE failed verification" in job.result, job.result  # not "mode"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from app.dashboard.monitor import HealthMonitor
 from app.envconfig import store, watch
 from app.envconfig.models import EnvVersion
 from app.extensions import db
+from app.jobs.engine import current_targets
 from app.statuses import EnvSource
-from app.targets import registry
-from app.targets.monitor import HealthMonitor
 from tests.conftest import both_databases
 from tests.envconfig.conftest import GOOD
 
@@ -20,7 +20,7 @@ SECRET = "tok-first-7f3a9c"
 
 
 def open_target(name="staging"):
-    return registry.current().open(name)
+    return current_targets().open(name)
 
 
 def test_a_version_is_sealed_and_no_value_lies_in_clear_in_the_ops_database_or_instance_folder(app, env_target):

@@ -15,9 +15,9 @@ from app.auth.roles import Role
 from app.envconfig import keys, store
 from app.envconfig.models import EnvVersion
 from app.extensions import db
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.statuses import EnvSource
-from app.targets import registry
 from tests.envconfig.conftest import GOOD
 from tests.support.apps import post
 from tests.support.targets import write_targets_file
@@ -40,7 +40,7 @@ def no_job_queued(app) -> bool:
 
 def two_versions(app, env_target) -> tuple[int, int]:
     with app.app_context():
-        target = registry.current().open("staging")
+        target = current_targets().open("staging")
         first, _ = store.ensure_current(target)
         env_target.env_path.write_text(GOOD.replace(SECRET, NEWER) + "ADDED=yes\n")
         second, _ = store.ensure_current(target)
@@ -51,7 +51,7 @@ def many_versions(app, env_target, count: int) -> list[int]:
     """`count` versions, oldest first: the file as first seen, then copies of that real row (sealing each anew
     would only make the test slow)."""
     with app.app_context():
-        first, _ = store.ensure_current(registry.current().open("staging"))
+        first, _ = store.ensure_current(current_targets().open("staging"))
         columns = [a.key for a in EnvVersion.__mapper__.column_attrs if a.key != "id"]
         copies = [EnvVersion(**{c: getattr(first, c) for c in columns}) for _ in range(count - 1)]
         db.session.add_all(copies)
@@ -109,7 +109,7 @@ def test_one_version_is_current_when_an_older_one_has_the_same_content(app, as_r
     first, _ = two_versions(app, env_target)
     env_target.env_path.write_text(GOOD)  # put back by hand: a third version, the same as the first
     with app.app_context():
-        third, _ = store.ensure_current(registry.current().open("staging"))
+        third, _ = store.ensure_current(current_targets().open("staging"))
         third = third.id
     page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
     assert page.count('<span class="badge badge-info">current</span>') == 1
@@ -259,7 +259,7 @@ def test_cli_lists_versions_and_diffs_with_values_masked(app, env_target):
     assert "changed  API_TOKEN = •••" in shown.output and "added    ADDED = •••" in shown.output
     assert SECRET not in shown.output and NEWER not in shown.output
     with app.app_context():
-        target = registry.current().open("staging")
+        target = current_targets().open("staging")
         digest = keys.file_digest(target.instance_dir, env_target.env_path.read_bytes())
     # how to restore it from here, as a command to run (was "… passes expect=<that>")
     assert shown.output.splitlines()[-1] == (
@@ -309,7 +309,7 @@ def test_a_version_that_does_not_parse_is_a_warning_naming_the_problem(app, as_r
     env_target.env_path.write_text("MODE=safe\nGREETING='never closed\n")
     with app.app_context():  # as Snapshot now does, or the monitor on its round
         source = EnvSource.SNAPSHOT if how == "snapshot" else None
-        newest, recorded = store.ensure_current(registry.current().open("staging"), source=source, actor="operator")
+        newest, recorded = store.ensure_current(current_targets().open("staging"), source=source, actor="operator")
         newest = newest.id
     assert recorded
     problem = "line 2: the single quote opened on this line is never closed"

@@ -20,7 +20,7 @@ from app.clock import utcnow
 from app.extensions import db
 from app.flags import history, restore
 from app.flags import store as flag_store
-from app.targets import registry
+from app.jobs.engine import current_targets
 from tests.conftest import both_databases, wait_for
 from tests.flags.conftest import HTMX, audit_rows, confirm_of, make_flag_db, plan_page, seen_of, targets_toml
 from tests.support.apps import post
@@ -277,7 +277,7 @@ def test_a_late_audit_row_a_checkpoint_already_holds_is_not_replayed_after_it(ap
     with late_toggle(app, first, monkeypatch):
         turn_off(second)
         with app.app_context():
-            taken = captures.take_all(registry.current().open("web"))
+            taken = captures.take_all(current_targets().open("web"))
             checkpoint = checkpoints.record("web", None, "after both", taken).id
     with app.app_context():
         through = db.session.get(Checkpoint, checkpoint).captures["flags"]["through_audit"]
@@ -286,7 +286,7 @@ def test_a_late_audit_row_a_checkpoint_already_holds_is_not_replayed_after_it(ap
     moment = utcnow()
     flagdb.execute("DELETE FROM feature_flags WHERE name = %s", ("dark_mode",))  # by the application
     with app.app_context():
-        target = registry.current().open("web")
+        target = current_targets().open("web")
         for the_plan in (restore.plan(target, moment=moment), restore.plan(target, checkpoint=checkpoint)):
             assert [(f.name, f.enabled) for f in the_plan.deleted_since] == [("dark_mode", False)], the_plan.source
 
@@ -303,5 +303,5 @@ def test_a_late_audit_row_made_first_starts_the_record_when_it_was_made(app, as_
     assert flagdb.states()["dark_mode"] is False
     with app.app_context():
         assert history.first_change_at("web") < between
-        the_plan = restore.plan(registry.current().open("web"), moment=between)
+        the_plan = restore.plan(current_targets().open("web"), moment=between)
         assert [(c.name, c.new) for c in the_plan.changes] == [("dark_mode", True)] and not the_plan.unknown

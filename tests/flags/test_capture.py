@@ -16,7 +16,7 @@ from app.checkpoints.models import Checkpoint
 from app.clock import utcnow
 from app.extensions import db
 from app.flags import history
-from app.targets import registry
+from app.jobs.engine import current_targets
 from tests.conftest import both_databases, wait_for
 from tests.deployments.test_runbooks import run
 from tests.flags.conftest import audit_rows, confirm_of, make_flag_db, plan_page, seen_of, targets_toml
@@ -32,7 +32,7 @@ def _checkpoint_in(app, done: dict) -> threading.Thread:
 
     def take() -> None:
         with app.app_context():
-            taken = captures.take_all(registry.current().open("web"))
+            taken = captures.take_all(current_targets().open("web"))
             done["id"] = checkpoints.record("web", None, "raced", taken).id
 
     worker = threading.Thread(target=take)

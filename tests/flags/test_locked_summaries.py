@@ -77,9 +77,9 @@ def test_the_overview_and_the_dashboard_say_the_table_is_locked_while_it_is_held
 
 def test_a_summary_gives_up_after_its_own_wait_and_a_later_toggle_still_gets_the_long_one(flag_app, flagdb):
     with flag_app.app_context():
-        from app.targets import registry
+        from app.jobs.engine import current_targets
 
-        target = registry.current().open("web")
+        target = current_targets().open("web")
         with held(flagdb):
             try:
                 summary.flags_line(target)

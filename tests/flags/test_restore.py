@@ -176,10 +176,10 @@ def test_the_first_change_is_found_after_any_number_of_writes_that_changed_nothi
     """A shell `set` to the state a flag already has is audited with no changes: those are no record of the flags."""
     from app.audit.store import Actor
     from app.flags import store
-    from app.targets import registry
+    from app.jobs.engine import current_targets
 
     with flag_app.app_context():
-        target = registry.current().open("web")
+        target = current_targets().open("web")
         for _ in range(60):
             store.toggle(target, "dark_mode", False, seen=None, actor=Actor.system(), via="cli")
     client = as_role(Role.OPERATOR)

@@ -322,11 +322,11 @@ def test_restore_before_any_record_is_a_clear_error(flag_app, as_role):
 def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     from app.checkpoints import captures
     from app.checkpoints import store as checkpoints
-    from app.targets import registry
+    from app.jobs.engine import current_targets
 
     client = as_role(Role.OPERATOR)
     with flag_app.app_context():
-        taken = captures.take_all(registry.current().open("web"))
+        taken = captures.take_all(current_targets().open("web"))
         assert taken["flags"]["states"] == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
         assert captures.describe("flags", taken["flags"]) == "3 flags, 2 on"
         checkpoint = checkpoints.record("web", None, "before a drill", taken).id
@@ -345,7 +345,7 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
 def test_the_plan_s_heading_shows_a_time_as_every_time_is_shown_and_a_checkpoint_by_its_number(flag_app, as_role):
     from app.checkpoints import captures
     from app.checkpoints import store as checkpoints
-    from app.targets import registry
+    from app.jobs.engine import current_targets
 
     client = as_role(Role.OPERATOR)
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
@@ -354,18 +354,18 @@ def test_the_plan_s_heading_shows_a_time_as_every_time_is_shown_and_a_checkpoint
     stamp = f"{moment:%Y-%m-%d %H:%M:%S} UTC"  # a <time> the browser shows in its own zone, as beside it
     assert heading[1] == f'<time datetime="{moment:%Y-%m-%dT%H:%M:%S}Z" title="{stamp}">{stamp}</time>'
     with flag_app.app_context():
-        checkpoint = checkpoints.record("web", None, "drill", captures.take_all(registry.current().open("web"))).id
+        checkpoint = checkpoints.record("web", None, "drill", captures.take_all(current_targets().open("web"))).id
     assert f"<h2>Restore flags as of checkpoint #{checkpoint}</h2>" in plan_page(client, f"checkpoint={checkpoint}")
 
 
 def test_restore_as_of_with_more_than_one_moment_is_refused_naming_them_and_keeps_the_form(flag_app, flagdb, as_role):
     from app.checkpoints import captures
     from app.checkpoints import store as checkpoints
-    from app.targets import registry
+    from app.jobs.engine import current_targets
 
     client = as_role(Role.OPERATOR)
     with flag_app.app_context():
-        taken = captures.take_all(registry.current().open("web"))
+        taken = captures.take_all(current_targets().open("web"))
         checkpoint = checkpoints.record("web", None, "before a drill", taken).id
     flagdb.outside_change("dark_mode", True, utcnow())
     # a checkpoint still selected (the browser's back button), then a time typed: the checkpoint's plan was shown

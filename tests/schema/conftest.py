@@ -27,13 +27,14 @@ def shop_target(app, shop, request):
     """The shop wired into the app's targets file, its database at b2000002 (tokens), and its process running
     for a test that runs jobs (asks for `runner`). A test of what is refused before any job runs never reaches
     the process, and starting it is a second of CPU (a Flask-Migrate app loading)."""
-    from app.targets import flask_db, registry
+    from app.jobs.engine import current_targets
+    from app.targets import flask_db
     from tests.support.targets import write_targets_file
 
     write_targets_file(app, shop.toml())
     running = "runner" in request.fixturenames
     with app.app_context():
-        target = registry.current().open(shop.name)
+        target = current_targets().open(shop.name)
         _at_tokens(shop, lambda: flask_db.run(target, "upgrade", "b2000002", None))
         assert shop.versions() == {"b2000002"}
         if running:
@@ -42,7 +43,7 @@ def shop_target(app, shop, request):
     yield shop
     if running:
         with app.app_context():
-            registry.current().open(shop.name).process().stop()
+            current_targets().open(shop.name).process().stop()
 
 
 # Per test process: a copy of the first shop database upgraded to b2000002, by kind of database. Each upgrade is

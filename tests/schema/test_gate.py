@@ -9,9 +9,10 @@ from sqlalchemy import select
 from app.audit.models import AuditEvent
 from app.extensions import db
 from app.jobs import runbook as runbooks
+from app.jobs.engine import current_targets
 from app.jobs.runbook import ParamError
 from app.schema.destroys import Loss
-from app.targets import flask_db, registry
+from app.targets import flask_db
 from app.targets.migration_ops import Operation
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.conftest import both_target_databases
@@ -30,7 +31,7 @@ def step(view, title: str):
 
 def upgrade_to_heads(app) -> None:
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "heads", None)
 
 
 def branch_with(shop, branch: str, message: str, *revs: str) -> str:

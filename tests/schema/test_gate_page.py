@@ -71,12 +71,13 @@ def test_other_refusals_and_resets_the_gate_allows_show_no_plan(app, shop_target
 
 
 def test_on_a_protected_target_the_button_asks_for_the_typed_name(app, shop, as_role):
-    from app.targets import flask_db, registry
+    from app.jobs.engine import current_targets
+    from app.targets import flask_db
     from tests.support.targets import write_targets_file
 
     write_targets_file(app, shop.toml(protected=True))
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     panel = panel_of(refused_reset(as_role(Role.ADMIN), shop.commits["the app"], confirm="shop"))
     assert 'name="confirm"' in panel and "Type <kbd>shop</kbd> to confirm" in panel
     assert "destroys no data" in panel  # no user holds a token yet
@@ -93,12 +94,13 @@ def test_with_backups_configured_the_panel_says_a_backup_is_taken_first(app, sho
 
 
 def test_a_protected_target_without_backups_gets_the_fix_and_no_button(app, shop, as_role):
-    from app.targets import flask_db, registry
+    from app.jobs.engine import current_targets
+    from app.targets import flask_db
     from tests.support.targets import write_targets_file
 
     write_targets_file(app, shop.toml(protected=True))
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     shop.execute("INSERT INTO \"user\" (name, token) VALUES ('ann', 'a')")
     panel = panel_of(refused_reset(as_role(Role.ADMIN), shop.commits["the app"], confirm="shop"))
     assert 'id="gate-backup-refused"' in panel and "Add <code>[targets.shop.backups]</code>" in panel
@@ -108,10 +110,11 @@ def test_a_protected_target_without_backups_gets_the_fix_and_no_button(app, shop
 
 
 def test_a_refused_revert_shows_the_plan_and_the_combined_revert(app, shop_target, as_role):
-    from app.targets import flask_db, registry
+    from app.jobs.engine import current_targets
+    from app.targets import flask_db
 
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "heads", None)
     posts = shop_target.commits["posts and index"]
     client = as_role(Role.ADMIN)
     response = post(client, "/jobs", {"runbook": "revert", "target": "shop", "commits": posts, "next": DEPLOYMENTS})
@@ -197,11 +200,12 @@ def test_after_a_deploy_the_gate_kept_its_next_steps_offer_downgrade_first_not_a
 def test_the_refusal_offers_admins_the_override_it_speaks_of(app, shop, as_role):
     """The refusal says an admin can override the gate with a typed reason: the panel holds that form, for the
     refused commit; a wrong typed name brings it back open, with what was typed and the error beside it."""
-    from app.targets import flask_db, registry
+    from app.jobs.engine import current_targets
+    from app.targets import flask_db
 
     write_targets_file(app, shop.toml(protected=True))
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     behind = shop.commits["the app"]
     client = as_role(Role.ADMIN)
     panel = panel_of(refused_reset(client, behind, confirm="shop"))
@@ -237,11 +241,12 @@ def test_the_refusal_offers_admins_the_override_it_speaks_of(app, shop, as_role)
 def test_a_refusal_without_a_plan_says_why_and_still_offers_admins_the_override(app, shop, as_role):
     """The database at a revision no commit has: nothing can take it down, so no combined runbook; the panel gives
     the gate's fix, and the override it speaks of is here too (it was only on the generic job form)."""
-    from app.targets import flask_db, registry
+    from app.jobs.engine import current_targets
+    from app.targets import flask_db
 
     write_targets_file(app, shop.toml())
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     shop.execute("UPDATE alembic_version SET version_num = 'f9999999'")
     behind = shop.commits["the app"]
 

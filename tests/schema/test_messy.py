@@ -10,10 +10,11 @@ from dotenv import dotenv_values
 
 from app.auth.roles import Role
 from app.jobs import runbook as runbooks
+from app.jobs.engine import current_targets
 from app.jobs.runbook import ParamError
 from app.schema import migrate
 from app.schema.state import CODE_BEHIND, check_schema, read_state
-from app.targets import flask_db, migrations, registry
+from app.targets import flask_db, migrations
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.apps import REVISION
 from tests.schema.conftest import both_target_databases
@@ -49,7 +50,7 @@ def test_an_upgrade_runs_on_the_database_url_of_a_messy_env_file(app, runner, sh
     env.write_text(MESSY_ENV.format(url=shop.url), newline="")
     write_targets_file(app, with_env_file(shop, env))
     with app.app_context():
-        assert flask_db.environment(registry.current().open("shop"))["DATABASE_URL"] == shop.url
+        assert flask_db.environment(current_targets().open("shop"))["DATABASE_URL"] == shop.url
     if shop.url.startswith("sqlite:///"):
         sqlite3.connect(shop.url.removeprefix("sqlite:///")).close()  # the app's empty database
     job, _ = run(app, "schema_upgrade", "shop", revision="b2000002")
@@ -81,7 +82,7 @@ def test_tables_before_the_first_revision_are_no_drift(app, shop_target):
     git(shop_target.repo, "commit", "-q", "-m", "migrations start again")
     shop_target.execute("DROP TABLE alembic_version")
     with app.app_context():
-        target = registry.current().open("shop")
+        target = current_targets().open("shop")
         state = read_state(target)
         assert state.drift == [] and state.matches, [d.words for d in state.drift]
         assert check_schema(target)[0]
@@ -90,7 +91,7 @@ def test_tables_before_the_first_revision_are_no_drift(app, shop_target):
 def test_a_failed_migration_quotes_the_error_not_sqlalchemys_aside(app, shop_target):
     shop_target.execute("DROP TABLE alembic_version")
     with app.app_context(), pytest.raises(migrate.MigrationFailed) as caught:
-        migrate.apply(registry.current().open("shop"), "upgrade", "heads", {"d4000004"}, None)
+        migrate.apply(current_targets().open("shop"), "upgrade", "heads", {"d4000004"}, None)
     said = caught.value.message
     assert "OperationalError" in said and "already exists" in said, said
     assert "Background on this error" not in said
@@ -172,7 +173,7 @@ def test_a_downgrade_that_does_nothing_says_so_and_a_merge_that_does_nothing_doe
 
 def upgrade_heads(app) -> None:
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "heads", None)
 
 
 def test_the_commit_named_for_an_unknown_revision_is_the_one_that_added_its_file_not_a_longer_id(app, shop_target):
@@ -183,12 +184,12 @@ def test_the_commit_named_for_an_unknown_revision_is_the_one_that_added_its_file
     )
     longer = commit(shop_target.repo, "add e7000007 beside it")
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "e7", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "e7", None)
     assert shop_target.versions() == {"e7"}
     git(shop_target.repo, "rm", "-q", "migrations/versions/e7_x.py")
     commit(shop_target.repo, "drop e7's file (a revert)")
     with app.app_context():
-        (drift,) = [d for d in read_state(registry.current().open("shop"), commits=True).drift if d.kind == CODE_BEHIND]
+        (drift,) = [d for d in read_state(current_targets().open("shop"), commits=True).drift if d.kind == CODE_BEHIND]
     assert f"(its file was added by commit {added[:7]})" in drift.words
     assert longer[:7] not in drift.words
 

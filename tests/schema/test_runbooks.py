@@ -8,11 +8,12 @@ from sqlalchemy import select
 from app.checkpoints.models import Checkpoint, KnownGood
 from app.extensions import db
 from app.jobs import runbook as runbooks
+from app.jobs.engine import current_targets
 from app.jobs.runbook import ParamError
 from app.schema import migrate
 from app.schema.runbooks import CODE_TO_MATCH
 from app.schema.state import check_schema, read_state
-from app.targets import flask_db, registry
+from app.targets import flask_db
 from app.targets.schema_db import current_revisions
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.apps import make_migrate_app
@@ -56,7 +57,7 @@ def test_an_upgrade_to_every_head_of_intentional_branches_matches_as_deploy_veri
     assert shop_target.versions() == {"d4000004", "e5000005"}
     assert "code and schema differ" not in log_text(view) and "code and schema match" in log_text(view)
     with app.app_context():
-        target = registry.current().open("shop")
+        target = current_targets().open("shop")
         assert check_schema(target) == (True, "schema at head d4000004, e5000005")
         assert read_state(target).matches
         assert db.session.scalars(select(KnownGood.commit)).all() == [two_heads]
@@ -65,13 +66,13 @@ def test_an_upgrade_to_every_head_of_intentional_branches_matches_as_deploy_veri
 
     shop_target.execute("DELETE FROM alembic_version WHERE version_num = 'e5000005'")  # at one head of the two
     with app.app_context():
-        target = registry.current().open("shop")
+        target = current_targets().open("shop")
         assert check_schema(target)[0] is False and not read_state(target).matches
 
 
 def test_an_upgrade_the_app_fails_after_says_so_in_short_and_how_to_move_the_schema_back(app, runner, shop_target):
     with app.app_context():
-        registry.current().open("shop").process().stop()
+        current_targets().open("shop").process().stop()
     job, view = run(app, "schema_upgrade", "shop", revision="heads")
     assert job.state == "failed" and job.verification == "failed"
     assert shop_target.versions() == {"d4000004"}, "the upgrade itself was done"
@@ -96,7 +97,7 @@ def test_unknown_ambiguous_and_not_applied_revisions_are_refused_before_anything
 
 def test_downgrade_minus_one_on_a_merge_is_refused_with_the_choices(app, shop_target):
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "heads", None)
     with pytest.raises(ParamError) as caught:
         parse(app, "schema_downgrade", revision="-1")
     assert caught.value.problem == (
@@ -130,7 +131,7 @@ def test_a_downgrade_that_destroys_data_shows_the_counts_and_needs_a_backup(app,
 def test_a_protected_target_needs_its_name_typed_for_a_downgrade(app, shop):
     write_targets_file(app, shop.toml(protected=True))
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     with pytest.raises(ParamError, match="type its name, shop"):
         parse(app, "schema_downgrade", revision="a1000001")
     assert parse(app, "schema_downgrade", revision="a1000001", confirm="shop")["revision"] == "a1000001"
@@ -140,7 +141,7 @@ def test_the_silent_exit_still_gives_a_clear_message(app, tmp_path):
     shop = make_migrate_app(tmp_path / "quiet", f"sqlite:///{tmp_path / 'quiet.db'}", silent=True)
     write_targets_file(app, shop.toml())
     with app.app_context():
-        target = registry.current().open("shop")
+        target = current_targets().open("shop")
         flask_db.run(target, "upgrade", "b2000002", None)
         assert migrate.apply(target, "upgrade", "c3aaaaa3", {"c3aaaaa3"}, None) == {"c3aaaaa3"}
         shop.execute("UPDATE alembic_version SET version_num = 'ffff0000'")  # a revert deleted its file
@@ -163,7 +164,7 @@ def test_an_env_py_that_exits_1_without_a_word_names_the_command_to_run(app, tmp
     write_targets_file(app, shop.toml())
     env_py = shop.repo / "migrations" / "env.py"
     with app.app_context():
-        target = registry.current().open("shop")
+        target = current_targets().open("shop")
         flask_db.run(target, "upgrade", "a1000001", None)
         env_py.write_text("import sys\n\nsys.exit(1)\n" + env_py.read_text())
         sink = Lines()
@@ -203,7 +204,7 @@ def test_a_bad_revision_posted_from_the_page_is_refused_and_nothing_is_queued(ap
 
 def test_downgrade_minus_one_with_several_heads_applied_is_refused_with_the_choices(app, shop_target):
     with app.app_context():
-        target = registry.current().open("shop")
+        target = current_targets().open("shop")
         flask_db.run(target, "upgrade", "c3aaaaa3", None)
         flask_db.run(target, "upgrade", "c3bbbbb3", None)
     assert shop_target.versions() == {"c3aaaaa3", "c3bbbbb3"}

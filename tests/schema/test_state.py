@@ -1,8 +1,9 @@
 """Migration state and drift in words: the Migrations tab, the list page, `flask rewind schema status`."""
 
 from app.auth.roles import Role
+from app.jobs.engine import current_targets
 from app.schema.state import CODE_BEHIND, SCHEMA_BEHIND, SEVERAL_HEADS, read_state
-from app.targets import flask_db, registry
+from app.targets import flask_db
 from tests.conftest import wait_for
 from tests.schema.conftest import both_target_databases
 from tests.support.apps import post
@@ -12,7 +13,7 @@ from tests.support.targets import write_targets_file
 
 def state_of(app):
     with app.app_context():
-        return read_state(registry.current().open("shop"), commits=True)
+        return read_state(current_targets().open("shop"), commits=True)
 
 
 def status(app):
@@ -24,7 +25,7 @@ def status(app):
 def test_drift_both_ways_and_a_match(app, shop):
     write_targets_file(app, shop.toml())
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
 
     state = state_of(app)  # the code has the branch and its merge; the database stops at tokens
     assert [d.kind for d in state.drift] == [SCHEMA_BEHIND]
@@ -57,7 +58,7 @@ def test_several_heads_is_drift(app, shop):
     shop.add_revisions("a second head", "e5000005", down="c3aaaaa3")
     write_targets_file(app, shop.toml())
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "heads", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "heads", None)
     state = state_of(app)
     assert state.heads == ["d4000004", "e5000005"]
     assert [d.kind for d in state.drift] == [SEVERAL_HEADS]
@@ -67,7 +68,7 @@ def test_several_heads_is_drift(app, shop):
 def test_the_migrations_tab_shows_states_commits_and_drift(app, shop, as_role):
     write_targets_file(app, shop.toml())
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     page = as_role(Role.VIEWER).get("/targets/shop/migrations")
     text = page.get_data(as_text=True)
     assert page.status_code == 200
@@ -100,7 +101,7 @@ def test_a_target_without_migrations_or_with_a_broken_folder_still_renders(app, 
 def test_a_bad_revision_on_the_downgrade_confirmation_is_a_clear_400(app, shop, as_role):
     write_targets_file(app, shop.toml())
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     page = as_role(Role.ADMIN).get("/targets/shop/migrations/downgrade?revision=c3")
     assert page.status_code == 400
     assert "ambiguous" in page.get_data(as_text=True)
@@ -109,7 +110,7 @@ def test_a_bad_revision_on_the_downgrade_confirmation_is_a_clear_400(app, shop, 
 def test_the_overview_and_dashboard_card_say_where_the_schema_stands(app, shop, as_role):
     write_targets_file(app, shop.toml())
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     client = as_role(Role.VIEWER)
     for url in ("/targets/shop", "/dashboard/cards"):
         page = client.get(url).get_data(as_text=True)
@@ -122,7 +123,7 @@ def test_the_overview_and_dashboard_card_say_where_the_schema_stands(app, shop, 
 def test_on_a_protected_target_the_downgrade_forms_ask_for_the_name_with_a_visible_label(app, shop, as_role):
     write_targets_file(app, shop.toml(protected=True))
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     page = as_role(Role.ADMIN).get("/targets/shop/migrations").get_data(as_text=True)
     for form_id, field_id in (("downgrade-then-reset", "dtr-confirm"), ("downgrade-then-revert", "dtv-confirm")):
         form = page.split(f'id="{form_id}"')[1].split("</form>")[0]
@@ -133,7 +134,7 @@ def test_on_a_protected_target_the_downgrade_forms_ask_for_the_name_with_a_visib
 def test_the_downgrade_form_asks_before_it_goes_naming_the_target_and_the_revision(app, shop, as_role):
     write_targets_file(app, shop.toml())
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     client = as_role(Role.ADMIN)
 
     def form() -> str:
@@ -151,7 +152,7 @@ def test_the_downgrade_form_asks_before_it_goes_naming_the_target_and_the_revisi
 def test_the_upgrade_form_is_offered_only_when_a_revision_is_pending(app, shop, as_role):
     write_targets_file(app, shop.toml())
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     client = as_role(Role.OPERATOR)
     page = client.get("/targets/shop/migrations").get_data(as_text=True)
     assert 'for="upgrade-revision">Upgrade to</label>' in page
@@ -169,7 +170,7 @@ def test_a_refused_downgrade_then_reset_keeps_what_was_typed_with_the_reason_bes
 
     write_targets_file(app, shop.toml(protected=True))
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     client = as_role(Role.ADMIN)
     form = {"runbook": "downgrade_then_reset", "target": "shop", "commit": "zzzz", "confirm": "shop"}
     response = post(client, "/jobs", {**form, "next": "/targets/shop/migrations"})
@@ -195,7 +196,7 @@ def test_while_a_job_runs_on_the_target_its_drift_is_folded_under_the_busy_notic
     offered as the fix would undo the job's work."""
     write_targets_file(app, shop.toml())
     with app.app_context():
-        flask_db.run(registry.current().open("shop"), "upgrade", "b2000002", None)
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
     client = as_role(Role.OPERATOR)
     job_id = int(post(client, "/jobs", {"runbook": "test.sleep", "target": "shop"}).headers["Location"].split("/")[-1])
     try:

@@ -6,9 +6,9 @@ from sqlalchemy import select
 
 from app.auth.roles import Role
 from app.extensions import db
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.targetpage import summaries
-from app.targets import registry
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import run
 from tests.support.apps import post
@@ -80,7 +80,7 @@ def test_an_unhealthy_target_says_why(app, users, as_role, code_target):
     from app.jobs.engine import engine
 
     with app.app_context():
-        registry.current().open("staging").process().stop()
+        current_targets().open("staging").process().stop()
         engine(app).health.probe_all()
     page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
     health = page[page.index('id="overview-health"') : page.index('id="overview-process"')]
@@ -103,8 +103,8 @@ def test_an_unhealthy_answer_is_quoted_with_secrets_masked(app, users, as_role, 
     bad = code_target.file("server.py").replace('STATUS = "healthy"', 'STATUS = "broken"')
     commit(code_target.repo, "Break it", **{"server.py": bad})
     with app.app_context():
-        registry.current().open("staging").process().restart()
-        check = registry.current().open("staging").health()
+        current_targets().open("staging").process().restart()
+        check = current_targets().open("staging").health()
         wait_for(lambda: check.probe(request_timeout_s=2).status == 500, timeout=30)
         engine(app).health.probe_all()
     page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
@@ -168,7 +168,7 @@ def test_stopping_a_protected_target_needs_its_name_typed(app, users, as_role, r
     assert "type its name, staging, to confirm the stop" in again
     with app.app_context():
         assert db.session.scalars(select(Job)).all() == [], "nothing was queued"
-        assert registry.current().open("staging").process().status().running
+        assert current_targets().open("staging").process().status().running
     response = post(client, "/jobs", {**fields, "confirm": "staging"})
     assert response.status_code == 302
     assert finished(app, response.headers["Location"]) == "succeeded"

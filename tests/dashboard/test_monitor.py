@@ -8,8 +8,8 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from app.dashboard.monitor import HealthMonitor
 from app.jobs.engine import engine
-from app.targets.monitor import HealthMonitor
 from tests.support.targets import write_targets_file
 
 

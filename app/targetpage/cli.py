@@ -8,7 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from app.clierrors import CliError
-from app.targets import registry
+from app.jobs.engine import current_targets
 from app.targets.reach import PARTS, reach
 
 
@@ -20,7 +20,7 @@ def targets() -> None:
 @targets.command("list")
 def list_targets() -> None:
     """The names TARGET takes in every command, each with what Rewind manages of it (no target is contacted)."""
-    known = registry.current()
+    known = current_targets()
     configs = known.all()  # reads the file again if it changed: only then is `problem` current
     if known.problem:
         click.echo(f"the targets file on disk is broken (the last good version is listed): {known.problem}", err=True)
@@ -49,7 +49,7 @@ _PARTS = (
 @targets.command("check")
 def check() -> None:
     """Validate the targets file (start-up already did), try to reach each target's parts, check its paths."""
-    targets = registry.current()
+    targets = current_targets()
     names = targets.names()
     if targets.problem:
         raise CliError(f"the targets file on disk is broken: {targets.problem}")
