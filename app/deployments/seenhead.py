@@ -17,10 +17,10 @@ from app.deployments.steps import git_of
 from app.extensions import db
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.runbook import Param, ParamError, StepFailed
 from app.statuses import JobState
-from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.git import COMMIT_ID
 
@@ -87,7 +87,7 @@ def _check(value: str, target: str | None) -> str:
     if not COMMIT_ID.match(seen):
         raise ParamError("seen_head", f"expected a commit id of 7-40 hex characters, got {value!r}", "Head shown")
     try:
-        now = registry.current().open(target).git().head()
+        now = current_targets().open(target).git().head()
     except TargetError as exc:
         raise ParamError("seen_head", exc.in_words()) from None
     if not _same(now, seen):

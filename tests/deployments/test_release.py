@@ -120,10 +120,10 @@ def test_release_commands_run_in_order_in_the_new_checkout_with_the_target_env(a
     write_targets_file(app, toml)
     job, view = run(app, "revert", commits=code_target.commits[3][:8])  # CHANGES.md back to its first line
     assert job.state == "succeeded", job.result
-    titles = [s.title for s in view.steps][2:6]
+    titles = [s.title for s in view.steps][3:7]
     assert titles[0:2] == ["Revert", "Run the release commands"]
     assert titles[2:4] == ["Upgrade the schema (migrate_on_deploy)", "Restart the application"]
-    assert view.steps[3].state == "succeeded"
+    assert view.steps[4].state == "succeeded"
     repo = str(code_target.repo.resolve())
     assert out.read_text().splitlines() == [
         f"one|{repo}|m1|False|1.0 first release",
@@ -143,7 +143,7 @@ def test_a_failing_release_command_puts_the_code_back_and_never_restarts(app, ru
     assert "release command 2 of 3" in job.result and "exited with status 3" in job.result
     assert "pip says no: resolver conflict" in job.result
     assert f"put back at {before[:12]}" in job.result and "Nothing was restarted" in job.result
-    assert [s.state for s in view.steps][3:] == ["failed", "not_run", "not_run", "not_run", "not_run"]
+    assert [s.state for s in view.steps][4:] == ["failed", "not_run", "not_run", "not_run", "not_run"]
     assert out.read_text().splitlines()[0].startswith("one|")  # the first ran; the third never did
     assert len(out.read_text().splitlines()) == 1
     assert code_target.head() == before and git(code_target.repo, "status", "--porcelain") == ""

@@ -65,7 +65,7 @@ def test_runbook_role_is_enforced(app, as_role):
     assert response.status_code == 403
     with app.app_context():
         denied = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "auth.denied"))
-        assert "to run test.admin" in denied.details
+        assert "to run “Admins only”" in denied.details
 
 
 def test_busy_target_answer_is_409_with_the_running_job(app, as_role):

@@ -3,8 +3,8 @@ is decided by place in history, never by commit date (git log's default order)."
 
 import subprocess
 
+from app.jobs.engine import current_targets
 from app.schema.gate import scripts_for
-from app.targets import registry
 from app.targets.git import GitRepo
 from app.targets.migrations import read_files
 from tests.schema.apps import revision_file
@@ -56,7 +56,7 @@ def test_the_downgrade_scripts_come_from_the_deployed_history_not_the_branch_as_
 
     write_targets_file(app, shop.toml())
     with app.app_context():
-        sha, graph, files = scripts_for(registry.current().open(shop.name), {"e5000005"})
+        sha, graph, files = scripts_for(current_targets().open(shop.name), {"e5000005"})
     assert sha == fixed, git(repo, "log", "-1", "--format=%s", sha)
     assert graph.revisions["e5000005"].down == ("d4000004",)
     assert files["e5000005_x.py"] == fixed_text
