@@ -17,6 +17,7 @@ from pathlib import Path
 
 from app.auth.roles import Role
 from app.deployments import runbooks as code
+from app.deployments import seenhead
 from app.deployments import steps as code_steps
 from app.jobs import steps
 from app.jobs.context import JobContext
@@ -134,6 +135,7 @@ register(
         role=Role.ADMIN,
         mutates=True,
         params=(
+            seenhead.SEEN_HEAD,  # first: on a stale page, the moved head is what to say
             Param("commit", "Commit", check=_commit),
             backup_first.BACKUP_CONFIRMED,
             backup_first.SKIP_BACKUP,
@@ -141,6 +143,7 @@ register(
         ),
         check=_check_for("reset"),
         steps=(
+            code.HEAD,
             Step("plan", "What the downgrade destroys", _plan_for("reset")),
             schema_runbooks.BACKUP,
             schema_runbooks.VERIFY_BACKUP,
@@ -164,6 +167,7 @@ register(
         role=Role.ADMIN,
         mutates=True,
         params=(
+            seenhead.SEEN_HEAD,
             Param("commits", "Commits", check=code._commits, help="one or more commit ids, 7-40 hex characters"),
             backup_first.BACKUP_CONFIRMED,
             backup_first.SKIP_BACKUP,
@@ -171,6 +175,7 @@ register(
         ),
         check=_check_for("revert"),
         steps=(
+            code.HEAD,
             Step("plan", "What the downgrade destroys", _plan_for("revert")),
             schema_runbooks.BACKUP,
             schema_runbooks.VERIFY_BACKUP,

@@ -74,10 +74,11 @@ def test_deploy_a_migration_reset_behind_it_and_let_the_gate_downgrade_first(dem
     expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
     expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=90_000)
     steps = page.locator(".step-row[id^=step-]")
-    # plan, backup, verify backup, checkpoint, downgrade, tag, reset, release (none configured), restart, verify
-    expect(steps).to_have_count(10)
-    for n in range(10):
-        expect(steps.nth(n)).to_have_attribute("data-state", "skipped" if n == 7 else "succeeded")
+    # head shown, plan, backup, verify backup, checkpoint, downgrade, tag, reset, release (none configured), restart,
+    # verify
+    expect(steps).to_have_count(11)
+    for n in range(11):
+        expect(steps.nth(n)).to_have_attribute("data-state", "skipped" if n == 8 else "succeeded")
     expect(page.locator("#log")).to_contain_text("taken before the downgrade; restore it from the Backups tab")
     expect(page.locator("#log")).to_contain_text(f"DESTROYS drops users.last_seen_at, holding {SEEN} non-null values")
     expect(page.locator("#log")).to_contain_text(f"Running downgrade {MIGRATION_BRANCH_REVISION} -> {HEAD_REVISION}")

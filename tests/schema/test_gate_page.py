@@ -1,5 +1,6 @@
 """The gate's refusal of a reset on the deployments page: the plan in words and the combined runbook's button."""
 
+import html
 import json
 import re
 
@@ -290,3 +291,26 @@ def test_a_gate_that_cannot_compare_says_why_and_offers_admins_the_override(app,
     assert page.count("not a database") == 1  # the panel says why; the flash does not say it again
     assert "<strong>Fix that first</strong>; an admin can override the gate if the reset cannot wait." in panel
     assert "downgrade_then_reset" not in panel and 'name="gate_override" required' in panel
+
+
+def test_the_combined_runbook_from_a_page_drawn_before_the_head_moved_is_refused_and_changes_nothing(
+    app, shop_target, as_role
+):
+    """Review: "Downgrade, then reset" from a refusal drawn before a commit landed would downgrade revisions the
+    page never listed and discard commits nobody saw: its form carries the head it showed, as Reset's does."""
+    head = git(shop_target.repo, "rev-parse", "HEAD")
+    behind = shop_target.commits["the app"]
+    client = as_role(Role.ADMIN)
+    panel = panel_of(refused_reset(client, behind, seen_head=head))
+    fields = dict(
+        re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form_of(panel, "Downgrade, then reset"))
+    )
+    assert fields["runbook"] == "downgrade_then_reset" and fields["seen_head"] == head
+
+    moved = commit(shop_target.repo, "A hot-fix on the server", **{"HOTFIX.md": "fixed by hand\n"})
+    response = post(client, "/jobs", {**fields, "backup_confirmed": "yes"}, follow_redirects=True)
+    page = html.unescape(response.get_data(as_text=True))
+    assert f"shop's head is now {moved[:12]}" in page and f"not {head[:12]} as the page showed" in page, page
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == []  # nothing was queued
+    assert git(shop_target.repo, "rev-parse", "HEAD") == moved and shop_target.versions() == {"b2000002"}
