@@ -529,13 +529,14 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
             except SwapHalfDone as exc:
                 half_done = exc
     except Exception as exc:  # noqa: BLE001 - whatever failed, a cancel too: the app must not stay stopped
-        ctx.swapped(None)
         if not isinstance(exc, StepFailed):
             exc = f"the swap failed ({type(exc).__name__}: {ctx.redact(str(exc))})"
         ctx.log(f"the swap failed; {live} is unchanged, {incoming} is still there; starting {ctx.target} again")
         unmade = "pre-restore" if label == "the restored copy" else "undone"
         kept = f"{label} is kept as {incoming}; no {unmade} copy was made"
-        raise StepFailed(f"{exc} ({live} is unchanged; {_start_again(ctx)} on it; {kept})") from None
+        started = _start_again(ctx)  # first: the app must not stay stopped for Rewind's bookkeeping
+        ctx.swapped(None)
+        raise StepFailed(f"{exc} ({live} is unchanged; {started} on it; {kept})") from None
     if half_done is not None:  # starting the app now would find no database of its name: left stopped
         raise StepFailed(
             ctx.redact(f"{half_done.message}. {ctx.target} is left stopped. Fix: {half_done.fix}; then start it.")
@@ -591,7 +592,7 @@ def start_and_verify(ctx: JobContext) -> None:
             with steps.adapter_errors(ctx):
                 control.stop(ctx)
                 swap_in(setup, swap["outgoing"], swap["incoming"])
-                ctx.swapped(None)
+                ctx.swapped(None)  # never raises: the start below is what matters
                 control.start(ctx)
             again, detail_again = steps.check_health(ctx)
     except StepFailed as exc:

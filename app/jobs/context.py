@@ -8,6 +8,7 @@ database.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,8 @@ from app.targets.command import (
 from app.targets.environment import inherited_env
 
 CANCEL_CHECK_S = 0.25
+
+log = logging.getLogger(__name__)
 
 
 class JobCancelled(Exception):
@@ -119,10 +122,7 @@ class JobContext:
         killed, the job marked interrupted still tells the person where things
         are: "the live database is untouched; the restored copy is shop_restore_…".
         """
-        if threading.get_ident() != self._thread:
-            return
-        db.session.execute(update(Job).where(Job.id == self.job_id).values(standing=self.redact(text)[:1000]))
-        db.session.commit()
+        self._note_on_job({"standing": self.redact(text)[:1000]}, "where things stand")
 
     def swapped(self, kept_as: str | None) -> None:
         """Mark, durably, that live is now another database, the replaced one kept as `kept_as` (None: the job
@@ -130,11 +130,22 @@ class JobContext:
 
         At the rename itself, so a job that fails or is killed afterwards still counts as the swap it made.
         """
+        what = f"that live is now the database it swapped in (kept {kept_as})" if kept_as else "the swap back"
+        self._note_on_job({"swapped_at": utcnow() if kept_as else None, "swapped_out": kept_as}, what)
+
+    def _note_on_job(self, values: dict, what: str) -> None:
+        """Write facts on the job's row, from the job's thread; never raises. Called with the application stopped
+        mid-swap, a failed write to Rewind's own database must not keep the swap, or the start after it, from
+        happening: the job's log says what could not be recorded."""
         if threading.get_ident() != self._thread:
             return
-        values = {"swapped_at": utcnow() if kept_as else None, "swapped_out": kept_as}
-        db.session.execute(update(Job).where(Job.id == self.job_id).values(**values))
-        db.session.commit()
+        try:
+            db.session.execute(update(Job).where(Job.id == self.job_id).values(**values))
+            db.session.commit()
+        except Exception as exc:  # bookkeeping: the target comes first
+            db.session.rollback()
+            log.exception("job %s: could not record %s", self.job_id, what)
+            self.line("err", f"! Rewind could not record {what} in its own database ({type(exc).__name__})")
 
     def verified(self, passed: bool, detail: str) -> None:
         self.verification = (passed, self.redact(strip_ansi(detail)))

@@ -88,3 +88,35 @@ def test_migration_0011_marks_restores_and_undos_that_ended_well_as_swapped_at_t
         assert "swapped_at" not in {c["name"] for c in inspect(db.engine).get_columns("job")}
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_swap_mark_that_cannot_be_written_never_stops_the_job_and_its_log_says_so(app):
+    """The mark is written with the application stopped mid-swap: a failure of Rewind's own database there (here
+    its job table gone for a moment) must not keep the swap or the start after it from happening."""
+    from app.jobs.context import JobContext
+    from app.jobs.engine import engine
+    from app.jobs.events import EventWriter
+    from app.jobs.redact import Redactor
+
+    with app.app_context():
+        job_id = _job("shop", "running", None)
+        job = db.session.get(Job, job_id)
+        writer = EventWriter(job_id, engine().bus)
+        ctx = JobContext(job, writer, Redactor(), "Restore a backup")
+        db.session.execute(text("ALTER TABLE job RENAME TO job_away"))
+        db.session.commit()
+        try:
+            ctx.swapped("shop_pre_restore_20261127120000")  # returns: nothing raised
+            ctx.standing("shop is stopped and its database was being swapped")
+        finally:
+            db.session.execute(text("ALTER TABLE job_away RENAME TO job"))
+            db.session.commit()
+        lines = [line for _, line in writer._lines]
+        assert lines == [
+            "! Rewind could not record that live is now the database it swapped in (kept "
+            "shop_pre_restore_20261127120000) in its own database (OperationalError)",
+            "! Rewind could not record where things stand in its own database (OperationalError)",
+        ]
+        assert db.session.get(Job, job_id).swapped_at is None  # nothing half-written
+        ctx.swapped("shop_pre_restore_20261127120000")  # and once it can be written, it is
+        assert db.session.get(Job, job_id).swapped_out == "shop_pre_restore_20261127120000"
