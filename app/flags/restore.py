@@ -38,6 +38,7 @@ from app.flags.store import (
     old_stamps,
     record_batch,
     refused,
+    still_writable,
     table_of,
     writable,
 )
@@ -565,6 +566,7 @@ def apply(
                 "flags.restore", target=target, actor=actor, shared=shared, lists=lists, old_at=old_stamps(changes)
             )
         )
+        still_writable(target)
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"restoring {target.name}'s flags")

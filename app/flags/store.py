@@ -101,21 +101,31 @@ class DatabaseBeingReplaced(TargetError):
 
 
 def replacing_job(target: str) -> Job | None:
-    """The queued or running job that will put another database in the target's live one's place, if any (one
-    whose process died is marked interrupted here, so it does not hold flags back until a runner next starts)."""
+    """The queued or running job that will put another database in the target's live one's place, if any: a read
+    only, for the tab's notice and for the check inside a write's transaction."""
     job = busy_job(target)
     if job is None or job.runbook not in {b.name for b in runbooks.all_runbooks() if b.replaces_database}:
-        return None
-    if job.job_state == JobState.RUNNING and interrupt_if_dead(current_app._get_current_object(), job):
         return None
     return job
 
 
 def writable(target: Target) -> FlagTable:
-    """The flags table, to write to: refused while a job is replacing the target's database."""
-    if (job := replacing_job(target.name)) is not None:
+    """The flags table, to write to: refused while a job is replacing the target's database (one whose process
+    died is marked interrupted here, so it does not hold flags back until a runner next starts)."""
+    job = replacing_job(target.name)
+    running = job is not None and job.job_state == JobState.RUNNING
+    if running and interrupt_if_dead(current_app._get_current_object(), job):
+        job = replacing_job(target.name)
+    if job is not None:
         raise DatabaseBeingReplaced(target.name, job.id, runbooks.title_of(job.runbook))
     return table_of(target)
+
+
+def still_writable(target: Target) -> None:
+    """Looked again inside the write's transaction, once its audit row holds the chain's head: a restore queued
+    (under that same lock) since writable() looked is seen here, and the write rolled back, not lost at its swap."""
+    if (job := replacing_job(target.name)) is not None:
+        raise DatabaseBeingReplaced(target.name, job.id, runbooks.title_of(job.runbook))
 
 
 def clean_reason(reason: str | None, *, required: bool, what: str) -> str:
@@ -247,6 +257,7 @@ def toggle(
                 },
             )
         )
+        still_writable(target)
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"changing a flag on {target.name}")
@@ -342,6 +353,7 @@ def kill(
                 "flags.kill", target=target, actor=actor, shared=shared, lists=lists, old_at=old_stamps(changes)
             )
         )
+        still_writable(target)
 
     try:
         reason = clean_reason(reason, required=True, what="the kill switch")
@@ -409,6 +421,7 @@ def create(target: Target, flag: Flag, *, actor: Actor, reason: str = "", via: s
                 details={**details, "old": None, "changes": [change.as_dict()], "written_at": _stamp(stamp)},
             )
         )
+        still_writable(target)
 
     try:
         check_name(flag.name)
@@ -444,6 +457,7 @@ def delete(target: Target, name: str, *, seen: bool | None, actor: Actor, reason
                 },
             )
         )
+        still_writable(target)
 
     try:
         reason = clean_reason(reason, required=target.config.protected, what=f"deleting a flag on {target.name}")

@@ -975,3 +975,39 @@ def test_flags_are_listed_as_a_person_reads_a_list_whatever_their_case(flag_app,
     assert re.findall(r'<tr id="flag-([A-Za-z0-9_]+)"', first) == ["aardvark", "checkout_v2", "Dark_mode"]
     second = client.get(_older_link(first)).get_data(as_text=True)
     assert re.findall(r'<tr id="flag-([A-Za-z0-9_]+)"', second) == ["dark_mode", "search_beta", "Upper"]
+
+
+def test_a_restore_queued_between_the_check_and_the_write_rolls_the_flag_change_back(
+    flag_app, flagdb, as_role, monkeypatch
+):
+    """Review: the check before a flag write read the jobs without a lock, so a restore queued in between let the
+    write land in live, audited "ok", then be lost at the swap. The write looks again once its audit row holds the
+    chain's head, the lock a job is queued under: here the restore is queued right after the first look."""
+    from app.audit.store import Actor
+    from app.flags import store
+    from app.jobs import runbook as runbooks
+    from app.jobs import service
+    from app.jobs.models import Job
+
+    first_look = store.writable
+    queued = []
+
+    def then_a_restore_is_queued(target):
+        table = first_look(target)
+        book = runbooks.get("test.replace")
+        params = book.parse_params({"seconds": "60"}, "web")
+        queued.append(service.enqueue(book, "web", params, Actor(None, "admin")).id)
+        return table
+
+    monkeypatch.setattr(store, "writable", then_a_restore_is_queued)
+    toggle = post(as_role(Role.OPERATOR), "/targets/web/flags/dark_mode/toggle", {"seen": "off"}, headers=HTMX)
+    assert toggle.status_code == 409, toggle.get_data(as_text=True)
+    assert f"job #{queued[0]} (Sleep as a restore would fill) is replacing web's database" in html.unescape(
+        toggle.get_data(as_text=True)
+    )
+    assert flagdb.states()["dark_mode"] is False  # the write was rolled back with its audit row
+    assert [o for _, o, _ in audit_rows(flag_app, "flags.toggle")] == ["denied"]
+    with flag_app.app_context():
+        job = db.session.get(Job, queued[0])
+        job.state = "cancelled"  # never run: no runner in this test
+        db.session.commit()
