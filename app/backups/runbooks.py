@@ -82,7 +82,7 @@ def _past_an_unseen_swap(target: str, copy: Copy, seen: int | None) -> str | Non
     return (
         f"live has been swapped since {copy.name} was made: job #{later.job_id} put another database in place "
         f"({later.at:%Y-%m-%d %H:%M:%S} UTC), and this undo would go back past it too. Look at the Backups tab "
-        f"again and confirm there, or, to go back past it on purpose, give seen_swap={later.job_id}"
+        "again and confirm there"
     )
 
 
@@ -91,9 +91,12 @@ def check_undo_params(params: dict, target: str | None) -> None:
     restore, or a shell that never showed it, would otherwise undo that restore too, unsaid)."""
     confirm_protected(params, target)
     setup = _setup_param(target, "pre_restore")
-    copy = next(c for c in copies(setup) if c.name == params["pre_restore"])  # check_pre_restore found it
+    copy = next((c for c in copies(setup) if c.name == params["pre_restore"]), None)
+    if copy is None:  # there a moment ago (check_pre_restore), dropped since
+        raise ParamError("pre_restore", f"{params['pre_restore']} is no longer there: it was dropped or put back since")
     if why := _past_an_unseen_swap(target, copy, params.get("seen_swap")):
-        raise ParamError("seen_swap", why)
+        later = unseen_swap(target, copy, params.get("seen_swap"))
+        raise ParamError("seen_swap", why, from_shell=f"add seen_swap={later.job_id} to go back past it on purpose")
 
 
 def check_pre_restore(value: str, target: str | None) -> str:
@@ -337,7 +340,9 @@ def inspect_undo(ctx: JobContext) -> None:
     # By time columns alone: live holding more rows than the pre-restore copy is what the restore brought back.
     for line in found.table(other="pre-restore", newer="written since the restore", counted=found.newer):
         ctx.log(line)
-    if found.newer:
+    if found.newer and not sum(found.newer.values()):
+        ctx.log("the undo takes no rows written to the key tables since the restore out of the live database")
+    elif found.newer:
         ctx.log(
             f"the undo takes {sum(found.newer.values())} row(s) written to the key tables since the restore out of "
             f"the live database; they stay readable in {undone}"
@@ -382,7 +387,11 @@ def inspect_scratch(ctx: JobContext) -> None:
         for line in found.table():
             ctx.log(line)
         pre = ctx.state["names"]["pre_restore"]
-        if lost := found.lost:
+        if (lost := found.lost) and not sum(lost.values()):
+            untold = [t for t, n in found.live.items() if n is not None and t not in lost]
+            unknown = f" (unknown in {', '.join(untold)}: nothing to tell by)" if untold else ""
+            ctx.log(f"the restore rolls back no rows written to the key tables after the backup{unknown}")
+        elif lost:
             ctx.log(
                 f"the restore rolls back at least {sum(lost.values())} row(s) written to the key tables after the "
                 f"backup ({said_per_table(lost) or 'none'}); they stay readable in {pre}"

@@ -37,12 +37,12 @@ def changed_outside(target: Target) -> str | None:
     if (modified := changed_since(target, newest)) is not None:
         return (
             f"{target.name}'s env file differs from its version #{newest.id}: it was changed outside Rewind "
-            f"(modified {modified:%H:%M:%S} UTC); the Config tab shows what changed"
+            f"(modified {modified:%H:%M:%S} UTC); the Config tab shows what changed and puts version #{newest.id} back"
         )
     if newest.source == EnvSource.OUTSIDE.value and utcnow() - newest.created_at < LATELY:
         return (
             f"{target.name}'s env file was changed outside Rewind (version #{newest.id}, noticed "
-            f"{newest.created_at:%H:%M:%S} UTC); the Config tab shows what changed"
+            f"{newest.created_at:%H:%M:%S} UTC); the Config tab shows what changed and can put an earlier version back"
         )
     return None
 

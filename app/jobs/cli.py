@@ -163,7 +163,8 @@ def _refuse_param(book: runbooks.Runbook, target: str | None, actor: Actor, exc:
     )
     names = ", ".join(p.name for p in book.params) or "none"
     typed = f": {exc.param}=…" if exc.label else ""  # "Down to revision is required": say what to type
-    raise Refused(f"{exc}{typed} ({book.name} takes: {names})") from None
+    shell = f"; from the shell, {exc.from_shell}" if exc.from_shell else ""
+    raise Refused(f"{exc}{typed}{shell} ({book.name} takes: {names})") from None
 
 
 # --- running -------------------------------------------------------------------------

@@ -26,14 +26,16 @@ class ParamError(ValueError):
     `problem` is what the form shows beside the field. Given the parameter's `label`, the problem is said
     of it ("is required") and the message is "Revision is required"; without one, the problem is a
     sentence that names what it is about ("staging is protected: …") and is the message as it stands.
-    The message is what a flash, an audit row and the CLI say: never the parameter's raw name.
+    The message is what a flash, an audit row and the CLI say: never the parameter's raw name. `from_shell`: what
+    to type in a shell to go on anyway, which only the CLI adds (a page has its own way: look again, confirm there).
     """
 
-    def __init__(self, param: str, problem: str, label: str | None = None) -> None:
+    def __init__(self, param: str, problem: str, label: str | None = None, *, from_shell: str = "") -> None:
         super().__init__(f"{label} {problem}" if label else problem)
         self.param = param
         self.problem = problem
         self.label = label
+        self.from_shell = from_shell
 
 
 class UnknownRunbook(LookupError):

@@ -157,10 +157,11 @@ def unhealthy(ctx: JobContext, detail: str, next_step: str = ROLL_BACK) -> StepF
     `detail` is check_health's one-line reason; the application's log lines
     are in the job's log, never in this message.
     """
-    message = f"{detail}. {next_step}"
-    with contextlib.suppress(TargetError):
+    message = f"{detail}."
+    with contextlib.suppress(TargetError, LookupError):  # a target gone from the file: the failure still stands
         for words in suspects_of(target_of(ctx)):
-            message += f". Note: {words}"
+            message += f" Look first: {words}."  # what Rewind already knows may be the cause, before the remedy
+    message += f" {next_step}"
     if lines := ctx.state.get(APP_LOG_LINES):
         message += f"; the application's last {lines} log lines are in this job's log"
     return StepFailed(ctx.redact(message) + ".")

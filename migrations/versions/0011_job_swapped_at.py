@@ -19,11 +19,12 @@ def upgrade():
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.add_column(sa.Column('swapped_at', sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column('swapped_out', sa.String(length=255), nullable=True))
-    # Before these columns, a restore or its undo that ended well was the only sign of a swap; its start stood for
-    # the moment. The name it kept live under is not known for those (swaps.Swap.made).
+    # Before these columns, a restore or its undo that ended well was the only sign of a swap, made somewhere between
+    # its start and its end: its end stands for the moment, so a moment inside its run still counts the swap as after
+    # it. The name it kept live under is not known for those (swaps.Swap.after tells them by their start).
     op.execute(
-        "UPDATE job SET swapped_at = started_at WHERE runbook IN ('restore_backup', 'undo_restore') "
-        "AND state IN ('succeeded', 'warning') AND started_at IS NOT NULL"
+        "UPDATE job SET swapped_at = finished_at WHERE runbook IN ('restore_backup', 'undo_restore') "
+        "AND state IN ('succeeded', 'warning') AND started_at IS NOT NULL AND finished_at IS NOT NULL"
     )
 
 

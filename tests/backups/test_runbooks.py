@@ -761,3 +761,18 @@ def test_flags_moved_by_a_restore_and_its_undo_are_not_called_changed_outside_re
 
     data_target.execute("UPDATE feature_flags SET enabled = ? WHERE name = ?", (True, "dark_mode"))
     assert shown() == (True, True)  # a change nobody made through Rewind is still called one
+
+
+def test_a_restore_and_undo_with_nothing_written_since_say_no_rows(app, runner, data_target):
+    """QA: "rolls back at least 0 row(s) … (none); they stay readable in …" for a restore that takes nothing out."""
+    name = backup_now(app, data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", job.result
+    text = log_text(view)
+    said = "the restore rolls back no rows written to the key tables after the backup (unknown in orders: nothing"
+    assert said in text and "at least 0" not in text, text
+    (pre,) = copies(data_target)
+    job, view = run(app, "undo_restore", data_target.name, pre_restore=pre)
+    assert job.state == "succeeded", job.result
+    text = log_text(view)
+    assert "the undo takes no rows written to the key tables since the restore" in text and "0 row(s)" not in text

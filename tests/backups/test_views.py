@@ -637,10 +637,14 @@ def test_an_undo_from_a_page_drawn_before_a_later_swap_is_refused_and_queues_not
 
     response = post(admin, "/jobs", {**_hidden(drawn), "next": "/targets/shop/backups"}, follow_redirects=True)
     said = f"live has been swapped since {copy} was made: job #{later} put another database in place (2025-07-01"
-    assert said in html.unescape(response.get_data(as_text=True))
+    page = html.unescape(response.get_data(as_text=True))
+    assert said in page and "Look at the Backups tab again and confirm there" in page
+    assert "add seen_swap" not in page and "from the shell" not in page  # QA: no shell words on a page
     shell = ["rewind", "run", "shop", "undo_restore", f"pre_restore={copy}", "--as", "admin"]
     cli = app.test_cli_runner().invoke(args=shell)
-    assert cli.exit_code != 0 and said in cli.output and f"give seen_swap={later}" in cli.output, cli.output
+    assert (
+        cli.exit_code != 0 and said in cli.output and f"from the shell, add seen_swap={later} to go back" in cli.output
+    ), cli.output
     with app.app_context():
         assert db.session.scalars(select(Job.id).where(Job.runbook == "undo_restore")).all() == []
 

@@ -295,9 +295,10 @@ def test_a_failed_verification_names_a_hand_edit_of_the_env_file(app, runner, ru
     job, view = run(app, "restart")
     assert job.state == "failed", log_text(view)
     # as found at the failure, or, if the health monitor recorded the edit first, as that version says
-    said = (f"Note: staging's env file differs from its version #{first}: it was changed outside Rewind (modified ",)
-    said += (f"Note: staging's env file was changed outside Rewind (version #{first + 1}, noticed ",)
+    said = (f"Look first: staging's env file differs from its version #{first}: it was changed outside Rewind (",)
+    said += (f"Look first: staging's env file was changed outside Rewind (version #{first + 1}, noticed ",)
     assert any(s in job.result for s in said) and "the Config tab shows what changed" in job.result, job.result
+    assert job.result.index("Look first:") < job.result.index("Next: roll back"), job.result  # the cause first
 
     record_now(app, source=EnvSource.SNAPSHOT)  # the same file, taken as it is by a person: known, not a suspect
     job, view = run(app, "restart")

@@ -58,7 +58,8 @@ def test_a_copy_is_older_than_a_swap_unless_that_swap_made_it_to_the_second():
     assert legacy.after("shop_pre_restore_20261127161521", made - timedelta(seconds=1))
 
 
-def test_migration_0011_marks_restores_and_undos_that_ended_well_as_swapped_at_their_start(tmp_path):
+def test_migration_0011_marks_restores_and_undos_that_ended_well_as_swapped_at_their_end(tmp_path):
+    """Their swap came somewhere in their run: a moment inside it must still count the swap as after it."""
     app = build_app(tmp_path / "instance", f"sqlite:///{tmp_path / 'ops.db'}")
     enable(app)
     with app.app_context():
@@ -72,18 +73,22 @@ def test_migration_0011_marks_restores_and_undos_that_ended_well_as_swapped_at_t
         ]
         for job_id, runbook, state in rows:
             started = None if state == "queued" else f"2026-11-0{job_id} 10:00:00.000000"
+            ended = None if state == "queued" else f"2026-11-0{job_id} 10:05:00.000000"
             db.session.execute(
                 text(
                     "INSERT INTO job (id, runbook, target, params, mutates, actor_name, state, created_at, started_at, "
-                    "verification) VALUES (:id, :rb, 'shop', '{}', 1, 'admin', :st, '2026-11-01 09:00:00', :s, 'none')"
+                    "finished_at, verification) "
+                    "VALUES (:id, :rb, 'shop', '{}', 1, 'admin', :st, '2026-11-01 09:00:00', :s, :e, 'none')"
                 ),
-                {"id": job_id, "rb": runbook, "st": state, "s": started},
+                {"id": job_id, "rb": runbook, "st": state, "s": started, "e": ended},
             )
         db.session.commit()
         upgrade()
         marked = db.session.execute(text("SELECT id, swapped_at FROM job WHERE swapped_at IS NOT NULL ORDER BY id"))
-        assert [(r[0], str(r[1])[:19]) for r in marked] == [(1, "2026-11-01 10:00:00"), (2, "2026-11-02 10:00:00")]
+        assert [(r[0], str(r[1])[:19]) for r in marked] == [(1, "2026-11-01 10:05:00"), (2, "2026-11-02 10:05:00")]
         assert [s.job_id for s in swaps.since("shop")] == [1, 2]
+        inside = datetime(2026, 11, 1, 10, 2)  # during job 1's run: its swap may have come after
+        assert [s.job_id for s in swaps.since("shop", inside)] == [1, 2]
         downgrade(revision="0010_job_standing")
         assert "swapped_at" not in {c["name"] for c in inspect(db.engine).get_columns("job")}
         db.session.remove()
