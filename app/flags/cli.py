@@ -94,9 +94,9 @@ def list_flags(target: str) -> None:
     except TargetError as exc:
         raise _fail(exc, target) from None
     width = max((len(f.name) for f in [*rows, *unreadable]), default=4)
-    for flag in rows:
+    for flag in sorted(rows, key=store.by_name):  # the tab's order, not the table's
         click.echo(_row(f"{flag.name:<{width}}  {store.word(flag.enabled):<3}  ", flag.description or ""))
-    for bad in unreadable:
+    for bad in sorted(unreadable, key=lambda row: store.place(row.name)):
         click.echo(f"{bad.name:<{width}}  ???  {bad.message}")
     if not rows and not unreadable:
         click.echo("no flags in the table")

@@ -33,6 +33,24 @@ def test_list_shows_every_flag(cli):
     ]
 
 
+def test_list_orders_flags_as_the_tab_does_whatever_the_case_or_the_tables_collation(cli, flagdb):
+    """The table's own order put Upper_Flag and Zeta before aaa_first (a byte-wise collation); the tab reads
+    names as a person does, case folded, and so does the shell."""
+    for name in ("Zeta", "Upper_Flag", "aaa_first", "AAA_first"):
+        flagdb.add(name, False)
+    result = cli("list", "web")
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines()] == [
+        "AAA_first",
+        "aaa_first",
+        "checkout_v2",
+        "dark_mode",
+        "search_beta",
+        "Upper_Flag",
+        "Zeta",
+    ]
+
+
 def test_set_is_role_checked_and_audited_with_via_cli(app, cli, flagdb):
     result = cli("set", "web", "dark_mode", "on", "--as", "operator", "--reason", "from the shell")
     assert result.exit_code == 0, result.output
