@@ -26,13 +26,14 @@ from app.targets.flags import FlagError, FlagTableError, FlagValueError, Unknown
 LIST_WIDTH = 80
 VIA = "cli"
 # What the person asked cannot be done as asked (exit 6): a name or value that cannot be used, a flag that moved or
-# vanished, a plan the table no longer matches. Trouble with the table itself (unreachable, locked, read-only, a
-# state neither on nor off) or with the audit log is Rewind's (1).
+# vanished, a plan the table no longer matches, a change while a job replaces the database. Trouble with the table
+# itself (unreachable, locked, read-only, a state neither on nor off) or with the audit log is Rewind's (1).
 _REFUSALS = (
     UnknownFlag,
     store.BadFlagInput,
     store.ReasonRequired,
     store.NoFlagsTable,
+    store.DatabaseBeingReplaced,
     restore.PlanChanged,
     restore.RestoreTooEarly,
 )
