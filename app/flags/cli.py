@@ -191,7 +191,9 @@ def kill(target: str, names: tuple[str, ...], tag: str | None, every: bool, as_u
 
 def _plan_lines(plan: restore.Plan, recreate: tuple[str, ...]) -> list[str]:
     """The plan as the restore page shows it: what changes, what is unknown, what is left alone."""
-    lines = [f"{plan.target}: flags as of {plan.source} ({plan.as_of:%Y-%m-%d %H:%M:%S} UTC), as Rewind's records show"]
+    when = f"{plan.as_of:%Y-%m-%d %H:%M:%S} UTC"
+    said = when if plan.source == when else f"{plan.source} ({when})"  # a time chosen as such is its own words
+    lines = [f"{plan.target}: flags as of {said}, as Rewind's records show"]
     if plan.swapped_by:
         jobs = ", ".join(f"#{job}" for job in plan.swapped_by)
         lines.append(

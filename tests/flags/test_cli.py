@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 
 import pytest
 
 from app.auth.roles import Role
+from app.clock import utcnow
 from app.statuses import ExitStatus
 from tests.flags.conftest import audit_rows, targets_toml
 from tests.support.targets import write_targets_file
@@ -236,7 +238,8 @@ def test_restore_prints_the_plan_then_writes_it_only_when_confirmed(app, cli, fl
     plan = cli("restore", "web", "--checkpoint", str(checkpoint), "--as", "operator")
     assert plan.exit_code == 0, plan.output
     lines = plan.output.splitlines()
-    assert lines[0].startswith(f"web: flags as of checkpoint #{checkpoint} (")
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"  # the checkpoint's time, said once beside its number
+    assert re.fullmatch(rf"web: flags as of checkpoint #{checkpoint} \({when}\), as Rewind's records show", lines[0])
     assert "  change   dark_mode    on -> off" in lines and "  change   search_beta  off -> on" in lines
     assert lines[-1].startswith("nothing written; to write this plan: flask rewind flags restore web --checkpoint ")
     assert " --fingerprint " in lines[-1] and lines[-1].endswith("--yes --as USER")
@@ -249,6 +252,15 @@ def test_restore_prints_the_plan_then_writes_it_only_when_confirmed(app, cli, fl
     [(actor, outcome, details)] = audit_rows(app, "flags.restore")
     assert (actor, outcome, details["via"], details["reason"]) == ("operator", "ok", "cli", "undo")
     assert details["source"] == f"checkpoint #{checkpoint}" and len(details["changes"]) == 2
+
+
+def test_restore_as_of_a_time_says_the_time_once(app, cli, flagdb):
+    """QA: "staging: flags as of 2026-11-27 16:47:40 UTC (2026-11-27 16:47:40 UTC)"."""
+    _checkpoint(app, flagdb)
+    moment = utcnow()
+    plan = cli("restore", "web", "--as-of", moment.isoformat(), "--as", "operator")
+    assert plan.exit_code == 0, plan.output
+    assert plan.output.splitlines()[0] == f"web: flags as of {moment:%Y-%m-%d %H:%M:%S} UTC, as Rewind's records show"
 
 
 def test_restore_with_the_printed_fingerprint_is_refused_once_the_table_moved(app, cli, flagdb):
