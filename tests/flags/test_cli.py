@@ -70,7 +70,9 @@ def test_a_viewer_is_refused_and_the_refusal_audited(app, cli, flagdb):
     assert result.exit_code == ExitStatus.REFUSED
     assert result.stderr.startswith("rewind: viewer may not change flags: it needs the operator role")
     assert flagdb.states()["dark_mode"] is False
-    assert [(a, o) for a, o, _ in audit_rows(app, "flags.toggle")] == [(Role.VIEWER.label, "denied")]
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome) == (Role.VIEWER.label, "denied")
+    assert details == {"flag": "dark_mode", "reason": "", "via": "cli", "error": "needs the operator role"}
 
 
 @pytest.mark.parametrize(
