@@ -3,11 +3,18 @@ can act on (app.statuses.ExitStatus, the README's table)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from sqlalchemy.exc import DBAPIError
 
 from app.jobs.redact import Redactor
 from app.statuses import ExitStatus
+
+if TYPE_CHECKING:
+    from app.audit.store import Actor
+    from app.auth.models import User
+    from app.auth.roles import Role
 
 
 class CliError(click.ClickException):
@@ -52,3 +59,18 @@ def acting_user(name: str):
     if user is None or user.disabled:
         raise Refused(f"there is no active Rewind user {name!r}; see them with: flask rewind users list")
     return user
+
+
+def allowed(user: User, role: Role, action: str, target: str, details: dict, what: str, *, key: str = "error") -> Actor:
+    """The actor, once USER (acting_user) holds `role`; otherwise refused (6), the refusal audited under `action`
+    with `details` and, under `key`, what the user lacks ("needs the operator role"). `what` is what they may not
+    do, as the refusal says it: "viewer may not change flags: it needs the operator role; run it --as …"."""
+    from app.audit.store import Actor, record_and_commit
+    from app.statuses import Outcome
+
+    actor = Actor.of(user)
+    if not user.can(role):
+        error = f"needs the {role.label} role"
+        record_and_commit(action, outcome=Outcome.DENIED, target=target, actor=actor, details={**details, key: error})
+        raise Refused(f"{user.name} may not {what}: it {error}; run it --as a user who may")
+    return actor

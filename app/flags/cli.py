@@ -12,13 +12,10 @@ from contextlib import nullcontext
 import click
 from flask.cli import AppGroup
 
-from app.audit.store import Actor, record_and_commit
-from app.auth.models import User
 from app.auth.roles import Role
-from app.clierrors import CliError, Refused, acting_user
+from app.clierrors import CliError, Refused, acting_user, allowed
 from app.flags import history, restore, store
 from app.jobs.engine import current_targets
-from app.statuses import Outcome
 from app.targets import registry
 from app.targets.errors import TargetError
 from app.targets.flags import FlagError, FlagTableError, FlagValueError, UnknownFlag
@@ -26,13 +23,14 @@ from app.targets.flags import FlagError, FlagTableError, FlagValueError, Unknown
 LIST_WIDTH = 80
 VIA = "cli"
 # What the person asked cannot be done as asked (exit 6): a name or value that cannot be used, a flag that moved or
-# vanished, a plan the table no longer matches. Trouble with the table itself (unreachable, locked, read-only, a
-# state neither on nor off) or with the audit log is Rewind's (1).
+# vanished, a plan the table no longer matches, a change while a job replaces the database. Trouble with the table
+# itself (unreachable, locked, read-only, a state neither on nor off) or with the audit log is Rewind's (1).
 _REFUSALS = (
     UnknownFlag,
     store.BadFlagInput,
     store.ReasonRequired,
     store.NoFlagsTable,
+    store.DatabaseBeingReplaced,
     restore.PlanChanged,
     restore.RestoreTooEarly,
 )
@@ -61,17 +59,6 @@ def _fail(exc: TargetError, target: str) -> CliError:
     return Refused(exc.in_words()) if refusal else CliError(exc.in_words())
 
 
-def _allowed(user: User, role: Role, action: str, target: str, details: dict, what: str) -> Actor:
-    """The actor, once USER holds `role`; otherwise the refusal audited under the action (as `set` always did)."""
-    actor = Actor.of(user)
-    if not user.can(role):
-        error = f"needs the {role.label} role"
-        details = {**details, "error": error}
-        record_and_commit(action, outcome=Outcome.DENIED, target=target, actor=actor, details=details)
-        raise Refused(f"{user.name} may not {what}: it {error}; run it --as a user who may")
-    return actor
-
-
 def _as_option(role: Role):
     return click.option(
         "--as", "as_user", required=True, metavar="USER", help=f"who does it ({role.label} or above; audited)"
@@ -94,9 +81,9 @@ def list_flags(target: str) -> None:
     except TargetError as exc:
         raise _fail(exc, target) from None
     width = max((len(f.name) for f in [*rows, *unreadable]), default=4)
-    for flag in rows:
+    for flag in sorted(rows, key=store.by_name):  # the tab's order, not the table's
         click.echo(_row(f"{flag.name:<{width}}  {store.word(flag.enabled):<3}  ", flag.description or ""))
-    for bad in unreadable:
+    for bad in sorted(unreadable, key=lambda row: store.place(row.name)):
         click.echo(f"{bad.name:<{width}}  ???  {bad.message}")
     if not rows and not unreadable:
         click.echo("no flags in the table")
@@ -133,7 +120,7 @@ def set_flag(target: str, name: str, state: str, as_user: str, reason: str) -> N
     the_target = _target(target)
     asked = {"flag": name, "new": state, "reason": reason, "via": VIA}
     denied = {"flag": name, "reason": reason, "via": VIA}
-    actor = _allowed(acting_user(as_user), Role.OPERATOR, "flags.toggle", target, denied, "change flags")
+    actor = allowed(acting_user(as_user), Role.OPERATOR, "flags.toggle", target, denied, "change flags")
     try:
         with store.refusing("flags.toggle", the_target, actor, asked):
             store.check_text(name, "the flag name")
@@ -168,7 +155,7 @@ def kill(target: str, names: tuple[str, ...], tag: str | None, every: bool, as_u
     the_target = _target(target)
     chosen = sorted(set(names)) if not tag else None
     details = {"flags": chosen, "tag": tag, "reason": reason, "via": VIA}
-    actor = _allowed(acting_user(as_user), Role.OPERATOR, "flags.kill", target, details, "use the kill switch")
+    actor = allowed(acting_user(as_user), Role.OPERATOR, "flags.kill", target, details, "use the kill switch")
     try:
         with store.refusing("flags.kill", the_target, actor, details):
             if sum([bool(names), tag is not None, every]) > 1:
@@ -190,7 +177,9 @@ def kill(target: str, names: tuple[str, ...], tag: str | None, every: bool, as_u
 
 def _plan_lines(plan: restore.Plan, recreate: tuple[str, ...]) -> list[str]:
     """The plan as the restore page shows it: what changes, what is unknown, what is left alone."""
-    lines = [f"{plan.target}: flags as of {plan.source} ({plan.as_of:%Y-%m-%d %H:%M:%S} UTC), as Rewind's records show"]
+    when = f"{plan.as_of:%Y-%m-%d %H:%M:%S} UTC"
+    said = when if plan.source == when else f"{plan.source} ({when})"  # a time chosen as such is its own words
+    lines = [f"{plan.target}: flags as of {said}, as Rewind's records show"]
     if plan.swapped_by:
         jobs = ", ".join(f"#{job}" for job in plan.swapped_by)
         lines.append(
@@ -280,7 +269,7 @@ def restore_flags(
     the_target = _target(target)
     asked = {key: value for key, value in (("as_of", as_of), ("checkpoint", checkpoint), ("job", job)) if value}
     details = {**asked, "reason": reason, "via": VIA}
-    actor = _allowed(acting_user(as_user), Role.OPERATOR, "flags.restore", target, details, "restore flags")
+    actor = allowed(acting_user(as_user), Role.OPERATOR, "flags.restore", target, details, "restore flags")
     try:
         # a plan only read is not audited, as the tab's plan page is not; the one about to be written is
         with store.refusing("flags.restore", the_target, actor, details) if yes else nullcontext():
@@ -338,7 +327,7 @@ def create(target: str, name: str, state: str, description: str, as_user: str, r
     """
     the_target = _target(target)
     asked = {"flag": name, "new": state, "description": description, "reason": reason, "via": VIA}
-    actor = _allowed(acting_user(as_user), Role.ADMIN, "flags.create", target, asked, "create flags")
+    actor = allowed(acting_user(as_user), Role.ADMIN, "flags.create", target, asked, "create flags")
     try:
         with store.refusing("flags.create", the_target, actor, asked):
             flag = store.new_flag(name, state, description)
@@ -365,7 +354,7 @@ def delete(target: str, name: str, yes: bool, as_user: str, reason: str) -> None
     """
     the_target = _target(target)
     asked = {"flag": name, "seen": None, "reason": reason, "via": VIA}
-    actor = _allowed(acting_user(as_user), Role.ADMIN, "flags.delete", target, asked, "delete flags")
+    actor = allowed(acting_user(as_user), Role.ADMIN, "flags.delete", target, asked, "delete flags")
     try:
         with store.refusing("flags.delete", the_target, actor, asked):
             store.check_text(name, "the flag name")

@@ -403,12 +403,15 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
     the_plan = Plan(name, moment, source, [], [], [], 0, params, fingerprint=table_fingerprint(now.values()))
     the_plan.swapped_by = [swap.job_id for swap in swapped]
     swapped_at = swapped[0].at if swapped else None
+    # Without a record at or before the moment, Rewind's first look at the flags (after it) tells a flag Rewind
+    # created after a swap apart from one that was already there without it (see _state_then).
+    first_look = _first_look(name) if swapped and base is None else None
     for flag_name in sorted(set(now) | set(records) | set(firsts)):
         current, record, first = now.get(flag_name), records.get(flag_name), firsts.get(flag_name)
         if exact:
             wanted = record.state if record else (first[1].get("old") if first else None)
         else:
-            wanted = _state_then(flag_name, current, record, first, moment, swapped_at)
+            wanted = _state_then(flag_name, current, record, first, moment, swapped_at, first_look)
         if wanted is UNKNOWN:
             if current is not None:
                 the_plan.unknown.append(current)
@@ -482,6 +485,12 @@ def _latest(stamped: datetime) -> datetime:
     return stamped.replace(microsecond=999_999) if stamped.microsecond == 0 else stamped
 
 
+def _first_look(target: str) -> history.Seen | None:
+    """Rewind's first checkpoint of the target's flags (their states, and when it was taken), if any."""
+    found = _with_states(target)
+    return history.Seen(found[0].created_at, found[1]) if found else None
+
+
 def _state_then(
     name: str,
     row: Flag | None,
@@ -489,6 +498,7 @@ def _state_then(
     first: tuple[history.FlagEvent, dict] | None,
     moment: datetime,
     swapped_at: datetime | None = None,
+    first_look: history.Seen | None = None,
 ) -> Any:
     """How one flag was at the moment (None: absent), from what Rewind can prove, or UNKNOWN.
 
@@ -502,7 +512,12 @@ def _state_then(
 
     `swapped_at`: when a job put another database in live's place (a restore, its undo), after the
     moment. What a row (or a write that found it) says from then on is of that other database, not of the moment:
-    Rewind's own record at or before the moment stands instead, as a checkpoint chosen as the moment does.
+    Rewind's own record at or before the moment stands instead, as a checkpoint chosen as the moment does. A flag
+    Rewind created after the swap (its first change after the moment found no row) was absent then if Rewind's
+    record has no trace of it up to that creation: no record at the moment (a checkpoint then lacks it, or there
+    is none and Rewind never changed it before), nor in Rewind's first look at the flags (`first_look`, asked
+    when there is no checkpoint at or before the moment) if that came before the creation. A flag that existed
+    then (Rewind's record says so) and was missing from the database swapped in keeps its state then.
     """
     if first is not None and (swapped_at is None or first[0].ts < swapped_at):
         event, change = first
@@ -511,12 +526,21 @@ def _state_then(
             return old
         return _as_it_was(old, old_at, record, moment)
     if swapped_at is not None:
-        return record.state if record is not None else UNKNOWN
+        if record is not None:
+            return record.state
+        if first is not None and first[1].get("old") is None and not _seen_before(name, first[0], first_look):
+            return None  # created by Rewind, which had no record of it before: absent then
+        return UNKNOWN
     if row is not None and row.updated_at is not None:
         return _as_it_was(row.enabled, row.updated_at, record, moment)
     if row is None and record is not None:
         return record.state
     return UNKNOWN
+
+
+def _seen_before(name: str, created: history.FlagEvent, first_look: history.Seen | None) -> bool:
+    """Whether Rewind's first look at the flags, taken before it created this one, found it already there."""
+    return first_look is not None and first_look.at < created.ts and name in first_look.states
 
 
 def again(target: Target, the_plan: Plan) -> Plan | None:

@@ -80,6 +80,17 @@ class UnauditedChange(TargetError):
         )
 
 
+def place(name: str) -> tuple[str, str]:
+    """A flag name's place in a list of flags, the tab's and the shell's: case folded first (QA: "Upper" came
+    before "beta_search"), then as written, so names differing only in case keep one order."""
+    return name.casefold(), name
+
+
+def by_name(flag: Flag) -> tuple[str, str]:
+    """A flag's place in a list (see place): the key to sort flags by."""
+    return place(flag.name)
+
+
 def table_of(target: Target) -> FlagTable:
     table = target.flags()
     if table is None:
@@ -475,6 +486,7 @@ __all__ = [
     "NoFlagsTable",
     "ReasonRequired",
     "UnauditedChange",
+    "by_name",
     "check_name",
     "check_text",
     "clean_reason",
@@ -484,6 +496,7 @@ __all__ = [
     "kill",
     "new_flag",
     "parse_state",
+    "place",
     "refused",
     "refusing",
     "table_of",

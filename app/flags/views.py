@@ -87,10 +87,11 @@ def tab(name: str):
     except TargetError as exc:
         problem = exc.in_words()
     matching = [f for f in flags if query.lower() in f.name.lower() or query.lower() in f.description.lower()]
-    # by name as a person reads a list (a before B, whatever the case), in Python, which the cursor is compared in
+    # by name as a person reads a list (a before B, whatever the case), in Python, which the cursor is compared in;
+    # `flask rewind flags list` prints them in the same order
     after = request.args.get("after") or None
-    cursor = _place(after) if after else None
-    page = keyset_slice(sorted(matching, key=_order), _order, before=cursor, limit=SHOWN, ascending=True)
+    cursor = store.place(after) if after else None
+    page = keyset_slice(sorted(matching, key=store.by_name), store.by_name, before=cursor, limit=SHOWN, ascending=True)
     last = history.last_changes(name) if flags else {}
     checkpoints = restore.recent_with_states(name)
     seen = restore.newest_seen(checkpoints)
@@ -115,15 +116,6 @@ def tab(name: str):
         checkpoints=checkpoints,
         **_may(),
     )
-
-
-def _place(name: str) -> tuple[str, str]:
-    """A name's place in the list: case folded first (QA: "Upper" came before "beta_search"), then as written."""
-    return name.casefold(), name
-
-
-def _order(flag: Flag) -> tuple[str, str]:
-    return _place(flag.name)
 
 
 def _may() -> dict[str, bool]:

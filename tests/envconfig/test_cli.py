@@ -125,8 +125,8 @@ def test_snapshot_refusals_keep_nothing(app, env_target, users, args, needles, a
     refused(config(app, *args), *needles)
     with app.app_context():
         assert store.versions("staging") == []
-    assert [(actor, outcome, d["via"]) for actor, outcome, d in _snapshots(app)] == (
-        [("viewer", "denied", "cli")] if audited else []
+    assert [(actor, outcome, d) for actor, outcome, d in _snapshots(app)] == (
+        [("viewer", "denied", {"via": "cli", "reason": "needs the operator role"})] if audited else []
     )
 
 

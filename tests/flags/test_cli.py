@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 
 import pytest
 
 from app.auth.roles import Role
+from app.clock import utcnow
 from app.statuses import ExitStatus
 from tests.flags.conftest import audit_rows, targets_toml
 from tests.support.targets import write_targets_file
@@ -33,6 +35,24 @@ def test_list_shows_every_flag(cli):
     ]
 
 
+def test_list_orders_flags_as_the_tab_does_whatever_the_case_or_the_tables_collation(cli, flagdb):
+    """The table's own order put Upper_Flag and Zeta before aaa_first (a byte-wise collation); the tab reads
+    names as a person does, case folded, and so does the shell."""
+    for name in ("Zeta", "Upper_Flag", "aaa_first", "AAA_first"):
+        flagdb.add(name, False)
+    result = cli("list", "web")
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines()] == [
+        "AAA_first",
+        "aaa_first",
+        "checkout_v2",
+        "dark_mode",
+        "search_beta",
+        "Upper_Flag",
+        "Zeta",
+    ]
+
+
 def test_set_is_role_checked_and_audited_with_via_cli(app, cli, flagdb):
     result = cli("set", "web", "dark_mode", "on", "--as", "operator", "--reason", "from the shell")
     assert result.exit_code == 0, result.output
@@ -50,7 +70,9 @@ def test_a_viewer_is_refused_and_the_refusal_audited(app, cli, flagdb):
     assert result.exit_code == ExitStatus.REFUSED
     assert result.stderr.startswith("rewind: viewer may not change flags: it needs the operator role")
     assert flagdb.states()["dark_mode"] is False
-    assert [(a, o) for a, o, _ in audit_rows(app, "flags.toggle")] == [(Role.VIEWER.label, "denied")]
+    [(actor, outcome, details)] = audit_rows(app, "flags.toggle")
+    assert (actor, outcome) == (Role.VIEWER.label, "denied")
+    assert details == {"flag": "dark_mode", "reason": "", "via": "cli", "error": "needs the operator role"}
 
 
 @pytest.mark.parametrize(
@@ -218,7 +240,8 @@ def test_restore_prints_the_plan_then_writes_it_only_when_confirmed(app, cli, fl
     plan = cli("restore", "web", "--checkpoint", str(checkpoint), "--as", "operator")
     assert plan.exit_code == 0, plan.output
     lines = plan.output.splitlines()
-    assert lines[0].startswith(f"web: flags as of checkpoint #{checkpoint} (")
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"  # the checkpoint's time, said once beside its number
+    assert re.fullmatch(rf"web: flags as of checkpoint #{checkpoint} \({when}\), as Rewind's records show", lines[0])
     assert "  change   dark_mode    on -> off" in lines and "  change   search_beta  off -> on" in lines
     assert lines[-1].startswith("nothing written; to write this plan: flask rewind flags restore web --checkpoint ")
     assert " --fingerprint " in lines[-1] and lines[-1].endswith("--yes --as USER")
@@ -231,6 +254,15 @@ def test_restore_prints_the_plan_then_writes_it_only_when_confirmed(app, cli, fl
     [(actor, outcome, details)] = audit_rows(app, "flags.restore")
     assert (actor, outcome, details["via"], details["reason"]) == ("operator", "ok", "cli", "undo")
     assert details["source"] == f"checkpoint #{checkpoint}" and len(details["changes"]) == 2
+
+
+def test_restore_as_of_a_time_says_the_time_once(app, cli, flagdb):
+    """QA: "staging: flags as of 2026-11-27 16:47:40 UTC (2026-11-27 16:47:40 UTC)"."""
+    _checkpoint(app, flagdb)
+    moment = utcnow()
+    plan = cli("restore", "web", "--as-of", moment.isoformat(), "--as", "operator")
+    assert plan.exit_code == 0, plan.output
+    assert plan.output.splitlines()[0] == f"web: flags as of {moment:%Y-%m-%d %H:%M:%S} UTC, as Rewind's records show"
 
 
 def test_restore_with_the_printed_fingerprint_is_refused_once_the_table_moved(app, cli, flagdb):

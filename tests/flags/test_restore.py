@@ -270,18 +270,11 @@ def test_after_a_database_restore_a_time_before_it_is_planned_from_rewinds_recor
     """A restore swapped in a database whose flag rows carry the backup's stamps: dark_mode off, stamped long
     ago. Read as rows, that said 'changed outside Rewind, unknown' for a change Rewind itself made (the swap);
     the moment's state is Rewind's record then (its toggle on), as a checkpoint chosen as the moment says."""
-    from app.jobs.models import Job
-
     client = as_role(Role.OPERATOR)
     client.get("/targets/web/flags")  # the baseline checkpoint: dark_mode off
     post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
     moment = utcnow()
-    with flag_app.app_context():  # the restore: its job, and the flags table of the backup it swapped in
-        job = Job(runbook="restore_backup", target="web", mutates=True, actor_name="admin", state="succeeded")
-        job.started_at = job.swapped_at = job.finished_at = utcnow()
-        db.session.add(job)
-        db.session.commit()
-        swap = job.id
+    swap = _swapped_in_backup(flag_app)  # the restore: its job, and the flags table of the backup it swapped in
     flagdb.outside_change("dark_mode", False, moment - timedelta(hours=3))
     tab = client.get("/targets/web/flags").get_data(as_text=True)
     row = tab[tab.index('id="flag-dark_mode"') :].split("</tr>")[0]
@@ -301,3 +294,87 @@ def test_after_a_database_restore_a_time_before_it_is_planned_from_rewinds_recor
     # A moment after the swap reads the rows as ever: nothing to say of a replaced database.
     later = plan_page(client, f"as_of={utcnow().isoformat()}")
     assert 'id="swapped-since"' not in later
+
+
+def _swapped_in_backup(flag_app, kept_as: str = "appdb_before_job") -> int:
+    """A restore job that put a backup's database in live's place now: its row, as the job leaves it."""
+    from app.jobs.models import Job
+
+    with flag_app.app_context():
+        job = Job(runbook="restore_backup", target="web", mutates=True, actor_name="admin", state="succeeded")
+        job.started_at = job.swapped_at = job.finished_at = utcnow()
+        job.swapped_out = kept_as
+        db.session.add(job)
+        db.session.commit()
+        return job.id
+
+
+def _section(page: str, title: str) -> str:
+    return page[page.index(title) :].split("</ul>")[0] if title in page else ""
+
+
+CREATED = "Created since — left alone"
+
+
+def test_flags_rewind_created_after_a_database_swap_were_absent_at_a_moment_before_it(flag_app, flagdb, as_role):
+    """QA on staging: a restore swapped the database after the moment; then Rewind created Upper_Flag, Zeta and
+    aaa_first (toggled many times, Upper_Flag killed). Rewind's record at the moment (the baseline, and its changes
+    up to the moment) has none of them: they were absent then, created since, not 'changed outside Rewind'.
+    `returning` was created by Rewind before the moment, is missing from the backup swapped in, and was created
+    again after the swap: it existed then (on), as Rewind's record says, so it is not 'created since'."""
+    admin, client = as_role(Role.ADMIN), as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline checkpoint
+    assert post(admin, "/targets/web/flags/new", {"flag": "returning", "enabled": "on"}).status_code == 303
+    moment = utcnow()
+    swap = _swapped_in_backup(flag_app)
+    flagdb.execute("DELETE FROM feature_flags WHERE name = %s", ("returning",))  # the backup never had it
+    for name, state in (("Upper_Flag", "on"), ("Zeta", "off"), ("aaa_first", "off"), ("returning", "off")):
+        assert post(admin, "/targets/web/flags/new", {"flag": name, "enabled": state}).status_code == 303
+    for seen in ("off", "on", "off", "on", "off"):
+        post(client, "/targets/web/flags/aaa_first/toggle", {"seen": seen})
+    post(client, "/targets/web/flags/kill", {"flag": ["Upper_Flag"], "reason": "errors"})
+
+    page = plan_page(client, f"as_of={moment.isoformat()}")
+    assert f"job #{swap}</a> put another database in live's place" in page
+    assert UNKNOWN not in page, page
+    created = _section(page, CREATED)
+    assert all(f"<code>{name}</code>" in created for name in ("Upper_Flag", "Zeta", "aaa_first")), page
+    assert "returning" not in created
+    assert json.loads(seen_of(page)) == {"returning": False}  # off now, on then
+    shell = flag_app.test_cli_runner().invoke(
+        args=["rewind", "flags", "restore", "web", "--as-of", moment.isoformat(), "--as", "operator"]
+    )
+    assert shell.exit_code == 0 and "unknown" not in shell.output, shell.output
+    assert "  created  aaa_first   created since: left alone" in shell.output.splitlines(), shell.output
+    restore(client, moment.isoformat(), page, reason="back to before the restore")
+    assert flagdb.states() == {
+        "Upper_Flag": False,
+        "Zeta": False,
+        "aaa_first": True,
+        "checkout_v2": True,
+        "dark_mode": False,
+        "returning": True,
+        "search_beta": True,
+    }
+
+
+def test_a_flag_rewind_created_after_a_swap_with_no_record_at_the_moment_is_told_by_rewinds_first_look(
+    flag_app, flagdb, as_role
+):
+    """The moment is before Rewind's first record. `fresh`, which Rewind had never seen when it created it after
+    the swap, was absent then as far as Rewind's record goes. `early` was already there when Rewind first looked
+    (after the moment, before the swap), then missing from the backup and created again by Rewind: how it was at
+    the moment is unknown, and it is said so."""
+    admin = as_role(Role.ADMIN)
+    moment = utcnow()
+    flagdb.add("early", True, at=moment + timedelta(seconds=1))  # the application's, after the moment
+    admin.get("/targets/web/flags")  # Rewind's first look: the baseline checkpoint, with `early`
+    _swapped_in_backup(flag_app)
+    flagdb.execute("DELETE FROM feature_flags WHERE name = %s", ("early",))
+    for name in ("early", "fresh"):
+        assert post(admin, "/targets/web/flags/new", {"flag": name, "enabled": "on"}).status_code == 303
+
+    page = plan_page(client=admin, query=f"as_of={moment.isoformat()}")
+    assert "<code>fresh</code>" in _section(page, CREATED), page
+    unknown = _section(page, UNKNOWN)
+    assert "<code>early</code>: on now" in unknown and "fresh" not in unknown

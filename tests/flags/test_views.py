@@ -15,6 +15,7 @@ from app.auth.roles import Role
 from app.clock import utcnow
 from app.domids import dom_id
 from app.extensions import db
+from app.statuses import ExitStatus
 from app.targets import flags as flags_adapter
 from tests.conftest import both_databases
 from tests.flags.conftest import HTMX, audit_rows, confirm_of, plan_page, refuse_at_commit, seen_of, targets_toml
@@ -885,7 +886,7 @@ def test_flag_changes_are_refused_while_a_job_replaces_the_database_and_allowed_
     cli = flag_app.test_cli_runner().invoke(
         args=["rewind", "flags", "set", "web", "search_beta", "off", "--as", "admin"]
     )
-    assert cli.exit_code != 0 and said in cli.output, cli.output
+    assert cli.exit_code == ExitStatus.REFUSED and said in cli.output, cli.output  # refused (6), not Rewind's error
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": True}  # nothing written
     refusals = audit_rows(flag_app, "flags.toggle") + audit_rows(flag_app, "flags.kill")
     assert [o for _, o, _ in refusals] == ["denied"] * 3 and all(said in d["error"] for _, _, d in refusals)
