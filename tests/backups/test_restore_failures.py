@@ -22,7 +22,7 @@ from tests.backups.controlled import (
     then_hold,
     use_commands,
 )
-from tests.backups.test_runbooks import app_pid, backup_now, copies, copy_url
+from tests.backups.test_runbooks import app_pid, backup_now, copies, copy_url, restore_in_its_own_process
 from tests.backups.test_schedule import finish
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import ADMIN, health, log_text, run
@@ -232,14 +232,6 @@ def test_a_restore_killed_after_its_swap_counts_as_the_swap_it_made(app, users, 
     """kill -9 of the process running a restore while the restored copy starts: live is the restored copy now, so
     the job, interrupted, still counts as a swap (an older copy's undo and the flags' plans say so), and says where
     the replaced database is."""
-    import subprocess
-    import sys
-    import threading
-    from queue import Queue
-
-    from tests.jobs.test_cli import flask_env
-    from tests.support.server import REPO
-
     run_dir = data_target.code.repo.parent
     armed, reached = run_dir / "armed", run_dir / "starting"
     use_commands(app, data_target, start=held_once(data_target, ctl_argv(data_target, "start"), armed, reached))
@@ -249,16 +241,7 @@ def test_a_restore_killed_after_its_swap_counts_as_the_swap_it_made(app, users, 
         name, before = _restore_after_a_change(app, data_target)
         runner.stop(wait=True)  # the CLI runs the job in a process of its own when no runner is up
         armed.touch()
-        args = ["run", data_target.name, "restore_backup", f"backup={name}", "--as", "admin", "--follow"]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "rewind", *args],
-            cwd=REPO,
-            env=flask_env(app),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        lines: Queue = Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+        process, _ = restore_in_its_own_process(app, data_target, name)
         wait_for(reached.exists, timeout=120)  # renamed, and the start holds on
         process.kill()
         process.wait(timeout=30)

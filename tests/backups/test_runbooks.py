@@ -455,23 +455,17 @@ def test_a_restored_copy_missing_a_key_table_is_dropped_before_the_stop(app, run
     assert app_pid(app, data_target) == pid
 
 
-def test_a_restore_killed_midway_leaves_live_data_readable_and_its_job_says_where_things_stood(app, users, data_target):
-    """kill -9 of the process running a restore (as the OOM killer would): nothing is lost, and the job says where."""
-    import subprocess
+def restore_in_its_own_process(app, target, backup: str):
+    """`flask rewind run … restore_backup --follow` in a process of its own, as a shell runs it when no runner is
+    up: one a test may kill -9. Its printed lines arrive on the queue returned with it."""
     import sys
     import threading
     from queue import Queue
 
-    from app.jobs.engine import engine
     from tests.jobs.test_cli import flask_env
     from tests.support.server import REPO
 
-    runner = engine(app).start_runner()
-    name = backup_now(app, data_target)
-    runner.stop(wait=True)  # from here the job runs in a process of its own: the CLI runs it when no runner is up
-    data_target.execute("DELETE FROM orders")
-    before = data_target.snapshot()
-    args = ["run", data_target.name, "restore_backup", f"backup={name}", "--as", "admin", "--follow"]
+    args = ["run", target.name, "restore_backup", f"backup={backup}", "--as", "admin", "--follow"]
     process = subprocess.Popen(
         [sys.executable, "-m", "flask", "rewind", *args],
         cwd=REPO,
@@ -481,6 +475,19 @@ def test_a_restore_killed_midway_leaves_live_data_readable_and_its_job_says_wher
     )
     lines: Queue = Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    return process, lines
+
+
+def test_a_restore_killed_midway_leaves_live_data_readable_and_its_job_says_where_things_stood(app, users, data_target):
+    """kill -9 of the process running a restore (as the OOM killer would): nothing is lost, and the job says where."""
+    from app.jobs.engine import engine
+
+    runner = engine(app).start_runner()
+    name = backup_now(app, data_target)
+    runner.stop(wait=True)  # from here the job runs in a process of its own: the CLI runs it when no runner is up
+    data_target.execute("DELETE FROM orders")
+    before = data_target.snapshot()
+    process, lines = restore_in_its_own_process(app, data_target, name)
     while "into the scratch database" not in lines.get(timeout=60):
         pass
     process.kill()
