@@ -258,7 +258,13 @@ def seal_mark(key: bytes, head: Head, at: datetime) -> str:
     return hmac.digest(key, text.encode(), "sha256").hex()
 
 
-def seal_full_check(key: bytes, row_id: int, at: datetime) -> str:
-    """The keyed seal of "a full walk found rows 1 to row_id intact at `at`" (not a mark's seal: another prefix)."""
+def seal_full_check(
+    key: bytes, row_id: int, at: datetime, break_row: int | None = None, problem: str | None = None
+) -> str:
+    """The keyed seal of "a full walk found rows 1 to row_id intact at `at`" (not a mark's seal: another prefix),
+    and, when it found a break, of where (`break_row`) and what (`problem`): nobody without the audit key can turn
+    a failed check into a passed one. A passed check's seal is what it was before failures were recorded."""
     text = f"rewind.audit.full-check\n{row_id}:{format_ts(at)}"
+    if problem is not None:
+        text += f"\nbreak:{'' if break_row is None else break_row}:{problem}"
     return hmac.digest(key, text.encode(), "sha256").hex()

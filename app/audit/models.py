@@ -64,11 +64,14 @@ class AuditMark(db.Model):
     row_hash = db.Column(db.String(64), nullable=False, default=chain.GENESIS)
     sealed_at = db.Column(db.DateTime, nullable=True)
     seal = db.Column(db.String(64), nullable=False, default="")
-    # The last full walk that found the chain intact: the row it reached and when, sealed apart from the mark
-    # (the mark also moves on the web's checks, which read only new rows).
+    # The last full walk: the row it found intact up to and when, sealed apart from the mark (the mark also moves on
+    # the web's checks, which read only new rows). When it found a break, the break's row and words too: the badge
+    # says so until a later full walk finds the chain intact, whatever the rows read since.
     full_row_id = db.Column(db.Integer, nullable=True)
     full_at = db.Column(db.DateTime, nullable=True)
     full_seal = db.Column(db.String(64), nullable=True)
+    full_break_row = db.Column(db.Integer, nullable=True)
+    full_break = db.Column(db.String(512), nullable=True)
 
 
 @event.listens_for(AuditEvent, "before_update")

@@ -403,11 +403,16 @@ def verify(saved_head: chain.Head | None = None, observe: Callable[[int], None] 
     verdict = _walk(None, anchors, None, observe)
     if verdict.intact and verdict.head:
         save_mark(verdict.head, replace=True, full=True)
-    elif _behind_the_mark(verdict.problem, read_mark()):
+        return verdict
+    if _behind_the_mark(verdict.problem, read_mark()):
         # A row the mark vouched for was changed or removed: the mark goes back to the last row found intact, so
         # the web's check (which starts at the mark) meets the break too instead of going on saying intact. The mark
         # is read again: a check in another process may have moved it during the walk.
         move_mark_back(verdict.problem.row_id, verdict.head)
+    if verdict.problem is not None:
+        # Kept until a full walk finds the chain intact: a row put back as it was reads intact to the web's check,
+        # which must not then name an earlier, passed full check as the last one.
+        save_failed_full_check(verdict.problem, verdict.head)
     return verdict
 
 
@@ -426,10 +431,17 @@ def _behind_the_mark(problem: chain.ChainBreak | None, mark: Mark | None) -> boo
 
 @dataclass(frozen=True)
 class FullCheck:
-    """The last full walk that found the chain intact: rows 1 to row_id, at `at` (naive UTC)."""
+    """The last full walk: it found rows 1 to row_id intact, at `at` (naive UTC); and, when `problem` is set, a break
+    at `break_row` (what `problem` says) after them."""
 
     row_id: int
     at: datetime
+    break_row: int | None = None
+    problem: str | None = None
+
+    @property
+    def found_break(self) -> bool:
+        return self.problem is not None
 
 
 @dataclass(frozen=True)
@@ -449,12 +461,23 @@ def read_mark() -> Mark | None:
     genuine = row.sealed_at is not None and hmac.compare_digest(
         chain.seal_mark(_key(), head, row.sealed_at), row.seal or ""
     )
-    full = None
-    if row.full_row_id is not None and row.full_at is not None:
-        sealed = chain.seal_full_check(_key(), row.full_row_id, row.full_at)
-        if hmac.compare_digest(sealed, row.full_seal or ""):
-            full = FullCheck(row.full_row_id, row.full_at)
-    return Mark(head, row.sealed_at, genuine, full)
+    return Mark(head, row.sealed_at, genuine, _full_check(row))
+
+
+def read_full_check() -> FullCheck | None:
+    """The last full walk, passed or failed, whether or not a mark stands (a break at row 1 leaves none); None when
+    none is on record or its seal does not match."""
+    row = db.session.execute(select(AuditMark).where(AuditMark.id == 1)).scalar_one_or_none()
+    return _full_check(row) if row is not None else None
+
+
+def _full_check(row: AuditMark) -> FullCheck | None:
+    if row.full_row_id is None or row.full_at is None:
+        return None
+    sealed = chain.seal_full_check(_key(), row.full_row_id, row.full_at, row.full_break_row, row.full_break)
+    if not hmac.compare_digest(sealed, row.full_seal or ""):
+        return None
+    return FullCheck(row.full_row_id, row.full_at, row.full_break_row, row.full_break)
 
 
 def save_mark(head: chain.Head, *, replace: bool = False, since: chain.Head | None = None, full: bool = False) -> None:
@@ -470,7 +493,13 @@ def save_mark(head: chain.Head, *, replace: bool = False, since: chain.Head | No
     table = AuditMark.__table__
     values = {"row_id": head.id, "row_hash": head.hash, "sealed_at": at, "seal": seal}
     if full:
-        values |= {"full_row_id": head.id, "full_at": at, "full_seal": chain.seal_full_check(_key(), head.id, at)}
+        values |= {
+            "full_row_id": head.id,
+            "full_at": at,
+            "full_seal": chain.seal_full_check(_key(), head.id, at),
+            "full_break_row": None,
+            "full_break": None,
+        }
     with db.engine.begin() as conn:
         if replace:
             where = (table.c.id == 1,)
@@ -489,12 +518,35 @@ def move_mark_back(problem_row: int, head: chain.Head | None) -> None:
     table = AuditMark.__table__
     with db.engine.begin() as conn:
         where = (table.c.id == 1, table.c.row_id >= problem_row)
-        if head is None:
-            conn.execute(table.delete().where(*where))
+        if head is None:  # emptied, not deleted: the row also keeps the last full check
+            values = {"row_id": 0, "row_hash": chain.GENESIS, "sealed_at": None, "seal": ""}
+            conn.execute(table.update().where(*where).values(**values))
             return
         at = utcnow()
         values = {"row_id": head.id, "row_hash": head.hash, "sealed_at": at, "seal": chain.seal_mark(_key(), head, at)}
         conn.execute(table.update().where(*where).values(**values))
+
+
+FULL_BREAK_CHARS = 512  # the column's size; a break's words are a line
+
+
+def save_failed_full_check(problem: chain.ChainBreak, intact_to: chain.Head | None) -> None:
+    """Record a full walk that found a break, sealed, in place of the last full check (passed or not), in a
+    transaction of its own; the mark itself is left as it is (move_mark_back's business)."""
+    at = utcnow()
+    row_id = intact_to.id if intact_to else 0
+    words = problem.message[:FULL_BREAK_CHARS]
+    table = AuditMark.__table__
+    values = {
+        "full_row_id": row_id,
+        "full_at": at,
+        "full_break_row": problem.row_id,
+        "full_break": words,
+        "full_seal": chain.seal_full_check(_key(), row_id, at, problem.row_id, words),
+    }
+    with db.engine.begin() as conn:
+        if conn.execute(table.update().where(table.c.id == 1).values(**values)).rowcount == 0:
+            conn.execute(table.insert().values(id=1, row_id=0, row_hash=chain.GENESIS, seal="", **values))
 
 
 def check_recent(limit: int | None = None) -> chain.Verdict:

@@ -65,12 +65,12 @@ def chain_status():
     """
     with _checking:
         verdict = store.check_recent()
-        mark = store.read_mark()
+        full = store.read_full_check()
     return render_template(
         "audit/_chain_status.html",
         verdict=verdict,
         checked_at=time.time(),
-        mark=mark,
+        full=full,
         can_run_selfcheck=current_user.can(Role.OPERATOR),
         again=request.args.get("again") == "1",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash
@@ -161,11 +162,23 @@ def ensure_initial_admin(password_file) -> str | None:
     return password
 
 
-def unlock(user: User, actor: Actor) -> int:
-    """Let a locked-out user sign in again now (their recent failures no longer count); how many were forgotten."""
+@dataclass(frozen=True)
+class Unlocked:
+    forgotten: int  # the name's recent failures, no longer counted
+    addresses: dict[str, int]  # each address asked for: its recent failures (across names), no longer counted
+    still_locked: list[tuple[str, int]]  # addresses the name recently tried from, locked still: (address, failures)
+
+
+def unlock(user: User, actor: Actor, addresses: tuple[str, ...] = ()) -> Unlocked:
+    """Let a locked-out user sign in again now: their recent failures, and those of `addresses` (across names), no
+    longer count. Says which addresses the name recently tried from are locked still (by other names' failures)."""
     from app.auth import lockout
 
     forgotten = lockout.unlock(user.name)
-    record("user.unlock", actor=actor, details={"user": user.name, "failures_forgotten": forgotten})
+    by_address = {address: lockout.unlock_address(address) for address in dict.fromkeys(addresses)}
+    details = {"user": user.name, "failures_forgotten": forgotten}
+    if by_address:
+        details["addresses"] = by_address
+    record("user.unlock", actor=actor, details=details)
     db.session.commit()
-    return forgotten
+    return Unlocked(forgotten, by_address, lockout.locked_addresses(user.name))

@@ -5,10 +5,12 @@ not lock everyone else out mid-incident, so the address limit only stops guessin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 
+from app.audit.models import AuditEvent
 from app.auth.models import LoginAttempt
 from app.clock import utcnow
 from app.extensions import db
@@ -30,21 +32,41 @@ def _locked_until(condition, since: datetime, limit: int) -> datetime | None:
     return failures[-1] + WINDOW  # when the oldest of the last `limit` failures leaves the window
 
 
-def locked_until(username: str, address: str, *, counting_this_try: bool = False) -> datetime | None:
-    """When sign-in opens again for this name or address, or None when it is open now.
+@dataclass(frozen=True)
+class Lock:
+    """Sign-in is shut until `until`: for this account (its name's failures), this address (failures across
+    names), or both."""
+
+    until: datetime
+    account: bool
+    address: bool
+
+
+def lock_of(username: str, address: str, *, counting_this_try: bool = False) -> Lock | None:
+    """What shuts sign-in for this name from this address, and until when; None when it is open now.
 
     counting_this_try: the caller's own try is already noted as failed (note_attempt before the password is
     checked), so one more failure than LIMIT locks."""
     extra = 1 if counting_this_try else 0
     limit, address_limit = LIMIT + extra, ADDRESS_LIMIT + extra
-    since = utcnow() - WINDOW
+    now = utcnow()
+    since = now - WINDOW
     last_success = db.session.scalar(
         select(func.max(LoginAttempt.at)).where(LoginAttempt.username == username, LoginAttempt.succeeded.is_(True))
     )
     by_name = _locked_until(LoginAttempt.username == username, max(since, last_success or since), limit)
     by_address = _locked_until(LoginAttempt.address == address, since, address_limit)
-    candidates = [t for t in (by_name, by_address) if t and t > utcnow()]
-    return max(candidates) if candidates else None
+    by_name = by_name if by_name and by_name > now else None
+    by_address = by_address if by_address and by_address > now else None
+    if by_name is None and by_address is None:
+        return None
+    return Lock(max(t for t in (by_name, by_address) if t), by_name is not None, by_address is not None)
+
+
+def locked_until(username: str, address: str, *, counting_this_try: bool = False) -> datetime | None:
+    """When sign-in opens again for this name or address, or None when it is open now."""
+    lock = lock_of(username, address, counting_this_try=counting_this_try)
+    return lock.until if lock else None
 
 
 def note_attempt(username: str, address: str, succeeded: bool) -> LoginAttempt:
@@ -64,3 +86,56 @@ def unlock(username: str) -> int:
         )
     )
     return gone.rowcount
+
+
+def unlock_address(address: str) -> int:
+    """Forget the address's recent failures, whatever names they tried; how many were forgotten."""
+    since = utcnow() - WINDOW
+    gone = db.session.execute(
+        delete(LoginAttempt).where(
+            LoginAttempt.address == address, LoginAttempt.succeeded.is_(False), LoginAttempt.at > since
+        )
+    )
+    return gone.rowcount
+
+
+def recent_failures(address: str) -> int:
+    """The address's failures in the window, across names: ADDRESS_LIMIT of them lock it."""
+    since = utcnow() - WINDOW
+    return db.session.scalar(
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(LoginAttempt.address == address, LoginAttempt.succeeded.is_(False), LoginAttempt.at > since)
+    )
+
+
+def addresses_tried(username: str) -> list[str]:
+    """The addresses this name tried to sign in from in the window: its noted attempts, and its refusals in the
+    audit log (a try at a locked address is refused before it is noted)."""
+    since = utcnow() - WINDOW
+    noted = db.session.scalars(
+        select(LoginAttempt.address).where(LoginAttempt.username == username, LoginAttempt.at > since).distinct()
+    )
+    audited = db.session.scalars(
+        select(AuditEvent.address)
+        .where(
+            AuditEvent.actor_name == username,
+            AuditEvent.action.in_(("auth.login", "auth.lockout")),
+            AuditEvent.ts > since,
+            AuditEvent.address.is_not(None),
+        )
+        .distinct()
+    )
+    return sorted({*noted, *audited})
+
+
+def locked_addresses(username: str) -> list[tuple[str, int]]:
+    """The addresses this name recently tried from that are locked now (by failures across names), each with
+    its count of failures."""
+    now = utcnow()
+    locked = []
+    for address in addresses_tried(username):
+        until = _locked_until(LoginAttempt.address == address, now - WINDOW, ADDRESS_LIMIT)
+        if until is not None and until > now:
+            locked.append((address, recent_failures(address)))
+    return locked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
@@ -56,15 +57,15 @@ def login():
     address = client_address() or "unknown"
     next_url = request.form.get("next", "")
 
-    if until := lockout.locked_until(name, address):
-        return _locked_out(name, next_url, until)
+    if lock := lockout.lock_of(name, address):
+        return _locked_out(name, address, next_url, lock)
     # Noted as failed, and committed, before the password is checked: tries sent at the same moment each passed the
     # check above before any had written its failure, so twelve at once were twelve guesses. Now each sees those
     # noted before it, and no more than LIMIT get a password checked.
     attempt = lockout.note_attempt(name, address, succeeded=False)
     db.session.commit()
-    if until := lockout.locked_until(name, address, counting_this_try=True):
-        return _locked_out(name, next_url, until)  # the try stays counted: it was made
+    if lock := lockout.lock_of(name, address, counting_this_try=True):
+        return _locked_out(name, address, next_url, lock)  # the try stays counted: it was made
 
     user = db.session.scalar(select(User).filter_by(name=name)) if name else None
     matches = accounts.password_matches(user, password)
@@ -100,11 +101,26 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
-def _locked_out(name: str, next_url: str, until):
-    minutes = max(1, round((until - utcnow()).total_seconds() / 60))
+def _locked_out(name: str, address: str, next_url: str, lock: lockout.Lock):
+    minutes = max(1, round((lock.until - utcnow()).total_seconds() / 60))
     # a locked-out caller can send requests as fast as it likes: audited, but not one row each
     record_throttled("auth.lockout", {"user": name}, actor=Actor(None, name or "?"))
-    flash(f"Too many failed sign-ins for this account or address. Try again in about {minutes} minute(s).", "error")
+    # Which lock, and the command that lifts it: an admin at a shell need not guess (the address's lock is
+    # everyone's from here, so lifting only the name's left a 429).
+    command = f"flask rewind users unlock {shlex.quote(name or 'NAME')}"
+    if lock.address:
+        command += f" --address {shlex.quote(address)}"
+    if lock.account and lock.address:
+        what = "for this account and from this address (across names): both are locked"
+    elif lock.account:
+        what = "for this account: it is locked"
+    else:
+        what = "from this address (across names): it is locked"
+    flash(
+        f"Too many failed sign-ins {what}. Try again in about {minutes} minute(s), or ask an admin to unlock "
+        f"{'them' if lock.account and lock.address else 'it'} now: {command}",
+        "error",
+    )
     return render_template("auth/login.html", next=next_url, name=name), 429
 
 

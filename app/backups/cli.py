@@ -78,14 +78,16 @@ def list_backups(target: str) -> None:
         click.echo(f"not listed: {u.name}: {u.reason}")
     fresh = freshness(found, config.backups.rpo_minutes)
     newest = fresh.newest_verified
-    if newest is None:
+    if fresh.age_unknown:
+        line = f"newest verified: {fresh.future_verified.id} ({fresh.future_note})"
+    elif newest is None:
         line = "newest verified: none"
-    elif fresh.future_note:
-        line = f"newest verified: {newest.id} ({fresh.future_note})"
     else:
+        if fresh.future_verified is not None:  # apart, before the verdict's line: it decides nothing
+            click.echo(f"warning: {fresh.future_verified.id} is verified but {fresh.future_note}; its age is unknown")
         line = f"newest verified: {newest.id} ({ago(fresh.age)} old)"
     if fresh.rpo is not None:
-        verdict = "AGE UNKNOWN" if fresh.future_note else "LATE" if fresh.late else "ok"
+        verdict = "AGE UNKNOWN" if fresh.age_unknown else "LATE" if fresh.late else "ok"
         line += f"; RPO {config.backups.rpo_minutes} min: {verdict}"
     click.echo(line)
     if fresh.late:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from app.backups.catalog import Backup, newest_verified, now_utc
+from app.backups.catalog import Backup, now_utc
 from app.extensions import db
 from app.jobs.models import Job
 
@@ -30,27 +30,35 @@ def future_words(ahead: timedelta) -> str:
 
 @dataclass(frozen=True)
 class Freshness:
+    # The newest verified backup not dated in the future: the age and the RPO's verdict are its. One dated in the
+    # future (a clock skew) is of unknown age, proves no recent backup, and must not hide a real recent one.
     newest_verified: Backup | None
     rpo: timedelta | None
     last_restore_tested: Backup | None
     now: datetime
+    # The newest verified backup dated in the future, if any: said apart, as a warning about the clocks.
+    future_verified: Backup | None = None
 
     @property
     def ahead(self) -> timedelta | None:
-        """How far the newest verified backup is dated after now (a clock skew), or None."""
-        return None if self.newest_verified is None else ahead_of(self.newest_verified.time, self.now)
+        """How far the future-dated verified backup is dated after now (a clock skew), or None when there is none."""
+        return None if self.future_verified is None else ahead_of(self.future_verified.time, self.now)
 
     @property
     def age(self) -> timedelta | None:
-        """None when there is none, or when it is dated in the future: its age is then unknown, not 0 min."""
-        if self.newest_verified is None or self.ahead is not None:
-            return None
-        return self.now - self.newest_verified.time
+        """The newest verified backup's age (not one dated in the future: its age is unknown, not 0 min); None when
+        there is none."""
+        return None if self.newest_verified is None else self.now - self.newest_verified.time
 
     @property
     def future_note(self) -> str | None:
         ahead = self.ahead
         return future_words(ahead) if ahead is not None else None
+
+    @property
+    def age_unknown(self) -> bool:
+        """The only verified backups are dated in the future: one exists, of an age nobody knows."""
+        return self.newest_verified is None and self.future_verified is not None
 
     @property
     def late(self) -> bool:
@@ -65,11 +73,15 @@ def freshness(backups: list[Backup], rpo_minutes: int | None) -> Freshness:
     """From a listing already read (Catalog.backups() or .listing().backups): a page reads its folder once."""
     # Its latest restore test passed, and nothing checked since failed (a corrupted file fails a quick verify).
     tested = [b for b in backups if (b.restore_tested or {}).get("ok") is True and b.state.is_verified]
+    now = now_utc()
+    # As catalog.newest_verified (newest first; a restore copy's backup is not "known good"), apart by the clock.
+    verified = [b for b in backups if b.state.is_verified and not b.of_copy]
     return Freshness(
-        newest_verified=newest_verified(backups),
+        newest_verified=next((b for b in verified if ahead_of(b.time, now) is None), None),
         rpo=timedelta(minutes=rpo_minutes) if rpo_minutes else None,
         last_restore_tested=max(tested, key=lambda b: b.restore_tested["at"]) if tested else None,
-        now=now_utc(),
+        now=now,
+        future_verified=next((b for b in verified if ahead_of(b.time, now) is not None), None),
     )
 
 

@@ -28,13 +28,16 @@ def backups_line(target: Target) -> list[tuple[str, str, str]]:
     if config is None:
         return []
     fresh = freshness(catalog_of(target).backups(), config.rpo_minutes)
-    if fresh.newest_verified is None:
-        return [("Backups", "no verified backup yet", "bad" if fresh.rpo else "warn")]
     rpo = f" (RPO {config.rpo_minutes} min)" if config.rpo_minutes else ""
-    if fresh.future_note:  # not "0 min ago": its age is unknown, so it vouches for no RPO
-        text = f"newest verified {fresh.newest_verified.id} is {fresh.future_note}{rpo}"
+    if fresh.age_unknown:  # not "0 min ago": its age is unknown, so it vouches for no RPO
+        text = f"newest verified {fresh.future_verified.id} is {fresh.future_note}{rpo}"
+    elif fresh.newest_verified is None:
+        return [("Backups", "no verified backup yet", "bad" if fresh.rpo else "warn")]
     else:
         text = f"newest verified {ago(fresh.age)} ago{rpo}: {fresh.newest_verified.id}"
+        if fresh.future_verified is not None:  # apart: it hides no real recent one, but a clock is wrong
+            text += f"; {fresh.future_verified.id} is {fresh.future_note}"
     if fresh.last_restore_tested is not None:
         text += f"; last restore-tested: {fresh.last_restore_tested.id}"
-    return [("Backups", text, "warn" if fresh.future_note else "bad" if fresh.late else "ok")]
+    status = "bad" if fresh.late and not fresh.age_unknown else "warn" if fresh.future_note else "ok"
+    return [("Backups", text, status)]

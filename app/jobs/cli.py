@@ -318,6 +318,11 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
     target_name = _target(book, target)
     raw = _raw_params(book, params)
     try:
+        # Busy first: the parameters' checks read the target (git, the schema gate), which another job is changing.
+        service.refuse_if_busy(book, target_name, raw, actor, via=VIA)
+    except service.BusyTarget as exc:
+        raise Refused(str(exc), ExitStatus.BUSY) from None
+    try:
         book.check_values(raw, target_name)  # before asking for the target's name
         _confirm(book, target_name, raw, yes)
         parsed = book.parse_params(raw, target_name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from app.auth.roles import Role
@@ -148,6 +148,22 @@ class Runbook:
     def holds_target(self, params: Mapping[str, Any]) -> bool:
         """Whether a job of these params takes its target's lock: one such job per target at a time."""
         return self.mutates or bool(self.holds_target_if and self.holds_target_if(params))
+
+    def holds_target_as_typed(self, raw: Mapping[str, str]) -> bool:
+        """holds_target() from the parameters as typed, before their checks (which may read the target) run: each
+        value parsed by its kind, choices and pattern alone; one that does not parse is read as typed (its own
+        check refuses it later)."""
+        if self.mutates:
+            return True
+        if self.holds_target_if is None:
+            return False
+        values: dict[str, Any] = {}
+        for p in self.params:
+            try:
+                values[p.name] = replace(p, check=None).parse(raw.get(p.name), None)
+            except ParamError:
+                values[p.name] = (raw.get(p.name) or "").strip()
+        return bool(self.holds_target_if(values))
 
     @property
     def asks_confirmation(self) -> bool:

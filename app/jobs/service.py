@@ -90,6 +90,34 @@ def _can(actor: Actor) -> Callable[[Role], bool]:
     return can
 
 
+def _refuse_busy(runbook: Runbook, target: str, running: Job, actor: Actor, via: str | None) -> None:
+    """Audit the refusal of a job for a target another job holds, then raise BusyTarget naming that job."""
+    db.session.rollback()
+    record_and_commit(
+        "job.queued",
+        outcome=Outcome.DENIED,
+        actor=actor,
+        target=target,
+        details=_via({"runbook": runbook.name, "reason": "target busy", "busy_job": running.id}, via),
+    )
+    raise BusyTarget(target, running)
+
+
+def refuse_if_busy(runbook: Runbook, target: str | None, raw: dict, actor: Actor, *, via: str | None = None) -> None:
+    """BusyTarget (audited) when a job holds the target this runbook would hold: asked before its parameters are
+    checked, for those checks read the target (git, the schema: the gate) and would speak for a target another
+    job is changing. An early answer only: enqueue() decides, under its lock, as it always has.
+
+    `raw`: the parameters as typed (Runbook.holds_target_as_typed reads them)."""
+    if not target or not runbook.holds_target_as_typed(raw):
+        return
+    serialise()  # live_busy_job() is read under the lock, as enqueue() reads it
+    running = live_busy_job(target)
+    if running is not None:
+        _refuse_busy(runbook, target, running, actor, via)
+    db.session.rollback()  # lets go of the lock: the checks that follow may take seconds
+
+
 def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor, *, via: str | None = None) -> Job:
     """Queue a job; it and its `job.queued` audit row commit together. Params are already checked, but for
     those only some roles may give (Param.role): checked here against the actor, so every door refuses them,
@@ -103,15 +131,7 @@ def enqueue(runbook: Runbook, target: str | None, params: dict, actor: Actor, *,
     if holds and target:
         running = live_busy_job(target)
         if running is not None:
-            db.session.rollback()
-            record_and_commit(
-                "job.queued",
-                outcome=Outcome.DENIED,
-                actor=actor,
-                target=target,
-                details=_via({"runbook": runbook.name, "reason": "target busy", "busy_job": running.id}, via),
-            )
-            raise BusyTarget(target, running)
+            _refuse_busy(runbook, target, running, actor, via)
     job = Job(
         runbook=runbook.name,
         target=target,

@@ -141,6 +141,8 @@ def start():
             current_targets().config(target)
         else:
             target = None
+        # Busy first: the parameters' checks read the target (git, the schema gate), which another job is changing.
+        service.refuse_if_busy(book, target, raw, Actor.of(current_user))
         params = book.parse_params(raw, target)
         job = service.enqueue(book, target, params, Actor.of(current_user))
     except UnknownTarget as exc:

@@ -10,6 +10,7 @@ from git, never from the working tree.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from app.schema.destroys import DowngradePlan, IrreversibleDowngrade, plan_downgrade
@@ -194,17 +195,7 @@ def scripts_for(target: Target, current: set[str]) -> tuple[str, RevisionGraph, 
     """
     repo = target.git()
     folder = target.config.database.migrations
-    head = repo.head()
-    hits: list[str] = []
-    for rev in sorted(current):
-        hits += [sha for sha in repo.commits_mentioning(rev, folder_in_repo(repo, folder)) if sha not in hits]
-    on_branch = [sha for sha in hits if repo.contains(sha)]
-    candidates = [head]
-    for sha in on_branch + [sha for sha in hits if sha not in on_branch]:
-        for one in (sha, *repo.commit(sha).parents[:1]):
-            if one not in candidates:
-                candidates.append(one)
-    for sha in candidates:
+    for sha in _candidates(repo, folder, current):
         files = files_at(repo, sha, folder)
         try:
             graph = read_files(files, f"commit {sha[:12]}")
@@ -213,6 +204,37 @@ def scripts_for(target: Target, current: set[str]) -> tuple[str, RevisionGraph, 
         if current and not graph.unknown(current):
             return sha, graph, files
     raise MigrationsError(f"no commit of the repository has migration scripts for {', '.join(sorted(current))}")
+
+
+def _candidates(repo: GitRepo, folder, current: set[str]) -> Iterator[str]:
+    """scripts_for()'s commits to try, in its order, each once, each fact read only when the commits before it
+    failed: the deployed head first (most often it has the scripts: no history is searched), then the commits that
+    add or remove a current revision, those of the branch first (`contains`, asked as they come), each followed by
+    its first parent (`commit`, read only once the commit itself failed)."""
+    head = repo.head()
+    yield head
+    tried = {head}
+    hits: list[str] = []
+    for rev in sorted(current):
+        hits += [sha for sha in repo.commits_mentioning(rev, folder_in_repo(repo, folder)) if sha not in hits]
+
+    def with_parent(sha: str) -> Iterator[str]:
+        if sha not in tried:
+            tried.add(sha)
+            yield sha
+        for parent in repo.commit(sha).parents[:1]:
+            if parent not in tried:
+                tried.add(parent)
+                yield parent
+
+    elsewhere = []
+    for sha in hits:
+        if repo.contains(sha):
+            yield from with_parent(sha)
+        else:
+            elsewhere.append(sha)
+    for sha in elsewhere:
+        yield from with_parent(sha)
 
 
 def _named(graph: RevisionGraph, revs: str) -> str:

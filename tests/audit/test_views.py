@@ -402,3 +402,45 @@ def test_each_filter_box_is_wide_enough_for_its_placeholder(users, as_role):
         size = re.search(r'size="(\d+)"', rest)
         width = int(size.group(1)) if size else 20  # an input's default size
         assert width >= len(placeholder), f"{name}: {len(placeholder)} characters of placeholder in a box of {width}"
+
+
+@both_databases
+def test_a_failed_full_check_stays_on_the_badge_after_the_row_is_put_back_until_a_full_check_passes(
+    app, users, as_role
+):
+    """QA: full check #13 passed; row 30 changed; full check #14 found it; the row set back by hand; the badge then
+    named #13 ("which found rows 1 to 248 intact") as the last full check, green, though #14 had found a break."""
+    seed(app, 6)
+    verify = ["rewind", "audit", "verify"]
+    assert app.test_cli_runner().invoke(args=verify).exit_code == 0
+    client = as_role(Role.VIEWER)
+    assert "New rows intact" in summary(client.get("/audit/chain").get_data(as_text=True))
+    with app.app_context():
+        was = db.session.execute(text("SELECT actor_name FROM audit_event WHERE id = 3")).scalar()
+        db.session.execute(text("UPDATE audit_event SET actor_name = 'ghost' WHERE id = 3"))
+        db.session.commit()
+    failed = app.test_cli_runner().invoke(args=verify)
+    assert failed.exit_code == 1 and "row 3 was changed" in failed.output
+    with app.app_context():
+        db.session.execute(text("UPDATE audit_event SET actor_name = :was WHERE id = 3"), {"was": was})  # put back
+        db.session.commit()
+    fragment = client.get("/audit/chain").get_data(as_text=True)
+    words = summary(fragment)
+    assert "chain-bad" in fragment and "badge-ok" not in fragment and "New rows intact" not in words
+    assert "Last full check found a break" in words and ") found a break at row 3: row 3 was changed" in words
+    assert "only one that passes clears this" in words and "which found rows 1 to" not in words
+    with app.app_context():
+        full = store.read_full_check()
+    assert (full.row_id, full.break_row, full.found_break) == (2, 3, True), "rows 1 and 2 were found intact"
+    sql = "UPDATE audit_mark SET full_break = NULL, full_break_row = NULL WHERE id = 1"  # hidden without the key
+    with app.app_context():
+        db.session.execute(text(sql))
+        db.session.commit()
+        assert store.read_full_check() is None, "a failed check is not turned into a passed one without the key"
+    assert "No full check on record" in summary(client.get("/audit/chain").get_data(as_text=True))
+
+    assert app.test_cli_runner().invoke(args=verify).exit_code == 0
+    fragment = client.get("/audit/chain").get_data(as_text=True)
+    words = summary(fragment)
+    assert "chain-ok" in fragment and "New rows intact" in words and "found a break" not in words
+    assert f", which found rows 1 to {newest_id(app)} intact)" in words

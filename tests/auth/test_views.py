@@ -1,6 +1,8 @@
 """Sign-in, lock-out, CSRF, idle expiry and the admin's user pages, through the real app."""
 
+import html
 import json
+import re
 
 import pytest
 from sqlalchemy import select
@@ -423,3 +425,55 @@ def test_sign_ins_sent_at_the_same_moment_get_no_more_than_five_passwords_checke
     assert len(checked) <= 5, f"{len(checked)} passwords were tried"
     assert statuses.count(401) == len(checked) and statuses.count(429) == 12 - len(checked)
     assert login(app.test_client(), "admin").status_code == 429, "the right password, after the burst: locked out"
+
+
+def flashed(response) -> str:
+    """The page's error words, as read (quotes unescaped)."""
+    found = re.search(
+        r'<p class="flash flash-error"[^>]*><strong>Error:</strong>(.*?)</p>', response.get_data(as_text=True), re.S
+    )
+    assert found, "no error on the page"
+    return " ".join(html.unescape(found.group(1)).split())
+
+
+def test_the_lock_out_says_the_account_is_locked_and_the_command_that_unlocks_it(app, client, users):
+    for _ in range(5):
+        login(client, "viewer", "wrong-password")
+    said = flashed(login(client, "viewer"))
+    assert said.startswith("Too many failed sign-ins for this account: it is locked. Try again in about ")
+    assert said.endswith("or ask an admin to unlock it now: flask rewind users unlock viewer"), said
+
+
+def test_unlock_says_an_address_the_name_tried_from_is_locked_still_and_address_unlocks_it(app, users):
+    """QA: 20 failures across names from 127.0.0.2 locked the address; `users unlock admin` said "admin may sign in
+    again (0 recent failed…)", and admin got a 429 from 127.0.0.2."""
+    guesser = app.test_client()
+    guesser.environ_base["REMOTE_ADDR"] = "127.0.0.2"
+    for i in range(20):
+        login(guesser, f"a{i}", "wrong-password")
+    admin = app.test_client()
+    admin.environ_base["REMOTE_ADDR"] = "127.0.0.2"
+    refused = login(admin, "admin")
+    assert refused.status_code == 429
+    said = flashed(refused)
+    assert said.startswith("Too many failed sign-ins from this address (across names): it is locked.")
+    assert said.endswith("unlock it now: flask rewind users unlock admin --address 127.0.0.2"), said
+
+    cli = app.test_cli_runner()
+    result = cli.invoke(args=["rewind", "users", "unlock", "admin"])
+    assert result.exit_code == 0 and "may sign in again" not in result.output
+    assert result.output.strip() == (
+        "admin's own failures are forgotten (0 recent failed sign-in(s) no longer count), but 127.0.0.2 is locked "
+        "(20 failures across names): add --address 127.0.0.2"
+    )
+    assert login(admin, "admin").status_code == 429, "the address is locked still"
+
+    result = cli.invoke(args=["rewind", "users", "unlock", "admin", "--address", "127.0.0.2"])
+    assert result.exit_code == 0 and result.output.strip() == (
+        "admin may sign in again (0 recent failed sign-in(s) no longer count; "
+        "127.0.0.2: 20 recent failed sign-in(s) across names no longer count)"
+    )
+    assert login(admin, "admin").status_code == 302
+    last = events(app, "user.unlock")[-1]
+    assert json.loads(last.details) == {"user": "admin", "failures_forgotten": 0, "addresses": {"127.0.0.2": 20}}
+    assert len([e for e in events(app, "auth.login") if e.outcome == "failed"]) == 20, "they stay in the audit log"

@@ -223,9 +223,19 @@ def test_the_overview_and_dashboard_card_show_the_backup_age_against_the_rpo(as_
     assert '<option value="backups">' in client.get("/targets/shop/timeline").get_data(as_text=True)
 
 
+def verified_at(folder, when: datetime) -> str:
+    """A verified backup named for `when` (a copy of OLD's file): its name."""
+    name = f"backup_{when:%Y%m%d_%H%M%S}.sqlite.gpg"
+    (folder / name).write_bytes((folder / OLD).read_bytes())
+    Catalog(folder).record_verification(Catalog(folder).get(name), how="quick", ok=True, detail="ok", job_id=None)
+    return name
+
+
 def test_a_backup_dated_in_the_future_is_of_unknown_age_not_the_freshest(app, as_role, shop, tmp_path):
     """A clock skew between hosts: a verified backup named 61 minutes ahead showed "0 min old", within the RPO."""
     folder = tmp_path / "backups"
+    catalog = Catalog(folder)  # the only verified backup is the future-dated one
+    catalog.record_verification(catalog.get(OLD), how="quick", ok=False, detail="corrupt", job_id=None)
     ahead = f"backup_{datetime.now(UTC) + timedelta(minutes=61):%Y%m%d_%H%M%S}.sqlite.gpg"
     (folder / ahead).write_bytes((folder / OLD).read_bytes())
     Catalog(folder).record_verification(Catalog(folder).get(ahead), how="quick", ok=True, detail="ok", job_id=None)
@@ -245,6 +255,37 @@ def test_a_backup_dated_in_the_future_is_of_unknown_age_not_the_freshest(app, as
     listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
     assert listed.exit_code == 1, "no backup is known to be within the RPO: cron is told"
     assert listed.output.splitlines()[-1] == f"newest verified: {ahead} ({words}); RPO 60 min: AGE UNKNOWN"
+
+
+def test_a_future_dated_backup_does_not_hide_a_verified_one_from_five_minutes_ago(app, as_role, shop, tmp_path):
+    """QA: a skewed backup dated 61 min ahead was taken as the newest, so the RPO read AGE UNKNOWN though a backup
+    verified 5 minutes ago was there: the age and verdict are that one's; the future-dated one is a warning apart."""
+    folder = tmp_path / "backups"
+    now = datetime.now(UTC)
+    recent = verified_at(folder, now - timedelta(minutes=5))
+    ahead = verified_at(folder, now + timedelta(minutes=61))
+    words = "dated 61 min in the future: check the clocks of this host and the one that made it"
+    client = as_role(Role.VIEWER)
+    tab = client.get("/targets/shop/backups").get_data(as_text=True)
+    rpo = tab[tab.index('<p id="rpo">') :].split("</p>")[0]
+    assert re.search(rf"<code>{recent}</code>, [56] min old", rpo), rpo
+    assert '<span class="badge badge-ok">within the RPO</span>' in rpo and "age unknown" not in rpo
+    warning = tab[tab.index('id="future-backup"') :].split("</p>")[0]
+    assert f"the verified backup <code>{ahead}</code> is {words}" in warning
+    assert f"so the age above is that of <code>{recent}</code>" in warning
+    for url in ("/targets/shop", "/dashboard/cards"):
+        page = client.get(url).get_data(as_text=True)
+        line = re.search(r'<span class="badge badge-(\w+)">newest verified ([^<]*)', page)
+        assert line and line.group(1) == "warn", (url, line and line.group())  # within the RPO, but a clock is off
+        assert re.match(rf"[56] min ago \(RPO 60 min\): {recent}; {ahead} is {words}", html.unescape(line.group(2)))
+    index = client.get("/backups").get_data(as_text=True)
+    assert f"<code>{recent}</code>," in index and '<span class="badge badge-ok">ok</span> 60 min' in index
+    assert f"<code>{ahead}</code> is {words}" in index and "age unknown" not in index
+    listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert listed.exit_code == 0, listed.output
+    *_, warned, verdict = listed.output.splitlines()
+    assert warned == f"warning: {ahead} is verified but {words}; its age is unknown"
+    assert re.fullmatch(rf"newest verified: {recent} \([56] min old\); RPO 60 min: ok", verdict), verdict
 
 
 def test_an_operator_backs_up_a_kept_copy_from_its_button(app, as_role, shop):

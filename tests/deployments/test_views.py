@@ -2,7 +2,17 @@
 
 import re
 
+from app.audit.store import Actor
 from app.auth.roles import Role
+from app.extensions import db
+from app.jobs import runbook as runbooks
+from app.jobs import service
+from app.jobs.models import Job
+from app.statuses import ExitStatus
+from tests.conftest import wait_for
+from tests.deployments.test_traffic import form_of
+from tests.schema.conftest import shop, shop_target, target_db  # noqa: F401 - a schema the gate reads, for a revert
+from tests.schema.test_gate import upgrade_to_heads
 from tests.support.apps import post
 from tests.support.jobs import finished
 from tests.support.targets import git, write_targets_file
@@ -196,3 +206,62 @@ def test_the_commit_where_a_shallow_clone_stops_says_its_diff_is_not_what_it_cha
     assert "its history stops at this commit" in page and "git fetch --unshallow" in page
     inside = client.get(f"/targets/staging/commits/{code_target.commits[3]}").get_data(as_text=True)
     assert "history stops" not in inside
+
+
+def test_a_job_holding_the_target_greys_its_changes_and_a_posted_revert_is_busy_not_the_gate(
+    app,
+    users,
+    as_role,
+    runner,
+    shop_target,  # noqa: F811 - the fixture imported above
+):
+    """QA on staging: while a job held the target, Revert, Reset, Deploy and Restart stayed enabled, and a Revert
+    was answered by the schema gate's refusal, read from the checkout and schema that job was changing."""
+    pages = "/targets/shop/deployments"
+    upgrade_to_heads(app)  # the gate refuses a revert of "posts and index": its revision is in the database
+    posts = shop_target.commits["posts and index"]
+    admin = as_role(Role.ADMIN)
+    refused = post(admin, "/jobs", {"runbook": "revert", "target": "shop", "commits": posts, "next": pages})
+    assert refused.status_code == 303  # not busy yet: the gate speaks
+
+    with app.app_context():  # not through the client: its next page view shows the gate's refusal
+        sleep = runbooks.get("test.sleep")
+        job_id = service.enqueue(sleep, "shop", {"seconds": 60}, Actor(users[Role.ADMIN], "admin")).id
+
+    def running() -> bool:
+        with app.app_context():
+            return db.session.get(Job, job_id).state == "running"
+
+    wait_for(running, timeout=30)
+    try:
+        page = admin.get(pages).get_data(as_text=True)  # the gate's refusal is shown once, on this view
+        words = f"Wait for job #{job_id} (Sleep on a target, running) to end."
+        assert "The schema gate stopped the revert" in page
+        for label in ("Deploy", "Restart", "Revert", "Reset to here", "Downgrade, then revert", "Revert anyway"):
+            form = page[page.rindex("<form", 0, page.index(f">{label}</button>")) :]
+            button = form[form.index("<button") : form.index("</form>")]
+            assert " disabled>" in button[: button.index(">") + 1], (label, button)
+            assert f'<span class="hint why-disabled">{words}</span>' in button, (label, button)
+        for label in ("Verify health",):  # only reads the target: stays
+            assert f'<button type="submit">{label}</button>' in page
+
+        table = page[page.index('<table class="grid">') :]
+        action, fields = form_of(table[table.rindex("<form", 0, table.index(f'value="{posts}"')) :], "Revert")
+        assert fields["commits"] == posts and fields["seen_head"]
+        answer = admin.post(action, data=fields)
+        assert answer.status_code == 303
+        said = admin.get(pages).get_data(as_text=True)
+        assert f"shop is busy: job #{job_id} (Sleep on a target, started by admin) is running" in said
+        assert "schema gate" not in said.lower(), "the gate read a target another job is changing"
+
+        cli = app.test_cli_runner().invoke(
+            args=["rewind", "run", "shop", "revert", f"commits={posts}", "--as", "admin"]
+        )
+        assert cli.exit_code == ExitStatus.BUSY, (cli.exit_code, cli.output)
+        assert f"shop is busy: job #{job_id} (Sleep on a target, started by admin) is running" in cli.stderr
+        assert "gate" not in cli.output
+        with app.app_context():
+            assert db.session.query(Job).count() == 1, "nothing else was queued"
+    finally:
+        post(admin, f"/jobs/{job_id}/cancel")
+        finished(app, job_id)
