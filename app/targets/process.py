@@ -37,7 +37,6 @@ TAIL_LINES = 20
 LOG_TAIL_LINES = 40
 KILL_WAIT_S = 5.0
 RELOAD_TIMEOUT_S = 60.0  # old workers finishing their requests after a reload signal
-RELOAD_SETTLE_S = 2.0  # new workers watched this long after the old ones are gone: one that cannot load dies in it
 POLL_S = 0.05
 START_MARK = "Rewind starts:"  # the line Rewind writes to a managed application's log before it starts it
 RELOAD_MARK = "Rewind reloads pid"  # … and before it signals it to reload
@@ -710,54 +709,30 @@ class ManagedProcess:
             sink.tick()  # lets a job write out what it has logged while this waits
             time.sleep(POLL_S)
         took = time.monotonic() - started
-        # The old workers being gone says nothing of the new ones: they may still be loading the code, or die
-        # loading it (gunicorn then exits, a moment later). They are watched for RELOAD_SETTLE_S first: seen at
-        # once, new workers that were about to die read as "started" (QA: most reloads of code that cannot load).
-        # Still only the health check can tell they serve.
-        new_workers, gone = self._settle(pid, seen.start, old_workers, sink)
-        if new_workers is None:
+        # The old workers being gone says nothing of the new ones: they may still be loading the code, or have
+        # died loading it (gunicorn then exits). Say what is seen now; only the health check can tell they serve.
+        if not _alive(pid) or _start_ticks(pid) != seen.start:
             sink.line(
                 "out",
                 f"pid {pid} exited after {sig.name} once its old workers were retired (its new workers may have "
                 "failed to start: see its log); starting",
             )
             return False
+        new_workers = set(_group_members(pid)) - old_workers - {pid}
         retired = f"reloaded pid {pid} in {took:.1f} s: its {_workers(len(old_workers))} retired"
         if not new_workers:
-            ended = f" ({len(gone)} started and exited within {RELOAD_SETTLE_S:g} s)" if gone else ""
             sink.line(
                 "out",
-                f"{retired}, but no new worker runs{ended} (they may have failed to start: see its log); the health "
-                "check tells whether it serves",
-            )
-        elif gone:
-            sink.line(
-                "out",
-                f"{retired}, but {len(gone)} new worker(s) exited within {RELOAD_SETTLE_S:g} s ({len(new_workers)} "
-                "run now; they may be failing to load the code: see its log); the health check tells whether it serves",
+                f"{retired}, but no new worker runs (they may have failed to start: see its log); the health check "
+                "tells whether it serves",
             )
         else:
             sink.line(
                 "out",
-                f"{retired} and {_workers(len(new_workers), 'new')} started, still running {RELOAD_SETTLE_S:g} s "
-                "later; whether they load the code and serve is for the health check to tell",
+                f"{retired} and {_workers(len(new_workers), 'new')} started; whether they load the code and serve "
+                "is for the health check to tell",
             )
         return True
-
-    def _settle(self, pid: int, start: int | None, old: set[int], sink: Sink) -> tuple[set[int] | None, set[int]]:
-        """Watch a reloaded master's new workers for RELOAD_SETTLE_S: (those running then, those seen that exited
-        meanwhile); (None, …) when the master itself exited."""
-        seen: set[int] = set()
-        until = time.monotonic() + RELOAD_SETTLE_S
-        while True:
-            if not _alive(pid) or _start_ticks(pid) != start:
-                return None, seen
-            now = set(_group_members(pid)) - old - {pid}
-            seen |= now
-            if time.monotonic() >= until:
-                return now, seen - now
-            sink.tick()
-            time.sleep(POLL_S)
 
     # --- helpers --------------------------------------------------------------------------------
 
