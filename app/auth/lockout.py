@@ -79,22 +79,18 @@ def unlock(username: str) -> int:
     """Forget the name's recent failures, so its owner may sign in again now; how many were forgotten.
 
     The failures stay in the audit log; only the count that drives the lock-out goes."""
-    since = utcnow() - WINDOW
-    gone = db.session.execute(
-        delete(LoginAttempt).where(
-            LoginAttempt.username == username, LoginAttempt.succeeded.is_(False), LoginAttempt.at > since
-        )
-    )
-    return gone.rowcount
+    return _forget(LoginAttempt.username == username)
 
 
 def unlock_address(address: str) -> int:
     """Forget the address's recent failures, whatever names they tried; how many were forgotten."""
+    return _forget(LoginAttempt.address == address)
+
+
+def _forget(condition) -> int:
     since = utcnow() - WINDOW
     gone = db.session.execute(
-        delete(LoginAttempt).where(
-            LoginAttempt.address == address, LoginAttempt.succeeded.is_(False), LoginAttempt.at > since
-        )
+        delete(LoginAttempt).where(condition, LoginAttempt.succeeded.is_(False), LoginAttempt.at > since)
     )
     return gone.rowcount
 
