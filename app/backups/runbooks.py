@@ -40,7 +40,7 @@ from app.backups.restore import (
 )
 from app.backups.setup import BackupSetup, setup_of
 from app.backups.steps import failure_recorded, make_backup, setup_for, take_backup, verify_backup
-from app.backups.undo import unseen_swap
+from app.backups.undo import swapped_since, unseen_swap
 from app.backups.verify import check_checksum, check_envelope, quick_verify
 from app.extensions import db
 from app.jobs import steps
@@ -319,6 +319,11 @@ def check_undo(ctx: JobContext) -> None:
         ctx.log(f"  ✓ the pre-restore copy {pre} is there")
         if why := _past_an_unseen_swap(ctx.target, found, ctx.params.get("seen_swap")):
             raise StepFailed(f"{why}: nothing was changed")  # a swap made while this undo waited in the queue
+        if later := swapped_since(ctx.target, [found]).get(pre):  # seen, and confirmed: said, as the job's own record
+            ctx.log(
+                f"  ! live was swapped again since {pre} was made (job #{later.job_id}, {later.at:%Y-%m-%d %H:%M:%S} "
+                "UTC): this undo goes back past that swap too, as confirmed"
+            )
         _name_copies(ctx, setup, ("undone",))
     ctx.state["restored_at"] = found.time.isoformat()
     ctx.progress(1.0, "copies checked")

@@ -725,3 +725,22 @@ def test_what_a_restore_rolls_back_says_no_rows_when_nothing_was_written_after_i
     assert "at least 0" not in text and "stay readable" not in text
     cli = app.test_cli_runner().invoke(args=["rewind", "backups", "rolls-back", "shop", name])
     assert f"restoring {name} now rolls back no rows written after it" in cli.output, cli.output
+
+
+def test_a_restore_s_page_and_an_undo_s_log_say_a_later_swap_it_goes_back_past(app, as_role, shop, runner):
+    """QA: only the Undo button's question said that a later restore had swapped live since; the restore's own page
+    now says it too, and an undo confirmed past it says so in its log, the job's own record."""
+    restore = _restore_job(app)
+    later = _swap_job(app, datetime(2025, 7, 1, tzinfo=UTC))
+    admin = as_role(Role.ADMIN)
+    page = admin.get(f"/jobs/{restore}").get_data(as_text=True)
+    note = page[page.index('id="swapped-since-restore"') :].split("</p>")[0]
+    assert f">job #{later}</a>" in note and "Undoing this restore goes back past it too." in note
+    undo = _form_of(page, "Undo restore")
+    assert _hidden(undo)["seen_swap"] == str(later)
+    response = post(admin, "/jobs", {**_hidden(undo), "next": f"/jobs/{restore}"})
+    _, view = finished(app, int(response.headers["Location"].rsplit("/", 1)[1]))  # it may fail later: shop has no app
+    said = "this undo goes back past that swap too, as confirmed"
+    text = "\n".join(line for _, _, line in view.lines)
+    assert f"live was swapped again since shop.db.pre_restore_20240101000000 was made (job #{later}," in text, text
+    assert said in text
