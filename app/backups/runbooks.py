@@ -88,8 +88,8 @@ def _past_an_unseen_swap(target: str, copy: Copy, seen: int | None) -> str | Non
 
 def check_undo_params(params: dict, target: str | None) -> None:
     """Queued only when the person was told of every swap the undo goes back past (a page drawn before a later
-    restore, or a shell that never showed it, would otherwise undo that restore too, unsaid)."""
-    confirm_protected(params, target)
+    restore, or a shell that never showed it, would otherwise undo that restore too, unsaid). Before the typed name
+    (Runbook.precheck): a shell says so before asking for it."""
     setup = _setup_param(target, "pre_restore")
     copy = next((c for c in copies(setup) if c.name == params["pre_restore"]), None)
     if copy is None:  # there a moment ago (check_pre_restore), dropped since
@@ -763,7 +763,8 @@ register(
             ),
             CONFIRM,
         ),
-        check=check_undo_params,
+        precheck=check_undo_params,
+        check=confirm_protected,
         steps=(
             Step("check", "Check the copies", check_undo),
             CHECKPOINT,

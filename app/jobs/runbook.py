@@ -137,6 +137,8 @@ class Runbook:
     needs_target: bool = True
     # Runs once with the parsed params before queueing: cross-field checks.
     check: Callable[[dict, str | None], None] | None = None
+    # Cross-field checks that need no typed confirmation: run before a shell asks for the target's name too.
+    precheck: Callable[[dict, str | None], None] | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
     # For a runbook that changes nothing but, with some params, works the target's server hard or beside
     # its live database (a restore test fills and drops a scratch copy): holds the target as a change does.
@@ -190,9 +192,9 @@ class Runbook:
         """Every value but the typed confirmation, each on its own: a shell asks for the target's name only once
         the rest is right (a typo found after typing it wastes a minute of an incident)."""
         self.refuse_unknown(raw)
-        for p in self.params:
-            if p is not CONFIRM:
-                p.parse(raw.get(p.name), target)
+        values = {p.name: p.parse(raw.get(p.name), target) for p in self.params if p is not CONFIRM}
+        if self.precheck:
+            self.precheck(values, target)
 
     def parse_params(self, raw: Mapping[str, str], target: str | None) -> dict:
         self.refuse_unknown(raw)
@@ -201,6 +203,8 @@ class Runbook:
             typed = (raw.get(p.name) or "").strip()
             if p.keep_typed and typed and typed != values[p.name]:
                 values[p.keep_typed] = typed
+        if self.precheck:
+            self.precheck(values, target)
         if self.check:
             self.check(values, target)
         return values

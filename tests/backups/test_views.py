@@ -744,3 +744,14 @@ def test_a_restore_s_page_and_an_undo_s_log_say_a_later_swap_it_goes_back_past(a
     text = "\n".join(line for _, _, line in view.lines)
     assert f"live was swapped again since shop.db.pre_restore_20240101000000 was made (job #{later}," in text, text
     assert said in text
+
+
+def test_on_a_protected_target_the_shell_refuses_an_unseen_swap_before_asking_for_the_name(app, as_role, shop):
+    """Review: the shell asked for the typed name first, then refused the undo for a swap it had not shown."""
+    shop(protected=True)
+    later = _swap_job(app, datetime(2025, 7, 1, tzinfo=UTC))
+    args = ["rewind", "run", "shop", "undo_restore", "pre_restore=shop.db.pre_restore_20240101000000", "--as", "admin"]
+    result = app.test_cli_runner().invoke(args=args, input="shop\n")
+    assert result.exit_code == 6, result.output
+    assert "Type shop" not in result.output and "type its name" not in result.output, result.output
+    assert f"job #{later} put another database in place" in result.output, result.output
