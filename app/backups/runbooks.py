@@ -48,6 +48,7 @@ from app.jobs.context import JobCancelled, JobContext
 from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
+from app.jobs.swaps import Swap
 from app.targets.errors import TargetError
 
 assert captures.BACKUP  # registered on import: every checkpoint records the newest verified backup
@@ -74,12 +75,12 @@ def check_backup(value: str, target: str | None) -> str:
         raise ParamError("backup", exc.message) from None
 
 
-def _past_an_unseen_swap(target: str, copy: Copy, seen: int | None) -> str | None:
-    """Why an undo of `copy` must not run as asked: it would go back past a swap the person was not told of."""
+def _past_an_unseen_swap(target: str, copy: Copy, seen: int | None) -> tuple[Swap, str] | None:
+    """The swap an undo of `copy` would go back past though the person was not told of it, and why, in words."""
     later = unseen_swap(target, copy, seen)
     if later is None:
         return None
-    return (
+    return later, (
         f"live has been swapped since {copy.name} was made: job #{later.job_id} put another database in place "
         f"({later.at:%Y-%m-%d %H:%M:%S} UTC), and this undo would go back past it too. Look at the Backups tab "
         "again and confirm there"
@@ -94,8 +95,8 @@ def check_undo_params(params: dict, target: str | None) -> None:
     copy = next((c for c in copies(setup) if c.name == params["pre_restore"]), None)
     if copy is None:  # there a moment ago (check_pre_restore), dropped since
         raise ParamError("pre_restore", f"{params['pre_restore']} is no longer there: it was dropped or put back since")
-    if why := _past_an_unseen_swap(target, copy, params.get("seen_swap")):
-        later = unseen_swap(target, copy, params.get("seen_swap"))
+    if past := _past_an_unseen_swap(target, copy, params.get("seen_swap")):
+        later, why = past
         raise ParamError("seen_swap", why, from_shell=f"add seen_swap={later.job_id} to go back past it on purpose")
 
 
@@ -317,8 +318,8 @@ def check_undo(ctx: JobContext) -> None:
         if found is None:
             raise StepFailed(f"{pre} is no longer there (dropped since the job was queued): nothing was changed")
         ctx.log(f"  ✓ the pre-restore copy {pre} is there")
-        if why := _past_an_unseen_swap(ctx.target, found, ctx.params.get("seen_swap")):
-            raise StepFailed(f"{why}: nothing was changed")  # a swap made while this undo waited in the queue
+        if past := _past_an_unseen_swap(ctx.target, found, ctx.params.get("seen_swap")):
+            raise StepFailed(f"{past[1]}: nothing was changed")  # a swap made while this undo waited in the queue
         if later := swapped_since(ctx.target, [found]).get(pre):  # seen, and confirmed: said, as the job's own record
             ctx.log(
                 f"  ! live was swapped again since {pre} was made (job #{later.job_id}, {later.at:%Y-%m-%d %H:%M:%S} "
@@ -535,7 +536,12 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
     half_done = None
     # Marked before the rename, so a process killed during it counts as a swap (undo and the flags' plans then say
     # so); a swap that failed with live unchanged takes the mark back. A half-done one keeps it: its fix renames.
-    ctx.swapped(outgoing)
+    # Not marked (Rewind's database failing), nothing is renamed: the guards that read the mark would miss it.
+    if not ctx.swapped(outgoing):
+        raise StepFailed(
+            f"Rewind could not record the swap in its own database, so nothing was renamed ({live} is unchanged; "
+            f"{_start_again(ctx)} on it; {label} is kept as {incoming})"
+        )
     try:
         with steps.adapter_errors(ctx):
             try:
@@ -548,9 +554,8 @@ def _swap(ctx: JobContext, setup: BackupSetup, *, incoming: str, outgoing: str, 
         ctx.log(f"the swap failed; {live} is unchanged, {incoming} is still there; starting {ctx.target} again")
         unmade = "pre-restore" if label == "the restored copy" else "undone"
         kept = f"{label} is kept as {incoming}; no {unmade} copy was made"
-        started = _start_again(ctx)  # first: the app must not stay stopped for Rewind's bookkeeping
-        ctx.swapped(None)
-        raise StepFailed(f"{exc} ({live} is unchanged; {started} on it; {kept})") from None
+        ctx.swapped(None)  # never raises; before the start, which may take minutes (a kill then leaves no false mark)
+        raise StepFailed(f"{exc} ({live} is unchanged; {_start_again(ctx)} on it; {kept})") from None
     if half_done is not None:  # starting the app now would find no database of its name: left stopped
         raise StepFailed(
             ctx.redact(f"{half_done.message}. {ctx.target} is left stopped. Fix: {half_done.fix}; then start it.")

@@ -124,21 +124,22 @@ class JobContext:
         """
         self._note_on_job({"standing": self.redact(text)[:1000]}, "where things stand")
 
-    def swapped(self, kept_as: str | None) -> None:
+    def swapped(self, kept_as: str | None) -> bool:
         """Mark, durably, that live is now another database, the replaced one kept as `kept_as` (None: the job
         swapped it back).
 
-        At the rename itself, so a job that fails or is killed afterwards still counts as the swap it made.
+        At the rename itself, so a job that fails or is killed afterwards still counts as the swap it made. Whether
+        it was recorded: a swap whose mark could not be written is not made.
         """
         what = f"that live is now the database it swapped in (kept {kept_as})" if kept_as else "the swap back"
-        self._note_on_job({"swapped_at": utcnow() if kept_as else None, "swapped_out": kept_as}, what)
+        return self._note_on_job({"swapped_at": utcnow() if kept_as else None, "swapped_out": kept_as}, what)
 
-    def _note_on_job(self, values: dict, what: str) -> None:
+    def _note_on_job(self, values: dict, what: str) -> bool:
         """Write facts on the job's row, from the job's thread; never raises. Called with the application stopped
         mid-swap, a failed write to Rewind's own database must not keep the swap, or the start after it, from
         happening: the job's log says what could not be recorded."""
         if threading.get_ident() != self._thread:
-            return
+            return False
         try:
             db.session.execute(update(Job).where(Job.id == self.job_id).values(**values))
             db.session.commit()
@@ -146,6 +147,8 @@ class JobContext:
             db.session.rollback()
             log.exception("job %s: could not record %s", self.job_id, what)
             self.line("err", f"! Rewind could not record {what} in its own database ({type(exc).__name__})")
+            return False
+        return True
 
     def verified(self, passed: bool, detail: str) -> None:
         self.verification = (passed, self.redact(strip_ansi(detail)))

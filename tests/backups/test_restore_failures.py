@@ -262,3 +262,21 @@ def test_a_restore_killed_after_its_swap_counts_as_the_swap_it_made(app, users, 
         if process is not None and process.poll() is None:
             process.kill()
         back_to_managed(app, data_target)
+
+
+def test_a_swap_whose_mark_cannot_be_recorded_is_not_made_and_live_serves_on(app, runner, data_target, monkeypatch):
+    """Review: the mark the undo's and the flags' guards read could fail to be written (Rewind's own database
+    failing) and the swap went ahead unmarked. Now nothing is renamed: the app starts again on live, untouched.
+    (The write's failure is stood in for here; JobContext's own test fails it for real.)"""
+    from app.jobs.context import JobContext
+
+    real = JobContext.swapped
+    monkeypatch.setattr(JobContext, "swapped", lambda self, kept_as: False if kept_as else real(self, kept_as))
+    name, before = _restore_after_a_change(app, data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert "Rewind could not record the swap in its own database, so nothing was renamed" in job.result, job.result
+    assert "staging was started again and is healthy" in job.result, job.result
+    assert data_target.snapshot() == before  # live, untouched
+    assert health(data_target.code)[0] == 200
+    assert [c for c in copies(data_target) if "pre_restore" in c] == []  # nothing renamed
