@@ -411,7 +411,7 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
         if exact:
             wanted = record.state if record else (first[1].get("old") if first else None)
         else:
-            wanted = _state_then(flag_name, current, record, first, moment, swapped_at, first_look)
+            wanted = _state_then(flag_name, current, record, first, moment, swapped_at, first_look, base is not None)
         if wanted is UNKNOWN:
             if current is not None:
                 the_plan.unknown.append(current)
@@ -499,6 +499,7 @@ def _state_then(
     moment: datetime,
     swapped_at: datetime | None = None,
     first_look: history.Seen | None = None,
+    based: bool = False,
 ) -> Any:
     """How one flag was at the moment (None: absent), from what Rewind can prove, or UNKNOWN.
 
@@ -514,10 +515,10 @@ def _state_then(
     moment. What a row (or a write that found it) says from then on is of that other database, not of the moment:
     Rewind's own record at or before the moment stands instead, as a checkpoint chosen as the moment does. A flag
     Rewind created after the swap (its first change after the moment found no row) was absent then if Rewind's
-    record has no trace of it up to that creation: no record at the moment (a checkpoint then lacks it, or there
-    is none and Rewind never changed it before), nor in Rewind's first look at the flags (`first_look`, asked
-    when there is no checkpoint at or before the moment) if that came before the creation. A flag that existed
-    then (Rewind's record says so) and was missing from the database swapped in keeps its state then.
+    record proves it: a checkpoint at or before the moment lacks it (`based`), or, with none, Rewind's first look
+    at the flags (`first_look`) lacks it and was taken before both the swap and the creation (a look after the swap
+    saw the swapped-in database). Else it is unknown. A flag that existed then (Rewind's record says so) and was
+    missing from the database swapped in keeps its state then.
     """
     if first is not None and (swapped_at is None or first[0].ts < swapped_at):
         event, change = first
@@ -528,8 +529,9 @@ def _state_then(
     if swapped_at is not None:
         if record is not None:
             return record.state
-        if first is not None and first[1].get("old") is None and not _seen_before(name, first[0], first_look):
-            return None  # created by Rewind, which had no record of it before: absent then
+        created = first is not None and first[1].get("old") is None
+        if created and (based or _absent_at_first_look(name, first[0], first_look, swapped_at)):
+            return None  # created by Rewind, whose record proves it absent before: absent then
         return UNKNOWN
     if row is not None and row.updated_at is not None:
         return _as_it_was(row.enabled, row.updated_at, record, moment)
@@ -538,9 +540,13 @@ def _state_then(
     return UNKNOWN
 
 
-def _seen_before(name: str, created: history.FlagEvent, first_look: history.Seen | None) -> bool:
-    """Whether Rewind's first look at the flags, taken before it created this one, found it already there."""
-    return first_look is not None and first_look.at < created.ts and name in first_look.states
+def _absent_at_first_look(
+    name: str, created: history.FlagEvent, first_look: history.Seen | None, swapped_at: datetime
+) -> bool:
+    """Whether Rewind's first look at the flags, taken before the swap and before it created this one, lacked it."""
+    if first_look is None:
+        return False
+    return first_look.at < swapped_at and first_look.at < created.ts and name not in first_look.states
 
 
 def again(target: Target, the_plan: Plan) -> Plan | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import datetime, timedelta
 
@@ -378,3 +379,21 @@ def test_a_flag_rewind_created_after_a_swap_with_no_record_at_the_moment_is_told
     assert "<code>fresh</code>" in _section(page, CREATED), page
     unknown = _section(page, UNKNOWN)
     assert "<code>early</code>: on now" in unknown and "fresh" not in unknown
+
+
+def test_a_first_look_taken_after_the_swap_proves_nothing_of_the_moment(flag_app, flagdb, as_role):
+    """Review: Rewind's first look came after a restore swapped in a backup without `ghost`, which the application
+    had at the moment; Rewind then created it. That look saw the swapped-in database, not live at the moment: how
+    `ghost` was then is unknown, not "created since"."""
+    admin = as_role(Role.ADMIN)
+    flagdb.add("ghost", True, at=utcnow() - timedelta(minutes=5))  # the application's, before the moment
+    moment = utcnow()
+    _swapped_in_backup(flag_app)
+    flagdb.execute("DELETE FROM feature_flags WHERE name = %s", ("ghost",))  # the backup had none
+    admin.get("/targets/web/flags")  # Rewind's first look, after the swap: no `ghost`
+    assert post(admin, "/targets/web/flags/new", {"flag": "ghost", "enabled": "off"}).status_code == 303
+
+    page = html.unescape(plan_page(client=admin, query=f"as_of={moment.isoformat()}"))
+    assert "ghost" not in _section(page, CREATED), page
+    # unknown, and the moment before Rewind's first record: refused whole, rather than a plan that guesses
+    assert "is before Rewind's first record of web's flags" in page and "choose a later moment" in page, page
