@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from app.backups.catalog import Backup, Catalog, CatalogError, NoAccess, access, manifest_path, sync_dir
+from app.backups.status import ahead_of
 
 
 def plan(backups: list[Backup], keep_last: int | None, keep_daily_days: int, now: datetime) -> list[Backup]:
@@ -28,8 +29,14 @@ def plan(backups: list[Backup], keep_last: int | None, keep_daily_days: int, now
         if now - b.time <= timedelta(days=keep_daily_days) and day not in seen_days:
             seen_days.add(day)
             keep.add(b.id)
+    # Not one dated in the future (a clock skew): it proves no recent backup, and must not let the real newest go.
     newest_verified = next(
-        (b for b in sorted(backups, key=lambda b: b.time, reverse=True) if b.state.is_verified), None
+        (
+            b
+            for b in sorted(backups, key=lambda b: b.time, reverse=True)
+            if b.state.is_verified and ahead_of(b.time, now) is None
+        ),
+        None,
     )
     if newest_verified is not None:
         keep.add(newest_verified.id)

@@ -151,6 +151,8 @@ def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):
     if target.config.env_file is None:
         return _without_env_file(name, runbook, raw)
     try:
+        # Busy first: the parameters' checks read the env file, which another job may be rewriting.
+        service.refuse_if_busy(runbook, name, raw, Actor.of(current_user))
         params = runbook.parse_params(raw if sealed is None else {**raw, "sealed": sealed}, name)
         job = service.enqueue(runbook, name, params, Actor.of(current_user))
     except (ParamError, service.JobRefused) as exc:

@@ -177,3 +177,18 @@ def test_a_verification_a_manifest_claims_with_anything_but_true_is_no_pass_and_
     assert [b.state for b in backups[:3]] == ["failed", "verified", "verified"]  # newest first
     doomed = retention.plan(backups, 1, 0, datetime(2024, 2, 1, tzinfo=UTC))
     assert [b.id for b in doomed] == [names[0]]  # the newest verified is the one truly verified, names[1]
+
+
+def test_a_backup_dated_in_the_future_does_not_let_retention_delete_the_real_newest_verified(tmp_path):
+    """Review: a verified backup dated ahead (a clock skew) counted as the newest verified, so with keep_last = 1
+    the real newest verified one, a day older and not among the last one kept, was deleted."""
+    from datetime import UTC, datetime
+
+    folder = folder_of(tmp_path)
+    real = own(folder, 10)  # verified, the real newest
+    unverified = own(folder, 11, verified=False)
+    ahead = own(folder, 20)  # verified, but dated ahead of "now" below
+    now = datetime(2024, 1, 12, tzinfo=UTC)
+    doomed = {b.id for b in retention.plan(Catalog(folder).backups(), 1, 0, now)}
+    assert real not in doomed and ahead not in doomed, doomed  # the last one kept, and the real newest verified
+    assert unverified in doomed

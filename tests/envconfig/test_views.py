@@ -473,3 +473,34 @@ def test_a_restore_or_edit_of_a_target_without_an_env_file_is_refused_saying_so_
         ("config_edit", "Nothing was changed: staging has no env file."),
     ]
     assert all(row.outcome == "denied" for row in audit_rows(app, "job.queued")) and no_job_queued(app)
+
+
+def test_a_restore_while_another_job_holds_the_target_is_refused_as_busy_not_as_stale(app, as_role, env_target, runner):
+    """Review: the restore's checks read the env file before the busy check, so a job rewriting it answered for the
+    busy target with a stale-page refusal; the busy target is said first, naming the job."""
+    from app.audit.store import Actor
+    from app.jobs import runbook as runbooks
+    from app.jobs import service
+    from app.jobs.models import Job
+    from tests.conftest import wait_for
+    from tests.support.jobs import finished
+
+    first, _ = two_versions(app, env_target)
+    client = as_role(Role.OPERATOR)
+    digest = shown_digest(client.get("/targets/staging/config").get_data(as_text=True))
+    env_target.env_path.write_text(GOOD + "LATE=1\n")  # as a job rewriting it would leave it, mid-way
+    with app.app_context():
+        book = runbooks.get("test.sleep")
+        job_id = service.enqueue(
+            book, "staging", book.parse_params({"seconds": "60"}, "staging"), Actor(None, "ops")
+        ).id
+        wait_for(lambda: db.session.get(Job, job_id).state == "running" or db.session.commit(), timeout=30)
+    try:
+        answer = post(client, "/targets/staging/config/restore", {"version": first, "expect": digest})
+        page = html.unescape(client.get(answer.headers["Location"]).get_data(as_text=True))
+        assert f"staging is busy: job #{job_id} (Sleep on a target" in page, page
+        assert "the env file of staging changed on disk" not in page  # the stale refusal, answering for a busy one
+    finally:
+        with app.app_context():
+            service.cancel(db.session.get(Job, job_id), Actor(None, "ops"))
+        finished(app, job_id)
