@@ -10,6 +10,7 @@ from app.envconfig.suspect import changed_since
 from app.statuses import EnvSource, Outcome
 from app.targetpage.summaries import register_summary
 from app.targetpage.timeline import Kind, register_kind
+from app.targets.errors import TargetError
 from app.targets.target import Target
 from app.timetags import time_tag
 
@@ -52,7 +53,11 @@ def config_line(target: Target) -> list[tuple[str, str, str]]:
     if newest is None:
         return [("Config", "no version recorded yet: open the Config tab or take a snapshot", "neutral")]
     when = time_tag(newest.created_at)  # in the reader's zone, as every time on the page
-    if (modified := changed_since(target, newest)) is not None:  # before the health monitor's next look records it
+    modified = changed_since(target, newest)
+    if isinstance(modified, TargetError):  # gone or not allowed: the likeliest cause of a failing app
+        text = Markup("version #{}: the file cannot be read: {}").format(newest.id, modified.in_words())
+        return [("Config", text, "bad")]
+    if modified is not None:  # before the health monitor's next look records it
         text = Markup("the file differs from version #{}: changed outside Rewind (modified {})")
         return [("Config", text.format(newest.id, time_tag(modified)), "warn")]
     if newest.source == EnvSource.OUTSIDE.value:

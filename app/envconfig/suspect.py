@@ -16,12 +16,13 @@ from app.targets.target import Target
 LATELY = timedelta(hours=1)  # an outside change older than this is no longer news at a failure
 
 
-def changed_since(target: Target, newest: EnvVersion) -> datetime | None:
-    """When the file on disk was modified, if it is no longer the newest version Rewind recorded (UTC)."""
+def changed_since(target: Target, newest: EnvVersion) -> datetime | TargetError | None:
+    """When the file on disk was modified, if it is no longer the newest version Rewind recorded (UTC); the error,
+    when it cannot be read (gone, not allowed): then the likeliest cause of all."""
     try:
         state = store.current_state(target)
-    except TargetError:
-        return None  # the Config tab says why it cannot be read
+    except TargetError as exc:
+        return exc
     if newest.file_digest == keys.file_digest(target.instance_dir, state.content):
         return None
     return datetime.fromtimestamp(state.mtime, tz=UTC)
@@ -34,7 +35,11 @@ def changed_outside(target: Target) -> str | None:
     newest = store.newest(target.name)
     if newest is None:
         return None
-    if (modified := changed_since(target, newest)) is not None:
+    modified = changed_since(target, newest)
+    if isinstance(modified, TargetError):
+        why = modified.in_words()
+        return f"{target.name}'s env file cannot be read: {why}; the Config tab puts version #{newest.id} back"
+    if modified is not None:
         return (
             f"{target.name}'s env file differs from its version #{newest.id}: it was changed outside Rewind "
             f"(modified {modified:%H:%M:%S} UTC); the Config tab shows what changed and puts version #{newest.id} back"

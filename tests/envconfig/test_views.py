@@ -300,6 +300,10 @@ def test_the_overview_and_dashboard_card_name_the_env_version_in_force(app, as_r
     for url in ("/targets/staging", "/dashboard/cards"):
         page = client.get(url).get_data(as_text=True)
         assert f"the file differs from version #{second}: changed outside Rewind (modified <time" in page, url
+    env_target.env_path.unlink()  # review: a file gone read as "unchanged", the card green
+    for url in ("/targets/staging", "/dashboard/cards"):
+        page = client.get(url).get_data(as_text=True)
+        assert f'badge-bad">version #{second}: the file cannot be read: ' in page, url
 
 
 @pytest.mark.parametrize("how", ["snapshot", "outside"])
