@@ -379,6 +379,12 @@ def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone(app, users, as_
         assert db.session.scalars(select(AuditEvent).where(AuditEvent.action == "job.queued")).all()[-1].outcome == "ok"
     after = admin.get(f"/jobs/{restore.id}").get_data(as_text=True)
     assert 'id="job-finished"' in after and "Undo restore</button>" not in after, "already undone"
+    # The same Undo from a page drawn before it (QA: "… is not a pre-restore copy (there are: …)"): said as done.
+    undo_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    again = post(admin, "/jobs", {**_hidden(undo), "next": f"/jobs/{restore.id}"}, follow_redirects=True)
+    assert f"{pre} was already put back by job #{undo_id}: nothing was changed" in html.unescape(
+        again.get_data(as_text=True)
+    )
 
 
 def _restore_job(app, state: str = "succeeded") -> int:
