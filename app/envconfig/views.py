@@ -157,7 +157,6 @@ def _enqueue(name: str, runbook, raw: dict, sealed: str | None = None):
         job = service.enqueue(runbook, name, params, Actor.of(current_user))
     except (ParamError, service.JobRefused) as exc:
         if isinstance(exc, ParamError):
-            db.session.rollback()
             return _refused(name, runbook, raw, exc.param, exc.problem, str(exc))
         flash(str(exc), "error")
         return formstate.send_back(runbook.name, name, raw, {}, url_for("envconfig.tab", name=name))
@@ -173,12 +172,7 @@ def _without_env_file(name: str, runbook, raw: dict):
 
 def _refused(name: str, runbook, raw: dict, field: str, problem: str, said: str):
     """A refused restore or edit: audited, flashed, and sent back to its form with the reason beside `field`."""
-    record_and_commit(
-        "job.queued",
-        outcome=Outcome.DENIED,
-        target=name,
-        details={"runbook": runbook.name, "reason": said, "params": raw},
-    )
+    service.not_queued(runbook.name, said, target=name, params=raw)
     flash(said, "error")
     return formstate.send_back(runbook.name, name, raw, {field: problem}, url_for("envconfig.tab", name=name))
 

@@ -153,14 +153,7 @@ def _confirm(book: runbooks.Runbook, target: str | None, raw: dict[str, str], ye
 
 def _refuse_param(book: runbooks.Runbook, target: str | None, actor: Actor, exc: runbooks.ParamError) -> NoReturn:
     """Audit a parameter's refusal as the web form does, then stop with it: nothing was queued."""
-    db.session.rollback()
-    record_and_commit(
-        "job.queued",
-        outcome=Outcome.DENIED,
-        actor=actor,
-        target=target,
-        details={"runbook": book.name, "reason": str(exc), "via": VIA},
-    )
+    service.not_queued(book.name, str(exc), target=target, actor=actor, via=VIA)
     names = ", ".join(p.name for p in book.params) or "none"
     typed = f": {exc.param}=…" if exc.label else ""  # "Down to revision is required": say what to type
     shell = f"; from the shell, {exc.from_shell}" if exc.from_shell else ""

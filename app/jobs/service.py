@@ -90,16 +90,19 @@ def _can(actor: Actor) -> Callable[[Role], bool]:
     return can
 
 
+def not_queued(
+    runbook: str, reason: str, *, target: str | None = None, actor: Actor | None = None, via: str | None = None, **more
+) -> None:
+    """Audit a job that was not queued, and why, in the one row every door writes (nothing else in the transaction:
+    what the refused request had begun is rolled back first). `actor` None: the signed-in person."""
+    db.session.rollback()
+    details = _via({"runbook": runbook, "reason": reason, **more}, via)
+    record_and_commit("job.queued", outcome=Outcome.DENIED, actor=actor, target=target, details=details)
+
+
 def _refuse_busy(runbook: Runbook, target: str, running: Job, actor: Actor, via: str | None) -> None:
     """Audit the refusal of a job for a target another job holds, then raise BusyTarget naming that job."""
-    db.session.rollback()
-    record_and_commit(
-        "job.queued",
-        outcome=Outcome.DENIED,
-        actor=actor,
-        target=target,
-        details=_via({"runbook": runbook.name, "reason": "target busy", "busy_job": running.id}, via),
-    )
+    not_queued(runbook.name, "target busy", target=target, actor=actor, via=via, busy_job=running.id)
     raise BusyTarget(target, running)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit import store as audit_store
-from app.audit.store import Actor, record_and_commit
+from app.audit.store import Actor
 from app.auth import sessions
 from app.auth.guards import refuse, requires, target_asked
 from app.auth.roles import Role
@@ -30,7 +30,7 @@ from app.jobs.models import Job
 from app.jobs.runner import interrupt_if_dead
 from app.jobs.socketcap import CLOSE_CODE, SocketCap
 from app.pagination import keyset_page, parse_cursor
-from app.statuses import ACTIVE_JOB_STATES, JobState, Outcome
+from app.statuses import ACTIVE_JOB_STATES, JobState
 from app.targets.registry import UnknownTarget
 from app.wording import sentence
 
@@ -146,23 +146,14 @@ def start():
         params = book.parse_params(raw, target)
         job = service.enqueue(book, target, params, Actor.of(current_user))
     except UnknownTarget as exc:
-        db.session.rollback()
-        record_and_commit(
-            "job.queued", outcome=Outcome.DENIED, details={"runbook": book.name, "reason": "unknown target"}
-        )
+        service.not_queued(book.name, "unknown target")
         abort(404, description=f"{sentence(str(exc))}.")
     except (runbooks.ParamError, service.JobRefused) as exc:
         status = 409 if isinstance(exc, service.JobRefused) else 400
         errors = {}
         if isinstance(exc, runbooks.ParamError):
             errors[exc.param] = exc.problem
-            db.session.rollback()
-            record_and_commit(
-                "job.queued",
-                outcome=Outcome.DENIED,
-                target=target,
-                details={"runbook": book.name, "reason": str(exc)},
-            )
+            service.not_queued(book.name, str(exc), target=target)
         flash(str(exc), "error")
         # An oversized value is not sent back: the form shows the field empty with the error.
         values = {"target": target or "", **{k: "" if runbooks.too_long(v) else v for k, v in raw.items()}}
