@@ -125,11 +125,11 @@ def test_closing_on_a_browser_that_stopped_reading_never_blocks():
         "HTTP_SEC_WEBSOCKET_VERSION": "13",
     }
     ws = Server({"gunicorn.socket": server_end, **handshake})
-    server_end.setblocking(False)
+    # Filled with per-call non-blocking sends: making the socket itself non-blocking would make the reader
+    # thread's first recv fail at once, when it came after, and that thread closes the socket as it ends.
     with contextlib.suppress(BlockingIOError):
         while True:  # everything the browser has not read: no room left
-            server_end.send(b"x" * 65536)
-    server_end.setblocking(True)  # as gunicorn hands it over
+            server_end.send(b"x" * 65536, socket.MSG_DONTWAIT)
     closing = threading.Thread(target=_close, args=(ws,), daemon=True)
     try:
         closing.start()
