@@ -72,6 +72,8 @@ format: $(VENV)/.dev-installed
 # so its module-scoped fixtures (a built demo, a server) are set up once. TEST_WORKERS=0: one process.
 # Three on two cores: much of the suite waits (servers starting, browsers, PostgreSQL), and a third
 # process fills those waits (the same suite: 5 min 47 s against 6 min 43 s with two, within the hour).
+# A fourth gains nothing: with three the cores are busy to the end (vmstat: 2 % idle); four took 563 s
+# against 516-560 s with three, on 2026-11-27.
 TEST_WORKERS ?= 3
 
 test: system-test $(VENV)/.dev-installed lint
