@@ -8,9 +8,9 @@ import psycopg
 import pytest
 
 from app.targets.dbadmin import Postgres, SpaceUnknown
-from app.targets.pgcluster import free_port
 from tests.backups.test_runbooks import backup_now, copies
 from tests.deployments.test_runbooks import log_text, run
+from tests.support.ports import free_port
 from tests.support.targets import write_targets_file
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import psycopg
 
-from app.targets.pgcluster import Cluster, PostgresUnavailable, find_bin_dir, free_port
+from app.targets.pgcluster import Cluster, PostgresUnavailable, find_bin_dir
+from tests.support.ports import free_port
 
 __all__ = ["PostgresUnavailable", "TempPostgres", "find_bin_dir", "free_port"]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.targets.pgcluster import Cluster, PostgresUnavailable, free_port
+from app.targets.pgcluster import Cluster, PostgresUnavailable
+from tests.support.ports import free_port
 
 
 @pytest.fixture
