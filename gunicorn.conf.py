@@ -104,6 +104,10 @@ def post_worker_init(worker):
     settings = app.config["REWIND_SETTINGS"]
     # A worker told to stop while it loaded (worker.alive off) claims no job on its way out.
     runner = engine(app).start_runner() if settings.run_jobs_in_web and worker.alive else None
+    if worker.alive:
+        # The first look at the dashboard finds every target already checked, not "not checked yet" until the
+        # monitor's first pass, which would otherwise start with that very request.
+        engine(app).health.start()
     term = threading.Event()
 
     def drain_on_term():

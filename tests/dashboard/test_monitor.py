@@ -8,8 +8,11 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from app.auth.roles import Role
 from app.dashboard.monitor import HealthMonitor
 from app.jobs.engine import engine
+from tests.conftest import wait_for
+from tests.support.server import RewindServer
 from tests.support.targets import write_targets_file
 
 
@@ -39,8 +42,8 @@ class FirstThenBroken(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def staging_monitor(app, tmp_path, held: bool) -> Iterator[tuple[HealthMonitor, type[FirstThenBroken]]]:
-    """A monitor (not started: the passes are the test's) of one target whose health URL is a FirstThenBroken."""
+def staging_health(app, tmp_path, held: bool) -> Iterator[type[FirstThenBroken]]:
+    """The targets file names one target, staging, whose health URL is a FirstThenBroken."""
     handler = type("Handler", (FirstThenBroken,), {})
     handler.asked, handler.release, handler.first = threading.Event(), threading.Event(), threading.Lock()
     handler.broke = threading.Event()
@@ -55,13 +58,19 @@ def staging_monitor(app, tmp_path, held: bool) -> Iterator[tuple[HealthMonitor, 
             f'[targets.staging.repo]\npath = "{tmp_path / "repo"}"\n\n'
             f'[targets.staging.health]\nurl = "http://127.0.0.1:{server.server_port}/health"\n',
         )
-        with app.app_context():
-            # a held probe must not time out however slow the machine: the test releases it
-            yield HealthMonitor(app, engine(app).targets, request_timeout_s=60), handler
+        yield handler
     finally:
         handler.release.set()
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def staging_monitor(app, tmp_path, held: bool) -> Iterator[tuple[HealthMonitor, type[FirstThenBroken]]]:
+    """A monitor (not started: the passes are the test's) of staging_health's target."""
+    with staging_health(app, tmp_path, held) as handler, app.app_context():
+        # a held probe must not time out however slow the machine: the test releases it
+        yield HealthMonitor(app, engine(app).targets, request_timeout_s=60), handler
 
 
 def in_thread(app, monitor: HealthMonitor, read_on_return: list | None = None) -> threading.Thread:
@@ -151,3 +160,55 @@ def test_stop_ends_the_monitor_thread_and_a_later_use_does_not_start_another(app
     assert not started.is_alive(), "the thread outlived stop()"
     assert engine(app).health is monitor
     assert [t for t in threading.enumerate() if t.name == "rewind-health" and t not in before] == []
+
+
+def test_a_target_not_checked_yet_is_asked_for_again_sooner(app, users, as_role, tmp_path):
+    """While a target's first probe is on its way, its card and its overview ask again every 2 s, not every 10 s:
+    a person who opens Rewind mid-incident sees the health within seconds."""
+    with staging_health(app, tmp_path, held=True) as handler:
+        with app.app_context():
+            monitor = engine(app).health  # the one the pages read; its first probe is now held by the server
+        assert handler.asked.wait(10), "the monitor's first probe never reached the server"
+        viewer = as_role(Role.VIEWER)
+        cards, overview = viewer.get("/dashboard/cards").get_data(as_text=True), viewer.get("/targets/staging")
+        assert monitor.reading("staging") is None, "the probe ended before the pages were read: premise lost"
+        state = overview.get_data(as_text=True).split('id="overview-state"', 1)[1].split("</section>", 1)[0]
+        for part in (cards, state):
+            assert "not checked yet" in part and "every 2s" in part and "every 10s" not in part, part
+        handler.release.set()
+        wait_for(lambda: monitor.reading("staging") is not None, timeout=30)
+        cards = viewer.get("/dashboard/cards").get_data(as_text=True)
+        assert "healthy" in cards and "every 10s" in cards and "every 2s" not in cards, cards
+
+
+def test_a_served_rewind_checks_its_targets_before_anyone_opens_a_page(tmp_path):
+    """gunicorn's worker starts the monitor as it starts: the dashboard's first look finds the targets checked."""
+    asked = threading.Event()
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.set()
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    stand_in = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=stand_in.serve_forever, daemon=True).start()
+    (instance / "rewind.toml").write_text(
+        f'[targets.staging.repo]\npath = "{tmp_path / "repo"}"\n\n'
+        f'[targets.staging.health]\nurl = "http://127.0.0.1:{stand_in.server_port}/health"\n'
+    )
+    server = RewindServer(instance, REWIND_ACCESS_LOG="0")
+    try:
+        server.start()  # asks /healthz only, which reads no target
+        assert asked.wait(20), "no health probe before any page was opened"
+    finally:
+        server.stop()
+        stand_in.shutdown()
+        stand_in.server_close()

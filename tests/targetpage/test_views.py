@@ -59,7 +59,11 @@ def test_the_overview_state_and_recent_entries_follow_the_target_by_themselves(
 ):
     """A job that ends while the page is open (a revert making the target healthy again) shows without a reload:
     the state and the recent entries poll the page as a background request and swap in their own part only."""
+    from app.jobs.engine import engine
+
     client = as_role(Role.OPERATOR)
+    with app.app_context():
+        engine(app).health.probe_all()  # checked: the state asks every 10 s (2 s before, test_monitor.py)
     page = client.get("/targets/staging").get_data(as_text=True)
     for section_id in ("overview-state", "overview-recent"):
         tag = _section(page, section_id).split(">", 1)[0]
