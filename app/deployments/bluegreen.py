@@ -6,10 +6,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
+
+from app.extensions import db
 from app.jobs import steps
 from app.jobs.context import JobContext
 from app.jobs.engine import current_targets
+from app.jobs.models import Job
 from app.jobs.runbook import ParamError, StepFailed
+from app.statuses import JobState
 from app.targets.config import PROBE_TIMEOUT_S, BlueGreenConfig
 from app.targets.health import HealthCheck
 
@@ -75,8 +80,23 @@ def check_slot(value: str, target: str | None) -> str:
     if value not in config.slots:
         raise ParamError("slot", f"{target} has no slot {value!r}: choose one of {', '.join(config.slots)}")
     if value == active_slot(target):
-        raise ParamError("slot", f"{value} already serves {target}'s traffic")
+        raise ParamError("slot", f"{value} already serves {target}'s traffic{_switched_by(target, value)}")
     return value
+
+
+def _switched_by(target: str, slot: str) -> str:
+    """Who put `slot` live, when Rewind's last switch of the target did: the refusal of a button on a page drawn
+    before that switch names it, so the person knows someone else acted, not that the page was wrong."""
+    done = (JobState.SUCCEEDED.value, JobState.WARNING.value)
+    last = db.session.scalars(
+        select(Job)
+        .where(Job.runbook == "bluegreen", Job.target == target, Job.state.in_(done))
+        .order_by(Job.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.params.get("slot") != slot or last.finished_at is None:
+        return ""
+    return f" (switched by {last.actor_name} in job #{last.id}, at {last.finished_at:%H:%M} UTC); nothing was changed"
 
 
 def _idle_check(target: str, url: str) -> HealthCheck:

@@ -21,8 +21,12 @@ def test_switch_to_a_healthy_idle_slot(app, runner, slots):
     assert job.state == "succeeded", job.result
     assert Path(os.readlink(link)) == dirs["green"]
     assert "blue is left untouched for at least 90 minutes" in job.result
-    with app.app_context(), pytest.raises(ParamError, match="green already serves staging"):
+    # a button on a page drawn before that switch: the refusal names who switched
+    with app.app_context(), pytest.raises(ParamError) as refused:
         runbooks.get("bluegreen").parse_params({"slot": "green"}, "staging")
+    said = str(refused.value)
+    assert f"green already serves staging's traffic (switched by {job.actor_name} in job #{job.id}, at " in said, said
+    assert said.endswith(" UTC); nothing was changed"), said
 
 
 def test_unhealthy_idle_slot_is_refused_and_nothing_switches(app, runner, slots):
