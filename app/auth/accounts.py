@@ -87,6 +87,15 @@ def _active_admins() -> int:
     )
 
 
+def last_active_admin() -> User | None:
+    """The one active admin when there is only one: the page greys its role change and Disable, which would be
+    refused (_keep_an_admin), instead of offering them."""
+    admins = db.session.scalars(
+        select(User).where(User.role_value == int(Role.ADMIN), User.disabled.is_(False)).limit(2)
+    ).all()
+    return admins[0] if len(admins) == 1 else None
+
+
 def _keep_an_admin(user: User) -> None:
     if user.role == Role.ADMIN and not user.disabled and _active_admins() <= 1:
         raise AccountError(f"{user.name} is the last active admin; make another admin first")

@@ -129,7 +129,10 @@ def _locked_out(name: str, address: str, next_url: str, lock: lockout.Lock):
 
 def _users_page(status: int = 200, issued: tuple[str, str] | None = None):
     users = db.session.scalars(select(User).order_by(User.name)).all()
-    return render_template("auth/users.html", users=users, roles=list(Role), issued=issued), status
+    last_admin = accounts.last_active_admin()
+    return render_template(
+        "auth/users.html", users=users, roles=list(Role), issued=issued, last_admin=last_admin
+    ), status
 
 
 def _form_version() -> int:

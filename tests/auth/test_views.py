@@ -477,3 +477,27 @@ def test_unlock_says_an_address_the_name_tried_from_is_locked_still_and_address_
     last = events(app, "user.unlock")[-1]
     assert json.loads(last.details) == {"user": "admin", "failures_forgotten": 0, "addresses": {"127.0.0.2": 20}}
     assert len([e for e in events(app, "auth.login") if e.outcome == "failed"]) == 20, "they stay in the audit log"
+
+
+def test_the_last_active_admin_s_role_change_and_disable_are_greyed_with_why(app, users, as_role):
+    """Offered, they could only be refused: greyed, with the way out said beside them, until another admin exists."""
+    client = as_role(Role.ADMIN)
+    admin, operator = user_row(app, "admin"), user_row(app, "operator")
+
+    def row(user_id: int) -> str:
+        page = client.get("/users").get_data(as_text=True)
+        start = page.index(f'<tr id="user-{user_id}">')
+        return page[start : page.index("</tr>", start)]
+
+    kept = row(admin.id)
+    assert "The last active admin: make another admin first." in kept
+    assert re.search(r'<select id="role-\d+" name="role" disabled', kept), kept
+    assert '<button type="submit" disabled>Change role</button>' in kept
+    assert re.search(r'<button type="submit" class="danger" disabled[^>]*>Disable</button>', kept), kept
+    assert "disabled" not in row(operator.id).replace("Disable</button>", ""), "only the last admin's are greyed"
+
+    response = post(client, f"/users/{operator.id}/role", {"role": "admin", "version": operator.version})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert user_row(app, "operator").role == Role.ADMIN
+    for user_id in (admin.id, operator.id):
+        assert "last active admin" not in row(user_id) and " disabled" not in row(user_id).replace("Disable<", "")
