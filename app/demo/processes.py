@@ -7,7 +7,6 @@ from pathlib import Path
 
 from app.demo import marker
 from app.demo.target import TARGET_NAMES, DemoError, DemoTarget, OnLine
-from app.targets.ansi import strip_ansi
 from app.targets.health import Verdict
 from app.targets.process import ProcessError
 
@@ -43,9 +42,10 @@ def start(demo: dict[str, DemoTarget], *, fresh: bool, say: OnLine) -> None:
         except ProcessError as exc:
             raise DemoError(f"{t.name}: the demo app did not start: {exc}") from None
         say(f"{t.name}: started on {t.base_url} (log {t.log_file})")
-        waiting.append(t)
-    for t in waiting:
-        verdict: Verdict = t.health().wait_healthy()
+        waiting.append((t, process.watch()))
+    for t, watch in waiting:
+        # watched: an app that exits at start is said at once, with its log, not after the whole wait
+        verdict: Verdict = t.health().wait_healthy(process=watch)
         if verdict.ok:
             say(f"{t.name}: healthy ({verdict.reason})")
             continue
@@ -86,8 +86,5 @@ def _port_busy(port: int) -> bool:
 
 
 def _log_tail(t: DemoTarget, lines: int = 8) -> str:
-    try:
-        kept = strip_ansi(t.log_file.read_text(errors="replace")).splitlines()[-lines:]
-    except OSError:
-        return ""
+    kept = t.process().log_tail(lines)
     return "\n  ".join(["", *kept]) if kept else ""
