@@ -210,6 +210,21 @@ def start_app(ctx: JobContext) -> None:
         control.start(ctx)
 
 
+def refuse_if_running(params: dict, target: str | None) -> None:
+    """A Start asked of an application that runs (a page drawn while it was down, a second click) is refused
+    before any job, saying what runs, rather than queued to fail and read as one more failure mid-incident."""
+    try:
+        control = current_targets().open(target).process()
+        status = control.status() if control is not None else None
+    except TargetError:
+        return  # the job's own step says what is wrong, with its fix
+    if status is None or not status.running:
+        return
+    where = f" as pid {status.pid}" if status.pid else ""
+    since = f" since {status.started_at:%H:%M:%S} UTC" if status.started_at else ""
+    raise ParamError("target", f"{target} already runs{where}{since}: nothing was started; Restart starts it afresh")
+
+
 START_IT = "Next: start it (Start on the target's overview, which verifies it too)"
 
 
@@ -368,6 +383,7 @@ register(
         description="Start the application and verify it.",
         role=Role.OPERATOR,
         mutates=True,
+        precheck=refuse_if_running,
         steps=(Step("start", "Start the application", start_app), VERIFY),
     )
 )

@@ -2,6 +2,7 @@
 
 import re
 
+from app.audit.models import AuditEvent
 from app.audit.store import Actor
 from app.auth.roles import Role
 from app.extensions import db
@@ -265,3 +266,35 @@ def test_a_job_holding_the_target_greys_its_changes_and_a_posted_revert_is_busy_
     finally:
         post(admin, f"/jobs/{job_id}/cancel")
         finished(app, job_id)
+
+
+def test_start_of_a_running_app_is_refused_before_any_job_saying_what_runs(app, users, as_role, runner, code_target):
+    """A Start clicked on a page drawn while the app was down, after it came back: no job to fail mid-incident,
+    only the refusal, audited; once the app is stopped, the same Start runs."""
+    with app.app_context():
+        process = code_target_process(app)
+        status = process.status()
+    assert status.running and status.pid
+    client = as_role(Role.OPERATOR)
+    refused = post(client, "/jobs", {"runbook": "start", "target": "staging", "next": "/targets/staging"})
+    assert refused.status_code == 303 and refused.headers["Location"] == "/targets/staging"  # back to the page
+    said = client.get("/targets/staging").get_data(as_text=True)
+    since = f"{status.started_at:%H:%M:%S} UTC"
+    assert f"staging already runs as pid {status.pid} since {since}: nothing was started" in said, said
+    assert "Restart starts it afresh" in said
+    with app.app_context():
+        assert db.session.query(Job).filter_by(runbook="start").count() == 0
+        (row,) = db.session.query(AuditEvent).filter_by(action="job.queued", outcome="denied").all()
+        assert "staging already runs as pid" in row.details, row.details
+        assert process.status().pid == status.pid, "the running app was left alone"
+        process.stop()
+    started = post(client, "/jobs", {"runbook": "start", "target": "staging"})
+    assert started.status_code == 302, started.get_data(as_text=True)
+    job, _ = finished(app, int(started.headers["Location"].rsplit("/", 1)[1]))
+    assert job.state == "succeeded", job.result
+
+
+def code_target_process(app):
+    from app.jobs.engine import current_targets
+
+    return current_targets().open("staging").process()
