@@ -65,6 +65,20 @@ def test_restore_puts_a_version_back_restarts_and_verifies(app, runner, running_
     assert "tok-first-7f3a9c" not in log_text(view)
 
 
+def test_a_value_that_is_the_target_name_is_not_masked_in_the_job(app, runner, running_env_target):
+    # APP_ENV=staging is the commonest setting there is: masking it turned every "staging" of the job into •••
+    target = running_env_target
+    target.env_path.write_text(GOOD + "APP_ENV=staging\n")
+    first = record_now(app)
+    target.env_path.write_text(GOOD.replace("hello there", "bonjour") + "APP_ENV=staging-copy\n")
+    job, view = run(app, "config_restore", version=first, expect=shown_digest(app))
+    assert job.state == "succeeded", job.result
+    assert job.result.startswith(f"staging runs with version #{first}"), job.result
+    text = log_text(view)
+    assert "•••" not in job.result and "known-good on staging" in text
+    assert "bonjour" not in text and "staging-copy" not in text, "the other changed values are still masked"
+
+
 def test_a_restore_the_app_refuses_is_undone_automatically(app, runner, running_env_target):
     target = running_env_target
     target.env_path.write_text(BAD)
