@@ -110,6 +110,28 @@ def test_a_restore_the_app_refuses_is_undone_automatically(app, runner, running_
             assert b"reckless" not in data and b"tok-first-7f3a9c" not in data, path
 
 
+def test_the_tab_marks_the_version_a_failed_restore_wrote_as_not_verified(app, runner, running_env_target, as_role):
+    """QA: the version that broke the app read "Rewind, by admin (job #12)" like any good one, a Restore beside it."""
+    from app.auth.roles import Role
+
+    target = running_env_target
+    target.env_path.write_text(BAD)
+    bad = record_now(app, EnvSource.SNAPSHOT)
+    target.env_path.write_text(GOOD)
+    good = record_now(app)
+    job, _ = run(app, "config_restore", version=bad, expect=shown_digest(app))
+    assert job.state == "failed"
+    written, undone = bad + 2, bad + 3  # the job's write of version #bad, then its automatic undo
+    page = as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)
+
+    def row(version: int) -> str:
+        return page.split(f'id="version-{version}"')[1].split("</tr>")[0]
+
+    assert "not verified</span>" in row(written) and f"job #{job.id} failed with it" in row(written)
+    for version in (undone, good, bad):
+        assert "not verified" not in row(version), version
+
+
 def test_a_version_that_does_not_parse_is_refused_before_anything_changes(app, runner, env_target):
     env_target.env_path.write_text("MODE=safe\nGREETING='open\n")
     broken = record_now(app, EnvSource.SNAPSHOT)
