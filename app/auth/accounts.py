@@ -178,10 +178,12 @@ class Unlocked:
     still_locked: list[tuple[str, int]]  # addresses the name recently tried from, locked still: (address, failures)
 
 
-def unlock(user: User, actor: Actor, addresses: tuple[str, ...] = ()) -> Unlocked:
+def unlock(user: User, actor: Actor, addresses: tuple[str, ...] = (), expected_version: int | None = None) -> Unlocked:
     """Let a locked-out user sign in again now: their recent failures, and those of `addresses` (across names), no
     longer count. Says which addresses the name recently tried from are locked still (by other names' failures)."""
     from app.auth import lockout
+
+    _check_version(user, expected_version)
 
     forgotten = lockout.unlock(user.name)
     by_address = {address: lockout.unlock_address(address) for address in dict.fromkeys(addresses)}

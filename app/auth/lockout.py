@@ -63,6 +63,19 @@ def lock_of(username: str, address: str, *, counting_this_try: bool = False) -> 
     return Lock(max(t for t in (by_name, by_address) if t), by_name is not None, by_address is not None)
 
 
+def name_locked_until(username: str) -> datetime | None:
+    """When this name's own lock (its failures, whatever the address) ends; None when it is not locked.
+
+    For the users page: an admin sees which account is locked, and unlocks it there."""
+    now = utcnow()
+    since = now - WINDOW
+    last_success = db.session.scalar(
+        select(func.max(LoginAttempt.at)).where(LoginAttempt.username == username, LoginAttempt.succeeded.is_(True))
+    )
+    until = _locked_until(LoginAttempt.username == username, max(since, last_success or since), LIMIT)
+    return until if until and until > now else None
+
+
 def locked_until(username: str, address: str, *, counting_this_try: bool = False) -> datetime | None:
     """When sign-in opens again for this name or address, or None when it is open now."""
     lock = lock_of(username, address, counting_this_try=counting_this_try)

@@ -129,10 +129,14 @@ def _locked_out(name: str, address: str, next_url: str, lock: lockout.Lock):
 
 def _users_page(status: int = 200, issued: tuple[str, str] | None = None):
     users = db.session.scalars(select(User).order_by(User.name)).all()
+    # A locked account reads "Locked until …" with an Unlock button, not "Active" (QA: the sign-in refusal said
+    # "ask an admin to unlock it", and the admin's page showed nothing to unlock).
+    locked = {user.id: until for user in users if (until := lockout.name_locked_until(user.name))}
     last_admin = accounts.last_active_admin()
-    return render_template(
-        "auth/users.html", users=users, roles=list(Role), issued=issued, last_admin=last_admin
-    ), status
+    page = render_template(
+        "auth/users.html", users=users, roles=list(Role), issued=issued, locked=locked, last_admin=last_admin
+    )
+    return page, status
 
 
 def _form_version() -> int:
@@ -217,6 +221,27 @@ def enable_user(user_id: int):
     def change(user, actor):
         accounts.set_disabled(user, False, actor, _form_version())
         flash(f"{user.name} is enabled.", "success")
+        return redirect(url_for("auth.users"))
+
+    return _account_action(user_id, change)
+
+
+@bp.post("/users/<id:user_id>/unlock")
+@requires(Role.ADMIN)
+def unlock_user(user_id: int):
+    def change(user, actor):
+        done = accounts.unlock(user, actor, expected_version=_form_version())
+        if done.still_locked:
+            addresses = "; ".join(
+                f"{address} is locked ({failures} failures across names): "
+                f"flask rewind users unlock {shlex.quote(user.name)} --address {address}"
+                for address, failures in done.still_locked
+            )
+            flash(f"{user.name}'s own failures are forgotten, but {addresses}", "error")
+        else:
+            flash(
+                f"{user.name} may sign in again ({done.forgotten} recent failed sign-in(s) no longer count).", "success"
+            )
         return redirect(url_for("auth.users"))
 
     return _account_action(user_id, change)

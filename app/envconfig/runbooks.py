@@ -108,9 +108,20 @@ def _mask_changed(ctx: JobContext, before: bytes, after: bytes) -> list[str]:
     old, new = _readable_values(before), _readable_values(after)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     for key in changed:
-        ctx.add_secret(old.get(key))
-        ctx.add_secret(new.get(key))
+        _mask(ctx, old.get(key))
+        _mask(ctx, new.get(key))
     return changed
+
+
+def _mask(ctx: JobContext, value: str | None) -> None:
+    """Mask an env value in this job's lines, unless it is (part of) the target's name.
+
+    `APP_ENV=staging` is common: masked, every "staging" of the job read "•••" ("••• runs with version #2",
+    "[targets.•••.release]", "marked known-good on •••"), while the name is in the page's title anyway.
+    """
+    if value and ctx.target and value in ctx.target:
+        return
+    ctx.add_secret(value)
 
 
 def _readable_values(content: bytes) -> dict[str, str | None]:
@@ -145,7 +156,7 @@ def check_edit(ctx: JobContext) -> None:
     key = ctx.params["key"]
     with steps.adapter_errors(ctx):
         value = keys.unseal(target.instance_dir, base64.b64decode(ctx.params["sealed"])).decode("utf-8")
-    ctx.add_secret(value)
+    _mask(ctx, value)
     current = _current(ctx)
     with steps.adapter_errors(ctx):
         try:

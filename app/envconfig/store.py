@@ -197,7 +197,13 @@ def _ensure_current(
         EnvSource.FIRST: "the file as Rewind first saw it",
         EnvSource.SNAPSHOT: "snapshot",
     }.get(source, "")
-    return record(target, state, source, reason=reason, actor=actor, job_id=job_id), True
+    version = record(target, state, source, reason=reason, actor=actor, job_id=job_id)
+    if source == EnvSource.OUTSIDE:
+        # On the target's timeline (kind "config"), where "what changed?" is asked: a hand edit of the env file was
+        # only on the Config tab, while Rewind's own restores and edits, and even a reveal, were on the timeline (QA).
+        details = {"version": version.id, "modified": _when(state.mtime), "owner": state.owner, **version.changes}
+        record_and_commit("envconfig.outside", target=target.name, actor=Actor.system(), details=details)
+    return version, True
 
 
 def snapshot(target: Target, *, actor: Actor, via: str | None = None) -> tuple[EnvVersion, bool]:

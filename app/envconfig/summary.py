@@ -25,6 +25,14 @@ def describe(event: AuditEvent, details: dict) -> str:
         if details.get("recorded"):
             return f"Snapshot of the env file kept as version #{details.get('version')}"
         return f"Snapshot of the env file: unchanged since version #{details.get('version')}, nothing new kept"
+    if event.action == "envconfig.outside":
+        keys = "; ".join(
+            f"{kind}: {', '.join(details[kind])}" for kind in ("added", "removed", "changed") if details.get(kind)
+        )
+        return (
+            f"The env file changed outside Rewind (modified {details.get('modified', '?')} by owner "
+            f"{details.get('owner', '?')}{f'; {keys}' if keys else ''}): kept as version #{details.get('version')}"
+        )
     if event.action == "envconfig.reveal":
         what = f"{details.get('key', '?')} of {diff.label_of(details.get('side', '?'))}"
         return f"Reveal of {what} failed{reason}" if failed else f"Revealed {what}"

@@ -125,6 +125,26 @@ def test_an_admin_unlocks_a_locked_out_user_from_the_shell_and_it_is_audited(app
     assert nobody.exit_code != 0 and "nobody" in nobody.output
 
 
+def test_the_users_page_shows_a_locked_account_and_an_admin_unlocks_it_there(app, client, users, as_role):
+    """QA: the refusal said "ask an admin to unlock it", and the admin's users page read "Active", with no Unlock."""
+    for _ in range(5):
+        login(client, "viewer", "wrong-password")
+    assert login(client, "viewer").status_code == 429
+    admin = as_role(Role.ADMIN)
+    viewer = user_row(app, "viewer")
+    row = admin.get("/users").get_data(as_text=True).split(f'id="user-{viewer.id}"')[1].split("</tr>")[0]
+    assert "Locked</span>" in row and "by failed sign-ins, until" in row and "Active" not in row
+    assert f'action="/users/{viewer.id}/unlock"' in row
+    response = post(admin, f"/users/{viewer.id}/unlock", {"version": viewer.version})
+    assert response.status_code == 302
+    page = admin.get("/users").get_data(as_text=True)
+    assert "viewer may sign in again (5 recent failed sign-in(s) no longer count)." in page
+    assert f'action="/users/{viewer.id}/unlock"' not in page
+    assert login(client, "viewer").status_code == 302
+    [row] = events(app, "user.unlock")
+    assert row.actor_name == "admin" and json.loads(row.details) == {"user": "viewer", "failures_forgotten": 5}
+
+
 def test_lockout_ends_when_the_window_passes(app, client, users):
     from datetime import timedelta
 

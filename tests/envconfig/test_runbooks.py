@@ -65,6 +65,20 @@ def test_restore_puts_a_version_back_restarts_and_verifies(app, runner, running_
     assert "tok-first-7f3a9c" not in log_text(view)
 
 
+def test_a_value_that_is_the_target_name_is_not_masked_in_the_job(app, runner, running_env_target):
+    # APP_ENV=staging is the commonest setting there is: masking it turned every "staging" of the job into •••
+    target = running_env_target
+    target.env_path.write_text(GOOD + "APP_ENV=staging\n")
+    first = record_now(app)
+    target.env_path.write_text(GOOD.replace("hello there", "bonjour") + "APP_ENV=staging-copy\n")
+    job, view = run(app, "config_restore", version=first, expect=shown_digest(app))
+    assert job.state == "succeeded", job.result
+    assert job.result.startswith(f"staging runs with version #{first}"), job.result
+    text = log_text(view)
+    assert "•••" not in job.result and "known-good on staging" in text
+    assert "bonjour" not in text and "staging-copy" not in text, "the other changed values are still masked"
+
+
 def test_a_restore_the_app_refuses_is_undone_automatically(app, runner, running_env_target):
     target = running_env_target
     target.env_path.write_text(BAD)
@@ -94,6 +108,28 @@ def test_a_restore_the_app_refuses_is_undone_automatically(app, runner, running_
         if path.is_file() and not path.is_socket():
             data = path.read_bytes()
             assert b"reckless" not in data and b"tok-first-7f3a9c" not in data, path
+
+
+def test_the_tab_marks_the_version_a_failed_restore_wrote_as_not_verified(app, runner, running_env_target, as_role):
+    """QA: the version that broke the app read "Rewind, by admin (job #12)" like any good one, a Restore beside it."""
+    from app.auth.roles import Role
+
+    target = running_env_target
+    target.env_path.write_text(BAD)
+    bad = record_now(app, EnvSource.SNAPSHOT)
+    target.env_path.write_text(GOOD)
+    good = record_now(app)
+    job, _ = run(app, "config_restore", version=bad, expect=shown_digest(app))
+    assert job.state == "failed"
+    written, undone = bad + 2, bad + 3  # the job's write of version #bad, then its automatic undo
+    page = as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)
+
+    def row(version: int) -> str:
+        return page.split(f'id="version-{version}"')[1].split("</tr>")[0]
+
+    assert "not verified</span>" in row(written) and f"job #{job.id} failed with it" in row(written)
+    for version in (undone, good, bad):
+        assert "not verified" not in row(version), version
 
 
 def test_a_version_that_does_not_parse_is_refused_before_anything_changes(app, runner, env_target):

@@ -346,6 +346,20 @@ def test_the_timeline_says_snapshots_and_reveals_in_words(app, as_role, env_targ
     assert SECRET not in timeline
 
 
+def test_a_hand_edit_of_the_env_file_is_on_the_timeline(app, as_role, env_target):
+    """QA: a restore, an edit, even a reveal were on the target's timeline; the hand edit that broke the app (kept as
+    a version "changed outside Rewind") was only on the Config tab."""
+    _, second = two_versions(app, env_target)  # the file as first seen, then the same file edited by hand
+    timeline = as_role(Role.VIEWER).get("/targets/staging/timeline?kind=config").get_data(as_text=True)
+    said = html.unescape(re.sub(r"<[^>]+>", "", timeline))
+    assert "The env file changed outside Rewind (modified " in said
+    assert f"added: ADDED; changed: API_TOKEN): kept as version #{second}" in said
+    assert SECRET not in timeline and NEWER not in timeline
+    [row] = audit_rows(app, "envconfig.outside")
+    assert (row.actor_name, row.target) == ("system", "staging")
+    assert "the file as Rewind first saw it" not in timeline, "the first sight of a file is no outside change"
+
+
 def test_a_diff_where_no_key_differs_shows_no_empty_table_head(app, as_role, env_target):
     _, second = two_versions(app, env_target)
     page = as_role(Role.VIEWER).get(f"/targets/staging/config?a={second}&b=now").get_data(as_text=True)
