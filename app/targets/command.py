@@ -96,6 +96,17 @@ class Tee:
         return ""
 
 
+class Uncancellable(Tee):
+    """Passes lines on but never cancels: for a recovery (a branch put back after a failed revert) that a cancel
+    must not cut short, since stopping it would leave the half-done change it is there to undo."""
+
+    def __init__(self, sink: Sink | None) -> None:
+        super().__init__(sink, keep=0)
+
+    def cancelled(self) -> bool:
+        return False
+
+
 class CommandCancelled(Exception):
     """The sink asked to stop; the command's whole process group was stopped.
 

@@ -27,6 +27,7 @@ from app.targets.command import (
     CommandCancelled,
     CommandTimedOut,
     Sink,
+    Uncancellable,
     printed,
     read_capped,
     run_command,
@@ -1044,18 +1045,28 @@ class GitRepo:
         out = self._run("diff", "--name-only", "--diff-filter=U", "-z", ok=(0, 1))
         return [name for name in out.stdout.split("\0") if name]
 
-    def _put_back(self, start: str, operation: str) -> None:
-        """After a failed revert/merge: abort it, and reset to `start` only if aborting did not get back there."""
-        self._run(operation, "--abort", ok=(0, 1, 128))
-        if self.worktree_head() == start and self.is_clean():
-            return
-        if operation == "revert":
-            self._run("revert", "--quit", ok=(0, 1, 128))
-        self._run("reset", "--hard", "--quiet", start)
-        if self.worktree_head() != start or not self.is_clean():
-            raise GitError(
-                f"could not put {self.branch} back at {start[:12]} after a failed {operation} — "
-                f"run `git -C {self.path} status` and restore it by hand"
+    def _put_back(self, start: str, operation: str, sink: Sink | None = None) -> None:
+        """After a failed revert/merge: abort it, and reset to `start` only if aborting did not get back there.
+
+        With a sink, the abort shows in the log and a last line says where the branch is: git's own advice just
+        before it ("fix conflicts and run git revert --continue") would otherwise read as the way on. A cancel
+        asked meanwhile does not stop it: half put back is worse than either end."""
+        sink = Uncancellable(sink) if sink is not None else None
+        self._run(operation, "--abort", ok=(0, 1, 128), sink=sink)
+        if not (self.worktree_head() == start and self.is_clean()):
+            if operation == "revert":
+                self._run("revert", "--quit", ok=(0, 1, 128), sink=sink)
+            self._run("reset", "--hard", "--quiet", start, sink=sink)
+            if self.worktree_head() != start or not self.is_clean():
+                raise GitError(
+                    f"could not put {self.branch} back at {start[:12]} after a failed {operation} — "
+                    f"run `git -C {self.path} status` and restore it by hand"
+                )
+        if sink is not None:
+            sink.line(
+                "out",
+                f"{operation} abandoned: {self.branch} is back at {start[:7]}, nothing changed; git's advice above "
+                f"(resolve and `git {operation} --continue`) does not apply",
             )
 
     def _state_commit(self, name: str) -> str | None:
@@ -1103,12 +1114,12 @@ class GitRepo:
         try:
             self._run(*args, *full, sink=sink)
         except CommandCancelled:
-            self._put_back(start, "revert")  # cancelled between two reverts: none of them stays
+            self._put_back(start, "revert", sink)  # cancelled between two reverts: none of them stays
             raise CommandCancelled(f"The code was not changed ({self.branch} is still at {start[:7]}).") from None
         except GitError as exc:
             files = self._unmerged()
             at = self._state_commit("REVERT_HEAD") or self._sequencer_next()
-            self._put_back(start, "revert")
+            self._put_back(start, "revert", sink)
             shorts = ", ".join(sha[:7] for sha in full)
             kept = f"nothing was changed ({self.branch} is still at {start[:7]})"
             if files:
@@ -1322,11 +1333,11 @@ class GitRepo:
         try:
             self._run(*args, sink=sink)
         except CommandCancelled:
-            self._put_back(start, "merge")
+            self._put_back(start, "merge", sink)
             raise CommandCancelled(f"The code was not changed ({self.branch} is still at {start[:7]}).") from None
         except GitError as exc:
             files = self._unmerged()
-            self._put_back(start, "merge")
+            self._put_back(start, "merge", sink)
             kept = f"nothing was changed ({self.branch} is still at {start[:7]})"
             if files:
                 raise MergeConflict(

@@ -14,6 +14,7 @@ from app.targets.command import (
     CommandCancelled,
     CommandTimedOut,
     Stage,
+    Uncancellable,
     _wait_any,
     ended,
     run_command,
@@ -292,3 +293,13 @@ def test_a_stage_that_says_something_is_quoted_and_bad_bytes_do_not_break_the_wo
     assert result.failed.failure() == "tool exited with status 4:\n  \ufffd\ufffd not utf-8\n  last words"
     killed = run_pipeline([Stage.of(["sh", "-c", "kill -KILL $$"], "tool")], lines)
     assert killed.failed.failure().startswith("tool was killed by SIGKILL and it printed nothing on stderr")
+
+
+def test_an_uncancellable_sink_runs_its_command_to_the_end_though_a_cancel_is_asked():
+    """A recovery (a branch put back) goes through such a sink: the cancel that stops the work must not stop it."""
+    cancelling = Lines(cancel_when=lambda _: True)
+    with pytest.raises(CommandCancelled):
+        run_command([sys.executable, "-c", "import time; time.sleep(0.5); print('done')"], cancelling)
+    shielded = Lines(cancel_when=lambda _: True)
+    result = run_command([sys.executable, "-c", "import time; time.sleep(0.5); print('done')"], Uncancellable(shielded))
+    assert result.returncode == 0 and ("out", "done") in shielded

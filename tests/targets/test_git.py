@@ -642,3 +642,19 @@ def test_a_hook_git_blames_itself_is_not_named_twice(work, lines):
     with pytest.raises(GitError) as caught:
         repo_of(work).reset_hard(lines["c2"])
     assert caught.value.message == "git reset failed (exit status 128): fatal: ref updates aborted by hook"
+
+
+def test_a_failed_revert_says_in_its_log_that_it_was_abandoned_even_when_a_cancel_comes_meanwhile(work, lines):
+    """git's last words on a conflict advise resolving and `git revert --continue`: the log goes on to show the
+    abort and says the branch is back, so nobody follows that advice. A cancel asked as the conflict is reported
+    (the sink says cancelled from then on) does not stop the putting back half-way."""
+    repo = repo_of(work)
+    seen = Lines(cancel_when=lambda said: any("CONFLICT" in text for _, text in said))
+    with pytest.raises(RevertConflict):
+        repo.revert([lines["c2"]], sink=seen)
+    assert ("cmd", "$ git revert --abort") in seen, seen
+    stream, last = seen[-1]
+    assert stream == "out" and last.startswith(f"revert abandoned: {repo.branch} is back at {lines['c4'][:7]}")
+    assert "`git revert --continue`) does not apply" in last
+    assert git(work, "rev-parse", "HEAD") == lines["c4"] and status(work) == ""
+    assert not (work / ".git" / "REVERT_HEAD").exists()
