@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from app.schema.destroys import DowngradePlan, IrreversibleDowngrade, plan_downgrade
 from app.targets.errors import TargetError
-from app.targets.git import GitRepo
+from app.targets.git import Commit, GitRepo
 from app.targets.migrations import MigrationsError, files_at, folder_in_repo, read_files
 from app.targets.revision_graph import RevisionGraph
 from app.targets.schema_db import current_revisions
@@ -30,6 +30,15 @@ class GateRefused(TargetError):
     def __init__(self, verdict: GateVerdict) -> None:
         super().__init__(verdict.message, fix=verdict.fix)
         self.verdict = verdict
+
+
+class RevertSplitsMigrations(MigrationsError):
+    """A revert takes out a migration that one it keeps builds on. `with_commit`: the commit that added the kept
+    one, whose revert in the same job keeps the graph whole (the page offers that revert); None when not found."""
+
+    def __init__(self, message: str, *, fix: str, with_commit: str | None) -> None:
+        super().__init__(message, fix=fix)
+        self.with_commit = with_commit
 
 
 @dataclass
@@ -84,13 +93,25 @@ def _revert_breaks_graph(target: Target, after: dict[str, str], what: str) -> Mi
         lost = [p for p in (*rev.down, *rev.depends_on) if p in removed]
         if rev.file in after and lost:
             gone = removed[lost[0]]
-            return MigrationsError(
+            adder = _added_by(repo, folder).get(rev.file)
+            which = f"{adder.short} (which added {rev.file})" if adder else f"the commit that added {rev.file}"
+            return RevertSplitsMigrations(
                 f"{what} takes out migration {gone.id} ({gone.message or gone.file}), which migration {rev.id} "
                 f"({rev.message or rev.file}) builds on, and the revert keeps {rev.id}",
-                fix=f"revert the commit that added {rev.file} too, in the same revert; or take the database below "
+                fix=f"revert {which} too, in the same revert; or take the database below "
                 f"{gone.id} first (downgrade), then revert both",
+                with_commit=adder.sha if adder else None,
             )
     return None
+
+
+def _added_by(repo: GitRepo, folder) -> dict[str, Commit]:
+    """Revision file name -> the branch's commit that added it (none found: the file came by a merge or a squash)."""
+    try:
+        added = repo.added_by(folder_in_repo(repo, folder) + "/versions")
+    except TargetError:
+        return {}
+    return {path.rsplit("/", 1)[-1]: commit for path, commit in added.items()}
 
 
 def _files_after_merge(repo: GitRepo, ref: str, folder) -> dict[str, str]:

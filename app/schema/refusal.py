@@ -31,6 +31,12 @@ class GateRefusal:
     backups_configured: bool
     protected: bool
     cannot_compare: str = ""
+    also_revert: str = ""  # a revert that splits the migrations: the commit to revert with it (the page offers both)
+
+    @property
+    def together(self) -> str:
+        """The commits of the revert that keeps the migrations whole, as the revert form takes them."""
+        return f"{self.value} {self.also_revert}" if self.also_revert else ""
 
     @property
     def shown(self) -> str:
@@ -77,7 +83,8 @@ def refused_change(target: Target, form: FormState) -> GateRefusal | None:
     except runbooks.ParamError:
         return None  # the page's flash says why the form was refused
     except TargetError as exc:  # the gate refuses what it cannot compare: the override is the admin's way past
-        return refusal(target, verb, value, None, form, cannot_compare=exc.in_words())
+        also = exc.with_commit if isinstance(exc, gate.RevertSplitsMigrations) else None
+        return refusal(target, verb, value, None, form, cannot_compare=exc.in_words(), also_revert=also or "")
     return refusal(target, verb, value, verdict, form)
 
 
@@ -98,6 +105,7 @@ def refusal(
     form: FormState,
     *,
     cannot_compare: str = "",
+    also_revert: str = "",
 ) -> GateRefusal | None:
     """The gate's refusal, with or without a plan, or because it cannot compare (why); None when it allows.
 
@@ -106,7 +114,7 @@ def refusal(
     if not cannot_compare and (verdict is None or not verdict.refused):
         return None
     backups, protected = target.config.backups is not None, target.config.protected
-    return GateRefusal(verb, value, verdict, form, backups, protected, cannot_compare)
+    return GateRefusal(verb, value, verdict, form, backups, protected, cannot_compare, also_revert)
 
 
 def planned(

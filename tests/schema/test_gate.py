@@ -77,10 +77,11 @@ def test_a_revert_that_takes_out_a_migration_a_later_one_builds_on_says_so_and_w
         problem
     )
     assert "which migration c3aaaaa3 (" in problem and "builds on, and the revert keeps c3aaaaa3" in problem
+    posts = shop_target.commits["posts and index"][:7]
     assert (
-        "revert the commit that added c3aaaaa3_x.py too, in the same revert; or take the database below b2000002 "
-        in (problem)
-    )
+        f"revert {posts} (which added c3aaaaa3_x.py) too, in the same revert; or take the database below b2000002 "
+        in problem
+    ), problem
     assert "restore the missing migration file" not in problem
 
 

@@ -314,3 +314,27 @@ def test_the_combined_runbook_from_a_page_drawn_before_the_head_moved_is_refused
     with app.app_context():
         assert db.session.scalars(select(Job)).all() == []  # nothing was queued
     assert git(shop_target.repo, "rev-parse", "HEAD") == moved and shop_target.versions() == {"b2000002"}
+
+
+def test_a_revert_that_splits_the_migrations_offers_the_revert_of_both_in_one_job(app, shop_target, as_role):
+    """The gate's fix says to revert the commit that added the kept migration too, in the same revert: the page
+    has one Revert per commit, so the panel offers that revert of both, and the gate then judges the two together."""
+    tokens, posts = shop_target.commits["tokens"], shop_target.commits["posts and index"]
+    head = git(shop_target.repo, "rev-parse", "HEAD")
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/jobs", {"runbook": "revert", "target": "shop", "commits": tokens, "next": DEPLOYMENTS})
+    assert response.status_code == 303
+    panel = panel_of(client.get(DEPLOYMENTS).get_data(as_text=True))
+    assert f"revert {posts[:7]} (which added c3aaaaa3_x.py) too, in the same revert" in panel
+    assert f"<strong>Plan:</strong> revert <code>{posts[:12]}</code> with it, in one job" in panel
+    both = form_of(panel, f"Revert {tokens[:12]} and {posts[:12]} together")
+    assert 'name="runbook" value="revert"' in both and f'name="commits" value="{tokens} {posts}"' in both
+    assert f'name="seen_head" value="{head}"' in both
+    assert "Fix that first" not in panel
+    fields = dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', both))
+    judged = post(client, "/jobs", {k: v for k, v in fields.items() if k != "csrf_token"})
+    assert judged.status_code == 303  # the two together fall behind the schema: the next refusal has a plan
+    panel = panel_of(client.get(DEPLOYMENTS).get_data(as_text=True))
+    assert "Plan:</strong> downgrade to a1000001 first (destroys no data), then revert." in panel
+    assert f"then revert <code>{tokens[:12]}, {posts[:12]}</code>, restart and verify code and schema" in panel
+    assert git(shop_target.repo, "rev-parse", "HEAD") == head
