@@ -72,7 +72,9 @@ def verify_and_record(setup: BackupSetup, backup: Backup, ctx: JobContext, how: 
                 "(the cleanup runbook drops it)"
             )
             ctx.log(f"restore test: restoring {backup.id} into the scratch copy {scratch}")
-            detail += "; " + restore_test(setup, backup, ctx, scratch)
+            tested = restore_test(setup, backup, ctx, scratch)
+            ctx.log(f"  ✓ {tested}")  # the log says how the test ended, as it does each quick check
+            detail += "; " + tested
             ctx.standing(f"the live database is untouched; the restore test's copy {scratch} was dropped")
     setup.catalog.record_verification(backup, how=how, ok=True, detail=detail, job_id=ctx.job_id)
     return detail
