@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from app.audit.store import Actor
+from app.backups.catalog import Catalog
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service, swaps
@@ -212,6 +213,28 @@ def test_a_cancel_while_the_scratch_copy_fills_says_live_was_not_touched_and_the
     )
     assert f"dropped the half-filled scratch copy {scratch}; the live database was not touched" in log_text(view)
     assert data_target.snapshot() == before and copies(data_target) == []
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_restore_test_cancelled_while_it_fills_says_its_copy_was_dropped_and_nothing_recorded(
+    app, runner, data_target, tmp_path
+):
+    """QA: as a restore's, a restore test's cancel said only "Cancelled by … during “Verify the backup”."."""
+    name = backup_now(app, data_target)
+    reached = tmp_path / "filling"
+    real = Postgres(data_target.url, inherited_env())
+    silent_tools(tmp_path / "bin", real, f"touch {shlex.quote(str(reached))}; sleep 120", reads=True)
+    write_targets_file(app, with_pg_bin(data_target, tmp_path / "bin"))
+    job, view = _cancel_once(app, data_target, reached, "verify_backup", backup=name, level="restore-test")
+    assert job.state == "cancelled", log_text(view)
+    scratch = re.search(r"into the scratch copy (\S+)", log_text(view)).group(1)
+    assert job.result == (
+        "Cancelled by the on-call engineer during “Verify the backup”. The live database was not touched; the "
+        f"restore test's copy {scratch} was dropped, and nothing was recorded against the backup."
+    )
+    assert f"dropped the restore test's copy {scratch}; the live database was not touched" in log_text(view)
+    assert copies(data_target) == []
+    assert Catalog(data_target.backup_dir).get(name).state == "verified"  # as the backup job left it
 
 
 def test_a_cancel_while_an_undo_stops_the_app_leaves_the_restored_database_serving(app, runner, data_target):
