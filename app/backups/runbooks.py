@@ -49,6 +49,7 @@ from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.jobs.swaps import Swap
+from app.targets.command import CommandCancelled
 from app.targets.errors import TargetError
 
 assert captures.BACKUP  # registered on import: every checkpoint records the newest verified backup
@@ -383,6 +384,12 @@ def fill_scratch(ctx: JobContext) -> None:
         )
         try:
             restore_scratch(setup, backup, scratch, ctx, live_remade=bool(ctx.state.get("remade")))
+        except CommandCancelled:
+            # restore_scratch dropped the half-filled copy: where things stand, as a cancel at any other step says
+            live = _unmake_if_remade(ctx, setup) or "the live database was not touched"
+            ctx.log(f"dropped the half-filled scratch copy {scratch}; {live}")
+            outcome = f"{live[0].upper()}{live[1:]}; the half-filled scratch copy {scratch} was dropped."
+            raise CommandCancelled(outcome) from None
         except BaseException:
             _unmake_if_remade(ctx, setup)
             raise

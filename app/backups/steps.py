@@ -17,6 +17,7 @@ from app.backups.setup import BackupSetup, setup_of
 from app.backups.verify import ToolFailed, quick_verify
 from app.jobs import steps
 from app.jobs.context import JobContext
+from app.targets.command import CommandCancelled
 from app.targets.errors import TargetError
 from app.targets.openpgp import KeyListFailed
 
@@ -72,7 +73,17 @@ def verify_and_record(setup: BackupSetup, backup: Backup, ctx: JobContext, how: 
                 "(the cleanup runbook drops it)"
             )
             ctx.log(f"restore test: restoring {backup.id} into the scratch copy {scratch}")
-            detail += "; " + restore_test(setup, backup, ctx, scratch)
+            try:
+                tested = restore_test(setup, backup, ctx, scratch)
+            except CommandCancelled:
+                # restore_scratch dropped the half-filled copy: where things stand, as a restore's cancel says
+                ctx.log(f"dropped the restore test's copy {scratch}; the live database was not touched")
+                raise CommandCancelled(
+                    f"The live database was not touched; the restore test's copy {scratch} was dropped, and nothing "
+                    "was recorded against the backup."
+                ) from None
+            ctx.log(f"  ✓ {tested}")  # the log says how the test ended, as it does each quick check
+            detail += "; " + tested
             ctx.standing(f"the live database is untouched; the restore test's copy {scratch} was dropped")
     setup.catalog.record_verification(backup, how=how, ok=True, detail=detail, job_id=ctx.job_id)
     return detail

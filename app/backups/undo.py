@@ -3,6 +3,8 @@
 A restore's result names the pre-restore copy it kept. The offer stands while
 that copy is still there as a pre-restore copy: an undo renames it back to
 live and the cleanup drops it, and either way the name leaves the copy list.
+Once an undo has put it back, the page says so, with that job: its result
+("… now runs on …, undo puts it back") is no longer how the target stands.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+
 from app.backups.expiry import saved
 from app.backups.restore import Copy, copies
 from app.backups.setup import setup_of
+from app.extensions import db
 from app.jobs import swaps
 from app.jobs.engine import current_targets
 from app.jobs.models import Job
@@ -33,8 +38,20 @@ class UndoOffer:
     later: Swap | None = None  # a swap made since (a later restore or undo): the undo goes back past it too
 
 
-def undo_offer(job: Job) -> UndoOffer | None:
-    """The undo a succeeded restore job still allows, or None (not a restore, or its copy is gone or undone)."""
+@dataclass(frozen=True)
+class Undone:
+    """A restore an undo has taken back: the undo job put the pre-restore copy back as live (its mark is on it)."""
+
+    target: str
+    pre_restore: str
+    job_id: int
+    at: datetime  # when the undo renamed it back (naive UTC, as the job table keeps it)
+    kept_as: str | None  # the name the undo kept the restored database under
+
+
+def undo_offer(job: Job) -> UndoOffer | Undone | None:
+    """The undo a succeeded restore job still allows; the undo that already took it back; or None (not a
+    restore, or its copy is gone)."""
     if job.runbook != "restore_backup" or job.job_state is not JobState.SUCCEEDED or not job.target or not job.result:
         return None
     try:
@@ -45,6 +62,22 @@ def undo_offer(job: Job) -> UndoOffer | None:
     for copy in kept:
         if copy.kind == "pre_restore" and copy.name in job.result:
             return _offer(target, copy)
+    return undone_by(job)
+
+
+def undone_by(job: Job) -> Undone | None:
+    """The undo that put this restore's pre-restore copy back as live, if one did."""
+    if not job.swapped_out:
+        return None
+    undos = db.session.scalars(
+        select(Job)
+        .where(Job.target == job.target, Job.runbook == "undo_restore", Job.swapped_at.is_not(None), Job.id > job.id)
+        .order_by(Job.id)
+        .limit(50)
+    )
+    for undo in undos:
+        if undo.params.get("pre_restore") == job.swapped_out:
+            return Undone(job.target, job.swapped_out, undo.id, undo.swapped_at, undo.swapped_out)
     return None
 
 

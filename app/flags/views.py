@@ -342,8 +342,10 @@ def flag_history(name: str):
     page = history.of_flag(name, flag, before=before, limit=history.PAGE_SIZE)
     if current is None and not page.items and problem is None and before is None:
         abort(404, description=f"There is no flag {flag!r} on {name}, now or in Rewind's records.")
+    swapped = swaps.since(name, newest_only=True)
     return render_template(
         "flags/history.html",
+        swap=swapped[0] if swapped else None,
         target=target,
         name=flag,
         flag=current,

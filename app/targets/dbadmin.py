@@ -872,12 +872,14 @@ class Postgres:
             ).fetchall()
             sessions = [_session_words(*row[:4]) + (f", {row[4]}" if row[4] else "") for row in holders]
             where = dbname or self.name
+            # the very statement to paste, with the pid(s) just named; none named (gone meanwhile): its shape
+            end = "; ".join(f"SELECT pg_terminate_backend({row[0]})" for row in holders)
+            end = end or "SELECT pg_terminate_backend(pid)"
             raise TableLocked(
                 f"could not read {table} in {where} on {self.url.where()}: locked for more than {LOCK_WAIT_S:g} s"
                 + (f" by {'; '.join(sessions)}" if sessions else ""),
                 sessions,
-                fix="let that session finish (commit or roll back), or end it (SELECT pg_terminate_backend(pid)), "
-                "then try again",
+                fix=f"let that session finish (commit or roll back), or end it ({end}), then try again",
             ) from None
 
     def revision(self, dbname: str | None = None) -> str | None:

@@ -3,17 +3,22 @@ serves, and the job says where the live, scratch and pre-restore databases are."
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from app.audit.store import Actor
+from app.backups.catalog import Catalog
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service, swaps
 from app.jobs.engine import engine
 from app.jobs.models import Job
+from app.targets.dbadmin import Postgres
+from app.targets.environment import inherited_env
 from tests.backups.controlled import (
     back_to_managed,
     ctl_argv,
@@ -24,6 +29,7 @@ from tests.backups.controlled import (
 )
 from tests.backups.test_runbooks import app_pid, backup_now, copies, copy_url, restore_in_its_own_process
 from tests.backups.test_schedule import finish
+from tests.backups.test_silent_tools import silent_tools, with_pg_bin
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import ADMIN, health, log_text, run
 from tests.support.jobs import finished
@@ -183,6 +189,52 @@ def test_a_cancel_while_the_restored_copy_starts_swaps_back_and_starts_on_the_pr
         assert data_target.snapshot(copy_url(data_target, scratch))["orders"] != before["orders"]  # the backup's
     finally:
         back_to_managed(app, data_target)
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_cancel_while_the_scratch_copy_fills_says_live_was_not_touched_and_the_copy_dropped(
+    app, runner, data_target, tmp_path
+):
+    """QA: cancelled during the fill (the longest step, where a cancel most often comes), the result said only
+    "Cancelled by … during “Restore into a scratch database”.": nothing of live, nor of the half-filled copy."""
+    name, before = _restore_after_a_change(app, data_target)
+    reached = tmp_path / "filling"
+    real = Postgres(data_target.url, inherited_env())
+    # pg_restore reads the archive for the checks as the real one does; the fill's holds on until it is stopped
+    silent_tools(tmp_path / "bin", real, f"touch {shlex.quote(str(reached))}; sleep 120", reads=True)
+    write_targets_file(app, with_pg_bin(data_target, tmp_path / "bin"))
+    job, view = _cancel_once(app, data_target, reached, "restore_backup", backup=name)
+    assert job.state == "cancelled", log_text(view)
+    assert [s.state for s in view.steps[2:4]] == ["cancelled", "not_run"], log_text(view)
+    scratch = re.search(r"the scratch copy (\S+),", log_text(view)).group(1)
+    assert job.result == (
+        "Cancelled by the on-call engineer during “Restore into a scratch database”. The live database was not "
+        f"touched; the half-filled scratch copy {scratch} was dropped."
+    )
+    assert f"dropped the half-filled scratch copy {scratch}; the live database was not touched" in log_text(view)
+    assert data_target.snapshot() == before and copies(data_target) == []
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_restore_test_cancelled_while_it_fills_says_its_copy_was_dropped_and_nothing_recorded(
+    app, runner, data_target, tmp_path
+):
+    """QA: as a restore's, a restore test's cancel said only "Cancelled by … during “Verify the backup”."."""
+    name = backup_now(app, data_target)
+    reached = tmp_path / "filling"
+    real = Postgres(data_target.url, inherited_env())
+    silent_tools(tmp_path / "bin", real, f"touch {shlex.quote(str(reached))}; sleep 120", reads=True)
+    write_targets_file(app, with_pg_bin(data_target, tmp_path / "bin"))
+    job, view = _cancel_once(app, data_target, reached, "verify_backup", backup=name, level="restore-test")
+    assert job.state == "cancelled", log_text(view)
+    scratch = re.search(r"into the scratch copy (\S+)", log_text(view)).group(1)
+    assert job.result == (
+        "Cancelled by the on-call engineer during “Verify the backup”. The live database was not touched; the "
+        f"restore test's copy {scratch} was dropped, and nothing was recorded against the backup."
+    )
+    assert f"dropped the restore test's copy {scratch}; the live database was not touched" in log_text(view)
+    assert copies(data_target) == []
+    assert Catalog(data_target.backup_dir).get(name).state == "verified"  # as the backup job left it
 
 
 def test_a_cancel_while_an_undo_stops_the_app_leaves_the_restored_database_serving(app, runner, data_target):

@@ -149,7 +149,9 @@ def test_a_key_table_locked_by_a_session_fails_the_compare_naming_it_instead_of_
         assert [s.state for s in view.steps[2:5]] == ["succeeded", "failed", "not_run"]
         assert "could not read orders in" in job.result and "locked for more than 1 s" in job.result, job.result
         assert '("migration")' in job.result and "idle in transaction" in job.result, job.result
-        assert "pg_terminate_backend" in job.result
+        # the statement to paste names the session's pid (QA: it said pg_terminate_backend(pid), to fill in)
+        pid = migration.info.backend_pid
+        assert f"or end it (SELECT pg_terminate_backend({pid})), then try again" in job.result, job.result
         assert copies(data_target) == []  # the scratch was dropped
         assert not migration.closed  # nothing before the stop ends the application's sessions
 

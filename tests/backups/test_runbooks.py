@@ -339,6 +339,8 @@ def test_restore_test_restores_counts_and_drops_its_copy(app, runner, data_targe
     job, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
     assert job.state == "succeeded", log_text(view)
     assert "user 20, orders 20; revision ab12cd34ef56" in job.verification_detail
+    # QA: the log stopped at "restoring … into the scratch copy …", as if the test never ended
+    assert "  ✓ restores (user 20, orders 20; revision ab12cd34ef56); the test copy was dropped" in log_text(view)
     manifest = json.loads(manifest_path(data_target.backup_dir / name).read_text())
     assert manifest["restore_tested"]["ok"] is True and manifest["verified"]["how"] == "restore-test"
     assert copies(data_target) == []

@@ -387,6 +387,32 @@ def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone(app, users, as_
     )
 
 
+@pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
+def test_a_restore_s_page_says_which_undo_took_it_back(app, users, as_role, runner, data_target):
+    # QA: once undone, the restore's page still read "… now runs on the restored copy … undo puts it back", and its
+    # next steps vanished without a word: a person opening it from the timeline took the restore as still in force.
+    from tests.backups.test_runbooks import backup_now, copies
+    from tests.deployments.test_runbooks import run
+    from tests.targetpage.test_views import finished
+
+    restore, _ = run(app, "restore_backup", data_target.name, backup=backup_now(app, data_target))
+    assert restore.state == "succeeded", restore.result
+    (pre,) = copies(data_target)
+    admin = as_role(Role.ADMIN)
+    assert 'id="restore-undone"' not in admin.get(f"/jobs/{restore.id}").get_data(as_text=True)
+    response = post(admin, "/jobs", {"runbook": "undo_restore", "target": data_target.name, "pre_restore": pre})
+    assert finished(app, response.headers["Location"]) == "succeeded"
+    undo_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    (undone,) = copies(data_target)
+    for role in (Role.VIEWER, Role.ADMIN):
+        page = html.unescape(as_role(role).get(f"/jobs/{restore.id}").get_data(as_text=True))
+        said = page.split('id="restore-undone"')[1].split("</section>")[0]
+        assert f'<a href="/jobs/{undo_id}">Job #{undo_id}</a> undid this restore' in said
+        assert f"put <code>{pre}</code> back as the live database of {data_target.name}" in said
+        assert f"kept the database this restore had put in place as <code>{undone}</code>" in said
+        assert 'id="next-steps"' not in page and "Undo restore</button>" not in page
+
+
 def _restore_job(app, state: str = "succeeded") -> int:
     with app.app_context():
         job = Job(runbook="restore_backup", target="shop", mutates=True, actor_name="admin", state=state)

@@ -297,6 +297,25 @@ def test_after_a_database_restore_a_time_before_it_is_planned_from_rewinds_recor
     assert 'id="swapped-since"' not in later
 
 
+def test_a_flags_own_page_says_a_database_restore_replaced_it_after_its_last_change(flag_app, flagdb, as_role):
+    """QA: the tab's row says so, but the flag's own page showed "Now off" under its last change "off → on" and no
+    word of the restore that put the backup's row back: a person asking why it is off read two stories."""
+    client = as_role(Role.OPERATOR)
+    client.get("/targets/web/flags")  # the baseline checkpoint: dark_mode off
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})
+    swap = _swapped_in_backup(flag_app)
+    flagdb.outside_change("dark_mode", False, utcnow() - timedelta(hours=3))  # the backup's row
+    page = client.get("/targets/web/flags/history?flag=dark_mode").get_data(as_text=True)
+    assert "off → on" in page
+    said = page[page.index('id="swapped-since"') :].split("</p>")[0]
+    assert f'the database was replaced by <a href="/jobs/{swap}">job #{swap}</a>' in said, said
+    other = client.get("/targets/web/flags/history?flag=checkout_v2").get_data(as_text=True)
+    assert 'id="swapped-since"' not in other  # never changed through Rewind: no last change to put it after
+    post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "off"})  # a change after the swap
+    again = client.get("/targets/web/flags/history?flag=dark_mode").get_data(as_text=True)
+    assert 'id="swapped-since"' not in again
+
+
 def _swapped_in_backup(flag_app, kept_as: str = "appdb_before_job") -> int:
     """A restore job that put a backup's database in live's place now: its row, as the job leaves it."""
     from app.jobs.models import Job
