@@ -22,3 +22,16 @@ def breakable(name: str) -> Markup:
     """A name with a <wbr> after each _ . - / and inside camelCase: a long one wraps where it reads, not mid-word
     (legacy_expor|t), and still copies as it is, since <wbr> adds no character."""
     return Markup("<wbr>").join(escape(part) for part in _BREAKS.split(name))
+
+
+SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def byte_size(size: int) -> str:
+    """Bytes in at most 8 characters: 999 B, 12.2 KiB, 1023 MiB."""
+    value, unit = float(size), 0
+    while value >= 1024 and unit < len(SIZE_UNITS) - 1:
+        value, unit = value / 1024, unit + 1
+    if unit == 0:
+        return f"{size} B"
+    return f"{value:.1f} {SIZE_UNITS[unit]}" if value < 100 else f"{value:.0f} {SIZE_UNITS[unit]}"

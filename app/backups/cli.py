@@ -19,6 +19,7 @@ from app.jobs.engine import current_targets
 from app.statuses import BackupState
 from app.targets.errors import TargetError
 from app.targets.registry import UnknownTarget
+from app.wording import byte_size
 
 MISSING_FOLDER = " (the folder does not exist: the first backup makes it; check backups.dir)"
 LATE_EXIT = 1  # a check found a problem, as drift in `schema status`: cron and monitors act on the status
@@ -71,7 +72,7 @@ def list_backups(target: str) -> None:
             notes.append("empty file")
         if b.file_unreadable:
             notes.append(f"unreadable: {b.file_unreadable.in_words()}")
-        click.echo(f"{b.time:%Y-%m-%d %H:%M} {_size(b.size):>8} {b.format or 'unknown':<7} {b.state:<10} {b.id}")
+        click.echo(f"{b.time:%Y-%m-%d %H:%M} {byte_size(b.size):>8} {b.format or 'unknown':<7} {b.state:<10} {b.id}")
         for note in notes:  # below the row, so the row itself fits an 80-column terminal
             click.echo(f"{'':17}({note})")
     for u in unlisted:
@@ -92,19 +93,6 @@ def list_backups(target: str) -> None:
     click.echo(line)
     if fresh.late:
         sys.exit(LATE_EXIT)
-
-
-SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-
-
-def _size(size: int) -> str:
-    """Bytes in at most 8 characters: 999 B, 12.2 KiB, 1023 MiB."""
-    value, unit = float(size), 0
-    while value >= 1024 and unit < len(SIZE_UNITS) - 1:
-        value, unit = value / 1024, unit + 1
-    if unit == 0:
-        return f"{size} B"
-    return f"{value:.1f} {SIZE_UNITS[unit]}" if value < 100 else f"{value:.0f} {SIZE_UNITS[unit]}"
 
 
 @backups.command("rolls-back")

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -25,7 +26,7 @@ from app.backups.catalog import Backup, now_utc, open_to_read, sync_dir
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.backups.verify import locked_key
-from app.targets.command import PipelineResult, Sink, Stage, run_pipeline
+from app.targets.command import PipelineResult, ReadProgress, Sink, Stage, run_pipeline
 from app.targets.dbadmin import (
     MAX_IDENTIFIER,
     DamagedFile,
@@ -42,6 +43,7 @@ from app.targets.dbadmin import (
     pasteable,
 )
 from app.targets.errors import TargetError
+from app.wording import byte_size
 
 RESTORE_TIMEOUT_S = 12 * 3600
 STAMP = "%Y%m%d%H%M%S"
@@ -280,6 +282,18 @@ def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
+def _read_words(loader: str) -> Callable[[int, int], str]:
+    """How far the fill has read the backup, for its step's progress; at the end, that the loader finishes (a
+    pg_restore builds the indexes and constraints after the last byte is read)."""
+
+    def words(done: int, size: int) -> str:
+        if done >= size:
+            return f"all {byte_size(size)} of the backup read; {loader} finishes"
+        return f"{byte_size(done)} of {byte_size(size)} of the backup read"
+
+    return words
+
+
 # --- the scratch copy ----------------------------------------------------------------------
 
 
@@ -363,9 +377,10 @@ def restore_scratch(
             guard = guard_stage(setup.target.command_env(), leave_out_ownership=as_self)
             middle = [] if backup.format == "custom" else [guard]
             with open_to_read(backup.path) as source, setup.home.decrypt_stage() as decrypt:
-                result = run_pipeline(
-                    [decrypt, *middle, Stage.of(loader, name, env=env)], sink, stdin=source, timeout=RESTORE_TIMEOUT_S
-                )
+                watched = ReadProgress(sink, source, backup.size, _read_words(name))
+                stages = [decrypt, *middle, Stage.of(loader, name, env=env)]
+                result = run_pipeline(stages, watched, stdin=source, timeout=RESTORE_TIMEOUT_S)
+                watched.report()
             if not result.ok:
                 _check_unlocked(setup, result)
                 fill_role = None if as_self or own_owners else owner
@@ -388,7 +403,9 @@ def restore_scratch(
         raise RestoreFailed(f"{path} is already there", fix="wait a second and try again") from None
     try:  # from here on the file is ours alone: a failure removes it
         with os.fdopen(fd, "wb") as out, open_to_read(backup.path) as source, setup.home.decrypt_stage() as decrypt:
-            result = run_pipeline([decrypt], sink, stdin=source, stdout=out, timeout=RESTORE_TIMEOUT_S)
+            watched = ReadProgress(sink, source, backup.size, _read_words("the copy"))
+            result = run_pipeline([decrypt], watched, stdin=source, stdout=out, timeout=RESTORE_TIMEOUT_S)
+            watched.report()
             if not result.ok:
                 _check_unlocked(setup, result)
                 raise _failed(result, f"the restore into {path} failed")

@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol, runtime_checkable
 
@@ -94,6 +94,36 @@ class Tee:
             if said:
                 return said[-1]
         return ""
+
+
+class ReadProgress(Tee):
+    """Passes lines on, and at most every `every_s` (on the waiting thread's ticks) tells a sink that takes progress
+    (a job's) how far a command has read `source`. The child reads through the same open file, so its offset is
+    the file's: measured, not guessed, and nothing more is read for it."""
+
+    def __init__(
+        self, sink: Sink, source: IO[bytes], size: int, words: Callable[[int, int], str], every_s: float = 1.0
+    ) -> None:
+        super().__init__(sink, keep=0)
+        self.source, self.size, self.words, self.every_s = source, size, words, every_s
+        self._said = time.monotonic()
+
+    def tick(self) -> None:
+        super().tick()
+        if time.monotonic() - self._said >= self.every_s:
+            self.report()
+
+    def report(self) -> None:
+        """Say how far the reading has got now (also after the command, for where it ended)."""
+        hook = getattr(self.sink, "progress", None)
+        if hook is None or self.size <= 0:
+            return
+        try:
+            done = os.lseek(self.source.fileno(), 0, os.SEEK_CUR)
+        except (OSError, ValueError):  # closed meanwhile: nothing to say
+            return
+        self._said = time.monotonic()
+        hook(min(done / self.size, 1.0), self.words(done, self.size))
 
 
 class Uncancellable(Tee):

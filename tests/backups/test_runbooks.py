@@ -20,6 +20,7 @@ from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service, swaps
 from app.jobs.engine import current_targets
+from app.jobs.events import events_after
 from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from tests.backups.conftest import DB_SERVER, RECIPIENT, DataTarget, _fill, serving
@@ -104,6 +105,13 @@ def test_restore_round_trip_then_undo(app, runner, data_target):
     assert app_pid(app, data_target) != pid  # stopped and started around the swap
     assert health(data_target.code)[0] == 200
     assert [s.state for s in view.steps] == ["succeeded"] * 8
+    # the fill's progress is the backup's bytes the loader has read, measured on the file, ending with all of them
+    fill = next(s.index for s in view.steps if s.title == "Restore into a scratch database")
+    loader = "pg_restore" if data_target.engine == "postgresql" else "the copy"
+    with app.app_context():
+        said = [e.payload for e in events_after(job.id, 0) if e.kind == "progress" and e.step == fill]
+    assert re.fullmatch(rf"all \d+(\.\d)? (B|KiB|MiB) of the backup read; {loader} finishes", said[-2]["message"]), said
+    assert said[-2]["fraction"] == 1.0 and re.search(r"[._]restore_\d{14}$", said[-1]["message"]), said  # the copy
     # live and restored side by side, and the row written after the backup
     assert re.search(r"^table +live +restored +written after the backup$", text, re.M), text
     assert re.search(r"^user +16 +20 +2$", text, re.M), text  # one added, one changed

@@ -13,6 +13,7 @@ import pytest
 from app.targets.command import (
     CommandCancelled,
     CommandTimedOut,
+    ReadProgress,
     Stage,
     Uncancellable,
     _wait_any,
@@ -303,3 +304,32 @@ def test_an_uncancellable_sink_runs_its_command_to_the_end_though_a_cancel_is_as
     shielded = Lines(cancel_when=lambda _: True)
     result = run_command([sys.executable, "-c", "import time; time.sleep(0.5); print('done')"], Uncancellable(shielded))
     assert result.returncode == 0 and ("out", "done") in shielded
+
+
+class TakesProgress(Lines):
+    """A sink that takes progress, as a job's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progress_said: list[tuple[float, str]] = []
+
+    def progress(self, fraction: float, message: str) -> None:
+        self.progress_said.append((fraction, message))
+
+
+def test_read_progress_says_how_far_the_command_has_read_its_file_while_it_reads(tmp_path):
+    """The offset is the child's own (one open file): measured mid-read, then at the end, never guessed."""
+    data = tmp_path / "backup"
+    data.write_bytes(b"x" * 40_000)
+    slow_reader = "import sys, time\nwhile sys.stdin.buffer.read(4000):\n    time.sleep(0.05)\n"
+    sink = TakesProgress()
+    with data.open("rb") as source:
+        watched = ReadProgress(sink, source, 40_000, lambda done, size: f"{done} of {size}", every_s=0.1)
+        result = run_pipeline([Stage.of([PY, "-c", slow_reader], "reader")], watched, stdin=source)
+        watched.report()
+    assert result.ok
+    middle = [f for f, _ in sink.progress_said[:-1]]
+    assert any(0 < f < 1 for f in middle), sink.progress_said  # seen while it read
+    assert middle == sorted(middle)
+    assert sink.progress_said[-1] == (1.0, "40000 of 40000")
+    assert ReadProgress(Lines(), source, 1, str).report() is None  # a sink without progress: nothing asked of it
