@@ -787,3 +787,27 @@ def test_on_a_protected_target_the_shell_refuses_an_unseen_swap_before_asking_fo
     assert result.exit_code == 6, result.output
     assert "Type shop" not in result.output and "type its name" not in result.output, result.output
     assert f"job #{later} put another database in place" in result.output, result.output
+
+
+def test_while_a_job_holds_the_target_the_tab_greys_what_it_would_refuse_and_says_which_job(app, users, as_role, shop):
+    """QA: the buttons stayed active and were refused when pressed, under a notice that read as if changes queued.
+    A quick Verify only reads the backup, so it stays."""
+    from app.audit.store import Actor
+    from app.jobs import runbook as runbooks
+    from app.jobs import service
+
+    with app.app_context():
+        held = service.enqueue(runbooks.get("test.sleep"), "shop", {"seconds": 60}, Actor(users[Role.ADMIN], "admin"))
+        job_id = held.id
+    page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
+    assert (
+        f"job #{job_id}</a> (Sleep on a target, queued) is changing shop; other changes can start once it ends." in page
+    )
+    words = f"Wait for job #{job_id} (Sleep on a target, queued) to end."
+    for label in ("Back up now", "Restore-test", "Restore", "Undo restore", "Back up this copy", "Drop copies older"):
+        end = page.index(f">{label}")
+        button = page[page.rindex("<button", 0, end) : page.index("</form>", end)]
+        assert " disabled>" in button[: button.index(">") + 1], (label, button)
+        assert f'<span class="hint why-disabled">{words}</span>' in button, (label, button)
+    end = page.index(">Verify<")
+    assert " disabled" not in page[page.rindex("<button", 0, end) : end], "a quick verify only reads: it stays"
