@@ -372,12 +372,31 @@ def inspect_undo(ctx: JobContext) -> None:
     ctx.progress(1.0, f"{len(found.live)} key table(s) compared")
 
 
+def _was_down(ctx: JobContext) -> bool:
+    """The app is known not to run (its status says so: stopped before this job, on purpose or not). Asked once
+    per job: the log must then not speak of it serving meanwhile, nor of downtime starting at the stop. The restore
+    still starts it at the end, since only a start on the restored database verifies it."""
+    if "was_down" not in ctx.state:
+        try:
+            control = steps.target_of(ctx).process()
+            ctx.state["was_down"] = control is not None and control.status().running is False
+        except TargetError:
+            ctx.state["was_down"] = False
+    return ctx.state["was_down"]
+
+
 def fill_scratch(ctx: JobContext) -> None:
     setup = setup_for(ctx)
     with steps.adapter_errors(ctx):
         backup = setup.catalog.get(ctx.params["backup"])
         scratch = ctx.state["names"]["restore"]
-        ctx.log(f"restoring {backup.id} into the scratch database {scratch}; {ctx.target} keeps serving")
+        serving = (
+            f"{ctx.target} is not running (it was stopped before this job); it is started on the restored "
+            "database at the end, to verify it"
+            if _was_down(ctx)
+            else f"{ctx.target} keeps serving"
+        )
+        ctx.log(f"restoring {backup.id} into the scratch database {scratch}; {serving}")
         ctx.standing(
             f"the live database is untouched; the scratch database {scratch} was being filled "
             "(the cleanup runbook drops it)"
@@ -485,9 +504,10 @@ def _start_again(ctx: JobContext) -> str:
 def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str) -> NoReturn:
     """The app may be stopped (or stopped halfway) and nothing was swapped: start it again on the live database,
     drop a restore's scratch copy, then fail, or end cancelled, saying where things stand."""
-    ctx.log(f"{why}; starting {ctx.target} again (a stop cut short may have stopped it halfway)")
+    left = f"{ctx.target} is left stopped, as it was before this job" if ctx.state.get("was_down") else ""
+    ctx.log(f"{why}; {left or f'starting {ctx.target} again (a stop cut short may have stopped it halfway)'}")
     unmade = _unmake_if_remade(ctx, setup_for(ctx))  # before the start: the app would hold it open
-    started = _start_again(ctx)
+    started = left or _start_again(ctx)  # left as found when it was not running before this job
     where = [_copies_untouched(ctx)]
     if ctx.state.get("scratch"):
         where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
@@ -502,6 +522,7 @@ def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str
 def stop_app(ctx: JobContext) -> None:
     """Stop for the swap; a failed or cancelled stop starts the app again, the live database untouched."""
     control = steps.control_of(ctx)
+    down = _was_down(ctx)
     try:
         with steps.adapter_errors(ctx):
             control.stop(ctx)
@@ -515,7 +536,8 @@ def stop_app(ctx: JobContext) -> None:
             f"{ctx.target} was stopped for the swap; the live database is untouched; the restored copy is "
             f"{ctx.state['scratch']}: start {ctx.target} to serve the live database again"
         )
-    ctx.log(f"{ctx.target} is stopped: downtime starts")
+    said = "was not running: no downtime starts here" if down else "is stopped: downtime starts"
+    ctx.log(f"{ctx.target} {said}")
     ctx.progress(1.0, "stopped")
 
 
@@ -606,7 +628,11 @@ def start_and_verify(ctx: JobContext) -> None:
             cancelled_by = exc.by
     if passed:
         ctx.verified(True, detail)
-        ctx.log(f"{ctx.target} is healthy: downtime ends")
+        ctx.log(
+            f"{ctx.target} is healthy: it serves again (it was not running before this job)"
+            if ctx.state.get("was_down")
+            else f"{ctx.target} is healthy: downtime ends"
+        )
         if ctx.state.get("remade") and _drop_made_empty(ctx, setup, swap["outgoing"]):
             ctx.set_result(
                 f"{ctx.target} now runs on {swap['incoming']} (renamed to {live}). The live database had been gone: "

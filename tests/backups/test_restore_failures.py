@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import urllib.error
 from pathlib import Path
 
 import psycopg
@@ -332,3 +334,37 @@ def test_a_swap_whose_mark_cannot_be_recorded_is_not_made_and_live_serves_on(app
     assert data_target.snapshot() == before  # live, untouched
     assert health(data_target.code)[0] == 200
     assert [c for c in copies(data_target) if "pre_restore" in c] == []  # nothing renamed
+
+
+def test_a_restore_of_an_app_stopped_before_it_says_so_and_starts_it_only_to_verify(app, runner, data_target):
+    """QA: production stopped from the Overview, then restored: the log said it kept serving and that downtime
+    started at the stop. It was down all along; the restore starts it on the restored database, which verifies it."""
+    name, _ = _restore_after_a_change(app, data_target)
+    with app.app_context():
+        engine(app).targets.open(data_target.name).process().stop()
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    text = log_text(view)
+    assert job.state == "succeeded", text
+    assert "staging is not running (it was stopped before this job); it is started on the restored database" in text
+    assert "staging was not running: no downtime starts here" in text
+    assert "staging is healthy: it serves again (it was not running before this job)" in text
+    assert "staging keeps serving" not in text, text
+    assert "is stopped: downtime starts" not in text and "downtime ends" not in text
+    assert health(data_target.code)[0] == 200
+
+
+def test_a_restore_that_fails_before_its_swap_leaves_an_app_stopped_before_it_stopped(app, runner, data_target):
+    """Left as found: a failure before the swap starts the app again only if it ran before the job."""
+    use_commands(app, data_target, stop=["/bin/false"])
+    try:
+        name, before = _restore_after_a_change(app, data_target)
+        stopped = subprocess.run(ctl_argv(data_target, "stop"), capture_output=True, text=True)
+        assert stopped.returncode == 0, stopped.stderr
+        job, view = run(app, "restore_backup", data_target.name, backup=name)
+        assert job.state == "failed", log_text(view)
+        assert "The live database was not touched; staging is left stopped, as it was before this job" in job.result
+        assert data_target.snapshot() == before and copies(data_target) == []
+        with pytest.raises(urllib.error.URLError):  # refused: not started, though the stop failed
+            health(data_target.code)
+    finally:
+        back_to_managed(app, data_target)
