@@ -21,7 +21,7 @@ from app.jobs.runner import interrupt_if_dead
 from app.statuses import JobState, StepState, Verification
 
 POLL_S = 0.5  # another process's events carry no in-process notice on SQLite: re-read this often
-LIVENESS_S = 5.0  # how often a follower looks whether the process running the job is still there
+LIVENESS_S = 1.0  # how often a follower looks whether the process running the job is still there (one lock try)
 
 Echo = Callable[[str], None]
 MARKS = {"out": "|", "err": "!"}  # "cmd" lines already start with "$ "

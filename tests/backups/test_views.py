@@ -354,7 +354,9 @@ def _form_of(page: str, button: str) -> str:
 
 
 @pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
-def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone(app, users, as_role, runner, data_target):
+def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone_then_names_the_undo(
+    app, users, as_role, runner, data_target
+):
     from tests.backups.test_runbooks import backup_now, copies
     from tests.deployments.test_runbooks import run
     from tests.targetpage.test_views import finished
@@ -364,6 +366,7 @@ def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone(app, users, as_
     (pre,) = copies(data_target)
     admin = as_role(Role.ADMIN)
     page = admin.get(f"/jobs/{restore.id}").get_data(as_text=True)
+    assert 'id="restore-undone"' not in page
     undo = _form_of(page, "Undo restore")  # the Backups tab's own form: same runbook, fields and confirmation
     assert 'action="/jobs"' in undo and 'name="csrf_token"' in undo
     assert 'name="runbook" value="undo_restore"' in undo and f'name="pre_restore" value="{pre}"' in undo
@@ -379,29 +382,8 @@ def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone(app, users, as_
         assert db.session.scalars(select(AuditEvent).where(AuditEvent.action == "job.queued")).all()[-1].outcome == "ok"
     after = admin.get(f"/jobs/{restore.id}").get_data(as_text=True)
     assert 'id="job-finished"' in after and "Undo restore</button>" not in after, "already undone"
-    # The same Undo from a page drawn before it (QA: "… is not a pre-restore copy (there are: …)"): said as done.
-    undo_id = int(response.headers["Location"].rsplit("/", 1)[1])
-    again = post(admin, "/jobs", {**_hidden(undo), "next": f"/jobs/{restore.id}"}, follow_redirects=True)
-    assert f"{pre} was already put back by job #{undo_id}: nothing was changed" in html.unescape(
-        again.get_data(as_text=True)
-    )
-
-
-@pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
-def test_a_restore_s_page_says_which_undo_took_it_back(app, users, as_role, runner, data_target):
-    # QA: once undone, the restore's page still read "… now runs on the restored copy … undo puts it back", and its
-    # next steps vanished without a word: a person opening it from the timeline took the restore as still in force.
-    from tests.backups.test_runbooks import backup_now, copies
-    from tests.deployments.test_runbooks import run
-    from tests.targetpage.test_views import finished
-
-    restore, _ = run(app, "restore_backup", data_target.name, backup=backup_now(app, data_target))
-    assert restore.state == "succeeded", restore.result
-    (pre,) = copies(data_target)
-    admin = as_role(Role.ADMIN)
-    assert 'id="restore-undone"' not in admin.get(f"/jobs/{restore.id}").get_data(as_text=True)
-    response = post(admin, "/jobs", {"runbook": "undo_restore", "target": data_target.name, "pre_restore": pre})
-    assert finished(app, response.headers["Location"]) == "succeeded"
+    # QA: once undone, the page still read "… now runs on the restored copy … undo puts it back", its next steps
+    # gone without a word: opened from the timeline, the restore read as still in force. It says which undo.
     undo_id = int(response.headers["Location"].rsplit("/", 1)[1])
     (undone,) = copies(data_target)
     for role in (Role.VIEWER, Role.ADMIN):
@@ -411,6 +393,11 @@ def test_a_restore_s_page_says_which_undo_took_it_back(app, users, as_role, runn
         assert f"put <code>{pre}</code> back as the live database of {data_target.name}" in said
         assert f"kept the database this restore had put in place as <code>{undone}</code>" in said
         assert 'id="next-steps"' not in page and "Undo restore</button>" not in page
+    # The same Undo from a page drawn before it (QA: "… is not a pre-restore copy (there are: …)"): said as done.
+    again = post(admin, "/jobs", {**_hidden(undo), "next": f"/jobs/{restore.id}"}, follow_redirects=True)
+    assert f"{pre} was already put back by job #{undo_id}: nothing was changed" in html.unescape(
+        again.get_data(as_text=True)
+    )
 
 
 def _restore_job(app, state: str = "succeeded") -> int:

@@ -911,7 +911,7 @@ def _lose_job_lock(app, job_id: int) -> None:
 def test_a_live_job_whose_lock_was_lost_is_not_marked_interrupted_nor_its_command_stopped(app, users):
     """The lock alone judged a job dead: a live `run` whose lock's connection was closed had its job marked
     interrupted and its command killed by the next job asked for on its target (which then ran beside it), by its
-    own follower within 5 s, or by any runner's sweep."""
+    own follower within a second or two, or by any runner's sweep."""
     from app.jobs.follow import LIVENESS_S
 
     process, lines, child = sleeping_job_in_its_own_process(app, 120)
