@@ -42,7 +42,7 @@ MAX_TARGET_CHARS = 128  # the audit row's target column
 WS_IDLE_CHECK_S = 5
 # How often a watcher looks whether the process running its job is still there (a `flask rewind worker` killed
 # outright): the page then shows the job interrupted instead of running until something else asks.
-WS_LIVENESS_S = 5
+WS_LIVENESS_S = 2
 # 1012 "service restart": the page's websocket extension reconnects after it, as after a dropped connection.
 SERVICE_RESTART = 1012
 LEAVING = "Rewind is restarting; reconnecting"
@@ -300,7 +300,7 @@ def _stream(ws, job_id: int, session_id: int) -> None:
         while not watcher.done.is_set() and not watcher.closed:
             if leaving := fanout.leaving.is_set():
                 break
-            ws.event.wait(WS_IDLE_CHECK_S)
+            ws.event.wait(min(WS_IDLE_CHECK_S, WS_LIVENESS_S))
             ws.event.clear()
             while ws.receive(timeout=0) is not None:  # the page sends nothing; raises once the browser has left
                 pass
