@@ -522,3 +522,27 @@ def test_a_restore_while_another_job_holds_the_target_is_refused_as_busy_not_as_
         with app.app_context():
             service.cancel(db.session.get(Job, job_id), Actor(None, "ops"))
         finished(app, job_id)
+
+
+def test_while_a_job_holds_the_target_restore_and_set_are_greyed_naming_the_job(app, users, as_role, env_target):
+    """As the other tabs do: offered, they could only be refused as busy."""
+    from app.audit.store import Actor
+    from app.jobs import runbook as runbooks
+    from app.jobs import service
+
+    first, _ = two_versions(app, env_target)
+    admin = as_role(Role.ADMIN)
+    for button in ("Restore", "Set"):
+        page = admin.get("/targets/staging/config").get_data(as_text=True)
+        assert f'<button type="submit" class="danger">{button}</button>' in page, button
+    with app.app_context():
+        held = service.enqueue(
+            runbooks.get("test.sleep"), "staging", {"seconds": 60}, Actor(users[Role.ADMIN], "admin")
+        )
+        words = f"Wait for job #{held.id} (Sleep on a target, queued) to end."
+    page = admin.get("/targets/staging/config").get_data(as_text=True)
+    assert (
+        f'<button type="submit" class="danger" disabled>Restore</button> <span class="hint why-disabled">{words}'
+        in (restore_form(page, first))
+    )
+    assert f'<button type="submit" class="danger" disabled>Set</button> <span class="hint why-disabled">{words}' in page

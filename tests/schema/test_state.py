@@ -205,6 +205,13 @@ def test_while_a_job_runs_on_the_target_its_drift_is_folded_under_the_busy_notic
         folded = text.index('<details class="mid-change">')
         assert text.index('id="busy-notice"') < folded < text.index("the schema is behind the code")
         assert text.index("Upgrade to the heads") < text.index("</details>", folded)
+        # and greyed, saying which job to wait for, as every button the busy target would refuse
+        words = f'<span class="hint why-disabled">Wait for job #{job_id} (Sleep on a target, running) to end.'
+        assert f'<button type="submit" disabled>Upgrade to the heads</button> {words}' in text
+        assert f'<button type="submit" disabled>Upgrade</button> {words}' in text
+        admin = as_role(Role.ADMIN).get("/targets/shop/migrations").get_data(as_text=True)
+        for label in ("Downgrade then reset", "Downgrade then revert"):
+            assert f'<button type="submit" class="danger" disabled>{label}</button> {words}' in admin, label
     finally:
         post(client, f"/jobs/{job_id}/cancel", {})
         finished(app, job_id)
