@@ -19,7 +19,7 @@ import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from app.backups.catalog import Backup, now_utc, open_to_read, sync_dir
@@ -128,6 +128,15 @@ def copies(setup: BackupSetup) -> list[Copy]:
         when = datetime.strptime(match.group(2), STAMP).replace(tzinfo=now_utc().tzinfo)
         found.append(Copy(name, match.group(1), when))
     return sorted(found, key=lambda c: (c.time, c.name), reverse=True)
+
+
+def being_filled(running_restore: datetime | None, kept: list[Copy]) -> str | None:
+    """The scratch copy the restore running since `running_restore` (naive UTC, as the job table keeps it) is
+    filling: the newest scratch made since. Listed, it is that job's work in progress, not a copy to back up."""
+    if running_restore is None:
+        return None
+    since = running_restore.replace(tzinfo=now_utc().tzinfo) - timedelta(seconds=2)  # its name has whole seconds
+    return next((c.name for c in kept if c.kind == "restore" and c.time >= since), None)
 
 
 def _sqlite_names(db: Sqlite, pattern: re.Pattern[str]) -> list[str]:

@@ -13,7 +13,7 @@ from app.backups import summary  # noqa: F401 - registers its overview line and 
 from app.backups.catalog import BACKUP_ID, Catalog, CatalogError, NoAccess
 from app.backups.expiry import backups_of_copies
 from app.backups.preview import rolls_back
-from app.backups.restore import copies
+from app.backups.restore import being_filled, copies
 from app.backups.setup import catalog_of, setup_of
 from app.backups.status import ago, ahead_of, freshness, future_words, jobs_on_record
 from app.backups.undo import swapped_since, undo_offer
@@ -92,6 +92,7 @@ def catalog(name: str):
             kept = copies(setup_of(target))
         except TargetError as exc:
             copies_problem = exc.message
+    busy = service.busy_job(name)
     return render_template(
         "backups/catalog.html",
         target=target,
@@ -115,7 +116,8 @@ def catalog(name: str):
         ahead_of=ahead_of,
         future_words=future_words,
         parse_time=datetime.fromisoformat,
-        busy=service.busy_job(name),
+        busy=busy,
+        filling=being_filled(busy.started_at if busy and busy.runbook == "restore_backup" else None, kept),
     )
 
 

@@ -798,3 +798,30 @@ def test_while_a_job_holds_the_target_the_tab_greys_what_it_would_refuse_and_say
         assert f'<span class="hint why-disabled">{words}</span>' in button, (label, button)
     end = page.index(">Verify<")
     assert " disabled" not in page[page.rindex("<button", 0, end) : end], "a quick verify only reads: it stays"
+
+
+def test_the_scratch_copy_a_running_restore_fills_is_listed_as_its_work_not_a_copy_to_back_up(
+    app, as_role, shop, tmp_path
+):
+    """QA: it read "no backup holds it yet" with a Back up this copy button, beside the restore filling it."""
+    from app.backups.restore import STAMP
+    from app.clock import utcnow
+
+    started = utcnow()
+    with app.app_context():
+        job = Job(runbook="restore_backup", target="shop", mutates=True, actor_name="admin", state="running")
+        job.started_at = started
+        db.session.add(job)
+        db.session.commit()
+        job_id = job.id
+    scratch = f"shop.db.restore_{started:{STAMP}}"
+    (tmp_path / "data" / scratch).write_bytes((tmp_path / "data" / "shop.db").read_bytes())
+    page = as_role(Role.OPERATOR).get("/targets/shop/backups").get_data(as_text=True)
+    row = page[page.index(f"<code>{scratch}</code>") :]
+    row = row[: row.index("</li>")]
+    assert (
+        "being filled</span>" in row and f'<a href="/jobs/{job_id}">job #{job_id}</a>, the restore running now' in row
+    )
+    assert "no backup holds it yet" not in row and "Back up this copy" not in row
+    older = page[page.index("<code>shop.db.pre_restore_20240101000000</code>") :]
+    assert "being filled" not in older[: older.index("</li>")], "only the copy made since the restore started"
