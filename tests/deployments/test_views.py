@@ -238,11 +238,17 @@ def test_a_job_holding_the_target_greys_its_changes_and_a_posted_revert_is_busy_
         page = admin.get(pages).get_data(as_text=True)  # the gate's refusal is shown once, on this view
         words = f"Wait for job #{job_id} (Sleep on a target, running) to end."
         assert "The schema gate stopped the revert" in page
-        for label in ("Deploy", "Restart", "Revert", "Reset to here", "Downgrade, then revert", "Revert anyway"):
+        for label in ("Deploy", "Restart", "Downgrade, then revert", "Revert anyway"):
             form = page[page.rindex("<form", 0, page.index(f">{label}</button>")) :]
             button = form[form.index("<button") : form.index("</form>")]
             assert " disabled>" in button[: button.index(">") + 1], (label, button)
             assert f'<span class="hint why-disabled">{words}</span>' in button, (label, button)
+        for label in ("Revert", "Reset to here"):  # in every commit's row: the busy notice above says why, once
+            form = page[page.rindex("<form", 0, page.index(f">{label}</button>")) :]
+            button = form[form.index("<button") : form.index("</form>")]
+            assert ' disabled aria-describedby="busy-notice">' in button[: button.index(">") + 1], (label, button)
+            assert "why-disabled" not in button, (label, button)
+        assert f"job #{job_id}</a> (Sleep on a target, running) is changing shop" in page
         for label in ("Verify health",):  # only reads the target: stays
             assert f'<button type="submit">{label}</button>' in page
 
