@@ -372,17 +372,14 @@ def inspect_undo(ctx: JobContext) -> None:
     ctx.progress(1.0, f"{len(found.live)} key table(s) compared")
 
 
-def _was_down(ctx: JobContext) -> bool:
-    """The app is known not to run (its status says so: stopped before this job, on purpose or not). Asked once
-    per job: the log must then not speak of it serving meanwhile, nor of downtime starting at the stop. The restore
-    still starts it at the end, since only a start on the restored database verifies it."""
-    if "was_down" not in ctx.state:
-        try:
-            control = steps.target_of(ctx).process()
-            ctx.state["was_down"] = control is not None and control.status().running is False
-        except TargetError:
-            ctx.state["was_down"] = False
-    return ctx.state["was_down"]
+def _down_now(ctx: JobContext) -> bool:
+    """The app is known not to run now (its status says so: stopped on purpose, or not). Read where it matters,
+    never carried over: a fill can last hours, and a crashed app its supervisor restarts serves again by the stop."""
+    try:
+        control = steps.target_of(ctx).process()
+        return control is not None and control.status().running is False
+    except TargetError:
+        return False
 
 
 def fill_scratch(ctx: JobContext) -> None:
@@ -393,7 +390,7 @@ def fill_scratch(ctx: JobContext) -> None:
         serving = (
             f"{ctx.target} is not running (it was stopped before this job); it is started on the restored "
             "database at the end, to verify it"
-            if _was_down(ctx)
+            if _down_now(ctx)
             else f"{ctx.target} keeps serving"
         )
         ctx.log(f"restoring {backup.id} into the scratch database {scratch}; {serving}")
@@ -487,8 +484,11 @@ def _copies_untouched(ctx: JobContext) -> str:
 def _start_again(ctx: JobContext) -> str:
     """Start the application on the database it had, and check it serves: the outcome in words.
 
-    Shielded from a cancel: it puts right what a cut-short step left, so it runs to its end.
+    Shielded from a cancel: it puts right what a cut-short step left, so it runs to its end. An app that was not
+    running at the stop is left as found.
     """
+    if ctx.state.get("was_down"):
+        return f"{ctx.target} is left stopped, as it was before this job"
     try:
         with ctx.shielded():
             with steps.adapter_errors(ctx):
@@ -504,10 +504,12 @@ def _start_again(ctx: JobContext) -> str:
 def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str) -> NoReturn:
     """The app may be stopped (or stopped halfway) and nothing was swapped: start it again on the live database,
     drop a restore's scratch copy, then fail, or end cancelled, saying where things stand."""
-    left = f"{ctx.target} is left stopped, as it was before this job" if ctx.state.get("was_down") else ""
-    ctx.log(f"{why}; {left or f'starting {ctx.target} again (a stop cut short may have stopped it halfway)'}")
+    if ctx.state.get("was_down"):
+        ctx.log(f"{why}; {ctx.target} was not running before this job: it is left stopped")
+    else:
+        ctx.log(f"{why}; starting {ctx.target} again (a stop cut short may have stopped it halfway)")
     unmade = _unmake_if_remade(ctx, setup_for(ctx))  # before the start: the app would hold it open
-    started = left or _start_again(ctx)  # left as found when it was not running before this job
+    started = _start_again(ctx)
     where = [_copies_untouched(ctx)]
     if ctx.state.get("scratch"):
         where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
@@ -522,7 +524,8 @@ def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str
 def stop_app(ctx: JobContext) -> None:
     """Stop for the swap; a failed or cancelled stop starts the app again, the live database untouched."""
     control = steps.control_of(ctx)
-    down = _was_down(ctx)
+    # Looked at right before the stop: what "as found" means if the restore fails before its swap (_start_again).
+    down = ctx.state["was_down"] = _down_now(ctx)
     try:
         with steps.adapter_errors(ctx):
             control.stop(ctx)

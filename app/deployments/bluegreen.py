@@ -96,7 +96,8 @@ def _switched_by(target: str, slot: str) -> str:
     ).first()
     if last is None or last.params.get("slot") != slot or last.finished_at is None:
         return ""
-    return f" (switched by {last.actor_name} in job #{last.id}, at {last.finished_at:%H:%M} UTC); nothing was changed"
+    when = f"{last.finished_at:%Y-%m-%d %H:%M} UTC"
+    return f" (switched by {last.actor_name} in job #{last.id}, {when}); nothing was changed"
 
 
 def _idle_check(target: str, url: str) -> HealthCheck:

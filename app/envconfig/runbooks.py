@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from app.auth.roles import Role
 from app.envconfig import captures, keys, store, suspect, watch
@@ -108,18 +109,22 @@ def _mask_changed(ctx: JobContext, before: bytes, after: bytes) -> list[str]:
     old, new = _readable_values(before), _readable_values(after)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     for key in changed:
-        _mask(ctx, old.get(key))
-        _mask(ctx, new.get(key))
+        _mask(ctx, key, old.get(key))
+        _mask(ctx, key, new.get(key))
     return changed
 
 
-def _mask(ctx: JobContext, value: str | None) -> None:
-    """Mask an env value in this job's lines, unless it is (part of) the target's name.
+SECRET_KEY_WORDS = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH|DSN|PRIVATE", re.I)
+
+
+def _mask(ctx: JobContext, key: str, value: str | None) -> None:
+    """Mask an env value in this job's lines, unless it is the target's own name under a key that names no secret.
 
     `APP_ENV=staging` is common: masked, every "staging" of the job read "•••" ("••• runs with version #2",
-    "[targets.•••.release]", "marked known-good on •••"), while the name is in the page's title anyway.
+    "[targets.•••.release]", "marked known-good on •••"), while the name is in the page's title anyway. A value
+    that only contains the name, or a secret's key holding it (DB_PASSWORD=staging), is masked as any other.
     """
-    if value and ctx.target and value in ctx.target:
+    if value and value == ctx.target and not SECRET_KEY_WORDS.search(key):
         return
     ctx.add_secret(value)
 
@@ -156,7 +161,7 @@ def check_edit(ctx: JobContext) -> None:
     key = ctx.params["key"]
     with steps.adapter_errors(ctx):
         value = keys.unseal(target.instance_dir, base64.b64decode(ctx.params["sealed"])).decode("utf-8")
-    _mask(ctx, value)
+    _mask(ctx, key, value)
     current = _current(ctx)
     with steps.adapter_errors(ctx):
         try:

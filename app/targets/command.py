@@ -107,6 +107,7 @@ class ReadProgress(Tee):
         super().__init__(sink, keep=0)
         self.source, self.size, self.words, self.every_s = source, size, words, every_s
         self._said = time.monotonic()
+        self._at: int | None = None  # the offset last told: an unmoved one is not told again (each is a job event)
 
     def tick(self) -> None:
         super().tick()
@@ -123,6 +124,9 @@ class ReadProgress(Tee):
         except (OSError, ValueError):  # closed meanwhile: nothing to say
             return
         self._said = time.monotonic()
+        if done == self._at:  # e.g. all read while pg_restore builds its indexes, maybe for an hour
+            return
+        self._at = done
         hook(min(done / self.size, 1.0), self.words(done, self.size))
 
 

@@ -25,7 +25,7 @@ def test_switch_to_a_healthy_idle_slot(app, runner, slots):
     with app.app_context(), pytest.raises(ParamError) as refused:
         runbooks.get("bluegreen").parse_params({"slot": "green"}, "staging")
     said = str(refused.value)
-    assert f"green already serves staging's traffic (switched by {job.actor_name} in job #{job.id}, at " in said, said
+    assert f"green already serves staging's traffic (switched by {job.actor_name} in job #{job.id}, 20" in said, said
     assert said.endswith(" UTC); nothing was changed"), said
 
 

@@ -77,6 +77,15 @@ def test_a_value_that_is_the_target_name_is_not_masked_in_the_job(app, runner, r
     text = log_text(view)
     assert "•••" not in job.result and "known-good on staging" in text
     assert "bonjour" not in text and "staging-copy" not in text, "the other changed values are still masked"
+    # the same name under a secret's key is a secret: masked, whatever it does to the name in the job's words
+    target.env_path.write_text(GOOD + "APP_ENV=staging\nDB_PASSWORD=staging\n")
+    second = record_now(app)
+    target.env_path.write_text(GOOD + "APP_ENV=staging\nDB_PASSWORD=hunter22\n")
+    job, view = run(app, "config_restore", version=second, expect=shown_digest(app))
+    assert job.state == "succeeded", job.result
+    text = log_text(view)
+    assert f"••• runs with version #{second}" in job.result and "known-good on •••" in text, job.result
+    assert "hunter22" not in text
 
 
 def test_a_restore_the_app_refuses_is_undone_automatically(app, runner, running_env_target):

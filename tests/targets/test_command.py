@@ -332,4 +332,10 @@ def test_read_progress_says_how_far_the_command_has_read_its_file_while_it_reads
     assert any(0 < f < 1 for f in middle), sink.progress_said  # seen while it read
     assert middle == sorted(middle)
     assert sink.progress_said[-1] == (1.0, "40000 of 40000")
-    assert ReadProgress(Lines(), source, 1, str).report() is None  # a sink without progress: nothing asked of it
+    assert sink.progress_said.count((1.0, "40000 of 40000")) == 1, "an offset that did not move is told once"
+    with data.open("rb") as source:
+        ReadProgress(Lines(), source, 40_000, str).report()  # a sink without progress: asked nothing, no error
+        closed = ReadProgress(sink, source, 40_000, str)
+    said = len(sink.progress_said)
+    closed.report()  # the file closed meanwhile: nothing to say
+    assert len(sink.progress_said) == said
