@@ -14,7 +14,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from app.audit.store import Actor, record_and_commit
+from app.audit.store import Actor, record_and_commit, serialise
+from app.audit.store import record as record_audit
 from app.envconfig import keys
 from app.envconfig.models import EnvVersion
 from app.extensions import db
@@ -142,10 +143,22 @@ def record(
 
 
 def _record(
-    target: Target, state: EnvFileState, source: EnvSource, *, reason: str, actor: str | None, job_id: int | None
+    target: Target,
+    state: EnvFileState,
+    source: EnvSource,
+    *,
+    reason: str,
+    actor: str | None,
+    job_id: int | None,
+    previous: EnvVersion | None = None,
+    commit: bool = True,
+    sealed: bytes | None = None,
 ) -> EnvVersion:
+    """`commit` False: the row is added and flushed (it has its id) in the caller's transaction, which `previous`
+    (the newest version, read there) belongs to. `sealed`: the content already sealed (gpg, outside a lock)."""
     contents = read_contents(target.instance_dir, state.content)
-    previous = newest(target.name)
+    if commit:
+        previous = newest(target.name)
     row = EnvVersion(
         target=target.name,
         source=source.value,
@@ -160,10 +173,13 @@ def _record(
         parse_error=(contents.problem or None) and contents.problem[:512],
         digests_json=json.dumps(contents.digests, sort_keys=True),
         changes_json=json.dumps(changes_between(previous.digests if previous else {}, contents.digests)),
-        sealed=keys.seal(target.instance_dir, state.content),
+        sealed=sealed if sealed is not None else keys.seal(target.instance_dir, state.content),
     )
     db.session.add(row)
-    db.session.commit()
+    if commit:
+        db.session.commit()
+    else:
+        db.session.flush()
     return row
 
 
@@ -187,8 +203,17 @@ def _ensure_current(
 ) -> tuple[EnvVersion, bool]:
     state = current_state(target)
     db.session.commit()  # end any older snapshot of the table: another thread may have just recorded
+    digest = keys.file_digest(target.instance_dir, state.content)
     previous = newest(target.name)
-    if previous is not None and previous.file_digest == keys.file_digest(target.instance_dir, state.content):
+    if previous is not None and previous.file_digest == digest:
+        return previous, False
+    sealed = keys.seal(target.instance_dir, state.content)  # a gpg run: not under the lock below
+    # Another process may be recording this very change (every web worker's monitor watches the file, their passes
+    # in step): looked at again under the lock every audited write takes, and kept once, with its audit row.
+    serialise()
+    previous = newest(target.name)
+    if previous is not None and previous.file_digest == digest:
+        db.session.rollback()
         return previous, False
     if source is None:
         source = EnvSource.OUTSIDE if previous is not None else EnvSource.FIRST
@@ -197,12 +222,15 @@ def _ensure_current(
         EnvSource.FIRST: "the file as Rewind first saw it",
         EnvSource.SNAPSHOT: "snapshot",
     }.get(source, "")
-    version = record(target, state, source, reason=reason, actor=actor, job_id=job_id)
+    version = _record(
+        target, state, source, reason=reason, actor=actor, job_id=job_id, previous=previous, commit=False, sealed=sealed
+    )
     if source == EnvSource.OUTSIDE:
         # On the target's timeline (kind "config"), where "what changed?" is asked: a hand edit of the env file was
         # only on the Config tab, while Rewind's own restores and edits, and even a reveal, were on the timeline (QA).
         details = {"version": version.id, "modified": _when(state.mtime), "owner": state.owner, **version.changes}
-        record_and_commit("envconfig.outside", target=target.name, actor=Actor.system(), details=details)
+        record_audit("envconfig.outside", target=target.name, actor=Actor.system(), details=details)
+    db.session.commit()  # the version and its audit row together
     return version, True
 
 

@@ -105,3 +105,28 @@ def test_versions_round_trip_on_either_ops_database(app, env_target):
         again = store.get("staging", version.id)
         assert store.content_of(target, again) == GOOD.encode()
         assert store.versions("staging")[0].id == version.id
+
+
+@both_databases
+def test_one_hand_edit_seen_by_several_processes_at_once_is_kept_once_with_one_audit_row(app, env_target):
+    """Every web worker's monitor watches the file, their passes in step: the in-process lock cannot keep two
+    processes from both recording the edit (two versions, two 'changed outside' rows on the timeline). Two threads
+    going past that lock stand for two processes here; the ops database's own lock keeps one of them."""
+    from app.audit.models import AuditEvent
+    from tests.support.threads import all_at_once
+
+    with app.app_context():
+        store.ensure_current(open_target())
+    env_target.env_path.write_text(GOOD.replace("safe", "fast"))
+
+    def one_process(_: int) -> None:
+        with app.app_context():
+            try:
+                store._ensure_current(open_target(), source=None, actor=None, job_id=None)  # past _recording
+            finally:
+                db.session.remove()
+
+    assert all_at_once(one_process, 3) == []
+    with app.app_context():
+        assert [v.source for v in db.session.query(EnvVersion).order_by(EnvVersion.id)] == ["first", "outside"]
+        assert db.session.query(AuditEvent).filter_by(action="envconfig.outside").count() == 1
