@@ -48,15 +48,9 @@ def lock_of(username: str, address: str, *, counting_this_try: bool = False) -> 
     counting_this_try: the caller's own try is already noted as failed (note_attempt before the password is
     checked), so one more failure than LIMIT locks."""
     extra = 1 if counting_this_try else 0
-    limit, address_limit = LIMIT + extra, ADDRESS_LIMIT + extra
     now = utcnow()
-    since = now - WINDOW
-    last_success = db.session.scalar(
-        select(func.max(LoginAttempt.at)).where(LoginAttempt.username == username, LoginAttempt.succeeded.is_(True))
-    )
-    by_name = _locked_until(LoginAttempt.username == username, max(since, last_success or since), limit)
-    by_address = _locked_until(LoginAttempt.address == address, since, address_limit)
-    by_name = by_name if by_name and by_name > now else None
+    by_name = _name_locked_until(username, LIMIT + extra, now)
+    by_address = _locked_until(LoginAttempt.address == address, now - WINDOW, ADDRESS_LIMIT + extra)
     by_address = by_address if by_address and by_address > now else None
     if by_name is None and by_address is None:
         return None
@@ -67,12 +61,16 @@ def name_locked_until(username: str) -> datetime | None:
     """When this name's own lock (its failures, whatever the address) ends; None when it is not locked.
 
     For the users page: an admin sees which account is locked, and unlocks it there."""
-    now = utcnow()
+    return _name_locked_until(username, LIMIT, utcnow())
+
+
+def _name_locked_until(username: str, limit: int, now: datetime) -> datetime | None:
+    """The name's lock: `limit` failures in the window since its last successful sign-in."""
     since = now - WINDOW
     last_success = db.session.scalar(
         select(func.max(LoginAttempt.at)).where(LoginAttempt.username == username, LoginAttempt.succeeded.is_(True))
     )
-    until = _locked_until(LoginAttempt.username == username, max(since, last_success or since), LIMIT)
+    until = _locked_until(LoginAttempt.username == username, max(since, last_success or since), limit)
     return until if until and until > now else None
 
 

@@ -40,7 +40,7 @@ from app.backups.restore import (
 )
 from app.backups.setup import BackupSetup, setup_of
 from app.backups.steps import failure_recorded, make_backup, setup_for, take_backup, verify_backup
-from app.backups.undo import swapped_since, unseen_swap
+from app.backups.undo import swapped_since, undo_of, unseen_swap
 from app.backups.verify import check_checksum, check_envelope, quick_verify
 from app.extensions import db
 from app.jobs import steps
@@ -105,23 +105,12 @@ def check_pre_restore(value: str, target: str | None) -> str:
     setup = _setup_param(target, "pre_restore")
     kept = [c.name for c in copies(setup) if c.kind == "pre_restore"]
     if value not in kept:
-        if (undone := _undone_by(target, value)) is not None:  # a page drawn before that undo (QA)
-            raise ParamError("pre_restore", f"{value} was already put back by job #{undone}: nothing was changed")
+        if (undone := undo_of(target, value)) is not None:  # a page drawn before that undo (QA)
+            raise ParamError("pre_restore", f"{value} was already put back by job #{undone.id}: nothing was changed")
         raise ParamError(
             "pre_restore", f"{value!r} is not a pre-restore copy of {target} (there are: {', '.join(kept) or 'none'})"
         )
     return value
-
-
-def _undone_by(target: str | None, copy: str) -> int | None:
-    """The undo job that put this copy back as live (it swapped it in: its mark is on the job), if any."""
-    undos = db.session.scalars(
-        select(Job)
-        .where(Job.target == target, Job.runbook == "undo_restore", Job.swapped_at.is_not(None))
-        .order_by(Job.id.desc())
-        .limit(50)
-    )
-    return next((job.id for job in undos if job.params.get("pre_restore") == copy), None)
 
 
 COPY_KINDS = {"pre_restore": "the pre-restore copy", "restore": "the scratch copy", "undone": "the undone copy"}

@@ -67,18 +67,22 @@ def undo_offer(job: Job) -> UndoOffer | Undone | None:
 
 def undone_by(job: Job) -> Undone | None:
     """The undo that put this restore's pre-restore copy back as live, if one did."""
-    if not job.swapped_out:
+    undo = undo_of(job.target, job.swapped_out) if job.swapped_out else None
+    if undo is None:
         return None
+    return Undone(job.target, job.swapped_out, undo.id, undo.swapped_at, undo.swapped_out)
+
+
+def undo_of(target: str | None, copy: str) -> Job | None:
+    """The undo job that put this pre-restore copy back as live (it swapped it in: its mark is on the job), if any.
+    A copy's name carries the second it was made, so one undo at most can have put it back."""
     undos = db.session.scalars(
         select(Job)
-        .where(Job.target == job.target, Job.runbook == "undo_restore", Job.swapped_at.is_not(None), Job.id > job.id)
-        .order_by(Job.id)
+        .where(Job.target == target, Job.runbook == "undo_restore", Job.swapped_at.is_not(None))
+        .order_by(Job.id.desc())
         .limit(50)
     )
-    for undo in undos:
-        if undo.params.get("pre_restore") == job.swapped_out:
-            return Undone(job.target, job.swapped_out, undo.id, undo.swapped_at, undo.swapped_out)
-    return None
+    return next((undo for undo in undos if undo.params.get("pre_restore") == copy), None)
 
 
 def _offer(target: Target, copy: Copy) -> UndoOffer | None:
