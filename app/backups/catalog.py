@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 
 from app.statuses import BackupState
 from app.targets.errors import TargetError
+from app.wording import byte_size
 
 MANIFEST_SUFFIX = ".json"
 LOCK_FILE = ".manifests.lock"
@@ -462,7 +463,7 @@ class Catalog:
         if _stale_partial(entry, cutoff):
             size = entry.stat(follow_symlinks=False).st_size
             return (
-                f"a backup left unfinished ({size / 1e6:.1f} MB): its job stopped while writing it; "
+                f"a backup left unfinished ({byte_size(size)}): its job stopped while writing it; "
                 "the Restore copies panel's clean-up (the cleanup_restores runbook) removes it"
             )
         if name.startswith("."):

@@ -273,22 +273,19 @@ def check_space(setup: BackupSetup, backup: Backup) -> str:
             how = f"; to have it checked: {exc.fix}" if exc.fix else ""
             return (
                 f"  ! the free space on {where} could not be read: {exc.message}; the restore goes on without "
-                f"the space check (the copy needs about {_mb(needed)}{how})"
+                f"the space check (the copy needs about {byte_size(needed)}{how})"
             )
     else:
         free = shutil.disk_usage(db.path.parent).free
         where = str(db.path.parent)
     if free < needed + setup.reserve_bytes:
         raise RestoreFailed(
-            f"not enough disk space for the scratch copy: it needs about {_mb(needed)} plus the "
-            f"{_mb(setup.reserve_bytes)} reserve (backups.reserve_mb) on {where}, which has {_mb(free)} free",
+            f"not enough disk space for the scratch copy: it needs about {byte_size(needed)} plus the "
+            f"{byte_size(setup.reserve_bytes)} reserve (backups.reserve_mb) on {where}, "
+            f"which has {byte_size(free)} free",
             fix="free disk space (e.g. run the cleanup of old restore copies) and try again",
         )
-    return f"{_mb(free)} free on {where}; the copy needs about {_mb(needed)}"
-
-
-def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
+    return f"{byte_size(free)} free on {where}; the copy needs about {byte_size(needed)}"
 
 
 def _read_words(loader: str) -> Callable[[int, int], str]:

@@ -51,6 +51,7 @@ from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFail
 from app.jobs.swaps import Swap
 from app.targets.command import CommandCancelled
 from app.targets.errors import TargetError
+from app.wording import byte_size
 
 assert captures.BACKUP  # registered on import: every checkpoint records the newest verified backup
 assert schedule.TASK  # registered on import: the scheduler queues due backups every minute
@@ -700,7 +701,7 @@ def clean_up(ctx: JobContext) -> None:
             size = path.stat().st_size
             with access(path.parent, "backup folder", "write"):
                 path.unlink(missing_ok=True)
-            ctx.log(f"removed {path.name}: a backup left unfinished ({size / 1e6:.1f} MB)")
+            ctx.log(f"removed {path.name}: a backup left unfinished ({byte_size(size)})")
             ctx.did(f"removed {path.name}")
     kept_words = f"; kept {', '.join(c.name for c in spared)}: no backup holds it yet" if spared else ""
     left_words = f"; removed {len(unfinished)} unfinished backup file(s)" if unfinished else ""

@@ -419,7 +419,7 @@ def test_a_backup_left_unfinished_is_named_once_nothing_has_written_it_for_a_whi
     an_hour_ago = left.stat().st_mtime - 3600
     os.utime(left, (an_hour_ago, an_hour_ago))
     (unfinished,) = catalog.unlisted()
-    assert unfinished.name == left.name and unfinished.reason.startswith("a backup left unfinished (2.5 MB)")
+    assert unfinished.name == left.name and unfinished.reason.startswith("a backup left unfinished (2.4 MiB)")
     assert catalog.stale_partials() == [left] and catalog.backups() == []
 
 

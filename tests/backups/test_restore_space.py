@@ -44,7 +44,7 @@ def test_free_space_the_server_will_not_tell_is_said_in_the_check_step_and_the_r
     data_target.execute(f"GRANT pg_read_all_settings TO {role}")  # the fix it names: now the space is checked
     tested, view = run(app, "verify_backup", data_target.name, backup=name, level="restore-test")
     assert tested.state == "succeeded", (tested.result, log_text(view))
-    assert "MB free on the data directory of " in log_text(view), log_text(view)
+    assert "iB free on the data directory of " in log_text(view), log_text(view)
     assert "could not be read" not in log_text(view)
 
 

@@ -619,7 +619,7 @@ def test_cleanup_removes_a_backup_left_unfinished_and_keeps_one_being_written(ap
 
     job, view = run(app, "cleanup_restores", data_target.name)  # copies are kept 24 h; the file is an hour old
     assert job.state == "succeeded", log_text(view)
-    assert f"removed {left.name}: a backup left unfinished (0.0 MB)" in log_text(view)
+    assert f"removed {left.name}: a backup left unfinished (4.0 KiB)" in log_text(view)
     assert "removed 1 unfinished backup file(s)" in job.result
     assert not left.exists() and writing.exists()
     assert (data_target.backup_dir / name).exists(), "finished backups are not the cleanup's business"
