@@ -72,8 +72,10 @@ def ctl_argv(target, action: str, *extra: str) -> list[str]:
     return [sys.executable, str(state / "ctl.py"), action, *where, *extra]
 
 
-def use_commands(app, target, *, stop: list[str] | None = None, start: list[str] | None = None) -> None:
-    """Stop the managed app, then run it through ctl.py's start/stop/status (stop or start replaced when given)."""
+def use_commands(
+    app, target, *, stop: list[str] | None = None, start: list[str] | None = None, status: list[str] | None = None
+) -> None:
+    """Stop the managed app, then run it through ctl.py's start/stop/status (each replaced when given)."""
     with app.app_context():
         current_targets().open(target.name).process().stop()
     state = target.code.repo.parent / "run"
@@ -83,7 +85,7 @@ def use_commands(app, target, *, stop: list[str] | None = None, start: list[str]
         f"[targets.{target.name}.process]\n"
         f"start = {_toml(start or ctl_argv(target, 'start'))}\n"
         f"stop = {_toml(stop or ctl_argv(target, 'stop'))}\n"
-        f"status = {_toml(ctl_argv(target, 'status'))}\n"
+        f"status = {_toml(status or ctl_argv(target, 'status'))}\n"
         f'cwd = "{target.code.repo}"\n\n'
     )
     text = re.sub(

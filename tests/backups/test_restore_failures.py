@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -366,5 +367,37 @@ def test_a_restore_that_fails_before_its_swap_leaves_an_app_stopped_before_it_st
         assert data_target.snapshot() == before and copies(data_target) == []
         with pytest.raises(urllib.error.URLError):  # refused: not started, though the stop failed
             health(data_target.code)
+    finally:
+        back_to_managed(app, data_target)
+
+
+@pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
+def test_an_app_down_at_the_fill_and_serving_again_by_the_stop_is_started_again_when_the_stop_fails(
+    app, runner, data_target, tmp_path
+):
+    """Review: whether the app ran was read once, as the fill began, and trusted at the stop, which can come hours
+    later. A crashed app its supervisor brought back meanwhile was then left stopped, "as it was before this job".
+    Here the status says "not running" until the restore's scratch copy exists, then asks the app."""
+    live = Path(data_target.url.removeprefix("sqlite:///"))
+    script = tmp_path / "status.py"
+    script.write_text(
+        "import glob, subprocess, sys\n"
+        f"if not glob.glob({str(live) + '.restore_*'!r}):\n"
+        "    print('not running')\n"
+        "    sys.exit(3)\n"
+        "sys.exit(subprocess.call(sys.argv[1:]))\n"
+    )
+    status = [sys.executable, str(script), *ctl_argv(data_target, "status")]
+    use_commands(app, data_target, stop=["/bin/false"], status=status)
+    try:
+        name, before = _restore_after_a_change(app, data_target)
+        job, view = run(app, "restore_backup", data_target.name, backup=name)
+        text = log_text(view)
+        assert job.state == "failed", text
+        assert "staging is not running (it was stopped before this job)" in text, "the fill's own look"
+        assert "live database was not touched; staging was started again and is healthy" in job.result, job.result
+        assert "left stopped" not in job.result
+        assert data_target.snapshot() == before
+        assert health(data_target.code)[0] == 200
     finally:
         back_to_managed(app, data_target)
