@@ -362,16 +362,6 @@ def inspect_undo(ctx: JobContext) -> None:
     ctx.progress(1.0, f"{len(found.live)} key table(s) compared")
 
 
-def _down_now(ctx: JobContext) -> bool:
-    """The app is known not to run now (its status says so: stopped on purpose, or not). Read where it matters,
-    never carried over: a fill can last hours, and a crashed app its supervisor restarts serves again by the stop."""
-    try:
-        control = steps.target_of(ctx).process()
-        return control is not None and control.status().running is False
-    except TargetError:
-        return False
-
-
 def fill_scratch(ctx: JobContext) -> None:
     setup = setup_for(ctx)
     with steps.adapter_errors(ctx):
@@ -380,7 +370,7 @@ def fill_scratch(ctx: JobContext) -> None:
         serving = (
             f"{ctx.target} is not running (it was stopped before this job); it is started on the restored "
             "database at the end, to verify it"
-            if _down_now(ctx)
+            if steps.known_stopped(ctx)
             else f"{ctx.target} keeps serving"
         )
         ctx.log(f"restoring {backup.id} into the scratch database {scratch}; {serving}")
@@ -514,8 +504,9 @@ def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str
 def stop_app(ctx: JobContext) -> None:
     """Stop for the swap; a failed or cancelled stop starts the app again, the live database untouched."""
     control = steps.control_of(ctx)
-    # Looked at right before the stop: what "as found" means if the restore fails before its swap (_start_again).
-    down = ctx.state["was_down"] = _down_now(ctx)
+    # Looked at right before the stop, never carried over from the fill (hours, maybe, in which a supervisor may
+    # have brought a crashed app back): what "as found" means if the restore fails before its swap (_start_again).
+    down = ctx.state["was_down"] = steps.known_stopped(ctx)
     try:
         with steps.adapter_errors(ctx):
             control.stop(ctx)

@@ -231,12 +231,7 @@ START_IT = "Next: start it (Start on the target's overview, which verifies it to
 def verify_as_is(ctx: JobContext) -> None:
     """Verify without changing anything. For an application that was not running when asked (stopped on purpose, or
     it died), the way on is to start it: the general advice after a failed check, a rollback, is the wrong cure."""
-    try:  # a broken env file (often the incident itself) is for the verification to report, as it does
-        control = steps.target_of(ctx).process()
-        stopped = control is not None and control.status().running is False
-    except TargetError:
-        stopped = False
-    steps.verify(ctx, START_IT if stopped else steps.ROLL_BACK)
+    steps.verify(ctx, START_IT if steps.known_stopped(ctx) else steps.ROLL_BACK)
 
 
 def push(ctx: JobContext) -> None:

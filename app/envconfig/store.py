@@ -19,9 +19,10 @@ from app.audit.store import record as record_audit
 from app.envconfig import keys
 from app.envconfig.models import EnvVersion
 from app.extensions import db
+from app.jobs.models import Job
 from app.pagination import Page, keyset_page
 from app.rowids import row_id
-from app.statuses import EnvSource, Outcome
+from app.statuses import EnvSource, JobState, Outcome
 from app.targets.envfile import EnvFile, EnvFileError, EnvFileState, decode, parse
 from app.targets.errors import TargetError
 from app.targets.target import Target
@@ -139,26 +140,25 @@ def record(
 ) -> EnvVersion:
     """Seal the file's content and keep it as the target's newest version (committed)."""
     with _recording:
-        return _record(target, state, source, reason=reason, actor=actor, job_id=job_id)
+        sealed = keys.seal(target.instance_dir, state.content)
+        row = _new_version(target, state, source, reason, actor, job_id, newest(target.name), sealed)
+        db.session.commit()
+        return row
 
 
-def _record(
+def _new_version(
     target: Target,
     state: EnvFileState,
     source: EnvSource,
-    *,
     reason: str,
     actor: str | None,
     job_id: int | None,
-    previous: EnvVersion | None = None,
-    commit: bool = True,
-    sealed: bytes | None = None,
+    previous: EnvVersion | None,
+    sealed: bytes,
 ) -> EnvVersion:
-    """`commit` False: the row is added and flushed (it has its id) in the caller's transaction, which `previous`
-    (the newest version, read there) belongs to. `sealed`: the content already sealed (gpg, outside a lock)."""
+    """The version row, added and flushed (it has its id) in the caller's transaction, which read `previous` (the
+    newest version, its changes are against it); `sealed`: the content sealed beforehand (a gpg run)."""
     contents = read_contents(target.instance_dir, state.content)
-    if commit:
-        previous = newest(target.name)
     row = EnvVersion(
         target=target.name,
         source=source.value,
@@ -173,14 +173,33 @@ def _record(
         parse_error=(contents.problem or None) and contents.problem[:512],
         digests_json=json.dumps(contents.digests, sort_keys=True),
         changes_json=json.dumps(changes_between(previous.digests if previous else {}, contents.digests)),
-        sealed=sealed if sealed is not None else keys.seal(target.instance_dir, state.content),
+        sealed=sealed,
     )
     db.session.add(row)
-    if commit:
-        db.session.commit()
-    else:
-        db.session.flush()
+    db.session.flush()
     return row
+
+
+def unverified(versions: list[EnvVersion]) -> set[int]:
+    """The versions a restore or edit wrote whose job then failed (verification, the restart, the release commands,
+    a cancel): the job put the previous file back, and the version never ran healthy. Listed as "Rewind, by admin
+    (job #12)" and nothing more, it read like any good version, with a Restore button beside it (QA)."""
+    written = {
+        v.id: v.job_id
+        for v in versions
+        if v.source == EnvSource.REWIND and v.job_id and not (v.reason or "").startswith("automatic undo")
+    }
+    if not written:
+        return set()
+    failed = set(
+        db.session.scalars(
+            select(Job.id).where(
+                Job.id.in_(set(written.values())),
+                Job.state.in_([JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED]),
+            )
+        )
+    )
+    return {version for version, job in written.items() if job in failed}
 
 
 def current_state(target: Target) -> EnvFileState:
@@ -222,9 +241,7 @@ def _ensure_current(
         EnvSource.FIRST: "the file as Rewind first saw it",
         EnvSource.SNAPSHOT: "snapshot",
     }.get(source, "")
-    version = _record(
-        target, state, source, reason=reason, actor=actor, job_id=job_id, previous=previous, commit=False, sealed=sealed
-    )
+    version = _new_version(target, state, source, reason, actor, job_id, previous, sealed)
     if source == EnvSource.OUTSIDE:
         # On the target's timeline (kind "config"), where "what changed?" is asked: a hand edit of the env file was
         # only on the Config tab, while Rewind's own restores and edits, and even a reveal, were on the timeline (QA).

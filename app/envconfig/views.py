@@ -6,7 +6,6 @@ import base64
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from app.audit.store import Actor, record_and_commit
 from app.auth.guards import refuse, requires
@@ -24,7 +23,7 @@ from app.jobs import formstate, service
 from app.jobs.engine import current_targets
 from app.jobs.runbook import MAX_PARAM_CHARS, ParamError, too_long
 from app.pagination import parse_cursor
-from app.statuses import EnvSource, JobState, Outcome
+from app.statuses import EnvSource, Outcome
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
 from app.targetpage.views import target_or_404
@@ -85,7 +84,7 @@ def tab(name: str):
         page=page,
         before=before,
         current_id=store.current_id(name, now.file_digest) if now else None,
-        unverified=_unverified(page.items),
+        unverified=store.unverified(page.items),
         outside=_changed_outside(newest_two, now),
         result=result,
         now=now,
@@ -96,30 +95,6 @@ def tab(name: str):
         may_change=_may_change(target),
         EnvSource=EnvSource,
     )
-
-
-def _unverified(versions: list[EnvVersion]) -> set[int]:
-    """The versions a restore or edit wrote whose job then failed (verification, the restart, the release commands,
-    a cancel): the job put the previous file back, and the version never ran healthy. Listed as "Rewind, by admin
-    (job #12)" and nothing more, it read like any good version, with a Restore button beside it (QA)."""
-    from app.jobs.models import Job
-
-    written = {
-        v.id: v.job_id
-        for v in versions
-        if v.source == EnvSource.REWIND and v.job_id and not (v.reason or "").startswith("automatic undo")
-    }
-    if not written:
-        return set()
-    failed = set(
-        db.session.scalars(
-            select(Job.id).where(
-                Job.id.in_(set(written.values())),
-                Job.state.in_([JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED]),
-            )
-        )
-    )
-    return {version for version, job in written.items() if job in failed}
 
 
 def _changed_outside(newest_two: list[EnvVersion], now: diff.Side | None) -> EnvVersion | None:

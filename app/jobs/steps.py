@@ -90,6 +90,16 @@ def adapter_errors(ctx: JobContext) -> Iterator[None]:
         raise StepFailed(ctx.redact(exc.in_words())) from None
 
 
+def known_stopped(ctx: JobContext) -> bool:
+    """The app is known not to run now: its status says so (stopped on purpose, or it died). Unknown (no process
+    control, no status command, a broken env file) is not stopped: the health check is the witness then."""
+    try:
+        control = target_of(ctx).process()
+        return control is not None and control.status().running is False
+    except TargetError:
+        return False
+
+
 def control_of(ctx: JobContext, *, stopping: bool = False) -> ProcessControl:
     """The target's process control; stopping=True when it will only stop (see Target.process)."""
     with adapter_errors(ctx):  # its environment is read from the env file, which may be missing or broken
