@@ -135,6 +135,10 @@ def test_the_users_page_shows_a_locked_account_and_an_admin_unlocks_it_there(app
     row = admin.get("/users").get_data(as_text=True).split(f'id="user-{viewer.id}"')[1].split("</tr>")[0]
     assert "Locked</span>" in row and "by failed sign-ins, until" in row and "Active" not in row
     assert f'action="/users/{viewer.id}/unlock"' in row
+    stale = post(admin, f"/users/{viewer.id}/unlock", {"version": viewer.version + 1})  # a page drawn before a change
+    assert stale.status_code == 409 and "changed by someone else" in stale.get_data(as_text=True)
+    assert login(client, "viewer").status_code == 429, "a stale form unlocks nothing"
+    assert events(app, "user.unlock") == []
     response = post(admin, f"/users/{viewer.id}/unlock", {"version": viewer.version})
     assert response.status_code == 302
     page = admin.get("/users").get_data(as_text=True)
