@@ -258,6 +258,11 @@ class RevisionGraph:
         wanted = set(self.revisions) if to == "heads" else self.ancestors(to)
         added = wanted - applied
         if not added:
-            raise RevisionError(f"{to} is already applied: there is nothing to upgrade")
+            if to == "heads":  # said of the database, not as if "heads" were a revision's name
+                raise RevisionError(
+                    f"the database is already at the code's heads ({', '.join(self.heads)}): "
+                    "there is nothing to upgrade"
+                )
+            raise RevisionError(f"revision {to} is already applied: there is nothing to upgrade")
         order = [r for r in reversed(self.newest_first()) if r in added]
         return order, self.version_rows(applied | added)

@@ -37,9 +37,11 @@
     focusLost = focusLost && (!document.activeElement || document.activeElement === document.body);
   });
   // A refused form comes back with its field marked invalid and the reason beside it: the focus goes there, not
-  // to the top of the page many Tab presses away.
+  // to the top of the page many Tab presses away. A refusal whose way on is a panel of its own (the schema gate's
+  // plan, with its button) takes the focus the same way, so the next Tab is that panel's first field.
   document.addEventListener("DOMContentLoaded", function () {
-    var invalid = document.querySelector('main [aria-invalid="true"]');
+    var invalid = document.querySelector('main [aria-invalid="true"]') ||
+      document.querySelector("main [data-focus-on-load]");
     if (invalid && (!document.activeElement || document.activeElement === document.body)) {
       invalid.focus();
     }

@@ -138,3 +138,19 @@ def test_a_deploy_the_gate_kept_from_rolling_back_offers_downgrade_then_reset_on
     expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=90_000)
     expect(page.locator("#log")).to_contain_text(f"Running downgrade {MIGRATION_BRANCH_REVISION} -> {HEAD_REVISION}")
     assert git(repo, "rev-parse", "HEAD") == start
+
+
+def test_refused_by_the_gate_a_keyboard_user_lands_on_its_plan_not_at_the_top(demo_server, page):
+    """The gate's plan and its button come back below the deploy form, some twenty-five Tab presses from the top
+    of the page: the focus is put on the plan, so the next Tab is its first field."""
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/production/deployments")
+    deployed = page.locator("table.grid tbody tr", has_text="Index sessions by expiry")
+    deployed.get_by_role("button", name="Revert").focus()
+    page.keyboard.press("Enter")  # its migration is the database's revision: the gate refuses the revert
+    refusal = page.locator("#gate-refusal")
+    expect(refusal).to_contain_text("The schema gate stopped the revert")
+    expect(refusal).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(refusal.get_by_label("Type production to confirm", exact=True)).to_be_focused()

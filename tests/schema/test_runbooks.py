@@ -9,6 +9,7 @@ from app.checkpoints.models import Checkpoint, KnownGood
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs.engine import current_targets
+from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from app.schema import migrate
 from app.schema.runbooks import CODE_TO_MATCH
@@ -18,6 +19,7 @@ from app.targets.schema_db import current_revisions
 from tests.deployments.test_runbooks import log_text, run
 from tests.schema.apps import make_migrate_app
 from tests.schema.conftest import both_target_databases
+from tests.support.apps import post
 from tests.support.sinks import Lines
 from tests.support.targets import write_targets_file
 
@@ -87,12 +89,31 @@ def test_unknown_ambiguous_and_not_applied_revisions_are_refused_before_anything
         parse(app, "schema_upgrade", revision="zz")
     with pytest.raises(ParamError, match=r"ambiguous.*choose one of: c3aaaaa3, c3bbbbb3"):
         parse(app, "schema_upgrade", revision="c3")
-    with pytest.raises(ParamError, match="already applied"):
+    with pytest.raises(ParamError, match="revision a1000001 is already applied: there is nothing to upgrade"):
         parse(app, "schema_upgrade", revision="a1000001")
     with pytest.raises(ParamError, match="not applied"):
         parse(app, "schema_downgrade", revision="c3aaaaa3")
     assert parse(app, "schema_upgrade", revision="c3a")["revision"] == "c3aaaaa3"
     assert shop_target.versions() == {"b2000002"}
+
+
+def test_an_upgrade_to_the_heads_from_a_page_drawn_before_someone_else_s_says_the_database_is_there(
+    app, shop_target, as_role
+):
+    """The Upgrade button of a page drawn while revisions were pending, pressed after another upgrade: refused in
+    words about the database, not as if "heads" were a revision's name."""
+    client = as_role(runbooks.Role.ADMIN)
+    assert 'name="runbook" value="schema_upgrade"' in client.get("/targets/shop/migrations").get_data(as_text=True)
+    with app.app_context():
+        flask_db.run(current_targets().open("shop"), "upgrade", "heads", None)  # someone else's upgrade
+    fields = {"runbook": "schema_upgrade", "target": "shop", "revision": "heads", "next": "/targets/shop/migrations"}
+    refused = post(client, "/jobs", fields)
+    assert refused.status_code == 303
+    page = client.get("/targets/shop/migrations").get_data(as_text=True)
+    assert "the database is already at the code&#39;s heads (d4000004): there is nothing to upgrade" in page
+    assert "heads is already applied" not in page
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == [], "nothing was queued"
 
 
 def test_downgrade_minus_one_on_a_merge_is_refused_with_the_choices(app, shop_target):

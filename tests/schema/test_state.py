@@ -131,6 +131,27 @@ def test_on_a_protected_target_the_downgrade_forms_ask_for_the_name_with_a_visib
         assert f'id="{field_id}" name="confirm"' in form and "placeholder" not in form.split("Type <kbd>")[1]
 
 
+def test_on_a_protected_target_a_wrong_name_on_the_downgrade_page_comes_back_beside_its_field(app, shop, as_role):
+    """The downgrade's own page asks for the name as every other form does: the browser checks it first, and a
+    name the server refuses comes back beside the field, as typed, on the same page."""
+    write_targets_file(app, shop.toml(protected=True))
+    with app.app_context():
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
+    client = as_role(Role.ADMIN)
+    url = "/targets/shop/migrations/downgrade?revision=a1000001"
+    page = client.get(url).get_data(as_text=True)
+    assert '<label for="confirm">Type <kbd>shop</kbd> to confirm</label>' in page
+    assert 'id="confirm" name="confirm" value="" size="12" required pattern="shop"' in page
+    fields = {"runbook": "schema_downgrade", "target": "shop", "revision": "a1000001", "next": url}
+    refused = post(client, "/jobs", {**fields, "confirm": "shpo"})
+    assert refused.status_code == 303 and refused.headers["Location"] == url
+    again = client.get(url).get_data(as_text=True)
+    field = again.split('id="confirm"')[1].split(">")[0]
+    assert 'value="shpo"' in field and 'aria-invalid="true" aria-describedby="confirm-error"' in field
+    assert '<span class="field-error" id="confirm-error">shop is protected: type its name, shop, to confirm' in again
+    assert shop.versions() == {"b2000002"}
+
+
 def test_the_downgrade_form_asks_before_it_goes_naming_the_target_and_the_revision(app, shop, as_role):
     write_targets_file(app, shop.toml())
     with app.app_context():
