@@ -13,6 +13,7 @@ from app.auth.roles import Role
 from app.extensions import db
 from tests.conftest import both_databases
 from tests.support.apps import add_user, csrf_token, login, post
+from tests.support.pages import names, repeated_names
 
 
 def events(app, action: str | None = None) -> list[AuditEvent]:
@@ -516,12 +517,26 @@ def test_the_last_active_admin_s_role_change_and_disable_are_greyed_with_why(app
     kept = row(admin.id)
     assert "The last active admin: make another admin first." in kept
     assert re.search(r'<select id="role-\d+" name="role" disabled', kept), kept
-    assert '<button type="submit" disabled>Change role</button>' in kept
-    assert re.search(r'<button type="submit" class="danger" disabled[^>]*>Disable</button>', kept), kept
-    assert "disabled" not in row(operator.id).replace("Disable</button>", ""), "only the last admin's are greyed"
+    assert '<button type="submit" disabled>Change role<' in kept
+    assert re.search(r'<button type="submit" class="danger" disabled[^>]*>Disable<', kept), kept
+    assert "disabled" not in row(operator.id).replace(">Disable<", ""), "only the last admin's are greyed"
 
     response = post(client, f"/users/{operator.id}/role", {"role": "admin", "version": operator.version})
     assert response.status_code == 302, response.get_data(as_text=True)
     assert user_row(app, "operator").role == Role.ADMIN
     for user_id in (admin.id, operator.id):
         assert "last active admin" not in row(user_id) and " disabled" not in row(user_id).replace("Disable<", "")
+
+
+def test_each_account_s_buttons_say_whose_they_are(app, client, users, as_role):
+    """QA: every row's "Reset password", "Disable", "Enable" read alike out of the row's context (a screen reader's
+    list of buttons), and one of them changes another person's account."""
+    for _ in range(5):
+        login(client, "viewer", "wrong-password")
+    admin = as_role(Role.ADMIN)
+    operator = user_row(app, "operator")
+    assert post(admin, f"/users/{operator.id}/disable", {"version": operator.version}).status_code == 302
+    page = admin.get("/users").get_data(as_text=True)
+    assert repeated_names(page) == {}
+    said = names(page)
+    assert {"Reset password of viewer", "Unlock viewer", "Disable viewer", "Enable operator"} <= set(said), said

@@ -22,6 +22,7 @@ from app.jobs.models import Job
 from tests.backups.conftest import RECIPIENT
 from tests.support.apps import post
 from tests.support.jobs import finished
+from tests.support.pages import form_of, names, repeated_names
 from tests.support.targets import write_targets_file
 
 OLD = "backup_20200101_000000.sqlite.gpg"
@@ -75,7 +76,7 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path
         '<code>shop.db.pre_restore_20240101000000</code> — pre-restore, <time datetime="2024-01-01T00:00:00Z"' in page
     )
     assert re.search(rf"Last restore-tested backup: <code>{re.escape(OLD)}</code>, tested 0 min ago", page)
-    assert "Restore</button>" not in page and "Back up now" not in page  # a viewer sees, never acts
+    assert names(page) == ["Sign out"] and "Back up now" not in page  # a viewer sees, never acts
     assert re.search(r'<div class="table-scroll">\s*<table class="grid backups">', page)  # no page-wide scroll
     # a long name breaks in its cell, after an underscore where it can (static/css); copied, it is the name
     assert '<code class="file">backup_<wbr>20200101_<wbr>000000.sqlite.gpg</code>' in page
@@ -87,12 +88,19 @@ def test_the_tab_lists_backups_with_state_and_a_late_rpo(as_role, shop, tmp_path
     assert "/targets/shop/backups" in overview and "late" in overview
 
 
-def test_admin_sees_restore_with_a_confirmation_naming_target_and_backup(as_role, shop):
+def test_admin_sees_restore_with_a_confirmation_naming_target_and_backup(as_role, shop, tmp_path):
     shop(protected=True)
+    second = "backup_20200102_000000.sqlite.gpg"
+    (tmp_path / "backups" / second).write_bytes((tmp_path / "backups" / OLD).read_bytes())
     page = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
     assert re.search(rf'data-confirm="Restore {re.escape(OLD)} on shop\?', page)
-    assert "Type <kbd>shop</kbd> to confirm</label>" in page  # protected: the name must be typed
-    assert "Undo restore</button>" in page and "Back up now" in page
+    assert "Type <kbd>shop</kbd> to confirm" in page  # protected: the name must be typed
+    assert "Undo restore<" in page and "Back up now" in page
+    # every row's buttons and typed names say which backup or copy they act on (QA: a screen reader's list of them)
+    assert repeated_names(page) == {}
+    copy = "shop.db.pre_restore_20240101000000"
+    assert {f"Restore {second}", f"Undo restore {copy}", f"Back up this copy {copy}"} <= set(names(page))
+    assert f"Type shop to confirm the undo to {copy}" in names(page, "label")
 
 
 def test_the_restore_question_warns_of_a_backup_that_is_not_known_good(as_role, shop, tmp_path):
@@ -291,8 +299,9 @@ def test_a_future_dated_backup_does_not_hide_a_verified_one_from_five_minutes_ag
 def test_an_operator_backs_up_a_kept_copy_from_its_button(app, as_role, shop):
     client = as_role(Role.OPERATOR)
     page = client.get("/targets/shop/backups").get_data(as_text=True)
-    assert "Back up this copy</button>" in page and 'value="shop.db.pre_restore_20240101000000"' in page
-    assert "Undo restore</button>" not in page  # undo stays the admin's
+    assert 'value="shop.db.pre_restore_20240101000000"' in page
+    assert "Back up this copy shop.db.pre_restore_20240101000000" in names(page)  # which copy, said to all
+    assert "Undo restore<" not in page  # undo stays the admin's
     assert "Back up this copy" not in as_role(Role.VIEWER).get("/targets/shop/backups").get_data(as_text=True)
     copy = "shop.db.pre_restore_20240101000000"
     response = post(client, "/jobs", {"runbook": "backup_copy", "target": "shop", "copy": copy})
@@ -347,12 +356,6 @@ def test_backing_up_a_copy_without_a_csrf_token_is_refused(app, as_role, shop):
         assert db.session.scalars(select(Job)).all() == []
 
 
-def _form_of(page: str, button: str) -> str:
-    """The <form> whose submit button reads `button`."""
-    end = page.index(f">{button}</button>")
-    return page[page.rindex("<form", 0, end) : end]
-
-
 @pytest.mark.parametrize("data_target", ["sqlite"], indirect=True)
 def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone_then_names_the_undo(
     app, users, as_role, runner, data_target
@@ -367,21 +370,21 @@ def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone_then_names_the_
     admin = as_role(Role.ADMIN)
     page = admin.get(f"/jobs/{restore.id}").get_data(as_text=True)
     assert 'id="restore-undone"' not in page
-    undo = _form_of(page, "Undo restore")  # the Backups tab's own form: same runbook, fields and confirmation
+    undo = form_of(page, "Undo restore")  # the Backups tab's own form: same runbook, fields and confirmation
     assert 'action="/jobs"' in undo and 'name="csrf_token"' in undo
     assert 'name="runbook" value="undo_restore"' in undo and f'name="pre_restore" value="{pre}"' in undo
     assert f'data-confirm="Put {pre} back as the live database of {data_target.name}?' in undo
     assert 'name="confirm"' not in undo, "the target is not protected"
     for role in (Role.VIEWER, Role.OPERATOR):
         seen = as_role(role).get(f"/jobs/{restore.id}").get_data(as_text=True)
-        assert pre in seen and "Undo restore</button>" not in seen  # undo stays the admin's
+        assert pre in seen and "Undo restore<" not in seen  # undo stays the admin's
 
     response = post(admin, "/jobs", {"runbook": "undo_restore", "target": data_target.name, "pre_restore": pre})
     assert finished(app, response.headers["Location"]) == "succeeded"
     with app.app_context():
         assert db.session.scalars(select(AuditEvent).where(AuditEvent.action == "job.queued")).all()[-1].outcome == "ok"
     after = admin.get(f"/jobs/{restore.id}").get_data(as_text=True)
-    assert 'id="job-finished"' in after and "Undo restore</button>" not in after, "already undone"
+    assert 'id="job-finished"' in after and "Undo restore<" not in after, "already undone"
     # QA: once undone, the page still read "… now runs on the restored copy … undo puts it back", its next steps
     # gone without a word: opened from the timeline, the restore read as still in force. It says which undo.
     undo_id = int(response.headers["Location"].rsplit("/", 1)[1])
@@ -392,7 +395,7 @@ def test_a_restore_s_own_page_offers_its_undo_until_it_is_undone_then_names_the_
         assert f'<a href="/jobs/{undo_id}">Job #{undo_id}</a> undid this restore' in said
         assert f"put <code>{pre}</code> back as the live database of {data_target.name}" in said
         assert f"kept the database this restore had put in place as <code>{undone}</code>" in said
-        assert 'id="next-steps"' not in page and "Undo restore</button>" not in page
+        assert 'id="next-steps"' not in page and "Undo restore<" not in page
     # The same Undo from a page drawn before it (QA: "… is not a pre-restore copy (there are: …)"): said as done.
     again = post(admin, "/jobs", {**_hidden(undo), "next": f"/jobs/{restore.id}"}, follow_redirects=True)
     assert f"{pre} was already put back by job #{undo_id}: nothing was changed" in html.unescape(
@@ -413,17 +416,17 @@ def _restore_job(app, state: str = "succeeded") -> int:
 def test_the_undo_on_a_protected_target_s_restore_page_needs_the_name_typed(app, as_role, shop):
     shop(protected=True)
     job_id = _restore_job(app)
-    undo = _form_of(as_role(Role.ADMIN).get(f"/jobs/{job_id}").get_data(as_text=True), "Undo restore")
+    undo = form_of(as_role(Role.ADMIN).get(f"/jobs/{job_id}").get_data(as_text=True), "Undo restore")
     assert 'value="shop.db.pre_restore_20240101000000"' in undo and "Type <kbd>shop</kbd> to confirm" in undo
     assert f'name="next" value="/jobs/{job_id}"' in undo  # a refusal comes back to this page
 
 
 def test_a_restore_page_offers_no_undo_once_its_copy_is_gone_or_if_it_failed(app, as_role, shop, tmp_path):
     failed = _restore_job(app, state="failed")
-    assert "Undo restore</button>" not in as_role(Role.ADMIN).get(f"/jobs/{failed}").get_data(as_text=True)
+    assert "Undo restore<" not in as_role(Role.ADMIN).get(f"/jobs/{failed}").get_data(as_text=True)
     job_id = _restore_job(app)
     admin = as_role(Role.ADMIN)
-    assert "Undo restore</button>" in admin.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Undo restore<" in admin.get(f"/jobs/{job_id}").get_data(as_text=True)
     (tmp_path / "data" / "shop.db.pre_restore_20240101000000").unlink()  # dropped by the cleanup
     page = admin.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert 'id="job-finished"' in page and 'id="next-steps"' not in page
@@ -524,7 +527,7 @@ def test_a_mistyped_name_comes_back_beside_the_button_that_was_pressed(app, as_r
         "/jobs",
         {"runbook": "undo_restore", "target": "shop", "pre_restore": copy, "confirm": "shp", "next": f"/jobs/{job_id}"},
     )
-    undo = _form_of(admin.get(response.headers["Location"]).get_data(as_text=True), "Undo restore")
+    undo = form_of(admin.get(response.headers["Location"]).get_data(as_text=True), "Undo restore")
     assert 'value="shp"' in undo and 'aria-invalid="true"' in undo
     with app.app_context():
         assert db.session.scalars(select(Job.runbook)).all() == ["restore_backup"]  # only the one made by hand here
@@ -541,11 +544,11 @@ def test_a_restore_s_next_steps_say_until_when_undo_is_possible_and_offer_to_bac
     assert f'kept as <code>{copy}</code> until <time datetime="2024-01-02T00:00:00Z"' in page
     assert "(24 h, <code>backups.keep_copies_hours</code>): undo is possible until then" in page
     assert "backs it up (no backup holds its rows yet) and drops it" in page
-    back_up = _form_of(page, "Back up this copy")
+    back_up = form_of(page, "Back up this copy")
     assert 'name="runbook" value="backup_copy"' in back_up and f'name="copy" value="{copy}"' in back_up
-    assert "Undo restore</button>" not in page and "An admin can put it back" in page
+    assert "Undo restore<" not in page and "An admin can put it back" in page
     admin = as_role(Role.ADMIN).get(f"/jobs/{job_id}").get_data(as_text=True)
-    assert "Undo restore</button>" in admin and "Back up this copy</button>" in admin
+    assert "Undo restore<" in admin and "Back up this copy</button>" in admin
     viewer = as_role(Role.VIEWER).get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "until <time" in viewer and "<button" not in viewer.split('id="next-steps"')[1].split("</section>")[0]
     held = tmp_path / "backups" / "shop_20240101_010000.sqlite.gpg"  # what Back up this copy makes
@@ -691,7 +694,7 @@ def test_an_undo_from_a_page_drawn_before_a_later_swap_is_refused_and_queues_not
     copy = "shop.db.pre_restore_20240101000000"
     first = _swap_job(app, datetime(2025, 6, 1, tzinfo=UTC))
     admin = as_role(Role.ADMIN)
-    drawn = _form_of(admin.get("/targets/shop/backups").get_data(as_text=True), "Undo restore")
+    drawn = form_of(admin.get("/targets/shop/backups").get_data(as_text=True), "Undo restore")
     assert _hidden(drawn)["seen_swap"] == str(first) and f"Live has been swapped again since: job #{first}" in drawn
     later = _swap_job(app, datetime(2025, 7, 1, tzinfo=UTC), state="interrupted")
 
@@ -711,7 +714,7 @@ def test_an_undo_from_a_page_drawn_before_a_later_swap_is_refused_and_queues_not
     # Drawn again, the question names the later swap, and the form goes through; a swap made while it waits in
     # the queue (behind a running job) still stops it, at its check step, before anything is touched.
     runner.stop(wait=True)
-    fresh = _form_of(admin.get("/targets/shop/backups").get_data(as_text=True), "Undo restore")
+    fresh = form_of(admin.get("/targets/shop/backups").get_data(as_text=True), "Undo restore")
     assert _hidden(fresh)["seen_swap"] == str(later) and f"since: job #{later}" in fresh
     queued = post(admin, "/jobs", {**_hidden(fresh), "next": "/targets/shop/backups"})
     assert queued.status_code == 302 and queued.headers["Location"].startswith("/jobs/")
@@ -755,7 +758,7 @@ def test_a_restore_s_page_and_an_undo_s_log_say_a_later_swap_it_goes_back_past(a
     page = admin.get(f"/jobs/{restore}").get_data(as_text=True)
     note = page[page.index('id="swapped-since-restore"') :].split("</p>")[0]
     assert f">job #{later}</a>" in note and "Undoing this restore goes back past it too." in note
-    undo = _form_of(page, "Undo restore")
+    undo = form_of(page, "Undo restore")
     assert _hidden(undo)["seen_swap"] == str(later)
     response = post(admin, "/jobs", {**_hidden(undo), "next": f"/jobs/{restore}"})
     _, view = finished(app, int(response.headers["Location"].rsplit("/", 1)[1]))  # it may fail later: shop has no app

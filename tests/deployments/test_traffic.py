@@ -20,22 +20,10 @@ from app.statuses import ExitStatus
 from tests.deployments.conftest import bluegreen_toml
 from tests.support.apps import csrf_token
 from tests.support.jobs import finished
+from tests.support.pages import form_fields
 from tests.support.targets import write_targets_file
 
 PAGE = "/targets/staging/deployments"
-
-
-def form_of(page: str, button: str) -> tuple[str, dict[str, str]]:
-    """The address and every named field of the form whose button reads `button`, as a browser would send them."""
-    end = page.index(f">{button}</button>")
-    form = page[page.rindex("<form", 0, end) : end]
-    action = html.unescape(re.search(r'action="([^"]+)"', form).group(1))
-    fields = {}
-    for tag in re.findall(r"<input [^>]*>", form):
-        name = re.search(r'name="([^"]+)"', tag).group(1)
-        value = re.search(r'value="([^"]*)"', tag)
-        fields[name] = html.unescape(value.group(1)) if value else ""
-    return action, fields
 
 
 def jobs(app) -> int:
@@ -59,7 +47,7 @@ def test_the_panel_shows_the_live_slot_and_its_button_switches_traffic(app, user
         urls = current_targets().config("staging").bluegreen.slots
     assert f"<strong>green</strong> <code>{urls['green']}</code>" in shown
     assert "Switch traffic to blue</button>" not in shown, "no switch to the slot already serving"
-    action, fields = form_of(page, "Switch traffic to green")
+    action, fields = form_fields(page, "Switch traffic to green")
     assert action == "/jobs" and fields["csrf_token"], "posted through the one job-start path, with its token"
     assert {k: v for k, v in fields.items() if k != "csrf_token"} == {
         "runbook": "bluegreen",
@@ -87,7 +75,7 @@ def test_the_panel_shows_the_live_slot_and_its_button_switches_traffic(app, user
 
 def test_an_unknown_slot_is_refused_and_nothing_is_queued(app, users, as_role, slots):
     client = as_role(Role.OPERATOR)
-    action, fields = form_of(client.get(PAGE).get_data(as_text=True), "Switch traffic to green")
+    action, fields = form_fields(client.get(PAGE).get_data(as_text=True), "Switch traffic to green")
     back = client.post(action, data={**fields, "slot": "purple"})
     assert back.status_code == 303 and back.headers["Location"] == PAGE, "back to the tab it came from"
     said = client.get(PAGE).get_data(as_text=True)
@@ -98,7 +86,7 @@ def test_an_unknown_slot_is_refused_and_nothing_is_queued(app, users, as_role, s
 
 
 def test_a_viewer_sees_the_live_slot_without_a_button_and_a_posted_switch_is_forbidden(app, users, as_role, slots):
-    _, fields = form_of(as_role(Role.OPERATOR).get(PAGE).get_data(as_text=True), "Switch traffic to green")
+    _, fields = form_fields(as_role(Role.OPERATOR).get(PAGE).get_data(as_text=True), "Switch traffic to green")
     viewer = as_role(Role.VIEWER)
     page = viewer.get(PAGE).get_data(as_text=True)
     shown = panel(page)
@@ -112,7 +100,7 @@ def test_a_viewer_sees_the_live_slot_without_a_button_and_a_posted_switch_is_for
 
 def test_a_busy_target_disables_the_switch_naming_the_job_and_refuses_a_posted_one(app, users, as_role, slots):
     client = as_role(Role.OPERATOR)
-    action, fields = form_of(client.get(PAGE).get_data(as_text=True), "Switch traffic to green")
+    action, fields = form_fields(client.get(PAGE).get_data(as_text=True), "Switch traffic to green")
     with app.app_context():  # no runner: the restart stays queued and holds the target
         busy = service.enqueue(runbooks.get("restart"), "staging", {}, Actor(None, "oncall")).id
     shown = panel(client.get(PAGE).get_data(as_text=True))
@@ -128,7 +116,7 @@ def test_a_busy_target_disables_the_switch_naming_the_job_and_refuses_a_posted_o
 
 def test_a_switch_without_the_csrf_token_is_refused(app, users, as_role, slots):
     client = as_role(Role.OPERATOR)
-    action, fields = form_of(client.get(PAGE).get_data(as_text=True), "Switch traffic to green")
+    action, fields = form_fields(client.get(PAGE).get_data(as_text=True), "Switch traffic to green")
     del fields["csrf_token"]
     response = client.post(action, data=fields)
     assert response.status_code == 400 and "Nothing was changed" in response.get_data(as_text=True)
@@ -142,7 +130,7 @@ def test_a_protected_target_asks_for_its_name_typed(app, users, as_role, runner,
     write_targets_file(app, code_target.toml(protected=True) + bluegreen_toml(urls, link, dirs))
     client = as_role(Role.OPERATOR)
     page = client.get(PAGE).get_data(as_text=True)
-    action, fields = form_of(page, "Switch traffic to green")
+    action, fields = form_fields(page, "Switch traffic to green")
     assert fields["confirm"] == "" and 'pattern="staging"' in panel(page)
     client.post(action, data=fields)
     said = client.get(PAGE).get_data(as_text=True)

@@ -11,11 +11,11 @@ from app.jobs import service
 from app.jobs.models import Job
 from app.statuses import ExitStatus
 from tests.conftest import wait_for
-from tests.deployments.test_traffic import form_of
 from tests.schema.conftest import shop, shop_target, target_db  # noqa: F401 - a schema the gate reads, for a revert
 from tests.schema.test_gate import upgrade_to_heads
 from tests.support.apps import post
 from tests.support.jobs import finished
+from tests.support.pages import form_fields, names, repeated_names
 from tests.support.targets import git, write_targets_file
 
 
@@ -26,12 +26,12 @@ def test_history_marks_the_deployed_commit_and_offers_actions(app, users, as_rol
     for subject in ("Serve a health endpoint", "Greet in French", "Note 1.1 in the changelog"):
         assert subject in page
     assert "Break health on purpose" not in page, "only the deployed branch is listed"
-    assert page.count(">Revert</button>") == 3 and page.count("Reset to here") == 3, "no revert of the first commit"
+    assert page.count(">Revert<") == 3 and page.count("Reset to here") == 3, "no revert of the first commit"
 
 
 def test_viewers_see_history_without_buttons(app, users, as_role, code_target):
     page = as_role(Role.VIEWER).get("/targets/staging/deployments").get_data(as_text=True)
-    assert "Greet in French" in page and ">Revert</button>" not in page and "Reset to here" not in page
+    assert "Greet in French" in page and ">Revert<" not in page and "Reset to here" not in page
 
 
 def test_commit_page_shows_the_diff(app, users, as_role, code_target):
@@ -100,7 +100,7 @@ def test_the_first_commit_offers_no_revert_and_a_posted_one_is_refused_with_the_
     page = client.get("/targets/staging/deployments").get_data(as_text=True)
     row = page[page.index(f'id="commit-{root[:7]}') :]
     row = row[: row.index("</tr>")]
-    assert ">Revert</button>" not in row
+    assert ">Revert<" not in row
     assert f"No revert: commit {root[:12]} is the repository&#39;s first commit (it has no parent)" in row
     refused = post(client, "/jobs", {"runbook": "revert", "target": "staging", "commits": root})
     said = refused.get_data(as_text=True)
@@ -120,7 +120,7 @@ def test_reset_of_protected_target_without_the_typed_name_is_refused(app, users,
     operator = post(as_role(Role.OPERATOR), "/jobs", {**form, "confirm": "staging"})
     assert operator.status_code == 403, "resets are for admins"
     page = as_role(Role.OPERATOR).get("/targets/staging/deployments").get_data(as_text=True)
-    assert ">Reset to here</button>" not in page
+    assert ">Reset to here<" not in page
     assert "Reset to a commit is for admins; Revert undoes a commit with a new one." in page  # why there is none
     for role in (Role.ADMIN, Role.VIEWER):
         assert 'id="reset-by-admin"' not in as_role(role).get("/targets/staging/deployments").get_data(as_text=True)
@@ -244,7 +244,7 @@ def test_a_job_holding_the_target_greys_its_changes_and_a_posted_revert_is_busy_
             assert " disabled>" in button[: button.index(">") + 1], (label, button)
             assert f'<span class="hint why-disabled">{words}</span>' in button, (label, button)
         for label in ("Revert", "Reset to here"):  # in every commit's row: the busy notice above says why, once
-            form = page[page.rindex("<form", 0, page.index(f">{label}</button>")) :]
+            form = page[page.rindex("<form", 0, page.index(f">{label}<span class=")) :]
             button = form[form.index("<button") : form.index("</form>")]
             assert ' disabled aria-describedby="busy-notice">' in button[: button.index(">") + 1], (label, button)
             assert "why-disabled" not in button, (label, button)
@@ -253,7 +253,7 @@ def test_a_job_holding_the_target_greys_its_changes_and_a_posted_revert_is_busy_
             assert f'<button type="submit">{label}</button>' in page
 
         table = page[page.index('<table class="grid">') :]
-        action, fields = form_of(table[table.rindex("<form", 0, table.index(f'value="{posts}"')) :], "Revert")
+        action, fields = form_fields(table[table.rindex("<form", 0, table.index(f'value="{posts}"')) :], "Revert")
         assert fields["commits"] == posts and fields["seen_head"]
         answer = admin.post(action, data=fields)
         assert answer.status_code == 303
@@ -304,3 +304,16 @@ def code_target_process(app):
     from app.jobs.engine import current_targets
 
     return current_targets().open("staging").process()
+
+
+def test_each_row_s_buttons_and_typed_name_say_which_commit(app, users, as_role, code_target):
+    """QA: every row's "Revert", "Reset to here" and "Type staging to confirm" read alike. A screen reader's list of
+    buttons, or Tab from row to row, could not tell which commit each would change."""
+    from tests.deployments.conftest import write_targets
+
+    write_targets(app, code_target, protected=True)
+    page = as_role(Role.ADMIN).get("/targets/staging/deployments").get_data(as_text=True)
+    assert repeated_names(page) == {}
+    short = code_target.commits[1][:7]
+    assert f"Revert {short}" in names(page) and f"Reset to here {short}" in names(page)
+    assert f"Type staging to confirm the reset to {short}" in names(page, "label")

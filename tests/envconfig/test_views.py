@@ -20,6 +20,7 @@ from app.jobs.models import Job
 from app.statuses import EnvSource
 from tests.envconfig.conftest import GOOD
 from tests.support.apps import post
+from tests.support.pages import names, repeated_names
 from tests.support.targets import write_targets_file
 
 SECRET = "tok-first-7f3a9c"
@@ -207,7 +208,9 @@ def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_r
     shown = as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)
     restore = shown.split(f'id="version-{first}"')[1].split("</form>")[0]
     # a visible label saying what to type, not a placeholder cut off in a narrow box
-    assert f'<label for="confirm-{first}">Type <kbd>staging</kbd> to confirm</label>' in restore
+    assert (
+        f'<label for="confirm-{first}">Type <kbd>staging</kbd> to confirm<span class="sr-only"> the restore' in restore
+    )
     assert "placeholder" not in restore
     form = {
         "version": first,
@@ -534,7 +537,7 @@ def test_while_a_job_holds_the_target_restore_and_set_are_greyed_naming_the_job(
     admin = as_role(Role.ADMIN)
     for button in ("Restore", "Set"):
         page = admin.get("/targets/staging/config").get_data(as_text=True)
-        assert f'<button type="submit" class="danger">{button}</button>' in page, button
+        assert f'<button type="submit" class="danger">{button}<' in page, button
     with app.app_context():
         held = service.enqueue(
             runbooks.get("test.sleep"), "staging", {"seconds": 60}, Actor(users[Role.ADMIN], "admin")
@@ -542,8 +545,18 @@ def test_while_a_job_holds_the_target_restore_and_set_are_greyed_naming_the_job(
         words = f"Wait for job #{held.id} (Sleep on a target, queued) to end."
     page = admin.get("/targets/staging/config").get_data(as_text=True)
     # one per version: greyed, pointing to the busy notice above rather than saying it again in every row
-    assert '<button type="submit" class="danger" disabled aria-describedby="busy-notice">Restore</button>' in (
+    assert '<button type="submit" class="danger" disabled aria-describedby="busy-notice">Restore<' in (
         restore_form(page, first)
     )
     assert f"job #{held.id}</a> (Sleep on a target, queued) is changing staging" in page
     assert f'<button type="submit" class="danger" disabled>Set</button> <span class="hint why-disabled">{words}' in page
+
+
+def test_each_version_s_restore_and_typed_name_say_which_version(app, as_role, env_target):
+    """QA: every version's "Restore" and "Type staging to confirm" read alike out of the row's context."""
+    write_targets_file(app, env_target.toml(protected=True))
+    first, _ = two_versions(app, env_target)
+    page = as_role(Role.ADMIN).get("/targets/staging/config").get_data(as_text=True)
+    assert repeated_names(page) == {}
+    assert f"Restore version #{first}" in names(page)
+    assert f"Type staging to confirm the restore of version #{first}" in names(page, "label")

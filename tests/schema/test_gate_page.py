@@ -13,8 +13,9 @@ from app.jobs.models import Job
 from tests.deployments.test_runbooks import run
 from tests.schema.test_gate import upgrade_to_heads
 from tests.support.apps import post
+from tests.support.pages import form_of
 from tests.support.targets import commit, git, write_targets_file
-from tests.targetpage.test_views import finished, form_of
+from tests.targetpage.test_views import finished
 
 DEPLOYMENTS = "/targets/shop/deployments"
 

@@ -12,6 +12,7 @@ from app.targetpage import summaries
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import run
 from tests.support.apps import post
+from tests.support.pages import form_of
 
 
 def finished(app, url: str) -> str:
@@ -313,12 +314,6 @@ def test_dashboard_card_links_to_the_running_job(app, users, as_role, code_targe
     )
 
 
-def form_of(page: str, button: str) -> str:
-    """The <form> whose submit button reads `button`."""
-    end = page.index(f">{button}</button>")
-    return page[page.rindex("<form", 0, end) : end]
-
-
 def test_a_failed_deploy_offers_revert_and_reset_prefilled(app, users, as_role, runner, code_target):
     from tests.support.targets import git
 
@@ -404,7 +399,7 @@ def test_history_page_typed_confirmation_has_a_visible_label(app, users, as_role
     write_targets(app, code_target, protected=True)
     page = as_role(Role.ADMIN).get("/targets/staging/deployments").get_data(as_text=True)
     short = code_target.commits[0][:7]
-    assert f'<label for="confirm-{short}">Type <kbd>staging</kbd> to confirm</label>' in page
+    assert f'<label for="confirm-{short}">Type <kbd>staging</kbd> to confirm<span class="sr-only"> the reset' in page
     assert 'class="sr-only" for="confirm-' not in page
 
 
