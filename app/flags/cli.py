@@ -158,8 +158,13 @@ def kill(target: str, names: tuple[str, ...], tag: str | None, every: bool, as_u
     actor = allowed(acting_user(as_user), Role.OPERATOR, "flags.kill", target, details, "use the kill switch")
     try:
         with store.refusing("flags.kill", the_target, actor, details):
-            if sum([bool(names), tag is not None, every]) > 1:
+            given = sum([bool(names), tag is not None, every])
+            if given > 1:
                 raise store.BadFlagInput("the kill switch: name the flags, or give --tag, or --all; only one of them")
+            if not given:  # the tab's "no flags chosen" alone leaves a shell user guessing how to choose
+                raise store.BadFlagInput(
+                    "no flags chosen: nothing to turn off; name the flags, or give --tag T, or --all"
+                )
             for name in names:
                 store.check_text(name, "the flag name")
         if every:

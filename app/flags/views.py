@@ -168,6 +168,14 @@ def _row(
     return html, status
 
 
+def _notice(flag: str, exc: TargetError):
+    """A toggle the table could not take, said above the table: in place of the row it took the row and its buttons
+    away (a message squeezed into the first column), so the retry the message asks for needed a reload. The row
+    stays as the page showed it: nothing was written."""
+    html = render_template("flags/_message.html", message=exc.in_words(), flag=flag)
+    return html, _status(exc), {"HX-Retarget": "#flag-notice", "HX-Reswap": "innerHTML"}
+
+
 def _named(flag: str | None) -> str:
     """The flag a toggle or delete is for: a form field, for a browser drops a name such as '..' or 'a/./b' from a
     path; in the path only from a page served before it moved (those addresses still work). The field is
@@ -196,11 +204,11 @@ def toggle(name: str, flag: str | None = None):
         if isinstance(exc, StaleFlag):
             return _row(target, exc.flag, asker, message=exc.in_words(), status=409)
         if isinstance(exc, FlagTableError):  # reading the row again would fail (or wait) as the write did
-            return render_template("flags/_message.html", message=exc.in_words()), _status(exc)
+            return _notice(flag, exc)
         try:
             current = store.table_of(target).get(flag)
         except TargetError:
-            return render_template("flags/_message.html", message=exc.in_words()), _status(exc)
+            return _notice(flag, exc)
         return _row(target, current, asker, message=exc.in_words(), status=_status(exc))
     done = f"{flag} is now {store.word(change.new)}."
     _recheck_health(target)

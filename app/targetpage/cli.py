@@ -52,7 +52,10 @@ def check() -> None:
     targets = current_targets()
     names = targets.names()
     if targets.problem:
-        raise CliError(f"the targets file on disk is broken: {targets.problem}")
+        raise CliError(
+            f"the targets file on disk is broken: {targets.problem} — Rewind keeps using the last good version until "
+            "the file is fixed"
+        )
     if not names:
         click.echo("no targets configured")
         return

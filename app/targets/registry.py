@@ -65,7 +65,7 @@ class Targets:
                 self._loaded = load_targets(self.path) if seen is not None else {}
                 self.problem = None
             except TargetsFileError as exc:
-                self.problem = f"{exc} — Rewind keeps using the last good version until the file is fixed"
+                self.problem = str(exc)  # each place that says it adds that the last good version stays in use
             self._seen = self._stat()  # the env files the new configuration reads, too
             return self._loaded
 

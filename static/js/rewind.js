@@ -163,13 +163,49 @@
   });
   // Forms marked data-swap-errors show the refusal fragment (a stale toggle, a missing reason) in place.
   // The event fires on the swap target (a form's "closest tr"), so ask the element that sent the request.
+  // A whole error page (a security token gone stale, a target gone from the targets file, an error) is no
+  // fragment: swapped in, it put a second top bar inside the table and the flag's row was gone.
+  function wholePage(xhr) {
+    return /^\s*<(!doctype|html)/i.test(xhr.responseText || "");
+  }
   document.addEventListener("htmx:beforeSwap", function (event) {
     var status = event.detail.xhr.status;
     var sender = event.detail.requestConfig ? event.detail.requestConfig.elt : event.detail.elt;
-    if (sender && sender.hasAttribute("data-swap-errors") && status >= 400 && status < 600 && status !== 401 && status !== 403) {
+    if (sender && sender.hasAttribute("data-swap-errors") && status >= 400 && status < 600 && status !== 401 &&
+        status !== 403 && !wholePage(event.detail.xhr)) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }
+  });
+  // A button's request answered with an error that is not swapped in says so at the top of the page, in the
+  // answer's own words, and leaves the part that asked as it was: before, the button seemed to do nothing.
+  // (401 sends to the sign-in page by itself; a part that follows by itself says so in its own way, above.)
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (event.detail.shouldSwap || xhr.status < 400 || xhr.status === 401 || polling(event)) {
+      return;
+    }
+    var words = "Rewind answered " + xhr.status + (xhr.statusText ? " " + xhr.statusText : "") + ".";
+    if (wholePage(xhr)) {
+      var answer = new DOMParser().parseFromString(xhr.responseText, "text/html");
+      var title = answer.querySelector("main h1");
+      var said = answer.querySelector("main h1 + p");
+      if (title) {
+        words = title.textContent.replace(/\s+/g, " ").trim() + (said ? ": " + said.textContent.trim() : "");
+      }
+    } else if (xhr.responseText && xhr.responseText.length < 500 && !/</.test(xhr.responseText)) {
+      words += " " + xhr.responseText.trim();
+    }
+    var note = document.getElementById("request-refused");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "request-refused";
+      note.className = "flash flash-error";
+      note.setAttribute("role", "alert");
+      var main = document.getElementById("main");
+      main.insertBefore(note, main.firstChild);
+    }
+    note.textContent = words;
   });
   // A swapped-in row gives keyboard focus back to its button.
   document.addEventListener("htmx:afterSwap", function () {

@@ -97,6 +97,28 @@ def test_a_stale_toggle_shows_the_refusal_and_the_current_state_in_its_row(demo_
     expect(row.get_by_role("button", name="Turn off legacy_export")).to_be_visible()
 
 
+def test_a_toggle_refused_by_a_whole_error_page_keeps_the_row_and_says_why_above(demo_server, page):
+    """Signed out in another tab, the page's security token is stale: the 400 error page was swapped into the
+    table in place of the flag's row (a second top bar inside the table, the row and its buttons gone)."""
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/staging/flags")
+    rows = page.locator("#flag-rows > tr")
+    count = rows.count()
+    other = page.context.new_page()
+    other.goto(demo_server.url + "/")
+    other.get_by_role("button", name="Sign out").click()
+    expect(other.get_by_role("heading", name="Sign in to Rewind")).to_be_visible()
+    other.close()
+
+    row = page.locator("#flag-beta_search")
+    row.get_by_role("button", name="Turn on beta_search").click()
+    expect(page.locator("#request-refused")).to_contain_text("Security token missing or wrong: Nothing was changed.")
+    expect(rows).to_have_count(count)
+    expect(row.locator(".flag-state")).to_have_text("off")
+    expect(row.get_by_role("button", name="Turn on beta_search")).to_be_focused()
+    expect(page.locator("#flag-rows .topbar")).to_have_count(0)
+
+
 def test_the_kill_switch_confirmation_names_the_flags_it_turns_off(demo_server, page):
     """It asked "Turn off the chosen flags on production?", whichever and however many were ticked."""
     questions = []

@@ -211,6 +211,18 @@ def test_kill_by_tag_or_all(app, flagdb, users, tmp_path):
     assert [d["tag"] for _, _, d in audit_rows(app, "flags.kill")] == ["web", None]
 
 
+def test_kill_with_nothing_chosen_says_how_to_choose(app, cli, flagdb):
+    """The shell has no boxes to tick: the refusal names the three ways to choose, not only that none was."""
+    result = cli("kill", "web", "--as", "operator", "--reason", "fire")
+    assert result.exit_code == ExitStatus.REFUSED, result.output
+    assert result.stderr.splitlines() == [
+        "rewind: no flags chosen: nothing to turn off; name the flags, or give --tag T, or --all"
+    ]
+    assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "search_beta": True}
+    [(_, outcome, details)] = audit_rows(app, "flags.kill")
+    assert outcome == "denied" and "--tag T, or --all" in details["error"]
+
+
 @pytest.mark.parametrize(
     ("args", "message", "audited"),
     [

@@ -715,6 +715,22 @@ def test_a_flag_whose_state_is_null_is_named_and_the_others_stay_usable(flag_app
     assert not flagdb.states()["checkout_v2"]
 
 
+def test_a_toggle_the_table_cannot_take_is_said_above_the_table_and_leaves_the_row(flag_app, flagdb, as_role):
+    """The message replaced the flag's row ("closest tr"): a paragraph in the first column, the row and its buttons
+    gone, so the retry it asks for needed a reload. It goes to the notice above the table; the row stays as shown."""
+    client = as_role(Role.OPERATOR)
+    page = client.get("/targets/web/flags").get_data(as_text=True)
+    notice = page.index('<div id="flag-notice"></div>')
+    assert notice < page.index('id="flag-rows"')
+    flagdb.execute("DROP TABLE feature_flags")  # the application's migration took it away meanwhile
+    response = post(client, "/targets/web/flags/toggle", {"flag": "dark_mode", "seen": "off"}, headers=HTMX)
+    assert response.status_code == 503
+    assert response.headers["HX-Retarget"] == "#flag-notice" and response.headers["HX-Reswap"] == "innerHTML"
+    said = response.get_data(as_text=True)
+    assert said.startswith('<p class="flash flash-error" role="alert"><strong>Error:</strong> <code>dark_mode</code>')
+    assert "was not changed: " in said and "<tr" not in said
+
+
 def test_a_table_held_by_a_long_transaction_is_said_to_be_locked_and_nothing_is_written(
     flag_app, flagdb, as_role, monkeypatch
 ):

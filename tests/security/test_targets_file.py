@@ -78,3 +78,19 @@ def test_a_file_broken_while_running_keeps_the_last_good_one(app, users, as_role
 
     break_file(app, TARGETS)  # fixed
     assert "targets-problem" not in client.get("/").get_data(as_text=True)
+
+
+def test_the_banner_and_the_check_say_the_last_good_version_stays_once(app, users, as_role):
+    """The banner read "… until the file is fixed Rewind keeps using the last good version of it until the file is
+    fixed": the registry's problem carried the sentence and the banner added it again."""
+    client = as_role(Role.VIEWER)
+    break_file(app, BROKEN)
+    body = client.get("/").get_data(as_text=True)
+    banner = body[body.index('id="targets-problem"') :]
+    banner = banner[: banner.index("</div>")]
+    assert banner.count("last good version") == 1, banner
+    assert "unknown key; did you mean &#39;branch&#39;? — Rewind keeps using the last good version of it" in banner
+    check = app.test_cli_runner().invoke(args=["rewind", "targets", "check"])
+    assert check.exit_code == 1 and check.output.count("last good version") == 1, check.output
+    listed = app.test_cli_runner().invoke(args=["rewind", "targets", "list"])
+    assert listed.stderr.count("last good version") == 1, listed.stderr
