@@ -207,6 +207,21 @@
     }
     note.textContent = words;
   });
+  // A button's request that then succeeds makes those notes old news: they go. Before, "nothing was changed" stayed
+  // at the top after the person had clicked again and it had worked, until a reload.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var xhr = event.detail.xhr;  // not detail.successful: a refusal swapped in place (above) counts as one
+    if (!xhr || xhr.status < 200 || xhr.status >= 300 || polling(event)) {
+      return;
+    }
+    var refused = document.getElementById("request-refused");
+    if (refused) {
+      refused.remove();
+    }
+    document.querySelectorAll("[data-refusal-note]").forEach(function (note) {
+      note.replaceChildren();
+    });
+  });
   // A swapped-in row gives keyboard focus back to its button.
   document.addEventListener("htmx:afterSwap", function () {
     var next = document.querySelector("[data-focus-after-swap]");

@@ -1,15 +1,18 @@
 """The flag drill in a real browser, on the demo sandbox: a flag breaks production, a restore as of before mends it."""
 
 import re
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from playwright.sync_api import expect
 
+from app.demo import load_demo
 from tests.e2e.test_foundation import sign_in
 
 
@@ -117,6 +120,32 @@ def test_a_toggle_refused_by_a_whole_error_page_keeps_the_row_and_says_why_above
     expect(row.locator(".flag-state")).to_have_text("off")
     expect(row.get_by_role("button", name="Turn on beta_search")).to_be_focused()
     expect(page.locator("#flag-rows .topbar")).to_have_count(0)
+
+
+def test_a_toggle_a_locked_table_refused_is_said_above_and_goes_once_a_toggle_works(demo_server, page):
+    """The refusal (a migration holds the flags table) replaced the flag's row; said above the table instead, it then
+    stayed up after the retry had worked, until a reload."""
+    staging = load_demo(demo_server.instance_dir / "demo")["staging"]
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/staging/flags")
+    row, notice = page.locator("#flag-dark_mode"), page.locator("#flag-notice")
+    if staging.database_url.startswith("postgresql://"):
+        holder = psycopg.connect(staging.database_url)
+        holder.execute("LOCK TABLE feature_flags IN ACCESS EXCLUSIVE MODE")  # what a running migration holds
+    else:  # the demo's SQLite fall-back
+        holder = sqlite3.connect(staging.database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+    try:
+        row.get_by_role("button", name="Turn off dark_mode").click()
+        expect(notice).to_contain_text("dark_mode was not changed", timeout=15_000)  # Rewind waits 5 s for the lock
+        expect(notice).to_contain_text("locked")
+    finally:
+        holder.rollback()
+        holder.close()
+    expect(row.locator(".flag-state")).to_have_text("on")  # as it was: nothing written
+    row.get_by_role("button", name="Turn off dark_mode").click()  # the retry the notice asks for
+    expect(row.locator(".flag-state")).to_have_text("off")
+    expect(notice).to_be_empty()
 
 
 def test_the_kill_switch_confirmation_names_the_flags_it_turns_off(demo_server, page):

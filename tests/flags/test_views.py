@@ -720,7 +720,7 @@ def test_a_toggle_the_table_cannot_take_is_said_above_the_table_and_leaves_the_r
     gone, so the retry it asks for needed a reload. It goes to the notice above the table; the row stays as shown."""
     client = as_role(Role.OPERATOR)
     page = client.get("/targets/web/flags").get_data(as_text=True)
-    notice = page.index('<div id="flag-notice"></div>')
+    notice = page.index('<div id="flag-notice" data-refusal-note></div>')
     assert notice < page.index('id="flag-rows"')
     flagdb.execute("DROP TABLE feature_flags")  # the application's migration took it away meanwhile
     response = post(client, "/targets/web/flags/toggle", {"flag": "dark_mode", "seen": "off"}, headers=HTMX)
