@@ -32,22 +32,36 @@ def _written(details: dict) -> str:
     return _names(made) if made else "nothing changed"
 
 
+def _kill(details: dict) -> str:
+    return "Kill switch" + (f" (tag {details['tag']})" if details.get("tag") else "")
+
+
+def tried(event: AuditEvent, details: dict) -> str:
+    """What a failed or refused change set out to do, in words ("Turning dark_mode off")."""
+    flag = details.get("flag", "?")
+    if event.action == "flags.toggle" and "new" not in details:  # refused before anything was read: the seen state
+        seen = details.get("seen")
+        target_state = {"on": "off", "off": "on"}.get(seen) if isinstance(seen, str) else None
+        return f"Turning {flag} {target_state}" if target_state else f"Changing flag {flag}"
+    source = details.get("source") or details.get("as_of", "?")
+    return {
+        "flags.toggle": f"Turning {flag} {_state(details.get('new'))}",
+        "flags.kill": _kill(details),
+        "flags.restore": f"Restoring the flags as of {source}",
+        "flags.create": f"Creating flag {flag}",
+        "flags.delete": f"Deleting flag {flag}",
+    }.get(event.action, event.action)
+
+
 def describe(event: AuditEvent, details: dict) -> str:
     """The area's rows in words: which flags went which way and why, not the audit row's keys."""
     flag, new = details.get("flag", "?"), _state(details.get("new"))
     why = f" — “{details['reason']}”" if details.get("reason") else ""
     part = f" (part {details['part']})" if details.get("part") else ""
-    kill = "Kill switch" + (f" (tag {details['tag']})" if details.get("tag") else "")
+    kill = _kill(details)
     source = details.get("source") or details.get("as_of", "?")
     if event.outcome == Outcome.FAILED.value:
-        tried = {
-            "flags.toggle": f"Turning {flag} {new}",
-            "flags.kill": kill,
-            "flags.restore": f"Restoring the flags as of {source}",
-            "flags.create": f"Creating flag {flag}",
-            "flags.delete": f"Deleting flag {flag}",
-        }.get(event.action, event.action)
-        return f"{tried} failed: {details.get('error', 'no reason recorded')}{why}"
+        return f"{tried(event, details)} failed: {details.get('error', 'no reason recorded')}{why}"
     if event.action == "flags.toggle":
         return f"{flag} turned {new}{why}" if details.get("changes") else f"{flag} left {new}: it already was{why}"
     if event.action == "flags.kill":
@@ -63,7 +77,7 @@ def describe(event: AuditEvent, details: dict) -> str:
     return event.action
 
 
-KIND = register_kind(Kind("flags", "Flag changes", actions=("flags.",), describe=describe, order=45))
+KIND = register_kind(Kind("flags", "Flag changes", actions=("flags.",), describe=describe, tried=tried, order=45))
 
 # The overview and every dashboard card read the flags table: while another transaction holds it (a migration's
 # ALTER TABLE), the line gives up this soon and says so, rather than stall the page for a toggle's whole wait.

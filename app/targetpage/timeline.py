@@ -38,6 +38,7 @@ class Kind:
     actions: tuple[str, ...] = ()  # audit action prefixes ("flags.") or exact actions ("auth.denied")
     runbooks: tuple[str, ...] = ()  # jobs of these runbooks
     describe: Callable[[AuditEvent, dict], str] | None = None  # an area's words for its own rows
+    tried: Callable[[AuditEvent, dict], str] | None = None  # what a refused row of its own tried ("Turning x on")
     order: int = 50
 
 
@@ -165,12 +166,18 @@ def _kind_of(event: AuditEvent, details: dict) -> Kind:
     if event.action == QUEUED:
         runbook = details.get("runbook")
         return next((k for k in all_kinds() if runbook in k.runbooks), JOBS)
-    for candidate in all_kinds():
-        if candidate.actions and any(
-            event.action.startswith(p) if p.endswith(".") else event.action == p for p in candidate.actions
-        ):
-            return candidate
+    area = _area_of(event.action)
+    if area is not None:
+        return area
     return JOBS if event.action.startswith("job.") else Kind(event.action.split(".")[0], event.action)
+
+
+def _area_of(action: str) -> Kind | None:
+    """The kind whose audit actions include `action` ("flags." takes "flags.kill")."""
+    for candidate in all_kinds():
+        if any(action.startswith(p) if p.endswith(".") else action == p for p in candidate.actions):
+            return candidate
+    return None
 
 
 def _params_text(params: dict) -> str:
@@ -208,6 +215,8 @@ def _entry(event: AuditEvent, details: dict, jobs: dict[int, Job]) -> Entry:
             what = runbooks.title_of(details["runbook"])
         elif details.get("path"):  # a guard's refusal: the request it refused
             what = f"{details.get('method', '')} {details['path']}".strip()
+        elif (area := _area_of(event.action)) and area.tried:  # QA: the row read "flags.kill refused: …"
+            what = area.tried(event, details)
         else:
             what = event.action
         # The flags area keeps the person's own reason for the change under "reason" and why it was refused

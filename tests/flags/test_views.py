@@ -788,8 +788,16 @@ def test_the_timeline_says_why_a_flag_change_was_refused_not_the_reason_typed_fo
     assert post(client, "/targets/prod/flags/dark_mode/toggle", stale, headers=HTMX).status_code == 409
     assert post(client, "/targets/prod/flags/kill", {"reason": "stop the bleeding"}).status_code == 303
     rows = client.get("/targets/prod/timeline?kind=refusals").get_data(as_text=True).split('<tr id="event-')[1:]
-    assert "flags.kill refused: no flags chosen: nothing to turn off" in rows[0]
-    assert "flags.toggle refused: dark_mode is off now, not on as you saw it" in rows[1]
+    # in words, not the audit action (QA: "flags.kill refused: …")
+    assert "Kill switch refused: no flags chosen: nothing to turn off" in rows[0]
+    assert "Turning dark_mode off refused: dark_mode is off now, not on as you saw it" in rows[1]
+    viewer = flag_app.test_cli_runner().invoke(
+        args=["rewind", "flags", "set", "prod", "dark_mode", "on", "--as", "viewer"]
+    )
+    assert viewer.exit_code == 6, viewer.output
+    rows = client.get("/targets/prod/timeline?kind=refusals").get_data(as_text=True).split('<tr id="event-')[1:]
+    assert "Changing flag dark_mode refused: needs the operator role" in rows[0]
+    assert "flags." not in "".join(row.split("</td>", 2)[1] for row in rows)
     assert "refused: checkout errors" not in rows[1] and "refused: stop the bleeding" not in rows[0]
 
 
