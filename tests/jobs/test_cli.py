@@ -238,6 +238,9 @@ def test_a_bad_value_is_refused_before_the_confirmation_is_asked(app, code_targe
     result = rewind(app, "run", "staging", "reset", "commit=0000000", "--as", "admin")
     refused(result, ExitStatus.REFUSED, "0000000")
     assert "protected" not in result.stderr and jobs(app) == [], "no name to type for a commit that is not there"
+    assert "takes:" not in result.stderr, "commit= was given and is a parameter: only its value is wrong"
+    missing = rewind(app, "run", "staging", "reset", "--as", "admin")
+    refused(missing, ExitStatus.REFUSED, "Commit is required: commit=… (reset takes: seen_head, commit")
 
 
 def test_a_wrong_typed_confirmation_is_refused(app, code_target):

@@ -165,7 +165,8 @@ def test_a_non_admin_cannot_override_the_gate_from_the_cli_either(app, users, sh
     args = ["run", "shop", "revert", f"commits={shop_target.commits['tokens']}", "gate_override=trust me"]
     result = app.test_cli_runner().invoke(args=["rewind", *args, "--as", "operator"])
     assert result.exit_code == ExitStatus.REFUSED, result.output
-    assert result.stderr.startswith("rewind: only an admin can override the schema gate (revert takes: ")
+    # the parameter was given, and rightly named: the runbook's list of them would only suggest otherwise
+    assert result.stderr == "rewind: only an admin can override the schema gate\n"
     assert queued_and_refused(app) == ([], [("operator", "only an admin can override the schema gate", "cli")])
 
 
