@@ -55,7 +55,7 @@ def live_slot(target: str) -> LiveSlot:
         return LiveSlot(None, f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
     if slot not in config.slots:
         return LiveSlot(None, f"Rewind last switched it to {slot!r}, which is no longer one of its slots")
-    return LiveSlot(slot, "as Rewind last switched it (bluegreen.switch does not say which slot serves)")
+    return LiveSlot(slot, "as Rewind last switched it; bluegreen.switch does not say which slot serves")
 
 
 def _by_link(config: BlueGreenConfig) -> LiveSlot:

@@ -145,6 +145,10 @@ def test_with_a_switch_command_the_live_slot_is_what_rewind_last_switched_to(app
     assert (folder / "switched").read_text() == "green"
     with app.app_context():
         assert bluegreen.live_slot("staging").slot == "green"
+    status = app.test_cli_runner().invoke(args=["rewind", "traffic", "status", "staging"])
+    # one pair of brackets (QA: "(as Rewind last switched it (bluegreen.switch does not say …))")
+    said = "staging: green serves traffic (as Rewind last switched it; bluegreen.switch does not say which slot serves)"
+    assert status.exit_code == 0 and status.output.splitlines()[0] == said, status.output
     state.write_text("purple\n")  # a slot since renamed in the targets file
     with app.app_context():
         assert bluegreen.live_slot("staging") == bluegreen.LiveSlot(
