@@ -28,7 +28,7 @@ def row_of(page: str, sha: str) -> str:
 
 def form_as_rendered(page: str, sha: str, button: str) -> dict[str, str]:
     """The hidden fields of the form in `sha`'s row whose button reads `button`, as a browser would post them."""
-    (form,) = [f for f in row_of(page, sha).split("<form")[1:] if f">{button}</button>" in f]
+    (form,) = [f for f in row_of(page, sha).split("<form")[1:] if f">{button}<" in f]
     fields = re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', form)
     return {name: html.unescape(value) for name, value in fields}
 

@@ -52,9 +52,13 @@ def test_unknown_target_is_404(as_role, users):
 def test_unreachable_repository_is_shown_not_crashed(as_role, users):
     client = as_role(Role.VIEWER)  # the default test targets point at repositories that do not exist
     page = client.get("/targets/staging/deployments")
-    assert page.status_code == 200 and "Repository unreachable" in page.get_data(as_text=True)
+    assert page.status_code == 200 and "The repository cannot be read:" in page.get_data(as_text=True)
     dashboard = client.get("/").get_data(as_text=True)
-    assert 'id="target-staging"' in dashboard and "unreachable" in dashboard
+    # a folder that is not there is no network's fault: not "unreachable" (QA), and the card says which part
+    assert (
+        'id="target-staging"' in dashboard and 'Code: <span class="badge badge-bad">cannot be read</span>' in dashboard
+    )
+    assert "does not exist" in dashboard and ">unreachable<" not in dashboard
 
 
 def test_dashboard_card_shows_health_and_known_good(app, users, as_role, runner, code_target):
