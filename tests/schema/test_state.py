@@ -177,6 +177,9 @@ def test_the_upgrade_form_is_offered_only_when_a_revision_is_pending(app, shop, 
     client = as_role(Role.OPERATOR)
     page = client.get("/targets/shop/migrations").get_data(as_text=True)
     assert 'for="upgrade-revision">Upgrade to</label>' in page
+    upgrade = page.split('value="schema_upgrade"')[1].split("</form>")[0]
+    # a refusal comes back here, as from every sibling form, not wherever the Referer header says (QA)
+    assert 'name="next" value="/targets/shop/migrations"' in upgrade
     assert "Downgrades are for admins: a downgrade can destroy data." in page  # why an operator has no such button
     for role in (Role.ADMIN, Role.VIEWER):
         assert 'id="downgrade-by-admin"' not in as_role(role).get("/targets/shop/migrations").get_data(as_text=True)
