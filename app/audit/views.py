@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import threading
 import time
 
@@ -12,18 +9,17 @@ from flask import Blueprint, Response, abort, render_template, request, stream_w
 from flask_login import current_user
 from sqlalchemy import select
 
-from app.audit import chain, store
+from app.audit import export, store
 from app.audit.filters import AuditFilter, FilterError
 from app.audit.models import AuditEvent
 from app.auth.guards import requires
 from app.auth.roles import Role
-from app.pagination import iter_keyset, keyset_page, parse_cursor
+from app.pagination import keyset_page, parse_cursor
 from app.statuses import Outcome
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
 PAGE_SIZE = 50
-EXPORT_COLUMNS = (*chain.FIELDS, "hash")
 
 
 def _export_filter() -> AuditFilter:
@@ -76,58 +72,21 @@ def chain_status():
     )
 
 
-def _csv_safe(value):
-    """Spreadsheets run cells that start like a formula; actor names come from strangers."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def _export_rows(filters: AuditFilter):
-    stmt = filters.apply(select(AuditEvent))
-    for event in iter_keyset(stmt, AuditEvent.id):
-        row = {name: getattr(event, name) for name in EXPORT_COLUMNS}
-        row["ts"] = chain.format_ts(event.ts)
-        row["details"] = json.loads(event.details)
-        yield row
-
-
 @bp.get("/export.jsonl")
 @requires(Role.VIEWER)
 def export_jsonl():
-    filters = _export_filter()
-
-    def lines():
-        for row in _export_rows(filters):
-            yield json.dumps(row, ensure_ascii=False) + "\n"
-
-    return Response(
-        stream_with_context(lines()),
-        mimetype="application/x-ndjson",
-        headers={"Content-Disposition": "attachment; filename=rewind-audit.jsonl"},
-    )
+    return _download(_export_filter(), "jsonl", "application/x-ndjson")
 
 
 @bp.get("/export.csv")
 @requires(Role.VIEWER)
 def export_csv():
-    filters = _export_filter()
+    return _download(_export_filter(), "csv", "text/csv")
 
-    def lines():
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS)
-        writer.writeheader()
-        for row in _export_rows(filters):
-            row["details"] = json.dumps(row["details"], ensure_ascii=False, sort_keys=True)
-            writer.writerow({k: _csv_safe(v) for k, v in row.items()})
-            if buffer.tell() > 64_000:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
 
+def _download(filters: AuditFilter, form: str, mimetype: str) -> Response:
     return Response(
-        stream_with_context(lines()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": "attachment; filename=rewind-audit.csv"},
+        stream_with_context(export.chunks(filters, form)),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f"attachment; filename=rewind-audit.{form}"},
     )

@@ -1,12 +1,15 @@
 """`flask rewind audit head|verify`, in-process and as the real command."""
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 
 from app.audit import store
+from app.auth.roles import Role
 from app.extensions import db
+from app.statuses import ExitStatus, Outcome
 from tests.support.apps import build_app, migrate
 
 
@@ -69,3 +72,36 @@ def test_real_command_on_a_fresh_database_then_after_a_hand_edit(tmp_path):
     broken = subprocess.run([*flask, "rewind", "audit", "verify"], env=env, capture_output=True, text=True)
     assert broken.returncode == 1
     assert "row 1 was changed" in broken.stderr
+
+
+def test_export_writes_what_the_page_s_export_links_give_for_the_same_filters(app, users, as_role, tmp_path):
+    """The page's CSV and JSON-lines downloads had no command beside them: a shell on the server could not take the
+    incident's rows for a report without a browser session."""
+    from tests.audit.test_views import seed
+
+    seed(app, 1205)  # more than one export batch
+    page = as_role(Role.VIEWER)
+    for form in ("csv", "jsonl"):
+        wanted = f"/audit/export.{form}?action=flag&target=production&outcome=ok"
+        downloaded = page.get(wanted).get_data(as_text=True)
+        out = tmp_path / f"rows.{form}"
+        args = ("export", "--format", form, "--action", "flag", "--target", "production", "--outcome", "ok")
+        written = run(app, *args, "-o", str(out))
+        assert written.exit_code == 0 and written.output == "", written.output
+        assert out.read_bytes().decode() == downloaded  # byte for byte
+        assert run(app, *args).stdout_bytes.decode() == downloaded  # or to standard output
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert len(rows) > 1 and {(r["action"], r["target"], r["outcome"]) for r in rows} == {
+        ("flag.toggle", "production", "ok")
+    }
+
+
+def test_export_with_a_filter_it_cannot_read_says_which_and_writes_nothing(app, tmp_path):
+    out = tmp_path / "rows.csv"
+    result = run(app, "export", "--from", "garbage", "--outcome", "maybe", "-o", str(out))
+    assert result.exit_code == ExitStatus.REFUSED and result.stdout == ""
+    assert result.stderr == (
+        f"rewind: bad filter: outcome: 'maybe' is not an outcome; choose one of {', '.join(Outcome)} · "
+        "since: 'garbage' is not a time; use 2026-11-26 14:05 or an ISO 8601 time\n"
+    )
+    assert not out.exists()
