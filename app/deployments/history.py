@@ -25,13 +25,14 @@ class History:
     refused_files: list[str] = field(default_factory=list)  # dirty otherwise: a person's, never discarded
     obstacles: list[str] = field(default_factory=list)  # lock files, operations begun by hand: each with its fix
     unrevertable: dict[str, str] = field(default_factory=dict)  # commit -> why it offers no Revert (no parent)
+    taken_off: dict[str, int] = field(default_factory=dict)  # commit -> how many commits a reset to it takes off
     known_good: dict[str, KnownGood] = field(default_factory=dict)
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
 
 def history(target: Target, before: str | None = None, page: int = PAGE) -> History:
     """One page of the deployed branch, newest first, from `before` (a commit id) on."""
-    head, problem, drift, dirty, obstacles, unrevertable = None, None, None, None, [], {}
+    head, problem, drift, dirty, obstacles, unrevertable, taken_off = None, None, None, None, [], {}, {}
     commits = Page([], None)
     try:
         repo = target.git()
@@ -41,6 +42,7 @@ def history(target: Target, before: str | None = None, page: int = PAGE) -> Hist
         drift = repo.checkout_drift()
         dirty = repo.dirty()
         unrevertable = _unrevertable(repo, commits.items)
+        taken_off = repo.taken_off(commits.items)
     except GitError as exc:
         problem = exc.in_words()
     return History(
@@ -53,6 +55,7 @@ def history(target: Target, before: str | None = None, page: int = PAGE) -> Hist
         refused_files=dirty.foreign if dirty else [],
         obstacles=obstacles,
         unrevertable=unrevertable,
+        taken_off=taken_off,
         known_good=store.known_good(target.name),
         checkpoints=store.recent(target.name),
     )

@@ -50,6 +50,7 @@ def history(name: str):
         refused_files=page.refused_files,
         obstacles=page.obstacles,
         unrevertable=page.unrevertable,
+        taken_off=page.taken_off,
         known_good=page.known_good,
         checkpoints=page.checkpoints,
         next_before=page.next_before,

@@ -604,6 +604,24 @@ class GitRepo:
         out = self._run("log", "-z", "--first-parent", f"--max-count={limit}", skip, _LOG_FORMAT, start, "--")
         return [_parse_commit(record) for record in out.stdout.split("\0") if record.strip()]
 
+    def taken_off(self, page: Sequence[Commit]) -> dict[str, int]:
+        """For each commit of a history() page, how many commits a reset to it takes off the branch: every commit
+        after it, those its merges brought in included.
+
+        Along the first-parent line each commit adds itself, and a merge also what it brought in; those sets never
+        overlap, so a page costs one count for its first commit and one per merge, not one per commit."""
+        if not page:
+            return {}
+        after = int(self._run("rev-list", "--count", f"{page[0].sha}..{self._ref}", "--").stdout.strip())
+        counts = {}
+        for commit in page:
+            counts[commit.sha] = after
+            if commit.is_merge:
+                after += int(self._run("rev-list", "--count", f"{commit.parents[0]}..{commit.sha}", "--").stdout)
+            else:
+                after += 1
+        return counts
+
     def commit(self, sha: str) -> Commit:
         """One commit's summary; `sha` must already be checked (resolve() or a full sha from history)."""
         if not COMMIT_ID.match(sha):

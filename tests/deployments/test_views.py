@@ -1,5 +1,6 @@
 """Deployment pages and dashboard cards, on a real repository and process."""
 
+import html
 import re
 
 from app.audit.models import AuditEvent
@@ -11,11 +12,12 @@ from app.jobs import service
 from app.jobs.models import Job
 from app.statuses import ExitStatus
 from tests.conftest import wait_for
+from tests.deployments.test_seen_head import row_of
 from tests.schema.conftest import shop, shop_target, target_db  # noqa: F401 - a schema the gate reads, for a revert
 from tests.schema.test_gate import upgrade_to_heads
 from tests.support.apps import post
 from tests.support.jobs import finished
-from tests.support.pages import form_fields, names, repeated_names
+from tests.support.pages import form_fields, form_of, names, repeated_names
 from tests.support.targets import git, write_targets_file
 
 
@@ -321,3 +323,20 @@ def test_each_row_s_buttons_and_typed_name_say_which_commit(app, users, as_role,
     short = code_target.commits[1][:7]
     assert f"Revert {short}" in names(page) and f"Reset to here {short}" in names(page)
     assert f"Type staging to confirm the reset to {short}" in names(page, "label")
+
+
+def test_the_reset_question_says_how_many_commits_it_takes_off_the_branch(app, users, as_role, code_target):
+    """QA: "Reset staging to 1ac7fba? The current head is tagged first." read the same three commits back as one:
+    how much goes is said before the yes."""
+    page = as_role(Role.ADMIN).get("/targets/staging/deployments").get_data(as_text=True)
+
+    def question(sha: str) -> str:
+        form = form_of(row_of(page, sha), "Reset to here")
+        return html.unescape(re.search(r'data-confirm="([^"]*)"', form).group(1))
+
+    first, third = code_target.commits[0], code_target.commits[2]
+    assert question(first) == (
+        f"Reset staging to {first[:7]}? It takes 3 commits off the branch; the current head is tagged first, so "
+        "they can be brought back."
+    )
+    assert "It takes 1 commit off the branch;" in question(third) and "so it can be brought back." in question(third)

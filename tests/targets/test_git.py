@@ -72,6 +72,26 @@ def test_history_is_newest_first_and_pages_by_keyset(work, lines):
         repo.history(before="--all")
 
 
+def test_taken_off_counts_what_a_reset_to_each_commit_of_a_page_drops_merged_commits_included(work, lines):
+    """The reset's question says how many commits it takes off the branch: a merge's side commits count too."""
+    git(work, "checkout", "--quiet", "-b", "feature")
+    commit(work, "side one", h="h\n")
+    commit(work, "side two", h="hh\n")
+    git(work, "checkout", "--quiet", "main")
+    commit(work, "main moves", i="i\n")
+    git(work, "merge", "--quiet", "--no-ff", "-m", "merge feature", "feature")
+    commit(work, "after the merge", j="j\n")
+    repo = repo_of(work)
+    everything = repo.history()  # first parents: after, merge, main moves, c4 … c1
+    truth = {c.sha: int(git(work, "rev-list", "--count", f"{c.sha}..main")) for c in everything}
+    assert repo.taken_off(everything) == truth
+    assert truth[lines["c4"]] == 5  # after, the merge, main moves and both side commits
+    first = repo.history(limit=2)
+    second = repo.history(limit=3, before=first[-1].sha)  # a later page starts from its first commit's count
+    assert repo.taken_off(first) | repo.taken_off(second) == {c.sha: truth[c.sha] for c in first + second}
+    assert repo.taken_off([]) == {}
+
+
 def test_resolve_accepts_short_and_full_ids_on_the_branch(work, lines):
     repo = repo_of(work)
     assert repo.resolve(lines["c2"]) == lines["c2"]
