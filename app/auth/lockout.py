@@ -57,21 +57,41 @@ def lock_of(username: str, address: str, *, counting_this_try: bool = False) -> 
     return Lock(max(t for t in (by_name, by_address) if t), by_name is not None, by_address is not None)
 
 
-def name_locked_until(username: str) -> datetime | None:
-    """When this name's own lock (its failures, whatever the address) ends; None when it is not locked.
+def names_locked_until(usernames: list[str]) -> dict[str, datetime]:
+    """The names among these whose own lock (their failures, whatever the address) holds now, with when it ends.
 
-    For the users page: an admin sees which account is locked, and unlocks it there."""
-    return _name_locked_until(username, LIMIT, utcnow())
+    For the users page: an admin sees which account is locked, and unlocks it there. Two queries for the whole
+    page, not two per account."""
+    return _names_locked_until(usernames, LIMIT, utcnow())
 
 
 def _name_locked_until(username: str, limit: int, now: datetime) -> datetime | None:
-    """The name's lock: `limit` failures in the window since its last successful sign-in."""
+    return _names_locked_until([username], limit, now).get(username)
+
+
+def _names_locked_until(usernames: list[str], limit: int, now: datetime) -> dict[str, datetime]:
+    """Each name's lock: `limit` failures in the window since its last successful sign-in."""
     since = now - WINDOW
-    last_success = db.session.scalar(
-        select(func.max(LoginAttempt.at)).where(LoginAttempt.username == username, LoginAttempt.succeeded.is_(True))
+    successes = dict(
+        db.session.execute(
+            select(LoginAttempt.username, func.max(LoginAttempt.at))
+            .where(LoginAttempt.username.in_(usernames), LoginAttempt.succeeded.is_(True))
+            .group_by(LoginAttempt.username)
+        ).all()
     )
-    until = _locked_until(LoginAttempt.username == username, max(since, last_success or since), limit)
-    return until if until and until > now else None
+    newest = (
+        select(LoginAttempt.username, LoginAttempt.at)
+        .where(LoginAttempt.username.in_(usernames), LoginAttempt.at > since, LoginAttempt.succeeded.is_(False))
+        .order_by(LoginAttempt.at.desc())
+    )
+    if len(usernames) == 1:  # a sign-in reads one name: its newest `limit` failures decide, however many there are
+        newest = newest.limit(limit)
+    failures: dict[str, list[datetime]] = {}
+    for name, at in db.session.execute(newest):
+        if at > max(since, successes.get(name) or since):  # failures before a success no longer count
+            failures.setdefault(name, []).append(at)
+    locked = {name: ats[limit - 1] + WINDOW for name, ats in failures.items() if len(ats) >= limit}
+    return {name: until for name, until in locked.items() if until > now}  # the oldest of them leaves the window
 
 
 def locked_until(username: str, address: str, *, counting_this_try: bool = False) -> datetime | None:

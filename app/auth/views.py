@@ -131,7 +131,8 @@ def _users_page(status: int = 200, issued: tuple[str, str] | None = None):
     users = db.session.scalars(select(User).order_by(User.name)).all()
     # A locked account reads "Locked until …" with an Unlock button, not "Active" (QA: the sign-in refusal said
     # "ask an admin to unlock it", and the admin's page showed nothing to unlock).
-    locked = {user.id: until for user in users if (until := lockout.name_locked_until(user.name))}
+    by_name = lockout.names_locked_until([user.name for user in users])
+    locked = {user.id: by_name[user.name] for user in users if user.name in by_name}
     last_admin = accounts.last_active_admin()
     page = render_template(
         "auth/users.html", users=users, roles=list(Role), issued=issued, locked=locked, last_admin=last_admin

@@ -540,3 +540,33 @@ def test_each_account_s_buttons_say_whose_they_are(app, client, users, as_role):
     assert repeated_names(page) == {}
     said = names(page)
     assert {"Reset password of viewer", "Unlock viewer", "Disable viewer", "Enable operator"} <= set(said), said
+
+
+def test_the_users_page_reads_every_account_s_lock_at_once_and_only_locks_count(app, client, users, as_role):
+    """The page read each account's lock with two queries of its own; it reads them all with two, and still tells
+    a lock (five failures) from four failures, and from failures a later sign-in put behind it."""
+    from sqlalchemy import event
+
+    from app.auth import lockout
+
+    for name in ("locked", "four", "mended"):
+        add_user(app, name, Role.VIEWER)
+    for name in ("locked", "four", "mended"):
+        for _ in range(4):
+            login(app.test_client(), name, "wrong-password")
+    assert login(app.test_client(), "mended").status_code == 302  # its four failures no longer count
+    for name in ("locked", "mended"):
+        login(app.test_client(), name, "wrong-password")  # the fifth in the window: a lock for "locked" only
+    names = [f"nobody{i}" for i in range(30)] + ["locked", "four", "mended"]
+    statements = []
+    with app.app_context():
+        listen = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listen)
+        try:
+            locked = lockout.names_locked_until(names)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listen)
+    assert list(locked) == ["locked"] and len(statements) == 2, statements
+    page = as_role(Role.ADMIN).get("/users").get_data(as_text=True)
+    rows = {name: page.split(f"<td>{name}")[1].split("</tr>")[0] for name in ("locked", "four", "mended")}
+    assert "Locked</span>" in rows["locked"] and "Locked</span>" not in rows["four"] + rows["mended"]
