@@ -151,18 +151,14 @@ def _confirm(book: runbooks.Runbook, target: str | None, raw: dict[str, str], ye
         )
 
 
-def _refuse_param(
-    book: runbooks.Runbook, target: str | None, actor: Actor, exc: runbooks.ParamError, raw: dict[str, str]
-) -> NoReturn:
+def _refuse_param(book: runbooks.Runbook, target: str | None, actor: Actor, exc: runbooks.ParamError) -> NoReturn:
     """Audit a parameter's refusal as the web form does, then stop with it: nothing was queued."""
     service.not_queued(book.name, str(exc), target=target, actor=actor, via=VIA)
     typed = f": {exc.param}=…" if exc.label else ""  # "Down to revision is required": say what to type
     shell = f"; from the shell, {exc.from_shell}" if exc.from_shell else ""
     # The runbook's parameters help with one missing or misspelt. Beside a value refused for what it is ("green
     # already serves staging's traffic") they read as if the command were wrong (QA).
-    names = [p.name for p in book.params]
-    misnamed = (exc.param in names) != (exc.param in raw)  # declared but not given, or given but not declared
-    takes = f" ({book.name} takes: {', '.join(names) or 'none'})" if misnamed else ""
+    takes = f" ({book.name} takes: {', '.join(p.name for p in book.params) or 'none'})" if exc.misnamed else ""
     raise Refused(f"{exc}{typed}{shell}{takes}") from None
 
 
@@ -326,7 +322,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
         _confirm(book, target_name, raw, yes)
         parsed = book.parse_params(raw, target_name)
     except runbooks.ParamError as exc:
-        _refuse_param(book, target_name, actor, exc, raw)
+        _refuse_param(book, target_name, actor, exc)
     # Ctrl-C is noted from before the job is queued until it is followed to its end: a press anywhere in between
     # becomes the cancel (raised as KeyboardInterrupt at any line, it left a job queued for the next runner, or
     # running here until the process died).
@@ -334,7 +330,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
         try:
             job = service.enqueue(book, target_name, parsed, actor, via=VIA)
         except runbooks.ParamError as exc:  # a parameter the user's role may not give (Param.role)
-            _refuse_param(book, target_name, actor, exc, raw)
+            _refuse_param(book, target_name, actor, exc)
         except service.BusyTarget as exc:
             raise Refused(str(exc), ExitStatus.BUSY) from None
         except service.JobRefused as exc:

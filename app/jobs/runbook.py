@@ -28,14 +28,18 @@ class ParamError(ValueError):
     sentence that names what it is about ("staging is protected: …") and is the message as it stands.
     The message is what a flash, an audit row and the CLI say: never the parameter's raw name. `from_shell`: what
     to type in a shell to go on anyway, which only the CLI adds (a page has its own way: look again, confirm there).
+    `misnamed`: the parameter is missing or not one of the runbook's, so the shell lists the ones it takes.
     """
 
-    def __init__(self, param: str, problem: str, label: str | None = None, *, from_shell: str = "") -> None:
+    def __init__(
+        self, param: str, problem: str, label: str | None = None, *, from_shell: str = "", misnamed: bool = False
+    ) -> None:
         super().__init__(f"{label} {problem}" if label else problem)
         self.param = param
         self.problem = problem
         self.label = label
         self.from_shell = from_shell
+        self.misnamed = misnamed
 
 
 class UnknownRunbook(LookupError):
@@ -88,7 +92,7 @@ class Param:
         raw = (raw or "").strip()
         if not raw:
             if self.required and self.default is None:
-                raise ParamError(self.name, "is required", self.label)
+                raise ParamError(self.name, "is required", self.label, misnamed=True)
             return self.default
         value: Any = raw
         if self.kind is int:
@@ -176,7 +180,7 @@ class Runbook:
         """ParamError for the first name this runbook does not declare: never silently dropped."""
         unknown = sorted(set(raw) - {p.name for p in self.params})
         if unknown:
-            raise ParamError(unknown[0], f"{unknown[0]!r} is not a parameter of {self.name}")
+            raise ParamError(unknown[0], f"{unknown[0]!r} is not a parameter of {self.name}", misnamed=True)
 
     def check_role(self, params: Mapping[str, Any], can: Callable[[Role], bool]) -> None:
         """ParamError for the first parameter given a value that only a higher role than the actor's may give.

@@ -211,6 +211,7 @@ def test_reset_on_a_protected_target_without_a_terminal_needs_yes(app, code_targ
     before = code_target.head()
     result = rewind(app, "run", "staging", "reset", f"commit={code_target.commits[0]}", "--as", "admin", "--follow")
     refused(result, ExitStatus.REFUSED, "staging is protected", "pass --yes or confirm=staging")
+    assert "takes:" not in result.stderr, "review: the way on is said; the runbook's parameter list is no help here"
     assert jobs(app) == [] and code_target.head() == before
 
 
