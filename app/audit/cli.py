@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from app.audit import export, store
 from app.audit.chain import Head
 from app.audit.filters import AuditFilter, FilterError
 from app.clierrors import CliError, Refused
+from app.files import create_new, sync_dir
 
 
 @click.group(cls=AppGroup)
@@ -50,6 +52,9 @@ def verify(saved: Head | None) -> None:
     sys.exit(1)
 
 
+OPTIONS = {"since": "--from"}  # the filters' fields by the options that set them, where the two names differ
+
+
 @audit.command("export")
 @click.option("--format", "form", type=click.Choice(export.FORMATS), default="jsonl", show_default=True)
 @click.option("--actor", default="", help="only rows by this user name")
@@ -58,7 +63,7 @@ def verify(saved: Head | None) -> None:
 @click.option("--outcome", default="", help="ok, failed or denied")
 @click.option("--from", "since", default="", help="from this UTC time on (2026-11-26 14:05, or ISO 8601 with offset)")
 @click.option("--until", default="", help="before this time")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="a file (default: stdout)")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="a file (default: stdout)")
 def export_rows(form: str, output: str | None, **wanted: str) -> None:
     """Write the rows the audit page's filters would show, newest first, as the page's CSV or JSON-lines export.
 
@@ -68,18 +73,39 @@ def export_rows(form: str, output: str | None, **wanted: str) -> None:
     """
     try:
         filters = AuditFilter.from_args(wanted)
-    except FilterError as exc:  # the page's own words for it, one line, nothing written
-        raise Refused(f"bad filter: {exc}") from None
-    if output is None:
+    except FilterError as exc:  # the page's words, each field named by the option that was typed; nothing written
+        said = " · ".join(
+            f"{OPTIONS.get(field, f'--{field}')}: {problem.replace(' From (', ' --from (')}"
+            for field, problem in exc.problems.items()
+        )
+        raise Refused(f"bad filter: {said}") from None
+    if output is None:  # bytes, UTF-8 whatever the terminal's encoding: the file a redirect makes is the download
+        sys.stdout.flush()
         for chunk in export.chunks(filters, form):
-            click.echo(chunk, nl=False)
+            sys.stdout.buffer.write(chunk.encode("utf-8"))
+        sys.stdout.buffer.flush()
         return
-    # Under another name until the last row is in: a cut-off export must not pass for the whole report.
-    part = Path(f"{output}.part")
+    # Under another name until the last row is in: a cut-off export must not pass for the whole report. A new
+    # file, owner-only (audit rows hold addresses): never someone's own FILE.part, nor another export's.
+    final = Path(output)
+    part = final.with_name(final.name + ".part")
     try:
-        with part.open("w", encoding="utf-8", newline="") as out:
+        out = create_new(part)
+    except FileExistsError:
+        raise Refused(f"{part} exists: another export is writing it, or one was stopped; remove it") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {part}: {exc.strerror or exc}") from None
+    try:
+        with out:
             for chunk in export.chunks(filters, form):
-                out.write(chunk)
-        part.replace(output)
-    finally:
+                out.write(chunk.encode("utf-8"))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(part, final)
+        sync_dir(final.parent)
+    except OSError as exc:
         part.unlink(missing_ok=True)
+        raise CliError(f"writing {final} failed, nothing was kept: {exc.strerror or exc}") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from app.files import sync_dir
 from app.statuses import BackupState
 from app.targets.errors import TargetError
 from app.wording import byte_size
@@ -269,14 +270,6 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
     os.replace(temp, path)
     sync_dir(path.parent)
-
-
-def sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

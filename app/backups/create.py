@@ -14,8 +14,9 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.backups.catalog import Backup, access, now_utc, partial_path, sha256_of, sync_dir
+from app.backups.catalog import Backup, access, now_utc, partial_path, sha256_of
 from app.backups.setup import BackupSetup
+from app.files import sync_dir
 from app.targets.command import Sink, Stage, run_pipeline
 from app.targets.dbadmin import LOCK_WAIT_S, Postgres, Sqlite, made_record
 from app.targets.errors import TargetError

@@ -22,10 +22,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from app.backups.catalog import Backup, now_utc, open_to_read, sync_dir
+from app.backups.catalog import Backup, now_utc, open_to_read
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
 from app.backups.verify import locked_key
+from app.files import sync_dir
 from app.targets.command import PipelineResult, ReadProgress, Sink, Stage, run_pipeline
 from app.targets.dbadmin import (
     MAX_IDENTIFIER,

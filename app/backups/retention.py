@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from app.backups.catalog import Backup, Catalog, CatalogError, NoAccess, access, manifest_path, sync_dir
+from app.backups.catalog import Backup, Catalog, CatalogError, NoAccess, access, manifest_path
 from app.backups.status import ahead_of
+from app.files import sync_dir
 
 
 def plan(backups: list[Backup], keep_last: int | None, keep_daily_days: int, now: datetime) -> list[Backup]:

@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.files import sync_dir
 from app.targets.errors import TargetError
 
 # python-dotenv's escapes inside double quotes; any other backslash pair is kept as written.
@@ -400,16 +401,8 @@ class EnvFile:
                 fix="the file was left as it was; check the folder's permissions and free space",
                 path=self.path,
             ) from None
-        _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with contextlib.suppress(OSError):  # the file is in place; a folder that cannot be synced changes nothing
+            sync_dir(folder)
 
 
 def decode(content: bytes, where: str = "the env file") -> str:
