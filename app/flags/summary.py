@@ -36,18 +36,37 @@ def _kill(details: dict) -> str:
     return "Kill switch" + (f" (tag {details['tag']})" if details.get("tag") else "")
 
 
+def _asked_state(details: dict) -> str | None:
+    """The state a toggle asked for, as recorded: a bool once read, the typed word ("on", "off") when refused before
+    it was (any other text is no state: "maybe" is not "on"), or the opposite of the state the page showed."""
+    new = details.get("new")
+    if isinstance(new, bool):
+        return _state(new)
+    if isinstance(new, str):
+        return new if new in ("on", "off") else None
+    return {"on": "off", "off": "on"}.get(details.get("seen")) if isinstance(details.get("seen"), str) else None
+
+
+def _moment(details: dict) -> str:
+    """The moment a restore went back to, in words, from whichever field named it (review: refusals read "as of ?")."""
+    if details.get("source") or details.get("as_of"):
+        return f"as of {details.get('source') or details['as_of']}"
+    if details.get("checkpoint"):
+        return f"as of checkpoint #{details['checkpoint']}"
+    if details.get("job"):
+        return f"to before job #{details['job']}"
+    return "as of ?"
+
+
 def tried(event: AuditEvent, details: dict) -> str:
     """What a failed or refused change set out to do, in words ("Turning dark_mode off")."""
     flag = details.get("flag", "?")
-    if event.action == "flags.toggle" and "new" not in details:  # refused before anything was read: the seen state
-        seen = details.get("seen")
-        target_state = {"on": "off", "off": "on"}.get(seen) if isinstance(seen, str) else None
-        return f"Turning {flag} {target_state}" if target_state else f"Changing flag {flag}"
-    source = details.get("source") or details.get("as_of", "?")
+    if event.action == "flags.toggle":
+        state = _asked_state(details)
+        return f"Turning {flag} {state}" if state else f"Changing flag {flag}"
     return {
-        "flags.toggle": f"Turning {flag} {_state(details.get('new'))}",
         "flags.kill": _kill(details),
-        "flags.restore": f"Restoring the flags as of {source}",
+        "flags.restore": f"Restoring the flags {_moment(details)}",
         "flags.create": f"Creating flag {flag}",
         "flags.delete": f"Deleting flag {flag}",
     }.get(event.action, event.action)
