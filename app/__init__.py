@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from datetime import timedelta
+from urllib.parse import quote
 
 from flask import Flask, flash, g, redirect, render_template, request, session, url_for
 from flask_login import AnonymousUserMixin, current_user
@@ -299,9 +300,10 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     from app.domids import dom_id
 
     app.jinja_env.filters["dom_id"] = dom_id
-    from app.wording import breakable
+    from app.wording import breakable, sentence
 
     app.jinja_env.filters["breakable"] = breakable
+    app.jinja_env.filters["sentence"] = sentence
 
     from app.targetpage.tabs import all_tabs
 
@@ -321,7 +323,10 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
 
 def _init_error_pages(app: Flask) -> None:
     def page(code: int, title: str, message: str):
-        return render_template("errors/error.html", code=code, title=title, message=message), code
+        # A button that changes a part of the page in place (htmx) says the page's words above it instead; they
+        # travel in a header, percent-encoded (a header holds Latin-1 only), not dug out of the page's layout.
+        said = {"X-Rewind-Refusal": quote(f"{title}: {message}")} if request.headers.get("HX-Request") else {}
+        return render_template("errors/error.html", code=code, title=title, message=message), code, said
 
     @app.errorhandler(CSRFError)
     def csrf_refused(exc: CSRFError):

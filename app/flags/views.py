@@ -207,6 +207,8 @@ def toggle(name: str, flag: str | None = None):
             return _notice(flag, exc)
         try:
             current = store.table_of(target).get(flag)
+        except UnknownFlag as unknown:  # deleted since the page was drawn: its row goes, with its buttons (review)
+            return render_template("flags/_gone_row.html", flag=flag, said=unknown.message), 404
         except TargetError:
             return _notice(flag, exc)
         return _row(target, current, asker, message=exc.in_words(), status=_status(exc))

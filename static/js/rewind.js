@@ -46,18 +46,30 @@
       invalid.focus();
     }
   });
+  // A note at the top of the page, made once by its id and reworded after: tone "error" or "warn"; a note
+  // with a role is read out by screen readers when it appears or changes.
+  function topNote(id, tone, role) {
+    var note = document.getElementById(id);
+    if (!note) {
+      note = document.createElement("p");
+      note.id = id;
+      note.className = "flash flash-" + tone;
+      if (role) {
+        note.setAttribute("role", role);
+      }
+      var main = document.getElementById("main");
+      main.insertBefore(note, main.firstChild);
+    }
+    return note;
+  }
   // A live job page refused by the websocket caps (close code 1008) says why instead of staying silent.
   document.addEventListener("htmx:wsClose", function (event) {
     var closed = event.detail && event.detail.event;
     if (!closed || closed.code !== 1008 || document.getElementById("live-refused")) {
       return;
     }
-    var note = document.createElement("p");
-    note.id = "live-refused";
-    note.className = "flash flash-error";
-    note.textContent = "Live updates are off: " + (closed.reason || "too many live job pages are open") + ".";
-    var main = document.getElementById("main");
-    main.insertBefore(note, main.firstChild);
+    topNote("live-refused", "error").textContent =
+      "Live updates are off: " + (closed.reason || "too many live job pages are open") + ".";
   });
   // A live job page whose connection dropped, or whose Rewind worker is restarting, says so until it is back.
   // These are the close codes after which htmx's websocket extension reconnects by itself.
@@ -67,13 +79,8 @@
     if (!closed || RECONNECTING.indexOf(closed.code) < 0 || document.getElementById("live-reconnecting")) {
       return;
     }
-    var note = document.createElement("p");
-    note.id = "live-reconnecting";
-    note.className = "flash flash-warn";
-    note.setAttribute("role", "status");
-    note.textContent = "Live updates paused: reconnecting. Until then this page may be behind the job.";
-    var main = document.getElementById("main");
-    main.insertBefore(note, main.firstChild);
+    topNote("live-reconnecting", "warn", "status").textContent =
+      "Live updates paused: reconnecting. Until then this page may be behind the job.";
   });
   document.addEventListener("htmx:wsOpen", function () {
     var note = document.getElementById("live-reconnecting");
@@ -93,17 +100,8 @@
     if (!polling(event)) {
       return;
     }
-    var note = document.getElementById("live-stale");
-    if (!note) {
-      note = document.createElement("p");
-      note.id = "live-stale";
-      note.className = "flash flash-warn";
-      note.setAttribute("role", "status");
-      var main = document.getElementById("main");
-      main.insertBefore(note, main.firstChild);
-    }
     var clock = pad(lastUpdate.getHours()) + ":" + pad(lastUpdate.getMinutes()) + ":" + pad(lastUpdate.getSeconds());
-    note.textContent = "Not updated since " + clock + ": " + why + ". Trying again.";
+    topNote("live-stale", "warn", "status").textContent = "Not updated since " + clock + ": " + why + ". Trying again.";
   }
   document.addEventListener("htmx:sendError", function (event) {
     liveFailed(event, "Rewind did not answer");
@@ -177,49 +175,60 @@
       event.detail.isError = false;
     }
   });
-  // A button's request answered with an error that is not swapped in says so at the top of the page, in the
-  // answer's own words, and leaves the part that asked as it was: before, the button seemed to do nothing.
-  // (401 sends to the sign-in page by itself; a part that follows by itself says so in its own way, above.)
+  // A change asked for (a button's POST, not a part loading or following by itself) answered with an error that
+  // is not swapped in says so at the top of the page, in the answer's own words, and leaves the part that asked
+  // as it was: before, the button seemed to do nothing. (401 sends to the sign-in page by itself.)
+  // Each such note belongs to the control that was refused (its address, and its data-refusal-key when one
+  // address serves many rows, as a flag's toggle does): that control's next success clears it, nothing else.
+  function changeKey(event) {
+    var config = event.detail && event.detail.requestConfig;
+    if (!config || config.verb === "get" || polling(event)) {
+      return null;
+    }
+    var form = config.elt && config.elt.closest ? config.elt.closest("form") : null;
+    return config.path + "#" + ((form && form.getAttribute("data-refusal-key")) || "");
+  }
   document.addEventListener("htmx:beforeSwap", function (event) {
     var xhr = event.detail.xhr;
-    if (event.detail.shouldSwap || xhr.status < 400 || xhr.status === 401 || polling(event)) {
+    var key = changeKey(event);
+    if (event.detail.shouldSwap || xhr.status < 400 || xhr.status === 401 || !key) {
       return;
     }
-    var words = "Rewind answered " + xhr.status + (xhr.statusText ? " " + xhr.statusText : "") + ".";
-    if (wholePage(xhr)) {
-      var answer = new DOMParser().parseFromString(xhr.responseText, "text/html");
-      var title = answer.querySelector("main h1");
-      var said = answer.querySelector("main h1 + p");
-      if (title) {
-        words = title.textContent.replace(/\s+/g, " ").trim() + (said ? ": " + said.textContent.trim() : "");
-      }
-    } else if (xhr.responseText && xhr.responseText.length < 500 && !/</.test(xhr.responseText)) {
+    var said = xhr.getResponseHeader("X-Rewind-Refusal");
+    var words = said ? decodeURIComponent(said) : "The request failed (HTTP " + xhr.status + ").";
+    if (!said && xhr.responseText && xhr.responseText.length < 500 && !/</.test(xhr.responseText)) {
       words += " " + xhr.responseText.trim();
     }
-    var note = document.getElementById("request-refused");
-    if (!note) {
-      note = document.createElement("p");
-      note.id = "request-refused";
-      note.className = "flash flash-error";
-      note.setAttribute("role", "alert");
-      var main = document.getElementById("main");
-      main.insertBefore(note, main.firstChild);
-    }
+    var note = topNote("request-refused", "error", "alert");
     note.textContent = words;
+    note.setAttribute("data-refusal-for", key);
   });
-  // A button's request that then succeeds makes those notes old news: they go. Before, "nothing was changed" stayed
-  // at the top after the person had clicked again and it had worked, until a reload.
   document.addEventListener("htmx:afterRequest", function (event) {
-    var xhr = event.detail.xhr;  // not detail.successful: a refusal swapped in place (above) counts as one
-    if (!xhr || xhr.status < 200 || xhr.status >= 300 || polling(event)) {
+    var xhr = event.detail.xhr;
+    var key = changeKey(event);
+    if (!xhr || !key) {
       return;
     }
-    var refused = document.getElementById("request-refused");
-    if (refused) {
-      refused.remove();
+    var target = event.detail.target;
+    if (xhr.status >= 400) { // a refusal swapped into a note of its own (a flag the table could not take)
+      if (target && target.hasAttribute("data-refusal-note")) {
+        target.setAttribute("data-refusal-for", key);
+      }
+      return;
     }
-    document.querySelectorAll("[data-refusal-note]").forEach(function (note) {
-      note.replaceChildren();
+    if (xhr.status < 200 || xhr.status >= 300) {
+      return;
+    }
+    document.querySelectorAll("[data-refusal-for]").forEach(function (note) {
+      if (note.getAttribute("data-refusal-for") !== key) {
+        return;
+      }
+      if (note.hasAttribute("data-refusal-note")) {
+        note.replaceChildren();
+        note.removeAttribute("data-refusal-for");
+      } else {
+        note.remove();
+      }
     });
   });
   // A swapped-in row gives keyboard focus back to its button.

@@ -81,7 +81,7 @@ def test_a_protected_target_asks_for_a_reason(flag_app, flagdb, as_role):
 def test_bad_input_is_a_clear_message(flag_app, flagdb, as_role):
     client = as_role(Role.OPERATOR)
     response = post(client, "/targets/web/flags/nope/toggle", {"seen": "off"}, headers=HTMX)
-    assert response.status_code == 404 and "there is no flag &#39;nope&#39;" in response.get_data(as_text=True)
+    assert response.status_code == 404 and "There is no flag &#39;nope&#39;" in response.get_data(as_text=True)
     response = post(client, "/targets/web/flags/dark_mode/toggle", {"seen": "maybe"}, headers=HTMX)
     assert response.status_code == 422 and "expected on or off" in response.get_data(as_text=True)
     response = post(client, "/targets/nowhere/flags/dark_mode/toggle", {"seen": "off"})
@@ -727,8 +727,21 @@ def test_a_toggle_the_table_cannot_take_is_said_above_the_table_and_leaves_the_r
     assert response.status_code == 503
     assert response.headers["HX-Retarget"] == "#flag-notice" and response.headers["HX-Reswap"] == "innerHTML"
     said = response.get_data(as_text=True)
-    assert said.startswith('<p class="flash flash-error" role="alert"><strong>Error:</strong> <code>dark_mode</code>')
-    assert "was not changed: " in said and "<tr" not in said
+    assert said.startswith('<p class="flash flash-error" role="alert"><strong>Error:</strong> <code>dark_mode</code>: ')
+    assert "the flags table feature_flags cannot be read" in said and "<tr" not in said
+
+
+def test_a_toggle_of_a_flag_deleted_since_the_page_was_drawn_takes_its_row_and_buttons_away(flag_app, flagdb, as_role):
+    """Review: the row stayed with a live "Turn on", the notice said "check the name on the Flags page" while that
+    page still listed it, and every retry failed the same way."""
+    client = as_role(Role.OPERATOR)
+    assert 'id="flag-dark_mode"' in client.get("/targets/web/flags").get_data(as_text=True)
+    flagdb.execute("DELETE FROM feature_flags WHERE name = 'dark_mode'")  # another admin, or the app itself
+    response = post(client, "/targets/web/flags/toggle", {"flag": "dark_mode", "seen": "off"}, headers=HTMX)
+    assert response.status_code == 404 and "HX-Retarget" not in response.headers  # in place of its row
+    row = response.get_data(as_text=True)
+    assert row.startswith('<tr id="flag-dark_mode" class="flag-row">') and "<button" not in row
+    assert "There is no flag &#39;dark_mode&#39; in feature_flags: nothing was changed. It may have been deleted" in row
 
 
 def test_a_table_held_by_a_long_transaction_is_said_to_be_locked_and_nothing_is_written(
@@ -797,6 +810,14 @@ def test_the_timeline_says_why_a_flag_change_was_refused_not_the_reason_typed_fo
     assert viewer.exit_code == 6, viewer.output
     rows = client.get("/targets/prod/timeline?kind=refusals").get_data(as_text=True).split('<tr id="event-')[1:]
     assert "Changing flag dark_mode refused: needs the operator role" in rows[0]
+    cli = flag_app.test_cli_runner()
+    assert cli.invoke(args=["rewind", "flags", "set", "prod", "dark_mode", "maybe", "--as", "operator"]).exit_code
+    gone = cli.invoke(args=["rewind", "flags", "restore", "prod", "--checkpoint", "999", "--yes", "--as", "admin"])
+    assert gone.exit_code, gone.output
+    rows = client.get("/targets/prod/timeline?kind=refusals").get_data(as_text=True).split('<tr id="event-')[1:]
+    # review: "maybe" read as "on" (any text is true), and a checkpoint or job as "as of ?"
+    assert "Restoring the flags as of checkpoint #999 refused: checkpoint #999 of prod does not exist" in rows[0]
+    assert "Changing flag dark_mode refused: state: " in rows[1] and "Turning dark_mode on" not in rows[1]
     assert "flags." not in "".join(row.split("</td>", 2)[1] for row in rows)
     assert "refused: checkout errors" not in rows[1] and "refused: stop the bleeding" not in rows[0]
 
