@@ -6,6 +6,7 @@ from flask import Blueprint, abort, render_template, request
 
 from app.auth.guards import requires
 from app.auth.roles import Role
+from app.jobs import service
 from app.jobs.engine import current_targets, engine
 from app.pagination import parse_cursor
 from app.targetpage import timeline
@@ -36,7 +37,9 @@ def overview(name: str):
     target = target_or_404(name)
     view = build_overview(target, engine().health.reading)
     recent = timeline.page(name, limit=RECENT)
-    return render_template("targetpage/overview.html", target=target, card=view.card, view=view, recent=recent)
+    return render_template(
+        "targetpage/overview.html", target=target, card=view.card, view=view, recent=recent, busy=service.busy_job(name)
+    )
 
 
 @bp.get("/targets/<name>/timeline", endpoint="timeline")

@@ -476,3 +476,49 @@ def test_a_target_name_in_the_wrong_case_is_quoted_as_typed_beside_the_known_one
     page = as_role(Role.VIEWER).get("/targets/Staging")
     assert page.status_code == 404
     assert "There is no target &#39;Staging&#39; (known targets: production, staging)" in page.get_data(as_text=True)
+
+
+def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offered_again(
+    app, users, as_role, code_target
+):
+    """QA: Start, Stop and Restart stayed offered while a job held the target (the tabs grey theirs), and Start while
+    the app ran, each only to be refused after its question."""
+    from app.audit.store import Actor
+    from app.jobs import runbook as runbooks
+    from app.jobs import service
+
+    client = as_role(Role.OPERATOR)
+
+    def actions() -> tuple[str, dict[str, str]]:
+        page = client.get("/targets/staging").get_data(as_text=True)
+        panel = page[page.rindex("<section", 0, page.index('id="target-actions"')) :]
+        panel = panel[: panel.index("</section>")]
+        buttons = {
+            label: panel[panel.rindex("<button", 0, panel.index(f">{label}<")) :].split(">")[0]
+            for label in ("Start", "Stop", "Restart", "Verify")
+        }
+        return panel, buttons
+
+    with app.app_context():
+        pid = current_targets().open("staging").process().status().pid
+    panel, buttons = actions()  # the app runs: Start alone is greyed, saying so beside it
+    assert " disabled" in buttons["Start"] and f"staging runs as pid {pid}: Restart starts it afresh." in panel
+    assert all(" disabled" not in buttons[label] for label in ("Stop", "Restart", "Verify"))
+    assert 'hx-get="/targets/staging"' in panel.split(">")[0]  # follows the page while something is greyed
+
+    with app.app_context():
+        held = service.enqueue(runbooks.get("test.sleep"), "staging", {"seconds": 60}, Actor(users[Role.ADMIN], "a"))
+        held_id = held.id
+    panel, buttons = actions()  # a job holds it: every change greyed, the notice above saying which job
+    assert f'id="busy-notice">Busy: <a href="/jobs/{held_id}">job #{held_id}</a>' in panel
+    for label in ("Start", "Stop", "Restart"):
+        assert ' disabled aria-describedby="busy-notice"' in buttons[label], label
+    assert " disabled" not in buttons["Verify"]  # a look changes nothing: never greyed
+    assert 'name="confirm"' not in panel  # no name to type into a greyed Stop
+
+    with app.app_context():
+        service.cancel(db.session.get(Job, held_id), Actor(users[Role.ADMIN], "a"))
+        db.session.commit()
+        current_targets().open("staging").process().stop()
+    panel, buttons = actions()  # nothing to refuse: all offered, and the panel stays still (a name half-typed)
+    assert all(" disabled" not in b for b in buttons.values()) and "hx-get" not in panel.split(">")[0]
