@@ -504,7 +504,10 @@ def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offere
     panel, buttons = actions()  # the app runs: Start alone is greyed, saying so beside it
     assert " disabled" in buttons["Start"] and f"staging runs as pid {pid}: Restart starts it afresh." in panel
     assert all(" disabled" not in buttons[label] for label in ("Stop", "Restart", "Verify"))
-    assert 'hx-get="/targets/staging"' in panel.split(">")[0]  # follows the page while something is greyed
+    # Start alone follows the page, to come back once the app is down; the panel stays still (a name half-typed
+    # into a protected target's Stop box would be swapped away)
+    assert 'hx-get="/targets/staging"' not in panel.split(">")[0]
+    assert '<span id="overview-start" hx-get="/targets/staging"' in panel
 
     with app.app_context():
         held = service.enqueue(runbooks.get("test.sleep"), "staging", {"seconds": 60}, Actor(users[Role.ADMIN], "a"))
@@ -515,10 +518,11 @@ def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offere
         assert ' disabled aria-describedby="busy-notice"' in buttons[label], label
     assert " disabled" not in buttons["Verify"]  # a look changes nothing: never greyed
     assert 'name="confirm"' not in panel  # no name to type into a greyed Stop
+    assert 'hx-get="/targets/staging"' in panel.split(">")[0]  # all greyed: the whole panel follows the page
 
     with app.app_context():
         service.cancel(db.session.get(Job, held_id), Actor(users[Role.ADMIN], "a"))
         db.session.commit()
         current_targets().open("staging").process().stop()
     panel, buttons = actions()  # nothing to refuse: all offered, and the panel stays still (a name half-typed)
-    assert all(" disabled" not in b for b in buttons.values()) and "hx-get" not in panel.split(">")[0]
+    assert all(" disabled" not in b for b in buttons.values()) and "hx-get" not in panel
