@@ -109,7 +109,25 @@ def git_processes(folders: Sequence[Path]) -> tuple[list[GitProcess], list[int]]
             except OSError:
                 command = ""
             seen.append(GitProcess(pid, command))
-    return seen, unseen
+    return _outermost(seen), unseen
+
+
+def _outermost(found: list[GitProcess]) -> list[GitProcess]:
+    """The git processes no other of them started: what a git runs (a hook, an editor, a git of its own, or its
+    fork about to become one, which still reads as the same git command) is that git's work, not another's."""
+    pids = {p.pid for p in found}
+
+    def started_by_another(pid: int) -> bool:
+        for _ in range(32):  # a process tree is shallow; a bound keeps a cycle of reused pids from looping
+            stat = procfs.stat(pid)
+            if stat is None or stat.ppid <= 1:
+                return False
+            if stat.ppid in pids:
+                return True
+            pid = stat.ppid
+        return False
+
+    return [p for p in found if not started_by_another(p.pid)]
 
 
 def operation(git_dir: Path) -> Operation | None:

@@ -20,6 +20,7 @@ class Stat:
     """The fields of /proc/<pid>/stat Rewind reads."""
 
     state: str
+    ppid: int  # its parent's pid
     pgid: int
     start_ticks: int  # clock ticks from boot to the process's start
 
@@ -37,7 +38,7 @@ def stat(pid: int) -> Stat | None:
     # The command name may hold spaces and parentheses: the fields start after its last ")".
     fields = raw[raw.rfind(b")") + 2 :].split()
     try:
-        return Stat(state=fields[0].decode(), pgid=int(fields[2]), start_ticks=int(fields[19]))
+        return Stat(state=fields[0].decode(), ppid=int(fields[1]), pgid=int(fields[2]), start_ticks=int(fields[19]))
     except (IndexError, ValueError):
         return None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.targets import gitblock
 from app.targets.git import GitError, GitLocked, GitRepo, OperationInProgress
 from tests.conftest import wait_for
 from tests.targets.test_git import GIT_ENV, commit, git, status
@@ -95,6 +96,36 @@ def test_a_lock_held_by_a_git_still_at_work_names_that_process(tmp_path, work, l
         person.wait(timeout=60)
     assert person.returncode == 0
     assert git(work, "log", "-1", "--format=%s") == "hot-fix"  # the person's commit went through, untouched
+
+
+def test_a_git_that_runs_gits_of_its_own_is_named_once(tmp_path, work, lines):
+    """An editor (or hook) that runs git in the repository, and git's own fork about to become the editor, are the
+    person's commit at work, not more people: the suite once saw that fork named beside its parent."""
+    (work / "f").write_text("edited on the server\n")
+    editor, done = tmp_path / "editor", tmp_path / "done"
+    editor.write_text(
+        f"#!/bin/sh\ncd {work}\n"
+        f"(while [ ! -e {done} ]; do sleep 0.05; done) | git hash-object --stdin > /dev/null\n"
+        'echo "hot-fix" > "$1"\n'
+    )
+    editor.chmod(0o755)
+    person = subprocess.Popen(
+        ["git", "-C", str(work), "commit", "--quiet", "-a"],
+        env={**GIT_ENV, "GIT_EDITOR": str(editor)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        inner = lambda: [p for p in gitblock.git_processes([work])[0] if "hash-object" in p.command]  # noqa: E731
+        wait_for(lambda: subprocess.run(["pgrep", "-f", "hash-object --stdin"], capture_output=True).returncode == 0)
+        assert inner() == []  # running, in the repository, and left out: the commit's own work
+        with pytest.raises(GitLocked) as caught:
+            GitRepo(work, "main").revert([lines["c4"]])
+        assert [p.pid for p in caught.value.running] == [person.pid], caught.value.running
+    finally:
+        done.write_text("")
+        person.wait(timeout=60)
+    assert person.returncode == 0
 
 
 def test_git_stopped_at_rewinds_timeout_takes_its_locks_and_its_hook_with_it(tmp_path, work, lines):
