@@ -139,9 +139,13 @@ def _record_checkpoint(ctx: JobContext, reason: str) -> dict:
     return taken
 
 
+BEFORE_START = "before_start"  # ctx.state: the parts an application's start may change, read before the restart
+
+
 def restart(ctx: JobContext) -> None:
     control = control_of(ctx)
     ctx.check_cancelled()
+    ctx.state[BEFORE_START] = captures.take_all(target_of(ctx), moved_by_start=True)
     with adapter_errors(ctx):
         control.restart(ctx)
     if control.forced:
@@ -214,6 +218,7 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
         verdict = health.wait_healthy(
             should_cancel=ctx.cancelled, on_probe=on_probe, process=control.watch() if control is not None else None
         )
+    _moved_by_start(ctx, target)
     if not verdict.ok:
         return False, _not_healthy(ctx, verdict, control)
     detail = f"healthy: {verdict.reason}"
@@ -239,6 +244,22 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
             detail += f"; {words}"
     ctx.progress(1.0, "healthy")
     return True, detail
+
+
+def _moved_by_start(ctx: JobContext, target) -> None:
+    """What the application's own start changed (its start script migrated the database): said once, as a warning,
+    since no step of this job made that change and the job's result would otherwise not mention it (QA: a restart
+    after a downgrade upgraded the schema back, and the job said only "All steps succeeded")."""
+    before = ctx.state.pop(BEFORE_START, None)
+    if not before:
+        return
+    for part, old, new in captures.moved(before, captures.take_all(target, moved_by_start=True)):
+        said = (
+            f"While {ctx.target} restarted, its {part} changed ({old} → {new}): the application's own start did it "
+            "(a start command that migrates), not a step of this job"
+        )
+        ctx.log(said, "err")
+        ctx.warn(f"{said}.")
 
 
 def _not_healthy(ctx: JobContext, verdict: Verdict, control: ProcessControl | None) -> str:

@@ -1,6 +1,7 @@
 """Upgrade and downgrade runbooks, what a downgrade destroys, and the silent `flask db` exit."""
 
 import shlex
+import sys
 
 import pytest
 from sqlalchemy import select
@@ -237,3 +238,21 @@ def test_downgrade_minus_one_with_several_heads_applied_is_refused_with_the_choi
     )
     assert parse(app, "schema_downgrade", revision="b2000002")["revision"] == "b2000002"  # named, it is fine
     assert shop_target.versions() == {"c3aaaaa3", "c3bbbbb3"}
+
+
+def test_a_restart_whose_start_script_migrates_says_the_schema_moved(app, runner, shop_target):
+    """A start script that runs `flask db upgrade` before the server (a common start.sh): a restart after a downgrade
+    upgraded the schema back, and the job said only "All steps succeeded". It now says what moved, as a warning."""
+    script = shop_target.root / "start.sh"
+    script.write_text(f'set -e\n"{sys.executable}" -m flask db upgrade heads\nexec "{sys.executable}" "$@"\n')
+    toml = shop_target.toml().replace('command = ["', f'command = ["/bin/sh", "{script}", "', 1)
+    toml = toml.replace(f'"{sys.executable}", "-m", "flask", "run"', '"-m", "flask", "run"', 1)
+    write_targets_file(app, toml)
+    assert shop_target.versions() == {"b2000002"}
+    job, view = run(app, "restart", "shop")
+    assert shop_target.versions() == {"d4000004"}, log_text(view)
+    assert job.state == "warning", (job.state, job.result)
+    said = "While shop restarted, its schema changed (b2000002 → d4000004): the application's own start did it"
+    assert said in job.result and said in log_text(view), job.result
+    job, view = run(app, "restart", "shop")  # nothing moved this time: nothing said
+    assert job.state == "succeeded" and "its schema changed" not in log_text(view), job.result
