@@ -1,5 +1,6 @@
 """Upgrade and downgrade runbooks, what a downgrade destroys, and the silent `flask db` exit."""
 
+import re
 import shlex
 import sys
 
@@ -240,7 +241,7 @@ def test_downgrade_minus_one_with_several_heads_applied_is_refused_with_the_choi
     assert shop_target.versions() == {"c3aaaaa3", "c3bbbbb3"}
 
 
-def test_a_restart_whose_start_script_migrates_says_the_schema_moved(app, runner, shop_target):
+def test_a_restart_whose_start_script_migrates_says_the_schema_moved(app, users, runner, shop_target):
     """A start script that runs `flask db upgrade` before the server (a common start.sh): a restart after a downgrade
     upgraded the schema back, and the job said only "All steps succeeded". It now says what moved, as a warning."""
     script = shop_target.root / "start.sh"
@@ -256,3 +257,9 @@ def test_a_restart_whose_start_script_migrates_says_the_schema_moved(app, runner
     assert said in job.result and said in log_text(view), job.result
     job, view = run(app, "restart", "shop")  # nothing moved this time: nothing said
     assert job.state == "succeeded" and "its schema changed" not in log_text(view), job.result
+    # From the command line: exit 8, and the state in the words the job page uses, not the enum's "warning"
+    with app.app_context():
+        flask_db.run(current_targets().open("shop"), "downgrade", "b2000002", None)
+    result = app.test_cli_runner().invoke(args=["rewind", "run", "shop", "restart", "--as", "admin", "--follow"])
+    assert result.exit_code == 8, result.output
+    assert re.search(r"^job #\d+ succeeded with warnings: All steps succeeded\. But: While shop", result.output, re.M)
