@@ -38,8 +38,10 @@ APP_LOG_LINES = "app_log_lines"  # ctx.state: how many of the application's log 
 ROLL_BACK = "Next: roll back to a known-good commit (revert or reset), or fix the cause and verify again"
 
 # What else must hold for "verified" beyond health and the smoke test (the schema area adds: the database
-# at a head of the deployed code's migrations). check(target) -> (matches, words); words may be "".
-StateCheck = Callable[[Target], tuple[bool, str]]
+# at a head of the deployed code's migrations). check(target) -> (matches, words); words may be "". matches is None
+# when the state cannot be read at all (its database gone or unreachable): not a mismatch, and no code rollback helps.
+StateCheck = Callable[[Target], tuple[bool | None, str]]
+UNREADABLE = "unreadable_state"  # ctx.state: the name of a state check the last check could not read
 _state_checks: dict[str, StateCheck] = {}
 
 
@@ -172,6 +174,11 @@ def unhealthy(ctx: JobContext, detail: str, next_step: str = ROLL_BACK) -> StepF
     are in the job's log, never in this message.
     """
     message = f"{detail}."
+    if unread := ctx.state.get(UNREADABLE):  # a database gone or unreachable: rolling the code back would not help
+        next_step = (
+            f"Next: make the {unread} readable again (its database reachable; one that is gone can be restored from "
+            "the Backups tab), then verify again"
+        )
     with contextlib.suppress(TargetError, LookupError):  # a target gone from the file: the failure still stands
         for words in suspects_of(target_of(ctx)):
             message += f" Look first: {words}."  # what Rewind already knows may be the cause, before the remedy
@@ -200,6 +207,7 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
     with adapter_errors(ctx):  # the checkout's commit is read from git
         health = target.health(of_checkout=True)
     ctx.state.pop(APP_LOG_LINES, None)  # a log pointer from an earlier check of this job no longer holds
+    ctx.state.pop(UNREADABLE, None)
     if health is None:
         return False, f"{ctx.target} has no health check: add [targets.{ctx.target}.health] to verify it"
     attempts = 0
@@ -237,6 +245,10 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
         detail += "; smoke test passed"
     for name, check in _state_checks.items() if state_checks else ():
         matches, words = check(target)
+        if matches is None:
+            ctx.log(f"{name}: {words}", "err")
+            ctx.state[UNREADABLE] = name
+            return False, ctx.redact(f"healthy, but the {name} cannot be checked: {words}")
         if not matches:
             ctx.log(f"{name}: {words}", "err")
             return False, ctx.redact(f"healthy, but the {name} does not match the deployed code: {words}")

@@ -3,6 +3,7 @@
 import re
 import shlex
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -263,3 +264,20 @@ def test_a_restart_whose_start_script_migrates_says_the_schema_moved(app, users,
     result = app.test_cli_runner().invoke(args=["rewind", "run", "shop", "restart", "--as", "admin", "--follow"])
     assert result.exit_code == 8, result.output
     assert re.search(r"^job #\d+ succeeded with warnings: All steps succeeded\. But: While shop", result.output, re.M)
+
+
+def test_a_verification_that_cannot_read_the_schema_says_so_and_points_at_the_database_not_the_code(
+    app, runner, shop_target
+):
+    """The database gone (dropped, a typo in its URL): the app's /health, which never touches it, answers 200. The
+    job said the schema "does not match the deployed code" and "Next: roll back to a known-good commit", which
+    cannot help: it says the schema cannot be checked, and to make the database reachable (or restore it)."""
+    Path(shop_target.url.removeprefix("sqlite:///")).unlink()
+    job, _ = run(app, "verify", "shop")
+    assert job.state == "failed" and job.verification == "failed", job.result
+    assert "healthy, but the schema cannot be checked: the migration state cannot be read: " in job.result, job.result
+    assert "does not exist" in job.result and "does not match the deployed code" not in job.result, job.result
+    assert (
+        "Next: make the schema readable again (its database reachable; one that is gone can be restored" in job.result
+    )
+    assert "roll back to a known-good commit" not in job.result, job.result
