@@ -642,6 +642,11 @@ def start_and_verify(ctx: JobContext) -> None:
                 control.stop(ctx)
                 swap_in(setup, swap["outgoing"], swap["incoming"])
                 ctx.swapped(None)  # never raises: the start below is what matters
+                # What was already done ends with this, not with the rename it undid (read last, it said the
+                # restored copy was live); a kill from here on leaves the same words on the job.
+                back = f"{live} is the previous database again, {swap['label']} is {swap['incoming']}"
+                ctx.did(f"renamed them back ({back})")
+                ctx.standing(f"swapped back: {back}; {ctx.target} is stopped")
                 control.start(ctx)
             again, detail_again = steps.check_health(ctx)
     except StepFailed as exc:

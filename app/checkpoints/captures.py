@@ -24,6 +24,9 @@ class Capture:
     describe: Callable[[Any], str] = str  # a few words for pages and job logs
     # what a line naming the part starts with ("code: …"), when the key alone could be misread
     label: str | None = None
+    # an application's own start may change it (a start script that runs `flask db upgrade`): a restart compares it
+    # before and after, and says when it moved
+    moved_by_start: bool = False
 
 
 _captures: dict[str, Capture] = {}
@@ -40,10 +43,13 @@ def registered() -> list[Capture]:
     return list(_captures.values())
 
 
-def take_all(target: Target) -> dict[str, Any]:
-    """Every registered area's part of the target now; an unreadable part becomes {"error": why}."""
+def take_all(target: Target, *, moved_by_start: bool = False) -> dict[str, Any]:
+    """Every registered area's part of the target now (with `moved_by_start`, only the parts an application's start
+    may change); an unreadable part becomes {"error": why}."""
     taken: dict[str, Any] = {}
     for capture in _captures.values():
+        if moved_by_start and not capture.moved_by_start:
+            continue
         try:
             value = capture.take(target)
         except TargetError as exc:
@@ -52,6 +58,22 @@ def take_all(target: Target) -> dict[str, Any]:
         if value is not None:
             taken[capture.name] = value
     return taken
+
+
+def moved(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The parts read both times that changed between two take_all() calls: (label, before, after) in words."""
+    said = []
+    for name, old in before.items():
+        new = after.get(name)
+        if name not in after or old == new or _unread(old) or _unread(new):
+            continue
+        capture = _captures.get(name)
+        said.append(((capture.label if capture else None) or name, describe(name, old), describe(name, new)))
+    return said
+
+
+def _unread(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"error"}
 
 
 def line(name: str, value: Any) -> str:

@@ -89,6 +89,13 @@ def last_known_good(target: str, on_branch: Callable[[str], bool]) -> KnownGood 
     return next((row for row in rows if on_branch(row.commit)), None)
 
 
+def newest_known_good(target: str) -> KnownGood | None:
+    """The most recently verified commit, on the branch or not (a reset may have removed it since)."""
+    return db.session.scalar(
+        select(KnownGood).filter_by(target=target).order_by(KnownGood.marked_at.desc(), KnownGood.id.desc()).limit(1)
+    )
+
+
 def recent(target: str, limit: int = 20) -> list[Checkpoint]:
     return list(
         db.session.scalars(select(Checkpoint).filter_by(target=target).order_by(Checkpoint.id.desc()).limit(limit))

@@ -30,6 +30,8 @@ class TargetCard:
     running: Job | None = None  # any job running on it (a verify does not make it busy)
     last_job: Job | None = None  # the newest job that has ended
     lines: tuple[Summary, ...] = ()  # one per area: schema, flags, backups, config
+    # no mark on the branch, but one was verified: the newest, which a reset (or a force push) removed from it
+    known_good_gone: str | None = None
 
     @property
     def last_failed(self) -> bool:
@@ -53,12 +55,14 @@ def build_cards(health_of) -> list[TargetCard]:
 def build_card(target, health_of) -> TargetCard:
     """What one target is now: its code, health, last known good and running job."""
     name = target.name
-    head = subject = problem = good = None
+    head = subject = problem = good = gone = None
     try:
         repo = target.git()
         latest = repo.history(limit=1)[0]
         head, subject = latest.sha, latest.subject
         good = store.last_known_good(name, repo.contains)
+        if good is None and (newest := store.newest_known_good(name)) is not None:
+            gone = newest.commit
     except GitError as exc:
         problem = exc.message
     return TargetCard(
@@ -69,6 +73,7 @@ def build_card(target, health_of) -> TargetCard:
         problem=problem,
         health=health_of(name),
         known_good=good.commit if good else None,
+        known_good_gone=gone,
         busy=service.busy_job(name),
         running=newest_job(name, ACTIVE_JOB_STATES),
         last_job=newest_job(name, FINAL_JOB_STATES),

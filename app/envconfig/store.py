@@ -172,12 +172,27 @@ def _new_version(
         size=len(state.content),
         parse_error=(contents.problem or None) and contents.problem[:512],
         digests_json=json.dumps(contents.digests, sort_keys=True),
-        changes_json=json.dumps(changes_between(previous.digests if previous else {}, contents.digests)),
+        changes_json=json.dumps(_changes(target.name, previous, contents)),
         sealed=sealed,
     )
     db.session.add(row)
     db.session.flush()
     return row
+
+
+def _changes(target: str, previous: EnvVersion | None, contents) -> dict[str, list[str]]:
+    """Against the newest version that parsed. A file that does not parse has no keys to compare: counted as keys,
+    it read "removed: DATABASE_URL, SECRET_KEY, …" (QA), and the fixed file after it "added: …" every key again."""
+    if contents.problem:
+        return {}
+    if previous is not None and previous.parse_error:
+        previous = db.session.scalar(
+            select(EnvVersion)
+            .where(EnvVersion.target == target, EnvVersion.id < previous.id, EnvVersion.parse_error.is_(None))
+            .order_by(EnvVersion.id.desc())
+            .limit(1)
+        )
+    return changes_between(previous.digests if previous else {}, contents.digests)
 
 
 def unverified(versions: list[EnvVersion]) -> set[int]:

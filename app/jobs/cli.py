@@ -347,7 +347,7 @@ def run(target: str, runbook: str, params: tuple[str, ...], as_user: str, follow
         here.join()
     if not follow_job:
         ended = db.session.get(Job, job_id)
-        click.echo(f"job #{job_id} {state}: {ended.result}")
+        click.echo(f"job #{job_id} {state.label}: {ended.result}")
     click.get_current_context().exit(int(ExitStatus.of(state)))
 
 

@@ -59,7 +59,7 @@ class EventPrinter:
             if state == JobState.RUNNING:
                 self.echo(f"job #{self.view.job_id} started: {len(self.view.steps)} step(s)")
             elif state.is_final and self.outcome:
-                self.echo(f"job #{self.view.job_id} {state}: {self.view.result}")
+                self.echo(f"job #{self.view.job_id} {state.label}: {self.view.result}")
                 if self.view.verification != Verification.NONE:
                     detail = f" ({self.view.verification_detail})" if self.view.verification_detail else ""
                     self.echo(f"verification: {self.view.verification}{detail}")

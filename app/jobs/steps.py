@@ -38,8 +38,10 @@ APP_LOG_LINES = "app_log_lines"  # ctx.state: how many of the application's log 
 ROLL_BACK = "Next: roll back to a known-good commit (revert or reset), or fix the cause and verify again"
 
 # What else must hold for "verified" beyond health and the smoke test (the schema area adds: the database
-# at a head of the deployed code's migrations). check(target) -> (matches, words); words may be "".
-StateCheck = Callable[[Target], tuple[bool, str]]
+# at a head of the deployed code's migrations). check(target) -> (matches, words); words may be "". matches is None
+# when the state cannot be read at all (its database gone or unreachable): not a mismatch, and no code rollback helps.
+StateCheck = Callable[[Target], tuple[bool | None, str]]
+UNREADABLE = "unreadable_state"  # ctx.state: the name of a state check the last check could not read
 _state_checks: dict[str, StateCheck] = {}
 
 
@@ -139,9 +141,13 @@ def _record_checkpoint(ctx: JobContext, reason: str) -> dict:
     return taken
 
 
+BEFORE_START = "before_start"  # ctx.state: the parts an application's start may change, read before the restart
+
+
 def restart(ctx: JobContext) -> None:
     control = control_of(ctx)
     ctx.check_cancelled()
+    ctx.state[BEFORE_START] = captures.take_all(target_of(ctx), moved_by_start=True)
     with adapter_errors(ctx):
         control.restart(ctx)
     if control.forced:
@@ -168,6 +174,11 @@ def unhealthy(ctx: JobContext, detail: str, next_step: str = ROLL_BACK) -> StepF
     are in the job's log, never in this message.
     """
     message = f"{detail}."
+    if unread := ctx.state.get(UNREADABLE):  # a database gone or unreachable: rolling the code back would not help
+        next_step = (
+            f"Next: make the {unread} readable again (its database reachable; one that is gone can be restored from "
+            "the Backups tab), then verify again"
+        )
     with contextlib.suppress(TargetError, LookupError):  # a target gone from the file: the failure still stands
         for words in suspects_of(target_of(ctx)):
             message += f" Look first: {words}."  # what Rewind already knows may be the cause, before the remedy
@@ -196,6 +207,7 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
     with adapter_errors(ctx):  # the checkout's commit is read from git
         health = target.health(of_checkout=True)
     ctx.state.pop(APP_LOG_LINES, None)  # a log pointer from an earlier check of this job no longer holds
+    ctx.state.pop(UNREADABLE, None)
     if health is None:
         return False, f"{ctx.target} has no health check: add [targets.{ctx.target}.health] to verify it"
     attempts = 0
@@ -214,6 +226,7 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
         verdict = health.wait_healthy(
             should_cancel=ctx.cancelled, on_probe=on_probe, process=control.watch() if control is not None else None
         )
+    _moved_by_start(ctx, target)
     if not verdict.ok:
         return False, _not_healthy(ctx, verdict, control)
     detail = f"healthy: {verdict.reason}"
@@ -232,6 +245,10 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
         detail += "; smoke test passed"
     for name, check in _state_checks.items() if state_checks else ():
         matches, words = check(target)
+        if matches is None:
+            ctx.log(f"{name}: {words}", "err")
+            ctx.state[UNREADABLE] = name
+            return False, ctx.redact(f"healthy, but the {name} cannot be checked: {words}")
         if not matches:
             ctx.log(f"{name}: {words}", "err")
             return False, ctx.redact(f"healthy, but the {name} does not match the deployed code: {words}")
@@ -239,6 +256,22 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
             detail += f"; {words}"
     ctx.progress(1.0, "healthy")
     return True, detail
+
+
+def _moved_by_start(ctx: JobContext, target) -> None:
+    """What the application's own start changed (its start script migrated the database): said once, as a warning,
+    since no step of this job made that change and the job's result would otherwise not mention it (QA: a restart
+    after a downgrade upgraded the schema back, and the job said only "All steps succeeded")."""
+    before = ctx.state.pop(BEFORE_START, None)
+    if not before:
+        return
+    for part, old, new in captures.moved(before, captures.take_all(target, moved_by_start=True)):
+        said = (
+            f"While {ctx.target} restarted, its {part} changed ({old} → {new}): the application's own start did it "
+            "(a start command that migrates), not a step of this job"
+        )
+        ctx.log(said, "err")
+        ctx.warn(f"{said}.")
 
 
 def _not_healthy(ctx: JobContext, verdict: Verdict, control: ProcessControl | None) -> str:

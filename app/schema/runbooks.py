@@ -36,7 +36,9 @@ def _take(target: Target) -> dict | None:
 
 
 SCHEMA = register_capture(
-    Capture("schema", "Schema", _take, lambda v: ", ".join(v["revisions"]) or "no revision applied")
+    Capture(
+        "schema", "Schema", _take, lambda v: ", ".join(v["revisions"]) or "no revision applied", moved_by_start=True
+    )
 )
 
 

@@ -249,14 +249,14 @@ def _rows(graph: RevisionGraph, current: set[str], added: dict[str, Commit]) -> 
     return rows
 
 
-def check_schema(target: Target) -> tuple[bool, str]:
+def check_schema(target: Target) -> tuple[bool | None, str]:
     """For verification: the database at every head of the deployed code's migrations (SchemaState.matches),
-    or the drift in words."""
+    or the drift in words; None when the state cannot be read (the database gone or unreachable)."""
     state = read_state(target)
     if not state.configured:
         return True, ""
     if state.problem:
-        return False, f"the migration state cannot be read: {state.problem}"
+        return None, f"the migration state cannot be read: {state.problem}"
     if state.matches:
         return True, f"schema at head {', '.join(sorted(state.current)) or '(no revisions)'}"
     return False, " ".join(str(d) for d in state.drift if d.kind != SEVERAL_HEADS)

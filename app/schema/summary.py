@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from app.audit.models import AuditEvent
+from app.jobs import runbook as runbooks
 from app.schema.state import read_state
 from app.targetpage.summaries import register_summary
 from app.targetpage.timeline import Kind, register_kind
 from app.targets.target import Target
+
+
+def describe(event: AuditEvent, details: dict) -> str:
+    """The area's rows in words. Its one audited action is a gate override: the row read "schema.gate_override:
+    reason …, refused the database is at …", a refusal's word on a change that went ahead."""
+    if event.action == "schema.gate_override":
+        runbook = details.get("runbook")
+        what = f" for “{runbooks.title_of(runbook)}”" if runbook else ""
+        job = f" (job #{details['job_id']})" if details.get("job_id") else ""
+        why = f": “{details['reason']}”" if details.get("reason") else ""
+        said = f" — the gate had said: {details['refused']}" if details.get("refused") else ""
+        return f"Schema gate overridden{what}{job}{why}{said}"
+    shown = ", ".join(f"{k} {v}" for k, v in details.items() if not isinstance(v, dict | list))
+    return f"{event.action}{f': {shown}' if shown else ''}"
+
 
 KIND = register_kind(
     Kind(
@@ -13,6 +30,7 @@ KIND = register_kind(
         "Migrations",
         actions=("schema.",),
         runbooks=("schema_upgrade", "schema_downgrade", "downgrade_then_reset", "downgrade_then_revert"),
+        describe=describe,
         order=40,
     )
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import signal
 import tomllib
 from dataclasses import dataclass, field
@@ -443,8 +444,19 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
     database = None
     if db_t := top.table("database"):
         url = db_t.text("url", required=True)
+        # An application's SQLAlchemy URL names its driver (postgresql+psycopg://, what Flask-SQLAlchemy needs for
+        # psycopg 3), so envfile:DATABASE_URL reads one; Rewind picks its own driver, and reads the rest.
+        if driver := re.match(r"(postgres(?:ql)?)\+[A-Za-z0-9_]+://", url):
+            bare = "postgresql://" + url[driver.end() :]
+            if url in db_t.secrets:
+                db_t.secrets.append(bare)  # the form Rewind uses is masked too
+            url = bare
         if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
-            raise db_t.fail("url", "expected postgresql://user:password@host:port/db or sqlite:///path")
+            raise db_t.fail(
+                "url",
+                "expected postgresql://user:password@host:port/db (a driver, as in postgresql+psycopg://, is allowed)"
+                " or sqlite:///path",
+            )
         flask_app = db_t.text("flask_app")
         flags_table = db_t.text("flags_table")
         flags_columns = FlagColumns()

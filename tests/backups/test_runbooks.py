@@ -333,6 +333,10 @@ def test_unhealthy_after_the_swap_swaps_back(app, runner, data_target):
     assert job.state == "failed", log_text(view)
     assert job.verification == "failed"
     assert "Swapped back" in job.result and "healthy again" in job.result, job.result
+    # What was already done ends with the swap back, not with the rename it undid (read last, the restored copy live).
+    done = job.result.split("Already done before that:")[1]
+    assert done.rstrip(".").endswith(f"is the previous database again, the restored copy is {copies(data_target)[0]})")
+    assert "renamed them back" in done, done
     assert data_target.snapshot() == before
     with app.app_context():  # swapped back: live is what it was, so no swap counts
         assert db.session.get(Job, job.id).swapped_at is None and swaps.since(data_target.name) == []

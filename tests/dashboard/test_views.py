@@ -4,9 +4,11 @@ from sqlalchemy import select
 
 from app.auth.models import ServerSession
 from app.auth.roles import Role
+from app.checkpoints import store
 from app.extensions import db
 from tests.auth.test_views import age_sessions
 from tests.support.apps import post
+from tests.support.targets import git
 
 
 def _section(page: str, section_id: str) -> str:
@@ -51,3 +53,22 @@ def test_the_target_cards_follow_by_themselves_too(app, users, as_role):
     tag = page[page.rindex("<div", 0, start) : page.index(">", start)]
     assert 'hx-get="/dashboard/cards"' in tag and 'hx-select="#target-cards"' in tag, tag
     assert """hx-headers='{"X-Rewind-Background": "1"}'""" in tag, tag
+
+
+def test_a_known_good_commit_a_reset_removed_is_named_not_none_recorded_yet(app, users, as_role, code_target):
+    """After a reset past every verified commit (a reset gone wrong), "none recorded yet" read as if nothing had
+    ever been verified: the card and the overview name the newest verified commit, no longer on the branch."""
+    good = code_target.commits[-1]
+    with app.app_context():
+        store.mark_known_good(code_target.name, good, None)
+    git(code_target.repo, "reset", "-q", "--hard", code_target.commits[1])
+    viewer = as_role(Role.VIEWER)
+    words = f"the newest verified commit, <code>{good[:12]}</code>, is no longer on it"
+    overview = viewer.get(f"/targets/{code_target.name}").get_data(as_text=True)
+    known = overview[overview.index('id="overview-known-good"') :]
+    known = known[: known.index("</dd>")]
+    assert f"none on <code>main</code>: {words}" in known and "none recorded yet" not in known, known
+    card = viewer.get("/").get_data(as_text=True)
+    known = card[card.index("Last known good:") :]
+    known = known[: known.index("</p>")]
+    assert f"none on the branch: {words}" in known and "none recorded yet" not in known, known

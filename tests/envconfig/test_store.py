@@ -84,6 +84,23 @@ def test_an_unparsable_file_is_still_kept_with_its_problem(app, env_target):
         assert version.digests == {}
 
 
+def test_an_unparsable_version_changes_no_keys_and_the_fixed_file_is_compared_with_the_last_that_parsed(
+    app, env_target
+):
+    """A syntax error in the env file is not every key removed, nor its fix every key added (QA: the Config tab and
+    the timeline read "removed: DATABASE_URL, SECRET_KEY, …" for a broken quote)."""
+    with app.app_context():
+        store.ensure_current(open_target())
+    env_target.env_path.write_text(GOOD + "BROKEN='open\n")
+    with app.app_context():
+        broken, _ = store.ensure_current(open_target())
+        assert broken.parse_error and not any(broken.changes.values()), broken.changes
+    env_target.env_path.write_text(GOOD.replace("safe", "fast"))
+    with app.app_context():
+        fixed, _ = store.ensure_current(open_target())
+        assert fixed.changes == {"added": [], "removed": [], "changed": ["MODE"]}, fixed.changes
+
+
 def test_an_unknown_version_is_refused_by_name(app, env_target):
     with app.app_context():
         with pytest.raises(store.UnknownVersion, match="staging has no env file version '999'"):

@@ -12,6 +12,7 @@ from app.jobs import runbook as runbooks
 from app.jobs.engine import current_targets
 from app.jobs.runbook import ParamError
 from app.schema.destroys import Loss
+from app.targetpage import timeline
 from app.targets import flask_db
 from app.targets.migration_ops import Operation
 from tests.deployments.test_runbooks import log_text, run
@@ -122,6 +123,10 @@ def test_an_admin_override_is_audited_with_its_reason_and_verification_still_tel
         details = json.loads(event.details)
         assert details["reason"] == "incident 7: bad code"
         assert "the code would fall behind the schema. Plan: downgrade to a1000001 first" in details["refused"]
+        # On the timeline in words, not as the audit row's keys ("…, refused the database is at …" on a row "done")
+        (row,) = [e for e in timeline.page("shop").items if e.event.action == "schema.gate_override"]
+        said = f"Schema gate overridden for “Reset to a commit” (job #{job.id}): “incident 7: bad code”"
+        assert row.text.startswith(said + " — the gate had said: the database is at b2000002"), row.text
     assert job.state == "failed"
     assert job.verification == "failed"
     assert "the schema does not match the deployed code" in job.result

@@ -1,6 +1,9 @@
 """Upgrade and downgrade runbooks, what a downgrade destroys, and the silent `flask db` exit."""
 
+import re
 import shlex
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -237,3 +240,44 @@ def test_downgrade_minus_one_with_several_heads_applied_is_refused_with_the_choi
     )
     assert parse(app, "schema_downgrade", revision="b2000002")["revision"] == "b2000002"  # named, it is fine
     assert shop_target.versions() == {"c3aaaaa3", "c3bbbbb3"}
+
+
+def test_a_restart_whose_start_script_migrates_says_the_schema_moved(app, users, runner, shop_target):
+    """A start script that runs `flask db upgrade` before the server (a common start.sh): a restart after a downgrade
+    upgraded the schema back, and the job said only "All steps succeeded". It now says what moved, as a warning."""
+    script = shop_target.root / "start.sh"
+    script.write_text(f'set -e\n"{sys.executable}" -m flask db upgrade heads\nexec "{sys.executable}" "$@"\n')
+    toml = shop_target.toml().replace('command = ["', f'command = ["/bin/sh", "{script}", "', 1)
+    toml = toml.replace(f'"{sys.executable}", "-m", "flask", "run"', '"-m", "flask", "run"', 1)
+    write_targets_file(app, toml)
+    assert shop_target.versions() == {"b2000002"}
+    job, view = run(app, "restart", "shop")
+    assert shop_target.versions() == {"d4000004"}, log_text(view)
+    assert job.state == "warning", (job.state, job.result)
+    said = "While shop restarted, its schema changed (b2000002 → d4000004): the application's own start did it"
+    assert said in job.result and said in log_text(view), job.result
+    job, view = run(app, "restart", "shop")  # nothing moved this time: nothing said
+    assert job.state == "succeeded" and "its schema changed" not in log_text(view), job.result
+    # From the command line: exit 8, and the state in the words the job page uses, not the enum's "warning"
+    with app.app_context():
+        flask_db.run(current_targets().open("shop"), "downgrade", "b2000002", None)
+    result = app.test_cli_runner().invoke(args=["rewind", "run", "shop", "restart", "--as", "admin", "--follow"])
+    assert result.exit_code == 8, result.output
+    assert re.search(r"^job #\d+ succeeded with warnings: All steps succeeded\. But: While shop", result.output, re.M)
+
+
+def test_a_verification_that_cannot_read_the_schema_says_so_and_points_at_the_database_not_the_code(
+    app, runner, shop_target
+):
+    """The database gone (dropped, a typo in its URL): the app's /health, which never touches it, answers 200. The
+    job said the schema "does not match the deployed code" and "Next: roll back to a known-good commit", which
+    cannot help: it says the schema cannot be checked, and to make the database reachable (or restore it)."""
+    Path(shop_target.url.removeprefix("sqlite:///")).unlink()
+    job, _ = run(app, "verify", "shop")
+    assert job.state == "failed" and job.verification == "failed", job.result
+    assert "healthy, but the schema cannot be checked: the migration state cannot be read: " in job.result, job.result
+    assert "does not exist" in job.result and "does not match the deployed code" not in job.result, job.result
+    assert (
+        "Next: make the schema readable again (its database reachable; one that is gone can be restored" in job.result
+    )
+    assert "roll back to a known-good commit" not in job.result, job.result

@@ -394,3 +394,20 @@ def test_a_passphrase_read_through_env_is_in_no_repr_of_the_config():
     assert prod.backups.passphrase == ENV["BACKUP_PASSPHRASE"]
     assert ENV["BACKUP_PASSPHRASE"] in prod.secrets  # still masked in every job log
     assert ENV["BACKUP_PASSPHRASE"] not in repr(prod) and ENV["BACKUP_PASSPHRASE"] not in repr(prod.backups)
+
+
+def test_an_sqlalchemy_url_with_a_driver_is_read_without_it_and_masked_in_both_forms(tmp_path):
+    """A Flask-SQLAlchemy app on psycopg 3 writes postgresql+psycopg:// in its .env; envfile:DATABASE_URL reads it."""
+    (tmp_path / "app.env").write_text("DATABASE_URL=postgresql+psycopg://shop:sh0p-pass@127.0.0.1:5432/shop\n")
+    text = f"""
+[targets.shop]
+env_file = "{tmp_path / "app.env"}"
+[targets.shop.repo]
+path = "{tmp_path}"
+[targets.shop.database]
+url = "envfile:DATABASE_URL"
+"""
+    shop = parse_targets(text, tmp_path / "targets.toml", {})["shop"]
+    assert shop.database.url == "postgresql://shop:sh0p-pass@127.0.0.1:5432/shop"
+    assert shop.database.url in shop.secrets  # what Rewind's own logs may echo is masked
+    assert "postgresql+psycopg://shop:sh0p-pass@127.0.0.1:5432/shop" in shop.secrets
