@@ -125,6 +125,7 @@ RUNBOOK_MODULES = (
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:
+    from app.envconfig.fallback import newest_that_parses
     from app.jobs.engine import Engine
     from app.jobs.runbook import load_modules
     from app.targets.registry import Targets, TargetsFileError
@@ -134,7 +135,8 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
     except ImportError as exc:
         raise SettingsError("REWIND_RUNBOOKS", f"cannot import {exc.name!r}: {exc}") from None
     try:
-        targets = Targets(settings.config_path, settings.instance_dir).load()  # a broken file stops start-up
+        # a broken file stops start-up; an env file it reads from that does not parse does not (its last version)
+        targets = Targets(settings.config_path, settings.instance_dir, newest_that_parses(settings)).load()
     except TargetsFileError as exc:
         raise SettingsError("REWIND_CONFIG", str(exc)) from None
     app.extensions["rewind"] = Engine(app, settings, targets)
@@ -155,11 +157,12 @@ def own_secrets(settings: Settings) -> list[str]:
 
 def preflight() -> Settings:
     """The checks create_app stops on, without building an app: gunicorn's master runs them before it binds."""
+    from app.envconfig.fallback import newest_that_parses
     from app.targets.config import TargetsFileError, load_targets
 
     settings = load_settings()
     try:
-        load_targets(settings.config_path)
+        load_targets(settings.config_path, fallback=newest_that_parses(settings))
     except TargetsFileError as exc:
         raise SettingsError("REWIND_CONFIG", str(exc)) from None
     return settings

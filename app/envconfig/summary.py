@@ -13,6 +13,7 @@ from app.targetpage.timeline import Kind, register_kind
 from app.targets.errors import TargetError
 from app.targets.target import Target
 from app.timetags import time_tag
+from app.wording import sentence
 
 
 def describe(event: AuditEvent, details: dict) -> str:
@@ -57,6 +58,8 @@ def config_line(target: Target) -> list[tuple[str, str, str]]:
     """The env file version in force, and whether it changed outside Rewind (the usual suspect after an incident)."""
     if target.config.env_file is None:
         return []
+    if target.config.env_stale:  # Rewind itself reads its values from an older version meanwhile (fallback.py)
+        return [("Config", Markup("{}").format(sentence(target.config.env_stale)), "bad")]
     newest = store.newest(target.name)
     if newest is None:
         return [("Config", "no version recorded yet: open the Config tab or take a snapshot", "neutral")]

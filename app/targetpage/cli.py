@@ -61,7 +61,11 @@ def check() -> None:
         return
     failures = 0
     for name in names:
-        for part, ok, detail in reach(targets.open(name)):
+        target = targets.open(name)
+        if target.config.env_stale:  # Rewind runs on a stored version meanwhile: a problem until the file is fixed
+            failures += 1
+            click.echo(f"{name}: env file: WRONG — {target.config.env_stale}")
+        for part, ok, detail in reach(target):
             failures += not ok
             bad = "UNREACHABLE" if part in PARTS else "WRONG"
             click.echo(f"{name}: {part}: {'ok' if ok else bad} — {detail}")

@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,19 +164,30 @@ class TargetConfig:
     # values read through env: and envfile:, masked in every job log; secrets, so in no repr
     secrets: tuple[str, ...] = field(default=(), repr=False)
     reads_env_file: bool = False  # envfile: values: the file's changes reload the configuration
+    # why envfile: values come from a stored version of the env file, not the file (it does not parse)
+    env_stale: str | None = None
+
+
+# A stored version of a target's env file that parses, for when the file does not: (its values, which version in
+# words), or None when there is none. Given by the app (Rewind keeps the versions); this module stays Flask-free.
+EnvFallback = Callable[[str, Path], tuple[dict[str, str | None], str] | None]
 
 
 class _Table:
     """Reads one TOML table, remembering which keys were used so leftovers can be reported."""
 
-    def __init__(self, data: Any, path: Path, target: str, prefix: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, data: Any, path: Path, target: str, prefix: str, env: dict[str, str], fallback: EnvFallback | None = None
+    ) -> None:
         if not isinstance(data, dict):
             raise TargetsFileError(path, "must be a table", target, prefix or None)
         self.data, self.path, self.target, self.prefix, self.env = data, path, target, prefix, env
         self.used: set[str] = set()
         self.secrets: list[str] = []
-        # shared by every table of one target: its env file, once known, and its values once read
-        self.env_file: dict[str, Any] = {"path": None, "values": None, "read": False}
+        # shared by every table of one target: its env file, once known, its values once read, and why they come
+        # from a stored version of it when the file does not parse
+        self.env_file: dict[str, Any] = {"path": None, "values": None, "read": False, "stale": None}
+        self.fallback = fallback
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -202,7 +214,17 @@ class _Table:
             try:
                 shared["values"] = read_values(shared["path"])
             except EnvFileError as exc:
-                raise self.fail(name, f"envfile:{var} cannot be read: {exc.message}") from None
+                # QA: a syntax error in the app's env file stopped Rewind from starting, and every command with it,
+                # restoring a good version of the file (the fix) included. The newest stored version that parses
+                # stands in, said on the target's pages, until the file is fixed.
+                kept = self.fallback(self.target, shared["path"]) if self.fallback else None
+                if kept is None:
+                    raise self.fail(name, f"envfile:{var} cannot be read: {exc.message}") from None
+                shared["values"], where = kept
+                shared["stale"] = (
+                    f"the env file {shared['path']} does not parse ({exc.message}); its values are read from "
+                    f"{where}, the newest that parses, until the file is fixed (restore a version from the Config tab)"
+                )
             shared["read"] = True
         if var not in shared["values"]:
             raise self.fail(name, f"{var} is not set in the env file {shared['path']}")
@@ -268,7 +290,7 @@ class _Table:
         self.used.add(name)
         if name not in self.data:
             return None
-        sub = _Table(self.data[name], self.path, self.target, self.key(name), self.env)
+        sub = _Table(self.data[name], self.path, self.target, self.key(name), self.env, self.fallback)
         sub.secrets = self.secrets  # one list per target
         sub.env_file = self.env_file
         return sub
@@ -344,12 +366,12 @@ def _argv_list(table: _Table, key: str) -> tuple[tuple[str, ...], ...]:
     return tuple(commands)
 
 
-def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfig:
+def _target(name: str, raw: Any, path: Path, env: dict[str, str], fallback: EnvFallback | None = None) -> TargetConfig:
     if not set(name) <= NAME_CHARS or not name[:1].isalnum():
         raise TargetsFileError(
             path, "a target name uses lower-case letters, digits, '-' and '_', and starts with a letter or digit", name
         )
-    top = _Table(raw, path, name, "", env)
+    top = _Table(raw, path, name, "", env, fallback)
     env_file = top.path_("env_file")  # first: envfile: values anywhere else read it
     top.env_file["path"] = env_file
 
@@ -562,12 +584,15 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str]) -> TargetConfi
         auto_rollback=top.get("auto_rollback", bool, False),
         secrets=tuple(s for s in top.secrets if s),
         reads_env_file=top.env_file["read"],
+        env_stale=top.env_file["stale"],
     )
     top.done()
     return config
 
 
-def parse_targets(text: str, path: Path, env: dict[str, str] | None = None) -> dict[str, TargetConfig]:
+def parse_targets(
+    text: str, path: Path, env: dict[str, str] | None = None, fallback: EnvFallback | None = None
+) -> dict[str, TargetConfig]:
     """Every target in the file, or the first problem found."""
     env = dict(os.environ if env is None else env)
     try:
@@ -580,10 +605,12 @@ def parse_targets(text: str, path: Path, env: dict[str, str] | None = None) -> d
     targets = data.get("targets", {})
     if not isinstance(targets, dict):
         raise TargetsFileError(path, "[targets] must hold one table per target, e.g. [targets.staging]")
-    return {name: _target(name, raw, path, env) for name, raw in sorted(targets.items())}
+    return {name: _target(name, raw, path, env, fallback) for name, raw in sorted(targets.items())}
 
 
-def load_targets(path: Path, env: dict[str, str] | None = None) -> dict[str, TargetConfig]:
+def load_targets(
+    path: Path, env: dict[str, str] | None = None, fallback: EnvFallback | None = None
+) -> dict[str, TargetConfig]:
     if not path.exists():
         return {}
     try:
@@ -597,4 +624,4 @@ def load_targets(path: Path, env: dict[str, str] | None = None) -> dict[str, Tar
         raise TargetsFileError(
             path, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8"
         ) from None
-    return parse_targets(text, path, env)
+    return parse_targets(text, path, env, fallback)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from app.targets.config import TargetConfig, TargetsFileError, load_targets
+from app.targets.config import EnvFallback, TargetConfig, TargetsFileError, load_targets
 from app.targets.target import Target
 
 __all__ = ["Targets", "TargetsFileError", "UnknownTarget"]
@@ -29,9 +29,10 @@ class UnknownTarget(LookupError):
 class Targets:
     """The targets file as Rewind last read it successfully."""
 
-    def __init__(self, path: Path, instance_dir: Path) -> None:
+    def __init__(self, path: Path, instance_dir: Path, env_fallback: EnvFallback | None = None) -> None:
         self.path = path
         self.instance_dir = instance_dir
+        self.env_fallback = env_fallback  # a stored env file version for a file that does not parse
         self._lock = threading.Lock()
         self._seen: tuple | None = None  # (mtime ns, size, inode) of the file last read, and of env files it read
         self._loaded: dict[str, TargetConfig] = {}
@@ -39,7 +40,7 @@ class Targets:
 
     def load(self) -> Targets:
         """Read the file now; TargetsFileError if it is broken (start-up uses this to refuse a bad file)."""
-        self._loaded = load_targets(self.path) if self.path.exists() else {}
+        self._loaded = load_targets(self.path, fallback=self.env_fallback) if self.path.exists() else {}
         self._seen = self._stat()
         self.problem = None
         return self
@@ -62,7 +63,7 @@ class Targets:
             if seen == self._seen:
                 return self._loaded
             try:
-                self._loaded = load_targets(self.path) if seen is not None else {}
+                self._loaded = load_targets(self.path, fallback=self.env_fallback) if seen is not None else {}
                 self.problem = None
             except TargetsFileError as exc:
                 self.problem = str(exc)  # each place that says it adds that the last good version stays in use
