@@ -41,6 +41,12 @@ class Diff:
     def changed(self) -> list[KeyRow]:
         return [row for row in self.rows if row.change != "same"]
 
+    @property
+    def comparable(self) -> bool:
+        """A side that does not parse has no keys to compare: its values are unknown, not removed (QA: a quote
+        left open read as every setting removed)."""
+        return not (self.before.problem or self.after.problem)
+
 
 def label_of(ref: object) -> str:
     """A side as a person reads it ("version #12", "the file now"), wherever a page or log names one."""
@@ -57,6 +63,8 @@ def side(target: Target, ref: str) -> Side:
 
 
 def compare(before: Side, after: Side) -> Diff:
+    if before.problem or after.problem:
+        return Diff(before, after, ())
     keys = sorted(set(before.digests) | set(after.digests))
     rows = []
     for key in keys:

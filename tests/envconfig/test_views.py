@@ -560,3 +560,17 @@ def test_each_version_s_restore_and_typed_name_say_which_version(app, as_role, e
     assert repeated_names(page) == {}
     assert f"Restore version #{first}" in names(page)
     assert f"Type staging to confirm the restore of version #{first}" in names(page, "label")
+
+
+def test_a_diff_with_a_side_that_does_not_parse_lists_no_key_as_removed(app, as_role, env_target):
+    """QA: a quote left open made "version → the file now" list every setting as removed, beside "the file now
+    does not parse"; the shell's diff did too. Its keys are unknown, not gone; and the way back is still said."""
+    _, second = two_versions(app, env_target)
+    env_target.env_path.write_text("MODE=safe\nGREETING='never closed\n")
+    page = as_role(Role.ADMIN).get(f"/targets/staging/config?a={second}&b=now").get_data(as_text=True)
+    diff = page.split('id="diff">')[1].split("</table>")[0]
+    assert f"version #{second} → the file now: the keys cannot be compared" in diff and "removed" not in diff
+    assert "the file now does not parse: line 2: the single quote opened on this line is never closed" in page
+    said = app.test_cli_runner().invoke(args=["rewind", "config", "diff", "staging", str(second), "now"])
+    assert said.exit_code == 0 and "  the keys cannot be compared" in said.output and "removed" not in said.output
+    assert f"to put version #{second} back: flask rewind run staging config_restore version={second}" in said.output
