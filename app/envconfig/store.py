@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, not_, or_, select
 
 from app.audit.store import Actor, record_and_commit, serialise
 from app.audit.store import record as record_audit
@@ -199,22 +199,22 @@ def unverified(versions: list[EnvVersion]) -> set[int]:
     """The versions a restore or edit wrote whose job then failed (verification, the restart, the release commands,
     a cancel): the job put the previous file back, and the version never ran healthy. Listed as "Rewind, by admin
     (job #12)" and nothing more, it read like any good version, with a Restore button beside it (QA)."""
-    written = {
-        v.id: v.job_id
-        for v in versions
-        if v.source == EnvSource.REWIND and v.job_id and not (v.reason or "").startswith("automatic undo")
-    }
-    if not written:
+    ids = [v.id for v in versions]
+    if not ids:
         return set()
-    failed = set(
-        db.session.scalars(
-            select(Job.id).where(
-                Job.id.in_(set(written.values())),
-                Job.state.in_([JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED]),
-            )
-        )
+    return set(db.session.scalars(select(EnvVersion.id).where(EnvVersion.id.in_(ids), not_(ran_or_unknown()))))
+
+
+def ran_or_unknown() -> ColumnElement[bool]:
+    """SQL for a version that is not one a failed job wrote (see unverified): every other version, as a clause, so
+    the fallback for a broken file (fallback.py) reads the same rule without this module's session."""
+    failed = select(Job.id).where(Job.state.in_([JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED]))
+    return or_(
+        EnvVersion.source != EnvSource.REWIND.value,
+        EnvVersion.job_id.is_(None),
+        EnvVersion.reason.startswith("automatic undo"),
+        EnvVersion.job_id.not_in(failed),
     )
-    return {version for version, job in written.items() if job in failed}
 
 
 def current_state(target: Target) -> EnvFileState:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.targets.envfile import EnvFileError, read_values
+from app.targets.envfile import EnvFileError, read_parsed
 from app.targets.gpg import check_passphrase
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -186,7 +186,7 @@ class _Table:
         self.secrets: list[str] = []
         # shared by every table of one target: its env file, once known, its values once read, and why they come
         # from a stored version of it when the file does not parse
-        self.env_file: dict[str, Any] = {"path": None, "values": None, "read": False, "stale": None}
+        self.env_file: dict[str, Any] = {"path": None, "parsed": None, "read": False, "stale": None}
         self.fallback = fallback
 
     def key(self, name: str) -> str:
@@ -208,29 +208,39 @@ class _Table:
 
     def _from_env_file(self, name: str, var: str) -> str:
         shared = self.env_file
-        if shared["path"] is None:
+        path = shared["path"]
+        if path is None:
             raise self.fail(name, f"envfile:{var} reads the target's env file: set env_file first")
-        if shared["values"] is None:
+        if shared["parsed"] is None:
             try:
-                shared["values"] = read_values(shared["path"])
-            except EnvFileError as exc:
-                # QA: a syntax error in the app's env file stopped Rewind from starting, and every command with it,
-                # restoring a good version of the file (the fix) included. The newest stored version that parses
-                # stands in, said on the target's pages, until the file is fixed.
-                kept = self.fallback(self.target, shared["path"]) if self.fallback else None
-                if kept is None:
-                    raise self.fail(name, f"envfile:{var} cannot be read: {exc.message}") from None
-                shared["values"], where = kept
-                shared["stale"] = (
-                    f"the env file {shared['path']} does not parse ({exc.message}); its values are read from "
-                    f"{where}, the newest that parses, until the file is fixed (restore a version from the Config tab)"
-                )
+                shared["parsed"] = read_parsed(path)
+            except EnvFileError as exc:  # missing, unreadable, not text: no version stands in for that
+                raise self.fail(name, f"envfile:{var} cannot be read: {exc.message}") from None
             shared["read"] = True
-        if var not in shared["values"]:
-            raise self.fail(name, f"{var} is not set in the env file {shared['path']}")
-        found = shared["values"][var]
+        parsed = shared["parsed"]
+        values = parsed.values()  # the good lines of a file with bad ones too: what the application reads
+        if var not in values and not parsed.ok:
+            # QA: a syntax error in the app's env file stopped Rewind from starting, and every command with it,
+            # restoring a good version of the file (the fix) included. A value on a bad line is read from the newest
+            # stored version that parses, said on the target's pages, until the file is fixed.
+            kept = self.fallback(self.target, path) if self.fallback else None
+            if kept is None or kept[0].get(var) is None:
+                try:
+                    parsed.check(str(path))
+                except EnvFileError as exc:
+                    raise self.fail(name, f"envfile:{var} cannot be read: {exc.message}") from None
+            stored, where = kept
+            values = {var: stored[var]}
+            lines = ", ".join(str(p.line) for p in parsed.problems[:3])
+            shared["stale"] = (
+                f"{var} is read from {where}: the env file {path} does not parse (line {lines}), so it is not "
+                "what the application reads now; restore a version from the Config tab"
+            )
+        if var not in values:
+            raise self.fail(name, f"{var} is not set in the env file {path}")
+        found = values[var]
         if found is None:
-            raise self.fail(name, f"{var} is named without a value in the env file {shared['path']}")
+            raise self.fail(name, f"{var} is named without a value in the env file {path}")
         self.secrets.append(found)
         return found
 

@@ -415,4 +415,9 @@ def decode(content: bytes, where: str = "the env file") -> str:
 
 def read_values(path: Path) -> dict[str, str | None]:
     """The settings in an env file, or EnvFileError with the bad line and why."""
-    return parse(decode(EnvFile(path).read().content, str(path))).check(str(path))
+    return read_parsed(path).check(str(path))
+
+
+def read_parsed(path: Path) -> Parsed:
+    """An env file's lines, its bad ones as problems beside the good: EnvFileError only when it cannot be read."""
+    return parse(decode(EnvFile(path).read().content, str(path)))
