@@ -6,7 +6,6 @@ from flask import Blueprint, abort, render_template, request
 
 from app.auth.guards import requires
 from app.auth.roles import Role
-from app.jobs import service
 from app.jobs.engine import current_targets, engine
 from app.pagination import parse_cursor
 from app.targetpage import timeline
@@ -38,7 +37,7 @@ def overview(name: str):
     view = build_overview(target, engine().health.reading)
     recent = timeline.page(name, limit=RECENT)
     return render_template(
-        "targetpage/overview.html", target=target, card=view.card, view=view, recent=recent, busy=service.busy_job(name)
+        "targetpage/overview.html", target=target, card=view.card, view=view, recent=recent, busy=view.card.busy
     )
 
 

@@ -490,7 +490,9 @@ def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offere
     client = as_role(Role.OPERATOR)
 
     def actions() -> tuple[str, dict[str, str]]:
+        nonlocal state
         page = client.get("/targets/staging").get_data(as_text=True)
+        state = page[page.index('<section class="panel" id="overview-state"') :].split(">")[0]
         panel = page[page.rindex("<section", 0, page.index('id="target-actions"')) :]
         panel = panel[: panel.index("</section>")]
         buttons = {
@@ -499,26 +501,27 @@ def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offere
         }
         return panel, buttons
 
+    state = ""
     with app.app_context():
         pid = current_targets().open("staging").process().status().pid
     panel, buttons = actions()  # the app runs: Start alone is greyed, saying so beside it
     assert " disabled" in buttons["Start"] and f"staging runs as pid {pid}: Restart starts it afresh." in panel
     assert all(" disabled" not in buttons[label] for label in ("Stop", "Restart", "Verify"))
-    # Start alone follows the page, to come back once the app is down; the panel stays still (a name half-typed
-    # into a protected target's Stop box would be swapped away)
-    assert 'hx-get="/targets/staging"' not in panel.split(">")[0]
-    assert '<span id="overview-start" hx-get="/targets/staging"' in panel
+    # Start alone comes back with the state's refresh, to be offered once the app is down; the panel stays still
+    # (a name half-typed into a protected target's Stop box would be swapped away), and nothing polls on its own
+    assert 'hx-select-oob="#overview-start"' in state and "hx-get" not in panel
 
     with app.app_context():
         held = service.enqueue(runbooks.get("test.sleep"), "staging", {"seconds": 60}, Actor(users[Role.ADMIN], "a"))
         held_id = held.id
     panel, buttons = actions()  # a job holds it: every change greyed, the notice above saying which job
     assert f'id="busy-notice">Busy: <a href="/jobs/{held_id}">job #{held_id}</a>' in panel
-    for label in ("Start", "Stop", "Restart"):
+    for label in ("Stop", "Restart"):
         assert ' disabled aria-describedby="busy-notice"' in buttons[label], label
+    assert " disabled" in buttons["Start"] and f"Wait for job #{held_id} (" in panel  # its why beside it
     assert " disabled" not in buttons["Verify"]  # a look changes nothing: never greyed
     assert 'name="confirm"' not in panel  # no name to type into a greyed Stop
-    assert 'hx-get="/targets/staging"' in panel.split(">")[0]  # all greyed: the whole panel follows the page
+    assert 'hx-select-oob="#overview-actions"' in state  # all greyed: the whole panel comes back with the state
 
     with app.app_context():
         service.cancel(db.session.get(Job, held_id), Actor(users[Role.ADMIN], "a"))
@@ -526,3 +529,4 @@ def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offere
         current_targets().open("staging").process().stop()
     panel, buttons = actions()  # nothing to refuse: all offered, and the panel stays still (a name half-typed)
     assert all(" disabled" not in b for b in buttons.values()) and "hx-get" not in panel
+    assert 'hx-select-oob="#overview-start"' in state
