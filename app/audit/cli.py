@@ -102,10 +102,13 @@ def export_rows(form: str, output: str | None, **wanted: str) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(part, final)
-        sync_dir(final.parent)
     except OSError as exc:
         part.unlink(missing_ok=True)
         raise CliError(f"writing {final} failed, nothing was kept: {exc.strerror or exc}") from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
+    try:  # the export is whole at its name by now: a folder that cannot be synced does not undo that (review)
+        sync_dir(final.parent)
+    except OSError as exc:
+        click.echo(f"rewind: {final} is written; its folder could not be synced: {exc.strerror or exc}", err=True)

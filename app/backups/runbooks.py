@@ -648,6 +648,7 @@ def start_and_verify(ctx: JobContext) -> None:
                 ctx.did(f"renamed them back ({back})")
                 ctx.standing(f"swapped back: {back}; {ctx.target} is stopped")
                 control.start(ctx)
+                ctx.standing(f"swapped back: {back}; {ctx.target} started again, not yet verified")  # review
             again, detail_again = steps.check_health(ctx)
     except StepFailed as exc:
         outcome = (

@@ -144,7 +144,7 @@ def test_export_with_a_filter_it_cannot_read_says_which_option_and_writes_nothin
 
 def test_export_to_a_file_it_cannot_write_is_one_line_and_leaves_nothing_behind(app, tmp_path, monkeypatch):
     """Review: a missing folder was a traceback, and FILE.part was opened over whatever was there."""
-    from app.audit import export
+    from app.audit import cli, export
 
     nowhere = run(app, "export", "-o", str(tmp_path / "missing" / "rows.jsonl"))
     assert nowhere.exit_code == ExitStatus.ERROR and "Traceback" not in nowhere.output
@@ -166,3 +166,12 @@ def test_export_to_a_file_it_cannot_write_is_one_line_and_leaves_nothing_behind(
     assert cut.exit_code == ExitStatus.ERROR
     assert cut.stderr == f"rewind: writing {out} failed, nothing was kept: No space left on device\n"
     assert out.read_text() == "the export of yesterday\n" and not (tmp_path / "rows.jsonl.part").exists()
+
+    def unsyncable(folder):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "sync_dir", unsyncable)  # review: said "nothing was kept" of a file in place
+    written = run(app, "export", "-o", str(out))
+    assert written.exit_code == 0 and out.read_text() != "the export of yesterday\n"
+    assert written.stderr == f"rewind: {out} is written; its folder could not be synced: Invalid argument\n"

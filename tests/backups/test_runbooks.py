@@ -340,6 +340,8 @@ def test_unhealthy_after_the_swap_swaps_back(app, runner, data_target):
     assert data_target.snapshot() == before
     with app.app_context():  # swapped back: live is what it was, so no swap counts
         assert db.session.get(Job, job.id).swapped_at is None and swaps.since(data_target.name) == []
+        # what a kill during the last health wait would leave: the app started, not "stopped" (review)
+        assert db.session.get(Job, job.id).standing.endswith(f"{data_target.name} started again, not yet verified")
     assert health(data_target.code) == (200, {"status": "healthy"})
     (kept,) = copies(data_target)
     assert re.search(r"[._]restore_\d{14}$", kept) and kept in job.result
