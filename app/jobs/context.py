@@ -53,6 +53,7 @@ class JobCancelled(Exception):
 class JobContext:
     def __init__(self, job: Job, writer: EventWriter, redactor: Redactor, runbook_title: str) -> None:
         self.job_id = job.id
+        self.runbook = job.runbook
         self.target = job.target
         self.params = job.params
         self.writer = writer
