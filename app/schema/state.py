@@ -58,6 +58,7 @@ class SchemaState:
     graph: RevisionGraph | None = None
     current: set[str] | None = None
     problem: str | None = None
+    problem_in_code: bool = False  # the problem is the migrations folder's (the code), not the database's
     rows: list[Row] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
     unversioned: list[str] = field(default_factory=list)  # tables of a database with no alembic_version table
@@ -189,6 +190,10 @@ def read_state(target: Target, *, commits: bool = False) -> SchemaState:
         return state
     try:
         state.graph = read_folder(database.migrations)
+    except TargetError as exc:  # the deployed code's own folder: a defect of the code, which a rollback mends
+        state.problem, state.problem_in_code = exc.message, True
+        return state
+    try:
         state.current = current_revisions(database.url)
         if not state.current:
             state.unversioned = unversioned_tables(database.url)
@@ -255,6 +260,8 @@ def check_schema(target: Target) -> tuple[bool | None, str]:
     state = read_state(target)
     if not state.configured:
         return True, ""
+    if state.problem and state.problem_in_code:  # review: a broken folder sent people to restore the database
+        return False, f"the deployed code's migrations cannot be read: {state.problem}"
     if state.problem:
         return None, f"the migration state cannot be read: {state.problem}"
     if state.matches:

@@ -298,3 +298,20 @@ def test_a_verification_that_cannot_read_the_schema_says_so_and_points_at_the_da
         "Next: make the schema readable again (its database reachable; one that is gone can be restored" in job.result
     )
     assert "roll back to a known-good commit" not in job.result, job.result
+
+
+def test_a_deployed_migrations_folder_that_cannot_be_read_is_the_code_s_fault_not_the_database_s(
+    app, runner, shop_target
+):
+    """Review: a revision declared twice in the deployed code's folder (a bad deploy) also read "the schema cannot be
+    checked … restore it from the Backups tab": the code is what a rollback mends."""
+    versions = Path(shop_target.migrations) / "versions"
+    first = sorted(versions.glob("*.py"))[0]
+    (versions / f"copy_of_{first.name}").write_text(first.read_text())
+    job, _ = run(app, "verify", "shop")
+    assert job.state == "failed", job.result
+    assert (
+        "healthy, but the schema does not match the deployed code: the deployed code's migrations cannot be read: "
+        in (job.result)
+    ), job.result
+    assert "Backups tab" not in job.result and "cannot be checked" not in job.result, job.result
