@@ -328,7 +328,8 @@ def _init_error_pages(app: Flask) -> None:
     def page(code: int, title: str, message: str):
         # A button that changes a part of the page in place (htmx) says the page's words above it instead; they
         # travel in a header, percent-encoded (a header holds Latin-1 only), not dug out of the page's layout.
-        said = {"X-Rewind-Refusal": quote(f"{title}: {message}")} if request.headers.get("HX-Request") else {}
+        # At most 1,000 characters, so the header stays well inside a proxy's header buffer (nginx: 4-8 KB).
+        said = {"X-Rewind-Refusal": quote(f"{title}: {message}"[:1000])} if request.headers.get("HX-Request") else {}
         return render_template("errors/error.html", code=code, title=title, message=message), code, said
 
     @app.errorhandler(CSRFError)

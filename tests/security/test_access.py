@@ -326,3 +326,18 @@ def test_a_refusal_for_want_of_a_role_names_the_target_it_was_about(app, users, 
         ]
     timeline = operator.get("/targets/staging/timeline?kind=refusals").get_data(as_text=True)
     assert timeline.count('data-kind="refusals"') == 2, "both refusals about staging, on staging's timeline"
+
+
+def test_an_in_place_button_s_refusal_carries_its_words_in_a_header_of_bounded_size(app, users, as_role):
+    """A button that changes its part of the page in place (htmx) says an error page's words above the page; they
+    come in a header (review: dug out of the page's layout before), percent-encoded, at most 1,000 characters."""
+    from urllib.parse import unquote
+
+    client = as_role(Role.OPERATOR)
+    refused = client.post("/targets/staging/flags/toggle", data={"flag": "x"}, headers={"HX-Request": "true"})
+    assert refused.status_code == 400
+    said = unquote(refused.headers["X-Rewind-Refusal"])
+    assert said.startswith("Security token missing or wrong: Nothing was changed.") and "Reload the page" in said
+    assert "X-Rewind-Refusal" not in client.post("/targets/staging/flags/toggle", data={"flag": "x"}).headers
+    long = client.get("/targets/" + "n" * 3000, headers={"HX-Request": "true"})
+    assert long.status_code == 404 and len(unquote(long.headers["X-Rewind-Refusal"])) == 1000
