@@ -30,8 +30,10 @@ class History:
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
 
-def history(target: Target, before: str | None = None, page: int = PAGE) -> History:
-    """One page of the deployed branch, newest first, from `before` (a commit id) on."""
+def history(target: Target, before: str | None = None, page: int = PAGE, *, resets: bool = True) -> History:
+    """One page of the deployed branch, newest first, from `before` (a commit id) on.
+
+    `resets`: count what a reset to each commit takes off the branch (a git count per merge): for those who may."""
     head, problem, drift, dirty, obstacles, unrevertable, taken_off = None, None, None, None, [], {}, {}
     commits = Page([], None)
     try:
@@ -42,7 +44,7 @@ def history(target: Target, before: str | None = None, page: int = PAGE) -> Hist
         drift = repo.checkout_drift()
         dirty = repo.dirty()
         unrevertable = _unrevertable(repo, commits.items)
-        taken_off = repo.taken_off(commits.items)
+        taken_off = repo.taken_off(commits.items) if resets else {}
     except GitError as exc:
         problem = exc.in_words()
     return History(

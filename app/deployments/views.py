@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
+from flask_login import current_user
 
 from app.auth.guards import requires
 from app.auth.roles import Role
@@ -38,7 +39,7 @@ def history(name: str):
     before = request.args.get("before") or None
     if before is not None and not COMMIT_ID.match(before):
         abort(400, description="before: expected a commit id of 7-40 hex characters")
-    page = code_history.history(target, before)
+    page = code_history.history(target, before, resets=current_user.can(Role.ADMIN))  # only admins reset
     return render_template(
         "deployments/history.html",
         target=target,
