@@ -65,19 +65,24 @@ def test_a_stale_lock_refuses_before_anything_changes_and_names_the_file_its_age
     assert git(work, "rev-parse", "main") != lines["c4"]
 
 
-def test_a_lock_held_by_a_git_still_at_work_names_that_process(tmp_path, work, lines):
-    """`git commit -a` with its editor open holds index.lock: Rewind names the process, and says to let it finish."""
+def committing(work: Path, editor: Path, waits: str) -> subprocess.Popen:
+    """A person's `git commit -a` of an edit on the server, its editor open until the file `done` appears: `waits`
+    is the editor's wait, a shell line; it then writes the message "hot-fix"."""
     (work / "f").write_text("edited on the server\n")
-    editor = tmp_path / "editor"
-    done = tmp_path / "done"
-    editor.write_text(f'#!/bin/sh\nwhile [ ! -e {done} ]; do sleep 0.05; done\necho "hot-fix" > "$1"\n')
+    editor.write_text(f'#!/bin/sh\n{waits}\necho "hot-fix" > "$1"\n')
     editor.chmod(0o755)
-    person = subprocess.Popen(
+    return subprocess.Popen(
         ["git", "-C", str(work), "commit", "--quiet", "-a"],
         env={**GIT_ENV, "GIT_EDITOR": str(editor)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def test_a_lock_held_by_a_git_still_at_work_names_that_process(tmp_path, work, lines):
+    """`git commit -a` with its editor open holds index.lock: Rewind names the process, and says to let it finish."""
+    done = tmp_path / "done"
+    person = committing(work, tmp_path / "editor", f"while [ ! -e {done} ]; do sleep 0.05; done")
     try:
         lock = work / ".git" / "index.lock"
         wait_for(lock.exists, timeout=30)
@@ -101,20 +106,9 @@ def test_a_lock_held_by_a_git_still_at_work_names_that_process(tmp_path, work, l
 def test_a_git_that_runs_gits_of_its_own_is_named_once(tmp_path, work, lines):
     """An editor (or hook) that runs git in the repository, and git's own fork about to become the editor, are the
     person's commit at work, not more people: the suite once saw that fork named beside its parent."""
-    (work / "f").write_text("edited on the server\n")
-    editor, done = tmp_path / "editor", tmp_path / "done"
-    editor.write_text(
-        f"#!/bin/sh\ncd {work}\n"
-        f"(while [ ! -e {done} ]; do sleep 0.05; done) | git hash-object --stdin > /dev/null\n"
-        'echo "hot-fix" > "$1"\n'
-    )
-    editor.chmod(0o755)
-    person = subprocess.Popen(
-        ["git", "-C", str(work), "commit", "--quiet", "-a"],
-        env={**GIT_ENV, "GIT_EDITOR": str(editor)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    done = tmp_path / "done"
+    waits = f"cd {work}\n(while [ ! -e {done} ]; do sleep 0.05; done) | git hash-object --stdin > /dev/null"
+    person = committing(work, tmp_path / "editor", waits)
     try:
         inner = lambda: [p for p in gitblock.git_processes([work])[0] if "hash-object" in p.command]  # noqa: E731
         wait_for(lambda: subprocess.run(["pgrep", "-f", "hash-object --stdin"], capture_output=True).returncode == 0)
