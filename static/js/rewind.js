@@ -175,18 +175,20 @@
       event.detail.isError = false;
     }
   });
-  // A change asked for (a button's POST, not a part loading or following by itself) answered with an error that
-  // is not swapped in says so at the top of the page, in the answer's own words, and leaves the part that asked
-  // as it was: before, the button seemed to do nothing. (401 sends to the sign-in page by itself.)
-  // Each such note belongs to the control that was refused (its address, and its data-refusal-key when one
-  // address serves many rows, as a flag's toggle does): that control's next success clears it, nothing else.
+  // A request the person made (a button's POST, a search typed: not a part loading or following by itself)
+  // answered with an error that is not swapped in says so at the top of the page, in the answer's own words, and
+  // leaves the part that asked as it was: before, the button seemed to do nothing. (401 sends to the sign-in page
+  // by itself.) Each such note belongs to the control that was refused (its address, and its data-refusal-key
+  // when one address serves many rows, as a flag's toggle does): that control's next success clears it, nothing
+  // else. A part's own load has no event of the person's behind it (isTrusted is false, or there is none).
   function changeKey(event) {
     var config = event.detail && event.detail.requestConfig;
-    if (!config || config.verb === "get" || polling(event)) {
+    var asked = config && (config.verb !== "get" || (config.triggeringEvent && config.triggeringEvent.isTrusted));
+    if (!asked || polling(event)) {
       return null;
     }
     var form = config.elt && config.elt.closest ? config.elt.closest("form") : null;
-    return config.path + "#" + ((form && form.getAttribute("data-refusal-key")) || "");
+    return config.path.split("?")[0] + "#" + ((form && form.getAttribute("data-refusal-key")) || "");
   }
   document.addEventListener("htmx:beforeSwap", function (event) {
     var xhr = event.detail.xhr;
