@@ -261,6 +261,8 @@ def _ensure_current(
         # On the target's timeline (kind "config"), where "what changed?" is asked: a hand edit of the env file was
         # only on the Config tab, while Rewind's own restores and edits, and even a reveal, were on the timeline (QA).
         details = {"version": version.id, "modified": _when(state.mtime), "owner": state.owner, **version.changes}
+        if version.parse_error:  # the edit that broke the file: the prime suspect, said so (not the bad text)
+            details["parses"] = False
         record_audit("envconfig.outside", target=target.name, actor=Actor.system(), details=details)
     db.session.commit()  # the version and its audit row together
     return version, True

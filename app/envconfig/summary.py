@@ -30,9 +30,11 @@ def describe(event: AuditEvent, details: dict) -> str:
         keys = "; ".join(
             f"{kind}: {', '.join(details[kind])}" for kind in ("added", "removed", "changed") if details.get(kind)
         )
+        broken = "; it does not parse (the Config tab says where)" if details.get("parses") is False else ""
         return (
             f"The env file changed outside Rewind (modified {details.get('modified', '?')} by owner "
             f"{details.get('owner', '?')}{f'; {keys}' if keys else ''}): kept as version #{details.get('version')}"
+            f"{broken}"
         )
     if event.action == "envconfig.reveal":
         what = f"{details.get('key', '?')} of {diff.label_of(details.get('side', '?'))}"

@@ -361,6 +361,25 @@ def test_a_hand_edit_of_the_env_file_is_on_the_timeline(app, as_role, env_target
     [row] = audit_rows(app, "envconfig.outside")
     assert (row.actor_name, row.target) == ("system", "staging")
     assert "the file as Rewind first saw it" not in timeline, "the first sight of a file is no outside change"
+    assert "does not parse" not in said
+
+
+def test_a_hand_edit_that_breaks_the_env_file_says_so_on_the_timeline_and_in_the_shell(app, as_role, env_target):
+    """Review: the edit that broke the file, the prime suspect, read as an outside change with no key named and no
+    word of its not parsing; the shell listed it as "no key changed"."""
+    two_versions(app, env_target)
+    env_target.env_path.write_text("MODE=safe\nGREETING='never closed ghp-secret-part\n")
+    with app.app_context():
+        broken, recorded = store.ensure_current(current_targets().open("staging"))
+        broken = broken.id
+    assert recorded
+    timeline = as_role(Role.VIEWER).get("/targets/staging/timeline?kind=config").get_data(as_text=True)
+    said = html.unescape(re.sub(r"<[^>]+>", "", timeline))
+    assert f"kept as version #{broken}; it does not parse (the Config tab says where)" in said
+    assert "ghp-secret-part" not in timeline  # where and why is on the Config tab, for those who may see it
+    listed = app.test_cli_runner().invoke(args=["rewind", "config", "versions", "staging"])
+    entry = listed.output.split(f"#{broken} ")[1].split("\n#")[0]
+    assert "keys cannot be compared [does not parse: line 2:" in " ".join(entry.split()), entry
 
 
 def test_a_diff_where_no_key_differs_shows_no_empty_table_head(app, as_role, env_target):
