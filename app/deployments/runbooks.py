@@ -218,11 +218,9 @@ def refuse_if_running(params: dict, target: str | None) -> None:
         status = control.status() if control is not None else None
     except TargetError:
         return  # the job's own step says what is wrong, with its fix
-    if status is None or not status.running:
-        return
-    where = f" as pid {status.pid}" if status.pid else ""
-    since = f" since {status.started_at:%H:%M:%S} UTC" if status.started_at else ""
-    raise ParamError("target", f"{target} already runs{where}{since}: nothing was started; Restart starts it afresh")
+    runs = status.runs(target) if status is not None else None
+    if runs:
+        raise ParamError("target", f"{runs}: nothing was started; Restart starts it afresh")
 
 
 START_IT = "Next: start it (Start on the target's overview, which verifies it too)"

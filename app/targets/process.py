@@ -97,6 +97,15 @@ class ProcessStatus:
     note: str = ""
     stale_pid_file: bool = False
 
+    def runs(self, target: str) -> str | None:
+        """ "staging already runs as pid 4242 since 12:03:07 UTC", or None when it is not known to run: why a Start
+        is refused, and why the overview greys its button, in the same words."""
+        if not self.running:
+            return None
+        where = f" as pid {self.pid}" if self.pid else ""
+        since = f" since {self.started_at:%H:%M:%S} UTC" if self.started_at else ""
+        return f"{target} already runs{where}{since}"
+
 
 @runtime_checkable
 class ProcessControl(Protocol):

@@ -505,7 +505,8 @@ def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offere
     with app.app_context():
         pid = current_targets().open("staging").process().status().pid
     panel, buttons = actions()  # the app runs: Start alone is greyed, saying so beside it
-    assert " disabled" in buttons["Start"] and f"staging runs as pid {pid}: Restart starts it afresh." in panel
+    assert " disabled" in buttons["Start"] and f"staging already runs as pid {pid} since " in panel
+    assert ": Restart starts it afresh." in panel  # the refusal's own words (ProcessStatus.runs)
     assert all(" disabled" not in buttons[label] for label in ("Stop", "Restart", "Verify"))
     # Start alone comes back with the state's refresh, to be offered once the app is down; the panel stays still
     # (a name half-typed into a protected target's Stop box would be swapped away), and nothing polls on its own
