@@ -214,9 +214,11 @@ def _entry(reader: _Reader) -> Binding | None:
         reader.to_line_end()
     end = reader.pos
     if not reader.end_line():
-        rest = reader.text[end:].split("\n", 1)[0].strip()
+        # Where, not what: the text may be the rest of a secret (a quote closed too early) and the problem is
+        # shown on pages, in the shell and stored with the version (review).
+        column = end - reader.text.rfind("\n", 0, end)
         what = "after the closing quote" if value is not None else f"after the key {key!r} (no '=')"
-        raise _Bad(f"unexpected text {rest[:20]!r} {what}", end)
+        raise _Bad(f"unexpected text at column {column}, {what}", end)
     return Binding(key, value, line, start, end)
 
 
