@@ -125,16 +125,28 @@
   // after the other, and the second must not drop what the first noted.
   var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
   var refocus = {};
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    var part = event.detail.target;
+  function noteFocus(part) {
     var active = document.activeElement;
-    if (!polling(event) || !part || !part.id || !active || active === part || !part.contains(active)) {
+    if (!part || !part.id || !active || active === part || !part.contains(active)) {
       return;
     }
     refocus[part.id] = {
       at: Array.prototype.indexOf.call(part.querySelectorAll(FOCUSABLE), active),
       key: active.tagName + " " + (active.getAttribute("href") || "") + " " + active.textContent.trim(),
     };
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (polling(event)) {
+      noteFocus(event.detail.target);
+    }
+  });
+  // Parts that come back with another part's refresh (hx-select-oob: the overview's actions with its state) are
+  // replaced whole too: marked data-keep-focus, they keep the keyboard user's place the same way.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var part = event.detail && event.detail.target;
+    if (part && part.hasAttribute && part.hasAttribute("data-keep-focus")) {
+      noteFocus(part);
+    }
   });
   document.addEventListener("htmx:afterSettle", function () {
     var noted = refocus;

@@ -147,6 +147,25 @@ def test_a_keyboard_user_keeps_their_place_when_the_dashboard_cards_refresh(demo
     expect(page.locator("#target-staging").get_by_role("link", name="staging", exact=True)).to_be_focused()
 
 
+def test_a_keyboard_user_on_start_keeps_it_when_the_overview_refreshes(demo_server, page):
+    """Start comes back with the overview's state every 10 s (greyed while the app runs, offered once it is down):
+    replaced whole, it took the keyboard user's focus with it (review)."""
+    demo_server.flask("rewind", "run", "staging", "stop", "--as", "admin", "--follow")
+    try:
+        sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+        page.goto(demo_server.url + "/targets/staging")
+        start = page.get_by_role("button", name="Start", exact=True)
+        expect(start).to_be_enabled()
+        start.evaluate("button => button.setAttribute('data-before-refresh', '')")  # only the one the refresh replaces
+        start.focus()
+        with page.expect_response(lambda r: r.url.endswith("/targets/staging"), timeout=30_000):
+            pass  # the state's next refresh, whenever it comes
+        replaced = page.locator("#overview-start button:not([data-before-refresh])", has_text="Start")
+        expect(replaced).to_be_focused()
+    finally:
+        demo_server.flask("rewind", "run", "staging", "start", "--as", "admin", "--follow")
+
+
 TABLE_FITS = """() => [...document.querySelectorAll('.table-scroll')].map(box => box.scrollWidth - box.clientWidth)"""
 
 
