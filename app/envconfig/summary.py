@@ -9,7 +9,7 @@ from app.envconfig import diff, store
 from app.envconfig.suspect import changed_since
 from app.statuses import EnvSource, Outcome
 from app.targetpage.summaries import register_summary
-from app.targetpage.timeline import Kind, register_kind
+from app.targetpage.timeline import Kind, plain_words, register_kind
 from app.targets.errors import TargetError
 from app.targets.target import Target
 from app.timetags import time_tag
@@ -39,8 +39,7 @@ def describe(event: AuditEvent, details: dict) -> str:
     if event.action == "envconfig.reveal":
         what = f"{details.get('key', '?')} of {diff.label_of(details.get('side', '?'))}"
         return f"Reveal of {what} failed{reason}" if failed else f"Revealed {what}"
-    shown = ", ".join(f"{k} {v}" for k, v in details.items() if not isinstance(v, dict | list))
-    return f"{event.action}{f': {shown}' if shown else ''}"
+    return plain_words(event, details)
 
 
 KIND = register_kind(

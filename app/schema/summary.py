@@ -6,7 +6,7 @@ from app.audit.models import AuditEvent
 from app.jobs import runbook as runbooks
 from app.schema.state import read_state
 from app.targetpage.summaries import register_summary
-from app.targetpage.timeline import Kind, register_kind
+from app.targetpage.timeline import Kind, plain_words, register_kind
 from app.targets.target import Target
 
 
@@ -20,8 +20,7 @@ def describe(event: AuditEvent, details: dict) -> str:
         why = f": “{details['reason']}”" if details.get("reason") else ""
         said = f" — the gate had said: {details['refused']}" if details.get("refused") else ""
         return f"Schema gate overridden{what}{job}{why}{said}"
-    shown = ", ".join(f"{k} {v}" for k, v in details.items() if not isinstance(v, dict | list))
-    return f"{event.action}{f': {shown}' if shown else ''}"
+    return plain_words(event, details)
 
 
 KIND = register_kind(

@@ -236,5 +236,10 @@ def _describe(event: AuditEvent, details: dict) -> str:
         return f"Checkpoint #{details.get('checkpoint_id')} {moment_of(str(details.get('reason', '')))}: {commit}"
     if event.action == "checkpoints.known_good":
         return f"{(details.get('commit') or '?')[:12]} marked known good: {details.get('why', '')}".rstrip(": ")
+    return plain_words(event, details)
+
+
+def plain_words(event: AuditEvent, details: dict) -> str:
+    """A row no area words itself: its action and its plain details (the job id has a column of its own)."""
     shown = ", ".join(f"{k} {v}" for k, v in details.items() if k not in ("job_id",) and not isinstance(v, dict | list))
     return f"{event.action}{f': {shown}' if shown else ''}"

@@ -186,7 +186,7 @@ class _Table:
         self.secrets: list[str] = []
         # shared by every table of one target: its env file, once known, its values once read, and why they come
         # from a stored version of it when the file does not parse
-        self.env_file: dict[str, Any] = {"path": None, "parsed": None, "read": False, "stale": None}
+        self.env_file: dict[str, Any] = {"path": None, "parsed": None, "read": False, "kept": False, "stale": []}
         self.fallback = fallback
 
     def key(self, name: str) -> str:
@@ -223,7 +223,9 @@ class _Table:
             # QA: a syntax error in the app's env file stopped Rewind from starting, and every command with it,
             # restoring a good version of the file (the fix) included. A value on a bad line is read from the newest
             # stored version that parses, said on the target's pages, until the file is fixed.
-            kept = self.fallback(self.target, path) if self.fallback else None
+            if shared["kept"] is False:  # looked up once per target, however many values it names
+                shared["kept"] = self.fallback(self.target, path) if self.fallback else None
+            kept = shared["kept"]
             if kept is None or kept[0].get(var) is None:
                 try:
                     parsed.check(str(path))
@@ -231,11 +233,7 @@ class _Table:
                     raise self.fail(name, f"envfile:{var} cannot be read: {exc.message}") from None
             stored, where = kept
             values = {var: stored[var]}
-            lines = ", ".join(str(p.line) for p in parsed.problems[:3])
-            shared["stale"] = (
-                f"{var} is read from {where}: the env file {path} does not parse (line {lines}), so it is not "
-                "what the application reads now; restore a version from the Config tab"
-            )
+            shared["stale"].append((var, where))
         if var not in values:
             raise self.fail(name, f"{var} is not set in the env file {path}")
         found = values[var]
@@ -374,6 +372,20 @@ def _argv_list(table: _Table, key: str) -> tuple[tuple[str, ...], ...]:
     if not commands:
         raise table.fail(key, f"is empty; {example}, or leave out [release]")
     return tuple(commands)
+
+
+def _stale_words(env_file: dict[str, Any]) -> str | None:
+    """Which values come from a stored version of the env file, and why: None when every value is the file's."""
+    if not env_file["stale"]:
+        return None
+    names = ", ".join(var for var, _ in env_file["stale"])
+    where = env_file["stale"][0][1]
+    lines = ", ".join(str(p.line) for p in env_file["parsed"].problems[:3])
+    return (
+        f"{names} {'is' if len(env_file['stale']) == 1 else 'are'} read from {where}: the env file {env_file['path']} "
+        f"does not parse (line {lines}), so it is not what the application reads now; restore a version from the "
+        "Config tab"
+    )
 
 
 def _target(name: str, raw: Any, path: Path, env: dict[str, str], fallback: EnvFallback | None = None) -> TargetConfig:
@@ -594,7 +606,7 @@ def _target(name: str, raw: Any, path: Path, env: dict[str, str], fallback: EnvF
         auto_rollback=top.get("auto_rollback", bool, False),
         secrets=tuple(s for s in top.secrets if s),
         reads_env_file=top.env_file["read"],
-        env_stale=top.env_file["stale"],
+        env_stale=_stale_words(top.env_file),
     )
     top.done()
     return config
