@@ -166,6 +166,22 @@ def test_a_keyboard_user_on_start_keeps_it_when_the_overview_refreshes(demo_serv
         demo_server.flask("rewind", "run", "staging", "start", "--as", "admin", "--follow")
 
 
+def test_a_job_run_elsewhere_shows_in_the_overview_s_recent_entries_with_one_request_per_refresh(demo_server, page):
+    """The recent entries come back with the state's refresh: one request per refresh and viewer, where the two
+    parts each asked for the whole page before."""
+    sign_in(page, demo_server.url, "admin", demo_server.admin_password)
+    page.goto(demo_server.url + "/targets/staging")
+    expect(page.locator("#overview-health")).not_to_contain_text("not checked yet", timeout=15_000)
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/targets/staging") else None)
+    job_id = re.search(r"job #(\d+)", demo_server.flask("rewind", "run", "staging", "verify", "--as", "admin")).group(1)
+    recent = page.locator("#overview-recent")
+    expect(recent.locator(f'a[href="/jobs/{job_id}"]').first).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(1_000)  # a second part asking at the same moment would have asked by now
+    assert len(asked) == 1, asked
+    assert page.url.endswith("/targets/staging")  # no reload: the part came back by itself
+
+
 TABLE_FITS = """() => [...document.querySelectorAll('.table-scroll')].map(box => box.scrollWidth - box.clientWidth)"""
 
 

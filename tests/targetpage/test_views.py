@@ -59,18 +59,21 @@ def test_the_overview_state_and_recent_entries_follow_the_target_by_themselves(
     app, users, as_role, runner, code_target
 ):
     """A job that ends while the page is open (a revert making the target healthy again) shows without a reload:
-    the state and the recent entries poll the page as a background request and swap in their own part only."""
+    the state polls the page as a background request and swaps in its own part, the recent entries coming back with
+    it (one request per refresh and viewer, not one per part)."""
     from app.jobs.engine import engine
 
     client = as_role(Role.OPERATOR)
     with app.app_context():
         engine(app).health.probe_all()  # checked: the state asks every 10 s (2 s before, test_monitor.py)
     page = client.get("/targets/staging").get_data(as_text=True)
-    for section_id in ("overview-state", "overview-recent"):
-        tag = _section(page, section_id).split(">", 1)[0]
-        assert 'hx-get="/targets/staging"' in tag and 'hx-trigger="every 10s"' in tag, tag
-        assert f'hx-select="#{section_id}"' in tag and 'hx-swap="outerHTML"' in tag, tag
-        assert """hx-headers='{"X-Rewind-Background": "1"}'""" in tag, tag  # polling is not a person acting
+    tag = _section(page, "overview-state").split(">", 1)[0]
+    assert 'hx-get="/targets/staging"' in tag and 'hx-trigger="every 10s"' in tag, tag
+    assert 'hx-select="#overview-state"' in tag and 'hx-swap="outerHTML"' in tag, tag
+    assert """hx-headers='{"X-Rewind-Background": "1"}'""" in tag, tag  # polling is not a person acting
+    assert 'hx-select-oob="#overview-start,#overview-recent"' in tag, tag
+    assert page.count("hx-trigger=") == 1  # nothing else on the page asks on its own
+    assert "data-keep-focus" in _section(page, "overview-recent").split(">", 1)[0]  # a link there keeps focus
     assert 'id="target-actions"' not in _section(page, "overview-state") + _section(page, "overview-recent")
     assert "job #" not in _section(page, "overview-state")
 
@@ -510,7 +513,7 @@ def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offere
     assert all(" disabled" not in buttons[label] for label in ("Stop", "Restart", "Verify"))
     # Start alone comes back with the state's refresh, to be offered once the app is down; the panel stays still
     # (a name half-typed into a protected target's Stop box would be swapped away), and nothing polls on its own
-    assert 'hx-select-oob="#overview-start"' in state and "hx-get" not in panel
+    assert 'hx-select-oob="#overview-start,#overview-recent"' in state and "hx-get" not in panel
 
     with app.app_context():
         held = service.enqueue(runbooks.get("test.sleep"), "staging", {"seconds": 60}, Actor(users[Role.ADMIN], "a"))
@@ -522,7 +525,7 @@ def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offere
     assert " disabled" in buttons["Start"] and f"Wait for job #{held_id} (" in panel  # its why beside it
     assert " disabled" not in buttons["Verify"]  # a look changes nothing: never greyed
     assert 'name="confirm"' not in panel  # no name to type into a greyed Stop
-    assert 'hx-select-oob="#overview-actions"' in state  # all greyed: the whole panel comes back with the state
+    assert 'hx-select-oob="#overview-actions,#overview-recent"' in state  # all greyed: the whole panel comes back
 
     with app.app_context():
         service.cancel(db.session.get(Job, held_id), Actor(users[Role.ADMIN], "a"))
@@ -530,4 +533,4 @@ def test_the_overview_greys_what_would_be_refused_and_follows_until_it_is_offere
         current_targets().open("staging").process().stop()
     panel, buttons = actions()  # nothing to refuse: all offered, and the panel stays still (a name half-typed)
     assert all(" disabled" not in b for b in buttons.values()) and "hx-get" not in panel
-    assert 'hx-select-oob="#overview-start"' in state
+    assert 'hx-select-oob="#overview-start,#overview-recent"' in state
