@@ -284,6 +284,8 @@ def _check_restore(ctx: JobContext, setup: BackupSetup, backup: Backup) -> None:
             unlocks = pool.submit(setup.home.check_unlocks, setup.recipients)
         space = pool.submit(check_space, setup, backup)
         copyable = pool.submit(check_copyable, setup, backup)
+        health = steps.target_of(ctx).health()
+        before = pool.submit(health.probe) if health is not None else None  # one request, in its own timeout
         check_matches(setup, backup)
         with failure_recorded(setup, backup, ctx):  # a damaged file is verified no more, on every page
             if known:
@@ -296,6 +298,14 @@ def _check_restore(ctx: JobContext, setup: BackupSetup, backup: Backup) -> None:
         ctx.log(space.result())
         if said := copyable.result():
             ctx.log(f"  ✓ {said}")
+        if before is not None and not (probe := before.result()).ok:
+            # An app already failing for another cause fails the restore's verification too, and the swap back
+            # follows: said first, and again with the failure, so the person looks for the cause elsewhere.
+            ctx.state["unhealthy_before"] = sick = ctx.redact(probe.reason)
+            ctx.log(
+                f"  ! {ctx.target} is not healthy before the restore ({sick}): after the swap it must be, or the "
+                "restore swaps back"
+            )
         _name_copies(ctx, setup, ("restore", "pre_restore"))
 
 
@@ -657,6 +667,8 @@ def start_and_verify(ctx: JobContext) -> None:
         )
     else:
         state = "healthy again" if again else f"not healthy either ({detail_again})"
+        if sick := ctx.state.get("unhealthy_before"):
+            state += f"; it was not healthy before the restore either ({sick}), so look for the cause elsewhere"
         outcome = (
             f"{before}. Swapped back: {live} is the previous database again and {ctx.target} is {state}; "
             f"{swap['label']} is kept as {swap['incoming']}."

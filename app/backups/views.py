@@ -18,7 +18,7 @@ from app.backups.setup import catalog_of, setup_of
 from app.backups.status import ago, ahead_of, freshness, future_words, jobs_on_record
 from app.backups.undo import swapped_since, undo_offer
 from app.jobs import followups, service
-from app.jobs.engine import current_targets
+from app.jobs.engine import current_targets, engine
 from app.pagination import Page, keyset_slice
 from app.targetpage.tabs import Tab
 from app.targetpage.tabs import register as register_tab
@@ -118,7 +118,16 @@ def catalog(name: str):
         parse_time=datetime.fromisoformat,
         busy=busy,
         filling=being_filled(busy.started_at if busy and busy.runbook == "restore_backup" else None, kept),
+        unhealthy_now=_unhealthy_now(name),
     )
+
+
+def _unhealthy_now(name: str) -> str | None:
+    """Why the app failed its last health check, for the restore's question: a restore swaps back unless the app
+    is healthy after it, so an app failing for another cause is best looked at first."""
+    reading = engine().health.reading(name)
+    probe = reading.probe if reading else None
+    return probe.reason if probe is not None and not probe.ok else None
 
 
 @bp.get("/targets/<name>/backups/<backup>/rolls-back")

@@ -347,6 +347,40 @@ def test_unhealthy_after_the_swap_swaps_back(app, runner, data_target):
     assert re.search(r"[._]restore_\d{14}$", kept) and kept in job.result
 
 
+def _serving_from_the_database(app, data_target) -> None:
+    commit(data_target.code.repo, "Serve from the database", **{"server.py": DB_SERVER.format(url=data_target.url)})
+    with app.app_context():
+        target = current_targets().open(data_target.name)
+        target.process().restart()
+        wait_for(lambda: target.health().probe().status is not None)  # it answers, healthy or not
+
+
+def test_an_app_unhealthy_before_the_restore_is_said_first_and_again_when_it_swaps_back(app, runner, data_target):
+    """QA: an app already failing for another cause fails the restore's verification too. The log says so before
+    anything changes, and the swap back says it was not healthy before either: the cause is elsewhere."""
+    data_target.execute("CREATE TABLE broken_marker (id integer)")  # both live and the backup make it fail
+    name = backup_now(app, data_target)
+    _serving_from_the_database(app, data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    text = log_text(view)
+    said = f"{data_target.name} is not healthy before the restore (status 500"
+    assert said in text and text.index(said) < text.index("into the scratch database"), text
+    assert "healthy again" not in job.result and "not healthy either" in job.result, job.result
+    assert "it was not healthy before the restore either (status 500" in job.result, job.result
+
+
+def test_a_restore_that_makes_an_unhealthy_app_healthy_goes_through(app, runner, data_target):
+    """The restore is what fixes it (bad rows in live): said unhealthy before, healthy after, no swap back."""
+    name = backup_now(app, data_target)
+    data_target.execute("CREATE TABLE broken_marker (id integer)")
+    _serving_from_the_database(app, data_target)
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert f"{data_target.name} is not healthy before the restore" in log_text(view)
+    assert health(data_target.code) == (200, {"status": "healthy"})
+
+
 def test_restore_test_restores_counts_and_drops_its_copy(app, runner, data_target):
     name = backup_now(app, data_target)
     before = data_target.snapshot()

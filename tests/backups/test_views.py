@@ -23,6 +23,7 @@ from tests.backups.conftest import RECIPIENT
 from tests.support.apps import post
 from tests.support.jobs import finished
 from tests.support.pages import form_of, names, repeated_names
+from tests.support.ports import free_port
 from tests.support.targets import write_targets_file
 
 OLD = "backup_20200101_000000.sqlite.gpg"
@@ -44,10 +45,10 @@ def shop(app, tmp_path, gpg_homes):
     catalog = Catalog(folder)
     catalog.record_verification(catalog.get(OLD), how="restore-test", ok=True, detail="restores", job_id=None)
 
-    def write(protected: bool = False) -> None:
+    def write(protected: bool = False, extra: str = "") -> None:
         write_targets_file(
             app,
-            f"""
+            f"""{extra}
 [targets.shop]
 protected = {str(protected).lower()}
 [targets.shop.repo]
@@ -116,6 +117,20 @@ def test_the_restore_question_warns_of_a_backup_that_is_not_known_good(as_role, 
     assert questions["backup_20220101_000000.sqlite.gpg"].startswith("It failed its last verification: the restore")
     assert questions["backup_20210101_000000.sqlite.gpg"].startswith("It was never verified: the restore checks")
     assert questions[OLD].startswith("It is restored into a scratch database first"), "a verified one: no warning"
+
+
+def test_the_restore_question_says_the_app_is_not_healthy_now(app, as_role, shop):
+    """A restore swaps back unless the app is healthy after it: an app already failing (the monitor's last answer)
+    is said in the question, so a cause elsewhere is looked at first."""
+    admin = as_role(Role.ADMIN)
+    page = admin.get("/targets/shop/backups").get_data(as_text=True)
+    assert "is not healthy now" not in page  # no health check: nothing to say
+    shop(extra=f'[targets.shop.health]\nurl = "http://127.0.0.1:{free_port()}/health"')  # nothing listens there
+    with app.app_context():
+        engine(app).health.probe_all()
+    page = admin.get("/targets/shop/backups").get_data(as_text=True)
+    question = re.search(rf'data-confirm="Restore {re.escape(OLD)} on shop\? ([^"]*)"', page).group(1)
+    assert question.startswith("shop is not healthy now (connection refused): after the swap it must be, or the")
 
 
 def test_an_operator_cannot_restore(app, as_role, shop):
