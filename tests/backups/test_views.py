@@ -352,6 +352,17 @@ def test_each_kept_copy_says_whether_a_backup_holds_it(app, as_role, shop, tmp_p
     assert "Back up this copy" not in said(), "a copy a verified backup holds is offered no second backup"
 
 
+def test_a_scratch_copy_left_by_a_restore_says_it_was_filled_from_a_backup(app, as_role, shop, tmp_path):
+    """QA: the scratch copy a swapped-back restore keeps read "no backup holds it yet", as if rows lived nowhere
+    else; it was filled from a backup, and the clean-up drops it without backing it up."""
+    scratch = "shop.db.restore_20240101000000"
+    (tmp_path / "data" / scratch).write_bytes((tmp_path / "data" / "shop.db").read_bytes())
+    page = as_role(Role.OPERATOR).get("/targets/shop/backups").get_data(as_text=True)
+    row = " ".join(re.sub(r"<[^>]+>", " ", page.split(f"<li><code>{scratch}</code>")[1].split("</li>")[0]).split())
+    assert "filled from a backup a restore's scratch copy: the clean-up drops it without backing it up" in row, row
+    assert "no backup holds it yet" not in row and f"Back up this copy {scratch}" in names(page)
+
+
 @pytest.mark.parametrize("bad", ["shop.db", "../data/shop.db.pre_restore_20240101000000", "shop.db.restore_1"])
 def test_backing_up_anything_but_a_kept_copy_is_refused_and_audited(app, as_role, shop, bad):
     response = post(as_role(Role.OPERATOR), "/jobs", {"runbook": "backup_copy", "target": "shop", "copy": bad})
