@@ -52,7 +52,7 @@ def verify(saved: Head | None) -> None:
     sys.exit(1)
 
 
-OPTIONS = {"since": "--from"}  # the filters' fields by the options that set them, where the two names differ
+OPTIONS = {field: f"--{field}" for field in AuditFilter.__dataclass_fields__} | {"since": "--from"}  # as typed
 
 
 @audit.command("export")
@@ -72,12 +72,9 @@ def export_rows(form: str, output: str | None, **wanted: str) -> None:
       flask rewind audit export --format csv --target production --from "2026-11-26 14:00" -o incident.csv
     """
     try:
-        filters = AuditFilter.from_args(wanted)
+        filters = AuditFilter.from_args(wanted, OPTIONS)
     except FilterError as exc:  # the page's words, each field named by the option that was typed; nothing written
-        said = " · ".join(
-            f"{OPTIONS.get(field, f'--{field}')}: {problem.replace(' From (', ' --from (')}"
-            for field, problem in exc.problems.items()
-        )
+        said = " · ".join(f"{OPTIONS[field]}: {problem}" for field, problem in exc.problems.items())
         raise Refused(f"bad filter: {said}") from None
     if output is None:  # bytes, UTF-8 whatever the terminal's encoding: the file a redirect makes is the download
         sys.stdout.flush()

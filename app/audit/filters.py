@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
@@ -42,6 +43,9 @@ def _form_time(value: datetime) -> str:
     return value.isoformat(timespec="seconds" if value.second else "minutes")
 
 
+PAGE_LABELS = {"since": "From", "until": "Until"}  # the audit page's words for the fields whose names differ
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     actor: str = ""
@@ -52,8 +56,11 @@ class AuditFilter:
     until: str = ""
 
     @classmethod
-    def from_args(cls, args) -> AuditFilter:
-        """The filters of a query string; FilterError names every field that cannot be read, not only the first."""
+    def from_args(cls, args, labels: Mapping[str, str] = PAGE_LABELS) -> AuditFilter:
+        """The filters of a query string; FilterError names every field that cannot be read, not only the first.
+
+        `labels`: how the person asking names a field where a problem names another (the page's "From", the
+        shell's "--from")."""
         typed = cls(**{name: args.get(name, "").strip()[:128] for name in cls.__dataclass_fields__})
         problems = {
             name: "has a NUL character, which no stored value has; remove it"
@@ -74,7 +81,7 @@ class AuditFilter:
         since, until = times.get("since"), times.get("until")
         if since and until and until <= since:  # an empty page would read as "nothing happened then"
             swap = "; swap them" if until < since else ""
-            problems["until"] = f"{until:%Y-%m-%d %H:%M} is not after From ({since:%Y-%m-%d %H:%M}){swap}"
+            problems["until"] = f"{until:%Y-%m-%d %H:%M} is not after {labels['since']} ({since:%Y-%m-%d %H:%M}){swap}"
         if problems:
             raise FilterError(problems, typed)
         return typed

@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from app.audit import export, store
-from app.audit.filters import AuditFilter, FilterError
+from app.audit.filters import PAGE_LABELS, AuditFilter, FilterError
 from app.audit.models import AuditEvent
 from app.auth.guards import requires
 from app.auth.roles import Role
@@ -38,9 +38,8 @@ def index():
     try:
         filters = AuditFilter.from_args(request.args)
     except FilterError as exc:
-        return render_template(
-            "audit/index.html", page=None, filters=exc.typed, problems=exc.problems, outcomes=list(Outcome), before=None
-        ), 400
+        shown = {"filters": exc.typed, "problems": exc.problems, "labels": PAGE_LABELS}
+        return render_template("audit/index.html", page=None, outcomes=list(Outcome), before=None, **shown), 400
     page = keyset_page(filters.apply(select(AuditEvent)), AuditEvent.id, before=before, limit=PAGE_SIZE)
     return render_template(
         "audit/index.html", page=page, filters=filters, problems={}, outcomes=list(Outcome), before=before
