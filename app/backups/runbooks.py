@@ -667,7 +667,7 @@ def start_and_verify(ctx: JobContext) -> None:
         )
     else:
         state = "healthy again" if again else f"not healthy either ({detail_again})"
-        if sick := ctx.state.get("unhealthy_before"):
+        if not again and (sick := ctx.state.get("unhealthy_before")):
             state += f"; it was not healthy before the restore either ({sick}), so look for the cause elsewhere"
         outcome = (
             f"{before}. Swapped back: {live} is the previous database again and {ctx.target} is {state}; "
