@@ -61,7 +61,8 @@ def versions(target: str, before: int | None, limit: int) -> None:
         # what changed, wrapped under the version: key lists grow long, an 80-column terminal does not
         click.echo(
             textwrap.fill(
-                f"{summary or ('keys cannot be compared' if v.parse_error else 'no key changed')}{problem}",
+                f"{summary or ('keys cannot be compared' if v.parse_error else 'no key changed')}"
+                f"{f' {v.compared_since}' if v.compared_since else ''}{problem}",
                 80,
                 initial_indent=" " * 7,
                 subsequent_indent=" " * 9,

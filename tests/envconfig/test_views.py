@@ -382,6 +382,27 @@ def test_a_hand_edit_that_breaks_the_env_file_says_so_on_the_timeline_and_in_the
     assert "keys cannot be compared [does not parse: line 2:" in " ".join(entry.split()), entry
 
 
+def test_the_version_that_fixes_a_broken_file_says_what_it_is_compared_with(app, as_role, env_target):
+    """QA: the file broken by hand, then put back as it was: the fixed version read "no key changed" in the shell
+    (and nothing on the tab) right under the broken one, as if the fix had done nothing. Its keys are compared with
+    the newest version that parses, and it says which."""
+    _, second = two_versions(app, env_target)
+    good = env_target.env_path.read_bytes()
+    env_target.env_path.write_text("MODE=safe\nGREETING='never closed\n")
+    with app.app_context():
+        target = current_targets().open("staging")
+        broken = store.ensure_current(target)[0].id
+        env_target.env_path.write_bytes(good)
+        fixed = store.ensure_current(target)[0].id
+    listed = app.test_cli_runner().invoke(args=["rewind", "config", "versions", "staging"])
+    entry = " ".join(listed.output.split(f"#{fixed} ")[1].split("\n#")[0].split())
+    assert f"no key changed since version #{second}, the newest before it that parses" in entry, entry
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    row = " ".join(re.sub(r"<[^>]+>", " ", page.split(f'id="version-{fixed}"')[1].split("</tr>")[0]).split())
+    assert f"no key changed since version #{second}, the newest before it that parses" in row, row
+    assert f"#{broken}" not in row
+
+
 def test_a_diff_where_no_key_differs_shows_no_empty_table_head(app, as_role, env_target):
     _, second = two_versions(app, env_target)
     page = as_role(Role.VIEWER).get(f"/targets/staging/config?a={second}&b=now").get_data(as_text=True)
