@@ -139,3 +139,17 @@ def test_a_snapshot_that_fails_is_rewinds_error_and_audited(app, env_target, use
     assert line.startswith("rewind: no snapshot: the env file ") and "is a folder" in line, line
     [(actor, outcome, details)] = _snapshots(app)
     assert (actor, outcome, details["via"]) == ("operator", "failed", "cli") and "is a folder" in details["reason"]
+
+
+def test_a_restore_from_the_shell_without_the_digest_says_which_command_gives_it(app, env_target, users):
+    """QA: `flask rewind run staging config_restore version=1 --as …` answered "Digest of the env file shown is
+    required: expect=…" and no more: nothing said where an on-call engineer gets that digest."""
+    first, _ = two_versions(app, env_target)
+    run = ["rewind", "run", "staging", "config_restore", f"version={first}", "--as", "operator"]
+    refused(
+        app.test_cli_runner().invoke(args=run),
+        "Digest of the env file shown is required: expect=…",
+        f"`flask rewind config diff staging {first} now` shows what the restore changes and ends with the command",
+    )
+    shown = config(app, "diff", "staging", str(first), "now")
+    assert f"flask rewind run staging config_restore version={first} expect=" in shown.output
