@@ -410,6 +410,21 @@ def test_a_diff_where_no_key_differs_shows_no_empty_table_head(app, as_role, env
     assert f"version #{second} → the file now: no key differs" in diff and "<thead>" not in diff
 
 
+def test_a_diff_where_only_comments_differ_says_the_files_differ_and_how_to_restore(app, as_role, env_target):
+    """QA: a comment added by hand read "no key differs" on the tab, beside a Restore button for that version, and
+    the shell printed no restore command at all, though it is the command the shell's refusal points to."""
+    _, second = two_versions(app, env_target)
+    env_target.env_path.write_bytes(env_target.env_path.read_bytes() + b"# rotated by hand, see the incident\n")
+    page = as_role(Role.OPERATOR).get(f"/targets/staging/config?a={second}&b=now").get_data(as_text=True)
+    diff = page.split('id="diff">')[1].split("</table>")[0]
+    words = "no key differs; the files differ elsewhere (comments, blank lines, order or quoting)"
+    assert f"version #{second} → the file now: {words}" in diff
+    assert "Restore<" in restore_form(page, second)
+    said = app.test_cli_runner().invoke(args=["rewind", "config", "diff", "staging", str(second), "now"])
+    assert said.exit_code == 0 and f"  {words}" in said.output, said.output
+    assert f"to put version #{second} back: flask rewind run staging config_restore version={second}" in said.output
+
+
 def restore_form(page: str, version: int) -> str:
     return page.split(f'id="version-{version}"')[1].split("</form>")[0]
 
