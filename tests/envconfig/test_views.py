@@ -196,6 +196,17 @@ def test_a_stale_diff_is_refused_at_the_door(app, as_role, env_target):
     assert no_job_queued(app)
 
 
+def test_an_operator_is_told_why_there_is_no_edit_form(app, as_role, env_target):
+    """QA: on a target that is not protected an operator has Restore on every version but no "Edit one setting"
+    panel, and nothing said why (a protected target's tab says who restores and edits)."""
+    two_versions(app, env_target)
+    page = as_role(Role.OPERATOR).get("/targets/staging/config").get_data(as_text=True)
+    assert 'class="danger">Restore' in page and "Edit one setting" not in page
+    assert "Editing one setting is for admins; Restore puts back a whole version." in page
+    for role in (Role.ADMIN, Role.VIEWER):
+        assert 'id="edit-by-admin"' not in as_role(role).get("/targets/staging/config").get_data(as_text=True)
+
+
 def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_role, env_target):
     write_targets_file(app, env_target.toml(protected=True))
     first, _ = two_versions(app, env_target)
