@@ -281,21 +281,26 @@ RELEASE = Step("release", "Run the release commands", release)
 RESTART = Step("restart", "Restart the application", restart_or_undo)
 VERIFY = Step("verify", "Verify health (undo if it fails)", verify_or_undo)
 EXPECT = Param("expect", "Digest of the env file shown", check=_expect, help="refuses a stale diff")
-# Required as EXPECT is, but said in _check_restore, where the version is known: from the shell, the digest is
-# what `config diff` prints, and a bare "is required" left the person to guess that (QA).
-RESTORE_EXPECT = replace(EXPECT, required=False, default="")
+# Required and checked as EXPECT is, but in _check_restore, where the version is known: from the shell, the digest
+# is what `config diff` prints, and neither "is required" nor "reload the Config tab" said so (QA).
+RESTORE_EXPECT = replace(EXPECT, required=False, default="", check=None)
 
 
 def _check_restore(params: dict, target: str | None) -> None:
+    diff = f"`flask rewind config diff {target} {params['version']} now`"
     if not params["expect"]:
         raise ParamError(
             "expect",
             "is required",
             EXPECT.label,
             misnamed=True,
-            from_shell=f"`flask rewind config diff {target} {params['version']} now` shows what the restore changes "
-            "and ends with the command to run",
+            from_shell=f"{diff} shows what the restore changes and ends with the command to run",
         )
+    try:
+        _expect(params["expect"], target)
+    except ParamError as exc:
+        again = f"{diff} shows the new diff and ends with the command to run"
+        raise ParamError(exc.param, exc.problem, from_shell=again) from None
     confirm_protected(params, target)
 
 

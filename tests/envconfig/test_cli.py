@@ -153,3 +153,17 @@ def test_a_restore_from_the_shell_without_the_digest_says_which_command_gives_it
     )
     shown = config(app, "diff", "staging", str(first), "now")
     assert f"flask rewind run staging config_restore version={first} expect=" in shown.output
+
+
+def test_a_restore_from_the_shell_with_a_stale_digest_says_the_shell_s_way_on(app, env_target, users):
+    """QA: a stale expect= from the shell was told "reload the Config tab and review the new diff", the web's fix."""
+    first, _ = two_versions(app, env_target)
+    shown = config(app, "diff", "staging", str(first), "now").output
+    command = shown.split("back: flask ")[1].split(" --as")[0].split()
+    env_target.env_path.write_bytes(env_target.env_path.read_bytes() + b"LATE=1\n")
+    refused(
+        app.test_cli_runner().invoke(args=[*command, "--as", "operator"]),
+        "the env file of staging changed on disk after the diff was shown: nothing was changed",
+        f"from the shell, `flask rewind config diff staging {first} now` shows the new diff and ends with the "
+        "command to run",
+    )
