@@ -207,6 +207,20 @@ def test_an_operator_is_told_why_there_is_no_edit_form(app, as_role, env_target)
         assert 'id="edit-by-admin"' not in as_role(role).get("/targets/staging/config").get_data(as_text=True)
 
 
+@pytest.mark.parametrize("protected, who", [(False, "operators"), (True, "admins (staging is protected)")])
+def test_a_viewer_is_told_who_restores(app, as_role, env_target, protected, who):
+    """QA: a viewer's Config tab had no Snapshot, Restore or Edit, and no word why: in an incident that reads as
+    "this cannot be restored"."""
+    write_targets_file(app, env_target.toml(protected=protected))
+    two_versions(app, env_target)
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    assert "Restore<" not in page and "Snapshot now" not in page
+    said = f"Your role reads only: snapshots are for operators, restores for {who}; editing one setting and "
+    assert said in page
+    for role in (Role.ADMIN, Role.OPERATOR):
+        assert 'id="config-read-only"' not in as_role(role).get("/targets/staging/config").get_data(as_text=True)
+
+
 def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_role, env_target):
     write_targets_file(app, env_target.toml(protected=True))
     first, _ = two_versions(app, env_target)

@@ -183,6 +183,12 @@ def test_the_upgrade_form_is_offered_only_when_a_revision_is_pending(app, shop, 
     assert "Downgrades are for admins: a downgrade can destroy data." in page  # why an operator has no such button
     for role in (Role.ADMIN, Role.VIEWER):
         assert 'id="downgrade-by-admin"' not in as_role(role).get("/targets/shop/migrations").get_data(as_text=True)
+    # a viewer, with drift and "What to do: Upgrade…" but no button, is told who can (QA: nothing was said)
+    viewer = as_role(Role.VIEWER).get("/targets/shop/migrations").get_data(as_text=True)
+    assert 'value="schema_upgrade"' not in viewer
+    assert "Your role reads only: upgrades are for operators, downgrades for admins." in viewer
+    for role in (Role.ADMIN, Role.OPERATOR):
+        assert 'id="schema-read-only"' not in as_role(role).get("/targets/shop/migrations").get_data(as_text=True)
     shop.execute("UPDATE alembic_version SET version_num = 'd4000004'")
     page = client.get("/targets/shop/migrations").get_data(as_text=True)
     assert "code and schema match" in page
