@@ -61,7 +61,8 @@ def versions(target: str, before: int | None, limit: int) -> None:
         # what changed, wrapped under the version: key lists grow long, an 80-column terminal does not
         click.echo(
             textwrap.fill(
-                f"{summary or ('keys cannot be compared' if v.parse_error else 'no key changed')}{problem}",
+                f"{summary or ('keys cannot be compared' if v.parse_error else 'no key changed')}"
+                f"{f' {v.compared_since}' if v.compared_since else ''}{problem}",
                 80,
                 initial_indent=" " * 7,
                 subsequent_indent=" " * 9,
@@ -101,12 +102,12 @@ def diff_(target: str, a: str, b: str) -> None:
     if not result.comparable:
         click.echo("  the keys cannot be compared")
     elif not result.changed:
-        click.echo("  no key differs")
+        click.echo(f"  {result.no_key_differs}")
     for row in result.changed:
         click.echo(f"  {row.change:8} {row.key} = •••")
     sides = {side.ref == diff.NOW: side for side in (result.before, result.after)}
     now, version = sides.get(True), sides.get(False)
-    if now and version and (result.changed or now.problem) and not version.problem:
+    if now and version and now.file_digest != version.file_digest and not version.problem:
         # the exact command, with the digest that refuses it should the file change after this diff
         click.echo(
             f"to put version #{version.ref} back: flask rewind run {target} config_restore version={version.ref} "

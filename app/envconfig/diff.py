@@ -42,6 +42,14 @@ class Diff:
         return [row for row in self.rows if row.change != "same"]
 
     @property
+    def no_key_differs(self) -> str:
+        """Said when no key differs: whether the files are the same, or differ where no value changed (a
+        restore of that version still changes the file)."""
+        if self.before.file_digest == self.after.file_digest:
+            return "no key differs"
+        return "no key differs; the files differ elsewhere (comments, blank lines, order or quoting)"
+
+    @property
     def comparable(self) -> bool:
         """A side that does not parse has no keys to compare: its values are unknown, not removed (QA: a quote
         left open read as every setting removed)."""

@@ -41,8 +41,18 @@ class EnvVersion(db.Model):
         return json.loads(self.digests_json or "{}")
 
     @property
-    def changes(self) -> dict[str, list[str]]:
+    def changes(self) -> dict:  # added/removed/changed: key names; since: the version compared with, when not the last
         return json.loads(self.changes_json or "{}")
+
+    @property
+    def compared_since(self) -> str:
+        """When the version before this one did not parse: what its changes are against instead, in words."""
+        changes = self.changes
+        if "since" not in changes:
+            return ""
+        if changes["since"] is None:
+            return "no version before it parses"
+        return f"since version #{changes['since']}, the newest before it that parses"
 
     @property
     def outside(self) -> bool:

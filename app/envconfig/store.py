@@ -180,7 +180,7 @@ def _new_version(
     return row
 
 
-def _changes(target: str, previous: EnvVersion | None, contents) -> dict[str, list[str]]:
+def _changes(target: str, previous: EnvVersion | None, contents) -> dict:
     """Against the newest version that parsed. A file that does not parse has no keys to compare: counted as keys,
     it read "removed: DATABASE_URL, SECRET_KEY, …" (QA), and the fixed file after it "added: …" every key again."""
     if contents.problem:
@@ -192,6 +192,9 @@ def _changes(target: str, previous: EnvVersion | None, contents) -> dict[str, li
             .order_by(EnvVersion.id.desc())
             .limit(1)
         )
+        # said with the keys: read under the broken version, "no key changed" looked as if the fix did nothing
+        since = {"since": previous.id if previous else None}
+        return changes_between(previous.digests if previous else {}, contents.digests) | since
     return changes_between(previous.digests if previous else {}, contents.digests)
 
 

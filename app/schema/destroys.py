@@ -7,6 +7,7 @@ downgrade sees "drops user.token: 2 non-null values", not just a revision id.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from app.targets.errors import TargetError
@@ -73,12 +74,23 @@ class IrreversibleDowngrade(TargetError):
         self.revision = revision
 
 
+def revisions_word(revisions: Iterable[str]) -> str:
+    """Revisions as a form carries them (the downgrade review's `expect`): sorted, comma-separated; 'base' for none."""
+    return ",".join(sorted(revisions)) or "base"
+
+
 @dataclass
 class DowngradePlan:
     to: str
     order: list[str]  # revisions whose downgrade() runs, newest first
     rows_after: set[str]
     losses: dict[str, list[Loss]] = field(default_factory=dict)  # per revision
+    rows_before: set[str] = field(default_factory=set)  # alembic_version when the plan was read
+
+    @property
+    def reviewed_at(self) -> str:
+        """Where the database was when this plan was read, as the review page's form carries it."""
+        return revisions_word(self.rows_before)
 
     @property
     def destroys_data(self) -> bool:
@@ -112,7 +124,7 @@ def plan_downgrade(
         order, rows = graph.retreat(current, keep)
     else:
         order, rows = graph.downgrade_plan(current, to)
-    plan = DowngradePlan(to, order, rows)
+    plan = DowngradePlan(to, order, rows, rows_before=set(current))
     for rev in order:
         source = sources.get(graph.revisions[rev].file, "")
         losses = []

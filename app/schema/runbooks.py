@@ -16,7 +16,7 @@ from app.jobs.context import JobContext
 from app.jobs.engine import current_targets
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import backup_first
-from app.schema.destroys import DowngradePlan, plan_downgrade
+from app.schema.destroys import DowngradePlan, plan_downgrade, revisions_word
 from app.schema.migrate import apply
 from app.schema.state import read_state, unversioned_drift
 from app.targets.errors import TargetError
@@ -121,6 +121,33 @@ def downgrade_revision(value: str, target: str | None) -> str:
     return rev
 
 
+def _stale_review(target: str | None, seen: str, now: set[str], *, when: str = "the downgrade's review showed") -> str:
+    return (
+        f"{target}'s database is now at {revisions_word(now).replace(',', ', ')}, not at {seen.replace(',', ', ')} as "
+        f"{when}: nothing was changed; review the downgrade again"
+    )
+
+
+def _expect_reviewed(value: str, target: str | None) -> str:
+    """At queue time: the database is still where the review page showed it. Moved since (someone upgraded), the
+    same revision would run downgrade() functions the person never saw listed."""
+    _t, _graph, current = _migrations(target, "expect")
+    seen = revisions_word({rev.strip() for rev in value.split(",") if rev.strip() and rev.strip() != "base"})
+    if seen != revisions_word(current):
+        raise ParamError("expect", _stale_review(target, seen, current))
+    return seen
+
+
+EXPECT_REVIEWED = Param(
+    "expect",
+    "Revisions reviewed",
+    required=False,
+    default="",
+    check=_expect_reviewed,
+    help="the database's revisions the review page showed: refused if they have moved since (from the shell, optional)",
+)
+
+
 def downgrade_plan(target: Target, to: str) -> tuple[RevisionGraph, DowngradePlan]:
     database = target.config.database
     graph = read_folder(database.migrations)
@@ -165,7 +192,10 @@ def upgrade(ctx: JobContext) -> None:
 def show_losses(ctx: JobContext) -> None:
     """Before the downgrade: every operation on the way down, and what the dropped tables and columns hold now."""
     target = steps.target_of(ctx)
+    seen = ctx.params.get("expect") or ""
     with steps.adapter_errors(ctx):
+        if seen and seen != revisions_word(now := current_revisions(target.config.database.url)):
+            raise StepFailed(_stale_review(ctx.target, seen, now, when="the review showed when this job was queued"))
         graph, plan = downgrade_plan(target, ctx.params["revision"])
     for line in plan.lines(graph):
         ctx.log(line)
@@ -264,6 +294,7 @@ register(
         mutates=True,
         params=(
             Param("revision", "Down to revision", check=downgrade_revision, help="-1, base, or an applied revision id"),
+            EXPECT_REVIEWED,
             backup_first.BACKUP_CONFIRMED,
             backup_first.SKIP_BACKUP,
             CONFIRM,

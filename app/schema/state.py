@@ -168,7 +168,9 @@ def _realign(drift: Drift, target: Target) -> Drift:
         fix=drift.fix + " “Downgrade then reset” to the deployed commit does the latter with the scripts of "
         "the newest commit that has the revision.",
         runbook="downgrade_then_reset",
-        params={"commit": head},
+        # the head shown, as the Deployments tab's forms carry it: pressed after the code moved on, the reset to
+        # this commit would take back someone's deploy; refused instead (deployments/seenhead.py)
+        params={"commit": head, "seen_head": head},
     )
 
 

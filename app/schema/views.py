@@ -54,7 +54,14 @@ def confirm_downgrade(name: str):
     status = 200 if problem is None else 400
     return (
         render_template(
-            "schema/downgrade.html", target=target, raw=raw, revision=revision, plan=plan, graph=graph, problem=problem
+            "schema/downgrade.html",
+            target=target,
+            raw=raw,
+            revision=revision,
+            plan=plan,
+            graph=graph,
+            problem=problem,
+            busy=service.busy_job(name),
         ),
         status,
     )

@@ -139,3 +139,31 @@ def test_a_snapshot_that_fails_is_rewinds_error_and_audited(app, env_target, use
     assert line.startswith("rewind: no snapshot: the env file ") and "is a folder" in line, line
     [(actor, outcome, details)] = _snapshots(app)
     assert (actor, outcome, details["via"]) == ("operator", "failed", "cli") and "is a folder" in details["reason"]
+
+
+def test_a_restore_from_the_shell_without_the_digest_says_which_command_gives_it(app, env_target, users):
+    """QA: `flask rewind run staging config_restore version=1 --as …` answered "Digest of the env file shown is
+    required: expect=…" and no more: nothing said where an on-call engineer gets that digest."""
+    first, _ = two_versions(app, env_target)
+    run = ["rewind", "run", "staging", "config_restore", f"version={first}", "--as", "operator"]
+    refused(
+        app.test_cli_runner().invoke(args=run),
+        "Digest of the env file shown is required: expect=…",
+        f"`flask rewind config diff staging {first} now` shows what the restore changes and ends with the command",
+    )
+    shown = config(app, "diff", "staging", str(first), "now")
+    assert f"flask rewind run staging config_restore version={first} expect=" in shown.output
+
+
+def test_a_restore_from_the_shell_with_a_stale_digest_says_the_shell_s_way_on(app, env_target, users):
+    """QA: a stale expect= from the shell was told "reload the Config tab and review the new diff", the web's fix."""
+    first, _ = two_versions(app, env_target)
+    shown = config(app, "diff", "staging", str(first), "now").output
+    command = shown.split("back: flask ")[1].split(" --as")[0].split()
+    env_target.env_path.write_bytes(env_target.env_path.read_bytes() + b"LATE=1\n")
+    refused(
+        app.test_cli_runner().invoke(args=[*command, "--as", "operator"]),
+        "the env file of staging changed on disk after the diff was shown: nothing was changed",
+        f"from the shell, `flask rewind config diff staging {first} now` shows the new diff and ends with the "
+        "command to run",
+    )

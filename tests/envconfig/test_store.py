@@ -90,7 +90,7 @@ def test_an_unparsable_version_changes_no_keys_and_the_fixed_file_is_compared_wi
     """A syntax error in the env file is not every key removed, nor its fix every key added (QA: the Config tab and
     the timeline read "removed: DATABASE_URL, SECRET_KEY, …" for a broken quote)."""
     with app.app_context():
-        store.ensure_current(open_target())
+        first = store.ensure_current(open_target())[0].id
     env_target.env_path.write_text(GOOD + "BROKEN='open\n")
     with app.app_context():
         broken, _ = store.ensure_current(open_target())
@@ -98,7 +98,8 @@ def test_an_unparsable_version_changes_no_keys_and_the_fixed_file_is_compared_wi
     env_target.env_path.write_text(GOOD.replace("safe", "fast"))
     with app.app_context():
         fixed, _ = store.ensure_current(open_target())
-        assert fixed.changes == {"added": [], "removed": [], "changed": ["MODE"]}, fixed.changes
+        assert fixed.changes == {"added": [], "removed": [], "changed": ["MODE"], "since": first}, fixed.changes
+        assert fixed.compared_since == f"since version #{first}, the newest before it that parses"
 
 
 def test_an_unknown_version_is_refused_by_name(app, env_target):

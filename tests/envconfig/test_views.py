@@ -196,6 +196,31 @@ def test_a_stale_diff_is_refused_at_the_door(app, as_role, env_target):
     assert no_job_queued(app)
 
 
+def test_an_operator_is_told_why_there_is_no_edit_form(app, as_role, env_target):
+    """QA: on a target that is not protected an operator has Restore on every version but no "Edit one setting"
+    panel, and nothing said why (a protected target's tab says who restores and edits)."""
+    two_versions(app, env_target)
+    page = as_role(Role.OPERATOR).get("/targets/staging/config").get_data(as_text=True)
+    assert 'class="danger">Restore' in page and "Edit one setting" not in page
+    assert "Editing one setting is for admins; Restore puts back a whole version." in page
+    for role in (Role.ADMIN, Role.VIEWER):
+        assert 'id="edit-by-admin"' not in as_role(role).get("/targets/staging/config").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("protected, who", [(False, "operators"), (True, "admins (staging is protected)")])
+def test_a_viewer_is_told_who_restores(app, as_role, env_target, protected, who):
+    """QA: a viewer's Config tab had no Snapshot, Restore or Edit, and no word why: in an incident that reads as
+    "this cannot be restored"."""
+    write_targets_file(app, env_target.toml(protected=protected))
+    two_versions(app, env_target)
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    assert "Restore<" not in page and "Snapshot now" not in page
+    said = f"Your role reads only: snapshots are for operators, restores for {who}; editing one setting and "
+    assert said in page
+    for role in (Role.ADMIN, Role.OPERATOR):
+        assert 'id="config-read-only"' not in as_role(role).get("/targets/staging/config").get_data(as_text=True)
+
+
 def test_a_protected_target_is_restored_by_an_admin_who_types_its_name(app, as_role, env_target):
     write_targets_file(app, env_target.toml(protected=True))
     first, _ = two_versions(app, env_target)
@@ -382,11 +407,47 @@ def test_a_hand_edit_that_breaks_the_env_file_says_so_on_the_timeline_and_in_the
     assert "keys cannot be compared [does not parse: line 2:" in " ".join(entry.split()), entry
 
 
+def test_the_version_that_fixes_a_broken_file_says_what_it_is_compared_with(app, as_role, env_target):
+    """QA: the file broken by hand, then put back as it was: the fixed version read "no key changed" in the shell
+    (and nothing on the tab) right under the broken one, as if the fix had done nothing. Its keys are compared with
+    the newest version that parses, and it says which."""
+    _, second = two_versions(app, env_target)
+    good = env_target.env_path.read_bytes()
+    env_target.env_path.write_text("MODE=safe\nGREETING='never closed\n")
+    with app.app_context():
+        target = current_targets().open("staging")
+        broken = store.ensure_current(target)[0].id
+        env_target.env_path.write_bytes(good)
+        fixed = store.ensure_current(target)[0].id
+    listed = app.test_cli_runner().invoke(args=["rewind", "config", "versions", "staging"])
+    entry = " ".join(listed.output.split(f"#{fixed} ")[1].split("\n#")[0].split())
+    assert f"no key changed since version #{second}, the newest before it that parses" in entry, entry
+    page = as_role(Role.VIEWER).get("/targets/staging/config").get_data(as_text=True)
+    row = " ".join(re.sub(r"<[^>]+>", " ", page.split(f'id="version-{fixed}"')[1].split("</tr>")[0]).split())
+    assert f"no key changed since version #{second}, the newest before it that parses" in row, row
+    assert f"#{broken}" not in row
+
+
 def test_a_diff_where_no_key_differs_shows_no_empty_table_head(app, as_role, env_target):
     _, second = two_versions(app, env_target)
     page = as_role(Role.VIEWER).get(f"/targets/staging/config?a={second}&b=now").get_data(as_text=True)
     diff = page.split('id="diff"')[1].split("</table>")[0]
     assert f"version #{second} → the file now: no key differs" in diff and "<thead>" not in diff
+
+
+def test_a_diff_where_only_comments_differ_says_the_files_differ_and_how_to_restore(app, as_role, env_target):
+    """QA: a comment added by hand read "no key differs" on the tab, beside a Restore button for that version, and
+    the shell printed no restore command at all, though it is the command the shell's refusal points to."""
+    _, second = two_versions(app, env_target)
+    env_target.env_path.write_bytes(env_target.env_path.read_bytes() + b"# rotated by hand, see the incident\n")
+    page = as_role(Role.OPERATOR).get(f"/targets/staging/config?a={second}&b=now").get_data(as_text=True)
+    diff = page.split('id="diff">')[1].split("</table>")[0]
+    words = "no key differs; the files differ elsewhere (comments, blank lines, order or quoting)"
+    assert f"version #{second} → the file now: {words}" in diff
+    assert "Restore<" in restore_form(page, second)
+    said = app.test_cli_runner().invoke(args=["rewind", "config", "diff", "staging", str(second), "now"])
+    assert said.exit_code == 0 and f"  {words}" in said.output, said.output
+    assert f"to put version #{second} back: flask rewind run staging config_restore version={second}" in said.output
 
 
 def restore_form(page: str, version: int) -> str:

@@ -486,3 +486,29 @@ def test_a_put_back_that_is_refused_after_a_failed_upgrade_still_says_the_upgrad
     assert git(shop_target.repo, "rev-parse", "HEAD") != before  # nothing forced: a person must look
     assert (shop_target.repo / "assets.css").read_text() == "built\n"
     assert step(view, "Restart").state == "not_run"
+
+
+def test_the_drift_s_downgrade_to_match_from_a_page_drawn_before_the_head_moved_is_refused(app, shop_target, as_role):
+    """The Migrations tab's "Downgrade to match the deployed code" resets to the commit deployed when the page was
+    drawn. Pressed after someone moved the code on (here: the revert undone), it reset back past their commit with
+    no word: it carries the head it showed, as the Deployments tab's forms do, and is refused."""
+    from app.jobs.models import Job
+    from tests.support.apps import post
+    from tests.support.pages import form_fields
+
+    upgrade_to_heads(app)
+    git(shop_target.repo, "revert", "--no-edit", shop_target.commits["posts and index"])  # by hand, past the gate
+    reverted = git(shop_target.repo, "rev-parse", "HEAD")
+    client = as_role(runbooks.Role.ADMIN)
+    page = client.get("/targets/shop/migrations").get_data(as_text=True)
+    action, fields = form_fields(page, "Downgrade to match the deployed code")
+    assert fields["commit"] == reverted
+    git(shop_target.repo, "revert", "--no-edit", "HEAD")  # someone else puts the code back meanwhile
+    fixed = git(shop_target.repo, "rev-parse", "HEAD")
+    refused = post(client, action, fields)
+    assert refused.status_code == 303, refused.get_data(as_text=True)
+    back = client.get(refused.headers["Location"]).get_data(as_text=True)
+    assert f"shop&#39;s head is now {fixed[:12]}" in back and f"not {reverted[:12]} as the page showed" in back
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == [], "nothing was queued"
+    assert git(shop_target.repo, "rev-parse", "HEAD") == fixed and shop_target.versions() == {"d4000004"}

@@ -339,3 +339,24 @@ def test_a_revert_that_splits_the_migrations_offers_the_revert_of_both_in_one_jo
     assert "Plan:</strong> downgrade to a1000001 first (destroys no data), then revert." in panel
     assert f"then revert <code>{tokens[:12]}, {posts[:12]}</code>, restart and verify code and schema" in panel
     assert git(shop_target.repo, "rev-parse", "HEAD") == head
+
+
+def test_an_operator_s_refused_revert_says_who_can_carry_out_the_plan(app, shop_target, as_role):
+    """An operator reverts; the gate's plan starts with a downgrade, which is for admins. The panel showed the plan
+    and no way on: it says who can run it (as the job page's next steps do), and offers the operator no form."""
+    from app.jobs.engine import current_targets
+    from app.targets import flask_db
+
+    with app.app_context():
+        flask_db.run(current_targets().open("shop"), "upgrade", "heads", None)
+    posts = shop_target.commits["posts and index"]
+    client = as_role(Role.OPERATOR)
+    response = post(client, "/jobs", {"runbook": "revert", "target": "shop", "commits": posts, "next": DEPLOYMENTS})
+    assert response.status_code == 303
+    panel = panel_of(client.get(DEPLOYMENTS).get_data(as_text=True))
+    assert "Plan:</strong> downgrade to b2000002 first (destroys no data), then revert" in panel
+    assert "<form" not in panel
+    assert (
+        "The downgrade is for admins: an admin can downgrade, then revert, in one job (or revert past the gate "
+        "with a reason)."
+    ) in " ".join(panel.split())

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.checkpoints.models import Checkpoint, KnownGood
 from app.extensions import db
 from app.jobs import runbook as runbooks
-from app.jobs.engine import current_targets
+from app.jobs.engine import current_targets, engine
 from app.jobs.models import Job
 from app.jobs.runbook import ParamError
 from app.schema import migrate
@@ -23,6 +23,8 @@ from tests.deployments.test_runbooks import log_text, run
 from tests.schema.apps import make_migrate_app
 from tests.schema.conftest import both_target_databases
 from tests.support.apps import post
+from tests.support.jobs import finished
+from tests.support.pages import form_fields
 from tests.support.sinks import Lines
 from tests.support.targets import write_targets_file
 
@@ -315,3 +317,48 @@ def test_a_deployed_migrations_folder_that_cannot_be_read_is_the_code_s_fault_no
         in (job.result)
     ), job.result
     assert "Backups tab" not in job.result and "cannot be checked" not in job.result, job.result
+
+
+def test_a_downgrade_reviewed_before_someone_else_s_upgrade_is_refused_not_run_further_than_shown(
+    app, shop_target, as_role
+):
+    """The review page lists the downgrade() functions that run from where the database was. Posted after someone
+    upgraded, the same form would run more of them (one the person never saw, maybe destroying data): refused, with
+    where the database is now, and nothing queued."""
+    client = as_role(runbooks.Role.ADMIN)
+    page = client.get("/targets/shop/migrations/downgrade?revision=-1").get_data(as_text=True)
+    assert "<code>b2000002</code>" in page and "c3aaaaa3" not in page  # the plan shown: b2000002 alone
+    action, fields = form_fields(page, "Downgrade")
+    with app.app_context():
+        flask_db.run(current_targets().open("shop"), "upgrade", "c3aaaaa3", None)  # someone else's upgrade
+    refused = post(client, action, fields)
+    assert refused.status_code == 303
+    back = client.get(refused.headers["Location"]).get_data(as_text=True)
+    assert (
+        "shop&#39;s database is now at c3aaaaa3, not at b2000002 as the downgrade&#39;s review showed: "
+        "nothing was changed; review the downgrade again"
+    ) in back
+    with app.app_context():
+        assert db.session.scalars(select(Job)).all() == [], "nothing was queued"
+    assert shop_target.versions() == {"c3aaaaa3"}
+
+    # Reviewed again from where the database is now, the same downgrade is taken; no runner yet, so it waits
+    # queued while someone upgrades again: its first step finds the database moved, and nothing is downgraded.
+    page = client.get("/targets/shop/migrations/downgrade?revision=a1000001").get_data(as_text=True)
+    action, fields = form_fields(page, "Downgrade")
+    started = post(client, action, fields)
+    assert started.status_code == 302, started.get_data(as_text=True)
+    with app.app_context():
+        flask_db.run(current_targets().open("shop"), "upgrade", "heads", None)
+    running = engine(app).start_runner()
+    try:
+        job, view = finished(app, int(started.headers["Location"].rsplit("/", 1)[1]))
+    finally:
+        running.stop(wait=True)
+    assert job.state == "failed"
+    assert (
+        "shop's database is now at d4000004, not at c3aaaaa3 as the review showed when this job was queued: "
+        "nothing was changed; review the downgrade again"
+    ) in job.result, job.result
+    assert view.steps[0].state == "failed" and {s.state for s in view.steps[1:]} == {"not_run"}
+    assert shop_target.versions() == {"d4000004"}

@@ -183,6 +183,12 @@ def test_the_upgrade_form_is_offered_only_when_a_revision_is_pending(app, shop, 
     assert "Downgrades are for admins: a downgrade can destroy data." in page  # why an operator has no such button
     for role in (Role.ADMIN, Role.VIEWER):
         assert 'id="downgrade-by-admin"' not in as_role(role).get("/targets/shop/migrations").get_data(as_text=True)
+    # a viewer, with drift and "What to do: Upgrade…" but no button, is told who can (QA: nothing was said)
+    viewer = as_role(Role.VIEWER).get("/targets/shop/migrations").get_data(as_text=True)
+    assert 'value="schema_upgrade"' not in viewer
+    assert "Your role reads only: upgrades are for operators, downgrades for admins." in viewer
+    for role in (Role.ADMIN, Role.OPERATOR):
+        assert 'id="schema-read-only"' not in as_role(role).get("/targets/shop/migrations").get_data(as_text=True)
     shop.execute("UPDATE alembic_version SET version_num = 'd4000004'")
     page = client.get("/targets/shop/migrations").get_data(as_text=True)
     assert "code and schema match" in page
@@ -241,3 +247,26 @@ def test_while_a_job_runs_on_the_target_its_drift_is_folded_under_the_busy_notic
         finished(app, job_id)
     text = client.get("/targets/shop/migrations").get_data(as_text=True)
     assert "mid-change" not in text and "the schema is behind the code" in text
+
+
+def test_while_a_job_runs_on_the_target_the_downgrade_review_greys_its_button_and_says_which_job(
+    app, runner, shop, as_role
+):
+    """QA: the tab greyed every button the busy target would refuse, but the downgrade's review page (a page of the
+    same tab) offered "Downgrade" as usual; pressed, it was refused as busy."""
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        flask_db.run(current_targets().open("shop"), "upgrade", "b2000002", None)
+    client = as_role(Role.ADMIN)
+    job_id = int(post(client, "/jobs", {"runbook": "test.sleep", "target": "shop"}).headers["Location"].split("/")[-1])
+    try:
+        wait_for(lambda: "(Sleep on a target, running)" in client.get("/targets/shop/migrations").get_data(True))
+        text = client.get("/targets/shop/migrations/downgrade?revision=-1").get_data(as_text=True)
+        words = f'<span class="hint why-disabled">Wait for job #{job_id} (Sleep on a target, running) to end.'
+        assert f'<button type="submit" class="danger" disabled>Downgrade</button> {words}' in text
+        assert 'id="busy-notice"' in text
+    finally:
+        post(client, f"/jobs/{job_id}/cancel", {})
+        finished(app, job_id)
+    text = client.get("/targets/shop/migrations/downgrade?revision=-1").get_data(as_text=True)
+    assert '<button type="submit" class="danger">Downgrade</button>' in text and "why-disabled" not in text
