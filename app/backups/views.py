@@ -125,7 +125,8 @@ def catalog(name: str):
 def _unhealthy_now(name: str) -> str | None:
     """Why the app failed its last health check, for the restore's question: a restore swaps back unless the app
     is healthy after it, so an app failing for another cause is best looked at first."""
-    reading = engine().health.reading(name)
+    monitor = engine().started_health  # read, never started here: each web worker starts its own as it boots
+    reading = monitor.reading(name) if monitor else None
     probe = reading.probe if reading else None
     return probe.reason if probe is not None and not probe.ok else None
 
