@@ -126,9 +126,12 @@ def rolls_back(target: str, backup: str) -> None:
         return
     for line in found.lines():
         click.echo(line)
-    untold = f"; unknown in {', '.join(found.untold)} (no time column or count to tell)" if found.untold else ""
-    if found.total or untold:
+    untold = f"unknown in {', '.join(found.untold)} ({found.untold_why})" if found.untold else ""
+    if found.total:
+        untold = f"; {untold}" if untold else ""
         click.echo(f"restoring {chosen.id} now rolls back at least {found.total} row(s) written after it{untold}")
+    elif untold:  # not "at least 0": nothing is known of those tables
+        click.echo(f"restoring {chosen.id} now rolls back an unknown number of rows written after it: {untold}")
     else:
         click.echo(f"restoring {chosen.id} now rolls back no rows written after it (none stamped later or beyond it)")
     if found.regained:

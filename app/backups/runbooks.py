@@ -39,6 +39,7 @@ from app.backups.restore import (
     unmake_live,
 )
 from app.backups.setup import BackupSetup, setup_of
+from app.backups.status import ahead_of, future_words
 from app.backups.steps import failure_recorded, make_backup, setup_for, take_backup, verify_backup
 from app.backups.undo import swapped_since, undo_of, unseen_swap
 from app.backups.verify import check_checksum, check_envelope, quick_verify
@@ -408,6 +409,11 @@ def inspect_scratch(ctx: JobContext) -> None:
             ctx.log(f"the restore replaces it; the unreadable file is kept as {ctx.state['names']['pre_restore']}")
         for line in found.table():
             ctx.log(line)
+        if ahead := ahead_of(backup.time, now_utc()):
+            ctx.log(
+                f"{backup.id} is {future_words(ahead)}; its time cannot tell which of live's rows were written "
+                "after it: unknown above, unless live holds more rows than the copy"
+            )
         pre = ctx.state["names"]["pre_restore"]
         if (lost := found.lost) and not sum(lost.values()):
             untold = [t for t, n in found.live.items() if n is not None and t not in lost]

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -799,3 +800,29 @@ def test_a_restore_and_undo_with_nothing_written_since_say_no_rows(app, runner, 
     assert job.state == "succeeded", job.result
     text = log_text(view)
     assert "the undo takes no rows written to the key tables since the restore" in text and "0 row(s)" not in text
+
+
+def test_a_restore_of_a_backup_dated_in_the_future_does_not_say_it_rolls_back_no_rows(app, runner, data_target):
+    """QA: a dump named by a host whose clock ran 61 min ahead, restored over a row changed since it was made, read
+    "the restore rolls back no rows written to the key tables after the backup": every row of live is stamped before
+    a time in the future. Its time tells nothing, and the log says so."""
+    stamp = "text" if data_target.engine == "sqlite" else "timestamptz"
+    data_target.execute(f'ALTER TABLE "user" ADD COLUMN updated_at {stamp}')
+    made = backup_now(app, data_target)
+    ahead = datetime.now(UTC) + timedelta(minutes=61)
+    name = f"backup_{ahead:%Y%m%d_%H%M%S}.{made.split('.', 1)[1]}"  # a file Rewind did not make: named for its time
+    (data_target.backup_dir / made).rename(data_target.backup_dir / name)
+    manifest_path(data_target.backup_dir / made).unlink()
+    now = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}+00"
+    data_target.execute('UPDATE "user" SET name = ?, updated_at = ? WHERE id = 6', ("renamed", now))
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    text = log_text(view)
+    assert job.state == "succeeded", (job.result, text)
+    assert "rolls back no rows" not in text, text
+    assert re.search(r"^user +20 +20 +unknown$", text, re.M), text
+    assert (
+        f"{name} is dated 61 min in the future: check the clocks of this host and the one that made it; its time "
+        "cannot tell which of live's rows were written after it: unknown above, unless live holds more rows than the "
+        "copy"
+    ) in text, text

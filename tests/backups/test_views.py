@@ -834,3 +834,27 @@ def test_the_scratch_copy_a_running_restore_fills_is_listed_as_its_work_not_a_co
     assert "no backup holds it yet" not in row and "Back up this copy" not in row
     older = page[page.index("<code>shop.db.pre_restore_20240101000000</code>") :]
     assert "being filled" not in older[: older.index("</li>")], "only the copy made since the restore started"
+
+
+def test_what_a_backup_dated_in_the_future_rolls_back_is_unknown_not_no_rows(app, as_role, shop, tmp_path):
+    """QA: a plain dump named by a host whose clock ran 61 min ahead read "restoring it now rolls back no rows written
+    to the key tables after it", beside a row written a moment ago: every row of live is stamped before a time in the
+    future. Its time tells nothing, so how many rows it rolls back is unknown, and the page and the CLI say why."""
+    with sqlite3.connect(tmp_path / "data" / "shop.db") as conn:
+        conn.execute("ALTER TABLE t ADD COLUMN created_at text")
+        conn.execute("INSERT INTO t VALUES (1, ?)", (f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}",))
+    ahead = verified_at(tmp_path / "backups", datetime.now(UTC) + timedelta(minutes=61))
+    page = as_role(Role.ADMIN).get(f"/targets/shop/backups/{ahead}/rolls-back").get_data(as_text=True)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page))
+    words = "the backup is dated 61 min in the future: check the clocks of this host and the one that made it"
+    assert "no rows" not in text and "at least 0" not in text, text
+    assert (
+        f"restoring it now rolls back an unknown number of rows written to the key tables after it, in t ({words}; "
+        "its time cannot tell which rows came after it)."
+    ) in text, text
+    cli = app.test_cli_runner().invoke(args=["rewind", "backups", "rolls-back", "shop", ahead])
+    assert cli.exit_code == 0, cli.output
+    assert cli.output.splitlines()[-1] == (
+        f"restoring {ahead} now rolls back an unknown number of rows written after it: unknown in t ({words}; its "
+        "time cannot tell which rows came after it)"
+    ), cli.output
