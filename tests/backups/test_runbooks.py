@@ -826,3 +826,23 @@ def test_a_restore_of_a_backup_dated_in_the_future_does_not_say_it_rolls_back_no
         "cannot tell which of live's rows were written after it: unknown above, unless live holds more rows than the "
         "copy"
     ) in text, text
+
+
+def test_a_backup_that_does_not_decrypt_is_blamed_on_its_bytes_once_its_key_is_known_to_decrypt(
+    app, runner, data_target
+):
+    """QA: a truncated backup read "does not decrypt: gpg: … — the file is damaged or truncated, or its secret key is
+    not in <home>", though the check had just found it encrypted to the target's key and that key decrypting: a
+    person under stress went looking for a missing key. The key is said to be there, and what to do."""
+    good = (data_target.backup_dir / backup_now(app, data_target)).read_bytes()
+    name = f"backup_20200101_000000.{'dump' if data_target.engine == 'postgresql' else 'sqlite'}.gpg"
+    (data_target.backup_dir / name).write_bytes(good[: len(good) // 2])  # a copy cut short
+
+    job, view = run(app, "verify_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert f"{name} does not decrypt: gpg: " in job.result, job.result
+    home = data_target.home.home
+    assert f"the file is damaged or truncated (its secret key is in {home} and decrypts): choose another backup" in (
+        job.result
+    ), job.result
+    assert "or its secret key is not in" not in job.result, job.result
