@@ -377,6 +377,10 @@ def restore_scratch(
                     # One transaction: DROP/CREATE DATABASE and ALTER SYSTEM cannot run inside one, and a
                     # fill that stops halfway leaves nothing behind.
                     "--single-transaction",
+                    # What the dump's own queries return (pg_dump's set_config, each sequence's setval) is not the
+                    # job's to show: a heading, a value and "(1 row)" each in the log. Errors still go to stderr.
+                    "--output",
+                    os.devnull,
                     "--no-password",
                     *db.url.tool_args(scratch),
                 ]
