@@ -224,10 +224,14 @@ def test_cli_of_a_target_without_backups_says_how_to_add_them(app):
 
 
 def test_the_overview_and_dashboard_card_show_the_backup_age_against_the_rpo(as_role, shop):
+    """Late is said in words as well as in red (QA: the card read "newest verified 7 min ago (RPO 5 min)" in a red
+    badge, and only the colour, or the sum, said the RPO was missed)."""
     client = as_role(Role.VIEWER)
     for url in ("/targets/shop", "/dashboard/cards"):
         page = client.get(url).get_data(as_text=True)
-        assert '<span class="badge badge-bad">newest verified' in page and "(RPO " in page  # years old: red
+        line = re.search(r'<span class="badge badge-(\w+)">(newest verified [^<]*)', page)
+        assert line and line.group(1) == "bad", (url, page)  # years old: red
+        assert re.fullmatch(rf"newest verified \d+ d ago, older than the RPO of 60 min: {OLD}; .*", line.group(2)), line
     assert '<option value="backups">' in client.get("/targets/shop/timeline").get_data(as_text=True)
 
 
