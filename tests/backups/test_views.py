@@ -862,3 +862,20 @@ def test_what_a_backup_dated_in_the_future_rolls_back_is_unknown_not_no_rows(app
         f"restoring {ahead} now rolls back an unknown number of rows written after it: unknown in t ({words}; its "
         "time cannot tell which rows came after it)"
     ), cli.output
+
+
+def test_the_cli_says_why_a_backup_failed_and_which_are_dated_in_the_future_as_the_tab_does(app, shop, tmp_path):
+    """QA: `backups list` showed "failed" with no reason, and a file dated an hour ahead with no word of it, where the
+    tab says both: a person choosing a backup from a shell had to go and find the failed job."""
+    folder = tmp_path / "backups"
+    catalog = Catalog(folder)
+    catalog.record_verification(catalog.get(OLD), how="quick", ok=False, detail="it does not decrypt", job_id=None)
+    ahead = f"backup_{datetime.now(UTC) + timedelta(minutes=61):%Y%m%d_%H%M%S}.sqlite.gpg"
+    (folder / ahead).write_bytes((folder / OLD).read_bytes())
+    listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    lines = [line.strip() for line in listed.output.splitlines()]
+    assert lines[lines.index(next(x for x in lines if x.endswith(ahead))) + 2] == (
+        "(dated 61 min in the future: check the clocks of this host and the one that made it)"
+    ), listed.output
+    old_row = lines.index(next(x for x in lines if x.endswith(OLD)))
+    assert lines[old_row + 2] == "(failed quick verification: it does not decrypt)", listed.output
