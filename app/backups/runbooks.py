@@ -507,8 +507,24 @@ def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str
     raise StepFailed(f"Could not stop {ctx.target}: {cause}. {standing}")
 
 
+def _cancelled_before_the_stop(ctx: JobContext) -> None:
+    """A cancel asked while an earlier step ran (the compare, counting live or waiting on its locks): nothing is
+    stopped or renamed yet, so the restore's scratch copy goes, and the job ends saying so, as a cancel at any
+    other step does (QA: it ended "Cancelled … during “Stop the application”." and left the copy unsaid)."""
+    if not (by := ctx.cancel_requested()):
+        return
+    where = [f"the live database was not touched and {ctx.target} was not stopped", _copies_untouched(ctx)]
+    if ctx.state.get("scratch"):
+        where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
+    if unmade := _unmake_if_remade(ctx, setup_for(ctx)):
+        where.append(unmade)
+    said = "; ".join(where)
+    raise JobCancelled(by, f"{said[0].upper()}{said[1:]}.")
+
+
 def stop_app(ctx: JobContext) -> None:
     """Stop for the swap; a failed or cancelled stop starts the app again, the live database untouched."""
+    _cancelled_before_the_stop(ctx)
     control = steps.control_of(ctx)
     # Looked at right before the stop, never carried over from the fill (hours, maybe, in which a supervisor may
     # have brought a crashed app back): what "as found" means if the restore fails before its swap (_start_again).
@@ -783,7 +799,7 @@ register(
             CHECKPOINT,
             Step("scratch", "Restore into a scratch database", fill_scratch),
             Step("compare", "Compare live and restored", inspect_scratch),
-            Step("stop", "Stop the application", stop_app),
+            Step("stop", "Stop the application", stop_app, handles_cancel=True),
             Step("swap", "Swap the databases", swap_restore, handles_cancel=True),
             Step("start", "Start and verify", start_and_verify, handles_cancel=True),
             RECORD_AFTER,
@@ -816,7 +832,7 @@ register(
             Step("check", "Check the copies", check_undo),
             CHECKPOINT,
             Step("compare", "Compare live and the pre-restore copy", inspect_undo),
-            Step("stop", "Stop the application", stop_app),
+            Step("stop", "Stop the application", stop_app, handles_cancel=True),
             Step("swap", "Swap the databases back", swap_undo, handles_cancel=True),
             Step("start", "Start and verify", start_and_verify, handles_cancel=True),
             RECORD_AFTER,
