@@ -17,7 +17,7 @@ from app.audit.models import AuditEvent
 from app.auth.roles import Role
 from app.backups.catalog import Catalog
 from app.extensions import db
-from app.jobs.engine import engine
+from app.jobs.engine import current_targets, engine
 from app.jobs.models import Job
 from tests.backups.conftest import RECIPIENT
 from tests.support.apps import post
@@ -879,3 +879,17 @@ def test_the_cli_says_why_a_backup_failed_and_which_are_dated_in_the_future_as_t
     ), listed.output
     old_row = lines.index(next(x for x in lines if x.endswith(OLD)))
     assert lines[old_row + 2] == "(failed quick verification: it does not decrypt)", listed.output
+
+
+def test_a_checkpoint_names_the_newest_verified_backup_the_tab_names_not_one_dated_in_the_future(app, shop, tmp_path):
+    """QA: with a verified plain dump dated ahead of this host's clock, a restore's checkpoints read "newest verified
+    backup: backup_…_030007.sql.gpg (taken … 03:00 UTC)" at 02:55, while the tab named the real newest and said the
+    other's age is unknown."""
+    from app.backups.captures import BACKUP
+
+    folder = tmp_path / "backups"
+    now = datetime.now(UTC)
+    recent = verified_at(folder, now - timedelta(minutes=5))
+    verified_at(folder, now + timedelta(minutes=61))
+    with app.app_context():
+        assert BACKUP.take(current_targets().open("shop"))["file"] == recent
