@@ -722,12 +722,16 @@ def clean_up(ctx: JobContext) -> None:
                 path.unlink(missing_ok=True)
             ctx.log(f"removed {path.name}: a backup left unfinished ({byte_size(size)})")
             ctx.did(f"removed {path.name}")
-    kept_words = f"; kept {', '.join(c.name for c in spared)}: no backup holds it yet" if spared else ""
+    holds = "it" if len(spared) == 1 else "them"
+    kept_words = f"; kept {', '.join(c.name for c in spared)}: no backup holds {holds} yet" if spared else ""
     left_words = f"; removed {len(unfinished)} unfinished backup file(s)" if unfinished else ""
     if not old and not unfinished:
         ctx.skip(f"no restore copies older than {hours} h{' to drop' + kept_words if spared else ''}")
+    # Named, not only counted: "did it drop the copy my undo needs?" is the question a person reads this with.
+    which = f" ({', '.join(c.name for c in old)})" if old else ""
     ctx.set_result(
-        f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h{kept_words}{left_words}."
+        f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h{which}{kept_words}"
+        f"{left_words}."
     )
 
 
