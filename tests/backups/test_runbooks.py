@@ -651,7 +651,8 @@ def test_a_backup_of_the_pre_restore_copy_keeps_the_rows_written_after_the_backu
     assert job.state == "succeeded", (job.result, log_text(view))
     assert job.verification == "passed"
     (new,) = [p for p in data_target.backup_dir.iterdir() if p.name.endswith(".gpg") and p.name != name]
-    assert new.name in job.result
+    # QA: it read "<backup> verified: …" alone, the copy it keeps named nowhere in the result (the timeline's row)
+    assert job.result.startswith(f"Backed up {pre} to {new.name}, verified: encrypted to "), job.result
     made = json.loads(manifest_path(new).read_text())
     assert made["purpose"] == f"the pre-restore copy of restore job #{restore.id} ({pre})"
     assert made["copy"] == pre and made["counts"] == {"user": 21, "orders": 20}
