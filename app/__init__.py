@@ -303,10 +303,11 @@ def _init_request_hooks(app: Flask, settings: Settings) -> None:
     from app.domids import dom_id
 
     app.jinja_env.filters["dom_id"] = dom_id
-    from app.wording import breakable, sentence
+    from app.wording import breakable, byte_size, sentence
 
     app.jinja_env.filters["breakable"] = breakable
     app.jinja_env.filters["sentence"] = sentence
+    app.jinja_env.filters["byte_size"] = byte_size  # KiB, as the CLI and every job log say sizes
 
     from app.targetpage.tabs import all_tabs
 

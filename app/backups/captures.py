@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app.backups.setup import catalog_of
+from app.backups.status import freshness
 from app.checkpoints.captures import Capture, register
 from app.targets.target import Target
 
@@ -12,7 +13,9 @@ from app.targets.target import Target
 def _take(target: Target) -> dict | None:
     if target.config.backups is None:
         return None
-    newest = catalog_of(target).newest_verified()
+    # As the tab, the RPO and retention take it: one dated in the future (a clock skew) is of unknown age, so it is
+    # not what was newest at this moment (QA: a restore's checkpoints named it while the tab named another).
+    newest = freshness(catalog_of(target).backups(), None).newest_verified
     if newest is None:
         return {"file": None}
     return {"file": newest.id, "time": newest.time.isoformat(), "sha256": newest.sha256}

@@ -349,8 +349,35 @@ class Listing:
 class Catalog:
     """The backups of one target: the files of its backup folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, database: str | None = None) -> None:
         self.folder = folder
+        # The target's database, when known: a backup Rewind made of another (a folder two targets share, a file
+        # copied from another target's) is not this target's to offer, to count for its RPO or schedule, or to
+        # delete by its retention; the listing names it apart. None: every backup of the folder is listed.
+        self.database = database
+
+    def _of_another(self, backup: Backup) -> str | None:
+        """The other database a backup of Rewind's was made of, as its manifest says; None when it is this one's."""
+        source = backup.manifest.get("database")
+        if self.database is None or backup.foreign or not isinstance(source, str) or source == self.database:
+            return None
+        return source
+
+    def _split(self, found: list[Backup]) -> tuple[list[Backup], list[Unlisted]]:
+        """This database's backups, and the others named with why they are not listed."""
+        mine, others = [], []
+        for backup in found:
+            if (source := self._of_another(backup)) is None:
+                mine.append(backup)
+            else:
+                others.append(
+                    Unlisted(
+                        printable(backup.id),
+                        f"a backup of database {source}, not of {self.database} (its manifest says): not offered, "
+                        "counted or deleted here; restore it on the target whose database it is",
+                    )
+                )
+        return mine, others
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -389,18 +416,19 @@ class Catalog:
         entries = self._scan() if exists else []
         names = {entry.name for entry in entries}
         cutoff = time.time() - STALE_PARTIAL_S
+        backups, others = self._split(self._backups_of(entries, names))
         return Listing(
             folder=self.folder,
             exists=exists,
-            backups=self._backups_of(entries, names),
-            unlisted=self._unlisted_of(entries, names, cutoff),
+            backups=backups,
+            unlisted=sorted(self._unlisted_of(entries, names, cutoff) + others, key=lambda u: u.name),
             stale_partials=sorted(Path(entry.path) for entry in entries if _stale_partial(entry, cutoff)),
         )
 
     def backups(self) -> list[Backup]:
         """Every backup in the folder, newest first; a missing folder has none."""
         entries = self._entries()
-        return self._backups_of(entries, {entry.name for entry in entries})
+        return self._split(self._backups_of(entries, {entry.name for entry in entries}))[0]
 
     def _backups_of(self, entries: list[os.DirEntry], names: set[str]) -> list[Backup]:
         found = []
@@ -420,7 +448,9 @@ class Catalog:
         Rewind's own hidden files (a backup being written, the lock) are not named.
         """
         entries = self._entries()
-        return self._unlisted_of(entries, {entry.name for entry in entries}, time.time() - STALE_PARTIAL_S)
+        names = {entry.name for entry in entries}
+        others = self._split(self._backups_of(entries, names))[1]
+        return sorted(self._unlisted_of(entries, names, time.time() - STALE_PARTIAL_S) + others, key=lambda u: u.name)
 
     def _unlisted_of(self, entries: list[os.DirEntry], names: set[str], cutoff: float) -> list[Unlisted]:
         found = []

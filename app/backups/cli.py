@@ -13,7 +13,7 @@ from app.backups.expiry import NOTHING, queue_expired
 from app.backups.preview import rolls_back as read_rolls_back
 from app.backups.schedule import queue_due
 from app.backups.setup import NotConfigured, catalog_of, setup_of
-from app.backups.status import ago, freshness
+from app.backups.status import ago, ahead_of, freshness, future_words
 from app.clierrors import CliError, Refused
 from app.jobs.engine import current_targets
 from app.statuses import BackupState
@@ -57,6 +57,7 @@ def list_backups(target: str) -> None:
         click.echo(f"no backups in {catalog.folder}" + ("" if listing.exists else MISSING_FOLDER))
     else:
         click.echo(f"{'TIME (UTC)':<16} {'SIZE':>8} {'FORMAT':<7} {'STATE':<10} NAME (restore_backup backup=NAME)")
+    fresh = freshness(found, config.backups.rpo_minutes)
     for b in found:
         notes = ["not made by Rewind"] if b.foreign else []
         # A backup of a restore's copy is not live as it was: said, as the tab does.
@@ -68,6 +69,13 @@ def list_backups(target: str) -> None:
             notes = [f"manifest damaged: {b.manifest_problem}"]
         if b.state is BackupState.CHANGED:
             notes.append(f"changed since verified: {b.size} bytes now, {b.recorded_size} then; verify it again")
+        elif b.state is BackupState.FAILED:  # why, as the tab says it: "failed" alone sent a person to the job list
+            why = str(b.verified.get("detail") or "no reason recorded")
+            notes.append(
+                f"failed {b.verified.get('how') or ''} verification: {why[:137] + '…' if len(why) > 140 else why}"
+            )
+        if ahead := ahead_of(b.time, fresh.now):
+            notes.append(future_words(ahead))
         if b.size == 0:
             notes.append("empty file")
         if b.file_unreadable:
@@ -77,7 +85,6 @@ def list_backups(target: str) -> None:
             click.echo(f"{'':17}({note})")
     for u in unlisted:
         click.echo(f"not listed: {u.name}: {u.reason}")
-    fresh = freshness(found, config.backups.rpo_minutes)
     newest = fresh.newest_verified
     if fresh.age_unknown:
         line = f"newest verified: {fresh.future_verified.id} ({fresh.future_note})"
@@ -126,9 +133,12 @@ def rolls_back(target: str, backup: str) -> None:
         return
     for line in found.lines():
         click.echo(line)
-    untold = f"; unknown in {', '.join(found.untold)} (no time column or count to tell)" if found.untold else ""
-    if found.total or untold:
+    untold = f"unknown in {', '.join(found.untold)} ({found.untold_why})" if found.untold else ""
+    if found.total:
+        untold = f"; {untold}" if untold else ""
         click.echo(f"restoring {chosen.id} now rolls back at least {found.total} row(s) written after it{untold}")
+    elif untold:  # not "at least 0": nothing is known of those tables
+        click.echo(f"restoring {chosen.id} now rolls back an unknown number of rows written after it: {untold}")
     else:
         click.echo(f"restoring {chosen.id} now rolls back no rows written after it (none stamped later or beyond it)")
     if found.regained:

@@ -7,12 +7,13 @@ restore job reads the same again beside its restored copy, just before its swap.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 
 from app.backups.catalog import Backup, now_utc
 from app.backups.restore import brought_back, live_is_gone, rolled_back
 from app.backups.setup import BackupSetup
+from app.backups.status import ahead_of, future_words
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,14 @@ class RollBack:
     live: dict[str, int | None]  # rows per key table now; None: the table is not in live
     newer: dict[str, int]  # rows written (added or changed) after the backup, for tables with a time column
     live_gone: bool = False  # the live database is not there: the restore makes it again (remake_live)
+    ahead: timedelta | None = None  # the backup is dated this far in the future (a clock skew): its time tells nothing
+
+    @property
+    def untold_why(self) -> str:
+        """Why the rows rolled back in `untold` tables cannot be told, in words."""
+        if self.ahead is not None:
+            return f"the backup is {future_words(self.ahead)}; its time cannot tell which rows came after it"
+        return "no time column or count to tell"
 
     @cached_property
     def in_backup(self) -> dict[str, int | None]:
@@ -69,5 +78,9 @@ def rolls_back(setup: BackupSetup, backup: Backup) -> RollBack:
     Raises TargetError when live cannot be read (a key table locked past the wait names the session)."""
     if live_is_gone(setup):  # nothing to read, nothing to lose: the restore makes it again
         return RollBack(backup, now_utc(), dict.fromkeys(setup.key_tables), {}, live_gone=True)
-    found = setup.database.survey(setup.key_tables, backup.time)
-    return RollBack(backup, now_utc(), found.counts, found.newer)
+    now = now_utc()
+    # Dated in the future (a clock is wrong here or where it was made), its time would put every row of live before
+    # it: "no rows written after it" would be a guess, so no row is counted by its stamps, and those tables are untold.
+    ahead = ahead_of(backup.time, now)
+    found = setup.database.survey(setup.key_tables, None if ahead else backup.time)
+    return RollBack(backup, now, found.counts, found.newer, ahead=ahead)

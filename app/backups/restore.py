@@ -25,6 +25,7 @@ from pathlib import Path
 from app.backups.catalog import Backup, now_utc, open_to_read
 from app.backups.setup import BackupSetup
 from app.backups.sqlguard import guard_stage
+from app.backups.status import ahead_of
 from app.backups.verify import locked_key
 from app.files import sync_dir
 from app.targets.command import PipelineResult, ReadProgress, Sink, Stage, run_pipeline
@@ -376,6 +377,10 @@ def restore_scratch(
                     # One transaction: DROP/CREATE DATABASE and ALTER SYSTEM cannot run inside one, and a
                     # fill that stops halfway leaves nothing behind.
                     "--single-transaction",
+                    # What the dump's own queries return (pg_dump's set_config, each sequence's setval) is not the
+                    # job's to show: a heading, a value and "(1 row)" each in the log. Errors still go to stderr.
+                    "--output",
+                    os.devnull,
                     "--no-password",
                     *db.url.tool_args(scratch),
                 ]
@@ -681,11 +686,13 @@ def compare(setup: BackupSetup, backup: Backup, scratch: str, *, live_remade: bo
     took the cores pg_restore needed (measured: the fill 0.2 s slower at 200 MB), and read last it is
     closest to what the swap will roll back. (Read during the check step instead, it made that step as much
     longer as it made this one shorter: measured at 200 MB, 2026-11-26.)"""
-    return compare_with(setup, scratch, backup.time, as_built=backup.format == "custom", live_remade=live_remade)
+    # A backup dated in the future (a clock skew) would put all of live before it: none counted by its stamps.
+    since = None if ahead_of(backup.time, now_utc()) else backup.time
+    return compare_with(setup, scratch, since, as_built=backup.format == "custom", live_remade=live_remade)
 
 
 def compare_with(
-    setup: BackupSetup, other: str, since: datetime, *, as_built: bool = False, live_remade: bool = False
+    setup: BackupSetup, other: str, since: datetime | None, *, as_built: bool = False, live_remade: bool = False
 ) -> Comparison:
     """Live beside another database of the target (a scratch or a pre-restore copy): counts, revisions, and the
     live rows newer than `since`, which a swap takes out of live. `as_built`: see Postgres.built_counts."""

@@ -39,6 +39,7 @@ from app.backups.restore import (
     unmake_live,
 )
 from app.backups.setup import BackupSetup, setup_of
+from app.backups.status import ahead_of, future_words
 from app.backups.steps import failure_recorded, make_backup, setup_for, take_backup, verify_backup
 from app.backups.undo import swapped_since, undo_of, unseen_swap
 from app.backups.verify import check_checksum, check_envelope, quick_verify
@@ -418,6 +419,11 @@ def inspect_scratch(ctx: JobContext) -> None:
             ctx.log(f"the restore replaces it; the unreadable file is kept as {ctx.state['names']['pre_restore']}")
         for line in found.table():
             ctx.log(line)
+        if ahead := ahead_of(backup.time, now_utc()):
+            ctx.log(
+                f"{backup.id} is {future_words(ahead)}; its time cannot tell which of live's rows were written "
+                "after it: unknown above, unless live holds more rows than the copy"
+            )
         pre = ctx.state["names"]["pre_restore"]
         if (lost := found.lost) and not sum(lost.values()):
             untold = [t for t, n in found.live.items() if n is not None and t not in lost]
@@ -511,8 +517,24 @@ def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str
     raise StepFailed(f"Could not stop {ctx.target}: {cause}. {standing}")
 
 
+def _cancelled_before_the_stop(ctx: JobContext) -> None:
+    """A cancel asked while an earlier step ran (the compare, counting live or waiting on its locks): nothing is
+    stopped or renamed yet, so the restore's scratch copy goes, and the job ends saying so, as a cancel at any
+    other step does (QA: it ended "Cancelled … during “Stop the application”." and left the copy unsaid)."""
+    if not (by := ctx.cancel_requested()):
+        return
+    where = [f"the live database was not touched and {ctx.target} was not stopped", _copies_untouched(ctx)]
+    if ctx.state.get("scratch"):
+        where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
+    if unmade := _unmake_if_remade(ctx, setup_for(ctx)):
+        where.append(unmade)
+    said = "; ".join(where)
+    raise JobCancelled(by, f"{said[0].upper()}{said[1:]}.")
+
+
 def stop_app(ctx: JobContext) -> None:
     """Stop for the swap; a failed or cancelled stop starts the app again, the live database untouched."""
+    _cancelled_before_the_stop(ctx)
     control = steps.control_of(ctx)
     # Looked at right before the stop, never carried over from the fill (hours, maybe, in which a supervisor may
     # have brought a crashed app back): what "as found" means if the restore fails before its swap (_start_again).
@@ -712,12 +734,16 @@ def clean_up(ctx: JobContext) -> None:
                 path.unlink(missing_ok=True)
             ctx.log(f"removed {path.name}: a backup left unfinished ({byte_size(size)})")
             ctx.did(f"removed {path.name}")
-    kept_words = f"; kept {', '.join(c.name for c in spared)}: no backup holds it yet" if spared else ""
+    holds = "it" if len(spared) == 1 else "them"
+    kept_words = f"; kept {', '.join(c.name for c in spared)}: no backup holds {holds} yet" if spared else ""
     left_words = f"; removed {len(unfinished)} unfinished backup file(s)" if unfinished else ""
     if not old and not unfinished:
         ctx.skip(f"no restore copies older than {hours} h{' to drop' + kept_words if spared else ''}")
+    # Named, not only counted: "did it drop the copy my undo needs?" is the question a person reads this with.
+    which = f" ({', '.join(c.name for c in old)})" if old else ""
     ctx.set_result(
-        f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h{kept_words}{left_words}."
+        f"Dropped {len(old)} restore cop{'y' if len(old) == 1 else 'ies'} older than {hours} h{which}{kept_words}"
+        f"{left_words}."
     )
 
 
@@ -789,7 +815,7 @@ register(
             CHECKPOINT,
             Step("scratch", "Restore into a scratch database", fill_scratch),
             Step("compare", "Compare live and restored", inspect_scratch),
-            Step("stop", "Stop the application", stop_app),
+            Step("stop", "Stop the application", stop_app, handles_cancel=True),
             Step("swap", "Swap the databases", swap_restore, handles_cancel=True),
             Step("start", "Start and verify", start_and_verify, handles_cancel=True),
             RECORD_AFTER,
@@ -822,7 +848,7 @@ register(
             Step("check", "Check the copies", check_undo),
             CHECKPOINT,
             Step("compare", "Compare live and the pre-restore copy", inspect_undo),
-            Step("stop", "Stop the application", stop_app),
+            Step("stop", "Stop the application", stop_app, handles_cancel=True),
             Step("swap", "Swap the databases back", swap_undo, handles_cancel=True),
             Step("start", "Start and verify", start_and_verify, handles_cancel=True),
             RECORD_AFTER,

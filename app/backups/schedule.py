@@ -18,7 +18,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.backups.catalog import Catalog, now_utc
+from app.backups.catalog import now_utc
+from app.backups.setup import catalog_for
 from app.jobs import scheduler, system_jobs
 from app.jobs.engine import current_targets
 from app.targets.config import TargetConfig
@@ -49,7 +50,7 @@ class Decision:
 
 
 def _newest(config: TargetConfig) -> datetime | None:
-    newest = next((b for b in Catalog(config.backups.dir).backups() if not b.foreign and not b.of_copy), None)
+    newest = next((b for b in catalog_for(config).backups() if not b.foreign and not b.of_copy), None)
     return newest.time if newest is not None else None
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.backups.catalog import Catalog
+from app.targets.config import TargetConfig
 from app.targets.dbadmin import Postgres, Sqlite, open_database
 from app.targets.errors import TargetError
 from app.targets.gpg import GpgHome
@@ -37,7 +38,14 @@ def catalog_of(target: Target) -> Catalog:
         raise NotConfigured(
             f"{target.name} has no backups configured", fix=f"add [targets.{target.name}.backups] with dir = …"
         )
-    return Catalog(backups.dir)
+    return catalog_for(target.config)
+
+
+def catalog_for(config: TargetConfig) -> Catalog:
+    """The catalog of a target with backups: its folder, seen as its database's (see Catalog.database)."""
+    database = config.database
+    name = open_database(database.url, {}, database.pg_bin).name if database is not None else None
+    return Catalog(config.backups.dir, name)
 
 
 def setup_of(target: Target) -> BackupSetup:

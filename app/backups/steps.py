@@ -107,5 +107,8 @@ def verify_backup(ctx: JobContext) -> None:
             ctx.verified(False, exc.message)
             raise
     ctx.verified(True, f"{backup.id}: {detail}")
-    ctx.set_result(f"{backup.id} verified: {detail}.")
+    # After the step that made it ("Backed up <copy> to <backup>."), that stays first: a backup of a restore copy
+    # read only "<backup> verified: …", naming nowhere the copy whose rows it keeps.
+    made = ctx.result.removesuffix(".") if ctx.result else None
+    ctx.set_result(f"{made}, verified: {detail}." if made else f"{backup.id} verified: {detail}.")
     ctx.progress(1.0, "verified")

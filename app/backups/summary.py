@@ -34,6 +34,8 @@ def backups_line(target: Target) -> list[tuple[str, str, str]]:
     elif fresh.newest_verified is None:
         return [("Backups", "no verified backup yet", "bad" if fresh.rpo else "warn")]
     else:
+        if fresh.late:  # said in words too, not only by the badge's red: "7 min ago (RPO 5 min)" left the sum to do
+            rpo = f", older than the RPO of {config.rpo_minutes} min"
         text = f"newest verified {ago(fresh.age)} ago{rpo}: {fresh.newest_verified.id}"
         if fresh.future_verified is not None:  # apart: it hides no real recent one, but a clock is wrong
             text += f"; {fresh.future_verified.id} is {fresh.future_note}"

@@ -133,9 +133,15 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
                     fix=f"a gpg that fails without a word points at gpg or its home ({setup.home.home}), not at the "
                     f"file: run that command by hand with the backup as its input (< {backup.path})",
                 )
+            # check_envelope found it encrypted to every recipient it names, and locked_key just decrypted with a
+            # secret key of one of the target's: when those are among the file's, the key is there, the data is not.
+            key_there = set(setup.recipients) <= set(backup.manifest.get("recipients") or setup.recipients)
             raise BadBackup(
                 f"{backup.id} does not decrypt: {said}",
-                fix=f"the file is damaged or truncated, or its secret key is not in {setup.home.home}",
+                fix=f"the file is damaged or truncated (its secret key is in {setup.home.home} and decrypts): choose "
+                "another backup"
+                if key_there
+                else f"the file is damaged or truncated, or its secret key is not in {setup.home.home}",
             )
         if stage is not None and stage.name == "sqlguard":
             raise BadBackup(

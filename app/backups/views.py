@@ -10,11 +10,11 @@ from werkzeug.exceptions import BadRequest
 from app.auth.guards import requires
 from app.auth.roles import Role
 from app.backups import summary  # noqa: F401 - registers its overview line and timeline kind
-from app.backups.catalog import BACKUP_ID, Catalog, CatalogError, NoAccess
+from app.backups.catalog import BACKUP_ID, CatalogError, NoAccess
 from app.backups.expiry import backups_of_copies
 from app.backups.preview import rolls_back
 from app.backups.restore import being_filled, copies
-from app.backups.setup import catalog_of, setup_of
+from app.backups.setup import catalog_for, catalog_of, setup_of
 from app.backups.status import ago, ahead_of, freshness, future_words, jobs_on_record
 from app.backups.undo import swapped_since, undo_offer
 from app.jobs import followups, service
@@ -42,7 +42,7 @@ def index():
             rows.append((config.name, None, "no backups configured"))
             continue
         try:
-            found = Catalog(config.backups.dir).backups()
+            found = catalog_for(config).backups()
             rows.append((config.name, freshness(found, config.backups.rpo_minutes), None))
         except TargetError as exc:  # a folder Rewind's process may not read (NoAccess) says which and what to do
             rows.append((config.name, None, exc.in_words()))

@@ -141,13 +141,20 @@ def test_the_cleanup_keeps_copies_no_backup_holds_unless_told_to_drop_them(app, 
     job, view = run(app, "cleanup_restores", data_target.name, older_than_hours=1)
     assert job.state == "succeeded", log_text(view)
     assert f"kept {unsaved}: no backup holds it yet" in log_text(view)
-    assert f"Dropped 1 restore copy older than 1 h; kept {unsaved}: no backup holds it yet" in job.result
+    # the dropped copies named, not only counted (QA: "Dropped 2 restore copies older than 0 h; kept a, b, c, d: no
+    # backup holds it yet" left a person to read the log to know whether the copy an undo needs was gone)
+    assert f"Dropped 1 restore copy older than 1 h ({scratch}); kept {unsaved}: no backup holds it yet" in job.result
     assert copies(data_target) == [unsaved] and scratch not in copies(data_target)
     assert data_target.snapshot(copy_url(data_target, unsaved)) == data_target.snapshot()
 
     dropped, view = run(app, "cleanup_restores", data_target.name, older_than_hours=1, spare_unsaved="no")
     assert dropped.state == "succeeded" and f"dropped {unsaved}" in log_text(view), log_text(view)
     assert copies(data_target) == []
+
+    spared = sorted(make_copy(data_target, kind, 2, server) for kind in ("pre_restore", "undone"))
+    kept, _ = run(app, "cleanup_restores", data_target.name, older_than_hours=1)
+    assert sorted(copies(data_target)) == spared
+    assert "no backup holds them yet" in kept.result and "holds it" not in kept.result, kept.result
 
 
 @both_databases

@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 import urllib.error
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from app.backups.catalog import Catalog
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service, swaps
+from app.jobs.context import CANCEL_CHECK_S
 from app.jobs.engine import engine
 from app.jobs.models import Job
 from app.targets.dbadmin import Postgres
@@ -401,3 +403,43 @@ def test_an_app_down_at_the_fill_and_serving_again_by_the_stop_is_started_again_
         assert health(data_target.code)[0] == 200
     finally:
         back_to_managed(app, data_target)
+
+
+@pytest.mark.parametrize("data_target", ["postgresql"], indirect=True)
+def test_a_cancel_while_live_and_restored_are_compared_drops_the_scratch_copy_and_says_so(app, runner, data_target):
+    """QA: cancelled while the compare counted live (here, waiting on a table another session held locked), the job
+    ended "Cancelled by … during “Stop the application”." and the filled scratch copy stayed beside live, unsaid."""
+    name, before = _restore_after_a_change(app, data_target)
+    live = Postgres(data_target.url, inherited_env()).name
+    with psycopg.connect(data_target.url, autocommit=True) as holder, psycopg.connect(data_target.url) as watcher:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        with app.app_context():
+            book = runbooks.get("restore_backup")
+            job_id = service.enqueue(
+                book, data_target.name, book.parse_params({"backup": name}, data_target.name), ADMIN
+            ).id
+
+        def waiting() -> bool:  # the compare's count of orders waits on the lock
+            found = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
+                "AND query LIKE 'SELECT count(*)%%'",
+                (live,),
+            ).fetchone()[0]
+            watcher.commit()
+            return found > 0
+
+        wait_for(waiting, timeout=60)
+        with app.app_context():
+            service.cancel(db.session.get(Job, job_id), Actor(None, "the on-call engineer"))
+        time.sleep(2 * CANCEL_CHECK_S)  # the compare waits on past the job's next look at its cancel, as in use
+        holder.execute("COMMIT")
+    job, view = finished(app, job_id, timeout=120)
+    assert job.state == "cancelled", log_text(view)
+    scratch = re.search(r"the scratch copy (\S+),", log_text(view)).group(1)
+    assert job.result == (
+        "Cancelled by the on-call engineer during “Stop the application”. The live database was not touched and "
+        f"{data_target.name} was not stopped; no pre-restore copy was made; the scratch copy {scratch} was dropped."
+    ), job.result
+    assert copies(data_target) == [] and data_target.snapshot() == before
+    assert health(data_target.code)[0] == 200

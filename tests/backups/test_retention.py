@@ -192,3 +192,37 @@ def test_a_backup_dated_in_the_future_does_not_let_retention_delete_the_real_new
     doomed = {b.id for b in retention.plan(Catalog(folder).backups(), 1, 0, now)}
     assert real not in doomed and ahead not in doomed, doomed  # the last one kept, and the real newest verified
     assert unverified in doomed
+
+
+def test_a_backup_of_another_database_in_the_folder_is_not_this_target_s_to_delete_count_or_offer(
+    app, runner, as_role, tmp_path
+):
+    """QA: a staging backup in production's folder (a folder two targets share, or a file copied across) was listed
+    as production's, counted as its newest verified backup for the RPO, and production's retention (keep_last = 1)
+    deleted it: "deleted staging_….dump.gpg, past retention". Its manifest names its database: it is named apart."""
+    from datetime import UTC, datetime
+
+    from app.auth.roles import Role
+
+    folder = folder_of(tmp_path)
+    other = own(folder, 1)
+    manifest = json.loads(manifest_path(folder / other).read_text())
+    manifest["database"] = "staging.db"
+    manifest["time"] = datetime.now(UTC).isoformat()  # verified, and newer than anything of shop's
+    manifest_path(folder / other).write_text(json.dumps(manifest))
+    ours = own(folder, 2)
+    keep_last(app, tmp_path, 1)
+    words = f"{other}: a backup of database staging.db, not of shop.db (its manifest says): not offered, counted"
+
+    tab = as_role(Role.ADMIN).get("/targets/shop/backups").get_data(as_text=True)
+    assert words in tab.replace("<code>", "").replace("</code>", ""), tab
+    rpo = tab[tab.index('<p id="rpo">') :].split("</p>")[0]
+    assert other not in rpo and "older than the RPO" in rpo, rpo  # shop's own newest is years old
+    assert f"backup={other}" not in tab and f'value="{other}"' not in tab  # no button names it
+    listed = app.test_cli_runner().invoke(args=["rewind", "backups", "list", "shop"])
+    assert listed.exit_code == 1 and f"not listed: {words}" in listed.output, listed.output
+
+    job, view = run(app, "backup", "shop")
+    assert job.state == "succeeded", (job.result, log_text(view))
+    assert f"deleted {ours} (2024-01-02" in log_text(view)
+    assert other not in log_text(view) and (folder / other).exists() and manifest_path(folder / other).exists()

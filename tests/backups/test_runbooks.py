@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -576,6 +577,8 @@ def test_a_plain_sql_backup_the_written_procedure_made_restores_row_for_row(app,
     job, view = run(app, "restore_backup", data_target.name, backup=name)
     assert job.state == "succeeded", (job.result, log_text(view))
     assert "decrypts to its end" in log_text(view)  # not verified before: step 1 decrypted it whole first
+    # QA: what the dump's queries return (pg_dump's set_config, a setval per sequence) filled the log, four lines each
+    assert "set_config" not in log_text(view) and "(1 row)" not in log_text(view), log_text(view)
     assert data_target.snapshot() == before
     (pre,) = copies(data_target)
     assert len(data_target.snapshot(copy_url(data_target, pre))["orders"]) == 5
@@ -682,7 +685,8 @@ def test_a_backup_of_the_pre_restore_copy_keeps_the_rows_written_after_the_backu
     assert job.state == "succeeded", (job.result, log_text(view))
     assert job.verification == "passed"
     (new,) = [p for p in data_target.backup_dir.iterdir() if p.name.endswith(".gpg") and p.name != name]
-    assert new.name in job.result
+    # QA: it read "<backup> verified: …" alone, the copy it keeps named nowhere in the result (the timeline's row)
+    assert job.result.startswith(f"Backed up {pre} to {new.name}, verified: encrypted to "), job.result
     made = json.loads(manifest_path(new).read_text())
     assert made["purpose"] == f"the pre-restore copy of restore job #{restore.id} ({pre})"
     assert made["copy"] == pre and made["counts"] == {"user": 21, "orders": 20}
@@ -833,3 +837,49 @@ def test_a_restore_and_undo_with_nothing_written_since_say_no_rows(app, runner, 
     assert job.state == "succeeded", job.result
     text = log_text(view)
     assert "the undo takes no rows written to the key tables since the restore" in text and "0 row(s)" not in text
+
+
+def test_a_restore_of_a_backup_dated_in_the_future_does_not_say_it_rolls_back_no_rows(app, runner, data_target):
+    """QA: a dump named by a host whose clock ran 61 min ahead, restored over a row changed since it was made, read
+    "the restore rolls back no rows written to the key tables after the backup": every row of live is stamped before
+    a time in the future. Its time tells nothing, and the log says so."""
+    stamp = "text" if data_target.engine == "sqlite" else "timestamptz"
+    data_target.execute(f'ALTER TABLE "user" ADD COLUMN updated_at {stamp}')
+    made = backup_now(app, data_target)
+    ahead = datetime.now(UTC) + timedelta(minutes=61)
+    name = f"backup_{ahead:%Y%m%d_%H%M%S}.{made.split('.', 1)[1]}"  # a file Rewind did not make: named for its time
+    (data_target.backup_dir / made).rename(data_target.backup_dir / name)
+    manifest_path(data_target.backup_dir / made).unlink()
+    now = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}+00"
+    data_target.execute('UPDATE "user" SET name = ?, updated_at = ? WHERE id = 6', ("renamed", now))
+
+    job, view = run(app, "restore_backup", data_target.name, backup=name)
+    text = log_text(view)
+    assert job.state == "succeeded", (job.result, text)
+    assert "rolls back no rows" not in text, text
+    assert re.search(r"^user +20 +20 +unknown$", text, re.M), text
+    assert (
+        f"{name} is dated 61 min in the future: check the clocks of this host and the one that made it; its time "
+        "cannot tell which of live's rows were written after it: unknown above, unless live holds more rows than the "
+        "copy"
+    ) in text, text
+
+
+def test_a_backup_that_does_not_decrypt_is_blamed_on_its_bytes_once_its_key_is_known_to_decrypt(
+    app, runner, data_target
+):
+    """QA: a truncated backup read "does not decrypt: gpg: … — the file is damaged or truncated, or its secret key is
+    not in <home>", though the check had just found it encrypted to the target's key and that key decrypting: a
+    person under stress went looking for a missing key. The key is said to be there, and what to do."""
+    good = (data_target.backup_dir / backup_now(app, data_target)).read_bytes()
+    name = f"backup_20200101_000000.{'dump' if data_target.engine == 'postgresql' else 'sqlite'}.gpg"
+    (data_target.backup_dir / name).write_bytes(good[: len(good) // 2])  # a copy cut short
+
+    job, view = run(app, "verify_backup", data_target.name, backup=name)
+    assert job.state == "failed", log_text(view)
+    assert f"{name} does not decrypt: gpg: " in job.result, job.result
+    home = data_target.home.home
+    assert f"the file is damaged or truncated (its secret key is in {home} and decrypts): choose another backup" in (
+        job.result
+    ), job.result
+    assert "or its secret key is not in" not in job.result, job.result
