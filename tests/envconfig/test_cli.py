@@ -189,3 +189,19 @@ def test_a_restore_from_the_shell_on_a_protected_target_checks_the_digest_before
     result = app.test_cli_runner().invoke(args=run)
     refused(result, said, f"`flask rewind config diff staging {first} now`")
     assert "no terminal to ask" not in result.stderr
+
+
+def test_the_fix_of_a_first_version_that_did_not_parse_says_it_is_compared_with_nothing(app, env_target):
+    """The first version Rewind kept did not parse, so the fix after it has nothing to compare its keys with: the
+    shell read "added: GREETING, MODE no version before it parses", the words run into the key list."""
+    env_target.env_path.write_text("MODE='never closed\n")
+    with app.app_context():
+        store.ensure_current(current_targets().open("staging"))
+    env_target.env_path.write_text(GOOD)
+    with app.app_context():
+        fixed = store.ensure_current(current_targets().open("staging"))[0]
+        assert fixed.compared_since == "against nothing: no version before it parses", fixed.compared_since
+        fixed = fixed.id
+    listed = config(app, "versions", "staging").output
+    entry = " ".join(listed.split(f"#{fixed} ")[1].split("\n#")[0].split())
+    assert "MODE against nothing: no version before it parses" in entry, entry
