@@ -51,7 +51,7 @@ class EnvVersion(db.Model):
         if "since" not in changes:
             return ""
         if changes["since"] is None:
-            return "no version before it parses"
+            return "against nothing: no version before it parses"  # after a key list, or "no key changed"
         return f"since version #{changes['since']}, the newest before it that parses"
 
     @property

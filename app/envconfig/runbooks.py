@@ -282,7 +282,8 @@ RESTART = Step("restart", "Restart the application", restart_or_undo)
 VERIFY = Step("verify", "Verify health (undo if it fails)", verify_or_undo)
 EXPECT = Param("expect", "Digest of the env file shown", check=_expect, help="refuses a stale diff")
 # Required and checked as EXPECT is, but in _check_restore, where the version is known: from the shell, the digest
-# is what `config diff` prints, and neither "is required" nor "reload the Config tab" said so (QA).
+# is what `config diff` prints, and neither "is required" nor "reload the Config tab" said so (QA). A precheck, as a
+# parameter's own check is: the shell asks for a protected target's name only once the digest is right.
 RESTORE_EXPECT = replace(EXPECT, required=False, default="", check=None)
 
 
@@ -301,7 +302,6 @@ def _check_restore(params: dict, target: str | None) -> None:
     except ParamError as exc:
         again = f"{diff} shows the new diff and ends with the command to run"
         raise ParamError(exc.param, exc.problem, from_shell=again) from None
-    confirm_protected(params, target)
 
 
 RESTORE = register(
@@ -312,7 +312,8 @@ RESTORE = register(
         role=Role.OPERATOR,
         mutates=True,
         params=(Param("version", "Version", check=_version), RESTORE_EXPECT, CONFIRM),
-        check=_check_restore,
+        precheck=_check_restore,
+        check=confirm_protected,
         steps=(CHECKPOINT, Step("check", "Check the version", check_version), WRITE, RELEASE, RESTART, VERIFY),
         tags=frozenset({"config"}),
     )

@@ -189,6 +189,9 @@ def upgrade(ctx: JobContext) -> None:
     ctx.progress(1.0, ", ".join(sorted(rows)))
 
 
+PLAN_READ_AT = "downgrade_plan_read_at"  # alembic_version as show_losses read its plan (revisions_word)
+
+
 def show_losses(ctx: JobContext) -> None:
     """Before the downgrade: every operation on the way down, and what the dropped tables and columns hold now."""
     target = steps.target_of(ctx)
@@ -197,6 +200,7 @@ def show_losses(ctx: JobContext) -> None:
         if seen and seen != revisions_word(now := current_revisions(target.config.database.url)):
             raise StepFailed(_stale_review(ctx.target, seen, now, when="the review showed when this job was queued"))
         graph, plan = downgrade_plan(target, ctx.params["revision"])
+    ctx.state[PLAN_READ_AT] = plan.reviewed_at  # the downgrade step runs this plan, or nothing
     for line in plan.lines(graph):
         ctx.log(line)
     backup_first.note_losses(ctx, plan.destroys_data, plan.summary(), ctx.params["revision"])
@@ -209,6 +213,10 @@ def downgrade(ctx: JobContext) -> None:
     with steps.adapter_errors(ctx):
         graph = read_folder(target.config.database.migrations)
         current = current_revisions(target.config.database.url)
+        # Moved by hand since the plan was listed (a backup can take minutes): the same revision would run
+        # downgrade() functions the job never listed, nor took a backup for.
+        if (listed := ctx.state.get(PLAN_READ_AT)) is not None and listed != revisions_word(current):
+            raise StepFailed(_stale_review(ctx.target, listed, current, when="this job listed its plan"))
         try:
             order, expected = graph.downgrade_plan(current, to)
         except RevisionError as exc:

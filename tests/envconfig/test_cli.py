@@ -167,3 +167,41 @@ def test_a_restore_from_the_shell_with_a_stale_digest_says_the_shell_s_way_on(ap
         f"from the shell, `flask rewind config diff staging {first} now` shows the new diff and ends with the "
         "command to run",
     )
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_a_restore_from_the_shell_on_a_protected_target_checks_the_digest_before_asking_for_its_name(
+    app, env_target, users, stale
+):
+    """The shell asks for a protected target's name only once the rest is right (jobs/cli.py, check_values): a
+    missing or stale expect= was found only after the name, and with no terminal the refusal named the name
+    (pass --yes) instead of the digest the restore was missing."""
+    from tests.support.targets import write_targets_file
+
+    write_targets_file(app, env_target.toml(protected=True))
+    first, _ = two_versions(app, env_target)
+    run = ["rewind", "run", "staging", "config_restore", f"version={first}", "--as", "admin"]
+    if stale:
+        shown = config(app, "diff", "staging", str(first), "now").output
+        run = [*shown.split("back: flask ")[1].split(" --as")[0].split(), "--as", "admin"]
+        env_target.env_path.write_bytes(env_target.env_path.read_bytes() + b"LATE=1\n")
+    said = "changed on disk after the diff was shown" if stale else "Digest of the env file shown is required"
+    result = app.test_cli_runner().invoke(args=run)
+    refused(result, said, f"`flask rewind config diff staging {first} now`")
+    assert "no terminal to ask" not in result.stderr
+
+
+def test_the_fix_of_a_first_version_that_did_not_parse_says_it_is_compared_with_nothing(app, env_target):
+    """The first version Rewind kept did not parse, so the fix after it has nothing to compare its keys with: the
+    shell read "added: GREETING, MODE no version before it parses", the words run into the key list."""
+    env_target.env_path.write_text("MODE='never closed\n")
+    with app.app_context():
+        store.ensure_current(current_targets().open("staging"))
+    env_target.env_path.write_text(GOOD)
+    with app.app_context():
+        fixed = store.ensure_current(current_targets().open("staging"))[0]
+        assert fixed.compared_since == "against nothing: no version before it parses", fixed.compared_since
+        fixed = fixed.id
+    listed = config(app, "versions", "staging").output
+    entry = " ".join(listed.split(f"#{fixed} ")[1].split("\n#")[0].split())
+    assert "MODE against nothing: no version before it parses" in entry, entry

@@ -362,3 +362,32 @@ def test_a_downgrade_reviewed_before_someone_else_s_upgrade_is_refused_not_run_f
     ) in job.result, job.result
     assert view.steps[0].state == "failed" and {s.state for s in view.steps[1:]} == {"not_run"}
     assert shop_target.versions() == {"d4000004"}
+
+
+def test_a_downgrade_whose_database_moves_after_its_plan_was_listed_changes_nothing(app, shop_target):
+    """The job lists its plan (and decides on a backup) at its first step; a backup, its verification and the
+    checkpoint come between that and the downgrade. An upgrade by hand meanwhile made the downgrade step run
+    downgrade() functions the job had never listed: the step checks the database is where the plan was read."""
+    import json
+
+    from app.jobs.context import JobContext
+    from app.jobs.events import EventWriter
+    from app.jobs.redact import Redactor
+    from app.schema.runbooks import downgrade, show_losses
+
+    with app.app_context():
+        target = current_targets().open("shop")
+        flask_db.run(target, "upgrade", "c3aaaaa3", None)
+        params = {"revision": "b2000002", "expect": "c3aaaaa3", "backup_confirmed": False, "skip_backup": False}
+        job = Job(runbook="schema_downgrade", target="shop", mutates=True, actor_name="admin", state="running")
+        job.params_json = json.dumps(params)
+        db.session.add(job)
+        db.session.commit()
+        ctx = JobContext(job, EventWriter(job.id, engine(app).bus), Redactor(), "Downgrade the schema")
+        show_losses(ctx)  # the plan listed: c3aaaaa3 alone
+        flask_db.run(target, "upgrade", "heads", None)  # someone upgrades by hand during the backup
+        with pytest.raises(runbooks.StepFailed) as failed:
+            downgrade(ctx)
+    assert "shop's database is now at d4000004, not at c3aaaaa3" in str(failed.value), failed.value
+    assert "nothing was changed" in str(failed.value)
+    assert shop_target.versions() == {"d4000004"}
