@@ -373,7 +373,15 @@ def inspect_undo(ctx: JobContext) -> None:
     ctx.progress(1.0, f"{len(found.live)} key table(s) compared")
 
 
+def checkpoint_restore(ctx: JobContext) -> None:
+    """The checkpoint, once a cancel that came during the check has put back what the check made (the live database
+    it made again): see _cancelled_before_the_stop."""
+    _cancelled_before_the_stop(ctx)
+    steps.checkpoint(ctx)
+
+
 def fill_scratch(ctx: JobContext) -> None:
+    _cancelled_before_the_stop(ctx)
     setup = setup_for(ctx)
     with steps.adapter_errors(ctx):
         backup = setup.catalog.get(ctx.params["backup"])
@@ -408,6 +416,7 @@ def fill_scratch(ctx: JobContext) -> None:
 
 def inspect_scratch(ctx: JobContext) -> None:
     """Live and restored side by side, and what the restore will roll back; a bad copy is dropped."""
+    _cancelled_before_the_stop(ctx)
     setup = setup_for(ctx)
     scratch = ctx.state["scratch"]
     try:
@@ -518,16 +527,17 @@ def _start_unswapped(ctx: JobContext, cause: StepFailed | JobCancelled, why: str
 
 
 def _cancelled_before_the_stop(ctx: JobContext) -> None:
-    """A cancel asked while an earlier step ran (the compare, counting live or waiting on its locks): nothing is
-    stopped or renamed yet, so the restore's scratch copy goes, and the job ends saying so, as a cancel at any
-    other step does (QA: it ended "Cancelled … during “Stop the application”." and left the copy unsaid)."""
+    """A cancel asked while an earlier step ran (the check, the checkpoint, the end of the fill, the compare counting
+    live or waiting on its locks): nothing is stopped or renamed yet, so the restore's scratch copy goes, and so does
+    an empty live database the check made again, and the job ends saying so, as a cancel at any other step does (QA:
+    it ended "Cancelled … during “Stop the application”." and left the copy unsaid). Each step from the check to the
+    stop asks this first: left to the runner's own check between steps, the cancel ended the job with both left."""
     if not (by := ctx.cancel_requested()):
         return
-    where = [f"the live database was not touched and {ctx.target} was not stopped", _copies_untouched(ctx)]
+    live = _unmake_if_remade(ctx, setup_for(ctx)) or "the live database was not touched"
+    where = [f"{live} and {ctx.target} was not stopped", _copies_untouched(ctx)]
     if ctx.state.get("scratch"):
         where.append(_drop_quietly(ctx, setup_for(ctx), ctx.state["scratch"]))
-    if unmade := _unmake_if_remade(ctx, setup_for(ctx)):
-        where.append(unmade)
     said = "; ".join(where)
     raise JobCancelled(by, f"{said[0].upper()}{said[1:]}.")
 
@@ -812,9 +822,9 @@ register(
         check=confirm_protected,
         steps=(
             Step("check", "Check the backup", check_restore),
-            CHECKPOINT,
-            Step("scratch", "Restore into a scratch database", fill_scratch),
-            Step("compare", "Compare live and restored", inspect_scratch),
+            Step(CHECKPOINT.name, CHECKPOINT.title, checkpoint_restore, handles_cancel=True),
+            Step("scratch", "Restore into a scratch database", fill_scratch, handles_cancel=True),
+            Step("compare", "Compare live and restored", inspect_scratch, handles_cancel=True),
             Step("stop", "Stop the application", stop_app, handles_cancel=True),
             Step("swap", "Swap the databases", swap_restore, handles_cancel=True),
             Step("start", "Start and verify", start_and_verify, handles_cancel=True),

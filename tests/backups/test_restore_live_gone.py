@@ -199,3 +199,46 @@ def test_a_record_of_how_live_was_made_that_is_not_as_rewind_writes_it_is_refuse
     assert f"the backup's record of how {live_name(data_target)} was made is not as Rewind writes it" in job.result
     assert "internal error" not in job.result
     assert live_name(data_target) not in data_target.databases() and copies(data_target) == []
+
+
+def test_a_cancel_during_the_check_drops_the_live_database_it_made_again(app, data_target):
+    """A cancel that came while the check waited (here, on a health endpoint that never answers) was seen by the
+    runner between steps: the job ended "Cancelled … during “Record a checkpoint”." and the empty live database the
+    check had made stayed in place of the missing one, unsaid. It goes again, and the job says so."""
+    import socket
+
+    from app.audit.store import Actor
+    from app.extensions import db
+    from app.jobs import runbook as runbooks
+    from app.jobs import service
+    from app.jobs.models import Job
+    from tests.deployments.test_runbooks import ADMIN
+    from tests.support.jobs import finished
+    from tests.support.targets import write_targets_file
+
+    name = backup_now(app, data_target)
+    drop_live(data_target)
+    with socket.create_server(("127.0.0.1", 0)) as mute:  # takes the probe's connection, answers nothing
+        url = f"http://127.0.0.1:{mute.getsockname()[1]}/health"
+        toml = data_target.toml()
+        assert data_target.code.url in toml
+        write_targets_file(
+            app, toml.replace(data_target.code.url, url).replace("timeout = 5", "timeout = 5\nprobe_timeout = 3")
+        )
+        with app.app_context():
+            book = runbooks.get("restore_backup")
+            job_id = service.enqueue(
+                book, data_target.name, book.parse_params({"backup": name}, data_target.name), ADMIN
+            ).id
+        mute.settimeout(120)
+        probe, _ = mute.accept()  # the check step waits on it now, live made again
+        with probe, app.app_context():
+            service.cancel(db.session.get(Job, job_id), Actor(None, "the on-call engineer"))
+            job, view = finished(app, job_id, timeout=120)
+    text = log_text(view)
+    assert job.state == "cancelled", text
+    assert job.result == (
+        "Cancelled by the on-call engineer during “Record a checkpoint”. The empty live database made for this "
+        f"restore was dropped again and {data_target.name} was not stopped; no pre-restore copy was made."
+    ), job.result
+    assert_left_as_found(data_target, text)
