@@ -80,6 +80,18 @@ def check_envelope(setup: BackupSetup, backup: Backup) -> str:
     return f"encrypted to {', '.join(expected)}"
 
 
+def _keys_not_here(setup: BackupSetup, backup: Backup) -> tuple[str, ...] | None:
+    """The file's key ids when none of them has its secret key in the target's home, () when one has, None when
+    that cannot be read. By id, not by name: after a key rotation the old key carries the new one's name."""
+    try:
+        with open_to_read(backup.path) as head:
+            envelope = openpgp.read_envelope(head)
+        here = openpgp.secret_key_ids(setup.home.home, setup.home.env)
+    except (OSError, TargetError):
+        return None
+    return () if set(envelope.key_ids) & here else tuple(envelope.key_ids)
+
+
 def check_checksum(backup: Backup) -> str:
     if not backup.sha256:
         return "no checksum recorded (a file Rewind did not make)"
@@ -133,16 +145,22 @@ def check_readable(setup: BackupSetup, backup: Backup, sink: Sink) -> str:
                     fix=f"a gpg that fails without a word points at gpg or its home ({setup.home.home}), not at the "
                     f"file: run that command by hand with the backup as its input (< {backup.path})",
                 )
-            # check_envelope found it encrypted to every recipient it names, and locked_key just decrypted with a
-            # secret key of one of the target's: when those are among the file's, the key is there, the data is not.
-            key_there = set(setup.recipients) <= set(backup.manifest.get("recipients") or setup.recipients)
-            raise BadBackup(
-                f"{backup.id} does not decrypt: {said}",
-                fix=f"the file is damaged or truncated (its secret key is in {setup.home.home} and decrypts): choose "
-                "another backup"
-                if key_there
-                else f"the file is damaged or truncated, or its secret key is not in {setup.home.home}",
-            )
+            # locked_key just decrypted with the target's keys: when the file is for one of the secret keys here,
+            # the key is there and the data is not (by key id: after a rotation the old key has the new one's name).
+            home, missing = setup.home.home, _keys_not_here(setup, backup)
+            if missing == ():
+                fix = (
+                    f"the file is damaged or truncated (its secret key is in {home} and decrypts): choose "
+                    "another backup"
+                )
+            elif missing:
+                fix = (
+                    f"it is for key id(s) {', '.join(missing)}, whose secret key is not in {home} (a key rotated out "
+                    "keeps its name): import that secret key there, or choose another backup"
+                )
+            else:
+                fix = f"the file is damaged or truncated, or its secret key is not in {home}"
+            raise BadBackup(f"{backup.id} does not decrypt: {said}", fix=fix)
         if stage is not None and stage.name == "sqlguard":
             raise BadBackup(
                 f"{backup.id} would act outside the database it is restored into: {said}",

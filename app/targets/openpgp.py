@@ -101,23 +101,32 @@ def read_envelope(source: Path | BinaryIO) -> Envelope:
 def encryption_key_ids(home: Path, recipients: list[str], env: dict[str, str]) -> dict[str, set[str]]:
     """Per recipient, the key ids (primary and subkeys able to encrypt) gpg knows for it in the home."""
     found: dict[str, set[str]] = {}
-    fix = f"check the GnuPG home {home} (its owner, its keyring files) and the gpg on the target's PATH"
     for recipient in recipients:
-        argv = ["gpg", "--batch", "--no-tty", "--homedir", str(home), "--with-colons", "--list-keys", recipient]
-        try:
-            result = run_command(argv, timeout=LIST_TIMEOUT_S, env=env, capture=True)
-        except OSError as exc:
-            raise KeyListFailed(f"`{shown(argv)}` cannot run: {exc.strerror or exc}", fix=fix) from None
-        except CommandTimedOut:
-            raise KeyListFailed(f"`{shown(argv)}` did not answer within {LIST_TIMEOUT_S} s", fix=fix) from None
-        if not result.ok and not printed(result.stderr, result.stdout):
-            # An unknown recipient is said ("No public key"); a gpg that fails mute must not pass for one.
-            raise KeyListFailed(f"gpg {result.ended} and {said_nothing(argv)}", fix=fix)
         ids: set[str] = set()
-        if result.ok:
-            for line in result.stdout.splitlines():
-                fields = line.split(":")
-                if fields[0] in ("pub", "sub") and len(fields) > 11 and "e" in fields[11].lower():
-                    ids.add(fields[4].upper())
+        for fields in _listed(home, env, "--list-keys", recipient):
+            if fields[0] in ("pub", "sub") and len(fields) > 11 and "e" in fields[11].lower():
+                ids.add(fields[4].upper())
         found[recipient] = ids
     return found
+
+
+def secret_key_ids(home: Path, env: dict[str, str]) -> set[str]:
+    """The ids of every secret key and subkey in the home: a file for none of them cannot be decrypted here,
+    whatever name its key carries (after a key rotation the old key's name is the new one's)."""
+    return {fields[4].upper() for fields in _listed(home, env, "--list-secret-keys") if fields[0] in ("sec", "ssb")}
+
+
+def _listed(home: Path, env: dict[str, str], *what: str) -> list[list[str]]:
+    """gpg's colon-separated key listing, a list of fields per line; none when it names no key (said on stderr)."""
+    fix = f"check the GnuPG home {home} (its owner, its keyring files) and the gpg on the target's PATH"
+    argv = ["gpg", "--batch", "--no-tty", "--homedir", str(home), "--with-colons", *what]
+    try:
+        result = run_command(argv, timeout=LIST_TIMEOUT_S, env=env, capture=True)
+    except OSError as exc:
+        raise KeyListFailed(f"`{shown(argv)}` cannot run: {exc.strerror or exc}", fix=fix) from None
+    except CommandTimedOut:
+        raise KeyListFailed(f"`{shown(argv)}` did not answer within {LIST_TIMEOUT_S} s", fix=fix) from None
+    if not result.ok and not printed(result.stderr, result.stdout):
+        # An unknown recipient is said ("No public key"); a gpg that fails mute must not pass for one.
+        raise KeyListFailed(f"gpg {result.ended} and {said_nothing(argv)}", fix=fix)
+    return [line.split(":") for line in result.stdout.splitlines()] if result.ok else []

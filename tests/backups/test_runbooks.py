@@ -7,7 +7,10 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from app.jobs.engine import current_targets
 from app.jobs.events import events_after
 from app.jobs.models import Job
 from app.jobs.runbook import ParamError
+from app.targets.gpg import GpgHome
 from tests.backups.conftest import DB_SERVER, RECIPIENT, DataTarget, _fill, serving
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import health, log_text, run
@@ -883,3 +887,37 @@ def test_a_backup_that_does_not_decrypt_is_blamed_on_its_bytes_once_its_key_is_k
         job.result
     ), job.result
     assert "or its secret key is not in" not in job.result, job.result
+
+
+def test_a_backup_for_a_rotated_out_key_is_not_blamed_on_its_bytes(app, runner, data_target):
+    """Review: after a key rotation (the old key expired, kept for its name; a new key of the same name with its
+    secret), a backup made for the old key passed the envelope check (by name) and the unlock check (the new key),
+    then failed in gpg: it read "its secret key is in <home> and decrypts: choose another backup", though every
+    backup older than the rotation fails the same way. The file's key ids are read against the home's secret keys."""
+    root = Path(tempfile.mkdtemp(prefix="rwr-", dir="/tmp"))  # short: gpg-agent's socket path
+    old, new = GpgHome.create(root / "o"), GpgHome.create(root / "n")
+    name = f"backup_20200101_000000.{'dump' if data_target.engine == 'postgresql' else 'sqlite'}.gpg"
+    data_target.backup_dir.mkdir(exist_ok=True)
+    try:
+        key = old.generate_key("Ops", RECIPIENT)
+        with open(data_target.backup_dir / name, "wb") as out:
+            old.encrypt(b"-- made before the rotation\n", out, [RECIPIENT])
+        gpg = ["gpg", "--homedir", str(old.home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+        for which in ((), ("*",)):  # the primary key, then its subkeys: expired, gpg encrypts to the new key
+            subprocess.run([*gpg, "--quick-set-expire", key.fingerprint, "seconds=1", *which], check=True)
+        time.sleep(2)
+        exported = subprocess.run([*gpg, "--export", RECIPIENT], capture_output=True, check=True).stdout
+        new.generate_key("Ops", RECIPIENT)
+        subprocess.run(["gpg", "--homedir", str(new.home), "--batch", "--import"], input=exported, check=True)
+        write_targets_file(app, replace(data_target, home=new).toml())
+
+        job, view = run(app, "verify_backup", data_target.name, backup=name)
+        assert job.state == "failed", log_text(view)
+        assert "encrypted to ops@example.invalid" in log_text(view)  # by name, the old key's id among the name's
+        said = f"whose secret key is not in {new.home} (a key rotated out keeps its name): import that secret key"
+        assert said in job.result and "and decrypts: choose another backup" not in job.result, job.result
+        assert re.search(r"it is for key id\(s\) [0-9A-F]{16}, whose", job.result), job.result
+    finally:
+        old.stop_agent()
+        new.stop_agent()
+        shutil.rmtree(root, ignore_errors=True)
