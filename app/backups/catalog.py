@@ -544,6 +544,11 @@ class Catalog:
         backup = self._load(path)
         if backup.manifest_unreadable is not None:  # what it says (recipients, checksum, format) cannot be known
             raise backup.manifest_unreadable
+        if (source := self._of_another(backup)) is not None:  # not listed: not verified, restored or read here either
+            raise CatalogError(
+                f"{backup_id} is a backup of database {source}, not of {self.database} (its manifest says)",
+                fix="verify or restore it on the target whose database it is",
+            )
         return backup
 
     def _load(self, path: Path, *, listed: bool = True) -> Backup:
