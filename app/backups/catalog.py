@@ -176,6 +176,13 @@ class Backup:
         return self.manifest.get(DAMAGED)
 
     @property
+    def made_of(self) -> str | None:
+        """The database Rewind made this backup of, as its manifest names it; None when it names none (a file
+        Rewind did not make, a manifest from before the field, a value that is no name)."""
+        source = self.manifest.get("database")
+        return source if not self.foreign and isinstance(source, str) and source else None
+
+    @property
     def of_copy(self) -> bool:
         """A backup of a restore's copy (pre-restore, scratch), not of the live database as it was."""
         return bool(self.manifest.get("copy"))
@@ -358,10 +365,8 @@ class Catalog:
 
     def _of_another(self, backup: Backup) -> str | None:
         """The other database a backup of Rewind's was made of, as its manifest says; None when it is this one's."""
-        source = backup.manifest.get("database")
-        if self.database is None or backup.foreign or not isinstance(source, str) or source == self.database:
-            return None
-        return source
+        source = backup.made_of
+        return None if self.database is None or source is None or source == self.database else source
 
     def _split(self, found: list[Backup]) -> tuple[list[Backup], list[Unlisted]]:
         """This database's backups, and the others named with why they are not listed."""

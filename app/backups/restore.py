@@ -179,8 +179,8 @@ def check_kind(setup: BackupSetup, backup: Backup) -> None:
             f"(format {backup.format or 'unknown'})",
             fix="name a PostgreSQL dump *.dump.gpg (custom) or *.sql.gpg (plain SQL), or a SQLite *.sqlite.gpg",
         )
-    source = backup.manifest.get("database")
-    if source and source != db.name and not backup.foreign:
+    source = backup.made_of
+    if source is not None and source != db.name:
         raise RestoreFailed(
             f"{backup.id} is a backup of database {source}, not of {db.name}",
             fix="choose a backup of this target's database",

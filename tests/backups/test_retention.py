@@ -226,3 +226,17 @@ def test_a_backup_of_another_database_in_the_folder_is_not_this_target_s_to_dele
     assert job.state == "succeeded", (job.result, log_text(view))
     assert f"deleted {ours} (2024-01-02" in log_text(view)
     assert other not in log_text(view) and (folder / other).exists() and manifest_path(folder / other).exists()
+
+
+@pytest.mark.parametrize("named", ["", 5, None])
+def test_a_manifest_naming_no_database_keeps_its_backup_this_target_s_to_list_and_restore(tmp_path, named):
+    """Review: the listing hid a backup whose manifest said "database": "" that the restore would take, and listed
+    one naming 5 that the restore refused. One rule (Backup.made_of): only a name is another database."""
+    folder = folder_of(tmp_path)
+    mine = own(folder, 1)
+    manifest = json.loads(manifest_path(folder / mine).read_text())
+    manifest["database"] = named
+    manifest_path(folder / mine).write_text(json.dumps(manifest))
+    catalog = Catalog(folder, database="shop.db")
+    assert mine in [b.id for b in catalog.listing().backups] and not catalog.listing().unlisted
+    assert catalog.get(mine).made_of is None  # what the restore's check_kind goes by: it takes it
