@@ -412,10 +412,11 @@ def test_a_refused_deploy_returns_to_the_deployments_tab_keeping_the_ref(app, us
     response = post(client, "/jobs", {**form, "next": "/targets/staging/deployments"})
     assert response.status_code == 303 and response.headers["Location"] == "/targets/staging/deployments"
     page = client.get("/targets/staging/deployments").get_data(as_text=True)
-    assert 'id="deploy-ref" name="ref" required placeholder="feature/… or a commit id" value="feature/nope"' in page
+    placeholder = 'placeholder="feature/…, a tag or a commit id" value="feature/nope"'
+    assert f'id="deploy-ref" name="ref" required {placeholder}' in page
     assert (
-        '<span class="field-error" id="deploy-ref-error">&#39;feature/nope&#39; is neither a branch nor a commit id'
-        in page
+        '<span class="field-error" id="deploy-ref-error">'
+        "&#39;feature/nope&#39; is neither a branch, a tag nor a commit id" in page
     )
     assert '<option value="off" selected>' in page
 
