@@ -60,6 +60,18 @@ def listening_ports(pids: Iterable[int]) -> frozenset[int]:
     return frozenset(listening[inode] for inode in socket_inodes(pids) if inode in listening)
 
 
+def listeners(port: int) -> list[int]:
+    """Pids of the processes listening on this TCP port (processes of other users are not readable: not seen)."""
+    inodes = {inode for inode, listened in listening_inodes().items() if listened == port}
+    if not inodes:
+        return []
+    try:
+        pids = sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+    except OSError:
+        return []
+    return [pid for pid in pids if socket_inodes([pid]) & inodes]
+
+
 def is_local_host(host: str) -> bool:
     """Whether every address the host name resolves to belongs to this machine (so its listeners are visible)."""
     try:
