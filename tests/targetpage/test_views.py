@@ -13,6 +13,7 @@ from tests.conftest import wait_for
 from tests.deployments.test_runbooks import run
 from tests.support.apps import post
 from tests.support.pages import form_of
+from tests.support.targets import git
 
 
 def finished(app, url: str) -> str:
@@ -48,6 +49,30 @@ def test_overview_shows_health_process_code_and_jobs(app, users, as_role, runner
     running = page[page.index('id="overview-running"') :]
     assert running.startswith('id="overview-running"><span class="hint">none</span>')
     assert ">Start</button>" not in page, "viewers get no buttons"
+
+
+def test_the_overview_and_card_say_when_the_checkout_is_not_the_deployed_commit(app, users, as_role, code_target):
+    # Someone checked out an older commit on the server (a detached HEAD): "Deployed: <branch tip>" alone reads as
+    # what is there, while the files, and the application after its next start, are the older commit.
+    tip, older = code_target.commits[-1], code_target.commits[2]
+    git(code_target.repo, "checkout", "-q", "--detach", older)
+    client = as_role(Role.VIEWER)
+    page = client.get("/targets/staging").get_data(as_text=True)
+    deployed = page[page.index('id="overview-deployed"') :]
+    deployed = deployed[: deployed.index("</dd>")]
+    assert f"<code>{tip[:12]}</code></a>" in deployed
+    assert (
+        f'<span class="badge badge-warn">checkout differs</span> {code_target.repo} has a detached HEAD at ' in deployed
+    )
+    assert f"{older[:12]} checked out, not &#39;main&#39;" in deployed
+    card = client.get("/dashboard/cards").get_data(as_text=True)
+    card = card[card.index('id="target-staging"') :]
+    assert f"a detached HEAD at {older[:12]} checked out" in card[: card.index("</section>")]
+    git(code_target.repo, "checkout", "-q", "main")
+    page = client.get("/targets/staging").get_data(as_text=True)
+    assert "checkout differs" not in page and "checkout differs" not in client.get("/dashboard/cards").get_data(
+        as_text=True
+    )
 
 
 def _section(page: str, section_id: str) -> str:
