@@ -8,7 +8,6 @@ change runs the target's release commands before the restart.
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit
 
 from app.auth.roles import Role
 from app.deployments import bluegreen, captures, seenhead  # noqa: F401 - captures registers the code part of checkpoints
@@ -229,9 +228,7 @@ def _still_serving(ctx: JobContext, *, managed: bool) -> str | None:
     else:
         return None
     ctx.log(f"after the stop, {health.url} still answers: {probe}", "err")
-    url = urlsplit(health.url)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    pids = sockets.listeners(port) if sockets.is_local_host(url.hostname or "") else []
+    port, pids = sockets.url_listeners(health.url)
     who = f"pid {', '.join(str(p) for p in pids)} listens on port {port}" if pids else "something still serves it"
     if managed:
         fix = (

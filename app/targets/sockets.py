@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 LISTEN = "0A"  # the TCP state code for LISTEN in /proc/net/tcp
 
@@ -70,6 +71,13 @@ def listeners(port: int) -> list[int]:
     except OSError:
         return []
     return [pid for pid in pids if socket_inodes([pid]) & inodes]
+
+
+def url_listeners(url: str) -> tuple[int, list[int]]:
+    """An http(s) URL's port, and the pids listening on it when its host is this machine (none otherwise)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return port, listeners(port) if is_local_host(parts.hostname or "") else []
 
 
 def is_local_host(host: str) -> bool:

@@ -1,6 +1,8 @@
 """The target page: its overview, its buttons, the overview extension point, refusals that return to it."""
 
 import re
+import subprocess
+import sys
 
 from sqlalchemy import select
 
@@ -9,6 +11,7 @@ from app.extensions import db
 from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.targetpage import summaries
+from app.targets.sockets import listeners
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import run
 from tests.support.apps import post
@@ -73,6 +76,35 @@ def test_the_overview_and_card_say_when_the_checkout_is_not_the_deployed_commit(
     assert "checkout differs" not in page and "checkout differs" not in client.get("/dashboard/cards").get_data(
         as_text=True
     )
+
+
+def test_a_target_not_running_yet_served_names_who_listens_on_its_port(app, users, as_role, code_target):
+    # Its process stopped, and a copy Rewind never started (one that put itself in the background) serves the port:
+    # "not running" beside "healthy" alone left the reader to guess, and Start is offered.
+    from app.jobs.engine import engine
+
+    with app.app_context():
+        current_targets().open("staging").process().stop()
+    stray = subprocess.Popen(
+        [sys.executable, "server.py", str(code_target.port)], cwd=code_target.repo, start_new_session=True
+    )
+    try:
+        wait_for(lambda: listeners(code_target.port))
+        with app.app_context():
+            engine(app).health.probe_all()
+        page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+        process = page[page.index('id="overview-process"') :]
+        process = process[: process.index("</dd>")]
+        assert 'badge-bad">not running</span>' in process
+        assert (
+            f'<span class="badge badge-warn">stray</span> yet its health URL answers healthy: pid {stray.pid} listens '
+            f"on port {code_target.port}, not a process Rewind knows"
+        ) in process
+    finally:
+        stray.kill()
+        stray.wait()
+    page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+    assert "stray" not in page, "a healthy reading older than the stop names no one"
 
 
 def _section(page: str, section_id: str) -> str:
