@@ -92,6 +92,15 @@ def apply(
 CHANGES_SAID = 5
 
 
+def _table_of(name: str) -> str | None:
+    """The table a schema object belongs to ("column user.token", "index ix on user"); None for a table itself."""
+    if name.startswith("column "):
+        return name.removeprefix("column ").rsplit(".", 1)[0]
+    if " on " in name:
+        return name.rsplit(" on ", 1)[1]
+    return None
+
+
 def _shape(url: str) -> set[str] | None:
     """The schema's objects, or None when they cannot be read (then nothing is said about them)."""
     try:
@@ -104,6 +113,9 @@ def _changed(before: set[str] | None, after: set[str] | None) -> str:
     """What a failed migration changed in the schema, in words; empty when nothing (or when it cannot be told)."""
     if before is None or after is None or before == after:
         return ""
+    tables = {name.removeprefix("table ") for name in before ^ after if name.startswith("table ")}
+    # A table added or gone is said once, not again through each of its columns, indexes and constraints.
+    before, after = ({name for name in side if _table_of(name) not in tables} for side in (before, after))
     said = [f"{name} is gone" for name in sorted(before - after)] + [
         f"{name} was added" for name in sorted(after - before)
     ]

@@ -234,6 +234,11 @@ def test_a_failed_downgrade_that_committed_part_of_its_work_says_the_schema_chan
     )
     assert "it said: ERROR [flask_migrate] Error: user.name is still referenced;" in caught.value.message
     assert caught.value.fix.endswith("; the database is part-way: check it before anything else")
+    # A table the failed part made is said once, not again through each of its columns, indexes and constraints.
+    before = {"table user", "column user.id"}
+    made = before | {"table audit", "column audit.id", "index audit_pkey on audit", "constraint audit_pkey on audit"}
+    assert migrate._changed(before, made) == "table audit was added"
+    assert migrate._changed(made, made - {"index audit_pkey on audit"}) == "index audit_pkey on audit is gone"
 
 
 def test_an_env_py_that_exits_1_without_a_word_names_the_command_to_run(app, tmp_path):
