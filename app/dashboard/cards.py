@@ -32,6 +32,9 @@ class TargetCard:
     lines: tuple[Summary, ...] = ()  # one per area: schema, flags, backups, config
     # no mark on the branch, but one was verified: the newest, which a reset (or a force push) removed from it
     known_good_gone: str | None = None
+    # why the checkout is not the branch tip (a detached HEAD, another branch, a hot-fix): then "Deployed" is not
+    # what the files on the server are, nor what the application runs after its next start
+    drift: str | None = None
 
     @property
     def last_failed(self) -> bool:
@@ -55,11 +58,12 @@ def build_cards(health_of) -> list[TargetCard]:
 def build_card(target, health_of) -> TargetCard:
     """What one target is now: its code, health, last known good and running job."""
     name = target.name
-    head = subject = problem = good = gone = None
+    head = subject = problem = good = gone = drift = None
     try:
         repo = target.git()
         latest = repo.history(limit=1)[0]
         head, subject = latest.sha, latest.subject
+        drift = repo.checkout_drift()
         good = store.last_known_good(name, repo.contains)
         if good is None and (newest := store.newest_known_good(name)) is not None:
             gone = newest.commit
@@ -74,6 +78,7 @@ def build_card(target, health_of) -> TargetCard:
         health=health_of(name),
         known_good=good.commit if good else None,
         known_good_gone=gone,
+        drift=drift,
         busy=service.busy_job(name),
         running=newest_job(name, ACTIVE_JOB_STATES),
         last_job=newest_job(name, FINAL_JOB_STATES),

@@ -7,6 +7,8 @@ change runs the target's release commands before the restart.
 
 from __future__ import annotations
 
+import time
+
 from app.auth.roles import Role
 from app.deployments import bluegreen, captures, seenhead  # noqa: F401 - captures registers the code part of checkpoints
 from app.deployments import steps as code
@@ -15,6 +17,7 @@ from app.jobs.context import JobContext
 from app.jobs.engine import current_targets
 from app.jobs.runbook import CONFIRM, Param, ParamError, Runbook, Step, StepFailed, confirm_protected, register
 from app.schema import gate_steps as schema
+from app.targets import sockets
 from app.targets.errors import TargetError
 from app.targets.git import GitError
 
@@ -194,14 +197,47 @@ def verify_or_roll_back(ctx: JobContext) -> None:
     raise StepFailed(f"Deploy failed verification ({detail}) and so did the rollback to {start[:12]}: {detail_again}")
 
 
+STOP_SETTLE_S = 5.0  # how long a stop command that returns before the application has exited is given
+
+
 def stop_app(ctx: JobContext) -> None:
     control = steps.control_of(ctx, stopping=True)
     with steps.adapter_errors(ctx):
         control.stop(ctx)
+    if still := _still_serving(ctx, managed=control.watch() is not None):
+        raise StepFailed(ctx.redact(still))
     if control.forced:
         ctx.set_result(f"{ctx.target} is stopped, by force: {control.forced}.")
     else:
         ctx.set_result(f"{ctx.target} is stopped.")
+
+
+def _still_serving(ctx: JobContext, *, managed: bool) -> str | None:
+    """Why the target is not stopped, when its health URL still answers healthy after the stop: a copy that put
+    itself in the background (Rewind stopped only the process it started), or a stop command that exited 0
+    without stopping this application. "Stopped" must not be said of an application that still serves."""
+    with steps.adapter_errors(ctx):
+        health = steps.target_of(ctx).health()
+    if health is None:
+        return None
+    deadline = time.monotonic() + min(health.timeout_s, STOP_SETTLE_S)
+    while (probe := health.probe()).ok:
+        if time.monotonic() >= deadline or ctx.cancelled():
+            break
+        time.sleep(0.2)
+    else:
+        return None
+    ctx.log(f"after the stop, {health.url} still answers: {probe}", "err")
+    port, pids = sockets.url_listeners(health.url)
+    who = f"pid {', '.join(str(p) for p in pids)} listens on port {port}" if pids else "something still serves it"
+    if managed:
+        fix = (
+            "it is not the process Rewind started: if the application puts itself in the background (daemonizes), "
+            "stop that copy by hand and make the command stay in the foreground (e.g. no --daemon)"
+        )
+    else:
+        fix = "check that the stop command stops this application (its unit or program name), then stop again"
+    return f"{ctx.target} still serves after the stop: {health.url} answers healthy ({probe.reason}); {who} — {fix}"
 
 
 def start_app(ctx: JobContext) -> None:

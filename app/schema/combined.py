@@ -79,7 +79,12 @@ def _plan_for(verb: str):
             code_steps.git_of(ctx).ready_to_change(verb)
             verdict = _verdict(ctx.target, ctx.params, verb)
         to = next(iter(verdict.plan.rows_after), "base")
-        ctx.state.update(downgrade_to=to, rows_after=sorted(verdict.plan.rows_after), scripts_from=verdict.scripts_from)
+        ctx.state.update(
+            downgrade_to=to,
+            downgrade_arg=verdict.downgrade_arg or to,
+            rows_after=sorted(verdict.plan.rows_after),
+            scripts_from=verdict.scripts_from,
+        )
         ctx.log(f"{verdict.message}; plan: {verdict.fix}")
         for line in verdict.plan.lines():
             ctx.log(line)
@@ -95,7 +100,9 @@ def downgrade_with_scripts_of_the_deployed_commit(ctx: JobContext) -> None:
     with tempfile.TemporaryDirectory(prefix="rewind-scripts-") as temp, steps.adapter_errors(ctx):
         folder = extract(target.git(), sha, target.config.database.migrations, Path(temp))
         ctx.log(f"the migration scripts come from commit {sha[:12]}, which has the database's revision")
-        rows = apply(target, "downgrade", to, set(ctx.state["rows_after"]), ctx, directory=folder)
+        rows = apply(
+            target, "downgrade", ctx.state["downgrade_arg"], set(ctx.state["rows_after"]), ctx, directory=folder
+        )
     ctx.did(f"downgraded {ctx.target}'s database to {', '.join(sorted(rows)) or 'base'}")
     ctx.progress(1.0, to)
 

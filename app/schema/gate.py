@@ -49,6 +49,7 @@ class GateVerdict:
     ahead: list[str] = field(default_factory=list)  # revisions of the resulting code the database lacks
     plan: DowngradePlan | None = None
     scripts_from: str | None = None  # the commit whose migration scripts can take the database down
+    downgrade_arg: str = ""  # what `flask db downgrade` takes to run the plan (see RevisionGraph.downgrade_argument)
     message: str = ""
     fix: str = ""
 
@@ -190,6 +191,7 @@ def check(target: Target, runbook: str, params: dict) -> GateVerdict | None:
         verdict.fix = f"the database cannot be taken down to what it has: {exc.message}"
         return verdict
     verdict.scripts_from = sha
+    verdict.downgrade_arg = source.downgrade_argument(verdict.plan.order, verdict.plan.rows_after)
     to = ", ".join(sorted(verdict.plan.rows_after)) or "base"
     verdict.message = (
         f"the database is at {_named(source, behind)}, which {what} does not have: "

@@ -14,7 +14,7 @@ from pathlib import Path
 from app.targets import flask_db
 from app.targets.command import Sink, Tee, shown
 from app.targets.errors import TargetError
-from app.targets.schema_db import current_revisions
+from app.targets.schema_db import DatabaseReadError, current_revisions, schema_objects
 from app.targets.target import Target
 
 SAID_LINES = 200  # enough of a traceback to hold its error line above a long SQL statement
@@ -56,6 +56,7 @@ def apply(
     """`flask db VERB REVISION`, then alembic_version must equal `expected`; returns the rows read."""
     url = target.config.database.url
     before = current_revisions(url)
+    shape = _shape(url)
     tee = Tee(sink, keep=SAID_LINES)
     result = flask_db.run(target, verb, revision, tee, directory=directory)
     rows = current_revisions(url)
@@ -66,11 +67,57 @@ def apply(
     said = telling_line(tee.tail("err")) or telling_line(tee.tail("out"))
     words = f"it said: {said}" if said else "it printed nothing (the application's alembic.ini logging may hide errors)"
     moved = "did not move" if rows == before else f"moved from {_rows(before)}"
+    # alembic_version is rolled back with a failed migration's transaction, but what a migration committed on its
+    # own (an autocommit block, DDL its database cannot roll back) stays: "did not move" must not read as untouched.
+    changed = _changed(shape, _shape(url)) if rows == before else ""
+    if changed:
+        moved += (
+            f", yet the schema changed: {changed} — the migration committed part of its work before it failed, "
+            f"so the database is between {_rows(before)} and {_rows(expected)}"
+        )
     raise MigrationFailed(
         f"flask db {verb} {revision} {result.ended} and {words}; "
         f"alembic_version says {_rows(rows)}, not {_rows(expected)} as asked (it {moved})",
         fix=f"run `{shown(result.argv)}` by hand in {target.config.repo.path}, in the application's environment "
         "(its env file, FLASK_APP), to see its error"
-        + ("; the database is part-way: check it before anything else" if rows not in (before, expected) else ""),
+        + (
+            "; the database is part-way: check it before anything else"
+            if rows not in (before, expected) or changed
+            else ""
+        ),
         rows=rows,
     )
+
+
+CHANGES_SAID = 5
+
+
+def _table_of(name: str) -> str | None:
+    """The table a schema object belongs to ("column user.token", "index ix on user"); None for a table itself."""
+    if name.startswith("column "):
+        return name.removeprefix("column ").rsplit(".", 1)[0]
+    if " on " in name:
+        return name.rsplit(" on ", 1)[1]
+    return None
+
+
+def _shape(url: str) -> set[str] | None:
+    """The schema's objects, or None when they cannot be read (then nothing is said about them)."""
+    try:
+        return schema_objects(url)
+    except DatabaseReadError:
+        return None
+
+
+def _changed(before: set[str] | None, after: set[str] | None) -> str:
+    """What a failed migration changed in the schema, in words; empty when nothing (or when it cannot be told)."""
+    if before is None or after is None or before == after:
+        return ""
+    tables = {name.removeprefix("table ") for name in before ^ after if name.startswith("table ")}
+    # A table added or gone is said once, not again through each of its columns, indexes and constraints.
+    before, after = ({name for name in side if _table_of(name) not in tables} for side in (before, after))
+    said = [f"{name} is gone" for name in sorted(before - after)] + [
+        f"{name} was added" for name in sorted(after - before)
+    ]
+    more = f" and {len(said) - CHANGES_SAID} more" if len(said) > CHANGES_SAID else ""
+    return ", ".join(said[:CHANGES_SAID]) + more

@@ -10,6 +10,7 @@ from app.dashboard.cards import TargetCard, build_card
 from app.jobs.models import Job
 from app.jobs.redact import Redactor
 from app.targetpage.summaries import Summary
+from app.targets import sockets
 from app.targets.errors import TargetError
 from app.targets.process import ProcessStatus
 
@@ -23,6 +24,7 @@ class Overview:
     last_finished: Job | None
     lines: list[Summary]
     answer: str = ""  # what an unhealthy target answered (status and start of body), secrets masked
+    stray: str = ""  # not running, yet its health URL answers healthy: who serves it
 
 
 def failing_answer(target, reading) -> str:
@@ -53,4 +55,21 @@ def build_overview(target, health_of) -> Overview:
         last_finished=card.last_job,
         lines=list(card.lines),  # the card gathered them: each area reads its part once per page
         answer=failing_answer(target, card.health),
+        stray=stray_server(target, process, card.health),
+    )
+
+
+def stray_server(target, process: ProcessStatus | None, reading) -> str:
+    """Who serves a target its process control says is not running: "not running" beside "healthy" alone left the
+    reader to guess (a copy that put itself in the background, which a Start would only fight for the port)."""
+    probe = reading.probe if reading is not None else None
+    if process is None or process.running is not False or probe is None or not probe.ok:
+        return ""
+    port, pids = sockets.url_listeners(target.config.health.url)
+    if not pids:  # nothing listens now: the healthy reading is older than the stop
+        return ""
+    return (
+        f"yet its health URL answers healthy: pid {', '.join(str(p) for p in pids)} listens on port {port}, not a "
+        "process Rewind knows (a copy that put itself in the background, or a status command that checks something "
+        "else) — a Start would run a second copy beside it"
     )

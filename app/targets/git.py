@@ -589,6 +589,11 @@ class GitRepo:
         out = self._run("for-each-ref", "--format=%(refname)", "refs/heads")
         return [line.removeprefix("refs/heads/") for line in out.stdout.splitlines() if line]
 
+    def tags(self) -> list[str]:
+        """Tag names."""
+        out = self._run("for-each-ref", "--format=%(refname)", "refs/tags")
+        return [line.removeprefix("refs/tags/") for line in out.stdout.splitlines() if line]
+
     def history(self, limit: int = 50, before: str | None = None) -> list[Commit]:
         """Newest first along the branch's first parents; `before` (a commit id) pages to older ones.
 
@@ -741,11 +746,13 @@ class GitRepo:
         remote_names = self.remote_branches()
         if ref in remote_names:
             return self._run("rev-parse", "--verify", f"refs/remotes/{ref}^{{commit}}").stdout.strip()
+        if ref in self.tags():  # a release tag (v1.4.2): the commit it names, an annotated tag peeled
+            return self._run("rev-parse", "--verify", f"refs/tags/{ref}^{{commit}}").stdout.strip()
         if COMMIT_ID.match(ref.lower()):
             return self._verify_commit(ref.lower())
         known = ", ".join([*names, *remote_names]) or "none"
         hint = f"; fetch from {self.remote} first if it is new there" if self.remote else ""
-        raise UnknownCommit(ref, f"{ref!r} is neither a branch nor a commit id (branches: {known}){hint}")
+        raise UnknownCommit(ref, f"{ref!r} is neither a branch, a tag nor a commit id (branches: {known}){hint}")
 
     def show(self, sha: str, limit: int = DIFF_LIMIT) -> CommitDetail:
         """A commit with its full message and diff (against its first parent), the diff capped at `limit` bytes."""

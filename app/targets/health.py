@@ -367,7 +367,7 @@ class HealthCheck:
         parts = urlsplit(self.url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         local = process is not None and sockets.is_local_host(parts.hostname or "")
-        probes = errors = misdirected = slow = waited_out = 0
+        probes = errors = misdirected = slow = waited_out = refused = 0
         while True:
             if should_cancel():
                 raise CommandCancelled()
@@ -378,6 +378,7 @@ class HealthCheck:
             # Probes in a row with no answer in time; at least one must have had its whole timeout (waited_out):
             # one cut short by the deadline proves no slowness.
             slow = slow + 1 if probe.timed_out else 0
+            refused = refused + 1 if probe.refused else 0
             waited_out = waited_out + (budget >= self.request_timeout_s) if probe.timed_out else 0
             gone = process.exited() if process is not None else None
             ports = process.listening_ports() if process is not None and gone is None else frozenset()
@@ -411,6 +412,15 @@ class HealthCheck:
             if time.monotonic() >= deadline:
                 if waited_out:
                     return Verdict(False, self._too_slow(slow, probes), probe, probes)
+                if process is not None and process.pid is not None and refused == probes and not ports:
+                    # Alive all along, never listening: slow to start (or stuck starting), not broken code.
+                    reason = (
+                        f"pid {process.pid} still runs but accepted no connection on port {port} within "
+                        f"{self.timeout_s:g} s (health.timeout) — if the application is slow to start (loading code, "
+                        "migrating, warming caches), raise health.timeout in the targets file; otherwise its log "
+                        "says what it waits for"
+                    )
+                    return Verdict(False, reason, probe, probes)
                 reason = f"no healthy answer within {self.timeout_s:g} s; last: {probe.reason}"
                 return Verdict(False, reason, probe, probes)
             if probe.refused and not elsewhere and time.monotonic() - started < QUICK_WINDOW_S:

@@ -242,6 +242,22 @@ class RevisionGraph:
             raise RevisionError(f"the database is already at {to}: there is nothing to downgrade")
         return order, rows
 
+    def downgrade_argument(self, order: Iterable[str], rows_after: set[str]) -> str:
+        """What `flask db downgrade` takes to run exactly `order`'s downgrades, leaving `rows_after`.
+
+        Alembic's `downgrade X` takes down what is built on X, nothing else: with two heads applied, going down to
+        one of them does nothing at all. When what must go is one branch above a revision that stays (a second
+        head), `R@-1` (R the lowest revision to go, one step down on its own branch) takes that branch down alone.
+        """
+        removed = set(order)
+        to = next(iter(sorted(rows_after)), "base")
+        if to == "base" or len(rows_after) > 1 or removed <= self.descendants(to):
+            return to
+        roots = [r for r in removed if not set(self.revisions[r].down) & removed]
+        if len(roots) == 1 and len(self.revisions[roots[0]].down) == 1 and not self.revisions[roots[0]].depends_on:
+            return f"{roots[0]}@-1"
+        return to
+
     def retreat(self, current: Iterable[str], keep: Iterable[str]) -> tuple[list[str], set[str]]:
         """Going down until only `keep` (and what it needs) stays applied: downgrades newest first, rows after."""
         applied = self.applied(current)

@@ -138,3 +138,33 @@ def unversioned_tables(url: str) -> list[str]:
                 "AND table_type = 'BASE TABLE' ORDER BY table_name"
             )
         return [row[0] for row in cur.fetchall()]
+
+
+def schema_objects(url: str) -> set[str]:
+    """The tables, columns, indexes and constraints of the database's own schema, each named in words
+    ("index ix_user_name on user"). Compared before and after a migration whose alembic_version did not move,
+    they tell one that committed part of its work before it failed (an autocommit block, DDL outside a
+    transaction) from one that changed nothing."""
+    with _cursor(url) as (dialect, cur):
+        if dialect == "sqlite":
+            cur.execute("SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite%'")
+            rows = cur.fetchall()
+            found = {f"{kind} {name}" if kind == "table" else f"{kind} {name} on {table}" for kind, name, table in rows}
+            for table in sorted(name for kind, name, _ in rows if kind == "table"):
+                cur.execute("SELECT name FROM pragma_table_info(?)", (table,))
+                found |= {f"column {table}.{column}" for (column,) in cur.fetchall()}
+            return found
+        cur.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        )
+        found = {f"column {table}.{column}" for table, column in cur.fetchall()}
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        found |= {f"table {table}" for (table,) in cur.fetchall()}
+        cur.execute("SELECT indexname, tablename FROM pg_indexes WHERE schemaname = current_schema()")
+        found |= {f"index {index} on {table}" for index, table in cur.fetchall()}
+        cur.execute(
+            "SELECT constraint_name, table_name FROM information_schema.table_constraints "
+            "WHERE table_schema = current_schema() AND constraint_type <> 'CHECK'"  # NOT NULL shows as CHECK: noise
+        )
+        found |= {f"constraint {name} on {table}" for name, table in cur.fetchall()}
+        return found

@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 LISTEN = "0A"  # the TCP state code for LISTEN in /proc/net/tcp
 
@@ -58,6 +59,25 @@ def listening_ports(pids: Iterable[int]) -> frozenset[int]:
     """The TCP ports on which these processes listen."""
     listening = listening_inodes()
     return frozenset(listening[inode] for inode in socket_inodes(pids) if inode in listening)
+
+
+def listeners(port: int) -> list[int]:
+    """Pids of the processes listening on this TCP port (processes of other users are not readable: not seen)."""
+    inodes = {inode for inode, listened in listening_inodes().items() if listened == port}
+    if not inodes:
+        return []
+    try:
+        pids = sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+    except OSError:
+        return []
+    return [pid for pid in pids if socket_inodes([pid]) & inodes]
+
+
+def url_listeners(url: str) -> tuple[int, list[int]]:
+    """An http(s) URL's port, and the pids listening on it when its host is this machine (none otherwise)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return port, listeners(port) if is_local_host(parts.hostname or "") else []
 
 
 def is_local_host(host: str) -> bool:

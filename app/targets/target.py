@@ -93,7 +93,10 @@ class Target:
                 if exc.fix
                 else f"correct {self.config.env_file} or restore a version of it from the Config tab, then stop again",
             ) from None
-        return CommandControl(proc.start, proc.stop, proc.restart, cwd=proc.cwd, env=env, status=proc.status)
+        # In the checkout, as release and smoke commands run, not in whatever folder Rewind was started from; a
+        # checkout that is gone (the incident itself, maybe) must not keep a service manager's stop from running.
+        cwd = proc.cwd or (self.config.repo.path if self.config.repo.path.is_dir() else None)
+        return CommandControl(proc.start, proc.stop, proc.restart, cwd=cwd, env=env, status=proc.status)
 
     def health(self, timeout_s: float | None = None, *, of_checkout: bool = False) -> HealthCheck | None:
         """`of_checkout`: with health.commit_field, healthy only when the app says it runs the checkout's commit."""

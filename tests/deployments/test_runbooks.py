@@ -1,7 +1,9 @@
 """Code rollback runbooks on a real git repository and a real managed process."""
 
 import json
+import os
 import shlex
+import signal
 import sys
 import urllib.request
 
@@ -17,6 +19,7 @@ from app.jobs import runbook as runbooks
 from app.jobs import service
 from app.jobs.models import JobEvent
 from app.jobs.runbook import ParamError
+from app.targets.sockets import listeners
 from tests.conftest import wait_for
 from tests.deployments.conftest import write_targets
 from tests.support.jobs import finished
@@ -399,6 +402,37 @@ def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, 
     sent = next(ts for text, ts in at.items() if text.startswith("sent SIGTERM"))
     killed = next(ts for text, ts in at.items() if text.startswith("still running after"))
     assert (killed - sent).total_seconds() >= 1.5, at
+
+
+def test_a_stop_that_leaves_the_app_serving_fails_saying_who_still_listens(app, runner, code_target):
+    # A start command that puts itself in the background (double fork) leaves a copy Rewind did not start: a stop
+    # of the process Rewind knows must not say "staging is stopped" while that copy still answers healthy.
+    daemonizes = (
+        "import os, runpy, sys\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\n"
+        f"sys.argv = ['server.py', '{code_target.port}']; runpy.run_path('server.py', run_name='__main__')"
+    )
+    with app.app_context():
+        from app.jobs.engine import current_targets
+
+        current_targets().open("staging").process().stop()
+    toml = code_target.toml().replace(
+        f'command = ["{sys.executable}", "server.py", "{code_target.port}"]',
+        f'command = ["{sys.executable}", "-c", {json.dumps(daemonizes)}]',
+    )
+    write_targets_file(app, toml)
+    job, _ = run(app, "start")
+    assert job.state == "failed", job.result
+    daemon = wait_for(lambda: listeners(code_target.port), timeout=10)
+    try:
+        job, view = run(app, "stop")
+        assert job.state == "failed", job.result
+        assert "staging still serves after the stop: " in job.result and "answers healthy" in job.result
+        assert f"pid {daemon[0]} listens on port {code_target.port}" in job.result
+        assert "daemonizes" in job.result and "is stopped" not in job.result
+        assert f"after the stop, {code_target.url} still answers: healthy" in log_text(view)
+    finally:
+        for pid in daemon:
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_reset_of_a_checkout_with_a_hot_fix_refuses_keeps_it_and_leaves_no_tag(app, runner, code_target):

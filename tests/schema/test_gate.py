@@ -452,6 +452,52 @@ def test_downgrade_then_revert_backs_up_goes_down_and_reverts(app, runner, shop_
     assert log.index(f"backup {backup.id} taken") < log.index("Running downgrade d4000004") < log.index("reverting 1")
 
 
+SECOND_HEAD = """\
+\"\"\"tags, on a second head beside posts and index
+
+Revision ID: g7000007
+Revises: b2000002
+Create Date: 2001-01-01 00:00:00
+\"\"\"
+from alembic import op
+import sqlalchemy as sa
+
+revision = "g7000007"
+down_revision = "b2000002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table("tag", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("tag")
+"""
+
+
+@both_target_databases
+def test_downgrade_then_revert_of_a_second_head_takes_down_that_head_alone(app, runner, shop_target):
+    # The database at two heads (d4000004, g7000007); reverting the commit that added g7000007 must take it down
+    # while d4000004 stays. `flask db downgrade d4000004` does nothing there (d4000004 has nothing built on it),
+    # and the job failed with "it did not move" after running the very plan Rewind had offered.
+    upgrade_to_heads(app)
+    (shop_target.migrations / "versions" / "g7000007_x.py").write_text(SECOND_HEAD)
+    tags = commit(shop_target.repo, "tags on a second head")
+    upgrade_to_heads(app)
+    assert shop_target.versions() == {"d4000004", "g7000007"}
+    with pytest.raises(ParamError, match=r"downgrade to d4000004 first \(destroys no data\), then revert"):
+        parse(app, "revert", commits=tags)
+    job, view = run(app, "downgrade_then_revert", "shop", commits=tags, backup_confirmed="1")
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"d4000004"}
+    assert git(shop_target.repo, "log", "-1", "--format=%s") == 'Revert "tags on a second head"'
+    log = log_text(view)
+    assert "db downgrade --directory " in log and " -- g7000007@-1" in log
+    assert "Running downgrade g7000007 -> b2000002" in log and "Running downgrade d4000004" not in log
+
+
 def test_downgrade_then_revert_is_refused_when_a_plain_revert_will_do(app, shop_target):
     with pytest.raises(ParamError, match="nothing to downgrade first, a plain revert will do") as caught:
         parse(app, "downgrade_then_revert", commits=shop_target.commits["posts and index"])  # not applied yet

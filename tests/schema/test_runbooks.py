@@ -26,7 +26,7 @@ from tests.support.apps import post
 from tests.support.jobs import finished
 from tests.support.pages import form_fields
 from tests.support.sinks import Lines
-from tests.support.targets import write_targets_file
+from tests.support.targets import commit, write_targets_file
 
 
 def parse(app, name, **params):
@@ -183,6 +183,62 @@ def test_the_silent_exit_still_gives_a_clear_message(app, tmp_path):
     assert caught.value.fix.startswith(f"run `{shlex.join(flask_db.flask_argv(target))} db upgrade --directory ")
     assert f"-- heads` by hand in {shop.repo}, in the application's environment" in caught.value.fix
     assert current_revisions(shop.url) == {"ffff0000"}
+
+
+PART_WAY_DOWNGRADE = """\
+\"\"\"drop the name index, then fail
+
+Revision ID: e5aaaaa5
+Revises: d4000004
+Create Date: 2001-01-01 00:00:00
+\"\"\"
+from alembic import op
+import sqlalchemy as sa
+
+revision = "e5aaaaa5"
+down_revision = "d4000004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    with op.get_context().autocommit_block():
+        op.drop_index("ix_user_name", table_name="user")
+    if op.get_bind().execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() >= 0:
+        raise RuntimeError("user.name is still referenced")
+"""
+
+
+@both_target_databases
+def test_a_failed_downgrade_that_committed_part_of_its_work_says_the_schema_changed(app, shop):
+    # alembic_version rolls back with the failed migration, but the index dropped in its autocommit block stays
+    # dropped: "it did not move" alone read as "nothing changed", and the Migrations tab shows code and schema match.
+    (shop.migrations / "versions" / "e5aaaaa5_x.py").write_text(PART_WAY_DOWNGRADE)
+    commit(shop.repo, "a downgrade that fails part-way")
+    write_targets_file(app, shop.toml())
+    with app.app_context():
+        target = current_targets().open("shop")
+        flask_db.run(target, "upgrade", "heads", None)
+        assert shop.versions() == {"e5aaaaa5"}
+        with pytest.raises(migrate.MigrationFailed) as caught:
+            migrate.apply(target, "downgrade", "d4000004", {"d4000004"}, Lines())
+    assert shop.versions() == {"e5aaaaa5"}
+    assert caught.value.message.endswith(
+        "alembic_version says e5aaaaa5, not d4000004 as asked (it did not move, yet the schema changed: index "
+        "ix_user_name on user is gone — the migration committed part of its work before it failed, so the "
+        "database is between e5aaaaa5 and d4000004)"
+    )
+    assert "it said: ERROR [flask_migrate] Error: user.name is still referenced;" in caught.value.message
+    assert caught.value.fix.endswith("; the database is part-way: check it before anything else")
+    # A table the failed part made is said once, not again through each of its columns, indexes and constraints.
+    before = {"table user", "column user.id"}
+    made = before | {"table audit", "column audit.id", "index audit_pkey on audit", "constraint audit_pkey on audit"}
+    assert migrate._changed(before, made) == "table audit was added"
+    assert migrate._changed(made, made - {"index audit_pkey on audit"}) == "index audit_pkey on audit is gone"
 
 
 def test_an_env_py_that_exits_1_without_a_word_names_the_command_to_run(app, tmp_path):

@@ -1,6 +1,8 @@
 """The target page: its overview, its buttons, the overview extension point, refusals that return to it."""
 
 import re
+import subprocess
+import sys
 
 from sqlalchemy import select
 
@@ -9,10 +11,12 @@ from app.extensions import db
 from app.jobs.engine import current_targets
 from app.jobs.models import Job
 from app.targetpage import summaries
+from app.targets.sockets import listeners
 from tests.conftest import wait_for
 from tests.deployments.test_runbooks import run
 from tests.support.apps import post
 from tests.support.pages import form_of
+from tests.support.targets import git
 
 
 def finished(app, url: str) -> str:
@@ -48,6 +52,59 @@ def test_overview_shows_health_process_code_and_jobs(app, users, as_role, runner
     running = page[page.index('id="overview-running"') :]
     assert running.startswith('id="overview-running"><span class="hint">none</span>')
     assert ">Start</button>" not in page, "viewers get no buttons"
+
+
+def test_the_overview_and_card_say_when_the_checkout_is_not_the_deployed_commit(app, users, as_role, code_target):
+    # Someone checked out an older commit on the server (a detached HEAD): "Deployed: <branch tip>" alone reads as
+    # what is there, while the files, and the application after its next start, are the older commit.
+    tip, older = code_target.commits[-1], code_target.commits[2]
+    git(code_target.repo, "checkout", "-q", "--detach", older)
+    client = as_role(Role.VIEWER)
+    page = client.get("/targets/staging").get_data(as_text=True)
+    deployed = page[page.index('id="overview-deployed"') :]
+    deployed = deployed[: deployed.index("</dd>")]
+    assert f"<code>{tip[:12]}</code></a>" in deployed
+    assert (
+        f'<span class="badge badge-warn">checkout differs</span> {code_target.repo} has a detached HEAD at ' in deployed
+    )
+    assert f"{older[:12]} checked out, not &#39;main&#39;" in deployed
+    card = client.get("/dashboard/cards").get_data(as_text=True)
+    card = card[card.index('id="target-staging"') :]
+    assert f"a detached HEAD at {older[:12]} checked out" in card[: card.index("</section>")]
+    git(code_target.repo, "checkout", "-q", "main")
+    page = client.get("/targets/staging").get_data(as_text=True)
+    assert "checkout differs" not in page and "checkout differs" not in client.get("/dashboard/cards").get_data(
+        as_text=True
+    )
+
+
+def test_a_target_not_running_yet_served_names_who_listens_on_its_port(app, users, as_role, code_target):
+    # Its process stopped, and a copy Rewind never started (one that put itself in the background) serves the port:
+    # "not running" beside "healthy" alone left the reader to guess, and Start is offered.
+    from app.jobs.engine import engine
+
+    with app.app_context():
+        current_targets().open("staging").process().stop()
+    stray = subprocess.Popen(
+        [sys.executable, "server.py", str(code_target.port)], cwd=code_target.repo, start_new_session=True
+    )
+    try:
+        wait_for(lambda: listeners(code_target.port))
+        with app.app_context():
+            engine(app).health.probe_all()
+        page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+        process = page[page.index('id="overview-process"') :]
+        process = process[: process.index("</dd>")]
+        assert 'badge-bad">not running</span>' in process
+        assert (
+            f'<span class="badge badge-warn">stray</span> yet its health URL answers healthy: pid {stray.pid} listens '
+            f"on port {code_target.port}, not a process Rewind knows"
+        ) in process
+    finally:
+        stray.kill()
+        stray.wait()
+    page = as_role(Role.VIEWER).get("/targets/staging").get_data(as_text=True)
+    assert "stray" not in page, "a healthy reading older than the stop names no one"
 
 
 def _section(page: str, section_id: str) -> str:
@@ -412,10 +469,11 @@ def test_a_refused_deploy_returns_to_the_deployments_tab_keeping_the_ref(app, us
     response = post(client, "/jobs", {**form, "next": "/targets/staging/deployments"})
     assert response.status_code == 303 and response.headers["Location"] == "/targets/staging/deployments"
     page = client.get("/targets/staging/deployments").get_data(as_text=True)
-    assert 'id="deploy-ref" name="ref" required placeholder="feature/… or a commit id" value="feature/nope"' in page
+    placeholder = 'placeholder="feature/…, a tag or a commit id" value="feature/nope"'
+    assert f'id="deploy-ref" name="ref" required {placeholder}' in page
     assert (
-        '<span class="field-error" id="deploy-ref-error">&#39;feature/nope&#39; is neither a branch nor a commit id'
-        in page
+        '<span class="field-error" id="deploy-ref-error">'
+        "&#39;feature/nope&#39; is neither a branch, a tag nor a commit id" in page
     )
     assert '<option value="off" selected>' in page
 

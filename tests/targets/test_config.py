@@ -411,3 +411,31 @@ url = "envfile:DATABASE_URL"
     assert shop.database.url == "postgresql://shop:sh0p-pass@127.0.0.1:5432/shop"
     assert shop.database.url in shop.secrets  # what Rewind's own logs may echo is masked
     assert "postgresql+psycopg://shop:sh0p-pass@127.0.0.1:5432/shop" in shop.secrets
+
+
+def test_start_stop_and_status_commands_run_in_the_checkout(tmp_path):
+    # A start script named relative to the checkout (as release and smoke commands are) must not depend on the
+    # folder Rewind itself was started from.
+    from app.targets.target import Target
+
+    repo = tmp_path / "app"
+    repo.mkdir()
+    (repo / "start.py").write_text("open('app.pid', 'w').write('1')\n")
+    text = f"""
+[targets.a.repo]
+path = "{repo}"
+[targets.a.process]
+start = ["{sys.executable}", "start.py"]
+stop = ["rm", "app.pid"]
+status = ["test", "-e", "app.pid"]
+"""
+    control = Target(parse(text)["a"], tmp_path).process()
+    assert control.status().running is False
+    control.start()
+    assert (repo / "app.pid").exists() and control.status().running is True
+    control.stop()
+    assert not (repo / "app.pid").exists() and control.status().running is False
+    elsewhere = tmp_path / "run"
+    elsewhere.mkdir()
+    moved = text.replace("[targets.a.process]\n", f'[targets.a.process]\ncwd = "{elsewhere}"\n')
+    assert Target(parse(moved)["a"], tmp_path).process().cwd == str(elsewhere)

@@ -136,6 +136,21 @@ def test_resolve_ref_for_deploy_takes_a_branch_or_any_commit(work, lines):
             repo.resolve_ref_for_deploy(bad)
 
 
+def test_resolve_ref_for_deploy_takes_a_tag(work, lines):
+    # A release is often deployed by its tag ("deploy v2.0"), which may sit on another branch than the deployed one.
+    git(work, "checkout", "--quiet", "-b", "release", lines["c1"])
+    released = commit(work, "release work", r="r\n")
+    git(work, "tag", "v2.0")
+    git(work, "tag", "-a", "-m", "annotated", "v2.0-annotated")
+    git(work, "checkout", "--quiet", "main")
+    repo = repo_of(work)
+    assert repo.resolve_ref_for_deploy("v2.0") == released
+    assert repo.resolve_ref_for_deploy("v2.0-annotated") == released  # the commit, not the tag object
+    for bad in ("v3.0", "refs/tags/v2.0", "v2.0^"):
+        with pytest.raises(UnknownCommit, match="is neither a branch, a tag nor a commit id"):
+            repo.resolve_ref_for_deploy(bad)
+
+
 def test_show_returns_message_and_diff_capped(work, lines):
     sha = commit(work, "five\n\nWhy: because.", f="c\nmore\n")
     detail = repo_of(work).show(sha[:9])

@@ -119,6 +119,23 @@ def test_restart_stops_at_a_failed_stop(tmp_path):
     assert record.read_text() == "stop\n"
 
 
+def test_restart_of_a_crashed_app_starts_it_when_its_stop_fails_and_status_says_it_is_not_running(tmp_path):
+    # A stop script that reads a pid file fails once the app has crashed (the file is gone): Restart must still
+    # start it, as long as the status command says nothing runs; otherwise the failed stop stops the restart.
+    record = tmp_path / "record"
+    stop = ["sh", "-c", f"echo stop >> {record} && kill $(cat {tmp_path / 'app.pid'})"]
+    status = ["test", "-e", str(tmp_path / "app.pid")]
+    control = CommandControl(start=recorder(record, "start"), stop=stop, restart=None, status=status)
+    lines = Lines()
+    control.restart(lines)
+    assert record.read_text() == "stop\nstart\n"
+    assert ("out", "the stop command failed, but the status command says the application is not running") in lines
+    (tmp_path / "app.pid").write_text("not a pid\n")  # status: running, so the failed stop is the answer
+    with pytest.raises(ProcessError) as caught:
+        control.restart()
+    assert caught.value.action == "stop" and record.read_text() == "stop\nstart\nstop\n"
+
+
 def test_restart_command_is_used_when_given(tmp_path):
     record = tmp_path / "record"
     control = CommandControl(

@@ -50,3 +50,12 @@ def test_which_hosts_are_this_machine():
     assert sockets.is_local_host("127.0.0.1") and sockets.is_local_host("localhost")
     assert not sockets.is_local_host("192.0.2.1"), "a documentation address no host here has"
     assert not sockets.is_local_host("no-such-host.invalid")
+
+
+def test_listeners_names_the_process_listening_on_a_port():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        assert sockets.listeners(port) == []  # bound, not listening
+        server.listen()
+        assert sockets.listeners(port) == [os.getpid()]

@@ -181,6 +181,24 @@ os.execv(sys.executable, [sys.executable, *sys.argv[1:]])  # ...and the server r
 """
 
 
+def test_an_app_still_starting_at_the_timeout_is_said_to_be_slow_not_broken(start, tmp_path):
+    """Alive and not yet listening when health.timeout passes (an app that warms up for longer): the way on is a
+    longer timeout, which "no healthy answer; last: connection refused" alone did not say."""
+    port = free_port()
+    process = start([PY, "-c", "import time; time.sleep(60)"])
+    watch = process.watch()
+    verdict = HealthCheck(f"http://127.0.0.1:{port}/health", timeout_s=1, interval_s=0.1).wait_healthy(process=watch)
+    assert not verdict.ok and not verdict.early and verdict.probe.refused
+    assert verdict.reason == (
+        f"pid {watch.pid} still runs but accepted no connection on port {port} within 1 s (health.timeout) — if the "
+        "application is slow to start (loading code, migrating, warming caches), raise health.timeout in the "
+        "targets file; otherwise its log says what it waits for"
+    )
+    # Without a process to follow, nothing says it still runs: the plain words stay.
+    plain = HealthCheck(f"http://127.0.0.1:{port}/health", timeout_s=0.3, interval_s=0.1).wait_healthy()
+    assert plain.reason == "no healthy answer within 0.3 s; last: connection refused"
+
+
 def test_an_app_that_daemonizes_itself_is_named_as_such(start, tmp_path):
     (tmp_path / "server.py").write_text(SERVER)
     port = free_port()
