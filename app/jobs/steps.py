@@ -42,6 +42,7 @@ ROLL_BACK = "Next: roll back to a known-good commit (revert or reset), or fix th
 # when the state cannot be read at all (its database gone or unreachable): not a mismatch, and no code rollback helps.
 StateCheck = Callable[[Target], tuple[bool | None, str]]
 UNREADABLE = "unreadable_state"  # ctx.state: the name of a state check the last check could not read
+STARTING = "still_starting"  # ctx.state: the last check saw the process run without accepting a connection
 _state_checks: dict[str, StateCheck] = {}
 
 
@@ -179,6 +180,11 @@ def unhealthy(ctx: JobContext, detail: str, next_step: str = ROLL_BACK) -> StepF
             f"Next: make the {unread} readable again (its database reachable; one that is gone can be restored from "
             "the Backups tab), then verify again"
         )
+    elif ctx.state.get(STARTING) and next_step == ROLL_BACK:  # slow to start is not broken code
+        next_step = (
+            "Next: verify again once it has started (and raise health.timeout if it always starts this slowly); "
+            "roll back only if its log shows it failing"
+        )
     with contextlib.suppress(TargetError, LookupError):  # a target gone from the file: the failure still stands
         for words in suspects_of(target_of(ctx)):
             message += f" Look first: {words}."  # what Rewind already knows may be the cause, before the remedy
@@ -208,6 +214,7 @@ def check_health(ctx: JobContext, *, state_checks: bool = True) -> tuple[bool, s
         health = target.health(of_checkout=True)
     ctx.state.pop(APP_LOG_LINES, None)  # a log pointer from an earlier check of this job no longer holds
     ctx.state.pop(UNREADABLE, None)
+    ctx.state.pop(STARTING, None)
     if health is None:
         return False, f"{ctx.target} has no health check: add [targets.{ctx.target}.health] to verify it"
     attempts = 0
@@ -295,6 +302,8 @@ def _not_healthy(ctx: JobContext, verdict: Verdict, control: ProcessControl | No
     """Why it is not healthy, in one line; the whole last answer and the application's last log lines go to the
     job's log, where an incident's reader looks for them, not into a message shown on every page."""
     detail = f"{ctx.target} did not become healthy: {verdict.reason}"
+    if verdict.starting:
+        ctx.state[STARTING] = True
     probe = verdict.probe
     if probe is not None and probe.status is not None:
         ctx.log(f"last answer: {verdict.answer}", "err")

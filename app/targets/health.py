@@ -92,6 +92,7 @@ class Verdict:
     probe: Probe | None
     probes: int
     early: bool = False  # given up before the timeout, because the answer was already known
+    starting: bool = False  # the process ran all along without accepting a connection: slow to start, maybe
 
     @property
     def answer(self) -> str:
@@ -420,7 +421,7 @@ class HealthCheck:
                         "migrating, warming caches), raise health.timeout in the targets file; otherwise its log "
                         "says what it waits for"
                     )
-                    return Verdict(False, reason, probe, probes)
+                    return Verdict(False, reason, probe, probes, starting=True)
                 reason = f"no healthy answer within {self.timeout_s:g} s; last: {probe.reason}"
                 return Verdict(False, reason, probe, probes)
             if probe.refused and not elsewhere and time.monotonic() - started < QUICK_WINDOW_S:

@@ -24,7 +24,7 @@ from tests.conftest import wait_for
 from tests.deployments.conftest import write_targets
 from tests.support.jobs import finished
 from tests.support.processes import cmdline, running
-from tests.support.targets import commit, git, write_targets_file
+from tests.support.targets import SERVER, commit, git, write_targets_file
 
 ADMIN = Actor(None, "oncall")
 
@@ -402,6 +402,21 @@ def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, 
     sent = next(ts for text, ts in at.items() if text.startswith("sent SIGTERM"))
     killed = next(ts for text, ts in at.items() if text.startswith("still running after"))
     assert (killed - sent).total_seconds() >= 1.5, at
+
+
+def test_an_app_slow_to_start_is_told_to_wait_or_raise_the_timeout_not_to_roll_back(app, runner, code_target):
+    """QA: an app warming up for longer than health.timeout was told "Next: roll back to a known-good commit": its
+    code was fine. Still running and not yet listening, it is told to be verified again once started."""
+    slow = SERVER.format(status="healthy", greeting="hello").replace(
+        "import http.server", "import time\ntime.sleep(30)\nimport http.server", 1
+    )
+    commit(code_target.repo, "Warm up for 30 s before serving", **{"server.py": slow})
+    write_targets_file(app, code_target.toml(health_timeout=1))
+    job, _ = run(app, "restart")
+    assert job.state == "failed", job.result
+    assert "still runs but accepted no connection on port" in job.result, job.result
+    assert "Next: verify again once it has started (and raise health.timeout" in job.result, job.result
+    assert "roll back to a known-good commit" not in job.result, job.result
 
 
 def test_a_stop_that_leaves_the_app_serving_fails_saying_who_still_listens(app, runner, code_target):
