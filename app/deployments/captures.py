@@ -8,11 +8,21 @@ from app.targets.target import Target
 
 
 def _take(target: Target) -> dict:
+    """The branch's head; and, when the checkout is not that commit as committed (a detached HEAD, a hot-fix),
+    what it is and why, since that is what the application ran."""
     repo = target.git()
-    return {"commit": repo.head(), "branch": repo.branch}
+    value = {"commit": repo.head(), "branch": repo.branch}
+    if (drift := repo.checkout_drift()) is not None:
+        value |= {"checkout": repo.worktree_head(), "drift": drift}
+    return value
 
 
-CODE = register(Capture("code", "Code", _take, lambda v: f"{v['commit'][:12]} on {v['branch']}"))
+def _describe(value: dict) -> str:
+    said = f"{value['commit'][:12]} on {value['branch']}"
+    return f"{said} (the checkout differs: {value['drift']})" if value.get("drift") else said
+
+
+CODE = register(Capture("code", "Code", _take, _describe))
 
 
 def _take_traffic(target: Target) -> dict | None:
