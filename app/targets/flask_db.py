@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from app.targets.target import Target
 
 MIGRATE_TIMEOUT_S = 3600.0
-# `rev@-1`: one step down on rev's own branch alone (RevisionGraph.downgrade_argument: a second head taken down).
-REVISION = re.compile(r"^(heads?|base|[0-9A-Za-z_]{1,64}|[0-9A-Za-z_]{1,64}@(head|-1))$")
+# `rev@-N`: N steps down on rev's own branch alone (RevisionGraph.downgrade_argument: a second head taken down).
+REVISION = re.compile(r"^(heads?|base|[0-9A-Za-z_]{1,64}|[0-9A-Za-z_]{1,64}@(head|-[1-9][0-9]{0,3}))$")
 
 
 class FlaskDbError(TargetError):

@@ -247,15 +247,19 @@ class RevisionGraph:
 
         Alembic's `downgrade X` takes down what is built on X, nothing else: with two heads applied, going down to
         one of them does nothing at all. When what must go is one branch above a revision that stays (a second
-        head), `R@-1` (R the lowest revision to go, one step down on its own branch) takes that branch down alone.
+        head), `R@-N` takes that branch down alone: Alembic counts the N steps down from the applied head of R's
+        branch (not from R), so N is the length of the chain to go, R its lowest revision.
         """
         removed = set(order)
         to = next(iter(sorted(rows_after)), "base")
         if to == "base" or len(rows_after) > 1 or removed <= self.descendants(to):
             return to
         roots = [r for r in removed if not set(self.revisions[r].down) & removed]
+        # One line of revisions above R, no fork: the steps down from its head end just below R.
+        above = [self.revisions[r].down for r in removed if r not in roots]
+        chain = all(len(down) == 1 for down in above) and len({down[0] for down in above}) == len(above)
         if len(roots) == 1 and len(self.revisions[roots[0]].down) == 1 and not self.revisions[roots[0]].depends_on:
-            return f"{roots[0]}@-1"
+            return f"{roots[0]}@-{len(removed)}" if chain else to
         return to
 
     def retreat(self, current: Iterable[str], keep: Iterable[str]) -> tuple[list[str], set[str]]:

@@ -498,6 +498,49 @@ def test_downgrade_then_revert_of_a_second_head_takes_down_that_head_alone(app, 
     assert "Running downgrade g7000007 -> b2000002" in log and "Running downgrade d4000004" not in log
 
 
+SECOND_HEAD_ON_TOP = """\
+\"\"\"tag colour, on top of tags on the second head
+
+Revision ID: g8000008
+Revises: g7000007
+Create Date: 2001-01-01 00:00:00
+\"\"\"
+from alembic import op
+import sqlalchemy as sa
+
+revision = "g8000008"
+down_revision = "g7000007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("tag", sa.Column("colour", sa.String(20)))
+
+
+def downgrade():
+    op.drop_column("tag", "colour")
+"""
+
+
+def test_downgrade_then_revert_of_a_second_head_two_revisions_long_takes_both_down(app, runner, shop_target):
+    # Alembic counts `R@-1` from the applied head of R's branch, not from R: with two revisions on the second head,
+    # `g7000007@-1` ran only g8000008's downgrade, and the job failed with the database part-way down that branch.
+    upgrade_to_heads(app)
+    (shop_target.migrations / "versions" / "g7000007_x.py").write_text(SECOND_HEAD)
+    (shop_target.migrations / "versions" / "g8000008_x.py").write_text(SECOND_HEAD_ON_TOP)
+    tags = commit(shop_target.repo, "tags, with a colour, on a second head")
+    upgrade_to_heads(app)
+    assert shop_target.versions() == {"d4000004", "g8000008"}
+    job, view = run(app, "downgrade_then_revert", "shop", commits=tags, backup_confirmed="1")
+    assert job.state == "succeeded", job.result
+    assert shop_target.versions() == {"d4000004"}
+    log = log_text(view)
+    assert " -- g7000007@-2" in log
+    assert "Running downgrade g8000008 -> g7000007" in log and "Running downgrade g7000007 -> b2000002" in log
+    assert "Running downgrade d4000004" not in log
+
+
 def test_downgrade_then_revert_is_refused_when_a_plain_revert_will_do(app, shop_target):
     with pytest.raises(ParamError, match="nothing to downgrade first, a plain revert will do") as caught:
         parse(app, "downgrade_then_revert", commits=shop_target.commits["posts and index"])  # not applied yet
