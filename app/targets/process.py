@@ -274,11 +274,16 @@ class CommandControl:
             ) from None
         except OSError as exc:
             missing = exc.filename if exc.filename is not None else argv[0]
+            # A relative command path is looked up from the folder the commands run in (the checkout, unless
+            # process.cwd says otherwise), not from the folder Rewind was started in: say which.
+            relative = "/" in str(missing) and not os.path.isabs(str(missing))  # a bare name is looked up in PATH
+            where = f" (looked up from {self.cwd})" if self.cwd and relative else ""
             raise ProcessError(
-                f"{action}: cannot run `{shown}`: {exc.strerror or exc}: {missing}",
+                f"{action}: cannot run `{shown}`: {exc.strerror or exc}: {missing}{where}",
                 action=action,
                 argv=argv,
-                fix="check the command path and working directory in the targets file; both must exist on this host",
+                fix="check the command path and working directory in the targets file; both must exist on this host"
+                + ("; a relative path is taken from the checkout unless process.cwd is set" if where else ""),
             ) from None
         if not result.ok:
             silent = "" if printed(*tee.tail()) else " and printed nothing"

@@ -664,3 +664,25 @@ def test_a_failed_commands_output_tail_has_no_colour_codes():
 def test_command_control_has_nothing_to_watch_and_no_log():
     control = CommandControl(None, None, None)
     assert control.watch() is None and control.log_tail() == [] and control.log_since_start().lines == ()
+
+
+def test_a_relative_command_path_not_found_names_the_folder_it_was_looked_up_from(tmp_path, monkeypatch):
+    # Commands run in the checkout: a script named relative to the folder Rewind was started in (as worked before)
+    # is not found there, and "No such file or directory: scripts/stop.sh" alone sent the reader to a file that is
+    # right where it always was.
+    rewind_folder, checkout = tmp_path / "rewind", tmp_path / "checkout"
+    (rewind_folder / "scripts").mkdir(parents=True)
+    checkout.mkdir()
+    (rewind_folder / "scripts" / "stop.sh").write_text("#!/bin/sh\n")
+    (rewind_folder / "scripts" / "stop.sh").chmod(0o755)
+    monkeypatch.chdir(rewind_folder)
+    control = CommandControl(start=["true"], stop=["scripts/stop.sh"], restart=None, cwd=str(checkout))
+    with pytest.raises(ProcessError) as caught:
+        control.stop()
+    assert caught.value.message == (
+        f"stop: cannot run `scripts/stop.sh`: No such file or directory: scripts/stop.sh (looked up from {checkout})"
+    )
+    assert caught.value.fix.endswith("; a relative path is taken from the checkout unless process.cwd is set")
+    with pytest.raises(ProcessError) as caught:  # a bare name is looked up in PATH, not in a folder
+        CommandControl(start=["true"], stop=["no-such-stop-command"], restart=None, cwd=str(checkout)).stop()
+    assert "looked up from" not in caught.value.message
