@@ -229,14 +229,19 @@ def _still_serving(ctx: JobContext, *, managed: bool) -> str | None:
         return None
     ctx.log(f"after the stop, {health.url} still answers: {probe}", "err")
     port, pids = sockets.url_listeners(health.url)
-    if not pids:  # nothing of this machine seen on the port: the URL may not be this instance's own
+    # A service running as its own user listens where Rewind's user cannot read which pid: not "nothing".
+    users = [] if pids else sockets.url_listener_users(health.url)
+    if not pids and not users:  # nothing of this machine seen on the port: the URL may not be this instance's own
         return (
             f"{ctx.target} may still serve after the stop: {health.url} answers healthy ({probe.reason}), and no "
             f"process of this machine is seen listening on port {port} — if another instance answers that URL (a "
             "load balancer), point health.url at this instance's own address: verification reads it to judge this "
             "instance; if not, check that the stop command stops this application"
         )
-    who = f"pid {', '.join(str(p) for p in pids)} listens on port {port}"
+    if pids:
+        who = f"pid {', '.join(str(p) for p in pids)} listens on port {port}"
+    else:
+        who = f"a process of user {', '.join(users)} listens on port {port} (Rewind's user cannot see its pid)"
     if managed:
         fix = (
             "it is not the process Rewind started: if the application puts itself in the background (daemonizes), "

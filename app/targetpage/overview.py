@@ -66,10 +66,14 @@ def stray_server(target, process: ProcessStatus | None, reading) -> str:
     if process is None or process.running is not False or probe is None or not probe.ok:
         return ""
     port, pids = sockets.url_listeners(target.config.health.url)
-    if not pids:  # nothing listens now: the healthy reading is older than the stop
+    if pids:
+        who = f"pid {', '.join(str(p) for p in pids)} listens"
+    elif users := sockets.url_listener_users(target.config.health.url):  # a service's own user: its pid unseen
+        who = f"a process of user {', '.join(users)} (whose pid Rewind's user cannot see) listens"
+    else:  # nothing listens now: the healthy reading is older than the stop
         return ""
     return (
-        f"yet its health URL answers healthy: pid {', '.join(str(p) for p in pids)} listens on port {port}, not a "
+        f"yet its health URL answers healthy: {who} on port {port}, not a "
         "process Rewind knows (a copy that put itself in the background, or a status command that checks something "
         "else) — a Start would run a second copy beside it"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import pwd
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,7 +22,12 @@ LISTEN = "0A"  # the TCP state code for LISTEN in /proc/net/tcp
 
 def listening_inodes() -> dict[int, int]:
     """Socket inode -> port, for every TCP socket listening in this network namespace (IPv4 and IPv6)."""
-    found: dict[int, int] = {}
+    return {inode: port for inode, (port, _uid) in _listening().items()}
+
+
+def _listening() -> dict[int, tuple[int, int]]:
+    """Socket inode -> (port, uid of its owner), for every TCP socket listening in this network namespace."""
+    found: dict[int, tuple[int, int]] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -32,7 +38,7 @@ def listening_inodes() -> dict[int, int]:
             if len(fields) > 9 and fields[3] == LISTEN:
                 port = int(fields[1].rsplit(":", 1)[1], 16)
                 with contextlib.suppress(ValueError):
-                    found[int(fields[9])] = port
+                    found[int(fields[9])] = (port, int(fields[7]))
     return found
 
 
@@ -78,6 +84,23 @@ def url_listeners(url: str) -> tuple[int, list[int]]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return port, listeners(port) if is_local_host(parts.hostname or "") else []
+
+
+def url_listener_users(url: str) -> list[str]:
+    """Who owns what listens on an http(s) URL's port when its host is this machine, pid readable or not: a process
+    of another user (a service's own account) listens there even when `url_listeners` cannot name its pid."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if not is_local_host(parts.hostname or ""):
+        return []
+    return sorted({_user_name(uid) for listened, uid in _listening().values() if listened == port})
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def is_local_host(host: str) -> bool:

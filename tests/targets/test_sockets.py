@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from app.targets import sockets
 from tests.conftest import wait_for
 
@@ -59,3 +61,22 @@ def test_listeners_names_the_process_listening_on_a_port():
         assert sockets.listeners(port) == []  # bound, not listening
         server.listen()
         assert sockets.listeners(port) == [os.getpid()]
+
+
+def test_a_listener_of_another_user_is_named_by_its_user_when_its_pid_cannot_be_read():
+    # Rewind runs as its own user and the application as its service's: /proc/<pid>/fd of the application is not
+    # readable, yet /proc/net/tcp shows the socket and its owner. "No process of this machine listens" was untrue.
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the check as another user")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/health"
+        check = (
+            "import sys; from app.targets import sockets; "
+            "print(sockets.url_listeners(sys.argv[1])[1], sockets.url_listener_users(sys.argv[1]))"
+        )
+        as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", check]
+        seen = subprocess.run([*as_nobody, url], capture_output=True, text=True, cwd=os.getcwd(), check=False)
+        assert seen.stdout.strip() == "[] ['root']", seen.stderr
+        assert sockets.url_listener_users(url) == ["root"]  # the same as the owner itself, pid and all
+    assert sockets.url_listener_users(url) == []
+    assert sockets.url_listener_users("http://192.0.2.1:80/health") == []  # not this machine: nothing said
