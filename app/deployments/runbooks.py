@@ -231,13 +231,15 @@ def _still_serving(ctx: JobContext, *, managed: bool) -> str | None:
     port, pids = sockets.url_listeners(health.url)
     # A service running as its own user listens where Rewind's user cannot read which pid: not "nothing".
     users = [] if pids else sockets.url_listener_users(health.url)
-    if not pids and not users:  # nothing of this machine seen on the port: the URL may not be this instance's own
-        return (
-            f"{ctx.target} may still serve after the stop: {health.url} answers healthy ({probe.reason}), and no "
-            f"process of this machine is seen listening on port {port} — if another instance answers that URL (a "
-            "load balancer), point health.url at this instance's own address: verification reads it to judge this "
-            "instance; if not, check that the stop command stops this application"
+    if not pids and not users:
+        # Nothing of this machine listens on the port: what answers is elsewhere (another instance behind a load
+        # balancer), not this instance, which the stop did stop. Said, not failed: nothing here still serves.
+        ctx.warn(
+            f"{health.url} still answers healthy after the stop ({probe.reason}), but nothing on this machine "
+            f"listens on port {port}: another instance answers that URL (a load balancer, maybe) — point health.url "
+            "at this instance's own address, since verification reads it to judge this instance"
         )
+        return None
     if pids:
         who = f"pid {', '.join(str(p) for p in pids)} listens on port {port}"
     else:

@@ -1,9 +1,12 @@
 """Code rollback runbooks on a real git repository and a real managed process."""
 
+import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
+import subprocess
 import sys
 import urllib.request
 
@@ -448,6 +451,73 @@ def test_a_stop_that_leaves_the_app_serving_fails_saying_who_still_listens(app, 
     finally:
         for pid in daemon:
             os.kill(pid, signal.SIGKILL)
+
+
+HEALTHY = (
+    "import http.server, sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    '        body = b\'{"status": "healthy"}\'\n'
+    "        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "    def log_message(self, *args): pass\n"
+    "http.server.HTTPServer(('0.0.0.0', int(sys.argv[1])), H).serve_forever()\n"
+)
+
+
+@contextlib.contextmanager
+def another_host(port: int):
+    """A healthy server on another host: a network namespace of its own, reached through a veth pair."""
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):
+        pytest.skip("needs root and ip/unshare, to make a second network namespace")
+    here, there = f"rw{os.getpid() % 100000}a", f"rw{os.getpid() % 100000}b"
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "300"])
+    server = None
+    try:
+        inside = ["nsenter", f"--net=/proc/{holder.pid}/ns/net"]
+        wait_for(lambda: os.readlink(f"/proc/{holder.pid}/ns/net") != os.readlink("/proc/self/ns/net"))
+        for argv in (
+            ["ip", "link", "add", here, "type", "veth", "peer", "name", there],
+            ["ip", "link", "set", there, "netns", str(holder.pid)],
+            ["ip", "addr", "add", "10.213.77.1/30", "dev", here],
+            ["ip", "link", "set", here, "up"],
+            [*inside, "ip", "addr", "add", "10.213.77.2/30", "dev", there],
+            [*inside, "ip", "link", "set", there, "up"],
+        ):
+            subprocess.run(argv, check=True)
+        server = subprocess.Popen([*inside, sys.executable, "-c", HEALTHY, str(port)])
+        url = f"http://10.213.77.2:{port}/health"
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_for(answers, timeout=10)
+        yield url
+    finally:
+        for process in (server, holder):
+            if process is not None:
+                process.kill()
+                process.wait()
+        subprocess.run(["ip", "link", "del", here], check=False, capture_output=True)
+
+
+def test_a_stop_whose_health_url_another_host_answers_warns_and_does_not_fail(app, runner, code_target):
+    # The health URL goes through a load balancer that another instance still answers after this one stopped:
+    # nothing on this machine serves it, so the stop did what it was asked. Failing it ("may still serve") made
+    # every Stop of such a target fail; the way on (point health.url at this instance) is said as a warning.
+    with another_host(code_target.port) as url:
+        write_targets_file(app, code_target.toml().replace(code_target.url, url))
+        job, _ = run(app, "stop")
+        assert job.state == "warning", job.result
+        assert not listeners(code_target.port), "this instance is stopped"
+        assert (
+            f"{url} still answers healthy after the stop (status 200, JSON matches), but nothing on this machine "
+            f"listens on port {code_target.port}: another instance answers that URL (a load balancer, maybe)"
+        ) in job.result, job.result
 
 
 def test_a_reset_of_a_checkout_with_a_hot_fix_refuses_keeps_it_and_leaves_no_tag(app, runner, code_target):
