@@ -113,8 +113,8 @@ def _changed(before: set[str] | None, after: set[str] | None) -> str:
     """What a failed migration changed in the schema, in words; empty when nothing (or when it cannot be told)."""
     if before is None or after is None or before == after:
         return ""
-    tables = {name.removeprefix("table ") for name in before ^ after if name.startswith("table ")}
-    # A table added or gone is said once, not again through each of its columns, indexes and constraints.
+    tables = {name.split(" ", 1)[1] for name in before ^ after if name.startswith(("table ", "view "))}
+    # A table (or view) added or gone is said once, not again through each of its columns, indexes and constraints.
     before, after = ({name for name in side if _table_of(name) not in tables} for side in (before, after))
     said = [f"{name} is gone" for name in sorted(before - after)] + [
         f"{name} was added" for name in sorted(after - before)

@@ -149,7 +149,10 @@ def schema_objects(url: str) -> set[str]:
         if dialect == "sqlite":
             cur.execute("SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite%'")
             rows = cur.fetchall()
-            found = {f"{kind} {name}" if kind == "table" else f"{kind} {name} on {table}" for kind, name, table in rows}
+            found = {
+                f"{kind} {name}" if kind in ("table", "view") else f"{kind} {name} on {table}"
+                for kind, name, table in rows
+            }
             for table in sorted(name for kind, name, _ in rows if kind == "table"):
                 cur.execute("SELECT name FROM pragma_table_info(?)", (table,))
                 found |= {f"column {table}.{column}" for (column,) in cur.fetchall()}
@@ -158,6 +161,13 @@ def schema_objects(url: str) -> set[str]:
             "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
         )
         found = {f"column {table}.{column}" for table, column in cur.fetchall()}
+        # A view's columns are in information_schema.columns too: a view is said as one, never as table columns.
+        cur.execute("SELECT viewname FROM pg_views WHERE schemaname = current_schema()")
+        views = {view for (view,) in cur.fetchall()}
+        cur.execute("SELECT matviewname FROM pg_matviews WHERE schemaname = current_schema()")
+        views |= {view for (view,) in cur.fetchall()}
+        found = {name for name in found if name.removeprefix("column ").rsplit(".", 1)[0] not in views}
+        found |= {f"view {view}" for view in views}
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
         found |= {f"table {table}" for (table,) in cur.fetchall()}
         cur.execute("SELECT indexname, tablename FROM pg_indexes WHERE schemaname = current_schema()")

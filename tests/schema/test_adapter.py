@@ -2,12 +2,13 @@
 
 import pytest
 
+from app.schema import migrate
 from app.targets import flask_db, migrations
 from app.targets.git import GitRepo
 from app.targets.migration_ops import downgrade_operations
 from app.targets.registry import Targets
 from app.targets.revision_graph import RevisionError
-from app.targets.schema_db import count, current_revisions
+from app.targets.schema_db import count, current_revisions, schema_objects
 from tests.schema.apps import revision_file
 from tests.schema.conftest import both_target_databases
 from tests.support.sinks import Lines
@@ -152,3 +153,17 @@ def downgrade():
         "execute (DELETE FROM audit)",
         "drop_column user.token",
     ]
+
+
+@both_target_databases
+def test_a_view_is_one_schema_object_not_columns_of_a_table(shop):
+    # A failed migration that dropped a view in an autocommit block said "column recent.id is gone, column
+    # recent.name is gone" on PostgreSQL (information_schema.columns lists a view's columns), sending the reader to
+    # look for a table "recent"; SQLite said "view recent on recent".
+    shop.execute("CREATE TABLE item (id integer, name varchar(10))")
+    shop.execute("CREATE VIEW recent AS SELECT id, name FROM item")
+    before = schema_objects(shop.url)
+    assert "view recent" in before and "column item.name" in before
+    assert not {name for name in before if "recent" in name} - {"view recent"}
+    shop.execute("DROP VIEW recent")
+    assert migrate._changed(before, schema_objects(shop.url)) == "view recent is gone"
