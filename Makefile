@@ -13,7 +13,8 @@ unexport PYTHONDONTWRITEBYTECODE
 RUN_SYSTEM := git:git gpg:gnupg
 # The demo sandbox runs on PostgreSQL when it can: installed as root, else the demo uses SQLite files.
 RUN_OPTIONAL := initdb:postgresql
-TEST_SYSTEM := $(RUN_SYSTEM) initdb:postgresql chromium:chromium
+# ip, unshare: the stop tests stand a second network namespace up as "another host".
+TEST_SYSTEM := $(RUN_SYSTEM) initdb:postgresql chromium:chromium ip:iproute2 unshare:util-linux
 
 .PHONY: run test lint format system-run system-test clean
 
