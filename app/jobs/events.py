@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
 from app.extensions import db
@@ -40,21 +41,39 @@ class EventWriter:
     def emit(self, kind: str, payload: dict, step: int | None = None, *, commit: bool = True) -> JobEvent:
         if kind != "log":
             self.flush()
-        self.seq += 1
         event = JobEvent(
             job_id=self.job_id,
-            seq=self.seq,
+            seq=self.seq + 1,
             kind=kind,
             step=step,
             payload_json=json.dumps(payload, separators=(",", ":"), default=str),
             ts=utcnow(),
         )
-        db.session.add(event)
+        self._insert(event)
         self.bus.notify_in_transaction(db.session, self.job_id, self.seq)
         if commit:
             db.session.commit()
             self.bus.published(self.job_id, self.seq)
         return event
+
+    def _insert(self, event: JobEvent) -> None:
+        """Add the event under the next free number. Another writer may have taken it meanwhile: a stopping Rewind
+        marks a job interrupted while the job's thread still runs, and what that thread does next (a deploy putting
+        its code back) must be kept, not lost with its whole transaction. Only the savepoint is rolled back."""
+        while True:
+            try:
+                with db.session.begin_nested():
+                    db.session.add(event)
+            except IntegrityError:
+                taken = db.session.scalar(
+                    select(func.coalesce(func.max(JobEvent.seq), 0)).filter_by(job_id=self.job_id)
+                )
+                if taken < event.seq:  # not the number: something else is wrong with the row
+                    raise
+                event.seq = taken + 1
+                continue
+            self.seq = event.seq
+            return
 
     def add_line(self, step: int | None, stream: str, line: str) -> None:
         """Buffer one log line; safe from any thread (the job thread flushes)."""

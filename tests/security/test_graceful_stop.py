@@ -60,6 +60,24 @@ def test_jobs_still_running_at_the_timeout_are_interrupted_and_their_commands_st
     runner.stop()
 
 
+def test_what_a_job_does_after_a_stop_interrupted_it_is_kept_in_its_log(app):
+    """The stop marks the job interrupted while its thread still runs, and writes an event of its own: the lines
+    the thread writes afterwards (a deploy putting its code back) must be kept, not lost to a taken number."""
+    from app.jobs.events import load_view
+
+    runner = engine(app).start_runner()
+    changing = enqueue(app, "test.put_back")
+    wait_for(lambda: job(app, changing).state == "running")
+    assert runner.drain(timeout_s=0.5) == [changing]
+    assert not runner._running, "the job's thread let go"
+    with app.app_context():
+        row = db.session.get(Job, changing)
+        view = load_view(row)
+    assert row.state == "interrupted"
+    assert "put back" in [line for _, _, line in view.lines], "the put-back the thread did after the stop is told"
+    runner.stop()
+
+
 def test_a_web_workers_sigterm_handler_starts_no_thread_it_wakes_the_waiting_drain(app):
     """A thread started inside a signal handler can hang the worker for ever (app/signalrelay.py says how): the
     drain thread is waiting before any signal, the handler only notes it, and gunicorn's own stop still runs."""
