@@ -184,8 +184,10 @@ def mark_interrupted(
     running = f"The Rewind process running this job ({job.worker}) stopped" if job.worker else "Rewind stopped"
     first = f"Rewind was stopped{where}: {stopped}." if stopped else f"{running} while the job was running{where}."
     stood = f" Where things stood: {job.standing}." if job.standing else ""
+    done = f" Already done before that: {job.done}." if job.done else ""
     result = (
-        f"{first}{stood} It was not re-run: check the target's state, then start the job again if it is still needed."
+        f"{first}{done}{stood} It was not re-run: check the target's state, then start the job again if it is still "
+        "needed."
     )
     values = {"state": JobState.INTERRUPTED.value, "finished_at": utcnow(), "result": result}
     if stopped:

@@ -220,6 +220,13 @@ def test_running_job_found_at_start_is_interrupted_not_rerun(app):
     assert audit_actions(app, job.id)[-1] == ("job.interrupted", "failed")
 
 
+def test_a_job_found_dead_says_what_it_had_already_changed(app):
+    """A job whose process was killed after it changed its target (a deploy's merge) says so, not only its step."""
+    job, _ = found_running_at_start(app, "gone:1", done="deployed qa/1 (0123abcd) to staging")
+    assert job.state == "interrupted"
+    assert "during “Count”. Already done before that: deployed qa/1 (0123abcd) to staging. It was not" in job.result
+
+
 def test_a_job_that_cannot_be_finished_is_failed_not_left_running(app):
     from app.jobs.execution import fail_unfinished, mark_interrupted
 

@@ -60,6 +60,19 @@ def test_jobs_still_running_at_the_timeout_are_interrupted_and_their_commands_st
     runner.stop()
 
 
+def test_a_job_interrupted_by_a_stop_says_what_it_had_already_changed(app):
+    """QA: a deploy stopped in its release commands had merged the new code, but said only "check the target's
+    state". What a job changed is kept on its row as it goes, so the interrupted job says it, as a failed one does."""
+    runner = engine(app).start_runner()
+    long = enqueue(app, "test.change_then_sleep", target="staging", seconds=600)
+    wait_for(lambda: job(app, long).state == "running" and job(app, long).done is not None)
+    assert runner.drain(timeout_s=0.5) == [long]
+    row = job(app, long)
+    assert row.state == "interrupted"
+    assert "Already done before that: changed staging. It was not re-run" in row.result, row.result
+    runner.stop()
+
+
 def test_what_a_job_does_after_a_stop_interrupted_it_is_kept_in_its_log(app):
     """The stop marks the job interrupted while its thread still runs, and writes an event of its own: the lines
     the thread writes afterwards (a deploy putting its code back) must be kept, not lost to a taken number."""
