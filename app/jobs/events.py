@@ -126,6 +126,7 @@ class JobView:
     verification_detail: str = ""
     last_seq: int = 0
     message: str = ""
+    cancel_requested_by: str = ""  # asked to stop, not yet stopped: every watcher says by whom
 
     @property
     def fraction(self) -> float:
@@ -173,6 +174,8 @@ class JobView:
             step = self.steps[event.step]
             step.fraction = max(0.0, min(1.0, float(payload.get("fraction", 0.0))))
             step.message = payload.get("message", step.message)
+        elif event.kind == "cancel":
+            self.cancel_requested_by = payload.get("by", "")
         elif event.kind == "log":
             self.lines.extend((event.seq, stream, line) for stream, line in payload["lines"])
 
