@@ -91,6 +91,19 @@ def test_what_a_job_does_after_a_stop_interrupted_it_is_kept_in_its_log(app):
     runner.stop()
 
 
+def test_what_a_job_changes_after_a_stop_interrupted_it_is_added_to_its_result(app):
+    """The result is written when the stop marks the job; a change its thread makes afterwards (a deploy putting its
+    code back) would otherwise be in the log only, the result still naming the change it undid as the last word."""
+    runner = engine(app).start_runner()
+    changing = enqueue(app, "test.put_back")
+    wait_for(lambda: job(app, changing).state == "running")
+    assert runner.drain(timeout_s=0.5) == [changing]
+    row = job(app, changing)
+    assert row.state == "interrupted"
+    assert row.result.endswith("still needed. Then, as it stopped: half-changed the target."), row.result
+    runner.stop()
+
+
 def test_a_web_workers_sigterm_handler_starts_no_thread_it_wakes_the_waiting_drain(app):
     """A thread started inside a signal handler can hang the worker for ever (app/signalrelay.py says how): the
     drain thread is waiting before any signal, the handler only notes it, and gunicorn's own stop still runs."""
