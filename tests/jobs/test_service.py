@@ -170,6 +170,7 @@ def test_a_step_that_handles_a_cancel_runs_its_recovery_and_the_job_says_where_t
     assert "put back" in [line for _, _, line in view.lines]
 
 
+@both_databases
 def test_a_cancel_asked_of_a_running_job_is_an_event_every_watcher_is_shown(app, runner):
     """QA: the admin cancelled from their browser; the starter's page went on saying "running" and offering Cancel
     until the step stopped. The request is an event: every page watching (and `jobs show --follow`) says it."""

@@ -17,7 +17,7 @@ from app.extensions import db
 from app.jobs import runbook, service
 from app.jobs.engine import engine
 from app.jobs.models import Job
-from tests.conftest import wait_for
+from tests.conftest import both_databases, wait_for
 
 
 def enqueue(app, name, target=None, **params):
@@ -73,6 +73,7 @@ def test_a_job_interrupted_by_a_stop_says_what_it_had_already_changed(app):
     runner.stop()
 
 
+@both_databases
 def test_what_a_job_does_after_a_stop_interrupted_it_is_kept_in_its_log(app):
     """The stop marks the job interrupted while its thread still runs, and writes an event of its own: the lines
     the thread writes afterwards (a deploy putting its code back) must be kept, not lost to a taken number."""
