@@ -346,6 +346,14 @@ def _init_error_pages(app: Flask) -> None:
             from app.audit.throttle import record_throttled
 
             record_throttled("auth.csrf_refused", details)
+            if request.endpoint != "auth.login":
+                # The token is missing because the session is: "the tokens do not match, reload" would hide why.
+                return page(
+                    400,
+                    "Signed out",
+                    "Nothing was changed: this browser is no longer signed in (signed out in another tab, or the "
+                    "session ended). Sign in again, then try again.",
+                )
         return page(
             400,
             "Security token missing or wrong",

@@ -113,8 +113,10 @@ class JobContext:
         self.result = self.redact(strip_ansi(summary))
 
     def did(self, change: str) -> None:
-        """Note a change made to the target, so a later failure can say what already happened."""
+        """Note a change made to the target, so a later failure can say what already happened; kept on the job row
+        too, so a job marked interrupted (its process killed or stopped) says it as well."""
         self.changed.append(self.redact(change))
+        self._note_on_job({"done": "; ".join(self.changed)[:2000]}, "what the job already changed")
 
     def standing(self, text: str) -> None:
         """Say, durably, where the target stands now (which copy is live, what is left where).

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
 from app.extensions import db
@@ -40,21 +41,39 @@ class EventWriter:
     def emit(self, kind: str, payload: dict, step: int | None = None, *, commit: bool = True) -> JobEvent:
         if kind != "log":
             self.flush()
-        self.seq += 1
         event = JobEvent(
             job_id=self.job_id,
-            seq=self.seq,
+            seq=self.seq + 1,
             kind=kind,
             step=step,
             payload_json=json.dumps(payload, separators=(",", ":"), default=str),
             ts=utcnow(),
         )
-        db.session.add(event)
+        self._insert(event)
         self.bus.notify_in_transaction(db.session, self.job_id, self.seq)
         if commit:
             db.session.commit()
             self.bus.published(self.job_id, self.seq)
         return event
+
+    def _insert(self, event: JobEvent) -> None:
+        """Add the event under the next free number. Another writer may have taken it meanwhile: a stopping Rewind
+        marks a job interrupted while the job's thread still runs, and what that thread does next (a deploy putting
+        its code back) must be kept, not lost with its whole transaction. Only the savepoint is rolled back."""
+        while True:
+            try:
+                with db.session.begin_nested():
+                    db.session.add(event)
+            except IntegrityError:
+                taken = db.session.scalar(
+                    select(func.coalesce(func.max(JobEvent.seq), 0)).filter_by(job_id=self.job_id)
+                )
+                if taken < event.seq:  # not the number: something else is wrong with the row
+                    raise
+                event.seq = taken + 1
+                continue
+            self.seq = event.seq
+            return
 
     def add_line(self, step: int | None, stream: str, line: str) -> None:
         """Buffer one log line; safe from any thread (the job thread flushes)."""
@@ -107,6 +126,7 @@ class JobView:
     verification_detail: str = ""
     last_seq: int = 0
     message: str = ""
+    cancel_requested_by: str = ""  # asked to stop, not yet stopped: every watcher says by whom
 
     @property
     def fraction(self) -> float:
@@ -154,6 +174,8 @@ class JobView:
             step = self.steps[event.step]
             step.fraction = max(0.0, min(1.0, float(payload.get("fraction", 0.0))))
             step.message = payload.get("message", step.message)
+        elif event.kind == "cancel":
+            self.cancel_requested_by = payload.get("by", "")
         elif event.kind == "log":
             self.lines.extend((event.seq, stream, line) for stream, line in payload["lines"])
 

@@ -109,6 +109,7 @@ def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state:
     serialise()  # the audit head first, then the job row: the order cancel() takes them in
     db.session.refresh(job)
     if job.job_state.is_final:  # a stopping Rewind marked it interrupted meanwhile: that stands
+        _say_what_followed(job, writer, ctx)
         db.session.commit()
         return job.job_state
     job.state = state.value
@@ -139,6 +140,16 @@ def _finish(job: Job, writer: EventWriter, ctx: JobContext, actor: Actor, state:
     )
     bus.finished(job.id)  # the dashboard should show what the job left behind, not wait 30 s
     return state
+
+
+def _say_what_followed(job: Job, writer: EventWriter, ctx: JobContext) -> None:
+    """A stopping Rewind marked the job interrupted, saying what it had changed by then, and its thread went on
+    winding down: what the thread changed after that (a deploy putting its code back) is added to the result."""
+    later = [change for change in ctx.changed if change not in (job.result or "")]
+    if job.job_state != JobState.INTERRUPTED or not later:
+        return
+    job.result = f"{job.result} Then, as it stopped: {'; '.join(later)}."
+    writer.emit("job", {"state": job.state, "result": job.result})
 
 
 def settle_orphan(job: Job) -> tuple[str, dict] | None:
@@ -184,8 +195,10 @@ def mark_interrupted(
     running = f"The Rewind process running this job ({job.worker}) stopped" if job.worker else "Rewind stopped"
     first = f"Rewind was stopped{where}: {stopped}." if stopped else f"{running} while the job was running{where}."
     stood = f" Where things stood: {job.standing}." if job.standing else ""
+    done = f" Already done before that: {job.done}." if job.done else ""
     result = (
-        f"{first}{stood} It was not re-run: check the target's state, then start the job again if it is still needed."
+        f"{first}{done}{stood} It was not re-run: check the target's state, then start the job again if it is still "
+        "needed."
     )
     values = {"state": JobState.INTERRUPTED.value, "finished_at": utcnow(), "result": result}
     if stopped:

@@ -54,6 +54,8 @@ class EventPrinter:
                 self.echo(f"{self._step_name(event.step)}: {step.state.label}{took}")
                 if step.error:
                     self.echo(f"    error: {step.error}")
+        elif event.kind == "cancel":
+            self.echo(f"cancelling: asked by {payload.get('by', 'someone')}; the running step is being stopped")
         elif event.kind == "job":
             state = JobState(payload["state"])
             if state == JobState.RUNNING:

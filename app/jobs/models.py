@@ -39,6 +39,7 @@ class Job(db.Model):
     command_group = db.Column(db.Integer, nullable=True)
     command_started = db.Column(db.BigInteger, nullable=True)
     standing = db.Column(db.Text, nullable=True)  # where the target stands while the job runs (JobContext.standing)
+    done = db.Column(db.Text, nullable=True)  # what the job changed on its target so far (JobContext.did)
     # When the job put another database in the target's live one's place; cleared if it swapped back. Set at the
     # rename, so a job that failed or was killed after it still counts as a swap (app/jobs/swaps.py).
     swapped_at = db.Column(db.DateTime, nullable=True)

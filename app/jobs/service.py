@@ -189,5 +189,7 @@ def cancel(job: Job, actor: Actor, *, via: str | None = None) -> bool:
         raise NotCancellable(f"job #{job.id} is already being cancelled (asked by {job.cancel_requested_by})")
     job.cancel_requested_by = actor.name
     record("job.cancel_requested", actor=actor, target=job.target, details=_via({"job_id": job.id}, via))
-    db.session.commit()
+    # Committed with the request: every page watching the job says it is being cancelled, and by whom, rather
+    # than offer a Cancel that would be refused while the step stops.
+    EventWriter(job.id, engine().bus).emit("cancel", {"by": actor.name})
     return False

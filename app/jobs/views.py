@@ -101,7 +101,7 @@ def index():
 @bp.get("/rows")
 @requires(Role.VIEWER)
 def rows():
-    """The list's rows alone: the page polls this while any job on it is active."""
+    """The list's rows alone: the page polls this while any job on it is active, and its newest page always."""
     filters, before, page = _jobs_page()
     return render_template("jobs/_rows.html", page=page, filters=filters, before=before)
 

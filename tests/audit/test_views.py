@@ -444,3 +444,22 @@ def test_a_failed_full_check_stays_on_the_badge_after_the_row_is_put_back_until_
     words = summary(fragment)
     assert "chain-ok" in fragment and "New rows intact" in words and "found a break" not in words
     assert f", which found rows 1 to {newest_id(app)} intact)" in words
+
+
+def test_the_badge_after_a_full_check_says_a_row_changed_after_its_own_check_shows_only_at_the_next(
+    app, users, as_role
+):
+    """QA: a row written after the full check, read intact by the badge, then changed by hand: the badge goes on
+    reading only newer rows, so it must not say flatly that the rows since the full check have no break."""
+    seed(app, 2)
+    assert app.test_cli_runner().invoke(args=["rewind", "audit", "verify"]).exit_code == 0
+    seed(app, 2)
+    client = as_role(Role.VIEWER)
+    client.get("/audit/chain")  # the new rows are read intact here
+    with app.app_context():
+        db.session.execute(text("UPDATE audit_event SET actor_name = 'ghost' WHERE id = :i"), {"i": newest_id(app)})
+        db.session.commit()
+    seed(app, 1)
+    words = summary(client.get("/audit/chain").get_data(as_text=True))
+    assert "New rows intact" in words
+    assert "intact), as each was first checked here: a row changed after its check shows only at the next full" in words

@@ -3,6 +3,7 @@
 import html
 import json
 import re
+from urllib.parse import unquote
 
 import pytest
 from sqlalchemy import select
@@ -570,3 +571,18 @@ def test_the_users_page_reads_every_account_s_lock_at_once_and_only_locks_count(
     page = as_role(Role.ADMIN).get("/users").get_data(as_text=True)
     rows = {name: page.split(f"<td>{name}")[1].split("</tr>")[0] for name in ("locked", "four", "mended")}
     assert "Locked</span>" in rows["locked"] and "Locked</span>" not in rows["four"] + rows["mended"]
+
+
+def test_a_button_pressed_after_signing_out_in_another_tab_says_signed_out_not_that_tokens_differ(client, users):
+    """Signing out in one tab ends the session of every tab: a button pressed in another is refused for that, and
+    says so, rather than sending a tired person to reload in search of a token mismatch."""
+    login(client, "operator")
+    token = csrf_token(client)
+    assert post(client, "/logout").status_code == 302
+    refused = client.post(
+        "/targets/staging/flags/toggle", data={"flag": "x", "csrf_token": token}, headers={"HX-Request": "true"}
+    )
+    assert refused.status_code == 400
+    said = unquote(refused.headers["X-Rewind-Refusal"])
+    assert said.startswith("Signed out: Nothing was changed: this browser is no longer signed in"), said
+    assert "CSRF" not in refused.get_data(as_text=True)

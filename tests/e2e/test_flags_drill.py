@@ -115,7 +115,9 @@ def test_a_toggle_refused_by_a_whole_error_page_keeps_the_row_and_says_why_above
 
     row = page.locator("#flag-beta_search")
     row.get_by_role("button", name="Turn on beta_search").click()
-    expect(page.locator("#request-refused")).to_contain_text("Security token missing or wrong: Nothing was changed.")
+    expect(page.locator("#request-refused")).to_contain_text(
+        "Signed out: Nothing was changed: this browser is no longer signed in"
+    )
     expect(rows).to_have_count(count)
     expect(row.locator(".flag-state")).to_have_text("off")
     expect(row.get_by_role("button", name="Turn on beta_search")).to_be_focused()

@@ -170,6 +170,35 @@ def test_a_step_that_handles_a_cancel_runs_its_recovery_and_the_job_says_where_t
     assert "put back" in [line for _, _, line in view.lines]
 
 
+@both_databases
+def test_a_cancel_asked_of_a_running_job_is_an_event_every_watcher_is_shown(app, runner):
+    """QA: the admin cancelled from their browser; the starter's page went on saying "running" and offering Cancel
+    until the step stopped. The request is an event: every page watching (and `jobs show --follow`) says it."""
+    from app.jobs.models import JobEvent
+    from app.jobs.render import render_event, render_snapshot
+
+    job_id = enqueue(app, "test.stubborn", target="staging", seconds=3)
+
+    def child_up():
+        with app.app_context():
+            return any(line.startswith("child up") for _, _, line in load_view(db.session.get(Job, job_id)).lines)
+
+    wait_for(child_up)
+    with app.app_context():
+        assert service.cancel(db.session.get(Job, job_id), Actor(None, "carol")) is False
+        view = load_view(db.session.get(Job, job_id))
+        event = db.session.scalars(select(JobEvent).filter_by(job_id=job_id, kind="cancel")).one()
+        assert view.state == "running" and view.cancel_requested_by == "carol"
+        live = render_event(load_view(db.session.get(Job, job_id), upto=event.seq), event)
+        assert '<div id="job-actions" hx-swap-oob="outerHTML">' in live and "Cancelling: asked by carol" in live
+        assert "Cancelling: asked by carol" in render_snapshot(view), "a page that reconnects says it too"
+    job, view = finished(app, job_id)  # its shielded command runs out; the page then says the job has ended
+    assert job.job_state.is_final
+    with app.app_context():
+        seqs = db.session.scalars(select(JobEvent.seq).filter_by(job_id=job_id).order_by(JobEvent.seq)).all()
+    assert seqs == list(range(1, len(seqs) + 1)), "the job's own events after it go on from the cancel's number"
+
+
 def _alive(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
     try:
@@ -218,6 +247,13 @@ def test_running_job_found_at_start_is_interrupted_not_rerun(app):
     assert "during “Count”" in job.result and "not re-run" in job.result
     assert view.lines == [], "an interrupted job is never run again by itself"
     assert audit_actions(app, job.id)[-1] == ("job.interrupted", "failed")
+
+
+def test_a_job_found_dead_says_what_it_had_already_changed(app):
+    """A job whose process was killed after it changed its target (a deploy's merge) says so, not only its step."""
+    job, _ = found_running_at_start(app, "gone:1", done="deployed qa/1 (0123abcd) to staging")
+    assert job.state == "interrupted"
+    assert "during “Count”. Already done before that: deployed qa/1 (0123abcd) to staging. It was not" in job.result
 
 
 def test_a_job_that_cannot_be_finished_is_failed_not_left_running(app):

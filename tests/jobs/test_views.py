@@ -136,6 +136,19 @@ def test_list_filters_and_live_rows(app, as_role):
     assert '<option value="test.sleep">Sleep on a target</option>' in page
 
 
+def test_the_newest_page_of_the_list_follows_new_jobs_even_when_none_on_it_is_active(app, as_role, runner):
+    """QA: a list opened when every job had ended never showed the job someone started next."""
+    client = as_role(Role.OPERATOR)
+    assert 'hx-trigger="every 10s"' in client.get("/jobs").get_data(as_text=True), "an empty list follows too"
+    job_url = post(client, "/jobs", {"runbook": "test.count", "lines": "1"}).headers["Location"]
+    job_id = int(job_url.rstrip("/").rsplit("/", 1)[1])
+    finished(app, job_id)
+    page = client.get("/jobs").get_data(as_text=True)
+    assert 'hx-get="/jobs/rows"' in page and 'hx-trigger="every 10s"' in page
+    older = client.get(f"/jobs?before={job_id + 1}").get_data(as_text=True)
+    assert 'id="job-rows">' in older, "an older page of ended jobs has nothing new to follow"
+
+
 def test_the_list_does_not_call_browser_local_times_utc(app, as_role):
     client = as_role(Role.OPERATOR)
     post(client, "/jobs", {"runbook": "test.count"})

@@ -17,7 +17,7 @@ from app.extensions import db
 from app.jobs import runbook, service
 from app.jobs.engine import engine
 from app.jobs.models import Job
-from tests.conftest import wait_for
+from tests.conftest import both_databases, wait_for
 
 
 def enqueue(app, name, target=None, **params):
@@ -57,6 +57,51 @@ def test_jobs_still_running_at_the_timeout_are_interrupted_and_their_commands_st
     assert row.result.startswith("Rewind was stopped during “Sleep”: its jobs did not finish within")
     assert not runner._running, "the job's thread stopped its command and let go"
     assert job(app, long).state == "interrupted", "the job's own ending did not overwrite it"
+    runner.stop()
+
+
+def test_a_job_interrupted_by_a_stop_says_what_it_had_already_changed(app):
+    """QA: a deploy stopped in its release commands had merged the new code, but said only "check the target's
+    state". What a job changed is kept on its row as it goes, so the interrupted job says it, as a failed one does."""
+    runner = engine(app).start_runner()
+    long = enqueue(app, "test.change_then_sleep", target="staging", seconds=600)
+    wait_for(lambda: job(app, long).state == "running" and job(app, long).done is not None)
+    assert runner.drain(timeout_s=0.5) == [long]
+    row = job(app, long)
+    assert row.state == "interrupted"
+    assert "Already done before that: changed staging. It was not re-run" in row.result, row.result
+    runner.stop()
+
+
+@both_databases
+def test_what_a_job_does_after_a_stop_interrupted_it_is_kept_in_its_log(app):
+    """The stop marks the job interrupted while its thread still runs, and writes an event of its own: the lines
+    the thread writes afterwards (a deploy putting its code back) must be kept, not lost to a taken number."""
+    from app.jobs.events import load_view
+
+    runner = engine(app).start_runner()
+    changing = enqueue(app, "test.put_back")
+    wait_for(lambda: job(app, changing).state == "running")
+    assert runner.drain(timeout_s=0.5) == [changing]
+    assert not runner._running, "the job's thread let go"
+    with app.app_context():
+        row = db.session.get(Job, changing)
+        view = load_view(row)
+    assert row.state == "interrupted"
+    assert "put back" in [line for _, _, line in view.lines], "the put-back the thread did after the stop is told"
+    runner.stop()
+
+
+def test_what_a_job_changes_after_a_stop_interrupted_it_is_added_to_its_result(app):
+    """The result is written when the stop marks the job; a change its thread makes afterwards (a deploy putting its
+    code back) would otherwise be in the log only, the result still naming the change it undid as the last word."""
+    runner = engine(app).start_runner()
+    changing = enqueue(app, "test.put_back")
+    wait_for(lambda: job(app, changing).state == "running")
+    assert runner.drain(timeout_s=0.5) == [changing]
+    row = job(app, changing)
+    assert row.state == "interrupted"
+    assert row.result.endswith("still needed. Then, as it stopped: half-changed the target."), row.result
     runner.stop()
 
 

@@ -44,6 +44,12 @@ def stubborn(ctx: JobContext) -> None:
         ctx.run([sys.executable, "-c", script])
 
 
+def change_then_sleep(ctx: JobContext) -> None:
+    """A change made, then a command still running when the process stops: the interrupted job must say the change."""
+    ctx.did(f"changed {ctx.target}")
+    sleep(ctx)
+
+
 def secret(ctx: JobContext) -> None:
     ctx.add_secret("open-sesame-42")
     ctx.add_secret("s3cr'et-pw")
@@ -135,6 +141,7 @@ def deaf(ctx: JobContext) -> None:
 
 _sleeper("test.sleep", "Sleep on a target", sleep)
 _sleeper("test.stubborn", "Sleep through a cancel", stubborn)
+_sleeper("test.change_then_sleep", "Change, then sleep", change_then_sleep)
 _sleeper("test.replace", "Sleep as a restore would fill", sleep, replaces_database=True)
 _sleeper("test.deaf", "Sleep deaf to SIGTERM", deaf, Param("heard", "File noting SIGTERM", required=False))
 register(
