@@ -21,5 +21,6 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('job', schema=None) as batch_op:
-        batch_op.drop_column('done')
+    # Not batch mode: on SQLite it rebuilds the job table, and dropping the old one (foreign keys on) deletes every
+    # job's events (ON DELETE CASCADE) or fails on a checkpoint that names a job. SQLite 3.35+ drops the column.
+    op.drop_column('job', 'done')
