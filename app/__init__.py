@@ -346,8 +346,11 @@ def _init_error_pages(app: Flask) -> None:
             from app.audit.throttle import record_throttled
 
             record_throttled("auth.csrf_refused", details)
-            if request.endpoint != "auth.login":
-                # The token is missing because the session is: "the tokens do not match, reload" would hide why.
+            headers = app.config.get("WTF_CSRF_HEADERS", ["X-CSRFToken", "X-CSRF-Token"])  # Flask-WTF's default
+            carried = request.form.get("csrf_token") or any(request.headers.get(name) for name in headers)
+            if carried and request.endpoint != "auth.login":
+                # A page's token, its session gone: "the tokens do not match, reload" would hide why. A request with
+                # no token at all was never sent by a signed-in page: it is told the token is missing, below.
                 return page(
                     400,
                     "Signed out",

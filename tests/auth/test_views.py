@@ -586,3 +586,17 @@ def test_a_button_pressed_after_signing_out_in_another_tab_says_signed_out_not_t
     said = unquote(refused.headers["X-Rewind-Refusal"])
     assert said.startswith("Signed out: Nothing was changed: this browser is no longer signed in"), said
     assert "CSRF" not in refused.get_data(as_text=True)
+
+
+def test_a_request_without_any_token_from_a_signed_out_browser_is_told_its_token_is_missing(client, users):
+    """Only a page's own token, its session gone, means "Signed out": a request that carries no token at all (a
+    forged form on another site, a script) was never sent by a signed-in page and keeps the CSRF refusal's words."""
+    login(client, "operator")
+    assert post(client, "/logout").status_code == 302
+    refused = client.post("/targets/staging/flags/toggle", data={"flag": "x"}, headers={"HX-Request": "true"})
+    assert refused.status_code == 400
+    said = unquote(refused.headers["X-Rewind-Refusal"])
+    assert said.startswith("Security token missing or wrong: Nothing was changed."), said
+    assert "The CSRF token is missing." in said
+    by_header = client.post("/targets/staging/flags/toggle", data={"flag": "x"}, headers={"X-CSRFToken": "stale"})
+    assert "Signed out" in by_header.get_data(as_text=True), "htmx sends a page's token in a header"
