@@ -22,6 +22,7 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('job', schema=None) as batch_op:
-        batch_op.drop_column('command_started')
-        batch_op.drop_column('command_group')
+    # Not in batch mode: on SQLite that rebuilds job, and dropping the old table, foreign keys on, would delete
+    # every job's events (ON DELETE CASCADE). SQLite drops a column in place since 3.35.
+    op.drop_column('job', 'command_started')
+    op.drop_column('job', 'command_group')

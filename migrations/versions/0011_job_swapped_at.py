@@ -29,6 +29,7 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('job', schema=None) as batch_op:
-        batch_op.drop_column('swapped_out')
-        batch_op.drop_column('swapped_at')
+    # Not in batch mode: on SQLite that rebuilds job, and dropping the old table, foreign keys on, would delete
+    # every job's events (ON DELETE CASCADE). SQLite drops a column in place since 3.35.
+    op.drop_column('job', 'swapped_out')
+    op.drop_column('job', 'swapped_at')
