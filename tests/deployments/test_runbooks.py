@@ -20,6 +20,7 @@ from app.checkpoints.models import Checkpoint, KnownGood
 from app.extensions import db
 from app.jobs import runbook as runbooks
 from app.jobs import service
+from app.jobs.engine import current_targets
 from app.jobs.models import JobEvent
 from app.jobs.runbook import ParamError
 from app.targets.sockets import listeners
@@ -373,22 +374,27 @@ def test_a_checkout_that_is_not_the_branch_tip_is_verified_but_not_marked_known_
         assert "# hot-fix made on the server" in (code_target.repo / "server.py").read_text(), "nothing is lost"
 
 
+def _start_through(app, code_target, wrapper: str, extra: str = ""):
+    """Staging stopped, then started again through `wrapper` (Python run with -c in place of server.py); the Start
+    job. `extra`: more lines of its [process] table."""
+    with app.app_context():
+        current_targets().open("staging").process().stop()
+    toml = code_target.toml().replace(
+        f'command = ["{sys.executable}", "server.py", "{code_target.port}"]',
+        f'command = ["{sys.executable}", "-c", {json.dumps(wrapper)}]{extra}',
+    )
+    write_targets_file(app, toml)
+    job, _ = run(app, "start")
+    return job
+
+
 def test_stopping_an_app_that_ignores_sigterm_kills_it_and_says_so(app, runner, code_target):
     # The app is started through a wrapper that ignores SIGTERM, with a short stop_timeout for the test.
     ignores = (
         "import runpy, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         f"sys.argv = ['server.py', '{code_target.port}']; runpy.run_path('server.py', run_name='__main__')"
     )
-    with app.app_context():
-        from app.jobs.engine import current_targets
-
-        current_targets().open("staging").process().stop()
-    toml = code_target.toml().replace(
-        f'command = ["{sys.executable}", "server.py", "{code_target.port}"]',
-        f'command = ["{sys.executable}", "-c", {json.dumps(ignores)}]\nstop_timeout = 2.5',
-    )
-    write_targets_file(app, toml)
-    job, _ = run(app, "start")
+    job = _start_through(app, code_target, ignores, "\nstop_timeout = 2.5")
     assert job.state == "succeeded", job.result
     with app.app_context():
         pid = current_targets().open("staging").process().status().pid
@@ -429,16 +435,7 @@ def test_a_stop_that_leaves_the_app_serving_fails_saying_who_still_listens(app, 
         "import os, runpy, sys\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\n"
         f"sys.argv = ['server.py', '{code_target.port}']; runpy.run_path('server.py', run_name='__main__')"
     )
-    with app.app_context():
-        from app.jobs.engine import current_targets
-
-        current_targets().open("staging").process().stop()
-    toml = code_target.toml().replace(
-        f'command = ["{sys.executable}", "server.py", "{code_target.port}"]',
-        f'command = ["{sys.executable}", "-c", {json.dumps(daemonizes)}]',
-    )
-    write_targets_file(app, toml)
-    job, _ = run(app, "start")
+    job = _start_through(app, code_target, daemonizes)
     assert job.state == "failed", job.result
     daemon = wait_for(lambda: listeners(code_target.port), timeout=10)
     try:
