@@ -218,14 +218,16 @@ def _names(plan: restore.Plan) -> list[str]:
 MOMENT_OPTIONS = {"as_of": "--as-of", "checkpoint": "--checkpoint", "job": "--job"}
 
 
-def _apply_command(plan: restore.Plan, recreate: tuple[str, ...], reason: str) -> str:
+def _apply_command(plan: restore.Plan, recreate: tuple[str, ...], reason: str, protected: bool) -> str:
     """The command that writes this very plan: its moment as recorded (a time, not "15 minutes ago"), and its
-    fingerprint, which refuses it should the table move before it is run."""
+    fingerprint, which refuses it should the table move before it is run. A protected target's write needs a
+    reason: with none given, the command says where it goes, as it does for the user."""
     words = ["flask rewind flags restore", shlex.quote(plan.target)]
     words += [f"{MOMENT_OPTIONS[key]} {shlex.quote(str(value))}" for key, value in plan.params.items()]
     words += [f"--recreate {shlex.quote(name)}" for name in recreate]
     words += [f"--fingerprint {plan.fingerprint}", "--yes", "--as USER"]
-    words += [f"--reason {shlex.quote(reason)}"] if reason else []
+    if reason or protected:
+        words += [f"--reason {shlex.quote(reason) if reason else 'WHY'}"]
     return " ".join(words)
 
 
@@ -290,7 +292,8 @@ def restore_flags(
         click.echo("nothing written: only deleted flags differ; name those to bring back with --recreate NAME")
         return
     if not yes and not (sys.stdin.isatty() and click.confirm(f"Write this plan to {target} now?", default=False)):
-        click.echo(f"nothing written; to write this plan: {_apply_command(plan, recreate, reason)}")
+        command = _apply_command(plan, recreate, reason, the_target.config.protected)
+        click.echo(f"nothing written; to write this plan: {command}")
         return
     try:
         changes = restore.apply(

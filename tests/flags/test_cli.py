@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from datetime import datetime
 
 import pytest
@@ -266,6 +267,27 @@ def test_restore_prints_the_plan_then_writes_it_only_when_confirmed(app, cli, fl
     [(actor, outcome, details)] = audit_rows(app, "flags.restore")
     assert (actor, outcome, details["via"], details["reason"]) == ("operator", "ok", "cli", "undo")
     assert details["source"] == f"checkpoint #{checkpoint}" and len(details["changes"]) == 2
+
+
+def test_restore_on_a_protected_target_prints_a_command_that_asks_for_the_reason(app, cli, flagdb):
+    """QA: on a protected target the printed command had no --reason, so running it was refused: "restoring
+    prod's flags needs a reason"."""
+    from app.checkpoints import store as checkpoints
+    from app.flags.captures import snapshot
+
+    with app.app_context():
+        checkpoint = checkpoints.record("prod", None, "before the change", {"flags": snapshot(flagdb.table())}).id
+    cli("set", "prod", "dark_mode", "on", "--as", "operator", "--reason", "try it")
+    plan = cli("restore", "prod", "--checkpoint", str(checkpoint), "--as", "operator")
+    assert plan.exit_code == 0, plan.output
+    command = plan.output.splitlines()[-1].split("to write this plan: flask rewind ")[1]
+    assert command.endswith("--yes --as USER --reason WHY")
+    args = shlex.split(command.replace("USER", "operator").replace("WHY", "'back as it was'"))
+    done = app.test_cli_runner().invoke(args=["rewind", *args])
+    assert done.exit_code == 0, done.output
+    assert flagdb.states()["dark_mode"] is False
+    [(_, outcome, details)] = audit_rows(app, "flags.restore")
+    assert (outcome, details["reason"]) == ("ok", "back as it was")
 
 
 def test_restore_as_of_a_time_says_the_time_once(app, cli, flagdb):
