@@ -18,7 +18,7 @@ from app.flags import history, restore, store
 from app.jobs.engine import current_targets
 from app.targets import registry
 from app.targets.errors import TargetError
-from app.targets.flags import FlagError, FlagTableError, FlagValueError, UnknownFlag
+from app.targets.flags import FlagError, FlagTableError, FlagValueError, UnknownFlag, VanishedFlags
 
 LIST_WIDTH = 80
 VIA = "cli"
@@ -51,6 +51,11 @@ def _target(name: str):
 def _fail(exc: TargetError, target: str) -> CliError:
     if isinstance(exc, UnknownFlag):
         return Refused(f"{exc.message}; see them with: flask rewind flags list {target}")
+    if isinstance(exc, VanishedFlags):  # a name typed here may never have been there: not the tab's "no longer"
+        names = ", ".join(exc.names)
+        return Refused(
+            f"not in {exc.table}: {names}; nothing was changed; see them with: flask rewind flags list {target}"
+        )
     if isinstance(exc, store.ReasonRequired):
         return Refused(f'{exc.message}: pass --reason "why" (it goes to the audit log)')
     refusal = isinstance(exc, _REFUSALS) or (

@@ -228,7 +228,11 @@ def test_kill_with_nothing_chosen_says_how_to_choose(app, cli, flagdb):
     ("args", "message", "audited"),
     [
         (("web", "dark_mode", "--as", "viewer", "--reason", "r"), "viewer may not use the kill switch: it needs", True),
-        (("web", "checkout_v2", "gone", "--as", "operator", "--reason", "r"), "gone", True),  # all or none
+        (  # all or none; QA: a name never there was "no longer in feature_flags … reload the flags"
+            ("web", "checkout_v2", "gone", "--as", "operator", "--reason", "r"),
+            "not in feature_flags: gone; nothing was changed; see them with: flask rewind flags list web",
+            True,
+        ),
         (("web", "checkout_v2", "--as", "operator"), "the kill switch needs a reason", True),
         (("web", "--as", "operator", "--reason", "r"), "no flags chosen: nothing to turn off", True),
         (("web", "checkout_v2", "--all", "--as", "operator", "--reason", "r"), "only one of them", True),
