@@ -296,6 +296,9 @@ def restore_flags(
     if not plan.changes and not recreate:
         click.echo("nothing written: only deleted flags differ; name those to bring back with --recreate NAME")
         return
+    unknown = sorted(set(recreate) - {flag.name for flag in plan.deleted_since})
+    if unknown and not yes:  # the write refuses it (audited there): say so before asking or printing its command
+        raise Refused(f"cannot recreate {', '.join(unknown)}: not deleted since {plan.source}; nothing written")
     if not yes and not (sys.stdin.isatty() and click.confirm(f"Write this plan to {target} now?", default=False)):
         command = _apply_command(plan, recreate, reason, the_target.config.protected)
         click.echo(f"nothing written; to write this plan: {command}")

@@ -294,6 +294,16 @@ def test_restore_on_a_protected_target_prints_a_command_that_asks_for_the_reason
     assert (outcome, details["reason"]) == ("ok", "back as it was")
 
 
+def test_restore_refuses_to_recreate_a_flag_not_deleted_before_printing_a_command(app, cli, flagdb):
+    """QA: --recreate of a flag that was never deleted was taken into the printed command, which then refused it."""
+    checkpoint = _checkpoint(app, flagdb)
+    cli("set", "web", "dark_mode", "on", "--as", "operator")
+    plan = cli("restore", "web", "--checkpoint", str(checkpoint), "--recreate", "nope", "--as", "operator")
+    assert plan.exit_code == ExitStatus.REFUSED, plan.output
+    assert plan.stderr == f"rewind: cannot recreate nope: not deleted since checkpoint #{checkpoint}; nothing written\n"
+    assert "to write this plan" not in plan.output and flagdb.states()["dark_mode"] is True
+
+
 def test_restore_as_of_a_time_says_the_time_once(app, cli, flagdb):
     """QA: "staging: flags as of 2026-11-27 16:47:40 UTC (2026-11-27 16:47:40 UTC)"."""
     _checkpoint(app, flagdb)
