@@ -1010,7 +1010,10 @@ def test_the_tab_pages_by_name_past_a_page_full_keeping_the_search(flag_app, fla
     assert names == ["alpha_web", "mid_web", "zeta_web"]
     assert all(parse_qs(urlsplit(link).query)["q"] == ["web"] for link in links)
     page = client.get("/targets/web/flags?q=web&after=mid_web").get_data(as_text=True)
-    assert "3 of 7 flag(s); showing 1 after “mid_web”" in page and "« First" in page
+    # QA: the last page said "search to narrow, or page on below" with nothing below to page on to
+    assert "3 of 7 flag(s); showing 1 after “mid_web”, the last by name." in page and "« First" in page
+    first = client.get("/targets/web/flags?q=web").get_data(as_text=True)
+    assert "3 of 7 flag(s); showing 2, the first by name: search to narrow, or page on below." in first
     gone = client.get("/targets/web/flags?after=zzz").get_data(as_text=True)
     assert "comes after “zzz”" in gone and "back to the first" in gone
 
