@@ -174,5 +174,10 @@ def switch_traffic(ctx: JobContext) -> None:
 def verify_switch(ctx: JobContext) -> None:
     """Verify the target on its new slot; on failure the next step is to switch back, which the old slot allows."""
     back = ctx.state.get("previous_slot")
-    to = f"to {back} " if back else ""
-    steps.verify(ctx, next_step=f"Next: switch traffic back {to}(Switch blue/green traffic), or fix the cause")
+    # the button the person will find: "Switch traffic to blue" in the Deployments tab's Traffic panel
+    where = (
+        f"to {back} (Switch traffic to {back} on the Deployments tab)"
+        if back
+        else "(the Deployments tab's Traffic panel)"
+    )
+    steps.verify(ctx, next_step=f"Next: switch traffic back {where}, or fix the cause")

@@ -44,7 +44,8 @@ def status(target: str) -> None:
         click.echo(f"{target}: which slot serves traffic is unknown — {now.how}")
     width = max(len(slot) for slot in now.slots)
     for slot, url in now.slots.items():
-        state = "live" if slot == now.live else "idle"
+        # with the live slot unknown, no slot is known to be idle: any of them may be serving
+        state = "live" if slot == now.live else ("idle" if now.live else "unknown")
         click.echo(f"  {slot:<{width}}  {state}  {url}")
     to = now.idle[0] if len(now.idle) == 1 else "|".join(now.idle)
     click.echo(f"switch: flask rewind run {target} bluegreen slot={to} --as USER")

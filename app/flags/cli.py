@@ -18,7 +18,7 @@ from app.flags import history, restore, store
 from app.jobs.engine import current_targets
 from app.targets import registry
 from app.targets.errors import TargetError
-from app.targets.flags import FlagError, FlagTableError, FlagValueError, UnknownFlag
+from app.targets.flags import FlagError, FlagTableError, FlagValueError, UnknownFlag, VanishedFlags
 
 LIST_WIDTH = 80
 VIA = "cli"
@@ -51,6 +51,11 @@ def _target(name: str):
 def _fail(exc: TargetError, target: str) -> CliError:
     if isinstance(exc, UnknownFlag):
         return Refused(f"{exc.message}; see them with: flask rewind flags list {target}")
+    if isinstance(exc, VanishedFlags):  # a name typed here may never have been there: not the tab's "no longer"
+        names = ", ".join(exc.names)
+        return Refused(
+            f"not in {exc.table}: {names}; nothing was changed; see them with: flask rewind flags list {target}"
+        )
     if isinstance(exc, store.ReasonRequired):
         return Refused(f'{exc.message}: pass --reason "why" (it goes to the audit log)')
     refusal = isinstance(exc, _REFUSALS) or (
@@ -218,14 +223,16 @@ def _names(plan: restore.Plan) -> list[str]:
 MOMENT_OPTIONS = {"as_of": "--as-of", "checkpoint": "--checkpoint", "job": "--job"}
 
 
-def _apply_command(plan: restore.Plan, recreate: tuple[str, ...], reason: str) -> str:
+def _apply_command(plan: restore.Plan, recreate: tuple[str, ...], reason: str, protected: bool) -> str:
     """The command that writes this very plan: its moment as recorded (a time, not "15 minutes ago"), and its
-    fingerprint, which refuses it should the table move before it is run."""
+    fingerprint, which refuses it should the table move before it is run. A protected target's write needs a
+    reason: with none given, the command says where it goes, as it does for the user."""
     words = ["flask rewind flags restore", shlex.quote(plan.target)]
     words += [f"{MOMENT_OPTIONS[key]} {shlex.quote(str(value))}" for key, value in plan.params.items()]
     words += [f"--recreate {shlex.quote(name)}" for name in recreate]
     words += [f"--fingerprint {plan.fingerprint}", "--yes", "--as USER"]
-    words += [f"--reason {shlex.quote(reason)}"] if reason else []
+    if reason or protected:
+        words += [f"--reason {shlex.quote(reason) if reason else 'WHY'}"]
     return " ".join(words)
 
 
@@ -289,8 +296,12 @@ def restore_flags(
     if not plan.changes and not recreate:
         click.echo("nothing written: only deleted flags differ; name those to bring back with --recreate NAME")
         return
+    unknown = sorted(set(recreate) - {flag.name for flag in plan.deleted_since})
+    if unknown and not yes:  # the write refuses it (audited there): say so before asking or printing its command
+        raise Refused(f"cannot recreate {', '.join(unknown)}: not deleted since {plan.source}; nothing written")
     if not yes and not (sys.stdin.isatty() and click.confirm(f"Write this plan to {target} now?", default=False)):
-        click.echo(f"nothing written; to write this plan: {_apply_command(plan, recreate, reason)}")
+        command = _apply_command(plan, recreate, reason, the_target.config.protected)
+        click.echo(f"nothing written; to write this plan: {command}")
         return
     try:
         changes = restore.apply(

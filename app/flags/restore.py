@@ -372,9 +372,11 @@ def plan(target: Target, *, moment: datetime | None = None, checkpoint: int | No
     elif job is not None:
         from app.jobs.models import Job
 
-        row = db.session.scalars(select(Job).where(Job.id == job, Job.target == name)).first()
+        row = db.session.get(Job, job)
         if row is None:
-            raise BadFlagInput(f"job #{job} did not run on {name}")
+            raise BadFlagInput(f"there is no job #{job}")
+        if row.target != name:
+            raise BadFlagInput(f"job #{job} ran on {row.target}, not on {name}")
         cp = db.session.scalars(select(Checkpoint).where(Checkpoint.job_id == job).order_by(Checkpoint.id)).first()
         states = _checkpoint_states(cp) if cp else None
         if states is not None:

@@ -141,6 +141,7 @@ class VanishedFlags(FlagError):
 
     def __init__(self, names: Iterable[str], table: str) -> None:
         self.names = sorted(names)
+        self.table = table
         super().__init__(
             f"no longer in {table}: {', '.join(self.names)}; nothing was changed",
             fix="reload the flags and choose again",

@@ -94,7 +94,10 @@ def test_a_switch_that_fails_verification_says_to_switch_back(app, runner, slots
     assert Path(os.readlink(link)) == dirs["green"], "the switch happened; verification failed after it"
     (failed,) = [s for s in view.steps if s.state == "failed"]
     assert failed.error.startswith("staging did not become healthy: the application is not running")
-    assert ". Next: switch traffic back to blue (Switch blue/green traffic), or fix the cause" in failed.error
+    # QA: it named "Switch blue/green traffic", a button there is not; the panel's is "Switch traffic to blue"
+    assert ". Next: switch traffic back to blue (Switch traffic to blue on the Deployments tab), or fix the cause" in (
+        failed.error
+    )
     assert "\n" not in failed.error
 
 

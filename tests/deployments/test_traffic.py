@@ -157,6 +157,8 @@ def test_the_overview_and_the_card_say_which_slot_serves_or_why_it_is_unknown(ap
     assert f'<span class="badge badge-warn">{unknown}</span>' in client.get("/targets/staging").get_data(as_text=True)
     shown = panel(client.get(PAGE).get_data(as_text=True))
     assert '<span class="badge badge-warn">unknown</span> which slot serves traffic' in shown
+    # QA: every slot said "idle" beside "unknown which slot serves traffic", as if none served; any of them may
+    assert "idle" not in shown and shown.count('<span class="badge badge-neutral">unknown</span>') == 2
 
 
 def test_a_target_without_blue_green_shows_no_traffic(app, users, as_role, code_target):
@@ -182,6 +184,8 @@ def test_cli_status_names_the_live_slot_and_the_switch_command(app, users, slots
 
 def test_cli_status_of_an_unknown_slot_exits_1_with_the_reason(app, users, slots):
     _, link, _ = slots
+    with app.app_context():
+        urls = current_targets().config("staging").bluegreen.slots
     link.unlink()
     link.symlink_to("/nowhere")
     result = app.test_cli_runner().invoke(args=["rewind", "traffic", "status", "staging"])
@@ -191,6 +195,7 @@ def test_cli_status_of_an_unknown_slot_exits_1_with_the_reason(app, users, slots
         lines[0]
         == f"staging: which slot serves traffic is unknown — {link} points at /nowhere, none of the slots' folders"
     )
+    assert lines[1:3] == [f"  {slot:<5}  unknown  {url}" for slot, url in urls.items()]  # not "idle", either
     assert lines[-1] == "switch: flask rewind run staging bluegreen slot=blue|green --as USER"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from datetime import datetime
 
 import pytest
@@ -227,7 +228,11 @@ def test_kill_with_nothing_chosen_says_how_to_choose(app, cli, flagdb):
     ("args", "message", "audited"),
     [
         (("web", "dark_mode", "--as", "viewer", "--reason", "r"), "viewer may not use the kill switch: it needs", True),
-        (("web", "checkout_v2", "gone", "--as", "operator", "--reason", "r"), "gone", True),  # all or none
+        (  # all or none; QA: a name never there was "no longer in feature_flags … reload the flags"
+            ("web", "checkout_v2", "gone", "--as", "operator", "--reason", "r"),
+            "not in feature_flags: gone; nothing was changed; see them with: flask rewind flags list web",
+            True,
+        ),
         (("web", "checkout_v2", "--as", "operator"), "the kill switch needs a reason", True),
         (("web", "--as", "operator", "--reason", "r"), "no flags chosen: nothing to turn off", True),
         (("web", "checkout_v2", "--all", "--as", "operator", "--reason", "r"), "only one of them", True),
@@ -266,6 +271,37 @@ def test_restore_prints_the_plan_then_writes_it_only_when_confirmed(app, cli, fl
     [(actor, outcome, details)] = audit_rows(app, "flags.restore")
     assert (actor, outcome, details["via"], details["reason"]) == ("operator", "ok", "cli", "undo")
     assert details["source"] == f"checkpoint #{checkpoint}" and len(details["changes"]) == 2
+
+
+def test_restore_on_a_protected_target_prints_a_command_that_asks_for_the_reason(app, cli, flagdb):
+    """QA: on a protected target the printed command had no --reason, so running it was refused: "restoring
+    prod's flags needs a reason"."""
+    from app.checkpoints import store as checkpoints
+    from app.flags.captures import snapshot
+
+    with app.app_context():
+        checkpoint = checkpoints.record("prod", None, "before the change", {"flags": snapshot(flagdb.table())}).id
+    cli("set", "prod", "dark_mode", "on", "--as", "operator", "--reason", "try it")
+    plan = cli("restore", "prod", "--checkpoint", str(checkpoint), "--as", "operator")
+    assert plan.exit_code == 0, plan.output
+    command = plan.output.splitlines()[-1].split("to write this plan: flask rewind ")[1]
+    assert command.endswith("--yes --as USER --reason WHY")
+    args = shlex.split(command.replace("USER", "operator").replace("WHY", "'back as it was'"))
+    done = app.test_cli_runner().invoke(args=["rewind", *args])
+    assert done.exit_code == 0, done.output
+    assert flagdb.states()["dark_mode"] is False
+    [(_, outcome, details)] = audit_rows(app, "flags.restore")
+    assert (outcome, details["reason"]) == ("ok", "back as it was")
+
+
+def test_restore_refuses_to_recreate_a_flag_not_deleted_before_printing_a_command(app, cli, flagdb):
+    """QA: --recreate of a flag that was never deleted was taken into the printed command, which then refused it."""
+    checkpoint = _checkpoint(app, flagdb)
+    cli("set", "web", "dark_mode", "on", "--as", "operator")
+    plan = cli("restore", "web", "--checkpoint", str(checkpoint), "--recreate", "nope", "--as", "operator")
+    assert plan.exit_code == ExitStatus.REFUSED, plan.output
+    assert plan.stderr == f"rewind: cannot recreate nope: not deleted since checkpoint #{checkpoint}; nothing written\n"
+    assert "to write this plan" not in plan.output and flagdb.states()["dark_mode"] is True
 
 
 def test_restore_as_of_a_time_says_the_time_once(app, cli, flagdb):

@@ -324,6 +324,7 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     from app.checkpoints import captures
     from app.checkpoints import store as checkpoints
     from app.jobs.engine import current_targets
+    from app.jobs.models import Job
 
     client = as_role(Role.OPERATOR)
     with flag_app.app_context():
@@ -337,7 +338,14 @@ def test_restore_to_a_checkpoint_and_before_a_job(flag_app, flagdb, as_role):
     assert f"as of checkpoint #{checkpoint}" in page and "<code>outsider</code>" in page
     post(client, "/targets/web/flags/restore", {"checkpoint": str(checkpoint), **confirm_of(page)})
     assert flagdb.states() == {"checkout_v2": True, "dark_mode": False, "outsider": True, "search_beta": True}
-    assert "job #999 did not run on web" in plan_page(client, "job=999")
+    # QA: a job that never existed was said to have "not run on web"
+    assert "there is no job #999" in plan_page(client, "job=999")
+    with flag_app.app_context():
+        elsewhere = Job(runbook="verify", target="prod", mutates=False, actor_name="operator", state="succeeded")
+        db.session.add(elsewhere)
+        db.session.commit()
+        elsewhere = elsewhere.id
+    assert f"job #{elsewhere} ran on prod, not on web" in plan_page(client, f"job={elsewhere}")
     huge = 2**70  # past what the ops database holds: no such row, not an OverflowError (a 500)
     assert f"there is no job #{huge}" in plan_page(client, f"job={huge}")
     assert f"there is no checkpoint #{huge}" in plan_page(client, f"checkpoint={huge}")
@@ -1002,7 +1010,10 @@ def test_the_tab_pages_by_name_past_a_page_full_keeping_the_search(flag_app, fla
     assert names == ["alpha_web", "mid_web", "zeta_web"]
     assert all(parse_qs(urlsplit(link).query)["q"] == ["web"] for link in links)
     page = client.get("/targets/web/flags?q=web&after=mid_web").get_data(as_text=True)
-    assert "3 of 7 flag(s); showing 1 after “mid_web”" in page and "« First" in page
+    # QA: the last page said "search to narrow, or page on below" with nothing below to page on to
+    assert "3 of 7 flag(s); showing 1 after “mid_web”, the last by name." in page and "« First" in page
+    first = client.get("/targets/web/flags?q=web").get_data(as_text=True)
+    assert "3 of 7 flag(s); showing 2, the first by name: search to narrow, or page on below." in first
     gone = client.get("/targets/web/flags?after=zzz").get_data(as_text=True)
     assert "comes after “zzz”" in gone and "back to the first" in gone
 
