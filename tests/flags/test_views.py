@@ -142,6 +142,15 @@ def test_a_viewer_cannot_toggle(flag_app, flagdb, as_role):
     assert [o for _, o, _ in audit_rows(flag_app, "auth.denied")] == ["denied"]
 
 
+def test_a_viewer_is_told_the_tab_reads_only_for_their_role(flag_app, as_role):
+    """QA: a viewer saw an empty Actions column and nothing saying why (the Config, Migrations and Traffic parts
+    say which role may act): in an incident that reads as "flags cannot be changed here"."""
+    page = as_role(Role.VIEWER).get("/targets/web/flags").get_data(as_text=True)
+    assert "Your role reads only: turning, creating, deleting and restoring flags is for operators." in page
+    assert "Turn off<" not in page
+    assert 'id="flags-read-only"' not in as_role(Role.OPERATOR).get("/targets/web/flags").get_data(as_text=True)
+
+
 def test_missing_csrf_is_refused(flag_app, flagdb, as_role):
     response = as_role(Role.OPERATOR).post("/targets/web/flags/dark_mode/toggle", data={"seen": "off"})
     assert response.status_code == 400 and "Security token" in response.get_data(as_text=True)
