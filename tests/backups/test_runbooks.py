@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -912,7 +911,12 @@ def test_a_backup_for_a_rotated_out_key_is_not_blamed_on_its_bytes(app, runner, 
         gpg = ["gpg", "--homedir", str(old.home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
         for which in ((), ("*",)):  # the primary key, then its subkeys: expired, gpg encrypts to the new key
             subprocess.run([*gpg, "--quick-set-expire", key.fingerprint, "seconds=1", *which], check=True)
-        time.sleep(2)
+
+        def expired() -> bool:  # a second after it was set, as gpg's listing says ("pub:e:")
+            listed = subprocess.run([*gpg, "--with-colons", "--list-keys", RECIPIENT], capture_output=True, text=True)
+            return "\npub:e:" in "\n" + listed.stdout
+
+        wait_for(expired, timeout=10)
         exported = subprocess.run([*gpg, "--export", RECIPIENT], capture_output=True, check=True).stdout
         new.generate_key("Ops", RECIPIENT)
         subprocess.run(["gpg", "--homedir", str(new.home), "--batch", "--import"], input=exported, check=True)
