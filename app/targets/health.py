@@ -366,7 +366,7 @@ class HealthCheck:
         deadline = started + self.timeout_s
         pause = min(FIRST_PAUSE_S, self.interval_s)
         parts = urlsplit(self.url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = sockets.url_port(self.url)
         local = process is not None and sockets.is_local_host(parts.hostname or "")
         probes = errors = misdirected = slow = waited_out = refused = 0
         while True:

@@ -79,19 +79,23 @@ def listeners(port: int) -> list[int]:
     return [pid for pid in pids if socket_inodes([pid]) & inodes]
 
 
+def url_port(url: str) -> int:
+    """An http(s) URL's port, said or implied by its scheme."""
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def url_listeners(url: str) -> tuple[int, list[int]]:
     """An http(s) URL's port, and the pids listening on it when its host is this machine (none otherwise)."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return port, listeners(port) if is_local_host(parts.hostname or "") else []
+    port = url_port(url)
+    return port, listeners(port) if is_local_host(urlsplit(url).hostname or "") else []
 
 
 def url_listener_users(url: str) -> list[str]:
     """Who owns what listens on an http(s) URL's port when its host is this machine, pid readable or not: a process
     of another user (a service's own account) listens there even when `url_listeners` cannot name its pid."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if not is_local_host(parts.hostname or ""):
+    port = url_port(url)
+    if not is_local_host(urlsplit(url).hostname or ""):
         return []
     return sorted({_user_name(uid) for listened, uid in _listening().values() if listened == port})
 
